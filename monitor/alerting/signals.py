@@ -1,0 +1,52 @@
+"""What the monitoring pipeline tells the alert engine after each evaluation.
+
+The pipeline (one model, one evaluation step) produces a list of
+:class:`Signal` values plus one :class:`EvaluationContext`. The alert engine
+turns them into notifications; it never looks at windows or detectors itself.
+Every signal the pipeline knows about is reported at every evaluation, active
+or not (``severity="ok"``), so the engine can resolve alerts whose condition
+cleared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+SignalKind = Literal["drift", "performance", "data_quality"]
+SignalSeverity = Literal["ok", "warning", "critical"]
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One observed condition of one model at one evaluation.
+
+    ``subject`` is bounded and stable: a feature name (``"income"``), the
+    prediction (``"__prediction__"``), a metric (``"accuracy"``) or a quality
+    rate (``"missing_rate:income"``). ``severity`` is already the verdict
+    after the drift layer's correction and persistence: ``"ok"`` means the
+    condition is not present now.
+    """
+
+    model: str
+    kind: SignalKind
+    subject: str
+    severity: SignalSeverity
+    value: float
+    threshold: float
+    detector: str | None = None
+    details: dict[str, float | str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationContext:
+    """Where and when an evaluation happened: the evidence a notification carries."""
+
+    model: str
+    model_version: str | None
+    evaluated_at: float  # wall-clock seconds (the injected clock)
+    window_start: float  # event time of the oldest event in the window, epoch seconds
+    window_end: float  # event time of the newest event in the window
+    window_events: int  # events in the window
+    events_total: int  # events seen for this model since the monitor started tracking it
+    evaluation_seq: int = 0  # monotonically increasing per model; part of idempotency keys

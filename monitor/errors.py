@@ -1,0 +1,120 @@
+"""One exception tree for the whole service.
+
+Callers catch ours, never a dependency's: adapters translate aiokafka, httpx,
+sqlite3 and pydantic errors at the boundary (``raise ... from exc``).
+
+    MonitorError
+    ├── ConfigError              the configuration file is invalid (every problem listed)
+    ├── ReferenceError_          a reference profile or file cannot be loaded or built
+    ├── EventError               one event breaks the event contract
+    │   ├── MalformedEvent         not JSON, not an object, invalid UTF-8, too large
+    │   └── InvalidEvent           a field is missing, mistyped or non-finite
+    ├── DetectorError            a detector was given bad parameters or data
+    ├── StateError               the state store is unreadable, foreign or of another version
+    ├── DeliveryError            a notification could not be delivered
+    │   ├── RetryableDeliveryError   network error, timeout, 429, 5xx: try again later
+    │   └── PermanentDeliveryError   any other 4xx: retrying cannot help
+    ├── SourceError              the event source (Kafka) failed
+    └── ServiceStateError        a component was used outside its lifecycle (after stop, before start)
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Base of every error this service raises on purpose."""
+
+
+class ConfigError(MonitorError):
+    """The configuration is invalid.
+
+    ``problems`` holds one ``"path: message"`` line per problem, so that
+    ``monitor check-config`` can report all of them at once.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class ReferenceError_(MonitorError):  # noqa: N801 - trailing underscore avoids the builtin ReferenceError
+    """A reference profile or reference data file cannot be used."""
+
+
+class EventError(MonitorError):
+    """One event breaks the event contract.
+
+    ``reason`` is a short, bounded token used as a metric label
+    (``malformed_json``, ``missing_field``, ...); ``field`` names the offending
+    field when there is one. Neither ever carries data from the wire beyond the
+    field name, which is bounded by the contract.
+    """
+
+    def __init__(self, reason: str, message: str, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class MalformedEvent(EventError):
+    """The message is not a JSON object at all (bad UTF-8, bad JSON, too large)."""
+
+
+class InvalidEvent(EventError):
+    """The message is a JSON object but a field is missing, mistyped or out of range."""
+
+
+class DetectorError(MonitorError, ValueError):
+    """A detector was constructed with bad parameters or fed unusable data."""
+
+
+class StateError(MonitorError):
+    """The state store cannot be read: corrupt, foreign, or written by another format version."""
+
+
+class DeliveryError(MonitorError):
+    """A notification could not be delivered to a receiver."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class RetryableDeliveryError(DeliveryError):
+    """Network error, timeout, HTTP 429 or 5xx: the same request may succeed later."""
+
+    retryable = True
+
+
+class PermanentDeliveryError(DeliveryError):
+    """HTTP 4xx other than 429: the receiver rejected the request; retrying cannot help."""
+
+    retryable = False
+
+
+class SourceError(MonitorError):
+    """The event source (Kafka) failed in a way the service cannot recover from by itself."""
+
+
+class ServiceStateError(MonitorError, RuntimeError):
+    """A component was used outside its lifecycle, e.g. after ``stop()``."""
+
+
+__all__ = [
+    "ConfigError",
+    "DeliveryError",
+    "DetectorError",
+    "EventError",
+    "InvalidEvent",
+    "MalformedEvent",
+    "MonitorError",
+    "PermanentDeliveryError",
+    "ReferenceError_",
+    "RetryableDeliveryError",
+    "ServiceStateError",
+    "SourceError",
+    "StateError",
+]

@@ -1,0 +1,1 @@
+"""Model performance from delayed labels, and estimated performance before labels arrive."""
