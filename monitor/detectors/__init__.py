@@ -1,5 +1,169 @@
-"""Drift detectors behind one protocol (see :mod:`monitor.detectors.base`)."""
+"""Drift detectors behind one protocol (see :mod:`monitor.detectors.base`).
+
+Which detectors run by default, and why
+---------------------------------------
+
+Evidently picks one test per column: KS for numeric columns with at most 1000
+reference values and Wasserstein (in reference std units, threshold 0.1) above;
+chi-square for categorical columns with few categories and Jensen-Shannon
+above. Its reason is that with large samples a p-value test flags shifts too
+small to matter.
+
+We run a small *panel* per column instead (``DriftConfig.numeric`` and
+``DriftConfig.categorical``), because the monitor evaluates the same column
+many times and an alert needs more than one noisy evaluation anyway:
+
+* numeric: ``psi`` (a scale-free, familiar magnitude with warning/critical
+  grades), ``ks`` (a calibrated test: its p-values can be corrected across
+  features, see :class:`monitor.drift.DriftTracker`) and ``adwin`` (a stream
+  detector that localises *when* the change happened, between evaluations);
+* categorical: ``psi`` (with an explicit bucket for unseen categories) and
+  ``chi_square`` (a homogeneity test: it treats the reference as a sample and
+  handles unseen categories without smoothing).
+
+KS over-sensitivity on big windows is handled by correction and by
+persistence (k consecutive drifted evaluations) rather than by dropping the
+test. Users who prefer Evidently's rule list ``auto`` for numeric columns: it
+resolves to ``ks`` when the reference has at most 1000 values and to
+``wasserstein`` above. ``jensen_shannon`` is the bounded alternative for
+categorical columns with many categories.
+
+``n_reference`` (the number of reference observations) also caps the number of
+quantile bins of PSI and JS at ``n_reference // 5`` (at least 2), so that each
+reference bin holds about five values or more.
+
+>>> from monitor.detectors.config import DriftConfig
+>>> [d.name for d in build_detectors("numeric", DriftConfig(), n_reference=10_000)]
+['psi', 'ks', 'adwin']
+>>> [d.name for d in build_detectors("categorical", DriftConfig(), n_reference=10_000)]
+['psi', 'chi_square']
+>>> cfg = DriftConfig(numeric=["auto"])
+>>> [d.name for d in build_detectors("numeric", cfg, 500)]
+['ks']
+>>> [d.name for d in build_detectors("numeric", cfg, 5_000)]
+['wasserstein']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
 
 from monitor.detectors.base import Detector, DetectorResult
+from monitor.detectors.chi_square import ChiSquareDetector
+from monitor.detectors.config import DriftConfig
+from monitor.detectors.jensen_shannon import JensenShannonDetector
+from monitor.detectors.ks import KSDetector
+from monitor.detectors.psi import PSIDetector
+from monitor.detectors.streaming import ADWINDetector, PageHinkleyDetector
+from monitor.detectors.wasserstein import WassersteinDetector
+from monitor.errors import DetectorError
 
-__all__ = ["Detector", "DetectorResult"]
+#: Evidently's switch from KS to Wasserstein for the ``auto`` numeric entry.
+AUTO_KS_MAX_REFERENCE = 1000
+#: Stream detectors: they need every value through ``update``.
+STREAM_DETECTORS = frozenset({"adwin", "page_hinkley"})
+
+
+def _bins(bins: int, n_reference: int) -> int:
+    return max(2, min(bins, n_reference // 5))
+
+
+def build_detector(
+    name: str,
+    kind: Literal["numeric", "categorical"],
+    config: DriftConfig,
+    n_reference: int,
+    threshold: float | None = None,
+) -> Detector:
+    """One fresh, unfitted detector by config name.
+
+    ``threshold`` overrides the warning-level threshold (PSI ``warning``,
+    KS/chi-square ``alpha``, JS/Wasserstein ``threshold``), e.g. with a value
+    from :func:`monitor.detectors.calibration.calibrate_thresholds`. For PSI,
+    ``critical`` is raised to the override if it would fall below it.
+    """
+    if name == "auto":
+        name = "ks" if n_reference <= AUTO_KS_MAX_REFERENCE else "wasserstein"
+    if name == "psi":
+        p = config.psi
+        warning = threshold if threshold is not None else p.warning
+        return PSIDetector(
+            bins=_bins(p.bins, n_reference),
+            warning=warning,
+            critical=max(p.critical, warning),
+            epsilon=p.epsilon,
+            kind=kind,
+        )
+    if name == "ks":
+        return KSDetector(alpha=threshold if threshold is not None else config.ks.alpha)
+    if name == "chi_square":
+        return ChiSquareDetector(
+            alpha=threshold if threshold is not None else config.chi_square.alpha
+        )
+    if name == "jensen_shannon":
+        j = config.jensen_shannon
+        t = threshold if threshold is not None else j.threshold
+        critical = None if j.critical is None else max(j.critical, t)
+        return JensenShannonDetector(
+            threshold=t, bins=_bins(j.bins, n_reference), critical=critical, kind=kind
+        )
+    if name == "wasserstein":
+        w = config.wasserstein
+        t = threshold if threshold is not None else w.threshold
+        critical = None if w.critical is None else max(w.critical, t)
+        return WassersteinDetector(threshold=t, critical=critical)
+    if name == "adwin":
+        return ADWINDetector(**config.adwin.model_dump())
+    if name == "page_hinkley":
+        return PageHinkleyDetector(**config.page_hinkley.model_dump())
+    raise DetectorError(f"unknown detector {name!r}")
+
+
+def build_detectors(
+    kind: Literal["numeric", "categorical"],
+    config: DriftConfig,
+    n_reference: int,
+    *,
+    feature: str | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> list[Detector]:
+    """Fresh, unfitted detectors for one column, per ``config`` (see the module docstring).
+
+    ``feature`` (optional) applies ``config.streaming_features``: stream
+    detectors are left out for features not listed. ``thresholds`` maps
+    detector names to calibrated warning thresholds (``threshold: auto``).
+    """
+    if kind not in ("numeric", "categorical"):
+        raise DetectorError(f"kind must be 'numeric' or 'categorical', got {kind!r}")
+    if n_reference < 1:
+        raise DetectorError(f"n_reference must be >= 1, got {n_reference!r}")
+    names = config.numeric if kind == "numeric" else config.categorical
+    thresholds = thresholds or {}
+    detectors: list[Detector] = []
+    for name in names:
+        if name in STREAM_DETECTORS and not config.streams_feature(feature):
+            continue
+        resolved = name
+        if name == "auto":
+            resolved = "ks" if n_reference <= AUTO_KS_MAX_REFERENCE else "wasserstein"
+        detectors.append(
+            build_detector(resolved, kind, config, n_reference, thresholds.get(resolved))
+        )
+    return detectors
+
+
+__all__ = [
+    "ADWINDetector",
+    "ChiSquareDetector",
+    "Detector",
+    "DetectorResult",
+    "DriftConfig",
+    "JensenShannonDetector",
+    "KSDetector",
+    "PSIDetector",
+    "PageHinkleyDetector",
+    "WassersteinDetector",
+    "build_detector",
+    "build_detectors",
+]

@@ -31,6 +31,8 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from monitor.errors import DetectorError
+
 ColumnKind = Literal["numeric", "categorical"]
 Severity = Literal["ok", "warning", "critical"]
 
@@ -72,3 +74,77 @@ class Detector(Protocol):
 
     def evaluate(self, window: np.ndarray) -> DetectorResult:
         """Compare the current window with the reference."""
+
+
+def grade(strength: float, warning: float, critical: float) -> Severity:
+    """Grade a distance-like statistic (bigger is worse) against two thresholds.
+
+    Shared by every distance detector so "warning below critical" means the same
+    thing everywhere. NaN grades as "ok": an undefined distance must not page.
+
+    >>> grade(0.12, 0.1, 0.25), grade(0.3, 0.1, 0.25), grade(0.05, 0.1, 0.25)
+    ('warning', 'critical', 'ok')
+    """
+    if strength >= critical:
+        return "critical"
+    if strength >= warning:
+        return "warning"
+    return "ok"
+
+
+def grade_p_value(p_value: float, alpha: float) -> Severity:
+    """Grade a hypothesis test: "warning" if ``p < alpha``, "critical" if ``p < alpha / 10``.
+
+    One decade below the significance level is where a test result stops being
+    borderline; :class:`monitor.drift.DriftTracker` re-grades corrected p-values
+    with this same function, so the rule lives in one place.
+
+    >>> grade_p_value(0.03, 0.05), grade_p_value(0.001, 0.05), grade_p_value(0.2, 0.05)
+    ('warning', 'critical', 'ok')
+    """
+    if p_value < alpha / 10.0:
+        return "critical"
+    if p_value < alpha:
+        return "warning"
+    return "ok"
+
+
+def as_numeric(values: np.ndarray, what: str = "values") -> np.ndarray:
+    """Return ``values`` as a 1-D float64 array of finite values, or raise DetectorError.
+
+    Detectors check their inputs once at the boundary so that a malformed window
+    fails loudly with our error instead of producing a NaN statistic.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise DetectorError(f"{what} must be a 1-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise DetectorError(f"{what} must be finite; remove missing values before the detector")
+    return arr
+
+
+def as_counts(values: np.ndarray, what: str = "counts") -> np.ndarray:
+    """Return ``values`` as a 1-D int64 count vector (non-negative), or raise DetectorError."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise DetectorError(f"{what} must be a 1-D count vector, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise DetectorError(f"{what} must hold whole counts")
+    elif arr.dtype.kind not in "iub":
+        raise DetectorError(f"{what} must be an integer count vector, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if np.any(arr < 0):
+        raise DetectorError(f"{what} must be non-negative")
+    return arr
+
+
+def check_kind(kind: str, supported: frozenset[str], detector: str) -> None:
+    """Raise DetectorError unless ``kind`` is a column kind ``detector`` supports."""
+    if kind not in supported:
+        raise DetectorError(f"{detector}: kind must be one of {sorted(supported)}, got {kind!r}")
+
+
+def not_fitted(detector: str) -> DetectorError:
+    """The error for evaluating before :meth:`Detector.fit`: a lifecycle mistake by the caller."""
+    return DetectorError(f"{detector}: call fit(reference) before evaluate()")

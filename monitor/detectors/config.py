@@ -1,11 +1,197 @@
-"""Drift-detection settings per model (STUB: the detector work replaces this)."""
+"""Drift-detection settings per model: which detectors, their thresholds, and alert policy.
+
+YAML shape (every key optional; these are the defaults)::
+
+    drift:
+      numeric: [psi, ks, adwin]
+      categorical: [psi, chi_square]
+      psi: {bins: 10, warning: 0.1, critical: 0.25, epsilon: 0.0001}
+      ks: {alpha: 0.05}
+      chi_square: {alpha: 0.05}
+      jensen_shannon: {threshold: 0.1, critical: null, bins: 10}   # null = 2 * threshold
+      wasserstein: {threshold: 0.1, critical: null}                # null = 2 * threshold
+      adwin: {delta: 0.002, clock: 32, min_window_length: 5, grace_period: 10}
+      page_hinkley: {min_instances: 30, delta: 0.005, threshold: 50.0, alpha: 0.9999, mode: both}
+      correction: bh
+      persistence: 2
+      clear_after: 2
+      threshold: fixed
+      expected_run_time_events: 1000000
+      streaming_features: all
+
+Parameter bounds mirror the detectors' own checks, so a bad value is reported
+by ``monitor check-config`` with its path instead of failing at start-up.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NumericDetectorName = Literal[
+    "psi", "ks", "wasserstein", "jensen_shannon", "adwin", "page_hinkley", "auto"
+]
+CategoricalDetectorName = Literal["psi", "chi_square", "jensen_shannon"]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PSIParams(_Params):
+    """Population Stability Index settings (numeric and categorical)."""
+
+    bins: int = Field(10, ge=2, description="Reference-quantile bins for numeric columns (>= 2).")
+    warning: float = Field(0.1, gt=0, description="PSI at or above which drift is a warning.")
+    critical: float = Field(0.25, gt=0, description="PSI at or above which drift is critical.")
+    epsilon: float = Field(
+        1e-4, gt=0, lt=1, description="Floor for empty-bin proportions, keeps PSI finite."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PSIParams:
+        if self.critical < self.warning:
+            raise ValueError("critical must be >= warning")
+        return self
+
+
+class KSParams(_Params):
+    """Two-sample Kolmogorov-Smirnov test settings (numeric)."""
+
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Significance level: warning if p < alpha, critical if p < alpha/10.",
+    )
+
+
+class ChiSquareParams(_Params):
+    """Chi-square goodness-of-fit settings (categorical)."""
+
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Significance level: warning if p < alpha, critical if p < alpha/10.",
+    )
+
+
+class JensenShannonParams(_Params):
+    """Jensen-Shannon distance settings (numeric via quantile bins, or categorical)."""
+
+    threshold: float = Field(
+        0.1, gt=0, le=1, description="JS distance (base 2, in [0, 1]) that is a warning."
+    )
+    critical: float | None = Field(
+        None, gt=0, le=1, description="JS distance that is critical; default 2 * threshold."
+    )
+    bins: int = Field(10, ge=2, description="Reference-quantile bins for numeric columns (>= 2).")
+
+
+class WassersteinParams(_Params):
+    """Wasserstein-1 distance in reference standard deviations (numeric)."""
+
+    threshold: float = Field(
+        0.1, gt=0, description="Distance / reference std that is a warning (Evidently: 0.1)."
+    )
+    critical: float | None = Field(
+        None, gt=0, description="Distance / reference std that is critical; default 2 * threshold."
+    )
+
+
+class ADWINParams(_Params):
+    """river ADWIN settings (stream detector, numeric)."""
+
+    delta: float = Field(
+        0.002, gt=0, lt=1, description="Confidence; smaller means fewer false alarms."
+    )
+    clock: int = Field(32, ge=1, description="Run the cut test every `clock` values.")
+    min_window_length: int = Field(5, ge=1, description="Smallest sub-window compared.")
+    grace_period: int = Field(10, ge=0, description="Values seen before any test.")
+
+
+class PageHinkleyParams(_Params):
+    """river Page-Hinkley settings (stream detector, numeric)."""
+
+    min_instances: int = Field(30, ge=1, description="Values seen before any test.")
+    delta: float = Field(0.005, ge=0, description="Tolerated change magnitude.")
+    threshold: float = Field(
+        50.0, gt=0, description="Cumulative deviation (column units) that signals a change."
+    )
+    alpha: float = Field(0.9999, gt=0, le=1, description="Forgetting factor.")
+    mode: Literal["up", "down", "both"] = Field("both", description="Direction of change.")
 
 
 class DriftConfig(BaseModel):
-    """Which detectors run, their thresholds, correction and persistence."""
+    """Which detectors run, their thresholds, multiple-testing correction and persistence."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    numeric: list[NumericDetectorName] = Field(
+        default_factory=lambda: ["psi", "ks", "adwin"],
+        description=(
+            "Detectors for numeric columns. 'auto' is KS for references of at most"
+            " 1000 values and Wasserstein above (Evidently's rule)."
+        ),
+    )
+    categorical: list[CategoricalDetectorName] = Field(
+        default_factory=lambda: ["psi", "chi_square"],
+        description="Detectors for categorical columns (count vectors by category code).",
+    )
+    psi: PSIParams = Field(default_factory=PSIParams, description="PSI settings.")
+    ks: KSParams = Field(default_factory=KSParams, description="KS test settings.")
+    chi_square: ChiSquareParams = Field(
+        default_factory=ChiSquareParams, description="Chi-square test settings."
+    )
+    jensen_shannon: JensenShannonParams = Field(
+        default_factory=JensenShannonParams, description="Jensen-Shannon settings."
+    )
+    wasserstein: WassersteinParams = Field(
+        default_factory=WassersteinParams, description="Wasserstein settings."
+    )
+    adwin: ADWINParams = Field(default_factory=ADWINParams, description="ADWIN settings.")
+    page_hinkley: PageHinkleyParams = Field(
+        default_factory=PageHinkleyParams, description="Page-Hinkley settings."
+    )
+    correction: Literal["none", "bonferroni", "bh"] = Field(
+        "bh",
+        description=(
+            "Multiple-testing correction of p-values across the features of one"
+            " evaluation: none, Bonferroni (family-wise) or Benjamini-Hochberg (FDR)."
+        ),
+    )
+    persistence: int = Field(
+        2, ge=1, description="Consecutive drifted evaluations before a feature is drifting."
+    )
+    clear_after: int = Field(
+        2, ge=1, description="Consecutive clean evaluations before a drifting feature clears."
+    )
+    threshold: Literal["fixed", "auto"] = Field(
+        "fixed",
+        description=(
+            "fixed: use the thresholds above. auto: calibrate window-detector thresholds on"
+            " bootstrap windows of the reference for expected_run_time_events."
+        ),
+    )
+    expected_run_time_events: int = Field(
+        1_000_000,
+        ge=1,
+        description="Target mean number of stationary events between false alarms (auto).",
+    )
+    streaming_features: list[str] | Literal["all"] | None = Field(
+        "all",
+        description=(
+            "Features that get the stream detectors (adwin, page_hinkley) listed in"
+            " `numeric`: 'all', a list of feature names, or null for none."
+        ),
+    )
+
+    def streams_feature(self, feature: str | None) -> bool:
+        """Whether stream detectors run on ``feature`` (None = the caller does not filter)."""
+        if self.streaming_features == "all" or feature is None:
+            return True
+        if self.streaming_features is None:
+            return False
+        return feature in self.streaming_features

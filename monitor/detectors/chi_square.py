@@ -1,0 +1,108 @@
+"""Chi-square test of homogeneity between reference and window category counts.
+
+The reference is itself a sample, so the right question is "were these two
+count vectors drawn from the same distribution?" (a 2 x k contingency table),
+not "does the window fit the reference proportions exactly?" (goodness of fit,
+which treats the reference as the truth and is infinite for a category the
+reference never saw). The homogeneity test handles unseen categories without
+smoothing: every window code at or beyond ``len(reference)`` is pooled into one
+extra "unseen" column whose reference count is 0.
+
+The statistic and p-value equal ``scipy.stats.chi2_contingency(table,
+correction=False)`` on the table with all-zero columns dropped; the p-value is
+``scipy.stats.chi2.sf(statistic, columns - 1)``. Severity follows
+:func:`monitor.detectors.base.grade_p_value`.
+
+>>> import numpy as np
+>>> d = ChiSquareDetector(alpha=0.05)
+>>> d.fit(np.array([500, 300, 200]))
+>>> d.evaluate(np.array([250, 150, 100])).drifted
+False
+>>> r = d.evaluate(np.array([100, 150, 200, 50]))  # code 3 never seen in the reference
+>>> r.drifted, r.severity
+(True, 'critical')
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from scipy import stats
+
+from monitor.detectors.base import DetectorResult, as_counts, grade_p_value, not_fitted
+from monitor.errors import DetectorError
+
+
+def pooled_counts(window: np.ndarray, n_reference_categories: int) -> np.ndarray:
+    """Window counts over the reference's categories plus one pooled "unseen" bucket.
+
+    >>> pooled_counts(np.array([1, 2, 3, 4, 5]), 3)
+    array([1, 2, 3, 9])
+    >>> pooled_counts(np.array([7]), 3)
+    array([7, 0, 0, 0])
+    """
+    out = np.zeros(n_reference_categories + 1, dtype=np.int64)
+    seen = min(window.size, n_reference_categories)
+    out[:seen] = window[:seen]
+    out[-1] = window[n_reference_categories:].sum()
+    return out
+
+
+class ChiSquareDetector:
+    """Chi-square homogeneity test on categorical count vectors.
+
+    ``alpha`` is the significance level: warning if ``p < alpha``, critical if
+    ``p < alpha / 10``. The classical rule of thumb (expected counts >= 5)
+    matters for small windows: merge rare categories upstream if needed.
+    """
+
+    name: ClassVar[str] = "chi_square"
+    supports: ClassVar[frozenset[str]] = frozenset({"categorical"})
+
+    def __init__(self, alpha: float = 0.05) -> None:
+        if not (isinstance(alpha, int | float) and 0 < alpha < 1):
+            raise DetectorError(f"chi_square: alpha must be in (0, 1), got {alpha!r}")
+        self.alpha = alpha
+        self._ref: np.ndarray | None = None
+
+    def fit(self, reference: np.ndarray) -> None:
+        """Keep the reference counts with a zero "unseen" bucket appended."""
+        ref = as_counts(reference, "reference")
+        if ref.sum() == 0:
+            raise DetectorError("chi_square: reference counts must not all be zero")
+        self._ref = np.append(ref, 0).astype(np.float64)
+
+    def update(self, values: np.ndarray) -> None:
+        """Window test: the window passed to :meth:`evaluate` is all it needs."""
+
+    def evaluate(self, window: np.ndarray) -> DetectorResult:
+        """Homogeneity statistic and p-value of the 2 x (k + 1) table."""
+        if self._ref is None:
+            raise not_fitted(self.name)
+        win = pooled_counts(as_counts(window, "window"), self._ref.size - 1).astype(np.float64)
+        if win.sum() == 0:
+            raise DetectorError("chi_square: window must not be empty")
+        ref = self._ref
+        columns = ref + win
+        keep = columns > 0
+        ref, win, columns = ref[keep], win[keep], columns[keep]
+        total = columns.sum()
+        expected_ref = columns * (ref.sum() / total)
+        expected_win = columns * (win.sum() / total)
+        statistic = float(
+            np.sum((ref - expected_ref) ** 2 / expected_ref)
+            + np.sum((win - expected_win) ** 2 / expected_win)
+        )
+        dof = int(columns.size - 1)
+        p_value = float(stats.chi2.sf(statistic, dof)) if dof > 0 else 1.0
+        severity = grade_p_value(p_value, self.alpha)
+        return DetectorResult(
+            detector=self.name,
+            statistic=statistic,
+            p_value=p_value,
+            threshold=self.alpha,
+            drifted=severity != "ok",
+            severity=severity,
+            details={"critical_threshold": self.alpha / 10.0, "dof": float(dof)},
+        )

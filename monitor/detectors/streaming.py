@@ -1,0 +1,217 @@
+"""Stream detectors (ADWIN, Page-Hinkley): the one adapter around river.
+
+river's detectors consume one value at a time and raise ``drift_detected`` for
+a single update; the monitor evaluates on a cadence (every N events), which
+would miss that flag. :class:`StreamDetector` therefore *latches*: every
+detection inside :meth:`~StreamDetector.update` is counted, with the stream
+index of the last one, and :meth:`~StreamDetector.evaluate` reports and clears
+the latch. river's API has changed across versions (``update`` vs
+``add_element``, ``drift_detected`` vs ``change_detected``), so every river
+import of the service lives in this module.
+
+Result semantics (both detectors):
+
+* ``statistic`` = number of changes detected since the previous evaluation;
+* ``threshold`` = 1 (one change is drift); ``p_value`` = None;
+* ``severity`` = "warning" for one change, "critical" for two or more in the
+  same period (the stream moved more than once: a large or still-moving shift);
+* ``details``: ``last_change_index`` (0-based position, counted over every value
+  given to :meth:`update` since :meth:`fit`; -1 if none), ``values_seen``, and
+  for ADWIN ``estimation`` (current window mean) and ``shift`` (ADWIN's mean
+  after minus before the last change).
+
+``fit(reference)`` resets the river detector and *warms it up on the
+reference*, then clears the latch: the first live values are then compared with
+the reference distribution, as the window tests are, instead of with whatever
+arrives first. The ``window`` argument of ``evaluate`` is ignored: stream
+detectors see data only through ``update``.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(7)
+>>> d = ADWINDetector()
+>>> d.fit(rng.normal(size=2_000))
+>>> d.update(rng.normal(size=1_000))
+>>> d.evaluate(np.empty(0)).drifted
+False
+>>> d.update(rng.normal(loc=2.0, size=1_000))
+>>> r = d.evaluate(np.empty(0))
+>>> r.drifted, int(r.details["last_change_index"]) < 1_100
+(True, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from river import drift as river_drift
+
+from monitor.detectors.base import DetectorResult, as_numeric, not_fitted
+from monitor.errors import DetectorError
+
+
+class StreamDetector:
+    """Latching adapter shared by the river detectors; subclasses build the river object."""
+
+    name: ClassVar[str] = "stream"
+    supports: ClassVar[frozenset[str]] = frozenset({"numeric"})
+
+    def __init__(self) -> None:
+        self._river: Any = None
+        self._changes = 0
+        self._last_change = -1
+        self._shift = 0.0
+        self._seen = 0
+
+    def _build(self) -> Any:
+        raise NotImplementedError
+
+    def fit(self, reference: np.ndarray) -> None:
+        """Reset, warm up on the reference in order, and clear the latch."""
+        ref = as_numeric(reference, "reference")
+        self._river = self._build()
+        for value in ref.tolist():
+            self._river.update(value)
+        self._changes, self._last_change, self._shift, self._seen = 0, -1, 0.0, 0
+
+    def update(self, values: np.ndarray) -> None:
+        """Feed values to river in order; latch every detection."""
+        if self._river is None:
+            raise not_fitted(self.name)
+        det = self._river
+        base = self._seen
+        for i, value in enumerate(as_numeric(values, "values").tolist()):
+            before = self._estimation()
+            det.update(value)
+            if det.drift_detected:
+                self._changes += 1
+                self._last_change = base + i
+                self._shift = self._estimation() - before
+        self._seen = base + int(np.asarray(values).size)
+
+    def _estimation(self) -> float:
+        return 0.0
+
+    def evaluate(self, window: np.ndarray) -> DetectorResult:
+        """Report the changes latched since the previous evaluation, then clear them."""
+        if self._river is None:
+            raise not_fitted(self.name)
+        changes = self._changes
+        severity = "critical" if changes >= 2 else "warning" if changes == 1 else "ok"
+        result = DetectorResult(
+            detector=self.name,
+            statistic=float(changes),
+            p_value=None,
+            threshold=1.0,
+            drifted=changes > 0,
+            severity=severity,
+            details=self._details(),
+        )
+        self._changes, self._last_change, self._shift = 0, -1, 0.0
+        return result
+
+    def _details(self) -> dict[str, float]:
+        return {"last_change_index": float(self._last_change), "values_seen": float(self._seen)}
+
+
+class ADWINDetector(StreamDetector):
+    """ADWIN (Bifet and Gavalda, 2007): an adaptive window that drops its old part on a change.
+
+    Parameters are river's ``ADWIN`` ones: ``delta`` the confidence (smaller =
+    fewer false alarms, slower detection), ``clock`` how often (in values) the
+    cut test runs, ``min_window_length`` the smallest sub-window tested,
+    ``grace_period`` values seen before any test.
+    """
+
+    name: ClassVar[str] = "adwin"
+
+    def __init__(
+        self,
+        delta: float = 0.002,
+        clock: int = 32,
+        min_window_length: int = 5,
+        grace_period: int = 10,
+    ) -> None:
+        if not 0 < delta < 1:
+            raise DetectorError(f"adwin: delta must be in (0, 1), got {delta!r}")
+        for label, value, low in (
+            ("clock", clock, 1),
+            ("min_window_length", min_window_length, 1),
+            ("grace_period", grace_period, 0),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise DetectorError(f"adwin: {label} must be an integer >= {low}, got {value!r}")
+        super().__init__()
+        self.delta = delta
+        self.clock = clock
+        self.min_window_length = min_window_length
+        self.grace_period = grace_period
+
+    def _build(self) -> Any:
+        return river_drift.ADWIN(
+            delta=self.delta,
+            clock=self.clock,
+            min_window_length=self.min_window_length,
+            grace_period=self.grace_period,
+        )
+
+    def _estimation(self) -> float:
+        return float(self._river.estimation)
+
+    def _details(self) -> dict[str, float]:
+        details = super()._details()
+        details["estimation"] = self._estimation()
+        details["shift"] = self._shift
+        return details
+
+
+class PageHinkleyDetector(StreamDetector):
+    """Page-Hinkley: a cumulative-sum test for a change in the mean.
+
+    Parameters are river's ``PageHinkley`` ones: ``min_instances`` before any
+    test, ``delta`` the tolerated drift magnitude, ``threshold`` the cumulative
+    deviation that signals a change (in the column's units: scale it to the
+    feature), ``alpha`` the forgetting factor, ``mode`` "up", "down" or "both".
+    """
+
+    name: ClassVar[str] = "page_hinkley"
+
+    def __init__(
+        self,
+        min_instances: int = 30,
+        delta: float = 0.005,
+        threshold: float = 50.0,
+        alpha: float = 0.9999,
+        mode: str = "both",
+    ) -> None:
+        if (
+            not isinstance(min_instances, int)
+            or isinstance(min_instances, bool)
+            or min_instances < 1
+        ):
+            raise DetectorError(
+                f"page_hinkley: min_instances must be an integer >= 1, got {min_instances!r}"
+            )
+        if not delta >= 0:
+            raise DetectorError(f"page_hinkley: delta must be >= 0, got {delta!r}")
+        if not threshold > 0:
+            raise DetectorError(f"page_hinkley: threshold must be > 0, got {threshold!r}")
+        if not 0 < alpha <= 1:
+            raise DetectorError(f"page_hinkley: alpha must be in (0, 1], got {alpha!r}")
+        if mode not in ("up", "down", "both"):
+            raise DetectorError(f"page_hinkley: mode must be 'up', 'down' or 'both', got {mode!r}")
+        super().__init__()
+        self.min_instances = min_instances
+        self.delta = delta
+        self.threshold = threshold
+        self.alpha = alpha
+        self.mode = mode
+
+    def _build(self) -> Any:
+        return river_drift.PageHinkley(
+            min_instances=self.min_instances,
+            delta=self.delta,
+            threshold=self.threshold,
+            alpha=self.alpha,
+            mode=self.mode,
+        )

@@ -1,0 +1,202 @@
+"""From per-evaluation detector results to per-feature drift verdicts.
+
+One evaluation of a model runs every detector on every feature (and on the
+prediction, keyed ``"__prediction__"``). Two things stand between those raw
+results and an alert:
+
+1. **Multiple testing.** With twenty features and a 5 % test, one feature
+   "drifts" in most evaluations by chance. P-values are therefore corrected
+   across the features of one evaluation, separately for each test detector
+   (KS, chi-square): Bonferroni (family-wise error) or Benjamini-Hochberg
+   (false-discovery rate). Distance detectors (PSI, JS, Wasserstein) and stream
+   detectors carry no p-value and are left as they are.
+2. **Persistence and hysteresis.** A feature becomes *drifting* after
+   ``persistence`` consecutive evaluations in which some detector (after
+   correction) drifted, and clears only after ``clear_after`` consecutive clean
+   evaluations, so a statistic hovering at its threshold does not flap.
+
+:class:`DriftTracker` is pure and picklable: the pipeline calls
+:meth:`DriftTracker.observe` once per evaluation and the state store saves it.
+
+>>> from monitor.detectors.base import DetectorResult
+>>> from monitor.detectors.config import DriftConfig
+>>> def psi(value: float) -> DetectorResult:
+...     sev = "critical" if value >= 0.25 else "warning" if value >= 0.1 else "ok"
+...     return DetectorResult("psi", value, None, 0.1, sev != "ok", sev)
+>>> tracker = DriftTracker(DriftConfig(persistence=2, clear_after=2))
+>>> [tracker.observe({"age": [psi(v)]})["age"].drifting for v in (0.3, 0.3, 0.0, 0.0)]
+[False, True, True, False]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from monitor.detectors.base import SEVERITY_RANK, DetectorResult, Severity, grade_p_value
+from monitor.detectors.config import DriftConfig
+
+PREDICTION = "__prediction__"
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureVerdict:
+    """The state of one feature after one evaluation.
+
+    ``raw_drifted``: some detector drifted in *this* evaluation (after
+    correction). ``drifting``: the persisted state (persistence/hysteresis).
+    ``consecutive``: length of the current run of evaluations with the same
+    ``raw_drifted`` value (drifted run if ``raw_drifted``, clean run otherwise).
+    ``severity``: "ok" when not drifting; while drifting the highest severity
+    among this evaluation's results, at least "warning" (the incident is open
+    until it clears). ``results`` are the (corrected) detector results;
+    ``detector``/``statistic``/``threshold`` name the headline result to display:
+    the most severe, then the furthest past its threshold (None without results).
+    """
+
+    feature: str
+    drifting: bool
+    severity: Severity
+    raw_drifted: bool
+    consecutive: int
+    results: tuple[DetectorResult, ...]
+    detector: str | None
+    statistic: float | None
+    threshold: float | None
+
+
+@dataclass(slots=True)
+class _FeatureState:
+    drifting: bool = False
+    drifted_run: int = 0
+    clean_run: int = 0
+
+
+def bonferroni(p_values: np.ndarray) -> np.ndarray:
+    """Bonferroni-adjusted p-values: ``min(1, m p)``.
+
+    >>> bonferroni(np.array([0.01, 0.04, 0.5])).tolist()
+    [0.03, 0.12, 1.0]
+    """
+    return np.minimum(p_values * p_values.size, 1.0)
+
+
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (step-up; what ``statsmodels`` calls ``fdr_bh``).
+
+    Comparing the adjusted value with alpha is the BH procedure at FDR alpha.
+
+    >>> benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.5])).round(4).tolist()
+    [0.04, 0.0533, 0.0533, 0.5]
+    """
+    m = p_values.size
+    if m == 0:
+        return p_values.copy()
+    order = np.argsort(p_values, kind="stable")
+    ranked = p_values[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(ranked, 1.0)
+    return adjusted
+
+
+def _strength(result: DetectorResult) -> float:
+    """How far past its threshold a result is (>1 = past it), comparable across detectors."""
+    if result.p_value is not None:
+        return float("inf") if result.p_value <= 0 else result.threshold / result.p_value
+    return result.statistic / result.threshold if result.threshold > 0 else result.statistic
+
+
+def headline(results: Sequence[DetectorResult]) -> DetectorResult | None:
+    """The result to display: most severe, then drifted, then furthest past its threshold."""
+    if not results:
+        return None
+    return max(results, key=lambda r: (SEVERITY_RANK[r.severity], r.drifted, _strength(r)))
+
+
+class DriftTracker:
+    """Correction, persistence and hysteresis over successive evaluations; see the module."""
+
+    def __init__(self, config: DriftConfig) -> None:
+        self.config = config
+        self._states: dict[str, _FeatureState] = {}
+
+    def correct(
+        self, results: Mapping[str, Sequence[DetectorResult]]
+    ) -> dict[str, tuple[DetectorResult, ...]]:
+        """Apply the configured p-value correction across features, per test detector.
+
+        Corrected results keep the raw p-value in ``details["raw_p_value"]`` and
+        are re-graded with :func:`~monitor.detectors.base.grade_p_value`.
+        """
+        out = {feature: tuple(rs) for feature, rs in results.items()}
+        if self.config.correction == "none":
+            return out
+        adjust = bonferroni if self.config.correction == "bonferroni" else benjamini_hochberg
+        families: dict[str, list[tuple[str, int]]] = {}
+        for feature, rs in out.items():
+            for i, r in enumerate(rs):
+                if r.p_value is not None:
+                    families.setdefault(r.detector, []).append((feature, i))
+        corrected = {feature: list(rs) for feature, rs in out.items()}
+        for members in families.values():
+            raw = np.array([out[f][i].p_value for f, i in members], dtype=np.float64)
+            for (feature, i), p_adj in zip(members, adjust(raw), strict=True):
+                r = out[feature][i]
+                severity = grade_p_value(float(p_adj), r.threshold)
+                corrected[feature][i] = replace(
+                    r,
+                    p_value=float(p_adj),
+                    drifted=severity != "ok",
+                    severity=severity,
+                    details={**r.details, "raw_p_value": float(r.p_value or 0.0)},
+                )
+        return {feature: tuple(rs) for feature, rs in corrected.items()}
+
+    def observe(self, results: Mapping[str, Sequence[DetectorResult]]) -> dict[str, FeatureVerdict]:
+        """Take one evaluation's results for every feature; return each feature's verdict.
+
+        Features absent from ``results`` keep their state untouched.
+        """
+        verdicts: dict[str, FeatureVerdict] = {}
+        for feature, rs in self.correct(results).items():
+            state = self._states.setdefault(feature, _FeatureState())
+            raw = any(r.drifted for r in rs)
+            if raw:
+                state.drifted_run += 1
+                state.clean_run = 0
+                if state.drifted_run >= self.config.persistence:
+                    state.drifting = True
+            else:
+                state.clean_run += 1
+                state.drifted_run = 0
+                if state.clean_run >= self.config.clear_after:
+                    state.drifting = False
+            severity: Severity = "ok"
+            if state.drifting:
+                worst = max((SEVERITY_RANK[r.severity] for r in rs), default=0)
+                severity = "critical" if worst >= SEVERITY_RANK["critical"] else "warning"
+            top = headline(rs)
+            verdicts[feature] = FeatureVerdict(
+                feature=feature,
+                drifting=state.drifting,
+                severity=severity,
+                raw_drifted=raw,
+                consecutive=state.drifted_run if raw else state.clean_run,
+                results=rs,
+                detector=top.detector if top else None,
+                statistic=top.statistic if top else None,
+                threshold=top.threshold if top else None,
+            )
+        return verdicts
+
+    def is_drifting(self, feature: str) -> bool:
+        """The persisted state of ``feature`` (False if never observed)."""
+        state = self._states.get(feature)
+        return state.drifting if state else False
+
+    def forget(self, feature: str) -> None:
+        """Drop a feature's state (the feature left the schema)."""
+        self._states.pop(feature, None)

@@ -1,0 +1,329 @@
+"""Each detector against an independent computation (scipy or by hand)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from monitor.detectors import (
+    ADWINDetector,
+    ChiSquareDetector,
+    JensenShannonDetector,
+    KSDetector,
+    PageHinkleyDetector,
+    PSIDetector,
+    WassersteinDetector,
+    build_detectors,
+)
+from monitor.detectors.config import DriftConfig
+from monitor.errors import DetectorError
+
+# ----------------------------------------------------------------------------- KS
+
+
+def _ks_case(n1: int, n2: int, shift: float, decimals: int | None, seed: int):
+    rng = np.random.default_rng(seed)
+    ref, win = rng.normal(size=n1), rng.normal(loc=shift, size=n2)
+    if decimals is not None:  # ties within and across samples
+        ref, win = np.round(ref, decimals), np.round(win, decimals)
+    return ref, win
+
+
+@pytest.mark.parametrize(
+    ("n1", "n2", "shift", "decimals"),
+    [
+        (1, 1, 0.0, None),
+        (1, 4, 0.5, None),
+        (3, 2, 0.0, None),
+        (7, 7, 1.0, None),
+        (100, 80, 0.0, None),
+        (100, 80, 0.4, None),
+        (100, 80, 0.2, 1),  # ties
+        (250, 250, 0.1, 1),  # equal sizes: _compute_prob_outside_square
+        (10_000, 5_000, 0.0, None),  # exact regime, largest sizes
+        (10_000, 5_000, 0.05, 2),
+        (12_000, 3_000, 0.05, None),  # asymptotic regime (max > 10_000)
+        (20_000, 20_000, 0.0, 1),
+    ],
+)
+def test_ks_equals_scipy(n1: int, n2: int, shift: float, decimals: int | None) -> None:
+    ref, win = _ks_case(n1, n2, shift, decimals, seed=n1 * 7 + n2)
+    detector = KSDetector()
+    detector.fit(ref)
+    ours = detector.evaluate(win)
+    theirs = stats.ks_2samp(ref, win, method="auto")
+    assert abs(ours.statistic - theirs.statistic) <= 1e-9
+    assert abs(ours.p_value - theirs.pvalue) <= 1e-9
+    assert math.isclose(ours.p_value, theirs.pvalue, rel_tol=1e-9, abs_tol=1e-300)
+
+
+def test_ks_discrete_data_and_reused_reference() -> None:
+    rng = np.random.default_rng(11)
+    ref = rng.poisson(3.0, size=2_000).astype(float)
+    detector = KSDetector()
+    detector.fit(ref)
+    for lam in (3.0, 3.0, 3.2, 4.0):  # several windows against one fit, cache exercised
+        win = rng.poisson(lam, size=700).astype(float)
+        theirs = stats.ks_2samp(ref, win)
+        ours = detector.evaluate(win)
+        assert abs(ours.statistic - theirs.statistic) <= 1e-9
+        assert abs(ours.p_value - theirs.pvalue) <= 1e-9
+
+
+@pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning")
+@settings(max_examples=60, deadline=None)
+@given(
+    ref=st.lists(st.integers(-5, 5), min_size=1, max_size=60),
+    win=st.lists(st.integers(-5, 5), min_size=1, max_size=60),
+    scale=st.sampled_from([1.0, 0.1, 1e3]),
+)
+def test_ks_equals_scipy_hypothesis(ref: list[int], win: list[int], scale: float) -> None:
+    ref_a, win_a = np.array(ref, float) * scale, np.array(win, float) * scale
+    detector = KSDetector()
+    detector.fit(ref_a)
+    ours = detector.evaluate(win_a)
+    theirs = stats.ks_2samp(ref_a, win_a)
+    assert abs(ours.statistic - theirs.statistic) <= 1e-9
+    assert abs(ours.p_value - theirs.pvalue) <= 1e-9
+
+
+@pytest.mark.parametrize(("p", "severity"), [(0.2, "ok"), (0.03, "warning"), (0.001, "critical")])
+def test_ks_severity_rule(p: float, severity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    detector = KSDetector(alpha=0.05)
+    detector.fit(np.arange(10.0))
+    monkeypatch.setattr(detector, "_p_value", lambda n1, n2, d: (d, p, True))
+    result = detector.evaluate(np.arange(10.0))
+    assert (result.severity, result.drifted) == (severity, severity != "ok")
+
+
+# ----------------------------------------------------------------------------- PSI
+
+
+def test_psi_numeric_matches_hand_computation() -> None:
+    ref = np.arange(1.0, 11.0)  # 1..10; 2 bins, edge at the median (inverted_cdf: 5)
+    detector = PSIDetector(bins=2, epsilon=1e-4)
+    detector.fit(ref)
+    win = np.array([1.0, 2.0, 8.0, 9.0, 10.0, 11.0, 12.0, 20.0])  # 2 in (-inf, 5], 6 above
+    r_props, w_props = np.array([0.5, 0.5]), np.array([0.25, 0.75])
+    expected = float(np.sum((w_props - r_props) * np.log(w_props / r_props)))
+    result = detector.evaluate(win)
+    assert result.statistic == pytest.approx(expected, rel=1e-12)
+    assert result.severity == "critical"  # 0.275
+
+
+def test_psi_categorical_unseen_bucket_and_epsilon() -> None:
+    detector = PSIDetector(kind="categorical", epsilon=1e-3)
+    detector.fit(np.array([50, 50]))
+    window = np.array([40, 40, 10, 10])  # codes 2 and 3 unseen: pooled into one bucket of 20
+    ref = np.array([0.5, 0.5, 1e-3])
+    ref = ref / ref.sum()
+    win = np.array([0.4, 0.4, 0.2])
+    expected = float(np.sum((win - ref) * np.log(win / ref)))
+    assert detector.evaluate(window).statistic == pytest.approx(expected, rel=1e-12)
+    # a shorter window vector means absent categories
+    assert detector.evaluate(np.array([10])).severity == "critical"
+
+
+def test_psi_ties_give_fewer_bins_and_open_outer_bins() -> None:
+    detector = PSIDetector(bins=10)
+    detector.fit(np.repeat([1.0, 2.0, 3.0], 100))
+    result = detector.evaluate(np.array([-100.0, 1.0, 2.0, 3.0, 100.0]))
+    assert result.details["bins"] == 3.0  # edges at 1 and 2 only
+    assert np.isfinite(result.statistic)
+
+
+# ----------------------------------------------------------------------------- chi-square
+
+
+@pytest.mark.parametrize(
+    ("reference", "window"),
+    [
+        ([500, 300, 200], [250, 150, 100]),
+        ([500, 300, 200], [100, 150, 200]),
+        ([500, 300, 200], [100, 150, 200, 30, 20]),  # two unseen codes, pooled
+        ([10, 0, 5], [3, 0, 9]),  # an all-zero column is dropped
+        ([7, 3], [1, 9]),  # one degree of freedom: compare without Yates' correction
+    ],
+)
+def test_chi_square_equals_chi2_contingency(reference: list[int], window: list[int]) -> None:
+    k = len(reference)
+    pooled = window[:k] + [0] * (k - len(window)) + [sum(window[k:])]
+    table = np.array([[*reference, 0], pooled])
+    table = table[:, table.sum(axis=0) > 0]
+    expected = stats.chi2_contingency(table, correction=False)
+    detector = ChiSquareDetector()
+    detector.fit(np.array(reference))
+    result = detector.evaluate(np.array(window))
+    assert result.statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+    assert result.details["dof"] == expected.dof
+
+
+def test_chi_square_identical_proportions_is_zero() -> None:
+    detector = ChiSquareDetector()
+    detector.fit(np.array([40, 60]))
+    result = detector.evaluate(np.array([20, 30]))
+    assert result.statistic == pytest.approx(0.0, abs=1e-12) and result.p_value == pytest.approx(1)
+
+
+# ----------------------------------------------------------------------------- JS, Wasserstein
+
+
+def test_jensen_shannon_equals_scipy() -> None:
+    rng = np.random.default_rng(5)
+    ref, win = rng.normal(size=3_000), rng.normal(0.3, 1.2, size=1_000)
+    detector = JensenShannonDetector(bins=8)
+    detector.fit(ref)
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, 9)[1:-1], method="inverted_cdf"))
+    p = np.bincount(np.searchsorted(edges, ref), minlength=edges.size + 1) / ref.size
+    q = np.bincount(np.searchsorted(edges, win), minlength=edges.size + 1) / win.size
+    assert detector.evaluate(win).statistic == pytest.approx(jensenshannon(p, q, base=2), 1e-12)
+
+
+def test_jensen_shannon_categorical_unseen() -> None:
+    detector = JensenShannonDetector(kind="categorical")
+    detector.fit(np.array([30, 70]))
+    result = detector.evaluate(np.array([30, 50, 20]))
+    expected = jensenshannon([0.3, 0.7, 0.0], [0.3, 0.5, 0.2], base=2)
+    assert result.statistic == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("n1", "n2", "decimals"),
+    [(1, 1, None), (50, 7, None), (10_000, 5_000, None), (3_000, 2_000, 1)],
+)
+def test_wasserstein_equals_scipy_over_std(n1: int, n2: int, decimals: int | None) -> None:
+    rng = np.random.default_rng(n1 + n2)
+    ref, win = rng.gamma(2.0, size=n1), rng.gamma(2.3, size=n2)
+    if decimals is not None:
+        ref, win = np.round(ref, decimals), np.round(win, decimals)
+    detector = WassersteinDetector()
+    detector.fit(ref)
+    scale = np.std(ref) if np.std(ref) > 0 else 1.0
+    expected = stats.wasserstein_distance(ref, win) / scale
+    assert abs(detector.evaluate(win).statistic - expected) <= 1e-9
+
+
+# ----------------------------------------------------------------------------- stream detectors
+
+
+def test_adwin_latches_until_evaluate_and_counts_index() -> None:
+    rng = np.random.default_rng(0)
+    detector = ADWINDetector()
+    detector.fit(rng.normal(size=1_000))
+    detector.update(rng.normal(size=500))
+    detector.update(rng.normal(loc=3.0, size=500))  # change at stream index 500
+    detector.update(rng.normal(loc=3.0, size=500))  # no further change: the latch must hold
+    result = detector.evaluate(np.empty(0))
+    assert result.drifted and result.statistic >= 1
+    assert 500 <= result.details["last_change_index"] < 600
+    assert result.details["shift"] > 0
+    assert result.details["values_seen"] == 1_500
+    cleared = detector.evaluate(np.empty(0))
+    assert not cleared.drifted and cleared.details["last_change_index"] == -1
+
+
+def test_page_hinkley_detects_mean_increase() -> None:
+    rng = np.random.default_rng(1)
+    detector = PageHinkleyDetector(threshold=20.0)  # cumulative deviation, in column units
+    detector.fit(rng.normal(scale=0.1, size=500))
+    detector.update(rng.normal(scale=0.1, size=5_000))
+    assert not detector.evaluate(np.empty(0)).drifted
+    detector.update(rng.normal(loc=1.0, scale=0.1, size=200))
+    assert detector.evaluate(np.empty(0)).drifted
+
+
+# ----------------------------------------------------------------------------- factory and config
+
+
+def test_build_detectors_respects_streaming_features_and_thresholds() -> None:
+    cfg = DriftConfig(streaming_features=["age"], numeric=["psi", "ks", "adwin", "page_hinkley"])
+    assert [d.name for d in build_detectors("numeric", cfg, 1000, feature="age")] == [
+        "psi",
+        "ks",
+        "adwin",
+        "page_hinkley",
+    ]
+    assert [d.name for d in build_detectors("numeric", cfg, 1000, feature="income")] == [
+        "psi",
+        "ks",
+    ]
+    none = DriftConfig(streaming_features=None)
+    assert [d.name for d in build_detectors("numeric", none, 1000, feature="x")] == ["psi", "ks"]
+    psi, ks, _ = build_detectors(
+        "numeric", DriftConfig(), 1000, thresholds={"psi": 0.3, "ks": 0.01}
+    )
+    assert (psi.warning, psi.critical, ks.alpha) == (0.3, 0.3, 0.01)
+    # small references get fewer bins, and every call returns fresh instances
+    assert build_detectors("numeric", DriftConfig(), 20)[0].bins == 4
+    a, b = (
+        build_detectors("numeric", DriftConfig(), 1000),
+        build_detectors("numeric", DriftConfig(), 1000),
+    )
+    assert all(x is not y for x, y in zip(a, b, strict=True))
+    with pytest.raises(DetectorError, match="kind"):
+        build_detectors("text", DriftConfig(), 10)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"psi": {"bins": 1}}, "psi.bins"),
+        ({"psi": {"warning": 0.5}}, "critical must be >= warning"),
+        ({"ks": {"alpha": 1.5}}, "ks.alpha"),
+        ({"persistence": 0}, "persistence"),
+        ({"correction": "holm"}, "correction"),
+        ({"numeric": ["psi", "chi_square"]}, "numeric"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_drift_config_rejects_bad_values_clearly(data: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        DriftConfig.model_validate(data)
+
+
+def test_drift_config_round_trips() -> None:
+    cfg = DriftConfig(correction="bonferroni", streaming_features=["a"])
+    assert DriftConfig.model_validate(cfg.model_dump()) == cfg
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def test_calibration_is_deterministic_and_matches_psi_asymptotics() -> None:
+    from monitor.detectors.calibration import calibrate_thresholds
+
+    ref = np.random.default_rng(0).normal(size=10_000)
+    cfg = DriftConfig(numeric=["psi", "ks", "adwin"])
+    a = calibrate_thresholds(ref, "numeric", 5_000, 1_000, cfg, seed=3, n_features=20)
+    b = calibrate_thresholds(ref, "numeric", 5_000, 1_000, cfg, seed=3, n_features=20)
+    assert a == b and set(a) == {"psi", "ks"}  # adwin is not calibrated
+    q = 1_000 / 1_000_000 / 2  # budget per evaluation split over 2 window detectors
+    assert a["ks"] == pytest.approx(q)  # corrected across features by BH already
+    # PSI ~ (1/n + 1/w) chi2(bins - 1) under the null
+    analytic = (1 / 10_000 + 1 / 5_000) * stats.chi2.isf(q / 20, 9)
+    assert a["psi"] == pytest.approx(analytic, rel=0.15)
+
+
+@pytest.mark.parametrize("name", ["psi", "wasserstein", "jensen_shannon"])
+def test_calibrated_distance_thresholds_give_the_target_false_alarm_rate(name: str) -> None:
+    from monitor.detectors.calibration import calibrate_thresholds
+
+    # budget step / ERT = 0.05 per evaluation, one detector, windows far apart: q = 0.05
+    cfg = DriftConfig(numeric=[name], expected_run_time_events=20_000, persistence=1)
+    rng = np.random.default_rng(9)
+    ref = rng.normal(size=2_000)
+    thresholds = calibrate_thresholds(ref, "numeric", 500, 1_000, cfg, seed=4)
+    (detector,) = build_detectors("numeric", cfg, ref.size, thresholds=thresholds)
+    alarms = 0
+    for _ in range(300):  # fresh reference and window from the true distribution each time
+        detector.fit(rng.normal(size=2_000))
+        alarms += detector.evaluate(rng.normal(size=500)).drifted
+    assert 0.01 <= alarms / 300 <= 0.12
