@@ -1,11 +1,363 @@
-"""Alerting settings (STUB: the alerting work replaces this)."""
+"""Alerting settings: receivers, rules, routes, grouping, silences, retrain policy, delivery.
+
+Every field has a default, so an empty ``alerting:`` section is valid (it
+delivers nowhere until a receiver is configured, but still tracks alert
+state and exports ``monitor_alerts_firing``). Secrets arrive here already
+substituted from ``${ENV}`` by the config root.
+
+Example (YAML)::
+
+    alerting:
+      dashboard_url_template: "https://grafana.example/d/models?var-model={model}&from={window_start_ms}&to={window_end_ms}"
+      receivers:
+        ops-webhook:
+          type: webhook
+          url: https://hooks.example/monitor
+          signing_secret: ${WEBHOOK_SECRET}      # "whsec_<base64>" or a plain string
+          cloudevents: true
+        team-slack:
+          type: slack
+          webhook_url: ${SLACK_WEBHOOK_URL}
+        oncall:
+          type: pagerduty
+          routing_key: ${PD_ROUTING_KEY}
+        retrain-dag:
+          type: retrain
+          url: https://airflow.example/api/v1/dags/retrain/dagRuns
+          body_template: airflow
+          secret: ${AIRFLOW_TOKEN}              # sent as "Authorization: Bearer ..."
+      rules:                                    # first matching rule wins
+        - {kinds: [performance], min_severity: warning, for: 2}
+        - {kinds: [drift, data_quality], min_severity: warning, resolve_after: 3}
+      routes:                         # in order; first match stops unless continue
+        - {match: {severity: critical}, receivers: [oncall], continue: true}
+        - {match: {model: "fraud-*"}, receivers: [team-slack, ops-webhook]}
+      group_by: [model]
+      silences:
+        - matchers: {model: churn, subject: "missing_rate:*"}
+          starts_at: 2024-05-01T00:00:00Z
+          ends_at: 2024-05-08T00:00:00Z
+          comment: upstream outage, tracked in OPS-123
+      retrain_policy:
+        receiver: retrain-dag
+        min_critical_drifted_features: 3
+        on_performance_drop: true
+        min_interval_seconds: 86400
+      outbox_path: var/outbox.sqlite
+      delivery: {deadline_seconds: 86400, initial_backoff_seconds: 1, max_backoff_seconds: 300}
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import string
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from monitor.alerting.signals import SignalKind
+
+AlertSeverity = Literal["warning", "critical"]
+
+ALL_KINDS: tuple[SignalKind, ...] = ("drift", "performance", "data_quality")
+
+#: Placeholders accepted in ``dashboard_url_template``.
+LINK_PLACEHOLDERS = frozenset(
+    {"model", "model_version", "window_start_ms", "window_end_ms", "evaluated_at_ms", "fingerprint"}
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class WebhookReceiverConfig(_Strict):
+    """A generic JSON webhook, signed per the Standard Webhooks spec when a secret is set."""
+
+    type: Literal["webhook"] = "webhook"
+    url: str = Field(description="Where to POST the alert JSON.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra request headers (e.g. an API key)."
+    )
+    signing_secret: str | None = Field(
+        default=None,
+        description="Standard Webhooks secret; 'whsec_<base64>' is decoded, any other string is "
+        "used as raw UTF-8 key bytes. None: requests are not signed.",
+    )
+    cloudevents: bool = Field(
+        default=False,
+        description="Wrap the alert in a CloudEvents 1.0 structured-mode envelope.",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+
+
+class SlackReceiverConfig(_Strict):
+    """A Slack incoming webhook (Block Kit message plus a plain-text fallback)."""
+
+    type: Literal["slack"] = "slack"
+    webhook_url: str = Field(description="The incoming-webhook URL Slack issued.")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+
+
+class PagerDutyReceiverConfig(_Strict):
+    """PagerDuty Events API v2: one incident per alert fingerprint (``dedup_key``)."""
+
+    type: Literal["pagerduty"] = "pagerduty"
+    routing_key: str = Field(description="Integration (routing) key of the PagerDuty service.")
+    url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue",
+        description="Events API endpoint; overridden in tests by a local URL.",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+
+
+class RetrainReceiverConfig(_Strict):
+    """A retraining trigger: an HTTP call into the user's training pipeline."""
+
+    type: Literal["retrain"] = "retrain"
+    url: str = Field(
+        description="Endpoint to call (generic hook, Airflow dagRuns, GitHub dispatches)."
+    )
+    method: Literal["POST", "PUT"] = Field(default="POST", description="HTTP method.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    body_template: Literal["generic", "airflow", "github_dispatch"] = Field(
+        default="generic",
+        description="Body shape: our generic JSON, Airflow REST dagRuns, or GitHub "
+        "repository_dispatch.",
+    )
+    secret: str | None = Field(
+        default=None,
+        description="Bearer token sent as 'Authorization: Bearer <secret>' unless headers "
+        "already set Authorization.",
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request timeout.")
+
+
+ReceiverConfig = Annotated[
+    WebhookReceiverConfig | SlackReceiverConfig | PagerDutyReceiverConfig | RetrainReceiverConfig,
+    Field(discriminator="type"),
+]
+
+
+class AlertRule(_Strict):
+    """Which signals alert, and with what hysteresis. The first matching rule applies.
+
+    A signal no rule matches never alerts.
+    """
+
+    name: str | None = Field(default=None, description="Free text, for humans.")
+    kinds: list[SignalKind] = Field(
+        default_factory=lambda: list(ALL_KINDS), description="Signal kinds this rule matches."
+    )
+    model: str = Field(default="*", description="Glob on the model name.")
+    subject: str = Field(default="*", description="Glob on the signal subject (feature, metric).")
+    min_severity: AlertSeverity = Field(
+        default="warning", description="Signals below this severity count as ok."
+    )
+    for_: int = Field(
+        default=1,
+        alias="for",
+        ge=1,
+        description="Consecutive active evaluations before firing. 1 because the drift layer "
+        "already applies persistence.",
+    )
+    resolve_after: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive ok evaluations before resolving (hysteresis against flapping).",
+    )
+    repeat_interval_seconds: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="Re-notify a still-firing incident after this long without a notification.",
+    )
+
+
+class RouteMatch(_Strict):
+    """Conditions on a notification for a route to apply."""
+
+    model: str = Field(default="*", description="Glob on the model name.")
+    severity: AlertSeverity | None = Field(
+        default=None,
+        description="Minimum incident severity (resolves route like the firing they close).",
+    )
+
+
+class Route(_Strict):
+    """Send matching notifications to these receivers."""
+
+    match: RouteMatch = Field(default_factory=RouteMatch, description="When this route applies.")
+    receivers: list[str] = Field(min_length=1, description="Receiver names (not retrain ones).")
+    continue_: bool = Field(
+        default=False,
+        alias="continue",
+        description="Keep evaluating later routes after this one matched.",
+    )
+
+
+class SilenceMatchers(_Strict):
+    """What a silence mutes; all given matchers must match."""
+
+    model: str = Field(default="*", description="Glob on the model name.")
+    subject: str = Field(default="*", description="Glob on the signal subject.")
+    kind: SignalKind | None = Field(default=None, description="Signal kind, or any.")
+
+
+class SilenceConfig(_Strict):
+    """A time-boxed mute declared in the configuration file."""
+
+    matchers: SilenceMatchers = Field(default_factory=SilenceMatchers, description="What to mute.")
+    starts_at: datetime = Field(description="Start (ISO 8601; give a timezone).")
+    ends_at: datetime = Field(description="End, exclusive.")
+    comment: str = Field(default="", description="Why; shown in the API.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SilenceConfig:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class RetrainPolicy(_Strict):
+    """When to call the retraining receiver."""
+
+    receiver: str = Field(description="Name of a receiver of type 'retrain'.")
+    min_critical_drifted_features: int = Field(
+        default=3,
+        ge=1,
+        description="Trigger when at least this many drift signals are critical at once.",
+    )
+    on_performance_drop: bool = Field(
+        default=True, description="Also trigger on a critical performance signal."
+    )
+    min_interval_seconds: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="At most one trigger per model in this interval (retraining is expensive).",
+    )
+
+
+class DeliveryConfig(_Strict):
+    """Retry schedule of the durable outbox."""
+
+    deadline_seconds: float = Field(
+        default=24 * 3600.0, gt=0, description="Give up (dead-letter) this long after enqueue."
+    )
+    max_attempts: int | None = Field(
+        default=None, ge=1, description="Give up after this many attempts; None: deadline only."
+    )
+    initial_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="Backoff cap of the first retry."
+    )
+    max_backoff_seconds: float = Field(default=300.0, gt=0, description="Largest backoff cap.")
+    jitter: Literal["full", "none"] = Field(
+        default="full", description="'full': uniform in [0, cap] (AWS 'full jitter')."
+    )
+    max_retry_after_seconds: float = Field(
+        default=3600.0, gt=0, description="Cap on a receiver's Retry-After, against abuse."
+    )
+    concurrency_per_receiver: int = Field(
+        default=4, ge=1, description="In-flight requests per receiver."
+    )
+    retention_seconds: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="Keep finished rows this long, so replayed evaluations stay deduplicated.",
+    )
+
+
+def _default_rules() -> list[AlertRule]:
+    return [AlertRule(name="default: any signal at warning or above")]
 
 
 class AlertingConfig(BaseModel):
-    """Rules, receivers, routes, silences and the retrain policy."""
+    """Rules, receivers, routes, silences and the retrain policy (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    receivers: dict[str, ReceiverConfig] = Field(
+        default_factory=dict, description="Named receivers."
+    )
+    rules: list[AlertRule] = Field(
+        default_factory=_default_rules,
+        description="Which signals alert; first match wins. Default: every kind at warning.",
+    )
+    routes: list[Route] = Field(
+        default_factory=list,
+        description="Who gets which notification. Empty or no match: every non-retrain receiver.",
+    )
+    group_by: list[Literal["model", "kind"]] = Field(
+        default_factory=lambda: ["model"],
+        description="One notification per group listing every active signal. 'model' is required.",
+    )
+    silences: list[SilenceConfig] = Field(
+        default_factory=list, description="Mutes from configuration (runtime ones via the API)."
+    )
+    retrain_policy: RetrainPolicy | None = Field(
+        default=None, description="Automated retraining trigger, off when absent."
+    )
+    dashboard_url_template: str | None = Field(
+        default=None,
+        description="Link added to notifications; placeholders: "
+        + ", ".join(sorted(LINK_PLACEHOLDERS)),
+    )
+    outbox_path: str = Field(
+        default="var/outbox.sqlite",
+        description="SQLite file of the durable outbox and alert state.",
+    )
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="Retry schedule.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertingConfig:
+        problems: list[str] = []
+        if "model" not in self.group_by:
+            problems.append("group_by must contain 'model'")
+        for i, route in enumerate(self.routes):
+            for name in route.receivers:
+                receiver = self.receivers.get(name)
+                if receiver is None:
+                    problems.append(f"routes[{i}]: unknown receiver {name!r}")
+                elif receiver.type == "retrain":
+                    problems.append(
+                        f"routes[{i}]: {name!r} is a retrain receiver; use retrain_policy"
+                    )
+        if self.retrain_policy is not None:
+            target = self.receivers.get(self.retrain_policy.receiver)
+            if target is None or target.type != "retrain":
+                problems.append(
+                    f"retrain_policy.receiver: {self.retrain_policy.receiver!r} is not a receiver "
+                    "of type 'retrain'"
+                )
+        if self.dashboard_url_template is not None:
+            fields = {
+                f for _, f, _, _ in string.Formatter().parse(self.dashboard_url_template) if f
+            }
+            unknown = fields - LINK_PLACEHOLDERS
+            if unknown:
+                problems.append(f"dashboard_url_template: unknown placeholders {sorted(unknown)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def alert_receivers(self) -> list[str]:
+        """Receivers that take alert notifications (every type except retrain)."""
+        return [n for n, r in self.receivers.items() if r.type != "retrain"]
+
+
+__all__ = [
+    "ALL_KINDS",
+    "AlertRule",
+    "AlertSeverity",
+    "AlertingConfig",
+    "DeliveryConfig",
+    "PagerDutyReceiverConfig",
+    "ReceiverConfig",
+    "RetrainPolicy",
+    "RetrainReceiverConfig",
+    "Route",
+    "RouteMatch",
+    "SilenceConfig",
+    "SilenceMatchers",
+    "SlackReceiverConfig",
+    "WebhookReceiverConfig",
+]

@@ -1,0 +1,412 @@
+"""The alerting facade the pipeline calls: rules, silences, policy, routing, retrain, outbox.
+
+Lifecycle::
+
+    service = AlertService(config, registry=registry, clock=clock)
+    await service.start()          # opens the outbox, resumes pending deliveries
+    service.submit(ctx, signals)   # after each evaluation of one model; durable on return
+    ...
+    await service.stop(grace_seconds=5.0)   # flush what it can, then close; idempotent
+
+``submit`` is synchronous and quick (one SQLite transaction): the decision is
+the pure :func:`~monitor.alerting.policy.decide`; state and the resulting
+notifications are committed together, then the dispatcher is woken. If it
+raises (:class:`~monitor.errors.StateError`), nothing was committed and the
+in-memory state did not advance, so the caller may retry the evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from monitor.alerting.config import AlertingConfig
+from monitor.alerting.dispatcher import Dispatcher
+from monitor.alerting.metrics import AlertMetrics
+from monitor.alerting.notification import Notification, SignalEvidence
+from monitor.alerting.outbox import Outbox
+from monitor.alerting.policy import (
+    STATE_VERSION,
+    AlertAction,
+    ModelAlertState,
+    decide,
+    fingerprint,
+    idempotency_key,
+)
+from monitor.alerting.receiver import Receiver, build_receiver
+from monitor.alerting.retrain_policy import decide_retrain
+from monitor.alerting.routing import route
+from monitor.alerting.rules import max_severity
+from monitor.alerting.signals import EvaluationContext, Signal
+from monitor.alerting.silences import Silence, SilenceStore, from_config
+from monitor.clock import Clock
+from monitor.errors import ServiceStateError, StateError
+
+
+def evidence(signal: Signal) -> SignalEvidence:
+    """A signal as notification evidence (``details["p_value"]`` promoted to a field)."""
+    details = dict(signal.details)
+    p = details.pop("p_value", None)
+    return SignalEvidence(
+        kind=signal.kind,
+        subject=signal.subject,
+        severity=signal.severity,
+        statistic=float(signal.value),
+        threshold=float(signal.threshold),
+        detector=signal.detector,
+        p_value=float(p) if isinstance(p, int | float) else None,
+        details=details,
+    )
+
+
+def links_for(template: str | None, ctx: EvaluationContext, fp: str) -> dict[str, str]:
+    """The optional dashboard link of a notification."""
+    if not template:
+        return {}
+    url = template.format_map(
+        {
+            "model": ctx.model,
+            "model_version": ctx.model_version or "",
+            "window_start_ms": round(ctx.window_start * 1000),
+            "window_end_ms": round(ctx.window_end * 1000),
+            "evaluated_at_ms": round(ctx.evaluated_at * 1000),
+            "fingerprint": fp,
+        }
+    )
+    return {"dashboard": url}
+
+
+def build_notification(
+    action: AlertAction, ctx: EvaluationContext, links: dict[str, str]
+) -> Notification:
+    """The notification for one policy action."""
+    return Notification(
+        idempotency_key=action.idempotency_key,
+        fingerprint=action.fingerprint,
+        action=action.kind,  # type: ignore[arg-type]  # "mute" never reaches here
+        status="resolved" if action.kind == "resolve" else "firing",
+        model=ctx.model,
+        model_version=ctx.model_version,
+        group=dict(action.labels),
+        severity=action.severity,
+        started_at=action.incident_started_at,
+        evaluated_at=ctx.evaluated_at,
+        window_start=ctx.window_start,
+        window_end=ctx.window_end,
+        window_events=ctx.window_events,
+        signals=tuple(evidence(s) for s in action.signals),
+        links=links,
+        ended_at=action.ended_at,
+    )
+
+
+class AlertService:
+    """Turns evaluations into deduplicated, routed, durably delivered notifications."""
+
+    def __init__(
+        self,
+        config: AlertingConfig,
+        *,
+        registry: CollectorRegistry,
+        clock: Clock,
+        transport: httpx.AsyncBaseTransport | None = None,
+        outbox_path: str | None = None,
+        rng: random.Random | None = None,
+        poll_interval_seconds: float = 1.0,
+    ) -> None:
+        """No I/O here: the database and HTTP client are opened by :meth:`start`.
+
+        ``transport`` is the httpx seam (tests); ``outbox_path`` overrides
+        ``config.outbox_path``; ``rng`` seeds retry jitter.
+        """
+        self._config = config
+        self._clock = clock
+        self._transport = transport
+        self._outbox_path = outbox_path or config.outbox_path
+        self._rng = rng
+        self._poll_interval = poll_interval_seconds
+        self._metrics = AlertMetrics(registry, config.receivers)
+        self._states: dict[str, ModelAlertState] = {}
+        self._saved: dict[str, str] = {}
+        self._pending_import: dict[str, ModelAlertState] = {}
+        self._static_silences = from_config(config.silences)
+        self._outbox: Outbox | None = None
+        self._silences: SilenceStore | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._lifecycle = "new"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the outbox, restore alert state and runtime silences, start delivering."""
+        if self._lifecycle != "new":
+            raise ServiceStateError(f"AlertService cannot start from state {self._lifecycle!r}")
+        outbox = await asyncio.to_thread(Outbox.open, self._outbox_path)
+        try:
+            self._silences = SilenceStore(outbox.connection, self._static_silences)
+            for model, text in outbox.load_states().items():
+                try:
+                    self._states[model] = ModelAlertState.from_json(json.loads(text))
+                except (StateError, ValueError):
+                    continue  # a foreign/old state row: start that model afresh, do not crash
+                self._saved[model] = text
+        except Exception:
+            outbox.close()
+            raise
+        self._outbox = outbox
+        self._states.update(self._pending_import)
+        self._pending_import.clear()
+        self._client = httpx.AsyncClient(transport=self._transport, follow_redirects=False)
+        receivers: dict[str, Receiver] = {
+            name: build_receiver(name, rc, self._client, self._clock)
+            for name, rc in self._config.receivers.items()
+        }
+        self._dispatcher = Dispatcher(
+            outbox,
+            receivers,
+            delivery=self._config.delivery,
+            metrics=self._metrics,
+            clock=self._clock,
+            rng=self._rng,
+            poll_interval=self._poll_interval,
+        )
+        self._lifecycle = "running"
+        for state in self._states.values():
+            self._export_firing(state)
+        outbox.purge(self._clock.time() - self._config.delivery.retention_seconds)
+        await self._dispatcher.start()
+
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Flush due deliveries for up to ``grace_seconds``, then close client and database.
+
+        Idempotent. Order: stop accepting ``submit`` -> dispatcher -> HTTP client -> database.
+        ``grace_seconds=0`` stops at once; undelivered rows wait in the outbox for the next run.
+        """
+        if self._lifecycle in ("stopped", "stopping"):
+            return
+        if self._lifecycle == "new":
+            self._lifecycle = "stopped"
+            return
+        self._lifecycle = "stopping"
+        try:
+            if self._dispatcher is not None:
+                await self._dispatcher.stop(grace_seconds)
+        finally:
+            if self._client is not None:
+                await self._client.aclose()
+            if self._outbox is not None:
+                self._outbox.close()
+            self._lifecycle = "stopped"
+
+    async def __aenter__(self) -> AlertService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the pipeline's entry point ------------------------------------------------------
+
+    def submit(self, ctx: EvaluationContext, signals: Sequence[Signal]) -> list[Notification]:
+        """Process one evaluation of one model; returns the notifications durably enqueued.
+
+        Policy time is ``ctx.evaluated_at`` (from the injected clock), so that a
+        replayed evaluation yields the same idempotency keys and is deduplicated
+        by the outbox.
+        """
+        outbox, silences = self._running()
+        now = ctx.evaluated_at
+        active_silences = silences.active(now)
+        decision = decide(
+            self._states.get(ctx.model),
+            signals,
+            ctx,
+            now,
+            rules=self._config.rules,
+            silences=active_silences,
+            group_by=self._config.group_by,
+        )
+        state = decision.state
+        items: list[tuple[str, Notification]] = []
+        produced: list[Notification] = []
+        counts: list[tuple[str, str]] = []
+        for action in decision.actions:
+            targets = route(self._config, ctx.model, action.severity)
+            if action.kind == "mute":
+                counts.extend((r, "silenced") for r in targets)
+                continue
+            notification = build_notification(
+                action, ctx, links_for(self._config.dashboard_url_template, ctx, action.fingerprint)
+            )
+            if targets:
+                items.extend((r, notification) for r in targets)
+                produced.append(notification)
+
+        policy = self._config.retrain_policy
+        if policy is not None:
+            verdict = decide_retrain(
+                policy, state.last_retrain_at, signals, ctx, now, active_silences
+            )
+            if verdict.trigger:
+                notification = self._retrain_notification(ctx, verdict.reason, verdict.evidence)
+                items.append((policy.receiver, notification))
+                produced.append(notification)
+                state = replace(state, last_retrain_at=now)
+            elif verdict.suppressed:
+                counts.append((policy.receiver, "suppressed"))
+
+        text = json.dumps(state.to_json(), default=_json_default)
+        changed = {ctx.model: text} if self._saved.get(ctx.model) != text else {}
+        wall = self._clock.time()
+        if items or changed:
+            outbox.commit_evaluation(
+                items,
+                now=wall,
+                deadline_at=wall + self._config.delivery.deadline_seconds,
+                states=changed,
+            )
+        # Committed: only now advance memory, count, and wake the dispatcher.
+        self._states[ctx.model] = state
+        self._saved.update(changed)
+        for receiver, outcome in counts:
+            self._metrics.count(receiver, outcome)
+        self._export_firing(state)
+        if items and self._dispatcher is not None:
+            self._dispatcher.wake()
+        return produced
+
+    def _retrain_notification(
+        self, ctx: EvaluationContext, reason: str, signals: Iterable[Signal]
+    ) -> Notification:
+        labels = {"model": ctx.model, "action": "retrain"}
+        fp = fingerprint(labels)
+        sigs = tuple(signals)
+        return Notification(
+            idempotency_key=idempotency_key(fp, ctx.evaluated_at, 0, "retrain"),
+            fingerprint=fp,
+            action="retrain",
+            status="firing",
+            model=ctx.model,
+            model_version=ctx.model_version,
+            group=labels,
+            severity=max_severity([s.severity for s in sigs]),
+            started_at=ctx.evaluated_at,
+            evaluated_at=ctx.evaluated_at,
+            window_start=ctx.window_start,
+            window_end=ctx.window_end,
+            window_events=ctx.window_events,
+            signals=tuple(evidence(s) for s in sigs),
+            links=links_for(self._config.dashboard_url_template, ctx, fp),
+            reason=reason,
+        )
+
+    # -- silences ------------------------------------------------------------------------
+
+    def add_silence(
+        self,
+        *,
+        ends_at: float,
+        starts_at: float | None = None,
+        model: str = "*",
+        subject: str = "*",
+        kind: str | None = None,
+        comment: str = "",
+        created_by: str = "",
+    ) -> Silence:
+        """Add a runtime silence (persisted); ``starts_at`` defaults to now."""
+        _, silences = self._running()
+        start = self._clock.time() if starts_at is None else starts_at
+        return silences.add(
+            starts_at=start,
+            ends_at=ends_at,
+            model=model,
+            subject=subject,
+            kind=kind,
+            comment=comment,
+            created_by=created_by,
+        )
+
+    def list_silences(self, *, include_expired: bool = False) -> list[Silence]:
+        """Config and runtime silences; expired ones only on request."""
+        _, silences = self._running()
+        now = self._clock.time()
+        return [s for s in silences.all() if include_expired or s.ends_at > now]
+
+    def expire_silence(self, silence_id: str) -> Silence:
+        """End a runtime silence now (``KeyError`` unknown, ``ValueError`` from config)."""
+        _, silences = self._running()
+        return silences.expire(silence_id, self._clock.time())
+
+    # -- state hand-over -----------------------------------------------------------------
+
+    def get_state(self, models: Iterable[str] | None = None) -> dict[str, Any]:
+        """Alert state as a JSON-serialisable document, for all models or the given ones."""
+        wanted = set(models) if models is not None else None
+        return {
+            "version": STATE_VERSION,
+            "models": {
+                m: s.to_json() for m, s in self._states.items() if wanted is None or m in wanted
+            },
+        }
+
+    def set_state(self, document: dict[str, Any]) -> None:
+        """Adopt the models in ``document`` (from :meth:`get_state` of this or another instance).
+
+        Models absent from the document keep their state. Before :meth:`start`
+        the state is applied at start (and wins over the local database).
+        """
+        if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
+            raise StateError(f"alert state document version {document.get('version')!r}")
+        imported = {m: ModelAlertState.from_json(d) for m, d in document["models"].items()}
+        if self._lifecycle == "new":
+            self._pending_import.update(imported)
+            return
+        outbox, _ = self._running()
+        texts = {m: json.dumps(s.to_json(), default=_json_default) for m, s in imported.items()}
+        outbox.commit_evaluation([], now=self._clock.time(), deadline_at=0.0, states=texts)
+        self._states.update(imported)
+        self._saved.update(texts)
+        for state in imported.values():
+            self._export_firing(state)
+
+    # -- diagnostics ---------------------------------------------------------------------
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox (read-only use: depth, rows), e.g. for a health endpoint or tests."""
+        outbox, _ = self._running()
+        return outbox
+
+    @property
+    def metrics(self) -> AlertMetrics:
+        return self._metrics
+
+    def now(self) -> float:
+        """The injected clock's wall time (the HTTP API uses it for default silence starts)."""
+        return self._clock.time()
+
+    def _export_firing(self, state: ModelAlertState) -> None:
+        for severity, n in state.firing_by_severity().items():
+            self._metrics.alerts_firing.labels(model=state.model, severity=severity).set(n)
+
+    def _running(self) -> tuple[Outbox, SilenceStore]:
+        if self._lifecycle != "running" or self._outbox is None or self._silences is None:
+            raise ServiceStateError(f"AlertService is {self._lifecycle}, not running")
+        return self._outbox, self._silences
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, frozenset | set | tuple):
+        return sorted(obj) if isinstance(obj, frozenset | set) else list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+__all__ = ["AlertService", "build_notification", "evidence", "links_for"]

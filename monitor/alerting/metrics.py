@@ -1,0 +1,64 @@
+"""Alerting metrics, registered on the injected registry (never the global one).
+
+Labels are bounded: ``receiver`` comes from the configuration, ``outcome``
+from a fixed set, ``model`` from the monitored models, ``severity`` is
+warning/critical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: ``delivered`` accepted; ``retried`` a retryable failure, will try again; ``failed`` a
+#: permanent (4xx) rejection; ``dead`` gave up at deadline/max attempts; ``silenced`` muted
+#: by a silence; ``suppressed`` withheld by policy (retrain min interval).
+OUTCOMES = ("delivered", "retried", "failed", "dead", "silenced", "suppressed")
+
+
+class AlertMetrics:
+    """The alerting instruments."""
+
+    def __init__(self, registry: CollectorRegistry, receivers: Iterable[str]) -> None:
+        self.notifications = Counter(
+            "monitor_notifications",
+            "Notification delivery outcomes per receiver.",
+            ["receiver", "outcome"],
+            registry=registry,
+        )
+        self.delivery_seconds = Histogram(
+            "monitor_notification_delivery_seconds",
+            "Time from enqueue to accepted delivery, retries included.",
+            ["receiver"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
+            registry=registry,
+        )
+        self.outbox_depth = Gauge(
+            "monitor_outbox_depth",
+            "Undelivered notifications waiting in the outbox.",
+            ["receiver"],
+            registry=registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "monitor_outbox_oldest_undelivered_age_seconds",
+            "Age of the oldest undelivered notification (0 when none).",
+            registry=registry,
+        )
+        self.alerts_firing = Gauge(
+            "monitor_alerts_firing",
+            "Firing alert signals per model and severity.",
+            ["model", "severity"],
+            registry=registry,
+        )
+        for r in receivers:  # series exist at 0 from the start, so rate() works at once
+            for outcome in OUTCOMES:
+                self.notifications.labels(receiver=r, outcome=outcome)
+            self.delivery_seconds.labels(receiver=r)
+            self.outbox_depth.labels(receiver=r).set(0)
+
+    def count(self, receiver: str, outcome: str, n: int = 1) -> None:
+        self.notifications.labels(receiver=receiver, outcome=outcome).inc(n)
+
+
+__all__ = ["OUTCOMES", "AlertMetrics"]

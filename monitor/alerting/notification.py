@@ -1,0 +1,228 @@
+"""The notification: what one alert (or retrain trigger) says, on the wire and in the outbox.
+
+A :class:`Notification` is immutable and self-contained: a receiver renders
+it without looking anything up, and the outbox stores it as a versioned
+record (:meth:`Notification.to_record`) so a restarted service re-sends the
+exact same thing with the same idempotency key.
+
+Wire payload (:meth:`Notification.to_payload`, used by the generic webhook)::
+
+    {"version": 1, "idempotency_key": "...", "fingerprint": "3f2a...", "action": "fire",
+     "status": "firing", "model": "churn", "model_version": "7", "group": {"model": "churn"},
+     "severity": "critical", "started_at": "2024-05-01T12:00:00Z",
+     "evaluated_at": "2024-05-01T12:00:00Z", "ended_at": null,
+     "window": {"start": "...", "end": "...", "events": 5000},
+     "signals": [{"kind": "drift", "subject": "income", "severity": "critical",
+                  "statistic": 0.31, "threshold": 0.2, "detector": "psi", "p_value": null,
+                  "details": {}}],
+     "summary": "[FIRING:critical] churn: 1 signal (drift income)", "links": {}, "reason": null}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from monitor.errors import StateError
+
+NotificationAction = Literal["fire", "update", "repeat", "resolve", "retrain"]
+NotificationStatus = Literal["firing", "resolved"]
+
+#: Version of the stored record and of the wire payload. Bump on an incompatible change.
+FORMAT_VERSION = 1
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as an ISO 8601 UTC string with a ``Z`` suffix (millisecond precision)."""
+    if ts is None:
+        return None
+    text = datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def _finite(x: Any) -> Any:
+    """JSON has no NaN/Infinity: non-finite floats become ``None`` rather than invalid JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+@dataclass(frozen=True, slots=True)
+class SignalEvidence:
+    """One signal as reported in a notification: the statistic and what it was compared to."""
+
+    kind: str
+    subject: str
+    severity: str
+    statistic: float
+    threshold: float
+    detector: str | None = None
+    p_value: float | None = None
+    details: dict[str, float | str | None] = field(default_factory=dict)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "severity": self.severity,
+            "statistic": _finite(self.statistic),
+            "threshold": _finite(self.threshold),
+            "detector": self.detector,
+            "p_value": _finite(self.p_value),
+            "details": {k: _finite(v) for k, v in self.details.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message to one or more receivers, about one alert group of one model.
+
+    ``fingerprint`` identifies the alert group across incidents (PagerDuty's
+    ``dedup_key``); ``idempotency_key`` identifies this very message (the
+    ``webhook-id``, ``Idempotency-Key``, Airflow ``dag_run_id``) and is derived
+    from fingerprint, incident start, sequence number and action, so that a
+    replayed evaluation produces the same key.
+    """
+
+    idempotency_key: str
+    fingerprint: str
+    action: NotificationAction
+    status: NotificationStatus
+    model: str
+    model_version: str | None
+    group: dict[str, str]
+    severity: str
+    started_at: float
+    evaluated_at: float
+    window_start: float
+    window_end: float
+    window_events: int
+    signals: tuple[SignalEvidence, ...]
+    links: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+    ended_at: float | None = None
+
+    def summary(self) -> str:
+        """One line for humans: status, severity, model and the signals involved."""
+        label = "RESOLVED" if self.status == "resolved" else f"FIRING:{self.severity}"
+        if self.action == "retrain":
+            label = "RETRAIN"
+        shown = ", ".join(f"{s.kind} {s.subject}" for s in self.signals[:5])
+        more = f" and {len(self.signals) - 5} more" if len(self.signals) > 5 else ""
+        version = f" v{self.model_version}" if self.model_version else ""
+        n = len(self.signals)
+        return f"[{label}] {self.model}{version}: {n} signal{'s' * (n != 1)} ({shown}{more})"
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON body of the generic webhook (and ``data`` of the CloudEvent)."""
+        return {
+            "version": FORMAT_VERSION,
+            "idempotency_key": self.idempotency_key,
+            "fingerprint": self.fingerprint,
+            "action": self.action,
+            "status": self.status,
+            "model": self.model,
+            "model_version": self.model_version,
+            "group": dict(self.group),
+            "severity": self.severity,
+            "started_at": iso(self.started_at),
+            "evaluated_at": iso(self.evaluated_at),
+            "ended_at": iso(self.ended_at),
+            "window": {
+                "start": iso(self.window_start),
+                "end": iso(self.window_end),
+                "events": self.window_events,
+            },
+            "signals": [s.to_payload() for s in self.signals],
+            "summary": self.summary(),
+            "links": dict(self.links),
+            "reason": self.reason,
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """Lossless, versioned form for the outbox (epoch floats, not ISO strings)."""
+        return {
+            "format": FORMAT_VERSION,
+            "idempotency_key": self.idempotency_key,
+            "fingerprint": self.fingerprint,
+            "action": self.action,
+            "status": self.status,
+            "model": self.model,
+            "model_version": self.model_version,
+            "group": dict(self.group),
+            "severity": self.severity,
+            "started_at": self.started_at,
+            "evaluated_at": self.evaluated_at,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "window_events": self.window_events,
+            "signals": [
+                {
+                    "kind": s.kind,
+                    "subject": s.subject,
+                    "severity": s.severity,
+                    "statistic": _finite(s.statistic),
+                    "threshold": _finite(s.threshold),
+                    "detector": s.detector,
+                    "p_value": _finite(s.p_value),
+                    "details": {k: _finite(v) for k, v in s.details.items()},
+                }
+                for s in self.signals
+            ],
+            "links": dict(self.links),
+            "reason": self.reason,
+            "ended_at": self.ended_at,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Notification:
+        """Inverse of :meth:`to_record`; another format version is a :class:`StateError`."""
+        if record.get("format") != FORMAT_VERSION:
+            raise StateError(f"outbox record format {record.get('format')!r} != {FORMAT_VERSION}")
+        try:
+            signals = tuple(
+                SignalEvidence(
+                    kind=s["kind"],
+                    subject=s["subject"],
+                    severity=s["severity"],
+                    statistic=math.nan if s["statistic"] is None else float(s["statistic"]),
+                    threshold=math.nan if s["threshold"] is None else float(s["threshold"]),
+                    detector=s.get("detector"),
+                    p_value=s.get("p_value"),
+                    details=dict(s.get("details", {})),
+                )
+                for s in record["signals"]
+            )
+            return cls(
+                idempotency_key=record["idempotency_key"],
+                fingerprint=record["fingerprint"],
+                action=record["action"],
+                status=record["status"],
+                model=record["model"],
+                model_version=record["model_version"],
+                group=dict(record["group"]),
+                severity=record["severity"],
+                started_at=float(record["started_at"]),
+                evaluated_at=float(record["evaluated_at"]),
+                window_start=float(record["window_start"]),
+                window_end=float(record["window_end"]),
+                window_events=int(record["window_events"]),
+                signals=signals,
+                links=dict(record.get("links", {})),
+                reason=record.get("reason"),
+                ended_at=record.get("ended_at"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"unreadable outbox record: {exc}") from exc
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Notification",
+    "NotificationAction",
+    "NotificationStatus",
+    "SignalEvidence",
+    "iso",
+]

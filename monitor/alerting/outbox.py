@@ -1,0 +1,289 @@
+"""The durable outbox: notifications survive receiver outages and service restarts.
+
+Rows live in the alerting SQLite database (:mod:`monitor.alerting.database`).
+An enqueue is one transaction committed with ``synchronous=FULL``: when it
+returns, the notification survives a crash. ``(receiver, idempotency_key)``
+is unique, so re-enqueueing after a crash (the pipeline replays the
+evaluation) is a no-op, including for rows already delivered, which are kept
+for ``retention_seconds`` for exactly that reason.
+
+Per receiver and fingerprint, rows are delivered in enqueue order: a
+resolve never overtakes the fire it closes while that fire is being
+retried (PagerDuty would otherwise open an incident nobody resolves).
+
+Row states::
+
+    pending --send ok--------------------------> delivered
+       |  \\--retryable error--> pending (attempts+1, next_attempt_at later)
+       \\--permanent error / deadline / max attempts--> dead
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.alerting.database import open_database
+from monitor.alerting.notification import FORMAT_VERSION, Notification
+from monitor.errors import StateError
+
+_ERROR_EXCERPT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One pending delivery of one notification to one receiver."""
+
+    id: int
+    receiver: str
+    notification: Notification
+    attempts: int
+    enqueued_at: float
+    next_attempt_at: float
+    deadline_at: float
+
+
+class Outbox:
+    """Durable queue of (receiver, notification) pairs, plus the alert state written with them."""
+
+    def __init__(self, conn: sqlite3.Connection, *, owns_connection: bool = False) -> None:
+        self._conn = conn
+        self._owns = owns_connection
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: str | Path) -> Outbox:
+        """Open (or create) the outbox in the SQLite file at ``path``."""
+        return cls(open_database(path), owns_connection=True)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The underlying connection (shared with the silence store)."""
+        return self._conn
+
+    # -- writing -------------------------------------------------------------------------
+
+    def enqueue(
+        self, receiver: str, notification: Notification, *, now: float, deadline_at: float
+    ) -> bool:
+        """Durably add one delivery; False if this (receiver, key) was already enqueued."""
+        return self.commit_evaluation([(receiver, notification)], now=now, deadline_at=deadline_at)[
+            0
+        ]
+
+    def commit_evaluation(
+        self,
+        items: Iterable[tuple[str, Notification]],
+        *,
+        now: float,
+        deadline_at: float,
+        states: dict[str, str] | None = None,
+    ) -> list[bool]:
+        """Enqueue ``items`` and save ``states`` (model -> JSON) in ONE transaction.
+
+        Alert state and the notifications it implies commit together: after a
+        crash either both or neither are there, so an incident is neither
+        notified twice with different keys nor silently marked as notified.
+        Returns, per item, whether it was new.
+        """
+        inserted: list[bool] = []
+        try:
+            with self._transaction():
+                for receiver, n in items:
+                    cur = self._conn.execute(
+                        "INSERT OR IGNORE INTO outbox (receiver, idempotency_key, fingerprint, "
+                        "format, payload, enqueued_at, next_attempt_at, deadline_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            receiver,
+                            n.idempotency_key,
+                            n.fingerprint,
+                            FORMAT_VERSION,
+                            json.dumps(n.to_record(), allow_nan=False),
+                            now,
+                            now,
+                            deadline_at,
+                        ),
+                    )
+                    inserted.append(cur.rowcount == 1)
+                for model, state in (states or {}).items():
+                    self._conn.execute(
+                        "INSERT INTO alert_state (model, state) VALUES (?, ?) "
+                        "ON CONFLICT(model) DO UPDATE SET state = excluded.state",
+                        (model, state),
+                    )
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox enqueue failed: {exc}") from exc
+        return inserted
+
+    def mark_delivered(self, row_id: int, now: float) -> None:
+        """The receiver accepted the notification."""
+        self._update(
+            "UPDATE outbox SET state='delivered', attempts=attempts+1, finished_at=? WHERE id=?",
+            (now, row_id),
+        )
+
+    def mark_failed(self, row_id: int, *, next_attempt_at: float, error: str) -> None:
+        """A retryable failure: try again at ``next_attempt_at``."""
+        self._update(
+            "UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, last_error=? WHERE id=?",
+            (next_attempt_at, error[:_ERROR_EXCERPT], row_id),
+        )
+
+    def mark_dead(self, row_id: int, now: float, error: str) -> None:
+        """Give up: permanent error, deadline passed, attempts exhausted, or unreadable row."""
+        self._update(
+            "UPDATE outbox SET state='dead', attempts=attempts+1, finished_at=?, last_error=? "
+            "WHERE id=?",
+            (now, error[:_ERROR_EXCERPT], row_id),
+        )
+
+    def purge(self, before: float) -> int:
+        """Delete delivered and dead rows finished before ``before``; returns how many."""
+        try:
+            with self._transaction():
+                cur = self._conn.execute(
+                    "DELETE FROM outbox WHERE state != 'pending' AND finished_at < ?", (before,)
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox purge failed: {exc}") from exc
+        return cur.rowcount
+
+    # -- reading -------------------------------------------------------------------------
+
+    def due(
+        self, now: float, limit: int, *, receiver: str | None = None, exclude: Collection[int] = ()
+    ) -> list[OutboxRow]:
+        """Pending rows whose time has come, oldest first, head-of-line per (receiver, fingerprint).
+
+        ``exclude`` lists rows already in flight. A row whose stored format this
+        build cannot read is dead-lettered here instead of blocking the queue.
+        """
+        if limit <= 0:
+            return []
+        sql = (
+            "SELECT * FROM outbox o WHERE o.state='pending' AND o.next_attempt_at <= ? "
+            "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.receiver=o.receiver "
+            "AND p.fingerprint=o.fingerprint AND p.state='pending' AND p.id < o.id)"
+        )
+        params: list[object] = [now]
+        if receiver is not None:
+            sql += " AND o.receiver = ?"
+            params.append(receiver)
+        sql += " ORDER BY o.next_attempt_at, o.id LIMIT ?"
+        params.append(limit + len(exclude))
+        try:
+            rows = self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox read failed: {exc}") from exc
+        out: list[OutboxRow] = []
+        for r in rows:
+            if r["id"] in exclude:
+                continue
+            try:
+                if r["format"] != FORMAT_VERSION:
+                    raise StateError(f"row format {r['format']} != {FORMAT_VERSION}")
+                notification = Notification.from_record(json.loads(r["payload"]))
+            except (StateError, ValueError) as exc:
+                self.mark_dead(r["id"], now, f"unreadable row: {exc}")
+                continue
+            out.append(
+                OutboxRow(
+                    id=r["id"],
+                    receiver=r["receiver"],
+                    notification=notification,
+                    attempts=r["attempts"],
+                    enqueued_at=r["enqueued_at"],
+                    next_attempt_at=r["next_attempt_at"],
+                    deadline_at=r["deadline_at"],
+                )
+            )
+            if len(out) >= limit:
+                break
+        return out
+
+    def next_due_at(self, exclude: Collection[int] = ()) -> float | None:
+        """When the earliest deliverable pending row (not in ``exclude``) becomes due."""
+        marks = ",".join("?" * len(exclude))
+        sql = (
+            "SELECT MIN(o.next_attempt_at) AS t FROM outbox o WHERE o.state='pending' "
+            "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.receiver=o.receiver "
+            "AND p.fingerprint=o.fingerprint AND p.state='pending' AND p.id < o.id)"
+        )
+        if exclude:
+            sql += f" AND o.id NOT IN ({marks})"
+        row = self._conn.execute(sql, list(exclude)).fetchone()
+        return None if row["t"] is None else float(row["t"])
+
+    def depth(self) -> dict[str, int]:
+        """Pending rows per receiver."""
+        rows = self._conn.execute(
+            "SELECT receiver, COUNT(*) AS n FROM outbox WHERE state='pending' GROUP BY receiver"
+        ).fetchall()
+        return {r["receiver"]: r["n"] for r in rows}
+
+    def oldest_undelivered_age(self, now: float) -> float | None:
+        """Seconds since the oldest pending row was enqueued (None when nothing is pending)."""
+        row = self._conn.execute(
+            "SELECT MIN(enqueued_at) AS t FROM outbox WHERE state='pending'"
+        ).fetchone()
+        return None if row["t"] is None else max(0.0, now - float(row["t"]))
+
+    def counts(self) -> dict[str, int]:
+        """Rows per state (pending, delivered, dead): for tests and diagnostics."""
+        rows = self._conn.execute("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
+        return {r["state"]: r["n"] for r in rows.fetchall()}
+
+    def rows(self, receiver: str | None = None) -> list[dict[str, object]]:
+        """Every row's bookkeeping columns (no payload): for tests and diagnostics."""
+        sql = (
+            "SELECT id, receiver, idempotency_key, fingerprint, state, attempts, enqueued_at, "
+            "next_attempt_at, deadline_at, finished_at, last_error FROM outbox"
+        )
+        params: tuple[object, ...] = ()
+        if receiver is not None:
+            sql += " WHERE receiver = ?"
+            params = (receiver,)
+        return [dict(r) for r in self._conn.execute(sql + " ORDER BY id", params).fetchall()]
+
+    def load_states(self) -> dict[str, str]:
+        """Saved alert state per model (JSON text)."""
+        rows = self._conn.execute("SELECT model, state FROM alert_state").fetchall()
+        return {r["model"]: r["state"] for r in rows}
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection if this outbox opened it; idempotent."""
+        if not self._closed and self._owns:
+            self._conn.close()
+        self._closed = True
+
+    def _update(self, sql: str, params: tuple[object, ...]) -> None:
+        try:
+            with self._transaction():
+                self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox update failed: {exc}") from exc
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+__all__ = ["Outbox", "OutboxRow"]

@@ -1,0 +1,377 @@
+"""The alert state machine: a pure function from (previous state, one evaluation, now) to actions.
+
+Modelled on Alertmanager's dedup stage (``notify/dedup_stage.go``), with the
+``for`` / ``keep_firing_for`` hysteresis of Prometheus rules folded in, so a
+flapping detector cannot cause a notification storm:
+
+* per signal (``kind:subject``): it *fires* after ``for`` consecutive active
+  evaluations and *resolves* after ``resolve_after`` consecutive ok ones;
+* per alert group (the model, optionally split by kind, see ``group_by``):
+  an *incident* is open while any of its signals fires;
+* one notification per group and evaluation, listing every firing signal:
+
+  ======  ==========================================================  ===========
+  action  when                                                        carries
+  ======  ==========================================================  ===========
+  fire    first notifiable moment of an incident                      firing sigs
+  update  a firing signal not notified before, or higher severity     firing sigs
+  repeat  still firing, nothing sent for ``repeat_interval_seconds``  firing sigs
+  resolve every signal resolved, and a fire was sent                  notified sigs
+  mute    firing but every firing signal is silenced (metrics only)   muted sigs
+  ======  ==========================================================  ===========
+
+A signal that was already notified in the incident never triggers an
+update again when it flaps, and a resolve is only sent for an incident that
+was notified. Nothing here performs I/O or reads a clock: ``now`` is an
+argument, and identifiers derive from the inputs only, so replaying an
+evaluation after a crash yields the same idempotency keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from monitor.alerting.config import AlertRule
+from monitor.alerting.rules import is_active, max_severity, rule_for, severity_rank
+from monitor.alerting.signals import EvaluationContext, Signal
+from monitor.alerting.silences import Silence, is_silenced
+from monitor.errors import StateError
+
+ActionKind = Literal["fire", "update", "repeat", "resolve", "mute"]
+
+#: Version of :meth:`ModelAlertState.to_json`; a mismatch on import is a :class:`StateError`.
+STATE_VERSION = 1
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """Stable 16-hex-digit identity of an alert group, from its labels (order-independent).
+
+    >>> fingerprint({"model": "churn"}) == fingerprint({"model": "churn"})
+    True
+    >>> len(fingerprint({"model": "churn", "kind": "drift"}))
+    16
+    """
+    text = "\x1f".join(f"{k}\x1e{labels[k]}" for k in sorted(labels))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def idempotency_key(fp: str, started_at: float, seq: int, action: str) -> str:
+    """Key of one notification: same inputs, same key (URL-, header- and dag_run_id-safe)."""
+    return f"{fp}-{round(started_at * 1000)}-{seq}-{action}"
+
+
+def signal_key(signal: Signal) -> str:
+    return f"{signal.kind}:{signal.subject}"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalTrack:
+    """Hysteresis counters of one signal."""
+
+    firing: bool = False
+    active_streak: int = 0
+    ok_streak: int = 0
+    severity: str = "ok"  # severity at the last active evaluation
+    since: float | None = None  # when it started firing
+    resolve_after: int = 1
+    repeat_interval: float = 4 * 3600.0
+    last: Signal | None = None  # last reported value, for resolve evidence
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """One alert group: its signals and its open incident, if any."""
+
+    labels: dict[str, str]
+    fingerprint: str
+    tracks: dict[str, SignalTrack] = field(default_factory=dict)
+    incident_started_at: float | None = None
+    notified: bool = False
+    notified_keys: frozenset[str] = frozenset()
+    notified_severity: str = "ok"
+    last_notified_at: float | None = None
+    seq: int = 0
+    muted_keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAlertState:
+    """Everything the alert engine remembers about one model; exportable as JSON."""
+
+    model: str
+    groups: dict[str, GroupState] = field(default_factory=dict)
+    last_retrain_at: float | None = None
+
+    def firing_by_severity(self) -> dict[str, int]:
+        """Number of firing signals per severity (for ``monitor_alerts_firing``)."""
+        counts = {"warning": 0, "critical": 0}
+        for g in self.groups.values():
+            for t in g.tracks.values():
+                if t.firing and t.severity in counts:
+                    counts[t.severity] += 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-serialisable form (for the state store and ``AlertService.get_state``)."""
+        return {
+            "version": STATE_VERSION,
+            "model": self.model,
+            "last_retrain_at": self.last_retrain_at,
+            "groups": [
+                {
+                    "labels": g.labels,
+                    "fingerprint": g.fingerprint,
+                    "incident_started_at": g.incident_started_at,
+                    "notified": g.notified,
+                    "notified_keys": sorted(g.notified_keys),
+                    "notified_severity": g.notified_severity,
+                    "last_notified_at": g.last_notified_at,
+                    "seq": g.seq,
+                    "muted_keys": sorted(g.muted_keys),
+                    "tracks": {
+                        k: {**asdict(t), "last": asdict(t.last) if t.last else None}
+                        for k, t in g.tracks.items()
+                    },
+                }
+                for g in self.groups.values()
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelAlertState:
+        """Inverse of :meth:`to_json`; another version or a malformed document is a StateError."""
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise StateError(f"alert state version {data.get('version')!r} != {STATE_VERSION}")
+        try:
+            groups: dict[str, GroupState] = {}
+            for g in data["groups"]:
+                tracks = {}
+                for k, t in g["tracks"].items():
+                    last = Signal(**t["last"]) if t.get("last") else None
+                    tracks[k] = SignalTrack(**{**t, "last": last})
+                groups[g["fingerprint"]] = GroupState(
+                    labels=dict(g["labels"]),
+                    fingerprint=g["fingerprint"],
+                    tracks=tracks,
+                    incident_started_at=g["incident_started_at"],
+                    notified=bool(g["notified"]),
+                    notified_keys=frozenset(g["notified_keys"]),
+                    notified_severity=g["notified_severity"],
+                    last_notified_at=g["last_notified_at"],
+                    seq=int(g["seq"]),
+                    muted_keys=frozenset(g["muted_keys"]),
+                )
+            return cls(
+                model=data["model"], groups=groups, last_retrain_at=data.get("last_retrain_at")
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"malformed alert state: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class AlertAction:
+    """One policy decision: a notification to build, route and enqueue (or count: mute)."""
+
+    kind: ActionKind
+    model: str
+    labels: dict[str, str]
+    fingerprint: str
+    idempotency_key: str
+    incident_started_at: float
+    severity: str  # the incident severity: routing key for every action of the incident
+    signals: tuple[Signal, ...]
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: ModelAlertState
+    actions: list[AlertAction]
+
+
+def group_labels(signal: Signal, group_by: Sequence[str]) -> dict[str, str]:
+    """Labels of the alert group ``signal`` belongs to."""
+    labels = {"model": signal.model}
+    if "kind" in group_by:
+        labels["kind"] = signal.kind
+    return labels
+
+
+def _order(signals: Iterable[Signal]) -> tuple[Signal, ...]:
+    return tuple(sorted(signals, key=lambda s: (-severity_rank(s.severity), s.kind, s.subject)))
+
+
+def _step_track(
+    track: SignalTrack, signal: Signal | None, rule: AlertRule | None, now: float
+) -> SignalTrack:
+    """Advance one signal's hysteresis by one evaluation (absent or unruled counts as ok)."""
+    last = signal if signal is not None else track.last
+    if signal is not None and rule is not None and is_active(rule, signal):
+        streak = track.active_streak + 1
+        firing, since = track.firing, track.since
+        if not firing and streak >= rule.for_:
+            firing, since = True, now
+        return SignalTrack(
+            firing=firing,
+            active_streak=streak,
+            ok_streak=0,
+            severity=signal.severity,
+            since=since,
+            resolve_after=rule.resolve_after,
+            repeat_interval=rule.repeat_interval_seconds,
+            last=last,
+        )
+    ok = track.ok_streak + 1
+    if track.firing and ok < track.resolve_after:
+        return replace(track, active_streak=0, ok_streak=ok, last=last)
+    return replace(track, firing=False, active_streak=0, ok_streak=0, since=None, last=last)
+
+
+def _step_group(
+    group: GroupState,
+    current: dict[str, Signal],
+    rules: Sequence[AlertRule],
+    silences: Sequence[Silence],
+    model: str,
+    now: float,
+) -> tuple[GroupState, list[AlertAction]]:
+    tracks: dict[str, SignalTrack] = {}
+    for key in sorted(set(group.tracks) | set(current)):
+        sig = current.get(key)
+        rule = rule_for(rules, sig) if sig is not None else None
+        tracks[key] = _step_track(group.tracks.get(key, SignalTrack()), sig, rule, now)
+
+    firing = {k: t for k, t in tracks.items() if t.firing}
+    evidence = {k: t.last for k, t in tracks.items() if t.last is not None}
+    # Keep only what carries information: bounded state however many features come and go.
+    kept = {k: t for k, t in tracks.items() if t.firing or t.active_streak > 0}
+    group = replace(group, tracks=kept)
+    actions: list[AlertAction] = []
+
+    def act(kind: ActionKind, keys: Iterable[str], severity: str, seq: int) -> AlertAction:
+        assert group.incident_started_at is not None
+        return AlertAction(
+            kind=kind,
+            model=model,
+            labels=dict(group.labels),
+            fingerprint=group.fingerprint,
+            idempotency_key=idempotency_key(
+                group.fingerprint, group.incident_started_at, seq, kind
+            ),
+            incident_started_at=group.incident_started_at,
+            severity=severity,
+            signals=_order(evidence[k] for k in keys if k in evidence),
+            ended_at=now if kind == "resolve" else None,
+        )
+
+    if not firing:
+        if group.incident_started_at is not None and group.notified:
+            actions.append(act("resolve", group.notified_keys, group.notified_severity, group.seq))
+        return replace(
+            group,
+            incident_started_at=None,
+            notified=False,
+            notified_keys=frozenset(),
+            notified_severity="ok",
+            last_notified_at=None,
+            seq=0,
+            muted_keys=frozenset(),
+        ), actions
+
+    if group.incident_started_at is None:
+        group = replace(group, incident_started_at=now)
+    visible = {k for k in firing if not is_silenced(silences, evidence[k], now)}
+    visible_sev = max_severity([firing[k].severity for k in visible])
+
+    if visible:
+        new_keys = visible - group.notified_keys
+        repeat_every = min(firing[k].repeat_interval for k in firing)
+        kind: ActionKind | None = None
+        if not group.notified:
+            kind = "fire"
+        elif new_keys or severity_rank(visible_sev) > severity_rank(group.notified_severity):
+            kind = "update"
+        elif group.last_notified_at is not None and now - group.last_notified_at >= repeat_every:
+            kind = "repeat"
+        if kind is not None:
+            severity = max_severity([visible_sev, group.notified_severity])
+            actions.append(act(kind, sorted(visible), severity, group.seq))
+            group = replace(
+                group,
+                notified=True,
+                notified_keys=group.notified_keys | visible,
+                notified_severity=severity,
+                last_notified_at=now,
+                seq=group.seq + 1,
+            )
+    else:
+        newly_muted = set(firing) - group.muted_keys - group.notified_keys
+        if newly_muted:
+            sev = max_severity([firing[k].severity for k in newly_muted])
+            actions.append(act("mute", sorted(newly_muted), sev, group.seq))
+            group = replace(group, muted_keys=group.muted_keys | newly_muted)
+    return group, actions
+
+
+def decide(
+    previous: ModelAlertState | None,
+    signals: Sequence[Signal],
+    ctx: EvaluationContext,
+    now: float,
+    *,
+    rules: Sequence[AlertRule],
+    silences: Sequence[Silence] = (),
+    group_by: Sequence[str] = ("model",),
+) -> Decision:
+    """Advance one model's alert state by one evaluation and say what to notify.
+
+    ``signals`` are all the signals of one evaluation of ``ctx.model``
+    (inactive ones with severity ``"ok"``). A signal tracked before but
+    absent now counts as ok, so a removed feature cannot hold an incident
+    open forever. If several signals share ``kind:subject``, the most
+    severe wins.
+    """
+    state = previous if previous is not None else ModelAlertState(model=ctx.model)
+    if state.model != ctx.model:
+        raise ValueError(f"state of model {state.model!r} given for {ctx.model!r}")
+
+    by_group: dict[str, tuple[dict[str, str], dict[str, Signal]]] = {}
+    for sig in signals:
+        if sig.model != ctx.model:
+            raise ValueError(f"signal of model {sig.model!r} in an evaluation of {ctx.model!r}")
+        labels = group_labels(sig, group_by)
+        fp = fingerprint(labels)
+        entry = by_group.setdefault(fp, (labels, {}))
+        key = signal_key(sig)
+        seen = entry[1].get(key)
+        if seen is None or severity_rank(sig.severity) > severity_rank(seen.severity):
+            entry[1][key] = sig
+
+    groups: dict[str, GroupState] = {}
+    actions: list[AlertAction] = []
+    for fp in sorted(set(state.groups) | set(by_group)):
+        labels, current = by_group.get(fp, (None, {}))
+        prev = state.groups.get(fp) or GroupState(labels=labels or {}, fingerprint=fp)
+        new, acts = _step_group(prev, current, rules, silences, ctx.model, now)
+        actions.extend(acts)
+        if new.tracks or new.incident_started_at is not None:
+            groups[fp] = new
+    return Decision(state=replace(state, groups=groups), actions=actions)
+
+
+__all__ = [
+    "STATE_VERSION",
+    "ActionKind",
+    "AlertAction",
+    "Decision",
+    "GroupState",
+    "ModelAlertState",
+    "SignalTrack",
+    "decide",
+    "fingerprint",
+    "group_labels",
+    "idempotency_key",
+]

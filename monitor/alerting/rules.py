@@ -1,0 +1,63 @@
+"""Rule matching: which configured rule governs a signal (pure).
+
+Severities are ordered ``ok < warning < critical``; globs are case-sensitive
+shell patterns (:func:`fnmatch.fnmatchcase`) so ``fraud-*`` never matches
+``Fraud-eu`` by accident of the platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+
+from monitor.alerting.config import AlertRule
+from monitor.alerting.signals import Signal
+
+SEVERITY_RANK: dict[str, int] = {"ok": 0, "info": 0, "warning": 1, "critical": 2}
+
+
+def severity_rank(severity: str) -> int:
+    """Rank of a severity; unknown strings rank as ok so they can never page."""
+    return SEVERITY_RANK.get(severity, 0)
+
+
+def max_severity(severities: Sequence[str]) -> str:
+    """The highest of ``severities`` (``"ok"`` when empty)."""
+    best = "ok"
+    for s in severities:
+        if severity_rank(s) > severity_rank(best):
+            best = s
+    return best
+
+
+def glob_match(pattern: str, value: str | None) -> bool:
+    """Case-sensitive glob; ``None`` values only match ``*``."""
+    if value is None:
+        return pattern == "*"
+    return fnmatchcase(value, pattern)
+
+
+def rule_for(rules: Sequence[AlertRule], signal: Signal) -> AlertRule | None:
+    """The first rule matching ``signal``'s kind, model and subject, or ``None``.
+
+    >>> from monitor.alerting.config import AlertRule
+    >>> s = Signal("m", "drift", "income", "warning", 0.3, 0.2)
+    >>> rule_for([AlertRule(kinds=["performance"]), AlertRule(name="d")], s).name
+    'd'
+    """
+    for rule in rules:
+        if (
+            signal.kind in rule.kinds
+            and glob_match(rule.model, signal.model)
+            and glob_match(rule.subject, signal.subject)
+        ):
+            return rule
+    return None
+
+
+def is_active(rule: AlertRule, signal: Signal) -> bool:
+    """Whether ``signal`` counts as active under ``rule`` (at or above its minimum severity)."""
+    return severity_rank(signal.severity) >= max(1, severity_rank(rule.min_severity))
+
+
+__all__ = ["glob_match", "is_active", "max_severity", "rule_for", "severity_rank"]

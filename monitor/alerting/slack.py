@@ -1,0 +1,109 @@
+"""Slack incoming webhook: a Block Kit message with a plain-text ``text`` fallback.
+
+``text`` is what notifications and screen readers show; the blocks list at
+most :data:`MAX_SIGNALS_SHOWN` signals (Slack caps a message at 50 blocks and
+a section at 3000 characters). Slack answers 429 with ``Retry-After`` when
+rate-limited, which the dispatcher honours; 4xx such as ``invalid_payload``
+or ``no_service`` are permanent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from monitor.alerting.config import SlackReceiverConfig
+from monitor.alerting.http import raise_for_status, send_request
+from monitor.alerting.notification import Notification, iso
+from monitor.alerting.receiver import encode_json
+from monitor.clock import Clock
+
+MAX_SIGNALS_SHOWN = 10
+_EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:"}
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or x != x else f"{x:.4g}"
+
+
+def slack_message(notification: Notification) -> dict[str, Any]:
+    """The JSON body Slack expects for one notification."""
+    n = notification
+    emoji = ":white_check_mark:" if n.status == "resolved" else _EMOJI.get(n.severity, ":bell:")
+    title = f"{emoji} {n.summary()}"
+    lines = []
+    for s in n.signals[:MAX_SIGNALS_SHOWN]:
+        detector = f" ({s.detector})" if s.detector else ""
+        p = f", p={_fmt(s.p_value)}" if s.p_value is not None else ""
+        lines.append(
+            f"• *{s.kind}* `{s.subject}`{detector}: {_fmt(s.statistic)} vs threshold "
+            f"{_fmt(s.threshold)}{p} [{s.severity}]"
+        )
+    if len(n.signals) > MAX_SIGNALS_SHOWN:
+        lines.append(f"… and {len(n.signals) - MAX_SIGNALS_SHOWN} more")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Model*\n{n.model}"},
+                {"type": "mrkdwn", "text": f"*Version*\n{n.model_version or 'n/a'}"},
+                {"type": "mrkdwn", "text": f"*Status*\n{n.status} ({n.action})"},
+                {"type": "mrkdwn", "text": f"*Severity*\n{n.severity}"},
+            ],
+        },
+    ]
+    if lines:
+        text = "\n".join(lines)[:2900]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"window {iso(n.window_start)} → {iso(n.window_end)} "
+                    f"({n.window_events} events) · since {iso(n.started_at)} · "
+                    f"fingerprint `{n.fingerprint}`",
+                }
+            ],
+        }
+    )
+    for label, url in n.links.items():
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {"type": "button", "text": {"type": "plain_text", "text": label}, "url": url}
+                ],
+            }
+        )
+    return {"text": title, "blocks": blocks}
+
+
+class SlackReceiver:
+    """Posts to one Slack incoming webhook."""
+
+    def __init__(
+        self, name: str, config: SlackReceiverConfig, client: httpx.AsyncClient, clock: Clock
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._client = client
+        self._clock = clock
+
+    async def send(self, notification: Notification) -> None:
+        response = await send_request(
+            self._client,
+            "POST",
+            self._config.webhook_url,
+            content=encode_json(slack_message(notification)),
+            headers={"Content-Type": "application/json"},
+            timeout=self._config.timeout_seconds,
+            what=f"slack {self.name}",
+        )
+        raise_for_status(response, self._clock.time(), what=f"slack {self.name}")
+
+
+__all__ = ["SlackReceiver", "slack_message"]

@@ -1,0 +1,159 @@
+"""The SQLite outbox and silence store: durability, dedup, ordering, bookkeeping."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from monitor.alerting.database import open_database
+from monitor.alerting.notification import Notification, SignalEvidence
+from monitor.alerting.outbox import Outbox
+from monitor.alerting.silences import SilenceStore
+from monitor.errors import StateError
+
+
+def note(key: str, fp: str = "fp1", action: str = "fire") -> Notification:
+    return Notification(
+        idempotency_key=key,
+        fingerprint=fp,
+        action=action,  # type: ignore[arg-type]
+        status="resolved" if action == "resolve" else "firing",
+        model="churn",
+        model_version=None,
+        group={"model": "churn"},
+        severity="warning",
+        started_at=1.0,
+        evaluated_at=2.0,
+        window_start=0.0,
+        window_end=1.5,
+        window_events=10,
+        signals=(SignalEvidence("drift", "x", "warning", float("nan"), 0.2),),
+    )
+
+
+@pytest.fixture
+def outbox(tmp_path):
+    box = Outbox.open(tmp_path / "o.db")
+    yield box
+    box.close()
+
+
+def test_enqueue_is_durable_and_round_trips(tmp_path):
+    box = Outbox.open(tmp_path / "o.db")
+    assert box.enqueue("hook", note("k1"), now=10.0, deadline_at=100.0)
+    box.close()  # a new process opening the same file
+    again = Outbox.open(tmp_path / "o.db")
+    (row,) = again.due(10.0, 10)
+    assert row.receiver == "hook" and row.notification.idempotency_key == "k1"
+    assert row.notification.signals[0].threshold == 0.2
+    assert row.notification.signals[0].statistic != row.notification.signals[0].statistic  # NaN
+    again.close()
+
+
+def test_reenqueue_is_ignored_even_after_delivery(outbox):
+    assert outbox.enqueue("hook", note("k1"), now=1.0, deadline_at=9.0)
+    assert not outbox.enqueue("hook", note("k1"), now=2.0, deadline_at=9.0)
+    assert outbox.enqueue("slack", note("k1"), now=2.0, deadline_at=9.0)  # other receiver
+    (row, _) = outbox.due(5.0, 10)
+    outbox.mark_delivered(row.id, 5.0)
+    assert not outbox.enqueue("hook", note("k1"), now=6.0, deadline_at=9.0)
+    assert outbox.counts() == {"delivered": 1, "pending": 1}
+
+
+def test_due_respects_time_and_fingerprint_order(outbox):
+    outbox.enqueue("hook", note("fire", "A"), now=1.0, deadline_at=99.0)
+    outbox.enqueue("hook", note("resolve", "A", "resolve"), now=2.0, deadline_at=99.0)
+    outbox.enqueue("hook", note("other", "B"), now=3.0, deadline_at=99.0)
+    fire, other = outbox.due(3.0, 10)
+    assert (fire.notification.idempotency_key, other.notification.idempotency_key) == (
+        "fire",
+        "other",
+    )
+    outbox.mark_failed(fire.id, next_attempt_at=50.0, error="HTTP 500")
+    # The resolve waits behind its fire even though the fire is not due.
+    assert [r.notification.idempotency_key for r in outbox.due(10.0, 10)] == ["other"]
+    assert outbox.next_due_at(exclude=[other.id]) == 50.0
+    assert outbox.due(10.0, 10, exclude=[other.id]) == []
+    outbox.mark_delivered(other.id, 11.0)
+    (again,) = outbox.due(50.0, 10)
+    assert (again.notification.idempotency_key, again.attempts) == ("fire", 1)
+    outbox.mark_delivered(again.id, 50.0)
+    assert [r.notification.idempotency_key for r in outbox.due(50.0, 10)] == ["resolve"]
+
+
+def test_depth_age_dead_and_purge(outbox):
+    outbox.enqueue("hook", note("k1", "A"), now=10.0, deadline_at=99.0)
+    outbox.enqueue("hook", note("k2", "B"), now=20.0, deadline_at=99.0)
+    outbox.enqueue("pd", note("k3", "C"), now=30.0, deadline_at=99.0)
+    assert outbox.depth() == {"hook": 2, "pd": 1}
+    assert outbox.oldest_undelivered_age(40.0) == 30.0
+    rows = outbox.due(40.0, 10, receiver="hook")
+    assert len(rows) == 2
+    outbox.mark_dead(rows[0].id, 41.0, "HTTP 400")
+    outbox.mark_delivered(rows[1].id, 42.0)
+    assert outbox.depth() == {"pd": 1}
+    assert outbox.oldest_undelivered_age(40.0) == 10.0
+    assert outbox.purge(before=41.5) == 1  # only the dead row finished before 41.5
+    assert outbox.counts() == {"delivered": 1, "pending": 1}
+    assert outbox.oldest_undelivered_age(40.0) == 10.0 and outbox.purge(before=100) == 1
+
+
+def test_unreadable_row_is_dead_lettered_not_blocking(outbox):
+    outbox.enqueue("hook", note("old"), now=1.0, deadline_at=99.0)
+    outbox.enqueue("hook", note("new", "B"), now=2.0, deadline_at=99.0)
+    outbox.connection.execute("UPDATE outbox SET format = 0 WHERE idempotency_key = 'old'")
+    assert [r.notification.idempotency_key for r in outbox.due(5.0, 10)] == ["new"]
+    assert outbox.counts() == {"dead": 1, "pending": 1}
+
+
+def test_state_and_rows_commit_atomically(outbox):
+    outbox.commit_evaluation(
+        [("hook", note("k1"))], now=1.0, deadline_at=9.0, states={"churn": '{"v": 1}'}
+    )
+    assert outbox.load_states() == {"churn": '{"v": 1}'}
+    outbox.connection.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON alert_state BEGIN SELECT RAISE(ABORT, 'disk'); END"
+    )
+    with pytest.raises(StateError):
+        outbox.commit_evaluation(
+            [("hook", note("k2"))], now=2.0, deadline_at=9.0, states={"fraud": "{}"}
+        )
+    assert outbox.counts() == {"pending": 1}  # k2 rolled back with the failed state write
+    assert outbox.load_states() == {"churn": '{"v": 1}'}
+
+
+def test_stored_rows_carry_format_version(outbox):
+    outbox.enqueue("hook", note("k1"), now=1.0, deadline_at=9.0)
+    row = outbox.connection.execute("SELECT format, payload FROM outbox").fetchone()
+    assert row["format"] == 1 and json.loads(row["payload"])["format"] == 1
+
+
+def test_schema_version_mismatch_is_refused(tmp_path):
+    conn = open_database(tmp_path / "o.db")
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(StateError, match="schema 99"):
+        open_database(tmp_path / "o.db")
+
+
+def test_wal_mode(outbox):
+    assert outbox.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_silence_store_persists_and_expires(tmp_path):
+    conn = open_database(tmp_path / "o.db")
+    store = SilenceStore(conn)
+    s = store.add(starts_at=0, ends_at=100, model="churn", comment="deploy", created_by="ann")
+    conn.close()
+    conn = open_database(tmp_path / "o.db")
+    store = SilenceStore(conn)
+    assert [x.id for x in store.active(50)] == [s.id]
+    expired = store.expire(s.id, now=60)
+    assert expired.ends_at == 60 and store.active(61) == []
+    with pytest.raises(KeyError):
+        store.expire("nope", now=1)
+    with pytest.raises(ValueError):
+        store.add(starts_at=5, ends_at=5)
+    assert store.purge(before=70) == 1 and store.all() == []
+    conn.close()

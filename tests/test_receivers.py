@@ -1,0 +1,255 @@
+"""Receivers against real HTTP servers on 127.0.0.1: bodies, headers, signatures, error mapping."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from alert_receivers import RecordingReceiver, Reply
+
+from monitor.alerting.config import (
+    PagerDutyReceiverConfig,
+    RetrainReceiverConfig,
+    SlackReceiverConfig,
+    WebhookReceiverConfig,
+)
+from monitor.alerting.http import parse_retry_after
+from monitor.alerting.notification import Notification, SignalEvidence
+from monitor.alerting.pagerduty import PagerDutyReceiver
+from monitor.alerting.receiver import build_receiver
+from monitor.alerting.retrain import RetrainReceiver
+from monitor.alerting.slack import SlackReceiver
+from monitor.alerting.webhook import WebhookReceiver
+from monitor.clock import ManualClock, SystemClock
+from monitor.errors import PermanentDeliveryError, RetryableDeliveryError
+
+
+def notification(status: str = "firing", action: str = "fire", n_signals: int = 2) -> Notification:
+    return Notification(
+        idempotency_key="3f2a9c0d1e2b4a5f-1714564800000-0-" + action,
+        fingerprint="3f2a9c0d1e2b4a5f",
+        action=action,  # type: ignore[arg-type]
+        status=status,  # type: ignore[arg-type]
+        model="churn",
+        model_version="7",
+        group={"model": "churn"},
+        severity="critical",
+        started_at=1714564800.0,
+        evaluated_at=1714564860.0,
+        window_start=1714564000.0,
+        window_end=1714564859.0,
+        window_events=5000,
+        signals=tuple(
+            SignalEvidence("drift", f"f{i}", "critical", 0.31, 0.2, "ks", 0.001, {"n": 5000})
+            for i in range(n_signals)
+        ),
+        links={"dashboard": "https://grafana.example/d/x?var-model=churn"},
+        reason="2 features drifted critically" if action == "retrain" else None,
+    )
+
+
+@pytest.fixture
+async def rx() -> AsyncIterator[RecordingReceiver]:
+    async with RecordingReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as c:
+        yield c
+
+
+def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """Independent implementation from https://www.standardwebhooks.com/ (not our signer)."""
+    if secret.startswith("whsec_"):
+        key = base64.b64decode(secret.split("_", 1)[1])
+    else:
+        key = secret.encode("utf-8")
+    to_sign = headers["webhook-id"].encode() + b"." + headers["webhook-timestamp"].encode() + b"."
+    mac = hmac.new(key, to_sign + body, hashlib.sha256).digest()
+    expected = base64.b64encode(mac)
+    for candidate in headers["webhook-signature"].split(" "):
+        version, _, sig = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(sig.encode(), expected):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "secret", ["whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode(), "plain"]
+)
+async def test_standard_webhooks_signature_verifies_independently(rx, client, secret):
+    cfg = WebhookReceiverConfig(url=rx.url, signing_secret=secret, headers={"X-Team": "ml"})
+    await WebhookReceiver("hook", cfg, client, SystemClock()).send(notification())
+    (req,) = rx.requests
+    assert req.headers["webhook-id"] == notification().idempotency_key
+    assert abs(int(req.headers["webhook-timestamp"]) - time.time()) < 5
+    assert req.headers["x-team"] == "ml"
+    assert req.headers["content-type"] == "application/json"
+    assert verify_standard_webhook(secret, req.headers, req.body)
+    assert not verify_standard_webhook(secret, req.headers, req.body + b" ")  # tamper-evident
+    assert not verify_standard_webhook("other", req.headers, req.body)
+    body = req.json
+    assert body["status"] == "firing" and body["fingerprint"] == "3f2a9c0d1e2b4a5f"
+    assert body["signals"][0] == {
+        "kind": "drift",
+        "subject": "f0",
+        "severity": "critical",
+        "statistic": 0.31,
+        "threshold": 0.2,
+        "detector": "ks",
+        "p_value": 0.001,
+        "details": {"n": 5000},
+    }
+    assert body["window"] == {
+        "start": "2024-05-01T11:46:40.000Z",
+        "end": "2024-05-01T12:00:59.000Z",
+        "events": 5000,
+    }
+
+
+async def test_cloudevents_structured_mode(rx, client):
+    cfg = WebhookReceiverConfig(url=rx.url, cloudevents=True)
+    await WebhookReceiver("hook", cfg, client, SystemClock()).send(notification())
+    (req,) = rx.requests
+    assert req.headers["content-type"] == "application/cloudevents+json"
+    assert "webhook-signature" not in req.headers
+    event = req.json
+    assert event["specversion"] == "1.0"
+    assert event["id"] == notification().idempotency_key
+    assert event["source"].endswith("/churn") and event["type"].endswith(".fire")
+    assert event["data"]["model"] == "churn"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (200, None),
+        (202, None),
+        (204, None),
+        (400, PermanentDeliveryError),
+        (401, PermanentDeliveryError),
+        (404, PermanentDeliveryError),
+        (410, PermanentDeliveryError),
+        (422, PermanentDeliveryError),
+        (429, RetryableDeliveryError),
+        (500, RetryableDeliveryError),
+        (502, RetryableDeliveryError),
+        (503, RetryableDeliveryError),
+    ],
+)
+async def test_status_mapping(rx, client, status, expected):
+    rx.script(Reply(status, body={"status": status}))
+    receiver = PagerDutyReceiver(
+        "pd", PagerDutyReceiverConfig(routing_key="k", url=rx.url), client, SystemClock()
+    )
+    if expected is None:
+        await receiver.send(notification())
+    else:
+        with pytest.raises(expected) as info:
+            await receiver.send(notification())
+        assert info.value.status == status
+
+
+async def test_connection_refused_is_retryable(client):
+    async with RecordingReceiver() as down:
+        url = down.url
+    receiver = SlackReceiver("s", SlackReceiverConfig(webhook_url=url), client, SystemClock())
+    with pytest.raises(RetryableDeliveryError):
+        await receiver.send(notification())
+
+
+async def test_retry_after_http_date(rx, client):
+    clock = ManualClock(1714564800.0)  # 2024-05-01T12:00:00Z
+    rx.script(Reply(503, headers={"Retry-After": "Wed, 01 May 2024 12:00:30 GMT"}))
+    receiver = SlackReceiver("s", SlackReceiverConfig(webhook_url=rx.url), client, clock)
+    with pytest.raises(RetryableDeliveryError) as info:
+        await receiver.send(notification())
+    assert info.value.retry_after == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"), [("120", 120.0), ("0", 0.0), ("-5", 0.0), ("", None), ("x", None)]
+)
+def test_parse_retry_after(header, expected):
+    assert parse_retry_after(header, now=0.0) == expected
+
+
+async def test_pagerduty_trigger_and_resolve_bodies(rx, client):
+    cfg = PagerDutyReceiverConfig(routing_key="R", url=rx.url)
+    receiver = PagerDutyReceiver("pd", cfg, client, SystemClock())
+    await receiver.send(notification())
+    await receiver.send(notification(status="resolved", action="resolve"))
+    trigger, resolve = (r.json for r in rx.requests)
+    assert trigger["event_action"] == "trigger" and trigger["dedup_key"] == "3f2a9c0d1e2b4a5f"
+    assert trigger["payload"]["severity"] == "critical"
+    assert trigger["payload"]["source"].endswith("churn")
+    assert len(trigger["payload"]["custom_details"]["signals"]) == 2
+    assert trigger["links"][0]["href"].startswith("https://grafana")
+    assert resolve == {
+        "routing_key": "R",
+        "event_action": "resolve",
+        "dedup_key": "3f2a9c0d1e2b4a5f",
+    }
+
+
+async def test_slack_message_is_bounded_with_fallback_text(rx, client):
+    receiver = SlackReceiver("s", SlackReceiverConfig(webhook_url=rx.url), client, SystemClock())
+    await receiver.send(notification(n_signals=40))
+    body = rx.requests[0].json
+    assert body["text"].startswith(":red_circle: [FIRING:critical] churn v7: 40 signals")
+    assert len(body["blocks"]) <= 50
+    listing = body["blocks"][2]["text"]["text"]
+    assert "and 30 more" in listing and len(listing) < 3000
+
+
+@pytest.mark.parametrize("template", ["generic", "airflow", "github_dispatch"])
+async def test_retrain_bodies(rx, client, template):
+    cfg = RetrainReceiverConfig(url=rx.url, body_template=template, secret="tok")
+    await RetrainReceiver("t", cfg, client, SystemClock()).send(notification(action="retrain"))
+    (req,) = rx.requests
+    key = notification(action="retrain").idempotency_key
+    assert req.headers["idempotency-key"] == key
+    assert req.headers["authorization"] == "Bearer tok"
+    body = req.json
+    conf = {
+        "generic": lambda b: b,
+        "airflow": lambda b: b["conf"],
+        "github_dispatch": lambda b: b["client_payload"],
+    }[template](body)
+    assert conf["model"] == "churn" and conf["model_version"] == "7"
+    assert conf["reason"] == "2 features drifted critically"
+    assert conf["idempotency_key"] == key
+    assert conf["data_range"]["events"] == 5000 and len(conf["evidence"]) == 2
+    if template == "airflow":
+        assert body["dag_run_id"] == key
+    if template == "github_dispatch":
+        assert body["event_type"] == "model-retrain" and len(conf) <= 10
+
+
+async def test_airflow_duplicate_dag_run_counts_as_delivered(rx, client):
+    rx.script(Reply(409, body={"title": "DAGRun already exists"}))
+    cfg = RetrainReceiverConfig(url=rx.url, body_template="airflow")
+    await RetrainReceiver("t", cfg, client, SystemClock()).send(notification(action="retrain"))
+    generic = RetrainReceiverConfig(url=rx.url)
+    rx.script(Reply(409))
+    with pytest.raises(PermanentDeliveryError):
+        await RetrainReceiver("t", generic, client, SystemClock()).send(notification())
+
+
+async def test_transport_seam_and_timeout_translation():
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as c:
+        receiver = build_receiver(
+            "h", WebhookReceiverConfig(url="http://127.0.0.1:9/x"), c, SystemClock()
+        )
+        with pytest.raises(RetryableDeliveryError, match="timed out"):
+            await receiver.send(notification())
