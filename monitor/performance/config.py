@@ -1,11 +1,247 @@
-"""Performance-tracking settings per model (STUB: the performance work replaces this)."""
+"""Performance-tracking settings of one model (the ``performance:`` section of a model).
+
+Every field has a default, so omitting the section is valid and means "performance
+tracking off" (``task: null``). A typical section::
+
+    performance:
+      task: binary               # binary | multiclass | regression | null (off)
+      positive_class: 1          # label/prediction value meaning "positive" (binary only)
+      decision_threshold: 0.5    # score >= threshold is a positive prediction
+      window_size: 5000          # labelled predictions per metric window
+      join_ttl_seconds: 604800   # how long a prediction waits for its label (7 days)
+      join_max_pending: 1000000  # hard cap on predictions waiting for a label
+      early_label_ttl_seconds: 600
+      early_label_max: 100000
+      estimate: true             # CBPE estimates before labels arrive (binary only)
+      thresholds:
+        accuracy: {warning: 0.85, critical: 0.8}        # alert_when inferred: below
+        log_loss: {warning: 0.5, critical: 0.7}         # alert_when inferred: above
+        positive_rate_predicted: {warning: 0.3, alert_when: above}
+
+How values are compared with ``positive_class`` and with each other is defined by
+:func:`monitor.performance.normalize.canonical_class` (``True``, ``1``, ``1.0`` and
+``"1"`` are the same class).
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Task = Literal["binary", "multiclass", "regression"]
+AlertWhen = Literal["below", "above"]
+
+# Metrics where a higher value is better: a threshold on them alerts when the value
+# falls *below* it. Error metrics are the opposite. The rest have no natural
+# direction and need an explicit ``alert_when``.
+HIGHER_IS_BETTER: frozenset[str] = frozenset(
+    {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+        "estimated_accuracy",
+        "estimated_precision",
+        "estimated_recall",
+        "estimated_f1",
+        "estimated_roc_auc",
+    }
+)
+LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
+
+# Snapshot keys a threshold may name, per task. Per-class keys are ``"f1:<class>"``.
+METRICS_BY_TASK: dict[str, frozenset[str]] = {
+    "binary": frozenset(
+        {
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "roc_auc",
+            "log_loss",
+            "brier",
+            "positive_rate_predicted",
+            "positive_rate_label",
+            "estimated_accuracy",
+            "estimated_precision",
+            "estimated_recall",
+            "estimated_f1",
+            "estimated_roc_auc",
+        }
+    ),
+    "multiclass": frozenset(
+        {"accuracy", "macro_precision", "macro_recall", "macro_f1", "log_loss"}
+    ),
+    "regression": frozenset({"mae", "rmse", "mape", "mean_error"}),
+}
+PER_CLASS_METRICS: frozenset[str] = frozenset({"precision", "recall", "f1"})
+
+
+class MetricThreshold(BaseModel):
+    """Alert bounds of one metric.
+
+    ``alert_when: below`` means the metric is bad when it drops under the bound
+    (accuracy); ``above`` when it rises over it (rmse). It is inferred for metrics
+    with an obvious direction and required otherwise, because guessing the direction
+    of e.g. ``positive_rate_predicted`` would page on the wrong side.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    warning: float | None = None
+    critical: float | None = None
+    alert_when: AlertWhen | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one_bound(self) -> MetricThreshold:
+        if self.warning is None and self.critical is None:
+            raise ValueError("set at least one of warning, critical")
+        return self
 
 
 class PerformanceConfig(BaseModel):
-    """Task type, label join store bounds, metric windows."""
+    """Task type, label-join store bounds, metric windows, estimation and alert thresholds."""
 
     model_config = ConfigDict(extra="forbid")
+
+    task: Task | None = Field(
+        default=None, description="Kind of model; null turns performance tracking off."
+    )
+    positive_class: str | int | bool = Field(
+        default=1,
+        description="Binary only: the class that counts as positive. Labels and string "
+        "predictions are compared after canonicalisation (True == 1 == 1.0 == '1').",
+    )
+    decision_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Binary: score >= threshold predicts positive."
+    )
+    window_size: int = Field(
+        default=5000,
+        ge=10,
+        le=1_000_000,
+        description="Realised metrics cover the last this-many labelled predictions; "
+        "estimated (CBPE) metrics the last this-many predictions.",
+    )
+    min_window_labels: int = Field(
+        default=100,
+        ge=1,
+        description="Below this many labelled predictions in the window no metric "
+        "signal is emitted: a handful of labels would page on noise.",
+    )
+    join_ttl_seconds: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="A prediction waits this long (processing time) for its label.",
+    )
+    join_max_pending: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Hard cap on predictions waiting for labels; the oldest are evicted.",
+    )
+    join_max_tombstones: int = Field(
+        default=200_000,
+        ge=0,
+        description="Event ids remembered after labelling (to spot duplicate labels) and "
+        "after eviction (to tell 'expired' from 'unknown'); each set is capped at this.",
+    )
+    early_label_ttl_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="Labels arriving before their prediction are held this long.",
+    )
+    early_label_max: int = Field(
+        default=100_000, ge=0, description="Cap on held early labels; 0 disables holding."
+    )
+    estimate: bool = Field(
+        default=True,
+        description="Binary: estimate metrics from calibrated scores (CBPE) before labels.",
+    )
+    max_classes: int = Field(
+        default=100,
+        ge=2,
+        le=10_000,
+        description="Multiclass: classes tracked; events of further classes are rejected.",
+    )
+    max_exported_classes: int = Field(
+        default=20,
+        ge=0,
+        description="Multiclass: per-class metrics are exported for at most this many "
+        "classes (in class order) to keep metric label cardinality bounded.",
+    )
+    error_drift: bool = Field(
+        default=True,
+        description="Run ADWIN over the per-event error stream to catch sudden drops "
+        "without waiting for the window to fill with bad predictions.",
+    )
+    error_drift_delta: float = Field(default=0.002, gt=0, lt=1, description="ADWIN confidence.")
+    error_drift_severity: Literal["warning", "critical"] = "warning"
+    thresholds: dict[str, MetricThreshold] = Field(
+        default_factory=dict,
+        description="Alert bounds keyed by snapshot metric name (e.g. accuracy, f1:cat).",
+    )
+
+    @field_validator("positive_class")
+    @classmethod
+    def _finite_positive_class(cls, value: str | int | bool) -> str | int | bool:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> PerformanceConfig:
+        problems: list[str] = []
+        known = METRICS_BY_TASK.get(self.task or "", frozenset())
+        for name, bound in self.thresholds.items():
+            base, _, cls_name = name.partition(":")
+            if self.task is None:
+                problems.append(f"thresholds.{name}: performance task is not set")
+                continue
+            if cls_name:
+                if self.task != "multiclass" or base not in PER_CLASS_METRICS:
+                    problems.append(f"thresholds.{name}: per-class metrics exist for multiclass")
+                    continue
+            elif name not in known:
+                problems.append(
+                    f"thresholds.{name}: unknown metric for task {self.task} "
+                    f"(known: {', '.join(sorted(known))})"
+                )
+                continue
+            if name.startswith("estimated_") and not self.estimate:
+                problems.append(f"thresholds.{name}: estimates are off (estimate: false)")
+                continue
+            direction = bound.alert_when or default_alert_when(base)
+            if direction is None:
+                problems.append(f"thresholds.{name}: alert_when (below|above) is required")
+                continue
+            if bound.warning is not None and bound.critical is not None:
+                worse = (
+                    bound.critical <= bound.warning
+                    if direction == "below"
+                    else bound.critical >= bound.warning
+                )
+                if not worse:
+                    problems.append(
+                        f"thresholds.{name}: critical must be beyond warning "
+                        f"(alert_when={direction})"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def default_alert_when(metric: str) -> AlertWhen | None:
+    """The alerting direction implied by a metric's name, or ``None`` if it has none."""
+    base = metric.partition(":")[0]
+    if base in HIGHER_IS_BETTER:
+        return "below"
+    if base in LOWER_IS_BETTER:
+        return "above"
+    return None
+
+
+__all__ = ["MetricThreshold", "PerformanceConfig", "default_alert_when"]

@@ -1,0 +1,353 @@
+"""Turn decoded prediction and label values into what each task computes on.
+
+The event contract lets a prediction be a number, a class string or an object of
+class scores, and a label a number, a string or a bool. Which of those make sense
+depends on the model's task, so the check happens here, once per batch, and
+returns *counts by reason* for the values that do not fit: one bad event must not
+abort a batch, and the reasons are bounded tokens fit for a metric label
+(``prediction_not_a_number``, ...), mirroring :class:`monitor.errors.InvalidEvent`.
+
+What each task gets:
+
+==========  ============================================  ==============================
+task        prediction                                    label
+==========  ============================================  ==============================
+binary      score in [0, 1] (float64)                     1 if positive class else 0
+multiclass  class index (+ probability row if an object)  class index
+regression  float64 value                                 float64 value
+==========  ============================================  ==============================
+
+Binary: a number is the score of the positive class; a bool or a class string is
+a hard prediction (score 1.0 if it is the positive class, else 0.0); an object
+gives the score of the positive class key. Multiclass: an object's arg-max is the
+predicted class and its scores, renormalised to sum to one, the probability row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor.errors import InvalidEvent
+
+# Bounded rejection reasons (metric label values).
+MISSING = "missing"
+NOT_A_NUMBER = "not_a_number"
+NON_FINITE = "non_finite"
+SCORE_OUT_OF_RANGE = "score_out_of_range"
+NON_INTEGER_CLASS = "non_integer_class"
+UNEXPECTED_TYPE = "unexpected_type"
+MISSING_POSITIVE_SCORE = "missing_positive_class_score"
+INVALID_PROBABILITIES = "invalid_probabilities"
+TOO_MANY_CLASSES = "too_many_classes"
+
+REASONS: tuple[str, ...] = (
+    MISSING,
+    NOT_A_NUMBER,
+    NON_FINITE,
+    SCORE_OUT_OF_RANGE,
+    NON_INTEGER_CLASS,
+    UNEXPECTED_TYPE,
+    MISSING_POSITIVE_SCORE,
+    INVALID_PROBABILITIES,
+    TOO_MANY_CLASSES,
+)
+
+
+def canonical_class(value: Any) -> str:
+    """The string a class value is compared by.
+
+    JSON gives no single spelling of a class: ``1``, ``1.0``, ``true`` and ``"1"``
+    all appear in the wild for "positive". Bools map to ``"1"``/``"0"``, integral
+    numbers to their decimal form, strings stay as they are (case and spaces kept:
+    ``"Cat"`` and ``"cat"`` are different classes).
+
+    >>> [canonical_class(v) for v in (True, 1, 1.0, "1", 0, False, "cat")]
+    ['1', '1', '1', '1', '0', '0', 'cat']
+
+    Raises :class:`InvalidEvent` for values that cannot be a class.
+    """
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidEvent(NON_FINITE, "class value is not finite")
+        if not value.is_integer():
+            raise InvalidEvent(NON_INTEGER_CLASS, "numeric class value is not an integer")
+        return str(int(value))
+    if value is None:
+        raise InvalidEvent(MISSING, "class value is missing")
+    raise InvalidEvent(UNEXPECTED_TYPE, f"a class cannot be a {type(value).__name__}")
+
+
+class ClassIndex:
+    """Class names to stable column indices, learned on first sight up to a cap.
+
+    Indices never change once given, so probability rows stored earlier stay valid
+    (a row shorter than the current number of classes is zero-padded). The cap keeps
+    the per-model matrices and the exported label set bounded when a buggy producer
+    sends free-form strings as classes.
+    """
+
+    def __init__(self, max_classes: int, classes: Sequence[str] | None = None) -> None:
+        self.max_classes = max_classes
+        self.names: list[str] = []
+        self._index: dict[str, int] = {}
+        for name in classes or ():
+            self.index_of(canonical_class(name))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def index_of(self, name: str) -> int:
+        """The index of ``name``, adding it if there is room; -1 if the cap is reached."""
+        idx = self._index.get(name)
+        if idx is not None:
+            return idx
+        if len(self.names) >= self.max_classes:
+            return -1
+        idx = len(self.names)
+        self.names.append(name)
+        self._index[name] = idx
+        return idx
+
+
+@dataclass(slots=True)
+class Normalized:
+    """One batch column after normalisation.
+
+    ``valid`` marks the inputs that fit the task; ``values`` holds one value per
+    *valid* input (same order): float scores/values, or int class indices.
+    ``proba`` (multiclass predictions only) has one row per valid input over the
+    classes known when the batch was read, NaN rows where the prediction had no
+    scores. ``rejected`` counts the others by reason.
+    """
+
+    valid: np.ndarray
+    values: np.ndarray
+    proba: np.ndarray | None = None
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+def _finite_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if value is None:
+            raise InvalidEvent(MISSING, "value is missing")
+        if isinstance(value, str | bool):
+            raise InvalidEvent(NOT_A_NUMBER, f"expected a number, got {type(value).__name__}")
+        raise InvalidEvent(UNEXPECTED_TYPE, f"expected a number, got {type(value).__name__}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise InvalidEvent(NON_FINITE, "value is not finite")
+    return out
+
+
+def _score(value: Any) -> float:
+    out = _finite_number(value)
+    if not 0.0 <= out <= 1.0:
+        raise InvalidEvent(SCORE_OUT_OF_RANGE, "score is outside [0, 1]")
+    return out
+
+
+def _numeric_fast_path(raw: Any) -> np.ndarray | None:
+    """A float64 view of ``raw`` if it already is a numeric array (the vectorised case)."""
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "fiu":
+        return raw.astype(np.float64, copy=False).reshape(-1)
+    return None
+
+
+def _reject_counts(reasons: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+def _vector_numbers(arr: np.ndarray, *, unit_interval: bool) -> Normalized:
+    finite = np.isfinite(arr)
+    valid = finite.copy()
+    rejected: dict[str, int] = {}
+    if (n_bad := int((~finite).sum())) > 0:
+        rejected[NON_FINITE] = n_bad
+    if unit_interval:
+        in_range = (arr >= 0.0) & (arr <= 1.0)
+        out_of_range = finite & ~in_range
+        if (n_out := int(out_of_range.sum())) > 0:
+            rejected[SCORE_OUT_OF_RANGE] = n_out
+        valid &= in_range
+    return Normalized(valid=valid, values=arr[valid].copy(), rejected=rejected)
+
+
+def normalize_predictions(
+    raw: Sequence[Any] | np.ndarray,
+    task: str,
+    *,
+    positive_class: str = "1",
+    classes: ClassIndex | None = None,
+) -> Normalized:
+    """Check and convert one batch of decoded prediction values for ``task``.
+
+    ``positive_class`` must already be canonical (see :func:`canonical_class`);
+    ``classes`` is required for multiclass and learns new classes as it goes.
+
+    >>> out = normalize_predictions([0.9, "x", 1.5, None], "regression")
+    >>> out.valid.tolist(), out.values.tolist(), sorted(out.rejected.items())
+    ([True, False, True, False], [0.9, 1.5], [('missing', 1), ('not_a_number', 1)])
+    """
+    fast = _numeric_fast_path(raw)
+    if fast is not None and task in ("binary", "regression"):
+        return _vector_numbers(fast, unit_interval=task == "binary")
+    items = raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
+    n = len(items)
+    valid = np.zeros(n, dtype=bool)
+    reasons: list[str] = []
+    if task == "regression":
+        values: list[float] = []
+        for i, v in enumerate(items):
+            try:
+                values.append(_finite_number(v))
+                valid[i] = True
+            except InvalidEvent as exc:
+                reasons.append(exc.reason)
+        return Normalized(
+            valid, np.asarray(values, dtype=np.float64), None, _reject_counts(reasons)
+        )
+    if task == "binary":
+        scores: list[float] = []
+        for i, v in enumerate(items):
+            try:
+                if isinstance(v, bool | str):
+                    scores.append(1.0 if canonical_class(v) == positive_class else 0.0)
+                elif isinstance(v, dict):
+                    if positive_class not in v:
+                        raise InvalidEvent(MISSING_POSITIVE_SCORE, "no score for positive class")
+                    scores.append(_score(v[positive_class]))
+                else:
+                    scores.append(_score(v))
+                valid[i] = True
+            except InvalidEvent as exc:
+                reasons.append(exc.reason)
+        return Normalized(
+            valid, np.asarray(scores, dtype=np.float64), None, _reject_counts(reasons)
+        )
+    if task == "multiclass":
+        if classes is None:
+            raise ValueError("multiclass normalisation needs a ClassIndex")
+        indices: list[int] = []
+        rows: list[list[tuple[int, float]] | None] = []
+        for i, v in enumerate(items):
+            try:
+                if isinstance(v, dict):
+                    idx, row = _class_scores(v, classes)
+                else:
+                    idx, row = _class_of(v, classes), None
+                indices.append(idx)
+                rows.append(row)
+                valid[i] = True
+            except InvalidEvent as exc:
+                reasons.append(exc.reason)
+        proba = None
+        if any(r is not None for r in rows):
+            proba = np.full((len(rows), len(classes)), np.nan)
+            for r, row in enumerate(rows):
+                if row is not None:
+                    proba[r] = 0.0
+                    for col, p in row:
+                        proba[r, col] = p
+        return Normalized(
+            valid, np.asarray(indices, dtype=np.int64), proba, _reject_counts(reasons)
+        )
+    raise ValueError(f"unknown task {task!r}")
+
+
+def _class_of(value: Any, classes: ClassIndex) -> int:
+    idx = classes.index_of(canonical_class(value))
+    if idx < 0:
+        raise InvalidEvent(TOO_MANY_CLASSES, "class cap reached")
+    return idx
+
+
+def _class_scores(
+    scores: dict[Any, Any], classes: ClassIndex
+) -> tuple[int, list[tuple[int, float]]]:
+    if not scores:
+        raise InvalidEvent(INVALID_PROBABILITIES, "empty class-score object")
+    parsed: list[tuple[str, float]] = []
+    for key, value in scores.items():
+        try:
+            p = _finite_number(value)
+        except InvalidEvent as exc:
+            raise InvalidEvent(INVALID_PROBABILITIES, "class score is not a finite number") from exc
+        if p < 0.0:
+            raise InvalidEvent(INVALID_PROBABILITIES, "class score is negative")
+        parsed.append((canonical_class(key), p))
+    total = math.fsum(p for _, p in parsed)
+    if total <= 0.0:
+        raise InvalidEvent(INVALID_PROBABILITIES, "class scores sum to zero")
+    # Check the cap before registering anything, so a rejected event adds no class.
+    unknown = {name for name, _ in parsed if name not in classes._index}
+    if len(classes) + len(unknown) > classes.max_classes:
+        raise InvalidEvent(TOO_MANY_CLASSES, "class cap reached")
+    row = [(classes.index_of(name), p / total) for name, p in parsed]
+    best = max(range(len(row)), key=lambda j: row[j][1])
+    return row[best][0], row
+
+
+def normalize_labels(
+    raw: Sequence[Any] | np.ndarray,
+    task: str,
+    *,
+    positive_class: str = "1",
+    classes: ClassIndex | None = None,
+) -> Normalized:
+    """Check and convert one batch of decoded label values for ``task``.
+
+    Binary labels become 1 (the positive class) or 0 (anything else that is a
+    valid class value); multiclass labels class indices; regression labels floats.
+
+    >>> out = normalize_labels([1, True, "1", 0, 0.5, {"a": 1}], "binary")
+    >>> out.values.tolist(), sorted(out.rejected.items())
+    ([1, 1, 1, 0], [('non_integer_class', 1), ('unexpected_type', 1)])
+    """
+    fast = _numeric_fast_path(raw)
+    if fast is not None and task == "regression":
+        return _vector_numbers(fast, unit_interval=False)
+    items = raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
+    if task == "regression":
+        return normalize_predictions(items, "regression")
+    n = len(items)
+    valid = np.zeros(n, dtype=bool)
+    out: list[int] = []
+    reasons: list[str] = []
+    for i, v in enumerate(items):
+        try:
+            if task == "binary":
+                out.append(1 if canonical_class(v) == positive_class else 0)
+            elif task == "multiclass":
+                if classes is None:
+                    raise ValueError("multiclass normalisation needs a ClassIndex")
+                out.append(_class_of(v, classes))
+            else:
+                raise ValueError(f"unknown task {task!r}")
+            valid[i] = True
+        except InvalidEvent as exc:
+            reasons.append(exc.reason)
+    return Normalized(valid, np.asarray(out, dtype=np.int64), None, _reject_counts(reasons))
+
+
+__all__ = [
+    "REASONS",
+    "ClassIndex",
+    "Normalized",
+    "canonical_class",
+    "normalize_labels",
+    "normalize_predictions",
+]

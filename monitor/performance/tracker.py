@@ -1,0 +1,443 @@
+"""Per-model performance: join labels, keep a labelled window, compute, estimate, alert.
+
+One :class:`PerformanceTracker` per model. The pipeline hands it whole batches of
+decoded columns (never single events):
+
+* :meth:`PerformanceTracker.add_predictions` normalises the prediction values for
+  the task, stores them in the :class:`~monitor.performance.label_join.LabelJoiner`
+  and (binary) in the CBPE score window;
+* :meth:`PerformanceTracker.add_labels` normalises labels, joins them, appends the
+  joined pairs to the labelled window and feeds their per-event errors to ADWIN;
+* :meth:`PerformanceTracker.snapshot` computes metrics on demand (no side effect);
+* :meth:`PerformanceTracker.signals` grades them against the configured thresholds
+  and consumes the error-drift latch (call it once per evaluation).
+
+Realised metrics cover the last ``window_size`` *labelled* predictions (in join
+order); estimated (``estimated_*``) metrics the last ``window_size`` *predictions*,
+labelled or not, so degradation shows before the labels exist. ADWIN over the
+per-event error (0/1 for classification, absolute error for regression) catches a
+sudden drop without waiting for the window to fill with bad predictions. Only an
+*increase* of the error latches ``error_drift``: a model getting better must not
+page.
+
+Everything is picklable (numpy buffers, ordered dicts, the detector), so the
+state store can move a model's tracker across restarts and instances.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor.alerting.signals import Signal, SignalSeverity
+from monitor.detectors.base import Detector
+from monitor.errors import ConfigError
+from monitor.performance.cbpe import estimate_binary
+from monitor.performance.config import PerformanceConfig, default_alert_when
+from monitor.performance.label_join import JoinResult, LabelJoiner
+from monitor.performance.metrics import binary_metrics, multiclass_metrics, regression_metrics
+from monitor.performance.normalize import (
+    ClassIndex,
+    Normalized,
+    canonical_class,
+    normalize_labels,
+    normalize_predictions,
+)
+
+
+class _Ring:
+    """Fixed-capacity column buffers; rows are not kept in time order (metrics need none)."""
+
+    def __init__(self, capacity: int, columns: dict[str, tuple[np.dtype[Any], int]]) -> None:
+        self.capacity = capacity
+        self.cols: dict[str, np.ndarray] = {
+            name: np.zeros((capacity, width) if width else capacity, dtype=dtype)
+            for name, (dtype, width) in columns.items()
+        }
+        self.head = 0
+        self.size = 0
+
+    def widen(self, name: str, width: int) -> None:
+        """Give a 2-D column more columns (zero-filled): multiclass learned a class."""
+        arr = self.cols[name]
+        if arr.shape[1] < width:
+            self.cols[name] = np.pad(arr, ((0, 0), (0, width - arr.shape[1])))
+
+    def append(self, **values: np.ndarray) -> None:
+        n = len(next(iter(values.values())))
+        if n == 0:
+            return
+        if n >= self.capacity:
+            idx = np.arange(self.capacity)
+            values = {k: v[-self.capacity :] for k, v in values.items()}
+            self.head = 0
+        else:
+            idx = (self.head + np.arange(n)) % self.capacity
+            self.head = (self.head + n) % self.capacity
+        for name, arr in values.items():
+            col = self.cols[name]
+            if col.ndim == 2 and arr.shape[1] < col.shape[1]:
+                arr = np.pad(arr, ((0, 0), (0, col.shape[1] - arr.shape[1])))
+            col[idx] = arr
+        self.size = min(self.capacity, self.size + n)
+
+    def view(self, name: str) -> np.ndarray:
+        return self.cols[name][: self.size]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch did: how many values were accepted, rejected (by reason), joined.
+
+    ``join`` is the joiner's result (pairs and outcome counts); ``rejected`` counts
+    values that did not fit the task, by the reasons of
+    :mod:`monitor.performance.normalize`. :meth:`counts` flattens all of it into
+    bounded keys for ``_total`` counters.
+    """
+
+    accepted: int
+    rejected: dict[str, int]
+    join: JoinResult
+    matched: int = 0
+
+    def counts(self) -> dict[str, int]:
+        out = {
+            "matched": self.join.matched,
+            "duplicate": self.join.duplicate,
+            "expired": self.join.expired,
+            "early": self.join.early,
+            "unknown": self.join.unknown,
+        }
+        out.update(self.join.evictions.as_dict())
+        for reason, n in self.rejected.items():
+            out[f"invalid:{reason}"] = n
+        return out
+
+
+@dataclass(slots=True)
+class PerformanceEvaluation:
+    """One evaluation: the metric snapshot and the signals graded from it."""
+
+    metrics: dict[str, float]
+    signals: list[Signal] = field(default_factory=list)
+    error_drift: bool = False
+
+
+class PerformanceTracker:
+    """Labelled-window metrics, CBPE estimates and error-stream drift for one model.
+
+    ``classes`` (multiclass) fixes the first class indices (and their export
+    order); further classes are learned up to ``config.max_classes``.
+    ``error_detector`` replaces the default
+    :class:`~monitor.detectors.streaming.ADWINDetector` (``config.error_drift``);
+    it is fitted on an empty reference, so it starts from the first errors.
+
+    >>> t = PerformanceTracker(PerformanceConfig(task="regression", error_drift=False))
+    >>> _ = t.add_predictions(["a", "b"], [1.0, 3.0], None, now=0.0)
+    >>> t.add_labels(["a", "b"], [2.0, 3.0], None, now=1.0).matched
+    2
+    >>> t.snapshot()["mae"]
+    0.5
+    """
+
+    def __init__(
+        self,
+        config: PerformanceConfig,
+        *,
+        classes: Sequence[str] | None = None,
+        error_detector: Detector | None = None,
+    ) -> None:
+        if config.task is None:
+            raise ConfigError(["performance.task: tracking is off (task is null)"])
+        self.config = config
+        self.task: str = config.task
+        self.positive_class = canonical_class(config.positive_class)
+        self.classes: ClassIndex | None = None
+        if self.task == "multiclass":
+            self.classes = ClassIndex(config.max_classes, classes)
+        self.joiner = LabelJoiner(
+            ttl_seconds=config.join_ttl_seconds,
+            max_pending=config.join_max_pending,
+            early_ttl_seconds=config.early_label_ttl_seconds,
+            early_max=config.early_label_max,
+            max_tombstones=config.join_max_tombstones,
+        )
+        w = config.window_size
+        f8, i8 = np.dtype(np.float64), np.dtype(np.int64)
+        if self.task == "binary":
+            cols = {"pred": (f8, 0), "label": (i8, 0)}
+        elif self.task == "regression":
+            cols = {"pred": (f8, 0), "label": (f8, 0)}
+        else:
+            n_cls = max(len(self.classes or ()), 1)
+            cols = {"pred": (i8, 0), "label": (i8, 0), "proba": (f8, n_cls)}
+            cols["has_proba"] = (np.dtype(bool), 0)
+        self._window = _Ring(w, cols)
+        self._scores: _Ring | None = None
+        if self.task == "binary" and config.estimate:
+            self._scores = _Ring(w, {"score": (f8, 0)})
+        self._detector: Detector | None = error_detector
+        if self._detector is None and config.error_drift:
+            from monitor.detectors.streaming import ADWINDetector
+
+            self._detector = ADWINDetector(delta=config.error_drift_delta)
+        if self._detector is not None:
+            self._detector.fit(np.empty(0, dtype=np.float64))
+        self._error_drift = False
+        self._error_shift = 0.0
+        self.rejected_predictions: dict[str, int] = {}
+        self.rejected_labels: dict[str, int] = {}
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def _normalize(self, raw: Any, *, labels: bool) -> Normalized:
+        fn = normalize_labels if labels else normalize_predictions
+        return fn(raw, self.task, positive_class=self.positive_class, classes=self.classes)
+
+    def add_predictions(
+        self,
+        event_ids: Sequence[str],
+        predictions: Sequence[Any] | np.ndarray,
+        timestamps: Sequence[float] | np.ndarray | None,
+        now: float,
+    ) -> BatchResult:
+        """Take one batch of predictions (decoded values, any shape the contract allows).
+
+        ``timestamps`` are event times in epoch seconds (NaN or ``None`` if unknown);
+        ``now`` is the processing time the join TTLs run on.
+        """
+        norm = self._normalize(predictions, labels=False)
+        _merge(self.rejected_predictions, norm.rejected)
+        ids = [e for e, ok in zip(event_ids, norm.valid.tolist(), strict=True) if ok]
+        ts = _valid_timestamps(timestamps, norm.valid)
+        payloads = self._payloads(norm)
+        join = self.joiner.add_predictions(ids, payloads, ts, now)
+        if self._scores is not None:
+            self._scores.append(score=norm.values[join.accepted])
+        self._append_pairs(join)
+        return BatchResult(int(join.accepted.sum()), norm.rejected, join, join.matched)
+
+    def add_labels(
+        self,
+        event_ids: Sequence[str],
+        labels: Sequence[Any] | np.ndarray,
+        timestamps: Sequence[float] | np.ndarray | None,
+        now: float,
+    ) -> BatchResult:
+        """Take one batch of labels: join, window, error stream. See :class:`BatchResult`."""
+        norm = self._normalize(labels, labels=True)
+        _merge(self.rejected_labels, norm.rejected)
+        ids = [e for e, ok in zip(event_ids, norm.valid.tolist(), strict=True) if ok]
+        ts = _valid_timestamps(timestamps, norm.valid)
+        join = self.joiner.add_labels(ids, norm.values.tolist(), ts, now)
+        self._append_pairs(join)
+        return BatchResult(int(join.accepted.sum()), norm.rejected, join, join.matched)
+
+    def expire(self, now: float) -> dict[str, int]:
+        """Evict join state past its TTL; for idle periods (every add_* also does it)."""
+        return self.joiner.expire(now).as_dict()
+
+    def _payloads(self, norm: Normalized) -> list[Any]:
+        if self.task != "multiclass":
+            return norm.values.tolist()
+        if norm.proba is None:
+            return [(idx, None) for idx in norm.values.tolist()]
+        rows = norm.proba.tolist()
+        return [
+            (idx, None if math.isnan(row[0]) else row)
+            for idx, row in zip(norm.values.tolist(), rows, strict=True)
+        ]
+
+    def _append_pairs(self, join: JoinResult) -> None:
+        if join.matched == 0:
+            return
+        if self.task == "multiclass":
+            pred = np.fromiter((p[0] for p in join.predictions), np.int64, join.matched)
+            label = np.asarray(join.labels, dtype=np.int64)
+            k = len(self.classes or ())
+            self._window.widen("proba", k)
+            proba = np.zeros((join.matched, k))
+            has = np.zeros(join.matched, dtype=bool)
+            for r, (_, row) in enumerate(join.predictions):
+                if row is not None:
+                    proba[r, : len(row)] = row
+                    has[r] = True
+            self._window.append(pred=pred, label=label, proba=proba, has_proba=has)
+            errors = (pred != label).astype(np.float64)
+        else:
+            pred = np.asarray(join.predictions, dtype=np.float64)
+            if self.task == "binary":
+                label = np.asarray(join.labels, dtype=np.int64)
+                hard = pred >= self.config.decision_threshold
+                errors = (hard != (label == 1)).astype(np.float64)
+            else:
+                label = np.asarray(join.labels, dtype=np.float64)
+                errors = np.abs(pred - label)
+            self._window.append(pred=pred, label=label)
+        self._update_error_stream(errors)
+
+    def _update_error_stream(self, errors: np.ndarray) -> None:
+        if self._detector is None:
+            return
+        self._detector.update(errors)
+        result = self._detector.evaluate(errors)
+        if result.drifted:
+            # Only a rise in the error is degradation. A detector that reports no
+            # direction is taken at its word (conservative: page rather than miss).
+            shift = float(result.details.get("shift", math.inf))
+            if shift > 0:
+                self._error_drift = True
+                self._error_shift = shift if math.isfinite(shift) else self._error_shift
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    @property
+    def error_drift(self) -> bool:
+        """Whether the error stream rose abruptly since the last :meth:`evaluate`."""
+        return self._error_drift
+
+    @property
+    def window_labels(self) -> int:
+        """Labelled predictions currently in the metric window."""
+        return self._window.size
+
+    def counts(self) -> dict[str, int]:
+        """Cumulative counts: join outcomes, evictions, invalid values by reason."""
+        out = dict(self.joiner.counts)
+        for reason, n in self.rejected_predictions.items():
+            out[f"invalid_prediction:{reason}"] = n
+        for reason, n in self.rejected_labels.items():
+            out[f"invalid_label:{reason}"] = n
+        return out
+
+    def snapshot(self) -> dict[str, float]:
+        """Every metric the window supports now; reads only (the latch is left alone).
+
+        Always present: ``window_labels``, ``join_pending``, ``join_early``,
+        ``error_drift`` (0/1). Metric keys appear once the window has labels (they
+        may be NaN, e.g. ROC AUC with one class); ``estimated_*`` once there are
+        scores (binary with ``estimate``).
+        """
+        win = self._window
+        out: dict[str, float] = {}
+        if win.size:
+            pred, label = win.view("pred"), win.view("label")
+            if self.task == "binary":
+                out.update(binary_metrics(label, pred, self.config.decision_threshold))
+            elif self.task == "regression":
+                out.update(regression_metrics(label, pred))
+            else:
+                has = win.view("has_proba")
+                proba = None
+                if has.any():
+                    proba = win.view("proba").copy()
+                    proba[~has] = np.nan
+                out.update(
+                    multiclass_metrics(
+                        label,
+                        pred,
+                        (self.classes.names if self.classes else []),
+                        proba=proba,
+                        max_exported_classes=self.config.max_exported_classes,
+                    )
+                )
+        if self._scores is not None and self._scores.size:
+            out.update(estimate_binary(self._scores.view("score"), self.config.decision_threshold))
+            out["window_predictions"] = float(self._scores.size)
+        sizes = self.joiner.sizes()
+        out["window_labels"] = float(win.size)
+        out["join_pending"] = float(sizes["pending"])
+        out["join_early"] = float(sizes["early"])
+        out["error_drift"] = 1.0 if self._error_drift else 0.0
+        return out
+
+    def evaluate(
+        self, model: str, metrics: dict[str, float] | None = None
+    ) -> PerformanceEvaluation:
+        """Snapshot (unless given), grade thresholds, then clear the error-drift latch.
+
+        A metric signal is only emitted when its window holds at least
+        ``min_window_labels`` values and the metric is a number: a threshold on a
+        handful of labels would page on noise, and "no data" must not resolve an
+        alert as if the model had recovered. Comparisons are strict: a value equal
+        to a bound does not cross it.
+        """
+        snap = self.snapshot() if metrics is None else metrics
+        out: list[Signal] = []
+        enough_labels = snap.get("window_labels", 0.0) >= self.config.min_window_labels
+        enough_scores = snap.get("estimated_n", 0.0) >= self.config.min_window_labels
+        for name, bound in self.config.thresholds.items():
+            enough = enough_scores if name.startswith("estimated_") else enough_labels
+            value = snap.get(name)
+            if not enough or value is None or math.isnan(value):
+                continue
+            direction = bound.alert_when or default_alert_when(name)
+            severity, crossed = _grade(value, bound.warning, bound.critical, direction == "below")
+            out.append(
+                Signal(
+                    model=model,
+                    kind="performance",
+                    subject=name,
+                    severity=severity,
+                    value=value,
+                    threshold=crossed,
+                    details={"alert_when": direction, "window": snap.get("window_labels")},
+                )
+            )
+        drift = self._error_drift
+        if self._detector is not None:
+            out.append(
+                Signal(
+                    model=model,
+                    kind="performance",
+                    subject="error_drift",
+                    severity=self.config.error_drift_severity if drift else "ok",
+                    value=1.0 if drift else 0.0,
+                    threshold=1.0,
+                    detector=getattr(self._detector, "name", "adwin"),
+                    details={"error_shift": self._error_shift if drift else 0.0},
+                )
+            )
+        self._error_drift = False
+        self._error_shift = 0.0
+        return PerformanceEvaluation(metrics=snap, signals=out, error_drift=drift)
+
+    def signals(self, model: str, metrics: dict[str, float] | None = None) -> list[Signal]:
+        """The signals of :meth:`evaluate` (which clears the error-drift latch)."""
+        return self.evaluate(model, metrics).signals
+
+
+def _grade(
+    value: float, warning: float | None, critical: float | None, below: bool
+) -> tuple[SignalSeverity, float]:
+    def crossed(bound: float | None) -> bool:
+        return bound is not None and (value < bound if below else value > bound)
+
+    if crossed(critical):
+        return "critical", float(critical)  # type: ignore[arg-type]
+    if crossed(warning):
+        return "warning", float(warning)  # type: ignore[arg-type]
+    return "ok", float(warning if warning is not None else critical)  # type: ignore[arg-type]
+
+
+def _merge(total: dict[str, int], batch: dict[str, int]) -> None:
+    for key, n in batch.items():
+        total[key] = total.get(key, 0) + n
+
+
+def _valid_timestamps(
+    timestamps: Sequence[float] | np.ndarray | None, valid: np.ndarray
+) -> np.ndarray | None:
+    if timestamps is None:
+        return None
+    ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+    if ts.shape[0] != valid.shape[0]:
+        raise ValueError(f"{ts.shape[0]} timestamps for {valid.shape[0]} events")
+    return ts[valid]
+
+
+__all__ = ["BatchResult", "PerformanceEvaluation", "PerformanceTracker"]
