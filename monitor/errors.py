@@ -15,7 +15,7 @@ sqlite3 and pydantic errors at the boundary (``raise ... from exc``).
     │   ├── RetryableDeliveryError   network error, timeout, 429, 5xx: try again later
     │   └── PermanentDeliveryError   any other 4xx: retrying cannot help
     ├── SourceError              the event source (Kafka) failed
-    └── ServiceStateError        a component was used outside its lifecycle (after stop, before start)
+    └── ServiceStateError        a component was used outside its lifecycle
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class ConfigError(MonitorError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
-class ReferenceError_(MonitorError):  # noqa: N801 - trailing underscore avoids the builtin ReferenceError
+class ReferenceError_(MonitorError):
     """A reference profile or reference data file cannot be used."""
 
 
@@ -77,7 +77,9 @@ class DeliveryError(MonitorError):
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ):
         self.status = status
         self.retry_after = retry_after
         super().__init__(message)

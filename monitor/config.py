@@ -1,0 +1,345 @@
+"""The service's configuration: one YAML file, validated by pydantic.
+
+Secrets never live in the file: any string may reference the environment as
+``${NAME}`` or ``${NAME:-default}``, substituted before validation. A missing
+variable without a default is a configuration error naming the path.
+
+:func:`load_config` returns a :class:`MonitorConfig` or raises
+:class:`~monitor.errors.ConfigError` listing *every* problem as
+``path: message`` (``models[0].window.size: Input should be greater than 0``),
+which is what ``monitor check-config`` prints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from monitor.alerting.config import AlertingConfig
+from monitor.detectors.config import DriftConfig
+from monitor.errors import ConfigError
+from monitor.performance.config import PerformanceConfig
+
+ColumnType = Literal["numeric", "categorical"]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaConfig(_Strict):
+    """Where events come from and how the consumer behaves."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    group_id: str = Field("model-monitor", description="Consumer group; instances share it.")
+    client_id: str = "model-monitor"
+    predictions_topic: str = "predictions"
+    labels_topic: str | None = Field("labels", description="Label events; null disables.")
+    dead_letter_topic: str | None = Field(
+        None, description="Invalid messages are copied here (with the reason in headers)."
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_batch_records: int = Field(5000, gt=0, description="Upper bound of one getmany() batch.")
+    poll_timeout_ms: int = Field(500, gt=0)
+    max_message_bytes: int = Field(
+        1_048_576, gt=0, description="Larger messages are rejected as invalid (reason too_large)."
+    )
+    metadata_max_age_ms: int = Field(
+        30_000, gt=0, description="How soon topics created after start are discovered."
+    )
+    session_timeout_ms: int = Field(10_000, gt=0)
+    heartbeat_interval_ms: int = Field(3_000, gt=0)
+    max_poll_interval_ms: int = Field(300_000, gt=0)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    stall_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="/healthz fails when the consume loop has not completed a poll for this long.",
+    )
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL") and not self.sasl_mechanism:
+            raise ValueError("sasl_mechanism is required when security_protocol is SASL_*")
+        if self.sasl_mechanism and not (self.sasl_username and self.sasl_password):
+            raise ValueError("sasl_username and sasl_password are required with sasl_mechanism")
+        return self
+
+
+class HttpConfig(_Strict):
+    """The metrics/health/admin HTTP server."""
+
+    host: str = Field("127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
+    port: int = Field(9108, ge=0, le=65535, description="0 picks a free port (tests).")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for state-changing endpoints; unset disables them."
+    )
+
+
+class StateConfig(_Strict):
+    """Where model state is checkpointed so it survives restarts and follows partitions."""
+
+    path: str = "var/monitor-state.sqlite"
+    checkpoint_interval_seconds: float = Field(30.0, gt=0)
+
+
+class LimitsConfig(_Strict):
+    """Caps that keep a misbehaving producer from exhausting memory or time series."""
+
+    max_models: int = Field(100, gt=0)
+    max_features_per_model: int = Field(500, gt=0)
+    max_categories_per_feature: int = Field(
+        200, gt=1, description="Further categories are pooled into __other__."
+    )
+    max_exported_categories: int = Field(
+        20, gt=0, description="Top categories exported per feature to Prometheus."
+    )
+    max_event_id_chars: int = Field(256, gt=0)
+
+
+class WindowConfig(_Strict):
+    """A sliding window: the last ``size`` events, evaluated every ``step`` events;
+    or (``type: time``) the events of the last ``seconds``, evaluated every ``step_seconds``
+    of event time, holding at most ``size`` events."""
+
+    type: Literal["count", "time"] = "count"
+    size: int = Field(5000, gt=0)
+    step: int = Field(1000, gt=0)
+    seconds: float | None = Field(None, gt=0)
+    step_seconds: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WindowConfig:
+        if self.type == "count" and self.step > self.size:
+            raise ValueError("step must be <= size")
+        if self.type == "time" and (self.seconds is None or self.step_seconds is None):
+            raise ValueError("a time window needs seconds and step_seconds")
+        return self
+
+
+class ReferenceConfig(_Strict):
+    """Where a model's reference comes from: a file, or the first N events seen."""
+
+    path: str | None = Field(
+        None, description="JSONL, CSV or a profile built by `monitor reference build`."
+    )
+    format: Literal["auto", "jsonl", "csv", "profile"] = "auto"
+    learn_first: int | None = Field(
+        None, gt=0, description="Without a path: learn the reference from the first N events."
+    )
+    max_sample: int = Field(10_000, gt=0, description="Numeric values kept per feature for KS.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReferenceConfig:
+        if self.path and self.learn_first:
+            raise ValueError("give either path or learn_first, not both")
+        return self
+
+
+class QualityConfig(_Strict):
+    """Data-quality thresholds turned into alert signals (None disables)."""
+
+    max_missing_rate: float | None = Field(None, ge=0, le=1)
+    max_unseen_category_rate: float | None = Field(None, ge=0, le=1)
+
+
+class ModelDefaults(_Strict):
+    """Settings every model inherits unless it overrides them."""
+
+    window: WindowConfig = WindowConfig()
+    drift: DriftConfig = DriftConfig()
+    performance: PerformanceConfig = PerformanceConfig()
+    quality: QualityConfig = QualityConfig()
+    reference: ReferenceConfig = ReferenceConfig(learn_first=5000)
+
+
+class ModelConfig(_Strict):
+    """One monitored model. Unset sections fall back to ``defaults``."""
+
+    name: str = Field(min_length=1, max_length=200)
+    features: dict[str, ColumnType] | None = Field(
+        None, description="Feature name -> type; omitted: inferred from the reference."
+    )
+    prediction: Literal["auto", "numeric", "categorical", "none"] = "auto"
+    reference: ReferenceConfig | None = None
+    window: WindowConfig | None = None
+    drift: DriftConfig | None = None
+    performance: PerformanceConfig | None = None
+    quality: QualityConfig | None = None
+
+
+class MonitorConfig(_Strict):
+    """The whole configuration file."""
+
+    kafka: KafkaConfig = KafkaConfig()
+    http: HttpConfig = HttpConfig()
+    state: StateConfig = StateConfig()
+    limits: LimitsConfig = LimitsConfig()
+    defaults: ModelDefaults = ModelDefaults()
+    models: list[ModelConfig] = Field(default_factory=list)
+    unknown_models: Literal["reject", "track"] = Field(
+        "reject",
+        description="reject: events of unlisted models are invalid (unknown_model); "
+        "track: monitor them with defaults and a learned reference, up to limits.max_models.",
+    )
+    alerting: AlertingConfig = AlertingConfig()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> MonitorConfig:
+        names = [m.name for m in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
+        if len(names) > self.limits.max_models:
+            raise ValueError(
+                f"{len(names)} models exceed limits.max_models={self.limits.max_models}"
+            )
+        return self
+
+    def model(self, name: str) -> ResolvedModel | None:
+        """The settings of a listed model merged with the defaults, or None if unlisted."""
+        for m in self.models:
+            if m.name == name:
+                return resolve_model(m, self.defaults)
+        return None
+
+
+class ResolvedModel(BaseModel):
+    """A model's settings with every default applied: what the pipeline uses."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    features: dict[str, ColumnType] | None
+    prediction: Literal["auto", "numeric", "categorical", "none"]
+    reference: ReferenceConfig
+    window: WindowConfig
+    drift: DriftConfig
+    performance: PerformanceConfig
+    quality: QualityConfig
+
+
+def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
+    return ResolvedModel(
+        name=model.name,
+        features=model.features,
+        prediction=model.prediction,
+        reference=model.reference or defaults.reference,
+        window=model.window or defaults.window,
+        drift=model.drift or defaults.drift,
+        performance=model.performance or defaults.performance,
+        quality=model.quality or defaults.quality,
+    )
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def _substitute_env(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _substitute_env(v, f"{path}.{k}" if path else str(k), env, problems)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_substitute_env(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '(root)'}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_REF.sub(repl, node)
+    return node
+
+
+def parse_config(
+    raw: Any, *, env: dict[str, str] | None = None, base_dir: Path | None = None
+) -> MonitorConfig:
+    """Validate an already-parsed YAML document. Relative reference paths resolve
+    against ``base_dir`` (the config file's folder) so a config works from any cwd."""
+    problems: list[str] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(root): the configuration must be a mapping"])
+    data = _substitute_env(raw, "", dict(os.environ) if env is None else env, problems)
+    try:
+        config = MonitorConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problems.append(f"{_format_loc(tuple(err['loc']))}: {err['msg']}")
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return _resolve_paths(config, base_dir) if base_dir else config
+
+
+def _resolve_paths(config: MonitorConfig, base_dir: Path) -> MonitorConfig:
+    models = []
+    for m in config.models:
+        if m.reference and m.reference.path and not Path(m.reference.path).is_absolute():
+            ref = m.reference.model_copy(
+                update={"path": str((base_dir / m.reference.path).resolve())}
+            )
+            m = m.model_copy(update={"reference": ref})
+        models.append(m)
+    return config.model_copy(update={"models": models})
+
+
+def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> MonitorConfig:
+    """Read, substitute and validate a config file; raise ConfigError with every problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"(file): cannot read {p}: {exc.strerror}"]) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"(file): not valid YAML: {exc}"]) from exc
+    return parse_config(raw, env=env, base_dir=p.parent)
+
+
+def check_config(config: MonitorConfig) -> list[str]:
+    """Problems a schema cannot see: missing reference files and the like."""
+    problems: list[str] = []
+    for i, m in enumerate(config.models):
+        ref = m.reference
+        if ref and ref.path and not Path(ref.path).exists():
+            problems.append(f"models[{i}].reference.path: file not found: {ref.path}")
+        if m.features is not None and len(m.features) > config.limits.max_features_per_model:
+            problems.append(
+                f"models[{i}].features: {len(m.features)} features exceed "
+                f"limits.max_features_per_model={config.limits.max_features_per_model}"
+            )
+        if (ref is None or (not ref.path and not ref.learn_first)) and m.features is None:
+            # Inferring types needs some data: learned references infer from the first events.
+            pass
+    return problems

@@ -1,0 +1,343 @@
+"""The event contract, and the decoder that turns a batch of Kafka messages into columns.
+
+This module is the public API between model-serving services and the monitor
+(documented in README.md, "Event contract").
+
+Prediction event (topic ``predictions``, keyed by model name)::
+
+    {"event_id": "b7c1e0a2-...", "model": "credit-risk", "model_version": "2026-11-01",
+     "timestamp": "2026-11-26T12:00:00Z",
+     "features": {"income": 52000.0, "region": "north", "age": null},
+     "prediction": 0.83}
+
+Label event (topic ``labels``)::
+
+    {"event_id": "b7c1e0a2-...", "model": "credit-risk", "label": 1, "timestamp": ...}
+
+Two levels of bad input, both counted by a bounded ``reason``:
+
+* an *event* that breaks the contract (not JSON, not an object, a required field
+  missing or mistyped, a timestamp that does not parse) is rejected whole:
+  :class:`Rejected` carries the reason, the field and a message; it goes to the
+  dead-letter topic when one is configured;
+* a single *feature value* of the wrong type or non-finite is recorded as
+  missing for that feature and counted (``invalid_values``) while the rest of the
+  event is kept: one producer bug in one feature must not blind the monitor to
+  all the others.
+
+Decoding is per message (JSON parsing cannot be vectorised); everything after it
+is per column: :func:`decode_predictions` groups events by model and hands the
+pipeline lists per field, which become numpy arrays once per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from monitor.errors import EventError, InvalidEvent, MalformedEvent
+
+# Bounded reasons: these are metric label values.
+REASONS = (
+    "too_large",
+    "invalid_utf8",
+    "malformed_json",
+    "non_finite_number",
+    "not_an_object",
+    "missing_field",
+    "wrong_type",
+    "invalid_timestamp",
+    "unknown_model",
+    "too_many_models",
+    "too_many_features",
+)
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """What the source hands the decoder: bytes plus where they came from."""
+
+    value: bytes | None
+    timestamp: float  # record time, epoch seconds (fallback event time)
+    topic: str = ""
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = None
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A message that broke the contract; ``reason`` is one of :data:`REASONS`."""
+
+    message: RawMessage
+    reason: str
+    field: str | None
+    error: str
+    model: str | None = None
+
+
+@dataclass(slots=True)
+class ModelEvents:
+    """The valid prediction events of one model in one batch, in arrival order, by field."""
+
+    model: str
+    event_ids: list[str] = field(default_factory=list)
+    timestamps: list[float] = field(default_factory=list)
+    versions: list[str | None] = field(default_factory=list)
+    features: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[Any] = field(default_factory=list)
+    partitions: set[tuple[str, int]] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+
+@dataclass(slots=True)
+class LabelEvents:
+    """The valid label events of one model in one batch."""
+
+    model: str
+    event_ids: list[str] = field(default_factory=list)
+    labels: list[Any] = field(default_factory=list)
+    timestamps: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+def parse_json(value: bytes | None, max_bytes: int) -> dict[str, Any]:
+    """Parse one message into a JSON object, or raise :class:`MalformedEvent` saying why."""
+    if value is None:
+        raise MalformedEvent("malformed_json", "empty message (null value)")
+    if len(value) > max_bytes:
+        raise MalformedEvent("too_large", f"message of {len(value)} bytes exceeds {max_bytes}")
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        obj = _diagnose(value, exc)
+    if not isinstance(obj, dict):
+        raise MalformedEvent("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _diagnose(value: bytes, exc: Exception) -> Any:
+    """Slow path, bad input only: tell apart bad UTF-8, NaN/Infinity literals and
+    numbers too large for a double (which the stdlib parses to inf: kept, and the
+    value-level check counts them)."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedEvent("invalid_utf8", "message is not valid UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc2:
+        if "non-finite" in str(exc2):
+            raise MalformedEvent("non_finite_number", str(exc2)) from None
+        raise MalformedEvent("malformed_json", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedEvent("malformed_json", "JSON nested too deeply") from None
+
+
+def parse_timestamp(value: Any, fallback: float) -> float:
+    """RFC 3339 string or epoch seconds to epoch seconds; ``None`` means the record time."""
+    if value is None:
+        return fallback
+    if isinstance(value, bool):
+        raise InvalidEvent(
+            "invalid_timestamp", "must be an RFC 3339 string or epoch seconds", "timestamp"
+        )
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise InvalidEvent(
+                "invalid_timestamp", "epoch seconds must be finite and >= 0", "timestamp"
+            )
+        # Producers that send milliseconds are common; reject instead of guessing the year 50000.
+        if value > 1e11:
+            raise InvalidEvent(
+                "invalid_timestamp", "epoch seconds out of range (milliseconds sent?)", "timestamp"
+            )
+        return float(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidEvent(
+                "invalid_timestamp", "not an RFC 3339 timestamp", "timestamp"
+            ) from None
+        if dt.tzinfo is None:
+            raise InvalidEvent(
+                "invalid_timestamp", "RFC 3339 timestamp needs a UTC offset", "timestamp"
+            )
+        return dt.timestamp()
+    raise InvalidEvent(
+        "invalid_timestamp", "must be an RFC 3339 string or epoch seconds", "timestamp"
+    )
+
+
+def _require_str(obj: dict[str, Any], name: str, max_chars: int) -> str:
+    value = obj.get(name)
+    if value is None:
+        raise InvalidEvent("missing_field", "required field is missing", name)
+    if not isinstance(value, str):
+        raise InvalidEvent("wrong_type", f"must be a string, got {type(value).__name__}", name)
+    if not value or len(value) > max_chars:
+        raise InvalidEvent(
+            "wrong_type", f"must be a non-empty string of at most {max_chars} characters", name
+        )
+    return value
+
+
+def _check_prediction(value: Any) -> None:
+    if value is None:
+        raise InvalidEvent("missing_field", "required field is missing", "prediction")
+    if isinstance(value, bool | str):
+        return
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidEvent("non_finite_number", "must be finite", "prediction")
+        return
+    if isinstance(value, dict):
+        if not value:
+            raise InvalidEvent("wrong_type", "class scores must not be empty", "prediction")
+        for k, v in value.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise InvalidEvent(
+                    "wrong_type", "class scores must be finite numbers", f"prediction.{k}"[:200]
+                )
+        return
+    raise InvalidEvent(
+        "wrong_type", "must be a number, a string or an object of class scores", "prediction"
+    )
+
+
+def validate_prediction(
+    obj: dict[str, Any], fallback_ts: float, max_id_chars: int
+) -> tuple[str, str, float]:
+    """Check one prediction event; return (event_id, model, timestamp)."""
+    event_id = _require_str(obj, "event_id", max_id_chars)
+    model = _require_str(obj, "model", 200)
+    version = obj.get("model_version")
+    if version is not None and not isinstance(version, str):
+        raise InvalidEvent("wrong_type", "must be a string", "model_version")
+    features = obj.get("features")
+    if features is None:
+        raise InvalidEvent("missing_field", "required field is missing", "features")
+    if not isinstance(features, dict):
+        raise InvalidEvent(
+            "wrong_type", f"must be an object, got {type(features).__name__}", "features"
+        )
+    _check_prediction(obj.get("prediction"))
+    ts = parse_timestamp(obj.get("timestamp"), fallback_ts)
+    return event_id, model, ts
+
+
+def validate_label(
+    obj: dict[str, Any], fallback_ts: float, max_id_chars: int
+) -> tuple[str, str, float]:
+    """Check one label event; return (event_id, model, timestamp)."""
+    event_id = _require_str(obj, "event_id", max_id_chars)
+    model = _require_str(obj, "model", 200)
+    label = obj.get("label")
+    if label is None:
+        raise InvalidEvent("missing_field", "required field is missing", "label")
+    if isinstance(label, float) and not math.isfinite(label):
+        raise InvalidEvent("non_finite_number", "must be finite", "label")
+    if not isinstance(label, bool | int | float | str):
+        raise InvalidEvent("wrong_type", "must be a number, a string or a boolean", "label")
+    ts = parse_timestamp(obj.get("timestamp"), fallback_ts)
+    return event_id, model, ts
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """One polled batch after decoding: valid events by model, and what was rejected."""
+
+    predictions: dict[str, ModelEvents] = field(default_factory=dict)
+    labels: dict[str, LabelEvents] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class Decoder:
+    """Decodes messages of both topics; stateless except for its settings.
+
+    ``accept_model`` decides per model name whether events are tracked (it
+    enforces the unknown-model policy and the model cap); it returns ``None`` to
+    accept or a reason to reject.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int,
+        max_event_id_chars: int = 256,
+        labels_topic: str | None = None,
+        accept_model: Any = None,
+    ) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.max_event_id_chars = max_event_id_chars
+        self.labels_topic = labels_topic
+        self._accept_model = accept_model or (lambda model: None)
+        self._accepted: dict[str, str | None] = {}
+
+    def _model_verdict(self, model: str) -> str | None:
+        verdict = self._accepted.get(model, "?")
+        if verdict == "?":
+            verdict = self._accept_model(model)
+            # Cache accept and the unknown-model verdict (config-driven); a model-cap
+            # rejection may change once models are dropped, so it is not cached.
+            if verdict in (None, "unknown_model") and len(self._accepted) < 100_000:
+                self._accepted[model] = verdict
+        return verdict
+
+    def decode(self, messages: list[RawMessage]) -> DecodedBatch:
+        out = DecodedBatch()
+        preds = out.predictions
+        labels = out.labels
+        for msg in messages:
+            is_label = self.labels_topic is not None and msg.topic == self.labels_topic
+            model: str | None = None
+            try:
+                obj = parse_json(msg.value, self.max_message_bytes)
+                if is_label:
+                    event_id, model, ts = validate_label(
+                        obj, msg.timestamp, self.max_event_id_chars
+                    )
+                else:
+                    event_id, model, ts = validate_prediction(
+                        obj, msg.timestamp, self.max_event_id_chars
+                    )
+                reason = self._model_verdict(model)
+                if reason is not None:
+                    raise InvalidEvent(
+                        reason, f"model {model[:80]!r} is not accepted ({reason})", "model"
+                    )
+            except EventError as exc:
+                out.rejected.append(Rejected(msg, exc.reason, exc.field, str(exc), model))
+                continue
+            if is_label:
+                lab = labels.get(model)
+                if lab is None:
+                    lab = labels[model] = LabelEvents(model)
+                lab.event_ids.append(event_id)
+                lab.labels.append(obj["label"])
+                lab.timestamps.append(ts)
+            else:
+                group = preds.get(model)
+                if group is None:
+                    group = preds[model] = ModelEvents(model)
+                group.event_ids.append(event_id)
+                group.timestamps.append(ts)
+                group.versions.append(obj.get("model_version"))
+                group.features.append(obj["features"])
+                group.predictions.append(obj["prediction"])
+                group.partitions.add((msg.topic, msg.partition))
+        return out

@@ -1,0 +1,70 @@
+"""The HTTP edge: ``/metrics``, ``/healthz``, ``/readyz``, ``/api/status`` and the admin API.
+
+Binds to 127.0.0.1 unless configured otherwise. State-changing endpoints (the
+silences API of the alert engine) require ``Authorization: Bearer <admin_token>``
+and are disabled when no token is configured. Nothing here prints a secret.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from monitor.alerting.http_api import register_routes
+
+if TYPE_CHECKING:
+    from monitor.service import MonitorService
+
+
+class HttpServer:
+    """aiohttp application around a :class:`~monitor.service.MonitorService`."""
+
+    def __init__(
+        self, service: MonitorService, host: str, port: int, admin_token: str | None
+    ) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.app = web.Application()
+        self.app.router.add_get("/metrics", self._metrics)
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/readyz", self._readyz)
+        self.app.router.add_get("/api/status", self._status)
+        register_routes(self.app, service.alerts, admin_token)
+        self._runner: web.AppRunner | None = None
+        self.bound_port: int | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.bound_port}"
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.service.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        ok, detail = self.service.health()
+        return web.json_response(detail, status=200 if ok else 503)
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ok, detail = self.service.readiness()
+        return web.json_response(detail, status=200 if ok else 503)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.service.status())

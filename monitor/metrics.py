@@ -1,0 +1,348 @@
+"""Prometheus metrics: hot-path counters, and a scrape-time collector for model state.
+
+Two kinds, as client_python's own ``gc_collector`` does:
+
+* :class:`ServiceMetrics`: counters and histograms updated once per *batch*
+  (events consumed, invalid events by reason, batch latency, lag);
+* :class:`ModelStateCollector`: at scrape time, reads each model's latest
+  evaluation and cumulative counters and builds gauges (drift statistics,
+  verdicts, window statistics, reference quantiles). Nothing is updated per
+  event or per evaluation, and restored state is exported exactly.
+
+Every metric goes to the registry given (never the global one). Names carry the
+``monitor_`` prefix and base units; label values are bounded (model names by
+``limits.max_models``, features by ``limits.max_features_per_model``, categories
+by ``limits.max_exported_categories``; reasons and outcomes are fixed sets).
+The full table is in README.md ("Metrics").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from monitor.model_monitor import ModelMonitor
+
+SEVERITY_LEVEL = {"ok": 0, "warning": 1, "critical": 2}
+
+
+class ServiceMetrics:
+    """Counters and histograms of the consume loop, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.messages_consumed = Counter(
+            "monitor_messages_consumed_total",
+            "Kafka messages received, by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.events_processed = Counter(
+            "monitor_events_processed_total",
+            "Valid prediction events applied to a model's window.",
+            ["model"],
+            registry=registry,
+        )
+        self.events_invalid = Counter(
+            "monitor_events_invalid_total",
+            "Messages rejected by the event contract, by topic and reason.",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "monitor_dead_letter_messages_total",
+            "Invalid messages copied to the dead-letter topic.",
+            ["reason"],
+            registry=registry,
+        )
+        self.labels = Counter(
+            "monitor_labels_total",
+            "Label events by join outcome (matched, unknown, expired, duplicate, early, ignored).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "monitor_batch_processing_seconds",
+            "Time to decode and apply one polled batch (excluding the poll itself).",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "monitor_batch_messages",
+            "Messages per polled batch.",
+            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000),
+            registry=registry,
+        )
+        self.event_lag = Gauge(
+            "monitor_event_lag_seconds",
+            "Wall-clock time minus the event time of the newest event processed, per model.",
+            ["model"],
+            registry=registry,
+        )
+        self.evaluations = Counter(
+            "monitor_evaluations_total",
+            "Window evaluations (detectors run) per model.",
+            ["model"],
+            registry=registry,
+        )
+        self.evaluation_seconds = Histogram(
+            "monitor_evaluation_seconds",
+            "Time to evaluate all detectors of one model window.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "monitor_consumer_lag_messages",
+            "Messages between the consumer position and the partition's high watermark.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "monitor_assigned_partitions",
+            "Partitions currently assigned to this instance.",
+            registry=registry,
+        )
+        self.rebalances = Counter(
+            "monitor_rebalances_total",
+            "Partition revocations and assignments seen.",
+            ["kind"],
+            registry=registry,
+        )
+        self.commits = Counter(
+            "monitor_offset_commits_total",
+            "Offset commits by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.checkpoints = Counter(
+            "monitor_checkpoints_total",
+            "State checkpoints written, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.last_progress = Gauge(
+            "monitor_last_poll_timestamp_seconds",
+            "Wall-clock time the consume loop last completed a poll (liveness).",
+            registry=registry,
+        )
+        self.loop_errors = Counter(
+            "monitor_loop_errors_total",
+            "Unexpected errors caught by the consume loop, by stage.",
+            ["stage"],
+            registry=registry,
+        )
+
+
+class ModelStateCollector(Collector):
+    """Builds per-model gauges from model state at scrape time."""
+
+    def __init__(
+        self, models: Callable[[], Iterable[ModelMonitor]], max_categories: int = 20
+    ) -> None:
+        self._models = models
+        self._max_categories = max_categories
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # dynamic: avoid calling collect() at registration
+
+    def collect(self) -> Iterator[Metric]:
+        g = _Families()
+        for m in list(self._models()):
+            model = m.name
+            g.ready.add_metric([model], 1.0 if m.ready else 0.0)
+            g.events_total.add_metric([model], float(m.events_total))
+            g.unknown_feature.add_metric([model], float(m.unknown_feature_events))
+            for (feature, reason), n in m.invalid_values.items():
+                g.invalid_values.add_metric([model, feature, reason], float(n))
+            for feature, n in m.category_overflow.items():
+                g.overflow.add_metric([model, feature], float(n))
+            ev = m.last
+            if ev is None:
+                continue
+            g.window_events.add_metric([model], float(ev.context.window_events))
+            g.window_start.add_metric([model], ev.context.window_start)
+            g.window_end.add_metric([model], ev.context.window_end)
+            g.drifting_features.add_metric([model], float(len(ev.drifting)))
+            for feature, results in ev.results.items():
+                for r in results:
+                    g.statistic.add_metric([model, feature, r.detector], _f(r.statistic))
+                    g.threshold.add_metric([model, feature, r.detector], _f(r.threshold))
+                    g.detected.add_metric([model, feature, r.detector], 1.0 if r.drifted else 0.0)
+                    if r.p_value is not None:
+                        g.p_value.add_metric([model, feature, r.detector], _f(r.p_value))
+            for feature, v in ev.verdicts.items():
+                level = SEVERITY_LEVEL[v.severity] if v.drifting else 0
+                g.drift_severity.add_metric([model, feature], float(level))
+            for feature, s in ev.numeric.items():
+                g.count.add_metric([model, feature], float(s.count))
+                g.missing.add_metric([model, feature], _f(s.missing_rate))
+                g.mean.add_metric([model, feature], _f(s.mean))
+                g.std.add_metric([model, feature], _f(s.std))
+                g.min.add_metric([model, feature], _f(s.min))
+                g.max.add_metric([model, feature], _f(s.max))
+                for q, val in s.quantiles.items():
+                    g.quantile.add_metric([model, feature, _q(q)], _f(val))
+                ref = m.reference_profile(feature)
+                if ref is not None:
+                    g.ref_mean.add_metric([model, feature], _f(ref.mean))
+                    for q, val in ref.quantiles.items():
+                        g.ref_quantile.add_metric([model, feature, _q(q)], _f(val))
+            for feature, s in ev.categorical.items():
+                g.count.add_metric([model, feature], float(s.count))
+                g.missing.add_metric([model, feature], _f(s.missing_rate))
+                g.unseen.add_metric([model, feature], _f(s.unseen_rate))
+                cats = ev.categories[feature]
+                total = max(1, s.count)
+                order = sorted(range(len(s.counts)), key=lambda i: -int(s.counts[i]))
+                shown = order[: self._max_categories]
+                rest = int(s.counts.sum()) - sum(int(s.counts[i]) for i in shown)
+                for i in shown:
+                    g.share.add_metric([model, feature, cats[i]], int(s.counts[i]) / total)
+                if rest:
+                    g.share.add_metric([model, feature, "__rest__"], rest / total)
+                ref = m.reference_profile(feature)
+                if ref is not None and ref.counts is not None:
+                    ref_total = max(1, int(ref.counts.sum()))
+                    for i in range(min(len(ref.categories), self._max_categories)):
+                        g.ref_share.add_metric(
+                            [model, feature, ref.categories[i]], int(ref.counts[i]) / ref_total
+                        )
+            for metric, value in ev.performance.items():
+                g.performance.add_metric([model, metric], _f(value))
+        yield from g.all()
+
+
+def _f(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _q(q: float) -> str:
+    return f"{q:g}"
+
+
+class _Families:
+    def __init__(self) -> None:
+        mf = ["model", "feature"]
+        mfd = ["model", "feature", "detector"]
+        mfq = ["model", "feature", "quantile"]
+        mfc = ["model", "feature", "category"]
+        G, C = GaugeMetricFamily, CounterMetricFamily
+        self.ready = G(
+            "monitor_model_ready",
+            "1 once the model's reference is loaded or learned.",
+            labels=["model"],
+        )
+        self.events_total = C(
+            "monitor_model_events",
+            "Events applied to the model (restored state included).",
+            labels=["model"],
+        )
+        self.unknown_feature = C(
+            "monitor_unknown_feature_events",
+            "Events carrying features absent from the schema.",
+            labels=["model"],
+        )
+        self.invalid_values = C(
+            "monitor_invalid_values",
+            "Feature values recorded as missing because mistyped or non-finite.",
+            labels=["model", "feature", "reason"],
+        )
+        self.overflow = C(
+            "monitor_category_overflow",
+            "Values pooled into __other__ because the category cap was reached.",
+            labels=mf,
+        )
+        self.window_events = G(
+            "monitor_window_events",
+            "Events in the window at the last evaluation.",
+            labels=["model"],
+        )
+        self.window_start = G(
+            "monitor_window_start_timestamp_seconds",
+            "Event time of the oldest event in the last evaluated window.",
+            labels=["model"],
+        )
+        self.window_end = G(
+            "monitor_window_end_timestamp_seconds",
+            "Event time of the newest event in the last evaluated window.",
+            labels=["model"],
+        )
+        self.drifting_features = G(
+            "monitor_drifting_features",
+            "Features drifting (after correction and persistence) at the last evaluation.",
+            labels=["model"],
+        )
+        self.statistic = G(
+            "monitor_drift_statistic",
+            "Detector statistic at the last evaluation (PSI, KS D, ...).",
+            labels=mfd,
+        )
+        self.threshold = G(
+            "monitor_drift_threshold",
+            "Threshold the detector compares against (statistic or alpha).",
+            labels=mfd,
+        )
+        self.p_value = G(
+            "monitor_drift_p_value",
+            "p-value of hypothesis-test detectors at the last evaluation.",
+            labels=mfd,
+        )
+        self.detected = G(
+            "monitor_drift_detected",
+            "1 if the detector alone flagged drift at the last evaluation.",
+            labels=mfd,
+        )
+        self.drift_severity = G(
+            "monitor_feature_drift_severity",
+            "0 ok, 1 warning, 2 critical: the feature's verdict after correction and persistence.",
+            labels=mf,
+        )
+        self.count = G(
+            "monitor_feature_count", "Present (non-missing) values in the window.", labels=mf
+        )
+        self.missing = G(
+            "monitor_feature_missing_ratio",
+            "Share of window events where the feature is missing.",
+            labels=mf,
+        )
+        self.mean = G("monitor_feature_mean", "Mean of the feature over the window.", labels=mf)
+        self.std = G(
+            "monitor_feature_std", "Standard deviation (population) over the window.", labels=mf
+        )
+        self.min = G("monitor_feature_min", "Minimum over the window.", labels=mf)
+        self.max = G("monitor_feature_max", "Maximum over the window.", labels=mf)
+        self.quantile = G("monitor_feature_quantile", "Quantiles over the window.", labels=mfq)
+        self.ref_mean = G(
+            "monitor_reference_mean", "Mean of the feature in the reference.", labels=mf
+        )
+        self.ref_quantile = G(
+            "monitor_reference_quantile", "Quantiles of the feature in the reference.", labels=mfq
+        )
+        self.unseen = G(
+            "monitor_feature_unseen_category_ratio",
+            "Share of window values in categories the reference never saw.",
+            labels=mf,
+        )
+        self.share = G(
+            "monitor_feature_category_share",
+            "Share of each top category in the window.",
+            labels=mfc,
+        )
+        self.ref_share = G(
+            "monitor_reference_category_share",
+            "Share of each top category in the reference.",
+            labels=mfc,
+        )
+        self.performance = G(
+            "monitor_model_performance",
+            "Model performance over the labelled window (and estimates, estimated_*).",
+            labels=["model", "metric"],
+        )
+
+    def all(self) -> Iterator[Metric]:
+        yield from vars(self).values()

@@ -1,0 +1,485 @@
+"""One model's monitoring state, and what happens to it per batch. Pure: no I/O.
+
+A :class:`ModelMonitor` owns, for one model: the column schema, category
+vocabularies, the sliding window, the reference, the fitted detectors, the drift
+tracker (correction and persistence), data-quality counters, and the
+performance tracker. :meth:`ModelMonitor.ingest` takes the model's events of
+one batch, turns each field into a column once, appends them to the window, and
+evaluates at every window step. Evaluation points are exact (a batch is split at
+step boundaries), so the same events produce the same evaluations whatever the
+batching, which is what lets a restored checkpoint reproduce an uninterrupted run.
+
+The whole object is picklable: the state store saves it as one blob so a model's
+state can follow its partition to another instance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor.alerting.signals import EvaluationContext, Signal
+from monitor.config import LimitsConfig, ResolvedModel
+from monitor.detectors import Detector, DetectorResult, build_detectors
+from monitor.drift import DriftTracker, FeatureVerdict, headline
+from monitor.errors import ReferenceError_
+from monitor.events import LabelEvents, ModelEvents
+from monitor.performance.tracker import PerformanceTracker
+from monitor.reference import (
+    PREDICTION,
+    FeatureProfile,
+    ReferenceProfile,
+    build_profile,
+    category_of,
+    prediction_value,
+)
+from monitor.summary import (
+    CategoricalSummary,
+    NumericSummary,
+    summarize_categorical,
+    summarize_numeric,
+)
+from monitor.window import MISSING_CODE, SlidingWindow
+
+OTHER = "__other__"
+MIN_VALUES_FOR_TESTS = 20  # fewer present values than this: no drift verdict for the column
+
+
+@dataclass
+class Evaluation:
+    """Everything one evaluation of one model produced; the metrics and alert layers read it."""
+
+    context: EvaluationContext
+    numeric: dict[str, NumericSummary]
+    categorical: dict[str, CategoricalSummary]
+    categories: dict[str, list[str]]
+    results: dict[str, list[DetectorResult]]
+    verdicts: dict[str, FeatureVerdict]
+    signals: list[Signal]
+    performance: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def drifting(self) -> list[str]:
+        return sorted(f for f, v in self.verdicts.items() if v.drifting)
+
+
+class ModelMonitor:
+    """The monitoring state of one model."""
+
+    def __init__(
+        self,
+        settings: ResolvedModel,
+        limits: LimitsConfig,
+        reference: ReferenceProfile | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limits = limits
+        self.name = settings.name
+        self.model_version: str | None = None
+        self.events_total = 0
+        self.evaluations = 0
+        self.invalid_values: dict[tuple[str, str], int] = {}
+        self.unknown_feature_events = 0
+        self.category_overflow: dict[str, int] = {}
+        self.last: Evaluation | None = None
+        self._since_eval = 0
+        self._next_eval_time: float | None = None
+        self._learn_rows: list[tuple[dict[str, Any], Any]] = []
+        self._learn_target = settings.reference.learn_first or settings.window.size
+        self.reference: ReferenceProfile | None = None
+        self.performance: PerformanceTracker | None = None
+        if settings.performance.task is not None:
+            self.performance = PerformanceTracker(settings.performance)
+        if reference is not None:
+            self._set_reference(reference)
+
+    # ----------------------------------------------------------------- reference
+
+    @property
+    def ready(self) -> bool:
+        """True once the reference is known and detectors are fitted."""
+        return self.reference is not None
+
+    def _set_reference(self, profile: ReferenceProfile) -> None:
+        declared = self.settings.features
+        schema = dict(declared) if declared is not None else profile.schema()
+        if len(schema) > self.limits.max_features_per_model:
+            schema = dict(list(schema.items())[: self.limits.max_features_per_model])
+        for name, kind in schema.items():
+            prof = profile.features.get(name)
+            if prof is None:
+                raise ReferenceError_(f"model {self.name!r}: reference has no feature {name!r}")
+            if prof.kind != kind:
+                raise ReferenceError_(
+                    f"model {self.name!r}: feature {name!r} is {kind} in the config "
+                    f"but {prof.kind} in the reference"
+                )
+        pred = profile.features.get(PREDICTION)
+        if pred is not None and self.settings.prediction != "none":
+            schema[PREDICTION] = pred.kind
+        self.reference = profile
+        self.numeric_columns = [n for n, k in schema.items() if k == "numeric"]
+        self.categorical_columns = [n for n, k in schema.items() if k == "categorical"]
+        self._known_features = frozenset(n for n in schema if n != PREDICTION)
+        self.categories: dict[str, list[str]] = {}
+        self._vocab: dict[str, dict[str, int]] = {}
+        self._reference_sizes: list[int] = []
+        for name in self.categorical_columns:
+            cats = list(profile.features[name].categories)
+            self.categories[name] = cats
+            self._vocab[name] = {c: i for i, c in enumerate(cats)}
+            self._reference_sizes.append(len(cats))
+        w = self.settings.window
+        self.window = SlidingWindow(
+            len(self.numeric_columns), len(self.categorical_columns), w.size
+        )
+        self.detectors: dict[str, list[Detector]] = {}
+        for name in self.numeric_columns:
+            prof = profile.features[name]
+            dets = build_detectors("numeric", self.settings.drift, len(prof.sample), feature=name)  # type: ignore[arg-type]
+            for d in dets:
+                d.fit(prof.sample)  # type: ignore[arg-type]
+            self.detectors[name] = dets
+        for name in self.categorical_columns:
+            prof = profile.features[name]
+            dets = build_detectors(
+                "categorical",
+                self.settings.drift,
+                int(prof.counts.sum()),
+                feature=name,  # type: ignore[union-attr]
+            )
+            for d in dets:
+                d.fit(prof.counts)  # type: ignore[arg-type]
+            self.detectors[name] = dets
+        self.tracker = DriftTracker(self.settings.drift)
+        self._since_eval = 0
+
+    # ----------------------------------------------------------------- columns
+
+    def _numeric_matrix(self, events: ModelEvents) -> np.ndarray:
+        feats = events.features
+        n = len(feats)
+        out = np.empty((n, len(self.numeric_columns)), dtype=np.float64)
+        for j, name in enumerate(self.numeric_columns):
+            if name == PREDICTION:
+                raw = [prediction_value(p) for p in events.predictions]
+            else:
+                raw = [f.get(name) for f in feats]
+            try:
+                col = np.array(raw, dtype=np.float64)
+            except (TypeError, ValueError):
+                col = np.array([self._as_number(v, name) for v in raw], dtype=np.float64)
+            bad = np.isinf(col)
+            if bad.any():
+                self._count_invalid(name, "non_finite_number", int(bad.sum()))
+                col[bad] = np.nan
+            out[:, j] = col
+        return out
+
+    def _as_number(self, value: Any, name: str) -> float:
+        if value is None:
+            return math.nan
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        self._count_invalid(name, "wrong_type", 1)
+        return math.nan
+
+    def _categorical_matrix(self, events: ModelEvents) -> np.ndarray:
+        feats = events.features
+        n = len(feats)
+        out = np.empty((n, len(self.categorical_columns)), dtype=np.int32)
+        for j, name in enumerate(self.categorical_columns):
+            vocab = self._vocab[name]
+            if name == PREDICTION:
+                raw = [prediction_value(p) for p in events.predictions]
+            else:
+                raw = [f.get(name) for f in feats]
+            codes = out[:, j]
+            for i, v in enumerate(raw):
+                if v is None:
+                    codes[i] = MISSING_CODE
+                    continue
+                code = vocab.get(v) if type(v) is str else None
+                if code is None:
+                    code = self._code_of(name, v)
+                codes[i] = code
+        return out
+
+    def _code_of(self, name: str, value: Any) -> int:
+        cat = category_of(value)
+        if cat is None:
+            self._count_invalid(name, "wrong_type", 1)
+            return MISSING_CODE
+        vocab = self._vocab[name]
+        code = vocab.get(cat)
+        if code is not None:
+            return code
+        cats = self.categories[name]
+        if len(cats) >= self.limits.max_categories_per_feature:
+            self.category_overflow[name] = self.category_overflow.get(name, 0) + 1
+            cat = OTHER
+            code = vocab.get(OTHER)
+            if code is not None:
+                return code
+        code = len(cats)
+        cats.append(cat)
+        vocab[cat] = code
+        return code
+
+    def _count_invalid(self, feature: str, reason: str, n: int) -> None:
+        key = (feature, reason)
+        self.invalid_values[key] = self.invalid_values.get(key, 0) + n
+
+    # ----------------------------------------------------------------- ingest
+
+    def ingest(self, events: ModelEvents, now: float | None = None) -> list[Evaluation]:
+        """Add one batch of this model's events; return the evaluations it completed.
+
+        ``now`` (processing time) only ages the label-join store; it defaults to
+        the newest event time so the core stays deterministic.
+        """
+        n = len(events)
+        if n == 0:
+            return []
+        if events.versions[-1] is not None:
+            self.model_version = events.versions[-1]
+        start = 0
+        if self.reference is None:
+            start = self._learn(events)
+            if start >= n:
+                return []
+            events = _slice(events, start, n)
+            n = len(events)
+        known = self._known_features
+        unknown = sum(1 for f in events.features if not f.keys() <= known)
+        self.unknown_feature_events += unknown
+        num = self._numeric_matrix(events)
+        cat = self._categorical_matrix(events)
+        ts = np.asarray(events.timestamps, dtype=np.float64)
+        if self.performance is not None:
+            self.performance.add_predictions(
+                events.event_ids,
+                events.predictions,
+                events.timestamps,
+                now if now is not None else float(ts.max()),
+            )
+        if self.settings.window.type == "count":
+            return self._ingest_count(num, cat, ts)
+        return self._ingest_time(num, cat, ts)
+
+    def _ingest_count(self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray) -> list[Evaluation]:
+        step = self.settings.window.step
+        out: list[Evaluation] = []
+        pos, n = 0, len(ts)
+        while pos < n:
+            take = min(n - pos, step - self._since_eval)
+            # Stream detectors see exactly the values before each evaluation point.
+            self._update_stream_detectors(num[pos : pos + take])
+            self.window.append(num[pos : pos + take], cat[pos : pos + take], ts[pos : pos + take])
+            self.events_total += take
+            self._since_eval += take
+            pos += take
+            if self._since_eval >= step:
+                self._since_eval = 0
+                if self.window.size >= self.window.capacity:
+                    out.append(self.evaluate())
+        return out
+
+    def _ingest_time(self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray) -> list[Evaluation]:
+        w = self.settings.window
+        assert w.step_seconds is not None
+        out: list[Evaluation] = []
+        pos, n = 0, len(ts)
+        if self._next_eval_time is None:
+            self._next_eval_time = float(ts[0]) + w.step_seconds
+        while pos < n:
+            # Events up to the next boundary (event time); producers are roughly ordered.
+            crossed = np.nonzero(ts[pos:] >= self._next_eval_time)[0]
+            end = pos + int(crossed[0]) if crossed.size else n
+            self._update_stream_detectors(num[pos:end])
+            self.window.append(num[pos:end], cat[pos:end], ts[pos:end])
+            self.events_total += end - pos
+            pos = end
+            if crossed.size:
+                out.append(self.evaluate(since=self._next_eval_time - (w.seconds or 0.0)))
+                # Skip boundaries with no events (a gap in the stream) in one step.
+                gap = max(0.0, float(ts[pos]) - self._next_eval_time) if pos < n else 0.0
+                self._next_eval_time += w.step_seconds * (1 + math.floor(gap / w.step_seconds))
+        return out
+
+    def _update_stream_detectors(self, num: np.ndarray) -> None:
+        for j, name in enumerate(self.numeric_columns):
+            dets = self.detectors.get(name)
+            if not dets:
+                continue
+            col = num[:, j]
+            col = col[~np.isnan(col)]
+            if col.size:
+                for d in dets:
+                    d.update(col)
+
+    def _learn(self, events: ModelEvents) -> int:
+        """Collect reference rows; build the reference when complete. Returns events consumed."""
+        need = self._learn_target - len(self._learn_rows)
+        take = min(need, len(events))
+        self._learn_rows.extend(zip(events.features[:take], events.predictions[:take], strict=True))
+        self.events_total += take
+        if len(self._learn_rows) >= self._learn_target:
+            rows, self._learn_rows = self._learn_rows, []
+            profile = build_profile(
+                self.name,
+                rows,
+                schema=self.settings.features,
+                prediction=self.settings.prediction,
+                max_sample=self.settings.reference.max_sample,
+                max_categories=self.limits.max_categories_per_feature,
+                model_version=self.model_version,
+                source=f"first {len(rows)} events",
+            )
+            if len(profile.features) > self.limits.max_features_per_model + 1:
+                keep = list(profile.features.items())[: self.limits.max_features_per_model]
+                if PREDICTION in profile.features:
+                    keep.append((PREDICTION, profile.features[PREDICTION]))
+                profile.features = dict(keep)
+            self._set_reference(profile)
+        return take
+
+    # ----------------------------------------------------------------- evaluate
+
+    def evaluate(self, since: float | None = None) -> Evaluation:
+        """Summaries, detector results, verdicts and signals for the current window."""
+        num = self.window.numeric()
+        cat = self.window.categorical()
+        ts = self.window.timestamps()
+        if since is not None:
+            mask = ts >= since
+            num, cat, ts = num[mask], cat[mask], ts[mask]
+        num_summaries, sorted_cols = summarize_numeric(num)
+        cat_summaries = summarize_categorical(
+            cat, [len(self.categories[c]) for c in self.categorical_columns], self._reference_sizes
+        )
+        results: dict[str, list[DetectorResult]] = {}
+        for name, summary, values in zip(
+            self.numeric_columns, num_summaries, sorted_cols, strict=True
+        ):
+            if summary.count >= MIN_VALUES_FOR_TESTS:
+                results[name] = [d.evaluate(values) for d in self.detectors[name]]
+        for name, summary in zip(self.categorical_columns, cat_summaries, strict=True):
+            if summary.count >= MIN_VALUES_FOR_TESTS:
+                results[name] = [d.evaluate(summary.counts) for d in self.detectors[name]]
+        verdicts = self.tracker.observe(results)
+        self.evaluations += 1
+        start, end = (float(ts.min()), float(ts.max())) if len(ts) else (0.0, 0.0)
+        ctx = EvaluationContext(
+            model=self.name,
+            model_version=self.model_version,
+            evaluated_at=end,
+            window_start=start,
+            window_end=end,
+            window_events=len(ts),
+            events_total=self.events_total,
+            evaluation_seq=self.evaluations,
+        )
+        numeric = dict(zip(self.numeric_columns, num_summaries, strict=True))
+        categorical = dict(zip(self.categorical_columns, cat_summaries, strict=True))
+        perf = self.performance.snapshot() if self.performance is not None else {}
+        signals = self._signals(verdicts, numeric, categorical)
+        if self.performance is not None:
+            signals.extend(self.performance.signals(self.name, perf))
+        evaluation = Evaluation(
+            context=ctx,
+            numeric=numeric,
+            categorical=categorical,
+            categories={c: list(self.categories[c]) for c in self.categorical_columns},
+            results=results,
+            verdicts=verdicts,
+            signals=signals,
+            performance=perf,
+        )
+        self.last = evaluation
+        return evaluation
+
+    def _signals(
+        self,
+        verdicts: dict[str, FeatureVerdict],
+        numeric: dict[str, NumericSummary],
+        categorical: dict[str, CategoricalSummary],
+    ) -> list[Signal]:
+        out: list[Signal] = []
+        for name, v in verdicts.items():
+            head = headline(v.results)
+            details: dict[str, float | str | None] = {r.detector: r.statistic for r in v.results}
+            if head is not None and head.p_value is not None:
+                details["p_value"] = head.p_value
+            out.append(
+                Signal(
+                    model=self.name,
+                    kind="drift",
+                    subject=name,
+                    severity=v.severity if v.drifting else "ok",
+                    value=head.statistic if head else math.nan,
+                    threshold=head.threshold if head else math.nan,
+                    detector=head.detector if head else None,
+                    details=details,
+                )
+            )
+        q = self.settings.quality
+        if q.max_missing_rate is not None:
+            summaries: dict[str, NumericSummary | CategoricalSummary] = {**numeric, **categorical}
+            for name, s in summaries.items():
+                rate = s.missing_rate
+                out.append(
+                    Signal(
+                        model=self.name,
+                        kind="data_quality",
+                        subject=f"missing_rate:{name}",
+                        severity="warning" if rate > q.max_missing_rate else "ok",
+                        value=rate,
+                        threshold=q.max_missing_rate,
+                    )
+                )
+        if q.max_unseen_category_rate is not None:
+            for name, s in categorical.items():
+                out.append(
+                    Signal(
+                        model=self.name,
+                        kind="data_quality",
+                        subject=f"unseen_rate:{name}",
+                        severity="warning" if s.unseen_rate > q.max_unseen_category_rate else "ok",
+                        value=s.unseen_rate,
+                        threshold=q.max_unseen_category_rate,
+                    )
+                )
+        return out
+
+    # ----------------------------------------------------------------- labels
+
+    def ingest_labels(self, labels: LabelEvents, now: float) -> dict[str, int]:
+        """Join labels to predictions (when performance tracking is on); counts by outcome."""
+        if self.performance is None:
+            return {"ignored": len(labels)}
+        res = self.performance.add_labels(labels.event_ids, labels.labels, labels.timestamps, now)
+        return res.counts()
+
+    def reference_profile(self, name: str) -> FeatureProfile | None:
+        return self.reference.features.get(name) if self.reference else None
+
+
+def _slice(events: ModelEvents, start: int, end: int) -> ModelEvents:
+    return ModelEvents(
+        model=events.model,
+        event_ids=events.event_ids[start:end],
+        timestamps=events.timestamps[start:end],
+        versions=events.versions[start:end],
+        features=events.features[start:end],
+        predictions=events.predictions[start:end],
+        partitions=events.partitions,
+    )

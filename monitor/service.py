@@ -1,0 +1,427 @@
+"""The service: wires the Kafka source, the models, the alert engine, metrics and state.
+
+Life cycle (``start`` -> ``run`` -> ``stop``), in this order:
+
+start: open the state store, load references (a reference that cannot be loaded
+stops the start with a clear error), start the alert service (delivers what the
+outbox still holds from a previous run), the HTTP server, the dead-letter
+producer, then the consumer.
+
+run: poll a batch; decode; apply it model by model; submit each evaluation's
+signals to the alert engine (durably, into its outbox); publish rejected
+messages to the dead-letter topic; then commit the batch's offsets. A checkpoint
+(model state + the offsets it covers, in one transaction) is written on a
+cadence, on partition revocation and at shutdown.
+
+stop (idempotent): finish the batch in hand, checkpoint, commit, leave the group,
+stop the dead-letter producer, flush the alert outbox within the grace period,
+stop the HTTP server, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from monitor.alerting.engine import AlertService
+from monitor.clock import Clock, SystemClock
+from monitor.config import MonitorConfig, ResolvedModel, resolve_model
+from monitor.errors import MonitorError, ServiceStateError, SourceError
+from monitor.events import Decoder, RawMessage, Rejected
+from monitor.http_server import HttpServer
+from monitor.kafka_source import TP, DeadLetterPublisher, KafkaSource
+from monitor.metrics import ModelStateCollector, ServiceMetrics
+from monitor.model_monitor import Evaluation, ModelMonitor
+from monitor.ratelimit import RateLimitedLogger
+from monitor.reference import ReferenceProfile, load_reference
+from monitor.store import SQLiteStateStore, StateStore
+
+log = logging.getLogger("monitor.service")
+
+
+class MonitorService:
+    """One monitor instance in a consumer group."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        store: StateStore | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.clock = clock or SystemClock()
+        self.metrics = ServiceMetrics(self.registry)
+        self.registry.register(
+            ModelStateCollector(lambda: self.models.values(), config.limits.max_exported_categories)
+        )
+        self._store_arg = store
+        self.store: StateStore | None = None
+        self.alerts = AlertService(
+            config.alerting, registry=self.registry, clock=self.clock, transport=transport
+        )
+        self.models: dict[str, ModelMonitor] = {}
+        self._admitted: set[str] = set()  # unlisted models accepted under unknown_models: track
+        self.references: dict[str, ReferenceProfile] = {}
+        self._model_partition: dict[str, TP] = {}
+        self._positions: dict[TP, int] = {}  # next offset to consume, per partition, as processed
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._state = "new"
+        self._last_checkpoint = 0.0
+        self.last_poll_at = 0.0
+        self.broker_ok_at = 0.0
+        self.evaluations_seen = 0
+        self._log_invalid = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
+        self.decoder = Decoder(
+            max_message_bytes=config.kafka.max_message_bytes,
+            max_event_id_chars=config.limits.max_event_id_chars,
+            labels_topic=config.kafka.labels_topic,
+            accept_model=self._accept_model,
+        )
+        self.source = KafkaSource(
+            config.kafka, on_revoked=self._on_revoked, on_assigned=self._on_assigned
+        )
+        self.dead_letters = DeadLetterPublisher(config.kafka)
+        self._tasks: list[asyncio.Task[Any]] = []
+        token = config.http.admin_token.get_secret_value() if config.http.admin_token else None
+        self.http = HttpServer(self, config.http.host, config.http.port, token)
+
+    # ----------------------------------------------------------------- models
+
+    def _accept_model(self, model: str) -> str | None:
+        if self.config.model(model) is not None:
+            return None
+        if self.config.unknown_models == "reject":
+            return "unknown_model"
+        if model in self._admitted:
+            return None
+        if len(self._admitted) >= self.config.limits.max_models:
+            return "too_many_models"
+        self._admitted.add(model)  # counted now: one batch may bring many new models
+        return None
+
+    def _settings(self, model: str) -> ResolvedModel:
+        resolved = self.config.model(model)
+        if resolved is not None:
+            return resolved
+        from monitor.config import ModelConfig
+
+        return resolve_model(ModelConfig(name=model), self.config.defaults)
+
+    def _new_model(self, model: str) -> ModelMonitor:
+        settings = self._settings(model)
+        return ModelMonitor(settings, self.config.limits, self.references.get(model))
+
+    def _model(self, model: str) -> ModelMonitor:
+        mm = self.models.get(model)
+        if mm is not None:
+            return mm
+        saved = self.store.load_model(model) if self.store else None
+        if saved is not None:
+            mm = saved["monitor"]
+            alert_state = saved.get("alerts")
+            if alert_state is not None:
+                self.alerts.set_state(alert_state)
+            log.info("restored state of model %s (%d events)", model, mm.events_total)
+        else:
+            mm = self._new_model(model)
+        self.models[model] = mm
+        return mm
+
+    def load_references(self) -> None:
+        for m in self.config.models:
+            settings = resolve_model(m, self.config.defaults)
+            ref = settings.reference
+            if ref.path:
+                self.references[m.name] = load_reference(
+                    ref.path,
+                    model=m.name,
+                    fmt=ref.format,
+                    schema=settings.features,
+                    prediction=settings.prediction,
+                    max_sample=ref.max_sample,
+                    max_categories=self.config.limits.max_categories_per_feature,
+                )
+                log.info(
+                    "reference for %s: %d rows, %d columns, fingerprint %s",
+                    m.name,
+                    self.references[m.name].rows,
+                    len(self.references[m.name].features),
+                    self.references[m.name].fingerprint,
+                )
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        if self._state != "new":
+            raise ServiceStateError(f"cannot start a service that is {self._state}")
+        self._state = "starting"
+        self.store = self._store_arg or SQLiteStateStore(self.config.state.path)
+        self.load_references()
+        await self.alerts.start()
+        await self.http.start()
+        await self.dead_letters.start()
+        await self.source.start()
+        now = self.clock.time()
+        self.last_poll_at = self.broker_ok_at = self._last_checkpoint = now
+        self._state = "running"
+
+    async def run(self) -> None:
+        """Consume until :meth:`request_stop`; then return (call :meth:`stop` after)."""
+        if self._state != "running":
+            raise ServiceStateError("start() the service before run()")
+        watchdog = asyncio.create_task(self._watchdog(), name="monitor-watchdog")
+        self._tasks.append(watchdog)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    messages = await self.source.poll()
+                except SourceError as exc:
+                    self.metrics.loop_errors.labels("poll").inc()
+                    log.warning("%s; retrying", exc)
+                    await self._sleep(1.0)
+                    continue
+                self.last_poll_at = self.clock.time()
+                self.metrics.last_progress.set(self.last_poll_at)
+                if messages:
+                    await self.process(messages)
+                else:
+                    await self._maybe_checkpoint()
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Ordered shutdown; idempotent."""
+        if self._state in ("stopping", "stopped"):
+            return
+        was_running = self._state == "running"
+        self._state = "stopping"
+        self._stopping.set()
+        async with self._lock:
+            if was_running:
+                try:
+                    self.checkpoint()
+                    await self.source.commit(self._positions)
+                    self.metrics.commits.labels("ok").inc()
+                except MonitorError as exc:
+                    log.error("final checkpoint/commit failed: %s", exc)
+        await self.source.stop()
+        await self.dead_letters.stop()
+        await self.alerts.stop(grace_seconds=grace_seconds)
+        await self.http.stop()
+        if self.store is not None:
+            self.store.close()
+        self._state = "stopped"
+
+    # ----------------------------------------------------------------- batches
+
+    async def process(self, messages: list[RawMessage]) -> list[Evaluation]:
+        """Apply one polled batch, then commit its offsets (at-least-once)."""
+        async with self._lock:
+            t0 = time.perf_counter()
+            evaluations = self._apply(messages)
+            rejected = self._rejected
+            if rejected:
+                n = await self.dead_letters.publish(rejected)
+                for r in rejected[:n]:
+                    self.metrics.dead_lettered.labels(r.reason).inc()
+            for m in messages:
+                tp = (m.topic, m.partition)
+                if m.offset + 1 > self._positions.get(tp, -1):
+                    self._positions[tp] = m.offset + 1
+            self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+            self.metrics.batch_size.observe(len(messages))
+            try:
+                await self.source.commit(self._positions)
+                self.metrics.commits.labels("ok").inc()
+            except SourceError as exc:
+                # Not fatal: the next commit covers these offsets; a crash before it replays them.
+                self.metrics.commits.labels("error").inc()
+                log.warning("%s", exc)
+            for tp, lag in self.source.lag(self._positions).items():
+                self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(lag)
+            await self._maybe_checkpoint(locked=True)
+            return evaluations
+
+    def _apply(self, messages: list[RawMessage]) -> list[Evaluation]:
+        """The synchronous part of a batch: decode, update models, submit alerts."""
+        by_topic: dict[str, int] = {}
+        for m in messages:
+            by_topic[m.topic] = by_topic.get(m.topic, 0) + 1
+        for topic, n in by_topic.items():
+            self.metrics.messages_consumed.labels(topic).inc(n)
+        batch = self.decoder.decode(messages)
+        self._rejected: list[Rejected] = batch.rejected
+        for r in batch.rejected:
+            self.metrics.events_invalid.labels(r.message.topic, r.reason).inc()
+            self._log_invalid.warning(
+                "invalid event at %s/%d/%d: %s (%s)",
+                r.message.topic,
+                r.message.partition,
+                r.message.offset,
+                r.error,
+                r.reason,
+            )
+        evaluations: list[Evaluation] = []
+        now = self.clock.time()
+        for model, events in batch.predictions.items():
+            mm = self._model(model)
+            t0 = time.perf_counter()
+            evs = mm.ingest(events, now)
+            for tp in events.partitions:
+                self._model_partition[model] = tp
+            self.metrics.events_processed.labels(model).inc(len(events))
+            self.metrics.event_lag.labels(model).set(max(0.0, now - max(events.timestamps)))
+            if evs:
+                self.metrics.evaluation_seconds.observe((time.perf_counter() - t0) / len(evs))
+                self.metrics.evaluations.labels(model).inc(len(evs))
+            evaluations.extend(evs)
+        for model, labels in batch.labels.items():
+            mm = self._model(model)
+            for outcome, n in mm.ingest_labels(labels, now).items():
+                if n:
+                    self.metrics.labels.labels(model, outcome).inc(n)
+        for ev in evaluations:
+            self.alerts.submit(ev.context, ev.signals)
+        self.evaluations_seen += len(evaluations)
+        return evaluations
+
+    # ----------------------------------------------------------------- state
+
+    def checkpoint(self, models: Iterable[str] | None = None) -> None:
+        """Save models' state with the offsets it covers (all models by default)."""
+        if self.store is None:
+            return
+        names = list(self.models) if models is None else [m for m in models if m in self.models]
+        blobs = {
+            n: {"monitor": self.models[n], "alerts": self.alerts.get_state([n])} for n in names
+        }
+        try:
+            self.store.save(blobs, dict(self._positions))
+            self.metrics.checkpoints.labels("ok").inc()
+        except Exception as exc:
+            self.metrics.checkpoints.labels("error").inc()
+            raise MonitorError(f"checkpoint failed: {exc}") from exc
+        self._last_checkpoint = self.clock.time()
+
+    async def _maybe_checkpoint(self, locked: bool = False) -> None:
+        if (
+            self.clock.time() - self._last_checkpoint
+            < self.config.state.checkpoint_interval_seconds
+        ):
+            return
+        if locked:
+            self.checkpoint()
+        else:
+            async with self._lock:
+                self.checkpoint()
+
+    async def _on_revoked(self, revoked: set[TP]) -> None:
+        self.metrics.rebalances.labels("revoked").inc()
+        async with self._lock:
+            leaving = [m for m, tp in self._model_partition.items() if tp in revoked]
+            try:
+                self.checkpoint(leaving)
+                await self.source.commit(
+                    {tp: o for tp, o in self._positions.items() if tp in revoked}
+                )
+            except MonitorError as exc:
+                log.error("checkpoint/commit on revoke failed: %s", exc)
+            for m in leaving:
+                self.models.pop(m, None)
+                self._model_partition.pop(m, None)
+            for tp in revoked:
+                self._positions.pop(tp, None)
+
+    async def _on_assigned(self, assigned: set[TP]) -> None:
+        self.metrics.rebalances.labels("assigned").inc()
+        self.metrics.assigned_partitions.set(len(assigned))
+        stored = self.store.load_offsets() if self.store else {}
+        for tp in assigned:
+            if tp in stored:
+                # The state we will restore covers exactly the events before this offset.
+                self.source.seek(tp, stored[tp])
+                self._positions[tp] = stored[tp]
+
+    # ----------------------------------------------------------------- health
+
+    async def _watchdog(self) -> None:
+        interval = max(1.0, min(5.0, self.config.kafka.stall_seconds / 3))
+        while not self._stopping.is_set():
+            if await self.source.probe(interval):
+                self.broker_ok_at = self.clock.time()
+            await self._sleep(interval)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        now = self.clock.time()
+        stall = self.config.kafka.stall_seconds
+        poll_age = now - self.last_poll_at
+        broker_age = now - self.broker_ok_at
+        ok = self._state == "running" and poll_age < stall and broker_age < stall
+        return ok, {
+            "state": self._state,
+            "seconds_since_poll": round(poll_age, 3),
+            "seconds_since_broker_ok": round(broker_age, 3),
+            "stall_seconds": stall,
+        }
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        assigned = sorted(f"{t}/{p}" for t, p in self.source.assignment())
+        missing_refs = [
+            m.name
+            for m in self.config.models
+            if resolve_model(m, self.config.defaults).reference.path
+            and m.name not in self.references
+        ]
+        ok = self._state == "running" and bool(assigned) and not missing_refs
+        return ok, {"state": self._state, "assigned": assigned, "references_missing": missing_refs}
+
+    def status(self) -> dict[str, Any]:
+        models = {}
+        for name, mm in sorted(self.models.items()):
+            ev = mm.last
+            models[name] = {
+                "ready": mm.ready,
+                "events": mm.events_total,
+                "evaluations": mm.evaluations,
+                "model_version": mm.model_version,
+                "reference": None
+                if mm.reference is None
+                else {
+                    "rows": mm.reference.rows,
+                    "fingerprint": mm.reference.fingerprint,
+                    "source": mm.reference.source,
+                },
+                "drifting": ev.drifting if ev else [],
+                "window": None
+                if ev is None
+                else {
+                    "events": ev.context.window_events,
+                    "start": ev.context.window_start,
+                    "end": ev.context.window_end,
+                },
+            }
+        return {
+            "models": models,
+            "positions": {f"{t}/{p}": o for (t, p), o in sorted(self._positions.items())},
+        }

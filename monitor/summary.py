@@ -1,0 +1,113 @@
+"""Summary statistics of a window, per column, computed with numpy on whole matrices.
+
+Numeric columns: count of present values, missing rate, mean, standard deviation
+(population, ddof=0, matching ``numpy.std``), min, max and quantiles (linear
+interpolation, matching ``numpy.quantile``'s default). Categorical columns:
+counts per category code, missing rate and the share of present values whose
+category the reference never saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True, slots=True)
+class NumericSummary:
+    """Statistics of one numeric column. Fields are NaN when the column has no values."""
+
+    count: int
+    missing_rate: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    quantiles: dict[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class CategoricalSummary:
+    """Statistics of one categorical column. ``counts[i]`` counts category code ``i``."""
+
+    count: int
+    missing_rate: float
+    counts: np.ndarray
+    unseen_rate: float
+
+
+def summarize_numeric(
+    values: np.ndarray, quantiles: tuple[float, ...] = QUANTILES
+) -> tuple[list[NumericSummary], list[np.ndarray]]:
+    """Summaries of every column of ``values`` (rows = events, NaN = missing).
+
+    Also returns each column's present values, sorted: the window tests reuse
+    them instead of sorting again.
+    """
+    n_rows, n_cols = values.shape
+    ordered = np.sort(values, axis=0)  # NaN sorts last
+    present = n_rows - np.isnan(values).sum(axis=0)
+    summaries: list[NumericSummary] = []
+    columns: list[np.ndarray] = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j in range(n_cols):
+            n = int(present[j])
+            col = ordered[:n, j]
+            columns.append(col)
+            if n == 0:
+                nan = float("nan")
+                summaries.append(
+                    NumericSummary(
+                        0, 1.0 if n_rows else nan, nan, nan, nan, nan, {q: nan for q in quantiles}
+                    )
+                )
+                continue
+            qs = {}
+            for q in quantiles:
+                pos = q * (n - 1)
+                lo = int(np.floor(pos))
+                hi = min(lo + 1, n - 1)
+                frac = pos - lo
+                qs[q] = float(col[lo] + (col[hi] - col[lo]) * frac)
+            summaries.append(
+                NumericSummary(
+                    count=n,
+                    missing_rate=1.0 - n / n_rows,
+                    mean=float(col.mean()),
+                    std=float(col.std()),
+                    min=float(col[0]),
+                    max=float(col[-1]),
+                    quantiles=qs,
+                )
+            )
+    return summaries, columns
+
+
+def summarize_categorical(
+    codes: np.ndarray, vocab_sizes: list[int], reference_sizes: list[int]
+) -> list[CategoricalSummary]:
+    """Summaries of every column of category ``codes`` (-1 = missing).
+
+    ``vocab_sizes[j]`` is how many categories column ``j`` knows now;
+    ``reference_sizes[j]`` how many of them (the first ones) the reference had.
+    """
+    n_rows = codes.shape[0]
+    out: list[CategoricalSummary] = []
+    for j in range(codes.shape[1]):
+        col = codes[:, j]
+        col = col[col >= 0]
+        counts = np.bincount(col, minlength=vocab_sizes[j]).astype(np.int64)
+        n = int(col.size)
+        unseen = int(counts[reference_sizes[j] :].sum())
+        out.append(
+            CategoricalSummary(
+                count=n,
+                missing_rate=(1.0 - n / n_rows) if n_rows else float("nan"),
+                counts=counts,
+                unseen_rate=(unseen / n) if n else 0.0,
+            )
+        )
+    return out

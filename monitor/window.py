@@ -1,0 +1,89 @@
+"""Sliding windows over a model's recent events, as column matrices.
+
+A window keeps the last ``capacity`` events of one model in ring buffers: one
+``float64`` matrix for the numeric columns (NaN = missing), one ``int32``
+matrix of category codes for the categorical columns (-1 = missing), and the
+event times. A batch is written with one vectorised assignment per matrix, never
+per event. Row order inside the buffers is not chronological; statistics and
+window tests do not need it, and :meth:`SlidingWindow.time_mask` selects rows by
+event time for time-based windows.
+
+>>> import numpy as np
+>>> w = SlidingWindow(n_numeric=1, n_categorical=0, capacity=3)
+>>> w.append(np.array([[1.0], [2.0], [3.0], [4.0]]), np.empty((4, 0), np.int32), np.arange(4.0))
+>>> sorted(w.numeric()[:, 0].tolist()), w.size, w.total
+([2.0, 3.0, 4.0], 3, 4)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MISSING_CODE = -1
+
+
+class SlidingWindow:
+    """Ring buffers of the last ``capacity`` events (numeric, categorical, time)."""
+
+    def __init__(self, n_numeric: int, n_categorical: int, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be > 0")
+        self.capacity = capacity
+        self._num = np.full((capacity, n_numeric), np.nan, dtype=np.float64)
+        self._cat = np.full((capacity, n_categorical), MISSING_CODE, dtype=np.int32)
+        self._ts = np.zeros(capacity, dtype=np.float64)
+        self._head = 0  # next row to write
+        self.size = 0  # rows filled
+        self.total = 0  # rows ever appended
+
+    def append(self, numeric: np.ndarray, categorical: np.ndarray, timestamps: np.ndarray) -> None:
+        n = len(timestamps)
+        if n == 0:
+            return
+        if n >= self.capacity:
+            # Only the newest `capacity` rows survive; write them in order starting at 0.
+            self._num[:] = numeric[-self.capacity :]
+            self._cat[:] = categorical[-self.capacity :]
+            self._ts[:] = timestamps[-self.capacity :]
+            self._head = 0
+        else:
+            end = self._head + n
+            if end <= self.capacity:
+                self._num[self._head : end] = numeric
+                self._cat[self._head : end] = categorical
+                self._ts[self._head : end] = timestamps
+            else:
+                first = self.capacity - self._head
+                self._num[self._head :] = numeric[:first]
+                self._num[: n - first] = numeric[first:]
+                self._cat[self._head :] = categorical[:first]
+                self._cat[: n - first] = categorical[first:]
+                self._ts[self._head :] = timestamps[:first]
+                self._ts[: n - first] = timestamps[first:]
+            self._head = end % self.capacity
+        self.size = min(self.capacity, self.size + n)
+        self.total += n
+
+    def numeric(self) -> np.ndarray:
+        """The filled numeric rows (a view; do not modify)."""
+        return self._num if self.size == self.capacity else self._num[: self.size]
+
+    def categorical(self) -> np.ndarray:
+        return self._cat if self.size == self.capacity else self._cat[: self.size]
+
+    def timestamps(self) -> np.ndarray:
+        return self._ts if self.size == self.capacity else self._ts[: self.size]
+
+    def time_mask(self, since: float) -> np.ndarray:
+        """Rows whose event time is at or after ``since`` (time-based windows)."""
+        return self.timestamps() >= since
+
+    def time_range(self) -> tuple[float, float]:
+        ts = self.timestamps()
+        if len(ts) == 0:
+            return (0.0, 0.0)
+        return (float(ts.min()), float(ts.max()))
+
+    @property
+    def nbytes(self) -> int:
+        return self._num.nbytes + self._cat.nbytes + self._ts.nbytes

@@ -1,0 +1,154 @@
+"""One model's pipeline core: exact evaluation points, drift on the right features,
+state that pickles."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from monitor.config import parse_config
+from monitor.events import ModelEvents
+from monitor.model_monitor import ModelMonitor
+from monitor.reference import build_profile
+from monitor.simulate import DriftSpec, Simulator
+
+WINDOW = {"size": 1000, "step": 250}
+
+
+def _events(sim: Simulator, n: int) -> ModelEvents:
+    out = ModelEvents(sim.model)
+    for e, _ in sim.events(n):
+        out.event_ids.append(e["event_id"])
+        out.timestamps.append(float(len(out.event_ids)))
+        out.versions.append(e["model_version"])
+        out.features.append(e["features"])
+        out.predictions.append(e["prediction"])
+    return out
+
+
+def _monitor(**model: object) -> ModelMonitor:
+    cfg = parse_config({"models": [{"name": "credit-risk", "window": WINDOW, **model}]})
+    sim = Simulator(seed=1)
+    ref = build_profile(
+        "credit-risk", [(e["features"], e["prediction"]) for e, _ in sim.events(4000)]
+    )
+    return ModelMonitor(cfg.model("credit-risk"), cfg.limits, ref)  # type: ignore[arg-type]
+
+
+def _run(mm: ModelMonitor, events: ModelEvents, sizes: list[int]) -> list:
+    out, pos = [], 0
+    for n in sizes:
+        chunk = ModelEvents(events.model)
+        for name in ("event_ids", "timestamps", "versions", "features", "predictions"):
+            getattr(chunk, name).extend(getattr(events, name)[pos : pos + n])
+        out.extend(mm.ingest(chunk))
+        pos += n
+    assert pos == len(events)
+    return out
+
+
+def _fingerprint(evs: list) -> list:
+    return [
+        (
+            e.context.events_total,
+            tuple(sorted((f, round(s.mean, 9), round(s.std, 9)) for f, s in e.numeric.items())),
+            tuple(
+                sorted((f, tuple(round(r.statistic, 9) for r in rs)) for f, rs in e.results.items())
+            ),
+            tuple(e.drifting),
+        )
+        for e in evs
+    ]
+
+
+def test_evaluations_do_not_depend_on_batching() -> None:
+    events = _events(Simulator(seed=5, drift=DriftSpec("mean", ("income",), 1.0, 2500)), 4000)
+    a = _fingerprint(_run(_monitor(), events, [4000]))
+    b = _fingerprint(_run(_monitor(), events, [1, 999, 7, 1243, 250, 1500]))
+    assert len(a) == 13  # evaluations at 1000, 1250, ..., 4000
+    assert a == b
+
+
+def test_drift_is_reported_for_exactly_the_drifted_features() -> None:
+    mm = _monitor()
+    stationary = _run(mm, _events(Simulator(seed=9), 3000), [500] * 6)
+    assert all(not e.drifting for e in stationary)
+    assert all(s.severity == "ok" for e in stationary for s in e.signals)
+    drifted = _run(
+        mm,
+        _events(
+            Simulator(seed=9, drift=DriftSpec("mean", ("income", "credit_score"), 1.0, 0)), 2000
+        ),
+        [500] * 4,
+    )
+    last = drifted[-1]
+    # credit_score and income move the score too, so the prediction drifts with them.
+    assert set(last.drifting) == {"income", "credit_score", "__prediction__"}
+    firing = {s.subject for s in last.signals if s.severity != "ok"}
+    assert firing == {"income", "credit_score", "__prediction__"}
+
+
+def test_category_drift_and_missing_values_are_seen() -> None:
+    mm = _monitor(quality={"max_missing_rate": 0.2})
+    evs = _run(
+        mm,
+        _events(Simulator(seed=2, drift=DriftSpec("category", ("region",), 2.0, 0)), 2000),
+        [500] * 4,
+    )
+    assert "region" in evs[-1].drifting
+    evs = _run(
+        mm,
+        _events(Simulator(seed=3, drift=DriftSpec("missing", ("utilization",), 0.5, 0)), 1000),
+        [1000],
+    )
+    q = {s.subject: s for s in evs[-1].signals if s.kind == "data_quality"}
+    assert q["missing_rate:utilization"].severity == "warning"
+    assert q["missing_rate:income"].severity == "ok"
+    assert evs[-1].numeric["age"].missing_rate == pytest.approx(0.02, abs=0.015)
+
+
+def test_state_pickles_and_continues_identically() -> None:
+    events = _events(Simulator(seed=4, drift=DriftSpec("mean", ("age",), 1.0, 2000)), 3000)
+    whole = _monitor()
+    expect = _fingerprint(_run(whole, events, [3000]))
+    first = _monitor()
+    head = ModelEvents(events.model)
+    for name in ("event_ids", "timestamps", "versions", "features", "predictions"):
+        getattr(head, name).extend(getattr(events, name)[:1700])
+    got = first.ingest(head)
+    restored: ModelMonitor = pickle.loads(pickle.dumps(first))
+    tail = ModelEvents(events.model)
+    for name in ("event_ids", "timestamps", "versions", "features", "predictions"):
+        getattr(tail, name).extend(getattr(events, name)[1700:])
+    got += restored.ingest(tail)
+    assert _fingerprint(got) == expect
+
+
+def test_reference_learned_from_first_events_then_evaluates() -> None:
+    cfg = parse_config(
+        {"models": [{"name": "credit-risk", "window": WINDOW, "reference": {"learn_first": 2000}}]}
+    )
+    mm = ModelMonitor(cfg.model("credit-risk"), cfg.limits)  # type: ignore[arg-type]
+    evs = _run(mm, _events(Simulator(seed=8), 3500), [700] * 5)
+    assert mm.ready and mm.reference is not None and mm.reference.rows == 2000
+    assert mm.reference.schema()["region"] == "categorical"
+    assert [e.context.events_total for e in evs] == [3000, 3250, 3500]
+
+
+def test_mistyped_and_non_finite_values_count_as_missing_not_as_lost_events() -> None:
+    mm = _monitor()
+    ev = _events(Simulator(seed=6), 1000)
+    ev.features[0]["income"] = "lots"
+    ev.features[1]["income"] = float("inf")
+    ev.features[2]["region"] = {"nested": 1}
+    ev.features[3]["brand_new_feature"] = 1
+    (e,) = mm.ingest(ev)
+    assert mm.invalid_values == {
+        ("income", "wrong_type"): 1,
+        ("income", "non_finite_number"): 1,
+        ("region", "wrong_type"): 1,
+    }
+    assert mm.unknown_feature_events == 1
+    assert e.context.window_events == 1000
+    assert e.numeric["income"].count == 998
