@@ -15,6 +15,7 @@ state can follow its partition to another instance.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 
 from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.config import LimitsConfig, ResolvedModel
-from monitor.detectors import Detector, DetectorResult, build_detectors
+from monitor.detectors import Detector, DetectorResult, fit_column_detectors
 from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.errors import ReferenceError_
 from monitor.events import LabelEvents, ModelEvents
@@ -137,23 +138,19 @@ class ModelMonitor:
             len(self.numeric_columns), len(self.categorical_columns), w.size
         )
         self.detectors: dict[str, list[Detector]] = {}
-        for name in self.numeric_columns:
+        n_features = len(self.numeric_columns) + len(self.categorical_columns)
+        for name in self.numeric_columns + self.categorical_columns:
             prof = profile.features[name]
-            dets = build_detectors("numeric", self.settings.drift, len(prof.sample), feature=name)  # type: ignore[arg-type]
-            for d in dets:
-                d.fit(prof.sample)  # type: ignore[arg-type]
-            self.detectors[name] = dets
-        for name in self.categorical_columns:
-            prof = profile.features[name]
-            dets = build_detectors(
-                "categorical",
+            self.detectors[name] = fit_column_detectors(
+                prof.kind,
+                prof.sample if prof.kind == "numeric" else prof.counts,  # type: ignore[arg-type]
                 self.settings.drift,
-                int(prof.counts.sum()),
-                feature=name,  # type: ignore[union-attr]
+                window_size=w.size,
+                step=w.step,
+                n_features=n_features,
+                feature=name,
+                seed=_stable_seed(self.name, name),
             )
-            for d in dets:
-                d.fit(prof.counts)  # type: ignore[arg-type]
-            self.detectors[name] = dets
         self.tracker = DriftTracker(self.settings.drift)
         self._since_eval = 0
 
@@ -471,6 +468,11 @@ class ModelMonitor:
 
     def reference_profile(self, name: str) -> FeatureProfile | None:
         return self.reference.features.get(name) if self.reference else None
+
+
+def _stable_seed(*parts: str) -> int:
+    """A seed that depends only on names (``hash()`` is salted per process)."""
+    return int.from_bytes(hashlib.sha256("/".join(parts).encode()).digest()[:4], "little")
 
 
 def _slice(events: ModelEvents, start: int, end: int) -> ModelEvents:

@@ -49,6 +49,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+import numpy as np
+
 from monitor.detectors.base import Detector, DetectorResult
 from monitor.detectors.chi_square import ChiSquareDetector
 from monitor.detectors.config import DriftConfig
@@ -153,6 +155,39 @@ def build_detectors(
     return detectors
 
 
+def fit_column_detectors(
+    kind: Literal["numeric", "categorical"],
+    reference: np.ndarray,
+    config: DriftConfig,
+    *,
+    window_size: int,
+    step: int,
+    n_features: int,
+    feature: str | None = None,
+    seed: int = 0,
+) -> list[Detector]:
+    """Build and fit the detectors of one column: what the pipeline calls per feature.
+
+    ``reference`` is the column's reference (sorted numeric sample, or category
+    counts). With ``threshold: auto`` the warning thresholds are calibrated on
+    the reference for this window size and step first (deterministic by seed).
+    """
+    n_reference = int(reference.size) if kind == "numeric" else int(reference.sum())
+    thresholds = None
+    if config.threshold == "auto":
+        from monitor.detectors.calibration import calibrate_thresholds
+
+        thresholds = calibrate_thresholds(
+            reference, kind, window_size, step, config, seed, n_features=n_features
+        )
+    detectors = build_detectors(
+        kind, config, max(1, n_reference), feature=feature, thresholds=thresholds
+    )
+    for d in detectors:
+        d.fit(reference)
+    return detectors
+
+
 __all__ = [
     "ADWINDetector",
     "ChiSquareDetector",
@@ -166,4 +201,5 @@ __all__ = [
     "WassersteinDetector",
     "build_detector",
     "build_detectors",
+    "fit_column_detectors",
 ]
