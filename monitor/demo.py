@@ -75,14 +75,13 @@ class DemoReceiver:
         alert = json.loads(body)
         self.received.append((time.time(), alert, ok))
         self.arrived.set()
-        status = alert.get("status", "?")
         feats = ", ".join(
-            f"{s.get('subject')} ({s.get('detector')} {s.get('value', float('nan')):.3g})"
-            for s in alert.get("signals", [])
+            f"{sig.get('subject')} ({sig.get('detector')} {_num(sig.get('statistic'))})"
+            for sig in alert.get("signals", [])
         )
         print(
-            f"  >> ALERT [{status}/{alert.get('severity')}] model={alert.get('model')} "
-            f"signature={'valid' if ok else 'INVALID'}: {feats}",
+            f"  >> ALERT {alert.get('action')} [{alert.get('status')}/{alert.get('severity')}] "
+            f"model={alert.get('model')} signature={'valid' if ok else 'INVALID'}: {feats}",
             flush=True,
         )
         return web.Response(status=204)
@@ -90,6 +89,10 @@ class DemoReceiver:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def _num(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, int | float) else "n/a"
 
 
 async def run_demo(workdir: Path, events: int = 24_000, rate: float = 3000.0) -> int:
