@@ -1,0 +1,60 @@
+"""Shared pytest fixtures.
+
+Keep this file sectioned by concern; add new fixtures under a heading of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from monitor.local_kafka import LocalKafka, create_topics
+
+# --------------------------------------------------------------------------- Kafka
+#
+# One broker per test session: starting a JVM costs seconds, a topic costs milliseconds, so
+# tests isolate themselves with fresh topic (and group) names rather than fresh brokers.
+# ``scripts/test.sh`` starts the broker once and passes it in through
+# MONITOR_TEST_KAFKA_BOOTSTRAP; a bare ``pytest`` starts its own.
+
+KAFKA_BOOTSTRAP_ENV = "MONITOR_TEST_KAFKA_BOOTSTRAP"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """``host:port`` of a running broker that tests may use (never restart or kill it)."""
+    external = os.environ.get(KAFKA_BOOTSTRAP_ENV)
+    if external:
+        yield external
+        return
+    with LocalKafka() as kafka:
+        yield kafka.bootstrap_servers
+
+
+TopicFactory = Callable[..., str]
+
+
+@pytest.fixture
+def topic_factory(request: pytest.FixtureRequest) -> TopicFactory:
+    """Make fresh topic names: ``topic_factory("events")`` -> ``"events-3f2a..."``.
+
+    With ``partitions=N`` the topic is also created on ``kafka_bootstrap`` (otherwise the
+    broker auto-creates it with one partition on first use).
+    """
+
+    def make(prefix: str = "test", *, partitions: int | None = None) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        if partitions is not None:
+            create_topics(request.getfixturevalue("kafka_bootstrap"), [name], partitions)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def unique_topic(topic_factory: TopicFactory) -> str:
+    """One fresh topic name (not created: auto-creation makes it on first use)."""
+    return topic_factory()

@@ -1,0 +1,175 @@
+"""The local broker does what the rest of the test suite relies on.
+
+* a consumer group sees every produced message once and commits the expected offsets;
+* a broker restarted on the same port is found again by clients that were already connected;
+* the SASL/PLAIN listener lets the right password in and keeps a wrong one out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+
+from monitor.errors import ServiceStateError
+from monitor.local_kafka import LocalKafka, _metadata_brokers
+
+pytestmark = pytest.mark.kafka
+
+TopicFactory = Callable[..., str]  # the conftest fixture; tests/ is not a package
+
+SASL_USERS = {"monitor": "correct-horse", "other": "battery-staple"}
+
+
+@pytest.fixture(scope="module")
+def own_kafka() -> Iterator[LocalKafka]:
+    """A broker of this module's own, because these tests restart it (never the shared one)."""
+    with LocalKafka(sasl_plain_users=SASL_USERS) as kafka:
+        yield kafka
+
+
+def test_unstarted_broker_has_no_address() -> None:
+    kafka = LocalKafka()
+    with pytest.raises(ServiceStateError):
+        _ = kafka.bootstrap_servers
+    kafka.stop()  # stopping a broker that never ran is harmless
+    kafka.stop()
+
+
+async def test_round_trip_in_a_consumer_group(
+    kafka_bootstrap: str, topic_factory: TopicFactory
+) -> None:
+    topic = topic_factory("roundtrip", partitions=3)
+    keys = [f"model-{i % 7}".encode() for i in range(100)]
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = await asyncio.gather(
+            *[await producer.send(topic, key=k, value=str(i).encode()) for i, k in enumerate(keys)]
+        )
+    finally:
+        await producer.stop()
+    end_offsets: dict[int, int] = {}
+    for md in sent:
+        end_offsets[md.partition] = max(end_offsets.get(md.partition, 0), md.offset + 1)
+    assert sum(end_offsets.values()) == 100
+
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    received: list[tuple[int, bytes, int]] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(received) < 100:
+                batches = await consumer.getmany(timeout_ms=500)
+                for tp, records in batches.items():
+                    received += [(tp.partition, r.key, int(r.value)) for r in records]
+        await consumer.commit()
+        committed = {p: await consumer.committed(TopicPartition(topic, p)) for p in end_offsets}
+    finally:
+        await consumer.stop()
+
+    assert sorted(v for _, _, v in received) == list(range(100))  # each message exactly once
+    assert committed == end_offsets
+    # a key always lands on one partition, and within it the order of sending is kept
+    partitions_of_key: dict[bytes, set[int]] = {}
+    for partition, key, _ in received:
+        partitions_of_key.setdefault(key, set()).add(partition)
+    assert all(len(p) == 1 for p in partitions_of_key.values())
+    for partition in end_offsets:
+        values = [v for p, _, v in received if p == partition]
+        assert values == sorted(values)
+
+
+async def test_clients_reconnect_after_a_restart_on_the_same_port(own_kafka: LocalKafka) -> None:
+    topic = f"restart-{uuid.uuid4().hex[:8]}"
+    address = own_kafka.bootstrap_servers
+    producer = AIOKafkaProducer(bootstrap_servers=address, acks="all")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=address,
+        group_id=f"group-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        await producer.send_and_wait(topic, b"before")
+        assert await _next_values(consumer, 1) == [b"before"]
+
+        # Blocking on purpose: the clients' event loop stalls as it would on a long outage.
+        own_kafka.restart()
+        assert own_kafka.bootstrap_servers == address
+
+        async with asyncio.timeout(30):
+            await producer.send_and_wait(topic, b"after")
+        assert await _next_values(consumer, 1) == [b"after"]
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def test_sasl_plain_accepts_the_right_password(own_kafka: LocalKafka) -> None:
+    topic = f"sasl-{uuid.uuid4().hex[:8]}"
+    options = {
+        "bootstrap_servers": own_kafka.sasl_bootstrap_servers,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_plain_username": "monitor",
+        "sasl_plain_password": SASL_USERS["monitor"],
+    }
+    producer = AIOKafkaProducer(**options)
+    consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **options)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"authenticated")
+    finally:
+        await producer.stop()
+    await consumer.start()
+    try:
+        assert await _next_values(consumer, 1) == [b"authenticated"]
+    finally:
+        await consumer.stop()
+
+
+async def test_sasl_plain_refuses_a_wrong_password(
+    own_kafka: LocalKafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=own_kafka.sasl_bootstrap_servers,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_plain_username="monitor",
+        sasl_plain_password="wrong",
+    )
+    caplog.set_level(logging.ERROR, logger="aiokafka")
+    try:
+        with pytest.raises(KafkaConnectionError):
+            await producer.start()
+    finally:
+        await producer.stop()
+    # aiokafka reports only "unable to bootstrap"; the reason is in its log
+    assert "Authentication failed" in caplog.text
+    # the listener refused the password, not the broker: plaintext still serves
+    assert _metadata_brokers("127.0.0.1", int(own_kafka.bootstrap_servers.split(":")[1]), 5.0)
+
+
+async def _next_values(consumer: AIOKafkaConsumer, count: int) -> list[bytes]:
+    values: list[bytes] = []
+    async with asyncio.timeout(30):
+        while len(values) < count:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                values += [r.value for r in records]
+    return values
