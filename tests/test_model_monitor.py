@@ -152,3 +152,23 @@ def test_mistyped_and_non_finite_values_count_as_missing_not_as_lost_events() ->
     assert mm.unknown_feature_events == 1
     assert e.context.window_events == 1000
     assert e.numeric["income"].count == 998
+
+
+def test_time_window_evaluates_on_event_time_and_keeps_only_recent_events() -> None:
+    window = {"type": "time", "seconds": 100, "step_seconds": 50, "size": 5000}
+    cfg = parse_config({"models": [{"name": "credit-risk", "window": window}]})
+    sim = Simulator(seed=1)
+    ref = build_profile("credit-risk", [(e["features"], e["prediction"]) for e, _ in sim.events(2000)])
+    mm = ModelMonitor(cfg.model("credit-risk"), cfg.limits, ref)  # type: ignore[arg-type]
+    events = _events(Simulator(seed=2), 1000)
+    events.timestamps = [float(i) for i in range(1000)]  # one event per second
+    evs = _run(mm, events, [137, 400, 463])
+    # Boundaries every 50 s of event time from the first event: 50, 100, ..., 950.
+    assert len(evs) == 19
+    last = evs[-1].context
+    assert last.window_start == 850.0 and last.window_end == 949.0
+    assert last.window_events == 100
+    # A gap in the stream skips the empty boundaries instead of evaluating each of them.
+    gap = _events(Simulator(seed=3), 10)
+    gap.timestamps = [5000.0 + i for i in range(10)]
+    assert len(mm.ingest(gap)) == 1
