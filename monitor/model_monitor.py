@@ -248,6 +248,14 @@ class ModelMonitor:
             return []
         if events.versions[-1] is not None:
             self.model_version = events.versions[-1]
+        if self.performance is not None:
+            # Every prediction can be labelled, including those that build the reference.
+            self.performance.add_predictions(
+                events.event_ids,
+                events.predictions,
+                events.timestamps,
+                now if now is not None else max(events.timestamps),
+            )
         start = 0
         if self.reference is None:
             start = self._learn(events)
@@ -261,13 +269,6 @@ class ModelMonitor:
         num = self._numeric_matrix(events)
         cat = self._categorical_matrix(events)
         ts = np.asarray(events.timestamps, dtype=np.float64)
-        if self.performance is not None:
-            self.performance.add_predictions(
-                events.event_ids,
-                events.predictions,
-                events.timestamps,
-                now if now is not None else float(ts.max()),
-            )
         if self.settings.window.type == "count":
             return self._ingest_count(num, cat, ts)
         return self._ingest_time(num, cat, ts)

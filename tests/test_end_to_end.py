@@ -242,3 +242,47 @@ async def test_poison_messages_between_good_ones(stack_factory: Any) -> None:
         "not_an_object",
     ]
     assert headers[2]["monitor.field"] == b"features"
+
+
+async def test_delayed_labels_give_realised_and_estimated_performance(stack_factory: Any) -> None:
+    stack = await stack_factory(
+        models=[
+            {
+                "name": "credit-risk",
+                "reference": {"learn_first": 1000},
+                "performance": {"task": "binary", "window_size": 2000},
+            }
+        ]
+    )
+    # Labels are drawn as Bernoulli(score): the scores are calibrated, so the estimate
+    # made from scores alone should agree with the accuracy realised from labels.
+    await publish(
+        stack.bootstrap,
+        topic=stack.topics["predictions"],
+        labels_topic=stack.topics["labels"],
+        events=3000,
+        seed=21,
+    )
+    await stack.wait_processed("credit-risk", 3000)
+
+    def joined(metrics: str) -> float:
+        # A label polled before its prediction is held ("early") and joined when it comes.
+        return sum(
+            metric_value(metrics, "monitor_labels_total", model="credit-risk", outcome=o)
+            for o in ("matched", "early")
+        )
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        metrics = await stack.metrics()
+        if joined(metrics) >= 3000:
+            break
+        await asyncio.sleep(0.2)
+    assert joined(metrics) == 3000
+    assert metric_value(metrics, "monitor_labels_total", outcome="unknown") == 0
+    # Metrics are exported as of the last window evaluation; labels published alongside
+    # the predictions are all joined by then except possibly the last step's.
+    accuracy = metric_value(metrics, "monitor_model_performance", metric="accuracy")
+    estimated = metric_value(metrics, "monitor_model_performance", metric="estimated_accuracy")
+    assert 0.6 < accuracy < 0.95
+    assert abs(accuracy - estimated) < 0.05
