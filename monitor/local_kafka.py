@@ -8,7 +8,7 @@ test our assumptions instead of the system.
 How it works, end to end:
 
 1. :func:`ensure_jars` writes a tiny Maven ``pom.xml`` into a cache directory and
-   lets Maven download Kafka |version| and its runtime dependencies (plus an
+   lets Maven download Kafka (``KAFKA_VERSION``) and its runtime dependencies (plus an
    slf4j binding, so the broker can log). A marker file makes later calls instant.
 2. :class:`LocalKafka` picks free ports on 127.0.0.1, writes ``server.properties``
    and a log4j2 configuration into a data directory, formats KRaft storage once,

@@ -36,7 +36,7 @@ fi
 # The stamp holds a hash of what the install depends on; an import check catches a venv
 # that was changed behind our back.
 stamp=.venv/.monitor-install-stamp
-want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1) $(.venv/bin/python -V 2>&1)"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $(.venv/bin/python -V 2>&1)"
 if [[ "$(cat "$stamp" 2>/dev/null)" == "$want" ]] \
     && .venv/bin/python -c 'import monitor, aiokafka, pytest' 2>/dev/null; then
     say "python packages up to date"

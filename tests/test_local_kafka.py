@@ -71,6 +71,7 @@ async def test_round_trip_in_a_consumer_group(
     await consumer.start()
     received: list[tuple[int, bytes, int]] = []
     try:
+        assert consumer.partitions_for_topic(topic) == {0, 1, 2}  # created, not auto-created
         async with asyncio.timeout(20):
             while len(received) < 100:
                 batches = await consumer.getmany(timeout_ms=500)
