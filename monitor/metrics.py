@@ -13,7 +13,9 @@ Every metric goes to the registry given (never the global one). Names carry the
 ``monitor_`` prefix and base units; label values are bounded (model names by
 ``limits.max_models``, features by ``limits.max_features_per_model``, categories
 by ``limits.max_exported_categories``; reasons and outcomes are fixed sets).
-The full table is in README.md ("Metrics").
+The full table, with units and label bounds, is docs/METRICS.md; the dashboards
+(grafana/) and rules (config/prometheus/rules.yml) query these names, and
+tests/test_observability.py checks them against a real Prometheus.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from monitor.events import REASONS
 
 if TYPE_CHECKING:
     from monitor.model_monitor import ModelMonitor
@@ -136,6 +140,16 @@ class ServiceMetrics:
             ["stage"],
             registry=registry,
         )
+        # Outcome series exist at 0 from the start, so rate() and the alert rules on errors
+        # return 0 rather than nothing before the first error.
+        for outcome in ("ok", "error"):
+            self.commits.labels(outcome)
+            self.checkpoints.labels(outcome)
+        for kind in ("revoked", "assigned"):
+            self.rebalances.labels(kind)
+        self.loop_errors.labels("poll")
+        for reason in REASONS:
+            self.dead_lettered.labels(reason)
 
 
 class ModelStateCollector(Collector):
@@ -155,6 +169,13 @@ class ModelStateCollector(Collector):
         for m in list(self._models()):
             model = m.name
             g.ready.add_metric([model], 1.0 if m.ready else 0.0)
+            perf = m.settings.performance
+            if perf.task is not None:
+                for metric, t in perf.thresholds.items():
+                    for severity in ("warning", "critical"):
+                        bound = getattr(t, severity)
+                        if bound is not None:
+                            g.perf_threshold.add_metric([model, metric, severity], float(bound))
             g.events_total.add_metric([model], float(m.events_total))
             g.unknown_feature.add_metric([model], float(m.unknown_feature_events))
             for (feature, reason), n in m.invalid_values.items():
@@ -179,7 +200,7 @@ class ModelStateCollector(Collector):
                 level = SEVERITY_LEVEL[v.severity] if v.drifting else 0
                 g.drift_severity.add_metric([model, feature], float(level))
             for feature, s in ev.numeric.items():
-                g.count.add_metric([model, feature], float(s.count))
+                g.values.add_metric([model, feature], float(s.count))
                 g.missing.add_metric([model, feature], _f(s.missing_rate))
                 g.mean.add_metric([model, feature], _f(s.mean))
                 g.std.add_metric([model, feature], _f(s.std))
@@ -193,7 +214,7 @@ class ModelStateCollector(Collector):
                     for q, val in ref.quantiles.items():
                         g.ref_quantile.add_metric([model, feature, _q(q)], _f(val))
             for feature, s in ev.categorical.items():
-                g.count.add_metric([model, feature], float(s.count))
+                g.values.add_metric([model, feature], float(s.count))
                 g.missing.add_metric([model, feature], _f(s.missing_rate))
                 g.unseen.add_metric([model, feature], _f(s.unseen_rate))
                 cats = ev.categories[feature]
@@ -248,12 +269,12 @@ class _Families:
             labels=["model"],
         )
         self.invalid_values = C(
-            "monitor_invalid_values",
+            "monitor_feature_invalid_values",
             "Feature values recorded as missing because mistyped or non-finite.",
             labels=["model", "feature", "reason"],
         )
         self.overflow = C(
-            "monitor_category_overflow",
+            "monitor_feature_category_overflow_values",
             "Values pooled into __other__ because the category cap was reached.",
             labels=mf,
         )
@@ -302,8 +323,9 @@ class _Families:
             "0 ok, 1 warning, 2 critical: the feature's verdict after correction and persistence.",
             labels=mf,
         )
-        self.count = G(
-            "monitor_feature_count", "Present (non-missing) values in the window.", labels=mf
+        # Not "_count": that suffix belongs to histograms and summaries.
+        self.values = G(
+            "monitor_feature_values", "Present (non-missing) values in the window.", labels=mf
         )
         self.missing = G(
             "monitor_feature_missing_ratio",
@@ -342,6 +364,11 @@ class _Families:
             "monitor_model_performance",
             "Model performance over the labelled window (and estimates, estimated_*).",
             labels=["model", "metric"],
+        )
+        self.perf_threshold = G(
+            "monitor_performance_threshold",
+            "Configured alert bound of a performance metric (direction: the metric's alert_when).",
+            labels=["model", "metric", "severity"],
         )
 
     def all(self) -> Iterator[Metric]:

@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf 'test: %s\n' "$*"; }
 
 bash scripts/setup.sh
+bash scripts/install_prometheus.sh   # a real Prometheus for tests/test_observability.py
 
 say "ruff check"
 .venv/bin/ruff check .

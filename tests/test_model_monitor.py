@@ -158,8 +158,8 @@ def test_time_window_evaluates_on_event_time_and_keeps_only_recent_events() -> N
     window = {"type": "time", "seconds": 100, "step_seconds": 50, "size": 5000}
     cfg = parse_config({"models": [{"name": "credit-risk", "window": window}]})
     sim = Simulator(seed=1)
-    ref = build_profile("credit-risk", [(e["features"], e["prediction"]) for e, _ in sim.events(2000)])
-    mm = ModelMonitor(cfg.model("credit-risk"), cfg.limits, ref)  # type: ignore[arg-type]
+    rows = [(e["features"], e["prediction"]) for e, _ in sim.events(2000)]
+    mm = ModelMonitor(cfg.model("credit-risk"), cfg.limits, build_profile("credit-risk", rows))  # type: ignore[arg-type]
     events = _events(Simulator(seed=2), 1000)
     events.timestamps = [float(i) for i in range(1000)]  # one event per second
     evs = _run(mm, events, [137, 400, 463])
