@@ -14,6 +14,11 @@ results and an alert:
    ``persistence`` consecutive evaluations in which some detector (after
    correction) drifted, and clears only after ``clear_after`` consecutive clean
    evaluations, so a statistic hovering at its threshold does not flap.
+   The defaults (``persistence: 1``, ``clear_after: 5``) put the false-alarm
+   control in the detectors' strict thresholds and keep hysteresis long, so
+   a drift is reported at the first evaluation that sees it and stays one
+   incident while stream and window detectors take turns flagging it (see
+   :mod:`monitor.detectors.config`).
 
 :class:`DriftTracker` is pure and picklable: the pipeline calls
 :meth:`DriftTracker.observe` once per evaluation and the state store saves it.

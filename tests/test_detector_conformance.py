@@ -100,8 +100,14 @@ CASES = [
         KSDetector,
         {"alpha": 0.01},
         "numeric",
-        (({"alpha": 0}, "alpha must be in (0, 1)"), ({"alpha": 1.0}, "alpha")),
+        (
+            ({"alpha": 0}, "alpha must be in (0, 1)"),
+            ({"alpha": 1.0}, "alpha"),
+            ({"method": "exact"}, "method must be one of"),
+        ),
     ),
+    Case("ks-asymp", KSDetector, {"alpha": 0.01, "method": "asymp"}, "numeric", ()),
+    Case("ks-auto", KSDetector, {"alpha": 0.01, "method": "auto"}, "numeric", ()),
     Case(
         "chi_square",
         ChiSquareDetector,
@@ -140,12 +146,13 @@ CASES = [
     Case(
         "adwin",
         ADWINDetector,
-        {"delta": 0.001, "clock": 16, "min_window_length": 6, "grace_period": 20},
+        {"delta": 0.001, "clock": 16, "min_window_length": 6, "grace_period": 20, "seed": 3},
         "numeric",
         (
             ({"delta": 0}, "delta must be in (0, 1)"),
             ({"clock": 0}, "clock must be an integer >= 1"),
             ({"grace_period": -1}, "grace_period"),
+            ({"seed": -1}, "seed must be an integer >= 0"),
         ),
     ),
     Case(

@@ -62,32 +62,63 @@ class StreamDetector:
         self._last_change = -1
         self._shift = 0.0
         self._seen = 0
+        self._since_cut_sum = 0.0
+        self._since_cut_n = 0
 
     def _build(self) -> Any:
         raise NotImplementedError
 
     def fit(self, reference: np.ndarray) -> None:
-        """Reset, warm up on the reference in order, and clear the latch."""
+        """Reset, warm up on the reference in a seeded random order, and clear the latch.
+
+        References arrive *sorted* (profiles keep order statistics): fed in that
+        order, a change detector sees a steadily rising mean, cuts its window
+        during warm-up and is left holding only the largest reference values, so
+        the first live values look like a change. A seeded shuffle restores the
+        exchangeable order a stationary stream has.
+        """
         ref = as_numeric(reference, "reference")
+        ref = np.random.default_rng(self._seed()).permutation(ref)
         self._river = self._build()
         for value in ref.tolist():
             self._river.update(value)
         self._changes, self._last_change, self._shift, self._seen = 0, -1, 0.0, 0
+        self._since_cut_sum = float(ref.sum())
+        self._since_cut_n = int(ref.size)
+
+    def _seed(self) -> int:
+        return 0
 
     def update(self, values: np.ndarray) -> None:
-        """Feed values to river in order; latch every detection."""
+        """Feed values to river in order; latch every detection.
+
+        This loop runs once per value and per numeric feature, so it does no
+        more Python per value than river needs: anything else (the shift of a
+        change) is computed with numpy, and only when a change is detected.
+        """
         if self._river is None:
             raise not_fitted(self.name)
+        arr = as_numeric(values, "values")
         det = self._river
+        update = det.update
         base = self._seen
-        for i, value in enumerate(as_numeric(values, "values").tolist()):
-            before = self._estimation()
-            det.update(value)
+        segment = 0  # start of the values not yet added to the since-cut sums
+        for i, value in enumerate(arr.tolist()):
+            update(value)
             if det.drift_detected:
+                self._since_cut_sum += float(arr[segment : i + 1].sum())
+                self._since_cut_n += i + 1 - segment
+                segment = i + 1
                 self._changes += 1
                 self._last_change = base + i
-                self._shift = self._estimation() - before
-        self._seen = base + int(np.asarray(values).size)
+                self._on_change()
+        self._since_cut_sum += float(arr[segment:].sum())
+        self._since_cut_n += int(arr.size) - segment
+        self._seen = base + int(arr.size)
+
+    def _on_change(self) -> None:
+        """Run right after river reports a change; the since-cut sums include its value."""
+        self._since_cut_sum, self._since_cut_n = 0.0, 0
 
     def _estimation(self) -> float:
         return 0.0
@@ -120,7 +151,8 @@ class ADWINDetector(StreamDetector):
     Parameters are river's ``ADWIN`` ones: ``delta`` the confidence (smaller =
     fewer false alarms, slower detection), ``clock`` how often (in values) the
     cut test runs, ``min_window_length`` the smallest sub-window tested,
-    ``grace_period`` values seen before any test.
+    ``grace_period`` values seen before any test. ``seed`` fixes the order in
+    which the (sorted) reference warms the detector up (see :meth:`fit`).
     """
 
     name: ClassVar[str] = "adwin"
@@ -131,6 +163,7 @@ class ADWINDetector(StreamDetector):
         clock: int = 32,
         min_window_length: int = 5,
         grace_period: int = 10,
+        seed: int = 0,
     ) -> None:
         if not 0 < delta < 1:
             raise DetectorError(f"adwin: delta must be in (0, 1), got {delta!r}")
@@ -138,6 +171,7 @@ class ADWINDetector(StreamDetector):
             ("clock", clock, 1),
             ("min_window_length", min_window_length, 1),
             ("grace_period", grace_period, 0),
+            ("seed", seed, 0),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise DetectorError(f"adwin: {label} must be an integer >= {low}, got {value!r}")
@@ -146,6 +180,23 @@ class ADWINDetector(StreamDetector):
         self.clock = clock
         self.min_window_length = min_window_length
         self.grace_period = grace_period
+        self.seed = seed
+
+    def _seed(self) -> int:
+        return self.seed
+
+    def _on_change(self) -> None:
+        """``shift`` = mean of the window ADWIN kept minus mean of the part it dropped.
+
+        ADWIN only ever shrinks its window at a cut, so the window just before
+        the cut is every value since the previous cut (the since-cut sums).
+        """
+        kept_n = int(self._river.width)
+        kept_sum = float(self._river.estimation) * kept_n
+        dropped_n = self._since_cut_n - kept_n
+        if dropped_n > 0:
+            self._shift = kept_sum / max(kept_n, 1) - (self._since_cut_sum - kept_sum) / dropped_n
+        self._since_cut_sum, self._since_cut_n = kept_sum, kept_n
 
     def _build(self) -> Any:
         return river_drift.ADWIN(
