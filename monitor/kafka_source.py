@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.conn import create_conn
+from aiokafka.errors import AuthenticationFailedError, KafkaError, SaslAuthenticationFailed
 from aiokafka.helpers import create_ssl_context
 
 from monitor.config import KafkaConfig
@@ -46,6 +47,42 @@ def security_kwargs(config: KafkaConfig) -> dict[str, Any]:
             config.sasl_password.get_secret_value() if config.sasl_password else None
         )
     return kw
+
+
+async def diagnose_connection(config: KafkaConfig, timeout_seconds: float = 10.0) -> str:
+    """Why the cluster cannot be reached, as one sentence (never containing a secret).
+
+    aiokafka reports a failed bootstrap only as "Unable to bootstrap"; the real
+    reason (above all a refused SASL password) goes to its log. One direct
+    connection per bootstrap address, with the same security settings, tells
+    them apart so the operator reads "authentication failed", not a riddle.
+    """
+    reasons: list[str] = []
+    for address in config.bootstrap_servers.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(
+                    host or "localhost",
+                    int(port),
+                    client_id=config.client_id,
+                    request_timeout_ms=int(timeout_seconds * 1000),
+                    **security_kwargs(config),
+                ),
+                timeout_seconds,
+            )
+        except (AuthenticationFailedError, SaslAuthenticationFailed):
+            return (
+                f"authentication failed at {address.strip()} "
+                f"({config.sasl_mechanism} as user {config.sasl_username!r}): "
+                "check kafka.sasl_username and kafka.sasl_password"
+            )
+        except (TimeoutError, KafkaError, OSError, ValueError) as exc:
+            reasons.append(f"{address.strip()}: {type(exc).__name__}: {exc}")
+            continue
+        conn.close()
+        reasons.append(f"{address.strip()}: reachable")
+    return "; ".join(reasons)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -99,7 +136,10 @@ class KafkaSource:
             consumer.subscribe(self.topics, listener=self._listener)
         except KafkaError as exc:
             await consumer.stop()
-            raise SourceError(f"cannot connect to Kafka at {c.bootstrap_servers}: {exc}") from exc
+            why = await diagnose_connection(c)
+            raise SourceError(
+                f"cannot connect to Kafka at {c.bootstrap_servers}: {exc} ({why})"
+            ) from exc
         self._consumer = consumer
 
     @property
@@ -204,7 +244,8 @@ class DeadLetterPublisher:
             await producer.start()
         except KafkaError as exc:
             await producer.stop()
-            raise SourceError(f"cannot start the dead-letter producer: {exc}") from exc
+            why = await diagnose_connection(c)
+            raise SourceError(f"cannot start the dead-letter producer: {exc} ({why})") from exc
         self._producer = producer
 
     async def publish(self, rejected: list[Rejected]) -> int:

@@ -7,11 +7,27 @@ stops the start with a clear error), start the alert service (delivers what the
 outbox still holds from a previous run), the HTTP server, the dead-letter
 producer, then the consumer.
 
-run: poll a batch; decode; apply it model by model; submit each evaluation's
-signals to the alert engine (durably, into its outbox); publish rejected
-messages to the dead-letter topic; then commit the batch's offsets. A checkpoint
-(model state + the offsets it covers, in one transaction) is written on a
-cadence, on partition revocation and at shutdown.
+run: poll a batch; decode; publish rejected messages to the dead-letter topic
+(before anything is applied, so a batch is either applied whole or not at all);
+apply it model by model; submit each evaluation's signals to the alert engine
+(durably, into its outbox); then commit the batch's offsets. A checkpoint
+(every model's state + the offsets it covers, in one transaction) is written on
+a cadence, on partition revocation and at shutdown.
+
+Exactness after a crash rests on three rules, each kept here:
+
+* the state store's offsets win over Kafka's committed ones (``_on_assigned``
+  seeks to them); Kafka's commits exist for lag monitoring and run ahead;
+* the first time a partition without a stored offset is consumed, its starting
+  offset is stored *before* anything of it is applied: a crash before the first
+  checkpoint then replays from there rather than from Kafka's (later) commit;
+* a checkpoint always saves *every* model in memory with *all* positions, so no
+  stored offset ever covers events that a stored state lacks. A batch that fails
+  half-applied marks the state unsafe, and then nothing more is checkpointed.
+
+Alert state rolls back with the model state it belongs to, so replayed
+evaluations take the same decisions and yield the same idempotency keys, which
+the outbox's unique (receiver, key) turns into no second page.
 
 stop (idempotent): finish the batch in hand, checkpoint, commit, leave the group,
 stop the dead-letter producer, flush the alert outbox within the grace period,
@@ -24,17 +40,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
 
 from monitor.alerting.engine import AlertService
+from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
+from monitor.alerting.policy import ModelAlertState
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
 from monitor.errors import MonitorError, ServiceStateError, SourceError
-from monitor.events import Decoder, RawMessage, Rejected
+from monitor.events import DecodedBatch, Decoder, LabelEvents, ModelEvents, RawMessage, Rejected
 from monitor.http_server import HttpServer
 from monitor.kafka_source import TP, DeadLetterPublisher, KafkaSource
 from monitor.metrics import ModelStateCollector, ServiceMetrics
@@ -44,6 +61,11 @@ from monitor.reference import ReferenceProfile, load_reference
 from monitor.store import SQLiteStateStore, StateStore
 
 log = logging.getLogger("monitor.service")
+
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
+DEAD_LETTER_RETRY_SECONDS = 1.0
+# Rejection reason for a message the decoder itself failed on (a bug, counted, dead-lettered).
+DECODER_ERROR = "decoder_error"
 
 
 class MonitorService:
@@ -78,6 +100,9 @@ class MonitorService:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._state = "new"
+        # Set when a batch failed half-applied: memory no longer matches any offset, so it
+        # must never be checkpointed; the next start replays from the last good checkpoint.
+        self._unsafe_state: str | None = None
         self._last_checkpoint = 0.0
         self.last_poll_at = 0.0
         self.broker_ok_at = 0.0
@@ -106,7 +131,8 @@ class MonitorService:
             return "unknown_model"
         if model in self._admitted:
             return None
-        if len(self._admitted) >= self.config.limits.max_models:
+        # The cap counts every model, the listed ones included (as the config validation does).
+        if len(self._admitted) + len(self.config.models) >= self.config.limits.max_models:
             return "too_many_models"
         self._admitted.add(model)  # counted now: one batch may bring many new models
         return None
@@ -128,14 +154,19 @@ class MonitorService:
         if mm is not None:
             return mm
         saved = self.store.load_model(model) if self.store else None
+        alert_doc: dict[str, Any] | None = None
         if saved is not None:
             mm = saved["monitor"]
-            alert_state = saved.get("alerts")
-            if alert_state is not None:
-                self.alerts.set_state(alert_state)
+            alert_doc = saved.get("alerts")
             log.info("restored state of model %s (%d events)", model, mm.events_total)
         else:
             mm = self._new_model(model)
+        # The outbox holds the alert state as of the last *submit*, which may be ahead of the
+        # model state we resume from; roll it back (to empty for a fresh model) so the replay
+        # decides exactly as the first pass did and re-derives the same idempotency keys.
+        if alert_doc is None or model not in alert_doc.get("models", {}):
+            alert_doc = _empty_alert_state(model)
+        self.alerts.set_state(alert_doc)
         self.models[model] = mm
         return mm
 
@@ -168,6 +199,9 @@ class MonitorService:
             raise ServiceStateError(f"cannot start a service that is {self._state}")
         self._state = "starting"
         self.store = self._store_arg or SQLiteStateStore(self.config.state.path)
+        # Unlisted models admitted by an earlier run stay admitted, so that the model cap
+        # decides the same way on a replay as it did the first time.
+        self._admitted = {m for m in self.store.models() if self.config.model(m) is None}
         self.load_references()
         await self.alerts.start()
         await self.http.start()
@@ -210,21 +244,35 @@ class MonitorService:
     def request_stop(self) -> None:
         self._stopping.set()
 
-    async def stop(self, grace_seconds: float = 10.0) -> None:
-        """Ordered shutdown; idempotent."""
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        """Ordered shutdown; idempotent.
+
+        ``grace_seconds`` bounds the alert outbox flush; by default it is the
+        configuration's ``shutdown_grace_seconds`` (10 s when the config has none).
+        """
         if self._state in ("stopping", "stopped"):
             return
+        if grace_seconds is None:
+            grace_seconds = float(
+                getattr(self.config, "shutdown_grace_seconds", DEFAULT_SHUTDOWN_GRACE_SECONDS)
+            )
         was_running = self._state == "running"
         self._state = "stopping"
         self._stopping.set()
         async with self._lock:
-            if was_running:
+            if was_running and self._unsafe_state is None:
                 try:
                     self.checkpoint()
                     await self.source.commit(self._positions)
                     self.metrics.commits.labels("ok").inc()
                 except MonitorError as exc:
                     log.error("final checkpoint/commit failed: %s", exc)
+            elif was_running:
+                log.error(
+                    "not checkpointing at shutdown (%s): the next start replays from the last "
+                    "good checkpoint",
+                    self._unsafe_state,
+                )
         await self.source.stop()
         await self.dead_letters.stop()
         await self.alerts.stop(grace_seconds=grace_seconds)
@@ -236,15 +284,28 @@ class MonitorService:
     # ----------------------------------------------------------------- batches
 
     async def process(self, messages: list[RawMessage]) -> list[Evaluation]:
-        """Apply one polled batch, then commit its offsets (at-least-once)."""
+        """Apply one polled batch, then commit its offsets (at-least-once).
+
+        Order matters for exactness: rejected messages reach the dead-letter
+        topic *before* the models change, so a batch is applied whole or (when
+        the service stops while the dead-letter topic is unreachable) not at
+        all; and the models and ``_positions`` advance together, with nothing
+        that can fail between them.
+        """
         async with self._lock:
+            if self._unsafe_state is not None:
+                raise ServiceStateError(f"state is unsafe ({self._unsafe_state}); restart")
             t0 = time.perf_counter()
-            evaluations = self._apply(messages)
-            rejected = self._rejected
-            if rejected:
-                n = await self.dead_letters.publish(rejected)
-                for r in rejected[:n]:
-                    self.metrics.dead_lettered.labels(r.reason).inc()
+            batch = self._decode(messages)
+            if batch.rejected and not await self._dead_letter(batch.rejected):
+                return []  # stopping before the batch could be applied: it will be replayed
+            self._record_first_offsets(messages)
+            try:
+                evaluations = self._apply(batch)
+            except Exception as exc:
+                self._unsafe_state = f"batch failed half-applied: {type(exc).__name__}"
+                self.metrics.loop_errors.labels("apply").inc()
+                raise
             for m in messages:
                 tp = (m.topic, m.partition)
                 if m.offset + 1 > self._positions.get(tp, -1):
@@ -263,15 +324,61 @@ class MonitorService:
             await self._maybe_checkpoint(locked=True)
             return evaluations
 
-    def _apply(self, messages: list[RawMessage]) -> list[Evaluation]:
-        """The synchronous part of a batch: decode, update models, submit alerts."""
+    async def _dead_letter(self, rejected: list[Rejected]) -> bool:
+        """Publish rejected messages; retry until done or stopping (False: not published).
+
+        A dead-letter topic that cannot be written must not lose the rejected
+        messages, nor let the models run ahead of what was dead-lettered.
+        """
+        while True:
+            try:
+                n = await self.dead_letters.publish(rejected)
+            except SourceError as exc:
+                self.metrics.loop_errors.labels("dead_letter").inc()
+                log.warning("%s; retrying in %.0f s", exc, DEAD_LETTER_RETRY_SECONDS)
+                if self._stopping.is_set():
+                    return False
+                await self._sleep(DEAD_LETTER_RETRY_SECONDS)
+                if self._stopping.is_set():
+                    return False
+                continue
+            for r in rejected[:n]:
+                self.metrics.dead_lettered.labels(r.reason).inc()
+            return True
+
+    def _record_first_offsets(self, messages: list[RawMessage]) -> None:
+        """Store where consumption of a partition without a stored offset starts.
+
+        Without this, a crash before the first checkpoint would restart from
+        Kafka's committed offset (which runs ahead for lag monitoring) with an
+        empty state: every event in between would be missed.
+        """
+        first: dict[TP, int] = {}
+        for m in messages:
+            tp = (m.topic, m.partition)
+            if tp not in self._positions and (tp not in first or m.offset < first[tp]):
+                first[tp] = m.offset
+        if not first or self.store is None:
+            return
+        try:
+            self.store.save({}, first)
+        except Exception as exc:
+            raise MonitorError(f"cannot record starting offsets: {exc}") from exc
+        self._positions.update(first)
+
+    def _decode(self, messages: list[RawMessage]) -> DecodedBatch:
+        """Decode a batch and count (and rate-limit log) what the contract rejects."""
         by_topic: dict[str, int] = {}
         for m in messages:
             by_topic[m.topic] = by_topic.get(m.topic, 0) + 1
         for topic, n in by_topic.items():
             self.metrics.messages_consumed.labels(topic).inc(n)
-        batch = self.decoder.decode(messages)
-        self._rejected: list[Rejected] = batch.rejected
+        try:
+            batch = self.decoder.decode(messages)
+        except Exception:
+            # A decoder bug must not let one message take the service down (it would again
+            # after every restart): find the message(s) it chokes on, reject only those.
+            batch = self._decode_one_by_one(messages)
         for r in batch.rejected:
             self.metrics.events_invalid.labels(r.message.topic, r.reason).inc()
             self._log_invalid.warning(
@@ -282,6 +389,38 @@ class MonitorService:
                 r.error,
                 r.reason,
             )
+        return batch
+
+    def _decode_one_by_one(self, messages: list[RawMessage]) -> DecodedBatch:
+        out = DecodedBatch()
+        for m in messages:
+            try:
+                one = self.decoder.decode([m])
+            except Exception as exc:
+                self.metrics.loop_errors.labels("decode").inc()
+                log.exception("decoder failed on %s/%d/%d", m.topic, m.partition, m.offset)
+                out.rejected.append(
+                    Rejected(m, DECODER_ERROR, None, f"decoder error: {type(exc).__name__}")
+                )
+                continue
+            out.rejected.extend(one.rejected)
+            for model, ev in one.predictions.items():
+                group = out.predictions.setdefault(model, ModelEvents(model))
+                group.event_ids += ev.event_ids
+                group.timestamps += ev.timestamps
+                group.versions += ev.versions
+                group.features += ev.features
+                group.predictions += ev.predictions
+                group.partitions |= ev.partitions
+            for model, lab in one.labels.items():
+                group_l = out.labels.setdefault(model, LabelEvents(model))
+                group_l.event_ids += lab.event_ids
+                group_l.labels += lab.labels
+                group_l.timestamps += lab.timestamps
+        return out
+
+    def _apply(self, batch: DecodedBatch) -> list[Evaluation]:
+        """The synchronous part of a batch: update models, submit alerts."""
         evaluations: list[Evaluation] = []
         now = self.clock.time()
         for model, events in batch.predictions.items():
@@ -308,14 +447,24 @@ class MonitorService:
 
     # ----------------------------------------------------------------- state
 
-    def checkpoint(self, models: Iterable[str] | None = None) -> None:
-        """Save models' state with the offsets it covers (all models by default)."""
+    def checkpoint(self) -> None:
+        """Save every model in memory, and its alert state, with all the offsets it covers.
+
+        Always all models: offsets are per partition, and a partition carries
+        many models, so saving some models with all offsets would let a stored
+        offset cover events that a stored state lacks (missed after a crash).
+        Models not in memory were not touched since they were saved.
+        """
         if self.store is None:
             return
-        names = list(self.models) if models is None else [m for m in models if m in self.models]
-        blobs = {
-            n: {"monitor": self.models[n], "alerts": self.alerts.get_state([n])} for n in names
-        }
+        if self._unsafe_state is not None:
+            raise MonitorError(f"refusing to checkpoint: {self._unsafe_state}")
+        blobs = {}
+        for n, mm in self.models.items():
+            alerts = self.alerts.get_state([n])
+            if n not in alerts["models"]:
+                alerts = _empty_alert_state(n)
+            blobs[n] = {"monitor": mm, "alerts": alerts}
         try:
             self.store.save(blobs, dict(self._positions))
             self.metrics.checkpoints.labels("ok").inc()
@@ -341,7 +490,7 @@ class MonitorService:
         async with self._lock:
             leaving = [m for m, tp in self._model_partition.items() if tp in revoked]
             try:
-                self.checkpoint(leaving)
+                self.checkpoint()
                 await self.source.commit(
                     {tp: o for tp, o in self._positions.items() if tp in revoked}
                 )
@@ -425,3 +574,8 @@ class MonitorService:
             "models": models,
             "positions": {f"{t}/{p}": o for (t, p), o in sorted(self._positions.items())},
         }
+
+
+def _empty_alert_state(model: str) -> dict[str, Any]:
+    """An alert state document holding ``model`` with nothing firing (as if never evaluated)."""
+    return {"version": ALERT_STATE_VERSION, "models": {model: ModelAlertState(model).to_json()}}

@@ -42,8 +42,15 @@ class StateStore(Protocol):
     def load_offsets(self) -> dict[TopicPartition, int]:
         """Next offset to consume per partition, as of the last save."""
 
+    def models(self) -> list[str]:
+        """Names of the models with a saved state."""
+
     def save(self, models: Mapping[str, Any], offsets: Mapping[TopicPartition, int]) -> None:
-        """Atomically store these models' states and these offsets."""
+        """Atomically store these models' states and these offsets.
+
+        Either all of it is stored or none of it (a crash mid-save leaves the
+        previous save intact). Models and partitions not mentioned keep theirs.
+        """
 
     def delete_model(self, model: str) -> None: ...
 

@@ -1,0 +1,339 @@
+"""Hostile producers: no message may take the service down, flood memory or Prometheus.
+
+* property-based (hypothesis) and a short fuzz run on the decoder + model core:
+  arbitrary bytes, deep nesting, huge/NaN/inf numbers, wrong types, invalid UTF-8,
+  duplicate keys, thousands of features: never an exception, every rejection has
+  a bounded reason, memory stays bounded by the caps;
+* through the running service and the real broker: poison messages between good
+  ones are counted by reason and land on the dead-letter topic with reason
+  headers while every good one is applied; and the caps (models, features,
+  categories, exported label values, message size) hold on ``/metrics`` against
+  a producer sending 10,000 distinct model names, feature names and categories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fault_helpers import eventually
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monitor.config import LimitsConfig, ModelConfig, ModelDefaults, parse_config, resolve_model
+from monitor.events import REASONS, Decoder, RawMessage
+from monitor.model_monitor import ModelMonitor
+from monitor.service import DECODER_ERROR, MonitorService
+
+BOUNDED_REASONS = {*REASONS, DECODER_ERROR}
+INVALID = r'monitor_events_invalid_total\{reason="(\w+)",topic="[^"]+"\} (\S+)'
+LIMITS = LimitsConfig(max_features_per_model=8, max_categories_per_feature=5)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+
+
+def _event(features: dict[str, Any], prediction: Any = 0.5, i: int = 0) -> dict[str, Any]:
+    return {
+        "event_id": f"e{i}",
+        "model": "m",
+        "timestamp": 1_700_000_000 + i,
+        "features": features,
+        "prediction": prediction,
+    }
+
+
+def _monitor() -> ModelMonitor:
+    defaults = ModelDefaults.model_validate(
+        {"window": {"size": 40, "step": 20}, "reference": {"learn_first": 30}}
+    )
+    return ModelMonitor(resolve_model(ModelConfig(name="m"), defaults), LIMITS)
+
+
+def _encode(obj: Any) -> bytes:
+    try:
+        return orjson.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError):
+        return repr(obj).encode()
+
+
+def _feed(decoder: Decoder, mm: ModelMonitor, values: list[bytes | None]) -> None:
+    batch = decoder.decode(
+        [RawMessage(v, 1_700_000_000.0, "p", 0, i) for i, v in enumerate(values)]
+    )
+    for r in batch.rejected:
+        assert r.reason in BOUNDED_REASONS
+    for events in batch.predictions.values():
+        mm.ingest(events, 1_700_000_000.0)
+    if mm.ready:
+        for name, cats in mm.categories.items():
+            assert len(cats) <= LIMITS.max_categories_per_feature + 1, name
+        assert len(mm.numeric_columns) + len(mm.categorical_columns) <= 8 + 1
+
+
+_warm = [orjson.dumps(_event({"x": float(i % 7), "c": "abc"[i % 3]}, i=i)) for i in range(40)]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(max_size=300) | st.none(), max_size=20))
+def test_arbitrary_bytes_are_rejected_by_reason_never_raised(values: list[bytes | None]) -> None:
+    _feed(Decoder(max_message_bytes=10_000), _monitor(), [*_warm, *values])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.dictionaries(st.sampled_from(["x", "c", "y", "z"]), json_values), json_values),
+        max_size=30,
+    )
+)
+def test_wrong_types_nan_inf_and_nesting_in_features_never_raise(
+    events: list[tuple[dict[str, Any], Any]],
+) -> None:
+    values = [_encode(_event(f, p, i)) for i, (f, p) in enumerate(events)]
+    _feed(Decoder(max_message_bytes=100_000), _monitor(), [*_warm, *values])
+
+
+def test_a_short_fuzz_of_mutated_valid_events_never_raises() -> None:
+    rng = random.Random(1234)
+    decoder, mm = Decoder(max_message_bytes=50_000), _monitor()
+    seeds = [
+        *_warm,
+        b'{"event_id":"d","model":"m","event_id":"e","features":{"x":1,"x":"a"},"prediction":1}',
+        b"[" * 5000 + b"]" * 5000,
+        b'{"event_id":"n","model":"m","features":' + b'{"a":' * 3000 + b"1" + b"}" * 3001,
+        orjson.dumps(_event({f"f{i}": i for i in range(5000)})),
+        b'{"event_id":"u","model":"m","features":{"x":"\xff\xfe"},"prediction":1}',
+        b'{"event_id":"i","model":"m","features":{"x":NaN,"y":Infinity},"prediction":1e999}',
+        b"x" * 60_000,
+    ]
+    for _ in range(3000):
+        msg = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(0, 4)):
+            if msg:
+                msg[rng.randrange(len(msg))] = rng.randrange(256)
+        _feed(decoder, mm, [bytes(msg)])
+    assert mm.events_total > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OverflowError in events._check_prediction/_diagnose and model_monitor._numeric_matrix "
+    "on integers beyond float range; needs the parse_int change reported for events.py",
+)
+def test_integers_beyond_float_range_are_counted_not_raised() -> None:
+    huge = b"1" + b"0" * 400
+    _feed(
+        Decoder(max_message_bytes=10_000),
+        _monitor(),
+        [
+            *_warm,
+            b'{"event_id":"h","model":"m","features":{"x":' + huge + b'},"prediction":1}',
+            b'{"event_id":"p","model":"m","features":{},"prediction":' + huge + b"}",
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- the service
+
+
+def _service_config(bootstrap: str, tmp: Path, **overrides: Any) -> tuple[dict[str, Any], str]:
+    suffix = uuid.uuid4().hex[:10]
+    raw = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": f"g-{suffix}",
+            "predictions_topic": f"p-{suffix}",
+            "labels_topic": f"l-{suffix}",
+            "dead_letter_topic": f"dlq-{suffix}",
+            "poll_timeout_ms": 100,
+            "metadata_max_age_ms": 1000,
+            "max_message_bytes": 20_000,
+        },
+        "http": {"port": 0},
+        "state": {"path": str(tmp / f"state-{suffix}.sqlite")},
+        "defaults": {"window": {"size": 200, "step": 100}, "reference": {"learn_first": 100}},
+        "alerting": {"outbox_path": str(tmp / f"outbox-{suffix}.sqlite")},
+        **overrides,
+    }
+    return raw, suffix
+
+
+async def _run_service(raw: dict[str, Any]) -> tuple[MonitorService, asyncio.Task[None]]:
+    service = MonitorService(parse_config(raw))
+    await service.start()
+    return service, asyncio.create_task(service.run())
+
+
+async def _stop(service: MonitorService, task: asyncio.Task[None]) -> None:
+    service.request_stop()
+    await task
+    await service.stop(grace_seconds=1)
+
+
+async def _send(bootstrap: str, topic: str, values: list[bytes], key: bytes = b"k") -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=2_000_000)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, v, key=key) for v in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def _series(metrics: str) -> list[str]:
+    return [line for line in metrics.splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.kafka
+async def test_poison_between_good_messages_is_dead_lettered_with_reasons(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    raw, suffix = _service_config(
+        kafka_bootstrap, tmp_path, unknown_models="reject", models=[{"name": "m"}]
+    )
+    poison = [
+        b"\xff\xfe not utf-8",
+        b"{not json",
+        b"[1, 2]",
+        b'{"model": "m", "features": {}, "prediction": 1}',
+        orjson.dumps({**_event({}), "event_id": "x", "model": "nobody"}),
+        b'{"event_id":"n","model":"m","features":{},"prediction":NaN}',
+        b"{" + b'"a":' * 10 + b"x" * 30_000 + b"}",
+    ]
+    want_reasons = {
+        "invalid_utf8",
+        "malformed_json",
+        "not_an_object",
+        "missing_field",
+        "unknown_model",
+        "non_finite_number",
+        "too_large",
+    }
+    good = [orjson.dumps(_event({"x": float(i % 13), "c": "ab"[i % 2]}, i=i)) for i in range(700)]
+    stream: list[bytes] = []
+    for i, g in enumerate(good):
+        stream.append(g)
+        if i % 100 == 50:
+            stream.extend(poison)
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"p-{suffix}", stream)
+        await eventually(
+            lambda: "m" in service.models and service.models["m"].events_total >= 700, 30
+        )
+        assert service.models["m"].events_total == 700
+        metrics = (await httpx.AsyncClient().get(f"{service.http.url}/metrics")).text
+    finally:
+        await _stop(service, task)
+    n_poison = 7 * len(poison)
+    reasons = dict(
+        re.findall(r'monitor_events_invalid_total\{reason="(\w+)",topic="[^"]+"\} (\S+)', metrics)
+    )
+    assert set(reasons) == want_reasons, reasons
+    assert sum(float(v) for v in reasons.values()) == n_poison
+
+    consumer = AIOKafkaConsumer(
+        f"dlq-{suffix}", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(got) < n_poison:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    got.extend(records)
+    finally:
+        await consumer.stop()
+    assert len(got) == n_poison
+    headers = [dict(r.headers) for r in got]
+    assert {h["monitor.reason"].decode() for h in headers} == want_reasons
+    assert all(h["monitor.source"].decode().startswith(f"p-{suffix}/") for h in headers)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+async def test_caps_hold_on_metrics_against_10000_distinct_names(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    raw, suffix = _service_config(
+        kafka_bootstrap,
+        tmp_path,
+        unknown_models="track",
+        limits={
+            "max_models": 3,
+            "max_features_per_model": 6,
+            "max_categories_per_feature": 10,
+            "max_exported_categories": 4,
+        },
+        models=[
+            {
+                "name": "multi",
+                "performance": {"task": "multiclass", "max_exported_classes": 3},
+            }
+        ],
+    )
+    n = 10_000
+    base = [
+        {"a": float(i % 5), "b": float(i % 3), "c": "xyz"[i % 3], "d": 1.0, "e": 2.0}
+        for i in range(200)
+    ]
+    # one model learns a normal reference, then sees 10k new feature names and categories
+    events = [_event(f, "k0", i) | {"model": "wide"} for i, f in enumerate(base)]
+    events += [
+        _event({**base[i % 200], f"new_{i}": 1.0, "c": f"cat-{i}"}, "k0", 200 + i)
+        | {"model": "wide"}
+        for i in range(n)
+    ]
+    # 10k model names: only max_models - 1 more get in (one slot is the listed "multi")
+    events += [_event(base[0], 0.5, i) | {"model": f"model-{i}"} for i in range(n)]
+    multi = [_event(base[i % 200], f"class-{i}", i) | {"model": "multi"} for i in range(300)]
+    labels = [{"event_id": f"e{i}", "model": "multi", "label": f"class-{i}"} for i in range(300)]
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"p-{suffix}", [orjson.dumps(e) for e in events + multi])
+        await _send(kafka_bootstrap, f"l-{suffix}", [orjson.dumps(e) for e in labels])
+        await _send(kafka_bootstrap, f"p-{suffix}", [b'{"x":"' + b"y" * 30_000 + b'"}'])
+        total = len(events) + len(multi) + len(labels) + 1
+
+        def consumed() -> bool:
+            return sum(service._positions.values()) >= total
+
+        await eventually(consumed, within=60)
+        metrics = (await httpx.AsyncClient().get(f"{service.http.url}/metrics")).text
+    finally:
+        await _stop(service, task)
+    assert len(service.models) <= 3
+    assert "wide" in service.models
+    wide = service.models["wide"]
+    assert len(wide.categories["c"]) <= 10 + 1
+    assert wide.category_overflow["c"] > 0
+    series = _series(metrics)
+    assert len(series) < 1500, len(series)
+    models_on_metrics = set(re.findall(r'model="([^"]+)"', metrics))
+    assert len(models_on_metrics) <= 3, models_on_metrics
+    assert not any("new_" in s for s in series)
+    shares = [s for s in series if s.startswith("monitor_feature_category_share{")]
+    assert len({s for s in shares if 'feature="c"' in s and 'model="wide"' in s}) <= 4 + 1
+    classes = set(re.findall(r"class-\d+", metrics))
+    assert len(classes) <= 3 + 4, classes  # exported classes, plus categories of the prediction
+    invalid = dict(
+        re.findall(r'monitor_events_invalid_total\{reason="(\w+)",topic="[^"]+"\} (\S+)', metrics)
+    )
+    assert float(invalid["too_many_models"]) >= n - 2
+    assert float(invalid["too_large"]) == 1
