@@ -41,7 +41,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-async def run_until_signalled(config_path: str, args_grace: float = 10.0) -> int:
+async def run_until_signalled(config_path: str) -> int:
     from monitor.service import MonitorService
 
     config = load_config(config_path)
@@ -56,7 +56,7 @@ async def run_until_signalled(config_path: str, args_grace: float = 10.0) -> int
     try:
         await service.run()
     finally:
-        await service.stop(grace_seconds=args_grace)
+        await service.stop()
     return 0
 
 

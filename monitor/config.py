@@ -197,6 +197,9 @@ class MonitorConfig(_Strict):
     )
     alerting: AlertingConfig = AlertingConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, description="On SIGTERM: how long to keep flushing the alert outbox."
+    )
 
     @model_validator(mode="after")
     def _unique_models(self) -> MonitorConfig:

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.conn import create_conn
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import AuthenticationFailedError, KafkaError, SaslAuthenticationFailed
 from aiokafka.helpers import create_ssl_context
 
@@ -129,6 +130,9 @@ class KafkaSource:
             max_poll_interval_ms=c.max_poll_interval_ms,
             fetch_max_bytes=max(52_428_800, c.max_message_bytes * 2),
             max_partition_fetch_bytes=max(1_048_576, c.max_message_bytes + 1024),
+            # Range assignment gives partition i of every topic to the same instance, so a
+            # model's predictions and labels (same key, same partition count) meet.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             **security_kwargs(c),
         )
         try:

@@ -62,7 +62,6 @@ from monitor.store import SQLiteStateStore, StateStore
 
 log = logging.getLogger("monitor.service")
 
-DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 DEAD_LETTER_RETRY_SECONDS = 1.0
 # Rejection reason for a message the decoder itself failed on (a bug, counted, dead-lettered).
 DECODER_ERROR = "decoder_error"
@@ -248,14 +247,12 @@ class MonitorService:
         """Ordered shutdown; idempotent.
 
         ``grace_seconds`` bounds the alert outbox flush; by default it is the
-        configuration's ``shutdown_grace_seconds`` (10 s when the config has none).
+        configuration's ``shutdown_grace_seconds``.
         """
         if self._state in ("stopping", "stopped"):
             return
         if grace_seconds is None:
-            grace_seconds = float(
-                getattr(self.config, "shutdown_grace_seconds", DEFAULT_SHUTDOWN_GRACE_SECONDS)
-            )
+            grace_seconds = self.config.shutdown_grace_seconds
         was_running = self._state == "running"
         self._state = "stopping"
         self._stopping.set()
