@@ -299,45 +299,120 @@ class Decoder:
         return verdict
 
     def decode(self, messages: list[RawMessage]) -> DecodedBatch:
+        """Decode one polled batch; valid events grouped by model, the rest rejected.
+
+        Hot path: a well-formed prediction event is checked inline (exact ``type``
+        tests: orjson only builds plain ``str``/``dict``/``float``), and any event
+        that fails an inline check is validated again by the full validator,
+        which raises the same reason, field and message as it always has. So the
+        inline path only decides *fast acceptance*; every rejection is the
+        validator's.
+        """
         out = DecodedBatch()
         preds = out.predictions
-        labels = out.labels
+        labels_topic = self.labels_topic
+        max_bytes = self.max_message_bytes
+        max_id = self.max_event_id_chars
+        accepted = self._accepted
+        loads = orjson.loads
+        isfinite = math.isfinite
+        fromiso = datetime.fromisoformat
+        group: ModelEvents | None = None
+        group_tp: tuple[str, int] | None = None
         for msg in messages:
-            is_label = self.labels_topic is not None and msg.topic == self.labels_topic
-            model: str | None = None
-            try:
-                obj = parse_json(msg.value, self.max_message_bytes)
-                if is_label:
-                    event_id, model, ts = validate_label(
-                        obj, msg.timestamp, self.max_event_id_chars
-                    )
-                else:
-                    event_id, model, ts = validate_prediction(
-                        obj, msg.timestamp, self.max_event_id_chars
-                    )
-                reason = self._model_verdict(model)
-                if reason is not None:
-                    raise InvalidEvent(
-                        reason, f"model {model[:80]!r} is not accepted ({reason})", "model"
-                    )
-            except EventError as exc:
-                out.rejected.append(Rejected(msg, exc.reason, exc.field, str(exc), model))
-                continue
-            if is_label:
-                lab = labels.get(model)
-                if lab is None:
-                    lab = labels[model] = LabelEvents(model)
-                lab.event_ids.append(event_id)
-                lab.labels.append(obj["label"])
-                lab.timestamps.append(ts)
-            else:
-                group = preds.get(model)
-                if group is None:
-                    group = preds[model] = ModelEvents(model)
-                group.event_ids.append(event_id)
-                group.timestamps.append(ts)
-                group.versions.append(obj.get("model_version"))
-                group.features.append(obj["features"])
-                group.predictions.append(obj["prediction"])
-                group.partitions.add((msg.topic, msg.partition))
+            value = msg.value
+            if labels_topic is None or msg.topic != labels_topic:
+                # Fast acceptance of a well-formed prediction event (see the docstring).
+                try:
+                    obj = loads(value) if value is not None and len(value) <= max_bytes else None
+                except orjson.JSONDecodeError:
+                    obj = None
+                if type(obj) is dict:
+                    get = obj.get
+                    event_id = get("event_id")
+                    model = get("model")
+                    version = get("model_version")
+                    features = get("features")
+                    prediction = get("prediction")
+                    stamp = get("timestamp")
+                    ts: float | None = None
+                    if (
+                        type(event_id) is str
+                        and 0 < len(event_id) <= max_id
+                        and type(model) is str
+                        and 0 < len(model) <= 200
+                        and (version is None or type(version) is str)
+                        and type(features) is dict
+                        and (
+                            (type(prediction) is float and isfinite(prediction))
+                            or type(prediction) is int
+                            or type(prediction) is str
+                            or type(prediction) is bool
+                        )
+                        and accepted.get(model, "?") is None
+                    ):
+                        if type(stamp) is str:
+                            try:
+                                dt = fromiso(stamp)
+                            except ValueError:
+                                dt = None
+                            if dt is not None and dt.tzinfo is not None:
+                                ts = dt.timestamp()
+                        elif stamp is None:
+                            ts = msg.timestamp
+                    if ts is not None:
+                        if group is None or group.model != model:
+                            group = preds.get(model)  # type: ignore[arg-type]
+                            if group is None:
+                                group = preds[model] = ModelEvents(model)  # type: ignore[arg-type]
+                            group_tp = None
+                        group.event_ids.append(event_id)  # type: ignore[arg-type]
+                        group.timestamps.append(ts)
+                        group.versions.append(version)
+                        group.features.append(features)  # type: ignore[arg-type]
+                        group.predictions.append(prediction)
+                        tp = (msg.topic, msg.partition)
+                        if tp != group_tp:
+                            group.partitions.add(tp)
+                            group_tp = tp
+                        continue
+            self._decode_one(msg, out)
         return out
+
+    def _decode_one(self, msg: RawMessage, out: DecodedBatch) -> None:
+        """The full path for one message: every check, every rejection reason."""
+        is_label = self.labels_topic is not None and msg.topic == self.labels_topic
+        model: str | None = None
+        try:
+            obj = parse_json(msg.value, self.max_message_bytes)
+            if is_label:
+                event_id, model, ts = validate_label(obj, msg.timestamp, self.max_event_id_chars)
+            else:
+                event_id, model, ts = validate_prediction(
+                    obj, msg.timestamp, self.max_event_id_chars
+                )
+            reason = self._model_verdict(model)
+            if reason is not None:
+                raise InvalidEvent(
+                    reason, f"model {model[:80]!r} is not accepted ({reason})", "model"
+                )
+        except EventError as exc:
+            out.rejected.append(Rejected(msg, exc.reason, exc.field, str(exc), model))
+            return
+        if is_label:
+            lab = out.labels.get(model)
+            if lab is None:
+                lab = out.labels[model] = LabelEvents(model)
+            lab.event_ids.append(event_id)
+            lab.labels.append(obj["label"])
+            lab.timestamps.append(ts)
+        else:
+            group = out.predictions.get(model)
+            if group is None:
+                group = out.predictions[model] = ModelEvents(model)
+            group.event_ids.append(event_id)
+            group.timestamps.append(ts)
+            group.versions.append(obj.get("model_version"))
+            group.features.append(obj["features"])
+            group.predictions.append(obj["prediction"])
+            group.partitions.add((msg.topic, msg.partition))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,10 +157,71 @@ class ModelMonitor:
 
     # ----------------------------------------------------------------- columns
 
+    def _columnisation(self) -> None:
+        """Derive what the numeric fast path needs from the current column list.
+
+        Done lazily (the column list object changes only when a reference is
+        set), so it also covers state restored from older checkpoints.
+        """
+        cols = self.numeric_columns
+        feats = [c for c in cols if c != PREDICTION]
+        # The prediction, when numeric, is the last numeric column (schema order).
+        pred = PREDICTION in cols
+        self._fast_ok = not pred or cols[-1] == PREDICTION
+        self._numeric_features = feats
+        self._numeric_prediction = pred
+        self._numeric_getter = operator.itemgetter(*feats) if feats else None
+        self._columnised_for = cols
+
     def _numeric_matrix(self, events: ModelEvents) -> np.ndarray:
+        """The batch's numeric columns as one float matrix (NaN = missing or invalid).
+
+        Fast path: when every event carries every numeric feature, one C-level
+        ``itemgetter`` per event and one ``np.array`` build the whole matrix.
+        Anything else (a missing key, a string, a score map) falls back to the
+        per-column conversion, which counts invalid values exactly as before.
+        """
+        n = len(events.features)
+        k = len(self.numeric_columns)
+        if getattr(self, "_columnised_for", None) is not self.numeric_columns:
+            self._columnisation()
+        mat = self._numeric_fast(events, n, k) if self._fast_ok else None
+        if mat is None:
+            return self._numeric_by_column(events, n, k)
+        bad = np.isinf(mat)
+        if bad.any():
+            for j in np.nonzero(bad.any(axis=0))[0]:
+                self._count_invalid(
+                    self.numeric_columns[j], "non_finite_number", int(bad[:, j].sum())
+                )
+            mat[bad] = np.nan
+        return mat
+
+    def _numeric_fast(self, events: ModelEvents, n: int, k: int) -> np.ndarray | None:
+        names = self._numeric_features
+        if not names and not self._numeric_prediction:
+            return np.empty((n, k), dtype=np.float64)
+        try:
+            if names:
+                get = self._numeric_getter
+                rows = [get(f) for f in events.features]
+                mat = np.array(rows, dtype=np.float64)
+                if len(names) == 1:
+                    mat = mat.reshape(n, 1)
+            if self._numeric_prediction:
+                pred = np.array(events.predictions, dtype=np.float64)
+                if pred.shape != (n,):
+                    return None
+                mat = pred.reshape(n, 1) if not names else np.column_stack((mat, pred))
+        except (KeyError, TypeError, ValueError):
+            return None
+        if mat.shape != (n, k):
+            return None
+        return mat
+
+    def _numeric_by_column(self, events: ModelEvents, n: int, k: int) -> np.ndarray:
         feats = events.features
-        n = len(feats)
-        out = np.empty((n, len(self.numeric_columns)), dtype=np.float64)
+        out = np.empty((n, k), dtype=np.float64)
         for j, name in enumerate(self.numeric_columns):
             if name == PREDICTION:
                 raw = [prediction_value(p) for p in events.predictions]
@@ -190,6 +252,13 @@ class ModelMonitor:
         return math.nan
 
     def _categorical_matrix(self, events: ModelEvents) -> np.ndarray:
+        """The batch's category codes, one column per categorical feature (-1 = missing).
+
+        Known string categories are looked up for the whole column with one
+        ``map(vocab.get, ...)``; only the values it cannot code (missing, new,
+        non-string) go one by one, in order, through :meth:`_code_of`, so
+        new categories get the same codes in the same order as before.
+        """
         feats = events.features
         n = len(feats)
         out = np.empty((n, len(self.categorical_columns)), dtype=np.int32)
@@ -199,15 +268,21 @@ class ModelMonitor:
                 raw = [prediction_value(p) for p in events.predictions]
             else:
                 raw = [f.get(name) for f in feats]
-            codes = out[:, j]
-            for i, v in enumerate(raw):
-                if v is None:
-                    codes[i] = MISSING_CODE
-                    continue
-                code = vocab.get(v) if type(v) is str else None
-                if code is None:
-                    code = self._code_of(name, v)
-                codes[i] = code
+            try:
+                # A str never equals a non-str key, so a non-str value maps to None here.
+                codes: list[int | None] = list(map(vocab.get, raw))
+            except TypeError:  # an unhashable value (a JSON list or object)
+                codes = [vocab.get(v) if type(v) is str else None for v in raw]
+            if None in codes:
+                for i, code in enumerate(codes):
+                    if code is None:
+                        v = raw[i]
+                        if v is None:
+                            codes[i] = MISSING_CODE
+                        else:
+                            got = vocab.get(v) if type(v) is str else None
+                            codes[i] = got if got is not None else self._code_of(name, v)
+            out[:, j] = codes
         return out
 
     def _code_of(self, name: str, value: Any) -> int:
