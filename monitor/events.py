@@ -114,6 +114,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name} is not allowed")
 
 
+def _bounded_int(text: str) -> int | float:
+    """Integers beyond 64 bits (which orjson refuses) become floats: past the float range
+    that is inf, which the value-level check counts, instead of an OverflowError later."""
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else float(text)
+
+
 def parse_json(value: bytes | None, max_bytes: int) -> dict[str, Any]:
     """Parse one message into a JSON object, or raise :class:`MalformedEvent` saying why."""
     if value is None:
@@ -138,7 +145,7 @@ def _diagnose(value: bytes, exc: Exception) -> Any:
     except UnicodeDecodeError:
         raise MalformedEvent("invalid_utf8", "message is not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
     except ValueError as exc2:
         if "non-finite" in str(exc2):
             raise MalformedEvent("non_finite_number", str(exc2)) from None

@@ -229,7 +229,7 @@ class ModelMonitor:
                 raw = [f.get(name) for f in feats]
             try:
                 col = np.array(raw, dtype=np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 col = np.array([self._as_number(v, name) for v in raw], dtype=np.float64)
             bad = np.isinf(col)
             if bad.any():
@@ -242,7 +242,10 @@ class ModelMonitor:
         if value is None:
             return math.nan
         if isinstance(value, int | float):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an int beyond the float range: counted as non-finite
+                return math.inf
         if isinstance(value, str):
             try:
                 return float(value)

@@ -131,11 +131,6 @@ def test_a_short_fuzz_of_mutated_valid_events_never_raises() -> None:
     assert mm.events_total > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OverflowError in events._check_prediction/_diagnose and model_monitor._numeric_matrix "
-    "on integers beyond float range; needs the parse_int change reported for events.py",
-)
 def test_integers_beyond_float_range_are_counted_not_raised() -> None:
     huge = b"1" + b"0" * 400
     _feed(
