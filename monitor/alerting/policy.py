@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from monitor.alerting.config import AlertRule
@@ -131,10 +131,7 @@ class ModelAlertState:
                     "last_notified_at": g.last_notified_at,
                     "seq": g.seq,
                     "muted_keys": sorted(g.muted_keys),
-                    "tracks": {
-                        k: {**asdict(t), "last": asdict(t.last) if t.last else None}
-                        for k, t in g.tracks.items()
-                    },
+                    "tracks": {k: _track_json(t) for k, t in g.tracks.items()},
                 }
                 for g in self.groups.values()
             ],
@@ -169,6 +166,17 @@ class ModelAlertState:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"malformed alert state: {exc}") from exc
+
+
+def _track_json(t: SignalTrack) -> dict[str, Any]:
+    """``asdict`` without its deep copies: this runs for every signal at every evaluation."""
+    out: dict[str, Any] = {f.name: getattr(t, f.name) for f in fields(SignalTrack)}
+    last = t.last
+    if last is not None:
+        d = {f.name: getattr(last, f.name) for f in fields(Signal)}
+        d["details"] = dict(last.details)
+        out["last"] = d
+    return out
 
 
 @dataclass(frozen=True, slots=True)
