@@ -141,6 +141,17 @@ class ReferenceConfig(_Strict):
         None, gt=0, description="Without a path: learn the reference from the first N events."
     )
     max_sample: int = Field(10_000, gt=0, description="Numeric values kept per feature for KS.")
+    mode: Literal["fixed", "previous_window"] = Field(
+        "fixed",
+        description="fixed: compare with this reference; previous_window: after every full "
+        "window the window just evaluated becomes the reference (change between consecutive "
+        "windows; count windows only).",
+    )
+    versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="model_version -> reference file or profile: when events of a listed "
+        "version arrive, the model switches to its reference (and restarts its window).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ReferenceConfig:
@@ -200,6 +211,16 @@ class MonitorConfig(_Strict):
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, description="On SIGTERM: how long to keep flushing the alert outbox."
     )
+
+    @model_validator(mode="after")
+    def _previous_window_needs_count_windows(self) -> MonitorConfig:
+        for m in self.models:
+            r = resolve_model(m, self.defaults)
+            if r.reference.mode == "previous_window" and r.window.type != "count":
+                raise ValueError(
+                    f"model {m.name!r}: reference.mode previous_window needs a count window"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_models(self) -> MonitorConfig:
@@ -305,13 +326,18 @@ def parse_config(
 
 
 def _resolve_paths(config: MonitorConfig, base_dir: Path) -> MonitorConfig:
+    def absolute(path: str) -> str:
+        return path if Path(path).is_absolute() else str((base_dir / path).resolve())
+
     models = []
     for m in config.models:
-        if m.reference and m.reference.path and not Path(m.reference.path).is_absolute():
-            ref = m.reference.model_copy(
-                update={"path": str((base_dir / m.reference.path).resolve())}
-            )
-            m = m.model_copy(update={"reference": ref})
+        if m.reference:
+            update: dict[str, Any] = {
+                "versions": {v: absolute(p) for v, p in m.reference.versions.items()}
+            }
+            if m.reference.path:
+                update["path"] = absolute(m.reference.path)
+            m = m.model_copy(update={"reference": m.reference.model_copy(update=update)})
         models.append(m)
     return config.model_copy(update={"models": models})
 
@@ -337,12 +363,12 @@ def check_config(config: MonitorConfig) -> list[str]:
         ref = m.reference
         if ref and ref.path and not Path(ref.path).exists():
             problems.append(f"models[{i}].reference.path: file not found: {ref.path}")
+        for version, path in (ref.versions if ref else {}).items():
+            if not Path(path).exists():
+                problems.append(f"models[{i}].reference.versions.{version}: file not found: {path}")
         if m.features is not None and len(m.features) > config.limits.max_features_per_model:
             problems.append(
                 f"models[{i}].features: {len(m.features)} features exceed "
                 f"limits.max_features_per_model={config.limits.max_features_per_model}"
             )
-        if (ref is None or (not ref.path and not ref.learn_first)) and m.features is None:
-            # Inferring types needs some data: learned references infer from the first events.
-            pass
     return problems

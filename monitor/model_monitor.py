@@ -37,6 +37,7 @@ from monitor.reference import (
     build_profile,
     category_of,
     prediction_value,
+    profile_numeric,
 )
 from monitor.summary import (
     CategoricalSummary,
@@ -76,6 +77,7 @@ class ModelMonitor:
         settings: ResolvedModel,
         limits: LimitsConfig,
         reference: ReferenceProfile | None = None,
+        version_references: dict[str, ReferenceProfile] | None = None,
     ) -> None:
         self.settings = settings
         self.limits = limits
@@ -92,6 +94,11 @@ class ModelMonitor:
         self._learn_rows: list[tuple[dict[str, Any], Any]] = []
         self._learn_target = settings.reference.learn_first or settings.window.size
         self.reference: ReferenceProfile | None = None
+        # model_version -> profile; the monitor switches when a listed version appears.
+        self.version_references = dict(version_references or {})
+        self.reference_version: str | None = None
+        self.reference_switches = 0
+        self._since_reference_refresh = 0
         self.performance: PerformanceTracker | None = None
         if settings.performance.task is not None:
             self.performance = PerformanceTracker(settings.performance)
@@ -138,6 +145,16 @@ class ModelMonitor:
         self.window = SlidingWindow(
             len(self.numeric_columns), len(self.categorical_columns), w.size
         )
+        self._fit_detectors(profile)
+        self.tracker = DriftTracker(self.settings.drift)
+        self._since_eval = 0
+        self._since_reference_refresh = 0
+        self._next_eval_time = None
+
+    def _fit_detectors(self, profile: ReferenceProfile) -> None:
+        """(Re)fit every column's detectors on ``profile``; window and vocabularies stay."""
+        w = self.settings.window
+        self.reference = profile
         self.detectors: dict[str, list[Detector]] = {}
         n_features = len(self.numeric_columns) + len(self.categorical_columns)
         for name in self.numeric_columns + self.categorical_columns:
@@ -152,8 +169,65 @@ class ModelMonitor:
                 feature=name,
                 seed=_stable_seed(self.name, name),
             )
-        self.tracker = DriftTracker(self.settings.drift)
-        self._since_eval = 0
+
+    def _switch_reference(self, version: str) -> None:
+        """A new model version with its own profile: start over against that profile.
+
+        The window restarts too: the previous version's events say nothing about
+        the new one. Open drift incidents clear through the usual hysteresis as the
+        new version's evaluations come in clean.
+        """
+        self.reference_version = version
+        self.reference_switches += 1
+        self._set_reference(self.version_references[version])
+
+    def _version_switch_at(self, versions: list[str | None]) -> int | None:
+        """Index of the first event whose version has a profile other than the one in use."""
+        current = self.reference_version
+        if versions[0] == current and versions[-1] == current and len(set(versions)) == 1:
+            return None
+        refs = self.version_references
+        for i, v in enumerate(versions):
+            if v != current and v is not None and v in refs:
+                return i
+        return None
+
+    def _window_profile(self) -> ReferenceProfile:
+        """The current window as a reference profile (``reference.mode: previous_window``)."""
+        assert self.reference is not None
+        _, sorted_cols = summarize_numeric(self.window.numeric())
+        counts = summarize_categorical(
+            self.window.categorical(),
+            [len(self.categories[c]) for c in self.categorical_columns],
+            self._reference_sizes,
+        )
+        n = self.window.size
+        features: dict[str, FeatureProfile] = {}
+        for name, values in zip(self.numeric_columns, sorted_cols, strict=True):
+            if values.size:
+                features[name] = profile_numeric(
+                    name, values, n, self.settings.reference.max_sample
+                )
+            else:  # nothing to compare against: keep the previous reference of the column
+                features[name] = self.reference.features[name]
+        for name, summary in zip(self.categorical_columns, counts, strict=True):
+            features[name] = FeatureProfile(
+                name=name,
+                kind="categorical",
+                count=summary.count,
+                missing_rate=summary.missing_rate,
+                categories=list(self.categories[name]),
+                # +1 smoothing keeps categories the window lacked comparable.
+                counts=summary.counts + 1,
+            )
+        return ReferenceProfile(
+            model=self.name,
+            features=features,
+            rows=n,
+            fingerprint=f"window-{self.window.total}",
+            model_version=self.model_version,
+            source=f"window ending at event {self.events_total}",
+        )
 
     # ----------------------------------------------------------------- columns
 
@@ -324,6 +398,13 @@ class ModelMonitor:
         n = len(events)
         if n == 0:
             return []
+        if self.version_references:
+            cut = self._version_switch_at(events.versions)
+            if cut is not None:
+                # Split exactly at the first event of the new version, whatever the batching.
+                out = self.ingest(_slice(events, 0, cut), now) if cut else []
+                self._switch_reference(events.versions[cut])  # type: ignore[arg-type]
+                return out + self.ingest(_slice(events, cut, n), now)
         if events.versions[-1] is not None:
             self.model_version = events.versions[-1]
         if self.performance is not None:
@@ -362,11 +443,19 @@ class ModelMonitor:
             self.window.append(num[pos : pos + take], cat[pos : pos + take], ts[pos : pos + take])
             self.events_total += take
             self._since_eval += take
+            self._since_reference_refresh += take
             pos += take
             if self._since_eval >= step:
                 self._since_eval = 0
                 if self.window.size >= self.window.capacity:
                     out.append(self.evaluate())
+                    if (
+                        self.settings.reference.mode == "previous_window"
+                        and self._since_reference_refresh >= self.window.capacity
+                    ):
+                        # The window just evaluated becomes the reference of the next ones.
+                        self._fit_detectors(self._window_profile())
+                        self._since_reference_refresh = 0
         return out
 
     def _ingest_time(self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray) -> list[Evaluation]:

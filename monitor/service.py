@@ -94,6 +94,7 @@ class MonitorService:
         self.models: dict[str, ModelMonitor] = {}
         self._admitted: set[str] = set()  # unlisted models accepted under unknown_models: track
         self.references: dict[str, ReferenceProfile] = {}
+        self.version_references: dict[str, dict[str, ReferenceProfile]] = {}
         self._model_partition: dict[str, TP] = {}
         self._positions: dict[TP, int] = {}  # next offset to consume, per partition, as processed
         self._lock = asyncio.Lock()
@@ -146,7 +147,12 @@ class MonitorService:
 
     def _new_model(self, model: str) -> ModelMonitor:
         settings = self._settings(model)
-        return ModelMonitor(settings, self.config.limits, self.references.get(model))
+        return ModelMonitor(
+            settings,
+            self.config.limits,
+            self.references.get(model),
+            self.version_references.get(model),
+        )
 
     def _model(self, model: str) -> ModelMonitor:
         mm = self.models.get(model)
@@ -170,26 +176,35 @@ class MonitorService:
         return mm
 
     def load_references(self) -> None:
+        """Load every configured reference (and per-version reference) before consuming."""
         for m in self.config.models:
             settings = resolve_model(m, self.config.defaults)
             ref = settings.reference
-            if ref.path:
-                self.references[m.name] = load_reference(
-                    ref.path,
-                    model=m.name,
-                    fmt=ref.format,
+
+            def load(path: str, settings: ResolvedModel = settings) -> ReferenceProfile:
+                profile = load_reference(
+                    path,
+                    model=settings.name,
+                    fmt=settings.reference.format,
                     schema=settings.features,
                     prediction=settings.prediction,
-                    max_sample=ref.max_sample,
+                    max_sample=settings.reference.max_sample,
                     max_categories=self.config.limits.max_categories_per_feature,
                 )
                 log.info(
-                    "reference for %s: %d rows, %d columns, fingerprint %s",
-                    m.name,
-                    self.references[m.name].rows,
-                    len(self.references[m.name].features),
-                    self.references[m.name].fingerprint,
+                    "reference for %s from %s: %d rows, %d columns, fingerprint %s",
+                    settings.name,
+                    path,
+                    profile.rows,
+                    len(profile.features),
+                    profile.fingerprint,
                 )
+                return profile
+
+            if ref.path:
+                self.references[m.name] = load(ref.path)
+            if ref.versions:
+                self.version_references[m.name] = {v: load(p) for v, p in ref.versions.items()}
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -10,7 +10,7 @@ import pytest
 from monitor.config import parse_config
 from monitor.events import ModelEvents
 from monitor.model_monitor import ModelMonitor
-from monitor.reference import build_profile
+from monitor.reference import ReferenceProfile, build_profile
 from monitor.simulate import DriftSpec, Simulator
 
 WINDOW = {"size": 1000, "step": 250}
@@ -172,3 +172,55 @@ def test_time_window_evaluates_on_event_time_and_keeps_only_recent_events() -> N
     gap = _events(Simulator(seed=3), 10)
     gap.timestamps = [5000.0 + i for i in range(10)]
     assert len(mm.ingest(gap)) == 1
+
+
+def _profile(sim: Simulator, n: int = 4000) -> ReferenceProfile:
+    return build_profile(sim.model, [(e["features"], e["prediction"]) for e, _ in sim.events(n)])
+
+
+def _versioned(events: ModelEvents, version: str) -> ModelEvents:
+    events.versions = [version] * len(events)
+    return events
+
+
+def test_a_new_model_version_switches_to_its_own_reference() -> None:
+    cfg = parse_config({"models": [{"name": "credit-risk", "window": WINDOW}]})
+    settings = cfg.model("credit-risk")
+    v1 = _profile(Simulator(seed=1))
+    # Version 2 was trained on data where income is one sigma higher.
+    v2 = _profile(Simulator(seed=2, drift=DriftSpec("mean", ("income",), 1.0, 0)))
+    v2_events = _versioned(
+        _events(Simulator(seed=3, drift=DriftSpec("mean", ("income",), 1.0, 0)), 2000), "v2"
+    )
+    v1_events = _versioned(_events(Simulator(seed=4), 1500), "v1")
+
+    fixed = ModelMonitor(settings, cfg.limits, v1)  # type: ignore[arg-type]
+    _run(fixed, v1_events, [1500])
+    assert "income" in _run(fixed, v2_events, [2000])[-1].drifting  # against v1: drift
+
+    switching = ModelMonitor(settings, cfg.limits, v1, {"v2": v2})  # type: ignore[arg-type]
+    mixed = ModelEvents("credit-risk")
+    for name in ("event_ids", "timestamps", "versions", "features", "predictions"):
+        getattr(mixed, name).extend(getattr(v1_events, name) + getattr(v2_events, name))
+    evs = _run(switching, mixed, [700, 1100, 1700])  # the switch falls inside a batch
+    assert switching.reference_switches == 1 and switching.reference_version == "v2"
+    assert switching.reference is v2
+    after = [e for e in evs if e.context.events_total > 1500]
+    # The window restarted at the first v2 event: its first evaluation is after 1000 v2 events.
+    assert [e.context.events_total for e in after] == [2500, 2750, 3000, 3250, 3500]
+    assert all(not e.drifting for e in after)
+
+
+def test_previous_window_reference_tracks_change_between_windows() -> None:
+    def monitor(mode: str) -> ModelMonitor:
+        cfg = parse_config(
+            {"models": [{"name": "credit-risk", "window": WINDOW, "reference": {"mode": mode}}]}
+        )
+        return ModelMonitor(cfg.model("credit-risk"), cfg.limits, _profile(Simulator(seed=1)))  # type: ignore[arg-type]
+
+    shifted = _events(Simulator(seed=5, drift=DriftSpec("mean", ("income",), 1.0, 2000)), 6000)
+    fixed = _run(monitor("fixed"), shifted, [6000])
+    rolling = _run(monitor("previous_window"), shifted, [6000])
+    assert "income" in fixed[-1].drifting  # still different from the original reference
+    assert any("income" in e.drifting for e in rolling)  # the change itself is seen...
+    assert "income" not in rolling[-1].drifting  # ...and clears once windows agree again

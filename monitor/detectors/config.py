@@ -17,7 +17,7 @@ YAML shape (every key optional; these are the defaults)::
       clear_after: 5
       threshold: fixed
       expected_run_time_events: 1000000
-      streaming_features: [__prediction__]
+      streaming_features: all
 
 Why these defaults (measured in BENCHMARKS.md, "Detection quality"): at the
 service's default window (5000 events, step 1000, 10,000-value reference) and
@@ -36,13 +36,13 @@ incident clears only after a whole window (5000 / 1000 steps) of clean
 evaluations, so one drift is one incident even when ADWIN fires before the
 window tests catch up.
 
-Stream detectors run on the prediction score by default (``streaming_features:
-[__prediction__]``), where a change in the model's behaviour shows first; list
-the numeric features you want watched between evaluations, or ``all``. river's
-ADWIN costs about 0.2-0.7 microseconds per value in Python, so on every column
-of a 20-feature model it would be the largest per-event cost of the service
-(BENCHMARKS.md, "Throughput"), while the window tests already catch a
-0.25-sigma shift at the next evaluation.
+Stream detectors run on every numeric column by default (``streaming_features:
+all``): ADWIN on each feature is what catches a 0.25-sigma shift at the first
+evaluation after it instead of the second (BENCHMARKS.md, "Detection
+quality"). It is paid per value and per column (about 0.2 microseconds through
+river's compiled core, roughly a tenth of the service's per-event time on a
+20-feature model, BENCHMARKS.md "Throughput"); list only the features that
+need it, or ``[__prediction__]``, for a busier model.
 
 Parameter bounds mirror the detectors' own checks, so a bad value is reported
 by ``monitor check-config`` with its path instead of failing at start-up.
@@ -240,7 +240,7 @@ class DriftConfig(BaseModel):
         description="Target mean number of stationary events between false alarms (auto).",
     )
     streaming_features: list[str] | Literal["all"] | None = Field(
-        default_factory=lambda: ["__prediction__"],
+        "all",
         description=(
             "Features that get the stream detectors (adwin, page_hinkley) listed in"
             " `numeric`: 'all', a list of feature names, or null for none."
