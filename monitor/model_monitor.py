@@ -25,7 +25,7 @@ import numpy as np
 
 from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.config import LimitsConfig, ResolvedModel
-from monitor.detectors import Detector, DetectorResult, fit_column_detectors
+from monitor.detectors import STREAM_DETECTORS, Detector, DetectorResult, fit_column_detectors
 from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.errors import ReferenceError_
 from monitor.events import LabelEvents, ModelEvents
@@ -48,6 +48,7 @@ from monitor.summary import (
 from monitor.window import MISSING_CODE, SlidingWindow
 
 OTHER = "__other__"
+LABEL = "__label__"  # label drift is reported as this column
 MIN_VALUES_FOR_TESTS = 20  # fewer present values than this: no drift verdict for the column
 
 
@@ -99,6 +100,7 @@ class ModelMonitor:
         self.reference_version: str | None = None
         self.reference_switches = 0
         self._since_reference_refresh = 0
+        self._label_detectors: list[Detector] | None = None
         self.performance: PerformanceTracker | None = None
         if settings.performance.task is not None:
             self.performance = PerformanceTracker(settings.performance)
@@ -540,6 +542,9 @@ class ModelMonitor:
         for name, summary in zip(self.categorical_columns, cat_summaries, strict=True):
             if summary.count >= MIN_VALUES_FOR_TESTS:
                 results[name] = [d.evaluate(summary.counts) for d in self.detectors[name]]
+        label_results = self._label_drift()
+        if label_results:
+            results[LABEL] = label_results
         verdicts = self.tracker.observe(results)
         self.evaluations += 1
         start, end = (float(ts.min()), float(ts.max())) if len(ts) else (0.0, 0.0)
@@ -626,6 +631,43 @@ class ModelMonitor:
         return out
 
     # ----------------------------------------------------------------- labels
+
+    def _label_drift(self) -> list[DetectorResult] | None:
+        """Label drift: the labelled window against the first full window of labels.
+
+        Labels arrive late and are not in reference files, so the first
+        ``performance.window_size`` joined labels become the label reference;
+        from then on every evaluation compares the labels of the metric window
+        with it, with the window tests for the label's type (class counts for
+        classifiers, values for regression).
+        """
+        perf = self.performance
+        if perf is None:
+            return None
+        labels = perf.label_values()
+        numeric = perf.task == "regression"
+        if self._label_detectors is None:
+            if labels.size < perf.config.window_size:
+                return None
+            reference = np.sort(labels) if numeric else np.bincount(labels.astype(np.int64))
+            detectors = fit_column_detectors(
+                "numeric" if numeric else "categorical",
+                reference,
+                self.settings.drift,
+                window_size=perf.config.window_size,
+                step=self.settings.window.step,
+                n_features=1,
+                feature=LABEL,
+                seed=_stable_seed(self.name, LABEL),
+            )
+            # Stream detectors would need every label through update(); the window
+            # tests are what label drift is about.
+            self._label_detectors = [d for d in detectors if d.name not in STREAM_DETECTORS]
+            return None
+        if labels.size < perf.config.min_window_labels:
+            return None
+        window = np.sort(labels) if numeric else np.bincount(labels.astype(np.int64))
+        return [d.evaluate(window) for d in self._label_detectors]
 
     def ingest_labels(self, labels: LabelEvents, now: float) -> dict[str, int]:
         """Join labels to predictions (when performance tracking is on); counts by outcome."""

@@ -266,7 +266,7 @@ async def test_sigterm_under_load_drains_checkpoints_commits_and_flushes(
 
 
 @pytest.mark.slow
-async def test_broker_down_12s_healthz_503_then_recovers_without_losing_events(
+async def test_broker_down_30s_healthz_503_then_recovers_without_losing_events(
     tmp_path: Path,
 ) -> None:
     with LocalKafka() as kafka:
@@ -284,14 +284,14 @@ async def test_broker_down_12s_healthz_503_then_recovers_without_losing_events(
             assert (await p.get("/healthz")).status_code == 200
 
             codes: list[int] = []
-            outage = asyncio.create_task(asyncio.to_thread(kafka.restart, down_for=12.0))
+            outage = asyncio.create_task(asyncio.to_thread(kafka.restart, down_for=30.0))
             t0 = time.monotonic()
             while not outage.done():
                 codes.append((await p.get("/healthz")).status_code)
                 await asyncio.sleep(0.5)
             await outage
             assert 503 in codes, codes
-            assert time.monotonic() - t0 >= 12.0
+            assert time.monotonic() - t0 >= 30.0
 
             await publish(bootstrap, topic=topic, model="credit-risk", events=1500, seed=2)
             await p.wait_positions({f"{topic}/0": 3000}, within=60)

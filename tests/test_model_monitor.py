@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 
 from monitor.config import parse_config
@@ -224,3 +225,44 @@ def test_previous_window_reference_tracks_change_between_windows() -> None:
     assert "income" in fixed[-1].drifting  # still different from the original reference
     assert any("income" in e.drifting for e in rolling)  # the change itself is seen...
     assert "income" not in rolling[-1].drifting  # ...and clears once windows agree again
+
+
+def test_label_drift_against_the_first_window_of_labels() -> None:
+    from monitor.events import LabelEvents
+
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "name": "credit-risk",
+                    "window": WINDOW,
+                    "performance": {"task": "binary", "window_size": 1000},
+                }
+            ]
+        }
+    )
+    mm = ModelMonitor(cfg.model("credit-risk"), cfg.limits, _profile(Simulator(seed=1)))  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+
+    def step(seed: int, positive_rate: float | None) -> list:
+        sim = Simulator(seed=seed)
+        events, labels = ModelEvents("credit-risk"), LabelEvents("credit-risk")
+        for e, label in sim.events(1000):
+            events.event_ids.append(e["event_id"])
+            events.timestamps.append(0.0)
+            events.versions.append(None)
+            events.features.append(e["features"])
+            events.predictions.append(e["prediction"])
+            labels.event_ids.append(e["event_id"])
+            labels.labels.append(
+                label if positive_rate is None else int(rng.random() < positive_rate)
+            )
+            labels.timestamps.append(0.0)
+        mm.ingest_labels(labels, 0.0)  # labels first: held as early, joined with the predictions
+        return mm.ingest(events, 0.0)
+
+    quiet = [e for s in range(10, 14) for e in step(s, None)]
+    assert all("__label__" not in e.drifting for e in quiet)
+    assert "__label__" in quiet[-1].results  # label drift is evaluated once a reference exists
+    shifted = [e for s in range(20, 22) for e in step(s, 0.8)]
+    assert "__label__" in shifted[-1].drifting

@@ -242,6 +242,7 @@ __all__ = [
     "PageHinkleyDetector",
     "WassersteinDetector",
     "build_detector",
+    "STREAM_DETECTORS",
     "build_detectors",
     "fit_column_detectors",
 ]

@@ -305,6 +305,11 @@ class PerformanceTracker:
         """Labelled predictions currently in the metric window."""
         return self._window.size
 
+    def label_values(self) -> np.ndarray:
+        """The labels in the metric window (unordered): 0/1 for binary, class indices for
+        multiclass, values for regression. What label drift is computed on."""
+        return self._window.view("label").copy()
+
     def counts(self) -> dict[str, int]:
         """Cumulative counts: join outcomes, evictions, invalid values by reason."""
         out = dict(self.joiner.counts)
