@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from monitor.alerting.config import PagerDutyReceiverConfig
 from monitor.alerting.http import raise_for_status, send_request
 from monitor.alerting.notification import Notification, iso
-from monitor.alerting.receiver import encode_json
-from monitor.clock import Clock
+from monitor.alerting.receiver import HttpReceiver, encode_json
 
 _SEVERITY = {"critical": "critical", "warning": "warning"}
 
@@ -55,16 +52,10 @@ def pagerduty_event(notification: Notification, routing_key: str) -> dict[str, A
     return event
 
 
-class PagerDutyReceiver:
+class PagerDutyReceiver(HttpReceiver):
     """Triggers and resolves PagerDuty incidents keyed by the alert fingerprint."""
 
-    def __init__(
-        self, name: str, config: PagerDutyReceiverConfig, client: httpx.AsyncClient, clock: Clock
-    ) -> None:
-        self.name = name
-        self._config = config
-        self._client = client
-        self._clock = clock
+    _config: PagerDutyReceiverConfig
 
     async def send(self, notification: Notification) -> None:
         response = await send_request(

@@ -34,6 +34,16 @@ class Receiver(Protocol):
     async def send(self, notification: Notification) -> None: ...
 
 
+class HttpReceiver:
+    """What every HTTP receiver holds: its name, its settings, the shared client, the clock."""
+
+    def __init__(self, name: str, config: Any, client: httpx.AsyncClient, clock: Clock) -> None:
+        self.name = name
+        self._config = config
+        self._client = client
+        self._clock = clock
+
+
 def encode_json(obj: Any) -> bytes:
     """Compact UTF-8 JSON; NaN/Infinity are refused (they are not JSON)."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from monitor.alerting.config import RetrainReceiverConfig
 from monitor.alerting.http import raise_for_status, send_request
 from monitor.alerting.notification import Notification, iso
-from monitor.alerting.receiver import encode_json
-from monitor.clock import Clock
+from monitor.alerting.receiver import HttpReceiver, encode_json
 
 
 def retrain_conf(notification: Notification) -> dict[str, Any]:
@@ -55,16 +52,10 @@ def retrain_body(notification: Notification, template: str) -> dict[str, Any]:
     return conf
 
 
-class RetrainReceiver:
+class RetrainReceiver(HttpReceiver):
     """Calls the training pipeline's trigger endpoint."""
 
-    def __init__(
-        self, name: str, config: RetrainReceiverConfig, client: httpx.AsyncClient, clock: Clock
-    ) -> None:
-        self.name = name
-        self._config = config
-        self._client = client
-        self._clock = clock
+    _config: RetrainReceiverConfig
 
     async def send(self, notification: Notification) -> None:
         headers = {"Content-Type": "application/json", **self._config.headers}

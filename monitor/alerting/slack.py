@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from monitor.alerting.config import SlackReceiverConfig
 from monitor.alerting.http import raise_for_status, send_request
 from monitor.alerting.notification import Notification, iso
-from monitor.alerting.receiver import encode_json
-from monitor.clock import Clock
+from monitor.alerting.receiver import HttpReceiver, encode_json
 
 MAX_SIGNALS_SHOWN = 10
 _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:"}
@@ -82,16 +79,10 @@ def slack_message(notification: Notification) -> dict[str, Any]:
     return {"text": title, "blocks": blocks}
 
 
-class SlackReceiver:
+class SlackReceiver(HttpReceiver):
     """Posts to one Slack incoming webhook."""
 
-    def __init__(
-        self, name: str, config: SlackReceiverConfig, client: httpx.AsyncClient, clock: Clock
-    ) -> None:
-        self.name = name
-        self._config = config
-        self._client = client
-        self._clock = clock
+    _config: SlackReceiverConfig
 
     async def send(self, notification: Notification) -> None:
         response = await send_request(

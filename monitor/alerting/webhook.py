@@ -36,13 +36,10 @@ import hashlib
 import hmac
 from typing import Any
 
-import httpx
-
 from monitor.alerting.config import WebhookReceiverConfig
 from monitor.alerting.http import raise_for_status, send_request
 from monitor.alerting.notification import Notification, iso
-from monitor.alerting.receiver import encode_json
-from monitor.clock import Clock
+from monitor.alerting.receiver import HttpReceiver, encode_json
 
 #: CloudEvents ``source`` prefix; the model name is appended.
 CLOUDEVENTS_SOURCE = "/kafka-model-monitor/models/"
@@ -76,16 +73,10 @@ def cloudevent(notification: Notification) -> dict[str, Any]:
     }
 
 
-class WebhookReceiver:
+class WebhookReceiver(HttpReceiver):
     """POSTs the alert JSON (optionally as a CloudEvent), signed when a secret is configured."""
 
-    def __init__(
-        self, name: str, config: WebhookReceiverConfig, client: httpx.AsyncClient, clock: Clock
-    ) -> None:
-        self.name = name
-        self._config = config
-        self._client = client
-        self._clock = clock
+    _config: WebhookReceiverConfig
 
     async def send(self, notification: Notification) -> None:
         if self._config.cloudevents:
