@@ -231,6 +231,7 @@ def fit_column_detectors(
 
 
 __all__ = [
+    "STREAM_DETECTORS",
     "ADWINDetector",
     "ChiSquareDetector",
     "Detector",
@@ -242,7 +243,6 @@ __all__ = [
     "PageHinkleyDetector",
     "WassersteinDetector",
     "build_detector",
-    "STREAM_DETECTORS",
     "build_detectors",
     "fit_column_detectors",
 ]

@@ -31,22 +31,8 @@ import numpy as np
 from scipy import stats
 
 from monitor.detectors.base import DetectorResult, as_counts, grade_p_value, not_fitted
+from monitor.detectors.binning import pooled_counts
 from monitor.errors import DetectorError
-
-
-def pooled_counts(window: np.ndarray, n_reference_categories: int) -> np.ndarray:
-    """Window counts over the reference's categories plus one pooled "unseen" bucket.
-
-    >>> pooled_counts(np.array([1, 2, 3, 4, 5]), 3)
-    array([1, 2, 3, 9])
-    >>> pooled_counts(np.array([7]), 3)
-    array([7, 0, 0, 0])
-    """
-    out = np.zeros(n_reference_categories + 1, dtype=np.int64)
-    seen = min(window.size, n_reference_categories)
-    out[:seen] = window[:seen]
-    out[-1] = window[n_reference_categories:].sum()
-    return out
 
 
 class ChiSquareDetector:

@@ -5,7 +5,7 @@ Jensen-Shannon divergence. Unlike PSI it needs no smoothing (an empty bin on
 one side contributes a finite amount) and it is bounded, which makes one
 threshold meaningful across columns: Evidently uses 0.1 for both numeric and
 many-category columns. Numeric columns use the reference-quantile bins of
-:func:`monitor.detectors.psi.quantile_edges`; categorical count vectors use
+:func:`monitor.detectors.binning.quantile_edges`; categorical count vectors use
 their codes plus one pooled "unseen" bucket. Equal to
 ``scipy.spatial.distance.jensenshannon(p, q, base=2)`` on the same proportions.
 
@@ -28,14 +28,11 @@ import numpy as np
 from monitor.detectors.base import (
     ColumnKind,
     DetectorResult,
-    as_counts,
-    as_numeric,
     check_kind,
     grade,
     not_fitted,
 )
-from monitor.detectors.chi_square import pooled_counts
-from monitor.detectors.psi import quantile_edges
+from monitor.detectors.binning import reference_bins, window_bins
 from monitor.errors import DetectorError
 
 
@@ -92,19 +89,7 @@ class JensenShannonDetector:
 
     def fit(self, reference: np.ndarray) -> None:
         """Bin edges (numeric) and reference proportions, once."""
-        if self.kind == "numeric":
-            ref = as_numeric(reference, "reference")
-            if ref.size == 0:
-                raise DetectorError("jensen_shannon: reference must not be empty")
-            self._edges = quantile_edges(ref, self.bins)
-            counts = np.bincount(
-                np.searchsorted(self._edges, ref, side="left"), minlength=self._edges.size + 1
-            )
-        else:
-            ref_counts = as_counts(reference, "reference")
-            if ref_counts.sum() == 0:
-                raise DetectorError("jensen_shannon: reference counts must not all be zero")
-            counts = np.append(ref_counts, 0)
+        self._edges, counts = reference_bins(self.kind, reference, self.bins, self.name)
         self._ref_props = counts / counts.sum()
 
     def update(self, values: np.ndarray) -> None:
@@ -114,13 +99,7 @@ class JensenShannonDetector:
         """JS distance between the window's and the reference's binned proportions."""
         if self._ref_props is None:
             raise not_fitted(self.name)
-        n_bins = self._ref_props.size
-        if self.kind == "numeric":
-            assert self._edges is not None
-            win = as_numeric(window, "window")
-            counts = np.bincount(np.searchsorted(self._edges, win, side="left"), minlength=n_bins)
-        else:
-            counts = pooled_counts(as_counts(window, "window"), n_bins - 1)
+        counts = window_bins(self._edges, self._ref_props.size, window)
         if counts.sum() == 0:
             raise DetectorError("jensen_shannon: window must not be empty")
         distance = js_distance(self._ref_props, counts / counts.sum())

@@ -31,34 +31,12 @@ import numpy as np
 from monitor.detectors.base import (
     ColumnKind,
     DetectorResult,
-    as_counts,
-    as_numeric,
     check_kind,
     grade,
     not_fitted,
 )
+from monitor.detectors.binning import reference_bins, window_bins
 from monitor.errors import DetectorError
-
-
-def quantile_edges(reference: np.ndarray, bins: int) -> np.ndarray:
-    """Inner bin edges at reference quantiles, deduplicated.
-
-    Only inner edges are kept: the outer bins are open-ended, so window values
-    beyond the reference range still land in a bin instead of being dropped.
-    Edges are reference values (``inverted_cdf`` quantiles) and duplicates
-    (discrete or heavily tied data) are merged, so no reference bin is empty by
-    construction. Bins are right-closed, ``(e_{i-1}, e_i]``,
-    matching ``np.searchsorted(edges, x, side="left")``.
-
-    >>> quantile_edges(np.arange(10.0), 2)
-    array([4.])
-    >>> quantile_edges(np.array([1.0, 1.0, 1.0, 2.0]), 4)
-    array([1.])
-    """
-    qs = np.quantile(reference, np.linspace(0.0, 1.0, bins + 1)[1:-1], method="inverted_cdf")
-    edges = np.unique(qs)
-    # An edge at the maximum would leave the last bin empty: drop it.
-    return edges[edges < reference.max()] if edges.size else edges
 
 
 def binned_proportions(counts: np.ndarray, epsilon: float) -> np.ndarray:
@@ -116,20 +94,7 @@ class PSIDetector:
 
     def fit(self, reference: np.ndarray) -> None:
         """Compute bin edges (numeric) and smoothed reference proportions once."""
-        if self.kind == "numeric":
-            ref = as_numeric(reference, "reference")
-            if ref.size == 0:
-                raise DetectorError("psi: reference must not be empty")
-            self._edges = quantile_edges(ref, self.bins)
-            counts = np.bincount(
-                np.searchsorted(self._edges, ref, side="left"), minlength=self._edges.size + 1
-            )
-        else:
-            ref_counts = as_counts(reference, "reference")
-            if ref_counts.sum() == 0:
-                raise DetectorError("psi: reference counts must not all be zero")
-            self._edges = None
-            counts = np.append(ref_counts, 0)  # the pooled "unseen" bucket
+        self._edges, counts = reference_bins(self.kind, reference, self.bins, self.name)
         self._ref_props = binned_proportions(counts, self.epsilon)
         self._ref_log = np.log(self._ref_props)
 
@@ -140,17 +105,7 @@ class PSIDetector:
         """The window's counts in the reference's bins (last bin = unseen for categorical)."""
         if self._ref_props is None:
             raise not_fitted(self.name)
-        n_bins = self._ref_props.size
-        if self.kind == "numeric":
-            assert self._edges is not None
-            win = as_numeric(window, "window")
-            return np.bincount(np.searchsorted(self._edges, win, side="left"), minlength=n_bins)
-        win_counts = as_counts(window, "window")
-        counts = np.zeros(n_bins, dtype=np.int64)
-        seen = min(win_counts.size, n_bins - 1)
-        counts[:seen] = win_counts[:seen]
-        counts[-1] = win_counts[n_bins - 1 :].sum()
-        return counts
+        return window_bins(self._edges, self._ref_props.size, window)
 
     def evaluate(self, window: np.ndarray) -> DetectorResult:
         """PSI of the window against the reference; graded by ``warning``/``critical``."""
