@@ -52,7 +52,9 @@ class KafkaConfig(_Strict):
         1_048_576, gt=0, description="Larger messages are rejected as invalid (reason too_large)."
     )
     metadata_max_age_ms: int = Field(
-        30_000, gt=0, description="How soon topics created after start are discovered."
+        5_000,
+        gt=0,
+        description="How soon topics created after start are discovered (metadata refresh).",
     )
     session_timeout_ms: int = Field(10_000, gt=0)
     heartbeat_interval_ms: int = Field(3_000, gt=0)
