@@ -106,12 +106,19 @@ class StreamDetector:
         for i, value in enumerate(arr.tolist()):
             update(value)
             if det.drift_detected:
-                self._since_cut_sum += float(arr[segment : i + 1].sum())
-                self._since_cut_n += i + 1 - segment
-                segment = i + 1
-                self._changes += 1
-                self._last_change = base + i
-                self._on_change()
+                segment = self._latch(arr, segment, i, base)
+        self._close_batch(arr, segment, base)
+
+    def _latch(self, arr: np.ndarray, segment: int, i: int, base: int) -> int:
+        """Record a change at value ``i`` of ``arr``; returns where the next segment starts."""
+        self._since_cut_sum += float(arr[segment : i + 1].sum())
+        self._since_cut_n += i + 1 - segment
+        self._changes += 1
+        self._last_change = base + i
+        self._on_change()
+        return i + 1
+
+    def _close_batch(self, arr: np.ndarray, segment: int, base: int) -> None:
         self._since_cut_sum += float(arr[segment:].sum())
         self._since_cut_n += int(arr.size) - segment
         self._seen = base + int(arr.size)
@@ -208,20 +215,13 @@ class ADWINDetector(StreamDetector):
         base, segment, last = self._seen, 0, arr.size - 1
         for i, value in enumerate(arr.tolist()):
             if step(value):
-                self._since_cut_sum += float(arr[segment : i + 1].sum())
-                self._since_cut_n += i + 1 - segment
-                segment = i + 1
-                self._changes += 1
-                self._last_change = base + i
-                self._on_change()
+                segment = self._latch(arr, segment, i, base)
                 if i < last:
                     det._reset()
                     step = det._helper.update
                 else:
                     det._drift_detected = True  # reset on the next value, as river does
-        self._since_cut_sum += float(arr[segment:].sum())
-        self._since_cut_n += int(arr.size) - segment
-        self._seen = base + int(arr.size)
+        self._close_batch(arr, segment, base)
 
     def _on_change(self) -> None:
         """``shift`` = mean of the window ADWIN kept minus mean of the part it dropped.
