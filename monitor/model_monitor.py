@@ -289,7 +289,7 @@ class ModelMonitor:
                 if pred.shape != (n,):
                     return None
                 mat = pred.reshape(n, 1) if not names else np.column_stack((mat, pred))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
         if mat.shape != (n, k):
             return None
