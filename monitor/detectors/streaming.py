@@ -41,6 +41,7 @@ False
 
 from __future__ import annotations
 
+from itertools import compress, count
 from typing import Any, ClassVar
 
 import numpy as np
@@ -211,16 +212,22 @@ class ADWINDetector(StreamDetector):
         arr = as_numeric(values, "values")
         if det._drift_detected:  # river's own deferred reset after a detection
             det._reset()
-        step = det._helper.update
-        base, segment, last = self._seen, 0, arr.size - 1
-        for i, value in enumerate(arr.tolist()):
-            if step(value):
-                segment = self._latch(arr, segment, i, base)
-                if i < last:
-                    det._reset()
-                    step = det._helper.update
-                else:
-                    det._drift_detected = True  # reset on the next value, as river does
+        values_list = arr.tolist()
+        base, segment, last, start = self._seen, 0, arr.size - 1, 0
+        while start <= last:
+            # Feed values until the first one that reports a change, iterating in C:
+            # compress() pulls from map() one value at a time and stops at that value.
+            changed = compress(count(start), map(det._helper.update, values_list[start:]))
+            i = next(changed, None)
+            if i is None:
+                break
+            segment = self._latch(arr, segment, i, base)
+            if i < last:
+                det._reset()
+                start = i + 1
+            else:
+                det._drift_detected = True  # reset on the next value, as river does
+                break
         self._close_batch(arr, segment, base)
 
     def _on_change(self) -> None:
