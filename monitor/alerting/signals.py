@@ -44,7 +44,7 @@ class EvaluationContext:
 
     model: str
     model_version: str | None
-    evaluated_at: float  # wall-clock seconds (the injected clock)
+    evaluated_at: float  # event time of the evaluation (newest event): replays give the same keys
     window_start: float  # event time of the oldest event in the window, epoch seconds
     window_end: float  # event time of the newest event in the window
     window_events: int  # events in the window
