@@ -158,19 +158,7 @@ class Notification:
             "window_start": self.window_start,
             "window_end": self.window_end,
             "window_events": self.window_events,
-            "signals": [
-                {
-                    "kind": s.kind,
-                    "subject": s.subject,
-                    "severity": s.severity,
-                    "statistic": _finite(s.statistic),
-                    "threshold": _finite(s.threshold),
-                    "detector": s.detector,
-                    "p_value": _finite(s.p_value),
-                    "details": {k: _finite(v) for k, v in s.details.items()},
-                }
-                for s in self.signals
-            ],
+            "signals": [s.to_payload() for s in self.signals],
             "links": dict(self.links),
             "reason": self.reason,
             "ended_at": self.ended_at,
