@@ -36,7 +36,7 @@ results and an alert:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -151,9 +151,11 @@ class DriftTracker:
             for (feature, i), p_adj in zip(members, adjust(raw), strict=True):
                 r = out[feature][i]
                 severity = grade_p_value(float(p_adj), r.threshold)
-                corrected[feature][i] = replace(
-                    r,
+                corrected[feature][i] = DetectorResult(
+                    detector=r.detector,
+                    statistic=r.statistic,
                     p_value=float(p_adj),
+                    threshold=r.threshold,
                     drifted=severity != "ok",
                     severity=severity,
                     details={**r.details, "raw_p_value": float(r.p_value or 0.0)},

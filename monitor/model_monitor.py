@@ -19,6 +19,7 @@ import hashlib
 import math
 import operator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ import numpy as np
 from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.config import LimitsConfig, ResolvedModel
 from monitor.detectors import STREAM_DETECTORS, Detector, DetectorResult, fit_column_detectors
+from monitor.detectors.base import evaluate_sorted
 from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.errors import ReferenceError_
 from monitor.events import LabelEvents, ModelEvents
@@ -249,11 +251,12 @@ class ModelMonitor:
         self._numeric_getter = operator.itemgetter(*feats) if feats else None
         self._columnised_for = cols
 
-    def _numeric_matrix(self, events: ModelEvents) -> np.ndarray:
-        """The batch's numeric columns as one float matrix (NaN = missing or invalid).
+    def _numeric_matrix(self, events: ModelEvents) -> tuple[np.ndarray, bool]:
+        """The batch's numeric columns as one float matrix (NaN = missing or invalid),
+        and whether every event carried every numeric feature's key.
 
         Fast path: when every event carries every numeric feature, one C-level
-        ``itemgetter`` per event and one ``np.array`` build the whole matrix.
+        ``itemgetter`` per event feeds one ``np.fromiter`` for the whole matrix.
         Anything else (a missing key, a string, a score map) falls back to the
         per-column conversion, which counts invalid values exactly as before.
         """
@@ -263,7 +266,7 @@ class ModelMonitor:
             self._columnisation()
         mat = self._numeric_fast(events, n, k) if self._fast_ok else None
         if mat is None:
-            return self._numeric_by_column(events, n, k)
+            return self._numeric_by_column(events, n, k), False
         bad = np.isinf(mat)
         if bad.any():
             for j in np.nonzero(bad.any(axis=0))[0]:
@@ -271,7 +274,7 @@ class ModelMonitor:
                     self.numeric_columns[j], "non_finite_number", int(bad[:, j].sum())
                 )
             mat[bad] = np.nan
-        return mat
+        return mat, True
 
     def _numeric_fast(self, events: ModelEvents, n: int, k: int) -> np.ndarray | None:
         names = self._numeric_features
@@ -279,11 +282,12 @@ class ModelMonitor:
             return np.empty((n, k), dtype=np.float64)
         try:
             if names:
-                get = self._numeric_getter
-                rows = [get(f) for f in events.features]
-                mat = np.array(rows, dtype=np.float64)
-                if len(names) == 1:
-                    mat = mat.reshape(n, 1)
+                # One C-level pass: the getter's tuples chained straight into the buffer.
+                # Conversion is np.array's (None -> NaN, "1.5" -> 1.5, junk -> ValueError).
+                rows = map(self._numeric_getter, events.features)
+                flat = rows if len(names) == 1 else chain.from_iterable(rows)
+                mat = np.fromiter(flat, dtype=np.float64, count=n * len(names))
+                mat = mat.reshape(n, len(names))
             if self._numeric_prediction:
                 pred = np.array(events.predictions, dtype=np.float64)
                 if pred.shape != (n,):
@@ -330,8 +334,9 @@ class ModelMonitor:
         self._count_invalid(name, "wrong_type", 1)
         return math.nan
 
-    def _categorical_matrix(self, events: ModelEvents) -> np.ndarray:
-        """The batch's category codes, one column per categorical feature (-1 = missing).
+    def _categorical_matrix(self, events: ModelEvents) -> tuple[np.ndarray, bool]:
+        """The batch's category codes, one column per categorical feature (-1 = missing),
+        and whether every event carried every categorical feature's key.
 
         Known string categories are looked up for the whole column with one
         ``map(vocab.get, ...)``; only the values it cannot code (missing, new,
@@ -341,12 +346,17 @@ class ModelMonitor:
         feats = events.features
         n = len(feats)
         out = np.empty((n, len(self.categorical_columns)), dtype=np.int32)
+        complete = True
         for j, name in enumerate(self.categorical_columns):
             vocab = self._vocab[name]
             if name == PREDICTION:
                 raw = [prediction_value(p) for p in events.predictions]
             else:
-                raw = [f.get(name) for f in feats]
+                try:
+                    raw = list(map(operator.itemgetter(name), feats))
+                except KeyError:
+                    raw = [f.get(name) for f in feats]
+                    complete = False
             try:
                 # A str never equals a non-str key, so a non-str value maps to None here.
                 codes: list[int | None] = list(map(vocab.get, raw))
@@ -362,7 +372,7 @@ class ModelMonitor:
                             got = vocab.get(v) if type(v) is str else None
                             codes[i] = got if got is not None else self._code_of(name, v)
             out[:, j] = codes
-        return out
+        return out, complete
 
     def _code_of(self, name: str, value: Any) -> int:
         cat = category_of(value)
@@ -424,11 +434,14 @@ class ModelMonitor:
                 return []
             events = _slice(events, start, n)
             n = len(events)
+        num, num_complete = self._numeric_matrix(events)
+        cat, cat_complete = self._categorical_matrix(events)
         known = self._known_features
-        unknown = sum(1 for f in events.features if not f.keys() <= known)
-        self.unknown_feature_events += unknown
-        num = self._numeric_matrix(events)
-        cat = self._categorical_matrix(events)
+        feats = events.features
+        # Every known key present and exactly as many keys as known: nothing unknown, and
+        # counting key totals is one C-level pass instead of a set test per event.
+        if not (num_complete and cat_complete and sum(map(len, feats)) == n * len(known)):
+            self.unknown_feature_events += sum(1 for f in feats if not f.keys() <= known)
         ts = np.asarray(events.timestamps, dtype=np.float64)
         if self.settings.window.type == "count":
             return self._ingest_count(num, cat, ts)
@@ -538,7 +551,8 @@ class ModelMonitor:
             self.numeric_columns, num_summaries, sorted_cols, strict=True
         ):
             if summary.count >= MIN_VALUES_FOR_TESTS:
-                results[name] = [d.evaluate(values) for d in self.detectors[name]]
+                # summarize_numeric hands the columns sorted: the detectors' fast path.
+                results[name] = [evaluate_sorted(d, values) for d in self.detectors[name]]
         for name, summary in zip(self.categorical_columns, cat_summaries, strict=True):
             if summary.count >= MIN_VALUES_FOR_TESTS:
                 results[name] = [d.evaluate(summary.counts) for d in self.detectors[name]]

@@ -19,6 +19,13 @@ Data shapes are fixed so detectors never parse anything:
   The window's vector may be longer than the reference's: codes at or beyond
   ``len(reference)`` are categories the reference never saw.
 
+The pipeline sorts every numeric window column once per evaluation (the
+summaries need the order statistics anyway). A window test that can use that
+order offers the optional method ``evaluate_sorted(window)``: the same result
+as ``evaluate`` for a window that is already sorted ascending and finite, with
+no checks and no sort. :func:`evaluate_sorted` calls it when a detector has it,
+``evaluate`` otherwise, so the protocol itself stays three methods.
+
 Detectors are pure (no I/O, no clock, no global state), deterministic given
 their constructor arguments (seeds included), and picklable: the state store
 serialises them with the rest of a model's state.
@@ -74,6 +81,16 @@ class Detector(Protocol):
 
     def evaluate(self, window: np.ndarray) -> DetectorResult:
         """Compare the current window with the reference."""
+
+
+def evaluate_sorted(detector: Detector, window: np.ndarray) -> DetectorResult:
+    """Evaluate ``detector`` on a window the caller guarantees sorted ascending and finite.
+
+    Uses the detector's ``evaluate_sorted`` fast path when it has one (see the
+    module docstring); otherwise its ordinary ``evaluate``.
+    """
+    fast = getattr(detector, "evaluate_sorted", None)
+    return fast(window) if fast is not None else detector.evaluate(window)
 
 
 def grade(strength: float, warning: float, critical: float) -> Severity:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from monitor.detectors.base import DetectorResult, as_counts, grade_p_value, not_fitted
 from monitor.detectors.binning import pooled_counts
@@ -81,7 +81,8 @@ class ChiSquareDetector:
             + np.sum((win - expected_win) ** 2 / expected_win)
         )
         dof = int(columns.size - 1)
-        p_value = float(stats.chi2.sf(statistic, dof)) if dof > 0 else 1.0
+        # chdtrc is what stats.chi2.sf computes, minus ~100 microseconds of dispatch.
+        p_value = float(special.chdtrc(dof, statistic)) if dof > 0 else 1.0
         severity = grade_p_value(p_value, self.alpha)
         return DetectorResult(
             detector=self.name,

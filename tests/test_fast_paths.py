@@ -1,0 +1,159 @@
+"""The evaluation fast paths give the results of the plain paths they replace (issue 7).
+
+Every speed-up of the evaluation keeps a slower, obviously-correct path beside
+it; these tests hold the two equal on random inputs, ties and missing values
+included: the compiled KS walk against scipy, ``evaluate_sorted`` against
+``evaluate``, the whole-matrix summaries against the per-column loop, the
+column-major window against a row-major checkpoint of an older release, and the
+unknown-feature count's shortcut against the per-event set test.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from monitor.detectors import (
+    ChiSquareDetector,
+    JensenShannonDetector,
+    KSDetector,
+    PSIDetector,
+    WassersteinDetector,
+)
+from monitor.detectors.base import evaluate_sorted
+from monitor.detectors.ks import ks_statistic_sorted
+from monitor.simulate import Simulator
+from monitor.summary import _summarize_full, summarize_numeric
+from monitor.window import SlidingWindow
+from tests.test_model_monitor import _events, _monitor
+
+
+def _sample(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Normal values rounded to 0, 1 or 3 decimals: from heavy ties to almost none."""
+    decimals = int(rng.choice([0, 1, 3]))
+    return np.round(rng.normal(rng.normal(0.0, 0.3), 1.0, size), decimals)
+
+
+def test_ks_walk_equals_scipy_bit_for_bit_on_random_samples_with_ties() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(2_000):
+        ref = np.sort(_sample(rng, int(rng.integers(1, 120))))
+        win = np.sort(_sample(rng, int(rng.integers(1, 120))))
+        expected = stats.ks_2samp(ref, win, method="asymp").statistic
+        assert ks_statistic_sorted(ref, win) == expected
+
+
+def test_ks_walk_handles_disjoint_and_identical_samples() -> None:
+    a = np.arange(5.0)
+    assert ks_statistic_sorted(a, a + 10.0) == 1.0
+    assert ks_statistic_sorted(a + 10.0, a) == 1.0
+    assert ks_statistic_sorted(a, a) == 0.0
+    assert ks_statistic_sorted(np.array([1.0]), np.array([1.0, 1.0, 1.0])) == 0.0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: PSIDetector(bins=int(np.random.default_rng(1).integers(2, 12))),
+        lambda: PSIDetector(bins=50),  # beyond the pure-Python bin count: numpy path
+        lambda: KSDetector(alpha=0.01),
+        lambda: KSDetector(alpha=0.01, method="auto"),
+        lambda: JensenShannonDetector(),
+        lambda: WassersteinDetector(),
+    ],
+)
+def test_evaluate_sorted_equals_evaluate(make) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(11)
+    for _ in range(150):
+        detector = make()
+        detector.fit(_sample(rng, int(rng.integers(2, 400))))
+        window = np.sort(_sample(rng, int(rng.integers(1, 400))))
+        assert evaluate_sorted(detector, window) == detector.evaluate(window)
+
+
+def test_evaluate_sorted_falls_back_to_evaluate_for_count_vectors() -> None:
+    for detector in (PSIDetector(kind="categorical"), ChiSquareDetector()):
+        detector.fit(np.array([40, 30, 20, 10]))
+        counts = np.array([10, 20, 30, 40, 5])
+        assert evaluate_sorted(detector, counts) == detector.evaluate(counts)
+
+
+def test_psi_detector_pickled_before_the_small_path_still_evaluates() -> None:
+    d = PSIDetector()
+    d.fit(np.random.default_rng(2).normal(size=1_000))
+    state = d.__dict__.copy()
+    del state["_small_ref"]  # what a checkpoint of the previous release holds
+    old = PSIDetector.__new__(PSIDetector)
+    old.__dict__.update(state)
+    window = np.sort(np.random.default_rng(3).normal(size=500))
+    assert old.evaluate_sorted(window) == d.evaluate_sorted(window)
+
+
+def test_whole_matrix_summaries_equal_the_per_column_loop() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        rows, cols = int(rng.integers(1, 300)), int(rng.integers(1, 6))
+        values = np.round(rng.normal(size=(rows, cols)), int(rng.integers(0, 4)))
+        fast, fast_cols = _summarize_full(np.sort(values, axis=0), (0.5, 0.9, 0.99))
+        # One NaN in an extra column forces summarize_numeric down the per-column loop.
+        padded = np.column_stack((values, np.full(rows, np.nan)))
+        slow, slow_cols = summarize_numeric(padded)
+        for f, s, fc, sc in zip(fast, slow, fast_cols, slow_cols, strict=False):
+            assert (f.count, f.missing_rate) == (s.count, s.missing_rate)
+            assert (f.min, f.max) == (s.min, s.max)
+            assert f.quantiles == s.quantiles
+            assert f.mean == pytest.approx(s.mean, rel=1e-12, abs=1e-12)
+            assert f.std == pytest.approx(s.std, rel=1e-12, abs=1e-12)
+            np.testing.assert_array_equal(fc, sc)
+
+
+def test_summaries_match_numpy_on_a_column_major_window() -> None:
+    rng = np.random.default_rng(9)
+    w = SlidingWindow(n_numeric=4, n_categorical=0, capacity=1_000)
+    for size in (300, 450, 700, 20):  # wraps around the ring
+        w.append(rng.normal(size=(size, 4)), np.empty((size, 0), np.int32), np.zeros(size))
+    values = w.numeric()
+    summaries, columns = summarize_numeric(values)
+    for j, s in enumerate(summaries):
+        col = values[:, j]
+        assert s.mean == pytest.approx(np.mean(col), rel=1e-12)
+        assert s.std == pytest.approx(np.std(col), rel=1e-12)
+        assert s.quantiles[0.9] == np.quantile(col, 0.9)
+        np.testing.assert_array_equal(columns[j], np.sort(col))
+        # Contiguous sorted columns: what the compiled KS walk reads without a copy.
+        assert columns[j].flags.c_contiguous
+
+
+def test_window_checkpoint_of_the_row_major_layout_restores() -> None:
+    rng = np.random.default_rng(4)
+    w = SlidingWindow(n_numeric=3, n_categorical=1, capacity=50)
+    for size in (20, 20, 20):
+        w.append(rng.normal(size=(size, 3)), np.zeros((size, 1), np.int32), np.arange(size) * 1.0)
+    # A checkpoint written before the column-major layout: (capacity, columns), no _layout.
+    state = {k: v for k, v in w.__dict__.items() if k != "_layout"}
+    state["_num"] = np.ascontiguousarray(w._num.T)
+    old = SlidingWindow.__new__(SlidingWindow)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    np.testing.assert_array_equal(old.numeric(), w.numeric())
+    more = rng.normal(size=(15, 3))
+    for x in (old, w):
+        x.append(more, np.zeros((15, 1), np.int32), np.zeros(15))
+    np.testing.assert_array_equal(old.numeric(), w.numeric())
+    again = pickle.loads(pickle.dumps(w))
+    np.testing.assert_array_equal(again.numeric(), w.numeric())
+
+
+def test_unknown_feature_shortcut_still_counts_a_swapped_key() -> None:
+    """Same number of keys as the schema, but one known key replaced by an unknown one."""
+    mm = _monitor()
+    ev = _events(Simulator(seed=6), 1000)
+    f = ev.features[5]
+    f["not_in_schema"] = f.pop("income")
+    ev.features[7]["another_new_one"] = 1.0
+    mm.ingest(ev)
+    assert mm.unknown_feature_events == 2
+    mm.ingest(_events(Simulator(seed=7), 500))
+    assert mm.unknown_feature_events == 2
