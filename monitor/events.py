@@ -36,8 +36,9 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
 from monitor.errors import EventError, InvalidEvent, MalformedEvent
@@ -264,6 +265,44 @@ def validate_label(
     return event_id, model, ts
 
 
+# Integers msgspec may hand the fast path: it would keep a literal beyond 64 bits as an
+# int, where orjson and the full path's stdlib fallback give a float (or inf), so such
+# events must fail here and take the full path. (msgspec bounds must fit in an int64, so
+# [2**63, 2**64), which orjson keeps as int, also takes the full path: same result.)
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class _FastPrediction(msgspec.Struct, gc=False):
+    """The shape of a well-formed prediction event, for the fast path only.
+
+    Narrower than the contract on purpose: what does not fit (a missing or mistyped
+    field, a feature value that is an array or an object, class-score predictions,
+    a number msgspec would not map exactly as the full path does) fails to decode
+    and takes the full path, which accepts or rejects it as it always has. Unknown
+    fields are ignored, as in the contract. ``gc=False``: instances hold only
+    strings, numbers and a dict of scalars, so they cannot be part of a cycle, and
+    are dropped right after decoding.
+    """
+
+    event_id: str
+    model: str
+    features: dict[str, float | _Int64 | str | bool | None]
+    prediction: float | _Int64 | str | bool
+    model_version: str | None = None
+    # A string, parsed by datetime.fromisoformat as on the full path: msgspec's own
+    # datetime parsing differs (it accepts "2026-11-26t12:00:00z", rounds a 7th
+    # fraction digit where fromisoformat truncates, rejects "20261126T120000Z").
+    timestamp: str | float | _Int64 | None = None
+
+
+_FAST_DECODER = msgspec.json.Decoder(_FastPrediction)
+
+
+def _unbound(value: Any) -> None:
+    """Placeholder for a group's list appends before the first group is bound."""
+    raise AssertionError("no model group bound")
+
+
 @dataclass(slots=True)
 class DecodedBatch:
     """One polled batch after decoding: valid events by model, and what was rejected."""
@@ -308,12 +347,15 @@ class Decoder:
     def decode(self, messages: list[RawMessage]) -> DecodedBatch:
         """Decode one polled batch; valid events grouped by model, the rest rejected.
 
-        Hot path: a well-formed prediction event is checked inline (exact ``type``
-        tests: orjson only builds plain ``str``/``dict``/``float``), and any event
-        that fails an inline check is validated again by the full validator,
-        which raises the same reason, field and message as it always has. So the
-        inline path only decides *fast acceptance*; every rejection is the
-        validator's.
+        Hot path: a prediction event is decoded by msgspec straight into
+        :class:`_FastPrediction`, which does the type checks in C, then the few
+        remaining checks run inline. Any event that fails there, for whatever
+        reason, is decoded and validated again by the full path
+        (:meth:`_decode_one`), which raises the same reason, field and message as
+        it always has. So the fast path only decides *fast acceptance*; every
+        rejection is the full path's, and an accepted event is exactly what the
+        full path would have produced (``tests/test_decoder_fast.py`` holds both to
+        a frozen copy of the previous decoder).
         """
         out = DecodedBatch()
         preds = out.predictions
@@ -321,41 +363,44 @@ class Decoder:
         max_bytes = self.max_message_bytes
         max_id = self.max_event_id_chars
         accepted = self._accepted
-        loads = orjson.loads
+        full_path = self._decode_one
+        decode_fast = _FAST_DECODER.decode
         isfinite = math.isfinite
         fromiso = datetime.fromisoformat
+        # Each model's group with its five list appends bound once per batch (``sinks``),
+        # not looked up per event; the current model's live in locals. Interleaved models
+        # switch every event, so a switch must stay one dict lookup.
+        sinks: dict[str, tuple[ModelEvents, Any, Any, Any, Any, Any]] = {}
+        group_model: str | None = None
         group: ModelEvents | None = None
-        group_tp: tuple[str, int] | None = None
+        add_id = add_ts = add_version = add_features = add_prediction = _unbound
+        group_topic: str | None = None
+        group_partition = -1
         for msg in messages:
             value = msg.value
-            if labels_topic is None or msg.topic != labels_topic:
-                # Fast acceptance of a well-formed prediction event (see the docstring).
+            if (
+                type(value) is bytes
+                and len(value) <= max_bytes
+                and (labels_topic is None or msg.topic != labels_topic)
+            ):
                 try:
-                    obj = loads(value) if value is not None and len(value) <= max_bytes else None
-                except orjson.JSONDecodeError:
-                    obj = None
-                if type(obj) is dict:
-                    get = obj.get
-                    event_id = get("event_id")
-                    model = get("model")
-                    version = get("model_version")
-                    features = get("features")
-                    prediction = get("prediction")
-                    stamp = get("timestamp")
+                    # msgspec skips unknown fields without checking their UTF-8: check it
+                    # here, where it is cheap (most events are pure ASCII).
+                    if not value.isascii():
+                        value.decode()
+                    event = decode_fast(value)
+                except (ValueError, RecursionError):  # msgspec and UTF-8 errors are ValueErrors
+                    event = None
+                if event is not None:
+                    event_id = event.event_id
+                    model = event.model
+                    prediction = event.prediction
+                    stamp = event.timestamp
                     ts: float | None = None
                     if (
-                        type(event_id) is str
-                        and 0 < len(event_id) <= max_id
-                        and type(model) is str
+                        0 < len(event_id) <= max_id
                         and 0 < len(model) <= 200
-                        and (version is None or type(version) is str)
-                        and type(features) is dict
-                        and (
-                            (type(prediction) is float and isfinite(prediction))
-                            or type(prediction) is int
-                            or type(prediction) is str
-                            or type(prediction) is bool
-                        )
+                        and (type(prediction) is not float or isfinite(prediction))
                         and accepted.get(model, "?") is None
                     ):
                         if type(stamp) is str:
@@ -367,23 +412,37 @@ class Decoder:
                                 ts = dt.timestamp()
                         elif stamp is None:
                             ts = msg.timestamp
+                        elif 0 <= stamp <= 1e11:  # epoch seconds (bools never get here)
+                            ts = float(stamp)
                     if ts is not None:
-                        if group is None or group.model != model:
-                            group = preds.get(model)  # type: ignore[arg-type]
-                            if group is None:
-                                group = preds[model] = ModelEvents(model)  # type: ignore[arg-type]
-                            group_tp = None
-                        group.event_ids.append(event_id)  # type: ignore[arg-type]
-                        group.timestamps.append(ts)
-                        group.versions.append(version)
-                        group.features.append(features)  # type: ignore[arg-type]
-                        group.predictions.append(prediction)
-                        tp = (msg.topic, msg.partition)
-                        if tp != group_tp:
-                            group.partitions.add(tp)
-                            group_tp = tp
+                        if model != group_model:
+                            sink = sinks.get(model)
+                            if sink is None:
+                                group = preds.get(model)
+                                if group is None:
+                                    group = preds[model] = ModelEvents(model)
+                                sink = sinks[model] = (
+                                    group,
+                                    group.event_ids.append,
+                                    group.timestamps.append,
+                                    group.versions.append,
+                                    group.features.append,
+                                    group.predictions.append,
+                                )
+                            group, add_id, add_ts, add_version, add_features, add_prediction = sink
+                            group_model = model
+                            group_topic = None
+                        add_id(event_id)
+                        add_ts(ts)
+                        add_version(event.model_version)
+                        add_features(event.features)
+                        add_prediction(prediction)
+                        if msg.partition != group_partition or msg.topic != group_topic:
+                            group_topic = msg.topic
+                            group_partition = msg.partition
+                            group.partitions.add((group_topic, group_partition))  # type: ignore[union-attr]
                         continue
-            self._decode_one(msg, out)
+            full_path(msg, out)
         return out
 
     def _decode_one(self, msg: RawMessage, out: DecodedBatch) -> None:
