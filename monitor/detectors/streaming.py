@@ -17,8 +17,10 @@ Result semantics (both detectors):
   same period (the stream moved more than once: a large or still-moving shift);
 * ``details``: ``last_change_index`` (0-based position, counted over every value
   given to :meth:`update` since :meth:`fit`; -1 if none), ``values_seen``, and
-  for ADWIN ``estimation`` (current window mean) and ``shift`` (ADWIN's mean
-  after minus before the last change).
+  for ADWIN ``estimation`` (current window mean) and, value by value only
+  (``block = 1``), ``shift`` (ADWIN's mean after minus before the last change;
+  see :class:`ADWINDetector` on ``block``, which sums values before river sees
+  them, and why ``shift`` is then left out).
 
 ``fit(reference)`` resets the river detector and *warms it up on the
 reference*, then clears the latch: the first live values are then compared with
@@ -41,7 +43,10 @@ False
 
 from __future__ import annotations
 
+import math
+from functools import reduce
 from itertools import compress, count
+from operator import add
 from typing import Any, ClassVar
 
 import numpy as np
@@ -80,49 +85,66 @@ class StreamDetector:
         """
         ref = as_numeric(reference, "reference")
         ref = np.random.default_rng(self._seed()).permutation(ref)
+        inputs = self._reference_inputs(ref)
         self._river = self._build()
-        for value in ref.tolist():
+        for value in inputs.tolist():
             self._river.update(value)
         self._changes, self._last_change, self._shift, self._seen = 0, -1, 0.0, 0
-        self._since_cut_sum = float(ref.sum())
-        self._since_cut_n = int(ref.size)
+        self._since_cut_sum = float(inputs.sum())
+        self._since_cut_n = int(inputs.size)
 
     def _seed(self) -> int:
         return 0
 
+    def _reference_inputs(self, ref: np.ndarray) -> np.ndarray:
+        """What the river detector is warmed up on: the (shuffled) reference values."""
+        return ref
+
+    def _inputs(self, arr: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """(river inputs, value index of the last value of input 0, values per input).
+
+        Every value is one input here; a subclass may summarise values first (see
+        :class:`ADWINDetector` ``block``). Indices are counted in values since fit.
+        """
+        return arr, self._seen, 1
+
     def update(self, values: np.ndarray) -> None:
         """Feed values to river in order; latch every detection.
 
-        This loop runs once per value and per numeric feature, so it does no
-        more Python per value than river needs: anything else (the shift of a
+        This loop runs once per input and per numeric feature, so it does no
+        more Python per input than river needs: anything else (the shift of a
         change) is computed with numpy, and only when a change is detected.
         """
         if self._river is None:
             raise not_fitted(self.name)
-        arr = as_numeric(values, "values")
+        arr = _finite_values(values)
+        inputs, first_end, stride = self._inputs(arr)
         det = self._river
         update = det.update
-        base = self._seen
-        segment = 0  # start of the values not yet added to the since-cut sums
-        for i, value in enumerate(arr.tolist()):
+        segment = 0  # start of the inputs not yet added to the since-cut sums
+        for i, value in enumerate(inputs.tolist()):
             update(value)
             if det.drift_detected:
-                segment = self._latch(arr, segment, i, base)
-        self._close_batch(arr, segment, base)
+                segment = self._latch(inputs, segment, i, first_end + i * stride)
+        self._close_batch(inputs, segment, int(arr.size))
 
-    def _latch(self, arr: np.ndarray, segment: int, i: int, base: int) -> int:
-        """Record a change at value ``i`` of ``arr``; returns where the next segment starts."""
-        self._since_cut_sum += float(arr[segment : i + 1].sum())
+    def _latch(self, inputs: np.ndarray, segment: int, i: int, index: int) -> int:
+        """Record a change at input ``i`` (value ``index``); returns the next segment's start."""
+        self._since_cut_sum = self._accumulate(self._since_cut_sum, inputs, segment, i + 1)
         self._since_cut_n += i + 1 - segment
         self._changes += 1
-        self._last_change = base + i
+        self._last_change = index
         self._on_change()
         return i + 1
 
-    def _close_batch(self, arr: np.ndarray, segment: int, base: int) -> None:
-        self._since_cut_sum += float(arr[segment:].sum())
-        self._since_cut_n += int(arr.size) - segment
-        self._seen = base + int(arr.size)
+    def _close_batch(self, inputs: np.ndarray, segment: int, n_values: int) -> None:
+        self._since_cut_sum = self._accumulate(self._since_cut_sum, inputs, segment, inputs.size)
+        self._since_cut_n += int(inputs.size) - segment
+        self._seen += n_values
+
+    def _accumulate(self, total: float, inputs: np.ndarray, lo: int, hi: int) -> float:
+        """``total`` plus ``inputs[lo:hi]``, as one numpy (pairwise) sum per call."""
+        return total + float(inputs[lo:hi].sum())
 
     def _on_change(self) -> None:
         """Run right after river reports a change; the since-cut sums include its value."""
@@ -157,10 +179,78 @@ class ADWINDetector(StreamDetector):
     """ADWIN (Bifet and Gavalda, 2007): an adaptive window that drops its old part on a change.
 
     Parameters are river's ``ADWIN`` ones: ``delta`` the confidence (smaller =
-    fewer false alarms, slower detection), ``clock`` how often (in values) the
-    cut test runs, ``min_window_length`` the smallest sub-window tested,
-    ``grace_period`` values seen before any test. ``seed`` fixes the order in
-    which the (sorted) reference warms the detector up (see :meth:`fit`).
+    fewer false alarms, slower detection), ``clock`` how often (in ADWIN inputs)
+    the cut test runs, ``min_window_length`` the smallest sub-window tested and
+    ``grace_period`` the inputs seen before any test (both in inputs too).
+    ``seed`` fixes the order in which the (sorted) reference warms the detector
+    up (see :meth:`fit`).
+
+    ``block`` > 1 summarises each run of ``block`` consecutive values into one
+    ADWIN input, so river's per-input work (a compiled call, and the cut test
+    every ``clock`` inputs), which is nearly all of ADWIN's per-value cost, is
+    done ``block`` times less often; the summaries are one numpy reshape per
+    update. Values that do not fill a block wait for the next :meth:`update`
+    (they are part of the pickled state), so results never depend on how a
+    stream is split into calls; the partial last block of the shuffled
+    reference is left out of the warm-up.
+
+    The input is the block's mean *times* ``block`` (its sum), not the bare mean,
+    so that ADWIN's test stays the value-by-value one. ADWIN cuts its window into
+    W0 and W1 when ``|mean0 - mean1| > sqrt(2 m var d) + 2/3 d m``, with ``var``
+    the variance of the whole window, ``m = 1/n0' + 1/n1'`` (sub-window lengths,
+    less ``min_window_length - 1``) and ``d = ln(2 ln(width) / delta)``. Block
+    means keep the Hoeffding/Bernstein variance term (they divide ``var`` and the
+    lengths alike by ``block``, so ``m var`` is unchanged), but the ``2/3 d m``
+    term, which bounds values in [0, 1] and ignores their variance, grows
+    ``block``-fold in value units: a more conservative test, the more so the
+    smaller the column's scale and the larger the shift. Measured at ``block =
+    32``, ``delta = 1e-5`` and a 10,000-value reference, plain means delayed a
+    0.25-sigma shift of a sigma-0.5 column from about 670 values to 5,400, and a
+    1-sigma shift from 64 to 1,000 (on the detection-quality benchmark: median /
+    max 2,000 / 3,000 events instead of 1,000 / 2,000). Scaling by ``block``
+    multiplies both sides of the inequality by ``block`` and cancels that
+    growth: on a stationary window, which is what decides false alarms, the test
+    in value units is the value-by-value one, up to ``d`` (``ln ln`` of a
+    shorter width) and ``min_window_length``, which counts blocks.
+    ``estimation`` and ``shift`` are divided back, so they stay in value units
+    (means of whole blocks are means of values), and ``values_seen`` counts
+    values.
+
+    What it costs. (1) A change can only be found at the end of a block, so
+    ``last_change_index`` is the index of the last value of the block that
+    triggered it, and the window is tested every ``block * clock`` values.
+    (2) Once a change is in the window, ``var`` includes it: averaging divides
+    the noise by ``block`` but not the shift, so relative to the noise a shift of
+    ``k`` sigmas covering a fraction ``p`` of the window weighs ``block`` times
+    more, and the threshold grows by ``sqrt(1 + p (1 - p) block k^2)`` instead
+    of ``sqrt(1 + p (1 - p) k^2)``: little at detection (``p`` is small in a long window),
+    but it makes ADWIN stop cutting early, so the window it keeps after a change
+    still holds most of the old data and ``shift`` (kept minus dropped mean) is
+    small, with an unreliable sign (about 1 in 10 wrong over 400 detections of
+    +-0.25 and +-1 sigma shifts at ``block`` 32 and 64, none at ``block = 1``).
+    So with ``block > 1`` the result has no ``shift`` detail: a number with the
+    wrong sign one time in ten would mislead whoever reads it (the window's
+    summaries give the direction). The performance tracker, which reads the
+    sign of ``shift``, uses ``block = 1``. The service reports changes at evaluations, every 1000
+    events, so later detection moves a report only when the change fell just
+    before an evaluation. On the detection-quality benchmark (BENCHMARKS.md;
+    changes at evaluation points, 20 seeds) every delay of ``block = 1`` is kept
+    up to ``block = 128``; with changes at random times (300 seeds, 0.25 and 1
+    sigma shifts of columns of three scales) ``block = 64`` reports 60-110 events
+    later on average (+7-13 %), 32 and 48 within noise of ``block = 1``, 128
+    about +20 %. ``block = 1`` is river's ADWIN value by value, exactly as
+    before blocks existed.
+
+    >>> rng = np.random.default_rng(3)
+    >>> d = ADWINDetector(delta=1e-5, clock=1, min_window_length=1, block=64)
+    >>> d.fit(rng.normal(size=10_000))
+    >>> d.update(rng.normal(size=5_000))
+    >>> d.update(rng.normal(loc=1.0, size=1_000))
+    >>> r = d.evaluate(np.empty(0))
+    >>> r.drifted, 5_000 <= int(r.details["last_change_index"]) < 5_200
+    (True, True)
+    >>> (int(r.details["last_change_index"]) + 1) % 64, r.details["values_seen"]
+    (0, 6000.0)
     """
 
     name: ClassVar[str] = "adwin"
@@ -172,6 +262,7 @@ class ADWINDetector(StreamDetector):
         min_window_length: int = 5,
         grace_period: int = 10,
         seed: int = 0,
+        block: int = 1,
     ) -> None:
         if not 0 < delta < 1:
             raise DetectorError(f"adwin: delta must be in (0, 1), got {delta!r}")
@@ -180,6 +271,7 @@ class ADWINDetector(StreamDetector):
             ("min_window_length", min_window_length, 1),
             ("grace_period", grace_period, 0),
             ("seed", seed, 0),
+            ("block", block, 1),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise DetectorError(f"adwin: {label} must be an integer >= {low}, got {value!r}")
@@ -189,18 +281,60 @@ class ADWINDetector(StreamDetector):
         self.min_window_length = min_window_length
         self.grace_period = grace_period
         self.seed = seed
+        self.block = block
+        self._pending = np.empty(0)  # values of the block not yet complete
 
     def _seed(self) -> int:
         return self.seed
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickle; one from before ``block`` existed fed every value (block 1)."""
+        state.setdefault("block", 1)
+        state.setdefault("_pending", np.empty(0))
+        self.__dict__.update(state)
+
+    def fit(self, reference: np.ndarray) -> None:
+        """Warm up as :meth:`StreamDetector.fit` does (on block sums), and empty the open block."""
+        super().fit(reference)
+        self._pending = np.empty(0)
+
+    def _reference_inputs(self, ref: np.ndarray) -> np.ndarray:
+        return _block_sums(ref, self.block)
+
+    def _inputs(self, arr: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """Block sums of the values carried over plus ``arr``; keeps the new partial block."""
+        b = self.block
+        if b == 1:
+            return arr, self._seen, 1
+        pending = self._pending
+        full = np.concatenate((pending, arr)) if pending.size else arr
+        whole = full.size - full.size % b
+        self._pending = full[whole:].copy()
+        # full[0] is value number seen - pending.size; block 0 ends b - 1 values later
+        return _block_sums(full[:whole], b), self._seen - pending.size + b - 1, b
+
+    def _accumulate(self, total: float, inputs: np.ndarray, lo: int, hi: int) -> float:
+        """With blocks, add one input at a time, so the sum never depends on the batching.
+
+        How whole blocks fall into calls depends on the batching, and a per-call
+        numpy sum would round differently for each split; strictly sequential
+        addition does not, and there are only ``1 / block`` inputs per value.
+        ``block = 1`` keeps the numpy sum, as it always did.
+        """
+        if self.block == 1:
+            return super()._accumulate(total, inputs, lo, hi)
+        return reduce(add, inputs[lo:hi].tolist(), total)
+
     def update(self, values: np.ndarray) -> None:
-        """Feed values in order, latching detections, through river's compiled core.
+        """Feed values (or block sums) in order, latching changes, through river's compiled core.
 
         river's ``ADWIN.update`` is a Python wrapper around a Rust helper whose
         ``update`` returns whether the value caused a change; calling the helper
-        directly halves the per-value cost, which is paid per value and per
+        directly halves the per-input cost, which is paid per input and per
         monitored feature. river resets the whole window on the update *after* a
-        detection; this loop does the same. If a river release renames the
+        detection; this loop does the same, on the next *input* (a call that
+        only fills the open block does not reset, so splitting a stream across
+        calls never changes ``estimation``). If a river release renames the
         helper, the generic path of :class:`StreamDetector` takes over.
         """
         det = self._river
@@ -209,38 +343,41 @@ class ADWINDetector(StreamDetector):
         if not hasattr(det, "_helper") or not hasattr(det, "_drift_detected"):
             super().update(values)
             return
-        arr = as_numeric(values, "values")
-        if det._drift_detected:  # river's own deferred reset after a detection
+        arr = _finite_values(values)
+        inputs, first_end, stride = self._inputs(arr)
+        if inputs.size and det._drift_detected:  # river's own deferred reset after a detection
             det._reset()
-        values_list = arr.tolist()
-        base, segment, last, start = self._seen, 0, arr.size - 1, 0
+        values_list = inputs.tolist()
+        segment, last, start = 0, inputs.size - 1, 0
         while start <= last:
-            # Feed values until the first one that reports a change, iterating in C:
-            # compress() pulls from map() one value at a time and stops at that value.
+            # Feed inputs until the first one that reports a change, iterating in C:
+            # compress() pulls from map() one input at a time and stops at that input.
             changed = compress(count(start), map(det._helper.update, values_list[start:]))
             i = next(changed, None)
             if i is None:
                 break
-            segment = self._latch(arr, segment, i, base)
+            segment = self._latch(inputs, segment, i, first_end + i * stride)
             if i < last:
                 det._reset()
                 start = i + 1
             else:
-                det._drift_detected = True  # reset on the next value, as river does
+                det._drift_detected = True  # reset on the next input, as river does
                 break
-        self._close_batch(arr, segment, base)
+        self._close_batch(inputs, segment, int(arr.size))
 
     def _on_change(self) -> None:
         """``shift`` = mean of the window ADWIN kept minus mean of the part it dropped.
 
         ADWIN only ever shrinks its window at a cut, so the window just before
-        the cut is every value since the previous cut (the since-cut sums).
+        the cut is every input since the previous cut (the since-cut sums).
+        Inputs are block sums, so input means are ``block`` times value means.
         """
         kept_n = int(self._river.width)
         kept_sum = float(self._river.estimation) * kept_n
         dropped_n = self._since_cut_n - kept_n
         if dropped_n > 0:
-            self._shift = kept_sum / max(kept_n, 1) - (self._since_cut_sum - kept_sum) / dropped_n
+            dropped_mean = (self._since_cut_sum - kept_sum) / dropped_n
+            self._shift = (kept_sum / max(kept_n, 1) - dropped_mean) / self.block
         self._since_cut_sum, self._since_cut_n = kept_sum, kept_n
 
     def _build(self) -> Any:
@@ -252,13 +389,40 @@ class ADWINDetector(StreamDetector):
         )
 
     def _estimation(self) -> float:
-        return float(self._river.estimation)
+        return float(self._river.estimation) / self.block
 
     def _details(self) -> dict[str, float]:
         details = super()._details()
         details["estimation"] = self._estimation()
-        details["shift"] = self._shift
+        if self.block == 1:  # see the class docstring: unreliable when blocks are summed
+            details["shift"] = self._shift
         return details
+
+
+def _finite_values(values: np.ndarray) -> np.ndarray:
+    """:func:`as_numeric` for the hot path: one sum decides, in the usual case.
+
+    A sum is finite only if every term is (NaN and infinities propagate), so a
+    finite sum proves the array valid for about a third of the cost of testing
+    each value; anything else goes through the full check, which raises the
+    usual error (or accepts finite values so large that their sum overflowed).
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1 and math.isfinite(np.add.reduce(arr)):
+        return arr
+    return as_numeric(arr, "values")
+
+
+def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
+    """Sums of the whole runs of ``block`` consecutive values (a partial last run is dropped).
+
+    Each row of the reshape is summed on its own, so a block's sum does not
+    depend on which other blocks share the call: batching invariance rests on it.
+    """
+    if block == 1:
+        return values
+    whole = values.size - values.size % block
+    return np.add.reduce(values[:whole].reshape(-1, block), axis=1)
 
 
 class PageHinkleyDetector(StreamDetector):
