@@ -43,7 +43,6 @@ import time
 from typing import Any
 
 import httpx
-import numpy as np
 from prometheus_client import CollectorRegistry
 
 from monitor.alerting.engine import AlertService
@@ -51,7 +50,7 @@ from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
-from monitor.detectors.ks import ks_statistic_sorted
+from monitor.detectors import ks
 from monitor.errors import MonitorError, ServiceStateError, SourceError
 from monitor.events import DecodedBatch, Decoder, LabelEvents, ModelEvents, RawMessage, Rejected
 from monitor.http_server import HttpServer
@@ -219,9 +218,7 @@ class MonitorService:
         # decides the same way on a replay as it did the first time.
         self._admitted = {m for m in self.store.models() if self.config.model(m) is None}
         self.load_references()
-        # Compile (or load from numba's disk cache) the KS walk now, not in the first
-        # evaluation, where it would stall the consume loop for up to a second.
-        ks_statistic_sorted(np.zeros(1), np.zeros(1))
+        ks.warm_up()  # compile now, not in the first evaluation
         await self.alerts.start()
         await self.http.start()
         await self.dead_letters.start()

@@ -49,9 +49,9 @@ def summarize_numeric(
     """
     n_rows, n_cols = values.shape
     ordered = np.sort(values, axis=0)  # NaN sorts last
-    present = n_rows - np.isnan(values).sum(axis=0)
-    if n_rows and n_cols and bool((present == n_rows).all()):
+    if n_rows and n_cols and not np.isnan(ordered[-1]).any():  # no NaN in any column
         return _summarize_full(ordered, quantiles)
+    present = n_rows - np.isnan(ordered).sum(axis=0)
     summaries: list[NumericSummary] = []
     columns: list[np.ndarray] = []
     with np.errstate(invalid="ignore", divide="ignore"):

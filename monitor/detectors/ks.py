@@ -190,6 +190,12 @@ def ks_statistic_sorted(reference: np.ndarray, window: np.ndarray) -> float:
     return float(_ks_walk(reference, window))
 
 
+def warm_up() -> None:
+    """Compile the walk (or load it from numba's disk cache) ahead of the first evaluation,
+    which it would otherwise stall by up to a second."""
+    ks_statistic_sorted(np.zeros(1), np.zeros(1))
+
+
 KSMethod = Literal["kolmogorov", "asymp", "auto"]
 KS_METHODS: tuple[str, ...] = ("kolmogorov", "asymp", "auto")
 

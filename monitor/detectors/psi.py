@@ -24,6 +24,7 @@ proportions) is computed once in :meth:`PSIDetector.fit`; an evaluation is one
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import ClassVar
 
@@ -147,11 +148,12 @@ class PSIDetector:
         if self._edges is None or self._ref_props is None:
             return self.evaluate(window)
         # Bins are right-closed, (e_{i-1}, e_i]: values <= e_i are in bins 0..i.
-        upto = np.empty(self._edges.size + 2, dtype=np.int64)
-        upto[0] = 0
-        upto[1:-1] = np.searchsorted(window, self._edges, side="right")
-        upto[-1] = window.size
-        return self._result(np.diff(upto))
+        upto = np.searchsorted(window, self._edges, side="right").tolist()
+        upto.append(window.size)
+        if len(upto) > _SMALL:
+            return self._result(np.diff(upto, prepend=0))
+        counts = [upto[0], *(b - a for a, b in itertools.pairwise(upto))]
+        return self._result_psi(self._psi_small(counts), len(counts))
 
     def _result(self, counts: np.ndarray) -> DetectorResult:
         assert self._ref_props is not None and self._ref_log is not None
@@ -162,6 +164,9 @@ class PSIDetector:
                 raise DetectorError("psi: window must not be empty")
             win_props = binned_proportions(counts, self.epsilon)
             psi = float(np.dot(win_props - self._ref_props, np.log(win_props) - self._ref_log))
+        return self._result_psi(psi, counts.size)
+
+    def _result_psi(self, psi: float, bins: int) -> DetectorResult:
         severity = grade(psi, self.warning, self.critical)
         return DetectorResult(
             detector=self.name,
@@ -170,5 +175,5 @@ class PSIDetector:
             threshold=self.warning,
             drifted=severity != "ok",
             severity=severity,
-            details={"critical_threshold": self.critical, "bins": float(counts.size)},
+            details={"critical_threshold": self.critical, "bins": float(bins)},
         )
