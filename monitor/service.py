@@ -40,6 +40,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 import httpx
@@ -66,6 +69,31 @@ log = logging.getLogger("monitor.service")
 DEAD_LETTER_RETRY_SECONDS = 1.0
 # Rejection reason for a message the decoder itself failed on (a bug, counted, dead-lettered).
 DECODER_ERROR = "decoder_error"
+
+
+_TOPIC = attrgetter("topic")
+_PARTITION_OF = attrgetter("topic", "partition")
+_OFFSET = attrgetter("offset")
+
+
+def offset_ranges(messages: list[RawMessage]) -> dict[TP, tuple[int, int]]:
+    """(lowest, highest) offset per partition in a batch.
+
+    A poll hands each partition's records as one run, so this is a C-level pass
+    per run (``groupby`` + ``min``/``max``), not Python per message; runs of one
+    partition that are not adjacent are merged.
+
+    >>> at = [("p", 0, 5), ("p", 0, 6), ("p", 1, 3), ("p", 0, 2)]
+    >>> offset_ranges([RawMessage(b"", 0.0, t, p, o) for t, p, o in at])
+    {('p', 0): (2, 6), ('p', 1): (3, 3)}
+    """
+    out: dict[TP, tuple[int, int]] = {}
+    for tp, run in groupby(messages, _PARTITION_OF):
+        offsets = list(map(_OFFSET, run))
+        lo, hi = min(offsets), max(offsets)
+        seen = out.get(tp)
+        out[tp] = (lo, hi) if seen is None else (min(seen[0], lo), max(seen[1], hi))
+    return out
 
 
 class MonitorService:
@@ -310,20 +338,20 @@ class MonitorService:
             if self._unsafe_state is not None:
                 raise ServiceStateError(f"state is unsafe ({self._unsafe_state}); restart")
             t0 = time.perf_counter()
+            ranges = offset_ranges(messages)
             batch = self._decode(messages)
             if batch.rejected and not await self._dead_letter(batch.rejected):
                 return []  # stopping before the batch could be applied: it will be replayed
-            self._record_first_offsets(messages)
+            self._record_first_offsets(ranges)
             try:
                 evaluations = self._apply(batch)
             except Exception as exc:
                 self._unsafe_state = f"batch failed half-applied: {type(exc).__name__}"
                 self.metrics.loop_errors.labels("apply").inc()
                 raise
-            for m in messages:
-                tp = (m.topic, m.partition)
-                if m.offset + 1 > self._positions.get(tp, -1):
-                    self._positions[tp] = m.offset + 1
+            for tp, (_, last) in ranges.items():
+                if last + 1 > self._positions.get(tp, -1):
+                    self._positions[tp] = last + 1
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(messages))
             try:
@@ -360,18 +388,14 @@ class MonitorService:
                 self.metrics.dead_lettered.labels(r.reason).inc()
             return True
 
-    def _record_first_offsets(self, messages: list[RawMessage]) -> None:
+    def _record_first_offsets(self, ranges: dict[TP, tuple[int, int]]) -> None:
         """Store where consumption of a partition without a stored offset starts.
 
         Without this, a crash before the first checkpoint would restart from
         Kafka's committed offset (which runs ahead for lag monitoring) with an
         empty state: every event in between would be missed.
         """
-        first: dict[TP, int] = {}
-        for m in messages:
-            tp = (m.topic, m.partition)
-            if tp not in self._positions and (tp not in first or m.offset < first[tp]):
-                first[tp] = m.offset
+        first = {tp: lo for tp, (lo, _) in ranges.items() if tp not in self._positions}
         if not first or self.store is None:
             return
         try:
@@ -382,10 +406,7 @@ class MonitorService:
 
     def _decode(self, messages: list[RawMessage]) -> DecodedBatch:
         """Decode a batch and count (and rate-limit log) what the contract rejects."""
-        by_topic: dict[str, int] = {}
-        for m in messages:
-            by_topic[m.topic] = by_topic.get(m.topic, 0) + 1
-        for topic, n in by_topic.items():
+        for topic, n in Counter(map(_TOPIC, messages)).items():
             self.metrics.messages_consumed.labels(topic).inc(n)
         try:
             batch = self.decoder.decode(messages)
