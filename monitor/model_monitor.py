@@ -93,6 +93,8 @@ class ModelMonitor:
         self.category_overflow: dict[str, int] = {}
         self.last: Evaluation | None = None
         self._since_eval = 0
+        # Numeric rows not yet given to the stream detectors (see _update_stream_detectors).
+        self._stream_pending: list[np.ndarray] = []
         self._next_eval_time: float | None = None
         self._learn_rows: list[tuple[dict[str, Any], Any]] = []
         self._learn_target = settings.reference.learn_first or settings.window.size
@@ -151,6 +153,7 @@ class ModelMonitor:
         )
         self._fit_detectors(profile)
         self.tracker = DriftTracker(self.settings.drift)
+        self._stream_pending = []  # values for the old detectors go with them
         self._since_eval = 0
         self._since_reference_refresh = 0
         self._next_eval_time = None
@@ -496,12 +499,30 @@ class ModelMonitor:
         return out
 
     def _update_stream_detectors(self, num: np.ndarray) -> None:
+        """Queue rows for the stream detectors; :meth:`_flush_stream` feeds them.
+
+        Stream detectors are only read by :meth:`evaluate`, so their input can
+        wait for it: one ``update`` per column and evaluation step, however the
+        step's events were batched (with many models, a batch holds a few dozen
+        events of each, and a call per column per batch costs more than the
+        values). The values and their order are the same, so are the detections.
+        """
+        self._stream_pending.append(num)
+
+    def _flush_stream(self) -> None:
+        pending = getattr(self, "_stream_pending", None)  # absent in older checkpoints
+        if not pending:
+            return
+        num = pending[0] if len(pending) == 1 else np.concatenate(pending)
+        self._stream_pending = []
+        complete = not np.isnan(num).any()
         for j, name in enumerate(self.numeric_columns):
             dets = self.detectors.get(name)
             if not dets:
                 continue
             col = num[:, j]
-            col = col[~np.isnan(col)]
+            if not complete:
+                col = col[~np.isnan(col)]
             if col.size:
                 for d in dets:
                     d.update(col)
@@ -536,6 +557,7 @@ class ModelMonitor:
 
     def evaluate(self, since: float | None = None) -> Evaluation:
         """Summaries, detector results, verdicts and signals for the current window."""
+        self._flush_stream()
         num = self.window.numeric()
         cat = self.window.categorical()
         ts = self.window.timestamps()
