@@ -223,17 +223,19 @@ class ADWINDetector(StreamDetector):
     the noise by ``block`` but not the shift, so relative to the noise a shift of
     ``k`` sigmas covering a fraction ``p`` of the window weighs ``block`` times
     more, and the threshold grows by ``sqrt(1 + p (1 - p) block k^2)`` instead
-    of ``sqrt(1 + p (1 - p) k^2)``: little at detection (``p`` is small in a long window),
-    but it makes ADWIN stop cutting early, so the window it keeps after a change
+    of ``sqrt(1 + p (1 - p) k^2)``: little at detection (``p`` is small in a
+    long window), but it makes ADWIN stop cutting early, so the window it keeps after a change
     still holds most of the old data and ``shift`` (kept minus dropped mean) is
     small, with an unreliable sign (about 1 in 10 wrong over 400 detections of
     +-0.25 and +-1 sigma shifts at ``block`` 32 and 64, none at ``block = 1``).
     So with ``block > 1`` the result has no ``shift`` detail: a number with the
     wrong sign one time in ten would mislead whoever reads it (the window's
     summaries give the direction). The performance tracker, which reads the
-    sign of ``shift``, uses ``block = 1``. The service reports changes at evaluations, every 1000
-    events, so later detection moves a report only when the change fell just
-    before an evaluation. On the detection-quality benchmark (BENCHMARKS.md;
+    sign of ``shift``, uses ``block = 1``.
+
+    The service reports changes at evaluations, every 1000 events, so later
+    detection moves a report only when the change fell just before an
+    evaluation. On the detection-quality benchmark (BENCHMARKS.md;
     changes at evaluation points, 20 seeds) every delay of ``block = 1`` is kept
     up to ``block = 128``; with changes at random times (300 seeds, 0.25 and 1
     sigma shifts of columns of three scales) ``block = 64`` reports 60-110 events
