@@ -10,6 +10,7 @@ unknown-feature count's shortcut against the per-event set test.
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
@@ -201,3 +202,24 @@ def test_stream_input_waits_for_the_evaluation_and_gives_identical_results() -> 
         got += split.ingest(c)
     assert details(got) == expect
     assert any(r[0] == "adwin" and r[1] > 0 for _, res in expect for rs in res.values() for r in rs)
+
+
+def test_ks_walk_compiles_where_numba_has_no_writable_cache_location() -> None:
+    """A read-only install with no writable home: numba cannot cache, the service still runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "from numba.core import caching\n"
+        "caching.CacheImpl._locator_classes = []  # as if no cache location were writable\n"
+        "import numpy as np\n"
+        "from monitor.detectors.ks import ks_statistic_sorted, warm_up\n"
+        "warm_up()\n"
+        "print(ks_statistic_sorted(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0])))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR",)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0.33333333333333337"

@@ -138,7 +138,21 @@ def kolmogorov_two_sided(n1: int, n2: int, d: float) -> float:
     return float(special.kolmogorov(math.sqrt(n1 * n2 / (n1 + n2)) * d))
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(fn: Any) -> Any:
+    """``numba.njit``, caching the machine code on disk when there is somewhere to put it.
+
+    numba refuses to decorate (RuntimeError) a caching function when it finds no
+    writable cache location: a read-only install without a writable home, as in
+    a locked-down container. The service must still start there; it then
+    compiles once per process (``NUMBA_CACHE_DIR`` names a cache directory).
+    """
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:
+        return numba.njit(nogil=True)(fn)
+
+
+@_compiled
 def _ks_walk(ref: np.ndarray, win: np.ndarray) -> float:  # pragma: no cover - compiled
     n1 = ref.size
     n2 = win.size
