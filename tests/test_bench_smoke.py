@@ -50,3 +50,15 @@ def test_results_replace_only_our_section(tmp_path: Path, monkeypatch: pytest.Mo
     text = path.read_text()
     assert "keep" in text and "second" in text and "first" not in text
     assert text.count(bench.START) == 1
+
+
+def test_stage_split_runs_and_restores_the_wrapped_functions() -> None:
+    from bench import stages
+    from monitor.events import Decoder
+
+    before = Decoder.decode
+    out = stages.main(["--events", "2000"])
+    assert Decoder.decode is before  # the timers are removed again
+    assert set(out) == {label for _, _, label in stages.STAGES}
+    assert all(us > 0 for us in out.values())
+    assert out["apply (models, metrics, alerts)"] >= out["ingest (one model's batch)"]

@@ -1,0 +1,69 @@
+"""Where the in-process time goes, per event: decode, columns, stream detectors, evaluation.
+
+Run: ``.venv/bin/python -m bench.stages [--events N]``. Feeds the single-model workload of
+:mod:`bench.throughput` through ``MonitorService.process`` (as its in-process part does) with
+the stage functions wrapped by timers, and prints microseconds per event for each. Nested
+stages are included in their parents (``apply`` holds ``ingest``, which holds the rest). The
+timers cost a little, so the stages add up to slightly more than an unwrapped run. A
+diagnostic for development; it writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from bench import throughput as t
+from monitor import events, model_monitor, service
+
+STAGES: tuple[tuple[Any, str, str], ...] = (
+    (service.MonitorService, "_apply", "apply (models, metrics, alerts)"),
+    (model_monitor.ModelMonitor, "ingest", "ingest (one model's batch)"),
+    (model_monitor.ModelMonitor, "evaluate", "evaluate (incl. stream detectors)"),
+    (events.Decoder, "decode", "decode"),
+    (model_monitor.ModelMonitor, "_numeric_matrix", "numeric columns"),
+    (model_monitor.ModelMonitor, "_categorical_matrix", "categorical columns"),
+)
+
+
+def _timed(fn: Callable[..., Any], key: str, spent: Counter[str]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[key] += time.perf_counter() - t0
+
+    return wrapper
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    args = parser.parse_args(argv)
+    spent: Counter[str] = Counter()
+    originals = [(cls, name, getattr(cls, name)) for cls, name, _ in STAGES]
+    for cls, name, label in STAGES:
+        setattr(cls, name, _timed(getattr(cls, name), label, spent))
+    try:
+        msgs = t.raw_messages(t.generate(t.SINGLE, 60_000, 1, drift_from=30_000))
+        result = asyncio.run(t.run_in_process(t.SINGLE, msgs, args.events, t.references(t.SINGLE)))
+    finally:
+        for cls, name, fn in originals:
+            setattr(cls, name, fn)
+    # The warm-up batches of run_in_process are timed by the wrappers too.
+    n = args.events + 6_000
+    rate = result["events_per_second"]
+    print(f"in-process: {rate:,.0f} events/s = {1e6 / rate:.2f} us/event (wall, timed part)")
+    out = {label: spent[label] / n * 1e6 for _, _, label in STAGES}
+    for label, us in out.items():
+        print(f"  {label:36s} {us:6.2f} us/event")
+    return out
+
+
+if __name__ == "__main__":
+    main()
