@@ -111,6 +111,11 @@ class ModelMonitor:
         if reference is not None:
             self._set_reference(reference)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled monitor; fill in what checkpoints of older releases lack."""
+        state.setdefault("_stream_pending", [])  # they fed stream detectors per batch
+        self.__dict__.update(state)
+
     # ----------------------------------------------------------------- reference
 
     @property
@@ -510,7 +515,7 @@ class ModelMonitor:
         self._stream_pending.append(num)
 
     def _flush_stream(self) -> None:
-        pending = getattr(self, "_stream_pending", None)  # absent in older checkpoints
+        pending = self._stream_pending
         if not pending:
             return
         num = pending[0] if len(pending) == 1 else np.concatenate(pending)

@@ -69,10 +69,7 @@ def summarize_numeric(
                 continue
             qs = {}
             for q in quantiles:
-                pos = q * (n - 1)
-                lo = int(np.floor(pos))
-                hi = min(lo + 1, n - 1)
-                frac = pos - lo
+                lo, hi, frac = _interpolation(q, n)
                 qs[q] = float(col[lo] + (col[hi] - col[lo]) * frac)
             summaries.append(
                 NumericSummary(
@@ -88,6 +85,14 @@ def summarize_numeric(
     return summaries, columns
 
 
+def _interpolation(q: float, n: int) -> tuple[int, int, float]:
+    """Where quantile ``q`` of ``n`` sorted values lies: ``numpy.quantile``'s default
+    (linear) rule, as (index below, index above, weight of the one above)."""
+    pos = q * (n - 1)
+    lo = int(np.floor(pos))
+    return lo, min(lo + 1, n - 1), pos - lo
+
+
 def _summarize_full(
     ordered: np.ndarray, quantiles: tuple[float, ...]
 ) -> tuple[list[NumericSummary], list[np.ndarray]]:
@@ -100,10 +105,7 @@ def _summarize_full(
     maxs = ordered[-1].tolist()
     qvals: list[list[float]] = []
     for q in quantiles:
-        pos = q * (n - 1)
-        lo = int(np.floor(pos))
-        hi = min(lo + 1, n - 1)
-        frac = pos - lo
+        lo, hi, frac = _interpolation(q, n)
         qvals.append((ordered[lo] + (ordered[hi] - ordered[lo]) * frac).tolist())
     summaries = [
         NumericSummary(
