@@ -117,8 +117,14 @@ class MonitorService:
         )
         self._store_arg = store
         self.store: StateStore | None = None
+        # Alert state is saved with each model's checkpoint and rolled back to it when the
+        # model is loaded (``_model``), so the outbox need not store it at every evaluation.
         self.alerts = AlertService(
-            config.alerting, registry=self.registry, clock=self.clock, transport=transport
+            config.alerting,
+            registry=self.registry,
+            clock=self.clock,
+            transport=transport,
+            persist_state=False,
         )
         self.models: dict[str, ModelMonitor] = {}
         self._admitted: set[str] = set()  # unlisted models accepted under unknown_models: track

@@ -402,6 +402,43 @@ async def test_state_follows_a_model_to_another_instance(rx, tmp_path):
         await b.stop()
 
 
+@pytest.mark.parametrize("persist", [True, False])
+async def test_steady_incident_writes_state_only_when_the_service_persists_it(
+    rx, tmp_path, persist
+):
+    # The monitor service keeps alert state in its own checkpoints (persist_state=False):
+    # then an incident that fires for hours costs no write, and no fsync, per evaluation.
+    cfg = make_config({"hook": {"type": "webhook", "url": rx.url}}, rules=[{"resolve_after": 1}])
+    svc = AlertService(
+        cfg,
+        registry=CollectorRegistry(),
+        clock=SystemClock(),
+        outbox_path=str(tmp_path / "o.db"),
+        poll_interval_seconds=0.05,
+        persist_state=persist,
+    )
+    await svc.start()
+    try:
+        feed = Feed()
+        assert [n.action for n in svc.submit(*feed(income="critical"))] == ["fire"]
+        await wait_until(lambda: svc.outbox.counts() == {"delivered": 1})
+        conn = svc.outbox.connection
+        before = conn.total_changes
+        for _ in range(5):
+            ctx, signals = feed(income="critical")
+            # The value moves at every evaluation, as a drift statistic does.
+            signals = [replace(sig, value=0.4 + ctx.evaluation_seq / 100) for sig in signals]
+            assert svc.submit(ctx, signals) == []
+        writes = conn.total_changes - before
+        assert writes == (5 if persist else 0)
+        assert bool(svc.outbox.load_states()) is persist
+        # The hand-over API works either way.
+        assert svc.get_state(["churn"])["models"]["churn"]["groups"][0]["notified"] is True
+        assert [n.action for n in svc.submit(*feed(income="ok"))] == ["resolve"]
+    finally:
+        await svc.stop()
+
+
 async def test_firing_gauge_and_lifecycle_errors(tmp_path):
     registry = CollectorRegistry()
     svc = make_service(make_config({}), tmp_path / "o.db", registry)

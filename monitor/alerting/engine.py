@@ -13,6 +13,12 @@ the pure :func:`~monitor.alerting.policy.decide`; state and the resulting
 notifications are committed together, then the dispatcher is woken. If it
 raises (:class:`~monitor.errors.StateError`), nothing was committed and the
 in-memory state did not advance, so the caller may retry the evaluation.
+
+Where the caller keeps the alert state itself (``persist_state=False``: the
+monitor service checkpoints it with each model's state and rolls it back to
+that checkpoint on restart), ``submit`` writes only notifications: no
+transaction, and no fsync, for an evaluation that notifies nobody, however
+long an incident fires.
 """
 
 from __future__ import annotations
@@ -120,12 +126,18 @@ class AlertService:
         outbox_path: str | None = None,
         rng: random.Random | None = None,
         poll_interval_seconds: float = 1.0,
+        persist_state: bool = True,
     ) -> None:
         """No I/O here: the database and HTTP client are opened by :meth:`start`.
 
         ``transport`` is the httpx seam (tests); ``outbox_path`` overrides
-        ``config.outbox_path``; ``rng`` seeds retry jitter.
+        ``config.outbox_path``; ``rng`` seeds retry jitter. ``persist_state``:
+        keep each model's alert state in the outbox database (committed with the
+        notifications it implies, restored by :meth:`start`); ``False`` when the
+        caller saves it through :meth:`get_state` and restores it through
+        :meth:`set_state`, as :class:`~monitor.service.MonitorService` does.
         """
+        self._persist_state = persist_state
         self._config = config
         self._clock = clock
         self._transport = transport
@@ -152,7 +164,8 @@ class AlertService:
         outbox = await asyncio.to_thread(Outbox.open, self._outbox_path)
         try:
             self._silences = SilenceStore(outbox.connection, self._static_silences)
-            for model, text in outbox.load_states().items():
+            saved = outbox.load_states() if self._persist_state else {}
+            for model, text in saved.items():
                 try:
                     self._states[model] = ModelAlertState.from_json(json.loads(text))
                 except (StateError, ValueError):
@@ -263,8 +276,11 @@ class AlertService:
             elif verdict.suppressed:
                 counts.append((policy.receiver, "suppressed"))
 
-        text = json.dumps(state.to_json(), default=_json_default)
-        changed = {ctx.model: text} if self._saved.get(ctx.model) != text else {}
+        changed: dict[str, str] = {}
+        if self._persist_state:
+            text = json.dumps(state.to_json(), default=_json_default)
+            if self._saved.get(ctx.model) != text:
+                changed[ctx.model] = text
         wall = self._clock.time()
         if items or changed:
             outbox.commit_evaluation(
@@ -370,10 +386,11 @@ class AlertService:
             self._pending_import.update(imported)
             return
         outbox, _ = self._running()
-        texts = {m: json.dumps(s.to_json(), default=_json_default) for m, s in imported.items()}
-        outbox.commit_evaluation([], now=self._clock.time(), deadline_at=0.0, states=texts)
+        if self._persist_state:
+            texts = {m: json.dumps(s.to_json(), default=_json_default) for m, s in imported.items()}
+            outbox.commit_evaluation([], now=self._clock.time(), deadline_at=0.0, states=texts)
+            self._saved.update(texts)
         self._states.update(imported)
-        self._saved.update(texts)
         for state in imported.values():
             self._export_firing(state)
 
