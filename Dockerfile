@@ -1,5 +1,16 @@
 # The model monitor: `monitor run`, `monitor simulate`, `monitor check-config`, ...
 # docker build -t kafka-model-monitor .
+
+# The compiled decoder (native/, Rust): one abi3 wheel for CPython >= 3.11.
+FROM rust:1-slim-bookworm AS native
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/maturin \
+    && /opt/maturin/bin/pip install --no-cache-dir "maturin>=1.5,<2"
+COPY native /src/native
+RUN /opt/maturin/bin/maturin build --release --manifest-path /src/native/Cargo.toml -o /wheels
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,7 +22,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
-RUN pip install . \
+COPY --from=native /wheels /tmp/wheels
+RUN pip install . /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels \
     && useradd --system --uid 10001 --create-home --home-dir /home/monitor monitor \
     && mkdir -p /data /etc/monitor \
     && chown monitor:monitor /data

@@ -2,7 +2,8 @@
 # Prepare a checkout for development and tests; safe to run again and again.
 #   1. .venv with Python >= 3.11 (created if missing)
 #   2. pip install -e '.[test]' (skipped while pyproject.toml is unchanged and imports work)
-#   3. the Kafka broker jars for the local test broker (cached per user; needs java + mvn)
+#   3. the compiled decoder, native/ (when cargo is there; see below)
+#   4. the Kafka broker jars for the local test broker (cached per user; needs java + mvn)
 # Override the interpreter with PYTHON=/path/to/python3.x.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,6 +46,30 @@ else
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     .venv/bin/python -m pip install -q -e '.[test]'
     printf '%s\n' "$want" >"$stamp"
+fi
+
+# The compiled decoder (native/, Rust, built by maturin through pip): optional at run time,
+# the Python path does the same work more slowly. Built when cargo is there; a failed build
+# with cargo present is an error, not a silent fallback.
+native_stamp=.venv/.monitor-native-stamp
+native_want="$(cat native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/*.rs \
+    | sha256sum | cut -d' ' -f1) $(.venv/bin/python -V 2>&1)"
+cargo_bin="$(command -v cargo || true)"
+if [[ -z "$cargo_bin" && -x "$HOME/.cargo/bin/cargo" ]]; then
+    cargo_bin="$HOME/.cargo/bin/cargo"
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if [[ "$(cat "$native_stamp" 2>/dev/null)" == "$native_want" ]] \
+    && .venv/bin/python -c 'import monitor_native' 2>/dev/null; then
+    say "compiled decoder up to date"
+elif [[ -n "$cargo_bin" ]]; then
+    say "building the compiled decoder (native/, Rust; a minute or two the first time)"
+    export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+    .venv/bin/python -m pip install -q ./native
+    printf '%s\n' "$native_want" >"$native_stamp"
+else
+    say "warning: no cargo (Rust): the compiled decoder is not built; the slower Python" \
+        "decoder is used (install Rust from rustup.rs and run this again to build it)" >&2
 fi
 
 say "checking the Kafka broker jars"
