@@ -26,22 +26,39 @@ Two levels of bad input, both counted by a bounded ``reason``:
   all the others.
 
 Decoding is per message (JSON parsing cannot be vectorised); everything after it
-is per column: :func:`decode_predictions` groups events by model and hands the
-pipeline lists per field, which become numpy arrays once per batch.
+is per column: :class:`Decoder` groups events by model and hands the pipeline
+lists per field, which become numpy arrays once per batch. Where the compiled
+decoder (``native/``, ``monitor_native``) is installed, the events of models whose
+schema is settled arrive already in columns (:class:`FeatureColumns`); it decides
+nothing the Python path would decide differently (see :meth:`Decoder._decode_native`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
+import operator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 import orjson
 
 from monitor.errors import EventError, InvalidEvent, MalformedEvent
+
+log = logging.getLogger("monitor.events")
+
+try:  # the compiled decoder (native/, Rust): optional, the Python path does the same work
+    import monitor_native as _native
+except ImportError:  # pragma: no cover - depends on the install
+    _native = None
+
+#: Whether the compiled decoder is installed (``pip install ./native``; scripts/setup.sh does).
+NATIVE_AVAILABLE = _native is not None
 
 # Bounded reasons: these are metric label values.
 REASONS = (
@@ -83,8 +100,30 @@ class Rejected:
 
 
 @dataclass(slots=True)
+class FeatureColumns:
+    """A batch's features already in columns, as the native decoder hands them over.
+
+    Built for one model's schema (the names below, in the model's column order):
+    ``numeric[i, j]`` is event ``i``'s value of ``numeric_names[j]`` (NaN where the
+    feature is absent or null); ``categorical[j][i]`` is its string for
+    ``categorical_names[j]`` (``None`` where absent or null). ``unknown`` counts the
+    events carrying a feature outside both lists.
+    """
+
+    numeric_names: tuple[str, ...]
+    numeric: np.ndarray
+    categorical_names: tuple[str, ...]
+    categorical: list[list[str | None]]
+    unknown: int
+
+
+@dataclass(slots=True)
 class ModelEvents:
-    """The valid prediction events of one model in one batch, in arrival order, by field."""
+    """The valid prediction events of one model in one batch, in arrival order, by field.
+
+    The features come either as one dict per event (``features``) or, from the
+    native decoder, already in columns (``columns``; ``features`` is then empty).
+    """
 
     model: str
     event_ids: list[str] = field(default_factory=list)
@@ -93,6 +132,7 @@ class ModelEvents:
     features: list[dict[str, Any]] = field(default_factory=list)
     predictions: list[Any] = field(default_factory=list)
     partitions: set[tuple[str, int]] = field(default_factory=set)
+    columns: FeatureColumns | None = None
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -297,6 +337,11 @@ class _FastPrediction(msgspec.Struct, gc=False):
 
 _FAST_DECODER = msgspec.json.Decoder(_FastPrediction)
 
+_VALUE = operator.attrgetter("value")
+_TOPIC = operator.attrgetter("topic")
+_RECORD_TIME = operator.attrgetter("timestamp")
+_TOPIC_PARTITION = operator.attrgetter("topic", "partition")
+
 
 def _unbound(value: Any) -> None:
     """Placeholder for a group's list appends before the first group is bound."""
@@ -318,6 +363,11 @@ class Decoder:
     ``accept_model`` decides per model name whether events are tracked (it
     enforces the unknown-model policy and the model cap); it returns ``None`` to
     accept or a reason to reject.
+
+    ``columnar_schemas`` (model -> numeric and categorical feature names, set by
+    the pipeline for models whose schema is settled) lets the compiled decoder,
+    when installed and ``native`` is true, decode those models' events straight
+    into :class:`FeatureColumns`; see :meth:`_decode_native`.
     """
 
     def __init__(
@@ -327,12 +377,16 @@ class Decoder:
         max_event_id_chars: int = 256,
         labels_topic: str | None = None,
         accept_model: Any = None,
+        native: bool = True,
     ) -> None:
         self.max_message_bytes = max_message_bytes
         self.max_event_id_chars = max_event_id_chars
         self.labels_topic = labels_topic
         self._accept_model = accept_model or (lambda model: None)
         self._accepted: dict[str, str | None] = {}
+        self.native = native and _native is not None
+        self.native_failures = 0  # batches the compiled decoder failed on (a bug): see logs
+        self.columnar_schemas: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def _model_verdict(self, model: str) -> str | None:
         verdict = self._accepted.get(model, "?")
@@ -346,6 +400,95 @@ class Decoder:
 
     def decode(self, messages: list[RawMessage]) -> DecodedBatch:
         """Decode one polled batch; valid events grouped by model, the rest rejected.
+
+        The compiled decoder takes the events of models with a columnar schema
+        (:meth:`_decode_native`); everything else takes the Python path
+        (:meth:`decode_python`).
+        """
+        if self.native and self.columnar_schemas:
+            out = self._decode_native(messages)
+            if out is not None:
+                return out
+        return self.decode_python(messages)
+
+    def _decode_native(self, messages: list[RawMessage]) -> DecodedBatch | None:
+        """The compiled decoder for the models in ``columnar_schemas``, Python for the rest.
+
+        ``monitor_native.decode_predictions`` accepts an event only where the
+        Python fast path would accept it *and* every known feature has the type
+        its column needs (a number or null for a numeric one, a string or null for
+        a categorical one); every other message (another topic, a model without
+        a schema, a damaged event, a string in a numeric feature, ...) goes
+        through :meth:`decode_python`, which accepts, counts and rejects as it
+        always has. A model's events are all native or all Python within a
+        batch (the compiled decoder hands over every event of a model with one
+        message it refuses), so each model keeps one arrival order. Returns
+        ``None`` (all Python) in the rare batch where a model's events would
+        still take both paths (a value that is not ``bytes``).
+        """
+        assert _native is not None
+        accepted = self._accepted
+        schemas = {m: s for m, s in self.columnar_schemas.items() if accepted.get(m, "?") is None}
+        if not schemas:
+            return None
+        n = len(messages)
+        labels_topic = self.labels_topic
+        values = list(map(_VALUE, messages))
+        picked: list[int] | None = None  # None: every message is a candidate
+        if (
+            set(map(type, values)) != {bytes}
+            or max(map(len, values)) > self.max_message_bytes
+            or (labels_topic is not None and labels_topic in set(map(_TOPIC, messages)))
+        ):
+            picked = [
+                i
+                for i, m in enumerate(messages)
+                if type(m.value) is bytes
+                and len(m.value) <= self.max_message_bytes
+                and m.topic != labels_topic
+            ]
+            values = [values[i] for i in picked]
+        try:
+            fallback, groups = _native.decode_predictions(values, schemas, self.max_event_id_chars)
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise
+        except BaseException:  # a Rust panic arrives as a BaseException (PanicException)
+            # A bug in the compiled decoder must not stop the service (the batch would fail
+            # again after every restart): this batch takes the Python path.
+            self.native_failures += 1
+            log.exception("compiled decoder failed on a batch of %d messages", len(values))
+            return None
+        if not groups:
+            return None
+        if picked is not None:
+            fallback = [picked[i] for i in fallback]
+            groups = [(g[0], [picked[i] for i in g[1]], *g[2:]) for g in groups]
+            others = set(range(n)).difference(picked)
+            fallback = sorted(others.union(fallback))
+        out = self.decode_python([messages[i] for i in fallback]) if fallback else DecodedBatch()
+        get = messages.__getitem__
+        for model, rows, ids, versions, stamps, predictions, num, cat, unknown in groups:
+            if model in out.predictions:
+                return None
+            missing = np.isnan(stamps)
+            if missing.any():  # no timestamp in the event: the record's time, as on the Python path
+                record = np.fromiter(map(_RECORD_TIME, map(get, rows)), np.float64, len(rows))
+                stamps = np.where(missing, record, stamps)
+            numeric_names, categorical_names = schemas[model]
+            out.predictions[model] = ModelEvents(
+                model,
+                ids,
+                stamps.tolist(),
+                versions,
+                [],
+                predictions,
+                set(map(_TOPIC_PARTITION, map(get, rows))),
+                FeatureColumns(numeric_names, num, categorical_names, cat, unknown),
+            )
+        return out
+
+    def decode_python(self, messages: list[RawMessage]) -> DecodedBatch:
+        """The Python path: every model, every event, dicts of features.
 
         Hot path: a prediction event is decoded by msgspec straight into
         :class:`_FastPrediction`, which does the type checks in C, then the few

@@ -29,8 +29,8 @@ from monitor.config import LimitsConfig, ResolvedModel
 from monitor.detectors import STREAM_DETECTORS, Detector, DetectorResult, fit_column_detectors
 from monitor.detectors.base import evaluate_sorted
 from monitor.drift import DriftTracker, FeatureVerdict, headline
-from monitor.errors import ReferenceError_
-from monitor.events import LabelEvents, ModelEvents
+from monitor.errors import MonitorError, ReferenceError_
+from monitor.events import FeatureColumns, LabelEvents, ModelEvents
 from monitor.performance.tracker import PerformanceTracker
 from monitor.reference import (
     PREDICTION,
@@ -114,6 +114,7 @@ class ModelMonitor:
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickled monitor; fill in what checkpoints of older releases lack."""
         state.setdefault("_stream_pending", [])  # they fed stream detectors per batch
+        state.pop("_columnised_for", None)  # derived: rebuilt on first use, by this release
         self.__dict__.update(state)
 
     # ----------------------------------------------------------------- reference
@@ -243,6 +244,21 @@ class ModelMonitor:
 
     # ----------------------------------------------------------------- columns
 
+    def columnar_schema(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The feature names the native decoder may put in columns for this model, or None.
+
+        (numeric features, categorical features), in column order, the prediction
+        left out (it comes with the event). ``None`` while the schema may still
+        change within a batch: before the reference is known (events are
+        collected as rows to build it), and with per-version references (a batch
+        may switch to another profile midway).
+        """
+        if self.reference is None or self.version_references:
+            return None
+        if getattr(self, "_columnised_for", None) is not self.numeric_columns:
+            self._columnisation()
+        return self._columnar_names
+
     def _columnisation(self) -> None:
         """Derive what the numeric fast path needs from the current column list.
 
@@ -257,6 +273,8 @@ class ModelMonitor:
         self._numeric_features = feats
         self._numeric_prediction = pred
         self._numeric_getter = operator.itemgetter(*feats) if feats else None
+        cats = tuple(c for c in self.categorical_columns if c != PREDICTION)
+        self._columnar_names = (tuple(feats), cats)
         self._columnised_for = cols
 
     def _numeric_matrix(self, events: ModelEvents) -> tuple[np.ndarray, bool]:
@@ -315,16 +333,61 @@ class ModelMonitor:
                 raw = [prediction_value(p) for p in events.predictions]
             else:
                 raw = [f.get(name) for f in feats]
-            try:
-                col = np.array(raw, dtype=np.float64)
-            except (TypeError, ValueError, OverflowError):
-                col = np.array([self._as_number(v, name) for v in raw], dtype=np.float64)
-            bad = np.isinf(col)
-            if bad.any():
-                self._count_invalid(name, "non_finite_number", int(bad.sum()))
-                col[bad] = np.nan
-            out[:, j] = col
+            out[:, j] = self._numeric_column(name, raw)
         return out
+
+    def _numeric_column(self, name: str, raw: list[Any]) -> np.ndarray:
+        """One column's values as floats (NaN = missing or invalid), invalid ones counted."""
+        try:
+            col = np.array(raw, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            col = np.array([self._as_number(v, name) for v in raw], dtype=np.float64)
+        bad = np.isinf(col)
+        if bad.any():
+            self._count_invalid(name, "non_finite_number", int(bad.sum()))
+            col[bad] = np.nan
+        return col
+
+    def _columnar_matrices(
+        self, events: ModelEvents, columns: FeatureColumns
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_numeric_matrix` and :meth:`_categorical_matrix` for events the native
+        decoder already put in columns (for this model's schema: see
+        :meth:`columnar_schema`). Its numeric values are finite numbers or NaN and its
+        categorical values strings or None, so only the prediction, which comes as
+        decoded, goes through the per-column conversion."""
+        schema = self.columnar_schema()
+        if schema != (columns.numeric_names, columns.categorical_names):
+            raise MonitorError(
+                f"model {self.name!r}: columns decoded for schema "
+                f"{(columns.numeric_names, columns.categorical_names)}, expected {schema}"
+            )
+        n = len(events)
+        feats = columns.numeric
+        if not self._numeric_prediction:
+            num = feats
+        else:
+            pred = self._numeric_column(PREDICTION, events.predictions)
+            if self._fast_ok:
+                num = np.column_stack((feats, pred)) if feats.shape[1] else pred.reshape(n, 1)
+            else:
+                num = np.empty((n, len(self.numeric_columns)), dtype=np.float64)
+                j_feat = 0
+                for j, name in enumerate(self.numeric_columns):
+                    if name == PREDICTION:
+                        num[:, j] = pred
+                    else:
+                        num[:, j] = feats[:, j_feat]
+                        j_feat += 1
+        cat = np.empty((n, len(self.categorical_columns)), dtype=np.int32)
+        text = iter(columns.categorical)
+        for j, name in enumerate(self.categorical_columns):
+            if name == PREDICTION:
+                raw: list[Any] = [prediction_value(p) for p in events.predictions]
+            else:
+                raw = next(text)
+            cat[:, j] = self._codes(name, raw)
+        return num, cat
 
     def _as_number(self, value: Any, name: str) -> float:
         if value is None:
@@ -356,7 +419,6 @@ class ModelMonitor:
         out = np.empty((n, len(self.categorical_columns)), dtype=np.int32)
         complete = True
         for j, name in enumerate(self.categorical_columns):
-            vocab = self._vocab[name]
             if name == PREDICTION:
                 raw = [prediction_value(p) for p in events.predictions]
             else:
@@ -365,22 +427,27 @@ class ModelMonitor:
                 except KeyError:
                     raw = [f.get(name) for f in feats]
                     complete = False
-            try:
-                # A str never equals a non-str key, so a non-str value maps to None here.
-                codes: list[int | None] = list(map(vocab.get, raw))
-            except TypeError:  # an unhashable value (a JSON list or object)
-                codes = [vocab.get(v) if type(v) is str else None for v in raw]
-            if None in codes:
-                for i, code in enumerate(codes):
-                    if code is None:
-                        v = raw[i]
-                        if v is None:
-                            codes[i] = MISSING_CODE
-                        else:
-                            got = vocab.get(v) if type(v) is str else None
-                            codes[i] = got if got is not None else self._code_of(name, v)
-            out[:, j] = codes
+            out[:, j] = self._codes(name, raw)
         return out, complete
+
+    def _codes(self, name: str, raw: list[Any]) -> list[int]:
+        """Category codes of one column's values (see :meth:`_categorical_matrix`)."""
+        vocab = self._vocab[name]
+        try:
+            # A str never equals a non-str key, so a non-str value maps to None here.
+            codes: list[int | None] = list(map(vocab.get, raw))
+        except TypeError:  # an unhashable value (a JSON list or object)
+            codes = [vocab.get(v) if type(v) is str else None for v in raw]
+        if None in codes:
+            for i, code in enumerate(codes):
+                if code is None:
+                    v = raw[i]
+                    if v is None:
+                        codes[i] = MISSING_CODE
+                    else:
+                        got = vocab.get(v) if type(v) is str else None
+                        codes[i] = got if got is not None else self._code_of(name, v)
+        return codes  # type: ignore[return-value]
 
     def _code_of(self, name: str, value: Any) -> int:
         cat = category_of(value)
@@ -442,14 +509,18 @@ class ModelMonitor:
                 return []
             events = _slice(events, start, n)
             n = len(events)
-        num, num_complete = self._numeric_matrix(events)
-        cat, cat_complete = self._categorical_matrix(events)
-        known = self._known_features
-        feats = events.features
-        # Every known key present and exactly as many keys as known: nothing unknown, and
-        # counting key totals is one C-level pass instead of a set test per event.
-        if not (num_complete and cat_complete and sum(map(len, feats)) == n * len(known)):
-            self.unknown_feature_events += sum(1 for f in feats if not f.keys() <= known)
+        if events.columns is not None:
+            num, cat = self._columnar_matrices(events, events.columns)
+            self.unknown_feature_events += events.columns.unknown
+        else:
+            num, num_complete = self._numeric_matrix(events)
+            cat, cat_complete = self._categorical_matrix(events)
+            known = self._known_features
+            feats = events.features
+            # Every known key present and exactly as many keys as known: nothing unknown, and
+            # counting key totals is one C-level pass instead of a set test per event.
+            if not (num_complete and cat_complete and sum(map(len, feats)) == n * len(known)):
+                self.unknown_feature_events += sum(1 for f in feats if not f.keys() <= known)
         ts = np.asarray(events.timestamps, dtype=np.float64)
         if self.settings.window.type == "count":
             return self._ingest_count(num, cat, ts)
@@ -727,6 +798,8 @@ def _stable_seed(*parts: str) -> int:
 
 
 def _slice(events: ModelEvents, start: int, end: int) -> ModelEvents:
+    if events.columns is not None:  # never: columns only come for a settled schema
+        raise MonitorError(f"model {events.model!r}: columnar events cannot be split")
     return ModelEvents(
         model=events.model,
         event_ids=events.event_ids[start:end],

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import Counter
 from itertools import groupby
@@ -148,6 +149,8 @@ class MonitorService:
             max_event_id_chars=config.limits.max_event_id_chars,
             labels_topic=config.kafka.labels_topic,
             accept_model=self._accept_model,
+            # The compiled decoder is used when installed; MONITOR_NATIVE_DECODER=0 turns it off.
+            native=os.environ.get("MONITOR_NATIVE_DECODER", "1") != "0",
         )
         self.source = KafkaSource(
             config.kafka, on_revoked=self._on_revoked, on_assigned=self._on_assigned
@@ -414,12 +417,21 @@ class MonitorService:
         """Decode a batch and count (and rate-limit log) what the contract rejects."""
         for topic, n in Counter(map(_TOPIC, messages)).items():
             self.metrics.messages_consumed.labels(topic).inc(n)
+        # Models whose schema is settled get their features decoded straight into columns.
+        self.decoder.columnar_schemas = {
+            name: schema
+            for name, mm in self.models.items()
+            if (schema := mm.columnar_schema()) is not None
+        }
+        native_failures = self.decoder.native_failures
         try:
             batch = self.decoder.decode(messages)
         except Exception:
             # A decoder bug must not let one message take the service down (it would again
             # after every restart): find the message(s) it chokes on, reject only those.
             batch = self._decode_one_by_one(messages)
+        if self.decoder.native_failures != native_failures:  # that batch took the Python path
+            self.metrics.loop_errors.labels("native_decoder").inc()
         for r in batch.rejected:
             self.metrics.events_invalid.labels(r.message.topic, r.reason).inc()
             self._log_invalid.warning(
@@ -436,7 +448,7 @@ class MonitorService:
         out = DecodedBatch()
         for m in messages:
             try:
-                one = self.decoder.decode([m])
+                one = self.decoder.decode_python([m])
             except Exception as exc:
                 self.metrics.loop_errors.labels("decode").inc()
                 log.exception("decoder failed on %s/%d/%d", m.topic, m.partition, m.offset)
