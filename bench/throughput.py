@@ -19,7 +19,9 @@ the generated stream, so alerts fire and resolve and notifications are delivered
 Parts (all side by side in one run, because the machine is shared and noisy):
 
 1. In-process pipeline: pre-encoded messages fed in batches of 5,000 (the
-   consumer's ``max_batch_records``) to :meth:`MonitorService.process`, with the
+   consumer's ``max_batch_records``) to :meth:`MonitorService.process` (with the
+   compiled decoder of ``native/`` when it is installed, and once more with the
+   Python decoder alone, side by side), with the
    Kafka source replaced by a stub whose commit does nothing. Included: per-topic
    counters, decode + validation, per-model columnisation, windows, stream
    detectors, evaluations (summaries, window detectors, drift tracker, signals),
@@ -269,11 +271,16 @@ async def run_in_process(
     checkpoints: tuple[int, ...] = (),
     drift: dict[str, Any] | None = None,
     profiler: Any = None,
+    native: bool = True,
 ) -> dict[str, Any]:
-    """Feed ``total`` events through ``MonitorService.process``; rate and RSS at checkpoints."""
+    """Feed ``total`` events through ``MonitorService.process``; rate and RSS at checkpoints.
+
+    ``native=False`` turns the compiled decoder off (the Python decoder does all the work).
+    """
     with tempfile.TemporaryDirectory() as tmpdir:
         async with WebhookReceiver() as rx:
             svc = await offline_service(w, Path(tmpdir), refs, rx.url, drift)
+            svc.decoder.native = native and svc.decoder.native
             # Warm-up: the first window fills (no evaluations yet), first-use costs paid.
             warm = 6_000 * w.models
             for b in batches(messages, warm):
@@ -301,6 +308,7 @@ async def run_in_process(
             evaluations = sum(m.evaluations for m in models.values())
             await svc.alerts.stop(grace_seconds=2.0)
             result = {
+                "native_decoder": svc.decoder.native,
                 "events": total,
                 "wall_seconds": wall,
                 "cpu_seconds": cpu,
@@ -584,15 +592,22 @@ def table(r: dict[str, Any]) -> str:
 
     ip = r["in_process"]
     bare = r["bare_decode"]
+    decoder = "compiled decoder" if ip.get("native_decoder") else "Python decoder (not built)"
     lines = [
         "| measure | value | target |",
         "|---|---|---|",
-        f"| in-process, 1 model x 23 columns: events/s (wall; per CPU-second) | "
+        f"| in-process, 1 model x 23 columns, {decoder}: events/s (wall; per CPU-second) | "
         f"{k(ip['events_per_second'])} ({k(ip['events_per_cpu_second'])}) | >= 150k |",
         f"| bare decode loop (orjson.loads only): events/s | {k(bare['events_per_second'])} | |",
         f"| in-process / bare decode | {ip['events_per_second'] / bare['events_per_second']:.1%}"
         " | >= 50% |",
     ]
+    if "in_process_python_decoder" in r:
+        py = r["in_process_python_decoder"]
+        lines.append(
+            f"| in-process, same with the Python decoder (MONITOR_NATIVE_DECODER=0) | "
+            f"{k(py['events_per_second'])} ({k(py['events_per_cpu_second'])}) | (baseline) |"
+        )
     if "in_process_no_adwin" in r:
         na = r["in_process_no_adwin"]
         lines.append(
@@ -695,6 +710,10 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     out["evidently"] = evidently_peer(args.evidently_python, mm, refs, 1 if quick else 3)
     del svc, mm
     gc.collect()
+    print("in-process, Python decoder ...", flush=True)
+    py = await run_in_process(SINGLE, msgs, min(single_total, 1_000_000), refs, native=False)
+    py.pop("_service")
+    out["in_process_python_decoder"] = py
     print("in-process, ADWIN off ...", flush=True)
     na = await run_in_process(
         SINGLE, msgs, min(single_total, 500_000), refs, drift={"streaming_features": None}

@@ -55,6 +55,22 @@ def test_ks_walk_handles_disjoint_and_identical_samples() -> None:
     assert ks_statistic_sorted(np.array([1.0]), np.array([1.0, 1.0, 1.0])) == 0.0
 
 
+def test_ks_walk_at_the_ends_of_the_float_range() -> None:
+    # The merge treats an exhausted array as +inf: the largest finite values, tied
+    # across both samples at the very end, must still be read like any other value.
+    big = np.finfo(np.float64).max
+    cases = [
+        (np.array([-big, 0.0, big]), np.array([big, big])),
+        (np.array([big, big, big]), np.array([-big, big])),
+        (np.array([-big]), np.array([big])),
+        (np.array([0.0, 1.0, big]), np.array([1.0, big, big, big])),
+    ]
+    for ref, win in cases:
+        expected = stats.ks_2samp(ref, win, method="asymp").statistic
+        assert ks_statistic_sorted(ref, win) == expected
+        assert ks_statistic_sorted(win, ref) == stats.ks_2samp(win, ref, method="asymp").statistic
+
+
 @pytest.mark.parametrize(
     "make",
     [
