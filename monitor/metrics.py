@@ -52,6 +52,14 @@ class ServiceMetrics:
             ["model"],
             registry=registry,
         )
+        self.events_decoded = Counter(
+            "monitor_events_decoded_total",
+            "Valid prediction events by decoder: native (compiled, straight into columns) or "
+            "python (not installed, turned off, a model still learning its reference, or an "
+            "event the compiled decoder leaves to Python).",
+            ["decoder"],
+            registry=registry,
+        )
         self.events_invalid = Counter(
             "monitor_events_invalid_total",
             "Messages rejected by the event contract, by topic and reason.",
@@ -148,6 +156,8 @@ class ServiceMetrics:
         for kind in ("revoked", "assigned"):
             self.rebalances.labels(kind)
         self.loop_errors.labels("poll")
+        for decoder in ("native", "python"):
+            self.events_decoded.labels(decoder)
         for reason in REASONS:
             self.dead_lettered.labels(reason)
 

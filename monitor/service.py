@@ -56,7 +56,15 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
 from monitor.detectors import ks
 from monitor.errors import MonitorError, ServiceStateError, SourceError
-from monitor.events import DecodedBatch, Decoder, LabelEvents, ModelEvents, RawMessage, Rejected
+from monitor.events import (
+    NATIVE_AVAILABLE,
+    DecodedBatch,
+    Decoder,
+    LabelEvents,
+    ModelEvents,
+    RawMessage,
+    Rejected,
+)
 from monitor.http_server import HttpServer
 from monitor.kafka_source import TP, DeadLetterPublisher, KafkaSource
 from monitor.metrics import ModelStateCollector, ServiceMetrics
@@ -256,6 +264,13 @@ class MonitorService:
         self._admitted = {m for m in self.store.models() if self.config.model(m) is None}
         self.load_references()
         ks.warm_up()  # compile now, not in the first evaluation
+        if self.decoder.native:
+            log.info("event decoder: compiled (monitor_native)")
+        else:
+            log.info(
+                "event decoder: Python only (%s)",
+                "MONITOR_NATIVE_DECODER=0" if NATIVE_AVAILABLE else "monitor_native not installed",
+            )
         await self.alerts.start()
         await self.http.start()
         await self.dead_letters.start()
@@ -432,6 +447,12 @@ class MonitorService:
             batch = self._decode_one_by_one(messages)
         if self.decoder.native_failures != native_failures:  # that batch took the Python path
             self.metrics.loop_errors.labels("native_decoder").inc()
+        native = sum(len(g) for g in batch.predictions.values() if g.columns is not None)
+        python = sum(len(g) for g in batch.predictions.values()) - native
+        if native:
+            self.metrics.events_decoded.labels("native").inc(native)
+        if python:
+            self.metrics.events_decoded.labels("python").inc(python)
         for r in batch.rejected:
             self.metrics.events_invalid.labels(r.message.topic, r.reason).inc()
             self._log_invalid.warning(

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from alert_receivers import RecordingReceiver
 
 from monitor.config import parse_config
+from monitor.events import NATIVE_AVAILABLE
 from monitor.service import MonitorService
 from monitor.simulate import DriftSpec, publish, write_reference
 
@@ -151,6 +152,11 @@ async def test_drift_in_two_features_shows_on_metrics_and_pages_once(stack_facto
     assert alert["window"]["events"] == 1000
     assert metric_value(metrics, "monitor_events_processed_total", model="credit-risk") == 4000
     assert metric_value(metrics, "monitor_events_invalid_total") == 0
+    native = metric_value(metrics, "monitor_events_decoded_total", decoder="native")
+    python = metric_value(metrics, "monitor_events_decoded_total", decoder="python")
+    assert native + python == 4000
+    if NATIVE_AVAILABLE:  # once the model's reference is known, its events go native
+        assert native > 0
 
 
 async def test_stationary_stream_produces_no_alert(stack_factory: Any) -> None:
