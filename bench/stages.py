@@ -19,14 +19,23 @@ from typing import Any
 
 from bench import throughput as t
 from monitor import events, model_monitor, service
+from monitor.alerting.engine import AlertService
+from monitor.drift import DriftTracker
 
 STAGES: tuple[tuple[Any, str, str], ...] = (
     (service.MonitorService, "_apply", "apply (models, metrics, alerts)"),
     (model_monitor.ModelMonitor, "ingest", "ingest (one model's batch)"),
     (model_monitor.ModelMonitor, "evaluate", "evaluate (incl. stream detectors)"),
+    (model_monitor.ModelMonitor, "_flush_stream", "  stream detectors (ADWIN)"),
+    (model_monitor, "summarize_numeric", "  numeric summaries (incl. sort)"),
+    (model_monitor, "evaluate_sorted", "  window detectors, numeric (KS, PSI)"),
+    (DriftTracker, "observe", "  drift tracker (correction, verdicts)"),
+    (model_monitor.ModelMonitor, "_signals", "  signals"),
+    (AlertService, "submit", "alerts (policy, outbox)"),
     (events.Decoder, "decode", "decode"),
-    (model_monitor.ModelMonitor, "_numeric_matrix", "numeric columns"),
-    (model_monitor.ModelMonitor, "_categorical_matrix", "categorical columns"),
+    (model_monitor.ModelMonitor, "_numeric_matrix", "numeric columns (Python decoder)"),
+    (model_monitor.ModelMonitor, "_categorical_matrix", "categorical columns (Python decoder)"),
+    (model_monitor.ModelMonitor, "_columnar_matrices", "columns (compiled decoder)"),
 )
 
 
@@ -44,6 +53,7 @@ def _timed(fn: Callable[..., Any], key: str, spent: Counter[str]) -> Callable[..
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--python-decoder", action="store_true", help="compiled decoder off")
     args = parser.parse_args(argv)
     spent: Counter[str] = Counter()
     originals = [(cls, name, getattr(cls, name)) for cls, name, _ in STAGES]
@@ -51,17 +61,25 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         setattr(cls, name, _timed(getattr(cls, name), label, spent))
     try:
         msgs = t.raw_messages(t.generate(t.SINGLE, 60_000, 1, drift_from=30_000))
-        result = asyncio.run(t.run_in_process(t.SINGLE, msgs, args.events, t.references(t.SINGLE)))
+        result = asyncio.run(
+            t.run_in_process(
+                t.SINGLE, msgs, args.events, t.references(t.SINGLE), native=not args.python_decoder
+            )
+        )
     finally:
         for cls, name, fn in originals:
             setattr(cls, name, fn)
     # The warm-up batches of run_in_process are timed by the wrappers too.
     n = args.events + 6_000
     rate = result["events_per_second"]
-    print(f"in-process: {rate:,.0f} events/s = {1e6 / rate:.2f} us/event (wall, timed part)")
+    decoder = "compiled" if result["native_decoder"] else "Python"
+    print(
+        f"in-process ({decoder} decoder): {rate:,.0f} events/s = {1e6 / rate:.2f} us/event"
+        " (wall, timed part)"
+    )
     out = {label: spent[label] / n * 1e6 for _, _, label in STAGES}
     for label, us in out.items():
-        print(f"  {label:36s} {us:6.2f} us/event")
+        print(f"  {label:40s} {us:6.2f} us/event")
     return out
 
 
