@@ -41,6 +41,17 @@ def test_in_process_pipeline_evaluates_and_alerts_on_a_tiny_stream() -> None:
     assert bench.bare_decode(msgs, 100)["events"] == 100
 
 
+def test_paired_ratio_alternates_bare_and_ours() -> None:
+    workload = bench.Workload(1, 3, 1)
+    msgs = bench.raw_messages(bench.generate(workload, 9_000, seed=1))
+    out = asyncio.run(
+        bench.paired_in_process(workload, msgs, bench.references(workload), 2, 1_000)
+    )
+    assert len(out["ratios"]) == 2 and len(out["bare_events_per_second"]) == 3
+    assert out["ratio_median"] == pytest.approx(sum(out["ratios"]) / 2)
+    assert all(0 < r < 10 for r in out["ratios"])
+
+
 def test_results_replace_only_our_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# B\n\n<!-- other:start -->\nkeep\n<!-- other:end -->\n")
