@@ -368,17 +368,7 @@ class ModelMonitor:
             num = feats
         else:
             pred = self._numeric_column(PREDICTION, events.predictions)
-            if self._fast_ok:
-                num = np.column_stack((feats, pred)) if feats.shape[1] else pred.reshape(n, 1)
-            else:
-                num = np.empty((n, len(self.numeric_columns)), dtype=np.float64)
-                j_feat = 0
-                for j, name in enumerate(self.numeric_columns):
-                    if name == PREDICTION:
-                        num[:, j] = pred
-                    else:
-                        num[:, j] = feats[:, j_feat]
-                        j_feat += 1
+            num = np.insert(feats, self.numeric_columns.index(PREDICTION), pred, axis=1)
         cat = np.empty((n, len(self.categorical_columns)), dtype=np.int32)
         text = iter(columns.categorical)
         for j, name in enumerate(self.categorical_columns):
