@@ -13,11 +13,14 @@ How it works, end to end:
 2. :class:`LocalKafka` picks free ports on 127.0.0.1, writes ``server.properties``
    and a log4j2 configuration into a data directory, formats KRaft storage once,
    and starts ``kafka.Kafka`` as a child process in its own process group.
-3. It waits until the broker answers a Kafka *Metadata* request on a raw socket and
-   lists itself as a live broker: a real readiness check, not a port probe.
+3. It is ready when *its own* broker serves clients: the JVM it started is alive and
+   listening on the port, and aiokafka's admin client, asked on that port, reports the
+   cluster id this launcher generated and our node as a live broker. Another broker
+   answering on a port we wanted is never taken for ours; a port already in use is
+   refused before any JVM starts, in one line.
 
-Only the standard library is imported at module level; aiokafka is imported
-lazily by :func:`create_topics`, so importing this module has no side effects.
+Only the standard library is imported at module level; aiokafka is imported lazily
+by the functions that talk to the broker, so importing this module has no side effects.
 
 The command line::
 
@@ -33,26 +36,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import binascii
 import contextlib
 import enum
+import errno
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 from monitor.errors import MonitorError, ServiceStateError
 
@@ -61,6 +67,7 @@ __all__ = [
     "KAFKA_VERSION",
     "LocalKafka",
     "LocalKafkaError",
+    "cluster_id",
     "create_topics",
     "default_cache_dir",
     "ensure_jars",
@@ -90,6 +97,8 @@ _MARKER = ".complete"
 _LOG_FILE = "broker.log"
 _STDOUT_FILE = "broker.out"
 _SASL_USER_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_NODE_ID = 1
+_T = TypeVar("_T")
 
 
 class LocalKafkaError(MonitorError):
@@ -254,6 +263,9 @@ class LocalKafka:
     ``sasl_plain_users`` (name -> password) adds a second listener using SASL/PLAIN
     over plaintext, exposed as :attr:`sasl_bootstrap_servers`.
 
+    ``cluster_id`` formats new storage with that id instead of a random one (tests pin it);
+    a data directory that is already formatted keeps its own, which must then agree.
+
     ``die_with_parent`` (Linux) asks the kernel to SIGKILL the broker when this process
     dies, so a crashed or killed test run never leaves a JVM behind. It applies only to
     starts from the main thread (see ``_bind_lifetime``); starts from other threads work
@@ -273,7 +285,12 @@ class LocalKafka:
         log_level: str = "INFO",
         extra_properties: dict[str, str] | None = None,
         die_with_parent: bool = True,
+        cluster_id: str | None = None,
     ) -> None:
+        if cluster_id is not None and not _is_cluster_id(cluster_id):
+            raise ValueError(
+                f"cluster id {cluster_id!r} is not a Kafka Uuid (22 url-safe base64 characters)"
+            )
         for name, password in (sasl_plain_users or {}).items():
             if not _SASL_USER_RE.match(name):
                 raise ValueError(f"SASL user name {name!r} must match {_SASL_USER_RE.pattern}")
@@ -290,11 +307,13 @@ class LocalKafka:
         self.extra_properties = dict(extra_properties or {})
         self.die_with_parent = die_with_parent
 
+        self._cluster_id = cluster_id
         self._state = _State.NEW
         self._process: subprocess.Popen[bytes] | None = None
         self._root: Path | None = None
         self._owns_root = False
         self._ports: dict[str, int] = {}
+        self._log_offset = 0
 
     # ---------------------------------------------------------------- properties
 
@@ -328,6 +347,13 @@ class LocalKafka:
         return self.root / _LOG_FILE
 
     @property
+    def cluster_id(self) -> str:
+        """The KRaft cluster id this broker was formatted with: how readiness knows it is ours."""
+        if self._cluster_id is None:
+            raise ServiceStateError("the broker has not been started; the id is chosen at start()")
+        return self._cluster_id
+
+    @property
     def pid(self) -> int | None:
         """The broker JVM's process id while it runs."""
         return self._process.pid if self.running and self._process else None
@@ -349,6 +375,8 @@ class LocalKafka:
             raise ServiceStateError("the broker is already running")
         if self._state is _State.CLOSED:
             raise ServiceStateError("the broker was stopped for good; create a new LocalKafka")
+        if self._state is _State.NEW and self.port is not None:
+            _check_ports_free({"PLAINTEXT": self.port})  # before jars, storage and a JVM
         java = _find_java()
         libs = ensure_jars(self.cache_dir)
         if self._state is _State.NEW:
@@ -438,8 +466,15 @@ class LocalKafka:
         properties.write_text(self._server_properties())
         (self._root / "log4j2.properties").write_text(self._log4j2_properties())
 
-        if not (self._root / "kraft" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        stored = _stored_cluster_id(self._root / "kraft" / "meta.properties")
+        if stored is not None:
+            if self._cluster_id is not None and self._cluster_id != stored:
+                raise LocalKafkaError(
+                    f"{self._root} holds cluster {stored!r}, not the requested {self._cluster_id!r}"
+                )
+            self._cluster_id = stored
+        else:
+            cluster_id = self._cluster_id or _new_cluster_id()
             command = [
                 java,
                 "-Xmx256m",
@@ -450,10 +485,10 @@ class LocalKafka:
                 f"{libs}/*",
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(properties),
+                # One argv element each, "--name=value": an id that begins with '-' (one random
+                # id in 64) would otherwise be read as an option ("expected one argument").
+                f"--cluster-id={cluster_id}",
+                f"--config={properties}",
             ]
             result = subprocess.run(
                 command,
@@ -465,10 +500,15 @@ class LocalKafka:
             if result.returncode != 0:
                 output = (result.stdout + result.stderr).strip()[-3000:]
                 raise LocalKafkaError(f"formatting KRaft storage in {self._root} failed:\n{output}")
+            self._cluster_id = cluster_id
         self._state = _State.STOPPED
 
     def _launch(self, java: str, libs: Path) -> None:
         root = self.root
+        # Also on a restart: something may have taken a port while the broker was down.
+        _check_ports_free({name.upper(): port for name, port in self._ports.items()})
+        with contextlib.suppress(OSError):
+            self._log_offset = (root / _LOG_FILE).stat().st_size
         command = [
             java,
             *self.jvm_options,
@@ -502,31 +542,71 @@ class LocalKafka:
         return self.die_with_parent and threading.current_thread() is threading.main_thread()
 
     def _wait_ready(self) -> None:
+        _run_sync(self._await_ready)
+
+    async def _await_ready(self) -> None:
         assert self._process is not None
+        process = self._process
         deadline = time.monotonic() + self.startup_timeout
-        last_error = "no attempt yet"
         while True:
-            code = self._process.poll()
+            code = process.poll()
             if code is not None:
-                raise LocalKafkaError(
-                    f"the Kafka broker exited with code {code} during startup\n{self.log_tail()}"
-                )
-            try:
-                brokers = _metadata_brokers("127.0.0.1", self._port("plaintext"), timeout=2.0)
-                if brokers:
-                    if self.sasl_plain_users:
-                        with socket.create_connection(("127.0.0.1", self._port("sasl")), 2.0):
-                            pass
-                    return
-                last_error = "the broker answered Metadata but lists no live broker yet"
-            except (OSError, ValueError) as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
+                raise self._exit_error(code)
+            problem = await self._readiness_problem(process.pid)
+            if problem is None:
+                return
             if time.monotonic() >= deadline:
                 raise LocalKafkaError(
                     f"the Kafka broker did not accept clients within {self.startup_timeout:.0f} s "
-                    f"(last check: {last_error})\n{self.log_tail()}"
+                    f"(last check: {problem})\n{self.log_tail()}"
                 )
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
+
+    async def _readiness_problem(self, pid: int) -> str | None:
+        """Why the broker does not serve clients yet, or None once it does.
+
+        Each step rules out an impostor the previous one lets through: a port that accepts
+        connections may belong to another process; a broker that answers may be another
+        broker (another cluster id); a broker of our cluster may still be registering.
+        """
+        port = self._port("plaintext")
+        if not _listens(pid, port):
+            return f"the broker process {pid} does not listen on 127.0.0.1:{port} yet"
+        try:
+            cluster = await _describe_cluster(self.bootstrap_servers, request_timeout=2.0)
+        except LocalKafkaError as exc:
+            return str(exc)
+        if cluster.get("cluster_id") != self._cluster_id:
+            return (
+                f"127.0.0.1:{port} answers for cluster {cluster.get('cluster_id')!r}, "
+                f"not for ours ({self._cluster_id!r})"
+            )
+        brokers = cluster.get("brokers") or []
+        if not any(b.get("node_id") == _NODE_ID and b.get("port") == port for b in brokers):
+            return "the broker answered Metadata but does not list itself as live yet"
+        if self.sasl_plain_users and not _listens(pid, self._port("sasl")):
+            return f"the SASL listener on 127.0.0.1:{self._port('sasl')} is not open yet"
+        return None
+
+    def _exit_error(self, code: int) -> LocalKafkaError:
+        tail = self.log_tail()
+        new_log = self._new_log()
+        bind_failure = re.search(r"failed to bind to (\S+): Address already in use", new_log)
+        if bind_failure:
+            return LocalKafkaError(
+                f"the Kafka broker exited (code {code}): {bind_failure[1]} is already in use, "
+                f"taken by another process while the broker started\n{tail}"
+            )
+        return LocalKafkaError(f"the Kafka broker exited with code {code} during startup\n{tail}")
+
+    def _new_log(self) -> str:
+        """What the broker logged since the last launch (the log file is appended to)."""
+        try:
+            with open(self.root / _LOG_FILE, "rb") as log:
+                log.seek(self._log_offset)
+                return log.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
 
     def _terminate(self, sig: signal.Signals, timeout: float) -> None:
         process = self._process
@@ -553,8 +633,8 @@ class LocalKafka:
         protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
         props: dict[str, str] = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{ports['controller']}",
+            "node.id": str(_NODE_ID),
+            "controller.quorum.voters": f"{_NODE_ID}@127.0.0.1:{ports['controller']}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.root / "kraft"),
@@ -669,69 +749,152 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
 
 
-# --------------------------------------------------------------------------- protocol
+# --------------------------------------------------------------------------- identity
 
 
-def _metadata_brokers(host: str, port: int, timeout: float) -> list[tuple[int, str, int]]:
-    """Send a Kafka Metadata v4 request for no topics; return the live brokers it lists.
+def _new_cluster_id() -> str:
+    """A random KRaft cluster id, never starting with '-' (as Kafka's ``Uuid.randomUuid``).
 
-    Version 4 is the oldest Kafka 4.x still accepts and the newest without the
-    "flexible" encoding, which keeps this a few lines of ``struct``.
+    The argv form in ``_prepare`` already makes such an id safe; this keeps our ids
+    copy-pasteable into Kafka's own shell tools, which take ``-t <id>``.
     """
-    client_id = b"local-kafka-probe"
-    correlation_id = 0x4B4B
-    header = struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id
-    body = struct.pack(">ib", 0, 0)  # topics: empty array; allow_auto_topic_creation: false
-    request = header + body
-    with socket.create_connection((host, port), timeout) as conn:
-        conn.settimeout(timeout)
-        conn.sendall(struct.pack(">i", len(request)) + request)
-        (size,) = struct.unpack(">i", _recv_exactly(conn, 4))
-        payload = _recv_exactly(conn, size)
-    reader = _Reader(payload)
-    if reader.int32() != correlation_id:
-        raise ValueError("Metadata response with a foreign correlation id")
-    reader.int32()  # throttle_time_ms
-    brokers = []
-    for _ in range(reader.int32()):
-        node_id, broker_host, broker_port = reader.int32(), reader.string(), reader.int32()
-        reader.string()  # rack
-        brokers.append((node_id, broker_host or "", broker_port))
-    return brokers
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not value.startswith("-"):
+            return value
 
 
-def _recv_exactly(conn: socket.socket, size: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = conn.recv(size - len(chunks))
-        if not chunk:
-            raise ConnectionError("the broker closed the connection mid-response")
-        chunks += chunk
-    return bytes(chunks)
+def _is_cluster_id(value: str) -> bool:
+    """True for what Kafka's ``Uuid.fromString`` accepts: 16 bytes in unpadded url-safe base64."""
+    if len(value) != 22:
+        return False
+    try:
+        raw = base64.urlsafe_b64decode(value + "==")
+    except (binascii.Error, ValueError):
+        return False
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == value
 
 
-class _Reader:
-    """Big-endian reads over one response payload."""
+def _stored_cluster_id(meta_properties: Path) -> str | None:
+    """The ``cluster.id`` of formatted KRaft storage, or None if it is not formatted."""
+    try:
+        text = meta_properties.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LocalKafkaError(f"cannot read {meta_properties}: {exc}") from exc
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "cluster.id":
+            return value.strip()
+    raise LocalKafkaError(f"{meta_properties} has no cluster.id: remove the data directory")
 
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._offset = 0
 
-    def _take(self, fmt: str) -> int:
-        (value,) = struct.unpack_from(fmt, self._data, self._offset)
-        self._offset += struct.calcsize(fmt)
-        return int(value)
+def _check_ports_free(ports: dict[str, int]) -> None:
+    """Refuse, in one line, a port that something on 127.0.0.1 already listens on.
 
-    def int32(self) -> int:
-        return self._take(">i")
+    Without this the JVM formats storage, starts, and only then dies with "Address already
+    in use"; meanwhile whatever holds the port answers clients as if it were our broker.
+    """
+    for listener, port in ports.items():
+        if _port_in_use(port):
+            raise LocalKafkaError(
+                f"port {port} on 127.0.0.1 (the {listener} listener) is already in use by "
+                "another process, perhaps another broker: choose another port or stop it"
+            )
 
-    def string(self) -> str | None:
-        length = self._take(">h")
-        if length < 0:
-            return None
-        raw = self._data[self._offset : self._offset + length]
-        self._offset += length
-        return raw.decode("utf-8", errors="replace")
+
+def _port_in_use(port: int) -> bool:
+    # SO_REUSEADDR as the JVM sets it: connections of a previous run in TIME_WAIT do not
+    # count, a listening socket does (also one bound to 0.0.0.0).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise LocalKafkaError(f"cannot check port {port} on 127.0.0.1: {exc}") from exc
+    return False
+
+
+def _listens(pid: int, port: int) -> bool:
+    """True if process ``pid`` itself has a listening socket on ``port``.
+
+    Linux: the socket's inode from ``/proc/net/tcp{,6}`` among the process's file
+    descriptors. Elsewhere only "something accepts connections there" can be checked;
+    the cluster id check then tells our broker from another.
+    """
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1.0):
+            return True
+        return False
+    inodes: set[str] = set()
+    for table in tables:
+        with contextlib.suppress(OSError):
+            for line in table.read_text().splitlines()[1:]:
+                fields = line.split()
+                # local_address is HEXIP:HEXPORT, state 0A is LISTEN, field 9 the inode
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    if not inodes:
+        return False
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in descriptors:
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                return True
+    return False
+
+
+def cluster_id(bootstrap_servers: str, *, timeout: float = 10.0) -> str:
+    """The cluster id of the broker at ``bootstrap_servers``, asked through aiokafka's admin client.
+
+    Synchronous, like :func:`create_topics`, so fixtures and scripts can call it.
+    """
+    cluster = _run_sync(lambda: _describe_cluster(bootstrap_servers, timeout))
+    value = cluster.get("cluster_id")
+    if not isinstance(value, str):
+        raise LocalKafkaError(f"{bootstrap_servers} did not report a cluster id")
+    return value
+
+
+async def _describe_cluster(bootstrap_servers: str, request_timeout: float) -> dict[str, Any]:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(request_timeout * 1000)
+    )
+    try:
+        async with asyncio.timeout(request_timeout * 2):
+            await admin.start()
+            return await admin.describe_cluster()
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise LocalKafkaError(
+            f"describing the cluster at {bootstrap_servers}: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        await admin.close()
+
+
+def _run_sync(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run a coroutine to its end from synchronous code.
+
+    Inside a running event loop (a blocking ``restart()`` in an async test, a fixture)
+    ``asyncio.run`` is not allowed, so the coroutine gets its own loop in a worker thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-kafka") as pool:
+        return pool.submit(lambda: asyncio.run(work())).result()
 
 
 # --------------------------------------------------------------------------- topics
@@ -753,18 +916,11 @@ def create_topics(
     topics = list(names)
     if not topics:
         return
-    work: Callable[[], None] = lambda: asyncio.run(  # noqa: E731
-        _create_topics(
+    _run_sync(
+        lambda: _create_topics(
             bootstrap_servers, topics, partitions, replication_factor, int(timeout * 1000)
         )
     )
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        work()
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="create-topics") as pool:
-        pool.submit(work).result()
 
 
 async def _create_topics(
@@ -814,6 +970,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run.add_argument("--startup-timeout", type=float, default=60.0, metavar="SECONDS")
     args = parser.parse_args(argv)
+    # Readiness probes knock on a broker that is still starting: the refused connections
+    # aiokafka would log are expected, and a real failure ends in our own error line.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     try:
         if args.command == "fetch":

@@ -2,34 +2,48 @@
 
 * a consumer group sees every produced message once and commits the expected offsets;
 * a broker restarted on the same port is found again by clients that were already connected;
-* the SASL/PLAIN listener lets the right password in and keeps a wrong one out.
+* the SASL/PLAIN listener lets the right password in and keeps a wrong one out;
+* it starts whatever random cluster id it draws (ids may begin with '-');
+* it never reports another broker's port as its own, and refuses a port in use in one line;
+* a single node runs transactions: commit, abort, and a read_committed consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
+from monitor import local_kafka
 from monitor.errors import ServiceStateError
-from monitor.local_kafka import LocalKafka, _metadata_brokers
+from monitor.local_kafka import LocalKafka, LocalKafkaError, cluster_id
 
 pytestmark = pytest.mark.kafka
 
 TopicFactory = Callable[..., str]  # the conftest fixture; tests/ is not a package
 
 SASL_USERS = {"monitor": "correct-horse", "other": "battery-staple"}
+# One random id in 64 begins with '-'; Kafka's storage tool once read such an id as an option.
+DASH_CLUSTER_ID = "-LocalKafkaDashIdTestA"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def own_kafka() -> Iterator[LocalKafka]:
-    """A broker of this module's own, because these tests restart it (never the shared one)."""
-    with LocalKafka(sasl_plain_users=SASL_USERS) as kafka:
+    """A broker of this module's own, because these tests restart it (never the shared one).
+
+    Its cluster id begins with '-', so every start of this module covers that case too.
+    """
+    with LocalKafka(sasl_plain_users=SASL_USERS, cluster_id=DASH_CLUSTER_ID) as kafka:
         yield kafka
 
 
@@ -164,7 +178,94 @@ async def test_sasl_plain_refuses_a_wrong_password(
     # aiokafka reports only "unable to bootstrap"; the reason is in its log
     assert "Authentication failed" in caplog.text
     # the listener refused the password, not the broker: plaintext still serves
-    assert _metadata_brokers("127.0.0.1", int(own_kafka.bootstrap_servers.split(":")[1]), 5.0)
+    assert cluster_id(own_kafka.bootstrap_servers, timeout=5.0) == own_kafka.cluster_id
+
+
+def test_a_cluster_id_that_begins_with_a_dash_formats_and_serves(own_kafka: LocalKafka) -> None:
+    assert own_kafka.cluster_id == DASH_CLUSTER_ID
+    assert cluster_id(own_kafka.bootstrap_servers) == DASH_CLUSTER_ID
+
+
+def test_generated_cluster_ids_are_valid_and_never_begin_with_a_dash() -> None:
+    ids = [local_kafka._new_cluster_id() for _ in range(2000)]  # ~31 would begin with '-'
+    assert all(local_kafka._is_cluster_id(i) and not i.startswith("-") for i in ids)
+    assert not local_kafka._is_cluster_id("-t")
+    with pytest.raises(ValueError, match="cluster id"):
+        LocalKafka(cluster_id="not a uuid")
+
+
+def test_run_refuses_a_port_that_another_broker_holds(kafka_bootstrap: str) -> None:
+    """The launcher used to format, start a JVM, print BOOTSTRAP= for the *other* broker, and
+    die seconds later with "Address already in use"."""
+    port = int(kafka_bootstrap.rsplit(":", 1)[1])
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor.local_kafka", "run", "--port", str(port)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "BOOTSTRAP=" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {port} on 127.0.0.1" in lines[0] and "already in use" in lines[0]
+    assert elapsed < 30  # no JVM was started: interpreter start-up only, even on a busy machine
+
+
+@pytest.mark.slow
+def test_readiness_does_not_take_another_broker_for_its_own(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the port is taken between the check and the JVM's bind (the check is blinded here),
+    the other broker answers on it; start() must still fail, not report it as ours."""
+    monkeypatch.setattr(local_kafka, "_port_in_use", lambda port: False, raising=False)
+    port = int(kafka_bootstrap.rsplit(":", 1)[1])
+    kafka = LocalKafka(port=port, startup_timeout=90.0)
+    try:
+        with pytest.raises(LocalKafkaError, match="already in use"):
+            kafka.start()
+        assert not kafka.running
+    finally:
+        kafka.stop()
+
+
+async def test_a_single_node_commits_and_aborts_transactions(own_kafka: LocalKafka) -> None:
+    topic = f"txn-{uuid.uuid4().hex[:8]}"
+    own_kafka.create_topics([topic])
+    producer = AIOKafkaProducer(
+        bootstrap_servers=own_kafka.bootstrap_servers,
+        transactional_id=f"txn-{uuid.uuid4().hex[:8]}",
+    )
+    async with asyncio.timeout(60):
+        await producer.start()
+        try:
+            async with producer.transaction():
+                await producer.send_and_wait(topic, b"committed-1")
+            await producer.begin_transaction()
+            await producer.send_and_wait(topic, b"aborted")
+            await producer.abort_transaction()
+            async with producer.transaction():
+                await producer.send_and_wait(topic, b"committed-2")
+        finally:
+            await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=own_kafka.bootstrap_servers,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        # read_uncommitted would deliver b"aborted" second
+        assert await _next_values(consumer, 2) == [b"committed-1", b"committed-2"]
+    finally:
+        await consumer.stop()
 
 
 async def _next_values(consumer: AIOKafkaConsumer, count: int) -> list[bytes]:
