@@ -65,6 +65,7 @@ from monitor.errors import MonitorError, ServiceStateError
 __all__ = [
     "DEFAULT_JVM_OPTIONS",
     "KAFKA_VERSION",
+    "SINGLE_NODE_PROPERTIES",
     "LocalKafka",
     "LocalKafkaError",
     "cluster_id",
@@ -91,6 +92,21 @@ DEFAULT_JVM_OPTIONS: tuple[str, ...] = (
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 )
+
+# What a single node needs. Kafka's defaults assume three brokers: internal topics with
+# three replicas, and the transaction log with min.insync.replicas 2, so on one node the
+# first consumer group, the first transaction (InitProducerId) or the first share group
+# would wait for replicas that never come. docker-compose.yml's broker has the same
+# settings (tests/test_local_kafka.py checks it).
+SINGLE_NODE_PROPERTIES: dict[str, str] = {
+    "default.replication.factor": "1",
+    "min.insync.replicas": "1",
+    "offsets.topic.replication.factor": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+}
 
 _CACHE_ENV = "MONITOR_KAFKA_CACHE"
 _MARKER = ".complete"
@@ -639,17 +655,12 @@ class LocalKafka:
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.root / "kraft"),
             "num.partitions": "1",
-            "default.replication.factor": "1",
             "auto.create.topics.enable": "true",
+            **SINGLE_NODE_PROPERTIES,
             # One partition each for the internal topics: the first consumer group and the
             # first transaction otherwise wait for 50 partitions to be created.
-            "offsets.topic.replication.factor": "1",
             "offsets.topic.num.partitions": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
             "transaction.state.log.num.partitions": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             # After a kill, the restarted broker cannot register until the controller expires
             # its previous session (9 s by default): keep outage tests fast.

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
@@ -266,6 +267,17 @@ async def test_a_single_node_commits_and_aborts_transactions(own_kafka: LocalKaf
         assert await _next_values(consumer, 2) == [b"committed-1", b"committed-2"]
     finally:
         await consumer.stop()
+
+
+def test_the_compose_broker_is_set_up_like_the_local_one() -> None:
+    """docker-compose.yml runs the Kafka version the tests run, with the single-node settings
+    without which transactions and consumer groups wait for replicas that never come."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{local_kafka.KAFKA_VERSION}"
+    env = {name: str(value) for name, value in kafka["environment"].items()}
+    for key, value in local_kafka.SINGLE_NODE_PROPERTIES.items():
+        assert env.get("KAFKA_" + key.upper().replace(".", "_")) == value, key
 
 
 async def _next_values(consumer: AIOKafkaConsumer, count: int) -> list[bytes]:
