@@ -31,7 +31,7 @@ Parts (all side by side in one run, because the machine is shared and noisy):
    checkpoints (no state store). Rate = events / wall seconds; CPU seconds of
    the process are shown next to it (one core: the pipeline is single-threaded).
 2. End to end: N messages preloaded into a real local broker
-   (:class:`monitor.local_kafka.LocalKafka`); time from ``MonitorService.start()``
+   (:class:`devtools.local_kafka.LocalKafka`); time from ``MonitorService.start()``
    to every event processed, with the real consumer, commits and checkpoints.
 3. The limit: a bare aiokafka consumer (same fetch settings) that only fetches
    and ``orjson.loads`` the same messages; and a bare in-process decode loop.
@@ -531,7 +531,7 @@ async def service_end_to_end(
 async def kafka_parts(
     w: Workload, values: list[bytes], total: int, refs: dict[str, Any]
 ) -> dict[str, Any]:
-    from monitor.local_kafka import LocalKafka
+    from devtools.local_kafka import LocalKafka
 
     with LocalKafka() as kafka:
         topic = f"bench-{time.monotonic_ns()}"

@@ -4,7 +4,9 @@ monitor run --config FILE            run the service until SIGTERM/SIGINT
 monitor check-config FILE            report every configuration problem; exit 1 if any
 monitor simulate [...]               publish a synthetic stream with drift injected
 monitor reference build [...]        turn training data into a reference profile
-monitor demo                         broker + monitor + receiver + drifting stream, end to end
+
+The end-to-end demo is a checkout script (bash scripts/demo.sh), not a subcommand: it needs
+the checkout's config/demo.yaml and its Kafka launcher (devtools/).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import contextlib
 import logging
 import signal
 import sys
-from pathlib import Path
 
 from monitor.config import check_config, load_config
 from monitor.errors import ConfigError, MonitorError
@@ -116,12 +117,6 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from monitor.demo import run_demo
-
-    return asyncio.run(run_demo(workdir=Path(args.workdir), events=args.events, rate=args.rate))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monitor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,12 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-sample", type=int, default=10_000)
     b.add_argument("--model-version", default=None)
     b.set_defaults(func=_cmd_reference_build)
-
-    p = sub.add_parser("demo", help="run the end-to-end demo on a local broker")
-    p.add_argument("--workdir", default="var/demo")
-    p.add_argument("--events", type=int, default=24_000)
-    p.add_argument("--rate", type=float, default=3000.0)
-    p.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -73,5 +73,5 @@ else
 fi
 
 say "checking the Kafka broker jars"
-.venv/bin/python -m monitor.local_kafka fetch >/dev/null
+.venv/bin/python -m devtools.local_kafka fetch >/dev/null
 say "done"

@@ -49,7 +49,7 @@ trap 'exit 143' TERM
 if [[ -z "${MONITOR_TEST_KAFKA_BOOTSTRAP:-}" ]]; then
     workdir="$(mktemp -d "${TMPDIR:-/tmp}/monitor-test.XXXXXX")"
     say "starting the local Kafka broker"
-    .venv/bin/python -m monitor.local_kafka run --data-dir "$workdir/data" \
+    .venv/bin/python -m devtools.local_kafka run --data-dir "$workdir/data" \
         >"$workdir/broker.stdout" 2>"$workdir/broker.stderr" </dev/null &
     broker_pid=$!
     bootstrap=""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from monitor.local_kafka import LocalKafka, create_topics
+from devtools.local_kafka import LocalKafka, create_topics
 
 # --------------------------------------------------------------------------- Kafka
 #

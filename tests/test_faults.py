@@ -32,8 +32,8 @@ from fault_helpers import (
     write_config,
 )
 
+from devtools.local_kafka import LocalKafka, create_topics
 from monitor.config import parse_config
-from monitor.local_kafka import LocalKafka, create_topics
 from monitor.model_monitor import ModelMonitor
 from monitor.service import MonitorService
 from monitor.simulate import DriftSpec, publish

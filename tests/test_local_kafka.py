@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import logging
 import subprocess
@@ -20,13 +21,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import setuptools
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from monitor import local_kafka
+from devtools import local_kafka
+from devtools.local_kafka import LocalKafka, LocalKafkaError, cluster_id
+from monitor.cli import build_parser
 from monitor.errors import ServiceStateError
-from monitor.local_kafka import LocalKafka, LocalKafkaError, cluster_id
 
 pytestmark = pytest.mark.kafka
 
@@ -201,7 +204,7 @@ def test_run_refuses_a_port_that_another_broker_holds(kafka_bootstrap: str) -> N
     port = int(kafka_bootstrap.rsplit(":", 1)[1])
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "monitor.local_kafka", "run", "--port", str(port)],
+        [sys.executable, "-m", "devtools.local_kafka", "run", "--port", str(port)],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -267,6 +270,23 @@ async def test_a_single_node_commits_and_aborts_transactions(own_kafka: LocalKaf
         assert await _next_values(consumer, 2) == [b"committed-1", b"committed-2"]
     finally:
         await consumer.stop()
+
+
+def test_dev_tooling_stays_out_of_the_runtime_package() -> None:
+    """The launcher and the demo live in devtools/, which the wheel does not ship; the installed
+    package never imports it and its CLI has no demo (that needs the checkout's config)."""
+    packages = setuptools.find_packages(str(ROOT), include=["monitor*"])  # as pyproject.toml
+    assert "monitor" in packages and not any(p.startswith("devtools") for p in packages)
+    for path in (ROOT / "monitor").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                names.append(getattr(node, "module", None) or "")
+                assert not any(n.split(".")[0] == "devtools" for n in names), path
+    assert not (ROOT / "monitor" / "local_kafka.py").exists()
+    assert not (ROOT / "monitor" / "demo.py").exists()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo"])
 
 
 def test_the_compose_broker_is_set_up_like_the_local_one() -> None:

@@ -41,8 +41,8 @@ import pytest
 import yaml
 from aiohttp import web
 
+from devtools.local_kafka import create_topics
 from monitor.config import parse_config
-from monitor.local_kafka import create_topics
 from monitor.service import MonitorService
 from monitor.simulate import DriftSpec, Simulator, publish, write_reference
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from fault_helpers import MonitorProcess, write_config
 
+from devtools.local_kafka import LocalKafka
 from monitor.config import HttpConfig, parse_config
-from monitor.local_kafka import LocalKafka
 from monitor.service import MonitorService
 from monitor.simulate import publish
 

@@ -24,8 +24,8 @@ by the functions that talk to the broker, so importing this module has no side e
 
 The command line::
 
-    python -m monitor.local_kafka fetch                      # just download the jars
-    python -m monitor.local_kafka run [--port N] [--data-dir D]
+    python -m devtools.local_kafka fetch                      # just download the jars
+    python -m devtools.local_kafka run [--port N] [--data-dir D]
 
 ``run`` prints ``BOOTSTRAP=127.0.0.1:NNNN`` on one line once the broker is ready
 and stays in the foreground until SIGTERM or SIGINT, then stops the broker cleanly.
@@ -138,6 +138,8 @@ def default_cache_dir() -> Path:
 
 
 def _pom_xml() -> str:
+    # The text is fingerprinted by ensure_jars: any edit, even of the comment (which still
+    # names the module's old home), makes every checkout sharing the cache fetch again.
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by monitor.local_kafka: fetches the Kafka broker's runtime classpath. -->
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -686,7 +688,7 @@ class LocalKafka:
         props["advertised.listeners"] = ",".join(advertised)
         props["listener.security.protocol.map"] = ",".join(protocols)
         props.update(self.extra_properties)
-        lines = ["# Written by monitor.local_kafka; rewritten at every first start."]
+        lines = ["# Written by devtools.local_kafka; rewritten at every first start."]
         lines += [f"{key}={_escape_property(value)}" for key, value in props.items()]
         return "\n".join(lines) + "\n"
 
@@ -968,9 +970,9 @@ async def _create_topics(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m monitor.local_kafka fetch|run``: see the module docstring."""
+    """``python -m devtools.local_kafka fetch|run``: see the module docstring."""
     parser = argparse.ArgumentParser(
-        prog="python -m monitor.local_kafka", description="A local Kafka broker for tests."
+        prog="python -m devtools.local_kafka", description="A local Kafka broker for tests."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("fetch", help="download the Kafka jars into the cache and exit")

@@ -1,8 +1,9 @@
 """The end-to-end demo: a local Kafka broker, the monitor, a webhook receiver, a drifting stream.
 
-``monitor demo`` (what ``scripts/demo.sh`` runs) does, on 127.0.0.1 only:
+``bash scripts/demo.sh`` (``python -m devtools.demo`` from the checkout root) does, on
+127.0.0.1 only:
 
-1. starts a single-node KRaft Kafka broker (:mod:`monitor.local_kafka`);
+1. starts a single-node KRaft Kafka broker (:mod:`devtools.local_kafka`);
 2. starts a webhook receiver that verifies each alert's Standard Webhooks
    signature and prints it as it arrives;
 3. writes a reference file of stationary events for the ``credit-risk`` model;
@@ -11,18 +12,24 @@
    standard deviation half-way through;
 6. prints a summary: what drifted, how long after the drift onset the first
    alert came, where the metrics are; then shuts everything down in order.
+
+A checkout script, not part of the installed package: it reads ``config/demo.yaml`` from
+the checkout and needs :mod:`devtools.local_kafka` (Java and Maven).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +37,9 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from devtools.local_kafka import LocalKafka
 from monitor.config import load_config
-from monitor.local_kafka import LocalKafka
+from monitor.errors import MonitorError
 from monitor.service import MonitorService
 from monitor.simulate import DriftSpec, publish, write_reference
 
@@ -54,10 +62,9 @@ class DemoReceiver:
         app.router.add_post("/alerts", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/alerts"
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}/alerts"
 
     def _verify(self, headers: Any, body: bytes) -> bool:
         key = self.secret.removeprefix("whsec_")
@@ -190,3 +197,28 @@ def _summary(
     print(f"   metrics were served at {url} (Prometheus text format); the monitor has stopped")
     expected = set(DRIFTED)
     return 0 if expected <= set(named) | set(drifting) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m devtools.demo [--workdir DIR] [--events N] [--rate R]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.demo",
+        description="The end-to-end demo: local broker, monitor, webhook receiver, drift.",
+    )
+    parser.add_argument("--workdir", type=Path, default=Path("var/demo"))
+    parser.add_argument("--events", type=int, default=24_000)
+    parser.add_argument("--rate", type=float, default=3000.0, help="events per second")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(run_demo(workdir=args.workdir, events=args.events, rate=args.rate))
+    except MonitorError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
