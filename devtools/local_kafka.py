@@ -54,13 +54,16 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from monitor.errors import MonitorError, ServiceStateError
+
+if TYPE_CHECKING:
+    from aiokafka.admin import AIOKafkaAdminClient
 
 __all__ = [
     "DEFAULT_JVM_OPTIONS",
@@ -114,6 +117,7 @@ _LOG_FILE = "broker.log"
 _STDOUT_FILE = "broker.out"
 _SASL_USER_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _NODE_ID = 1
+_PROBE_NAME = "local-kafka-readiness"  # the group / transactional id the readiness probe asks for
 _T = TypeVar("_T")
 
 
@@ -590,18 +594,30 @@ class LocalKafka:
         port = self._port("plaintext")
         if not _listens(pid, port):
             return f"the broker process {pid} does not listen on 127.0.0.1:{port} yet"
+
+        async def ask(admin: AIOKafkaAdminClient) -> str | None:
+            cluster = await admin.describe_cluster()
+            if cluster.get("cluster_id") != self._cluster_id:
+                return (
+                    f"127.0.0.1:{port} answers for cluster {cluster.get('cluster_id')!r}, "
+                    f"not for ours ({self._cluster_id!r})"
+                )
+            brokers = cluster.get("brokers") or []
+            if not any(b.get("node_id") == _NODE_ID and b.get("port") == port for b in brokers):
+                return "the broker answered Metadata but does not list itself as live yet"
+            # Only now that it is ours: have it create and load its group and transaction
+            # coordinators, or the first consumer group and the first transaction of a test
+            # wait for that, and aiokafka logs "GroupCoordinatorNotAvailableError" meanwhile.
+            await admin.find_coordinator(_PROBE_NAME, coordinator_type=0)
+            await admin.find_coordinator(_PROBE_NAME, coordinator_type=1)
+            return None
+
         try:
-            cluster = await _describe_cluster(self.bootstrap_servers, request_timeout=2.0)
+            problem = await _with_admin(self.bootstrap_servers, 2.0, ask)
         except LocalKafkaError as exc:
             return str(exc)
-        if cluster.get("cluster_id") != self._cluster_id:
-            return (
-                f"127.0.0.1:{port} answers for cluster {cluster.get('cluster_id')!r}, "
-                f"not for ours ({self._cluster_id!r})"
-            )
-        brokers = cluster.get("brokers") or []
-        if not any(b.get("node_id") == _NODE_ID and b.get("port") == port for b in brokers):
-            return "the broker answered Metadata but does not list itself as live yet"
+        if problem is not None:
+            return problem
         if self.sasl_plain_users and not _listens(pid, self._port("sasl")):
             return f"the SASL listener on 127.0.0.1:{self._port('sasl')} is not open yet"
         return None
@@ -870,14 +886,23 @@ def cluster_id(bootstrap_servers: str, *, timeout: float = 10.0) -> str:
 
     Synchronous, like :func:`create_topics`, so fixtures and scripts can call it.
     """
-    cluster = _run_sync(lambda: _describe_cluster(bootstrap_servers, timeout))
+
+    async def ask(admin: AIOKafkaAdminClient) -> dict[str, Any]:
+        return await admin.describe_cluster()
+
+    cluster = _run_sync(lambda: _with_admin(bootstrap_servers, timeout, ask))
     value = cluster.get("cluster_id")
     if not isinstance(value, str):
         raise LocalKafkaError(f"{bootstrap_servers} did not report a cluster id")
     return value
 
 
-async def _describe_cluster(bootstrap_servers: str, request_timeout: float) -> dict[str, Any]:
+async def _with_admin(
+    bootstrap_servers: str,
+    request_timeout: float,
+    ask: Callable[[AIOKafkaAdminClient], Awaitable[_T]],
+) -> _T:
+    """Run ``ask`` with a started admin client; aiokafka's errors come out as LocalKafkaError."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
@@ -885,12 +910,12 @@ async def _describe_cluster(bootstrap_servers: str, request_timeout: float) -> d
         bootstrap_servers=bootstrap_servers, request_timeout_ms=int(request_timeout * 1000)
     )
     try:
-        async with asyncio.timeout(request_timeout * 2):
+        async with asyncio.timeout(request_timeout * 3):
             await admin.start()
-            return await admin.describe_cluster()
+            return await ask(admin)
     except (KafkaError, OSError, TimeoutError) as exc:
         raise LocalKafkaError(
-            f"describing the cluster at {bootstrap_servers}: {type(exc).__name__}: {exc}"
+            f"asking the broker at {bootstrap_servers}: {type(exc).__name__}: {exc}"
         ) from exc
     finally:
         await admin.close()

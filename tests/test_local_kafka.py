@@ -5,7 +5,8 @@
 * the SASL/PLAIN listener lets the right password in and keeps a wrong one out;
 * it starts whatever random cluster id it draws (ids may begin with '-');
 * it never reports another broker's port as its own, and refuses a port in use in one line;
-* a single node runs transactions: commit, abort, and a read_committed consumer.
+* a single node runs transactions: commit, abort, and a read_committed consumer; the group
+  and transaction coordinators are loaded before start() returns.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 import setuptools
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
 from devtools import local_kafka
@@ -236,6 +238,19 @@ def test_readiness_does_not_take_another_broker_for_its_own(
         assert not kafka.running
     finally:
         kafka.stop()
+
+
+async def test_a_ready_broker_has_its_coordinators_loaded(own_kafka: LocalKafka) -> None:
+    """start() returns once the group and transaction coordinators exist, so a first consumer
+    group or transaction neither waits nor makes aiokafka log GroupCoordinatorNotAvailable.
+    (Runs before the transaction test: nothing else in this module uses transactions.)"""
+    admin = AIOKafkaAdminClient(bootstrap_servers=own_kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        topics = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    assert {"__consumer_offsets", "__transaction_state"} <= topics
 
 
 async def test_a_single_node_commits_and_aborts_transactions(own_kafka: LocalKafka) -> None:
