@@ -60,6 +60,7 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
 from monitor.detectors import ks
 from monitor.errors import (
+    ConfigError,
     MonitorError,
     ReferenceError_,
     ReferenceMismatch,
@@ -291,7 +292,10 @@ class MonitorService:
         if self._state != "new":
             raise ServiceStateError(f"cannot start a service that is {self._state}")
         self._state = "starting"
-        self.store = self._store_arg or SQLiteStateStore(self.config.state.path)
+        try:
+            self.store = self._store_arg or SQLiteStateStore(self.config.state.path)
+        except OSError as exc:  # one line naming the setting, not a traceback
+            raise ConfigError([f"state.path {self.config.state.path}: {_why(exc)}"]) from exc
         # Unlisted models admitted by an earlier run stay admitted, so that the model cap
         # decides the same way on a replay as it did the first time.
         self._admitted = {m for m in self.store.models() if self.config.model(m) is None}
@@ -304,7 +308,11 @@ class MonitorService:
                 "event decoder: Python only (%s)",
                 "MONITOR_NATIVE_DECODER=0" if NATIVE_AVAILABLE else "monitor_native not installed",
             )
-        await self.alerts.start()
+        try:
+            await self.alerts.start()
+        except OSError as exc:
+            path = self.config.alerting.outbox_path
+            raise ConfigError([f"alerting.outbox_path {path}: {_why(exc)}"]) from exc
         await self.http.start()
         await self.dead_letters.start()
         await self.source.start()
@@ -768,6 +776,12 @@ class MonitorService:
                 else "at the end of the first time step"
             )
         return out
+
+
+def _why(exc: OSError) -> str:
+    """``no such file or directory``: the reason of an OS error, without its traceback."""
+    text = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"{text.lower()} ({exc.filename})" if exc.filename else text.lower()
 
 
 def _reference_status(profile: ReferenceProfile) -> dict[str, Any]:

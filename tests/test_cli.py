@@ -199,3 +199,25 @@ def test_progress_is_reported_every_n_rows_or_seconds() -> None:
     assert got[0] == "train.csv: 5000 rows read (5.0 s)"
     assert "train.csv: 10000 rows read (10.0 s)" in got
     assert len(got) == 5
+
+
+@pytest.mark.parametrize(
+    ("section", "key"), [("state", "path"), ("alerting", "outbox_path")], ids=["state", "outbox"]
+)
+def test_an_unusable_file_path_is_one_line_naming_the_key(
+    tmp_path: Path, section: str, key: str
+) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        "kafka: {bootstrap_servers: '127.0.0.1:1'}\nhttp: {port: 0}\n"
+        f"{section}: {{{key}: afile/x.sqlite}}\nmodels:\n  - name: m\n"
+    )
+    run = monitor("run", str(cfg))
+    assert run.returncode == EXIT_USAGE
+    assert "Traceback" not in run.stderr
+    lines = [line for line in run.stderr.splitlines() if f"{section}.{key}" in line]
+    assert len(lines) == 1
+    # e.g. "file exists (.../afile)": the OS's reason, and the path it is about.
+    assert lines[0].startswith(f"{cfg}: {section}.{key} {tmp_path / 'afile/x.sqlite'}: ")
+    assert lines[0].endswith(f"({tmp_path / 'afile'})")
