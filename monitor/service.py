@@ -6,8 +6,8 @@ start: open the state store, load references (a model whose reference cannot be
 loaded, or does not fit its declared features, is disabled: one error line, a
 reason on ``/readyz``, ``/api/status`` and ``monitor_model_disabled``; its events
 are counted as skipped and its offsets advance; the other models run on; ``monitor
-check-config`` finds the same problems beforehand), start the alert service (delivers what the
-outbox still holds from a previous run), the HTTP server, the dead-letter
+check-config`` finds the same problems beforehand), start the alert service
+(delivers what the outbox still holds from a previous run), the HTTP server, the dead-letter
 producer, then the consumer.
 
 run: poll a batch; decode; publish rejected messages to the dead-letter topic
@@ -253,12 +253,16 @@ class MonitorService:
             except ReferenceError_ as exc:
                 self._disable(m.name, exc, at_start=True)
                 continue
-            for profile in [refs.profile, *refs.versions.values()]:
+            ref = settings.reference
+            loaded = [(ref.path, refs.profile)] + [
+                (ref.versions[v], p) for v, p in refs.versions.items()
+            ]
+            for path, profile in loaded:
                 if profile is not None:
                     log.info(
                         "reference for %s from %s: %d rows, %d columns, fingerprint %s",
                         settings.name,
-                        profile.source or "profile",
+                        path,
                         profile.rows,
                         len(profile.features),
                         profile.fingerprint,
