@@ -1,12 +1,19 @@
-"""The ``monitor`` command.
+"""The ``monitor`` command: streaming production monitoring for ML models.
 
-monitor run --config FILE            run the service until SIGTERM/SIGINT
-monitor check-config FILE            report every configuration problem; exit 1 if any
-monitor simulate [...]               publish a synthetic stream with drift injected
-monitor reference build [...]        turn training data into a reference profile
+  monitor run CONFIG                  run the service until SIGTERM/SIGINT
+  monitor check-config CONFIG         load and check the configuration and every reference
+  monitor reference build [...]       turn training data into a reference profile
+  monitor simulate [...]              publish a synthetic stream with drift injected
 
-The end-to-end demo is a checkout script (bash scripts/demo.sh), not a subcommand: it needs
-the checkout's config/demo.yaml and its Kafka launcher (devtools/).
+The end-to-end demo is a checkout script (bash scripts/demo.sh), not a subcommand: it
+needs the checkout's config/demo.yaml and its Kafka launcher (devtools/).
+
+``run`` and ``check-config`` take the configuration file the same way: as the
+argument, or as ``--config FILE``.
+
+This module imports only the standard library and :mod:`monitor.errors` at the
+top: ``monitor --help`` must answer at once, so each subcommand imports what it
+needs (numpy, aiohttp, aiokafka, ...) when it runs. ``tests/test_cli.py`` checks it.
 """
 
 from __future__ import annotations
@@ -14,62 +21,172 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
+import textwrap
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from monitor.config import check_config, load_config
-from monitor.errors import ConfigError, MonitorError
+from monitor import __version__
+from monitor.errors import ConfigError, MonitorError, ReferenceError_
+
+if TYPE_CHECKING:
+    from monitor.config import MonitorConfig
+
+#: Exit codes, the same for every subcommand (also in the README and ``monitor --help``).
+EXIT_OK = 0
+EXIT_FAILURE = 1  # a runtime failure: the broker, the state store, a file that cannot be written
+EXIT_USAGE = 2  # the command line, the configuration or an input file is invalid (argparse too)
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  runtime failure (e.g. the broker or the state store failed)
+  2  usage, configuration or input-file error (nothing was done)
+
+Relative paths in a configuration file resolve against that file's folder.
+"""
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+PROGRESS_ROWS = 100_000  # `reference build` reports progress this often (rows) ...
+PROGRESS_SECONDS = 2.0  # ... or this often (seconds), whichever comes first
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------- logging
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, RFC 3339), ``level``, ``logger``,
+    ``message`` and, with a traceback, ``exception``.
+
+    ``ensure_ascii`` escapes every non-ASCII character, control character and lone
+    surrogate, so a hostile string from the wire can neither break the line nor the
+    log shipper's UTF-8 decoding.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=True)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """(Re)configure the root logger: one stderr handler, ``level`` in any case."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+
+
+def _apply_config_logging(args: argparse.Namespace, config: MonitorConfig) -> None:
+    """The config's ``log_level``/``log_format``, unless given on the command line."""
+    configure_logging(
+        args.log_level or config.log_level,
+        args.log_format or config.log_format,
+    )
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    """The configuration file, given as the argument or as ``--config`` (not both)."""
+    positional, option = args.config_file, args.config_option
+    if positional and option and positional != option:
+        args.subparser.error(f"two configuration files given: {positional} and {option}")
+    path = positional or option
+    if not path:
+        args.subparser.error("the configuration file is required (CONFIG or --config FILE)")
+    return str(path)
+
+
+def _print_problems(path: str, problems: list[str]) -> None:
+    if len(problems) == 1:
+        print(f"{path}: {problems[0]}", file=sys.stderr)
+        return
+    print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+    for p in problems:
+        print(f"  {p}", file=sys.stderr)
+
+
+def _load_config(path: str) -> MonitorConfig:
+    from monitor.config import load_config
+
+    return load_config(path)
+
+
+# ----------------------------------------------------------------- subcommands
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from monitor.config import check_config
+
+    path = _config_path(args)
     try:
-        config = load_config(args.file)
+        config = _load_config(path)
     except ConfigError as exc:
-        print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for p in exc.problems:
-            print(f"  {p}", file=sys.stderr)
-        return 1
+        _print_problems(path, exc.problems)
+        return EXIT_USAGE
     problems = check_config(config)
     if problems:
-        print(f"{args.file}: {len(problems)} problem(s)", file=sys.stderr)
-        for p in problems:
-            print(f"  {p}", file=sys.stderr)
-        return 1
-    print(
-        f"{args.file}: OK ({len(config.models)} model(s), unknown models: {config.unknown_models})"
-    )
-    return 0
+        _print_problems(path, problems)
+        return EXIT_USAGE
+    print(f"{path}: OK ({len(config.models)} model(s), unknown models: {config.unknown_models})")
+    return EXIT_OK
 
 
-async def run_until_signalled(config_path: str) -> int:
+async def run_until_signalled(config: MonitorConfig) -> int:
     from monitor.service import MonitorService
 
-    config = load_config(config_path)
-    logging.getLogger().setLevel(config.log_level)
     service = MonitorService(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, service.request_stop)
-    await service.start()
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop(grace_seconds=0)  # what did start (alert service, store) closes
+        raise
     logging.getLogger("monitor").info("serving metrics at %s/metrics", service.http.url)
     try:
         await service.run()
     finally:
         await service.stop()
-    return 0
+    return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    path = _config_path(args)
     try:
-        return asyncio.run(run_until_signalled(args.config))
+        config = _load_config(path)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except MonitorError as exc:
-        print(f"monitor: {exc}", file=sys.stderr)
-        return 1
+        _print_problems(path, exc.problems)
+        return EXIT_USAGE
+    _apply_config_logging(args, config)
+    try:
+        return asyncio.run(run_until_signalled(config))
+    except ConfigError as exc:  # found only when applied, e.g. http.port in use
+        _print_problems(path, exc.problems)
+        return EXIT_USAGE
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -78,7 +195,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.write_reference:
         p = write_reference(args.write_reference, args.events, model=args.model, seed=args.seed)
         print(f"wrote {args.events} reference events to {p}")
-        return 0
+        return EXIT_OK
     drift = DriftSpec(
         kind=args.drift,
         features=tuple(f for f in args.drift_features.split(",") if f),
@@ -98,40 +215,187 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         )
     )
     print(f"published {int(info['sent'])} events in {info['seconds']:.1f} s")
-    return 0
+    return EXIT_OK
+
+
+def parse_features(text: str) -> dict[str, str]:
+    """``income:numeric,region:categorical`` -> a schema (argparse ``type``)."""
+    out: dict[str, str] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        name, sep, kind = item.rpartition(":")
+        kind = kind.strip().lower()
+        if not sep or not name or kind not in ("numeric", "categorical"):
+            raise argparse.ArgumentTypeError(f"{item!r}: expected name:numeric or name:categorical")
+        out[name.strip()] = kind
+    if not out:
+        raise argparse.ArgumentTypeError("no feature given")
+    return out
+
+
+def with_progress(
+    rows: Iterable[T],
+    label: str,
+    *,
+    every_rows: int = PROGRESS_ROWS,
+    every_seconds: float = PROGRESS_SECONDS,
+    clock: Any = time.monotonic,
+    out: Any = None,
+) -> Iterator[T]:
+    """Pass ``rows`` through, writing ``label: N rows read (T s)`` to stderr every
+    ``every_rows`` rows or ``every_seconds`` seconds, so a large input shows it is moving."""
+    stream = out if out is not None else sys.stderr
+    start = last = clock()
+    for n, row in enumerate(rows, 1):
+        yield row
+        if n % 1000 == 0:  # look at the clock only now and then
+            now = clock()
+            if n % every_rows == 0 or now - last >= every_seconds:
+                print(f"{label}: {n} rows read ({now - start:.1f} s)", file=stream, flush=True)
+                last = now
 
 
 def _cmd_reference_build(args: argparse.Namespace) -> int:
-    from monitor.reference import load_reference
-
-    profile = load_reference(
-        args.input, model=args.model, fmt=args.format, max_sample=args.max_sample
+    from monitor.reference import (
+        PREDICTION,
+        build_profile,
+        detect_format,
+        infer_columns,
+        iter_rows,
+        load_reference,
     )
+
+    declared: dict[str, Any] | None = args.features
+    max_sample, prediction, max_categories = args.max_sample, "auto", 200
+    if args.config:
+        config = _load_config(args.config)
+        settings = config.model(args.model)
+        if settings is None:
+            args.subparser.error(f"model {args.model!r} is not listed in {args.config}")
+        if declared is None and settings.features is None:
+            args.subparser.error(f"model {args.model!r} declares no features in {args.config}")
+        declared = declared or dict(settings.features or {})
+        if args.max_sample is None:
+            max_sample = settings.reference.max_sample
+        prediction = settings.prediction
+        max_categories = config.limits.max_categories_per_feature
+    max_sample = max_sample or 10_000
+    fmt = detect_format(args.input) if args.format == "auto" else args.format
+    if fmt == "profile":  # a profile in, a profile out: copy it with the version set
+        profile = load_reference(args.input, model=args.model, fmt="profile")
+        reports = []
+    else:
+        rows = list(with_progress(iter_rows(args.input, fmt, args.model), args.input))
+        schema, reports = infer_columns(rows, declared)
+        if len(rows) >= PROGRESS_ROWS:
+            print(f"{args.input}: profiling {len(schema)} columns", file=sys.stderr, flush=True)
+        profile = build_profile(
+            args.model,
+            rows,
+            schema=schema,
+            prediction=prediction,  # type: ignore[arg-type]
+            max_sample=max_sample,
+            max_categories=max_categories,
+            source=str(args.input),
+        )
     profile.model_version = args.model_version
-    profile.save(args.output)
+    try:
+        profile.save(args.output)
+    except OSError as exc:
+        print(f"monitor: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"{args.input}: {profile.rows} rows")
+    for r in reports:
+        print(f"  {r.describe()}")
+    pred = profile.features.get(PREDICTION)
+    if pred is not None:
+        print(f"  prediction: {pred.kind}, {pred.count} values")
     print(
-        f"{args.output}: {profile.rows} rows, {len(profile.features)} columns "
+        f"{args.output}: {len(profile.features)} columns "
         f"({sum(f.kind == 'numeric' for f in profile.features.values())} numeric), "
         f"fingerprint {profile.fingerprint}"
     )
-    return 0
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------- parser
+
+
+def _add_logging_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    # Accepted before or after the subcommand; the subcommand's copy only sets what is given.
+    default = None if top else argparse.SUPPRESS
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=default,
+        help="DEBUG, INFO, WARNING or ERROR, any case (default: the config's log_level, INFO)",
+    )
+    p.add_argument(
+        "--log-format",
+        type=str.lower,
+        choices=LOG_FORMATS,
+        default=default,
+        help="text, or json: one JSON object per line (default: the config's log_format, text)",
+    )
+
+
+def _add_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config_file", nargs="?", metavar="CONFIG", help="the configuration file")
+    p.add_argument("--config", dest="config_option", metavar="FILE", help="same as CONFIG")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="monitor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="monitor",
+        description="\n\n".join(__doc__.replace("``", "").split("\n\n")[:3]),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"monitor {__version__}")
+    _add_logging_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run the monitoring service")
-    p.add_argument("--config", required=True)
+    def add(name: str, summary: str, description: str, **kw: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description, 79),
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kw,
+        )
+        _add_logging_options(p, top=False)
+        p.set_defaults(subparser=p)
+        return p
+
+    p = add(
+        "run",
+        "run the monitoring service",
+        "Consume prediction and label events, monitor every model, serve /metrics, /healthz, "
+        "/readyz and /api/status, and send alerts, until SIGTERM or SIGINT; then shut down in "
+        "order (checkpoint, commit, flush the alert outbox).",
+    )
+    _add_config_arguments(p)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("check-config", help="validate a configuration file")
-    p.add_argument("file")
+    p = add(
+        "check-config",
+        "check a configuration file and every reference it names",
+        "Validate the configuration, then load every reference file and check it against the "
+        "model's declared features, exactly as `monitor run` will. Prints every problem with "
+        "its config path; exit 2 if there is any.",
+    )
+    _add_config_arguments(p)
     p.set_defaults(func=_cmd_check_config)
 
-    p = sub.add_parser("simulate", help="publish a synthetic prediction stream")
+    p = add(
+        "simulate",
+        "publish a synthetic prediction stream",
+        "Publish synthetic prediction events (and labels) to Kafka, with drift injected from a "
+        "given event on; or write stationary reference events as JSONL.",
+    )
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
     p.add_argument("--topic", default="predictions")
     p.add_argument("--labels-topic", default=None, help="also publish labels here")
@@ -156,30 +420,69 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("reference", help="reference profiles")
-    rsub = p.add_subparsers(dest="reference_command", required=True)
-    b = rsub.add_parser("build", help="build a profile from JSONL, CSV or Parquet data")
+    p = add(
+        "reference",
+        "reference profiles",
+        "Reference profiles: what normal data looks like for a model.",
+    )
+    rsub = p.add_subparsers(dest="reference_command", required=True, metavar="COMMAND")
+    b = rsub.add_parser(
+        "build",
+        help="build a profile from JSONL, CSV or Parquet data",
+        description=textwrap.fill(
+            "Build a reference profile from training or validation data and report, "
+            "per column, the type it got, its value count and why. CSV and flat JSONL/Parquet "
+            "rows: every column is a feature except prediction (the model output, profiled too), "
+            "label, event_id, timestamp, model and model_version. Cells empty, NA, n/a, null, NaN "
+            "or None (any case) are missing. Event-shaped JSONL (the event contract) works too.",
+            79,
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_logging_options(b, top=False)
+    b.set_defaults(subparser=b)
     b.add_argument("--model", required=True)
-    b.add_argument("--input", required=True)
-    b.add_argument("--output", required=True)
+    b.add_argument("--input", required=True, help="JSONL, CSV or Parquet file")
+    b.add_argument("--output", required=True, help="the profile to write (JSON)")
     b.add_argument("--format", default="auto", choices=["auto", "jsonl", "csv", "parquet"])
-    b.add_argument("--max-sample", type=int, default=10_000)
+    b.add_argument(
+        "--features",
+        type=parse_features,
+        metavar="NAME:TYPE,...",
+        help="force column types, e.g. income:numeric,region:categorical; only these columns "
+        "are profiled",
+    )
+    b.add_argument(
+        "--config",
+        metavar="FILE",
+        help="take --model's declared features (and max_sample, prediction) from this config",
+    )
+    b.add_argument("--max-sample", type=int, default=None, help="numeric values kept (10000)")
     b.add_argument("--model-version", default=None)
     b.set_defaults(func=_cmd_reference_build)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    configure_logging(args.log_level or "INFO", args.log_format or "text")
     try:
         return int(args.func(args))
+    except ConfigError as exc:
+        path = (
+            getattr(args, "config_file", None)
+            or getattr(args, "config_option", None)
+            or getattr(args, "config", None)
+        )
+        _print_problems(str(path or "(config)"), exc.problems)
+        return EXIT_USAGE
+    except ReferenceError_ as exc:
+        print(f"monitor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except MonitorError as exc:
         print(f"monitor: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

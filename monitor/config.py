@@ -18,11 +18,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor.alerting.config import AlertingConfig
 from monitor.detectors.config import DriftConfig
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, ReferenceError_
 from monitor.performance.config import PerformanceConfig
 
 ColumnType = Literal["numeric", "categorical"]
@@ -209,10 +217,29 @@ class MonitorConfig(_Strict):
         "track: monitor them with defaults and a learned reference, up to limits.max_models.",
     )
     alerting: AlertingConfig = AlertingConfig()
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Any case (debug, INFO, ...); `monitor --log-level` overrides it."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="json: one JSON object per log line (time, level, logger, message); "
+        "`monitor --log-format` overrides it.",
+    )
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, description="On SIGTERM: how long to keep flushing the alert outbox."
     )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        """``log_level: debug`` is as clear as ``DEBUG``; refusing it helps no one."""
+        if not isinstance(value, str):
+            return value
+        return (
+            value.upper()
+            if value.lower() in {"debug", "info", "warning", "error"}
+            else (value.lower())
+        )
 
     @model_validator(mode="after")
     def _previous_window_needs_count_windows(self) -> MonitorConfig:
@@ -308,8 +335,12 @@ def _substitute_env(node: Any, path: str, env: dict[str, str], problems: list[st
 def parse_config(
     raw: Any, *, env: dict[str, str] | None = None, base_dir: Path | None = None
 ) -> MonitorConfig:
-    """Validate an already-parsed YAML document. Relative reference paths resolve
-    against ``base_dir`` (the config file's folder) so a config works from any cwd."""
+    """Validate an already-parsed YAML document.
+
+    With ``base_dir`` (the config file's folder), every relative path in the
+    configuration resolves against it (:func:`resolve_paths`), so a config means
+    the same files whatever the working directory.
+    """
     problems: list[str] = []
     if raw is None:
         raw = {}
@@ -324,24 +355,51 @@ def parse_config(
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
-    return _resolve_paths(config, base_dir) if base_dir else config
+    return resolve_paths(config, base_dir) if base_dir else config
 
 
-def _resolve_paths(config: MonitorConfig, base_dir: Path) -> MonitorConfig:
+def resolve_paths(config: MonitorConfig, base_dir: Path) -> MonitorConfig:
+    """The one rule for file paths: a relative path means ``base_dir / path``.
+
+    It covers every option that names a file, defaults included: ``state.path``,
+    ``alerting.outbox_path``, the ``kafka.ssl_*`` files, and ``reference.path``
+    and ``reference.versions`` under ``defaults`` and each model. Absolute paths
+    are kept as they are.
+    """
+
     def absolute(path: str) -> str:
         return path if Path(path).is_absolute() else str((base_dir / path).resolve())
 
-    models = []
-    for m in config.models:
-        if m.reference:
-            update: dict[str, Any] = {
-                "versions": {v: absolute(p) for v, p in m.reference.versions.items()}
-            }
-            if m.reference.path:
-                update["path"] = absolute(m.reference.path)
-            m = m.model_copy(update={"reference": m.reference.model_copy(update=update)})
-        models.append(m)
-    return config.model_copy(update={"models": models})
+    def reference(ref: ReferenceConfig) -> ReferenceConfig:
+        update: dict[str, Any] = {"versions": {v: absolute(p) for v, p in ref.versions.items()}}
+        if ref.path:
+            update["path"] = absolute(ref.path)
+        return ref.model_copy(update=update)
+
+    kafka = config.kafka.model_copy(
+        update={
+            key: absolute(value)
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+            if (value := getattr(config.kafka, key))
+        }
+    )
+    models = [
+        m.model_copy(update={"reference": reference(m.reference)}) if m.reference else m
+        for m in config.models
+    ]
+    return config.model_copy(
+        update={
+            "kafka": kafka,
+            "state": config.state.model_copy(update={"path": absolute(config.state.path)}),
+            "alerting": config.alerting.model_copy(
+                update={"outbox_path": absolute(config.alerting.outbox_path)}
+            ),
+            "defaults": config.defaults.model_copy(
+                update={"reference": reference(config.defaults.reference)}
+            ),
+            "models": models,
+        }
+    )
 
 
 def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> MonitorConfig:
@@ -358,19 +416,34 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
     return parse_config(raw, env=env, base_dir=p.parent)
 
 
-def check_config(config: MonitorConfig) -> list[str]:
-    """Problems a schema cannot see: missing reference files and the like."""
+def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]:
+    """Problems a schema cannot see: reference files that are missing, unreadable or do
+    not fit the declared features, and the like.
+
+    With ``references`` (the default) every reference file is loaded and checked by
+    :func:`monitor.reference.load_model_references`, the very function the service's
+    start uses, on the paths :func:`load_config` resolved: what passes here loads there.
+    """
     problems: list[str] = []
     for i, m in enumerate(config.models):
-        ref = m.reference
-        if ref and ref.path and not Path(ref.path).exists():
-            problems.append(f"models[{i}].reference.path: file not found: {ref.path}")
-        for version, path in (ref.versions if ref else {}).items():
-            if not Path(path).exists():
-                problems.append(f"models[{i}].reference.versions.{version}: file not found: {path}")
         if m.features is not None and len(m.features) > config.limits.max_features_per_model:
             problems.append(
                 f"models[{i}].features: {len(m.features)} features exceed "
                 f"limits.max_features_per_model={config.limits.max_features_per_model}"
             )
+    if references:
+        from monitor.reference import load_model_references  # numpy: only when checking
+
+        for i, m in enumerate(config.models):
+            try:
+                load_model_references(
+                    resolve_model(m, config.defaults),
+                    max_features=config.limits.max_features_per_model,
+                    max_categories=config.limits.max_categories_per_feature,
+                )
+            except ReferenceError_ as exc:
+                if m.reference:
+                    problems.append(f"models[{i}].{exc}")
+                else:  # inherited: name the option where it is written
+                    problems.append(f"defaults.{exc} (model {m.name!r})")
     return problems

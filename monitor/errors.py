@@ -6,6 +6,7 @@ sqlite3 and pydantic errors at the boundary (``raise ... from exc``).
     MonitorError
     ├── ConfigError              the configuration file is invalid (every problem listed)
     ├── ReferenceError_          a reference profile or file cannot be loaded or built
+    │   └── ReferenceMismatch      the reference does not fit the features the config declares
     ├── EventError               one event breaks the event contract
     │   ├── MalformedEvent         not JSON, not an object, invalid UTF-8, too large
     │   └── InvalidEvent           a field is missing, mistyped or non-finite
@@ -39,6 +40,10 @@ class ConfigError(MonitorError):
 
 class ReferenceError_(MonitorError):
     """A reference profile or reference data file cannot be used."""
+
+
+class ReferenceMismatch(ReferenceError_):
+    """The reference lacks a declared feature, or has it with another type."""
 
 
 class EventError(MonitorError):
@@ -115,6 +120,7 @@ __all__ = [
     "MonitorError",
     "PermanentDeliveryError",
     "ReferenceError_",
+    "ReferenceMismatch",
     "RetryableDeliveryError",
     "ServiceStateError",
     "SourceError",

@@ -7,12 +7,14 @@ and are disabled when no token is configured. Nothing here prints a secret.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor.alerting.http_api import register_routes
+from monitor.errors import ConfigError
 
 if TYPE_CHECKING:
     from monitor.service import MonitorService
@@ -40,7 +42,14 @@ class HttpServer:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            # One line naming the setting to change, not a traceback.
+            await self._runner.cleanup()
+            self._runner = None
+            why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise ConfigError([f"http.port {self.port}: {why} (http.host {self.host})"]) from exc
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.port

@@ -142,6 +142,21 @@ class ServiceMetrics:
             "Wall-clock time the consume loop last completed a poll (liveness).",
             registry=registry,
         )
+        self.model_disabled = Gauge(
+            "monitor_model_disabled",
+            "1 while a model is disabled (its events skipped), by reason: reference_unreadable, "
+            "reference_mismatch (the reference does not fit the declared features), "
+            "reference_invalid (a learned reference could not be built).",
+            ["model", "reason"],
+            registry=registry,
+        )
+        self.events_skipped = Counter(
+            "monitor_events_skipped_total",
+            "Prediction and label events of a disabled model, counted and not applied, by reason "
+            "(that of monitor_model_disabled).",
+            ["model", "reason"],
+            registry=registry,
+        )
         self.loop_errors = Counter(
             "monitor_loop_errors_total",
             "Unexpected errors caught by the consume loop, by stage.",

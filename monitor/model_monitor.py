@@ -29,7 +29,7 @@ from monitor.config import LimitsConfig, ResolvedModel
 from monitor.detectors import STREAM_DETECTORS, Detector, DetectorResult, fit_column_detectors
 from monitor.detectors.base import evaluate_sorted
 from monitor.drift import DriftTracker, FeatureVerdict, headline
-from monitor.errors import MonitorError, ReferenceError_
+from monitor.errors import MonitorError
 from monitor.events import FeatureColumns, LabelEvents, ModelEvents
 from monitor.performance.tracker import PerformanceTracker
 from monitor.reference import (
@@ -38,6 +38,7 @@ from monitor.reference import (
     ReferenceProfile,
     build_profile,
     category_of,
+    check_schema,
     prediction_value,
     profile_numeric,
 )
@@ -124,20 +125,17 @@ class ModelMonitor:
         """True once the reference is known and detectors are fitted."""
         return self.reference is not None
 
+    def learn_progress(self) -> tuple[int, int]:
+        """(events collected, events needed) while learning the reference from the stream."""
+        return len(self._learn_rows), self._learn_target
+
     def _set_reference(self, profile: ReferenceProfile) -> None:
-        declared = self.settings.features
-        schema = dict(declared) if declared is not None else profile.schema()
-        if len(schema) > self.limits.max_features_per_model:
-            schema = dict(list(schema.items())[: self.limits.max_features_per_model])
-        for name, kind in schema.items():
-            prof = profile.features.get(name)
-            if prof is None:
-                raise ReferenceError_(f"model {self.name!r}: reference has no feature {name!r}")
-            if prof.kind != kind:
-                raise ReferenceError_(
-                    f"model {self.name!r}: feature {name!r} is {kind} in the config "
-                    f"but {prof.kind} in the reference"
-                )
+        schema = check_schema(
+            profile,
+            self.settings.features,
+            model=self.name,
+            max_features=self.limits.max_features_per_model,
+        )
         pred = profile.features.get(PREDICTION)
         if pred is not None and self.settings.prediction != "none":
             schema[PREDICTION] = pred.kind

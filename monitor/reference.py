@@ -19,20 +19,47 @@ import csv
 import hashlib
 import json
 import math
+import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from monitor.errors import ReferenceError_
+from monitor.errors import ReferenceError_, ReferenceMismatch
 from monitor.summary import QUANTILES
+
+if TYPE_CHECKING:
+    from monitor.config import ResolvedModel
 
 PREDICTION = "__prediction__"
 FORMAT_VERSION = 1
 ColumnType = Literal["numeric", "categorical"]
+
+#: Cells that mean "no value" in training data, compared case-insensitively after
+#: stripping blanks. In CSV (where a cell has no other way to be missing) they are
+#: missing in every column; in JSONL/Parquet they do not make a numeric column
+#: categorical (they count as missing there) but stay categories in a categorical one.
+MISSING_TOKENS = frozenset({"", "na", "n/a", "null", "nan", "none"})
+#: Columns of a flat file (CSV, flat JSONL, Parquet) that are not features.
+META_COLUMNS = frozenset({"prediction", "event_id", "timestamp", "model", "model_version", "label"})
+_PROFILE_MARKER = re.compile(r'^\s*\{\s*"format"\s*:\s*"monitor-reference-profile"')
+
+
+def is_missing_token(value: Any) -> bool:
+    """Whether a string is one of :data:`MISSING_TOKENS` (any case, surrounding blanks)."""
+    return isinstance(value, str) and value.strip().lower() in MISSING_TOKENS
+
+
+def shown(value: Any, limit: int = 40, *, quote: bool = True) -> str:
+    """A value from a user's file as it may be printed: escaped (ASCII, no control
+    characters, lone surrogates as escapes) and at most about ``limit`` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    cut = text[:limit]
+    out = ascii(cut) if quote else cut.encode("unicode_escape").decode("ascii")
+    return out + (f"... ({len(text)} chars)" if len(text) > limit else "")
 
 
 def category_of(value: Any) -> str | None:
@@ -233,19 +260,95 @@ def profile_categorical(
     )
 
 
-def infer_schema(rows: list[tuple[dict[str, Any], Any]]) -> dict[str, ColumnType]:
-    """Numeric when every present value is a number (booleans are categories), else categorical."""
-    kinds: dict[str, ColumnType] = {}
-    for feats, _ in rows:
+@dataclass
+class ColumnReport:
+    """How one column's type was decided, for ``monitor reference build`` to print."""
+
+    name: str
+    kind: ColumnType | None  # None: no value at all, the column is left out
+    present: int = 0
+    missing: int = 0
+    numbers: int = 0
+    declared: bool = False
+    others: int = 0  # present values that are not numbers
+    first_other: Any = None
+    first_other_row: int = 0
+
+    def describe(self) -> str:
+        """``monthly_spend: categorical, 9999 values, 1 missing (1 non-numeric value
+        'abc' at row 3001)``; values from the file are escaped and bounded."""
+        if self.kind is None:
+            return f"{shown(self.name, 80, quote=False)}: left out ({self.missing} rows, no value)"
+        name = shown(self.name, 80, quote=False)
+        head = f"{name}: {self.kind}, {self.present} values, {self.missing} missing"
+        other = ""
+        if self.others:
+            many = "s, first" if self.others > 1 else ""
+            other = (
+                f"{self.others} non-numeric value{many} {shown(self.first_other)} "
+                f"at row {self.first_other_row}"
+            )
+        if self.declared:
+            why = "declared"
+            if self.kind == "numeric" and self.others:
+                why += f"; {other} counted as missing"
+        elif self.kind == "numeric":
+            why = "every present value is a number"
+        elif self.numbers == 0 and not self.others:
+            why = "no values"
+        elif self.numbers == 0:
+            why = f"no numbers: {other}"
+        else:
+            why = other
+        return f"{head} ({why})"
+
+
+def infer_columns(
+    rows: list[tuple[dict[str, Any], Any]],
+    declared: Mapping[str, ColumnType] | None = None,
+) -> tuple[dict[str, ColumnType], list[ColumnReport]]:
+    """The schema of ``rows`` and, per column, why.
+
+    A column is numeric when every present value is a number (booleans are
+    categories); :data:`MISSING_TOKENS` strings count as missing, so one ``n/a``
+    cell does not turn a numeric column categorical. ``declared`` types win.
+    """
+    reports: dict[str, ColumnReport] = {}
+    for row, (feats, _) in enumerate(rows, 1):
         for k, v in feats.items():
-            if v is None:
+            r = reports.get(k)
+            if r is None:
+                r = reports[k] = ColumnReport(k, None)
+            if v is None or is_missing_token(v):
                 continue
-            is_num = isinstance(v, int | float) and not isinstance(v, bool)
-            if k not in kinds:
-                kinds[k] = "numeric" if is_num else "categorical"
-            elif kinds[k] == "numeric" and not is_num:
-                kinds[k] = "categorical"
-    return kinds
+            r.present += 1
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                r.numbers += 1
+            else:
+                r.others += 1
+                if r.others == 1:
+                    r.first_other, r.first_other_row = v, row
+    for name in declared or {}:
+        reports.setdefault(name, ColumnReport(name, None))
+    schema: dict[str, ColumnType] = {}
+    for name, r in reports.items():
+        r.missing = len(rows) - r.present
+        if declared is not None:
+            if name not in declared:
+                continue
+            r.kind, r.declared = declared[name], True
+        elif r.present:
+            r.kind = "categorical" if r.others else "numeric"
+        if r.kind is not None:
+            schema[name] = r.kind
+    order = list(declared) if declared is not None else list(reports)
+    return schema, [reports[n] for n in order]
+
+
+def infer_schema(rows: list[tuple[dict[str, Any], Any]]) -> dict[str, ColumnType]:
+    """Numeric when every present value is a number (booleans are categories), else categorical;
+    :data:`MISSING_TOKENS` count as missing (see :func:`infer_columns`)."""
+    return infer_columns(rows)[0]
 
 
 def build_profile(
@@ -262,6 +365,7 @@ def build_profile(
     """Build a profile from ``(features, prediction)`` rows."""
     if not rows:
         raise ReferenceError_(f"model {model!r}: the reference has no rows")
+    schema_in = schema
     schema = schema or infer_schema(rows)
     n_rows = len(rows)
     features: dict[str, FeatureProfile] = {}
@@ -276,11 +380,15 @@ def build_profile(
                 ],
                 dtype=np.float64,
             )
-            prof = profile_numeric(name, vals, n_rows, max_sample)
+            prof = _declared(
+                schema_in, name, kind, model, profile_numeric, vals, n_rows, max_sample
+            )
             digest.update(name.encode() + prof.sample.tobytes())  # type: ignore[union-attr]
         else:
             cats = [c for c in (category_of(v) for v in raw if v is not None) if c is not None]
-            prof = profile_categorical(name, cats, n_rows, max_categories)
+            prof = _declared(
+                schema_in, name, kind, model, profile_categorical, cats, n_rows, max_categories
+            )
             digest.update(
                 name.encode() + json.dumps([prof.categories, prof.counts.tolist()]).encode()
             )  # type: ignore[union-attr]
@@ -311,8 +419,28 @@ def build_profile(
     )
 
 
+def _declared(
+    declared: Mapping[str, ColumnType] | None,
+    name: str,
+    kind: ColumnType,
+    model: str,
+    profile: Any,
+    *args: Any,
+) -> FeatureProfile:
+    """Profile a column; a declared column without values of its type is a mismatch."""
+    try:
+        return profile(name, *args)  # type: ignore[no-any-return]
+    except ReferenceError_ as exc:
+        if declared is None:
+            raise
+        raise ReferenceMismatch(
+            f"model {model!r}: feature {name!r} is {kind} in the config but the reference "
+            f"has no {kind} value for it"
+        ) from exc
+
+
 def _number_or_text(text: str) -> Any:
-    if text == "":
+    if is_missing_token(text):
         return None
     try:
         v = float(text)
@@ -321,64 +449,119 @@ def _number_or_text(text: str) -> Any:
     return v if math.isfinite(v) else None
 
 
+def detect_format(path: str | Path) -> str:
+    """``profile``, ``jsonl``, ``csv`` or ``parquet``: a profile by its content, whatever
+    its name (a profile saved as ``churn-ref.json`` is still a profile), the rest by
+    extension."""
+    p = Path(path)
+    if not p.exists():
+        raise ReferenceError_(f"{p}: file not found")
+    if p.name.endswith(".profile.json"):
+        return "profile"
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(256)
+    except OSError as exc:
+        raise ReferenceError_(f"{p}: cannot read: {exc.strerror}") from exc
+    if _PROFILE_MARKER.match(head.decode("utf-8", "replace")):
+        return "profile"
+    fmt = {
+        ".jsonl": "jsonl",
+        ".ndjson": "jsonl",
+        ".json": "jsonl",
+        ".csv": "csv",
+        ".parquet": "parquet",
+    }.get(p.suffix.lower(), "")
+    if not fmt:
+        raise ReferenceError_(
+            f"{p}: cannot tell the format from the extension; set reference.format"
+        )
+    return fmt
+
+
 def iter_rows(
     path: str | Path, fmt: str = "auto", model: str | None = None
 ) -> Iterator[tuple[dict[str, Any], Any]]:
     """Yield ``(features, prediction)`` from JSONL (event-shaped or flat), CSV, or Parquet.
 
     Event-shaped JSONL lines of other models are skipped when ``model`` is given.
-    Flat rows take every column but ``prediction``/``event_id``/``timestamp``/``model``
-    as a feature.
+    Flat rows take every column but :data:`META_COLUMNS` (``prediction``,
+    ``event_id``, ``timestamp``, ``model``, ``model_version``, ``label``) as a
+    feature; ``prediction`` is the prediction. Every problem with the file is a
+    :class:`~monitor.errors.ReferenceError_` naming ``file:line``.
     """
     p = Path(path)
     if fmt == "auto":
-        fmt = {
-            ".jsonl": "jsonl",
-            ".ndjson": "jsonl",
-            ".json": "jsonl",
-            ".csv": "csv",
-            ".parquet": "parquet",
-        }.get(p.suffix.lower(), "")
-        if not fmt:
-            raise ReferenceError_(
-                f"{p}: cannot tell the format from the extension; set reference.format"
-            )
+        fmt = detect_format(p)
     if not p.exists():
         raise ReferenceError_(f"{p}: file not found")
-    meta = {"prediction", "event_id", "timestamp", "model", "model_version", "label"}
-    if fmt == "jsonl":
-        with p.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError as exc:
-                    raise ReferenceError_(f"{p}:{lineno}: not JSON: {exc}") from exc
-                if not isinstance(obj, dict):
-                    raise ReferenceError_(f"{p}:{lineno}: expected a JSON object")
-                if isinstance(obj.get("features"), dict):
-                    if model is not None and obj.get("model") not in (None, model):
+    lineno = 0
+    try:
+        if fmt == "jsonl":
+            with p.open("rb") as fh:
+                for lineno, line in enumerate(_utf8_lines(p, fh), 1):
+                    if not line.strip():
                         continue
-                    yield obj["features"], obj.get("prediction")
-                else:
-                    yield {k: v for k, v in obj.items() if k not in meta}, obj.get("prediction")
-    elif fmt == "csv":
-        with p.open(encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                vals = {k: _number_or_text(v) for k, v in row.items() if k is not None}
-                pred = vals.pop("prediction", None)
-                yield {k: v for k, v in vals.items() if k not in meta}, pred
-    elif fmt == "parquet":
+                    try:
+                        obj = json.loads(line)
+                    except ValueError as exc:
+                        raise ReferenceError_(f"{p}:{lineno}: not JSON: {exc}") from exc
+                    if not isinstance(obj, dict):
+                        raise ReferenceError_(f"{p}:{lineno}: expected a JSON object")
+                    if isinstance(obj.get("features"), dict):
+                        if model is not None and obj.get("model") not in (None, model):
+                            continue
+                        yield obj["features"], obj.get("prediction")
+                    else:
+                        flat = {k: v for k, v in obj.items() if k not in META_COLUMNS}
+                        yield flat, obj.get("prediction")
+        elif fmt == "csv":
+            with p.open("rb") as fh:
+                reader = csv.reader(_utf8_lines(p, fh))
+                header = next(reader, None)
+                lineno = 1
+                if header is None:
+                    return
+                width = len(header)
+                for row in reader:
+                    lineno = reader.line_num
+                    if len(row) != width:
+                        if not row:
+                            continue  # a blank line
+                        raise ReferenceError_(
+                            f"{p}:{lineno}: expected {width} fields, got {len(row)}"
+                        )
+                    vals = {k: _number_or_text(v) for k, v in zip(header, row, strict=True)}
+                    pred = vals.pop("prediction", None)
+                    yield {k: v for k, v in vals.items() if k not in META_COLUMNS}, pred
+        elif fmt == "parquet":
+            try:
+                import pyarrow.parquet as pq
+            except ImportError as exc:
+                raise ReferenceError_("reading Parquet needs pyarrow: pip install pyarrow") from exc
+            try:
+                table = pq.read_table(p)
+            except Exception as exc:  # pyarrow's errors, translated here at the boundary
+                raise ReferenceError_(f"{p}: not a readable Parquet file: {exc}") from exc
+            for row in table.to_pylist():
+                pred = row.pop("prediction", None)
+                yield {k: v for k, v in row.items() if k not in META_COLUMNS}, pred
+        else:
+            raise ReferenceError_(f"{p}: unsupported reference format {fmt!r}")
+    except csv.Error as exc:
+        raise ReferenceError_(f"{p}:{lineno + 1}: not valid CSV: {exc}") from exc
+    except OSError as exc:
+        raise ReferenceError_(f"{p}: cannot read: {exc.strerror}") from exc
+
+
+def _utf8_lines(path: Path, lines: Iterable[bytes]) -> Iterator[str]:
+    """Decode line by line, so that invalid UTF-8 is reported with its line number
+    (a byte-order mark, as spreadsheets write, is dropped)."""
+    for lineno, raw in enumerate(lines, 1):
         try:
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise ReferenceError_("reading Parquet needs pyarrow: pip install pyarrow") from exc
-        for row in pq.read_table(p).to_pylist():
-            pred = row.pop("prediction", None)
-            yield {k: v for k, v in row.items() if k not in meta}, pred
-    else:
-        raise ReferenceError_(f"{p}: unsupported reference format {fmt!r}")
+            yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise ReferenceError_(f"{path}:{lineno}: not valid UTF-8") from None
 
 
 def load_reference(
@@ -393,11 +576,21 @@ def load_reference(
 ) -> ReferenceProfile:
     """Load a saved profile, or build one from a data file."""
     p = Path(path)
-    if fmt == "profile" or (fmt == "auto" and p.name.endswith(".profile.json")):
+    if fmt == "auto":
+        fmt = detect_format(p)
+    if fmt == "profile":
         try:
-            return ReferenceProfile.from_json(p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise ReferenceError_(f"{p}: cannot read: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ReferenceError_(f"{p}: not valid UTF-8") from exc
+        try:
+            return ReferenceProfile.from_json(text)
+        except ReferenceError_ as exc:
+            raise ReferenceError_(f"{p}: {exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReferenceError_(f"{p}: damaged profile ({type(exc).__name__}: {exc})") from exc
     rows = list(iter_rows(p, fmt, model))
     return build_profile(
         model,
@@ -408,6 +601,86 @@ def load_reference(
         max_categories=max_categories,
         source=str(p),
     )
+
+
+def check_schema(
+    profile: ReferenceProfile,
+    declared: Mapping[str, ColumnType] | None,
+    *,
+    model: str,
+    max_features: int,
+) -> dict[str, ColumnType]:
+    """The columns a model monitors against ``profile``: the declared features (or the
+    profile's own), capped at ``max_features``.
+
+    Raises :class:`~monitor.errors.ReferenceMismatch` listing every declared feature
+    the profile lacks or has with another type. ``monitor check-config``, the
+    service's start and the model itself all check with this one function.
+    """
+    schema = dict(declared) if declared is not None else profile.schema()
+    if len(schema) > max_features:
+        schema = dict(list(schema.items())[:max_features])
+    problems = []
+    for name, kind in schema.items():
+        prof = profile.features.get(name)
+        if prof is None:
+            problems.append(f"reference has no feature {name!r}")
+        elif prof.kind != kind:
+            problems.append(
+                f"feature {name!r} is {kind} in the config but {prof.kind} in the reference"
+            )
+    if problems:
+        raise ReferenceMismatch(f"model {model!r}: " + "; ".join(problems))
+    return schema
+
+
+@dataclass
+class ModelReferences:
+    """What a model's ``reference`` settings load to."""
+
+    profile: ReferenceProfile | None = None
+    versions: dict[str, ReferenceProfile] = field(default_factory=dict)
+
+
+def load_model_references(
+    settings: ResolvedModel, *, max_features: int, max_categories: int
+) -> ModelReferences:
+    """Load and check every reference file of one model (``reference.path`` and each of
+    ``reference.versions``).
+
+    The paths are used as the configuration holds them: :func:`monitor.config.load_config`
+    has already resolved them (the one path rule), so ``check-config`` and ``run`` read
+    the same files. Raises :class:`~monitor.errors.ReferenceError_` whose message starts
+    with the option (``reference.path: ...``, ``reference.versions.v2: ...``);
+    :class:`~monitor.errors.ReferenceMismatch` when a file does not fit the declared
+    features.
+    """
+    ref = settings.reference
+
+    def load(option: str, path: str) -> ReferenceProfile:
+        if not Path(path).exists():
+            raise ReferenceError_(f"{option}: file not found: {path}")
+        try:
+            profile = load_reference(
+                path,
+                model=settings.name,
+                fmt=ref.format,
+                schema=settings.features,
+                prediction=settings.prediction,
+                max_sample=ref.max_sample,
+                max_categories=max_categories,
+            )
+            check_schema(profile, settings.features, model=settings.name, max_features=max_features)
+        except ReferenceError_ as exc:
+            raise type(exc)(f"{option}: {exc} ({path})") from exc
+        return profile
+
+    out = ModelReferences()
+    if ref.path:
+        out.profile = load("reference.path", ref.path)
+    for version, path in ref.versions.items():
+        out.versions[version] = load(f"reference.versions.{version}", path)
+    return out
 
 
 def rows_from_columns(

@@ -2,9 +2,12 @@
 
 Life cycle (``start`` -> ``run`` -> ``stop``), in this order:
 
-start: open the state store, load references (a reference that cannot be loaded
-stops the start with a clear error), start the alert service (delivers what the
-outbox still holds from a previous run), the HTTP server, the dead-letter
+start: open the state store, load references (a model whose reference cannot be
+loaded, or does not fit its declared features, is disabled: one error line, a
+reason on ``/readyz``, ``/api/status`` and ``monitor_model_disabled``; its events
+are counted as skipped and its offsets advance; the other models run on; ``monitor
+check-config`` finds the same problems beforehand), start the alert service
+(delivers what the outbox still holds from a previous run), the HTTP server, the dead-letter
 producer, then the consumer.
 
 run: poll a batch; decode; publish rejected messages to the dead-letter topic
@@ -39,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -55,7 +59,14 @@ from monitor.alerting.policy import ModelAlertState
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
 from monitor.detectors import ks
-from monitor.errors import MonitorError, ServiceStateError, SourceError
+from monitor.errors import (
+    ConfigError,
+    MonitorError,
+    ReferenceError_,
+    ReferenceMismatch,
+    ServiceStateError,
+    SourceError,
+)
 from monitor.events import (
     NATIVE_AVAILABLE,
     DecodedBatch,
@@ -70,7 +81,7 @@ from monitor.kafka_source import TP, DeadLetterPublisher, KafkaSource
 from monitor.metrics import ModelStateCollector, ServiceMetrics
 from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.ratelimit import RateLimitedLogger
-from monitor.reference import ReferenceProfile, load_reference
+from monitor.reference import ReferenceProfile, load_model_references
 from monitor.store import SQLiteStateStore, StateStore
 
 log = logging.getLogger("monitor.service")
@@ -78,6 +89,8 @@ log = logging.getLogger("monitor.service")
 DEAD_LETTER_RETRY_SECONDS = 1.0
 # Rejection reason for a message the decoder itself failed on (a bug, counted, dead-lettered).
 DECODER_ERROR = "decoder_error"
+#: Why a model is disabled (metric label values, bounded).
+DISABLED_REASONS = ("reference_unreadable", "reference_mismatch", "reference_invalid")
 
 
 _TOPIC = attrgetter("topic")
@@ -139,6 +152,8 @@ class MonitorService:
         self._admitted: set[str] = set()  # unlisted models accepted under unknown_models: track
         self.references: dict[str, ReferenceProfile] = {}
         self.version_references: dict[str, dict[str, ReferenceProfile]] = {}
+        # model -> (reason, error): its events are counted and skipped, the others run on.
+        self.disabled: dict[str, tuple[str, str]] = {}
         self._model_partition: dict[str, TP] = {}
         self._positions: dict[TP, int] = {}  # next offset to consume, per partition, as processed
         self._lock = asyncio.Lock()
@@ -222,35 +237,58 @@ class MonitorService:
         return mm
 
     def load_references(self) -> None:
-        """Load every configured reference (and per-version reference) before consuming."""
+        """Load every configured reference (and per-version reference) before consuming.
+
+        Loading and checking is :func:`~monitor.reference.load_model_references`, as in
+        ``monitor check-config``. A model whose references fail is disabled, not the service.
+        """
         for m in self.config.models:
             settings = resolve_model(m, self.config.defaults)
-            ref = settings.reference
-
-            def load(path: str, settings: ResolvedModel = settings) -> ReferenceProfile:
-                profile = load_reference(
-                    path,
-                    model=settings.name,
-                    fmt=settings.reference.format,
-                    schema=settings.features,
-                    prediction=settings.prediction,
-                    max_sample=settings.reference.max_sample,
+            try:
+                refs = load_model_references(
+                    settings,
+                    max_features=self.config.limits.max_features_per_model,
                     max_categories=self.config.limits.max_categories_per_feature,
                 )
-                log.info(
-                    "reference for %s from %s: %d rows, %d columns, fingerprint %s",
-                    settings.name,
-                    path,
-                    profile.rows,
-                    len(profile.features),
-                    profile.fingerprint,
-                )
-                return profile
+            except ReferenceError_ as exc:
+                self._disable(m.name, exc, at_start=True)
+                continue
+            ref = settings.reference
+            loaded = [(ref.path, refs.profile)] + [
+                (ref.versions[v], p) for v, p in refs.versions.items()
+            ]
+            for path, profile in loaded:
+                if profile is not None:
+                    log.info(
+                        "reference for %s from %s: %d rows, %d columns, fingerprint %s",
+                        settings.name,
+                        path,
+                        profile.rows,
+                        len(profile.features),
+                        profile.fingerprint,
+                    )
+            if refs.profile is not None:
+                self.references[m.name] = refs.profile
+            if refs.versions:
+                self.version_references[m.name] = refs.versions
 
-            if ref.path:
-                self.references[m.name] = load(ref.path)
-            if ref.versions:
-                self.version_references[m.name] = {v: load(p) for v, p in ref.versions.items()}
+    def _disable(self, model: str, exc: ReferenceError_, *, at_start: bool) -> None:
+        """Take one model out of service: its reference is unusable, and retrying cannot help.
+
+        Its monitor leaves memory (it is never checkpointed again); its later events
+        are counted in ``monitor_events_skipped_total`` and their offsets advance.
+        """
+        if isinstance(exc, ReferenceMismatch):
+            reason = "reference_mismatch"
+        elif at_start:
+            reason = "reference_unreadable"
+        else:
+            reason = "reference_invalid"
+        self.disabled[model] = (reason, str(exc))
+        self.models.pop(model, None)
+        self._model_partition.pop(model, None)
+        self.metrics.model_disabled.labels(model, reason).set(1)
+        log.error("model %s disabled (%s): %s", model, reason, exc)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -258,7 +296,10 @@ class MonitorService:
         if self._state != "new":
             raise ServiceStateError(f"cannot start a service that is {self._state}")
         self._state = "starting"
-        self.store = self._store_arg or SQLiteStateStore(self.config.state.path)
+        try:
+            self.store = self._store_arg or SQLiteStateStore(self.config.state.path)
+        except OSError as exc:  # one line naming the setting, not a traceback
+            raise ConfigError([f"state.path {self.config.state.path}: {_why(exc)}"]) from exc
         # Unlisted models admitted by an earlier run stay admitted, so that the model cap
         # decides the same way on a replay as it did the first time.
         self._admitted = {m for m in self.store.models() if self.config.model(m) is None}
@@ -271,7 +312,11 @@ class MonitorService:
                 "event decoder: Python only (%s)",
                 "MONITOR_NATIVE_DECODER=0" if NATIVE_AVAILABLE else "monitor_native not installed",
             )
-        await self.alerts.start()
+        try:
+            await self.alerts.start()
+        except OSError as exc:
+            path = self.config.alerting.outbox_path
+            raise ConfigError([f"alerting.outbox_path {path}: {_why(exc)}"]) from exc
         await self.http.start()
         await self.dead_letters.start()
         await self.source.start()
@@ -498,9 +543,19 @@ class MonitorService:
         evaluations: list[Evaluation] = []
         now = self.clock.time()
         for model, events in batch.predictions.items():
-            mm = self._model(model)
+            if model in self.disabled:
+                self.metrics.events_skipped.labels(model, self.disabled[model][0]).inc(len(events))
+                continue
             t0 = time.perf_counter()
-            evs = mm.ingest(events, now)
+            try:
+                mm = self._model(model)
+                evs = mm.ingest(events, now)
+            except ReferenceError_ as exc:
+                # Found only now (a learned reference, a file changed since the start): this
+                # model stops, the batch and every other model go on.
+                self._disable(model, exc, at_start=False)
+                self.metrics.events_skipped.labels(model, self.disabled[model][0]).inc(len(events))
+                continue
             for tp in events.partitions:
                 self._model_partition[model] = tp
             self.metrics.events_processed.labels(model).inc(len(events))
@@ -510,6 +565,10 @@ class MonitorService:
                 self.metrics.evaluations.labels(model).inc(len(evs))
             evaluations.extend(evs)
         for model, labels in batch.labels.items():
+            if model in self.disabled:
+                n_labels = len(labels.event_ids)
+                self.metrics.events_skipped.labels(model, self.disabled[model][0]).inc(n_labels)
+                continue
             mm = self._model(model)
             for outcome, n in mm.ingest_labels(labels, now).items():
                 if n:
@@ -609,45 +668,128 @@ class MonitorService:
         }
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: running, partitions assigned, and no configured model disabled.
+
+        A disabled model is a configuration problem an operator must fix (the rest
+        of the service runs on meanwhile); failing readiness is what stops a rollout.
+        """
         assigned = sorted(f"{t}/{p}" for t, p in self.source.assignment())
+        configured = {m.name for m in self.config.models}
+        disabled = {
+            name: {"reason": reason, "error": error}
+            for name, (reason, error) in sorted(self.disabled.items())
+        }
         missing_refs = [
             m.name
             for m in self.config.models
             if resolve_model(m, self.config.defaults).reference.path
             and m.name not in self.references
         ]
-        ok = self._state == "running" and bool(assigned) and not missing_refs
-        return ok, {"state": self._state, "assigned": assigned, "references_missing": missing_refs}
+        ok = (
+            self._state == "running"
+            and bool(assigned)
+            and not missing_refs
+            and not configured & self.disabled.keys()
+        )
+        return ok, {
+            "state": self._state,
+            "assigned": assigned,
+            "references_missing": missing_refs,
+            "models_disabled": disabled,
+        }
 
     def status(self) -> dict[str, Any]:
-        models = {}
-        for name, mm in sorted(self.models.items()):
-            ev = mm.last
-            models[name] = {
-                "ready": mm.ready,
-                "events": mm.events_total,
-                "evaluations": mm.evaluations,
-                "model_version": mm.model_version,
-                "reference": None
-                if mm.reference is None
-                else {
-                    "rows": mm.reference.rows,
-                    "fingerprint": mm.reference.fingerprint,
-                    "source": mm.reference.source,
-                },
-                "drifting": ev.drifting if ev else [],
-                "window": None
-                if ev is None
-                else {
-                    "events": ev.context.window_events,
-                    "start": ev.context.window_start,
-                    "end": ev.context.window_end,
-                },
-            }
+        """Every configured model (from the start) and every model in memory, with its state.
+
+        ``state`` is ``waiting`` (no event yet, or not owned by this instance),
+        ``learning`` (``progress``: ``600 of 1000`` reference events), ``ready`` or
+        ``disabled``; ``not_ready_reason`` says why a model is not ready.
+        """
+        names = sorted(
+            {m.name for m in self.config.models} | self.models.keys() | self.disabled.keys()
+        )
+        models = {name: self._model_status(name) for name in names}
         return {
             "models": models,
             "positions": {f"{t}/{p}": o for (t, p), o in sorted(self._positions.items())},
         }
+
+    def _model_status(self, name: str) -> dict[str, Any]:
+        mm = self.models.get(name)
+        out: dict[str, Any] = {
+            "state": "waiting",
+            "ready": False,
+            "not_ready_reason": None,
+            "events": 0,
+            "evaluations": 0,
+            "model_version": None,
+            "reference": None,
+            "drifting": [],
+            "window": None,
+            "performance": {},
+        }
+        if name in self.disabled:
+            reason, error = self.disabled[name]
+            out.update(
+                state="disabled",
+                disabled_reason=reason,
+                not_ready_reason=f"disabled ({reason}): {error}",
+            )
+            return out
+        if mm is None:
+            profile = self.references.get(name)
+            if profile is not None:
+                out["reference"] = _reference_status(profile)
+            out["not_ready_reason"] = "no event of this model yet"
+            return out
+        ev = mm.last
+        out.update(
+            events=mm.events_total,
+            evaluations=mm.evaluations,
+            model_version=mm.model_version,
+            drifting=ev.drifting if ev else [],
+        )
+        if mm.reference is not None:
+            out["reference"] = _reference_status(mm.reference)
+        if ev is not None:
+            out["window"] = {
+                "events": ev.context.window_events,
+                "start": ev.context.window_start,
+                "end": ev.context.window_end,
+            }
+        if mm.performance is not None:
+            out["performance"] = {
+                k: (v if math.isfinite(v) else None) for k, v in mm.performance.snapshot().items()
+            }
+        if not mm.ready:
+            have, need = mm.learn_progress()
+            out.update(
+                state="learning",
+                progress=f"{have} of {need}",
+                not_ready_reason=f"learning the reference from the first {need} events "
+                f"({have} so far)",
+            )
+            return out
+        out.update(state="ready", ready=True)
+        if ev is None:
+            size = mm.settings.window.size
+            out["not_ready_reason"] = None
+            out["first_evaluation"] = (
+                f"after a full window ({size} events); {mm.window.size} so far"
+                if mm.settings.window.type == "count"
+                else "at the end of the first time step"
+            )
+        return out
+
+
+def _why(exc: OSError) -> str:
+    """``no such file or directory``: the reason of an OS error, without its traceback."""
+    text = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"{text.lower()} ({exc.filename})" if exc.filename else text.lower()
+
+
+def _reference_status(profile: ReferenceProfile) -> dict[str, Any]:
+    return {"rows": profile.rows, "fingerprint": profile.fingerprint, "source": profile.source}
 
 
 def _empty_alert_state(model: str) -> dict[str, Any]:

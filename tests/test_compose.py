@@ -235,7 +235,7 @@ def test_monitor_config_passes_check_config(tmp_path: Path) -> None:
         cwd=ROOT,
         env={**base, **env},
     )
-    assert res.returncode == 1 and "reference.path" in res.stderr
+    assert res.returncode == 2 and "reference.path" in res.stderr
 
 
 def test_simulator_drifts_the_dashboard_features() -> None:

@@ -93,7 +93,7 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert "models[0].window.size" in run.stderr
     good = tmp_path / "good.yaml"
     good.write_text("models:\n  - name: m\n    reference: {path: nowhere.csv}\n")
@@ -102,7 +102,7 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert "models[0].reference.path: file not found" in run.stderr
     good.write_text("models:\n  - name: m\n")
     run = subprocess.run(
@@ -111,3 +111,84 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
         text=True,
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_every_relative_path_resolves_against_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "ref.jsonl").write_text('{"x": 1.0}\n{"x": 2.0}\n')
+    cfg_file = folder / "monitor.yaml"
+    cfg_file.write_text(
+        "state: {path: var/state.sqlite}\n"
+        "kafka: {ssl_cafile: tls/ca.pem}\n"
+        "alerting: {outbox_path: var/outbox.sqlite}\n"
+        "defaults:\n  reference: {path: ref.jsonl, versions: {v2: ref.jsonl}}\n"
+        "models:\n  - name: m\n  - name: n\n    reference: {path: /abs/ref.jsonl}\n"
+    )
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(Path("..") / "etc" / "monitor.yaml")
+    etc = folder.resolve()
+    assert cfg.state.path == str(etc / "var/state.sqlite")
+    assert cfg.alerting.outbox_path == str(etc / "var/outbox.sqlite")
+    assert cfg.kafka.ssl_cafile == str(etc / "tls/ca.pem")
+    assert cfg.defaults.reference.path == str(etc / "ref.jsonl")
+    assert cfg.defaults.reference.versions == {"v2": str(etc / "ref.jsonl")}
+    assert cfg.models[1].reference is not None and cfg.models[1].reference.path == "/abs/ref.jsonl"
+    # check-config and run read the same file: model m inherits the default reference.
+    assert [p for p in check_config(cfg) if "models[1]" not in p] == []
+    run = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "check-config", str(cfg_file)],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+    )
+    assert run.returncode == 2
+    assert "models[1].reference.path: file not found: /abs/ref.jsonl" in run.stderr
+    assert "models[0]" not in run.stderr and "defaults." not in run.stderr
+
+
+def test_check_config_loads_every_reference_and_checks_the_declared_features(
+    tmp_path: Path,
+) -> None:
+    from monitor.reference import build_profile
+
+    build_profile("m", [({"plan": "gold", "x": 1.0}, None)] * 30).save(tmp_path / "p.json")
+    (tmp_path / "data.csv").write_text("x,plan\n1,gold\n2,silver\n")
+    raw = {
+        "models": [
+            {"name": "a", "features": {"plan": "numeric"}, "reference": {"path": "p.json"}},
+            {"name": "b", "features": {"age": "numeric"}, "reference": {"path": "p.json"}},
+            {"name": "c", "features": {"x": "numeric"}, "reference": {"path": "p.json"}},
+            {
+                "name": "d",
+                "features": {"plan": "numeric"},
+                "reference": {"path": "data.csv", "versions": {"v2": "p.json"}},
+            },
+            {"name": "e"},
+        ],
+        "defaults": {"reference": {"path": "missing.jsonl"}},
+    }
+    problems = check_config(parse_config(raw, base_dir=tmp_path))
+    assert len(problems) == 4, problems
+    assert problems[0].startswith(
+        "models[0].reference.path: model 'a': feature 'plan' is numeric in the config "
+        "but categorical in the reference"
+    )
+    assert problems[1].startswith("models[1].reference.path: model 'b': reference has no feature")
+    assert problems[2].startswith("models[3].reference.path: model 'd': feature 'plan' is numeric")
+    assert problems[3] == (
+        f"defaults.reference.path: file not found: {tmp_path.resolve() / 'missing.jsonl'} "
+        "(model 'e')"
+    )
+
+
+def test_log_level_and_format_in_any_case() -> None:
+    cfg = parse_config({"log_level": "debug", "log_format": "JSON"})
+    assert cfg.log_level == "DEBUG" and cfg.log_format == "json"
+    assert parse_config({"log_level": "Warning"}).log_level == "WARNING"
+    with pytest.raises(ConfigError, match="log_level"):
+        parse_config({"log_level": "verbose"})

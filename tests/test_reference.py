@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from monitor.errors import ReferenceError_
-from monitor.reference import PREDICTION, ReferenceProfile, build_profile, load_reference
+from monitor.reference import (
+    PREDICTION,
+    ReferenceProfile,
+    build_profile,
+    infer_columns,
+    iter_rows,
+    load_reference,
+)
 
 
 def test_profile_from_event_jsonl_and_flat_csv_agree(tmp_path: Path) -> None:
@@ -69,3 +76,61 @@ def test_foreign_or_newer_profiles_are_refused(tmp_path: Path) -> None:
         ReferenceProfile.from_json("{}")
     with pytest.raises(ReferenceError_, match="not found"):
         load_reference(tmp_path / "missing.jsonl", model="m")
+
+
+def test_a_profile_is_recognised_by_its_content_not_its_name(tmp_path: Path) -> None:
+    prof = build_profile("m", [({"x": float(i)}, None) for i in range(100)])
+    for name in ("churn-ref.json", "reference", "ref.jsonl"):
+        prof.save(tmp_path / name)
+        back = load_reference(tmp_path / name, model="m")
+        assert back.fingerprint == prof.fingerprint
+    # A JSONL file of flat rows is still data.
+    (tmp_path / "rows.json").write_text('{"x": 1.0}\n{"x": 2.0}\n')
+    assert load_reference(tmp_path / "rows.json", model="m").rows == 2
+
+
+def test_missing_value_tokens_do_not_turn_a_numeric_column_categorical(tmp_path: Path) -> None:
+    rows = ["spend,tier"] + [f"{i}.5,{'ab'[i % 2]}" for i in range(3000)]
+    rows += ["n/a,a", "NA,b", "null,a", "None,b", "NaN,a", ",b", " N/A ,a"]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    prof = load_reference(tmp_path / "train.csv", model="m")
+    assert prof.schema() == {"spend": "numeric", "tier": "categorical"}
+    assert prof.features["spend"].count == 3000
+    schema, reports = infer_columns(list(iter_rows(tmp_path / "train.csv")))
+    assert schema == {"spend": "numeric", "tier": "categorical"}
+    assert reports[0].describe() == (
+        "spend: numeric, 3000 values, 7 missing (every present value is a number)"
+    )
+
+
+def test_the_report_says_why_a_column_is_categorical_with_values_escaped(tmp_path: Path) -> None:
+    hostile = "\x1b[31m<b>\udc80" + "z" * 100
+    rows = [({"spend": float(i), "evil\n": 1.0}, None) for i in range(3000)]
+    rows.append(({"spend": "abc", "evil\n": hostile}, None))
+    rows.append(({"spend": "n/a"}, None))
+    schema, reports = infer_columns(rows)
+    assert schema == {"spend": "categorical", "evil\n": "categorical"}
+    assert reports[0].describe() == (
+        "spend: categorical, 3001 values, 1 missing (1 non-numeric value 'abc' at row 3001)"
+    )
+    shown = reports[1].describe()
+    assert shown.isascii() and shown.isprintable() and len(shown) < 200
+    assert shown.startswith("evil\\n: categorical") and "\\x1b[31m<b>\\udc80" in shown
+    # Declared types win, and say what happened to the values that do not fit.
+    schema, reports = infer_columns(rows, {"spend": "numeric"})
+    assert schema == {"spend": "numeric"}
+    assert reports[0].describe() == (
+        "spend: numeric, 3001 values, 1 missing "
+        "(declared; 1 non-numeric value 'abc' at row 3001 counted as missing)"
+    )
+
+
+def test_ragged_or_unreadable_files_name_file_and_line(tmp_path: Path) -> None:
+    ragged = tmp_path / "train.csv"
+    ragged.write_text("a,b,c\n1,2,3\n4,5\n")
+    with pytest.raises(ReferenceError_, match=r"train\.csv:3: expected 3 fields, got 2$"):
+        load_reference(ragged, model="m")
+    bad_utf8 = tmp_path / "bad.jsonl"
+    bad_utf8.write_bytes(b'{"x": 1}\n{"x": "\xff"}\n')
+    with pytest.raises(ReferenceError_, match=r"bad\.jsonl:2: not valid UTF-8"):
+        load_reference(bad_utf8, model="m")

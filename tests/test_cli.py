@@ -1,0 +1,223 @@
+"""The ``monitor`` command: conventions (help, version, exit codes, logging) and the
+``reference build`` report. Every test runs the real command in a subprocess."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import EXIT_OK, EXIT_USAGE, JsonLogFormatter, with_progress
+
+HEAVY = ("numba", "numpy", "aiohttp", "aiokafka", "httpx", "prometheus_client")
+
+
+def monitor(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["run", "--help"], ["check-config", "--help"], ["reference", "--help"]]
+)
+def test_help_imports_nothing_heavy(argv: list[str]) -> None:
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "monitor.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in run.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "monitor.errors" in imported  # the check sees monitor's own imports
+    heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
+    assert heavy == [], f"`monitor {' '.join(argv)}` imported {heavy[:5]}"
+
+
+def test_version_help_and_exit_codes(tmp_path: Path) -> None:
+    from monitor import __version__
+
+    run = monitor("--version")
+    assert run.returncode == EXIT_OK and run.stdout.strip() == f"monitor {__version__}"
+    run = monitor("--help")
+    assert "exit codes:" in run.stdout and "2  usage, configuration" in run.stdout
+    for sub in ("run", "check-config", "simulate", "reference", "demo"):
+        assert re.search(rf"^    {sub} +\S", run.stdout, re.M), f"no summary for {sub}"
+    assert monitor("--no-such-option").returncode == EXIT_USAGE
+    assert monitor("run").returncode == EXIT_USAGE  # no configuration given
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - name: m\n    window: {size: -1}\n")
+    # A configuration error is the same exit code, and the same message, in both commands,
+    # and both take the file as the argument or as --config.
+    outputs = set()
+    for argv in (
+        ["check-config", str(bad)],
+        ["check-config", "--config", str(bad)],
+        ["run", str(bad)],
+        ["run", "--config", str(bad)],
+    ):
+        run = monitor(*argv)
+        assert run.returncode == EXIT_USAGE, (argv, run.stderr)
+        assert "models[0].window.size" in run.stderr and "Traceback" not in run.stderr
+        outputs.add(run.stderr)
+    assert len(outputs) == 1
+    good = tmp_path / "good.yaml"
+    good.write_text("log_level: debug\nmodels:\n  - name: m\n")
+    run = monitor("--log-level", "Warning", "check-config", "--log-level", "debug", str(good))
+    assert run.returncode == EXIT_OK, run.stderr
+
+
+def test_json_logs_are_one_safe_object_per_line() -> None:
+    record = logging.LogRecord(
+        "monitor.service", logging.WARNING, __file__, 1, "bad value %s", ("\udc80\n<b>\x00é",), None
+    )
+    line = JsonLogFormatter().format(record)
+    assert "\n" not in line and line.isascii()
+    doc = json.loads(line)
+    assert doc["message"] == "bad value \udc80\n<b>\x00é"
+    assert doc["level"] == "WARNING" and doc["logger"] == "monitor.service"
+
+
+def test_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "monitor.yaml"
+        cfg.write_text(
+            "kafka: {bootstrap_servers: '127.0.0.1:1'}\n"
+            f"http: {{port: {port}}}\nmodels:\n  - name: m\n"
+        )
+        run = monitor("--log-format", "json", "run", str(cfg))
+    assert run.returncode == EXIT_USAGE
+    assert f"http.port {port}: address already in use" in run.stderr
+    assert "Traceback" not in run.stderr
+    logs = [line for line in run.stderr.splitlines() if line.startswith("{")]
+    assert logs and all(json.loads(line)["level"] for line in logs)
+
+
+def test_reference_build_reports_each_column(tmp_path: Path) -> None:
+    lines = ["customer_id,monthly_spend,plan,prediction,label,event_id,timestamp"]
+    lines += [f"{i},{i * 1.5},{'ab'[i % 2]},0.5,1,e{i},{i}" for i in range(1, 3001)]
+    lines += ["3001,oops,a,0.5,0,e3001,3001", "3002,n/a,b,0.4,1,e3002,3002"]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    run = monitor(
+        "reference", "build", "--model", "m", "--input", "train.csv", "--output", "m.json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == EXIT_OK, run.stderr
+    assert "monthly_spend: categorical, 3001 values, 1 missing " in run.stdout
+    assert "(1 non-numeric value 'oops' at row 3001)" in run.stdout
+    assert "customer_id: numeric, 3002 values, 0 missing (every present value is a number)" in (
+        run.stdout
+    )
+    assert "prediction: numeric, 3002 values" in run.stdout
+    assert not re.search(r"^\s+(label|event_id|timestamp):", run.stdout, re.M)
+    # Forced types: the declared features only, 'oops' counted as missing.
+    run = monitor(
+        "reference", "build", "--model", "m", "--input", "train.csv", "--output", "m2.json",
+        "--features", "monthly_spend:numeric,plan:categorical", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == EXIT_OK, run.stderr
+    assert "monthly_spend: numeric, 3001 values, 1 missing (declared; 1 non-numeric" in run.stdout
+    assert "customer_id" not in run.stdout
+    # ... or the features the config declares for the model.
+    (tmp_path / "monitor.yaml").write_text(
+        "models:\n  - name: m\n    features: {monthly_spend: numeric}\n"
+    )
+    run = monitor(
+        "reference", "build", "--model", "m", "--input", "train.csv", "--output", "m3.json",
+        "--config", "monitor.yaml", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == EXIT_OK, run.stderr
+    assert "monthly_spend: numeric" in run.stdout and "plan" not in run.stdout
+    run = monitor("check-config", "monitor.yaml", cwd=tmp_path)
+    assert run.returncode == EXIT_OK  # (no reference path: nothing to load)
+
+
+def test_reference_build_input_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("a,b,c\n1,2,3\n4,5\n")
+    run = monitor(
+        "reference", "build", "--model", "m", "--input", "train.csv", "--output", "o.json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == EXIT_USAGE
+    assert run.stderr.strip() == "monitor: train.csv:3: expected 3 fields, got 2"
+    run = monitor(
+        "reference", "build", "--model", "m", "--input", "train.csv", "--output", "o.json",
+        "--features", "a:float", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == EXIT_USAGE and "expected name:numeric" in run.stderr
+
+
+def test_progress_is_reported_every_n_rows_or_seconds() -> None:
+    out = io.StringIO()
+    ticks = iter(float(t) for t in range(10_000))
+    rows = list(
+        with_progress(
+            range(25_000),
+            "train.csv",
+            every_rows=10_000,
+            every_seconds=5,
+            clock=lambda: next(ticks),
+        )
+    )
+    assert rows == list(range(25_000))
+    lines = out.getvalue()
+    assert lines == ""  # the default stream is stderr, not this one
+    out = io.StringIO()
+    ticks = iter(float(t) for t in range(10_000))
+    list(
+        with_progress(
+            range(25_000),
+            "train.csv",
+            every_rows=10_000,
+            every_seconds=5,
+            clock=lambda: next(ticks),
+            out=out,
+        )
+    )
+    assert rows == list(range(25_000))
+    got = out.getvalue().splitlines()
+    # Every 10000 rows, and whenever 5 (fake) seconds passed: the clock ticks per 1000 rows.
+    assert got[0] == "train.csv: 5000 rows read (5.0 s)"
+    assert "train.csv: 10000 rows read (10.0 s)" in got
+    assert len(got) == 5
+
+
+@pytest.mark.parametrize(
+    ("section", "key"), [("state", "path"), ("alerting", "outbox_path")], ids=["state", "outbox"]
+)
+def test_an_unusable_file_path_is_one_line_naming_the_key(
+    tmp_path: Path, section: str, key: str
+) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        "kafka: {bootstrap_servers: '127.0.0.1:1'}\nhttp: {port: 0}\n"
+        f"{section}: {{{key}: afile/x.sqlite}}\nmodels:\n  - name: m\n"
+    )
+    run = monitor("run", str(cfg))
+    assert run.returncode == EXIT_USAGE
+    assert "Traceback" not in run.stderr
+    lines = [line for line in run.stderr.splitlines() if f"{section}.{key}" in line]
+    assert len(lines) == 1
+    # e.g. "file exists (.../afile)": the OS's reason, and the path it is about.
+    assert lines[0].startswith(f"{cfg}: {section}.{key} {tmp_path / 'afile/x.sqlite'}: ")
+    assert lines[0].endswith(f"({tmp_path / 'afile'})")
