@@ -57,7 +57,7 @@ def test_version_help_and_exit_codes(tmp_path: Path) -> None:
     assert run.returncode == EXIT_OK and run.stdout.strip() == f"monitor {__version__}"
     run = monitor("--help")
     assert "exit codes:" in run.stdout and "2  usage, configuration" in run.stdout
-    for sub in ("run", "check-config", "simulate", "reference", "demo"):
+    for sub in ("run", "check-config", "simulate", "reference"):
         assert re.search(rf"^    {sub} +\S", run.stdout, re.M), f"no summary for {sub}"
     assert monitor("--no-such-option").returncode == EXIT_USAGE
     assert monitor("run").returncode == EXIT_USAGE  # no configuration given
