@@ -195,8 +195,23 @@ def _diagnose(value: bytes, exc: Exception) -> Any:
         raise MalformedEvent("malformed_json", "JSON nested too deeply") from None
 
 
+#: Epoch numbers from here on are milliseconds, below it seconds. 1e11 seconds is the year
+#: 5138, 1e11 milliseconds is March 1973: no real event time is ambiguous, so the two units
+#: are told apart by magnitude alone (Java's ``System.currentTimeMillis()`` and JavaScript's
+#: ``Date.now()`` send milliseconds; most others send seconds).
+EPOCH_MILLIS_FROM = 1e11
+#: Epoch milliseconds at and beyond this (the year 5138 again) are out of range: rejected,
+#: not guessed (microseconds, nanoseconds or garbage).
+EPOCH_MILLIS_UNTIL = 1e14
+
+
 def parse_timestamp(value: Any, fallback: float) -> float:
-    """RFC 3339 string or epoch seconds to epoch seconds; ``None`` means the record time."""
+    """RFC 3339 string, epoch seconds or epoch milliseconds to epoch seconds.
+
+    ``None`` means the record time. A number below :data:`EPOCH_MILLIS_FROM` is
+    seconds, one from there below :data:`EPOCH_MILLIS_UNTIL` milliseconds; a larger,
+    negative or non-finite number is rejected.
+    """
     if value is None:
         return fallback
     if isinstance(value, bool):
@@ -206,14 +221,19 @@ def parse_timestamp(value: Any, fallback: float) -> float:
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise InvalidEvent(
-                "invalid_timestamp", "epoch seconds must be finite and >= 0", "timestamp"
+                "invalid_timestamp", "epoch time must be finite and >= 0", "timestamp"
             )
-        # Producers that send milliseconds are common; reject instead of guessing the year 50000.
-        if value > 1e11:
-            raise InvalidEvent(
-                "invalid_timestamp", "epoch seconds out of range (milliseconds sent?)", "timestamp"
-            )
-        return float(value)
+        if value < EPOCH_MILLIS_FROM:
+            return float(value)
+        if value < EPOCH_MILLIS_UNTIL:
+            # int / int and float / float are both correctly rounded: the compiled decoder
+            # divides the same exact double by 1000.0 and gets the same bits.
+            return value / 1000
+        raise InvalidEvent(
+            "invalid_timestamp",
+            "epoch time out of range: neither seconds (< 1e11) nor milliseconds (< 1e14)",
+            "timestamp",
+        )
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
@@ -555,8 +575,10 @@ class Decoder:
                                 ts = dt.timestamp()
                         elif stamp is None:
                             ts = msg.timestamp
-                        elif 0 <= stamp <= 1e11:  # epoch seconds (bools never get here)
+                        elif 0 <= stamp < EPOCH_MILLIS_FROM:  # seconds (bools never get here)
                             ts = float(stamp)
+                        elif EPOCH_MILLIS_FROM <= stamp < EPOCH_MILLIS_UNTIL:  # milliseconds
+                            ts = stamp / 1000
                     if ts is not None:
                         if model != group_model:
                             sink = sinks.get(model)

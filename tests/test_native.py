@@ -128,9 +128,12 @@ def reference_row(v: bytes, doc: dict, schemas: dict, max_id: int) -> dict:
             raise NotSimple("timestamp string")
     else:
         ts = number("timestamp", kinds["timestamp"], ts)
-        if not 0 <= ts <= 1e11:
+        if 0 <= ts < 1e11:  # epoch seconds
+            ts = float(ts)
+        elif 1e11 <= ts < 1e14:  # epoch milliseconds
+            ts = ts / 1000
+        else:
             raise NotSimple("timestamp range")
-        ts = float(ts)
     if "prediction" not in doc:
         raise NotSimple("no prediction")
     pred = doc["prediction"]
@@ -409,15 +412,17 @@ def make_event(rnd: random.Random, max_id: int, bad: float) -> bytes:
     r = rnd.random()
     if wrong():
         add("timestamp", rnd.choice([
-            enc(rnd, rnd.choice(ISO_OUTSIDE_SUBSET + ISO_REFUSED)), "-1", "100000000001",
-            "1e11000", "-0.5", "100000000000.00002", "true", "[]", big_int_lit(rnd),
+            enc(rnd, rnd.choice(ISO_OUTSIDE_SUBSET + ISO_REFUSED)), "-1", "100000000000000",
+            "1e11000", "-0.5", "99999999999999.99", "1e14", "true", "[]", big_int_lit(rnd),
         ]))
     elif r < 0.55:
         add("timestamp", enc(rnd, iso_string(rnd), 0.02))
     elif r < 0.7:
         add("timestamp", rnd.choice([
             str(rnd.randint(0, 10**11)), repr(rnd.uniform(0, 1e11)), "0", "-0", "-0.0",
-            "100000000000", "1e11", "1790000000.123",
+            "100000000000", "1e11", "1790000000.123", "99999999999.99999",
+            str(rnd.randint(10**11, 10**14 - 1)), repr(rnd.uniform(1e11, 1e14)),
+            "100000000001", "100000000000.00002", "1790000000123", "99999999999999",
         ]))
     elif r < 0.8:
         add("timestamp", "null")
@@ -647,7 +652,12 @@ def event(features: str = '{"f0": 1.5, "c0": "a"}', **top: str) -> bytes:
         ("timestamp -0", event(timestamp="-0"), True),
         ("timestamp -0.0", event(timestamp="-0.0"), True),
         ("timestamp 1e11", event(timestamp="100000000000"), True),
-        ("timestamp above 1e11", event(timestamp="100000000001"), False),
+        ("timestamp above 1e11: milliseconds", event(timestamp="100000000001"), True),
+        ("timestamp milliseconds", event(timestamp="1790000000123"), True),
+        ("timestamp float milliseconds", event(timestamp="1790000000123.5"), True),
+        ("timestamp below 1e14", event(timestamp="99999999999999"), True),
+        ("timestamp 1e14", event(timestamp="100000000000000"), False),
+        ("timestamp 1e14 float", event(timestamp="1e14"), False),
         ("timestamp negative", event(timestamp="-1"), False),
         ("timestamp bool", event(timestamp="true"), False),
         ("timestamp offset", event(timestamp='"2026-11-01T05:30:00.000001+05:30"'), True),

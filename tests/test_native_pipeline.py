@@ -55,6 +55,7 @@ ODDITIES = (
     "neg_zero",
     "no_timestamp",
     "epoch_timestamp",
+    "epoch_millis",
     "int_prediction",
 )
 REFUSED = (  # the compiled decoder refuses these: the model's batch takes the Python path
@@ -90,6 +91,8 @@ def _oddity(event: dict[str, Any], kind: str, rng: random.Random) -> bytes:
         del event["timestamp"]
     elif kind == "epoch_timestamp":
         event["timestamp"] = 1_790_000_000 + rng.random()
+    elif kind == "epoch_millis":
+        event["timestamp"] = rng.choice([1_790_000_000_123, 1_790_000_000_000 + rng.random()])
     elif kind == "int_prediction":
         event["prediction"] = rng.randint(0, 1)
     elif kind == "numeric_as_string":

@@ -39,8 +39,11 @@ use serde_json::value::RawValue;
 const MAX_DEPTH: usize = 1024;
 /// Longest accepted model name, in code points.
 const MAX_MODEL_CHARS: usize = 200;
-/// Largest accepted numeric timestamp (seconds since the epoch).
-const MAX_NUMERIC_TS: i64 = 100_000_000_000;
+/// Numeric timestamps below this are epoch seconds, from it on epoch milliseconds (1e11
+/// seconds is the year 5138, 1e11 milliseconds 1973); `monitor.events.EPOCH_MILLIS_FROM`.
+const MILLIS_FROM: i64 = 100_000_000_000;
+/// Numeric timestamps from this on are out of range; `monitor.events.EPOCH_MILLIS_UNTIL`.
+const MILLIS_UNTIL: i64 = 100_000_000_000_000;
 
 type JsonError = serde_json::Error;
 
@@ -625,8 +628,14 @@ fn timestamp_value<E: de::Error>(raw: &str) -> Result<f64, E> {
     match raw.as_bytes()[0] {
         b'n' => Ok(f64::NAN),
         b'-' | b'0'..=b'9' => match parse_number(raw) {
-            Some(Num::Int(i)) if (0..=MAX_NUMERIC_TS).contains(&i) => Ok(i as f64),
-            Some(Num::Float(v)) if (0.0..=1e11).contains(&v) => Ok(v),
+            // Both exact doubles (below 2^53): one correctly rounded division, as Python's
+            // int / int and float / float.
+            Some(Num::Int(i)) if (0..MILLIS_FROM).contains(&i) => Ok(i as f64),
+            Some(Num::Int(i)) if (MILLIS_FROM..MILLIS_UNTIL).contains(&i) => Ok(i as f64 / 1000.0),
+            Some(Num::Float(v)) if (0.0..MILLIS_FROM as f64).contains(&v) => Ok(v),
+            Some(Num::Float(v)) if (MILLIS_FROM as f64..MILLIS_UNTIL as f64).contains(&v) => {
+                Ok(v / 1000.0)
+            }
             _ => Err(fail("timestamp out of range")),
         },
         b'"' => parse_iso_timestamp(&raw_str(raw)?).ok_or_else(|| fail("timestamp format")),
@@ -1003,7 +1012,8 @@ fn group_to_py<'py>(py: Python<'py>, g: &Group<'_>, schema: &ModelSchema) -> PyR
 /// 3. "model": a string of 1..=200 code points that is a key of ``schemas``.
 /// 4. "model_version": absent, null (-> None) or a string.
 /// 5. "timestamp": absent or null -> NaN (the caller substitutes the record time);
-///    a JSON number v (integer or float) with 0 <= v <= 1e11 -> float(v); or a
+///    a JSON number v (integer or float) with 0 <= v < 1e11 (epoch seconds) ->
+///    float(v), with 1e11 <= v < 1e14 (epoch milliseconds) -> v / 1000; or a
 ///    string of the form ``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM)`` (offset
 ///    hours 00..23, minutes 00..59) that ``datetime.fromisoformat`` accepts ->
 ///    ``datetime.fromisoformat(s).timestamp()``, bit for bit. Any other string (even
