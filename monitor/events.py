@@ -64,6 +64,7 @@ NATIVE_AVAILABLE = _native is not None
 REASONS = (
     "too_large",
     "invalid_utf8",
+    "invalid_unicode",
     "malformed_json",
     "non_finite_number",
     "not_an_object",
@@ -186,13 +187,62 @@ def _diagnose(value: bytes, exc: Exception) -> Any:
     except UnicodeDecodeError:
         raise MalformedEvent("invalid_utf8", "message is not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
     except ValueError as exc2:
         if "non-finite" in str(exc2):
             raise MalformedEvent("non_finite_number", str(exc2)) from None
         raise MalformedEvent("malformed_json", f"not valid JSON: {exc}") from None
     except RecursionError:
         raise MalformedEvent("malformed_json", "JSON nested too deeply") from None
+    # The stdlib, unlike orjson, msgspec and the compiled decoder, accepts lone surrogate
+    # escapes ("\ud800"): strings that cannot be encoded as UTF-8, so could not be written
+    # to Prometheus, SQLite, JSON, logs or Kafka headers. Only events that orjson refused
+    # get here, so the walk costs nothing on the hot path.
+    _reject_surrogates(obj, None)
+    return obj
+
+
+def printable(text: str, limit: int = 80) -> str:
+    """``text`` bounded and safe to write anywhere (logs, headers, metrics): lone surrogates
+    as ``\\udXXX`` escapes, so the result is always valid UTF-8."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _reject_surrogates(value: Any, path: str | None) -> None:
+    """Raise ``invalid_unicode`` naming the first string (key or value) in ``value`` that
+    holds a lone surrogate; ``path`` is where ``value`` sits (``features.region``)."""
+    if isinstance(value, str):
+        if _has_surrogate(value):
+            raise MalformedEvent(
+                "invalid_unicode",
+                f"string with a lone UTF-16 surrogate escape: {value[:40]!a}",
+                path,
+            )
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            where = printable(k, 100) if path is None else f"{path}.{printable(k, 100)}"
+            if _has_surrogate(k):
+                raise MalformedEvent(
+                    "invalid_unicode",
+                    f"key with a lone UTF-16 surrogate escape: {k[:40]!a}",
+                    where[:200],
+                )
+            _reject_surrogates(v, where[:200])
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _reject_surrogates(v, f"{path}[{i}]"[:200] if path is not None else f"[{i}]")
 
 
 #: Epoch numbers from here on are milliseconds, below it seconds. 1e11 seconds is the year

@@ -332,3 +332,69 @@ async def test_caps_hold_on_metrics_against_10000_distinct_names(
     )
     assert float(invalid["too_many_models"]) >= n - 2
     assert float(invalid["too_large"]) == 1
+
+
+@pytest.mark.kafka
+async def test_lone_surrogates_are_rejected_and_the_service_keeps_serving(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A lone-surrogate category once made /metrics answer 500 for good (checkpointed), a
+    lone-surrogate model name (unknown models tracked) crashed every checkpoint."""
+    raw, suffix = _service_config(kafka_bootstrap, tmp_path, unknown_models="track")
+    bad_category = (
+        b'{"event_id":"s1","model":"m","timestamp":1700000000,'
+        b'"features":{"x":1.0,"c":"\\ud800x"},"prediction":0.5}'
+    )
+    bad_model = b'{"event_id":"s2","model":"\\udc00m","features":{"x":1.0},"prediction":0.5}'
+    good = [orjson.dumps(_event({"x": float(i % 13), "c": "ab"[i % 2]}, i=i)) for i in range(400)]
+    stream = [*good[:150], bad_category, bad_model, *good[150:]]
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"p-{suffix}", stream)
+        await eventually(
+            lambda: "m" in service.models and service.models["m"].events_total >= 400, 30
+        )
+        assert not task.done()
+        assert service.models["m"].last is not None  # evaluated: categories are exported
+        assert set(service.models) == {"m"}
+        response = await httpx.AsyncClient().get(f"{service.http.url}/metrics")
+        service.checkpoint()
+        assert not task.done()
+    finally:
+        await _stop(service, task)
+    assert response.status_code == 200
+    reasons = dict(re.findall(INVALID, response.text))
+    assert reasons == {"invalid_unicode": "2.0"}
+    assert 'monitor_checkpoints_total{outcome="ok"}' in response.text
+
+    consumer = AIOKafkaConsumer(
+        f"dlq-{suffix}", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(got) < 2:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    got.extend(records)
+    finally:
+        await consumer.stop()
+    headers = [{k: v.decode("utf-8") for k, v in r.headers} for r in got]
+    assert [(h["monitor.reason"], h["monitor.field"]) for h in headers] == [
+        ("invalid_unicode", "features.c"),
+        ("invalid_unicode", "model"),
+    ]
+    assert [r.value for r in got] == [bad_category, bad_model]  # copied unchanged
+
+    # A restart from that checkpoint serves /metrics too.
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"p-{suffix}", [orjson.dumps(_event({"x": 1.0}, i=400))])
+        await eventually(  # restored from the checkpoint at its first event
+            lambda: "m" in service.models and service.models["m"].events_total >= 401, 30
+        )
+        assert service.models["m"].events_total == 401
+        response = await httpx.AsyncClient().get(f"{service.http.url}/metrics")
+    finally:
+        await _stop(service, task)
+    assert response.status_code == 200
