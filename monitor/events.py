@@ -40,6 +40,7 @@ import json
 import logging
 import math
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -420,11 +421,23 @@ def _unbound(value: Any) -> None:
 
 @dataclass(slots=True)
 class DecodedBatch:
-    """One polled batch after decoding: valid events by model, and what was rejected."""
+    """One polled batch after decoding: valid events by model, what was rejected, and how.
+
+    ``native_events`` and ``python_events`` count the valid prediction events each
+    decoder produced; ``native_error`` is set (the exception, bounded and printable)
+    when the compiled decoder failed on the batch, which the Python path then took whole.
+    """
 
     predictions: dict[str, ModelEvents] = field(default_factory=dict)
     labels: dict[str, LabelEvents] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
+    native_events: int = 0
+    python_events: int = 0
+    native_error: str | None = None
+
+
+#: Model name -> (numeric feature names, categorical feature names), in column order.
+ColumnarSchemas = Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
 
 
 class Decoder:
@@ -433,11 +446,6 @@ class Decoder:
     ``accept_model`` decides per model name whether events are tracked (it
     enforces the unknown-model policy and the model cap); it returns ``None`` to
     accept or a reason to reject.
-
-    ``columnar_schemas`` (model -> numeric and categorical feature names, set by
-    the pipeline for models whose schema is settled) lets the compiled decoder,
-    when installed and ``native`` is true, decode those models' events straight
-    into :class:`FeatureColumns`; see :meth:`_decode_native`.
     """
 
     def __init__(
@@ -455,8 +463,6 @@ class Decoder:
         self._accept_model = accept_model or (lambda model: None)
         self._accepted: dict[str, str | None] = {}
         self.native = native and _native is not None
-        self.native_failures = 0  # batches the compiled decoder failed on (a bug): see logs
-        self.columnar_schemas: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def _model_verdict(self, model: str) -> str | None:
         verdict = self._accepted.get(model, "?")
@@ -468,39 +474,63 @@ class Decoder:
                 self._accepted[model] = verdict
         return verdict
 
-    def decode(self, messages: list[RawMessage]) -> DecodedBatch:
+    def decode(
+        self, messages: list[RawMessage], schemas: ColumnarSchemas | None = None
+    ) -> DecodedBatch:
         """Decode one polled batch; valid events grouped by model, the rest rejected.
 
-        The compiled decoder takes the events of models with a columnar schema
-        (:meth:`_decode_native`); everything else takes the Python path
-        (:meth:`decode_python`).
+        ``schemas`` names the models whose schema is settled (the pipeline's
+        :meth:`ModelMonitor.columnar_schema`): where the compiled decoder is
+        installed and ``native`` is true, it decodes those models' events straight
+        into :class:`FeatureColumns` (:meth:`_decode_native`); everything else
+        takes the Python path (:meth:`decode_python`). The batch carries the counts
+        of both and the compiled decoder's failure, if any.
         """
-        if self.native and self.columnar_schemas:
-            out = self._decode_native(messages)
-            if out is not None:
-                return out
-        return self.decode_python(messages)
+        out: DecodedBatch | None = None
+        error: str | None = None
+        if self.native and schemas:
+            out, error = self._decode_native(messages, schemas)
+        if out is None:
+            out = self.decode_python(messages)
+        out.native_error = error
+        total = native = 0
+        for group in out.predictions.values():
+            total += len(group)
+            if group.columns is not None:
+                native += len(group)
+        out.native_events = native
+        out.python_events = total - native
+        return out
 
-    def _decode_native(self, messages: list[RawMessage]) -> DecodedBatch | None:
-        """The compiled decoder for the models in ``columnar_schemas``, Python for the rest.
+    def _decode_native(
+        self, messages: list[RawMessage], schemas: ColumnarSchemas
+    ) -> tuple[DecodedBatch | None, str | None]:
+        """The compiled decoder for the models in ``schemas``, Python for the rest.
 
         ``monitor_native.decode_predictions`` accepts an event only where the
         Python fast path would accept it *and* every known feature has the type
         its column needs (a number or null for a numeric one, a string or null for
-        a categorical one); every other message (another topic, a model without
-        a schema, a damaged event, a string in a numeric feature, ...) goes
-        through :meth:`decode_python`, which accepts, counts and rejects as it
-        always has. A model's events are all native or all Python within a
-        batch (the compiled decoder hands over every event of a model with one
-        message it refuses), so each model keeps one arrival order. Returns
-        ``None`` (all Python) in the rare batch where a model's events would
-        still take both paths (a value that is not ``bytes``).
+        a categorical one); it hands back every other message by index (another
+        topic, a model without a schema, a damaged event, a string in a numeric
+        feature, ...), alone, and :meth:`decode_python` accepts, counts and rejects
+        those as it always has. So one bad message costs the compiled path that
+        message only.
+
+        Each model keeps one arrival order: where the Python path *accepts* a
+        handed-back event of a model that also has native events in the batch (an
+        odd but valid event, e.g. a string in a numeric feature), that model's
+        events are decoded together by the Python path, in message order, as if
+        the compiled decoder were not installed. Rejected messages, the usual
+        handed-back ones, leave the model's columns alone.
+
+        Returns ``(None, None)`` when no event is for the compiled decoder, and
+        ``(None, error)`` when it failed (a bug: the caller takes the Python path).
         """
         assert _native is not None
         accepted = self._accepted
-        schemas = {m: s for m, s in self.columnar_schemas.items() if accepted.get(m, "?") is None}
+        schemas = {m: s for m, s in schemas.items() if accepted.get(m, "?") is None}
         if not schemas:
-            return None
+            return None, None
         n = len(messages)
         labels_topic = self.labels_topic
         values = list(map(_VALUE, messages))
@@ -522,24 +552,29 @@ class Decoder:
             fallback, groups = _native.decode_predictions(values, schemas, self.max_event_id_chars)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
             raise
-        except BaseException:  # a Rust panic arrives as a BaseException (PanicException)
+        except BaseException as exc:  # a Rust panic arrives as a BaseException (PanicException)
             # A bug in the compiled decoder must not stop the service (the batch would fail
-            # again after every restart): this batch takes the Python path.
-            self.native_failures += 1
-            log.exception("compiled decoder failed on a batch of %d messages", len(values))
-            return None
+            # again after every restart): the caller counts and logs it, Python decodes.
+            log.debug("compiled decoder failed on %d messages", len(values), exc_info=True)
+            return None, printable(f"{type(exc).__name__}: {exc}", 300)
         if not groups:
-            return None
+            return None, None
         if picked is not None:
             fallback = [picked[i] for i in fallback]
             groups = [(g[0], [picked[i] for i in g[1]], *g[2:]) for g in groups]
             others = set(range(n)).difference(picked)
             fallback = sorted(others.union(fallback))
         out = self.decode_python([messages[i] for i in fallback]) if fallback else DecodedBatch()
+        mixed = [g for g in groups if g[0] in out.predictions]
+        if mixed:
+            rows = sorted(set(fallback).union(*(g[1] for g in mixed)))
+            again = self.decode_python([messages[i] for i in rows])
+            for g in mixed:
+                out.predictions[g[0]] = again.predictions[g[0]]
         get = messages.__getitem__
         for model, rows, ids, versions, stamps, predictions, num, cat, unknown in groups:
             if model in out.predictions:
-                return None
+                continue  # mixed: decoded by Python above
             missing = np.isnan(stamps)
             if missing.any():  # no timestamp in the event: the record's time, as on the Python path
                 record = np.fromiter(map(_RECORD_TIME, map(get, rows)), np.float64, len(rows))
@@ -555,7 +590,7 @@ class Decoder:
                 set(map(_TOPIC_PARTITION, map(get, rows))),
                 FeatureColumns(numeric_names, num, categorical_names, cat, unknown),
             )
-        return out
+        return out, None
 
     def decode_python(self, messages: list[RawMessage]) -> DecodedBatch:
         """The Python path: every model, every event, dicts of features.

@@ -181,10 +181,9 @@ def reference_decode(values: list[bytes], schemas: dict, max_id: int):
             parsed.append((reference_row(v, doc, schemas, max_id), model))
         except NotSimple:
             parsed.append((None, model))
-    poisoned = {m for row, m in parsed if row is None and m in schemas}
     fallback, groups = [], {}
     for i, (row, m) in enumerate(parsed):
-        if row is None or m in poisoned:
+        if row is None:  # handed back alone: the model's other messages stay native
             fallback.append(i)
         else:
             groups.setdefault(m, []).append((i, row))
@@ -753,10 +752,11 @@ def test_timestamps_outside_subset_fall_back(stamp):
     bad = good.replace(b'"2026-01-01T00:00:00Z"', json.dumps(stamp).encode())
     other = good.replace(b'"m3"', b'"m1"')
     fallback, groups = check([good, bad, other], SCHEMAS)
-    assert fallback == [0, 1] and [g[0] for g in groups] == ["m1"]
+    assert fallback == [1] and [g[0] for g in groups] == ["m3", "m1"]
 
 
-def test_model_all_or_nothing():
+def test_a_message_that_is_not_simple_is_handed_back_alone():
+    """One bad message costs the compiled path that message, not its model's batch."""
     m0 = [event(event_id=f'"a{i}"') for i in range(3)]
     m1 = b'{"event_id":"b","model":"m1","features":{"c0":"x"},"prediction":true}'
     other = event(model='"zz"')
@@ -766,11 +766,11 @@ def test_model_all_or_nothing():
     fallback, groups = check([m1, *m0, other, invalid_m0], SCHEMAS)
     assert fallback == [4, 5] and [g[0] for g in groups] == ["m1", "m0"]
     assert groups[1][1] == [1, 2, 3]
-    fallback, groups = check([*m0, m1, bad_m0, other], SCHEMAS)
-    assert fallback == [0, 1, 2, 4, 5] and [g[0] for g in groups] == ["m1"]
-    # orjson keeps the last "model": the message poisons m1, not m0.
+    fallback, groups = check([m0[0], bad_m0, m0[1], m1, invalid_m0, m0[2], other], SCHEMAS)
+    assert fallback == [1, 4, 6] and [g[0] for g in groups] == ["m0", "m1"]
+    assert groups[0][1] == [0, 2, 5] and groups[1][1] == [3]
     fallback, groups = check([*m0, m1, dup_names_m1], SCHEMAS)
-    assert fallback == [3, 4] and [g[0] for g in groups] == ["m0"]
+    assert fallback == [4] and [g[0] for g in groups] == ["m0", "m1"]
 
 
 def test_api_details():

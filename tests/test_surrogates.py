@@ -143,11 +143,6 @@ def _view(out: DecodedBatch) -> dict[str, Any]:
     return {"predictions": preds, "labels": labels, "rejected": rejected}
 
 
-def _decode(decoder: Decoder, messages: list[RawMessage], schemas: Any) -> DecodedBatch:
-    decoder.columnar_schemas = schemas
-    return decoder.decode(messages)
-
-
 def _decoders() -> tuple[Decoder, Decoder]:
     python = Decoder(max_message_bytes=100_000, labels_topic="labels", native=False)
     native = Decoder(max_message_bytes=100_000, labels_topic="labels")
@@ -161,7 +156,7 @@ def _check(values: list[tuple[bytes, str]], lone: list[bool], places: list[str])
     messages = [RawMessage(v, 1_790_000_000.0, t, 0, i) for i, (v, t) in enumerate(values)]
     python, native = _decoders()
     want = python.decode(messages)
-    got = _decode(native, messages, SCHEMAS) if NATIVE_AVAILABLE else want
+    got = native.decode(messages, SCHEMAS) if NATIVE_AVAILABLE else want
     assert _view(got) == _view(want)
     rejected = {r.message.offset: r for r in want.rejected}
     for i, (is_lone, place) in enumerate(zip(lone, places, strict=True)):
@@ -238,7 +233,7 @@ def test_a_lone_surrogate_rejects_the_event_naming_the_field(value: bytes, field
     good = orjson.dumps({"event_id": "g", "model": "m", "features": {}, "prediction": 1})
     messages = [RawMessage(v, 1.0, "predictions", 0, i) for i, v in enumerate([good, value])]
     for decoder in _decoders():
-        out = _decode(decoder, messages, {"m": ((), ("region",))})
+        out = decoder.decode(messages, {"m": ((), ("region",))})
         assert [(r.reason, r.field) for r in out.rejected] == [("invalid_unicode", field)]
         assert out.rejected[0].error.encode("utf-8")  # never the raw string
         assert "\\u" in out.rejected[0].error
