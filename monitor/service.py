@@ -155,6 +155,7 @@ class MonitorService:
         self._log_invalid = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
         self._log_decoder = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
         self._log_native = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
+        self._log_decode_one = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
         self.decoder = Decoder(
             max_message_bytes=config.kafka.max_message_bytes,
             max_event_id_chars=config.limits.max_event_id_chars,
@@ -485,7 +486,7 @@ class MonitorService:
             except Exception as exc:
                 self.metrics.loop_errors.labels("decode").inc()
                 log.debug("decoder failed on a message", exc_info=True)
-                self._log_decoder.warning(
+                self._log_decode_one.warning(
                     "decoder failed on %s/%d/%d (%s); rejected as %s",
                     printable(m.topic),
                     m.partition,
