@@ -243,27 +243,34 @@ def _has_surrogate(text: str) -> bool:
 
 def _reject_surrogates(value: Any, path: str | None) -> None:
     """Raise ``invalid_unicode`` naming the first string (key or value) in ``value`` that
-    holds a lone surrogate; ``path`` is where ``value`` sits (``features.region``)."""
-    if isinstance(value, str):
-        if _has_surrogate(value):
-            raise MalformedEvent(
-                "invalid_unicode",
-                f"string with a lone UTF-16 surrogate escape: {value[:40]!a}",
-                path,
-            )
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            where = printable(k, 100) if path is None else f"{path}.{printable(k, 100)}"
-            if _has_surrogate(k):
+    holds a lone surrogate; ``path`` is where ``value`` sits (``features.region``).
+
+    Iterative: the stdlib parses nesting close to the recursion limit."""
+    stack: list[tuple[Any, str | None]] = [(value, path)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _has_surrogate(value):
                 raise MalformedEvent(
                     "invalid_unicode",
-                    f"key with a lone UTF-16 surrogate escape: {k[:40]!a}",
-                    where[:200],
+                    f"string with a lone UTF-16 surrogate escape: {value[:40]!a}",
+                    path,
                 )
-            _reject_surrogates(v, where[:200])
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _reject_surrogates(v, f"{path}[{i}]"[:200] if path is not None else f"[{i}]")
+        elif isinstance(value, dict):
+            inner = []
+            for k, v in value.items():
+                where = printable(k, 100) if path is None else f"{path}.{printable(k, 100)}"
+                if _has_surrogate(k):
+                    raise MalformedEvent(
+                        "invalid_unicode",
+                        f"key with a lone UTF-16 surrogate escape: {k[:40]!a}",
+                        where[:200],
+                    )
+                inner.append((v, where[:200]))
+            stack.extend(reversed(inner))
+        elif isinstance(value, list):
+            at = "" if path is None else path
+            stack.extend((v, f"{at}[{i}]"[:200]) for i, v in reversed(list(enumerate(value))))
 
 
 #: Epoch numbers from here on are milliseconds, below it seconds. 1e11 seconds is the year

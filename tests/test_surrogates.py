@@ -293,3 +293,22 @@ def test_model_state_metrics_replace_what_cannot_be_encoded() -> None:
     registry.register(ModelStateCollector(lambda: [mm]))
     page = generate_latest(registry).decode("utf-8")
     assert 'model="?m"' in page and 'category="?x"' in page
+
+
+@pytest.mark.parametrize("depth", [10, 900, 990, 3_000])
+def test_a_lone_surrogate_deep_inside_never_raises(depth: int) -> None:
+    value = (
+        b'{"event_id":"e","model":"m","features":{},"prediction":1,"x":'
+        + b"[" * depth
+        + b'"\\ud800"'
+        + b"]" * depth
+        + b"}"
+    )
+    for decoder in _decoders():
+        out = decoder.decode([RawMessage(value, 1.0, "predictions")], SCHEMAS)
+        assert [r.reason for r in out.rejected] in (["invalid_unicode"], ["malformed_json"])
+        field = out.rejected[0].field
+        if depth == 10:
+            assert field == "x" + "[0]" * 10
+        elif depth == 900:  # within the stdlib's nesting limit: found, the path bounded
+            assert field is not None and field.startswith("x[0][0]") and len(field) == 200
