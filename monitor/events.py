@@ -31,6 +31,26 @@ lists per field, which become numpy arrays once per batch. Where the compiled
 decoder (``native/``, ``monitor_native``) is installed, the events of models whose
 schema is settled arrive already in columns (:class:`FeatureColumns`); it decides
 nothing the Python path would decide differently (see :meth:`Decoder._decode_native`).
+
+Four JSON parsers, each for one job (all must agree on what they accept):
+
+* **msgspec**, the Python hot path: decodes a well-formed prediction event straight
+  into :class:`_FastPrediction`, type checks in C, unknown fields skipped unparsed.
+  Anything it refuses takes the full path, so it only ever decides fast acceptance.
+* **orjson**, the full path (:func:`parse_json`): the reference semantics of the
+  contract (any JSON object to a dict); 3.6 times the stdlib's speed on the
+  simulator's events (189k against 52k events/s, one core, this machine, 2026-12).
+  It is also the oracle of ``tests/test_native.py`` and ``tests/test_decoder_fast.py``
+  and the floor the throughput benchmark measures against (``bench/throughput.py``).
+* **json** (stdlib), only after orjson refused a message (:func:`_diagnose`): to say
+  why (invalid UTF-8, ``NaN`` literals, or numbers beyond a double, which are kept as
+  ``inf`` and counted per value). It accepts lone surrogate escapes, which the others
+  refuse, so its result is checked for them (``invalid_unicode``).
+* **serde_json** (Rust, ``native/``), the compiled decoder: parses with the GIL
+  released and writes columns directly; it takes only what orjson would give exactly.
+
+None can go: msgspec and serde_json are the speed, orjson the semantics (and the
+tests' oracle), the stdlib the diagnosis of bad input.
 """
 
 from __future__ import annotations
@@ -40,6 +60,7 @@ import json
 import logging
 import math
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -64,6 +85,7 @@ NATIVE_AVAILABLE = _native is not None
 REASONS = (
     "too_large",
     "invalid_utf8",
+    "invalid_unicode",
     "malformed_json",
     "non_finite_number",
     "not_an_object",
@@ -186,17 +208,88 @@ def _diagnose(value: bytes, exc: Exception) -> Any:
     except UnicodeDecodeError:
         raise MalformedEvent("invalid_utf8", "message is not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
     except ValueError as exc2:
         if "non-finite" in str(exc2):
             raise MalformedEvent("non_finite_number", str(exc2)) from None
         raise MalformedEvent("malformed_json", f"not valid JSON: {exc}") from None
     except RecursionError:
         raise MalformedEvent("malformed_json", "JSON nested too deeply") from None
+    # The stdlib, unlike orjson, msgspec and the compiled decoder, accepts lone surrogate
+    # escapes ("\ud800"): strings that cannot be encoded as UTF-8, so could not be written
+    # to Prometheus, SQLite, JSON, logs or Kafka headers. Only events that orjson refused
+    # get here, so the walk costs nothing on the hot path.
+    _reject_surrogates(obj, None)
+    return obj
+
+
+def printable(text: str, limit: int = 80) -> str:
+    """``text`` bounded and safe to write anywhere (logs, headers, metrics): lone surrogates
+    as ``\\udXXX`` escapes, so the result is always valid UTF-8."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _reject_surrogates(value: Any, path: str | None) -> None:
+    """Raise ``invalid_unicode`` naming the first string (key or value) in ``value`` that
+    holds a lone surrogate; ``path`` is where ``value`` sits (``features.region``).
+
+    Iterative: the stdlib parses nesting close to the recursion limit."""
+    stack: list[tuple[Any, str | None]] = [(value, path)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _has_surrogate(value):
+                raise MalformedEvent(
+                    "invalid_unicode",
+                    f"string with a lone UTF-16 surrogate escape: {value[:40]!a}",
+                    path,
+                )
+        elif isinstance(value, dict):
+            inner = []
+            for k, v in value.items():
+                where = printable(k, 100) if path is None else f"{path}.{printable(k, 100)}"
+                if _has_surrogate(k):
+                    raise MalformedEvent(
+                        "invalid_unicode",
+                        f"key with a lone UTF-16 surrogate escape: {k[:40]!a}",
+                        where[:200],
+                    )
+                inner.append((v, where[:200]))
+            stack.extend(reversed(inner))
+        elif isinstance(value, list):
+            at = "" if path is None else path
+            stack.extend((v, f"{at}[{i}]"[:200]) for i, v in reversed(list(enumerate(value))))
+
+
+#: Epoch numbers from here on are milliseconds, below it seconds. 1e11 seconds is the year
+#: 5138, 1e11 milliseconds is March 1973: no real event time is ambiguous, so the two units
+#: are told apart by magnitude alone (Java's ``System.currentTimeMillis()`` and JavaScript's
+#: ``Date.now()`` send milliseconds; most others send seconds).
+EPOCH_MILLIS_FROM = 1e11
+#: Epoch milliseconds at and beyond this (the year 5138 again) are out of range: rejected,
+#: not guessed (microseconds, nanoseconds or garbage).
+EPOCH_MILLIS_UNTIL = 1e14
 
 
 def parse_timestamp(value: Any, fallback: float) -> float:
-    """RFC 3339 string or epoch seconds to epoch seconds; ``None`` means the record time."""
+    """RFC 3339 string, epoch seconds or epoch milliseconds to epoch seconds.
+
+    ``None`` means the record time. A number below :data:`EPOCH_MILLIS_FROM` is
+    seconds, one from there below :data:`EPOCH_MILLIS_UNTIL` milliseconds; a larger,
+    negative or non-finite number is rejected.
+    """
     if value is None:
         return fallback
     if isinstance(value, bool):
@@ -206,14 +299,19 @@ def parse_timestamp(value: Any, fallback: float) -> float:
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise InvalidEvent(
-                "invalid_timestamp", "epoch seconds must be finite and >= 0", "timestamp"
+                "invalid_timestamp", "epoch time must be finite and >= 0", "timestamp"
             )
-        # Producers that send milliseconds are common; reject instead of guessing the year 50000.
-        if value > 1e11:
-            raise InvalidEvent(
-                "invalid_timestamp", "epoch seconds out of range (milliseconds sent?)", "timestamp"
-            )
-        return float(value)
+        if value < EPOCH_MILLIS_FROM:
+            return float(value)
+        if value < EPOCH_MILLIS_UNTIL:
+            # int / int and float / float are both correctly rounded: the compiled decoder
+            # divides the same exact double by 1000.0 and gets the same bits.
+            return value / 1000
+        raise InvalidEvent(
+            "invalid_timestamp",
+            "epoch time out of range: neither seconds (< 1e11) nor milliseconds (< 1e14)",
+            "timestamp",
+        )
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
@@ -350,11 +448,23 @@ def _unbound(value: Any) -> None:
 
 @dataclass(slots=True)
 class DecodedBatch:
-    """One polled batch after decoding: valid events by model, and what was rejected."""
+    """One polled batch after decoding: valid events by model, what was rejected, and how.
+
+    ``native_events`` and ``python_events`` count the valid prediction events each
+    decoder produced; ``native_error`` is set (the exception, bounded and printable)
+    when the compiled decoder failed on the batch, which the Python path then took whole.
+    """
 
     predictions: dict[str, ModelEvents] = field(default_factory=dict)
     labels: dict[str, LabelEvents] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
+    native_events: int = 0
+    python_events: int = 0
+    native_error: str | None = None
+
+
+#: Model name -> (numeric feature names, categorical feature names), in column order.
+ColumnarSchemas = Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
 
 
 class Decoder:
@@ -363,11 +473,6 @@ class Decoder:
     ``accept_model`` decides per model name whether events are tracked (it
     enforces the unknown-model policy and the model cap); it returns ``None`` to
     accept or a reason to reject.
-
-    ``columnar_schemas`` (model -> numeric and categorical feature names, set by
-    the pipeline for models whose schema is settled) lets the compiled decoder,
-    when installed and ``native`` is true, decode those models' events straight
-    into :class:`FeatureColumns`; see :meth:`_decode_native`.
     """
 
     def __init__(
@@ -385,8 +490,6 @@ class Decoder:
         self._accept_model = accept_model or (lambda model: None)
         self._accepted: dict[str, str | None] = {}
         self.native = native and _native is not None
-        self.native_failures = 0  # batches the compiled decoder failed on (a bug): see logs
-        self.columnar_schemas: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def _model_verdict(self, model: str) -> str | None:
         verdict = self._accepted.get(model, "?")
@@ -398,39 +501,63 @@ class Decoder:
                 self._accepted[model] = verdict
         return verdict
 
-    def decode(self, messages: list[RawMessage]) -> DecodedBatch:
+    def decode(
+        self, messages: list[RawMessage], schemas: ColumnarSchemas | None = None
+    ) -> DecodedBatch:
         """Decode one polled batch; valid events grouped by model, the rest rejected.
 
-        The compiled decoder takes the events of models with a columnar schema
-        (:meth:`_decode_native`); everything else takes the Python path
-        (:meth:`decode_python`).
+        ``schemas`` names the models whose schema is settled (the pipeline's
+        :meth:`ModelMonitor.columnar_schema`): where the compiled decoder is
+        installed and ``native`` is true, it decodes those models' events straight
+        into :class:`FeatureColumns` (:meth:`_decode_native`); everything else
+        takes the Python path (:meth:`decode_python`). The batch carries the counts
+        of both and the compiled decoder's failure, if any.
         """
-        if self.native and self.columnar_schemas:
-            out = self._decode_native(messages)
-            if out is not None:
-                return out
-        return self.decode_python(messages)
+        out: DecodedBatch | None = None
+        error: str | None = None
+        if self.native and schemas:
+            out, error = self._decode_native(messages, schemas)
+        if out is None:
+            out = self.decode_python(messages)
+        out.native_error = error
+        total = native = 0
+        for group in out.predictions.values():
+            total += len(group)
+            if group.columns is not None:
+                native += len(group)
+        out.native_events = native
+        out.python_events = total - native
+        return out
 
-    def _decode_native(self, messages: list[RawMessage]) -> DecodedBatch | None:
-        """The compiled decoder for the models in ``columnar_schemas``, Python for the rest.
+    def _decode_native(
+        self, messages: list[RawMessage], schemas: ColumnarSchemas
+    ) -> tuple[DecodedBatch | None, str | None]:
+        """The compiled decoder for the models in ``schemas``, Python for the rest.
 
         ``monitor_native.decode_predictions`` accepts an event only where the
         Python fast path would accept it *and* every known feature has the type
         its column needs (a number or null for a numeric one, a string or null for
-        a categorical one); every other message (another topic, a model without
-        a schema, a damaged event, a string in a numeric feature, ...) goes
-        through :meth:`decode_python`, which accepts, counts and rejects as it
-        always has. A model's events are all native or all Python within a
-        batch (the compiled decoder hands over every event of a model with one
-        message it refuses), so each model keeps one arrival order. Returns
-        ``None`` (all Python) in the rare batch where a model's events would
-        still take both paths (a value that is not ``bytes``).
+        a categorical one); it hands back every other message by index (another
+        topic, a model without a schema, a damaged event, a string in a numeric
+        feature, ...), alone, and :meth:`decode_python` accepts, counts and rejects
+        those as it always has. So one bad message costs the compiled path that
+        message only.
+
+        Each model keeps one arrival order: where the Python path *accepts* a
+        handed-back event of a model that also has native events in the batch (an
+        odd but valid event, e.g. a string in a numeric feature), that model's
+        events are decoded together by the Python path, in message order, as if
+        the compiled decoder were not installed. Rejected messages, the usual
+        handed-back ones, leave the model's columns alone.
+
+        Returns ``(None, None)`` when no event is for the compiled decoder, and
+        ``(None, error)`` when it failed (a bug: the caller takes the Python path).
         """
         assert _native is not None
         accepted = self._accepted
-        schemas = {m: s for m, s in self.columnar_schemas.items() if accepted.get(m, "?") is None}
+        schemas = {m: s for m, s in schemas.items() if accepted.get(m, "?") is None}
         if not schemas:
-            return None
+            return None, None
         n = len(messages)
         labels_topic = self.labels_topic
         values = list(map(_VALUE, messages))
@@ -452,24 +579,29 @@ class Decoder:
             fallback, groups = _native.decode_predictions(values, schemas, self.max_event_id_chars)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
             raise
-        except BaseException:  # a Rust panic arrives as a BaseException (PanicException)
+        except BaseException as exc:  # a Rust panic arrives as a BaseException (PanicException)
             # A bug in the compiled decoder must not stop the service (the batch would fail
-            # again after every restart): this batch takes the Python path.
-            self.native_failures += 1
-            log.exception("compiled decoder failed on a batch of %d messages", len(values))
-            return None
+            # again after every restart): the caller counts and logs it, Python decodes.
+            log.debug("compiled decoder failed on %d messages", len(values), exc_info=True)
+            return None, printable(f"{type(exc).__name__}: {exc}", 300)
         if not groups:
-            return None
+            return None, None
         if picked is not None:
             fallback = [picked[i] for i in fallback]
             groups = [(g[0], [picked[i] for i in g[1]], *g[2:]) for g in groups]
             others = set(range(n)).difference(picked)
             fallback = sorted(others.union(fallback))
         out = self.decode_python([messages[i] for i in fallback]) if fallback else DecodedBatch()
+        mixed = [g for g in groups if g[0] in out.predictions]
+        if mixed:
+            rows = sorted(set(fallback).union(*(g[1] for g in mixed)))
+            again = self.decode_python([messages[i] for i in rows])
+            for g in mixed:
+                out.predictions[g[0]] = again.predictions[g[0]]
         get = messages.__getitem__
         for model, rows, ids, versions, stamps, predictions, num, cat, unknown in groups:
             if model in out.predictions:
-                return None
+                continue  # mixed: decoded by Python above
             missing = np.isnan(stamps)
             if missing.any():  # no timestamp in the event: the record's time, as on the Python path
                 record = np.fromiter(map(_RECORD_TIME, map(get, rows)), np.float64, len(rows))
@@ -485,7 +617,7 @@ class Decoder:
                 set(map(_TOPIC_PARTITION, map(get, rows))),
                 FeatureColumns(numeric_names, num, categorical_names, cat, unknown),
             )
-        return out
+        return out, None
 
     def decode_python(self, messages: list[RawMessage]) -> DecodedBatch:
         """The Python path: every model, every event, dicts of features.
@@ -555,8 +687,10 @@ class Decoder:
                                 ts = dt.timestamp()
                         elif stamp is None:
                             ts = msg.timestamp
-                        elif 0 <= stamp <= 1e11:  # epoch seconds (bools never get here)
+                        elif 0 <= stamp < EPOCH_MILLIS_FROM:  # seconds (bools never get here)
                             ts = float(stamp)
+                        elif EPOCH_MILLIS_FROM <= stamp < EPOCH_MILLIS_UNTIL:  # milliseconds
+                            ts = stamp / 1000
                     if ts is not None:
                         if model != group_model:
                             sink = sinks.get(model)

@@ -260,7 +260,31 @@ class ModelStateCollector(Collector):
                         )
             for metric, value in ev.performance.items():
                 g.performance.add_metric([model, metric], _f(value))
-        yield from g.all()
+        for family in g.all():
+            yield _encodable_labels(family)
+
+
+def _encodable_labels(family: Metric) -> Metric:
+    """``family`` with every label value encodable as UTF-8 (a lone surrogate replaced).
+
+    The decoder rejects such strings, but a checkpoint written before it did may still
+    hold one (a category, a model name); prometheus_client would raise while encoding
+    the page, and ``/metrics`` would answer 500 at every scrape."""
+    for i, sample in enumerate(family.samples):
+        for value in sample.labels.values():
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    break
+        else:
+            continue
+        family.samples[i] = sample._replace(  # _replace: namedtuple's public API
+            labels={
+                k: v.encode("utf-8", "replace").decode("utf-8") for k, v in sample.labels.items()
+            }
+        )
+    return family
 
 
 def _f(x: float | None) -> float:

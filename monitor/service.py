@@ -75,6 +75,7 @@ from monitor.events import (
     ModelEvents,
     RawMessage,
     Rejected,
+    printable,
 )
 from monitor.http_server import HttpServer
 from monitor.kafka_source import TP, DeadLetterPublisher, KafkaSource
@@ -167,6 +168,9 @@ class MonitorService:
         self.broker_ok_at = 0.0
         self.evaluations_seen = 0
         self._log_invalid = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
+        self._log_decoder = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
+        self._log_native = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
+        self._log_decode_one = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
         self.decoder = Decoder(
             max_message_bytes=config.kafka.max_message_bytes,
             max_event_id_chars=config.limits.max_event_id_chars,
@@ -478,26 +482,35 @@ class MonitorService:
         for topic, n in Counter(map(_TOPIC, messages)).items():
             self.metrics.messages_consumed.labels(topic).inc(n)
         # Models whose schema is settled get their features decoded straight into columns.
-        self.decoder.columnar_schemas = {
+        schemas = {
             name: schema
             for name, mm in self.models.items()
             if (schema := mm.columnar_schema()) is not None
         }
-        native_failures = self.decoder.native_failures
         try:
-            batch = self.decoder.decode(messages)
-        except Exception:
+            batch = self.decoder.decode(messages, schemas)
+        except Exception as exc:
             # A decoder bug must not let one message take the service down (it would again
             # after every restart): find the message(s) it chokes on, reject only those.
+            self.metrics.loop_errors.labels("decode_batch").inc()
+            log.debug("decoder failed on a batch", exc_info=True)
+            self._log_decoder.warning(
+                "decoder failed on a batch of %d messages (%s); decoding it message by message",
+                len(messages),
+                printable(f"{type(exc).__name__}: {exc}", 300),
+            )
             batch = self._decode_one_by_one(messages)
-        if self.decoder.native_failures != native_failures:  # that batch took the Python path
+        if batch.native_error is not None:  # that batch took the Python path
             self.metrics.loop_errors.labels("native_decoder").inc()
-        native = sum(len(g) for g in batch.predictions.values() if g.columns is not None)
-        python = sum(len(g) for g in batch.predictions.values()) - native
-        if native:
-            self.metrics.events_decoded.labels("native").inc(native)
-        if python:
-            self.metrics.events_decoded.labels("python").inc(python)
+            self._log_native.warning(
+                "compiled decoder failed on a batch of %d messages (%s); Python decoded it",
+                len(messages),
+                batch.native_error,
+            )
+        if batch.native_events:
+            self.metrics.events_decoded.labels("native").inc(batch.native_events)
+        if batch.python_events:
+            self.metrics.events_decoded.labels("python").inc(batch.python_events)
         for r in batch.rejected:
             self.metrics.events_invalid.labels(r.message.topic, r.reason).inc()
             self._log_invalid.warning(
@@ -517,7 +530,15 @@ class MonitorService:
                 one = self.decoder.decode_python([m])
             except Exception as exc:
                 self.metrics.loop_errors.labels("decode").inc()
-                log.exception("decoder failed on %s/%d/%d", m.topic, m.partition, m.offset)
+                log.debug("decoder failed on a message", exc_info=True)
+                self._log_decode_one.warning(
+                    "decoder failed on %s/%d/%d (%s); rejected as %s",
+                    printable(m.topic),
+                    m.partition,
+                    m.offset,
+                    printable(f"{type(exc).__name__}: {exc}", 300),
+                    DECODER_ERROR,
+                )
                 out.rejected.append(
                     Rejected(m, DECODER_ERROR, None, f"decoder error: {type(exc).__name__}")
                 )
@@ -536,6 +557,7 @@ class MonitorService:
                 group_l.event_ids += lab.event_ids
                 group_l.labels += lab.labels
                 group_l.timestamps += lab.timestamps
+        out.python_events = sum(map(len, out.predictions.values()))
         return out
 
     def _apply(self, batch: DecodedBatch) -> list[Evaluation]:

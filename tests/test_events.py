@@ -64,7 +64,9 @@ def test_missing_timestamp_falls_back_to_record_time() -> None:
         ({k: v for k, v in GOOD.items() if k != "prediction"}, "missing_field", "prediction"),
         ({**GOOD, "timestamp": "yesterday"}, "invalid_timestamp", "timestamp"),
         ({**GOOD, "timestamp": "2026-11-26T12:00:00"}, "invalid_timestamp", "timestamp"),
-        ({**GOOD, "timestamp": 1_764_158_400_000}, "invalid_timestamp", "timestamp"),
+        ({**GOOD, "timestamp": 100_000_000_000_000}, "invalid_timestamp", "timestamp"),
+        ({**GOOD, "timestamp": 1_764_158_400_000_000}, "invalid_timestamp", "timestamp"),
+        ({**GOOD, "timestamp": -1_764_158_400_000}, "invalid_timestamp", "timestamp"),
         ({**GOOD, "model_version": 3}, "wrong_type", "model_version"),
     ],
 )
@@ -78,6 +80,29 @@ def test_contract_violations_are_rejected_with_reason_and_field(
     assert r.reason in REASONS
     assert r.message.offset == 1
     assert len(out.predictions["m"]) == 2  # the good ones around it are kept
+
+
+@pytest.mark.parametrize(
+    ("stamp", "seconds"),
+    [
+        (1_764_158_400_123, 1_764_158_400.123),  # Java's currentTimeMillis(), JS's Date.now()
+        (1_764_158_400_123.5, 1_764_158_400.1235),
+        (100_000_000_000, 100_000_000.0),  # 1e11: the first milliseconds (March 1973)
+        (99_999_999_999_999, 99_999_999_999.999),  # the last milliseconds (the year 5138)
+        (99_999_999_999, 99_999_999_999.0),  # the last seconds
+        (1_764_158_400, 1_764_158_400.0),
+    ],
+)
+def test_epoch_milliseconds_are_told_from_seconds_by_magnitude(
+    stamp: float, seconds: float
+) -> None:
+    """Both Python paths agree: the msgspec fast path, and the full validator (which a
+    feature value that is a list sends the event to)."""
+    fast = decoder().decode([msg({**GOOD, "timestamp": stamp})])
+    full = decoder().decode([msg({**GOOD, "timestamp": stamp, "features": {"l": [1]}})])
+    for out in (fast, full):
+        assert not out.rejected
+        assert out.predictions["m"].timestamps == [seconds]
 
 
 def test_huge_number_is_kept_for_value_level_handling() -> None:

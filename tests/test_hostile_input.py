@@ -332,3 +332,161 @@ async def test_caps_hold_on_metrics_against_10000_distinct_names(
     )
     assert float(invalid["too_many_models"]) >= n - 2
     assert float(invalid["too_large"]) == 1
+
+
+@pytest.mark.kafka
+async def test_lone_surrogates_are_rejected_and_the_service_keeps_serving(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A lone-surrogate category once made /metrics answer 500 for good (checkpointed), a
+    lone-surrogate model name (unknown models tracked) crashed every checkpoint."""
+    raw, suffix = _service_config(kafka_bootstrap, tmp_path, unknown_models="track")
+    bad_category = (
+        b'{"event_id":"s1","model":"m","timestamp":1700000000,'
+        b'"features":{"x":1.0,"c":"\\ud800x"},"prediction":0.5}'
+    )
+    bad_model = b'{"event_id":"s2","model":"\\udc00m","features":{"x":1.0},"prediction":0.5}'
+    good = [orjson.dumps(_event({"x": float(i % 13), "c": "ab"[i % 2]}, i=i)) for i in range(400)]
+    stream = [*good[:150], bad_category, bad_model, *good[150:]]
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"p-{suffix}", stream)
+        await eventually(
+            lambda: "m" in service.models and service.models["m"].events_total >= 400, 30
+        )
+        assert not task.done()
+        assert service.models["m"].last is not None  # evaluated: categories are exported
+        assert set(service.models) == {"m"}
+        response = await httpx.AsyncClient().get(f"{service.http.url}/metrics")
+        service.checkpoint()
+        assert not task.done()
+    finally:
+        await _stop(service, task)
+    assert response.status_code == 200
+    reasons = dict(re.findall(INVALID, response.text))
+    assert reasons == {"invalid_unicode": "2.0"}
+    assert 'monitor_checkpoints_total{outcome="ok"}' in response.text
+
+    consumer = AIOKafkaConsumer(
+        f"dlq-{suffix}", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(got) < 2:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    got.extend(records)
+    finally:
+        await consumer.stop()
+    headers = [{k: v.decode("utf-8") for k, v in r.headers} for r in got]
+    assert [(h["monitor.reason"], h["monitor.field"]) for h in headers] == [
+        ("invalid_unicode", "features.c"),
+        ("invalid_unicode", "model"),
+    ]
+    assert [r.value for r in got] == [bad_category, bad_model]  # copied unchanged
+
+    # A restart from that checkpoint serves /metrics too.
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"p-{suffix}", [orjson.dumps(_event({"x": 1.0}, i=400))])
+        await eventually(  # restored from the checkpoint at its first event
+            lambda: "m" in service.models and service.models["m"].events_total >= 401, 30
+        )
+        assert service.models["m"].events_total == 401
+        response = await httpx.AsyncClient().get(f"{service.http.url}/metrics")
+    finally:
+        await _stop(service, task)
+    assert response.status_code == 200
+
+
+DECODED = r'monitor_events_decoded_total\{decoder="(\w+)"\} (\S+)'
+
+
+@pytest.mark.kafka
+async def test_one_poison_message_per_500_costs_the_compiled_decoder_only_itself(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """It once sent its whole batch to the Python decoder (100,582 of 120,037 good events
+    with one poison message per 500, 2,719 in a clean run)."""
+    raw, suffix = _service_config(kafka_bootstrap, tmp_path, models=[{"name": "m"}])
+    raw["kafka"]["max_batch_records"] = 500
+    poison = [  # each names the model, so the compiled decoder used to give the model up
+        b'{"event_id":"p","model":"m","features":[],"prediction":1}',
+        b'{"model":"m","features":{},"prediction":1}',
+        b'{"event_id":"p","model":"m","features":{},"prediction":null}',
+        b'{"event_id":"p","model":"m","features":{},"prediction":1,"timestamp":"yesterday"}',
+        b'{"event_id":"p","model":"m","features":{"c":"\\ud800"},"prediction":1}',
+    ]
+    good = [orjson.dumps(_event({"x": float(i % 13), "c": "ab"[i % 2]}, i=i)) for i in range(5_100)]
+    stream = []
+    for i, g in enumerate(good[100:]):
+        if i % 500 == 250:
+            stream.append(poison[(i // 500) % len(poison)])
+        stream.append(g)
+    service, task = await _run_service(raw)
+    try:
+        # The first 100 events build the reference (Python by design); then the columns.
+        await _send(kafka_bootstrap, f"p-{suffix}", good[:100])
+        await eventually(lambda: "m" in service.models and service.models["m"].ready, 30)
+        assert service.models["m"].columnar_schema() is not None
+        await _send(kafka_bootstrap, f"p-{suffix}", stream)
+        await eventually(lambda: service.models["m"].events_total >= 5_100, 60)
+        metrics = (await httpx.AsyncClient().get(f"{service.http.url}/metrics")).text
+    finally:
+        await _stop(service, task)
+    assert service.models["m"].events_total == 5_100
+    decoded = {k: float(v) for k, v in re.findall(DECODED, metrics)}
+    assert decoded == {"native": 5_000.0, "python": 100.0}
+    assert sum(float(v) for _, v in re.findall(INVALID, metrics)) == 10
+
+
+ERRORS = r'monitor_loop_errors_total\{stage="(\w+)"\} (\S+)'
+
+
+@pytest.mark.kafka
+async def test_decoder_failures_are_logged_and_counted_not_swallowed(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """A failure of the compiled decoder on a batch, and of the decoder as a whole, each
+    cost speed only: counted in monitor_loop_errors_total, logged at a bounded rate."""
+    import monitor.events as events_module
+
+    class Panic(BaseException):  # what a Rust panic arrives as
+        pass
+
+    class Broken:
+        @staticmethod
+        def decode_predictions(*args: Any) -> Any:
+            raise Panic("panicked at src/lib.rs:1:1")
+
+    raw, suffix = _service_config(kafka_bootstrap, tmp_path, models=[{"name": "m"}])
+    good = [orjson.dumps(_event({"x": float(i % 13), "c": "ab"[i % 2]}, i=i)) for i in range(400)]
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"p-{suffix}", good[:100])
+        await eventually(lambda: "m" in service.models and service.models["m"].ready, 30)
+        if events_module.NATIVE_AVAILABLE and service.decoder.native:
+            monkeypatch.setattr(events_module, "_native", Broken)
+            await _send(kafka_bootstrap, f"p-{suffix}", good[100:200])
+            await eventually(lambda: service.models["m"].events_total >= 200, 30)
+        real_decode = service.decoder.decode
+
+        def failing(*args: Any, **kwargs: Any) -> Any:  # a bug at batch level, once
+            monkeypatch.setattr(service.decoder, "decode", real_decode)
+            raise RuntimeError("bug in the decoder")
+
+        monkeypatch.setattr(service.decoder, "decode", failing)
+        await _send(kafka_bootstrap, f"p-{suffix}", good[200:400])
+        await eventually(lambda: service.models["m"].events_total >= 400, 30)
+        metrics = (await httpx.AsyncClient().get(f"{service.http.url}/metrics")).text
+    finally:
+        await _stop(service, task)
+    assert service.models["m"].events_total == 400
+    errors = {k: float(v) for k, v in re.findall(ERRORS, metrics)}
+    assert errors.get("decode_batch") == 1
+    assert "decoder failed on a batch of" in caplog.text and "bug in the decoder" in caplog.text
+    if events_module.NATIVE_AVAILABLE and service.decoder.native:
+        assert errors.get("native_decoder", 0) >= 1
+        assert "compiled decoder failed on a batch" in caplog.text
+        assert "Panic: panicked at src/lib.rs:1:1" in caplog.text

@@ -128,9 +128,12 @@ def reference_row(v: bytes, doc: dict, schemas: dict, max_id: int) -> dict:
             raise NotSimple("timestamp string")
     else:
         ts = number("timestamp", kinds["timestamp"], ts)
-        if not 0 <= ts <= 1e11:
+        if 0 <= ts < 1e11:  # epoch seconds
+            ts = float(ts)
+        elif 1e11 <= ts < 1e14:  # epoch milliseconds
+            ts = ts / 1000
+        else:
             raise NotSimple("timestamp range")
-        ts = float(ts)
     if "prediction" not in doc:
         raise NotSimple("no prediction")
     pred = doc["prediction"]
@@ -178,10 +181,9 @@ def reference_decode(values: list[bytes], schemas: dict, max_id: int):
             parsed.append((reference_row(v, doc, schemas, max_id), model))
         except NotSimple:
             parsed.append((None, model))
-    poisoned = {m for row, m in parsed if row is None and m in schemas}
     fallback, groups = [], {}
     for i, (row, m) in enumerate(parsed):
-        if row is None or m in poisoned:
+        if row is None:  # handed back alone: the model's other messages stay native
             fallback.append(i)
         else:
             groups.setdefault(m, []).append((i, row))
@@ -409,15 +411,17 @@ def make_event(rnd: random.Random, max_id: int, bad: float) -> bytes:
     r = rnd.random()
     if wrong():
         add("timestamp", rnd.choice([
-            enc(rnd, rnd.choice(ISO_OUTSIDE_SUBSET + ISO_REFUSED)), "-1", "100000000001",
-            "1e11000", "-0.5", "100000000000.00002", "true", "[]", big_int_lit(rnd),
+            enc(rnd, rnd.choice(ISO_OUTSIDE_SUBSET + ISO_REFUSED)), "-1", "100000000000000",
+            "1e11000", "-0.5", "99999999999999.99", "1e14", "true", "[]", big_int_lit(rnd),
         ]))
     elif r < 0.55:
         add("timestamp", enc(rnd, iso_string(rnd), 0.02))
     elif r < 0.7:
         add("timestamp", rnd.choice([
             str(rnd.randint(0, 10**11)), repr(rnd.uniform(0, 1e11)), "0", "-0", "-0.0",
-            "100000000000", "1e11", "1790000000.123",
+            "100000000000", "1e11", "1790000000.123", "99999999999.99999",
+            str(rnd.randint(10**11, 10**14 - 1)), repr(rnd.uniform(1e11, 1e14)),
+            "100000000001", "100000000000.00002", "1790000000123", "99999999999999",
         ]))
     elif r < 0.8:
         add("timestamp", "null")
@@ -647,7 +651,12 @@ def event(features: str = '{"f0": 1.5, "c0": "a"}', **top: str) -> bytes:
         ("timestamp -0", event(timestamp="-0"), True),
         ("timestamp -0.0", event(timestamp="-0.0"), True),
         ("timestamp 1e11", event(timestamp="100000000000"), True),
-        ("timestamp above 1e11", event(timestamp="100000000001"), False),
+        ("timestamp above 1e11: milliseconds", event(timestamp="100000000001"), True),
+        ("timestamp milliseconds", event(timestamp="1790000000123"), True),
+        ("timestamp float milliseconds", event(timestamp="1790000000123.5"), True),
+        ("timestamp below 1e14", event(timestamp="99999999999999"), True),
+        ("timestamp 1e14", event(timestamp="100000000000000"), False),
+        ("timestamp 1e14 float", event(timestamp="1e14"), False),
         ("timestamp negative", event(timestamp="-1"), False),
         ("timestamp bool", event(timestamp="true"), False),
         ("timestamp offset", event(timestamp='"2026-11-01T05:30:00.000001+05:30"'), True),
@@ -743,10 +752,11 @@ def test_timestamps_outside_subset_fall_back(stamp):
     bad = good.replace(b'"2026-01-01T00:00:00Z"', json.dumps(stamp).encode())
     other = good.replace(b'"m3"', b'"m1"')
     fallback, groups = check([good, bad, other], SCHEMAS)
-    assert fallback == [0, 1] and [g[0] for g in groups] == ["m1"]
+    assert fallback == [1] and [g[0] for g in groups] == ["m3", "m1"]
 
 
-def test_model_all_or_nothing():
+def test_a_message_that_is_not_simple_is_handed_back_alone():
+    """One bad message costs the compiled path that message, not its model's batch."""
     m0 = [event(event_id=f'"a{i}"') for i in range(3)]
     m1 = b'{"event_id":"b","model":"m1","features":{"c0":"x"},"prediction":true}'
     other = event(model='"zz"')
@@ -756,11 +766,11 @@ def test_model_all_or_nothing():
     fallback, groups = check([m1, *m0, other, invalid_m0], SCHEMAS)
     assert fallback == [4, 5] and [g[0] for g in groups] == ["m1", "m0"]
     assert groups[1][1] == [1, 2, 3]
-    fallback, groups = check([*m0, m1, bad_m0, other], SCHEMAS)
-    assert fallback == [0, 1, 2, 4, 5] and [g[0] for g in groups] == ["m1"]
-    # orjson keeps the last "model": the message poisons m1, not m0.
+    fallback, groups = check([m0[0], bad_m0, m0[1], m1, invalid_m0, m0[2], other], SCHEMAS)
+    assert fallback == [1, 4, 6] and [g[0] for g in groups] == ["m0", "m1"]
+    assert groups[0][1] == [0, 2, 5] and groups[1][1] == [3]
     fallback, groups = check([*m0, m1, dup_names_m1], SCHEMAS)
-    assert fallback == [3, 4] and [g[0] for g in groups] == ["m0"]
+    assert fallback == [4] and [g[0] for g in groups] == ["m0", "m1"]
 
 
 def test_api_details():

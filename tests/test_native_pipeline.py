@@ -55,9 +55,10 @@ ODDITIES = (
     "neg_zero",
     "no_timestamp",
     "epoch_timestamp",
+    "epoch_millis",
     "int_prediction",
 )
-REFUSED = (  # the compiled decoder refuses these: the model's batch takes the Python path
+REFUSED = (  # the compiled decoder hands these to the Python path
     "numeric_as_string",
     "numeric_as_junk",
     "category_as_number",
@@ -90,6 +91,8 @@ def _oddity(event: dict[str, Any], kind: str, rng: random.Random) -> bytes:
         del event["timestamp"]
     elif kind == "epoch_timestamp":
         event["timestamp"] = 1_790_000_000 + rng.random()
+    elif kind == "epoch_millis":
+        event["timestamp"] = rng.choice([1_790_000_000_123, 1_790_000_000_000 + rng.random()])
     elif kind == "int_prediction":
         event["prediction"] = rng.randint(0, 1)
     elif kind == "numeric_as_string":
@@ -151,20 +154,30 @@ def _state(mm: ModelMonitor, evaluations: list[Any]) -> dict[str, Any]:
 
 
 def _feed(messages: list[RawMessage], sizes: list[int], native: bool) -> tuple[dict, int]:
+    state, columnar, _ = _feed_counting(messages, sizes, native)
+    return state, columnar
+
+
+def _feed_counting(
+    messages: list[RawMessage], sizes: list[int], native: bool
+) -> tuple[dict, int, tuple[int, int]]:
+    """The model's state, the batches decoded into columns, and (native, python) events."""
     mm = _monitor()
     decoder = Decoder(max_message_bytes=1_000_000, native=native)
-    decoder.decode(messages[:1])  # the model's verdict, as the service's first batch gives
+    # The model's verdict, as the service's first batch gives.
+    decoder.decode(_stream(seed=0, n=1, odd_share=0.0))
     evaluations: list[Any] = []
-    columnar = pos = 0
+    columnar = pos = n_native = n_python = 0
     for size in sizes:
         schema = mm.columnar_schema()
-        decoder.columnar_schemas = {mm.name: schema} if schema else {}
-        batch = decoder.decode(messages[pos : pos + size])
+        batch = decoder.decode(messages[pos : pos + size], {mm.name: schema} if schema else None)
         pos += size
+        n_native += batch.native_events
+        n_python += batch.python_events
         for events in batch.predictions.values():
             columnar += events.columns is not None
             evaluations.extend(mm.ingest(events))
-    return _state(mm, evaluations), columnar
+    return _state(mm, evaluations), columnar, (n_native, n_python)
 
 
 @needs_native
@@ -215,8 +228,7 @@ def test_events_without_a_timestamp_take_the_record_time() -> None:
     mm = _monitor()
     decoder = Decoder(max_message_bytes=10_000)
     decoder.decode(messages)
-    decoder.columnar_schemas = {mm.name: mm.columnar_schema()}  # type: ignore[dict-item]
-    group = decoder.decode(messages).predictions[mm.name]
+    group = decoder.decode(messages, {mm.name: mm.columnar_schema()}).predictions[mm.name]  # type: ignore[dict-item]
     assert group.columns is not None
     assert group.timestamps == [1_790_000_000.5 + i for i in range(4)]
 
@@ -244,8 +256,7 @@ def test_mixed_topics_and_models_keep_each_models_events_together() -> None:
     python = Decoder(max_message_bytes=10_000, labels_topic="labels", native=False)
     for d in (native, python):
         d.decode(messages)
-    native.columnar_schemas = schemas  # type: ignore[assignment]
-    got, want = native.decode(messages), python.decode(messages)
+    got, want = native.decode(messages, schemas), python.decode(messages)  # type: ignore[arg-type]
     assert got.predictions["credit-risk"].columns is not None
     assert got.predictions["fraud"].columns is None
     assert got.predictions["credit-risk"].event_ids == want.predictions["credit-risk"].event_ids
@@ -253,7 +264,7 @@ def test_mixed_topics_and_models_keep_each_models_events_together() -> None:
     assert got.labels == want.labels and got.rejected == want.rejected
     # One value that is not bytes: that model's events all go the Python way.
     messages[0] = RawMessage(bytearray(messages[0].value or b""), 1.0, "predictions", 0, 0)
-    assert native.decode(messages).predictions["credit-risk"].columns is None
+    assert native.decode(messages, schemas).predictions["credit-risk"].columns is None  # type: ignore[arg-type]
 
 
 @needs_native
@@ -288,8 +299,7 @@ def test_columns_for_another_schema_are_refused() -> None:
     decoder = Decoder(max_message_bytes=10_000)
     decoder.decode(messages)
     numeric, categorical = mm.columnar_schema()  # type: ignore[misc]
-    decoder.columnar_schemas = {mm.name: (numeric[1:], categorical)}
-    events = decoder.decode(messages).predictions[mm.name]
+    events = decoder.decode(messages, {mm.name: (numeric[1:], categorical)}).predictions[mm.name]
     assert events.columns is not None
     with pytest.raises(Exception, match="columns decoded for schema"):
         mm.ingest(events)
@@ -314,10 +324,65 @@ def test_a_failure_of_the_compiled_decoder_falls_back_to_python(monkeypatch, cap
     messages = _stream(seed=5, n=50, odd_share=0.0)
     decoder = Decoder(max_message_bytes=10_000)
     decoder.decode(messages)
-    decoder.columnar_schemas = {mm.name: mm.columnar_schema()}  # type: ignore[dict-item]
     monkeypatch.setattr(events_module, "_native", Broken)
-    batch = decoder.decode(messages)
+    batch = decoder.decode(messages, {mm.name: mm.columnar_schema()})  # type: ignore[dict-item]
     assert batch.predictions[mm.name].columns is None
     assert len(batch.predictions[mm.name]) == 50
-    assert decoder.native_failures == 1
-    assert "compiled decoder failed" in caplog.text
+    assert batch.native_error == "Boom: panicked at src/lib.rs"
+    assert (batch.native_events, batch.python_events) == (0, 50)
+
+
+POISON = (
+    b"{not json",
+    b"\xff\xfe not UTF-8",
+    b'{"event_id":"p","model":"credit-risk","features":{},"prediction":NaN}',
+    b'{"event_id":"p","model":"credit-risk","features":{"region":"\\ud800"},"prediction":1}',
+    b'{"model":"credit-risk","features":{},"prediction":1}',
+    b'{"event_id":"p","model":"credit-risk","features":[],"prediction":1}',
+)
+
+
+@needs_native
+@pytest.mark.parametrize("where", ["first", "last", "middle", "every_50", "adjacent"])
+def test_poison_messages_cost_the_compiled_decoder_only_themselves(where: str) -> None:
+    """A rejected message anywhere in a batch: the model's other events stay in columns,
+    and the model ends up exactly as one fed by the Python path."""
+    good = _stream(seed=21, n=2_000, odd_share=0.0)
+    rng = random.Random(where)
+    spots = {
+        "first": [0],
+        "last": [len(good)],
+        "middle": [1_000],
+        "every_50": list(range(0, len(good), 50)),
+        "adjacent": [700, 700, 700],
+    }[where]
+    stream = list(good)
+    for at in sorted(spots, reverse=True):
+        stream.insert(at, RawMessage(rng.choice(POISON), 1.0, "predictions", 0, -1))
+    messages = [
+        RawMessage(m.value, m.timestamp, m.topic, m.partition, i) for i, m in enumerate(stream)
+    ]
+    sizes = [600, 1, 500, len(messages)]
+    native, columnar, (n_native, n_python) = _feed_counting(messages, sizes, native=True)
+    python, _, (none, all_python) = _feed_counting(messages, sizes, native=False)
+    assert native == python
+    assert none == 0 and all_python == 2_000
+    assert (n_native, n_python) == (2_000, 0)
+    assert columnar == len(sizes)
+
+
+@needs_native
+def test_an_odd_but_valid_event_keeps_its_models_order() -> None:
+    """The Python path accepts an event the compiled decoder hands back (a string in a
+    numeric feature): the model's events in that batch are decoded together, in order."""
+    messages = _stream(seed=22, n=1_600, odd_share=0.0)
+    for at in (650, 655, 1_200):
+        event = orjson.loads(messages[at].value)  # type: ignore[arg-type]
+        event["features"]["income"] = "51234.5"
+        messages[at] = RawMessage(orjson.dumps(event), 1.0, "predictions", 0, at)
+    sizes = [600, 400, 600]
+    native, columnar, (n_native, n_python) = _feed_counting(messages, sizes, native=True)
+    python, _, _ = _feed_counting(messages, sizes, native=False)
+    assert native == python
+    assert (n_native, n_python) == (600, 1_000)  # the first batch has no odd event
+    assert columnar == 1

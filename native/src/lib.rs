@@ -19,9 +19,8 @@
 //! * Floats: Clinger's exact fast path (at most 2^53 digits value, decimal exponent
 //!   within ±22: one correctly rounded operation on exact doubles), otherwise Rust's
 //!   correctly rounded `str::parse::<f64>`; both give the double orjson gives.
-//! * A message that is not simple is parsed a second time ([`find_model`]) only to
-//!   learn whether orjson would accept it and, if so, the model it names (last
-//!   "model" key wins, as in orjson), so that model can be sent to Python entirely.
+//! * A message that is not simple is handed back by index, alone; the caller's Python
+//!   path decodes it and merges the result in message order.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -39,8 +38,11 @@ use serde_json::value::RawValue;
 const MAX_DEPTH: usize = 1024;
 /// Longest accepted model name, in code points.
 const MAX_MODEL_CHARS: usize = 200;
-/// Largest accepted numeric timestamp (seconds since the epoch).
-const MAX_NUMERIC_TS: i64 = 100_000_000_000;
+/// Numeric timestamps below this are epoch seconds, from it on epoch milliseconds (1e11
+/// seconds is the year 5138, 1e11 milliseconds 1973); `monitor.events.EPOCH_MILLIS_FROM`.
+const MILLIS_FROM: i64 = 100_000_000_000;
+/// Numeric timestamps from this on are out of range; `monitor.events.EPOCH_MILLIS_UNTIL`.
+const MILLIS_UNTIL: i64 = 100_000_000_000_000;
 
 type JsonError = serde_json::Error;
 
@@ -625,8 +627,14 @@ fn timestamp_value<E: de::Error>(raw: &str) -> Result<f64, E> {
     match raw.as_bytes()[0] {
         b'n' => Ok(f64::NAN),
         b'-' | b'0'..=b'9' => match parse_number(raw) {
-            Some(Num::Int(i)) if (0..=MAX_NUMERIC_TS).contains(&i) => Ok(i as f64),
-            Some(Num::Float(v)) if (0.0..=1e11).contains(&v) => Ok(v),
+            // Both exact doubles (below 2^53): one correctly rounded division, as Python's
+            // int / int and float / float.
+            Some(Num::Int(i)) if (0..MILLIS_FROM).contains(&i) => Ok(i as f64),
+            Some(Num::Int(i)) if (MILLIS_FROM..MILLIS_UNTIL).contains(&i) => Ok(i as f64 / 1000.0),
+            Some(Num::Float(v)) if (0.0..MILLIS_FROM as f64).contains(&v) => Ok(v),
+            Some(Num::Float(v)) if (MILLIS_FROM as f64..MILLIS_UNTIL as f64).contains(&v) => {
+                Ok(v / 1000.0)
+            }
             _ => Err(fail("timestamp out of range")),
         },
         b'"' => parse_iso_timestamp(&raw_str(raw)?).ok_or_else(|| fail("timestamp format")),
@@ -751,49 +759,12 @@ fn parse_simple<'a>(text: &'a str, schemas: &Schemas, scratch: &mut Scratch<'a>)
     Ok(parsed)
 }
 
-/// Tier 2: the model orjson would report for a message (the last top-level "model"
-/// value, if a string) when orjson accepts the whole message; None otherwise.
-struct ModelFinder;
-
-impl<'a> Visitor<'a> for ModelFinder {
-    type Value = Option<Cow<'a, str>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut model = None;
-        while let Some(key) = map.next_key_seed(StrVisitor)? {
-            let raw = raw_value(&mut map)?;
-            if !check_raw(raw, 1) {
-                return Err(fail("refused by orjson"));
-            }
-            if key == "model" {
-                model = if raw.starts_with('"') { Some(raw_str(raw)?) } else { None };
-            }
-        }
-        Ok(model)
-    }
-}
-
-fn find_model(text: &str, schemas: &Schemas) -> Option<usize> {
-    let mut d = serde_json::Deserializer::from_str(text);
-    let model = d.deserialize_map(ModelFinder).ok()?;
-    d.end().ok()?;
-    schemas.lookup(&model?)
-}
-
-enum Outcome<'a> {
-    Simple(usize, Row<'a>),
-    /// To Python; poisons model `.0` if any.
-    Fallback(Option<usize>),
-}
-
-fn decode_message<'a>(bytes: &'a [u8], schemas: &Schemas, scratch: &mut Scratch<'a>) -> Outcome<'a> {
-    let Ok(text) = std::str::from_utf8(bytes) else { return Outcome::Fallback(None) };
+/// The simple event of model `.0`, or None: the message goes to Python.
+fn decode_message<'a>(bytes: &'a [u8], schemas: &Schemas, scratch: &mut Scratch<'a>) -> Option<(usize, Row<'a>)> {
+    let text = std::str::from_utf8(bytes).ok()?;
     match parse_simple(text, schemas, scratch) {
-        Ok(Parsed::Simple(idx, row)) => Outcome::Simple(idx, row),
-        Ok(Parsed::OtherModel) => Outcome::Fallback(None),
-        Err(_) => Outcome::Fallback(find_model(text, schemas)),
+        Ok(Parsed::Simple(idx, row)) => Some((idx, row)),
+        Ok(Parsed::OtherModel) | Err(_) => None,
     }
 }
 
@@ -802,7 +773,6 @@ fn decode_message<'a>(bytes: &'a [u8], schemas: &Schemas, scratch: &mut Scratch<
 /// Columns of one model's simple events.
 struct Group<'a> {
     first: usize,
-    poisoned: bool,
     rows: Vec<usize>,
     ids: Vec<Cow<'a, str>>,
     versions: Vec<Option<Cow<'a, str>>>,
@@ -819,7 +789,6 @@ impl<'a> Group<'a> {
     fn new(first: usize, n_cat: usize) -> Self {
         Group {
             first,
-            poisoned: false,
             rows: Vec::new(),
             ids: Vec::new(),
             versions: Vec::new(),
@@ -839,14 +808,10 @@ fn decode_batch<'a>(values: &[&'a [u8]], schemas: &Schemas) -> (Vec<usize>, Vec<
     let mut fallback = Vec::new();
     for (i, bytes) in values.iter().enumerate() {
         match decode_message(bytes, schemas, &mut scratch) {
-            Outcome::Simple(idx, row) => {
+            Some((idx, row)) => {
                 let schema = &schemas.models[idx];
                 let nn = schema.n_num;
                 let g = groups[idx].get_or_insert_with(|| Group::new(i, schema.names.len() - nn));
-                if g.poisoned {
-                    fallback.push(i);
-                    continue;
-                }
                 g.rows.push(i);
                 g.ids.push(row.event_id);
                 g.versions.push(row.version);
@@ -858,25 +823,11 @@ fn decode_batch<'a>(values: &[&'a [u8]], schemas: &Schemas) -> (Vec<usize>, Vec<
                 }
                 g.unknown += row.unknown as usize;
             }
-            Outcome::Fallback(poison) => {
-                fallback.push(i);
-                if let Some(idx) = poison {
-                    let n_cat = schemas.models[idx].names.len() - schemas.models[idx].n_num;
-                    let g = groups[idx].get_or_insert_with(|| Group::new(i, n_cat));
-                    if !g.poisoned {
-                        fallback.append(&mut g.rows);
-                        *g = Group { poisoned: true, ..Group::new(g.first, 0) };
-                    }
-                }
-            }
+            None => fallback.push(i),
         }
     }
-    fallback.sort_unstable();
-    let mut out: Vec<(usize, Group<'a>)> = groups
-        .into_iter()
-        .enumerate()
-        .filter_map(|(idx, g)| g.filter(|g| !g.poisoned).map(|g| (idx, g)))
-        .collect();
+    let mut out: Vec<(usize, Group<'a>)> =
+        groups.into_iter().enumerate().filter_map(|(idx, g)| g.map(|g| (idx, g))).collect();
     out.sort_by_key(|(_, g)| g.first);
     (fallback, out)
 }
@@ -1003,7 +954,8 @@ fn group_to_py<'py>(py: Python<'py>, g: &Group<'_>, schema: &ModelSchema) -> PyR
 /// 3. "model": a string of 1..=200 code points that is a key of ``schemas``.
 /// 4. "model_version": absent, null (-> None) or a string.
 /// 5. "timestamp": absent or null -> NaN (the caller substitutes the record time);
-///    a JSON number v (integer or float) with 0 <= v <= 1e11 -> float(v); or a
+///    a JSON number v (integer or float) with 0 <= v < 1e11 (epoch seconds) ->
+///    float(v), with 1e11 <= v < 1e14 (epoch milliseconds) -> v / 1000; or a
 ///    string of the form ``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM)`` (offset
 ///    hours 00..23, minutes 00..59) that ``datetime.fromisoformat`` accepts ->
 ///    ``datetime.fromisoformat(s).timestamp()``, bit for bit. Any other string (even
@@ -1019,12 +971,9 @@ fn group_to_py<'py>(py: Python<'py>, g: &Group<'_>, schema: &ModelSchema) -> PyR
 ///    not simple.
 /// 8. Any other top-level key is ignored (any valid JSON value).
 ///
-/// If any message of a model is not simple, every message of that model goes to
-/// ``fallback`` and the model has no group (a model's events are all native or all
-/// Python). The model of a message that is not simple is the one ``orjson.loads``
-/// would give (last "model" key, when it is a string); messages orjson refuses, or
-/// whose model is not a key of ``schemas``, go to ``fallback`` without affecting
-/// other messages.
+/// A message that is not simple goes to ``fallback`` alone: the other messages of its
+/// model keep their group (one bad message costs the compiled path one message). The
+/// caller merges what its Python path makes of the fallback messages, in message order.
 ///
 /// Parsing runs with the GIL released.
 #[pyfunction]
