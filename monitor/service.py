@@ -75,6 +75,10 @@ from monitor.store import SQLiteStateStore, StateStore
 
 log = logging.getLogger("monitor.service")
 
+# A retriable dead-letter failure (broker briefly unavailable) is retried this many times,
+# backing off from 1 s (1 + 2 + 4 s between attempts, each attempt bounded by the producer's
+# request timeout); then the messages are counted as dropped and consumption goes on.
+DEAD_LETTER_ATTEMPTS = 4
 DEAD_LETTER_RETRY_SECONDS = 1.0
 # Rejection reason for a message the decoder itself failed on (a bug, counted, dead-lettered).
 DECODER_ERROR = "decoder_error"
@@ -152,6 +156,7 @@ class MonitorService:
         self.broker_ok_at = 0.0
         self.evaluations_seen = 0
         self._log_invalid = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
+        self._log_dead_letter = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
         self.decoder = Decoder(
             max_message_bytes=config.kafka.max_message_bytes,
             max_event_id_chars=config.limits.max_event_id_chars,
@@ -364,7 +369,7 @@ class MonitorService:
             t0 = time.perf_counter()
             ranges = offset_ranges(messages)
             batch = self._decode(messages)
-            if batch.rejected and not await self._dead_letter(batch.rejected):
+            if batch.rejected and not await self._dead_letter(batch.rejected, ranges):
                 return []  # stopping before the batch could be applied: it will be replayed
             self._record_first_offsets(ranges)
             try:
@@ -385,32 +390,74 @@ class MonitorService:
                 # Not fatal: the next commit covers these offsets; a crash before it replays them.
                 self.metrics.commits.labels("error").inc()
                 log.warning("%s", exc)
-            for tp, lag in self.source.lag(self._positions).items():
-                self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(lag)
+            self._update_lag()
             await self._maybe_checkpoint(locked=True)
             return evaluations
 
-    async def _dead_letter(self, rejected: list[Rejected]) -> bool:
-        """Publish rejected messages; retry until done or stopping (False: not published).
+    async def _dead_letter(
+        self, rejected: list[Rejected], ranges: dict[TP, tuple[int, int]]
+    ) -> bool:
+        """Publish rejected messages; False only when stopping before they were handled.
 
-        A dead-letter topic that cannot be written must not lose the rejected
-        messages, nor let the models run ahead of what was dead-lettered.
+        A dead-letter failure never blocks consumption (a message that fits the
+        source topic may not fit the dead-letter topic, and a restart would not
+        change that): what the topic refuses gets a marker copy or is counted as
+        dropped (:class:`DeadLetterPublisher`). Only a retriable error (the broker
+        briefly unavailable) is retried, ``DEAD_LETTER_ATTEMPTS`` times with
+        exponential backoff; then those messages are counted as dropped too. While
+        stopping, a batch not yet dead-lettered is not applied (it is replayed).
         """
-        while True:
-            try:
-                n = await self.dead_letters.publish(rejected)
-            except SourceError as exc:
-                self.metrics.loop_errors.labels("dead_letter").inc()
-                log.warning("%s; retrying in %.0f s", exc, DEAD_LETTER_RETRY_SECONDS)
-                if self._stopping.is_set():
-                    return False
-                await self._sleep(DEAD_LETTER_RETRY_SECONDS)
-                if self._stopping.is_set():
-                    return False
-                continue
-            for r in rejected[:n]:
+        pending = rejected
+        delay = DEAD_LETTER_RETRY_SECONDS
+        for attempt in range(1, DEAD_LETTER_ATTEMPTS + 1):
+            result = await self.dead_letters.publish(pending, final=attempt == DEAD_LETTER_ATTEMPTS)
+            for r in result.written:
                 self.metrics.dead_lettered.labels(r.reason).inc()
-            return True
+            for f in result.failed:
+                self.metrics.dead_letter_failures.labels(f.reason, f.fallback).inc()
+                m = f.rejected.message
+                self._log_dead_letter.warning(
+                    "dead-letter copy of %s/%d/%d not written (%s: %s); %s",
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    f.reason,
+                    f.error,
+                    "wrote a marker copy without key and value"
+                    if f.fallback == "marker"
+                    else "nothing written, counted in monitor_dead_letter_failures_total",
+                )
+            if not result.retry:
+                return True
+            pending = [r for r, _ in result.retry]
+            self.metrics.loop_errors.labels("dead_letter").inc()
+            self._log_dead_letter.warning(
+                "dead-letter topic unavailable for %d message(s) (%s); attempt %d of %d, "
+                "retrying in %.0f s",
+                len(pending),
+                result.retry[0][1],
+                attempt,
+                DEAD_LETTER_ATTEMPTS,
+                delay,
+            )
+            self._update_lag(ranges)
+            if self._stopping.is_set():
+                return False
+            await self._sleep(delay)
+            if self._stopping.is_set():
+                return False
+            delay *= 2
+        return True
+
+    def _update_lag(self, ranges: dict[TP, tuple[int, int]] | None = None) -> None:
+        """Set the lag gauge from the processed positions (or, for a partition not yet
+        processed, the first offset of the batch in hand), so it shows the real lag
+        also while a batch is held up."""
+        positions = dict(self._positions)
+        for tp, (lo, _) in (ranges or {}).items():
+            positions.setdefault(tp, lo)
+        for tp, lag in self.source.lag(positions).items():
+            self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(lag)
 
     def _record_first_offsets(self, ranges: dict[TP, tuple[int, int]]) -> None:
         """Store where consumption of a partition without a stored offset starts.

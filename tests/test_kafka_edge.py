@@ -1,0 +1,235 @@
+"""The Kafka edge under conditions an operator meets: records of every shape, a dead-letter
+topic that refuses writes, compressed topics, a broker that lost its data, start-up logs.
+
+Everything runs against the real broker (``kafka_bootstrap``); topics that need special
+settings (a small ``max.message.bytes``) are created with aiokafka's admin client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from fault_helpers import eventually
+
+from monitor.config import parse_config
+from monitor.service import MonitorService
+
+
+def _config(bootstrap: str, tmp: Path, suffix: str, **kafka: Any) -> dict[str, Any]:
+    return {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": f"g-{suffix}",
+            "predictions_topic": f"p-{suffix}",
+            "labels_topic": None,
+            "poll_timeout_ms": 100,
+            "metadata_max_age_ms": 1000,
+            "max_message_bytes": 20_000,
+            **kafka,
+        },
+        "http": {"port": 0},
+        "state": {"path": str(tmp / f"state-{suffix}.sqlite")},
+        "unknown_models": "reject",
+        "models": [{"name": "m"}],
+        "defaults": {"window": {"size": 200, "step": 100}, "reference": {"learn_first": 100}},
+        "alerting": {"outbox_path": str(tmp / f"outbox-{suffix}.sqlite")},
+    }
+
+
+def _event(i: int) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"e{i}",
+            "model": "m",
+            "timestamp": 1_700_000_000 + i,
+            "features": {"x": float(i % 13)},
+            "prediction": 0.5,
+        }
+    )
+
+
+async def _create_topic(bootstrap: str, name: str, **configs: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1, topic_configs=configs)])
+    finally:
+        await admin.close()
+
+
+async def _run(raw: dict[str, Any]) -> tuple[MonitorService, asyncio.Task[None]]:
+    service = MonitorService(parse_config(raw))
+    await service.start()
+    return service, asyncio.create_task(service.run())
+
+
+async def _stop(service: MonitorService, task: asyncio.Task[None]) -> None:
+    service.request_stop()
+    await task
+    await service.stop(grace_seconds=1)
+
+
+async def _metrics(service: MonitorService) -> str:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{service.http.url}/metrics")).text
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    for line in metrics.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+        if got == labels:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name}{labels}")
+
+
+async def _read_all(bootstrap: str, topic: str, n: int, within: float = 20) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=2_000_000,
+    )
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        async with asyncio.timeout(within):
+            while len(got) < n:
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    got.extend(records)
+    finally:
+        await consumer.stop()
+    return got
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+@pytest.mark.kafka
+async def test_records_of_every_shape_never_stop_consumption_even_when_the_dlq_refuses_them(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A keyless tombstone used to raise AssertionError out of run() (a crash loop); a
+    rejected message too large for the dead-letter topic used to be retried forever."""
+    suffix = uuid.uuid4().hex[:10]
+    source, dlq = f"p-{suffix}", f"dlq-{suffix}"
+    await _create_topic(kafka_bootstrap, source)
+    await _create_topic(kafka_bootstrap, dlq, **{"max.message.bytes": "4000"})
+    raw = _config(kafka_bootstrap, tmp_path, suffix, dead_letter_topic=dlq)
+    # (key, value, headers): what the dead-letter topic should hold for each.
+    shapes: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = [
+        (None, None, []),  # a keyless tombstone
+        (b"k", None, []),  # a tombstone
+        (None, b"{not json", [("h", b"\xff\xfe")]),  # no key, hostile header
+        (b"\xff\xfe\xed", b"[1, 2]", []),  # invalid UTF-8 key
+        (b"k", b"{" + b"x" * 10_000, []),  # fits the source topic, not the DLQ
+        (b"k", b"{" + b"x" * 30_000, []),  # too_large: its truncated copy is still too big
+        (b"K" * 2000, b"{" + b"y" * 900_000, []),  # near the broker's size limit, long key
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=2_000_000)
+    await producer.start()
+    try:
+        await (await producer.send(source, _event(0), key=b"m"))
+        for key, value, headers in shapes:
+            # send_batch: aiokafka's send() refuses a record with neither key nor value.
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None, headers=headers)
+            await (await producer.send_batch(batch, source, partition=0))
+        for i in range(1, 150):
+            await producer.send(source, _event(i), key=b"m")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    service, task = await _run(raw)
+    try:
+
+        def consumed() -> bool:
+            if task.done():
+                task.result()  # raise what killed the loop
+            mm = service.models.get("m")
+            return mm is not None and mm.events_total >= 150
+
+        await eventually(consumed, 30)
+        assert service.models["m"].events_total == 150
+        metrics = await _metrics(service)
+    finally:
+        await _stop(service, task)
+
+    assert (
+        _sample(
+            metrics, "monitor_dead_letter_failures_total", reason="too_large", fallback="marker"
+        )
+        == 3
+    )
+    # Written in full: the two tombstones and "{not json" (malformed_json), "[1, 2]".
+    assert _sample(metrics, "monitor_dead_letter_messages_total", reason="malformed_json") == 3
+    assert _sample(metrics, "monitor_dead_letter_messages_total", reason="not_an_object") == 1
+    got = await _read_all(kafka_bootstrap, dlq, len(shapes))
+    assert len(got) == len(shapes)
+    by_offset = {int(dict(r.headers)["monitor.source"].decode().rsplit("/", 1)[1]): r for r in got}
+    assert sorted(by_offset) == list(range(1, 1 + len(shapes)))
+    keyless = by_offset[1]
+    assert (keyless.key, keyless.value) == (None, b"")
+    assert dict(keyless.headers)["monitor.value_null"] == b"1"
+    assert (by_offset[2].key, by_offset[2].value) == (b"k", None)
+    assert (by_offset[3].key, by_offset[3].value) == (None, b"{not json")
+    assert (by_offset[4].key, by_offset[4].value) == (b"\xff\xfe\xed", b"[1, 2]")
+    for offset, size in ((5, 10_001), (6, 30_001), (7, 900_001)):
+        marker = by_offset[offset]
+        headers = dict(marker.headers)
+        assert (marker.key, marker.value) == (None, b"")
+        assert headers["monitor.fallback"] == b"too_large"
+        assert headers["monitor.original_bytes"] == str(size).encode()
+        assert headers["monitor.reason"] in (b"malformed_json", b"too_large")
+
+
+@pytest.mark.kafka
+async def test_a_dlq_that_refuses_everything_does_not_hold_up_consumption_and_lag_is_real(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Even the marker copy is refused (max.message.bytes below any record): counted as
+    dropped, consumption goes on, and the lag gauge reads the real lag meanwhile."""
+    suffix = uuid.uuid4().hex[:10]
+    source, dlq = f"p-{suffix}", f"dlq-{suffix}"
+    await _create_topic(kafka_bootstrap, source)
+    await _create_topic(kafka_bootstrap, dlq, **{"max.message.bytes": "10"})
+    raw = _config(kafka_bootstrap, tmp_path, suffix, dead_letter_topic=dlq)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for i in range(100):
+            await producer.send(source, _event(i) if i % 10 else b"{bad", key=b"m")
+        await producer.flush()
+    finally:
+        await producer.stop()
+    service, task = await _run(raw)
+    try:
+
+        def consumed() -> bool:
+            if task.done():
+                task.result()
+            mm = service.models.get("m")
+            return mm is not None and mm.events_total >= 90
+
+        await eventually(consumed, 30)
+        metrics = await _metrics(service)
+    finally:
+        await _stop(service, task)
+    assert (
+        _sample(
+            metrics, "monitor_dead_letter_failures_total", reason="too_large", fallback="dropped"
+        )
+        == 10
+    )
+    assert _sample(metrics, "monitor_consumer_lag_messages", topic=source, partition="0") == 0
