@@ -55,7 +55,7 @@ from monitor.alerting.policy import ModelAlertState
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
 from monitor.detectors import ks
-from monitor.errors import MonitorError, ServiceStateError, SourceError
+from monitor.errors import MonitorError, ServiceStateError, SourceError, UndecodableBatchError
 from monitor.events import (
     NATIVE_AVAILABLE,
     DecodedBatch,
@@ -157,6 +157,10 @@ class MonitorService:
         self.evaluations_seen = 0
         self._log_invalid = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
         self._log_dead_letter = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
+        self._log_poll = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
+        self._last_poll_error = ""
+        # (codec, error, when) of the last poll that met a batch this install cannot decode.
+        self._undecodable: tuple[str, str, float] | None = None
         self.decoder = Decoder(
             max_message_bytes=config.kafka.max_message_bytes,
             max_event_id_chars=config.limits.max_event_id_chars,
@@ -295,8 +299,7 @@ class MonitorService:
                 try:
                     messages = await self.source.poll()
                 except SourceError as exc:
-                    self.metrics.loop_errors.labels("poll").inc()
-                    log.warning("%s; retrying", exc)
+                    self._poll_failed(exc)
                     await self._sleep(1.0)
                     continue
                 self.last_poll_at = self.clock.time()
@@ -309,6 +312,27 @@ class MonitorService:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
+
+    def _poll_failed(self, exc: SourceError) -> None:
+        """Count a failed poll; log a new error at once, a repeated one at a bounded rate.
+
+        A batch compressed with a codec this install cannot decode is an ERROR (said
+        once per distinct error, with the codec and the fix) and turns ``/healthz``
+        503 (:meth:`health`): its partition cannot advance until the install is fixed.
+        """
+        self.metrics.loop_errors.labels("poll").inc()
+        text = str(exc)
+        repeated = text == self._last_poll_error
+        self._last_poll_error = text
+        if isinstance(exc, UndecodableBatchError):
+            self.metrics.undecodable_batches.labels(exc.codec).inc()
+            self._undecodable = (exc.codec, text, self.clock.time())
+            if not repeated:
+                log.error("%s", text)
+            return
+        if not repeated:
+            self._log_poll = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
+        self._log_poll.warning("%s; retrying (counted in monitor_loop_errors_total)", text)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -648,12 +672,20 @@ class MonitorService:
         poll_age = now - self.last_poll_at
         broker_age = now - self.broker_ok_at
         ok = self._state == "running" and poll_age < stall and broker_age < stall
-        return ok, {
+        detail: dict[str, Any] = {
             "state": self._state,
             "seconds_since_poll": round(poll_age, 3),
             "seconds_since_broker_ok": round(broker_age, 3),
             "stall_seconds": stall,
         }
+        # A batch that cannot be decoded blocks its partition although polls succeed.
+        if self._undecodable is not None and now - self._undecodable[2] < stall:
+            ok = False
+            detail["undecodable_batch"] = {
+                "codec": self._undecodable[0],
+                "error": self._undecodable[1],
+            }
+        return ok, detail
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         assigned = sorted(f"{t}/{p}" for t, p in self.source.assignment())

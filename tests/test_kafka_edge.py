@@ -8,7 +8,10 @@ settings (a small ``max.message.bytes``) are created with aiokafka's admin clien
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from fault_helpers import eventually
+from fault_helpers import ROOT, MonitorProcess, eventually, write_config
 
 from monitor.config import parse_config
+from monitor.local_kafka import ensure_jars
 from monitor.service import MonitorService
 
 
@@ -233,3 +237,82 @@ async def test_a_dlq_that_refuses_everything_does_not_hold_up_consumption_and_la
         == 10
     )
     assert _sample(metrics, "monitor_consumer_lag_messages", topic=source, partition="0") == 0
+
+
+# --------------------------------------------------------------------------- compression
+
+JAVA_PRODUCER = Path(__file__).parent / "java" / "CompressedProducer.java"
+CODECS = ("gzip", "snappy", "lz4", "zstd")
+
+
+def _java_produce(bootstrap: str, topic: str, per_codec: int, codecs: tuple[str, ...]) -> None:
+    """Publish with Kafka's Java producer; fails (never skips) without java: CI has it."""
+    java = shutil.which("java")
+    assert java is not None, "java is needed for this test (CI has it): install a JDK >= 17"
+    libs = ensure_jars()
+    subprocess.run(
+        [java, "-cp", f"{libs}/*", str(JAVA_PRODUCER), bootstrap, topic, str(per_codec), *codecs],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+
+
+@pytest.mark.kafka
+async def test_events_from_a_java_producer_with_every_codec_are_consumed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """snappy, lz4 and zstd batches used to stop their partition for good (codecs missing)."""
+    suffix = uuid.uuid4().hex[:10]
+    await _create_topic(kafka_bootstrap, f"p-{suffix}")
+    per_codec = 50
+    await asyncio.to_thread(_java_produce, kafka_bootstrap, f"p-{suffix}", per_codec, CODECS)
+    service, task = await _run(_config(kafka_bootstrap, tmp_path, suffix))
+    try:
+
+        def consumed() -> bool:
+            mm = service.models.get("m")
+            return mm is not None and mm.events_total >= per_codec * len(CODECS)
+
+        await eventually(consumed, 30)
+        assert service.models["m"].events_total == per_codec * len(CODECS)
+        assert service.status()["positions"] == {f"p-{suffix}/0": per_codec * len(CODECS)}
+    finally:
+        await _stop(service, task)
+
+
+@pytest.mark.kafka
+async def test_a_missing_codec_library_is_one_clear_error_a_metric_and_a_503(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The codec library made unimportable in the monitor's process (a ``cramjam`` module
+    that raises ImportError first on the path), as in an install without the extras:
+    one ERROR naming the codec and the fix, not a WARNING a second; /healthz says why."""
+    suffix = uuid.uuid4().hex[:10]
+    await _create_topic(kafka_bootstrap, f"p-{suffix}")
+    await asyncio.to_thread(_java_produce, kafka_bootstrap, f"p-{suffix}", 10, ("snappy",))
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "cramjam.py").write_text('raise ImportError("cramjam hidden by the test")\n')
+    config = write_config(tmp_path / "monitor.yaml", _config(kafka_bootstrap, tmp_path, suffix))
+    env = {"PYTHONPATH": os.pathsep.join([str(hide), str(ROOT)])}
+    proc = MonitorProcess(config, tmp_path / "monitor.log", env=env).start()
+    try:
+        await proc.wait_serving()
+
+        async def unhealthy() -> bool:
+            return (await proc.get("/healthz")).status_code == 503
+
+        await eventually(unhealthy, 20)
+        health = (await proc.get("/healthz")).json()
+        await asyncio.sleep(3)  # several more failed polls
+        metrics = (await proc.get("/metrics")).text
+    finally:
+        proc.terminate()
+    assert health["undecodable_batch"]["codec"] == "snappy", health
+    assert "aiokafka[snappy,lz4,zstd]" in health["undecodable_batch"]["error"]
+    assert _sample(metrics, "monitor_undecodable_batch_errors_total", codec="snappy") >= 3
+    out = proc.output()
+    errors = [line for line in out.splitlines() if "compressed with snappy" in line]
+    assert len(errors) == 1, errors
+    assert "ERROR" in errors[0] and "pip install 'aiokafka[snappy,lz4,zstd]'" in errors[0]
