@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -24,6 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fault_helpers import ROOT, MonitorProcess, eventually, write_config
 
 from monitor.config import parse_config
+from monitor.errors import SourceError
 from monitor.local_kafka import ensure_jars
 from monitor.service import MonitorService
 
@@ -316,3 +318,32 @@ async def test_a_missing_codec_library_is_one_clear_error_a_metric_and_a_503(
     errors = [line for line in out.splitlines() if "compressed with snappy" in line]
     assert len(errors) == 1, errors
     assert "ERROR" in errors[0] and "pip install 'aiokafka[snappy,lz4,zstd]'" in errors[0]
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_an_unreachable_broker_is_named_as_kafka_also_with_a_dead_letter_topic(
+    tmp_path: Path,
+) -> None:
+    """It used to say "cannot start the dead-letter producer", which sends the operator
+    looking at the dead-letter topic instead of the broker address."""
+    suffix = uuid.uuid4().hex[:10]
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    raw = _config(address, tmp_path, suffix, dead_letter_topic=f"dlq-{suffix}")
+    service = MonitorService(parse_config(raw))
+    try:
+        with pytest.raises(SourceError) as caught:
+            await asyncio.wait_for(service.start(), 60)
+    finally:
+        await service.stop(grace_seconds=1)
+    message = str(caught.value)
+    assert message.startswith(f"cannot connect to Kafka at {address}: "), message
+    assert "dead-letter" not in message
+    assert f"{address}: " in message.split("(", 1)[1]  # the per-address diagnosis
