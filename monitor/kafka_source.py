@@ -249,6 +249,15 @@ class KafkaSource:
             out[tp] = max(0, hw - pos)
         return out
 
+    def pause(self, tps: set[TP]) -> None:
+        """Fetch nothing from ``tps`` (and return nothing of them) until :meth:`resume`."""
+        self.consumer.pause(*(TopicPartition(*tp) for tp in tps))
+
+    def resume(self, tps: set[TP]) -> None:
+        """Undo :meth:`pause` for those of ``tps`` still assigned (a rebalance may intervene)."""
+        assigned = self.assignment()
+        self.consumer.resume(*(TopicPartition(*tp) for tp in tps if tp in assigned))
+
     async def offset_bounds(self, tps: set[TP]) -> dict[TP, tuple[int, int]]:
         """(log start, log end) per partition, from the broker (ListOffsets).
 

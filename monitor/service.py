@@ -403,8 +403,8 @@ class MonitorService:
                 self.metrics.loop_errors.labels("apply").inc()
                 raise
             for tp, (_, last) in ranges.items():
-                if last + 1 > self._positions.get(tp, -1):
-                    self._positions[tp] = last + 1
+                # What was consumed, also after the client reset an out-of-range position.
+                self._positions[tp] = last + 1
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(messages))
             try:
@@ -648,14 +648,66 @@ class MonitorService:
                 self._positions.pop(tp, None)
 
     async def _on_assigned(self, assigned: set[TP]) -> None:
+        """Seek each assigned partition to its stored offset, if the broker still holds it.
+
+        The state we will restore covers exactly the events before the stored offset.
+        A stored offset outside the partition's log (see :func:`offset_reset`) means the
+        broker lost or deleted data: said in one WARNING with the numbers, counted in
+        ``monitor_offset_resets_total{reason}``, and consumption starts at the log start.
+        """
         self.metrics.rebalances.labels("assigned").inc()
         self.metrics.assigned_partitions.set(len(assigned))
         stored = self.store.load_offsets() if self.store else {}
-        for tp in assigned:
-            if tp in stored:
-                # The state we will restore covers exactly the events before this offset.
-                self.source.seek(tp, stored[tp])
-                self._positions[tp] = stored[tp]
+        mine = {tp: stored[tp] for tp in assigned if tp in stored}
+        if not mine:
+            return
+        # Seek before anything awaits (so no record from another position is fetched), and
+        # fetch nothing of these partitions until their offsets are checked.
+        for tp, offset in mine.items():
+            self.source.seek(tp, offset)
+            self._positions[tp] = offset
+        self.source.pause(set(mine))
+        try:
+            try:
+                bounds = await self.source.offset_bounds(set(mine))
+            except SourceError as exc:
+                log.warning("%s; resuming at the stored offsets unchecked", exc)
+                bounds = {}
+            assigned_now = self.source.assignment()
+            for tp, (start, end) in sorted(bounds.items()):
+                target, reason = offset_reset(mine[tp], start, end)
+                if reason is None or tp not in assigned_now:
+                    continue
+                self._offset_reset(tp, mine[tp], start, end, reason)
+                self.source.seek(tp, target)
+                self._positions[tp] = target
+        finally:
+            self.source.resume(set(mine))
+
+    def _offset_reset(self, tp: TP, stored: int, start: int, end: int, reason: str) -> None:
+        self.metrics.offset_resets.labels(reason).inc()
+        if reason == "beyond_end":
+            why = (
+                "the partition was recreated or the broker lost its data (e.g. a broker "
+                "without a persistent volume); consuming the new log from its start"
+            )
+        else:
+            self.metrics.offset_reset_skipped.inc(start - stored)
+            why = (
+                f"retention deleted {start - stored} messages before they were consumed; "
+                "they are lost to the monitor, consuming from the log start"
+            )
+        log.warning(
+            "stored offset %d of %s/%d is outside the partition's log [%d, %d] (%s): %s, offset %d",
+            stored,
+            tp[0],
+            tp[1],
+            start,
+            end,
+            reason,
+            why,
+            start,
+        )
 
     # ----------------------------------------------------------------- health
 
@@ -727,6 +779,25 @@ class MonitorService:
             "models": models,
             "positions": {f"{t}/{p}": o for (t, p), o in sorted(self._positions.items())},
         }
+
+
+def offset_reset(stored: int, log_start: int, log_end: int) -> tuple[int, str | None]:
+    """Where to resume a partition whose stored offset is ``stored``, and why if not there.
+
+    * beyond the log end: the log was recreated or truncated (a broker that lost its
+      data); the stored offset names records that no longer exist, and new ones would
+      be skipped up to it: start at the beginning of the new log (``beyond_end``);
+    * before the log start: retention deleted records never consumed; they are gone,
+      resume at the log start (``before_start``; the gap is counted).
+
+    >>> offset_reset(50, 0, 100), offset_reset(150, 0, 20), offset_reset(10, 40, 90)
+    ((50, None), (0, 'beyond_end'), (40, 'before_start'))
+    """
+    if stored > log_end:
+        return log_start, "beyond_end"
+    if stored < log_start:
+        return log_start, "before_start"
+    return stored, None
 
 
 def _empty_alert_state(model: str) -> dict[str, Any]:

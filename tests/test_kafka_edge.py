@@ -8,6 +8,7 @@ settings (a small ``max.message.bytes``) are created with aiokafka's admin clien
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -20,8 +21,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.errors import TopicAlreadyExistsError
 from fault_helpers import ROOT, MonitorProcess, eventually, write_config
 
 from monitor.config import parse_config
@@ -347,3 +349,101 @@ async def test_an_unreachable_broker_is_named_as_kafka_also_with_a_dead_letter_t
     assert message.startswith(f"cannot connect to Kafka at {address}: "), message
     assert "dead-letter" not in message
     assert f"{address}: " in message.split("(", 1)[1]  # the per-address diagnosis
+
+
+# --------------------------------------------------------------------------- lost broker data
+
+
+async def _produce(bootstrap: str, topic: str, ids: range) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for i in ids:
+            await producer.send(topic, _event(i), key=b"m")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _consume_all(raw: dict[str, Any], events: int) -> tuple[MonitorService, str]:
+    """Run a service until model ``m`` holds ``events`` events; return it stopped, and
+    its /metrics text from before the stop."""
+    service, task = await _run(raw)
+    try:
+        await eventually(
+            lambda: "m" in service.models and service.models["m"].events_total >= events, 30
+        )
+        metrics = await _metrics(service)
+    finally:
+        await _stop(service, task)
+    return service, metrics
+
+
+async def _recreate_topic(bootstrap: str, topic: str) -> None:
+    """Delete and create ``topic`` again, as a broker without a volume does on restart."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    await admin.create_topics([NewTopic(topic, 1, 1)])
+                    return
+                except TopicAlreadyExistsError:  # the deletion is still under way
+                    await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+@pytest.mark.kafka
+async def test_a_stored_offset_beyond_a_recreated_log_restarts_at_its_start(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It used to seek past the new log's end, let the client reset silently, and show the
+    stale stored offset in /api/status."""
+    suffix = uuid.uuid4().hex[:10]
+    topic = f"p-{suffix}"
+    raw = _config(kafka_bootstrap, tmp_path, suffix)
+    await _create_topic(kafka_bootstrap, topic)
+    await _produce(kafka_bootstrap, topic, range(60))
+    await _consume_all(raw, 60)
+    await _recreate_topic(kafka_bootstrap, topic)
+    await _produce(kafka_bootstrap, topic, range(1000, 1020))
+    with caplog.at_level(logging.WARNING, logger="monitor.service"):
+        service, metrics = await _consume_all(raw, 80)
+    assert service.models["m"].events_total == 80
+    assert service.status()["positions"] == {f"{topic}/0": 20}
+    assert _sample(metrics, "monitor_offset_resets_total", reason="beyond_end") == 1
+    warnings = [
+        r.getMessage() for r in caplog.records if "outside the partition's log" in r.message
+    ]
+    assert warnings == [
+        f"stored offset 60 of {topic}/0 is outside the partition's log [0, 20] (beyond_end): "
+        "the partition was recreated or the broker lost its data (e.g. a broker without a "
+        "persistent volume); consuming the new log from its start, offset 0"
+    ]
+
+
+@pytest.mark.kafka
+async def test_a_stored_offset_before_the_log_start_resumes_there_and_counts_the_gap(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    topic = f"p-{suffix}"
+    raw = _config(kafka_bootstrap, tmp_path, suffix)
+    await _create_topic(kafka_bootstrap, topic)
+    await _produce(kafka_bootstrap, topic, range(30))
+    await _consume_all(raw, 30)
+    await _produce(kafka_bootstrap, topic, range(30, 100))
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:  # what retention does, now
+        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(60)})
+    finally:
+        await admin.close()
+    service, metrics = await _consume_all(raw, 70)
+    assert service.models["m"].events_total == 70  # 30 before, 40 after the deleted 30
+    assert service.status()["positions"] == {f"{topic}/0": 100}
+    assert _sample(metrics, "monitor_offset_resets_total", reason="before_start") == 1
+    assert _sample(metrics, "monitor_offset_reset_skipped_messages_total") == 30
