@@ -134,6 +134,55 @@ def undecodable_batch_error(exc: UnsupportedCodecError) -> UndecodableBatchError
     )
 
 
+class StartupNoiseFilter(logging.Filter):
+    """Turns aiokafka's ERROR lines about a normal start into one INFO line of ours.
+
+    On a fresh broker or for a new group, aiokafka logs "Group Coordinator Request
+    failed: GroupCoordinatorNotAvailableError" at ERROR until the coordinator is
+    elected, and "Topic X not found in cluster metadata" at ERROR until the topic is
+    created. Neither is an error for the operator. The record goes to DEBUG (it is
+    still there when debugging aiokafka); what is going on is said once, at INFO.
+    Installed by :class:`KafkaSource` on aiokafka's loggers, removed at ``stop()``.
+    """
+
+    LOGGERS = ("aiokafka.consumer.group_coordinator", "aiokafka.cluster")
+
+    def __init__(self, group_id: str | None) -> None:
+        super().__init__()
+        self._group_id = group_id
+        self._said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.args:
+            return True
+        arg = record.args[0] if isinstance(record.args, tuple) else None
+        if record.msg == "Group Coordinator Request failed: %s":
+            if not (isinstance(arg, KafkaError) and arg.retriable):
+                return True
+            said = f"waiting for the group coordinator of group {self._group_id}"
+            why = "(normal right after the broker started or for a new group)"
+        elif record.msg == "Topic %s not found in cluster metadata":
+            said = f"waiting for topic {arg} to be created"
+            why = "(by its first producer when the broker auto-creates topics)"
+        else:
+            return True
+        origin = logging.getLogger(record.name)
+        if origin.isEnabledFor(logging.DEBUG):
+            origin.debug(record.msg, *record.args)  # below WARNING: passes this filter
+        if said not in self._said:
+            self._said.add(said)
+            log.info("%s %s", said, why)
+        return False
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def remove(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, on_revoked: PartitionCallback, on_assigned: PartitionCallback) -> None:
         self._on_revoked = on_revoked
@@ -161,6 +210,7 @@ class KafkaSource:
         self._listener = _Listener(on_revoked, on_assigned)
         self._consumer: AIOKafkaConsumer | None = None
         self._stopped = False
+        self._noise = StartupNoiseFilter(config.group_id)
 
     async def start(self) -> None:
         if self._stopped:
@@ -183,11 +233,13 @@ class KafkaSource:
             partition_assignment_strategy=(RangePartitionAssignor,),
             **security_kwargs(c),
         )
+        self._noise.install()
         try:
             await consumer.start()
             consumer.subscribe(self.topics, listener=self._listener)
         except KafkaError as exc:
             await consumer.stop()
+            self._noise.remove()
             raise await connection_error(c, exc) from exc
         self._consumer = consumer
 
@@ -290,6 +342,7 @@ class KafkaSource:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
+        self._noise.remove()
 
 
 # Bounds on the free-form header values, so a marker copy stays far below any broker limit.

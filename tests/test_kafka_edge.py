@@ -447,3 +447,33 @@ async def test_a_stored_offset_before_the_log_start_resumes_there_and_counts_the
     assert service.status()["positions"] == {f"{topic}/0": 100}
     assert _sample(metrics, "monitor_offset_resets_total", reason="before_start") == 1
     assert _sample(metrics, "monitor_offset_reset_skipped_messages_total") == 30
+
+
+@pytest.mark.kafka
+async def test_a_normal_start_on_a_fresh_topic_logs_no_error_and_says_what_it_waits_for(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiokafka logged GroupCoordinatorNotAvailableError and "Topic ... not found in cluster
+    metadata" at ERROR on every start of a new group or before the topic existed."""
+    suffix = uuid.uuid4().hex[:10]
+    topic = f"p-{suffix}"  # not created: the first producer creates it
+    with caplog.at_level(logging.INFO):
+        service, task = await _run(_config(kafka_bootstrap, tmp_path, suffix))
+        try:
+            await asyncio.sleep(2)  # a few metadata refreshes without the topic
+            await _produce(kafka_bootstrap, topic, range(5))
+            await eventually(
+                lambda: "m" in service.models and service.models["m"].events_total == 5, 30
+            )
+        finally:
+            await _stop(service, task)
+    errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+    said = [r.getMessage() for r in caplog.records if r.name == "monitor.kafka"]
+    assert (
+        said.count(
+            f"waiting for topic {topic} to be created "
+            "(by its first producer when the broker auto-creates topics)"
+        )
+        == 1
+    ), said
