@@ -354,12 +354,19 @@ class MonitorService:
         was_running = self._state == "running"
         self._state = "stopping"
         self._stopping.set()
+        log.info("shutdown: finishing the batch in hand")
         async with self._lock:
             if was_running and self._unsafe_state is None:
                 try:
                     self.checkpoint()
+                    log.info(
+                        "shutdown: checkpointed %d model(s) at %s",
+                        len(self.models),
+                        _positions_text(self._positions),
+                    )
                     await self.source.commit(self._positions)
                     self.metrics.commits.labels("ok").inc()
+                    log.info("shutdown: committed the offsets to Kafka")
                 except MonitorError as exc:
                     log.error("final checkpoint/commit failed: %s", exc)
             elif was_running:
@@ -369,12 +376,18 @@ class MonitorService:
                     self._unsafe_state,
                 )
         await self.source.stop()
+        log.info("shutdown: left the consumer group")
         await self.dead_letters.stop()
+        if self.dead_letters.topic:
+            log.info("shutdown: stopped the dead-letter producer")
         await self.alerts.stop(grace_seconds=grace_seconds)
+        log.info("shutdown: alert outbox flushed (for at most %.0f s)", grace_seconds)
         await self.http.stop()
+        log.info("shutdown: HTTP server stopped")
         if self.store is not None:
             self.store.close()
         self._state = "stopped"
+        log.info("shutdown: state store closed; stopped")
 
     # ----------------------------------------------------------------- batches
 
@@ -798,6 +811,17 @@ def offset_reset(stored: int, log_start: int, log_end: int) -> tuple[int, str | 
     if stored < log_start:
         return log_start, "before_start"
     return stored, None
+
+
+def _positions_text(positions: dict[TP, int]) -> str:
+    """``topic/partition=offset, ...`` for a log line (at most 10 partitions named).
+
+    >>> _positions_text({("p", 1): 7, ("p", 0): 5})
+    'p/0=5, p/1=7'
+    """
+    items = [f"{t}/{p}={o}" for (t, p), o in sorted(positions.items())]
+    more = f" and {len(items) - 10} more" if len(items) > 10 else ""
+    return (", ".join(items[:10]) + more) or "no partitions"
 
 
 def _empty_alert_state(model: str) -> dict[str, Any]:

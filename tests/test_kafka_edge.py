@@ -477,3 +477,37 @@ async def test_a_normal_start_on_a_fresh_topic_logs_no_error_and_says_what_it_wa
         )
         == 1
     ), said
+
+
+# --------------------------------------------------------------------------- shutdown
+
+
+@pytest.mark.kafka
+async def test_each_shutdown_step_is_logged_once_in_order(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    topic = f"p-{suffix}"
+    await _create_topic(kafka_bootstrap, topic)
+    await _produce(kafka_bootstrap, topic, range(5))
+    raw = _config(kafka_bootstrap, tmp_path, suffix, dead_letter_topic=f"dlq-{suffix}")
+    service, task = await _run(raw)
+    await eventually(lambda: "m" in service.models and service.models["m"].events_total == 5, 30)
+    with caplog.at_level(logging.INFO, logger="monitor.service"):
+        await _stop(service, task)
+        await service.stop()  # idempotent: says nothing more
+    steps = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "monitor.service" and r.getMessage().startswith("shutdown: ")
+    ]
+    assert steps == [
+        "shutdown: finishing the batch in hand",
+        f"shutdown: checkpointed 1 model(s) at {topic}/0=5",
+        "shutdown: committed the offsets to Kafka",
+        "shutdown: left the consumer group",
+        "shutdown: stopped the dead-letter producer",
+        "shutdown: alert outbox flushed (for at most 1 s)",
+        "shutdown: HTTP server stopped",
+        "shutdown: state store closed; stopped",
+    ]
