@@ -33,6 +33,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import (
     AuthenticationFailedError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
@@ -378,6 +379,8 @@ def dead_letter_reason(exc: BaseException) -> str:
     """A producer error as a bounded reason; ``unavailable`` is the only retriable one."""
     if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError | RecordTooLargeError):
         return "too_large"
+    if isinstance(exc, KafkaTimeoutError):
+        return "unavailable"  # what an unreachable broker gives (aiokafka: not "retriable")
     if isinstance(exc, KafkaError):
         return "unavailable" if exc.retriable else "refused"
     return "invalid"  # the client refused the record itself (e.g. no key and no value)

@@ -23,11 +23,20 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotEnoughReplicasError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 from fault_helpers import ROOT, MonitorProcess, eventually, write_config
 
+from monitor.clock import ManualClock
 from monitor.config import parse_config
 from monitor.errors import SourceError
+from monitor.kafka_source import dead_letter_reason
 from monitor.local_kafka import ensure_jars
 from monitor.service import MonitorService
 
@@ -511,3 +520,38 @@ async def test_each_shutdown_step_is_logged_once_in_order(
         "shutdown: HTTP server stopped",
         "shutdown: state store closed; stopped",
     ]
+
+
+# --------------------------------------------------------------------------- unit level
+
+
+def test_repeated_identical_poll_errors_are_counted_and_logged_at_a_bounded_rate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The poll loop logged a WARNING a second, forever, for the same error."""
+    clock = ManualClock(1_000.0)
+    raw = _config("127.0.0.1:9", tmp_path, uuid.uuid4().hex[:10])
+    service = MonitorService(parse_config(raw), clock=clock)
+    with caplog.at_level(logging.WARNING, logger="monitor.service"):
+        for _ in range(120):  # two minutes of a poll failing once a second: two lines
+            service._poll_failed(SourceError("poll failed: NodeNotReadyError"))
+            clock.advance(1.0)
+        service._poll_failed(SourceError("poll failed: something else"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "poll failed: NodeNotReadyError; retrying (counted in monitor_loop_errors_total)",
+        "poll failed: NodeNotReadyError; retrying (counted in monitor_loop_errors_total)"
+        " (59 similar messages suppressed)",
+        "poll failed: something else; retrying (counted in monitor_loop_errors_total)",
+    ]
+    assert service.metrics.loop_errors.labels("poll")._value.get() == 121
+
+
+def test_dead_letter_producer_errors_map_to_bounded_reasons() -> None:
+    """Only a retriable error is retried; every other one goes straight to the fallback."""
+    assert dead_letter_reason(MessageSizeTooLargeError()) == "too_large"
+    assert dead_letter_reason(RecordTooLargeError()) == "too_large"
+    assert dead_letter_reason(NotEnoughReplicasError()) == "unavailable"
+    assert dead_letter_reason(KafkaTimeoutError()) == "unavailable"
+    assert dead_letter_reason(TopicAuthorizationFailedError()) == "refused"
+    assert dead_letter_reason(AssertionError("Need at least one: key or value")) == "invalid"
