@@ -410,9 +410,12 @@ class DeadLetterPublisher:
     :data:`monitor.metrics.DEAD_LETTER_FALLBACKS`.
     """
 
-    def __init__(self, config: KafkaConfig) -> None:
+    def __init__(self, config: KafkaConfig, *, request_timeout_ms: int = 10_000) -> None:
         self.config = config
         self.topic = config.dead_letter_topic
+        # Bounds one attempt: a write the broker has not acknowledged by then fails with
+        # KafkaTimeoutError (reason "unavailable"), and the caller decides about retrying.
+        self.request_timeout_ms = request_timeout_ms
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -428,6 +431,7 @@ class DeadLetterPublisher:
             # fails with OutOfOrderSequenceNumber. The dead-letter topic is at-least-once.
             enable_idempotence=False,
             max_request_size=max(1_048_576, c.max_message_bytes + 4096),
+            request_timeout_ms=self.request_timeout_ms,
             **security_kwargs(c),
         )
         try:
@@ -485,12 +489,19 @@ class DeadLetterPublisher:
         # whatever failed in company is tried again alone before it is judged.
         outcomes: list[BaseException | None] = []
         futures: list[asyncio.Future[Any] | None] = []
+        unreachable: BaseException | None = None
         for r in rejected:
+            if unreachable is not None:  # each send would wait for metadata until it times out
+                futures.append(None)
+                outcomes.append(unreachable)
+                continue
             try:
                 futures.append(await self._send_full(r))
             except Exception as exc:
                 futures.append(None)
                 outcomes.append(exc)
+                if dead_letter_reason(exc) == "unavailable":
+                    unreachable = exc
             else:
                 outcomes.append(None)
         done = await asyncio.gather(*(f for f in futures if f is not None), return_exceptions=True)
@@ -500,7 +511,8 @@ class DeadLetterPublisher:
                 got = next(it)
                 outcomes[i] = got if isinstance(got, BaseException) else None
         for r, exc in zip(rejected, outcomes, strict=True):
-            if exc is not None and len(rejected) > 1:
+            # Alone again only if refused: an unreachable broker would cost one timeout each.
+            if exc is not None and len(rejected) > 1 and dead_letter_reason(exc) != "unavailable":
                 exc = await self._send_alone(r)
             if exc is None:
                 result.written.append(r)

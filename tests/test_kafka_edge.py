@@ -8,6 +8,7 @@ settings (a small ``max.message.bytes``) are created with aiokafka's admin clien
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -36,8 +37,8 @@ from fault_helpers import ROOT, MonitorProcess, eventually, write_config
 from monitor.clock import ManualClock
 from monitor.config import parse_config
 from monitor.errors import SourceError
-from monitor.kafka_source import dead_letter_reason
-from monitor.local_kafka import ensure_jars
+from monitor.kafka_source import DeadLetterPublisher, dead_letter_reason
+from monitor.local_kafka import LocalKafka, ensure_jars
 from monitor.service import MonitorService
 
 
@@ -555,3 +556,68 @@ def test_dead_letter_producer_errors_map_to_bounded_reasons() -> None:
     assert dead_letter_reason(KafkaTimeoutError()) == "unavailable"
     assert dead_letter_reason(TopicAuthorizationFailedError()) == "refused"
     assert dead_letter_reason(AssertionError("Need at least one: key or value")) == "invalid"
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+async def test_an_unreachable_dead_letter_broker_gets_bounded_retries_then_consumption_goes_on(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The dead-letter producer talks to a broker of our own, which we kill: the retriable
+    path (producer timeouts). It used to retry once a second forever, the lag gauge unset."""
+    suffix = uuid.uuid4().hex[:10]
+    source = f"p-{suffix}"
+    await _create_topic(kafka_bootstrap, source)
+    raw = _config(kafka_bootstrap, tmp_path, suffix, dead_letter_topic=f"dlq-{suffix}")
+    service = MonitorService(parse_config(raw))
+    with LocalKafka() as dlq_broker:
+        dlq_config = parse_config(
+            {**raw, "kafka": {**raw["kafka"], "bootstrap_servers": dlq_broker.bootstrap_servers}}
+        ).kafka
+        # The seam: the dead-letter producer alone goes to the broker we are about to kill,
+        # each attempt bounded at 1 s instead of 10 s.
+        service.dead_letters = DeadLetterPublisher(dlq_config, request_timeout_ms=1000)
+        await service.start()
+        task = asyncio.create_task(service.run())
+        try:
+            dlq_broker.kill()
+            await _produce_raw(kafka_bootstrap, source, [b"{bad", *(_event(i) for i in range(50))])
+            lag_seen: list[float] = []
+
+            async def consumed() -> bool:
+                if task.done():
+                    task.result()
+                metrics = await _metrics(service)
+                with contextlib.suppress(AssertionError):
+                    lag_seen.append(
+                        _sample(
+                            metrics, "monitor_consumer_lag_messages", topic=source, partition="0"
+                        )
+                    )
+                mm = service.models.get("m")
+                return mm is not None and mm.events_total >= 50
+
+            await eventually(consumed, 40, every=0.5)
+            metrics = await _metrics(service)
+        finally:
+            await _stop(service, task)
+    assert (
+        _sample(
+            metrics, "monitor_dead_letter_failures_total", reason="unavailable", fallback="dropped"
+        )
+        == 1
+    )
+    assert _sample(metrics, "monitor_loop_errors_total", stage="dead_letter") == 3
+    assert max(lag_seen) == 51  # the real lag while the batch waited for the dead-letter topic
+    assert _sample(metrics, "monitor_consumer_lag_messages", topic=source, partition="0") == 0
+
+
+async def _produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for v in values:
+            await producer.send(topic, v, key=b"m")
+        await producer.flush()
+    finally:
+        await producer.stop()
