@@ -76,8 +76,8 @@ from monitor.store import SQLiteStateStore, StateStore
 log = logging.getLogger("monitor.service")
 
 # A retriable dead-letter failure (broker briefly unavailable) is retried this many times,
-# backing off from 1 s (1 + 2 + 4 s between attempts, each attempt bounded by the producer's
-# request timeout); then the messages are counted as dropped and consumption goes on.
+# backing off from 1 s (1 + 2 + 4 s between attempts, each attempt bounded at 10 s by the
+# dead-letter producer); then the messages are counted as dropped and consumption goes on.
 DEAD_LETTER_ATTEMPTS = 4
 DEAD_LETTER_RETRY_SECONDS = 1.0
 # Rejection reason for a message the decoder itself failed on (a bug, counted, dead-lettered).
