@@ -25,6 +25,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    GroupCoordinatorNotAvailableError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     NotEnoughReplicasError,
@@ -37,7 +39,7 @@ from fault_helpers import ROOT, MonitorProcess, eventually, write_config
 from monitor.clock import ManualClock
 from monitor.config import parse_config
 from monitor.errors import SourceError
-from monitor.kafka_source import DeadLetterPublisher, dead_letter_reason
+from monitor.kafka_source import DeadLetterPublisher, StartupNoiseFilter, dead_letter_reason
 from monitor.local_kafka import LocalKafka, ensure_jars
 from monitor.service import MonitorService
 
@@ -621,3 +623,37 @@ async def _produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.flush()
     finally:
         await producer.stop()
+
+
+def test_the_startup_filter_demotes_exactly_aiokafkas_transient_coordinator_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The coordinator line does not come on every start of the shared test broker, so its
+    filtering is also shown here, with aiokafka's own logger and message."""
+    noise = StartupNoiseFilter("g-1")
+    noise.install()
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(3):
+                coordinator.error(
+                    "Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError()
+                )
+            coordinator.error(
+                "Group Coordinator Request failed: %s", GroupAuthorizationFailedError()
+            )
+    finally:
+        noise.remove()
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "monitor.kafka",
+            "INFO",
+            "waiting for the group coordinator of group g-1 "
+            "(normal right after the broker started or for a new group)",
+        ),
+        (  # not transient: stays an ERROR
+            "aiokafka.consumer.group_coordinator",
+            "ERROR",
+            "Group Coordinator Request failed: [Error 30] GroupAuthorizationFailedError",
+        ),
+    ]
