@@ -16,6 +16,7 @@ sqlite3 and pydantic errors at the boundary (``raise ... from exc``).
     │   ├── RetryableDeliveryError   network error, timeout, 429, 5xx: try again later
     │   └── PermanentDeliveryError   any other 4xx: retrying cannot help
     ├── SourceError              the event source (Kafka) failed
+    │   └── UndecodableBatchError    a record batch's compression codec cannot be decoded
     └── ServiceStateError        a component was used outside its lifecycle
 """
 
@@ -106,6 +107,18 @@ class SourceError(MonitorError):
     """The event source (Kafka) failed in a way the service cannot recover from by itself."""
 
 
+class UndecodableBatchError(SourceError):
+    """A fetched record batch is compressed with a codec this install cannot decode.
+
+    ``codec`` (``gzip``, ``snappy``, ``lz4``, ``zstd`` or ``unknown``) is bounded,
+    for a metric label and ``/healthz``; the message names the fix.
+    """
+
+    def __init__(self, codec: str, message: str) -> None:
+        self.codec = codec
+        super().__init__(message)
+
+
 class ServiceStateError(MonitorError, RuntimeError):
     """A component was used outside its lifecycle, e.g. after ``stop()``."""
 
@@ -125,4 +138,5 @@ __all__ = [
     "ServiceStateError",
     "SourceError",
     "StateError",
+    "UndecodableBatchError",
 ]

@@ -11,24 +11,42 @@ Semantics (see aiokafka's docs on manual commit and rebalance listeners):
 * a broker outage may never raise from ``getmany()``: :meth:`KafkaSource.probe`
   is a cheap metadata request the service's watchdog calls with a timeout.
 
-aiokafka's exceptions are translated to :class:`~monitor.errors.SourceError`.
+aiokafka's exceptions are translated to :class:`~monitor.errors.SourceError`
+(:class:`~monitor.errors.UndecodableBatchError` for a batch compressed with a codec
+whose library is missing). Dead-lettering never raises: every producer error is
+translated per record into a bounded reason (``monitor.metrics.DEAD_LETTER_FAILURE_REASONS``)
+and a fallback (see :class:`DeadLetterPublisher`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.conn import create_conn
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import AuthenticationFailedError, KafkaError, SaslAuthenticationFailed
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    SaslAuthenticationFailed,
+    UnsupportedCodecError,
+)
 from aiokafka.helpers import create_ssl_context
 
 from monitor.config import KafkaConfig
-from monitor.errors import ServiceStateError, SourceError
+from monitor.errors import ServiceStateError, SourceError, UndecodableBatchError
 from monitor.events import RawMessage, Rejected
+
+log = logging.getLogger("monitor.kafka")
 
 TP = tuple[str, int]
 PartitionCallback = Callable[[set[TP]], Awaitable[None]]
@@ -86,6 +104,86 @@ async def diagnose_connection(config: KafkaConfig, timeout_seconds: float = 10.0
     return "; ".join(reasons)
 
 
+async def connection_error(config: KafkaConfig, exc: KafkaError) -> SourceError:
+    """The one error for "the cluster cannot be reached", whichever client met it first.
+
+    The consumer and the dead-letter producer both connect at start; the operator
+    should read the same sentence naming Kafka and the address either way.
+    """
+    why = await diagnose_connection(config)
+    return SourceError(f"cannot connect to Kafka at {config.bootstrap_servers}: {exc} ({why})")
+
+
+# aiokafka's UnsupportedCodecError says "Libraries for snappy compression codec not found".
+_CODEC_NAME = re.compile(r"\b(gzip|snappy|lz4|zstd)\b")
+
+
+def undecodable_batch_error(exc: UnsupportedCodecError) -> UndecodableBatchError:
+    """Name the codec and the fix, so the operator is not left with aiokafka's riddle."""
+    m = _CODEC_NAME.search(str(exc))
+    codec = m.group(1) if m else "unknown"
+    fix = (
+        "install the codec libraries: pip install 'aiokafka[snappy,lz4,zstd]' "
+        "(kafka-model-monitor depends on them; the install is incomplete)"
+        if m
+        else "the producer used a compression codec this client does not know"
+    )
+    return UndecodableBatchError(
+        codec,
+        f"cannot decode a record batch compressed with {codec}: {exc}; {fix}. "
+        "The partitions holding such batches do not advance until this is fixed.",
+    )
+
+
+class StartupNoiseFilter(logging.Filter):
+    """Turns aiokafka's ERROR lines about a normal start into one INFO line of ours.
+
+    On a fresh broker or for a new group, aiokafka logs "Group Coordinator Request
+    failed: GroupCoordinatorNotAvailableError" at ERROR until the coordinator is
+    elected, and "Topic X not found in cluster metadata" at ERROR until the topic is
+    created. Neither is an error for the operator. The record goes to DEBUG (it is
+    still there when debugging aiokafka); what is going on is said once, at INFO.
+    Installed by :class:`KafkaSource` on aiokafka's loggers, removed at ``stop()``.
+    """
+
+    LOGGERS = ("aiokafka.consumer.group_coordinator", "aiokafka.cluster")
+
+    def __init__(self, group_id: str | None) -> None:
+        super().__init__()
+        self._group_id = group_id
+        self._said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.args:
+            return True
+        arg = record.args[0] if isinstance(record.args, tuple) else None
+        if record.msg == "Group Coordinator Request failed: %s":
+            if not (isinstance(arg, KafkaError) and arg.retriable):
+                return True
+            said = f"waiting for the group coordinator of group {self._group_id}"
+            why = "(normal right after the broker started or for a new group)"
+        elif record.msg == "Topic %s not found in cluster metadata":
+            said = f"waiting for topic {arg} to be created"
+            why = "(by its first producer when the broker auto-creates topics)"
+        else:
+            return True
+        origin = logging.getLogger(record.name)
+        if origin.isEnabledFor(logging.DEBUG):
+            origin.debug(record.msg, *record.args)  # below WARNING: passes this filter
+        if said not in self._said:
+            self._said.add(said)
+            log.info("%s %s", said, why)
+        return False
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def remove(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, on_revoked: PartitionCallback, on_assigned: PartitionCallback) -> None:
         self._on_revoked = on_revoked
@@ -113,6 +211,7 @@ class KafkaSource:
         self._listener = _Listener(on_revoked, on_assigned)
         self._consumer: AIOKafkaConsumer | None = None
         self._stopped = False
+        self._noise = StartupNoiseFilter(config.group_id)
 
     async def start(self) -> None:
         if self._stopped:
@@ -135,15 +234,14 @@ class KafkaSource:
             partition_assignment_strategy=(RangePartitionAssignor,),
             **security_kwargs(c),
         )
+        self._noise.install()
         try:
             await consumer.start()
             consumer.subscribe(self.topics, listener=self._listener)
         except KafkaError as exc:
             await consumer.stop()
-            why = await diagnose_connection(c)
-            raise SourceError(
-                f"cannot connect to Kafka at {c.bootstrap_servers}: {exc} ({why})"
-            ) from exc
+            self._noise.remove()
+            raise await connection_error(c, exc) from exc
         self._consumer = consumer
 
     @property
@@ -158,6 +256,8 @@ class KafkaSource:
             batches = await self.consumer.getmany(
                 timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_batch_records
             )
+        except UnsupportedCodecError as exc:
+            raise undecodable_batch_error(exc) from exc
         except KafkaError as exc:
             raise SourceError(f"poll failed: {exc}") from exc
         out: list[RawMessage] = []
@@ -202,6 +302,31 @@ class KafkaSource:
             out[tp] = max(0, hw - pos)
         return out
 
+    def pause(self, tps: set[TP]) -> None:
+        """Fetch nothing from ``tps`` (and return nothing of them) until :meth:`resume`."""
+        self.consumer.pause(*(TopicPartition(*tp) for tp in tps))
+
+    def resume(self, tps: set[TP]) -> None:
+        """Undo :meth:`pause` for those of ``tps`` still assigned (a rebalance may intervene)."""
+        assigned = self.assignment()
+        self.consumer.resume(*(TopicPartition(*tp) for tp in tps if tp in assigned))
+
+    async def offset_bounds(self, tps: set[TP]) -> dict[TP, tuple[int, int]]:
+        """(log start, log end) per partition, from the broker (ListOffsets).
+
+        Called at assignment to check stored offsets against what the broker
+        still holds. Raises :class:`SourceError` when the broker cannot answer.
+        """
+        if not tps:
+            return {}
+        parts = [TopicPartition(*tp) for tp in tps]
+        try:
+            starts = await self.consumer.beginning_offsets(parts)
+            ends = await self.consumer.end_offsets(parts)
+        except KafkaError as exc:
+            raise SourceError(f"cannot read the offset range of {sorted(tps)}: {exc}") from exc
+        return {(tp.topic, tp.partition): (starts[tp], ends[tp]) for tp in parts}
+
     async def probe(self, timeout_seconds: float) -> bool:
         """A metadata round trip to the cluster; False if it fails or times out."""
         if self._consumer is None:
@@ -218,18 +343,79 @@ class KafkaSource:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
+        self._noise.remove()
+
+
+# Bounds on the free-form header values, so a marker copy stays far below any broker limit.
+_HEADER_ERROR_CHARS = 500
+_MARKER_ERROR_CHARS = 200
+_HEADER_FIELD_CHARS = 200
+
+
+@dataclass
+class DeadLetterFailure:
+    """One rejected message whose full copy was not written, and what happened instead."""
+
+    rejected: Rejected
+    reason: str  # too_large, unavailable, refused or invalid
+    fallback: str  # marker or dropped
+    error: str  # the producer's error, for the log
+
+
+@dataclass
+class DeadLetterResult:
+    """What one :meth:`DeadLetterPublisher.publish` did with each message given.
+
+    ``retry`` holds messages that failed with a retriable error (the broker is
+    briefly unavailable): the caller decides whether to try again.
+    """
+
+    written: list[Rejected] = field(default_factory=list)
+    failed: list[DeadLetterFailure] = field(default_factory=list)
+    retry: list[tuple[Rejected, str]] = field(default_factory=list)
+
+
+def dead_letter_reason(exc: BaseException) -> str:
+    """A producer error as a bounded reason; ``unavailable`` is the only retriable one."""
+    if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError | RecordTooLargeError):
+        return "too_large"
+    if isinstance(exc, KafkaTimeoutError):
+        return "unavailable"  # what an unreachable broker gives (aiokafka: not "retriable")
+    if isinstance(exc, KafkaError):
+        return "unavailable" if exc.retriable else "refused"
+    return "invalid"  # the client refused the record itself (e.g. no key and no value)
 
 
 class DeadLetterPublisher:
     """Copies rejected messages, untouched, to the dead-letter topic with the reason in headers.
 
     The service awaits :meth:`publish` before committing the batch's offsets, so
-    a rejected message is never lost between the source and the dead-letter topic.
+    a rejected message is never lost between the source and the dead-letter topic
+    *as long as the topic accepts it*. When it does not, consumption must not stop
+    (a message that fits the source topic may not fit the dead-letter topic, and a
+    restart would not change that), so :meth:`publish` never raises:
+
+    * a record with neither key nor value (a keyless tombstone) is written with an
+      empty value and the header ``monitor.value_null: 1`` (Kafka clients refuse to
+      send a record with neither);
+    * a record that fails alone with a non-retriable error (``MessageSizeTooLarge``,
+      authorization, ...) is replaced by a *marker copy*: no key, empty value, the
+      usual headers plus ``monitor.fallback`` (the reason) and
+      ``monitor.original_bytes``; if even that fails, nothing is written;
+    * a retriable error (broker briefly unavailable) is handed back in
+      :attr:`DeadLetterResult.retry`; with ``final=True`` it is given up instead.
+
+    Every record that was not written in full is reported with a reason from
+    :data:`monitor.metrics.DEAD_LETTER_FAILURE_REASONS` and a fallback from
+    :data:`monitor.metrics.DEAD_LETTER_FALLBACKS`.
     """
 
-    def __init__(self, config: KafkaConfig) -> None:
+    def __init__(self, config: KafkaConfig, *, request_timeout_ms: int = 10_000) -> None:
         self.config = config
         self.topic = config.dead_letter_topic
+        # Bounds one attempt: a write the broker has not acknowledged by then fails with
+        # KafkaTimeoutError (reason "unavailable"), and the caller decides about retrying.
+        self.request_timeout_ms = request_timeout_ms
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -240,43 +426,113 @@ class DeadLetterPublisher:
             bootstrap_servers=c.bootstrap_servers,
             client_id=f"{c.client_id}-dlq",
             acks="all",
-            enable_idempotence=True,
+            # Not idempotent: after the broker refuses one batch (MessageSizeTooLarge), an
+            # idempotent producer's sequence numbers no longer line up and every later write
+            # fails with OutOfOrderSequenceNumber. The dead-letter topic is at-least-once.
+            enable_idempotence=False,
             max_request_size=max(1_048_576, c.max_message_bytes + 4096),
+            request_timeout_ms=self.request_timeout_ms,
             **security_kwargs(c),
         )
         try:
             await producer.start()
         except KafkaError as exc:
             await producer.stop()
-            why = await diagnose_connection(c)
-            raise SourceError(f"cannot start the dead-letter producer: {exc} ({why})") from exc
+            raise await connection_error(c, exc) from exc
         self._producer = producer
 
-    async def publish(self, rejected: list[Rejected]) -> int:
-        if self._producer is None or not rejected:
-            return 0
-        futures = []
-        for r in rejected:
-            m = r.message
-            headers = [
-                ("monitor.reason", r.reason.encode()),
-                ("monitor.field", (r.field or "").encode()),
-                ("monitor.error", r.error[:500].encode("utf-8", "replace")),
-                ("monitor.source", f"{m.topic}/{m.partition}/{m.offset}".encode()),
-            ]
-            value = (
-                m.value
-                if m.value is None or len(m.value) <= self.config.max_message_bytes
-                else m.value[: self.config.max_message_bytes]
-            )
-            futures.append(
-                await self._producer.send(self.topic, value=value, key=m.key, headers=headers)
-            )
+    def _headers(self, r: Rejected, error_chars: int) -> list[tuple[str, bytes]]:
+        m = r.message
+        return [
+            ("monitor.reason", r.reason.encode()),
+            ("monitor.field", (r.field or "")[:_HEADER_FIELD_CHARS].encode("utf-8", "replace")),
+            ("monitor.error", r.error[:error_chars].encode("utf-8", "replace")),
+            ("monitor.source", f"{m.topic}/{m.partition}/{m.offset}".encode("utf-8", "replace")),
+        ]
+
+    async def _send_full(self, r: Rejected) -> asyncio.Future[Any]:
+        assert self._producer is not None
+        m = r.message
+        headers = self._headers(r, _HEADER_ERROR_CHARS)
+        value = m.value
+        if value is not None and len(value) > self.config.max_message_bytes:
+            value = value[: self.config.max_message_bytes]
+        if value is None and m.key is None:
+            value = b""
+            headers.append(("monitor.value_null", b"1"))
+        return await self._producer.send(self.topic, value=value, key=m.key, headers=headers)
+
+    async def _send_marker(self, r: Rejected, reason: str) -> None:
+        assert self._producer is not None
+        m = r.message
+        headers = [
+            *self._headers(r, _MARKER_ERROR_CHARS),
+            ("monitor.fallback", reason.encode()),
+            ("monitor.original_bytes", str(len(m.value or b"")).encode()),
+        ]
+        await (await self._producer.send(self.topic, value=b"", key=None, headers=headers))
+
+    async def _send_alone(self, r: Rejected) -> BaseException | None:
+        """Send one record and wait for it, so that it travels in a batch of its own."""
         try:
-            await asyncio.gather(*futures)
-        except KafkaError as exc:
-            raise SourceError(f"dead-letter publish failed: {exc}") from exc
-        return len(futures)
+            await (await self._send_full(r))
+        except Exception as exc:
+            return exc
+        return None
+
+    async def publish(self, rejected: list[Rejected], *, final: bool = False) -> DeadLetterResult:
+        """Write each message (see the class docstring); never raises."""
+        result = DeadLetterResult()
+        if self._producer is None or not rejected:
+            return result
+        # All at once first (one round trip); the broker rejects a produce batch whole, so
+        # whatever failed in company is tried again alone before it is judged.
+        outcomes: list[BaseException | None] = []
+        futures: list[asyncio.Future[Any] | None] = []
+        unreachable: BaseException | None = None
+        for r in rejected:
+            if unreachable is not None:  # each send would wait for metadata until it times out
+                futures.append(None)
+                outcomes.append(unreachable)
+                continue
+            try:
+                futures.append(await self._send_full(r))
+            except Exception as exc:
+                futures.append(None)
+                outcomes.append(exc)
+                if dead_letter_reason(exc) == "unavailable":
+                    unreachable = exc
+            else:
+                outcomes.append(None)
+        done = await asyncio.gather(*(f for f in futures if f is not None), return_exceptions=True)
+        it = iter(done)
+        for i, f in enumerate(futures):
+            if f is not None:
+                got = next(it)
+                outcomes[i] = got if isinstance(got, BaseException) else None
+        for r, exc in zip(rejected, outcomes, strict=True):
+            # Alone again only if refused: an unreachable broker would cost one timeout each.
+            if exc is not None and len(rejected) > 1 and dead_letter_reason(exc) != "unavailable":
+                exc = await self._send_alone(r)
+            if exc is None:
+                result.written.append(r)
+                continue
+            reason = dead_letter_reason(exc)
+            error = f"{type(exc).__name__}: {exc}"
+            if reason == "unavailable":
+                if not final:
+                    result.retry.append((r, error))
+                    continue
+                fallback = "dropped"  # the broker is still unavailable: a marker would fail too
+            else:
+                try:
+                    await self._send_marker(r, reason)
+                    fallback = "marker"
+                except Exception as marker_exc:
+                    fallback = "dropped"
+                    error += f" (marker copy: {type(marker_exc).__name__}: {marker_exc})"
+            result.failed.append(DeadLetterFailure(r, reason, fallback, error))
+        return result
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None

@@ -30,6 +30,11 @@ from prometheus_client.registry import Collector
 
 from monitor.events import REASONS
 
+# Label values of the Kafka edge's counters (kept here so this module imports no adapter).
+DEAD_LETTER_FAILURE_REASONS = ("too_large", "unavailable", "refused", "invalid")
+DEAD_LETTER_FALLBACKS = ("marker", "dropped")
+OFFSET_RESET_REASONS = ("beyond_end", "before_start")
+
 if TYPE_CHECKING:
     from monitor.model_monitor import ModelMonitor
 
@@ -70,6 +75,34 @@ class ServiceMetrics:
             "monitor_dead_letter_messages_total",
             "Invalid messages copied to the dead-letter topic.",
             ["reason"],
+            registry=registry,
+        )
+        self.dead_letter_failures = Counter(
+            "monitor_dead_letter_failures_total",
+            "Invalid messages whose full copy the dead-letter topic did not take, by reason "
+            "(too_large, unavailable, refused, invalid) and what was written instead "
+            "(marker: a copy without key and value; dropped: nothing).",
+            ["reason", "fallback"],
+            registry=registry,
+        )
+        self.offset_resets = Counter(
+            "monitor_offset_resets_total",
+            "Partitions whose stored offset the broker no longer holds, by reason "
+            "(beyond_end: the log was recreated or truncated; before_start: retention "
+            "deleted records not yet consumed).",
+            ["reason"],
+            registry=registry,
+        )
+        self.offset_reset_skipped = Counter(
+            "monitor_offset_reset_skipped_messages_total",
+            "Messages deleted by the broker before they were consumed (before_start resets).",
+            registry=registry,
+        )
+        self.undecodable_batches = Counter(
+            "monitor_undecodable_batch_errors_total",
+            "Polls that failed because a record batch uses a compression codec this install "
+            "cannot decode, by codec (gzip, snappy, lz4, zstd, unknown).",
+            ["codec"],
             registry=registry,
         )
         self.labels = Counter(
@@ -175,6 +208,11 @@ class ServiceMetrics:
             self.events_decoded.labels(decoder)
         for reason in REASONS:
             self.dead_lettered.labels(reason)
+        for reason in DEAD_LETTER_FAILURE_REASONS:
+            for fallback in DEAD_LETTER_FALLBACKS:
+                self.dead_letter_failures.labels(reason, fallback)
+        for reason in OFFSET_RESET_REASONS:
+            self.offset_resets.labels(reason)
 
 
 class ModelStateCollector(Collector):

@@ -66,6 +66,7 @@ from monitor.errors import (
     ReferenceMismatch,
     ServiceStateError,
     SourceError,
+    UndecodableBatchError,
 )
 from monitor.events import (
     NATIVE_AVAILABLE,
@@ -87,6 +88,10 @@ from monitor.store import SQLiteStateStore, StateStore
 
 log = logging.getLogger("monitor.service")
 
+# A retriable dead-letter failure (broker briefly unavailable) is retried this many times,
+# backing off from 1 s (1 + 2 + 4 s between attempts, each attempt bounded at 10 s by the
+# dead-letter producer); then the messages are counted as dropped and consumption goes on.
+DEAD_LETTER_ATTEMPTS = 4
 DEAD_LETTER_RETRY_SECONDS = 1.0
 # Rejection reason for a message the decoder itself failed on (a bug, counted, dead-lettered).
 DECODER_ERROR = "decoder_error"
@@ -171,6 +176,11 @@ class MonitorService:
         self._log_decoder = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
         self._log_native = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
         self._log_decode_one = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
+        self._log_dead_letter = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
+        self._log_poll = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
+        self._last_poll_error = ""
+        # (codec, error, when) of the last poll that met a batch this install cannot decode.
+        self._undecodable: tuple[str, str, float] | None = None
         self.decoder = Decoder(
             max_message_bytes=config.kafka.max_message_bytes,
             max_event_id_chars=config.limits.max_event_id_chars,
@@ -339,8 +349,7 @@ class MonitorService:
                 try:
                     messages = await self.source.poll()
                 except SourceError as exc:
-                    self.metrics.loop_errors.labels("poll").inc()
-                    log.warning("%s; retrying", exc)
+                    self._poll_failed(exc)
                     await self._sleep(1.0)
                     continue
                 self.last_poll_at = self.clock.time()
@@ -353,6 +362,27 @@ class MonitorService:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
+
+    def _poll_failed(self, exc: SourceError) -> None:
+        """Count a failed poll; log a new error at once, a repeated one at a bounded rate.
+
+        A batch compressed with a codec this install cannot decode is an ERROR (said
+        once per distinct error, with the codec and the fix) and turns ``/healthz``
+        503 (:meth:`health`): its partition cannot advance until the install is fixed.
+        """
+        self.metrics.loop_errors.labels("poll").inc()
+        text = str(exc)
+        repeated = text == self._last_poll_error
+        self._last_poll_error = text
+        if isinstance(exc, UndecodableBatchError):
+            self.metrics.undecodable_batches.labels(exc.codec).inc()
+            self._undecodable = (exc.codec, text, self.clock.time())
+            if not repeated:
+                log.error("%s", text)
+            return
+        if not repeated:
+            self._log_poll = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
+        self._log_poll.warning("%s; retrying (counted in monitor_loop_errors_total)", text)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -374,12 +404,19 @@ class MonitorService:
         was_running = self._state == "running"
         self._state = "stopping"
         self._stopping.set()
+        log.info("shutdown: finishing the batch in hand")
         async with self._lock:
             if was_running and self._unsafe_state is None:
                 try:
                     self.checkpoint()
+                    log.info(
+                        "shutdown: checkpointed %d model(s) at %s",
+                        len(self.models),
+                        _positions_text(self._positions),
+                    )
                     await self.source.commit(self._positions)
                     self.metrics.commits.labels("ok").inc()
+                    log.info("shutdown: committed the offsets to Kafka")
                 except MonitorError as exc:
                     log.error("final checkpoint/commit failed: %s", exc)
             elif was_running:
@@ -389,12 +426,18 @@ class MonitorService:
                     self._unsafe_state,
                 )
         await self.source.stop()
+        log.info("shutdown: left the consumer group")
         await self.dead_letters.stop()
+        if self.dead_letters.topic:
+            log.info("shutdown: stopped the dead-letter producer")
         await self.alerts.stop(grace_seconds=grace_seconds)
+        log.info("shutdown: alert outbox flushed (for at most %.0f s)", grace_seconds)
         await self.http.stop()
+        log.info("shutdown: HTTP server stopped")
         if self.store is not None:
             self.store.close()
         self._state = "stopped"
+        log.info("shutdown: state store closed; stopped")
 
     # ----------------------------------------------------------------- batches
 
@@ -413,7 +456,7 @@ class MonitorService:
             t0 = time.perf_counter()
             ranges = offset_ranges(messages)
             batch = self._decode(messages)
-            if batch.rejected and not await self._dead_letter(batch.rejected):
+            if batch.rejected and not await self._dead_letter(batch.rejected, ranges):
                 return []  # stopping before the batch could be applied: it will be replayed
             self._record_first_offsets(ranges)
             try:
@@ -423,8 +466,8 @@ class MonitorService:
                 self.metrics.loop_errors.labels("apply").inc()
                 raise
             for tp, (_, last) in ranges.items():
-                if last + 1 > self._positions.get(tp, -1):
-                    self._positions[tp] = last + 1
+                # What was consumed, also after the client reset an out-of-range position.
+                self._positions[tp] = last + 1
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(messages))
             try:
@@ -434,32 +477,74 @@ class MonitorService:
                 # Not fatal: the next commit covers these offsets; a crash before it replays them.
                 self.metrics.commits.labels("error").inc()
                 log.warning("%s", exc)
-            for tp, lag in self.source.lag(self._positions).items():
-                self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(lag)
+            self._update_lag()
             await self._maybe_checkpoint(locked=True)
             return evaluations
 
-    async def _dead_letter(self, rejected: list[Rejected]) -> bool:
-        """Publish rejected messages; retry until done or stopping (False: not published).
+    async def _dead_letter(
+        self, rejected: list[Rejected], ranges: dict[TP, tuple[int, int]]
+    ) -> bool:
+        """Publish rejected messages; False only when stopping before they were handled.
 
-        A dead-letter topic that cannot be written must not lose the rejected
-        messages, nor let the models run ahead of what was dead-lettered.
+        A dead-letter failure never blocks consumption (a message that fits the
+        source topic may not fit the dead-letter topic, and a restart would not
+        change that): what the topic refuses gets a marker copy or is counted as
+        dropped (:class:`DeadLetterPublisher`). Only a retriable error (the broker
+        briefly unavailable) is retried, ``DEAD_LETTER_ATTEMPTS`` times with
+        exponential backoff; then those messages are counted as dropped too. While
+        stopping, a batch not yet dead-lettered is not applied (it is replayed).
         """
-        while True:
-            try:
-                n = await self.dead_letters.publish(rejected)
-            except SourceError as exc:
-                self.metrics.loop_errors.labels("dead_letter").inc()
-                log.warning("%s; retrying in %.0f s", exc, DEAD_LETTER_RETRY_SECONDS)
-                if self._stopping.is_set():
-                    return False
-                await self._sleep(DEAD_LETTER_RETRY_SECONDS)
-                if self._stopping.is_set():
-                    return False
-                continue
-            for r in rejected[:n]:
+        pending = rejected
+        delay = DEAD_LETTER_RETRY_SECONDS
+        for attempt in range(1, DEAD_LETTER_ATTEMPTS + 1):
+            result = await self.dead_letters.publish(pending, final=attempt == DEAD_LETTER_ATTEMPTS)
+            for r in result.written:
                 self.metrics.dead_lettered.labels(r.reason).inc()
-            return True
+            for f in result.failed:
+                self.metrics.dead_letter_failures.labels(f.reason, f.fallback).inc()
+                m = f.rejected.message
+                self._log_dead_letter.warning(
+                    "dead-letter copy of %s/%d/%d not written (%s: %s); %s",
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    f.reason,
+                    f.error,
+                    "wrote a marker copy without key and value"
+                    if f.fallback == "marker"
+                    else "nothing written, counted in monitor_dead_letter_failures_total",
+                )
+            if not result.retry:
+                return True
+            pending = [r for r, _ in result.retry]
+            self.metrics.loop_errors.labels("dead_letter").inc()
+            self._log_dead_letter.warning(
+                "dead-letter topic unavailable for %d message(s) (%s); attempt %d of %d, "
+                "retrying in %.0f s",
+                len(pending),
+                result.retry[0][1],
+                attempt,
+                DEAD_LETTER_ATTEMPTS,
+                delay,
+            )
+            self._update_lag(ranges)
+            if self._stopping.is_set():
+                return False
+            await self._sleep(delay)
+            if self._stopping.is_set():
+                return False
+            delay *= 2
+        return True
+
+    def _update_lag(self, ranges: dict[TP, tuple[int, int]] | None = None) -> None:
+        """Set the lag gauge from the processed positions (or, for a partition not yet
+        processed, the first offset of the batch in hand), so it shows the real lag
+        also while a batch is held up."""
+        positions = dict(self._positions)
+        for tp, (lo, _) in (ranges or {}).items():
+            positions.setdefault(tp, lo)
+        for tp, lag in self.source.lag(positions).items():
+            self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(lag)
 
     def _record_first_offsets(self, ranges: dict[TP, tuple[int, int]]) -> None:
         """Store where consumption of a partition without a stored offset starts.
@@ -658,14 +743,66 @@ class MonitorService:
                 self._positions.pop(tp, None)
 
     async def _on_assigned(self, assigned: set[TP]) -> None:
+        """Seek each assigned partition to its stored offset, if the broker still holds it.
+
+        The state we will restore covers exactly the events before the stored offset.
+        A stored offset outside the partition's log (see :func:`offset_reset`) means the
+        broker lost or deleted data: said in one WARNING with the numbers, counted in
+        ``monitor_offset_resets_total{reason}``, and consumption starts at the log start.
+        """
         self.metrics.rebalances.labels("assigned").inc()
         self.metrics.assigned_partitions.set(len(assigned))
         stored = self.store.load_offsets() if self.store else {}
-        for tp in assigned:
-            if tp in stored:
-                # The state we will restore covers exactly the events before this offset.
-                self.source.seek(tp, stored[tp])
-                self._positions[tp] = stored[tp]
+        mine = {tp: stored[tp] for tp in assigned if tp in stored}
+        if not mine:
+            return
+        # Seek before anything awaits (so no record from another position is fetched), and
+        # fetch nothing of these partitions until their offsets are checked.
+        for tp, offset in mine.items():
+            self.source.seek(tp, offset)
+            self._positions[tp] = offset
+        self.source.pause(set(mine))
+        try:
+            try:
+                bounds = await self.source.offset_bounds(set(mine))
+            except SourceError as exc:
+                log.warning("%s; resuming at the stored offsets unchecked", exc)
+                bounds = {}
+            assigned_now = self.source.assignment()
+            for tp, (start, end) in sorted(bounds.items()):
+                target, reason = offset_reset(mine[tp], start, end)
+                if reason is None or tp not in assigned_now:
+                    continue
+                self._offset_reset(tp, mine[tp], start, end, reason)
+                self.source.seek(tp, target)
+                self._positions[tp] = target
+        finally:
+            self.source.resume(set(mine))
+
+    def _offset_reset(self, tp: TP, stored: int, start: int, end: int, reason: str) -> None:
+        self.metrics.offset_resets.labels(reason).inc()
+        if reason == "beyond_end":
+            why = (
+                "the partition was recreated or the broker lost its data (e.g. a broker "
+                "without a persistent volume); consuming the new log from its start"
+            )
+        else:
+            self.metrics.offset_reset_skipped.inc(start - stored)
+            why = (
+                f"retention deleted {start - stored} messages before they were consumed; "
+                "they are lost to the monitor, consuming from the log start"
+            )
+        log.warning(
+            "stored offset %d of %s/%d is outside the partition's log [%d, %d] (%s): %s, offset %d",
+            stored,
+            tp[0],
+            tp[1],
+            start,
+            end,
+            reason,
+            why,
+            start,
+        )
 
     # ----------------------------------------------------------------- health
 
@@ -682,12 +819,20 @@ class MonitorService:
         poll_age = now - self.last_poll_at
         broker_age = now - self.broker_ok_at
         ok = self._state == "running" and poll_age < stall and broker_age < stall
-        return ok, {
+        detail: dict[str, Any] = {
             "state": self._state,
             "seconds_since_poll": round(poll_age, 3),
             "seconds_since_broker_ok": round(broker_age, 3),
             "stall_seconds": stall,
         }
+        # A batch that cannot be decoded blocks its partition although polls succeed.
+        if self._undecodable is not None and now - self._undecodable[2] < stall:
+            ok = False
+            detail["undecodable_batch"] = {
+                "codec": self._undecodable[0],
+                "error": self._undecodable[1],
+            }
+        return ok, detail
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready: running, partitions assigned, and no configured model disabled.
@@ -812,6 +957,36 @@ def _why(exc: OSError) -> str:
 
 def _reference_status(profile: ReferenceProfile) -> dict[str, Any]:
     return {"rows": profile.rows, "fingerprint": profile.fingerprint, "source": profile.source}
+
+
+def offset_reset(stored: int, log_start: int, log_end: int) -> tuple[int, str | None]:
+    """Where to resume a partition whose stored offset is ``stored``, and why if not there.
+
+    * beyond the log end: the log was recreated or truncated (a broker that lost its
+      data); the stored offset names records that no longer exist, and new ones would
+      be skipped up to it: start at the beginning of the new log (``beyond_end``);
+    * before the log start: retention deleted records never consumed; they are gone,
+      resume at the log start (``before_start``; the gap is counted).
+
+    >>> offset_reset(50, 0, 100), offset_reset(150, 0, 20), offset_reset(10, 40, 90)
+    ((50, None), (0, 'beyond_end'), (40, 'before_start'))
+    """
+    if stored > log_end:
+        return log_start, "beyond_end"
+    if stored < log_start:
+        return log_start, "before_start"
+    return stored, None
+
+
+def _positions_text(positions: dict[TP, int]) -> str:
+    """``topic/partition=offset, ...`` for a log line (at most 10 partitions named).
+
+    >>> _positions_text({("p", 1): 7, ("p", 0): 5})
+    'p/0=5, p/1=7'
+    """
+    items = [f"{t}/{p}={o}" for (t, p), o in sorted(positions.items())]
+    more = f" and {len(items) - 10} more" if len(items) > 10 else ""
+    return (", ".join(items[:10]) + more) or "no partitions"
 
 
 def _empty_alert_state(model: str) -> dict[str, Any]:
