@@ -14,6 +14,10 @@ sqlite3 and pydantic errors at the boundary (``raise ... from exc``).
     ├── DeliveryError            a notification could not be delivered
     │   ├── RetryableDeliveryError   network error, timeout, 429, 5xx: try again later
     │   └── PermanentDeliveryError   any other 4xx: retrying cannot help
+    ├── SilenceError             a silence request cannot be honoured (the HTTP edge maps it)
+    │   ├── InvalidSilence         bad matchers or time box                        -> 400
+    │   ├── UnknownSilence         no silence has this id                          -> 404
+    │   └── ReadOnlySilence        declared in the configuration file              -> 409
     ├── SourceError              the event source (Kafka) failed
     └── ServiceStateError        a component was used outside its lifecycle
 """
@@ -97,6 +101,25 @@ class PermanentDeliveryError(DeliveryError):
     retryable = False
 
 
+class SilenceError(MonitorError):
+    """A silence cannot be created or expired as asked; the message is safe to show the caller."""
+
+
+class InvalidSilence(SilenceError, ValueError):
+    """The matchers or the time box are invalid (ends before it starts, not finite, ...)."""
+
+
+class UnknownSilence(SilenceError, KeyError):
+    """No silence has the given id (a ``KeyError`` too, as a lookup miss)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "no such silence"
+
+
+class ReadOnlySilence(SilenceError, ValueError):
+    """Silences declared in the configuration file cannot be changed at runtime."""
+
+
 class SourceError(MonitorError):
     """The event source (Kafka) failed in a way the service cannot recover from by itself."""
 
@@ -111,12 +134,16 @@ __all__ = [
     "DetectorError",
     "EventError",
     "InvalidEvent",
+    "InvalidSilence",
     "MalformedEvent",
     "MonitorError",
     "PermanentDeliveryError",
+    "ReadOnlySilence",
     "ReferenceError_",
     "RetryableDeliveryError",
     "ServiceStateError",
+    "SilenceError",
     "SourceError",
     "StateError",
+    "UnknownSilence",
 ]

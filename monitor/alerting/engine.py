@@ -357,7 +357,7 @@ class AlertService:
         return [s for s in silences.all() if include_expired or s.ends_at > now]
 
     def expire_silence(self, silence_id: str) -> Silence:
-        """End a runtime silence now (``KeyError`` unknown, ``ValueError`` from config)."""
+        """End a runtime silence now (``UnknownSilence``, ``ReadOnlySilence`` from config)."""
         _, silences = self._running()
         return silences.expire(silence_id, self._clock.time())
 
