@@ -9,6 +9,7 @@ Example (YAML)::
 
     alerting:
       dashboard_url_template: "https://grafana.example/d/models?var-model={model}&from={window_start_ms}&to={window_end_ms}"
+      runbook_urls: {"fraud-*": "https://wiki.example/runbooks/fraud-models"}
       receivers:
         ops-webhook:
           type: webhook
@@ -27,7 +28,8 @@ Example (YAML)::
           body_template: airflow
           secret: ${AIRFLOW_TOKEN}              # sent as "Authorization: Bearer ..."
       rules:                                    # first matching rule wins
-        - {kinds: [performance], min_severity: warning, for: 2}
+        - {kinds: [performance], min_severity: warning, for: 2,
+           runbook_url: "https://wiki.example/runbooks/model-performance?model={model}"}
         - {kinds: [drift, data_quality], min_severity: warning, resolve_after: 3}
       routes:                         # in order; first match stops unless continue
         - {match: {severity: critical}, receivers: [oncall], continue: true}
@@ -171,6 +173,12 @@ class AlertRule(_Strict):
         gt=0,
         description="Re-notify a still-firing incident after this long without a notification.",
     )
+    runbook_url: str | None = Field(
+        default=None,
+        description="What to do when this rule fires: a link carried by every notification "
+        "(Slack button, PagerDuty links, webhook links.runbook). Same placeholders as "
+        "dashboard_url_template. Wins over runbook_urls.",
+    )
 
 
 class RouteMatch(_Strict):
@@ -301,6 +309,11 @@ class AlertingConfig(BaseModel):
         description="Link added to notifications; placeholders: "
         + ", ".join(sorted(LINK_PLACEHOLDERS)),
     )
+    runbook_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Runbook link per model glob ({'fraud-*': 'https://wiki/fraud-runbook'}), "
+        "first match in order; used when the notification's rule has no runbook_url.",
+    )
     outbox_path: str = Field(
         default="var/outbox.sqlite",
         description="SQLite file of the durable outbox and alert state.",
@@ -328,13 +341,22 @@ class AlertingConfig(BaseModel):
                     f"retrain_policy.receiver: {self.retrain_policy.receiver!r} is not a receiver "
                     "of type 'retrain'"
                 )
-        if self.dashboard_url_template is not None:
-            fields = {
-                f for _, f, _, _ in string.Formatter().parse(self.dashboard_url_template) if f
-            }
+        templates: list[tuple[str, str | None]] = [
+            ("dashboard_url_template", self.dashboard_url_template),
+            *((f"rules[{i}].runbook_url", r.runbook_url) for i, r in enumerate(self.rules)),
+            *((f"runbook_urls[{k!r}]", v) for k, v in self.runbook_urls.items()),
+        ]
+        for where, template in templates:
+            if template is None:
+                continue
+            try:
+                fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+            except ValueError as exc:
+                problems.append(f"{where}: not a valid template ({exc})")
+                continue
             unknown = fields - LINK_PLACEHOLDERS
             if unknown:
-                problems.append(f"dashboard_url_template: unknown placeholders {sorted(unknown)}")
+                problems.append(f"{where}: unknown placeholders {sorted(unknown)}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -29,6 +29,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -49,7 +50,7 @@ from monitor.alerting.policy import (
 from monitor.alerting.receiver import Receiver, build_receiver
 from monitor.alerting.retrain_policy import decide_retrain
 from monitor.alerting.routing import route
-from monitor.alerting.rules import max_severity
+from monitor.alerting.rules import glob_match, max_severity, rule_for
 from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.alerting.silences import Silence, SilenceStore, from_config
 from monitor.clock import Clock
@@ -72,21 +73,60 @@ def evidence(signal: Signal) -> SignalEvidence:
     )
 
 
-def links_for(template: str | None, ctx: EvaluationContext, fp: str) -> dict[str, str]:
-    """The optional dashboard link of a notification."""
-    if not template:
-        return {}
-    url = template.format_map(
-        {
-            "model": ctx.model,
-            "model_version": ctx.model_version or "",
-            "window_start_ms": round(ctx.window_start * 1000),
-            "window_end_ms": round(ctx.window_end * 1000),
-            "evaluated_at_ms": round(ctx.evaluated_at * 1000),
-            "fingerprint": fp,
-        }
-    )
-    return {"dashboard": url}
+#: Shortest time range of a dashboard link: a window of a few events may span under a
+#: second, and Grafana shows nothing for ``from == to``. Ten minutes shows the window and
+#: enough of its surroundings to tell a spike from a trend.
+MIN_LINK_RANGE_SECONDS = 600.0
+
+
+def link_values(ctx: EvaluationContext, fp: str) -> dict[str, object]:
+    """Placeholder values of link templates; the time range is padded to the minimum range.
+
+    A window shorter than :data:`MIN_LINK_RANGE_SECONDS` is widened equally on both sides.
+    """
+    start, end = ctx.window_start, ctx.window_end
+    if not (end - start >= MIN_LINK_RANGE_SECONDS):  # also when a time is NaN
+        middle = (start + end) / 2 if end >= start else end
+        start, end = middle - MIN_LINK_RANGE_SECONDS / 2, middle + MIN_LINK_RANGE_SECONDS / 2
+    return {
+        "model": quote(ctx.model, safe=""),
+        "model_version": quote(ctx.model_version or "", safe=""),
+        "window_start_ms": round(start * 1000),
+        "window_end_ms": round(end * 1000),
+        "evaluated_at_ms": round(ctx.evaluated_at * 1000),
+        "fingerprint": fp,
+    }
+
+
+def links_for(
+    config: AlertingConfig, ctx: EvaluationContext, fp: str, signals: Sequence[Signal] = ()
+) -> dict[str, str]:
+    """The dashboard and runbook links of a notification (each only when configured).
+
+    The runbook is that of the first rule, in the notification's signal order
+    (most severe first), that names one; else the first ``runbook_urls`` entry
+    whose model glob matches; else none.
+    """
+    values = link_values(ctx, fp)
+    links: dict[str, str] = {}
+    if config.dashboard_url_template:
+        links["dashboard"] = config.dashboard_url_template.format_map(values)
+    runbook = runbook_for(config, ctx.model, signals)
+    if runbook:
+        links["runbook"] = runbook.format_map(values)
+    return links
+
+
+def runbook_for(config: AlertingConfig, model: str, signals: Sequence[Signal]) -> str | None:
+    """The runbook URL template for a notification about ``signals`` of ``model``."""
+    for s in signals:
+        rule = rule_for(config.rules, s)
+        if rule is not None and rule.runbook_url:
+            return rule.runbook_url
+    for pattern, url in config.runbook_urls.items():
+        if glob_match(pattern, model):
+            return url
+    return None
 
 
 def build_notification(
@@ -110,6 +150,7 @@ def build_notification(
         signals=tuple(evidence(s) for s in action.signals),
         links=links,
         ended_at=action.ended_at,
+        cleared=tuple(evidence(s) for s in action.cleared),
     )
 
 
@@ -257,7 +298,7 @@ class AlertService:
                 counts.extend((r, "silenced") for r in targets)
                 continue
             notification = build_notification(
-                action, ctx, links_for(self._config.dashboard_url_template, ctx, action.fingerprint)
+                action, ctx, links_for(self._config, ctx, action.fingerprint, action.signals)
             )
             if targets:
                 items.extend((r, notification) for r in targets)
@@ -320,7 +361,7 @@ class AlertService:
             window_end=ctx.window_end,
             window_events=ctx.window_events,
             signals=tuple(evidence(s) for s in sigs),
-            links=links_for(self._config.dashboard_url_template, ctx, fp),
+            links=links_for(self._config, ctx, fp, sigs),
             reason=reason,
         )
 

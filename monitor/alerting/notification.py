@@ -14,8 +14,21 @@ Wire payload (:meth:`Notification.to_payload`, used by the generic webhook)::
      "window": {"start": "...", "end": "...", "events": 5000},
      "signals": [{"kind": "drift", "subject": "income", "severity": "critical",
                   "statistic": 0.31, "threshold": 0.2, "detector": "psi", "p_value": null,
-                  "details": {}}],
-     "summary": "[FIRING:critical] churn: 1 signal (drift income)", "links": {}, "reason": null}
+                  "details": {}, "compared": "statistic", "alpha": null,
+                  "text": "psi 0.31 > threshold 0.2"}],
+     "cleared_signals": [],
+     "summary": "[FIRING:critical] churn v7: 1 signal (drift income)",
+     "links": {"dashboard": "https://...", "runbook": "https://..."}, "reason": null}
+
+Each signal says what was compared with what (:meth:`SignalEvidence.comparison`):
+for a hypothesis test (KS, chi-square, ...) the p-value against its
+significance level ``alpha`` (``"compared": "p_value"``; ``threshold`` then
+*is* alpha, and ``statistic`` is the test statistic, shown for context); for
+a detector without a p-value (PSI, a performance metric, a data-quality rate)
+the statistic against its threshold (``"compared": "statistic"``). ``text``
+is the same comparison for humans, e.g. ``p=1.2e-05 < alpha 0.01 (ks
+statistic 0.275)``. ``cleared_signals`` lists, on an ``update``, the signals
+of the incident that resolved while others keep firing.
 """
 
 from __future__ import annotations
@@ -62,7 +75,34 @@ class SignalEvidence:
     p_value: float | None = None
     details: dict[str, float | str | None] = field(default_factory=dict)
 
-    def to_payload(self) -> dict[str, Any]:
+    @property
+    def compared(self) -> Literal["p_value", "statistic"]:
+        """What the verdict compared to ``threshold``: the p-value (tests) or the statistic."""
+        return "p_value" if self.p_value is not None else "statistic"
+
+    def comparison(self) -> str:
+        """Like with like, for humans: the p-value against alpha, else the statistic against
+        its threshold; the relation is computed from the numbers, so it is always true.
+
+        >>> SignalEvidence("drift", "x", "critical", 0.275, 1e-05, "ks", 1e-07).comparison()
+        'p=1e-07 < alpha 1e-05 (ks statistic 0.275)'
+        >>> SignalEvidence("drift", "x", "warning", 0.31, 0.2, "psi").comparison()
+        'psi 0.31 > threshold 0.2'
+        """
+        if self.p_value is not None:
+            name = f"{self.detector} statistic" if self.detector else "statistic"
+            return (
+                f"p={fmt(self.p_value)} {_relation(self.p_value, self.threshold)} alpha "
+                f"{fmt(self.threshold)} ({name} {fmt(self.statistic)})"
+            )
+        name = self.detector or "value"
+        return (
+            f"{name} {fmt(self.statistic)} {_relation(self.statistic, self.threshold)} "
+            f"threshold {fmt(self.threshold)}"
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """The stored form (also the first part of the wire form)."""
         return {
             "kind": self.kind,
             "subject": self.subject,
@@ -73,6 +113,53 @@ class SignalEvidence:
             "p_value": _finite(self.p_value),
             "details": {k: _finite(v) for k, v in self.details.items()},
         }
+
+    def to_payload(self) -> dict[str, Any]:
+        """The wire form: the record plus what was compared, alpha, and the text."""
+        return {
+            **self.to_record(),
+            "compared": self.compared,
+            "alpha": _finite(self.threshold) if self.p_value is not None else None,
+            "text": self.comparison(),
+        }
+
+    @classmethod
+    def from_record(cls, s: dict[str, Any]) -> SignalEvidence:
+        """Inverse of :meth:`to_record` (also reads the wire form: extra keys are ignored)."""
+        return cls(
+            kind=s["kind"],
+            subject=s["subject"],
+            severity=s["severity"],
+            statistic=math.nan if s["statistic"] is None else float(s["statistic"]),
+            threshold=math.nan if s["threshold"] is None else float(s["threshold"]),
+            detector=s.get("detector"),
+            p_value=s.get("p_value"),
+            details=dict(s.get("details", {})),
+        )
+
+
+def fmt(x: float | None) -> str:
+    """A number for humans: 4 significant digits, ``n/a`` when missing or NaN."""
+    return "n/a" if x is None or x != x else f"{x:.4g}"
+
+
+def _relation(a: float, b: float) -> str:
+    if a != a or b != b:
+        return "vs"
+    return "<" if a < b else ">" if a > b else "="
+
+
+def version_label(version: str | None) -> str:
+    """``v7`` for ``7``, and ``v1`` (not ``vv1``) for a version already spelled ``v1``.
+
+    >>> version_label("7"), version_label("v1"), version_label("V2.1"), version_label("prod")
+    ('v7', 'v1', 'V2.1', 'prod')
+    """
+    if not version:
+        return ""
+    if version[0] in "vV" or not version[0].isdigit():
+        return version
+    return f"v{version}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +190,7 @@ class Notification:
     links: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
     ended_at: float | None = None
+    cleared: tuple[SignalEvidence, ...] = ()
 
     def summary(self) -> str:
         """One line for humans: status, severity, model and the signals involved."""
@@ -111,9 +199,16 @@ class Notification:
             label = "RETRAIN"
         shown = ", ".join(f"{s.kind} {s.subject}" for s in self.signals[:5])
         more = f" and {len(self.signals) - 5} more" if len(self.signals) > 5 else ""
-        version = f" v{self.model_version}" if self.model_version else ""
+        version = f" {version_label(self.model_version)}" if self.model_version else ""
         n = len(self.signals)
-        return f"[{label}] {self.model}{version}: {n} signal{'s' * (n != 1)} ({shown}{more})"
+        cleared = ""
+        if self.cleared:
+            names = ", ".join(f"{s.kind} {s.subject}" for s in self.cleared[:5])
+            extra = f" and {len(self.cleared) - 5} more" if len(self.cleared) > 5 else ""
+            cleared = f"; cleared: {names}{extra}"
+        return (
+            f"[{label}] {self.model}{version}: {n} signal{'s' * (n != 1)} ({shown}{more}){cleared}"
+        )
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON body of the generic webhook (and ``data`` of the CloudEvent)."""
@@ -136,6 +231,7 @@ class Notification:
                 "events": self.window_events,
             },
             "signals": [s.to_payload() for s in self.signals],
+            "cleared_signals": [s.to_payload() for s in self.cleared],
             "summary": self.summary(),
             "links": dict(self.links),
             "reason": self.reason,
@@ -158,10 +254,11 @@ class Notification:
             "window_start": self.window_start,
             "window_end": self.window_end,
             "window_events": self.window_events,
-            "signals": [s.to_payload() for s in self.signals],
+            "signals": [s.to_record() for s in self.signals],
             "links": dict(self.links),
             "reason": self.reason,
             "ended_at": self.ended_at,
+            "cleared": [s.to_record() for s in self.cleared],
         }
 
     @classmethod
@@ -170,19 +267,8 @@ class Notification:
         if record.get("format") != FORMAT_VERSION:
             raise StateError(f"outbox record format {record.get('format')!r} != {FORMAT_VERSION}")
         try:
-            signals = tuple(
-                SignalEvidence(
-                    kind=s["kind"],
-                    subject=s["subject"],
-                    severity=s["severity"],
-                    statistic=math.nan if s["statistic"] is None else float(s["statistic"]),
-                    threshold=math.nan if s["threshold"] is None else float(s["threshold"]),
-                    detector=s.get("detector"),
-                    p_value=s.get("p_value"),
-                    details=dict(s.get("details", {})),
-                )
-                for s in record["signals"]
-            )
+            signals = tuple(SignalEvidence.from_record(s) for s in record["signals"])
+            cleared = tuple(SignalEvidence.from_record(s) for s in record.get("cleared", ()))
             return cls(
                 idempotency_key=record["idempotency_key"],
                 fingerprint=record["fingerprint"],
@@ -201,6 +287,7 @@ class Notification:
                 links=dict(record.get("links", {})),
                 reason=record.get("reason"),
                 ended_at=record.get("ended_at"),
+                cleared=cleared,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"unreadable outbox record: {exc}") from exc
@@ -212,5 +299,7 @@ __all__ = [
     "NotificationAction",
     "NotificationStatus",
     "SignalEvidence",
+    "fmt",
     "iso",
+    "version_label",
 ]

@@ -43,6 +43,7 @@ def pagerduty_event(notification: Notification, routing_key: str) -> dict[str, A
                 "incident_started_at": payload["started_at"],
                 "window": payload["window"],
                 "signals": payload["signals"],
+                "cleared_signals": payload["cleared_signals"],
                 "idempotency_key": n.idempotency_key,
             },
         },

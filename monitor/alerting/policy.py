@@ -14,17 +14,25 @@ flapping detector cannot cause a notification storm:
   action  when                                                        carries
   ======  ==========================================================  ===========
   fire    first notifiable moment of an incident                      firing sigs
-  update  a firing signal not notified before, or higher severity     firing sigs
+  update  a firing signal not notified before, a notified signal      firing sigs
+          resolved while others still fire, or higher severity        (+ cleared)
   repeat  still firing, nothing sent for ``repeat_interval_seconds``  firing sigs
   resolve every signal resolved, and a fire was sent                  notified sigs
   mute    firing but every firing signal is silenced (metrics only)   muted sigs
   ======  ==========================================================  ===========
 
-A signal that was already notified in the incident never triggers an
-update again when it flaps, and a resolve is only sent for an incident that
-was notified. Nothing here performs I/O or reads a clock: ``now`` is an
-argument, and identifiers derive from the inputs only, so replaying an
-evaluation after a crash yields the same idempotency keys.
+When one subject of a firing group resolves while others keep firing, the
+update lists the still-firing signals as ``signals`` and the resolved ones as
+``cleared`` (Alertmanager likewise re-notifies a group whose alert set
+changed). A flapping subject costs at most one update per clear and one per
+re-fire, and each clear needs ``resolve_after`` consecutive ok evaluations,
+so hysteresis bounds the rate; a resolve is only sent for an incident that
+was notified. A notified signal that is still firing but now silenced is not
+"cleared": it stays in the incident until it resolves.
+
+Nothing here performs I/O or reads a clock: ``now`` is an argument, and
+identifiers derive from the inputs only, so replaying an evaluation after
+a crash yields the same idempotency keys.
 """
 
 from __future__ import annotations
@@ -192,6 +200,7 @@ class AlertAction:
     severity: str  # the incident severity: routing key for every action of the incident
     signals: tuple[Signal, ...]
     ended_at: float | None = None
+    cleared: tuple[Signal, ...] = ()  # notified signals that resolved while others fire
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +268,13 @@ def _step_group(
     group = replace(group, tracks=kept)
     actions: list[AlertAction] = []
 
-    def act(kind: ActionKind, keys: Iterable[str], severity: str, seq: int) -> AlertAction:
+    def act(
+        kind: ActionKind,
+        keys: Iterable[str],
+        severity: str,
+        seq: int,
+        cleared: Iterable[str] = (),
+    ) -> AlertAction:
         assert group.incident_started_at is not None
         return AlertAction(
             kind=kind,
@@ -273,6 +288,7 @@ def _step_group(
             severity=severity,
             signals=_order(evidence[k] for k in keys if k in evidence),
             ended_at=now if kind == "resolve" else None,
+            cleared=_order(evidence[k] for k in cleared if k in evidence),
         )
 
     if not firing:
@@ -296,21 +312,26 @@ def _step_group(
 
     if visible:
         new_keys = visible - group.notified_keys
+        cleared = group.notified_keys - set(firing)
         repeat_every = min(firing[k].repeat_interval for k in firing)
         kind: ActionKind | None = None
         if not group.notified:
             kind = "fire"
-        elif new_keys or severity_rank(visible_sev) > severity_rank(group.notified_severity):
+        elif (
+            new_keys
+            or cleared
+            or severity_rank(visible_sev) > severity_rank(group.notified_severity)
+        ):
             kind = "update"
         elif group.last_notified_at is not None and now - group.last_notified_at >= repeat_every:
             kind = "repeat"
         if kind is not None:
             severity = max_severity([visible_sev, group.notified_severity])
-            actions.append(act(kind, sorted(visible), severity, group.seq))
+            actions.append(act(kind, sorted(visible), severity, group.seq, sorted(cleared)))
             group = replace(
                 group,
                 notified=True,
-                notified_keys=group.notified_keys | visible,
+                notified_keys=(group.notified_keys - cleared) | visible,
                 notified_severity=severity,
                 last_notified_at=now,
                 seq=group.seq + 1,
