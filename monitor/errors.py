@@ -82,10 +82,18 @@ class DeliveryError(MonitorError):
     retryable: bool = False
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        reason: str = "error",
     ):
         self.status = status
         self.retry_after = retry_after
+        #: Bounded token for metrics and logs: timeout, connect, transport, invalid_url,
+        #: http_429, http_4xx, http_5xx, receiver_error, error.
+        self.reason = reason
         super().__init__(message)
 
 

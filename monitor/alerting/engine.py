@@ -14,6 +14,13 @@ notifications are committed together, then the dispatcher is woken. If it
 raises (:class:`~monitor.errors.StateError`), nothing was committed and the
 in-memory state did not advance, so the caller may retry the evaluation.
 
+Logged at INFO, once each: every incident fire, update, repeat and resolve
+(model, severity, subjects, receivers), every mute by a silence and every
+retraining trigger; delivery outcomes are the dispatcher's to log. While it
+runs, the service keeps httpx's per-request log lines (which quote the URL, a
+secret for Slack) out of the logs for its receivers' URLs
+(:class:`~monitor.alerting.http.DropRequestLogs`).
+
 Where the caller keeps the alert state itself (``persist_state=False``: the
 monitor service checkpoints it with each model's state and rolls it back to
 that checkpoint on restart), ``submit`` writes only notifications: no
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -36,8 +44,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.dispatcher import Dispatcher
+from monitor.alerting.http import DropRequestLogs
 from monitor.alerting.metrics import AlertMetrics
-from monitor.alerting.notification import Notification, SignalEvidence
+from monitor.alerting.notification import Notification, SignalEvidence, printable
 from monitor.alerting.outbox import Outbox
 from monitor.alerting.policy import (
     STATE_VERSION,
@@ -47,7 +56,7 @@ from monitor.alerting.policy import (
     fingerprint,
     idempotency_key,
 )
-from monitor.alerting.receiver import Receiver, build_receiver
+from monitor.alerting.receiver import Receiver, build_receiver, secret_forms
 from monitor.alerting.retrain_policy import decide_retrain
 from monitor.alerting.routing import route
 from monitor.alerting.rules import glob_match, max_severity, rule_for
@@ -55,6 +64,11 @@ from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.alerting.silences import Silence, SilenceStore, from_config
 from monitor.clock import Clock
 from monitor.errors import ServiceStateError, StateError
+
+log = logging.getLogger(__name__)
+
+#: Subjects named in one incident log line; the rest are counted.
+MAX_SUBJECTS_LOGGED = 10
 
 
 def evidence(signal: Signal) -> SignalEvidence:
@@ -154,6 +168,29 @@ def build_notification(
     )
 
 
+def _log_action(action: AlertAction, receivers: Sequence[str]) -> None:
+    """One INFO line per incident action: what happened, to which subjects, who is told."""
+    keys = [f"{s.kind}:{s.subject}" for s in action.signals]
+    subjects = ", ".join(printable(k) for k in keys[:MAX_SUBJECTS_LOGGED])
+    if len(keys) > MAX_SUBJECTS_LOGGED:
+        subjects += f" and {len(keys) - MAX_SUBJECTS_LOGGED} more"
+    cleared = ""
+    if action.cleared:
+        names = [printable(f"{s.kind}:{s.subject}") for s in action.cleared[:MAX_SUBJECTS_LOGGED]]
+        cleared = f"; cleared: {', '.join(names)}"
+    if action.kind == "mute":
+        log.info(
+            "alert muted by a silence: model %s, severity %s, subjects %s",
+            printable(action.model), action.severity, subjects,
+        )  # fmt: skip
+        return
+    log.info(
+        "alert %s: model %s, severity %s, subjects %s%s; to %s",
+        action.kind, printable(action.model), action.severity, subjects, cleared,
+        ", ".join(receivers) or "no receiver",
+    )  # fmt: skip
+
+
 class AlertService:
     """Turns evaluations into deduplicated, routed, durably delivered notifications."""
 
@@ -194,6 +231,8 @@ class AlertService:
         self._silences: SilenceStore | None = None
         self._client: httpx.AsyncClient | None = None
         self._dispatcher: Dispatcher | None = None
+        self._secrets = config.receiver_secrets()
+        self._log_filter = DropRequestLogs(secret_forms(self._secrets))
         self._lifecycle = "new"
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -218,6 +257,7 @@ class AlertService:
         self._outbox = outbox
         self._states.update(self._pending_import)
         self._pending_import.clear()
+        self._log_filter.attach()
         self._client = httpx.AsyncClient(transport=self._transport, follow_redirects=False)
         receivers: dict[str, Receiver] = {
             name: build_receiver(name, rc, self._client, self._clock)
@@ -231,6 +271,7 @@ class AlertService:
             clock=self._clock,
             rng=self._rng,
             poll_interval=self._poll_interval,
+            secrets=self._secrets,
         )
         self._lifecycle = "running"
         for state in self._states.values():
@@ -258,6 +299,7 @@ class AlertService:
                 await self._client.aclose()
             if self._outbox is not None:
                 self._outbox.close()
+            self._log_filter.detach()
             self._lifecycle = "stopped"
 
     async def __aenter__(self) -> AlertService:
@@ -305,6 +347,7 @@ class AlertService:
                 produced.append(notification)
 
         policy = self._config.retrain_policy
+        retrain_triggered = False
         if policy is not None:
             verdict = decide_retrain(
                 policy, state.last_retrain_at, signals, ctx, now, active_silences
@@ -314,6 +357,7 @@ class AlertService:
                 items.append((policy.receiver, notification))
                 produced.append(notification)
                 state = replace(state, last_retrain_at=now)
+                retrain_triggered = True
             elif verdict.suppressed:
                 counts.append((policy.receiver, "suppressed"))
 
@@ -335,6 +379,12 @@ class AlertService:
         self._saved.update(changed)
         for receiver, outcome in counts:
             self._metrics.count(receiver, outcome)
+        for action in decision.actions:
+            _log_action(action, route(self._config, ctx.model, action.severity))
+        if retrain_triggered and policy is not None:
+            log.info(
+                "retraining triggered for model %s via %s", printable(ctx.model), policy.receiver
+            )
         self._export_firing(state)
         if items and self._dispatcher is not None:
             self._dispatcher.wake()

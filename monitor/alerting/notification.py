@@ -149,6 +149,17 @@ def _relation(a: float, b: float) -> str:
     return "<" if a < b else ">" if a > b else "="
 
 
+def printable(text: str, limit: int = 80) -> str:
+    """A string from the wire made safe for one log line: escaped, bounded.
+
+    >>> printable("a\\nb\\u202e")
+    'a\\\\nb\\\\u202e'
+    """
+    shown = text.encode("ascii", "backslashreplace").decode()
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
 def version_label(version: str | None) -> str:
     """``v7`` for ``7``, and ``v1`` (not ``vv1``) for a version already spelled ``v1``.
 
@@ -301,5 +312,6 @@ __all__ = [
     "SignalEvidence",
     "fmt",
     "iso",
+    "printable",
     "version_label",
 ]

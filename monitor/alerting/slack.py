@@ -79,11 +79,11 @@ class SlackReceiver(HttpReceiver):
 
     _config: SlackReceiverConfig
 
-    async def send(self, notification: Notification) -> None:
+    async def _send(self, notification: Notification) -> None:
         response = await send_request(
             self._client,
             "POST",
-            self._config.webhook_url,
+            self._config.webhook_url.get_secret_value(),
             content=encode_json(slack_message(notification)),
             headers={"Content-Type": "application/json"},
             timeout=self._config.timeout_seconds,
