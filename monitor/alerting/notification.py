@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import msgspec
+
 from monitor.errors import StateError
 
 NotificationAction = Literal["fire", "update", "repeat", "resolve", "retrain"]
@@ -101,18 +103,22 @@ class SignalEvidence:
             f"threshold {fmt(self.threshold)}"
         )
 
+    def record(self) -> SignalRecord:
+        """The stored form; non-finite numbers become ``None`` (JSON has no NaN)."""
+        return SignalRecord(
+            kind=self.kind,
+            subject=self.subject,
+            severity=self.severity,
+            statistic=_finite(self.statistic),
+            threshold=_finite(self.threshold),
+            detector=self.detector,
+            p_value=_finite(self.p_value),
+            details={k: _finite(v) for k, v in self.details.items()},
+        )
+
     def to_record(self) -> dict[str, Any]:
-        """The stored form (also the first part of the wire form)."""
-        return {
-            "kind": self.kind,
-            "subject": self.subject,
-            "severity": self.severity,
-            "statistic": _finite(self.statistic),
-            "threshold": _finite(self.threshold),
-            "detector": self.detector,
-            "p_value": _finite(self.p_value),
-            "details": {k: _finite(v) for k, v in self.details.items()},
-        }
+        """The stored form as plain JSON types (also the first part of the wire form)."""
+        return msgspec.to_builtins(self.record(), enc_hook=_enc_hook)
 
     def to_payload(self) -> dict[str, Any]:
         """The wire form: the record plus what was compared, alpha, and the text."""
@@ -124,18 +130,26 @@ class SignalEvidence:
         }
 
     @classmethod
+    def from_stored(cls, r: SignalRecord) -> SignalEvidence:
+        """Inverse of :meth:`record` (a stored ``None`` statistic is NaN again)."""
+        return cls(
+            kind=r.kind,
+            subject=r.subject,
+            severity=r.severity,
+            statistic=math.nan if r.statistic is None else r.statistic,
+            threshold=math.nan if r.threshold is None else r.threshold,
+            detector=r.detector,
+            p_value=r.p_value,
+            details=dict(r.details),
+        )
+
+    @classmethod
     def from_record(cls, s: dict[str, Any]) -> SignalEvidence:
         """Inverse of :meth:`to_record` (also reads the wire form: extra keys are ignored)."""
-        return cls(
-            kind=s["kind"],
-            subject=s["subject"],
-            severity=s["severity"],
-            statistic=math.nan if s["statistic"] is None else float(s["statistic"]),
-            threshold=math.nan if s["threshold"] is None else float(s["threshold"]),
-            detector=s.get("detector"),
-            p_value=s.get("p_value"),
-            details=dict(s.get("details", {})),
-        )
+        try:
+            return cls.from_stored(msgspec.convert(s, SignalRecord))
+        except msgspec.ValidationError as exc:
+            raise StateError(f"unreadable signal record: {exc}") from exc
 
 
 def fmt(x: float | None) -> str:
@@ -248,68 +262,149 @@ class Notification:
             "reason": self.reason,
         }
 
-    def to_record(self) -> dict[str, Any]:
+    def record(self) -> NotificationRecord:
         """Lossless, versioned form for the outbox (epoch floats, not ISO strings)."""
-        return {
-            "format": FORMAT_VERSION,
-            "idempotency_key": self.idempotency_key,
-            "fingerprint": self.fingerprint,
-            "action": self.action,
-            "status": self.status,
-            "model": self.model,
-            "model_version": self.model_version,
-            "group": dict(self.group),
-            "severity": self.severity,
-            "started_at": self.started_at,
-            "evaluated_at": self.evaluated_at,
-            "window_start": self.window_start,
-            "window_end": self.window_end,
-            "window_events": self.window_events,
-            "signals": [s.to_record() for s in self.signals],
-            "links": dict(self.links),
-            "reason": self.reason,
-            "ended_at": self.ended_at,
-            "cleared": [s.to_record() for s in self.cleared],
-        }
+        return NotificationRecord(
+            format=FORMAT_VERSION,
+            idempotency_key=self.idempotency_key,
+            fingerprint=self.fingerprint,
+            action=self.action,
+            status=self.status,
+            model=self.model,
+            model_version=self.model_version,
+            group=dict(self.group),
+            severity=self.severity,
+            started_at=self.started_at,
+            evaluated_at=self.evaluated_at,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            window_events=self.window_events,
+            signals=[s.record() for s in self.signals],
+            links=dict(self.links),
+            reason=self.reason,
+            ended_at=self.ended_at,
+            cleared=[s.record() for s in self.cleared],
+        )
+
+    def encode(self) -> bytes:
+        """The outbox row's JSON (msgspec; NaN/Infinity never reach it: see ``record``)."""
+        return _ENCODER.encode(self.record())
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> Notification:
+        """Inverse of :meth:`encode`; also reads rows written by earlier builds of format 1.
+
+        A row that is not JSON, misses a field, has a mistyped one or another
+        format version is a :class:`StateError` naming the problem.
+        """
+        try:
+            record = _DECODER.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StateError(f"unreadable outbox record: {exc}") from exc
+        return cls.from_stored(record)
+
+    @classmethod
+    def from_stored(cls, r: NotificationRecord) -> Notification:
+        """The notification of a decoded record (checks the format version)."""
+        if r.format != FORMAT_VERSION:
+            raise StateError(f"outbox record format {r.format!r} != {FORMAT_VERSION}")
+        return cls(
+            idempotency_key=r.idempotency_key,
+            fingerprint=r.fingerprint,
+            action=r.action,
+            status=r.status,
+            model=r.model,
+            model_version=r.model_version,
+            group=dict(r.group),
+            severity=r.severity,
+            started_at=r.started_at,
+            evaluated_at=r.evaluated_at,
+            window_start=r.window_start,
+            window_end=r.window_end,
+            window_events=r.window_events,
+            signals=tuple(SignalEvidence.from_stored(s) for s in r.signals),
+            links=dict(r.links),
+            reason=r.reason,
+            ended_at=r.ended_at,
+            cleared=tuple(SignalEvidence.from_stored(s) for s in r.cleared),
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """:meth:`record` as plain JSON types."""
+        return msgspec.to_builtins(self.record(), enc_hook=_enc_hook)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Notification:
-        """Inverse of :meth:`to_record`; another format version is a :class:`StateError`."""
-        if record.get("format") != FORMAT_VERSION:
-            raise StateError(f"outbox record format {record.get('format')!r} != {FORMAT_VERSION}")
+        """Inverse of :meth:`to_record`; an invalid record is a :class:`StateError`."""
         try:
-            signals = tuple(SignalEvidence.from_record(s) for s in record["signals"])
-            cleared = tuple(SignalEvidence.from_record(s) for s in record.get("cleared", ()))
-            return cls(
-                idempotency_key=record["idempotency_key"],
-                fingerprint=record["fingerprint"],
-                action=record["action"],
-                status=record["status"],
-                model=record["model"],
-                model_version=record["model_version"],
-                group=dict(record["group"]),
-                severity=record["severity"],
-                started_at=float(record["started_at"]),
-                evaluated_at=float(record["evaluated_at"]),
-                window_start=float(record["window_start"]),
-                window_end=float(record["window_end"]),
-                window_events=int(record["window_events"]),
-                signals=signals,
-                links=dict(record.get("links", {})),
-                reason=record.get("reason"),
-                ended_at=record.get("ended_at"),
-                cleared=cleared,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            stored = msgspec.convert(record, NotificationRecord)
+        except msgspec.ValidationError as exc:
             raise StateError(f"unreadable outbox record: {exc}") from exc
+        return cls.from_stored(stored)
+
+
+class SignalRecord(msgspec.Struct, frozen=True):
+    """Stored form of a :class:`SignalEvidence` (format 1): ``None`` where a number was NaN."""
+
+    kind: str
+    subject: str
+    severity: str
+    statistic: float | None
+    threshold: float | None
+    detector: str | None = None
+    p_value: float | None = None
+    details: dict[str, Any] = {}
+
+
+class NotificationRecord(msgspec.Struct, frozen=True):
+    """Stored form of a :class:`Notification`: one outbox row's ``payload``.
+
+    Format 1, the same JSON object earlier builds wrote by hand; fields added
+    since have defaults (``cleared``), so their rows still load, and unknown
+    keys are ignored, so a row of a newer build of the same format loads too.
+    """
+
+    format: int
+    idempotency_key: str
+    fingerprint: str
+    action: NotificationAction
+    status: NotificationStatus
+    model: str
+    model_version: str | None
+    group: dict[str, str]
+    severity: str
+    started_at: float
+    evaluated_at: float
+    window_start: float
+    window_end: float
+    window_events: int
+    signals: list[SignalRecord]
+    links: dict[str, str] = {}
+    reason: str | None = None
+    ended_at: float | None = None
+    cleared: list[SignalRecord] = []
+
+
+def _enc_hook(obj: Any) -> Any:
+    """numpy scalars in ``details`` (detector statistics) as the Python numbers they hold."""
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return item()
+    raise NotImplementedError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook)
+_DECODER = msgspec.json.Decoder(NotificationRecord)
 
 
 __all__ = [
     "FORMAT_VERSION",
     "Notification",
     "NotificationAction",
+    "NotificationRecord",
     "NotificationStatus",
     "SignalEvidence",
+    "SignalRecord",
     "fmt",
     "iso",
     "printable",
