@@ -400,3 +400,51 @@ def test_partial_clear_updates_are_bounded_by_hysteresis():
     steps = [{"a": W, "b": [W, O, O][i % 3]} for i in range(300)]
     kinds = [k for step in run_group(steps, AlertRule(resolve_after=2)) for k, _, _ in step]
     assert kinds.count("update") <= 2 * 300 // 3 + 1
+
+
+#: ModelAlertState.to_json of the hand-written serialiser (before msgspec), mid-incident:
+#: "a" fires critical, "b" was notified and has one ok evaluation of the two it needs.
+OLD_STATE = (
+    '{"version": 1, "model": "churn", "last_retrain_at": null, "groups": [{"labels": {"model": '
+    '"churn"}, "fingerprint": "551b4c16ab5dd227", "incident_started_at": 0, "notified": true, '
+    '"notified_keys": ["drift:a", "drift:b"], "notified_severity": "critical", '
+    '"last_notified_at": 0, "seq": 1, "muted_keys": [], "tracks": {"drift:a": {"firing": true, '
+    '"active_streak": 2, "ok_streak": 0, "severity": "critical", "since": 0, "resolve_after": 2, '
+    '"repeat_interval": 14400.0, "last": {"model": "churn", "kind": "drift", "subject": "a", '
+    '"severity": "critical", "value": 0.5, "threshold": 0.2, "detector": "ks", "details": '
+    '{"ks": 0.5, "p_value": 1e-09, "n": 7}}}, "drift:b": {"firing": true, "active_streak": 0, '
+    '"ok_streak": 1, "severity": "warning", "since": 0, "resolve_after": 2, "repeat_interval": '
+    '14400.0, "last": {"model": "churn", "kind": "drift", "subject": "b", "severity": "ok", '
+    '"value": 0.01, "threshold": 0.2, "detector": "ks", "details": {"ks": 0.01, "p_value": '
+    '1e-09, "n": 7}}}}}]}'
+)
+
+
+def test_state_written_by_the_old_serialiser_loads_and_continues():
+    doc = json.loads(OLD_STATE)
+    state = ModelAlertState.from_json(doc)
+    assert state.to_json() == doc
+    d = decide(state, [sig(C, "a"), sig(O, "b")], ctx(120), 120, rules=[AlertRule(resolve_after=2)])
+    assert [(a.kind, [s.subject for s in a.cleared]) for a in d.actions] == [("update", ["b"])]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (("model", 5), "model"),
+        (("groups", [{"labels": {}}]), "fingerprint"),
+        (("groups", "nope"), "groups"),
+    ],
+)
+def test_malformed_state_is_a_state_error_naming_the_field(change, field):
+    doc = {**json.loads(OLD_STATE), change[0]: change[1]}
+    with pytest.raises(StateError, match=field):
+        ModelAlertState.from_json(doc)
+
+
+def test_a_bad_signal_kind_in_a_stored_track_is_refused():
+    doc = json.loads(
+        OLD_STATE.replace('"kind": "drift", "subject": "a"', '"kind": "x", "subject": "a"')
+    )
+    with pytest.raises(StateError, match="kind"):
+        ModelAlertState.from_json(doc)
