@@ -143,3 +143,31 @@ async def test_a_broken_outbox_is_logged_once_then_counted_and_its_recovery_once
     errors = [r for r in caplog.records if r.name == DISPATCHER and r.levelno >= logging.ERROR]
     assert len(errors) == 1, [r.getMessage() for r in errors]  # not one traceback per poll
     assert errors[0].exc_info is not None
+
+
+async def test_each_rejected_notification_is_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    registry = CollectorRegistry()
+    async with RecordingReceiver(default=Reply(404, body={"error": "no_service"})) as rx:
+        svc = _service({"chat": {"type": "slack", "webhook_url": rx.url}}, tmp_path / "o", registry)
+        await svc.start()
+        try:
+            svc.submit(*_evaluation(1, income="warning"))
+            svc.submit(*_evaluation(2, income="warning", age="warning"))  # an update
+            await _until(lambda: svc.outbox.counts() == {"dead": 2})
+        finally:
+            await svc.stop()
+    warnings = _records(caplog, DISPATCHER, logging.WARNING)
+    assert len(warnings) == 2, warnings
+    assert all(
+        w.startswith("alert delivery to chat rejected (HTTP 404, attempt 1)") for w in warnings
+    )
+    assert rx.url not in caplog.text
+    assert (
+        registry.get_sample_value(
+            "monitor_notification_failures_total", {"receiver": "chat", "reason": "http_4xx"}
+        )
+        == 2
+    )

@@ -195,7 +195,7 @@ class Dispatcher:
             text = self._redact(str(exc))
             self._outbox.mark_dead(row.id, self._clock.time(), text)
             self._metrics.count(name, "failed")
-            self._failed(name, exc, attempt, text)
+            self._failed(name, exc, attempt, text, announce=False)
             log.warning(
                 "alert delivery to %s rejected (%s, attempt %d), not retried: %s %s of model "
                 "%s is dead-lettered in the outbox: %s",
@@ -235,7 +235,7 @@ class Dispatcher:
         if now >= row.deadline_at or (max_attempts is not None and attempts >= max_attempts):
             self._outbox.mark_dead(row.id, now, f"gave up after {attempts} attempts: {text}")
             self._metrics.count(name, "dead")
-            self._failed(name, exc, attempts, text)
+            self._failed(name, exc, attempts, text, announce=False)
             why = "deadline passed" if now >= row.deadline_at else "attempts exhausted"
             log.warning(
                 "alert delivery to %s gave up after %d attempts (%s; last: %s): %s %s of "
@@ -270,14 +270,21 @@ class Dispatcher:
         attempt: int,
         text: str,
         retry_in: float | None = None,
+        announce: bool = True,
     ) -> None:
-        """Count a failed attempt; WARNING when the receiver starts failing, then rarely."""
+        """Count a failed attempt; WARNING when the receiver starts failing, then rarely.
+
+        ``announce=False``: the caller logs a WARNING of its own about this attempt (a
+        notification given up), so the episode starts without a second line.
+        """
         self._metrics.failure(receiver, exc.reason)
         health = self._health.setdefault(receiver, _Health())
         now = self._clock.monotonic()
         retry = f"; retrying in {retry_in:.1f}s" if retry_in is not None else ""
         if not health.failing:
             health.failing, health.since, health.failures, health.logged_at = True, now, 1, now
+            if not announce:
+                return
             log.warning(
                 "alert delivery to %s failing (%s, attempt %d)%s: %s",
                 receiver, describe(exc), attempt, retry, text,
