@@ -171,3 +171,30 @@ async def test_each_rejected_notification_is_one_warning(
         )
         == 2
     )
+
+
+async def test_a_replayed_evaluation_is_not_logged_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a restart the service replays evaluations from its checkpoint: same keys, which
+    the outbox drops, and the incident was already told: no second "alert fire" line."""
+    caplog.set_level(logging.INFO)
+    evaluation = _evaluation(1, income="warning")
+    async with RecordingReceiver() as rx:
+        for _ in range(2):  # the second run starts from no alert state, as after a rollback
+            config = AlertingConfig.model_validate(
+                {"receivers": {"hook": {"type": "webhook", "url": rx.url}}}
+            )
+            svc = AlertService(
+                config,
+                registry=CollectorRegistry(),
+                clock=SystemClock(),
+                outbox_path=str(tmp_path / "o.db"),
+                persist_state=False,
+            )
+            await svc.start()
+            try:
+                assert [n.action for n in svc.submit(*evaluation)] == ["fire"]
+            finally:
+                await svc.stop()
+    assert len([m for m in _records(caplog, ENGINE) if m.startswith("alert fire")]) == 1

@@ -334,8 +334,11 @@ class AlertService:
         items: list[tuple[str, Notification]] = []
         produced: list[Notification] = []
         counts: list[tuple[str, str]] = []
+        # Per action: its receivers and where its rows start in ``items`` (for the log).
+        spans: list[tuple[AlertAction, list[str], int]] = []
         for action in decision.actions:
             targets = route(self._config, ctx.model, action.severity)
+            spans.append((action, targets, len(items)))
             if action.kind == "mute":
                 counts.extend((r, "silenced") for r in targets)
                 continue
@@ -367,8 +370,9 @@ class AlertService:
             if self._saved.get(ctx.model) != text:
                 changed[ctx.model] = text
         wall = self._clock.time()
+        inserted = [True] * len(items)
         if items or changed:
-            outbox.commit_evaluation(
+            inserted = outbox.commit_evaluation(
                 items,
                 now=wall,
                 deadline_at=wall + self._config.delivery.deadline_seconds,
@@ -379,9 +383,12 @@ class AlertService:
         self._saved.update(changed)
         for receiver, outcome in counts:
             self._metrics.count(receiver, outcome)
-        for action in decision.actions:
-            _log_action(action, route(self._config, ctx.model, action.severity))
-        if retrain_triggered and policy is not None:
+        for action, targets, start in spans:
+            # A replayed evaluation (after a restart) re-decides what the outbox already
+            # holds: log only what is new, so each incident action is told once.
+            if action.kind == "mute" or not targets or any(inserted[start : start + len(targets)]):
+                _log_action(action, targets)
+        if retrain_triggered and policy is not None and inserted[-1]:
             log.info(
                 "retraining triggered for model %s via %s", printable(ctx.model), policy.receiver
             )
