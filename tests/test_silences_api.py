@@ -222,3 +222,28 @@ async def test_the_core_raises_the_error_tree(api):
     with pytest.raises(ReadOnlySilence):
         svc.expire_silence("cfg-0")
     assert issubclass(UnknownSilence, SilenceError)
+
+
+async def test_a_body_arriving_in_pieces_or_chunked_is_read_whole(api):
+    port, _ = api
+    for chunked in (False, True):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = (
+            "POST /api/silences HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+        ).encode()
+        first, second = GOOD_BODY[:10], GOOD_BODY[10:]
+        if chunked:
+            writer.write(head + b"Transfer-Encoding: chunked\r\n\r\n")
+            parts = [b"%x\r\n%s\r\n" % (len(first), first), b"%x\r\n%s\r\n0\r\n\r\n" % (
+                len(second), second)]  # fmt: skip
+        else:
+            writer.write(head + f"Content-Length: {len(GOOD_BODY)}\r\n\r\n".encode())
+            parts = [first, second]
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.2)
+        data = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert data.startswith(b"HTTP/1.1 201"), (chunked, data[:200])

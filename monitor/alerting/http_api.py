@@ -157,9 +157,14 @@ def register_routes(app: web.Application, service: AlertService, token: str | No
         """The body as JSON; InvalidSilence when too large, not UTF-8, or not JSON."""
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise InvalidSilence(f"body: larger than {MAX_BODY_BYTES} bytes")
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
-            raise InvalidSilence(f"body: larger than {MAX_BODY_BYTES} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(16 * 1024):  # chunked bodies too
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise InvalidSilence(f"body: larger than {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
             return json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
