@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -99,8 +100,10 @@ def link_values(ctx: EvaluationContext, fp: str) -> dict[str, object]:
     A window shorter than :data:`MIN_LINK_RANGE_SECONDS` is widened equally on both sides.
     """
     start, end = ctx.window_start, ctx.window_end
-    if not (end - start >= MIN_LINK_RANGE_SECONDS):  # also when a time is NaN
-        middle = (start + end) / 2 if end >= start else end
+    if not (math.isfinite(start) and math.isfinite(end) and start <= end):
+        start = end = ctx.evaluated_at
+    if end - start < MIN_LINK_RANGE_SECONDS:
+        middle = (start + end) / 2
         start, end = middle - MIN_LINK_RANGE_SECONDS / 2, middle + MIN_LINK_RANGE_SECONDS / 2
     return {
         "model": quote(ctx.model, safe=""),
