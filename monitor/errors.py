@@ -15,6 +15,10 @@ sqlite3 and pydantic errors at the boundary (``raise ... from exc``).
     ├── DeliveryError            a notification could not be delivered
     │   ├── RetryableDeliveryError   network error, timeout, 429, 5xx: try again later
     │   └── PermanentDeliveryError   any other 4xx: retrying cannot help
+    ├── SilenceError             a silence request cannot be honoured (the HTTP edge maps it)
+    │   ├── InvalidSilence         bad matchers or time box                        -> 400
+    │   ├── UnknownSilence         no silence has this id                          -> 404
+    │   └── ReadOnlySilence        declared in the configuration file              -> 409
     ├── SourceError              the event source (Kafka) failed
     │   └── UndecodableBatchError    a record batch's compression codec cannot be decoded
     └── ServiceStateError        a component was used outside its lifecycle
@@ -84,10 +88,18 @@ class DeliveryError(MonitorError):
     retryable: bool = False
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        reason: str = "error",
     ):
         self.status = status
         self.retry_after = retry_after
+        #: Bounded token for metrics and logs: timeout, connect, transport, invalid_url,
+        #: http_429, http_4xx, http_5xx, receiver_error, error.
+        self.reason = reason
         super().__init__(message)
 
 
@@ -101,6 +113,25 @@ class PermanentDeliveryError(DeliveryError):
     """HTTP 4xx other than 429: the receiver rejected the request; retrying cannot help."""
 
     retryable = False
+
+
+class SilenceError(MonitorError):
+    """A silence cannot be created or expired as asked; the message is safe to show the caller."""
+
+
+class InvalidSilence(SilenceError, ValueError):
+    """The matchers or the time box are invalid (ends before it starts, not finite, ...)."""
+
+
+class UnknownSilence(SilenceError, KeyError):
+    """No silence has the given id (a ``KeyError`` too, as a lookup miss)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "no such silence"
+
+
+class ReadOnlySilence(SilenceError, ValueError):
+    """Silences declared in the configuration file cannot be changed at runtime."""
 
 
 class SourceError(MonitorError):
@@ -129,14 +160,18 @@ __all__ = [
     "DetectorError",
     "EventError",
     "InvalidEvent",
+    "InvalidSilence",
     "MalformedEvent",
     "MonitorError",
     "PermanentDeliveryError",
+    "ReadOnlySilence",
     "ReferenceError_",
     "ReferenceMismatch",
     "RetryableDeliveryError",
     "ServiceStateError",
+    "SilenceError",
     "SourceError",
     "StateError",
     "UndecodableBatchError",
+    "UnknownSilence",
 ]

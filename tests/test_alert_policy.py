@@ -106,18 +106,23 @@ def test_grouping_one_notification_lists_every_active_signal():
     assert fire.labels == {"model": "churn"}
 
 
-def test_new_feature_joining_updates_but_flapping_member_does_not():
+def test_new_feature_joining_updates_and_so_does_a_member_clearing():
     rules = [AlertRule(resolve_after=1)]
     d1 = decide(None, [sig(W, "a"), sig(O, "b")], ctx(0), 0, rules=rules)
     d2 = decide(d1.state, [sig(W, "a"), sig(W, "b")], ctx(60), 60, rules=rules)
     d3 = decide(d2.state, [sig(W, "a"), sig(O, "b")], ctx(120), 120, rules=rules)
     d4 = decide(d3.state, [sig(W, "a"), sig(W, "b")], ctx(180), 180, rules=rules)
-    assert [[a.kind for a in d.actions] for d in (d1, d2, d3, d4)] == [
+    d5 = decide(d4.state, [sig(W, "a"), sig(W, "b")], ctx(240), 240, rules=rules)
+    assert [[a.kind for a in d.actions] for d in (d1, d2, d3, d4, d5)] == [
         ["fire"],
         ["update"],
-        [],
+        ["update"],  # b cleared while a fires: the receivers hear it
+        ["update"],  # b is back: they hear that too
         [],
     ]
+    assert [s.subject for s in d3.actions[0].signals] == ["a"]
+    assert [s.subject for s in d3.actions[0].cleared] == ["b"]
+    assert [s.subject for s in d4.actions[0].signals] == ["a", "b"]
     assert [s.subject for s in d2.actions[0].signals] == ["a", "b"]
 
 
@@ -310,3 +315,136 @@ def test_config_defaults_and_validation():
         AlertingConfig.model_validate({"receivers": {"x": {"type": "email", "to": "a"}}})
     with pytest.raises(ValueError):
         AlertingConfig.model_validate({"unknown_key": 1})
+
+
+def run_group(steps: list[dict[str, str]], rule: AlertRule) -> list[list[tuple[str, str, str]]]:
+    """Feed several subjects; per evaluation: (action, firing subjects, cleared subjects)."""
+    state, out = None, []
+    for i, severities in enumerate(steps):
+        signals = [sig(s, subject) for subject, s in severities.items()]
+        d = decide(state, signals, ctx(i * STEP, i), i * STEP, rules=[rule])
+        state = d.state
+        out.append(
+            [
+                (
+                    a.kind,
+                    ",".join(s.subject for s in a.signals),
+                    ",".join(s.subject for s in a.cleared),
+                )
+                for a in d.actions
+            ]
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "rule", "steps", "expected"),
+    [
+        (
+            "one of two clears: update naming it",
+            AlertRule(resolve_after=1),
+            [{"a": W, "b": W}, {"a": W, "b": O}, {"a": W, "b": O}],
+            [[("fire", "a,b", "")], [("update", "a", "b")], []],
+        ),
+        (
+            "the clear waits for resolve_after",
+            AlertRule(resolve_after=3),
+            [{"a": W, "b": W}, {"a": W, "b": O}, {"a": W, "b": O}, {"a": W, "b": O}],
+            [[("fire", "a,b", "")], [], [], [("update", "a", "b")]],
+        ),
+        (
+            "critical member clears: update, severity kept for routing",
+            AlertRule(resolve_after=1),
+            [{"a": C, "b": W}, {"a": O, "b": W}],
+            [[("fire", "a,b", "")], [("update", "b", "a")]],
+        ),
+        (
+            "then the rest clears: resolve lists only what was still notified",
+            AlertRule(resolve_after=1),
+            [{"a": W, "b": W}, {"a": W, "b": O}, {"a": O, "b": O}],
+            [[("fire", "a,b", "")], [("update", "a", "b")], [("resolve", "a", "")]],
+        ),
+        (
+            "two clear at once: one update",
+            AlertRule(resolve_after=1),
+            [{"a": W, "b": W, "c": W}, {"a": W, "b": O, "c": O}],
+            [[("fire", "a,b,c", "")], [("update", "a", "b,c")]],
+        ),
+        (
+            "a clear and a new one together: one update",
+            AlertRule(resolve_after=1),
+            [{"a": W, "b": W, "c": O}, {"a": W, "b": O, "c": W}],
+            [[("fire", "a,b", "")], [("update", "a,c", "b")]],
+        ),
+        (
+            "a member never notified clearing is not news",
+            AlertRule(resolve_after=1, **{"for": 2}),
+            [{"a": W, "b": O}, {"a": W, "b": W}, {"a": W, "b": O}],
+            [[], [("fire", "a", "")], []],
+        ),
+    ],
+)
+def test_partial_clear_table(name, rule, steps, expected):
+    assert run_group(steps, rule) == expected, name
+
+
+def test_partial_clear_updates_are_bounded_by_hysteresis():
+    # b flaps warning/ok every evaluation for a day while a keeps firing: with the default
+    # resolve_after=3 it never clears, so nothing is sent after the fire.
+    steps = [{"a": W, "b": W if i % 2 else O} for i in range(1440)]
+    kinds = [k for step in run_group(steps, AlertRule()) for k, _, _ in step]
+    assert kinds.count("fire") == 1 and kinds.count("resolve") == 0
+    assert kinds.count("update") <= 1  # b joins once; it never stays ok long enough to clear
+    assert kinds.count("repeat") <= 6  # every 4 h
+    # with resolve_after=2, each clear needs 2 oks and each return an active: bounded rate.
+    steps = [{"a": W, "b": [W, O, O][i % 3]} for i in range(300)]
+    kinds = [k for step in run_group(steps, AlertRule(resolve_after=2)) for k, _, _ in step]
+    assert kinds.count("update") <= 2 * 300 // 3 + 1
+
+
+#: ModelAlertState.to_json of the hand-written serialiser (before msgspec), mid-incident:
+#: "a" fires critical, "b" was notified and has one ok evaluation of the two it needs.
+OLD_STATE = (
+    '{"version": 1, "model": "churn", "last_retrain_at": null, "groups": [{"labels": {"model": '
+    '"churn"}, "fingerprint": "551b4c16ab5dd227", "incident_started_at": 0, "notified": true, '
+    '"notified_keys": ["drift:a", "drift:b"], "notified_severity": "critical", '
+    '"last_notified_at": 0, "seq": 1, "muted_keys": [], "tracks": {"drift:a": {"firing": true, '
+    '"active_streak": 2, "ok_streak": 0, "severity": "critical", "since": 0, "resolve_after": 2, '
+    '"repeat_interval": 14400.0, "last": {"model": "churn", "kind": "drift", "subject": "a", '
+    '"severity": "critical", "value": 0.5, "threshold": 0.2, "detector": "ks", "details": '
+    '{"ks": 0.5, "p_value": 1e-09, "n": 7}}}, "drift:b": {"firing": true, "active_streak": 0, '
+    '"ok_streak": 1, "severity": "warning", "since": 0, "resolve_after": 2, "repeat_interval": '
+    '14400.0, "last": {"model": "churn", "kind": "drift", "subject": "b", "severity": "ok", '
+    '"value": 0.01, "threshold": 0.2, "detector": "ks", "details": {"ks": 0.01, "p_value": '
+    '1e-09, "n": 7}}}}}]}'
+)
+
+
+def test_state_written_by_the_old_serialiser_loads_and_continues():
+    doc = json.loads(OLD_STATE)
+    state = ModelAlertState.from_json(doc)
+    assert state.to_json() == doc
+    d = decide(state, [sig(C, "a"), sig(O, "b")], ctx(120), 120, rules=[AlertRule(resolve_after=2)])
+    assert [(a.kind, [s.subject for s in a.cleared]) for a in d.actions] == [("update", ["b"])]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (("model", 5), "model"),
+        (("groups", [{"labels": {}}]), "fingerprint"),
+        (("groups", "nope"), "groups"),
+    ],
+)
+def test_malformed_state_is_a_state_error_naming_the_field(change, field):
+    doc = {**json.loads(OLD_STATE), change[0]: change[1]}
+    with pytest.raises(StateError, match=field):
+        ModelAlertState.from_json(doc)
+
+
+def test_a_bad_signal_kind_in_a_stored_track_is_refused():
+    doc = json.loads(
+        OLD_STATE.replace('"kind": "drift", "subject": "a"', '"kind": "x", "subject": "a"')
+    )
+    with pytest.raises(StateError, match="kind"):
+        ModelAlertState.from_json(doc)

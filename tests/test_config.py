@@ -27,7 +27,7 @@ def test_example_and_demo_configs_are_valid() -> None:
         },
     )
     assert demo.kafka.bootstrap_servers == "127.0.0.1:1"
-    assert demo.alerting.receivers["demo-webhook"].signing_secret == "s"  # type: ignore[union-attr]
+    assert demo.alerting.receivers["demo-webhook"].signing_secret.get_secret_value() == "s"  # type: ignore[union-attr]
 
 
 def test_every_problem_is_reported_with_its_path() -> None:

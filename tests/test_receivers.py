@@ -106,6 +106,9 @@ async def test_standard_webhooks_signature_verifies_independently(rx, client, se
         "detector": "ks",
         "p_value": 0.001,
         "details": {"n": 5000},
+        "compared": "p_value",
+        "alpha": 0.2,
+        "text": "p=0.001 < alpha 0.2 (ks statistic 0.31)",
     }
     assert body["window"] == {
         "start": "2024-05-01T11:46:40.000Z",

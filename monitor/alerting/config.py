@@ -5,10 +5,19 @@ delivers nowhere until a receiver is configured, but still tracks alert
 state and exports ``monitor_alerts_firing``). Secrets arrive here already
 substituted from ``${ENV}`` by the config root.
 
+Every receiver URL, header value, routing key, signing secret and token is a
+:class:`pydantic.SecretStr`: a Slack or webhook URL *is* a credential (whoever
+holds it can post), and other URLs may carry tokens in their query. So
+``repr()``, validation errors and logs show ``**********``; the value is read
+(``get_secret_value()``) only where a request is built, and log lines and
+errors name the receiver, never its URL (:meth:`receiver_secrets` lists what
+must never appear anywhere).
+
 Example (YAML)::
 
     alerting:
       dashboard_url_template: "https://grafana.example/d/models?var-model={model}&from={window_start_ms}&to={window_end_ms}"
+      runbook_urls: {"fraud-*": "https://wiki.example/runbooks/fraud-models"}
       receivers:
         ops-webhook:
           type: webhook
@@ -27,7 +36,8 @@ Example (YAML)::
           body_template: airflow
           secret: ${AIRFLOW_TOKEN}              # sent as "Authorization: Bearer ..."
       rules:                                    # first matching rule wins
-        - {kinds: [performance], min_severity: warning, for: 2}
+        - {kinds: [performance], min_severity: warning, for: 2,
+           runbook_url: "https://wiki.example/runbooks/model-performance?model={model}"}
         - {kinds: [drift, data_quality], min_severity: warning, resolve_after: 3}
       routes:                         # in order; first match stops unless continue
         - {match: {severity: critical}, receivers: [oncall], continue: true}
@@ -49,11 +59,14 @@ Example (YAML)::
 
 from __future__ import annotations
 
+import base64
+import binascii
 import string
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from monitor.alerting.signals import SignalKind
 
@@ -75,11 +88,11 @@ class WebhookReceiverConfig(_Strict):
     """A generic JSON webhook, signed per the Standard Webhooks spec when a secret is set."""
 
     type: Literal["webhook"] = "webhook"
-    url: str = Field(description="Where to POST the alert JSON.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Extra request headers (e.g. an API key)."
+    url: SecretStr = Field(description="Where to POST the alert JSON (secret: may hold a token).")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Extra request headers (e.g. an API key); secret."
     )
-    signing_secret: str | None = Field(
+    signing_secret: SecretStr | None = Field(
         default=None,
         description="Standard Webhooks secret; 'whsec_<base64>' is decoded, any other string is "
         "used as raw UTF-8 key bytes. None: requests are not signed.",
@@ -90,12 +103,25 @@ class WebhookReceiverConfig(_Strict):
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
 
+    @field_validator("signing_secret")
+    @classmethod
+    def _whsec_is_base64(cls, value: SecretStr | None) -> SecretStr | None:
+        """A ``whsec_`` secret must decode, or every delivery would fail at signing time."""
+        if value is not None and value.get_secret_value().startswith("whsec_"):
+            try:
+                base64.b64decode(value.get_secret_value()[len("whsec_") :], validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("a 'whsec_' secret must be followed by base64") from None
+        return value
+
 
 class SlackReceiverConfig(_Strict):
     """A Slack incoming webhook (Block Kit message plus a plain-text fallback)."""
 
     type: Literal["slack"] = "slack"
-    webhook_url: str = Field(description="The incoming-webhook URL Slack issued.")
+    webhook_url: SecretStr = Field(
+        description="The incoming-webhook URL Slack issued (a secret: it grants posting)."
+    )
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
 
 
@@ -103,8 +129,10 @@ class PagerDutyReceiverConfig(_Strict):
     """PagerDuty Events API v2: one incident per alert fingerprint (``dedup_key``)."""
 
     type: Literal["pagerduty"] = "pagerduty"
-    routing_key: str = Field(description="Integration (routing) key of the PagerDuty service.")
-    url: str = Field(
+    routing_key: SecretStr = Field(
+        description="Integration (routing) key of the PagerDuty service (secret)."
+    )
+    url: SecretStr = Field(
         default="https://events.pagerduty.com/v2/enqueue",
         description="Events API endpoint; overridden in tests by a local URL.",
     )
@@ -115,17 +143,19 @@ class RetrainReceiverConfig(_Strict):
     """A retraining trigger: an HTTP call into the user's training pipeline."""
 
     type: Literal["retrain"] = "retrain"
-    url: str = Field(
-        description="Endpoint to call (generic hook, Airflow dagRuns, GitHub dispatches)."
+    url: SecretStr = Field(
+        description="Endpoint to call (generic hook, Airflow dagRuns, GitHub dispatches); secret."
     )
     method: Literal["POST", "PUT"] = Field(default="POST", description="HTTP method.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Extra request headers; secret."
+    )
     body_template: Literal["generic", "airflow", "github_dispatch"] = Field(
         default="generic",
         description="Body shape: our generic JSON, Airflow REST dagRuns, or GitHub "
         "repository_dispatch.",
     )
-    secret: str | None = Field(
+    secret: SecretStr | None = Field(
         default=None,
         description="Bearer token sent as 'Authorization: Bearer <secret>' unless headers "
         "already set Authorization.",
@@ -170,6 +200,12 @@ class AlertRule(_Strict):
         default=4 * 3600.0,
         gt=0,
         description="Re-notify a still-firing incident after this long without a notification.",
+    )
+    runbook_url: str | None = Field(
+        default=None,
+        description="What to do when this rule fires: a link carried by every notification "
+        "(Slack button, PagerDuty links, webhook links.runbook). Same placeholders as "
+        "dashboard_url_template. Wins over runbook_urls.",
     )
 
 
@@ -301,6 +337,11 @@ class AlertingConfig(BaseModel):
         description="Link added to notifications; placeholders: "
         + ", ".join(sorted(LINK_PLACEHOLDERS)),
     )
+    runbook_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Runbook link per model glob ({'fraud-*': 'https://wiki/fraud-runbook'}), "
+        "first match in order; used when the notification's rule has no runbook_url.",
+    )
     outbox_path: str = Field(
         default="var/outbox.sqlite",
         description="SQLite file of the durable outbox and alert state.",
@@ -328,13 +369,22 @@ class AlertingConfig(BaseModel):
                     f"retrain_policy.receiver: {self.retrain_policy.receiver!r} is not a receiver "
                     "of type 'retrain'"
                 )
-        if self.dashboard_url_template is not None:
-            fields = {
-                f for _, f, _, _ in string.Formatter().parse(self.dashboard_url_template) if f
-            }
+        templates: list[tuple[str, str | None]] = [
+            ("dashboard_url_template", self.dashboard_url_template),
+            *((f"rules[{i}].runbook_url", r.runbook_url) for i, r in enumerate(self.rules)),
+            *((f"runbook_urls[{k!r}]", v) for k, v in self.runbook_urls.items()),
+        ]
+        for where, template in templates:
+            if template is None:
+                continue
+            try:
+                fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+            except ValueError as exc:
+                problems.append(f"{where}: not a valid template ({exc})")
+                continue
             unknown = fields - LINK_PLACEHOLDERS
             if unknown:
-                problems.append(f"dashboard_url_template: unknown placeholders {sorted(unknown)}")
+                problems.append(f"{where}: unknown placeholders {sorted(unknown)}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -342,6 +392,21 @@ class AlertingConfig(BaseModel):
     def alert_receivers(self) -> list[str]:
         """Receivers that take alert notifications (every type except retrain)."""
         return [n for n, r in self.receivers.items() if r.type != "retrain"]
+
+    def receiver_secrets(self) -> list[str]:
+        """Every configured secret value of every receiver (for redaction; never log these)."""
+        return receiver_secrets(self.receivers.values())
+
+
+def receiver_secrets(receivers: Iterable[BaseModel]) -> list[str]:
+    """The non-empty :class:`SecretStr` values (fields and header values) of ``receivers``."""
+    out: list[str] = []
+    for r in receivers:
+        for name in type(r).model_fields:
+            value = getattr(r, name)
+            values = value.values() if isinstance(value, dict) else [value]
+            out.extend(v.get_secret_value() for v in values if isinstance(v, SecretStr))
+    return sorted({v for v in out if v}, key=len, reverse=True)
 
 
 __all__ = [

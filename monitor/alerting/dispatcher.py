@@ -7,9 +7,21 @@
   or ``max_attempts``; permanent errors are dead-lettered at once.
 * At most ``concurrency_per_receiver`` requests in flight per receiver, so one
   slow receiver cannot starve the others.
-* Retries are counted (``monitor_notifications_total{outcome="retried"}``),
-  not logged; a receiver's health *changes* are logged, at most once per
-  ``log_interval`` seconds per receiver.
+* What is logged (never a receiver's URL or secret: receivers are named, and
+  every error text is redacted with the configured secrets first):
+
+  - INFO: each delivered notification (receiver, action, model, attempt);
+  - WARNING: a receiver starting to fail (HTTP status or error class, attempt),
+    then at most one reminder per ``log_interval`` while it keeps failing; a
+    notification given up (permanent 4xx, deadline, attempts exhausted);
+  - INFO: the receiver recovering (after how many failures);
+  - DEBUG: every other failed attempt. Each is counted instead, in
+    ``monitor_notification_failures_total{receiver, reason}`` and
+    ``monitor_notifications_total{outcome="retried"}``.
+
+  A failing outbox database is logged the same way: once when it starts
+  failing (with the traceback), then counted (``monitor_outbox_errors_total``)
+  and reminded of at most once per ``log_interval``, and its recovery.
 * ``stop(grace)`` keeps delivering what is due for up to ``grace`` seconds,
   then cancels in-flight requests; their rows stay pending and are sent by
   the next run (at-least-once: the receiver may see the same id twice).
@@ -21,16 +33,39 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from monitor.alerting.backoff import Backoff
 from monitor.alerting.config import DeliveryConfig
 from monitor.alerting.metrics import AlertMetrics
+from monitor.alerting.notification import printable
 from monitor.alerting.outbox import Outbox, OutboxRow
-from monitor.alerting.receiver import Receiver
+from monitor.alerting.receiver import Receiver, redact, secret_forms
 from monitor.clock import Clock
-from monitor.errors import PermanentDeliveryError, RetryableDeliveryError, ServiceStateError
+from monitor.errors import (
+    DeliveryError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    ServiceStateError,
+)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Health:
+    """A receiver's (or the outbox's) failure episode, for logging state changes only."""
+
+    failing: bool = False
+    since: float = 0.0  # monotonic time of the first failure of the episode
+    failures: int = 0  # failed attempts in the episode
+    logged_at: float = 0.0  # monotonic time of the last WARNING about it
+
+
+def describe(exc: DeliveryError) -> str:
+    """``HTTP 503`` when the receiver answered, else the error class (``timeout``, ...)."""
+    return f"HTTP {exc.status}" if exc.status is not None else exc.reason
 
 
 class Dispatcher:
@@ -46,8 +81,11 @@ class Dispatcher:
         clock: Clock,
         rng: random.Random | None = None,
         poll_interval: float = 1.0,
-        log_interval: float = 60.0,
+        log_interval: float = 300.0,
+        secrets: Iterable[str] = (),
     ) -> None:
+        """``secrets``: every configured secret value; redacted from whatever is logged or
+        stored, as a second line of defence behind each receiver's own redaction."""
         self._outbox = outbox
         self._receivers = receivers
         self._delivery = delivery
@@ -64,8 +102,9 @@ class Dispatcher:
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._inflight_by_receiver: dict[str, int] = dict.fromkeys(receivers, 0)
         self._draining_until: float | None = None
-        self._healthy: dict[str, bool] = dict.fromkeys(receivers, True)
-        self._last_log: dict[str, float] = {}
+        self._health: dict[str, _Health] = {name: _Health() for name in receivers}
+        self._outbox_health = _Health()
+        self._secret_forms = secret_forms(secrets)
         self._state = "new"
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -113,9 +152,11 @@ class Dispatcher:
                 launched = self._launch_due(now)
                 self._refresh_gauges(now)
                 next_due = self._outbox.next_due_at(exclude=self._inflight.keys())
-            except Exception:  # a broken database must not kill delivery silently
-                log.exception("alert dispatcher: outbox access failed; retrying")
+            except Exception as exc:  # a broken database must not kill delivery silently
+                self._outbox_failed(exc)
                 launched, next_due = 0, None
+            else:
+                self._outbox_recovered()
             if self._draining_until is not None:
                 remaining = self._draining_until - loop.time()
                 nothing_due = next_due is None or next_due > now
@@ -144,19 +185,29 @@ class Dispatcher:
 
     async def _deliver(self, receiver: Receiver, row: OutboxRow) -> None:
         name = row.receiver
+        attempt = row.attempts + 1
+        n = row.notification
         try:
-            await receiver.send(row.notification)
+            await receiver.send(n)
         except RetryableDeliveryError as exc:
             self._on_retryable(row, exc)
         except PermanentDeliveryError as exc:
-            self._outbox.mark_dead(row.id, self._clock.time(), str(exc))
+            text = self._redact(str(exc))
+            self._outbox.mark_dead(row.id, self._clock.time(), text)
             self._metrics.count(name, "failed")
-            self._set_health(name, False, f"permanent failure, dead-lettered: {exc}")
+            self._failed(name, exc, attempt, text, announce=False)
+            log.warning(
+                "alert delivery to %s rejected (%s, attempt %d), not retried: %s %s of model "
+                "%s is dead-lettered in the outbox: %s",
+                name, describe(exc), attempt, n.action, n.idempotency_key, printable(n.model), text,
+            )  # fmt: skip
         except asyncio.CancelledError:
             raise  # stop(): the row stays pending for the next run
         except Exception as exc:  # a receiver bug: count it, keep the row, retry with backoff
-            log.exception("alert receiver %s raised unexpectedly", name)
-            self._on_retryable(row, RetryableDeliveryError(f"{type(exc).__name__}: {exc}"))
+            error = RetryableDeliveryError(
+                f"receiver raised {type(exc).__name__}: {exc}", reason="receiver_error"
+            )
+            self._on_retryable(row, error)
         else:
             now = self._clock.time()
             self._outbox.mark_delivered(row.id, now)
@@ -164,7 +215,11 @@ class Dispatcher:
             self._metrics.delivery_seconds.labels(receiver=name).observe(
                 max(0.0, now - row.enqueued_at)
             )
-            self._set_health(name, True, "delivering again")
+            self._recovered(name)
+            log.info(
+                "alert delivered to %s: %s %s of model %s (attempt %d)",
+                name, n.action, n.idempotency_key, printable(n.model), attempt,
+            )  # fmt: skip
         finally:
             self._inflight.pop(row.id, None)
             self._inflight_by_receiver[name] -= 1
@@ -174,19 +229,30 @@ class Dispatcher:
         name = row.receiver
         now = self._clock.time()
         attempts = row.attempts + 1
+        n = row.notification
+        text = self._redact(str(exc))
         max_attempts = self._delivery.max_attempts
         if now >= row.deadline_at or (max_attempts is not None and attempts >= max_attempts):
-            self._outbox.mark_dead(row.id, now, f"gave up after {attempts} attempts: {exc}")
+            self._outbox.mark_dead(row.id, now, f"gave up after {attempts} attempts: {text}")
             self._metrics.count(name, "dead")
-            self._set_health(name, False, f"gave up after {attempts} attempts: {exc}")
+            self._failed(name, exc, attempts, text, announce=False)
+            why = "deadline passed" if now >= row.deadline_at else "attempts exhausted"
+            log.warning(
+                "alert delivery to %s gave up after %d attempts (%s; last: %s): %s %s of "
+                "model %s is dead-lettered in the outbox",
+                name, attempts, why, describe(exc), n.action, n.idempotency_key, printable(n.model),
+            )  # fmt: skip
             return
         delay = self._backoff.delay(attempts, self._rng)
         if exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, self._delivery.max_retry_after_seconds))
         next_at = min(now + delay, row.deadline_at)
-        self._outbox.mark_failed(row.id, next_attempt_at=next_at, error=str(exc))
+        self._outbox.mark_failed(row.id, next_attempt_at=next_at, error=text)
         self._metrics.count(name, "retried")
-        self._set_health(name, False, f"retrying: {exc}")
+        self._failed(name, exc, attempts, text, retry_in=next_at - now)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secret_forms)
 
     # -- observability -------------------------------------------------------------------
 
@@ -197,20 +263,79 @@ class Dispatcher:
         age = self._outbox.oldest_undelivered_age(now)
         self._metrics.outbox_oldest_age.set(age or 0.0)
 
-    def _set_health(self, receiver: str, healthy: bool, detail: str) -> None:
-        """Log a receiver's health transitions, at most once per ``log_interval``."""
-        if self._healthy.get(receiver, True) == healthy:
-            return
-        self._healthy[receiver] = healthy
+    def _failed(
+        self,
+        receiver: str,
+        exc: DeliveryError,
+        attempt: int,
+        text: str,
+        retry_in: float | None = None,
+        announce: bool = True,
+    ) -> None:
+        """Count a failed attempt; WARNING when the receiver starts failing, then rarely.
+
+        ``announce=False``: the caller logs a WARNING of its own about this attempt (a
+        notification given up), so the episode starts without a second line.
+        """
+        self._metrics.failure(receiver, exc.reason)
+        health = self._health.setdefault(receiver, _Health())
         now = self._clock.monotonic()
-        last = self._last_log.get(receiver)
-        if last is not None and now - last < self._log_interval:
+        retry = f"; retrying in {retry_in:.1f}s" if retry_in is not None else ""
+        if not health.failing:
+            health.failing, health.since, health.failures, health.logged_at = True, now, 1, now
+            if not announce:
+                return
+            log.warning(
+                "alert delivery to %s failing (%s, attempt %d)%s: %s",
+                receiver, describe(exc), attempt, retry, text,
+            )  # fmt: skip
             return
-        self._last_log[receiver] = now
-        if healthy:
-            log.info("alert receiver %s: %s", receiver, detail)
+        health.failures += 1
+        if now - health.logged_at >= self._log_interval:
+            health.logged_at = now
+            log.warning(
+                "alert delivery to %s still failing: %d failed attempts in %.0fs "
+                "(last: %s, attempt %d)%s",
+                receiver, health.failures, now - health.since, describe(exc), attempt, retry,
+            )  # fmt: skip
         else:
-            log.warning("alert receiver %s: %s", receiver, detail)
+            log.debug(
+                "alert delivery to %s failed (%s, attempt %d)%s",
+                receiver, describe(exc), attempt, retry,
+            )  # fmt: skip
+
+    def _recovered(self, receiver: str) -> None:
+        health = self._health.setdefault(receiver, _Health())
+        if health.failing:
+            log.info(
+                "alert delivery to %s recovered after %d failed attempts in %.0fs",
+                receiver, health.failures, self._clock.monotonic() - health.since,
+            )  # fmt: skip
+            self._health[receiver] = _Health()
+
+    def _outbox_failed(self, exc: Exception) -> None:
+        self._metrics.outbox_errors.inc()
+        health = self._outbox_health
+        now = self._clock.monotonic()
+        if not health.failing:
+            health.failing, health.since, health.failures, health.logged_at = True, now, 1, now
+            log.error("alert outbox unreadable; delivery paused, retrying", exc_info=exc)
+            return
+        health.failures += 1
+        if now - health.logged_at >= self._log_interval:
+            health.logged_at = now
+            log.error(
+                "alert outbox still unreadable after %.0fs (%s: %s)",
+                now - health.since, type(exc).__name__, exc,
+            )  # fmt: skip
+
+    def _outbox_recovered(self) -> None:
+        if self._outbox_health.failing:
+            log.info(
+                "alert outbox readable again after %.0fs",
+                self._clock.monotonic() - self._outbox_health.since,
+            )
+            self._outbox_health = _Health()
 
 
 __all__ = ["Dispatcher"]

@@ -14,6 +14,13 @@ notifications are committed together, then the dispatcher is woken. If it
 raises (:class:`~monitor.errors.StateError`), nothing was committed and the
 in-memory state did not advance, so the caller may retry the evaluation.
 
+Logged at INFO, once each: every incident fire, update, repeat and resolve
+(model, severity, subjects, receivers), every mute by a silence and every
+retraining trigger; delivery outcomes are the dispatcher's to log. While it
+runs, the service keeps httpx's per-request log lines (which quote the URL, a
+secret for Slack) out of the logs for its receivers' URLs
+(:class:`~monitor.alerting.http.DropRequestLogs`).
+
 Where the caller keeps the alert state itself (``persist_state=False``: the
 monitor service checkpoints it with each model's state and rolls it back to
 that checkpoint on restart), ``submit`` writes only notifications: no
@@ -25,18 +32,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from prometheus_client import CollectorRegistry
 
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.dispatcher import Dispatcher
+from monitor.alerting.http import DropRequestLogs
 from monitor.alerting.metrics import AlertMetrics
-from monitor.alerting.notification import Notification, SignalEvidence
+from monitor.alerting.notification import Notification, SignalEvidence, printable
 from monitor.alerting.outbox import Outbox
 from monitor.alerting.policy import (
     STATE_VERSION,
@@ -46,14 +57,19 @@ from monitor.alerting.policy import (
     fingerprint,
     idempotency_key,
 )
-from monitor.alerting.receiver import Receiver, build_receiver
+from monitor.alerting.receiver import Receiver, build_receiver, secret_forms
 from monitor.alerting.retrain_policy import decide_retrain
 from monitor.alerting.routing import route
-from monitor.alerting.rules import max_severity
+from monitor.alerting.rules import glob_match, max_severity, rule_for
 from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.alerting.silences import Silence, SilenceStore, from_config
 from monitor.clock import Clock
 from monitor.errors import ServiceStateError, StateError
+
+log = logging.getLogger(__name__)
+
+#: Subjects named in one incident log line; the rest are counted.
+MAX_SUBJECTS_LOGGED = 10
 
 
 def evidence(signal: Signal) -> SignalEvidence:
@@ -72,21 +88,62 @@ def evidence(signal: Signal) -> SignalEvidence:
     )
 
 
-def links_for(template: str | None, ctx: EvaluationContext, fp: str) -> dict[str, str]:
-    """The optional dashboard link of a notification."""
-    if not template:
-        return {}
-    url = template.format_map(
-        {
-            "model": ctx.model,
-            "model_version": ctx.model_version or "",
-            "window_start_ms": round(ctx.window_start * 1000),
-            "window_end_ms": round(ctx.window_end * 1000),
-            "evaluated_at_ms": round(ctx.evaluated_at * 1000),
-            "fingerprint": fp,
-        }
-    )
-    return {"dashboard": url}
+#: Shortest time range of a dashboard link: a window of a few events may span under a
+#: second, and Grafana shows nothing for ``from == to``. Ten minutes shows the window and
+#: enough of its surroundings to tell a spike from a trend.
+MIN_LINK_RANGE_SECONDS = 600.0
+
+
+def link_values(ctx: EvaluationContext, fp: str) -> dict[str, object]:
+    """Placeholder values of link templates; the time range is padded to the minimum range.
+
+    A window shorter than :data:`MIN_LINK_RANGE_SECONDS` is widened equally on both sides.
+    """
+    start, end = ctx.window_start, ctx.window_end
+    if not (math.isfinite(start) and math.isfinite(end) and start <= end):
+        start = end = ctx.evaluated_at
+    if end - start < MIN_LINK_RANGE_SECONDS:
+        middle = (start + end) / 2
+        start, end = middle - MIN_LINK_RANGE_SECONDS / 2, middle + MIN_LINK_RANGE_SECONDS / 2
+    return {
+        "model": quote(ctx.model, safe=""),
+        "model_version": quote(ctx.model_version or "", safe=""),
+        "window_start_ms": round(start * 1000),
+        "window_end_ms": round(end * 1000),
+        "evaluated_at_ms": round(ctx.evaluated_at * 1000),
+        "fingerprint": fp,
+    }
+
+
+def links_for(
+    config: AlertingConfig, ctx: EvaluationContext, fp: str, signals: Sequence[Signal] = ()
+) -> dict[str, str]:
+    """The dashboard and runbook links of a notification (each only when configured).
+
+    The runbook is that of the first rule, in the notification's signal order
+    (most severe first), that names one; else the first ``runbook_urls`` entry
+    whose model glob matches; else none.
+    """
+    values = link_values(ctx, fp)
+    links: dict[str, str] = {}
+    if config.dashboard_url_template:
+        links["dashboard"] = config.dashboard_url_template.format_map(values)
+    runbook = runbook_for(config, ctx.model, signals)
+    if runbook:
+        links["runbook"] = runbook.format_map(values)
+    return links
+
+
+def runbook_for(config: AlertingConfig, model: str, signals: Sequence[Signal]) -> str | None:
+    """The runbook URL template for a notification about ``signals`` of ``model``."""
+    for s in signals:
+        rule = rule_for(config.rules, s)
+        if rule is not None and rule.runbook_url:
+            return rule.runbook_url
+    for pattern, url in config.runbook_urls.items():
+        if glob_match(pattern, model):
+            return url
+    return None
 
 
 def build_notification(
@@ -110,7 +167,31 @@ def build_notification(
         signals=tuple(evidence(s) for s in action.signals),
         links=links,
         ended_at=action.ended_at,
+        cleared=tuple(evidence(s) for s in action.cleared),
     )
+
+
+def _log_action(action: AlertAction, receivers: Sequence[str]) -> None:
+    """One INFO line per incident action: what happened, to which subjects, who is told."""
+    keys = [f"{s.kind}:{s.subject}" for s in action.signals]
+    subjects = ", ".join(printable(k) for k in keys[:MAX_SUBJECTS_LOGGED])
+    if len(keys) > MAX_SUBJECTS_LOGGED:
+        subjects += f" and {len(keys) - MAX_SUBJECTS_LOGGED} more"
+    cleared = ""
+    if action.cleared:
+        names = [printable(f"{s.kind}:{s.subject}") for s in action.cleared[:MAX_SUBJECTS_LOGGED]]
+        cleared = f"; cleared: {', '.join(names)}"
+    if action.kind == "mute":
+        log.info(
+            "alert muted by a silence: model %s, severity %s, subjects %s",
+            printable(action.model), action.severity, subjects,
+        )  # fmt: skip
+        return
+    log.info(
+        "alert %s: model %s, severity %s, subjects %s%s; to %s",
+        action.kind, printable(action.model), action.severity, subjects, cleared,
+        ", ".join(receivers) or "no receiver",
+    )  # fmt: skip
 
 
 class AlertService:
@@ -153,6 +234,8 @@ class AlertService:
         self._silences: SilenceStore | None = None
         self._client: httpx.AsyncClient | None = None
         self._dispatcher: Dispatcher | None = None
+        self._secrets = config.receiver_secrets()
+        self._log_filter = DropRequestLogs(secret_forms(self._secrets))
         self._lifecycle = "new"
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -177,6 +260,7 @@ class AlertService:
         self._outbox = outbox
         self._states.update(self._pending_import)
         self._pending_import.clear()
+        self._log_filter.attach()
         self._client = httpx.AsyncClient(transport=self._transport, follow_redirects=False)
         receivers: dict[str, Receiver] = {
             name: build_receiver(name, rc, self._client, self._clock)
@@ -190,6 +274,7 @@ class AlertService:
             clock=self._clock,
             rng=self._rng,
             poll_interval=self._poll_interval,
+            secrets=self._secrets,
         )
         self._lifecycle = "running"
         for state in self._states.values():
@@ -217,6 +302,7 @@ class AlertService:
                 await self._client.aclose()
             if self._outbox is not None:
                 self._outbox.close()
+            self._log_filter.detach()
             self._lifecycle = "stopped"
 
     async def __aenter__(self) -> AlertService:
@@ -251,19 +337,23 @@ class AlertService:
         items: list[tuple[str, Notification]] = []
         produced: list[Notification] = []
         counts: list[tuple[str, str]] = []
+        # Per action: its receivers and where its rows start in ``items`` (for the log).
+        spans: list[tuple[AlertAction, list[str], int]] = []
         for action in decision.actions:
             targets = route(self._config, ctx.model, action.severity)
+            spans.append((action, targets, len(items)))
             if action.kind == "mute":
                 counts.extend((r, "silenced") for r in targets)
                 continue
             notification = build_notification(
-                action, ctx, links_for(self._config.dashboard_url_template, ctx, action.fingerprint)
+                action, ctx, links_for(self._config, ctx, action.fingerprint, action.signals)
             )
             if targets:
                 items.extend((r, notification) for r in targets)
                 produced.append(notification)
 
         policy = self._config.retrain_policy
+        retrain_triggered = False
         if policy is not None:
             verdict = decide_retrain(
                 policy, state.last_retrain_at, signals, ctx, now, active_silences
@@ -273,6 +363,7 @@ class AlertService:
                 items.append((policy.receiver, notification))
                 produced.append(notification)
                 state = replace(state, last_retrain_at=now)
+                retrain_triggered = True
             elif verdict.suppressed:
                 counts.append((policy.receiver, "suppressed"))
 
@@ -282,8 +373,9 @@ class AlertService:
             if self._saved.get(ctx.model) != text:
                 changed[ctx.model] = text
         wall = self._clock.time()
+        inserted = [True] * len(items)
         if items or changed:
-            outbox.commit_evaluation(
+            inserted = outbox.commit_evaluation(
                 items,
                 now=wall,
                 deadline_at=wall + self._config.delivery.deadline_seconds,
@@ -294,6 +386,15 @@ class AlertService:
         self._saved.update(changed)
         for receiver, outcome in counts:
             self._metrics.count(receiver, outcome)
+        for action, targets, start in spans:
+            # A replayed evaluation (after a restart) re-decides what the outbox already
+            # holds: log only what is new, so each incident action is told once.
+            if action.kind == "mute" or not targets or any(inserted[start : start + len(targets)]):
+                _log_action(action, targets)
+        if retrain_triggered and policy is not None and inserted[-1]:
+            log.info(
+                "retraining triggered for model %s via %s", printable(ctx.model), policy.receiver
+            )
         self._export_firing(state)
         if items and self._dispatcher is not None:
             self._dispatcher.wake()
@@ -320,7 +421,7 @@ class AlertService:
             window_end=ctx.window_end,
             window_events=ctx.window_events,
             signals=tuple(evidence(s) for s in sigs),
-            links=links_for(self._config.dashboard_url_template, ctx, fp),
+            links=links_for(self._config, ctx, fp, sigs),
             reason=reason,
         )
 
@@ -357,7 +458,7 @@ class AlertService:
         return [s for s in silences.all() if include_expired or s.ends_at > now]
 
     def expire_silence(self, silence_id: str) -> Silence:
-        """End a runtime silence now (``KeyError`` unknown, ``ValueError`` from config)."""
+        """End a runtime silence now (``UnknownSilence``, ``ReadOnlySilence`` from config)."""
         _, silences = self._running()
         return silences.expire(silence_id, self._clock.time())
 

@@ -16,6 +16,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 #: by a silence; ``suppressed`` withheld by policy (retrain min interval).
 OUTCOMES = ("delivered", "retried", "failed", "dead", "silenced", "suppressed")
 
+#: Why a delivery attempt failed (``monitor_notification_failures_total{reason}``): see
+#: :class:`~monitor.errors.DeliveryError`. Anything else is counted as ``error``.
+FAILURE_REASONS = (
+    "timeout",
+    "connect",
+    "transport",
+    "invalid_url",
+    "http_429",
+    "http_4xx",
+    "http_5xx",
+    "receiver_error",
+    "error",
+)
+
 
 class AlertMetrics:
     """The alerting instruments."""
@@ -45,6 +59,17 @@ class AlertMetrics:
             "Age of the oldest undelivered notification (0 when none).",
             registry=registry,
         )
+        self.failures = Counter(
+            "monitor_notification_failures",
+            "Failed delivery attempts per receiver and reason (retried or not).",
+            ["receiver", "reason"],
+            registry=registry,
+        )
+        self.outbox_errors = Counter(
+            "monitor_outbox_errors",
+            "Dispatcher passes that could not read or update the outbox database.",
+            registry=registry,
+        )
         self.alerts_firing = Gauge(
             "monitor_alerts_firing",
             "Firing alert signals per model and severity.",
@@ -56,9 +81,16 @@ class AlertMetrics:
                 self.notifications.labels(receiver=r, outcome=outcome)
             self.delivery_seconds.labels(receiver=r)
             self.outbox_depth.labels(receiver=r).set(0)
+            for reason in FAILURE_REASONS:
+                self.failures.labels(receiver=r, reason=reason)
 
     def count(self, receiver: str, outcome: str, n: int = 1) -> None:
         self.notifications.labels(receiver=receiver, outcome=outcome).inc(n)
 
+    def failure(self, receiver: str, reason: str) -> None:
+        """Count one failed attempt; an unknown reason is counted as ``error`` (bounded)."""
+        label = reason if reason in FAILURE_REASONS else "error"
+        self.failures.labels(receiver=receiver, reason=label).inc()
 
-__all__ = ["OUTCOMES", "AlertMetrics"]
+
+__all__ = ["FAILURE_REASONS", "OUTCOMES", "AlertMetrics"]

@@ -14,8 +14,21 @@ Wire payload (:meth:`Notification.to_payload`, used by the generic webhook)::
      "window": {"start": "...", "end": "...", "events": 5000},
      "signals": [{"kind": "drift", "subject": "income", "severity": "critical",
                   "statistic": 0.31, "threshold": 0.2, "detector": "psi", "p_value": null,
-                  "details": {}}],
-     "summary": "[FIRING:critical] churn: 1 signal (drift income)", "links": {}, "reason": null}
+                  "details": {}, "compared": "statistic", "alpha": null,
+                  "text": "psi 0.31 > threshold 0.2"}],
+     "cleared_signals": [],
+     "summary": "[FIRING:critical] churn v7: 1 signal (drift income)",
+     "links": {"dashboard": "https://...", "runbook": "https://..."}, "reason": null}
+
+Each signal says what was compared with what (:meth:`SignalEvidence.comparison`):
+for a hypothesis test (KS, chi-square, ...) the p-value against its
+significance level ``alpha`` (``"compared": "p_value"``; ``threshold`` then
+*is* alpha, and ``statistic`` is the test statistic, shown for context); for
+a detector without a p-value (PSI, a performance metric, a data-quality rate)
+the statistic against its threshold (``"compared": "statistic"``). ``text``
+is the same comparison for humans, e.g. ``p=1.2e-05 < alpha 0.01 (ks
+statistic 0.275)``. ``cleared_signals`` lists, on an ``update``, the signals
+of the incident that resolved while others keep firing.
 """
 
 from __future__ import annotations
@@ -24,6 +37,8 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+import msgspec
 
 from monitor.errors import StateError
 
@@ -62,17 +77,114 @@ class SignalEvidence:
     p_value: float | None = None
     details: dict[str, float | str | None] = field(default_factory=dict)
 
+    @property
+    def compared(self) -> Literal["p_value", "statistic"]:
+        """What the verdict compared to ``threshold``: the p-value (tests) or the statistic."""
+        return "p_value" if self.p_value is not None else "statistic"
+
+    def comparison(self) -> str:
+        """Like with like, for humans: the p-value against alpha, else the statistic against
+        its threshold; the relation is computed from the numbers, so it is always true.
+
+        >>> SignalEvidence("drift", "x", "critical", 0.275, 1e-05, "ks", 1e-07).comparison()
+        'p=1e-07 < alpha 1e-05 (ks statistic 0.275)'
+        >>> SignalEvidence("drift", "x", "warning", 0.31, 0.2, "psi").comparison()
+        'psi 0.31 > threshold 0.2'
+        """
+        if self.p_value is not None:
+            name = f"{self.detector} statistic" if self.detector else "statistic"
+            return (
+                f"p={fmt(self.p_value)} {_relation(self.p_value, self.threshold)} alpha "
+                f"{fmt(self.threshold)} ({name} {fmt(self.statistic)})"
+            )
+        name = self.detector or "value"
+        return (
+            f"{name} {fmt(self.statistic)} {_relation(self.statistic, self.threshold)} "
+            f"threshold {fmt(self.threshold)}"
+        )
+
+    def record(self) -> SignalRecord:
+        """The stored form; non-finite numbers become ``None`` (JSON has no NaN)."""
+        return SignalRecord(
+            kind=self.kind,
+            subject=self.subject,
+            severity=self.severity,
+            statistic=_finite(self.statistic),
+            threshold=_finite(self.threshold),
+            detector=self.detector,
+            p_value=_finite(self.p_value),
+            details={k: _finite(v) for k, v in self.details.items()},
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """The stored form as plain JSON types (also the first part of the wire form)."""
+        return msgspec.to_builtins(self.record(), enc_hook=_enc_hook)
+
     def to_payload(self) -> dict[str, Any]:
+        """The wire form: the record plus what was compared, alpha, and the text."""
         return {
-            "kind": self.kind,
-            "subject": self.subject,
-            "severity": self.severity,
-            "statistic": _finite(self.statistic),
-            "threshold": _finite(self.threshold),
-            "detector": self.detector,
-            "p_value": _finite(self.p_value),
-            "details": {k: _finite(v) for k, v in self.details.items()},
+            **self.to_record(),
+            "compared": self.compared,
+            "alpha": _finite(self.threshold) if self.p_value is not None else None,
+            "text": self.comparison(),
         }
+
+    @classmethod
+    def from_stored(cls, r: SignalRecord) -> SignalEvidence:
+        """Inverse of :meth:`record` (a stored ``None`` statistic is NaN again)."""
+        return cls(
+            kind=r.kind,
+            subject=r.subject,
+            severity=r.severity,
+            statistic=math.nan if r.statistic is None else r.statistic,
+            threshold=math.nan if r.threshold is None else r.threshold,
+            detector=r.detector,
+            p_value=r.p_value,
+            details=dict(r.details),
+        )
+
+    @classmethod
+    def from_record(cls, s: dict[str, Any]) -> SignalEvidence:
+        """Inverse of :meth:`to_record` (also reads the wire form: extra keys are ignored)."""
+        try:
+            return cls.from_stored(msgspec.convert(s, SignalRecord))
+        except msgspec.ValidationError as exc:
+            raise StateError(f"unreadable signal record: {exc}") from exc
+
+
+def fmt(x: float | None) -> str:
+    """A number for humans: 4 significant digits, ``n/a`` when missing or NaN."""
+    return "n/a" if x is None or x != x else f"{x:.4g}"
+
+
+def _relation(a: float, b: float) -> str:
+    if a != a or b != b:
+        return "vs"
+    return "<" if a < b else ">" if a > b else "="
+
+
+def printable(text: str, limit: int = 80) -> str:
+    """A string from the wire made safe for one log line: escaped, bounded.
+
+    >>> printable("a\\nb\\u202e")
+    'a\\\\nb\\\\u202e'
+    """
+    shown = text.encode("ascii", "backslashreplace").decode()
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
+def version_label(version: str | None) -> str:
+    """``v7`` for ``7``, and ``v1`` (not ``vv1``) for a version already spelled ``v1``.
+
+    >>> version_label("7"), version_label("v1"), version_label("V2.1"), version_label("prod")
+    ('v7', 'v1', 'V2.1', 'prod')
+    """
+    if not version:
+        return ""
+    if version[0] in "vV" or not version[0].isdigit():
+        return version
+    return f"v{version}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +215,7 @@ class Notification:
     links: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
     ended_at: float | None = None
+    cleared: tuple[SignalEvidence, ...] = ()
 
     def summary(self) -> str:
         """One line for humans: status, severity, model and the signals involved."""
@@ -111,9 +224,16 @@ class Notification:
             label = "RETRAIN"
         shown = ", ".join(f"{s.kind} {s.subject}" for s in self.signals[:5])
         more = f" and {len(self.signals) - 5} more" if len(self.signals) > 5 else ""
-        version = f" v{self.model_version}" if self.model_version else ""
+        version = f" {version_label(self.model_version)}" if self.model_version else ""
         n = len(self.signals)
-        return f"[{label}] {self.model}{version}: {n} signal{'s' * (n != 1)} ({shown}{more})"
+        cleared = ""
+        if self.cleared:
+            names = ", ".join(f"{s.kind} {s.subject}" for s in self.cleared[:5])
+            extra = f" and {len(self.cleared) - 5} more" if len(self.cleared) > 5 else ""
+            cleared = f"; cleared: {names}{extra}"
+        return (
+            f"[{label}] {self.model}{version}: {n} signal{'s' * (n != 1)} ({shown}{more}){cleared}"
+        )
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON body of the generic webhook (and ``data`` of the CloudEvent)."""
@@ -136,81 +256,157 @@ class Notification:
                 "events": self.window_events,
             },
             "signals": [s.to_payload() for s in self.signals],
+            "cleared_signals": [s.to_payload() for s in self.cleared],
             "summary": self.summary(),
             "links": dict(self.links),
             "reason": self.reason,
         }
 
-    def to_record(self) -> dict[str, Any]:
+    def record(self) -> NotificationRecord:
         """Lossless, versioned form for the outbox (epoch floats, not ISO strings)."""
-        return {
-            "format": FORMAT_VERSION,
-            "idempotency_key": self.idempotency_key,
-            "fingerprint": self.fingerprint,
-            "action": self.action,
-            "status": self.status,
-            "model": self.model,
-            "model_version": self.model_version,
-            "group": dict(self.group),
-            "severity": self.severity,
-            "started_at": self.started_at,
-            "evaluated_at": self.evaluated_at,
-            "window_start": self.window_start,
-            "window_end": self.window_end,
-            "window_events": self.window_events,
-            "signals": [s.to_payload() for s in self.signals],
-            "links": dict(self.links),
-            "reason": self.reason,
-            "ended_at": self.ended_at,
-        }
+        return NotificationRecord(
+            format=FORMAT_VERSION,
+            idempotency_key=self.idempotency_key,
+            fingerprint=self.fingerprint,
+            action=self.action,
+            status=self.status,
+            model=self.model,
+            model_version=self.model_version,
+            group=dict(self.group),
+            severity=self.severity,
+            started_at=self.started_at,
+            evaluated_at=self.evaluated_at,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            window_events=self.window_events,
+            signals=[s.record() for s in self.signals],
+            links=dict(self.links),
+            reason=self.reason,
+            ended_at=self.ended_at,
+            cleared=[s.record() for s in self.cleared],
+        )
+
+    def encode(self) -> bytes:
+        """The outbox row's JSON (msgspec; NaN/Infinity never reach it: see ``record``)."""
+        return _ENCODER.encode(self.record())
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> Notification:
+        """Inverse of :meth:`encode`; also reads rows written by earlier builds of format 1.
+
+        A row that is not JSON, misses a field, has a mistyped one or another
+        format version is a :class:`StateError` naming the problem.
+        """
+        try:
+            record = _DECODER.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StateError(f"unreadable outbox record: {exc}") from exc
+        return cls.from_stored(record)
+
+    @classmethod
+    def from_stored(cls, r: NotificationRecord) -> Notification:
+        """The notification of a decoded record (checks the format version)."""
+        if r.format != FORMAT_VERSION:
+            raise StateError(f"outbox record format {r.format!r} != {FORMAT_VERSION}")
+        return cls(
+            idempotency_key=r.idempotency_key,
+            fingerprint=r.fingerprint,
+            action=r.action,
+            status=r.status,
+            model=r.model,
+            model_version=r.model_version,
+            group=dict(r.group),
+            severity=r.severity,
+            started_at=r.started_at,
+            evaluated_at=r.evaluated_at,
+            window_start=r.window_start,
+            window_end=r.window_end,
+            window_events=r.window_events,
+            signals=tuple(SignalEvidence.from_stored(s) for s in r.signals),
+            links=dict(r.links),
+            reason=r.reason,
+            ended_at=r.ended_at,
+            cleared=tuple(SignalEvidence.from_stored(s) for s in r.cleared),
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """:meth:`record` as plain JSON types."""
+        return msgspec.to_builtins(self.record(), enc_hook=_enc_hook)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Notification:
-        """Inverse of :meth:`to_record`; another format version is a :class:`StateError`."""
-        if record.get("format") != FORMAT_VERSION:
-            raise StateError(f"outbox record format {record.get('format')!r} != {FORMAT_VERSION}")
+        """Inverse of :meth:`to_record`; an invalid record is a :class:`StateError`."""
         try:
-            signals = tuple(
-                SignalEvidence(
-                    kind=s["kind"],
-                    subject=s["subject"],
-                    severity=s["severity"],
-                    statistic=math.nan if s["statistic"] is None else float(s["statistic"]),
-                    threshold=math.nan if s["threshold"] is None else float(s["threshold"]),
-                    detector=s.get("detector"),
-                    p_value=s.get("p_value"),
-                    details=dict(s.get("details", {})),
-                )
-                for s in record["signals"]
-            )
-            return cls(
-                idempotency_key=record["idempotency_key"],
-                fingerprint=record["fingerprint"],
-                action=record["action"],
-                status=record["status"],
-                model=record["model"],
-                model_version=record["model_version"],
-                group=dict(record["group"]),
-                severity=record["severity"],
-                started_at=float(record["started_at"]),
-                evaluated_at=float(record["evaluated_at"]),
-                window_start=float(record["window_start"]),
-                window_end=float(record["window_end"]),
-                window_events=int(record["window_events"]),
-                signals=signals,
-                links=dict(record.get("links", {})),
-                reason=record.get("reason"),
-                ended_at=record.get("ended_at"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            stored = msgspec.convert(record, NotificationRecord)
+        except msgspec.ValidationError as exc:
             raise StateError(f"unreadable outbox record: {exc}") from exc
+        return cls.from_stored(stored)
+
+
+class SignalRecord(msgspec.Struct, frozen=True):
+    """Stored form of a :class:`SignalEvidence` (format 1): ``None`` where a number was NaN."""
+
+    kind: str
+    subject: str
+    severity: str
+    statistic: float | None
+    threshold: float | None
+    detector: str | None = None
+    p_value: float | None = None
+    details: dict[str, Any] = {}
+
+
+class NotificationRecord(msgspec.Struct, frozen=True):
+    """Stored form of a :class:`Notification`: one outbox row's ``payload``.
+
+    Format 1, the same JSON object earlier builds wrote by hand; fields added
+    since have defaults (``cleared``), so their rows still load, and unknown
+    keys are ignored, so a row of a newer build of the same format loads too.
+    """
+
+    format: int
+    idempotency_key: str
+    fingerprint: str
+    action: NotificationAction
+    status: NotificationStatus
+    model: str
+    model_version: str | None
+    group: dict[str, str]
+    severity: str
+    started_at: float
+    evaluated_at: float
+    window_start: float
+    window_end: float
+    window_events: int
+    signals: list[SignalRecord]
+    links: dict[str, str] = {}
+    reason: str | None = None
+    ended_at: float | None = None
+    cleared: list[SignalRecord] = []
+
+
+def _enc_hook(obj: Any) -> Any:
+    """numpy scalars in ``details`` (detector statistics) as the Python numbers they hold."""
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return item()
+    raise NotImplementedError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook)
+_DECODER = msgspec.json.Decoder(NotificationRecord)
 
 
 __all__ = [
     "FORMAT_VERSION",
     "Notification",
     "NotificationAction",
+    "NotificationRecord",
     "NotificationStatus",
     "SignalEvidence",
+    "SignalRecord",
+    "fmt",
     "iso",
+    "printable",
+    "version_label",
 ]

@@ -20,7 +20,6 @@ Row states::
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -102,7 +101,7 @@ class Outbox:
                             n.idempotency_key,
                             n.fingerprint,
                             FORMAT_VERSION,
-                            json.dumps(n.to_record(), allow_nan=False),
+                            n.encode().decode(),
                             now,
                             now,
                             deadline_at,
@@ -186,7 +185,7 @@ class Outbox:
             try:
                 if r["format"] != FORMAT_VERSION:
                     raise StateError(f"row format {r['format']} != {FORMAT_VERSION}")
-                notification = Notification.from_record(json.loads(r["payload"]))
+                notification = Notification.decode(r["payload"])
             except (StateError, ValueError) as exc:
                 self.mark_dead(r["id"], now, f"unreadable row: {exc}")
                 continue

@@ -43,6 +43,7 @@ def pagerduty_event(notification: Notification, routing_key: str) -> dict[str, A
                 "incident_started_at": payload["started_at"],
                 "window": payload["window"],
                 "signals": payload["signals"],
+                "cleared_signals": payload["cleared_signals"],
                 "idempotency_key": n.idempotency_key,
             },
         },
@@ -57,12 +58,13 @@ class PagerDutyReceiver(HttpReceiver):
 
     _config: PagerDutyReceiverConfig
 
-    async def send(self, notification: Notification) -> None:
+    async def _send(self, notification: Notification) -> None:
+        key = self._config.routing_key.get_secret_value()
         response = await send_request(
             self._client,
             "POST",
-            self._config.url,
-            content=encode_json(pagerduty_event(notification, self._config.routing_key)),
+            self._config.url.get_secret_value(),
+            content=encode_json(pagerduty_event(notification, key)),
             headers={"Content-Type": "application/json"},
             timeout=self._config.timeout_seconds,
             what=f"pagerduty {self.name}",

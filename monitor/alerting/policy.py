@@ -14,25 +14,35 @@ flapping detector cannot cause a notification storm:
   action  when                                                        carries
   ======  ==========================================================  ===========
   fire    first notifiable moment of an incident                      firing sigs
-  update  a firing signal not notified before, or higher severity     firing sigs
+  update  a firing signal not notified before, a notified signal      firing sigs
+          resolved while others still fire, or higher severity        (+ cleared)
   repeat  still firing, nothing sent for ``repeat_interval_seconds``  firing sigs
   resolve every signal resolved, and a fire was sent                  notified sigs
   mute    firing but every firing signal is silenced (metrics only)   muted sigs
   ======  ==========================================================  ===========
 
-A signal that was already notified in the incident never triggers an
-update again when it flaps, and a resolve is only sent for an incident that
-was notified. Nothing here performs I/O or reads a clock: ``now`` is an
-argument, and identifiers derive from the inputs only, so replaying an
-evaluation after a crash yields the same idempotency keys.
+When one subject of a firing group resolves while others keep firing, the
+update lists the still-firing signals as ``signals`` and the resolved ones as
+``cleared`` (Alertmanager likewise re-notifies a group whose alert set
+changed). A flapping subject costs at most one update per clear and one per
+re-fire, and each clear needs ``resolve_after`` consecutive ok evaluations,
+so hysteresis bounds the rate; a resolve is only sent for an incident that
+was notified. A notified signal that is still firing but now silenced is not
+"cleared": it stays in the incident until it resolves.
+
+Nothing here performs I/O or reads a clock: ``now`` is an argument, and
+identifiers derive from the inputs only, so replaying an evaluation after
+a crash yields the same idempotency keys.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+import msgspec
 
 from monitor.alerting.config import AlertRule
 from monitor.alerting.rules import is_active, max_severity, rule_for, severity_rank
@@ -115,68 +125,62 @@ class ModelAlertState:
         return counts
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-serialisable form (for the state store and ``AlertService.get_state``)."""
-        return {
-            "version": STATE_VERSION,
-            "model": self.model,
-            "last_retrain_at": self.last_retrain_at,
-            "groups": [
-                {
-                    "labels": g.labels,
-                    "fingerprint": g.fingerprint,
-                    "incident_started_at": g.incident_started_at,
-                    "notified": g.notified,
-                    "notified_keys": sorted(g.notified_keys),
-                    "notified_severity": g.notified_severity,
-                    "last_notified_at": g.last_notified_at,
-                    "seq": g.seq,
-                    "muted_keys": sorted(g.muted_keys),
-                    "tracks": {k: _track_json(t) for k, t in g.tracks.items()},
-                }
-                for g in self.groups.values()
-            ],
-        }
+        """JSON-serialisable form (for the state store and ``AlertService.get_state``).
+
+        :class:`StateDocument` through msgspec: sets and dict keys sorted, so the
+        same state always gives the same document (the engine compares texts to
+        skip writing an unchanged state).
+        """
+        doc = StateDocument(
+            version=STATE_VERSION,
+            model=self.model,
+            last_retrain_at=self.last_retrain_at,
+            groups=list(self.groups.values()),
+        )
+        return msgspec.to_builtins(doc, order="deterministic", enc_hook=_enc_hook)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelAlertState:
-        """Inverse of :meth:`to_json`; another version or a malformed document is a StateError."""
+        """Inverse of :meth:`to_json`; another version or a malformed document is a StateError.
+
+        Validated by msgspec against :class:`StateDocument` (types, required
+        fields, signal kinds and severities), so a bad document names its field.
+        """
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-            raise StateError(f"alert state version {data.get('version')!r} != {STATE_VERSION}")
+            version = data.get("version") if isinstance(data, dict) else None
+            raise StateError(f"alert state version {version!r} != {STATE_VERSION}")
         try:
-            groups: dict[str, GroupState] = {}
-            for g in data["groups"]:
-                tracks = {}
-                for k, t in g["tracks"].items():
-                    last = Signal(**t["last"]) if t.get("last") else None
-                    tracks[k] = SignalTrack(**{**t, "last": last})
-                groups[g["fingerprint"]] = GroupState(
-                    labels=dict(g["labels"]),
-                    fingerprint=g["fingerprint"],
-                    tracks=tracks,
-                    incident_started_at=g["incident_started_at"],
-                    notified=bool(g["notified"]),
-                    notified_keys=frozenset(g["notified_keys"]),
-                    notified_severity=g["notified_severity"],
-                    last_notified_at=g["last_notified_at"],
-                    seq=int(g["seq"]),
-                    muted_keys=frozenset(g["muted_keys"]),
-                )
-            return cls(
-                model=data["model"], groups=groups, last_retrain_at=data.get("last_retrain_at")
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            doc = msgspec.convert(data, StateDocument)
+        except msgspec.ValidationError as exc:
             raise StateError(f"malformed alert state: {exc}") from exc
+        return cls(
+            model=doc.model,
+            groups={g.fingerprint: g for g in doc.groups},
+            last_retrain_at=doc.last_retrain_at,
+        )
 
 
-def _track_json(t: SignalTrack) -> dict[str, Any]:
-    """``asdict`` without its deep copies: this runs for every signal at every evaluation."""
-    out: dict[str, Any] = {f.name: getattr(t, f.name) for f in fields(SignalTrack)}
-    last = t.last
-    if last is not None:
-        d = {f.name: getattr(last, f.name) for f in fields(Signal)}
-        d["details"] = dict(last.details)
-        out["last"] = d
-    return out
+class StateDocument(msgspec.Struct):
+    """The stored alert state of one model (version :data:`STATE_VERSION`).
+
+    The same JSON object earlier builds wrote by hand: ``groups`` is a list of
+    :class:`GroupState` (its ``notified_keys``/``muted_keys`` as sorted lists,
+    ``tracks`` by signal key, each :class:`SignalTrack` with its ``last``
+    :class:`~monitor.alerting.signals.Signal`).
+    """
+
+    version: int
+    model: str
+    groups: list[GroupState]
+    last_retrain_at: float | None = None
+
+
+def _enc_hook(obj: Any) -> Any:
+    """numpy scalars in a signal's ``details`` as the Python numbers they hold."""
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return item()
+    raise NotImplementedError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,7 @@ class AlertAction:
     severity: str  # the incident severity: routing key for every action of the incident
     signals: tuple[Signal, ...]
     ended_at: float | None = None
+    cleared: tuple[Signal, ...] = ()  # notified signals that resolved while others fire
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +264,13 @@ def _step_group(
     group = replace(group, tracks=kept)
     actions: list[AlertAction] = []
 
-    def act(kind: ActionKind, keys: Iterable[str], severity: str, seq: int) -> AlertAction:
+    def act(
+        kind: ActionKind,
+        keys: Iterable[str],
+        severity: str,
+        seq: int,
+        cleared: Iterable[str] = (),
+    ) -> AlertAction:
         assert group.incident_started_at is not None
         return AlertAction(
             kind=kind,
@@ -273,6 +284,7 @@ def _step_group(
             severity=severity,
             signals=_order(evidence[k] for k in keys if k in evidence),
             ended_at=now if kind == "resolve" else None,
+            cleared=_order(evidence[k] for k in cleared if k in evidence),
         )
 
     if not firing:
@@ -296,21 +308,26 @@ def _step_group(
 
     if visible:
         new_keys = visible - group.notified_keys
+        cleared = group.notified_keys - set(firing)
         repeat_every = min(firing[k].repeat_interval for k in firing)
         kind: ActionKind | None = None
         if not group.notified:
             kind = "fire"
-        elif new_keys or severity_rank(visible_sev) > severity_rank(group.notified_severity):
+        elif (
+            new_keys
+            or cleared
+            or severity_rank(visible_sev) > severity_rank(group.notified_severity)
+        ):
             kind = "update"
         elif group.last_notified_at is not None and now - group.last_notified_at >= repeat_every:
             kind = "repeat"
         if kind is not None:
             severity = max_severity([visible_sev, group.notified_severity])
-            actions.append(act(kind, sorted(visible), severity, group.seq))
+            actions.append(act(kind, sorted(visible), severity, group.seq, sorted(cleared)))
             group = replace(
                 group,
                 notified=True,
-                notified_keys=group.notified_keys | visible,
+                notified_keys=(group.notified_keys - cleared) | visible,
                 notified_severity=severity,
                 last_notified_at=now,
                 seq=group.seq + 1,
@@ -378,6 +395,7 @@ __all__ = [
     "GroupState",
     "ModelAlertState",
     "SignalTrack",
+    "StateDocument",
     "decide",
     "fingerprint",
     "group_labels",

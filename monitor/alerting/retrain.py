@@ -57,17 +57,19 @@ class RetrainReceiver(HttpReceiver):
 
     _config: RetrainReceiverConfig
 
-    async def send(self, notification: Notification) -> None:
-        headers = {"Content-Type": "application/json", **self._config.headers}
-        if self._config.secret and not any(k.lower() == "authorization" for k in headers):
-            headers["Authorization"] = f"Bearer {self._config.secret}"
+    async def _send(self, notification: Notification) -> None:
+        headers = {"Content-Type": "application/json"}
+        headers.update((k, v.get_secret_value()) for k, v in self._config.headers.items())
+        secret = self._config.secret.get_secret_value() if self._config.secret else ""
+        if secret and not any(k.lower() == "authorization" for k in headers):
+            headers["Authorization"] = f"Bearer {secret}"
         if self._config.body_template == "github_dispatch":
             headers.setdefault("Accept", "application/vnd.github+json")
         headers["Idempotency-Key"] = notification.idempotency_key
         response = await send_request(
             self._client,
             self._config.method,
-            self._config.url,
+            self._config.url.get_secret_value(),
             content=encode_json(retrain_body(notification, self._config.body_template)),
             headers=headers,
             timeout=self._config.timeout_seconds,

@@ -9,6 +9,7 @@ during the silence never produces a stray resolve. This mirrors Alertmanager.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
@@ -17,7 +18,10 @@ from dataclasses import asdict, dataclass, replace
 from monitor.alerting.config import SilenceConfig
 from monitor.alerting.rules import glob_match
 from monitor.alerting.signals import Signal
-from monitor.errors import StateError
+from monitor.errors import InvalidSilence, ReadOnlySilence, StateError, UnknownSilence
+
+#: Latest representable time (9999-12-31T23:59:59Z): later ends cannot be shown as ISO 8601.
+MAX_TIME = 253402300799.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +122,18 @@ class SilenceStore:
         comment: str = "",
         created_by: str = "",
     ) -> Silence:
-        """Persist a new runtime silence and return it (with a fresh id)."""
+        """Persist a new runtime silence and return it (with a fresh id).
+
+        :class:`~monitor.errors.InvalidSilence` when the time box is not finite,
+        outside 1970..9999, or empty, or the kind is unknown.
+        """
+        for name, t in (("starts_at", starts_at), ("ends_at", ends_at)):
+            if not (math.isfinite(t) and 0.0 <= t <= MAX_TIME):
+                raise InvalidSilence(f"{name}: must be a time between 1970 and 9999")
         if ends_at <= starts_at:
-            raise ValueError("ends_at must be after starts_at")
+            raise InvalidSilence("ends_at: must be after starts_at")
         if kind not in (None, "drift", "performance", "data_quality"):
-            raise ValueError(f"unknown signal kind {kind!r}")
+            raise InvalidSilence("matchers.kind: must be drift, performance or data_quality")
         silence = Silence(
             id=uuid.uuid4().hex,
             starts_at=starts_at,
@@ -138,10 +149,18 @@ class SilenceStore:
         return silence
 
     def expire(self, silence_id: str, now: float) -> Silence:
-        """End a runtime silence at ``now``; KeyError if unknown, ValueError if from config."""
+        """End a runtime silence at ``now``.
+
+        :class:`~monitor.errors.UnknownSilence` if no silence has this id,
+        :class:`~monitor.errors.ReadOnlySilence` if it comes from the configuration file.
+        """
         if any(s.id == silence_id for s in self._static):
-            raise ValueError("silences from the configuration file cannot be expired at runtime")
-        current = self._runtime[silence_id]
+            raise ReadOnlySilence(
+                "silences from the configuration file cannot be expired at runtime"
+            )
+        current = self._runtime.get(silence_id)
+        if current is None:
+            raise UnknownSilence("no such silence")
         expired = replace(current, ends_at=min(current.ends_at, now))
         if expired.starts_at > expired.ends_at:
             expired = replace(expired, starts_at=expired.ends_at)

@@ -13,15 +13,11 @@ from typing import Any
 
 from monitor.alerting.config import SlackReceiverConfig
 from monitor.alerting.http import raise_for_status, send_request
-from monitor.alerting.notification import Notification, iso
+from monitor.alerting.notification import Notification, iso, version_label
 from monitor.alerting.receiver import HttpReceiver, encode_json
 
 MAX_SIGNALS_SHOWN = 10
 _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:"}
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None or x != x else f"{x:.4g}"
 
 
 def slack_message(notification: Notification) -> dict[str, Any]:
@@ -31,21 +27,20 @@ def slack_message(notification: Notification) -> dict[str, Any]:
     title = f"{emoji} {n.summary()}"
     lines = []
     for s in n.signals[:MAX_SIGNALS_SHOWN]:
-        detector = f" ({s.detector})" if s.detector else ""
-        p = f", p={_fmt(s.p_value)}" if s.p_value is not None else ""
-        lines.append(
-            f"• *{s.kind}* `{s.subject}`{detector}: {_fmt(s.statistic)} vs threshold "
-            f"{_fmt(s.threshold)}{p} [{s.severity}]"
-        )
+        lines.append(f"• *{s.kind}* `{s.subject}`: {s.comparison()} [{s.severity}]")
     if len(n.signals) > MAX_SIGNALS_SHOWN:
         lines.append(f"… and {len(n.signals) - MAX_SIGNALS_SHOWN} more")
+    for s in n.cleared[:MAX_SIGNALS_SHOWN]:
+        lines.append(f"• cleared: *{s.kind}* `{s.subject}`: {s.comparison()}")
+    if len(n.cleared) > MAX_SIGNALS_SHOWN:
+        lines.append(f"… and {len(n.cleared) - MAX_SIGNALS_SHOWN} more cleared")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
         {
             "type": "section",
             "fields": [
                 {"type": "mrkdwn", "text": f"*Model*\n{n.model}"},
-                {"type": "mrkdwn", "text": f"*Version*\n{n.model_version or 'n/a'}"},
+                {"type": "mrkdwn", "text": f"*Version*\n{version_label(n.model_version) or 'n/a'}"},
                 {"type": "mrkdwn", "text": f"*Status*\n{n.status} ({n.action})"},
                 {"type": "mrkdwn", "text": f"*Severity*\n{n.severity}"},
             ],
@@ -84,11 +79,11 @@ class SlackReceiver(HttpReceiver):
 
     _config: SlackReceiverConfig
 
-    async def send(self, notification: Notification) -> None:
+    async def _send(self, notification: Notification) -> None:
         response = await send_request(
             self._client,
             "POST",
-            self._config.webhook_url,
+            self._config.webhook_url.get_secret_value(),
             content=encode_json(slack_message(notification)),
             headers={"Content-Type": "application/json"},
             timeout=self._config.timeout_seconds,

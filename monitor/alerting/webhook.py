@@ -78,26 +78,26 @@ class WebhookReceiver(HttpReceiver):
 
     _config: WebhookReceiverConfig
 
-    async def send(self, notification: Notification) -> None:
+    async def _send(self, notification: Notification) -> None:
         if self._config.cloudevents:
             body = encode_json(cloudevent(notification))
             content_type = "application/cloudevents+json"
         else:
             body = encode_json(notification.to_payload())
             content_type = "application/json"
-        headers = {**self._config.headers, "Content-Type": content_type}
+        headers = {k: v.get_secret_value() for k, v in self._config.headers.items()}
+        headers["Content-Type"] = content_type
         msg_id = notification.idempotency_key
         timestamp = int(self._clock.time())
         headers["webhook-id"] = msg_id
         headers["webhook-timestamp"] = str(timestamp)
-        if self._config.signing_secret:
-            headers["webhook-signature"] = sign(
-                self._config.signing_secret, msg_id, timestamp, body
-            )
+        secret = self._config.signing_secret
+        if secret is not None and secret.get_secret_value():
+            headers["webhook-signature"] = sign(secret.get_secret_value(), msg_id, timestamp, body)
         response = await send_request(
             self._client,
             "POST",
-            self._config.url,
+            self._config.url.get_secret_value(),
             content=body,
             headers=headers,
             timeout=self._config.timeout_seconds,
