@@ -8,6 +8,7 @@ settings) over a seeded stream and hands every evaluation to the alert policy
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ import pytest
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.policy import ModelAlertState, decide
 from monitor.config import parse_config
-from monitor.events import ModelEvents
+from monitor.events import Decoder, ModelEvents, RawMessage
 from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.reference import build_profile
 
@@ -154,3 +155,80 @@ def test_a_change_with_too_few_values_after_it_waits_for_more() -> None:
     pending = [index for drifted, waiting, index in seen if waiting]
     assert pending and seen[-1][0], seen
     assert seen[-1][2] == pending[0]  # the change found first, reported once its side is known
+
+
+# ------------------------------------------------------------------- 3. the alert clock
+
+T0 = 1.7e9  # event time of the first event (2023)
+WALL = 1.8e9  # the Kafka record times (2027): the time events without a timestamp get
+
+
+def _messages(x: np.ndarray, lo: int, hi: int, prediction: object) -> list[RawMessage]:
+    """Events ``lo..hi`` as Kafka messages, 10 events per second of event time; every
+    seventh has no timestamp (it gets its record time, on the wall clock)."""
+    out = []
+    for i in range(lo, hi):
+        event: dict[str, object] = {
+            "event_id": f"e{i}",
+            "model": MODEL,
+            "features": dict(zip(FEATURES, x[i].tolist(), strict=True)),
+            "prediction": prediction,
+        }
+        if i % 7:
+            event["timestamp"] = T0 + i / 10
+        out.append(RawMessage(json.dumps(event).encode(), WALL + i / 10, "predictions", 0, i))
+    return out
+
+
+@pytest.mark.parametrize("path", ["python", "native", "full"])
+def test_events_without_a_timestamp_do_not_move_the_alert_clock(path: str) -> None:
+    # f0 drifts by 1 sd from event 12,000 on, for good: one incident, open to the end of the
+    # stream (3,000 s of event time, under the 4 h repeat interval). One event in seven
+    # carries no timestamp and has the record time, 1e8 s (three years) later: it used to
+    # become the window's end, so the policy's "now", giving a repeat at the next evaluation
+    # and an incident that started in 2027.
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(10_000, len(FEATURES)))
+    x = rng.normal(size=(30_000, len(FEATURES)))
+    x[12_000:, 0] += 1.0
+    mm, pager = _drift_monitor(ref), Pager()
+    decoder = Decoder(max_message_bytes=1 << 20, native=path == "native")
+    if path == "native":
+        decoder.columnar_schemas = {MODEL: mm.columnar_schema()}  # type: ignore[dict-item]
+    prediction: object = {"yes": 0.7, "no": 0.3} if path == "full" else 0.7
+    fallbacks = 0
+    for lo in range(0, len(x), BATCH):
+        events = decoder.decode(_messages(x, lo, lo + BATCH, prediction)).predictions[MODEL]
+        # (the compiled decoder takes a model once the Python path has accepted it once)
+        assert (events.columns is not None) == (path == "native" and lo > 0)
+        fallbacks += len(events.record_time_rows)
+        for evaluation in mm.ingest(events):
+            pager.see(evaluation)
+            # the newest event time of an event that has one: T0 + (last index not % 7) / 10
+            last = lo + BATCH - 1 if (lo + BATCH - 1) % 7 else lo + BATCH - 2
+            assert evaluation.context.evaluated_at == pytest.approx(T0 + last / 10)
+            assert evaluation.context.window_end == evaluation.context.evaluated_at
+            assert T0 <= evaluation.context.window_start < T0 + 3_000
+    assert fallbacks == len(range(0, len(x), 7))
+    assert [kind for kind in pager.kinds() if kind != "update"] == ["fire"], pager.actions
+    assert T0 + 1_200 <= pager.actions[0][2] <= T0 + 1_400  # started at the drift, in 2023
+
+
+def _some(timestamps: list[float], record_time_rows: list[int]) -> ModelEvents:
+    n = len(timestamps)
+    ev = ModelEvents(MODEL, [f"x{t}" for t in timestamps], timestamps, [None] * n)
+    ev.features.extend([dict.fromkeys(FEATURES, 0.0)] * n)
+    ev.predictions.extend([None] * n)
+    ev.record_time_rows.extend(record_time_rows)
+    return ev
+
+
+def test_the_clock_starts_on_record_times_until_an_event_time_arrives() -> None:
+    # A model whose first events carry no timestamp has no other clock: the record time
+    # stands in. Then an event without one takes the newest event time before it (the
+    # batch's first one, before the model's first), and never moves the clock.
+    mm = _drift_monitor(np.random.default_rng(0).normal(size=(1_000, len(FEATURES))))
+    mm.ingest(_some([WALL, WALL + 1], [0, 1]))
+    mm.ingest(_some([WALL + 2, T0, WALL + 3, T0 - 5], [0, 2]))
+    mm.ingest(_some([WALL + 9], [0]))
+    assert mm.window.timestamps().tolist() == [WALL, WALL + 1, T0, T0, T0, T0 - 5, T0]
