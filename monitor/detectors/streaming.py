@@ -7,7 +7,9 @@ detection inside :meth:`~StreamDetector.update` is counted, with the stream
 index of the last one, and :meth:`~StreamDetector.evaluate` reports and clears
 the latch. river's API has changed across versions (``update`` vs
 ``add_element``, ``drift_detected`` vs ``change_detected``), so every river
-import of the service lives in this module.
+import of the service lives in this module and in
+:mod:`monitor.detectors.river_adwin`, the one place that uses river's private
+names (for ADWIN's speed), behind a version check.
 
 Result semantics (both detectors):
 
@@ -82,13 +84,13 @@ from __future__ import annotations
 
 import math
 from functools import reduce
-from itertools import compress, count
 from operator import add
 from typing import Any, ClassVar
 
 import numpy as np
 from river import drift as river_drift
 
+from monitor.detectors import river_adwin
 from monitor.detectors.base import DetectorResult, as_numeric, not_fitted
 from monitor.errors import DetectorError
 
@@ -464,41 +466,21 @@ class ADWINDetector(StreamDetector):
     def update(self, values: np.ndarray) -> None:
         """Feed values (or block sums) in order, latching changes, through river's compiled core.
 
-        river's ``ADWIN.update`` is a Python wrapper around a Rust helper whose
-        ``update`` returns whether the value caused a change; calling the helper
-        directly halves the per-input cost, which is paid per input and per
-        monitored feature. river resets the whole window on the update *after* a
-        detection; this loop does the same, on the next *input* (a call that
-        only fills the open block does not reset, so splitting a stream across
-        calls never changes ``estimation``). If a river release renames the
-        helper, the generic path of :class:`StreamDetector` takes over.
+        :func:`monitor.detectors.river_adwin.changes` feeds river's ADWIN with river's
+        own semantics (a change resets the window on the next *input*; a call that
+        only fills the open block feeds nothing, so splitting a stream across calls
+        never changes ``estimation``), through river's compiled helper directly on
+        the river releases it was checked against: the per-input cost is paid per
+        input and per monitored feature.
         """
         det = self._river
         if det is None:
             raise not_fitted(self.name)
-        if not hasattr(det, "_helper") or not hasattr(det, "_drift_detected"):
-            super().update(values)
-            return
         arr = _finite_values(values)
         inputs, first_end, stride = self._inputs(arr)
-        if inputs.size and det._drift_detected:  # river's own deferred reset after a detection
-            det._reset()
-        values_list = inputs.tolist()
-        segment, last, start = 0, inputs.size - 1, 0
-        while start <= last:
-            # Feed inputs until the first one that reports a change, iterating in C:
-            # compress() pulls from map() one input at a time and stops at that input.
-            changed = compress(count(start), map(det._helper.update, values_list[start:]))
-            i = next(changed, None)
-            if i is None:
-                break
+        segment = 0
+        for i in river_adwin.changes(det, inputs.tolist()):
             segment = self._latch(inputs, segment, i, first_end + i * stride)
-            if i < last:
-                det._reset()
-                start = i + 1
-            else:
-                det._drift_detected = True  # reset on the next input, as river does
-                break
         self._close_batch(inputs, segment, int(arr.size))
 
     def _on_change(self) -> None:
