@@ -495,7 +495,7 @@ class ModelMonitor:
                 events.event_ids,
                 events.predictions,
                 events.timestamps,
-                now if now is not None else max(events.timestamps),
+                now if now is not None else float(ts.max()),
             )
         start = 0
         if self.reference is None:

@@ -311,3 +311,19 @@ def test_no_performance_page_on_a_stationary_labelled_stream(task: str, seed: in
     # 11,000 and 60,000), where nothing changes; the features' 1e-5 does not, and a rise
     # the errors after it do not confirm would not page. Figures per million: BENCHMARKS.md.
     assert _perf_incidents(task, seed=seed, worse=(0, 0), n=60_000) == []
+
+
+def test_a_tracker_pickled_before_error_incidents_restores_and_runs() -> None:
+    import pickle
+
+    from monitor.performance.config import PerformanceConfig
+    from monitor.performance.tracker import PerformanceTracker
+
+    t = PerformanceTracker(PerformanceConfig(task="regression", window_size=100))
+    for name in ("_baseline", "_rise_pending", "_degraded", "_recent"):
+        delattr(t, name)  # the state of a checkpoint written by the previous release
+    clone = pickle.loads(pickle.dumps(t))
+    ids = [str(i) for i in range(300)]
+    clone.add_predictions(ids, [0.0] * 300, None, now=0.0)
+    clone.add_labels(ids, [1.0] * 300, None, now=1.0)
+    assert clone.signals("m")[0].severity == "ok"

@@ -219,6 +219,15 @@ class PerformanceTracker:
         self.rejected_predictions: dict[str, int] = {}
         self.rejected_labels: dict[str, int] = {}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickle; one from before error-drift incidents has no baseline yet (it
+        is taken from the labelled window at the next labels)."""
+        state.setdefault("_baseline", None)
+        state.setdefault("_rise_pending", False)
+        state.setdefault("_degraded", False)
+        state.setdefault("_recent", (0.0, 0.0, 0))
+        self.__dict__.update(state)
+
     # -- inputs ----------------------------------------------------------------------------
 
     def _normalize(self, raw: Any, *, labels: bool) -> Normalized:
