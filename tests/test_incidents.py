@@ -294,15 +294,15 @@ def _perf_incidents(task: str, seed: int, worse: tuple[int, int], n: int) -> lis
 
 @pytest.mark.parametrize("task", ["regression", "binary"])
 def test_a_performance_incident_stays_open_while_the_model_is_worse(task: str) -> None:
-    # The model is worse from event 60,000 to 105,000 (regression: MAE 3.6 against 2.05),
-    # then recovers. One incident: opened soon after 60,000, open to the end of the bad
+    # The model is worse from event 20,000 to 50,000 (regression: MAE 3.6 against 2.05),
+    # then recovers. One incident: opened soon after 20,000, open to the end of the bad
     # period, closed within a window (5,000 labels) and the resolve hysteresis after it.
     # It used to resolve three evaluations after the page, with the model still worse.
-    actions = _perf_incidents(task, seed=1, worse=(60_000, 105_000), n=130_000)
+    actions = _perf_incidents(task, seed=1, worse=(20_000, 50_000), n=62_000)
     assert [kind for _, kind in actions] == ["fire", "resolve"], actions
     (fired, _), (resolved, _) = actions
-    assert 60_000 < fired <= 63_000  # labels of a batch arrive after its evaluation
-    assert 105_000 < resolved <= 113_000
+    assert 20_000 < fired <= 23_000  # labels of a batch arrive after its evaluation
+    assert 50_000 < resolved <= 58_000
 
 
 @pytest.mark.parametrize(("task", "seed"), [("regression", 4), ("binary", 15)])
