@@ -210,6 +210,7 @@ def run_ours(
     drifting: dict[str, bool] = {}
     delay: int | None = None
     false_alarms = reopened = 0
+    opened: set[str] = set()  # changed features with an incident since the change
     for ev in _batches(stream.x, stream.cats, 0):
         for evaluation in mm.ingest(ev):
             at = evaluation.context.events_total
@@ -219,10 +220,12 @@ def run_ours(
                 if not started:
                     continue
                 if change is not None and onset is not None and at > onset:
-                    if name in stream.targets and delay is None:
-                        delay = at - change
-                    elif name in stream.targets:
-                        reopened += 1
+                    if name in stream.targets:
+                        if name in opened:
+                            reopened += 1
+                        opened.add(name)
+                        if delay is None:
+                            delay = at - change
                     else:
                         false_alarms += 1
                 else:
