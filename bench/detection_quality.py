@@ -16,6 +16,9 @@ Streams, each with one known change point (after the first evaluations):
 * ``stationary``: no change, 1,000,000 events (false alarms per million events);
 * ``mean +k sigma``: a mean shift of k = 0.25, 0.5, 1 standard deviations in one
   numeric feature of twenty (injected, so the size is controlled);
+* ``mean +0.25 sigma, 2,000 then back``: the same shift for 2,000 events only, then the
+  feature is back at the reference to the end (50,000 events): one incident, which must
+  resolve and not re-open when the stream returns (``re-opened`` column);
 * ``category share x2``: category 0's share doubles (0.2 to 0.4, others scaled down);
 * ``RBF abrupt`` / ``RBF gradual``: from one river ``RandomRBF`` generator to another
   (other centroids: every numeric feature's distribution moves); gradual is river's
@@ -35,7 +38,20 @@ Metrics per stream type (over repeats with different seeds):
   feature (any numeric feature for RBF) is *drifting* in the DriftTracker;
 * missed: runs where that never happened before the stream ended;
 * false alarms: incidents (a feature turning *drifting*) on an unchanged feature, or on
-  any feature before the change point.
+  any feature before the change point;
+* re-opened: incidents on a changed feature after its first one (a drift that ends must
+  be one incident).
+
+Performance incidents (``--performance`` table, also printed by a full run): a model
+with one feature and performance tracking on (``task`` regression or binary, defaults
+otherwise), its predictions and their labels fed through the same core, labels one
+batch after their predictions, every evaluation's signals through the alert policy
+(:func:`monitor.alerting.policy.decide`, default rules, grouped by kind); only the
+performance group is counted. Streams: stationary (1,000,000 labelled events: pages
+per million), and worse from event 60,000 to 105,000 (regression: target moved by
+3.4, MAE 2.05 -> 3.6; binary: accuracy 0.9 -> 0.75) then recovered, 130,000 events:
+when the incident opened, whether it stayed open through the bad period, when it
+closed after the recovery, and any other incident.
 
 ADWIN alone: one river ``ADWIN()`` (default ``delta=0.002``) per feature, fed the
 reference events then the stream, value by value (for the categorical feature: the
@@ -93,6 +109,7 @@ class RunResult:
     adwin_false: int
     events: int
     seconds: float
+    ours_reopened: int = 0
 
 
 @dataclass
@@ -116,7 +133,8 @@ def injected_stream(scenario: str, n: int, change: int | None, seed: int) -> Str
     targets: frozenset[str] = frozenset()
     if scenario.startswith("mean"):
         k = float(scenario.split("+")[1].split()[0])
-        x[at:, 0] += k * scale[0]
+        until = at + 2_000 if scenario.endswith("then back") else n
+        x[at:until, 0] += k * scale[0]
         targets = frozenset({NUMERIC[0]})
     elif scenario == "category share x2":
         p_after[0] *= 2
@@ -182,14 +200,17 @@ def build_monitor(ref_x: np.ndarray, ref_cats: np.ndarray) -> ModelMonitor:
     return ModelMonitor(settings, cfg.limits, profile)
 
 
-def run_ours(stream: Stream, ref_x: np.ndarray, ref_cats: np.ndarray) -> tuple[int | None, int]:
-    """(delay, false alarms) of the real pipeline core on one stream."""
+def run_ours(
+    stream: Stream, ref_x: np.ndarray, ref_cats: np.ndarray
+) -> tuple[int | None, int, int]:
+    """(delay, false alarms, re-opened incidents) of the real pipeline core on one stream."""
     mm = build_monitor(ref_x, ref_cats)
     change = stream.change
     onset = stream.onset if stream.onset is not None else change
     drifting: dict[str, bool] = {}
     delay: int | None = None
-    false_alarms = 0
+    false_alarms = reopened = 0
+    opened: set[str] = set()  # changed features with an incident since the change
     for ev in _batches(stream.x, stream.cats, 0):
         for evaluation in mm.ingest(ev):
             at = evaluation.context.events_total
@@ -199,13 +220,17 @@ def run_ours(stream: Stream, ref_x: np.ndarray, ref_cats: np.ndarray) -> tuple[i
                 if not started:
                     continue
                 if change is not None and onset is not None and at > onset:
-                    if name in stream.targets and delay is None:
-                        delay = at - change
-                    elif name not in stream.targets:
+                    if name in stream.targets:
+                        if name in opened:
+                            reopened += 1
+                        opened.add(name)
+                        if delay is None:
+                            delay = at - change
+                    else:
                         false_alarms += 1
                 else:
                     false_alarms += 1
-    return delay, false_alarms
+    return delay, false_alarms, reopened
 
 
 def run_adwin(stream: Stream, ref_x: np.ndarray, ref_cats: np.ndarray) -> tuple[int | None, int]:
@@ -256,9 +281,10 @@ def run_one(scenario: str, n: int, change: int | None, seed: int) -> RunResult:
     else:
         ref_x, ref_c = reference(seed + 10_000, "injected")
         stream = injected_stream(scenario, n, change, seed)
-    ours_delay, ours_false = run_ours(stream, ref_x, ref_c)
+    ours_delay, ours_false, reopened = run_ours(stream, ref_x, ref_c)
     adwin_delay, adwin_false = run_adwin(stream, ref_x, ref_c)
-    return RunResult(ours_delay, ours_false, adwin_delay, adwin_false, n, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    return RunResult(ours_delay, ours_false, adwin_delay, adwin_false, n, seconds, reopened)
 
 
 def _at_cadence(delay: int, change: int) -> int:
@@ -277,8 +303,9 @@ def table(rows: list[Row], changes: dict[str, int | None]) -> str:
     lines = [
         "| stream | runs x events | ours: median / max delay | ours: missed "
         "| ours: false alarms (per M events) | ADWIN alone: median / max delay "
-        "| ADWIN at cadence: median | ADWIN: missed | ADWIN: false alarms (per M events) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| ADWIN at cadence: median | ADWIN: missed | ADWIN: false alarms (per M events) "
+        "| ours: re-opened |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         runs = row.runs
@@ -302,7 +329,8 @@ def table(rows: list[Row], changes: dict[str, int | None]) -> str:
         lines.append(
             f"| {row.scenario} | {len(runs)} x {runs[0].events:,} | {om} / {ox} | {miss} "
             f"| {ours_fa} ({ours_fa / events * 1e6:.2f}) | {am} / {ax} | {cadence} "
-            f"| {adwin_miss} | {adwin_fa} ({adwin_fa / events * 1e6:.2f}) |"
+            f"| {adwin_miss} | {adwin_fa} ({adwin_fa / events * 1e6:.2f}) "
+            f"| {sum(r.ours_reopened for r in runs)} |"
         )
     return "\n".join(lines)
 
@@ -321,6 +349,7 @@ def scenarios(quick: bool, repeats: int) -> list[tuple[str, int, int | None, int
         ("mean +0.25 sigma", 30_000, 10_000, repeats),
         ("mean +0.5 sigma", 30_000, 10_000, repeats),
         ("mean +1 sigma", 30_000, 10_000, repeats),
+        ("mean +0.25 sigma, 2,000 then back", 50_000, 10_000, max(repeats, 10)),
         ("category share x2", 30_000, 10_000, repeats),
         ("RBF abrupt", 30_000, 10_000, repeats),
         ("RBF gradual", 40_000, 15_000, repeats),
@@ -341,13 +370,140 @@ def run(quick: bool, repeats: int) -> tuple[str, float]:
     return table(rows, changes), time.perf_counter() - t0
 
 
+# ----------------------------------------------------------------- performance incidents
+
+PERF_WORSE = (60_000, 105_000)
+
+
+def perf_stream(
+    task: str, seed: int, worse: tuple[int, int], n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, predictions, labels); the model is worse for events ``worse[0]..worse[1]``.
+
+    regression: label = 2x + noise (sd 2.57: MAE 2.05), predicted 2x; while worse the
+    target moves by 3.4 (MAE 3.6). binary: the score is right 90 % of the time, 75 % while
+    worse.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    bad = np.zeros(n, dtype=bool)
+    bad[worse[0] : worse[1]] = True
+    if task == "regression":
+        pred = 2.0 * x
+        return x, pred, pred + rng.normal(0.0, 2.57, n) + np.where(bad, 3.4, 0.0)
+    labels = rng.integers(0, 2, n)
+    wrong = rng.uniform(size=n) < np.where(bad, 0.25, 0.1)
+    return x, np.where((labels == 1) ^ wrong, 0.8, 0.2), labels
+
+
+def run_performance_stream(
+    task: str, seed: int, worse: tuple[int, int], n: int
+) -> list[tuple[int, str]]:
+    """The performance group's alert actions (events seen, kind) over one stream."""
+    from monitor.alerting.config import AlertingConfig
+    from monitor.alerting.policy import ModelAlertState, decide
+    from monitor.events import LabelEvents
+
+    cfg = parse_config(
+        {"models": [{"name": MODEL, "features": {"x": "numeric"}, "performance": {"task": task}}]},
+        env={},
+    )
+    settings = cfg.model(MODEL)
+    assert settings is not None
+    ref = np.random.default_rng(seed + 10_000).normal(size=N_REF)
+    mm = ModelMonitor(
+        settings, cfg.limits, build_profile(MODEL, [({"x": v}, 0.5) for v in ref.tolist()])
+    )
+    rules = AlertingConfig().rules
+    x, pred, labels = perf_stream(task, seed, worse, n)
+    state: ModelAlertState | None = None
+    actions: list[tuple[int, str]] = []
+    for lo in range(0, n, BATCH):
+        hi = min(lo + BATCH, n)
+        ev = ModelEvents(MODEL)
+        ev.event_ids.extend(str(i) for i in range(lo, hi))
+        ev.timestamps.extend(i / 10 for i in range(lo, hi))  # 10 events/s: no repeat notices
+        ev.versions.extend([None] * (hi - lo))
+        ev.features.extend({"x": v} for v in x[lo:hi].tolist())
+        ev.predictions.extend(pred[lo:hi].tolist())
+        for evaluation in mm.ingest(ev):
+            ctx = evaluation.context
+            signals = [sig for sig in evaluation.signals if sig.kind == "performance"]
+            d = decide(state, signals, ctx, ctx.evaluated_at, rules=rules)
+            state = d.state
+            actions.extend((ctx.events_total, a.kind) for a in d.actions)
+        mm.ingest_labels(
+            LabelEvents(MODEL, ev.event_ids, labels[lo:hi].tolist(), ev.timestamps), hi / 10
+        )
+    return actions
+
+
+def run_performance(quick: bool, repeats: int) -> str:
+    """The performance-incident table (see the module docstring)."""
+    lines = [
+        "| task | stream | runs x labelled events | pages (per M events) "
+        "| opened: median / max events after 60,000 | open to 105,000 "
+        "| closed: median / max events after 105,000 | other incidents |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    stationary_n = 50_000 if quick else 1_000_000
+    worse_n = 130_000
+    for task in ("regression", "binary"):
+        t0 = time.perf_counter()
+        pages = [k for _, k in run_performance_stream(task, 1, (0, 0), stationary_n) if k == "fire"]
+        lines.append(
+            f"| {task} | stationary | 1 x {stationary_n:,} "
+            f"| {len(pages)} ({len(pages) / stationary_n * 1e6:.2f}) | - | - | - | - |"
+        )
+        opened, closed, through, others = [], [], 0, 0
+        runs = 1 if quick else repeats
+        for seed in range(1, runs + 1):
+            actions = run_performance_stream(task, seed, PERF_WORSE, worse_n)
+            fires = [at for at, k in actions if k == "fire"]
+            resolves = [at for at, k in actions if k == "resolve"]
+            if fires:
+                opened.append(fires[0] - PERF_WORSE[0])
+                if resolves and resolves[0] > PERF_WORSE[1]:
+                    through += 1
+                    closed.append(resolves[0] - PERF_WORSE[1])
+            others += max(0, len(fires) - 1)
+        om, ox = _stat(opened)
+        cm, cx = _stat(closed)
+        lines.append(
+            f"| {task} | worse 60,000-105,000 | {runs} x {worse_n:,} | - | {om} / {ox} "
+            f"| {through} of {runs} | {cm} / {cx} | {others} |"
+        )
+        print(f"  performance {task}: {time.perf_counter() - t0:.1f}s", flush=True)
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run (seconds)")
     parser.add_argument("--repeats", type=int, default=None, help="seeds per changing stream")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--performance", action="store_true", help="only the performance-incident table"
+    )
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
+    t0 = time.perf_counter()
+    perf = run_performance(args.quick, repeats)
+    perf_text = "\n".join(
+        [
+            "### Performance incidents (real pipeline core and alert policy)",
+            "",
+            f"Command: `{command_line()}`; {machine_info()}; "
+            f"{time.perf_counter() - t0:.0f} s. Default `performance` settings, window 5000"
+            " labels, evaluation every 1000 events, default alert rules; see the docstring of"
+            " `bench/detection_quality.py`.",
+            "",
+            perf,
+        ]
+    )
+    if args.performance:
+        print(perf_text)
+        return
     body, seconds = run(args.quick, repeats)
     text = "\n".join(
         [
@@ -360,6 +516,8 @@ def main() -> None:
             " 'at cadence' rounds its delay up to the next evaluation (every 1000 events).",
             "",
             body,
+            "",
+            perf_text,
         ]
     )
     print(text)

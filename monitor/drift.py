@@ -18,7 +18,10 @@ results and an alert:
    control in the detectors' strict thresholds and keep hysteresis long, so
    a drift is reported at the first evaluation that sees it and stays one
    incident while stream and window detectors take turns flagging it (see
-   :mod:`monitor.detectors.config`).
+   :mod:`monitor.detectors.config`). A stream detector's result is drift only
+   for a change *away* from the reference: ADWIN reports the return to the
+   reference as no drift (:mod:`monitor.detectors.streaming`, "Direction"), so
+   the end of a drift lets the incident clear instead of opening a new one.
 
 :class:`DriftTracker` is pure and picklable: the pipeline calls
 :meth:`DriftTracker.observe` once per evaluation and the state store saves it.

@@ -145,6 +145,9 @@ class ModelEvents:
 
     The features come either as one dict per event (``features``) or, from the
     native decoder, already in columns (``columns``; ``features`` is then empty).
+    ``record_time_rows`` lists, ascending, the events without a timestamp of their
+    own: theirs is the Kafka record time, which must not drive the model's event
+    clock (see :class:`monitor.model_monitor.ModelMonitor`).
     """
 
     model: str
@@ -155,6 +158,7 @@ class ModelEvents:
     predictions: list[Any] = field(default_factory=list)
     partitions: set[tuple[str, int]] = field(default_factory=set)
     columns: FeatureColumns | None = None
+    record_time_rows: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -603,9 +607,11 @@ class Decoder:
             if model in out.predictions:
                 continue  # mixed: decoded by Python above
             missing = np.isnan(stamps)
+            record_rows: list[int] = []
             if missing.any():  # no timestamp in the event: the record's time, as on the Python path
                 record = np.fromiter(map(_RECORD_TIME, map(get, rows)), np.float64, len(rows))
                 stamps = np.where(missing, record, stamps)
+                record_rows = np.flatnonzero(missing).tolist()
             numeric_names, categorical_names = schemas[model]
             out.predictions[model] = ModelEvents(
                 model,
@@ -616,6 +622,7 @@ class Decoder:
                 predictions,
                 set(map(_TOPIC_PARTITION, map(get, rows))),
                 FeatureColumns(numeric_names, num, categorical_names, cat, unknown),
+                record_rows,
             )
         return out, None
 
@@ -711,6 +718,8 @@ class Decoder:
                             group_topic = None
                         add_id(event_id)
                         add_ts(ts)
+                        if stamp is None:
+                            group.record_time_rows.append(len(group.event_ids) - 1)  # type: ignore[union-attr]
                         add_version(event.model_version)
                         add_features(event.features)
                         add_prediction(prediction)
@@ -759,3 +768,5 @@ class Decoder:
             group.features.append(obj["features"])
             group.predictions.append(obj["prediction"])
             group.partitions.add((msg.topic, msg.partition))
+            if obj.get("timestamp") is None:
+                group.record_time_rows.append(len(group.event_ids) - 1)

@@ -97,6 +97,9 @@ class ModelMonitor:
         # Numeric rows not yet given to the stream detectors (see _update_stream_detectors).
         self._stream_pending: list[np.ndarray] = []
         self._next_eval_time: float | None = None
+        # The model's event clock: the newest event time seen, from events that carry one
+        # (None until one does). See _event_times.
+        self._event_clock: float | None = None
         self._learn_rows: list[tuple[dict[str, Any], Any]] = []
         self._learn_target = settings.reference.learn_first or settings.window.size
         self.reference: ReferenceProfile | None = None
@@ -115,6 +118,7 @@ class ModelMonitor:
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickled monitor; fill in what checkpoints of older releases lack."""
         state.setdefault("_stream_pending", [])  # they fed stream detectors per batch
+        state.setdefault("_event_clock", None)  # the window's newest time until an event comes
         state.pop("_columnised_for", None)  # derived: rebuilt on first use, by this release
         self.__dict__.update(state)
 
@@ -482,13 +486,14 @@ class ModelMonitor:
                 return out + self.ingest(_slice(events, cut, n), now)
         if events.versions[-1] is not None:
             self.model_version = events.versions[-1]
+        ts = self._event_times(events)
         if self.performance is not None:
             # Every prediction can be labelled, including those that build the reference.
             self.performance.add_predictions(
                 events.event_ids,
                 events.predictions,
                 events.timestamps,
-                now if now is not None else max(events.timestamps),
+                now if now is not None else float(ts.max()),
             )
         start = 0
         if self.reference is None:
@@ -509,10 +514,48 @@ class ModelMonitor:
             # counting key totals is one C-level pass instead of a set test per event.
             if not (num_complete and cat_complete and sum(map(len, feats)) == n * len(known)):
                 self.unknown_feature_events += sum(1 for f in feats if not f.keys() <= known)
-        ts = np.asarray(events.timestamps, dtype=np.float64)
+        ts = ts[start:]
         if self.settings.window.type == "count":
             return self._ingest_count(num, cat, ts)
         return self._ingest_time(num, cat, ts)
+
+    def _event_times(self, events: ModelEvents) -> np.ndarray:
+        """The batch's event times for the window, advancing the model's event clock.
+
+        The window's newest time is every evaluation's ``evaluated_at`` and
+        ``window_end``, so the alert policy's ``now``. An event without a timestamp
+        has its Kafka record time (``events.record_time_rows``), which is wall-clock
+        time: mixed with events in their own time (a replay, a backfill, a
+        producer's clock), it moved the window's end to the wall clock for as long
+        as it stayed in the window, where a repeat interval "elapsed" and an
+        incident started in the wrong epoch. So such an event takes the model's
+        event clock instead, the newest time of an event that *carries* one, as of
+        its position in the stream (so the result does not depend on batching), and
+        never moves that clock. Before the model's first event time, such an event
+        takes the first event time of its batch; in a batch without any, while the
+        model has never seen one, the record time stands in: there is no other clock.
+        """
+        ts = np.asarray(events.timestamps, dtype=np.float64)
+        rows = events.record_time_rows
+        if not rows:
+            newest = float(ts.max())
+            if self._event_clock is None or newest > self._event_clock:
+                self._event_clock = newest
+            return ts
+        own = np.ones(ts.size, dtype=bool)
+        own[rows] = False
+        if not own.any() and self._event_clock is None:
+            return ts
+        clock = np.where(own, ts, -math.inf)
+        if self._event_clock is not None:
+            clock[0] = max(clock[0], self._event_clock)
+        elif own.any():  # before the model's first event time, the batch's is the nearest
+            clock[0] = max(clock[0], ts[int(np.argmax(own))])
+        clock = np.maximum.accumulate(clock)
+        ts = np.where(own | (clock == -math.inf), ts, clock)
+        if clock[-1] > -math.inf:
+            self._event_clock = float(clock[-1])
+        return ts
 
     def _ingest_count(self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray) -> list[Evaluation]:
         step = self.settings.window.step
@@ -647,6 +690,7 @@ class ModelMonitor:
             results[LABEL] = label_results
         verdicts = self.tracker.observe(results)
         self.evaluations += 1
+        # Event times: an event without a timestamp has the clock's time (see _event_times).
         start, end = (float(ts.min()), float(ts.max())) if len(ts) else (0.0, 0.0)
         ctx = EvaluationContext(
             model=self.name,
@@ -788,6 +832,7 @@ def _stable_seed(*parts: str) -> int:
 def _slice(events: ModelEvents, start: int, end: int) -> ModelEvents:
     if events.columns is not None:  # never: columns only come for a settled schema
         raise MonitorError(f"model {events.model!r}: columnar events cannot be split")
+    rows = events.record_time_rows
     return ModelEvents(
         model=events.model,
         event_ids=events.event_ids[start:end],
@@ -796,4 +841,5 @@ def _slice(events: ModelEvents, start: int, end: int) -> ModelEvents:
         features=events.features[start:end],
         predictions=events.predictions[start:end],
         partitions=events.partitions,
+        record_time_rows=[r - start for r in rows if start <= r < end] if rows else [],
     )

@@ -631,6 +631,7 @@ class MonitorService:
             out.rejected.extend(one.rejected)
             for model, ev in one.predictions.items():
                 group = out.predictions.setdefault(model, ModelEvents(model))
+                group.record_time_rows += [len(group.event_ids) + r for r in ev.record_time_rows]
                 group.event_ids += ev.event_ids
                 group.timestamps += ev.timestamps
                 group.versions += ev.versions

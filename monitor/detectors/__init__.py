@@ -44,7 +44,11 @@ feature-evaluations), then for the shortest delay that allows:
   :class:`~monitor.detectors.streaming.ADWINDetector`), one river update per
   block: about 0.02 microseconds per value and feature, where value by value
   it was the costliest detector; list features in ``streaming_features`` to
-  restrict it further.
+  restrict it further. A change counts as drift only when the values after it
+  sit away from the reference's mean (``adwin.away_only``, 4 standard errors):
+  the end of a drift is a change too, and after an incident had resolved it
+  opened a new one with PSI and KS at rest (PSI 0.005, KS D 0.02). The rule
+  and its numbers are in :mod:`monitor.detectors.streaming` ("Direction").
 * ``psi`` at its conventional 0.1 / 0.25: a stationary 5000-value window never
   reaches 0.1 against a 10,000-value reference (null mean ~0.003), so PSI adds
   a familiar magnitude without adding false alarms; KS and ADWIN do the

@@ -10,7 +10,8 @@ YAML shape (every key optional; these are the defaults)::
       chi_square: {alpha: 0.00001}
       jensen_shannon: {threshold: 0.1, critical: null, bins: 10}   # null = 2 * threshold
       wasserstein: {threshold: 0.1, critical: null}                # null = 2 * threshold
-      adwin: {delta: 0.00001, block: 64, clock: 1, min_window_length: 1, grace_period: 10}
+      adwin: {delta: 0.00001, away_only: true, block: 64, clock: 1, min_window_length: 1,
+              grace_period: 10}
       page_hinkley: {min_instances: 30, delta: 0.005, threshold: 50.0, alpha: 0.9999, mode: both}
       correction: bh
       persistence: 1
@@ -158,6 +159,14 @@ class ADWINParams(_Params):
             " false change per million stationary values; 1e-5 none in 20 million (and none"
             " in 200 million at block 64), and still detects a 0.5 sigma mean shift within"
             " about 250 values (200 at block 1)."
+        ),
+    )
+    away_only: bool = Field(
+        True,
+        description=(
+            "Count a change as drift only when the values after it sit at least 4 standard"
+            " errors from the reference's mean: a return to the reference (the end of a drift)"
+            " is a change too, and must not open an incident."
         ),
     )
     block: int = Field(

@@ -7,11 +7,14 @@ detection inside :meth:`~StreamDetector.update` is counted, with the stream
 index of the last one, and :meth:`~StreamDetector.evaluate` reports and clears
 the latch. river's API has changed across versions (``update`` vs
 ``add_element``, ``drift_detected`` vs ``change_detected``), so every river
-import of the service lives in this module.
+import of the service lives in this module and in
+:mod:`monitor.detectors.river_adwin`, the one place that uses river's private
+names (for ADWIN's speed), behind a version check.
 
 Result semantics (both detectors):
 
-* ``statistic`` = number of changes detected since the previous evaluation;
+* ``statistic`` = number of changes detected since the previous evaluation
+  (with ``away_only``: those that moved the stream away from the reference);
 * ``threshold`` = 1 (one change is drift); ``p_value`` = None;
 * ``severity`` = "warning" for one change, "critical" for two or more in the
   same period (the stream moved more than once: a large or still-moving shift);
@@ -21,6 +24,42 @@ Result semantics (both detectors):
   (``block = 1``), ``shift`` (ADWIN's mean after minus before the last change;
   see :class:`ADWINDetector` on ``block``, which sums values before river sees
   them, and why ``shift`` is then left out).
+
+Direction (``away_only``, on for ADWIN in the service's config)
+----------------------------------------------------------------
+
+A change detector also finds the *end* of a drift: the return to the reference
+is a change of the mean like any other. It is not drift, and it must not open
+an incident. With ``away_only`` a change counts as drift only when the values
+from it on sit away from the reference's mean: ``|z| >= AWAY_Z`` (4), with
+``z = (mean_after - mean_ref) / (sd_ref * sqrt(1/n_after + 1/n_ref))`` over the
+values from the change's own input on. Until that holds the change stays latched
+(``details["pending_changes"]``, reported at a later evaluation if it comes);
+if it still does not hold after ``DECIDE_VALUES`` (5,000) values, the change was
+a return to the reference and is dropped (``details["returned_changes"]``). Why
+this rule, in numbers (ADWIN at the service's defaults, 10,000-value reference,
+window 5000, step 1000):
+
+* the window tests cannot tell an onset from a return: when ADWIN finds a 0.25
+  sd shift, 400-600 values in, the shifted values are a tenth of the window and
+  KS gives p ~ 0.7, PSI ~ 0.005, the same as at a return (p 0.64-0.96, PSI
+  0.002 where ADWIN re-paged). "Only with the window tests" would give up the
+  step of lead ADWIN has over KS on small shifts;
+* ADWIN's own cut cannot tell them either once it reads block sums: the window
+  it keeps still holds mostly old data (see ``block`` below), and over 1,700
+  changes (+-0.15 to 1 sd, 40 seeds) "kept mean further from the reference than
+  dropped mean" called 28 % of onsets a return and 92 % of returns a move away;
+* the values after the change can: river restarts its window on a change, so
+  after a return they are fresh draws of the reference distribution, ``z`` is
+  standard normal, and ``|z| >= 4`` has probability 6e-5 per look (at most six
+  looks before ``DECIDE_VALUES``: under 4e-4 per return, where ADWIN itself only
+  flags a return in some runs). After an onset of ``k`` sd, ``z ~ k sqrt(n)``:
+  16 values for 1 sd, 64 for 0.5 sd, 256 for 0.25 sd, so the change is reported
+  at the evaluation that follows it unless it was found in that step's last few
+  blocks (then one step later).
+
+Without a reference (the performance tracker's error stream), or with
+``away_only`` off, every change counts, as it always did.
 
 ``fit(reference)`` resets the river detector and *warms it up on the
 reference*, then clears the latch: the first live values are then compared with
@@ -45,15 +84,31 @@ from __future__ import annotations
 
 import math
 from functools import reduce
-from itertools import compress, count
 from operator import add
 from typing import Any, ClassVar
 
 import numpy as np
 from river import drift as river_drift
 
+from monitor.detectors import river_adwin
 from monitor.detectors.base import DetectorResult, as_numeric, not_fitted
 from monitor.errors import DetectorError
+
+#: A change counts as drift when the mean of the values after it is at least this many
+#: standard errors from the reference's mean (see "Direction" in the module docstring).
+AWAY_Z = 4.0
+#: A change whose values sit within :data:`AWAY_Z` of the reference's mean after this many
+#: values is a return to the reference; before, its verdict waits for more values.
+DECIDE_VALUES = 5_000
+
+_DIRECTION_STATE: dict[str, Any] = {
+    "_ref_mean": math.nan,
+    "_ref_std": math.nan,
+    "_ref_n": 0,
+    "_post_sum": 0.0,
+    "_post_n": 0,
+    "_post_start": -1,
+}
 
 
 class StreamDetector:
@@ -61,6 +116,9 @@ class StreamDetector:
 
     name: ClassVar[str] = "stream"
     supports: ClassVar[frozenset[str]] = frozenset({"numeric"})
+    #: Count a change only when the values after it sit away from the reference's mean
+    #: (:meth:`direction`); ADWIN makes it a constructor argument.
+    away_only: bool = False
 
     def __init__(self) -> None:
         self._river: Any = None
@@ -70,6 +128,21 @@ class StreamDetector:
         self._seen = 0
         self._since_cut_sum = 0.0
         self._since_cut_n = 0
+        # The reference's mean, standard deviation and size (NaN, NaN, 0: no reference, no
+        # direction check), and the values since the last latched change (see evaluate).
+        self._ref_mean = math.nan
+        self._ref_std = math.nan
+        self._ref_n = 0
+        self._post_sum = 0.0
+        self._post_n = 0
+        self._post_start = -1  # input index of a change in the current update, else -1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickle; one from before the direction check has no reference moments,
+        so its changes count as they always did until the next :meth:`fit`."""
+        for key, default in _DIRECTION_STATE.items():
+            state.setdefault(key, default)
+        self.__dict__.update(state)
 
     def _build(self) -> Any:
         raise NotImplementedError
@@ -92,6 +165,10 @@ class StreamDetector:
         self._changes, self._last_change, self._shift, self._seen = 0, -1, 0.0, 0
         self._since_cut_sum = float(inputs.sum())
         self._since_cut_n = int(inputs.size)
+        self._ref_n = int(ref.size)
+        self._ref_mean = float(ref.mean()) if ref.size else math.nan
+        self._ref_std = float(ref.std(ddof=1)) if ref.size > 1 else math.nan
+        self._post_sum, self._post_n, self._post_start = 0.0, 0, -1
 
     def _seed(self) -> int:
         return 0
@@ -107,6 +184,9 @@ class StreamDetector:
         :class:`ADWINDetector` ``block``). Indices are counted in values since fit.
         """
         return arr, self._seen, 1
+
+    def _values_per_input(self) -> int:
+        return 1
 
     def update(self, values: np.ndarray) -> None:
         """Feed values to river in order; latch every detection.
@@ -134,6 +214,7 @@ class StreamDetector:
         self._since_cut_n += i + 1 - segment
         self._changes += 1
         self._last_change = index
+        self._post_start = i
         self._on_change()
         return i + 1
 
@@ -141,6 +222,15 @@ class StreamDetector:
         self._since_cut_sum = self._accumulate(self._since_cut_sum, inputs, segment, inputs.size)
         self._since_cut_n += int(inputs.size) - segment
         self._seen += n_values
+        # The values from the last change on (its own input included), while a change
+        # awaits its verdict: what evaluate() compares with the reference.
+        if self._post_start >= 0:
+            start, self._post_start = self._post_start, -1
+            self._post_sum = self._accumulate(0.0, inputs, start, inputs.size)
+            self._post_n = (int(inputs.size) - start) * self._values_per_input()
+        elif self._changes:
+            self._post_sum = self._accumulate(self._post_sum, inputs, 0, inputs.size)
+            self._post_n += int(inputs.size) * self._values_per_input()
 
     def _accumulate(self, total: float, inputs: np.ndarray, lo: int, hi: int) -> float:
         """``total`` plus ``inputs[lo:hi]``, as one numpy (pairwise) sum per call."""
@@ -153,22 +243,59 @@ class StreamDetector:
     def _estimation(self) -> float:
         return 0.0
 
+    def direction(self) -> tuple[str, float]:
+        """Where the values since the last latched change sit: ("away" | "returned" |
+        "pending" | "unchecked", z).
+
+        ``z`` is the two-sample z statistic of their mean against the reference's
+        mean, with the reference's standard deviation: "away" when ``|z| >=``
+        :data:`AWAY_Z`; "returned" when ``|z|`` is below it after
+        :data:`DECIDE_VALUES` values; "pending" before that; "unchecked" without
+        a reference of at least two values (every change counts, as it always did).
+        """
+        if not self.away_only or self._ref_n < 2 or not math.isfinite(self._ref_std):
+            return "unchecked", math.nan
+        n = self._post_n
+        if n == 0:
+            return "pending", 0.0
+        diff = self._post_sum / n - self._ref_mean
+        se = self._ref_std * math.sqrt(1.0 / n + 1.0 / self._ref_n)
+        z = diff / se if se > 0 else (0.0 if diff == 0 else math.copysign(math.inf, diff))
+        if abs(z) >= AWAY_Z:
+            return "away", z
+        return ("returned" if n >= DECIDE_VALUES else "pending"), z
+
     def evaluate(self, window: np.ndarray) -> DetectorResult:
-        """Report the changes latched since the previous evaluation, then clear them."""
+        """Report the changes latched since the previous evaluation that moved the stream
+        away from the reference, then clear them (see :func:`StreamDetector.direction`).
+
+        A change whose direction is not known yet stays latched for the next
+        evaluation; a change after which the values sit at the reference's mean is a
+        return to it, not drift: it is counted in ``details["returned_changes"]``
+        and cleared.
+        """
         if self._river is None:
             raise not_fitted(self.name)
         changes = self._changes
-        severity = "critical" if changes >= 2 else "warning" if changes == 1 else "ok"
+        verdict, z = self.direction() if changes else ("none", math.nan)
+        counted = changes if verdict in ("away", "unchecked") else 0
+        severity = "critical" if counted >= 2 else "warning" if counted == 1 else "ok"
+        details = self._details()
+        if verdict in ("returned", "pending"):  # changes held back, and why
+            details[f"{verdict}_changes"] = float(changes)
+            details["post_change_z"] = z
         result = DetectorResult(
             detector=self.name,
-            statistic=float(changes),
+            statistic=float(counted),
             p_value=None,
             threshold=1.0,
-            drifted=changes > 0,
+            drifted=counted > 0,
             severity=severity,
-            details=self._details(),
+            details=details,
         )
-        self._changes, self._last_change, self._shift = 0, -1, 0.0
+        if verdict != "pending":
+            self._changes, self._last_change, self._shift = 0, -1, 0.0
+            self._post_sum, self._post_n = 0.0, 0
         return result
 
     def _details(self) -> dict[str, float]:
@@ -183,7 +310,8 @@ class ADWINDetector(StreamDetector):
     the cut test runs, ``min_window_length`` the smallest sub-window tested and
     ``grace_period`` the inputs seen before any test (both in inputs too).
     ``seed`` fixes the order in which the (sorted) reference warms the detector
-    up (see :meth:`fit`).
+    up (see :meth:`fit`). ``away_only`` counts only changes that move the stream
+    away from the reference's mean (module docstring, "Direction").
 
     ``block`` > 1 summarises each run of ``block`` consecutive values into one
     ADWIN input, so river's per-input work (a compiled call, and the cut test
@@ -265,6 +393,7 @@ class ADWINDetector(StreamDetector):
         grace_period: int = 10,
         seed: int = 0,
         block: int = 1,
+        away_only: bool = False,
     ) -> None:
         if not 0 < delta < 1:
             raise DetectorError(f"adwin: delta must be in (0, 1), got {delta!r}")
@@ -277,6 +406,8 @@ class ADWINDetector(StreamDetector):
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise DetectorError(f"adwin: {label} must be an integer >= {low}, got {value!r}")
+        if not isinstance(away_only, bool):
+            raise DetectorError(f"adwin: away_only must be true or false, got {away_only!r}")
         super().__init__()
         self.delta = delta
         self.clock = clock
@@ -284,16 +415,21 @@ class ADWINDetector(StreamDetector):
         self.grace_period = grace_period
         self.seed = seed
         self.block = block
+        self.away_only = away_only
         self._pending = np.empty(0)  # values of the block not yet complete
 
     def _seed(self) -> int:
         return self.seed
 
+    def _values_per_input(self) -> int:
+        return self.block
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickle; one from before ``block`` existed fed every value (block 1)."""
         state.setdefault("block", 1)
         state.setdefault("_pending", np.empty(0))
-        self.__dict__.update(state)
+        state.setdefault("away_only", False)
+        super().__setstate__(state)
 
     def fit(self, reference: np.ndarray) -> None:
         """Warm up as :meth:`StreamDetector.fit` does (on block sums), and empty the open block."""
@@ -330,41 +466,21 @@ class ADWINDetector(StreamDetector):
     def update(self, values: np.ndarray) -> None:
         """Feed values (or block sums) in order, latching changes, through river's compiled core.
 
-        river's ``ADWIN.update`` is a Python wrapper around a Rust helper whose
-        ``update`` returns whether the value caused a change; calling the helper
-        directly halves the per-input cost, which is paid per input and per
-        monitored feature. river resets the whole window on the update *after* a
-        detection; this loop does the same, on the next *input* (a call that
-        only fills the open block does not reset, so splitting a stream across
-        calls never changes ``estimation``). If a river release renames the
-        helper, the generic path of :class:`StreamDetector` takes over.
+        :func:`monitor.detectors.river_adwin.changes` feeds river's ADWIN with river's
+        own semantics (a change resets the window on the next *input*; a call that
+        only fills the open block feeds nothing, so splitting a stream across calls
+        never changes ``estimation``), through river's compiled helper directly on
+        the river releases it was checked against: the per-input cost is paid per
+        input and per monitored feature.
         """
         det = self._river
         if det is None:
             raise not_fitted(self.name)
-        if not hasattr(det, "_helper") or not hasattr(det, "_drift_detected"):
-            super().update(values)
-            return
         arr = _finite_values(values)
         inputs, first_end, stride = self._inputs(arr)
-        if inputs.size and det._drift_detected:  # river's own deferred reset after a detection
-            det._reset()
-        values_list = inputs.tolist()
-        segment, last, start = 0, inputs.size - 1, 0
-        while start <= last:
-            # Feed inputs until the first one that reports a change, iterating in C:
-            # compress() pulls from map() one input at a time and stops at that input.
-            changed = compress(count(start), map(det._helper.update, values_list[start:]))
-            i = next(changed, None)
-            if i is None:
-                break
+        segment = 0
+        for i in river_adwin.changes(det, inputs.tolist()):
             segment = self._latch(inputs, segment, i, first_end + i * stride)
-            if i < last:
-                det._reset()
-                start = i + 1
-            else:
-                det._drift_detected = True  # reset on the next input, as river does
-                break
         self._close_batch(inputs, segment, int(arr.size))
 
     def _on_change(self) -> None:

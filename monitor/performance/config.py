@@ -178,7 +178,14 @@ class PerformanceConfig(BaseModel):
         description="Run ADWIN over the per-event error stream to catch sudden drops "
         "without waiting for the window to fill with bad predictions.",
     )
-    error_drift_delta: float = Field(default=0.002, gt=0, lt=1, description="ADWIN confidence.")
+    error_drift_delta: float = Field(
+        default=1e-5,
+        gt=0,
+        lt=1,
+        description="ADWIN confidence on the error stream: 1e-5, as for features (river's 0.002 "
+        "raised about one false change per million stationary values; see BENCHMARKS.md "
+        "'Performance incidents' for the error stream's own figures).",
+    )
     error_drift_severity: Literal["warning", "critical"] = "warning"
     thresholds: dict[str, MetricThreshold] = Field(
         default_factory=dict,

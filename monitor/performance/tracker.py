@@ -20,6 +20,19 @@ sudden drop without waiting for the window to fill with bad predictions. Only an
 *increase* of the error latches ``error_drift``: a model getting better must not
 page.
 
+An error-drift *incident* (the ``error_drift`` signal) is about the model being
+worse than it was, not about the moment it changed. Its baseline is the first full
+labelled window (``window_size`` labels: the period the model is known by). After
+ADWIN finds a rise, the signal opens once the errors *after* the change are worse
+than the baseline (one-sided two-sample z >= :data:`WORSE_Z`, 3), and stays active
+while the recent errors (those since the last change ADWIN found, or the whole
+labelled window once it holds only those) stay that much worse; it clears when they
+are not, with at least ``min_window_labels`` of them. So a model that stays worse
+for hours is one open incident, not one that resolves three evaluations after the
+page; and a rise the errors after it do not confirm (ADWIN's rare false change) does
+not page. Before the baseline exists, a rise is reported for one evaluation, as
+before.
+
 Everything is picklable (numpy buffers, ordered dicts, the detector), so the
 state store can move a model's tracker across restarts and instances.
 """
@@ -47,6 +60,13 @@ from monitor.performance.normalize import (
     normalize_labels,
     normalize_predictions,
 )
+
+#: One-sided z (recent mean error against the baseline's) from which the model is worse.
+#: Under no change z is about standard normal: 3 is exceeded 1.3 times in a thousand looks,
+#: and a look happens only after ADWIN found a rise (none per million stationary labels at
+#: the default ``error_drift_delta``; see BENCHMARKS.md). A real rise of MAE 2.05 -> 3.6
+#: (error sd ~1.5) reaches it after about 10 errors.
+WORSE_Z = 3.0
 
 
 class _Ring:
@@ -189,8 +209,24 @@ class PerformanceTracker:
             self._detector.fit(np.empty(0, dtype=np.float64))
         self._error_drift = False
         self._error_shift = 0.0
+        # The error-drift incident (see the module docstring): the baseline (mean, variance,
+        # count of the first full labelled window's errors), whether a rise awaits
+        # confirmation or the model is worse, and the errors since ADWIN's last change.
+        self._baseline: tuple[float, float, int] | None = None
+        self._rise_pending = False
+        self._degraded = False
+        self._recent = (0.0, 0.0, 0)  # sum, sum of squares, count
         self.rejected_predictions: dict[str, int] = {}
         self.rejected_labels: dict[str, int] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickle; one from before error-drift incidents has no baseline yet (it
+        is taken from the labelled window at the next labels)."""
+        state.setdefault("_baseline", None)
+        state.setdefault("_rise_pending", False)
+        state.setdefault("_degraded", False)
+        state.setdefault("_recent", (0.0, 0.0, 0))
+        self.__dict__.update(state)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -281,17 +317,74 @@ class PerformanceTracker:
         self._update_error_stream(errors)
 
     def _update_error_stream(self, errors: np.ndarray) -> None:
+        if self._baseline is None and self._window.size >= self.config.window_size:
+            base = self._window_errors()
+            self._baseline = (float(base.mean()), float(base.var()), int(base.size))
         if self._detector is None:
             return
         self._detector.update(errors)
         result = self._detector.evaluate(errors)
+        after = 0  # where this batch's errors after the detected change start
         if result.drifted:
             # Only a rise in the error is degradation. A detector that reports no
             # direction is taken at its word (conservative: page rather than miss).
             shift = float(result.details.get("shift", math.inf))
-            if shift > 0:
+            rise = shift > 0
+            if rise:
                 self._error_drift = True
                 self._error_shift = shift if math.isfinite(shift) else self._error_shift
+            if rise or self._degraded:
+                # What the model does now is what comes after the change: start over.
+                index = result.details.get("last_change_index", -1.0)
+                seen = result.details.get("values_seen", math.nan)
+                if index >= 0 and math.isfinite(seen):
+                    after = min(max(int(index - (seen - errors.size)) + 1, 0), errors.size)
+                self._recent = (0.0, 0.0, 0)
+                self._rise_pending = rise and not self._degraded
+        if self._rise_pending or self._degraded:
+            tail = errors[after:]
+            total, squares, n = self._recent
+            self._recent = (
+                total + float(tail.sum()),
+                squares + float(np.dot(tail, tail)),
+                n + int(tail.size),
+            )
+
+    def _window_errors(self) -> np.ndarray:
+        """The per-event errors of the labelled window (unordered), as fed to ADWIN."""
+        win = self._window
+        pred, label = win.view("pred"), win.view("label")
+        if self.task == "regression":
+            return np.abs(pred - label)
+        if self.task == "binary":
+            return ((pred >= self.config.decision_threshold) != (label == 1)).astype(np.float64)
+        return (pred != label).astype(np.float64)
+
+    def _worse_than_baseline(self) -> tuple[bool | None, float]:
+        """(worse, z) of the recent errors against the baseline; worse is None while
+        too few errors say neither (fewer than ``min_window_labels``, and z below
+        :data:`WORSE_Z`).
+
+        Recent: the errors since ADWIN's last change, or the whole labelled window
+        once it holds nothing older.
+        """
+        assert self._baseline is not None
+        b_mean, b_var, b_n = self._baseline
+        total, squares, n = self._recent
+        if n >= self._window.size:
+            errs = self._window_errors()
+            n, mean, var = int(errs.size), float(errs.mean()), float(errs.var())
+        elif n:
+            mean = total / n
+            var = max(squares / n - mean * mean, 0.0)
+        else:
+            return None, math.nan
+        se = math.sqrt(b_var / b_n + var / n)
+        diff = mean - b_mean
+        z = diff / se if se > 0 else (math.inf if diff > 0 else 0.0)
+        if z >= WORSE_Z:
+            return True, z
+        return (False if n >= self.config.min_window_labels else None), z
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -395,21 +488,44 @@ class PerformanceTracker:
             )
         drift = self._error_drift
         if self._detector is not None:
+            active, details = self._error_incident(drift)
             out.append(
                 Signal(
                     model=model,
                     kind="performance",
                     subject="error_drift",
-                    severity=self.config.error_drift_severity if drift else "ok",
-                    value=1.0 if drift else 0.0,
+                    severity=self.config.error_drift_severity if active else "ok",
+                    value=1.0 if active else 0.0,
                     threshold=1.0,
                     detector=getattr(self._detector, "name", "adwin"),
-                    details={"error_shift": self._error_shift if drift else 0.0},
+                    details=details,
                 )
             )
         self._error_drift = False
         self._error_shift = 0.0
         return PerformanceEvaluation(metrics=snap, signals=out, error_drift=drift)
+
+    def _error_incident(self, rose: bool) -> tuple[bool, dict[str, float | str | None]]:
+        """Whether the error-drift signal is active at this evaluation, with its evidence.
+
+        ``rose``: ADWIN found a rise since the previous evaluation. See the module
+        docstring for the rule.
+        """
+        details: dict[str, float | str | None] = {"error_shift": self._error_shift if rose else 0.0}
+        if self._baseline is None:  # nothing to compare with yet: the rise alone, once
+            self._rise_pending = self._degraded = False
+            return rose, details
+        worse, z = self._worse_than_baseline()
+        if self._rise_pending and worse is not None:
+            self._rise_pending = False
+            self._degraded = worse
+        elif self._degraded and worse is False:
+            self._degraded = False
+        if not (self._rise_pending or self._degraded):
+            self._recent = (0.0, 0.0, 0)
+        details["baseline_error"] = self._baseline[0]
+        details["worse_z"] = z
+        return self._degraded, details
 
     def signals(self, model: str, metrics: dict[str, float] | None = None) -> list[Signal]:
         """The signals of :meth:`evaluate` (which clears the error-drift latch)."""
