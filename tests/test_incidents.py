@@ -193,12 +193,12 @@ def test_events_without_a_timestamp_do_not_move_the_alert_clock(path: str) -> No
     x[12_000:, 0] += 1.0
     mm, pager = _drift_monitor(ref), Pager()
     decoder = Decoder(max_message_bytes=1 << 20, native=path == "native")
-    if path == "native":
-        decoder.columnar_schemas = {MODEL: mm.columnar_schema()}  # type: ignore[dict-item]
+    schemas = {MODEL: mm.columnar_schema()} if path == "native" else None
     prediction: object = {"yes": 0.7, "no": 0.3} if path == "full" else 0.7
     fallbacks = 0
     for lo in range(0, len(x), BATCH):
-        events = decoder.decode(_messages(x, lo, lo + BATCH, prediction)).predictions[MODEL]
+        batch = decoder.decode(_messages(x, lo, lo + BATCH, prediction), schemas=schemas)  # type: ignore[arg-type]
+        events = batch.predictions[MODEL]
         # (the compiled decoder takes a model once the Python path has accepted it once)
         assert (events.columns is not None) == (path == "native" and lo > 0)
         fallbacks += len(events.record_time_rows)
