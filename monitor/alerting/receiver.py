@@ -11,11 +11,12 @@ one ``httpx.AsyncClient`` the service owns (connection pooling, one
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from monitor.alerting.config import (
+    AlertmanagerReceiverConfig,
     PagerDutyReceiverConfig,
     ReceiverConfig,
     RetrainReceiverConfig,
@@ -24,6 +25,9 @@ from monitor.alerting.config import (
 )
 from monitor.alerting.notification import Notification
 from monitor.clock import Clock
+
+if TYPE_CHECKING:
+    from monitor.alerting.outbox import Outbox
 
 
 class Receiver(Protocol):
@@ -50,10 +54,15 @@ def encode_json(obj: Any) -> bytes:
 
 
 def build_receiver(
-    name: str, config: ReceiverConfig, client: httpx.AsyncClient, clock: Clock
+    name: str,
+    config: ReceiverConfig,
+    client: httpx.AsyncClient,
+    clock: Clock,
+    outbox: Outbox | None = None,
 ) -> Receiver:
-    """The receiver for one ``receivers:`` entry."""
+    """The receiver for one ``receivers:`` entry (``outbox``: what Alertmanager keeps alive)."""
     # Imported here so that each receiver module depends only on this one, not on its siblings.
+    from monitor.alerting.alertmanager import AlertmanagerReceiver
     from monitor.alerting.pagerduty import PagerDutyReceiver
     from monitor.alerting.retrain import RetrainReceiver
     from monitor.alerting.slack import SlackReceiver
@@ -67,6 +76,8 @@ def build_receiver(
         return PagerDutyReceiver(name, config, client, clock)
     if isinstance(config, RetrainReceiverConfig):
         return RetrainReceiver(name, config, client, clock)
+    if isinstance(config, AlertmanagerReceiverConfig):
+        return AlertmanagerReceiver(name, config, client, clock, outbox)
     raise TypeError(f"unknown receiver config {type(config).__name__}")
 
 
