@@ -318,3 +318,26 @@ def test_alert_body_labels_annotations_and_times() -> None:
     assert resolved["labels"]["kind"] == "data_quality,drift"
     assert "feature" not in resolved["labels"]  # two subjects
     assert resolved["endsAt"] == "1970-01-01T00:16:40.000Z"
+
+
+def test_compose_routes_the_monitor_through_its_alertmanager() -> None:
+    """The compose example: the monitor's receiver, and an Alertmanager config amtool accepts."""
+    root = Path(__file__).resolve().parent.parent
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    monitor_cfg = yaml.safe_load((root / "config" / "compose.yaml").read_text())
+    (receiver,) = [
+        r for r in monitor_cfg["alerting"]["receivers"].values() if r["type"] == "alertmanager"
+    ]
+    assert receiver["url"] == "${ALERTMANAGER_URL:-http://alertmanager:9093}"
+    env = compose["services"]["monitor"]["environment"]
+    assert env["ALERTMANAGER_URL"] == "http://alertmanager:9093"
+    assert "127.0.0.1:9093:9093" in compose["services"]["alertmanager"]["ports"]
+    config = root / "config" / "alertmanager" / "alertmanager.yml"
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool not on PATH: run `bash scripts/install_alertmanager.sh`"
+    res = subprocess.run(
+        [amtool, "check-config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    routes = yaml.safe_load(config.read_text())["route"]["routes"]
+    assert any("ModelDrift" in m for r in routes for m in r["matchers"])
