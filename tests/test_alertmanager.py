@@ -34,12 +34,12 @@ import yaml
 from alert_receivers import RecordingReceiver
 from prometheus_client import CollectorRegistry
 
-from monitor.alerting.alertmanager import build_alert
-from monitor.alerting.config import AlertingConfig
+from monitor.alerting.alertmanager import AlertmanagerReceiver, build_alert
+from monitor.alerting.config import AlertingConfig, AlertmanagerReceiverConfig
 from monitor.alerting.engine import AlertService
 from monitor.alerting.notification import Notification, SignalEvidence
 from monitor.alerting.signals import EvaluationContext, Signal
-from monitor.clock import SystemClock
+from monitor.clock import ManualClock, SystemClock
 
 REPOST = 0.5  # seconds: endsAt is 2 s ahead, so an alert that is not re-posted ends in 2 s
 
@@ -341,3 +341,63 @@ def test_compose_routes_the_monitor_through_its_alertmanager() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     routes = yaml.safe_load(config.read_text())["route"]["routes"]
     assert any("ModelDrift" in m for r in routes for m in r["matchers"])
+
+
+def _notification(status: str, severity: str, seq: int) -> Notification:
+    return Notification(
+        idempotency_key=f"k{seq}",
+        fingerprint="fp-churn",
+        action="resolve" if status == "resolved" else ("fire" if seq == 1 else "update"),
+        status=status,  # type: ignore[arg-type]
+        model="churn",
+        model_version=None,
+        group={"model": "churn"},
+        severity=severity,
+        started_at=1000.0,
+        evaluated_at=1000.0 + seq,
+        window_start=900.0,
+        window_end=1000.0 + seq,
+        window_events=100,
+        signals=(SignalEvidence("drift", "income", severity, 0.3, 0.2, "psi"),),
+    )
+
+
+async def test_label_changes_end_the_old_alert_and_reposts_stop_when_unconfirmed() -> None:
+    """Against a recording HTTP server, on a manual clock (no Alertmanager timing involved)."""
+    clock = ManualClock(2000.0)
+    config = AlertmanagerReceiverConfig(
+        url="", repost_interval_seconds=60.0, repost_for_seconds=3600.0
+    )
+    async with RecordingReceiver() as rx, httpx.AsyncClient() as client:
+        config = config.model_copy(update={"url": rx.url.removesuffix("/hook")})
+        am = AlertmanagerReceiver("am", config, client, clock)
+        try:
+            await am.send(_notification("firing", "warning", 1))
+            clock.advance(10)
+            await am.send(_notification("firing", "critical", 2))
+            first, second = (r.json for r in rx.requests)
+            assert rx.requests[0].path == "/api/v2/alerts"
+            assert [a["labels"]["severity"] for a in first] == ["warning"]
+            assert first[0]["endsAt"] == "1970-01-01T00:37:20.000Z"  # 2000 + 4 x 60 s
+            # warning -> critical: a new label set, and the old one ends now
+            assert [a["labels"]["severity"] for a in second] == ["critical", "warning"]
+            assert second[1]["endsAt"] == "1970-01-01T00:33:30.000Z"  # 2010
+            assert am.firing == ["fp-churn"]
+
+            clock.advance(60)
+            assert await am.repost() == 1
+            (reposted,) = rx.requests[-1].json
+            assert reposted["labels"]["severity"] == "critical"
+            assert reposted["endsAt"] == "1970-01-01T00:38:30.000Z"  # 2070 + 240
+
+            clock.advance(3600)  # no notification confirmed it for repost_for_seconds
+            assert await am.repost() == 0
+            assert am.firing == [] and len(rx.requests) == 3
+
+            await am.send(_notification("firing", "critical", 3))
+            await am.send(_notification("resolved", "critical", 4))
+            (resolved,) = rx.requests[-1].json
+            assert resolved["endsAt"] == "1970-01-01T01:34:30.000Z"  # now: 2070 + 3600 s
+            assert am.firing == [] and await am.repost() == 0
+        finally:
+            await am.aclose()

@@ -25,7 +25,11 @@ ends, and resolves an alert whose ``endsAt`` has passed. As Prometheus does, a
 firing alert is posted with ``endsAt = now + 4 * repost_interval_seconds`` and
 re-posted every ``repost_interval_seconds`` while it fires; the resolve posts
 ``endsAt = now``. If the monitor stops, its alerts resolve in Alertmanager after
-four intervals (the ``MonitorDown`` rule covers that case).
+four intervals (the ``MonitorDown`` rule covers that case). Re-posting an alert stops
+once no notification has confirmed it for ``repost_for_seconds`` (default 5 h, above
+the default 4 h ``repeat_interval_seconds`` at which the engine repeats a firing
+incident): when a model moves to another instance of the group, the instance that lost
+it does not keep its alert alive after the new owner resolved it.
 
 **Delivery.** Fire, update, repeat and resolve notifications come from the outbox
 like every other receiver's, with its retries and idempotency (the alert's identity
@@ -160,7 +164,8 @@ class AlertmanagerReceiver(HttpReceiver):
         """Built by the alert service once its loop runs; ``outbox`` restores what fires."""
         super().__init__(name, config, client, clock)
         self._url = config.url.rstrip("/") + API_PATH
-        self._firing: dict[str, Notification] = {}  # fingerprint -> last firing notification
+        # fingerprint -> (last firing notification, wall time it was sent or enqueued)
+        self._firing: dict[str, tuple[Notification, float]] = {}
         self._posted: dict[str, dict[str, str]] = {}  # fingerprint -> label set last posted
         self._lock = asyncio.Lock()  # one request at a time: a re-post never overtakes a resolve
         self._healthy = True
@@ -190,7 +195,7 @@ class AlertmanagerReceiver(HttpReceiver):
                 self._firing.pop(fp, None)
                 self._posted.pop(fp, None)
             else:
-                self._firing[fp] = notification
+                self._firing[fp] = (notification, now)
                 self._posted[fp] = alert["labels"]
 
     async def aclose(self) -> None:
@@ -216,11 +221,15 @@ class AlertmanagerReceiver(HttpReceiver):
     async def repost(self) -> int:
         """Re-send every firing alert with a fresh ``endsAt``; returns how many were sent."""
         async with self._lock:
+            now = self._clock.time()
+            stale = now - self._config.repost_for_seconds
+            for fp in [fp for fp, (_, at) in self._firing.items() if at < stale]:
+                del self._firing[fp]  # unconfirmed for too long: let it end in Alertmanager
+                self._posted.pop(fp, None)
             if not self._firing:
                 return 0
-            now = self._clock.time()
             interval = self._config.repost_interval_seconds
-            body = [build_alert(n, now, interval) for n in self._firing.values()]
+            body = [build_alert(n, now, interval) for n, _ in self._firing.values()]
             await self._post(body)
             for fp, alert in zip(self._firing, body, strict=True):
                 self._posted[fp] = alert["labels"]
@@ -251,8 +260,9 @@ class AlertmanagerReceiver(HttpReceiver):
                 self._healthy = True
 
 
-def firing_in_outbox(outbox: Outbox, receiver: str) -> dict[str, Notification]:
-    """Alert groups whose newest notification to ``receiver`` is a firing one.
+def firing_in_outbox(outbox: Outbox, receiver: str) -> dict[str, tuple[Notification, float]]:
+    """Alert groups whose newest notification to ``receiver`` is a firing one, with its
+    enqueue time (wall clock).
 
     Reads the outbox table (same package; the receiver is the outbox's reader here),
     whatever the row's delivery state: a pending firing row will be delivered, and a
@@ -260,20 +270,20 @@ def firing_in_outbox(outbox: Outbox, receiver: str) -> dict[str, Notification]:
     """
     try:
         rows = outbox.connection.execute(
-            "SELECT payload FROM outbox WHERE id IN "
+            "SELECT payload, enqueued_at FROM outbox WHERE id IN "
             "(SELECT MAX(id) FROM outbox WHERE receiver = ? GROUP BY fingerprint)",
             (receiver,),
         ).fetchall()
     except sqlite3.Error as exc:
         raise StateError(f"outbox read failed: {exc}") from exc
-    out: dict[str, Notification] = {}
+    out: dict[str, tuple[Notification, float]] = {}
     for row in rows:
         try:
             n = Notification.from_record(json.loads(row["payload"]))
         except (StateError, ValueError):
             continue  # a record of another format: its incident resolves in Alertmanager
         if n.status == "firing" and n.action != "retrain":
-            out[n.fingerprint] = n
+            out[n.fingerprint] = (n, float(row["enqueued_at"]))
     return out
 
 

@@ -151,6 +151,13 @@ class AlertmanagerReceiverConfig(_Strict):
         description="Re-send firing alerts this often; each is posted with endsAt four "
         "intervals ahead, as Prometheus does.",
     )
+    repost_for_seconds: float = Field(
+        default=5 * 3600.0,
+        gt=0,
+        description="Stop re-sending an alert no notification has confirmed for this long (so "
+        "an instance that lost the model to another does not keep it alive); keep it above "
+        "the rules' repeat_interval_seconds.",
+    )
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
 
 
