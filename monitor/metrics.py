@@ -244,7 +244,13 @@ class ModelStateCollector(Collector):
                 for metric, t in perf.thresholds.items():
                     for severity in ("warning", "critical"):
                         bound = getattr(t, severity)
-                        if bound is not None:
+                        if bound is None:
+                            continue
+                        if ":" in metric:  # "f1:<class>": the class goes in its own label
+                            name, _, cls = metric.partition(":")
+                            labels = [model, name, cls, severity]
+                            g.class_perf_threshold.add_metric(labels, float(bound))
+                        else:
                             g.perf_threshold.add_metric([model, metric, severity], float(bound))
             g.events_total.add_metric([model], float(m.events_total))
             g.unknown_feature.add_metric([model], float(m.unknown_feature_events))
@@ -483,6 +489,11 @@ class _Families:
             "monitor_performance_threshold",
             "Configured alert bound of a performance metric (direction: the metric's alert_when).",
             labels=["model", "metric", "severity"],
+        )
+        self.class_perf_threshold = G(
+            "monitor_class_performance_threshold",
+            "Configured alert bound of a per-class performance metric (multiclass).",
+            labels=["model", "metric", "class", "severity"],
         )
 
     def all(self) -> Iterator[Metric]:

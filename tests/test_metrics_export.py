@@ -30,6 +30,11 @@ from monitor.simulate import DriftSpec, Simulator
 
 WINDOW = {"size": 500, "step": 250}
 CLASSES = ("low", "mid", "high")
+THRESHOLDS: dict[str, dict[str, Any]] = {
+    "binary": {"accuracy": {"warning": 0.6}},
+    "multiclass": {"macro_f1": {"warning": 0.2}, "f1:low": {"warning": 0.1, "critical": 0.05}},
+    "regression": {"mae": {"warning": 50.0}},
+}
 
 
 def _events(sim: Simulator, n: int, task: str) -> tuple[ModelEvents, LabelEvents]:
@@ -63,7 +68,11 @@ def _model(task: str) -> ModelMonitor:
                 {
                     "name": name,
                     "window": WINDOW,
-                    "performance": {"task": task, "window_size": 500},
+                    "performance": {
+                        "task": task,
+                        "window_size": 500,
+                        "thresholds": THRESHOLDS[task],
+                    },
                 }
             ]
         }
@@ -144,6 +153,17 @@ def test_one_meaning_per_metric(models: list[ModelMonitor]) -> None:
         "m-regression",
     }
     assert "q" in by_name["monitor_feature_quantile"][0].labels
+    thresholds = by_name["monitor_performance_threshold"]
+    assert all(":" not in s.labels["metric"] for s in thresholds)
+    assert {(s.labels["model"], s.labels["metric"]) for s in thresholds} >= {
+        ("m-multiclass", "macro_f1"),
+        ("m-regression", "mae"),
+    }
+    per_class_bounds = {
+        (s.labels["metric"], s.labels["class"], s.labels["severity"], s.value)
+        for s in by_name["monitor_class_performance_threshold"]
+    }
+    assert per_class_bounds == {("f1", "low", "warning", 0.1), ("f1", "low", "critical", 0.05)}
 
 
 def test_build_info_and_standard_collectors_without_created(models: list[ModelMonitor]) -> None:
