@@ -99,6 +99,16 @@ class HttpConfig(_Strict):
     )
 
 
+class MetricsConfig(_Strict):
+    """What ``/metrics`` exports per feature (series budgets in docs/METRICS.md)."""
+
+    export: Literal["full", "verdict"] = Field(
+        "full",
+        description="full: every window and reference statistic per feature; verdict: only "
+        "the drift severity, statistic and p-value per feature (for large fleets).",
+    )
+
+
 class StateConfig(_Strict):
     """Where model state is checkpointed so it survives restarts and follows partitions."""
 
@@ -207,6 +217,7 @@ class MonitorConfig(_Strict):
 
     kafka: KafkaConfig = KafkaConfig()
     http: HttpConfig = HttpConfig()
+    metrics: MetricsConfig = MetricsConfig()
     state: StateConfig = StateConfig()
     limits: LimitsConfig = LimitsConfig()
     defaults: ModelDefaults = ModelDefaults()

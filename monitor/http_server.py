@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from monitor.alerting.http_api import register_routes
 from monitor.errors import ConfigError
@@ -30,7 +30,9 @@ class HttpServer:
         self.host = host
         self.port = port
         self.app = web.Application()
-        self.app.router.add_get("/metrics", self._metrics)
+        # prometheus_client's handler: content negotiation (OpenMetrics when the scraper
+        # asks for it, as Prometheus does) and compression when the client accepts it.
+        self.app.router.add_get("/metrics", make_aiohttp_handler(service.registry))
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/api/status", self._status)
@@ -62,10 +64,6 @@ class HttpServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.service.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         ok, detail = self.service.health()

@@ -21,10 +21,20 @@ tests/test_observability.py checks them against a real Prometheus.
 from __future__ import annotations
 
 import math
+import platform
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -39,6 +49,46 @@ if TYPE_CHECKING:
     from monitor.model_monitor import ModelMonitor
 
 SEVERITY_LEVEL = {"ok": 0, "warning": 1, "critical": 2}
+
+#: What the model-state collector exports per feature: ``full`` (every window and reference
+#: statistic) or ``verdict`` (severity, statistic and p-value only; docs/METRICS.md has the
+#: series budget of each).
+ExportMode = Literal["full", "verdict"]
+
+#: Snapshot keys of the performance tracker that are bookkeeping (sample counts), not metrics:
+#: exported as ``monitor_performance_samples{kind}``.
+PERFORMANCE_SAMPLE_KINDS = frozenset(
+    {
+        "window_labels",
+        "window_predictions",
+        "join_pending",
+        "join_early",
+        "estimated_n",
+        "log_loss_n",
+        "mape_excluded",
+    }
+)
+
+
+def register_process_metrics(registry: CollectorRegistry, *, version: str, native: bool) -> None:
+    """``monitor_build_info`` and the standard ``process_*``/``python_*`` collectors.
+
+    They go on ``registry`` (the module-level ``PROCESS_COLLECTOR`` etc. are on the global
+    one, which we never serve). The ``_created`` series of counters and histograms are
+    turned off (prometheus_client's public, process-wide switch): they would double the
+    series count for a value nobody graphs, and Prometheus reads resets from the counter.
+    """
+    disable_created_metrics()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    info = Gauge(
+        "monitor_build_info",
+        "Always 1; the labels say which build runs (version, Python, compiled decoder in use).",
+        ["version", "python", "native_decoder"],
+        registry=registry,
+    )
+    info.labels(version, platform.python_version(), "true" if native else "false").set(1)
 
 
 class ServiceMetrics:
@@ -219,16 +269,26 @@ class ModelStateCollector(Collector):
     """Builds per-model gauges from model state at scrape time."""
 
     def __init__(
-        self, models: Callable[[], Iterable[ModelMonitor]], max_categories: int = 20
+        self,
+        models: Callable[[], Iterable[ModelMonitor]],
+        max_categories: int = 20,
+        export: ExportMode = "full",
     ) -> None:
         self._models = models
         self._max_categories = max_categories
+        self._export = export
 
     def describe(self) -> Iterable[Metric]:
-        return []  # dynamic: avoid calling collect() at registration
+        """The (empty) families collect() fills, without reading any model.
+
+        The registry checks these names against every other collector's at registration,
+        so a metric defined twice fails there and not at the first scrape.
+        """
+        return list(_Families().all())
 
     def collect(self) -> Iterator[Metric]:
         g = _Families()
+        full = self._export == "full"
         for m in list(self._models()):
             model = m.name
             g.ready.add_metric([model], 1.0 if m.ready else 0.0)
@@ -237,7 +297,13 @@ class ModelStateCollector(Collector):
                 for metric, t in perf.thresholds.items():
                     for severity in ("warning", "critical"):
                         bound = getattr(t, severity)
-                        if bound is not None:
+                        if bound is None:
+                            continue
+                        if ":" in metric:  # "f1:<class>": the class goes in its own label
+                            name, _, cls = metric.partition(":")
+                            labels = [model, name, cls, severity]
+                            g.class_perf_threshold.add_metric(labels, float(bound))
+                        else:
                             g.perf_threshold.add_metric([model, metric, severity], float(bound))
             g.events_total.add_metric([model], float(m.events_total))
             g.unknown_feature.add_metric([model], float(m.unknown_feature_events))
@@ -254,14 +320,25 @@ class ModelStateCollector(Collector):
             g.drifting_features.add_metric([model], float(len(ev.drifting)))
             for feature, results in ev.results.items():
                 for r in results:
-                    g.statistic.add_metric([model, feature, r.detector], _f(r.statistic))
-                    g.threshold.add_metric([model, feature, r.detector], _f(r.threshold))
-                    g.detected.add_metric([model, feature, r.detector], 1.0 if r.drifted else 0.0)
+                    labels = [model, feature, r.detector]
+                    g.statistic.add_metric(labels, _f(r.statistic))
                     if r.p_value is not None:
-                        g.p_value.add_metric([model, feature, r.detector], _f(r.p_value))
+                        g.p_value.add_metric(labels, _f(r.p_value))
+                    if not full:
+                        continue
+                    # A test's threshold is its significance level (compared with the
+                    # p-value); a distance's is a bound on the statistic: two meanings, two
+                    # metrics.
+                    bound = g.alpha if r.p_value is not None else g.threshold
+                    bound.add_metric(labels, _f(r.threshold))
+                    g.detected.add_metric(labels, 1.0 if r.drifted else 0.0)
             for feature, v in ev.verdicts.items():
                 level = SEVERITY_LEVEL[v.severity] if v.drifting else 0
                 g.drift_severity.add_metric([model, feature], float(level))
+            for metric, value in ev.performance.items():
+                _performance(g, model, metric, value)
+            if not full:
+                continue
             for feature, s in ev.numeric.items():
                 g.values.add_metric([model, feature], float(s.count))
                 g.missing.add_metric([model, feature], _f(s.missing_rate))
@@ -296,8 +373,6 @@ class ModelStateCollector(Collector):
                         g.ref_share.add_metric(
                             [model, feature, ref.categories[i]], int(ref.counts[i]) / ref_total
                         )
-            for metric, value in ev.performance.items():
-                g.performance.add_metric([model, metric], _f(value))
         for family in g.all():
             yield _encodable_labels(family)
 
@@ -325,6 +400,19 @@ def _encodable_labels(family: Metric) -> Metric:
     return family
 
 
+def _performance(g: _Families, model: str, metric: str, value: float) -> None:
+    """One snapshot entry into its family: a metric, a per-class metric, or a sample count."""
+    if metric in PERFORMANCE_SAMPLE_KINDS:
+        g.perf_samples.add_metric([model, metric], _f(value))
+    elif metric == "error_drift":
+        g.error_drift.add_metric([model], _f(value))
+    elif ":" in metric:  # "precision:<class>": the class goes in its own label
+        name, _, cls = metric.partition(":")
+        g.class_performance.add_metric([model, name, cls], _f(value))
+    else:
+        g.performance.add_metric([model, metric], _f(value))
+
+
 def _f(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
@@ -337,7 +425,8 @@ class _Families:
     def __init__(self) -> None:
         mf = ["model", "feature"]
         mfd = ["model", "feature", "detector"]
-        mfq = ["model", "feature", "quantile"]
+        # "quantile" is reserved for summaries (promtool check metrics): the level is "q".
+        mfq = ["model", "feature", "q"]
         mfc = ["model", "feature", "category"]
         G, C = GaugeMetricFamily, CounterMetricFamily
         self.ready = G(
@@ -392,7 +481,13 @@ class _Families:
         )
         self.threshold = G(
             "monitor_drift_threshold",
-            "Threshold the detector compares against (statistic or alpha).",
+            "Bound on the statistic of a distance detector (PSI, JS, ...): drift above it.",
+            labels=mfd,
+        )
+        self.alpha = G(
+            "monitor_drift_alpha",
+            "Significance level of a hypothesis-test detector (KS, chi-square): drift when "
+            "the p-value is below it.",
             labels=mfd,
         )
         self.p_value = G(
@@ -452,10 +547,30 @@ class _Families:
             "Model performance over the labelled window (and estimates, estimated_*).",
             labels=["model", "metric"],
         )
+        self.class_performance = G(
+            "monitor_model_class_performance",
+            "Per-class precision, recall and F1 of a multiclass model over the labelled window.",
+            labels=["model", "metric", "class"],
+        )
+        self.perf_samples = G(
+            "monitor_performance_samples",
+            "Sample counts behind the performance metrics (window_labels, join_pending, ...).",
+            labels=["model", "kind"],
+        )
+        self.error_drift = G(
+            "monitor_performance_error_drift",
+            "1 while ADWIN sees a shift in the model's error stream, else 0.",
+            labels=["model"],
+        )
         self.perf_threshold = G(
             "monitor_performance_threshold",
             "Configured alert bound of a performance metric (direction: the metric's alert_when).",
             labels=["model", "metric", "severity"],
+        )
+        self.class_perf_threshold = G(
+            "monitor_class_performance_threshold",
+            "Configured alert bound of a per-class performance metric (multiclass).",
+            labels=["model", "metric", "class", "severity"],
         )
 
     def all(self) -> Iterator[Metric]:

@@ -53,6 +53,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
+from monitor import __version__
 from monitor.alerting.engine import AlertService
 from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState
@@ -80,7 +81,7 @@ from monitor.events import (
 )
 from monitor.http_server import HttpServer
 from monitor.kafka_source import TP, DeadLetterPublisher, KafkaSource
-from monitor.metrics import ModelStateCollector, ServiceMetrics
+from monitor.metrics import ModelStateCollector, ServiceMetrics, register_process_metrics
 from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.ratelimit import RateLimitedLogger
 from monitor.reference import ReferenceProfile, load_model_references
@@ -140,8 +141,17 @@ class MonitorService:
         self.registry = registry or CollectorRegistry()
         self.clock = clock or SystemClock()
         self.metrics = ServiceMetrics(self.registry)
+        register_process_metrics(
+            self.registry,
+            version=__version__,
+            native=NATIVE_AVAILABLE and os.environ.get("MONITOR_NATIVE_DECODER", "1") != "0",
+        )
         self.registry.register(
-            ModelStateCollector(lambda: self.models.values(), config.limits.max_exported_categories)
+            ModelStateCollector(
+                lambda: self.models.values(),
+                config.limits.max_exported_categories,
+                config.metrics.export,
+            )
         )
         self._store_arg = store
         self.store: StateStore | None = None

@@ -15,6 +15,7 @@ if command -v cargo >/dev/null || [[ -x "$HOME/.cargo/bin/cargo" ]]; then
     export MONITOR_REQUIRE_NATIVE=1
 fi
 bash scripts/install_prometheus.sh   # a real Prometheus for tests/test_observability.py
+bash scripts/install_alertmanager.sh # a real Alertmanager for tests/test_alertmanager.py
 
 say "ruff check"
 .venv/bin/ruff check .

@@ -85,14 +85,22 @@ def test_dashboard_structure(path: Path) -> None:
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), f"duplicate panel ids: {sorted(ids)}"
 
+    assert "prometheus" in uids  # the provisioned one the ${datasource} variable finds
+
     def check_ds(ds: Any, where: str) -> None:
+        # Through the template variable, never a hard-coded uid: an existing Grafana that
+        # imports the dashboard has its own uid for its Prometheus.
         if isinstance(ds, dict) and ds.get("type") != "grafana":
-            assert ds.get("uid") in uids, f"{where}: datasource {ds} is not provisioned"
+            assert ds == {"type": "prometheus", "uid": "${datasource}"}, f"{where}: {ds}"
         elif isinstance(ds, str):
             pytest.fail(f"{where}: datasource by name {ds!r}; use {{type, uid}}")
 
-    defined = {v["name"] for v in dash.get("templating", {}).get("list", [])}
-    for v in dash.get("templating", {}).get("list", []):
+    variables = dash.get("templating", {}).get("list", [])
+    defined = {v["name"] for v in variables}
+    assert variables[0]["name"] == "datasource", "the datasource variable comes first"
+    assert variables[0]["type"] == "datasource" and variables[0]["query"] == "prometheus"
+    assert {"job", "instance"} <= defined, "no job/instance variable"
+    for v in variables[1:]:
         check_ds(v.get("datasource"), f"variable {v['name']}")
     used: set[str] = set()
     var_ref = re.compile(r"\$(\w+)|\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]")
@@ -110,6 +118,8 @@ def test_dashboard_structure(path: Path) -> None:
         for t in targets:
             check_ds(t.get("datasource"), where)
             assert t.get("expr"), f"{where}: empty expression"
+            for selector in re.findall(r"\bmonitor_\w+\{[^}]*\}", t["expr"]):
+                assert 'job=~"$job"' in selector, f"{where}: {selector} ignores $job"
             used.update(a or b or c for a, b, c in var_ref.findall(t["expr"]))
         ref_ids = [t["refId"] for t in targets]
         assert len(ref_ids) == len(set(ref_ids)), f"{where}: duplicate refIds"
@@ -121,7 +131,7 @@ def test_dashboard_structure(path: Path) -> None:
         gp = p["gridPos"]
         assert gp["x"] >= 0 and gp["x"] + gp["w"] <= 24, f"{where}: outside the grid"
 
-    for v in dash.get("templating", {}).get("list", []):
+    for v in variables:
         q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
         used.update(a or b or c for a, b, c in var_ref.findall(q))
     undefined = used - defined - BUILTIN_VARS
@@ -151,3 +161,23 @@ def test_drift_thresholds_match_the_default_alert_levels() -> None:
     assert {int(k): v["text"] for k, v in mapping["options"].items()} == {
         v: k for k, v in SEVERITY_LEVEL.items()
     }
+
+
+def test_performance_dashboard_covers_every_task() -> None:
+    """Binary, multiclass and regression each have their panels (the live test checks data)."""
+    perf = load(GRAFANA / "dashboards" / "performance.json")
+    exprs = " ".join(t["expr"] for p in iter_panels(perf["panels"]) for t in p.get("targets", []))
+    for needle in (
+        "estimated_accuracy",  # binary: realised beside estimated
+        "macro_f1",
+        "macro_precision",
+        "macro_recall",
+        'monitor_model_class_performance{job=~"$job", instance=~"$instance", '
+        'model="$multiclass_model", metric="f1"}',
+        "mae|rmse",
+        'metric="mape"',
+        'metric="mean_error"',
+        'monitor_performance_error_drift{job=~"$job", instance=~"$instance", '
+        'model="$regression_model"}',
+    ):
+        assert needle in exprs, needle

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 import yaml
@@ -50,7 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 PROM_CONFIG = ROOT / "config" / "prometheus" / "prometheus.yml"
 RULES = ROOT / "config" / "prometheus" / "rules.yml"
-MODEL = "credit-risk"
+MODEL = "credit-risk"  # binary; sorts first, so $model on the performance dashboard is it
+MULTICLASS = "iris-species"
+REGRESSION = "house-price"
 DRIFTED = ("income", "credit_score")
 STABLE = "tenure_months"  # never drifted by the stream; FeatureDrift must not fire for it
 RATE_INTERVAL = "15s"  # what $__rate_interval stands for: >= 4 scrapes at 1 s
@@ -266,6 +269,9 @@ async def resolve_variables(client: httpx.AsyncClient, dashboard: dict[str, Any]
     """Each variable's value as Grafana would substitute it: All -> allValue, else the first."""
     values = {"__rate_interval": RATE_INTERVAL, "__interval": "1s", "__range": "1m"}
     for var in dashboard.get("templating", {}).get("list", []):
+        if var["type"] == "datasource":  # picks the Prometheus; appears in no expression
+            assert var["query"] == "prometheus", var
+            continue
         q = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
         m = _LABEL_VALUES.match(substitute(q, values))
         assert m, f"{dashboard['uid']}: variable {var['name']}: unsupported query {q!r}"
@@ -356,7 +362,8 @@ def monitor_config(tmp: Path, bootstrap: str, tag: str, receiver_url: str) -> An
                             "positive_rate_predicted": rate_thresholds,
                         },
                     },
-                }
+                },
+                *task_models(),
             ],
             "alerting": {
                 "outbox_path": str(tmp / "outbox.sqlite"),
@@ -364,6 +371,54 @@ def monitor_config(tmp: Path, bootstrap: str, tag: str, receiver_url: str) -> An
             },
         }
     )
+
+
+def task_models() -> list[dict[str, Any]]:
+    """A multiclass and a regression model, for the performance dashboard's other rows."""
+    learn = {"learn_first": 500}
+    window = {"type": "count", "size": 500, "step": 250}
+    return [
+        {
+            "name": MULTICLASS,
+            "reference": learn,
+            "window": window,
+            "performance": {
+                "task": "multiclass",
+                "window_size": 500,
+                "thresholds": {"macro_f1": {"warning": 0.1}},
+            },
+        },
+        {
+            "name": REGRESSION,
+            "reference": learn,
+            "window": window,
+            "performance": {
+                "task": "regression",
+                "window_size": 500,
+                "thresholds": {"mae": {"warning": 1000.0}, "rmse": {"warning": 1000.0}},
+            },
+        },
+    ]
+
+
+def task_messages(n: int) -> list[tuple[str, bytes, bytes]]:
+    """(model, prediction event, label event) for the multiclass and regression models."""
+    rng = np.random.default_rng(11)
+    out = []
+    for model, seed in ((MULTICLASS, 5), (REGRESSION, 6)):
+        for event, _ in Simulator(model=model, seed=seed).events(n):
+            score = float(event["prediction"])
+            if model == MULTICLASS:
+                classes = ("low", "mid", "high")
+                pred = classes[min(2, int(score * 3))]
+                label: Any = pred if rng.random() < 0.8 else classes[int(rng.integers(0, 3))]
+            else:
+                pred = round(100.0 * score + 1.0, 4)
+                label = round(pred + float(rng.normal(0.0, 5.0)), 4)
+            event["prediction"] = pred
+            lab = {"event_id": event["event_id"], "model": model, "label": label}
+            out.append((model, orjson.dumps(event), orjson.dumps(lab)))
+    return out
 
 
 # --------------------------------------------------------------------------- the test
@@ -406,6 +461,12 @@ async def test_dashboards_and_rules_against_prometheus(
             try:
                 for value in odd_messages():
                     await producer.send_and_wait(f"predictions-{tag}", value, key=MODEL.encode())
+                sent = []
+                for model, event, label in task_messages(1500):
+                    key = model.encode()
+                    sent.append(await producer.send(f"predictions-{tag}", event, key=key))
+                    sent.append(await producer.send(f"labels-{tag}", label, key=key))
+                await asyncio.gather(*sent)
             finally:
                 await producer.stop()
             await publish(
@@ -487,6 +548,32 @@ async def test_dashboards_and_rules_against_prometheus(
                     await must_return_data(f"{path.name} / {title}", substitute(expr, values))
 
             assert not failures, "expressions without data:\n" + "\n".join(failures)
+
+            # The scrape as Prometheus takes it while data flows passes promtool's lint.
+            async with httpx.AsyncClient(timeout=10) as plain:
+                scrape = (await plain.get(f"{service.http.url}/metrics")).text
+                # Content negotiation and compression (prometheus_client's aiohttp handler).
+                om = await plain.get(
+                    f"{service.http.url}/metrics",
+                    headers={
+                        "Accept": "application/openmetrics-text; version=1.0.0",
+                        "Accept-Encoding": "gzip",
+                    },
+                )
+            assert om.headers["content-type"].startswith("application/openmetrics-text")
+            assert om.headers.get("content-encoding") == "gzip"
+            assert om.text.rstrip().endswith("# EOF")
+            assert "monitor_feature_quantile{" in scrape
+            assert "monitor_model_class_performance{" in scrape
+            lint = await asyncio.to_thread(
+                subprocess.run,
+                [binary("promtool"), "check", "metrics"],
+                input=scrape,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert lint.returncode == 0, lint.stdout + lint.stderr
             assert len(checked) >= 60, len(checked)  # guards against dashboards going missing
 
             (tmp_path / "checked-expressions.txt").write_text("\n".join(checked))

@@ -30,6 +30,10 @@ Example (YAML)::
         oncall:
           type: pagerduty
           routing_key: ${PD_ROUTING_KEY}
+        alertmanager:
+          type: alertmanager
+          url: http://alertmanager:9093          # POST /api/v2/alerts
+          repost_interval_seconds: 60
         retrain-dag:
           type: retrain
           url: https://airflow.example/api/v1/dags/retrain/dagRuns
@@ -163,8 +167,36 @@ class RetrainReceiverConfig(_Strict):
     timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request timeout.")
 
 
+class AlertmanagerReceiverConfig(_Strict):
+    """Prometheus Alertmanager's API v2: incidents as alerts (monitor/alerting/alertmanager.py)."""
+
+    type: Literal["alertmanager"] = "alertmanager"
+    url: str = Field(description="Alertmanager's base URL; alerts go to <url>/api/v2/alerts.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra request headers (e.g. Authorization)."
+    )
+    repost_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Re-send firing alerts this often; each is posted with endsAt four "
+        "intervals ahead, as Prometheus does.",
+    )
+    repost_for_seconds: float = Field(
+        default=5 * 3600.0,
+        gt=0,
+        description="Stop re-sending an alert no notification has confirmed for this long (so "
+        "an instance that lost the model to another does not keep it alive); keep it above "
+        "the rules' repeat_interval_seconds.",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+
+
 ReceiverConfig = Annotated[
-    WebhookReceiverConfig | SlackReceiverConfig | PagerDutyReceiverConfig | RetrainReceiverConfig,
+    WebhookReceiverConfig
+    | SlackReceiverConfig
+    | PagerDutyReceiverConfig
+    | RetrainReceiverConfig
+    | AlertmanagerReceiverConfig,
     Field(discriminator="type"),
 ]
 
@@ -414,6 +446,7 @@ __all__ = [
     "AlertRule",
     "AlertSeverity",
     "AlertingConfig",
+    "AlertmanagerReceiverConfig",
     "DeliveryConfig",
     "PagerDutyReceiverConfig",
     "ReceiverConfig",

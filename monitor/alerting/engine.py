@@ -263,7 +263,7 @@ class AlertService:
         self._log_filter.attach()
         self._client = httpx.AsyncClient(transport=self._transport, follow_redirects=False)
         receivers: dict[str, Receiver] = {
-            name: build_receiver(name, rc, self._client, self._clock)
+            name: build_receiver(name, rc, self._client, self._clock, outbox)
             for name, rc in self._config.receivers.items()
         }
         self._dispatcher = Dispatcher(

@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, quote_plus
 
 import httpx
 
 from monitor.alerting.config import (
+    AlertmanagerReceiverConfig,
     PagerDutyReceiverConfig,
     ReceiverConfig,
     RetrainReceiverConfig,
@@ -87,6 +88,9 @@ def redact(text: str, forms: Iterable[str]) -> str:
             text = text.replace(f, REDACTED)
     return text
 
+if TYPE_CHECKING:
+    from monitor.alerting.outbox import Outbox
+
 
 class Receiver(Protocol):
     """Something that delivers a notification, or raises a DeliveryError saying whether to retry."""
@@ -132,10 +136,15 @@ def encode_json(obj: Any) -> bytes:
 
 
 def build_receiver(
-    name: str, config: ReceiverConfig, client: httpx.AsyncClient, clock: Clock
+    name: str,
+    config: ReceiverConfig,
+    client: httpx.AsyncClient,
+    clock: Clock,
+    outbox: Outbox | None = None,
 ) -> Receiver:
-    """The receiver for one ``receivers:`` entry."""
+    """The receiver for one ``receivers:`` entry (``outbox``: what Alertmanager keeps alive)."""
     # Imported here so that each receiver module depends only on this one, not on its siblings.
+    from monitor.alerting.alertmanager import AlertmanagerReceiver
     from monitor.alerting.pagerduty import PagerDutyReceiver
     from monitor.alerting.retrain import RetrainReceiver
     from monitor.alerting.slack import SlackReceiver
@@ -149,6 +158,8 @@ def build_receiver(
         return PagerDutyReceiver(name, config, client, clock)
     if isinstance(config, RetrainReceiverConfig):
         return RetrainReceiver(name, config, client, clock)
+    if isinstance(config, AlertmanagerReceiverConfig):
+        return AlertmanagerReceiver(name, config, client, clock, outbox)
     raise TypeError(f"unknown receiver config {type(config).__name__}")
 
 
