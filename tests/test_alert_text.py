@@ -174,8 +174,10 @@ def test_grafana_detector_table_compares_like_with_like():
     alpha = next(e for c, e in columns.items() if c.startswith("alpha"))
     threshold = next(e for c, e in columns.items() if c.startswith("threshold"))
     assert "monitor_drift_p_value" in p_value
-    assert "monitor_drift_threshold" in alpha and " and on (feature, detector) " in alpha
-    assert "monitor_drift_threshold" in threshold and " unless on (feature, detector) " in threshold
+    # Alphas (on p-values) and thresholds (on statistics) are separate metrics, so each
+    # column holds one kind of bound and never the other.
+    assert "monitor_drift_alpha" in alpha and "monitor_drift_threshold" not in alpha
+    assert "monitor_drift_threshold" in threshold and "monitor_drift_alpha" not in threshold
 
 
 def test_old_outbox_rows_without_the_new_fields_still_load():
