@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -49,6 +50,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
+from monitor import state_format
 from monitor.alerting.engine import AlertService
 from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState
@@ -71,6 +73,7 @@ from monitor.metrics import ModelStateCollector, ServiceMetrics
 from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.ratelimit import RateLimitedLogger
 from monitor.reference import ReferenceProfile, load_reference
+from monitor.state_format import StateFormatError
 from monitor.store import SQLiteStateStore, StateStore
 
 log = logging.getLogger("monitor.service")
@@ -204,12 +207,11 @@ class MonitorService:
         mm = self.models.get(model)
         if mm is not None:
             return mm
-        saved = self.store.load_model(model) if self.store else None
+        blob = self.store.load_model(model) if self.store else None
         alert_doc: dict[str, Any] | None = None
-        if saved is not None:
-            mm = saved["monitor"]
-            alert_doc = saved.get("alerts")
-            log.info("restored state of model %s (%d events)", model, mm.events_total)
+        restored = self._restore(model, blob) if blob is not None else None
+        if restored is not None:
+            mm, alert_doc = restored
         else:
             mm = self._new_model(model)
         # The outbox holds the alert state as of the last *submit*, which may be ahead of the
@@ -217,9 +219,63 @@ class MonitorService:
         # decides exactly as the first pass did and re-derives the same idempotency keys.
         if alert_doc is None or model not in alert_doc.get("models", {}):
             alert_doc = _empty_alert_state(model)
-        self.alerts.set_state(alert_doc)
+        try:
+            self.alerts.set_state(alert_doc)
+        except (MonitorError, KeyError, TypeError, ValueError) as exc:
+            log.warning("alert state of model %s not restored (%s); starting empty", model, exc)
+            self.alerts.set_state(_empty_alert_state(model))
         self.models[model] = mm
         return mm
+
+    def _restore(
+        self, model: str, blob: bytes
+    ) -> tuple[ModelMonitor, dict[str, Any] | None] | None:
+        """A stored state decoded and fitted to the configured model, or None (start fresh).
+
+        Settings and references come from the config (see ``ModelMonitor.restore``);
+        each kind of change found is logged once. A state that cannot be used is
+        logged with its reason and counted; the model then starts fresh from the
+        stored offsets (it never sees the events that state had counted).
+        """
+        try:
+            state = state_format.decode(blob)
+            if state.model != model:
+                raise StateFormatError("corrupt", f"the blob holds model {state.model!r}")
+            mm, notes = ModelMonitor.restore(
+                self._settings(model),
+                self.config.limits,
+                state,
+                self.references.get(model),
+                self.version_references.get(model),
+            )
+            alert_doc = json.loads(state.alerts) if state.alerts is not None else None
+        except StateFormatError as exc:
+            self._not_restored(model, exc.reason, str(exc))
+            return None
+        except Exception as exc:  # a state that does not fit the configured model
+            self._not_restored(model, "incompatible", f"{type(exc).__name__}: {exc}")
+            return None
+        for note in notes:
+            log.info("model %s: config change applied to the restored state: %s", model, note)
+        tp = self._model_partition.get(model)
+        where = f"{tp[0]}/{tp[1]} at offset {self._positions.get(tp)}" if tp else "no partition"
+        log.info(
+            "restored state of model %s (%d events, %d evaluations; offsets %s)",
+            model,
+            mm.events_total,
+            mm.evaluations,
+            where,
+        )
+        return mm, alert_doc
+
+    def _not_restored(self, model: str, reason: str, detail: str) -> None:
+        self.metrics.state_not_restored.labels(reason).inc()
+        log.warning(
+            "stored state of model %s not restored (%s: %s); the model starts fresh",
+            model,
+            reason,
+            detail,
+        )
 
     def load_references(self) -> None:
         """Load every configured reference (and per-version reference) before consuming."""
@@ -259,6 +315,8 @@ class MonitorService:
             raise ServiceStateError(f"cannot start a service that is {self._state}")
         self._state = "starting"
         self.store = self._store_arg or SQLiteStateStore(self.config.state.path)
+        for _ in range(getattr(self.store, "discarded_legacy", 0)):
+            self.metrics.state_not_restored.labels("legacy_pickle").inc()
         # Unlisted models admitted by an earlier run stay admitted, so that the model cap
         # decides the same way on a replay as it did the first time.
         self._admitted = {m for m in self.store.models() if self.config.model(m) is None}
@@ -533,13 +591,17 @@ class MonitorService:
             return
         if self._unsafe_state is not None:
             raise MonitorError(f"refusing to checkpoint: {self._unsafe_state}")
-        blobs = {}
-        for n, mm in self.models.items():
-            alerts = self.alerts.get_state([n])
-            if n not in alerts["models"]:
-                alerts = _empty_alert_state(n)
-            blobs[n] = {"monitor": mm, "alerts": alerts}
         try:
+            blobs = {}
+            for n, mm in self.models.items():
+                alerts = self.alerts.get_state([n])
+                if n not in alerts["models"]:
+                    alerts = _empty_alert_state(n)
+                text = json.dumps(alerts, default=_json_default, sort_keys=True)
+                blobs[n] = (
+                    state_format.encode(mm.export_state(text)),
+                    self._model_partition.get(n),
+                )
             self.store.save(blobs, dict(self._positions))
             self.metrics.checkpoints.labels("ok").inc()
         except Exception as exc:
@@ -585,6 +647,30 @@ class MonitorService:
                 # The state we will restore covers exactly the events before this offset.
                 self.source.seek(tp, stored[tp])
                 self._positions[tp] = stored[tp]
+        async with self._lock:
+            self._load_assigned(assigned)
+
+    def _load_assigned(self, assigned: set[TP]) -> None:
+        """Restore every stored model of the assigned partitions now, not at its next event,
+        so that /api/status and /metrics show it right after a (re)start or rebalance."""
+        if self.store is None:
+            return
+        for tp in sorted(assigned):
+            for model in self.store.models([tp]):
+                if model in self.models:
+                    continue
+                if self.config.model(model) is None and (
+                    self.config.unknown_models == "reject" or model not in self._admitted
+                ):
+                    log.info(
+                        "stored state of model %s deleted: the model is no longer in the "
+                        "config (and unknown_models is reject)",
+                        model,
+                    )
+                    self.store.delete_model(model)
+                    continue
+                self._model_partition[model] = tp
+                self._model(model)
 
     # ----------------------------------------------------------------- health
 
@@ -648,6 +734,14 @@ class MonitorService:
             "models": models,
             "positions": {f"{t}/{p}": o for (t, p), o in sorted(self._positions.items())},
         }
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, frozenset | set):
+        return sorted(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _empty_alert_state(model: str) -> dict[str, Any]:

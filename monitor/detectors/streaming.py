@@ -50,10 +50,15 @@ from operator import add
 from typing import Any, ClassVar
 
 import numpy as np
+import river
 from river import drift as river_drift
 
 from monitor.detectors.base import DetectorResult, as_numeric, not_fitted
 from monitor.errors import DetectorError
+from monitor.state_format import StreamDetectorState, pack_array, unpack_array
+
+# Names the saved engine state of this river build; another build's is never read.
+ENGINE = f"river-{river.__version__}"
 
 
 class StreamDetector:
@@ -174,6 +179,87 @@ class StreamDetector:
     def _details(self) -> dict[str, float]:
         return {"last_change_index": float(self._last_change), "values_seen": float(self._seen)}
 
+    # -- saved state ------------------------------------------------------------------------
+    #
+    # A restored detector must detect exactly what the uninterrupted one would have, so
+    # its saved state is river's own: river offers no public state export, but its
+    # detectors support pickling, and the compiled ADWIN does it by handing its state as
+    # bytes (``__getstate__``/``__setstate__``, river's encoding, no pickle involved);
+    # Page-Hinkley's state is a few floats. Both are read here only, and only back into
+    # the same river version (``ENGINE``); in any other case the detector stays as
+    # fitted on the reference and the caller says why.
+
+    def params(self) -> dict[str, float | int | str]:
+        """The settings that shape this detector's state (compared at restore)."""
+        raise NotImplementedError
+
+    def export_state(self, reference_fingerprint: str | None) -> StreamDetectorState:
+        if self._river is None:
+            raise not_fitted(self.name)
+        return StreamDetectorState(
+            name=self.name,
+            params=self.params(),
+            reference_fingerprint=reference_fingerprint,
+            engine=ENGINE,
+            engine_state=self._engine_bytes(),
+            engine_values=self._engine_values(),
+            changes=self._changes,
+            last_change=self._last_change,
+            shift=self._shift,
+            seen=self._seen,
+            since_cut_sum=self._since_cut_sum,
+            since_cut_n=self._since_cut_n,
+            pending=self._pending_values(),
+            drift_detected=bool(self._river.drift_detected),
+        )
+
+    def restore_state(
+        self, state: StreamDetectorState, reference_fingerprint: str | None
+    ) -> str | None:
+        """Adopt a saved state; None if adopted, else why not (the detector stays as fitted).
+
+        The detector must have been fitted (on the reference) with the configured
+        settings first; a state saved with other settings, against another reference
+        or by another river build does not describe this detector and is not adopted.
+        """
+        if state.name != self.name or state.params != self.params():
+            return "detector settings changed"
+        if state.reference_fingerprint != reference_fingerprint:
+            return "reference changed"
+        if state.engine != ENGINE:
+            return f"saved by {state.engine}, this is {ENGINE}"
+        fresh = self._build()
+        try:
+            self._load_engine(fresh, state)
+        except Exception as exc:
+            return f"engine state not readable ({type(exc).__name__})"
+        except BaseException as exc:  # river's compiled core panics on bytes it cannot read
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            return f"engine state not readable ({type(exc).__name__})"
+        self._river = fresh
+        self._changes, self._last_change = state.changes, state.last_change
+        self._shift, self._seen = state.shift, state.seen
+        self._since_cut_sum, self._since_cut_n = state.since_cut_sum, state.since_cut_n
+        if state.pending is not None:
+            self._set_pending(unpack_array(state.pending).astype(np.float64).reshape(-1))
+        return None
+
+    def _engine_bytes(self) -> bytes:
+        return b""
+
+    def _engine_values(self) -> dict[str, float]:
+        return {}
+
+    def _load_engine(self, fresh: Any, state: StreamDetectorState) -> None:
+        raise NotImplementedError
+
+    def _pending_values(self) -> Any:
+        return None
+
+    def _set_pending(self, values: np.ndarray) -> None:
+        pass
+
 
 class ADWINDetector(StreamDetector):
     """ADWIN (Bifet and Gavalda, 2007): an adaptive window that drops its old part on a change.
@@ -190,7 +276,7 @@ class ADWINDetector(StreamDetector):
     every ``clock`` inputs), which is nearly all of ADWIN's per-value cost, is
     done ``block`` times less often; the summaries are one numpy reshape per
     update. Values that do not fill a block wait for the next :meth:`update`
-    (they are part of the pickled state), so results never depend on how a
+    (they are part of the saved state), so results never depend on how a
     stream is split into calls; the partial last block of the shuffled
     reference is left out of the warm-up.
 
@@ -289,12 +375,6 @@ class ADWINDetector(StreamDetector):
     def _seed(self) -> int:
         return self.seed
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickle; one from before ``block`` existed fed every value (block 1)."""
-        state.setdefault("block", 1)
-        state.setdefault("_pending", np.empty(0))
-        self.__dict__.update(state)
-
     def fit(self, reference: np.ndarray) -> None:
         """Warm up as :meth:`StreamDetector.fit` does (on block sums), and empty the open block."""
         super().fit(reference)
@@ -382,6 +462,34 @@ class ADWINDetector(StreamDetector):
             self._shift = (kept_sum / max(kept_n, 1) - dropped_mean) / self.block
         self._since_cut_sum, self._since_cut_n = kept_sum, kept_n
 
+    def params(self) -> dict[str, float | int | str]:
+        return {
+            "delta": self.delta,
+            "clock": self.clock,
+            "min_window_length": self.min_window_length,
+            "grace_period": self.grace_period,
+            "seed": self.seed,
+            "block": self.block,
+        }
+
+    def _engine_bytes(self) -> bytes:
+        helper = getattr(self._river, "_helper", None)
+        if helper is None or not hasattr(helper, "__getstate__"):
+            raise DetectorError(f"adwin: {ENGINE} does not expose its state; cannot save it")
+        return bytes(helper.__getstate__())
+
+    def _load_engine(self, fresh: Any, state: StreamDetectorState) -> None:
+        fresh._helper.__setstate__(state.engine_state)
+        fresh._drift_detected = state.drift_detected
+
+    def _pending_values(self) -> Any:
+        return pack_array(self._pending)
+
+    def _set_pending(self, values: np.ndarray) -> None:
+        if values.size >= self.block:
+            raise DetectorError("adwin: saved open block is longer than a block")
+        self._pending = values
+
     def _build(self) -> Any:
         return river_drift.ADWIN(
             delta=self.delta,
@@ -468,6 +576,32 @@ class PageHinkleyDetector(StreamDetector):
         self.threshold = threshold
         self.alpha = alpha
         self.mode = mode
+
+    def params(self) -> dict[str, float | int | str]:
+        return {
+            "min_instances": self.min_instances,
+            "delta": self.delta,
+            "threshold": self.threshold,
+            "alpha": self.alpha,
+            "mode": self.mode,
+        }
+
+    _ENGINE_FLOATS = ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease")
+
+    def _engine_values(self) -> dict[str, float]:
+        det = self._river
+        out = {name: float(getattr(det, name)) for name in self._ENGINE_FLOATS}
+        out["mean_n"] = float(det._x_mean.n)
+        out["mean"] = float(det._x_mean.get())
+        return out
+
+    def _load_engine(self, fresh: Any, state: StreamDetectorState) -> None:
+        values = state.engine_values
+        for name in self._ENGINE_FLOATS:
+            setattr(fresh, name, float(values[name]))
+        fresh._x_mean.n = float(values["mean_n"])
+        fresh._x_mean._mean = float(values["mean"])
+        fresh._drift_detected = state.drift_detected
 
     def _build(self) -> Any:
         return river_drift.PageHinkley(
