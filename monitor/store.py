@@ -163,7 +163,10 @@ class SQLiteStateStore:
 
     def load_model(self, model: str) -> bytes | None:
         with self._lock:
-            row = self._db.execute("SELECT blob FROM models WHERE model = ?", (model,)).fetchone()
+            # CAST: a value stored as TEXT (by hand, or damaged) still comes back as bytes.
+            row = self._db.execute(
+                "SELECT CAST(blob AS BLOB) FROM models WHERE model = ?", (model,)
+            ).fetchone()
         return None if row is None else bytes(row[0])
 
     def models(self, partitions: Iterable[TopicPartition] | None = None) -> list[str]:
