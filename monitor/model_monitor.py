@@ -831,7 +831,9 @@ class ModelMonitor:
             else pack_array(self._label_reference),
             performance=self.performance.export_state() if self.performance else None,
             alerts=alerts,
-            last=None if self.last is None else _LAST_ENCODER.encode(self.last),
+            last=None
+            if self.last is None
+            else msgspec.to_builtins(self.last, builtin_types=(bytes,), enc_hook=_enc_hook),
         )
         if self.reference is None:
             return st
@@ -915,8 +917,8 @@ class ModelMonitor:
         mm.unknown_feature_events = state.unknown_feature_events
         if state.last is not None:
             try:
-                mm.last = _LAST_DECODER.decode(state.last)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                mm.last = msgspec.convert(state.last, Evaluation, dec_hook=_dec_hook)
+            except msgspec.ValidationError as exc:
                 raise StateFormatError("corrupt", f"last evaluation: {exc}") from exc
         if base is None:
             mm._learn_rows = [(f, p) for f, p in state.learn_rows if isinstance(f, dict)]
@@ -1043,10 +1045,6 @@ def _dec_hook(kind: type, obj: Any) -> Any:
     if kind is np.ndarray:
         return unpack_array(msgspec.convert(obj, Array))
     raise NotImplementedError(f"cannot read a {kind!r}")
-
-
-_LAST_ENCODER = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
-_LAST_DECODER = msgspec.msgpack.Decoder(Evaluation, dec_hook=_dec_hook)
 
 
 def _settings_seen(settings: ResolvedModel) -> SettingsSeen:

@@ -14,8 +14,17 @@ Encoding of one model's blob::
 
     b"KMMSTATE"            8 bytes, the magic
     version                uint16, little-endian (FORMAT_VERSION)
+    flags                  uint8: bit 0 = strings escaped (below)
     digest                 16 bytes, BLAKE2b of the body: a damaged blob is refused whole
     body                   MessagePack (msgspec) of :class:`ModelState`
+
+Strings from the wire may hold lone surrogates (JSON allows ``"\ud800"``), which
+MessagePack's UTF-8 strings cannot carry; they must still restore exactly (a
+category must match the same value after a restart). When a state holds one,
+every string (and map key) that contains a surrogate *or starts with*
+:data:`ESCAPE` is stored as ``ESCAPE`` followed by the hex of its UTF-8 bytes
+with surrogates passed through, and flag bit 0 is set; decoding reverses it.
+States without such strings (nearly all) are encoded directly.
 
 Numpy arrays inside the body are :class:`Array` values: ``dtype`` (one of
 :data:`DTYPES`, all little-endian or byte-sized), ``shape``, and ``data``, the
@@ -45,7 +54,9 @@ from monitor.errors import StateError
 MAGIC = b"KMMSTATE"
 FORMAT_VERSION = 1
 READABLE_VERSIONS = frozenset({1})
-_HEADER = struct.Struct("<8sH16s")
+_HEADER = struct.Struct("<8sHB16s")
+ESCAPE = "\x00kmm-escaped\x00"
+_ESCAPED = 0x01
 
 # Bounded reasons why a stored model state was not restored (metric label values).
 REASONS = ("legacy_pickle", "unknown_version", "corrupt", "incompatible")
@@ -239,9 +250,9 @@ class ModelState(msgspec.Struct, kw_only=True):
     performance: PerformanceState | None = None
     alerts: str | None = None  # the alert engine's JSON document for this model
     # The last evaluation's results (what /metrics and /api/status show until the next
-    # one): MessagePack of ``model_monitor.Evaluation``, its arrays as :class:`Array`,
-    # decoded with msgspec's typed decoder into that dataclass.
-    last: bytes | None = None
+    # one): ``model_monitor.Evaluation`` as msgspec builtins, its arrays as :class:`Array`;
+    # read back with ``msgspec.convert`` into that dataclass (typed, validated).
+    last: Any = None
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -250,8 +261,48 @@ _DECODER = msgspec.msgpack.Decoder(ModelState)
 
 def encode(state: ModelState) -> bytes:
     """The blob of one model's state: header, then MessagePack."""
-    body = _ENCODER.encode(state)
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, _digest(body)) + body
+    flags = 0
+    try:
+        body = _ENCODER.encode(state)
+    except UnicodeEncodeError:  # a lone surrogate somewhere: see the module docstring
+        body = _ENCODER.encode(_escape(msgspec.to_builtins(state, builtin_types=(bytes,))))
+        flags = _ESCAPED
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, flags, _digest(body)) + body
+
+
+def _escape(obj: Any) -> Any:
+    if isinstance(obj, str):
+        if obj.startswith(ESCAPE) or (not obj.isascii() and _has_surrogate(obj)):
+            return ESCAPE + obj.encode("utf-8", "surrogatepass").hex()
+        return obj
+    if isinstance(obj, list | tuple):
+        return [_escape(v) for v in obj]
+    if isinstance(obj, dict):
+        return {_escape(k): _escape(v) for k, v in obj.items()}
+    return obj
+
+
+def _unescape(obj: Any) -> Any:
+    if isinstance(obj, str):
+        if obj.startswith(ESCAPE):
+            try:
+                return bytes.fromhex(obj[len(ESCAPE) :]).decode("utf-8", "surrogatepass")
+            except ValueError as exc:
+                raise StateFormatError("corrupt", f"bad escaped string: {exc}") from exc
+        return obj
+    if isinstance(obj, list):
+        return [_unescape(v) for v in obj]
+    if isinstance(obj, dict):
+        return {_unescape(k): _unescape(v) for k, v in obj.items()}
+    return obj
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _digest(body: bytes) -> bytes:
@@ -278,12 +329,14 @@ def decode(blob: bytes) -> ModelState:
         )
     if len(data) < _HEADER.size:
         raise StateFormatError("corrupt", "truncated state header")
-    _, _, digest = _HEADER.unpack_from(data)
+    _, _, flags, digest = _HEADER.unpack_from(data)
     body = data[_HEADER.size :]
     if _digest(body) != digest:
         raise StateFormatError("corrupt", "checksum mismatch (damaged or truncated state)")
     try:
-        return _DECODER.decode(body)
+        if not flags & _ESCAPED:
+            return _DECODER.decode(body)
+        return msgspec.convert(_unescape(msgspec.msgpack.decode(body)), ModelState)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise StateFormatError("corrupt", f"undecodable state: {exc}") from exc
 

@@ -15,7 +15,7 @@ from monitor.detectors.streaming import ADWINDetector, PageHinkleyDetector
 from monitor.model_monitor import ModelMonitor
 from monitor.reference import build_profile
 from monitor.simulate import Simulator
-from monitor.state_format import StateFormatError, decode
+from monitor.state_format import StateFormatError, decode, encode
 from tests import state_fixture as fx
 
 FIXTURE = Path(__file__).parent / "fixtures" / "model-state-v1.bin"
@@ -58,6 +58,7 @@ def test_the_checkpoint_of_the_first_format_release_restores_and_continues_exact
     assert mm.performance.window_labels == 200
     adwin = next(d for d in mm.detectors["age"] if isinstance(d, ADWINDetector))
     assert adwin.export_state(None).seen == 1_664  # values fed to ADWIN up to the checkpoint
+    assert mm.last is not None and mm.last.drifting == ["age"]
     # It then continues exactly as the monitor that wrote it would have.
     events, labels = fx.stream(2_500)
     rest = fx.events_slice(events, fx.EVENTS, 2_500)
@@ -151,3 +152,29 @@ def test_page_hinkley_restores_to_identical_detections() -> None:
     same = PageHinkleyDetector(threshold=20.0)
     same.fit(ref)
     assert same.restore_state(first.export_state("r"), "s") == "reference changed"
+
+
+def test_strings_with_lone_surrogates_checkpoint_and_restore_exactly() -> None:
+    """JSON lets a producer send "\\ud800"; MessagePack strings cannot hold it as is."""
+    from monitor.state_format import ESCAPE
+
+    mm = fx.monitor()
+    events, _ = fx.stream(400)
+    hostile = ["\ud800", ESCAPE + "looks escaped", "\udc00x"]
+    for i, value in enumerate(hostile):
+        events.features[i]["region"] = value
+        events.event_ids[i] = f"id-{value}"
+    mm.ingest(events, now=400.0)
+    blob = encode(mm.export_state())
+    assert blob[10] == 1  # the escaped encoding was needed
+    restored, notes = _restore(fx.RAW_CONFIG, blob)
+    assert notes == []
+    assert restored.categories == mm.categories
+    assert [c for c in restored.categories["region"] if c in hostile] == hostile
+    assert restored.performance is not None and mm.performance is not None
+    assert restored.performance.joiner.export_state() == mm.performance.joiner.export_state()
+    more, _ = fx.stream(500)
+    tail = fx.events_slice(more, 400, 500)
+    tail.features[0]["region"] = "\ud800"
+    assert _fingerprint(restored.ingest(tail)) == _fingerprint(mm.ingest(tail))
+    assert restored.categories == mm.categories
