@@ -74,7 +74,7 @@ from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.ratelimit import RateLimitedLogger
 from monitor.reference import ReferenceProfile, load_reference
 from monitor.state_format import StateFormatError
-from monitor.store import SQLiteStateStore, StateStore
+from monitor.store import SavedModel, SQLiteStateStore, StateStore
 
 log = logging.getLogger("monitor.service")
 
@@ -82,6 +82,10 @@ DEAD_LETTER_RETRY_SECONDS = 1.0
 # Rejection reason for a message the decoder itself failed on (a bug, counted, dead-lettered).
 DECODER_ERROR = "decoder_error"
 
+
+# A checkpoint taken in the loop: blobs of the changed models, all positions, and the
+# alert documents those blobs hold.
+_Snapshot = tuple[dict[str, SavedModel], dict[TP, int], dict[str, str]]
 
 _TOPIC = attrgetter("topic")
 _PARTITION_OF = attrgetter("topic", "partition")
@@ -144,6 +148,10 @@ class MonitorService:
         self.version_references: dict[str, dict[str, ReferenceProfile]] = {}
         self._model_partition: dict[str, TP] = {}
         self._positions: dict[TP, int] = {}  # next offset to consume, per partition, as processed
+        # Models changed since their last save, and the alert document each was saved with:
+        # a checkpoint writes only those (see ``checkpoint``).
+        self._dirty: set[str] = set()
+        self._saved_alerts: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._state = "new"
@@ -211,9 +219,12 @@ class MonitorService:
         alert_doc: dict[str, Any] | None = None
         restored = self._restore(model, blob) if blob is not None else None
         if restored is not None:
-            mm, alert_doc = restored
+            mm, alert_doc, changed = restored
+            if changed:  # saved again with the config applied: the notes are not repeated
+                self._dirty.add(model)
         else:
             mm = self._new_model(model)
+            self._dirty.add(model)  # not stored, or stored unreadably
         # The outbox holds the alert state as of the last *submit*, which may be ahead of the
         # model state we resume from; roll it back (to empty for a fresh model) so the replay
         # decides exactly as the first pass did and re-derives the same idempotency keys.
@@ -221,16 +232,26 @@ class MonitorService:
             alert_doc = _empty_alert_state(model)
         try:
             self.alerts.set_state(alert_doc)
+            if restored is not None:
+                self._saved_alerts[model] = self._alert_text(model)
         except (MonitorError, KeyError, TypeError, ValueError) as exc:
             log.warning("alert state of model %s not restored (%s); starting empty", model, exc)
             self.alerts.set_state(_empty_alert_state(model))
         self.models[model] = mm
         return mm
 
+    def _alert_text(self, model: str) -> str:
+        """The alert engine's document of ``model`` as saved with its state."""
+        alerts = self.alerts.get_state([model])
+        if model not in alerts["models"]:
+            alerts = _empty_alert_state(model)
+        return json.dumps(alerts, default=_json_default, sort_keys=True)
+
     def _restore(
         self, model: str, blob: bytes
-    ) -> tuple[ModelMonitor, dict[str, Any] | None] | None:
-        """A stored state decoded and fitted to the configured model, or None (start fresh).
+    ) -> tuple[ModelMonitor, dict[str, Any] | None, bool] | None:
+        """A stored state decoded and fitted to the configured model (with its alert document
+        and whether the config changed anything), or None (start fresh).
 
         Settings and references come from the config (see ``ModelMonitor.restore``);
         each kind of change found is logged once. A state that cannot be used is
@@ -266,7 +287,7 @@ class MonitorService:
             mm.evaluations,
             where,
         )
-        return mm, alert_doc
+        return mm, alert_doc, bool(notes)
 
     def _not_restored(self, model: str, reason: str, detail: str) -> None:
         self.metrics.state_not_restored.labels(reason).inc()
@@ -386,7 +407,7 @@ class MonitorService:
         async with self._lock:
             if was_running and self._unsafe_state is None:
                 try:
-                    self.checkpoint()
+                    await self._checkpoint()
                     await self.source.commit(self._positions)
                     self.metrics.commits.labels("ok").inc()
                 except MonitorError as exc:
@@ -557,6 +578,7 @@ class MonitorService:
         now = self.clock.time()
         for model, events in batch.predictions.items():
             mm = self._model(model)
+            self._dirty.add(model)
             t0 = time.perf_counter()
             evs = mm.ingest(events, now)
             for tp in events.partitions:
@@ -569,6 +591,7 @@ class MonitorService:
             evaluations.extend(evs)
         for model, labels in batch.labels.items():
             mm = self._model(model)
+            self._dirty.add(model)
             for outcome, n in mm.ingest_labels(labels, now).items():
                 if n:
                     self.metrics.labels.labels(model, outcome).inc(n)
@@ -585,29 +608,74 @@ class MonitorService:
         Always all models: offsets are per partition, and a partition carries
         many models, so saving some models with all offsets would let a stored
         offset cover events that a stored state lacks (missed after a crash).
-        Models not in memory were not touched since they were saved.
+        Models not in memory were not touched since they were saved; nor were
+        models in memory that no event, label or alert decision changed since
+        their last save (restored ones included: restoring the same blob under
+        the same config gives the same model), so their stored state is already
+        theirs as of these offsets, and their write is skipped.
         """
+        snapshot = self._checkpoint_snapshot()
+        if snapshot is not None:
+            self._checkpoint_write(*snapshot)
+            self._checkpoint_done(*snapshot)
+
+    async def _checkpoint(self) -> None:
+        """:meth:`checkpoint`, with the write (the slow part) off the event loop.
+
+        The caller holds ``_lock``: the states and offsets are taken in the loop,
+        and nothing changes them until the write is done, so the same rules hold.
+        """
+        snapshot = self._checkpoint_snapshot()
+        if snapshot is not None:
+            await asyncio.to_thread(self._checkpoint_write, *snapshot)
+            self._checkpoint_done(*snapshot)
+
+    def _checkpoint_snapshot(self) -> _Snapshot | None:
+        """The blobs of the models changed since their last save, and all positions."""
         if self.store is None:
-            return
+            return None
         if self._unsafe_state is not None:
             raise MonitorError(f"refusing to checkpoint: {self._unsafe_state}")
         try:
-            blobs = {}
+            blobs: dict[str, SavedModel] = {}
+            alert_texts: dict[str, str] = {}
             for n, mm in self.models.items():
-                alerts = self.alerts.get_state([n])
-                if n not in alerts["models"]:
-                    alerts = _empty_alert_state(n)
-                text = json.dumps(alerts, default=_json_default, sort_keys=True)
+                text = self._alert_text(n)
+                if n not in self._dirty and self._saved_alerts.get(n) == text:
+                    continue
+                alert_texts[n] = text
                 blobs[n] = (
                     state_format.encode(mm.export_state(text)),
                     self._model_partition.get(n),
                 )
-            self.store.save(blobs, dict(self._positions))
+        except Exception as exc:
+            self.metrics.checkpoints.labels("error").inc()
+            raise MonitorError(f"checkpoint failed: {exc}") from exc
+        return blobs, dict(self._positions), alert_texts
+
+    def _checkpoint_write(
+        self, blobs: dict[str, SavedModel], positions: dict[TP, int], alert_texts: dict[str, str]
+    ) -> None:
+        assert self.store is not None
+        try:
+            self.store.save(blobs, positions)
             self.metrics.checkpoints.labels("ok").inc()
         except Exception as exc:
             self.metrics.checkpoints.labels("error").inc()
             raise MonitorError(f"checkpoint failed: {exc}") from exc
+
+    def _checkpoint_done(
+        self, blobs: dict[str, SavedModel], positions: dict[TP, int], alert_texts: dict[str, str]
+    ) -> None:
+        self._dirty.difference_update(blobs)
+        self._saved_alerts.update(alert_texts)
         self._last_checkpoint = self.clock.time()
+        log.debug(
+            "checkpoint: %d model(s) written (%d bytes), %d unchanged",
+            len(blobs),
+            sum(len(b) for b, _ in blobs.values()),
+            len(self.models) - len(blobs),
+        )
 
     async def _maybe_checkpoint(self, locked: bool = False) -> None:
         if (
@@ -616,17 +684,17 @@ class MonitorService:
         ):
             return
         if locked:
-            self.checkpoint()
+            await self._checkpoint()
         else:
             async with self._lock:
-                self.checkpoint()
+                await self._checkpoint()
 
     async def _on_revoked(self, revoked: set[TP]) -> None:
         self.metrics.rebalances.labels("revoked").inc()
         async with self._lock:
             leaving = [m for m, tp in self._model_partition.items() if tp in revoked]
             try:
-                self.checkpoint()
+                await self._checkpoint()
                 await self.source.commit(
                     {tp: o for tp, o in self._positions.items() if tp in revoked}
                 )
@@ -635,6 +703,8 @@ class MonitorService:
             for m in leaving:
                 self.models.pop(m, None)
                 self._model_partition.pop(m, None)
+                self._dirty.discard(m)
+                self._saved_alerts.pop(m, None)
             for tp in revoked:
                 self._positions.pop(tp, None)
 

@@ -166,3 +166,64 @@ async def test_config_changes_apply_at_restart_and_restored_models_show_at_once(
             await _eventually(lambda: svc.models[MODEL].events_total == 60, "it runs on")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(f"stored state of model {MODEL} not restored (corrupt" in m for m in warnings)
+
+
+async def test_a_checkpoint_writes_only_the_models_that_changed(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = topic_factory("restore-skip", partitions=1)
+    state = tmp_path / "state.sqlite"
+    raw = {
+        "kafka": {
+            "bootstrap_servers": kafka_bootstrap,
+            "group_id": f"g-{uuid.uuid4().hex[:8]}",
+            "predictions_topic": topic,
+            "labels_topic": None,
+            "poll_timeout_ms": 100,
+        },
+        "http": {"port": 0},
+        "state": {"path": str(state), "checkpoint_interval_seconds": 0.2},
+        "defaults": {"window": {"size": 100, "step": 50}, "reference": {"learn_first": 100}},
+        "models": [{"name": MODEL}, {"name": "quiet"}],
+        "alerting": {"outbox_path": str(tmp_path / "outbox.sqlite")},
+    }
+
+    def saved() -> dict[str, tuple[float, int]]:
+        db = sqlite3.connect(state)
+        try:
+            rows = db.execute("SELECT model, saved_at, length(blob) FROM models").fetchall()
+        finally:
+            db.close()
+        return {m: (t, n) for m, t, n in rows}
+
+    async def send(producer: AIOKafkaProducer, model: str, n: int, seed: int) -> None:
+        for event, _ in Simulator(model=model, seed=seed).events(n):
+            await producer.send(topic, orjson.dumps(event), partition=0)
+        await producer.flush()
+
+    async with _Running(raw) as svc:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await send(producer, MODEL, 150, 1)
+            await send(producer, "quiet", 150, 2)
+            await _eventually(
+                lambda: all(
+                    m in svc.models and svc.models[m].events_total == 150 for m in (MODEL, "quiet")
+                ),
+                "150 events of each",
+            )
+            await _eventually(lambda: set(saved()) == {MODEL, "quiet"}, "both saved")
+            await asyncio.sleep(0.5)  # checkpoints with nothing new
+            first = saved()
+            await send(producer, MODEL, 60, 3)
+            await _eventually(lambda: saved()[MODEL][0] > first[MODEL][0], "the busy model saved")
+        finally:
+            await producer.stop()
+        assert svc.models[MODEL].events_total == 210
+        assert saved()["quiet"] == first["quiet"]  # unchanged: not written again
+    # Both restore, and the quiet one's stored state still matches the offsets.
+    async with _Running(raw) as svc:
+        await _eventually(lambda: {MODEL, "quiet"} <= set(svc.models), "both restored")
+        assert svc.models["quiet"].events_total == 150
+        assert svc.models[MODEL].events_total == 210
