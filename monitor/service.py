@@ -11,8 +11,12 @@ run: poll a batch; decode; publish rejected messages to the dead-letter topic
 (before anything is applied, so a batch is either applied whole or not at all);
 apply it model by model; submit each evaluation's signals to the alert engine
 (durably, into its outbox); then commit the batch's offsets. A checkpoint
-(every model's state + the offsets it covers, in one transaction) is written on
-a cadence, on partition revocation and at shutdown.
+(every model's observed state + the offsets it covers, in one transaction) is
+written on a cadence, on partition revocation and at shutdown: encoded in the
+loop under the lock, written by a thread while the lock is still held, so the
+loop keeps serving (heartbeats, HTTP) and nothing changes the state meanwhile.
+On assignment, the stored models of the assigned partitions are restored at
+once, settings and references taken from the config (``ModelMonitor.restore``).
 
 Exactness after a crash rests on three rules, each kept here:
 
@@ -21,9 +25,11 @@ Exactness after a crash rests on three rules, each kept here:
 * the first time a partition without a stored offset is consumed, its starting
   offset is stored *before* anything of it is applied: a crash before the first
   checkpoint then replays from there rather than from Kafka's (later) commit;
-* a checkpoint always saves *every* model in memory with *all* positions, so no
-  stored offset ever covers events that a stored state lacks. A batch that fails
-  half-applied marks the state unsafe, and then nothing more is checkpointed.
+* a checkpoint always covers *every* model in memory with *all* positions, so no
+  stored offset ever covers events that a stored state lacks: a model changed
+  since its last save is written, one unchanged is not (its stored state is
+  still its state, see ``checkpoint``). A batch that fails half-applied marks
+  the state unsafe, and then nothing more is checkpointed.
 
 Alert state rolls back with the model state it belongs to, so replayed
 evaluations take the same decisions and yield the same idempotency keys, which
