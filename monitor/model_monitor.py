@@ -882,12 +882,14 @@ class ModelMonitor:
         saved_fp = state.reference_fingerprint
         if state.learned is not None:
             saved_fp = state.learned.fingerprint
+        # One note for everything about the reference: (a) why, (b) what it does to the state.
+        why = ""
         if state.reference_version is not None:
             base = mm.version_references.get(state.reference_version)
             if base is None:
-                notes.append(
-                    f"reference: model_version {state.reference_version!r} no longer has a "
-                    "reference in the config; back to the model's main reference"
+                why = (
+                    f"model_version {state.reference_version!r} no longer has a reference in "
+                    "the config; back to the model's main reference; "
                 )
             else:
                 mm.reference_version = state.reference_version
@@ -899,16 +901,23 @@ class ModelMonitor:
             learned = True
         if base is None and saved_fp is not None:
             notes.append(
-                "reference: none is configured any more; learning one again from the next "
-                f"{mm._learn_target} events (window and drift state dropped)"
+                f"reference: {why}none is configured any more; learning one again from the "
+                f"next {mm._learn_target} events (window and drift state dropped)"
             )
         ref_changed = base is not None and saved_fp is not None and base.fingerprint != saved_fp
         if ref_changed:
             assert base is not None
             notes.append(
-                f"reference: fingerprint {saved_fp} -> {base.fingerprint}: drift persistence "
-                "and stream-detector state computed against the old one dropped; the window "
-                "is kept and evaluated against the new one at its next evaluation"
+                f"reference: {why}fingerprint {saved_fp} -> {base.fingerprint}: drift "
+                "persistence and stream-detector state computed against the old one dropped; "
+                "the window is kept and evaluated against the new one at its next evaluation"
+            )
+        elif why:
+            notes.append("reference: " + why.rstrip("; "))
+        if base is not None and saved_fp is None and state.learn_rows:
+            notes.append(
+                f"reference: configured now; the {len(state.learn_rows)} events collected to "
+                "learn one are not used"
             )
         mm.model_version = state.model_version
         mm.events_total = state.events_total

@@ -43,6 +43,7 @@ next ones must keep restoring.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from typing import Any
 
@@ -95,7 +96,7 @@ def unpack_array(a: Array) -> np.ndarray:
     if any(d < 0 for d in a.shape):
         raise StateFormatError("corrupt", f"array shape {a.shape} is negative")
     dt = np.dtype(a.dtype)
-    n = int(np.prod(a.shape, dtype=np.int64)) if a.shape else 1
+    n = math.prod(a.shape)  # Python ints: a forged shape cannot overflow
     if n * dt.itemsize != len(a.data):
         raise StateFormatError(
             "corrupt", f"array of shape {a.shape} needs {n * dt.itemsize} bytes, has {len(a.data)}"
