@@ -227,3 +227,9 @@ async def test_a_checkpoint_writes_only_the_models_that_changed(
         await _eventually(lambda: {MODEL, "quiet"} <= set(svc.models), "both restored")
         assert svc.models["quiet"].events_total == 150
         assert svc.models[MODEL].events_total == 210
+    # A model removed from the config (unknown models rejected): its state is deleted.
+    raw["models"] = [{"name": MODEL}]
+    async with _Running(raw) as svc:
+        await _eventually(lambda: MODEL in svc.models, "the listed model restored")
+        assert "quiet" not in svc.models
+    assert set(saved()) == {MODEL}
