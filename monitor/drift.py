@@ -23,11 +23,12 @@ results and an alert:
    reference as no drift (:mod:`monitor.detectors.streaming`, "Direction"), so
    the end of a drift lets the incident clear instead of opening a new one.
 
-:class:`DriftTracker` is pure and picklable: the pipeline calls
-:meth:`DriftTracker.observe` once per evaluation and the state store saves it.
+:class:`DriftTracker` is pure: the pipeline calls :meth:`DriftTracker.observe`
+once per evaluation, and a checkpoint saves its runs (:meth:`DriftTracker.export_runs`).
 
 >>> from monitor.detectors.base import DetectorResult
 >>> from monitor.detectors.config import DriftConfig
+from monitor.state_format import FeatureRun
 >>> def psi(value: float) -> DetectorResult:
 ...     sev = "critical" if value >= 0.25 else "warning" if value >= 0.1 else "ok"
 ...     return DetectorResult("psi", value, None, 0.1, sev != "ok", sev)
@@ -45,6 +46,7 @@ import numpy as np
 
 from monitor.detectors.base import SEVERITY_RANK, DetectorResult, Severity, grade_p_value
 from monitor.detectors.config import DriftConfig
+from monitor.state_format import FeatureRun
 
 PREDICTION = "__prediction__"
 
@@ -206,6 +208,18 @@ class DriftTracker:
         """The persisted state of ``feature`` (False if never observed)."""
         state = self._states.get(feature)
         return state.drifting if state else False
+
+    def export_runs(self) -> list[FeatureRun]:
+        """The persistence/hysteresis runs of every feature (what a checkpoint keeps)."""
+        return [
+            FeatureRun(f, s.drifting, s.drifted_run, s.clean_run) for f, s in self._states.items()
+        ]
+
+    def restore_runs(self, runs: Sequence[FeatureRun]) -> None:
+        self._states = {
+            r.feature: _FeatureState(r.drifting, max(0, r.drifted_run), max(0, r.clean_run))
+            for r in runs
+        }
 
     def forget(self, feature: str) -> None:
         """Drop a feature's state (the feature left the schema)."""

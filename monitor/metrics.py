@@ -220,6 +220,12 @@ class ServiceMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.state_not_restored = Counter(
+            "monitor_state_restore_failures_total",
+            "Stored model states not restored (the model started fresh), by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self.last_progress = Gauge(
             "monitor_last_poll_timestamp_seconds",
             "Wall-clock time the consume loop last completed a poll (liveness).",

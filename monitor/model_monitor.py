@@ -9,8 +9,11 @@ evaluates at every window step. Evaluation points are exact (a batch is split at
 step boundaries), so the same events produce the same evaluations whatever the
 batching, which is what lets a restored checkpoint reproduce an uninterrupted run.
 
-The whole object is picklable: the state store saves it as one blob so a model's
-state can follow its partition to another instance.
+What a checkpoint keeps of it is what it observed (:meth:`ModelMonitor.export_state`,
+in the format of :mod:`monitor.state_format`); :meth:`ModelMonitor.restore` builds a
+monitor from the *configured* settings and reference and adopts that state, so a
+model's state can follow its partition to another instance, and a changed config
+takes effect at restart (what happens per kind of change: docs/GUARANTEES.md).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from monitor.alerting.signals import EvaluationContext, Signal
-from monitor.config import LimitsConfig, ResolvedModel
+from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
 from monitor.detectors import STREAM_DETECTORS, Detector, DetectorResult, fit_column_detectors
 from monitor.detectors.base import evaluate_sorted
+from monitor.detectors.streaming import StreamDetector
 from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.errors import MonitorError
 from monitor.events import FeatureColumns, LabelEvents, ModelEvents
@@ -41,6 +46,16 @@ from monitor.reference import (
     check_schema,
     prediction_value,
     profile_numeric,
+)
+from monitor.state_format import (
+    Array,
+    FeatureProfileState,
+    ModelState,
+    ProfileState,
+    SettingsSeen,
+    StateFormatError,
+    pack_array,
+    unpack_array,
 )
 from monitor.summary import (
     CategoricalSummary,
@@ -109,18 +124,17 @@ class ModelMonitor:
         self.reference_switches = 0
         self._since_reference_refresh = 0
         self._label_detectors: list[Detector] | None = None
+        self._label_reference: np.ndarray | None = None  # the first full window of labels
+        # The profile set by _set_reference (configured, per-version or learned); in
+        # previous_window mode ``reference`` moves on to window profiles, this does not.
+        self._base_reference: ReferenceProfile | None = None
+        self._learned = False  # the base reference was learned from this model's events
+        self._columnised_for: list[str] | None = None
         self.performance: PerformanceTracker | None = None
         if settings.performance.task is not None:
             self.performance = PerformanceTracker(settings.performance)
         if reference is not None:
             self._set_reference(reference)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickled monitor; fill in what checkpoints of older releases lack."""
-        state.setdefault("_stream_pending", [])  # they fed stream detectors per batch
-        state.setdefault("_event_clock", None)  # the window's newest time until an event comes
-        state.pop("_columnised_for", None)  # derived: rebuilt on first use, by this release
-        self.__dict__.update(state)
 
     # ----------------------------------------------------------------- reference
 
@@ -144,6 +158,8 @@ class ModelMonitor:
         if pred is not None and self.settings.prediction != "none":
             schema[PREDICTION] = pred.kind
         self.reference = profile
+        self._base_reference = profile
+        self._learned = False
         self.numeric_columns = [n for n, k in schema.items() if k == "numeric"]
         self.categorical_columns = [n for n, k in schema.items() if k == "categorical"]
         self._known_features = frozenset(n for n in schema if n != PREDICTION)
@@ -257,15 +273,14 @@ class ModelMonitor:
         """
         if self.reference is None or self.version_references:
             return None
-        if getattr(self, "_columnised_for", None) is not self.numeric_columns:
+        if self._columnised_for is not self.numeric_columns:
             self._columnisation()
         return self._columnar_names
 
     def _columnisation(self) -> None:
         """Derive what the numeric fast path needs from the current column list.
 
-        Done lazily (the column list object changes only when a reference is
-        set), so it also covers state restored from older checkpoints.
+        Done lazily: the column list object changes only when a reference is set.
         """
         cols = self.numeric_columns
         feats = [c for c in cols if c != PREDICTION]
@@ -290,7 +305,7 @@ class ModelMonitor:
         """
         n = len(events.features)
         k = len(self.numeric_columns)
-        if getattr(self, "_columnised_for", None) is not self.numeric_columns:
+        if self._columnised_for is not self.numeric_columns:
             self._columnisation()
         mat = self._numeric_fast(events, n, k) if self._fast_ok else None
         if mat is None:
@@ -658,6 +673,7 @@ class ModelMonitor:
                     keep.append((PREDICTION, profile.features[PREDICTION]))
                 profile.features = dict(keep)
             self._set_reference(profile)
+            self._learned = True
         return take
 
     # ----------------------------------------------------------------- evaluate
@@ -794,24 +810,31 @@ class ModelMonitor:
             if labels.size < perf.config.window_size:
                 return None
             reference = np.sort(labels) if numeric else np.bincount(labels.astype(np.int64))
-            detectors = fit_column_detectors(
-                "numeric" if numeric else "categorical",
-                reference,
-                self.settings.drift,
-                window_size=perf.config.window_size,
-                step=self.settings.window.step,
-                n_features=1,
-                feature=LABEL,
-                seed=_stable_seed(self.name, LABEL),
-            )
-            # Stream detectors would need every label through update(); the window
-            # tests are what label drift is about.
-            self._label_detectors = [d for d in detectors if d.name not in STREAM_DETECTORS]
+            self._fit_label_detectors(reference)
             return None
         if labels.size < perf.config.min_window_labels:
             return None
         window = np.sort(labels) if numeric else np.bincount(labels.astype(np.int64))
         return [d.evaluate(window) for d in self._label_detectors]
+
+    def _fit_label_detectors(self, reference: np.ndarray) -> None:
+        """Fit the label-drift tests on the label reference (kept: a checkpoint saves it)."""
+        perf = self.performance
+        assert perf is not None
+        detectors = fit_column_detectors(
+            "categorical" if perf.task != "regression" else "numeric",
+            reference,
+            self.settings.drift,
+            window_size=perf.config.window_size,
+            step=self.settings.window.step,
+            n_features=1,
+            feature=LABEL,
+            seed=_stable_seed(self.name, LABEL),
+        )
+        # Stream detectors would need every label through update(); the window
+        # tests are what label drift is about.
+        self._label_detectors = [d for d in detectors if d.name not in STREAM_DETECTORS]
+        self._label_reference = reference
 
     def ingest_labels(self, labels: LabelEvents, now: float) -> dict[str, int]:
         """Join labels to predictions (when performance tracking is on); counts by outcome."""
@@ -820,8 +843,356 @@ class ModelMonitor:
         res = self.performance.add_labels(labels.event_ids, labels.labels, labels.timestamps, now)
         return res.counts()
 
+    # ----------------------------------------------------------------- saved state
+
+    def export_state(self, alerts: str | None = None) -> ModelState:
+        """What this model observed, for a checkpoint (``alerts``: the alert engine's
+        JSON document of this model). Settings and configured references are left out."""
+        self._flush_pending_for_export()
+        base = self._base_reference
+        st = ModelState(
+            model=self.name,
+            settings_seen=_settings_seen(self.settings),
+            reference_fingerprint=None if base is None or self._learned else base.fingerprint,
+            reference_version=self.reference_version,
+            reference_switches=self.reference_switches,
+            learned=_pack_profile(base) if base is not None and self._learned else None,
+            model_version=self.model_version,
+            events_total=self.events_total,
+            evaluations=self.evaluations,
+            invalid_values=[(f, r, n) for (f, r), n in self.invalid_values.items()],
+            unknown_feature_events=self.unknown_feature_events,
+            category_overflow=dict(self.category_overflow),
+            since_eval=self._since_eval,
+            since_reference_refresh=self._since_reference_refresh,
+            next_eval_time=self._next_eval_time,
+            event_clock=self._event_clock,
+            learn_rows=[(f, p) for f, p in self._learn_rows],
+            label_reference=None
+            if self._label_reference is None
+            else pack_array(self._label_reference),
+            performance=self.performance.export_state() if self.performance else None,
+            alerts=alerts,
+            last=None
+            if self.last is None
+            else msgspec.to_builtins(self.last, builtin_types=(bytes,), enc_hook=_enc_hook),
+        )
+        if self.reference is None:
+            return st
+        if self.reference is not base:
+            st.comparison = _pack_profile(self.reference)
+        st.numeric_columns = list(self.numeric_columns)
+        st.categorical_columns = list(self.categorical_columns)
+        st.categories = {c: list(v) for c, v in self.categories.items()}
+        st.window = self.window.export_state()
+        if self._stream_pending:
+            st.stream_pending = pack_array(np.concatenate(self._stream_pending))
+        fingerprint = self.reference.fingerprint
+        for name, dets in self.detectors.items():
+            streams = [d.export_state(fingerprint) for d in dets if isinstance(d, StreamDetector)]
+            if streams:
+                st.stream_detectors[name] = streams
+        st.drift_runs = self.tracker.export_runs()
+        return st
+
+    def _flush_pending_for_export(self) -> None:
+        """Merge the queued stream rows into one array (same values, same order)."""
+        if len(self._stream_pending) > 1:
+            self._stream_pending = [np.concatenate(self._stream_pending)]
+
+    @classmethod
+    def restore(
+        cls,
+        settings: ResolvedModel,
+        limits: LimitsConfig,
+        state: ModelState,
+        reference: ReferenceProfile | None = None,
+        version_references: dict[str, ReferenceProfile] | None = None,
+    ) -> tuple[ModelMonitor, list[str]]:
+        """A monitor built from the configured settings and reference, with ``state`` adopted.
+
+        Returns the monitor and one note per kind of change found between what the
+        state was computed with and the configuration (for the caller to log).
+        The rules, per kind of change, are in docs/GUARANTEES.md ("State across
+        restarts"). Raises :class:`~monitor.state_format.StateFormatError` when
+        the state is inconsistent in itself.
+        """
+        mm = cls(settings, limits, None, version_references)
+        notes = _settings_notes(state.settings_seen, settings)
+        # 1. The base reference: the configured one wins; else the learned one.
+        base: ReferenceProfile | None = None
+        saved_fp = state.reference_fingerprint
+        if state.learned is not None:
+            saved_fp = state.learned.fingerprint
+        # One note for everything about the reference: (a) why, (b) what it does to the state.
+        why = ""
+        if state.reference_version is not None:
+            base = mm.version_references.get(state.reference_version)
+            if base is None:
+                why = (
+                    f"model_version {state.reference_version!r} no longer has a reference in "
+                    "the config; back to the model's main reference; "
+                )
+            else:
+                mm.reference_version = state.reference_version
+        if base is None and reference is not None:
+            base = reference
+        learned = False
+        if base is None and state.learned is not None:
+            base = _unpack_profile(state.learned)
+            learned = True
+        if base is None and saved_fp is not None:
+            notes.append(
+                f"reference: {why}none is configured any more; learning one again from the "
+                f"next {mm._learn_target} events (window and drift state dropped)"
+            )
+        ref_changed = base is not None and saved_fp is not None and base.fingerprint != saved_fp
+        if ref_changed:
+            assert base is not None
+            notes.append(
+                f"reference: {why}fingerprint {saved_fp} -> {base.fingerprint}: drift "
+                "persistence and stream-detector state computed against the old one dropped; "
+                "the window is kept and evaluated against the new one at its next evaluation"
+            )
+        elif why:
+            notes.append("reference: " + why.rstrip("; "))
+        if base is not None and saved_fp is None and state.learn_rows:
+            notes.append(
+                f"reference: configured now; the {len(state.learn_rows)} events collected to "
+                "learn one are not used"
+            )
+        mm.model_version = state.model_version
+        mm.events_total = state.events_total
+        mm.evaluations = state.evaluations
+        mm.reference_switches = state.reference_switches
+        mm.unknown_feature_events = state.unknown_feature_events
+        if state.last is not None:
+            try:
+                mm.last = msgspec.convert(state.last, Evaluation, dec_hook=_dec_hook)
+            except msgspec.ValidationError as exc:
+                raise StateFormatError("corrupt", f"last evaluation: {exc}") from exc
+        if base is None:
+            mm._learn_rows = [(f, p) for f, p in state.learn_rows if isinstance(f, dict)]
+            mm._learn_rows = mm._learn_rows[: mm._learn_target]
+        else:
+            mm._set_reference(base)
+            mm._learned = learned
+            if state.window is not None and saved_fp is not None:
+                mm._adopt_columns(state, notes)
+                mm._adopt_detectors(state, ref_changed, notes)
+        mm.invalid_values = {(f, r): int(n) for f, r, n in state.invalid_values}
+        mm.category_overflow = {k: int(v) for k, v in state.category_overflow.items()}
+        w = settings.window
+        mm._since_eval = max(0, min(state.since_eval, w.step - 1))
+        mm._since_reference_refresh = max(0, state.since_reference_refresh)
+        mm._next_eval_time = state.next_eval_time if w.type == "time" else None
+        mm._event_clock = state.event_clock
+        if mm.performance is not None and state.performance is not None:
+            if state.performance.task != mm.performance.task:
+                notes.append(
+                    f"performance: task {state.performance.task} -> {mm.performance.task}: "
+                    "performance state dropped"
+                )
+            else:
+                notes.extend(
+                    f"performance: {n}" for n in mm.performance.restore_state(state.performance)
+                )
+                if state.label_reference is not None:
+                    mm._fit_label_detectors(unpack_array(state.label_reference))
+        elif mm.performance is None and state.performance is not None:
+            notes.append("performance: tracking turned off; its state dropped")
+        return mm, notes
+
+    def _adopt_columns(self, state: ModelState, notes: list[str]) -> None:
+        """The saved window (and queued stream rows), mapped onto the configured columns.
+
+        Columns are matched by name; a new column is missing in the saved rows, a
+        removed one is dropped. Category codes are remapped to this monitor's
+        vocabulary (the reference's categories, then those seen, in saved order).
+        """
+        assert state.window is not None
+        saved_num, saved_cat = state.numeric_columns, state.categorical_columns
+        num = unpack_array(state.window.numeric)
+        cat = unpack_array(state.window.categorical)
+        size = state.window.size
+        if num.shape != (len(saved_num), size) or cat.shape != (size, len(saved_cat)):
+            raise StateFormatError("corrupt", "window columns do not match their names")
+        if (saved_num, saved_cat) != (self.numeric_columns, self.categorical_columns):
+            notes.append(
+                f"columns: {sorted(set(saved_num) | set(saved_cat))} -> "
+                f"{sorted(set(self.numeric_columns) | set(self.categorical_columns))}: "
+                "saved rows kept for the columns in both, missing for new ones"
+            )
+        num_idx = {n: i for i, n in enumerate(saved_num)}
+        new_num = np.full((len(self.numeric_columns), size), np.nan)
+        for j, name in enumerate(self.numeric_columns):
+            if name in num_idx:
+                new_num[j] = num[num_idx[name]]
+        cat_idx = {n: i for i, n in enumerate(saved_cat)}
+        new_cat = np.full((size, len(self.categorical_columns)), MISSING_CODE, dtype=np.int32)
+        for j, name in enumerate(self.categorical_columns):
+            if name not in cat_idx:
+                continue
+            saved_cats = state.categories.get(name, [])
+            # Code -1 (missing) maps to itself through the last entry of the table.
+            table = np.array([self._code_of(name, c) for c in saved_cats] + [MISSING_CODE])
+            codes = cat[:, cat_idx[name]].astype(np.int64)
+            if codes.size and (codes.min() < -1 or codes.max() >= len(saved_cats)):
+                raise StateFormatError("corrupt", f"category code out of range in {name!r}")
+            new_cat[:, j] = table[codes]
+        self.window.restore_state(state.window, new_num, new_cat)
+        if state.stream_pending is not None:
+            pending = unpack_array(state.stream_pending)
+            if pending.ndim != 2 or pending.shape[1] != len(saved_num):
+                raise StateFormatError("corrupt", "queued stream rows of the wrong shape")
+            rows = np.full((len(pending), len(self.numeric_columns)), np.nan)
+            for j, name in enumerate(self.numeric_columns):
+                if name in num_idx:
+                    rows[:, j] = pending[:, num_idx[name]]
+            self._stream_pending = [rows]
+
+    def _adopt_detectors(self, state: ModelState, ref_changed: bool, notes: list[str]) -> None:
+        """Comparison profile, stream-detector internals and drift runs, where still valid."""
+        if ref_changed:
+            return
+        if state.comparison is not None:
+            if self.settings.reference.mode == "previous_window":
+                self._fit_detectors(_unpack_profile(state.comparison))
+            else:
+                notes.append("reference: mode is no longer previous_window; fixed reference")
+        assert self.reference is not None
+        why: set[str] = set()
+        for name, dets in self.detectors.items():
+            saved = list(state.stream_detectors.get(name, []))
+            for d in dets:
+                if not isinstance(d, StreamDetector):
+                    continue
+                match = next((s for s in saved if s.name == d.name), None)
+                if match is None:
+                    why.add(f"no saved {d.name} state")
+                    continue
+                saved.remove(match)
+                reason = d.restore_state(match, self.reference.fingerprint)
+                if reason is not None:
+                    why.add(reason)
+        if why:
+            notes.append(
+                "stream detectors: restarted from the reference (" + "; ".join(sorted(why)) + ")"
+            )
+        self.tracker.restore_runs(state.drift_runs)
+
     def reference_profile(self, name: str) -> FeatureProfile | None:
         return self.reference.features.get(name) if self.reference else None
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return pack_array(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise NotImplementedError(f"cannot store a {type(obj).__name__}")
+
+
+def _dec_hook(kind: type, obj: Any) -> Any:
+    if kind is np.ndarray:
+        return unpack_array(msgspec.convert(obj, Array))
+    raise NotImplementedError(f"cannot read a {kind!r}")
+
+
+def _settings_seen(settings: ResolvedModel) -> SettingsSeen:
+    return SettingsSeen(
+        window=settings.window.model_dump_json(),
+        drift=settings.drift.model_dump_json(),
+        performance=settings.performance.model_dump_json(),
+    )
+
+
+def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
+    """One note per kind of setting that differs from what the state was computed with."""
+    now = _settings_seen(settings)
+    notes = []
+    if seen.window != now.window:
+        try:
+            old = WindowConfig.model_validate_json(seen.window)
+            what = (
+                f"size {old.size} -> {settings.window.size}"
+                if old.size != settings.window.size
+                else "type/step changed"
+            )
+        except ValueError:
+            what = "changed"
+        notes.append(
+            f"window: {what}: a larger window keeps every saved event, a smaller one the "
+            "newest; the new step applies from the next event"
+        )
+    if seen.drift != now.drift:
+        notes.append(
+            "drift: detector settings changed: detectors fitted again from the reference, "
+            "effective at the next evaluation"
+        )
+    if seen.performance != now.performance:
+        notes.append("performance: settings changed: effective at once (windows resized)")
+    return notes
+
+
+def _pack_profile(p: ReferenceProfile) -> ProfileState:
+    return ProfileState(
+        model=p.model,
+        features=[
+            FeatureProfileState(
+                name=f.name,
+                kind=f.kind,
+                count=f.count,
+                missing_rate=f.missing_rate,
+                sample=None if f.sample is None else pack_array(f.sample),
+                mean=f.mean,
+                std=f.std,
+                min=f.min,
+                max=f.max,
+                quantiles=list(f.quantiles.items()),
+                categories=list(f.categories),
+                counts=None if f.counts is None else pack_array(f.counts),
+            )
+            for f in p.features.values()
+        ],
+        rows=p.rows,
+        fingerprint=p.fingerprint,
+        model_version=p.model_version,
+        created_at=p.created_at,
+        source=p.source,
+    )
+
+
+def _unpack_profile(p: ProfileState) -> ReferenceProfile:
+    features = {}
+    for f in p.features:
+        if f.kind not in ("numeric", "categorical"):
+            raise StateFormatError("corrupt", f"profile column {f.name!r} of kind {f.kind!r}")
+        if (f.sample if f.kind == "numeric" else f.counts) is None:
+            raise StateFormatError("corrupt", f"profile column {f.name!r} without its values")
+        features[f.name] = FeatureProfile(
+            name=f.name,
+            kind=f.kind,  # type: ignore[arg-type]
+            count=f.count,
+            missing_rate=f.missing_rate,
+            sample=None if f.sample is None else unpack_array(f.sample).astype(np.float64),
+            mean=f.mean,
+            std=f.std,
+            min=f.min,
+            max=f.max,
+            quantiles=dict(f.quantiles),
+            categories=list(f.categories),
+            counts=None if f.counts is None else unpack_array(f.counts).astype(np.int64),
+        )
+    return ReferenceProfile(
+        model=p.model,
+        features=features,
+        rows=p.rows,
+        fingerprint=p.fingerprint,
+        model_version=p.model_version,
+        created_at=p.created_at,
+        source=p.source,
+    )
 
 
 def _stable_seed(*parts: str) -> int:

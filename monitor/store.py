@@ -1,51 +1,62 @@
 """Where model state lives between runs, and how it follows a partition.
 
-A :class:`StateStore` saves each model's state as one opaque blob together with
-the Kafka offsets the saved state covers, atomically, so that on restart (or on
-another instance after a rebalance) the consumer seeks to exactly those offsets
-and replays only what the state does not contain: nothing counted twice, nothing
-missed.
+A :class:`StateStore` saves each model's state as one blob (encoded by
+:mod:`monitor.state_format`; the store never looks inside) together with the
+partition the model's events come from and the Kafka offsets the saved states
+cover, atomically, so that on restart (or on another instance after a
+rebalance) the consumer seeks to exactly those offsets and replays only what the
+states do not contain: nothing counted twice, nothing missed.
 
 The interface is deliberately tiny (``load_model``, ``load_offsets``,
-``save``) so that a shared backend, a compacted Kafka topic keyed by model,
-fits behind it. :class:`SQLiteStateStore` is the local default.
+``models``, ``save``) so that a shared backend, a compacted Kafka topic keyed by
+model, fits behind it. :class:`SQLiteStateStore` is the local default.
 
-Blobs are pickles of our own objects, written by this service into a file it
-owns; the file carries a format marker and version, and a file that lacks them
-or has another version is refused with a clear message, never discarded.
+The file carries a format marker and version. A file that lacks them, or has a
+version this build does not know, is refused with a clear message, never
+discarded. One exception: version 1, written by the previous release, held
+*pickled* model states, which this release never reads (unpickling is code
+execution). Opening such a file discards its model states **and the offsets
+stored with them** (offsets without their states would skip the events those
+states had counted), upgrades the file to version 2, and logs one WARNING;
+consumption then resumes from Kafka's committed offsets with fresh models.
 """
 
 from __future__ import annotations
 
-import pickle
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from monitor.errors import StateError
 
+log = logging.getLogger("monitor.store")
+
 FORMAT = "kafka-model-monitor-state"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_PICKLE_VERSION = 1
 
 TopicPartition = tuple[str, int]
+# One model's saved state: its encoded blob, and the partition its events come from.
+SavedModel = tuple[bytes, TopicPartition | None]
 
 
 class StateStore(Protocol):
-    """Saves and restores model state with the offsets it covers."""
+    """Saves and restores model states (opaque blobs) with the offsets they cover."""
 
-    def load_model(self, model: str) -> Any | None:
-        """The saved state object of ``model``, or None."""
+    def load_model(self, model: str) -> bytes | None:
+        """The saved blob of ``model``, or None."""
 
     def load_offsets(self) -> dict[TopicPartition, int]:
         """Next offset to consume per partition, as of the last save."""
 
-    def models(self) -> list[str]:
-        """Names of the models with a saved state."""
+    def models(self, partitions: Iterable[TopicPartition] | None = None) -> list[str]:
+        """Names of the models with a saved state (on these partitions, if given)."""
 
-    def save(self, models: Mapping[str, Any], offsets: Mapping[TopicPartition, int]) -> None:
+    def save(self, models: Mapping[str, SavedModel], offsets: Mapping[TopicPartition, int]) -> None:
         """Atomically store these models' states and these offsets.
 
         Either all of it is stored or none of it (a crash mid-save leaves the
@@ -64,6 +75,8 @@ class SQLiteStateStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # Model states of a previous release's file discarded at open (see the module).
+        self.discarded_legacy = 0
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -83,7 +96,7 @@ class SQLiteStateStore:
                 self._db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 self._db.execute(
                     "CREATE TABLE models (model TEXT PRIMARY KEY, blob BLOB NOT NULL, "
-                    "saved_at REAL NOT NULL)"
+                    "saved_at REAL NOT NULL, topic TEXT, partition INTEGER)"
                 )
                 self._db.execute(
                     "CREATE TABLE offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, "
@@ -104,11 +117,37 @@ class SQLiteStateStore:
                 f"{self.path}: foreign state file (format {meta.get('format')!r}); "
                 "refusing to use it"
             )
+        if meta.get("format_version") == str(LEGACY_PICKLE_VERSION):
+            self._upgrade_legacy()
+            return
         if meta.get("format_version") != str(FORMAT_VERSION):
             raise StateError(
                 f"{self.path}: state format version {meta.get('format_version')} is not "
                 f"supported (this build reads {FORMAT_VERSION}); refusing to use it"
             )
+
+    def _upgrade_legacy(self) -> None:
+        """A previous release's file: drop its pickled states and their offsets; see module."""
+        with self._tx():
+            n = self._db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+            offsets = self._db.execute("SELECT COUNT(*) FROM offsets").fetchone()[0]
+            self._db.execute("DELETE FROM models")
+            self._db.execute("DELETE FROM offsets")
+            self._db.execute("ALTER TABLE models ADD COLUMN topic TEXT")
+            self._db.execute("ALTER TABLE models ADD COLUMN partition INTEGER")
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'format_version'", (str(FORMAT_VERSION),)
+            )
+        self.discarded_legacy = int(n)
+        log.warning(
+            "%s: written by a previous release in the old state format (pickled model "
+            "states), which is not read: %d model state(s) and the %d partition offset(s) "
+            "stored with them were discarded; models start fresh and consumption resumes "
+            "from the consumer group's committed offsets",
+            self.path,
+            n,
+            offsets,
+        )
 
     def _tx(self) -> Any:
         db = self._db
@@ -122,37 +161,44 @@ class SQLiteStateStore:
 
         return _Tx()
 
-    def load_model(self, model: str) -> Any | None:
+    def load_model(self, model: str) -> bytes | None:
         with self._lock:
-            row = self._db.execute("SELECT blob FROM models WHERE model = ?", (model,)).fetchone()
-        if row is None:
-            return None
-        try:
-            return pickle.loads(row[0])
-        except Exception as exc:
-            raise StateError(
-                f"{self.path}: state of model {model!r} cannot be read ({exc})"
-            ) from exc
+            # CAST: a value stored as TEXT (by hand, or damaged) still comes back as bytes.
+            row = self._db.execute(
+                "SELECT CAST(blob AS BLOB) FROM models WHERE model = ?", (model,)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
 
-    def models(self) -> list[str]:
+    def models(self, partitions: Iterable[TopicPartition] | None = None) -> list[str]:
         with self._lock:
-            return [r[0] for r in self._db.execute("SELECT model FROM models ORDER BY model")]
+            rows = self._db.execute(
+                "SELECT model, topic, partition FROM models ORDER BY model"
+            ).fetchall()
+        if partitions is None:
+            return [r[0] for r in rows]
+        wanted = set(partitions)
+        return [m for m, t, p in rows if (t, p) in wanted]
 
     def load_offsets(self) -> dict[TopicPartition, int]:
         with self._lock:
             rows = self._db.execute("SELECT topic, partition, next_offset FROM offsets").fetchall()
         return {(t, int(p)): int(o) for t, p, o in rows}
 
-    def save(self, models: Mapping[str, Any], offsets: Mapping[TopicPartition, int]) -> None:
-        blobs = [
-            (name, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), time.time())
-            for name, state in models.items()
-        ]
+    def save(self, models: Mapping[str, SavedModel], offsets: Mapping[TopicPartition, int]) -> None:
+        now = time.time()
+        rows = []
+        for name, (blob, tp) in models.items():
+            if not isinstance(blob, bytes | bytearray | memoryview):
+                raise StateError(f"state of model {name!r} is not an encoded blob")
+            topic, partition = tp if tp is not None else (None, None)
+            rows.append((name, bytes(blob), now, topic, partition))
         with self._lock, self._tx():
             self._db.executemany(
-                "INSERT INTO models VALUES (?, ?, ?) ON CONFLICT(model) DO UPDATE "
-                "SET blob = excluded.blob, saved_at = excluded.saved_at",
-                blobs,
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?) ON CONFLICT(model) DO UPDATE "
+                "SET blob = excluded.blob, saved_at = excluded.saved_at, "
+                "topic = COALESCE(excluded.topic, models.topic), "
+                "partition = COALESCE(excluded.partition, models.partition)",
+                rows,
             )
             self._db.executemany(
                 "INSERT INTO offsets VALUES (?, ?, ?) ON CONFLICT(topic, partition) DO UPDATE "

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from monitor.state_format import StateFormatError, WindowState, pack_array, unpack_array
+
 MISSING_CODE = -1
 
 
@@ -35,7 +37,6 @@ class SlidingWindow:
         self._num = np.full((n_numeric, capacity), np.nan, dtype=np.float64)
         self._cat = np.full((capacity, n_categorical), MISSING_CODE, dtype=np.int32)
         self._ts = np.zeros(capacity, dtype=np.float64)
-        self._layout = "columns"  # see __setstate__
         self._head = 0  # next row to write
         self.size = 0  # rows filled
         self.total = 0  # rows ever appended
@@ -88,13 +89,55 @@ class SlidingWindow:
             return (0.0, 0.0)
         return (float(ts.min()), float(ts.max()))
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        """Restore a pickled window; checkpoints written before the column-major layout
-        (no ``_layout`` key) stored the numeric buffer as (capacity, columns)."""
-        if "_layout" not in state:
-            state["_num"] = np.ascontiguousarray(np.asarray(state["_num"]).T)
-        state["_layout"] = "columns"
-        self.__dict__.update(state)
+    def export_state(self) -> WindowState:
+        """The filled part of the ring buffers, as laid out (so a restore is bit-identical)."""
+        return WindowState(
+            capacity=self.capacity,
+            head=self._head,
+            size=self.size,
+            total=self.total,
+            numeric=pack_array(self._num[:, : self.size]),
+            categorical=pack_array(self._cat[: self.size]),
+            timestamps=pack_array(self._ts[: self.size]),
+        )
+
+    def restore_state(
+        self, state: WindowState, numeric: np.ndarray, categorical: np.ndarray
+    ) -> None:
+        """Adopt a saved window whose columns were already mapped to this window's.
+
+        ``numeric`` is (numeric columns, rows) and ``categorical`` (rows, categorical
+        columns), both in the saved layout. With the same capacity the buffers are
+        restored as they were (the same rows leave first, the same sums are taken).
+        With another capacity the rows are put in event order, oldest first: a
+        larger window keeps them all, a smaller one keeps the newest ``capacity``.
+        """
+        ts = unpack_array(state.timestamps)
+        size = len(ts)
+        if not (0 <= state.head < max(state.capacity, 1) and size == state.size):
+            raise StateFormatError("corrupt", "window head or size out of range")
+        if numeric.shape != (self._num.shape[0], size) or categorical.shape != (
+            size,
+            self._cat.shape[1],
+        ):
+            raise StateFormatError("corrupt", "window buffers of the wrong shape")
+        self.total = state.total
+        if state.capacity == self.capacity:
+            self._num[:, :size] = numeric
+            self._cat[:size] = categorical
+            self._ts[:size] = ts
+            self._head, self.size = state.head, size
+            return
+        # Event order: a full ring starts at its head (the oldest row); a partial one at 0.
+        order = np.roll(np.arange(size), -state.head) if size == state.capacity else None
+        if order is not None:
+            numeric, categorical, ts = numeric[:, order], categorical[order], ts[order]
+        keep = min(size, self.capacity)
+        self._num[:, :keep] = numeric[:, size - keep :]
+        self._cat[:keep] = categorical[size - keep :]
+        self._ts[:keep] = ts[size - keep :]
+        self.size = keep
+        self._head = keep % self.capacity
 
     @property
     def nbytes(self) -> int:

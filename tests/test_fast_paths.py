@@ -11,7 +11,6 @@ unknown-feature count's shortcut against the per-event set test.
 from __future__ import annotations
 
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -29,7 +28,7 @@ from monitor.detectors.ks import ks_statistic_sorted
 from monitor.simulate import Simulator
 from monitor.summary import _summarize_full, summarize_numeric
 from monitor.window import SlidingWindow
-from tests.test_model_monitor import _events, _monitor
+from tests.test_model_monitor import _checkpoint, _events, _monitor
 
 
 def _sample(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -98,17 +97,6 @@ def test_evaluate_sorted_falls_back_to_evaluate_for_count_vectors() -> None:
         assert evaluate_sorted(detector, counts) == detector.evaluate(counts)
 
 
-def test_psi_detector_pickled_before_the_small_path_still_evaluates() -> None:
-    d = PSIDetector()
-    d.fit(np.random.default_rng(2).normal(size=1_000))
-    state = d.__dict__.copy()
-    del state["_small_ref"]  # what a checkpoint of the previous release holds
-    old = PSIDetector.__new__(PSIDetector)
-    old.__dict__.update(state)
-    window = np.sort(np.random.default_rng(3).normal(size=500))
-    assert old.evaluate_sorted(window) == d.evaluate_sorted(window)
-
-
 def test_whole_matrix_summaries_equal_the_per_column_loop() -> None:
     rng = np.random.default_rng(5)
     for _ in range(50):
@@ -142,25 +130,6 @@ def test_summaries_match_numpy_on_a_column_major_window() -> None:
         np.testing.assert_array_equal(columns[j], np.sort(col))
         # Contiguous sorted columns: what the compiled KS walk reads without a copy.
         assert columns[j].flags.c_contiguous
-
-
-def test_window_checkpoint_of_the_row_major_layout_restores() -> None:
-    rng = np.random.default_rng(4)
-    w = SlidingWindow(n_numeric=3, n_categorical=1, capacity=50)
-    for size in (20, 20, 20):
-        w.append(rng.normal(size=(size, 3)), np.zeros((size, 1), np.int32), np.arange(size) * 1.0)
-    # A checkpoint written before the column-major layout: (capacity, columns), no _layout.
-    state = {k: v for k, v in w.__dict__.items() if k != "_layout"}
-    state["_num"] = np.ascontiguousarray(w._num.T)
-    old = SlidingWindow.__new__(SlidingWindow)
-    old.__setstate__(pickle.loads(pickle.dumps(state)))
-    np.testing.assert_array_equal(old.numeric(), w.numeric())
-    more = rng.normal(size=(15, 3))
-    for x in (old, w):
-        x.append(more, np.zeros((15, 1), np.int32), np.zeros(15))
-    np.testing.assert_array_equal(old.numeric(), w.numeric())
-    again = pickle.loads(pickle.dumps(w))
-    np.testing.assert_array_equal(again.numeric(), w.numeric())
 
 
 def test_unknown_feature_shortcut_still_counts_a_swapped_key() -> None:
@@ -214,7 +183,7 @@ def test_stream_input_waits_for_the_evaluation_and_gives_identical_results() -> 
     for i, c in enumerate(chunks([1, 999, 7, 1243, 250, 1500])):
         if i == 3:
             assert split._stream_pending  # rows are queued across the checkpoint
-            split = pickle.loads(pickle.dumps(split))
+            split = _checkpoint(split)
         got += split.ingest(c)
     assert details(got) == expect
     assert any(r[0] == "adwin" and r[1] > 0 for _, res in expect for rs in res.values() for r in rs)
@@ -239,17 +208,3 @@ def test_ks_walk_compiles_where_numba_has_no_writable_cache_location() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0.33333333333333337"
-
-
-def test_monitor_checkpointed_before_the_stream_queue_restores_and_continues() -> None:
-    mm = _monitor()
-    mm.ingest(_events(Simulator(seed=6), 1100))
-    state = mm.__dict__.copy()
-    del state["_stream_pending"]  # what a checkpoint of the previous release holds
-    old = type(mm).__new__(type(mm))
-    old.__setstate__(pickle.loads(pickle.dumps(state)))
-    fresh = pickle.loads(pickle.dumps(mm))
-    more = _events(Simulator(seed=7), 900)
-    assert [e.context.events_total for e in old.ingest(more)] == [
-        e.context.events_total for e in fresh.ingest(more)
-    ]

@@ -34,10 +34,11 @@ from fault_helpers import (
 )
 
 from devtools.local_kafka import LocalKafka, create_topics
-from monitor.config import parse_config
+from monitor.config import ModelConfig, parse_config, resolve_model
 from monitor.model_monitor import ModelMonitor
 from monitor.service import MonitorService
 from monitor.simulate import DriftSpec, publish
+from monitor.state_format import decode
 from monitor.store import SQLiteStateStore
 
 pytestmark = pytest.mark.kafka
@@ -86,9 +87,15 @@ def _stored_offsets(path: Path) -> dict[str, int]:
 
 
 def _load_models(path: Path) -> dict[str, ModelMonitor]:
+    """The stored models, restored as the service restores them (settings from the config)."""
+    cfg = parse_config(_config("127.0.0.1:9", "t", "g", path.parent, "x", "http://127.0.0.1:9/"))
     store = SQLiteStateStore(path)
     try:
-        return {m: store.load_model(m)["monitor"] for m in store.models()}
+        out = {}
+        for m in store.models():
+            settings = cfg.model(m) or resolve_model(ModelConfig(name=m), cfg.defaults)
+            out[m], _ = ModelMonitor.restore(settings, cfg.limits, decode(store.load_model(m)))
+        return out
     finally:
         store.close()
 

@@ -313,17 +313,35 @@ def test_no_performance_page_on_a_stationary_labelled_stream(task: str, seed: in
     assert _perf_incidents(task, seed=seed, worse=(0, 0), n=60_000) == []
 
 
-def test_a_tracker_pickled_before_error_incidents_restores_and_runs() -> None:
-    import pickle
-
+def test_an_open_performance_incident_survives_a_checkpoint() -> None:
+    # The incident's baseline, confirmation and recent errors are observed state: a
+    # tracker restored mid-incident decides exactly as the uninterrupted one.
     from monitor.performance.config import PerformanceConfig
     from monitor.performance.tracker import PerformanceTracker
 
-    t = PerformanceTracker(PerformanceConfig(task="regression", window_size=100))
-    for name in ("_baseline", "_rise_pending", "_degraded", "_recent"):
-        delattr(t, name)  # the state of a checkpoint written by the previous release
-    clone = pickle.loads(pickle.dumps(t))
-    ids = [str(i) for i in range(300)]
-    clone.add_predictions(ids, [0.0] * 300, None, now=0.0)
-    clone.add_labels(ids, [1.0] * 300, None, now=1.0)
-    assert clone.signals("m")[0].severity == "ok"
+    config = PerformanceConfig(task="regression", window_size=500)
+    rng = np.random.default_rng(7)
+    original = PerformanceTracker(config)
+
+    def feed(t: PerformanceTracker, lo: int, hi: int, shift: float, errors: np.ndarray) -> None:
+        ids = [f"e{i}" for i in range(lo, hi)]
+        t.add_predictions(ids, [0.0] * len(ids), None, now=float(lo))
+        t.add_labels(ids, (errors[lo:hi] + shift).tolist(), None, now=float(hi))
+
+    errors = rng.normal(size=20_000)
+    for lo in range(0, 8_000, 500):
+        feed(original, lo, lo + 500, 0.0, errors)
+        original.signals("m")
+    for lo in range(8_000, 12_000, 500):
+        feed(original, lo, lo + 500, 3.0, errors)
+        original.signals("m")
+    assert original._degraded  # the incident is open
+    restored = PerformanceTracker(config)
+    assert restored.restore_state(original.export_state()) == []
+    for lo in range(12_000, 20_000, 500):
+        shift = 3.0 if lo < 16_000 else 0.0
+        feed(original, lo, lo + 500, shift, errors)
+        feed(restored, lo, lo + 500, shift, errors)
+        a = [(s.kind, s.severity) for s in original.signals("m")]
+        assert a == [(s.kind, s.severity) for s in restored.signals("m")], lo
+    assert not original._degraded  # it closed after the errors returned

@@ -1,9 +1,7 @@
 """One model's pipeline core: exact evaluation points, drift on the right features,
-state that pickles."""
+state that checkpoints and continues identically."""
 
 from __future__ import annotations
-
-import pickle
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ from monitor.events import ModelEvents
 from monitor.model_monitor import ModelMonitor
 from monitor.reference import ReferenceProfile, build_profile
 from monitor.simulate import DriftSpec, Simulator
+from monitor.state_format import decode, encode
 
 WINDOW = {"size": 1000, "step": 250}
 
@@ -35,6 +34,15 @@ def _monitor(**model: object) -> ModelMonitor:
         "credit-risk", [(e["features"], e["prediction"]) for e, _ in sim.events(4000)]
     )
     return ModelMonitor(cfg.model("credit-risk"), cfg.limits, ref)  # type: ignore[arg-type]
+
+
+def _checkpoint(mm: ModelMonitor) -> ModelMonitor:
+    """Save ``mm`` as the service does and restore it with the same settings and reference."""
+    restored, notes = ModelMonitor.restore(
+        mm.settings, mm.limits, decode(encode(mm.export_state())), mm._base_reference
+    )
+    assert notes == []
+    return restored
 
 
 def _run(mm: ModelMonitor, events: ModelEvents, sizes: list[int]) -> list:
@@ -109,7 +117,7 @@ def test_category_drift_and_missing_values_are_seen() -> None:
     assert evs[-1].numeric["age"].missing_rate == pytest.approx(0.02, abs=0.015)
 
 
-def test_state_pickles_and_continues_identically() -> None:
+def test_state_checkpoints_and_continues_identically() -> None:
     events = _events(Simulator(seed=4, drift=DriftSpec("mean", ("age",), 1.0, 2000)), 3000)
     whole = _monitor()
     expect = _fingerprint(_run(whole, events, [3000]))
@@ -118,7 +126,7 @@ def test_state_pickles_and_continues_identically() -> None:
     for name in ("event_ids", "timestamps", "versions", "features", "predictions"):
         getattr(head, name).extend(getattr(events, name)[:1700])
     got = first.ingest(head)
-    restored: ModelMonitor = pickle.loads(pickle.dumps(first))
+    restored = _checkpoint(first)
     tail = ModelEvents(events.model)
     for name in ("event_ids", "timestamps", "versions", "features", "predictions"):
         getattr(tail, name).extend(getattr(events, name)[1700:])

@@ -9,7 +9,6 @@ ingest) to the Python path, on realistic events and on every kind of odd one.
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from typing import Any
 
@@ -22,6 +21,7 @@ from monitor.events import NATIVE_AVAILABLE, Decoder, RawMessage
 from monitor.model_monitor import ModelMonitor
 from monitor.reference import build_profile
 from monitor.simulate import DriftSpec, Simulator
+from monitor.state_format import decode, encode
 
 needs_native = pytest.mark.skipif(not NATIVE_AVAILABLE, reason="monitor_native not installed")
 
@@ -268,14 +268,10 @@ def test_mixed_topics_and_models_keep_each_models_events_together() -> None:
 
 
 @needs_native
-def test_a_checkpoint_from_the_previous_release_restores_and_decodes_natively() -> None:
+def test_a_restored_checkpoint_decodes_natively() -> None:
     mm = _monitor()
-    state = mm.__dict__.copy()
-    for derived in ("_columnar_names",):  # what the previous release did not have
-        state.pop(derived, None)
-    old = ModelMonitor.__new__(ModelMonitor)
-    old.__dict__.update(pickle.loads(pickle.dumps(state)))
-    restored = pickle.loads(pickle.dumps(old))
+    blob = encode(mm.export_state())
+    restored, _ = ModelMonitor.restore(mm.settings, mm.limits, decode(blob), mm.reference)
     assert restored.columnar_schema() == mm.columnar_schema()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
 import sqlite3
 from pathlib import Path
 
@@ -13,22 +15,19 @@ from monitor.store import SQLiteStateStore
 
 def test_save_is_atomic_models_and_offsets_together(tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "s.sqlite")
-    store.save({"a": {"n": 1}}, {("t", 0): 10})
+    store.save({"a": (b"one", ("t", 0))}, {("t", 0): 10})
 
-    class Unpicklable:
-        def __reduce__(self) -> object:
-            raise RuntimeError("cannot pickle")
-
-    with pytest.raises(RuntimeError):
-        store.save({"a": {"n": 2}, "b": Unpicklable()}, {("t", 0): 20})
-    assert store.load_model("a") == {"n": 1}
+    with pytest.raises(StateError, match="not an encoded blob"):
+        store.save({"a": (b"two", ("t", 0)), "b": ({"n": 2}, None)}, {("t", 0): 20})  # type: ignore[dict-item]
+    assert store.load_model("a") == b"one"
     assert store.load_offsets() == {("t", 0): 10}
     store.save({}, {("t", 1): 5})  # offsets alone: other rows are kept
     assert store.load_offsets() == {("t", 0): 10, ("t", 1): 5}
     assert store.models() == ["a"]
+    assert store.models([("t", 0)]) == ["a"] and store.models([("t", 1)]) == []
     store.close()
     reopened = SQLiteStateStore(tmp_path / "s.sqlite")
-    assert reopened.load_model("a") == {"n": 1}
+    assert reopened.load_model("a") == b"one"
     reopened.close()
 
 
@@ -68,11 +67,51 @@ def test_another_format_version_is_refused(tmp_path: Path) -> None:
         SQLiteStateStore(path)
 
 
-def test_an_unreadable_model_blob_names_the_model(tmp_path: Path) -> None:
+def test_a_previous_release_file_is_upgraded_without_unpickling_anything(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Version 1 files held pickles: they are never read; states and offsets go together."""
     path = tmp_path / "s.sqlite"
-    store = SQLiteStateStore(path)
-    store.save({"m": 1}, {})
-    store._db.execute("UPDATE models SET blob = x'00ff'")
-    with pytest.raises(StateError, match="state of model 'm' cannot be read"):
-        store.load_model("m")
+    marker = tmp_path / "executed"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        "CREATE TABLE models (model TEXT PRIMARY KEY, blob BLOB NOT NULL, saved_at REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, "
+        "next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition))"
+    )
+    db.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("format", "kafka-model-monitor-state"), ("format_version", "1")],
+    )
+    # A pickle that would create a file if anything unpickled it.
+    evil = pickle.dumps(_Touch(str(marker)), protocol=4)
+    db.execute("INSERT INTO models VALUES ('m', ?, 0)", (evil,))
+    db.execute("INSERT INTO offsets VALUES ('t', 0, 123)")
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.WARNING, logger="monitor.store"):
+        store = SQLiteStateStore(path)
+    assert store.discarded_legacy == 1
+    assert store.models() == [] and store.load_offsets() == {}
+    assert store.load_model("m") is None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "old state format" in warnings[0].getMessage()
+    assert "offset" in warnings[0].getMessage()
+    store.save({"m": (b"new", ("t", 0))}, {("t", 0): 7})
     store.close()
+    reopened = SQLiteStateStore(path)  # now version 2: read as usual, no second warning
+    assert reopened.discarded_legacy == 0
+    assert reopened.load_model("m") == b"new" and reopened.load_offsets() == {("t", 0): 7}
+    reopened.close()
+    assert not marker.exists()
+
+
+class _Touch:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.path, "w"))

@@ -26,9 +26,10 @@ as ``evaluate`` for a window that is already sorted ascending and finite, with
 no checks and no sort. :func:`evaluate_sorted` calls it when a detector has it,
 ``evaluate`` otherwise, so the protocol itself stays three methods.
 
-Detectors are pure (no I/O, no clock, no global state), deterministic given
-their constructor arguments (seeds included), and picklable: the state store
-serialises them with the rest of a model's state.
+Detectors are pure (no I/O, no clock, no global state) and deterministic given
+their constructor arguments (seeds included): a checkpoint never stores a window
+detector, it is fitted again from the reference at restore; stream detectors
+export what they observed (``monitor.detectors.streaming``).
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ class PSIDetector:
         eps = self.epsilon
         props = [max(c / total, eps) for c in counts]
         norm = sum(props)
-        if not getattr(self, "_small_ref", None):  # absent in checkpoints of older releases
+        if not self._small_ref:
             assert self._ref_props is not None and self._ref_log is not None
             pairs = zip(self._ref_props.tolist(), self._ref_log.tolist(), strict=True)
             self._small_ref = list(pairs)

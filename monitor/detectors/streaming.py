@@ -8,7 +8,7 @@ index of the last one, and :meth:`~StreamDetector.evaluate` reports and clears
 the latch. river's API has changed across versions (``update`` vs
 ``add_element``, ``drift_detected`` vs ``change_detected``), so every river
 import of the service lives in this module and in
-:mod:`monitor.detectors.river_adwin`, the one place that uses river's private
+:mod:`monitor.detectors.river_private`, the one place that uses river's private
 names (for ADWIN's speed), behind a version check.
 
 Result semantics (both detectors):
@@ -88,11 +88,16 @@ from operator import add
 from typing import Any, ClassVar
 
 import numpy as np
+import river
 from river import drift as river_drift
 
-from monitor.detectors import river_adwin
+from monitor.detectors import river_private
 from monitor.detectors.base import DetectorResult, as_numeric, not_fitted
 from monitor.errors import DetectorError
+from monitor.state_format import StreamDetectorState, pack_array, unpack_array
+
+# Names the saved engine state of this river build; another build's is never read.
+ENGINE = f"river-{river.__version__}"
 
 #: A change counts as drift when the mean of the values after it is at least this many
 #: standard errors from the reference's mean (see "Direction" in the module docstring).
@@ -100,16 +105,6 @@ AWAY_Z = 4.0
 #: A change whose values sit within :data:`AWAY_Z` of the reference's mean after this many
 #: values is a return to the reference; before, its verdict waits for more values.
 DECIDE_VALUES = 5_000
-
-_DIRECTION_STATE: dict[str, Any] = {
-    "_ref_mean": math.nan,
-    "_ref_std": math.nan,
-    "_ref_n": 0,
-    "_post_sum": 0.0,
-    "_post_n": 0,
-    "_post_start": -1,
-}
-
 
 class StreamDetector:
     """Latching adapter shared by the river detectors; subclasses build the river object."""
@@ -136,13 +131,6 @@ class StreamDetector:
         self._post_sum = 0.0
         self._post_n = 0
         self._post_start = -1  # input index of a change in the current update, else -1
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickle; one from before the direction check has no reference moments,
-        so its changes count as they always did until the next :meth:`fit`."""
-        for key, default in _DIRECTION_STATE.items():
-            state.setdefault(key, default)
-        self.__dict__.update(state)
 
     def _build(self) -> Any:
         raise NotImplementedError
@@ -301,6 +289,90 @@ class StreamDetector:
     def _details(self) -> dict[str, float]:
         return {"last_change_index": float(self._last_change), "values_seen": float(self._seen)}
 
+    # -- saved state ------------------------------------------------------------------------
+    #
+    # A restored detector must detect exactly what the uninterrupted one would have, so
+    # its saved state is river's own: river offers no public state export, but its
+    # detectors support pickling, and the compiled ADWIN does it by handing its state as
+    # bytes (``__getstate__``/``__setstate__``, river's encoding, no pickle involved);
+    # Page-Hinkley's state is a few floats. Both are read here only, and only back into
+    # the same river version (``ENGINE``); in any other case the detector stays as
+    # fitted on the reference and the caller says why.
+
+    def params(self) -> dict[str, float | int | str]:
+        """The settings that shape this detector's state (compared at restore)."""
+        raise NotImplementedError
+
+    def export_state(self, reference_fingerprint: str | None) -> StreamDetectorState:
+        if self._river is None:
+            raise not_fitted(self.name)
+        return StreamDetectorState(
+            name=self.name,
+            params=self.params(),
+            reference_fingerprint=reference_fingerprint,
+            engine=ENGINE,
+            engine_state=self._engine_bytes(),
+            engine_values=self._engine_values(),
+            changes=self._changes,
+            last_change=self._last_change,
+            shift=self._shift,
+            seen=self._seen,
+            since_cut_sum=self._since_cut_sum,
+            since_cut_n=self._since_cut_n,
+            pending=self._pending_values(),
+            drift_detected=bool(self._river.drift_detected),
+            post_sum=self._post_sum,
+            post_n=self._post_n,
+        )
+
+    def restore_state(
+        self, state: StreamDetectorState, reference_fingerprint: str | None
+    ) -> str | None:
+        """Adopt a saved state; None if adopted, else why not (the detector stays as fitted).
+
+        The detector must have been fitted (on the reference) with the configured
+        settings first; a state saved with other settings, against another reference
+        or by another river build does not describe this detector and is not adopted.
+        """
+        if state.name != self.name or state.params != self.params():
+            return "detector settings changed"
+        if state.reference_fingerprint != reference_fingerprint:
+            return "reference changed"
+        if state.engine != ENGINE:
+            return f"saved by {state.engine}, this is {ENGINE}"
+        fresh = self._build()
+        try:
+            self._load_engine(fresh, state)
+        except Exception as exc:
+            return f"engine state not readable ({type(exc).__name__})"
+        except BaseException as exc:  # river's compiled core panics on bytes it cannot read
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            return f"engine state not readable ({type(exc).__name__})"
+        self._river = fresh
+        self._changes, self._last_change = state.changes, state.last_change
+        self._shift, self._seen = state.shift, state.seen
+        self._since_cut_sum, self._since_cut_n = state.since_cut_sum, state.since_cut_n
+        self._post_sum, self._post_n = state.post_sum, state.post_n
+        if state.pending is not None:
+            self._set_pending(unpack_array(state.pending).astype(np.float64).reshape(-1))
+        return None
+
+    def _engine_bytes(self) -> bytes:
+        return b""
+
+    def _engine_values(self) -> dict[str, float]:
+        return {}
+
+    def _load_engine(self, fresh: Any, state: StreamDetectorState) -> None:
+        raise NotImplementedError
+
+    def _pending_values(self) -> Any:
+        return None
+
+    def _set_pending(self, values: np.ndarray) -> None:
+        pass
+
 
 class ADWINDetector(StreamDetector):
     """ADWIN (Bifet and Gavalda, 2007): an adaptive window that drops its old part on a change.
@@ -318,7 +390,7 @@ class ADWINDetector(StreamDetector):
     every ``clock`` inputs), which is nearly all of ADWIN's per-value cost, is
     done ``block`` times less often; the summaries are one numpy reshape per
     update. Values that do not fill a block wait for the next :meth:`update`
-    (they are part of the pickled state), so results never depend on how a
+    (they are part of the saved state), so results never depend on how a
     stream is split into calls; the partial last block of the shuffled
     reference is left out of the warm-up.
 
@@ -424,13 +496,6 @@ class ADWINDetector(StreamDetector):
     def _values_per_input(self) -> int:
         return self.block
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickle; one from before ``block`` existed fed every value (block 1)."""
-        state.setdefault("block", 1)
-        state.setdefault("_pending", np.empty(0))
-        state.setdefault("away_only", False)
-        super().__setstate__(state)
-
     def fit(self, reference: np.ndarray) -> None:
         """Warm up as :meth:`StreamDetector.fit` does (on block sums), and empty the open block."""
         super().fit(reference)
@@ -466,7 +531,7 @@ class ADWINDetector(StreamDetector):
     def update(self, values: np.ndarray) -> None:
         """Feed values (or block sums) in order, latching changes, through river's compiled core.
 
-        :func:`monitor.detectors.river_adwin.changes` feeds river's ADWIN with river's
+        :func:`monitor.detectors.river_private.changes` feeds river's ADWIN with river's
         own semantics (a change resets the window on the next *input*; a call that
         only fills the open block feeds nothing, so splitting a stream across calls
         never changes ``estimation``), through river's compiled helper directly on
@@ -479,7 +544,7 @@ class ADWINDetector(StreamDetector):
         arr = _finite_values(values)
         inputs, first_end, stride = self._inputs(arr)
         segment = 0
-        for i in river_adwin.changes(det, inputs.tolist()):
+        for i in river_private.changes(det, inputs.tolist()):
             segment = self._latch(inputs, segment, i, first_end + i * stride)
         self._close_batch(inputs, segment, int(arr.size))
 
@@ -497,6 +562,34 @@ class ADWINDetector(StreamDetector):
             dropped_mean = (self._since_cut_sum - kept_sum) / dropped_n
             self._shift = (kept_sum / max(kept_n, 1) - dropped_mean) / self.block
         self._since_cut_sum, self._since_cut_n = kept_sum, kept_n
+
+    def params(self) -> dict[str, float | int | str]:
+        return {
+            "delta": self.delta,
+            "clock": self.clock,
+            "min_window_length": self.min_window_length,
+            "grace_period": self.grace_period,
+            "seed": self.seed,
+            "block": self.block,
+        }
+
+    def _engine_bytes(self) -> bytes:
+        try:
+            data, _ = river_private.engine_state(self._river)
+        except river_private.EngineStateUnavailable as exc:
+            raise DetectorError(f"adwin: {exc}; cannot save it") from exc
+        return data
+
+    def _load_engine(self, fresh: Any, state: StreamDetectorState) -> None:
+        river_private.load_engine_state(fresh, state.engine_state, state.drift_detected)
+
+    def _pending_values(self) -> Any:
+        return pack_array(self._pending)
+
+    def _set_pending(self, values: np.ndarray) -> None:
+        if values.size >= self.block:
+            raise DetectorError("adwin: saved open block is longer than a block")
+        self._pending = values
 
     def _build(self) -> Any:
         return river_drift.ADWIN(
@@ -584,6 +677,21 @@ class PageHinkleyDetector(StreamDetector):
         self.threshold = threshold
         self.alpha = alpha
         self.mode = mode
+
+    def params(self) -> dict[str, float | int | str]:
+        return {
+            "min_instances": self.min_instances,
+            "delta": self.delta,
+            "threshold": self.threshold,
+            "alpha": self.alpha,
+            "mode": self.mode,
+        }
+
+    def _engine_values(self) -> dict[str, float]:
+        return river_private.page_hinkley_state(self._river)
+
+    def _load_engine(self, fresh: Any, state: StreamDetectorState) -> None:
+        river_private.load_page_hinkley_state(fresh, state.engine_values, state.drift_detected)
 
     def _build(self) -> Any:
         return river_drift.PageHinkley(

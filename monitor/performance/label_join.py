@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from monitor.state_format import JoinEntry, JoinerState
+
 _COUNTERS: tuple[str, ...] = (
     "predictions_added",
     "predictions_duplicate",
@@ -329,6 +331,48 @@ class LabelJoiner:
         for key in ("matched", "duplicate", "expired", "early", "unknown"):
             self.counts[key] += getattr(out, key)
         return out
+
+    # -- saved state -----------------------------------------------------------------------
+
+    def export_state(self) -> JoinerState:
+        """The four stores in insertion order, and the cumulative counts."""
+        return JoinerState(
+            pending=[JoinEntry(k, a, t, p) for k, (a, t, p) in self._pending.items()],
+            early=[JoinEntry(k, a, t, p) for k, (a, t, p) in self._early.items()],
+            labelled=list(self._labelled),
+            evicted=list(self._evicted),
+            counts=dict(self.counts),
+        )
+
+    def restore_state(self, state: JoinerState) -> None:
+        """Adopt saved stores; the configured caps apply at once (oldest entries go first).
+
+        Predictions pushed out by a smaller ``max_pending`` are tombstoned and
+        counted as evicted, exactly as if the cap had been reached while running.
+        """
+        self._pending = OrderedDict((e.event_id, _entry(e)) for e in state.pending)
+        self._early = OrderedDict((e.event_id, _entry(e)) for e in state.early)
+        self._labelled = OrderedDict.fromkeys(state.labelled[-self.max_tombstones :] or ())
+        self._evicted = OrderedDict.fromkeys(state.evicted[-self.max_tombstones :] or ())
+        if self.max_tombstones == 0:
+            self._labelled.clear()
+            self._evicted.clear()
+        self.counts = dict.fromkeys(_COUNTERS, 0)
+        self.counts.update({k: int(v) for k, v in state.counts.items() if k in self.counts})
+        while len(self._pending) > self.max_pending:
+            old_id, _ = self._pending.popitem(last=False)
+            self._tombstone(self._evicted, old_id)
+            self.counts["pending_evicted"] += 1
+        while len(self._early) > self.early_max:
+            self._early.popitem(last=False)
+            self.counts["early_evicted"] += 1
+
+
+def _entry(e: JoinEntry) -> tuple[float, float, Any]:
+    payload = e.payload
+    if isinstance(payload, list):  # multiclass (index, scores): a tuple, as when stored
+        payload = tuple(payload)
+    return (float(e.arrival), float(e.timestamp), payload)
 
 
 __all__ = ["EvictionCounts", "JoinResult", "LabelJoiner"]

@@ -33,8 +33,9 @@ page; and a rise the errors after it do not confirm (ADWIN's rare false change) 
 not page. Before the baseline exists, a rise is reported for one evaluation, as
 before.
 
-Everything is picklable (numpy buffers, ordered dicts, the detector), so the
-state store can move a model's tracker across restarts and instances.
+:meth:`PerformanceTracker.export_state` hands what it observed (buffers, join
+stores, the error detector's internals) to a checkpoint, so a model's tracker
+moves across restarts and instances; its settings come from the config.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import numpy as np
 
 from monitor.alerting.signals import Signal, SignalSeverity
 from monitor.detectors.base import Detector
+from monitor.detectors.streaming import StreamDetector
 from monitor.errors import ConfigError
 from monitor.performance.cbpe import estimate_binary
 from monitor.performance.config import PerformanceConfig, default_alert_when
@@ -59,6 +61,13 @@ from monitor.performance.normalize import (
     canonical_class,
     normalize_labels,
     normalize_predictions,
+)
+from monitor.state_format import (
+    PerformanceState,
+    RingState,
+    StateFormatError,
+    pack_array,
+    unpack_array,
 )
 
 #: One-sided z (recent mean error against the baseline's) from which the model is worse.
@@ -107,6 +116,47 @@ class _Ring:
 
     def view(self, name: str) -> np.ndarray:
         return self.cols[name][: self.size]
+
+    def export_state(self) -> RingState:
+        return RingState(
+            capacity=self.capacity,
+            head=self.head,
+            size=self.size,
+            cols={k: pack_array(v[: self.size]) for k, v in self.cols.items()},
+        )
+
+    def restore_state(self, state: RingState) -> None:
+        """Adopt saved rows; with another capacity, in arrival order, newest kept."""
+        if set(state.cols) != set(self.cols) or not 0 <= state.head < max(state.capacity, 1):
+            raise StateFormatError("corrupt", "performance window of another shape")
+        size = state.size
+        cols = {k: unpack_array(a) for k, a in state.cols.items()}
+        for name, arr in cols.items():
+            if len(arr) != size or arr.ndim != self.cols[name].ndim:
+                raise StateFormatError("corrupt", f"performance window column {name!r}")
+            if arr.ndim == 2:
+                self.widen(name, arr.shape[1])
+        if state.capacity == self.capacity:
+            for name, arr in cols.items():
+                col = self.cols[name]
+                if arr.ndim == 2:
+                    col[:size, : arr.shape[1]] = arr
+                else:
+                    col[:size] = arr
+            self.head, self.size = state.head, size
+            return
+        order = np.roll(np.arange(size), -state.head) if size == state.capacity else None
+        keep = min(size, self.capacity)
+        for name, arr in cols.items():
+            if order is not None:
+                arr = arr[order]
+            col = self.cols[name]
+            if arr.ndim == 2:
+                col[:keep, : arr.shape[1]] = arr[size - keep :]
+            else:
+                col[:keep] = arr[size - keep :]
+        self.size = keep
+        self.head = keep % self.capacity
 
 
 @dataclass(slots=True)
@@ -218,15 +268,6 @@ class PerformanceTracker:
         self._recent = (0.0, 0.0, 0)  # sum, sum of squares, count
         self.rejected_predictions: dict[str, int] = {}
         self.rejected_labels: dict[str, int] = {}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickle; one from before error-drift incidents has no baseline yet (it
-        is taken from the labelled window at the next labels)."""
-        state.setdefault("_baseline", None)
-        state.setdefault("_rise_pending", False)
-        state.setdefault("_degraded", False)
-        state.setdefault("_recent", (0.0, 0.0, 0))
-        self.__dict__.update(state)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -530,6 +571,57 @@ class PerformanceTracker:
     def signals(self, model: str, metrics: dict[str, float] | None = None) -> list[Signal]:
         """The signals of :meth:`evaluate` (which clears the error-drift latch)."""
         return self.evaluate(model, metrics).signals
+
+    # -- saved state -----------------------------------------------------------------------
+
+    def export_state(self) -> PerformanceState:
+        det = self._detector
+        return PerformanceState(
+            task=str(self.task),
+            classes=list(self.classes.names) if self.classes is not None else None,
+            window=self._window.export_state(),
+            scores=self._scores.export_state() if self._scores is not None else None,
+            detector=det.export_state(None) if isinstance(det, StreamDetector) else None,
+            error_drift=self._error_drift,
+            error_shift=self._error_shift,
+            rejected_predictions=dict(self.rejected_predictions),
+            rejected_labels=dict(self.rejected_labels),
+            joiner=self.joiner.export_state(),
+            baseline=self._baseline,
+            rise_pending=self._rise_pending,
+            degraded=self._degraded,
+            recent=self._recent,
+        )
+
+    def restore_state(self, state: PerformanceState) -> list[str]:
+        """Adopt a saved state (same task); returns what could not be adopted, and why.
+
+        The caller checks the task first (another task: nothing of it applies).
+        Window sizes and join caps are the configured ones (see the ring and the
+        joiner); an error detector saved with other settings starts over.
+        """
+        notes: list[str] = []
+        if self.classes is not None and state.classes is not None:
+            for name in state.classes:
+                self.classes.index_of(name)
+            if self.classes.names[: len(state.classes)] != state.classes:
+                raise StateFormatError("corrupt", "class index differs from the saved one")
+        self._window.restore_state(state.window)
+        if self._scores is not None and state.scores is not None:
+            self._scores.restore_state(state.scores)
+        det = self._detector
+        if isinstance(det, StreamDetector) and state.detector is not None:
+            why = det.restore_state(state.detector, None)
+            if why is not None:
+                notes.append(f"error-drift detector restarted ({why})")
+        self._error_drift, self._error_shift = state.error_drift, state.error_shift
+        self.rejected_predictions = dict(state.rejected_predictions)
+        self.rejected_labels = dict(state.rejected_labels)
+        self.joiner.restore_state(state.joiner)
+        self._baseline = tuple(state.baseline) if state.baseline is not None else None  # type: ignore[assignment]
+        self._rise_pending, self._degraded = state.rise_pending, state.degraded
+        self._recent = tuple(state.recent)  # type: ignore[assignment]
+        return notes
 
 
 def _grade(

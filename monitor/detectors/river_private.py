@@ -1,4 +1,4 @@
-"""The one place that drives river's ADWIN through private names, behind a version check.
+"""The one place that touches river's private names (ADWIN, Page-Hinkley), behind a version check.
 
 river's ``ADWIN.update`` is a Python wrapper around a compiled helper
 (``_helper.update`` returns whether the value caused a change) plus a deferred
@@ -12,13 +12,17 @@ compiled code in 0.22), so:
   at import against ``river.__version__``, and that the names exist);
 * every other release takes the public API (``update`` then ``drift_detected``),
   which gives the same detections, more slowly;
-* ``tests/test_river_adwin.py`` fails on any river outside :data:`CHECKED`, so an
+* ``tests/test_river_private.py`` fails on any river outside :data:`CHECKED`, so an
   upgrade is a decision: re-run it (it holds both paths to the same changes on
   the same stream), then add the release here and move the bound in
   ``pyproject.toml``.
 
-:func:`changes` is the whole interface: feed inputs in order, get the indices of
-those that river reports as a change, with river's own reset semantics.
+:func:`changes` feeds inputs in order and yields the indices of those that river
+reports as a change, with river's own reset semantics. :func:`engine_state` and
+:func:`load_engine_state` save and restore the compiled helper's state in river's
+own byte encoding (its ``__getstate__``/``__setstate__``; no pickle), so that a
+restored detector detects exactly what the uninterrupted one would have; they too
+work only on the checked releases.
 
 >>> from river import drift
 >>> det = drift.ADWIN(delta=0.002)
@@ -58,7 +62,63 @@ FAST: bool = (
     and isinstance(getattr(_PROBE, "_drift_detected", None), bool)
     and callable(getattr(_PROBE, "_reset", None))
 )
+#: Page-Hinkley's state: a few floats, and its running mean (``_x_mean``).
+_PH_FLOATS = ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease")
+
+
+def page_hinkley_state(det: Any) -> dict[str, float]:
+    """river's Page-Hinkley ``det`` as the floats that make up its state."""
+    if RIVER_RELEASE not in CHECKED:
+        raise EngineStateUnavailable(f"river {river.__version__}: Page-Hinkley state not readable")
+    out = {name: float(getattr(det, name)) for name in _PH_FLOATS}
+    out["mean_n"] = float(det._x_mean.n)
+    out["mean"] = float(det._x_mean.get())
+    return out
+
+
+def load_page_hinkley_state(det: Any, values: dict[str, float], drift_detected: bool) -> None:
+    """Put a state of :func:`page_hinkley_state` (same river release) into the fresh ``det``."""
+    if RIVER_RELEASE not in CHECKED:
+        raise EngineStateUnavailable(f"river {river.__version__}: Page-Hinkley state not readable")
+    for name in _PH_FLOATS:
+        setattr(det, name, float(values[name]))
+    det._x_mean.n = float(values["mean_n"])
+    det._x_mean._mean = float(values["mean"])
+    det._drift_detected = drift_detected
+
+
+#: Whether :func:`engine_state` / :func:`load_engine_state` can save and restore the
+#: compiled helper (checked releases whose helper has river's state protocol).
+STATE_IO: bool = (
+    RIVER_RELEASE in CHECKED
+    and callable(getattr(getattr(_PROBE, "_helper", None), "__getstate__", None))
+    and callable(getattr(getattr(_PROBE, "_helper", None), "__setstate__", None))
+    and isinstance(getattr(_PROBE, "_drift_detected", None), bool)
+)
 del _PROBE
+
+
+class EngineStateUnavailable(RuntimeError):
+    """This river release is not one whose ADWIN state :mod:`river_private` can read."""
+
+
+def engine_state(det: Any) -> tuple[bytes, bool]:
+    """The compiled helper's state (river's bytes) and the pending-reset flag of ``det``."""
+    if not STATE_IO:
+        raise EngineStateUnavailable(f"river {river.__version__}: ADWIN state not readable")
+    return bytes(det._helper.__getstate__()), bool(det._drift_detected)
+
+
+def load_engine_state(det: Any, data: bytes, drift_detected: bool) -> None:
+    """Put a state of :func:`engine_state` (same river release) into the fresh ADWIN ``det``.
+
+    river's compiled core may panic (a ``BaseException``) on bytes it cannot read;
+    the caller treats any exception as "not restorable".
+    """
+    if not STATE_IO:
+        raise EngineStateUnavailable(f"river {river.__version__}: ADWIN state not readable")
+    det._helper.__setstate__(data)
+    det._drift_detected = drift_detected
 
 
 def changes(det: Any, inputs: list[float], *, fast: bool | None = None) -> Iterator[int]:
@@ -96,4 +156,15 @@ def changes(det: Any, inputs: list[float], *, fast: bool | None = None) -> Itera
             return
 
 
-__all__ = ["CHECKED", "FAST", "RIVER_RELEASE", "changes"]
+__all__ = [
+    "CHECKED",
+    "FAST",
+    "RIVER_RELEASE",
+    "STATE_IO",
+    "EngineStateUnavailable",
+    "changes",
+    "engine_state",
+    "load_engine_state",
+    "load_page_hinkley_state",
+    "page_hinkley_state",
+]

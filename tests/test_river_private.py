@@ -1,7 +1,7 @@
 """river's private ADWIN internals are used in one adapter, on checked releases only.
 
 If the first test fails, river was upgraded past the releases
-:mod:`monitor.detectors.river_adwin` was checked against: run the second test with
+:mod:`monitor.detectors.river_private` was checked against: run the second test with
 the new release (it forces both paths), and if it passes add the release to
 ``CHECKED`` and move the bound in ``pyproject.toml``.
 """
@@ -17,16 +17,16 @@ import river
 from packaging.requirements import Requirement
 from river import drift as river_drift
 
-from monitor.detectors import river_adwin
+from monitor.detectors import river_private
 
 
 def test_installed_river_is_a_checked_release() -> None:
-    assert river_adwin.RIVER_RELEASE in river_adwin.CHECKED, (
-        f"river {river.__version__} is not a release monitor.detectors.river_adwin was checked "
-        f"against ({sorted(river_adwin.CHECKED)}): ADWIN runs on river's public API, more "
+    assert river_private.RIVER_RELEASE in river_private.CHECKED, (
+        f"river {river.__version__} is not a release monitor.detectors.river_private was checked "
+        f"against ({sorted(river_private.CHECKED)}): ADWIN runs on river's public API, more "
         "slowly. Check the private path with test_fast_and_public_paths_agree and update CHECKED."
     )
-    assert river_adwin.FAST
+    assert river_private.FAST
 
 
 def test_the_dependency_is_bounded_to_the_checked_releases() -> None:
@@ -36,7 +36,7 @@ def test_the_dependency_is_bounded_to_the_checked_releases() -> None:
         for r in pyproject["project"]["dependencies"]
         if Requirement(r).name == "river"
     ]
-    newest = max(river_adwin.CHECKED)
+    newest = max(river_private.CHECKED)
     assert f"{newest[0]}.{newest[1]}.9" in spec
     assert f"{newest[0]}.{newest[1] + 1}.0" not in spec  # no unchecked release installs
 
@@ -55,7 +55,7 @@ def test_fast_and_public_paths_agree(seed: int) -> None:
         det = river_drift.ADWIN(delta=0.002, clock=8)
         found, pos = [], 0
         for piece in np.split(stream, cuts):
-            for i in river_adwin.changes(det, piece.tolist(), fast=fast):
+            for i in river_private.changes(det, piece.tolist(), fast=fast):
                 found.append((pos + i, det.width, det.estimation))
             pos += piece.size
         seen[fast] = (found, det.width, det.estimation, det.drift_detected)
@@ -73,15 +73,15 @@ def test_the_public_path_is_rivers_own_update() -> None:
         if oracle.drift_detected:
             expected.append(i)
     assert expected
-    assert list(river_adwin.changes(river_drift.ADWIN(), stream.tolist(), fast=True)) == expected
+    assert list(river_private.changes(river_drift.ADWIN(), stream.tolist(), fast=True)) == expected
 
 
 def test_no_other_module_uses_rivers_private_names() -> None:
-    package = Path(river_adwin.__file__).parent.parent
-    private = ("._helper", "._drift_detected", "._reset(")
+    package = Path(river_private.__file__).parent.parent
+    private = ("._helper", "._drift_detected", "._reset(", "._x_mean", "_sum_increase")
     users = sorted(
         str(path.relative_to(package))
         for path in package.rglob("*.py")
         if any(name in path.read_text(encoding="utf-8") for name in private)
     )
-    assert users == ["detectors/river_adwin.py"]
+    assert users == ["detectors/river_private.py"]
