@@ -73,30 +73,3 @@ def test_stage_split_runs_and_restores_the_wrapped_functions() -> None:
     assert set(out) == {label for _, _, label in stages.STAGES}
     assert all(us > 0 for us in out.values())
     assert out["apply (models, metrics, alerts)"] >= out["ingest (one model's batch)"]
-
-
-def test_report_speed_harness_on_tiny_files(tmp_path: Path) -> None:
-    """The report benchmark's workload and our side of it (Evidently is not needed here)."""
-    from bench import report_speed
-
-    ref, cur = report_speed.write_files(tmp_path, 300, 100, 2, 1)
-    assert ref.read_text().splitlines()[0] == "f00,f01,c0,prediction"
-    res = report_speed.run_one(sys.executable, report_speed._OURS, ref, cur, tmp_path / "r.html")
-    assert res["drifting"] == ["c0", "f00"] and res["html_bytes"] > 0
-    summary = report_speed.summarize([res])
-    result = {
-        "workload": {
-            "reference_rows": 300,
-            "current_rows": 100,
-            "numeric_features": 2,
-            "categorical_features": 1,
-            "reference_csv_bytes": 1,
-            "current_csv_bytes": 1,
-        },
-        "ours": summary,
-        "evidently": {"skipped": "not here"},
-        "machine": report_speed.machine(),
-        "command": "x",
-        "date": "d",
-    }
-    assert "skipped: not here" in report_speed.table(result)
