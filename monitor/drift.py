@@ -40,10 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.detectors.base import SEVERITY_RANK, DetectorResult, Severity, grade_p_value
+from monitor.detectors.base import DetectorResult, grade_p_value
 from monitor.detectors.config import DriftConfig
-
-PREDICTION = "__prediction__"
+from monitor.signals import SEVERITY_RANK, Severity
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,16 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitor.detectors import (
-    ADWINDetector,
-    ChiSquareDetector,
-    Detector,
-    JensenShannonDetector,
-    KSDetector,
-    PageHinkleyDetector,
-    PSIDetector,
-    WassersteinDetector,
-)
+from monitor.detectors.base import Detector
+from monitor.detectors.chi_square import ChiSquareDetector
+from monitor.detectors.jensen_shannon import JensenShannonDetector
+from monitor.detectors.ks import KSDetector
+from monitor.detectors.psi import PSIDetector
+from monitor.detectors.streaming import ADWINDetector, PageHinkleyDetector
+from monitor.detectors.wasserstein import WassersteinDetector
 from monitor.errors import DetectorError
 
 RNG_SEED = 20240601

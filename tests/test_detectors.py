@@ -12,17 +12,14 @@ from pydantic import ValidationError
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from monitor.detectors import (
-    ADWINDetector,
-    ChiSquareDetector,
-    JensenShannonDetector,
-    KSDetector,
-    PageHinkleyDetector,
-    PSIDetector,
-    WassersteinDetector,
-    build_detectors,
-)
+from monitor.detectors.chi_square import ChiSquareDetector
 from monitor.detectors.config import DriftConfig
+from monitor.detectors.factory import build_detectors
+from monitor.detectors.jensen_shannon import JensenShannonDetector
+from monitor.detectors.ks import KSDetector
+from monitor.detectors.psi import PSIDetector
+from monitor.detectors.streaming import ADWINDetector, PageHinkleyDetector
+from monitor.detectors.wasserstein import WassersteinDetector
 from monitor.errors import DetectorError
 
 # ----------------------------------------------------------------------------- KS

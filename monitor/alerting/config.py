@@ -55,7 +55,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.alerting.signals import SignalKind
+from monitor.signals import SignalKind
 
 AlertSeverity = Literal["warning", "critical"]
 

@@ -46,14 +46,16 @@ from monitor.alerting.policy import (
     fingerprint,
     idempotency_key,
 )
-from monitor.alerting.receiver import Receiver, build_receiver
+from monitor.alerting.receiver import Receiver
+from monitor.alerting.receivers import build_receiver
 from monitor.alerting.retrain_policy import decide_retrain
 from monitor.alerting.routing import route
 from monitor.alerting.rules import max_severity
-from monitor.alerting.signals import EvaluationContext, Signal
-from monitor.alerting.silences import Silence, SilenceStore, from_config
+from monitor.alerting.silence_store import SilenceStore
+from monitor.alerting.silences import Silence, from_config
 from monitor.clock import Clock
 from monitor.errors import ServiceStateError, StateError
+from monitor.signals import EvaluationContext, Signal
 
 
 def evidence(signal: Signal) -> SignalEvidence:

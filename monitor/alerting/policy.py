@@ -36,9 +36,9 @@ from typing import Any, Literal
 
 from monitor.alerting.config import AlertRule
 from monitor.alerting.rules import is_active, max_severity, rule_for, severity_rank
-from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.alerting.silences import Silence, is_silenced
 from monitor.errors import StateError
+from monitor.signals import EvaluationContext, Signal
 
 ActionKind = Literal["fire", "update", "repeat", "resolve", "mute"]
 

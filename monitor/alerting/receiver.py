@@ -1,4 +1,4 @@
-"""The receiver interface and the factory that builds receivers from configuration.
+"""The receiver interface and what every HTTP receiver shares.
 
 A receiver turns one :class:`~monitor.alerting.notification.Notification`
 into one HTTP request. It raises :class:`~monitor.errors.RetryableDeliveryError`
@@ -6,6 +6,10 @@ or :class:`~monitor.errors.PermanentDeliveryError` and nothing else; retrying,
 backoff and bookkeeping belong to the dispatcher. Every receiver shares the
 one ``httpx.AsyncClient`` the service owns (connection pooling, one
 ``transport=`` seam for tests).
+
+The factory that picks a receiver by its configuration is
+:mod:`monitor.alerting.receivers`: it imports the four receivers, which import
+this module, so the two cannot be one module without an import cycle.
 """
 
 from __future__ import annotations
@@ -15,13 +19,6 @@ from typing import Any, Protocol
 
 import httpx
 
-from monitor.alerting.config import (
-    PagerDutyReceiverConfig,
-    ReceiverConfig,
-    RetrainReceiverConfig,
-    SlackReceiverConfig,
-    WebhookReceiverConfig,
-)
 from monitor.alerting.notification import Notification
 from monitor.clock import Clock
 
@@ -49,25 +46,4 @@ def encode_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def build_receiver(
-    name: str, config: ReceiverConfig, client: httpx.AsyncClient, clock: Clock
-) -> Receiver:
-    """The receiver for one ``receivers:`` entry."""
-    # Imported here so that each receiver module depends only on this one, not on its siblings.
-    from monitor.alerting.pagerduty import PagerDutyReceiver
-    from monitor.alerting.retrain import RetrainReceiver
-    from monitor.alerting.slack import SlackReceiver
-    from monitor.alerting.webhook import WebhookReceiver
-
-    if isinstance(config, WebhookReceiverConfig):
-        return WebhookReceiver(name, config, client, clock)
-    if isinstance(config, SlackReceiverConfig):
-        return SlackReceiver(name, config, client, clock)
-    if isinstance(config, PagerDutyReceiverConfig):
-        return PagerDutyReceiver(name, config, client, clock)
-    if isinstance(config, RetrainReceiverConfig):
-        return RetrainReceiver(name, config, client, clock)
-    raise TypeError(f"unknown receiver config {type(config).__name__}")
-
-
-__all__ = ["Receiver", "build_receiver", "encode_json"]
+__all__ = ["HttpReceiver", "Receiver", "encode_json"]

@@ -39,11 +39,9 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from monitor.errors import DetectorError
+from monitor.signals import Severity
 
 ColumnKind = Literal["numeric", "categorical"]
-Severity = Literal["ok", "warning", "critical"]
-
-SEVERITY_RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
 
 
 @dataclass(frozen=True, slots=True)

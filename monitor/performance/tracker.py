@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from monitor.alerting.signals import Signal, SignalSeverity
 from monitor.detectors.base import Detector
 from monitor.errors import ConfigError
 from monitor.performance.cbpe import estimate_binary
@@ -47,6 +46,7 @@ from monitor.performance.normalize import (
     normalize_labels,
     normalize_predictions,
 )
+from monitor.signals import Signal, SignalSeverity
 
 
 class _Ring:
