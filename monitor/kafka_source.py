@@ -332,7 +332,7 @@ class KafkaSource:
         if self._consumer is None:
             return False
         try:
-            await asyncio.wait_for(self._consumer._client.fetch_all_metadata(), timeout_seconds)
+            await asyncio.wait_for(self._consumer.topics(), timeout_seconds)
         except (TimeoutError, KafkaError, OSError):
             return False
         return True
