@@ -46,10 +46,11 @@ Severity: "warning" when ``p < alpha``, "critical" when ``p < alpha / 10``
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> d = KSDetector(alpha=0.05)
+>>> d
+KSDetector(alpha=0.05, method='kolmogorov')
 >>> d.fit(rng.normal(size=1_000))
->>> r = d.evaluate(rng.normal(loc=0.5, size=500))
->>> r.drifted, r.severity, r.p_value < 1e-10
-(True, 'critical', True)
+>>> print(d.evaluate(rng.normal(loc=0.5, size=500)))
+ks: drift (critical), statistic 0.272, p=7.6e-22, threshold 0.05
 """
 
 from __future__ import annotations
@@ -61,7 +62,13 @@ import numba
 import numpy as np
 from scipy import special, stats
 
-from monitor.detectors.base import DetectorResult, as_numeric, grade_p_value, not_fitted
+from monitor.detectors.base import (
+    DetectorBase,
+    DetectorResult,
+    as_numeric,
+    grade_p_value,
+    not_fitted,
+)
 from monitor.detectors.scipy_private import outer_prob_inside
 from monitor.errors import DetectorError
 
@@ -205,7 +212,7 @@ KSMethod = Literal["kolmogorov", "asymp", "auto"]
 KS_METHODS: tuple[str, ...] = ("kolmogorov", "asymp", "auto")
 
 
-class KSDetector:
+class KSDetector(DetectorBase):
     """Two-sample KS test of the window against the reference (numeric columns).
 
     ``alpha`` is the significance level: drift when ``p < alpha`` (warning),
