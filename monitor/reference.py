@@ -709,9 +709,3 @@ def load_model_references(
     for version, path in ref.versions.items():
         out.versions[version] = load(f"reference.versions.{version}", path)
     return out
-
-
-def rows_from_columns(
-    features: Iterable[dict[str, Any]], predictions: Iterable[Any]
-) -> list[tuple[dict[str, Any], Any]]:
-    return list(zip(features, predictions, strict=True))

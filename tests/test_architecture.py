@@ -209,3 +209,49 @@ def test_private_names_of_dependencies_stay_in_their_adapters() -> None:
         for use in _private_uses(path)
     ]
     assert uses == []
+
+
+#: Defined and never named elsewhere, on purpose: callbacks the library calls by name.
+CALLED_BY_NAME = {"on_partitions_revoked", "on_partitions_assigned"}
+#: Known dead, left for its owner: the dispatcher is being rewritten by another change.
+KNOWN_DEAD = {("monitor/alerting/dispatcher.py", "in_flight")}
+
+
+def test_no_function_is_defined_and_never_used() -> None:
+    """Every function, method and class of ``monitor/`` is named somewhere else.
+
+    A name that appears only at its definition (in the package, the tests, the
+    benchmarks and the dev tools) is dead code. Decorated functions are skipped:
+    a decorator registers them (pydantic validators, properties read by name).
+    """
+    import ast
+    import re
+    from collections import Counter
+
+    sources = {
+        path.relative_to(ROOT).as_posix(): path.read_text()
+        for folder in ("monitor", "tests", "bench", "devtools")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    }
+    uses = Counter(re.findall(r"\w+", "\n".join(sources.values())))
+    dead = []
+    for rel, source in sources.items():
+        if not rel.startswith("monitor/"):
+            continue
+        for top in ast.parse(source).body:
+            nodes = [top]
+            if isinstance(top, ast.ClassDef):
+                nodes += [
+                    n for n in top.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                ]
+            for node in nodes:
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    continue
+                name = node.name
+                if name.startswith("__") or name in CALLED_BY_NAME or (rel, name) in KNOWN_DEAD:
+                    continue
+                if node.decorator_list and not isinstance(node, ast.ClassDef):
+                    continue
+                if uses[name] <= 1:
+                    dead.append(f"{rel}:{node.lineno}: {name}")
+    assert dead == []
