@@ -9,7 +9,7 @@ it, so that importing the pure policy loads no I/O library (a contract in
   the signals it reads are :mod:`monitor.signals`;
 * the I/O edges: :mod:`~monitor.alerting.engine` (:class:`AlertService`, the
   facade the pipeline calls), ``outbox``, ``silence_store``, ``dispatcher``,
-  ``metrics`` and the receivers (``webhook``, ``slack``, ``pagerduty``,
+  ``alert_metrics`` and the receivers (``webhook``, ``slack``, ``pagerduty``,
   ``retrain`` over ``http``, built by ``receivers``). The silences HTTP API is
   at the HTTP edge: :mod:`monitor.silences_api`.
 """

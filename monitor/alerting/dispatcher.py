@@ -22,9 +22,9 @@ import contextlib
 import logging
 import random
 
+from monitor.alerting.alert_metrics import AlertMetrics
 from monitor.alerting.backoff import Backoff
 from monitor.alerting.config import DeliveryConfig
-from monitor.alerting.metrics import AlertMetrics
 from monitor.alerting.outbox import Outbox, OutboxRow
 from monitor.alerting.receiver import Receiver
 from monitor.clock import Clock

@@ -33,9 +33,9 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
+from monitor.alerting.alert_metrics import AlertMetrics
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.dispatcher import Dispatcher
-from monitor.alerting.metrics import AlertMetrics
 from monitor.alerting.notification import Notification, SignalEvidence
 from monitor.alerting.outbox import Outbox
 from monitor.alerting.policy import (
