@@ -80,10 +80,10 @@ from monitor.events import (
 )
 from monitor.http_server import HttpServer
 from monitor.kafka_source import TP, DeadLetterPublisher, KafkaSource
-from monitor.metrics import ModelStateCollector, ServiceMetrics
 from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.ratelimit import RateLimitedLogger
 from monitor.reference import ReferenceProfile, load_model_references
+from monitor.service_metrics import ModelStateCollector, ServiceMetrics
 from monitor.store import SQLiteStateStore, StateStore
 
 log = logging.getLogger("monitor.service")

@@ -166,7 +166,7 @@ PRIVATE_NAME_ADAPTERS = {
 #: ``obj._name`` accesses that are ours or public by convention (namedtuple's ``_replace``).
 OWN_PRIVATE_ACCESSES = {
     ("monitor/performance/normalize.py", "classes._index"),
-    ("monitor/metrics.py", "sample._replace"),
+    ("monitor/service_metrics.py", "sample._replace"),
 }
 
 

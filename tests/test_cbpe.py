@@ -15,7 +15,7 @@ import pytest
 
 from monitor.performance.cbpe import estimate_binary, expected_roc_auc
 from monitor.performance.config import PerformanceConfig
-from monitor.performance.metrics import binary_metrics
+from monitor.performance.realised import binary_metrics
 from monitor.performance.tracker import PerformanceTracker
 
 N = 20_000

@@ -3,7 +3,7 @@
 * :mod:`~monitor.performance.config`: the ``performance:`` section of a model;
 * :mod:`~monitor.performance.normalize`: raw prediction/label values to task values;
 * :mod:`~monitor.performance.label_join`: bounded join of labels to predictions;
-* :mod:`~monitor.performance.metrics`: realised metrics (scikit-learn definitions);
+* :mod:`~monitor.performance.realised`: realised metrics (scikit-learn definitions);
 * :mod:`~monitor.performance.cbpe`: estimated metrics from calibrated scores;
 * :mod:`~monitor.performance.tracker`: the per-model object the pipeline drives.
 

@@ -38,7 +38,6 @@ from monitor.errors import ConfigError
 from monitor.performance.cbpe import estimate_binary
 from monitor.performance.config import PerformanceConfig, default_alert_when
 from monitor.performance.label_join import JoinResult, LabelJoiner
-from monitor.performance.metrics import binary_metrics, multiclass_metrics, regression_metrics
 from monitor.performance.normalize import (
     ClassIndex,
     Normalized,
@@ -46,6 +45,7 @@ from monitor.performance.normalize import (
     normalize_labels,
     normalize_predictions,
 )
+from monitor.performance.realised import binary_metrics, multiclass_metrics, regression_metrics
 from monitor.signals import Signal, SignalSeverity
 
 
