@@ -258,3 +258,28 @@ def test_no_function_is_defined_and_never_used() -> None:
                 if uses[name] <= 1:
                     dead.append(f"{rel}:{node.lineno}: {name}")
     assert dead == []
+
+
+IO_LIBRARIES = ("aiokafka", "aiohttp", "httpx", "sqlite3", "prometheus_client")
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["monitor.alerting.policy", "monitor.model_monitor", "monitor.drift", "monitor.signals"],
+)
+def test_importing_a_core_module_loads_no_io_library(module: str) -> None:
+    """At run time too: what a package ``__init__`` imports is loaded with the module."""
+    code = (
+        f"import sys, {module}\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({IO_LIBRARIES!r})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
