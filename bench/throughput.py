@@ -364,10 +364,12 @@ async def paired_in_process(
                 bare_rates.append(before)
                 before = after
             bare_rates.append(before)
+            processed = sum(m.events_total for m in svc.models.values())
             await svc.alerts.stop(grace_seconds=0)
     return {
         "rounds": rounds,
         "events_per_round": per_round,
+        "events_processed": processed,  # warm-up included: what the service applied
         "ratio_median": statistics.median(ratios),
         "ratios": ratios,
         "events_per_second": ours_rates,

@@ -258,13 +258,13 @@ def with_progress(
 
 def _cmd_reference_build(args: argparse.Namespace) -> int:
     from monitor.reference import (
-        PREDICTION,
         build_profile,
         detect_format,
         infer_columns,
         iter_rows,
         load_reference,
     )
+    from monitor.signals import PREDICTION
 
     declared: dict[str, Any] | None = args.features
     max_sample, prediction, max_categories = args.max_sample, "auto", 200

@@ -44,11 +44,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.detectors.base import SEVERITY_RANK, DetectorResult, Severity, grade_p_value
+from monitor.detectors.base import DetectorResult, grade_p_value
 from monitor.detectors.config import DriftConfig
+from monitor.signals import SEVERITY_RANK, Severity
 from monitor.state_format import FeatureRun
-
-PREDICTION = "__prediction__"
 
 
 @dataclass(frozen=True, slots=True)

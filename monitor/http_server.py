@@ -8,23 +8,42 @@ and are disabled when no token is configured. Nothing here prints a secret.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from monitor.alerting.http_api import register_routes
+from monitor.alerting.engine import AlertService
 from monitor.errors import ConfigError
+from monitor.silences_api import register_routes
 
-if TYPE_CHECKING:
-    from monitor.service import MonitorService
+
+class ServedService(Protocol):
+    """What the HTTP edge reads of the service (:class:`~monitor.service.MonitorService`).
+
+    The service builds this server, so the server depends on this small protocol
+    and not on the service module: the dependency points one way.
+    """
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    @property
+    def alerts(self) -> AlertService: ...
+
+    def health(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def status(self) -> dict[str, Any]: ...
 
 
 class HttpServer:
-    """aiohttp application around a :class:`~monitor.service.MonitorService`."""
+    """aiohttp application around the service (anything that is a :class:`ServedService`)."""
 
     def __init__(
-        self, service: MonitorService, host: str, port: int, admin_token: str | None
+        self, service: ServedService, host: str, port: int, admin_token: str | None
     ) -> None:
         self.service = service
         self.host = host
@@ -52,9 +71,9 @@ class HttpServer:
             self._runner = None
             why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise ConfigError([f"http.port {self.port}: {why} (http.host {self.host})"]) from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
+        # ``runner.addresses``: the bound socket names (public API), so port 0 reports the real one.
+        addresses = self._runner.addresses
+        self.bound_port = int(addresses[0][1]) if addresses else self.port
 
     @property
     def url(self) -> str:

@@ -14,8 +14,9 @@ Semantics (see aiokafka's docs on manual commit and rebalance listeners):
 aiokafka's exceptions are translated to :class:`~monitor.errors.SourceError`
 (:class:`~monitor.errors.UndecodableBatchError` for a batch compressed with a codec
 whose library is missing). Dead-lettering never raises: every producer error is
-translated per record into a bounded reason (``monitor.metrics.DEAD_LETTER_FAILURE_REASONS``)
-and a fallback (see :class:`DeadLetterPublisher`).
+translated per record into a bounded reason
+(``monitor.service_metrics.DEAD_LETTER_FAILURE_REASONS``) and a fallback (see
+:class:`DeadLetterPublisher`).
 """
 
 from __future__ import annotations
@@ -332,7 +333,7 @@ class KafkaSource:
         if self._consumer is None:
             return False
         try:
-            await asyncio.wait_for(self._consumer._client.fetch_all_metadata(), timeout_seconds)
+            await asyncio.wait_for(self._consumer.topics(), timeout_seconds)
         except (TimeoutError, KafkaError, OSError):
             return False
         return True
@@ -406,8 +407,8 @@ class DeadLetterPublisher:
       :attr:`DeadLetterResult.retry`; with ``final=True`` it is given up instead.
 
     Every record that was not written in full is reported with a reason from
-    :data:`monitor.metrics.DEAD_LETTER_FAILURE_REASONS` and a fallback from
-    :data:`monitor.metrics.DEAD_LETTER_FALLBACKS`.
+    :data:`monitor.service_metrics.DEAD_LETTER_FAILURE_REASONS` and a fallback from
+    :data:`monitor.service_metrics.DEAD_LETTER_FALLBACKS`.
     """
 
     def __init__(self, config: KafkaConfig, *, request_timeout_ms: int = 10_000) -> None:

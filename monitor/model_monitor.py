@@ -28,17 +28,16 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
-from monitor.detectors import STREAM_DETECTORS, Detector, DetectorResult, fit_column_detectors
-from monitor.detectors.base import evaluate_sorted
+from monitor.detectors.base import Detector, DetectorResult, evaluate_sorted
+from monitor.detectors.factory import STREAM_DETECTORS
+from monitor.detectors.fitting import fit_column_detectors
 from monitor.detectors.streaming import StreamDetector
 from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.errors import MonitorError
 from monitor.events import FeatureColumns, LabelEvents, ModelEvents
 from monitor.performance.tracker import PerformanceTracker
 from monitor.reference import (
-    PREDICTION,
     FeatureProfile,
     ReferenceProfile,
     build_profile,
@@ -47,6 +46,7 @@ from monitor.reference import (
     prediction_value,
     profile_numeric,
 )
+from monitor.signals import PREDICTION, EvaluationContext, Signal
 from monitor.state_format import (
     Array,
     FeatureProfileState,

@@ -24,17 +24,14 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from monitor.errors import ReferenceError_, ReferenceMismatch
+from monitor.signals import PREDICTION
 from monitor.summary import QUANTILES
 
-if TYPE_CHECKING:
-    from monitor.config import ResolvedModel
-
-PREDICTION = "__prediction__"
 FORMAT_VERSION = 1
 ColumnType = Literal["numeric", "categorical"]
 
@@ -642,8 +639,39 @@ class ModelReferences:
     versions: dict[str, ReferenceProfile] = field(default_factory=dict)
 
 
+class ReferenceSource(Protocol):
+    """The ``reference:`` settings of a model (:class:`monitor.config.ReferenceConfig`)."""
+
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def max_sample(self) -> int: ...
+    @property
+    def versions(self) -> Mapping[str, str]: ...
+
+
+class ModelReferenceSettings(Protocol):
+    """What :func:`load_model_references` reads of a model's settings
+    (:class:`monitor.config.ResolvedModel`).
+
+    A protocol rather than the config class: the configuration's ``check-config``
+    calls this module, so this module does not import the configuration.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def features(self) -> dict[str, ColumnType] | None: ...
+    @property
+    def prediction(self) -> Literal["auto", "numeric", "categorical", "none"]: ...
+    @property
+    def reference(self) -> ReferenceSource: ...
+
+
 def load_model_references(
-    settings: ResolvedModel, *, max_features: int, max_categories: int
+    settings: ModelReferenceSettings, *, max_features: int, max_categories: int
 ) -> ModelReferences:
     """Load and check every reference file of one model (``reference.path`` and each of
     ``reference.versions``).
@@ -681,9 +709,3 @@ def load_model_references(
     for version, path in ref.versions.items():
         out.versions[version] = load(f"reference.versions.{version}", path)
     return out
-
-
-def rows_from_columns(
-    features: Iterable[dict[str, Any]], predictions: Iterable[Any]
-) -> list[tuple[dict[str, Any], Any]]:
-    return list(zip(features, predictions, strict=True))

@@ -88,10 +88,10 @@ from monitor.events import (
 )
 from monitor.http_server import HttpServer
 from monitor.kafka_source import TP, DeadLetterPublisher, KafkaSource
-from monitor.metrics import ModelStateCollector, ServiceMetrics, register_process_metrics
 from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.ratelimit import RateLimitedLogger
 from monitor.reference import ReferenceProfile, load_model_references
+from monitor.service_metrics import ModelStateCollector, ServiceMetrics, register_process_metrics
 from monitor.state_format import StateFormatError
 from monitor.store import SavedModel, SQLiteStateStore, StateStore
 

@@ -7,8 +7,7 @@ walks contiguous memory), one ``int32``
 matrix of category codes for the categorical columns (-1 = missing), and the
 event times. A batch is written with one vectorised assignment per matrix, never
 per event. Row order inside the buffers is not chronological; statistics and
-window tests do not need it, and :meth:`SlidingWindow.time_mask` selects rows by
-event time for time-based windows.
+window tests do not need it.
 
 >>> import numpy as np
 >>> w = SlidingWindow(n_numeric=1, n_categorical=0, capacity=3)
@@ -78,16 +77,6 @@ class SlidingWindow:
 
     def timestamps(self) -> np.ndarray:
         return self._ts if self.size == self.capacity else self._ts[: self.size]
-
-    def time_mask(self, since: float) -> np.ndarray:
-        """Rows whose event time is at or after ``since`` (time-based windows)."""
-        return self.timestamps() >= since
-
-    def time_range(self) -> tuple[float, float]:
-        ts = self.timestamps()
-        if len(ts) == 0:
-            return (0.0, 0.0)
-        return (float(ts.min()), float(ts.max()))
 
     def export_state(self) -> WindowState:
         """The filled part of the ring buffers, as laid out (so a restore is bit-identical)."""

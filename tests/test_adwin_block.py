@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from river import drift as river_drift
 
-from monitor.detectors import build_detector
 from monitor.detectors.config import ADWINParams, DriftConfig
+from monitor.detectors.factory import build_detector
 from monitor.detectors.streaming import ADWINDetector, StreamDetector
 from monitor.errors import DetectorError
 

@@ -16,11 +16,13 @@ from aiohttp import web
 from alert_receivers import Hang, RecordingReceiver, Reply
 from prometheus_client import CollectorRegistry
 
-from monitor.alerting import AlertingConfig, AlertService, EvaluationContext, Signal
-from monitor.alerting.http_api import register_routes
+from monitor.alerting.config import AlertingConfig
+from monitor.alerting.engine import AlertService
 from monitor.alerting.outbox import Outbox
 from monitor.clock import SystemClock
 from monitor.errors import ServiceStateError
+from monitor.signals import EvaluationContext, Signal
+from monitor.silences_api import register_routes
 
 FAST = {
     "initial_backoff_seconds": 0.02,

@@ -18,8 +18,10 @@ import pytest
 from alert_receivers import RecordingReceiver, Reply
 from prometheus_client import CollectorRegistry
 
-from monitor.alerting import AlertingConfig, AlertService, EvaluationContext, Signal
+from monitor.alerting.config import AlertingConfig
+from monitor.alerting.engine import AlertService
 from monitor.clock import SystemClock
+from monitor.signals import EvaluationContext, Signal
 
 DISPATCHER = "monitor.alerting.dispatcher"
 ENGINE = "monitor.alerting.engine"

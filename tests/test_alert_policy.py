@@ -12,9 +12,9 @@ from monitor.alerting.config import AlertingConfig, AlertRule, RetrainPolicy
 from monitor.alerting.policy import ModelAlertState, decide, fingerprint
 from monitor.alerting.retrain_policy import decide_retrain
 from monitor.alerting.routing import route
-from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.alerting.silences import Silence, is_silenced
 from monitor.errors import StateError
+from monitor.signals import EvaluationContext, Signal
 
 STEP = 60.0  # seconds between evaluations
 

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from alert_receivers import Hang, RecordingReceiver, Reply
 from fault_helpers import eventually
 
-from monitor.alerting import AlertingConfig
+from monitor.alerting.config import AlertingConfig
 from monitor.config import parse_config
 from monitor.errors import ConfigError
 from monitor.service import MonitorService

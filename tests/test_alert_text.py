@@ -15,8 +15,10 @@ from urllib.parse import parse_qs, urlsplit
 from alert_receivers import RecordingReceiver
 from prometheus_client import CollectorRegistry
 
-from monitor.alerting import AlertingConfig, AlertService, EvaluationContext, Signal
+from monitor.alerting.config import AlertingConfig
+from monitor.alerting.engine import AlertService
 from monitor.clock import SystemClock
+from monitor.signals import EvaluationContext, Signal
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = (

@@ -38,8 +38,8 @@ from monitor.alerting.alertmanager import AlertmanagerReceiver, build_alert
 from monitor.alerting.config import AlertingConfig, AlertmanagerReceiverConfig
 from monitor.alerting.engine import AlertService
 from monitor.alerting.notification import Notification, SignalEvidence
-from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.clock import ManualClock, SystemClock
+from monitor.signals import EvaluationContext, Signal
 
 REPOST = 0.5  # seconds: endsAt is 2 s ahead, so an alert that is not re-posted ends in 2 s
 

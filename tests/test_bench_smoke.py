@@ -1,7 +1,10 @@
-"""The throughput harness runs on a tiny input and writes only its own BENCHMARKS.md section.
+"""The throughput harness on a tiny input: what it feeds and counts, not how fast.
 
 No timing assertions here: speed is measured by ``python -m bench.throughput`` and
-recorded in BENCHMARKS.md, never checked by the test suite.
+recorded in BENCHMARKS.md, never checked by the test suite. What is checked is what
+the harness could get wrong: the workload (its reference matches the stream except
+the drifting column), the counts it reports (equal to the events it generated and
+fed), the arithmetic of its paired ratio, and that it writes only its own section.
 """
 
 from __future__ import annotations
@@ -42,14 +45,39 @@ def test_in_process_pipeline_evaluates_and_alerts_on_a_tiny_stream() -> None:
 
 
 def test_paired_ratio_alternates_bare_and_ours() -> None:
+    """Each round's ratio is ours over the mean of the two bare rates around it, and the
+    service applied exactly the events the harness fed it (warm-up, then the rounds)."""
     workload = bench.Workload(1, 3, 1)
     msgs = bench.raw_messages(bench.generate(workload, 9_000, seed=1))
-    out = asyncio.run(
-        bench.paired_in_process(workload, msgs, bench.references(workload), 2, 1_000)
-    )
-    assert len(out["ratios"]) == 2 and len(out["bare_events_per_second"]) == 3
+    out = asyncio.run(bench.paired_in_process(workload, msgs, bench.references(workload), 2, 1_000))
+    ours, bare = out["events_per_second"], out["bare_events_per_second"]
+    assert len(out["ratios"]) == len(ours) == 2 and len(bare) == 3
+    assert out["ratios"] == [
+        o / ((b0 + b1) / 2) for o, b0, b1 in zip(ours, bare[:-1], bare[1:], strict=True)
+    ]
     assert out["ratio_median"] == pytest.approx(sum(out["ratios"]) / 2)
-    assert all(0 < r < 10 for r in out["ratios"])
+    assert out["events_processed"] == 6_000 + 2 * 1_000
+
+
+def test_the_reference_matches_the_stream_except_the_drifting_column() -> None:
+    """The benchmark's reference is drawn from the stream's distribution: only the column
+    the workload drifts (f00) differs. A reference drawn otherwise (once: each seed had its
+    own column scales) makes every column "drift" and the benchmark measures alarms."""
+    from scipy import stats
+
+    workload = bench.Workload(1, 4, 2)
+    reference = bench.reference_rows(workload, 10_000, seed=99)
+    stream = [orjson.loads(v) for v in bench.generate(workload, 10_000, seed=1, drift_from=0)]
+    for name in ["f00", "f01", "f02", "f03", "c0", "c1"]:
+        ref = [features[name] for features, _ in reference]
+        now = [e["features"][name] for e in stream]
+        if name.startswith("f"):
+            p = stats.ks_2samp(ref, now).pvalue
+        else:
+            cats = sorted(set(ref) | set(now))
+            table = [[ref.count(c) for c in cats], [now.count(c) for c in cats]]
+            p = stats.chi2_contingency(table).pvalue
+        assert (p < 1e-12) if name == "f00" else (p > 1e-6), (name, p)
 
 
 def test_results_replace_only_our_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

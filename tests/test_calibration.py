@@ -7,9 +7,9 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from monitor.detectors import build_detectors
 from monitor.detectors.calibration import calibrate_thresholds, per_evaluation_rate
 from monitor.detectors.config import DriftConfig
+from monitor.detectors.factory import build_detectors
 
 REF = np.random.default_rng(0).normal(size=3_000)
 

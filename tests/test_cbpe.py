@@ -13,9 +13,10 @@ import itertools
 import numpy as np
 import pytest
 
-from monitor.performance import PerformanceConfig, PerformanceTracker
 from monitor.performance.cbpe import estimate_binary, expected_roc_auc
-from monitor.performance.metrics import binary_metrics
+from monitor.performance.config import PerformanceConfig
+from monitor.performance.realised import binary_metrics
+from monitor.performance.tracker import PerformanceTracker
 
 N = 20_000
 TOLERANCE = 0.02

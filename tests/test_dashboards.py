@@ -156,7 +156,7 @@ def test_drift_thresholds_match_the_default_alert_levels() -> None:
     panel = next(p for p in iter_panels(drift["panels"]) if p["type"] == "state-timeline")
     assert "monitor_feature_drift_severity" in panel["targets"][0]["expr"]
     (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
-    from monitor.metrics import SEVERITY_LEVEL
+    from monitor.service_metrics import SEVERITY_LEVEL
 
     assert {int(k): v["text"] for k, v in mapping["options"].items()} == {
         v: k for k, v in SEVERITY_LEVEL.items()

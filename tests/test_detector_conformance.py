@@ -15,16 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitor.detectors import (
-    ADWINDetector,
-    ChiSquareDetector,
-    Detector,
-    JensenShannonDetector,
-    KSDetector,
-    PageHinkleyDetector,
-    PSIDetector,
-    WassersteinDetector,
-)
+from monitor.detectors.base import Detector, DetectorBase
+from monitor.detectors.chi_square import ChiSquareDetector
+from monitor.detectors.jensen_shannon import JensenShannonDetector
+from monitor.detectors.ks import KSDetector
+from monitor.detectors.psi import PSIDetector
+from monitor.detectors.streaming import ADWINDetector, PageHinkleyDetector
+from monitor.detectors.wasserstein import WassersteinDetector
 from monitor.errors import DetectorError
 
 RNG_SEED = 20240601
@@ -197,6 +194,19 @@ def test_constructor_arguments_stored_unchanged(case: Case) -> None:
     defaults = case.cls()
     for name, param in inspect.signature(case.cls).parameters.items():
         assert getattr(defaults, name) == param.default
+
+
+REPR_CASES = [c for c in CASES if issubclass(c.cls, DetectorBase)]
+
+
+@pytest.mark.parametrize("case", REPR_CASES, ids=[c.id for c in REPR_CASES])
+def test_repr_shows_every_parameter_and_rebuilds_the_detector(case: Case) -> None:
+    detector = case.make()
+    params = inspect.signature(case.cls).parameters
+    shown = ", ".join(f"{name}={getattr(detector, name)!r}" for name in params)
+    assert repr(detector) == f"{case.cls.__name__}({shown})"
+    rebuilt = eval(repr(detector), {case.cls.__name__: case.cls})
+    assert all(getattr(rebuilt, name) == getattr(detector, name) for name in params)
 
 
 @pytest.mark.parametrize(

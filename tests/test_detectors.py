@@ -6,23 +6,21 @@ import math
 
 import numpy as np
 import pytest
+import scipy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from monitor.detectors import (
-    ADWINDetector,
-    ChiSquareDetector,
-    JensenShannonDetector,
-    KSDetector,
-    PageHinkleyDetector,
-    PSIDetector,
-    WassersteinDetector,
-    build_detectors,
-)
+from monitor.detectors.chi_square import ChiSquareDetector
 from monitor.detectors.config import DriftConfig
+from monitor.detectors.factory import build_detectors
+from monitor.detectors.jensen_shannon import JensenShannonDetector
+from monitor.detectors.ks import KSDetector
+from monitor.detectors.psi import PSIDetector
+from monitor.detectors.streaming import ADWINDetector, PageHinkleyDetector
+from monitor.detectors.wasserstein import WassersteinDetector
 from monitor.errors import DetectorError
 
 # ----------------------------------------------------------------------------- KS
@@ -381,3 +379,36 @@ def test_calibrated_distance_thresholds_give_the_target_false_alarm_rate(name: s
         detector.fit(rng.normal(size=2_000))
         alarms += detector.evaluate(rng.normal(size=500)).drifted
     assert 0.01 <= alarms / 300 <= 0.12
+
+
+def test_scipy_private_routine_is_within_the_tested_versions() -> None:
+    """Fails loudly when scipy is upgraded past what ``scipy_private`` was tested with.
+
+    The KS exact p-value for unequal sizes calls a private scipy routine; outside
+    ``SCIPY_TESTED`` it is switched off (asymptotic fallback), which this test turns
+    into a failure rather than a silent change of p-values. pyproject.toml bounds
+    scipy to the same range.
+    """
+    import re
+    from pathlib import Path
+
+    from monitor.detectors import scipy_private
+
+    assert scipy_private.outer_prob_inside is not None, scipy.__version__
+    (low, high) = scipy_private.SCIPY_TESTED
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    bound = re.search(r'"scipy>=(\d+)\.(\d+),<(\d+)\.(\d+)"', pyproject)
+    assert bound is not None
+    assert tuple(map(int, bound.groups())) == (*low, *high)
+
+
+def test_scipy_private_routine_is_off_outside_the_tested_versions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from monitor.detectors import scipy_private
+
+    installed = scipy.__version__
+    monkeypatch.setattr(scipy, "__version__", "1.99.0")
+    assert scipy_private._load() is None
+    monkeypatch.setattr(scipy, "__version__", installed)
+    assert scipy_private._load() is not None

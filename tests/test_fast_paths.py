@@ -16,15 +16,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from monitor.detectors import (
-    ChiSquareDetector,
-    JensenShannonDetector,
-    KSDetector,
-    PSIDetector,
-    WassersteinDetector,
-)
 from monitor.detectors.base import evaluate_sorted
-from monitor.detectors.ks import ks_statistic_sorted
+from monitor.detectors.chi_square import ChiSquareDetector
+from monitor.detectors.jensen_shannon import JensenShannonDetector
+from monitor.detectors.ks import KSDetector, ks_statistic_sorted
+from monitor.detectors.psi import PSIDetector
+from monitor.detectors.wasserstein import WassersteinDetector
 from monitor.simulate import Simulator
 from monitor.summary import _summarize_full, summarize_numeric
 from monitor.window import SlidingWindow

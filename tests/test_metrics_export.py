@@ -23,9 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import parse_config
 from monitor.events import LabelEvents, ModelEvents
-from monitor.metrics import ModelStateCollector, register_process_metrics
 from monitor.model_monitor import ModelMonitor
 from monitor.reference import build_profile
+from monitor.service_metrics import ModelStateCollector, register_process_metrics
 from monitor.simulate import DriftSpec, Simulator
 
 WINDOW = {"size": 500, "step": 250}

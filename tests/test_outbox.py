@@ -9,7 +9,7 @@ import pytest
 from monitor.alerting.database import open_database
 from monitor.alerting.notification import Notification, SignalEvidence
 from monitor.alerting.outbox import Outbox
-from monitor.alerting.silences import SilenceStore
+from monitor.alerting.silence_store import SilenceStore
 from monitor.errors import StateError
 
 

@@ -13,9 +13,10 @@ from sklearn import metrics as skm
 
 from monitor.detectors.base import DetectorResult
 from monitor.errors import ConfigError
-from monitor.performance import PerformanceConfig, PerformanceTracker
-from monitor.performance.metrics import binary_metrics, multiclass_metrics, regression_metrics
+from monitor.performance.config import PerformanceConfig
 from monitor.performance.normalize import ClassIndex, normalize_labels, normalize_predictions
+from monitor.performance.realised import binary_metrics, multiclass_metrics, regression_metrics
+from monitor.performance.tracker import PerformanceTracker
 
 TOL = 1e-9
 

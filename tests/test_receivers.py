@@ -21,7 +21,7 @@ from monitor.alerting.config import (
 from monitor.alerting.http import parse_retry_after
 from monitor.alerting.notification import Notification, SignalEvidence
 from monitor.alerting.pagerduty import PagerDutyReceiver
-from monitor.alerting.receiver import build_receiver
+from monitor.alerting.receivers import build_receiver
 from monitor.alerting.retrain import RetrainReceiver
 from monitor.alerting.slack import SlackReceiver
 from monitor.alerting.webhook import WebhookReceiver

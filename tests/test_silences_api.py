@@ -18,10 +18,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from monitor.alerting import AlertingConfig, AlertService
-from monitor.alerting.http_api import register_routes
+from monitor.alerting.config import AlertingConfig
+from monitor.alerting.engine import AlertService
 from monitor.clock import SystemClock
 from monitor.errors import InvalidSilence, ReadOnlySilence, SilenceError, UnknownSilence
+from monitor.silences_api import register_routes
 
 TOKEN = "s3cret-token"
 GOOD_BODY = b'{"matchers": {"model": "churn"}, "duration_seconds": 600}'

@@ -270,8 +270,8 @@ def test_model_state_metrics_replace_what_cannot_be_encoded() -> None:
 
     from monitor.config import LimitsConfig, ModelConfig, ModelDefaults, resolve_model
     from monitor.events import ModelEvents
-    from monitor.metrics import ModelStateCollector
     from monitor.model_monitor import ModelMonitor
+    from monitor.service_metrics import ModelStateCollector
 
     defaults = ModelDefaults.model_validate(
         {"window": {"size": 40, "step": 20}, "reference": {"learn_first": 30}}

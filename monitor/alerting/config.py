@@ -72,7 +72,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from monitor.alerting.signals import SignalKind
+from monitor.signals import SignalKind
 
 AlertSeverity = Literal["warning", "critical"]
 

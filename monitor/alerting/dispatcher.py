@@ -36,9 +36,9 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from monitor.alerting.alert_metrics import AlertMetrics
 from monitor.alerting.backoff import Backoff
 from monitor.alerting.config import DeliveryConfig
-from monitor.alerting.metrics import AlertMetrics
 from monitor.alerting.notification import printable
 from monitor.alerting.outbox import Outbox, OutboxRow
 from monitor.alerting.receiver import Receiver, redact, secret_forms

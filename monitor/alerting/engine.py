@@ -43,10 +43,10 @@ from urllib.parse import quote
 import httpx
 from prometheus_client import CollectorRegistry
 
+from monitor.alerting.alert_metrics import AlertMetrics
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.dispatcher import Dispatcher
 from monitor.alerting.http import DropRequestLogs
-from monitor.alerting.metrics import AlertMetrics
 from monitor.alerting.notification import Notification, SignalEvidence, printable
 from monitor.alerting.outbox import Outbox
 from monitor.alerting.policy import (
@@ -57,14 +57,16 @@ from monitor.alerting.policy import (
     fingerprint,
     idempotency_key,
 )
-from monitor.alerting.receiver import Receiver, build_receiver, secret_forms
+from monitor.alerting.receiver import Receiver, secret_forms
+from monitor.alerting.receivers import build_receiver
 from monitor.alerting.retrain_policy import decide_retrain
 from monitor.alerting.routing import route
 from monitor.alerting.rules import glob_match, max_severity, rule_for
-from monitor.alerting.signals import EvaluationContext, Signal
-from monitor.alerting.silences import Silence, SilenceStore, from_config
+from monitor.alerting.silence_store import SilenceStore
+from monitor.alerting.silences import Silence, from_config
 from monitor.clock import Clock
 from monitor.errors import ServiceStateError, StateError
+from monitor.signals import EvaluationContext, Signal
 
 log = logging.getLogger(__name__)
 

@@ -46,9 +46,9 @@ import msgspec
 
 from monitor.alerting.config import AlertRule
 from monitor.alerting.rules import is_active, max_severity, rule_for, severity_rank
-from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.alerting.silences import Silence, is_silenced
 from monitor.errors import StateError
+from monitor.signals import EvaluationContext, Signal
 
 ActionKind = Literal["fire", "update", "repeat", "resolve", "mute"]
 
@@ -166,7 +166,7 @@ class StateDocument(msgspec.Struct):
     The same JSON object earlier builds wrote by hand: ``groups`` is a list of
     :class:`GroupState` (its ``notified_keys``/``muted_keys`` as sorted lists,
     ``tracks`` by signal key, each :class:`SignalTrack` with its ``last``
-    :class:`~monitor.alerting.signals.Signal`).
+    :class:`~monitor.signals.Signal`).
     """
 
     version: int

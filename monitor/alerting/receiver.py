@@ -1,4 +1,4 @@
-"""The receiver interface and the factory that builds receivers from configuration.
+"""The receiver interface and what every HTTP receiver shares.
 
 A receiver turns one :class:`~monitor.alerting.notification.Notification`
 into one HTTP request. It raises :class:`~monitor.errors.RetryableDeliveryError`
@@ -11,6 +11,10 @@ A receiver's error messages never carry its secrets: :meth:`HttpReceiver.send`
 passes every message through :func:`redact` with the receiver's own secret
 values (URL, routing key, tokens, header values), also in the URL-encoded and
 JSON-escaped forms a receiver might echo back in an error body.
+
+The factory that picks a receiver by its configuration is
+:mod:`monitor.alerting.receivers`: it imports the four receivers, which import
+this module, so the two cannot be one module without an import cycle.
 """
 
 from __future__ import annotations
@@ -24,12 +28,6 @@ from urllib.parse import quote, quote_plus
 import httpx
 
 from monitor.alerting.config import (
-    AlertmanagerReceiverConfig,
-    PagerDutyReceiverConfig,
-    ReceiverConfig,
-    RetrainReceiverConfig,
-    SlackReceiverConfig,
-    WebhookReceiverConfig,
     receiver_secrets,
 )
 from monitor.alerting.notification import Notification
@@ -89,7 +87,7 @@ def redact(text: str, forms: Iterable[str]) -> str:
     return text
 
 if TYPE_CHECKING:
-    from monitor.alerting.outbox import Outbox
+    pass
 
 
 class Receiver(Protocol):
@@ -135,39 +133,10 @@ def encode_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def build_receiver(
-    name: str,
-    config: ReceiverConfig,
-    client: httpx.AsyncClient,
-    clock: Clock,
-    outbox: Outbox | None = None,
-) -> Receiver:
-    """The receiver for one ``receivers:`` entry (``outbox``: what Alertmanager keeps alive)."""
-    # Imported here so that each receiver module depends only on this one, not on its siblings.
-    from monitor.alerting.alertmanager import AlertmanagerReceiver
-    from monitor.alerting.pagerduty import PagerDutyReceiver
-    from monitor.alerting.retrain import RetrainReceiver
-    from monitor.alerting.slack import SlackReceiver
-    from monitor.alerting.webhook import WebhookReceiver
-
-    if isinstance(config, WebhookReceiverConfig):
-        return WebhookReceiver(name, config, client, clock)
-    if isinstance(config, SlackReceiverConfig):
-        return SlackReceiver(name, config, client, clock)
-    if isinstance(config, PagerDutyReceiverConfig):
-        return PagerDutyReceiver(name, config, client, clock)
-    if isinstance(config, RetrainReceiverConfig):
-        return RetrainReceiver(name, config, client, clock)
-    if isinstance(config, AlertmanagerReceiverConfig):
-        return AlertmanagerReceiver(name, config, client, clock, outbox)
-    raise TypeError(f"unknown receiver config {type(config).__name__}")
-
-
 __all__ = [
     "REDACTED",
     "HttpReceiver",
     "Receiver",
-    "build_receiver",
     "encode_json",
     "redact",
     "secret_forms",

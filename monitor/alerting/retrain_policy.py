@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor.alerting.config import RetrainPolicy
-from monitor.alerting.signals import EvaluationContext, Signal
 from monitor.alerting.silences import Silence, is_silenced
+from monitor.signals import EvaluationContext, Signal
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,14 +11,7 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 from monitor.alerting.config import AlertRule
-from monitor.alerting.signals import Signal
-
-SEVERITY_RANK: dict[str, int] = {"ok": 0, "info": 0, "warning": 1, "critical": 2}
-
-
-def severity_rank(severity: str) -> int:
-    """Rank of a severity; unknown strings rank as ok so they can never page."""
-    return SEVERITY_RANK.get(severity, 0)
+from monitor.signals import Signal, severity_rank
 
 
 def max_severity(severities: Sequence[str]) -> str:

@@ -34,17 +34,16 @@ export what they observed (``monitor.detectors.streaming``).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from monitor.errors import DetectorError
+from monitor.signals import Severity
 
 ColumnKind = Literal["numeric", "categorical"]
-Severity = Literal["ok", "warning", "critical"]
-
-SEVERITY_RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +65,21 @@ class DetectorResult:
     severity: Severity
     details: dict[str, float] = field(default_factory=dict)
 
+    def __str__(self) -> str:
+        """One line a person reads: the verdict, the statistic, the p-value, the threshold.
+
+        >>> print(DetectorResult("ks", 0.1034, 1.2e-08, 0.05, True, "critical"))
+        ks: drift (critical), statistic 0.1034, p=1.2e-08, threshold 0.05
+        >>> print(DetectorResult("psi", 0.0021, None, 0.1, False, "ok"))
+        psi: no drift, statistic 0.0021, threshold 0.1
+        """
+        verdict = f"drift ({self.severity})" if self.drifted else "no drift"
+        p = "" if self.p_value is None else f", p={self.p_value:.2g}"
+        return (
+            f"{self.detector}: {verdict}, statistic {self.statistic:.4g}{p}, "
+            f"threshold {self.threshold:g}"
+        )
+
 
 @runtime_checkable
 class Detector(Protocol):
@@ -82,6 +96,29 @@ class Detector(Protocol):
 
     def evaluate(self, window: np.ndarray) -> DetectorResult:
         """Compare the current window with the reference."""
+
+
+def params_repr(obj: object) -> str:
+    """``Name(param=value, ...)`` from the constructor's parameters, read back from ``obj``.
+
+    Detectors store their constructor arguments unchanged under the same names
+    (river's convention), so the repr says exactly how one was built.
+    """
+    names = [n for n in inspect.signature(type(obj).__init__).parameters if n != "self"]
+    args = ", ".join(f"{n}={getattr(obj, n)!r}" for n in names if hasattr(obj, n))
+    return f"{type(obj).__name__}({args})"
+
+
+class DetectorBase:
+    """What our detector classes share: a repr that shows their parameters.
+
+    >>> from monitor.detectors.ks import KSDetector
+    >>> KSDetector(alpha=0.01)
+    KSDetector(alpha=0.01, method='kolmogorov')
+    """
+
+    def __repr__(self) -> str:
+        return params_repr(self)
 
 
 def evaluate_sorted(detector: Detector, window: np.ndarray) -> DetectorResult:

@@ -55,8 +55,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from monitor.detectors import STREAM_DETECTORS, build_detector
 from monitor.detectors.config import DriftConfig
+from monitor.detectors.factory import STREAM_DETECTORS, build_detector
 from monitor.errors import DetectorError
 
 P_VALUE_DETECTORS = frozenset({"ks", "chi_square"})

@@ -15,12 +15,13 @@ correction=False)`` on the table with all-zero columns dropped; the p-value is
 
 >>> import numpy as np
 >>> d = ChiSquareDetector(alpha=0.05)
+>>> d
+ChiSquareDetector(alpha=0.05)
 >>> d.fit(np.array([500, 300, 200]))
->>> d.evaluate(np.array([250, 150, 100])).drifted
-False
->>> r = d.evaluate(np.array([100, 150, 200, 50]))  # code 3 never seen in the reference
->>> r.drifted, r.severity
-(True, 'critical')
+>>> print(d.evaluate(np.array([250, 150, 100])))  # the same proportions
+chi_square: no drift, statistic 0, p=1, threshold 0.05
+>>> print(d.evaluate(np.array([100, 150, 200, 50])))  # code 3 never seen in the reference
+chi_square: drift (critical), statistic 225, p=1.7e-48, threshold 0.05
 """
 
 from __future__ import annotations
@@ -30,12 +31,18 @@ from typing import ClassVar
 import numpy as np
 from scipy import special
 
-from monitor.detectors.base import DetectorResult, as_counts, grade_p_value, not_fitted
+from monitor.detectors.base import (
+    DetectorBase,
+    DetectorResult,
+    as_counts,
+    grade_p_value,
+    not_fitted,
+)
 from monitor.detectors.binning import pooled_counts
 from monitor.errors import DetectorError
 
 
-class ChiSquareDetector:
+class ChiSquareDetector(DetectorBase):
     """Chi-square homogeneity test on categorical count vectors.
 
     ``alpha`` is the significance level: warning if ``p < alpha``, critical if

@@ -12,11 +12,13 @@ their codes plus one pooled "unseen" bucket. Equal to
 >>> import numpy as np
 >>> rng = np.random.default_rng(1)
 >>> d = JensenShannonDetector(threshold=0.1)
+>>> d
+JensenShannonDetector(threshold=0.1, bins=10, critical=None, kind='numeric')
 >>> d.fit(rng.normal(size=10_000))
->>> d.evaluate(rng.normal(size=5_000)).drifted
-False
->>> d.evaluate(rng.normal(loc=1.0, size=5_000)).severity
-'critical'
+>>> print(d.evaluate(rng.normal(size=5_000)))
+jensen_shannon: no drift, statistic 0.01595, threshold 0.1
+>>> print(d.evaluate(rng.normal(loc=1.0, size=5_000)))
+jensen_shannon: drift (critical), statistic 0.3982, threshold 0.1
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from monitor.detectors.base import (
     ColumnKind,
+    DetectorBase,
     DetectorResult,
     check_kind,
     grade,
@@ -49,7 +52,7 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sqrt(max(0.5 * (kl_p + kl_q), 0.0)))
 
 
-class JensenShannonDetector:
+class JensenShannonDetector(DetectorBase):
     """Jensen-Shannon distance; warning at ``threshold``, critical at ``critical``.
 
     ``critical`` defaults (None) to twice ``threshold``, capped at 1. ``bins``

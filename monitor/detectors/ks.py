@@ -17,7 +17,8 @@ The p-value is where the time goes, so ``method`` chooses it:
 * ``"auto"``: equal to ``ks_2samp(reference, window, method="auto")``. When
   ``max(n_ref, n_win) <= 10_000`` that is scipy's *exact* p-value (lattice path
   counts: ``_compute_prob_outside_square`` for equal sizes, the compiled
-  ``_compute_outer_prob_inside_method`` otherwise), with D rounded to a
+  ``_compute_outer_prob_inside_method`` otherwise, a private scipy name kept in
+  :mod:`monitor.detectors.scipy_private`), with D rounded to a
   multiple of ``1 / lcm(n_ref, n_win)`` as scipy does; if it over- or
   underflows it falls back, like scipy, to the asymptotic value below. Costs 10
   to 90 ms per call for a 10,000-value reference and a 5,000-value window
@@ -45,10 +46,11 @@ Severity: "warning" when ``p < alpha``, "critical" when ``p < alpha / 10``
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> d = KSDetector(alpha=0.05)
+>>> d
+KSDetector(alpha=0.05, method='kolmogorov')
 >>> d.fit(rng.normal(size=1_000))
->>> r = d.evaluate(rng.normal(loc=0.5, size=500))
->>> r.drifted, r.severity, r.p_value < 1e-10
-(True, 'critical', True)
+>>> print(d.evaluate(rng.normal(loc=0.5, size=500)))
+ks: drift (critical), statistic 0.272, p=7.6e-22, threshold 0.05
 """
 
 from __future__ import annotations
@@ -60,19 +62,15 @@ import numba
 import numpy as np
 from scipy import special, stats
 
-from monitor.detectors.base import DetectorResult, as_numeric, grade_p_value, not_fitted
+from monitor.detectors.base import (
+    DetectorBase,
+    DetectorResult,
+    as_numeric,
+    grade_p_value,
+    not_fitted,
+)
+from monitor.detectors.scipy_private import outer_prob_inside
 from monitor.errors import DetectorError
-
-# The compiled routine ks_2samp itself calls for unequal sizes. It is private: if a
-# scipy release moves it, unequal-size windows fall back to the asymptotic p-value
-# (what scipy does when its exact computation fails) and tests comparing with
-# ks_2samp in the exact regime will say so.
-try:
-    from scipy.stats._stats_pythran import (
-        _compute_outer_prob_inside_method as _scipy_outer_prob_inside,
-    )
-except ImportError:  # pragma: no cover - depends on the scipy build
-    _scipy_outer_prob_inside = None
 
 #: scipy's ``MAX_AUTO_N``: ``method="auto"`` is exact when both sizes are at most this.
 MAX_EXACT_N = 10_000
@@ -111,8 +109,8 @@ def exact_two_sided(n1: int, n2: int, d: float) -> tuple[bool, float, float]:
         with np.errstate(invalid="raise", over="raise"):
             if n1 == n2:
                 prob = prob_outside_square(n1, h)
-            elif _scipy_outer_prob_inside is not None:
-                prob = float(_scipy_outer_prob_inside(n1, n2, g, h))
+            elif outer_prob_inside is not None:  # scipy's private count: see scipy_private
+                prob = float(outer_prob_inside(n1, n2, g, h))
             else:  # pragma: no cover - depends on the scipy build
                 return False, d, math.nan
     except (FloatingPointError, OverflowError):
@@ -214,7 +212,7 @@ KSMethod = Literal["kolmogorov", "asymp", "auto"]
 KS_METHODS: tuple[str, ...] = ("kolmogorov", "asymp", "auto")
 
 
-class KSDetector:
+class KSDetector(DetectorBase):
     """Two-sample KS test of the window against the reference (numeric columns).
 
     ``alpha`` is the significance level: drift when ``p < alpha`` (warning),

@@ -13,13 +13,13 @@ proportions) is computed once in :meth:`PSIDetector.fit`; an evaluation is one
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> d = PSIDetector(bins=10)
+>>> d
+PSIDetector(bins=10, warning=0.1, critical=0.25, epsilon=0.0001, kind='numeric')
 >>> d.fit(rng.normal(size=10_000))
->>> r = d.evaluate(rng.normal(size=5_000))
->>> r.drifted, r.severity
-(False, 'ok')
->>> r = d.evaluate(rng.normal(loc=1.0, size=5_000))
->>> r.drifted, r.severity
-(True, 'critical')
+>>> print(d.evaluate(rng.normal(size=5_000)))
+psi: no drift, statistic 0.001599, threshold 0.1
+>>> print(d.evaluate(rng.normal(loc=1.0, size=5_000)))
+psi: drift (critical), statistic 0.9243, threshold 0.1
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 
 from monitor.detectors.base import (
     ColumnKind,
+    DetectorBase,
     DetectorResult,
     check_kind,
     grade,
@@ -58,7 +59,7 @@ def binned_proportions(counts: np.ndarray, epsilon: float) -> np.ndarray:
 _SMALL = 32
 
 
-class PSIDetector:
+class PSIDetector(DetectorBase):
     """Population Stability Index over reference-quantile bins or category codes.
 
     ``bins`` is the number of quantile bins for numeric columns (fewer remain if

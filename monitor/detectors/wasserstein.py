@@ -13,11 +13,13 @@ A constant reference (std 0) is normalised by 1 instead (the raw distance).
 >>> import numpy as np
 >>> rng = np.random.default_rng(2)
 >>> d = WassersteinDetector(threshold=0.1)
+>>> d
+WassersteinDetector(threshold=0.1, critical=None)
 >>> d.fit(rng.normal(size=10_000))
->>> d.evaluate(rng.normal(size=5_000)).drifted
-False
->>> round(d.evaluate(rng.normal(loc=0.5, size=5_000)).statistic, 1)
-0.5
+>>> print(d.evaluate(rng.normal(size=5_000)))
+wasserstein: no drift, statistic 0.0154, threshold 0.1
+>>> print(d.evaluate(rng.normal(loc=0.5, size=5_000)))  # in reference standard deviations
+wasserstein: drift (critical), statistic 0.4694, threshold 0.1
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from monitor.detectors.base import DetectorResult, as_numeric, grade, not_fitted
+from monitor.detectors.base import DetectorBase, DetectorResult, as_numeric, grade, not_fitted
 from monitor.errors import DetectorError
 
 
-class WassersteinDetector:
+class WassersteinDetector(DetectorBase):
     """Normalised Wasserstein-1 distance; warning at ``threshold``, critical at ``critical``.
 
     ``critical`` defaults (None) to twice ``threshold``.

@@ -34,7 +34,7 @@ The estimate is only as good as the calibration: it tracks degradation caused
 by covariate shift (inputs moving to regions where the model is less sure) and
 cannot see concept drift (the same score meaning something else), which is what
 the realised metrics and the error-stream ADWIN are for. Estimates use the same
-zero-denominator convention as :mod:`monitor.performance.metrics` (0.0).
+zero-denominator convention as :mod:`monitor.performance.realised` (0.0).
 """
 
 from __future__ import annotations

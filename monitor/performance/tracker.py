@@ -47,14 +47,12 @@ from typing import Any
 
 import numpy as np
 
-from monitor.alerting.signals import Signal, SignalSeverity
 from monitor.detectors.base import Detector
 from monitor.detectors.streaming import StreamDetector
 from monitor.errors import ConfigError
 from monitor.performance.cbpe import estimate_binary
 from monitor.performance.config import PerformanceConfig, default_alert_when
 from monitor.performance.label_join import JoinResult, LabelJoiner
-from monitor.performance.metrics import binary_metrics, multiclass_metrics, regression_metrics
 from monitor.performance.normalize import (
     ClassIndex,
     Normalized,
@@ -62,6 +60,8 @@ from monitor.performance.normalize import (
     normalize_labels,
     normalize_predictions,
 )
+from monitor.performance.realised import binary_metrics, multiclass_metrics, regression_metrics
+from monitor.signals import Signal, SignalSeverity
 from monitor.state_format import (
     PerformanceState,
     RingState,

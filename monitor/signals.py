@@ -1,5 +1,10 @@
 """What the monitoring pipeline tells the alert engine after each evaluation.
 
+A core module shared by the detectors, the drift layer, performance tracking and
+the alert policy: the severity scale, its order, the prediction's subject name and
+the two value types the pipeline hands to alerting. It imports nothing but the
+standard library, so every core module can depend on it.
+
 The pipeline (one model, one evaluation step) produces a list of
 :class:`Signal` values plus one :class:`EvaluationContext`. The alert engine
 turns them into notifications; it never looks at windows or detectors itself.
@@ -14,7 +19,23 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 SignalKind = Literal["drift", "performance", "data_quality"]
-SignalSeverity = Literal["ok", "warning", "critical"]
+#: The one severity scale of the monitor: a detector's grade, a drift verdict, a
+#: signal, a notification.
+Severity = Literal["ok", "warning", "critical"]
+SignalSeverity = Severity
+
+#: ``ok < warning < critical``: the order every comparison of severities uses (the
+#: drift layer's worst result, the alert policy's escalation, the severity gauge).
+SEVERITY_RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
+
+#: The subject name of the model's prediction, beside the feature names (in a
+#: reference profile, a drift verdict and a signal). Features cannot use it.
+PREDICTION = "__prediction__"
+
+
+def severity_rank(severity: str) -> int:
+    """Rank of a severity; unknown strings rank as ok so they can never page."""
+    return SEVERITY_RANK.get(severity, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor.events import REASONS
+from monitor.signals import SEVERITY_RANK
 
 # Label values of the Kafka edge's counters (kept here so this module imports no adapter).
 DEAD_LETTER_FAILURE_REASONS = ("too_large", "unavailable", "refused", "invalid")
@@ -48,7 +49,7 @@ OFFSET_RESET_REASONS = ("beyond_end", "before_start")
 if TYPE_CHECKING:
     from monitor.model_monitor import ModelMonitor
 
-SEVERITY_LEVEL = {"ok": 0, "warning": 1, "critical": 2}
+SEVERITY_LEVEL = SEVERITY_RANK  # the severity gauge's value is the severity's rank
 
 #: What the model-state collector exports per feature: ``full`` (every window and reference
 #: statistic) or ``verdict`` (severity, statistic and p-value only; docs/METRICS.md has the
