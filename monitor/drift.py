@@ -28,7 +28,6 @@ once per evaluation, and a checkpoint saves its runs (:meth:`DriftTracker.export
 
 >>> from monitor.detectors.base import DetectorResult
 >>> from monitor.detectors.config import DriftConfig
-from monitor.state_format import FeatureRun
 >>> def psi(value: float) -> DetectorResult:
 ...     sev = "critical" if value >= 0.25 else "warning" if value >= 0.1 else "ok"
 ...     return DetectorResult("psi", value, None, 0.1, sev != "ok", sev)
