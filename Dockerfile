@@ -11,6 +11,12 @@ RUN apt-get update \
 COPY native /src/native
 RUN /opt/maturin/bin/maturin build --release --manifest-path /src/native/Cargo.toml -o /wheels
 
+# The web UI's chart library (uPlot) from the npm registry; not committed to the repo.
+FROM node:20-bookworm-slim AS ui
+COPY scripts/fetch_ui_assets.sh /src/scripts/fetch_ui_assets.sh
+COPY monitor/ui/assets.py /src/monitor/ui/assets.py
+RUN MONITOR_UI_VENDOR=/vendor bash /src/scripts/fetch_ui_assets.sh
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -22,6 +28,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
+COPY --from=ui /vendor ./monitor/ui/vendor
 COPY --from=native /wheels /tmp/wheels
 RUN pip install . /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels \

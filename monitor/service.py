@@ -83,6 +83,7 @@ from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.ratelimit import RateLimitedLogger
 from monitor.reference import ReferenceProfile, load_model_references
 from monitor.store import SQLiteStateStore, StateStore
+from monitor.ui.history import DriftHistory
 
 log = logging.getLogger("monitor.service")
 
@@ -166,6 +167,8 @@ class MonitorService:
         self.last_poll_at = 0.0
         self.broker_ok_at = 0.0
         self.evaluations_seen = 0
+        # The UI's drift-score history: in memory, bounded; not yet part of the checkpoint.
+        self.history = DriftHistory(config.http.ui_history)
         self._log_invalid = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
         self.decoder = Decoder(
             max_message_bytes=config.kafka.max_message_bytes,
@@ -575,6 +578,7 @@ class MonitorService:
                     self.metrics.labels.labels(model, outcome).inc(n)
         for ev in evaluations:
             self.alerts.submit(ev.context, ev.signals)
+            self.history.record(ev)
         self.evaluations_seen += len(evaluations)
         return evaluations
 

@@ -15,6 +15,10 @@ if command -v cargo >/dev/null || [[ -x "$HOME/.cargo/bin/cargo" ]]; then
     export MONITOR_REQUIRE_NATIVE=1
 fi
 bash scripts/install_prometheus.sh   # a real Prometheus for tests/test_observability.py
+bash scripts/install_chromium.sh     # Chromium + Playwright for tests/test_ui_*.py
+if [[ -x /usr/bin/chromium ]]; then
+    export MONITOR_REQUIRE_BROWSER=1  # installed: the browser tests must run, not skip
+fi
 
 say "ruff check"
 .venv/bin/ruff check .
