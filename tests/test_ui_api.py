@@ -97,9 +97,10 @@ async def test_api_pages_headers_and_no_secret(
             assert "<img" not in r.text and "<b>" not in r.text, path
             assert "<script>" not in r.text.replace('<script type="application/json"', ""), path
             assert TOKEN not in r.text
-        assert HOSTILE.replace("<", "&lt;").replace(">", "&gt;") in (
-            await lm.client.get(lm.url + f"/model?name={MODEL}")
-        ).text
+        assert (
+            HOSTILE.replace("<", "&lt;").replace(">", "&gt;")
+            in (await lm.client.get(lm.url + f"/model?name={MODEL}")).text
+        )
         for path in ("/api/overview", f"/api/model?name={MODEL}", "/api/ui", "/api/status"):
             r = await lm.client.get(lm.url + path)
             assert TOKEN not in r.text and r.headers["Content-Security-Policy"] == CSP

@@ -27,14 +27,12 @@ No secret is read here: receiver URLs, the admin token and delivery error texts
 
 from __future__ import annotations
 
-import math
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from monitor.ui import assets
+from monitor.ui.render import environment, fmt
 from monitor.ui.views import feature_view, model_view, num
 
 if TYPE_CHECKING:
@@ -55,16 +53,6 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
-
-
-def _environment() -> Any:
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("monitor.ui", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
 
 
 def incidents(service: MonitorService, model: str) -> list[dict[str, Any]]:
@@ -198,7 +186,7 @@ class UiRoutes:
         self.service = service
         self.history = history
         self.token_configured = token_configured
-        self._env = _environment()
+        self._env = environment()
 
     def register(self, app: web.Application) -> None:
         app.middlewares.append(security_headers)
@@ -309,22 +297,3 @@ def _json_str(text: str) -> str:
     import json
 
     return json.dumps(text)
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """A number for a table cell: ``—`` for missing, 4 significant digits otherwise."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "—"
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def template_dir() -> Path:
-    return Path(str(resources.files("monitor.ui") / "templates"))

@@ -26,6 +26,11 @@
     return Math.abs(v) >= 1000 || (Math.abs(v) < 0.001 && v !== 0) ? v.toExponential(2) : +v.toPrecision(4) + "";
   }
 
+  // Shares start at 0, so bar heights compare.
+  function shareRange(u, min, max) {
+    return [0, Math.max(0.01, max * 1.08)];
+  }
+
   function bars(align) {
     return uPlot.paths.bars({ size: [0.4, 60], align: align });
   }
@@ -37,7 +42,7 @@
     const edges = b.edges;
     const opts = {
       width: width(el, 560), height: 260,
-      scales: { x: { time: false, range: [-0.5, n - 0.5] } },
+      scales: { x: { time: false, range: [-0.5, n - 0.5] }, y: { range: shareRange } },
       axes: [
         { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) && edges.length ? "≤" + fmt(edges[t + 1]) : "")), splits: () => xs, rotate: -35, size: 64 },
         { values: (u, ticks) => ticks.map((t) => (100 * t).toFixed(0) + "%") },
@@ -88,7 +93,7 @@
     const xs = cats.map((_, i) => i);
     const opts = {
       width: width(el, 560), height: 280,
-      scales: { x: { time: false, range: [-0.5, cats.length - 0.5] } },
+      scales: { x: { time: false, range: [-0.5, cats.length - 0.5] }, y: { range: shareRange } },
       axes: [
         { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) && cats[t] ? short(cats[t].category, 14) + (cats[t].new ? " (new)" : "") : "")), splits: () => xs, rotate: cats.length > 6 ? -40 : 0, size: cats.length > 6 ? 90 : 40 },
         { values: (u, ticks) => ticks.map((t) => (100 * t).toFixed(0) + "%") },
