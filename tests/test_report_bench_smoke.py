@@ -11,7 +11,7 @@ from bench import report_speed
 
 
 def test_report_speed_harness_on_tiny_files(tmp_path: Path) -> None:
-    ref, cur = report_speed.write_files(tmp_path, 300, 100, 2, 1)
+    ref, cur = report_speed.write_files(tmp_path, 2000, 500, 2, 1)
     assert ref.read_text().splitlines()[0] == "f00,f01,c0,prediction"
     res = report_speed.run_one(sys.executable, report_speed._OURS, ref, cur, tmp_path / "r.html")
     assert res["drifting"] == ["c0", "f00"] and res["html_bytes"] > 0
