@@ -69,6 +69,14 @@ def test_report_cli_html_json_and_ci_gate(
     same = ["report", "--reference", str(files["ref_csv"]), "--current", str(files["same_csv"])]
     assert main([*same, "--fail-on", "warning"]) == EXIT_OK
     assert main([*argv, "--current", str(tmp_path / "missing.csv")]) == EXIT_USAGE
+    # REF may be a profile, as `monitor reference build` writes it: the same verdicts.
+    profile = tmp_path / "ref-profile.json"
+    build = ["reference", "build", "--model", "model", "--input", str(files["ref_csv"])]
+    assert main([*build, "--output", str(profile)]) == EXIT_OK
+    js2 = tmp_path / "from-profile.json"
+    from_profile = ["report", "--reference", str(profile), "--current", str(files["cur_csv"])]
+    assert main([*from_profile, "--json", str(js2)]) == EXIT_OK
+    assert json.loads(js2.read_text())["columns"] == data["columns"]
 
 
 def test_report_uses_the_services_engine(files: dict[str, Path], tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ The live part runs the service against the real broker (``tests/ui_live.py``).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from monitor.errors import StateError
 from monitor.ui.history import DriftHistory, HistoryPoint
 from monitor.ui.views import numeric_distribution
 from monitor.ui.web import CSP
-from tests.ui_live import HOSTILE, MODEL, TOKEN, live_monitor
+from tests.ui_live import HOOK_SECRET, HOSTILE, MODEL, TOKEN, live_monitor
 
 
 def test_history_is_bounded_and_round_trips_as_plain_data() -> None:
@@ -70,7 +71,14 @@ async def test_api_pages_headers_and_no_secret(
         model = await lm.get("/api/model", name=MODEL)
         assert [c["name"] for c in model["columns"][:2]] == ["income", "plan"]
         assert all(len(c["history"]) == 7 for c in model["columns"])
-        assert model["incidents"][0]["firing"]
+        incident = model["incidents"][0]
+        assert {f["signal"] for f in incident["firing"]} >= {"drift:income", "drift:plan"}
+        for _ in range(100):  # the outbox marks the row delivered just after the receiver got it
+            deliveries = (await lm.get("/api/model", name=MODEL))["incidents"][0]["deliveries"]
+            if deliveries and deliveries[0]["state"] == "delivered":
+                break
+            await asyncio.sleep(0.05)
+        assert deliveries[0]["receiver"] == "hook" and deliveries[0]["state"] == "delivered"
         feature = await lm.get("/api/feature", model=MODEL, name=HOSTILE)
         assert feature["feature"] == HOSTILE and feature["distribution"]["kind"] == "numeric"
         ui = await lm.get("/api/ui")
@@ -96,14 +104,15 @@ async def test_api_pages_headers_and_no_secret(
             # Markup from names is escaped everywhere: in the HTML and in the JSON block.
             assert "<img" not in r.text and "<b>" not in r.text, path
             assert "<script>" not in r.text.replace('<script type="application/json"', ""), path
-            assert TOKEN not in r.text
+            assert TOKEN not in r.text and HOOK_SECRET not in r.text
         assert (
             HOSTILE.replace("<", "&lt;").replace(">", "&gt;")
             in (await lm.client.get(lm.url + f"/model?name={MODEL}")).text
         )
         for path in ("/api/overview", f"/api/model?name={MODEL}", "/api/ui", "/api/status"):
             r = await lm.client.get(lm.url + path)
-            assert TOKEN not in r.text and r.headers["Content-Security-Policy"] == CSP
+            assert TOKEN not in r.text and HOOK_SECRET not in r.text
+            assert r.headers["Content-Security-Policy"] == CSP
         # Only listed static files are served (no path traversal into the package).
         for name in ("app.js", "app.css"):
             assert (await lm.client.get(f"{lm.url}/ui/static/{name}")).status_code == 200

@@ -24,10 +24,13 @@ from aiokafka import AIOKafkaProducer
 
 from monitor.config import parse_config
 from monitor.service import MonitorService
+from tests.alert_receivers import RecordingReceiver
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 HOSTILE_CATEGORY = "<script>alert(3)</script>"
 TOKEN = "ui-test-admin-token-7f3a"
+# A receiver URL is a secret (a Slack webhook URL is a credential): no page may show it.
+HOOK_SECRET = "hook-secret-path-91c2"
 MODEL = "credit-risk"
 
 
@@ -64,6 +67,7 @@ class LiveMonitor:
     service: MonitorService
     url: str
     client: httpx.AsyncClient
+    receiver: RecordingReceiver
 
     async def get(self, path: str, **params: str) -> Any:
         r = await self.client.get(self.url + path, params=params)
@@ -93,8 +97,13 @@ async def live_monitor(
             {"name": MODEL, "reference": {"path": "reference.jsonl"}},
             {"name": "learner", "reference": {"learn_first": 100_000}},
         ],
-        "alerting": {"outbox_path": "outbox.sqlite"},
+        "alerting": {
+            "outbox_path": "outbox.sqlite",
+            "receivers": {"hook": {"type": "webhook", "url": "http://placeholder/"}},
+        },
     }
+    receiver = await RecordingReceiver().start()
+    raw["alerting"]["receivers"]["hook"]["url"] = f"{receiver.url}/{HOOK_SECRET}"
     if token is not None:
         raw["http"]["admin_token"] = token
     service = MonitorService(parse_config(raw, base_dir=tmp_path))
@@ -134,9 +143,12 @@ async def live_monitor(
             await asyncio.sleep(0.2)
         else:
             raise AssertionError(f"the monitor did not consume the stream: {status}")
-        yield LiveMonitor(service, service.http.url, client)
+        # The drift page has been delivered (the model page shows the delivery).
+        await receiver.wait_for_requests(1, within=20.0)
+        yield LiveMonitor(service, service.http.url, client, receiver)
     finally:
         service.request_stop()
         await task
         await service.stop(grace_seconds=0)
         await client.aclose()
+        await receiver.stop()
