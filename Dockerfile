@@ -12,10 +12,15 @@ COPY native /src/native
 RUN /opt/maturin/bin/maturin build --release --manifest-path /src/native/Cargo.toml -o /wheels
 
 # The web UI's chart library (uPlot) from the npm registry; not committed to the repo.
+# The version is monitor/ui/assets.py's UPLOT_VERSION (a test keeps them equal).
 FROM node:20-bookworm-slim AS ui
-COPY scripts/fetch_ui_assets.sh /src/scripts/fetch_ui_assets.sh
-COPY monitor/ui/assets.py /src/monitor/ui/assets.py
-RUN MONITOR_UI_VENDOR=/vendor bash /src/scripts/fetch_ui_assets.sh
+ARG UPLOT_VERSION=1.6.32
+RUN mkdir -p /vendor /tmp/npm && cd /tmp/npm \
+    && npm pack --silent "uplot@${UPLOT_VERSION}" \
+    && tar -xzf "uplot-${UPLOT_VERSION}.tgz" \
+    && cp package/dist/uPlot.iife.min.js package/dist/uPlot.min.css /vendor/ \
+    && cp package/LICENSE /vendor/LICENSE.uPlot \
+    && echo "${UPLOT_VERSION}" > /vendor/VERSION
 
 FROM python:3.11-slim
 

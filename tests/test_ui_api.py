@@ -41,6 +41,14 @@ def test_history_is_bounded_and_round_trips_as_plain_data() -> None:
         DriftHistory.from_state({"version": 1, "size": 3, "models": {"m": {"a": [[1, 2]]}}})
 
 
+def test_the_docker_image_fetches_the_same_chart_library() -> None:
+    from monitor.ui import assets
+
+    dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
+    assert f"ARG UPLOT_VERSION={assets.UPLOT_VERSION}\n" in dockerfile
+    assert "COPY --from=ui /vendor ./monitor/ui/vendor" in dockerfile
+
+
 def test_distribution_numbers_are_the_detectors() -> None:
     rng = np.random.default_rng(3)
     ref = np.sort(rng.normal(0, 1, 3000))
