@@ -13,8 +13,8 @@ features drifted. Both tools read the same two files and write one HTML file.
 Figures, each the median of ``--repeat`` runs, alternated (ours, Evidently, ours,
 ...) because this machine's speed swings:
 
-* **command**: wall time of the whole command from a fresh interpreter (start,
-  imports, reading the CSVs, the comparison, writing the HTML): what a CI step pays.
+* **command**: wall time of one report from a fresh interpreter (start, imports,
+  reading the CSVs, the comparison, writing the HTML): what a CI step pays.
   Ours is ``monitor report``; Evidently's is a script in its own virtualenv that
   reads the CSVs with pandas, runs ``Report([DataDriftPreset()])`` with the
   column types declared, and calls ``save_html``.
@@ -138,9 +138,22 @@ def run_one(python: str, script: str, ref: Path, cur: Path, out: Path) -> dict[s
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["command_seconds"] = wall
+    # The process also ran the report a second time (the "next report" figure): not part
+    # of what one command costs.
+    res["command_seconds"] = wall - res["repeat_seconds"]
     res["html_bytes"] = out.stat().st_size
     return res
+
+
+def csv_read_seconds(ref: Path, cur: Path) -> float:
+    """How long the service's own reader takes over both files (part of our report work)."""
+    from monitor.reference import iter_rows
+
+    t0 = time.perf_counter()
+    for path in (ref, cur):
+        for _ in iter_rows(path):
+            pass
+    return time.perf_counter() - t0
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -184,6 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             folder, args.reference_rows, args.current_rows, args.numeric, args.categorical
         )
         sizes = {"reference_csv_bytes": ref.stat().st_size, "current_csv_bytes": cur.stat().st_size}
+        read_seconds = csv_read_seconds(ref, cur)
         for i in range(args.repeat):
             ours_runs.append(run_one(sys.executable, _OURS, ref, cur, folder / f"ours{i}.html"))
             if peer_skip is None:
@@ -201,7 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "categorical_features": args.categorical,
             **sizes,
         },
-        "ours": summarize(ours_runs),
+        "ours": {**summarize(ours_runs), "csv_read_seconds": read_seconds},
         "evidently": summarize(peer_runs)
         if peer_runs and peer_skip is None
         else {"skipped": peer_skip},
@@ -245,10 +259,11 @@ def table(r: dict[str, Any]) -> str:
             f"{e['repeat_seconds'] / o['repeat_seconds']:.1f}x, HTML size "
             f"{e['html_bytes'] / o['html_bytes']:.0f}x. Ours flagged "
             f"{', '.join(o['drifting']) or 'nothing'} (drift was injected into f00 and c0). "
-            "Our report inlines uPlot "
-            "(51 kB) and opens offline; the reference is profiled as the service does "
-            "(numeric samples bounded at `reference.max_sample`, 10,000), so our work grows "
-            "little with the reference's size.",
+            f"Of our report work, {o['csv_read_seconds']:.2f} s is reading the two CSV files "
+            "with the service's reader (`monitor.reference.iter_rows`: Python's csv module "
+            "and a number-or-text test per cell, the price of reading references exactly as "
+            "the service does); Evidently reads them with pandas' C parser. Our report "
+            "inlines uPlot (51 kB) and opens offline.",
         ]
     return "\n".join(lines)
 
