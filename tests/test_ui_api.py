@@ -79,6 +79,9 @@ async def test_api_pages_headers_and_no_secret(
         model = await lm.get("/api/model", name=MODEL)
         assert [c["name"] for c in model["columns"][:2]] == ["income", "plan"]
         assert all(len(c["history"]) == 7 for c in model["columns"])
+        perf = model["performance"]
+        assert perf["window_labels"] == 500 and 0.3 < perf["accuracy"] < 0.7
+        assert "estimated_accuracy" in perf
         incident = model["incidents"][0]
         assert {f["signal"] for f in incident["firing"]} >= {"drift:income", "drift:plan"}
         for _ in range(100):  # the outbox marks the row delivered just after the receiver got it

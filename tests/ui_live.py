@@ -81,6 +81,7 @@ async def live_monitor(
 ) -> AsyncIterator[LiveMonitor]:
     rng = np.random.default_rng(11)
     predictions = topic_factory("ui-predictions", partitions=1)
+    labels = topic_factory("ui-labels", partitions=1)
     ref = tmp_path / "reference.jsonl"
     ref.write_bytes(b"\n".join(orjson.dumps(r) for r in reference_rows(rng, 2000)))
     raw: dict[str, Any] = {
@@ -88,13 +89,19 @@ async def live_monitor(
             "bootstrap_servers": bootstrap,
             "group_id": f"ui-{uuid.uuid4().hex[:8]}",
             "predictions_topic": predictions,
+            "labels_topic": labels,
             "poll_timeout_ms": 100,
         },
         "http": {"port": 0, "ui_history": 50},
         "state": {"path": "state.sqlite"},
         "defaults": {"window": {"size": 400, "step": 200}},
         "models": [
-            {"name": MODEL, "reference": {"path": "reference.jsonl"}},
+            {
+                "name": MODEL,
+                "reference": {"path": "reference.jsonl"},
+                # Labels for the first 1000 predictions: realised and estimated metrics.
+                "performance": {"task": "binary", "window_size": 500, "estimate": True},
+            },
             {"name": "learner", "reference": {"learn_first": 100_000}},
         ],
         "alerting": {
@@ -134,11 +141,15 @@ async def live_monitor(
                 }
                 await producer.send(predictions, orjson.dumps(doc), key=b"learner")
                 sent += 1
+            for i in range(1000):
+                doc = {"event_id": f"e{i}", "model": MODEL, "label": int(rng.uniform() < 0.5)}
+                await producer.send(labels, orjson.dumps(doc), key=MODEL.encode())
             await producer.flush()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             status = (await client.get(f"{service.http.url}/api/status")).json()
-            if status["positions"].get(f"{predictions}/0") == sent:
+            positions = status["positions"]
+            if positions.get(f"{predictions}/0") == sent and positions.get(f"{labels}/0") == 1000:
                 break
             await asyncio.sleep(0.2)
         else:
