@@ -129,3 +129,38 @@ async def test_api_pages_headers_and_no_secret(
             assert (await lm.client.get(f"{lm.url}/ui/static/{name}")).status_code == 200
         for name in ("..%2F__init__.py", "views.py", "uPlot.d.ts"):
             assert (await lm.client.get(f"{lm.url}/ui/static/{name}")).status_code == 404
+
+
+async def test_without_a_token_the_ui_is_read_only(tmp_path: Path) -> None:
+    """No admin token: the silences page offers no form, and the API refuses changes (403)."""
+    import httpx
+
+    from monitor.config import parse_config
+    from monitor.service import MonitorService
+
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "http": {"port": 0},
+        "state": {"path": "state.sqlite"},
+        "models": [{"name": HOSTILE}],
+        "alerting": {"outbox_path": "outbox.sqlite"},
+    }
+    service = MonitorService(parse_config(raw, base_dir=tmp_path))
+    await service.http.start()  # the HTTP edge alone: no broker needed to render pages
+    try:
+        async with httpx.AsyncClient(base_url=service.http.url) as client:
+            page = (await client.get("/silences")).text
+            assert "Read-only" in page and "new-silence" not in page
+            assert (await client.get("/api/ui")).json()["silence_management"] is False
+            r = await client.post(
+                "/api/silences",
+                json={"matchers": {"model": "*"}, "duration_seconds": 60},
+                headers={"Authorization": "Bearer anything"},
+            )
+            assert r.status_code == 403
+            overview = await client.get("/")
+            assert overview.status_code == 200 and "<img" not in overview.text
+            assert HOSTILE.replace("<", "&lt;").replace(">", "&gt;") in overview.text
+            assert (await client.get("/api/overview")).json()["models"][0]["state"] == "waiting"
+    finally:
+        await service.http.stop()
