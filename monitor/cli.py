@@ -473,7 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="the model (its settings, and its events)")
     p.add_argument("-o", "--output", metavar="HTML", help="the HTML report to write")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON ('-': stdout)")
-    p.add_argument("--fail-on", choices=["drift", "warning"], default=None)
+    p.add_argument(
+        "--fail-on",
+        choices=["drift", "warning"],
+        default=None,
+        help="exit 3 if a column drifts critically (drift) or at all (warning)",
+    )
     p.set_defaults(func=_cmd_report)
 
     p = add(
