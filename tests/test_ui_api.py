@@ -164,3 +164,36 @@ async def test_without_a_token_the_ui_is_read_only(tmp_path: Path) -> None:
             assert (await client.get("/api/overview")).json()["models"][0]["state"] == "waiting"
     finally:
         await service.http.stop()
+
+
+def test_feature_view_of_a_time_window_shows_the_evaluated_span() -> None:
+    """A time window holds more events than its last evaluation looked at: the view shows
+    what was evaluated (the span's events), as the detectors saw them."""
+    from monitor.config import LimitsConfig, ModelConfig, ModelDefaults, WindowConfig, resolve_model
+    from monitor.events import ModelEvents
+    from monitor.model_monitor import ModelMonitor
+    from monitor.reference import build_profile
+    from monitor.ui.views import feature_view
+
+    rng = np.random.default_rng(9)
+    window = WindowConfig(type="time", size=5000, seconds=100.0, step_seconds=50.0)
+    settings = resolve_model(ModelConfig(name="m", window=window), ModelDefaults())
+    profile = build_profile("m", [({"x": float(v)}, None) for v in rng.normal(0, 1, 2000)])
+    mm = ModelMonitor(settings, LimitsConfig(), profile)
+    n = 1000  # one event every 0.25 s: 400 events per 100 s
+    events = ModelEvents(
+        model="m",
+        event_ids=[str(i) for i in range(n)],
+        timestamps=[1000.0 + 0.25 * i for i in range(n)],
+        versions=[None] * n,
+        features=[{"x": float(v)} for v in rng.normal(0, 1, n)],
+        predictions=[None] * n,
+    )
+    evaluations = mm.ingest(events)
+    assert evaluations and mm.window.size == n
+    view = feature_view(mm, "x")
+    assert view is not None
+    assert view["distribution"]["current_n"] == evaluations[-1].context.window_events
+    assert view["window"]["events_per_second"] == pytest.approx(4.0, rel=0.02)
+    ks = next(d for d in view["column"]["detectors"] if d["detector"] == "ks")
+    assert view["distribution"]["ks"]["d"] == pytest.approx(ks["statistic"], abs=1e-12)

@@ -148,10 +148,19 @@ def column_rows(mm: ModelMonitor, history: DriftHistory | None = None) -> list[d
 
 
 def _window_mask(mm: ModelMonitor) -> np.ndarray | None:
-    """Rows of the window the last evaluation looked at (time windows evaluate a time span)."""
+    """Rows of the window the last evaluation looked at, for time windows.
+
+    A time window keeps events beyond the evaluated span (the next step's, and
+    up to ``size`` in all); the evaluation took those between its window start
+    and end (event time), and so does the view. A count window is shown as it
+    is now: it differs from the evaluated one by the events since the last
+    evaluation (``window.since_evaluation``, fewer than one step).
+    """
     if mm.settings.window.type == "count" or mm.last is None:
         return None
-    return mm.window.timestamps() >= mm.last.context.window_start
+    ts = mm.window.timestamps()
+    c = mm.last.context
+    return (ts >= c.window_start) & (ts <= c.window_end)
 
 
 def _ecdf(sorted_values: np.ndarray, points: int = CDF_POINTS) -> dict[str, list[float]]:
@@ -321,6 +330,11 @@ def _window(mm: ModelMonitor) -> dict[str, Any] | None:
         "evaluation_seq": c.evaluation_seq,
         # Event time: how fast the model's events arrive, as the window saw them.
         "events_per_second": num(c.window_events / span) if span > 0 else None,
+        # Count windows: events that arrived after the last evaluation (the feature page
+        # draws the window as it is now).
+        "since_evaluation": (
+            int(getattr(mm, "_since_eval", 0)) if mm.settings.window.type == "count" else 0
+        ),
     }
 
 
