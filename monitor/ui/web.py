@@ -55,22 +55,30 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
     return response
 
 
-def incidents(service: MonitorService, model: str) -> list[dict[str, Any]]:
-    """Open alert groups of ``model`` with their firing signals and their deliveries."""
+def _outbox_rows(service: MonitorService) -> list[dict[str, object]]:
+    try:
+        return service.alerts.outbox.rows()
+    except Exception:  # the alert service is not running (yet): no deliveries to show
+        return []
+
+
+def incidents(
+    service: MonitorService, model: str, rows: list[dict[str, object]] | None = None
+) -> list[dict[str, Any]]:
+    """Open alert groups of ``model`` with their firing signals and their deliveries.
+
+    ``rows``: the outbox's rows, when the caller has read them already (once per request).
+    """
     state = service.alerts.get_state([model])["models"].get(model)
     if state is None:
         return []
     out = []
-    rows: list[dict[str, object]] | None = None
     for g in state["groups"]:
         firing = {k: t for k, t in g["tracks"].items() if t.get("firing")}
         if g.get("incident_started_at") is None and not firing:
             continue
         if rows is None:
-            try:
-                rows = service.alerts.outbox.rows()
-            except Exception:  # the alert service is not running (yet): no deliveries to show
-                rows = []
+            rows = _outbox_rows(service)
         deliveries = [
             {
                 "receiver": r["receiver"],
@@ -139,6 +147,7 @@ def overview(service: MonitorService) -> dict[str, Any]:
     event_lag = _event_lag(service)
     lag = _consumer_lag(service)
     partitions = getattr(service, "_model_partition", {})
+    rows = _outbox_rows(service)
     models = []
     for name, st in status["models"].items():
         mm = service.models.get(name)
@@ -163,7 +172,7 @@ def overview(service: MonitorService) -> dict[str, Any]:
                 "partition": f"{tp[0]}/{tp[1]}" if tp else None,
                 "consumer_lag": lag.get(f"{tp[0]}/{tp[1]}") if tp else None,
                 "drifting": st["drifting"],
-                "incidents": len(incidents(service, name)) if mm is not None else 0,
+                "incidents": len(incidents(service, name, rows)) if mm is not None else 0,
             }
         )
     models.sort(key=lambda m: (not m["drifting"], m["name"]))
