@@ -15,6 +15,17 @@ RUN apt-get update \
 COPY native /src/native
 RUN /opt/maturin/bin/maturin build --release --manifest-path /src/native/Cargo.toml -o /wheels
 
+# The web UI's chart library (uPlot) from the npm registry; not committed to the repo.
+# The version is monitor/ui/assets.py's UPLOT_VERSION (a test keeps them equal).
+FROM node:20.20.2-bookworm-slim AS ui
+ARG UPLOT_VERSION=1.6.32
+RUN mkdir -p /vendor /tmp/npm && cd /tmp/npm \
+    && npm pack --silent "uplot@${UPLOT_VERSION}" \
+    && tar -xzf "uplot-${UPLOT_VERSION}.tgz" \
+    && cp package/dist/uPlot.iife.min.js package/dist/uPlot.min.css /vendor/ \
+    && cp package/LICENSE /vendor/LICENSE.uPlot \
+    && echo "${UPLOT_VERSION}" > /vendor/VERSION
+
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -26,6 +37,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY monitor ./monitor
+COPY --from=ui /vendor ./monitor/ui/vendor
 COPY --from=native /wheels /tmp/wheels
 RUN pip install --constraint constraints.txt . /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels \

@@ -4,6 +4,7 @@
   monitor check-config CONFIG         load and check the configuration and every reference
   monitor reference build [...]       turn training data into a reference profile
   monitor simulate [...]              publish a synthetic stream with drift injected
+  monitor report [...]                drift report from two files (HTML, JSON, CI gate)
 
 The end-to-end demo is a checkout script (bash scripts/demo.sh), not a subcommand: it
 needs the checkout's config/demo.yaml and its Kafka launcher (devtools/).
@@ -31,8 +32,8 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from monitor import __version__
 from monitor.errors import ConfigError, MonitorError, ReferenceError_
+from monitor.version import __version__
 
 if TYPE_CHECKING:
     from monitor.config import MonitorConfig
@@ -41,12 +42,14 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILURE = 1  # a runtime failure: the broker, the state store, a file that cannot be written
 EXIT_USAGE = 2  # the command line, the configuration or an input file is invalid (argparse too)
+EXIT_DRIFT = 3  # `monitor report --fail-on`: the report found drift at that level
 
 EPILOG = """\
 exit codes:
   0  success
   1  runtime failure (e.g. the broker or the state store failed)
   2  usage, configuration or input-file error (nothing was done)
+  3  monitor report --fail-on: drift found at that level
 
 Relative paths in a configuration file resolve against that file's folder.
 """
@@ -256,6 +259,41 @@ def with_progress(
                 last = now
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from monitor.drift_check import DriftCheck
+
+    if args.config:
+        check = DriftCheck.from_config(_load_config(args.config), args.model)
+    else:
+        check = DriftCheck(model=args.model or "model")
+    result = check.run(args.reference, args.current)
+    if args.output:
+        try:
+            result.to_html(args.output)
+        except OSError as exc:
+            raise MonitorError(f"{args.output}: cannot write: {exc.strerror}") from exc
+    if args.json:
+        text = json.dumps(result.to_dict(), indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            try:
+                with open(args.json, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+            except OSError as exc:
+                raise MonitorError(f"{args.json}: cannot write: {exc.strerror}") from exc
+    drifting = result.drifting
+    print(
+        f"{len(drifting)} of {len(result.evaluation.verdicts)} columns drifting"
+        + (f": {', '.join(ascii(n)[1:-1] for n in drifting)}" if drifting else "")
+        + f" ({result.worst_severity}; {result.seconds:.2f} s)",
+        file=sys.stderr,
+    )
+    if args.fail_on and result.failed(args.fail_on):
+        return EXIT_DRIFT
+    return EXIT_OK
+
+
 def _cmd_reference_build(args: argparse.Namespace) -> int:
     from monitor.reference import (
         build_profile,
@@ -419,6 +457,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="write stationary events as JSONL instead of publishing",
     )
     p.set_defaults(func=_cmd_simulate)
+
+    p = add(
+        "report",
+        "drift report from a reference and a current file",
+        "Compare a current data file with a reference (CSV, JSONL or Parquet; the reference may "
+        "also be a profile) with the service's detectors, defaults and corrections (those of "
+        "--model in --config when given), and write one self-contained HTML file (-o) that "
+        "opens offline, and/or the results as JSON (--json). --fail-on sets exit code 3 when "
+        "some column drifts critically (drift) or at all (warning), for CI gates.",
+    )
+    p.add_argument("--reference", required=True, metavar="REF", help="file or profile")
+    p.add_argument("--current", required=True, metavar="CUR", help="file")
+    p.add_argument("--config", metavar="FILE", help="take --model's settings from this config")
+    p.add_argument("--model", default=None, help="the model (its settings, and its events)")
+    p.add_argument("-o", "--output", metavar="HTML", help="the HTML report to write")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON ('-': stdout)")
+    p.add_argument(
+        "--fail-on",
+        choices=["drift", "warning"],
+        default=None,
+        help="exit 3 if a column drifts critically (drift) or at all (warning)",
+    )
+    p.set_defaults(func=_cmd_report)
 
     p = add(
         "reference",

@@ -97,6 +97,9 @@ class HttpConfig(_Strict):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for state-changing endpoints; unset disables them."
     )
+    ui_history: int = Field(
+        100, ge=1, le=10_000, description="Evaluations per column the web UI keeps (in memory)."
+    )
 
 
 class MetricsConfig(_Strict):

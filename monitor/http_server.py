@@ -1,4 +1,5 @@
-"""The HTTP edge: ``/metrics``, ``/healthz``, ``/readyz``, ``/api/status`` and the admin API.
+"""The HTTP edge: ``/metrics``, ``/healthz``, ``/readyz``, ``/api/status``, the admin API,
+and the web UI with its read-only JSON API (:mod:`monitor.ui.web`).
 
 Binds to 127.0.0.1 unless configured otherwise. State-changing endpoints (the
 silences API of the alert engine) require ``Authorization: Bearer <admin_token>``
@@ -17,6 +18,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from monitor.alerting.engine import AlertService
 from monitor.errors import ConfigError
 from monitor.silences_api import register_routes
+from monitor.ui.web import UiRoutes
 
 
 class ServedService(Protocol):
@@ -56,6 +58,7 @@ class HttpServer:
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/api/status", self._status)
         register_routes(self.app, service.alerts, admin_token)
+        UiRoutes(service, service.history, admin_token is not None).register(self.app)
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 

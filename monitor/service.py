@@ -60,7 +60,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
-from monitor import __version__, state_format
+from monitor import state_format
 from monitor.alerting.engine import AlertService
 from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState
@@ -94,6 +94,8 @@ from monitor.reference import ReferenceProfile, load_model_references
 from monitor.service_metrics import ModelStateCollector, ServiceMetrics, register_process_metrics
 from monitor.state_format import StateFormatError
 from monitor.store import SavedModel, SQLiteStateStore, StateStore
+from monitor.ui.history import DriftHistory
+from monitor.version import __version__
 
 log = logging.getLogger("monitor.service")
 
@@ -198,6 +200,8 @@ class MonitorService:
         self.last_poll_at = 0.0
         self.broker_ok_at = 0.0
         self.evaluations_seen = 0
+        # The UI's drift-score history: in memory, bounded; not yet part of the checkpoint.
+        self.history = DriftHistory(config.http.ui_history)
         self._log_invalid = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
         self._log_decoder = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
         self._log_native = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
@@ -780,6 +784,7 @@ class MonitorService:
                     self.metrics.labels.labels(model, outcome).inc(n)
         for ev in evaluations:
             self.alerts.submit(ev.context, ev.signals)
+            self.history.record(ev)
         self.evaluations_seen += len(evaluations)
         return evaluations
 

@@ -74,4 +74,6 @@ fi
 
 say "checking the Kafka broker jars"
 .venv/bin/python -m devtools.local_kafka fetch >/dev/null
+say "checking the web UI's chart library"
+bash scripts/fetch_ui_assets.sh || say "warning: could not fetch uPlot; the web UI shows tables only"
 say "done"

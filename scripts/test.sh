@@ -16,6 +16,10 @@ if command -v cargo >/dev/null || [[ -x "$HOME/.cargo/bin/cargo" ]]; then
 fi
 bash scripts/install_prometheus.sh   # a real Prometheus for tests/test_observability.py
 bash scripts/install_alertmanager.sh # a real Alertmanager for tests/test_alertmanager.py
+bash scripts/install_chromium.sh     # Chromium + Playwright for tests/test_ui_*.py
+if [[ -x /usr/bin/chromium ]]; then
+    export MONITOR_REQUIRE_BROWSER=1  # installed: the browser tests must run, not skip
+fi
 
 say "ruff check"
 .venv/bin/ruff check .

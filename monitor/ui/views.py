@@ -1,0 +1,368 @@
+"""What the UI pages, the JSON API and the file report show: plain dicts built from a model's state.
+
+Pure (no I/O): every view is a function of a :class:`~monitor.model_monitor.ModelMonitor`
+(its last :class:`~monitor.model_monitor.Evaluation`, reference and window) and
+a :class:`~monitor.ui.history.DriftHistory`. The service's API handlers and
+the ``monitor report`` command call the same functions, so the report and the
+pages cannot disagree.
+
+Every float is finite or ``None`` (JSON has no NaN). Names (models, features,
+categories) are passed through as data, never as markup: the pages escape them
+(jinja2 autoescape, ``textContent`` in the scripts).
+
+Numeric distributions are binned on the PSI bins (reference quantiles, as
+:func:`monitor.detectors.binning.quantile_edges` makes them), the outer bins
+closed at the smaller and larger of the two samples' extremes so they can be
+drawn. The two empirical CDFs are given at up to ``CDF_POINTS`` quantiles
+each, and the KS point is where they are furthest apart (computed on the full
+reference sample and window).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from monitor.detectors.binning import quantile_edges
+from monitor.drift import headline
+from monitor.signals import SEVERITY_RANK
+from monitor.summary import CategoricalSummary, NumericSummary
+from monitor.ui.history import strength_of
+from monitor.window import MISSING_CODE
+
+if TYPE_CHECKING:
+    from monitor.model_monitor import ModelMonitor
+    from monitor.ui.history import DriftHistory
+
+CDF_POINTS = 200
+MAX_CATEGORIES_SHOWN = 40
+
+
+def num(v: Any) -> float | None:
+    """A finite float or None (JSON has no NaN or infinity)."""
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _summary(s: NumericSummary | CategoricalSummary | None) -> dict[str, Any]:
+    if s is None:
+        return {}
+    if isinstance(s, NumericSummary):
+        return {
+            "count": s.count,
+            "missing_rate": num(s.missing_rate),
+            "mean": num(s.mean),
+            "std": num(s.std),
+            "min": num(s.min),
+            "max": num(s.max),
+            "p50": num(s.quantiles.get(0.5)),
+            "p90": num(s.quantiles.get(0.9)),
+            "p99": num(s.quantiles.get(0.99)),
+        }
+    return {
+        "count": s.count,
+        "missing_rate": num(s.missing_rate),
+        "unseen_rate": num(s.unseen_rate),
+        "distinct": int(np.count_nonzero(s.counts)),
+    }
+
+
+def _history(history: DriftHistory | None, model: str, column: str) -> list[dict[str, Any]]:
+    if history is None:
+        return []
+    return [
+        {
+            "seq": p.seq,
+            "at": p.at,
+            "detector": p.detector,
+            "score": p.score,
+            "strength": p.strength,
+            "severity": p.severity,
+            "drifting": p.drifting,
+        }
+        for p in history.points(model, column)
+    ]
+
+
+def column_rows(mm: ModelMonitor, history: DriftHistory | None = None) -> list[dict[str, Any]]:
+    """One row per monitored column, drifting first (then by severity, strength, name)."""
+    ev = mm.last
+    if not mm.ready:
+        return []
+    kinds = {n: "numeric" for n in mm.numeric_columns}
+    kinds.update({n: "categorical" for n in mm.categorical_columns})
+    if ev is not None and "__label__" in ev.results:
+        kinds["__label__"] = "label"
+    rows = []
+    for name, kind in kinds.items():
+        summary = None
+        if ev is not None:
+            summary = ev.numeric.get(name) or ev.categorical.get(name)
+        verdict = ev.verdicts.get(name) if ev is not None else None
+        results = list(verdict.results) if verdict else list(ev.results.get(name, [])) if ev else []
+        top = headline(results)
+        strength = None
+        if top is not None:
+            strength = strength_of(top.statistic, top.p_value, top.threshold)
+        rows.append(
+            {
+                "name": name,
+                "kind": kind,
+                "drifting": bool(verdict and verdict.drifting),
+                "severity": verdict.severity if verdict else "ok",
+                "raw_drifted": bool(verdict and verdict.raw_drifted),
+                "headline": top.detector if top else None,
+                "strength": strength,
+                "summary": _summary(summary),
+                "detectors": [
+                    {
+                        "detector": r.detector,
+                        "statistic": num(r.statistic),
+                        "p_value": num(r.p_value),
+                        "raw_p_value": num(r.details.get("raw_p_value")),
+                        "threshold": num(r.threshold),
+                        "drifted": r.drifted,
+                        "severity": r.severity,
+                    }
+                    for r in results
+                ],
+                "history": _history(history, mm.name, name),
+            }
+        )
+    rows.sort(
+        key=lambda r: (
+            not r["drifting"],
+            -SEVERITY_RANK.get(r["severity"], 0),
+            -(r["strength"] or 0.0),
+            r["name"],
+        )
+    )
+    return rows
+
+
+def _window_mask(mm: ModelMonitor) -> np.ndarray | None:
+    """Rows of the window the last evaluation looked at, for time windows.
+
+    A time window keeps events beyond the evaluated span (the next step's, and
+    up to ``size`` in all); the evaluation took those between its window start
+    and end (event time), and so does the view. A count window is shown as it
+    is now: it differs from the evaluated one by the events since the last
+    evaluation (``window.since_evaluation``, fewer than one step).
+    """
+    if mm.settings.window.type == "count" or mm.last is None:
+        return None
+    ts = mm.window.timestamps()
+    c = mm.last.context
+    return (ts >= c.window_start) & (ts <= c.window_end)
+
+
+def _ecdf(sorted_values: np.ndarray, points: int = CDF_POINTS) -> dict[str, list[float]]:
+    """Up to ``points`` (x, F(x)) pairs of the empirical CDF of a sorted sample."""
+    n = sorted_values.size
+    if n == 0:
+        return {"x": [], "y": []}
+    idx = np.unique(np.linspace(0, n - 1, min(points, n)).round().astype(np.int64))
+    x = sorted_values[idx]
+    y = np.searchsorted(sorted_values, x, side="right") / n
+    return {"x": [float(v) for v in x], "y": [float(v) for v in y]}
+
+
+def ks_point(reference: np.ndarray, window: np.ndarray) -> dict[str, float] | None:
+    """Where the two empirical CDFs are furthest apart: x, both CDFs there, and D.
+
+    >>> ks_point(np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]))
+    {'x': 3.0, 'reference_cdf': 1.0, 'current_cdf': 0.0, 'd': 1.0}
+    """
+    if reference.size == 0 or window.size == 0:
+        return None
+    grid = np.concatenate([reference, window])
+    f_ref = np.searchsorted(reference, grid, side="right") / reference.size
+    f_win = np.searchsorted(window, grid, side="right") / window.size
+    gap = np.abs(f_ref - f_win)
+    i = int(np.argmax(gap))
+    return {
+        "x": float(grid[i]),
+        "reference_cdf": float(f_ref[i]),
+        "current_cdf": float(f_win[i]),
+        "d": float(gap[i]),
+    }
+
+
+def numeric_distribution(reference: np.ndarray, window: np.ndarray, bins: int) -> dict[str, Any]:
+    """Histograms on the PSI bins (shares), both ECDFs and the KS point; inputs sorted, finite."""
+    edges = quantile_edges(reference, bins) if reference.size else np.empty(0)
+    ref_counts = np.bincount(
+        np.searchsorted(edges, reference, side="left"), minlength=edges.size + 1
+    )
+    win_counts = np.bincount(np.searchsorted(edges, window, side="left"), minlength=edges.size + 1)
+    lo = min(reference[0] if reference.size else math.inf, window[0] if window.size else math.inf)
+    hi = max(
+        reference[-1] if reference.size else -math.inf, window[-1] if window.size else -math.inf
+    )
+    full_edges = [float(lo), *(float(e) for e in edges), float(hi)] if math.isfinite(lo) else []
+    return {
+        "kind": "numeric",
+        "bins": {
+            "edges": full_edges,
+            "reference_counts": ref_counts.tolist(),
+            "current_counts": win_counts.tolist(),
+            "reference_share": (ref_counts / max(1, reference.size)).tolist(),
+            "current_share": (win_counts / max(1, window.size)).tolist(),
+        },
+        "reference_cdf": _ecdf(reference),
+        "current_cdf": _ecdf(window),
+        "ks": ks_point(reference, window),
+        "reference_n": int(reference.size),
+        "current_n": int(window.size),
+    }
+
+
+def categorical_distribution(
+    categories: list[str], n_reference: int, ref_counts: np.ndarray, win_counts: np.ndarray
+) -> dict[str, Any]:
+    """Shares of both per category; ``new`` marks categories the reference never had."""
+    n = len(categories)
+    ref = np.zeros(n, dtype=np.int64)
+    ref[: min(n, ref_counts.size)] = ref_counts[:n]
+    win = np.zeros(n, dtype=np.int64)
+    win[: min(n, win_counts.size)] = win_counts[:n]
+    ref_total, win_total = max(1, int(ref.sum())), max(1, int(win.sum()))
+    rows = [
+        {
+            "category": c,
+            "new": i >= n_reference,
+            "reference_count": int(ref[i]),
+            "current_count": int(win[i]),
+            "reference_share": float(ref[i] / ref_total),
+            "current_share": float(win[i] / win_total),
+        }
+        for i, c in enumerate(categories)
+    ]
+    rows.sort(key=lambda r: -max(r["reference_share"], r["current_share"]))
+    shown = rows[:MAX_CATEGORIES_SHOWN]
+    # A new category is the news: never cut it off the chart.
+    shown += [r for r in rows[MAX_CATEGORIES_SHOWN:] if r["new"] and r["current_count"]][:10]
+    return {
+        "kind": "categorical",
+        "categories": shown,
+        "categories_total": n,
+        "reference_n": int(ref.sum()),
+        "current_n": int(win.sum()),
+    }
+
+
+def feature_view(
+    mm: ModelMonitor, feature: str, history: DriftHistory | None = None
+) -> dict[str, Any] | None:
+    """The feature page: reference against the current window, detector rows, history.
+
+    None when the model has no such column (or no reference yet).
+    """
+    if not mm.ready or mm.reference is None:
+        return None
+    row = next((r for r in column_rows(mm, history) if r["name"] == feature), None)
+    if row is None:
+        return None
+    profile = mm.reference.features.get(feature)
+    mask = _window_mask(mm)
+    dist: dict[str, Any] | None = None
+    if feature in mm.numeric_columns and profile is not None and profile.sample is not None:
+        j = mm.numeric_columns.index(feature)
+        col = mm.window.numeric()[:, j]
+        if mask is not None:
+            col = col[mask]
+        col = np.sort(col[~np.isnan(col)])
+        ref = np.sort(profile.sample[np.isfinite(profile.sample)])
+        dist = numeric_distribution(ref, col, mm.settings.drift.psi.bins)
+    elif feature in mm.categorical_columns:
+        j = mm.categorical_columns.index(feature)
+        codes = mm.window.categorical()[:, j]
+        if mask is not None:
+            codes = codes[mask]
+        codes = codes[codes != MISSING_CODE]
+        cats = mm.categories[feature]
+        win_counts = np.bincount(codes, minlength=len(cats)) if codes.size else np.zeros(len(cats))
+        ref_counts = (
+            profile.counts
+            if profile is not None and profile.counts is not None
+            else np.zeros(0, dtype=np.int64)
+        )
+        n_ref = len(profile.categories) if profile is not None else 0
+        dist = categorical_distribution(cats, n_ref, ref_counts, win_counts.astype(np.int64))
+    ref_summary = None
+    if profile is not None:
+        ref_summary = {
+            "count": profile.count,
+            "missing_rate": num(profile.missing_rate),
+            "mean": num(profile.mean),
+            "std": num(profile.std),
+            "min": num(profile.min),
+            "max": num(profile.max),
+        }
+    return {
+        "model": mm.name,
+        "feature": feature,
+        "column": row,
+        "distribution": dist,
+        "reference_summary": ref_summary,
+        "window": _window(mm),
+        "history_size": history.size if history is not None else 0,
+    }
+
+
+def _window(mm: ModelMonitor) -> dict[str, Any] | None:
+    ev = mm.last
+    if ev is None:
+        return None
+    c = ev.context
+    span = c.window_end - c.window_start
+    return {
+        "events": c.window_events,
+        "start": num(c.window_start),
+        "end": num(c.window_end),
+        "evaluation_seq": c.evaluation_seq,
+        # Event time: how fast the model's events arrive, as the window saw them.
+        "events_per_second": num(c.window_events / span) if span > 0 else None,
+        # Count windows: events that arrived after the last evaluation (the feature page
+        # draws the window as it is now).
+        "since_evaluation": (
+            int(getattr(mm, "_since_eval", 0)) if mm.settings.window.type == "count" else 0
+        ),
+    }
+
+
+def model_view(mm: ModelMonitor, history: DriftHistory | None = None) -> dict[str, Any]:
+    """The model page's data: the window, every column row, drifting ones, performance."""
+    ev = mm.last
+    perf: dict[str, Any] = {}
+    if mm.performance is not None:
+        perf = {k: num(v) for k, v in mm.performance.snapshot().items()}
+    rows = column_rows(mm, history)
+    return {
+        "model": mm.name,
+        "model_version": mm.model_version,
+        "ready": mm.ready,
+        "events": mm.events_total,
+        "evaluations": mm.evaluations,
+        "window": _window(mm),
+        "reference": (
+            {
+                "rows": mm.reference.rows,
+                "source": mm.reference.source,
+                "fingerprint": mm.reference.fingerprint,
+            }
+            if mm.reference is not None
+            else None
+        ),
+        "drifting": ev.drifting if ev is not None else [],
+        "columns": rows,
+        "performance": perf,
+        "performance_configured": mm.performance is not None,
+    }

@@ -1,0 +1,199 @@
+"""The UI's JSON API and pages without a browser: history bounds, view numbers, security.
+
+The live part runs the service against the real broker (``tests/ui_live.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from monitor.detectors.ks import KSDetector
+from monitor.detectors.psi import PSIDetector
+from monitor.errors import StateError
+from monitor.ui.history import DriftHistory, HistoryPoint
+from monitor.ui.views import numeric_distribution
+from monitor.ui.web import CSP
+from tests.ui_live import HOOK_SECRET, HOSTILE, MODEL, TOKEN, live_monitor
+
+
+def test_history_is_bounded_and_round_trips_as_plain_data() -> None:
+    h = DriftHistory(size=3, max_columns=2)
+    for seq in range(10):
+        for col in ("a", "b", "c"):
+            h.record_point("m", col, HistoryPoint(seq, float(seq), "psi", 0.1, "ok", False, 1.0))
+    assert [p.seq for p in h.points("m", "a")] == [7, 8, 9]
+    assert h.columns("m") == ["a", "b"]  # a third column is not kept
+    state = h.to_state()
+    import json
+
+    assert json.loads(json.dumps(state)) == state  # plain lists and dicts
+    back = DriftHistory.from_state(state)
+    assert back.to_state() == state
+    assert [p.seq for p in DriftHistory.from_state(state, size=2).points("m", "a")] == [8, 9]
+    with pytest.raises(StateError):
+        DriftHistory.from_state({"version": 99})
+    with pytest.raises(StateError):
+        DriftHistory.from_state({"version": 1, "size": 3, "models": {"m": {"a": [[1, 2]]}}})
+
+
+def test_the_docker_image_fetches_the_same_chart_library() -> None:
+    from monitor.ui import assets
+
+    dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
+    assert f"ARG UPLOT_VERSION={assets.UPLOT_VERSION}\n" in dockerfile
+    assert "COPY --from=ui /vendor ./monitor/ui/vendor" in dockerfile
+
+
+def test_distribution_numbers_are_the_detectors() -> None:
+    rng = np.random.default_rng(3)
+    ref = np.sort(rng.normal(0, 1, 3000))
+    win = np.sort(rng.normal(0.4, 1, 500))
+    dist = numeric_distribution(ref, win, bins=10)
+    ks = KSDetector()
+    ks.fit(ref)
+    assert dist["ks"]["d"] == pytest.approx(ks.evaluate(win).statistic, abs=1e-12)
+    psi = PSIDetector(bins=10)
+    psi.fit(ref)
+    assert dist["bins"]["current_counts"] == psi.window_counts(win).tolist()
+    assert sum(dist["bins"]["reference_share"]) == pytest.approx(1.0)
+    assert len(dist["bins"]["edges"]) == len(dist["bins"]["reference_share"]) + 1
+    assert dist["reference_cdf"]["y"][-1] == dist["current_cdf"]["y"][-1] == 1.0
+    assert len(dist["reference_cdf"]["x"]) <= 200
+
+
+@pytest.mark.kafka
+async def test_api_pages_headers_and_no_secret(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    async with live_monitor(kafka_bootstrap, topic_factory, tmp_path) as lm:
+        overview = await lm.get("/api/overview")
+        assert [m["name"] for m in overview["models"]] == [MODEL, "learner"]
+        m = overview["models"][0]
+        assert m["drifting"] == ["income", "plan"] and m["incidents"] == 1
+        assert m["consumer_lag"] == 0 and m["events_per_second"] == pytest.approx(1.0, rel=0.01)
+        model = await lm.get("/api/model", name=MODEL)
+        assert [c["name"] for c in model["columns"][:2]] == ["income", "plan"]
+        assert all(len(c["history"]) == 7 for c in model["columns"])
+        perf = model["performance"]
+        assert perf["window_labels"] == 500 and 0.3 < perf["accuracy"] < 0.7
+        assert "estimated_accuracy" in perf
+        incident = model["incidents"][0]
+        assert {f["signal"] for f in incident["firing"]} >= {"drift:income", "drift:plan"}
+        for _ in range(100):  # the outbox marks the row delivered just after the receiver got it
+            deliveries = (await lm.get("/api/model", name=MODEL))["incidents"][0]["deliveries"]
+            if deliveries and deliveries[0]["state"] == "delivered":
+                break
+            await asyncio.sleep(0.05)
+        assert deliveries[0]["receiver"] == "hook" and deliveries[0]["state"] == "delivered"
+        feature = await lm.get("/api/feature", model=MODEL, name=HOSTILE)
+        assert feature["feature"] == HOSTILE and feature["distribution"]["kind"] == "numeric"
+        ui = await lm.get("/api/ui")
+        assert ui == {"charts": ui["charts"], "silence_management": True, "history_size": 50}
+        r = await lm.client.get(lm.url + "/api/feature", params={"model": MODEL, "name": "nope"})
+        assert r.status_code == 404 and "nope" in r.json()["error"]
+
+        pages = [
+            "/",
+            "/silences",
+            "/model?name=" + MODEL,
+            "/model?name=%3Cb%3Enope",
+            *(
+                f"/feature?model={MODEL}&name={n}"
+                for n in ("income", "plan", "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
+            ),
+        ]
+        for path in pages:
+            r = await lm.client.get(lm.url + path)
+            assert r.status_code == 200, path
+            assert r.headers["Content-Security-Policy"] == CSP
+            assert "unsafe-inline" not in CSP and "unsafe-eval" not in CSP
+            # Markup from names is escaped everywhere: in the HTML and in the JSON block.
+            assert "<img" not in r.text and "<b>" not in r.text, path
+            assert "<script>" not in r.text.replace('<script type="application/json"', ""), path
+            assert TOKEN not in r.text and HOOK_SECRET not in r.text
+        assert (
+            HOSTILE.replace("<", "&lt;").replace(">", "&gt;")
+            in (await lm.client.get(lm.url + f"/model?name={MODEL}")).text
+        )
+        for path in ("/api/overview", f"/api/model?name={MODEL}", "/api/ui", "/api/status"):
+            r = await lm.client.get(lm.url + path)
+            assert TOKEN not in r.text and HOOK_SECRET not in r.text
+            assert r.headers["Content-Security-Policy"] == CSP
+        # Only listed static files are served (no path traversal into the package).
+        for name in ("app.js", "app.css"):
+            assert (await lm.client.get(f"{lm.url}/ui/static/{name}")).status_code == 200
+        for name in ("..%2F__init__.py", "views.py", "uPlot.d.ts"):
+            assert (await lm.client.get(f"{lm.url}/ui/static/{name}")).status_code == 404
+
+
+async def test_without_a_token_the_ui_is_read_only(tmp_path: Path) -> None:
+    """No admin token: the silences page offers no form, and the API refuses changes (403)."""
+    import httpx
+
+    from monitor.config import parse_config
+    from monitor.service import MonitorService
+
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "http": {"port": 0},
+        "state": {"path": "state.sqlite"},
+        "models": [{"name": HOSTILE}],
+        "alerting": {"outbox_path": "outbox.sqlite"},
+    }
+    service = MonitorService(parse_config(raw, base_dir=tmp_path))
+    await service.http.start()  # the HTTP edge alone: no broker needed to render pages
+    try:
+        async with httpx.AsyncClient(base_url=service.http.url) as client:
+            page = (await client.get("/silences")).text
+            assert "Read-only" in page and "new-silence" not in page
+            assert (await client.get("/api/ui")).json()["silence_management"] is False
+            r = await client.post(
+                "/api/silences",
+                json={"matchers": {"model": "*"}, "duration_seconds": 60},
+                headers={"Authorization": "Bearer anything"},
+            )
+            assert r.status_code == 403
+            overview = await client.get("/")
+            assert overview.status_code == 200 and "<img" not in overview.text
+            assert HOSTILE.replace("<", "&lt;").replace(">", "&gt;") in overview.text
+            assert (await client.get("/api/overview")).json()["models"][0]["state"] == "waiting"
+    finally:
+        await service.http.stop()
+
+
+def test_feature_view_of_a_time_window_shows_the_evaluated_span() -> None:
+    """A time window holds more events than its last evaluation looked at: the view shows
+    what was evaluated (the span's events), as the detectors saw them."""
+    from monitor.config import LimitsConfig, ModelConfig, ModelDefaults, WindowConfig, resolve_model
+    from monitor.events import ModelEvents
+    from monitor.model_monitor import ModelMonitor
+    from monitor.reference import build_profile
+    from monitor.ui.views import feature_view
+
+    rng = np.random.default_rng(9)
+    window = WindowConfig(type="time", size=5000, seconds=100.0, step_seconds=50.0)
+    settings = resolve_model(ModelConfig(name="m", window=window), ModelDefaults())
+    profile = build_profile("m", [({"x": float(v)}, None) for v in rng.normal(0, 1, 2000)])
+    mm = ModelMonitor(settings, LimitsConfig(), profile)
+    n = 1000  # one event every 0.25 s: 400 events per 100 s
+    events = ModelEvents(
+        model="m",
+        event_ids=[str(i) for i in range(n)],
+        timestamps=[1000.0 + 0.25 * i for i in range(n)],
+        versions=[None] * n,
+        features=[{"x": float(v)} for v in rng.normal(0, 1, n)],
+        predictions=[None] * n,
+    )
+    evaluations = mm.ingest(events)
+    assert evaluations and mm.window.size == n
+    view = feature_view(mm, "x")
+    assert view is not None
+    assert view["distribution"]["current_n"] == evaluations[-1].context.window_events
+    assert view["window"]["events_per_second"] == pytest.approx(4.0, rel=0.02)
+    ks = next(d for d in view["column"]["detectors"] if d["detector"] == "ks")
+    assert view["distribution"]["ks"]["d"] == pytest.approx(ks["statistic"], abs=1e-12)
