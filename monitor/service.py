@@ -80,8 +80,6 @@ from monitor.events import (
     NATIVE_AVAILABLE,
     DecodedBatch,
     Decoder,
-    LabelEvents,
-    ModelEvents,
     RawMessage,
     Rejected,
     printable,
@@ -723,21 +721,7 @@ class MonitorService:
                     Rejected(m, DECODER_ERROR, None, f"decoder error: {type(exc).__name__}")
                 )
                 continue
-            out.rejected.extend(one.rejected)
-            for model, ev in one.predictions.items():
-                group = out.predictions.setdefault(model, ModelEvents(model))
-                group.record_time_rows += [len(group.event_ids) + r for r in ev.record_time_rows]
-                group.event_ids += ev.event_ids
-                group.timestamps += ev.timestamps
-                group.versions += ev.versions
-                group.features += ev.features
-                group.predictions += ev.predictions
-                group.partitions |= ev.partitions
-            for model, lab in one.labels.items():
-                group_l = out.labels.setdefault(model, LabelEvents(model))
-                group_l.event_ids += lab.event_ids
-                group_l.labels += lab.labels
-                group_l.timestamps += lab.timestamps
+            out.merge(one)
         out.python_events = sum(map(len, out.predictions.values()))
         return out
 
