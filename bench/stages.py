@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import throughput as t
-from monitor import events, model_monitor, service
+from monitor import columns, events, model_monitor, service
 from monitor.alerting.engine import AlertService
 from monitor.detectors.ks import KSDetector
 from monitor.detectors.psi import PSIDetector
@@ -37,9 +37,9 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (model_monitor.ModelMonitor, "_signals", "  signals"),
     (AlertService, "submit", "alerts (policy, outbox)"),
     (events.Decoder, "decode", "decode"),
-    (model_monitor.ModelMonitor, "_numeric_matrix", "numeric columns (Python decoder)"),
-    (model_monitor.ModelMonitor, "_categorical_matrix", "categorical columns (Python decoder)"),
-    (model_monitor.ModelMonitor, "_columnar_matrices", "columns (compiled decoder)"),
+    (columns.Columns, "numeric_matrix", "numeric columns (Python decoder)"),
+    (columns.Columns, "categorical_matrix", "categorical columns (Python decoder)"),
+    (columns.Columns, "columnar_matrices", "columns (compiled decoder)"),
 )
 
 

@@ -20,31 +20,28 @@ from __future__ import annotations
 
 import hashlib
 import math
-import operator
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
 import msgspec
 import numpy as np
 
 from monitor.alerting.signals import EvaluationContext, Signal
+from monitor.columns import Columns
 from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
 from monitor.detectors import STREAM_DETECTORS, Detector, DetectorResult, fit_column_detectors
 from monitor.detectors.base import evaluate_sorted
 from monitor.detectors.streaming import StreamDetector
 from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.errors import MonitorError
-from monitor.events import FeatureColumns, LabelEvents, ModelEvents
+from monitor.events import LabelEvents, ModelEvents
 from monitor.performance.tracker import PerformanceTracker
 from monitor.reference import (
     PREDICTION,
     FeatureProfile,
     ReferenceProfile,
     build_profile,
-    category_of,
     check_schema,
-    prediction_value,
     profile_numeric,
 )
 from monitor.state_format import (
@@ -65,7 +62,6 @@ from monitor.summary import (
 )
 from monitor.window import MISSING_CODE, SlidingWindow
 
-OTHER = "__other__"
 LABEL = "__label__"  # label drift is reported as this column
 MIN_VALUES_FOR_TESTS = 20  # fewer present values than this: no drift verdict for the column
 
@@ -129,7 +125,6 @@ class ModelMonitor:
         # previous_window mode ``reference`` moves on to window profiles, this does not.
         self._base_reference: ReferenceProfile | None = None
         self._learned = False  # the base reference was learned from this model's events
-        self._columnised_for: list[str] | None = None
         self.performance: PerformanceTracker | None = None
         if settings.performance.task is not None:
             self.performance = PerformanceTracker(settings.performance)
@@ -160,17 +155,13 @@ class ModelMonitor:
         self.reference = profile
         self._base_reference = profile
         self._learned = False
-        self.numeric_columns = [n for n, k in schema.items() if k == "numeric"]
-        self.categorical_columns = [n for n, k in schema.items() if k == "categorical"]
-        self._known_features = frozenset(n for n in schema if n != PREDICTION)
-        self.categories: dict[str, list[str]] = {}
-        self._vocab: dict[str, dict[str, int]] = {}
-        self._reference_sizes: list[int] = []
-        for name in self.categorical_columns:
-            cats = list(profile.features[name].categories)
-            self.categories[name] = cats
-            self._vocab[name] = {c: i for i, c in enumerate(cats)}
-            self._reference_sizes.append(len(cats))
+        self.columns = Columns(
+            self.name, schema, profile, self.limits, self.invalid_values, self.category_overflow
+        )
+        # The column lists and vocabularies are the Columns' own (the same objects).
+        self.numeric_columns = self.columns.numeric_columns
+        self.categorical_columns = self.columns.categorical_columns
+        self.categories = self.columns.categories
         w = self.settings.window
         self.window = SlidingWindow(
             len(self.numeric_columns), len(self.categorical_columns), w.size
@@ -229,8 +220,8 @@ class ModelMonitor:
         _, sorted_cols = summarize_numeric(self.window.numeric())
         counts = summarize_categorical(
             self.window.categorical(),
-            [len(self.categories[c]) for c in self.categorical_columns],
-            self._reference_sizes,
+            self.columns.category_sizes(),
+            self.columns.reference_sizes,
         )
         n = self.window.size
         features: dict[str, FeatureProfile] = {}
@@ -273,213 +264,7 @@ class ModelMonitor:
         """
         if self.reference is None or self.version_references:
             return None
-        if self._columnised_for is not self.numeric_columns:
-            self._columnisation()
-        return self._columnar_names
-
-    def _columnisation(self) -> None:
-        """Derive what the numeric fast path needs from the current column list.
-
-        Done lazily: the column list object changes only when a reference is set.
-        """
-        cols = self.numeric_columns
-        feats = [c for c in cols if c != PREDICTION]
-        # The prediction, when numeric, is the last numeric column (schema order).
-        pred = PREDICTION in cols
-        self._fast_ok = not pred or cols[-1] == PREDICTION
-        self._numeric_features = feats
-        self._numeric_prediction = pred
-        self._numeric_getter = operator.itemgetter(*feats) if feats else None
-        cats = tuple(c for c in self.categorical_columns if c != PREDICTION)
-        self._columnar_names = (tuple(feats), cats)
-        self._columnised_for = cols
-
-    def _numeric_matrix(self, events: ModelEvents) -> tuple[np.ndarray, bool]:
-        """The batch's numeric columns as one float matrix (NaN = missing or invalid),
-        and whether every event carried every numeric feature's key.
-
-        Fast path: when every event carries every numeric feature, one C-level
-        ``itemgetter`` per event feeds one ``np.fromiter`` for the whole matrix.
-        Anything else (a missing key, a string, a score map) falls back to the
-        per-column conversion, which counts invalid values exactly as before.
-        """
-        n = len(events.features)
-        k = len(self.numeric_columns)
-        if self._columnised_for is not self.numeric_columns:
-            self._columnisation()
-        mat = self._numeric_fast(events, n, k) if self._fast_ok else None
-        if mat is None:
-            return self._numeric_by_column(events, n, k), False
-        bad = np.isinf(mat)
-        if bad.any():
-            for j in np.nonzero(bad.any(axis=0))[0]:
-                self._count_invalid(
-                    self.numeric_columns[j], "non_finite_number", int(bad[:, j].sum())
-                )
-            mat[bad] = np.nan
-        return mat, True
-
-    def _numeric_fast(self, events: ModelEvents, n: int, k: int) -> np.ndarray | None:
-        names = self._numeric_features
-        if not names and not self._numeric_prediction:
-            return np.empty((n, k), dtype=np.float64)
-        try:
-            if names:
-                # One C-level pass: the getter's tuples chained straight into the buffer.
-                # Conversion is np.array's (None -> NaN, "1.5" -> 1.5, junk -> ValueError).
-                rows = map(self._numeric_getter, events.features)
-                flat = rows if len(names) == 1 else chain.from_iterable(rows)
-                mat = np.fromiter(flat, dtype=np.float64, count=n * len(names))
-                mat = mat.reshape(n, len(names))
-            if self._numeric_prediction:
-                pred = np.array(events.predictions, dtype=np.float64)
-                if pred.shape != (n,):
-                    return None
-                mat = pred.reshape(n, 1) if not names else np.column_stack((mat, pred))
-        except (KeyError, TypeError, ValueError, OverflowError):
-            return None
-        if mat.shape != (n, k):
-            return None
-        return mat
-
-    def _numeric_by_column(self, events: ModelEvents, n: int, k: int) -> np.ndarray:
-        feats = events.features
-        out = np.empty((n, k), dtype=np.float64)
-        for j, name in enumerate(self.numeric_columns):
-            if name == PREDICTION:
-                raw = [prediction_value(p) for p in events.predictions]
-            else:
-                raw = [f.get(name) for f in feats]
-            out[:, j] = self._numeric_column(name, raw)
-        return out
-
-    def _numeric_column(self, name: str, raw: list[Any]) -> np.ndarray:
-        """One column's values as floats (NaN = missing or invalid), invalid ones counted."""
-        try:
-            col = np.array(raw, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError):
-            col = np.array([self._as_number(v, name) for v in raw], dtype=np.float64)
-        bad = np.isinf(col)
-        if bad.any():
-            self._count_invalid(name, "non_finite_number", int(bad.sum()))
-            col[bad] = np.nan
-        return col
-
-    def _columnar_matrices(
-        self, events: ModelEvents, columns: FeatureColumns
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_numeric_matrix` and :meth:`_categorical_matrix` for events the native
-        decoder already put in columns (for this model's schema: see
-        :meth:`columnar_schema`). Its numeric values are finite numbers or NaN and its
-        categorical values strings or None, so only the prediction, which comes as
-        decoded, goes through the per-column conversion."""
-        schema = self.columnar_schema()
-        if schema != (columns.numeric_names, columns.categorical_names):
-            raise MonitorError(
-                f"model {self.name!r}: columns decoded for schema "
-                f"{(columns.numeric_names, columns.categorical_names)}, expected {schema}"
-            )
-        n = len(events)
-        feats = columns.numeric
-        if not self._numeric_prediction:
-            num = feats
-        else:
-            pred = self._numeric_column(PREDICTION, events.predictions)
-            num = np.insert(feats, self.numeric_columns.index(PREDICTION), pred, axis=1)
-        cat = np.empty((n, len(self.categorical_columns)), dtype=np.int32)
-        text = iter(columns.categorical)
-        for j, name in enumerate(self.categorical_columns):
-            if name == PREDICTION:
-                raw: list[Any] = [prediction_value(p) for p in events.predictions]
-            else:
-                raw = next(text)
-            cat[:, j] = self._codes(name, raw)
-        return num, cat
-
-    def _as_number(self, value: Any, name: str) -> float:
-        if value is None:
-            return math.nan
-        if isinstance(value, int | float):
-            try:
-                return float(value)
-            except OverflowError:  # an int beyond the float range: counted as non-finite
-                return math.inf
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        self._count_invalid(name, "wrong_type", 1)
-        return math.nan
-
-    def _categorical_matrix(self, events: ModelEvents) -> tuple[np.ndarray, bool]:
-        """The batch's category codes, one column per categorical feature (-1 = missing),
-        and whether every event carried every categorical feature's key.
-
-        Known string categories are looked up for the whole column with one
-        ``map(vocab.get, ...)``; only the values it cannot code (missing, new,
-        non-string) go one by one, in order, through :meth:`_code_of`, so
-        new categories get the same codes in the same order as before.
-        """
-        feats = events.features
-        n = len(feats)
-        out = np.empty((n, len(self.categorical_columns)), dtype=np.int32)
-        complete = True
-        for j, name in enumerate(self.categorical_columns):
-            if name == PREDICTION:
-                raw = [prediction_value(p) for p in events.predictions]
-            else:
-                try:
-                    raw = list(map(operator.itemgetter(name), feats))
-                except KeyError:
-                    raw = [f.get(name) for f in feats]
-                    complete = False
-            out[:, j] = self._codes(name, raw)
-        return out, complete
-
-    def _codes(self, name: str, raw: list[Any]) -> list[int]:
-        """Category codes of one column's values (see :meth:`_categorical_matrix`)."""
-        vocab = self._vocab[name]
-        try:
-            # A str never equals a non-str key, so a non-str value maps to None here.
-            codes: list[int | None] = list(map(vocab.get, raw))
-        except TypeError:  # an unhashable value (a JSON list or object)
-            codes = [vocab.get(v) if type(v) is str else None for v in raw]
-        if None in codes:
-            for i, code in enumerate(codes):
-                if code is None:
-                    v = raw[i]
-                    if v is None:
-                        codes[i] = MISSING_CODE
-                    else:
-                        got = vocab.get(v) if type(v) is str else None
-                        codes[i] = got if got is not None else self._code_of(name, v)
-        return codes  # type: ignore[return-value]
-
-    def _code_of(self, name: str, value: Any) -> int:
-        cat = category_of(value)
-        if cat is None:
-            self._count_invalid(name, "wrong_type", 1)
-            return MISSING_CODE
-        vocab = self._vocab[name]
-        code = vocab.get(cat)
-        if code is not None:
-            return code
-        cats = self.categories[name]
-        if len(cats) >= self.limits.max_categories_per_feature:
-            self.category_overflow[name] = self.category_overflow.get(name, 0) + 1
-            cat = OTHER
-            code = vocab.get(OTHER)
-            if code is not None:
-                return code
-        code = len(cats)
-        cats.append(cat)
-        vocab[cat] = code
-        return code
-
-    def _count_invalid(self, feature: str, reason: str, n: int) -> None:
-        key = (feature, reason)
-        self.invalid_values[key] = self.invalid_values.get(key, 0) + n
+        return self.columns.columnar_names
 
     # ----------------------------------------------------------------- ingest
 
@@ -517,18 +302,8 @@ class ModelMonitor:
                 return []
             events = _slice(events, start, n)
             n = len(events)
-        if events.columns is not None:
-            num, cat = self._columnar_matrices(events, events.columns)
-            self.unknown_feature_events += events.columns.unknown
-        else:
-            num, num_complete = self._numeric_matrix(events)
-            cat, cat_complete = self._categorical_matrix(events)
-            known = self._known_features
-            feats = events.features
-            # Every known key present and exactly as many keys as known: nothing unknown, and
-            # counting key totals is one C-level pass instead of a set test per event.
-            if not (num_complete and cat_complete and sum(map(len, feats)) == n * len(known)):
-                self.unknown_feature_events += sum(1 for f in feats if not f.keys() <= known)
+        num, cat, unknown = self.columns.matrices(events)
+        self.unknown_feature_events += unknown
         ts = ts[start:]
         if self.settings.window.type == "count":
             return self._ingest_count(num, cat, ts)
@@ -689,7 +464,7 @@ class ModelMonitor:
             num, cat, ts = num[mask], cat[mask], ts[mask]
         num_summaries, sorted_cols = summarize_numeric(num)
         cat_summaries = summarize_categorical(
-            cat, [len(self.categories[c]) for c in self.categorical_columns], self._reference_sizes
+            cat, self.columns.category_sizes(), self.columns.reference_sizes
         )
         results: dict[str, list[DetectorResult]] = {}
         for name, summary, values in zip(
@@ -980,8 +755,11 @@ class ModelMonitor:
             if state.window is not None and saved_fp is not None:
                 mm._adopt_columns(state, notes)
                 mm._adopt_detectors(state, ref_changed, notes)
-        mm.invalid_values = {(f, r): int(n) for f, r, n in state.invalid_values}
-        mm.category_overflow = {k: int(v) for k, v in state.category_overflow.items()}
+        # Replaced in place: the model's Columns count into these very dicts.
+        mm.invalid_values.clear()
+        mm.category_overflow.clear()
+        mm.invalid_values.update({(f, r): int(n) for f, r, n in state.invalid_values})
+        mm.category_overflow.update({k: int(v) for k, v in state.category_overflow.items()})
         w = settings.window
         mm._since_eval = max(0, min(state.since_eval, w.step - 1))
         mm._since_reference_refresh = max(0, state.since_reference_refresh)
@@ -1035,7 +813,7 @@ class ModelMonitor:
                 continue
             saved_cats = state.categories.get(name, [])
             # Code -1 (missing) maps to itself through the last entry of the table.
-            table = np.array([self._code_of(name, c) for c in saved_cats] + [MISSING_CODE])
+            table = np.array([self.columns.code_of(name, c) for c in saved_cats] + [MISSING_CODE])
             codes = cat[:, cat_idx[name]].astype(np.int64)
             if codes.size and (codes.min() < -1 or codes.max() >= len(saved_cats)):
                 raise StateFormatError("corrupt", f"category code out of range in {name!r}")
