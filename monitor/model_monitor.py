@@ -27,6 +27,7 @@ import msgspec
 import numpy as np
 
 from monitor.alerting.signals import EvaluationContext, Signal
+from monitor.cadence import Cadence
 from monitor.columns import Columns
 from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
 from monitor.detectors import STREAM_DETECTORS, Detector, DetectorResult, fit_column_detectors
@@ -104,13 +105,9 @@ class ModelMonitor:
         self.unknown_feature_events = 0
         self.category_overflow: dict[str, int] = {}
         self.last: Evaluation | None = None
-        self._since_eval = 0
+        self.cadence = Cadence(settings.window)
         # Numeric rows not yet given to the stream detectors (see _update_stream_detectors).
         self._stream_pending: list[np.ndarray] = []
-        self._next_eval_time: float | None = None
-        # The model's event clock: the newest event time seen, from events that carry one
-        # (None until one does). See _event_times.
-        self._event_clock: float | None = None
         self._learn_rows: list[tuple[dict[str, Any], Any]] = []
         self._learn_target = settings.reference.learn_first or settings.window.size
         self.reference: ReferenceProfile | None = None
@@ -169,9 +166,8 @@ class ModelMonitor:
         self._fit_detectors(profile)
         self.tracker = DriftTracker(self.settings.drift)
         self._stream_pending = []  # values for the old detectors go with them
-        self._since_eval = 0
+        self.cadence.reset()
         self._since_reference_refresh = 0
-        self._next_eval_time = None
 
     def _fit_detectors(self, profile: ReferenceProfile) -> None:
         """(Re)fit every column's detectors on ``profile``; window and vocabularies stay."""
@@ -286,7 +282,7 @@ class ModelMonitor:
                 return out + self.ingest(_slice(events, cut, n), now)
         if events.versions[-1] is not None:
             self.model_version = events.versions[-1]
-        ts = self._event_times(events)
+        ts = self.cadence.event_times(events)
         if self.performance is not None:
             # Every prediction can be labelled, including those that build the reference.
             self.performance.add_predictions(
@@ -304,95 +300,31 @@ class ModelMonitor:
             n = len(events)
         num, cat, unknown = self.columns.matrices(events)
         self.unknown_feature_events += unknown
-        ts = ts[start:]
-        if self.settings.window.type == "count":
-            return self._ingest_count(num, cat, ts)
-        return self._ingest_time(num, cat, ts)
+        return self._step(num, cat, ts[start:])
 
-    def _event_times(self, events: ModelEvents) -> np.ndarray:
-        """The batch's event times for the window, advancing the model's event clock.
-
-        The window's newest time is every evaluation's ``evaluated_at`` and
-        ``window_end``, so the alert policy's ``now``. An event without a timestamp
-        has its Kafka record time (``events.record_time_rows``), which is wall-clock
-        time: mixed with events in their own time (a replay, a backfill, a
-        producer's clock), it moved the window's end to the wall clock for as long
-        as it stayed in the window, where a repeat interval "elapsed" and an
-        incident started in the wrong epoch. So such an event takes the model's
-        event clock instead, the newest time of an event that *carries* one, as of
-        its position in the stream (so the result does not depend on batching), and
-        never moves that clock. Before the model's first event time, such an event
-        takes the first event time of its batch; in a batch without any, while the
-        model has never seen one, the record time stands in: there is no other clock.
-        """
-        ts = np.asarray(events.timestamps, dtype=np.float64)
-        rows = events.record_time_rows
-        if not rows:
-            newest = float(ts.max())
-            if self._event_clock is None or newest > self._event_clock:
-                self._event_clock = newest
-            return ts
-        own = np.ones(ts.size, dtype=bool)
-        own[rows] = False
-        if not own.any() and self._event_clock is None:
-            return ts
-        clock = np.where(own, ts, -math.inf)
-        if self._event_clock is not None:
-            clock[0] = max(clock[0], self._event_clock)
-        elif own.any():  # before the model's first event time, the batch's is the nearest
-            clock[0] = max(clock[0], ts[int(np.argmax(own))])
-        clock = np.maximum.accumulate(clock)
-        ts = np.where(own | (clock == -math.inf), ts, clock)
-        if clock[-1] > -math.inf:
-            self._event_clock = float(clock[-1])
-        return ts
-
-    def _ingest_count(self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray) -> list[Evaluation]:
-        step = self.settings.window.step
+    def _step(self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray) -> list[Evaluation]:
+        """Append the batch to the window step by step, evaluating at each point."""
+        count = self.settings.window.type == "count"
         out: list[Evaluation] = []
-        pos, n = 0, len(ts)
-        while pos < n:
-            take = min(n - pos, step - self._since_eval)
+        for start, end, point, since in self.cadence.steps(ts):
             # Stream detectors see exactly the values before each evaluation point.
-            self._update_stream_detectors(num[pos : pos + take])
-            self.window.append(num[pos : pos + take], cat[pos : pos + take], ts[pos : pos + take])
-            self.events_total += take
-            self._since_eval += take
-            self._since_reference_refresh += take
-            pos += take
-            if self._since_eval >= step:
-                self._since_eval = 0
-                if self.window.size >= self.window.capacity:
-                    out.append(self.evaluate())
-                    if (
-                        self.settings.reference.mode == "previous_window"
-                        and self._since_reference_refresh >= self.window.capacity
-                    ):
-                        # The window just evaluated becomes the reference of the next ones.
-                        self._fit_detectors(self._window_profile())
-                        self._since_reference_refresh = 0
-        return out
-
-    def _ingest_time(self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray) -> list[Evaluation]:
-        w = self.settings.window
-        assert w.step_seconds is not None
-        out: list[Evaluation] = []
-        pos, n = 0, len(ts)
-        if self._next_eval_time is None:
-            self._next_eval_time = float(ts[0]) + w.step_seconds
-        while pos < n:
-            # Events up to the next boundary (event time); producers are roughly ordered.
-            crossed = np.nonzero(ts[pos:] >= self._next_eval_time)[0]
-            end = pos + int(crossed[0]) if crossed.size else n
-            self._update_stream_detectors(num[pos:end])
-            self.window.append(num[pos:end], cat[pos:end], ts[pos:end])
-            self.events_total += end - pos
-            pos = end
-            if crossed.size:
-                out.append(self.evaluate(since=self._next_eval_time - (w.seconds or 0.0)))
-                # Skip boundaries with no events (a gap in the stream) in one step.
-                gap = max(0.0, float(ts[pos]) - self._next_eval_time) if pos < n else 0.0
-                self._next_eval_time += w.step_seconds * (1 + math.floor(gap / w.step_seconds))
+            self._update_stream_detectors(num[start:end])
+            self.window.append(num[start:end], cat[start:end], ts[start:end])
+            self.events_total += end - start
+            if not count:
+                if point:
+                    out.append(self.evaluate(since=since))
+                continue
+            self._since_reference_refresh += end - start
+            if point and self.window.size >= self.window.capacity:
+                out.append(self.evaluate())
+                if (
+                    self.settings.reference.mode == "previous_window"
+                    and self._since_reference_refresh >= self.window.capacity
+                ):
+                    # The window just evaluated becomes the reference of the next ones.
+                    self._fit_detectors(self._window_profile())
+                    self._since_reference_refresh = 0
         return out
 
     def _update_stream_detectors(self, num: np.ndarray) -> None:
@@ -481,7 +413,7 @@ class ModelMonitor:
             results[LABEL] = label_results
         verdicts = self.tracker.observe(results)
         self.evaluations += 1
-        # Event times: an event without a timestamp has the clock's time (see _event_times).
+        # Event times: an event without a timestamp has the clock's time (see Cadence.event_times).
         start, end = (float(ts.min()), float(ts.max())) if len(ts) else (0.0, 0.0)
         ctx = EvaluationContext(
             model=self.name,
@@ -638,10 +570,10 @@ class ModelMonitor:
             invalid_values=[(f, r, n) for (f, r), n in self.invalid_values.items()],
             unknown_feature_events=self.unknown_feature_events,
             category_overflow=dict(self.category_overflow),
-            since_eval=self._since_eval,
+            since_eval=self.cadence.since_eval,
             since_reference_refresh=self._since_reference_refresh,
-            next_eval_time=self._next_eval_time,
-            event_clock=self._event_clock,
+            next_eval_time=self.cadence.next_eval_time,
+            event_clock=self.cadence.event_clock,
             learn_rows=[(f, p) for f, p in self._learn_rows],
             label_reference=None
             if self._label_reference is None
@@ -761,10 +693,10 @@ class ModelMonitor:
         mm.invalid_values.update({(f, r): int(n) for f, r, n in state.invalid_values})
         mm.category_overflow.update({k: int(v) for k, v in state.category_overflow.items()})
         w = settings.window
-        mm._since_eval = max(0, min(state.since_eval, w.step - 1))
+        mm.cadence.since_eval = max(0, min(state.since_eval, w.step - 1))
         mm._since_reference_refresh = max(0, state.since_reference_refresh)
-        mm._next_eval_time = state.next_eval_time if w.type == "time" else None
-        mm._event_clock = state.event_clock
+        mm.cadence.next_eval_time = state.next_eval_time if w.type == "time" else None
+        mm.cadence.event_clock = state.event_clock
         if mm.performance is not None and state.performance is not None:
             if state.performance.task != mm.performance.task:
                 notes.append(
