@@ -19,22 +19,21 @@ takes effect at restart (what happens per kind of change: docs/GUARANTEES.md).
 from __future__ import annotations
 
 import hashlib
-import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from monitor.alerting.signals import EvaluationContext, Signal
+from monitor.alerting.signals import EvaluationContext
 from monitor.cadence import Cadence
 from monitor.columns import Columns
 from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
 from monitor.detectors import STREAM_DETECTORS, Detector, DetectorResult, fit_column_detectors
-from monitor.detectors.base import evaluate_sorted
 from monitor.detectors.streaming import StreamDetector
-from monitor.drift import DriftTracker, FeatureVerdict, headline
+from monitor.drift import DriftTracker
+from monitor.drift import signals as drift_signals
 from monitor.errors import MonitorError
+from monitor.evaluation import Evaluation, StreamFeed, window_results
 from monitor.events import LabelEvents, ModelEvents
 from monitor.performance.tracker import PerformanceTracker
 from monitor.reference import (
@@ -56,33 +55,12 @@ from monitor.state_format import (
     unpack_array,
 )
 from monitor.summary import (
-    CategoricalSummary,
-    NumericSummary,
     summarize_categorical,
     summarize_numeric,
 )
 from monitor.window import MISSING_CODE, SlidingWindow
 
 LABEL = "__label__"  # label drift is reported as this column
-MIN_VALUES_FOR_TESTS = 20  # fewer present values than this: no drift verdict for the column
-
-
-@dataclass
-class Evaluation:
-    """Everything one evaluation of one model produced; the metrics and alert layers read it."""
-
-    context: EvaluationContext
-    numeric: dict[str, NumericSummary]
-    categorical: dict[str, CategoricalSummary]
-    categories: dict[str, list[str]]
-    results: dict[str, list[DetectorResult]]
-    verdicts: dict[str, FeatureVerdict]
-    signals: list[Signal]
-    performance: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def drifting(self) -> list[str]:
-        return sorted(f for f, v in self.verdicts.items() if v.drifting)
 
 
 class ModelMonitor:
@@ -106,8 +84,7 @@ class ModelMonitor:
         self.category_overflow: dict[str, int] = {}
         self.last: Evaluation | None = None
         self.cadence = Cadence(settings.window)
-        # Numeric rows not yet given to the stream detectors (see _update_stream_detectors).
-        self._stream_pending: list[np.ndarray] = []
+        self.stream = StreamFeed()  # numeric rows the stream detectors have not seen yet
         self._learn_rows: list[tuple[dict[str, Any], Any]] = []
         self._learn_target = settings.reference.learn_first or settings.window.size
         self.reference: ReferenceProfile | None = None
@@ -165,7 +142,7 @@ class ModelMonitor:
         )
         self._fit_detectors(profile)
         self.tracker = DriftTracker(self.settings.drift)
-        self._stream_pending = []  # values for the old detectors go with them
+        self.stream = StreamFeed()  # values for the old detectors go with them
         self.cadence.reset()
         self._since_reference_refresh = 0
 
@@ -308,7 +285,7 @@ class ModelMonitor:
         out: list[Evaluation] = []
         for start, end, point, since in self.cadence.steps(ts):
             # Stream detectors see exactly the values before each evaluation point.
-            self._update_stream_detectors(num[start:end])
+            self.stream.add(num[start:end])
             self.window.append(num[start:end], cat[start:end], ts[start:end])
             self.events_total += end - start
             if not count:
@@ -326,35 +303,6 @@ class ModelMonitor:
                     self._fit_detectors(self._window_profile())
                     self._since_reference_refresh = 0
         return out
-
-    def _update_stream_detectors(self, num: np.ndarray) -> None:
-        """Queue rows for the stream detectors; :meth:`_flush_stream` feeds them.
-
-        Stream detectors are only read by :meth:`evaluate`, so their input can
-        wait for it: one ``update`` per column and evaluation step, however the
-        step's events were batched (with many models, a batch holds a few dozen
-        events of each, and a call per column per batch costs more than the
-        values). The values and their order are the same, so are the detections.
-        """
-        self._stream_pending.append(num)
-
-    def _flush_stream(self) -> None:
-        pending = self._stream_pending
-        if not pending:
-            return
-        num = pending[0] if len(pending) == 1 else np.concatenate(pending)
-        self._stream_pending = []
-        complete = not np.isnan(num).any()
-        for j, name in enumerate(self.numeric_columns):
-            dets = self.detectors.get(name)
-            if not dets:
-                continue
-            col = num[:, j]
-            if not complete:
-                col = col[~np.isnan(col)]
-            if col.size:
-                for d in dets:
-                    d.update(col)
 
     def _learn(self, events: ModelEvents) -> int:
         """Collect reference rows; build the reference when complete. Returns events consumed."""
@@ -387,27 +335,14 @@ class ModelMonitor:
 
     def evaluate(self, since: float | None = None) -> Evaluation:
         """Summaries, detector results, verdicts and signals for the current window."""
-        self._flush_stream()
+        self.stream.flush(self.numeric_columns, self.detectors)
         num = self.window.numeric()
         cat = self.window.categorical()
         ts = self.window.timestamps()
         if since is not None:
             mask = ts >= since
             num, cat, ts = num[mask], cat[mask], ts[mask]
-        num_summaries, sorted_cols = summarize_numeric(num)
-        cat_summaries = summarize_categorical(
-            cat, self.columns.category_sizes(), self.columns.reference_sizes
-        )
-        results: dict[str, list[DetectorResult]] = {}
-        for name, summary, values in zip(
-            self.numeric_columns, num_summaries, sorted_cols, strict=True
-        ):
-            if summary.count >= MIN_VALUES_FOR_TESTS:
-                # summarize_numeric hands the columns sorted: the detectors' fast path.
-                results[name] = [evaluate_sorted(d, values) for d in self.detectors[name]]
-        for name, summary in zip(self.categorical_columns, cat_summaries, strict=True):
-            if summary.count >= MIN_VALUES_FOR_TESTS:
-                results[name] = [d.evaluate(summary.counts) for d in self.detectors[name]]
+        numeric, categorical, results = window_results(num, cat, self.columns, self.detectors)
         label_results = self._label_drift()
         if label_results:
             results[LABEL] = label_results
@@ -425,10 +360,8 @@ class ModelMonitor:
             events_total=self.events_total,
             evaluation_seq=self.evaluations,
         )
-        numeric = dict(zip(self.numeric_columns, num_summaries, strict=True))
-        categorical = dict(zip(self.categorical_columns, cat_summaries, strict=True))
         perf = self.performance.snapshot() if self.performance is not None else {}
-        signals = self._signals(verdicts, numeric, categorical)
+        signals = drift_signals(self.name, verdicts, numeric, categorical, self.settings.quality)
         if self.performance is not None:
             signals.extend(self.performance.signals(self.name, perf))
         evaluation = Evaluation(
@@ -443,59 +376,6 @@ class ModelMonitor:
         )
         self.last = evaluation
         return evaluation
-
-    def _signals(
-        self,
-        verdicts: dict[str, FeatureVerdict],
-        numeric: dict[str, NumericSummary],
-        categorical: dict[str, CategoricalSummary],
-    ) -> list[Signal]:
-        out: list[Signal] = []
-        for name, v in verdicts.items():
-            head = headline(v.results)
-            details: dict[str, float | str | None] = {r.detector: r.statistic for r in v.results}
-            if head is not None and head.p_value is not None:
-                details["p_value"] = head.p_value
-            out.append(
-                Signal(
-                    model=self.name,
-                    kind="drift",
-                    subject=name,
-                    severity=v.severity if v.drifting else "ok",
-                    value=head.statistic if head else math.nan,
-                    threshold=head.threshold if head else math.nan,
-                    detector=head.detector if head else None,
-                    details=details,
-                )
-            )
-        q = self.settings.quality
-        if q.max_missing_rate is not None:
-            summaries: dict[str, NumericSummary | CategoricalSummary] = {**numeric, **categorical}
-            for name, s in summaries.items():
-                rate = s.missing_rate
-                out.append(
-                    Signal(
-                        model=self.name,
-                        kind="data_quality",
-                        subject=f"missing_rate:{name}",
-                        severity="warning" if rate > q.max_missing_rate else "ok",
-                        value=rate,
-                        threshold=q.max_missing_rate,
-                    )
-                )
-        if q.max_unseen_category_rate is not None:
-            for name, s in categorical.items():
-                out.append(
-                    Signal(
-                        model=self.name,
-                        kind="data_quality",
-                        subject=f"unseen_rate:{name}",
-                        severity="warning" if s.unseen_rate > q.max_unseen_category_rate else "ok",
-                        value=s.unseen_rate,
-                        threshold=q.max_unseen_category_rate,
-                    )
-                )
-        return out
 
     # ----------------------------------------------------------------- labels
 
@@ -555,7 +435,6 @@ class ModelMonitor:
     def export_state(self, alerts: str | None = None) -> ModelState:
         """What this model observed, for a checkpoint (``alerts``: the alert engine's
         JSON document of this model). Settings and configured references are left out."""
-        self._flush_pending_for_export()
         base = self._base_reference
         st = ModelState(
             model=self.name,
@@ -592,8 +471,9 @@ class ModelMonitor:
         st.categorical_columns = list(self.categorical_columns)
         st.categories = {c: list(v) for c, v in self.categories.items()}
         st.window = self.window.export_state()
-        if self._stream_pending:
-            st.stream_pending = pack_array(np.concatenate(self._stream_pending))
+        pending = self.stream.rows()
+        if pending is not None:
+            st.stream_pending = pack_array(pending)
         fingerprint = self.reference.fingerprint
         for name, dets in self.detectors.items():
             streams = [d.export_state(fingerprint) for d in dets if isinstance(d, StreamDetector)]
@@ -601,11 +481,6 @@ class ModelMonitor:
                 st.stream_detectors[name] = streams
         st.drift_runs = self.tracker.export_runs()
         return st
-
-    def _flush_pending_for_export(self) -> None:
-        """Merge the queued stream rows into one array (same values, same order)."""
-        if len(self._stream_pending) > 1:
-            self._stream_pending = [np.concatenate(self._stream_pending)]
 
     @classmethod
     def restore(
@@ -759,7 +634,7 @@ class ModelMonitor:
             for j, name in enumerate(self.numeric_columns):
                 if name in num_idx:
                     rows[:, j] = pending[:, num_idx[name]]
-            self._stream_pending = [rows]
+            self.stream.pending = [rows]
 
     def _adopt_detectors(self, state: ModelState, ref_changed: bool, notes: list[str]) -> None:
         """Comparison profile, stream-detector internals and drift runs, where still valid."""
