@@ -18,7 +18,6 @@ takes effect at restart (what happens per kind of change: docs/GUARANTEES.md).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import msgspec
@@ -28,39 +27,38 @@ from monitor.alerting.signals import EvaluationContext
 from monitor.cadence import Cadence
 from monitor.columns import Columns
 from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
-from monitor.detectors import STREAM_DETECTORS, Detector, DetectorResult, fit_column_detectors
 from monitor.detectors.streaming import StreamDetector
 from monitor.drift import DriftTracker
 from monitor.drift import signals as drift_signals
 from monitor.errors import MonitorError
 from monitor.evaluation import Evaluation, StreamFeed, window_results
 from monitor.events import LabelEvents, ModelEvents
+from monitor.performance.label_drift import LABEL, LabelDrift
 from monitor.performance.tracker import PerformanceTracker
 from monitor.reference import (
     PREDICTION,
     FeatureProfile,
     ReferenceProfile,
-    build_profile,
     check_schema,
-    profile_numeric,
+)
+from monitor.reference_state import (
+    ReferenceLearner,
+    fit_detectors,
+    pack_profile,
+    stable_seed,
+    unpack_profile,
+    version_switch_at,
+    window_profile,
 )
 from monitor.state_format import (
     Array,
-    FeatureProfileState,
     ModelState,
-    ProfileState,
     SettingsSeen,
     StateFormatError,
     pack_array,
     unpack_array,
 )
-from monitor.summary import (
-    summarize_categorical,
-    summarize_numeric,
-)
 from monitor.window import MISSING_CODE, SlidingWindow
-
-LABEL = "__label__"  # label drift is reported as this column
 
 
 class ModelMonitor:
@@ -85,23 +83,24 @@ class ModelMonitor:
         self.last: Evaluation | None = None
         self.cadence = Cadence(settings.window)
         self.stream = StreamFeed()  # numeric rows the stream detectors have not seen yet
-        self._learn_rows: list[tuple[dict[str, Any], Any]] = []
-        self._learn_target = settings.reference.learn_first or settings.window.size
+        self.learner = ReferenceLearner(settings, limits)
         self.reference: ReferenceProfile | None = None
         # model_version -> profile; the monitor switches when a listed version appears.
         self.version_references = dict(version_references or {})
         self.reference_version: str | None = None
         self.reference_switches = 0
         self._since_reference_refresh = 0
-        self._label_detectors: list[Detector] | None = None
-        self._label_reference: np.ndarray | None = None  # the first full window of labels
         # The profile set by _set_reference (configured, per-version or learned); in
         # previous_window mode ``reference`` moves on to window profiles, this does not.
         self._base_reference: ReferenceProfile | None = None
         self._learned = False  # the base reference was learned from this model's events
         self.performance: PerformanceTracker | None = None
+        self.label_drift: LabelDrift | None = None
         if settings.performance.task is not None:
             self.performance = PerformanceTracker(settings.performance)
+            self.label_drift = LabelDrift(
+                settings.drift, settings.window.step, stable_seed(self.name, LABEL)
+            )
         if reference is not None:
             self._set_reference(reference)
 
@@ -114,7 +113,7 @@ class ModelMonitor:
 
     def learn_progress(self) -> tuple[int, int]:
         """(events collected, events needed) while learning the reference from the stream."""
-        return len(self._learn_rows), self._learn_target
+        return self.learner.progress()
 
     def _set_reference(self, profile: ReferenceProfile) -> None:
         schema = check_schema(
@@ -148,22 +147,8 @@ class ModelMonitor:
 
     def _fit_detectors(self, profile: ReferenceProfile) -> None:
         """(Re)fit every column's detectors on ``profile``; window and vocabularies stay."""
-        w = self.settings.window
         self.reference = profile
-        self.detectors: dict[str, list[Detector]] = {}
-        n_features = len(self.numeric_columns) + len(self.categorical_columns)
-        for name in self.numeric_columns + self.categorical_columns:
-            prof = profile.features[name]
-            self.detectors[name] = fit_column_detectors(
-                prof.kind,
-                prof.sample if prof.kind == "numeric" else prof.counts,  # type: ignore[arg-type]
-                self.settings.drift,
-                window_size=w.size,
-                step=w.step,
-                n_features=n_features,
-                feature=name,
-                seed=_stable_seed(self.name, name),
-            )
+        self.detectors = fit_detectors(self.name, profile, self.columns, self.settings)
 
     def _switch_reference(self, version: str) -> None:
         """A new model version with its own profile: start over against that profile.
@@ -175,54 +160,6 @@ class ModelMonitor:
         self.reference_version = version
         self.reference_switches += 1
         self._set_reference(self.version_references[version])
-
-    def _version_switch_at(self, versions: list[str | None]) -> int | None:
-        """Index of the first event whose version has a profile other than the one in use."""
-        current = self.reference_version
-        if versions[0] == current and versions[-1] == current and len(set(versions)) == 1:
-            return None
-        refs = self.version_references
-        for i, v in enumerate(versions):
-            if v != current and v is not None and v in refs:
-                return i
-        return None
-
-    def _window_profile(self) -> ReferenceProfile:
-        """The current window as a reference profile (``reference.mode: previous_window``)."""
-        assert self.reference is not None
-        _, sorted_cols = summarize_numeric(self.window.numeric())
-        counts = summarize_categorical(
-            self.window.categorical(),
-            self.columns.category_sizes(),
-            self.columns.reference_sizes,
-        )
-        n = self.window.size
-        features: dict[str, FeatureProfile] = {}
-        for name, values in zip(self.numeric_columns, sorted_cols, strict=True):
-            if values.size:
-                features[name] = profile_numeric(
-                    name, values, n, self.settings.reference.max_sample
-                )
-            else:  # nothing to compare against: keep the previous reference of the column
-                features[name] = self.reference.features[name]
-        for name, summary in zip(self.categorical_columns, counts, strict=True):
-            features[name] = FeatureProfile(
-                name=name,
-                kind="categorical",
-                count=summary.count,
-                missing_rate=summary.missing_rate,
-                categories=list(self.categories[name]),
-                # +1 smoothing keeps categories the window lacked comparable.
-                counts=summary.counts + 1,
-            )
-        return ReferenceProfile(
-            model=self.name,
-            features=features,
-            rows=n,
-            fingerprint=f"window-{self.window.total}",
-            model_version=self.model_version,
-            source=f"window ending at event {self.events_total}",
-        )
 
     # ----------------------------------------------------------------- columns
 
@@ -251,7 +188,9 @@ class ModelMonitor:
         if n == 0:
             return []
         if self.version_references:
-            cut = self._version_switch_at(events.versions)
+            cut = version_switch_at(
+                events.versions, self.reference_version, self.version_references
+            )
             if cut is not None:
                 # Split exactly at the first event of the new version, whatever the batching.
                 out = self.ingest(_slice(events, 0, cut), now) if cut else []
@@ -300,33 +239,25 @@ class ModelMonitor:
                     and self._since_reference_refresh >= self.window.capacity
                 ):
                     # The window just evaluated becomes the reference of the next ones.
-                    self._fit_detectors(self._window_profile())
+                    self._fit_detectors(
+                        window_profile(
+                            self.name,
+                            self.window,
+                            self.columns,
+                            self.reference,
+                            self.settings.reference.max_sample,
+                            self.model_version,
+                            self.events_total,
+                        )
+                    )
                     self._since_reference_refresh = 0
         return out
 
     def _learn(self, events: ModelEvents) -> int:
         """Collect reference rows; build the reference when complete. Returns events consumed."""
-        need = self._learn_target - len(self._learn_rows)
-        take = min(need, len(events))
-        self._learn_rows.extend(zip(events.features[:take], events.predictions[:take], strict=True))
+        take, profile = self.learner.take(events, self.model_version)
         self.events_total += take
-        if len(self._learn_rows) >= self._learn_target:
-            rows, self._learn_rows = self._learn_rows, []
-            profile = build_profile(
-                self.name,
-                rows,
-                schema=self.settings.features,
-                prediction=self.settings.prediction,
-                max_sample=self.settings.reference.max_sample,
-                max_categories=self.limits.max_categories_per_feature,
-                model_version=self.model_version,
-                source=f"first {len(rows)} events",
-            )
-            if len(profile.features) > self.limits.max_features_per_model + 1:
-                keep = list(profile.features.items())[: self.limits.max_features_per_model]
-                if PREDICTION in profile.features:
-                    keep.append((PREDICTION, profile.features[PREDICTION]))
-                profile.features = dict(keep)
+        if profile is not None:
             self._set_reference(profile)
             self._learned = True
         return take
@@ -343,7 +274,11 @@ class ModelMonitor:
             mask = ts >= since
             num, cat, ts = num[mask], cat[mask], ts[mask]
         numeric, categorical, results = window_results(num, cat, self.columns, self.detectors)
-        label_results = self._label_drift()
+        label_results = (
+            self.label_drift.evaluate(self.performance)
+            if self.label_drift is not None and self.performance is not None
+            else None
+        )
         if label_results:
             results[LABEL] = label_results
         verdicts = self.tracker.observe(results)
@@ -379,50 +314,6 @@ class ModelMonitor:
 
     # ----------------------------------------------------------------- labels
 
-    def _label_drift(self) -> list[DetectorResult] | None:
-        """Label drift: the labelled window against the first full window of labels.
-
-        Labels arrive late and are not in reference files, so the first
-        ``performance.window_size`` joined labels become the label reference;
-        from then on every evaluation compares the labels of the metric window
-        with it, with the window tests for the label's type (class counts for
-        classifiers, values for regression).
-        """
-        perf = self.performance
-        if perf is None:
-            return None
-        labels = perf.label_values()
-        numeric = perf.task == "regression"
-        if self._label_detectors is None:
-            if labels.size < perf.config.window_size:
-                return None
-            reference = np.sort(labels) if numeric else np.bincount(labels.astype(np.int64))
-            self._fit_label_detectors(reference)
-            return None
-        if labels.size < perf.config.min_window_labels:
-            return None
-        window = np.sort(labels) if numeric else np.bincount(labels.astype(np.int64))
-        return [d.evaluate(window) for d in self._label_detectors]
-
-    def _fit_label_detectors(self, reference: np.ndarray) -> None:
-        """Fit the label-drift tests on the label reference (kept: a checkpoint saves it)."""
-        perf = self.performance
-        assert perf is not None
-        detectors = fit_column_detectors(
-            "categorical" if perf.task != "regression" else "numeric",
-            reference,
-            self.settings.drift,
-            window_size=perf.config.window_size,
-            step=self.settings.window.step,
-            n_features=1,
-            feature=LABEL,
-            seed=_stable_seed(self.name, LABEL),
-        )
-        # Stream detectors would need every label through update(); the window
-        # tests are what label drift is about.
-        self._label_detectors = [d for d in detectors if d.name not in STREAM_DETECTORS]
-        self._label_reference = reference
-
     def ingest_labels(self, labels: LabelEvents, now: float) -> dict[str, int]:
         """Join labels to predictions (when performance tracking is on); counts by outcome."""
         if self.performance is None:
@@ -442,7 +333,7 @@ class ModelMonitor:
             reference_fingerprint=None if base is None or self._learned else base.fingerprint,
             reference_version=self.reference_version,
             reference_switches=self.reference_switches,
-            learned=_pack_profile(base) if base is not None and self._learned else None,
+            learned=pack_profile(base) if base is not None and self._learned else None,
             model_version=self.model_version,
             events_total=self.events_total,
             evaluations=self.evaluations,
@@ -453,10 +344,10 @@ class ModelMonitor:
             since_reference_refresh=self._since_reference_refresh,
             next_eval_time=self.cadence.next_eval_time,
             event_clock=self.cadence.event_clock,
-            learn_rows=[(f, p) for f, p in self._learn_rows],
+            learn_rows=[(f, p) for f, p in self.learner.rows],
             label_reference=None
-            if self._label_reference is None
-            else pack_array(self._label_reference),
+            if self.label_drift is None or self.label_drift.reference is None
+            else pack_array(self.label_drift.reference),
             performance=self.performance.export_state() if self.performance else None,
             alerts=alerts,
             last=None
@@ -466,7 +357,7 @@ class ModelMonitor:
         if self.reference is None:
             return st
         if self.reference is not base:
-            st.comparison = _pack_profile(self.reference)
+            st.comparison = pack_profile(self.reference)
         st.numeric_columns = list(self.numeric_columns)
         st.categorical_columns = list(self.categorical_columns)
         st.categories = {c: list(v) for c, v in self.categories.items()}
@@ -521,12 +412,12 @@ class ModelMonitor:
             base = reference
         learned = False
         if base is None and state.learned is not None:
-            base = _unpack_profile(state.learned)
+            base = unpack_profile(state.learned)
             learned = True
         if base is None and saved_fp is not None:
             notes.append(
                 f"reference: {why}none is configured any more; learning one again from the "
-                f"next {mm._learn_target} events (window and drift state dropped)"
+                f"next {mm.learner.target} events (window and drift state dropped)"
             )
         ref_changed = base is not None and saved_fp is not None and base.fingerprint != saved_fp
         if ref_changed:
@@ -554,8 +445,8 @@ class ModelMonitor:
             except msgspec.ValidationError as exc:
                 raise StateFormatError("corrupt", f"last evaluation: {exc}") from exc
         if base is None:
-            mm._learn_rows = [(f, p) for f, p in state.learn_rows if isinstance(f, dict)]
-            mm._learn_rows = mm._learn_rows[: mm._learn_target]
+            rows = [(f, p) for f, p in state.learn_rows if isinstance(f, dict)]
+            mm.learner.rows = rows[: mm.learner.target]
         else:
             mm._set_reference(base)
             mm._learned = learned
@@ -583,7 +474,8 @@ class ModelMonitor:
                     f"performance: {n}" for n in mm.performance.restore_state(state.performance)
                 )
                 if state.label_reference is not None:
-                    mm._fit_label_detectors(unpack_array(state.label_reference))
+                    assert mm.label_drift is not None
+                    mm.label_drift.fit(mm.performance, unpack_array(state.label_reference))
         elif mm.performance is None and state.performance is not None:
             notes.append("performance: tracking turned off; its state dropped")
         return mm, notes
@@ -642,7 +534,7 @@ class ModelMonitor:
             return
         if state.comparison is not None:
             if self.settings.reference.mode == "previous_window":
-                self._fit_detectors(_unpack_profile(state.comparison))
+                self._fit_detectors(unpack_profile(state.comparison))
             else:
                 notes.append("reference: mode is no longer previous_window; fixed reference")
         assert self.reference is not None
@@ -718,71 +610,6 @@ def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
     if seen.performance != now.performance:
         notes.append("performance: settings changed: effective at once (windows resized)")
     return notes
-
-
-def _pack_profile(p: ReferenceProfile) -> ProfileState:
-    return ProfileState(
-        model=p.model,
-        features=[
-            FeatureProfileState(
-                name=f.name,
-                kind=f.kind,
-                count=f.count,
-                missing_rate=f.missing_rate,
-                sample=None if f.sample is None else pack_array(f.sample),
-                mean=f.mean,
-                std=f.std,
-                min=f.min,
-                max=f.max,
-                quantiles=list(f.quantiles.items()),
-                categories=list(f.categories),
-                counts=None if f.counts is None else pack_array(f.counts),
-            )
-            for f in p.features.values()
-        ],
-        rows=p.rows,
-        fingerprint=p.fingerprint,
-        model_version=p.model_version,
-        created_at=p.created_at,
-        source=p.source,
-    )
-
-
-def _unpack_profile(p: ProfileState) -> ReferenceProfile:
-    features = {}
-    for f in p.features:
-        if f.kind not in ("numeric", "categorical"):
-            raise StateFormatError("corrupt", f"profile column {f.name!r} of kind {f.kind!r}")
-        if (f.sample if f.kind == "numeric" else f.counts) is None:
-            raise StateFormatError("corrupt", f"profile column {f.name!r} without its values")
-        features[f.name] = FeatureProfile(
-            name=f.name,
-            kind=f.kind,  # type: ignore[arg-type]
-            count=f.count,
-            missing_rate=f.missing_rate,
-            sample=None if f.sample is None else unpack_array(f.sample).astype(np.float64),
-            mean=f.mean,
-            std=f.std,
-            min=f.min,
-            max=f.max,
-            quantiles=dict(f.quantiles),
-            categories=list(f.categories),
-            counts=None if f.counts is None else unpack_array(f.counts).astype(np.int64),
-        )
-    return ReferenceProfile(
-        model=p.model,
-        features=features,
-        rows=p.rows,
-        fingerprint=p.fingerprint,
-        model_version=p.model_version,
-        created_at=p.created_at,
-        source=p.source,
-    )
-
-
-def _stable_seed(*parts: str) -> int:
-    """A seed that depends only on names (``hash()`` is salted per process)."""
-    return int.from_bytes(hashlib.sha256("/".join(parts).encode()).digest()[:4], "little")
 
 
 def _slice(events: ModelEvents, start: int, end: int) -> ModelEvents:
