@@ -6,6 +6,17 @@ batching: with a count window, a point every ``window.step`` events; with a time
 window, one at every ``window.step_seconds`` boundary of event time (a gap without
 events skips its boundaries in one step). It also keeps the model's event clock,
 which gives the window the times of events without their own. Pure: no I/O.
+
+>>> import numpy as np
+>>> from monitor.config import WindowConfig
+>>> c = Cadence(WindowConfig(size=4, step=2))
+>>> [tuple(s) for s in c.steps(np.zeros(3))], c.since_eval
+([(0, 2, True, None), (2, 3, False, None)], 1)
+>>> [tuple(s) for s in c.steps(np.zeros(2))]
+[(0, 1, True, None), (1, 2, False, None)]
+>>> t = Cadence(WindowConfig(type="time", seconds=60, step_seconds=10))
+>>> [tuple(s) for s in t.steps(np.array([0.0, 5.0, 12.0, 47.0]))], t.next_eval_time
+([(0, 2, True, -50.0), (2, 3, True, -40.0), (3, 4, False, None)], 50.0)
 """
 
 from __future__ import annotations

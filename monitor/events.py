@@ -147,7 +147,7 @@ class ModelEvents:
     native decoder, already in columns (``columns``; ``features`` is then empty).
     ``record_time_rows`` lists, ascending, the events without a timestamp of their
     own: theirs is the Kafka record time, which must not drive the model's event
-    clock (see :class:`monitor.model_monitor.ModelMonitor`).
+    clock (see :meth:`monitor.cadence.Cadence.event_times`).
     """
 
     model: str

@@ -1,13 +1,17 @@
 """One model's monitoring state, and what happens to it per batch. Pure: no I/O.
 
-A :class:`ModelMonitor` owns, for one model: the column schema, category
-vocabularies, the sliding window, the reference, the fitted detectors, the drift
-tracker (correction and persistence), data-quality counters, and the
-performance tracker. :meth:`ModelMonitor.ingest` takes the model's events of
-one batch, turns each field into a column once, appends them to the window, and
-evaluates at every window step. Evaluation points are exact (a batch is split at
-step boundaries), so the same events produce the same evaluations whatever the
-batching, which is what lets a restored checkpoint reproduce an uninterrupted run.
+A :class:`ModelMonitor` holds one model's parts and runs a batch through them,
+top-down: :class:`~monitor.columns.Columns` (wire values -> matrices, data-quality
+counts), :class:`~monitor.cadence.Cadence` (the event clock; the batch cut at its
+evaluation points), the :class:`~monitor.window.SlidingWindow`, the stream-detector
+queue and :func:`~monitor.evaluation.window_results` (the detectors over the
+window), the :class:`~monitor.drift.DriftTracker` and :func:`~monitor.drift.signals`
+(the verdict), and the performance tracker with its label drift. Where the
+reference comes from (learned, per version, the previous window) is
+:mod:`monitor.reference_state`'s; when it changes is decided here. Evaluation
+points are exact (a batch is split at step boundaries), so the same events produce
+the same evaluations whatever the batching, which is what lets a restored
+checkpoint reproduce an uninterrupted run.
 
 What a checkpoint keeps of it is what it observed (:meth:`ModelMonitor.export_state`,
 in the format of :mod:`monitor.state_format`); :meth:`ModelMonitor.restore` builds a
