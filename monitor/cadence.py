@@ -55,6 +55,14 @@ class Cadence:
         # (None until one does). See event_times.
         self.event_clock: float | None = None
 
+    def restore(
+        self, since_eval: int, next_eval_time: float | None, event_clock: float | None
+    ) -> None:
+        """Adopt saved counters; those of another window type or step are brought in range."""
+        self.since_eval = max(0, min(since_eval, self.window.step - 1))
+        self.next_eval_time = next_eval_time if self.window.type == "time" else None
+        self.event_clock = event_clock
+
     def reset(self) -> None:
         """Start counting afresh (a new reference: a new window); the event clock stays."""
         self.since_eval = 0

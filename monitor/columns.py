@@ -30,6 +30,7 @@ from monitor.reference import (
     category_of,
     prediction_value,
 )
+from monitor.state_format import ModelState, StateFormatError, unpack_array
 from monitor.window import MISSING_CODE
 
 OTHER = "__other__"
@@ -283,3 +284,55 @@ class Columns:
     def _count_invalid(self, feature: str, reason: str, n: int) -> None:
         key = (feature, reason)
         self.invalid_values[key] = self.invalid_values.get(key, 0) + n
+
+    def adopt(
+        self, state: ModelState, notes: list[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """A saved window (and queued stream rows), mapped onto these columns: (numeric
+        matrix (columns, rows), category codes (rows, columns), queued rows or None).
+
+        Columns are matched by name; a new column is missing in the saved rows, a
+        removed one is dropped. Category codes are remapped to this vocabulary (the
+        reference's categories, then those seen, in saved order). A note is added
+        to ``notes`` when the columns changed.
+        """
+        assert state.window is not None
+        saved_num, saved_cat = state.numeric_columns, state.categorical_columns
+        num = unpack_array(state.window.numeric)
+        cat = unpack_array(state.window.categorical)
+        size = state.window.size
+        if num.shape != (len(saved_num), size) or cat.shape != (size, len(saved_cat)):
+            raise StateFormatError("corrupt", "window columns do not match their names")
+        if (saved_num, saved_cat) != (self.numeric_columns, self.categorical_columns):
+            notes.append(
+                f"columns: {sorted(set(saved_num) | set(saved_cat))} -> "
+                f"{sorted(set(self.numeric_columns) | set(self.categorical_columns))}: "
+                "saved rows kept for the columns in both, missing for new ones"
+            )
+        num_idx = {n: i for i, n in enumerate(saved_num)}
+        new_num = np.full((len(self.numeric_columns), size), np.nan)
+        for j, name in enumerate(self.numeric_columns):
+            if name in num_idx:
+                new_num[j] = num[num_idx[name]]
+        cat_idx = {n: i for i, n in enumerate(saved_cat)}
+        new_cat = np.full((size, len(self.categorical_columns)), MISSING_CODE, dtype=np.int32)
+        for j, name in enumerate(self.categorical_columns):
+            if name not in cat_idx:
+                continue
+            saved_cats = state.categories.get(name, [])
+            # Code -1 (missing) maps to itself through the last entry of the table.
+            table = np.array([self.code_of(name, c) for c in saved_cats] + [MISSING_CODE])
+            codes = cat[:, cat_idx[name]].astype(np.int64)
+            if codes.size and (codes.min() < -1 or codes.max() >= len(saved_cats)):
+                raise StateFormatError("corrupt", f"category code out of range in {name!r}")
+            new_cat[:, j] = table[codes]
+        if state.stream_pending is None:
+            return new_num, new_cat, None
+        pending = unpack_array(state.stream_pending)
+        if pending.ndim != 2 or pending.shape[1] != len(saved_num):
+            raise StateFormatError("corrupt", "queued stream rows of the wrong shape")
+        rows = np.full((len(pending), len(self.numeric_columns)), np.nan)
+        for j, name in enumerate(self.numeric_columns):
+            if name in num_idx:
+                rows[:, j] = pending[:, num_idx[name]]
+        return new_num, new_cat, rows

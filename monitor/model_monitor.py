@@ -62,7 +62,7 @@ from monitor.state_format import (
     pack_array,
     unpack_array,
 )
-from monitor.window import MISSING_CODE, SlidingWindow
+from monitor.window import SlidingWindow
 
 
 class ModelMonitor:
@@ -449,8 +449,7 @@ class ModelMonitor:
             except msgspec.ValidationError as exc:
                 raise StateFormatError("corrupt", f"last evaluation: {exc}") from exc
         if base is None:
-            rows = [(f, p) for f, p in state.learn_rows if isinstance(f, dict)]
-            mm.learner.rows = rows[: mm.learner.target]
+            mm.learner.restore(state.learn_rows)
         else:
             mm._set_reference(base)
             mm._learned = learned
@@ -462,11 +461,8 @@ class ModelMonitor:
         mm.category_overflow.clear()
         mm.invalid_values.update({(f, r): int(n) for f, r, n in state.invalid_values})
         mm.category_overflow.update({k: int(v) for k, v in state.category_overflow.items()})
-        w = settings.window
-        mm.cadence.since_eval = max(0, min(state.since_eval, w.step - 1))
+        mm.cadence.restore(state.since_eval, state.next_eval_time, state.event_clock)
         mm._since_reference_refresh = max(0, state.since_reference_refresh)
-        mm.cadence.next_eval_time = state.next_eval_time if w.type == "time" else None
-        mm.cadence.event_clock = state.event_clock
         if mm.performance is not None and state.performance is not None:
             if state.performance.task != mm.performance.task:
                 notes.append(
@@ -485,52 +481,12 @@ class ModelMonitor:
         return mm, notes
 
     def _adopt_columns(self, state: ModelState, notes: list[str]) -> None:
-        """The saved window (and queued stream rows), mapped onto the configured columns.
-
-        Columns are matched by name; a new column is missing in the saved rows, a
-        removed one is dropped. Category codes are remapped to this monitor's
-        vocabulary (the reference's categories, then those seen, in saved order).
-        """
+        """The saved window and queued stream rows, mapped onto the configured columns."""
         assert state.window is not None
-        saved_num, saved_cat = state.numeric_columns, state.categorical_columns
-        num = unpack_array(state.window.numeric)
-        cat = unpack_array(state.window.categorical)
-        size = state.window.size
-        if num.shape != (len(saved_num), size) or cat.shape != (size, len(saved_cat)):
-            raise StateFormatError("corrupt", "window columns do not match their names")
-        if (saved_num, saved_cat) != (self.numeric_columns, self.categorical_columns):
-            notes.append(
-                f"columns: {sorted(set(saved_num) | set(saved_cat))} -> "
-                f"{sorted(set(self.numeric_columns) | set(self.categorical_columns))}: "
-                "saved rows kept for the columns in both, missing for new ones"
-            )
-        num_idx = {n: i for i, n in enumerate(saved_num)}
-        new_num = np.full((len(self.numeric_columns), size), np.nan)
-        for j, name in enumerate(self.numeric_columns):
-            if name in num_idx:
-                new_num[j] = num[num_idx[name]]
-        cat_idx = {n: i for i, n in enumerate(saved_cat)}
-        new_cat = np.full((size, len(self.categorical_columns)), MISSING_CODE, dtype=np.int32)
-        for j, name in enumerate(self.categorical_columns):
-            if name not in cat_idx:
-                continue
-            saved_cats = state.categories.get(name, [])
-            # Code -1 (missing) maps to itself through the last entry of the table.
-            table = np.array([self.columns.code_of(name, c) for c in saved_cats] + [MISSING_CODE])
-            codes = cat[:, cat_idx[name]].astype(np.int64)
-            if codes.size and (codes.min() < -1 or codes.max() >= len(saved_cats)):
-                raise StateFormatError("corrupt", f"category code out of range in {name!r}")
-            new_cat[:, j] = table[codes]
-        self.window.restore_state(state.window, new_num, new_cat)
-        if state.stream_pending is not None:
-            pending = unpack_array(state.stream_pending)
-            if pending.ndim != 2 or pending.shape[1] != len(saved_num):
-                raise StateFormatError("corrupt", "queued stream rows of the wrong shape")
-            rows = np.full((len(pending), len(self.numeric_columns)), np.nan)
-            for j, name in enumerate(self.numeric_columns):
-                if name in num_idx:
-                    rows[:, j] = pending[:, num_idx[name]]
-            self.stream.pending = [rows]
+        num, cat, pending = self.columns.adopt(state, notes)
+        self.window.restore_state(state.window, num, cat)
+        if pending is not None:
+            self.stream.pending = [pending]
 
     def _adopt_detectors(self, state: ModelState, ref_changed: bool, notes: list[str]) -> None:
         """Comparison profile, stream-detector internals and drift runs, where still valid."""

@@ -50,6 +50,10 @@ class ReferenceLearner:
         self.rows: list[tuple[dict[str, Any], Any]] = []
         self.target = settings.reference.learn_first or settings.window.size
 
+    def restore(self, rows: list[tuple[Any, Any]]) -> None:
+        """Adopt saved rows (those with a features object, at most as many as needed)."""
+        self.rows = [(f, p) for f, p in rows if isinstance(f, dict)][: self.target]
+
     def progress(self) -> tuple[int, int]:
         """(events collected, events needed)."""
         return len(self.rows), self.target
