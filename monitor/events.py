@@ -69,7 +69,7 @@ import msgspec
 import numpy as np
 import orjson
 
-from monitor.errors import EventError, InvalidEvent, MalformedEvent
+from monitor.errors import EventError, InvalidEvent, MalformedEvent, MonitorError
 
 log = logging.getLogger("monitor.events")
 
@@ -163,13 +163,30 @@ class ModelEvents:
     def __len__(self) -> int:
         return len(self.event_ids)
 
+    def slice(self, start: int, end: int) -> ModelEvents:
+        """Events ``start:end`` (a model's batch split at a reference switch or after the
+        events that complete a learned reference)."""
+        if self.columns is not None:  # never: columns only come for a settled schema
+            raise MonitorError(f"model {self.model!r}: columnar events cannot be split")
+        rows = self.record_time_rows
+        return ModelEvents(
+            model=self.model,
+            event_ids=self.event_ids[start:end],
+            timestamps=self.timestamps[start:end],
+            versions=self.versions[start:end],
+            features=self.features[start:end],
+            predictions=self.predictions[start:end],
+            partitions=self.partitions,
+            record_time_rows=[r - start for r in rows if start <= r < end] if rows else [],
+        )
+
     def extend(self, other: ModelEvents) -> None:
         """Append ``other``'s events after these (same model), keeping arrival order.
 
         Only events by row can be joined: columns are built for one whole batch.
         """
         if self.columns is not None or other.columns is not None:
-            raise ValueError(f"model {self.model!r}: columnar events cannot be joined")
+            raise MonitorError(f"model {self.model!r}: columnar events cannot be joined")
         self.record_time_rows += [len(self.event_ids) + r for r in other.record_time_rows]
         self.event_ids += other.event_ids
         self.timestamps += other.timestamps

@@ -34,7 +34,6 @@ from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
 from monitor.detectors.streaming import StreamDetector
 from monitor.drift import DriftTracker
 from monitor.drift import signals as drift_signals
-from monitor.errors import MonitorError
 from monitor.evaluation import Evaluation, StreamFeed, window_results
 from monitor.events import LabelEvents, ModelEvents
 from monitor.performance.label_drift import LABEL, LabelDrift
@@ -197,9 +196,9 @@ class ModelMonitor:
             )
             if cut is not None:
                 # Split exactly at the first event of the new version, whatever the batching.
-                out = self.ingest(_slice(events, 0, cut), now) if cut else []
+                out = self.ingest(events.slice(0, cut), now) if cut else []
                 self._switch_reference(events.versions[cut])  # type: ignore[arg-type]
-                return out + self.ingest(_slice(events, cut, n), now)
+                return out + self.ingest(events.slice(cut, n), now)
         if events.versions[-1] is not None:
             self.model_version = events.versions[-1]
         ts = self.cadence.event_times(events)
@@ -216,7 +215,7 @@ class ModelMonitor:
             start = self._learn(events)
             if start >= n:
                 return []
-            events = _slice(events, start, n)
+            events = events.slice(start, n)
             n = len(events)
         num, cat, unknown = self.columns.matrices(events)
         self.unknown_feature_events += unknown
@@ -570,19 +569,3 @@ def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
     if seen.performance != now.performance:
         notes.append("performance: settings changed: effective at once (windows resized)")
     return notes
-
-
-def _slice(events: ModelEvents, start: int, end: int) -> ModelEvents:
-    if events.columns is not None:  # never: columns only come for a settled schema
-        raise MonitorError(f"model {events.model!r}: columnar events cannot be split")
-    rows = events.record_time_rows
-    return ModelEvents(
-        model=events.model,
-        event_ids=events.event_ids[start:end],
-        timestamps=events.timestamps[start:end],
-        versions=events.versions[start:end],
-        features=events.features[start:end],
-        predictions=events.predictions[start:end],
-        partitions=events.partitions,
-        record_time_rows=[r - start for r in rows if start <= r < end] if rows else [],
-    )
