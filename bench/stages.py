@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import throughput as t
-from monitor import events, model_monitor, service
+from monitor import columns, evaluation, events, model_monitor, service
 from monitor.alerting.engine import AlertService
 from monitor.detectors.ks import KSDetector
 from monitor.detectors.psi import PSIDetector
@@ -28,18 +28,18 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (service.MonitorService, "_apply", "apply (models, metrics, alerts)"),
     (model_monitor.ModelMonitor, "ingest", "ingest (one model's batch)"),
     (model_monitor.ModelMonitor, "evaluate", "evaluate (incl. stream detectors)"),
-    (model_monitor.ModelMonitor, "_flush_stream", "  stream detectors (ADWIN)"),
-    (model_monitor, "summarize_numeric", "  numeric summaries (incl. sort)"),
-    (model_monitor, "evaluate_sorted", "  window detectors, numeric (KS, PSI)"),
+    (evaluation.StreamFeed, "flush", "  stream detectors (ADWIN)"),
+    (evaluation, "summarize_numeric", "  numeric summaries (incl. sort)"),
+    (evaluation, "evaluate_sorted", "  window detectors, numeric (KS, PSI)"),
     (KSDetector, "evaluate_sorted", "    KS"),
     (PSIDetector, "evaluate_sorted", "    PSI"),
     (DriftTracker, "observe", "  drift tracker (correction, verdicts)"),
-    (model_monitor.ModelMonitor, "_signals", "  signals"),
+    (model_monitor, "drift_signals", "  signals"),
     (AlertService, "submit", "alerts (policy, outbox)"),
     (events.Decoder, "decode", "decode"),
-    (model_monitor.ModelMonitor, "_numeric_matrix", "numeric columns (Python decoder)"),
-    (model_monitor.ModelMonitor, "_categorical_matrix", "categorical columns (Python decoder)"),
-    (model_monitor.ModelMonitor, "_columnar_matrices", "columns (compiled decoder)"),
+    (columns.Columns, "numeric_matrix", "numeric columns (Python decoder)"),
+    (columns.Columns, "categorical_matrix", "categorical columns (Python decoder)"),
+    (columns.Columns, "columnar_matrices", "columns (compiled decoder)"),
 )
 
 

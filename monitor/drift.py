@@ -38,15 +38,29 @@ once per evaluation, and a checkpoint saves its runs (:meth:`DriftTracker.export
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from monitor.detectors.base import DetectorResult, grade_p_value
 from monitor.detectors.config import DriftConfig
-from monitor.signals import SEVERITY_RANK, Severity
+from monitor.signals import SEVERITY_RANK, Severity, Signal
 from monitor.state_format import FeatureRun
+from monitor.summary import CategoricalSummary, NumericSummary
+
+
+class QualityBounds(Protocol):
+    """The data-quality thresholds :func:`signals` grades against (``QualityConfig``;
+    None disables). A protocol, so the verdict layer does not import the config."""
+
+    @property
+    def max_missing_rate(self) -> float | None: ...
+
+    @property
+    def max_unseen_category_rate(self) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +236,64 @@ class DriftTracker:
     def forget(self, feature: str) -> None:
         """Drop a feature's state (the feature left the schema)."""
         self._states.pop(feature, None)
+
+
+def signals(
+    model: str,
+    verdicts: Mapping[str, FeatureVerdict],
+    numeric: Mapping[str, NumericSummary],
+    categorical: Mapping[str, CategoricalSummary],
+    quality: QualityBounds,
+) -> list[Signal]:
+    """One evaluation's drift verdicts and data-quality rates, as signals for the alert policy.
+
+    A drift signal per judged column (its headline result, ``ok`` unless drifting);
+    a data-quality signal per column and configured rate (missing values, unseen
+    categories), graded against its threshold.
+    """
+    out: list[Signal] = []
+    for name, v in verdicts.items():
+        head = headline(v.results)
+        details: dict[str, float | str | None] = {r.detector: r.statistic for r in v.results}
+        if head is not None and head.p_value is not None:
+            details["p_value"] = head.p_value
+        out.append(
+            Signal(
+                model=model,
+                kind="drift",
+                subject=name,
+                severity=v.severity if v.drifting else "ok",
+                value=head.statistic if head else math.nan,
+                threshold=head.threshold if head else math.nan,
+                detector=head.detector if head else None,
+                details=details,
+            )
+        )
+    q = quality
+    if q.max_missing_rate is not None:
+        summaries: dict[str, NumericSummary | CategoricalSummary] = {**numeric, **categorical}
+        for name, s in summaries.items():
+            rate = s.missing_rate
+            out.append(
+                Signal(
+                    model=model,
+                    kind="data_quality",
+                    subject=f"missing_rate:{name}",
+                    severity="warning" if rate > q.max_missing_rate else "ok",
+                    value=rate,
+                    threshold=q.max_missing_rate,
+                )
+            )
+    if q.max_unseen_category_rate is not None:
+        for name, s in categorical.items():
+            out.append(
+                Signal(
+                    model=model,
+                    kind="data_quality",
+                    subject=f"unseen_rate:{name}",
+                    severity="warning" if s.unseen_rate > q.max_unseen_category_rate else "ok",
+                    value=s.unseen_rate,
+                    threshold=q.max_unseen_category_rate,
+                )
+            )
+    return out

@@ -69,7 +69,7 @@ import msgspec
 import numpy as np
 import orjson
 
-from monitor.errors import EventError, InvalidEvent, MalformedEvent
+from monitor.errors import EventError, InvalidEvent, MalformedEvent, MonitorError
 
 log = logging.getLogger("monitor.events")
 
@@ -147,7 +147,7 @@ class ModelEvents:
     native decoder, already in columns (``columns``; ``features`` is then empty).
     ``record_time_rows`` lists, ascending, the events without a timestamp of their
     own: theirs is the Kafka record time, which must not drive the model's event
-    clock (see :class:`monitor.model_monitor.ModelMonitor`).
+    clock (see :meth:`monitor.cadence.Cadence.event_times`).
     """
 
     model: str
@@ -163,6 +163,38 @@ class ModelEvents:
     def __len__(self) -> int:
         return len(self.event_ids)
 
+    def slice(self, start: int, end: int) -> ModelEvents:
+        """Events ``start:end`` (a model's batch split at a reference switch or after the
+        events that complete a learned reference)."""
+        if self.columns is not None:  # never: columns only come for a settled schema
+            raise MonitorError(f"model {self.model!r}: columnar events cannot be split")
+        rows = self.record_time_rows
+        return ModelEvents(
+            model=self.model,
+            event_ids=self.event_ids[start:end],
+            timestamps=self.timestamps[start:end],
+            versions=self.versions[start:end],
+            features=self.features[start:end],
+            predictions=self.predictions[start:end],
+            partitions=self.partitions,
+            record_time_rows=[r - start for r in rows if start <= r < end] if rows else [],
+        )
+
+    def extend(self, other: ModelEvents) -> None:
+        """Append ``other``'s events after these (same model), keeping arrival order.
+
+        Only events by row can be joined: columns are built for one whole batch.
+        """
+        if self.columns is not None or other.columns is not None:
+            raise MonitorError(f"model {self.model!r}: columnar events cannot be joined")
+        self.record_time_rows += [len(self.event_ids) + r for r in other.record_time_rows]
+        self.event_ids += other.event_ids
+        self.timestamps += other.timestamps
+        self.versions += other.versions
+        self.features += other.features
+        self.predictions += other.predictions
+        self.partitions |= other.partitions
+
 
 @dataclass(slots=True)
 class LabelEvents:
@@ -175,6 +207,12 @@ class LabelEvents:
 
     def __len__(self) -> int:
         return len(self.event_ids)
+
+    def extend(self, other: LabelEvents) -> None:
+        """Append ``other``'s labels after these (same model)."""
+        self.event_ids += other.event_ids
+        self.labels += other.labels
+        self.timestamps += other.timestamps
 
 
 def _reject_constant(name: str) -> Any:
@@ -465,6 +503,19 @@ class DecodedBatch:
     native_events: int = 0
     python_events: int = 0
     native_error: str | None = None
+
+    def merge(self, other: DecodedBatch) -> None:
+        """Add ``other`` (decoded from later messages) to this batch, model by model.
+
+        The event counters add up; ``native_error`` is kept from this batch.
+        """
+        self.rejected.extend(other.rejected)
+        for model, ev in other.predictions.items():
+            self.predictions.setdefault(model, ModelEvents(model)).extend(ev)
+        for model, lab in other.labels.items():
+            self.labels.setdefault(model, LabelEvents(model)).extend(lab)
+        self.native_events += other.native_events
+        self.python_events += other.python_events
 
 
 #: Model name -> (numeric feature names, categorical feature names), in column order.

@@ -49,7 +49,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import time
 from collections import Counter
@@ -60,7 +59,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
-from monitor import state_format
+from monitor import state_format, status
 from monitor.alerting.engine import AlertService
 from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState
@@ -80,8 +79,6 @@ from monitor.events import (
     NATIVE_AVAILABLE,
     DecodedBatch,
     Decoder,
-    LabelEvents,
-    ModelEvents,
     RawMessage,
     Rejected,
     printable,
@@ -727,21 +724,7 @@ class MonitorService:
                     Rejected(m, DECODER_ERROR, None, f"decoder error: {type(exc).__name__}")
                 )
                 continue
-            out.rejected.extend(one.rejected)
-            for model, ev in one.predictions.items():
-                group = out.predictions.setdefault(model, ModelEvents(model))
-                group.record_time_rows += [len(group.event_ids) + r for r in ev.record_time_rows]
-                group.event_ids += ev.event_ids
-                group.timestamps += ev.timestamps
-                group.versions += ev.versions
-                group.features += ev.features
-                group.predictions += ev.predictions
-                group.partitions |= ev.partitions
-            for model, lab in one.labels.items():
-                group_l = out.labels.setdefault(model, LabelEvents(model))
-                group_l.event_ids += lab.event_ids
-                group_l.labels += lab.labels
-                group_l.timestamps += lab.timestamps
+            out.merge(one)
         out.python_events = sum(map(len, out.predictions.values()))
         return out
 
@@ -1025,128 +1008,26 @@ class MonitorService:
         return ok, detail
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready: running, partitions assigned, and no configured model disabled.
-
-        A disabled model is a configuration problem an operator must fix (the rest
-        of the service runs on meanwhile); failing readiness is what stops a rollout.
-        """
+        """Ready: running, partitions assigned, and no configured model disabled (see
+        :func:`monitor.status.readiness`)."""
         assigned = sorted(f"{t}/{p}" for t, p in self.source.assignment())
-        configured = {m.name for m in self.config.models}
-        disabled = {
-            name: {"reason": reason, "error": error}
-            for name, (reason, error) in sorted(self.disabled.items())
-        }
-        missing_refs = [
-            m.name
-            for m in self.config.models
-            if resolve_model(m, self.config.defaults).reference.path
-            and m.name not in self.references
-        ]
-        ok = (
-            self._state == "running"
-            and bool(assigned)
-            and not missing_refs
-            and not configured & self.disabled.keys()
-        )
-        return ok, {
-            "state": self._state,
-            "assigned": assigned,
-            "references_missing": missing_refs,
-            "models_disabled": disabled,
-        }
+        return status.readiness(self._state, assigned, self.config, self.disabled, self.references)
 
     def status(self) -> dict[str, Any]:
-        """Every configured model (from the start) and every model in memory, with its state.
-
-        ``state`` is ``waiting`` (no event yet, or not owned by this instance),
-        ``learning`` (``progress``: ``600 of 1000`` reference events), ``ready`` or
-        ``disabled``; ``not_ready_reason`` says why a model is not ready.
-        """
-        names = sorted(
-            {m.name for m in self.config.models} | self.models.keys() | self.disabled.keys()
-        )
-        models = {name: self._model_status(name) for name in names}
+        """Every configured model (from the start) and every model in memory, with its state
+        (see :func:`monitor.status.models_status`), and the positions consumed."""
         return {
-            "models": models,
+            "models": status.models_status(
+                self.config, self.models, self.disabled, self.references
+            ),
             "positions": {f"{t}/{p}": o for (t, p), o in sorted(self._positions.items())},
         }
-
-    def _model_status(self, name: str) -> dict[str, Any]:
-        mm = self.models.get(name)
-        out: dict[str, Any] = {
-            "state": "waiting",
-            "ready": False,
-            "not_ready_reason": None,
-            "events": 0,
-            "evaluations": 0,
-            "model_version": None,
-            "reference": None,
-            "drifting": [],
-            "window": None,
-            "performance": {},
-        }
-        if name in self.disabled:
-            reason, error = self.disabled[name]
-            out.update(
-                state="disabled",
-                disabled_reason=reason,
-                not_ready_reason=f"disabled ({reason}): {error}",
-            )
-            return out
-        if mm is None:
-            profile = self.references.get(name)
-            if profile is not None:
-                out["reference"] = _reference_status(profile)
-            out["not_ready_reason"] = "no event of this model yet"
-            return out
-        ev = mm.last
-        out.update(
-            events=mm.events_total,
-            evaluations=mm.evaluations,
-            model_version=mm.model_version,
-            drifting=ev.drifting if ev else [],
-        )
-        if mm.reference is not None:
-            out["reference"] = _reference_status(mm.reference)
-        if ev is not None:
-            out["window"] = {
-                "events": ev.context.window_events,
-                "start": ev.context.window_start,
-                "end": ev.context.window_end,
-            }
-        if mm.performance is not None:
-            out["performance"] = {
-                k: (v if math.isfinite(v) else None) for k, v in mm.performance.snapshot().items()
-            }
-        if not mm.ready:
-            have, need = mm.learn_progress()
-            out.update(
-                state="learning",
-                progress=f"{have} of {need}",
-                not_ready_reason=f"learning the reference from the first {need} events "
-                f"({have} so far)",
-            )
-            return out
-        out.update(state="ready", ready=True)
-        if ev is None:
-            size = mm.settings.window.size
-            out["not_ready_reason"] = None
-            out["first_evaluation"] = (
-                f"after a full window ({size} events); {mm.window.size} so far"
-                if mm.settings.window.type == "count"
-                else "at the end of the first time step"
-            )
-        return out
 
 
 def _why(exc: OSError) -> str:
     """``no such file or directory``: the reason of an OS error, without its traceback."""
     text = os.strerror(exc.errno) if exc.errno else str(exc)
     return f"{text.lower()} ({exc.filename})" if exc.filename else text.lower()
-
-
-def _reference_status(profile: ReferenceProfile) -> dict[str, Any]:
-    return {"rows": profile.rows, "fingerprint": profile.fingerprint, "source": profile.source}
 
 
 def offset_reset(stored: int, log_start: int, log_end: int) -> tuple[int, str | None]:

@@ -176,3 +176,32 @@ def test_deep_nesting_is_rejected_not_crashing() -> None:
     out = Decoder(max_message_bytes=10_000_000).decode([RawMessage(deep, 0.0, "predictions")])
     assert len(out.rejected) == 1
     assert out.rejected[0].reason in ("malformed_json", "wrong_type")
+
+
+def test_batches_decoded_one_by_one_merge_into_the_whole_batch() -> None:
+    """DecodedBatch.merge (the service's one-message-at-a-time path) gives what one decode of
+    all the messages gives: events in order, record-time rows re-based, labels and rejects."""
+    no_ts = {k: v for k, v in GOOD.items() if k != "timestamp"}
+    msgs = [
+        msg(GOOD, offset=0),
+        msg({**no_ts, "event_id": "e2"}, offset=1),
+        msg(b"{not json", offset=2),
+        msg({**GOOD, "event_id": "e3", "model": "n"}, offset=3),
+        msg({"event_id": "e1", "model": "m", "label": 1}, topic="labels", offset=4),
+        msg({**no_ts, "event_id": "e4", "model_version": "v2"}, offset=5),
+    ]
+    d = decoder()
+    whole = d.decode_python(msgs)
+    merged = d.decode_python([])
+    for m in msgs:
+        merged.merge(d.decode_python([m]))
+    assert merged.predictions.keys() == whole.predictions.keys()
+    for model, ev in whole.predictions.items():
+        assert merged.predictions[model] == ev
+    assert merged.predictions["m"].record_time_rows == [1, 2]
+    assert {k: (v.event_ids, v.labels) for k, v in merged.labels.items()} == {
+        k: (v.event_ids, v.labels) for k, v in whole.labels.items()
+    }
+    assert [(r.message.offset, r.reason) for r in merged.rejected] == [
+        (r.message.offset, r.reason) for r in whole.rejected
+    ]

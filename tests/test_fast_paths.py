@@ -143,7 +143,7 @@ def test_unknown_feature_shortcut_still_counts_a_swapped_key() -> None:
 
 
 def test_stream_input_waits_for_the_evaluation_and_gives_identical_results() -> None:
-    """Stream detectors are fed once per step (ModelMonitor._flush_stream): every detail of
+    """Stream detectors are fed once per step (StreamFeed.flush): every detail of
     every result, ADWIN's change positions included, is the same whatever the batching,
     and a checkpoint taken while rows are queued continues identically."""
     from monitor.events import ModelEvents
@@ -179,7 +179,7 @@ def test_stream_input_waits_for_the_evaluation_and_gives_identical_results() -> 
     got = []
     for i, c in enumerate(chunks([1, 999, 7, 1243, 250, 1500])):
         if i == 3:
-            assert split._stream_pending  # rows are queued across the checkpoint
+            assert split.stream.pending  # rows are queued across the checkpoint
             split = _checkpoint(split)
         got += split.ingest(c)
     assert details(got) == expect

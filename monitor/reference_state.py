@@ -1,0 +1,231 @@
+"""A model's reference over time: learning it from the stream, per-version and window profiles.
+
+Where the profile the detectors compare against comes from, besides the
+configured file: :class:`ReferenceLearner` collects a model's first events and
+builds a profile from them; :func:`version_switch_at` finds where a batch moves
+to a model version with its own profile; :func:`window_profile` turns the
+window into the next reference (``reference.mode: previous_window``);
+:func:`fit_detectors` fits every column's detectors on a profile. A learned or
+window profile is saved in a checkpoint with :func:`pack_profile` (a configured
+one is not: the config wins). The monitor decides when; these do the work. Pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from monitor.columns import Columns
+from monitor.config import LimitsConfig, ResolvedModel
+from monitor.detectors.base import Detector
+from monitor.detectors.fitting import fit_column_detectors
+from monitor.events import ModelEvents
+from monitor.reference import (
+    PREDICTION,
+    FeatureProfile,
+    ReferenceProfile,
+    build_profile,
+    profile_numeric,
+)
+from monitor.state_format import (
+    FeatureProfileState,
+    ProfileState,
+    StateFormatError,
+    pack_array,
+    unpack_array,
+)
+from monitor.summary import summarize_categorical, summarize_numeric
+from monitor.window import SlidingWindow
+
+
+class ReferenceLearner:
+    """The first events of a model without a configured reference, collected as rows until
+    there are enough (``reference.learn_first``, else a window) to build its profile."""
+
+    def __init__(self, settings: ResolvedModel, limits: LimitsConfig) -> None:
+        self.settings = settings
+        self.limits = limits
+        self.rows: list[tuple[dict[str, Any], Any]] = []
+        self.target = settings.reference.learn_first or settings.window.size
+
+    def restore(self, rows: list[tuple[Any, Any]]) -> None:
+        """Adopt saved rows (those with a features object, at most as many as needed)."""
+        self.rows = [(f, p) for f, p in rows if isinstance(f, dict)][: self.target]
+
+    def progress(self) -> tuple[int, int]:
+        """(events collected, events needed)."""
+        return len(self.rows), self.target
+
+    def take(
+        self, events: ModelEvents, model_version: str | None
+    ) -> tuple[int, ReferenceProfile | None]:
+        """Collect the batch's first events still needed: (how many taken, the profile
+        built if they completed it, else None)."""
+        need = self.target - len(self.rows)
+        take = min(need, len(events))
+        self.rows.extend(zip(events.features[:take], events.predictions[:take], strict=True))
+        if len(self.rows) < self.target:
+            return take, None
+        rows, self.rows = self.rows, []
+        profile = build_profile(
+            self.settings.name,
+            rows,
+            schema=self.settings.features,
+            prediction=self.settings.prediction,
+            max_sample=self.settings.reference.max_sample,
+            max_categories=self.limits.max_categories_per_feature,
+            model_version=model_version,
+            source=f"first {len(rows)} events",
+        )
+        if len(profile.features) > self.limits.max_features_per_model + 1:
+            keep = list(profile.features.items())[: self.limits.max_features_per_model]
+            if PREDICTION in profile.features:
+                keep.append((PREDICTION, profile.features[PREDICTION]))
+            profile.features = dict(keep)
+        return take, profile
+
+
+def version_switch_at(
+    versions: list[str | None], current: str | None, refs: Mapping[str, ReferenceProfile]
+) -> int | None:
+    """Index of the first event whose version has a profile other than the one in use
+    (``current``; ``refs``: the per-version profiles)."""
+    if versions[0] == current and versions[-1] == current and len(set(versions)) == 1:
+        return None
+    for i, v in enumerate(versions):
+        if v != current and v is not None and v in refs:
+            return i
+    return None
+
+
+def window_profile(
+    model: str,
+    window: SlidingWindow,
+    columns: Columns,
+    reference: ReferenceProfile,
+    max_sample: int,
+    model_version: str | None,
+    events_total: int,
+) -> ReferenceProfile:
+    """The current window as a reference profile (``reference.mode: previous_window``)."""
+    _, sorted_cols = summarize_numeric(window.numeric())
+    counts = summarize_categorical(
+        window.categorical(),
+        columns.category_sizes(),
+        columns.reference_sizes,
+    )
+    n = window.size
+    features: dict[str, FeatureProfile] = {}
+    for name, values in zip(columns.numeric_columns, sorted_cols, strict=True):
+        if values.size:
+            features[name] = profile_numeric(name, values, n, max_sample)
+        else:  # nothing to compare against: keep the previous reference of the column
+            features[name] = reference.features[name]
+    for name, summary in zip(columns.categorical_columns, counts, strict=True):
+        features[name] = FeatureProfile(
+            name=name,
+            kind="categorical",
+            count=summary.count,
+            missing_rate=summary.missing_rate,
+            categories=list(columns.categories[name]),
+            # +1 smoothing keeps categories the window lacked comparable.
+            counts=summary.counts + 1,
+        )
+    return ReferenceProfile(
+        model=model,
+        features=features,
+        rows=n,
+        fingerprint=f"window-{window.total}",
+        model_version=model_version,
+        source=f"window ending at event {events_total}",
+    )
+
+
+def fit_detectors(
+    model: str, profile: ReferenceProfile, columns: Columns, settings: ResolvedModel
+) -> dict[str, list[Detector]]:
+    """Every column's detectors, fitted on ``profile`` (seeded by model and column name)."""
+    w = settings.window
+    detectors: dict[str, list[Detector]] = {}
+    n_features = len(columns.numeric_columns) + len(columns.categorical_columns)
+    for name in columns.numeric_columns + columns.categorical_columns:
+        prof = profile.features[name]
+        detectors[name] = fit_column_detectors(
+            prof.kind,
+            prof.sample if prof.kind == "numeric" else prof.counts,  # type: ignore[arg-type]
+            settings.drift,
+            window_size=w.size,
+            step=w.step,
+            n_features=n_features,
+            feature=name,
+            seed=stable_seed(model, name),
+        )
+    return detectors
+
+
+def pack_profile(p: ReferenceProfile) -> ProfileState:
+    return ProfileState(
+        model=p.model,
+        features=[
+            FeatureProfileState(
+                name=f.name,
+                kind=f.kind,
+                count=f.count,
+                missing_rate=f.missing_rate,
+                sample=None if f.sample is None else pack_array(f.sample),
+                mean=f.mean,
+                std=f.std,
+                min=f.min,
+                max=f.max,
+                quantiles=list(f.quantiles.items()),
+                categories=list(f.categories),
+                counts=None if f.counts is None else pack_array(f.counts),
+            )
+            for f in p.features.values()
+        ],
+        rows=p.rows,
+        fingerprint=p.fingerprint,
+        model_version=p.model_version,
+        created_at=p.created_at,
+        source=p.source,
+    )
+
+
+def unpack_profile(p: ProfileState) -> ReferenceProfile:
+    features = {}
+    for f in p.features:
+        if f.kind not in ("numeric", "categorical"):
+            raise StateFormatError("corrupt", f"profile column {f.name!r} of kind {f.kind!r}")
+        if (f.sample if f.kind == "numeric" else f.counts) is None:
+            raise StateFormatError("corrupt", f"profile column {f.name!r} without its values")
+        features[f.name] = FeatureProfile(
+            name=f.name,
+            kind=f.kind,  # type: ignore[arg-type]
+            count=f.count,
+            missing_rate=f.missing_rate,
+            sample=None if f.sample is None else unpack_array(f.sample).astype(np.float64),
+            mean=f.mean,
+            std=f.std,
+            min=f.min,
+            max=f.max,
+            quantiles=dict(f.quantiles),
+            categories=list(f.categories),
+            counts=None if f.counts is None else unpack_array(f.counts).astype(np.int64),
+        )
+    return ReferenceProfile(
+        model=p.model,
+        features=features,
+        rows=p.rows,
+        fingerprint=p.fingerprint,
+        model_version=p.model_version,
+        created_at=p.created_at,
+        source=p.source,
+    )
+
+
+def stable_seed(*parts: str) -> int:
+    """A seed that depends only on names (``hash()`` is salted per process)."""
+    return int.from_bytes(hashlib.sha256("/".join(parts).encode()).digest()[:4], "little")

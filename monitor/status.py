@@ -1,0 +1,147 @@
+"""The status documents of ``/api/status`` and ``/readyz``, shaped from what the service holds.
+
+Pure functions of the models in memory, the configuration, the disabled models
+(name -> (reason, error)) and the loaded references: the service passes them in
+and serves the result, so the JSON's shape lives next to nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from monitor.config import MonitorConfig, resolve_model
+from monitor.model_monitor import ModelMonitor
+from monitor.reference import ReferenceProfile
+
+#: Model name -> (reason, error) of a model the service disabled.
+Disabled = Mapping[str, tuple[str, str]]
+
+
+def readiness(
+    state: str,
+    assigned: list[str],
+    config: MonitorConfig,
+    disabled: Disabled,
+    references: Mapping[str, ReferenceProfile],
+) -> tuple[bool, dict[str, Any]]:
+    """Ready: running, partitions assigned, and no configured model disabled.
+
+    A disabled model is a configuration problem an operator must fix (the rest
+    of the service runs on meanwhile); failing readiness is what stops a rollout.
+    """
+    configured = {m.name for m in config.models}
+    shown = {
+        name: {"reason": reason, "error": error}
+        for name, (reason, error) in sorted(disabled.items())
+    }
+    missing_refs = [
+        m.name
+        for m in config.models
+        if resolve_model(m, config.defaults).reference.path and m.name not in references
+    ]
+    ok = (
+        state == "running"
+        and bool(assigned)
+        and not missing_refs
+        and not configured & disabled.keys()
+    )
+    return ok, {
+        "state": state,
+        "assigned": assigned,
+        "references_missing": missing_refs,
+        "models_disabled": shown,
+    }
+
+
+def models_status(
+    config: MonitorConfig,
+    models: Mapping[str, ModelMonitor],
+    disabled: Disabled,
+    references: Mapping[str, ReferenceProfile],
+) -> dict[str, dict[str, Any]]:
+    """Every configured model (from the start) and every model in memory, with its state.
+
+    ``state`` is ``waiting`` (no event yet, or not owned by this instance),
+    ``learning`` (``progress``: ``600 of 1000`` reference events), ``ready`` or
+    ``disabled``; ``not_ready_reason`` says why a model is not ready.
+    """
+    names = sorted({m.name for m in config.models} | models.keys() | disabled.keys())
+    return {name: model_status(name, models.get(name), disabled, references) for name in names}
+
+
+def model_status(
+    name: str,
+    mm: ModelMonitor | None,
+    disabled: Disabled,
+    references: Mapping[str, ReferenceProfile],
+) -> dict[str, Any]:
+    """One model's entry of :func:`models_status` (``mm``: its monitor, if in memory)."""
+    out: dict[str, Any] = {
+        "state": "waiting",
+        "ready": False,
+        "not_ready_reason": None,
+        "events": 0,
+        "evaluations": 0,
+        "model_version": None,
+        "reference": None,
+        "drifting": [],
+        "window": None,
+        "performance": {},
+    }
+    if name in disabled:
+        reason, error = disabled[name]
+        out.update(
+            state="disabled",
+            disabled_reason=reason,
+            not_ready_reason=f"disabled ({reason}): {error}",
+        )
+        return out
+    if mm is None:
+        profile = references.get(name)
+        if profile is not None:
+            out["reference"] = _reference_status(profile)
+        out["not_ready_reason"] = "no event of this model yet"
+        return out
+    ev = mm.last
+    out.update(
+        events=mm.events_total,
+        evaluations=mm.evaluations,
+        model_version=mm.model_version,
+        drifting=ev.drifting if ev else [],
+    )
+    if mm.reference is not None:
+        out["reference"] = _reference_status(mm.reference)
+    if ev is not None:
+        out["window"] = {
+            "events": ev.context.window_events,
+            "start": ev.context.window_start,
+            "end": ev.context.window_end,
+        }
+    if mm.performance is not None:
+        out["performance"] = {
+            k: (v if math.isfinite(v) else None) for k, v in mm.performance.snapshot().items()
+        }
+    if not mm.ready:
+        have, need = mm.learn_progress()
+        out.update(
+            state="learning",
+            progress=f"{have} of {need}",
+            not_ready_reason=f"learning the reference from the first {need} events ({have} so far)",
+        )
+        return out
+    out.update(state="ready", ready=True)
+    if ev is None:
+        size = mm.settings.window.size
+        out["not_ready_reason"] = None
+        out["first_evaluation"] = (
+            f"after a full window ({size} events); {mm.window.size} so far"
+            if mm.settings.window.type == "count"
+            else "at the end of the first time step"
+        )
+    return out
+
+
+def _reference_status(profile: ReferenceProfile) -> dict[str, Any]:
+    return {"rows": profile.rows, "fingerprint": profile.fingerprint, "source": profile.source}
