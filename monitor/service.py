@@ -73,6 +73,7 @@ from monitor.errors import (
     ReferenceMismatch,
     ServiceStateError,
     SourceError,
+    StateError,
     UndecodableBatchError,
 )
 from monitor.events import (
@@ -197,7 +198,7 @@ class MonitorService:
         self.last_poll_at = 0.0
         self.broker_ok_at = 0.0
         self.evaluations_seen = 0
-        # The UI's drift-score history: in memory, bounded; not yet part of the checkpoint.
+        # The UI's drift-score history: bounded, saved with each model's state.
         self.history = DriftHistory(config.http.ui_history)
         self._log_invalid = RateLimitedLogger(log, per_seconds=10.0, clock=self.clock)
         self._log_decoder = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
@@ -323,6 +324,10 @@ class MonitorService:
             return None
         for note in notes:
             log.info("model %s: config change applied to the restored state: %s", model, note)
+        try:
+            self.history.restore_model(model, state.history)
+        except StateError as exc:  # the UI's history only: the model itself is restored
+            log.warning("drift history of model %s not restored (%s); it starts empty", model, exc)
         tp = self._model_partition.get(model)
         where = f"{tp[0]}/{tp[1]} at offset {self._positions.get(tp)}" if tp else "no partition"
         log.info(
@@ -393,6 +398,7 @@ class MonitorService:
             reason = "reference_invalid"
         self.disabled[model] = (reason, str(exc))
         self.models.pop(model, None)
+        self.history.forget(model)
         self._model_partition.pop(model, None)
         self._dirty.discard(model)
         self.metrics.model_disabled.labels(model, reason).set(1)
@@ -815,10 +821,9 @@ class MonitorService:
                 if n not in self._dirty and self._saved_alerts.get(n) == text:
                     continue
                 alert_texts[n] = text
-                blobs[n] = (
-                    state_format.encode(mm.export_state(text)),
-                    self._model_partition.get(n),
-                )
+                state = mm.export_state(text)
+                state.history = self.history.export_model(n)
+                blobs[n] = (state_format.encode(state), self._model_partition.get(n))
         except Exception as exc:
             self.metrics.checkpoints.labels("error").inc()
             raise MonitorError(f"checkpoint failed: {exc}") from exc
@@ -873,6 +878,7 @@ class MonitorService:
                 log.error("checkpoint/commit on revoke failed: %s", exc)
             for m in leaving:
                 self.models.pop(m, None)
+                self.history.forget(m)
                 self._model_partition.pop(m, None)
                 self._dirty.discard(m)
                 self._saved_alerts.pop(m, None)

@@ -268,6 +268,9 @@ class ModelState(msgspec.Struct, kw_only=True):
     # one): ``model_monitor.Evaluation`` as msgspec builtins, its arrays as :class:`Array`;
     # read back with ``msgspec.convert`` into that dataclass (typed, validated).
     last: Any = None
+    # The web UI's drift-score history of this model: column -> rows of
+    # ``monitor.ui.history.HistoryPoint.to_list`` (bounded by ``http.ui_history``).
+    history: dict[str, list[Any]] = {}
 
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -112,6 +112,8 @@ async def test_config_changes_apply_at_restart_and_restored_models_show_at_once(
             lambda: MODEL in svc.models and svc.models[MODEL].events_total == 300, "300 events"
         )
         old_fingerprint = svc.models[MODEL].reference.fingerprint  # type: ignore[union-attr]
+        history = svc.history.points(MODEL, "income")
+        assert len(history) == svc.models[MODEL].evaluations > 0
 
     # Restart with a bigger window, another KS alpha, another reference; nothing is sent.
     caplog.clear()
@@ -123,6 +125,7 @@ async def test_config_changes_apply_at_restart_and_restored_models_show_at_once(
             assert status["events"] == 300
             assert status["reference"]["fingerprint"] != old_fingerprint
             assert status["window"] is not None  # the last evaluation was restored too
+            assert svc.history.points(MODEL, "income") == history  # and the UI's history
             async with httpx.AsyncClient() as client:
                 metrics = (await client.get(f"{svc.http.url}/metrics")).text
             assert f'monitor_model_events_total{{model="{MODEL}"}} 300.0' in metrics
@@ -158,6 +161,7 @@ async def test_config_changes_apply_at_restart_and_restored_models_show_at_once(
         async with _Running(config(400, 0.2, second_ref)) as svc:
             await _eventually(lambda: MODEL in svc.models, "the model (fresh) at assignment")
             assert svc.models[MODEL].events_total == 0
+            assert svc.history.points(MODEL, "income") == []
             failures = svc.registry.get_sample_value(
                 "monitor_state_restore_failures_total", {"reason": "corrupt"}
             )

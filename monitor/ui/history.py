@@ -1,11 +1,10 @@
 """A bounded, in-memory history of drift scores: the last N evaluations of every column.
 
 The web UI draws a sparkline per column and a history chart per feature from
-it. It is deliberately a small structure of its own, independent of the model
-state's checkpoint format (which is being redesigned): :meth:`DriftHistory.to_state`
-and :meth:`DriftHistory.from_state` exchange plain lists and dicts, so it can
-join the checkpoint later without a pickle. Until then a restart starts the
-history empty.
+it. It is a small structure of its own that exchanges plain lists with the model
+state's checkpoint (:meth:`DriftHistory.export_model`,
+:meth:`DriftHistory.restore_model`; ``ModelState.history``), so a model's history
+follows its state across restarts and rebalances, and never needs a pickle.
 
 Memory is bounded twice: ``size`` points per column, and ``max_columns`` columns
 per model (the configured feature cap already bounds columns; this guards
@@ -149,6 +148,29 @@ class DriftHistory:
     def forget(self, model: str) -> None:
         """Drop a model's history (it left this instance, or was disabled)."""
         self._series.pop(model, None)
+
+    def export_model(self, model: str) -> dict[str, list[Any]]:
+        """One model's series as plain rows (column -> rows), for its checkpoint."""
+        return {c: [p.to_list() for p in s] for c, s in self._series.get(model, {}).items()}
+
+    def restore_model(self, model: str, columns: dict[str, list[Any]]) -> None:
+        """Replace ``model``'s series by rows of :meth:`export_model`; the configured size
+        keeps the newest. :class:`~monitor.errors.StateError` on damaged rows (nothing
+        of the model's history is kept then).
+
+        >>> h = DriftHistory(size=2)
+        >>> h.restore_model("m", {"age": [[1, 1.0, "ks", 0.2, "ok", False, 0.5]] * 3})
+        >>> len(h.points("m", "age"))
+        2
+        """
+        self.forget(model)
+        try:
+            for column, rows in columns.items():
+                for row in rows:
+                    self.record_point(model, str(column), HistoryPoint.from_list(row))
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            self.forget(model)
+            raise StateError(f"damaged drift history of model {model!r}: {exc}") from exc
 
     def to_state(self) -> dict[str, Any]:
         """Plain lists and dicts (JSON-safe), for a checkpoint."""
