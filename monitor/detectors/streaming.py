@@ -92,7 +92,7 @@ import river
 from river import drift as river_drift
 
 from monitor.detectors import river_private
-from monitor.detectors.base import DetectorResult, as_numeric, not_fitted
+from monitor.detectors.base import DetectorBase, DetectorResult, as_numeric, not_fitted
 from monitor.errors import DetectorError
 from monitor.state_format import StreamDetectorState, pack_array, unpack_array
 
@@ -106,7 +106,7 @@ AWAY_Z = 4.0
 #: values is a return to the reference; before, its verdict waits for more values.
 DECIDE_VALUES = 5_000
 
-class StreamDetector:
+class StreamDetector(DetectorBase):
     """Latching adapter shared by the river detectors; subclasses build the river object."""
 
     name: ClassVar[str] = "stream"
