@@ -137,10 +137,6 @@ class Dispatcher:
         await asyncio.gather(self._task, *self._inflight.values(), return_exceptions=True)
         self._state = "stopped"
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._inflight)
-
     # -- the loop ------------------------------------------------------------------------
 
     async def _run(self) -> None:
