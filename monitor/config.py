@@ -187,6 +187,62 @@ class QualityConfig(_Strict):
     max_unseen_category_rate: float | None = Field(None, ge=0, le=1)
 
 
+class FeatureConstraint(_Strict):
+    """What one feature's values must satisfy (see :mod:`monitor.validation`).
+
+    Every field is optional; what is left unset is inferred from the reference when
+    ``validation.infer`` is on. A declared rule tolerates ``validation.tolerance`` of
+    violating values per window (the rare outlier); ``max_missing_rate`` and
+    ``max_unseen_rate`` are rates themselves.
+    """
+
+    type: ColumnType | None = Field(None, description="Checked against the model's schema.")
+    required: bool | None = Field(None, description="true: the value must be present.")
+    min: float | None = None
+    max: float | None = None
+    domain: list[str] | None = Field(None, description="Allowed categories.")
+    integer: bool | None = Field(None, description="Numeric values must be whole numbers.")
+    not_constant: bool | None = Field(
+        None, description="A full window of one repeated value is a breach."
+    )
+    max_missing_rate: float | None = Field(None, ge=0, le=1)
+    max_unseen_rate: float | None = Field(
+        None, ge=0, le=1, description="Share of values outside the domain that is tolerated."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeatureConstraint:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must be <= max")
+        return self
+
+
+class ValidationConfig(_Strict):
+    """Data validation: per-feature constraints checked on every event (see
+    :mod:`monitor.validation` for the rules and why the defaults are what they are)."""
+
+    enabled: bool = True
+    infer: bool = Field(
+        True,
+        description="Infer the constraints the config does not declare from the reference "
+        "(range with a margin, categories, missing rate, whole numbers, not constant).",
+    )
+    tolerance: float = Field(
+        0.001, ge=0, le=1, description="Violation rate per window a rule tolerates."
+    )
+    alpha: float = Field(
+        1e-8,
+        gt=0,
+        lt=1,
+        description="Inferred rules: chance per evaluation that a rule fires on data like the "
+        "reference.",
+    )
+    range_margin: float = Field(
+        0.25, ge=0, description="Inferred range: reference min/max widened by this share of it."
+    )
+    constraints: dict[str, FeatureConstraint] = Field(default_factory=dict)
+
+
 class ModelDefaults(_Strict):
     """Settings every model inherits unless it overrides them."""
 
@@ -194,6 +250,7 @@ class ModelDefaults(_Strict):
     drift: DriftConfig = DriftConfig()
     performance: PerformanceConfig = PerformanceConfig()
     quality: QualityConfig = QualityConfig()
+    validation: ValidationConfig = ValidationConfig()
     reference: ReferenceConfig = ReferenceConfig(learn_first=5000)
 
 
@@ -210,6 +267,7 @@ class ModelConfig(_Strict):
     drift: DriftConfig | None = None
     performance: PerformanceConfig | None = None
     quality: QualityConfig | None = None
+    validation: ValidationConfig | None = None
 
 
 class MonitorConfig(_Strict):
@@ -295,6 +353,7 @@ class ResolvedModel(BaseModel):
     drift: DriftConfig
     performance: PerformanceConfig
     quality: QualityConfig
+    validation: ValidationConfig = ValidationConfig()
 
 
 def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
@@ -307,6 +366,7 @@ def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
         drift=model.drift or defaults.drift,
         performance=model.performance or defaults.performance,
         quality=model.quality or defaults.quality,
+        validation=model.validation or defaults.validation,
     )
 
 

@@ -63,6 +63,7 @@ from monitor.summary import (
     summarize_categorical,
     summarize_numeric,
 )
+from monitor.validation import Validator
 from monitor.window import MISSING_CODE, SlidingWindow
 
 OTHER = "__other__"
@@ -171,6 +172,13 @@ class ModelMonitor:
             self.categories[name] = cats
             self._vocab[name] = {c: i for i, c in enumerate(cats)}
             self._reference_sizes.append(len(cats))
+        self.validator = Validator(
+            self.settings.validation,
+            profile,
+            self.numeric_columns,
+            self.categorical_columns,
+            self.categories,
+        )
         w = self.settings.window
         self.window = SlidingWindow(
             len(self.numeric_columns), len(self.categorical_columns), w.size
@@ -529,6 +537,7 @@ class ModelMonitor:
             # counting key totals is one C-level pass instead of a set test per event.
             if not (num_complete and cat_complete and sum(map(len, feats)) == n * len(known)):
                 self.unknown_feature_events += sum(1 for f in feats if not f.keys() <= known)
+        self.validator.observe(num, cat)
         ts = ts[start:]
         if self.settings.window.type == "count":
             return self._ingest_count(num, cat, ts)
@@ -722,6 +731,7 @@ class ModelMonitor:
         categorical = dict(zip(self.categorical_columns, cat_summaries, strict=True))
         perf = self.performance.snapshot() if self.performance is not None else {}
         signals = self._signals(verdicts, numeric, categorical)
+        signals.extend(self.validator.evaluate(self.name, num, cat))
         if self.performance is not None:
             signals.extend(self.performance.signals(self.name, perf))
         evaluation = Evaluation(

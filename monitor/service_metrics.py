@@ -318,6 +318,8 @@ class ModelStateCollector(Collector):
                 g.invalid_values.add_metric([model, feature, reason], float(n))
             for feature, n in m.category_overflow.items():
                 g.overflow.add_metric([model, feature], float(n))
+            for (feature, rule), n in m.validator.violations.items() if full and m.ready else ():
+                g.constraint_violations.add_metric([model, feature, rule], float(n))
             ev = m.last
             if ev is None:
                 continue
@@ -455,6 +457,11 @@ class _Families:
             "monitor_feature_invalid_values",
             "Feature values recorded as missing because mistyped or non-finite.",
             labels=["model", "feature", "reason"],
+        )
+        self.constraint_violations = C(
+            "monitor_constraint_violations",
+            "Values that violated a data-validation rule (monitor.validation), by rule.",
+            labels=["model", "feature", "rule"],
         )
         self.overflow = C(
             "monitor_feature_category_overflow_values",
