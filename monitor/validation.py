@@ -456,11 +456,14 @@ class Validator:
     def _message(self, rule: Rule, k: int, n: int, rate: float, top: list[tuple[str, int]]) -> str:
         name = shown(rule.feature, 80, quote=False)
         share = f"{_pct(rate)} of values ({k} of {n})"
-        source = "reference" if rule.inferred else "declared"
         if rule.rule == "below_min":
-            why = f"below the {source} minimum {_fmt(rule.bound)}"
+            why = f"below the declared minimum {_fmt(rule.bound)}"
+            if rule.inferred:
+                why = f"below {_fmt(rule.bound)} (the {rule.note})"
         elif rule.rule == "above_max":
-            why = f"above the {source} maximum {_fmt(rule.bound)}"
+            why = f"above the declared maximum {_fmt(rule.bound)}"
+            if rule.inferred:
+                why = f"above {_fmt(rule.bound)} (the {rule.note})"
         elif rule.rule == "not_integer":
             why = "not whole numbers"
         elif rule.rule == "unseen":
@@ -471,8 +474,6 @@ class Validator:
             if rule.inferred:
                 why += f" (reference: {_pct(rule.bound)})"
         text = f"{name}: {share} {why}"
-        if rule.inferred and rule.note and rule.rule in ("below_min", "above_max"):
-            text += f" ({rule.note})"
         if top:
             text += "; most frequent: " + ", ".join(f"{v} ({c})" for v, c in top)
         return text

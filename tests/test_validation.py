@@ -82,7 +82,7 @@ def test_sentinel_value_is_named_at_the_first_evaluation_after_onset() -> None:
     fired = _firing(bad)
     assert [f["subject"] for f in fired] == ["below_min:age"]
     msg = str(fired[0]["message"])
-    assert msg.startswith("age: ") and "below the reference minimum 0" in msg
+    assert msg.startswith("age: ") and "(the reference minimum 18 less a 25% margin)" in msg
     assert "most frequent: -1 (8)" in msg
     assert mm.validator.violations[("age", "below_min")] == 8
 
@@ -207,7 +207,7 @@ def test_cli_validate_and_schema_out(tmp_path: Path, capsys: pytest.CaptureFixtu
     bad = _write_csv(tmp_path / "bad.csv", bad_rows)
     assert main(["validate", "--config", str(config), "--model", "m", str(bad)]) == 1
     text = capsys.readouterr().out
-    assert "BREACH below_min: age: 4% of values (40 of 1000) below the reference minimum" in text
+    assert "BREACH below_min: age: 4% of values (40 of 1000) below 0.25 (the reference " in text
     assert "BREACH unseen: country:" in text and "XX (20)" in text
     args = ["validate", "--config", str(config), "--model", "m", str(bad), "--json"]
     assert main(args) == 1
