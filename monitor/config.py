@@ -243,6 +243,19 @@ class ValidationConfig(_Strict):
     constraints: dict[str, FeatureConstraint] = Field(default_factory=dict)
 
 
+class MultivariateConfig(_Strict):
+    """Multivariate drift of the numeric features together: PCA reconstruction error
+    (:mod:`monitor.detectors.pca`), reported as signal kind ``multivariate``."""
+
+    enabled: bool = True
+    variance: float = Field(
+        0.9, gt=0, lt=1, description="Share of the reference variance the components keep."
+    )
+    alpha: float = Field(
+        1e-5, gt=0, lt=1, description="KS on the reconstruction errors (as the per-feature KS)."
+    )
+
+
 class ModelDefaults(_Strict):
     """Settings every model inherits unless it overrides them."""
 
@@ -251,6 +264,7 @@ class ModelDefaults(_Strict):
     performance: PerformanceConfig = PerformanceConfig()
     quality: QualityConfig = QualityConfig()
     validation: ValidationConfig = ValidationConfig()
+    multivariate: MultivariateConfig = MultivariateConfig()
     reference: ReferenceConfig = ReferenceConfig(learn_first=5000)
 
 
@@ -268,6 +282,7 @@ class ModelConfig(_Strict):
     performance: PerformanceConfig | None = None
     quality: QualityConfig | None = None
     validation: ValidationConfig | None = None
+    multivariate: MultivariateConfig | None = None
 
 
 class MonitorConfig(_Strict):
@@ -354,6 +369,7 @@ class ResolvedModel(BaseModel):
     performance: PerformanceConfig
     quality: QualityConfig
     validation: ValidationConfig = ValidationConfig()
+    multivariate: MultivariateConfig = MultivariateConfig()
 
 
 def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
@@ -367,6 +383,7 @@ def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
         performance=model.performance or defaults.performance,
         quality=model.quality or defaults.quality,
         validation=model.validation or defaults.validation,
+        multivariate=model.multivariate or defaults.multivariate,
     )
 
 

@@ -36,6 +36,7 @@ from monitor.detectors.streaming import StreamDetector
 from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.errors import MonitorError
 from monitor.events import FeatureColumns, LabelEvents, ModelEvents
+from monitor.multivariate import MULTIVARIATE, MultivariateMonitor
 from monitor.performance.tracker import PerformanceTracker
 from monitor.reference import (
     FeatureProfile,
@@ -178,6 +179,12 @@ class ModelMonitor:
             self.numeric_columns,
             self.categorical_columns,
             self.categories,
+        )
+        self.multivariate = MultivariateMonitor(
+            self.settings.multivariate,
+            profile,
+            self.numeric_columns,
+            _stable_seed(self.name, MULTIVARIATE),
         )
         w = self.settings.window
         self.window = SlidingWindow(
@@ -710,6 +717,7 @@ class ModelMonitor:
         for name, summary in zip(self.categorical_columns, cat_summaries, strict=True):
             if summary.count >= MIN_VALUES_FOR_TESTS:
                 results[name] = [d.evaluate(summary.counts) for d in self.detectors[name]]
+        results.update(self.multivariate.evaluate(num))
         label_results = self._label_drift()
         if label_results:
             results[LABEL] = label_results
@@ -759,10 +767,12 @@ class ModelMonitor:
             details: dict[str, float | str | None] = {r.detector: r.statistic for r in v.results}
             if head is not None and head.p_value is not None:
                 details["p_value"] = head.p_value
+            if name == MULTIVARIATE and head is not None:
+                details["features"] = self.multivariate.top_features(head)
             out.append(
                 Signal(
                     model=self.name,
-                    kind="drift",
+                    kind="multivariate" if name == MULTIVARIATE else "drift",
                     subject=name,
                     severity=v.severity if v.drifting else "ok",
                     value=head.statistic if head else math.nan,
