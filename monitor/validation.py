@@ -65,6 +65,7 @@ past a 10% margin but not past 25%; a sentinel ``-1`` in an age column of 18..90
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -376,53 +377,68 @@ class Validator:
 
     # ----------------------------------------------------------------- judging
 
-    def check(self, num: np.ndarray, cat: np.ndarray) -> list[Breach]:
-        """Every rule's outcome over the rows given (a window, or a whole file)."""
+    def check(
+        self, num: np.ndarray, cat: np.ndarray, *, all_messages: bool = False
+    ) -> list[Breach]:
+        """Every rule's outcome over the rows given (a window, or a whole file); the
+        message of every rule with ``all_messages``, else of the breached ones."""
         if not self.rules:
             return []
         counts = self._counts(num, cat)
         n_rows = len(num) if num.shape[1] else len(cat)
+        # Once per matrix, not per rule: present values, and the range of each column.
+        num_present = (~np.isnan(num)).sum(axis=0)
+        cat_present = (cat >= 0).sum(axis=0)
+        num_index = {f: j for j, f in enumerate(self.numeric_columns)}
+        cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
+        spread = None
         out: list[Breach] = []
         for key, rule in self.rules.items():
             feature, name = key
             if name == "constant":
-                out.append(self._constant(rule, num))
+                if spread is None:
+                    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+                        spread = np.nanmax(num, axis=0) - np.nanmin(num, axis=0)
+                j = num_index[feature]
+                out.append(self._constant(rule, j, int(num_present[j]), spread[j], num))
                 continue
-            if feature in self.numeric_columns:
-                j = self.numeric_columns.index(feature)
+            if feature in num_index:
+                j = num_index[feature]
                 col = num[:, j]
-                present = int((~np.isnan(col)).sum())
+                present = int(num_present[j])
             else:
-                j = self.categorical_columns.index(feature)
+                j = cat_index[feature]
                 col = cat[:, j]
-                present = int((col >= 0).sum())
+                present = int(cat_present[j])
             values = n_rows if name == "missing" else present
             k = counts.get(key, 0)
             rate = k / values if values else 0.0
             threshold = rule.threshold(values, self.config)
             breached = values > 0 and rate > threshold
             top = self._top_values(rule, j, col) if breached else []
+            # The message only where it is read: a breach (signals), or any rule (reports).
+            message = self._message(rule, k, values, rate, top) if breached or all_messages else ""
             out.append(
                 Breach(
-                    feature, name, k, values, rate, threshold, breached,
-                    self._message(rule, k, values, rate, top), top, rule.inferred,
+                    feature, name, k, values, rate, threshold, breached, message, top,
+                    rule.inferred,
                 )
             )  # fmt: skip
         return out
 
-    def _constant(self, rule: Rule, num: np.ndarray) -> Breach:
-        j = self.numeric_columns.index(rule.feature)
-        col = num[:, j]
-        col = col[~np.isnan(col)]
-        n = int(col.size)
-        constant = n >= MIN_CONSTANT_VALUES and bool(col.min() == col.max())
+    def _constant(self, rule: Rule, j: int, n: int, spread: float, num: np.ndarray) -> Breach:
+        constant = n >= MIN_CONSTANT_VALUES and bool(spread == 0)
         mode = self._constant_mode.get(j)
         # Inferred: only when a constant window is implausible for the reference (mode^n).
         plausible = mode is not None and (mode >= 1.0 or n * math.log(mode) > math.log(
             self.config.alpha
         ))  # fmt: skip
         breached = constant and not plausible
-        value = shown(_fmt(float(col[0])), quote=False) if n else ""
+        value = ""
+        if breached:
+            col = num[:, j]
+            value = shown(_fmt(float(col[~np.isnan(col)][0])), quote=False)
         msg = f"{shown(rule.feature, 80, quote=False)}: every one of {n} values is {value}"
         return Breach(
             rule.feature, "constant", n if constant else 0, n, 1.0 if constant else 0.0, 0.5,
@@ -553,4 +569,4 @@ def validate_rows(
                 code = vocab[c] = len(cats)
                 cats.append(c)
             cat[i, j] = code
-    return validator.check(num, cat)
+    return validator.check(num, cat, all_messages=True)
