@@ -111,3 +111,22 @@ def test_pca_p_value_is_corrected_with_the_ks_family() -> None:
     # Alone in its family it would stay at 6e-6 (< alpha); with the KS test it is 1.2e-5.
     assert verdicts[MULTIVARIATE].results[0].p_value == 1.2e-5
     assert not verdicts[MULTIVARIATE].raw_drifted
+
+
+def test_learned_reference_keeps_its_joint_rows_across_a_checkpoint() -> None:
+    from monitor.state_format import decode, encode
+
+    cfg = parse_config(
+        {"models": [{"name": "m", "window": WINDOW, "reference": {"learn_first": 3000}}]}
+    )
+    settings = cfg.model("m")
+    assert settings is not None
+    mm = ModelMonitor(settings, cfg.limits)
+    assert mm.ingest(_events(_rows(1, 5500, 0.8)))
+    assert mm.multivariate.detector is not None  # fitted on the learned rows at once
+    restored, notes = ModelMonitor.restore(settings, cfg.limits, decode(encode(mm.export_state())))
+    assert notes == []
+    assert restored.multivariate.detector is not None
+    evs = restored.ingest(_events(_rows(3, 1000, -0.8)))
+    assert MULTIVARIATE in evs[0].results
+    assert ("multivariate", MULTIVARIATE) in {(k, s) for _, k, s in _firing(evs)}
