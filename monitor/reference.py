@@ -33,7 +33,7 @@ from monitor.signals import PREDICTION
 from monitor.summary import QUANTILES
 
 FORMAT_VERSION = 1
-MAX_JOINT_ROWS = 2_000  # rows of the numeric features kept together (``ReferenceProfile.joint``)
+MAX_JOINT_ROWS = 5_000  # rows of the numeric features kept together (``ReferenceProfile.joint``)
 ColumnType = Literal["numeric", "categorical"]
 
 #: Cells that mean "no value" in training data, compared case-insensitively after
