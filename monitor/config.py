@@ -504,6 +504,28 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
     return parse_config(raw, env=env, base_dir=p.parent)
 
 
+def _constraint_problems(where: str, model: ResolvedModel) -> list[str]:
+    """Constraints that cannot apply: a feature the model does not declare, a type other than
+    the declared one, a numeric rule on a categorical feature or the other way round."""
+    if model.features is None:  # the schema comes from the reference: checked at run time
+        return []
+    out = []
+    for name, c in model.validation.constraints.items():
+        at = f"{where}.validation.constraints.{name}"
+        kind = model.features.get(name)
+        if kind is None:
+            out.append(f"{at}: not a declared feature of model {model.name!r}")
+            continue
+        if c.type is not None and c.type != kind:
+            out.append(f"{at}.type: {c.type}, but the feature is declared {kind}")
+        numeric_rules = [r for r in ("min", "max", "integer", "not_constant") if getattr(c, r)]
+        if kind == "categorical" and numeric_rules:
+            out.append(f"{at}: {', '.join(numeric_rules)} apply to numeric features only")
+        if kind == "numeric" and (c.domain is not None or c.max_unseen_rate is not None):
+            out.append(f"{at}: domain and max_unseen_rate apply to categorical features only")
+    return out
+
+
 def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]:
     """Problems a schema cannot see: reference files that are missing, unreadable or do
     not fit the declared features, and the like.
@@ -514,6 +536,7 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
     """
     problems: list[str] = []
     for i, m in enumerate(config.models):
+        problems.extend(_constraint_problems(f"models[{i}]", resolve_model(m, config.defaults)))
         if m.features is not None and len(m.features) > config.limits.max_features_per_model:
             problems.append(
                 f"models[{i}].features: {len(m.features)} features exceed "

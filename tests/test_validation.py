@@ -214,3 +214,33 @@ def test_cli_validate_and_schema_out(tmp_path: Path, capsys: pytest.CaptureFixtu
     doc = json.loads(capsys.readouterr().out)
     breached = {(r["feature"], r["rule"]) for r in doc["rules"] if r["breached"]}
     assert breached == {("age", "below_min"), ("country", "unseen")}
+
+
+def test_check_config_names_constraints_that_cannot_apply() -> None:
+    from monitor.config import check_config
+
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "features": {"age": "numeric", "country": "categorical"},
+                    "validation": {
+                        "constraints": {
+                            "agee": {"min": 0},
+                            "age": {"type": "categorical", "domain": ["x"]},
+                            "country": {"max": 3},
+                        }
+                    },
+                }
+            ]
+        }
+    )
+    assert check_config(cfg, references=False) == [
+        "models[0].validation.constraints.agee: not a declared feature of model 'm'",
+        "models[0].validation.constraints.age.type: categorical, but the feature is declared "
+        "numeric",
+        "models[0].validation.constraints.age: domain and max_unseen_rate apply to categorical "
+        "features only",
+        "models[0].validation.constraints.country: max apply to numeric features only",
+    ]
