@@ -3,6 +3,8 @@
   monitor run CONFIG                  run the service until SIGTERM/SIGINT
   monitor check-config CONFIG         load and check the configuration and every reference
   monitor reference build [...]       turn training data into a reference profile
+  monitor validate --config FILE --model NAME DATA
+                                      check a data file against a model's constraints
   monitor simulate [...]              publish a synthetic stream with drift injected
   monitor report [...]                drift report from two files (HTML, JSON, CI gate)
 
@@ -40,14 +42,16 @@ if TYPE_CHECKING:
 
 #: Exit codes, the same for every subcommand (also in the README and ``monitor --help``).
 EXIT_OK = 0
-EXIT_FAILURE = 1  # a runtime failure: the broker, the state store, a file that cannot be written
+EXIT_FAILURE = 1  # a runtime failure (the broker, the state store, a file that cannot be
+# written), or `validate` found a breached constraint
 EXIT_USAGE = 2  # the command line, the configuration or an input file is invalid (argparse too)
 EXIT_DRIFT = 3  # `monitor report --fail-on`: the report found drift at that level
 
 EPILOG = """\
 exit codes:
   0  success
-  1  runtime failure (e.g. the broker or the state store failed)
+  1  runtime failure (e.g. the broker or the state store failed);
+     for validate: a constraint is breached
   2  usage, configuration or input-file error (nothing was done)
   3  monitor report --fail-on: drift found at that level
 
@@ -340,8 +344,10 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
     profile.model_version = args.model_version
     try:
         profile.save(args.output)
+        if args.schema_out:
+            _write_schema(profile, args.schema_out, str(args.input))
     except OSError as exc:
-        print(f"monitor: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        print(f"monitor: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILURE
     print(f"{args.input}: {profile.rows} rows")
     for r in reports:
@@ -354,7 +360,87 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
         f"({sum(f.kind == 'numeric' for f in profile.features.values())} numeric), "
         f"fingerprint {profile.fingerprint}"
     )
+    if args.schema_out:
+        print(f"{args.schema_out}: inferred constraints, to review and paste into the config")
     return EXIT_OK
+
+
+def _write_schema(profile: Any, path: str, source: str) -> None:
+    """The constraints inferred from ``profile``, as YAML to paste under a model."""
+    import yaml
+
+    from monitor.config import ValidationConfig
+    from monitor.validation import infer_constraints
+
+    constraints = infer_constraints(profile, ValidationConfig())
+    doc = {
+        "validation": {
+            "constraints": {
+                name: c.model_dump(exclude_none=True) for name, c in constraints.items()
+            }
+        }
+    }
+    head = (
+        f"# Constraints inferred by `monitor reference build` from {json.dumps(source)}.\n"
+        "# Review and edit them, then paste this under the model in the config; whatever a\n"
+        "# feature leaves out is inferred from the reference at run time (validation.infer).\n"
+    )
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=False))
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from monitor.reference import (
+        ReferenceProfile,
+        detect_format,
+        iter_rows,
+        load_model_references,
+    )
+    from monitor.signals import PREDICTION
+    from monitor.validation import validate_rows
+
+    config = _load_config(args.config)
+    settings = config.model(args.model)
+    if settings is None:
+        args.subparser.error(f"model {args.model!r} is not listed in {args.config}")
+    refs = load_model_references(
+        settings,
+        max_features=config.limits.max_features_per_model,
+        max_categories=config.limits.max_categories_per_feature,
+    )
+    profile = refs.profile or ReferenceProfile(args.model, {}, 0, "")
+    schema: dict[str, str] = dict(settings.features or profile.schema())
+    pred = profile.features.get(PREDICTION)
+    if pred is not None and settings.prediction != "none":
+        schema[PREDICTION] = pred.kind
+    for name, c in settings.validation.constraints.items():
+        if name not in schema and c.type is not None:
+            schema[name] = c.type
+    if not schema:
+        args.subparser.error(
+            f"model {args.model!r} has no reference, no declared features and no typed "
+            "constraints: nothing to check against"
+        )
+    fmt = detect_format(args.data) if args.format == "auto" else args.format
+    rows = list(with_progress(iter_rows(args.data, fmt, args.model), args.data))
+    breaches = validate_rows(settings.validation, profile, rows, schema)
+    failed = [b for b in breaches if b.breached]
+    if args.json:
+        doc = {
+            "model": args.model,
+            "file": str(args.data),
+            "rows": len(rows),
+            "breached": len(failed),
+            "rules": [b.to_dict() for b in breaches],
+        }
+        print(json.dumps(doc, ensure_ascii=True, indent=2))
+    else:
+        for b in failed:
+            print(f"BREACH {b.rule}: {b.message} (threshold {b.threshold:.3g})")
+        print(
+            f"{args.data}: {len(rows)} rows, {len(breaches)} rules checked, {len(failed)} breached"
+        )
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 # ----------------------------------------------------------------- parser
@@ -521,7 +607,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--max-sample", type=int, default=None, help="numeric values kept (10000)")
     b.add_argument("--model-version", default=None)
+    b.add_argument(
+        "--schema-out",
+        metavar="FILE",
+        help="also write the constraints inferred from the data (YAML) for review",
+    )
     b.set_defaults(func=_cmd_reference_build)
+
+    p = add(
+        "validate",
+        "check a data file against a model's constraints",
+        "Check every row of a JSONL, CSV or Parquet file against the model's data-validation "
+        "constraints (declared in the config, the rest inferred from its reference), with the "
+        "same rules and thresholds as `monitor run` applies to a window. Prints each breached "
+        "rule with the offending values, or everything as JSON (--json); exit 1 if any rule "
+        "is breached.",
+    )
+    p.add_argument("data", metavar="DATA", help="JSONL, CSV or Parquet file")
+    p.add_argument("--config", required=True, metavar="FILE")
+    p.add_argument("--model", required=True)
+    p.add_argument("--format", default="auto", choices=["auto", "jsonl", "csv", "parquet"])
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_validate)
     return parser
 
 

@@ -190,6 +190,75 @@ class QualityConfig(_Strict):
     max_unseen_category_rate: float | None = Field(None, ge=0, le=1)
 
 
+class FeatureConstraint(_Strict):
+    """What one feature's values must satisfy (see :mod:`monitor.validation`).
+
+    Every field is optional; what is left unset is inferred from the reference when
+    ``validation.infer`` is on. A declared rule tolerates ``validation.tolerance`` of
+    violating values per window (the rare outlier); ``max_missing_rate`` and
+    ``max_unseen_rate`` are rates themselves.
+    """
+
+    type: ColumnType | None = Field(None, description="Checked against the model's schema.")
+    required: bool | None = Field(None, description="true: the value must be present.")
+    min: float | None = None
+    max: float | None = None
+    domain: list[str] | None = Field(None, description="Allowed categories.")
+    integer: bool | None = Field(None, description="Numeric values must be whole numbers.")
+    not_constant: bool | None = Field(
+        None, description="A full window of one repeated value is a breach."
+    )
+    max_missing_rate: float | None = Field(None, ge=0, le=1)
+    max_unseen_rate: float | None = Field(
+        None, ge=0, le=1, description="Share of values outside the domain that is tolerated."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeatureConstraint:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must be <= max")
+        return self
+
+
+class ValidationConfig(_Strict):
+    """Data validation: per-feature constraints checked on every event (see
+    :mod:`monitor.validation` for the rules and why the defaults are what they are)."""
+
+    enabled: bool = True
+    infer: bool = Field(
+        True,
+        description="Infer the constraints the config does not declare from the reference "
+        "(range with a margin, categories, missing rate, whole numbers, not constant).",
+    )
+    tolerance: float = Field(
+        0.001, ge=0, le=1, description="Violation rate per window a rule tolerates."
+    )
+    alpha: float = Field(
+        1e-8,
+        gt=0,
+        lt=1,
+        description="Inferred rules: chance per evaluation that a rule fires on data like the "
+        "reference.",
+    )
+    range_margin: float = Field(
+        0.25, ge=0, description="Inferred range: reference min/max widened by this share of it."
+    )
+    constraints: dict[str, FeatureConstraint] = Field(default_factory=dict)
+
+
+class MultivariateConfig(_Strict):
+    """Multivariate drift of the numeric features together: PCA reconstruction error
+    (:mod:`monitor.detectors.pca`), reported as signal kind ``multivariate``."""
+
+    enabled: bool = True
+    variance: float = Field(
+        0.9, gt=0, lt=1, description="Share of the reference variance the components keep."
+    )
+    alpha: float = Field(
+        1e-5, gt=0, lt=1, description="KS on the reconstruction errors (as the per-feature KS)."
+    )
+
+
 class ModelDefaults(_Strict):
     """Settings every model inherits unless it overrides them."""
 
@@ -197,6 +266,8 @@ class ModelDefaults(_Strict):
     drift: DriftConfig = DriftConfig()
     performance: PerformanceConfig = PerformanceConfig()
     quality: QualityConfig = QualityConfig()
+    validation: ValidationConfig = ValidationConfig()
+    multivariate: MultivariateConfig = MultivariateConfig()
     reference: ReferenceConfig = ReferenceConfig(learn_first=5000)
 
 
@@ -213,6 +284,8 @@ class ModelConfig(_Strict):
     drift: DriftConfig | None = None
     performance: PerformanceConfig | None = None
     quality: QualityConfig | None = None
+    validation: ValidationConfig | None = None
+    multivariate: MultivariateConfig | None = None
 
 
 class MonitorConfig(_Strict):
@@ -298,6 +371,8 @@ class ResolvedModel(BaseModel):
     drift: DriftConfig
     performance: PerformanceConfig
     quality: QualityConfig
+    validation: ValidationConfig = ValidationConfig()
+    multivariate: MultivariateConfig = MultivariateConfig()
 
 
 def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
@@ -310,6 +385,8 @@ def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
         drift=model.drift or defaults.drift,
         performance=model.performance or defaults.performance,
         quality=model.quality or defaults.quality,
+        validation=model.validation or defaults.validation,
+        multivariate=model.multivariate or defaults.multivariate,
     )
 
 
@@ -430,6 +507,28 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
     return parse_config(raw, env=env, base_dir=p.parent)
 
 
+def _constraint_problems(where: str, model: ResolvedModel) -> list[str]:
+    """Constraints that cannot apply: a feature the model does not declare, a type other than
+    the declared one, a numeric rule on a categorical feature or the other way round."""
+    if model.features is None:  # the schema comes from the reference: checked at run time
+        return []
+    out = []
+    for name, c in model.validation.constraints.items():
+        at = f"{where}.validation.constraints.{name}"
+        kind = model.features.get(name)
+        if kind is None:
+            out.append(f"{at}: not a declared feature of model {model.name!r}")
+            continue
+        if c.type is not None and c.type != kind:
+            out.append(f"{at}.type: {c.type}, but the feature is declared {kind}")
+        numeric_rules = [r for r in ("min", "max", "integer", "not_constant") if getattr(c, r)]
+        if kind == "categorical" and numeric_rules:
+            out.append(f"{at}: {', '.join(numeric_rules)} apply to numeric features only")
+        if kind == "numeric" and (c.domain is not None or c.max_unseen_rate is not None):
+            out.append(f"{at}: domain and max_unseen_rate apply to categorical features only")
+    return out
+
+
 def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]:
     """Problems a schema cannot see: reference files that are missing, unreadable or do
     not fit the declared features, and the like.
@@ -440,6 +539,7 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
     """
     problems: list[str] = []
     for i, m in enumerate(config.models):
+        problems.extend(_constraint_problems(f"models[{i}]", resolve_model(m, config.defaults)))
         if m.features is not None and len(m.features) > config.limits.max_features_per_model:
             problems.append(
                 f"models[{i}].features: {len(m.features)} features exceed "

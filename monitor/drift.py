@@ -8,8 +8,10 @@ results and an alert:
    "drifts" in most evaluations by chance. P-values are therefore corrected
    across the features of one evaluation, separately for each test detector
    (KS, chi-square): Bonferroni (family-wise error) or Benjamini-Hochberg
-   (false-discovery rate). Distance detectors (PSI, JS, Wasserstein) and stream
-   detectors carry no p-value and are left as they are.
+   (false-discovery rate). The multivariate PCA test is a KS test on reconstruction
+   errors and is corrected with the KS family (:data:`P_VALUE_FAMILY`). Distance
+   detectors (PSI, JS, Wasserstein) and stream detectors carry no p-value and are
+   left as they are.
 2. **Persistence and hysteresis.** A feature becomes *drifting* after
    ``persistence`` consecutive evaluations in which some detector (after
    correction) drifted, and clears only after ``clear_after`` consecutive clean
@@ -61,6 +63,10 @@ class QualityBounds(Protocol):
 
     @property
     def max_unseen_category_rate(self) -> float | None: ...
+
+#: Tests corrected in another detector's family: the multivariate PCA test is a KS test
+#: (on reconstruction errors), so with it an evaluation's KS family has one more member.
+P_VALUE_FAMILY = {"pca": "ks"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +167,8 @@ class DriftTracker:
         for feature, rs in out.items():
             for i, r in enumerate(rs):
                 if r.p_value is not None:
-                    families.setdefault(r.detector, []).append((feature, i))
+                    family = P_VALUE_FAMILY.get(r.detector, r.detector)
+                    families.setdefault(family, []).append((feature, i))
         corrected = {feature: list(rs) for feature, rs in out.items()}
         for members in families.values():
             raw = np.array([out[f][i].p_value for f, i in members], dtype=np.float64)

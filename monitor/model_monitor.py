@@ -22,6 +22,7 @@ takes effect at restart (what happens per kind of change: docs/GUARANTEES.md).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -31,10 +32,11 @@ from monitor.cadence import Cadence
 from monitor.columns import Columns
 from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
 from monitor.detectors.streaming import StreamDetector
-from monitor.drift import DriftTracker
+from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.drift import signals as drift_signals
 from monitor.evaluation import Evaluation, StreamFeed, window_results
 from monitor.events import LabelEvents, ModelEvents
+from monitor.multivariate import MULTIVARIATE, MultivariateMonitor
 from monitor.performance.label_drift import LABEL, LabelDrift
 from monitor.performance.tracker import PerformanceTracker
 from monitor.reference import (
@@ -51,7 +53,7 @@ from monitor.reference_state import (
     version_switch_at,
     window_profile,
 )
-from monitor.signals import PREDICTION, EvaluationContext
+from monitor.signals import PREDICTION, EvaluationContext, Signal
 from monitor.state_format import (
     Array,
     ModelState,
@@ -60,6 +62,7 @@ from monitor.state_format import (
     pack_array,
     unpack_array,
 )
+from monitor.validation import Validator
 from monitor.window import SlidingWindow
 
 
@@ -137,6 +140,19 @@ class ModelMonitor:
         self.numeric_columns = self.columns.numeric_columns
         self.categorical_columns = self.columns.categorical_columns
         self.categories = self.columns.categories
+        self.validator = Validator(
+            self.settings.validation,
+            profile,
+            self.numeric_columns,
+            self.categorical_columns,
+            self.categories,
+        )
+        self.multivariate = MultivariateMonitor(
+            self.settings.multivariate,
+            profile,
+            self.numeric_columns,
+            stable_seed(self.name, MULTIVARIATE),
+        )
         w = self.settings.window
         self.window = SlidingWindow(
             len(self.numeric_columns), len(self.categorical_columns), w.size
@@ -218,6 +234,7 @@ class ModelMonitor:
             n = len(events)
         num, cat, unknown = self.columns.matrices(events)
         self.unknown_feature_events += unknown
+        self.validator.observe(num, cat)
         return self._step(num, cat, ts[start:])
 
     def _step(self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray) -> list[Evaluation]:
@@ -266,6 +283,14 @@ class ModelMonitor:
 
     # ----------------------------------------------------------------- evaluate
 
+    def _multivariate_signal(self, sig: Signal, verdict: FeatureVerdict) -> Signal:
+        """The multivariate verdict as its own kind, naming the features that drive it."""
+        details = dict(sig.details)
+        head = headline(verdict.results)
+        if head is not None:
+            details["features"] = self.multivariate.top_features(head)
+        return replace(sig, kind="multivariate", details=details)
+
     def evaluate(self, since: float | None = None) -> Evaluation:
         """Summaries, detector results, verdicts and signals for the current window."""
         self.stream.flush(self.numeric_columns, self.detectors)
@@ -276,6 +301,7 @@ class ModelMonitor:
             mask = ts >= since
             num, cat, ts = num[mask], cat[mask], ts[mask]
         numeric, categorical, results = window_results(num, cat, self.columns, self.detectors)
+        results.update(self.multivariate.evaluate(num))
         label_results = (
             self.label_drift.evaluate(self.performance)
             if self.label_drift is not None and self.performance is not None
@@ -299,6 +325,13 @@ class ModelMonitor:
         )
         perf = self.performance.snapshot() if self.performance is not None else {}
         signals = drift_signals(self.name, verdicts, numeric, categorical, self.settings.quality)
+        if MULTIVARIATE in verdicts:
+            joint = verdicts[MULTIVARIATE]
+            signals = [
+                self._multivariate_signal(s, joint) if s.subject == MULTIVARIATE else s
+                for s in signals
+            ]
+        signals.extend(self.validator.evaluate(self.name, num, cat))
         if self.performance is not None:
             signals.extend(self.performance.signals(self.name, perf))
         evaluation = Evaluation(

@@ -33,6 +33,7 @@ from monitor.signals import PREDICTION
 from monitor.summary import QUANTILES
 
 FORMAT_VERSION = 1
+MAX_JOINT_ROWS = 5_000  # rows of the numeric features kept together (``ReferenceProfile.joint``)
 ColumnType = Literal["numeric", "categorical"]
 
 #: Cells that mean "no value" in training data, compared case-insensitively after
@@ -152,6 +153,12 @@ class ReferenceProfile:
     model_version: str | None = None
     created_at: float = 0.0
     source: str = ""
+    #: Rows of the numeric features together (NaN = missing), an evenly spaced subsample
+    #: in file order, for multivariate drift (:mod:`monitor.multivariate`): the per-column
+    #: samples above are sorted, so they lose which values came together. Optional: a
+    #: profile without it learns the joint reference from the first full window.
+    joint: np.ndarray | None = None
+    joint_columns: list[str] = field(default_factory=list)
 
     def schema(self) -> dict[str, ColumnType]:
         return {n: f.kind for n, f in self.features.items() if n != PREDICTION}
@@ -168,6 +175,11 @@ class ReferenceProfile:
                 "created_at": self.created_at,
                 "source": self.source,
                 "features": [f.to_dict() for f in self.features.values()],
+                **(
+                    {"joint": {"columns": self.joint_columns, "rows": self.joint.tolist()}}
+                    if self.joint is not None
+                    else {}
+                ),
             }
         )
 
@@ -185,7 +197,15 @@ class ReferenceProfile:
                 f"(expected {FORMAT_VERSION}); rebuild it with `monitor reference build`"
             )
         feats = [FeatureProfile.from_dict(f) for f in d["features"]]
+        joint, joint_columns = None, []
+        if isinstance(d.get("joint"), dict):
+            joint_columns = [str(c) for c in d["joint"]["columns"]]
+            joint = np.asarray(d["joint"]["rows"], dtype=np.float64)
+            if joint.ndim != 2 or joint.shape[1] != len(joint_columns):
+                joint, joint_columns = None, []
         return cls(
+            joint=joint,
+            joint_columns=joint_columns,
             model=d["model"],
             model_version=d.get("model_version"),
             features={f.name: f for f in feats},
@@ -367,6 +387,8 @@ def build_profile(
     n_rows = len(rows)
     features: dict[str, FeatureProfile] = {}
     digest = hashlib.sha256()
+    joint_rows = np.unique(np.linspace(0, n_rows - 1, min(n_rows, MAX_JOINT_ROWS)).astype(int))
+    joint: dict[str, np.ndarray] = {}
     for name, kind in schema.items():
         raw = [feats.get(name) for feats, _ in rows]
         if kind == "numeric":
@@ -381,6 +403,7 @@ def build_profile(
                 schema_in, name, kind, model, profile_numeric, vals, n_rows, max_sample
             )
             digest.update(name.encode() + prof.sample.tobytes())  # type: ignore[union-attr]
+            joint[name] = vals[joint_rows]
         else:
             cats = [c for c in (category_of(v) for v in raw if v is not None) if c is not None]
             prof = _declared(
@@ -406,6 +429,8 @@ def build_profile(
             cats = [c for c in (category_of(p) for p in preds) if c is not None]
             features[PREDICTION] = profile_categorical(PREDICTION, cats, n_rows, max_categories)
     return ReferenceProfile(
+        joint=np.column_stack(list(joint.values())) if joint else None,
+        joint_columns=list(joint),
         model=model,
         features=features,
         rows=n_rows,

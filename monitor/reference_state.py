@@ -191,6 +191,8 @@ def pack_profile(p: ReferenceProfile) -> ProfileState:
         model_version=p.model_version,
         created_at=p.created_at,
         source=p.source,
+        joint=None if p.joint is None else pack_array(p.joint),
+        joint_columns=list(p.joint_columns),
     )
 
 
@@ -223,7 +225,19 @@ def unpack_profile(p: ProfileState) -> ReferenceProfile:
         model_version=p.model_version,
         created_at=p.created_at,
         source=p.source,
+        joint=_joint(p),
+        joint_columns=list(p.joint_columns) if _joint(p) is not None else [],
     )
+
+
+def _joint(p: ProfileState) -> np.ndarray | None:
+    """The saved joint rows, if present and of the right shape (else none: learned again)."""
+    if p.joint is None:
+        return None
+    joint = unpack_array(p.joint).astype(np.float64)
+    if joint.ndim != 2 or joint.shape[1] != len(p.joint_columns):
+        return None
+    return joint
 
 
 def stable_seed(*parts: str) -> int:

@@ -39,6 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor.events import REASONS
+from monitor.multivariate import MULTIVARIATE
 from monitor.signals import SEVERITY_RANK
 
 # Label values of the Kafka edge's counters (kept here so this module imports no adapter).
@@ -318,13 +319,16 @@ class ModelStateCollector(Collector):
                 g.invalid_values.add_metric([model, feature, reason], float(n))
             for feature, n in m.category_overflow.items():
                 g.overflow.add_metric([model, feature], float(n))
+            for (feature, rule), n in m.validator.violations.items() if full and m.ready else ():
+                g.constraint_violations.add_metric([model, feature, rule], float(n))
             ev = m.last
             if ev is None:
                 continue
             g.window_events.add_metric([model], float(ev.context.window_events))
             g.window_start.add_metric([model], ev.context.window_start)
             g.window_end.add_metric([model], ev.context.window_end)
-            g.drifting_features.add_metric([model], float(len(ev.drifting)))
+            drifting = [f for f in ev.drifting if f != MULTIVARIATE]
+            g.drifting_features.add_metric([model], float(len(drifting)))
             for feature, results in ev.results.items():
                 for r in results:
                     labels = [model, feature, r.detector]
@@ -341,6 +345,9 @@ class ModelStateCollector(Collector):
                     g.detected.add_metric(labels, 1.0 if r.drifted else 0.0)
             for feature, v in ev.verdicts.items():
                 level = SEVERITY_LEVEL[v.severity] if v.drifting else 0
+                if feature == MULTIVARIATE:  # the model's features together: not a feature
+                    g.multivariate_severity.add_metric([model], float(level))
+                    continue
                 g.drift_severity.add_metric([model, feature], float(level))
             for metric, value in ev.performance.items():
                 _performance(g, model, metric, value)
@@ -456,6 +463,11 @@ class _Families:
             "Feature values recorded as missing because mistyped or non-finite.",
             labels=["model", "feature", "reason"],
         )
+        self.constraint_violations = C(
+            "monitor_constraint_violations",
+            "Values that violated a data-validation rule (monitor.validation), by rule.",
+            labels=["model", "feature", "rule"],
+        )
         self.overflow = C(
             "monitor_feature_category_overflow_values",
             "Values pooled into __other__ because the category cap was reached.",
@@ -506,6 +518,12 @@ class _Families:
             "monitor_drift_detected",
             "1 if the detector alone flagged drift at the last evaluation.",
             labels=mfd,
+        )
+        self.multivariate_severity = G(
+            "monitor_multivariate_drift_severity",
+            "Multivariate (PCA reconstruction) drift of the model's numeric features: "
+            "0 ok, 1 warning, 2 critical.",
+            labels=["model"],
         )
         self.drift_severity = G(
             "monitor_feature_drift_severity",

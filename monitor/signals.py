@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-SignalKind = Literal["drift", "performance", "data_quality"]
+SignalKind = Literal["drift", "performance", "data_quality", "multivariate"]
 #: The one severity scale of the monitor: a detector's grade, a drift verdict, a
 #: signal, a notification.
 Severity = Literal["ok", "warning", "critical"]

@@ -56,7 +56,7 @@ class _Matchers(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(default="*", max_length=200)
     subject: str = Field(default="*", max_length=200)
-    kind: Literal["drift", "performance", "data_quality"] | None = None
+    kind: Literal["drift", "performance", "data_quality", "multivariate"] | None = None
 
 
 class _NewSilence(BaseModel):

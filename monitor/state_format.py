@@ -177,6 +177,9 @@ class ProfileState(msgspec.Struct, kw_only=True):
     model_version: str | None = None
     created_at: float = 0.0
     source: str = ""
+    # The numeric features' joint rows (multivariate drift); absent in older states.
+    joint: Array | None = None
+    joint_columns: list[str] = []
 
 
 class JoinEntry(msgspec.Struct, array_like=True):

@@ -19,6 +19,7 @@ from monitor.detectors.base import Detector, DetectorBase
 from monitor.detectors.chi_square import ChiSquareDetector
 from monitor.detectors.jensen_shannon import JensenShannonDetector
 from monitor.detectors.ks import KSDetector
+from monitor.detectors.pca import PCADetector
 from monitor.detectors.psi import PSIDetector
 from monitor.detectors.streaming import ADWINDetector, PageHinkleyDetector
 from monitor.detectors.wasserstein import WassersteinDetector
@@ -48,6 +49,13 @@ def categorical_shifted() -> np.ndarray:
     return np.array([100, 200, 300, 400, 150], dtype=np.int64)  # reversed, plus an unseen code
 
 
+def correlated(seed: int, n: int, rho: float) -> np.ndarray:
+    """Three standard normal columns, the first two with correlation ``rho``."""
+    rng = np.random.default_rng(seed)
+    x, e, z = rng.normal(size=(3, n))
+    return np.column_stack([x, rho * x + np.sqrt(1 - rho**2) * e, z])
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -60,12 +68,18 @@ class Case:
         return self.cls(**self.kwargs)
 
     def reference(self) -> np.ndarray:
+        if self.kind == "multivariate":
+            return correlated(RNG_SEED, 2_000, 0.8)
         return numeric_reference() if self.kind == "numeric" else categorical_reference()
 
     def shifted(self) -> np.ndarray:
+        if self.kind == "multivariate":  # the correlation flips; every marginal stays N(0, 1)
+            return correlated(RNG_SEED + 1, 2_000, -0.8)
         return numeric_shifted() if self.kind == "numeric" else categorical_shifted()
 
     def other_window(self, seed: int) -> np.ndarray:
+        if self.kind == "multivariate":
+            return correlated(seed, 500, 0.8)
         rng = np.random.default_rng(seed)
         if self.kind == "numeric":
             return rng.normal(scale=0.1, size=500)
@@ -165,6 +179,19 @@ CASES = [
         ),
     ),
 ]
+CASES.append(
+    Case(
+        "pca",
+        PCADetector,
+        {"variance": 0.8, "alpha": 0.001, "seed": 5},
+        "multivariate",
+        (
+            ({"variance": 1.0}, "variance must be in (0, 1)"),
+            ({"alpha": 0}, "alpha must be in (0, 1)"),
+            ({"seed": -2}, "seed must be an integer >= 0"),
+        ),
+    )
+)
 IDS = [c.id for c in CASES]
 
 

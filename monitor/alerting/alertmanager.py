@@ -71,6 +71,7 @@ ALERTNAMES = {
     "drift": "ModelDrift",
     "performance": "ModelPerformance",
     "data_quality": "DataQuality",
+    "multivariate": "ModelMultivariateDrift",
 }
 MIXED = "ModelMonitor"
 #: Prometheus sets ``endsAt`` four resend intervals ahead; so do we.

@@ -76,7 +76,7 @@ from monitor.signals import SignalKind
 
 AlertSeverity = Literal["warning", "critical"]
 
-ALL_KINDS: tuple[SignalKind, ...] = ("drift", "performance", "data_quality")
+ALL_KINDS: tuple[SignalKind, ...] = ("drift", "performance", "data_quality", "multivariate")
 
 #: Placeholders accepted in ``dashboard_url_template``.
 LINK_PLACEHOLDERS = frozenset(

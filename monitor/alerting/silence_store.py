@@ -66,8 +66,10 @@ class SilenceStore:
                 raise InvalidSilence(f"{name}: must be a time between 1970 and 9999")
         if ends_at <= starts_at:
             raise InvalidSilence("ends_at: must be after starts_at")
-        if kind not in (None, "drift", "performance", "data_quality"):
-            raise InvalidSilence("matchers.kind: must be drift, performance or data_quality")
+        if kind not in (None, "drift", "performance", "data_quality", "multivariate"):
+            raise InvalidSilence(
+                "matchers.kind: must be drift, performance, data_quality or multivariate"
+            )
         silence = Silence(
             id=uuid.uuid4().hex,
             starts_at=starts_at,

@@ -1,0 +1,572 @@
+"""Data validation: per-feature constraints, checked on every event, judged per window.
+
+Production data breaks in ways distribution tests miss or name wrongly: a sentinel
+``-1`` in an age column, a new country code, euros switched to cents, a field an
+upstream change leaves null. Those are data-validation failures (after TensorFlow
+Data Validation's anomalies, Great Expectations' and Deequ's constraints), and a
+page should say so: ``age: 3% of values below the reference minimum 18``.
+
+Rules (bounded names, the ``rule`` label of ``monitor_constraint_violations_total``):
+
+============== ========== =====================================================
+rule           columns    a value violates it when
+============== ========== =====================================================
+below_min      numeric    it is below ``min``
+above_max      numeric    it is above ``max``
+not_integer    numeric    it is not a whole number (``integer: true``)
+unseen         categorical its category is outside the domain
+missing        both       it is missing (absent, null, or of the wrong type)
+constant       numeric    (window rule) every value of a full window is the same
+============== ========== =====================================================
+
+**Checked per batch, judged per window.** :meth:`Validator.observe` counts a batch's
+violations with a few numpy comparisons over its column matrices (no per-event
+Python); :meth:`Validator.evaluate` computes each rule's violation rate over the
+window (the same comparisons on the window's matrices) and turns it into a
+``data_quality`` signal naming the rule, the rate, the bound and the most frequent
+offending values (escaped: they come from the wire).
+
+**Declared and inferred constraints.** Constraints come from the config
+(``validation.constraints``); with ``validation.infer`` (the default) whatever a
+feature does not declare is inferred from the reference profile: the range from the
+reference min/max widened by ``range_margin`` (25%) of the reference range, the
+domain from the reference categories (not when the profile pooled categories into
+``__other__``), whole numbers when every reference value is one, "not constant" when
+a constant window would be implausible, and the missing rate. ``monitor reference
+build --schema-out`` writes what is inferred for review.
+
+**When a rule fires: the default tolerance, with numbers.** A declared rule fires
+when more than ``tolerance`` (0.1%) of the window's values violate it: five values in
+a 5,000-event window pass (the rare outlier), a sentinel at 1% of events (50) does not.
+An inferred rule cannot be that strict: the reference is a sample and the stream
+will exceed its extremes. For exchangeable data, the chance that a new value is above
+the maximum of ``n`` reference values is exactly ``1/(n+1)`` whatever the
+distribution, so with a 10,000-row reference a window of 5,000 values expects 0.5
+values above the maximum (and as many below) even with no margin; the margin only
+lowers that. So an inferred rule's expected violation rate is taken as
+``p0 = (k + 1)/(n + 1)``, ``k`` the reference's own violations (0 for the range; its
+missing values; its categories seen once, the Good-Turing estimate of the unseen
+share), and the rule fires when the window's count is above the binomial
+``1 - alpha`` quantile at ``p0`` (and the rate above ``tolerance``). With
+``alpha = 1e-8``, ``p0 = 1e-4`` and 5,000 values the bound is 8 values: the rule fires
+at 9 (0.18%). A million stationary events evaluated every 1,000 events, with 10
+features and 5 rules, are 50,000 tests: 5e-4 expected false alarms. A sentinel at 3%
+of events puts 30 violations in the window one step (1,000 events) after its onset:
+caught at the first evaluation that sees it.
+
+Why a 25% margin and not less: the range rule is for values that cannot be right
+(a sentinel, a unit switch), and a shift of the distribution is drift, which the
+drift detectors name. A bounded feature (a credit score clipped at 850) shifted by
+one standard deviation puts 2% of its values 55 points above the reference maximum,
+past a 10% margin but not past 25%; a sentinel ``-1`` in an age column of 18..90
+(bound 0) or euros switched to cents (100x) are far past either.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from scipy.stats import binom
+
+from monitor.config import FeatureConstraint, ValidationConfig
+from monitor.reference import ReferenceProfile, category_of, prediction_value, shown
+from monitor.signals import PREDICTION, Signal
+
+#: Every rule name (the bounded ``rule`` label).
+RULES: tuple[str, ...] = ("below_min", "above_max", "not_integer", "unseen", "missing", "constant")
+MAX_SHOWN_VALUES = 5  # offending values named in a signal
+MIN_CONSTANT_VALUES = 20  # fewer present values than this: the window says nothing about constancy
+OTHER = "__other__"
+
+
+@lru_cache(maxsize=4096)
+def binomial_bound(n: int, p0: float, alpha: float) -> int:
+    """The largest count of ``Binomial(n, p0)`` that is not improbable at level ``alpha``:
+    counts above it have probability at most ``alpha``.
+
+    >>> binomial_bound(5000, 1e-4, 1e-8)
+    8
+    >>> binomial_bound(5000, 0.0, 1e-8)
+    0
+    """
+    if n <= 0 or p0 <= 0:
+        return 0
+    return int(binom.isf(alpha, n, min(p0, 1.0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule of one feature: what a violation is, and how many are expected."""
+
+    feature: str
+    rule: str
+    inferred: bool  # inferred from the reference (else declared in the config)
+    p0: float = 0.0  # violation rate the reference implies (inferred rules)
+    rate: float | None = None  # a declared maximum rate (max_missing_rate, max_unseen_rate)
+    bound: float = math.nan  # the value compared (min, max) for the message
+    note: str = ""  # where the bound comes from, for the message
+
+    def threshold(self, n: int, config: ValidationConfig) -> float:
+        """The violation rate above which this rule is breached in a window of ``n`` values."""
+        if self.rate is not None:
+            return self.rate
+        if not self.inferred or n <= 0:
+            return config.tolerance
+        return max(config.tolerance, binomial_bound(n, self.p0, config.alpha) / n)
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    """One rule's outcome on one window (``breached`` or not), for signals and reports."""
+
+    feature: str
+    rule: str
+    violations: int
+    values: int  # the denominator: present values, or events for ``missing``
+    rate: float
+    threshold: float
+    breached: bool
+    message: str
+    top_values: list[tuple[str, int]] = field(default_factory=list)
+    inferred: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "rule": self.rule,
+            "violations": self.violations,
+            "values": self.values,
+            "rate": self.rate,
+            "threshold": self.threshold,
+            "breached": self.breached,
+            "inferred": self.inferred,
+            "message": self.message,
+            "top_values": [{"value": v, "count": c} for v, c in self.top_values],
+        }
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.3g}%"
+
+
+def _mode_share(sample: np.ndarray) -> float:
+    """Share of the most frequent value in a sorted sample."""
+    if sample.size == 0:
+        return 1.0
+    _, counts = np.unique(sample, return_counts=True)
+    return float(counts.max() / sample.size)
+
+
+def infer_constraints(
+    profile: ReferenceProfile, config: ValidationConfig
+) -> dict[str, FeatureConstraint]:
+    """The constraints :class:`Validator` infers from ``profile`` (what ``--schema-out``
+    writes), declared fields of ``config.constraints`` left as declared."""
+    out: dict[str, FeatureConstraint] = {}
+    for name, f in profile.features.items():
+        declared = config.constraints.get(name, FeatureConstraint())
+        guess: dict[str, Any] = {"type": f.kind}
+        if f.kind == "numeric" and f.sample is not None:
+            span = f.max - f.min
+            margin = config.range_margin * (span if span > 0 else max(abs(f.max), 1.0))
+            guess["min"] = f.min - margin
+            guess["max"] = f.max + margin
+            sample = f.sample
+            if sample.size and bool(np.all(sample == np.round(sample))):
+                guess["integer"] = True
+            if f.std > 0:
+                guess["not_constant"] = True
+        elif f.kind == "categorical" and OTHER not in f.categories:
+            guess["domain"] = list(f.categories)
+        guess["max_missing_rate"] = None
+        guess["required"] = f.missing_rate == 0
+        merged = {**guess, **declared.model_dump(exclude_none=True)}
+        out[name] = FeatureConstraint(**merged)
+    return out
+
+
+class Validator:
+    """A model's constraints over its window columns; see the module docstring.
+
+    Built from the reference profile and the model's columns when the reference is
+    set; ``observe`` per batch, ``evaluate`` per evaluation. Pure: no I/O.
+    """
+
+    def __init__(
+        self,
+        config: ValidationConfig,
+        profile: ReferenceProfile,
+        numeric_columns: list[str],
+        categorical_columns: list[str],
+        categories: dict[str, list[str]],
+    ) -> None:
+        self.config = config
+        self.numeric_columns = list(numeric_columns)
+        self.categorical_columns = list(categorical_columns)
+        self.categories = categories  # the monitor's vocabularies (code -> category), live
+        self.violations: dict[tuple[str, str], int] = {}
+        self.rules: dict[tuple[str, str], Rule] = {}
+        k = len(numeric_columns)
+        self._lo = np.full(k, -np.inf)
+        self._hi = np.full(k, np.inf)
+        self._integer = np.zeros(k, dtype=bool)
+        self._constant_mode: dict[int, float | None] = {}  # column -> reference mode share
+        self._domains: dict[int, frozenset[str] | int] = {}  # allowed set, or reference size
+        self._allowed: dict[int, np.ndarray] = {}  # code -> allowed, grown with the vocabulary
+        if not config.enabled:
+            return
+        for j, name in enumerate(numeric_columns):
+            self._numeric_rules(j, name, profile)
+        for j, name in enumerate(categorical_columns):
+            self._categorical_rules(j, name, profile)
+        for name in [*numeric_columns, *categorical_columns]:
+            self._missing_rule(name, profile)
+
+    # ----------------------------------------------------------------- fitting
+
+    def _declared(self, name: str) -> FeatureConstraint:
+        return self.config.constraints.get(name, FeatureConstraint())
+
+    def _numeric_rules(self, j: int, name: str, profile: ReferenceProfile) -> None:
+        c, infer = self._declared(name), self.config.infer
+        f = profile.features.get(name)
+        ref = f if f is not None and f.kind == "numeric" and f.sample is not None else None
+        n_ref = ref.count if ref is not None else 0
+        p_out = 1.0 / (n_ref + 1)  # exceeding an extreme of n exchangeable values
+        margin = self.config.range_margin
+        span = 0.0
+        if ref is not None:
+            span = ref.max - ref.min
+            span = span if span > 0 else max(abs(ref.max), 1.0)
+        if c.min is not None:
+            self._lo[j] = c.min
+            self.rules[(name, "below_min")] = Rule(name, "below_min", False, bound=c.min)
+        elif infer and ref is not None:
+            self._lo[j] = ref.min - margin * span
+            note = f"reference minimum {_fmt(ref.min)} less a {margin:.0%} margin"
+            self.rules[(name, "below_min")] = Rule(
+                name, "below_min", True, p_out, bound=self._lo[j], note=note
+            )
+        if c.max is not None:
+            self._hi[j] = c.max
+            self.rules[(name, "above_max")] = Rule(name, "above_max", False, bound=c.max)
+        elif infer and ref is not None:
+            self._hi[j] = ref.max + margin * span
+            note = f"reference maximum {_fmt(ref.max)} plus a {margin:.0%} margin"
+            self.rules[(name, "above_max")] = Rule(
+                name, "above_max", True, p_out, bound=self._hi[j], note=note
+            )
+        if c.integer:
+            self._integer[j] = True
+            self.rules[(name, "not_integer")] = Rule(name, "not_integer", False)
+        elif c.integer is None and infer and ref is not None and ref.sample is not None:
+            s = ref.sample
+            # Only when the reference has enough values for "always whole" to mean something.
+            if n_ref >= 100 and bool(np.all(s == np.round(s))):
+                self._integer[j] = True
+                self.rules[(name, "not_integer")] = Rule(name, "not_integer", True, p_out)
+        if c.not_constant:
+            self._constant_mode[j] = None
+            self.rules[(name, "constant")] = Rule(name, "constant", False)
+        elif c.not_constant is None and infer and ref is not None and ref.std > 0:
+            assert ref.sample is not None
+            self._constant_mode[j] = _mode_share(ref.sample)
+            self.rules[(name, "constant")] = Rule(name, "constant", True)
+
+    def _categorical_rules(self, j: int, name: str, profile: ReferenceProfile) -> None:
+        c, infer = self._declared(name), self.config.infer
+        f = profile.features.get(name)
+        if c.domain is not None:
+            self._domains[j] = frozenset(c.domain)
+            self.rules[(name, "unseen")] = Rule(
+                name, "unseen", False, rate=c.max_unseen_rate, note="declared categories"
+            )
+        elif infer and f is not None and f.kind == "categorical" and f.counts is not None:
+            if OTHER in f.categories:  # the profile pooled rare categories: the domain is open
+                return
+            self._domains[j] = len(f.categories)
+            singletons = int((f.counts == 1).sum())
+            p0 = (singletons + 1) / (int(f.counts.sum()) + 1)  # Good-Turing, plus one
+            self.rules[(name, "unseen")] = Rule(
+                name, "unseen", True, p0, rate=c.max_unseen_rate, note="reference categories"
+            )
+
+    def _missing_rule(self, name: str, profile: ReferenceProfile) -> None:
+        c = self._declared(name)
+        if c.max_missing_rate is not None:
+            self.rules[(name, "missing")] = Rule(name, "missing", False, rate=c.max_missing_rate)
+        elif c.required:
+            self.rules[(name, "missing")] = Rule(name, "missing", False)
+        elif self.config.infer:
+            f = profile.features.get(name)
+            if f is None:
+                return
+            rows = max(profile.rows, f.count)
+            missing = round(f.missing_rate * rows)
+            self.rules[(name, "missing")] = Rule(
+                name, "missing", True, (missing + 1) / (rows + 1), bound=f.missing_rate
+            )
+
+    def _allowed_codes(self, j: int) -> np.ndarray:
+        """Per category code of column ``j``: allowed or not (grows with the vocabulary)."""
+        cats = self.categories[self.categorical_columns[j]]
+        have = self._allowed.get(j)
+        if have is not None and have.size == len(cats):
+            return have
+        dom = self._domains[j]
+        if isinstance(dom, int):
+            allowed = np.arange(len(cats)) < dom
+        else:
+            allowed = np.fromiter((c in dom for c in cats), dtype=bool, count=len(cats))
+        self._allowed[j] = allowed
+        return allowed
+
+    # ----------------------------------------------------------------- counting
+
+    def _counts(self, num: np.ndarray, cat: np.ndarray) -> dict[tuple[str, str], int]:
+        """Violations per (feature, rule) in the rows given (constant excluded: a window rule)."""
+        out: dict[tuple[str, str], int] = {}
+        rules = self.rules
+        if num.shape[1]:
+            with np.errstate(invalid="ignore"):
+                below = (num < self._lo).sum(axis=0)
+                above = (num > self._hi).sum(axis=0)
+            missing = np.isnan(num).sum(axis=0)
+            if self._integer.any():
+                sub = num[:, self._integer]
+                frac = (sub != np.round(sub)) & ~np.isnan(sub)
+                for j, n in zip(np.nonzero(self._integer)[0], frac.sum(axis=0), strict=True):
+                    if n:
+                        out[(self.numeric_columns[j], "not_integer")] = int(n)
+            for rule, counts in (("below_min", below), ("above_max", above), ("missing", missing)):
+                for j in np.nonzero(counts)[0]:
+                    key = (self.numeric_columns[j], rule)
+                    if key in rules:
+                        out[key] = int(counts[j])
+        if cat.shape[1]:
+            missing = (cat < 0).sum(axis=0)
+            for j in np.nonzero(missing)[0]:
+                key = (self.categorical_columns[j], "missing")
+                if key in rules:
+                    out[key] = int(missing[j])
+            for j in self._domains:
+                codes = cat[:, j]
+                allowed = self._allowed_codes(j)
+                present = codes >= 0
+                n = int(present.sum()) - int(allowed[codes[present]].sum())
+                if n:
+                    out[(self.categorical_columns[j], "unseen")] = n
+        return out
+
+    def observe(self, num: np.ndarray, cat: np.ndarray) -> None:
+        """Count one batch's violations (``num``: rows x numeric columns, NaN missing;
+        ``cat``: rows x categorical columns of codes, -1 missing)."""
+        if not self.rules or len(num) == 0:
+            return
+        for key, n in self._counts(num, cat).items():
+            self.violations[key] = self.violations.get(key, 0) + n
+
+    # ----------------------------------------------------------------- judging
+
+    def check(
+        self, num: np.ndarray, cat: np.ndarray, *, all_messages: bool = False
+    ) -> list[Breach]:
+        """Every rule's outcome over the rows given (a window, or a whole file); the
+        message of every rule with ``all_messages``, else of the breached ones."""
+        if not self.rules:
+            return []
+        counts = self._counts(num, cat)
+        n_rows = len(num) if num.shape[1] else len(cat)
+        # Once per matrix, not per rule: present values, and the range of each column.
+        num_present = (~np.isnan(num)).sum(axis=0)
+        cat_present = (cat >= 0).sum(axis=0)
+        num_index = {f: j for j, f in enumerate(self.numeric_columns)}
+        cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
+        spread = None
+        out: list[Breach] = []
+        for key, rule in self.rules.items():
+            feature, name = key
+            if name == "constant":
+                if spread is None:
+                    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+                        spread = np.nanmax(num, axis=0) - np.nanmin(num, axis=0)
+                j = num_index[feature]
+                out.append(self._constant(rule, j, int(num_present[j]), spread[j], num))
+                continue
+            if feature in num_index:
+                j = num_index[feature]
+                col = num[:, j]
+                present = int(num_present[j])
+            else:
+                j = cat_index[feature]
+                col = cat[:, j]
+                present = int(cat_present[j])
+            values = n_rows if name == "missing" else present
+            k = counts.get(key, 0)
+            rate = k / values if values else 0.0
+            threshold = rule.threshold(values, self.config)
+            breached = values > 0 and rate > threshold
+            top = self._top_values(rule, j, col) if breached else []
+            # The message only where it is read: a breach (signals), or any rule (reports).
+            message = self._message(rule, k, values, rate, top) if breached or all_messages else ""
+            out.append(
+                Breach(
+                    feature, name, k, values, rate, threshold, breached, message, top,
+                    rule.inferred,
+                )
+            )  # fmt: skip
+        return out
+
+    def _constant(self, rule: Rule, j: int, n: int, spread: float, num: np.ndarray) -> Breach:
+        constant = n >= MIN_CONSTANT_VALUES and bool(spread == 0)
+        mode = self._constant_mode.get(j)
+        # Inferred: only when a constant window is implausible for the reference (mode^n).
+        plausible = mode is not None and (mode >= 1.0 or n * math.log(mode) > math.log(
+            self.config.alpha
+        ))  # fmt: skip
+        breached = constant and not plausible
+        value = ""
+        if breached:
+            col = num[:, j]
+            value = shown(_fmt(float(col[~np.isnan(col)][0])), quote=False)
+        msg = f"{shown(rule.feature, 80, quote=False)}: every one of {n} values is {value}"
+        return Breach(
+            rule.feature, "constant", n if constant else 0, n, 1.0 if constant else 0.0, 0.5,
+            breached, msg, [(value, n)] if breached else [], rule.inferred,
+        )  # fmt: skip
+
+    def _top_values(self, rule: Rule, j: int, col: np.ndarray) -> list[tuple[str, int]]:
+        """The most frequent offending values, escaped and bounded."""
+        if rule.rule == "missing":
+            return []
+        if rule.rule == "unseen":
+            allowed = self._allowed_codes(j)
+            codes = col[col >= 0]
+            bad = codes[~allowed[codes]]
+            uniq, counts = np.unique(bad, return_counts=True)
+            cats = self.categories[rule.feature]
+            named = [(cats[int(u)], int(c)) for u, c in zip(uniq, counts, strict=True)]
+        else:
+            with np.errstate(invalid="ignore"):
+                if rule.rule == "below_min":
+                    bad = col[col < self._lo[j]]
+                elif rule.rule == "above_max":
+                    bad = col[col > self._hi[j]]
+                else:
+                    bad = col[(col != np.round(col)) & ~np.isnan(col)]
+            uniq, counts = np.unique(bad, return_counts=True)
+            named = [(_fmt(float(u)), int(c)) for u, c in zip(uniq, counts, strict=True)]
+        named.sort(key=lambda vc: -vc[1])
+        return [(shown(v, 40, quote=False), c) for v, c in named[:MAX_SHOWN_VALUES]]
+
+    def _message(self, rule: Rule, k: int, n: int, rate: float, top: list[tuple[str, int]]) -> str:
+        name = shown(rule.feature, 80, quote=False)
+        share = f"{_pct(rate)} of values ({k} of {n})"
+        if rule.rule == "below_min":
+            why = f"below the declared minimum {_fmt(rule.bound)}"
+            if rule.inferred:
+                why = f"below {_fmt(rule.bound)} (the {rule.note})"
+        elif rule.rule == "above_max":
+            why = f"above the declared maximum {_fmt(rule.bound)}"
+            if rule.inferred:
+                why = f"above {_fmt(rule.bound)} (the {rule.note})"
+        elif rule.rule == "not_integer":
+            why = "not whole numbers"
+        elif rule.rule == "unseen":
+            why = f"outside the {rule.note}"
+        else:
+            share = f"{_pct(rate)} of events ({k} of {n})"
+            why = "missing the value"
+            if rule.inferred:
+                why += f" (reference: {_pct(rule.bound)})"
+        text = f"{name}: {share} {why}"
+        if top:
+            text += "; most frequent: " + ", ".join(f"{v} ({c})" for v, c in top)
+        return text
+
+    def evaluate(self, model: str, num: np.ndarray, cat: np.ndarray) -> list[Signal]:
+        """One ``data_quality`` signal per rule for the window (``"ok"`` when not breached,
+        so the alert engine can resolve)."""
+        return [signal_of(model, b) for b in self.check(num, cat)]
+
+
+def signal_of(model: str, b: Breach) -> Signal:
+    """A breach as a ``data_quality`` signal: subject ``<rule>:<feature>``, detector the rule."""
+    details: dict[str, float | str | None] = {
+        "rule": b.rule,
+        "violations": float(b.violations),
+        "values": float(b.values),
+        "source": "inferred" if b.inferred else "declared",
+    }
+    if b.breached:
+        details["message"] = b.message
+        details["top_values"] = ", ".join(f"{v} ({c})" for v, c in b.top_values)
+    return Signal(
+        model=model,
+        kind="data_quality",
+        subject=f"{b.rule}:{b.feature}",
+        severity="warning" if b.breached else "ok",
+        value=b.rate,
+        threshold=b.threshold,
+        detector=b.rule,
+        details=details,
+    )
+
+
+def validate_rows(
+    config: ValidationConfig,
+    profile: ReferenceProfile,
+    rows: list[tuple[dict[str, Any], Any]],
+    schema: dict[str, str],
+) -> list[Breach]:
+    """Check ``(features, prediction)`` rows (a whole file) against the constraints the
+    pipeline uses, with the same :class:`Validator`: ``monitor validate``.
+
+    ``schema`` maps each column (the prediction as ``__prediction__``) to its kind.
+    Values are columnised as the pipeline does: a numeric value that is not a number is
+    missing, a categorical one is its category string (:func:`category_of`).
+    """
+    numeric = [n for n, k in schema.items() if k == "numeric"]
+    categorical = [n for n, k in schema.items() if k == "categorical"]
+    categories: dict[str, list[str]] = {}
+    for name in categorical:
+        f = profile.features.get(name)
+        categories[name] = list(f.categories) if f is not None else []
+    validator = Validator(config, profile, numeric, categorical, categories)
+
+    def raw(name: str) -> list[Any]:
+        if name == PREDICTION:
+            return [prediction_value(p) for _, p in rows]
+        return [f.get(name) for f, _ in rows]
+
+    num = np.full((len(rows), len(numeric)), np.nan)
+    for j, name in enumerate(numeric):
+        num[:, j] = [
+            float(v) if isinstance(v, int | float) and not isinstance(v, bool) else np.nan
+            for v in raw(name)
+        ]
+    num[np.isinf(num)] = np.nan
+    cat = np.full((len(rows), len(categorical)), -1, dtype=np.int32)
+    for j, name in enumerate(categorical):
+        cats = categories[name]
+        vocab = {c: i for i, c in enumerate(cats)}
+        for i, v in enumerate(raw(name)):
+            c = category_of(v) if v is not None else None
+            if c is None:
+                continue
+            code = vocab.get(c)
+            if code is None:
+                code = vocab[c] = len(cats)
+                cats.append(c)
+            cat[i, j] = code
+    return validator.check(num, cat, all_messages=True)
