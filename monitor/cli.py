@@ -45,15 +45,15 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # a runtime failure (the broker, the state store, a file that cannot be
 # written), or `validate` found a breached constraint
 EXIT_USAGE = 2  # the command line, the configuration or an input file is invalid (argparse too)
-EXIT_DRIFT = 3  # `monitor report --fail-on`: the report found drift at that level
+EXIT_CHECK_FAILED = 3  # a check found what it gates on: `report --fail-on`, `validate`
 
 EPILOG = """\
 exit codes:
   0  success
-  1  runtime failure (e.g. the broker or the state store failed);
-     for validate: a constraint is breached
+  1  runtime failure (e.g. the broker or the state store failed)
   2  usage, configuration or input-file error (nothing was done)
-  3  monitor report --fail-on: drift found at that level
+  3  a check found what it gates on: report --fail-on found drift,
+     validate found a breached constraint
 
 Relative paths in a configuration file resolve against that file's folder.
 """
@@ -287,14 +287,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise MonitorError(f"{args.json}: cannot write: {exc.strerror}") from exc
     drifting = result.drifting
+    columns = len(result.evaluation.numeric) + len(result.evaluation.categorical)
     print(
-        f"{len(drifting)} of {len(result.evaluation.verdicts)} columns drifting"
+        f"{len(drifting)} of {columns} columns drifting"
         + (f": {', '.join(ascii(n)[1:-1] for n in drifting)}" if drifting else "")
         + f" ({result.worst_severity}; {result.seconds:.2f} s)",
         file=sys.stderr,
     )
     if args.fail_on and result.failed(args.fail_on):
-        return EXIT_DRIFT
+        return EXIT_CHECK_FAILED
     return EXIT_OK
 
 
@@ -440,7 +441,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(
             f"{args.data}: {len(rows)} rows, {len(breaches)} rules checked, {len(failed)} breached"
         )
-    return EXIT_FAILURE if failed else EXIT_OK
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 
 # ----------------------------------------------------------------- parser

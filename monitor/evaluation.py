@@ -18,7 +18,7 @@ import numpy as np
 from monitor.columns import Columns
 from monitor.detectors.base import Detector, DetectorResult, evaluate_sorted
 from monitor.drift import FeatureVerdict
-from monitor.signals import EvaluationContext, Signal
+from monitor.signals import MULTIVARIATE, EvaluationContext, Signal
 from monitor.summary import (
     CategoricalSummary,
     NumericSummary,
@@ -44,7 +44,14 @@ class Evaluation:
 
     @property
     def drifting(self) -> list[str]:
-        return sorted(f for f, v in self.verdicts.items() if v.drifting)
+        """The drifting columns (the multivariate verdict is not a column: see
+        :attr:`multivariate_drifting`)."""
+        return sorted(f for f, v in self.verdicts.items() if v.drifting and f != MULTIVARIATE)
+
+    @property
+    def multivariate_drifting(self) -> bool:
+        verdict = self.verdicts.get(MULTIVARIATE)
+        return bool(verdict and verdict.drifting)
 
 
 class StreamFeed:

@@ -23,10 +23,8 @@ from monitor.detectors.base import DetectorResult
 from monitor.detectors.pca import PCADetector
 from monitor.errors import DetectorError
 from monitor.reference import ReferenceProfile, shown
-from monitor.signals import PREDICTION
+from monitor.signals import MULTIVARIATE, PREDICTION
 
-#: The subject of the multivariate result, beside the feature names.
-MULTIVARIATE = "__multivariate__"
 MIN_ROWS = 50  # fewer window rows than this: no verdict
 TOP_FEATURES = 3  # features named in a multivariate signal
 

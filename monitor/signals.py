@@ -31,6 +31,9 @@ SEVERITY_RANK: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2}
 #: The subject name of the model's prediction, beside the feature names (in a
 #: reference profile, a drift verdict and a signal). Features cannot use it.
 PREDICTION = "__prediction__"
+#: The subject of the multivariate verdict, beside the feature names: about the numeric
+#: features together, so never counted among the drifting features.
+MULTIVARIATE = "__multivariate__"
 
 
 def severity_rank(severity: str) -> int:

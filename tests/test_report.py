@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 import pytest
 
-from monitor.cli import EXIT_DRIFT, EXIT_OK, EXIT_USAGE, main
+from monitor.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, main
 from monitor.drift_check import DriftCheck
 from monitor.model_monitor import ModelMonitor
 from tests.browser import Problems, chromium, require_browser, screenshot, watch
@@ -54,7 +54,8 @@ def test_report_cli_html_json_and_ci_gate(
 ) -> None:
     out, js = tmp_path / "report.html", tmp_path / "report.json"
     argv = ["report", "--reference", str(files["ref_csv"]), "--current", str(files["cur_csv"])]
-    assert main([*argv, "-o", str(out), "--json", str(js), "--fail-on", "drift"]) == EXIT_DRIFT
+    rc = main([*argv, "-o", str(out), "--json", str(js), "--fail-on", "drift"])
+    assert rc == EXIT_CHECK_FAILED
     data = json.loads(js.read_text())
     assert sorted(data["drifting"]) == ["income", "plan"]
     assert {c["name"] for c in data["columns"][:2]} == {"income", "plan"}
@@ -241,5 +242,5 @@ def test_python_api_accepts_pandas_polars_and_parquet(tmp_path: Path) -> None:
                 "drift",
             ]
         )
-        == EXIT_DRIFT
+        == EXIT_CHECK_FAILED
     )

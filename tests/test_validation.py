@@ -205,12 +205,12 @@ def test_cli_validate_and_schema_out(tmp_path: Path, capsys: pytest.CaptureFixtu
     for r in bad_rows[1::50]:
         r["country"] = "XX"
     bad = _write_csv(tmp_path / "bad.csv", bad_rows)
-    assert main(["validate", "--config", str(config), "--model", "m", str(bad)]) == 1
+    assert main(["validate", "--config", str(config), "--model", "m", str(bad)]) == 3
     text = capsys.readouterr().out
     assert "BREACH below_min: age: 4% of values (40 of 1000) below 0.25 (the reference " in text
     assert "BREACH unseen: country:" in text and "XX (20)" in text
     args = ["validate", "--config", str(config), "--model", "m", str(bad), "--json"]
-    assert main(args) == 1
+    assert main(args) == 3
     doc = json.loads(capsys.readouterr().out)
     breached = {(r["feature"], r["rule"]) for r in doc["rules"] if r["breached"]}
     assert breached == {("age", "below_min"), ("country", "unseen")}
