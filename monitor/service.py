@@ -34,6 +34,21 @@ Exactness after a crash rests on three rules, each kept here:
   still its state, see ``checkpoint``). A batch that fails half-applied marks
   the state unsafe, and then nothing more is checkpointed.
 
+With ``state.backend: kafka`` (:mod:`monitor.kafka_store`) the rules become:
+
+* the group's committed offsets *are* the stored offsets: a checkpoint writes the
+  changed models' states to the changelog topic and commits all positions with
+  ``send_offsets_to_transaction``, in one Kafka transaction; nothing else commits
+  (no per-batch commit, none at revocation or shutdown outside a checkpoint), and
+  the lag gauge is computed from the positions, not from commits;
+* on assignment the store reads the assigned partitions' changelog
+  (``read_committed``) and committed offsets before anything of them is loaded
+  (``_on_assigned``), and the consumer is sought to those offsets; if that read
+  fails, the state is marked unsafe and the instance stops rather than consume
+  with empty models (which would overwrite the stored states);
+* the second and third rules above hold unchanged (the first offsets are
+  committed in a transaction of their own; a checkpoint covers every model).
+
 Alert state rolls back with the model state it belongs to, so replayed
 evaluations take the same decisions and yield the same idempotency keys, which
 the outbox's unique (receiver, key) turns into no second page.
@@ -93,7 +108,7 @@ from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.ratelimit import RateLimitedLogger
 from monitor.reference import ReferenceProfile, load_model_references
 from monitor.state_format import StateFormatError
-from monitor.store import SavedModel, SQLiteStateStore, StateStore
+from monitor.store import SavedModel, StateStore, open_state_store
 
 log = logging.getLogger("monitor.service")
 
@@ -259,7 +274,11 @@ class MonitorService:
         mm = self.models.get(model)
         if mm is not None:
             return mm
-        blob = self.store.load_model(model) if self.store else None
+        try:
+            blob = self.store.load_model(model) if self.store else None
+        except StateFormatError as exc:  # a changelog record that cannot be used
+            self._not_restored(model, exc.reason, str(exc))
+            blob = None
         alert_doc: dict[str, Any] | None = None
         restored = self._restore(model, blob) if blob is not None else None
         if restored is not None:
@@ -404,7 +423,7 @@ class MonitorService:
             raise ServiceStateError(f"cannot start a service that is {self._state}")
         self._state = "starting"
         try:
-            self.store = self._store_arg or SQLiteStateStore(self.config.state.path)
+            self.store = self._store_arg or open_state_store(self.config)
         except OSError as exc:  # one line naming the setting, not a traceback
             raise ConfigError([f"state.path {self.config.state.path}: {_why(exc)}"]) from exc
         for _ in range(getattr(self.store, "discarded_legacy", 0)):
@@ -458,6 +477,11 @@ class MonitorService:
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
 
+    @property
+    def _store_commits(self) -> bool:
+        """Whether the state store commits the group's offsets (the Kafka backend)."""
+        return bool(getattr(self.store, "commits_offsets", False))
+
     def _poll_failed(self, exc: SourceError) -> None:
         """Count a failed poll; log a new error at once, a repeated one at a bounded rate.
 
@@ -509,8 +533,9 @@ class MonitorService:
                         len(self.models),
                         _positions_text(self._positions),
                     )
-                    await self.source.commit(self._positions)
-                    self.metrics.commits.labels("ok").inc()
+                    if not self._store_commits:
+                        await self.source.commit(self._positions)
+                        self.metrics.commits.labels("ok").inc()
                     log.info("shutdown: committed the offsets to Kafka")
                 except MonitorError as exc:
                     log.error("final checkpoint/commit failed: %s", exc)
@@ -553,7 +578,7 @@ class MonitorService:
             batch = self._decode(messages)
             if batch.rejected and not await self._dead_letter(batch.rejected, ranges):
                 return []  # stopping before the batch could be applied: it will be replayed
-            self._record_first_offsets(ranges)
+            await self._record_first_offsets(ranges)
             try:
                 evaluations = self._apply(batch)
             except Exception as exc:
@@ -566,8 +591,9 @@ class MonitorService:
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(messages))
             try:
-                await self.source.commit(self._positions)
-                self.metrics.commits.labels("ok").inc()
+                if not self._store_commits:  # else only checkpoints commit (with the states)
+                    await self.source.commit(self._positions)
+                    self.metrics.commits.labels("ok").inc()
             except SourceError as exc:
                 # Not fatal: the next commit covers these offsets; a crash before it replays them.
                 self.metrics.commits.labels("error").inc()
@@ -641,7 +667,7 @@ class MonitorService:
         for tp, lag in self.source.lag(positions).items():
             self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(lag)
 
-    def _record_first_offsets(self, ranges: dict[TP, tuple[int, int]]) -> None:
+    async def _record_first_offsets(self, ranges: dict[TP, tuple[int, int]]) -> None:
         """Store where consumption of a partition without a stored offset starts.
 
         Without this, a crash before the first checkpoint would restart from
@@ -652,7 +678,7 @@ class MonitorService:
         if not first or self.store is None:
             return
         try:
-            self.store.save({}, first)
+            await asyncio.to_thread(self.store.save, {}, first)  # a transaction with Kafka
         except Exception as exc:
             raise MonitorError(f"cannot record starting offsets: {exc}") from exc
         self._positions.update(first)
@@ -878,9 +904,10 @@ class MonitorService:
             leaving = [m for m, tp in self._model_partition.items() if tp in revoked]
             try:
                 await self._checkpoint()
-                await self.source.commit(
-                    {tp: o for tp, o in self._positions.items() if tp in revoked}
-                )
+                if not self._store_commits:
+                    await self.source.commit(
+                        {tp: o for tp, o in self._positions.items() if tp in revoked}
+                    )
             except MonitorError as exc:
                 log.error("checkpoint/commit on revoke failed: %s", exc)
             for m in leaving:
@@ -890,6 +917,8 @@ class MonitorService:
                 self._saved_alerts.pop(m, None)
             for tp in revoked:
                 self._positions.pop(tp, None)
+            if self.store is not None:
+                self.store.release(revoked)
 
     async def _on_assigned(self, assigned: set[TP]) -> None:
         """Seek each assigned partition to its stored offset, if the broker still holds it.
@@ -901,6 +930,26 @@ class MonitorService:
         """
         self.metrics.rebalances.labels("assigned").inc()
         self.metrics.assigned_partitions.set(len(assigned))
+        if self.store is None:
+            return
+        # Nothing of these partitions is fetched until their states and offsets are read
+        # and sought to (a batch applied meanwhile would be applied again after the seek).
+        self.source.pause(assigned)
+        try:
+            await self._assign(assigned)
+        finally:
+            self.source.resume(assigned)
+
+    async def _assign(self, assigned: set[TP]) -> None:
+        if self.store is not None:
+            try:  # a remote backend reads the partitions' states and offsets now
+                await asyncio.to_thread(self.store.prepare, assigned)
+            except MonitorError as exc:
+                # Consuming with fresh models would overwrite the stored states: stop instead.
+                self._unsafe_state = f"state of the assigned partitions not restored: {exc}"
+                log.error("%s; stopping (restart to retry)", self._unsafe_state)
+                self._stopping.set()
+                return
         stored = self.store.load_offsets() if self.store else {}
         mine = {tp: stored[tp] for tp in assigned if tp in stored}
         if mine:
