@@ -361,6 +361,13 @@ class KafkaStateStore:
         with self._lock:
             self._entries.update(entries)
             self._offsets.update(offsets)
+        log.info(
+            "read %d model state(s) and %d offset(s) of %d assigned partition(s) from %s",
+            len(entries),
+            len(offsets),
+            len(tps),
+            self.topic,
+        )
 
     def release(self, partitions: Iterable[TP]) -> None:
         """Forget what was read for partitions this instance no longer owns."""
