@@ -911,10 +911,14 @@ class MonitorService:
             except MonitorError as exc:
                 log.error("checkpoint/commit on revoke failed: %s", exc)
             for m in leaving:
+                # Its gauges are the new owner's to show (the collector's go with the model).
+                with contextlib.suppress(KeyError):
+                    self.metrics.event_lag.remove(m)
                 self.models.pop(m, None)
                 self._model_partition.pop(m, None)
                 self._dirty.discard(m)
                 self._saved_alerts.pop(m, None)
+            self.alerts.release(leaving)
             for tp in revoked:
                 self._positions.pop(tp, None)
             if self.store is not None:

@@ -144,6 +144,17 @@ async def _publish(bootstrap: str, topic: str, n: int, seed: int) -> None:
         await producer.stop()
 
 
+def _gauges_of(service: MonitorService, model: str) -> set[str]:
+    """Names of the gauge samples ``service`` exports for ``model``."""
+    return {
+        sample.name
+        for family in service.registry.collect()
+        if family.type == "gauge"
+        for sample in family.samples
+        if sample.labels.get("model") == model
+    }
+
+
 @pytest.mark.kafka
 @pytest.mark.slow
 async def test_model_state_follows_its_partition_to_another_machine(
@@ -210,6 +221,9 @@ async def test_model_state_follows_its_partition_to_another_machine(
         shown = first.status()["models"][moved[0]]
         assert shown["state"] == "waiting" and shown["events"] == 0
         assert second.status()["models"][moved[0]]["events"] == 2000
+        # /metrics: no gauge of the moved model on its old owner, some on the new one.
+        assert _gauges_of(first, moved[0]) == set()
+        assert "monitor_event_lag_seconds" in _gauges_of(second, moved[0])
     finally:
         for s in (first, second):
             if s is not None:
