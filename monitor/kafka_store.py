@@ -74,6 +74,7 @@ _GEN_BYTES = 16
 # How long one store operation (a restore, a checkpoint transaction) may take.
 OPERATION_TIMEOUT_SECONDS = 60.0
 RESTORE_ATTEMPTS = 3
+SOURCE_TOPIC_WAIT_SECONDS = 120.0
 # An open transaction of a killed instance blocks restores of its partitions this long.
 TRANSACTION_TIMEOUT_MS = 15_000
 
@@ -230,7 +231,7 @@ class KafkaStateStore:
         self._probe: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         try:
-            self._run(self._start())
+            self._run(self._start(), timeout=SOURCE_TOPIC_WAIT_SECONDS + OPERATION_TIMEOUT_SECONDS)
         except BaseException:
             self.close()
             raise
@@ -307,16 +308,28 @@ class KafkaStateStore:
         """Create the changelog (compacted, as many partitions as the predictions topic)."""
         assert self._admin is not None
         source = self.kafka.predictions_topic
-        # All topics (a metadata request naming a missing topic may auto-create it).
-        meta = {t["topic"]: t for t in await self._admin.describe_topics(None)}
-        src = meta.get(source)
-        n_source = len(src["partitions"]) if src and not src.get("error_code") else 0
+        # All topics (a metadata request naming a missing topic may auto-create it). The
+        # predictions topic sizes the changelog: wait a while for it (a producer that
+        # auto-creates it may start after the monitor, as in the compose stack).
+        deadline = time.monotonic() + SOURCE_TOPIC_WAIT_SECONDS
+        said = False
+        while True:
+            meta = {t["topic"]: t for t in await self._admin.describe_topics(None)}
+            src = meta.get(source)
+            n_source = len(src["partitions"]) if src and not src.get("error_code") else 0
+            if n_source or self.topic in meta or time.monotonic() > deadline:
+                break
+            if not said:
+                log.info("waiting for the predictions topic %s to exist", source)
+                said = True
+            await asyncio.sleep(2.0)
         have = meta.get(self.topic)
         if have is None:
             if n_source == 0:
                 raise StateError(
                     f"state topic {self.topic}: the predictions topic {source} does not exist "
-                    "yet; create it first (its partition count sizes the changelog)"
+                    f"(waited {SOURCE_TOPIC_WAIT_SECONDS:.0f} s); create it first (its "
+                    "partition count sizes the changelog)"
                 )
             brokers = (await self._admin.describe_cluster()).get("brokers", [])
             topic = NewTopic(
