@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -279,3 +280,73 @@ async def test_a_changelog_record_of_an_unknown_version_starts_the_model_fresh(
         service.request_stop()
         await task
         await service.stop(grace_seconds=1)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+async def test_a_rebalance_in_the_middle_of_a_checkpoint_loses_and_doubles_nothing(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    """The second instance joins while the first one's checkpoint transaction is being
+    written (slowed to 2 s): the revocation waits for it, checkpoints again, and the moved
+    model continues on the new owner with every event counted once."""
+    topic = topic_factory("kmid", partitions=2)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    first = MonitorService(_config(kafka_bootstrap, topic, group, tmp_path, "first"))
+    await first.start()
+    tasks = [asyncio.create_task(first.run())]
+    second: MonitorService | None = None
+    try:
+        await _publish(kafka_bootstrap, topic, 1000, seed=1)
+        await eventually(
+            lambda: all(m in first.models and first.models[m].events_total == 1000 for m in MODELS),
+            60,
+        )
+        assert first.store is not None
+        real_save = first.store.save
+        writing = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def slow_save(models: Any, offsets: Any) -> None:
+            loop.call_soon_threadsafe(writing.set)
+            time.sleep(2.0)
+            real_save(models, offsets)
+
+        first.store.save = slow_save  # type: ignore[method-assign]
+
+        async def checkpoint() -> None:
+            async with first._lock:
+                first._dirty.update(first.models)
+                await first._checkpoint()
+
+        in_flight = asyncio.create_task(checkpoint())
+        await writing.wait()
+        second = MonitorService(_config(kafka_bootstrap, topic, group, tmp_path, "second"))
+        await second.start()
+        tasks.append(asyncio.create_task(second.run()))
+        await in_flight
+        await eventually(
+            lambda: len(first.source.assignment()) == 1 and len(second.source.assignment()) == 1,
+            60,
+        )
+        await _publish(kafka_bootstrap, topic, 1000, seed=2)
+        instances = [first, second]
+        await eventually(
+            lambda: all(
+                sum(m in s.models for s in instances) == 1
+                and next(s for s in instances if m in s.models).models[m].events_total == 2000
+                for m in MODELS
+            ),
+            60,
+        )
+        for m in MODELS:
+            owner = next(s for s in instances if m in s.models)
+            assert owner.models[m].evaluations == 1 + 4
+    finally:
+        for s in (first, second):
+            if s is not None:
+                s.request_stop()
+        await asyncio.gather(*tasks)
+        for s in (first, second):
+            if s is not None:
+                await s.stop(grace_seconds=1)
