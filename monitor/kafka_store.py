@@ -76,7 +76,7 @@ OPERATION_TIMEOUT_SECONDS = 60.0
 RESTORE_ATTEMPTS = 3
 SOURCE_TOPIC_WAIT_SECONDS = 120.0
 # An open transaction of a killed instance blocks restores of its partitions this long.
-TRANSACTION_TIMEOUT_MS = 15_000
+TRANSACTION_TIMEOUT_MS = 60_000
 
 
 def model_key(model: str) -> bytes:
@@ -476,7 +476,9 @@ class KafkaStateStore:
         for name, (blob, _) in models.items():
             if not isinstance(blob, bytes | bytearray | memoryview):
                 raise StateError(f"state of model {name!r} is not an encoded blob")
-        self._run(self._save(models, offsets))
+        # A large checkpoint takes a while on the wire: about one round trip per MB written.
+        size = sum(len(b) for b, _ in models.values())
+        self._run(self._save(models, offsets), OPERATION_TIMEOUT_SECONDS + size / 1e6 * 2)
 
     def delete_model(self, model: str) -> None:
         with self._lock:
