@@ -25,6 +25,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +91,12 @@ async def run(models: int, kafka: str | None) -> dict[str, Any]:
 
         stall, wall = await _stall_during(checkpoint)
         sizes = {}
+        packed = {}
         parts: dict[str, list[int]] = {}
         for name, mm in svc.models.items():
             blob = state_format.encode(mm.export_state(svc._alert_text(name)))
             sizes[name] = len(blob)
+            packed[name] = len(zlib.compress(blob, 1))  # as the Kafka backend stores it
             for k, v in _breakdown(state_format.decode(blob)).items():
                 parts.setdefault(k, []).append(v)
         out: dict[str, Any] = {
@@ -103,6 +106,7 @@ async def run(models: int, kafka: str | None) -> dict[str, Any]:
             "stall_ms": stall * 1000,
             "wall_s": wall,
             "bytes_per_model": statistics.median(sizes.values()),
+            "kafka_bytes_per_model": statistics.median(packed.values()),
             "parts": {k: statistics.median(v) for k, v in parts.items()},
         }
         if kafka:
@@ -137,6 +141,7 @@ async def run(models: int, kafka: str | None) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> str:
     per = r["bytes_per_model"]
+    kper = r["kafka_bytes_per_model"]
     lines = [
         "### Checkpoint cost (state format, issue: state in Kafka)",
         "",
@@ -158,12 +163,22 @@ def report(r: dict[str, Any]) -> str:
         f"| encoded state per model (median) | {per / 1e6:.3f} MB |",
         f"| previous release's pickle (issue figure) | {OLD_PICKLE_BYTES / 1e6:.1f} MB |",
         f"| ratio | {OLD_PICKLE_BYTES / per:.1f}x smaller |",
+        f"| per model in the Kafka changelog (zlib level 1, median) | {kper / 1e6:.3f} MB |",
+        f"| ratio | {OLD_PICKLE_BYTES / kper:.1f}x smaller |",
         "",
         "What dominates the encoded state (median bytes per model):",
         "",
     ]
     for k, v in r["parts"].items():
         lines.append(f"- {k}: {v / 1e6:.3f} MB ({100 * v / per:.0f}%)")
+    lines += [
+        "",
+        "The window's float64 columns dominate. float32 would halve them but is not exact "
+        "for these values (rounded to 4 decimals: float32 does not round-trip them), and the "
+        "windows must restore bit for bit. They compress well losslessly (the rounding leaves "
+        "the low mantissa bits patterned: zlib level 1 takes a column to about 55%), so the "
+        "Kafka backend stores each state zlib-compressed (manifest `encoding: zlib`).",
+    ]
     return "\n".join(lines)
 
 

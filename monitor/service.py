@@ -16,7 +16,8 @@ apply it model by model; submit each evaluation's signals to the alert engine
 (durably, into its outbox); then commit the batch's offsets. A checkpoint
 (every model's observed state + the offsets it covers, in one transaction) is
 written on a cadence, on partition revocation and at shutdown: encoded in the
-loop under the lock, written by a thread while the lock is still held, so the
+loop under the lock (one model at a time, the loop getting a turn between models),
+written by a thread while the lock is still held, so the
 loop keeps serving (heartbeats, HTTP) and nothing changes the state meanwhile.
 On assignment, the stored models of the assigned partitions are restored at
 once, settings and references taken from the config (``ModelMonitor.restore``).

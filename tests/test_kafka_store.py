@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,22 @@ def test_a_state_is_taken_only_when_every_part_of_its_generation_is_there() -> N
         b"not-json-key": b"whatever",
         model_key("deleted"): None,
     }
+    state = b"state bytes " * 100
+    packed = zlib.compress(state, 1)
+    zdoc = json.loads(_manifest(gen, 1, len(packed)))
+    good[model_key("z")] = json.dumps(
+        {**zdoc, "encoding": "zlib", "raw_bytes": len(state)}
+    ).encode()
+    good[part_key("z", 0)] = PART_MAGIC + gen + packed
+    bomb = zlib.compress(b"\0" * 10_000_000, 9)  # declares 10 bytes, inflates to 10 MB
+    bdoc = json.loads(_manifest(gen, 1, len(bomb)))
+    good[model_key("bomb")] = json.dumps({**bdoc, "encoding": "zlib", "raw_bytes": 10}).encode()
+    good[part_key("bomb", 0)] = PART_MAGIC + gen + bomb
+    good[model_key("lz")] = json.dumps({**zdoc, "encoding": "lz4", "raw_bytes": 1}).encode()
     got = assemble(good, "t", 0)
+    assert got["z"].blob == state
+    assert got["bomb"].problem is not None and got["bomb"].problem[0] == "corrupt"
+    assert got["lz"].problem is not None and got["lz"].problem[0] == "unknown_version"
     assert got["m"].blob == b"abcdef" and got["m"].problem is None and got["m"].parts == 2
     assert got["stale"].problem is not None and got["stale"].problem[0] == "corrupt"
     assert got["missing"].problem is not None and "missing" in got["missing"].problem[1]
