@@ -972,6 +972,10 @@ class MonitorService:
                 log.error("%s; stopping (restart to retry)", self._unsafe_state)
                 self._stopping.set()
                 return
+            # Unlisted models admitted by the previous owner stay admitted (as at start).
+            self._admitted |= {
+                m for m in self.store.models(assigned) if self.config.model(m) is None
+            }
         stored = self.store.load_offsets() if self.store else {}
         mine = {tp: stored[tp] for tp in assigned if tp in stored}
         if mine:

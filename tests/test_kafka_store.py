@@ -366,3 +366,47 @@ async def test_a_rebalance_in_the_middle_of_a_checkpoint_loses_and_doubles_nothi
         for s in (first, second):
             if s is not None:
                 await s.stop(grace_seconds=1)
+
+
+@pytest.mark.kafka
+async def test_an_unlisted_tracked_model_keeps_its_state_on_another_machine(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    """unknown_models: track. The next owner learns which unlisted models were admitted from
+    the changelog it reads at assignment, so it restores their states (not deletes them)."""
+    topic = topic_factory("kunlisted", partitions=2)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    def config(name: str) -> Any:
+        raw = _config(kafka_bootstrap, topic, group, tmp_path, name)
+        return raw.model_copy(update={"unknown_models": "track"})
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event, _ in Simulator(model="unlisted", seed=5).events(600):
+            await producer.send(topic, orjson.dumps(event), key=b"unlisted", partition=0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    for name, check in (("first", False), ("second", True)):
+        service = MonitorService(config(name))
+        await service.start()
+        task = asyncio.create_task(service.run())
+        try:
+            await eventually(
+                lambda s=service: (
+                    "unlisted" in s.models  # type: ignore[misc]
+                    and s.models["unlisted"].events_total == 600
+                ),
+                60,
+            )
+        finally:
+            service.request_stop()
+            await task
+            await service.stop(grace_seconds=1)
+        if check:  # restored, not started over: nothing was consumed again
+            processed = service.registry.get_sample_value(
+                "monitor_events_processed_total", {"model": "unlisted"}
+            )
+            assert processed in (None, 0.0)
