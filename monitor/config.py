@@ -115,8 +115,31 @@ class MetricsConfig(_Strict):
 class StateConfig(_Strict):
     """Where model state is checkpointed so it survives restarts and follows partitions."""
 
+    backend: Literal["sqlite", "kafka"] = Field(
+        "sqlite",
+        description="sqlite: one file on this host (a single instance, or instances sharing "
+        "the file). kafka: a compacted changelog topic, checkpoints and offsets in one Kafka "
+        "transaction; instances on several machines (see docs/GUARANTEES.md).",
+    )
     path: str = "var/monitor-state.sqlite"
     checkpoint_interval_seconds: float = Field(30.0, gt=0)
+    changelog_topic: str | None = Field(
+        None,
+        description="kafka backend: the changelog topic (default <predictions_topic>-monitor-"
+        "state); created compacted with the predictions topic's partition count if missing.",
+    )
+    instance_id: str | None = Field(
+        None,
+        description="kafka backend: this instance's stable name (default the host name); its "
+        "transactional.id is <group_id>-state-<instance_id>, so a restart of the same instance "
+        "fences its previous incarnation. Must differ between live instances.",
+    )
+    max_record_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        description="kafka backend: a state larger than this is split into records of at most "
+        "this size (keep it under the broker's message.max.bytes).",
+    )
 
 
 class LimitsConfig(_Strict):

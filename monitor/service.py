@@ -16,7 +16,8 @@ apply it model by model; submit each evaluation's signals to the alert engine
 (durably, into its outbox); then commit the batch's offsets. A checkpoint
 (every model's observed state + the offsets it covers, in one transaction) is
 written on a cadence, on partition revocation and at shutdown: encoded in the
-loop under the lock, written by a thread while the lock is still held, so the
+loop under the lock (one model at a time, the loop getting a turn between models),
+written by a thread while the lock is still held, so the
 loop keeps serving (heartbeats, HTTP) and nothing changes the state meanwhile.
 On assignment, the stored models of the assigned partitions are restored at
 once, settings and references taken from the config (``ModelMonitor.restore``).
@@ -33,6 +34,21 @@ Exactness after a crash rests on three rules, each kept here:
   since its last save is written, one unchanged is not (its stored state is
   still its state, see ``checkpoint``). A batch that fails half-applied marks
   the state unsafe, and then nothing more is checkpointed.
+
+With ``state.backend: kafka`` (:mod:`monitor.kafka_store`) the rules become:
+
+* the group's committed offsets *are* the stored offsets: a checkpoint writes the
+  changed models' states to the changelog topic and commits all positions with
+  ``send_offsets_to_transaction``, in one Kafka transaction; nothing else commits
+  (no per-batch commit, none at revocation or shutdown outside a checkpoint), and
+  the lag gauge is computed from the positions, not from commits;
+* on assignment the store reads the assigned partitions' changelog
+  (``read_committed``) and committed offsets before anything of them is loaded
+  (``_on_assigned``), and the consumer is sought to those offsets; if that read
+  fails, the state is marked unsafe and the instance stops rather than consume
+  with empty models (which would overwrite the stored states);
+* the second and third rules above hold unchanged (the first offsets are
+  committed in a transaction of their own; a checkpoint covers every model).
 
 Alert state rolls back with the model state it belongs to, so replayed
 evaluations take the same decisions and yield the same idempotency keys, which
@@ -86,6 +102,7 @@ from monitor.events import (
 )
 from monitor.http_server import HttpServer
 from monitor.kafka_source import TP, DeadLetterPublisher, KafkaSource
+from monitor.kafka_store import KafkaStateStore
 from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.ratelimit import RateLimitedLogger
 from monitor.reference import ReferenceProfile, load_model_references
@@ -261,7 +278,11 @@ class MonitorService:
         mm = self.models.get(model)
         if mm is not None:
             return mm
-        blob = self.store.load_model(model) if self.store else None
+        try:
+            blob = self.store.load_model(model) if self.store else None
+        except StateFormatError as exc:  # a changelog record that cannot be used
+            self._not_restored(model, exc.reason, str(exc))
+            blob = None
         alert_doc: dict[str, Any] | None = None
         restored = self._restore(model, blob) if blob is not None else None
         if restored is not None:
@@ -411,7 +432,7 @@ class MonitorService:
             raise ServiceStateError(f"cannot start a service that is {self._state}")
         self._state = "starting"
         try:
-            self.store = self._store_arg or SQLiteStateStore(self.config.state.path)
+            self.store = self._store_arg or _open_state_store(self.config)
         except OSError as exc:  # one line naming the setting, not a traceback
             raise ConfigError([f"state.path {self.config.state.path}: {_why(exc)}"]) from exc
         for _ in range(getattr(self.store, "discarded_legacy", 0)):
@@ -465,6 +486,11 @@ class MonitorService:
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
 
+    @property
+    def _store_commits(self) -> bool:
+        """Whether the state store commits the group's offsets (the Kafka backend)."""
+        return bool(getattr(self.store, "commits_offsets", False))
+
     def _poll_failed(self, exc: SourceError) -> None:
         """Count a failed poll; log a new error at once, a repeated one at a bounded rate.
 
@@ -516,8 +542,9 @@ class MonitorService:
                         len(self.models),
                         _positions_text(self._positions),
                     )
-                    await self.source.commit(self._positions)
-                    self.metrics.commits.labels("ok").inc()
+                    if not self._store_commits:
+                        await self.source.commit(self._positions)
+                        self.metrics.commits.labels("ok").inc()
                     log.info("shutdown: committed the offsets to Kafka")
                 except MonitorError as exc:
                     log.error("final checkpoint/commit failed: %s", exc)
@@ -560,7 +587,7 @@ class MonitorService:
             batch = self._decode(messages)
             if batch.rejected and not await self._dead_letter(batch.rejected, ranges):
                 return []  # stopping before the batch could be applied: it will be replayed
-            self._record_first_offsets(ranges)
+            await self._record_first_offsets(ranges)
             try:
                 evaluations = self._apply(batch)
             except Exception as exc:
@@ -573,8 +600,9 @@ class MonitorService:
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(messages))
             try:
-                await self.source.commit(self._positions)
-                self.metrics.commits.labels("ok").inc()
+                if not self._store_commits:  # else only checkpoints commit (with the states)
+                    await self.source.commit(self._positions)
+                    self.metrics.commits.labels("ok").inc()
             except SourceError as exc:
                 # Not fatal: the next commit covers these offsets; a crash before it replays them.
                 self.metrics.commits.labels("error").inc()
@@ -648,7 +676,7 @@ class MonitorService:
         for tp, lag in self.source.lag(positions).items():
             self.metrics.consumer_lag.labels(tp[0], str(tp[1])).set(lag)
 
-    def _record_first_offsets(self, ranges: dict[TP, tuple[int, int]]) -> None:
+    async def _record_first_offsets(self, ranges: dict[TP, tuple[int, int]]) -> None:
         """Store where consumption of a partition without a stored offset starts.
 
         Without this, a crash before the first checkpoint would restart from
@@ -659,7 +687,7 @@ class MonitorService:
         if not first or self.store is None:
             return
         try:
-            self.store.save({}, first)
+            await asyncio.to_thread(self.store.save, {}, first)  # a transaction with Kafka
         except Exception as exc:
             raise MonitorError(f"cannot record starting offsets: {exc}") from exc
         self._positions.update(first)
@@ -802,10 +830,20 @@ class MonitorService:
         The caller holds ``_lock``: the states and offsets are taken in the loop,
         and nothing changes them until the write is done, so the same rules hold.
         """
-        snapshot = self._checkpoint_snapshot()
-        if snapshot is not None:
-            await asyncio.to_thread(self._checkpoint_write, *snapshot)
-            self._checkpoint_done(*snapshot)
+        if self.store is None:
+            return
+        if self._unsafe_state is not None:
+            raise MonitorError(f"refusing to checkpoint: {self._unsafe_state}")
+        blobs: dict[str, SavedModel] = {}
+        alert_texts: dict[str, str] = {}
+        for n, mm in list(self.models.items()):
+            self._snapshot_model(n, mm, blobs, alert_texts)
+            # One model's encoding at a time: the loop gets a turn between models (100 models
+            # of 20 features would otherwise stall it for about a third of a second).
+            await asyncio.sleep(0)
+        snapshot = (blobs, dict(self._positions), alert_texts)
+        await asyncio.to_thread(self._checkpoint_write, *snapshot)
+        self._checkpoint_done(*snapshot)
 
     def _checkpoint_snapshot(self) -> _Snapshot | None:
         """The blobs of the models changed since their last save, and all positions."""
@@ -813,21 +851,31 @@ class MonitorService:
             return None
         if self._unsafe_state is not None:
             raise MonitorError(f"refusing to checkpoint: {self._unsafe_state}")
+        blobs: dict[str, SavedModel] = {}
+        alert_texts: dict[str, str] = {}
+        for n, mm in self.models.items():
+            self._snapshot_model(n, mm, blobs, alert_texts)
+        return blobs, dict(self._positions), alert_texts
+
+    def _snapshot_model(
+        self,
+        n: str,
+        mm: ModelMonitor,
+        blobs: dict[str, SavedModel],
+        alert_texts: dict[str, str],
+    ) -> None:
+        """Add model ``n``'s blob (and alert document) if it changed since its last save."""
         try:
-            blobs: dict[str, SavedModel] = {}
-            alert_texts: dict[str, str] = {}
-            for n, mm in self.models.items():
-                text = self._alert_text(n)
-                if n not in self._dirty and self._saved_alerts.get(n) == text:
-                    continue
-                alert_texts[n] = text
-                state = mm.export_state(text)
-                state.history = self.history.export_model(n)
-                blobs[n] = (state_format.encode(state), self._model_partition.get(n))
+            text = self._alert_text(n)
+            if n not in self._dirty and self._saved_alerts.get(n) == text:
+                return
+            alert_texts[n] = text
+            state = mm.export_state(text)
+            state.history = self.history.export_model(n)
+            blobs[n] = (state_format.encode(state), self._model_partition.get(n))
         except Exception as exc:
             self.metrics.checkpoints.labels("error").inc()
             raise MonitorError(f"checkpoint failed: {exc}") from exc
-        return blobs, dict(self._positions), alert_texts
 
     def _checkpoint_write(
         self, blobs: dict[str, SavedModel], positions: dict[TP, int], alert_texts: dict[str, str]
@@ -871,19 +919,26 @@ class MonitorService:
             leaving = [m for m, tp in self._model_partition.items() if tp in revoked]
             try:
                 await self._checkpoint()
-                await self.source.commit(
-                    {tp: o for tp, o in self._positions.items() if tp in revoked}
-                )
+                if not self._store_commits:
+                    await self.source.commit(
+                        {tp: o for tp, o in self._positions.items() if tp in revoked}
+                    )
             except MonitorError as exc:
                 log.error("checkpoint/commit on revoke failed: %s", exc)
             for m in leaving:
+                # Its gauges are the new owner's to show (the collector's go with the model).
+                with contextlib.suppress(KeyError):
+                    self.metrics.event_lag.remove(m)
                 self.models.pop(m, None)
                 self.history.forget(m)
                 self._model_partition.pop(m, None)
                 self._dirty.discard(m)
                 self._saved_alerts.pop(m, None)
+            self.alerts.release(leaving)
             for tp in revoked:
                 self._positions.pop(tp, None)
+            if self.store is not None:
+                self.store.release(revoked)
 
     async def _on_assigned(self, assigned: set[TP]) -> None:
         """Seek each assigned partition to its stored offset, if the broker still holds it.
@@ -895,6 +950,30 @@ class MonitorService:
         """
         self.metrics.rebalances.labels("assigned").inc()
         self.metrics.assigned_partitions.set(len(assigned))
+        if self.store is None:
+            return
+        # Nothing of these partitions is fetched until their states and offsets are read
+        # and sought to (a batch applied meanwhile would be applied again after the seek).
+        self.source.pause(assigned)
+        try:
+            await self._assign(assigned)
+        finally:
+            self.source.resume(assigned)
+
+    async def _assign(self, assigned: set[TP]) -> None:
+        if self.store is not None:
+            try:  # a remote backend reads the partitions' states and offsets now
+                await asyncio.to_thread(self.store.prepare, assigned)
+            except MonitorError as exc:
+                # Consuming with fresh models would overwrite the stored states: stop instead.
+                self._unsafe_state = f"state of the assigned partitions not restored: {exc}"
+                log.error("%s; stopping (restart to retry)", self._unsafe_state)
+                self._stopping.set()
+                return
+            # Unlisted models admitted by the previous owner stay admitted (as at start).
+            self._admitted |= {
+                m for m in self.store.models(assigned) if self.config.model(m) is None
+            }
         stored = self.store.load_offsets() if self.store else {}
         mine = {tp: stored[tp] for tp in assigned if tp in stored}
         if mine:
@@ -1072,6 +1151,13 @@ def _json_default(obj: object) -> object:
     if isinstance(obj, tuple):
         return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _open_state_store(config: MonitorConfig) -> StateStore:
+    """The backend ``state.backend`` names: SQLite (one instance) or a Kafka changelog."""
+    if config.state.backend == "kafka":
+        return KafkaStateStore(config.kafka, config.state)
+    return SQLiteStateStore(config.state.path)
 
 
 def _empty_alert_state(model: str) -> dict[str, Any]:

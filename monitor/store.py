@@ -9,7 +9,10 @@ states do not contain: nothing counted twice, nothing missed.
 
 The interface is deliberately tiny (``load_model``, ``load_offsets``,
 ``models``, ``save``) so that a shared backend, a compacted Kafka topic keyed by
-model, fits behind it. :class:`SQLiteStateStore` is the local default.
+model, fits behind it. :class:`SQLiteStateStore` is the local default;
+:class:`monitor.kafka_store.KafkaStateStore` (``state.backend: kafka``) keeps the
+states in a compacted changelog topic and the offsets as the group's committed
+offsets, in one Kafka transaction per save.
 
 The file carries a format marker and version. A file that lacks them, or has a
 version this build does not know, is refused with a clear message, never
@@ -65,11 +68,21 @@ class StateStore(Protocol):
 
     def delete_model(self, model: str) -> None: ...
 
+    def prepare(self, partitions: Iterable[TopicPartition]) -> None:
+        """Called (in a worker thread) when partitions are assigned, before anything of
+        them is loaded: a remote backend reads their states and offsets here."""
+
+    def release(self, partitions: Iterable[TopicPartition]) -> None:
+        """Called when partitions are revoked, after their last checkpoint."""
+
     def close(self) -> None: ...
 
 
 class SQLiteStateStore:
     """A :class:`StateStore` in one SQLite file (WAL, one transaction per save)."""
+
+    #: Kafka's committed offsets are the consumer's business (they run ahead, for lag).
+    commits_offsets = False
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -209,6 +222,12 @@ class SQLiteStateStore:
     def delete_model(self, model: str) -> None:
         with self._lock, self._tx():
             self._db.execute("DELETE FROM models WHERE model = ?", (model,))
+
+    def prepare(self, partitions: Iterable[TopicPartition]) -> None:
+        """Nothing to fetch: the file is read on demand."""
+
+    def release(self, partitions: Iterable[TopicPartition]) -> None:
+        """Nothing held per partition."""
 
     def close(self) -> None:
         with self._lock:

@@ -457,3 +457,32 @@ def test_constraints_pin_the_runtime_closure_within_pyproject() -> None:
     finally:
         sys.path.pop(0)
     assert set(pins) == set(closure(project["dependencies"])), "regenerate constraints.txt"
+
+
+def test_two_monitor_instances_share_the_group_on_the_kafka_backend(tmp_path: Path) -> None:
+    """monitor and monitor-2: one config, one group, state in Kafka, nothing shared on disk
+    but the reference; each with its own instance id, outbox, port, and scrape target."""
+    s = services()
+    assert {"monitor", "monitor-2"} <= set(s)
+    (tmp_path / "reference.jsonl").write_text("")
+    configs = []
+    for name in ("monitor", "monitor-2"):
+        svc = s[name]
+        assert command(svc) == ["run", "--config", "/etc/monitor/compose.yaml"]
+        assert "./config/compose.yaml:/etc/monitor/compose.yaml:ro" in svc["volumes"]
+        env = {**env_of(svc), "MONITOR_DATA_DIR": str(tmp_path)}
+        cfg = load_config(ROOT / "config" / "compose.yaml", env=env)
+        assert f"127.0.0.1:{cfg.http.port}:{cfg.http.port}" in svc["ports"]
+        assert svc["depends_on"]["kafka"]["condition"] == "service_healthy"
+        assert "MONITOR_HTTP_PORT" in " ".join(svc["healthcheck"]["test"])
+        configs.append(cfg)
+    one, two = configs
+    assert one.state.backend == two.state.backend == "kafka"
+    assert one.kafka.group_id == two.kafka.group_id
+    assert one.state.instance_id != two.state.instance_id  # distinct transactional ids
+    assert one.alerting.outbox_path != two.alerting.outbox_path
+    assert one.http.port != two.http.port
+    prom = yaml.safe_load((ROOT / "config" / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "monitor")
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets == [f"monitor:{one.http.port}", f"monitor-2:{two.http.port}"]

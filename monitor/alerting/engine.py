@@ -31,6 +31,7 @@ long an incident fires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -496,6 +497,18 @@ class AlertService:
         self._states.update(imported)
         for state in imported.values():
             self._export_firing(state)
+
+    def release(self, models: Iterable[str]) -> None:
+        """Forget the alert state of models this instance no longer owns (after a
+        rebalance their new owner restores it with their checkpoint), and stop
+        exporting their firing gauges, so that one instance shows each model."""
+        for model in models:
+            self._saved.pop(model, None)
+            if self._states.pop(model, None) is None:
+                continue
+            for severity in ("warning", "critical"):
+                with contextlib.suppress(KeyError):
+                    self._metrics.alerts_firing.remove(model, severity)
 
     # -- diagnostics ---------------------------------------------------------------------
 
