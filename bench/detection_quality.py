@@ -53,6 +53,11 @@ per million), and worse from event 60,000 to 105,000 (regression: target moved b
 when the incident opened, whether it stayed open through the bad period, when it
 closed after the recovery, and any other incident.
 
+Sampling (``--sampling`` table, written to its own ``detection-sampling`` section): the
+injected streams through a model with ``sample: {rate}`` at rates 1, 0.1 and 0.01, the
+streams 1/rate times longer so that the window sees as many sampled events before and
+after the change; delays in events of the whole stream (see ``run_sampled``).
+
 ADWIN alone: one river ``ADWIN()`` (default ``delta=0.002``) per feature, fed the
 reference events then the stream, value by value (for the categorical feature: the
 indicator of category 0). Its delay is reported at its own resolution (the value at
@@ -79,6 +84,7 @@ from monitor.events import ModelEvents
 from monitor.model_monitor import ModelMonitor
 from monitor.multivariate import MULTIVARIATE
 from monitor.reference import build_profile
+from monitor.sampling import Sampler
 
 N_NUMERIC = 19
 NUMERIC = [f"f{j:02d}" for j in range(N_NUMERIC)]
@@ -203,15 +209,20 @@ def build_monitor(ref_x: np.ndarray, ref_cats: np.ndarray, **model: object) -> M
 
 
 def run_ours(
-    stream: Stream, ref_x: np.ndarray, ref_cats: np.ndarray
+    stream: Stream,
+    ref_x: np.ndarray,
+    ref_cats: np.ndarray,
+    rate: float = 1.0,
+    batches: Iterator[ModelEvents] | None = None,
 ) -> tuple[int | None, int, int, int]:
     """(delay, false alarms, re-opened incidents, data-quality or multivariate incidents
     after the change) of the real pipeline core on one stream.
 
     A data-quality or multivariate incident counts as a false alarm before the change
     (always, on a stationary stream); after it, it is counted apart (a real change may
-    well show there too)."""
-    mm = build_monitor(ref_x, ref_cats)
+    well show there too). ``rate``: the model's ``sample: {rate}``; ``batches``: the
+    events, when not ``stream``'s rows one by one (see ``run_sampled``)."""
+    mm = build_monitor(ref_x, ref_cats, sample={"rate": rate})
     change = stream.change
     onset = stream.onset if stream.onset is not None else change
     drifting: dict[str, bool] = {}
@@ -219,7 +230,7 @@ def run_ours(
     false_alarms = reopened = other = 0
     opened: set[str] = set()  # changed features with an incident since the change
     quality: dict[str, bool] = {}
-    for ev in _batches(stream.x, stream.cats, 0):
+    for ev in batches if batches is not None else _batches(stream.x, stream.cats, 0):
         for evaluation in mm.ingest(ev):
             at = evaluation.context.events_total
             before = change is None or onset is None or at <= onset
@@ -389,6 +400,80 @@ def run(quick: bool, repeats: int) -> tuple[str, float]:
         changes[name] = change
         print(f"  {name}: {sum(r.seconds for r in row.runs):.1f}s", flush=True)
     return table(rows, changes), time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------- sampling
+
+SAMPLE_RATES = (1.0, 0.1, 0.01)
+
+
+def _sampled_batches(stream: Stream, kept: list[int], total: int) -> Iterator[ModelEvents]:
+    """``total`` events with ids 0..total-1, of which the ``kept`` ones (the sample, in
+    order) carry ``stream``'s rows. The others carry one shared placeholder row: the
+    pipeline drops them before reading any feature (it only checks their keys for the
+    unknown-feature count), so generating their values would change nothing but the time."""
+    placeholder: dict[str, object] = dict.fromkeys(SCHEMA, 0.0)
+    rows = iter(_rows(stream.x, stream.cats))
+    kept_set = set(kept)
+    for lo in range(0, total, BATCH):
+        hi = min(lo + BATCH, total)
+        ev = ModelEvents(MODEL)
+        ev.event_ids.extend(str(i) for i in range(lo, hi))
+        ev.timestamps.extend(float(i) for i in range(lo, hi))
+        ev.versions.extend([None] * (hi - lo))
+        ev.features.extend(next(rows) if i in kept_set else placeholder for i in range(lo, hi))
+        ev.predictions.extend([None] * (hi - lo))
+        yield ev
+
+
+def run_sampled(scenario: str, rate: float, seed: int, quick: bool) -> RunResult:
+    """One injected stream at sampling ``rate``: lengths scale with 1 / rate, so the window
+    (5000 sampled events) sees as many sampled events before and after the change as at
+    rate 1; delays are in events of the whole stream."""
+    t0 = time.perf_counter()
+    base_n, base_change = (12_000, 6_000) if quick else (30_000, 10_000)
+    if scenario == "stationary":
+        base_n, base_change = (20_000, 0) if quick else (200_000, 0)
+    total, change = int(base_n / rate), int(base_change / rate)
+    kept = Sampler(rate).kept([str(i) for i in range(total)]) or list(range(total))
+    change_kept = int(np.searchsorted(kept, change)) if change else None
+    ref_x, ref_c = reference(seed + 10_000, "injected")
+    inner = injected_stream(scenario, len(kept), change_kept, seed)
+    stream = Stream(inner.x, inner.cats, change or None, inner.targets)
+    delay, false_alarms, reopened, other = run_ours(
+        stream, ref_x, ref_c, rate, _sampled_batches(stream, kept, total)
+    )
+    seconds = time.perf_counter() - t0
+    return RunResult(delay, false_alarms, None, 0, total, seconds, reopened, other)
+
+
+def run_sampling(quick: bool, repeats: int) -> str:
+    """Delay and false alarms by sampling rate on the injected shifts (``--sampling``)."""
+    lines = [
+        "| stream | rate | runs x events | median / max delay (events) "
+        "| delay in sampled events | missed | false alarms (per M events) |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    names = ["stationary", "mean +0.5 sigma", "mean +1 sigma", "category share x2"]
+    if not quick:
+        names.insert(1, "mean +0.25 sigma")
+    for name in names:
+        for rate in SAMPLE_RATES:
+            t0 = time.perf_counter()
+            runs = 1 if name == "stationary" else repeats
+            results = [run_sampled(name, rate, 1 + seed, quick) for seed in range(runs)]
+            delays = [r.ours_delay for r in results if r.ours_delay is not None]
+            med, mx = _stat(delays)
+            sampled = f"{statistics.median(delays) * rate:,.0f}" if delays else "-"
+            missed = "-" if name == "stationary" else str(runs - len(delays))
+            events = sum(r.events for r in results)
+            fa = sum(r.ours_false for r in results)
+            lines.append(
+                f"| {name} | {rate:g} | {runs} x {results[0].events:,} | {med} / {mx} "
+                f"| {sampled} | {missed} | {fa} ({fa / events * 1e6:.2f}) |"
+            )
+            print(f"  sampling {name} @ {rate:g}: {time.perf_counter() - t0:.1f}s", flush=True)
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------- validation, multivariate
@@ -656,9 +741,30 @@ def main() -> None:
         action="store_true",
         help="only the data-validation / multivariate table and the evaluation cost",
     )
+    parser.add_argument(
+        "--sampling", action="store_true", help="only the table by sampling rate (sample: rate)"
+    )
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     t0 = time.perf_counter()
+    if args.sampling:
+        sampling = run_sampling(args.quick, repeats)
+        sampling_text = "\n".join(
+            [
+                "### Detection by sampling rate (`sample: {rate}`, real pipeline core)",
+                "",
+                f"Command: `{command_line()}`; {machine_info()}; "
+                f"{time.perf_counter() - t0:.0f} s. Default window and `DriftConfig`; at rate r"
+                " the streams are 1/r times longer (the change point too), so the window sees"
+                " the same number of sampled events before the change; see `run_sampled`.",
+                "",
+                sampling,
+            ]
+        )
+        print(sampling_text)
+        if not args.no_write:
+            write_section("detection-sampling", sampling_text)
+        return
     perf = run_performance(args.quick, repeats)
     perf_text = "\n".join(
         [

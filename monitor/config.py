@@ -176,6 +176,19 @@ class WindowConfig(_Strict):
         return self
 
 
+class SampleConfig(_Strict):
+    """Deterministic sampling of a model's events (monitor/sampling.py), for models
+    hotter than one core: windows, detectors and performance use the sample; the
+    event counters count every event."""
+
+    rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of events kept, chosen by a hash of event_id (1: every event).",
+    )
+
+
 class ReferenceConfig(_Strict):
     """Where a model's reference comes from: a file, or the first N events seen."""
 
@@ -292,6 +305,7 @@ class ModelDefaults(_Strict):
     validation: ValidationConfig = ValidationConfig()
     multivariate: MultivariateConfig = MultivariateConfig()
     reference: ReferenceConfig = ReferenceConfig(learn_first=5000)
+    sample: SampleConfig = SampleConfig()
 
 
 class ModelConfig(_Strict):
@@ -309,6 +323,7 @@ class ModelConfig(_Strict):
     quality: QualityConfig | None = None
     validation: ValidationConfig | None = None
     multivariate: MultivariateConfig | None = None
+    sample: SampleConfig | None = None
 
 
 class MonitorConfig(_Strict):
@@ -396,6 +411,7 @@ class ResolvedModel(BaseModel):
     quality: QualityConfig
     validation: ValidationConfig = ValidationConfig()
     multivariate: MultivariateConfig = MultivariateConfig()
+    sample: SampleConfig = SampleConfig()
 
 
 def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
@@ -410,6 +426,7 @@ def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
         quality=model.quality or defaults.quality,
         validation=model.validation or defaults.validation,
         multivariate=model.multivariate or defaults.multivariate,
+        sample=model.sample or defaults.sample,
     )
 
 

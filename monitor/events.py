@@ -180,6 +180,36 @@ class ModelEvents:
             record_time_rows=[r - start for r in rows if start <= r < end] if rows else [],
         )
 
+    def take(self, rows: list[int]) -> ModelEvents:
+        """The events at ``rows`` (ascending), in order: a batch's sample (monitor/sampling.py).
+
+        Columns are kept (a subset of a settled schema's rows is still in it); their
+        ``unknown`` count is of the whole batch and cannot be split, so the subset's is 0
+        and the caller counts the batch's.
+        """
+        cols = self.columns
+        if cols is not None:
+            cols = FeatureColumns(
+                cols.numeric_names,
+                cols.numeric[rows],
+                cols.categorical_names,
+                [[c[i] for i in rows] for c in cols.categorical],
+                0,
+            )
+        feats = self.features
+        own = set(self.record_time_rows)
+        return ModelEvents(
+            model=self.model,
+            event_ids=[self.event_ids[i] for i in rows],
+            timestamps=[self.timestamps[i] for i in rows],
+            versions=[self.versions[i] for i in rows],
+            features=[feats[i] for i in rows] if feats else [],
+            predictions=[self.predictions[i] for i in rows],
+            partitions=self.partitions,
+            columns=cols,
+            record_time_rows=[j for j, i in enumerate(rows) if i in own] if own else [],
+        )
+
     def extend(self, other: ModelEvents) -> None:
         """Append ``other``'s events after these (same model), keeping arrival order.
 

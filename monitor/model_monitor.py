@@ -11,7 +11,9 @@ reference comes from (learned, per version, the previous window) is
 :mod:`monitor.reference_state`'s; when it changes is decided here. Evaluation
 points are exact (a batch is split at step boundaries), so the same events produce
 the same evaluations whatever the batching, which is what lets a restored
-checkpoint reproduce an uninterrupted run.
+checkpoint reproduce an uninterrupted run. With ``sample: {rate}``, a batch is first
+cut to its sample (:mod:`monitor.sampling`, by event id), and ``events_total`` still
+counts every event: an evaluation's is its position in the whole stream.
 
 What a checkpoint keeps of it is what it observed (:meth:`ModelMonitor.export_state`,
 in the format of :mod:`monitor.state_format`); :meth:`ModelMonitor.restore` builds a
@@ -53,6 +55,7 @@ from monitor.reference_state import (
     version_switch_at,
     window_profile,
 )
+from monitor.sampling import Sampler
 from monitor.signals import PREDICTION, EvaluationContext, Signal
 from monitor.state_format import (
     Array,
@@ -89,6 +92,11 @@ class ModelMonitor:
         self.cadence = Cadence(settings.window)
         self.stream = StreamFeed()  # numeric rows the stream detectors have not seen yet
         self.learner = ReferenceLearner(settings, limits)
+        self.sampler = Sampler(settings.sample.rate)
+        # Per kept event of a sampled batch, 1 + the events left out just before it; only
+        # while that batch is ingested (see _advance).
+        self._weights: np.ndarray | None = None
+        self._weights_at = 0
         self.reference: ReferenceProfile | None = None
         # model_version -> profile; the monitor switches when a listed version appears.
         self.version_references = dict(version_references or {})
@@ -216,6 +224,22 @@ class ModelMonitor:
                 return out + self.ingest(events.slice(cut, n), now)
         if events.versions[-1] is not None:
             self.model_version = events.versions[-1]
+        kept = self.sampler.kept(events.event_ids)  # sample: {rate} (monitor/sampling.py)
+        if kept is None:
+            return self._ingest_sample(events, now)
+        self._count_left_out(events, kept)
+        # Each kept event also counts the events left out just before it (see _advance).
+        self._weights, self._weights_at = np.diff(np.asarray(kept, dtype=np.int64), prepend=-1), 0
+        try:
+            out = self._ingest_sample(events.take(kept), now) if kept else []
+        finally:
+            self._weights = None
+        self.events_total += n - 1 - kept[-1] if kept else n  # those after the last kept one
+        return out
+
+    def _ingest_sample(self, events: ModelEvents, now: float | None) -> list[Evaluation]:
+        """The batch's sampled events (all of them without ``sample``) through the model."""
+        n = len(events)
         ts = self.cadence.event_times(events)
         if self.performance is not None:
             # Every prediction can be labelled, including those that build the reference.
@@ -237,6 +261,31 @@ class ModelMonitor:
         self.validator.observe(num, cat)
         return self._step(num, cat, ts[start:])
 
+    def _count_left_out(self, events: ModelEvents, kept: list[int]) -> None:
+        """The events the sample leaves out still count in the unknown-feature count: all
+        of a columnar batch (its count is of the whole batch, the sample's is 0), and, once
+        the reference (so the schema) is known, those of a batch by row that carry a
+        feature outside it."""
+        if events.columns is not None:
+            self.unknown_feature_events += events.columns.unknown
+        elif self.reference is not None:
+            known = self.columns.known_features
+            keep = set(kept)
+            self.unknown_feature_events += sum(
+                1 for i, f in enumerate(events.features) if i not in keep and not f.keys() <= known
+            )
+
+    def _advance(self, rows: int) -> None:
+        """Count ``rows`` more events of the batch in ``events_total``; with sampling, each
+        also brings the events the sample left out just before it, so that an evaluation's
+        ``events_total`` is its position in the whole stream, however it was batched."""
+        if self._weights is None:
+            self.events_total += rows
+            return
+        at = self._weights_at
+        self.events_total += int(self._weights[at : at + rows].sum())
+        self._weights_at = at + rows
+
     def _step(self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray) -> list[Evaluation]:
         """Append the batch to the window step by step, evaluating at each point."""
         count = self.settings.window.type == "count"
@@ -245,7 +294,7 @@ class ModelMonitor:
             # Stream detectors see exactly the values before each evaluation point.
             self.stream.add(num[start:end])
             self.window.append(num[start:end], cat[start:end], ts[start:end])
-            self.events_total += end - start
+            self._advance(end - start)
             if not count:
                 if point:
                     out.append(self.evaluate(since=since))
@@ -275,7 +324,7 @@ class ModelMonitor:
     def _learn(self, events: ModelEvents) -> int:
         """Collect reference rows; build the reference when complete. Returns events consumed."""
         take, profile = self.learner.take(events, self.model_version)
-        self.events_total += take
+        self._advance(take)
         if profile is not None:
             self._set_reference(profile)
             self._learned = True
@@ -353,8 +402,21 @@ class ModelMonitor:
         """Join labels to predictions (when performance tracking is on); counts by outcome."""
         if self.performance is None:
             return {"ignored": len(labels)}
+        kept = self.sampler.kept(labels.event_ids)
+        not_sampled = 0
+        if kept is not None:  # the labels of the predictions the sample left out go
+            not_sampled = len(labels) - len(kept)
+            labels = LabelEvents(
+                model=labels.model,
+                event_ids=[labels.event_ids[i] for i in kept],
+                labels=[labels.labels[i] for i in kept],
+                timestamps=[labels.timestamps[i] for i in kept],
+            )
         res = self.performance.add_labels(labels.event_ids, labels.labels, labels.timestamps, now)
-        return res.counts()
+        out = res.counts()
+        if not_sampled:
+            out["not_sampled"] = not_sampled
+        return out
 
     # ----------------------------------------------------------------- saved state
 

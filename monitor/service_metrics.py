@@ -159,7 +159,8 @@ class ServiceMetrics:
         )
         self.labels = Counter(
             "monitor_labels_total",
-            "Label events by join outcome (matched, unknown, expired, duplicate, early, ignored).",
+            "Label events by join outcome (matched, unknown, expired, duplicate, early, ignored, "
+            "not_sampled).",
             ["model", "outcome"],
             registry=registry,
         )
