@@ -22,6 +22,7 @@ from monitor import events, model_monitor, service
 from monitor.alerting.engine import AlertService
 from monitor.detectors.ks import KSDetector
 from monitor.detectors.psi import PSIDetector
+from monitor.detectors.ranks import RankWindow
 from monitor.drift import DriftTracker
 
 STAGES: tuple[tuple[Any, str, str], ...] = (
@@ -29,10 +30,12 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (model_monitor.ModelMonitor, "ingest", "ingest (one model's batch)"),
     (model_monitor.ModelMonitor, "evaluate", "evaluate (incl. stream detectors)"),
     (model_monitor.ModelMonitor, "_flush_stream", "  stream detectors (ADWIN)"),
-    (model_monitor, "summarize_numeric", "  numeric summaries (incl. sort)"),
-    (model_monitor, "evaluate_sorted", "  window detectors, numeric (KS, PSI)"),
-    (KSDetector, "evaluate_sorted", "    KS"),
-    (PSIDetector, "evaluate_sorted", "    PSI"),
+    (model_monitor, "summarize_numeric_unsorted", "  numeric summaries (selection)"),
+    (RankWindow, "sync", "  rank buckets of the entering values"),
+    (RankWindow, "counts", "  rank-bucket counts"),
+    (model_monitor, "evaluate_window", "  window detectors, numeric (KS, PSI)"),
+    (KSDetector, "evaluate_counts", "    KS"),
+    (PSIDetector, "evaluate_counts", "    PSI"),
     (DriftTracker, "observe", "  drift tracker (correction, verdicts)"),
     (model_monitor.ModelMonitor, "_signals", "  signals"),
     (AlertService, "submit", "alerts (policy, outbox)"),
@@ -59,9 +62,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--python-decoder", action="store_true", help="compiled decoder off")
     args = parser.parse_args(argv)
-    from monitor.detectors import ks
-
-    ks.warm_up()  # as MonitorService.start() does: not a cost of the stages
     spent: Counter[str] = Counter()
     originals = [(cls, name, getattr(cls, name)) for cls, name, _ in STAGES]
     for cls, name, label in STAGES:

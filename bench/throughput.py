@@ -395,19 +395,20 @@ def evaluation_timing(mm: Any, repeat: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         mm.evaluate()
         times.append(time.perf_counter() - t0)
-    from monitor.detectors.base import evaluate_sorted
+    from monitor.detectors.base import evaluate_window
     from monitor.summary import summarize_numeric
 
     num = mm.window.numeric()
     _, sorted_cols = summarize_numeric(num)
+    counts = mm._ranks.counts()  # synced by the evaluations above
     per: dict[str, list[float]] = {}
     # Columns in the inner loop, as in an evaluation: the same column evaluated again and
     # again would let the branch predictor learn its data, which the real loop never does.
     for _ in range(repeat):
-        for name, col in zip(mm.numeric_columns, sorted_cols, strict=True):
+        for name, col, c in zip(mm.numeric_columns, sorted_cols, counts, strict=True):
             for d in mm.detectors[name]:
                 t0 = time.perf_counter()
-                evaluate_sorted(d, col)  # as ModelMonitor.evaluate calls it
+                evaluate_window(d, col, c)  # as ModelMonitor.evaluate calls it
                 per.setdefault(f"numeric:{d.name}", []).append(
                     (time.perf_counter() - t0) / repeat
                 )
@@ -751,9 +752,6 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     print("bare decode ...", flush=True)
     out["bare_decode"] = bare_decode(msgs, min(single_total, 1_000_000))
     import monitor.service  # noqa: F401  (imports are not monitoring state)
-    from monitor.detectors import ks
-
-    ks.warm_up()  # nor is compiled code (MonitorService.start() compiles it too)
 
     gc.collect()
     base_rss = rss_bytes()

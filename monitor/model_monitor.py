@@ -29,9 +29,10 @@ import msgspec
 import numpy as np
 
 from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
-from monitor.detectors.base import Detector, DetectorResult, evaluate_sorted
+from monitor.detectors.base import Detector, DetectorResult, evaluate_window
 from monitor.detectors.factory import STREAM_DETECTORS
 from monitor.detectors.fitting import fit_column_detectors
+from monitor.detectors.ranks import RankWindow, counted_buckets
 from monitor.detectors.streaming import StreamDetector
 from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.errors import MonitorError
@@ -62,6 +63,7 @@ from monitor.summary import (
     NumericSummary,
     summarize_categorical,
     summarize_numeric,
+    summarize_numeric_unsorted,
 )
 from monitor.window import MISSING_CODE, SlidingWindow
 
@@ -200,6 +202,8 @@ class ModelMonitor:
                 feature=name,
                 seed=_stable_seed(self.name, name),
             )
+        # Rank buckets of the window's values against this reference (derived, not saved).
+        self._ranks = RankWindow([counted_buckets(self.detectors[n]) for n in self.numeric_columns])
 
     def _switch_reference(self, version: str) -> None:
         """A new model version with its own profile: start over against that profile.
@@ -684,20 +688,26 @@ class ModelMonitor:
         num = self.window.numeric()
         cat = self.window.categorical()
         ts = self.window.timestamps()
-        if since is not None:
-            mask = ts >= since
+        mask = None if since is None else ts >= since
+        if mask is not None:
             num, cat, ts = num[mask], cat[mask], ts[mask]
-        num_summaries, sorted_cols = summarize_numeric(num)
+        w = self.window
+        self._ranks.sync(w.numeric().T, w.head, w.capacity, w.total)
+        counts = self._ranks.counts(mask)
+        sorted_cols: list[np.ndarray | None]
+        if self._ranks.complete:  # every window test reads rank counts: nothing sorts
+            num_summaries, sorted_cols = summarize_numeric_unsorted(num), [None] * len(counts)
+        else:
+            num_summaries, sorted_cols = summarize_numeric(num)  # type: ignore[assignment]
         cat_summaries = summarize_categorical(
             cat, [len(self.categories[c]) for c in self.categorical_columns], self._reference_sizes
         )
         results: dict[str, list[DetectorResult]] = {}
-        for name, summary, values in zip(
-            self.numeric_columns, num_summaries, sorted_cols, strict=True
+        for name, summary, values, c in zip(
+            self.numeric_columns, num_summaries, sorted_cols, counts, strict=True
         ):
             if summary.count >= MIN_VALUES_FOR_TESTS:
-                # summarize_numeric hands the columns sorted: the detectors' fast path.
-                results[name] = [evaluate_sorted(d, values) for d in self.detectors[name]]
+                results[name] = [evaluate_window(d, values, c) for d in self.detectors[name]]
         for name, summary in zip(self.categorical_columns, cat_summaries, strict=True):
             if summary.count >= MIN_VALUES_FOR_TESTS:
                 results[name] = [d.evaluate(summary.counts) for d in self.detectors[name]]

@@ -66,7 +66,6 @@ from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
-from monitor.detectors import ks
 from monitor.errors import (
     ConfigError,
     MonitorError,
@@ -413,7 +412,6 @@ class MonitorService:
         # decides the same way on a replay as it did the first time.
         self._admitted = {m for m in self.store.models() if self.config.model(m) is None}
         self.load_references()
-        ks.warm_up()  # compile now, not in the first evaluation
         if self.decoder.native:
             log.info("event decoder: compiled (monitor_native)")
         else:

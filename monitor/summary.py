@@ -147,3 +147,51 @@ def summarize_categorical(
             )
         )
     return out
+
+
+def summarize_numeric_unsorted(
+    values: np.ndarray, quantiles: tuple[float, ...] = QUANTILES
+) -> list[NumericSummary]:
+    """:func:`summarize_numeric` without sorting a whole column, for evaluations that read
+    the window's rank counts instead of its order (:mod:`monitor.detectors.ranks`).
+
+    Min, max and the order statistics every quantile interpolates between come
+    from one selection (``np.partition``) per column: the same values the sort
+    reads, so the same quantiles. Means and standard deviations are summed in
+    window order instead of sorted order, so they may differ from
+    :func:`summarize_numeric`'s in the last bits.
+    """
+    n_rows, n_cols = values.shape
+    cols = values.T  # the window stores each column contiguously
+    out: list[NumericSummary] = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j in range(n_cols):
+            col = cols[j]
+            missing = np.isnan(col)
+            if missing.any():
+                col = col[~missing]
+            n = int(col.size)
+            if n == 0:
+                nan = float("nan")
+                rate = 1.0 if n_rows else nan
+                out.append(NumericSummary(0, rate, nan, nan, nan, nan, {q: nan for q in quantiles}))
+                continue
+            spots = [_interpolation(q, n) for q in quantiles]
+            kth = sorted({0, n - 1, *(i for lo, hi, _ in spots for i in (lo, hi))})
+            part = np.partition(col, kth)
+            qs = {
+                q: float(part[lo] + (part[hi] - part[lo]) * frac)
+                for q, (lo, hi, frac) in zip(quantiles, spots, strict=True)
+            }
+            out.append(
+                NumericSummary(
+                    count=n,
+                    missing_rate=1.0 - n / n_rows,
+                    mean=float(col.mean()),
+                    std=float(col.std()),
+                    min=float(part[0]),
+                    max=float(part[-1]),
+                    quantiles=qs,
+                )
+            )
+    return out

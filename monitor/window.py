@@ -68,6 +68,11 @@ class SlidingWindow:
         self.size = min(self.capacity, self.size + n)
         self.total += n
 
+    @property
+    def head(self) -> int:
+        """The ring position the next row goes to (where the oldest row is, once full)."""
+        return self._head
+
     def numeric(self) -> np.ndarray:
         """The filled numeric rows, shape (rows, columns) (a view; do not modify)."""
         return self._num.T if self.size == self.capacity else self._num[:, : self.size].T

@@ -19,12 +19,16 @@ Data shapes are fixed so detectors never parse anything:
   The window's vector may be longer than the reference's: codes at or beyond
   ``len(reference)`` are categories the reference never saw.
 
-The pipeline sorts every numeric window column once per evaluation (the
-summaries need the order statistics anyway). A window test that can use that
-order offers the optional method ``evaluate_sorted(window)``: the same result
-as ``evaluate`` for a window that is already sorted ascending and finite, with
-no checks and no sort. :func:`evaluate_sorted` calls it when a detector has it,
-``evaluate`` otherwise, so the protocol itself stays three methods.
+The pipeline maps every numeric value once, as it enters the window, to its
+rank bucket among the reference's sorted unique values
+(:mod:`monitor.detectors.ranks`). A window test that can be computed from the
+window's bucket counts offers the optional ``rank_buckets`` (what it counts
+over, fixed at fit) and ``evaluate_counts(counts)``: the same result as
+``evaluate``, with no sort. A window test that needs the order offers
+``evaluate_sorted(window)`` for a window already sorted ascending and finite;
+the pipeline sorts a column only when one of its detectors has no counts path.
+:func:`evaluate_window` picks the path, so the protocol itself stays three
+methods.
 
 Detectors are pure (no I/O, no clock, no global state) and deterministic given
 their constructor arguments (seeds included): a checkpoint never stores a window
@@ -129,6 +133,24 @@ def evaluate_sorted(detector: Detector, window: np.ndarray) -> DetectorResult:
     """
     fast = getattr(detector, "evaluate_sorted", None)
     return fast(window) if fast is not None else detector.evaluate(window)
+
+
+def evaluate_window(
+    detector: Detector, window: np.ndarray | None, counts: np.ndarray | None
+) -> DetectorResult:
+    """Evaluate ``detector`` from the window's rank-bucket ``counts`` when given and the
+    detector reads them (``evaluate_counts``), else from the sorted ``window``.
+
+    The caller passes ``counts`` only over the buckets the detector's
+    ``rank_buckets`` describe (see :mod:`monitor.detectors.ranks`), and a sorted
+    window whenever some detector of the column cannot use the counts.
+    """
+    fast = getattr(detector, "evaluate_counts", None)
+    if counts is not None and fast is not None:
+        return fast(counts)
+    if window is None:  # a stream detector: it ignores the window
+        return detector.evaluate(np.empty(0))
+    return evaluate_sorted(detector, window)
 
 
 def grade(strength: float, warning: float, critical: float) -> Severity:

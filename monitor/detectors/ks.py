@@ -2,15 +2,14 @@
 
 ``scipy.stats.ks_2samp`` sorts both samples and concatenates them on every
 call. The reference does not change between evaluations, so
-:class:`KSDetector` sorts it once in :meth:`KSDetector.fit`, and the pipeline
-hands windows already sorted (:meth:`KSDetector.evaluate_sorted`). D is then
-one forward walk over both sorted arrays (:func:`ks_statistic_sorted`, compiled
-with numba: about 80 microseconds for a 5,000-value window against a
-10,000-value reference, where the best numpy formulation, a stable argsort of
-the concatenation, costs about 380). The walk reads both right-continuous ECDFs
-where scipy reads them, as the same integers divided the same way, so D equals
-scipy's statistic bit for bit (``tests/test_detectors.py`` checks thousands of
-random cases with ties).
+:class:`KSDetector` buckets it once in :meth:`KSDetector.fit`: its sorted
+unique values and its counts at them (:class:`monitor.detectors.ranks.RankBuckets`).
+A window is then counted into those rank buckets, which the pipeline does once
+per value as it enters the window (:meth:`KSDetector.evaluate_counts`), and D is
+one pass over the prefix sums of the counts: no sort of the window, no merge.
+D equals scipy's statistic bit for bit, ties included (the argument is in
+:mod:`monitor.detectors.ranks`; ``tests/test_ranks.py`` and
+``tests/test_fast_paths.py`` check thousands of random cases).
 
 The p-value is where the time goes, so ``method`` chooses it:
 
@@ -58,7 +57,6 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-import numba
 import numpy as np
 from scipy import special, stats
 
@@ -69,6 +67,7 @@ from monitor.detectors.base import (
     grade_p_value,
     not_fitted,
 )
+from monitor.detectors.ranks import RankBuckets
 from monitor.detectors.scipy_private import outer_prob_inside
 from monitor.errors import DetectorError
 
@@ -136,76 +135,23 @@ def kolmogorov_two_sided(n1: int, n2: int, d: float) -> float:
     return float(special.kolmogorov(math.sqrt(n1 * n2 / (n1 + n2)) * d))
 
 
-def _compiled(fn: Any) -> Any:
-    """``numba.njit``, caching the machine code on disk when there is somewhere to put it.
-
-    numba refuses to decorate (RuntimeError) a caching function when it finds no
-    writable cache location: a read-only install without a writable home, as in
-    a locked-down container. The service must still start there; it then
-    compiles once per process (``NUMBA_CACHE_DIR`` names a cache directory).
-    """
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:
-        return numba.njit(nogil=True)(fn)
-
-
-@_compiled
-def _ks_walk(ref: np.ndarray, win: np.ndarray) -> float:  # pragma: no cover - compiled
-    # One merge of the two sorted arrays whose stepping has no data-dependent branch:
-    # which array holds the next value is a coin toss where the two samples interleave
-    # (no drift, the usual case), and a pointer chased by ``while`` loops mispredicted
-    # about once per value: 10,000 reference against 5,000 window values from one
-    # distribution took 127 us that way, 76 us this way (same machine, same arrays).
-    n1 = ref.size
-    n2 = win.size
-    i = 0  # reference values consumed: n1 * F_ref(v) once all copies of v are consumed
-    j = 0  # window values consumed: n2 * F_win(v) likewise
-    lo = 0.0  # min of F_ref - F_win, i.e. -(max of F_win - F_ref)
-    hi = 0.0  # max of F_ref - F_win
-    a = ref[0]
-    b = win[0]
-    for _ in range(n1 + n2):
-        take_ref = a <= b
-        v = min(a, b)
-        i += take_ref
-        j += 1 - take_ref
-        a = ref[i] if i < n1 else np.inf
-        b = win[j] if j < n2 else np.inf
-        d = i / n1 - j / n2
-        # Both ECDFs are right-continuous steps: read them at each distinct value, once
-        # every copy of it is consumed (ties), which is where the supremum is.
-        if v < min(a, b):
-            lo = min(lo, d)
-            hi = max(hi, d)
-    ref_above = min(hi, 1.0)
-    win_above = -lo
-    return ref_above if ref_above > win_above else win_above
-
-
 def ks_statistic_sorted(reference: np.ndarray, window: np.ndarray) -> float:
     """The two-sample KS distance D of two *sorted*, finite, non-empty float64 arrays.
 
     Equal, bit for bit, to ``ks_2samp(reference, window, method="asymp").statistic``
     (scipy's unrounded D, which reads ``i / n1 - j / n2`` at every value of
-    either sample). Both ECDFs are right-continuous steps, so the supremum of
-    ``|F_ref - F_win|`` is read at a distinct value of either sample once all
-    copies of it are counted: one merge of the two arrays, computing the same
-    floats from the same counts as scipy. The first call compiles (well under a
-    second; numba caches the machine code on disk).
+    either sample): the window is counted into the reference's rank buckets and
+    D read from their prefix sums (:mod:`monitor.detectors.ranks`), the same
+    integers divided the same way. A detector does this against a reference
+    bucketed once at fit; this function buckets the reference on every call.
 
     >>> ks_statistic_sorted(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0]))
     0.33333333333333337
     >>> float(stats.ks_2samp([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], method="asymp").statistic)
     0.33333333333333337
     """
-    return float(_ks_walk(reference, window))
-
-
-def warm_up() -> None:
-    """Compile the walk (or load it from numba's disk cache) ahead of the first evaluation,
-    which it would otherwise stall by up to a second."""
-    ks_statistic_sorted(np.zeros(1), np.zeros(1))
+    rb = RankBuckets(reference)
+    return rb.ks(rb.counts(rb.buckets(window)))
 
 
 KSMethod = Literal["kolmogorov", "asymp", "auto"]
@@ -235,15 +181,22 @@ class KSDetector(DetectorBase):
         self.alpha = alpha
         self.method = method
         self._ref: np.ndarray | None = None
+        self._ranks: RankBuckets | None = None
         self._p_cache: dict[tuple[int, int], tuple[bool, float, float]] = {}
 
     def fit(self, reference: np.ndarray) -> None:
-        """Sort the reference and evaluate its ECDF at its own points, once."""
+        """Bucket the reference by rank (sorted unique values, counts at them), once."""
         ref = np.sort(as_numeric(reference, "reference"))
         if ref.size == 0:
             raise DetectorError("ks: reference must not be empty")
         self._ref = ref
+        self._ranks = RankBuckets(ref)
         self._p_cache = {}
+
+    @property
+    def rank_buckets(self) -> RankBuckets | None:
+        """The reference's rank buckets, which :meth:`evaluate_counts` reads counts over."""
+        return self._ranks
 
     def update(self, values: np.ndarray) -> None:
         """Window test: the window passed to :meth:`evaluate` is all it needs."""
@@ -255,7 +208,8 @@ class KSDetector(DetectorBase):
         win = as_numeric(window, "window")
         if win.size == 0:
             raise DetectorError("ks: window must not be empty")
-        return ks_statistic_sorted(self._ref, np.sort(win))
+        assert self._ranks is not None
+        return self._ranks.ks(self._ranks.counts(self._ranks.buckets(win)))
 
     def _p_value(self, n1: int, n2: int, d: float) -> tuple[float, float, bool]:
         """(D as reported, p-value, exact?) for sizes n1, n2 with the configured method."""
@@ -288,8 +242,23 @@ class KSDetector(DetectorBase):
             raise not_fitted(self.name)
         if window.size == 0:
             raise DetectorError("ks: window must not be empty")
-        win = window if window.flags.c_contiguous else np.ascontiguousarray(window)
-        return self._result(ks_statistic_sorted(self._ref, win), int(win.size))
+        assert self._ranks is not None
+        return self._result(
+            self._ranks.ks(self._ranks.counts(self._ranks.buckets(window))), int(window.size)
+        )
+
+    def evaluate_counts(self, counts: np.ndarray) -> DetectorResult:
+        """:meth:`evaluate` for a window given as counts over :attr:`rank_buckets` (no checks).
+
+        ``counts`` has ``rank_buckets.n_buckets`` entries, optionally one more
+        (missing values, ignored); the window must hold at least one value.
+        """
+        if self._ranks is None:
+            raise not_fitted(self.name)
+        n = int(counts[: self._ranks.n_buckets].sum())
+        if n == 0:
+            raise DetectorError("ks: window must not be empty")
+        return self._result(self._ranks.ks(counts), n)
 
     def _result(self, d: float, n2: int) -> DetectorResult:
         assert self._ref is not None

@@ -39,6 +39,7 @@ from monitor.detectors.base import (
     not_fitted,
 )
 from monitor.detectors.binning import reference_bins, window_bins
+from monitor.detectors.ranks import RankBuckets
 from monitor.errors import DetectorError
 
 
@@ -100,6 +101,8 @@ class PSIDetector(DetectorBase):
         self._ref_props: np.ndarray | None = None
         self._ref_log: np.ndarray | None = None
         self._small_ref: list[tuple[float, float]] = []  # (r, ln r) per bin; on first use
+        self._ranks: RankBuckets | None = None
+        self._edge_buckets: np.ndarray | None = None
 
     def fit(self, reference: np.ndarray) -> None:
         """Compute bin edges (numeric) and smoothed reference proportions once."""
@@ -107,6 +110,16 @@ class PSIDetector(DetectorBase):
         self._ref_props = binned_proportions(counts, self.epsilon)
         self._ref_log = np.log(self._ref_props)
         self._small_ref = []
+        self._ranks = self._edge_buckets = None
+        if self._edges is not None:
+            # Edges are reference values: bin i ends at the rank bucket of edge i.
+            self._ranks = RankBuckets(reference)
+            self._edge_buckets = 2 * np.searchsorted(self._ranks.unique, self._edges) + 1
+
+    @property
+    def rank_buckets(self) -> RankBuckets | None:
+        """The numeric reference's rank buckets (None for categorical), for evaluate_counts."""
+        return self._ranks
 
     def update(self, values: np.ndarray) -> None:
         """Window test: the window passed to :meth:`evaluate` is all it needs."""
@@ -155,6 +168,22 @@ class PSIDetector(DetectorBase):
             return self._result(np.diff(upto, prepend=0))
         counts = [upto[0], *(b - a for a, b in itertools.pairwise(upto))]
         return self._result_psi(self._psi_small(counts), len(counts))
+
+    def evaluate_counts(self, counts: np.ndarray) -> DetectorResult:
+        """:meth:`evaluate` for a numeric window given as counts over :attr:`rank_buckets`.
+
+        A bin is a union of rank buckets, so its count is a difference of the
+        prefix sums at the edges' buckets: the counts :meth:`evaluate_sorted` gets.
+        """
+        if self._ranks is None or self._edge_buckets is None:
+            raise not_fitted(self.name)
+        cum = np.cumsum(counts[: self._ranks.n_buckets])
+        upto = cum[self._edge_buckets].tolist()
+        upto.append(int(cum[-1]))
+        if len(upto) > _SMALL:
+            return self._result(np.diff(upto, prepend=0))
+        counts_list = [upto[0], *(b - a for a, b in itertools.pairwise(upto))]
+        return self._result_psi(self._psi_small(counts_list), len(counts_list))
 
     def _result(self, counts: np.ndarray) -> DetectorResult:
         assert self._ref_props is not None and self._ref_log is not None

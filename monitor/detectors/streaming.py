@@ -110,6 +110,7 @@ class StreamDetector:
     """Latching adapter shared by the river detectors; subclasses build the river object."""
 
     name: ClassVar[str] = "stream"
+    reads_window: ClassVar[bool] = False  # evaluate() ignores its window argument
     supports: ClassVar[frozenset[str]] = frozenset({"numeric"})
     #: Count a change only when the values after it sit away from the reference's mean
     #: (:meth:`direction`); ADWIN makes it a constructor argument.
