@@ -696,7 +696,10 @@ class ModelMonitor:
         counts = self._ranks.counts(mask)
         sorted_cols: list[np.ndarray | None]
         if self._ranks.complete:  # every window test reads rank counts: nothing sorts
-            num_summaries, sorted_cols = summarize_numeric_unsorted(num), [None] * len(counts)
+            num_summaries = summarize_numeric_unsorted(
+                num, order_statistics=self._ranks.order_statistics
+            )
+            sorted_cols = [None] * len(counts)
         else:
             num_summaries, sorted_cols = summarize_numeric(num)  # type: ignore[assignment]
         cat_summaries = summarize_categorical(

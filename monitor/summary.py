@@ -9,6 +9,7 @@ category the reference never saw.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,14 +151,18 @@ def summarize_categorical(
 
 
 def summarize_numeric_unsorted(
-    values: np.ndarray, quantiles: tuple[float, ...] = QUANTILES
+    values: np.ndarray,
+    quantiles: tuple[float, ...] = QUANTILES,
+    order_statistics: Callable[[int, np.ndarray, list[int]], list[float] | None] | None = None,
 ) -> list[NumericSummary]:
     """:func:`summarize_numeric` without sorting a whole column, for evaluations that read
     the window's rank counts instead of its order (:mod:`monitor.detectors.ranks`).
 
     Min, max and the order statistics every quantile interpolates between come
-    from one selection (``np.partition``) per column: the same values the sort
-    reads, so the same quantiles. Means and standard deviations are summed in
+    from ``order_statistics(column, values, ranks)`` when it answers (the
+    window's rank-bucket counts, :meth:`monitor.detectors.ranks.RankWindow.order_statistics`),
+    else from one selection (``np.partition``) per column: the same values the
+    sort reads, so the same quantiles. Means and standard deviations are summed in
     window order instead of sorted order, so they may differ from
     :func:`summarize_numeric`'s in the last bits.
     """
@@ -166,7 +171,7 @@ def summarize_numeric_unsorted(
     out: list[NumericSummary] = []
     with np.errstate(invalid="ignore", divide="ignore"):
         for j in range(n_cols):
-            col = cols[j]
+            col = full = cols[j]
             missing = np.isnan(col)
             if missing.any():
                 col = col[~missing]
@@ -178,9 +183,13 @@ def summarize_numeric_unsorted(
                 continue
             spots = [_interpolation(q, n) for q in quantiles]
             kth = sorted({0, n - 1, *(i for lo, hi, _ in spots for i in (lo, hi))})
-            part = np.partition(col, kth)
+            found = None if order_statistics is None else order_statistics(j, full, kth)
+            if found is None:
+                part = np.partition(col, kth)
+                found = [float(part[k]) for k in kth]
+            at = dict(zip(kth, found, strict=True))
             qs = {
-                q: float(part[lo] + (part[hi] - part[lo]) * frac)
+                q: float(at[lo] + (at[hi] - at[lo]) * frac)
                 for q, (lo, hi, frac) in zip(quantiles, spots, strict=True)
             }
             out.append(
@@ -189,8 +198,8 @@ def summarize_numeric_unsorted(
                     missing_rate=1.0 - n / n_rows,
                     mean=float(col.mean()),
                     std=float(col.std()),
-                    min=float(part[0]),
-                    max=float(part[-1]),
+                    min=at[0],
+                    max=at[n - 1],
                     quantiles=qs,
                 )
             )

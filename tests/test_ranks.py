@@ -78,6 +78,27 @@ def test_psi_from_counts_equals_psi_of_the_sorted_window(
     )
 
 
+@settings(max_examples=200, deadline=None)
+@given(reference=tied_values, window=tied_values, native=st.booleans(), data=st.data())
+def test_order_statistics_from_counts_equal_the_sorted_window(
+    reference: list[float], window: list[float], native: bool, data: st.DataObject
+) -> None:
+    if native and not ranks._NATIVE_KERNELS:
+        return
+    rb = RankBuckets(np.array(reference))
+    values = np.array([*window, np.nan])  # a missing value is in no rank
+    ordered = np.sort(values[:-1])
+    wanted = sorted(set(data.draw(st.lists(st.integers(0, ordered.size - 1), min_size=1))))
+    b = rb.buckets(values)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ranks, "_NATIVE_KERNELS", native)
+        got = rb.order_statistics(rb.counts(b), b, values, wanted)
+        positions = sorted({int(p) for p in data.draw(st.lists(st.integers(0, rb.n_buckets - 1)))})
+        prefix = rb.prefix_at(rb.counts(b), positions)
+    assert got == ordered[wanted].tolist()
+    assert prefix == [int(np.cumsum(rb.counts(b))[p]) for p in positions]
+
+
 def test_missing_values_have_their_own_bucket_which_no_test_reads() -> None:
     rb = RankBuckets(np.array([1.0, 2.0, 2.0]))
     win = np.array([0.0, 2.0, np.nan, 5.0])
@@ -120,8 +141,9 @@ def _results(evaluations: list) -> list:  # type: ignore[type-arg]
     ],
     ids=["count", "time", "mixed"],
 )
+@pytest.mark.parametrize("native", [True, False], ids=["crate", "numpy"])
 def test_monitor_evaluations_from_rank_counts_equal_the_sorted_path(
-    model: dict, monkeypatch: pytest.MonkeyPatch
+    model: dict, native: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pipeline's counts path (mapped on entry, counted per evaluation, across a
     checkpoint) gives the results of sorting every window, and summaries within rounding."""
@@ -129,6 +151,9 @@ def test_monitor_evaluations_from_rank_counts_equal_the_sorted_path(
     from monitor.simulate import DriftSpec, Simulator
     from tests.test_model_monitor import _checkpoint, _events, _monitor, _run
 
+    if native and not ranks._NATIVE_KERNELS:
+        pytest.skip("monitor_native without the kernels")
+    monkeypatch.setattr(ranks, "_NATIVE_KERNELS", native)
     events = _events(Simulator(seed=4, drift=DriftSpec("mean", ("income",), 1.0, 4000)), 9000)
     sizes = [700, 1, 2299, 1000, 5000]
     fast = _monitor(**model)

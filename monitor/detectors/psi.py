@@ -103,6 +103,7 @@ class PSIDetector(DetectorBase):
         self._small_ref: list[tuple[float, float]] = []  # (r, ln r) per bin; on first use
         self._ranks: RankBuckets | None = None
         self._edge_buckets: np.ndarray | None = None
+        self._edge_positions: list[int] = []
 
     def fit(self, reference: np.ndarray) -> None:
         """Compute bin edges (numeric) and smoothed reference proportions once."""
@@ -115,6 +116,8 @@ class PSIDetector(DetectorBase):
             # Edges are reference values: bin i ends at the rank bucket of edge i.
             self._ranks = RankBuckets(reference)
             self._edge_buckets = 2 * np.searchsorted(self._ranks.unique, self._edges) + 1
+            # ... and the last bin at the last bucket (the window's present values).
+            self._edge_positions = [*self._edge_buckets.tolist(), self._ranks.n_buckets - 1]
 
     @property
     def rank_buckets(self) -> RankBuckets | None:
@@ -177,9 +180,7 @@ class PSIDetector(DetectorBase):
         """
         if self._ranks is None or self._edge_buckets is None:
             raise not_fitted(self.name)
-        cum = np.cumsum(counts[: self._ranks.n_buckets])
-        upto = cum[self._edge_buckets].tolist()
-        upto.append(int(cum[-1]))
+        upto = self._ranks.prefix_at(counts, self._edge_positions)
         if len(upto) > _SMALL:
             return self._result(np.diff(upto, prepend=0))
         counts_list = [upto[0], *(b - a for a, b in itertools.pairwise(upto))]

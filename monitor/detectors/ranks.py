@@ -42,7 +42,7 @@ import numpy as np
 try:  # pragma: no cover - depends on whether the crate is installed
     import monitor_native as _native
 
-    _NATIVE_KERNELS = hasattr(_native, "ks_from_counts")
+    _NATIVE_KERNELS = hasattr(_native, "buckets_at_ranks")  # an older build lacks them
 except ImportError:  # pragma: no cover - depends on the install
     _native = None
     _NATIVE_KERNELS = False
@@ -101,6 +101,41 @@ class RankBuckets:
                 )
             )
         return ks_from_counts(counts, self)
+
+    def prefix_at(self, counts: np.ndarray, positions: list[int]) -> list[int]:
+        """How many values lie in buckets ``0..p`` for each ascending position ``p``."""
+        if _NATIVE_KERNELS:
+            return list(_native.prefix_at(np.ascontiguousarray(counts, np.int64), positions))
+        if not positions:
+            return []
+        return np.cumsum(counts[: positions[-1] + 1])[positions].tolist()
+
+    def order_statistics(
+        self, counts: np.ndarray, buckets: np.ndarray, values: np.ndarray, ranks: list[int]
+    ) -> list[float]:
+        """The window's values at ascending 0-based ``ranks`` (what a sort would put there).
+
+        ``counts`` are the bucket counts of the window whose ``values`` have the
+        ``buckets``. A rank in a reference value's bucket is that value; one in an
+        open interval is found among the few window values in it.
+        """
+        if _NATIVE_KERNELS:
+            located = _native.buckets_at_ranks(np.ascontiguousarray(counts, np.int64), ranks)
+        else:
+            cum = np.cumsum(counts[: self.n_buckets])
+            at = np.searchsorted(cum, ranks, side="right")
+            below = np.where(at > 0, cum[np.maximum(at - 1, 0)], 0)
+            located = zip(at.tolist(), below.tolist(), strict=True)
+        inside: dict[int, np.ndarray] = {}
+        out: list[float] = []
+        for r, (b, below) in zip(ranks, located, strict=True):
+            if b % 2:
+                out.append(float(self.unique[b // 2]))
+                continue
+            if b not in inside:
+                inside[b] = np.sort(values[buckets == b])
+            out.append(float(inside[b][r - below]))
+        return out
 
 
 def buckets_numpy(unique: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -169,6 +204,7 @@ class RankWindow:
         self._head = 0
         self._size = 0
         self._total = -1
+        self._last: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def complete(self) -> bool:
@@ -201,13 +237,30 @@ class RankWindow:
         self._head, self._size, self._total = head, size, total
 
     def counts(self, mask: np.ndarray | None = None) -> list[np.ndarray | None]:
-        """Bucket counts per column (None where not counted), of the rows in ``mask``."""
+        """Bucket counts per column (None where not counted), of the rows in ``mask``.
+
+        :meth:`order_statistics` reads the rows counted last.
+        """
         out: list[np.ndarray | None] = [None] * len(self.columns)
+        self._last: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if self._ring is None:
             return out
         for row, j in enumerate(self._counted):
             rb = self.columns[j]
             assert rb is not None
             b = self._ring[row, : self._size]
-            out[j] = np.bincount(b if mask is None else b[mask], minlength=rb.n_buckets + 1)
+            if mask is not None:
+                b = b[mask]
+            out[j] = c = np.bincount(b, minlength=rb.n_buckets + 1)
+            self._last[j] = (b, c)
         return out
+
+    def order_statistics(self, j: int, values: np.ndarray, ranks: list[int]) -> list[float] | None:
+        """Column ``j``'s values at ``ranks`` among its present values, from the rows
+        counted last (``values``: those rows, missing ones included), or None if the
+        column is not counted."""
+        last = self._last.get(j)
+        rb = self.columns[j]
+        if last is None or rb is None:
+            return None
+        return rb.order_statistics(last[1], last[0], values, ranks)

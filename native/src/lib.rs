@@ -34,6 +34,8 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+mod kernels;
+
 /// orjson refuses documents nesting arrays/objects deeper than this.
 const MAX_DEPTH: usize = 1024;
 /// Longest accepted model name, in code points.
@@ -1004,12 +1006,18 @@ fn decode_predictions<'py>(
 #[pymodule]
 fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_predictions, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::rank_buckets, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::ks_from_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::prefix_at, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::buckets_at_ranks, m)?)?;
     let doc: String = m.getattr("decode_predictions")?.getattr("__doc__")?.extract()?;
     m.setattr(
         "__doc__",
         format!(
             "Native (Rust) batch decoder of JSON prediction events.\n\n\
-             The one function, decode_predictions, and its contract:\n\n{doc}"
+             The window tests' kernels over reference rank buckets (rank_buckets,\n\
+             ks_from_counts, prefix_at, buckets_at_ranks; see monitor/detectors/ranks.py) and the decoder,\n\
+             decode_predictions, with its contract:\n\n{doc}"
         ),
     )?;
     Ok(())
