@@ -187,11 +187,11 @@ def _batches(x: np.ndarray, cats: np.ndarray, start: int) -> Iterator[ModelEvent
         yield ev
 
 
-def build_monitor(ref_x: np.ndarray, ref_cats: np.ndarray) -> ModelMonitor:
-    """The service's core with every setting at its default (window, drift config)."""
-    cfg = parse_config(
-        {"models": [{"name": MODEL, "features": SCHEMA, "prediction": "none"}]}, env={}
-    )
+def build_monitor(ref_x: np.ndarray, ref_cats: np.ndarray, rate: float = 1.0) -> ModelMonitor:
+    """The service's core with every setting at its default (window, drift config), and
+    ``sample: {rate}``."""
+    model = {"name": MODEL, "features": SCHEMA, "prediction": "none", "sample": {"rate": rate}}
+    cfg = parse_config({"models": [model]}, env={})
     settings = cfg.model(MODEL)
     assert settings is not None
     profile = build_profile(
@@ -201,17 +201,21 @@ def build_monitor(ref_x: np.ndarray, ref_cats: np.ndarray) -> ModelMonitor:
 
 
 def run_ours(
-    stream: Stream, ref_x: np.ndarray, ref_cats: np.ndarray
+    stream: Stream,
+    ref_x: np.ndarray,
+    ref_cats: np.ndarray,
+    rate: float = 1.0,
+    batches: Iterator[ModelEvents] | None = None,
 ) -> tuple[int | None, int, int]:
     """(delay, false alarms, re-opened incidents) of the real pipeline core on one stream."""
-    mm = build_monitor(ref_x, ref_cats)
+    mm = build_monitor(ref_x, ref_cats, rate)
     change = stream.change
     onset = stream.onset if stream.onset is not None else change
     drifting: dict[str, bool] = {}
     delay: int | None = None
     false_alarms = reopened = 0
     opened: set[str] = set()  # changed features with an incident since the change
-    for ev in _batches(stream.x, stream.cats, 0):
+    for ev in batches if batches is not None else _batches(stream.x, stream.cats, 0):
         for evaluation in mm.ingest(ev):
             at = evaluation.context.events_total
             for name, verdict in evaluation.verdicts.items():
@@ -370,6 +374,83 @@ def run(quick: bool, repeats: int) -> tuple[str, float]:
     return table(rows, changes), time.perf_counter() - t0
 
 
+# ----------------------------------------------------------------- sampling
+
+SAMPLE_RATES = (1.0, 0.1, 0.01)
+
+
+def _sampled_batches(stream: Stream, kept: list[int], total: int) -> Iterator[ModelEvents]:
+    """``total`` events with ids 0..total-1, of which the ``kept`` ones (the sample, in
+    order) carry ``stream``'s rows. The others carry one shared placeholder row: the
+    pipeline drops them before reading any feature (it only checks their keys for the
+    unknown-feature count), so generating their values would change nothing but the time."""
+    placeholder: dict[str, object] = dict.fromkeys(SCHEMA, 0.0)
+    rows = iter(_rows(stream.x, stream.cats))
+    kept_set = set(kept)
+    for lo in range(0, total, BATCH):
+        hi = min(lo + BATCH, total)
+        ev = ModelEvents(MODEL)
+        ev.event_ids.extend(str(i) for i in range(lo, hi))
+        ev.timestamps.extend(float(i) for i in range(lo, hi))
+        ev.versions.extend([None] * (hi - lo))
+        ev.features.extend(next(rows) if i in kept_set else placeholder for i in range(lo, hi))
+        ev.predictions.extend([None] * (hi - lo))
+        yield ev
+
+
+def run_sampled(scenario: str, rate: float, seed: int, quick: bool) -> RunResult:
+    """One injected stream at sampling ``rate``: lengths scale with 1 / rate, so the window
+    (5000 sampled events) sees as many sampled events before and after the change as at
+    rate 1; delays are in events of the whole stream."""
+    from monitor.sampling import Sampler
+
+    t0 = time.perf_counter()
+    base_n, base_change = (12_000, 6_000) if quick else (30_000, 10_000)
+    if scenario == "stationary":
+        base_n, base_change = (20_000, 0) if quick else (200_000, 0)
+    total, change = int(base_n / rate), int(base_change / rate)
+    kept = Sampler(rate).kept([str(i) for i in range(total)]) or list(range(total))
+    n_kept = len(kept)
+    change_kept = int(np.searchsorted(kept, change)) if change else None
+    ref_x, ref_c = reference(seed + 10_000, "injected")
+    inner = injected_stream(scenario, n_kept, change_kept, seed)
+    stream = Stream(inner.x, inner.cats, change or None, inner.targets)
+    delay, false_alarms, reopened = run_ours(
+        stream, ref_x, ref_c, rate, _sampled_batches(stream, kept, total)
+    )
+    seconds = time.perf_counter() - t0
+    return RunResult(delay, false_alarms, None, 0, total, seconds, reopened)
+
+
+def run_sampling(quick: bool, repeats: int) -> str:
+    """Delay and false alarms by sampling rate on the injected shifts (``--sampling``)."""
+    lines = [
+        "| stream | rate | runs x events | median / max delay (events) "
+        "| delay in sampled events | missed | false alarms (per M events) |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    names = ["stationary", "mean +0.5 sigma", "mean +1 sigma", "category share x2"]
+    if not quick:
+        names.insert(1, "mean +0.25 sigma")
+    for name in names:
+        for rate in SAMPLE_RATES:
+            t0 = time.perf_counter()
+            runs = 1 if name == "stationary" else repeats
+            results = [run_sampled(name, rate, 1 + seed, quick) for seed in range(runs)]
+            delays = [r.ours_delay for r in results if r.ours_delay is not None]
+            med, mx = _stat(delays)
+            sampled = f"{statistics.median(delays) * rate:,.0f}" if delays else "-"
+            missed = "-" if name == "stationary" else str(runs - len(delays))
+            events = sum(r.events for r in results)
+            fa = sum(r.ours_false for r in results)
+            lines.append(
+                f"| {name} | {rate:g} | {runs} x {results[0].events:,} | {med} / {mx} "
+                f"| {sampled} | {missed} | {fa} ({fa / events * 1e6:.2f}) |"
+            )
+            print(f"  sampling {name} @ {rate:g}: {time.perf_counter() - t0:.1f}s", flush=True)
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------- performance incidents
 
 PERF_WORSE = (60_000, 105_000)
@@ -485,9 +566,29 @@ def main() -> None:
     parser.add_argument(
         "--performance", action="store_true", help="only the performance-incident table"
     )
+    parser.add_argument(
+        "--sampling", action="store_true", help="only the table by sampling rate (sample: rate)"
+    )
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     t0 = time.perf_counter()
+    if args.sampling:
+        sampling_text = "\n".join(
+            [
+                "### Detection by sampling rate (`sample: {rate}`, real pipeline core)",
+                "",
+                f"Command: `{command_line()}`; {machine_info()}; "
+                f"{time.perf_counter() - t0:.0f} s. Default window and `DriftConfig`; at rate r"
+                " the streams are 1/r times longer (the change point too), so the window sees"
+                " the same number of sampled events before the change; see `run_sampled`.",
+                "",
+                run_sampling(args.quick, repeats),
+            ]
+        )
+        print(sampling_text)
+        if not args.no_write:
+            write_section("detection-sampling", sampling_text)
+        return
     perf = run_performance(args.quick, repeats)
     perf_text = "\n".join(
         [

@@ -150,6 +150,19 @@ class WindowConfig(_Strict):
         return self
 
 
+class SampleConfig(_Strict):
+    """Deterministic sampling of a model's events (monitor/sampling.py), for models
+    hotter than one core: windows, detectors and performance use the sample; the
+    event counters count every event."""
+
+    rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of events kept, chosen by a hash of event_id (1: every event).",
+    )
+
+
 class ReferenceConfig(_Strict):
     """Where a model's reference comes from: a file, or the first N events seen."""
 
@@ -195,6 +208,7 @@ class ModelDefaults(_Strict):
     performance: PerformanceConfig = PerformanceConfig()
     quality: QualityConfig = QualityConfig()
     reference: ReferenceConfig = ReferenceConfig(learn_first=5000)
+    sample: SampleConfig = SampleConfig()
 
 
 class ModelConfig(_Strict):
@@ -210,6 +224,7 @@ class ModelConfig(_Strict):
     drift: DriftConfig | None = None
     performance: PerformanceConfig | None = None
     quality: QualityConfig | None = None
+    sample: SampleConfig | None = None
 
 
 class MonitorConfig(_Strict):
@@ -295,6 +310,7 @@ class ResolvedModel(BaseModel):
     drift: DriftConfig
     performance: PerformanceConfig
     quality: QualityConfig
+    sample: SampleConfig = SampleConfig()
 
 
 def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
@@ -307,6 +323,7 @@ def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
         drift=model.drift or defaults.drift,
         performance=model.performance or defaults.performance,
         quality=model.quality or defaults.quality,
+        sample=model.sample or defaults.sample,
     )
 
 

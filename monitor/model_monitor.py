@@ -47,6 +47,7 @@ from monitor.reference import (
     prediction_value,
     profile_numeric,
 )
+from monitor.sampling import Sampler
 from monitor.signals import PREDICTION, EvaluationContext, Signal
 from monitor.state_format import (
     Array,
@@ -118,6 +119,9 @@ class ModelMonitor:
         # (None until one does). See _event_times.
         self._event_clock: float | None = None
         self._learn_rows: list[tuple[dict[str, Any], Any]] = []
+        self._sampler = Sampler(settings.sample.rate)
+        self._weights: np.ndarray | None = None  # per kept event of a sampled batch: _advance
+        self._weights_at = 0
         self._learn_target = settings.reference.learn_first or settings.window.size
         self.reference: ReferenceProfile | None = None
         # model_version -> profile; the monitor switches when a listed version appears.
@@ -505,6 +509,17 @@ class ModelMonitor:
                 return out + self.ingest(_slice(events, cut, n), now)
         if events.versions[-1] is not None:
             self.model_version = events.versions[-1]
+        kept = self._sampler.kept(events.event_ids)  # sample: {rate} (monitor/sampling.py)
+        if kept is not None:
+            # The sample of a sample is itself: the inner call keeps every event. Each kept
+            # event also counts the events left out just before it (see _advance).
+            self._weights, self._weights_at = np.diff(kept, prepend=-1), 0
+            try:
+                out = self.ingest(self._sample(events, kept), now)
+            finally:
+                self._weights = None
+            self.events_total += n - 1 - kept[-1] if kept else n
+            return out
         ts = self._event_times(events)
         if self.performance is not None:
             # Every prediction can be labelled, including those that build the reference.
@@ -537,6 +552,50 @@ class ModelMonitor:
         if self.settings.window.type == "count":
             return self._ingest_count(num, cat, ts)
         return self._ingest_time(num, cat, ts)
+
+    def _sample(self, events: ModelEvents, kept: list[int]) -> ModelEvents:
+        """The sampled events of a batch; the events left out still count in the
+        unknown-feature count and, through :meth:`_advance`, in ``events_total``."""
+        cols = events.columns
+        if cols is not None:
+            self.unknown_feature_events += cols.unknown  # of the whole batch
+            cols = FeatureColumns(
+                cols.numeric_names,
+                cols.numeric[kept],
+                cols.categorical_names,
+                [[c[i] for i in kept] for c in cols.categorical],
+                0,
+            )
+        else:
+            known = self._known_features
+            keep = set(kept)
+            self.unknown_feature_events += sum(
+                1 for i, f in enumerate(events.features) if i not in keep and not f.keys() <= known
+            )
+        feats = events.features
+        rows = set(events.record_time_rows)
+        return ModelEvents(
+            model=events.model,
+            event_ids=[events.event_ids[i] for i in kept],
+            timestamps=[events.timestamps[i] for i in kept],
+            versions=[events.versions[i] for i in kept],
+            features=[feats[i] for i in kept] if feats else [],
+            predictions=[events.predictions[i] for i in kept],
+            partitions=events.partitions,
+            columns=cols,
+            record_time_rows=[j for j, i in enumerate(kept) if i in rows] if rows else [],
+        )
+
+    def _advance(self, rows: int) -> None:
+        """Count ``rows`` more events of the batch in ``events_total``; with sampling, each
+        also brings the events the sample left out just before it, so that an evaluation's
+        ``events_total`` is its position in the whole stream, however it was batched."""
+        if self._weights is None:
+            self.events_total += rows
+            return
+        at = self._weights_at
+        self.events_total += int(self._weights[at : at + rows].sum())
+        self._weights_at = at + rows
 
     def _event_times(self, events: ModelEvents) -> np.ndarray:
         """The batch's event times for the window, advancing the model's event clock.
@@ -585,7 +644,7 @@ class ModelMonitor:
             # Stream detectors see exactly the values before each evaluation point.
             self._update_stream_detectors(num[pos : pos + take])
             self.window.append(num[pos : pos + take], cat[pos : pos + take], ts[pos : pos + take])
-            self.events_total += take
+            self._advance(take)
             self._since_eval += take
             self._since_reference_refresh += take
             pos += take
@@ -615,7 +674,7 @@ class ModelMonitor:
             end = pos + int(crossed[0]) if crossed.size else n
             self._update_stream_detectors(num[pos:end])
             self.window.append(num[pos:end], cat[pos:end], ts[pos:end])
-            self.events_total += end - pos
+            self._advance(end - pos)
             pos = end
             if crossed.size:
                 out.append(self.evaluate(since=self._next_eval_time - (w.seconds or 0.0)))
@@ -658,7 +717,7 @@ class ModelMonitor:
         need = self._learn_target - len(self._learn_rows)
         take = min(need, len(events))
         self._learn_rows.extend(zip(events.features[:take], events.predictions[:take], strict=True))
-        self.events_total += take
+        self._advance(take)
         if len(self._learn_rows) >= self._learn_target:
             rows, self._learn_rows = self._learn_rows, []
             profile = build_profile(
@@ -853,8 +912,21 @@ class ModelMonitor:
         """Join labels to predictions (when performance tracking is on); counts by outcome."""
         if self.performance is None:
             return {"ignored": len(labels)}
+        kept = self._sampler.kept(labels.event_ids)
+        not_sampled = 0
+        if kept is not None:  # the labels of the predictions the sample left out go
+            not_sampled = len(labels) - len(kept)
+            labels = LabelEvents(
+                model=labels.model,
+                event_ids=[labels.event_ids[i] for i in kept],
+                labels=[labels.labels[i] for i in kept],
+                timestamps=[labels.timestamps[i] for i in kept],
+            )
         res = self.performance.add_labels(labels.event_ids, labels.labels, labels.timestamps, now)
-        return res.counts()
+        out = res.counts()
+        if not_sampled:
+            out["not_sampled"] = not_sampled
+        return out
 
     # ----------------------------------------------------------------- saved state
 
