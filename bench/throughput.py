@@ -682,7 +682,12 @@ def table(r: dict[str, Any]) -> str:
     sc = r["scale"]
     lines.append(
         f"| in-process, {sc['models']} models x {sc['columns_per_model']} columns, interleaved |"
-        f" {k(sc['events_per_second'])} ({k(sc['events_per_cpu_second'])}) | |"
+        f" {k(sc['events_per_second'])} ({k(sc['events_per_cpu_second'])}) | |",
+    )
+    lines.append(
+        f"| {sc['models']} models / 1 model, events/s (wall; per CPU-second) | "
+        f"{sc['events_per_second'] / ip['events_per_second']:.1%} "
+        f"({sc['events_per_cpu_second'] / ip['events_per_cpu_second']:.1%}) | >= 85% |"
     )
     if "kafka" in r:
         kf = r["kafka"]
@@ -698,7 +703,7 @@ def table(r: dict[str, Any]) -> str:
     per = ", ".join(f"{n} {s * 1e3:.2f}" for n, s in ev["per_detector_all_columns_seconds"].items())
     lines += [
         f"| evaluate one full window ({ev['columns']} columns), median ms | "
-        f"{ev['evaluate_median_seconds'] * 1e3:.2f} | < 5 ms |",
+        f"{ev['evaluate_median_seconds'] * 1e3:.2f} | < 2 ms |",
         f"| ... of which, ms over all numeric columns: {per}; numeric summaries "
         f"{ev['numeric_summaries_seconds'] * 1e3:.2f} | | |",
     ]
@@ -711,7 +716,8 @@ def table(r: dict[str, Any]) -> str:
         f"({rss[keys[-1]] / rss[keys[0]] - 1:+.2%}) | within 5% |",
         f"| peak RSS of the run (MiB) | {mem['peak_rss'] / 2**20:.1f} | |",
         f"| bytes per (model, feature): RSS growth service start -> first mark / pickled state |"
-        f" {mem['bytes_per_column']:,.0f} / {mem['pickled_state_per_column']:,.0f} | |",
+        f" {mem['bytes_per_column']:,.0f} / {mem['pickled_state_per_column']:,.0f} |"
+        " RSS <= 100 KB |",
     ]
     pe = r["evidently"]
     if "skipped" in pe:

@@ -42,7 +42,7 @@ import numpy as np
 try:  # pragma: no cover - depends on whether the crate is installed
     import monitor_native as _native
 
-    _NATIVE_KERNELS = hasattr(_native, "buckets_at_ranks")  # an older build lacks them
+    _NATIVE_KERNELS = hasattr(_native, "order_statistics")  # an older build lacks them
 except ImportError:  # pragma: no cover - depends on the install
     _native = None
     _NATIVE_KERNELS = False
@@ -120,12 +120,19 @@ class RankBuckets:
         open interval is found among the few window values in it.
         """
         if _NATIVE_KERNELS:
-            located = _native.buckets_at_ranks(np.ascontiguousarray(counts, np.int64), ranks)
-        else:
-            cum = np.cumsum(counts[: self.n_buckets])
-            at = np.searchsorted(cum, ranks, side="right")
-            below = np.where(at > 0, cum[np.maximum(at - 1, 0)], 0)
-            located = zip(at.tolist(), below.tolist(), strict=True)
+            return list(
+                _native.order_statistics(
+                    np.ascontiguousarray(counts, np.int64),
+                    np.ascontiguousarray(buckets, np.int32),
+                    np.ascontiguousarray(values, np.float64),
+                    self.unique,
+                    ranks,
+                )
+            )
+        cum = np.cumsum(counts[: self.n_buckets])
+        at = np.searchsorted(cum, ranks, side="right")
+        below = np.where(at > 0, cum[np.maximum(at - 1, 0)], 0)
+        located = zip(at.tolist(), below.tolist(), strict=True)
         inside: dict[int, np.ndarray] = {}
         out: list[float] = []
         for r, (b, below) in zip(ranks, located, strict=True):

@@ -158,31 +158,76 @@ pub fn prefix_at(counts: &Bound<'_, PyAny>, positions: Vec<usize>) -> PyResult<V
     Ok(out)
 }
 
-/// buckets_at_ranks(counts, ranks, /)
+/// order_statistics(counts, buckets, values, unique, ranks, /)
 /// --
 ///
-/// For ascending 0-based ranks (order statistics), the bucket holding each and how
-/// many values lie in the buckets before it: ``[(bucket, below), ...]``.
+/// The window's values at ascending 0-based ``ranks`` among its present values, from its
+/// bucket ``counts``, each value's bucket (``buckets``, int32) and the ``values``: a rank
+/// in a reference value's bucket is that value; one in an open interval is found among
+/// the few window values in it (one pass over the window, then a sort of those few).
 #[pyfunction]
-#[pyo3(signature = (counts, ranks, /))]
-pub fn buckets_at_ranks(counts: &Bound<'_, PyAny>, ranks: Vec<i64>) -> PyResult<Vec<(usize, i64)>> {
-    let buf = PyBuffer::<i64>::get(counts)?;
-    let counts = view(&buf, "counts")?;
-    let mut out = Vec::with_capacity(ranks.len());
+#[pyo3(signature = (counts, buckets, values, unique, ranks, /))]
+pub fn order_statistics(
+    counts: &Bound<'_, PyAny>,
+    buckets: &Bound<'_, PyAny>,
+    values: &Bound<'_, PyAny>,
+    unique: &Bound<'_, PyAny>,
+    ranks: Vec<i64>,
+) -> PyResult<Vec<f64>> {
+    let counts_buf = PyBuffer::<i64>::get(counts)?;
+    let buckets_buf = PyBuffer::<i32>::get(buckets)?;
+    let (values_buf, unique_buf) = (PyBuffer::<f64>::get(values)?, PyBuffer::<f64>::get(unique)?);
+    let counts = view(&counts_buf, "counts")?;
+    let buckets = view(&buckets_buf, "buckets")?;
+    let values = view(&values_buf, "values")?;
+    let unique = view(&unique_buf, "unique")?;
+    if buckets.len() != values.len() {
+        return Err(PyValueError::new_err("buckets and values differ in length"));
+    }
+    let mut located = Vec::with_capacity(ranks.len());
     let (mut below, mut at) = (0_i64, 0_usize);
-    for r in ranks {
+    for &r in &ranks {
         loop {
             if at >= counts.len() {
                 return Err(PyValueError::new_err("rank beyond the counted values"));
             }
-            let c = counts[at];
-            if r < below + c {
+            if r < below + counts[at] {
                 break;
             }
-            below += c;
+            below += counts[at];
             at += 1;
         }
-        out.push((at, below));
+        located.push((at, below));
+    }
+    let mut open: Vec<usize> = located
+        .iter()
+        .map(|&(b, _)| b)
+        .filter(|b| b % 2 == 0)
+        .collect();
+    open.dedup(); // ascending ranks give ascending buckets
+    let mut groups: Vec<Vec<f64>> = vec![Vec::new(); open.len()];
+    if !open.is_empty() {
+        for (&b, &v) in buckets.iter().zip(values.iter()) {
+            if let Ok(i) = open.binary_search(&(b as usize)) {
+                groups[i].push(v);
+            }
+        }
+        for g in &mut groups {
+            g.sort_by(|a, b| a.total_cmp(b));
+        }
+    }
+    let mut out = Vec::with_capacity(ranks.len());
+    for (&r, &(b, below)) in ranks.iter().zip(located.iter()) {
+        if b % 2 == 1 {
+            out.push(unique[b / 2]);
+            continue;
+        }
+        let g = &groups[open.binary_search(&b).expect("located above")];
+        let i = usize::try_from(r - below).ok().filter(|&i| i < g.len());
+        match i {
+            Some(i) => out.push(g[i]),
+            None => return Err(PyValueError::new_err("counts and buckets disagree")),
+        }
     }
     Ok(out)
 }

@@ -1009,14 +1009,14 @@ fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernels::rank_buckets, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::ks_from_counts, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::prefix_at, m)?)?;
-    m.add_function(wrap_pyfunction!(kernels::buckets_at_ranks, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::order_statistics, m)?)?;
     let doc: String = m.getattr("decode_predictions")?.getattr("__doc__")?.extract()?;
     m.setattr(
         "__doc__",
         format!(
             "Native (Rust) batch decoder of JSON prediction events.\n\n\
              The window tests' kernels over reference rank buckets (rank_buckets,\n\
-             ks_from_counts, prefix_at, buckets_at_ranks; see monitor/detectors/ranks.py) and the decoder,\n\
+             ks_from_counts, prefix_at, order_statistics; see monitor/detectors/ranks.py) and the decoder,\n\
              decode_predictions, with its contract:\n\n{doc}"
         ),
     )?;
