@@ -573,6 +573,7 @@ def main() -> None:
     repeats = args.repeats or (2 if args.quick else 5)
     t0 = time.perf_counter()
     if args.sampling:
+        sampling = run_sampling(args.quick, repeats)
         sampling_text = "\n".join(
             [
                 "### Detection by sampling rate (`sample: {rate}`, real pipeline core)",
@@ -582,7 +583,7 @@ def main() -> None:
                 " the streams are 1/r times longer (the change point too), so the window sees"
                 " the same number of sampled events before the change; see `run_sampled`.",
                 "",
-                run_sampling(args.quick, repeats),
+                sampling,
             ]
         )
         print(sampling_text)
