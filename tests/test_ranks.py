@@ -122,6 +122,27 @@ def test_native_kernels_equal_the_numpy_ones() -> None:
             assert rb.ks(counts) == ks_from_counts(counts, rb)
 
 
+@pytest.mark.skipif(not ranks._NATIVE_KERNELS, reason="monitor_native without the kernels")
+def test_native_bucket_search_with_its_guide_on_skewed_and_extreme_values() -> None:
+    rng = np.random.default_rng(11)
+    for ref in (
+        rng.lognormal(0.0, 2.0, 10_000),
+        np.round(rng.normal(size=10_000), 2),
+        np.concatenate([rng.normal(size=5_000), [1e300, -1e300, 5e-324]]),
+    ):
+        rb = RankBuckets(ref)
+        probes = np.concatenate(
+            [
+                rng.choice(ref, 2_000),  # reference values themselves
+                np.nextafter(rng.choice(ref, 1_000), np.inf),
+                np.nextafter(rng.choice(ref, 1_000), -np.inf),
+                rng.lognormal(0.0, 3.0, 1_000) * rng.choice([-1.0, 1.0], 1_000),
+                [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e308, -1e308],
+            ]
+        )
+        assert rb.buckets(probes).tolist() == buckets_numpy(rb.unique, probes).tolist()
+
+
 def _results(evaluations: list) -> list:  # type: ignore[type-arg]
     return [
         {

@@ -58,7 +58,17 @@ class RankBuckets:
     [0, 1, 2, 5, 6, 7]
     """
 
-    __slots__ = ("m", "n_buckets", "ref_le", "ref_le_frac", "ref_lt_frac", "unique")
+    __slots__ = (
+        "_guide",
+        "_guide_lo",
+        "_guide_scale",
+        "m",
+        "n_buckets",
+        "ref_le",
+        "ref_le_frac",
+        "ref_lt_frac",
+        "unique",
+    )
 
     def __init__(self, reference: np.ndarray) -> None:
         ref = np.sort(np.asarray(reference, dtype=np.float64))
@@ -69,6 +79,19 @@ class RankBuckets:
         # R_j / m and R_{j-1} / m, divided once here as the walk divides them per value.
         self.ref_le_frac = self.ref_le / self.m
         self.ref_lt_frac = np.concatenate(([0.0], self.ref_le_frac[:-1]))
+        # The kernel's guide: where each of G equal slots of the value range starts among
+        # the unique values (G ~ k / 4), so a search starts within a few cache lines.
+        k = self.unique.size
+        lo, hi = (float(self.unique[0]), float(self.unique[-1])) if k else (0.0, 0.0)
+        slots = min(4096, k // 4)
+        width = hi - lo
+        if slots >= 2 and np.isfinite(width) and width > 0:
+            scale = slots / width
+            edges = lo + np.arange(slots + 1) / scale
+            self._guide = np.searchsorted(self.unique, edges).astype(np.int64)
+            self._guide_lo, self._guide_scale = lo, scale
+        else:
+            self._guide, self._guide_lo, self._guide_scale = np.zeros(0, np.int64), 0.0, 0.0
 
     def same_as(self, other: RankBuckets) -> bool:
         """True when both were fitted on references with the same values and counts."""
@@ -84,7 +107,9 @@ class RankBuckets:
         if _NATIVE_KERNELS:
             out = np.empty(values.shape, dtype=np.int64)
             flat = np.ascontiguousarray(values).reshape(-1)
-            _native.rank_buckets(self.unique, flat, out.reshape(-1))
+            _native.rank_buckets(
+                self.unique, flat, out.reshape(-1), self._guide, self._guide_lo, self._guide_scale
+            )
             return out
         return buckets_numpy(self.unique, values)
 

@@ -20,32 +20,59 @@ fn view<'a, T: pyo3::buffer::Element>(buf: &'a PyBuffer<T>, what: &str) -> PyRes
     }
 }
 
-/// rank_buckets(unique, values, out, /)
+/// rank_buckets(unique, values, out, guide, lo, scale, /)
 /// --
 ///
 /// Write each value's rank bucket among ``unique`` (sorted, distinct float64) into
 /// ``out`` (int64, as long as ``values``): ``2 j`` for the open interval below
 /// ``unique[j]``, ``2 j + 1`` for ``unique[j]`` itself, ``2 k`` above the last,
-/// ``2 k + 1`` for NaN.
+/// ``2 k + 1`` for NaN. ``guide`` (int64, G + 1 entries; may be empty) holds
+/// ``searchsorted(unique, lo + g / scale)`` for g = 0..G: the search starts in the
+/// value's slot (widened by one slot each side against rounding), a few cache lines
+/// instead of a binary search over the whole array.
 #[pyfunction]
-#[pyo3(signature = (unique, values, out, /))]
+#[pyo3(signature = (unique, values, out, guide, lo, scale, /))]
 pub fn rank_buckets(
     py: Python<'_>,
     unique: &Bound<'_, PyAny>,
     values: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
+    guide: &Bound<'_, PyAny>,
+    lo: f64,
+    scale: f64,
 ) -> PyResult<()> {
     let (unique_buf, values_buf) = (PyBuffer::<f64>::get(unique)?, PyBuffer::<f64>::get(values)?);
     let (unique, values) = (view(&unique_buf, "unique")?, view(&values_buf, "values")?);
+    let guide_buf = PyBuffer::<i64>::get(guide)?;
+    let guide = view(&guide_buf, "guide")?;
     let k = unique.len();
+    let slots = guide.len().saturating_sub(1);
+    if guide.iter().any(|&g| g < 0 || g as usize > k) {
+        return Err(PyValueError::new_err("guide out of range"));
+    }
+    let lower_bound = |v: f64| -> usize {
+        if slots < 2 {
+            return unique.partition_point(|u| *u < v);
+        }
+        let x = (v - lo) * scale;
+        // Saturating casts: below lo (or -inf) is slot 0, beyond the last slot the last.
+        let g = if x > 0.0 {
+            (x as usize).min(slots - 1)
+        } else {
+            0
+        };
+        let from = guide[g.saturating_sub(1)] as usize;
+        let to = (guide[(g + 2).min(slots)] as usize + 1).min(k);
+        from + unique[from..to].partition_point(|u| *u < v)
+    };
     let buckets: Vec<i64> = values
         .iter()
-        .map(|v| {
+        .map(|&v| {
             if v.is_nan() {
                 (2 * k + 1) as i64
             } else {
-                let idx = unique.partition_point(|u| u < v);
-                (2 * idx + usize::from(idx < k && unique[idx] == *v)) as i64
+                let idx = lower_bound(v);
+                (2 * idx + usize::from(idx < k && unique[idx] == v)) as i64
             }
         })
         .collect();
