@@ -98,8 +98,24 @@ class HttpConfig(_Strict):
         None, description="Bearer token for state-changing endpoints; unset disables them."
     )
     ui_history: int = Field(
-        100, ge=1, le=10_000, description="Evaluations per column the web UI keeps (in memory)."
+        100,
+        ge=1,
+        le=10_000,
+        description="Evaluations per column the web UI keeps (saved with each model's state).",
     )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_is_visible_ascii(cls, token: SecretStr | None) -> SecretStr | None:
+        # The silences API accepts only visible-ASCII credentials (RFC 6750's token68), so any
+        # other token could never match: every request would get 403. Say so at start instead.
+        # An empty token (``${MONITOR_ADMIN_TOKEN:-}`` unset) means none: the API stays read-only.
+        value = token.get_secret_value() if token is not None else None
+        if not value:
+            return None
+        if not all("!" <= c <= "~" for c in value):
+            raise ValueError("must be visible ASCII (no spaces, no other characters)")
+        return token
 
 
 class MetricsConfig(_Strict):

@@ -192,3 +192,17 @@ def test_log_level_and_format_in_any_case() -> None:
     assert parse_config({"log_level": "Warning"}).log_level == "WARNING"
     with pytest.raises(ConfigError, match="log_level"):
         parse_config({"log_level": "verbose"})
+
+
+@pytest.mark.parametrize("token", ["s\u00e9cret", "two words", "tab\there"])
+def test_an_admin_token_that_could_never_match_is_a_config_error(token: str) -> None:
+    # The silences API takes only visible-ASCII bearer tokens: any other token would make
+    # every request a 403, so the config refuses it (without echoing it).
+    with pytest.raises(ConfigError) as err:
+        parse_config({"http": {"admin_token": token}})
+    assert any(p.startswith("http.admin_token") for p in err.value.problems)
+    assert token not in str(err.value)
+
+
+def test_an_empty_admin_token_means_none() -> None:
+    assert parse_config({"http": {"admin_token": ""}}).http.admin_token is None
