@@ -50,6 +50,12 @@ With ``state.backend: kafka`` (:mod:`monitor.kafka_store`) the rules become:
 * the second and third rules above hold unchanged (the first offsets are
   committed in a transaction of their own; a checkpoint covers every model).
 
+* notifications are not written to the outbox at submit: the engine spools them, and
+  the checkpoint produces them to the alerts topic in its transaction (an evaluation
+  that notifies forces a checkpoint right after its batch, ``_maybe_checkpoint``);
+  every instance delivers its partitions of that topic through its outbox
+  (:mod:`monitor.alerting.alert_log`), so alerts survive the loss of a host.
+
 Alert state rolls back with the model state it belongs to, so replayed
 evaluations take the same decisions and yield the same idempotency keys, which
 the outbox's unique (receiver, key) turns into no second page.
