@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from alert_receivers import Hang, RecordingReceiver
 from fault_helpers import MonitorProcess, committed_offsets, eventually, write_config
 
 from devtools.local_kafka import create_topics
 from monitor.alerting.alert_log import decode_record
 from monitor.config import parse_config
+from monitor.errors import MonitorError
 from monitor.service import MonitorService
 from monitor.simulate import DriftSpec, publish
 
@@ -73,7 +74,10 @@ async def _alert_records(bootstrap: str, topic: str) -> list[tuple[str, str]]:
         while batches := await consumer.getmany(timeout_ms=1000):
             for records in batches.values():
                 for r in records:
-                    receiver, n = decode_record(r.value)
+                    try:
+                        receiver, n = decode_record(r.value)
+                    except MonitorError:
+                        continue  # the hostile records the test wrote itself
                     out.append((receiver, n.idempotency_key))
         return out
     finally:
@@ -85,7 +89,21 @@ async def test_a_drift_notification_reaches_the_receiver_through_the_alerts_topi
 ) -> None:
     suffix = uuid.uuid4().hex[:10]
     topic = f"alog-{suffix}"
-    create_topics(kafka_bootstrap, [topic], 1)
+    alerts_topic = f"{topic}-monitor-state-alerts"
+    create_topics(kafka_bootstrap, [topic, alerts_topic], 1)
+    # Hostile records already in the alerts topic: skipped and counted, never a crash.
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for value in (
+            b"\xff\xfe not json",
+            b'{"version": 99, "receiver": "hook", "notification": "{}"}',
+            b'{"version": 1, "receiver": "hook", "notification": "{\\"x\\": 1}"}',
+            None,
+        ):
+            await producer.send_and_wait(alerts_topic, value, key=b"\xed\xa0\x80")
+    finally:
+        await producer.stop()
     async with RecordingReceiver() as rx:
         raw = _raw(kafka_bootstrap, topic, f"g-{suffix}", tmp_path, rx.url, "one")
         service = MonitorService(parse_config(raw))
@@ -97,7 +115,7 @@ async def test_a_drift_notification_reaches_the_receiver_through_the_alerts_topi
             await rx.wait_for_requests(1, within=60)
             await eventually(lambda: service._positions.get((topic, 0)) == 1200, 60)
             await asyncio.sleep(2.0)  # let any straggler arrive
-            records = await _alert_records(kafka_bootstrap, f"{topic}-monitor-state-alerts")
+            records = await _alert_records(kafka_bootstrap, alerts_topic)
             ids = [r.headers["webhook-id"] for r in rx.requests]
             # Every delivery came from a committed record of the alerts topic, once.
             assert records and {("hook", i) for i in ids} <= set(records), (ids, records)
@@ -107,6 +125,10 @@ async def test_a_drift_notification_reaches_the_receiver_through_the_alerts_topi
                 "monitor_alert_log_records_total", {"outcome": "handed_off"}
             )
             assert handed == len(records)
+            invalid = service.registry.get_sample_value(
+                "monitor_alert_log_records_total", {"outcome": "invalid"}
+            )
+            assert invalid == 4
         finally:
             service.request_stop()
             await task
