@@ -31,7 +31,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter
 
@@ -174,14 +174,16 @@ class AlertLogConsumer:
                 log.warning("alerts topic %s: %s", self.topic, exc)
                 await asyncio.sleep(1.0)
 
-    def _hand_off(self, tp: TopicPartition, records: Iterable[object]) -> None:
+    def _hand_off(
+        self, tp: TopicPartition, records: Iterable[ConsumerRecord[bytes, bytes]]
+    ) -> None:
         queue = self._inflight.setdefault(tp, deque())
         for r in records:
-            offset: int = r.offset  # type: ignore[attr-defined]
+            offset = r.offset
             if queue and offset <= queue[-1][0]:
                 continue  # fetched again after a reassignment: already handed off here
             try:
-                receiver, notification = decode_record(r.value)  # type: ignore[attr-defined]
+                receiver, notification = decode_record(r.value)
             except MonitorError as exc:
                 self._metrics.records.labels("invalid").inc()
                 self._log_bad.warning(
