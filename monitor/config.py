@@ -156,6 +156,12 @@ class StateConfig(_Strict):
         description="kafka backend: a state larger than this is split into records of at most "
         "this size (keep it under the broker's message.max.bytes).",
     )
+    alerts_topic: str | None = Field(
+        None,
+        description="kafka backend: the topic notifications are produced to, in the checkpoint's "
+        "transaction (default <changelog_topic>-alerts); consumed for delivery by every instance "
+        "in the group <group_id>-alerts. Created (delete policy) if missing.",
+    )
 
 
 class LimitsConfig(_Strict):

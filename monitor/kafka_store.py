@@ -51,7 +51,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -237,6 +237,7 @@ class KafkaStateStore:
         self.kafka = kafka
         self.state = state
         self.topic = state.changelog_topic or default_changelog_topic(kafka)
+        self.alerts_topic = state.alerts_topic or f"{self.topic}-alerts"
         self.instance_id = state.instance_id or socket.gethostname()
         self.transactional_id = f"{kafka.group_id}-state-{self.instance_id}"
         self.discarded_legacy = 0
@@ -280,6 +281,7 @@ class KafkaStateStore:
             )
             await self._admin.start()
             await self._ensure_topic()
+            await self._ensure_alerts_topic()
             self._producer = AIOKafkaProducer(
                 bootstrap_servers=k.bootstrap_servers,
                 client_id=k.client_id,
@@ -377,6 +379,30 @@ class KafkaStateStore:
                 f"state topic {self.topic} has {self._partitions} partitions, fewer than the "
                 f"{n_source} of {source}: add partitions to it (kafka-topics --alter)"
             )
+
+    async def _ensure_alerts_topic(self) -> None:
+        """Create the alerts topic if missing (delete policy: a record is needed only until
+        it is delivered; as many partitions as the changelog, so deliveries spread out)."""
+        assert self._admin is not None
+        meta = {t["topic"]: t for t in await self._admin.describe_topics(None)}
+        if self.alerts_topic in meta:
+            return
+        brokers = (await self._admin.describe_cluster()).get("brokers", [])
+        topic = NewTopic(
+            self.alerts_topic,
+            num_partitions=max(1, self._partitions),
+            replication_factor=max(1, min(3, len(brokers))),
+        )
+        try:
+            resp = await self._admin.create_topics([topic])
+            for _name, code, *_ in resp.topic_errors:
+                if code and code != TopicAlreadyExistsError.errno:
+                    raise StateError(
+                        f"alerts topic {self.alerts_topic}: not created (error {code})"
+                    )
+        except TopicAlreadyExistsError:
+            pass
+        log.info("created the alerts topic %s", self.alerts_topic)
 
     # ----------------------------------------------------------------- assignment
 
@@ -495,13 +521,20 @@ class KafkaStateStore:
             wanted = set(partitions)
             return sorted(m for m, e in self._entries.items() if e.tp in wanted)
 
-    def save(self, models: Mapping[str, SavedModel], offsets: Mapping[TP, int]) -> None:
+    def save(
+        self,
+        models: Mapping[str, SavedModel],
+        offsets: Mapping[TP, int],
+        alerts: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """One checkpoint transaction: the states, the offsets and ``alerts`` (key, value
+        records for the alerts topic, :func:`monitor.alerting.alert_log.encode_record`)."""
         for name, (blob, _) in models.items():
             if not isinstance(blob, bytes | bytearray | memoryview):
                 raise StateError(f"state of model {name!r} is not an encoded blob")
         # A large checkpoint takes a while on the wire: about one round trip per MB written.
         size = sum(len(b) for b, _ in models.values())
-        self._run(self._save(models, offsets), OPERATION_TIMEOUT_SECONDS + size / 1e6 * 2)
+        self._run(self._save(models, offsets, alerts), OPERATION_TIMEOUT_SECONDS + size / 1e6 * 2)
 
     def delete_model(self, model: str) -> None:
         with self._lock:
@@ -532,7 +565,12 @@ class KafkaStateStore:
             )
         return p
 
-    async def _save(self, models: Mapping[str, SavedModel], offsets: Mapping[TP, int]) -> None:
+    async def _save(
+        self,
+        models: Mapping[str, SavedModel],
+        offsets: Mapping[TP, int],
+        alerts: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
         producer = self._producer
         assert producer is not None
         size = self.state.max_record_bytes
@@ -577,6 +615,8 @@ class KafkaStateStore:
                             self._entries[name] = _Entry(b"", tp, None, len(chunks))
                         else:
                             entry.parts, entry.tp = len(chunks), tp or entry.tp
+                for key, value in alerts:
+                    await producer.send(self.alerts_topic, value, key=key)
                 for tp, offset in sorted(offsets.items()):
                     if tp[1] < self._partitions:
                         await producer.send(

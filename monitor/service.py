@@ -50,6 +50,12 @@ With ``state.backend: kafka`` (:mod:`monitor.kafka_store`) the rules become:
 * the second and third rules above hold unchanged (the first offsets are
   committed in a transaction of their own; a checkpoint covers every model).
 
+* notifications are not written to the outbox at submit: the engine spools them, and
+  the checkpoint produces them to the alerts topic in its transaction (an evaluation
+  that notifies forces a checkpoint right after its batch, ``_maybe_checkpoint``);
+  every instance delivers its partitions of that topic through its outbox
+  (:mod:`monitor.alerting.alert_log`), so alerts survive the loss of a host.
+
 Alert state rolls back with the model state it belongs to, so replayed
 evaluations take the same decisions and yield the same idempotency keys, which
 the outbox's unique (receiver, key) turns into no second page.
@@ -76,6 +82,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from monitor import state_format, status
+from monitor.alerting.alert_log import AlertLogConsumer, encode_record
 from monitor.alerting.engine import AlertService
 from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState
@@ -192,7 +199,10 @@ class MonitorService:
             clock=self.clock,
             transport=transport,
             persist_state=False,
+            # Kafka backend: notifications go to the alerts topic in the checkpoint's transaction.
+            spool=config.state.backend == "kafka",
         )
+        self.alert_log: AlertLogConsumer | None = None
         self.models: dict[str, ModelMonitor] = {}
         self._admitted: set[str] = set()  # unlisted models accepted under unknown_models: track
         self.references: dict[str, ReferenceProfile] = {}
@@ -454,6 +464,15 @@ class MonitorService:
         except OSError as exc:
             path = self.config.alerting.outbox_path
             raise ConfigError([f"alerting.outbox_path {path}: {_why(exc)}"]) from exc
+        if isinstance(self.store, KafkaStateStore):
+            self.alert_log = AlertLogConsumer(
+                self.config.kafka,
+                self.store.alerts_topic,
+                self.alerts,
+                self.registry,
+                clock=self.clock,
+            )
+            await self.alert_log.start()
         await self.http.start()
         await self.dead_letters.start()
         await self.source.start()
@@ -559,6 +578,9 @@ class MonitorService:
         await self.dead_letters.stop()
         if self.dead_letters.topic:
             log.info("shutdown: stopped the dead-letter producer")
+        if self.alert_log is not None:
+            await self.alert_log.stop(grace_seconds)
+            log.info("shutdown: stopped delivering from the alerts topic")
         await self.alerts.stop(grace_seconds=grace_seconds)
         log.info("shutdown: alert outbox flushed (for at most %.0f s)", grace_seconds)
         await self.http.stop()
@@ -821,8 +843,10 @@ class MonitorService:
         """
         snapshot = self._checkpoint_snapshot()
         if snapshot is not None:
-            self._checkpoint_write(*snapshot)
+            spool = self.alerts.spooled()
+            self._checkpoint_write(*snapshot, [encode_record(a) for a in spool])
             self._checkpoint_done(*snapshot)
+            self.alerts.drop_spooled(len(spool))
 
     async def _checkpoint(self) -> None:
         """:meth:`checkpoint`, with the write (the slow part) off the event loop.
@@ -842,8 +866,13 @@ class MonitorService:
             # of 20 features would otherwise stall it for about a third of a second).
             await asyncio.sleep(0)
         snapshot = (blobs, dict(self._positions), alert_texts)
-        await asyncio.to_thread(self._checkpoint_write, *snapshot)
+        # The notifications these states decided, produced in the same transaction (Kafka
+        # backend); dropped from the spool only once it committed.
+        spool = self.alerts.spooled()
+        records = [encode_record(a) for a in spool]
+        await asyncio.to_thread(self._checkpoint_write, *snapshot, records)
         self._checkpoint_done(*snapshot)
+        self.alerts.drop_spooled(len(spool))
 
     def _checkpoint_snapshot(self) -> _Snapshot | None:
         """The blobs of the models changed since their last save, and all positions."""
@@ -878,11 +907,20 @@ class MonitorService:
             raise MonitorError(f"checkpoint failed: {exc}") from exc
 
     def _checkpoint_write(
-        self, blobs: dict[str, SavedModel], positions: dict[TP, int], alert_texts: dict[str, str]
+        self,
+        blobs: dict[str, SavedModel],
+        positions: dict[TP, int],
+        alert_texts: dict[str, str],
+        alerts: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         assert self.store is not None
         try:
-            self.store.save(blobs, positions)
+            if alerts:
+                if not isinstance(self.store, KafkaStateStore):
+                    raise StateError("spooled notifications need the kafka state backend")
+                self.store.save(blobs, positions, alerts)
+            else:
+                self.store.save(blobs, positions)
             self.metrics.checkpoints.labels("ok").inc()
         except Exception as exc:
             self.metrics.checkpoints.labels("error").inc()
@@ -902,9 +940,11 @@ class MonitorService:
         )
 
     async def _maybe_checkpoint(self, locked: bool = False) -> None:
+        # Spooled notifications (Kafka backend) wait for a checkpoint: take one at once.
         if (
             self.clock.time() - self._last_checkpoint
             < self.config.state.checkpoint_interval_seconds
+            and not self.alerts.has_spooled()
         ):
             return
         if locked:

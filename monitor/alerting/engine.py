@@ -36,7 +36,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -197,6 +197,10 @@ def _log_action(action: AlertAction, receivers: Sequence[str]) -> None:
     )  # fmt: skip
 
 
+#: A spooled notification: (model, receiver, notification).
+SpooledAlert = tuple[str, str, Notification]
+
+
 class AlertService:
     """Turns evaluations into deduplicated, routed, durably delivered notifications."""
 
@@ -211,6 +215,7 @@ class AlertService:
         rng: random.Random | None = None,
         poll_interval_seconds: float = 1.0,
         persist_state: bool = True,
+        spool: bool = False,
     ) -> None:
         """No I/O here: the database and HTTP client are opened by :meth:`start`.
 
@@ -220,8 +225,14 @@ class AlertService:
         notifications it implies, restored by :meth:`start`); ``False`` when the
         caller saves it through :meth:`get_state` and restores it through
         :meth:`set_state`, as :class:`~monitor.service.MonitorService` does.
+        ``spool``: :meth:`submit` does not write new notifications to the outbox but
+        queues them in memory (:meth:`spooled`); the caller writes them elsewhere
+        durably (the Kafka state backend: the alerts topic, in the checkpoint's
+        transaction) and drops them (:meth:`drop_spooled`) once that write committed.
+        They come back through :meth:`hand_off` (:mod:`monitor.alerting.alert_log`).
         """
         self._persist_state = persist_state
+        self._spool: list[SpooledAlert] | None = [] if spool else None
         self._config = config
         self._clock = clock
         self._transport = transport
@@ -377,9 +388,14 @@ class AlertService:
                 changed[ctx.model] = text
         wall = self._clock.time()
         inserted = [True] * len(items)
-        if items or changed:
+        if self._spool is not None:
+            self._spool.extend((ctx.model, r, n) for r, n in items)
+            items_for_outbox: list[tuple[str, Notification]] = []
+        else:
+            items_for_outbox = items
+        if items_for_outbox or changed:
             inserted = outbox.commit_evaluation(
-                items,
+                items_for_outbox,
                 now=wall,
                 deadline_at=wall + self._config.delivery.deadline_seconds,
                 states=changed,
@@ -399,9 +415,41 @@ class AlertService:
                 "retraining triggered for model %s via %s", printable(ctx.model), policy.receiver
             )
         self._export_firing(state)
-        if items and self._dispatcher is not None:
+        if items_for_outbox and self._dispatcher is not None:
             self._dispatcher.wake()
         return produced
+
+    # -- the spool (Kafka state backend) -------------------------------------------------
+
+    def spooled(self) -> list[SpooledAlert]:
+        """The notifications :meth:`submit` queued since the last :meth:`drop_spooled`."""
+        return list(self._spool or ())
+
+    def has_spooled(self) -> bool:
+        return bool(self._spool)
+
+    def drop_spooled(self, n: int) -> None:
+        """Forget the first ``n`` spooled notifications: they are durably written."""
+        if self._spool is not None:
+            del self._spool[:n]
+
+    def hand_off(self, items: Sequence[tuple[str, Notification]]) -> list[bool]:
+        """Durably enqueue notifications read back from the alerts topic for delivery.
+
+        The outbox's unique (receiver, idempotency key) drops a record handed off
+        before (a redelivered batch, a replay). A receiver this instance does not
+        configure is skipped (False). Returns, per item, whether it was new.
+        """
+        outbox, _ = self._running()
+        known = [(r, n) for r, n in items if r in self._config.receivers]
+        wall = self._clock.time()
+        inserted = outbox.commit_evaluation(
+            known, now=wall, deadline_at=wall + self._config.delivery.deadline_seconds
+        )
+        if any(inserted) and self._dispatcher is not None:
+            self._dispatcher.wake()
+        new = iter(inserted)
+        return [next(new) if r in self._config.receivers else False for r, _ in items]
 
     def _retrain_notification(
         self, ctx: EvaluationContext, reason: str, signals: Iterable[Signal]
@@ -502,6 +550,9 @@ class AlertService:
         """Forget the alert state of models this instance no longer owns (after a
         rebalance their new owner restores it with their checkpoint), and stop
         exporting their firing gauges, so that one instance shows each model."""
+        models = set(models)
+        if self._spool:  # not written: their new owner replays the evaluations that made them
+            self._spool[:] = [a for a in self._spool if a[0] not in models]
         for model in models:
             self._saved.pop(model, None)
             if self._states.pop(model, None) is None:
@@ -517,6 +568,11 @@ class AlertService:
         """The outbox (read-only use: depth, rows), e.g. for a health endpoint or tests."""
         outbox, _ = self._running()
         return outbox
+
+    @property
+    def receivers(self) -> Collection[str]:
+        """The names of the configured receivers."""
+        return self._config.receivers.keys()
 
     @property
     def metrics(self) -> AlertMetrics:

@@ -140,6 +140,23 @@ class Outbox:
             (now, error[:_ERROR_EXCERPT], row_id),
         )
 
+    def pending(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (receiver, idempotency key) pairs are still pending (not delivered,
+        not dead). A pair absent from the outbox is not pending (purged once finished)."""
+        out: set[tuple[str, str]] = set()
+        try:
+            for receiver, key in set(keys):
+                row = self._conn.execute(
+                    "SELECT 1 FROM outbox WHERE receiver=? AND idempotency_key=? "
+                    "AND state='pending'",
+                    (receiver, key),
+                ).fetchone()
+                if row is not None:
+                    out.add((receiver, key))
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox read failed: {exc}") from exc
+        return out
+
     def purge(self, before: float) -> int:
         """Delete delivered and dead rows finished before ``before``; returns how many."""
         try:
