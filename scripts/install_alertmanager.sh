@@ -12,26 +12,10 @@ then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    say "error: no apt-get; install Alertmanager (alertmanager on PATH) by hand:" >&2
-    say "       https://prometheus.io/download/#alertmanager" >&2
-    exit 1
-fi
-
-sudo=""
-if [[ $(id -u) -ne 0 ]]; then
-    if command -v sudo >/dev/null 2>&1; then
-        sudo="sudo"
-    else
-        say "error: need root (or sudo) to apt-get install prometheus-alertmanager" >&2
-        exit 1
-    fi
-fi
-
-say "installing the Debian package prometheus-alertmanager"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq prometheus-alertmanager >/dev/null
+# shellcheck source=scripts/lib/apt_install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt_install.sh"
+apt_install install_alertmanager prometheus-alertmanager \
+    https://prometheus.io/download/#alertmanager
 # The package enables a system service on :9093; the tests start their own server on a free
 # port and do not need it.
 command -v prometheus-alertmanager >/dev/null 2>&1 || { say "error: still missing" >&2; exit 1; }
