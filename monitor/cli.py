@@ -91,10 +91,31 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=True)
 
 
+#: C0 controls and DEL: they would break a text log line or forge another one.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+class TextLogFormatter(logging.Formatter):
+    """``TEXT_FORMAT`` lines whose message cannot break the line or the log's encoding.
+
+    Messages carry strings from the wire (model names, values, errors): control
+    characters are escaped (``\\x0a``) and lone surrogates replaced by escapes, so one
+    record stays one line of valid UTF-8. A traceback, which is ours, keeps its lines.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = record.message.translate(_CONTROLS)
+        record.message = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """(Re)configure the root logger: one stderr handler, ``level`` in any case."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonLogFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonLogFormatter() if fmt == "json" else TextLogFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

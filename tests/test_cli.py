@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import EXIT_OK, EXIT_USAGE, JsonLogFormatter, with_progress
+from monitor.cli import EXIT_OK, EXIT_USAGE, JsonLogFormatter, TextLogFormatter, with_progress
 
 HEAVY = ("numba", "numpy", "aiohttp", "aiokafka", "httpx", "prometheus_client")
 
@@ -92,6 +92,17 @@ def test_json_logs_are_one_safe_object_per_line() -> None:
     doc = json.loads(line)
     assert doc["message"] == "bad value \udc80\n<b>\x00é"
     assert doc["level"] == "WARNING" and doc["logger"] == "monitor.service"
+
+
+def test_text_logs_keep_a_hostile_message_on_one_valid_line() -> None:
+    hostile = ("\udc80\nFAKE\x00é",)
+    record = logging.LogRecord(
+        "monitor.service", logging.WARNING, __file__, 1, "bad value %s", hostile, None
+    )
+    line = TextLogFormatter().format(record)
+    assert "\n" not in line and "\x00" not in line
+    line.encode("utf-8")  # no lone surrogate left
+    assert line.endswith("monitor.service: bad value \\udc80\\x0aFAKE\\x00é")
 
 
 def test_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
