@@ -82,7 +82,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from monitor import state_format, status
-from monitor.alerting.alert_log import AlertLogConsumer, encode_record
+from monitor.alerting.alert_log import AlertLogConsumer, encode_record, handover_seconds
 from monitor.alerting.engine import AlertService
 from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState
@@ -471,6 +471,7 @@ class MonitorService:
                 self.alerts,
                 self.registry,
                 clock=self.clock,
+                revoke_grace_seconds=handover_seconds(self.config.alerting),
             )
             await self.alert_log.start()
         await self.http.start()
