@@ -268,6 +268,16 @@ class AlertService:
                 except (StateError, ValueError):
                     continue  # a foreign/old state row: start that model afresh, do not crash
                 self._saved[model] = text
+            if self._spool is not None:
+                # Every row came from the alerts topic; a pending one's record is uncommitted,
+                # and its partition may belong to another instance by now: let its owner
+                # deliver it (from Kafka), not this outbox as well.
+                withdrawn = outbox.withdraw_all_pending()
+                if withdrawn:
+                    log.info(
+                        "%d undelivered alert(s) of a previous run left to the alerts topic",
+                        withdrawn,
+                    )
         except Exception:
             outbox.close()
             raise

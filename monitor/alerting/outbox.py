@@ -183,6 +183,18 @@ class Outbox:
             raise StateError(f"outbox withdraw failed: {exc}") from exc
         return n
 
+    def withdraw_all_pending(self) -> int:
+        """Delete every pending row; returns how many (see :meth:`withdraw`: at the start of
+        an instance whose rows all come from the alerts topic, where each pending row's
+        record is still uncommitted, so the partition's owner, whoever it is now, delivers
+        it; sending it from here too would deliver it twice)."""
+        try:
+            with self._transaction():
+                cur = self._conn.execute("DELETE FROM outbox WHERE state='pending'")
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox withdraw failed: {exc}") from exc
+        return int(cur.rowcount)
+
     def purge(self, before: float) -> int:
         """Delete delivered and dead rows finished before ``before``; returns how many."""
         try:
