@@ -162,6 +162,16 @@ class StateConfig(_Strict):
         "transaction (default <changelog_topic>-alerts); consumed for delivery by every instance "
         "in the group <group_id>-alerts. Created (delete policy) if missing.",
     )
+    transaction_timeout_seconds: float = Field(
+        10.0,
+        ge=1,
+        le=900,
+        description="kafka backend: the checkpoint producer's transaction.timeout.ms. A "
+        "transaction left open by a killed instance is aborted by the broker after this long, "
+        "and until then it holds up restoring its partitions elsewhere (read_committed). A "
+        "checkpoint's transaction lasts only its write, not the interval. At most the broker's "
+        "transaction.max.timeout.ms (default 15 min), checked at start.",
+    )
 
 
 class LimitsConfig(_Strict):

@@ -44,6 +44,7 @@ clients on an event loop of its own, in one thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -56,7 +57,8 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import InvalidTransactionTimeout, KafkaError, TopicAlreadyExistsError
+from prometheus_client import CollectorRegistry, Counter
 
 from monitor.config import KafkaConfig, StateConfig
 from monitor.errors import StateError
@@ -76,8 +78,10 @@ _GEN_BYTES = 16
 OPERATION_TIMEOUT_SECONDS = 60.0
 RESTORE_ATTEMPTS = 3
 SOURCE_TOPIC_WAIT_SECONDS = 120.0
-# An open transaction of a killed instance blocks restores of its partitions this long.
-TRANSACTION_TIMEOUT_MS = 60_000
+# How often a broker looks for timed-out transactions (its default
+# transaction.abort.timed.out.transaction.cleanup.interval.ms): an abandoned transaction is
+# aborted within the transaction timeout plus this.
+BROKER_ABORT_INTERVAL_SECONDS = 10.0
 
 
 def model_key(model: str) -> bytes:
@@ -113,6 +117,20 @@ def stored_offsets(records: Mapping[bytes, bytes | None]) -> dict[TP, int]:
         except ValueError:
             continue
     return out
+
+
+class ProducerUnusable(KafkaError):
+    """The transactional producer is in a state no transaction can start from."""
+
+
+async def _begin(producer: AIOKafkaProducer) -> None:
+    """``begin_transaction``; aiokafka 0.14's transaction manager *asserts* (AssertionError)
+    when its producer is in FATAL_ERROR (after a fenced epoch, e.g. a transaction the
+    broker aborted on timeout): translated here, so the store recreates the producer."""
+    try:
+        await producer.begin_transaction()
+    except AssertionError as exc:
+        raise ProducerUnusable(f"producer in a fatal state: {exc}") from exc
 
 
 def default_changelog_topic(kafka: KafkaConfig) -> str:
@@ -233,7 +251,9 @@ class KafkaStateStore:
     #: The store commits the consumer group's offsets itself (in its transactions).
     commits_offsets = True
 
-    def __init__(self, kafka: KafkaConfig, state: StateConfig) -> None:
+    def __init__(
+        self, kafka: KafkaConfig, state: StateConfig, registry: CollectorRegistry | None = None
+    ) -> None:
         self.kafka = kafka
         self.state = state
         self.topic = state.changelog_topic or default_changelog_topic(kafka)
@@ -244,6 +264,15 @@ class KafkaStateStore:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._offsets: dict[TP, int] = {}
+        # Per owned partition: the stored offset as this instance last read or wrote it.
+        self._owned: dict[TP, int] = {}
+        self._recreated = Counter(
+            "monitor_state_producer_recreated_total",
+            "Checkpoint producers recreated after a failed transaction (timed out, fenced "
+            "or in a fatal state), by the error.",
+            ["error"],
+            registry=registry if registry is not None else CollectorRegistry(),
+        )
         self._partitions = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -282,17 +311,7 @@ class KafkaStateStore:
             await self._admin.start()
             await self._ensure_topic()
             await self._ensure_alerts_topic()
-            self._producer = AIOKafkaProducer(
-                bootstrap_servers=k.bootstrap_servers,
-                client_id=k.client_id,
-                transactional_id=self.transactional_id,
-                enable_idempotence=True,
-                acks="all",
-                max_request_size=self.state.max_record_bytes + 65_536,
-                transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-                **sec,
-            )
-            await self._producer.start()  # InitProducerId: fences an earlier incarnation
+            await self._start_producer()  # InitProducerId: fences an earlier incarnation
             await self._await_partitions()
             self._probe = AIOKafkaConsumer(
                 bootstrap_servers=k.bootstrap_servers, client_id=k.client_id, group_id=None, **sec
@@ -317,6 +336,27 @@ class KafkaStateStore:
             self._partitions,
             self.transactional_id,
         )
+
+    async def _start_producer(self) -> None:
+        k = self.kafka
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=k.bootstrap_servers,
+            client_id=k.client_id,
+            transactional_id=self.transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            max_request_size=self.state.max_record_bytes + 65_536,
+            transaction_timeout_ms=int(self.state.transaction_timeout_seconds * 1000),
+            **security_kwargs(k),
+        )
+        try:
+            await self._producer.start()
+        except InvalidTransactionTimeout as exc:
+            raise StateError(
+                f"state.transaction_timeout_seconds {self.state.transaction_timeout_seconds:g} "
+                "is above the broker's transaction.max.timeout.ms: lower it (or raise the "
+                "broker's limit)"
+            ) from exc
 
     async def _await_partitions(self) -> None:
         """Wait until the producer's metadata knows every changelog partition (a topic just
@@ -423,6 +463,8 @@ class KafkaStateStore:
         with self._lock:
             self._entries.update(entries)
             self._offsets.update(offsets)
+            for tp in tps:
+                self._owned[tp] = offsets.get(tp, -1)
         log.info(
             "read %d model state(s) and %d offset(s) of %d assigned partition(s) from %s",
             len(entries),
@@ -439,6 +481,7 @@ class KafkaStateStore:
                 del self._entries[m]
             for tp in gone:
                 self._offsets.pop(tp, None)
+                self._owned.pop(tp, None)
 
     async def _read(self, tps: set[TP]) -> tuple[dict[str, _Entry], dict[TP, int]]:
         assert self._reader is not None and self._admin is not None
@@ -483,7 +526,12 @@ class KafkaStateStore:
         transaction timeout), then read to it.
         """
         assert self._reader is not None and self._probe is not None
-        deadline = time.monotonic() + TRANSACTION_TIMEOUT_MS / 1000 + 10
+        deadline = (
+            time.monotonic()
+            + self.state.transaction_timeout_seconds
+            + BROKER_ABORT_INTERVAL_SECONDS
+            + 5
+        )
         while True:
             stable = await self._reader.end_offsets(changelog)  # read_committed: the LSO
             end = await self._probe.end_offsets(changelog)  # read_uncommitted: the end
@@ -571,77 +619,142 @@ class KafkaStateStore:
         offsets: Mapping[TP, int],
         alerts: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        producer = self._producer
-        assert producer is not None
-        size = self.state.max_record_bytes
+        """The checkpoint transaction; after a failure, once more with a new producer.
+
+        A transaction the broker aborted (it outlasted ``transaction_timeout_seconds``),
+        a fenced epoch or any other error leaves aiokafka's transactional producer in a
+        state where every later transaction fails too: the instance could never
+        checkpoint again. So the producer is recreated (InitProducerId under the same
+        transactional.id: the broker aborts whatever it left open) and, once the stored
+        offsets show nobody else wrote these partitions meanwhile
+        (:meth:`_recreate_producer`), the same checkpoint is written again: the states,
+        offsets and alerts in memory are still the ones the failed transaction held.
+        """
         try:
-            await producer.begin_transaction()
-            try:
-                for name, (blob, tp) in models.items():
-                    raw = bytes(blob)
-                    # Level 1: the window's float columns of rounded values shrink by about
-                    # 45% (bench/checkpoint.py) for ~10 ms per MB, off the event loop.
-                    data = zlib.compress(raw, 1)
-                    p = self._partition_of(name, tp)
-                    gen = uuid.uuid4().bytes
-                    chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
-                    for i, chunk in enumerate(chunks):
-                        await producer.send(
-                            self.topic, PART_MAGIC + gen + chunk, key=part_key(name, i), partition=p
-                        )
-                    with self._lock:
-                        entry = self._entries.get(name)
-                        before = entry.parts if entry is not None else 0
-                    for i in range(len(chunks), before):  # parts the smaller state no longer uses
-                        await producer.send(self.topic, None, key=part_key(name, i), partition=p)
-                    manifest = {
-                        "format": FORMAT,
-                        "version": MANIFEST_VERSION,
-                        "generation": gen.hex(),
-                        "parts": len(chunks),
-                        "bytes": len(data),
-                        "encoding": "zlib",
-                        "raw_bytes": len(raw),
-                        "topic": tp[0] if tp else None,
-                        "partition": tp[1] if tp else None,
-                        "saved_at": time.time(),
-                    }
-                    await producer.send(
-                        self.topic, json.dumps(manifest).encode(), key=model_key(name), partition=p
-                    )
-                    with self._lock:
-                        entry = self._entries.get(name)
-                        if entry is None:
-                            self._entries[name] = _Entry(b"", tp, None, len(chunks))
-                        else:
-                            entry.parts, entry.tp = len(chunks), tp or entry.tp
-                for key, value in alerts:
-                    await producer.send(self.alerts_topic, value, key=key)
-                for tp, offset in sorted(offsets.items()):
-                    if tp[1] < self._partitions:
-                        await producer.send(
-                            self.topic, str(offset).encode(), key=offsets_key(tp), partition=tp[1]
-                        )
-                if offsets:
-                    await producer.send_offsets_to_transaction(
-                        {TopicPartition(t, p): o for (t, p), o in offsets.items()},
-                        self.kafka.group_id,
-                    )
-            except BaseException:
-                await producer.abort_transaction()
-                raise
-            await producer.commit_transaction()
+            await self._transaction(models, offsets, alerts)
+            return
+        except KafkaError as exc:
+            await self._recreate_producer(exc)
+        try:
+            await self._transaction(models, offsets, alerts)
         except KafkaError as exc:
             raise StateError(
                 f"checkpoint transaction on {self.topic} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+    async def _recreate_producer(self, exc: KafkaError) -> None:
+        """Replace the producer after a failed transaction (one WARNING line, counted)."""
+        log.warning(
+            "checkpoint transaction on %s failed (%s: %s); recreating the transactional "
+            "producer %s and writing the checkpoint again",
+            self.topic,
+            type(exc).__name__,
+            exc,
+            self.transactional_id,
+        )
+        self._recreated.labels(type(exc).__name__[:64]).inc()
+        if self._producer is not None:
+            try:
+                await self._producer.stop()
+            except KafkaError as stop_exc:
+                log.debug("failed producer did not stop cleanly: %s", stop_exc)
+        try:
+            await self._start_producer()
+            with self._lock:
+                owned = dict(self._owned)
+            if owned:
+                _, stored = await self._read(set(owned))
+                moved = sorted(
+                    f"{t}/{p}" for (t, p), o in owned.items() if stored.get((t, p), -1) != o
+                )
+                if moved:
+                    raise StateError(
+                        f"state topic {self.topic}: the stored offsets of {', '.join(moved)} "
+                        "were written by another instance since this one last wrote them; "
+                        "not overwriting its checkpoint"
+                    )
+        except KafkaError as exc2:
+            raise StateError(
+                f"state topic {self.topic}: recreating the producer failed: "
+                f"{type(exc2).__name__}: {exc2}"
+            ) from exc2
+
+    async def _transaction(
+        self,
+        models: Mapping[str, SavedModel],
+        offsets: Mapping[TP, int],
+        alerts: Sequence[tuple[bytes, bytes]],
+    ) -> None:
+        producer = self._producer
+        assert producer is not None
+        size = self.state.max_record_bytes
+        await _begin(producer)
+        try:
+            for name, (blob, tp) in models.items():
+                raw = bytes(blob)
+                # Level 1: the window's float columns of rounded values shrink by about
+                # 45% (bench/checkpoint.py) for ~10 ms per MB, off the event loop.
+                data = zlib.compress(raw, 1)
+                p = self._partition_of(name, tp)
+                gen = uuid.uuid4().bytes
+                chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+                for i, chunk in enumerate(chunks):
+                    await producer.send(
+                        self.topic, PART_MAGIC + gen + chunk, key=part_key(name, i), partition=p
+                    )
+                with self._lock:
+                    entry = self._entries.get(name)
+                    before = entry.parts if entry is not None else 0
+                for i in range(len(chunks), before):  # parts the smaller state no longer uses
+                    await producer.send(self.topic, None, key=part_key(name, i), partition=p)
+                manifest = {
+                    "format": FORMAT,
+                    "version": MANIFEST_VERSION,
+                    "generation": gen.hex(),
+                    "parts": len(chunks),
+                    "bytes": len(data),
+                    "encoding": "zlib",
+                    "raw_bytes": len(raw),
+                    "topic": tp[0] if tp else None,
+                    "partition": tp[1] if tp else None,
+                    "saved_at": time.time(),
+                }
+                await producer.send(
+                    self.topic, json.dumps(manifest).encode(), key=model_key(name), partition=p
+                )
+                with self._lock:
+                    entry = self._entries.get(name)
+                    if entry is None:
+                        self._entries[name] = _Entry(b"", tp, None, len(chunks))
+                    else:
+                        entry.parts, entry.tp = len(chunks), tp or entry.tp
+            for key, value in alerts:
+                await producer.send(self.alerts_topic, value, key=key)
+            for tp, offset in sorted(offsets.items()):
+                if tp[1] < self._partitions:
+                    await producer.send(
+                        self.topic, str(offset).encode(), key=offsets_key(tp), partition=tp[1]
+                    )
+            if offsets:
+                await producer.send_offsets_to_transaction(
+                    {TopicPartition(t, p): o for (t, p), o in offsets.items()},
+                    self.kafka.group_id,
+                )
+        except BaseException:
+            with contextlib.suppress(KafkaError):  # the error that matters is the first
+                await producer.abort_transaction()
+            raise
+        await producer.commit_transaction()
+        with self._lock:
+            for tp, offset in offsets.items():
+                self._owned[tp] = offset
 
     async def _delete(self, model: str, entry: _Entry) -> None:
         producer = self._producer
         assert producer is not None and entry.tp is not None
         p = self._partition_of(model, entry.tp)
         try:
-            await producer.begin_transaction()
+            await _begin(producer)
             try:
                 for i in range(entry.parts):
                     await producer.send(self.topic, None, key=part_key(model, i), partition=p)

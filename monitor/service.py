@@ -82,7 +82,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from monitor import state_format, status
-from monitor.alerting.alert_log import AlertLogConsumer, encode_record
+from monitor.alerting.alert_log import AlertLogConsumer, encode_record, handover_seconds
 from monitor.alerting.engine import AlertService
 from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState
@@ -442,7 +442,7 @@ class MonitorService:
             raise ServiceStateError(f"cannot start a service that is {self._state}")
         self._state = "starting"
         try:
-            self.store = self._store_arg or _open_state_store(self.config)
+            self.store = self._store_arg or _open_state_store(self.config, self.registry)
         except OSError as exc:  # one line naming the setting, not a traceback
             raise ConfigError([f"state.path {self.config.state.path}: {_why(exc)}"]) from exc
         for _ in range(getattr(self.store, "discarded_legacy", 0)):
@@ -471,6 +471,7 @@ class MonitorService:
                 self.alerts,
                 self.registry,
                 clock=self.clock,
+                revoke_grace_seconds=handover_seconds(self.config.alerting),
             )
             await self.alert_log.start()
         await self.http.start()
@@ -1193,10 +1194,10 @@ def _json_default(obj: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _open_state_store(config: MonitorConfig) -> StateStore:
+def _open_state_store(config: MonitorConfig, registry: CollectorRegistry) -> StateStore:
     """The backend ``state.backend`` names: SQLite (one instance) or a Kafka changelog."""
     if config.state.backend == "kafka":
-        return KafkaStateStore(config.kafka, config.state)
+        return KafkaStateStore(config.kafka, config.state, registry)
     return SQLiteStateStore(config.state.path)
 
 

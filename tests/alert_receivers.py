@@ -9,7 +9,8 @@ Reusable by end-to-end tests::
         assert rx.requests[1].json["status"] == "firing"
 
 Behaviours: :class:`Reply` (status, headers, body), :class:`Hang` (sleep
-before answering; the client times out), and :meth:`RecordingReceiver.go_down`
+before answering; the client times out), :class:`Hold` (answer when the test
+says so), and :meth:`RecordingReceiver.go_down`
 / :meth:`RecordingReceiver.come_up` (connection refused on the same port).
 Every request is recorded on arrival, before the behaviour runs.
 """
@@ -43,6 +44,14 @@ class Hang:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Hold the request until the test sets ``released``, then answer with ``then``."""
+
+    released: asyncio.Event
+    then: Reply = field(default_factory=Reply)
+
+
+@dataclass(frozen=True)
 class Recorded:
     """One request as the receiver saw it."""
 
@@ -63,7 +72,7 @@ class RecordingReceiver:
     def __init__(self, default: Reply | None = None) -> None:
         self.requests: list[Recorded] = []
         self.default = default or Reply()
-        self._script: deque[Reply | Hang] = deque()
+        self._script: deque[Reply | Hang | Hold] = deque()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._arrived = asyncio.Condition()
@@ -113,7 +122,7 @@ class RecordingReceiver:
         assert self._port is not None, "start() first"
         return f"http://127.0.0.1:{self._port}/hook"
 
-    def script(self, *behaviours: Reply | Hang) -> None:
+    def script(self, *behaviours: Reply | Hang | Hold) -> None:
         """Answer the next requests with these behaviours, then with ``default``."""
         self._script.extend(behaviours)
 
@@ -149,7 +158,10 @@ class RecordingReceiver:
         if isinstance(behaviour, Hang):
             await asyncio.sleep(behaviour.seconds)
             behaviour = behaviour.then
+        elif isinstance(behaviour, Hold):
+            await behaviour.released.wait()
+            behaviour = behaviour.then
         return web.json_response(behaviour.body, status=behaviour.status, headers=behaviour.headers)
 
 
-__all__ = ["Hang", "Recorded", "RecordingReceiver", "Reply"]
+__all__ = ["Hang", "Hold", "Recorded", "RecordingReceiver", "Reply"]

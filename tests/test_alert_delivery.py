@@ -504,3 +504,43 @@ async def test_silence_http_api(tmp_path):
         for runner in apps:
             await runner.cleanup()
         await svc.stop()
+
+
+async def test_a_spooling_service_leaves_a_previous_runs_pending_rows_to_the_alerts_topic(
+    rx: RecordingReceiver, tmp_path: Path
+) -> None:
+    """Kafka backend, restarted after a kill -9 with its directory: the rows its outbox still
+    holds were handed off from alerts-topic records that are uncommitted, and whose partition
+    may belong to another instance now, which delivers them. Sending them from here too would
+    page twice; the records come back here only if the partition does."""
+    cfg = make_config({"hook": {"type": "webhook", "url": rx.url}})
+    box = Outbox.open(tmp_path / "o.db")
+    first = Feed()
+    svc = make_service(cfg, tmp_path / "spare.db")  # only to build a real notification
+    await svc.start()
+    try:
+        (n,) = svc.submit(*first(income="critical"))
+    finally:
+        await svc.stop()
+    rx.requests.clear()
+    assert box.enqueue("hook", n, now=time.time(), deadline_at=time.time() + 60)
+    box.close()
+    spooling = AlertService(
+        cfg,
+        registry=CollectorRegistry(),
+        clock=SystemClock(),
+        outbox_path=str(tmp_path / "o.db"),
+        poll_interval_seconds=0.05,
+        spool=True,
+    )
+    await spooling.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert rx.requests == []
+        assert spooling.outbox.counts() == {}
+        # Handed off again (this instance owns the partition): delivered once.
+        assert spooling.hand_off([("hook", n)]) == [True]
+        await rx.wait_for_requests(1)
+        assert [r.headers["webhook-id"] for r in rx.requests] == [n.idempotency_key]
+    finally:
+        await spooling.stop()

@@ -82,6 +82,20 @@ def test_due_respects_time_and_fingerprint_order(outbox):
     assert [r.notification.idempotency_key for r in outbox.due(50.0, 10)] == ["resolve"]
 
 
+def test_withdraw_takes_back_pending_rows_but_not_those_being_sent(outbox):
+    """A handed-over partition's deliveries: pending ones are withdrawn (the next owner
+    sends them), one being sent stays, a delivered one stays (dedup of a re-read record)."""
+    for k in ("k1", "k2", "k3", "k4"):
+        assert outbox.enqueue("hook", note(k, fp=k), now=1.0, deadline_at=99.0)
+    rows = {r.notification.idempotency_key: r for r in outbox.due(1.0, 10)}
+    outbox.mark_delivered(rows["k3"].id, 2.0)
+    keys = [("hook", k) for k in ("k1", "k2", "k3", "k4")]
+    assert outbox.withdraw(keys, exclude={rows["k2"].id}) == 2
+    assert outbox.pending(keys) == {("hook", "k2")}
+    assert not outbox.enqueue("hook", note("k3", fp="k3"), now=3.0, deadline_at=99.0)
+    assert outbox.enqueue("hook", note("k1", fp="k1"), now=3.0, deadline_at=99.0)  # back here
+
+
 def test_depth_age_dead_and_purge(outbox):
     outbox.enqueue("hook", note("k1", "A"), now=10.0, deadline_at=99.0)
     outbox.enqueue("hook", note("k2", "B"), now=20.0, deadline_at=99.0)

@@ -31,10 +31,11 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter
 
+from monitor.alerting.config import AlertingConfig
 from monitor.alerting.engine import AlertService, SpooledAlert
 from monitor.alerting.notification import Notification
 from monitor.clock import Clock
@@ -78,6 +79,16 @@ def decode_record(value: bytes | None) -> tuple[str, Notification]:
     return receiver, Notification.decode(body)
 
 
+def handover_seconds(alerting: AlertingConfig) -> float:
+    """How long handing a partition over waits for its deliveries under way: the longest
+    request timeout of a receiver, plus a second. A request in flight then always ends
+    (answered or timed out) before its partition is given up, so a rebalance never lets
+    two instances send the same notification at once (the group's other members wait
+    for this, on the alerts group only)."""
+    timeouts = [float(getattr(rc, "timeout_seconds", 10.0)) for rc in alerting.receivers.values()]
+    return max(timeouts, default=0.0) + 1.0
+
+
 class AlertLogMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.records = Counter(
@@ -88,6 +99,25 @@ class AlertLogMetrics:
         )
         for outcome in OUTCOMES:
             self.records.labels(outcome)
+        self.withdrawn = Counter(
+            "monitor_alert_log_withdrawn_total",
+            "Pending deliveries taken back from the local outbox because their alerts-topic "
+            "partition left this instance (rebalance, stop): the new owner delivers them.",
+            registry=registry,
+        )
+
+
+class _HandOver(ConsumerRebalanceListener):
+    """Finishes and commits a partition's deliveries before the group moves it."""
+
+    def __init__(self, owner: AlertLogConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._owner.release(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        return None
 
 
 class AlertLogConsumer:
@@ -102,7 +132,10 @@ class AlertLogConsumer:
         *,
         clock: Clock,
         poll_ms: int = 500,
+        revoke_grace_seconds: float = 10.0,
     ) -> None:
+        """``revoke_grace_seconds``: how long a rebalance waits for this instance's deliveries
+        of a revoked partition to finish (the whole group waits with it)."""
         self.kafka = kafka
         self.topic = topic
         self.group_id = f"{kafka.group_id}-alerts"
@@ -114,11 +147,16 @@ class AlertLogConsumer:
         # Per partition, in offset order: (offset, the deliveries that record handed off).
         self._inflight: dict[TopicPartition, deque[tuple[int, set[tuple[str, str]]]]] = {}
         self._log_bad = RateLimitedLogger(log, per_seconds=10.0, clock=clock)
+        self._revoke_grace = revoke_grace_seconds
+        self._finished = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
+        self._committer: asyncio.Task[None] | None = None
+        # Per partition: the offset to commit, until a commit of it succeeded.
+        self._to_commit: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         k = self.kafka
         self._consumer = AIOKafkaConsumer(
-            self.topic,
             bootstrap_servers=k.bootstrap_servers,
             client_id=k.client_id,
             group_id=self.group_id,
@@ -132,29 +170,28 @@ class AlertLogConsumer:
         )
         try:
             await self._consumer.start()
+            self._consumer.subscribe([self.topic], listener=_HandOver(self))
         except KafkaError as exc:
             raise MonitorError(f"alerts topic {self.topic}: {type(exc).__name__}: {exc}") from exc
+        self._alerts.on_delivery_finished(self._finished.set)
         self._task = asyncio.create_task(self._run(), name="monitor-alert-log")
+        self._committer = asyncio.create_task(self._commit_on_finish(), name="monitor-alert-ack")
         log.info("delivering alerts from %s (group %s)", self.topic, self.group_id)
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
-        """Stop consuming; for up to ``grace_seconds`` let the outbox deliver what was handed
-        off, committing as deliveries finish (what is left is delivered again by the next
-        owner of its partition, or by this outbox after a restart: at least once)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop consuming and hand every partition over clean, as on a revocation: for up
+        to ``grace_seconds`` let the outbox deliver what was handed off, committing as
+        deliveries finish; what is left is withdrawn from the outbox, uncommitted, for the
+        next owner of its partition (aiokafka does not call the rebalance listener on
+        ``stop()``, so this is done here)."""
+        for task in (self._task, self._committer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._consumer is not None:
-            deadline = asyncio.get_running_loop().time() + grace_seconds
             with contextlib.suppress(KafkaError, MonitorError):
-                while True:
-                    await self._commit_finished()
-                    if not any(self._inflight.values()):
-                        break
-                    if asyncio.get_running_loop().time() >= deadline:
-                        break
-                    await asyncio.sleep(0.1)
+                await self._hand_over(set(self._inflight), grace_seconds)
             with contextlib.suppress(KafkaError):
                 await self._consumer.stop()
 
@@ -173,6 +210,57 @@ class AlertLogConsumer:
                 # what it already holds).
                 log.warning("alerts topic %s: %s", self.topic, exc)
                 await asyncio.sleep(1.0)
+
+    async def _commit_on_finish(self) -> None:
+        """Commit as soon as a delivery finishes (the kill -9 window is one commit)."""
+        while True:
+            await self._finished.wait()
+            self._finished.clear()
+            try:
+                await self._commit_finished()
+            except (KafkaError, MonitorError) as exc:
+                # Not fatal: the next finished delivery or poll commits again.
+                log.warning("alerts topic %s: commit failed: %s", self.topic, exc)
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Hand ``revoked`` over to their next owner (the rebalance listener calls this)."""
+        try:
+            await self._hand_over(revoked, self._revoke_grace)
+        except (KafkaError, MonitorError) as exc:
+            # The group moves the partitions anyway: what is uncommitted is delivered again
+            # by their new owner (same idempotency keys).
+            log.warning("alerts topic %s: handing over %s failed: %s", self.topic, revoked, exc)
+        for tp in revoked:
+            self._inflight.pop(tp, None)
+
+    async def _hand_over(self, tps: set[TopicPartition], grace_seconds: float) -> None:
+        """Let the deliveries of records of ``tps`` finish (for up to ``grace_seconds``),
+        commit past them, and withdraw from the outbox what is still pending, uncommitted:
+        whoever owns the partitions next delivers it, and this instance does not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        outbox = self._alerts.outbox
+        while True:
+            await self._commit_finished()
+            keys = self._keys(tps)
+            if not keys or not outbox.pending(keys) or loop.time() >= deadline:
+                break
+            self._finished.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), max(0.0, deadline - loop.time()))
+        withdrawn = self._alerts.withdraw(self._keys(tps))
+        if withdrawn:
+            self._metrics.withdrawn.inc(withdrawn)
+            log.info(
+                "alerts topic %s: %d undelivered alert(s) left to the next owner of %s",
+                self.topic,
+                withdrawn,
+                ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(tps)),
+            )
+
+    def _keys(self, tps: set[TopicPartition]) -> set[tuple[str, str]]:
+        """The deliveries of the uncommitted records of ``tps`` handed off here."""
+        return {k for tp in tps for _, keys in self._inflight.get(tp, ()) for k in keys}
 
     def _hand_off(
         self, tp: TopicPartition, records: Iterable[ConsumerRecord[bytes, bytes]]
@@ -210,20 +298,26 @@ class AlertLogConsumer:
     async def _commit_finished(self) -> None:
         """Commit, per assigned partition, past the records whose deliveries are finished."""
         assert self._consumer is not None
-        assigned = self._consumer.assignment()
-        for tp in [tp for tp in self._inflight if tp not in assigned]:
-            del self._inflight[tp]  # given away: its new owner delivers from the commit
-        commit: dict[TopicPartition, int] = {}
-        outbox = self._alerts.outbox
-        for tp, queue in self._inflight.items():
-            done = None
-            while queue:
-                offset, keys = queue[0]
-                if keys and outbox.pending(keys):
-                    break
-                queue.popleft()
-                done = offset
-            if done is not None:
-                commit[tp] = done + 1
-        if commit:
-            await self._consumer.commit(commit)
+        async with self._commit_lock:  # commits in order: an older one never lands last
+            assigned = self._consumer.assignment()
+            for tp in [tp for tp in self._inflight if tp not in assigned]:
+                del self._inflight[tp]  # given away: its new owner delivers from the commit
+            for tp in [tp for tp in self._to_commit if tp not in assigned]:
+                del self._to_commit[tp]
+            outbox = self._alerts.outbox
+            for tp, queue in self._inflight.items():
+                done = None
+                while queue:
+                    offset, keys = queue[0]
+                    if keys and outbox.pending(keys):
+                        break
+                    queue.popleft()
+                    done = offset
+                if done is not None:
+                    self._to_commit[tp] = done + 1
+            if self._to_commit:
+                commit = dict(self._to_commit)
+                await self._consumer.commit(commit)
+                for tp, offset in commit.items():
+                    if self._to_commit.get(tp) == offset:
+                        del self._to_commit[tp]

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from monitor.alerting.alert_metrics import AlertMetrics
@@ -100,6 +100,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._finished_listeners: list[Callable[[], None]] = []
         self._inflight_by_receiver: dict[str, int] = dict.fromkeys(receivers, 0)
         self._draining_until: float | None = None
         self._health: dict[str, _Health] = {name: _Health() for name in receivers}
@@ -119,6 +120,15 @@ class Dispatcher:
     def wake(self) -> None:
         """Something was enqueued (or a slot freed): look at the outbox now."""
         self._wake.set()
+
+    def in_flight(self) -> set[int]:
+        """The ids of the outbox rows being sent right now."""
+        return set(self._inflight)
+
+    def on_finished(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a delivery attempt ends (delivered, failed or given up),
+        once its outcome is in the outbox (the alerts-topic consumer commits on it)."""
+        self._finished_listeners.append(callback)
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Deliver what is due for up to ``grace_seconds``, then cancel the rest; idempotent."""
@@ -220,6 +230,8 @@ class Dispatcher:
             self._inflight.pop(row.id, None)
             self._inflight_by_receiver[name] -= 1
             self.wake()
+            for callback in self._finished_listeners:
+                callback()
 
     def _on_retryable(self, row: OutboxRow, exc: RetryableDeliveryError) -> None:
         name = row.receiver

@@ -36,7 +36,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -268,6 +268,16 @@ class AlertService:
                 except (StateError, ValueError):
                     continue  # a foreign/old state row: start that model afresh, do not crash
                 self._saved[model] = text
+            if self._spool is not None:
+                # Every row came from the alerts topic; a pending one's record is uncommitted,
+                # and its partition may belong to another instance by now: let its owner
+                # deliver it (from Kafka), not this outbox as well.
+                withdrawn = outbox.withdraw_all_pending()
+                if withdrawn:
+                    log.info(
+                        "%d undelivered alert(s) of a previous run left to the alerts topic",
+                        withdrawn,
+                    )
         except Exception:
             outbox.close()
             raise
@@ -450,6 +460,18 @@ class AlertService:
             self._dispatcher.wake()
         new = iter(inserted)
         return [next(new) if r in self._config.receivers else False for r, _ in items]
+
+    def withdraw(self, keys: Iterable[tuple[str, str]]) -> int:
+        """Take back the pending deliveries of these (receiver, idempotency key) pairs that
+        are not being sent right now (:meth:`Outbox.withdraw`); returns how many."""
+        outbox, _ = self._running()
+        busy = self._dispatcher.in_flight() if self._dispatcher is not None else set()
+        return outbox.withdraw(keys, exclude=busy)
+
+    def on_delivery_finished(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a delivery attempt ends (:meth:`Dispatcher.on_finished`)."""
+        if self._dispatcher is not None:
+            self._dispatcher.on_finished(callback)
 
     def _retrain_notification(
         self, ctx: EvaluationContext, reason: str, signals: Iterable[Signal]

@@ -157,6 +157,44 @@ class Outbox:
             raise StateError(f"outbox read failed: {exc}") from exc
         return out
 
+    def withdraw(self, keys: Iterable[tuple[str, str]], exclude: Collection[int] = ()) -> int:
+        """Delete the still pending rows of these (receiver, idempotency key) pairs, except the
+        rows ``exclude`` (being sent right now); returns how many were deleted.
+
+        For the alerts-topic consumer (Kafka backend): a record whose partition moved to
+        another instance is that instance's to deliver, from the committed offset; a copy
+        left pending here would be delivered a second time, by this outbox.
+        """
+        skip = set(exclude)
+        n = 0
+        try:
+            with self._transaction():
+                for receiver, key in set(keys):
+                    rows = self._conn.execute(
+                        "SELECT id FROM outbox WHERE receiver=? AND idempotency_key=? "
+                        "AND state='pending'",
+                        (receiver, key),
+                    ).fetchall()
+                    for (row_id,) in rows:
+                        if row_id not in skip:
+                            self._conn.execute("DELETE FROM outbox WHERE id=?", (row_id,))
+                            n += 1
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox withdraw failed: {exc}") from exc
+        return n
+
+    def withdraw_all_pending(self) -> int:
+        """Delete every pending row; returns how many (see :meth:`withdraw`: at the start of
+        an instance whose rows all come from the alerts topic, where each pending row's
+        record is still uncommitted, so the partition's owner, whoever it is now, delivers
+        it; sending it from here too would deliver it twice)."""
+        try:
+            with self._transaction():
+                cur = self._conn.execute("DELETE FROM outbox WHERE state='pending'")
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox withdraw failed: {exc}") from exc
+        return int(cur.rowcount)
+
     def purge(self, before: float) -> int:
         """Delete delivered and dead rows finished before ``before``; returns how many."""
         try:
