@@ -19,6 +19,7 @@ from monitor.state_format import StateFormatError, decode, encode
 from tests import state_fixture as fx
 
 FIXTURE = Path(__file__).parent / "fixtures" / "model-state-v1.bin"
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "model-state-v2.bin"
 
 
 def _fingerprint(evs: list) -> list:  # type: ignore[type-arg]
@@ -65,6 +66,68 @@ def test_the_checkpoint_of_the_first_format_release_restores() -> None:
     adwin = next(d for d in mm.detectors["age"] if isinstance(d, ADWINDetector))
     if "stream detectors" not in kinds:  # adopted: the values fed up to the checkpoint
         assert adwin.export_state(None).seen == 1_664
+
+
+def test_the_checkpoint_of_format_version_2_restores_the_same_observations() -> None:
+    """Version 2 (compressed) was written from the same model as the version 1 fixture:
+    both restore to the same observed state."""
+    blob = FIXTURE_V2.read_bytes()
+    assert struct.unpack_from("<H", blob, 8)[0] == 2 and blob[10] & 0x02  # compressed
+    old, _ = _restore(fx.RAW_CONFIG, FIXTURE.read_bytes())
+    mm, notes = _restore(fx.RAW_CONFIG, blob)
+    assert {n.split(":")[0] for n in notes} <= {"drift", "performance", "stream detectors"}
+    assert (mm.events_total, mm.evaluations) == (old.events_total, old.evaluations) == (1_700, 15)
+    np.testing.assert_array_equal(mm.window.numeric(), old.window.numeric())
+    np.testing.assert_array_equal(mm.window.timestamps(), old.window.timestamps())
+    assert mm.categories == old.categories
+    assert mm.last is not None and old.last is not None
+    assert mm.last.drifting == old.last.drifting == ["age"]
+    assert mm.performance is not None and old.performance is not None
+    assert mm.performance.joiner.export_state() == old.performance.joiner.export_state()
+
+
+def test_a_checkpoint_is_compressed_and_restores_bit_for_bit() -> None:
+    """Format version 2 compresses the state (issue 15: at least 5x smaller than the
+    pickle); the window's floats come back exactly."""
+    state = fx.checkpointed().export_state()
+    blob, raw = encode(state), encode(state, compress=False)
+    assert blob[10] & 0x02 and not raw[10] & 0x02
+    assert len(blob) * 1.5 < len(raw)
+    # Bit for bit: what decodes from the compressed blob encodes to the raw one.
+    assert encode(decode(blob), compress=False) == encode(decode(raw), compress=False) == raw
+    from monitor.state_format import compress_blob
+
+    assert compress_blob(raw) == blob and compress_blob(blob) == blob
+
+
+def test_a_compressed_body_that_lies_about_its_size_is_refused() -> None:
+    """The declared size bounds decompression: a bomb is refused, not expanded."""
+    import hashlib
+    import zlib
+
+    def blob_of(body: bytes, flags: int = 0x02, version: int = 2) -> bytes:
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        return b"KMMSTATE" + struct.pack("<HB", version, flags) + digest + body
+
+    state = msgspec.msgpack.encode(fx.checkpointed().export_state())
+    packed = zlib.compress(state, 1)
+    assert decode(blob_of(struct.pack("<Q", len(state)) + packed)).model == fx.MODEL
+    bomb = zlib.compress(b"\0" * 10_000_000, 9)
+    cases = {
+        blob_of(struct.pack("<Q", 10) + bomb): "corrupt",  # inflates beyond its size
+        blob_of(struct.pack("<Q", 1 << 40) + bomb): "corrupt",  # declares too much
+        blob_of(struct.pack("<Q", len(state) + 1) + packed): "corrupt",  # shorter
+        blob_of(struct.pack("<Q", len(state)) + packed[:-9]): "corrupt",  # truncated
+        blob_of(struct.pack("<Q", len(state)) + b"not zlib"): "corrupt",
+        blob_of(b"\1"): "corrupt",
+        blob_of(struct.pack("<Q", len(state)) + packed, flags=0x02, version=1): "corrupt",
+        blob_of(state, flags=0x80): "corrupt",
+        blob_of(struct.pack("<Q", len(state)) + packed, version=3): "unknown_version",
+    }
+    for data, reason in cases.items():
+        with pytest.raises(StateFormatError) as err:
+            decode(data)
+        assert err.value.reason == reason, err.value
 
 
 def test_a_restored_checkpoint_continues_exactly_as_the_uninterrupted_model() -> None:
@@ -179,7 +242,7 @@ def test_strings_with_lone_surrogates_checkpoint_and_restore_exactly() -> None:
         events.event_ids[i] = f"id-{value}"
     mm.ingest(events, now=400.0)
     blob = encode(mm.export_state())
-    assert blob[10] == 1  # the escaped encoding was needed
+    assert blob[10] & 1  # the escaped encoding was needed (bit 1: compressed)
     restored, notes = _restore(fx.RAW_CONFIG, blob)
     assert notes == []
     assert restored.categories == mm.categories
