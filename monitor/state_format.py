@@ -268,6 +268,9 @@ class ModelState(msgspec.Struct, kw_only=True):
     events_total: int = 0
     evaluations: int = 0
     invalid_values: list[tuple[str, str, int]] = []
+    # Data-validation violations (feature, rule, count): ``monitor_constraint_violations_total``
+    # continues across a restart or a move (absent in states written before).
+    constraint_violations: list[tuple[str, str, int]] = []
     unknown_feature_events: int = 0
     category_overflow: dict[str, int] = {}
     since_eval: int = 0

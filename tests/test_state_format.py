@@ -84,6 +84,52 @@ def test_the_checkpoint_of_format_version_2_restores_the_same_observations() -> 
     assert mm.last.drifting == old.last.drifting == ["age"]
     assert mm.performance is not None and old.performance is not None
     assert mm.performance.joiner.export_state() == old.performance.joiner.export_state()
+    # Data-validation counters are in the state since version 2; version 1 had none.
+    assert mm.constraint_violations == {
+        ("employment_years", "above_max"): 1,
+        ("age", "missing"): 36,
+    }
+    assert mm.validator.violations is mm.constraint_violations
+    assert old.constraint_violations == {}
+
+
+def test_constraint_violation_counters_continue_across_a_restore_and_a_reference_switch() -> None:
+    """``monitor_constraint_violations_total`` never restarts from zero: not after a
+    restore, not when the model switches to another reference (a new Validator)."""
+    before = fx.checkpointed()
+    assert before.constraint_violations == {
+        ("employment_years", "above_max"): 1,
+        ("age", "missing"): 36,
+    }
+    mm, _ = _restore(fx.RAW_CONFIG, encode(before.export_state()))
+    assert mm.validator.violations == before.validator.violations
+    events, _ = fx.stream(2_000)
+    rest = fx.events_slice(events, fx.EVENTS, 2_000)
+    for i in range(50):
+        rest.features[i]["age"] = None
+    before.ingest(rest, now=2_000.0)
+    mm.ingest(rest, now=2_000.0)
+    assert mm.constraint_violations == before.constraint_violations
+    assert mm.constraint_violations[("age", "missing")] >= 36 + 50
+    # A state naming a rule this release does not know: not a label value.
+    state = before.export_state()
+    state.constraint_violations.append(("age", "<script>", 3))
+    forged, _ = _restore(fx.RAW_CONFIG, encode(state))
+    assert forged.constraint_violations == before.constraint_violations
+    # A model_version with its own reference: the counts go on.
+    cfg = parse_config(fx.RAW_CONFIG)
+    sim = Simulator(model=fx.MODEL, seed=11)
+    v2 = build_profile(fx.MODEL, [(e["features"], e["prediction"]) for e, _ in sim.events(800)])
+    switched, _ = ModelMonitor.restore(  # type: ignore[arg-type]
+        cfg.model(fx.MODEL), cfg.limits, decode(encode(state)), fx.reference(), {"v2": v2}
+    )
+    counted = dict(switched.constraint_violations)
+    more = fx.events_slice(events, 0, 10)
+    more.versions[:] = ["v2"] * 10
+    more.features[0]["age"] = None
+    switched.ingest(more, now=2_001.0)
+    assert switched.reference is v2
+    assert switched.constraint_violations[("age", "missing")] == counted[("age", "missing")] + 1
 
 
 def test_a_checkpoint_is_compressed_and_restores_bit_for_bit() -> None:
