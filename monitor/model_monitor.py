@@ -645,6 +645,7 @@ def _settings_seen(settings: ResolvedModel) -> SettingsSeen:
         window=settings.window.model_dump_json(),
         drift=settings.drift.model_dump_json(),
         performance=settings.performance.model_dump_json(),
+        sample_rate=settings.sample.rate,
     )
 
 
@@ -673,4 +674,18 @@ def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
         )
     if seen.performance != now.performance:
         notes.append("performance: settings changed: effective at once (windows resized)")
+    if seen.sample_rate is not None and seen.sample_rate != now.sample_rate:
+        # The samples are nested (one hash, a lower or higher cut): what changes is which
+        # labels still find their prediction.
+        labels = (
+            "a pending prediction kept at the old rate whose label the new rate leaves out "
+            "stays unlabelled until evicted"
+            if now.sample_rate is not None and now.sample_rate < seen.sample_rate
+            else "labels of predictions the old rate left out find none and wait as early "
+            "labels until evicted"
+        )
+        notes.append(
+            f"sample: rate {seen.sample_rate:g} -> {now.sample_rate:g}: effective from the "
+            f"next event; the saved window was sampled at the old rate and is kept; {labels}"
+        )
     return notes

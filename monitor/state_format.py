@@ -250,6 +250,8 @@ class SettingsSeen(msgspec.Struct, kw_only=True):
     window: str
     drift: str
     performance: str
+    # ``sample.rate`` (monitor/sampling.py); None in states written before it was recorded.
+    sample_rate: float | None = None
 
 
 class ModelState(msgspec.Struct, kw_only=True):

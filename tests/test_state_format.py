@@ -321,3 +321,26 @@ def test_the_model_version_reference_in_use_is_restored_from_the_config() -> Non
     assert gone.reference is not None and gone.reference.fingerprint == fx.reference().fingerprint
     assert [n.split(":")[0] for n in notes] == ["reference"]
     assert "'v2' no longer has a reference" in notes[0]
+
+
+def test_a_changed_sample_rate_is_noted_at_restore() -> None:
+    """``sample.rate`` is a setting the state was computed with: a restart that changes it
+    says so (as for the window or the detectors), in both directions."""
+    blob = encode(fx.checkpointed().export_state())
+    assert decode(blob).settings_seen.sample_rate == 1.0
+
+    def sampled(rate: float) -> dict:
+        return {"models": [{**fx.RAW_CONFIG["models"][0], "sample": {"rate": rate}}]}
+
+    mm, notes = _restore(sampled(0.25), blob)
+    assert mm.sampler.rate == 0.25
+    assert [n.split(":")[0] for n in notes] == ["sample"]
+    assert notes[0].startswith("sample: rate 1 -> 0.25: effective from the next event")
+    assert "stays unlabelled" in notes[0]
+    lowered = encode(mm.export_state())
+    _, notes = _restore(fx.RAW_CONFIG, lowered)
+    assert [n.split(":")[0] for n in notes] == ["sample"] and "rate 0.25 -> 1:" in notes[0]
+    assert "early labels" in notes[0]
+    assert _restore(sampled(0.25), lowered)[1] == []  # unchanged: no note
+    # A state that did not record its rate (format 1): nothing to compare, no note.
+    assert not any(n.startswith("sample") for n in _restore(sampled(0.5), FIXTURE.read_bytes())[1])
