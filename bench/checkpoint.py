@@ -185,7 +185,9 @@ def report(r: dict[str, Any]) -> str:
         "windows must restore bit for bit. They compress well losslessly (the rounding leaves "
         "the low mantissa bits patterned: zlib level 1 takes a column to about 55%), so the "
         "state format compresses each state with zlib level 1 (format version 2, flag bit 1 "
-        "in its header; both backends store the compressed blob), off the event loop.",
+        "in its header; both backends store the compressed blob), off the event loop: the "
+        "compression runs in the checkpoint's write thread and adds to its wall time (about 60 ms "
+        "per model on this loaded machine), not to the loop's stall.",
     ]
     return "\n".join(lines)
 
