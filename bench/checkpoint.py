@@ -188,8 +188,8 @@ def report(r: dict[str, Any]) -> str:
         "state format compresses each state with zlib level 1 (format version 2, flag bit 1 "
         "in its header; both backends store the compressed blob, the Kafka backend's own zlib "
         "pass gains nothing more), off the event loop: the "
-        "compression runs in the checkpoint's write thread and adds to its wall time (about 60 ms "
-        "per model on this loaded machine), not to the loop's stall.",
+        "compression runs in the checkpoint's write thread and adds to its wall time, not to "
+        "the loop's stall.",
     ]
     return "\n".join(lines)
 
