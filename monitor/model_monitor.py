@@ -65,7 +65,7 @@ from monitor.state_format import (
     pack_array,
     unpack_array,
 )
-from monitor.validation import Validator
+from monitor.validation import RULES, Validator
 from monitor.window import SlidingWindow
 
 
@@ -86,6 +86,9 @@ class ModelMonitor:
         self.events_total = 0
         self.evaluations = 0
         self.invalid_values: dict[tuple[str, str], int] = {}
+        # Data-validation violations per (feature, rule), counted by every Validator this
+        # model builds (one per reference) and checkpointed (``constraint_violations``).
+        self.constraint_violations: dict[tuple[str, str], int] = {}
         self.unknown_feature_events = 0
         self.category_overflow: dict[str, int] = {}
         self.last: Evaluation | None = None
@@ -154,6 +157,7 @@ class ModelMonitor:
             self.numeric_columns,
             self.categorical_columns,
             self.categories,
+            self.constraint_violations,
         )
         self.multivariate = MultivariateMonitor(
             self.settings.multivariate,
@@ -435,6 +439,7 @@ class ModelMonitor:
             events_total=self.events_total,
             evaluations=self.evaluations,
             invalid_values=[(f, r, n) for (f, r), n in self.invalid_values.items()],
+            constraint_violations=[(f, r, n) for (f, r), n in self.constraint_violations.items()],
             unknown_feature_events=self.unknown_feature_events,
             category_overflow=dict(self.category_overflow),
             since_eval=self.cadence.since_eval,
@@ -553,6 +558,12 @@ class ModelMonitor:
         mm.invalid_values.clear()
         mm.category_overflow.clear()
         mm.invalid_values.update({(f, r): int(n) for f, r, n in state.invalid_values})
+        # The model's Validator counts into this dict too. Rule names are label values:
+        # only the known ones come back (a counter of a rule the config dropped stays).
+        mm.constraint_violations.clear()
+        mm.constraint_violations.update(
+            {(f, r): int(n) for f, r, n in state.constraint_violations if r in RULES}
+        )
         mm.category_overflow.update({k: int(v) for k, v in state.category_overflow.items()})
         mm.cadence.restore(state.since_eval, state.next_eval_time, state.event_clock)
         mm._since_reference_refresh = max(0, state.since_reference_refresh)
@@ -634,6 +645,7 @@ def _settings_seen(settings: ResolvedModel) -> SettingsSeen:
         window=settings.window.model_dump_json(),
         drift=settings.drift.model_dump_json(),
         performance=settings.performance.model_dump_json(),
+        sample_rate=settings.sample.rate,
     )
 
 
@@ -662,4 +674,18 @@ def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
         )
     if seen.performance != now.performance:
         notes.append("performance: settings changed: effective at once (windows resized)")
+    if seen.sample_rate is not None and seen.sample_rate != now.sample_rate:
+        # The samples are nested (one hash, a lower or higher cut): what changes is which
+        # labels still find their prediction.
+        labels = (
+            "a pending prediction kept at the old rate whose label the new rate leaves out "
+            "stays unlabelled until evicted"
+            if now.sample_rate is not None and now.sample_rate < seen.sample_rate
+            else "labels of predictions the old rate left out find none and wait as early "
+            "labels until evicted"
+        )
+        notes.append(
+            f"sample: rate {seen.sample_rate:g} -> {now.sample_rate:g}: effective from the "
+            f"next event; the saved window was sampled at the old rate and is kept; {labels}"
+        )
     return notes

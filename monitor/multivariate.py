@@ -70,13 +70,21 @@ class MultivariateMonitor:
             return {}
         return {MULTIVARIATE: [self.detector.evaluate(x)]}
 
+    def contributions(self, result: DetectorResult) -> list[tuple[str, float]]:
+        """The (at most :data:`TOP_FEATURES`) features whose mean squared residual grew,
+        most first, with that growth; the names as they are (callers escape them).
+        Empty when the test did not drift (the residuals are computed only then)."""
+        excess = []
+        for k, v in result.details.items():
+            if not k.startswith("residual:"):
+                continue
+            j = int(k.split(":", 1)[1])
+            if 0 <= j < len(self.features):  # a restored result of other columns: skip
+                excess.append((self.features[j], v))
+        excess.sort(key=lambda fv: -fv[1])
+        return [(f, v) for f, v in excess[:TOP_FEATURES] if v > 0]
+
     def top_features(self, result: DetectorResult) -> str:
         """The features whose mean squared residual grew most, as ``"a (+1.2), b (+0.4)"``."""
-        excess = [
-            (self.features[int(k.split(":", 1)[1])], v)
-            for k, v in result.details.items()
-            if k.startswith("residual:")
-        ]
-        excess.sort(key=lambda fv: -fv[1])
-        top = [(shown(f, 80, quote=False), v) for f, v in excess[:TOP_FEATURES] if v > 0]
+        top = [(shown(f, 80, quote=False), v) for f, v in self.contributions(result)]
         return ", ".join(f"{f} ({v:+.3g})" for f, v in top)

@@ -902,7 +902,8 @@ class MonitorService:
             alert_texts[n] = text
             state = mm.export_state(text)
             state.history = self.history.export_model(n)
-            blobs[n] = (state_format.encode(state), self._model_partition.get(n))
+            # Compressed in ``_checkpoint_write``, off the event loop.
+            blobs[n] = (state_format.encode(state, compress=False), self._model_partition.get(n))
         except Exception as exc:
             self.metrics.checkpoints.labels("error").inc()
             raise MonitorError(f"checkpoint failed: {exc}") from exc
@@ -916,6 +917,7 @@ class MonitorService:
     ) -> None:
         assert self.store is not None
         try:
+            blobs = {n: (state_format.compress_blob(b), tp) for n, (b, tp) in blobs.items()}
             if alerts:
                 if not isinstance(self.store, KafkaStateStore):
                     raise StateError("spooled notifications need the kafka state backend")

@@ -14,9 +14,19 @@ Encoding of one model's blob::
 
     b"KMMSTATE"            8 bytes, the magic
     version                uint16, little-endian (FORMAT_VERSION)
-    flags                  uint8: bit 0 = strings escaped (below)
-    digest                 16 bytes, BLAKE2b of the body: a damaged blob is refused whole
-    body                   MessagePack (msgspec) of :class:`ModelState`
+    flags                  uint8: bit 0 = strings escaped (below),
+                                  bit 1 = body compressed (version 2 on)
+    digest                 16 bytes, BLAKE2b of the stored body: a damaged blob is refused
+                           whole, before anything is decompressed
+    body                   MessagePack (msgspec) of :class:`ModelState`; when flag bit 1 is
+                           set: uint64 little-endian raw size, then that MessagePack
+                           compressed with zlib (RFC 1950)
+
+Version 2 compresses (zlib level 1): the window's float64 columns of rounded values
+hold patterned low mantissa bits and shrink to about half, losslessly (figures in
+BENCHMARKS.md, ``bench/checkpoint.py``). The declared raw size bounds decompression: a
+body that inflates beyond it (or beyond :data:`MAX_RAW_BYTES`) is refused, not expanded.
+Version 1 (never compressed) is still read.
 
 Strings from the wire may hold lone surrogates (JSON allows ``"\ud800"``), which
 MessagePack's UTF-8 strings cannot carry; they must still restore exactly (a
@@ -36,8 +46,8 @@ anything unexpected raises :class:`StateFormatError` with a bounded ``reason``
 Compatibility rules: a new *optional* field (with a default) keeps
 ``FORMAT_VERSION``; removing or changing the meaning of a field bumps it, and a
 release reads the versions it lists in :data:`READABLE_VERSIONS`.
-``tests/fixtures/`` holds a checkpoint written by this release, which the
-next ones must keep restoring.
+``tests/fixtures/`` holds a checkpoint of every version written by a release
+(``model-state-v<N>.bin``), which the next ones must keep restoring.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import zlib
 from typing import Any
 
 import msgspec
@@ -53,11 +64,20 @@ import numpy as np
 from monitor.errors import StateError
 
 MAGIC = b"KMMSTATE"
-FORMAT_VERSION = 1
-READABLE_VERSIONS = frozenset({1})
+FORMAT_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
 _HEADER = struct.Struct("<8sHB16s")
+_RAW_SIZE = struct.Struct("<Q")
 ESCAPE = "\x00kmm-escaped\x00"
 _ESCAPED = 0x01
+_COMPRESSED = 0x02
+# Flags each version may carry: anything else is a blob this release does not understand.
+_KNOWN_FLAGS = {1: _ESCAPED, 2: _ESCAPED | _COMPRESSED}
+# zlib level 1: about 10 ms per MB, off the event loop; higher levels gain a few percent.
+COMPRESSION_LEVEL = 1
+# The largest state a compressed body may declare (a window of 100 columns x 1M rows is
+# 0.8 GB): a forged size cannot make decompression allocate without bound.
+MAX_RAW_BYTES = 1 << 30
 
 # Bounded reasons why a stored model state was not restored (metric label values).
 REASONS = ("legacy_pickle", "unknown_version", "corrupt", "incompatible")
@@ -230,6 +250,8 @@ class SettingsSeen(msgspec.Struct, kw_only=True):
     window: str
     drift: str
     performance: str
+    # ``sample.rate`` (monitor/sampling.py); None in states written before it was recorded.
+    sample_rate: float | None = None
 
 
 class ModelState(msgspec.Struct, kw_only=True):
@@ -248,6 +270,9 @@ class ModelState(msgspec.Struct, kw_only=True):
     events_total: int = 0
     evaluations: int = 0
     invalid_values: list[tuple[str, str, int]] = []
+    # Data-validation violations (feature, rule, count): ``monitor_constraint_violations_total``
+    # continues across a restart or a move (absent in states written before).
+    constraint_violations: list[tuple[str, str, int]] = []
     unknown_feature_events: int = 0
     category_overflow: dict[str, int] = {}
     since_eval: int = 0
@@ -280,15 +305,56 @@ _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(ModelState)
 
 
-def encode(state: ModelState) -> bytes:
-    """The blob of one model's state: header, then MessagePack."""
+def encode(state: ModelState, *, compress: bool = True) -> bytes:
+    """The blob of one model's state: header, then (compressed) MessagePack.
+
+    ``compress=False`` gives the same blob uncompressed (also a valid blob), for a
+    caller that takes the state in the event loop and compresses it off the loop
+    with :func:`compress` (``MonitorService._checkpoint``).
+    """
     flags = 0
     try:
         body = _ENCODER.encode(state)
     except UnicodeEncodeError:  # a lone surrogate somewhere: see the module docstring
         body = _ENCODER.encode(_escape(msgspec.to_builtins(state, builtin_types=(bytes,))))
         flags = _ESCAPED
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, flags, _digest(body)) + body
+    blob = _HEADER.pack(MAGIC, FORMAT_VERSION, flags, _digest(body)) + body
+    return compress_blob(blob) if compress else blob
+
+
+def compress_blob(blob: bytes) -> bytes:
+    """``blob`` (of :func:`encode`) with its body compressed; as is if it already is.
+
+    Only blobs of this release's :data:`FORMAT_VERSION` are compressed: an older
+    version's flags have no compression bit.
+    """
+    _, version, flags, _ = _HEADER.unpack_from(blob)
+    if flags & _COMPRESSED or version != FORMAT_VERSION:
+        return blob
+    raw = memoryview(blob)[_HEADER.size :]
+    body = _RAW_SIZE.pack(len(raw)) + zlib.compress(raw, COMPRESSION_LEVEL)
+    return _HEADER.pack(MAGIC, version, flags | _COMPRESSED, _digest(body)) + body
+
+
+def _inflate(body: bytes) -> bytes:
+    """The MessagePack of a compressed body, of exactly its declared size."""
+    if len(body) < _RAW_SIZE.size:
+        raise StateFormatError("corrupt", "compressed state without its raw size")
+    (raw_size,) = _RAW_SIZE.unpack_from(body)
+    if raw_size > MAX_RAW_BYTES:
+        raise StateFormatError(
+            "corrupt", f"compressed state declares {raw_size} bytes (limit {MAX_RAW_BYTES})"
+        )
+    try:
+        d = zlib.decompressobj()
+        out = d.decompress(body[_RAW_SIZE.size :], raw_size + 1)
+    except zlib.error as exc:
+        raise StateFormatError("corrupt", f"compressed state unreadable: {exc}") from exc
+    if len(out) != raw_size or not d.eof or d.unused_data:
+        raise StateFormatError(
+            "corrupt", f"compressed state is not of its declared {raw_size} bytes"
+        )
+    return out
 
 
 def _escape(obj: Any) -> Any:
@@ -351,9 +417,15 @@ def decode(blob: bytes) -> ModelState:
     if len(data) < _HEADER.size:
         raise StateFormatError("corrupt", "truncated state header")
     _, _, flags, digest = _HEADER.unpack_from(data)
+    if flags & ~_KNOWN_FLAGS[version]:  # no writer of this version sets them
+        raise StateFormatError(
+            "corrupt", f"state format version {version} has no flags {flags:#04x}"
+        )
     body = data[_HEADER.size :]
     if _digest(body) != digest:
         raise StateFormatError("corrupt", "checksum mismatch (damaged or truncated state)")
+    if flags & _COMPRESSED:
+        body = _inflate(body)
     try:
         if not flags & _ESCAPED:
             return _DECODER.decode(body)
@@ -364,6 +436,7 @@ def decode(blob: bytes) -> ModelState:
 
 __all__ = [
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "REASONS",
     "Array",
     "FeatureProfileState",
@@ -378,6 +451,7 @@ __all__ = [
     "StateFormatError",
     "StreamDetectorState",
     "WindowState",
+    "compress_blob",
     "decode",
     "encode",
     "pack_array",

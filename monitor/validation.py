@@ -208,12 +208,16 @@ class Validator:
         numeric_columns: list[str],
         categorical_columns: list[str],
         categories: dict[str, list[str]],
+        violations: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.config = config
         self.numeric_columns = list(numeric_columns)
         self.categorical_columns = list(categorical_columns)
         self.categories = categories  # the monitor's vocabularies (code -> category), live
-        self.violations: dict[tuple[str, str], int] = {}
+        # Violations counted per (feature, rule): the model's counters when it passes them
+        # (``ModelMonitor.constraint_violations``), so they outlive a new reference (a new
+        # Validator) and are checkpointed with the model; a counter never restarts from 0.
+        self.violations: dict[tuple[str, str], int] = {} if violations is None else violations
         self.rules: dict[tuple[str, str], Rule] = {}
         k = len(numeric_columns)
         self._lo = np.full(k, -np.inf)

@@ -1,5 +1,5 @@
-"""The model behind ``tests/fixtures/model-state-v1.bin``: a checkpoint written by the
-release that introduced state format 1, which every later release must restore.
+"""The model behind ``tests/fixtures/model-state-v<N>.bin``: the checkpoints written by the
+releases that introduced state formats 1 and 2, which every later release must restore.
 
 Regenerate only when adding a fixture for a *new* format version (keep the old
 file): ``python -m tests.state_fixture tests/fixtures/model-state-v<N>.bin``.

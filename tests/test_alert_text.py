@@ -196,3 +196,67 @@ def test_old_outbox_rows_without_the_new_fields_still_load():
     }  # fmt: skip
     n = Notification.from_record(record)
     assert n.cleared == () and n.signals[0].comparison() == "psi 0.3 > threshold 0.2"
+
+
+def _github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a document's headings: lower case, punctuation other than
+    '-' and '_' dropped, spaces to '-'."""
+    import re
+
+    return {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in markdown.splitlines()
+        if line.startswith("#")
+    }
+
+
+def test_runbook_base_url_links_each_signal_kind_to_its_runbook_section():
+    import pytest
+    from pydantic import ValidationError
+
+    from monitor.alerting.engine import RUNBOOK_ANCHORS, links_for
+
+    base = "https://git.example/acme/kafka-model-monitor/blob/main/docs/RUNBOOK.md"
+    config = AlertingConfig.model_validate({"runbook_base_url": base})
+    ctx = EvaluationContext("churn", None, 100.0, 0.0, 100.0, 1, 1, 1)
+
+    def runbook(kind: str, severity: str, cfg: AlertingConfig = config) -> str | None:
+        sig = Signal("churn", kind, "x", severity, 0.3, 0.2, "psi")  # type: ignore[arg-type]
+        return links_for(cfg, ctx, "fp", [sig]).get("runbook")
+
+    assert runbook("drift", "warning") == base + "#featuredrift"
+    assert runbook("drift", "critical") == base + "#featuredriftcritical"
+    assert runbook("data_quality", "critical") == base + "#data-quality-signals-data_quality"
+    assert runbook("multivariate", "warning") == base + "#multivariate-drift-multivariate"
+    assert runbook("performance", "warning") == base + "#modelalertsfiring"
+    # Every anchor is a section of docs/RUNBOOK.md, and every signal kind has one.
+    anchors = _github_anchors((ROOT / "docs" / "RUNBOOK.md").read_text())
+    assert set(RUNBOOK_ANCHORS.values()) <= anchors, set(RUNBOOK_ANCHORS.values()) - anchors
+    from typing import get_args
+
+    from monitor.signals import SignalKind
+
+    assert set(get_args(SignalKind)) <= set(RUNBOOK_ANCHORS)
+    # A rule's or a model glob's runbook wins; without a base there is none (the default).
+    glob = AlertingConfig.model_validate(
+        {"runbook_base_url": base, "runbook_urls": {"churn": "https://wiki/churn"}}
+    )
+    assert runbook("drift", "warning", glob) == "https://wiki/churn"
+    assert AlertingConfig().runbook_base_url is None
+    assert runbook("drift", "critical", AlertingConfig()) is None
+    for bad in ("runbooks/RUNBOOK.md", base + "#featuredrift", base + "?m={model}"):
+        with pytest.raises(ValidationError, match="runbook_base_url"):
+            AlertingConfig.model_validate({"runbook_base_url": bad})
+
+
+def test_the_example_config_documents_the_runbook_base_url():
+    """config/monitor.yaml shows ``alerting.runbook_base_url`` (commented out: no default),
+    with an example the config accepts."""
+    import yaml
+
+    text = (ROOT / "config" / "monitor.yaml").read_text()
+    (line,) = [x for x in text.splitlines() if x.strip().startswith("# runbook_base_url:")]
+    example = yaml.safe_load(line.strip().lstrip("# "))
+    config = AlertingConfig.model_validate(example)
+    assert config.runbook_base_url is not None
+    assert config.runbook_base_url.endswith("/docs/RUNBOOK.md")

@@ -19,6 +19,7 @@ from monitor.state_format import StateFormatError, decode, encode
 from tests import state_fixture as fx
 
 FIXTURE = Path(__file__).parent / "fixtures" / "model-state-v1.bin"
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "model-state-v2.bin"
 
 
 def _fingerprint(evs: list) -> list:  # type: ignore[type-arg]
@@ -65,6 +66,114 @@ def test_the_checkpoint_of_the_first_format_release_restores() -> None:
     adwin = next(d for d in mm.detectors["age"] if isinstance(d, ADWINDetector))
     if "stream detectors" not in kinds:  # adopted: the values fed up to the checkpoint
         assert adwin.export_state(None).seen == 1_664
+
+
+def test_the_checkpoint_of_format_version_2_restores_the_same_observations() -> None:
+    """Version 2 (compressed) was written from the same model as the version 1 fixture:
+    both restore to the same observed state."""
+    blob = FIXTURE_V2.read_bytes()
+    assert struct.unpack_from("<H", blob, 8)[0] == 2 and blob[10] & 0x02  # compressed
+    old, _ = _restore(fx.RAW_CONFIG, FIXTURE.read_bytes())
+    mm, notes = _restore(fx.RAW_CONFIG, blob)
+    assert {n.split(":")[0] for n in notes} <= {"drift", "performance", "stream detectors"}
+    assert (mm.events_total, mm.evaluations) == (old.events_total, old.evaluations) == (1_700, 15)
+    np.testing.assert_array_equal(mm.window.numeric(), old.window.numeric())
+    np.testing.assert_array_equal(mm.window.timestamps(), old.window.timestamps())
+    assert mm.categories == old.categories
+    assert mm.last is not None and old.last is not None
+    assert mm.last.drifting == old.last.drifting == ["age"]
+    assert mm.performance is not None and old.performance is not None
+    assert mm.performance.joiner.export_state() == old.performance.joiner.export_state()
+    # Data-validation counters are in the state since version 2; version 1 had none.
+    assert mm.constraint_violations == {
+        ("employment_years", "above_max"): 1,
+        ("age", "missing"): 36,
+    }
+    assert mm.validator.violations is mm.constraint_violations
+    assert old.constraint_violations == {}
+
+
+def test_constraint_violation_counters_continue_across_a_restore_and_a_reference_switch() -> None:
+    """``monitor_constraint_violations_total`` never restarts from zero: not after a
+    restore, not when the model switches to another reference (a new Validator)."""
+    before = fx.checkpointed()
+    assert before.constraint_violations == {
+        ("employment_years", "above_max"): 1,
+        ("age", "missing"): 36,
+    }
+    mm, _ = _restore(fx.RAW_CONFIG, encode(before.export_state()))
+    assert mm.validator.violations == before.validator.violations
+    events, _ = fx.stream(2_000)
+    rest = fx.events_slice(events, fx.EVENTS, 2_000)
+    for i in range(50):
+        rest.features[i]["age"] = None
+    before.ingest(rest, now=2_000.0)
+    mm.ingest(rest, now=2_000.0)
+    assert mm.constraint_violations == before.constraint_violations
+    assert mm.constraint_violations[("age", "missing")] >= 36 + 50
+    # A state naming a rule this release does not know: not a label value.
+    state = before.export_state()
+    state.constraint_violations.append(("age", "<script>", 3))
+    forged, _ = _restore(fx.RAW_CONFIG, encode(state))
+    assert forged.constraint_violations == before.constraint_violations
+    # A model_version with its own reference: the counts go on.
+    cfg = parse_config(fx.RAW_CONFIG)
+    sim = Simulator(model=fx.MODEL, seed=11)
+    v2 = build_profile(fx.MODEL, [(e["features"], e["prediction"]) for e, _ in sim.events(800)])
+    switched, _ = ModelMonitor.restore(  # type: ignore[arg-type]
+        cfg.model(fx.MODEL), cfg.limits, decode(encode(state)), fx.reference(), {"v2": v2}
+    )
+    counted = dict(switched.constraint_violations)
+    more = fx.events_slice(events, 0, 10)
+    more.versions[:] = ["v2"] * 10
+    more.features[0]["age"] = None
+    switched.ingest(more, now=2_001.0)
+    assert switched.reference is v2
+    assert switched.constraint_violations[("age", "missing")] == counted[("age", "missing")] + 1
+
+
+def test_a_checkpoint_is_compressed_and_restores_bit_for_bit() -> None:
+    """Format version 2 compresses the state (issue 15: at least 5x smaller than the
+    pickle); the window's floats come back exactly."""
+    state = fx.checkpointed().export_state()
+    blob, raw = encode(state), encode(state, compress=False)
+    assert blob[10] & 0x02 and not raw[10] & 0x02
+    assert len(blob) * 1.5 < len(raw)
+    # Bit for bit: what decodes from the compressed blob encodes to the raw one.
+    assert encode(decode(blob), compress=False) == encode(decode(raw), compress=False) == raw
+    from monitor.state_format import compress_blob
+
+    assert compress_blob(raw) == blob and compress_blob(blob) == blob
+
+
+def test_a_compressed_body_that_lies_about_its_size_is_refused() -> None:
+    """The declared size bounds decompression: a bomb is refused, not expanded."""
+    import hashlib
+    import zlib
+
+    def blob_of(body: bytes, flags: int = 0x02, version: int = 2) -> bytes:
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        return b"KMMSTATE" + struct.pack("<HB", version, flags) + digest + body
+
+    state = msgspec.msgpack.encode(fx.checkpointed().export_state())
+    packed = zlib.compress(state, 1)
+    assert decode(blob_of(struct.pack("<Q", len(state)) + packed)).model == fx.MODEL
+    bomb = zlib.compress(b"\0" * 10_000_000, 9)
+    cases = {
+        blob_of(struct.pack("<Q", 10) + bomb): "corrupt",  # inflates beyond its size
+        blob_of(struct.pack("<Q", 1 << 40) + bomb): "corrupt",  # declares too much
+        blob_of(struct.pack("<Q", len(state) + 1) + packed): "corrupt",  # shorter
+        blob_of(struct.pack("<Q", len(state)) + packed[:-9]): "corrupt",  # truncated
+        blob_of(struct.pack("<Q", len(state)) + b"not zlib"): "corrupt",
+        blob_of(b"\1"): "corrupt",
+        blob_of(struct.pack("<Q", len(state)) + packed, flags=0x02, version=1): "corrupt",
+        blob_of(state, flags=0x80): "corrupt",
+        blob_of(struct.pack("<Q", len(state)) + packed, version=3): "unknown_version",
+    }
+    for data, reason in cases.items():
+        with pytest.raises(StateFormatError) as err:
+            decode(data)
+        assert err.value.reason == reason, err.value
 
 
 def test_a_restored_checkpoint_continues_exactly_as_the_uninterrupted_model() -> None:
@@ -179,7 +288,7 @@ def test_strings_with_lone_surrogates_checkpoint_and_restore_exactly() -> None:
         events.event_ids[i] = f"id-{value}"
     mm.ingest(events, now=400.0)
     blob = encode(mm.export_state())
-    assert blob[10] == 1  # the escaped encoding was needed
+    assert blob[10] & 1  # the escaped encoding was needed (bit 1: compressed)
     restored, notes = _restore(fx.RAW_CONFIG, blob)
     assert notes == []
     assert restored.categories == mm.categories
@@ -212,3 +321,26 @@ def test_the_model_version_reference_in_use_is_restored_from_the_config() -> Non
     assert gone.reference is not None and gone.reference.fingerprint == fx.reference().fingerprint
     assert [n.split(":")[0] for n in notes] == ["reference"]
     assert "'v2' no longer has a reference" in notes[0]
+
+
+def test_a_changed_sample_rate_is_noted_at_restore() -> None:
+    """``sample.rate`` is a setting the state was computed with: a restart that changes it
+    says so (as for the window or the detectors), in both directions."""
+    blob = encode(fx.checkpointed().export_state())
+    assert decode(blob).settings_seen.sample_rate == 1.0
+
+    def sampled(rate: float) -> dict:
+        return {"models": [{**fx.RAW_CONFIG["models"][0], "sample": {"rate": rate}}]}
+
+    mm, notes = _restore(sampled(0.25), blob)
+    assert mm.sampler.rate == 0.25
+    assert [n.split(":")[0] for n in notes] == ["sample"]
+    assert notes[0].startswith("sample: rate 1 -> 0.25: effective from the next event")
+    assert "stays unlabelled" in notes[0]
+    lowered = encode(mm.export_state())
+    _, notes = _restore(fx.RAW_CONFIG, lowered)
+    assert [n.split(":")[0] for n in notes] == ["sample"] and "rate 0.25 -> 1:" in notes[0]
+    assert "early labels" in notes[0]
+    assert _restore(sampled(0.25), lowered)[1] == []  # unchanged: no note
+    # A state that did not record its rate (format 1): nothing to compare, no note.
+    assert not any(n.startswith("sample") for n in _restore(sampled(0.5), FIXTURE.read_bytes())[1])

@@ -237,3 +237,60 @@ async def test_a_checkpoint_writes_only_the_models_that_changed(
         await _eventually(lambda: MODEL in svc.models, "the listed model restored")
         assert "quiet" not in svc.models
     assert set(saved()) == {MODEL}
+
+
+async def test_constraint_violation_counters_survive_a_restart(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    """``monitor_constraint_violations_total`` (SQLite backend) continues from its stored
+    value after a restart: shown at once, before any event, and counted on from there."""
+    topic = topic_factory("restore-violations", partitions=1)
+    raw = {
+        "kafka": {
+            "bootstrap_servers": kafka_bootstrap,
+            "group_id": f"g-{uuid.uuid4().hex[:8]}",
+            "predictions_topic": topic,
+            "labels_topic": None,
+            "poll_timeout_ms": 100,
+        },
+        "http": {"port": 0},
+        "state": {"path": str(tmp_path / "state.sqlite")},
+        "models": [
+            {
+                "name": MODEL,
+                "reference": {"path": str(_reference(tmp_path / "ref.jsonl", seed=1))},
+                "window": {"size": 200, "step": 100},
+            }
+        ],
+        "alerting": {"outbox_path": str(tmp_path / "outbox.sqlite")},
+    }
+    labels = {"model": MODEL, "feature": "age", "rule": "below_min"}
+
+    async def publish(n: int, seed: int, sentinels: int) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for i, (event, _) in enumerate(Simulator(model=MODEL, seed=seed).events(n)):
+                if i < sentinels:
+                    event["features"]["age"] = -1  # below the reference minimum
+                await producer.send(topic, orjson.dumps(event), key=MODEL.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    def violations(svc: MonitorService) -> float | None:
+        return svc.registry.get_sample_value("monitor_constraint_violations_total", labels)
+
+    async with _Running(raw) as svc:
+        await publish(300, seed=5, sentinels=7)
+        await _eventually(
+            lambda: MODEL in svc.models and svc.models[MODEL].events_total == 300, "300 events"
+        )
+        assert violations(svc) == 7
+    async with _Running(raw) as svc:
+        await _eventually(lambda: MODEL in svc.models, "the model restored at assignment")
+        assert svc.models[MODEL].events_total == 300
+        assert violations(svc) == 7  # at once, not from zero
+        await publish(100, seed=6, sentinels=2)
+        await _eventually(lambda: svc.models[MODEL].events_total == 400, "it continues")
+        assert violations(svc) == 9

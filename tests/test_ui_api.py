@@ -79,6 +79,15 @@ async def test_api_pages_headers_and_no_secret(
         model = await lm.get("/api/model", name=MODEL)
         assert [c["name"] for c in model["columns"][:2]] == ["income", "plan"]
         assert all(len(c["history"]) == 7 for c in model["columns"])
+        # The multivariate verdict, on its own (not a column): income's shift shows in it.
+        mv = model["multivariate"]
+        assert sorted(mv["features"]) == sorted(["income", "age", HOSTILE])
+        assert mv["verdict"] == "drifting" and mv["detector"] == "pca"
+        assert mv["contributors"] and {c["feature"] for c in mv["contributors"]} <= {
+            "income",
+            "age",
+            HOSTILE,
+        }
         perf = model["performance"]
         assert perf["window_labels"] == 500 and 0.3 < perf["accuracy"] < 0.7
         assert "estimated_accuracy" in perf
@@ -197,3 +206,82 @@ def test_feature_view_of_a_time_window_shows_the_evaluated_span() -> None:
     assert view["window"]["events_per_second"] == pytest.approx(4.0, rel=0.02)
     ks = next(d for d in view["column"]["detectors"] if d["detector"] == "ks")
     assert view["distribution"]["ks"]["d"] == pytest.approx(ks["statistic"], abs=1e-12)
+
+
+def test_the_model_page_shows_the_multivariate_verdict_escaped() -> None:
+    """A correlation flip (marginals unchanged): the model view and page give the PCA
+    verdict, its numbers and the features that contribute most, names as text."""
+    from monitor.config import parse_config
+    from monitor.events import ModelEvents
+    from monitor.model_monitor import ModelMonitor
+    from monitor.reference import build_profile
+    from monitor.signals import MULTIVARIATE
+    from monitor.ui.render import environment, fmt
+    from monitor.ui.views import model_view
+
+    def rows(seed: int, n: int, rho: float) -> list[dict[str, float]]:
+        rng = np.random.default_rng(seed)
+        x, e, z = rng.normal(size=(3, n))
+        y = rho * x + np.sqrt(1 - rho**2) * e
+        return [{"a": a, HOSTILE: b, "c": c} for a, b, c in zip(x, y * 3 - 1, z, strict=True)]
+
+    def events(data: list[dict[str, float]]) -> ModelEvents:
+        out = ModelEvents("m")
+        for i, r in enumerate(data):
+            out.event_ids.append(f"e{i}")
+            out.timestamps.append(float(i))
+            out.versions.append(None)
+            out.features.append(r)
+            out.predictions.append(0.5)
+        return out
+
+    cfg = parse_config({"models": [{"name": "m", "window": {"size": 2000, "step": 500}}]})
+    profile = build_profile("m", [(r, 0.5) for r in rows(1, 5000, 0.8)])
+    mm = ModelMonitor(cfg.model("m"), cfg.limits, profile)  # type: ignore[arg-type]
+    assert model_view(mm)["multivariate"]["verdict"] == "pending"  # no evaluation yet
+    mm.ingest(events(rows(2, 3000, 0.8)))
+    calm = model_view(mm)["multivariate"]
+    assert calm["verdict"] == "ok" and calm["contributors"] == []
+    assert sorted(calm["features"]) == sorted(["a", HOSTILE, "c"])
+    mm.ingest(events(rows(3, 1000, -0.8)))
+    assert mm.last is not None and mm.last.multivariate_drifting
+    assert MULTIVARIATE not in mm.last.drifting  # not a column: the UI shows it on its own
+    view = model_view(mm)
+    mv = view["multivariate"]
+    top = mm.last.verdicts[MULTIVARIATE]
+    assert mv["verdict"] == "drifting" and mv["severity"] == top.severity != "ok"
+    assert (mv["detector"], mv["statistic"], mv["threshold"]) == (
+        "pca",
+        top.statistic,
+        top.threshold,
+    )
+    assert mv["p_value"] is not None and mv["p_value"] < mv["threshold"]
+    assert {c["feature"] for c in mv["contributors"][:2]} == {"a", HOSTILE}
+    assert all(c["excess"] > 0 for c in mv["contributors"])
+    # The page: the verdict and the hostile contributor's name as text, never markup.
+    data = {**view, "status": {"state": "ready", "not_ready_reason": None}, "incidents": []}
+    ui = {"charts": False, "silence_management": False, "history_size": 0}
+    html = (
+        environment()
+        .get_template("model.html")
+        .render(title="m", data=data, ui=ui, fmt=fmt, standalone=False)
+    )
+    section = html.split('id="multivariate"', 1)[1].split("</section>", 1)[0]
+    assert ">drifting</span>" in section and "pca reconstruction error" in section
+    assert fmt(mv["statistic"]) in section and fmt(mv["threshold"]) in section
+    assert HOSTILE.replace("<", "&lt;").replace(">", "&gt;") in section
+    assert "<img" not in html
+    # Turned off: no section.
+    off = parse_config(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "window": {"size": 2000, "step": 500},
+                    "multivariate": {"enabled": False},
+                }
+            ]
+        }
+    )
+    quiet = ModelMonitor(off.model("m"), off.limits, profile)  # type: ignore[arg-type]
+    assert model_view(quiet)["multivariate"] is None

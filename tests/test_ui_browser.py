@@ -63,6 +63,8 @@ async def test_every_page_in_a_browser(
         assert "drifting" in classes[0] and "drifting" in classes[1]
         assert all("drifting" not in c for c in classes[2:])
         assert await page.locator("img").count() == 0  # the feature name made no element
+        verdict = await page.locator("#multivariate-verdict").inner_text()
+        assert verdict == api_model["multivariate"]["verdict"]
         perf = await page.locator("#performance").inner_text()
         assert "accuracy" in perf and "estimated_accuracy" in perf
         assert await page.evaluate("window.monitorCharts.sparks.length") == len(names)

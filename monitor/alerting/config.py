@@ -374,6 +374,14 @@ class AlertingConfig(BaseModel):
         description="Runbook link per model glob ({'fraud-*': 'https://wiki/fraud-runbook'}), "
         "first match in order; used when the notification's rule has no runbook_url.",
     )
+    runbook_base_url: str | None = Field(
+        default=None,
+        description="Where this project's docs/RUNBOOK.md is published (for example "
+        "https://github.com/<you>/kafka-model-monitor/blob/main/docs/RUNBOOK.md). When set, a "
+        "notification that no rule or runbook_urls entry gives a runbook links to the "
+        "RUNBOOK.md section of its most severe signal's kind (RUNBOOK_ANCHORS). No default: "
+        "the project has no published address of its own.",
+    )
     outbox_path: str = Field(
         default="var/outbox.sqlite",
         description="SQLite file of the durable outbox and alert state.",
@@ -406,6 +414,14 @@ class AlertingConfig(BaseModel):
             *((f"rules[{i}].runbook_url", r.runbook_url) for i, r in enumerate(self.rules)),
             *((f"runbook_urls[{k!r}]", v) for k, v in self.runbook_urls.items()),
         ]
+        base = self.runbook_base_url
+        if base is not None and (
+            not base.startswith(("https://", "http://")) or "#" in base or "{" in base
+        ):
+            problems.append(
+                "runbook_base_url: an http(s) URL of the RUNBOOK.md page, without '#' or "
+                "placeholders (the section anchor is added per notification)"
+            )
         for where, template in templates:
             if template is None:
                 continue

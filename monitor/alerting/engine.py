@@ -137,8 +137,21 @@ def links_for(
     return links
 
 
+#: The section of docs/RUNBOOK.md for a signal kind (GitHub's anchors of its headings;
+#: ``tests/test_alert_text.py`` checks that each exists). Critical drift has its own.
+RUNBOOK_ANCHORS: dict[str, str] = {
+    "drift": "featuredrift",
+    "drift:critical": "featuredriftcritical",
+    "data_quality": "data-quality-signals-data_quality",
+    "multivariate": "multivariate-drift-multivariate",
+    "performance": "modelalertsfiring",
+}
+
+
 def runbook_for(config: AlertingConfig, model: str, signals: Sequence[Signal]) -> str | None:
-    """The runbook URL template for a notification about ``signals`` of ``model``."""
+    """The runbook URL template for a notification about ``signals`` of ``model``: a rule's,
+    else a model glob's, else the section of ``runbook_base_url`` for the first (most
+    severe) signal's kind, else none."""
     for s in signals:
         rule = rule_for(config.rules, s)
         if rule is not None and rule.runbook_url:
@@ -146,6 +159,14 @@ def runbook_for(config: AlertingConfig, model: str, signals: Sequence[Signal]) -
     for pattern, url in config.runbook_urls.items():
         if glob_match(pattern, model):
             return url
+    if config.runbook_base_url and signals:
+        s = signals[0]
+        anchor = RUNBOOK_ANCHORS.get(f"{s.kind}:{s.severity}") or RUNBOOK_ANCHORS.get(
+            s.kind, "modelalertsfiring"
+        )
+        # Braces are doubled: the result is a template (``format_map`` in ``links_for``).
+        base = config.runbook_base_url.replace("{", "{{").replace("}", "}}")
+        return f"{base}#{anchor}"
     return None
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from monitor.detectors.binning import quantile_edges
 from monitor.drift import headline
-from monitor.signals import SEVERITY_RANK
+from monitor.signals import MULTIVARIATE, SEVERITY_RANK
 from monitor.summary import CategoricalSummary, NumericSummary
 from monitor.ui.history import strength_of
 from monitor.window import MISSING_CODE
@@ -338,6 +338,56 @@ def _window(mm: ModelMonitor) -> dict[str, Any] | None:
     }
 
 
+def multivariate_view(mm: ModelMonitor) -> dict[str, Any] | None:
+    """The multivariate verdict (PCA reconstruction error, :mod:`monitor.multivariate`).
+
+    None when the model has none configured (turned off, or fewer than two numeric
+    features). ``verdict``: ``drifting`` / ``ok`` from the drift tracker (persistence and
+    correction as for a feature), or ``pending`` before the first result (the joint
+    reference is being learned, or the window is too small). ``statistic`` is the KS
+    distance between the window's and the reference's reconstruction errors, judged by
+    its ``p_value`` against ``threshold``; ``contributors``: the features whose residual
+    grew most (only when the test drifted).
+    """
+    if not mm.ready or not mm.multivariate.active:
+        return None
+    ev = mm.last
+    verdict = ev.verdicts.get(MULTIVARIATE) if ev is not None else None
+    top = headline(list(verdict.results)) if verdict is not None else None
+    out: dict[str, Any] = {
+        "features": list(mm.multivariate.features),
+        "verdict": "pending",
+        "drifting": False,
+        "severity": "ok",
+        "raw_drifted": False,
+        "detector": None,
+        "statistic": None,
+        "p_value": None,
+        "threshold": None,
+        "mean_error": None,
+        "components": None,
+        "contributors": [],
+    }
+    if verdict is None or top is None:
+        return out
+    out.update(
+        verdict="drifting" if verdict.drifting else "ok",
+        drifting=verdict.drifting,
+        severity=verdict.severity,
+        raw_drifted=verdict.raw_drifted,
+        detector=top.detector,
+        statistic=num(top.statistic),
+        p_value=num(top.p_value),
+        threshold=num(top.threshold),
+        mean_error=num(top.details.get("mean_error")),
+        components=int(top.details["components"]) if "components" in top.details else None,
+        contributors=[
+            {"feature": f, "excess": num(v)} for f, v in mm.multivariate.contributions(top)
+        ],
+    )
+    return out
+
+
 def model_view(mm: ModelMonitor, history: DriftHistory | None = None) -> dict[str, Any]:
     """The model page's data: the window, every column row, drifting ones, performance."""
     ev = mm.last
@@ -362,6 +412,7 @@ def model_view(mm: ModelMonitor, history: DriftHistory | None = None) -> dict[st
             else None
         ),
         "drifting": ev.drifting if ev is not None else [],
+        "multivariate": multivariate_view(mm),
         "columns": rows,
         "performance": perf,
         "performance_configured": mm.performance is not None,
