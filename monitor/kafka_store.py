@@ -691,10 +691,9 @@ class KafkaStateStore:
         await _begin(producer)
         try:
             for name, (blob, tp) in models.items():
-                raw = bytes(blob)
-                # Level 1: the window's float columns of rounded values shrink by about
-                # 45% (bench/checkpoint.py) for ~10 ms per MB, off the event loop.
-                data = zlib.compress(raw, 1)
+                # The state (format 2) is compressed already; the manifest's "zlib"
+                # encoding is still read, for records written before it.
+                data = bytes(blob)
                 p = self._partition_of(name, tp)
                 gen = uuid.uuid4().bytes
                 chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
@@ -713,8 +712,8 @@ class KafkaStateStore:
                     "generation": gen.hex(),
                     "parts": len(chunks),
                     "bytes": len(data),
-                    "encoding": "zlib",
-                    "raw_bytes": len(raw),
+                    "encoding": None,
+                    "raw_bytes": len(data),
                     "topic": tp[0] if tp else None,
                     "partition": tp[1] if tp else None,
                     "saved_at": time.time(),
