@@ -202,3 +202,74 @@ def test_a_checkpoint_carries_the_segments_and_restores_them_exactly() -> None:
         [(s.segment, s.rows) for s in e.segments] for e in eb
     ]
     assert any(s.segment == "region=north" and s.severity != "ok" for s in ea[-1].signals)
+
+
+def _notification(*signals: object) -> object:
+    from monitor.alerting.notification import Notification
+
+    return Notification(
+        idempotency_key="k",
+        fingerprint="f",
+        action="fire",
+        status="firing",
+        model="m",
+        model_version=None,
+        group={"model": "m"},
+        severity="critical",
+        started_at=0.0,
+        evaluated_at=0.0,
+        window_start=0.0,
+        window_end=0.0,
+        window_events=1,
+        signals=tuple(signals),  # type: ignore[arg-type]
+    )
+
+
+def test_a_notification_names_the_segment_in_text_and_every_payload() -> None:
+    import json
+
+    from monitor.alerting.alertmanager import alert_labels
+    from monitor.alerting.notification import Notification, SignalEvidence
+    from monitor.alerting.pagerduty import pagerduty_event
+    from monitor.alerting.slack import slack_message
+
+    hostile = segment_label(("region",), ("<!channel> `x` &\ud800",))
+    seg = SignalEvidence("drift", "income", "critical", 0.4, 1e-5, "ks", 1e-9, segment=hostile)
+    n = _notification(seg)
+    assert n.summary() == f"[FIRING:critical] m: 1 signal (income drifted in {hostile})"  # type: ignore[attr-defined]
+    payload = n.to_payload()  # type: ignore[attr-defined]
+    assert payload["signals"][0]["segment"] == hostile
+    json.dumps(payload).encode("utf-8")  # valid UTF-8 all through
+    body = slack_message(n)  # type: ignore[arg-type]
+    # Every field Slack parses as mrkdwn is escaped (the header is plain_text: shown as is).
+    parsed = [body["text"]] + [
+        b["text"]["text"] for b in body["blocks"] if b.get("text", {}).get("type") == "mrkdwn"
+    ]
+    assert all("<!channel>" not in t for t in parsed)
+    assert "&lt;!channel&gt;" in parsed[0] and "&lt;!channel&gt;" in parsed[1]
+    pd = pagerduty_event(n, "rk")  # type: ignore[arg-type]
+    assert pd["payload"]["custom_details"]["signals"][0]["segment"] == hostile
+    assert "drifted in region=" in pd["payload"]["summary"]
+    assert alert_labels(n)["segment"] == hostile  # type: ignore[arg-type]
+    assert Notification.decode(n.encode()) == n  # type: ignore[attr-defined]
+    # A row of an earlier build (no segment) still loads, as the whole traffic.
+    old = json.loads(n.encode())  # type: ignore[attr-defined]
+    del old["signals"][0]["segment"]
+    assert Notification.decode(json.dumps(old)).signals[0].segment is None
+    whole = SignalEvidence("drift", "income", "critical", 0.4, 1e-5, "ks", 1e-9)
+    assert "segment" not in alert_labels(_notification(seg, whole))  # type: ignore[arg-type]
+
+
+def test_a_segment_signal_is_its_own_alert_track() -> None:
+    from monitor.alerting.config import AlertingConfig
+    from monitor.alerting.policy import decide
+    from monitor.signals import EvaluationContext, Signal
+
+    rules = AlertingConfig.model_validate({"rules": [{}]}).rules
+    ctx = EvaluationContext("m", None, 1.0, 0.0, 1.0, 10, 10, 1)
+    whole = Signal("m", "drift", "income", "ok", 0.1, 0.2, "psi")
+    north = Signal("m", "drift", "income", "critical", 0.4, 1e-5, "ks", segment="region=north")
+    decision = decide(None, [whole, north], ctx, 1.0, rules=rules)
+    (action,) = decision.actions
+    assert action.kind == "fire"
+    assert [(s.subject, s.segment) for s in action.signals] == [("income", "region=north")]
