@@ -273,3 +273,30 @@ def test_a_segment_signal_is_its_own_alert_track() -> None:
     (action,) = decision.actions
     assert action.kind == "fire"
     assert [(s.subject, s.segment) for s in action.signals] == [("income", "region=north")]
+
+
+def test_the_first_format_fixture_restores_into_a_model_with_segments() -> None:
+    """A checkpoint of before segments (no segment fields) restores; the segments start
+    anew, the window's rows have no model version, and the next evaluation has them."""
+    from pathlib import Path
+
+    from monitor.state_format import decode
+    from tests import state_fixture as fx
+
+    blob = (Path(__file__).parent / "fixtures" / "model-state-v1.bin").read_bytes()
+    raw = {"models": [{**fx.RAW_CONFIG["models"][0]}]}
+    raw["models"][0]["segments"] = {
+        "by": ["region", ["region", "model_version"]],
+        "min_window_rows": 20,
+    }
+    cfg = parse_config(raw)
+    mm, _ = ModelMonitor.restore(cfg.model(fx.MODEL), cfg.limits, decode(blob), fx.reference())  # type: ignore[arg-type]
+    assert (mm.events_total, mm.window.size) == (1_700, 300)
+    assert mm.version_window is not None and mm.version_window.size == 300
+    events, _ = fx.stream(1_800)
+    (ev,) = mm.ingest(events.slice(1_700, 1_800))
+    by_slice = {}
+    for s in ev.segments:
+        by_slice.setdefault(s.slice, 0)
+        by_slice[s.slice] += s.rows
+    assert by_slice == {"region": 300, "region,model_version": 300}
