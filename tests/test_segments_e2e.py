@@ -63,6 +63,9 @@ async def test_a_shift_in_one_region_pages_naming_the_segment(
     assert "income drifted in region=west" in with_segment[0]["summary"]
     west = named[0]
     assert west["detector"] == "ks" and west["p_value"] < west["threshold"]
+    # The reference is a data file: each region is compared with its own reference rows.
+    last = stack.service.models["credit-risk"].last
+    assert {s.segment: s.reference for s in last.segments}["region=west"] == "segment"
     metrics = await stack.metrics()
     assert metric_value(
         metrics, "monitor_segment_drift_severity", model="credit-risk", segment="region=west",
