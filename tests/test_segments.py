@@ -300,3 +300,20 @@ def test_the_first_format_fixture_restores_into_a_model_with_segments() -> None:
         by_slice.setdefault(s.slice, 0)
         by_slice[s.slice] += s.rows
     assert by_slice == {"region": 300, "region,model_version": 300}
+
+
+def test_segment_signals_do_not_count_as_more_drifted_features_for_retraining() -> None:
+    from monitor.alerting.config import RetrainPolicy
+    from monitor.alerting.retrain_policy import decide_retrain
+    from monitor.signals import EvaluationContext, Signal
+
+    ctx = EvaluationContext("m", None, 100.0, 0.0, 90.0, 10, 10)
+    policy = RetrainPolicy(receiver="r", min_critical_drifted_features=2)
+    income = Signal("m", "drift", "income", "critical", 0.5, 0.2)
+    in_regions = [
+        Signal("m", "drift", "income", "critical", 0.5, 1e-5, "ks", segment=f"region={r}")
+        for r in ("north", "south", "east")
+    ]
+    assert not decide_retrain(policy, None, [income, *in_regions], ctx, 100.0).trigger
+    age = Signal("m", "drift", "age", "critical", 0.5, 0.2)
+    assert decide_retrain(policy, None, [income, age, *in_regions], ctx, 100.0).trigger
