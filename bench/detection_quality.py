@@ -1,6 +1,8 @@
 """Detection quality of the service's drift detection at default settings, vs river ADWIN alone.
 
-Run: ``.venv/bin/python -m bench.detection_quality [--quick] [--repeats N] [--no-write]``.
+Run: ``.venv/bin/python -m bench.detection_quality [--quick] [--repeats N] [--no-write]``
+(``--segments``: only the segments table, written to its own ``detection-segments`` section;
+see ``run_segments``).
 Prints a markdown table and writes it, with the command and the machine, into the
 ``detection-quality`` section of BENCHMARKS.md.
 
