@@ -295,11 +295,16 @@ class SegmentMonitor:
             parts.append((s, None, rest))
         results: dict[str, list[DetectorResult]] = {}
         out: list[SegmentEvaluation] = []
+        used: set[str] = set()
         for s, value, mask in parts:
             rows = int(mask.sum())
             dets, own = self._detectors(s, value)
+            label = segment_label(s.columns, value)
+            if label in used:  # two values alike in their first MAX_VALUE_CHARS: keep apart
+                label = next(f"{label}#{k}" for k in range(2, 1000) if f"{label}#{k}" not in used)
+            used.add(label)
             seg = SegmentEvaluation(
-                segment=segment_label(s.columns, value),
+                segment=label,
                 slice=s.name,
                 rows=rows,
                 tested=rows >= self.config.min_window_rows,
