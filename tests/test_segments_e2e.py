@@ -75,6 +75,9 @@ async def test_a_shift_in_one_region_pages_naming_the_segment(
         metrics, "monitor_segment_drift_severity", model="credit-risk", segment="region=north",
         feature="income",
     ) == 0  # fmt: skip
-    assert metric_value(
-        metrics, "monitor_segment_window_events", model="credit-risk", segment="region=west"
-    ) > 100
+    assert (
+        metric_value(
+            metrics, "monitor_segment_window_events", model="credit-risk", segment="region=west"
+        )
+        > 100
+    )
