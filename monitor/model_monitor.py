@@ -501,7 +501,6 @@ class ModelMonitor:
             if streams:
                 st.stream_detectors[name] = streams
         st.drift_runs = self.tracker.export_runs()
-        st.segment_values = self.segments.export_values()
         st.segment_runs = self.segments.tracker.export_runs()
         if self.version_window is not None:
             st.segment_versions = list(self.segments.versions)
@@ -619,7 +618,6 @@ class ModelMonitor:
         self.window.restore_state(state.window, num, cat)
         if pending is not None:
             self.stream.pending = [pending]
-        self.segments.restore_values(state.segment_values)
         if self.version_window is not None:
             # Laid out as the saved window, so it is reordered and cut as the window was;
             # rows without saved codes (an older state) have no version (-1).

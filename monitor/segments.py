@@ -23,7 +23,10 @@ saved profile, ``model_version`` slices) or with fewer than ``min_reference_rows
 them, the segment is compared with the whole reference, and its results say
 ``reference: overall``: a segment whose distribution differs from the whole by nature
 (a richer region) then shows as drifting, so give those models a reference with rows.
-Without reference rows the top-K values are those of the first evaluated window, kept.
+Without reference rows the top-K values are ranked again at each evaluation by the
+window's traffic (so a new ``model_version`` is tracked once it takes traffic), and the
+persistence state of a segment that left the top-K is dropped: labels then change with
+the traffic, still at most ``top_k + 1`` per slice at a time.
 
 **Multiple testing.** Segments multiply the tests of an evaluation by up to
 ``len(by) * (top_k + 1)``. Only the hypothesis tests run per segment (KS on numeric
@@ -54,7 +57,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,9 +95,10 @@ _SEP = "\x1f"  # between a segment label and a column in the tracker's keys (nev
 class _Slice:
     columns: tuple[str, ...]
     name: str
-    values: list[Value] | None  # None until chosen (no reference rows: first window)
+    values: list[Value] | None  # by reference traffic; None: ranked at each evaluation
     # value (None = the rest) -> its detectors per column, and whether own reference
     detectors: dict[Value | None, tuple[dict[str, list[Detector]], bool]]
+    by_window: bool = False  # no reference rows: values ranked by each window's traffic
 
 
 class SegmentMonitor:
@@ -142,7 +146,7 @@ class SegmentMonitor:
                     )
             ref = profile.segments.get(cols)
             self.slices.append(
-                _Slice(cols, slice_name(cols), list(ref.values) if ref else None, {})
+                _Slice(cols, slice_name(cols), list(ref.values) if ref else None, {}, ref is None)
             )
         self.uses_versions = any(c in SEGMENT_EVENT_FIELDS for s in self.slices for c in s.columns)
         self._overall: dict[str, list[Detector]] | None = None
@@ -282,12 +286,12 @@ class SegmentMonitor:
         parts: list[tuple[_Slice, Value | None, np.ndarray]] = []
         for s in self.slices:
             codes = self._codes(s, cat, versions)
-            if s.values is None:  # no reference rows: the first window's top values, kept
+            if s.by_window:  # no reference rows: this window's top values
                 uniq, counts = np.unique(codes, return_counts=True)
                 order = np.lexsort((uniq, -counts))[: self.config.top_k]
                 s.values = [self._decode(s, int(uniq[i])) for i in order]
             rest = np.ones(len(codes), dtype=bool)
-            for value in s.values:
+            for value in s.values or []:
                 code = self._code_of(s.columns, value)
                 mask = codes == code if code is not None else np.zeros(len(codes), dtype=bool)
                 rest &= ~mask
@@ -318,6 +322,9 @@ class SegmentMonitor:
             for name, rs in res.items():
                 if rs:
                     results[f"{seg.segment}{_SEP}{name}"] = rs
+        for run in self.tracker.export_runs():  # segments that left the top values
+            if run.feature.partition(_SEP)[0] not in used:
+                self.tracker.forget(run.feature)
         signals: list[Signal] = []
         by_label = {seg.segment: seg for seg in out}
         for key, verdict in self.tracker.observe(results).items():
@@ -325,16 +332,6 @@ class SegmentMonitor:
             by_label[label].verdicts[name] = verdict
             signals.append(_signal(self.model, label, name, verdict))
         return out, signals
-
-    def export_values(self) -> dict[str, list[list[str | None]]]:
-        """The chosen top values per slice (those chosen from a window are kept)."""
-        return {s.name: [list(v) for v in s.values] for s in self.slices if s.values is not None}
-
-    def restore_values(self, saved: Mapping[str, Sequence[Sequence[str | None]]]) -> None:
-        for s in self.slices:
-            got = saved.get(s.name)
-            if s.values is None and got is not None:
-                s.values = [tuple(v) for v in got if len(v) == len(s.columns)][: self.config.top_k]
 
 
 def _aligned_counts(

@@ -291,11 +291,9 @@ class ModelState(msgspec.Struct, kw_only=True):
     # The web UI's drift-score history of this model: column -> rows of
     # ``monitor.ui.history.HistoryPoint.to_list`` (bounded by ``http.ui_history``).
     history: dict[str, list[Any]] = {}
-    # Segments (monitor/segments.py); absent in older states, which then start them anew.
-    # The top values per slice (chosen from a window when the reference had no rows), the
-    # persistence runs per segment and column, and the model_version codes beside the
+    # Segments (monitor/segments.py); absent in older states, which then start them anew:
+    # the persistence runs per segment and column, and the model_version codes beside the
     # window's rows (laid out as ``window``) with their vocabulary.
-    segment_values: dict[str, list[list[str | None]]] = {}
     segment_runs: list[FeatureRun] = []
     segment_versions: list[str] = []
     version_codes: Array | None = None

@@ -319,3 +319,18 @@ def test_segment_signals_do_not_count_as_more_drifted_features_for_retraining() 
     assert not decide_retrain(policy, None, [income, *in_regions], ctx, 100.0).trigger
     age = Signal("m", "drift", "age", "critical", 0.5, 0.2)
     assert decide_retrain(policy, None, [income, age, *in_regions], ctx, 100.0).trigger
+
+
+def test_time_windows_select_the_segments_of_the_evaluated_span() -> None:
+    window = {"type": "time", "seconds": 2000, "step_seconds": 1000, "size": 20_000}
+    mm = _monitor(window=window, segments={"by": [["region", "model_version"]], "top_k": 8})
+    mm.ingest(_events(1, 10_000))
+    ev = _events(2, 6000, start=10_000)
+    ev.versions[:] = ["v1" if i < 3000 else "v2" for i in range(6000)]
+    evals = mm.ingest(ev)
+    assert evals
+    last = evals[-1]
+    # The span evaluated holds only v2's events: every v1 segment is empty.
+    assert last.context.window_events == sum(s.rows for s in last.segments)
+    assert all(s.rows == 0 for s in last.segments if s.segment.endswith("model_version=v1"))
+    assert any(s.rows > 0 for s in last.segments if s.segment.endswith("model_version=v2"))
