@@ -1,6 +1,8 @@
 """Detection quality of the service's drift detection at default settings, vs river ADWIN alone.
 
-Run: ``.venv/bin/python -m bench.detection_quality [--quick] [--repeats N] [--no-write]``.
+Run: ``.venv/bin/python -m bench.detection_quality [--quick] [--repeats N] [--no-write]``
+(``--segments``: only the segments table, written to its own ``detection-segments`` section;
+see ``run_segments``).
 Prints a markdown table and writes it, with the command and the machine, into the
 ``detection-quality`` section of BENCHMARKS.md.
 
@@ -621,6 +623,169 @@ def evaluation_cost(n: int) -> str:
     return "\n".join(head + out)
 
 
+# ----------------------------------------------------------------- segments
+
+SEGMENT_VALUE = 4  # category "e": 10% of the traffic (CATEGORY_P)
+SEGMENT_LABEL = f"{CATEGORICAL}={CATEGORY_NAMES[SEGMENT_VALUE]}"
+#: Segments by nature: f00's mean in each category, in its standard deviations. A segment
+#: compared with the whole reference would always look drifted; with its own reference
+#: rows it must not.
+SEGMENT_OFFSETS = np.array([0.0, -0.5, 0.5, 1.0, 1.5])
+
+
+def segment_stream(n: int, change: int | None, k: float, seed: int) -> Stream:
+    """The injected stationary stream with f00 depending on the category, and from
+    ``change`` on f00 shifted by ``k`` standard deviations in category "e" only."""
+    s = injected_stream("stationary", n, None, seed)
+    scale = np.linspace(0.5, 3.0, N_NUMERIC)[0]
+    s.x[:, 0] += SEGMENT_OFFSETS[s.cats] * scale
+    if change is not None:
+        hit = (np.arange(n) >= change) & (s.cats == SEGMENT_VALUE)
+        s.x[hit, 0] += k * scale
+    return Stream(s.x, s.cats, change, frozenset({NUMERIC[0]}))
+
+
+def build_segment_monitor(ref_x: np.ndarray, ref_cats: np.ndarray, **model: object) -> ModelMonitor:
+    """:func:`build_monitor` with ``segments: [segment]``; the reference's segment
+    references are built from its rows, as from a data file or a learned reference."""
+    from monitor.reference import segment_references
+
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "name": MODEL,
+                    "features": SCHEMA,
+                    "prediction": "none",
+                    "segments": [CATEGORICAL],
+                    **model,
+                }
+            ]
+        },
+        env={},
+    )
+    settings = cfg.model(MODEL)
+    assert settings is not None
+    rows = [(r, None) for r in _rows(ref_x, ref_cats)]
+    profile = build_profile(MODEL, rows, schema=SCHEMA, prediction="none")  # type: ignore[arg-type]
+    profile.segments = segment_references(
+        rows,
+        settings.segments,
+        lambda members, source: build_profile(
+            MODEL,
+            members,
+            schema=SCHEMA,
+            prediction="none",
+            source=source,  # type: ignore[arg-type]
+        ),
+    )
+    return ModelMonitor(settings, cfg.limits, profile)
+
+
+def run_segment_stream(
+    stream: Stream, ref_x: np.ndarray, ref_cats: np.ndarray
+) -> tuple[int | None, bool, int, set[str]]:
+    """(delay of the first ``f00`` signal naming the segment, whether the first signal to
+    fire after the change named it, false alarms (a signal turning active) before the change
+    or anywhere on a stationary stream, other signals after the change)."""
+    mm = build_segment_monitor(ref_x, ref_cats)
+    active: set[tuple[str, str | None]] = set()
+    delay: int | None = None
+    first: bool | None = None
+    false_alarms = 0
+    others: set[str] = set()
+    expected = (NUMERIC[0], SEGMENT_LABEL)
+    for ev in _batches(stream.x, stream.cats, 0):
+        for evaluation in mm.ingest(ev):
+            at = evaluation.context.events_total
+            firing = {(s.subject, s.segment) for s in evaluation.signals if s.severity != "ok"}
+            new = firing - active
+            active = firing
+            if not new:
+                continue
+            if stream.change is None or at <= stream.change:
+                false_alarms += len(new)
+                continue
+            if first is None:
+                first = expected in new
+            if expected in new and delay is None:
+                delay = at - stream.change
+            others |= {f"{s} in {g}" if g else s for s, g in new if (s, g) != expected}
+    return delay, bool(first), false_alarms, others
+
+
+def run_segments(quick: bool, repeats: int) -> str:
+    """The segments table (``--segments``) and the evaluation cost with segments on/off."""
+    n, change = (12_000, 6_000) if quick else (30_000, 10_000)
+    stationary_n = 20_000 if quick else 1_000_000
+    lines = [
+        "| stream | runs x events | found within 2 evaluations, named `f00 in "
+        f"{SEGMENT_LABEL}` | delay: median / max | named first "
+        "| other signals after the change | false alarms (per M events) |",
+        "|---|---|---:|---:|---:|---|---:|",
+    ]
+    ref_seed = 10_000
+    for label, k, runs, length, at in [
+        ("stationary, segments of different means", 0.0, 1, stationary_n, None),
+        (f"f00 +0.5 sigma in {SEGMENT_LABEL} (10% of traffic)", 0.5, repeats, n, change),
+        (f"f00 +1 sigma in {SEGMENT_LABEL} (10% of traffic)", 1.0, repeats, n, change),
+        (f"f00 +2 sigma in {SEGMENT_LABEL} (10% of traffic)", 2.0, repeats, n, change),
+    ]:
+        t0 = time.perf_counter()
+        delays, named, fa, others = [], 0, 0, set()
+        for seed in range(1, runs + 1):
+            ref = segment_stream(N_REF, None, 0.0, seed + ref_seed)
+            stream = segment_stream(length, at, k, seed)
+            delay, first, false_alarms, other = run_segment_stream(stream, ref.x, ref.cats)
+            if delay is not None:
+                delays.append(delay)
+            named += first
+            fa += false_alarms
+            others |= other
+        dm, dx = _stat(delays)
+        events = runs * length
+        within = "n/a" if at is None else f"{sum(d <= 2 * BATCH for d in delays)} of {runs}"
+        lines.append(
+            f"| {label} | {runs} x {length:,} | {within} | {dm} / {dx} "
+            f"| {'n/a' if at is None else f'{named} of {runs}'} "
+            f"| {', '.join(sorted(others)) or '-'} | {fa} ({fa / events * 1e6:.2f}) |"
+        )
+        print(f"  segments {label}: {time.perf_counter() - t0:.1f}s", flush=True)
+    return "\n".join(lines) + "\n\n" + segment_cost(20_000 if quick else 200_000)
+
+
+def segment_cost(n: int) -> str:
+    """Pipeline time per event on the stationary segment stream, segments off and on
+    (after a warm-up of 10,000 events, the best of three runs)."""
+    ref = segment_stream(N_REF, None, 0.0, 10_001)
+    stream = segment_stream(n, None, 0.0, 1)
+    batches = list(_batches(stream.x, stream.cats, 0))
+    warm_s = segment_stream(N_REF, None, 0.0, 10_002)
+    warm = list(_batches(warm_s.x, warm_s.cats, 0))
+    out = []
+    for label, on in [("segments off", False), (f"segments: [{CATEGORICAL}] (top 5)", True)]:
+        timings = []
+        for _ in range(3):  # the best of three: the machine is shared
+            mm = build_segment_monitor(ref.x, ref.cats) if on else build_monitor(ref.x, ref.cats)
+            for ev in warm:
+                mm.ingest(ev)
+            t0 = time.perf_counter()
+            evals = 0
+            for ev in batches:
+                evals += len(mm.ingest(ev))
+            timings.append(time.perf_counter() - t0)
+        seconds = min(timings)
+        out.append(
+            f"| {label} | {n:,} | {evals} | {seconds / n * 1e6:.2f} µs "
+            f"| {seconds / max(evals, 1) * 1e3:.2f} ms |"
+        )
+    head = [
+        "| settings | events | evaluations | pipeline time per event | per evaluation |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    return "\n".join(head + out)
+
+
 # ----------------------------------------------------------------- performance incidents
 
 PERF_WORSE = (60_000, 105_000)
@@ -744,9 +909,38 @@ def main() -> None:
     parser.add_argument(
         "--sampling", action="store_true", help="only the table by sampling rate (sample: rate)"
     )
+    parser.add_argument(
+        "--segments", action="store_true", help="only the segments table (segments: [...])"
+    )
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     t0 = time.perf_counter()
+    if args.segments:
+        segments = run_segments(args.quick, repeats)
+        segments_text = "\n".join(
+            [
+                "### Drift in one segment (`segments:`, real pipeline core, defaults)",
+                "",
+                f"Command: `{command_line()}`; {machine_info()}; "
+                f"{time.perf_counter() - t0:.0f} s. The injected streams with"
+                f" `segments: [{CATEGORICAL}]` (5 categories, default `top_k` 5,"
+                " `min_window_rows` 200) and f00's mean depending on the category"
+                f" ({', '.join(f'{v:+g}' for v in SEGMENT_OFFSETS)} sigma), in the reference"
+                " and the stream; the reference's segment references are built from its"
+                f" rows. From the change point on, f00 shifts in `{SEGMENT_LABEL}` only (10% of"
+                " the events). Delay in events after the change (an evaluation every 1000"
+                " events: 'within 2 evaluations' is <= 2000). A false alarm is any signal"
+                " (whole traffic or segment) turning active before the change or on the"
+                " stationary stream. Segment tests are KS / chi-square, Bonferroni over"
+                " segments x columns (monitor/segments.py).",
+                "",
+                segments,
+            ]
+        )
+        print(segments_text)
+        if not args.no_write:
+            write_section("detection-segments", segments_text)
+        return
     if args.sampling:
         sampling = run_sampling(args.quick, repeats)
         sampling_text = "\n".join(

@@ -32,6 +32,7 @@ from monitor.alerting.config import AlertingConfig
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
 from monitor.performance.config import PerformanceConfig
+from monitor.signals import PREDICTION, SEGMENT_EVENT_FIELDS
 
 ColumnType = Literal["numeric", "categorical"]
 
@@ -314,6 +315,67 @@ class ValidationConfig(_Strict):
     constraints: dict[str, FeatureConstraint] = Field(default_factory=dict)
 
 
+MAX_SEGMENT_SPECS = 10
+MAX_SEGMENT_COLUMNS = 3
+
+
+class SegmentsConfig(_Strict):
+    """Declared slices of a model's traffic, each tracked beside the whole
+    (:mod:`monitor.segments`: top-K values, ``__other__``, the correction).
+
+    ``segments: [region, [region, tier]]`` is short for ``segments: {by: [...]}``.
+    """
+
+    by: list[str | list[str]] = Field(
+        default_factory=list,
+        description="Categorical features (or model_version) to slice by; a list is a "
+        "combination (region=north,tier=gold).",
+        max_length=MAX_SEGMENT_SPECS,
+    )
+    top_k: int = Field(
+        5,
+        ge=1,
+        le=50,
+        description="Values tracked per slice, by reference traffic; the rest pool into __other__.",
+    )
+    min_window_rows: int = Field(
+        200, ge=20, description="A segment's rows in the window below which it is not tested."
+    )
+    min_reference_rows: int = Field(
+        200,
+        ge=20,
+        description="Reference rows a segment needs for its own reference; fewer: the "
+        "whole reference.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"by": value} if isinstance(value, list) else value
+
+    @field_validator("by")
+    @classmethod
+    def _well_formed(cls, by: list[str | list[str]]) -> list[str | list[str]]:
+        seen: set[tuple[str, ...]] = set()
+        for i, entry in enumerate(by):
+            cols = (entry,) if isinstance(entry, str) else tuple(entry)
+            if not cols or len(cols) > MAX_SEGMENT_COLUMNS:
+                raise ValueError(f"[{i}]: a combination has 1 to {MAX_SEGMENT_COLUMNS} columns")
+            if any(not c for c in cols) or len(set(cols)) != len(cols):
+                raise ValueError(f"[{i}]: empty or repeated column name")
+            if PREDICTION in cols:
+                raise ValueError(f"[{i}]: the prediction cannot be a segment")
+            key = tuple(sorted(cols))
+            if key in seen:
+                raise ValueError(f"[{i}]: declared twice")
+            seen.add(key)
+        return by
+
+    def specs(self) -> list[tuple[str, ...]]:
+        """Each declared slice as a tuple of column names."""
+        return [(e,) if isinstance(e, str) else tuple(e) for e in self.by]
+
+
 class MultivariateConfig(_Strict):
     """Multivariate drift of the numeric features together: PCA reconstruction error
     (:mod:`monitor.detectors.pca`), reported as signal kind ``multivariate``."""
@@ -336,6 +398,7 @@ class ModelDefaults(_Strict):
     quality: QualityConfig = QualityConfig()
     validation: ValidationConfig = ValidationConfig()
     multivariate: MultivariateConfig = MultivariateConfig()
+    segments: SegmentsConfig = SegmentsConfig()
     reference: ReferenceConfig = ReferenceConfig(learn_first=5000)
     sample: SampleConfig = SampleConfig()
 
@@ -355,6 +418,7 @@ class ModelConfig(_Strict):
     quality: QualityConfig | None = None
     validation: ValidationConfig | None = None
     multivariate: MultivariateConfig | None = None
+    segments: SegmentsConfig | None = None
     sample: SampleConfig | None = None
 
 
@@ -443,6 +507,7 @@ class ResolvedModel(BaseModel):
     quality: QualityConfig
     validation: ValidationConfig = ValidationConfig()
     multivariate: MultivariateConfig = MultivariateConfig()
+    segments: SegmentsConfig = SegmentsConfig()
     sample: SampleConfig = SampleConfig()
 
 
@@ -458,6 +523,7 @@ def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
         quality=model.quality or defaults.quality,
         validation=model.validation or defaults.validation,
         multivariate=model.multivariate or defaults.multivariate,
+        segments=model.segments or defaults.segments,
         sample=model.sample or defaults.sample,
     )
 
@@ -601,6 +667,29 @@ def _constraint_problems(where: str, model: ResolvedModel) -> list[str]:
     return out
 
 
+def _segment_problems(
+    where: str, model: ResolvedModel, schema: dict[str, ColumnType] | None = None
+) -> list[str]:
+    """Segment columns that cannot apply: not a categorical feature of the declared
+    ``features`` (or of the reference's ``schema`` when none are declared), nor an event
+    field such as model_version."""
+    schema = model.features if model.features is not None else schema
+    if schema is None:  # the schema comes from a reference not loaded here
+        return []
+    out = []
+    for i, cols in enumerate(model.segments.specs()):
+        for col in cols:
+            kind = schema.get(col)
+            if col in SEGMENT_EVENT_FIELDS or kind == "categorical":
+                continue
+            why = "not a declared feature" if kind is None else "a numeric feature"
+            out.append(
+                f"{where}.segments.by[{i}]: {col!r} is {why} of model {model.name!r}; segments "
+                f"are categorical features or {', '.join(sorted(SEGMENT_EVENT_FIELDS))}"
+            )
+    return out
+
+
 def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]:
     """Problems a schema cannot see: reference files that are missing, unreadable or do
     not fit the declared features, and the like.
@@ -611,7 +700,9 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
     """
     problems: list[str] = []
     for i, m in enumerate(config.models):
-        problems.extend(_constraint_problems(f"models[{i}]", resolve_model(m, config.defaults)))
+        resolved = resolve_model(m, config.defaults)
+        problems.extend(_constraint_problems(f"models[{i}]", resolved))
+        problems.extend(_segment_problems(f"models[{i}]", resolved))
         if m.features is not None and len(m.features) > config.limits.max_features_per_model:
             problems.append(
                 f"models[{i}].features: {len(m.features)} features exceed "
@@ -621,12 +712,17 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
         from monitor.reference import load_model_references  # numpy: only when checking
 
         for i, m in enumerate(config.models):
+            resolved = resolve_model(m, config.defaults)
             try:
-                load_model_references(
-                    resolve_model(m, config.defaults),
+                refs = load_model_references(
+                    resolved,
                     max_features=config.limits.max_features_per_model,
                     max_categories=config.limits.max_categories_per_feature,
                 )
+                if m.features is None and refs.profile is not None:
+                    problems.extend(
+                        _segment_problems(f"models[{i}]", resolved, refs.profile.schema())
+                    )
             except ReferenceError_ as exc:
                 if m.reference:
                     problems.append(f"models[{i}].{exc}")

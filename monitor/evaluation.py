@@ -30,6 +30,24 @@ MIN_VALUES_FOR_TESTS = 20  # fewer present values than this: no drift verdict fo
 
 
 @dataclass
+class SegmentEvaluation:
+    """One segment at one evaluation: what the UI, metrics and alerts read."""
+
+    segment: str  # the label: region=north
+    slice: str  # region (or region,tier)
+    rows: int  # its events in the window
+    tested: bool  # rows >= min_window_rows
+    reference: str  # "segment" (its own reference rows) or "overall"
+    verdicts: dict[str, FeatureVerdict] = field(default_factory=dict)
+    numeric: dict[str, NumericSummary] = field(default_factory=dict)
+    categorical: dict[str, CategoricalSummary] = field(default_factory=dict)
+
+    @property
+    def drifting(self) -> list[str]:
+        return sorted(f for f, v in self.verdicts.items() if v.drifting)
+
+
+@dataclass
 class Evaluation:
     """Everything one evaluation of one model produced; the metrics and alert layers read it."""
 
@@ -41,6 +59,8 @@ class Evaluation:
     verdicts: dict[str, FeatureVerdict]
     signals: list[Signal]
     performance: dict[str, float] = field(default_factory=dict)
+    #: Per declared segment (:mod:`monitor.segments`), in slice order, ``__other__`` last.
+    segments: list[SegmentEvaluation] = field(default_factory=list)
 
     @property
     def drifting(self) -> list[str]:

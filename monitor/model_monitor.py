@@ -56,6 +56,7 @@ from monitor.reference_state import (
     window_profile,
 )
 from monitor.sampling import Sampler
+from monitor.segments import SegmentMonitor
 from monitor.signals import PREDICTION, EvaluationContext, Signal
 from monitor.state_format import (
     Array,
@@ -169,6 +170,18 @@ class ModelMonitor:
         self.window = SlidingWindow(
             len(self.numeric_columns), len(self.categorical_columns), w.size
         )
+        self.segments = SegmentMonitor(
+            self.settings.segments,
+            self.settings.drift,
+            w,
+            self.name,
+            self.columns,
+            profile,
+            self.limits.max_categories_per_feature,
+            stable_seed,
+        )
+        # model_version codes beside the window's rows, for slices on it (monitor/segments.py).
+        self.version_window = SlidingWindow(0, 1, w.size) if self.segments.uses_versions else None
         self._fit_detectors(profile)
         self.tracker = DriftTracker(self.settings.drift)
         self.stream = StreamFeed()  # values for the old detectors go with them
@@ -263,7 +276,12 @@ class ModelMonitor:
         num, cat, unknown = self.columns.matrices(events)
         self.unknown_feature_events += unknown
         self.validator.observe(num, cat)
-        return self._step(num, cat, ts[start:])
+        versions = (
+            self.segments.version_codes(events.versions)
+            if self.version_window is not None
+            else None
+        )
+        return self._step(num, cat, ts[start:], versions)
 
     def _count_left_out(self, events: ModelEvents, kept: list[int]) -> None:
         """The events the sample leaves out still count in the unknown-feature count: all
@@ -290,7 +308,9 @@ class ModelMonitor:
         self.events_total += int(self._weights[at : at + rows].sum())
         self._weights_at = at + rows
 
-    def _step(self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray) -> list[Evaluation]:
+    def _step(
+        self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray, versions: np.ndarray | None = None
+    ) -> list[Evaluation]:
         """Append the batch to the window step by step, evaluating at each point."""
         count = self.settings.window.type == "count"
         out: list[Evaluation] = []
@@ -298,6 +318,10 @@ class ModelMonitor:
             # Stream detectors see exactly the values before each evaluation point.
             self.stream.add(num[start:end])
             self.window.append(num[start:end], cat[start:end], ts[start:end])
+            if self.version_window is not None and versions is not None:
+                self.version_window.append(
+                    num[start:end, :0], versions[start:end, None], ts[start:end]
+                )
             self._advance(end - start)
             if not count:
                 if point:
@@ -350,9 +374,15 @@ class ModelMonitor:
         num = self.window.numeric()
         cat = self.window.categorical()
         ts = self.window.timestamps()
+        versions = (
+            self.version_window.categorical()[:, 0]
+            if self.version_window is not None and self.version_window.size == self.window.size
+            else None
+        )
         if since is not None:
             mask = ts >= since
             num, cat, ts = num[mask], cat[mask], ts[mask]
+            versions = versions[mask] if versions is not None else None
         numeric, categorical, results = window_results(num, cat, self.columns, self.detectors)
         results.update(self.multivariate.evaluate(num))
         label_results = (
@@ -385,6 +415,8 @@ class ModelMonitor:
                 for s in signals
             ]
         signals.extend(self.validator.evaluate(self.name, num, cat))
+        segments, segment_signals = self.segments.evaluate(num, cat, versions)
+        signals.extend(segment_signals)
         if self.performance is not None:
             signals.extend(self.performance.signals(self.name, perf))
         evaluation = Evaluation(
@@ -396,6 +428,7 @@ class ModelMonitor:
             verdicts=verdicts,
             signals=signals,
             performance=perf,
+            segments=segments,
         )
         self.last = evaluation
         return evaluation
@@ -473,6 +506,11 @@ class ModelMonitor:
             if streams:
                 st.stream_detectors[name] = streams
         st.drift_runs = self.tracker.export_runs()
+        st.segment_runs = self.segments.tracker.export_runs()
+        if self.version_window is not None:
+            st.segment_versions = list(self.segments.versions)
+            if self.version_window.size == self.window.size:
+                st.version_codes = pack_array(self.version_window.categorical()[:, 0])
         return st
 
     @classmethod
@@ -591,6 +629,19 @@ class ModelMonitor:
         self.window.restore_state(state.window, num, cat)
         if pending is not None:
             self.stream.pending = [pending]
+        if self.version_window is not None:
+            # Laid out as the saved window, so it is reordered and cut as the window was;
+            # rows without saved codes (an older state) have no version (-1).
+            self.segments.restore_versions(state.segment_versions)
+            size = state.window.size
+            codes = np.full(size, -1, dtype=np.int32)
+            if state.version_codes is not None:
+                saved = unpack_array(state.version_codes)
+                if saved.shape == (size,) and saved.dtype == np.int32:
+                    codes = np.where(saved < len(self.segments.versions), saved, -1)
+            self.version_window.restore_state(
+                state.window, np.empty((0, size)), codes.astype(np.int32)[:, None]
+            )
 
     def _adopt_detectors(self, state: ModelState, ref_changed: bool, notes: list[str]) -> None:
         """Comparison profile, stream-detector internals and drift runs, where still valid."""
@@ -621,6 +672,7 @@ class ModelMonitor:
                 "stream detectors: restarted from the reference (" + "; ".join(sorted(why)) + ")"
             )
         self.tracker.restore_runs(state.drift_runs)
+        self.segments.tracker.restore_runs(state.segment_runs)
 
     def reference_profile(self, name: str) -> FeatureProfile | None:
         return self.reference.features.get(name) if self.reference else None

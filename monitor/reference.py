@@ -21,7 +21,8 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -29,7 +30,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from monitor.errors import ReferenceError_, ReferenceMismatch
-from monitor.signals import PREDICTION
+from monitor.signals import PREDICTION, SEGMENT_EVENT_FIELDS
 from monitor.summary import QUANTILES
 
 FORMAT_VERSION = 1
@@ -142,6 +143,107 @@ class FeatureProfile:
         )
 
 
+OTHER = "__other__"
+MISSING_SEGMENT = "__missing__"
+MAX_VALUE_CHARS = 64
+Value = tuple[str | None, ...]
+
+
+class SegmentSettings(Protocol):
+    """What :func:`segment_references` reads of ``monitor.config.SegmentsConfig``."""
+
+    @property
+    def top_k(self) -> int: ...
+    @property
+    def min_reference_rows(self) -> int: ...
+    def specs(self) -> list[tuple[str, ...]]: ...
+
+
+def segment_value_text(value: str | None) -> str:
+    """One value from the wire as a label may show it: printable, escaped, bounded."""
+    if value is None:
+        return MISSING_SEGMENT
+    cut = value[: MAX_VALUE_CHARS * 2]
+    out = []
+    for c in cut:
+        o = ord(c)
+        if c in "\\,=" or not c.isprintable() or 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(c)
+    text = "".join(out)
+    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + "..."
+
+
+def slice_name(columns: Sequence[str]) -> str:
+    """A slice's name: its columns joined by ``,`` (``region,tier``), each bounded."""
+    return ",".join(segment_value_text(c) for c in columns)
+
+
+def segment_label(columns: Sequence[str], values: Value | None) -> str:
+    """``region=north,tier=gold``; ``values`` None is the pooled rest (``region=__other__``)."""
+    if values is None:
+        return ",".join(f"{segment_value_text(c)}={OTHER}" for c in columns)
+    return ",".join(
+        f"{segment_value_text(c)}={segment_value_text(v)}"
+        for c, v in zip(columns, values, strict=True)
+    )
+
+
+def segment_references(
+    rows: Sequence[tuple[Mapping[str, Any], Any]],
+    config: SegmentSettings,
+    build: Callable[[list[tuple[Any, Any]], str], ReferenceProfile],
+) -> dict[tuple[str, ...], SegmentReference]:
+    """Per declared slice of features: its top-K values by traffic in ``rows`` and the
+    reference restricted to each (and to the rest) that has ``min_reference_rows`` rows.
+
+    ``build(rows, source)`` builds a profile (the model's ``build_profile``). Slices on an
+    event field (``model_version``) are left out: reference rows do not carry it.
+    Ties in traffic go to the smaller value, so the choice is deterministic.
+    """
+    out: dict[tuple[str, ...], SegmentReference] = {}
+    for cols in config.specs():
+        if any(c in SEGMENT_EVENT_FIELDS for c in cols):
+            continue
+        keys: list[Value] = [
+            tuple(category_of(f.get(c)) if isinstance(f, Mapping) else None for c in cols)
+            for f, _ in rows
+        ]
+        counts = Counter(keys)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], [v or "" for v in kv[0]]))
+        top = [v for v, _ in ranked[: config.top_k]]
+        ref = SegmentReference(columns=cols, values=top)
+        chosen = set(top)
+        groups: dict[Value | None, list[tuple[Any, Any]]] = {}
+        for key, row in zip(keys, rows, strict=True):
+            groups.setdefault(key if key in chosen else None, []).append(row)
+        for value, members in groups.items():
+            if len(members) < config.min_reference_rows:
+                continue
+            try:
+                ref.profiles[value] = build(members, segment_label(cols, value))
+            except ReferenceError_:  # e.g. no number of a numeric feature in this value
+                continue
+        out[cols] = ref
+    return out
+
+
+@dataclass
+class SegmentReference:
+    """What the reference rows say about one declared slice (:mod:`monitor.segments`).
+
+    ``values``: the slice's top-K values by reference traffic, each a tuple with one
+    category per column (None = missing), most frequent first. ``profiles``: the
+    reference restricted to a value (key: its tuple, or ``None`` for the pooled rest),
+    for those with enough rows; the others are compared with the whole reference.
+    """
+
+    columns: tuple[str, ...]
+    values: list[tuple[str | None, ...]]
+    profiles: dict[tuple[str | None, ...] | None, ReferenceProfile] = field(default_factory=dict)
+
+
 @dataclass
 class ReferenceProfile:
     """A model's reference: one :class:`FeatureProfile` per column."""
@@ -159,6 +261,9 @@ class ReferenceProfile:
     #: profile without it learns the joint reference from the first full window.
     joint: np.ndarray | None = None
     joint_columns: list[str] = field(default_factory=list)
+    #: Per declared slice, the reference of its values (built from rows, when the
+    #: reference had rows: learned, or a data file; a saved profile has none).
+    segments: dict[tuple[str, ...], SegmentReference] = field(default_factory=dict)
 
     def schema(self) -> dict[str, ColumnType]:
         return {n: f.kind for n, f in self.features.items() if n != PREDICTION}
@@ -595,8 +700,14 @@ def load_reference(
     prediction: Literal["auto", "numeric", "categorical", "none"] = "auto",
     max_sample: int = 10_000,
     max_categories: int = 200,
+    segments: Any = None,
 ) -> ReferenceProfile:
-    """Load a saved profile, or build one from a data file."""
+    """Load a saved profile, or build one from a data file.
+
+    ``segments`` (a :class:`monitor.config.SegmentsConfig`): from a data file, the
+    reference of each declared slice's values is built too (``ReferenceProfile.segments``;
+    a saved profile has no rows to build them from).
+    """
     p = Path(path)
     if fmt == "auto":
         fmt = detect_format(p)
@@ -614,7 +725,7 @@ def load_reference(
         except (KeyError, TypeError, ValueError) as exc:
             raise ReferenceError_(f"{p}: damaged profile ({type(exc).__name__}: {exc})") from exc
     rows = list(iter_rows(p, fmt, model))
-    return build_profile(
+    profile = build_profile(
         model,
         rows,
         schema=schema,
@@ -623,6 +734,22 @@ def load_reference(
         max_categories=max_categories,
         source=str(p),
     )
+    if segments is not None and segments.by:
+        pred = profile.features.get(PREDICTION)
+        profile.segments = segment_references(
+            rows,
+            segments,
+            lambda members, source: build_profile(
+                model,
+                members,
+                schema=profile.schema(),
+                prediction=pred.kind if pred is not None else "none",
+                max_sample=max_sample,
+                max_categories=max_categories,
+                source=f"{p}, {source}",
+            ),
+        )
+    return profile
 
 
 def check_schema(
@@ -722,6 +849,7 @@ def load_model_references(
                 prediction=settings.prediction,
                 max_sample=ref.max_sample,
                 max_categories=max_categories,
+                segments=getattr(settings, "segments", None),
             )
             check_schema(profile, settings.features, model=settings.name, max_features=max_features)
         except ReferenceError_ as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,12 +27,16 @@ from monitor.reference import (
     PREDICTION,
     FeatureProfile,
     ReferenceProfile,
+    SegmentReference,
     build_profile,
     profile_numeric,
+    segment_references,
 )
 from monitor.state_format import (
     FeatureProfileState,
     ProfileState,
+    SegmentProfileState,
+    SegmentReferenceState,
     StateFormatError,
     pack_array,
     unpack_array,
@@ -80,6 +84,25 @@ class ReferenceLearner:
             model_version=model_version,
             source=f"first {len(rows)} events",
         )
+        if self.settings.segments.by:
+            pred = profile.features.get(PREDICTION)
+            pred_kind: Literal["numeric", "categorical", "none"] = (
+                pred.kind if pred is not None else "none"
+            )
+            profile.segments = segment_references(
+                rows,
+                self.settings.segments,
+                lambda members, source: build_profile(
+                    self.settings.name,
+                    members,
+                    schema=profile.schema(),
+                    prediction=pred_kind,
+                    max_sample=self.settings.reference.max_sample,
+                    max_categories=self.limits.max_categories_per_feature,
+                    model_version=model_version,
+                    source=f"first {len(rows)} events, {source}",
+                ),
+            )
         if len(profile.features) > self.limits.max_features_per_model + 1:
             keep = list(profile.features.items())[: self.limits.max_features_per_model]
             if PREDICTION in profile.features:
@@ -193,6 +216,19 @@ def pack_profile(p: ReferenceProfile) -> ProfileState:
         source=p.source,
         joint=None if p.joint is None else pack_array(p.joint),
         joint_columns=list(p.joint_columns),
+        segments=[
+            SegmentReferenceState(
+                columns=list(ref.columns),
+                values=[list(v) for v in ref.values],
+                profiles=[
+                    SegmentProfileState(
+                        value=None if v is None else list(v), profile=pack_profile(prof)
+                    )
+                    for v, prof in ref.profiles.items()
+                ],
+            )
+            for ref in p.segments.values()
+        ],
     )
 
 
@@ -227,6 +263,17 @@ def unpack_profile(p: ProfileState) -> ReferenceProfile:
         source=p.source,
         joint=_joint(p),
         joint_columns=list(p.joint_columns) if _joint(p) is not None else [],
+        segments={
+            tuple(r.columns): SegmentReference(
+                columns=tuple(r.columns),
+                values=[tuple(v) for v in r.values],
+                profiles={
+                    None if sp.value is None else tuple(sp.value): unpack_profile(sp.profile)
+                    for sp in r.profiles
+                },
+            )
+            for r in p.segments
+        },
     )
 
 

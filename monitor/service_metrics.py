@@ -38,6 +38,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitor.detectors.base import DetectorResult
+from monitor.drift import headline
+from monitor.evaluation import SegmentEvaluation
 from monitor.events import REASONS
 from monitor.multivariate import MULTIVARIATE
 from monitor.signals import SEVERITY_RANK
@@ -352,6 +355,7 @@ class ModelStateCollector(Collector):
                 g.drift_severity.add_metric([model, feature], float(level))
             for metric, value in ev.performance.items():
                 _performance(g, model, metric, value)
+            _segments(g, model, ev.segments, full)
             if not full:
                 continue
             for feature, s in ev.numeric.items():
@@ -413,6 +417,34 @@ def _encodable_labels(family: Metric) -> Metric:
             }
         )
     return family
+
+
+def _segments(g: _Families, model: str, segments: Iterable[SegmentEvaluation], full: bool) -> None:
+    """Per segment (bounded: ``top_k + 1`` per declared slice, the labels escaped and cut in
+    monitor/segments.py): its window events and drifting features; with ``full`` also each
+    tested column's severity and drift score."""
+    for seg in segments:
+        g.segment_events.add_metric([model, seg.segment], float(seg.rows))
+        g.segment_drifting.add_metric([model, seg.segment], float(len(seg.drifting)))
+        if not full:
+            continue
+        for feature, v in seg.verdicts.items():
+            labels = [model, seg.segment, feature]
+            level = SEVERITY_LEVEL[v.severity] if v.drifting else 0
+            g.segment_severity.add_metric(labels, float(level))
+            head = headline(v.results)
+            if head is not None:
+                g.segment_score.add_metric(labels, _drift_score(head))
+
+
+def _drift_score(r: DetectorResult) -> float:
+    """log10 of how far a result is past its threshold (0 = at it), as the web UI draws it;
+    a p-value of 0 (underflow) counts as 1e-300."""
+    if r.p_value is not None:
+        strength = r.threshold / max(r.p_value, 1e-300)
+    else:
+        strength = r.statistic / r.threshold if r.threshold > 0 else r.statistic
+    return math.log10(strength) if strength > 0 and math.isfinite(strength) else math.nan
 
 
 def _performance(g: _Families, model: str, metric: str, value: float) -> None:
@@ -597,6 +629,29 @@ class _Families:
             "monitor_class_performance_threshold",
             "Configured alert bound of a per-class performance metric (multiclass).",
             labels=["model", "metric", "class", "severity"],
+        )
+
+        ms = ["model", "segment"]
+        self.segment_events = G(
+            "monitor_segment_window_events",
+            "Events of the segment (segments: in the config) in the last evaluated window.",
+            labels=ms,
+        )
+        self.segment_drifting = G(
+            "monitor_segment_drifting_features",
+            "Features drifting in the segment (after correction and persistence).",
+            labels=ms,
+        )
+        self.segment_severity = G(
+            "monitor_segment_drift_severity",
+            "0 ok, 1 warning, 2 critical: a feature's verdict within the segment.",
+            labels=[*ms, "feature"],
+        )
+        self.segment_score = G(
+            "monitor_segment_drift_score",
+            "log10 of how far a feature's test within the segment is past its alpha (0 = at "
+            "it; corrected p-value).",
+            labels=[*ms, "feature"],
         )
 
     def all(self) -> Iterator[Metric]:

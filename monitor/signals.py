@@ -34,6 +34,8 @@ PREDICTION = "__prediction__"
 #: The subject of the multivariate verdict, beside the feature names: about the numeric
 #: features together, so never counted among the drifting features.
 MULTIVARIATE = "__multivariate__"
+#: Event fields (not features) a segment may slice by (``segments: [model_version]``).
+SEGMENT_EVENT_FIELDS = frozenset({"model_version"})
 
 
 def severity_rank(severity: str) -> int:
@@ -60,6 +62,9 @@ class Signal:
     threshold: float
     detector: str | None = None
     details: dict[str, float | str | None] = field(default_factory=dict)
+    #: The segment the signal is about (``region=north``, :mod:`monitor.segments`: escaped
+    #: and bounded), or None for the model's whole traffic.
+    segment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

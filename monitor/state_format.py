@@ -187,6 +187,21 @@ class FeatureProfileState(msgspec.Struct, kw_only=True):
     counts: Array | None = None
 
 
+class SegmentProfileState(msgspec.Struct, kw_only=True):
+    """The reference of one segment value (``value`` None: the pooled rest)."""
+
+    value: list[str | None] | None
+    profile: ProfileState
+
+
+class SegmentReferenceState(msgspec.Struct, kw_only=True):
+    """A learned reference's slice (``monitor.reference.SegmentReference``)."""
+
+    columns: list[str]
+    values: list[list[str | None]]
+    profiles: list[SegmentProfileState] = []
+
+
 class ProfileState(msgspec.Struct, kw_only=True):
     """A reference built from observed events (learned, or the previous window)."""
 
@@ -200,6 +215,8 @@ class ProfileState(msgspec.Struct, kw_only=True):
     # The numeric features' joint rows (multivariate drift); absent in older states.
     joint: Array | None = None
     joint_columns: list[str] = []
+    # Per declared slice, its values' references (monitor/segments.py); absent before.
+    segments: list[SegmentReferenceState] = []
 
 
 class JoinEntry(msgspec.Struct, array_like=True):
@@ -299,6 +316,12 @@ class ModelState(msgspec.Struct, kw_only=True):
     # The web UI's drift-score history of this model: column -> rows of
     # ``monitor.ui.history.HistoryPoint.to_list`` (bounded by ``http.ui_history``).
     history: dict[str, list[Any]] = {}
+    # Segments (monitor/segments.py); absent in older states, which then start them anew:
+    # the persistence runs per segment and column, and the model_version codes beside the
+    # window's rows (laid out as ``window``) with their vocabulary.
+    segment_runs: list[FeatureRun] = []
+    segment_versions: list[str] = []
+    version_codes: Array | None = None
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -447,6 +470,8 @@ __all__ = [
     "PerformanceState",
     "ProfileState",
     "RingState",
+    "SegmentProfileState",
+    "SegmentReferenceState",
     "SettingsSeen",
     "StateFormatError",
     "StreamDetectorState",

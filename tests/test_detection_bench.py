@@ -40,3 +40,13 @@ def test_write_section_replaces_only_its_own_markers(tmp_path: Path) -> None:
     assert "keep me" in text and "tail" in text and "new table" in text and "old" not in text
     write_section("fresh", "appended", path)
     assert path.read_text().endswith("<!-- fresh:start -->\nappended\n<!-- fresh:end -->\n")
+
+
+def test_a_shift_in_the_tenth_of_traffic_segment_is_named_within_two_evaluations() -> None:
+    from bench.detection_quality import N_REF, run_segment_stream, segment_stream
+
+    ref = segment_stream(N_REF, None, 0.0, 10_001)
+    stream = segment_stream(9_000, 6_000, 2.0, 1)
+    delay, named_first, false_alarms, _ = run_segment_stream(stream, ref.x, ref.cats)
+    assert delay is not None and delay <= 2_000
+    assert named_first and false_alarms == 0

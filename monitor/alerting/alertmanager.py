@@ -16,7 +16,9 @@ Labels identify the alert in Alertmanager, so they are bounded: ``alertname`` by
 kind (``ModelDrift``, ``ModelPerformance``, ``DataQuality``; ``ModelMonitor`` when
 one notification mixes kinds), ``model``, ``severity``, ``kind`` (the kinds, joined
 by ``,``) and, when every signal of the notification is about one subject,
-``feature`` (drift, data quality) or ``metric`` (performance). Annotations carry the
+``feature`` (drift, data quality) or ``metric`` (performance), and when every signal
+is about one segment of the traffic, ``segment`` (``region=north``, bounded by the
+segments' ``top_k``). Annotations carry the
 rest: summary, description, ``dashboard`` and ``runbook_url`` when the notification
 has those links.
 
@@ -102,6 +104,9 @@ def alert_labels(n: Notification) -> dict[str, str]:
             labels["metric"] = _clean(subject, 256)
         else:  # drift: the feature; data quality: "missing_rate:income" -> income
             labels["feature"] = _clean(subject.rpartition(":")[2] or subject, 256)
+    segments = {s.segment for s in n.signals}
+    if len(segments) == 1 and None not in segments:
+        labels["segment"] = _clean(segments.pop() or "", 256)
     return labels
 
 
@@ -115,7 +120,7 @@ def alert_annotations(n: Notification) -> dict[str, str]:
     for s in n.signals[:20]:
         test = f" p={_number(s.p_value)}" if s.p_value is not None else ""
         lines.append(
-            f"{s.kind} {s.subject}: {s.detector or 'value'} {_number(s.statistic)}{test} "
+            f"{s.name()}: {s.detector or 'value'} {_number(s.statistic)}{test} "
             f"(threshold {_number(s.threshold)}), {s.severity}"
         )
     if len(n.signals) > 20:

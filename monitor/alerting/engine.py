@@ -57,6 +57,7 @@ from monitor.alerting.policy import (
     decide,
     fingerprint,
     idempotency_key,
+    signal_key,
 )
 from monitor.alerting.receiver import Receiver, secret_forms
 from monitor.alerting.receivers import build_receiver
@@ -88,6 +89,7 @@ def evidence(signal: Signal) -> SignalEvidence:
         detector=signal.detector,
         p_value=float(p) if isinstance(p, int | float) else None,
         details=details,
+        segment=signal.segment,
     )
 
 
@@ -197,13 +199,13 @@ def build_notification(
 
 def _log_action(action: AlertAction, receivers: Sequence[str]) -> None:
     """One INFO line per incident action: what happened, to which subjects, who is told."""
-    keys = [f"{s.kind}:{s.subject}" for s in action.signals]
+    keys = [signal_key(s) for s in action.signals]
     subjects = ", ".join(printable(k) for k in keys[:MAX_SUBJECTS_LOGGED])
     if len(keys) > MAX_SUBJECTS_LOGGED:
         subjects += f" and {len(keys) - MAX_SUBJECTS_LOGGED} more"
     cleared = ""
     if action.cleared:
-        names = [printable(f"{s.kind}:{s.subject}") for s in action.cleared[:MAX_SUBJECTS_LOGGED]]
+        names = [printable(signal_key(s)) for s in action.cleared[:MAX_SUBJECTS_LOGGED]]
         cleared = f"; cleared: {', '.join(names)}"
     if action.kind == "mute":
         log.info(

@@ -27,8 +27,10 @@ significance level ``alpha`` (``"compared": "p_value"``; ``threshold`` then
 a detector without a p-value (PSI, a performance metric, a data-quality rate)
 the statistic against its threshold (``"compared": "statistic"``). ``text``
 is the same comparison for humans, e.g. ``p=1.2e-05 < alpha 0.01 (ks
-statistic 0.275)``. ``cleared_signals`` lists, on an ``update``, the signals
-of the incident that resolved while others keep firing.
+statistic 0.275)``. ``segment`` names the slice of the traffic a signal is about
+(``"region=north"``, see :mod:`monitor.segments`), absent for the whole; the summary
+then says ``income drifted in region=north``. ``cleared_signals`` lists, on an
+``update``, the signals of the incident that resolved while others keep firing.
 """
 
 from __future__ import annotations
@@ -76,6 +78,23 @@ class SignalEvidence:
     detector: str | None = None
     p_value: float | None = None
     details: dict[str, float | str | None] = field(default_factory=dict)
+    #: The segment (``region=north``: escaped and bounded at the source,
+    #: :mod:`monitor.segments`), or None for the model's whole traffic.
+    segment: str | None = None
+
+    def name(self) -> str:
+        """What the signal is about, for humans: ``drift income``, and for a segment's
+        drift ``income drifted in region=north``.
+
+        >>> s = SignalEvidence("drift", "s2", "warning", 0.3, 1e-5, segment="region=north")
+        >>> s.name()
+        's2 drifted in region=north'
+        """
+        if self.segment is None:
+            return f"{self.kind} {self.subject}"
+        if self.kind == "drift":
+            return f"{self.subject} drifted in {self.segment}"
+        return f"{self.kind} {self.subject} in {self.segment}"
 
     @property
     def compared(self) -> Literal["p_value", "statistic"]:
@@ -114,6 +133,7 @@ class SignalEvidence:
             detector=self.detector,
             p_value=_finite(self.p_value),
             details={k: _finite(v) for k, v in self.details.items()},
+            segment=msgspec.UNSET if self.segment is None else self.segment,
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -141,6 +161,7 @@ class SignalEvidence:
             detector=r.detector,
             p_value=r.p_value,
             details=dict(r.details),
+            segment=r.segment if isinstance(r.segment, str) else None,
         )
 
     @classmethod
@@ -222,13 +243,13 @@ class Notification:
         label = "RESOLVED" if self.status == "resolved" else f"FIRING:{self.severity}"
         if self.action == "retrain":
             label = "RETRAIN"
-        shown = ", ".join(f"{s.kind} {s.subject}" for s in self.signals[:5])
+        shown = ", ".join(s.name() for s in self.signals[:5])
         more = f" and {len(self.signals) - 5} more" if len(self.signals) > 5 else ""
         version = f" {version_label(self.model_version)}" if self.model_version else ""
         n = len(self.signals)
         cleared = ""
         if self.cleared:
-            names = ", ".join(f"{s.kind} {s.subject}" for s in self.cleared[:5])
+            names = ", ".join(s.name() for s in self.cleared[:5])
             extra = f" and {len(self.cleared) - 5} more" if len(self.cleared) > 5 else ""
             cleared = f"; cleared: {names}{extra}"
         return (
@@ -354,6 +375,9 @@ class SignalRecord(msgspec.Struct, frozen=True):
     detector: str | None = None
     p_value: float | None = None
     details: dict[str, Any] = {}
+    # Only a segment's signal has one (so the whole traffic's records and payloads are
+    # byte for byte what earlier builds wrote); absent: the whole traffic.
+    segment: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class NotificationRecord(msgspec.Struct, frozen=True):

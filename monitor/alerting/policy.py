@@ -4,8 +4,9 @@ Modelled on Alertmanager's dedup stage (``notify/dedup_stage.go``), with the
 ``for`` / ``keep_firing_for`` hysteresis of Prometheus rules folded in, so a
 flapping detector cannot cause a notification storm:
 
-* per signal (``kind:subject``): it *fires* after ``for`` consecutive active
-  evaluations and *resolves* after ``resolve_after`` consecutive ok ones;
+* per signal (``kind:subject``; ``kind:subject@segment`` for a segment's): it *fires*
+  after ``for`` consecutive active evaluations and *resolves* after ``resolve_after``
+  consecutive ok ones;
 * per alert group (the model, optionally split by kind, see ``group_by``):
   an *incident* is open while any of its signals fires;
 * one notification per group and evaluation, listing every firing signal:
@@ -74,7 +75,9 @@ def idempotency_key(fp: str, started_at: float, seq: int, action: str) -> str:
 
 
 def signal_key(signal: Signal) -> str:
-    return f"{signal.kind}:{signal.subject}"
+    """``kind:subject``, and ``@segment`` for a segment's signal (its own track)."""
+    key = f"{signal.kind}:{signal.subject}"
+    return key if signal.segment is None else f"{key}@{signal.segment}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,14 @@ class ModelAlertState:
             last_retrain_at=self.last_retrain_at,
             groups=list(self.groups.values()),
         )
-        return msgspec.to_builtins(doc, order="deterministic", enc_hook=_enc_hook)
+        out = msgspec.to_builtins(doc, order="deterministic", enc_hook=_enc_hook)
+        # A signal of the whole traffic is stored as earlier builds stored it (no segment).
+        for group in out["groups"]:
+            for track in group["tracks"].values():
+                last = track.get("last")
+                if isinstance(last, dict) and last.get("segment", "") is None:
+                    del last["segment"]
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelAlertState:
@@ -214,7 +224,12 @@ def group_labels(signal: Signal, group_by: Sequence[str]) -> dict[str, str]:
 
 
 def _order(signals: Iterable[Signal]) -> tuple[Signal, ...]:
-    return tuple(sorted(signals, key=lambda s: (-severity_rank(s.severity), s.kind, s.subject)))
+    return tuple(
+        sorted(
+            signals,
+            key=lambda s: (-severity_rank(s.severity), s.kind, s.subject, s.segment or ""),
+        )
+    )
 
 
 def _step_track(

@@ -46,7 +46,11 @@ def decide_retrain(
     True
     """
     live = [s for s in signals if not is_silenced(silences, s, now)]
-    drifted = [s for s in live if s.kind == "drift" and s.severity == "critical"]
+    # Features of the whole traffic: a feature drifting in three segments is one feature
+    # (and the whole's own verdict counts it when the drift is broad enough to retrain for).
+    drifted = [
+        s for s in live if s.kind == "drift" and s.severity == "critical" and s.segment is None
+    ]
     perf = [s for s in live if s.kind == "performance" and s.severity == "critical"]
     reasons: list[str] = []
     evidence: list[Signal] = []

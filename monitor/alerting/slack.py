@@ -13,11 +13,26 @@ from typing import Any
 
 from monitor.alerting.config import SlackReceiverConfig
 from monitor.alerting.http import raise_for_status, send_request
-from monitor.alerting.notification import Notification, iso, version_label
+from monitor.alerting.notification import Notification, SignalEvidence, iso, version_label
 from monitor.alerting.receiver import HttpReceiver, encode_json
 
 MAX_SIGNALS_SHOWN = 10
 _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:"}
+
+
+def mrkdwn_escape(text: str) -> str:
+    """Text for a Slack mrkdwn field: ``&``, ``<``, ``>`` escaped as Slack requires (a
+    segment value from the wire could otherwise be ``<!channel>`` or a link), and
+    backticks made quotes so a value cannot close its code span.
+
+    >>> mrkdwn_escape("<!channel> & `x`")
+    "&lt;!channel&gt; &amp; 'x'"
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+
+
+def _where(s: SignalEvidence) -> str:
+    return f" in `{mrkdwn_escape(s.segment)}`" if s.segment is not None else ""
 
 
 def slack_message(notification: Notification) -> dict[str, Any]:
@@ -27,11 +42,11 @@ def slack_message(notification: Notification) -> dict[str, Any]:
     title = f"{emoji} {n.summary()}"
     lines = []
     for s in n.signals[:MAX_SIGNALS_SHOWN]:
-        lines.append(f"• *{s.kind}* `{s.subject}`: {s.comparison()} [{s.severity}]")
+        lines.append(f"• *{s.kind}* `{s.subject}`{_where(s)}: {s.comparison()} [{s.severity}]")
     if len(n.signals) > MAX_SIGNALS_SHOWN:
         lines.append(f"… and {len(n.signals) - MAX_SIGNALS_SHOWN} more")
     for s in n.cleared[:MAX_SIGNALS_SHOWN]:
-        lines.append(f"• cleared: *{s.kind}* `{s.subject}`: {s.comparison()}")
+        lines.append(f"• cleared: *{s.kind}* `{s.subject}`{_where(s)}: {s.comparison()}")
     if len(n.cleared) > MAX_SIGNALS_SHOWN:
         lines.append(f"… and {len(n.cleared) - MAX_SIGNALS_SHOWN} more cleared")
     blocks: list[dict[str, Any]] = [
@@ -71,7 +86,7 @@ def slack_message(notification: Notification) -> dict[str, Any]:
                 ],
             }
         )
-    return {"text": title, "blocks": blocks}
+    return {"text": mrkdwn_escape(title), "blocks": blocks}
 
 
 class SlackReceiver(HttpReceiver):
@@ -92,4 +107,4 @@ class SlackReceiver(HttpReceiver):
         raise_for_status(response, self._clock.time(), what=f"slack {self.name}")
 
 
-__all__ = ["SlackReceiver", "slack_message"]
+__all__ = ["SlackReceiver", "mrkdwn_escape", "slack_message"]

@@ -1,0 +1,336 @@
+"""Segments: drift per declared slice of the traffic, beside the whole (monitor/segments.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.config import check_config, parse_config
+from monitor.errors import ConfigError
+from monitor.evaluation import Evaluation
+from monitor.events import ModelEvents
+from monitor.model_monitor import ModelMonitor
+from monitor.segments import MAX_VALUE_CHARS, OTHER, segment_label, segment_value_text
+
+WINDOW = {"size": 5000, "step": 1000}
+REGIONS = ["north", "south", "east", "west"]
+SHARES = [0.1, 0.3, 0.3, 0.3]
+
+
+def _events(
+    seed: int, n: int, *, shift_north: float = 0.0, regions: list[str] | None = None, start=0
+) -> ModelEvents:
+    """Events of a model whose regions differ by nature (north is richer): a segment
+    compared with the whole reference would always look drifted."""
+    rng = np.random.default_rng(seed)
+    names = regions or REGIONS
+    # Indices, not a numpy array of the strings: a hostile value may be huge.
+    idx = rng.choice(len(names), size=n, p=None if regions else SHARES)
+    region = [names[i] for i in idx]
+    north = np.array([r == "north" for r in region])
+    a = rng.normal(size=n) + np.where(north, 2.0, 0.0)
+    b = rng.normal(size=n) + np.where(north, shift_north, 0.0)
+    c = rng.normal(size=n)
+    out = ModelEvents("m")
+    for i in range(n):
+        out.event_ids.append(f"e{start + i}")
+        out.timestamps.append(float(start + i))
+        out.versions.append(None)
+        out.features.append(
+            {"a": float(a[i]), "b": float(b[i]), "c": float(c[i]), "region": region[i]}
+        )
+        out.predictions.append(0.5)
+    return out
+
+
+def _monitor(**model: object) -> ModelMonitor:
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "window": WINDOW,
+                    "reference": {"learn_first": 10_000},
+                    "segments": ["region"],
+                    **model,
+                }
+            ]
+        }
+    )
+    return ModelMonitor(cfg.model("m"), cfg.limits)  # type: ignore[arg-type]
+
+
+def _firing(evaluations: list[Evaluation]) -> list[tuple[int, str, str | None]]:
+    return [
+        (i, s.subject, s.segment)
+        for i, e in enumerate(evaluations)
+        for s in e.signals
+        if s.severity != "ok"
+    ]
+
+
+def test_stationary_heterogeneous_segments_raise_nothing() -> None:
+    mm = _monitor()
+    mm.ingest(_events(1, 10_000))
+    evals = mm.ingest(_events(2, 15_000, start=10_000))
+    assert len(evals) == 11
+    assert _firing(evals) == []
+    last = evals[-1]
+    labels = [s.segment for s in last.segments]
+    assert sorted(labels[:4]) == sorted(f"region={r}" for r in REGIONS)
+    assert labels[-1] == f"region={OTHER}"
+    assert labels[3] == "region=north"  # the least traffic of the top values comes last
+    north = last.segments[3]
+    assert north.tested and north.reference == "segment" and 400 < north.rows < 600
+    # The slice's own column is constant within a value: not tested there.
+    assert set(north.verdicts) == {"a", "b", "c", "__prediction__"}
+    other = last.segments[-1]
+    assert other.rows == 0 and not other.tested
+
+
+def test_a_shift_in_a_tenth_of_the_traffic_is_named_with_its_segment() -> None:
+    mm = _monitor()
+    mm.ingest(_events(1, 10_000))
+    assert _firing(mm.ingest(_events(2, 5000, start=10_000))) == []
+    evals = mm.ingest(_events(3, 2000, shift_north=1.5, start=15_000))
+    assert len(evals) == 2  # the two evaluations after the onset
+    fired = _firing(evals)
+    assert (1, "b", "region=north") in fired or (0, "b", "region=north") in fired
+    assert all(seg == "region=north" for _, _, seg in fired if seg is not None)
+
+
+def test_segment_p_values_are_bonferroni_corrected_over_segments_and_columns() -> None:
+    mm = _monitor()
+    mm.ingest(_events(1, 10_000))
+    (ev,) = mm.ingest(_events(2, 5000, start=10_000))
+    tested = [s for s in ev.segments if s.tested]
+    results = [r for s in tested for v in s.verdicts.values() for r in v.results]
+    m = len(results)
+    # a, b, c and the prediction with KS (region is the slice: never tested in it)
+    assert m == len(tested) * 4
+    for r in results:
+        assert r.detector == "ks"
+        assert r.p_value == pytest.approx(min(1.0, r.details["raw_p_value"] * m))
+
+
+def test_top_k_bounds_the_segments_and_pools_the_rest() -> None:
+    regions = [f"r{i}" for i in range(40)]
+    mm = _monitor(segments={"by": ["region"], "top_k": 3, "min_window_rows": 20})
+    mm.ingest(_events(1, 10_000, regions=regions))
+    (ev,) = mm.ingest(_events(2, 5000, regions=regions, start=10_000))
+    assert len(ev.segments) == 4
+    assert ev.segments[-1].segment == f"region={OTHER}"
+    assert ev.segments[-1].rows == 5000 - sum(s.rows for s in ev.segments[:3])
+
+
+def test_hostile_segment_values_are_escaped_and_bounded() -> None:
+    hostile = ["<script>alert(1)</script>", "\ud800x", "a\nb", "x" * 5_000, "x" * 4_000]
+    mm = _monitor(segments={"by": ["region"], "top_k": 5, "min_window_rows": 20})
+    mm.ingest(_events(1, 10_000, regions=hostile))
+    (ev,) = mm.ingest(_events(2, 5000, regions=hostile, start=10_000))
+    labels = [seg.segment for seg in ev.segments]
+    assert len(set(labels)) == len(labels) == 6  # the two long values stay apart
+    for seg in ev.segments:
+        assert len(seg.segment) <= len("region=") + MAX_VALUE_CHARS + 3 + 2
+        assert seg.segment.isprintable()
+        seg.segment.encode("utf-8")  # no lone surrogate left
+        assert "\n" not in seg.segment
+    assert segment_value_text("\ud800") == "\\ud800"
+    assert segment_label(("region",), ("=,\\",)) == "region=\\x3d\\x2c\\x5c"
+
+
+def test_combinations_and_model_version_slices() -> None:
+    mm = _monitor(segments={"by": [["region", "model_version"]], "min_window_rows": 20})
+    ev0 = _events(1, 10_000)
+    mm.ingest(ev0)
+    ev = _events(2, 5000, start=10_000)
+    ev.versions[:] = ["v1" if i % 2 else "v2" for i in range(5000)]
+    (out,) = mm.ingest(ev)
+    labels = {s.segment for s in out.segments}
+    assert len(labels) == 6 and "region=south,model_version=v1" in labels
+    assert "region=__other__,model_version=__other__" in labels  # north's two, pooled
+    assert all(s.reference == "overall" for s in out.segments)  # rows carry no version
+
+
+def test_config_shorthand_bounds_and_errors() -> None:
+    cfg = parse_config({"defaults": {"segments": ["region", ["region", "tier"]]}})
+    assert cfg.defaults.segments.specs() == [("region",), ("region", "tier")]
+    assert cfg.defaults.segments.top_k == 5
+    with pytest.raises(ConfigError) as err:
+        parse_config({"models": [{"name": "m", "segments": {"by": ["x"], "topk": 3}}]})
+    assert "models[0].segments.topk" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_config({"models": [{"name": "m", "segments": [["a", "a"]]}]})
+    assert "models[0].segments.by" in str(err.value) and "repeated" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_config({"models": [{"name": "m", "segments": ["__prediction__"]}]})
+    assert "prediction" in str(err.value)
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "features": {"income": "numeric", "region": "categorical"},
+                    "segments": ["income", "region", "tier", "model_version"],
+                }
+            ]
+        }
+    )
+    problems = check_config(cfg, references=False)
+    assert any("segments.by[0]" in p and "numeric" in p for p in problems)
+    assert any("segments.by[2]" in p and "not a declared feature" in p for p in problems)
+    assert not any("by[1]" in p or "by[3]" in p for p in problems)
+
+
+def test_a_checkpoint_carries_the_segments_and_restores_them_exactly() -> None:
+    from monitor.state_format import decode, encode
+
+    seg = {"by": ["region", ["region", "model_version"]], "min_window_rows": 20}
+    a = _monitor(segments=seg)
+    a.ingest(_events(1, 10_000))
+    first = _events(2, 5500, start=10_000)
+    first.versions[:] = ["v1" if i % 3 else "v\ud800" for i in range(5500)]
+    a.ingest(first)
+    # The learned reference (with its segments), the runs and the version codes survive.
+    b, notes = ModelMonitor.restore(a.settings, a.limits, decode(encode(a.export_state())))
+    assert notes == []
+    assert b.reference is not None and set(b.reference.segments) == {("region",)}
+    later = _events(3, 3000, shift_north=1.5, start=15_500)
+    later.versions[:] = ["v1"] * 3000
+    ea, eb = a.ingest(later), b.ingest(later)
+    assert len(ea) == 3
+    assert [e.signals for e in ea] == [e.signals for e in eb]
+    assert [[(s.segment, s.rows) for s in e.segments] for e in ea] == [
+        [(s.segment, s.rows) for s in e.segments] for e in eb
+    ]
+    assert any(s.segment == "region=north" and s.severity != "ok" for s in ea[-1].signals)
+
+
+def _notification(*signals: object) -> object:
+    from monitor.alerting.notification import Notification
+
+    return Notification(
+        idempotency_key="k",
+        fingerprint="f",
+        action="fire",
+        status="firing",
+        model="m",
+        model_version=None,
+        group={"model": "m"},
+        severity="critical",
+        started_at=0.0,
+        evaluated_at=0.0,
+        window_start=0.0,
+        window_end=0.0,
+        window_events=1,
+        signals=tuple(signals),  # type: ignore[arg-type]
+    )
+
+
+def test_a_notification_names_the_segment_in_text_and_every_payload() -> None:
+    import json
+
+    from monitor.alerting.alertmanager import alert_labels
+    from monitor.alerting.notification import Notification, SignalEvidence
+    from monitor.alerting.pagerduty import pagerduty_event
+    from monitor.alerting.slack import slack_message
+
+    hostile = segment_label(("region",), ("<!channel> `x` &\ud800",))
+    seg = SignalEvidence("drift", "income", "critical", 0.4, 1e-5, "ks", 1e-9, segment=hostile)
+    n = _notification(seg)
+    assert n.summary() == f"[FIRING:critical] m: 1 signal (income drifted in {hostile})"  # type: ignore[attr-defined]
+    payload = n.to_payload()  # type: ignore[attr-defined]
+    assert payload["signals"][0]["segment"] == hostile
+    json.dumps(payload).encode("utf-8")  # valid UTF-8 all through
+    body = slack_message(n)  # type: ignore[arg-type]
+    # Every field Slack parses as mrkdwn is escaped (the header is plain_text: shown as is).
+    parsed = [body["text"]] + [
+        b["text"]["text"] for b in body["blocks"] if b.get("text", {}).get("type") == "mrkdwn"
+    ]
+    assert all("<!channel>" not in t for t in parsed)
+    assert "&lt;!channel&gt;" in parsed[0] and "&lt;!channel&gt;" in parsed[1]
+    pd = pagerduty_event(n, "rk")  # type: ignore[arg-type]
+    assert pd["payload"]["custom_details"]["signals"][0]["segment"] == hostile
+    assert "drifted in region=" in pd["payload"]["summary"]
+    assert alert_labels(n)["segment"] == hostile  # type: ignore[arg-type]
+    assert Notification.decode(n.encode()) == n  # type: ignore[attr-defined]
+    # A row of an earlier build (no segment) still loads, as the whole traffic.
+    old = json.loads(n.encode())  # type: ignore[attr-defined]
+    del old["signals"][0]["segment"]
+    assert Notification.decode(json.dumps(old)).signals[0].segment is None
+    whole = SignalEvidence("drift", "income", "critical", 0.4, 1e-5, "ks", 1e-9)
+    assert "segment" not in alert_labels(_notification(seg, whole))  # type: ignore[arg-type]
+
+
+def test_a_segment_signal_is_its_own_alert_track() -> None:
+    from monitor.alerting.config import AlertingConfig
+    from monitor.alerting.policy import decide
+    from monitor.signals import EvaluationContext, Signal
+
+    rules = AlertingConfig.model_validate({"rules": [{}]}).rules
+    ctx = EvaluationContext("m", None, 1.0, 0.0, 1.0, 10, 10, 1)
+    whole = Signal("m", "drift", "income", "ok", 0.1, 0.2, "psi")
+    north = Signal("m", "drift", "income", "critical", 0.4, 1e-5, "ks", segment="region=north")
+    decision = decide(None, [whole, north], ctx, 1.0, rules=rules)
+    (action,) = decision.actions
+    assert action.kind == "fire"
+    assert [(s.subject, s.segment) for s in action.signals] == [("income", "region=north")]
+
+
+def test_the_first_format_fixture_restores_into_a_model_with_segments() -> None:
+    """A checkpoint of before segments (no segment fields) restores; the segments start
+    anew, the window's rows have no model version, and the next evaluation has them."""
+    from pathlib import Path
+
+    from monitor.state_format import decode
+    from tests import state_fixture as fx
+
+    blob = (Path(__file__).parent / "fixtures" / "model-state-v1.bin").read_bytes()
+    raw = {"models": [{**fx.RAW_CONFIG["models"][0]}]}
+    raw["models"][0]["segments"] = {
+        "by": ["region", ["region", "model_version"]],
+        "min_window_rows": 20,
+    }
+    cfg = parse_config(raw)
+    mm, _ = ModelMonitor.restore(cfg.model(fx.MODEL), cfg.limits, decode(blob), fx.reference())  # type: ignore[arg-type]
+    assert (mm.events_total, mm.window.size) == (1_700, 300)
+    assert mm.version_window is not None and mm.version_window.size == 300
+    events, _ = fx.stream(1_800)
+    (ev,) = mm.ingest(events.slice(1_700, 1_800))
+    by_slice = {}
+    for s in ev.segments:
+        by_slice.setdefault(s.slice, 0)
+        by_slice[s.slice] += s.rows
+    assert by_slice == {"region": 300, "region,model_version": 300}
+
+
+def test_segment_signals_do_not_count_as_more_drifted_features_for_retraining() -> None:
+    from monitor.alerting.config import RetrainPolicy
+    from monitor.alerting.retrain_policy import decide_retrain
+    from monitor.signals import EvaluationContext, Signal
+
+    ctx = EvaluationContext("m", None, 100.0, 0.0, 90.0, 10, 10)
+    policy = RetrainPolicy(receiver="r", min_critical_drifted_features=2)
+    income = Signal("m", "drift", "income", "critical", 0.5, 0.2)
+    in_regions = [
+        Signal("m", "drift", "income", "critical", 0.5, 1e-5, "ks", segment=f"region={r}")
+        for r in ("north", "south", "east")
+    ]
+    assert not decide_retrain(policy, None, [income, *in_regions], ctx, 100.0).trigger
+    age = Signal("m", "drift", "age", "critical", 0.5, 0.2)
+    assert decide_retrain(policy, None, [income, age, *in_regions], ctx, 100.0).trigger
+
+
+def test_time_windows_select_the_segments_of_the_evaluated_span() -> None:
+    window = {"type": "time", "seconds": 2000, "step_seconds": 1000, "size": 20_000}
+    mm = _monitor(window=window, segments={"by": [["region", "model_version"]], "top_k": 8})
+    mm.ingest(_events(1, 10_000))
+    ev = _events(2, 6000, start=10_000)
+    ev.versions[:] = ["v1" if i < 3000 else "v2" for i in range(6000)]
+    evals = mm.ingest(ev)
+    assert evals
+    last = evals[-1]
+    # The span evaluated holds only v2's events: every v1 segment is empty.
+    assert last.context.window_events == sum(s.rows for s in last.segments)
+    assert all(s.rows == 0 for s in last.segments if s.segment.endswith("model_version=v1"))
+    assert any(s.rows > 0 for s in last.segments if s.segment.endswith("model_version=v2"))
