@@ -361,10 +361,12 @@ def profile_categorical(
     name: str, values: list[str], n_rows: int, max_categories: int
 ) -> FeatureProfile:
     """Profile one categorical column; rarest categories beyond the cap pool into __other__."""
-    uniq, counts = np.unique(np.asarray(values, dtype=object).astype(str), return_counts=True)
-    order = np.lexsort((uniq, -counts))  # most frequent first, ties by name: deterministic codes
-    cats = [str(c) for c in uniq[order]]
-    cnts = counts[order].astype(np.int64)
+    # Counted as Python strings: a fixed-width numpy string array is as wide as the longest
+    # value for every row, so one 100,000-character value in a reference learned from the
+    # wire would cost gigabytes and minutes.
+    ranked = sorted(Counter(map(str, values)).items(), key=lambda kv: (-kv[1], kv[0]))
+    cats = [c for c, _ in ranked]  # most frequent first, ties by name: deterministic codes
+    cnts = np.fromiter((n for _, n in ranked), dtype=np.int64, count=len(ranked))
     if len(cats) > max_categories:
         keep = max_categories - 1
         cats = [*cats[:keep], "__other__"]

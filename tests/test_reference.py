@@ -134,3 +134,24 @@ def test_ragged_or_unreadable_files_name_file_and_line(tmp_path: Path) -> None:
     bad_utf8.write_bytes(b'{"x": 1}\n{"x": "\xff"}\n')
     with pytest.raises(ReferenceError_, match=r"bad\.jsonl:2: not valid UTF-8"):
         load_reference(bad_utf8, model="m")
+
+
+def test_a_huge_category_value_costs_its_own_size_not_the_columns() -> None:
+    """One 200,000-character value among 20,000 rows (a reference learned from the wire):
+    counting it as a fixed-width string array would cost 16 GB; counted as Python strings it
+    costs its own size, and the codes keep their order (most frequent first, ties by name)."""
+    import tracemalloc
+
+    from monitor.reference import profile_categorical
+
+    huge = "x" * 200_000
+    values = ["b", "a", "c", "a", "b", "\x00z"] * 3333 + [huge, "a"]
+    tracemalloc.start()
+    try:
+        prof = profile_categorical("country", values, n_rows=len(values), max_categories=50)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000
+    assert prof.categories == ["a", "b", "\x00z", "c", huge]
+    assert prof.counts.tolist() == [6667, 6666, 3333, 3333, 1]
