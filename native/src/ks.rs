@@ -32,9 +32,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 /// Reference values compared per step of the forward pass.
-const BLOCK: usize = 8;
+const BLOCK: usize = 4;
 /// Slices of the window ranked side by side (independent dependency chains).
-const LANES: usize = 4;
+const LANES: usize = 8;
 
 /// `#reference < v`, searching forward from `p`, which must not exceed the answer. A
 /// block of reference values is counted per compare, so the loop exits on a branch that
