@@ -13,10 +13,11 @@ divided the same way, so D equals scipy's statistic bit for bit, in one of two
 implementations with identical results (``tests/test_ks_native.py``):
 
 * the compiled kernel of ``native/`` (``monitor_native.ks_statistic_sorted``,
-  Rust, without the GIL), when it is installed: about 15 microseconds for a
-  5,000-value window against a 10,000-value reference (the numba merge it
-  replaces took about 70); :func:`ks_statistics_sorted` takes every column of
-  an evaluation in one call;
+  Rust, without the GIL), when it is installed: for a 5,000-value window
+  against a 10,000-value reference about half the time of the numba merge it
+  replaces, and every KS column of an evaluation in one call
+  (:func:`ks_statistics_sorted`); figures in BENCHMARKS.md ("KS evaluation
+  speed");
 * numpy otherwise (:func:`ks_statistic_sorted_numpy`: two ``searchsorted``
   calls and the same arithmetic): several times slower, same D.
 
