@@ -305,6 +305,28 @@ mod tests {
     }
 
     #[test]
+    fn the_division_shortcut_finds_the_extremes_of_dividing_everywhere() {
+        // Monotone ranks as from a sorted window, for sizes up to a million: the readings
+        // of `extremes` (divided only near the exact extremes) and of `extremes_plain`.
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as i64
+        };
+        for _ in 0..300 {
+            let n1 = 1 + next() % 1_000_000;
+            let n2 = 1 + next() % 3_000;
+            let mut ranks: Vec<i64> = (0..2 * n2).map(|_| next() % (n1 + 1)).collect();
+            ranks.sort_unstable();
+            let below: Vec<i64> = ranks.iter().step_by(2).copied().collect();
+            let at: Vec<i64> = ranks.iter().skip(1).step_by(2).copied().collect();
+            let (h1, l1) = extremes(&below, &at, n1, n2);
+            let (h2, l2) = extremes_plain(&below, &at, n1, n2);
+            assert_eq!((h1.to_bits(), l1.to_bits()), (h2.to_bits(), l2.to_bits()));
+        }
+    }
+
+    #[test]
     fn sortedness_and_nan_are_checked() {
         assert!(sorted_no_nan(&[1.0, 1.0, 2.0]));
         assert!(!sorted_no_nan(&[2.0, 1.0]));
