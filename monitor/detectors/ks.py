@@ -234,6 +234,13 @@ def ks_statistics_sorted(references: list[np.ndarray], windows: list[np.ndarray]
         raise DetectorError(f"ks: {exc}") from exc
 
 
+def warm_up() -> None:
+    """Nothing to compile any more (the kernel is built with native/, numpy needs nothing):
+    one tiny statistic, so callers written for the numba walk (bench scripts that warm it
+    up before timing) keep working."""
+    ks_statistic_sorted(np.zeros(1), np.zeros(1))
+
+
 KSMethod = Literal["kolmogorov", "asymp", "auto"]
 KS_METHODS: tuple[str, ...] = ("kolmogorov", "asymp", "auto")
 
