@@ -235,9 +235,9 @@ def ks_statistics_sorted(references: list[np.ndarray], windows: list[np.ndarray]
 
 
 def warm_up() -> None:
-    """Nothing to compile any more (the kernel is built with native/, numpy needs nothing):
-    one tiny statistic, so callers written for the numba walk (bench scripts that warm it
-    up before timing) keep working."""
+    """One tiny statistic through the path in use, at start: nothing is compiled at run time
+    any more, but a broken kernel fails the start, not the first evaluation (and bench
+    scripts that warmed the numba walk up before timing keep working)."""
     ks_statistic_sorted(np.zeros(1), np.zeros(1))
 
 
