@@ -5,7 +5,7 @@
 # (cargo 1.95.0), the Python the suite runs on (3.11.7), and a fixed maturin. Python packages
 # come from constraints.txt: the versions the test suite ran with (scripts/update_constraints.py).
 
-# The compiled decoder (native/, Rust): one abi3 wheel for CPython >= 3.11.
+# The compiled decoder and KS kernel (native/, Rust): one abi3 wheel for CPython >= 3.11.
 FROM rust:1.95.0-slim-bookworm AS native
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
@@ -31,8 +31,7 @@ FROM python:3.11.7-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    NUMBA_CACHE_DIR=/home/monitor/.cache/numba
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./

@@ -19,8 +19,8 @@ Figures, each the median of ``--repeat`` runs, alternated (ours, Evidently, ours
   reads the CSVs with pandas, runs ``Report([DataDriftPreset()])`` with the
   column types declared, and calls ``save_html``.
 * **first report**: the work after the imports (read, compare, write), timed inside
-  each process; ours includes compiling the KS walk (numba caches it on disk, so
-  this is the cached load after the first run on a machine).
+  each process (ours computes KS with the compiled kernel of ``native/``, nothing
+  to compile at run time).
 * **next report**: the same report again in the same process: what a notebook or a
   batch job pays per further report.
 * **imports**: the libraries each imports before any work.

@@ -751,9 +751,6 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     print("bare decode ...", flush=True)
     out["bare_decode"] = bare_decode(msgs, min(single_total, 1_000_000))
     import monitor.service  # noqa: F401  (imports are not monitoring state)
-    from monitor.detectors import ks
-
-    ks.warm_up()  # nor is compiled code (MonitorService.start() compiles it too)
 
     gc.collect()
     base_rss = rss_bytes()

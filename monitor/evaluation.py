@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.columns import Columns
-from monitor.detectors.base import Detector, DetectorResult, evaluate_sorted
+from monitor.detectors.base import Detector, DetectorResult, evaluate_sorted_all
 from monitor.drift import FeatureVerdict
 from monitor.signals import MULTIVARIATE, EvaluationContext, Signal
 from monitor.summary import (
@@ -133,12 +133,20 @@ def window_results(
     num_summaries, sorted_cols = summarize_numeric(num)
     cat_summaries = summarize_categorical(cat, columns.category_sizes(), columns.reference_sizes)
     results: dict[str, list[DetectorResult]] = {}
+    jobs: list[tuple[Detector, np.ndarray]] = []
+    owners: list[str] = []
     for name, summary, values in zip(
         columns.numeric_columns, num_summaries, sorted_cols, strict=True
     ):
         if summary.count >= MIN_VALUES_FOR_TESTS:
-            # summarize_numeric hands the columns sorted: the detectors' fast path.
-            results[name] = [evaluate_sorted(d, values) for d in detectors[name]]
+            # summarize_numeric hands the columns sorted: the detectors' fast path, all
+            # columns at once (one call of the KS kernel for every column).
+            results[name] = []
+            for d in detectors[name]:
+                jobs.append((d, values))
+                owners.append(name)
+    for name, result in zip(owners, evaluate_sorted_all(jobs), strict=True):
+        results[name].append(result)
     for name, summary in zip(columns.categorical_columns, cat_summaries, strict=True):
         if summary.count >= MIN_VALUES_FOR_TESTS:
             results[name] = [d.evaluate(summary.counts) for d in detectors[name]]

@@ -451,7 +451,11 @@ class MonitorService:
         # decides the same way on a replay as it did the first time.
         self._admitted = {m for m in self.store.models() if self.config.model(m) is None}
         self.load_references()
-        ks.warm_up()  # compile now, not in the first evaluation
+        ks.warm_up()  # a broken KS kernel fails here, not in the first evaluation
+        log.info(
+            "KS kernel: %s",
+            "compiled (monitor_native)" if ks.NATIVE_KS else "numpy (monitor_native not installed)",
+        )
         if self.decoder.native:
             log.info("event decoder: compiled (monitor_native)")
         else:

@@ -127,7 +127,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     assert _cycles(graph, {"p", "p.a", "p.b", "p.c"}) == [["p.a", "p.b", "p.c"]]
 
 
-HEAVY = ("numpy", "scipy", "numba", "river", "aiokafka", "aiohttp", "httpx", "pydantic")
+HEAVY = ("numpy", "scipy", "river", "aiokafka", "aiohttp", "httpx", "pydantic")
 
 
 def test_monitor_help_loads_nothing_heavy() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from monitor.cli import EXIT_OK, EXIT_USAGE, JsonLogFormatter, TextLogFormatter, with_progress
 
-HEAVY = ("numba", "numpy", "aiohttp", "aiokafka", "httpx", "prometheus_client")
+HEAVY = ("numpy", "aiohttp", "aiokafka", "httpx", "prometheus_client")
 
 
 def monitor(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

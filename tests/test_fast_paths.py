@@ -2,7 +2,7 @@
 
 Every speed-up of the evaluation keeps a slower, obviously-correct path beside
 it; these tests hold the two equal on random inputs, ties and missing values
-included: the compiled KS walk against scipy, ``evaluate_sorted`` against
+included: the KS statistic against scipy, ``evaluate_sorted`` against
 ``evaluate``, the whole-matrix summaries against the per-column loop, the
 column-major window against a row-major checkpoint of an older release, and the
 unknown-feature count's shortcut against the per-event set test.
@@ -186,22 +186,30 @@ def test_stream_input_waits_for_the_evaluation_and_gives_identical_results() -> 
     assert any(r[0] == "adwin" and r[1] > 0 for _, res in expect for rs in res.values() for r in rs)
 
 
-def test_ks_walk_compiles_where_numba_has_no_writable_cache_location() -> None:
-    """A read-only install with no writable home: numba cannot cache, the service still runs."""
-    import subprocess
-    import sys
+def test_evaluations_use_the_compiled_ks_kernel_when_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With native/ built, every evaluation takes its KS statistics from the compiled
+    kernel, all columns in one call (tests/test_ks_native.py: same answers as numpy)."""
+    from monitor.detectors import ks
 
-    code = (
-        "from numba.core import caching\n"
-        "caching.CacheImpl._locator_classes = []  # as if no cache location were writable\n"
-        "import numpy as np\n"
-        "from monitor.detectors.ks import ks_statistic_sorted, warm_up\n"
-        "warm_up()\n"
-        "print(ks_statistic_sorted(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0])))\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR",)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "0.33333333333333337"
+    if not ks.NATIVE_KS:
+        if os.environ.get("MONITOR_REQUIRE_NATIVE") == "1":
+            pytest.fail("MONITOR_REQUIRE_NATIVE=1 but monitor_native has no KS kernel")
+        pytest.skip("monitor_native (with the KS kernel) not installed")
+    calls: list[int] = []
+    kernel = ks._native_statistics
+    assert kernel is not None
+
+    def counting(refs: list[np.ndarray], wins: list[np.ndarray]) -> list[float]:
+        calls.append(len(refs))
+        return kernel(refs, wins)
+
+    monkeypatch.setattr(ks, "_native_statistics", counting)
+    mm = _monitor()
+    evaluations = mm.ingest(_events(Simulator(seed=2), 1500))
+    assert evaluations and len(calls) == len(evaluations)
+    ks_columns = {
+        sum(any(r.detector == "ks" for r in rs) for rs in ev.results.values()) for ev in evaluations
+    }
+    assert ks_columns == {calls[0]} and calls[0] > 1

@@ -24,7 +24,10 @@ summaries need the order statistics anyway). A window test that can use that
 order offers the optional method ``evaluate_sorted(window)``: the same result
 as ``evaluate`` for a window that is already sorted ascending and finite, with
 no checks and no sort. :func:`evaluate_sorted` calls it when a detector has it,
-``evaluate`` otherwise, so the protocol itself stays three methods.
+``evaluate`` otherwise, so the protocol itself stays three methods. A class can
+also offer the classmethod ``evaluate_sorted_batch(jobs)``: ``evaluate_sorted``
+of many (detector, window) jobs in one call (KS: one call of the compiled kernel
+for all columns); :func:`evaluate_sorted_all` uses it.
 
 Detectors are pure (no I/O, no clock, no global state) and deterministic given
 their constructor arguments (seeds included): a checkpoint never stores a window
@@ -35,6 +38,7 @@ export what they observed (``monitor.detectors.streaming``).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
@@ -129,6 +133,23 @@ def evaluate_sorted(detector: Detector, window: np.ndarray) -> DetectorResult:
     """
     fast = getattr(detector, "evaluate_sorted", None)
     return fast(window) if fast is not None else detector.evaluate(window)
+
+
+def evaluate_sorted_all(jobs: Sequence[tuple[Detector, np.ndarray]]) -> list[DetectorResult]:
+    """``[evaluate_sorted(d, w) for d, w in jobs]``, the same results in the same order; the
+    jobs of a detector class with ``evaluate_sorted_batch`` go to it in one call."""
+    out: list[DetectorResult | None] = [None] * len(jobs)
+    batches: dict[type, list[int]] = {}
+    for k, (detector, window) in enumerate(jobs):
+        if hasattr(type(detector), "evaluate_sorted_batch"):
+            batches.setdefault(type(detector), []).append(k)
+        else:
+            out[k] = evaluate_sorted(detector, window)
+    for cls, ks in batches.items():
+        results = cls.evaluate_sorted_batch([jobs[k] for k in ks])  # type: ignore[attr-defined]
+        for k, result in zip(ks, results, strict=True):
+            out[k] = result
+    return out  # type: ignore[return-value]  # every slot is filled above
 
 
 def grade(strength: float, warning: float, critical: float) -> Severity:

@@ -3,14 +3,26 @@
 ``scipy.stats.ks_2samp`` sorts both samples and concatenates them on every
 call. The reference does not change between evaluations, so
 :class:`KSDetector` sorts it once in :meth:`KSDetector.fit`, and the pipeline
-hands windows already sorted (:meth:`KSDetector.evaluate_sorted`). D is then
-one forward walk over both sorted arrays (:func:`ks_statistic_sorted`, compiled
-with numba: about 80 microseconds for a 5,000-value window against a
-10,000-value reference, where the best numpy formulation, a stable argsort of
-the concatenation, costs about 380). The walk reads both right-continuous ECDFs
-where scipy reads them, as the same integers divided the same way, so D equals
-scipy's statistic bit for bit (``tests/test_detectors.py`` checks thousands of
-random cases with ties).
+hands windows already sorted (:meth:`KSDetector.evaluate_sorted`). scipy reads
+both right-continuous ECDFs at every value of either sample; D is their
+largest gap. Only two readings per *window* value can hold it (the proof is in
+``native/src/ks.rs``): at a window value, and just below it, so D needs the
+window's ranks in the reference, not a merge of both samples.
+:func:`ks_statistic_sorted` computes those readings from the same integers
+divided the same way, so D equals scipy's statistic bit for bit, in one of two
+implementations with identical results (``tests/test_ks_native.py``):
+
+* the compiled kernel of ``native/`` (``monitor_native.ks_statistic_sorted``,
+  Rust, without the GIL), when it is installed: for a 5,000-value window
+  against a 10,000-value reference about half the time of the numba merge it
+  replaces, and every KS column of an evaluation in one call
+  (:func:`ks_statistics_sorted`); figures in BENCHMARKS.md ("KS evaluation
+  speed");
+* numpy otherwise (:func:`ks_statistic_sorted_numpy`: two ``searchsorted``
+  calls and the same arithmetic): several times slower, same D.
+
+Both refuse an unsorted array or a NaN (:class:`~monitor.errors.DetectorError`)
+instead of returning a wrong D.
 
 The p-value is where the time goes, so ``method`` chooses it:
 
@@ -56,9 +68,9 @@ ks: drift (critical), statistic 0.272, p=7.6e-22, threshold 0.05
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-import numba
 import numpy as np
 from scipy import special, stats
 
@@ -71,6 +83,15 @@ from monitor.detectors.base import (
 )
 from monitor.detectors.scipy_private import outer_prob_inside
 from monitor.errors import DetectorError
+
+try:  # the compiled kernel (native/, Rust): optional, numpy computes the same D
+    from monitor_native import ks_statistic_sorted as _native_statistic
+    from monitor_native import ks_statistics_sorted as _native_statistics
+except ImportError:  # pragma: no cover - depends on the install (an older build lacks it)
+    _native_statistic = _native_statistics = None
+
+#: Whether D is computed by the compiled kernel (``pip install ./native``; scripts/setup.sh does).
+NATIVE_KS = _native_statistic is not None
 
 #: scipy's ``MAX_AUTO_N``: ``method="auto"`` is exact when both sizes are at most this.
 MAX_EXACT_N = 10_000
@@ -133,78 +154,90 @@ def kolmogorov_two_sided(n1: int, n2: int, d: float) -> float:
     >>> round(kolmogorov_two_sided(10_000, 5_000, 0.04), 8)
     4.662e-05
     """
-    return float(special.kolmogorov(math.sqrt(n1 * n2 / (n1 + n2)) * d))
+    return float(special.kolmogorov(_kolmogorov_argument(n1, n2, d)))
 
 
-def _compiled(fn: Any) -> Any:
-    """``numba.njit``, caching the machine code on disk when there is somewhere to put it.
+def _kolmogorov_argument(n1: int, n2: int, d: float) -> float:
+    return math.sqrt(n1 * n2 / (n1 + n2)) * d
 
-    numba refuses to decorate (RuntimeError) a caching function when it finds no
-    writable cache location: a read-only install without a writable home, as in
-    a locked-down container. The service must still start there; it then
-    compiles once per process (``NUMBA_CACHE_DIR`` names a cache directory).
+
+def _clip_p(p: float) -> float:
+    return min(max(p, 0.0), 1.0)
+
+
+def _float_array(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
+def _sorted_no_nan(x: np.ndarray) -> bool:
+    """Ascending with no NaN (a NaN fails every ``>=``; alone, ``isnan`` sees it)."""
+    return bool(np.all(x[1:] >= x[:-1])) and not np.isnan(x[0])
+
+
+def ks_statistic_sorted_numpy(reference: np.ndarray, window: np.ndarray) -> float:
+    """:func:`ks_statistic_sorted` in numpy: the fallback, and the kernel's reference.
+
+    The readings of ``native/src/ks.rs``: for window value ``t`` (0-based), the gap just
+    below it, ``#ref < w_t / n1 - t / n2``, and at it, ``#ref <= w_t / n1 - (t+1) / n2``.
+
+    >>> ks_statistic_sorted_numpy(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0]))
+    0.33333333333333337
     """
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:
-        return numba.njit(nogil=True)(fn)
-
-
-@_compiled
-def _ks_walk(ref: np.ndarray, win: np.ndarray) -> float:  # pragma: no cover - compiled
-    # One merge of the two sorted arrays whose stepping has no data-dependent branch:
-    # which array holds the next value is a coin toss where the two samples interleave
-    # (no drift, the usual case), and a pointer chased by ``while`` loops mispredicted
-    # about once per value: 10,000 reference against 5,000 window values from one
-    # distribution took 127 us that way, 76 us this way (same machine, same arrays).
-    n1 = ref.size
-    n2 = win.size
-    i = 0  # reference values consumed: n1 * F_ref(v) once all copies of v are consumed
-    j = 0  # window values consumed: n2 * F_win(v) likewise
-    lo = 0.0  # min of F_ref - F_win, i.e. -(max of F_win - F_ref)
-    hi = 0.0  # max of F_ref - F_win
-    a = ref[0]
-    b = win[0]
-    for _ in range(n1 + n2):
-        take_ref = a <= b
-        v = min(a, b)
-        i += take_ref
-        j += 1 - take_ref
-        a = ref[i] if i < n1 else np.inf
-        b = win[j] if j < n2 else np.inf
-        d = i / n1 - j / n2
-        # Both ECDFs are right-continuous steps: read them at each distinct value, once
-        # every copy of it is consumed (ties), which is where the supremum is.
-        if v < min(a, b):
-            lo = min(lo, d)
-            hi = max(hi, d)
+    reference, window = _float_array(reference), _float_array(window)
+    for what, x in (("reference", reference), ("window", window)):
+        if x.ndim != 1 or x.size == 0:
+            raise DetectorError(f"ks: {what} must be a non-empty 1-D array")
+        if not _sorted_no_nan(x):
+            raise DetectorError(f"ks: {what} is not sorted ascending or holds NaN")
+    n1, n2 = reference.size, window.size
+    t = np.arange(n2)
+    below = np.searchsorted(reference, window, side="left") / n1 - t / n2
+    at = np.searchsorted(reference, window, side="right") / n1 - (t + 1) / n2
+    hi = max(0.0, float(below.max()))
+    lo = min(0.0, float(at.min()))
+    # Combined as scipy (and the numba walk before) did: -0.0 when the samples are equal.
     ref_above = min(hi, 1.0)
     win_above = -lo
     return ref_above if ref_above > win_above else win_above
 
 
 def ks_statistic_sorted(reference: np.ndarray, window: np.ndarray) -> float:
-    """The two-sample KS distance D of two *sorted*, finite, non-empty float64 arrays.
+    """The two-sample KS distance D of two *sorted*, NaN-free, non-empty arrays.
 
     Equal, bit for bit, to ``ks_2samp(reference, window, method="asymp").statistic``
-    (scipy's unrounded D, which reads ``i / n1 - j / n2`` at every value of
-    either sample). Both ECDFs are right-continuous steps, so the supremum of
-    ``|F_ref - F_win|`` is read at a distinct value of either sample once all
-    copies of it are counted: one merge of the two arrays, computing the same
-    floats from the same counts as scipy. The first call compiles (well under a
-    second; numba caches the machine code on disk).
+    (scipy's unrounded D). The compiled kernel when installed, numpy otherwise (see
+    the module docstring); an unsorted array or a NaN raises DetectorError.
 
     >>> ks_statistic_sorted(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0]))
     0.33333333333333337
     >>> float(stats.ks_2samp([1.0, 2.0, 3.0], [2.0, 3.0, 4.0], method="asymp").statistic)
     0.33333333333333337
     """
-    return float(_ks_walk(reference, window))
+    if _native_statistic is None:
+        return ks_statistic_sorted_numpy(reference, window)
+    try:
+        return float(_native_statistic(_float_array(reference), _float_array(window)))
+    except ValueError as exc:  # the kernel's check of its input, in our error tree
+        raise DetectorError(f"ks: {exc}") from exc
+
+
+def ks_statistics_sorted(references: list[np.ndarray], windows: list[np.ndarray]) -> list[float]:
+    """``[ks_statistic_sorted(r, w) for r, w in zip(references, windows)]``: one call of
+    the compiled kernel for all pairs (an evaluation's columns), when it is installed."""
+    if _native_statistics is None:
+        return [ks_statistic_sorted_numpy(r, w) for r, w in zip(references, windows, strict=True)]
+    try:
+        return _native_statistics(
+            [_float_array(r) for r in references], [_float_array(w) for w in windows]
+        )
+    except ValueError as exc:
+        raise DetectorError(f"ks: {exc}") from exc
 
 
 def warm_up() -> None:
-    """Compile the walk (or load it from numba's disk cache) ahead of the first evaluation,
-    which it would otherwise stall by up to a second."""
+    """One tiny statistic through the path in use, at start: nothing is compiled at run time
+    any more, but a broken kernel fails the start, not the first evaluation (and bench
+    scripts that warmed the numba walk up before timing keep working)."""
     ks_statistic_sorted(np.zeros(1), np.zeros(1))
 
 
@@ -260,7 +293,7 @@ class KSDetector(DetectorBase):
     def _p_value(self, n1: int, n2: int, d: float) -> tuple[float, float, bool]:
         """(D as reported, p-value, exact?) for sizes n1, n2 with the configured method."""
         if self.method == "kolmogorov":
-            return d, min(max(kolmogorov_two_sided(n1, n2, d), 0.0), 1.0), False
+            return d, _clip_p(kolmogorov_two_sided(n1, n2, d)), False
         g = math.gcd(n1, n2)
         key = (n2, int(np.round(d * ((n1 // g) * n2))))
         hit = self._p_cache.get(key)
@@ -280,20 +313,58 @@ class KSDetector(DetectorBase):
     def evaluate(self, window: np.ndarray) -> DetectorResult:
         """KS statistic and two-sided p-value (``method``; see the module docstring)."""
         d = self.statistic(window)
-        return self._result(d, int(np.asarray(window).size))
+        return self.result_from_statistic(d, int(np.asarray(window).size))
 
     def evaluate_sorted(self, window: np.ndarray) -> DetectorResult:
-        """:meth:`evaluate` for a window already sorted ascending and finite (no checks)."""
+        """:meth:`evaluate` for a window already sorted ascending with no NaN (an unsorted
+        window or a NaN raises DetectorError: both kernels check, cheaply)."""
         if self._ref is None:
             raise not_fitted(self.name)
         if window.size == 0:
             raise DetectorError("ks: window must not be empty")
-        win = window if window.flags.c_contiguous else np.ascontiguousarray(window)
-        return self._result(ks_statistic_sorted(self._ref, win), int(win.size))
+        return self.result_from_statistic(ks_statistic_sorted(self._ref, window), int(window.size))
 
-    def _result(self, d: float, n2: int) -> DetectorResult:
+    @classmethod
+    def evaluate_sorted_batch(
+        cls, jobs: Sequence[tuple[KSDetector, np.ndarray]]
+    ) -> list[DetectorResult]:
+        """:meth:`evaluate_sorted` of every (detector, sorted window) job: the same results,
+        with every D from one call of the compiled kernel and the default p-values from
+        one call of ``scipy.special.kolmogorov`` (an evaluation's columns at once)."""
+        refs = []
+        for detector, window in jobs:
+            refs.append(detector.sorted_reference)
+            if window.size == 0:
+                raise DetectorError("ks: window must not be empty")
+        stats_ = ks_statistics_sorted(refs, [w for _, w in jobs])
+        fast = [k for k, (det, _) in enumerate(jobs) if det.method == "kolmogorov"]
+        p_kolmogorov: dict[int, float] = {}
+        if fast:
+            # The ufunc on an array computes each element as on a scalar: same p-values.
+            x = [_kolmogorov_argument(refs[k].size, jobs[k][1].size, stats_[k]) for k in fast]
+            p_kolmogorov = dict(zip(fast, special.kolmogorov(np.array(x)).tolist(), strict=True))
+        return [
+            detector.result_from_statistic(d, int(window.size), p_kolmogorov.get(k))
+            for k, ((detector, window), d) in enumerate(zip(jobs, stats_, strict=True))
+        ]
+
+    @property
+    def sorted_reference(self) -> np.ndarray:
+        """The fitted reference, sorted (DetectorError before :meth:`fit`)."""
+        if self._ref is None:
+            raise not_fitted(self.name)
+        return self._ref
+
+    def result_from_statistic(
+        self, d: float, n2: int, kolmogorov_p: float | None = None
+    ) -> DetectorResult:
+        """The result for statistic ``d`` of an ``n2``-value window (``kolmogorov_p``: the
+        default p-value, when the batch has already computed it)."""
         assert self._ref is not None
-        d, p, exact = self._p_value(self._ref.size, n2, d)
+        if kolmogorov_p is not None and self.method == "kolmogorov":  # computed by the batch
+            p, exact = _clip_p(kolmogorov_p), False
+        else:
+            d, p, exact = self._p_value(self._ref.size, n2, d)
         severity = grade_p_value(p, self.alpha)
         return DetectorResult(
             detector=self.name,

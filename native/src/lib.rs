@@ -34,6 +34,8 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+mod ks;
+
 /// orjson refuses documents nesting arrays/objects deeper than this.
 const MAX_DEPTH: usize = 1024;
 /// Longest accepted model name, in code points.
@@ -1004,12 +1006,14 @@ fn decode_predictions<'py>(
 #[pymodule]
 fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_predictions, m)?)?;
+    ks::register(m)?;
     let doc: String = m.getattr("decode_predictions")?.getattr("__doc__")?.extract()?;
     m.setattr(
         "__doc__",
         format!(
-            "Native (Rust) batch decoder of JSON prediction events.\n\n\
-             The one function, decode_predictions, and its contract:\n\n{doc}"
+            "Native (Rust) batch decoder of JSON prediction events, and the KS kernel\n\
+             (ks_statistic_sorted, ks_statistics_sorted; see their docstrings).\n\n\
+             The decoder, decode_predictions, and its contract:\n\n{doc}"
         ),
     )?;
     Ok(())
