@@ -1,7 +1,7 @@
 """HTTP API for silences, mounted on the service's aiohttp application.
 
 * ``GET /api/silences[?expired=true]``: list (no token needed: read-only);
-* ``POST /api/silences``: create; body ``{"matchers": {"model", "subject", "kind"},
+* ``POST /api/silences``: create; body ``{"matchers": {"model", "subject", "kind", "segment"},
   "starts_at"?, "ends_at" | "duration_seconds", "comment", "created_by"}`` with
   times as ISO 8601 or epoch seconds; 201 with the silence;
 * ``DELETE /api/silences/{id}``: expire now; 404 unknown, 409 if from the config file.
@@ -56,6 +56,7 @@ class _Matchers(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(default="*", max_length=200)
     subject: str = Field(default="*", max_length=200)
+    segment: str = Field(default="*", max_length=200)
     kind: Literal["drift", "performance", "data_quality", "multivariate"] | None = None
 
 
@@ -202,6 +203,7 @@ def register_routes(app: web.Application, service: AlertService, token: str | No
                 model=body.matchers.model,
                 subject=body.matchers.subject,
                 kind=body.matchers.kind,
+                segment=body.matchers.segment,
                 comment=body.comment,
                 created_by=body.created_by,
             )

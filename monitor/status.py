@@ -87,6 +87,8 @@ def model_status(
         "model_version": None,
         "reference": None,
         "drifting": [],
+        # Declared segments (monitor/segments.py) with a drifting feature: label -> features.
+        "segments_drifting": {},
         "window": None,
         "performance": {},
     }
@@ -110,6 +112,7 @@ def model_status(
         evaluations=mm.evaluations,
         model_version=mm.model_version,
         drifting=ev.drifting if ev else [],
+        segments_drifting={s.segment: s.drifting for s in ev.segments if s.drifting} if ev else {},
     )
     if mm.reference is not None:
         out["reference"] = _reference_status(mm.reference)

@@ -285,3 +285,98 @@ def test_the_model_page_shows_the_multivariate_verdict_escaped() -> None:
     )
     quiet = ModelMonitor(off.model("m"), off.limits, profile)  # type: ignore[arg-type]
     assert model_view(quiet)["multivariate"] is None
+
+
+async def test_the_model_api_and_page_show_segments_escaped(tmp_path: Path) -> None:
+    """Segments (monitor/segments.py) in /api/model, /api/status and the model page: per
+    slice its values with window rows, tested or not, own or overall reference, and the
+    features drifting in each with the corrected p-value; a markup value is text."""
+    import html as html_lib
+
+    import httpx
+
+    from monitor.config import parse_config
+    from monitor.service import MonitorService
+    from monitor.ui.render import environment, fmt
+    from monitor.ui.views import model_view
+    from tests.test_segments import _events
+
+    markup = "<script>alert(7)</script>"
+    regions = ["north", markup + "\ud800", "south"]
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "http": {"port": 0},
+        "state": {"path": "state.sqlite"},
+        "models": [
+            {
+                "name": "m",
+                "window": {"size": 5000, "step": 1000},
+                "reference": {"learn_first": 10_000},
+                "segments": {"by": ["region"], "top_k": 3, "min_window_rows": 20},
+            }
+        ],
+        "alerting": {"outbox_path": "outbox.sqlite"},
+    }
+    service = MonitorService(parse_config(raw, base_dir=tmp_path))
+    cfg = service.config
+    from monitor.model_monitor import ModelMonitor
+
+    mm = ModelMonitor(cfg.model("m"), cfg.limits)  # type: ignore[arg-type]
+    mm.ingest(_events(1, 10_000, regions=regions))
+    mm.ingest(_events(2, 5000, regions=regions, start=10_000))
+    evals = mm.ingest(_events(3, 2000, regions=regions, shift_north=3.0, start=15_000))
+    last = evals[-1]
+    north = next(s for s in last.segments if s.segment == "region=north")
+    assert north.drifting == ["b"]
+    service.models["m"] = mm
+
+    view = model_view(mm)["segments"]
+    assert view["top_k"] == 3 and view["min_window_rows"] == 20
+    assert view["drifting"] == ["region=north"]
+    (sl,) = view["slices"]
+    assert sl["slice"] == "region"
+    values = sl["values"]
+    assert [v["segment"] for v in values] == [s.segment for s in last.segments]
+    assert len(values) == 4 and values[-1]["segment"] == "region=__other__"
+    for v, seg in zip(values, last.segments, strict=True):
+        assert (v["rows"], v["tested"], v["reference"]) == (seg.rows, seg.tested, seg.reference)
+    other = values[-1]
+    assert other["rows"] == 0 and not other["tested"]  # every region is a top value
+    by_label = {v["segment"]: v for v in values}
+    (b,) = by_label["region=north"]["drifting"]
+    head = north.verdicts["b"].results[0]
+    assert (b["name"], b["detector"], b["p_value"]) == ("b", "ks", head.p_value)
+    assert b["p_value"] < b["threshold"] and b["raw_p_value"] < b["p_value"]
+    assert by_label["region=north"]["reference"] == "segment"
+    markup_label = f"region={markup}\\ud800"  # the lone surrogate escaped (segments.py)
+    assert by_label[markup_label]["drifting"] == []
+
+    await service.http.start()  # the HTTP edge alone: no broker
+    try:
+        async with httpx.AsyncClient(base_url=service.http.url) as client:
+            api = (await client.get("/api/model", params={"name": "m"})).json()
+            assert api["segments"] == view
+            status = (await client.get("/api/status")).json()["models"]["m"]
+            assert status["segments_drifting"] == {"region=north": ["b"]}
+            page = (await client.get("/model", params={"name": "m"})).text
+    finally:
+        await service.http.stop()
+    section = page.split('id="segments"', 1)[1].split("</section>", 1)[0]
+    assert html_lib.escape(markup_label, quote=False) in section
+    assert markup not in page and "<script>alert" not in page
+    assert "region=north" in section and fmt(b["p_value"]) in section
+    assert "region=__other__" in section and "no (fewer than 20 rows)" in section
+    # Not tested: the page says why; without segments, no section.
+    data = {**model_view(mm), "status": {"state": "ready", "not_ready_reason": None}}
+    data["segments"]["slices"][0]["values"][0].update(tested=False, reference="overall")
+    ui = {"charts": False, "silence_management": False, "history_size": 0}
+    env = environment()
+    text = env.get_template("model.html").render(
+        title="m", data={**data, "incidents": []}, ui=ui, fmt=fmt, standalone=False
+    )
+    assert "no (fewer than 20 rows)" in text and "overall (no own reference rows)" in text
+    data["segments"] = None
+    text = env.get_template("model.html").render(
+        title="m", data={**data, "incidents": []}, ui=ui, fmt=fmt, standalone=False
+    )
+    assert 'id="segments"' not in text

@@ -145,11 +145,12 @@ async def test_silences_from_the_page_and_pages_without_charts(
         await page.fill("input[name=token]", TOKEN)
         await page.fill("input[name=model]", MODEL)
         await page.fill("input[name=comment]", HOSTILE)
+        await page.fill("input[name=segment]", "plan=basic")
         await page.click("#new-silence button[type=submit]")
         await page.wait_for_selector("#silences button.expire")
         listed = (await lm.get("/api/silences"))["silences"]
         assert len(listed) == 1 and listed[0]["subject"] == "income"
-        assert listed[0]["comment"] == HOSTILE
+        assert listed[0]["comment"] == HOSTILE and listed[0]["segment"] == "plan=basic"
         assert await page.locator("img").count() == 0
         await screenshot(page, "silences-created")
         await page.fill("input[name=token]", TOKEN)

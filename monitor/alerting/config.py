@@ -49,6 +49,7 @@ Example (YAML)::
       group_by: [model]
       silences:
         - matchers: {model: churn, subject: "missing_rate:*"}
+        # - matchers: {subject: income, segment: "region=north"}   # one slice only
           starts_at: 2024-05-01T00:00:00Z
           ends_at: 2024-05-08T00:00:00Z
           comment: upstream outage, tracked in OPS-123
@@ -213,6 +214,12 @@ class AlertRule(_Strict):
     )
     model: str = Field(default="*", description="Glob on the model name.")
     subject: str = Field(default="*", description="Glob on the signal subject (feature, metric).")
+    segment: str = Field(
+        default="*",
+        max_length=200,
+        description="Glob on the signal's segment label (region=north; see segments:). '*': "
+        "any signal, whole traffic or segment; '': the whole traffic's only.",
+    )
     min_severity: AlertSeverity = Field(
         default="warning", description="Signals below this severity count as ok."
     )
@@ -268,6 +275,12 @@ class SilenceMatchers(_Strict):
 
     model: str = Field(default="*", description="Glob on the model name.")
     subject: str = Field(default="*", description="Glob on the signal subject.")
+    segment: str = Field(
+        default="*",
+        max_length=200,
+        description="Glob on the signal's segment label (region=north): mute one slice, not "
+        "the feature everywhere. '*': any signal; '': the whole traffic's only.",
+    )
     kind: SignalKind | None = Field(default=None, description="Signal kind, or any.")
 
 

@@ -531,6 +531,7 @@ class AlertService:
         model: str = "*",
         subject: str = "*",
         kind: str | None = None,
+        segment: str = "*",
         comment: str = "",
         created_by: str = "",
     ) -> Silence:
@@ -543,6 +544,7 @@ class AlertService:
             model=model,
             subject=subject,
             kind=kind,
+            segment=segment,
             comment=comment,
             created_by=created_by,
         )

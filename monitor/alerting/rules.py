@@ -30,8 +30,26 @@ def glob_match(pattern: str, value: str | None) -> bool:
     return fnmatchcase(value, pattern)
 
 
+def segment_match(pattern: str, segment: str | None) -> bool:
+    """Whether a ``segment`` matcher accepts a signal's segment (:mod:`monitor.segments`).
+
+    ``*`` (the default) accepts every signal, of the whole traffic or of a segment; ``""``
+    only the whole traffic's; any other glob only segment signals whose label it matches
+    (``region=north``, ``region=*``). A label escapes ``=``, ``,`` and ``\\`` inside values,
+    not glob characters: match a literal ``*`` in a value as ``[*]``.
+
+    >>> segment_match("*", None), segment_match("", None), segment_match("", "region=north")
+    (True, True, False)
+    >>> segment_match("region=n*", "region=north"), segment_match("region=north", None)
+    (True, False)
+    """
+    if segment is None:
+        return pattern in ("*", "")
+    return bool(pattern) and fnmatchcase(segment, pattern)
+
+
 def rule_for(rules: Sequence[AlertRule], signal: Signal) -> AlertRule | None:
-    """The first rule matching ``signal``'s kind, model and subject, or ``None``.
+    """The first rule matching ``signal``'s kind, model, subject and segment, or ``None``.
 
     >>> from monitor.alerting.config import AlertRule
     >>> s = Signal("m", "drift", "income", "warning", 0.3, 0.2)
@@ -43,6 +61,7 @@ def rule_for(rules: Sequence[AlertRule], signal: Signal) -> AlertRule | None:
             signal.kind in rule.kinds
             and glob_match(rule.model, signal.model)
             and glob_match(rule.subject, signal.subject)
+            and segment_match(rule.segment, signal.segment)
         ):
             return rule
     return None
@@ -53,4 +72,11 @@ def is_active(rule: AlertRule, signal: Signal) -> bool:
     return severity_rank(signal.severity) >= max(1, severity_rank(rule.min_severity))
 
 
-__all__ = ["glob_match", "is_active", "max_severity", "rule_for", "severity_rank"]
+__all__ = [
+    "glob_match",
+    "is_active",
+    "max_severity",
+    "rule_for",
+    "segment_match",
+    "severity_rank",
+]

@@ -53,6 +53,7 @@ class SilenceStore:
         model: str = "*",
         subject: str = "*",
         kind: str | None = None,
+        segment: str = "*",
         comment: str = "",
         created_by: str = "",
     ) -> Silence:
@@ -77,6 +78,7 @@ class SilenceStore:
             model=model,
             subject=subject,
             kind=kind,
+            segment=segment,
             comment=comment,
             created_by=created_by,
             source="api",

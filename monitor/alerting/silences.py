@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from monitor.alerting.config import SilenceConfig
-from monitor.alerting.rules import glob_match
+from monitor.alerting.rules import glob_match, segment_match
 from monitor.signals import Signal
 
 #: Latest representable time (9999-12-31T23:59:59Z): later ends cannot be shown as ISO 8601.
@@ -23,7 +23,8 @@ MAX_TIME = 253402300799.0
 
 @dataclass(frozen=True, slots=True)
 class Silence:
-    """Mute signals matching the ``model``/``subject`` globs and ``kind`` during the time box."""
+    """Mute signals matching the ``model``/``subject``/``segment`` globs and ``kind`` during the
+    time box (``segment``: see :func:`~monitor.alerting.rules.segment_match`)."""
 
     id: str
     starts_at: float
@@ -34,6 +35,8 @@ class Silence:
     comment: str = ""
     created_by: str = ""
     source: str = "api"  # "api" (runtime, can be expired) or "config" (read-only)
+    # Last, with a default: records persisted by earlier builds (no segment) still load.
+    segment: str = "*"
 
     def active_at(self, now: float) -> bool:
         """Whether the time box contains ``now`` (end exclusive)."""
@@ -45,6 +48,7 @@ class Silence:
             glob_match(self.model, signal.model)
             and glob_match(self.subject, signal.subject)
             and (self.kind is None or self.kind == signal.kind)
+            and segment_match(self.segment, signal.segment)
         )
 
     def to_json(self) -> dict[str, object]:
@@ -72,6 +76,7 @@ def from_config(configs: Sequence[SilenceConfig]) -> list[Silence]:
             model=c.matchers.model,
             subject=c.matchers.subject,
             kind=c.matchers.kind,
+            segment=c.matchers.segment,
             comment=c.comment,
             created_by="config",
             source="config",

@@ -33,6 +33,7 @@ from monitor.ui.history import strength_of
 from monitor.window import MISSING_CODE
 
 if TYPE_CHECKING:
+    from monitor.drift import FeatureVerdict
     from monitor.model_monitor import ModelMonitor
     from monitor.ui.history import DriftHistory
 
@@ -388,6 +389,70 @@ def multivariate_view(mm: ModelMonitor) -> dict[str, Any] | None:
     return out
 
 
+def _segment_feature(name: str, verdict: FeatureVerdict) -> dict[str, Any]:
+    top = headline(list(verdict.results))
+    return {
+        "name": name,
+        "severity": verdict.severity,
+        "detector": top.detector if top else None,
+        "statistic": num(top.statistic) if top else None,
+        # Bonferroni-corrected over every segment x column test of the evaluation (what the
+        # threshold judges); the raw one beside it.
+        "p_value": num(top.p_value) if top else None,
+        "raw_p_value": num(top.details.get("raw_p_value")) if top else None,
+        "threshold": num(top.threshold) if top else None,
+        "strength": strength_of(top.statistic, top.p_value, top.threshold) if top else None,
+    }
+
+
+def segments_view(mm: ModelMonitor) -> dict[str, Any] | None:
+    """The declared slices (:mod:`monitor.segments`) at the last evaluation.
+
+    None when the model declares no segments. Per slice, its values in the order the
+    evaluation took them (top-K, ``__other__`` last), each with its window ``rows``,
+    whether it was ``tested`` (at least ``min_window_rows``), its ``reference``
+    (``segment``: its own reference rows; ``overall``: the whole reference, so a segment
+    different by nature shows as drifting) and the features drifting in it, with the
+    corrected p-value. Labels come from monitor/segments.py already escaped and bounded
+    (printable, at most ``top_k + 1`` per slice); the pages escape them again as text.
+    """
+    if not mm.ready or not mm.segments.active:
+        return None
+    cfg = mm.segments.config
+    ev = mm.last
+    slices: dict[str, dict[str, Any]] = {
+        s.name: {"slice": s.name, "columns": list(s.columns), "values": []}
+        for s in mm.segments.slices
+    }
+    for seg in ev.segments if ev is not None else []:
+        entry = slices.get(seg.slice)
+        if entry is None:
+            continue
+        drifting = [
+            _segment_feature(name, v) for name, v in sorted(seg.verdicts.items()) if v.drifting
+        ]
+        drifting.sort(key=lambda f: (-SEVERITY_RANK.get(f["severity"], 0), f["name"]))
+        entry["values"].append(
+            {
+                "segment": seg.segment,
+                "rows": seg.rows,
+                "tested": seg.tested,
+                "reference": seg.reference,
+                "drifting": drifting,
+            }
+        )
+    return {
+        "top_k": cfg.top_k,
+        "min_window_rows": cfg.min_window_rows,
+        "min_reference_rows": cfg.min_reference_rows,
+        "evaluated": ev is not None,
+        "drifting": sorted(
+            {seg.segment for seg in (ev.segments if ev is not None else []) if seg.drifting}
+        ),
+        "slices": list(slices.values()),
+    }
+
+
 def model_view(mm: ModelMonitor, history: DriftHistory | None = None) -> dict[str, Any]:
     """The model page's data: the window, every column row, drifting ones, performance."""
     ev = mm.last
@@ -413,6 +478,7 @@ def model_view(mm: ModelMonitor, history: DriftHistory | None = None) -> dict[st
         ),
         "drifting": ev.drifting if ev is not None else [],
         "multivariate": multivariate_view(mm),
+        "segments": segments_view(mm),
         "columns": rows,
         "performance": perf,
         "performance_configured": mm.performance is not None,

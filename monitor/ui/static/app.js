@@ -183,7 +183,10 @@
       form.addEventListener("submit", async (e) => {
         e.preventDefault();
         const f = form.elements;
-        const matchers = { model: f.model.value || "*", subject: f.subject.value || "*" };
+        const matchers = {
+          model: f.model.value || "*", subject: f.subject.value || "*",
+          segment: f.segment.value || "*",
+        };
         if (f.kind.value) matchers.kind = f.kind.value;
         const r = await call("POST", "/api/silences", {
           matchers, duration_seconds: 60 * Number(f.minutes.value || 60),
