@@ -245,3 +245,24 @@ def test_without_the_compiled_module_the_pipeline_gives_the_same_results() -> No
     assert out.returncode == 0, out.stderr
     assert "detector='ks'" in out.stdout  # KS did run, on the numpy path there
     assert out.stdout.strip() == pipeline_results()
+
+
+def test_a_sorted_reference_is_kept_without_a_copy_and_an_unsorted_one_is_sorted() -> None:
+    """A profile's sample is sorted already: the detector keeps it (read-only) instead of a
+    second copy of every numeric reference; the caller's array is never changed either way."""
+    rng = np.random.default_rng(7)
+    sample = np.sort(rng.normal(size=10_000))
+    window = rng.normal(0.1, 1.0, size=5_000)
+    kept = KSDetector()
+    kept.fit(sample)
+    assert np.shares_memory(kept.sorted_reference, sample)
+    assert not kept.sorted_reference.flags.writeable
+    assert sample.flags.writeable  # the caller's array is left as it was
+
+    shuffled = rng.permutation(sample)
+    before = shuffled.copy()
+    sorted_here = KSDetector()
+    sorted_here.fit(shuffled)
+    assert np.array_equal(shuffled, before)
+    assert np.array_equal(sorted_here.sorted_reference, sample)
+    assert kept.evaluate(window).statistic == sorted_here.evaluate(window).statistic
