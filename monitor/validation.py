@@ -65,7 +65,6 @@ past a 10% margin but not past 25%; a sentinel ``-1`` in an age column of 18..90
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -222,6 +221,12 @@ class Validator:
         self._constant_mode: dict[int, float | None] = {}  # column -> reference mode share
         self._domains: dict[int, frozenset[str] | int] = {}  # allowed set, or reference size
         self._allowed: dict[int, np.ndarray] = {}  # code -> allowed, grown with the vocabulary
+        # An evaluation's unbreached signals, per rule with the (violations, values) they were
+        # built from: a quiet window repeats them, and rebuilding 88 frozen objects each time
+        # was half the validation's cost (issue 19). Never a breach: its values can differ.
+        self._quiet: dict[tuple[str, str], tuple[str, int, int, Signal]] = {}
+        self._num_index = {f: j for j, f in enumerate(self.numeric_columns)}
+        self._cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
         if not config.enabled:
             return
         for j, name in enumerate(numeric_columns):
@@ -377,6 +382,105 @@ class Validator:
 
     # ----------------------------------------------------------------- judging
 
+    def _tallies(self, num: np.ndarray, cat: np.ndarray) -> tuple[list[int], list[int]]:
+        """Per rule (in ``self.rules`` order): its violations and its denominator over the
+        rows given; for ``constant``, the present values (as violations when every one of at
+        least :data:`MIN_CONSTANT_VALUES` is the same, else 0) and the present values.
+
+        All rules of a kind for all columns at once: one pass for the missing values and
+        one each for the columns' minimum and maximum; a range rule is counted only in the
+        columns whose extreme passes its bound (in a quiet window, none).
+        """
+        n_rows = len(num) if num.shape[1] else len(cat)
+        k = num.shape[1]
+        num_missing = np.isnan(num).sum(axis=0)
+        num_present = n_rows - num_missing
+        below = np.zeros(k, dtype=np.int64)
+        above = np.zeros(k, dtype=np.int64)
+        not_integer = np.zeros(k, dtype=np.int64)
+        if k and n_rows:
+            lowest = np.fmin.reduce(num, axis=0)  # NaN only for an all-missing column
+            highest = np.fmax.reduce(num, axis=0)
+            with np.errstate(invalid="ignore"):
+                for bound, ext, out, less in (
+                    (self._lo, lowest, below, True),
+                    (self._hi, highest, above, False),
+                ):
+                    cols = np.nonzero(ext < bound if less else ext > bound)[0]
+                    if cols.size:
+                        sub = num[:, cols]
+                        out[cols] = (sub < bound[cols] if less else sub > bound[cols]).sum(axis=0)
+                spread = highest - lowest
+            if self._integer.any():
+                cols = np.nonzero(self._integer)[0]
+                sub = num[:, cols]
+                not_integer[cols] = ((sub != np.round(sub)) & ~np.isnan(sub)).sum(axis=0)
+        else:
+            spread = np.full(k, np.nan)
+        cat_missing = (cat < 0).sum(axis=0)
+        cat_present = n_rows - cat_missing
+        unseen: dict[int, int] = {}
+        for j in self._domains:
+            codes = cat[:, j]
+            present = codes >= 0
+            unseen[j] = int(present.sum()) - int(self._allowed_codes(j)[codes[present]].sum())
+        per_rule = {
+            "below_min": below.tolist(),
+            "above_max": above.tolist(),
+            "not_integer": not_integer.tolist(),
+        }
+        num_present_l, num_missing_l = num_present.tolist(), num_missing.tolist()
+        cat_present_l, cat_missing_l = cat_present.tolist(), cat_missing.tolist()
+        constant = (spread == 0).tolist()
+        num_index, cat_index = self._num_index, self._cat_index
+        violations: list[int] = []
+        values: list[int] = []
+        for feature, name in self.rules:
+            j = num_index.get(feature)
+            if name == "constant":
+                assert j is not None
+                n = num_present_l[j]
+                violations.append(n if n >= MIN_CONSTANT_VALUES and constant[j] else 0)
+                values.append(n)
+            elif name == "missing":
+                violations.append(
+                    num_missing_l[j] if j is not None else cat_missing_l[cat_index[feature]]
+                )
+                values.append(n_rows)
+            elif name == "unseen":
+                jc = cat_index[feature]
+                violations.append(unseen[jc])
+                values.append(cat_present_l[jc])
+            else:
+                assert j is not None
+                violations.append(per_rule[name][j])
+                values.append(num_present_l[j])
+        return violations, values
+
+    def _breach(
+        self, rule: Rule, k: int, values: int, num: np.ndarray, cat: np.ndarray, all_messages: bool
+    ) -> Breach:
+        """One rule's outcome from its tally (:meth:`_tallies`)."""
+        num_index, cat_index = self._num_index, self._cat_index
+        if rule.rule == "constant":
+            return self._constant(rule, num_index[rule.feature], values, k > 0, num)
+        if rule.feature in num_index:
+            j = num_index[rule.feature]
+            col = num[:, j]
+        else:
+            j = cat_index[rule.feature]
+            col = cat[:, j]
+        rate = k / values if values else 0.0
+        threshold = rule.threshold(values, self.config)
+        breached = values > 0 and rate > threshold
+        top = self._top_values(rule, j, col) if breached else []
+        # The message only where it is read: a breach (signals), or any rule (reports).
+        message = self._message(rule, k, values, rate, top) if breached or all_messages else ""
+        return Breach(
+            rule.feature, rule.rule, k, values, rate, threshold, breached, message, top,
+            rule.inferred,
+        )  # fmt: skip
+
     def check(
         self, num: np.ndarray, cat: np.ndarray, *, all_messages: bool = False
     ) -> list[Breach]:
@@ -384,51 +488,13 @@ class Validator:
         message of every rule with ``all_messages``, else of the breached ones."""
         if not self.rules:
             return []
-        counts = self._counts(num, cat)
-        n_rows = len(num) if num.shape[1] else len(cat)
-        # Once per matrix, not per rule: present values, and the range of each column.
-        num_present = (~np.isnan(num)).sum(axis=0)
-        cat_present = (cat >= 0).sum(axis=0)
-        num_index = {f: j for j, f in enumerate(self.numeric_columns)}
-        cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
-        spread = None
-        out: list[Breach] = []
-        for key, rule in self.rules.items():
-            feature, name = key
-            if name == "constant":
-                if spread is None:
-                    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-                        spread = np.nanmax(num, axis=0) - np.nanmin(num, axis=0)
-                j = num_index[feature]
-                out.append(self._constant(rule, j, int(num_present[j]), spread[j], num))
-                continue
-            if feature in num_index:
-                j = num_index[feature]
-                col = num[:, j]
-                present = int(num_present[j])
-            else:
-                j = cat_index[feature]
-                col = cat[:, j]
-                present = int(cat_present[j])
-            values = n_rows if name == "missing" else present
-            k = counts.get(key, 0)
-            rate = k / values if values else 0.0
-            threshold = rule.threshold(values, self.config)
-            breached = values > 0 and rate > threshold
-            top = self._top_values(rule, j, col) if breached else []
-            # The message only where it is read: a breach (signals), or any rule (reports).
-            message = self._message(rule, k, values, rate, top) if breached or all_messages else ""
-            out.append(
-                Breach(
-                    feature, name, k, values, rate, threshold, breached, message, top,
-                    rule.inferred,
-                )
-            )  # fmt: skip
-        return out
+        violations, values = self._tallies(num, cat)
+        return [
+            self._breach(rule, k, n, num, cat, all_messages)
+            for rule, k, n in zip(self.rules.values(), violations, values, strict=True)
+        ]
 
-    def _constant(self, rule: Rule, j: int, n: int, spread: float, num: np.ndarray) -> Breach:
-        constant = n >= MIN_CONSTANT_VALUES and bool(spread == 0)
+    def _constant(self, rule: Rule, j: int, n: int, constant: bool, num: np.ndarray) -> Breach:
         mode = self._constant_mode.get(j)
         # Inferred: only when a constant window is implausible for the reference (mode^n).
         plausible = mode is not None and (mode >= 1.0 or n * math.log(mode) > math.log(
@@ -496,8 +562,32 @@ class Validator:
 
     def evaluate(self, model: str, num: np.ndarray, cat: np.ndarray) -> list[Signal]:
         """One ``data_quality`` signal per rule for the window (``"ok"`` when not breached,
-        so the alert engine can resolve)."""
-        return [signal_of(model, b) for b in self.check(num, cat)]
+        so the alert engine can resolve).
+
+        An unbreached rule's signal is a function of its tally alone, so the one of the
+        previous evaluation is handed again when the tally is the same (a frozen object);
+        a breach is built anew (its offending values are read from the window).
+        """
+        if not self.rules:
+            return []
+        violations, values = self._tallies(num, cat)
+        quiet = self._quiet
+        out: list[Signal] = []
+        for key, rule, k, n in zip(
+            self.rules, self.rules.values(), violations, values, strict=True
+        ):
+            seen = quiet.get(key)
+            if seen is not None and seen[1] == k and seen[2] == n and seen[0] == model:
+                out.append(seen[3])
+                continue
+            b = self._breach(rule, k, n, num, cat, False)
+            sig = signal_of(model, b)
+            if b.breached:
+                quiet.pop(key, None)
+            else:
+                quiet[key] = (model, k, n, sig)
+            out.append(sig)
+        return out
 
 
 def signal_of(model: str, b: Breach) -> Signal:
