@@ -80,6 +80,9 @@ from monitor.signals import PREDICTION, Signal
 RULES: tuple[str, ...] = ("below_min", "above_max", "not_integer", "unseen", "missing", "constant")
 MAX_SHOWN_VALUES = 5  # offending values named in a signal
 MIN_CONSTANT_VALUES = 20  # fewer present values than this: the window says nothing about constancy
+# The rows of Validator._tallies' table of counts.
+_BELOW, _ABOVE, _NOT_INTEGER, _UNSEEN, _MISSING, _CONSTANT, _PRESENT, _N_ROWS = range(8)
+_ROWS = 8
 OTHER = "__other__"
 
 
@@ -227,6 +230,7 @@ class Validator:
         self._quiet: dict[tuple[str, str], tuple[str, int, int, Signal]] = {}
         self._num_index = {f: j for j, f in enumerate(self.numeric_columns)}
         self._cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
+        self._cells: tuple[np.ndarray, np.ndarray] | None = None  # see _rule_cells
         if not config.enabled:
             return
         for j, name in enumerate(numeric_columns):
@@ -392,70 +396,61 @@ class Validator:
         columns whose extreme passes its bound (in a quiet window, none).
         """
         n_rows = len(num) if num.shape[1] else len(cat)
-        k = num.shape[1]
-        num_missing = np.isnan(num).sum(axis=0)
-        num_present = n_rows - num_missing
-        below = np.zeros(k, dtype=np.int64)
-        above = np.zeros(k, dtype=np.int64)
-        not_integer = np.zeros(k, dtype=np.int64)
+        k, kc = num.shape[1], cat.shape[1]
+        # One table, a row per kind of count, a column per column (numeric, then categorical);
+        # each rule reads its (violations, values) cells by an index fixed per validator.
+        table = np.zeros((_ROWS, k + kc), dtype=np.int64)
+        table[_N_ROWS] = n_rows
+        num_missing = np.count_nonzero(np.isnan(num), axis=0)
+        table[_MISSING, :k] = num_missing
+        table[_PRESENT, :k] = n_rows - num_missing
         if k and n_rows:
             lowest = np.fmin.reduce(num, axis=0)  # NaN only for an all-missing column
             highest = np.fmax.reduce(num, axis=0)
             with np.errstate(invalid="ignore"):
-                for bound, ext, out, less in (
-                    (self._lo, lowest, below, True),
-                    (self._hi, highest, above, False),
-                ):
-                    cols = np.nonzero(ext < bound if less else ext > bound)[0]
-                    if cols.size:
-                        sub = num[:, cols]
-                        out[cols] = (sub < bound[cols] if less else sub > bound[cols]).sum(axis=0)
-                spread = highest - lowest
+                cols = np.flatnonzero(lowest < self._lo)
+                if cols.size:
+                    table[_BELOW, cols] = (num[:, cols] < self._lo[cols]).sum(axis=0)
+                cols = np.flatnonzero(highest > self._hi)
+                if cols.size:
+                    table[_ABOVE, cols] = (num[:, cols] > self._hi[cols]).sum(axis=0)
+                constant = (highest == lowest) & (table[_PRESENT, :k] >= MIN_CONSTANT_VALUES)
+                table[_CONSTANT, :k] = np.where(constant, table[_PRESENT, :k], 0)
             if self._integer.any():
-                cols = np.nonzero(self._integer)[0]
+                cols = np.flatnonzero(self._integer)
                 sub = num[:, cols]
-                not_integer[cols] = ((sub != np.round(sub)) & ~np.isnan(sub)).sum(axis=0)
-        else:
-            spread = np.full(k, np.nan)
-        cat_missing = (cat < 0).sum(axis=0)
-        cat_present = n_rows - cat_missing
-        unseen: dict[int, int] = {}
-        for j in self._domains:
-            codes = cat[:, j]
-            present = codes >= 0
-            unseen[j] = int(present.sum()) - int(self._allowed_codes(j)[codes[present]].sum())
-        per_rule = {
-            "below_min": below.tolist(),
-            "above_max": above.tolist(),
-            "not_integer": not_integer.tolist(),
+                table[_NOT_INTEGER, cols] = ((sub != np.round(sub)) & ~np.isnan(sub)).sum(axis=0)
+        for j in range(kc):
+            # One pass per column: code c counted at c + 1, missing (-1) at 0.
+            counts = np.bincount(np.maximum(cat[:, j], -1) + 1, minlength=1)
+            table[_MISSING, k + j] = counts[0]
+            table[_PRESENT, k + j] = n_rows - counts[0]
+            if j in self._domains:
+                allowed = self._allowed_codes(j)
+                table[_UNSEEN, k + j] = counts[1:][~allowed[: counts.size - 1]].sum()
+        if self._cells is None:
+            self._cells = self._rule_cells(k)
+        flat = table.ravel()
+        return flat[self._cells[0]].tolist(), flat[self._cells[1]].tolist()
+
+    def _rule_cells(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per rule, where :meth:`_tallies`' table holds its violations and its values."""
+        width = k + len(self.categorical_columns)
+        count_row = {
+            "below_min": _BELOW,
+            "above_max": _ABOVE,
+            "not_integer": _NOT_INTEGER,
+            "unseen": _UNSEEN,
+            "missing": _MISSING,
+            "constant": _CONSTANT,
         }
-        num_present_l, num_missing_l = num_present.tolist(), num_missing.tolist()
-        cat_present_l, cat_missing_l = cat_present.tolist(), cat_missing.tolist()
-        constant = (spread == 0).tolist()
-        num_index, cat_index = self._num_index, self._cat_index
-        violations: list[int] = []
-        values: list[int] = []
+        violations, values = [], []
         for feature, name in self.rules:
-            j = num_index.get(feature)
-            if name == "constant":
-                assert j is not None
-                n = num_present_l[j]
-                violations.append(n if n >= MIN_CONSTANT_VALUES and constant[j] else 0)
-                values.append(n)
-            elif name == "missing":
-                violations.append(
-                    num_missing_l[j] if j is not None else cat_missing_l[cat_index[feature]]
-                )
-                values.append(n_rows)
-            elif name == "unseen":
-                jc = cat_index[feature]
-                violations.append(unseen[jc])
-                values.append(cat_present_l[jc])
-            else:
-                assert j is not None
-                violations.append(per_rule[name][j])
-                values.append(num_present_l[j])
-        return violations, values
+            j = self._num_index.get(feature)
+            j = k + self._cat_index[feature] if j is None else j
+            violations.append(count_row[name] * width + j)
+            values.append((_N_ROWS if name == "missing" else _PRESENT) * width + j)
+        return np.array(violations, dtype=np.intp), np.array(values, dtype=np.intp)
 
     def _breach(
         self, rule: Rule, k: int, values: int, num: np.ndarray, cat: np.ndarray, all_messages: bool
