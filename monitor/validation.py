@@ -22,9 +22,10 @@ constant       numeric    (window rule) every value of a full window is the same
 **Checked per batch, judged per window.** :meth:`Validator.observe` counts a batch's
 violations with a few numpy comparisons over its column matrices (no per-event
 Python); :meth:`Validator.evaluate` computes each rule's violation rate over the
-window (the same comparisons on the window's matrices) and turns it into a
-``data_quality`` signal naming the rule, the rate, the bound and the most frequent
-offending values (escaped: they come from the wire).
+window (all rules of a kind for all columns at once: the window's missing values and
+each column's extremes, a range counted only where an extreme passes its bound) and
+turns it into a ``data_quality`` signal naming the rule, the rate, the bound and the
+most frequent offending values (escaped: they come from the wire).
 
 **Declared and inferred constraints.** Constraints come from the config
 (``validation.constraints``); with ``validation.infer`` (the default) whatever a
