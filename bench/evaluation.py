@@ -1,6 +1,7 @@
 """Where one evaluation's time goes, stage by stage, optionally against another checkout.
 
-Run: ``.venv/bin/python -m bench.evaluation [--repeat N] [--against DIR] [--rounds R]``.
+Run: ``.venv/bin/python -m bench.evaluation [--repeat N] [--against DIR] [--rounds R]
+[--slide ROWS]``.
 
 Builds the single-model workload of :mod:`bench.throughput` (23 columns, window 5,000,
 step 1,000, reference 10,000), fills the window through ``MonitorService.process``, then
@@ -11,6 +12,10 @@ time of the thread, because the machine is shared: wall time there counts other 
 turns. Nested stages are included in
 their parents. The stream detectors' feed (ADWIN's updates) is not in it: repeated
 evaluations of one window have nothing new to feed (``bench.stages`` shows it per event).
+With ``--slide ROWS`` (say the step, 1,000) the window slides by that many rows before
+each evaluation, untimed: what an evaluation keeps from the previous one (the PCA errors
+of unchanged rows, the validation's unchanged quiet signals) is then kept only as a
+stream would let it; without it, every evaluation is of the very same window.
 
 ``--memory`` prints instead what one model's state holds (its numpy arrays by owner)
 and the RSS growth per (model, feature) of the 50-model workload.
@@ -79,8 +84,29 @@ def _owner(module: str, owner: str) -> Any:
     return obj
 
 
-def measure(repeat: int) -> dict[str, Any]:
-    """One side: median ms of an unwrapped evaluation, then ms per evaluation by stage."""
+def _slider(mm: Any, step: int) -> Callable[[], None]:
+    """Slides ``mm``'s window by ``step`` rows before an evaluation: the rows written are
+    copies of rows at another place of the window (same distribution, new at their place),
+    so that what an evaluation can keep from the previous one is what a stream would let
+    it keep; the detectors' own state is not fed."""
+    w = mm.window
+    turn = [0]
+
+    def slide() -> None:
+        turn[0] += 1
+        at = (turn[0] * 2 * step + step // 3) % (w.capacity - step)
+        rows = slice(at, at + step)
+        w.append(
+            w.numeric()[rows].copy(), w.categorical()[rows].copy(), w.timestamps()[rows].copy()
+        )
+
+    return slide
+
+
+def measure(repeat: int, slide: int = 0) -> dict[str, Any]:
+    """One side: median ms of an unwrapped evaluation, then ms per evaluation by stage;
+    with ``slide``, the window slides by that many rows before each evaluation (untimed),
+    else every evaluation is of the same window."""
     from bench import throughput as t
     from monitor.detectors import ks
 
@@ -88,10 +114,13 @@ def measure(repeat: int) -> dict[str, Any]:
     msgs = t.raw_messages(t.generate(t.SINGLE, 40_000, 1, drift_from=20_000))
     run = asyncio.run(t.run_in_process(t.SINGLE, msgs, 20_000, t.references(t.SINGLE)))
     mm = run["_service"].models["m00"]
+    before = _slider(mm, slide) if slide else lambda: None
     for _ in range(5):
+        before()
         mm.evaluate()
     times, cpu = [], []
     for _ in range(repeat):
+        before()
         t0, c0 = time.perf_counter(), time.thread_time()
         mm.evaluate()
         times.append(time.perf_counter() - t0)
@@ -105,10 +134,12 @@ def measure(repeat: int) -> dict[str, Any]:
         wrapped.append((obj, name, inspect.getattr_static(obj, name)))  # a classmethod stays one
         setattr(obj, name, _timed(getattr(obj, name), label, spent))
     try:
-        t0 = time.perf_counter()
+        total = 0.0
         for _ in range(repeat):
+            before()
+            t0 = time.perf_counter()
             mm.evaluate()
-        total = time.perf_counter() - t0
+            total += time.perf_counter() - t0
     finally:
         for obj, name, fn in wrapped:
             setattr(obj, name, fn)
@@ -176,14 +207,14 @@ def memory() -> dict[str, Any]:
     return {"columns": columns, "held_bytes": held, "rss_per_model_feature_bytes": per}
 
 
-def _side(path: Path, repeat: int) -> dict[str, Any]:
+def _side(path: Path, repeat: int, slide: int) -> dict[str, Any]:
     """:func:`measure` in a fresh interpreter that imports ``monitor`` and ``bench`` from
     ``path`` (this file's own code is run from here: the other checkout may not have it)."""
     env = dict(os.environ, PYTHONPATH=str(path))
     code = (
         "import json, runpy; "
         f"m = runpy.run_path({str(Path(__file__).resolve())!r})['measure']; "
-        f"print(json.dumps(m({repeat})))"
+        f"print(json.dumps(m({repeat}, {slide})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=path, env=env, capture_output=True, text=True, check=True
@@ -197,6 +228,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="what the state holds, instead")
+    parser.add_argument(
+        "--slide", type=int, default=0, help="rows the window slides by before each evaluation"
+    )
     args = parser.parse_args(argv)
     if args.memory:
         m = memory()
@@ -212,7 +246,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         return m
     if args.against is None:
-        r = measure(args.repeat)
+        r = measure(args.repeat, args.slide)
         print(
             f"evaluate: wall median {r['evaluate_median_ms']:.2f} ms, min "
             f"{r['evaluate_min_ms']:.2f}; CPU (this thread) median "
@@ -223,8 +257,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return r
     sides: dict[str, list[dict[str, Any]]] = {"this": [], "against": []}
     for _ in range(args.rounds):
-        sides["against"].append(_side(args.against.resolve(), args.repeat))
-        sides["this"].append(_side(ROOT, args.repeat))
+        sides["against"].append(_side(args.against.resolve(), args.repeat, args.slide))
+        sides["this"].append(_side(ROOT, args.repeat, args.slide))
 
     flat = {
         side: [

@@ -41,7 +41,13 @@ class MultivariateMonitor:
     ) -> None:
         self.config = config
         self.features = [c for c in numeric_columns if c != PREDICTION]
-        self._index = [numeric_columns.index(c) for c in self.features]
+        index = [numeric_columns.index(c) for c in self.features]
+        # A run of adjacent columns (the features before the prediction, as columnised) is
+        # a slice: a view of the window, not a copy of it at every evaluation.
+        contiguous = bool(index) and index == list(range(index[0], index[0] + len(index)))
+        self._index: list[int] | slice = (
+            slice(index[0], index[0] + len(index)) if contiguous else index
+        )
         self._seed = seed
         self.detector: PCADetector | None = None
         self.active = config.enabled and len(self.features) >= 2

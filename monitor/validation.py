@@ -22,9 +22,10 @@ constant       numeric    (window rule) every value of a full window is the same
 **Checked per batch, judged per window.** :meth:`Validator.observe` counts a batch's
 violations with a few numpy comparisons over its column matrices (no per-event
 Python); :meth:`Validator.evaluate` computes each rule's violation rate over the
-window (the same comparisons on the window's matrices) and turns it into a
-``data_quality`` signal naming the rule, the rate, the bound and the most frequent
-offending values (escaped: they come from the wire).
+window (all rules of a kind for all columns at once: the window's missing values and
+each column's extremes, a range counted only where an extreme passes its bound) and
+turns it into a ``data_quality`` signal naming the rule, the rate, the bound and the
+most frequent offending values (escaped: they come from the wire).
 
 **Declared and inferred constraints.** Constraints come from the config
 (``validation.constraints``); with ``validation.infer`` (the default) whatever a
@@ -65,7 +66,6 @@ past a 10% margin but not past 25%; a sentinel ``-1`` in an age column of 18..90
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -81,6 +81,9 @@ from monitor.signals import PREDICTION, Signal
 RULES: tuple[str, ...] = ("below_min", "above_max", "not_integer", "unseen", "missing", "constant")
 MAX_SHOWN_VALUES = 5  # offending values named in a signal
 MIN_CONSTANT_VALUES = 20  # fewer present values than this: the window says nothing about constancy
+# The rows of Validator._tallies' table of counts.
+_BELOW, _ABOVE, _NOT_INTEGER, _UNSEEN, _MISSING, _CONSTANT, _PRESENT, _N_ROWS = range(8)
+_ROWS = 8
 OTHER = "__other__"
 
 
@@ -226,6 +229,13 @@ class Validator:
         self._constant_mode: dict[int, float | None] = {}  # column -> reference mode share
         self._domains: dict[int, frozenset[str] | int] = {}  # allowed set, or reference size
         self._allowed: dict[int, np.ndarray] = {}  # code -> allowed, grown with the vocabulary
+        # An evaluation's unbreached signals, per rule with the (violations, values) they were
+        # built from: a quiet window repeats them, and rebuilding 88 frozen objects each time
+        # was half the validation's cost (issue 19). Never a breach: its values can differ.
+        self._quiet: dict[tuple[str, str], tuple[str, int, int, Signal]] = {}
+        self._num_index = {f: j for j, f in enumerate(self.numeric_columns)}
+        self._cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
+        self._cells: tuple[np.ndarray, np.ndarray] | None = None  # see _rule_cells
         if not config.enabled:
             return
         for j, name in enumerate(numeric_columns):
@@ -381,6 +391,96 @@ class Validator:
 
     # ----------------------------------------------------------------- judging
 
+    def _tallies(self, num: np.ndarray, cat: np.ndarray) -> tuple[list[int], list[int]]:
+        """Per rule (in ``self.rules`` order): its violations and its denominator over the
+        rows given; for ``constant``, the present values (as violations when every one of at
+        least :data:`MIN_CONSTANT_VALUES` is the same, else 0) and the present values.
+
+        All rules of a kind for all columns at once: one pass for the missing values and
+        one each for the columns' minimum and maximum; a range rule is counted only in the
+        columns whose extreme passes its bound (in a quiet window, none).
+        """
+        n_rows = len(num) if num.shape[1] else len(cat)
+        k, kc = num.shape[1], cat.shape[1]
+        # One table, a row per kind of count, a column per column (numeric, then categorical);
+        # each rule reads its (violations, values) cells by an index fixed per validator.
+        table = np.zeros((_ROWS, k + kc), dtype=np.int64)
+        table[_N_ROWS] = n_rows
+        num_missing = np.count_nonzero(np.isnan(num), axis=0)
+        table[_MISSING, :k] = num_missing
+        table[_PRESENT, :k] = n_rows - num_missing
+        if k and n_rows:
+            lowest = np.fmin.reduce(num, axis=0)  # NaN only for an all-missing column
+            highest = np.fmax.reduce(num, axis=0)
+            with np.errstate(invalid="ignore"):
+                cols = np.flatnonzero(lowest < self._lo)
+                if cols.size:
+                    table[_BELOW, cols] = (num[:, cols] < self._lo[cols]).sum(axis=0)
+                cols = np.flatnonzero(highest > self._hi)
+                if cols.size:
+                    table[_ABOVE, cols] = (num[:, cols] > self._hi[cols]).sum(axis=0)
+                constant = (highest == lowest) & (table[_PRESENT, :k] >= MIN_CONSTANT_VALUES)
+                table[_CONSTANT, :k] = np.where(constant, table[_PRESENT, :k], 0)
+            if self._integer.any():
+                cols = np.flatnonzero(self._integer)
+                sub = num[:, cols]
+                table[_NOT_INTEGER, cols] = ((sub != np.round(sub)) & ~np.isnan(sub)).sum(axis=0)
+        for j in range(kc):
+            # One pass per column: code c counted at c + 1, missing (-1) at 0.
+            counts = np.bincount(np.maximum(cat[:, j], -1) + 1, minlength=1)
+            table[_MISSING, k + j] = counts[0]
+            table[_PRESENT, k + j] = n_rows - counts[0]
+            if j in self._domains:
+                allowed = self._allowed_codes(j)
+                table[_UNSEEN, k + j] = counts[1:][~allowed[: counts.size - 1]].sum()
+        if self._cells is None:
+            self._cells = self._rule_cells(k)
+        flat = table.ravel()
+        return flat[self._cells[0]].tolist(), flat[self._cells[1]].tolist()
+
+    def _rule_cells(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per rule, where :meth:`_tallies`' table holds its violations and its values."""
+        width = k + len(self.categorical_columns)
+        count_row = {
+            "below_min": _BELOW,
+            "above_max": _ABOVE,
+            "not_integer": _NOT_INTEGER,
+            "unseen": _UNSEEN,
+            "missing": _MISSING,
+            "constant": _CONSTANT,
+        }
+        violations, values = [], []
+        for feature, name in self.rules:
+            j = self._num_index.get(feature)
+            j = k + self._cat_index[feature] if j is None else j
+            violations.append(count_row[name] * width + j)
+            values.append((_N_ROWS if name == "missing" else _PRESENT) * width + j)
+        return np.array(violations, dtype=np.intp), np.array(values, dtype=np.intp)
+
+    def _breach(
+        self, rule: Rule, k: int, values: int, num: np.ndarray, cat: np.ndarray, all_messages: bool
+    ) -> Breach:
+        """One rule's outcome from its tally (:meth:`_tallies`)."""
+        num_index, cat_index = self._num_index, self._cat_index
+        if rule.rule == "constant":
+            return self._constant(rule, num_index[rule.feature], values, k > 0, num)
+        if rule.feature in num_index:
+            j = num_index[rule.feature]
+            col = num[:, j]
+        else:
+            j = cat_index[rule.feature]
+            col = cat[:, j]
+        rate = k / values if values else 0.0
+        threshold = rule.threshold(values, self.config)
+        breached = values > 0 and rate > threshold
+        top = self._top_values(rule, j, col) if breached else []
+        # The message only where it is read: a breach (signals), or any rule (reports).
+        message = self._message(rule, k, values, rate, top) if breached or all_messages else ""
+        return Breach(
+            rule.feature, rule.rule, k, values, rate, threshold, breached, message, top,
+            rule.inferred,
+        )  # fmt: skip
+
     def check(
         self, num: np.ndarray, cat: np.ndarray, *, all_messages: bool = False
     ) -> list[Breach]:
@@ -388,51 +488,13 @@ class Validator:
         message of every rule with ``all_messages``, else of the breached ones."""
         if not self.rules:
             return []
-        counts = self._counts(num, cat)
-        n_rows = len(num) if num.shape[1] else len(cat)
-        # Once per matrix, not per rule: present values, and the range of each column.
-        num_present = (~np.isnan(num)).sum(axis=0)
-        cat_present = (cat >= 0).sum(axis=0)
-        num_index = {f: j for j, f in enumerate(self.numeric_columns)}
-        cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
-        spread = None
-        out: list[Breach] = []
-        for key, rule in self.rules.items():
-            feature, name = key
-            if name == "constant":
-                if spread is None:
-                    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-                        spread = np.nanmax(num, axis=0) - np.nanmin(num, axis=0)
-                j = num_index[feature]
-                out.append(self._constant(rule, j, int(num_present[j]), spread[j], num))
-                continue
-            if feature in num_index:
-                j = num_index[feature]
-                col = num[:, j]
-                present = int(num_present[j])
-            else:
-                j = cat_index[feature]
-                col = cat[:, j]
-                present = int(cat_present[j])
-            values = n_rows if name == "missing" else present
-            k = counts.get(key, 0)
-            rate = k / values if values else 0.0
-            threshold = rule.threshold(values, self.config)
-            breached = values > 0 and rate > threshold
-            top = self._top_values(rule, j, col) if breached else []
-            # The message only where it is read: a breach (signals), or any rule (reports).
-            message = self._message(rule, k, values, rate, top) if breached or all_messages else ""
-            out.append(
-                Breach(
-                    feature, name, k, values, rate, threshold, breached, message, top,
-                    rule.inferred,
-                )
-            )  # fmt: skip
-        return out
+        violations, values = self._tallies(num, cat)
+        return [
+            self._breach(rule, k, n, num, cat, all_messages)
+            for rule, k, n in zip(self.rules.values(), violations, values, strict=True)
+        ]
 
-    def _constant(self, rule: Rule, j: int, n: int, spread: float, num: np.ndarray) -> Breach:
-        constant = n >= MIN_CONSTANT_VALUES and bool(spread == 0)
+    def _constant(self, rule: Rule, j: int, n: int, constant: bool, num: np.ndarray) -> Breach:
         mode = self._constant_mode.get(j)
         # Inferred: only when a constant window is implausible for the reference (mode^n).
         plausible = mode is not None and (mode >= 1.0 or n * math.log(mode) > math.log(
@@ -500,8 +562,32 @@ class Validator:
 
     def evaluate(self, model: str, num: np.ndarray, cat: np.ndarray) -> list[Signal]:
         """One ``data_quality`` signal per rule for the window (``"ok"`` when not breached,
-        so the alert engine can resolve)."""
-        return [signal_of(model, b) for b in self.check(num, cat)]
+        so the alert engine can resolve).
+
+        An unbreached rule's signal is a function of its tally alone, so the one of the
+        previous evaluation is handed again when the tally is the same (a frozen object);
+        a breach is built anew (its offending values are read from the window).
+        """
+        if not self.rules:
+            return []
+        violations, values = self._tallies(num, cat)
+        quiet = self._quiet
+        out: list[Signal] = []
+        for key, rule, k, n in zip(
+            self.rules, self.rules.values(), violations, values, strict=True
+        ):
+            seen = quiet.get(key)
+            if seen is not None and seen[1] == k and seen[2] == n and seen[0] == model:
+                out.append(seen[3])
+                continue
+            b = self._breach(rule, k, n, num, cat, False)
+            sig = signal_of(model, b)
+            if b.breached:
+                quiet.pop(key, None)
+            else:
+                quiet[key] = (model, k, n, sig)
+            out.append(sig)
+        return out
 
 
 def signal_of(model: str, b: Breach) -> Signal:

@@ -75,6 +75,12 @@ class PCADetector(DetectorBase):
         self._ref_residual = np.empty(0)
         self._ks = KSDetector(alpha=self.alpha)
         self.components = 0
+        self._forget()
+
+    def _forget(self) -> None:
+        # The last window's rows (their bits, one row of memory per column) and their errors.
+        self._seen_bits: np.ndarray | None = None
+        self._seen_errors = np.empty(0)
 
     def _check(self, values: np.ndarray, what: str) -> np.ndarray:
         arr = np.asarray(values, dtype=np.float64)
@@ -88,6 +94,7 @@ class PCADetector(DetectorBase):
         ref = self._check(reference, "reference")
         if self._mean is not None and ref.shape[1] != self._mean.size:
             self._reset()
+        self._forget()  # errors of the old components
         rows = ref[~np.isnan(ref).all(axis=1)]
         if len(rows) < MIN_REFERENCE_ROWS:
             raise DetectorError(
@@ -139,6 +146,32 @@ class PCADetector(DetectorBase):
         """Per column and event: the standardised value less its reconstruction."""
         return np.array([zt[j] - self._basis[j] @ coef for j in range(zt.shape[0])])
 
+    def _window_errors(self, win: np.ndarray) -> np.ndarray:
+        """Each row's error, computed only for the rows that differ from the last window's.
+
+        An event's error is a function of its row alone, and a sliding window keeps most
+        rows from one evaluation to the next at the same place (the ring): a window of
+        5,000 sliding by 1,000 projects 1,000 rows, not 5,000. Rows are compared by their
+        bits (NaN included), so a reused error is of the very same values. The reused
+        errors were computed in another batch of rows: BLAS may round them differently in
+        the last bit (below 1e-15 relative), as it already did by a row's place in the
+        window. Costs one copy of the window's columns per detector.
+        """
+        bits = win.T.view(np.int64)
+        seen = self._seen_bits
+        if seen is None or seen.shape != bits.shape:
+            zt = self._standardised_columns(win)
+            errors = self._errors(zt, self._coefficients(zt))
+            self._seen_bits, self._seen_errors = np.array(bits, order="C"), errors
+            return errors.copy()
+        rows = np.flatnonzero((bits != seen).any(axis=0))
+        errors = self._seen_errors
+        if rows.size:
+            zt = self._standardised_columns(win[rows])
+            errors[rows] = self._errors(zt, self._coefficients(zt))
+            seen[:, rows] = bits[:, rows]
+        return errors.copy()
+
     def update(self, values: np.ndarray) -> None:
         """A window test: the window is given whole to :meth:`evaluate`."""
 
@@ -152,12 +185,12 @@ class PCADetector(DetectorBase):
             )
         if len(win) == 0:
             raise DetectorError("pca: empty window")
-        zt = self._standardised_columns(win)
-        coef = self._coefficients(zt)
-        errors = self._errors(zt, coef)
+        errors = self._window_errors(win)
         ks = self._ks.evaluate(errors)
         details = {"mean_error": float(errors.mean()), "components": float(self.components)}
         if ks.drifted:  # which columns: only worth the cost when there is something to name
+            zt = self._standardised_columns(win)
+            coef = self._coefficients(zt)
             excess = (self._residual(zt, coef) ** 2).mean(axis=1) - self._ref_residual
             details.update({f"residual:{j}": float(v) for j, v in enumerate(excess)})
         return DetectorResult(
