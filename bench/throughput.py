@@ -146,15 +146,20 @@ def reference_rows(w: Workload, rows: int, seed: int) -> list[tuple[dict[str, An
     return [(e["features"], e["prediction"]) for e in map(orjson.loads, msgs)]
 
 
-def raw_messages(values: list[bytes], topic: str = "predictions") -> list[Any]:
-    from monitor.events import RawMessage
+def raw_messages(values: list[bytes], topic: str = "predictions") -> Any:
+    """The pool of pre-encoded messages, in columns as a poll hands them over
+    (:class:`monitor.events.MessageBatch`); batches are slices of it."""
+    from monitor.events import MessageBatch
 
-    return [RawMessage(v, T0 + i / 1000.0, topic, 0, i, None) for i, v in enumerate(values)]
+    n = len(values)
+    stamps = [T0 + i / 1000.0 for i in range(n)]
+    return MessageBatch(list(values), stamps, list(range(n)), [None] * n, [(topic, 0, 0, n)])
 
 
-def batches(messages: list[Any], total: int, size: int = BATCH) -> Iterator[list[Any]]:
-    """``total`` messages in batches of ``size``, cycling over ``messages``."""
-    done, pos, n = 0, 0, len(messages)
+def batches(messages: Any, total: int, size: int = BATCH, start: int = 0) -> Iterator[Any]:
+    """``total`` messages in batches of ``size``, cycling over ``messages`` from ``start``."""
+    done, n = 0, len(messages)
+    pos = start % n
     while done < total:
         take = min(size, total - done, n - pos)
         yield messages[pos : pos + take]
@@ -296,9 +301,7 @@ async def run_in_process(
             if profiler is not None:
                 profiler.enable()
             cpu0, t0 = time.process_time(), time.perf_counter()
-            for b in batches(
-                messages[warm % len(messages) :] + messages[: warm % len(messages)], total
-            ):
+            for b in batches(messages, total, start=warm):
                 await svc.process(b)
                 await asyncio.sleep(0)  # the dispatcher gets the loop, as during getmany()
                 done += len(b)
@@ -352,8 +355,7 @@ async def paired_in_process(
             before = bare_decode(messages, per_round)["events_per_second"]
             for _ in range(rounds):
                 t0 = time.perf_counter()
-                stream = messages[start % len(messages) :] + messages[: start % len(messages)]
-                for b in batches(stream, per_round):
+                for b in batches(messages, per_round, start=start):
                     await svc.process(b)
                     await asyncio.sleep(0)
                 ours = per_round / (time.perf_counter() - t0)
@@ -382,8 +384,8 @@ def bare_decode(messages: list[Any], total: int) -> dict[str, Any]:
     loads = orjson.loads
     t0 = time.perf_counter()
     for b in batches(messages, total):
-        for m in b:
-            loads(m.value)
+        for v in b.values:
+            loads(v)
     wall = time.perf_counter() - t0
     return {"events": total, "wall_seconds": wall, "events_per_second": total / wall}
 

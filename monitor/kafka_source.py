@@ -26,6 +26,8 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter, truediv
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -45,11 +47,16 @@ from aiokafka.helpers import create_ssl_context
 
 from monitor.config import KafkaConfig
 from monitor.errors import ServiceStateError, SourceError, UndecodableBatchError
-from monitor.events import RawMessage, Rejected
+from monitor.events import MessageBatch, Rejected
 
 log = logging.getLogger("monitor.kafka")
 
 TP = tuple[str, int]
+# Fields of aiokafka's ConsumerRecord (its public API).
+_VALUE = attrgetter("value")
+_TIMESTAMP = attrgetter("timestamp")
+_OFFSET = attrgetter("offset")
+_KEY = attrgetter("key")
 PartitionCallback = Callable[[set[TP]], Awaitable[None]]
 
 
@@ -251,8 +258,12 @@ class KafkaSource:
             raise ServiceStateError("KafkaSource is not started")
         return self._consumer
 
-    async def poll(self) -> list[RawMessage]:
-        """One ``getmany()``: the records of every partition, each partition in order."""
+    async def poll(self) -> MessageBatch:
+        """One ``getmany()``: the records of every partition, each partition in order.
+
+        Taken column by column (C-level ``map`` over each partition's records), not as one
+        object per record: that cost about 1 µs per event (issue 19).
+        """
         try:
             batches = await self.consumer.getmany(
                 timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_batch_records
@@ -261,12 +272,15 @@ class KafkaSource:
             raise undecodable_batch_error(exc) from exc
         except KafkaError as exc:
             raise SourceError(f"poll failed: {exc}") from exc
-        out: list[RawMessage] = []
+        out = MessageBatch()
         for tp, records in batches.items():
-            topic, partition = tp.topic, tp.partition
-            out.extend(
-                RawMessage(r.value, r.timestamp / 1000.0, topic, partition, r.offset, r.key)
-                for r in records
+            out.add_run(
+                tp.topic,
+                tp.partition,
+                map(_VALUE, records),
+                map(truediv, map(_TIMESTAMP, records), repeat(1000.0)),  # ms -> epoch seconds
+                map(_OFFSET, records),
+                map(_KEY, records),
             )
         return out
 

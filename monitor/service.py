@@ -73,9 +73,6 @@ import json
 import logging
 import os
 import time
-from collections import Counter
-from itertools import groupby
-from operator import attrgetter
 from typing import Any
 
 import httpx
@@ -103,6 +100,7 @@ from monitor.events import (
     NATIVE_AVAILABLE,
     DecodedBatch,
     Decoder,
+    MessageBatch,
     RawMessage,
     Rejected,
     printable,
@@ -136,29 +134,19 @@ DISABLED_REASONS = ("reference_unreadable", "reference_mismatch", "reference_inv
 # alert documents those blobs hold.
 _Snapshot = tuple[dict[str, SavedModel], dict[TP, int], dict[str, str]]
 
-_TOPIC = attrgetter("topic")
-_PARTITION_OF = attrgetter("topic", "partition")
-_OFFSET = attrgetter("offset")
 
-
-def offset_ranges(messages: list[RawMessage]) -> dict[TP, tuple[int, int]]:
+def offset_ranges(messages: MessageBatch | list[RawMessage]) -> dict[TP, tuple[int, int]]:
     """(lowest, highest) offset per partition in a batch.
 
     A poll hands each partition's records as one run, so this is a C-level pass
-    per run (``groupby`` + ``min``/``max``), not Python per message; runs of one
-    partition that are not adjacent are merged.
+    per run (``min``/``max``), not Python per message; runs of one partition that
+    are not adjacent are merged.
 
     >>> at = [("p", 0, 5), ("p", 0, 6), ("p", 1, 3), ("p", 0, 2)]
     >>> offset_ranges([RawMessage(b"", 0.0, t, p, o) for t, p, o in at])
     {('p', 0): (2, 6), ('p', 1): (3, 3)}
     """
-    out: dict[TP, tuple[int, int]] = {}
-    for tp, run in groupby(messages, _PARTITION_OF):
-        offsets = list(map(_OFFSET, run))
-        lo, hi = min(offsets), max(offsets)
-        seen = out.get(tp)
-        out[tp] = (lo, hi) if seen is None else (min(seen[0], lo), max(seen[1], hi))
-    return out
+    return MessageBatch.of(messages).offset_ranges()
 
 
 class MonitorService:
@@ -597,7 +585,7 @@ class MonitorService:
 
     # ----------------------------------------------------------------- batches
 
-    async def process(self, messages: list[RawMessage]) -> list[Evaluation]:
+    async def process(self, messages: MessageBatch | list[RawMessage]) -> list[Evaluation]:
         """Apply one polled batch, then commit its offsets (at-least-once).
 
         Order matters for exactness: rejected messages reach the dead-letter
@@ -610,7 +598,8 @@ class MonitorService:
             if self._unsafe_state is not None:
                 raise ServiceStateError(f"state is unsafe ({self._unsafe_state}); restart")
             t0 = time.perf_counter()
-            ranges = offset_ranges(messages)
+            messages = MessageBatch.of(messages)
+            ranges = messages.offset_ranges()
             batch = self._decode(messages)
             if batch.rejected and not await self._dead_letter(batch.rejected, ranges):
                 return []  # stopping before the batch could be applied: it will be replayed
@@ -719,9 +708,9 @@ class MonitorService:
             raise MonitorError(f"cannot record starting offsets: {exc}") from exc
         self._positions.update(first)
 
-    def _decode(self, messages: list[RawMessage]) -> DecodedBatch:
+    def _decode(self, messages: MessageBatch) -> DecodedBatch:
         """Decode a batch and count (and rate-limit log) what the contract rejects."""
-        for topic, n in Counter(map(_TOPIC, messages)).items():
+        for topic, n in messages.topic_counts().items():
             self.metrics.messages_consumed.labels(topic).inc(n)
         # Models whose schema is settled get their features decoded straight into columns.
         schemas = {
@@ -765,7 +754,7 @@ class MonitorService:
             )
         return batch
 
-    def _decode_one_by_one(self, messages: list[RawMessage]) -> DecodedBatch:
+    def _decode_one_by_one(self, messages: MessageBatch) -> DecodedBatch:
         out = DecodedBatch()
         for m in messages:
             try:

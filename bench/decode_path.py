@@ -1,0 +1,102 @@
+"""The decode path alone, per event: from aiokafka's records to decoded columns (issue 19).
+
+Run: ``.venv/bin/python -m bench.decode_path [--repeat N]``. Builds one poll's worth of
+aiokafka ``ConsumerRecord`` objects (5,000 events of the throughput workload, one partition)
+and times, best of ``--repeat``: turning them into what the source hands the decoder (a
+:class:`~monitor.events.MessageBatch`, as ``KafkaSource.poll`` does, and for comparison one
+:class:`~monitor.events.RawMessage` per record, as it did before), ``Decoder.decode`` of it
+with the model's schema settled (the compiled decoder when installed), and a bare
+``orjson.loads`` loop over the same values. A diagnostic for development; it writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from itertools import repeat
+from operator import attrgetter, truediv
+from typing import Any
+
+import orjson
+from aiokafka.structs import ConsumerRecord
+
+from bench import throughput as t
+from monitor.events import NATIVE_AVAILABLE, Decoder, MessageBatch, RawMessage
+
+_FIELDS = tuple(attrgetter(a) for a in ("value", "timestamp", "offset", "key"))
+
+
+def records(n: int) -> list[ConsumerRecord[bytes, bytes]]:
+    values = t.generate(t.SINGLE, n, 1)
+    return [
+        ConsumerRecord(
+            "predictions", 0, i, 1_790_000_000_000 + i, 0, b"m00", v, None, 3, len(v), ()
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def as_batch(recs: list[Any]) -> MessageBatch:
+    """What ``KafkaSource.poll`` does with one partition's records."""
+    value, stamp, offset, key = _FIELDS
+    batch = MessageBatch()
+    batch.add_run(
+        "predictions",
+        0,
+        map(value, recs),
+        map(truediv, map(stamp, recs), repeat(1000.0)),
+        map(offset, recs),
+        map(key, recs),
+    )
+    return batch
+
+
+def as_messages(recs: list[Any]) -> list[RawMessage]:
+    """What the source did before issue 19: one object per record."""
+    return [
+        RawMessage(r.value, r.timestamp / 1000.0, r.topic, r.partition, r.offset, r.key)
+        for r in recs
+    ]
+
+
+def best_us(fn: Callable[[], Any], n: int, repeat_: int) -> float:
+    times = []
+    for _ in range(repeat_):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times) / n * 1e6
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5_000)
+    parser.add_argument("--repeat", type=int, default=60)
+    args = parser.parse_args(argv)
+    n, r = args.events, args.repeat
+    recs = records(n)
+    values = [rec.value for rec in recs]
+    decoder = Decoder(max_message_bytes=1_000_000)
+    decoder.decode(as_messages(recs[:1]))  # the model's verdict, as after the first batch
+    schemas = {"m00": (tuple(f"f{j:02d}" for j in range(20)), ("c0", "c1"))}
+    batch, messages = as_batch(recs), as_messages(recs)
+    loads = orjson.loads
+    out = {
+        "records -> MessageBatch": best_us(lambda: as_batch(recs), n, r),
+        "records -> RawMessage list": best_us(lambda: as_messages(recs), n, r),
+        "decode(MessageBatch)": best_us(lambda: decoder.decode(batch, schemas), n, r),
+        "decode(RawMessage list)": best_us(lambda: decoder.decode(messages, schemas), n, r),
+        "records -> decoded, columns": best_us(
+            lambda: decoder.decode(as_batch(recs), schemas), n, r
+        ),
+        "bare orjson.loads loop": best_us(lambda: [loads(v) for v in values], n, r),
+    }
+    print(f"compiled decoder: {NATIVE_AVAILABLE}; {n:,} events, best of {r}, us per event")
+    for name, us in out.items():
+        print(f"  {name:32s} {us:6.3f}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
