@@ -448,3 +448,39 @@ def test_a_bad_signal_kind_in_a_stored_track_is_refused():
     )
     with pytest.raises(StateError, match="kind"):
         ModelAlertState.from_json(doc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from([O, O, W, C]), min_size=4, max_size=4), min_size=1, max_size=40
+    ),
+    st.integers(1, 2),
+    st.integers(1, 3),
+)
+def test_property_many_signals_evidence_is_the_current_signal(steps, for_, resolve_after):
+    """Four features at once (most evaluations: mostly ok signals, which the policy steps
+    cheaply when nothing is open for them): each action carries, for every feature it names
+    or clears, the signal of *this* evaluation; fire and resolve alternate; a firing feature
+    is named until it resolves, and an ok one that was notified is cleared by an update."""
+    rule = AlertRule(**{"for": for_, "resolve_after": resolve_after})
+    subjects = ["a", "b", "c", "d"]
+    state, opens_closes, notified = None, [], set()
+    for i, sevs in enumerate(steps):
+        signals = [sig(s, subject) for s, subject in zip(sevs, subjects, strict=True)]
+        d = decide(state, signals, ctx(i * STEP, i), i * STEP, rules=[rule])
+        state = d.state
+        current = {s.subject: s for s in signals}
+        for action in d.actions:
+            opens_closes += [action.kind] if action.kind in ("fire", "resolve") else []
+            for named in (*action.signals, *action.cleared):
+                assert named is current[named.subject]
+            names = {s.subject for s in action.signals}
+            if action.kind == "resolve":  # names every feature the incident notified
+                assert names == notified
+                notified = set()
+            else:
+                notified = (notified - {s.subject for s in action.cleared}) | names
+    assert opens_closes == ["fire", "resolve"] * (len(opens_closes) // 2) + (
+        ["fire"] if len(opens_closes) % 2 else []
+    )

@@ -267,13 +267,22 @@ def _step_group(
     now: float,
 ) -> tuple[GroupState, list[AlertAction]]:
     tracks: dict[str, SignalTrack] = {}
+    evidence: dict[str, Signal] = {}
     for key in sorted(set(group.tracks) | set(current)):
         sig = current.get(key)
+        prev = group.tracks.get(key)
+        if prev is None and sig is not None and severity_rank(sig.severity) == 0:
+            # Most of an evaluation's signals: ok, with nothing open. No rule makes an ok
+            # signal active, so its step is a fresh track holding it as evidence, which is
+            # not kept: skip building it (the same result, a tenth of the cost).
+            evidence[key] = sig
+            continue
         rule = rule_for(rules, sig) if sig is not None else None
-        tracks[key] = _step_track(group.tracks.get(key, SignalTrack()), sig, rule, now)
+        tracks[key] = track = _step_track(prev or SignalTrack(), sig, rule, now)
+        if track.last is not None:
+            evidence[key] = track.last
 
     firing = {k: t for k, t in tracks.items() if t.firing}
-    evidence = {k: t.last for k, t in tracks.items() if t.last is not None}
     # Keep only what carries information: bounded state however many features come and go.
     kept = {k: t for k, t in tracks.items() if t.firing or t.active_streak > 0}
     group = replace(group, tracks=kept)
@@ -379,11 +388,15 @@ def decide(
         raise ValueError(f"state of model {state.model!r} given for {ctx.model!r}")
 
     by_group: dict[str, tuple[dict[str, str], dict[str, Signal]]] = {}
+    fingerprints: dict[tuple[tuple[str, str], ...], str] = {}  # a few groups, many signals
     for sig in signals:
         if sig.model != ctx.model:
             raise ValueError(f"signal of model {sig.model!r} in an evaluation of {ctx.model!r}")
         labels = group_labels(sig, group_by)
-        fp = fingerprint(labels)
+        items = tuple(labels.items())
+        fp = fingerprints.get(items)
+        if fp is None:
+            fp = fingerprints[items] = fingerprint(labels)
         entry = by_group.setdefault(fp, (labels, {}))
         key = signal_key(sig)
         seen = entry[1].get(key)
