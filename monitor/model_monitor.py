@@ -384,7 +384,7 @@ class ModelMonitor:
             num, cat, ts = num[mask], cat[mask], ts[mask]
             versions = versions[mask] if versions is not None else None
         numeric, categorical, results = window_results(num, cat, self.columns, self.detectors)
-        results.update(self.multivariate.evaluate(num))
+        results.update(self.multivariate.evaluate(num, self.window if since is None else None))
         label_results = (
             self.label_drift.evaluate(self.performance)
             if self.label_drift is not None and self.performance is not None

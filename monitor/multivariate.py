@@ -24,6 +24,7 @@ from monitor.detectors.pca import PCADetector
 from monitor.errors import DetectorError
 from monitor.reference import ReferenceProfile, shown
 from monitor.signals import MULTIVARIATE, PREDICTION
+from monitor.window import SlidingWindow, WindowMark
 
 MIN_ROWS = 50  # fewer window rows than this: no verdict
 TOP_FEATURES = 3  # features named in a multivariate signal
@@ -50,6 +51,8 @@ class MultivariateMonitor:
         )
         self._seed = seed
         self.detector: PCADetector | None = None
+        # The window as it stood at the detector's last evaluate_rows (see evaluate).
+        self._mark: WindowMark | None = None
         self.active = config.enabled and len(self.features) >= 2
         if not self.active or profile.joint is None:
             return
@@ -66,15 +69,30 @@ class MultivariateMonitor:
             return
         self.detector = detector
 
-    def evaluate(self, num: np.ndarray) -> dict[str, list[DetectorResult]]:
-        """``{"__multivariate__": [result]}`` for the window's numeric matrix, or ``{}``."""
+    def evaluate(
+        self, num: np.ndarray, window: SlidingWindow | None = None
+    ) -> dict[str, list[DetectorResult]]:
+        """``{"__multivariate__": [result]}`` for the window's numeric matrix, or ``{}``.
+
+        With ``window``, ``num`` must be that window's :meth:`~SlidingWindow.numeric`
+        as it is (not a subset): the detector then projects only the rows written since
+        this monitor's last evaluation of it (``written_since``), keeping one error per row
+        in between instead of a copy of the rows. Without (a time window's subset), every
+        row is projected and nothing is kept.
+        """
         if not self.active or len(num) < MIN_ROWS:
             return {}
         x = num[:, self._index]
         if self.detector is None:
             self._fit(x)
             return {}
-        return {MULTIVARIATE: [self.detector.evaluate(x)]}
+        if window is None or len(num) != window.size:
+            self._mark = None
+            return {MULTIVARIATE: [self.detector.evaluate(x)]}
+        changed = window.written_since(self._mark)
+        result = self.detector.evaluate_rows(x, changed)
+        self._mark = window.mark()  # only once the detector's errors are of this window
+        return {MULTIVARIATE: [result]}
 
     def contributions(self, result: DetectorResult) -> list[tuple[str, float]]:
         """The (at most :data:`TOP_FEATURES`) features whose mean squared residual grew,

@@ -18,11 +18,25 @@ window tests do not need it.
 
 from __future__ import annotations
 
+import itertools
+from typing import NamedTuple
+
 import numpy as np
 
 from monitor.state_format import StateFormatError, WindowState, pack_array, unpack_array
 
 MISSING_CODE = -1
+
+#: Window generations: a new one per window and per restore, never reused in a process, so
+#: that a mark of one window (or of one window before a restore) never passes for another's.
+_GENERATIONS = itertools.count(1)
+
+
+class WindowMark(NamedTuple):
+    """Where a window stood (:meth:`SlidingWindow.mark`): its generation and rows appended."""
+
+    generation: int
+    total: int
 
 
 class SlidingWindow:
@@ -39,6 +53,8 @@ class SlidingWindow:
         self._head = 0  # next row to write
         self.size = 0  # rows filled
         self.total = 0  # rows ever appended
+        # Changes whenever the buffers change other than by append (restore): see mark().
+        self.generation = next(_GENERATIONS)
 
     def append(self, numeric: np.ndarray, categorical: np.ndarray, timestamps: np.ndarray) -> None:
         n = len(timestamps)
@@ -71,6 +87,29 @@ class SlidingWindow:
     def numeric(self) -> np.ndarray:
         """The filled numeric rows, shape (rows, columns) (a view; do not modify)."""
         return self._num.T if self.size == self.capacity else self._num[:, : self.size].T
+
+    def mark(self) -> WindowMark:
+        """The window as it stands, for :meth:`written_since` later."""
+        return WindowMark(self.generation, self.total)
+
+    def written_since(self, mark: WindowMark | None) -> np.ndarray | None:
+        """Rows of :meth:`numeric` (storage slots) that may differ from what they held at
+        ``mark``, or None when that is unknown: no mark, another window's or generation's
+        (a restore since), or every row rewritten since.
+
+        Why: a window test whose result is per row (the PCA errors) recomputes only these
+        rows instead of keeping a copy of the window to compare with. Appends write the
+        slots before ``_head`` in ring order, so the ``n`` rows appended since the mark are
+        the ``n`` slots before the head, as long as ``n`` is below the capacity (an append
+        of ``capacity`` rows or more rewrites the ring from slot 0). While the ring fills,
+        storage slots are the rows of :meth:`numeric`, the new ones past the old size.
+        """
+        if mark is None or mark.generation != self.generation or mark.total > self.total:
+            return None
+        n = self.total - mark.total
+        if n >= self.capacity:
+            return None
+        return (np.arange(self._head - n, self._head, dtype=np.intp)) % self.capacity
 
     def categorical(self) -> np.ndarray:
         return self._cat if self.size == self.capacity else self._cat[: self.size]
@@ -110,6 +149,7 @@ class SlidingWindow:
             self._cat.shape[1],
         ):
             raise StateFormatError("corrupt", "window buffers of the wrong shape")
+        self.generation = next(_GENERATIONS)  # every row may have changed: no mark holds
         self.total = state.total
         if state.capacity == self.capacity:
             self._num[:, :size] = numeric

@@ -16,11 +16,15 @@ import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from monitor.config import ValidationConfig
+from monitor.config import MultivariateConfig, ValidationConfig
 from monitor.detectors.base import DetectorResult
 from monitor.detectors.pca import PCADetector
-from monitor.reference import build_profile, shown
+from monitor.multivariate import MULTIVARIATE, MultivariateMonitor
+from monitor.reference import ReferenceProfile, build_profile, shown
+from monitor.signals import PREDICTION
+from monitor.state_format import unpack_array
 from monitor.validation import Breach, Rule, Validator, signal_of
+from monitor.window import SlidingWindow, WindowMark
 
 NUMERIC = ["amount", "age", "score", "flat"]
 CATEGORICAL = ["region", "channel"]
@@ -241,3 +245,171 @@ def test_pca_same_statistic_p_value_and_contributors_as_before(
         assert math.isclose(new.p_value, old.p_value, rel_tol=1e-12, abs_tol=1e-300)
         for key, value in old.details.items():
             assert math.isclose(new.details[key], value, rel_tol=1e-12, abs_tol=1e-12), key
+
+
+# ------------------------------------------------ PCA errors kept per row, the window's marks
+
+MV_FEATURES = ["a", "b", "c", "d", "e"]
+
+
+@cache
+def _mv_profile() -> ReferenceProfile:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 5))
+    x[:, 1] += x[:, 0]
+    return build_profile(
+        "m", [({f: float(v) for f, v in zip(MV_FEATURES, row, strict=True)}, 0.5) for row in x]
+    )
+
+
+@cache
+def _mv_reference(which: int) -> np.ndarray:
+    """Two references for refits: the second with the correlation of a and b flipped."""
+    rng = np.random.default_rng(10 + which)
+    ref = rng.normal(size=(600, 5))
+    ref[:, 1] += -ref[:, 0] if which else ref[:, 0]
+    ref[rng.random(ref.shape) < 0.02] = np.nan
+    return ref
+
+
+@cache
+def _fresh_pca(which: int) -> PCADetector:
+    """A detector fitted as the monitor's is; its ``evaluate`` projects every row."""
+    d = PCADetector(MultivariateConfig().variance, MultivariateConfig().alpha, seed=7)
+    d.fit(_mv_profile().joint if which < 0 else _mv_reference(which))  # type: ignore[arg-type]
+    return d
+
+
+def _no_codes(rows: int) -> np.ndarray:
+    return np.empty((rows, 0), np.int32)
+
+
+_OPS = st.one_of(
+    st.tuples(st.just("append"), st.integers(0, 260)),  # capacity 50..120: all three cases
+    st.tuples(st.just("checkpoint"), st.just(0)),
+    st.tuples(st.just("restore"), st.integers(-40, 40)),  # into a window of capacity + k
+    st.tuples(st.just("foreign"), st.integers(0, 300)),  # another stream's, further on
+    st.tuples(st.just("refit"), st.integers(0, 1)),
+    st.tuples(st.just("subset"), st.just(0)),  # a time window's mask: no window given
+    st.tuples(st.just("switch"), st.just(0)),  # a new window (a reference switch)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    capacity=st.integers(50, 120),
+    ops=st.lists(_OPS, min_size=1, max_size=14),
+    adjacent=st.booleans(),
+    missing=st.sampled_from([0.0, 0.05]),
+)
+@example(
+    seed=0, capacity=60, adjacent=True, missing=0.0,
+    ops=[("append", 60), ("append", 1), ("append", 59), ("append", 60), ("append", 61),
+         ("append", 0), ("append", 119), ("append", 30), ("append", 45)],
+)  # fmt: skip
+@example(
+    seed=1, capacity=60, adjacent=False, missing=0.05,
+    ops=[("append", 80), ("checkpoint", 0), ("append", 20), ("restore", 0), ("append", 10),
+         ("refit", 1), ("append", 5), ("subset", 0), ("append", 7), ("restore", 25),
+         ("append", 3), ("switch", 0), ("append", 70), ("append", 2), ("foreign", 5)],
+)  # fmt: skip
+def test_pca_rows_written_since_the_last_evaluation_give_a_full_recompute(
+    seed: int,
+    capacity: int,
+    ops: list[tuple[str, int]],
+    adjacent: bool,
+    missing: float,
+) -> None:
+    """The multivariate monitor on a real window, which projects only the rows the window
+    says were written since its last evaluation, against a fresh detector projecting every
+    row: appends below, at and above the capacity (wrap-around, a ring rewritten), restores
+    of an older checkpoint (same and other capacity) and of another stream's, refits,
+    evaluations of a subset (no window) in between, and a new window: the same statistic,
+    p-value and contributors."""
+    columns = [*MV_FEATURES, PREDICTION] if adjacent else ["a", "b", PREDICTION, "c", "d", "e"]
+    mv = MultivariateMonitor(MultivariateConfig(), _mv_profile(), columns, seed=7)
+    assert mv.detector is not None
+    fitted = -1  # the profile's joint rows
+    rng = np.random.default_rng(seed)
+    window = SlidingWindow(len(columns), 0, capacity)
+    saved = None
+    for op, arg in ops:
+        if op == "append":
+            x = rng.normal(size=(arg, len(columns)))
+            x[:, 1] += x[:, 0] * rng.choice([1.0, -1.0])
+            x[rng.random(x.shape) < missing] = np.nan
+            window.append(x, _no_codes(arg), np.arange(float(arg)))
+        elif op == "checkpoint":
+            saved = window.export_state()
+        elif op == "restore" and saved is not None:
+            into = window if arg == 0 else SlidingWindow(len(columns), 0, max(10, capacity + arg))
+            into.restore_state(saved, unpack_array(saved.numeric), _no_codes(saved.size))
+            window = into
+        elif op == "foreign":
+            other = SlidingWindow(len(columns), 0, capacity)
+            x = rng.normal(size=(window.total + arg, len(columns)))
+            other.append(x, _no_codes(len(x)), np.arange(float(len(x))))
+            state = other.export_state()
+            window.restore_state(state, unpack_array(state.numeric), _no_codes(state.size))
+        elif op == "refit":
+            mv.detector.fit(_mv_reference(arg))
+            fitted = arg
+        elif op == "switch":
+            window = SlidingWindow(len(columns), 0, capacity)
+        num = window.numeric()
+        if op == "subset" and len(num):
+            num = num[rng.random(len(num)) < 0.8]
+        got = mv.evaluate(num, None if op == "subset" else window)
+        if len(num) < 50:
+            assert got == {}
+            continue
+        new = got[MULTIVARIATE][0]
+        old = _fresh_pca(fitted).evaluate(num[:, [columns.index(f) for f in MV_FEATURES]])
+        assert (new.drifted, new.severity, new.details.keys()) == (
+            old.drifted, old.severity, old.details.keys(),
+        )  # fmt: skip
+        assert math.isclose(new.statistic, old.statistic, rel_tol=1e-12, abs_tol=1e-12)
+        assert math.isclose(new.p_value, old.p_value, rel_tol=1e-12, abs_tol=1e-300)
+        for key, value in old.details.items():
+            assert math.isclose(new.details[key], value, rel_tol=1e-12, abs_tol=1e-12), key
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    capacity=st.integers(1, 40),
+    steps=st.lists(st.integers(0, 90), min_size=1, max_size=10),
+    gap=st.integers(1, 4),
+)
+def test_window_written_since_covers_every_row_that_changed(
+    capacity: int, steps: list[int], gap: int
+) -> None:
+    """Every row of ``numeric()`` whose bits differ from those at a mark is among the rows
+    ``written_since`` the mark names (or it says None, only when every row was rewritten),
+    marks taken ``gap`` appends apart; and a restore invalidates every earlier mark."""
+    w = SlidingWindow(2, 0, capacity)
+    counter = 0
+    history: list[tuple[WindowMark, np.ndarray]] = []
+    for n in steps:
+        history.append((w.mark(), w.numeric().copy()))
+        rows = np.arange(counter, counter + n, dtype=np.float64)
+        counter += n
+        w.append(np.column_stack([rows, -rows]), _no_codes(n), rows)
+        mark, before = history[max(0, len(history) - gap)]
+        written = w.written_since(mark)
+        appended = w.total - mark.total
+        if written is None:
+            assert appended >= capacity
+            continue
+        assert len(written) == appended
+        now = w.numeric()
+        differs = np.ones(len(now), bool)
+        same = min(len(before), len(now))
+        differs[:same] = (now[:same] != before[:same]).any(axis=1)
+        assert set(np.flatnonzero(differs)) <= set(written.tolist())
+        assert all(0 <= i < len(now) for i in written)
+    state = w.export_state()
+    mark = w.mark()
+    w.restore_state(state, unpack_array(state.numeric), _no_codes(state.size))
+    assert w.written_since(mark) is None
+    assert len(w.written_since(w.mark())) == 0  # type: ignore[arg-type]

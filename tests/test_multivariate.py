@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from monitor.config import parse_config
 from monitor.detectors.base import DetectorResult
 from monitor.detectors.config import DriftConfig
+from monitor.detectors.pca import PCADetector
 from monitor.drift import DriftTracker
 from monitor.events import ModelEvents
 from monitor.model_monitor import ModelMonitor
@@ -130,3 +133,42 @@ def test_learned_reference_keeps_its_joint_rows_across_a_checkpoint() -> None:
     evs = restored.ingest(_events(_rows(3, 1000, -0.8)))
     assert MULTIVARIATE in evs[0].results
     assert ("multivariate", MULTIVARIATE) in {(k, s) for _, k, s in _firing(evs)}
+
+
+def _full(mm: ModelMonitor) -> DetectorResult:
+    """The PCA result of ``mm``'s window now, every row projected by a fresh detector."""
+    d = copy.deepcopy(mm.multivariate.detector)  # its evaluate projects every row
+    assert isinstance(d, PCADetector)
+    cols = [mm.numeric_columns.index(f) for f in mm.multivariate.features]
+    return d.evaluate(mm.window.numeric()[:, cols])
+
+
+def test_pca_kept_row_errors_match_a_full_recompute_across_a_checkpoint() -> None:
+    """The monitor projects only the rows appended since its last evaluation (issue 19);
+    through ingest of batches of one step or several windows, a restore from a checkpoint
+    and a correlation flip, every result is that of projecting every row. (Batches of
+    whole steps: the last evaluation of a batch is then of the window as it is after.)"""
+    from monitor.state_format import decode, encode
+
+    profile = build_profile("m", [(r, 0.5) for r in _rows(1, 3000, 0.8)])
+    mm = _monitor(profile)
+    seen = 0
+
+    def check(m: ModelMonitor, evs: list) -> None:
+        nonlocal seen
+        for e in evs[-1:]:  # the last evaluation of the batch: the window as it is now
+            got, full = e.results[MULTIVARIATE][0], _full(m)
+            assert abs(got.statistic - full.statistic) <= 1e-12
+            assert abs(got.p_value - full.p_value) <= 1e-12 * max(full.p_value, 1e-300)
+            assert got.details.keys() == full.details.keys()
+            seen += 1
+
+    for n, seed, rho in [(2500, 2, 0.8), (500, 3, 0.8), (2000, 4, 0.8), (1000, 5, -0.8)]:
+        check(mm, mm.ingest(_events(_rows(seed, n, rho))))
+    restored, notes = ModelMonitor.restore(
+        mm.settings, mm.limits, decode(encode(mm.export_state())), profile
+    )
+    assert notes == []
+    for n, seed, rho in [(500, 6, -0.8), (1500, 7, 0.8), (4500, 8, 0.8)]:
+        check(restored, restored.ingest(_events(_rows(seed, n, rho))))
+    assert seen == 7

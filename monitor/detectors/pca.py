@@ -78,9 +78,8 @@ class PCADetector(DetectorBase):
         self._forget()
 
     def _forget(self) -> None:
-        # The last window's rows (their bits, one row of memory per column) and their errors.
-        self._seen_bits: np.ndarray | None = None
-        self._seen_errors = np.empty(0)
+        # The errors of the rows of the last window given to evaluate_rows (see there).
+        self._row_errors: np.ndarray | None = None
 
     def _check(self, values: np.ndarray, what: str) -> np.ndarray:
         arr = np.asarray(values, dtype=np.float64)
@@ -146,36 +145,61 @@ class PCADetector(DetectorBase):
         """Per column and event: the standardised value less its reconstruction."""
         return np.array([zt[j] - self._basis[j] @ coef for j in range(zt.shape[0])])
 
-    def _window_errors(self, win: np.ndarray) -> np.ndarray:
-        """Each row's error, computed only for the rows that differ from the last window's.
+    def _all_errors(self, win: np.ndarray) -> np.ndarray:
+        zt = self._standardised_columns(win)
+        return self._errors(zt, self._coefficients(zt))
+
+    def _window_errors(self, win: np.ndarray, changed: np.ndarray | None) -> np.ndarray:
+        """Each row's error, computed only for the ``changed`` rows when the errors of the
+        last window's rows are known (see :meth:`evaluate_rows`).
 
         An event's error is a function of its row alone, and a sliding window keeps most
         rows from one evaluation to the next at the same place (the ring): a window of
-        5,000 sliding by 1,000 projects 1,000 rows, not 5,000. Rows are compared by their
-        bits (NaN included), so a reused error is of the very same values. The reused
-        errors were computed in another batch of rows: BLAS may round them differently in
-        the last bit (below 1e-15 relative), as it already did by a row's place in the
-        window. Costs one copy of the window's columns per detector.
+        5,000 sliding by 1,000 projects 1,000 rows, not 5,000. The reused errors were
+        computed in another batch of rows: BLAS may round them differently in the last
+        bit (below 1e-15 relative), as it already did by a row's place in the window.
+        Anything not known for sure (no errors kept, no ``changed``, another number of
+        rows, an index out of range) projects every row.
         """
-        bits = win.T.view(np.int64)
-        seen = self._seen_bits
-        if seen is None or seen.shape != bits.shape:
-            zt = self._standardised_columns(win)
-            errors = self._errors(zt, self._coefficients(zt))
-            self._seen_bits, self._seen_errors = np.array(bits, order="C"), errors
-            return errors.copy()
-        rows = np.flatnonzero((bits != seen).any(axis=0))
-        errors = self._seen_errors
-        if rows.size:
-            zt = self._standardised_columns(win[rows])
-            errors[rows] = self._errors(zt, self._coefficients(zt))
-            seen[:, rows] = bits[:, rows]
-        return errors.copy()
+        errors = self._row_errors
+        if (
+            errors is None
+            or changed is None
+            or len(errors) != len(win)
+            or changed.ndim != 1
+            or not np.issubdtype(changed.dtype, np.integer)
+            or (changed.size and (changed.min() < 0 or changed.max() >= len(win)))
+        ):
+            errors = self._all_errors(win)
+        elif changed.size:
+            errors[changed] = self._all_errors(win[changed])
+        self._row_errors = errors
+        return errors
 
     def update(self, values: np.ndarray) -> None:
         """A window test: the window is given whole to :meth:`evaluate`."""
 
     def evaluate(self, window: np.ndarray) -> DetectorResult:
+        """The test of ``window``, every row projected (and no row's error kept)."""
+        win = self._checked_window(window)
+        self._forget()
+        return self._result(win, self._all_errors(win))
+
+    def evaluate_rows(self, window: np.ndarray, changed: np.ndarray | None) -> DetectorResult:
+        """:meth:`evaluate`, projecting only the rows that changed since the last call.
+
+        ``changed`` holds the indices of the rows of ``window`` that may differ from the
+        window of the previous call of this method (every other row must be bit for bit
+        the same, at the same index), or None when that is not known: for a window that
+        slides in place, like :class:`~monitor.window.SlidingWindow`'s ring (its
+        ``written_since``). The detector keeps one float64 error per row in between (not
+        the rows); :meth:`fit` and :meth:`evaluate` forget them, so the next call
+        projects every row.
+        """
+        win = self._checked_window(window)
+        return self._result(win, self._window_errors(win, changed))
+
+    def _checked_window(self, window: np.ndarray) -> np.ndarray:
         if self._mean is None:
             raise not_fitted(self.name)
         win = self._check(window, "window")
@@ -185,8 +209,10 @@ class PCADetector(DetectorBase):
             )
         if len(win) == 0:
             raise DetectorError("pca: empty window")
-        errors = self._window_errors(win)
-        ks = self._ks.evaluate(errors)
+        return win
+
+    def _result(self, win: np.ndarray, errors: np.ndarray) -> DetectorResult:
+        ks = self._ks.evaluate(errors)  # sorts a copy: ``errors`` is left as it is
         details = {"mean_error": float(errors.mean()), "components": float(self.components)}
         if ks.drifted:  # which columns: only worth the cost when there is something to name
             zt = self._standardised_columns(win)
