@@ -38,6 +38,7 @@ from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.drift import signals as drift_signals
 from monitor.evaluation import Evaluation, StreamFeed, window_results
 from monitor.events import LabelEvents, ModelEvents
+from monitor.explain import explain_drift, fold
 from monitor.multivariate import MULTIVARIATE, MultivariateMonitor
 from monitor.performance.label_drift import LABEL, LabelDrift
 from monitor.performance.tracker import PerformanceTracker
@@ -66,7 +67,7 @@ from monitor.state_format import (
     pack_array,
     unpack_array,
 )
-from monitor.validation import RULES, Validator
+from monitor.validation import RULES, Validator, signal_of
 from monitor.window import SlidingWindow
 
 
@@ -392,7 +393,21 @@ class ModelMonitor:
         )
         if label_results:
             results[LABEL] = label_results
-        verdicts = self.tracker.observe(results)
+        # Validation first: a feature's drift that its breach explains is not drift
+        # (monitor/explain.py); re-tested only where a breach and a drift meet.
+        breaches = self.validator.check(num, cat)
+        explained = explain_drift(
+            results,
+            breaches,
+            self.validator.rules,
+            {f: c.domain for f, c in self.settings.validation.constraints.items()},
+            num,
+            cat,
+            self.columns,
+            self.detectors,
+            self.tracker.correct,
+        )
+        verdicts = self.tracker.observe(results, {f: e.rule for f, e in explained.items()})
         self.evaluations += 1
         # Event times: an event without a timestamp has the clock's time (see Cadence.event_times).
         start, end = (float(ts.min()), float(ts.max())) if len(ts) else (0.0, 0.0)
@@ -414,7 +429,7 @@ class ModelMonitor:
                 self._multivariate_signal(s, joint) if s.subject == MULTIVARIATE else s
                 for s in signals
             ]
-        signals.extend(self.validator.evaluate(self.name, num, cat))
+        signals.extend(fold(signal_of(self.name, b), explained) for b in breaches)
         segments, segment_signals = self.segments.evaluate(num, cat, versions)
         signals.extend(segment_signals)
         if self.performance is not None:
