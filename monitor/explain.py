@@ -148,15 +148,16 @@ def explain_drift(
         if not any(r.drifted for r in corrected.get(feature, ())):
             continue
         window = [d for d in detectors.get(feature, ()) if not isinstance(d, StreamDetector)]
-        if not window:
-            continue  # nothing can be re-run: the drift stays
+        rule_of = {b.rule: rules[(feature, b.rule)] for b in breached if (feature, b.rule) in rules}
+        if not window or len(rule_of) != len(breached):
+            continue  # nothing can be re-run, or a rule unknown here: the drift stays
         if feature in numeric_index:
             col = num[:, numeric_index[feature]]
             present = col[~np.isnan(col)]
             bad = np.zeros(present.size, dtype=bool)
             for b in breached:
-                mask = _violating(rules[(feature, b.rule)], present, None, None)
-                if b.rule != "constant" and int(mask.sum()) != b.violations:
+                mask = _violating(rule_of[b.rule], present, None, None)
+                if b.rule == "unseen" or (b.rule != "constant" and int(mask.sum()) != b.violations):
                     break  # not what the validator counted: do not explain
                 bad |= mask
             else:
@@ -165,11 +166,15 @@ def explain_drift(
                 if clean.size >= MIN_VALUES_FOR_TESTS:
                     retested[feature] = [evaluate_sorted(d, clean) for d in window]
             continue
+        # A categorical column's one value rule is ``unseen``.
+        if feature not in cat_index or [b.rule for b in breached] != ["unseen"]:
+            continue
+        (b,) = breached
         codes = cat[:, cat_index[feature]]
         codes = codes[codes >= 0]
-        (b,) = breached  # a categorical column has one value rule: unseen
-        allowed = _allowed(columns, feature, domains.get(feature))
-        mask = _violating(rules[(feature, b.rule)], None, codes, allowed)
+        mask = _violating(
+            rule_of[b.rule], None, codes, _allowed(columns, feature, domains.get(feature))
+        )
         if int(mask.sum()) != b.violations:
             continue
         clean_codes = codes[~mask]
@@ -198,7 +203,7 @@ def explain_drift(
 def fold(signal: Signal, explanations: Mapping[str, Explanation]) -> Signal:
     """A breach's ``data_quality`` signal with the drift it explains folded into its message
     (``details["explains"]``: the drift detector); other signals unchanged."""
-    if signal.kind != "data_quality" or signal.severity == "ok":
+    if signal.kind != "data_quality" or signal.severity == "ok" or signal.segment is not None:
         return signal
     rule, _, feature = signal.subject.partition(":")
     e = explanations.get(feature)

@@ -39,13 +39,21 @@ SETTINGS = {
 }
 
 
-def _rows(n: int, seed: int, *, sentinel: float = 0.0, shift: float = 0.0) -> list[dict]:
+def _rows(
+    n: int, seed: int, *, sentinel: float = 0.0, shift: float = 0.0, new_region: float = 0.0
+) -> list[dict]:
     rng = np.random.default_rng(seed)
     age = np.round(rng.uniform(18, 90, n) + shift)
     if sentinel:
         age[rng.uniform(size=n) < sentinel] = -1.0
     income = rng.lognormal(10, 0.5, n)
-    return [{"age": float(a), "income": float(x)} for a, x in zip(age, income, strict=True)]
+    region = rng.choice(np.array(["north", "south", "east", "west"]), n)
+    if new_region:
+        region[rng.uniform(size=n) < new_region] = "mars"
+    return [
+        {"age": float(a), "income": float(x), "region": str(r)}
+        for a, x, r in zip(age, income, region, strict=True)
+    ]
 
 
 def _events(rows: list[dict], start: int) -> ModelEvents:
@@ -112,6 +120,17 @@ def test_sentinel_on_top_of_a_real_shift_leaves_both_signals() -> None:
     assert "moves its distribution" not in str(breach.details["message"])
     assert "explains" not in breach.details
     assert "explained_by" not in active["drift:age"].details
+
+
+def test_a_new_category_drift_is_folded_into_unseen() -> None:
+    ev = _run(new_region=0.03)
+    assert ev.drifting == []
+    assert any(r.drifted for r in ev.verdicts["region"].results)  # chi-square, before
+    assert ev.verdicts["region"].explained_by == "unseen"
+    (breach,) = _active(ev).values()
+    assert breach.subject == "unseen:region"
+    assert "outside the reference categories" in str(breach.details["message"])
+    assert "(this also moves its distribution: " in str(breach.details["message"])
 
 
 def test_a_breach_the_explainer_cannot_reproduce_explains_nothing() -> None:
