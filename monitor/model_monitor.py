@@ -80,9 +80,14 @@ class ModelMonitor:
         limits: LimitsConfig,
         reference: ReferenceProfile | None = None,
         version_references: dict[str, ReferenceProfile] | None = None,
+        *,
+        explain: bool = True,
     ) -> None:
+        """``explain``: fold a drift that a data-quality breach explains into the breach
+        (:mod:`monitor.explain`); off where breaches are not shown (``DriftCheck``)."""
         self.settings = settings
         self.limits = limits
+        self.explain = explain
         self.name = settings.name
         self.model_version: str | None = None
         self.events_total = 0
@@ -396,16 +401,20 @@ class ModelMonitor:
         # Validation first: a feature's drift that its breach explains is not drift
         # (monitor/explain.py); re-tested only where a breach and a drift meet.
         breaches = self.validator.check(num, cat)
-        explained = explain_drift(
-            results,
-            breaches,
-            self.validator.rules,
-            {f: c.domain for f, c in self.settings.validation.constraints.items()},
-            num,
-            cat,
-            self.columns,
-            self.detectors,
-            self.tracker.correct,
+        explained = (
+            explain_drift(
+                results,
+                breaches,
+                self.validator.rules,
+                {f: c.domain for f, c in self.settings.validation.constraints.items()},
+                num,
+                cat,
+                self.columns,
+                self.detectors,
+                self.tracker.correct,
+            )
+            if self.explain
+            else {}
         )
         verdicts = self.tracker.observe(results, {f: e.rule for f, e in explained.items()})
         self.evaluations += 1
