@@ -32,12 +32,13 @@ tests see it (an evaluation or two later). A feature with no window detector is 
 re-tested (its drift stays). Features with a breach but no drift, or drift but no breach,
 are untouched.
 
-The violating values are found from the rules' public description
-(:class:`monitor.validation.Rule`: ``bound`` is the value compared for a range; the declared
-domain, else the reference's categories, for ``unseen``), and cross-checked against the
-validator's own count (:attr:`monitor.validation.Breach.violations`): if the two disagree
-the feature is not explained (its drift stays), so a change in how validation counts can
-never hide drift. Pure: no I/O.
+It reads the validator's public results only: its ``data_quality`` signals (subject
+``<rule>:<feature>``, ``details["violations"]``) and its rules. The violating values are
+found from the rules' description (:class:`monitor.validation.Rule`: ``bound`` is the value
+compared for a range; the declared domain, else the reference's categories, for
+``unseen``), and cross-checked against the signal's count of violations: if the two
+disagree the feature is not explained (its drift stays), so a change in how validation
+counts can never hide drift. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from monitor.detectors.streaming import StreamDetector
 from monitor.drift import headline
 from monitor.evaluation import MIN_VALUES_FOR_TESTS
 from monitor.signals import Signal
-from monitor.validation import RULES, Breach, Rule
+from monitor.validation import RULES, Rule
 
 #: Rules whose violating values are in the drift tests (see the module docstring, 1.).
 VALUE_RULES = frozenset({"below_min", "above_max", "not_integer", "unseen", "constant"})
@@ -109,7 +110,29 @@ def _allowed(columns: Columns, feature: str, domain: Sequence[str] | None) -> np
     return np.arange(len(cats)) < columns.reference_sizes[j]
 
 
-def _cause(breached: Sequence[Breach]) -> str:
+@dataclass(frozen=True, slots=True)
+class _Breach:
+    """A breached rule of one feature, as its ``data_quality`` signal reports it."""
+
+    feature: str
+    rule: str
+    violations: int
+
+
+def _breaches(quality: Sequence[Signal]) -> list[_Breach]:
+    """The breached value rules among the validator's signals (of the whole traffic)."""
+    out = []
+    for s in quality:
+        if s.kind != "data_quality" or s.severity == "ok" or s.segment is not None:
+            continue
+        rule, _, feature = s.subject.partition(":")
+        violations = s.details.get("violations")
+        if rule in VALUE_RULES and feature and isinstance(violations, int | float):
+            out.append(_Breach(feature, rule, int(violations)))
+    return out
+
+
+def _cause(breached: Sequence[_Breach]) -> str:
     """The rule named: most violations, then the order of :data:`~monitor.validation.RULES`."""
     order = {r: i for i, r in enumerate(RULES)}
     return min(breached, key=lambda b: (-b.violations, order.get(b.rule, len(order)))).rule
@@ -117,7 +140,7 @@ def _cause(breached: Sequence[Breach]) -> str:
 
 def explain_drift(
     results: Mapping[str, Sequence[DetectorResult]],
-    breaches: Sequence[Breach],
+    quality: Sequence[Signal],
     rules: Mapping[tuple[str, str], Rule],
     domains: Mapping[str, Sequence[str] | None],
     num: np.ndarray,
@@ -128,14 +151,14 @@ def explain_drift(
 ) -> dict[str, Explanation]:
     """The features whose drift in this evaluation a breach explains (module docstring).
 
-    ``results``: the raw detector results per column (before correction); ``breaches``:
-    the validator's outcome on the same window (``num``, ``cat``); ``rules`` and
+    ``results``: the raw detector results per column (before correction); ``quality``:
+    the validator's signals on the same window (``num``, ``cat``); ``rules`` and
     ``domains`` (declared domain per feature, None when inferred): how the validator
     judges; ``correct``: the drift tracker's p-value correction.
     """
-    by_feature: dict[str, list[Breach]] = {}
-    for b in breaches:
-        if b.breached and b.rule in VALUE_RULES and b.feature in results:
+    by_feature: dict[str, list[_Breach]] = {}
+    for b in _breaches(quality):
+        if b.feature in results:
             by_feature.setdefault(b.feature, []).append(b)
     if not by_feature:
         return {}

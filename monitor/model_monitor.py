@@ -67,7 +67,7 @@ from monitor.state_format import (
     pack_array,
     unpack_array,
 )
-from monitor.validation import RULES, Validator, signal_of
+from monitor.validation import RULES, Validator
 from monitor.window import SlidingWindow
 
 
@@ -400,11 +400,11 @@ class ModelMonitor:
             results[LABEL] = label_results
         # Validation first: a feature's drift that its breach explains is not drift
         # (monitor/explain.py); re-tested only where a breach and a drift meet.
-        breaches = self.validator.check(num, cat)
+        quality = self.validator.evaluate(self.name, num, cat)
         explained = (
             explain_drift(
                 results,
-                breaches,
+                quality,
                 self.validator.rules,
                 {f: c.domain for f, c in self.settings.validation.constraints.items()},
                 num,
@@ -438,7 +438,7 @@ class ModelMonitor:
                 self._multivariate_signal(s, joint) if s.subject == MULTIVARIATE else s
                 for s in signals
             ]
-        signals.extend(fold(signal_of(self.name, b), explained) for b in breaches)
+        signals.extend(fold(s, explained) for s in quality)
         segments, segment_signals = self.segments.evaluate(num, cat, versions)
         signals.extend(segment_signals)
         if self.performance is not None:

@@ -145,10 +145,13 @@ def test_a_breach_the_explainer_cannot_reproduce_explains_nothing() -> None:
     mm.ingest(_events(_rows(10_000, 3, sentinel=0.03), 0))
     num, cat = mm.window.numeric(), mm.window.categorical()
     _, _, results = window_results(num, cat, mm.columns, mm.detectors)
-    breaches = mm.validator.check(num, cat)
+    quality = mm.validator.evaluate(MODEL, num, cat)
     args = (mm.validator.rules, {}, num, cat, mm.columns, mm.detectors, mm.tracker.correct)
-    assert set(explain_drift(results, breaches, *args)) == {"age"}
-    off = [replace(b, violations=b.violations + 1) for b in breaches]
+    assert set(explain_drift(results, quality, *args)) == {"age"}
+    off = [
+        replace(s, details={**s.details, "violations": float(s.details["violations"]) + 1})  # type: ignore[arg-type]
+        for s in quality
+    ]
     assert explain_drift(results, off, *args) == {}
 
 
