@@ -483,6 +483,7 @@ def run_sampling(quick: bool, repeats: int) -> str:
 #: stream -> the signal subject that must name it.
 VALIDATION_STREAMS = {
     "sentinel -999 in f03, 3% of events": "below_min:f03",
+    "sentinel -999 in f03, 3%, and f03 mean +1 sigma": "below_min:f03",
     "new category in segment, 3% of events": "unseen:segment",
     "missing-rate step in f07, 0 -> 5%": "missing:f07",
     "correlation flip f00/f01 (marginals unchanged)": MULTIVARIATE,
@@ -507,6 +508,8 @@ def validation_stream(scenario: str, n: int, change: int, seed: int) -> Stream:
     hit = after & (np.random.default_rng(seed + 99).uniform(size=n) < 0.03)
     rho = np.full(n, RHO)
     if scenario.startswith("sentinel"):
+        if "mean" in scenario:  # real drift of the same feature under the sentinel
+            s.x[after, 3] += np.linspace(0.5, 3.0, N_NUMERIC)[3]
         s.x[hit, 3] = -999.0
     elif scenario.startswith("new category"):
         s.cats[hit] = len(CATEGORY_NAMES) - 1
@@ -520,18 +523,26 @@ def validation_stream(scenario: str, n: int, change: int, seed: int) -> Stream:
 
 
 def run_validation_stream(
-    stream: Stream, ref_x: np.ndarray, ref_cats: np.ndarray
-) -> tuple[int | None, bool, set[str], int]:
-    """(delay of the expected signal, whether it was the first to fire after the change,
-    the other subjects that fired after the change, false alarms before it)."""
+    stream: Stream, ref_x: np.ndarray, ref_cats: np.ndarray, real_drift: bool = False
+) -> tuple[int | None, bool, set[str], int, int]:
+    """(delay of the expected signal, whether it was named first, the other subjects that
+    fired after the change, false alarms before it, evaluations at which the feature's drift
+    was explained by the expected rule, monitor/explain.py).
+
+    Named first: at the first evaluation after the change at which anything fires, the
+    expected signal fires, and the feature's drift does not fire beside it as generic drift
+    unless it is real (``real_drift``: there the drift must stay, in "other signals").
+    """
     mm = build_monitor(ref_x, ref_cats)
     assert stream.change is not None
     (expected,) = stream.targets
+    rule, _, feature = expected.partition(":")
     active: dict[str, bool] = {}
     delay: int | None = None
-    first: str | None = None
+    first: bool | None = None
     others: set[str] = set()
     false_alarms = 0
+    explained = 0
     for ev in _batches(stream.x, stream.cats, 0):
         for evaluation in mm.ingest(ev):
             at = evaluation.context.events_total
@@ -545,10 +556,13 @@ def run_validation_stream(
                     delay = at - stream.change if delay is None else delay
                 else:
                     others.add(subject)
+            verdict = evaluation.verdicts.get(feature)
+            if at > stream.change and verdict is not None and verdict.explained_by == rule:
+                explained += 1
             if at > stream.change and first is None and firing:
-                first = expected if expected in firing else sorted(firing)[0]
+                first = expected in firing and (real_drift or feature not in firing)
             active = dict.fromkeys(firing, True)
-    return delay, first == expected, others, false_alarms
+    return delay, bool(first), others, false_alarms, explained
 
 
 def run_validation(quick: bool, repeats: int) -> str:
@@ -557,28 +571,31 @@ def run_validation(quick: bool, repeats: int) -> str:
     lines = [
         "| stream | expected signal | runs x events | found within 2 evaluations "
         "| delay: median / max | named first | other signals after the change "
-        "| false alarms before the change |",
-        "|---|---|---|---:|---:|---:|---|---:|",
+        "| drift explained by the rule (evaluations) | false alarms before the change |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for scenario, expected in VALIDATION_STREAMS.items():
         t0 = time.perf_counter()
-        delays, named, fa, others = [], 0, 0, set()
+        delays, named, fa, others, explained = [], 0, 0, set(), 0
         for seed in range(1, repeats + 1):
             ref = injected_stream("stationary", N_REF, None, seed + 10_000)
             ref_x = _correlate(ref.x, np.full(N_REF, RHO), seed + 10_000)
             stream = validation_stream(scenario, n, change, seed)
-            delay, first, other, false_alarms = run_validation_stream(stream, ref_x, ref.cats)
+            delay, first, other, false_alarms, folded = run_validation_stream(
+                stream, ref_x, ref.cats, real_drift="mean" in scenario
+            )
             if delay is not None:
                 delays.append(delay)
             named += first
             others |= other
             fa += false_alarms
+            explained += folded
         within = sum(d <= 2 * BATCH for d in delays)
         dm, dx = _stat(delays)
         lines.append(
             f"| {scenario} | `{expected}` | {repeats} x {n:,} | {within} of {repeats} "
             f"| {dm} / {dx} | {named} of {repeats} | {', '.join(sorted(others)) or '-'} "
-            f"| {fa} |"
+            f"| {explained if ':' in expected else '-'} | {fa} |"
         )
         print(f"  {scenario}: {time.perf_counter() - t0:.1f}s", flush=True)
     return "\n".join(lines)
@@ -987,7 +1004,12 @@ def main() -> None:
             f" correlated {RHO} (reference and stream), one problem from the change point on;"
             " delay in events after it (evaluations every 1000 events: 'within 2 evaluations'"
             " is a delay <= 2000). Named first: the expected signal is among the first to fire"
-            " after the change. Input rows are Python dicts, as from the JSON decoder.",
+            " after the change, and the feature's drift is not paged beside it as generic drift"
+            " unless it is real (the stream with a mean shift under the sentinel, where the"
+            " drift must stay: `f03` in other signals). Drift explained: evaluations after the"
+            " change at which the feature's drift disappeared without the violating values and"
+            " was folded into the rule's signal (monitor/explain.py). Input rows are Python"
+            " dicts, as from the JSON decoder.",
             "",
             validation,
             "",

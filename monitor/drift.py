@@ -82,6 +82,8 @@ class FeatureVerdict:
     until it clears). ``results`` are the (corrected) detector results;
     ``detector``/``statistic``/``threshold`` name the headline result to display:
     the most severe, then the furthest past its threshold (None without results).
+    ``explained_by``: the data-quality rule that explains this evaluation's drift of the
+    feature (:mod:`monitor.explain`): the evaluation then counts as clean for it.
     """
 
     feature: str
@@ -93,6 +95,7 @@ class FeatureVerdict:
     detector: str | None
     statistic: float | None
     threshold: float | None
+    explained_by: str | None = None
 
 
 @dataclass(slots=True)
@@ -186,15 +189,23 @@ class DriftTracker:
                 )
         return {feature: tuple(rs) for feature, rs in corrected.items()}
 
-    def observe(self, results: Mapping[str, Sequence[DetectorResult]]) -> dict[str, FeatureVerdict]:
+    def observe(
+        self,
+        results: Mapping[str, Sequence[DetectorResult]],
+        explained: Mapping[str, str] | None = None,
+    ) -> dict[str, FeatureVerdict]:
         """Take one evaluation's results for every feature; return each feature's verdict.
 
-        Features absent from ``results`` keep their state untouched.
+        Features absent from ``results`` keep their state untouched. ``explained``
+        (feature -> data-quality rule, :mod:`monitor.explain`): features whose drift in this
+        evaluation is the breach of that rule; the evaluation is clean for them.
         """
+        explained = explained or {}
         verdicts: dict[str, FeatureVerdict] = {}
         for feature, rs in self.correct(results).items():
             state = self._states.setdefault(feature, _FeatureState())
-            raw = any(r.drifted for r in rs)
+            cause = explained.get(feature)
+            raw = cause is None and any(r.drifted for r in rs)
             if raw:
                 state.drifted_run += 1
                 state.clean_run = 0
@@ -220,6 +231,7 @@ class DriftTracker:
                 detector=top.detector if top else None,
                 statistic=top.statistic if top else None,
                 threshold=top.threshold if top else None,
+                explained_by=cause,
             )
         return verdicts
 
@@ -254,9 +266,10 @@ def signals(
 ) -> list[Signal]:
     """One evaluation's drift verdicts and data-quality rates, as signals for the alert policy.
 
-    A drift signal per judged column (its headline result, ``ok`` unless drifting);
-    a data-quality signal per column and configured rate (missing values, unseen
-    categories), graded against its threshold.
+    A drift signal per judged column (its headline result, ``ok`` unless drifting; with
+    ``details["explained_by"]`` naming the rule when a data-quality breach explains this
+    evaluation's drift, :mod:`monitor.explain`); a data-quality signal per column and
+    configured rate (missing values, unseen categories), graded against its threshold.
     """
     out: list[Signal] = []
     for name, v in verdicts.items():
@@ -264,6 +277,8 @@ def signals(
         details: dict[str, float | str | None] = {r.detector: r.statistic for r in v.results}
         if head is not None and head.p_value is not None:
             details["p_value"] = head.p_value
+        if v.explained_by is not None:
+            details["explained_by"] = v.explained_by
         out.append(
             Signal(
                 model=model,

@@ -38,6 +38,7 @@ from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.drift import signals as drift_signals
 from monitor.evaluation import Evaluation, StreamFeed, window_results
 from monitor.events import LabelEvents, ModelEvents
+from monitor.explain import explain_drift, fold
 from monitor.multivariate import MULTIVARIATE, MultivariateMonitor
 from monitor.performance.label_drift import LABEL, LabelDrift
 from monitor.performance.tracker import PerformanceTracker
@@ -79,9 +80,14 @@ class ModelMonitor:
         limits: LimitsConfig,
         reference: ReferenceProfile | None = None,
         version_references: dict[str, ReferenceProfile] | None = None,
+        *,
+        explain: bool = True,
     ) -> None:
+        """``explain``: fold a drift that a data-quality breach explains into the breach
+        (:mod:`monitor.explain`); off where breaches are not shown (``DriftCheck``)."""
         self.settings = settings
         self.limits = limits
+        self.explain = explain
         self.name = settings.name
         self.model_version: str | None = None
         self.events_total = 0
@@ -392,7 +398,25 @@ class ModelMonitor:
         )
         if label_results:
             results[LABEL] = label_results
-        verdicts = self.tracker.observe(results)
+        # Validation first: a feature's drift that its breach explains is not drift
+        # (monitor/explain.py); re-tested only where a breach and a drift meet.
+        quality = self.validator.evaluate(self.name, num, cat)
+        explained = (
+            explain_drift(
+                results,
+                quality,
+                self.validator.rules,
+                {f: c.domain for f, c in self.settings.validation.constraints.items()},
+                num,
+                cat,
+                self.columns,
+                self.detectors,
+                self.tracker.correct,
+            )
+            if self.explain
+            else {}
+        )
+        verdicts = self.tracker.observe(results, {f: e.rule for f, e in explained.items()})
         self.evaluations += 1
         # Event times: an event without a timestamp has the clock's time (see Cadence.event_times).
         start, end = (float(ts.min()), float(ts.max())) if len(ts) else (0.0, 0.0)
@@ -414,7 +438,7 @@ class ModelMonitor:
                 self._multivariate_signal(s, joint) if s.subject == MULTIVARIATE else s
                 for s in signals
             ]
-        signals.extend(self.validator.evaluate(self.name, num, cat))
+        signals.extend(fold(s, explained) for s in quality)
         segments, segment_signals = self.segments.evaluate(num, cat, versions)
         signals.extend(segment_signals)
         if self.performance is not None:

@@ -35,6 +35,15 @@ def _where(s: SignalEvidence) -> str:
     return f" in `{mrkdwn_escape(s.segment)}`" if s.segment is not None else ""
 
 
+def _says(s: SignalEvidence) -> str:
+    """A signal's line: a breach's own message first (``age: 3% of values below ...``, with
+    the drift it explains folded in, :mod:`monitor.explain`), then the comparison."""
+    message = s.details.get("message")
+    if s.kind == "data_quality" and isinstance(message, str) and message:
+        return f"{mrkdwn_escape(message[:600])} ({s.comparison()})"
+    return s.comparison()
+
+
 def slack_message(notification: Notification) -> dict[str, Any]:
     """The JSON body Slack expects for one notification."""
     n = notification
@@ -42,7 +51,7 @@ def slack_message(notification: Notification) -> dict[str, Any]:
     title = f"{emoji} {n.summary()}"
     lines = []
     for s in n.signals[:MAX_SIGNALS_SHOWN]:
-        lines.append(f"• *{s.kind}* `{s.subject}`{_where(s)}: {s.comparison()} [{s.severity}]")
+        lines.append(f"• *{s.kind}* `{s.subject}`{_where(s)}: {_says(s)} [{s.severity}]")
     if len(n.signals) > MAX_SIGNALS_SHOWN:
         lines.append(f"… and {len(n.signals) - MAX_SIGNALS_SHOWN} more")
     for s in n.cleared[:MAX_SIGNALS_SHOWN]:
