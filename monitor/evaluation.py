@@ -69,6 +69,17 @@ class Evaluation:
         return sorted(f for f, v in self.verdicts.items() if v.drifting and f != MULTIVARIATE)
 
     @property
+    def explained(self) -> dict[str, str]:
+        """Column -> the data-quality rule whose breach explains its drift in this evaluation
+        (:mod:`monitor.explain`), for the columns not drifting: shown apart from
+        :attr:`drifting` so a page reads as broken data, not as a drifted population."""
+        return {
+            f: v.explained_by
+            for f, v in sorted(self.verdicts.items())
+            if v.explained_by is not None and not v.drifting and f != MULTIVARIATE
+        }
+
+    @property
     def multivariate_drifting(self) -> bool:
         verdict = self.verdicts.get(MULTIVARIATE)
         return bool(verdict and verdict.drifting)

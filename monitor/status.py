@@ -87,6 +87,9 @@ def model_status(
         "model_version": None,
         "reference": None,
         "drifting": [],
+        # Columns whose drift a data-quality breach explains (monitor/explain.py): column ->
+        # rule; not drifting, so not in ``drifting``.
+        "explained": {},
         # Declared segments (monitor/segments.py) with a drifting feature: label -> features.
         "segments_drifting": {},
         "window": None,
@@ -112,6 +115,7 @@ def model_status(
         evaluations=mm.evaluations,
         model_version=mm.model_version,
         drifting=ev.drifting if ev else [],
+        explained=ev.explained if ev else {},
         segments_drifting={s.segment: s.drifting for s in ev.segments if s.drifting} if ev else {},
     )
     if mm.reference is not None:

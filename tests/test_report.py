@@ -199,6 +199,22 @@ def test_python_api_accepts_arrays_and_events() -> None:
     assert res.evaluation.context.window_events == 400 and res.drifting == ["a"]
 
 
+def test_report_keeps_a_breach_explained_drift_as_drift() -> None:
+    """The report shows no data-quality breach, so a sentinel that the service would name
+    as the cause of its drift (monitor/explain.py) stays drift here: in ``drifting``, the
+    gate, ``explained`` empty and the page saying "drifting", not "explained by"."""
+    rng = np.random.default_rng(5)
+    ref = np.round(rng.uniform(18, 90, (3000, 1)))
+    cur = np.round(rng.uniform(18, 90, (1000, 1)))
+    cur[rng.uniform(size=1000) < 0.1] = -1.0  # the sentinel: breaks below_min in the service
+    result = DriftCheck().run(ref, cur)
+    assert result.drifting == ["f0"] and result.failed("warning")
+    data = result.to_dict()
+    assert data["explained"] == {} and data["columns"][0]["explained_by"] is None
+    html = result.to_html()
+    assert "drifting ·" in html and "explained by" not in html
+
+
 def test_import_monitor_stays_cheap_and_exports_the_api() -> None:
     import subprocess
     import sys

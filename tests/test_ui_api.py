@@ -380,3 +380,87 @@ async def test_the_model_api_and_page_show_segments_escaped(tmp_path: Path) -> N
         title="m", data={**data, "incidents": []}, ui=ui, fmt=fmt, standalone=False
     )
     assert 'id="segments"' not in text
+
+
+async def test_a_drift_a_breach_explains_shows_as_explained_not_drifting(tmp_path: Path) -> None:
+    """A sentinel -1 in 10% of a (hostile-named) column breaks ``below_min`` and moves its
+    distribution (monitor/explain.py): /api/status lists the column under ``explained``
+    (not ``drifting``), /api/model's row names the rule and the headline statistic, and
+    the model and feature pages say "explained by below_min" with the statistic, the
+    name as text."""
+    import html as html_lib
+
+    import httpx
+
+    from monitor.config import parse_config
+    from monitor.events import ModelEvents
+    from monitor.model_monitor import ModelMonitor
+    from monitor.reference import build_profile
+    from monitor.service import MonitorService
+    from monitor.ui.render import fmt
+
+    def rows(n: int, seed: int, sentinel: float = 0.0) -> list[dict[str, float]]:
+        rng = np.random.default_rng(seed)
+        age = np.round(rng.uniform(18, 90, n))
+        age[rng.uniform(size=n) < sentinel] = -1.0
+        income = rng.lognormal(10, 0.5, n)
+        return [{HOSTILE: float(a), "income": float(x)} for a, x in zip(age, income, strict=True)]
+
+    def events(data: list[dict[str, float]], start: int) -> ModelEvents:
+        out = ModelEvents("m")
+        for i, r in enumerate(data, start):
+            out.event_ids.append(f"e{i}")
+            out.timestamps.append(float(i))
+            out.versions.append(None)
+            out.features.append(r)
+            out.predictions.append(0.5)
+        return out
+
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "http": {"port": 0},
+        "state": {"path": "state.sqlite"},
+        "models": [
+            {
+                "name": "m",
+                "window": {"size": 2000, "step": 1000},
+                "drift": {"numeric": ["psi", "ks"]},
+            }
+        ],
+        "alerting": {"outbox_path": "outbox.sqlite"},
+    }
+    service = MonitorService(parse_config(raw, base_dir=tmp_path))
+    cfg = service.config
+    profile = build_profile("m", [(r, 0.5) for r in rows(5000, 1)])
+    mm = ModelMonitor(cfg.model("m"), cfg.limits, profile)  # type: ignore[arg-type]
+    assert mm.ingest(events(rows(2000, 2), 0))[-1].drifting == []
+    ev = mm.ingest(events(rows(2000, 3, sentinel=0.1), 2000))[-1]
+    verdict = ev.verdicts[HOSTILE]
+    assert verdict.explained_by == "below_min" and not verdict.drifting
+    assert verdict.detector is not None and verdict.statistic is not None
+    service.models["m"] = mm
+
+    await service.http.start()  # the HTTP edge alone: no broker
+    try:
+        async with httpx.AsyncClient(base_url=service.http.url) as client:
+            status = (await client.get("/api/status")).json()["models"]["m"]
+            api = (await client.get("/api/model", params={"name": "m"})).json()
+            page = (await client.get("/model", params={"name": "m"})).text
+            feature = await client.get("/feature", params={"model": "m", "name": HOSTILE})
+    finally:
+        await service.http.stop()
+    assert status["drifting"] == [] and status["explained"] == {HOSTILE: "below_min"}
+    assert api["drifting"] == [] and api["explained"] == {HOSTILE: "below_min"}
+    row = api["columns"][0]  # explained columns come right after the drifting ones
+    assert row["name"] == HOSTILE and row["explained_by"] == "below_min"
+    assert not row["drifting"] and row["severity"] == "ok"
+    assert (row["headline"], row["statistic"]) == (verdict.detector, verdict.statistic)
+    income = next(c for c in api["columns"] if c["name"] == "income")
+    assert income["explained_by"] is None
+    said = f"explained by below_min · {verdict.detector} {fmt(verdict.statistic, 3)}"
+    escaped = html_lib.escape(HOSTILE, quote=False)
+    table = page.split('id="columns"', 1)[1].split("</table>", 1)[0]
+    hostile_row = table.split(escaped, 1)[1].split("</tr>", 1)[0]
+    assert said in hostile_row and "drifting ·" not in hostile_row
+    assert feature.status_code == 200 and said in feature.text
+    assert "<img" not in page and "<img" not in feature.text

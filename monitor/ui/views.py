@@ -93,7 +93,8 @@ def _history(history: DriftHistory | None, model: str, column: str) -> list[dict
 
 
 def column_rows(mm: ModelMonitor, history: DriftHistory | None = None) -> list[dict[str, Any]]:
-    """One row per monitored column, drifting first (then by severity, strength, name)."""
+    """One row per monitored column, drifting first, then those whose drift a breach
+    explains (then by severity, strength, name)."""
     ev = mm.last
     if not mm.ready:
         return []
@@ -119,7 +120,11 @@ def column_rows(mm: ModelMonitor, history: DriftHistory | None = None) -> list[d
                 "drifting": bool(verdict and verdict.drifting),
                 "severity": verdict.severity if verdict else "ok",
                 "raw_drifted": bool(verdict and verdict.raw_drifted),
+                # The data-quality rule whose breach explains this evaluation's drift of the
+                # column (monitor/explain.py): the page says "explained by <rule>".
+                "explained_by": verdict.explained_by if verdict else None,
                 "headline": top.detector if top else None,
+                "statistic": num(top.statistic) if top else None,
                 "strength": strength,
                 "summary": _summary(summary),
                 "detectors": [
@@ -140,6 +145,7 @@ def column_rows(mm: ModelMonitor, history: DriftHistory | None = None) -> list[d
     rows.sort(
         key=lambda r: (
             not r["drifting"],
+            r["explained_by"] is None,
             -SEVERITY_RANK.get(r["severity"], 0),
             -(r["strength"] or 0.0),
             r["name"],
@@ -477,6 +483,7 @@ def model_view(mm: ModelMonitor, history: DriftHistory | None = None) -> dict[st
             else None
         ),
         "drifting": ev.drifting if ev is not None else [],
+        "explained": ev.explained if ev is not None else {},
         "multivariate": multivariate_view(mm),
         "segments": segments_view(mm),
         "columns": rows,
