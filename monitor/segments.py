@@ -82,6 +82,12 @@ from monitor.reference import (
     slice_name,
 )
 from monitor.signals import SEGMENT_EVENT_FIELDS, Signal
+from monitor.summary import (
+    CategoricalSummary,
+    NumericSummary,
+    summarize_categorical,
+    summarize_numeric,
+)
 from monitor.window import MISSING_CODE
 
 #: The tests run per segment: those with a p-value (see the module docstring).
@@ -276,11 +282,22 @@ class SegmentMonitor:
     # ------------------------------------------------------------------ evaluate
 
     def evaluate(
-        self, num: np.ndarray, cat: np.ndarray, versions: np.ndarray | None
+        self,
+        num: np.ndarray,
+        cat: np.ndarray,
+        versions: np.ndarray | None,
+        tested: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[list[SegmentEvaluation], list[Signal]]:
-        """Every slice's segments over the window's rows; their results and signals."""
+        """Every slice's segments over the window's rows; their results and signals.
+
+        ``tested``: the same rows' columns as the drift tests see them, when they differ
+        from ``num``, ``cat``: without the values a data-quality breach explains
+        (:func:`monitor.explain.without_explained`). Slices are cut and summarised from
+        the window's own values."""
         if not self.slices:
             return [], []
+        test_num, test_cat = tested if tested is not None else (num, cat)
+        cleaned = test_num is not num or test_cat is not cat
         if versions is None or len(versions) != len(cat):
             versions = np.full(len(cat), MISSING_CODE, dtype=np.int32)
         parts: list[tuple[_Slice, Value | None, np.ndarray]] = []
@@ -317,7 +334,11 @@ class SegmentMonitor:
             out.append(seg)
             if not seg.tested:
                 continue
-            numeric, categorical, res = window_results(num[mask], cat[mask], self.columns, dets)
+            numeric, categorical, res = window_results(
+                test_num[mask], test_cat[mask], self.columns, dets
+            )
+            if cleaned:  # the segment's summaries show its values as they came
+                numeric, categorical = _summaries(num[mask], cat[mask], self.columns)
             seg.numeric, seg.categorical = numeric, categorical
             for name, rs in res.items():
                 if rs:
@@ -332,6 +353,17 @@ class SegmentMonitor:
             by_label[label].verdicts[name] = verdict
             signals.append(_signal(self.model, label, name, verdict))
         return out, signals
+
+
+def _summaries(
+    num: np.ndarray, cat: np.ndarray, columns: Columns
+) -> tuple[dict[str, NumericSummary], dict[str, CategoricalSummary]]:
+    nums, _ = summarize_numeric(num)
+    cats = summarize_categorical(cat, columns.category_sizes(), columns.reference_sizes)
+    return (
+        dict(zip(columns.numeric_columns, nums, strict=True)),
+        dict(zip(columns.categorical_columns, cats, strict=True)),
+    )
 
 
 def _aligned_counts(
