@@ -672,6 +672,10 @@ class ModelMonitor:
             if state.version_codes is not None:
                 saved = unpack_array(state.version_codes)
                 if saved.shape == (size,) and saved.dtype == np.int32:
+                    # Codes index the saved vocabulary (-1: none); anything else was never
+                    # written (a code below -1 would decode as a version that is not there).
+                    if size and (saved.min() < -1 or saved.max() >= len(state.segment_versions)):
+                        raise StateFormatError("corrupt", "model_version code out of range")
                     codes = np.where(saved < len(self.segments.versions), saved, -1)
             self.version_window.restore_state(
                 state.window, np.empty((0, size)), codes.astype(np.int32)[:, None]

@@ -514,3 +514,28 @@ async def test_the_silences_api_takes_a_segment_matcher_and_keeps_it(tmp_path: P
     finally:
         await svc.stop()
         await rx.stop()
+
+
+@pytest.mark.parametrize("bad", [-7, -(2**31), 2**31 - 1])
+def test_a_checkpoint_with_a_model_version_code_out_of_range_is_refused_as_corrupt(
+    bad: int,
+) -> None:
+    """A damaged or forged checkpoint whose version codes are outside the saved vocabulary
+    (-7 decoded as a version that is not there: IndexError at every evaluation) is refused
+    as corrupt at restore, as a category code out of range is, not adopted."""
+    from monitor.state_format import StateFormatError, decode, encode, pack_array, unpack_array
+
+    a = _monitor(segments={"by": ["model_version"], "min_window_rows": 20})
+    a.ingest(_events(1, 10_000))
+    first = _events(2, 5500, start=10_000)
+    first.versions[:] = [f"v{i % 3}" for i in range(5500)]
+    a.ingest(first)
+    state = decode(encode(a.export_state()))
+    codes = unpack_array(state.version_codes)  # type: ignore[arg-type]
+    b, _ = ModelMonitor.restore(a.settings, a.limits, decode(encode(state)))
+    assert b.ingest(_events(3, 1000, start=15_500))  # the state as written restores
+    codes[: codes.size // 2] = bad
+    state.version_codes = pack_array(codes.astype(np.int32))
+    with pytest.raises(StateFormatError) as err:
+        ModelMonitor.restore(a.settings, a.limits, decode(encode(state)))
+    assert err.value.reason == "corrupt" and "model_version code" in str(err.value)
