@@ -322,6 +322,8 @@ class Notification:
             record = _DECODER.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise StateError(f"unreadable outbox record: {exc}") from exc
+        except UnicodeError as exc:  # a str with a lone surrogate (an alerts-topic record)
+            raise StateError(f"unreadable outbox record: not UTF-8 ({exc.reason})") from exc
         return cls.from_stored(record)
 
     @classmethod
