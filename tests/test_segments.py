@@ -539,3 +539,26 @@ def test_a_checkpoint_with_a_model_version_code_out_of_range_is_refused_as_corru
     with pytest.raises(StateFormatError) as err:
         ModelMonitor.restore(a.settings, a.limits, decode(encode(state)))
     assert err.value.reason == "corrupt" and "model_version code" in str(err.value)
+
+
+def test_a_lower_top_k_applies_to_a_restored_learned_reference() -> None:
+    """The learned reference (checkpointed) holds the top values of the top_k it was learned
+    with: restored under a lower top_k, the slice kept its old count (6 labels for top_k 2,
+    past the documented bound). Now its first top_k values are tracked, and the rest, which
+    the reference's pooled rest does not match any more, is compared with the whole."""
+    from monitor.state_format import decode, encode
+
+    regions = [f"r{i}" for i in range(8)]
+    a = _monitor(segments={"by": ["region"], "top_k": 5, "min_window_rows": 20})
+    a.ingest(_events(1, 10_000, regions=regions))
+    (before,) = a.ingest(_events(2, 5000, regions=regions, start=10_000))
+    assert len(before.segments) == 6
+    lower = _monitor(segments={"by": ["region"], "top_k": 2, "min_window_rows": 20})
+    b, _ = ModelMonitor.restore(lower.settings, lower.limits, decode(encode(a.export_state())))
+    evals = b.ingest(_events(3, 5000, regions=regions, start=15_000))
+    last = evals[-1]
+    assert [s.segment for s in last.segments] == [s.segment for s in before.segments[:2]] + [
+        f"region={OTHER}"
+    ]
+    assert [s.reference for s in last.segments] == ["segment", "segment", "overall"]
+    assert _firing(evals) == []
