@@ -562,3 +562,24 @@ def test_a_lower_top_k_applies_to_a_restored_learned_reference() -> None:
     ]
     assert [s.reference for s in last.segments] == ["segment", "segment", "overall"]
     assert _firing(evals) == []
+
+
+def test_segments_with_a_previous_window_reference_are_refused_with_the_reason() -> None:
+    """Segments are compared with the fixed reference: with ``previous_window`` the whole
+    traffic ignored a slow drift (as chosen) while every segment paged it, evaluation after
+    evaluation. The combination is a configuration error naming the model."""
+    previous = {"mode": "previous_window", "learn_first": 100}
+    with pytest.raises(ConfigError) as err:
+        parse_config({"models": [{"name": "m", "segments": ["region"], "reference": previous}]})
+    assert "model 'm': segments need reference.mode fixed" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_config({"defaults": {"segments": ["region"], "reference": previous}})
+    assert "defaults: segments need reference.mode fixed" in str(err.value)
+    # A model may opt out of the defaults' segments to use previous_window.
+    cfg = parse_config(
+        {
+            "defaults": {"segments": ["region"]},
+            "models": [{"name": "m", "segments": [], "reference": previous}],
+        }
+    )
+    assert cfg.model("m").segments.specs() == []  # type: ignore[union-attr]
