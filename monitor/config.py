@@ -316,6 +316,13 @@ class ValidationConfig(_Strict):
 
 
 MAX_SEGMENT_SPECS = 10
+# Segments are compared with the fixed reference (or its rows per segment), never with the
+# previous window: with previous_window the whole traffic ignores a slow drift that every
+# segment would page, evaluation after evaluation.
+_SEGMENTS_NEED_FIXED = (
+    "{}: segments need reference.mode fixed (a segment is compared with the reference, "
+    "not with the previous window)"
+)
 MAX_SEGMENT_COLUMNS = 3
 
 
@@ -470,6 +477,11 @@ class MonitorConfig(_Strict):
                 raise ValueError(
                     f"model {m.name!r}: reference.mode previous_window needs a count window"
                 )
+            if r.reference.mode == "previous_window" and r.segments.specs():
+                raise ValueError(_SEGMENTS_NEED_FIXED.format(f"model {m.name!r}"))
+        d = self.defaults
+        if d.reference.mode == "previous_window" and d.segments.specs():
+            raise ValueError(_SEGMENTS_NEED_FIXED.format("defaults"))
         return self
 
     @model_validator(mode="after")

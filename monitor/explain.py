@@ -25,6 +25,11 @@ evaluation before the drift tracker's persistence (:class:`monitor.drift.DriftTr
    switch of every value, a constant column) there is nothing left that could drift: the
    breach explains it.
 
+Segments (:mod:`monitor.segments`) follow the whole: a feature whose drift a breach explains
+is tested in every segment without the same violating values
+(:func:`without_explained`), so a sentinel in every region pages once, as the breach, not
+once per segment; a segment's drift that remains without them is real and stays.
+
 What it cannot tell apart: a stream detector (ADWIN) saw the violating values and cannot be
 replayed without them, so it has no say in the re-test; a real shift that only ADWIN has
 seen yet, at the same time as a breach on the same feature, is reported when the window
@@ -55,6 +60,7 @@ from monitor.drift import headline
 from monitor.evaluation import MIN_VALUES_FOR_TESTS
 from monitor.signals import Signal
 from monitor.validation import RULES, Rule
+from monitor.window import MISSING_CODE
 
 #: Rules whose violating values are in the drift tests (see the module docstring, 1.).
 VALUE_RULES = frozenset({"below_min", "above_max", "not_integer", "unseen", "constant"})
@@ -71,6 +77,7 @@ class Explanation:
     detector: str | None  # the headline drift result before the re-test
     statistic: float | None
     values_left: int  # values the re-test ran on (0: none left to test)
+    excluded: tuple[str, ...] = ()  # the breached rules whose values the re-test left out
 
     def consequence(self) -> str:
         """What the breach's message gains: ``this also moves its distribution: ks 0.03``."""
@@ -219,8 +226,58 @@ def explain_drift(
             detector=head.detector if head else None,
             statistic=float(head.statistic) if head else None,
             values_left=n,
+            excluded=tuple(b.rule for b in by_feature[feature]),
         )
     return out
+
+
+def without_explained(
+    explanations: Mapping[str, Explanation],
+    rules: Mapping[tuple[str, str], Rule],
+    domains: Mapping[str, Sequence[str] | None],
+    num: np.ndarray,
+    cat: np.ndarray,
+    columns: Columns,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The window's columns with the values an explained breach left out of the re-test set
+    missing (NaN, :data:`~monitor.window.MISSING_CODE`), for the segments' tests.
+
+    A segment is a subset of the same window: a sentinel in 10% of the rows moves every
+    region's distribution as it moves the whole's, so without this each segment would page
+    the drift the breach already explains (one page per segment). Tested without those
+    values, a segment's drift that remains is real. Copies only when something is explained;
+    the inputs are never written.
+    """
+    if not explanations:
+        return num, cat
+    numeric_index = {f: j for j, f in enumerate(columns.numeric_columns)}
+    cat_index = {f: j for j, f in enumerate(columns.categorical_columns)}
+    num_out, cat_out = num, cat
+    for feature, e in explanations.items():
+        known = [rules[(feature, r)] for r in e.excluded if (feature, r) in rules]
+        if feature in numeric_index:
+            j = numeric_index[feature]
+            col = num[:, j]
+            bad = np.zeros(col.size, dtype=bool)
+            for rule in known:
+                bad |= _violating(rule, col, None, None)
+            bad &= ~np.isnan(col)
+            if bad.any():
+                if num_out is num:
+                    num_out = num.copy()
+                num_out[bad, j] = np.nan
+        elif feature in cat_index and "unseen" in e.excluded:
+            j = cat_index[feature]
+            codes = cat[:, j]
+            allowed = _allowed(columns, feature, domains.get(feature))
+            present = codes >= 0
+            bad = np.zeros(codes.size, dtype=bool)
+            bad[present] = ~allowed[codes[present]]
+            if bad.any():
+                if cat_out is cat:
+                    cat_out = cat.copy()
+                cat_out[bad, j] = MISSING_CODE
+    return num_out, cat_out
 
 
 def fold(signal: Signal, explanations: Mapping[str, Explanation]) -> Signal:
@@ -240,4 +297,4 @@ def fold(signal: Signal, explanations: Mapping[str, Explanation]) -> Signal:
     return replace(signal, details=details)
 
 
-__all__ = ["VALUE_RULES", "Explanation", "explain_drift", "fold"]
+__all__ = ["VALUE_RULES", "Explanation", "explain_drift", "fold", "without_explained"]

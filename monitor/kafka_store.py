@@ -63,7 +63,7 @@ from prometheus_client import CollectorRegistry, Counter
 from monitor.config import KafkaConfig, StateConfig
 from monitor.errors import StateError
 from monitor.kafka_source import security_kwargs
-from monitor.state_format import StateFormatError
+from monitor.state_format import MAX_RAW_BYTES, StateFormatError
 from monitor.store import FORMAT, SavedModel
 
 log = logging.getLogger("monitor.kafka_store")
@@ -114,7 +114,7 @@ def stored_offsets(records: Mapping[bytes, bytes | None]) -> dict[TP, int]:
                 and value is not None
             ):
                 out[(k[1], k[2])] = int(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a key nested too deep
             continue
     return out
 
@@ -169,7 +169,7 @@ def assemble(
     for key, value in records.items():
         try:
             k = json.loads(key)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             continue  # not ours; nothing to restore from it
         if not isinstance(k, list) or value is None:
             continue
@@ -181,7 +181,10 @@ def assemble(
     fallback_tp = (source_topic, changelog_partition)
     for model, raw in manifests.items():
         try:
-            m = json.loads(raw)
+            try:
+                m = json.loads(raw)
+            except RecursionError:
+                raise ValueError("JSON nested too deeply") from None
             if not isinstance(m, dict) or m.get("format") != FORMAT:
                 raise ValueError("not a monitor state manifest")
         except ValueError as exc:
@@ -235,6 +238,8 @@ def _inflate(data: bytes, raw_size: object) -> bytes:
     inflates beyond it is refused, not expanded)."""
     if not isinstance(raw_size, int) or raw_size < 0:
         raise ValueError("compressed state without its raw size")
+    if raw_size > MAX_RAW_BYTES:  # as for a format-2 state: a forged size allocates nothing
+        raise ValueError(f"compressed state declares {raw_size} bytes (limit {MAX_RAW_BYTES})")
     try:
         d = zlib.decompressobj()
         out = d.decompress(data, raw_size + 1)

@@ -38,7 +38,7 @@ from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.drift import signals as drift_signals
 from monitor.evaluation import Evaluation, StreamFeed, window_results
 from monitor.events import LabelEvents, ModelEvents
-from monitor.explain import explain_drift, fold
+from monitor.explain import explain_drift, fold, without_explained
 from monitor.multivariate import MULTIVARIATE, MultivariateMonitor
 from monitor.performance.label_drift import LABEL, LabelDrift
 from monitor.performance.tracker import PerformanceTracker
@@ -439,7 +439,17 @@ class ModelMonitor:
                 for s in signals
             ]
         signals.extend(fold(s, explained) for s in quality)
-        segments, segment_signals = self.segments.evaluate(num, cat, versions)
+        # A segment is tested without the values a breach explains, as the whole was:
+        # otherwise every segment pages the drift the breach already names.
+        tested = without_explained(
+            explained,
+            self.validator.rules,
+            {f: c.domain for f, c in self.settings.validation.constraints.items()},
+            num,
+            cat,
+            self.columns,
+        )
+        segments, segment_signals = self.segments.evaluate(num, cat, versions, tested)
         signals.extend(segment_signals)
         if self.performance is not None:
             signals.extend(self.performance.signals(self.name, perf))
@@ -662,6 +672,10 @@ class ModelMonitor:
             if state.version_codes is not None:
                 saved = unpack_array(state.version_codes)
                 if saved.shape == (size,) and saved.dtype == np.int32:
+                    # Codes index the saved vocabulary (-1: none); anything else was never
+                    # written (a code below -1 would decode as a version that is not there).
+                    if size and (saved.min() < -1 or saved.max() >= len(state.segment_versions)):
+                        raise StateFormatError("corrupt", "model_version code out of range")
                     codes = np.where(saved < len(self.segments.versions), saved, -1)
             self.version_window.restore_state(
                 state.window, np.empty((0, size)), codes.astype(np.int32)[:, None]

@@ -26,7 +26,10 @@ them, the segment is compared with the whole reference, and its results say
 Without reference rows the top-K values are ranked again at each evaluation by the
 window's traffic (so a new ``model_version`` is tracked once it takes traffic), and the
 persistence state of a segment that left the top-K is dropped: labels then change with
-the traffic, still at most ``top_k + 1`` per slice at a time.
+the traffic, still at most ``top_k + 1`` per slice at a time. A learned reference is
+checkpointed with the values of the ``top_k`` it was learned with: restored under a lower
+``top_k``, its first ``top_k`` values are tracked and the rest is compared with the whole
+reference; a higher ``top_k`` takes effect when the reference is learned again.
 
 **Multiple testing.** Segments multiply the tests of an evaluation by up to
 ``len(by) * (top_k + 1)``. Only the hypothesis tests run per segment (KS on numeric
@@ -82,6 +85,12 @@ from monitor.reference import (
     slice_name,
 )
 from monitor.signals import SEGMENT_EVENT_FIELDS, Signal
+from monitor.summary import (
+    CategoricalSummary,
+    NumericSummary,
+    summarize_categorical,
+    summarize_numeric,
+)
 from monitor.window import MISSING_CODE
 
 #: The tests run per segment: those with a p-value (see the module docstring).
@@ -99,6 +108,9 @@ class _Slice:
     # value (None = the rest) -> its detectors per column, and whether own reference
     detectors: dict[Value | None, tuple[dict[str, list[Detector]], bool]]
     by_window: bool = False  # no reference rows: values ranked by each window's traffic
+    # The reference's pooled rest covers other values than this slice's rest (a reference
+    # learned with a larger top_k): the rest is compared with the whole reference.
+    rest_overall: bool = False
 
 
 class SegmentMonitor:
@@ -145,8 +157,12 @@ class SegmentMonitor:
                         "a categorical feature or model_version"
                     )
             ref = profile.segments.get(cols)
+            # A reference learned under a larger top_k (restored after the config lowered
+            # it) holds more values: its first top_k are the top values by its traffic.
+            values = list(ref.values[: config.top_k]) if ref else None
+            cut = ref is not None and len(ref.values) > config.top_k
             self.slices.append(
-                _Slice(cols, slice_name(cols), list(ref.values) if ref else None, {}, ref is None)
+                _Slice(cols, slice_name(cols), values, {}, ref is None, rest_overall=cut)
             )
         self.uses_versions = any(c in SEGMENT_EVENT_FIELDS for s in self.slices for c in s.columns)
         self._overall: dict[str, list[Detector]] | None = None
@@ -263,6 +279,8 @@ class SegmentMonitor:
             return got
         ref = self._profile.segments.get(s.columns)
         own = ref.profiles.get(value) if ref is not None else None
+        if value is None and s.rest_overall:
+            own = None
         if own is not None:
             got = (self._fit(own, s.columns), True)
         else:
@@ -276,11 +294,22 @@ class SegmentMonitor:
     # ------------------------------------------------------------------ evaluate
 
     def evaluate(
-        self, num: np.ndarray, cat: np.ndarray, versions: np.ndarray | None
+        self,
+        num: np.ndarray,
+        cat: np.ndarray,
+        versions: np.ndarray | None,
+        tested: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[list[SegmentEvaluation], list[Signal]]:
-        """Every slice's segments over the window's rows; their results and signals."""
+        """Every slice's segments over the window's rows; their results and signals.
+
+        ``tested``: the same rows' columns as the drift tests see them, when they differ
+        from ``num``, ``cat``: without the values a data-quality breach explains
+        (:func:`monitor.explain.without_explained`). Slices are cut and summarised from
+        the window's own values."""
         if not self.slices:
             return [], []
+        test_num, test_cat = tested if tested is not None else (num, cat)
+        cleaned = test_num is not num or test_cat is not cat
         if versions is None or len(versions) != len(cat):
             versions = np.full(len(cat), MISSING_CODE, dtype=np.int32)
         parts: list[tuple[_Slice, Value | None, np.ndarray]] = []
@@ -317,7 +346,11 @@ class SegmentMonitor:
             out.append(seg)
             if not seg.tested:
                 continue
-            numeric, categorical, res = window_results(num[mask], cat[mask], self.columns, dets)
+            numeric, categorical, res = window_results(
+                test_num[mask], test_cat[mask], self.columns, dets
+            )
+            if cleaned:  # the segment's summaries show its values as they came
+                numeric, categorical = _summaries(num[mask], cat[mask], self.columns)
             seg.numeric, seg.categorical = numeric, categorical
             for name, rs in res.items():
                 if rs:
@@ -332,6 +365,17 @@ class SegmentMonitor:
             by_label[label].verdicts[name] = verdict
             signals.append(_signal(self.model, label, name, verdict))
         return out, signals
+
+
+def _summaries(
+    num: np.ndarray, cat: np.ndarray, columns: Columns
+) -> tuple[dict[str, NumericSummary], dict[str, CategoricalSummary]]:
+    nums, _ = summarize_numeric(num)
+    cats = summarize_categorical(cat, columns.category_sizes(), columns.reference_sizes)
+    return (
+        dict(zip(columns.numeric_columns, nums, strict=True)),
+        dict(zip(columns.categorical_columns, cats, strict=True)),
+    )
 
 
 def _aligned_counts(

@@ -544,3 +544,27 @@ async def test_a_spooling_service_leaves_a_previous_runs_pending_rows_to_the_ale
         assert [r.headers["webhook-id"] for r in rx.requests] == [n.idempotency_key]
     finally:
         await spooling.stop()
+
+
+async def test_a_huge_model_version_from_the_wire_is_cut_in_every_notification(rx, tmp_path):
+    """The model version comes from events, bounded only by the message size (1 MiB): one of
+    600 KB went whole into PagerDuty's group and custom_details, an event over its 512 KB
+    limit (a permanent 400, the page lost). A notification carries at most 200 characters."""
+    from dataclasses import replace
+
+    svc = make_service(
+        make_config({"oncall": {"type": "pagerduty", "routing_key": "k", "url": rx.url}}),
+        tmp_path / "o.db",
+    )
+    await svc.start()
+    try:
+        ctx, signals = Feed()(income="critical")
+        version = "7-" + "x" * 600_000
+        (sent,) = svc.submit(replace(ctx, model_version=version), signals)
+        assert sent.model_version == version[:199] + "…"
+        await wait_until(lambda: svc.outbox.counts() == {"delivered": 1})
+        (req,) = rx.requests
+        assert len(req.body) < 20_000
+        assert req.json["payload"]["group"] == sent.model_version
+    finally:
+        await svc.stop()

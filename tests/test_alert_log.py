@@ -190,3 +190,80 @@ async def test_an_alert_of_a_host_lost_before_delivery_is_delivered_by_another(
             first.ensure_dead()
             if second is not None:
                 second.ensure_dead()
+
+
+async def test_poison_records_on_the_alerts_topic_are_skipped_and_the_next_is_delivered(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    """A record nested too deep for the JSON parser, or whose notification holds a lone
+    surrogate escape, raised RecursionError / UnicodeEncodeError out of the consumer's loop:
+    its task died, and every restart died on the same uncommitted record (no alert of the
+    partition delivered again). Both are invalid records, counted, and consumption goes on."""
+    import random
+
+    from prometheus_client import CollectorRegistry
+
+    from monitor.alerting.alert_log import AlertLogConsumer, encode_record
+    from monitor.alerting.config import AlertingConfig
+    from monitor.alerting.engine import AlertService
+    from monitor.alerting.notification import Notification, SignalEvidence
+    from monitor.clock import SystemClock
+
+    topic = topic_factory("alerts", partitions=1)
+    good = Notification(
+        idempotency_key="k-1",
+        fingerprint="f",
+        action="fire",
+        status="firing",
+        model="m",
+        model_version=None,
+        group={"model": "m"},
+        severity="critical",
+        started_at=1.0,
+        evaluated_at=1.0,
+        window_start=0.0,
+        window_end=1.0,
+        window_events=1,
+        signals=(SignalEvidence("drift", "x", "critical", 0.4, 0.2, "psi"),),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for value in (
+            b"[" * 100_000,
+            b'{"version": 1, "receiver": "hook", "notification": "\\"\\\\ud800\\""}',
+            encode_record(("m", "hook", good))[1],
+        ):
+            await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+    registry = CollectorRegistry()
+    async with RecordingReceiver() as rx:
+        cfg = AlertingConfig.model_validate(
+            {"receivers": {"hook": {"type": "webhook", "url": rx.url}}}
+        )
+        alerts = AlertService(
+            cfg,
+            registry=registry,
+            clock=SystemClock(),
+            outbox_path=str(tmp_path / "outbox.sqlite"),
+            rng=random.Random(1),
+            poll_interval_seconds=0.05,
+        )
+        await alerts.start()
+        kafka = parse_config(
+            {"kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": f"g-{topic}"}}
+        ).kafka
+        consumer = AlertLogConsumer(
+            kafka, topic, alerts, registry, clock=SystemClock(), poll_ms=100
+        )
+        await consumer.start()
+        try:
+            (req,) = await rx.wait_for_requests(1, within=15)
+            assert req.headers["webhook-id"] == "k-1"
+            sample = registry.get_sample_value
+            assert sample("monitor_alert_log_records_total", {"outcome": "invalid"}) == 2
+            assert sample("monitor_alert_log_records_total", {"outcome": "handed_off"}) == 1
+        finally:
+            await consumer.stop(grace_seconds=2)
+            await alerts.stop()

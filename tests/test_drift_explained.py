@@ -212,3 +212,32 @@ async def test_the_page_leads_with_the_rule_in_every_receiver(tmp_path: Path) ->
     assert summary in got["slack"]["text"]
     assert "below_min:age`: age: 2.98% of values" in slack_text and folded in slack_text
     assert "*drift*" not in slack_text
+
+
+def _segment_run(rows: list[dict]) -> list[Evaluation]:
+    seg = {"segments": {"by": ["region"], "min_window_rows": 20}}
+    cfg = parse_config({"models": [{"name": MODEL, **SETTINGS, **seg}]})
+    ref = build_profile(MODEL, [(r, 0.5) for r in _rows(20_000, 1)])
+    mm = ModelMonitor(cfg.model(MODEL), cfg.limits, ref)  # type: ignore[arg-type]
+    assert mm.ingest(_events(_rows(10_000, 2), 0))[-1].drifting == []
+    return mm.ingest(_events(rows, 10_000))
+
+
+def test_a_breach_that_explains_the_drift_explains_it_in_every_segment_too() -> None:
+    """A 10% sentinel moves every region's distribution as it moves the whole's: each
+    segment is tested without the violating values, as the whole is, so the breach is one
+    signal and not one drift page per segment; a real shift in a segment still pages."""
+    evaluations = _segment_run(_rows(10_000, 3, sentinel=0.10))
+    assert evaluations[-1].verdicts["age"].explained_by == "below_min"
+    for ev in evaluations:
+        assert [s.segment for s in ev.signals if s.kind == "drift" and s.severity != "ok"] == []
+        # The segments' summaries still show the values as they came.
+        north = next(s for s in ev.segments if s.segment == "region=north")
+        assert north.numeric["age"].min == -1.0
+    rows = _rows(10_000, 3, sentinel=0.10)
+    for r in rows:
+        if r["region"] == "north" and r["age"] >= 0:
+            r["age"] += 15.0
+    last = _segment_run(rows)[-1]
+    drifting = {s.segment for s in last.signals if s.kind == "drift" and s.severity != "ok"}
+    assert last.verdicts["age"].explained_by is None and "region=north" in drifting

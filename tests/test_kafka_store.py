@@ -410,3 +410,44 @@ async def test_an_unlisted_tracked_model_keeps_its_state_on_another_machine(
                 "monitor_events_processed_total", {"model": "unlisted"}
             )
             assert processed in (None, 0.0)
+
+
+def test_changelog_records_nested_too_deep_or_declaring_too_much_are_refused() -> None:
+    """A key or manifest on the changelog nested deeper than the JSON parser recurses
+    raised RecursionError out of the restore (the instance could not start its partitions);
+    a zlib record declaring more than a state may hold is refused before it is inflated."""
+    import tracemalloc
+
+    from monitor.kafka_store import stored_offsets
+    from monitor.state_format import MAX_RAW_BYTES
+
+    gen = b"g" * 16
+    deep = b"[" * 100_000
+    records = {
+        deep: b"whatever",
+        model_key("m"): deep,
+        model_key("ok"): _manifest(gen, 1, 3),
+        part_key("ok", 0): PART_MAGIC + gen + b"abc",
+    }
+    got = assemble(records, "t", 0)
+    assert got["ok"].blob == b"abc"
+    assert got["m"].problem == ("corrupt", "manifest: JSON nested too deeply")
+    assert stored_offsets({deep: b"5", json.dumps(["offsets", "t", 0]).encode(): b"7"}) == {
+        ("t", 0): 7
+    }
+    bomb = zlib.compress(b"\0" * 50_000_000, 9)
+    doc = json.loads(_manifest(gen, 1, len(bomb)))
+    huge = {
+        model_key("b"): json.dumps(
+            {**doc, "encoding": "zlib", "raw_bytes": MAX_RAW_BYTES + 1}
+        ).encode(),
+        part_key("b", 0): PART_MAGIC + gen + bomb,
+    }
+    tracemalloc.start()
+    try:
+        got = assemble(huge, "t", 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got["b"].problem is not None and got["b"].problem[0] == "corrupt"
+    assert "limit" in got["b"].problem[1] and peak < 5_000_000  # nothing inflated

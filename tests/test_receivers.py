@@ -256,3 +256,31 @@ async def test_transport_seam_and_timeout_translation():
         )
         with pytest.raises(RetryableDeliveryError, match="timed out"):
             await receiver.send(notification())
+
+
+async def test_slack_fields_from_the_wire_are_escaped_and_bounded(rx, client):
+    """The model name (a tracked unknown model) and model version come from events: a
+    version ``<!channel>`` would ping the whole channel, and one of 5,000 characters made a
+    section field over Slack's 2,000 (``invalid_blocks``: a permanent 400, the page lost)."""
+    from dataclasses import replace
+
+    hostile = replace(
+        notification(),
+        model="<!channel> m",
+        model_version="<!here> `x`\n*Severity*\nok" + "y" * 50_000,
+    )
+    receiver = SlackReceiver("s", SlackReceiverConfig(webhook_url=rx.url), client, SystemClock())
+    await receiver.send(hostile)
+    body = rx.requests[0].json
+    fields = [f["text"] for b in body["blocks"] for f in b.get("fields", [])]
+    mrkdwn = [body["text"], *fields] + [
+        b["text"]["text"] for b in body["blocks"] if b.get("text", {}).get("type") == "mrkdwn"
+    ]
+    assert all("<!" not in t and "`x`" not in t for t in mrkdwn)
+    assert all(len(f) <= 2000 for f in fields) and len(body["text"]) <= 40_000
+    model, version = fields[0], fields[1]
+    assert model == "*Model*\n&lt;!channel&gt; m"
+    assert (
+        version.startswith("*Version*\n&lt;!here&gt; 'x' *Severity* ok")
+        and "\n" not in version[10:]
+    )

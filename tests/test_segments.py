@@ -514,3 +514,72 @@ async def test_the_silences_api_takes_a_segment_matcher_and_keeps_it(tmp_path: P
     finally:
         await svc.stop()
         await rx.stop()
+
+
+@pytest.mark.parametrize("bad", [-7, -(2**31), 2**31 - 1])
+def test_a_checkpoint_with_a_model_version_code_out_of_range_is_refused_as_corrupt(
+    bad: int,
+) -> None:
+    """A damaged or forged checkpoint whose version codes are outside the saved vocabulary
+    (-7 decoded as a version that is not there: IndexError at every evaluation) is refused
+    as corrupt at restore, as a category code out of range is, not adopted."""
+    from monitor.state_format import StateFormatError, decode, encode, pack_array, unpack_array
+
+    a = _monitor(segments={"by": ["model_version"], "min_window_rows": 20})
+    a.ingest(_events(1, 10_000))
+    first = _events(2, 5500, start=10_000)
+    first.versions[:] = [f"v{i % 3}" for i in range(5500)]
+    a.ingest(first)
+    state = decode(encode(a.export_state()))
+    codes = unpack_array(state.version_codes)  # type: ignore[arg-type]
+    b, _ = ModelMonitor.restore(a.settings, a.limits, decode(encode(state)))
+    assert b.ingest(_events(3, 1000, start=15_500))  # the state as written restores
+    codes[: codes.size // 2] = bad
+    state.version_codes = pack_array(codes.astype(np.int32))
+    with pytest.raises(StateFormatError) as err:
+        ModelMonitor.restore(a.settings, a.limits, decode(encode(state)))
+    assert err.value.reason == "corrupt" and "model_version code" in str(err.value)
+
+
+def test_a_lower_top_k_applies_to_a_restored_learned_reference() -> None:
+    """The learned reference (checkpointed) holds the top values of the top_k it was learned
+    with: restored under a lower top_k, the slice kept its old count (6 labels for top_k 2,
+    past the documented bound). Now its first top_k values are tracked, and the rest, which
+    the reference's pooled rest does not match any more, is compared with the whole."""
+    from monitor.state_format import decode, encode
+
+    regions = [f"r{i}" for i in range(8)]
+    a = _monitor(segments={"by": ["region"], "top_k": 5, "min_window_rows": 20})
+    a.ingest(_events(1, 10_000, regions=regions))
+    (before,) = a.ingest(_events(2, 5000, regions=regions, start=10_000))
+    assert len(before.segments) == 6
+    lower = _monitor(segments={"by": ["region"], "top_k": 2, "min_window_rows": 20})
+    b, _ = ModelMonitor.restore(lower.settings, lower.limits, decode(encode(a.export_state())))
+    evals = b.ingest(_events(3, 5000, regions=regions, start=15_000))
+    last = evals[-1]
+    assert [s.segment for s in last.segments] == [s.segment for s in before.segments[:2]] + [
+        f"region={OTHER}"
+    ]
+    assert [s.reference for s in last.segments] == ["segment", "segment", "overall"]
+    assert _firing(evals) == []
+
+
+def test_segments_with_a_previous_window_reference_are_refused_with_the_reason() -> None:
+    """Segments are compared with the fixed reference: with ``previous_window`` the whole
+    traffic ignored a slow drift (as chosen) while every segment paged it, evaluation after
+    evaluation. The combination is a configuration error naming the model."""
+    previous = {"mode": "previous_window", "learn_first": 100}
+    with pytest.raises(ConfigError) as err:
+        parse_config({"models": [{"name": "m", "segments": ["region"], "reference": previous}]})
+    assert "model 'm': segments need reference.mode fixed" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_config({"defaults": {"segments": ["region"], "reference": previous}})
+    assert "defaults: segments need reference.mode fixed" in str(err.value)
+    # A model may opt out of the defaults' segments to use previous_window.
+    cfg = parse_config(
+        {
+            "defaults": {"segments": ["region"]},
+            "models": [{"name": "m", "segments": [], "reference": previous}],
+        }
+    )
+    assert cfg.model("m").segments.specs() == []  # type: ignore[union-attr]

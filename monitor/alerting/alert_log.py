@@ -69,8 +69,8 @@ def decode_record(value: bytes | None) -> tuple[str, Notification]:
     """(receiver, notification) of one record; :class:`MonitorError` naming the problem."""
     try:
         doc = json.loads(value or b"")
-    except ValueError as exc:
-        raise MonitorError(f"alert record is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise MonitorError(f"alert record is not JSON: {str(exc)[:200]}") from exc
     if not isinstance(doc, dict) or doc.get("version") != RECORD_VERSION:
         raise MonitorError("alert record of an unknown version")
     receiver, body = doc.get("receiver"), doc.get("notification")

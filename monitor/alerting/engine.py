@@ -48,7 +48,12 @@ from monitor.alerting.alert_metrics import AlertMetrics
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.dispatcher import Dispatcher
 from monitor.alerting.http import DropRequestLogs
-from monitor.alerting.notification import Notification, SignalEvidence, printable
+from monitor.alerting.notification import (
+    Notification,
+    SignalEvidence,
+    bounded_version,
+    printable,
+)
 from monitor.alerting.outbox import Outbox
 from monitor.alerting.policy import (
     STATE_VERSION,
@@ -182,7 +187,7 @@ def build_notification(
         action=action.kind,  # type: ignore[arg-type]  # "mute" never reaches here
         status="resolved" if action.kind == "resolve" else "firing",
         model=ctx.model,
-        model_version=ctx.model_version,
+        model_version=bounded_version(ctx.model_version),
         group=dict(action.labels),
         severity=action.severity,
         started_at=action.incident_started_at,
@@ -508,7 +513,7 @@ class AlertService:
             action="retrain",
             status="firing",
             model=ctx.model,
-            model_version=ctx.model_version,
+            model_version=bounded_version(ctx.model_version),
             group=labels,
             severity=max_severity([s.severity for s in sigs]),
             started_at=ctx.evaluated_at,

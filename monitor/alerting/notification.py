@@ -195,6 +195,24 @@ def printable(text: str, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
+#: Characters of a model version a notification carries (the version comes from events,
+#: bounded only by the message size: one of 600 KB made a PagerDuty event over its 512 KB
+#: limit, a permanent 400, the page lost).
+MAX_VERSION_CHARS = 200
+
+
+def bounded_version(version: str | None) -> str | None:
+    """``version`` as a notification carries it: at most :data:`MAX_VERSION_CHARS`
+    characters, a longer one cut with ``…``.
+
+    >>> bounded_version("7"), len(bounded_version("x" * 10_000) or "")
+    ('7', 200)
+    """
+    if version is None or len(version) <= MAX_VERSION_CHARS:
+        return version
+    return version[: MAX_VERSION_CHARS - 1] + "…"
+
+
 def version_label(version: str | None) -> str:
     """``v7`` for ``7``, and ``v1`` (not ``vv1``) for a version already spelled ``v1``.
 
@@ -322,6 +340,8 @@ class Notification:
             record = _DECODER.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise StateError(f"unreadable outbox record: {exc}") from exc
+        except UnicodeError as exc:  # a str with a lone surrogate (an alerts-topic record)
+            raise StateError(f"unreadable outbox record: not UTF-8 ({exc.reason})") from exc
         return cls.from_stored(record)
 
     @classmethod
@@ -429,6 +449,7 @@ __all__ = [
     "NotificationStatus",
     "SignalEvidence",
     "SignalRecord",
+    "bounded_version",
     "fmt",
     "iso",
     "printable",

@@ -17,6 +17,11 @@ from monitor.alerting.notification import Notification, SignalEvidence, iso, ver
 from monitor.alerting.receiver import HttpReceiver, encode_json
 
 MAX_SIGNALS_SHOWN = 10
+#: Characters of a wire string (model name, model version) shown in one field: Slack refuses
+#: a section field over 2000 characters (``invalid_blocks``, a permanent 400: the page lost).
+MAX_FIELD_CHARS = 200
+#: Characters of the fallback ``text`` (Slack's limit is 40,000; the title is a summary).
+MAX_TEXT_CHARS = 3000
 _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:"}
 
 
@@ -29,6 +34,13 @@ def mrkdwn_escape(text: str) -> str:
     "&lt;!channel&gt; &amp; 'x'"
     """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+
+
+def _field(text: str) -> str:
+    """A wire string for one mrkdwn field: cut to :data:`MAX_FIELD_CHARS`, escaped, and on
+    one line (a model version ``7\n*Severity*\nok`` cannot draw a field of its own)."""
+    cut = text if len(text) <= MAX_FIELD_CHARS else text[: MAX_FIELD_CHARS - 1] + "…"
+    return mrkdwn_escape(" ".join(cut.splitlines()))
 
 
 def _where(s: SignalEvidence) -> str:
@@ -63,8 +75,12 @@ def slack_message(notification: Notification) -> dict[str, Any]:
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": f"*Model*\n{n.model}"},
-                {"type": "mrkdwn", "text": f"*Version*\n{version_label(n.model_version) or 'n/a'}"},
+                # Both come from the wire (a tracked unknown model, any event's version).
+                {"type": "mrkdwn", "text": f"*Model*\n{_field(n.model)}"},
+                {
+                    "type": "mrkdwn",
+                    "text": f"*Version*\n{_field(version_label(n.model_version)) or 'n/a'}",
+                },
                 {"type": "mrkdwn", "text": f"*Status*\n{n.status} ({n.action})"},
                 {"type": "mrkdwn", "text": f"*Severity*\n{n.severity}"},
             ],
@@ -95,7 +111,7 @@ def slack_message(notification: Notification) -> dict[str, Any]:
                 ],
             }
         )
-    return {"text": mrkdwn_escape(title), "blocks": blocks}
+    return {"text": mrkdwn_escape(title[:MAX_TEXT_CHARS]), "blocks": blocks}
 
 
 class SlackReceiver(HttpReceiver):
