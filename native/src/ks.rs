@@ -170,7 +170,9 @@ fn f64_buffer(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<PyBuffer<f64>> {
     let buf = PyBuffer::<f64>::get(obj)
         .map_err(|_| PyTypeError::new_err(format!("{what} must be a float64 array")))?;
     if buf.dimensions() != 1 || !buf.is_c_contiguous() {
-        return Err(PyValueError::new_err(format!("{what} must be 1-D and C-contiguous")));
+        return Err(PyValueError::new_err(format!(
+            "{what} must be 1-D and C-contiguous"
+        )));
     }
     if buf.item_count() == 0 {
         return Err(PyValueError::new_err(format!("{what} must not be empty")));
@@ -191,9 +193,13 @@ fn statistics(pairs: &[(&[f64], &[f64])]) -> Result<Vec<f64>, String> {
         .enumerate()
         .map(|(k, &(r, w))| {
             if !sorted_no_nan(r) {
-                Err(format!("pair {k}: reference is not sorted ascending or holds NaN"))
+                Err(format!(
+                    "pair {k}: reference is not sorted ascending or holds NaN"
+                ))
             } else if !sorted_no_nan(w) {
-                Err(format!("pair {k}: window is not sorted ascending or holds NaN"))
+                Err(format!(
+                    "pair {k}: window is not sorted ascending or holds NaN"
+                ))
             } else {
                 Ok(ks_statistic(r, w))
             }
@@ -219,7 +225,8 @@ pub fn ks_statistic_sorted(
     let w = f64_buffer(window, "window")?;
     let (rs, ws) = (as_slice(&r), as_slice(&w));
     let out = py.detach(|| statistics(&[(rs, ws)]));
-    out.map(|d| d[0]).map_err(|e| PyValueError::new_err(e.replacen("pair 0: ", "", 1)))
+    out.map(|d| d[0])
+        .map_err(|e| PyValueError::new_err(e.replacen("pair 0: ", "", 1)))
 }
 
 /// ks_statistics_sorted(references, windows, /)
@@ -235,7 +242,9 @@ pub fn ks_statistics_sorted(
     windows: &Bound<'_, PyList>,
 ) -> PyResult<Vec<f64>> {
     if references.len() != windows.len() {
-        return Err(PyValueError::new_err("references and windows differ in length"));
+        return Err(PyValueError::new_err(
+            "references and windows differ in length",
+        ));
     }
     let mut bufs = Vec::with_capacity(references.len());
     for (k, (r, w)) in references.iter().zip(windows.iter()).enumerate() {
@@ -244,8 +253,12 @@ pub fn ks_statistics_sorted(
             f64_buffer(&w, &format!("windows[{k}]"))?,
         ));
     }
-    let pairs: Vec<(&[f64], &[f64])> = bufs.iter().map(|(r, w)| (as_slice(r), as_slice(w))).collect();
-    py.detach(|| statistics(&pairs)).map_err(PyValueError::new_err)
+    let pairs: Vec<(&[f64], &[f64])> = bufs
+        .iter()
+        .map(|(r, w)| (as_slice(r), as_slice(w)))
+        .collect();
+    py.detach(|| statistics(&pairs))
+        .map_err(PyValueError::new_err)
 }
 
 /// Adds the kernel's functions to the module.
@@ -289,7 +302,9 @@ mod tests {
     fn equals_the_merge_walk_with_ties_and_all_sizes() {
         let mut seed = 1u64;
         let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) as usize
         };
         for _ in 0..20_000 {
@@ -310,7 +325,9 @@ mod tests {
         // of `extremes` (divided only near the exact extremes) and of `extremes_plain`.
         let mut seed = 7u64;
         let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) as i64
         };
         for _ in 0..300 {
