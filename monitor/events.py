@@ -84,6 +84,9 @@ except ImportError:  # pragma: no cover - depends on the install
 #: Whether the compiled decoder is installed (``pip install ./native``; scripts/setup.sh does).
 NATIVE_AVAILABLE = _native is not None
 
+#: The longest ``model_version`` accepted (characters), as for the model's name.
+MAX_VERSION_CHARS = 200
+
 # Bounded reasons: these are metric label values.
 REASONS = (
     "too_large",
@@ -638,8 +641,14 @@ def validate_prediction(
     event_id = _require_str(obj, "event_id", max_id_chars)
     model = _require_str(obj, "model", 200)
     version = obj.get("model_version")
-    if version is not None and not isinstance(version, str):
-        raise InvalidEvent("wrong_type", "must be a string", "model_version")
+    if version is not None and (not isinstance(version, str) or len(version) > MAX_VERSION_CHARS):
+        # Bounded like the model's name: a version is a label of windows, segments, metrics
+        # and pages, so a megabyte of it must not travel that far.
+        raise InvalidEvent(
+            "wrong_type",
+            f"must be a string of at most {MAX_VERSION_CHARS} characters",
+            "model_version",
+        )
     features = obj.get("features")
     if features is None:
         raise InvalidEvent("missing_field", "required field is missing", "features")
@@ -965,6 +974,7 @@ class Decoder:
                     if (
                         0 < len(event_id) <= max_id
                         and 0 < len(model) <= 200
+                        and (event.model_version is None or len(event.model_version) <= 200)
                         and (type(prediction) is not float or isfinite(prediction))
                         and accepted.get(model, "?") is None
                     ):

@@ -382,3 +382,30 @@ def test_an_odd_but_valid_event_keeps_its_models_order() -> None:
     assert native == python
     assert (n_native, n_python) == (600, 1_000)  # the first batch has no odd event
     assert columnar == 1
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_model_version_longer_than_200_characters_is_refused_on_either_path(
+    native: bool,
+) -> None:
+    """A version is a label of windows, segments, metrics and pages: like the model's name it
+    is bounded (200 characters), on both decoder paths alike, and the refusal names it."""
+    if native and not NATIVE_AVAILABLE:
+        pytest.skip("the compiled decoder is not installed")
+    mm = _monitor()
+    decoder = Decoder(max_message_bytes=2_000_000, native=native)
+    decoder.decode(_stream(seed=0, n=1, odd_share=0.0))
+    events = [e for e, _ in Simulator(seed=3).events(300)]
+    for i, event in enumerate(events):
+        event["model_version"] = {7: "v" * 201, 8: "x" * 600_000, 9: "é" * 200}.get(i, "v1")
+    messages = [
+        RawMessage(orjson.dumps(e), 1_790_000_000.0 + i, "predictions", 0, i)
+        for i, e in enumerate(events)
+    ]
+    schema = mm.columnar_schema()
+    batch = decoder.decode(messages, {mm.name: schema} if schema else None)
+    assert [(r.message.offset, r.reason, r.field) for r in batch.rejected] == [
+        (7, "wrong_type", "model_version"),
+        (8, "wrong_type", "model_version"),
+    ]
+    assert sum(len(g.event_ids) for g in batch.predictions.values()) == 298

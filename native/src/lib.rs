@@ -40,6 +40,9 @@ mod ks;
 const MAX_DEPTH: usize = 1024;
 /// Longest accepted model name, in code points.
 const MAX_MODEL_CHARS: usize = 200;
+/// The longest "model_version" taken (code points); longer ones go to the full path, which
+/// rejects them (`MAX_VERSION_CHARS` in monitor/events.py).
+const MAX_VERSION_CHARS: usize = 200;
 /// Numeric timestamps below this are epoch seconds, from it on epoch milliseconds (1e11
 /// seconds is the year 5138, 1e11 milliseconds 1973); `monitor.events.EPOCH_MILLIS_FROM`.
 const MILLIS_FROM: i64 = 100_000_000_000;
@@ -123,9 +126,20 @@ impl Schemas {
             }
             width = width.max(names.len());
             index.insert(name.clone(), models.len());
-            models.push(ModelSchema { key: key.unbind(), name, n_num, names, index: fidx });
+            models.push(ModelSchema {
+                key: key.unbind(),
+                name,
+                n_num,
+                names,
+                index: fidx,
+            });
         }
-        Ok(Schemas { models, index, max_id_chars: max_id_chars.max(0) as usize, width })
+        Ok(Schemas {
+            models,
+            index,
+            max_id_chars: max_id_chars.max(0) as usize,
+            width,
+        })
     }
 }
 
@@ -161,7 +175,10 @@ fn parse_number(text: &str) -> Option<Num> {
         if !c.is_ascii_digit() {
             break;
         }
-        match m.checked_mul(10).and_then(|x| x.checked_add((c - b'0') as u64)) {
+        match m
+            .checked_mul(10)
+            .and_then(|x| x.checked_add((c - b'0') as u64))
+        {
             Some(x) => m = x,
             None => exact = false,
         }
@@ -189,7 +206,10 @@ fn parse_number(text: &str) -> Option<Num> {
             if !c.is_ascii_digit() {
                 break;
             }
-            match m.checked_mul(10).and_then(|x| x.checked_add((c - b'0') as u64)) {
+            match m
+                .checked_mul(10)
+                .and_then(|x| x.checked_add((c - b'0') as u64))
+            {
                 Some(x) => {
                     m = x;
                     e -= 1;
@@ -215,7 +235,11 @@ fn parse_number(text: &str) -> Option<Num> {
     }
     let v = if exact && m <= 1u64 << 53 && (-22..=22).contains(&e) {
         let mf = m as f64;
-        let v = if e < 0 { mf / POW10[(-e) as usize] } else { mf * POW10[e as usize] };
+        let v = if e < 0 {
+            mf / POW10[(-e) as usize]
+        } else {
+            mf * POW10[e as usize]
+        };
         if neg {
             -v
         } else {
@@ -266,7 +290,9 @@ fn check_raw(raw: &str, depth: usize) -> bool {
                         i += 2;
                         continue;
                     }
-                    let Some(u) = b.get(i + 2..).and_then(hex4) else { return false };
+                    let Some(u) = b.get(i + 2..).and_then(hex4) else {
+                        return false;
+                    };
                     i += 6;
                     if (0xDC00..0xE000).contains(&u) {
                         return false; // low surrogate first
@@ -319,7 +345,8 @@ fn raw_str<E: de::Error>(raw: &str) -> Result<Cow<'_, str>, E> {
         return Ok(Cow::Borrowed(inner)); // serde_json already refused control characters
     }
     let mut d = serde_json::Deserializer::from_str(raw);
-    d.deserialize_str(StrVisitor).map_err(|_| fail("bad string"))
+    d.deserialize_str(StrVisitor)
+        .map_err(|_| fail("bad string"))
 }
 
 fn raw_value<'a, A: MapAccess<'a>>(map: &mut A) -> Result<&'a str, A::Error> {
@@ -357,13 +384,32 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// None for anything else, including every string fromisoformat refuses.
 fn parse_iso_timestamp(s: &str) -> Option<f64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (y, mo, d) = (digits(b, 0, 4)?, digits(b, 5, 2)?, digits(b, 8, 2)?);
     let (h, mi, se) = (digits(b, 11, 2)?, digits(b, 14, 2)?, digits(b, 17, 2)?);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let mdays = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let mdays = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if y < 1 || !(1..=12).contains(&mo) || d < 1 || d > mdays[(mo - 1) as usize] {
         return None;
     }
@@ -470,7 +516,10 @@ struct KeySet<'a> {
 
 impl<'a> KeySet<'a> {
     fn new() -> Self {
-        KeySet { few: Vec::new(), many: HashSet::new() }
+        KeySet {
+            few: Vec::new(),
+            many: HashSet::new(),
+        }
     }
     fn clear(&mut self) {
         self.few.clear();
@@ -581,7 +630,8 @@ impl<'c, 's, 'a> Visitor<'a> for FeatureSeed<'c, 's, 'a> {
                     return Err(fail("duplicate feature"));
                 }
                 unknown = true;
-                let raw: &'a RawValue = map.next_value().map_err(|_| fail::<A::Error>("bad json"))?;
+                let raw: &'a RawValue =
+                    map.next_value().map_err(|_| fail::<A::Error>("bad json"))?;
                 if !check_raw(raw.get(), 2) {
                     return Err(fail("refused by orjson"));
                 }
@@ -715,16 +765,20 @@ impl<'c, 's, 'a> Visitor<'a> for EventVisitor<'c, 's, 'a> {
                 K_PREDICTION => pred = Some(prediction_value(raw_value(&mut map)?)?),
                 _ => {
                     features = match &model {
-                        Some((_, Some(idx))) => Features::Done(map.next_value_seed(FeatureSeed {
-                            schema: &schemas.models[*idx],
-                            scratch: &mut *scratch,
-                        })?),
+                        Some((_, Some(idx))) => {
+                            Features::Done(map.next_value_seed(FeatureSeed {
+                                schema: &schemas.models[*idx],
+                                scratch: &mut *scratch,
+                            })?)
+                        }
                         _ => Features::Deferred(raw_value(&mut map)?),
                     }
                 }
             }
         }
-        let Some((model, idx)) = model else { return Err(fail("no model")) };
+        let Some((model, idx)) = model else {
+            return Err(fail("no model"));
+        };
         let Some(idx) = idx else {
             // Not ours, valid or not: it goes to Python and names no model of `schemas`
             // (a second "model" key would have been refused as a duplicate above).
@@ -735,9 +789,12 @@ impl<'c, 's, 'a> Visitor<'a> for EventVisitor<'c, 's, 'a> {
             Features::Done(u) => u,
             Features::Deferred(raw) => {
                 let mut d = serde_json::Deserializer::from_str(raw);
-                FeatureSeed { schema: &schemas.models[idx], scratch: &mut *scratch }
-                    .deserialize(&mut d)
-                    .map_err(|_| fail("features"))?
+                FeatureSeed {
+                    schema: &schemas.models[idx],
+                    scratch: &mut *scratch,
+                }
+                .deserialize(&mut d)
+                .map_err(|_| fail("features"))?
             }
         };
         let event_id = event_id.ok_or_else(|| fail("no event_id"))?;
@@ -749,12 +806,30 @@ impl<'c, 's, 'a> Visitor<'a> for EventVisitor<'c, 's, 'a> {
         if nm == 0 || nm > MAX_MODEL_CHARS {
             return Err(fail("model length"));
         }
+        if let Some(v) = &version {
+            if v.chars().count() > MAX_VERSION_CHARS {
+                return Err(fail("model_version length"));
+            }
+        }
         let pred = pred.ok_or_else(|| fail("no prediction"))?;
-        Ok(Parsed::Simple(idx, Row { event_id, version, ts, pred, unknown }))
+        Ok(Parsed::Simple(
+            idx,
+            Row {
+                event_id,
+                version,
+                ts,
+                pred,
+                unknown,
+            },
+        ))
     }
 }
 
-fn parse_simple<'a>(text: &'a str, schemas: &Schemas, scratch: &mut Scratch<'a>) -> Result<Parsed<'a>, JsonError> {
+fn parse_simple<'a>(
+    text: &'a str,
+    schemas: &Schemas,
+    scratch: &mut Scratch<'a>,
+) -> Result<Parsed<'a>, JsonError> {
     let mut d = serde_json::Deserializer::from_str(text);
     let parsed = d.deserialize_map(EventVisitor { schemas, scratch })?;
     d.end()?;
@@ -762,7 +837,11 @@ fn parse_simple<'a>(text: &'a str, schemas: &Schemas, scratch: &mut Scratch<'a>)
 }
 
 /// The simple event of model `.0`, or None: the message goes to Python.
-fn decode_message<'a>(bytes: &'a [u8], schemas: &Schemas, scratch: &mut Scratch<'a>) -> Option<(usize, Row<'a>)> {
+fn decode_message<'a>(
+    bytes: &'a [u8],
+    schemas: &Schemas,
+    scratch: &mut Scratch<'a>,
+) -> Option<(usize, Row<'a>)> {
     let text = std::str::from_utf8(bytes).ok()?;
     match parse_simple(text, schemas, scratch) {
         Ok(Parsed::Simple(idx, row)) => Some((idx, row)),
@@ -804,7 +883,10 @@ impl<'a> Group<'a> {
 }
 
 /// (fallback indices, (model index, group) in order of first message).
-fn decode_batch<'a>(values: &[&'a [u8]], schemas: &Schemas) -> (Vec<usize>, Vec<(usize, Group<'a>)>) {
+fn decode_batch<'a>(
+    values: &[&'a [u8]],
+    schemas: &Schemas,
+) -> (Vec<usize>, Vec<(usize, Group<'a>)>) {
     let mut scratch = Scratch::new(schemas.width);
     let mut groups: Vec<Option<Group<'a>>> = (0..schemas.models.len()).map(|_| None).collect();
     let mut fallback = Vec::new();
@@ -828,8 +910,11 @@ fn decode_batch<'a>(values: &[&'a [u8]], schemas: &Schemas) -> (Vec<usize>, Vec<
             None => fallback.push(i),
         }
     }
-    let mut out: Vec<(usize, Group<'a>)> =
-        groups.into_iter().enumerate().filter_map(|(idx, g)| g.map(|g| (idx, g))).collect();
+    let mut out: Vec<(usize, Group<'a>)> = groups
+        .into_iter()
+        .enumerate()
+        .filter_map(|(idx, g)| g.map(|g| (idx, g)))
+        .collect();
     out.sort_by_key(|(_, g)| g.first);
     (fallback, out)
 }
@@ -849,7 +934,11 @@ impl<'py, 'x> Interner<'py, 'x> {
     const FEW: usize = 8;
 
     fn new(py: Python<'py>) -> Self {
-        Interner { py, few: Vec::with_capacity(Self::FEW), map: HashMap::new() }
+        Interner {
+            py,
+            few: Vec::with_capacity(Self::FEW),
+            map: HashMap::new(),
+        }
     }
     #[inline]
     fn get(&mut self, s: &'x str) -> Bound<'py, PyAny> {
@@ -879,14 +968,24 @@ impl<'py, 'x> Interner<'py, 'x> {
 static NUMPY_EMPTY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A new float64 numpy array of `shape` holding `data` (C order).
-fn float_array<'py>(py: Python<'py>, shape: Bound<'py, PyTuple>, data: &[f64]) -> PyResult<Bound<'py, PyAny>> {
-    let empty = NUMPY_EMPTY.get_or_try_init(py, || py.import("numpy")?.getattr("empty").map(Bound::unbind))?;
+fn float_array<'py>(
+    py: Python<'py>,
+    shape: Bound<'py, PyTuple>,
+    data: &[f64],
+) -> PyResult<Bound<'py, PyAny>> {
+    let empty = NUMPY_EMPTY.get_or_try_init(py, || {
+        py.import("numpy")?.getattr("empty").map(Bound::unbind)
+    })?;
     let arr = empty.bind(py).call1((shape,))?;
     PyBuffer::<f64>::get(&arr)?.copy_from_slice(py, data)?;
     Ok(arr)
 }
 
-fn group_to_py<'py>(py: Python<'py>, g: &Group<'_>, schema: &ModelSchema) -> PyResult<Bound<'py, PyTuple>> {
+fn group_to_py<'py>(
+    py: Python<'py>,
+    g: &Group<'_>,
+    schema: &ModelSchema,
+) -> PyResult<Bound<'py, PyTuple>> {
     let n = g.rows.len();
     let nn = schema.n_num;
     let mut versions = Interner::new(py);
@@ -954,7 +1053,7 @@ fn group_to_py<'py>(py: Python<'py>, g: &Group<'_>, schema: &ModelSchema) -> PyR
 ///    allowed, as orjson allows them).
 /// 2. "event_id": a string of 1..=max_event_id_chars code points (after unescaping).
 /// 3. "model": a string of 1..=200 code points that is a key of ``schemas``.
-/// 4. "model_version": absent, null (-> None) or a string.
+/// 4. "model_version": absent, null (-> None) or a string of at most 200 code points.
 /// 5. "timestamp": absent or null -> NaN (the caller substitutes the record time);
 ///    a JSON number v (integer or float) with 0 <= v < 1e11 (epoch seconds) ->
 ///    float(v), with 1e11 <= v < 1e14 (epoch milliseconds) -> v / 1000; or a
@@ -990,7 +1089,10 @@ fn decode_predictions<'py>(
     // The list keeps every bytes object alive while we hold it; bytes are immutable.
     let items: Vec<Bound<'py, PyBytes>> = values
         .iter()
-        .map(|v| v.cast_into::<PyBytes>().map_err(|_| PyTypeError::new_err("values must all be bytes")))
+        .map(|v| {
+            v.cast_into::<PyBytes>()
+                .map_err(|_| PyTypeError::new_err("values must all be bytes"))
+        })
         .collect::<PyResult<_>>()?;
     let slices: Vec<&[u8]> = items.iter().map(|b| b.as_bytes()).collect();
 
@@ -1000,14 +1102,23 @@ fn decode_predictions<'py>(
         .iter()
         .map(|(idx, g)| group_to_py(py, g, &schemas.models[*idx]))
         .collect::<PyResult<Vec<_>>>()?;
-    PyTuple::new(py, [PyList::new(py, fallback)?.into_any(), PyList::new(py, groups_py)?.into_any()])
+    PyTuple::new(
+        py,
+        [
+            PyList::new(py, fallback)?.into_any(),
+            PyList::new(py, groups_py)?.into_any(),
+        ],
+    )
 }
 
 #[pymodule]
 fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_predictions, m)?)?;
     ks::register(m)?;
-    let doc: String = m.getattr("decode_predictions")?.getattr("__doc__")?.extract()?;
+    let doc: String = m
+        .getattr("decode_predictions")?
+        .getattr("__doc__")?
+        .extract()?;
     m.setattr(
         "__doc__",
         format!(
