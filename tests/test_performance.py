@@ -411,3 +411,20 @@ def test_tracker_checkpoint_round_trip_identical_behaviour() -> None:
         assert clone.snapshot() == pytest.approx(t.snapshot(), nan_ok=True)
         assert clone.counts() == t.counts()
         assert clone.error_drift == t.error_drift
+
+
+def test_multiclass_predictions_awaiting_labels_survive_a_checkpoint() -> None:
+    # Pending multiclass payloads are (class index, probabilities or None) pairs: the
+    # format stores them as arrays, and they must join and score as before the restore.
+    cfg = PerformanceConfig(task="multiclass", error_drift=False)
+    t = PerformanceTracker(cfg)
+    t.add_predictions(["1", "2"], [{"a": 0.9, "b": 0.1}, "c"], None, now=0.0)
+    t.add_predictions(["3"], [{"a": 0.2, "c": 0.8}], None, now=0.0)
+    clone = PerformanceTracker(cfg)
+    assert clone.restore_state(through_format(performance=t.export_state()).performance) == []
+    for tracker in (t, clone):
+        tracker.add_labels(["1", "2", "3"], ["a", "c", "c"], None, now=1.0)
+    assert clone.classes is not None and clone.classes.names == ["a", "b", "c"]
+    assert clone.snapshot() == pytest.approx(t.snapshot(), nan_ok=True)
+    assert clone.snapshot()["log_loss_n"] == 2
+    assert clone.counts() == t.counts()
