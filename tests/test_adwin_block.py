@@ -10,7 +10,6 @@ service's defaults, and the config validates ``block``.
 
 from __future__ import annotations
 
-import pickle
 from itertools import pairwise
 
 import numpy as np
@@ -24,6 +23,7 @@ from monitor.detectors.config import ADWINParams, DriftConfig
 from monitor.detectors.factory import build_detector
 from monitor.detectors.streaming import ADWINDetector, StreamDetector
 from monitor.errors import DetectorError
+from tests.checkpoint import through_format
 
 EMPTY = np.empty(0)
 
@@ -173,10 +173,10 @@ def test_no_change_on_200k_stationary_values_at_the_service_defaults() -> None:
     block=st.sampled_from([2, 7, 32, 64]),
     seed=st.integers(0, 3),
     cuts=st.lists(st.integers(1, 5_999), max_size=25),
-    pickle_at=st.integers(0, 25),
+    checkpoint_at=st.integers(0, 25),
 )
 def test_block_results_do_not_depend_on_batching_or_checkpoints(
-    block: int, seed: int, cuts: list[int], pickle_at: int
+    block: int, seed: int, cuts: list[int], checkpoint_at: int
 ) -> None:
     reference, live = moving_stream(seed)
     whole = ADWINDetector(delta=1e-3, clock=1, min_window_length=1, block=block, seed=seed)
@@ -189,12 +189,13 @@ def test_block_results_do_not_depend_on_batching_or_checkpoints(
     bounds = sorted({0, live.size, *cuts, *range(1_000, live.size, 1_000)})
     results = []
     for k, (lo, hi) in enumerate(pairwise(bounds)):
-        if k == pickle_at:  # checkpoint and restore, usually with a block half full
+        if k == checkpoint_at:  # checkpoint and restore, usually with a block half full
+            saved = through_format(stream_detectors={"x": [split.export_state("ref")]})
             restored = ADWINDetector(
                 delta=1e-3, clock=1, min_window_length=1, block=block, seed=seed
             )
             restored.fit(reference)
-            assert restored.restore_state(split.export_state("ref"), "ref") is None
+            assert restored.restore_state(saved.stream_detectors["x"][0], "ref") is None
             split = restored
         split.update(live[lo:hi])
         if hi % 1_000 == 0 or hi == live.size:
@@ -235,11 +236,11 @@ def test_bad_values_in_a_partial_block_raise_and_leave_the_state_alone() -> None
     detector = ADWINDetector(block=32)
     detector.fit(np.random.default_rng(0).normal(size=1_000))
     detector.update(np.arange(10.0))
-    before = pickle.dumps(detector)
+    before = detector.export_state(None)
     for bad in ([0.1, np.nan], [np.inf], np.zeros((2, 2))):
         with pytest.raises(DetectorError):
             detector.update(np.asarray(bad))
-    assert pickle.dumps(detector) == before
+    assert detector.export_state(None) == before
     with np.errstate(over="ignore"):
         detector.update(np.array([1e308, 1e308]))  # finite, though their sum overflows
     assert detector.evaluate(EMPTY).details["values_seen"] == 12

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 
 from monitor.detectors.base import DetectorResult
 from monitor.detectors.config import DriftConfig
 from monitor.drift import DriftTracker, benjamini_hochberg, bonferroni, headline
+from tests.checkpoint import through_format
 
 
 def psi(value: float) -> DetectorResult:
@@ -144,9 +143,10 @@ def test_features_are_independent_and_absent_features_keep_state() -> None:
     assert not tracker.is_drifting("a")
 
 
-def test_tracker_pickles_with_state() -> None:
+def test_tracker_restores_its_runs_from_a_checkpoint() -> None:
     tracker = DriftTracker(DriftConfig(persistence=2))
     tracker.observe({"x": [psi(0.3)]})
-    clone = pickle.loads(pickle.dumps(tracker))
+    clone = DriftTracker(DriftConfig(persistence=2))
+    clone.restore_runs(through_format(drift_runs=tracker.export_runs()).drift_runs)
     assert clone.observe({"x": [psi(0.3)]}) == tracker.observe({"x": [psi(0.3)]})
     assert clone.is_drifting("x")

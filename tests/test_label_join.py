@@ -1,13 +1,14 @@
-"""LabelJoiner: every outcome, TTLs, caps, bounded memory under long streams, pickling."""
+"""LabelJoiner: every outcome, TTLs, caps, bounded memory under long streams, checkpoints."""
 
 from __future__ import annotations
-
-import pickle
 
 import numpy as np
 import pytest
 
+from monitor.performance.config import PerformanceConfig
 from monitor.performance.label_join import LabelJoiner
+from monitor.performance.tracker import PerformanceTracker
+from tests.checkpoint import through_format
 
 
 def _joiner(**kw: float) -> LabelJoiner:
@@ -143,11 +144,24 @@ def test_caps_hold_under_long_random_stream() -> None:
     assert j.counts["early_expired"] > 0
 
 
-def test_pickle_between_prediction_and_label_behaves_identically() -> None:
+def _restarted(j: LabelJoiner) -> LabelJoiner:
+    """``j`` after a checkpoint and restore: the joiner is saved inside its performance
+    tracker's state (``PerformanceState.joiner``), read back from the checkpoint's bytes,
+    and adopted by a fresh joiner with the same settings, as the tracker's restore does."""
+    carrier = PerformanceTracker(PerformanceConfig(task="binary")).export_state()
+    carrier.joiner = j.export_state()
+    saved = through_format(performance=carrier).performance
+    assert saved is not None
+    restored = _joiner()
+    restored.restore_state(saved.joiner)
+    return restored
+
+
+def test_checkpoint_between_prediction_and_label_behaves_identically() -> None:
     j = _joiner()
     j.add_predictions(["a", "b", "c"], [0.1, 0.2, 0.3], [1.0, 2.0, 3.0], now=0.0)
     j.add_labels(["zz"], [1], None, now=1.0)  # held early label survives the restart too
-    restored = pickle.loads(pickle.dumps(j))
+    restored = _restarted(j)
     results = []
     for joiner in (j, restored):
         r1 = joiner.add_labels(["b", "a", "b", "q"], [1, 0, 1, 0], None, now=2.0)

@@ -1,9 +1,8 @@
-"""Realised metrics against scikit-learn, normalisation, the tracker's window, signals, pickling."""
+"""Realised metrics against scikit-learn, normalisation, the tracker's window, signals, restores."""
 
 from __future__ import annotations
 
 import math
-import pickle
 from typing import ClassVar
 
 import numpy as np
@@ -17,6 +16,7 @@ from monitor.performance.config import PerformanceConfig
 from monitor.performance.normalize import ClassIndex, normalize_labels, normalize_predictions
 from monitor.performance.realised import binary_metrics, multiclass_metrics, regression_metrics
 from monitor.performance.tracker import PerformanceTracker
+from tests.checkpoint import through_format
 
 TOL = 1e-9
 
@@ -396,14 +396,35 @@ def test_real_adwin_catches_sudden_accuracy_drop() -> None:
     assert t.snapshot()["accuracy"] > 0.6
 
 
-def test_tracker_pickle_round_trip_identical_behaviour() -> None:
+def test_tracker_checkpoint_round_trip_identical_behaviour() -> None:
     cfg = PerformanceConfig(task="binary", window_size=300)
     t = PerformanceTracker(cfg)
     ids, scores, labels = _binary_stream(4, 1000)
     t.add_predictions(ids, scores, None, now=0.0)
     t.add_labels(ids[:400], labels[:400], None, now=1.0)
-    clone = pickle.loads(pickle.dumps(t))
+    clone = PerformanceTracker(cfg)
+    assert clone.restore_state(through_format(performance=t.export_state()).performance) == []
+    assert clone.snapshot() == pytest.approx(t.snapshot(), nan_ok=True)  # the window came back
+    for lo in range(400, 1000, 100):  # a window of 300: the saved rows leave it by 700
+        for tracker in (t, clone):
+            tracker.add_labels(ids[lo : lo + 100], labels[lo : lo + 100], None, now=2.0)
+        assert clone.snapshot() == pytest.approx(t.snapshot(), nan_ok=True)
+        assert clone.counts() == t.counts()
+        assert clone.error_drift == t.error_drift
+
+
+def test_multiclass_predictions_awaiting_labels_survive_a_checkpoint() -> None:
+    # Pending multiclass payloads are (class index, probabilities or None) pairs: the
+    # format stores them as arrays, and they must join and score as before the restore.
+    cfg = PerformanceConfig(task="multiclass", error_drift=False)
+    t = PerformanceTracker(cfg)
+    t.add_predictions(["1", "2"], [{"a": 0.9, "b": 0.1}, "c"], None, now=0.0)
+    t.add_predictions(["3"], [{"a": 0.2, "c": 0.8}], None, now=0.0)
+    clone = PerformanceTracker(cfg)
+    assert clone.restore_state(through_format(performance=t.export_state()).performance) == []
     for tracker in (t, clone):
-        tracker.add_labels(ids[400:], labels[400:], None, now=2.0)
+        tracker.add_labels(["1", "2", "3"], ["a", "c", "c"], None, now=1.0)
+    assert clone.classes is not None and clone.classes.names == ["a", "b", "c"]
     assert clone.snapshot() == pytest.approx(t.snapshot(), nan_ok=True)
+    assert clone.snapshot()["log_loss_n"] == 2
     assert clone.counts() == t.counts()

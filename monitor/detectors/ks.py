@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from scipy import special, stats
@@ -385,9 +385,3 @@ class KSDetector(DetectorBase):
             severity=severity,
             details={"critical_threshold": self.alpha / 10.0, "exact": float(exact)},
         )
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle without the p-value cache: it is derived and rebuilds itself."""
-        state = dict(self.__dict__)
-        state["_p_cache"] = {}
-        return state
