@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -75,6 +75,7 @@ from monitor.reference import (
     OTHER,
     FeatureProfile,
     ReferenceProfile,
+    SegmentReference,
     Value,
     segment_label,
     segment_references,
@@ -99,6 +100,8 @@ class _Slice:
     # value (None = the rest) -> its detectors per column, and whether own reference
     detectors: dict[Value | None, tuple[dict[str, list[Detector]], bool]]
     by_window: bool = False  # no reference rows: values ranked by each window's traffic
+    # value (None = the rest) -> the reference restricted to it, where it has enough rows
+    own: dict[Value | None, ReferenceProfile] = field(default_factory=dict)
 
 
 class SegmentMonitor:
@@ -145,9 +148,11 @@ class SegmentMonitor:
                         "a categorical feature or model_version"
                     )
             ref = profile.segments.get(cols)
-            self.slices.append(
-                _Slice(cols, slice_name(cols), list(ref.values) if ref else None, {}, ref is None)
-            )
+            if ref is None:
+                self.slices.append(_Slice(cols, slice_name(cols), None, {}, True))
+                continue
+            values, own = _current(ref, config)
+            self.slices.append(_Slice(cols, slice_name(cols), values, {}, False, own))
         self.uses_versions = any(c in SEGMENT_EVENT_FIELDS for s in self.slices for c in s.columns)
         self._overall: dict[str, list[Detector]] | None = None
 
@@ -261,8 +266,7 @@ class SegmentMonitor:
         got = s.detectors.get(value)
         if got is not None:
             return got
-        ref = self._profile.segments.get(s.columns)
-        own = ref.profiles.get(value) if ref is not None else None
+        own = s.own.get(value)
         if own is not None:
             got = (self._fit(own, s.columns), True)
         else:
@@ -332,6 +336,30 @@ class SegmentMonitor:
             by_label[label].verdicts[name] = verdict
             signals.append(_signal(self.model, label, name, verdict))
         return out, signals
+
+
+def _current(
+    ref: SegmentReference, config: SegmentsConfig
+) -> tuple[list[Value], dict[Value | None, ReferenceProfile]]:
+    """A slice's values and own references under the settings in force now.
+
+    A learned reference comes back from a checkpoint with the segments it was built
+    with; after a restart with a lower ``top_k`` or a higher ``min_reference_rows`` the
+    configuration still holds: the top values are cut to ``top_k`` (the reference's
+    ranking kept), the pooled rest's own reference is dropped when the rest now pools
+    more values than it was built from, and a reference with fewer rows than
+    ``min_reference_rows`` is not used (the whole reference is). A data file is
+    re-read with the current settings, so this changes nothing there.
+    """
+    values = list(ref.values[: config.top_k])
+    cut = len(ref.values) > len(values)
+    own = {
+        value: prof
+        for value, prof in ref.profiles.items()
+        if prof.rows >= config.min_reference_rows
+        and (value in values if value is not None else not cut)
+    }
+    return values, own
 
 
 def _aligned_counts(

@@ -514,3 +514,47 @@ async def test_the_silences_api_takes_a_segment_matcher_and_keeps_it(tmp_path: P
     finally:
         await svc.stop()
         await rx.stop()
+
+
+def test_a_restart_applies_new_segment_settings_to_a_learned_reference() -> None:
+    """A learned reference comes back from the checkpoint with the segments it was built
+    with; a lower top_k or a higher min_reference_rows in the new config still holds, and
+    the restore notes say the segment settings changed."""
+    from monitor.state_format import decode, encode
+
+    a = _monitor(segments={"by": ["region"], "min_window_rows": 20})
+    a.ingest(_events(1, 10_000))
+    state = a.export_state()
+    later = _events(3, 5000, start=10_000)
+
+    def restored(**seg: object) -> tuple[ModelMonitor, list[str]]:
+        cfg = parse_config(
+            {
+                "models": [
+                    {
+                        "name": "m",
+                        "window": WINDOW,
+                        "reference": {"learn_first": 10_000},
+                        "segments": {"by": ["region"], "min_window_rows": 20, **seg},
+                    }
+                ]
+            }
+        )
+        return ModelMonitor.restore(cfg.model("m"), cfg.limits, decode(encode(state)))  # type: ignore[arg-type]
+
+    same, notes = restored()
+    assert notes == []
+    assert len(same.ingest(later)[-1].segments) == len(REGIONS) + 1
+
+    b, notes = restored(top_k=2)
+    assert any(n.startswith("segments: settings changed") for n in notes), notes
+    segs = b.ingest(later)[-1].segments
+    assert [s.segment for s in segs][-1] == "region=__other__"
+    assert len(segs) == 3  # two values and the rest, not the four the reference ranked
+    # The rest now pools values its saved reference did not: compared with the whole.
+    assert segs[-1].reference == "overall"
+    assert all(s.reference == "segment" for s in segs[:2])
+
+    c, notes = restored(min_reference_rows=5000)
+    assert any(n.startswith("segments: settings changed") for n in notes), notes
+    assert {s.reference for s in c.ingest(later)[-1].segments} == {"overall"}
