@@ -70,6 +70,7 @@ import string
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -83,6 +84,38 @@ ALL_KINDS: tuple[SignalKind, ...] = ("drift", "performance", "data_quality", "mu
 LINK_PLACEHOLDERS = frozenset(
     {"model", "model_version", "window_start_ms", "window_end_ms", "evaluated_at_ms", "fingerprint"}
 )
+
+
+#: Query parameters that carry a credential in a URL (compared lower-case, '-' as '_').
+_CREDENTIAL_PARAMS = frozenset(
+    {"token", "access_token", "api_key", "apikey", "key", "password", "secret", "sig", "auth"}
+)
+
+
+def link_problem(url: str) -> str | None:
+    """Why a link sent with every notification is unusable or unsafe, or None.
+
+    A runbook or dashboard link goes in clear to every receiver (a Slack channel, a
+    PagerDuty incident, the outbox file): credentials in it (``user:token@``, a
+    ``?token=`` parameter) would reach them all, so they are refused, and the message
+    never repeats the URL. Placeholders are allowed wherever a value is.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "not a valid URL"
+    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
+        return "an absolute http(s) URL with a host, without spaces"
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL (user:password@) would reach every receiver; link a page"
+    names = {k.lower().replace("-", "_") for k, _ in parse_qsl(parts.query, True)}
+    if names & _CREDENTIAL_PARAMS:
+        return (
+            f"a credential parameter ({', '.join(sorted(names & _CREDENTIAL_PARAMS))}) would "
+            "reach every receiver; link a page"
+        )
+    return None
 
 
 class _Strict(BaseModel):
@@ -247,6 +280,13 @@ class AlertRule(_Strict):
         "dashboard_url_template. Wins over runbook_urls.",
     )
 
+    @field_validator("runbook_url")
+    @classmethod
+    def _safe_link(cls, value: str | None) -> str | None:
+        if value is not None and (why := link_problem(value)):
+            raise ValueError(why)
+        return value
+
 
 class RouteMatch(_Strict):
     """Conditions on a notification for a route to apply."""
@@ -401,6 +441,26 @@ class AlertingConfig(BaseModel):
     )
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="Retry schedule.")
 
+    @field_validator("dashboard_url_template")
+    @classmethod
+    def _safe_dashboard(cls, value: str | None) -> str | None:
+        if value is not None and (why := link_problem(value)):
+            raise ValueError(why)
+        return value
+
+    @field_validator("runbook_base_url")
+    @classmethod
+    def _runbook_page(cls, value: str | None) -> str | None:
+        """The RUNBOOK.md page itself: the section anchor is added per notification."""
+        if value is None:
+            return value
+        why = link_problem(value)
+        if why is None and ("#" in value or "{" in value):
+            why = "the RUNBOOK.md page without '#' or placeholders (the anchor is added per kind)"
+        if why is not None:
+            raise ValueError(why)
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> AlertingConfig:
         problems: list[str] = []
@@ -427,17 +487,11 @@ class AlertingConfig(BaseModel):
             *((f"rules[{i}].runbook_url", r.runbook_url) for i, r in enumerate(self.rules)),
             *((f"runbook_urls[{k!r}]", v) for k, v in self.runbook_urls.items()),
         ]
-        base = self.runbook_base_url
-        if base is not None and (
-            not base.startswith(("https://", "http://")) or "#" in base or "{" in base
-        ):
-            problems.append(
-                "runbook_base_url: an http(s) URL of the RUNBOOK.md page, without '#' or "
-                "placeholders (the section anchor is added per notification)"
-            )
         for where, template in templates:
             if template is None:
                 continue
+            if where.startswith("runbook_urls") and (why := link_problem(template)):
+                problems.append(f"{where}: {why}")
             try:
                 fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
             except ValueError as exc:
