@@ -690,6 +690,34 @@ def _segment_problems(
     return out
 
 
+def _matcher_problems(config: MonitorConfig) -> list[str]:
+    """Rule and silence ``segment`` matchers naming a column no declared slice starts with:
+    a label is ``column=value,...`` in the slice's declared order, so such a matcher
+    (a typo, a slice since removed) would match nothing and be silently ignored."""
+    slices = [config.defaults.segments] + [
+        resolve_model(m, config.defaults).segments for m in config.models
+    ]
+    first = {spec[0] for seg in slices for spec in seg.specs()}
+    matchers = [
+        (f"alerting.rules[{i}].segment", r.segment) for i, r in enumerate(config.alerting.rules)
+    ]
+    matchers += [
+        (f"alerting.silences[{i}].matchers.segment", s.matchers.segment)
+        for i, s in enumerate(config.alerting.silences)
+    ]
+    out = []
+    for where, pattern in matchers:
+        column, eq, _ = pattern.partition("=")
+        if not eq or any(c in column for c in "*?[") or column in first:
+            continue
+        declared = ", ".join(sorted(first)) if first else "none"
+        out.append(
+            f"{where}: column {column!r} starts no declared segment slice (slices start with: "
+            f"{declared}); it would match nothing"
+        )
+    return out
+
+
 def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]:
     """Problems a schema cannot see: reference files that are missing, unreadable or do
     not fit the declared features, and the like.
@@ -698,7 +726,7 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
     :func:`monitor.reference.load_model_references`, the very function the service's
     start uses, on the paths :func:`load_config` resolved: what passes here loads there.
     """
-    problems: list[str] = []
+    problems: list[str] = _matcher_problems(config)
     for i, m in enumerate(config.models):
         resolved = resolve_model(m, config.defaults)
         problems.extend(_constraint_problems(f"models[{i}]", resolved))

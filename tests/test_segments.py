@@ -476,6 +476,11 @@ async def test_the_silences_api_takes_a_segment_matcher_and_keeps_it(tmp_path: P
             too_long = {"matchers": {"segment": "x" * 201}, "duration_seconds": 60}
             r = await client.post(base, json=too_long, headers=ok)
             assert r.status_code == 400 and "matchers.segment" in r.json()["error"]
+            # A glob without '=' or a wildcard matches no label: refused, not kept silently.
+            r = await client.post(
+                base, json={"matchers": {"segment": "north"}, "duration_seconds": 60}, headers=ok
+            )
+            assert r.status_code == 400 and "matches no segment" in r.json()["error"]
         now = time.time()
         ctx = EvaluationContext("m", None, now, now - 60, now, 10, 10, 1)
 
@@ -558,3 +563,37 @@ def test_a_restart_applies_new_segment_settings_to_a_learned_reference() -> None
     c, notes = restored(min_reference_rows=5000)
     assert any(n.startswith("segments: settings changed") for n in notes), notes
     assert {s.reference for s in c.ingest(later)[-1].segments} == {"overall"}
+
+
+def test_a_segment_matcher_that_can_match_nothing_is_refused_at_its_path() -> None:
+    """``segment: north`` (no column) or ``regoin=north`` (a column no slice starts with)
+    in a rule or a config silence would match no signal: the rule or silence would be
+    silently ignored, so the schema or check-config reports it at its path."""
+    window = {"starts_at": "2024-05-01T00:00:00Z", "ends_at": "2024-05-08T00:00:00Z"}
+    for alerting, where in (
+        ({"rules": [{"segment": "north"}]}, "alerting.rules[0].segment"),
+        ({"silences": [{"matchers": {"segment": "north"}, **window}]}, "alerting.silences[0]"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"alerting": alerting})
+        assert any(p.startswith(where) and "matches no segment" in p for p in info.value.problems)
+    models = [{"name": "m", "features": {"region": "categorical", "tier": "categorical"}}]
+    models[0]["segments"] = ["region", ["tier", "region"]]
+    ok = [{"segment": s} for s in ("*", "", "region=north", "tier=gold,region=*", "*north")]
+    typo = {"segment": "regoin=north"}
+    cfg = parse_config(
+        {
+            "models": models,
+            "alerting": {
+                "rules": [*ok, typo],
+                "silences": [
+                    {"matchers": {"segment": "tier=gold,region=*"}, **window},
+                    {"matchers": {"segment": "teir=gold"}, **window},
+                ],
+            },
+        }
+    )
+    problems = check_config(cfg, references=False)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(f"alerting.rules[{len(ok)}].segment: column 'regoin'")
+    assert problems[1].startswith("alerting.silences[1].matchers.segment: column 'teir'")

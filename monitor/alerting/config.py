@@ -118,6 +118,21 @@ def link_problem(url: str) -> str | None:
     return None
 
 
+def segment_pattern_problem(pattern: str) -> str | None:
+    """Why a ``segment`` matcher can match no signal, or None.
+
+    A segment label is ``column=value`` (``region=north``, ``region=north,tier=gold``):
+    a glob with neither ``=`` nor a wildcard (``north``) matches none, so a rule or
+    silence written with it would be silently ignored.
+    """
+    if pattern in ("*", "") or any(c in pattern for c in "=*?["):
+        return None
+    return (
+        f"{pattern!r} matches no segment: a segment label is column=value (region=north, "
+        "region=*); '*' any signal, '' the whole traffic's"
+    )
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -287,6 +302,13 @@ class AlertRule(_Strict):
             raise ValueError(why)
         return value
 
+    @field_validator("segment")
+    @classmethod
+    def _segment_can_match(cls, value: str) -> str:
+        if why := segment_pattern_problem(value):
+            raise ValueError(why)
+        return value
+
 
 class RouteMatch(_Strict):
     """Conditions on a notification for a route to apply."""
@@ -322,6 +344,13 @@ class SilenceMatchers(_Strict):
         "the feature everywhere. '*': any signal; '': the whole traffic's only.",
     )
     kind: SignalKind | None = Field(default=None, description="Signal kind, or any.")
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_can_match(cls, value: str) -> str:
+        if why := segment_pattern_problem(value):
+            raise ValueError(why)
+        return value
 
 
 class SilenceConfig(_Strict):
@@ -541,4 +570,6 @@ __all__ = [
     "SilenceMatchers",
     "SlackReceiverConfig",
     "WebhookReceiverConfig",
+    "link_problem",
+    "segment_pattern_problem",
 ]
