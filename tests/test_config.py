@@ -206,3 +206,48 @@ def test_an_admin_token_that_could_never_match_is_a_config_error(token: str) -> 
 
 def test_an_empty_admin_token_means_none() -> None:
     assert parse_config({"http": {"admin_token": ""}}).http.admin_token is None
+
+
+def test_documented_defaults_equal_the_models_defaults() -> None:
+    """The defaults config/monitor.yaml and the README write out (the segments,
+    multivariate and validation sections of ``defaults:``, the kafka-only state options
+    commented out with their default) are the pydantic models' defaults, so a reader
+    copying them changes nothing and a changed default cannot leave the docs behind."""
+    import re
+
+    import yaml
+
+    from monitor.config import ModelDefaults, MultivariateConfig, SegmentsConfig, StateConfig
+
+    text = (ROOT / "config" / "monitor.yaml").read_text(encoding="utf-8")
+    shown = yaml.safe_load(text)["defaults"]
+    code = ModelDefaults()
+    assert SegmentsConfig.model_validate(shown["segments"]) == code.segments
+    assert set(shown["segments"]) == set(SegmentsConfig.model_fields)  # every one shown
+    assert MultivariateConfig.model_validate(shown["multivariate"]) == code.multivariate
+    assert set(shown["multivariate"]) == set(MultivariateConfig.model_fields)
+    for key in ("infer", "tolerance", "alpha", "range_margin", "constraints"):
+        assert shown["validation"][key] == getattr(code.validation, key), key
+    assert shown["window"] == code.window.model_dump(include={"type", "size", "step"})
+    assert shown["reference"]["learn_first"] == code.reference.learn_first
+    commented = dict(
+        re.findall(r"^  # (max_record_bytes|transaction_timeout_seconds): +(\S+)", text, re.M)
+    )
+    assert len(commented) == 2
+    for key, value in commented.items():
+        assert float(value) == getattr(StateConfig(), key), key
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    form = re.search(
+        r"segments: \{by: \[\.\.\.\], top_k: (\d+), min_window_rows: (\d+), "
+        r"min_reference_rows: (\d+)\}",
+        readme,
+    )
+    assert form is not None
+    assert tuple(map(int, form.groups())) == (
+        code.segments.top_k,
+        code.segments.min_window_rows,
+        code.segments.min_reference_rows,
+    )
+    alpha = re.search(r"`multivariate\.alpha` (\S+),", readme)
+    assert alpha is not None and float(alpha.group(1)) == code.multivariate.alpha
+    assert f"explaining {code.multivariate.variance:.0%} of the variance" in readme
