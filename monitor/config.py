@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,8 +40,27 @@ ColumnType = Literal["numeric", "categorical"]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def _is_number(annotation: Any) -> bool:
+    """``int``, ``float`` or either of them optional (``float | None``)."""
+    if annotation in (int, float):
+        return True
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return bool(args) and all(a in (int, float) for a in args)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML reads ``yes``/``no``/``on``/``off`` as booleans, and pydantic would take
+        them as 1 and 0: ``top_k: yes`` or ``transaction_timeout_seconds: on`` would pass
+        as 1. A number option given a boolean is refused instead."""
+        name = info.field_name
+        if isinstance(value, bool) and name and _is_number(cls.model_fields[name].annotation):
+            raise ValueError(f"a number, not the boolean {str(value).lower()} (yes/no/on/off)")
+        return value
 
 
 class KafkaConfig(_Strict):

@@ -251,3 +251,23 @@ def test_documented_defaults_equal_the_models_defaults() -> None:
     alpha = re.search(r"`multivariate\.alpha` (\S+),", readme)
     assert alpha is not None and float(alpha.group(1)) == code.multivariate.alpha
     assert f"explaining {code.multivariate.variance:.0%} of the variance" in readme
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("state: {transaction_timeout_seconds: yes}", "state.transaction_timeout_seconds"),
+        ("defaults: {segments: {by: [region], top_k: on}}", "defaults.segments.top_k"),
+        ("models: [{name: m, sample: {rate: yes}}]", "models[0].sample.rate"),
+        ("defaults: {quality: {max_missing_rate: no}}", "defaults.quality.max_missing_rate"),
+    ],
+)
+def test_a_yaml_boolean_is_not_taken_as_a_number(text: str, where: str) -> None:
+    """YAML reads yes/no/on/off as booleans, which pydantic would take as 1 and 0 (a 1 s
+    transaction timeout, one segment value, every event): refused at the option's path."""
+    import yaml
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(yaml.safe_load(text))
+    assert [p.split(":")[0] for p in info.value.problems] == [where]
+    assert "boolean" in info.value.problems[0]
