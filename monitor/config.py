@@ -688,11 +688,14 @@ def _constraint_problems(where: str, model: ResolvedModel) -> list[str]:
 
 
 def _segment_problems(
-    where: str, model: ResolvedModel, schema: dict[str, ColumnType] | None = None
+    where: str,
+    model: ResolvedModel,
+    schema: dict[str, ColumnType] | None = None,
+    source: str = "",
 ) -> list[str]:
     """Segment columns that cannot apply: not a categorical feature of the declared
-    ``features`` (or of the reference's ``schema`` when none are declared), nor an event
-    field such as model_version."""
+    ``features`` (or of the reference's ``schema``, read from the option ``source``, when
+    none are declared), nor an event field such as model_version."""
     schema = model.features if model.features is not None else schema
     if schema is None:  # the schema comes from a reference not loaded here
         return []
@@ -703,6 +706,8 @@ def _segment_problems(
             if col in SEGMENT_EVENT_FIELDS or kind == "categorical":
                 continue
             why = "not a declared feature" if kind is None else "a numeric feature"
+            if model.features is None and source:
+                why = f"{'not a' if kind is None else 'a numeric'} feature in {source}"
             out.append(
                 f"{where}.segments.by[{i}]: {col!r} is {why} of model {model.name!r}; segments "
                 f"are categorical features or {', '.join(sorted(SEGMENT_EVENT_FIELDS))}"
@@ -767,10 +772,15 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
                     max_features=config.limits.max_features_per_model,
                     max_categories=config.limits.max_categories_per_feature,
                 )
-                if m.features is None and refs.profile is not None:
-                    problems.extend(
-                        _segment_problems(f"models[{i}]", resolved, refs.profile.schema())
-                    )
+                # Each reference the model may switch to: a model_version whose reference
+                # lacks a segment column would disable the model when its events arrive.
+                profiles = [("reference.path", refs.profile)]
+                profiles += [(f"reference.versions.{v}", p) for v, p in refs.versions.items()]
+                for source, profile in profiles:
+                    if m.features is None and profile is not None:
+                        problems.extend(
+                            _segment_problems(f"models[{i}]", resolved, profile.schema(), source)
+                        )
             except ReferenceError_ as exc:
                 if m.reference:
                     problems.append(f"models[{i}].{exc}")

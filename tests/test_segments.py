@@ -597,3 +597,31 @@ def test_a_segment_matcher_that_can_match_nothing_is_refused_at_its_path() -> No
     assert len(problems) == 2, problems
     assert problems[0].startswith(f"alerting.rules[{len(ok)}].segment: column 'regoin'")
     assert problems[1].startswith("alerting.silences[1].matchers.segment: column 'teir'")
+
+
+def test_check_config_checks_segments_against_every_reference_a_model_may_switch_to(
+    tmp_path: Path,
+) -> None:
+    """Without declared features the segment columns are checked against the references:
+    a ``reference.versions`` file without the column would disable the model once that
+    model_version's events arrive, so check-config (and so run) names it."""
+    import json
+
+    def write(name: str, with_region: bool) -> str:
+        rng = np.random.default_rng(0)
+        path = tmp_path / name
+        with path.open("w") as f:
+            for i in range(300):
+                features: dict[str, object] = {"a": float(rng.normal())}
+                if with_region:
+                    features["region"] = REGIONS[i % 4]
+                f.write(json.dumps({"model": "m", "features": features, "prediction": 0.5}))
+                f.write("\n")
+        return str(path)
+
+    reference = {"path": write("main.jsonl", True), "versions": {"v2": write("v2.jsonl", False)}}
+    cfg = parse_config({"models": [{"name": "m", "reference": reference, "segments": ["region"]}]})
+    problems = check_config(cfg)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("models[0].segments.by[0]: 'region' is not a feature in ")
+    assert "reference.versions.v2" in problems[0]
