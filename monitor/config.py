@@ -651,6 +651,34 @@ def resolve_paths(config: MonitorConfig, base_dir: Path) -> MonitorConfig:
     )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+
+    YAML parsers keep the last of two equal keys, so a second ``segments:`` or
+    ``alerting:`` would make the first silently ignored. A merge key (``<<: *anchor``)
+    still lets the mapping override what it merges: only keys written twice count.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} given twice (lines {seen[key]} and {line}); the first "
+                        "would be ignored",
+                        key_node.start_mark,
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
 def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> MonitorConfig:
     """Read, substitute and validate a config file; raise ConfigError with every problem."""
     p = Path(path)
@@ -659,7 +687,7 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
     except OSError as exc:
         raise ConfigError([f"(file): cannot read {p}: {exc.strerror}"]) from exc
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError([f"(file): not valid YAML: {exc}"]) from exc
     return parse_config(raw, env=env, base_dir=p.parent)

@@ -271,3 +271,27 @@ def test_a_yaml_boolean_is_not_taken_as_a_number(text: str, where: str) -> None:
         parse_config(yaml.safe_load(text))
     assert [p.split(":")[0] for p in info.value.problems] == [where]
     assert "boolean" in info.value.problems[0]
+
+
+def test_a_key_given_twice_is_an_error_not_the_first_silently_dropped(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys: a second ``segments:`` in a model, or a
+    second ``alerting:`` at the end of a long file, would silently void the first."""
+    cfg = tmp_path / "m.yaml"
+    for text, key, lines in (
+        (
+            "models:\n  - name: m\n    segments: [region]\n    segments: [tier]\n",
+            "segments",
+            "3 and 4",
+        ),
+        ("alerting: {rules: []}\nlog_level: info\nalerting: {}\n", "alerting", "1 and 3"),
+    ):
+        cfg.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_config(cfg)
+        assert f"key '{key}' given twice (lines {lines})" in info.value.problems[0]
+    # A merge key still lets a mapping override what it merges.
+    cfg.write_text(
+        "defaults:\n  segments: &s {by: [region], top_k: 3}\n"
+        "models:\n  - name: m\n    segments: {<<: *s, top_k: 4}\n"
+    )
+    assert load_config(cfg).models[0].segments.top_k == 4  # type: ignore[union-attr]
