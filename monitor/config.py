@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.alerting.config import AlertingConfig
+from monitor.alerting.config import AlertingConfig, refuse_boolean_number
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
 from monitor.performance.config import PerformanceConfig
@@ -38,14 +38,6 @@ from monitor.signals import PREDICTION, SEGMENT_EVENT_FIELDS
 ColumnType = Literal["numeric", "categorical"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _is_number(annotation: Any) -> bool:
-    """``int``, ``float`` or either of them optional (``float | None``)."""
-    if annotation in (int, float):
-        return True
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    return bool(args) and all(a in (int, float) for a in args)
 
 
 class _Strict(BaseModel):
@@ -57,10 +49,7 @@ class _Strict(BaseModel):
         """YAML reads ``yes``/``no``/``on``/``off`` as booleans, and pydantic would take
         them as 1 and 0: ``top_k: yes`` or ``transaction_timeout_seconds: on`` would pass
         as 1. A number option given a boolean is refused instead."""
-        name = info.field_name
-        if isinstance(value, bool) and name and _is_number(cls.model_fields[name].annotation):
-            raise ValueError(f"a number, not the boolean {str(value).lower()} (yes/no/on/off)")
-        return value
+        return refuse_boolean_number(cls, value, info)
 
 
 class KafkaConfig(_Strict):

@@ -260,6 +260,15 @@ def test_documented_defaults_equal_the_models_defaults() -> None:
         ("defaults: {segments: {by: [region], top_k: on}}", "defaults.segments.top_k"),
         ("models: [{name: m, sample: {rate: yes}}]", "models[0].sample.rate"),
         ("defaults: {quality: {max_missing_rate: no}}", "defaults.quality.max_missing_rate"),
+        (
+            "alerting: {rules: [{repeat_interval_seconds: yes}]}",
+            "alerting.rules[0].repeat_interval_seconds",
+        ),
+        ("alerting: {delivery: {max_attempts: on}}", "alerting.delivery.max_attempts"),
+        (
+            "alerting: {receivers: {h: {type: webhook, url: 'http://h', timeout_seconds: yes}}}",
+            "alerting.receivers.h.webhook.timeout_seconds",
+        ),
     ],
 )
 def test_a_yaml_boolean_is_not_taken_as_a_number(text: str, where: str) -> None:

@@ -69,10 +69,18 @@ import binascii
 import string
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from monitor.signals import SignalKind
 
@@ -133,11 +141,56 @@ def segment_pattern_problem(pattern: str) -> str | None:
     )
 
 
+def _is_number(annotation: Any) -> bool:
+    """``int``, ``float`` or either of them optional (``float | None``)."""
+    if annotation in (int, float):
+        return True
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return bool(args) and all(a in (int, float) for a in args)
+
+
+def refuse_boolean_number(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """``value`` unless it is a boolean given to a number option of ``model``.
+
+    YAML reads ``yes``/``no``/``on``/``off`` as booleans, and pydantic would take them
+    as 1 and 0: ``repeat_interval_seconds: yes`` would re-notify every second,
+    ``top_k: on`` track one value. The configuration models (here and in
+    :mod:`monitor.config`) call this from a ``field_validator("*", mode="before")``.
+    """
+    name = info.field_name
+    if isinstance(value, bool) and name and _is_number(model.model_fields[name].annotation):
+        raise ValueError(f"a number, not the boolean {str(value).lower()} (yes/no/on/off)")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_boolean_number(cls, value, info)
 
-class WebhookReceiverConfig(_Strict):
+
+class _Receiver(BaseModel):
+    """A receiver's base: as :class:`_Strict`, but pydantic allows no before-validator on
+    the ``type`` discriminator, so the number fields are named."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator(
+        "timeout_seconds",
+        "repost_interval_seconds",
+        "repost_for_seconds",
+        mode="before",
+        check_fields=False,
+    )
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_boolean_number(cls, value, info)
+
+
+class WebhookReceiverConfig(_Receiver):
     """A generic JSON webhook, signed per the Standard Webhooks spec when a secret is set."""
 
     type: Literal["webhook"] = "webhook"
@@ -168,7 +221,7 @@ class WebhookReceiverConfig(_Strict):
         return value
 
 
-class SlackReceiverConfig(_Strict):
+class SlackReceiverConfig(_Receiver):
     """A Slack incoming webhook (Block Kit message plus a plain-text fallback)."""
 
     type: Literal["slack"] = "slack"
@@ -178,7 +231,7 @@ class SlackReceiverConfig(_Strict):
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
 
 
-class PagerDutyReceiverConfig(_Strict):
+class PagerDutyReceiverConfig(_Receiver):
     """PagerDuty Events API v2: one incident per alert fingerprint (``dedup_key``)."""
 
     type: Literal["pagerduty"] = "pagerduty"
@@ -192,7 +245,7 @@ class PagerDutyReceiverConfig(_Strict):
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
 
 
-class RetrainReceiverConfig(_Strict):
+class RetrainReceiverConfig(_Receiver):
     """A retraining trigger: an HTTP call into the user's training pipeline."""
 
     type: Literal["retrain"] = "retrain"
@@ -216,7 +269,7 @@ class RetrainReceiverConfig(_Strict):
     timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request timeout.")
 
 
-class AlertmanagerReceiverConfig(_Strict):
+class AlertmanagerReceiverConfig(_Receiver):
     """Prometheus Alertmanager's API v2: incidents as alerts (monitor/alerting/alertmanager.py)."""
 
     type: Literal["alertmanager"] = "alertmanager"
@@ -571,5 +624,6 @@ __all__ = [
     "SlackReceiverConfig",
     "WebhookReceiverConfig",
     "link_problem",
+    "refuse_boolean_number",
     "segment_pattern_problem",
 ]
