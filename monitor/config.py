@@ -760,6 +760,27 @@ def _matcher_problems(config: MonitorConfig) -> list[str]:
     return out
 
 
+def _segments_without_slices(where: str, model: ModelConfig, defaults: ModelDefaults) -> list[str]:
+    """A model's ``segments`` that set top_k or a minimum but no ``by``: a model's section
+    replaces the defaults' whole, so ``segments: {top_k: 3}`` leaves the model with no
+    slice at all and its settings silently unused."""
+    seg = model.segments
+    if seg is None or seg.by:
+        return []
+    given = sorted(seg.model_fields_set - {"by"})
+    if not given:
+        return []
+    inherited = (
+        f" (the defaults' by {defaults.segments.by} is not inherited)"
+        if defaults.segments.by
+        else ""
+    )
+    return [
+        f"{where}.segments: {', '.join(given)} without by: no slice to apply to; a model's "
+        f"segments replace the defaults' whole section{inherited}"
+    ]
+
+
 def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]:
     """Problems a schema cannot see: reference files that are missing, unreadable or do
     not fit the declared features, and the like.
@@ -773,6 +794,7 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
         resolved = resolve_model(m, config.defaults)
         problems.extend(_constraint_problems(f"models[{i}]", resolved))
         problems.extend(_segment_problems(f"models[{i}]", resolved))
+        problems.extend(_segments_without_slices(f"models[{i}]", m, config.defaults))
         if m.features is not None and len(m.features) > config.limits.max_features_per_model:
             problems.append(
                 f"models[{i}].features: {len(m.features)} features exceed "

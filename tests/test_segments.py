@@ -625,3 +625,21 @@ def test_check_config_checks_segments_against_every_reference_a_model_may_switch
     assert len(problems) == 1, problems
     assert problems[0].startswith("models[0].segments.by[0]: 'region' is not a feature in ")
     assert "reference.versions.v2" in problems[0]
+
+
+def test_a_models_segments_without_by_is_reported_not_silently_unused() -> None:
+    """``segments: {top_k: 3}`` on a model replaces the defaults' whole section: the model
+    has no slice and top_k does nothing. check-config (and so run) says so; ``[]`` (no
+    segments for this model) stays valid."""
+    features = {"region": "categorical"}
+
+    def problems(segments: object) -> list[str]:
+        model = {"name": "m", "features": features, "segments": segments}
+        cfg = parse_config({"defaults": {"segments": ["region"]}, "models": [model]})
+        return check_config(cfg, references=False)
+
+    (only,) = problems({"top_k": 3, "min_window_rows": 50})
+    assert only.startswith("models[0].segments: min_window_rows, top_k without by")
+    assert "['region'] is not inherited" in only
+    assert problems([]) == []
+    assert problems({"by": ["region"], "top_k": 3}) == []
