@@ -203,11 +203,21 @@ async def run_until_signalled(config: MonitorConfig) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from monitor.config import check_config
+
     path = _config_path(args)
     try:
         config = _load_config(path)
     except ConfigError as exc:
         _print_problems(path, exc.problems)
+        return EXIT_USAGE
+    # What the file alone shows cannot apply (a segment or constraint on a feature the model
+    # does not declare, ...): refused here as check-config reports it, not left to disable a
+    # model or be ignored at run time. References are loaded by the start itself, where a
+    # model whose reference does not fit is disabled, not the service.
+    problems = check_config(config, references=False)
+    if problems:
+        _print_problems(path, problems)
         return EXIT_USAGE
     _apply_config_logging(args, config)
     try:

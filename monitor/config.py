@@ -24,11 +24,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from monitor.alerting.config import AlertingConfig
+from monitor.alerting.config import AlertingConfig, refuse_boolean_number
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
 from monitor.performance.config import PerformanceConfig
@@ -41,6 +42,14 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML reads ``yes``/``no``/``on``/``off`` as booleans, and pydantic would take
+        them as 1 and 0: ``top_k: yes`` or ``transaction_timeout_seconds: on`` would pass
+        as 1. A number option given a boolean is refused instead."""
+        return refuse_boolean_number(cls, value, info)
 
 
 class KafkaConfig(_Strict):
@@ -643,6 +652,34 @@ def resolve_paths(config: MonitorConfig, base_dir: Path) -> MonitorConfig:
     )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+
+    YAML parsers keep the last of two equal keys, so a second ``segments:`` or
+    ``alerting:`` would make the first silently ignored. A merge key (``<<: *anchor``)
+    still lets the mapping override what it merges: only keys written twice count.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} given twice (lines {seen[key]} and {line}); the first "
+                        "would be ignored",
+                        key_node.start_mark,
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
 def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> MonitorConfig:
     """Read, substitute and validate a config file; raise ConfigError with every problem."""
     p = Path(path)
@@ -651,7 +688,7 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
     except OSError as exc:
         raise ConfigError([f"(file): cannot read {p}: {exc.strerror}"]) from exc
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError([f"(file): not valid YAML: {exc}"]) from exc
     return parse_config(raw, env=env, base_dir=p.parent)
@@ -680,11 +717,14 @@ def _constraint_problems(where: str, model: ResolvedModel) -> list[str]:
 
 
 def _segment_problems(
-    where: str, model: ResolvedModel, schema: dict[str, ColumnType] | None = None
+    where: str,
+    model: ResolvedModel,
+    schema: dict[str, ColumnType] | None = None,
+    source: str = "",
 ) -> list[str]:
     """Segment columns that cannot apply: not a categorical feature of the declared
-    ``features`` (or of the reference's ``schema`` when none are declared), nor an event
-    field such as model_version."""
+    ``features`` (or of the reference's ``schema``, read from the option ``source``, when
+    none are declared), nor an event field such as model_version."""
     schema = model.features if model.features is not None else schema
     if schema is None:  # the schema comes from a reference not loaded here
         return []
@@ -695,11 +735,62 @@ def _segment_problems(
             if col in SEGMENT_EVENT_FIELDS or kind == "categorical":
                 continue
             why = "not a declared feature" if kind is None else "a numeric feature"
+            if model.features is None and source:
+                why = f"{'not a' if kind is None else 'a numeric'} feature in {source}"
             out.append(
                 f"{where}.segments.by[{i}]: {col!r} is {why} of model {model.name!r}; segments "
                 f"are categorical features or {', '.join(sorted(SEGMENT_EVENT_FIELDS))}"
             )
     return out
+
+
+def _matcher_problems(config: MonitorConfig) -> list[str]:
+    """Rule and silence ``segment`` matchers naming a column no declared slice starts with:
+    a label is ``column=value,...`` in the slice's declared order, so such a matcher
+    (a typo, a slice since removed) would match nothing and be silently ignored."""
+    slices = [config.defaults.segments] + [
+        resolve_model(m, config.defaults).segments for m in config.models
+    ]
+    first = {spec[0] for seg in slices for spec in seg.specs()}
+    matchers = [
+        (f"alerting.rules[{i}].segment", r.segment) for i, r in enumerate(config.alerting.rules)
+    ]
+    matchers += [
+        (f"alerting.silences[{i}].matchers.segment", s.matchers.segment)
+        for i, s in enumerate(config.alerting.silences)
+    ]
+    out = []
+    for where, pattern in matchers:
+        column, eq, _ = pattern.partition("=")
+        if not eq or any(c in column for c in "*?[") or column in first:
+            continue
+        declared = ", ".join(sorted(first)) if first else "none"
+        out.append(
+            f"{where}: column {column!r} starts no declared segment slice (slices start with: "
+            f"{declared}); it would match nothing"
+        )
+    return out
+
+
+def _segments_without_slices(where: str, model: ModelConfig, defaults: ModelDefaults) -> list[str]:
+    """A model's ``segments`` that set top_k or a minimum but no ``by``: a model's section
+    replaces the defaults' whole, so ``segments: {top_k: 3}`` leaves the model with no
+    slice at all and its settings silently unused."""
+    seg = model.segments
+    if seg is None or seg.by:
+        return []
+    given = sorted(seg.model_fields_set - {"by"})
+    if not given:
+        return []
+    inherited = (
+        f" (the defaults' by {defaults.segments.by} is not inherited)"
+        if defaults.segments.by
+        else ""
+    )
+    return [
+        f"{where}.segments: {', '.join(given)} without by: no slice to apply to; a model's "
+        f"segments replace the defaults' whole section{inherited}"
+    ]
 
 
 def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]:
@@ -710,11 +801,12 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
     :func:`monitor.reference.load_model_references`, the very function the service's
     start uses, on the paths :func:`load_config` resolved: what passes here loads there.
     """
-    problems: list[str] = []
+    problems: list[str] = _matcher_problems(config)
     for i, m in enumerate(config.models):
         resolved = resolve_model(m, config.defaults)
         problems.extend(_constraint_problems(f"models[{i}]", resolved))
         problems.extend(_segment_problems(f"models[{i}]", resolved))
+        problems.extend(_segments_without_slices(f"models[{i}]", m, config.defaults))
         if m.features is not None and len(m.features) > config.limits.max_features_per_model:
             problems.append(
                 f"models[{i}].features: {len(m.features)} features exceed "
@@ -731,10 +823,15 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
                     max_features=config.limits.max_features_per_model,
                     max_categories=config.limits.max_categories_per_feature,
                 )
-                if m.features is None and refs.profile is not None:
-                    problems.extend(
-                        _segment_problems(f"models[{i}]", resolved, refs.profile.schema())
-                    )
+                # Each reference the model may switch to: a model_version whose reference
+                # lacks a segment column would disable the model when its events arrive.
+                profiles = [("reference.path", refs.profile)]
+                profiles += [(f"reference.versions.{v}", p) for v, p in refs.versions.items()]
+                for source, profile in profiles:
+                    if m.features is None and profile is not None:
+                        problems.extend(
+                            _segment_problems(f"models[{i}]", resolved, profile.schema(), source)
+                        )
             except ReferenceError_ as exc:
                 if m.reference:
                     problems.append(f"models[{i}].{exc}")

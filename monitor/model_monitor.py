@@ -736,6 +736,9 @@ def _settings_seen(settings: ResolvedModel) -> SettingsSeen:
         drift=settings.drift.model_dump_json(),
         performance=settings.performance.model_dump_json(),
         sample_rate=settings.sample.rate,
+        segments=settings.segments.model_dump_json(),
+        multivariate=settings.multivariate.model_dump_json(),
+        validation=settings.validation.model_dump_json(),
     )
 
 
@@ -777,5 +780,23 @@ def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
         notes.append(
             f"sample: rate {seen.sample_rate:g} -> {now.sample_rate:g}: effective from the "
             f"next event; the saved window was sampled at the old rate and is kept; {labels}"
+        )
+    if seen.segments is not None and seen.segments != now.segments:
+        notes.append(
+            "segments: settings changed: effective at the next evaluation; persistence of "
+            "segments no longer tracked is dropped; a learned reference keeps the values it "
+            "ranked (a lower top_k cuts them, a higher min_reference_rows drops own "
+            "references; a higher top_k or lower min_reference_rows needs the reference "
+            "learned again), a new slice ranks its values by the window's traffic"
+        )
+    if seen.multivariate is not None and seen.multivariate != now.multivariate:
+        notes.append(
+            "multivariate: settings changed: the components are fitted again from the "
+            "reference, effective at the next evaluation"
+        )
+    if seen.validation is not None and seen.validation != now.validation:
+        notes.append(
+            "validation: settings changed: the constraints are built again (declared and "
+            "inferred), effective at the next event; violation counters continue"
         )
     return notes

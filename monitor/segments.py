@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -78,6 +78,7 @@ from monitor.reference import (
     OTHER,
     FeatureProfile,
     ReferenceProfile,
+    SegmentReference,
     Value,
     segment_label,
     segment_references,
@@ -108,9 +109,8 @@ class _Slice:
     # value (None = the rest) -> its detectors per column, and whether own reference
     detectors: dict[Value | None, tuple[dict[str, list[Detector]], bool]]
     by_window: bool = False  # no reference rows: values ranked by each window's traffic
-    # The reference's pooled rest covers other values than this slice's rest (a reference
-    # learned with a larger top_k): the rest is compared with the whole reference.
-    rest_overall: bool = False
+    # value (None = the rest) -> the reference restricted to it, where it has enough rows
+    own: dict[Value | None, ReferenceProfile] = field(default_factory=dict)
 
 
 class SegmentMonitor:
@@ -157,13 +157,11 @@ class SegmentMonitor:
                         "a categorical feature or model_version"
                     )
             ref = profile.segments.get(cols)
-            # A reference learned under a larger top_k (restored after the config lowered
-            # it) holds more values: its first top_k are the top values by its traffic.
-            values = list(ref.values[: config.top_k]) if ref else None
-            cut = ref is not None and len(ref.values) > config.top_k
-            self.slices.append(
-                _Slice(cols, slice_name(cols), values, {}, ref is None, rest_overall=cut)
-            )
+            if ref is None:
+                self.slices.append(_Slice(cols, slice_name(cols), None, {}, True))
+                continue
+            values, own = _current(ref, config)
+            self.slices.append(_Slice(cols, slice_name(cols), values, {}, False, own))
         self.uses_versions = any(c in SEGMENT_EVENT_FIELDS for s in self.slices for c in s.columns)
         self._overall: dict[str, list[Detector]] | None = None
 
@@ -277,10 +275,7 @@ class SegmentMonitor:
         got = s.detectors.get(value)
         if got is not None:
             return got
-        ref = self._profile.segments.get(s.columns)
-        own = ref.profiles.get(value) if ref is not None else None
-        if value is None and s.rest_overall:
-            own = None
+        own = s.own.get(value)
         if own is not None:
             got = (self._fit(own, s.columns), True)
         else:
@@ -376,6 +371,30 @@ def _summaries(
         dict(zip(columns.numeric_columns, nums, strict=True)),
         dict(zip(columns.categorical_columns, cats, strict=True)),
     )
+
+
+def _current(
+    ref: SegmentReference, config: SegmentsConfig
+) -> tuple[list[Value], dict[Value | None, ReferenceProfile]]:
+    """A slice's values and own references under the settings in force now.
+
+    A learned reference comes back from a checkpoint with the segments it was built
+    with; after a restart with a lower ``top_k`` or a higher ``min_reference_rows`` the
+    configuration still holds: the top values are cut to ``top_k`` (the reference's
+    ranking kept), the pooled rest's own reference is dropped when the rest now pools
+    more values than it was built from, and a reference with fewer rows than
+    ``min_reference_rows`` is not used (the whole reference is). A data file is
+    re-read with the current settings, so this changes nothing there.
+    """
+    values = list(ref.values[: config.top_k])
+    cut = len(ref.values) > len(values)
+    own = {
+        value: prof
+        for value, prof in ref.profiles.items()
+        if prof.rows >= config.min_reference_rows
+        and (value in values if value is not None else not cut)
+    }
+    return values, own
 
 
 def _aligned_counts(

@@ -26,8 +26,16 @@ from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from monitor.alerting.config import segment_pattern_problem
 from monitor.alerting.engine import AlertService
 from monitor.alerting.notification import iso
 from monitor.alerting.silences import Silence
@@ -58,6 +66,13 @@ class _Matchers(BaseModel):
     subject: str = Field(default="*", max_length=200)
     segment: str = Field(default="*", max_length=200)
     kind: Literal["drift", "performance", "data_quality", "multivariate"] | None = None
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_can_match(cls, value: str) -> str:
+        if why := segment_pattern_problem(value):
+            raise ValueError(why)
+        return value
 
 
 class _NewSilence(BaseModel):

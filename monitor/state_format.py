@@ -269,6 +269,11 @@ class SettingsSeen(msgspec.Struct, kw_only=True):
     performance: str
     # ``sample.rate`` (monitor/sampling.py); None in states written before it was recorded.
     sample_rate: float | None = None
+    # ``segments``, ``multivariate`` and ``validation`` as JSON; None in states written
+    # before they were recorded.
+    segments: str | None = None
+    multivariate: str | None = None
+    validation: str | None = None
 
 
 class ModelState(msgspec.Struct, kw_only=True):

@@ -137,6 +137,37 @@ def test_config_repr_and_validation_errors_hide_receiver_secrets() -> None:
         _assert_clean("ConfigError", str(info.value) + repr(info.value.problems))
 
 
+def test_a_link_with_credentials_is_refused_without_repeating_them() -> None:
+    """A runbook or dashboard link goes in clear to every receiver and into the outbox:
+    one carrying credentials (user:token@, ?token=) is refused at the option's path,
+    and neither the error nor check-config's lines repeat the credential."""
+    token = _secret("linkToken")
+    cases = {
+        "alerting.runbook_base_url": {"runbook_base_url": f"https://ops:{token}@wiki/RUNBOOK.md"},
+        "alerting.dashboard_url_template": {
+            "dashboard_url_template": f"https://g/d?var-model={{model}}&api-key={token}"
+        },
+        "alerting.rules[0].runbook_url": {"rules": [{"runbook_url": f"https://w/r?token={token}"}]},
+        "runbook_urls['fraud-*']": {"runbook_urls": {"fraud-*": f"https://u:{token}@w/fraud"}},
+    }
+    for where, alerting in cases.items():
+        with pytest.raises(ConfigError) as info:
+            parse_config({"alerting": alerting})
+        text = str(info.value) + repr(info.value.problems)
+        assert token not in text, text
+        assert where in text and ("credential" in text), text
+    # Links without credentials, placeholders included, still load.
+    parse_config(
+        {
+            "alerting": {
+                "runbook_base_url": "https://github.com/o/r/blob/main/docs/RUNBOOK.md",
+                "dashboard_url_template": "https://g/d?var-model={model}&from={window_start_ms}",
+                "rules": [{"runbook_url": "https://wiki/rb/{model}"}],
+            }
+        }
+    )
+
+
 @pytest.mark.kafka
 async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
     kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture

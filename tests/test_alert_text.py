@@ -249,6 +249,20 @@ def test_runbook_base_url_links_each_signal_kind_to_its_runbook_section():
             AlertingConfig.model_validate({"runbook_base_url": bad})
 
 
+def test_a_runbook_base_url_without_a_host_is_refused_at_its_path():
+    """``https://`` or a URL with a space would be accepted and then link nowhere in
+    every notification; the error names ``alerting.runbook_base_url`` itself."""
+    import pytest
+
+    from monitor.config import parse_config
+    from monitor.errors import ConfigError
+
+    for bad in ("https://", "https://wiki example/RUNBOOK.md", "https:///RUNBOOK.md"):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"alerting": {"runbook_base_url": bad}})
+        assert info.value.problems[0].startswith("alerting.runbook_base_url: "), info.value
+
+
 def test_the_example_config_documents_the_runbook_base_url():
     """config/monitor.yaml shows ``alerting.runbook_base_url`` (commented out: no default),
     with an example the config accepts."""

@@ -232,3 +232,35 @@ def test_an_unusable_file_path_is_one_line_naming_the_key(
     # e.g. "file exists (.../afile)": the OS's reason, and the path it is about.
     assert lines[0].startswith(f"{cfg}: {section}.{key} {tmp_path / 'afile/x.sqlite'}: ")
     assert lines[0].endswith(f"({tmp_path / 'afile'})")
+
+
+def test_run_refuses_what_check_config_reports_from_the_file_alone(tmp_path: Path) -> None:
+    """A segment on a feature the model declares numeric, or a constraint on one it does
+    not declare: check-config reports them from the file alone, so run refuses to start
+    with the same lines (exit 2, no traceback) instead of running with the model's
+    segments or rules ignored or disabled later."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(
+        "kafka: {bootstrap_servers: '127.0.0.1:1'}\n"
+        f"state: {{path: {tmp_path / 's.sqlite'}}}\n"
+        f"alerting: {{outbox_path: {tmp_path / 'o.sqlite'}}}\n"
+        "http: {port: 0}\n"
+        "models:\n  - name: m\n    features: {x: numeric, region: categorical}\n"
+        "    segments: [x]\n"
+        "    validation: {constraints: {agee: {min: 0}}}\n"
+    )
+    check = monitor("check-config", str(cfg))
+    assert check.returncode == EXIT_USAGE
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "monitor.cli", "run", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("monitor run started with a configuration check-config rejects")
+    assert run.returncode == EXIT_USAGE, run.stderr
+    assert "Traceback" not in run.stderr
+    for where in ("models[0].segments.by[0]", "models[0].validation.constraints.agee"):
+        assert where in run.stderr and where in check.stderr + check.stdout

@@ -206,3 +206,101 @@ def test_an_admin_token_that_could_never_match_is_a_config_error(token: str) -> 
 
 def test_an_empty_admin_token_means_none() -> None:
     assert parse_config({"http": {"admin_token": ""}}).http.admin_token is None
+
+
+def test_documented_defaults_equal_the_models_defaults() -> None:
+    """The defaults config/monitor.yaml and the README write out (the segments,
+    multivariate and validation sections of ``defaults:``, the kafka-only state options
+    commented out with their default) are the pydantic models' defaults, so a reader
+    copying them changes nothing and a changed default cannot leave the docs behind."""
+    import re
+
+    import yaml
+
+    from monitor.config import ModelDefaults, MultivariateConfig, SegmentsConfig, StateConfig
+
+    text = (ROOT / "config" / "monitor.yaml").read_text(encoding="utf-8")
+    shown = yaml.safe_load(text)["defaults"]
+    code = ModelDefaults()
+    assert SegmentsConfig.model_validate(shown["segments"]) == code.segments
+    assert set(shown["segments"]) == set(SegmentsConfig.model_fields)  # every one shown
+    assert MultivariateConfig.model_validate(shown["multivariate"]) == code.multivariate
+    assert set(shown["multivariate"]) == set(MultivariateConfig.model_fields)
+    for key in ("infer", "tolerance", "alpha", "range_margin", "constraints"):
+        assert shown["validation"][key] == getattr(code.validation, key), key
+    assert shown["window"] == code.window.model_dump(include={"type", "size", "step"})
+    assert shown["reference"]["learn_first"] == code.reference.learn_first
+    commented = dict(
+        re.findall(r"^  # (max_record_bytes|transaction_timeout_seconds): +(\S+)", text, re.M)
+    )
+    assert len(commented) == 2
+    for key, value in commented.items():
+        assert float(value) == getattr(StateConfig(), key), key
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    form = re.search(
+        r"segments: \{by: \[\.\.\.\], top_k: (\d+), min_window_rows: (\d+), "
+        r"min_reference_rows: (\d+)\}",
+        readme,
+    )
+    assert form is not None
+    assert tuple(map(int, form.groups())) == (
+        code.segments.top_k,
+        code.segments.min_window_rows,
+        code.segments.min_reference_rows,
+    )
+    alpha = re.search(r"`multivariate\.alpha` (\S+),", readme)
+    assert alpha is not None and float(alpha.group(1)) == code.multivariate.alpha
+    assert f"explaining {code.multivariate.variance:.0%} of the variance" in readme
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("state: {transaction_timeout_seconds: yes}", "state.transaction_timeout_seconds"),
+        ("defaults: {segments: {by: [region], top_k: on}}", "defaults.segments.top_k"),
+        ("models: [{name: m, sample: {rate: yes}}]", "models[0].sample.rate"),
+        ("defaults: {quality: {max_missing_rate: no}}", "defaults.quality.max_missing_rate"),
+        (
+            "alerting: {rules: [{repeat_interval_seconds: yes}]}",
+            "alerting.rules[0].repeat_interval_seconds",
+        ),
+        ("alerting: {delivery: {max_attempts: on}}", "alerting.delivery.max_attempts"),
+        (
+            "alerting: {receivers: {h: {type: webhook, url: 'http://h', timeout_seconds: yes}}}",
+            "alerting.receivers.h.webhook.timeout_seconds",
+        ),
+    ],
+)
+def test_a_yaml_boolean_is_not_taken_as_a_number(text: str, where: str) -> None:
+    """YAML reads yes/no/on/off as booleans, which pydantic would take as 1 and 0 (a 1 s
+    transaction timeout, one segment value, every event): refused at the option's path."""
+    import yaml
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(yaml.safe_load(text))
+    assert [p.split(":")[0] for p in info.value.problems] == [where]
+    assert "boolean" in info.value.problems[0]
+
+
+def test_a_key_given_twice_is_an_error_not_the_first_silently_dropped(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys: a second ``segments:`` in a model, or a
+    second ``alerting:`` at the end of a long file, would silently void the first."""
+    cfg = tmp_path / "m.yaml"
+    for text, key, lines in (
+        (
+            "models:\n  - name: m\n    segments: [region]\n    segments: [tier]\n",
+            "segments",
+            "3 and 4",
+        ),
+        ("alerting: {rules: []}\nlog_level: info\nalerting: {}\n", "alerting", "1 and 3"),
+    ):
+        cfg.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_config(cfg)
+        assert f"key '{key}' given twice (lines {lines})" in info.value.problems[0]
+    # A merge key still lets a mapping override what it merges.
+    cfg.write_text(
+        "defaults:\n  segments: &s {by: [region], top_k: 3}\n"
+        "models:\n  - name: m\n    segments: {<<: *s, top_k: 4}\n"
+    )
+    assert load_config(cfg).models[0].segments.top_k == 4  # type: ignore[union-attr]

@@ -274,3 +274,21 @@ def test_label_drift_against_the_first_window_of_labels() -> None:
     assert "__label__" in quiet[-1].results  # label drift is evaluated once a reference exists
     shifted = [e for s in range(20, 22) for e in step(s, 0.8)]
     assert "__label__" in shifted[-1].drifting
+
+
+def test_restore_notes_name_changed_multivariate_and_validation_settings() -> None:
+    """Settings changed across a restart apply (the monitor is built from the config) and
+    the restore notes say so, as they do for the window, drift and sample settings."""
+    mm = _monitor()
+    mm.ingest(_events(Simulator(seed=2), 1500))
+    state = decode(encode(mm.export_state()))
+    for change, note in (
+        ({"multivariate": {"variance": 0.8}}, "multivariate: settings changed"),
+        ({"validation": {"tolerance": 0.01}}, "validation: settings changed"),
+    ):
+        cfg = parse_config({"models": [{"name": "credit-risk", "window": WINDOW, **change}]})
+        settings = cfg.model("credit-risk")
+        assert settings is not None
+        restored, notes = ModelMonitor.restore(settings, cfg.limits, state, mm._base_reference)
+        assert [n for n in notes if n.startswith(note)], notes
+        assert restored.settings == settings

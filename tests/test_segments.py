@@ -476,6 +476,11 @@ async def test_the_silences_api_takes_a_segment_matcher_and_keeps_it(tmp_path: P
             too_long = {"matchers": {"segment": "x" * 201}, "duration_seconds": 60}
             r = await client.post(base, json=too_long, headers=ok)
             assert r.status_code == 400 and "matchers.segment" in r.json()["error"]
+            # A glob without '=' or a wildcard matches no label: refused, not kept silently.
+            r = await client.post(
+                base, json={"matchers": {"segment": "north"}, "duration_seconds": 60}, headers=ok
+            )
+            assert r.status_code == 400 and "matches no segment" in r.json()["error"]
         now = time.time()
         ctx = EvaluationContext("m", None, now, now - 60, now, 10, 10, 1)
 
@@ -583,3 +588,127 @@ def test_segments_with_a_previous_window_reference_are_refused_with_the_reason()
         }
     )
     assert cfg.model("m").segments.specs() == []  # type: ignore[union-attr]
+
+
+def test_a_restart_applies_new_segment_settings_to_a_learned_reference() -> None:
+    """A learned reference comes back from the checkpoint with the segments it was built
+    with; a lower top_k or a higher min_reference_rows in the new config still holds, and
+    the restore notes say the segment settings changed."""
+    from monitor.state_format import decode, encode
+
+    a = _monitor(segments={"by": ["region"], "min_window_rows": 20})
+    a.ingest(_events(1, 10_000))
+    state = a.export_state()
+    later = _events(3, 5000, start=10_000)
+
+    def restored(**seg: object) -> tuple[ModelMonitor, list[str]]:
+        cfg = parse_config(
+            {
+                "models": [
+                    {
+                        "name": "m",
+                        "window": WINDOW,
+                        "reference": {"learn_first": 10_000},
+                        "segments": {"by": ["region"], "min_window_rows": 20, **seg},
+                    }
+                ]
+            }
+        )
+        return ModelMonitor.restore(cfg.model("m"), cfg.limits, decode(encode(state)))  # type: ignore[arg-type]
+
+    same, notes = restored()
+    assert notes == []
+    assert len(same.ingest(later)[-1].segments) == len(REGIONS) + 1
+
+    b, notes = restored(top_k=2)
+    assert any(n.startswith("segments: settings changed") for n in notes), notes
+    segs = b.ingest(later)[-1].segments
+    assert [s.segment for s in segs][-1] == "region=__other__"
+    assert len(segs) == 3  # two values and the rest, not the four the reference ranked
+    # The rest now pools values its saved reference did not: compared with the whole.
+    assert segs[-1].reference == "overall"
+    assert all(s.reference == "segment" for s in segs[:2])
+
+    c, notes = restored(min_reference_rows=5000)
+    assert any(n.startswith("segments: settings changed") for n in notes), notes
+    assert {s.reference for s in c.ingest(later)[-1].segments} == {"overall"}
+
+
+def test_a_segment_matcher_that_can_match_nothing_is_refused_at_its_path() -> None:
+    """``segment: north`` (no column) or ``regoin=north`` (a column no slice starts with)
+    in a rule or a config silence would match no signal: the rule or silence would be
+    silently ignored, so the schema or check-config reports it at its path."""
+    window = {"starts_at": "2024-05-01T00:00:00Z", "ends_at": "2024-05-08T00:00:00Z"}
+    for alerting, where in (
+        ({"rules": [{"segment": "north"}]}, "alerting.rules[0].segment"),
+        ({"silences": [{"matchers": {"segment": "north"}, **window}]}, "alerting.silences[0]"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"alerting": alerting})
+        assert any(p.startswith(where) and "matches no segment" in p for p in info.value.problems)
+    models = [{"name": "m", "features": {"region": "categorical", "tier": "categorical"}}]
+    models[0]["segments"] = ["region", ["tier", "region"]]
+    ok = [{"segment": s} for s in ("*", "", "region=north", "tier=gold,region=*", "*north")]
+    typo = {"segment": "regoin=north"}
+    cfg = parse_config(
+        {
+            "models": models,
+            "alerting": {
+                "rules": [*ok, typo],
+                "silences": [
+                    {"matchers": {"segment": "tier=gold,region=*"}, **window},
+                    {"matchers": {"segment": "teir=gold"}, **window},
+                ],
+            },
+        }
+    )
+    problems = check_config(cfg, references=False)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(f"alerting.rules[{len(ok)}].segment: column 'regoin'")
+    assert problems[1].startswith("alerting.silences[1].matchers.segment: column 'teir'")
+
+
+def test_check_config_checks_segments_against_every_reference_a_model_may_switch_to(
+    tmp_path: Path,
+) -> None:
+    """Without declared features the segment columns are checked against the references:
+    a ``reference.versions`` file without the column would disable the model once that
+    model_version's events arrive, so check-config (and so run) names it."""
+    import json
+
+    def write(name: str, with_region: bool) -> str:
+        rng = np.random.default_rng(0)
+        path = tmp_path / name
+        with path.open("w") as f:
+            for i in range(300):
+                features: dict[str, object] = {"a": float(rng.normal())}
+                if with_region:
+                    features["region"] = REGIONS[i % 4]
+                f.write(json.dumps({"model": "m", "features": features, "prediction": 0.5}))
+                f.write("\n")
+        return str(path)
+
+    reference = {"path": write("main.jsonl", True), "versions": {"v2": write("v2.jsonl", False)}}
+    cfg = parse_config({"models": [{"name": "m", "reference": reference, "segments": ["region"]}]})
+    problems = check_config(cfg)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("models[0].segments.by[0]: 'region' is not a feature in ")
+    assert "reference.versions.v2" in problems[0]
+
+
+def test_a_models_segments_without_by_is_reported_not_silently_unused() -> None:
+    """``segments: {top_k: 3}`` on a model replaces the defaults' whole section: the model
+    has no slice and top_k does nothing. check-config (and so run) says so; ``[]`` (no
+    segments for this model) stays valid."""
+    features = {"region": "categorical"}
+
+    def problems(segments: object) -> list[str]:
+        model = {"name": "m", "features": features, "segments": segments}
+        cfg = parse_config({"defaults": {"segments": ["region"]}, "models": [model]})
+        return check_config(cfg, references=False)
+
+    (only,) = problems({"top_k": 3, "min_window_rows": 50})
+    assert only.startswith("models[0].segments: min_window_rows, top_k without by")
+    assert "['region'] is not inherited" in only
+    assert problems([]) == []
+    assert problems({"by": ["region"], "top_k": 3}) == []

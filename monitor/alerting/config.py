@@ -69,9 +69,18 @@ import binascii
 import string
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from monitor.signals import SignalKind
 
@@ -85,11 +94,103 @@ LINK_PLACEHOLDERS = frozenset(
 )
 
 
+#: Query parameters that carry a credential in a URL (compared lower-case, '-' as '_').
+_CREDENTIAL_PARAMS = frozenset(
+    {"token", "access_token", "api_key", "apikey", "key", "password", "secret", "sig", "auth"}
+)
+
+
+def link_problem(url: str) -> str | None:
+    """Why a link sent with every notification is unusable or unsafe, or None.
+
+    A runbook or dashboard link goes in clear to every receiver (a Slack channel, a
+    PagerDuty incident, the outbox file): credentials in it (``user:token@``, a
+    ``?token=`` parameter) would reach them all, so they are refused, and the message
+    never repeats the URL. Placeholders are allowed wherever a value is.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "not a valid URL"
+    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
+        return "an absolute http(s) URL with a host, without spaces"
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL (user:password@) would reach every receiver; link a page"
+    names = {k.lower().replace("-", "_") for k, _ in parse_qsl(parts.query, True)}
+    if names & _CREDENTIAL_PARAMS:
+        return (
+            f"a credential parameter ({', '.join(sorted(names & _CREDENTIAL_PARAMS))}) would "
+            "reach every receiver; link a page"
+        )
+    return None
+
+
+def segment_pattern_problem(pattern: str) -> str | None:
+    """Why a ``segment`` matcher can match no signal, or None.
+
+    A segment label is ``column=value`` (``region=north``, ``region=north,tier=gold``):
+    a glob with neither ``=`` nor a wildcard (``north``) matches none, so a rule or
+    silence written with it would be silently ignored.
+    """
+    if pattern in ("*", "") or any(c in pattern for c in "=*?["):
+        return None
+    return (
+        f"{pattern!r} matches no segment: a segment label is column=value (region=north, "
+        "region=*); '*' any signal, '' the whole traffic's"
+    )
+
+
+def _is_number(annotation: Any) -> bool:
+    """``int``, ``float`` or either of them optional (``float | None``)."""
+    if annotation in (int, float):
+        return True
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return bool(args) and all(a in (int, float) for a in args)
+
+
+def refuse_boolean_number(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """``value`` unless it is a boolean given to a number option of ``model``.
+
+    YAML reads ``yes``/``no``/``on``/``off`` as booleans, and pydantic would take them
+    as 1 and 0: ``repeat_interval_seconds: yes`` would re-notify every second,
+    ``top_k: on`` track one value. The configuration models (here and in
+    :mod:`monitor.config`) call this from a ``field_validator("*", mode="before")``.
+    """
+    name = info.field_name
+    if isinstance(value, bool) and name and _is_number(model.model_fields[name].annotation):
+        raise ValueError(f"a number, not the boolean {str(value).lower()} (yes/no/on/off)")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_boolean_number(cls, value, info)
 
-class WebhookReceiverConfig(_Strict):
+
+class _Receiver(BaseModel):
+    """A receiver's base: as :class:`_Strict`, but pydantic allows no before-validator on
+    the ``type`` discriminator, so the number fields are named."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator(
+        "timeout_seconds",
+        "repost_interval_seconds",
+        "repost_for_seconds",
+        mode="before",
+        check_fields=False,
+    )
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_boolean_number(cls, value, info)
+
+
+class WebhookReceiverConfig(_Receiver):
     """A generic JSON webhook, signed per the Standard Webhooks spec when a secret is set."""
 
     type: Literal["webhook"] = "webhook"
@@ -120,7 +221,7 @@ class WebhookReceiverConfig(_Strict):
         return value
 
 
-class SlackReceiverConfig(_Strict):
+class SlackReceiverConfig(_Receiver):
     """A Slack incoming webhook (Block Kit message plus a plain-text fallback)."""
 
     type: Literal["slack"] = "slack"
@@ -130,7 +231,7 @@ class SlackReceiverConfig(_Strict):
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
 
 
-class PagerDutyReceiverConfig(_Strict):
+class PagerDutyReceiverConfig(_Receiver):
     """PagerDuty Events API v2: one incident per alert fingerprint (``dedup_key``)."""
 
     type: Literal["pagerduty"] = "pagerduty"
@@ -144,7 +245,7 @@ class PagerDutyReceiverConfig(_Strict):
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
 
 
-class RetrainReceiverConfig(_Strict):
+class RetrainReceiverConfig(_Receiver):
     """A retraining trigger: an HTTP call into the user's training pipeline."""
 
     type: Literal["retrain"] = "retrain"
@@ -168,7 +269,7 @@ class RetrainReceiverConfig(_Strict):
     timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request timeout.")
 
 
-class AlertmanagerReceiverConfig(_Strict):
+class AlertmanagerReceiverConfig(_Receiver):
     """Prometheus Alertmanager's API v2: incidents as alerts (monitor/alerting/alertmanager.py)."""
 
     type: Literal["alertmanager"] = "alertmanager"
@@ -247,6 +348,20 @@ class AlertRule(_Strict):
         "dashboard_url_template. Wins over runbook_urls.",
     )
 
+    @field_validator("runbook_url")
+    @classmethod
+    def _safe_link(cls, value: str | None) -> str | None:
+        if value is not None and (why := link_problem(value)):
+            raise ValueError(why)
+        return value
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_can_match(cls, value: str) -> str:
+        if why := segment_pattern_problem(value):
+            raise ValueError(why)
+        return value
+
 
 class RouteMatch(_Strict):
     """Conditions on a notification for a route to apply."""
@@ -282,6 +397,13 @@ class SilenceMatchers(_Strict):
         "the feature everywhere. '*': any signal; '': the whole traffic's only.",
     )
     kind: SignalKind | None = Field(default=None, description="Signal kind, or any.")
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_can_match(cls, value: str) -> str:
+        if why := segment_pattern_problem(value):
+            raise ValueError(why)
+        return value
 
 
 class SilenceConfig(_Strict):
@@ -401,6 +523,26 @@ class AlertingConfig(BaseModel):
     )
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="Retry schedule.")
 
+    @field_validator("dashboard_url_template")
+    @classmethod
+    def _safe_dashboard(cls, value: str | None) -> str | None:
+        if value is not None and (why := link_problem(value)):
+            raise ValueError(why)
+        return value
+
+    @field_validator("runbook_base_url")
+    @classmethod
+    def _runbook_page(cls, value: str | None) -> str | None:
+        """The RUNBOOK.md page itself: the section anchor is added per notification."""
+        if value is None:
+            return value
+        why = link_problem(value)
+        if why is None and ("#" in value or "{" in value):
+            why = "the RUNBOOK.md page without '#' or placeholders (the anchor is added per kind)"
+        if why is not None:
+            raise ValueError(why)
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> AlertingConfig:
         problems: list[str] = []
@@ -427,17 +569,11 @@ class AlertingConfig(BaseModel):
             *((f"rules[{i}].runbook_url", r.runbook_url) for i, r in enumerate(self.rules)),
             *((f"runbook_urls[{k!r}]", v) for k, v in self.runbook_urls.items()),
         ]
-        base = self.runbook_base_url
-        if base is not None and (
-            not base.startswith(("https://", "http://")) or "#" in base or "{" in base
-        ):
-            problems.append(
-                "runbook_base_url: an http(s) URL of the RUNBOOK.md page, without '#' or "
-                "placeholders (the section anchor is added per notification)"
-            )
         for where, template in templates:
             if template is None:
                 continue
+            if where.startswith("runbook_urls") and (why := link_problem(template)):
+                problems.append(f"{where}: {why}")
             try:
                 fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
             except ValueError as exc:
@@ -487,4 +623,7 @@ __all__ = [
     "SilenceMatchers",
     "SlackReceiverConfig",
     "WebhookReceiverConfig",
+    "link_problem",
+    "refuse_boolean_number",
+    "segment_pattern_problem",
 ]
