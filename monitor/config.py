@@ -24,32 +24,24 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from monitor.alerting.config import AlertingConfig, refuse_boolean_number
+from monitor.alerting.config import AlertingConfig
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
 from monitor.performance.config import PerformanceConfig
 from monitor.signals import PREDICTION, SEGMENT_EVENT_FIELDS
+from monitor.strict_model import StrictModel
 
 ColumnType = Literal["numeric", "categorical"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class _Strict(BaseModel):
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """YAML reads ``yes``/``no``/``on``/``off`` as booleans, and pydantic would take
-        them as 1 and 0: ``top_k: yes`` or ``transaction_timeout_seconds: on`` would pass
-        as 1. A number option given a boolean is refused instead."""
-        return refuse_boolean_number(cls, value, info)
 
 
 class KafkaConfig(_Strict):

@@ -265,6 +265,13 @@ def test_documented_defaults_equal_the_models_defaults() -> None:
             "alerting.rules[0].repeat_interval_seconds",
         ),
         ("alerting: {delivery: {max_attempts: on}}", "alerting.delivery.max_attempts"),
+        ("defaults: {drift: {psi: {warning: yes}}}", "defaults.drift.psi.warning"),
+        ("defaults: {drift: {persistence: on}}", "defaults.drift.persistence"),
+        ("defaults: {performance: {window_size: yes}}", "defaults.performance.window_size"),
+        (
+            "defaults: {performance: {thresholds: {accuracy: {warning: no}}}}",
+            "defaults.performance.thresholds.accuracy.warning",
+        ),
         (
             "alerting: {receivers: {h: {type: webhook, url: 'http://h', timeout_seconds: yes}}}",
             "alerting.receivers.h.webhook.timeout_seconds",

@@ -69,7 +69,7 @@ import binascii
 import string
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
@@ -83,6 +83,7 @@ from pydantic import (
 )
 
 from monitor.signals import SignalKind
+from monitor.strict_model import StrictModel, refuse_boolean_number
 
 AlertSeverity = Literal["warning", "critical"]
 
@@ -141,35 +142,8 @@ def segment_pattern_problem(pattern: str) -> str | None:
     )
 
 
-def _is_number(annotation: Any) -> bool:
-    """``int``, ``float`` or either of them optional (``float | None``)."""
-    if annotation in (int, float):
-        return True
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    return bool(args) and all(a in (int, float) for a in args)
-
-
-def refuse_boolean_number(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
-    """``value`` unless it is a boolean given to a number option of ``model``.
-
-    YAML reads ``yes``/``no``/``on``/``off`` as booleans, and pydantic would take them
-    as 1 and 0: ``repeat_interval_seconds: yes`` would re-notify every second,
-    ``top_k: on`` track one value. The configuration models (here and in
-    :mod:`monitor.config`) call this from a ``field_validator("*", mode="before")``.
-    """
-    name = info.field_name
-    if isinstance(value, bool) and name and _is_number(model.model_fields[name].annotation):
-        raise ValueError(f"a number, not the boolean {str(value).lower()} (yes/no/on/off)")
-    return value
-
-
-class _Strict(BaseModel):
+class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        return refuse_boolean_number(cls, value, info)
 
 
 class _Receiver(BaseModel):

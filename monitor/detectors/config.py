@@ -56,7 +56,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from monitor.strict_model import StrictModel
 
 NumericDetectorName = Literal[
     "psi", "ks", "wasserstein", "jensen_shannon", "adwin", "page_hinkley", "auto"
@@ -64,7 +66,7 @@ NumericDetectorName = Literal[
 CategoricalDetectorName = Literal["psi", "chi_square", "jensen_shannon"]
 
 
-class _Params(BaseModel):
+class _Params(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -212,7 +214,7 @@ class PageHinkleyParams(_Params):
     mode: Literal["up", "down", "both"] = Field("both", description="Direction of change.")
 
 
-class DriftConfig(BaseModel):
+class DriftConfig(StrictModel):
     """Which detectors run, their thresholds, multiple-testing correction and persistence."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

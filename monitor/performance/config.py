@@ -27,7 +27,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from monitor.strict_model import StrictModel
 
 Task = Literal["binary", "multiclass", "regression"]
 AlertWhen = Literal["below", "above"]
@@ -82,7 +84,7 @@ METRICS_BY_TASK: dict[str, frozenset[str]] = {
 PER_CLASS_METRICS: frozenset[str] = frozenset({"precision", "recall", "f1"})
 
 
-class MetricThreshold(BaseModel):
+class MetricThreshold(StrictModel):
     """Alert bounds of one metric.
 
     ``alert_when: below`` means the metric is bad when it drops under the bound
@@ -104,7 +106,7 @@ class MetricThreshold(BaseModel):
         return self
 
 
-class PerformanceConfig(BaseModel):
+class PerformanceConfig(StrictModel):
     """Task type, label-join store bounds, metric windows, estimation and alert thresholds."""
 
     model_config = ConfigDict(extra="forbid")

@@ -1,0 +1,52 @@
+"""The base of every configuration model: unknown keys refused, no boolean taken as a number.
+
+A configuration is written by hand, in YAML, by someone woken at night. Two of its
+mistakes are silent in plain pydantic: a misspelt key (``segmnets:``) would be ignored,
+and YAML reads ``yes``/``no``/``on``/``off`` as booleans, which pydantic takes as 1 and 0
+(``repeat_interval_seconds: yes`` would re-notify every second, ``top_k: on`` track one
+value, ``psi_threshold: no`` page on everything). Every configuration model, in
+:mod:`monitor.config`, :mod:`monitor.alerting.config`, :mod:`monitor.detectors.config` and
+:mod:`monitor.performance.config`, derives from :class:`StrictModel`, so both are errors
+naming the key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
+
+def _is_number(annotation: Any) -> bool:
+    """``int``, ``float`` or either of them optional (``float | None``)."""
+    if annotation in (int, float):
+        return True
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return bool(args) and all(a in (int, float) for a in args)
+
+
+def refuse_boolean_number(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """``value`` unless it is a boolean given to a number option of ``model``.
+
+    For the models that cannot derive from :class:`StrictModel` (pydantic allows no
+    before-validator on a union's discriminator field), to call from a validator of their
+    number fields.
+    """
+    name = info.field_name
+    if isinstance(value, bool) and name and _is_number(model.model_fields[name].annotation):
+        raise ValueError(f"a number, not the boolean {str(value).lower()} (yes/no/on/off)")
+    return value
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; a boolean given to a number option is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_boolean_number(cls, value, info)
+
+
+__all__ = ["StrictModel", "refuse_boolean_number"]
