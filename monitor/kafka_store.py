@@ -61,7 +61,7 @@ from aiokafka.errors import InvalidTransactionTimeout, KafkaError, TopicAlreadyE
 from prometheus_client import CollectorRegistry, Counter
 
 from monitor.config import KafkaConfig, StateConfig
-from monitor.errors import StateError
+from monitor.errors import ConfigError, StateError
 from monitor.kafka_source import security_kwargs
 from monitor.state_format import MAX_RAW_BYTES, StateFormatError
 from monitor.store import FORMAT, SavedModel
@@ -357,10 +357,14 @@ class KafkaStateStore:
         try:
             await self._producer.start()
         except InvalidTransactionTimeout as exc:
-            raise StateError(
-                f"state.transaction_timeout_seconds {self.state.transaction_timeout_seconds:g} "
-                "is above the broker's transaction.max.timeout.ms: lower it (or raise the "
-                "broker's limit)"
+            # A setting that fails when applied, like a port in use: a configuration error
+            # (exit 2 from `monitor run`), named by its path.
+            raise ConfigError(
+                [
+                    f"state.transaction_timeout_seconds: "
+                    f"{self.state.transaction_timeout_seconds:g} is above the broker's "
+                    "transaction.max.timeout.ms: lower it (or raise the broker's limit)"
+                ]
             ) from exc
 
     async def _await_partitions(self) -> None:

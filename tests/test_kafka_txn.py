@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from devtools.local_kafka import LocalKafka
 from monitor.config import KafkaConfig, StateConfig
-from monitor.errors import StateError
+from monitor.errors import ConfigError, StateError
 from monitor.kafka_store import KafkaStateStore, part_key
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -174,7 +174,7 @@ async def test_a_transaction_timeout_above_the_brokers_maximum_is_refused_at_sta
     broker: LocalKafka,
 ) -> None:
     _, kafka = _setup(broker)
-    with pytest.raises(StateError, match=r"transaction_timeout_seconds 30 .*transaction.max"):
+    with pytest.raises(ConfigError, match=r"transaction_timeout_seconds: 30 .*transaction.max"):
         await _open(kafka, "greedy", txn_timeout=30.0)
 
 
