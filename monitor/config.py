@@ -175,6 +175,26 @@ class StateConfig(_Strict):
         "transaction.max.timeout.ms (default 15 min), checked at start.",
     )
 
+    @model_validator(mode="after")
+    def _kafka_settings_need_the_kafka_backend(self) -> StateConfig:
+        """A kafka-only setting written under ``backend: sqlite`` would do nothing: an
+        operator who sets ``instance_id`` or ``changelog_topic`` believes the state is in
+        Kafka. Refused, naming the settings (``path`` is used by both backends)."""
+        kafka_only = (
+            "changelog_topic",
+            "instance_id",
+            "max_record_bytes",
+            "alerts_topic",
+            "transaction_timeout_seconds",
+        )
+        given = [k for k in kafka_only if k in self.model_fields_set]
+        if self.backend == "sqlite" and given:
+            raise ValueError(
+                f"{', '.join(given)}: only used with backend: kafka (backend is sqlite); "
+                "set backend: kafka or remove them"
+            )
+        return self
+
 
 class LimitsConfig(_Strict):
     """Caps that keep a misbehaving producer from exhausting memory or time series."""

@@ -311,3 +311,16 @@ def test_a_key_given_twice_is_an_error_not_the_first_silently_dropped(tmp_path: 
         "models:\n  - name: m\n    segments: {<<: *s, top_k: 4}\n"
     )
     assert load_config(cfg).models[0].segments.top_k == 4  # type: ignore[union-attr]
+
+
+def test_kafka_only_state_settings_under_the_sqlite_backend_are_refused() -> None:
+    """``instance_id`` or ``changelog_topic`` written while ``backend`` is still sqlite would
+    do nothing, and the operator would believe the state is in Kafka: refused, named."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"state": {"instance_id": "a", "changelog_topic": "t"}})
+    (problem,) = info.value.problems
+    assert problem.startswith("state: ")
+    assert "changelog_topic, instance_id: only used with backend: kafka" in problem
+    kafka = parse_config({"state": {"backend": "kafka", "instance_id": "a"}})
+    assert kafka.state.instance_id == "a"
+    assert parse_config({"state": {"path": "x.sqlite"}}).state.backend == "sqlite"

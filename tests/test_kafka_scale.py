@@ -84,7 +84,7 @@ def _raw(
         "http": {"port": 0},
         "state": {
             "backend": backend,
-            "instance_id": name,
+            **({"instance_id": name} if backend == "kafka" else {}),
             "path": str(home / name / "state.sqlite"),
             "checkpoint_interval_seconds": 1,
         },
