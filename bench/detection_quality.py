@@ -71,10 +71,12 @@ this environment, so it is not compared.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from river import drift as river_drift
@@ -607,7 +609,6 @@ def evaluation_cost(n: int) -> str:
     ref_x, ref_c = reference(10_001, "injected")
     stream = injected_stream("stationary", n, None, 1)
     batches = list(_batches(stream.x, stream.cats, 0))
-    out = []
     settings: dict[str, dict[str, object]] = {
         "validation and multivariate off (as before)": {
             "validation": {"enabled": False},
@@ -617,11 +618,25 @@ def evaluation_cost(n: int) -> str:
         "defaults (validation and multivariate on)": {},
     }
     warm = list(_batches(*reference(10_002, "injected"), 0))
-    for label, model in settings.items():
+    builds = {
+        label: functools.partial(build_monitor, ref_x, ref_c, **model)
+        for label, model in settings.items()
+    }
+    return _cost_table(builds, warm, batches, n)
+
+
+def _cost_table(
+    builds: dict[str, Callable[[], Any]], warm: list[Any], batches: list[Any], n: int
+) -> str:
+    """The cost table: per label, a monitor from its builder, warmed on ``warm`` (compiled
+    kernels and caches warm before the clock starts), timed over ``batches`` (``n``
+    events), the best of three runs because the machine is shared."""
+    out = []
+    for label, build in builds.items():
         timings = []
-        for _ in range(3):  # the best of three: the machine is shared
-            mm = build_monitor(ref_x, ref_c, **model)
-            for ev in warm:  # compiled kernels and caches warm before the clock starts
+        for _ in range(3):
+            mm = build()
+            for ev in warm:
                 mm.ingest(ev)
             t0 = time.perf_counter()
             evals = 0
@@ -779,28 +794,13 @@ def segment_cost(n: int) -> str:
     batches = list(_batches(stream.x, stream.cats, 0))
     warm_s = segment_stream(N_REF, None, 0.0, 10_002)
     warm = list(_batches(warm_s.x, warm_s.cats, 0))
-    out = []
-    for label, on in [("segments off", False), (f"segments: [{CATEGORICAL}] (top 5)", True)]:
-        timings = []
-        for _ in range(3):  # the best of three: the machine is shared
-            mm = build_segment_monitor(ref.x, ref.cats) if on else build_monitor(ref.x, ref.cats)
-            for ev in warm:
-                mm.ingest(ev)
-            t0 = time.perf_counter()
-            evals = 0
-            for ev in batches:
-                evals += len(mm.ingest(ev))
-            timings.append(time.perf_counter() - t0)
-        seconds = min(timings)
-        out.append(
-            f"| {label} | {n:,} | {evals} | {seconds / n * 1e6:.2f} µs "
-            f"| {seconds / max(evals, 1) * 1e3:.2f} ms |"
-        )
-    head = [
-        "| settings | events | evaluations | pipeline time per event | per evaluation |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    return "\n".join(head + out)
+    builds = {
+        "segments off": functools.partial(build_monitor, ref.x, ref.cats),
+        f"segments: [{CATEGORICAL}] (top 5)": functools.partial(
+            build_segment_monitor, ref.x, ref.cats
+        ),
+    }
+    return _cost_table(builds, warm, batches, n)
 
 
 # ----------------------------------------------------------------- performance incidents
