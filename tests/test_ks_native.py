@@ -156,6 +156,29 @@ def test_the_search_equals_ranking_every_value_at_the_service_sizes() -> None:
         assert bits(KERNEL(ref, win)) == bits(FULL(ref, win)) == bits(merge_walk(ref, win))
 
 
+@needs_kernel
+def test_threads_are_opt_in_and_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MONITOR_NATIVE_THREADS splits a large call's pairs across threads (capped by the
+    cores and the pairs; unset, 1 or invalid: none; a small call: none): same D, bit for bit,
+    and the first error in pair order."""
+    rng = np.random.default_rng(20)
+    refs = [np.sort(rng.normal(size=10_000)) for _ in range(12)]
+    wins = [np.sort(rng.normal(0.01 * k, 1.0, size=5_000)) for k in range(12)]
+    monkeypatch.delenv("MONITOR_NATIVE_THREADS", raising=False)
+    assert monitor_native.ks_threads(12, 60_000) == 1
+    one = [bits(d) for d in monitor_native.ks_statistics_sorted(refs, wins)]
+    cores = os.cpu_count() or 1
+    for value, expected in [("1", {1}), ("junk", {1}), ("0", {1}), ("2", {min(2, cores)})]:
+        monkeypatch.setenv("MONITOR_NATIVE_THREADS", value)
+        assert monitor_native.ks_threads(12, 60_000) in expected | {1}
+        assert monitor_native.ks_threads(12, 1_000) == 1  # too small to be worth a thread
+        assert [bits(d) for d in monitor_native.ks_statistics_sorted(refs, wins)] == one
+    monkeypatch.setenv("MONITOR_NATIVE_THREADS", "4")
+    bad = [*wins[:9], wins[9][::-1].copy(), *wins[10:]]
+    with pytest.raises(ValueError, match="pair 9: window is not sorted"):
+        monitor_native.ks_statistics_sorted(refs, bad)
+
+
 def test_extremes_and_degenerate_samples() -> None:
     big = np.finfo(np.float64).max
     a = np.arange(5.0)

@@ -25,8 +25,9 @@
 //! the window at once so the passes overlap in the CPU.
 //!
 //! [`ks_statistic`], the kernel, takes a few hundred of them, by branch and bound.
-//! Written over `n1 n2`, the readings are exact integer numerators: `gap(t) = below[t] n2
-//! - t n1` and, negated so that larger is more extreme, `here(t) = (t + 1) n1 - at[t] n2`
+//! Written over `n1 n2`, the readings are exact integer numerators:
+//! `gap(t) = below[t] n2 - t n1` and, negated so that larger is more extreme,
+//! `here(t) = (t + 1) n1 - at[t] n2`
 //! (`below[t]` = #reference < `w_t`, `at[t]` = #reference <= `w_t`). Both ranks are
 //! monotone in `t`, so for every `t` strictly between two ranked values `a < b`:
 //! `gap(t) <= below[b] n2 - (a + 1) n1` and `here(t) <= b n1 - at[a] n2`. The search
@@ -565,13 +566,66 @@ fn as_slice(buf: &PyBuffer<f64>) -> &[f64] {
     unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const f64, buf.item_count()) }
 }
 
+/// Window values, over all pairs of a call, from which the pairs are split across threads:
+/// below it (about 0.15 ms of work) starting a thread costs a noticeable part of the gain.
+const THREADS_FROM: usize = 50_000;
+
+/// Threads for a call of `pairs` pairs holding `window_values` window values in all:
+/// `MONITOR_NATIVE_THREADS` (a positive integer; unset, 1 or invalid: none), capped by
+/// `available_parallelism` and the pairs, and 1 below [`THREADS_FROM`]. None by default:
+/// threads shorten one call only where a core is idle, and cost CPU (BENCHMARKS.md, "KS
+/// evaluation speed": on a busy 2-core host two threads made the call slower).
+fn threads_for(pairs: usize, window_values: usize) -> usize {
+    let wanted = std::env::var("MONITOR_NATIVE_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(1);
+    if wanted <= 1 || window_values < THREADS_FROM {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    wanted.min(cores).min(pairs).max(1)
+}
+
 /// D for each pair, or the error of the first pair that is not sorted / holds a NaN.
 fn statistics(pairs: &[(&[f64], &[f64])]) -> Result<Vec<f64>, String> {
+    let window_values = pairs.iter().map(|(_, w)| w.len()).sum();
+    statistics_on(pairs, threads_for(pairs.len(), window_values))
+}
+
+/// [`statistics`] on `threads` threads (this one and `threads - 1` more), each taking a
+/// run of consecutive pairs: the same answers, the first error in pair order.
+fn statistics_on(pairs: &[(&[f64], &[f64])], threads: usize) -> Result<Vec<f64>, String> {
+    if threads <= 1 || pairs.len() < 2 {
+        return statistics_from(pairs, 0);
+    }
+    let per_thread = pairs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut runs = pairs.chunks(per_thread).enumerate();
+        let (_, own) = runs.next().expect("at least two pairs");
+        let others: Vec<_> = runs
+            .map(|(k, run)| scope.spawn(move || statistics_from(run, k * per_thread)))
+            .collect();
+        let mut out = statistics_from(own, 0);
+        for other in others {
+            let theirs = other.join().expect("a KS thread panicked");
+            out = out.and_then(|mut d| {
+                d.extend(theirs?);
+                Ok(d)
+            });
+        }
+        out
+    })
+}
+
+/// D for each pair (numbered from `first` in errors), on this thread.
+fn statistics_from(pairs: &[(&[f64], &[f64])], first: usize) -> Result<Vec<f64>, String> {
     let mut scratch = Scratch::default();
     pairs
         .iter()
         .enumerate()
         .map(|(k, &(r, w))| {
+            let k = first + k;
             if !sorted_no_nan(r) {
                 Err(format!(
                     "pair {k}: reference is not sorted ascending or holds NaN"
@@ -585,6 +639,17 @@ fn statistics(pairs: &[(&[f64], &[f64])]) -> Result<Vec<f64>, String> {
             }
         })
         .collect()
+}
+
+/// ks_threads(pairs, window_values, /)
+/// --
+///
+/// The threads :func:`ks_statistics_sorted` uses for ``pairs`` pairs holding
+/// ``window_values`` window values in all (``MONITOR_NATIVE_THREADS``, the cores, the
+/// pairs; 1 for a small call): for the operators' and the tests' eyes.
+#[pyfunction]
+pub fn ks_threads(pairs: usize, window_values: usize) -> usize {
+    threads_for(pairs, window_values)
 }
 
 /// ks_statistic_sorted(reference, window, /)
@@ -614,7 +679,8 @@ pub fn ks_statistic_sorted(
 ///
 /// ``[ks_statistic_sorted(r, w) for r, w in zip(references, windows)]`` in one call (two
 /// lists of equal length), with the GIL released once for all pairs: an evaluation's
-/// columns at once.
+/// columns at once, split across threads when they are many (:func:`ks_threads`,
+/// ``MONITOR_NATIVE_THREADS``).
 #[pyfunction]
 pub fn ks_statistics_sorted(
     py: Python<'_>,
@@ -672,6 +738,7 @@ pub fn ks_statistic_sorted_full(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ks_statistic_sorted, m)?)?;
     m.add_function(wrap_pyfunction!(ks_statistic_sorted_full, m)?)?;
+    m.add_function(wrap_pyfunction!(ks_threads, m)?)?;
     m.add_function(wrap_pyfunction!(ks_statistics_sorted, m)?)?;
     Ok(())
 }
@@ -997,6 +1064,29 @@ mod tests {
                 "{name:>10}: full {full:7.2} us, search {fast:7.2} us per pair, best of 7 ({sink})"
             );
         }
+    }
+
+    #[test]
+    fn threads_give_the_same_answers_and_the_first_error() {
+        let pairs = service_pairs(9, 21);
+        let slices: Vec<(&[f64], &[f64])> = pairs
+            .iter()
+            .map(|(r, w)| (r.as_slice(), w.as_slice()))
+            .collect();
+        let one = statistics_on(&slices, 1).unwrap();
+        for threads in 2..6 {
+            assert_eq!(statistics_on(&slices, threads).unwrap(), one);
+        }
+        let (unsorted, nan) = (vec![2.0, 1.0], vec![0.0, f64::NAN]);
+        let mut bad = slices.clone();
+        bad[7].1 = &unsorted;
+        bad[12].0 = &nan;
+        for threads in 1..6 {
+            let err = statistics_on(&bad, threads).unwrap_err();
+            assert_eq!(err, "pair 7: window is not sorted ascending or holds NaN");
+        }
+        assert_eq!(threads_for(22, THREADS_FROM - 1), 1);
+        assert!(threads_for(1, 10 * THREADS_FROM) == 1);
     }
 
     #[test]
