@@ -587,14 +587,9 @@ fn threads_for(pairs: usize, window_values: usize) -> usize {
     wanted.min(cores).min(pairs).max(1)
 }
 
-/// D for each pair, or the error of the first pair that is not sorted / holds a NaN.
-fn statistics(pairs: &[(&[f64], &[f64])]) -> Result<Vec<f64>, String> {
-    let window_values = pairs.iter().map(|(_, w)| w.len()).sum();
-    statistics_on(pairs, threads_for(pairs.len(), window_values))
-}
-
-/// [`statistics`] on `threads` threads (this one and `threads - 1` more), each taking a
-/// run of consecutive pairs: the same answers, the first error in pair order.
+/// D for each pair, or the error of the first pair that is not sorted / holds a NaN, on
+/// `threads` threads (this one and `threads - 1` more), each taking a run of consecutive
+/// pairs: the same answers, the first error in pair order.
 fn statistics_on(pairs: &[(&[f64], &[f64])], threads: usize) -> Result<Vec<f64>, String> {
     if threads <= 1 || pairs.len() < 2 {
         return statistics_from(pairs, 0);
@@ -669,7 +664,7 @@ pub fn ks_statistic_sorted(
     let r = f64_buffer(reference, "reference")?;
     let w = f64_buffer(window, "window")?;
     let (rs, ws) = (as_slice(&r), as_slice(&w));
-    let out = py.detach(|| statistics(&[(rs, ws)]));
+    let out = py.detach(|| statistics_on(&[(rs, ws)], 1));
     out.map(|d| d[0])
         .map_err(|e| PyValueError::new_err(e.replacen("pair 0: ", "", 1)))
 }
@@ -703,7 +698,10 @@ pub fn ks_statistics_sorted(
         .iter()
         .map(|(r, w)| (as_slice(r), as_slice(w)))
         .collect();
-    py.detach(|| statistics(&pairs))
+    // The environment is read with the GIL held: Python's putenv holds it too.
+    let window_values = pairs.iter().map(|(_, w)| w.len()).sum();
+    let threads = threads_for(pairs.len(), window_values);
+    py.detach(|| statistics_on(&pairs, threads))
         .map_err(PyValueError::new_err)
 }
 
