@@ -23,7 +23,10 @@ and the RSS growth per (model, feature) of the 50-model workload.
 ``--against DIR`` runs the same measurement on the code of another checkout (say ``main``
 exported with ``git archive main | tar -x -C DIR``), each side in its own interpreter,
 alternating ``--rounds`` times (the machine is shared and noisy: side by side in one run),
-and prints both columns. A diagnostic for development; it writes nothing.
+and prints both columns. ``--against-python PY`` runs that side with another interpreter
+(say the virtualenv where that checkout's ``native/`` is installed), so that each side
+uses its own compiled kernels; by default both use this one. A diagnostic for
+development; it writes nothing.
 """
 
 from __future__ import annotations
@@ -207,9 +210,10 @@ def memory() -> dict[str, Any]:
     return {"columns": columns, "held_bytes": held, "rss_per_model_feature_bytes": per}
 
 
-def _side(path: Path, repeat: int, slide: int) -> dict[str, Any]:
-    """:func:`measure` in a fresh interpreter that imports ``monitor`` and ``bench`` from
-    ``path`` (this file's own code is run from here: the other checkout may not have it)."""
+def _side(path: Path, repeat: int, slide: int, python: str = sys.executable) -> dict[str, Any]:
+    """:func:`measure` in a fresh interpreter (``python``) that imports ``monitor`` and
+    ``bench`` from ``path`` (this file's own code is run from here: the other checkout may
+    not have it)."""
     env = dict(os.environ, PYTHONPATH=str(path))
     code = (
         "import json, runpy; "
@@ -217,7 +221,7 @@ def _side(path: Path, repeat: int, slide: int) -> dict[str, Any]:
         f"print(json.dumps(m({repeat}, {slide})))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=path, env=env, capture_output=True, text=True, check=True
+        [python, "-c", code], cwd=path, env=env, capture_output=True, text=True, check=True
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -226,6 +230,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
+    parser.add_argument(
+        "--against-python", default=sys.executable, help="the interpreter of the --against side"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="what the state holds, instead")
     parser.add_argument(
@@ -257,7 +264,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return r
     sides: dict[str, list[dict[str, Any]]] = {"this": [], "against": []}
     for _ in range(args.rounds):
-        sides["against"].append(_side(args.against.resolve(), args.repeat, args.slide))
+        against = _side(args.against.resolve(), args.repeat, args.slide, args.against_python)
+        sides["against"].append(against)
         sides["this"].append(_side(ROOT, args.repeat, args.slide))
 
     flat = {

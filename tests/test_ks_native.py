@@ -38,6 +38,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the install
     monitor_native = None  # type: ignore[assignment]
 KERNEL = getattr(monitor_native, "ks_statistic_sorted", None)
+FULL = getattr(monitor_native, "ks_statistic_sorted_full", None)
 needs_kernel = pytest.mark.skipif(KERNEL is None, reason="monitor_native without the KS kernel")
 
 
@@ -46,6 +47,7 @@ def test_the_kernel_is_installed_where_it_is_required() -> None:
     without the kernel fails the run instead of skipping its tests."""
     if os.environ.get("MONITOR_REQUIRE_NATIVE") == "1":
         assert KERNEL is not None, "monitor_native lacks ks_statistic_sorted (pip install ./native)"
+        assert FULL is not None, "monitor_native lacks ks_statistic_sorted_full (an older build)"
     assert (KERNEL is not None) == ks.NATIVE_KS
 
 
@@ -82,6 +84,8 @@ def all_equal(ref: np.ndarray, win: np.ndarray) -> float:
     assert bits(ks_statistic_sorted_numpy(ref, win)) == bits(expected)
     if KERNEL is not None:
         assert bits(KERNEL(ref, win)) == bits(expected)
+    if FULL is not None:
+        assert bits(FULL(ref, win)) == bits(expected)
     assert expected == stats.ks_2samp(ref, win, method="asymp").statistic
     return expected
 
@@ -118,6 +122,61 @@ def test_large_samples_with_and_without_ties() -> None:
         if decimals is not None:
             ref, win = np.round(ref, decimals), np.round(win, decimals)
         all_equal(np.sort(ref), np.sort(win))
+
+
+@needs_kernel
+def test_the_search_equals_ranking_every_value_at_the_service_sizes() -> None:
+    """The kernel takes the readings of a few hundred of a window's values (a branch and
+    bound over stretches of the window: native/src/ks.rs); ``ks_statistic_sorted_full``
+    ranks every value, as the kernel did before. Both and numpy give the same bits at the
+    service's sizes, drifted or not, continuous or rounded (ties), one pair at a time and
+    through the batch call."""
+    assert FULL is not None, "monitor_native lacks ks_statistic_sorted_full (an older build)"
+    rng = np.random.default_rng(1919)
+    refs, wins = [], []
+    for k in range(60):
+        decimals = (None, None, 0, 1, 2, 3)[k % 6]
+        shift = (0.0, 0.0, 0.0, 0.02, 0.1, 1.0, -4.0)[k % 7]
+        ref = rng.normal(size=int(rng.integers(5_000, 10_001)))
+        win = rng.normal(shift, (1.0, 1.2, 0.7)[k % 3], size=int(rng.integers(1_000, 5_001)))
+        if decimals is not None:
+            ref, win = np.round(ref, decimals), np.round(win, decimals)
+        ref, win = np.sort(ref), np.sort(win)
+        expected = bits(FULL(ref, win))
+        assert bits(KERNEL(ref, win)) == expected
+        assert bits(KERNEL(win, ref)) == bits(FULL(win, ref))
+        assert bits(ks_statistic_sorted_numpy(ref, win)) == expected
+        refs.append(ref)
+        wins.append(win)
+    batch = monitor_native.ks_statistics_sorted(refs, wins)
+    assert [bits(d) for d in batch] == [bits(FULL(r, w)) for r, w in zip(refs, wins, strict=True)]
+    # Where the bounds cannot prune (every reading near the extreme), the same bits too.
+    lattice = np.arange(10_000.0)
+    for ref, win in [(lattice, 2 * np.arange(5_000.0) + 0.5), (lattice, lattice)]:
+        assert bits(KERNEL(ref, win)) == bits(FULL(ref, win)) == bits(merge_walk(ref, win))
+
+
+@needs_kernel
+def test_threads_are_opt_in_and_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MONITOR_NATIVE_THREADS splits a large call's pairs across threads (capped by the
+    cores and the pairs; unset, 1 or invalid: none; a small call: none): same D, bit for bit,
+    and the first error in pair order."""
+    rng = np.random.default_rng(20)
+    refs = [np.sort(rng.normal(size=10_000)) for _ in range(12)]
+    wins = [np.sort(rng.normal(0.01 * k, 1.0, size=5_000)) for k in range(12)]
+    monkeypatch.delenv("MONITOR_NATIVE_THREADS", raising=False)
+    assert monitor_native.ks_threads(12, 60_000) == 1
+    one = [bits(d) for d in monitor_native.ks_statistics_sorted(refs, wins)]
+    cores = os.cpu_count() or 1
+    for value, expected in [("1", {1}), ("junk", {1}), ("0", {1}), ("2", {min(2, cores)})]:
+        monkeypatch.setenv("MONITOR_NATIVE_THREADS", value)
+        assert monitor_native.ks_threads(12, 60_000) in expected | {1}
+        assert monitor_native.ks_threads(12, 1_000) == 1  # too small to be worth a thread
+        assert [bits(d) for d in monitor_native.ks_statistics_sorted(refs, wins)] == one
+    monkeypatch.setenv("MONITOR_NATIVE_THREADS", "4")
+    bad = [*wins[:9], wins[9][::-1].copy(), *wins[10:]]
+    with pytest.raises(ValueError, match="pair 9: window is not sorted"):
+        monitor_native.ks_statistics_sorted(refs, bad)
 
 
 def test_extremes_and_degenerate_samples() -> None:
