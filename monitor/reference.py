@@ -245,22 +245,31 @@ class SegmentReference:
 
 
 class JointCodes:
-    """The joint rows (:attr:`ReferenceProfile.joint`) stored as each value's index in its
-    column's sorted sample, where that is exact.
+    """The joint rows (:attr:`ReferenceProfile.joint`) held as small integers per column,
+    where they read back bit for bit; other columns stay float64.
 
-    A reference of up to ``max_sample`` values per column (the default: 10,000 rows,
-    10,000 values) keeps every value in the sample, so each joint value is one of them:
-    a ``uint16`` index (``uint32`` above 65,532 values) replaces its 8 bytes, a quarter
-    of the memory, and the same bits come back (a column that would not, say a ``-0.0``
-    that the sample holds as ``0.0``, or a value the sample does not hold, stays float64).
-    NaN, +inf and -inf (never in a sample) get the three codes after the sample's.
-    The sample arrays are the feature profiles' own (no copy).
+    - **Sample index** (``uint16``; ``uint32`` above 65,532 values): a reference of up to
+      ``max_sample`` values per column (the default: 10,000 rows, 10,000 values) keeps
+      every value in the column's sorted sample, so each joint value is one of them: a
+      quarter of the bytes. The sample arrays are the feature profiles' own (no copy).
+    - **Decimal** (``int32``): otherwise, a column whose values have at most 6 decimals
+      (as values read from JSON or CSV written with few decimals do) is held as
+      ``value * 10**d``: ``k / 10**d`` is correctly rounded, so it is the very double the
+      decimal text parsed to. Half the bytes.
+
+    NaN, +inf and -inf (never in a sample) get their own codes. Each column's codes are
+    decoded once when coded and compared byte for byte with the rows: anything that would
+    not come back the same (a ``-0.0`` held as ``0.0``, a value the sample lacks, more
+    decimals) stays float64.
     """
 
     __slots__ = ("columns", "rows")
 
-    def __init__(self, columns: list[tuple[np.ndarray, np.ndarray | None]], rows: int) -> None:
-        self.columns = columns  # per column: (codes, sample) or (float64 values, None)
+    def __init__(
+        self, columns: list[tuple[np.ndarray, np.ndarray | float | None]], rows: int
+    ) -> None:
+        # Per column: (codes, the sample they index), (codes, 10**d) or (float64 values, None).
+        self.columns = columns
         self.rows = rows
 
     @classmethod
@@ -270,49 +279,79 @@ class JointCodes:
         """The coded form of ``joint``, or None when no column codes exactly (keep it as is)."""
         if joint.ndim != 2 or joint.dtype != np.float64 or joint.shape[1] != len(columns):
             return None
-        out: list[tuple[np.ndarray, np.ndarray | None]] = []
+        out: list[tuple[np.ndarray, np.ndarray | float | None]] = []
         for j, name in enumerate(columns):
             col = np.ascontiguousarray(joint[:, j])
             prof = features.get(name)
             sample = prof.sample if prof is not None else None
-            coded = None if sample is None else _codes(col, sample)
-            out.append((col, None) if coded is None else (coded, sample))
-        if all(s is None for _, s in out):
+            coded = None if sample is None else _sample_codes(col, sample)
+            if coded is not None:
+                out.append((coded, sample))
+                continue
+            decimal = _decimal_codes(col)
+            out.append((col, None) if decimal is None else decimal)
+        if all(key is None for _, key in out):
             return None
         return cls(out, joint.shape[0])
 
     def decode(self) -> np.ndarray:
         """The float64 rows, bit for bit as they were coded."""
         out = np.empty((self.rows, len(self.columns)), dtype=np.float64)
-        for j, (values, sample) in enumerate(self.columns):
-            out[:, j] = values if sample is None else _with_specials(sample)[values]
+        for j, (codes, key) in enumerate(self.columns):
+            out[:, j] = _decoded(codes, key)
         return out
 
     @property
     def nbytes(self) -> int:
-        return sum(v.nbytes for v, _ in self.columns)
+        return sum(codes.nbytes for codes, _ in self.columns)
 
 
 _SPECIALS = np.array([np.nan, np.inf, -np.inf])
+_INT32_SPECIALS = np.iinfo(np.int32).min + np.arange(3)  # NaN, +inf, -inf as decimal codes
+_MAX_DECIMALS = 6
 
 
-def _with_specials(sample: np.ndarray) -> np.ndarray:
-    return np.concatenate([sample, _SPECIALS])
+def _decoded(codes: np.ndarray, key: np.ndarray | float | None) -> np.ndarray:
+    """One column's float64 values from its codes (see :class:`JointCodes`)."""
+    if key is None:
+        return codes
+    if isinstance(key, np.ndarray):
+        return np.concatenate([key, _SPECIALS])[codes]
+    out = codes / key
+    for code, special in zip(_INT32_SPECIALS, _SPECIALS, strict=True):
+        out[codes == code] = special
+    return out
 
 
-def _codes(col: np.ndarray, sample: np.ndarray) -> np.ndarray | None:
+def _sample_codes(col: np.ndarray, sample: np.ndarray) -> np.ndarray | None:
     """Each value's index in ``sample`` (sorted, finite) or its special code, if every
     value comes back bit for bit; else None."""
-    if sample.dtype != np.float64 or sample.ndim != 1 or len(sample) + 3 > np.iinfo(np.uint32).max:
-        return None
     n = len(sample)
-    idx = np.searchsorted(sample, col).clip(0, max(n - 1, 0))
+    if sample.dtype != np.float64 or sample.ndim != 1 or n == 0 or n + 3 > 2**32 - 1:
+        return None
+    idx = np.searchsorted(sample, col).clip(0, n - 1)
     codes = np.where(np.isnan(col), n, np.where(col == np.inf, n + 1, idx))
     codes = np.where(col == -np.inf, n + 2, codes)
     codes = codes.astype(np.uint16 if n + 3 <= np.iinfo(np.uint16).max else np.uint32)
-    if n == 0 or _with_specials(sample)[codes].tobytes() != col.tobytes():
-        return None
-    return codes
+    return codes if _decoded(codes, sample).tobytes() == col.tobytes() else None
+
+
+def _decimal_codes(col: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """``(col * 10**d as int32, 10**d)`` for the fewest decimals d that read back bit for
+    bit (specials coded apart), or None."""
+    finite = np.isfinite(col)
+    values = col[finite]
+    for d in range(_MAX_DECIMALS + 1):
+        scale = 10.0**d
+        k = np.round(values * scale)
+        if k.size and np.abs(k).max() > np.iinfo(np.int32).max - 3:  # clear of the specials
+            return None  # more decimals only make the integers larger
+        codes = np.where(np.isnan(col), _INT32_SPECIALS[0], _INT32_SPECIALS[1]).astype(np.int32)
+        codes[col == -np.inf] = _INT32_SPECIALS[2]
+        codes[finite] = k.astype(np.int32)
+        if _decoded(codes, scale).tobytes() == col.tobytes():
+            return codes, scale
+    return None
 
 
 class _JointField:

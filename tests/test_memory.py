@@ -88,12 +88,16 @@ def test_coded_joint_rows_read_back_bit_for_bit() -> None:
         [[rows[i][0][c] for c in profile.joint_columns] for i in take], dtype=np.float64
     )
     assert profile.joint.tobytes() == expected.tobytes()  # type: ignore[union-attr]
-    # A sample that does not hold every value (max_sample below the rows) keeps those
-    # columns float64 (a, b); the few integers of n and the constant k still code.
+    # A sample that does not hold every value (max_sample below the rows): "a" (4 decimals)
+    # is held as int32 decimals, "b" (full precision) and "n" (-0.0) as float64, the
+    # constant "k" still by its sample index.
     small = build_profile("m", rows, max_sample=100)
     assert small.joint.tobytes() == expected.tobytes()  # type: ignore[union-attr]
-    kept = [s is None for _, s in small.__dict__["_joint_store"].columns]
-    assert kept == [True, True, True, False]
+    held = small.__dict__["_joint_store"].columns
+    assert [(codes.dtype.name, key if isinstance(key, float) else None) for codes, key in held][
+        :3
+    ] == [("int32", 1e4), ("float64", None), ("float64", None)]
+    assert held[3][0].dtype == np.uint16
 
 
 def test_coded_joint_rows_change_neither_the_checkpoint_nor_the_file() -> None:
@@ -153,3 +157,35 @@ def test_a_model_on_coded_joint_rows_evaluates_as_on_float64_rows() -> None:
         )
     assert len(runs[0]) == 5 and any(MULTIVARIATE in r for r, _ in runs[0])
     assert runs[0] == runs[1]
+
+
+def test_any_joint_column_reads_back_bit_for_bit() -> None:
+    """Columns of every kind the coding must tell apart: decimals, integers, huge and tiny
+    values, values next to the int32 limit, specials, -0.0; coded or not, the same bytes."""
+    from monitor.reference import FeatureProfile, JointCodes
+
+    rng = np.random.default_rng(7)
+    n = 2000
+    kinds = [
+        np.round(rng.normal(50, 10, n), 4),
+        np.round(rng.normal(0, 1, n), 7),  # more decimals than the coding takes
+        rng.integers(-1000, 1000, n).astype(np.float64),
+        rng.normal(0, 1e300, n),
+        rng.normal(0, 1e-300, n),
+        np.round(rng.uniform(-214748.3647, 214748.3647, n), 4),  # |k| next to 2**31
+        np.where(rng.random(n) < 0.1, -0.0, np.round(rng.normal(size=n), 2)),
+        np.where(rng.random(n) < 0.2, np.nan, np.round(rng.normal(size=n), 3)),
+        rng.choice([np.inf, -np.inf, 1.25, 2.5], n),
+    ]
+    names = [f"x{i}" for i in range(len(kinds))]
+    joint = np.column_stack(kinds)
+    for max_sample in (n, 100):
+        features = {}
+        for name, col in zip(names, kinds, strict=True):
+            finite = np.sort(col[np.isfinite(col)])
+            take = np.linspace(0, len(finite) - 1, min(len(finite), max_sample)).astype(int)
+            features[name] = FeatureProfile(name, "numeric", n, 0.0, sample=finite[take])
+        coded = JointCodes.of(joint, names, features)
+        assert coded is not None
+        assert coded.decode().tobytes() == joint.tobytes()
+        assert coded.nbytes < joint.nbytes
