@@ -18,7 +18,12 @@ of unchanged rows, the validation's unchanged quiet signals) is then kept only a
 stream would let it; without it, every evaluation is of the very same window.
 
 ``--memory`` prints instead what one model's state holds (its numpy arrays by owner)
-and the RSS growth per (model, feature) of the 50-model workload.
+and the RSS growth per (model, feature) of the 50-model workload. That growth divides
+everything the run adds by the 1,050 columns, including what one process pays once
+(modules imported on first use, the allocator's arenas) and excluding the references
+(built before the first reading); so it also prints the marginal cost: the RSS growth,
+references included, of 50 models less that of 1 model, each in a fresh interpreter,
+divided by the columns the 49 models add.
 
 ``--against DIR`` runs the same measurement on the code of another checkout (say ``main``
 exported with ``git archive main | tar -x -C DIR``), each side in its own interpreter,
@@ -207,7 +212,47 @@ def memory() -> dict[str, Any]:
     held: dict[str, int] = {}
     _arrays(run["_service"].models["m00"], "model", set(), held)
     columns = run["columns"]
-    return {"columns": columns, "held_bytes": held, "rss_per_model_feature_bytes": per}
+    one, many = (_fresh("_rss_growth", models) for models in (1, t.SCALE.models))
+    marginal = (many["growth"] - one["growth"]) / (many["columns"] - one["columns"])
+    return {
+        "columns": columns,
+        "held_bytes": held,
+        "rss_per_model_feature_bytes": per,
+        "rss_growth_1_model_bytes": one["growth"],
+        "rss_growth_50_models_bytes": many["growth"],
+        "rss_marginal_per_model_feature_bytes": marginal,
+    }
+
+
+def _rss_growth(models: int) -> dict[str, int]:
+    """RSS growth of ``models`` models of the 50-model workload's shape (6,000 events
+    each: the window full, evaluations done), references built after the first reading."""
+    import gc
+
+    from bench import throughput as t
+    from monitor.detectors import ks
+
+    ks.warm_up()
+    w = t.Workload(models, t.SCALE.numeric, t.SCALE.categorical)
+    msgs = t.raw_messages(t.generate(w, 60_000, 2, drift_from=30_000))
+    gc.collect()
+    before = t.rss_bytes()
+    run = asyncio.run(t.run_in_process(w, msgs, 6_000 * models, t.references(w)))
+    gc.collect()
+    return {"growth": t.rss_bytes() - before, "columns": run["columns"]}
+
+
+def _fresh(name: str, *args: Any) -> Any:
+    """This file's function ``name`` called in a fresh interpreter (its own heap)."""
+    code = (
+        "import json, runpy; "
+        f"f = runpy.run_path({str(Path(__file__).resolve())!r})[{name!r}]; "
+        f"print(json.dumps(f(*{list(args)!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=os.getcwd(), capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _side(path: Path, repeat: int, slide: int, python: str = sys.executable) -> dict[str, Any]:
@@ -250,6 +295,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             "RSS growth per (model, feature), 50 models x 20 columns, 300,000 events: "
             f"{m['rss_per_model_feature_bytes'] / 1024:.1f} KiB"
+        )
+        print(
+            "RSS growth, references included: 1 model "
+            f"{m['rss_growth_1_model_bytes'] / 2**20:.1f} MiB, 50 models "
+            f"{m['rss_growth_50_models_bytes'] / 2**20:.1f} MiB; marginal per (model, "
+            f"feature): {m['rss_marginal_per_model_feature_bytes'] / 1024:.1f} KiB"
         )
         return m
     if args.against is None:

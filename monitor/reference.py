@@ -244,6 +244,134 @@ class SegmentReference:
     profiles: dict[tuple[str | None, ...] | None, ReferenceProfile] = field(default_factory=dict)
 
 
+class JointCodes:
+    """The joint rows (:attr:`ReferenceProfile.joint`) held as small integers per column,
+    where they read back bit for bit; other columns stay float64.
+
+    - **Sample index** (``uint16``; ``uint32`` above 65,532 values): a reference of up to
+      ``max_sample`` values per column (the default: 10,000 rows, 10,000 values) keeps
+      every value in the column's sorted sample, so each joint value is one of them: a
+      quarter of the bytes. The sample arrays are the feature profiles' own (no copy).
+    - **Decimal** (``int32``): otherwise, a column whose values have at most 6 decimals
+      (as values read from JSON or CSV written with few decimals do) is held as
+      ``value * 10**d``: ``k / 10**d`` is correctly rounded, so it is the very double the
+      decimal text parsed to. Half the bytes.
+
+    NaN, +inf and -inf (never in a sample) get their own codes. Each column's codes are
+    decoded once when coded and compared byte for byte with the rows: anything that would
+    not come back the same (a ``-0.0`` held as ``0.0``, a value the sample lacks, more
+    decimals) stays float64.
+    """
+
+    __slots__ = ("columns", "rows")
+
+    def __init__(
+        self, columns: list[tuple[np.ndarray, np.ndarray | float | None]], rows: int
+    ) -> None:
+        # Per column: (codes, the sample they index), (codes, 10**d) or (float64 values, None).
+        self.columns = columns
+        self.rows = rows
+
+    @classmethod
+    def of(
+        cls, joint: np.ndarray, columns: Sequence[str], features: Mapping[str, FeatureProfile]
+    ) -> JointCodes | None:
+        """The coded form of ``joint``, or None when no column codes exactly (keep it as is)."""
+        if joint.ndim != 2 or joint.dtype != np.float64 or joint.shape[1] != len(columns):
+            return None
+        out: list[tuple[np.ndarray, np.ndarray | float | None]] = []
+        for j, name in enumerate(columns):
+            col = np.ascontiguousarray(joint[:, j])
+            prof = features.get(name)
+            sample = prof.sample if prof is not None else None
+            coded = None if sample is None else _sample_codes(col, sample)
+            if coded is not None:
+                out.append((coded, sample))
+                continue
+            decimal = _decimal_codes(col)
+            out.append((col, None) if decimal is None else decimal)
+        if all(key is None for _, key in out):
+            return None
+        return cls(out, joint.shape[0])
+
+    def decode(self) -> np.ndarray:
+        """The float64 rows, bit for bit as they were coded."""
+        out = np.empty((self.rows, len(self.columns)), dtype=np.float64)
+        for j, (codes, key) in enumerate(self.columns):
+            out[:, j] = _decoded(codes, key)
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(codes.nbytes for codes, _ in self.columns)
+
+
+_SPECIALS = np.array([np.nan, np.inf, -np.inf])
+_INT32_SPECIALS = np.iinfo(np.int32).min + np.arange(3)  # NaN, +inf, -inf as decimal codes
+_MAX_DECIMALS = 6
+
+
+def _decoded(codes: np.ndarray, key: np.ndarray | float | None) -> np.ndarray:
+    """One column's float64 values from its codes (see :class:`JointCodes`)."""
+    if key is None:
+        return codes
+    if isinstance(key, np.ndarray):
+        return np.concatenate([key, _SPECIALS])[codes]
+    out = codes / key
+    for code, special in zip(_INT32_SPECIALS, _SPECIALS, strict=True):
+        out[codes == code] = special
+    return out
+
+
+def _sample_codes(col: np.ndarray, sample: np.ndarray) -> np.ndarray | None:
+    """Each value's index in ``sample`` (sorted, finite) or its special code, if every
+    value comes back bit for bit; else None."""
+    n = len(sample)
+    if sample.dtype != np.float64 or sample.ndim != 1 or n == 0 or n + 3 > 2**32 - 1:
+        return None
+    idx = np.searchsorted(sample, col).clip(0, n - 1)
+    codes = np.where(np.isnan(col), n, np.where(col == np.inf, n + 1, idx))
+    codes = np.where(col == -np.inf, n + 2, codes)
+    codes = codes.astype(np.uint16 if n + 3 <= np.iinfo(np.uint16).max else np.uint32)
+    return codes if _decoded(codes, sample).tobytes() == col.tobytes() else None
+
+
+def _decimal_codes(col: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """``(col * 10**d as int32, 10**d)`` for the fewest decimals d that read back bit for
+    bit (specials coded apart), or None."""
+    finite = np.isfinite(col)
+    values = col[finite]
+    for d in range(_MAX_DECIMALS + 1):
+        scale = 10.0**d
+        k = np.round(values * scale)
+        if k.size and np.abs(k).max() > np.iinfo(np.int32).max - 3:  # clear of the specials
+            return None  # more decimals only make the integers larger
+        codes = np.where(np.isnan(col), _INT32_SPECIALS[0], _INT32_SPECIALS[1]).astype(np.int32)
+        codes[col == -np.inf] = _INT32_SPECIALS[2]
+        codes[finite] = k.astype(np.int32)
+        if _decoded(codes, scale).tobytes() == col.tobytes():
+            return codes, scale
+    return None
+
+
+class _JointField:
+    """:attr:`ReferenceProfile.joint`: a float64 matrix to every reader, held coded
+    (:class:`JointCodes`) once the profile is built. A dataclass field whose default is
+    this descriptor: ``__init__`` and assignments go through ``__set__``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}_store"
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> np.ndarray | None:
+        if obj is None:
+            return None  # the field's default
+        store = obj.__dict__.get(self._slot)
+        return store.decode() if isinstance(store, JointCodes) else store
+
+    def __set__(self, obj: Any, value: np.ndarray | JointCodes | None) -> None:
+        obj.__dict__[self._slot] = value
+
+
 @dataclass
 class ReferenceProfile:
     """A model's reference: one :class:`FeatureProfile` per column."""
@@ -259,11 +387,28 @@ class ReferenceProfile:
     #: in file order, for multivariate drift (:mod:`monitor.multivariate`): the per-column
     #: samples above are sorted, so they lose which values came together. Optional: a
     #: profile without it learns the joint reference from the first full window.
-    joint: np.ndarray | None = None
+    #: Held coded (:class:`JointCodes`) where that is exact; read, it is float64 rows.
+    joint: np.ndarray | None = _JointField()  # type: ignore[assignment]
     joint_columns: list[str] = field(default_factory=list)
     #: Per declared slice, the reference of its values (built from rows, when the
     #: reference had rows: learned, or a data file; a saved profile has none).
     segments: dict[tuple[str, ...], SegmentReference] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.compact_joint()
+
+    def compact_joint(self) -> None:
+        """Hold the joint rows coded against the samples (:class:`JointCodes`) if exact."""
+        store = self.__dict__.get("_joint_store")
+        if isinstance(store, np.ndarray):
+            coded = JointCodes.of(store, self.joint_columns, self.features)
+            if coded is not None:
+                self.__dict__["_joint_store"] = coded
+
+    def joint_nbytes(self) -> int:
+        """Bytes the joint rows take as held (coded or not)."""
+        store = self.__dict__.get("_joint_store")
+        return 0 if store is None else int(store.nbytes)
 
     def schema(self) -> dict[str, ColumnType]:
         return {n: f.kind for n, f in self.features.items() if n != PREDICTION}
