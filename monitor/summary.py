@@ -99,8 +99,11 @@ def _summarize_full(
     """:func:`summarize_numeric` when no value is missing: every statistic of every
     column in one numpy call each (the common case, once per evaluation)."""
     n, n_cols = ordered.shape
-    means = ordered.mean(axis=0).tolist()
-    stds = ordered.std(axis=0).tolist()
+    means = ordered.mean(axis=0)
+    # The mean ``std`` would compute first is this one (the same sum along the same axis,
+    # divided by the same count): handed over, it is not summed again (same bits).
+    stds = ordered.std(axis=0, mean=means[None, :]).tolist()
+    means = means.tolist()
     mins = ordered[0].tolist()
     maxs = ordered[-1].tolist()
     qvals: list[list[float]] = []
