@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 from monitor.detectors.base import DetectorResult, grade
 from monitor.detectors.psi import PSIDetector
+from monitor.drift import _strength, headline
+from monitor.signals import SEVERITY_RANK
 from monitor.summary import QUANTILES, NumericSummary, summarize_numeric
 
 
@@ -175,3 +177,34 @@ def test_numeric_summaries_are_bit_identical_to_main(
             assert _bits((got[j].mean, got[j].std)) == _bits(
                 (float(present.mean()), float(present.std()))
             )
+
+
+# ----------------------------------------------------------------------------- headline
+
+
+def _old_headline(results: list[DetectorResult]) -> DetectorResult | None:
+    """``drift.headline`` as it was on main."""
+    if not results:
+        return None
+    return max(results, key=lambda r: (SEVERITY_RANK[r.severity], r.drifted, _strength(r)))
+
+
+_stat = st.one_of(
+    st.sampled_from([0.0, 0.1, 0.25, math.nan, math.inf]), st.floats(0, 2, allow_nan=False)
+)
+_result = st.builds(
+    DetectorResult,
+    detector=st.sampled_from(["ks", "psi", "adwin", "chi_square"]),
+    statistic=_stat,
+    p_value=st.one_of(st.none(), st.sampled_from([0.0, 0.01, 0.05, math.nan]), _stat),
+    threshold=st.sampled_from([0.0, 0.05, 0.1, 0.25]),
+    drifted=st.booleans(),
+    severity=st.sampled_from(["ok", "warning", "critical"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(results=st.lists(_result, max_size=5))
+def test_headline_picks_the_same_result_as_main(results: list[DetectorResult]) -> None:
+    """The same object (``is``): ties and NaN strengths keep the first, as max did."""
+    assert headline(results) is _old_headline(results)
