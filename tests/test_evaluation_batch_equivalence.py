@@ -12,17 +12,21 @@ from __future__ import annotations
 import itertools
 import math
 import struct
+from functools import cache
 from typing import Any
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.config import ValidationConfig
 from monitor.detectors.base import DetectorResult, grade
 from monitor.detectors.psi import PSIDetector
 from monitor.drift import _strength, headline
+from monitor.reference import build_profile
 from monitor.signals import SEVERITY_RANK
 from monitor.summary import QUANTILES, NumericSummary, summarize_numeric
+from monitor.validation import Validator
 
 
 def _bits(x: Any) -> Any:
@@ -208,3 +212,99 @@ _result = st.builds(
 def test_headline_picks_the_same_result_as_main(results: list[DetectorResult]) -> None:
     """The same object (``is``): ties and NaN strengths keep the first, as max did."""
     assert headline(results) is _old_headline(results)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _old_counts(v: Validator, num: np.ndarray, cat: np.ndarray) -> dict[tuple[str, str], int]:
+    """``Validator._counts`` as it was on main: every column compared and counted."""
+    out: dict[tuple[str, str], int] = {}
+    if num.shape[1]:
+        with np.errstate(invalid="ignore"):
+            below = (num < v._lo).sum(axis=0)
+            above = (num > v._hi).sum(axis=0)
+        missing = np.isnan(num).sum(axis=0)
+        if v._integer.any():
+            sub = num[:, v._integer]
+            frac = (sub != np.round(sub)) & ~np.isnan(sub)
+            for j, n in zip(np.nonzero(v._integer)[0], frac.sum(axis=0), strict=True):
+                if n:
+                    out[(v.numeric_columns[j], "not_integer")] = int(n)
+        for rule, counts in (("below_min", below), ("above_max", above), ("missing", missing)):
+            for j in np.nonzero(counts)[0]:
+                key = (v.numeric_columns[j], rule)
+                if key in v.rules:
+                    out[key] = int(counts[j])
+    if cat.shape[1]:
+        missing = (cat < 0).sum(axis=0)
+        for j in np.nonzero(missing)[0]:
+            key = (v.categorical_columns[j], "missing")
+            if key in v.rules:
+                out[key] = int(missing[j])
+        for j in v._domains:
+            codes = cat[:, j]
+            allowed = v._allowed_codes(j)
+            present = codes >= 0
+            n = int(present.sum()) - int(allowed[codes[present]].sum())
+            if n:
+                out[(v.categorical_columns[j], "unseen")] = n
+    return out
+
+
+@cache
+def _validator() -> Validator:
+    rng = np.random.default_rng(0)
+    rows = [
+        (
+            {
+                "amount": float(rng.lognormal(3, 1)),
+                "age": int(rng.integers(18, 91)),
+                "score": float(rng.normal()),
+                "flat": float(rng.integers(0, 3)),
+                "region": ["north", "south", "east", "west"][int(rng.integers(0, 4))],
+            },
+            float(rng.random()),
+        )
+        for _ in range(1000)
+    ]
+    profile = build_profile("m", rows)
+    cats = {"region": [*profile.features["region"].categories, "new-4", "new-5"]}
+    numeric = ["amount", "age", "score", "flat", "__prediction__"]
+    return Validator(ValidationConfig(), profile, numeric, ["region"], cats)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(0, 300),
+    missing=st.sampled_from([0.0, 0.01, 0.3, 1.0]),
+    odd=st.sampled_from([0.0, 0.02, 0.5]),
+    layout=st.sampled_from(["C", "F"]),
+)
+def test_validation_batch_counts_are_main_s_in_main_s_order(
+    seed: int, rows: int, missing: float, odd: float, layout: str
+) -> None:
+    """The same violations per (feature, rule), in the same order (the order new keys enter
+    the checkpointed counters), on batches with NaN, sentinels, +-inf, huge values, new
+    categories, empty batches."""
+    v = _validator()
+    rng = np.random.default_rng(seed)
+    num = np.column_stack(
+        [
+            rng.lognormal(3, 1, rows),
+            rng.integers(18, 91, rows).astype(float),
+            rng.normal(size=rows),
+            rng.integers(0, 3, rows).astype(float),
+            rng.random(rows),
+        ]
+    )
+    bad = rng.random(num.shape) < odd
+    num[bad] = rng.choice([-1.0, 0.5, 1e308, -1e308, np.inf, -np.inf, 33.3], size=int(bad.sum()))
+    num[rng.random(num.shape) < missing] = np.nan
+    cat = rng.integers(0, 4, (rows, 1)).astype(np.int32)
+    new = rng.random(cat.shape) < odd
+    cat[new] = rng.integers(2, 6, int(new.sum()))
+    cat[rng.random(cat.shape) < missing] = -1
+    num = np.asfortranarray(num) if layout == "F" else np.ascontiguousarray(num)
+    assert list(v._counts(num, cat).items()) == list(_old_counts(v, num, cat).items())
