@@ -16,15 +16,18 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.alerting.config import AlertRule
+from monitor.alerting.policy import ModelAlertState, _decide_groups, decide
 from monitor.config import ValidationConfig
 from monitor.detectors.base import DetectorResult, grade
 from monitor.detectors.psi import PSIDetector
 from monitor.drift import _strength, headline
 from monitor.reference import build_profile
-from monitor.signals import SEVERITY_RANK
+from monitor.signals import SEVERITY_RANK, EvaluationContext, Signal
 from monitor.summary import QUANTILES, NumericSummary, summarize_numeric
 from monitor.validation import Validator
 
@@ -308,3 +311,49 @@ def test_validation_batch_counts_are_main_s_in_main_s_order(
     cat[rng.random(cat.shape) < missing] = -1
     num = np.asfortranarray(num) if layout == "F" else np.ascontiguousarray(num)
     assert list(v._counts(num, cat).items()) == list(_old_counts(v, num, cat).items())
+
+
+# ----------------------------------------------------------------------------- alert policy
+
+_signal = st.builds(
+    Signal,
+    model=st.sampled_from(["churn", "churn", "churn", "other"]),
+    kind=st.sampled_from(["drift", "data_quality", "multivariate"]),
+    subject=st.sampled_from(["age", "income", "missing_rate:age", "__multivariate__"]),
+    severity=st.sampled_from(["ok", "ok", "ok", "ok", "warning", "critical", "unknown"]),
+    value=st.floats(0, 1),
+    threshold=st.sampled_from([0.05, 0.2]),
+    detector=st.sampled_from([None, "psi", "ks"]),
+    segment=st.sampled_from([None, None, "region=north"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(st.lists(_signal, max_size=8), min_size=1, max_size=6),
+    group_by=st.sampled_from([("model",), ("model", "kind")]),
+    rule=st.sampled_from(
+        [AlertRule(), AlertRule(min_severity="critical"), AlertRule(**{"for": 2})]
+    ),
+)
+def test_alert_decisions_are_main_s_when_nothing_is_open(
+    steps: list[list[Signal]], group_by: tuple[str, ...], rule: AlertRule
+) -> None:
+    """decide (with its quiet fast path) against the full path (main's decide, unchanged)
+    over a few evaluations in a row: the same state and actions at every step, and the
+    same error for another model's signal."""
+    state: ModelAlertState | None = None
+    for seq, signals in enumerate(steps, 1):
+        context = EvaluationContext("churn", "7", 60.0 * seq, 0.0, 60.0 * seq, 100, 100, seq)
+        now = context.evaluated_at
+        full_state = state if state is not None else ModelAlertState(model="churn")
+        try:
+            want = _decide_groups(full_state, signals, context, now, [rule], (), group_by)
+        except ValueError as exc:
+            with pytest.raises(ValueError) as raised:
+                decide(state, signals, context, now, rules=[rule], group_by=group_by)
+            assert str(raised.value) == str(exc)
+            return
+        got = decide(state, signals, context, now, rules=[rule], group_by=group_by)
+        assert got == want
+        state = got.state
