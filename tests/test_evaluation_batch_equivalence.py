@@ -9,7 +9,6 @@ by their bits (``struct.pack``), not to a tolerance.
 
 from __future__ import annotations
 
-import itertools
 import math
 import struct
 from functools import cache
@@ -23,8 +22,7 @@ from hypothesis import strategies as st
 from monitor.alerting.config import AlertRule
 from monitor.alerting.policy import ModelAlertState, _decide_groups, decide
 from monitor.config import ValidationConfig
-from monitor.detectors.base import DetectorResult, grade
-from monitor.detectors.psi import PSIDetector
+from monitor.detectors.base import DetectorResult
 from monitor.drift import _strength, headline
 from monitor.reference import build_profile
 from monitor.signals import SEVERITY_RANK, EvaluationContext, Signal
@@ -46,83 +44,6 @@ def _bits(x: Any) -> Any:
     if hasattr(x, "__dataclass_fields__"):
         return (type(x).__name__, {f: _bits(getattr(x, f)) for f in x.__dataclass_fields__})
     return x
-
-
-# ----------------------------------------------------------------------------- PSI
-
-
-def _old_psi_sorted(d: PSIDetector, window: np.ndarray) -> DetectorResult:
-    """``PSIDetector.evaluate_sorted`` as it was on main, one column at a time."""
-    assert d._edges is not None and d._ref_props is not None and d._ref_log is not None
-    upto = np.searchsorted(window, d._edges, side="right").tolist()
-    upto.append(window.size)
-    assert len(upto) <= 32
-    counts = [upto[0], *(b - a for a, b in itertools.pairwise(upto))]
-    total = sum(counts)
-    props = [max(c / total, d.epsilon) for c in counts]
-    norm = sum(props)
-    out = 0.0
-    pairs = zip(props, d._ref_props.tolist(), d._ref_log.tolist(), strict=True)
-    for p, r, r_log in pairs:
-        p /= norm
-        out += (p - r) * (math.log(p) - r_log)
-    severity = grade(out, d.warning, d.critical)
-    return DetectorResult(
-        detector="psi",
-        statistic=out,
-        p_value=None,
-        threshold=d.warning,
-        drifted=severity != "ok",
-        severity=severity,
-        details={"critical_threshold": d.critical, "bins": float(len(counts))},
-    )
-
-
-_values = st.one_of(
-    st.floats(-3, 3, allow_nan=False),
-    st.sampled_from([0.0, 1.0, 1.5, -2.0]),  # ties, on bin edges too
-)
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    columns=st.lists(
-        st.tuples(
-            st.integers(2, 40),  # bins: above 32, the per-column path
-            st.sampled_from([1e-4, 1e-2, 0.3]),  # epsilon
-            st.sampled_from(["normal", "ties", "constant", "two"]),  # the reference
-            st.integers(1, 300),  # window rows: tiny ones too
-            st.floats(-1.0, 1.0),  # window shift
-        ),
-        min_size=1,
-        max_size=8,
-    ),
-)
-def test_psi_batch_is_bit_identical_to_one_column_at_a_time(
-    seed: int, columns: list[tuple[int, float, str, int, float]]
-) -> None:
-    rng = np.random.default_rng(seed)
-    jobs = []
-    for bins, eps, ref_kind, rows, shift in columns:
-        ref = {
-            "normal": rng.normal(size=500),
-            "ties": rng.integers(0, 4, size=500).astype(float),
-            "constant": np.full(200, 1.5),
-            "two": rng.choice([0.0, 1.0], size=300, p=[0.95, 0.05]),
-        }[ref_kind]
-        d = PSIDetector(bins=bins, epsilon=eps)
-        d.fit(ref)
-        window = np.sort(np.concatenate([rng.normal(shift, size=rows), ref[: rows // 3]]))
-        if rng.random() < 0.3:
-            window = np.sort(rng.choice(ref, size=rows))  # only reference values: edge ties
-        jobs.append((d, window))
-    got = PSIDetector.evaluate_sorted_batch(jobs)
-    want = [
-        _old_psi_sorted(d, w) if d._edges.size < 32 else d.evaluate(w)  # type: ignore[union-attr]
-        for d, w in jobs
-    ]
-    assert _bits(got) == _bits(want)
 
 
 # ----------------------------------------------------------------------------- summaries

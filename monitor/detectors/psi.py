@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -156,56 +155,6 @@ class PSIDetector(DetectorBase):
             return self._result(np.diff(upto, prepend=0))
         counts = [upto[0], *(b - a for a, b in itertools.pairwise(upto))]
         return self._result_psi(self._psi_small(counts), len(counts))
-
-    @classmethod
-    def evaluate_sorted_batch(
-        cls, jobs: Sequence[tuple[PSIDetector, np.ndarray]]
-    ) -> list[DetectorResult]:
-        """``[d.evaluate_sorted(w) for d, w in jobs]``, bit for bit, with the arithmetic of
-        all the columns of one bin count done at once.
-
-        Why: per column, :meth:`evaluate_sorted` is one binary search and a dozen bins of
-        arithmetic, and its cost is the Python around them (about 13 us of a column's 14).
-        Here each column still gets its binary search, and the PSI of every column with the
-        same number of bins comes from one matrix, in the order :meth:`_psi_small` adds
-        (``cumsum`` along a row adds left to right, as ``sum`` and ``+=`` do; a column of
-        zeros first is the ``0.0`` they start from) and with the same ``math.log``, so the
-        floats are the same. Jobs outside that path (not fitted, more than ``_SMALL`` bins,
-        an empty window) take :meth:`evaluate_sorted` itself.
-        """
-        out: list[DetectorResult | None] = [None] * len(jobs)
-        groups: dict[int, list[tuple[int, list[int]]]] = {}
-        for k, (det, window) in enumerate(jobs):
-            edges = det._edges
-            if edges is None or det._ref_props is None or edges.size >= _SMALL:
-                out[k] = det.evaluate_sorted(window)
-                continue
-            upto = np.searchsorted(window, edges, side="right").tolist()
-            upto.append(window.size)
-            groups.setdefault(len(upto), []).append((k, upto))
-        for members in groups.values():
-            upto = np.array([u for _, u in members], dtype=np.int64)
-            counts = np.diff(upto, axis=1, prepend=0)
-            totals = upto[:, -1]
-            if not totals.all():  # an empty window: evaluate_sorted raises the error
-                for k, _ in members:
-                    out[k] = jobs[k][0].evaluate_sorted(jobs[k][1])
-                continue
-            dets = [jobs[k][0] for k, _ in members]
-            eps = np.array([d.epsilon for d in dets])[:, None]
-            props = np.maximum(counts / totals[:, None], eps)
-            norm = np.cumsum(props, axis=1)[:, -1:]  # sum(props): left to right
-            props /= norm
-            logs = np.array(list(map(math.log, props.ravel().tolist()))).reshape(props.shape)
-            ref = np.array([d._ref_props for d in dets])
-            ref_log = np.array([d._ref_log for d in dets])
-            terms = np.zeros((len(dets), props.shape[1] + 1))
-            terms[:, 1:] = (props - ref) * (logs - ref_log)
-            psis = np.cumsum(terms, axis=1)[:, -1].tolist()  # 0.0 += term, left to right
-            bins = props.shape[1]
-            for (k, _), det, psi in zip(members, dets, psis, strict=True):
-                out[k] = det._result_psi(psi, bins)
-        return out  # type: ignore[return-value]  # every slot is filled above
 
     def _result(self, counts: np.ndarray) -> DetectorResult:
         assert self._ref_props is not None and self._ref_log is not None
