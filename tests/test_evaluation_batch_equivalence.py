@@ -79,7 +79,7 @@ def _old_summarize_full(ordered: np.ndarray) -> list[NumericSummary]:
     seed=st.integers(0, 2**32 - 1),
     rows=st.integers(1, 400),
     cols=st.integers(1, 8),
-    kind=st.sampled_from(["normal", "ties", "constant", "huge", "nan"]),
+    kind=st.sampled_from(["normal", "ties", "constant", "huge", "nan", "one_missing", "huge_nan"]),
 )
 def test_numeric_summaries_are_bit_identical_to_main(
     seed: int, rows: int, cols: int, kind: str
@@ -91,7 +91,13 @@ def test_numeric_summaries_are_bit_identical_to_main(
         "constant": np.full((rows, cols), 0.1),
         "huge": rng.lognormal(20, 5, size=(rows, cols)),
         "nan": np.where(rng.random((rows, cols)) < 0.2, np.nan, rng.normal(size=(rows, cols))),
+        "one_missing": rng.normal(3, 2, size=(rows, cols)),
+        "huge_nan": np.where(
+            rng.random((rows, cols)) < 0.5, np.nan, rng.lognormal(20, 5, size=(rows, cols))
+        ),
     }[kind]
+    if kind == "one_missing":  # the per-column path for every column, one value missing
+        data[rng.integers(rows), rng.integers(cols)] = np.nan
     # As the window hands it out: column-major storage, (rows, columns) view.
     window = np.ascontiguousarray(data.T).T
     got, columns = summarize_numeric(window)
