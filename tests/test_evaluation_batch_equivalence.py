@@ -26,7 +26,13 @@ from monitor.detectors.base import DetectorResult
 from monitor.drift import _strength, headline
 from monitor.reference import build_profile
 from monitor.signals import SEVERITY_RANK, EvaluationContext, Signal
-from monitor.summary import QUANTILES, NumericSummary, summarize_numeric
+from monitor.summary import (
+    QUANTILES,
+    CategoricalSummary,
+    NumericSummary,
+    summarize_categorical,
+    summarize_numeric,
+)
 from monitor.validation import Validator
 
 
@@ -284,3 +290,48 @@ def test_alert_decisions_are_main_s_when_nothing_is_open(
         got = decide(state, signals, context, now, rules=[rule], group_by=group_by)
         assert got == want
         state = got.state
+
+
+def _old_summarize_categorical(
+    codes: np.ndarray, vocab_sizes: list[int], reference_sizes: list[int]
+) -> list[CategoricalSummary]:
+    """``summary.summarize_categorical`` as it was on main (present codes filtered first)."""
+    n_rows = codes.shape[0]
+    out = []
+    for j in range(codes.shape[1]):
+        col = codes[:, j]
+        col = col[col >= 0]
+        counts = np.bincount(col, minlength=vocab_sizes[j]).astype(np.int64)
+        n = int(col.size)
+        unseen = int(counts[reference_sizes[j] :].sum())
+        out.append(
+            CategoricalSummary(
+                count=n,
+                missing_rate=(1.0 - n / n_rows) if n_rows else float("nan"),
+                counts=counts,
+                unseen_rate=(unseen / n) if n else 0.0,
+            )
+        )
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(0, 300),
+    columns=st.lists(st.tuples(st.integers(1, 8), st.integers(0, 8)), min_size=1, max_size=4),
+    missing=st.sampled_from([0.0, 0.1, 1.0]),
+)
+def test_categorical_summaries_are_main_s(
+    seed: int, rows: int, columns: list[tuple[int, int]], missing: float
+) -> None:
+    """Counts (dtype, length, values), missing and unseen rates: codes -1, codes the
+    reference never saw, a vocabulary longer than the codes used, empty windows."""
+    rng = np.random.default_rng(seed)
+    vocab = [v for v, _ in columns]
+    reference = [min(r, v) for v, r in columns]
+    codes = np.column_stack([rng.integers(0, v, rows) for v in vocab]).astype(np.int32)
+    codes = codes.reshape(rows, len(columns))
+    codes[rng.random(codes.shape) < missing] = -1
+    got = summarize_categorical(codes, vocab, reference)
+    assert _bits(got) == _bits(_old_summarize_categorical(codes, vocab, reference))
