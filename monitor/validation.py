@@ -363,10 +363,10 @@ class Validator:
             below = np.zeros(k, dtype=np.int64)
             above = np.zeros(k, dtype=np.int64)
             missing = np.zeros(k, dtype=np.int64)
-            lowest = np.minimum.reduce(by_column, axis=1)
-            highest = np.maximum.reduce(by_column, axis=1)
-            gaps = np.isnan(lowest)
-            with np.errstate(invalid="ignore"):
+            with np.errstate(invalid="ignore"):  # NaN propagated or compared: never an error
+                lowest = np.minimum.reduce(by_column, axis=1)
+                highest = np.maximum.reduce(by_column, axis=1)
+                gaps = np.isnan(lowest)
                 cols = np.flatnonzero((lowest < self._lo) | gaps)
                 if cols.size:
                     below[cols] = (by_column[cols] < self._lo[cols, None]).sum(axis=1)
