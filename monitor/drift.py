@@ -142,9 +142,15 @@ def _strength(result: DetectorResult) -> float:
 
 def headline(results: Sequence[DetectorResult]) -> DetectorResult | None:
     """The result to display: most severe, then drifted, then furthest past its threshold."""
-    if not results:
-        return None
-    return max(results, key=lambda r: (SEVERITY_RANK[r.severity], r.drifted, _strength(r)))
+    # max(results, key=...) unrolled (twice per feature and evaluation: the verdict and its
+    # signal): the first of the largest keys, compared as max compares them (key > best).
+    best: DetectorResult | None = None
+    best_key: tuple[int, bool, float] | None = None
+    for r in results:
+        key = (SEVERITY_RANK[r.severity], r.drifted, _strength(r))
+        if best_key is None or key > best_key:
+            best, best_key = r, key
+    return best
 
 
 class DriftTracker:

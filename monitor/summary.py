@@ -9,6 +9,7 @@ category the reference never saw.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,12 +72,19 @@ def summarize_numeric(
             for q in quantiles:
                 lo, hi, frac = _interpolation(q, n)
                 qs[q] = float(col[lo] + (col[hi] - col[lo]) * frac)
+            # col.mean() and col.std() without their Python wrappers (twice the arithmetic
+            # here, per column and evaluation, once a value is missing), the same bits:
+            # the same sum divided by the same count, then the squared deviations from it
+            # summed and divided the same way (std's own steps), and an IEEE square root.
+            mean = np.add.reduce(col) / n
+            dev = col - mean
+            np.square(dev, out=dev)
             summaries.append(
                 NumericSummary(
                     count=n,
                     missing_rate=1.0 - n / n_rows,
-                    mean=float(col.mean()),
-                    std=float(col.std()),
+                    mean=float(mean),
+                    std=math.sqrt(np.add.reduce(dev) / n),
                     min=float(col[0]),
                     max=float(col[-1]),
                     quantiles=qs,
@@ -99,8 +107,11 @@ def _summarize_full(
     """:func:`summarize_numeric` when no value is missing: every statistic of every
     column in one numpy call each (the common case, once per evaluation)."""
     n, n_cols = ordered.shape
-    means = ordered.mean(axis=0).tolist()
-    stds = ordered.std(axis=0).tolist()
+    means = ordered.mean(axis=0)
+    # The mean ``std`` would compute first is this one (the same sum along the same axis,
+    # divided by the same count): handed over, it is not summed again (same bits).
+    stds = ordered.std(axis=0, mean=means[None, :]).tolist()
+    means = means.tolist()
     mins = ordered[0].tolist()
     maxs = ordered[-1].tolist()
     qvals: list[list[float]] = []
@@ -133,10 +144,10 @@ def summarize_categorical(
     n_rows = codes.shape[0]
     out: list[CategoricalSummary] = []
     for j in range(codes.shape[1]):
-        col = codes[:, j]
-        col = col[col >= 0]
-        counts = np.bincount(col, minlength=vocab_sizes[j]).astype(np.int64)
-        n = int(col.size)
+        # One pass per column, no filtered copy: code c counted at c + 1, missing at 0.
+        full = np.bincount(np.maximum(codes[:, j], -1) + 1, minlength=vocab_sizes[j] + 1)
+        counts = full[1:].astype(np.int64)
+        n = n_rows - int(full[0])
         unseen = int(counts[reference_sizes[j] :].sum())
         out.append(
             CategoricalSummary(

@@ -350,15 +350,36 @@ class Validator:
         """Violations per (feature, rule) in the rows given (constant excluded: a window rule)."""
         out: dict[tuple[str, str], int] = {}
         rules = self.rules
-        if num.shape[1]:
-            with np.errstate(invalid="ignore"):
-                below = (num < self._lo).sum(axis=0)
-                above = (num > self._hi).sum(axis=0)
-            missing = np.isnan(num).sum(axis=0)
+        if num.shape[1] and len(num):
+            # Per batch (every event goes through here). A row per column, so that each
+            # reduction runs along contiguous memory (a batch comes row-major: reducing its
+            # columns in place steps across rows, three times slower than this copy). A
+            # column's values are compared with a bound only when its extreme passes the
+            # bound or it has a NaN (minimum and maximum propagate it), and its NaN counted
+            # only then: otherwise its count is 0 without a pass. The counts, and their
+            # order below, are those of a pass over every column.
+            by_column = np.ascontiguousarray(num.T)
+            k = num.shape[1]
+            below = np.zeros(k, dtype=np.int64)
+            above = np.zeros(k, dtype=np.int64)
+            missing = np.zeros(k, dtype=np.int64)
+            with np.errstate(invalid="ignore"):  # NaN propagated or compared: never an error
+                lowest = np.minimum.reduce(by_column, axis=1)
+                highest = np.maximum.reduce(by_column, axis=1)
+                gaps = np.isnan(lowest)
+                cols = np.flatnonzero((lowest < self._lo) | gaps)
+                if cols.size:
+                    below[cols] = (by_column[cols] < self._lo[cols, None]).sum(axis=1)
+                cols = np.flatnonzero((highest > self._hi) | gaps)
+                if cols.size:
+                    above[cols] = (by_column[cols] > self._hi[cols, None]).sum(axis=1)
+            cols = np.flatnonzero(gaps)
+            if cols.size:
+                missing[cols] = np.isnan(by_column[cols]).sum(axis=1)
             if self._integer.any():
-                sub = num[:, self._integer]
+                sub = by_column[self._integer]
                 frac = (sub != np.round(sub)) & ~np.isnan(sub)
-                for j, n in zip(np.nonzero(self._integer)[0], frac.sum(axis=0), strict=True):
+                for j, n in zip(np.nonzero(self._integer)[0], frac.sum(axis=1), strict=True):
                     if n:
                         out[(self.numeric_columns[j], "not_integer")] = int(n)
             for rule, counts in (("below_min", below), ("above_max", above), ("missing", missing)):
