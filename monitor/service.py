@@ -13,7 +13,8 @@ producer, then the consumer.
 run: poll a batch; decode; publish rejected messages to the dead-letter topic
 (before anything is applied, so a batch is either applied whole or not at all);
 apply it model by model; submit each evaluation's signals to the alert engine
-(durably, into its outbox); then commit the batch's offsets. A checkpoint
+(durably, into its outbox); then commit the batch's offsets (in the background, one
+commit in flight at a time, while the next batch is polled and processed). A checkpoint
 (every model's observed state + the offsets it covers, in one transaction) is
 written on a cadence, on partition revocation and at shutdown: encoded in the
 loop under the lock (one model at a time, the loop getting a turn between models),
@@ -237,6 +238,9 @@ class MonitorService:
         )
         self.dead_letters = DeadLetterPublisher(config.kafka)
         self._tasks: list[asyncio.Task[Any]] = []
+        # The per-batch Kafka commit runs beside the next batch (``_commit_in_background``).
+        self._commit_task: asyncio.Task[None] | None = None
+        self._commit_again = False
         token = config.http.admin_token.get_secret_value() if config.http.admin_token else None
         self.http = HttpServer(self, config.http.host, config.http.port, token)
 
@@ -546,6 +550,7 @@ class MonitorService:
         self._stopping.set()
         log.info("shutdown: finishing the batch in hand")
         async with self._lock:
+            await self._settle_commits()
             if was_running and self._unsafe_state is None:
                 try:
                     await self._checkpoint()
@@ -615,17 +620,56 @@ class MonitorService:
                 self._positions[tp] = last + 1
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(messages))
-            try:
-                if not self._store_commits:  # else only checkpoints commit (with the states)
-                    await self.source.commit(self._positions)
-                    self.metrics.commits.labels("ok").inc()
-            except SourceError as exc:
-                # Not fatal: the next commit covers these offsets; a crash before it replays them.
-                self.metrics.commits.labels("error").inc()
-                log.warning("%s", exc)
+            if not self._store_commits:  # else only checkpoints commit (with the states)
+                self._commit_in_background()
             self._update_lag()
             await self._maybe_checkpoint(locked=True)
             return evaluations
+
+    def _commit_in_background(self) -> None:
+        """Commit the processed positions to Kafka without holding up the next batch.
+
+        Why: a commit is a round trip to the group coordinator (about 9 ms per batch on
+        the benchmark's loaded machine, 15% of the end-to-end wall time), and what it
+        protects does not need the loop to wait: with a state store, Kafka's commits only
+        feed lag monitoring (the store's offsets win, see the module docstring); without
+        one, a crash before the commit lands replays the batch, as a crash just before an
+        awaited commit did. At most one commit is in flight, so an older commit never
+        lands after a newer one; batches processed meanwhile are covered by one more
+        commit of the newest positions when it returns. ``stop`` and a revocation wait
+        for it (``_settle_commits``) before they commit themselves.
+        """
+        task = self._commit_task
+        if task is not None and not task.done():
+            self._commit_again = True
+            return
+        if task is not None and not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc  # not a SourceError: a defect, surfacing in the loop as it did before
+        self._commit_task = asyncio.create_task(self._commit_positions(), name="monitor-commit")
+
+    async def _commit_positions(self) -> None:
+        self._commit_again = True
+        while self._commit_again:
+            self._commit_again = False
+            try:
+                await self.source.commit(dict(self._positions))
+                self.metrics.commits.labels("ok").inc()
+            except SourceError as exc:
+                # Not fatal: the next commit covers these offsets; a crash before it replays
+                # them.
+                self.metrics.commits.labels("error").inc()
+                log.warning("%s", exc)
+
+    async def _settle_commits(self) -> None:
+        """Let the background commit in flight finish, and start no other one.
+
+        For the callers that commit themselves next (shutdown, revocation): two commits
+        in flight at once could land in either order.
+        """
+        self._commit_again = False
+        task = self._commit_task
+        if task is not None:
+            await task
 
     async def _dead_letter(
         self, rejected: list[Rejected], ranges: dict[TP, tuple[int, int]]
@@ -954,6 +998,7 @@ class MonitorService:
         async with self._lock:
             leaving = [m for m, tp in self._model_partition.items() if tp in revoked]
             try:
+                await self._settle_commits()
                 await self._checkpoint()
                 if not self._store_commits:
                     await self.source.commit(
