@@ -637,7 +637,10 @@ class MonitorService:
         awaited commit did. At most one commit is in flight, so an older commit never
         lands after a newer one; batches processed meanwhile are covered by one more
         commit of the newest positions when it returns. ``stop`` and a revocation wait
-        for it (``_settle_commits``) before they commit themselves.
+        for it (``_settle_commits``) before they commit themselves. On the benchmark's
+        local broker this gained nothing measurable: the awaited commit also hid the next
+        fetch's round trip, which the next poll now waits for (BENCHMARKS.md); it gains
+        where a commit takes longer than a fetch (a distant or busy group coordinator).
         """
         task = self._commit_task
         if task is not None and not task.done():
