@@ -59,6 +59,32 @@ def test_paired_ratio_alternates_bare_and_ours() -> None:
     assert out["events_processed"] == 6_000 + 2 * 1_000
 
 
+def test_paired_scale_alternates_one_model_and_many_models() -> None:
+    """One model, many models, one model, ...: each round's ratio is the many-model rate
+    over the mean of the one-model rates around it, and both services applied exactly
+    what the harness fed them (their warm-up, then their rounds)."""
+    one = bench.Workload(1, 3, 1)
+    many = bench.Workload(3, 3, 1)
+    one_msgs = bench.raw_messages(bench.generate(one, 9_000, seed=1))
+    many_msgs = bench.raw_messages(bench.generate(many, 27_000, seed=2))
+    out = asyncio.run(
+        bench.paired_scale(
+            (one, one_msgs, bench.references(one)),
+            (many, many_msgs, bench.references(many)),
+            2,
+            1_000,
+        )
+    )
+    ours, base = out["events_per_second"], out["one_model_events_per_second"]
+    assert len(out["ratios"]) == len(ours) == 2 and len(base) == 3
+    assert out["ratios"] == [
+        o / ((b0 + b1) / 2) for o, b0, b1 in zip(ours, base[:-1], base[1:], strict=True)
+    ]
+    assert len(out["ratios_cpu"]) == 2 and out["models"] == 3
+    assert out["events_processed"] == [6_000 + 3 * 1_000, 3 * 6_000 + 2 * 1_000]
+    assert out["ratio_median"] == pytest.approx(sum(out["ratios"]) / 2)
+
+
 def test_the_reference_matches_the_stream_except_the_drifting_column() -> None:
     """The benchmark's reference is drawn from the stream's distribution: only the column
     the workload drifts (f00) differs. A reference drawn otherwise (once: each seed had its
