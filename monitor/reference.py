@@ -405,11 +405,6 @@ class ReferenceProfile:
             if coded is not None:
                 self.__dict__["_joint_store"] = coded
 
-    def joint_nbytes(self) -> int:
-        """Bytes the joint rows take as held (coded or not)."""
-        store = self.__dict__.get("_joint_store")
-        return 0 if store is None else int(store.nbytes)
-
     def schema(self) -> dict[str, ColumnType]:
         return {n: f.kind for n, f in self.features.items() if n != PREDICTION}
 
