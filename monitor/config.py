@@ -609,11 +609,17 @@ def parse_config(
     if not isinstance(raw, dict):
         raise ConfigError(["(root): the configuration must be a mapping"])
     data = _substitute_env(raw, "", dict(os.environ) if env is None else env, problems)
+    unset = {p.split(": ", 1)[0] for p in problems}
     try:
         config = MonitorConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            problems.append(f"{_format_loc(tuple(err['loc']))}: {err['msg']}")
+            loc = tuple(err["loc"])
+            # A value from an unset variable is reported once, as unset (its "" would also
+            # fail the option's own check; the loc of a receiver carries its type tag too).
+            if unset & {_format_loc(loc[:i] + loc[i + 1 :]) for i in range(len(loc) + 1)}:
+                continue
+            problems.append(f"{_format_loc(loc)}: {err['msg']}")
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
