@@ -335,3 +335,13 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
     assert 'reason="timeout",receiver="pager"' in metrics
     assert 'reason="connect",receiver="hook-down"' in metrics
     assert 'reason="http_5xx",receiver="hook"' in metrics
+
+
+def test_a_receiver_url_from_an_unset_variable_is_reported_once() -> None:
+    """The unset variable is the problem; the empty URL it leaves is not a second one."""
+    receivers = {"r": {"type": "slack", "webhook_url": "${PROBE_UNSET_SLACK_URL}"}}
+    with pytest.raises(ConfigError) as info:
+        parse_config({"alerting": {"receivers": receivers}}, env={})
+    assert info.value.problems == [
+        "alerting.receivers.r.webhook_url: environment variable PROBE_UNSET_SLACK_URL is not set"
+    ]
