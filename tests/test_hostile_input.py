@@ -335,6 +335,47 @@ async def test_caps_hold_on_metrics_against_10000_distinct_names(
 
 
 @pytest.mark.kafka
+async def test_labels_of_models_never_predicted_take_no_model_slot(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A labels topic shared with models this monitor does not watch: under
+    ``unknown_models: track`` (defaults without a performance task) each such label made a
+    model ("learning" forever on /api/status) and took a slot of ``max_models``, so the
+    next new model's predictions were rejected as too_many_models. They are an unknown
+    model's labels; a listed model's labels before its first prediction are still held."""
+    raw, suffix = _service_config(
+        kafka_bootstrap,
+        tmp_path,
+        unknown_models="track",
+        limits={"max_models": 3},
+        models=[{"name": "listed", "performance": {"task": "binary"}}],
+    )
+    labels = [{"event_id": f"x{i}", "model": f"other-team-{i}", "label": 1} for i in range(20)]
+    labels += [{"event_id": "e0", "model": "listed", "label": 1}]
+    new_model = [_event({"a": 1.0}, 0.5, i) | {"model": "new-model"} for i in range(5)]
+    listed = [_event({"a": 1.0}, 0.9, 0) | {"model": "listed"}]
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"l-{suffix}", [orjson.dumps(e) for e in labels])
+        await eventually(lambda: sum(service._positions.values()) >= len(labels), within=30)
+        await _send(kafka_bootstrap, f"p-{suffix}", [orjson.dumps(e) for e in new_model + listed])
+        total = len(labels) + len(new_model) + len(listed)
+        await eventually(lambda: sum(service._positions.values()) >= total, within=30)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{service.http.url}/metrics")).text
+            status = (await client.get(f"{service.http.url}/api/status")).json()
+    finally:
+        await _stop(service, task)
+    assert set(status["models"]) == {"listed", "new-model"}
+    assert status["models"]["new-model"]["events"] == 5
+    label_invalid = rf'monitor_events_invalid_total\{{reason="(\w+)",topic="l-{suffix}"\}} (\S+)'
+    assert dict(re.findall(label_invalid, metrics)) == {"unknown_model": "20.0"}
+    assert float(dict(re.findall(INVALID, metrics)).get("too_many_models", 0)) == 0
+    assert not re.search(r'model="other-team-', metrics)
+    assert 'monitor_labels_total{model="listed",outcome="early"} 1.0' in metrics
+
+
+@pytest.mark.kafka
 async def test_lone_surrogates_are_rejected_and_the_service_keeps_serving(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
