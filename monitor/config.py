@@ -32,7 +32,7 @@ from monitor.alerting.config import AlertingConfig
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
 from monitor.performance.config import PerformanceConfig
-from monitor.signals import PREDICTION, SEGMENT_EVENT_FIELDS
+from monitor.signals import PREDICTION, RESERVED_COLUMNS, SEGMENT_EVENT_FIELDS
 from monitor.strict_model import StrictModel
 
 ColumnType = Literal["numeric", "categorical"]
@@ -448,6 +448,19 @@ class ModelConfig(_Strict):
     multivariate: MultivariateConfig | None = None
     segments: SegmentsConfig | None = None
     sample: SampleConfig | None = None
+
+    @field_validator("features")
+    @classmethod
+    def _no_reserved_names(
+        cls, features: dict[str, ColumnType] | None
+    ) -> dict[str, ColumnType] | None:
+        for name in features or {}:
+            if name in RESERVED_COLUMNS:
+                raise ValueError(
+                    f"{name!r} is the monitor's own column ({', '.join(sorted(RESERVED_COLUMNS))}"
+                    " are reserved); rename the feature"
+                )
+        return features
 
 
 class MonitorConfig(_Strict):

@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from monitor.errors import ReferenceError_, ReferenceMismatch
-from monitor.signals import PREDICTION, SEGMENT_EVENT_FIELDS
+from monitor.signals import PREDICTION, RESERVED_COLUMNS, SEGMENT_EVENT_FIELDS
 from monitor.summary import QUANTILES
 
 FORMAT_VERSION = 1
@@ -435,13 +435,16 @@ def infer_columns(
 
     A column is numeric when every present value is a number (booleans are
     categories); :data:`MISSING_TOKENS` strings count as missing, so one ``n/a``
-    cell does not turn a numeric column categorical. ``declared`` types win.
+    cell does not turn a numeric column categorical. ``declared`` types win. A
+    :data:`~monitor.signals.RESERVED_COLUMNS` name is never a column.
     """
     reports: dict[str, ColumnReport] = {}
     for row, (feats, _) in enumerate(rows, 1):
         for k, v in feats.items():
             r = reports.get(k)
             if r is None:
+                if k in RESERVED_COLUMNS:
+                    continue
                 r = reports[k] = ColumnReport(k, None)
             if v is None or is_missing_token(v):
                 continue

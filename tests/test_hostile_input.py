@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.config import LimitsConfig, ModelConfig, ModelDefaults, parse_config, resolve_model
+from monitor.errors import ConfigError
 from monitor.events import REASONS, Decoder, RawMessage
 from monitor.model_monitor import ModelMonitor
 from monitor.service import DECODER_ERROR, MonitorService
@@ -142,6 +143,29 @@ def test_integers_beyond_float_range_are_counted_not_raised() -> None:
             b'{"event_id":"p","model":"m","features":{},"prediction":' + huge + b"}",
         ],
     )
+
+
+def test_features_named_like_the_monitors_own_columns_are_not_features() -> None:
+    """A feature ``__prediction__`` vanished behind the prediction column, one named
+    ``__label__`` was shown as the label column and ``__multivariate__`` shared the
+    multivariate verdict's subject. In events they are unknown features; declared, an error.
+    """
+    own = {"__prediction__": "zzz", "__label__": 5.0, "__multivariate__": 1.0}
+    events = [
+        orjson.dumps(_event({"x": float(i % 7), **own}, prediction=(i % 10) / 10, i=i))
+        for i in range(100)
+    ]
+    mm = _monitor()
+    _feed(Decoder(max_message_bytes=10_000), mm, events)
+    assert mm.ready
+    assert mm.columnar_schema() == (("x",), ())
+    assert set(mm.numeric_columns) == {"x", "__prediction__"}  # the prediction's scores
+    assert mm.categorical_columns == []
+    assert mm.unknown_feature_events == 100 - 30  # every event after the learned reference
+    assert mm.last is not None and set(mm.last.results) == {"x", "__prediction__"}
+    for name in own:
+        with pytest.raises(ConfigError, match=f"models\\[0\\].features: .*{name}.* reserved"):
+            parse_config({"models": [{"name": "m", "features": {"x": "numeric", name: "numeric"}}]})
 
 
 # --------------------------------------------------------------------------- the service
