@@ -50,10 +50,14 @@ class KafkaConfig(_Strict):
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
     group_id: str = Field("model-monitor", description="Consumer group; instances share it.")
     client_id: str = "model-monitor"
-    predictions_topic: str = "predictions"
-    labels_topic: str | None = Field("labels", description="Label events; null disables.")
+    predictions_topic: str = Field("predictions", min_length=1)
+    labels_topic: str | None = Field(
+        "labels", min_length=1, description="Label events; null disables."
+    )
     dead_letter_topic: str | None = Field(
-        None, description="Invalid messages are copied here (with the reason in headers)."
+        None,
+        min_length=1,
+        description="Invalid messages are copied here (with the reason in headers).",
     )
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_batch_records: int = Field(5000, gt=0, description="Upper bound of one getmany() batch.")
@@ -81,6 +85,26 @@ class KafkaConfig(_Strict):
         gt=0,
         description="/healthz fails when the consume loop has not completed a poll for this long.",
     )
+
+    @model_validator(mode="after")
+    def _topics_distinct(self) -> KafkaConfig:
+        """Each topic has one role. A dead-letter topic that is also an input fed itself: the
+        copy of an invalid message was consumed, invalid again, and copied again, forever
+        (one bad message made 80 copies in 8 s); labels read from the predictions topic made
+        every prediction an invalid label."""
+        if self.labels_topic == self.predictions_topic:
+            raise ValueError(
+                f"labels_topic is the predictions_topic ({self.predictions_topic!r}): each "
+                "needs its own topic (labels_topic: null disables labels)"
+            )
+        inputs = {self.predictions_topic: "predictions_topic", self.labels_topic: "labels_topic"}
+        if self.dead_letter_topic is not None and self.dead_letter_topic in inputs:
+            raise ValueError(
+                f"dead_letter_topic is the {inputs[self.dead_letter_topic]} "
+                f"({self.dead_letter_topic!r}): invalid messages copied there would be consumed "
+                "again, invalid again, and copied again without end; give it a topic of its own"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaConfig:
@@ -516,6 +540,31 @@ class MonitorConfig(_Strict):
         d = self.defaults
         if d.reference.mode == "previous_window" and d.segments.specs():
             raise ValueError(_SEGMENTS_NEED_FIXED.format("defaults"))
+        return self
+
+    @model_validator(mode="after")
+    def _state_topics_are_not_inputs(self) -> MonitorConfig:
+        """The kafka backend's changelog and alerts topics hold the monitor's own records: one
+        that is an input or the dead-letter topic would mix them with events (each state
+        record an invalid event, each invalid event a corrupt state record)."""
+        if self.state.backend != "kafka":
+            return self
+        k = self.kafka
+        others = {
+            k.predictions_topic: "kafka.predictions_topic",
+            k.labels_topic: "kafka.labels_topic",
+            k.dead_letter_topic: "kafka.dead_letter_topic",
+        }
+        # The defaults as monitor.kafka_store names them (default_changelog_topic).
+        changelog = self.state.changelog_topic or f"{k.predictions_topic}-monitor-state"
+        for option, topic in (
+            ("state.changelog_topic", changelog),
+            ("state.alerts_topic", self.state.alerts_topic or f"{changelog}-alerts"),
+        ):
+            if topic in others:
+                raise ValueError(f"{option} is {others[topic]} ({topic!r}); give it its own topic")
+        if self.state.alerts_topic is not None and self.state.alerts_topic == changelog:
+            raise ValueError("state.alerts_topic is the changelog topic; give it its own topic")
         return self
 
     @model_validator(mode="after")

@@ -324,3 +324,33 @@ def test_kafka_only_state_settings_under_the_sqlite_backend_are_refused() -> Non
     kafka = parse_config({"state": {"backend": "kafka", "instance_id": "a"}})
     assert kafka.state.instance_id == "a"
     assert parse_config({"state": {"path": "x.sqlite"}}).state.backend == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("kafka", "state", "why"),
+    [
+        ({"dead_letter_topic": "predictions"}, {}, "dead_letter_topic is the predictions_topic"),
+        ({"dead_letter_topic": "labels"}, {}, "dead_letter_topic is the labels_topic"),
+        ({"labels_topic": "predictions"}, {}, "labels_topic is the predictions_topic"),
+        ({"predictions_topic": ""}, {}, "kafka.predictions_topic: String should have at least"),
+        ({"labels_topic": ""}, {}, "kafka.labels_topic: String should have at least"),
+        ({"dead_letter_topic": ""}, {}, "kafka.dead_letter_topic: String should have at least"),
+        ({}, {"backend": "kafka", "changelog_topic": "labels"}, "state.changelog_topic is kafka"),
+        (
+            {"dead_letter_topic": "predictions-monitor-state-alerts"},
+            {"backend": "kafka"},
+            "state.alerts_topic is kafka.dead_letter_topic",
+        ),
+        ({}, {"backend": "kafka", "alerts_topic": "s", "changelog_topic": "s"}, "alerts_topic"),
+    ],
+)
+def test_a_topic_with_two_roles_is_refused(
+    kafka: dict[str, str], state: dict[str, str], why: str
+) -> None:
+    """A dead-letter topic that is also an input fed itself without end (one invalid
+    message became 80 copies in 8 seconds); labels read from the predictions topic made
+    every prediction an invalid label; a changelog on an input mixes state and events."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"kafka": kafka, "state": state})
+    assert why in str(info.value)
+    parse_config({"kafka": {"dead_letter_topic": "dead", "labels_topic": None}})
