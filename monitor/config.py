@@ -44,6 +44,13 @@ class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The largest window (events): ten million rows of float64 per numeric column.
+MAX_WINDOW_EVENTS = 10_000_000
+#: The most events a reference is learned from: they are held as rows (and checkpointed)
+#: until the reference is built, which keeps a bounded sample of them anyway.
+MAX_LEARN_EVENTS = 1_000_000
+
+
 class KafkaConfig(_Strict):
     """Where events come from and how the consumer behaves."""
 
@@ -240,7 +247,10 @@ class WindowConfig(_Strict):
     of event time, holding at most ``size`` events."""
 
     type: Literal["count", "time"] = "count"
-    size: int = Field(5000, gt=0)
+    # Bounded: the window is allocated whole (size x columns float64s) when the model's
+    # reference is known; a size of 10**12 passed the check, then every start died on a
+    # MemoryError at the model's first events and replayed into it again.
+    size: int = Field(5000, gt=0, le=MAX_WINDOW_EVENTS)
     step: int = Field(1000, gt=0)
     seconds: float | None = Field(None, gt=0)
     step_seconds: float | None = Field(None, gt=0)
@@ -275,7 +285,11 @@ class ReferenceConfig(_Strict):
     )
     format: Literal["auto", "jsonl", "csv", "profile"] = "auto"
     learn_first: int | None = Field(
-        None, gt=0, description="Without a path: learn the reference from the first N events."
+        None,
+        gt=0,
+        le=MAX_LEARN_EVENTS,
+        description="Without a path: learn the reference from the first N events (kept as "
+        "rows until then, and in checkpoints: bounded).",
     )
     max_sample: int = Field(10_000, gt=0, description="Numeric values kept per feature for KS.")
     mode: Literal["fixed", "previous_window"] = Field(

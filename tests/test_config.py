@@ -354,3 +354,25 @@ def test_a_topic_with_two_roles_is_refused(
         parse_config({"kafka": kafka, "state": state})
     assert why in str(info.value)
     parse_config({"kafka": {"dead_letter_topic": "dead", "labels_topic": None}})
+
+
+def test_a_window_or_learning_too_large_to_hold_is_refused() -> None:
+    """A window of 10**12 events passed check-config; then every start died of a
+    MemoryError at the model's first events (and replayed into it again at the next)."""
+    for defaults, why in (
+        ({"window": {"size": 10**12, "step": 100}}, "defaults.window.size"),
+        ({"window": {"type": "time", "seconds": 60, "step_seconds": 10, "size": 10**9}}, "size"),
+        ({"reference": {"learn_first": 10**9}}, "defaults.reference.learn_first"),
+    ):
+        with pytest.raises(ConfigError, match="less than or equal to"):
+            parse_config({"defaults": defaults})
+        with pytest.raises(ConfigError, match=why.replace(".", r"\.")):
+            parse_config({"defaults": defaults})
+    parse_config(
+        {
+            "defaults": {
+                "window": {"size": 10_000_000, "step": 1000},
+                "reference": {"learn_first": 10**6},
+            }
+        }
+    )
