@@ -788,21 +788,39 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
     return parse_config(raw, env=env, base_dir=p.parent)
 
 
-def _constraint_problems(where: str, model: ResolvedModel) -> list[str]:
+def _constraint_problems(
+    where: str,
+    model: ResolvedModel,
+    schema: dict[str, ColumnType] | None = None,
+    source: str = "",
+) -> list[str]:
     """Constraints that cannot apply: a feature the model does not declare, a type other than
-    the declared one, a numeric rule on a categorical feature or the other way round."""
-    if model.features is None:  # the schema comes from the reference: checked at run time
+    the declared one, a numeric rule on a categorical feature or the other way round. When
+    no features are declared, against the reference's ``schema`` (read from the option
+    ``source``): a constraint on a feature the reference lacks was silently never checked,
+    ``required: true`` included."""
+    declared = model.features is not None
+    schema = model.features if model.features is not None else schema
+    if schema is None:  # the schema comes from a reference not loaded here
         return []
     out = []
     for name, c in model.validation.constraints.items():
         at = f"{where}.validation.constraints.{name}"
-        kind = model.features.get(name)
+        kind = schema.get(name)
         if kind is None:
-            out.append(f"{at}: not a declared feature of model {model.name!r}")
+            out.append(
+                f"{at}: not a declared feature of model {model.name!r}"
+                if declared
+                else f"{at}: not a feature in {source} of model {model.name!r}; the "
+                "constraint would never be checked"
+            )
             continue
         if c.type is not None and c.type != kind:
-            out.append(f"{at}.type: {c.type}, but the feature is declared {kind}")
-        numeric_rules = [r for r in ("min", "max", "integer", "not_constant") if getattr(c, r)]
+            how = f"declared {kind}" if declared else f"{kind} in {source}"
+            out.append(f"{at}.type: {c.type}, but the feature is {how}")
+        # min/max of 0 are rules too (a falsy bound passed unreported).
+        numeric_rules = [r for r in ("min", "max") if getattr(c, r) is not None]
+        numeric_rules += [r for r in ("integer", "not_constant") if getattr(c, r)]
         if kind == "categorical" and numeric_rules:
             out.append(f"{at}: {', '.join(numeric_rules)} apply to numeric features only")
         if kind == "numeric" and (c.domain is not None or c.max_unseen_rate is not None):
@@ -925,6 +943,9 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
                     if m.features is None and profile is not None:
                         problems.extend(
                             _segment_problems(f"models[{i}]", resolved, profile.schema(), source)
+                        )
+                        problems.extend(
+                            _constraint_problems(f"models[{i}]", resolved, profile.schema(), source)
                         )
             except ReferenceError_ as exc:
                 if m.reference:

@@ -376,3 +376,48 @@ def test_a_window_or_learning_too_large_to_hold_is_refused() -> None:
             }
         }
     )
+
+
+def test_check_config_checks_constraints_against_the_reference_when_none_are_declared(
+    tmp_path: Path,
+) -> None:
+    """Without declared features a constraint on a feature the reference file lacks was
+    never checked (``required: true`` included) and check-config said OK; a bound of 0 on a
+    categorical feature was not reported either (0 is falsy)."""
+    from monitor.reference import build_profile
+
+    rows = [({"plan": "gold", "x": 1.0}, None), ({"plan": "silver", "x": 2.0}, None)] * 15
+    build_profile("m", rows).save(tmp_path / "p.json")
+    constraints = {
+        "agee": {"required": True},  # a typo of a feature the reference does not have
+        "plan": {"min": 0},
+        "x": {"max": 10, "type": "categorical"},
+    }
+    raw = {
+        "models": [
+            {
+                "name": "a",
+                "reference": {"path": "p.json"},
+                "validation": {"constraints": constraints},
+            }
+        ]
+    }
+    problems = check_config(parse_config(raw, base_dir=tmp_path))
+    at = "models[0].validation.constraints"
+    assert problems == [
+        f"{at}.agee: not a feature in reference.path of model 'a'; the constraint would never "
+        "be checked",
+        f"{at}.plan: min apply to numeric features only",
+        f"{at}.x.type: categorical, but the feature is numeric in reference.path",
+    ]
+    declared = {
+        "name": "b",
+        "features": {"plan": "categorical"},
+        "validation": {"constraints": {"plan": {"max": 0}}},
+    }
+    assert check_config(parse_config({"models": [declared]}), references=False) == [
+        f"{at}.plan: max apply to numeric features only"
+    ]
+    ok = {"x": {"max": 10}, "plan": {"domain": ["gold", "silver"]}}
+    raw["models"][0]["validation"]["constraints"] = ok
+    assert check_config(parse_config(raw, base_dir=tmp_path)) == []
