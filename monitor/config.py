@@ -32,7 +32,12 @@ from monitor.alerting.config import AlertingConfig
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
 from monitor.performance.config import PerformanceConfig
-from monitor.signals import PREDICTION, RESERVED_COLUMNS, SEGMENT_EVENT_FIELDS
+from monitor.signals import (
+    MAX_FEATURE_NAME_CHARS,
+    PREDICTION,
+    RESERVED_COLUMNS,
+    SEGMENT_EVENT_FIELDS,
+)
 from monitor.strict_model import StrictModel
 
 ColumnType = Literal["numeric", "categorical"]
@@ -493,6 +498,10 @@ class ModelConfig(_Strict):
         cls, features: dict[str, ColumnType] | None
     ) -> dict[str, ColumnType] | None:
         for name in features or {}:
+            if not name or len(name) > MAX_FEATURE_NAME_CHARS:
+                raise ValueError(
+                    f"{name[:40]!r}: a feature name has 1 to {MAX_FEATURE_NAME_CHARS} characters"
+                )
             if name in RESERVED_COLUMNS:
                 raise ValueError(
                     f"{name!r} is the monitor's own column ({', '.join(sorted(RESERVED_COLUMNS))}"

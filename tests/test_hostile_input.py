@@ -400,6 +400,40 @@ async def test_labels_of_models_never_predicted_take_no_model_slot(
 
 
 @pytest.mark.kafka
+async def test_long_feature_names_and_categories_stay_short_on_metrics(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Feature names and category values come from the wire: a 300 KB feature name was
+    learned into the schema (a label of every per-feature metric), and a 200 KB category
+    was a 200 KB ``category`` label on every scrape. A feature name over 200 characters is
+    an unknown feature; a category label is cut, two alike in their start kept apart."""
+    raw, suffix = _service_config(kafka_bootstrap, tmp_path, unknown_models="track")
+    raw["kafka"]["max_message_bytes"] = 100_000
+    long_name = "F" * 5_000
+    cats = ["a", "V" * 20_000 + "1", "V" * 20_000 + "2"]
+    events = [
+        _event({"x": float(i % 7), long_name: 1.0, "c": cats[i % 3]}, (i % 10) / 10, i)
+        for i in range(400)
+    ]
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"p-{suffix}", [orjson.dumps(e) for e in events])
+        await eventually(lambda: service.evaluations_seen >= 1, within=30)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{service.http.url}/metrics")).text
+    finally:
+        await _stop(service, task)
+    assert max(map(len, metrics.splitlines())) < 400
+    assert long_name not in metrics
+    assert 'monitor_unknown_feature_events_total{model="m"} ' in metrics
+    shares = [s for s in _series(metrics) if s.startswith("monitor_feature_category_share{")]
+    labels = [re.search(r'category="([^"]*)"', s).group(1) for s in shares]  # type: ignore[union-attr]
+    assert sorted(labels) == ["V" * 100 + "...", "V" * 100 + "...#2", "a"]
+    refs = [s for s in _series(metrics) if s.startswith("monitor_reference_category_share{")]
+    assert len(refs) == 3 and len(set(refs)) == 3
+
+
+@pytest.mark.kafka
 async def test_lone_surrogates_are_rejected_and_the_service_keeps_serving(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
