@@ -794,7 +794,50 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError([f"(file): not valid YAML: {exc}"]) from exc
+    if why := _expansion_problem(raw):
+        raise ConfigError([f"(file): {why}"])
     return parse_config(raw, env=env, base_dir=p.parent)
+
+
+#: The most values a configuration may hold once its YAML aliases are expanded.
+MAX_CONFIG_VALUES = 1_000_000
+
+
+def _expansion_problem(raw: Any) -> str | None:
+    """Why a loaded document is unusable as a configuration however valid its YAML, or None.
+
+    YAML aliases share a node, so nine lines of nested aliases (a "billion laughs") load
+    at once but hold 10**8 values once walked: check-config and run walked them for
+    minutes. An alias inside its own anchor makes a cycle (RecursionError, a traceback).
+    Counted over the shared nodes once each, so the check costs the file's size.
+    """
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(raw, False)]
+    while stack:
+        node, done = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        key = id(node)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        if done:
+            open_.discard(key)
+            total = 1 + sum(sizes.get(id(c), 1) for c in children)
+            if total > MAX_CONFIG_VALUES:
+                return (
+                    f"more than {MAX_CONFIG_VALUES:,} values once its aliases are expanded "
+                    "(nested anchors and aliases); write the configuration out"
+                )
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            return "an alias inside its own anchor (a cycle): a configuration is a tree"
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children)
+    return None
 
 
 def _constraint_problems(

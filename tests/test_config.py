@@ -421,3 +421,30 @@ def test_check_config_checks_constraints_against_the_reference_when_none_are_dec
     ok = {"x": {"max": 10}, "plan": {"domain": ["gold", "silver"]}}
     raw["models"][0]["validation"]["constraints"] = ok
     assert check_config(parse_config(raw, base_dir=tmp_path)) == []
+
+
+def test_a_yaml_billion_laughs_or_alias_cycle_is_refused_at_once(tmp_path: Path) -> None:
+    """Nine lines of nested aliases load at once and hold 10**8 values: check-config
+    walked them for minutes; an alias inside its own anchor ended in a RecursionError."""
+    import time
+
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdefg", "bcdefgh", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"\(file\): more than 1,000,000 values"):
+        load_config(bomb)
+    assert time.perf_counter() - started < 5
+    cycle = tmp_path / "cycle.yaml"
+    cycle.write_text("a: &a [1, *a]\n")
+    with pytest.raises(ConfigError, match="an alias inside its own anchor"):
+        load_config(cycle)
+    # Anchors, aliases and merge keys as people use them still load.
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(
+        "defaults:\n  window: &w {type: count, size: 500, step: 100}\n"
+        "models:\n  - {name: a, window: *w}\n  - name: b\n    window: {<<: *w, step: 50}\n"
+    )
+    assert load_config(ok).models[1].window.step == 50  # type: ignore[union-attr]
