@@ -32,7 +32,12 @@ from monitor.alerting.config import AlertingConfig
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
 from monitor.performance.config import PerformanceConfig
-from monitor.signals import PREDICTION, SEGMENT_EVENT_FIELDS
+from monitor.signals import (
+    MAX_FEATURE_NAME_CHARS,
+    PREDICTION,
+    RESERVED_COLUMNS,
+    SEGMENT_EVENT_FIELDS,
+)
 from monitor.strict_model import StrictModel
 
 ColumnType = Literal["numeric", "categorical"]
@@ -44,16 +49,27 @@ class _Strict(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The largest window (events): ten million rows of float64 per numeric column.
+MAX_WINDOW_EVENTS = 10_000_000
+#: The most events a reference is learned from: they are held as rows (and checkpointed)
+#: until the reference is built, which keeps a bounded sample of them anyway.
+MAX_LEARN_EVENTS = 1_000_000
+
+
 class KafkaConfig(_Strict):
     """Where events come from and how the consumer behaves."""
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
     group_id: str = Field("model-monitor", description="Consumer group; instances share it.")
     client_id: str = "model-monitor"
-    predictions_topic: str = "predictions"
-    labels_topic: str | None = Field("labels", description="Label events; null disables.")
+    predictions_topic: str = Field("predictions", min_length=1)
+    labels_topic: str | None = Field(
+        "labels", min_length=1, description="Label events; null disables."
+    )
     dead_letter_topic: str | None = Field(
-        None, description="Invalid messages are copied here (with the reason in headers)."
+        None,
+        min_length=1,
+        description="Invalid messages are copied here (with the reason in headers).",
     )
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_batch_records: int = Field(5000, gt=0, description="Upper bound of one getmany() batch.")
@@ -81,6 +97,26 @@ class KafkaConfig(_Strict):
         gt=0,
         description="/healthz fails when the consume loop has not completed a poll for this long.",
     )
+
+    @model_validator(mode="after")
+    def _topics_distinct(self) -> KafkaConfig:
+        """Each topic has one role. A dead-letter topic that is also an input fed itself: the
+        copy of an invalid message was consumed, invalid again, and copied again, forever
+        (one bad message made 80 copies in 8 s); labels read from the predictions topic made
+        every prediction an invalid label."""
+        if self.labels_topic == self.predictions_topic:
+            raise ValueError(
+                f"labels_topic is the predictions_topic ({self.predictions_topic!r}): each "
+                "needs its own topic (labels_topic: null disables labels)"
+            )
+        inputs = {self.predictions_topic: "predictions_topic", self.labels_topic: "labels_topic"}
+        if self.dead_letter_topic is not None and self.dead_letter_topic in inputs:
+            raise ValueError(
+                f"dead_letter_topic is the {inputs[self.dead_letter_topic]} "
+                f"({self.dead_letter_topic!r}): invalid messages copied there would be consumed "
+                "again, invalid again, and copied again without end; give it a topic of its own"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaConfig:
@@ -216,7 +252,10 @@ class WindowConfig(_Strict):
     of event time, holding at most ``size`` events."""
 
     type: Literal["count", "time"] = "count"
-    size: int = Field(5000, gt=0)
+    # Bounded: the window is allocated whole (size x columns float64s) when the model's
+    # reference is known; a size of 10**12 passed the check, then every start died on a
+    # MemoryError at the model's first events and replayed into it again.
+    size: int = Field(5000, gt=0, le=MAX_WINDOW_EVENTS)
     step: int = Field(1000, gt=0)
     seconds: float | None = Field(None, gt=0)
     step_seconds: float | None = Field(None, gt=0)
@@ -251,7 +290,11 @@ class ReferenceConfig(_Strict):
     )
     format: Literal["auto", "jsonl", "csv", "profile"] = "auto"
     learn_first: int | None = Field(
-        None, gt=0, description="Without a path: learn the reference from the first N events."
+        None,
+        gt=0,
+        le=MAX_LEARN_EVENTS,
+        description="Without a path: learn the reference from the first N events (kept as "
+        "rows until then, and in checkpoints: bounded).",
     )
     max_sample: int = Field(10_000, gt=0, description="Numeric values kept per feature for KS.")
     mode: Literal["fixed", "previous_window"] = Field(
@@ -449,6 +492,23 @@ class ModelConfig(_Strict):
     segments: SegmentsConfig | None = None
     sample: SampleConfig | None = None
 
+    @field_validator("features")
+    @classmethod
+    def _no_reserved_names(
+        cls, features: dict[str, ColumnType] | None
+    ) -> dict[str, ColumnType] | None:
+        for name in features or {}:
+            if not name or len(name) > MAX_FEATURE_NAME_CHARS:
+                raise ValueError(
+                    f"{name[:40]!r}: a feature name has 1 to {MAX_FEATURE_NAME_CHARS} characters"
+                )
+            if name in RESERVED_COLUMNS:
+                raise ValueError(
+                    f"{name!r} is the monitor's own column ({', '.join(sorted(RESERVED_COLUMNS))}"
+                    " are reserved); rename the feature"
+                )
+        return features
+
 
 class MonitorConfig(_Strict):
     """The whole configuration file."""
@@ -503,6 +563,31 @@ class MonitorConfig(_Strict):
         d = self.defaults
         if d.reference.mode == "previous_window" and d.segments.specs():
             raise ValueError(_SEGMENTS_NEED_FIXED.format("defaults"))
+        return self
+
+    @model_validator(mode="after")
+    def _state_topics_are_not_inputs(self) -> MonitorConfig:
+        """The kafka backend's changelog and alerts topics hold the monitor's own records: one
+        that is an input or the dead-letter topic would mix them with events (each state
+        record an invalid event, each invalid event a corrupt state record)."""
+        if self.state.backend != "kafka":
+            return self
+        k = self.kafka
+        others = {
+            k.predictions_topic: "kafka.predictions_topic",
+            k.labels_topic: "kafka.labels_topic",
+            k.dead_letter_topic: "kafka.dead_letter_topic",
+        }
+        # The defaults as monitor.kafka_store names them (default_changelog_topic).
+        changelog = self.state.changelog_topic or f"{k.predictions_topic}-monitor-state"
+        for option, topic in (
+            ("state.changelog_topic", changelog),
+            ("state.alerts_topic", self.state.alerts_topic or f"{changelog}-alerts"),
+        ):
+            if topic in others:
+                raise ValueError(f"{option} is {others[topic]} ({topic!r}); give it its own topic")
+        if self.state.alerts_topic is not None and self.state.alerts_topic == changelog:
+            raise ValueError("state.alerts_topic is the changelog topic; give it its own topic")
         return self
 
     @model_validator(mode="after")
@@ -609,11 +694,17 @@ def parse_config(
     if not isinstance(raw, dict):
         raise ConfigError(["(root): the configuration must be a mapping"])
     data = _substitute_env(raw, "", dict(os.environ) if env is None else env, problems)
+    unset = {p.split(": ", 1)[0] for p in problems}
     try:
         config = MonitorConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            problems.append(f"{_format_loc(tuple(err['loc']))}: {err['msg']}")
+            loc = tuple(err["loc"])
+            # A value from an unset variable is reported once, as unset (its "" would also
+            # fail the option's own check; the loc of a receiver carries its type tag too).
+            if unset & {_format_loc(loc[:i] + loc[i + 1 :]) for i in range(len(loc) + 1)}:
+                continue
+            problems.append(f"{_format_loc(loc)}: {err['msg']}")
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
@@ -703,24 +794,85 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError([f"(file): not valid YAML: {exc}"]) from exc
+    if why := _expansion_problem(raw):
+        raise ConfigError([f"(file): {why}"])
     return parse_config(raw, env=env, base_dir=p.parent)
 
 
-def _constraint_problems(where: str, model: ResolvedModel) -> list[str]:
+#: The most values a configuration may hold once its YAML aliases are expanded.
+MAX_CONFIG_VALUES = 1_000_000
+
+
+def _expansion_problem(raw: Any) -> str | None:
+    """Why a loaded document is unusable as a configuration however valid its YAML, or None.
+
+    YAML aliases share a node, so nine lines of nested aliases (a "billion laughs") load
+    at once but hold 10**8 values once walked: check-config and run walked them for
+    minutes. An alias inside its own anchor makes a cycle (RecursionError, a traceback).
+    Counted over the shared nodes once each, so the check costs the file's size.
+    """
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(raw, False)]
+    while stack:
+        node, done = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        key = id(node)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        if done:
+            open_.discard(key)
+            total = 1 + sum(sizes.get(id(c), 1) for c in children)
+            if total > MAX_CONFIG_VALUES:
+                return (
+                    f"more than {MAX_CONFIG_VALUES:,} values once its aliases are expanded "
+                    "(nested anchors and aliases); write the configuration out"
+                )
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            return "an alias inside its own anchor (a cycle): a configuration is a tree"
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children)
+    return None
+
+
+def _constraint_problems(
+    where: str,
+    model: ResolvedModel,
+    schema: dict[str, ColumnType] | None = None,
+    source: str = "",
+) -> list[str]:
     """Constraints that cannot apply: a feature the model does not declare, a type other than
-    the declared one, a numeric rule on a categorical feature or the other way round."""
-    if model.features is None:  # the schema comes from the reference: checked at run time
+    the declared one, a numeric rule on a categorical feature or the other way round. When
+    no features are declared, against the reference's ``schema`` (read from the option
+    ``source``): a constraint on a feature the reference lacks was silently never checked,
+    ``required: true`` included."""
+    declared = model.features is not None
+    schema = model.features if model.features is not None else schema
+    if schema is None:  # the schema comes from a reference not loaded here
         return []
     out = []
     for name, c in model.validation.constraints.items():
         at = f"{where}.validation.constraints.{name}"
-        kind = model.features.get(name)
+        kind = schema.get(name)
         if kind is None:
-            out.append(f"{at}: not a declared feature of model {model.name!r}")
+            out.append(
+                f"{at}: not a declared feature of model {model.name!r}"
+                if declared
+                else f"{at}: not a feature in {source} of model {model.name!r}; the "
+                "constraint would never be checked"
+            )
             continue
         if c.type is not None and c.type != kind:
-            out.append(f"{at}.type: {c.type}, but the feature is declared {kind}")
-        numeric_rules = [r for r in ("min", "max", "integer", "not_constant") if getattr(c, r)]
+            how = f"declared {kind}" if declared else f"{kind} in {source}"
+            out.append(f"{at}.type: {c.type}, but the feature is {how}")
+        # min/max of 0 are rules too (a falsy bound passed unreported).
+        numeric_rules = [r for r in ("min", "max") if getattr(c, r) is not None]
+        numeric_rules += [r for r in ("integer", "not_constant") if getattr(c, r)]
         if kind == "categorical" and numeric_rules:
             out.append(f"{at}: {', '.join(numeric_rules)} apply to numeric features only")
         if kind == "numeric" and (c.domain is not None or c.max_unseen_rate is not None):
@@ -843,6 +995,9 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
                     if m.features is None and profile is not None:
                         problems.extend(
                             _segment_problems(f"models[{i}]", resolved, profile.schema(), source)
+                        )
+                        problems.extend(
+                            _constraint_problems(f"models[{i}]", resolved, profile.schema(), source)
                         )
             except ReferenceError_ as exc:
                 if m.reference:

@@ -762,7 +762,9 @@ class Decoder:
 
     ``accept_model`` decides per model name whether events are tracked (it
     enforces the unknown-model policy and the model cap); it returns ``None`` to
-    accept or a reason to reject.
+    accept or a reason to reject. ``accept_label_model`` (default: the same) decides
+    for label events: a label alone must not always make a model (and take a slot of
+    the cap), and its verdict is not cached, since a prediction may admit the model.
     """
 
     def __init__(
@@ -772,12 +774,14 @@ class Decoder:
         max_event_id_chars: int = 256,
         labels_topic: str | None = None,
         accept_model: Any = None,
+        accept_label_model: Any = None,
         native: bool = True,
     ) -> None:
         self.max_message_bytes = max_message_bytes
         self.max_event_id_chars = max_event_id_chars
         self.labels_topic = labels_topic
         self._accept_model = accept_model or (lambda model: None)
+        self._accept_label_model = accept_label_model
         self._accepted: dict[str, str | None] = {}
         self.native = native and _native is not None
 
@@ -790,6 +794,13 @@ class Decoder:
             if verdict in (None, "unknown_model") and len(self._accepted) < 100_000:
                 self._accepted[model] = verdict
         return verdict
+
+    def _label_verdict(self, model: str) -> str | None:
+        if self._accept_label_model is None or (
+            model in self._accepted and self._accepted[model] is None
+        ):
+            return self._model_verdict(model)
+        return self._accept_label_model(model)
 
     def decode(
         self, messages: MessageBatch | Sequence[RawMessage], schemas: ColumnarSchemas | None = None
@@ -1036,7 +1047,7 @@ class Decoder:
                 event_id, model, ts = validate_prediction(
                     obj, msg.timestamp, self.max_event_id_chars
                 )
-            reason = self._model_verdict(model)
+            reason = self._label_verdict(model) if is_label else self._model_verdict(model)
             if reason is not None:
                 raise InvalidEvent(
                     reason, f"model {model[:80]!r} is not accepted ({reason})", "model"

@@ -30,7 +30,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from monitor.errors import ReferenceError_, ReferenceMismatch
-from monitor.signals import PREDICTION, SEGMENT_EVENT_FIELDS
+from monitor.signals import (
+    MAX_FEATURE_NAME_CHARS,
+    PREDICTION,
+    RESERVED_COLUMNS,
+    SEGMENT_EVENT_FIELDS,
+)
 from monitor.summary import QUANTILES
 
 FORMAT_VERSION = 1
@@ -575,13 +580,17 @@ def infer_columns(
 
     A column is numeric when every present value is a number (booleans are
     categories); :data:`MISSING_TOKENS` strings count as missing, so one ``n/a``
-    cell does not turn a numeric column categorical. ``declared`` types win.
+    cell does not turn a numeric column categorical. ``declared`` types win. A
+    :data:`~monitor.signals.RESERVED_COLUMNS` name, or one longer than
+    :data:`~monitor.signals.MAX_FEATURE_NAME_CHARS`, is never a column.
     """
     reports: dict[str, ColumnReport] = {}
     for row, (feats, _) in enumerate(rows, 1):
         for k, v in feats.items():
             r = reports.get(k)
             if r is None:
+                if k in RESERVED_COLUMNS or len(k) > MAX_FEATURE_NAME_CHARS:
+                    continue
                 r = reports[k] = ColumnReport(k, None)
             if v is None or is_missing_token(v):
                 continue

@@ -229,6 +229,7 @@ class MonitorService:
             max_event_id_chars=config.limits.max_event_id_chars,
             labels_topic=config.kafka.labels_topic,
             accept_model=self._accept_model,
+            accept_label_model=self._accept_label_model,
             # The compiled decoder is used when installed; MONITOR_NATIVE_DECODER=0 turns it off.
             native=os.environ.get("MONITOR_NATIVE_DECODER", "1") != "0",
         )
@@ -254,6 +255,25 @@ class MonitorService:
             return "too_many_models"
         self._admitted.add(model)  # counted now: one batch may bring many new models
         return None
+
+    def _accept_label_model(self, model: str) -> str | None:
+        """The model verdict for a label event.
+
+        Under ``unknown_models: track`` a label of a model no prediction has admitted made
+        the model (a "learning" model on /api/status, a checkpoint) and took a slot of
+        ``limits.max_models``; when the defaults track no performance its labels were only
+        counted as ignored, so a labels topic shared with other teams' models filled the
+        cap and the next new model's predictions were rejected as ``too_many_models``.
+        Such a label is an unknown model's. With a performance task in the defaults, a
+        label may come before its model's first prediction and is admitted (held as early).
+        """
+        if self.config.model(model) is not None or model in self._admitted:
+            return None
+        if model in self.models:  # restored from the store
+            return None
+        if self.config.unknown_models == "reject" or self.config.defaults.performance.task is None:
+            return "unknown_model"
+        return self._accept_model(model)
 
     def _settings(self, model: str) -> ResolvedModel:
         resolved = self.config.model(model)

@@ -381,19 +381,43 @@ class ModelStateCollector(Collector):
                 order = sorted(range(len(s.counts)), key=lambda i: -int(s.counts[i]))
                 shown = order[: self._max_categories]
                 rest = int(s.counts.sum()) - sum(int(s.counts[i]) for i in shown)
-                for i in shown:
-                    g.share.add_metric([model, feature, cats[i]], int(s.counts[i]) / total)
+                shown_labels = _category_labels([cats[i] for i in shown])
+                for i, label in zip(shown, shown_labels, strict=True):
+                    g.share.add_metric([model, feature, label], int(s.counts[i]) / total)
                 if rest:
                     g.share.add_metric([model, feature, "__rest__"], rest / total)
                 ref = m.reference_profile(feature)
                 if ref is not None and ref.counts is not None:
                     ref_total = max(1, int(ref.counts.sum()))
-                    for i in range(min(len(ref.categories), self._max_categories)):
+                    n_ref = min(len(ref.categories), self._max_categories)
+                    for i, label in enumerate(_category_labels(ref.categories[:n_ref])):
                         g.ref_share.add_metric(
-                            [model, feature, ref.categories[i]], int(ref.counts[i]) / ref_total
+                            [model, feature, label], int(ref.counts[i]) / ref_total
                         )
         for family in g.all():
             yield _encodable_labels(family)
+
+
+#: The longest category shown as a label value; the rest of a longer one is cut.
+MAX_CATEGORY_LABEL_CHARS = 100
+
+
+def _category_labels(categories: Iterable[str]) -> list[str]:
+    """Category values from the wire as ``category`` label values: each cut to
+    :data:`MAX_CATEGORY_LABEL_CHARS` (a 400 KB value was a 400 KB label, on every scrape)
+    and kept apart from another alike in its first characters (``#2``, as segments do), so
+    no two series of one feature share their labels."""
+    out: list[str] = []
+    used: set[str] = set()
+    for value in categories:
+        label = value
+        if len(value) > MAX_CATEGORY_LABEL_CHARS:
+            label = value[:MAX_CATEGORY_LABEL_CHARS] + "..."
+        if label in used:
+            label = next(f"{label}#{k}" for k in range(2, 10**6) if f"{label}#{k}" not in used)
+        used.add(label)
+        out.append(label)
+    return out
 
 
 def _encodable_labels(family: Metric) -> Metric:

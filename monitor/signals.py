@@ -34,6 +34,17 @@ PREDICTION = "__prediction__"
 #: The subject of the multivariate verdict, beside the feature names: about the numeric
 #: features together, so never counted among the drifting features.
 MULTIVARIATE = "__multivariate__"
+#: The column label drift is reported as (the labelled window against the first one).
+LABEL = "__label__"
+#: The monitor's own column and subject names. A feature so named would be merged with or
+#: mistaken for them (a feature ``__prediction__`` vanished behind the prediction, one
+#: named ``__label__`` was shown as the label column), so none is ever a feature: declared,
+#: it is a configuration error; in events and reference files it is an unknown feature.
+RESERVED_COLUMNS = frozenset({PREDICTION, LABEL, MULTIVARIATE})
+#: The longest feature name: a feature name is a label of every per-feature metric, a key
+#: of /api/status and the pages, and part of each checkpoint, so one learned from the wire
+#: is bounded like a model's name (a longer one is an unknown feature).
+MAX_FEATURE_NAME_CHARS = 200
 #: Event fields (not features) a segment may slice by (``segments: [model_version]``).
 SEGMENT_EVENT_FIELDS = frozenset({"model_version"})
 

@@ -147,6 +147,48 @@ async def test_a_broken_outbox_is_logged_once_then_counted_and_its_recovery_once
     assert errors[0].exc_info is not None
 
 
+@pytest.mark.parametrize("reply", [Reply(200), Reply(503), Reply(400)])
+async def test_an_outcome_the_outbox_cannot_store_does_not_resend_the_notification(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, reply: Reply
+) -> None:
+    """The outbox refusing writes (its disk full) while it still reads: the delivered row
+    stayed pending and due, so one page went to the receiver again at once, 727 times in
+    10 seconds (a Slack channel cannot deduplicate). The attempt's outcome is kept and
+    stored once the outbox takes writes again; meanwhile the row is not sent again."""
+    caplog.set_level(logging.DEBUG)
+    registry = CollectorRegistry()
+    path = tmp_path / "o.db"
+    async with RecordingReceiver(default=reply) as rx:
+        svc = _service({"hook": {"type": "webhook", "url": rx.url}}, path, registry)
+        await svc.start()
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute(
+                "CREATE TRIGGER full BEFORE UPDATE ON outbox "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+            svc.submit(*_evaluation(1, income="warning"))
+            await rx.wait_for_requests(1)
+            await asyncio.sleep(0.5)  # 25 polls of the dispatcher
+            assert len(rx.requests) == 1
+            assert (registry.get_sample_value("monitor_outbox_errors_total") or 0) > 0
+            other.execute("DROP TRIGGER full")
+            if reply.status == 503:  # the retry is stored, and the row is retried again
+                await rx.wait_for_requests(2)
+            else:
+                done = {"delivered": 1} if reply.status == 200 else {"dead": 1}
+                await _until(lambda: svc.outbox.counts() == done)
+                await asyncio.sleep(0.2)
+                assert len(rx.requests) == 1
+        finally:
+            other.close()
+            await svc.stop()
+    assert "alert outbox readable again" in caplog.text
+    errors = [r for r in caplog.records if r.name == DISPATCHER and r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "Task exception was never retrieved" not in caplog.text
+
+
 async def test_each_rejected_notification_is_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -137,6 +137,53 @@ def test_config_repr_and_validation_errors_hide_receiver_secrets() -> None:
         _assert_clean("ConfigError", str(info.value) + repr(info.value.problems))
 
 
+@pytest.mark.parametrize(
+    ("receiver", "where"),
+    [
+        ({"type": "slack", "webhook_url": ""}, "webhook_url"),
+        (
+            {"type": "slack", "webhook_url": f"hooks.slack.com/services/T/B/{SLACK_OK}"},
+            "webhook_url",
+        ),
+        ({"type": "webhook", "url": f"ftp://h/?token={HOOK_TOKEN}"}, "url"),
+        ({"type": "webhook", "url": f"http://h:99999/?token={HOOK_TOKEN}"}, "url"),
+        ({"type": "webhook", "url": f"http://h/?token= {HOOK_TOKEN}"}, "url"),
+        ({"type": "pagerduty", "routing_key": PD_KEY, "url": f"/v2/{PD_URL_TOKEN}"}, "url"),
+        ({"type": "retrain", "url": f"airflow.example/?t={RT_URL_TOKEN}"}, "url"),
+        ({"type": "alertmanager", "url": "127.0.0.1:9093"}, "url"),
+        (
+            {"type": "webhook", "url": "http://h/", "headers": {"X-Key": f"\u201c{HOOK_HEADER}"}},
+            "headers",
+        ),
+        (
+            {"type": "retrain", "url": "http://h/", "headers": {"X-K": f"a\r\nX: {RT_SECRET}"}},
+            "headers",
+        ),
+        ({"type": "webhook", "url": "http://h/", "headers": {"X Key": "v"}}, "headers"),
+        (
+            {"type": "alertmanager", "url": "http://h/", "headers": {"A": "Bearer \u00e9"}},
+            "headers",
+        ),
+    ],
+)
+def test_a_receiver_that_cannot_be_delivered_to_is_a_config_error(
+    receiver: dict[str, Any], where: str
+) -> None:
+    """An empty receiver URL (a variable set to ''), one without its scheme, or a header
+    value httpx cannot send (non-ASCII, a line break) passed check-config; then every page
+    to that receiver was dead-lettered or retried until its deadline. Refused at the
+    option's path, without repeating the secret."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"alerting": {"receivers": {"r": receiver}}})
+    text = str(info.value) + repr(info.value.problems)
+    _assert_clean("ConfigError", text)
+    assert f"alerting.receivers.r.{receiver['type']}.{where}" in text
+    # The same receiver with a sendable URL and headers loads.
+    fixed = {**receiver, "headers": {"X-Key": "v"}} if "headers" in receiver else receiver
+    key = "webhook_url" if receiver["type"] == "slack" else "url"
+    parse_config({"alerting": {"receivers": {"r": {**fixed, key: "https://h.example/x?y=1"}}}})
+
+
 def test_a_link_with_credentials_is_refused_without_repeating_them() -> None:
     """A runbook or dashboard link goes in clear to every receiver and into the outbox:
     one carrying credentials (user:token@, ?token=) is refused at the option's path,
@@ -288,3 +335,13 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
     assert 'reason="timeout",receiver="pager"' in metrics
     assert 'reason="connect",receiver="hook-down"' in metrics
     assert 'reason="http_5xx",receiver="hook"' in metrics
+
+
+def test_a_receiver_url_from_an_unset_variable_is_reported_once() -> None:
+    """The unset variable is the problem; the empty URL it leaves is not a second one."""
+    receivers = {"r": {"type": "slack", "webhook_url": "${PROBE_UNSET_SLACK_URL}"}}
+    with pytest.raises(ConfigError) as info:
+        parse_config({"alerting": {"receivers": receivers}}, env={})
+    assert info.value.problems == [
+        "alerting.receivers.r.webhook_url: environment variable PROBE_UNSET_SLACK_URL is not set"
+    ]

@@ -324,3 +324,127 @@ def test_kafka_only_state_settings_under_the_sqlite_backend_are_refused() -> Non
     kafka = parse_config({"state": {"backend": "kafka", "instance_id": "a"}})
     assert kafka.state.instance_id == "a"
     assert parse_config({"state": {"path": "x.sqlite"}}).state.backend == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("kafka", "state", "why"),
+    [
+        ({"dead_letter_topic": "predictions"}, {}, "dead_letter_topic is the predictions_topic"),
+        ({"dead_letter_topic": "labels"}, {}, "dead_letter_topic is the labels_topic"),
+        ({"labels_topic": "predictions"}, {}, "labels_topic is the predictions_topic"),
+        ({"predictions_topic": ""}, {}, "kafka.predictions_topic: String should have at least"),
+        ({"labels_topic": ""}, {}, "kafka.labels_topic: String should have at least"),
+        ({"dead_letter_topic": ""}, {}, "kafka.dead_letter_topic: String should have at least"),
+        ({}, {"backend": "kafka", "changelog_topic": "labels"}, "state.changelog_topic is kafka"),
+        (
+            {"dead_letter_topic": "predictions-monitor-state-alerts"},
+            {"backend": "kafka"},
+            "state.alerts_topic is kafka.dead_letter_topic",
+        ),
+        ({}, {"backend": "kafka", "alerts_topic": "s", "changelog_topic": "s"}, "alerts_topic"),
+    ],
+)
+def test_a_topic_with_two_roles_is_refused(
+    kafka: dict[str, str], state: dict[str, str], why: str
+) -> None:
+    """A dead-letter topic that is also an input fed itself without end (one invalid
+    message became 80 copies in 8 seconds); labels read from the predictions topic made
+    every prediction an invalid label; a changelog on an input mixes state and events."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"kafka": kafka, "state": state})
+    assert why in str(info.value)
+    parse_config({"kafka": {"dead_letter_topic": "dead", "labels_topic": None}})
+
+
+def test_a_window_or_learning_too_large_to_hold_is_refused() -> None:
+    """A window of 10**12 events passed check-config; then every start died of a
+    MemoryError at the model's first events (and replayed into it again at the next)."""
+    for defaults, why in (
+        ({"window": {"size": 10**12, "step": 100}}, "defaults.window.size"),
+        ({"window": {"type": "time", "seconds": 60, "step_seconds": 10, "size": 10**9}}, "size"),
+        ({"reference": {"learn_first": 10**9}}, "defaults.reference.learn_first"),
+    ):
+        with pytest.raises(ConfigError, match="less than or equal to"):
+            parse_config({"defaults": defaults})
+        with pytest.raises(ConfigError, match=why.replace(".", r"\.")):
+            parse_config({"defaults": defaults})
+    parse_config(
+        {
+            "defaults": {
+                "window": {"size": 10_000_000, "step": 1000},
+                "reference": {"learn_first": 10**6},
+            }
+        }
+    )
+
+
+def test_check_config_checks_constraints_against_the_reference_when_none_are_declared(
+    tmp_path: Path,
+) -> None:
+    """Without declared features a constraint on a feature the reference file lacks was
+    never checked (``required: true`` included) and check-config said OK; a bound of 0 on a
+    categorical feature was not reported either (0 is falsy)."""
+    from monitor.reference import build_profile
+
+    rows = [({"plan": "gold", "x": 1.0}, None), ({"plan": "silver", "x": 2.0}, None)] * 15
+    build_profile("m", rows).save(tmp_path / "p.json")
+    constraints = {
+        "agee": {"required": True},  # a typo of a feature the reference does not have
+        "plan": {"min": 0},
+        "x": {"max": 10, "type": "categorical"},
+    }
+    raw = {
+        "models": [
+            {
+                "name": "a",
+                "reference": {"path": "p.json"},
+                "validation": {"constraints": constraints},
+            }
+        ]
+    }
+    problems = check_config(parse_config(raw, base_dir=tmp_path))
+    at = "models[0].validation.constraints"
+    assert problems == [
+        f"{at}.agee: not a feature in reference.path of model 'a'; the constraint would never "
+        "be checked",
+        f"{at}.plan: min apply to numeric features only",
+        f"{at}.x.type: categorical, but the feature is numeric in reference.path",
+    ]
+    declared = {
+        "name": "b",
+        "features": {"plan": "categorical"},
+        "validation": {"constraints": {"plan": {"max": 0}}},
+    }
+    assert check_config(parse_config({"models": [declared]}), references=False) == [
+        f"{at}.plan: max apply to numeric features only"
+    ]
+    ok = {"x": {"max": 10}, "plan": {"domain": ["gold", "silver"]}}
+    raw["models"][0]["validation"]["constraints"] = ok
+    assert check_config(parse_config(raw, base_dir=tmp_path)) == []
+
+
+def test_a_yaml_billion_laughs_or_alias_cycle_is_refused_at_once(tmp_path: Path) -> None:
+    """Nine lines of nested aliases load at once and hold 10**8 values: check-config
+    walked them for minutes; an alias inside its own anchor ended in a RecursionError."""
+    import time
+
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdefg", "bcdefgh", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"\(file\): more than 1,000,000 values"):
+        load_config(bomb)
+    assert time.perf_counter() - started < 5
+    cycle = tmp_path / "cycle.yaml"
+    cycle.write_text("a: &a [1, *a]\n")
+    with pytest.raises(ConfigError, match="an alias inside its own anchor"):
+        load_config(cycle)
+    # Anchors, aliases and merge keys as people use them still load.
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(
+        "defaults:\n  window: &w {type: count, size: 500, step: 100}\n"
+        "models:\n  - {name: a, window: *w}\n  - name: b\n    window: {<<: *w, step: 50}\n"
+    )
+    assert load_config(ok).models[1].window.step == 50  # type: ignore[union-attr]

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.config import LimitsConfig, ModelConfig, ModelDefaults, parse_config, resolve_model
+from monitor.errors import ConfigError
 from monitor.events import REASONS, Decoder, RawMessage
 from monitor.model_monitor import ModelMonitor
 from monitor.service import DECODER_ERROR, MonitorService
@@ -142,6 +143,29 @@ def test_integers_beyond_float_range_are_counted_not_raised() -> None:
             b'{"event_id":"p","model":"m","features":{},"prediction":' + huge + b"}",
         ],
     )
+
+
+def test_features_named_like_the_monitors_own_columns_are_not_features() -> None:
+    """A feature ``__prediction__`` vanished behind the prediction column, one named
+    ``__label__`` was shown as the label column and ``__multivariate__`` shared the
+    multivariate verdict's subject. In events they are unknown features; declared, an error.
+    """
+    own = {"__prediction__": "zzz", "__label__": 5.0, "__multivariate__": 1.0}
+    events = [
+        orjson.dumps(_event({"x": float(i % 7), **own}, prediction=(i % 10) / 10, i=i))
+        for i in range(100)
+    ]
+    mm = _monitor()
+    _feed(Decoder(max_message_bytes=10_000), mm, events)
+    assert mm.ready
+    assert mm.columnar_schema() == (("x",), ())
+    assert set(mm.numeric_columns) == {"x", "__prediction__"}  # the prediction's scores
+    assert mm.categorical_columns == []
+    assert mm.unknown_feature_events == 100 - 30  # every event after the learned reference
+    assert mm.last is not None and set(mm.last.results) == {"x", "__prediction__"}
+    for name in own:
+        with pytest.raises(ConfigError, match=f"models\\[0\\].features: .*{name}.* reserved"):
+            parse_config({"models": [{"name": "m", "features": {"x": "numeric", name: "numeric"}}]})
 
 
 # --------------------------------------------------------------------------- the service
@@ -332,6 +356,81 @@ async def test_caps_hold_on_metrics_against_10000_distinct_names(
     )
     assert float(invalid["too_many_models"]) >= n - 2
     assert float(invalid["too_large"]) == 1
+
+
+@pytest.mark.kafka
+async def test_labels_of_models_never_predicted_take_no_model_slot(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A labels topic shared with models this monitor does not watch: under
+    ``unknown_models: track`` (defaults without a performance task) each such label made a
+    model ("learning" forever on /api/status) and took a slot of ``max_models``, so the
+    next new model's predictions were rejected as too_many_models. They are an unknown
+    model's labels; a listed model's labels before its first prediction are still held."""
+    raw, suffix = _service_config(
+        kafka_bootstrap,
+        tmp_path,
+        unknown_models="track",
+        limits={"max_models": 3},
+        models=[{"name": "listed", "performance": {"task": "binary"}}],
+    )
+    labels = [{"event_id": f"x{i}", "model": f"other-team-{i}", "label": 1} for i in range(20)]
+    labels += [{"event_id": "e0", "model": "listed", "label": 1}]
+    new_model = [_event({"a": 1.0}, 0.5, i) | {"model": "new-model"} for i in range(5)]
+    listed = [_event({"a": 1.0}, 0.9, 0) | {"model": "listed"}]
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"l-{suffix}", [orjson.dumps(e) for e in labels])
+        await eventually(lambda: sum(service._positions.values()) >= len(labels), within=30)
+        await _send(kafka_bootstrap, f"p-{suffix}", [orjson.dumps(e) for e in new_model + listed])
+        total = len(labels) + len(new_model) + len(listed)
+        await eventually(lambda: sum(service._positions.values()) >= total, within=30)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{service.http.url}/metrics")).text
+            status = (await client.get(f"{service.http.url}/api/status")).json()
+    finally:
+        await _stop(service, task)
+    assert set(status["models"]) == {"listed", "new-model"}
+    assert status["models"]["new-model"]["events"] == 5
+    label_invalid = rf'monitor_events_invalid_total\{{reason="(\w+)",topic="l-{suffix}"\}} (\S+)'
+    assert dict(re.findall(label_invalid, metrics)) == {"unknown_model": "20.0"}
+    assert float(dict(re.findall(INVALID, metrics)).get("too_many_models", 0)) == 0
+    assert not re.search(r'model="other-team-', metrics)
+    assert 'monitor_labels_total{model="listed",outcome="early"} 1.0' in metrics
+
+
+@pytest.mark.kafka
+async def test_long_feature_names_and_categories_stay_short_on_metrics(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Feature names and category values come from the wire: a 300 KB feature name was
+    learned into the schema (a label of every per-feature metric), and a 200 KB category
+    was a 200 KB ``category`` label on every scrape. A feature name over 200 characters is
+    an unknown feature; a category label is cut, two alike in their start kept apart."""
+    raw, suffix = _service_config(kafka_bootstrap, tmp_path, unknown_models="track")
+    raw["kafka"]["max_message_bytes"] = 100_000
+    long_name = "F" * 5_000
+    cats = ["a", "V" * 20_000 + "1", "V" * 20_000 + "2"]
+    events = [
+        _event({"x": float(i % 7), long_name: 1.0, "c": cats[i % 3]}, (i % 10) / 10, i)
+        for i in range(400)
+    ]
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"p-{suffix}", [orjson.dumps(e) for e in events])
+        await eventually(lambda: service.evaluations_seen >= 1, within=30)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{service.http.url}/metrics")).text
+    finally:
+        await _stop(service, task)
+    assert max(map(len, metrics.splitlines())) < 400
+    assert long_name not in metrics
+    assert 'monitor_unknown_feature_events_total{model="m"} ' in metrics
+    shares = [s for s in _series(metrics) if s.startswith("monitor_feature_category_share{")]
+    labels = [re.search(r'category="([^"]*)"', s).group(1) for s in shares]  # type: ignore[union-attr]
+    assert sorted(labels) == ["V" * 100 + "...", "V" * 100 + "...#2", "a"]
+    refs = [s for s in _series(metrics) if s.startswith("monitor_reference_category_share{")]
+    assert len(refs) == 3 and len(set(refs)) == 3
 
 
 @pytest.mark.kafka

@@ -250,6 +250,25 @@ def test_tracker_multiclass_learns_class_after_stored_probabilities() -> None:
     assert snap["log_loss_n"] == 2
 
 
+def test_tracker_multiclass_refuses_class_names_too_long_to_store() -> None:
+    """A class name is a metric label, a key of /api/status and part of the checkpoint: one
+    event with a 400 KB class put 400 KB into each (three times on /metrics); it is rejected
+    by reason instead, as a prediction, a label or a class-score key."""
+    huge = "Z" * 400_000
+    t = PerformanceTracker(PerformanceConfig(task="multiclass", error_drift=False))
+    res = t.add_predictions(["1", "2", "3"], ["a", huge, {huge: 0.6, "a": 0.4}], None, now=0.0)
+    assert res.accepted == 1
+    assert res.rejected == {"class_too_long": 2}
+    lab = t.add_labels(["1", "2"], [huge, "a"], None, now=1.0)
+    assert lab.counts()["invalid:class_too_long"] == 1
+    assert t.classes is not None and t.classes.names == ["a"]
+    assert max(map(len, t.snapshot())) < 1000
+    # The bound is the model name's: a name of 200 characters is still a class.
+    ok = "c" * 200
+    assert t.add_predictions(["4"], [ok], None, now=2.0).accepted == 1
+    assert ok in t.classes.names
+
+
 def test_tracker_rejects_by_reason_and_counts() -> None:
     t = PerformanceTracker(PerformanceConfig(task="regression", error_drift=False))
     res = t.add_predictions(["a", "b", "c"], [1.0, "x", None], [10.0, 11.0, 12.0], now=0.0)

@@ -175,6 +175,53 @@ async def test_without_a_token_the_ui_is_read_only(tmp_path: Path) -> None:
         await service.http.stop()
 
 
+async def test_the_model_page_of_a_model_not_evaluated_yet_renders(tmp_path: Path) -> None:
+    """Between its reference and its first full window a model is ready with no summaries:
+    its page answered 500 (the columns table read a summary that is not there yet)."""
+    import httpx
+    import orjson
+
+    from monitor.config import parse_config
+    from monitor.events import Decoder, RawMessage
+    from monitor.service import MonitorService
+
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "http": {"port": 0},
+        "state": {"path": "state.sqlite"},
+        "defaults": {"window": {"size": 200, "step": 100}, "reference": {"learn_first": 100}},
+        "models": [{"name": "m"}],
+        "alerting": {"outbox_path": "outbox.sqlite"},
+    }
+    service = MonitorService(parse_config(raw, base_dir=tmp_path))
+    events = [
+        orjson.dumps(
+            {
+                "event_id": f"e{i}",
+                "model": "m",
+                "timestamp": 1_780_000_000 + i,
+                "features": {"x": float(i % 7), "c": "ab"[i % 2]},
+                "prediction": (i % 10) / 10,
+            }
+        )
+        for i in range(150)
+    ]
+    batch = Decoder(max_message_bytes=10_000).decode(
+        [RawMessage(v, 1_780_000_000.0, "predictions", 0, i) for i, v in enumerate(events)]
+    )
+    service._apply(batch)
+    await service.http.start()
+    try:
+        async with httpx.AsyncClient(base_url=service.http.url) as client:
+            api = (await client.get("/api/model", params={"name": "m"})).json()
+            assert api["status"]["state"] == "ready" and api["status"]["evaluations"] == 0
+            page = await client.get("/model", params={"name": "m"})
+            assert page.status_code == 200
+            assert page.text.count("no window evaluated yet") == 3  # x, c and the prediction
+    finally:
+        await service.http.stop()
+
+
 def test_feature_view_of_a_time_window_shows_the_evaluated_span() -> None:
     """A time window holds more events than its last evaluation looked at: the view shows
     what was evaluated (the span's events), as the detectors saw them."""

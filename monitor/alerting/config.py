@@ -127,6 +127,56 @@ def link_problem(url: str) -> str | None:
     return None
 
 
+def endpoint_problem(url: str) -> str | None:
+    """Why a receiver's URL cannot be delivered to, or None; never repeats the URL.
+
+    A receiver URL is a secret (a Slack webhook URL grants posting) and usually comes
+    from the environment: an empty variable, a URL without its scheme or a stray space
+    passed the check before, and then every notification to that receiver failed at
+    delivery time (a permanent error: dead-lettered at the first page).
+    """
+    if not url:
+        return "is empty (an environment variable set to ''?)"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return "is not a valid URL (the value is a secret: not shown)"
+    if (
+        parts.scheme not in ("http", "https")
+        or not host
+        or any(c.isspace() or not c.isprintable() for c in url)
+    ):
+        return (
+            "must be an absolute http(s) URL with a host, without spaces (the value is a "
+            "secret: not shown)"
+        )
+    return None
+
+
+#: Characters of an HTTP header name (RFC 9110 token).
+_HEADER_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why a receiver's extra header cannot be sent, or None; never repeats the value.
+
+    HTTP header values are ASCII: a value with a non-ASCII character (a typographic
+    quote pasted with an API key) made every request raise before it was sent, and a
+    line break would end the header; both passed the check, and every notification to
+    that receiver was retried until its deadline.
+    """
+    if not name or not set(name) <= _HEADER_NAME_CHARS:
+        return f"header name {name[:40]!r} is not an HTTP token"
+    if any(not (" " <= c <= "~" or c == "\t") for c in value):
+        return (
+            f"header {name!r}: the value must be visible ASCII, spaces or tabs (no line "
+            "breaks, no other characters; the value is a secret: not shown)"
+        )
+    return None
+
+
 def segment_pattern_problem(pattern: str) -> str | None:
     """Why a ``segment`` matcher can match no signal, or None.
 
@@ -162,6 +212,25 @@ class _Receiver(BaseModel):
     @classmethod
     def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         return refuse_boolean_number(cls, value, info)
+
+    @field_validator("url", "webhook_url", check_fields=False)
+    @classmethod
+    def _deliverable_url(cls, value: SecretStr | str) -> SecretStr | str:
+        url = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if why := endpoint_problem(url):
+            raise ValueError(why)
+        return value
+
+    @field_validator("headers", check_fields=False)
+    @classmethod
+    def _sendable_headers(
+        cls, value: dict[str, SecretStr] | dict[str, str]
+    ) -> dict[str, SecretStr] | dict[str, str]:
+        for name, v in value.items():
+            text = v.get_secret_value() if isinstance(v, SecretStr) else v
+            if why := header_problem(name, text):
+                raise ValueError(why)
+        return value
 
 
 class WebhookReceiverConfig(_Receiver):

@@ -22,6 +22,10 @@
   A failing outbox database is logged the same way: once when it starts
   failing (with the traceback), then counted (``monitor_outbox_errors_total``)
   and reminded of at most once per ``log_interval``, and its recovery.
+* An attempt whose outcome the outbox cannot store (disk full, read-only file)
+  keeps its row out of delivery until the outcome is stored (retried each turn
+  of the loop): the row stayed pending and due, so one notification was sent
+  again at once, hundreds of times a second, to a receiver that had it.
 * ``stop(grace)`` keeps delivering what is due for up to ``grace`` seconds,
   then cancels in-flight requests; their rows stay pending and are sent by
   the next run (at-least-once: the receiver may see the same id twice).
@@ -35,6 +39,7 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from monitor.alerting.alert_metrics import AlertMetrics
 from monitor.alerting.backoff import Backoff
@@ -100,6 +105,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Outcomes of finished attempts the outbox could not store yet, by row id: those
+        # rows are not delivered again until stored (see the module docstring).
+        self._unrecorded: dict[int, Callable[[], None]] = {}
         self._finished_listeners: list[Callable[[], None]] = []
         self._inflight_by_receiver: dict[str, int] = dict.fromkeys(receivers, 0)
         self._draining_until: float | None = None
@@ -155,9 +163,10 @@ class Dispatcher:
             self._wake.clear()
             now = self._clock.time()
             try:
+                self._record_outcomes()
                 launched = self._launch_due(now)
                 self._refresh_gauges(now)
-                next_due = self._outbox.next_due_at(exclude=self._inflight.keys())
+                next_due = self._outbox.next_due_at(exclude=self._busy())
             except Exception as exc:  # a broken database must not kill delivery silently
                 self._outbox_failed(exc)
                 launched, next_due = 0, None
@@ -182,12 +191,30 @@ class Dispatcher:
             free = self._delivery.concurrency_per_receiver - self._inflight_by_receiver[name]
             if free <= 0:
                 continue
-            for row in self._outbox.due(now, free, receiver=name, exclude=self._inflight.keys()):
+            for row in self._outbox.due(now, free, receiver=name, exclude=self._busy()):
                 self._inflight_by_receiver[name] += 1
                 task = asyncio.create_task(self._deliver(receiver, row))
                 self._inflight[row.id] = task
                 launched += 1
         return launched
+
+    def _busy(self) -> set[int]:
+        """Rows not to deliver now: in flight, or with an outcome not stored yet."""
+        return {*self._inflight, *self._unrecorded}
+
+    def _record(self, row_id: int, store: Callable[[], None]) -> None:
+        """Store an attempt's outcome; if the outbox refuses, keep it to store later."""
+        try:
+            store()
+        except Exception as exc:
+            self._unrecorded[row_id] = store
+            self._outbox_failed(exc)
+
+    def _record_outcomes(self) -> None:
+        """Store the outcomes kept by :meth:`_record` (raises at the first refusal)."""
+        for row_id, store in list(self._unrecorded.items()):
+            store()
+            del self._unrecorded[row_id]
 
     async def _deliver(self, receiver: Receiver, row: OutboxRow) -> None:
         name = row.receiver
@@ -199,7 +226,7 @@ class Dispatcher:
             self._on_retryable(row, exc)
         except PermanentDeliveryError as exc:
             text = self._redact(str(exc))
-            self._outbox.mark_dead(row.id, self._clock.time(), text)
+            self._record(row.id, partial(self._outbox.mark_dead, row.id, self._clock.time(), text))
             self._metrics.count(name, "failed")
             self._failed(name, exc, attempt, text, announce=False)
             log.warning(
@@ -216,7 +243,7 @@ class Dispatcher:
             self._on_retryable(row, error)
         else:
             now = self._clock.time()
-            self._outbox.mark_delivered(row.id, now)
+            self._record(row.id, partial(self._outbox.mark_delivered, row.id, now))
             self._metrics.count(name, "delivered")
             self._metrics.delivery_seconds.labels(receiver=name).observe(
                 max(0.0, now - row.enqueued_at)
@@ -241,7 +268,8 @@ class Dispatcher:
         text = self._redact(str(exc))
         max_attempts = self._delivery.max_attempts
         if now >= row.deadline_at or (max_attempts is not None and attempts >= max_attempts):
-            self._outbox.mark_dead(row.id, now, f"gave up after {attempts} attempts: {text}")
+            given_up = f"gave up after {attempts} attempts: {text}"
+            self._record(row.id, partial(self._outbox.mark_dead, row.id, now, given_up))
             self._metrics.count(name, "dead")
             self._failed(name, exc, attempts, text, announce=False)
             why = "deadline passed" if now >= row.deadline_at else "attempts exhausted"
@@ -255,7 +283,9 @@ class Dispatcher:
         if exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, self._delivery.max_retry_after_seconds))
         next_at = min(now + delay, row.deadline_at)
-        self._outbox.mark_failed(row.id, next_attempt_at=next_at, error=text)
+        self._record(
+            row.id, partial(self._outbox.mark_failed, row.id, next_attempt_at=next_at, error=text)
+        )
         self._metrics.count(name, "retried")
         self._failed(name, exc, attempts, text, retry_in=next_at - now)
 
@@ -327,13 +357,15 @@ class Dispatcher:
         now = self._clock.monotonic()
         if not health.failing:
             health.failing, health.since, health.failures, health.logged_at = True, now, 1, now
-            log.error("alert outbox unreadable; delivery paused, retrying", exc_info=exc)
+            log.error(
+                "alert outbox unreadable or unwritable; delivery paused, retrying", exc_info=exc
+            )
             return
         health.failures += 1
         if now - health.logged_at >= self._log_interval:
             health.logged_at = now
             log.error(
-                "alert outbox still unreadable after %.0fs (%s: %s)",
+                "alert outbox still failing after %.0fs (%s: %s)",
                 now - health.since, type(exc).__name__, exc,
             )  # fmt: skip
 

@@ -16,8 +16,7 @@ from monitor.detectors.config import DriftConfig
 from monitor.detectors.factory import STREAM_DETECTORS
 from monitor.detectors.fitting import fit_column_detectors
 from monitor.performance.tracker import PerformanceTracker
-
-LABEL = "__label__"  # label drift is reported as this column
+from monitor.signals import LABEL  # label drift is reported as this column
 
 
 class LabelDrift:

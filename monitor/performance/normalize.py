@@ -44,6 +44,13 @@ UNEXPECTED_TYPE = "unexpected_type"
 MISSING_POSITIVE_SCORE = "missing_positive_class_score"
 INVALID_PROBABILITIES = "invalid_probabilities"
 TOO_MANY_CLASSES = "too_many_classes"
+CLASS_TOO_LONG = "class_too_long"
+
+#: The longest class name a multiclass model stores. A class name comes from the wire and
+#: becomes a metric label (``monitor_model_class_performance{class}``), keys of
+#: ``/api/status`` and the model page, and part of every checkpoint; bounded like a model's
+#: name, so one event cannot put a megabyte into each of them.
+MAX_CLASS_CHARS = 200
 
 REASONS: tuple[str, ...] = (
     MISSING,
@@ -55,6 +62,7 @@ REASONS: tuple[str, ...] = (
     MISSING_POSITIVE_SCORE,
     INVALID_PROBABILITIES,
     TOO_MANY_CLASSES,
+    CLASS_TOO_LONG,
 )
 
 
@@ -268,8 +276,16 @@ def normalize_predictions(
     raise ValueError(f"unknown task {task!r}")
 
 
+def _stored_class(value: Any) -> str:
+    """The canonical name of a class a multiclass model will store (bounded in length)."""
+    name = canonical_class(value)
+    if len(name) > MAX_CLASS_CHARS:
+        raise InvalidEvent(CLASS_TOO_LONG, f"class name longer than {MAX_CLASS_CHARS} characters")
+    return name
+
+
 def _class_of(value: Any, classes: ClassIndex) -> int:
-    idx = classes.index_of(canonical_class(value))
+    idx = classes.index_of(_stored_class(value))
     if idx < 0:
         raise InvalidEvent(TOO_MANY_CLASSES, "class cap reached")
     return idx
@@ -288,7 +304,7 @@ def _class_scores(
             raise InvalidEvent(INVALID_PROBABILITIES, "class score is not a finite number") from exc
         if p < 0.0:
             raise InvalidEvent(INVALID_PROBABILITIES, "class score is negative")
-        parsed.append((canonical_class(key), p))
+        parsed.append((_stored_class(key), p))
     total = math.fsum(p for _, p in parsed)
     if total <= 0.0:
         raise InvalidEvent(INVALID_PROBABILITIES, "class scores sum to zero")
@@ -344,6 +360,7 @@ def normalize_labels(
 
 
 __all__ = [
+    "MAX_CLASS_CHARS",
     "REASONS",
     "ClassIndex",
     "Normalized",
