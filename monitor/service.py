@@ -100,6 +100,7 @@ from monitor.events import (
     NATIVE_AVAILABLE,
     DecodedBatch,
     Decoder,
+    FutureBound,
     MessageBatch,
     RawMessage,
     Rejected,
@@ -232,6 +233,9 @@ class MonitorService:
             accept_label_model=self._accept_label_model,
             # The compiled decoder is used when installed; MONITOR_NATIVE_DECODER=0 turns it off.
             native=os.environ.get("MONITOR_NATIVE_DECODER", "1") != "0",
+            # Event times are held to the service's clock (the injected one), never to the
+            # Kafka record time, which producers set.
+            future=FutureBound(self.clock, config.limits.max_timestamp_ahead_seconds),
         )
         self.source = KafkaSource(
             config.kafka, on_revoked=self._on_revoked, on_assigned=self._on_assigned
