@@ -367,6 +367,11 @@ class MonitorService:
             return None
         for note in notes:
             log.info("model %s: config change applied to the restored state: %s", model, note)
+        stuck = mm.forget_future_times(
+            self.clock.time(), self.config.limits.max_timestamp_ahead_seconds
+        )
+        if stuck is not None:
+            log.warning("model %s: restored state brought back from the future: %s", model, stuck)
         try:
             self.history.restore_model(model, state.history)
         except StateError as exc:  # the UI's history only: the model itself is restored
@@ -380,7 +385,7 @@ class MonitorService:
             mm.evaluations,
             where,
         )
-        return mm, alert_doc, bool(notes)
+        return mm, alert_doc, bool(notes) or stuck is not None
 
     def _not_restored(self, model: str, reason: str, detail: str) -> None:
         self.metrics.state_not_restored.labels(reason).inc()

@@ -11,6 +11,7 @@ state saved stuck is brought back at restore.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +22,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fault_helpers import eventually
 
+from monitor import state_format
 from monitor.clock import ManualClock
 from monitor.config import parse_config
-from monitor.events import NATIVE_AVAILABLE, Decoder, FutureBound, RawMessage
+from monitor.events import NATIVE_AVAILABLE, Decoder, FutureBound, ModelEvents, RawMessage
+from monitor.model_monitor import ModelMonitor
 from monitor.service import MonitorService
+from monitor.store import SQLiteStateStore
 
 MODEL = "m"
 NOW = 1_764_676_800.0  # 2025-12-02T12:00:00Z: the injected clock of the unit tests
@@ -236,3 +240,60 @@ async def test_one_event_from_the_year_3000_no_longer_stops_a_time_window_model(
     assert [h["monitor.field"] for h in headers] == [b"timestamp"] * 2
     assert YEAR_3000 in headers[0]["monitor.error"].decode()
     assert [r.value for r in got] == [_event(300, YEAR_3000), _event(301, SLIP)]
+
+
+@pytest.mark.kafka
+async def test_a_state_saved_stuck_in_the_future_is_brought_back_at_restore(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = topic_factory("stuck", partitions=1)
+    raw = _config(kafka_bootstrap, tmp_path, topic, None, topic_factory("g"))
+    config = parse_config(raw)
+    base = time.time() - 3_000.0
+    # The state an earlier release checkpointed: 300 events, then one from the year 3000
+    # (which it accepted), then 100 more that never crossed the boundary it set.
+    mm = ModelMonitor(config.model(MODEL), config.limits)  # type: ignore[arg-type]
+    year_3000 = 32_503_680_000.0
+
+    def events(lo: int, hi: int, at: Callable[[int], float]) -> ModelEvents:
+        n = hi - lo
+        return ModelEvents(
+            MODEL,
+            [f"s{i}" for i in range(lo, hi)],
+            [at(i) for i in range(lo, hi)],
+            [None] * n,
+            [{"x": float(i % 7), "c": "ab"[i % 2]} for i in range(lo, hi)],
+            [0.5] * n,
+        )
+
+    mm.ingest(events(0, 300, lambda i: base + i))
+    mm.ingest(events(300, 301, lambda i: year_3000))
+    stuck_at = mm.evaluations
+    assert mm.ingest(events(301, 400, lambda i: base + i)) == []  # the defect, in the core
+    assert mm.cadence.next_eval_time > year_3000
+    store = SQLiteStateStore(tmp_path / "state.sqlite")
+    blob = state_format.encode(mm.export_state())
+    store.save({MODEL: (blob, (topic, 0))}, {(topic, 0): 0})
+    store.close()
+
+    with caplog.at_level(logging.WARNING, logger="monitor.service"):
+        service, task = await _run(raw)
+        try:
+            await eventually(lambda: MODEL in service.models, 30)
+            restored = service.models[MODEL]
+            assert restored.cadence.event_clock is None
+            assert restored.cadence.next_eval_time is None
+            assert restored.window.timestamps().max() == base + 399  # the row brought back
+            await _send(kafka_bootstrap, topic, [_event(i, base + i) for i in range(400, 600)])
+            await eventually(lambda: restored.events_total == 600, 30)
+            assert restored.evaluations >= stuck_at + 15  # evaluating again
+            assert restored.last is not None
+            assert base + 580 <= restored.last.context.evaluated_at < base + 600
+        finally:
+            await _stop(service, task)
+    warnings = [r.getMessage() for r in caplog.records if "from the future" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "3000-01-01T00:00:" in warnings[0] and "3600 s" in warnings[0]
