@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from monitor.config import parse_config
 from monitor.events import NATIVE_AVAILABLE, Decoder, FutureBound, ModelEvents, RawMessage
 from monitor.model_monitor import ModelMonitor
 from monitor.service import MonitorService
+from monitor.simulate import publish
 from monitor.store import SQLiteStateStore
 
 MODEL = "m"
@@ -297,3 +299,30 @@ async def test_a_state_saved_stuck_in_the_future_is_brought_back_at_restore(
     warnings = [r.getMessage() for r in caplog.records if "from the future" in r.getMessage()]
     assert len(warnings) == 1, warnings
     assert "3000-01-01T00:00:" in warnings[0] and "3600 s" in warnings[0]
+
+
+@pytest.mark.kafka
+async def test_the_simulator_at_full_speed_stamps_its_stream_up_to_now_not_ahead(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    # 1000 events a second of event time from now, published in seconds: 3.6 million events
+    # ran an hour ahead of the monitor's clock (20,000 here: 20 s ahead).
+    topic = topic_factory("sim")
+    started = time.time()
+    await publish(kafka_bootstrap, topic=topic, events=20_000, chunk=5_000)
+    done = time.time()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    stamps: list[float] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(stamps) < 20_000:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    stamps += [orjson.loads(r.value)["timestamp"] for r in records]
+    finally:
+        await consumer.stop()
+    times = [datetime.fromisoformat(t).timestamp() for t in stamps]
+    assert max(times) <= done
+    assert started - 21 <= min(times) and times == sorted(times)
