@@ -63,6 +63,25 @@ class Cadence:
         self.next_eval_time = next_eval_time if self.window.type == "time" else None
         self.event_clock = event_clock
 
+    def forget_future(self, latest: float) -> bool:
+        """Drop an event clock or time-window boundary beyond ``latest``; True if one was.
+
+        Why: before event times were held to the monitor's clock
+        (:class:`monitor.events.FutureBound`), one event stamped far ahead moved both
+        there, and a checkpoint kept them: no later event crossed the boundary, so the
+        model never evaluated again. Dropped, the next batch restarts both as a new
+        model's would (the boundary one step after its first event). A boundary counts
+        as beyond when the step it closes starts beyond ``latest``.
+        """
+        step = self.window.step_seconds or 0.0
+        stuck = (self.event_clock is not None and self.event_clock > latest) or (
+            self.next_eval_time is not None and self.next_eval_time - step > latest
+        )
+        if stuck:
+            self.event_clock = None
+            self.next_eval_time = None
+        return stuck
+
     def reset(self) -> None:
         """Start counting afresh (a new reference: a new window); the event clock stays."""
         self.since_eval = 0

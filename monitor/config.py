@@ -244,6 +244,15 @@ class LimitsConfig(_Strict):
         20, gt=0, description="Top categories exported per feature to Prometheus."
     )
     max_event_id_chars: int = Field(256, gt=0)
+    max_timestamp_ahead_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "An event or label whose own timestamp is more than this ahead of the monitor's "
+            "clock is rejected (timestamp_in_future). One far-future time stopped a time-window "
+            "model for good; an hour tolerates producer clock skew and refuses gross errors."
+        ),
+    )
 
 
 class WindowConfig(_Strict):

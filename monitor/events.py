@@ -17,7 +17,8 @@ Label event (topic ``labels``)::
 Two levels of bad input, both counted by a bounded ``reason``:
 
 * an *event* that breaks the contract (not JSON, not an object, a required field
-  missing or mistyped, a timestamp that does not parse) is rejected whole:
+  missing or mistyped, a timestamp that does not parse or lies too far ahead of the
+  monitor's clock, see :class:`FutureBound`) is rejected whole:
   :class:`Rejected` carries the reason, the field and a message; it goes to the
   dead-letter topic when one is configured;
 * a single *feature value* of the wrong type or non-finite is recorded as
@@ -64,7 +65,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import groupby
 from typing import Annotated, Any, overload
 
@@ -72,6 +73,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from monitor.clock import Clock
 from monitor.errors import EventError, InvalidEvent, MalformedEvent, MonitorError
 
 log = logging.getLogger("monitor.events")
@@ -98,6 +100,7 @@ REASONS = (
     "missing_field",
     "wrong_type",
     "invalid_timestamp",
+    "timestamp_in_future",
     "unknown_model",
     "too_many_models",
     "too_many_features",
@@ -598,6 +601,62 @@ def parse_timestamp(value: Any, fallback: float) -> float:
     )
 
 
+class FutureBound:
+    """How far ahead of the monitor's clock an event's own time may be: ``seconds``.
+
+    Why: a time-window model evaluates when event time crosses its next boundary, and its
+    event clock is the newest event time seen (:class:`monitor.cadence.Cadence`). One event
+    stamped far ahead (the year 3000, or a unit slip that still reads as epoch seconds)
+    moved both there, so no later event crossed a boundary again and the model never
+    evaluated again, also after a restart (the clock is checkpointed). Such an event is
+    rejected whole (``timestamp_in_future``), as any other broken field. The reference is
+    the monitor's own clock (the service's injected one), never the Kafka record time,
+    which producers set and tests fill with dummies. Only a ``timestamp`` the event
+    carries is checked: without one the event has its record time, which is not the
+    event's to answer for (and never moves the model's event clock).
+    """
+
+    __slots__ = ("clock", "seconds")
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        if not seconds > 0:
+            raise MonitorError(f"FutureBound: seconds must be > 0, got {seconds!r}")
+        self.clock = clock
+        self.seconds = float(seconds)
+
+    def latest(self) -> tuple[float, float]:
+        """(now, the latest event time accepted now)."""
+        now = self.clock.time()
+        return now, now + self.seconds
+
+    def check(self, ts: float) -> None:
+        """Raise ``timestamp_in_future`` when ``ts`` is beyond now + ``seconds``."""
+        now, latest = self.latest()
+        if ts > latest:
+            raise InvalidEvent(
+                "timestamp_in_future",
+                f"{utc_text(ts)} is {duration_text(ts - now)} after the monitor's clock; "
+                f"at most {self.seconds:g} s ahead is accepted",
+                "timestamp",
+            )
+
+
+def utc_text(ts: float) -> str:
+    """``ts`` as RFC 3339 UTC (seconds), or as a number where a datetime cannot hold it."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"epoch {ts:.0f}"
+
+
+def duration_text(seconds: float) -> str:
+    """A rough, readable length: the unit a person would say (973 years, 3 days, 2 h)."""
+    for unit, size in (("years", 365.25 * 86_400), ("days", 86_400.0), ("h", 3_600.0)):
+        if seconds >= 2 * size:
+            return f"{seconds // size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def _require_str(obj: dict[str, Any], name: str, max_chars: int) -> str:
     value = obj.get(name)
     if value is None:
@@ -635,9 +694,12 @@ def _check_prediction(value: Any) -> None:
 
 
 def validate_prediction(
-    obj: dict[str, Any], fallback_ts: float, max_id_chars: int
+    obj: dict[str, Any], fallback_ts: float, max_id_chars: int, future: FutureBound | None = None
 ) -> tuple[str, str, float]:
-    """Check one prediction event; return (event_id, model, timestamp)."""
+    """Check one prediction event; return (event_id, model, timestamp).
+
+    ``future``: the bound on an own ``timestamp`` ahead of the monitor's clock (none: no bound).
+    """
     event_id = _require_str(obj, "event_id", max_id_chars)
     model = _require_str(obj, "model", 200)
     version = obj.get("model_version")
@@ -657,14 +719,14 @@ def validate_prediction(
             "wrong_type", f"must be an object, got {type(features).__name__}", "features"
         )
     _check_prediction(obj.get("prediction"))
-    ts = parse_timestamp(obj.get("timestamp"), fallback_ts)
-    return event_id, model, ts
+    return event_id, model, _event_time(obj.get("timestamp"), fallback_ts, future)
 
 
 def validate_label(
-    obj: dict[str, Any], fallback_ts: float, max_id_chars: int
+    obj: dict[str, Any], fallback_ts: float, max_id_chars: int, future: FutureBound | None = None
 ) -> tuple[str, str, float]:
-    """Check one label event; return (event_id, model, timestamp)."""
+    """Check one label event; return (event_id, model, timestamp) (``future``: as for
+    :func:`validate_prediction`)."""
     event_id = _require_str(obj, "event_id", max_id_chars)
     model = _require_str(obj, "model", 200)
     label = obj.get("label")
@@ -674,8 +736,15 @@ def validate_label(
         raise InvalidEvent("non_finite_number", "must be finite", "label")
     if not isinstance(label, bool | int | float | str):
         raise InvalidEvent("wrong_type", "must be a number, a string or a boolean", "label")
-    ts = parse_timestamp(obj.get("timestamp"), fallback_ts)
-    return event_id, model, ts
+    return event_id, model, _event_time(obj.get("timestamp"), fallback_ts, future)
+
+
+def _event_time(value: Any, fallback: float, future: FutureBound | None) -> float:
+    """The event's time (:func:`parse_timestamp`); an own one checked against ``future``."""
+    ts = parse_timestamp(value, fallback)
+    if future is not None and value is not None:
+        future.check(ts)
+    return ts
 
 
 # Integers msgspec may hand the fast path: it would keep a literal beyond 64 bits as an
@@ -765,6 +834,9 @@ class Decoder:
     accept or a reason to reject. ``accept_label_model`` (default: the same) decides
     for label events: a label alone must not always make a model (and take a slot of
     the cap), and its verdict is not cached, since a prediction may admit the model.
+    ``future`` bounds how far ahead of the monitor's clock an event's own timestamp may be
+    (:class:`FutureBound`; the service passes its clock); without it, no bound (a decoder
+    of its own, for tools and tests, has no monitor clock to hold times to).
     """
 
     def __init__(
@@ -776,6 +848,7 @@ class Decoder:
         accept_model: Any = None,
         accept_label_model: Any = None,
         native: bool = True,
+        future: FutureBound | None = None,
     ) -> None:
         self.max_message_bytes = max_message_bytes
         self.max_event_id_chars = max_event_id_chars
@@ -784,6 +857,11 @@ class Decoder:
         self._accept_label_model = accept_label_model
         self._accepted: dict[str, str | None] = {}
         self.native = native and _native is not None
+        self.future = future
+
+    def _latest(self) -> float:
+        """The latest own event time accepted now (inf without a bound)."""
+        return math.inf if self.future is None else self.future.latest()[1]
 
     def _model_verdict(self, model: str) -> str | None:
         verdict = self._accepted.get(model, "?")
@@ -891,21 +969,36 @@ class Decoder:
             return None, printable(f"{type(exc).__name__}: {exc}", 300)
         if not groups:
             return None, None
+        # Events stamped too far ahead of the monitor's clock (FutureBound), found on the
+        # columns at once: they join the handed-back messages, so the Python path rejects
+        # them with its reason and message, and their model's accepted events are decoded
+        # by it in message order (as a mixed model's below). Rare: bad input only.
+        latest = self._latest()
+        late: set[str] = set()
+        if latest < math.inf:
+            for g in groups:
+                ahead = g[4] > latest  # NaN (no timestamp: the record time) is never ahead
+                if ahead.any():
+                    late.add(g[0])
+                    fallback = [*fallback, *(g[1][i] for i in np.flatnonzero(ahead).tolist())]
+            if late:
+                fallback = sorted(fallback)
         if picked is not None:
             fallback = [picked[i] for i in fallback]
             groups = [(g[0], [picked[i] for i in g[1]], *g[2:]) for g in groups]
             others = set(range(n)).difference(picked)
             fallback = sorted(others.union(fallback))
         out = self.decode_python(batch.take(fallback)) if fallback else DecodedBatch()
-        mixed = [g for g in groups if g[0] in out.predictions]
+        mixed = [g for g in groups if g[0] in out.predictions or g[0] in late]
         if mixed:
             rows = sorted(set(fallback).union(*(g[1] for g in mixed)))
             again = self.decode_python(batch.take(rows))
             for g in mixed:
-                out.predictions[g[0]] = again.predictions[g[0]]
+                if g[0] in again.predictions:  # none left when all its events were late
+                    out.predictions[g[0]] = again.predictions[g[0]]
         record_time = batch.timestamps.__getitem__
         for model, rows, ids, versions, stamps, predictions, num, cat, unknown in groups:
-            if model in out.predictions:
+            if model in out.predictions or model in late:
                 continue  # mixed: decoded by Python above
             missing = np.isnan(stamps)
             record_rows: list[int] = []
@@ -950,6 +1043,7 @@ class Decoder:
         decode_fast = _FAST_DECODER.decode
         isfinite = math.isfinite
         fromiso = datetime.fromisoformat
+        latest = self._latest()  # own event times beyond it take the full path (rejected)
         # Each model's group with its five list appends bound once per batch (``sinks``),
         # not looked up per event; the current model's live in locals. Interleaved models
         # switch every event, so a switch must stay one dict lookup.
@@ -1002,6 +1096,8 @@ class Decoder:
                             ts = float(stamp)
                         elif EPOCH_MILLIS_FROM <= stamp < EPOCH_MILLIS_UNTIL:  # milliseconds
                             ts = stamp / 1000
+                        if ts is not None and stamp is not None and ts > latest:
+                            ts = None
                     if ts is not None:
                         if model != group_model:
                             sink = sinks.get(model)
@@ -1042,10 +1138,12 @@ class Decoder:
         try:
             obj = parse_json(msg.value, self.max_message_bytes)
             if is_label:
-                event_id, model, ts = validate_label(obj, msg.timestamp, self.max_event_id_chars)
+                event_id, model, ts = validate_label(
+                    obj, msg.timestamp, self.max_event_id_chars, self.future
+                )
             else:
                 event_id, model, ts = validate_prediction(
-                    obj, msg.timestamp, self.max_event_id_chars
+                    obj, msg.timestamp, self.max_event_id_chars, self.future
                 )
             reason = self._label_verdict(model) if is_label else self._model_verdict(model)
             if reason is not None:

@@ -37,7 +37,7 @@ from monitor.detectors.streaming import StreamDetector
 from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.drift import signals as drift_signals
 from monitor.evaluation import Evaluation, StreamFeed, window_results
-from monitor.events import LabelEvents, ModelEvents
+from monitor.events import LabelEvents, ModelEvents, duration_text, utc_text
 from monitor.explain import explain_drift, fold, without_explained
 from monitor.multivariate import MULTIVARIATE, MultivariateMonitor
 from monitor.performance.label_drift import LABEL, LabelDrift
@@ -655,6 +655,33 @@ class ModelMonitor:
         elif mm.performance is None and state.performance is not None:
             notes.append("performance: tracking turned off; its state dropped")
         return mm, notes
+
+    def forget_future_times(self, now: float, ahead_seconds: float) -> str | None:
+        """Bring back a restored model stuck in the future; say what was done (None: nothing).
+
+        A checkpoint written before event times were held to ``ahead_seconds`` past the
+        monitor's clock may hold an event clock or a time-window boundary far ahead
+        (one event stamped in the year 3000): no event crossed that boundary again, so
+        the model never evaluated again, across restarts. Both are dropped (the next
+        event restarts them, :meth:`Cadence.forget_future`), and the window's rows timed
+        beyond the bound take the newest time before it (:meth:`SlidingWindow.clamp_times`).
+        """
+        latest = now + ahead_seconds
+        clock, boundary = self.cadence.event_clock, self.cadence.next_eval_time
+        if not self.cadence.forget_future(latest):
+            return None
+        rows = self.window.clamp_times(latest, now)
+        if self.version_window is not None:
+            self.version_window.clamp_times(latest, now)
+        beyond = max(t for t in (clock, boundary) if t is not None)
+        return (
+            f"its saved event clock ({'none' if clock is None else utc_text(clock)}) or "
+            f"next evaluation ({'none' if boundary is None else utc_text(boundary)}) is "
+            f"{duration_text(beyond - now)} after the monitor's clock, beyond "
+            f"limits.max_timestamp_ahead_seconds ({ahead_seconds:g} s; saved before event "
+            f"times were bounded): both reset, the next event restarts them; {rows} window "
+            "event(s) timed beyond it take the newest time before it"
+        )
 
     def _adopt_columns(self, state: ModelState, notes: list[str]) -> None:
         """The saved window and queued stream rows, mapped onto the configured columns."""

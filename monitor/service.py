@@ -100,6 +100,7 @@ from monitor.events import (
     NATIVE_AVAILABLE,
     DecodedBatch,
     Decoder,
+    FutureBound,
     MessageBatch,
     RawMessage,
     Rejected,
@@ -232,6 +233,9 @@ class MonitorService:
             accept_label_model=self._accept_label_model,
             # The compiled decoder is used when installed; MONITOR_NATIVE_DECODER=0 turns it off.
             native=os.environ.get("MONITOR_NATIVE_DECODER", "1") != "0",
+            # Event times are held to the service's clock (the injected one), never to the
+            # Kafka record time, which producers set.
+            future=FutureBound(self.clock, config.limits.max_timestamp_ahead_seconds),
         )
         self.source = KafkaSource(
             config.kafka, on_revoked=self._on_revoked, on_assigned=self._on_assigned
@@ -363,6 +367,11 @@ class MonitorService:
             return None
         for note in notes:
             log.info("model %s: config change applied to the restored state: %s", model, note)
+        stuck = mm.forget_future_times(
+            self.clock.time(), self.config.limits.max_timestamp_ahead_seconds
+        )
+        if stuck is not None:
+            log.warning("model %s: restored state brought back from the future: %s", model, stuck)
         try:
             self.history.restore_model(model, state.history)
         except StateError as exc:  # the UI's history only: the model itself is restored
@@ -376,7 +385,7 @@ class MonitorService:
             mm.evaluations,
             where,
         )
-        return mm, alert_doc, bool(notes)
+        return mm, alert_doc, bool(notes) or stuck is not None
 
     def _not_restored(self, model: str, reason: str, detail: str) -> None:
         self.metrics.state_not_restored.labels(reason).inc()

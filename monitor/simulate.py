@@ -200,8 +200,15 @@ async def publish(
     """
     from aiokafka import AIOKafkaProducer
 
+    # As fast as possible, the stream is stamped 1000 events a second ending now, not from
+    # now on: published in seconds, 3.6 million events stamped from now would run more than
+    # an hour ahead of the monitor's clock, which rejects them (limits.max_timestamp_ahead_seconds).
     sim = Simulator(
-        model=model, seed=seed, drift=drift or DriftSpec(), events_per_second=rate or 1000.0
+        model=model,
+        seed=seed,
+        drift=drift or DriftSpec(),
+        events_per_second=rate or 1000.0,
+        start_time=None if rate > 0 else time.time() - events / 1000.0,
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers, linger_ms=5, acks="all", **(producer_kwargs or {})

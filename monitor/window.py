@@ -117,6 +117,25 @@ class SlidingWindow:
     def timestamps(self) -> np.ndarray:
         return self._ts if self.size == self.capacity else self._ts[: self.size]
 
+    def clamp_times(self, latest: float, fallback: float) -> int:
+        """Give the rows timed beyond ``latest`` the newest time at or before it (``fallback``
+        when there is none); return how many there were.
+
+        For a state checkpointed before event times were bounded (see
+        :meth:`monitor.cadence.Cadence.forget_future`): such a row would be every
+        evaluation's window end, and in a time window it would never leave the span.
+        Its values stay (only the time was wrong), as the newest plausible time, the
+        rule for an event without a time of its own.
+        """
+        ts = self.timestamps()  # a view of the ring
+        over = ts > latest
+        n = int(over.sum())
+        if n:
+            rest = ts[~over]
+            ts[over] = float(rest.max()) if rest.size else fallback
+            self.generation = next(_GENERATIONS)
+        return n
+
     def export_state(self) -> WindowState:
         """The filled part of the ring buffers, as laid out (so a restore is bit-identical)."""
         return WindowState(
