@@ -400,7 +400,9 @@ class ModelMonitor:
             results[LABEL] = label_results
         # Validation first: a feature's drift that its breach explains is not drift
         # (monitor/explain.py); re-tested only where a breach and a drift meet.
-        quality = self.validator.evaluate(self.name, num, cat)
+        quality = self.validator.evaluate(
+            self.name, num, cat, (list(numeric.values()), list(categorical.values()))
+        )
         explained = (
             explain_drift(
                 results,

@@ -1,0 +1,164 @@
+"""The evaluation's faster forms (second pass, issue 19) give what today's code gave.
+
+Each test runs the current code and a frozen copy of the code it replaced (kept here, as
+it stood on ``main`` before) on random windows, NaN, -0.0 and missing values included,
+and asserts the same outcome, bit for bit.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from monitor.config import ValidationConfig
+from monitor.reference import build_profile
+from monitor.summary import summarize_categorical, summarize_numeric
+from monitor.validation import (
+    _ABOVE,
+    _BELOW,
+    _CONSTANT,
+    _MISSING,
+    _N_ROWS,
+    _NOT_INTEGER,
+    _PRESENT,
+    _ROWS,
+    _UNSEEN,
+    MIN_CONSTANT_VALUES,
+    Validator,
+)
+
+NUMERIC = ["amount", "age", "score", "flat"]
+CATEGORICAL = ["region", "channel"]
+REGIONS = ["north", "south", "east", "west"]
+
+
+@cache
+def _validator() -> Validator:
+    """One validator for all examples, as in ``test_evaluation_equivalence``."""
+    rng = np.random.default_rng(0)
+    rows = [
+        (
+            {
+                "amount": float(rng.lognormal(3, 1)),
+                "age": int(rng.integers(18, 91)),
+                "score": float(rng.normal()),
+                "flat": float(rng.integers(0, 3)),
+                "region": REGIONS[int(rng.integers(0, 4))],
+                "channel": ["web", "app"][int(rng.integers(0, 2))],
+            },
+            float(rng.random()),
+        )
+        for _ in range(2000)
+    ]
+    profile = build_profile("m", rows)
+    numeric = [*NUMERIC, "__prediction__"]
+    cats = {c: list(profile.features[c].categories) for c in CATEGORICAL}
+    for name in CATEGORICAL:  # codes up to 5 name a category: the live vocabulary grew
+        cats[name] += [f"new-{i}" for i in range(len(cats[name]), 6)]
+    return Validator(ValidationConfig(), profile, numeric, list(CATEGORICAL), cats)
+
+
+def _window(rng: np.random.Generator, rows: int, missing: float, odd: float, constant: int):
+    """A window of the validator's columns: NaN/-1 at rate ``missing``, values that break
+    a rule at rate ``odd`` (signed zeros among them), column ``constant`` one value."""
+    num = np.column_stack(
+        [
+            rng.lognormal(3, 1, rows),
+            rng.integers(18, 91, rows).astype(float),
+            rng.normal(size=rows),
+            rng.integers(0, 3, rows).astype(float),
+            rng.random(rows),
+        ]
+    )
+    odd_mask = rng.random(num.shape) < odd
+    num[odd_mask] = rng.choice([-1.0, 0.5, 1e9, -1e9, 33.3, 0.0, -0.0], size=int(odd_mask.sum()))
+    if 0 <= constant < num.shape[1]:
+        num[:, constant] = 7.0
+    num[rng.random(num.shape) < missing] = np.nan
+    cat = np.column_stack([rng.integers(0, 4, rows), rng.integers(0, 2, rows)]).astype(np.int32)
+    new = rng.random(cat.shape) < odd
+    cat[new] = rng.integers(2, 6, int(new.sum()))  # codes past the vocabulary: new categories
+    cat[rng.random(cat.shape) < missing] = -1
+    return np.asfortranarray(num), cat
+
+
+def _old_tallies(v: Validator, num: np.ndarray, cat: np.ndarray) -> tuple[list[int], list[int]]:
+    """``Validator._tallies`` as it stood on main (its own passes over the window)."""
+    n_rows = len(num) if num.shape[1] else len(cat)
+    k, kc = num.shape[1], cat.shape[1]
+    table = np.zeros((_ROWS, k + kc), dtype=np.int64)
+    table[_N_ROWS] = n_rows
+    num_missing = np.count_nonzero(np.isnan(num), axis=0)
+    table[_MISSING, :k] = num_missing
+    table[_PRESENT, :k] = n_rows - num_missing
+    if k and n_rows:
+        lowest = np.fmin.reduce(num, axis=0)
+        highest = np.fmax.reduce(num, axis=0)
+        with np.errstate(invalid="ignore"):
+            cols = np.flatnonzero(lowest < v._lo)
+            if cols.size:
+                table[_BELOW, cols] = (num[:, cols] < v._lo[cols]).sum(axis=0)
+            cols = np.flatnonzero(highest > v._hi)
+            if cols.size:
+                table[_ABOVE, cols] = (num[:, cols] > v._hi[cols]).sum(axis=0)
+            constant = (highest == lowest) & (table[_PRESENT, :k] >= MIN_CONSTANT_VALUES)
+            table[_CONSTANT, :k] = np.where(constant, table[_PRESENT, :k], 0)
+        if v._integer.any():
+            cols = np.flatnonzero(v._integer)
+            sub = num[:, cols]
+            table[_NOT_INTEGER, cols] = ((sub != np.round(sub)) & ~np.isnan(sub)).sum(axis=0)
+    for j in range(kc):
+        counts = np.bincount(np.maximum(cat[:, j], -1) + 1, minlength=1)
+        table[_MISSING, k + j] = counts[0]
+        table[_PRESENT, k + j] = n_rows - counts[0]
+        if j in v._domains:
+            allowed = v._allowed_codes(j)
+            table[_UNSEEN, k + j] = counts[1:][~allowed[: counts.size - 1]].sum()
+    cells = v._rule_cells(k)
+    flat = table.ravel()
+    return flat[cells[0]].tolist(), flat[cells[1]].tolist()
+
+
+def _summaries(v: Validator, num: np.ndarray, cat: np.ndarray):
+    """What an evaluation hands the validator: its summaries of the same window."""
+    sizes = [len(v.categories[c]) for c in v.categorical_columns]
+    return summarize_numeric(num)[0], summarize_categorical(cat, sizes, [4, 2])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(0, 400),
+    missing=st.sampled_from([0.0, 0.01, 0.3, 1.0]),
+    odd=st.sampled_from([0.0, 0.001, 0.05, 0.5]),
+    constant=st.integers(-1, 6),
+)
+@example(seed=0, rows=20, missing=0.0, odd=0.0, constant=3)
+@example(seed=0, rows=0, missing=0.0, odd=0.0, constant=-1)
+@example(seed=3, rows=300, missing=1.0, odd=0.5, constant=-1)
+def test_validation_from_summaries_same_tallies_and_signals(
+    seed: int, rows: int, missing: float, odd: float, constant: int
+) -> None:
+    v = _validator()
+    rng = np.random.default_rng(seed)
+    for _ in range(2):  # the second window may reuse the first's quiet signals
+        num, cat = _window(rng, rows, missing, odd, constant)
+        summaries = _summaries(v, num, cat)
+        old = _old_tallies(v, num, cat)
+        assert v._tallies(num, cat, summaries) == old
+        assert v._tallies(num, cat) == old
+        assert v.evaluate("m", num, cat, summaries) == v.evaluate("m", num, cat)
+
+
+def test_validation_summaries_change_the_tallies_when_they_differ() -> None:
+    """The summaries are read (not ignored): a column's summaries of another window give
+    that window's counts."""
+    v = _validator()
+    rng = np.random.default_rng(5)
+    num, cat = _window(rng, 300, 0.3, 0.05, -1)
+    other_num, other_cat = _window(rng, 300, 0.0, 0.0, -1)
+    summaries = _summaries(v, other_num, other_cat)
+    assert v._tallies(num, cat, summaries) != _old_tallies(v, num, cat)
