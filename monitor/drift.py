@@ -181,13 +181,14 @@ class DriftTracker:
         corrected = {feature: list(rs) for feature, rs in out.items()}
         for members in families.values():
             raw = np.array([out[f][i].p_value for f, i in members], dtype=np.float64)
-            for (feature, i), p_adj in zip(members, adjust(raw), strict=True):
+            # As Python floats at once (the values float() gives one by one).
+            for (feature, i), p_adj in zip(members, adjust(raw).tolist(), strict=True):
                 r = out[feature][i]
-                severity = grade_p_value(float(p_adj), r.threshold)
+                severity = grade_p_value(p_adj, r.threshold)
                 corrected[feature][i] = DetectorResult(
                     detector=r.detector,
                     statistic=r.statistic,
-                    p_value=float(p_adj),
+                    p_value=p_adj,
                     threshold=r.threshold,
                     drifted=severity != "ok",
                     severity=severity,

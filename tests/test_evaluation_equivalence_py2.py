@@ -15,9 +15,11 @@ import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from monitor.config import ValidationConfig
+from monitor.config import DriftConfig, ValidationConfig
+from monitor.detectors.base import DetectorResult, grade_p_value
 from monitor.detectors.pca import PCADetector
 from monitor.detectors.psi import PSIDetector
+from monitor.drift import P_VALUE_FAMILY, DriftTracker, benjamini_hochberg, bonferroni
 from monitor.errors import DetectorError
 from monitor.reference import build_profile
 from monitor.summary import summarize_categorical, summarize_numeric
@@ -325,3 +327,66 @@ def test_psi_same_statistic_bits(
         counts[0] = 1
     old = _old_psi_small(c, c.window_counts(counts).tolist())
     assert c.evaluate(counts).statistic.hex() == old.hex()
+
+
+# ----------------------------------------------------------------------------- drift
+
+
+def _old_correct(tracker: DriftTracker, results):
+    """``DriftTracker.correct`` as it stood on main (numpy scalars converted one by one)."""
+    out = {feature: tuple(rs) for feature, rs in results.items()}
+    if tracker.config.correction == "none":
+        return out
+    adjust = bonferroni if tracker.config.correction == "bonferroni" else benjamini_hochberg
+    families: dict[str, list[tuple[str, int]]] = {}
+    for feature, rs in out.items():
+        for i, r in enumerate(rs):
+            if r.p_value is not None:
+                family = P_VALUE_FAMILY.get(r.detector, r.detector)
+                families.setdefault(family, []).append((feature, i))
+    corrected = {feature: list(rs) for feature, rs in out.items()}
+    for members in families.values():
+        raw = np.array([out[f][i].p_value for f, i in members], dtype=np.float64)
+        for (feature, i), p_adj in zip(members, adjust(raw), strict=True):
+            r = out[feature][i]
+            severity = grade_p_value(float(p_adj), r.threshold)
+            corrected[feature][i] = DetectorResult(
+                detector=r.detector,
+                statistic=r.statistic,
+                p_value=float(p_adj),
+                threshold=r.threshold,
+                drifted=severity != "ok",
+                severity=severity,
+                details={**r.details, "raw_p_value": float(r.p_value or 0.0)},
+            )
+    return {feature: tuple(rs) for feature, rs in corrected.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    correction=st.sampled_from(["bh", "bonferroni", "none"]),
+    p_values=st.lists(
+        st.one_of(st.none(), st.sampled_from([0.0, 1e-300, 1e-6, 0.01, 0.5, 1.0]), st.floats(0, 1)),
+        min_size=1,
+        max_size=40,
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_drift_correction_same_results(
+    correction: str, p_values: list[float | None], seed: int
+) -> None:
+    """Every family (KS with PCA, chi-square, distances without a p-value): the same
+    corrected results, p-values bit for bit."""
+    rng = np.random.default_rng(seed)
+    results: dict[str, list[DetectorResult]] = {}
+    for p in p_values:
+        detector = "psi" if p is None else ["ks", "pca", "chi_square"][int(rng.integers(0, 3))]
+        result = DetectorResult(detector, float(rng.random()), p, 1e-5, False, "ok", {"x": 1.0})
+        results.setdefault(f"f{int(rng.integers(0, 8))}", []).append(result)
+    tracker = DriftTracker(DriftConfig(correction=correction))
+    new, old = tracker.correct(results), _old_correct(tracker, results)
+    assert new == old
+    for feature, rs in old.items():
+        for a, b in zip(new[feature], rs, strict=True):
+            assert type(a.p_value) is type(b.p_value)
+            assert a.p_value is None or a.p_value.hex() == b.p_value.hex()
