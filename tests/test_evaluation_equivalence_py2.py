@@ -21,7 +21,9 @@ from monitor.detectors.pca import PCADetector
 from monitor.detectors.psi import PSIDetector
 from monitor.drift import P_VALUE_FAMILY, DriftTracker, benjamini_hochberg, bonferroni
 from monitor.errors import DetectorError
+from monitor.explain import fold
 from monitor.reference import build_profile
+from monitor.signals import Signal
 from monitor.summary import summarize_categorical, summarize_numeric
 from monitor.validation import (
     _ABOVE,
@@ -390,3 +392,21 @@ def test_drift_correction_same_results(
         for a, b in zip(new[feature], rs, strict=True):
             assert type(a.p_value) is type(b.p_value)
             assert a.p_value is None or a.p_value.hex() == b.p_value.hex()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kind=st.sampled_from(["data_quality", "drift", "multivariate", "performance"]),
+    severity=st.sampled_from(["ok", "warning", "critical"]),
+    rule=st.sampled_from(["missing", "below_min", "unseen", "constant"]),
+    segment=st.sampled_from([None, "region=north"]),
+)
+def test_fold_without_explanations_is_the_signal(
+    kind: str, severity: str, rule: str, segment: str | None
+) -> None:
+    """What lets an evaluation skip ``fold`` when nothing is explained: every signal comes
+    back as the very object it was."""
+    sig = Signal(
+        "m", kind, f"{rule}:f00", severity, 0.5, 0.1, rule, {"message": "x"}, segment=segment
+    )  # type: ignore[arg-type]
+    assert fold(sig, {}) is sig
