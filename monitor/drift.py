@@ -285,31 +285,34 @@ def signals(
             details["p_value"] = head.p_value
         if v.explained_by is not None:
             details["explained_by"] = v.explained_by
+        # In field order (model, kind, subject, severity, value, threshold, detector,
+        # details), here and below: binding keywords costs a fifth of the construction.
         out.append(
             Signal(
-                model=model,
-                kind="drift",
-                subject=name,
-                severity=v.severity if v.drifting else "ok",
-                value=head.statistic if head else math.nan,
-                threshold=head.threshold if head else math.nan,
-                detector=head.detector if head else None,
-                details=details,
+                model,
+                "drift",
+                name,
+                v.severity if v.drifting else "ok",
+                head.statistic if head else math.nan,
+                head.threshold if head else math.nan,
+                head.detector if head else None,
+                details,
             )
         )
     q = quality
     if q.max_missing_rate is not None:
         summaries: dict[str, NumericSummary | CategoricalSummary] = {**numeric, **categorical}
+        bound = q.max_missing_rate
         for name, s in summaries.items():
             rate = s.missing_rate
             out.append(
                 Signal(
-                    model=model,
-                    kind="data_quality",
-                    subject=f"missing_rate:{name}",
-                    severity="warning" if rate > q.max_missing_rate else "ok",
-                    value=rate,
-                    threshold=q.max_missing_rate,
+                    model,
+                    "data_quality",
+                    f"missing_rate:{name}",
+                    "warning" if rate > bound else "ok",
+                    rate,
+                    bound,
                 )
             )
     if q.max_unseen_category_rate is not None:
