@@ -16,7 +16,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from monitor.config import DriftConfig, ValidationConfig
-from monitor.detectors.base import DetectorResult, grade_p_value
+from monitor.detectors.base import DetectorResult, as_counts, grade_p_value
+from monitor.detectors.binning import pooled_counts
+from monitor.detectors.chi_square import ChiSquareDetector
 from monitor.detectors.pca import PCADetector
 from monitor.detectors.psi import PSIDetector
 from monitor.drift import P_VALUE_FAMILY, DriftTracker, benjamini_hochberg, bonferroni
@@ -410,3 +412,38 @@ def test_fold_without_explanations_is_the_signal(
         "m", kind, f"{rule}:f00", severity, 0.5, 0.1, rule, {"message": "x"}, segment=segment
     )  # type: ignore[arg-type]
     assert fold(sig, {}) is sig
+
+
+# ----------------------------------------------------------------------------- chi-square
+
+
+def _old_chi_square(d: ChiSquareDetector, window: np.ndarray) -> float:
+    """The statistic of ``ChiSquareDetector.evaluate`` as it stood on main."""
+    assert d._ref is not None
+    win = pooled_counts(as_counts(window, "window"), d._ref.size - 1).astype(np.float64)
+    ref = d._ref
+    columns = ref + win
+    keep = columns > 0
+    ref, win, columns = ref[keep], win[keep], columns[keep]
+    total = columns.sum()
+    expected_ref = columns * (ref.sum() / total)
+    expected_win = columns * (win.sum() / total)
+    return float(
+        np.sum((ref - expected_ref) ** 2 / expected_ref)
+        + np.sum((win - expected_win) ** 2 / expected_win)
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    reference=st.lists(st.integers(0, 10_000), min_size=1, max_size=40),
+    window=st.lists(st.integers(0, 10_000), min_size=1, max_size=45),
+)
+@example(reference=[5, 0, 3], window=[0, 0, 7, 1])  # a category on neither side; an unseen one
+def test_chi_square_same_statistic_bits(reference: list[int], window: list[int]) -> None:
+    if sum(reference) == 0 or sum(window) == 0:
+        return
+    d = ChiSquareDetector()
+    d.fit(np.array(reference))
+    counts = np.array(window, dtype=np.int64)
+    assert d.evaluate(counts).statistic.hex() == _old_chi_square(d, counts).hex()
