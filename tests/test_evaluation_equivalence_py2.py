@@ -26,7 +26,12 @@ from monitor.errors import DetectorError
 from monitor.explain import fold
 from monitor.reference import build_profile
 from monitor.signals import Signal
-from monitor.summary import summarize_categorical, summarize_numeric
+from monitor.summary import (
+    NumericSummary,
+    _interpolation,
+    summarize_categorical,
+    summarize_numeric,
+)
 from monitor.validation import (
     _ABOVE,
     _BELOW,
@@ -447,3 +452,63 @@ def test_chi_square_same_statistic_bits(reference: list[int], window: list[int])
     d.fit(np.array(reference))
     counts = np.array(window, dtype=np.int64)
     assert d.evaluate(counts).statistic.hex() == _old_chi_square(d, counts).hex()
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def _old_summarize_full(ordered: np.ndarray, quantiles: tuple[float, ...]):
+    """``summary._summarize_full`` as it stood on main (keyword construction)."""
+    n, n_cols = ordered.shape
+    means = ordered.mean(axis=0)
+    stds = ordered.std(axis=0, mean=means[None, :]).tolist()
+    means = means.tolist()
+    mins = ordered[0].tolist()
+    maxs = ordered[-1].tolist()
+    qvals: list[list[float]] = []
+    for q in quantiles:
+        lo, hi, frac = _interpolation(q, n)
+        qvals.append((ordered[lo] + (ordered[hi] - ordered[lo]) * frac).tolist())
+    return [
+        NumericSummary(
+            count=n,
+            missing_rate=0.0,
+            mean=means[j],
+            std=stds[j],
+            min=mins[j],
+            max=maxs[j],
+            quantiles={q: qv[j] for q, qv in zip(quantiles, qvals, strict=True)},
+        )
+        for j in range(n_cols)
+    ]
+
+
+def _hexed(s: NumericSummary) -> tuple:
+    return (
+        s.count,
+        s.missing_rate.hex(),
+        s.mean.hex(),
+        s.std.hex(),
+        s.min.hex(),
+        s.max.hex(),
+        [(q, v.hex()) for q, v in s.quantiles.items()],
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(1, 500),
+    cols=st.integers(1, 8),
+    quantiles=st.sampled_from([(0.5, 0.9, 0.99), (), (0.25,), (0.5, 0.5), (0.0, 1.0)]),
+)
+def test_numeric_summaries_same_fields_and_bits(
+    seed: int, rows: int, cols: int, quantiles: tuple[float, ...]
+) -> None:
+    rng = np.random.default_rng(seed)
+    values = np.asfortranarray(np.round(rng.normal(size=(rows, cols)), int(rng.integers(0, 4))))
+    summaries, columns = summarize_numeric(values, quantiles)
+    old = _old_summarize_full(np.sort(values, axis=0), quantiles)
+    assert summaries == old
+    assert [_hexed(s) for s in summaries] == [_hexed(s) for s in old]
+    assert len(columns) == cols
