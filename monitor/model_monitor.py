@@ -400,7 +400,9 @@ class ModelMonitor:
             results[LABEL] = label_results
         # Validation first: a feature's drift that its breach explains is not drift
         # (monitor/explain.py); re-tested only where a breach and a drift meet.
-        quality = self.validator.evaluate(self.name, num, cat)
+        quality = self.validator.evaluate(
+            self.name, num, cat, (list(numeric.values()), list(categorical.values()))
+        )
         explained = (
             explain_drift(
                 results,
@@ -438,7 +440,8 @@ class ModelMonitor:
                 self._multivariate_signal(s, joint) if s.subject == MULTIVARIATE else s
                 for s in signals
             ]
-        signals.extend(fold(s, explained) for s in quality)
+        # fold leaves every signal as it is when nothing is explained (the usual case).
+        signals.extend((fold(s, explained) for s in quality) if explained else quality)
         # A segment is tested without the values a breach explains, as the whole was:
         # otherwise every segment pages the drift the breach already names.
         tested = without_explained(

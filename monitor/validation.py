@@ -66,6 +66,7 @@ past a 10% margin but not past 25%; a sentinel ``-1`` in an age column of 18..90
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -76,11 +77,15 @@ from scipy.stats import binom
 from monitor.config import FeatureConstraint, ValidationConfig
 from monitor.reference import ReferenceProfile, category_of, prediction_value, shown
 from monitor.signals import PREDICTION, Signal
+from monitor.summary import CategoricalSummary, NumericSummary
 
 #: Every rule name (the bounded ``rule`` label).
 RULES: tuple[str, ...] = ("below_min", "above_max", "not_integer", "unseen", "missing", "constant")
 MAX_SHOWN_VALUES = 5  # offending values named in a signal
 MIN_CONSTANT_VALUES = 20  # fewer present values than this: the window says nothing about constancy
+#: An evaluation's summaries of its window's columns (numeric, categorical), in column order.
+Summaries = tuple[Sequence[NumericSummary], Sequence[CategoricalSummary]]
+
 # The rows of Validator._tallies' table of counts.
 _BELOW, _ABOVE, _NOT_INTEGER, _UNSEEN, _MISSING, _CONSTANT, _PRESENT, _N_ROWS = range(8)
 _ROWS = 8
@@ -412,14 +417,18 @@ class Validator:
 
     # ----------------------------------------------------------------- judging
 
-    def _tallies(self, num: np.ndarray, cat: np.ndarray) -> tuple[list[int], list[int]]:
+    def _tallies(
+        self, num: np.ndarray, cat: np.ndarray, summaries: Summaries | None = None
+    ) -> tuple[list[int], list[int]]:
         """Per rule (in ``self.rules`` order): its violations and its denominator over the
         rows given; for ``constant``, the present values (as violations when every one of at
         least :data:`MIN_CONSTANT_VALUES` is the same, else 0) and the present values.
 
         All rules of a kind for all columns at once: one pass for the missing values and
         one each for the columns' minimum and maximum; a range rule is counted only in the
-        columns whose extreme passes its bound (in a quiet window, none).
+        columns whose extreme passes its bound (in a quiet window, none). With
+        ``summaries`` (see :meth:`evaluate`), those passes and the categorical counts are
+        read from them instead.
         """
         n_rows = len(num) if num.shape[1] else len(cat)
         k, kc = num.shape[1], cat.shape[1]
@@ -427,12 +436,22 @@ class Validator:
         # each rule reads its (violations, values) cells by an index fixed per validator.
         table = np.zeros((_ROWS, k + kc), dtype=np.int64)
         table[_N_ROWS] = n_rows
-        num_missing = np.count_nonzero(np.isnan(num), axis=0)
+        if summaries is not None:
+            present = np.array([s.count for s in summaries[0]], dtype=np.int64).reshape(k)
+            num_missing = n_rows - present
+        else:
+            num_missing = np.count_nonzero(np.isnan(num), axis=0)
         table[_MISSING, :k] = num_missing
         table[_PRESENT, :k] = n_rows - num_missing
         if k and n_rows:
-            lowest = np.fmin.reduce(num, axis=0)  # NaN only for an all-missing column
-            highest = np.fmax.reduce(num, axis=0)
+            if summaries is not None:
+                # The sorted columns' ends: the same values as the NaN-skipping reductions
+                # (a -0.0 for a 0.0 at most, which compares the same: they are only compared).
+                lowest = np.array([s.min for s in summaries[0]], dtype=np.float64)
+                highest = np.array([s.max for s in summaries[0]], dtype=np.float64)
+            else:
+                lowest = np.fmin.reduce(num, axis=0)  # NaN only for an all-missing column
+                highest = np.fmax.reduce(num, axis=0)
             with np.errstate(invalid="ignore"):
                 cols = np.flatnonzero(lowest < self._lo)
                 if cols.size:
@@ -447,13 +466,19 @@ class Validator:
                 sub = num[:, cols]
                 table[_NOT_INTEGER, cols] = ((sub != np.round(sub)) & ~np.isnan(sub)).sum(axis=0)
         for j in range(kc):
-            # One pass per column: code c counted at c + 1, missing (-1) at 0.
-            counts = np.bincount(np.maximum(cat[:, j], -1) + 1, minlength=1)
-            table[_MISSING, k + j] = counts[0]
-            table[_PRESENT, k + j] = n_rows - counts[0]
+            if summaries is not None:  # its counts per code, and its present values
+                summary = summaries[1][j]
+                codes, present_j = summary.counts, summary.count
+            else:
+                # One pass per column: code c counted at c + 1, missing (-1) at 0.
+                counts = np.bincount(np.maximum(cat[:, j], -1) + 1, minlength=1)
+                codes, present_j = counts[1:], n_rows - int(counts[0])
+            table[_MISSING, k + j] = n_rows - present_j
+            table[_PRESENT, k + j] = present_j
             if j in self._domains:
                 allowed = self._allowed_codes(j)
-                table[_UNSEEN, k + j] = counts[1:][~allowed[: counts.size - 1]].sum()
+                n = min(codes.size, allowed.size)  # a summary's counts may end in zeros
+                table[_UNSEEN, k + j] = codes[:n][~allowed[:n]].sum()
         if self._cells is None:
             self._cells = self._rule_cells(k)
         flat = table.ravel()
@@ -581,9 +606,16 @@ class Validator:
             text += "; most frequent: " + ", ".join(f"{v} ({c})" for v, c in top)
         return text
 
-    def evaluate(self, model: str, num: np.ndarray, cat: np.ndarray) -> list[Signal]:
+    def evaluate(
+        self, model: str, num: np.ndarray, cat: np.ndarray, summaries: Summaries | None = None
+    ) -> list[Signal]:
         """One ``data_quality`` signal per rule for the window (``"ok"`` when not breached,
         so the alert engine can resolve).
+
+        ``summaries``: the window's column summaries (:func:`~monitor.summary.summarize_numeric`
+        and :func:`~monitor.summary.summarize_categorical` of these very ``num`` and ``cat``),
+        which hold the present values, extremes and category counts the tallies need: an
+        evaluation has them already, and reading them saves three passes over the window.
 
         An unbreached rule's signal is a function of its tally alone, so the one of the
         previous evaluation is handed again when the tally is the same (a frozen object);
@@ -591,7 +623,7 @@ class Validator:
         """
         if not self.rules:
             return []
-        violations, values = self._tallies(num, cat)
+        violations, values = self._tallies(num, cat, summaries)
         quiet = self._quiet
         out: list[Signal] = []
         for key, rule, k, n in zip(

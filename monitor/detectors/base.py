@@ -140,9 +140,15 @@ def evaluate_sorted_all(jobs: Sequence[tuple[Detector, np.ndarray]]) -> list[Det
     jobs of a detector class with ``evaluate_sorted_batch`` go to it in one call."""
     out: list[DetectorResult | None] = [None] * len(jobs)
     batches: dict[type, list[int]] = {}
+    # Asked once per class (a failed hasattr costs an exception): a few classes, many jobs.
+    batched: dict[type, bool] = {}
     for k, (detector, window) in enumerate(jobs):
-        if hasattr(type(detector), "evaluate_sorted_batch"):
-            batches.setdefault(type(detector), []).append(k)
+        cls = type(detector)
+        has = batched.get(cls)
+        if has is None:
+            has = batched[cls] = hasattr(cls, "evaluate_sorted_batch")
+        if has:
+            batches.setdefault(cls, []).append(k)
         else:
             out[k] = evaluate_sorted(detector, window)
     for cls, ks in batches.items():

@@ -81,13 +81,20 @@ class PCADetector(DetectorBase):
         # The errors of the rows of the last window given to evaluate_rows (see there).
         self._row_errors: np.ndarray | None = None
 
-    def _check(self, values: np.ndarray, what: str) -> np.ndarray:
+    def _check(self, values: np.ndarray, what: str, finite: bool = True) -> np.ndarray:
+        """``values`` as a float64 matrix of at least 2 columns; with ``finite``, also
+        without infinite values (else :meth:`_check_finite` is the caller's to call)."""
         arr = np.asarray(values, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] < 2:
             raise DetectorError(f"pca: {what} must be a 2-D matrix of at least 2 columns")
+        if finite:
+            self._check_finite(arr, what)
+        return arr
+
+    @staticmethod
+    def _check_finite(arr: np.ndarray, what: str = "window") -> None:
         if np.isinf(arr).any():
             raise DetectorError(f"pca: {what} holds infinite values")
-        return arr
 
     def fit(self, reference: np.ndarray) -> None:
         ref = self._check(reference, "reference")
@@ -170,9 +177,21 @@ class PCADetector(DetectorBase):
             or not np.issubdtype(changed.dtype, np.integer)
             or (changed.size and (changed.min() < 0 or changed.max() >= len(win)))
         ):
+            self._check_finite(win)
             errors = self._all_errors(win)
         elif changed.size:
-            errors[changed] = self._all_errors(win[changed])
+            first = int(changed[0])
+            if int(changed[-1]) - first == changed.size - 1 and bool((np.diff(changed) == 1).all()):
+                # A run of slots (the ring between two wraps): a view, not a gathered copy;
+                # the same rows in the same order, so the same projection.
+                rows: slice | np.ndarray = slice(first, first + changed.size)
+            else:
+                rows = changed
+            part = win[rows]
+            # The other rows were checked when their errors were computed (they are the
+            # same bits, see evaluate_rows): only these can hold an infinite value.
+            self._check_finite(part)
+            errors[rows] = self._all_errors(part)
         self._row_errors = errors
         return errors
 
@@ -196,13 +215,13 @@ class PCADetector(DetectorBase):
         the rows); :meth:`fit` and :meth:`evaluate` forget them, so the next call
         projects every row.
         """
-        win = self._checked_window(window)
+        win = self._checked_window(window, finite=False)  # _window_errors checks the rows
         return self._result(win, self._window_errors(win, changed))
 
-    def _checked_window(self, window: np.ndarray) -> np.ndarray:
+    def _checked_window(self, window: np.ndarray, finite: bool = True) -> np.ndarray:
         if self._mean is None:
             raise not_fitted(self.name)
-        win = self._check(window, "window")
+        win = self._check(window, "window", finite)
         if win.shape[1] != self._mean.size:
             raise DetectorError(
                 f"pca: window has {win.shape[1]} columns, the reference {self._mean.size}"

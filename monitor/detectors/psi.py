@@ -121,23 +121,29 @@ class PSIDetector(DetectorBase):
         """PSI of the window against the reference; graded by ``warning``/``critical``."""
         return self._result(self.window_counts(window))
 
-    def _psi_small(self, counts: list[int]) -> float:
+    def _psi_small(self, counts: list[int], total: int | None = None) -> float:
         """PSI of a few bins with Python floats: numpy's per-call cost exceeds the arithmetic
-        below a few dozen bins (same formula as :func:`binned_proportions`)."""
-        total = sum(counts)
+        below a few dozen bins (same formula as :func:`binned_proportions`). ``total``:
+        ``sum(counts)`` when the caller knows it."""
+        if total is None:
+            total = sum(counts)
         if total == 0:
             raise DetectorError("psi: window must not be empty")
         eps = self.epsilon
-        props = [max(c / total, eps) for c in counts]
+        # max(c / total, eps) without the call: the same value (the larger; equal ones are
+        # the same float).
+        props = [p if p >= eps else eps for p in [c / total for c in counts]]
         norm = sum(props)
-        if not self._small_ref:
+        small_ref = self._small_ref
+        if not small_ref:
             assert self._ref_props is not None and self._ref_log is not None
             pairs = zip(self._ref_props.tolist(), self._ref_log.tolist(), strict=True)
-            self._small_ref = list(pairs)
+            small_ref = self._small_ref = list(pairs)
+        log = math.log
         out = 0.0
-        for p, (r, r_log) in zip(props, self._small_ref, strict=True):
+        for p, (r, r_log) in zip(props, small_ref, strict=True):
             p /= norm
-            out += (p - r) * (math.log(p) - r_log)
+            out += (p - r) * (log(p) - r_log)
         return out
 
     def evaluate_sorted(self, window: np.ndarray) -> DetectorResult:
@@ -149,12 +155,14 @@ class PSIDetector(DetectorBase):
         if self._edges is None or self._ref_props is None:
             return self.evaluate(window)
         # Bins are right-closed, (e_{i-1}, e_i]: values <= e_i are in bins 0..i.
-        upto = np.searchsorted(window, self._edges, side="right").tolist()
-        upto.append(window.size)
+        upto = window.searchsorted(self._edges, side="right").tolist()
+        n = window.size
+        upto.append(n)
         if len(upto) > _SMALL:
             return self._result(np.diff(upto, prepend=0))
         counts = [upto[0], *(b - a for a, b in itertools.pairwise(upto))]
-        return self._result_psi(self._psi_small(counts), len(counts))
+        # The counts add up to the window's size: every value is in one bin.
+        return self._result_psi(self._psi_small(counts, n), len(counts))
 
     def _result(self, counts: np.ndarray) -> DetectorResult:
         assert self._ref_props is not None and self._ref_log is not None
@@ -169,12 +177,8 @@ class PSIDetector(DetectorBase):
 
     def _result_psi(self, psi: float, bins: int) -> DetectorResult:
         severity = grade(psi, self.warning, self.critical)
+        details = {"critical_threshold": self.critical, "bins": float(bins)}
+        # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
         return DetectorResult(
-            detector=self.name,
-            statistic=psi,
-            p_value=None,
-            threshold=self.warning,
-            drifted=severity != "ok",
-            severity=severity,
-            details={"critical_threshold": self.critical, "bins": float(bins)},
+            self.name, psi, None, self.warning, severity != "ok", severity, details
         )
