@@ -202,6 +202,17 @@ class PerformanceConfig(StrictModel):
         return value
 
     @model_validator(mode="after")
+    def _min_labels_fit_the_window(self) -> PerformanceConfig:
+        """The window holds at most ``window_size`` labelled predictions: a larger
+        ``min_window_labels`` silently meant no performance signal ever."""
+        if self.min_window_labels > self.window_size:
+            raise ValueError(
+                f"min_window_labels ({self.min_window_labels}) must be <= window_size "
+                f"({self.window_size}), or no metric signal is ever emitted"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_thresholds(self) -> PerformanceConfig:
         problems: list[str] = []
         known = METRICS_BY_TASK.get(self.task or "", frozenset())
