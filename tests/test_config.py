@@ -523,3 +523,27 @@ def test_check_config_and_run_exit_2_on_backoff_out_of_order(tmp_path: Path) -> 
         assert run.returncode == 2, (command, run.stderr)
         assert "alerting.delivery: " in run.stderr
         assert "initial_backoff_seconds (600) must be <= max_backoff_seconds (60)" in run.stderr
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression", None])
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"positive_class": "cat"}, "positive_class"),
+        ({"decision_threshold": 0.7}, "decision_threshold"),
+        ({"positive_class": 1, "decision_threshold": 0.5}, "positive_class, decision_threshold"),
+    ],
+)
+def test_binary_only_performance_settings_are_refused_for_other_tasks(
+    task: str | None, given: dict[str, object], named: str
+) -> None:
+    """``positive_class: cat`` on a multiclass model was silently ignored: the operator
+    believed precision and recall were of that class. Refused, at its path, saying why."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"models": [{"name": "m", "performance": {"task": task, **given}}]})
+    (problem,) = info.value.problems
+    assert problem.startswith("models[0].performance: "), problem
+    assert f"{named}: applies to binary tasks only (task is {task})" in problem
+    # Binary takes them; other tasks are fine with the defaults left alone.
+    parse_config({"models": [{"name": "m", "performance": {"task": "binary", **given}}]})
+    parse_config({"models": [{"name": "m", "performance": {"task": task}}]})
