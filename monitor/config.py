@@ -275,6 +275,9 @@ class WindowConfig(_Strict):
             raise ValueError("step must be <= size")
         if self.type == "time" and (self.seconds is None or self.step_seconds is None):
             raise ValueError("a time window needs seconds and step_seconds")
+        # As step <= size: a step longer than the window skipped events between evaluations.
+        if self.type == "time" and self.step_seconds > self.seconds:  # type: ignore[operator]
+            raise ValueError("step_seconds must be <= seconds")
         return self
 
 
@@ -572,6 +575,20 @@ class MonitorConfig(_Strict):
         d = self.defaults
         if d.reference.mode == "previous_window" and d.segments.specs():
             raise ValueError(_SEGMENTS_NEED_FIXED.format("defaults"))
+        return self
+
+    @model_validator(mode="after")
+    def _segments_fit_the_window(self) -> MonitorConfig:
+        """A segment needs ``min_window_rows`` events in the window to be tested; above the
+        window's ``size`` (the most events it holds) no segment was ever tested, silently."""
+        for where, r in [("defaults", self.defaults)] + [
+            (f"model {m.name!r}", resolve_model(m, self.defaults)) for m in self.models
+        ]:
+            if r.segments.specs() and r.segments.min_window_rows > r.window.size:
+                raise ValueError(
+                    f"{where}: segments.min_window_rows ({r.segments.min_window_rows}) must be "
+                    f"<= window.size ({r.window.size}), or no segment is ever tested"
+                )
         return self
 
     @model_validator(mode="after")

@@ -8,17 +8,76 @@ and are disabled when no token is configured. Nothing here prints a secret.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+from collections.abc import MutableMapping
 from typing import Any, Protocol
 
-from aiohttp import web
-from prometheus_client import CollectorRegistry
+from aiohttp import http_exceptions, web
+from aiohttp.log import server_logger
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from monitor.alerting.engine import AlertService
 from monitor.errors import ConfigError
 from monitor.silences_api import register_routes
 from monitor.ui.web import UiRoutes
+
+_log = logging.getLogger(__name__)
+
+#: Why aiohttp refused a request before any handler ran (the label values of
+#: ``monitor_http_bad_requests_total``), most specific class first.
+BAD_REQUEST_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (http_exceptions.BadHttpMethod, "bad_method"),
+    (http_exceptions.BadStatusLine, "bad_request_line"),
+    (http_exceptions.LineTooLong, "too_long"),
+    (http_exceptions.InvalidHeader, "bad_header"),
+    (http_exceptions.InvalidURLError, "bad_url"),
+    (http_exceptions.PayloadEncodingError, "bad_body"),
+    (http_exceptions.HttpProcessingError, "bad_request"),
+)
+
+
+def bad_request_reason(exc: BaseException) -> str | None:
+    """The bounded reason of a malformed request, or ``None`` for anything else."""
+    for kind, reason in BAD_REQUEST_REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return None
+
+
+class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger, minus the client's own errors.
+
+    aiohttp logs a malformed request (a request line or header over 8 KB, a bad
+    request line or header) at ERROR with a traceback quoting the bytes received, so any
+    client could fill the logs at ERROR. Such a request costs a counter by reason and
+    one DEBUG line here; everything else (a handler's exception above all) passes on to
+    aiohttp's logger unchanged, at ERROR with its traceback. Given to aiohttp as its
+    documented ``logger`` handler argument; ``log`` is where every level method ends.
+    """
+
+    def __init__(self, counter: Counter) -> None:
+        super().__init__(server_logger, {})
+        self._counter = counter
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if exc is True:
+            exc = sys.exc_info()[1]
+        elif isinstance(exc, tuple):
+            exc = exc[1]
+        reason = bad_request_reason(exc) if isinstance(exc, BaseException) else None
+        if reason is None:
+            super().log(level, msg, *args, **kwargs)
+            return
+        self._counter.labels(reason=reason).inc()
+        # The reason only: the exception's text quotes the hostile bytes.
+        _log.debug("malformed HTTP request refused (%s)", reason)
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        return msg, kwargs
 
 
 class ServedService(Protocol):
@@ -59,11 +118,21 @@ class HttpServer:
         self.app.router.add_get("/api/status", self._status)
         register_routes(self.app, service.alerts, admin_token)
         UiRoutes(service, service.history, admin_token is not None).register(self.app)
+        self.bad_requests = Counter(
+            "monitor_http_bad_requests",
+            "Malformed HTTP requests refused with 400 before any handler ran, by reason.",
+            ["reason"],
+            registry=service.registry,
+        )
+        for _, reason in BAD_REQUEST_REASONS:
+            self.bad_requests.labels(reason=reason)
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, logger=_ServerLog(self.bad_requests)
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         try:

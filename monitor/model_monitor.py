@@ -117,6 +117,7 @@ class ModelMonitor:
         # previous_window mode ``reference`` moves on to window profiles, this does not.
         self._base_reference: ReferenceProfile | None = None
         self._learned = False  # the base reference was learned from this model's events
+        self.unchecked_constraints: list[str] = []  # see _set_reference
         self.performance: PerformanceTracker | None = None
         self.label_drift: LabelDrift | None = None
         if settings.performance.task is not None:
@@ -158,6 +159,15 @@ class ModelMonitor:
         self.numeric_columns = self.columns.numeric_columns
         self.categorical_columns = self.columns.categorical_columns
         self.categories = self.columns.categories
+        # Declared constraints on a feature this reference lacks: never checked. check-config
+        # names them for a file reference; a learned one is known only now (the service warns,
+        # the status shows them).
+        have = {*self.numeric_columns, *self.categorical_columns}
+        self.unchecked_constraints = (
+            sorted(n for n in self.settings.validation.constraints if n not in have)
+            if self.settings.validation.enabled
+            else []
+        )
         self.validator = Validator(
             self.settings.validation,
             profile,

@@ -203,6 +203,8 @@ class MonitorService:
         # Models changed since their last save, and the alert document each was saved with:
         # a checkpoint writes only those (see ``checkpoint``).
         self._dirty: set[str] = set()
+        # Models warned of declared constraints their reference lacks (once per model).
+        self._unchecked_warned: set[str] = set()
         self._saved_alerts: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -807,6 +809,21 @@ class MonitorService:
         out.python_events = sum(map(len, out.predictions.values()))
         return out
 
+    def _warn_unchecked_constraints(self, model: str, names: list[str]) -> None:
+        """A reference learned from events can lack a feature a constraint names (check-config
+        checks file references only): that constraint is never checked, so say it, once per
+        model. Names are quoted and bounded (a tracked model's name comes from the wire)."""
+        self._unchecked_warned.add(model)
+        shown = ", ".join(printable(repr(n), 100) for n in names[:10])
+        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+        log.warning(
+            "model %s: validation.constraints %s%s: not a feature of its reference; never "
+            "checked (GET /api/model: reference.unchecked_constraints)",
+            printable(repr(model), 200),
+            shown,
+            more,
+        )
+
     def _apply(self, batch: DecodedBatch) -> list[Evaluation]:
         """The synchronous part of a batch: update models, submit alerts."""
         evaluations: list[Evaluation] = []
@@ -826,6 +843,8 @@ class MonitorService:
                 self._disable(model, exc, at_start=False)
                 self.metrics.events_skipped.labels(model, self.disabled[model][0]).inc(len(events))
                 continue
+            if mm.unchecked_constraints and model not in self._unchecked_warned:
+                self._warn_unchecked_constraints(model, mm.unchecked_constraints)
             for tp in events.partitions:
                 self._model_partition[model] = tp
             self.metrics.events_processed.labels(model).inc(len(events))

@@ -120,6 +120,8 @@ def model_status(
     )
     if mm.reference is not None:
         out["reference"] = _reference_status(mm.reference)
+        # Declared constraints on features the reference lacks (never checked).
+        out["reference"]["unchecked_constraints"] = mm.unchecked_constraints
     if ev is not None:
         out["window"] = {
             "events": ev.context.window_events,

@@ -448,3 +448,102 @@ def test_a_yaml_billion_laughs_or_alias_cycle_is_refused_at_once(tmp_path: Path)
         "models:\n  - {name: a, window: *w}\n  - name: b\n    window: {<<: *w, step: 50}\n"
     )
     assert load_config(ok).models[1].window.step == 50  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("raw", "where", "why"),
+    [
+        (
+            {"alerting": {"delivery": {"initial_backoff_seconds": 600, "max_backoff_seconds": 60}}},
+            "alerting.delivery: ",
+            "initial_backoff_seconds (600) must be <= max_backoff_seconds (60)",
+        ),
+        (
+            {"defaults": {"window": {"type": "time", "seconds": 60, "step_seconds": 300}}},
+            "defaults.window: ",
+            "step_seconds must be <= seconds",
+        ),
+        (
+            {"defaults": {"performance": {"window_size": 50, "min_window_labels": 100}}},
+            "defaults.performance: ",
+            "min_window_labels (100) must be <= window_size (50)",
+        ),
+        (
+            {
+                "models": [
+                    {"name": "m", "window": {"size": 100, "step": 10}, "segments": ["region"]}
+                ]
+            },
+            "(root): ",
+            "model 'm': segments.min_window_rows (200) must be <= window.size (100)",
+        ),
+        (
+            {"defaults": {"window": {"size": 100, "step": 10}, "segments": ["region"]}},
+            "(root): ",
+            "defaults: segments.min_window_rows (200) must be <= window.size (100)",
+        ),
+    ],
+)
+def test_a_lower_bound_above_its_upper_bound_is_refused_at_its_path(
+    raw: dict[str, object], where: str, why: str
+) -> None:
+    """A minimum above its maximum was accepted and then silently meant something else: an
+    initial backoff clamped to the largest, a time step skipping events, a performance or
+    segment minimum the window can never reach (no signal, ever)."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    (problem,) = info.value.problems
+    assert problem.startswith(where), problem
+    assert why in problem
+
+
+def test_equal_bounds_are_accepted() -> None:
+    parse_config(
+        {
+            "alerting": {"delivery": {"initial_backoff_seconds": 5, "max_backoff_seconds": 5}},
+            "defaults": {
+                "window": {"type": "time", "seconds": 60, "step_seconds": 60, "size": 200},
+                "performance": {"window_size": 100, "min_window_labels": 100},
+                "segments": {"by": ["region"], "min_window_rows": 200},
+            },
+        }
+    )
+
+
+def test_check_config_and_run_exit_2_on_backoff_out_of_order(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "alerting:\n  delivery: {initial_backoff_seconds: 600, max_backoff_seconds: 60}\n"
+        "models:\n  - name: m\n"
+    )
+    for command in ("check-config", "run"):
+        args = [sys.executable, "-m", "monitor.cli", command]
+        args += [str(bad)] if command == "check-config" else ["--config", str(bad)]
+        run = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2, (command, run.stderr)
+        assert "alerting.delivery: " in run.stderr
+        assert "initial_backoff_seconds (600) must be <= max_backoff_seconds (60)" in run.stderr
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression", None])
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"positive_class": "cat"}, "positive_class"),
+        ({"decision_threshold": 0.7}, "decision_threshold"),
+        ({"positive_class": 1, "decision_threshold": 0.5}, "positive_class, decision_threshold"),
+    ],
+)
+def test_binary_only_performance_settings_are_refused_for_other_tasks(
+    task: str | None, given: dict[str, object], named: str
+) -> None:
+    """``positive_class: cat`` on a multiclass model was silently ignored: the operator
+    believed precision and recall were of that class. Refused, at its path, saying why."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"models": [{"name": "m", "performance": {"task": task, **given}}]})
+    (problem,) = info.value.problems
+    assert problem.startswith("models[0].performance: "), problem
+    assert f"{named}: applies to binary tasks only (task is {task})" in problem
+    # Binary takes them; other tasks are fine with the defaults left alone.
+    parse_config({"models": [{"name": "m", "performance": {"task": "binary", **given}}]})
+    parse_config({"models": [{"name": "m", "performance": {"task": task}}]})

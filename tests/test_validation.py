@@ -244,3 +244,30 @@ def test_check_config_names_constraints_that_cannot_apply() -> None:
         "features only",
         "models[0].validation.constraints.country: max apply to numeric features only",
     ]
+
+
+def test_a_constraint_on_a_feature_a_learned_reference_lacks_is_named_in_the_status() -> None:
+    """check-config checks constraints against a reference file; a learned reference is known
+    only at run time, and a constraint on a feature it lacks was silently never checked."""
+    from monitor.status import models_status
+
+    constraints = {"age": {"min": 18}, "agee": {"min": 0}, "x\n<b>": {"required": True}}
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "name": "credit-risk",
+                    "window": WINDOW,
+                    "reference": {"learn_first": 500},
+                    "validation": {"constraints": constraints},
+                }
+            ]
+        }
+    )
+    mm = ModelMonitor(cfg.model("credit-risk"), cfg.limits)  # type: ignore[arg-type]
+    assert mm.unchecked_constraints == []
+    mm.ingest(_events(Simulator(seed=3), 600), 0.0)
+    assert mm.ready
+    assert mm.unchecked_constraints == ["agee", "x\n<b>"]
+    status = models_status(cfg, {"credit-risk": mm}, {}, {})["credit-risk"]
+    assert status["reference"]["unchecked_constraints"] == ["agee", "x\n<b>"]

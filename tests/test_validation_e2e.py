@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
@@ -51,3 +52,43 @@ async def test_sentinel_at_three_percent_pages_as_data_quality(stack_factory: An
         rule="below_min",
     )  # fmt: skip
     assert violations == len(events[2000::33])
+
+
+async def test_a_learned_reference_lacking_a_constrained_feature_warns_once(
+    stack_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A constraint on a feature the learned reference lacks is never checked: one WARNING
+    per model names it (quoted: no raw newline or markup reaches the log), and the model's
+    status lists it."""
+    stack = await stack_factory(
+        models=[
+            {
+                "name": "credit-risk",
+                "reference": {"learn_first": 300},
+                "validation": {"constraints": {"age": {"min": 18}, "agee\n<b>": {"min": 0}}},
+            }
+        ]
+    )
+    caplog.set_level(logging.WARNING, logger="monitor.service")
+    events = [e for e, _ in Simulator(seed=22).events(600)]
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+    await producer.start()
+    try:
+        for i, e in enumerate(events):
+            await producer.send(stack.topics["predictions"], orjson.dumps(e), key=b"credit-risk")
+            if i in (299, 450):  # learning done in one batch, more batches after it
+                await producer.flush()
+                await stack.wait_processed("credit-risk", i + 1)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    await stack.wait_processed("credit-risk", 600)
+    warned = [r.getMessage() for r in caplog.records if "never checked" in r.getMessage()]
+    assert warned == [
+        "model 'credit-risk': validation.constraints 'agee\\n<b>': not a feature of its "
+        "reference; never checked (GET /api/model: reference.unchecked_constraints)"
+    ]
+    reply = await stack.http.get(
+        f"{stack.service.http.url}/api/model", params={"name": "credit-risk"}
+    )
+    assert reply.json()["status"]["reference"]["unchecked_constraints"] == ["agee\n<b>"]

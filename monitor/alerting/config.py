@@ -511,6 +511,17 @@ class DeliveryConfig(_Strict):
         description="Keep finished rows this long, so replayed evaluations stay deduplicated.",
     )
 
+    @model_validator(mode="after")
+    def _backoff_ordered(self) -> DeliveryConfig:
+        """An initial backoff above the largest one was silently clamped to it (every retry
+        waited up to ``max_backoff_seconds``): the operator meant one of the two."""
+        if self.initial_backoff_seconds > self.max_backoff_seconds:
+            raise ValueError(
+                f"initial_backoff_seconds ({self.initial_backoff_seconds:g}) must be <= "
+                f"max_backoff_seconds ({self.max_backoff_seconds:g})"
+            )
+        return self
+
 
 def _default_rules() -> list[AlertRule]:
     return [AlertRule(name="default: any signal at warning or above")]

@@ -5,8 +5,8 @@ tracking off" (``task: null``). A typical section::
 
     performance:
       task: binary               # binary | multiclass | regression | null (off)
-      positive_class: 1          # label/prediction value meaning "positive" (binary only)
-      decision_threshold: 0.5    # score >= threshold is a positive prediction
+      positive_class: 1          # label/prediction value meaning "positive" (binary only:
+      decision_threshold: 0.5    # score >= threshold is positive   refused for other tasks)
       window_size: 5000          # labelled predictions per metric window
       join_ttl_seconds: 604800   # how long a prediction waits for its label (7 days)
       join_max_pending: 1000000  # hard cap on predictions waiting for a label
@@ -200,6 +200,30 @@ class PerformanceConfig(StrictModel):
         if isinstance(value, str) and not value.strip():
             raise ValueError("must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _binary_settings_need_a_binary_task(self) -> PerformanceConfig:
+        """``positive_class`` and ``decision_threshold`` mean something for a binary task
+        only: written for a multiclass or regression model they were silently ignored, and
+        the operator believed e.g. recall was of that class. Refused, naming them."""
+        given = [k for k in ("positive_class", "decision_threshold") if k in self.model_fields_set]
+        if given and self.task != "binary":
+            raise ValueError(
+                f"{', '.join(given)}: applies to binary tasks only (task is {self.task}); "
+                "remove it, or set task: binary"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _min_labels_fit_the_window(self) -> PerformanceConfig:
+        """The window holds at most ``window_size`` labelled predictions: a larger
+        ``min_window_labels`` silently meant no performance signal ever."""
+        if self.min_window_labels > self.window_size:
+            raise ValueError(
+                f"min_window_labels ({self.min_window_labels}) must be <= window_size "
+                f"({self.window_size}), or no metric signal is ever emitted"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_thresholds(self) -> PerformanceConfig:
