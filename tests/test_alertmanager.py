@@ -365,11 +365,12 @@ def _notification(status: str, severity: str, seq: int) -> Notification:
 async def test_label_changes_end_the_old_alert_and_reposts_stop_when_unconfirmed() -> None:
     """Against a recording HTTP server, on a manual clock (no Alertmanager timing involved)."""
     clock = ManualClock(2000.0)
-    config = AlertmanagerReceiverConfig(
-        url="", repost_interval_seconds=60.0, repost_for_seconds=3600.0
-    )
     async with RecordingReceiver() as rx, httpx.AsyncClient() as client:
-        config = config.model_copy(update={"url": rx.url.removesuffix("/hook")})
+        config = AlertmanagerReceiverConfig(
+            url=rx.url.removesuffix("/hook"),
+            repost_interval_seconds=60.0,
+            repost_for_seconds=3600.0,
+        )
         am = AlertmanagerReceiver("am", config, client, clock)
         try:
             await am.send(_notification("firing", "warning", 1))
