@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-from alert_receivers import RecordingReceiver
+from alert_receivers import Hold, RecordingReceiver
 from prometheus_client import CollectorRegistry
 
 from monitor.alerting.alert_metrics import AlertMetrics
@@ -204,3 +204,30 @@ def test_an_outbox_file_of_schema_1_is_migrated_in_place_and_its_rows_delivered(
     again = Outbox.open(path)  # a migrated file opens as it is
     assert again.counts() == {"pending": 1}
     again.close()
+
+
+async def test_a_live_instance_keeps_its_claim_through_a_long_request_and_releases_it_at_stop(
+    rx, tmp_path
+):
+    path = tmp_path / "outbox.sqlite"
+    clock = ManualClock(1_000.0)
+    sender, other = Outbox.open(path), Outbox.open(path)
+    sender.enqueue("hook", note("k-slow", fp="fp"), now=clock.time(), deadline_at=9_999.0)
+    rx.script(Hold(asyncio.Event()))  # the request hangs until the test ends
+    async with httpx.AsyncClient() as client:
+        d = dispatcher(sender, rx.url, client, clock)
+        await d.start()
+        try:
+            await rx.wait_for_requests(1)
+            for _ in range(4):  # 40 s in steps of 10: the 30 s lease is renewed each third
+                clock.advance(10.0)
+                d.wake()
+                await wait_until(lambda: sender.rows()[0]["claimed_until"] == clock.time() + 30.0)
+                assert other.due(clock.time(), 10, lease_seconds=30.0) == []
+        finally:
+            await d.stop(grace_seconds=0)  # cancels the request: the claim is released
+    assert sender.rows()[0]["claimed_by"] is None
+    (row,) = other.due(clock.time(), 10, lease_seconds=30.0)  # the next run sends it at once
+    assert row.notification.idempotency_key == "k-slow"
+    sender.close()
+    other.close()

@@ -223,6 +223,8 @@ class Dispatcher:
                 task = asyncio.create_task(self._deliver(receiver, row))
                 self._inflight[row.id] = task
                 launched += 1
+        if launched and self._renewed_at is None:
+            self._renewed_at = now  # the claims just taken hold until now + lease
         return launched
 
     def _claim_due(self, now: float, limit: int, receiver: str) -> list[OutboxRow]:
@@ -253,8 +255,8 @@ class Dispatcher:
         if not busy:
             self._renewed_at = None
             return
-        if self._renewed_at is None:
-            self._renewed_at = now  # claimed just now by due()
+        if self._renewed_at is None:  # claimed (by _launch_due) after the previous turn
+            self._renewed_at = now
         if now - self._renewed_at >= self._lease / 3:
             self._outbox.renew(busy, now=now, lease_seconds=self._lease)
             self._renewed_at = now
