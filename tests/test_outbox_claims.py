@@ -10,6 +10,7 @@ row. Real local HTTP receiver, real SQLite file, injected clock for the lease.
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from monitor.alerting.alert_metrics import AlertMetrics
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.database import SCHEMA_VERSION
 from monitor.alerting.dispatcher import Dispatcher
+from monitor.alerting.engine import AlertService
 from monitor.alerting.notification import FORMAT_VERSION, Notification, SignalEvidence
 from monitor.alerting.outbox import Outbox
 from monitor.alerting.receivers import build_receiver
@@ -231,3 +233,41 @@ async def test_a_live_instance_keeps_its_claim_through_a_long_request_and_releas
     assert row.notification.idempotency_key == "k-slow"
     sender.close()
     other.close()
+
+
+async def test_two_alert_services_sharing_one_outbox_file_deliver_each_notification_once(
+    rx, tmp_path
+):
+    """The same through two whole :class:`AlertService`\\ s, as two ``monitor run``
+    processes on one host open them, with the service's own wiring (default lease)."""
+    path = tmp_path / "outbox.sqlite"
+    keys = [f"svc-{i}" for i in range(16)]
+    seed = Outbox.open(path)  # a previous run's undelivered backlog, there at start
+    now = SystemClock().time()
+    seed.commit_evaluation(
+        [("hook", note(k, fp=f"fp-{i}")) for i, k in enumerate(keys)],
+        now=now,
+        deadline_at=now + 600,
+    )
+    seed.close()
+    config = AlertingConfig.model_validate(
+        {"receivers": {"hook": {"type": "webhook", "url": rx.url}}}
+    )
+    services = [
+        AlertService(
+            config,
+            registry=CollectorRegistry(),
+            clock=SystemClock(),
+            outbox_path=str(path),
+            rng=random.Random(i),
+            poll_interval_seconds=0.05,
+        )
+        for i in range(2)
+    ]
+    await asyncio.gather(*(s.start() for s in services))
+    try:
+        await wait_until(lambda: services[0].outbox.counts() == {"delivered": len(keys)})
+        await asyncio.sleep(0.3)  # room for a duplicate to arrive
+    finally:
+        await asyncio.gather(*(s.stop() for s in services))
+    assert Counter(r.headers["webhook-id"] for r in rx.requests) == Counter(keys)
