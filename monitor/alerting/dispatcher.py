@@ -26,6 +26,13 @@
   keeps its row out of delivery until the outcome is stored (retried each turn
   of the loop): the row stayed pending and due, so one notification was sent
   again at once, hundreds of times a second, to a receiver that had it.
+* Several instances may share one outbox file (``state.backend: sqlite`` on
+  one host): each row is claimed in the outbox before it is sent (a lease of
+  ``lease_seconds``, renewed every third of it while the request runs, released
+  with the outcome), so exactly one instance sends it. Before claims, each
+  instance picked the same due rows and both POSTed them: every alert twice.
+  An instance that dies mid-request leaves its claim to run out; then another
+  sends the row (at-least-once).
 * ``stop(grace)`` keeps delivering what is due for up to ``grace`` seconds,
   then cancels in-flight requests; their rows stay pending and are sent by
   the next run (at-least-once: the receiver may see the same id twice).
@@ -45,7 +52,7 @@ from monitor.alerting.alert_metrics import AlertMetrics
 from monitor.alerting.backoff import Backoff
 from monitor.alerting.config import DeliveryConfig
 from monitor.alerting.notification import printable
-from monitor.alerting.outbox import Outbox, OutboxRow
+from monitor.alerting.outbox import Outbox, OutboxRow, UnwritableOutboxError
 from monitor.alerting.receiver import Receiver, redact, secret_forms
 from monitor.clock import Clock
 from monitor.errors import (
@@ -56,6 +63,12 @@ from monitor.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+#: How long a claim on a row being sent holds without renewal: how long another instance
+#: sharing the outbox waits before it sends the row of an instance that died mid-request.
+#: Renewed every third of it, so a live instance keeps its claim through event-loop stalls
+#: and SQLite busy waits (``busy_timeout`` 5 s) of up to ~20 s.
+DEFAULT_LEASE_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -88,9 +101,11 @@ class Dispatcher:
         poll_interval: float = 1.0,
         log_interval: float = 300.0,
         secrets: Iterable[str] = (),
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         """``secrets``: every configured secret value; redacted from whatever is logged or
-        stored, as a second line of defence behind each receiver's own redaction."""
+        stored, as a second line of defence behind each receiver's own redaction.
+        ``lease_seconds``: see :data:`DEFAULT_LEASE_SECONDS` (timed by ``clock.time()``)."""
         self._outbox = outbox
         self._receivers = receivers
         self._delivery = delivery
@@ -101,6 +116,8 @@ class Dispatcher:
             delivery.initial_backoff_seconds, delivery.max_backoff_seconds, delivery.jitter
         )
         self._poll_interval = poll_interval
+        self._lease = lease_seconds
+        self._renewed_at: float | None = None
         self._log_interval = log_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -113,6 +130,8 @@ class Dispatcher:
         self._draining_until: float | None = None
         self._health: dict[str, _Health] = {name: _Health() for name in receivers}
         self._outbox_health = _Health()
+        self._outbox_faults = 0  # outbox failures so far, to tell a clean turn of the loop
+        self._unclaimed: set[int] = set()  # rows sent although the outbox refused a claim
         self._secret_forms = secret_forms(secrets)
         self._state = "new"
 
@@ -162,8 +181,10 @@ class Dispatcher:
         while True:
             self._wake.clear()
             now = self._clock.time()
+            faults = self._outbox_faults
             try:
                 self._record_outcomes()
+                self._renew_claims(now)
                 launched = self._launch_due(now)
                 self._refresh_gauges(now)
                 next_due = self._outbox.next_due_at(exclude=self._busy())
@@ -171,7 +192,10 @@ class Dispatcher:
                 self._outbox_failed(exc)
                 launched, next_due = 0, None
             else:
-                self._outbox_recovered()
+                # Recovered: no failure absorbed on the way, and none of the rows sent
+                # unclaimed (the outbox refused the claim) is still waiting for its outcome.
+                if self._outbox_faults == faults and not self._unclaimed & self._inflight.keys():
+                    self._outbox_recovered()
             if self._draining_until is not None:
                 remaining = self._draining_until - loop.time()
                 nothing_due = next_due is None or next_due > now
@@ -180,6 +204,8 @@ class Dispatcher:
             timeout = self._poll_interval
             if next_due is not None:
                 timeout = min(timeout, max(0.0, next_due - now))
+            if self._busy():
+                timeout = min(timeout, self._lease / 3)
             if self._draining_until is not None:
                 timeout = min(timeout, max(0.0, self._draining_until - loop.time()))
             with contextlib.suppress(TimeoutError):
@@ -191,12 +217,49 @@ class Dispatcher:
             free = self._delivery.concurrency_per_receiver - self._inflight_by_receiver[name]
             if free <= 0:
                 continue
-            for row in self._outbox.due(now, free, receiver=name, exclude=self._busy()):
+            rows = self._claim_due(now, free, name)
+            for row in rows:
                 self._inflight_by_receiver[name] += 1
                 task = asyncio.create_task(self._deliver(receiver, row))
                 self._inflight[row.id] = task
                 launched += 1
+        if launched and self._renewed_at is None:
+            self._renewed_at = now  # the claims just taken hold until now + lease
         return launched
+
+    def _claim_due(self, now: float, limit: int, receiver: str) -> list[OutboxRow]:
+        """Claim up to ``limit`` due rows of ``receiver``.
+
+        If the file refuses writes (disk full), claiming is impossible: the failure is
+        counted and logged like any outbox failure, and the rows nobody holds a claim on
+        are sent unclaimed, as before claims existed. A page sent (perhaps by two instances
+        sharing the file) beats one held back until the disk is fixed; this instance still
+        sends each row once (:meth:`_busy`). Lock contention is not such a failure: the
+        other instance may be claiming these very rows, so nothing is sent this turn.
+        """
+        busy = self._busy()
+        try:
+            return self._outbox.due(
+                now, limit, receiver=receiver, exclude=busy, lease_seconds=self._lease
+            )
+        except UnwritableOutboxError as exc:
+            self._outbox_failed(exc)
+            rows = self._outbox.due(now, limit, receiver=receiver, exclude=busy)
+            self._unclaimed = {row.id for row in rows} | (self._unclaimed & self._inflight.keys())
+            return rows
+
+    def _renew_claims(self, now: float) -> None:
+        """Every third of the lease, extend the claims on the rows still in hand here (in
+        flight, or with an outcome not stored yet), so no other instance takes them."""
+        busy = self._busy()
+        if not busy:
+            self._renewed_at = None
+            return
+        if self._renewed_at is None:  # claimed (by _launch_due) after the previous turn
+            self._renewed_at = now
+        if now - self._renewed_at >= self._lease / 3:
+            self._outbox.renew(busy, now=now, lease_seconds=self._lease)
+            self._renewed_at = now
 
     def _busy(self) -> set[int]:
         """Rows not to deliver now: in flight, or with an outcome not stored yet."""
@@ -235,7 +298,10 @@ class Dispatcher:
                 name, describe(exc), attempt, n.action, n.idempotency_key, printable(n.model), text,
             )  # fmt: skip
         except asyncio.CancelledError:
-            raise  # stop(): the row stays pending for the next run
+            # stop(): the row stays pending, free for the next run (here or another instance)
+            with contextlib.suppress(Exception):
+                self._outbox.release(row.id)
+            raise
         except Exception as exc:  # a receiver bug: count it, keep the row, retry with backoff
             error = RetryableDeliveryError(
                 f"receiver raised {type(exc).__name__}: {exc}", reason="receiver_error"
@@ -352,6 +418,7 @@ class Dispatcher:
             self._health[receiver] = _Health()
 
     def _outbox_failed(self, exc: Exception) -> None:
+        self._outbox_faults += 1
         self._metrics.outbox_errors.inc()
         health = self._outbox_health
         now = self._clock.monotonic()

@@ -11,6 +11,18 @@ Per receiver and fingerprint, rows are delivered in enqueue order: a
 resolve never overtakes the fire it closes while that fire is being
 retried (PagerDuty would otherwise open an incident nobody resolves).
 
+Several instances may share the file (``state.backend: sqlite`` on one host),
+so a row is *claimed* before it is sent: :meth:`Outbox.due` with
+``lease_seconds`` sets ``claimed_by`` (this outbox's random instance token) and
+``claimed_until`` in the same ``BEGIN IMMEDIATE`` transaction that picks the
+row, with a conditional ``UPDATE`` whose row count decides. Exactly one
+instance sends a row while its lease holds; the sender renews the lease while
+the request runs (:meth:`Outbox.renew`), and ``mark_*`` / :meth:`Outbox.release`
+clear it. A crashed instance's rows are taken by another once the lease runs
+out (at-least-once, as for one instance: a row sent when the crash came is sent
+again). Another instance's leased row counts as due at ``claimed_until``, so
+nobody polls it in a loop.
+
 Row states::
 
     pending --send ok--------------------------> delivered
@@ -20,6 +32,7 @@ Row states::
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -30,6 +43,19 @@ from monitor.alerting.notification import FORMAT_VERSION, Notification
 from monitor.errors import StateError
 
 _ERROR_EXCERPT = 500
+
+#: SQL: the row's claim is free for instance ``?`` at time ``?`` (none, expired, or its own).
+_CLAIMABLE = "(o.claimed_until IS NULL OR o.claimed_until <= ? OR o.claimed_by = ?)"
+#: SQL: clear the claim, unless another instance holds it now (our lease ran out meanwhile).
+_RELEASE = (
+    "claimed_by = CASE WHEN claimed_by = :me THEN NULL ELSE claimed_by END, "
+    "claimed_until = CASE WHEN claimed_by = :me THEN NULL ELSE claimed_until END"
+)
+
+
+class UnwritableOutboxError(StateError):
+    """The outbox file refuses writes (disk full, read-only, I/O error), so rows cannot be
+    claimed; lock contention with another instance is a plain :class:`StateError`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +74,29 @@ class OutboxRow:
 class Outbox:
     """Durable queue of (receiver, notification) pairs, plus the alert state written with them."""
 
-    def __init__(self, conn: sqlite3.Connection, *, owns_connection: bool = False) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        owns_connection: bool = False,
+        instance: str | None = None,
+    ) -> None:
+        """``instance``: the token this outbox claims rows with; random (per process) unless
+        given, so that two services sharing the file never take each other's claims."""
         self._conn = conn
         self._owns = owns_connection
         self._closed = False
+        self._instance = instance if instance is not None else secrets.token_hex(8)
 
     @classmethod
     def open(cls, path: str | Path) -> Outbox:
         """Open (or create) the outbox in the SQLite file at ``path``."""
         return cls(open_database(path), owns_connection=True)
+
+    @property
+    def instance(self) -> str:
+        """The token this outbox claims rows with."""
+        return self._instance
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -121,24 +161,55 @@ class Outbox:
     def mark_delivered(self, row_id: int, now: float) -> None:
         """The receiver accepted the notification."""
         self._update(
-            "UPDATE outbox SET state='delivered', attempts=attempts+1, finished_at=? WHERE id=?",
-            (now, row_id),
+            "UPDATE outbox SET state='delivered', attempts=attempts+1, finished_at=:now, "
+            f"{_RELEASE} WHERE id=:id",
+            {"now": now, "id": row_id, "me": self._instance},
         )
 
     def mark_failed(self, row_id: int, *, next_attempt_at: float, error: str) -> None:
         """A retryable failure: try again at ``next_attempt_at``."""
         self._update(
-            "UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, last_error=? WHERE id=?",
-            (next_attempt_at, error[:_ERROR_EXCERPT], row_id),
+            "UPDATE outbox SET attempts=attempts+1, next_attempt_at=:at, last_error=:error, "
+            f"{_RELEASE} WHERE id=:id",
+            {
+                "at": next_attempt_at,
+                "error": error[:_ERROR_EXCERPT],
+                "id": row_id,
+                "me": self._instance,
+            },
         )
 
     def mark_dead(self, row_id: int, now: float, error: str) -> None:
         """Give up: permanent error, deadline passed, attempts exhausted, or unreadable row."""
         self._update(
-            "UPDATE outbox SET state='dead', attempts=attempts+1, finished_at=?, last_error=? "
-            "WHERE id=?",
-            (now, error[:_ERROR_EXCERPT], row_id),
+            "UPDATE outbox SET state='dead', attempts=attempts+1, finished_at=:now, "
+            f"last_error=:error, {_RELEASE} WHERE id=:id",
+            {"now": now, "error": error[:_ERROR_EXCERPT], "id": row_id, "me": self._instance},
         )
+
+    def release(self, row_id: int) -> None:
+        """Give up this instance's claim without an outcome (the attempt was cancelled at
+        stop): the row is due again at once, for whichever instance runs next."""
+        self._update(
+            f"UPDATE outbox SET {_RELEASE} WHERE id=:id", {"id": row_id, "me": self._instance}
+        )
+
+    def renew(self, row_ids: Collection[int], *, now: float, lease_seconds: float) -> int:
+        """Extend this instance's claims on ``row_ids`` (still being sent) to ``now +
+        lease_seconds``; returns how many it still held."""
+        if not row_ids:
+            return 0
+        marks = ",".join("?" * len(row_ids))
+        try:
+            with self._transaction():
+                cur = self._conn.execute(
+                    f"UPDATE outbox SET claimed_until=? WHERE id IN ({marks}) AND claimed_by=? "
+                    "AND state='pending'",
+                    [now + lease_seconds, *row_ids, self._instance],
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox update failed: {exc}") from exc
+        return int(cur.rowcount)
 
     def pending(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the (receiver, idempotency key) pairs are still pending (not delivered,
@@ -209,67 +280,124 @@ class Outbox:
     # -- reading -------------------------------------------------------------------------
 
     def due(
-        self, now: float, limit: int, *, receiver: str | None = None, exclude: Collection[int] = ()
+        self,
+        now: float,
+        limit: int,
+        *,
+        receiver: str | None = None,
+        exclude: Collection[int] = (),
+        lease_seconds: float | None = None,
     ) -> list[OutboxRow]:
         """Pending rows whose time has come, oldest first, head-of-line per (receiver, fingerprint).
 
-        ``exclude`` lists rows already in flight. A row whose stored format this
-        build cannot read is dead-lettered here instead of blocking the queue.
+        ``exclude`` lists rows already in flight here. Rows another instance holds a
+        live claim on are not due. With ``lease_seconds``, each returned row is claimed
+        for this instance until ``now + lease_seconds``, atomically with picking it: two
+        instances sharing the file never both get the same row. Without it, a peek.
+        A row whose stored format this build cannot read is dead-lettered here instead
+        of blocking the queue. :class:`UnwritableOutboxError` when rows cannot be claimed
+        because the file refuses writes (a peek still works then).
         """
         if limit <= 0:
             return []
         sql = (
             "SELECT * FROM outbox o WHERE o.state='pending' AND o.next_attempt_at <= ? "
+            f"AND {_CLAIMABLE} "
             "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.receiver=o.receiver "
             "AND p.fingerprint=o.fingerprint AND p.state='pending' AND p.id < o.id)"
         )
-        params: list[object] = [now]
+        params: list[object] = [now, now, self._instance]
         if receiver is not None:
             sql += " AND o.receiver = ?"
             params.append(receiver)
         sql += " ORDER BY o.next_attempt_at, o.id LIMIT ?"
         params.append(limit + len(exclude))
+        if lease_seconds is None:
+            try:
+                rows = self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"outbox read failed: {exc}") from exc
+            return self._decode(rows, now, limit, exclude, lease_seconds=None)
         try:
-            rows = self._conn.execute(sql, params).fetchall()
+            with self._transaction():
+                rows = self._conn.execute(sql, params).fetchall()
+                return self._decode(rows, now, limit, exclude, lease_seconds=lease_seconds)
         except sqlite3.Error as exc:
-            raise StateError(f"outbox read failed: {exc}") from exc
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise StateError(f"outbox claim failed: {exc}") from exc
+            raise UnwritableOutboxError(f"outbox claim failed: {exc}") from exc
+
+    def _decode(
+        self,
+        rows: list[sqlite3.Row],
+        now: float,
+        limit: int,
+        exclude: Collection[int],
+        *,
+        lease_seconds: float | None,
+    ) -> list[OutboxRow]:
         out: list[OutboxRow] = []
         for r in rows:
             if r["id"] in exclude:
                 continue
-            try:
-                if r["format"] != FORMAT_VERSION:
-                    raise StateError(f"row format {r['format']} != {FORMAT_VERSION}")
-                notification = Notification.decode(r["payload"])
-            except (StateError, ValueError) as exc:
-                self.mark_dead(r["id"], now, f"unreadable row: {exc}")
+            row = self._take(r, now, lease_seconds)
+            if row is None:
                 continue
-            out.append(
-                OutboxRow(
-                    id=r["id"],
-                    receiver=r["receiver"],
-                    notification=notification,
-                    attempts=r["attempts"],
-                    enqueued_at=r["enqueued_at"],
-                    next_attempt_at=r["next_attempt_at"],
-                    deadline_at=r["deadline_at"],
-                )
-            )
+            out.append(row)
             if len(out) >= limit:
                 break
         return out
 
+    def _take(self, r: sqlite3.Row, now: float, lease_seconds: float | None) -> OutboxRow | None:
+        """Decode and (with a lease) claim one selected row, inside :meth:`due`'s transaction;
+        None if it is unreadable (dead-lettered) or someone else's."""
+        try:
+            if r["format"] != FORMAT_VERSION:
+                raise StateError(f"row format {r['format']} != {FORMAT_VERSION}")
+            notification = Notification.decode(r["payload"])
+        except (StateError, ValueError) as exc:
+            error = f"unreadable row: {exc}"
+            if lease_seconds is None:
+                self.mark_dead(r["id"], now, error)
+            else:  # inside due()'s transaction already
+                self._conn.execute(
+                    "UPDATE outbox SET state='dead', attempts=attempts+1, finished_at=?, "
+                    "last_error=? WHERE id=?",
+                    (now, error[:_ERROR_EXCERPT], r["id"]),
+                )
+            return None
+        if lease_seconds is not None:
+            cur = self._conn.execute(
+                "UPDATE outbox SET claimed_by=?, claimed_until=? WHERE id=? AND state='pending' "
+                "AND (claimed_until IS NULL OR claimed_until <= ? OR claimed_by = ?)",
+                (self._instance, now + lease_seconds, r["id"], now, self._instance),
+            )
+            if cur.rowcount != 1:
+                return None
+        return OutboxRow(
+            id=r["id"],
+            receiver=r["receiver"],
+            notification=notification,
+            attempts=r["attempts"],
+            enqueued_at=r["enqueued_at"],
+            next_attempt_at=r["next_attempt_at"],
+            deadline_at=r["deadline_at"],
+        )
+
     def next_due_at(self, exclude: Collection[int] = ()) -> float | None:
-        """When the earliest deliverable pending row (not in ``exclude``) becomes due."""
+        """When the earliest deliverable pending row (not in ``exclude``) becomes due; a row
+        another instance has claimed becomes due no sooner than its claim runs out."""
         marks = ",".join("?" * len(exclude))
         sql = (
-            "SELECT MIN(o.next_attempt_at) AS t FROM outbox o WHERE o.state='pending' "
+            "SELECT MIN(CASE WHEN o.claimed_by IS NOT NULL AND o.claimed_by != ? "
+            "AND o.claimed_until > o.next_attempt_at THEN o.claimed_until "
+            "ELSE o.next_attempt_at END) AS t FROM outbox o WHERE o.state='pending' "
             "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.receiver=o.receiver "
             "AND p.fingerprint=o.fingerprint AND p.state='pending' AND p.id < o.id)"
         )
         if exclude:
             sql += f" AND o.id NOT IN ({marks})"
-        row = self._conn.execute(sql, list(exclude)).fetchone()
+        row = self._conn.execute(sql, [self._instance, *exclude]).fetchone()
         return None if row["t"] is None else float(row["t"])
 
     def depth(self) -> dict[str, int]:
@@ -295,7 +423,8 @@ class Outbox:
         """Every row's bookkeeping columns (no payload): for tests and diagnostics."""
         sql = (
             "SELECT id, receiver, idempotency_key, fingerprint, state, attempts, enqueued_at, "
-            "next_attempt_at, deadline_at, finished_at, last_error FROM outbox"
+            "next_attempt_at, deadline_at, finished_at, last_error, claimed_by, claimed_until "
+            "FROM outbox"
         )
         params: tuple[object, ...] = ()
         if receiver is not None:
@@ -316,7 +445,7 @@ class Outbox:
             self._conn.close()
         self._closed = True
 
-    def _update(self, sql: str, params: tuple[object, ...]) -> None:
+    def _update(self, sql: str, params: tuple[object, ...] | dict[str, object]) -> None:
         try:
             with self._transaction():
                 self._conn.execute(sql, params)
@@ -340,4 +469,4 @@ class _Transaction:
         self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
 
 
-__all__ = ["Outbox", "OutboxRow"]
+__all__ = ["Outbox", "OutboxRow", "UnwritableOutboxError"]
