@@ -56,8 +56,13 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import InvalidTransactionTimeout, KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import (
+    InvalidPartitionsError,
+    InvalidTransactionTimeout,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 from prometheus_client import CollectorRegistry, Counter
 
 from monitor.config import KafkaConfig, StateConfig
@@ -367,6 +372,55 @@ class KafkaStateStore:
                 ]
             ) from exc
 
+    async def _cover(self, partition: int) -> None:
+        """Make sure the changelog has ``partition``: grow it, like the predictions topic.
+
+        Partitions added to the predictions topic while instances run are assigned to them
+        at the next rebalance. A changelog partition is chosen by number (not by hashing
+        the key), so adding partitions moves no stored state: the changelog is grown to the
+        predictions topic's count here, once, by whichever instance needs it first (the
+        others see it grown). Without this, one model on a new partition failed every
+        checkpoint of the instance, for every model, until a restart; and a partition
+        another instance had grown the changelog for was not read at assignment, so its
+        models started fresh and overwrote the stored states at the next checkpoint.
+        """
+        if partition < self._partitions:
+            return
+        have = await self._grow(partition + 1)
+        if partition >= have:
+            raise StateError(
+                f"partition {partition} has no changelog partition: {self.topic} has "
+                f"{have} partitions; add partitions to it"
+            )
+        self._partitions = have
+        await self._await_partitions()
+
+    async def _grow(self, at_least: int) -> int:
+        """Grow the changelog to the predictions topic's partition count (and to
+        ``at_least``) if it has fewer; its partition count after."""
+        assert self._admin is not None
+        source = self.kafka.predictions_topic
+        meta = {t["topic"]: t for t in await self._admin.describe_topics([self.topic, source])}
+        have = len(meta.get(self.topic, {}).get("partitions", []))
+        src = meta.get(source, {})
+        n_source = len(src.get("partitions", [])) if not src.get("error_code") else 0
+        wanted = max(n_source, at_least)
+        if have < wanted:
+            try:
+                await self._admin.create_partitions({self.topic: NewPartitions(wanted)})
+                log.info(
+                    "grew the state changelog %s from %d to %d partitions (as %s)",
+                    self.topic,
+                    have,
+                    wanted,
+                    source,
+                )
+            except InvalidPartitionsError:
+                pass  # another instance grew it meanwhile (to at least as many)
+            (after,) = await self._admin.describe_topics([self.topic])
+            have = len(after["partitions"])
+        return have
+
     async def _await_partitions(self) -> None:
         """Wait until the producer's metadata knows every changelog partition (a topic just
         created is seen with fewer for a moment)."""
@@ -424,10 +478,7 @@ class KafkaStateStore:
             return
         self._partitions = len(have["partitions"])
         if self._partitions < n_source:
-            raise StateError(
-                f"state topic {self.topic} has {self._partitions} partitions, fewer than the "
-                f"{n_source} of {source}: add partitions to it (kafka-topics --alter)"
-            )
+            self._partitions = await self._grow(n_source)
 
     async def _ensure_alerts_topic(self) -> None:
         """Create the alerts topic if missing (delete policy: a record is needed only until
@@ -495,6 +546,7 @@ class KafkaStateStore:
     async def _read(self, tps: set[TP]) -> tuple[dict[str, _Entry], dict[TP, int]]:
         assert self._reader is not None and self._admin is not None
         source = self.kafka.predictions_topic
+        await self._cover(max((p for t, p in tps if t == source), default=-1))
         wanted = sorted({p for t, p in tps if t == source and p < self._partitions})
         entries: dict[str, _Entry] = {}
         offsets: dict[TP, int] = {}
@@ -694,6 +746,10 @@ class KafkaStateStore:
         offsets: Mapping[TP, int],
         alerts: Sequence[tuple[bytes, bytes]],
     ) -> None:
+        source = self.kafka.predictions_topic
+        needed = [tp[1] for _, tp in models.values() if tp is not None]
+        needed += [p for t, p in offsets if t == source]
+        await self._cover(max(needed, default=-1))
         producer = self._producer
         assert producer is not None
         size = self.state.max_record_bytes
