@@ -57,11 +57,13 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     InvalidPartitionsError,
     InvalidTransactionTimeout,
     KafkaError,
     TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
 )
 from prometheus_client import CollectorRegistry, Counter
 
@@ -476,9 +478,52 @@ class KafkaStateStore:
             log.info("created the state changelog %s (%d partitions)", self.topic, n_source)
             self._partitions = n_source
             return
+        await self._check_compacted()
         self._partitions = len(have["partitions"])
         if self._partitions < n_source:
             self._partitions = await self._grow(n_source)
+
+    async def _check_compacted(self) -> None:
+        """Refuse a changelog whose records retention may delete.
+
+        A model's state is written again only when it changes, and the offsets records
+        only when their partition advances: under ``cleanup.policy=delete`` (what
+        ``kafka-topics --create`` or a broker's topic auto-creation gives) the states of
+        quiet models disappear after ``retention.ms`` (7 days by default), and the next
+        restore starts them fresh, from the group's offsets, without a word.
+        """
+        assert self._admin is not None
+        wanted = {"cleanup.policy": None, "retention.ms": None, "retention.bytes": None}
+        (resp,) = await self._admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, self.topic, wanted)]
+        )
+        settings: dict[str, str] = {}
+        for code, message, _type, _name, entries in resp.resources:
+            if code == TopicAuthorizationFailedError.errno:
+                # A principal without DescribeConfigs on the topic: the check is advice,
+                # not worth refusing a deployment that works.
+                log.warning(
+                    "state topic %s: not allowed to read its configuration; make sure it "
+                    "has cleanup.policy=compact",
+                    self.topic,
+                )
+                return
+            if code:
+                raise StateError(
+                    f"state topic {self.topic}: cannot read its configuration "
+                    f"(error {code}: {message})"
+                )
+            settings.update({str(e[0]): str(e[1]) for e in entries})
+        policy = {p.strip() for p in settings.get("cleanup.policy", "delete").split(",")}
+        kept = all(settings.get(k, "-1") == "-1" for k in ("retention.ms", "retention.bytes"))
+        if "compact" not in policy or ("delete" in policy and not kept):
+            raise StateError(
+                f"state topic {self.topic} has cleanup.policy="
+                f"{settings.get('cleanup.policy', 'delete')}: retention would delete the "
+                "states of models that have not changed for retention.ms; set "
+                "cleanup.policy=compact on it (kafka-configs --alter --entity-type topics "
+                f"--entity-name {self.topic} --add-config cleanup.policy=compact)"
+            )
 
     async def _ensure_alerts_topic(self) -> None:
         """Create the alerts topic if missing (delete policy: a record is needed only until

@@ -3,6 +3,9 @@
 * partitions added to the predictions topic while instances run (README "Scaling out": "add
   partitions to both together"): a running store grows its changelog to match and keeps
   checkpointing every model, and a store that starts later restores what was written there;
+* a changelog topic that exists without compaction (created by hand, or by a broker's
+  ``auto.create.topics.enable`` with its delete policy): retention would delete model
+  states that did not change for ``retention.ms``, so the store refuses it at start.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 
 from monitor.config import KafkaConfig, StateConfig
+from monitor.errors import StateError
 from monitor.kafka_store import KafkaStateStore, default_changelog_topic
 
 pytestmark = pytest.mark.kafka
@@ -115,3 +119,23 @@ async def test_a_store_started_before_the_changelog_grew_restores_the_new_partit
         assert one.load_offsets() == {(topic, 2): 11}
     finally:
         await asyncio.to_thread(one.close)
+
+
+async def test_a_changelog_that_is_not_compacted_is_refused_at_start(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory("knocompact", partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, group_id=group, predictions_topic=topic)
+    changelog = default_changelog_topic(kafka)
+    admin = await _admin(kafka_bootstrap)
+    try:
+        # As `kafka-topics --create` or a broker's auto-creation makes it: delete policy.
+        await admin.create_topics([NewTopic(changelog, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    with pytest.raises(StateError) as err:
+        await asyncio.to_thread(
+            KafkaStateStore, kafka, StateConfig(backend="kafka", instance_id="one")
+        )
+    assert "cleanup.policy" in str(err.value) and changelog in str(err.value)
