@@ -988,6 +988,16 @@ class MonitorService:
         self.metrics.assigned_partitions.set(len(assigned))
         if self.store is None:
             return
+        if self._stopping.is_set():
+            # A join that completes while the service stops (SIGTERM right after start,
+            # a restore that failed): nothing of these partitions will be consumed, so
+            # none is restored or sought, and none may be fetched from the group's
+            # committed offset meanwhile. The consumer may be closing already (aiokafka
+            # runs this callback from its own task): then there is nothing to pause.
+            with contextlib.suppress(ServiceStateError):
+                self.source.pause(assigned)
+            log.info("stopping: partitions assigned during the stop left alone")
+            return
         # Nothing of these partitions is fetched until their states and offsets are read
         # and sought to (a batch applied meanwhile would be applied again after the seek).
         self.source.pause(assigned)
