@@ -264,9 +264,16 @@ class KafkaStateStore:
     commits_offsets = True
 
     def __init__(
-        self, kafka: KafkaConfig, state: StateConfig, registry: CollectorRegistry | None = None
+        self,
+        kafka: KafkaConfig,
+        state: StateConfig,
+        registry: CollectorRegistry | None = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> None:
         self.kafka = kafka
+        # Set by the service on SIGTERM: the start stops waiting for the predictions topic.
+        self._stop_asked = stop or threading.Event()
         self.state = state
         self.topic = state.changelog_topic or default_changelog_topic(kafka)
         self.alerts_topic = state.alerts_topic or f"{self.topic}-alerts"
@@ -452,7 +459,13 @@ class KafkaStateStore:
             if not said:
                 log.info("waiting for the predictions topic %s to exist", source)
                 said = True
-            await asyncio.sleep(2.0)
+            for _ in range(20):
+                if self._stop_asked.is_set():
+                    raise StateError(
+                        f"state topic {self.topic}: stopped while waiting for the predictions "
+                        f"topic {source} to exist"
+                    )
+                await asyncio.sleep(0.1)
         have = meta.get(self.topic)
         if have is None:
             if n_source == 0:

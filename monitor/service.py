@@ -72,6 +72,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -205,6 +206,9 @@ class MonitorService:
         self._saved_alerts: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        # The same request, for what start() runs off the loop (the Kafka state store waits
+        # there for the predictions topic): a SIGTERM must end that wait too.
+        self._stop_requested = threading.Event()
         self._state = "new"
         # Set when a batch failed half-applied: memory no longer matches any offset, so it
         # must never be checkpointed; the next start replays from the last good checkpoint.
@@ -430,7 +434,11 @@ class MonitorService:
             raise ServiceStateError(f"cannot start a service that is {self._state}")
         self._state = "starting"
         try:
-            self.store = self._store_arg or _open_state_store(self.config, self.registry)
+            # Off the loop: the Kafka store may wait minutes for the predictions topic, and
+            # the signal handlers (request_stop) run only while the loop does.
+            self.store = self._store_arg or await asyncio.to_thread(
+                _open_state_store, self.config, self.registry, self._stop_requested
+            )
         except OSError as exc:  # one line naming the setting, not a traceback
             raise ConfigError([f"state.path {self.config.state.path}: {_why(exc)}"]) from exc
         for _ in range(getattr(self.store, "discarded_legacy", 0)):
@@ -530,6 +538,12 @@ class MonitorService:
 
     def request_stop(self) -> None:
         self._stopping.set()
+        self._stop_requested.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`request_stop` (a signal) asked for a stop."""
+        return self._stop_requested.is_set()
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         """Ordered shutdown; idempotent.
@@ -1199,10 +1213,13 @@ def _json_default(obj: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _open_state_store(config: MonitorConfig, registry: CollectorRegistry) -> StateStore:
-    """The backend ``state.backend`` names: SQLite (one instance) or a Kafka changelog."""
+def _open_state_store(
+    config: MonitorConfig, registry: CollectorRegistry, stop: threading.Event | None = None
+) -> StateStore:
+    """The backend ``state.backend`` names: SQLite (one instance) or a Kafka changelog
+    (whose start gives up waiting for the predictions topic once ``stop`` is set)."""
     if config.state.backend == "kafka":
-        return KafkaStateStore(config.kafka, config.state, registry)
+        return KafkaStateStore(config.kafka, config.state, registry, stop=stop)
     return SQLiteStateStore(config.state.path)
 
 
