@@ -167,6 +167,11 @@ class MonitorService:
         self.registry = registry or CollectorRegistry()
         self.clock = clock or SystemClock()
         self.metrics = ServiceMetrics(self.registry)
+        # Every listed model's event counter exists from the start, at 0: the NoEvents rule
+        # (rate(...) == 0) cannot fire on a series that is absent, so a model whose producer
+        # died before a restart of the monitor would never be reported.
+        for listed in config.models:
+            self.metrics.events_processed.labels(listed.name)
         register_process_metrics(
             self.registry,
             version=__version__,

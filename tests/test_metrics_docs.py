@@ -87,3 +87,34 @@ async def test_metrics_md_lists_every_exported_family_and_nothing_else(
     assert wrong == {}, "(documented type, exported type)"
     for pattern in patterns:  # process_*, python_*: the standard collectors are there
         assert any(n.startswith(pattern) for n in exported), pattern
+
+
+@pytest.mark.kafka
+async def test_every_listed_model_has_its_event_counter_from_the_start(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    """config/prometheus/rules.yml's NoEvents (``rate(monitor_events_processed_total[10m])
+    == 0``) needs the series: absent (a restart while the model's producer is down, so no
+    event ever comes), the rule never fires. Listed models start at 0."""
+    topic = topic_factory("noevents", partitions=1)
+    raw = {
+        "kafka": {
+            "bootstrap_servers": kafka_bootstrap,
+            "group_id": f"g-{uuid.uuid4().hex[:8]}",
+            "predictions_topic": topic,
+            "labels_topic": None,
+        },
+        "http": {"port": 0},
+        "state": {"path": str(tmp_path / "state.sqlite")},
+        "models": [{"name": "quiet", "reference": {"learn_first": 100}}],
+        "alerting": {"outbox_path": str(tmp_path / "outbox.sqlite")},
+    }
+    service = MonitorService(parse_config(raw))
+    await service.start()
+    try:
+        value = service.registry.get_sample_value(
+            "monitor_events_processed_total", {"model": "quiet"}
+        )
+    finally:
+        await service.stop(grace_seconds=0)
+    assert value == 0.0
