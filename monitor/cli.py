@@ -191,8 +191,13 @@ async def run_until_signalled(config: MonitorConfig) -> int:
             loop.add_signal_handler(sig, service.request_stop)
     try:
         await service.start()
-    except BaseException:
+    except BaseException as exc:
         await service.stop(grace_seconds=0)  # what did start (alert service, store) closes
+        if isinstance(exc, MonitorError) and service.stop_requested:
+            # SIGTERM while starting (e.g. waiting for the predictions topic): a stop, not
+            # a failure, so an orchestrator does not count it as a crash.
+            logging.getLogger("monitor").info("stopped while starting: %s", exc)
+            return EXIT_OK
         raise
     logging.getLogger("monitor").info("serving metrics at %s/metrics", service.http.url)
     try:

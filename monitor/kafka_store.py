@@ -56,8 +56,15 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import InvalidTransactionTimeout, KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import (
+    InvalidPartitionsError,
+    InvalidTransactionTimeout,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 from prometheus_client import CollectorRegistry, Counter
 
 from monitor.config import KafkaConfig, StateConfig
@@ -257,9 +264,16 @@ class KafkaStateStore:
     commits_offsets = True
 
     def __init__(
-        self, kafka: KafkaConfig, state: StateConfig, registry: CollectorRegistry | None = None
+        self,
+        kafka: KafkaConfig,
+        state: StateConfig,
+        registry: CollectorRegistry | None = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> None:
         self.kafka = kafka
+        # Set by the service on SIGTERM: the start stops waiting for the predictions topic.
+        self._stop_asked = stop or threading.Event()
         self.state = state
         self.topic = state.changelog_topic or default_changelog_topic(kafka)
         self.alerts_topic = state.alerts_topic or f"{self.topic}-alerts"
@@ -367,6 +381,55 @@ class KafkaStateStore:
                 ]
             ) from exc
 
+    async def _cover(self, partition: int) -> None:
+        """Make sure the changelog has ``partition``: grow it, like the predictions topic.
+
+        Partitions added to the predictions topic while instances run are assigned to them
+        at the next rebalance. A changelog partition is chosen by number (not by hashing
+        the key), so adding partitions moves no stored state: the changelog is grown to the
+        predictions topic's count here, once, by whichever instance needs it first (the
+        others see it grown). Without this, one model on a new partition failed every
+        checkpoint of the instance, for every model, until a restart; and a partition
+        another instance had grown the changelog for was not read at assignment, so its
+        models started fresh and overwrote the stored states at the next checkpoint.
+        """
+        if partition < self._partitions:
+            return
+        have = await self._grow(partition + 1)
+        if partition >= have:
+            raise StateError(
+                f"partition {partition} has no changelog partition: {self.topic} has "
+                f"{have} partitions; add partitions to it"
+            )
+        self._partitions = have
+        await self._await_partitions()
+
+    async def _grow(self, at_least: int) -> int:
+        """Grow the changelog to the predictions topic's partition count (and to
+        ``at_least``) if it has fewer; its partition count after."""
+        assert self._admin is not None
+        source = self.kafka.predictions_topic
+        meta = {t["topic"]: t for t in await self._admin.describe_topics([self.topic, source])}
+        have = len(meta.get(self.topic, {}).get("partitions", []))
+        src = meta.get(source, {})
+        n_source = len(src.get("partitions", [])) if not src.get("error_code") else 0
+        wanted = max(n_source, at_least)
+        if have < wanted:
+            try:
+                await self._admin.create_partitions({self.topic: NewPartitions(wanted)})
+                log.info(
+                    "grew the state changelog %s from %d to %d partitions (as %s)",
+                    self.topic,
+                    have,
+                    wanted,
+                    source,
+                )
+            except InvalidPartitionsError:
+                pass  # another instance grew it meanwhile (to at least as many)
+            (after,) = await self._admin.describe_topics([self.topic])
+            have = len(after["partitions"])
+        return have
+
     async def _await_partitions(self) -> None:
         """Wait until the producer's metadata knows every changelog partition (a topic just
         created is seen with fewer for a moment)."""
@@ -396,7 +459,13 @@ class KafkaStateStore:
             if not said:
                 log.info("waiting for the predictions topic %s to exist", source)
                 said = True
-            await asyncio.sleep(2.0)
+            for _ in range(20):
+                if self._stop_asked.is_set():
+                    raise StateError(
+                        f"state topic {self.topic}: stopped while waiting for the predictions "
+                        f"topic {source} to exist"
+                    )
+                await asyncio.sleep(0.1)
         have = meta.get(self.topic)
         if have is None:
             if n_source == 0:
@@ -422,11 +491,51 @@ class KafkaStateStore:
             log.info("created the state changelog %s (%d partitions)", self.topic, n_source)
             self._partitions = n_source
             return
+        await self._check_compacted()
         self._partitions = len(have["partitions"])
         if self._partitions < n_source:
+            self._partitions = await self._grow(n_source)
+
+    async def _check_compacted(self) -> None:
+        """Refuse a changelog whose records retention may delete.
+
+        A model's state is written again only when it changes, and the offsets records
+        only when their partition advances: under ``cleanup.policy=delete`` (what
+        ``kafka-topics --create`` or a broker's topic auto-creation gives) the states of
+        quiet models disappear after ``retention.ms`` (7 days by default), and the next
+        restore starts them fresh, from the group's offsets, without a word.
+        """
+        assert self._admin is not None
+        wanted = {"cleanup.policy": None, "retention.ms": None, "retention.bytes": None}
+        (resp,) = await self._admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, self.topic, wanted)]
+        )
+        settings: dict[str, str] = {}
+        for code, message, _type, _name, entries in resp.resources:
+            if code == TopicAuthorizationFailedError.errno:
+                # A principal without DescribeConfigs on the topic: the check is advice,
+                # not worth refusing a deployment that works.
+                log.warning(
+                    "state topic %s: not allowed to read its configuration; make sure it "
+                    "has cleanup.policy=compact",
+                    self.topic,
+                )
+                return
+            if code:
+                raise StateError(
+                    f"state topic {self.topic}: cannot read its configuration "
+                    f"(error {code}: {message})"
+                )
+            settings.update({str(e[0]): str(e[1]) for e in entries})
+        policy = {p.strip() for p in settings.get("cleanup.policy", "delete").split(",")}
+        kept = all(settings.get(k, "-1") == "-1" for k in ("retention.ms", "retention.bytes"))
+        if "compact" not in policy or ("delete" in policy and not kept):
             raise StateError(
-                f"state topic {self.topic} has {self._partitions} partitions, fewer than the "
-                f"{n_source} of {source}: add partitions to it (kafka-topics --alter)"
+                f"state topic {self.topic} has cleanup.policy="
+                f"{settings.get('cleanup.policy', 'delete')}: retention would delete the "
+                "states of models that have not changed for retention.ms; set "
+                "cleanup.policy=compact on it (kafka-configs --alter --entity-type topics "
+                f"--entity-name {self.topic} --add-config cleanup.policy=compact)"
             )
 
     async def _ensure_alerts_topic(self) -> None:
@@ -495,6 +604,7 @@ class KafkaStateStore:
     async def _read(self, tps: set[TP]) -> tuple[dict[str, _Entry], dict[TP, int]]:
         assert self._reader is not None and self._admin is not None
         source = self.kafka.predictions_topic
+        await self._cover(max((p for t, p in tps if t == source), default=-1))
         wanted = sorted({p for t, p in tps if t == source and p < self._partitions})
         entries: dict[str, _Entry] = {}
         offsets: dict[TP, int] = {}
@@ -694,6 +804,10 @@ class KafkaStateStore:
         offsets: Mapping[TP, int],
         alerts: Sequence[tuple[bytes, bytes]],
     ) -> None:
+        source = self.kafka.predictions_topic
+        needed = [tp[1] for _, tp in models.values() if tp is not None]
+        needed += [p for t, p in offsets if t == source]
+        await self._cover(max(needed, default=-1))
         producer = self._producer
         assert producer is not None
         size = self.state.max_record_bytes

@@ -24,8 +24,9 @@ once, settings and references taken from the config (``ModelMonitor.restore``).
 
 Exactness after a crash rests on three rules, each kept here:
 
-* the state store's offsets win over Kafka's committed ones (``_on_assigned``
-  seeks to them); Kafka's commits exist for lag monitoring and run ahead;
+* the state store's offsets win over Kafka's committed ones (``_restore_assigned``
+  seeks to them, the assigned partitions paused until then); Kafka's commits exist
+  for lag monitoring and run ahead;
 * the first time a partition without a stored offset is consumed, its starting
   offset is stored *before* anything of it is applied: a crash before the first
   checkpoint then replays from there rather than from Kafka's (later) commit;
@@ -44,7 +45,7 @@ With ``state.backend: kafka`` (:mod:`monitor.kafka_store`) the rules become:
   the lag gauge is computed from the positions, not from commits;
 * on assignment the store reads the assigned partitions' changelog
   (``read_committed``) and committed offsets before anything of them is loaded
-  (``_on_assigned``), and the consumer is sought to those offsets; if that read
+  (``_restore_assigned``), and the consumer is sought to those offsets; if that read
   fails, the state is marked unsafe and the instance stops rather than consume
   with empty models (which would overwrite the stored states);
 * the second and third rules above hold unchanged (the first offsets are
@@ -72,6 +73,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -166,6 +168,11 @@ class MonitorService:
         self.registry = registry or CollectorRegistry()
         self.clock = clock or SystemClock()
         self.metrics = ServiceMetrics(self.registry)
+        # Every listed model's event counter exists from the start, at 0: the NoEvents rule
+        # (rate(...) == 0) cannot fire on a series that is absent, so a model whose producer
+        # died before a restart of the monitor would never be reported.
+        for listed in config.models:
+            self.metrics.events_processed.labels(listed.name)
         register_process_metrics(
             self.registry,
             version=__version__,
@@ -208,6 +215,16 @@ class MonitorService:
         self._saved_alerts: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        # The same request, for what start() runs off the loop (the Kafka state store waits
+        # there for the predictions topic): a SIGTERM must end that wait too.
+        self._stop_requested = threading.Event()
+        # Assigned partitions whose states and offsets are not restored yet: paused by the
+        # assignment listener, restored by the consume loop (see ``_on_assigned``). Every
+        # rebalance callback bumps ``_rebalance_seq``, so a restore that a rebalance
+        # overtook is dropped and done again for the new assignment.
+        self._to_restore: set[TP] = set()
+        self._rebalance_seq = 0
+        self._restoring_since: float | None = None  # the consume loop is in a restore
         self._state = "new"
         # Set when a batch failed half-applied: memory no longer matches any offset, so it
         # must never be checkpointed; the next start replays from the last good checkpoint.
@@ -461,7 +478,11 @@ class MonitorService:
             raise ServiceStateError(f"cannot start a service that is {self._state}")
         self._state = "starting"
         try:
-            self.store = self._store_arg or _open_state_store(self.config, self.registry)
+            # Off the loop: the Kafka store may wait minutes for the predictions topic, and
+            # the signal handlers (request_stop) run only while the loop does.
+            self.store = self._store_arg or await asyncio.to_thread(
+                _open_state_store, self.config, self.registry, self._stop_requested
+            )
         except OSError as exc:  # one line naming the setting, not a traceback
             raise ConfigError([f"state.path {self.config.state.path}: {_why(exc)}"]) from exc
         for _ in range(getattr(self.store, "discarded_legacy", 0)):
@@ -512,6 +533,9 @@ class MonitorService:
         self._tasks.append(watchdog)
         try:
             while not self._stopping.is_set():
+                if self._to_restore:
+                    await self._restore_assigned()
+                    continue
                 try:
                     messages = await self.source.poll()
                 except SourceError as exc:
@@ -561,6 +585,12 @@ class MonitorService:
 
     def request_stop(self) -> None:
         self._stopping.set()
+        self._stop_requested.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`request_stop` (a signal) asked for a stop."""
+        return self._stop_requested.is_set()
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         """Ordered shutdown; idempotent.
@@ -999,6 +1029,8 @@ class MonitorService:
 
     async def _on_revoked(self, revoked: set[TP]) -> None:
         self.metrics.rebalances.labels("revoked").inc()
+        self._rebalance_seq += 1
+        self._to_restore -= revoked
         async with self._lock:
             leaving = [m for m, tp in self._model_partition.items() if tp in revoked]
             try:
@@ -1025,45 +1057,79 @@ class MonitorService:
                 self.store.release(revoked)
 
     async def _on_assigned(self, assigned: set[TP]) -> None:
-        """Seek each assigned partition to its stored offset, if the broker still holds it.
+        """Pause the assigned partitions; the consume loop restores them (``_restore_assigned``).
 
-        The state we will restore covers exactly the events before the stored offset.
-        A stored offset outside the partition's log (see :func:`offset_reset`) means the
-        broker lost or deleted data: said in one WARNING with the numbers, counted in
-        ``monitor_offset_resets_total{reason}``, and consumption starts at the log start.
+        The restore is not done here: aiokafka sends no heartbeat while a rebalance
+        listener runs, so a restore longer than ``session_timeout_ms`` (a killed
+        instance's open transaction on the changelog holds one up to 25 s; a hundred
+        models take seconds to fit) got the member expelled from the group, which
+        rebalanced and ran the restore again: a loop that consumed nothing, with
+        ``/healthz`` and ``/readyz`` green. Paused, nothing of these partitions is
+        fetched until their states and offsets are read and sought to.
         """
         self.metrics.rebalances.labels("assigned").inc()
         self.metrics.assigned_partitions.set(len(assigned))
+        self._rebalance_seq += 1
         if self.store is None:
+            return
+        if self._stopping.is_set():
+            # A join that completes while the service stops (SIGTERM right after start,
+            # a restore that failed): nothing of these partitions will be consumed, so
+            # none is restored or sought, and none may be fetched from the group's
+            # committed offset meanwhile. The consumer may be closing already (aiokafka
+            # runs this callback from its own task): then there is nothing to pause.
+            with contextlib.suppress(ServiceStateError):
+                self.source.pause(assigned)
+            log.info("stopping: partitions assigned during the stop left alone")
             return
         # Nothing of these partitions is fetched until their states and offsets are read
         # and sought to (a batch applied meanwhile would be applied again after the seek).
         self.source.pause(assigned)
-        try:
-            await self._assign(assigned)
-        finally:
-            self.source.resume(assigned)
+        self._to_restore |= assigned
 
-    async def _assign(self, assigned: set[TP]) -> None:
-        if self.store is not None:
-            try:  # a remote backend reads the partitions' states and offsets now
-                await asyncio.to_thread(self.store.prepare, assigned)
-            except MonitorError as exc:
-                # Consuming with fresh models would overwrite the stored states: stop instead.
-                self._unsafe_state = f"state of the assigned partitions not restored: {exc}"
-                log.error("%s; stopping (restart to retry)", self._unsafe_state)
-                self._stopping.set()
+    async def _restore_assigned(self) -> None:
+        """Restore the partitions the last assignment paused: read their states and
+        offsets, seek to the offsets if the broker still holds them, load the models,
+        resume. The state we restore covers exactly the events before the stored offset.
+        A stored offset outside the partition's log (see :func:`offset_reset`) means the
+        broker lost or deleted data: said in one WARNING with the numbers, counted in
+        ``monitor_offset_resets_total{reason}``, and consumption starts at the log start.
+        """
+        self._restoring_since = self.clock.time()
+        try:
+            await self._restore_partitions(set(self._to_restore), self._rebalance_seq)
+        finally:
+            self._restoring_since = None
+            # The restore is the loop's progress: /healthz counts from its end.
+            self.last_poll_at = self.clock.time()
+
+    async def _restore_partitions(self, assigned: set[TP], seq: int) -> None:
+        assert self.store is not None
+        try:  # a remote backend reads the partitions' states and offsets now
+            await asyncio.to_thread(self.store.prepare, assigned)
+        except MonitorError as exc:
+            # Consuming with fresh models would overwrite the stored states: stop instead.
+            self._unsafe_state = f"state of the assigned partitions not restored: {exc}"
+            log.error("%s; stopping (restart to retry)", self._unsafe_state)
+            self._stopping.set()
+            return
+        async with self._lock:  # no revocation's checkpoint in between
+            if seq != self._rebalance_seq or self._stopping.is_set():
+                # A rebalance overtook this read: what it assigns is restored next; what
+                # it revoked must not stay marked as read by this instance.
+                self.store.release(assigned - self._to_restore)
                 return
             # Unlisted models admitted by the previous owner stay admitted (as at start).
             self._admitted |= {
                 m for m in self.store.models(assigned) if self.config.model(m) is None
             }
-        stored = self.store.load_offsets() if self.store else {}
-        mine = {tp: stored[tp] for tp in assigned if tp in stored}
-        if mine:
-            await self._check_stored_offsets(mine)
-        async with self._lock:
+            stored = self.store.load_offsets()
+            mine = {tp: stored[tp] for tp in assigned if tp in stored}
+            if mine:
+                await self._check_stored_offsets(mine)
             await self._load_assigned(assigned)
+            self._to_restore -= assigned
+            self.source.resume(assigned)
 
     async def _check_stored_offsets(self, mine: dict[TP, int]) -> None:
         """Seek to the stored offsets; move any the broker no longer holds to its log start."""
@@ -1158,7 +1224,9 @@ class MonitorService:
     def health(self) -> tuple[bool, dict[str, Any]]:
         now = self.clock.time()
         stall = self.config.kafka.stall_seconds
-        poll_age = now - self.last_poll_at
+        # A restore in progress is the consume loop at work (its reads are bounded by the
+        # store's own timeouts), not a stall: a liveness probe must not restart it.
+        poll_age = 0.0 if self._restoring_since is not None else now - self.last_poll_at
         broker_age = now - self.broker_ok_at
         ok = self._state == "running" and poll_age < stall and broker_age < stall
         detail: dict[str, Any] = {
@@ -1167,6 +1235,8 @@ class MonitorService:
             "seconds_since_broker_ok": round(broker_age, 3),
             "stall_seconds": stall,
         }
+        if self._restoring_since is not None:
+            detail["restoring_seconds"] = round(now - self._restoring_since, 3)
         # A batch that cannot be decoded blocks its partition although polls succeed.
         if self._undecodable is not None and now - self._undecodable[2] < stall:
             ok = False
@@ -1180,7 +1250,13 @@ class MonitorService:
         """Ready: running, partitions assigned, and no configured model disabled (see
         :func:`monitor.status.readiness`)."""
         assigned = sorted(f"{t}/{p}" for t, p in self.source.assignment())
-        return status.readiness(self._state, assigned, self.config, self.disabled, self.references)
+        ok, detail = status.readiness(
+            self._state, assigned, self.config, self.disabled, self.references
+        )
+        if self._to_restore:  # assigned, but their models are not restored yet
+            detail["restoring"] = sorted(f"{t}/{p}" for t, p in self._to_restore)
+            ok = False
+        return ok, detail
 
     def status(self) -> dict[str, Any]:
         """Every configured model (from the start) and every model in memory, with its state
@@ -1237,10 +1313,13 @@ def _json_default(obj: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _open_state_store(config: MonitorConfig, registry: CollectorRegistry) -> StateStore:
-    """The backend ``state.backend`` names: SQLite (one instance) or a Kafka changelog."""
+def _open_state_store(
+    config: MonitorConfig, registry: CollectorRegistry, stop: threading.Event | None = None
+) -> StateStore:
+    """The backend ``state.backend`` names: SQLite (one instance) or a Kafka changelog
+    (whose start gives up waiting for the predictions topic once ``stop`` is set)."""
     if config.state.backend == "kafka":
-        return KafkaStateStore(config.kafka, config.state, registry)
+        return KafkaStateStore(config.kafka, config.state, registry, stop=stop)
     return SQLiteStateStore(config.state.path)
 
 
