@@ -251,6 +251,40 @@ async def test_resolve_never_overtakes_a_fire_being_retried(rx, tmp_path):
         await svc.stop()
 
 
+async def test_escalated_incident_resolves_in_every_receiver_it_paged(rx, tmp_path):
+    """Warnings to chat, criticals to the pager only: a warning fire, then a critical update,
+    then recovery. Chat got the fire, so it gets the resolve too (it kept a firing warning
+    forever: the resolve was routed by the incident's last severity only)."""
+    async with RecordingReceiver() as pager:
+        cfg = make_config(
+            {
+                "chat": {"type": "webhook", "url": rx.url},
+                "pd": {"type": "pagerduty", "routing_key": "k", "url": pager.url},
+            },
+            rules=[{"resolve_after": 1}],
+            routes=[
+                {"match": {"severity": "critical"}, "receivers": ["pd"]},
+                {"receivers": ["chat"]},
+            ],
+        )
+        svc = make_service(cfg, tmp_path / "o.db")
+        await svc.start()
+        try:
+            feed = Feed()
+            for sev in ["warning", "critical", "ok"]:
+                svc.submit(*feed(income=sev))
+            await wait_until(lambda: svc.outbox.counts() == {"delivered": 4})
+            await asyncio.sleep(0.1)
+            assert [(r.json["action"], r.json["status"]) for r in rx.requests] == [
+                ("fire", "firing"),
+                ("resolve", "resolved"),
+            ]
+            assert rx.requests[0].json["group"] == rx.requests[1].json["group"]
+            assert [r.json["event_action"] for r in pager.requests] == ["trigger", "resolve"]
+        finally:
+            await svc.stop()
+
+
 async def test_flapping_signal_does_not_storm(rx, tmp_path):
     svc = make_service(make_config({"hook": {"type": "webhook", "url": rx.url}}), tmp_path / "o.db")
     await svc.start()

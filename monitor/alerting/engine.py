@@ -225,6 +225,18 @@ def _log_action(action: AlertAction, receivers: Sequence[str]) -> None:
     )  # fmt: skip
 
 
+def route_all(config: AlertingConfig, model: str, severities: Iterable[str]) -> list[str]:
+    """The receivers of every one of ``severities`` (:func:`route`), in order, once each.
+
+    A resolve routes by every severity its incident was notified at: a warning fire to
+    chat, then a critical update to the pager, closes in chat as well as in the pager.
+    """
+    targets: list[str] = []
+    for severity in severities:
+        targets.extend(r for r in route(config, model, severity) if r not in targets)
+    return targets
+
+
 #: A spooled notification: (model, receiver, notification).
 SpooledAlert = tuple[str, str, Notification]
 
@@ -392,7 +404,7 @@ class AlertService:
         # Per action: its receivers and where its rows start in ``items`` (for the log).
         spans: list[tuple[AlertAction, list[str], int]] = []
         for action in decision.actions:
-            targets = route(self._config, ctx.model, action.severity)
+            targets = route_all(self._config, ctx.model, action.route_severities)
             spans.append((action, targets, len(items)))
             if action.kind == "mute":
                 counts.extend((r, "silenced") for r in targets)

@@ -108,6 +108,10 @@ class GroupState:
     last_notified_at: float | None = None
     seq: int = 0
     muted_keys: frozenset[str] = frozenset()
+    # Every incident severity a notification was routed by (a warning fire, then a critical
+    # update): the resolve goes to the receivers of each, not only the last one's. Empty in
+    # a state stored by an earlier build: then ``notified_severity`` alone.
+    routed_severities: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +145,11 @@ class ModelAlertState:
             groups=list(self.groups.values()),
         )
         out = msgspec.to_builtins(doc, order="deterministic", enc_hook=_enc_hook)
-        # A signal of the whole traffic is stored as earlier builds stored it (no segment).
+        # A signal of the whole traffic is stored as earlier builds stored it (no segment),
+        # and so is a group without routed severities (no incident notified).
         for group in out["groups"]:
+            if not group.get("routed_severities"):
+                group.pop("routed_severities", None)
             for track in group["tracks"].values():
                 last = track.get("last")
                 if isinstance(last, dict) and last.get("segment", "") is None:
@@ -203,10 +210,13 @@ class AlertAction:
     fingerprint: str
     idempotency_key: str
     incident_started_at: float
-    severity: str  # the incident severity: routing key for every action of the incident
+    severity: str  # the incident severity (a resolve also routes by route_severities)
     signals: tuple[Signal, ...]
     ended_at: float | None = None
     cleared: tuple[Signal, ...] = ()  # notified signals that resolved while others fire
+    # The severities to route by (the union of their receivers): ``(severity,)``, except for
+    # a resolve, which goes to every receiver a notification of the incident went to.
+    route_severities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,8 +304,10 @@ def _step_group(
         severity: str,
         seq: int,
         cleared: Iterable[str] = (),
+        route_severities: Iterable[str] = (),
     ) -> AlertAction:
         assert group.incident_started_at is not None
+        routes = tuple(sorted(set(route_severities) | {severity}, key=severity_rank))
         return AlertAction(
             kind=kind,
             model=model,
@@ -309,11 +321,20 @@ def _step_group(
             signals=_order(evidence[k] for k in keys if k in evidence),
             ended_at=now if kind == "resolve" else None,
             cleared=_order(evidence[k] for k in cleared if k in evidence),
+            route_severities=routes,
         )
 
     if not firing:
         if group.incident_started_at is not None and group.notified:
-            actions.append(act("resolve", group.notified_keys, group.notified_severity, group.seq))
+            actions.append(
+                act(
+                    "resolve",
+                    group.notified_keys,
+                    group.notified_severity,
+                    group.seq,
+                    route_severities=group.routed_severities,
+                )
+            )
         return replace(
             group,
             incident_started_at=None,
@@ -323,6 +344,7 @@ def _step_group(
             last_notified_at=None,
             seq=0,
             muted_keys=frozenset(),
+            routed_severities=frozenset(),
         ), actions
 
     if group.incident_started_at is None:
@@ -355,6 +377,7 @@ def _step_group(
                 notified_severity=severity,
                 last_notified_at=now,
                 seq=group.seq + 1,
+                routed_severities=group.routed_severities | {severity},
             )
     else:
         newly_muted = set(firing) - group.muted_keys - group.notified_keys
