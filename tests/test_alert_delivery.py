@@ -360,6 +360,38 @@ async def test_silence_suppresses_and_expiry_releases(rx, tmp_path):
         await svc.stop()
 
 
+async def test_a_silence_created_now_mutes_evaluations_of_older_events(rx, tmp_path):
+    """The on-call silences a model; the next evaluations are of events two minutes old
+    (event lag). They are muted: silences run on the wall clock they are set on. Judged at
+    the evaluations' event time, the silence had not started yet and the model paged."""
+    cfg = make_config(
+        {
+            "hook": {"type": "webhook", "url": rx.url},
+            "rt": {"type": "retrain", "url": rx.url},
+        },
+        retrain_policy={"receiver": "rt", "min_critical_drifted_features": 1},
+    )
+    registry = CollectorRegistry()
+    svc = make_service(cfg, tmp_path / "o.db", registry)
+    await svc.start()
+    try:
+        wall = time.time()
+        svc.add_silence(ends_at=wall + 3600, model="churn", comment="known")
+        for i in range(3):
+            t = wall - 120 + i
+            ctx = EvaluationContext("churn", "7", t, t - 600, t, 1000, 9000, i)
+            signal = Signal("churn", "drift", "income", "critical", 0.4, 0.2, "psi", {})
+            assert svc.submit(ctx, [signal]) == []
+        await asyncio.sleep(0.2)
+        assert rx.requests == [] and svc.outbox.counts() == {}
+        assert (
+            metric(registry, "monitor_notifications_total", receiver="hook", outcome="silenced")
+            == 1
+        )
+    finally:
+        await svc.stop()
+
+
 async def test_three_drifted_features_make_one_notification(rx, tmp_path):
     svc = make_service(make_config({"hook": {"type": "webhook", "url": rx.url}}), tmp_path / "o.db")
     await svc.start()

@@ -183,6 +183,21 @@ def test_state_of_an_earlier_build_resolves_by_its_notified_severity():
     assert [(a.kind, a.route_severities) for a in d3.actions] == [("resolve", ("critical",))]
 
 
+def test_silences_are_judged_at_the_wall_clock_not_the_event_time():
+    """Events two minutes old (event time 880) evaluated at wall time 1000, just after a
+    silence was created (starts 990): muted. Judged at event time, it paged."""
+    rules = [AlertRule(resolve_after=1)]
+    silence = Silence("s1", starts_at=990, ends_at=2000, model="churn")
+    d = decide(None, [sig(C)], ctx(880), 880, rules=rules, silences=[silence], silenced_at=1000)
+    assert [a.kind for a in d.actions] == ["mute"]
+    # and once it has ended on the wall clock, it mutes nothing, whatever the event time
+    d = decide(None, [sig(C)], ctx(1500), 1500, rules=rules, silences=[silence], silenced_at=2000)
+    assert [a.kind for a in d.actions] == ["fire"]
+    policy = RetrainPolicy(receiver="r", min_critical_drifted_features=1)
+    assert not decide_retrain(policy, None, [sig(C)], ctx(880), 880, [silence], 1000).trigger
+    assert decide_retrain(policy, None, [sig(C)], ctx(880), 880, [silence]).trigger
+
+
 def test_silence_mutes_then_fires_when_it_ends_and_no_stray_resolve():
     rules = [AlertRule(resolve_after=1)]
     silence = Silence("s1", starts_at=0, ends_at=100, model="churn", subject="inc*")

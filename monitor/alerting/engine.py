@@ -381,13 +381,17 @@ class AlertService:
     def submit(self, ctx: EvaluationContext, signals: Sequence[Signal]) -> list[Notification]:
         """Process one evaluation of one model; returns the notifications durably enqueued.
 
-        Policy time is ``ctx.evaluated_at`` (from the injected clock), so that a
+        Policy time is ``ctx.evaluated_at`` (the evaluation's event time), so that a
         replayed evaluation yields the same idempotency keys and is deduplicated
-        by the outbox.
+        by the outbox. Silences are judged at the injected clock's wall time, the
+        clock they are set on: a silence created now mutes the next evaluation,
+        however old its events.
         """
         outbox, silences = self._running()
         now = ctx.evaluated_at
-        active_silences = silences.active(now)
+        # Silences are set on the wall clock; evaluations run on event time (see decide).
+        wall = self._clock.time()
+        active_silences = silences.active(wall)
         decision = decide(
             self._states.get(ctx.model),
             signals,
@@ -396,6 +400,7 @@ class AlertService:
             rules=self._config.rules,
             silences=active_silences,
             group_by=self._config.group_by,
+            silenced_at=wall,
         )
         state = decision.state
         items: list[tuple[str, Notification]] = []
@@ -420,7 +425,7 @@ class AlertService:
         retrain_triggered = False
         if policy is not None:
             verdict = decide_retrain(
-                policy, state.last_retrain_at, signals, ctx, now, active_silences
+                policy, state.last_retrain_at, signals, ctx, now, active_silences, wall
             )
             if verdict.trigger:
                 notification = self._retrain_notification(ctx, verdict.reason, verdict.evidence)
@@ -436,7 +441,6 @@ class AlertService:
             text = json.dumps(state.to_json(), default=_json_default)
             if self._saved.get(ctx.model) != text:
                 changed[ctx.model] = text
-        wall = self._clock.time()
         inserted = [True] * len(items)
         if self._spool is not None:
             self._spool.extend((ctx.model, r, n) for r, n in items)

@@ -47,7 +47,7 @@ import msgspec
 
 from monitor.alerting.config import AlertRule
 from monitor.alerting.rules import is_active, max_severity, rule_for, severity_rank
-from monitor.alerting.silences import Silence, is_silenced
+from monitor.alerting.silences import Silence
 from monitor.errors import StateError
 from monitor.signals import EvaluationContext, Signal
 
@@ -349,7 +349,8 @@ def _step_group(
 
     if group.incident_started_at is None:
         group = replace(group, incident_started_at=now)
-    visible = {k for k in firing if not is_silenced(silences, evidence[k], now)}
+    # ``silences``: those active when the decision is made (see decide's ``silenced_at``).
+    visible = {k for k in firing if not any(s.matches(evidence[k]) for s in silences)}
     visible_sev = max_severity([firing[k].severity for k in visible])
 
     if visible:
@@ -397,6 +398,7 @@ def decide(
     rules: Sequence[AlertRule],
     silences: Sequence[Silence] = (),
     group_by: Sequence[str] = ("model",),
+    silenced_at: float | None = None,
 ) -> Decision:
     """Advance one model's alert state by one evaluation and say what to notify.
 
@@ -405,6 +407,11 @@ def decide(
     absent now counts as ok, so a removed feature cannot hold an incident
     open forever. If several signals share ``kind:subject``, the most
     severe wins.
+
+    ``now`` is the evaluation's event time; ``silenced_at`` (default ``now``) the time the
+    silences are judged at: the wall clock of the decision, since people set silences on
+    the wall clock ("mute for two hours from now"). Judged at event time, a silence created
+    a minute ago did not mute an evaluation of events a few minutes old, which paged.
     """
     state = previous if previous is not None else ModelAlertState(model=ctx.model)
     if state.model != ctx.model:
@@ -417,7 +424,9 @@ def decide(
         # keep no track and no incident, and act on nothing: the same outcome, without
         # grouping a hundred signals to find it out.
         return Decision(state=replace(state, groups={}), actions=[])
-    return _decide_groups(state, signals, ctx, now, rules, silences, group_by)
+    at = now if silenced_at is None else silenced_at
+    live = [s for s in silences if s.active_at(at)]
+    return _decide_groups(state, signals, ctx, now, rules, live, group_by)
 
 
 def _decide_groups(
