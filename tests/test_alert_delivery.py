@@ -251,6 +251,40 @@ async def test_resolve_never_overtakes_a_fire_being_retried(rx, tmp_path):
         await svc.stop()
 
 
+async def test_escalated_incident_resolves_in_every_receiver_it_paged(rx, tmp_path):
+    """Warnings to chat, criticals to the pager only: a warning fire, then a critical update,
+    then recovery. Chat got the fire, so it gets the resolve too (it kept a firing warning
+    forever: the resolve was routed by the incident's last severity only)."""
+    async with RecordingReceiver() as pager:
+        cfg = make_config(
+            {
+                "chat": {"type": "webhook", "url": rx.url},
+                "pd": {"type": "pagerduty", "routing_key": "k", "url": pager.url},
+            },
+            rules=[{"resolve_after": 1}],
+            routes=[
+                {"match": {"severity": "critical"}, "receivers": ["pd"]},
+                {"receivers": ["chat"]},
+            ],
+        )
+        svc = make_service(cfg, tmp_path / "o.db")
+        await svc.start()
+        try:
+            feed = Feed()
+            for sev in ["warning", "critical", "ok"]:
+                svc.submit(*feed(income=sev))
+            await wait_until(lambda: svc.outbox.counts() == {"delivered": 4})
+            await asyncio.sleep(0.1)
+            assert [(r.json["action"], r.json["status"]) for r in rx.requests] == [
+                ("fire", "firing"),
+                ("resolve", "resolved"),
+            ]
+            assert rx.requests[0].json["group"] == rx.requests[1].json["group"]
+            assert [r.json["event_action"] for r in pager.requests] == ["trigger", "resolve"]
+        finally:
+            await svc.stop()
+
+
 async def test_flapping_signal_does_not_storm(rx, tmp_path):
     svc = make_service(make_config({"hook": {"type": "webhook", "url": rx.url}}), tmp_path / "o.db")
     await svc.start()
@@ -322,6 +356,38 @@ async def test_silence_suppresses_and_expiry_releases(rx, tmp_path):
         assert [n.action for n in svc.submit(*feed(income="warning"))] == ["fire"]
         await rx.wait_for_requests(1)
         assert rx.requests[0].json["status"] == "firing"
+    finally:
+        await svc.stop()
+
+
+async def test_a_silence_created_now_mutes_evaluations_of_older_events(rx, tmp_path):
+    """The on-call silences a model; the next evaluations are of events two minutes old
+    (event lag). They are muted: silences run on the wall clock they are set on. Judged at
+    the evaluations' event time, the silence had not started yet and the model paged."""
+    cfg = make_config(
+        {
+            "hook": {"type": "webhook", "url": rx.url},
+            "rt": {"type": "retrain", "url": rx.url},
+        },
+        retrain_policy={"receiver": "rt", "min_critical_drifted_features": 1},
+    )
+    registry = CollectorRegistry()
+    svc = make_service(cfg, tmp_path / "o.db", registry)
+    await svc.start()
+    try:
+        wall = time.time()
+        svc.add_silence(ends_at=wall + 3600, model="churn", comment="known")
+        for i in range(3):
+            t = wall - 120 + i
+            ctx = EvaluationContext("churn", "7", t, t - 600, t, 1000, 9000, i)
+            signal = Signal("churn", "drift", "income", "critical", 0.4, 0.2, "psi", {})
+            assert svc.submit(ctx, [signal]) == []
+        await asyncio.sleep(0.2)
+        assert rx.requests == [] and svc.outbox.counts() == {}
+        assert (
+            metric(registry, "monitor_notifications_total", receiver="hook", outcome="silenced")
+            == 1
+        )
     finally:
         await svc.stop()
 

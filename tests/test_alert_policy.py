@@ -155,6 +155,49 @@ def test_resolve_routes_with_incident_severity_and_lists_notified_signals():
     assert all(s.severity == "ok" for s in resolve.signals)
 
 
+def test_escalated_incident_resolves_by_every_severity_it_was_routed_by():
+    """Warning fire (to chat), critical update (to the pager): the resolve routes by both, so
+    chat does not keep a firing warning forever. Before, it routed by ``critical`` only."""
+    rules = [AlertRule(resolve_after=1)]
+    d1 = decide(None, [sig(W)], ctx(0), 0, rules=rules)
+    d2 = decide(d1.state, [sig(C)], ctx(60), 60, rules=rules)
+    d3 = decide(d2.state, [sig(O)], ctx(120), 120, rules=rules)
+    assert [a.route_severities for a in d1.actions + d2.actions] == [("warning",), ("critical",)]
+    (resolve,) = d3.actions
+    assert resolve.severity == "critical"
+    assert resolve.route_severities == ("warning", "critical")
+    # The next incident starts afresh: a critical one resolves to the pager alone.
+    d4 = decide(d3.state, [sig(C)], ctx(180), 180, rules=rules)
+    d5 = decide(d4.state, [sig(O)], ctx(240), 240, rules=rules)
+    assert [a.route_severities for a in d4.actions + d5.actions] == [("critical",)] * 2
+
+
+def test_state_of_an_earlier_build_resolves_by_its_notified_severity():
+    rules = [AlertRule(resolve_after=1)]
+    d1 = decide(None, [sig(W)], ctx(0), 0, rules=rules)
+    d2 = decide(d1.state, [sig(C)], ctx(60), 60, rules=rules)
+    doc = json.loads(json.dumps(d2.state.to_json()))
+    for group in doc["groups"]:
+        del group["routed_severities"]  # as stored before the field existed
+    d3 = decide(ModelAlertState.from_json(doc), [sig(O)], ctx(120), 120, rules=rules)
+    assert [(a.kind, a.route_severities) for a in d3.actions] == [("resolve", ("critical",))]
+
+
+def test_silences_are_judged_at_the_wall_clock_not_the_event_time():
+    """Events two minutes old (event time 880) evaluated at wall time 1000, just after a
+    silence was created (starts 990): muted. Judged at event time, it paged."""
+    rules = [AlertRule(resolve_after=1)]
+    silence = Silence("s1", starts_at=990, ends_at=2000, model="churn")
+    d = decide(None, [sig(C)], ctx(880), 880, rules=rules, silences=[silence], silenced_at=1000)
+    assert [a.kind for a in d.actions] == ["mute"]
+    # and once it has ended on the wall clock, it mutes nothing, whatever the event time
+    d = decide(None, [sig(C)], ctx(1500), 1500, rules=rules, silences=[silence], silenced_at=2000)
+    assert [a.kind for a in d.actions] == ["fire"]
+    policy = RetrainPolicy(receiver="r", min_critical_drifted_features=1)
+    assert not decide_retrain(policy, None, [sig(C)], ctx(880), 880, [silence], 1000).trigger
+    assert decide_retrain(policy, None, [sig(C)], ctx(880), 880, [silence]).trigger
+
+
 def test_silence_mutes_then_fires_when_it_ends_and_no_stray_resolve():
     rules = [AlertRule(resolve_after=1)]
     silence = Silence("s1", starts_at=0, ends_at=100, model="churn", subject="inc*")

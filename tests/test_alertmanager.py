@@ -38,6 +38,7 @@ from monitor.alerting.alertmanager import AlertmanagerReceiver, build_alert
 from monitor.alerting.config import AlertingConfig, AlertmanagerReceiverConfig
 from monitor.alerting.engine import AlertService
 from monitor.alerting.notification import Notification, SignalEvidence
+from monitor.alerting.outbox import Outbox
 from monitor.clock import ManualClock, SystemClock
 from monitor.signals import EvaluationContext, Signal
 
@@ -402,3 +403,34 @@ async def test_label_changes_end_the_old_alert_and_reposts_stop_when_unconfirmed
             assert am.firing == [] and await am.repost() == 0
         finally:
             await am.aclose()
+
+
+async def test_a_resolve_after_a_restart_ends_the_alert_posted_before_under_other_labels(
+    tmp_path: Path,
+) -> None:
+    """The last firing post (warning) was made by the previous run; the resolve arrives with
+    other labels (critical: a resolve routed by every severity of an escalated incident).
+    The restored receiver ends the warning alert in the same request; before, it posted only
+    the critical resolve, and the warning alert kept firing in Alertmanager."""
+    clock = ManualClock(2000.0)
+    outbox = Outbox.open(tmp_path / "o.db")
+    try:
+        outbox.enqueue("am", _notification("firing", "warning", 1), now=1990.0, deadline_at=9e9)
+        async with RecordingReceiver() as rx, httpx.AsyncClient() as client:
+            config = AlertmanagerReceiverConfig(
+                url=rx.url.removesuffix("/hook"), repost_interval_seconds=60.0
+            )
+            am = AlertmanagerReceiver("am", config, client, clock, outbox)
+            try:
+                assert am.firing == ["fp-churn"]
+                await am.send(_notification("resolved", "critical", 2))
+                (body,) = (r.json for r in rx.requests)
+                assert [(a["labels"]["severity"], a["endsAt"]) for a in body] == [
+                    ("critical", "1970-01-01T00:33:20.000Z"),
+                    ("warning", "1970-01-01T00:33:20.000Z"),  # ended now (2000)
+                ]
+                assert am.firing == [] and await am.repost() == 0
+            finally:
+                await am.aclose()
+    finally:
+        outbox.close()

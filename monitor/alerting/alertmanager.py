@@ -40,9 +40,9 @@ keep-alive of what was delivered, not new notifications: they do not go through 
 outbox, but their source does: on start the receiver reads, for each alert group,
 the newest outbox row of this receiver and keeps re-posting the groups whose last
 notification was a firing one, so a restart does not resolve an incident that still
-fires. When an update changes an alert's labels (warning to critical, a second
-kind), the old label set is ended in the same request, so Alertmanager does not
-keep both.
+fires. When an update or the resolve changes an alert's labels (warning to critical, a
+second kind), the old label set is ended in the same request, so Alertmanager does not
+keep both; after a restart, the old label set is that of the restored firing row.
 """
 
 from __future__ import annotations
@@ -177,6 +177,10 @@ class AlertmanagerReceiver(HttpReceiver):
         self._healthy = True
         if outbox is not None:
             self._firing.update(firing_in_outbox(outbox, name))
+            # What the previous run posted last for each: a resolve under other labels (a
+            # resolve lists every notified signal at the incident's top severity) must end
+            # that alert too, or it stays firing in Alertmanager after the incident resolved.
+            self._posted.update({fp: alert_labels(n) for fp, (n, _) in self._firing.items()})
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._repost_loop(), name=f"alertmanager-repost-{name}"
         )

@@ -412,7 +412,8 @@ class RouteMatch(_Strict):
     model: str = Field(default="*", description="Glob on the model name.")
     severity: AlertSeverity | None = Field(
         default=None,
-        description="Minimum incident severity (resolves route like the firing they close).",
+        description="Minimum incident severity (a resolve goes to every receiver a firing of "
+        "its incident went to).",
     )
 
 

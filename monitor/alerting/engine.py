@@ -225,6 +225,18 @@ def _log_action(action: AlertAction, receivers: Sequence[str]) -> None:
     )  # fmt: skip
 
 
+def route_all(config: AlertingConfig, model: str, severities: Iterable[str]) -> list[str]:
+    """The receivers of every one of ``severities`` (:func:`route`), in order, once each.
+
+    A resolve routes by every severity its incident was notified at: a warning fire to
+    chat, then a critical update to the pager, closes in chat as well as in the pager.
+    """
+    targets: list[str] = []
+    for severity in severities:
+        targets.extend(r for r in route(config, model, severity) if r not in targets)
+    return targets
+
+
 #: A spooled notification: (model, receiver, notification).
 SpooledAlert = tuple[str, str, Notification]
 
@@ -369,13 +381,17 @@ class AlertService:
     def submit(self, ctx: EvaluationContext, signals: Sequence[Signal]) -> list[Notification]:
         """Process one evaluation of one model; returns the notifications durably enqueued.
 
-        Policy time is ``ctx.evaluated_at`` (from the injected clock), so that a
+        Policy time is ``ctx.evaluated_at`` (the evaluation's event time), so that a
         replayed evaluation yields the same idempotency keys and is deduplicated
-        by the outbox.
+        by the outbox. Silences are judged at the injected clock's wall time, the
+        clock they are set on: a silence created now mutes the next evaluation,
+        however old its events.
         """
         outbox, silences = self._running()
         now = ctx.evaluated_at
-        active_silences = silences.active(now)
+        # Silences are set on the wall clock; evaluations run on event time (see decide).
+        wall = self._clock.time()
+        active_silences = silences.active(wall)
         decision = decide(
             self._states.get(ctx.model),
             signals,
@@ -384,6 +400,7 @@ class AlertService:
             rules=self._config.rules,
             silences=active_silences,
             group_by=self._config.group_by,
+            silenced_at=wall,
         )
         state = decision.state
         items: list[tuple[str, Notification]] = []
@@ -392,7 +409,7 @@ class AlertService:
         # Per action: its receivers and where its rows start in ``items`` (for the log).
         spans: list[tuple[AlertAction, list[str], int]] = []
         for action in decision.actions:
-            targets = route(self._config, ctx.model, action.severity)
+            targets = route_all(self._config, ctx.model, action.route_severities)
             spans.append((action, targets, len(items)))
             if action.kind == "mute":
                 counts.extend((r, "silenced") for r in targets)
@@ -408,7 +425,7 @@ class AlertService:
         retrain_triggered = False
         if policy is not None:
             verdict = decide_retrain(
-                policy, state.last_retrain_at, signals, ctx, now, active_silences
+                policy, state.last_retrain_at, signals, ctx, now, active_silences, wall
             )
             if verdict.trigger:
                 notification = self._retrain_notification(ctx, verdict.reason, verdict.evidence)
@@ -424,7 +441,6 @@ class AlertService:
             text = json.dumps(state.to_json(), default=_json_default)
             if self._saved.get(ctx.model) != text:
                 changed[ctx.model] = text
-        wall = self._clock.time()
         inserted = [True] * len(items)
         if self._spool is not None:
             self._spool.extend((ctx.model, r, n) for r, n in items)

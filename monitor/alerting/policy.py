@@ -47,7 +47,7 @@ import msgspec
 
 from monitor.alerting.config import AlertRule
 from monitor.alerting.rules import is_active, max_severity, rule_for, severity_rank
-from monitor.alerting.silences import Silence, is_silenced
+from monitor.alerting.silences import Silence
 from monitor.errors import StateError
 from monitor.signals import EvaluationContext, Signal
 
@@ -108,6 +108,10 @@ class GroupState:
     last_notified_at: float | None = None
     seq: int = 0
     muted_keys: frozenset[str] = frozenset()
+    # Every incident severity a notification was routed by (a warning fire, then a critical
+    # update): the resolve goes to the receivers of each, not only the last one's. Empty in
+    # a state stored by an earlier build: then ``notified_severity`` alone.
+    routed_severities: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +145,11 @@ class ModelAlertState:
             groups=list(self.groups.values()),
         )
         out = msgspec.to_builtins(doc, order="deterministic", enc_hook=_enc_hook)
-        # A signal of the whole traffic is stored as earlier builds stored it (no segment).
+        # A signal of the whole traffic is stored as earlier builds stored it (no segment),
+        # and so is a group without routed severities (no incident notified).
         for group in out["groups"]:
+            if not group.get("routed_severities"):
+                group.pop("routed_severities", None)
             for track in group["tracks"].values():
                 last = track.get("last")
                 if isinstance(last, dict) and last.get("segment", "") is None:
@@ -203,10 +210,13 @@ class AlertAction:
     fingerprint: str
     idempotency_key: str
     incident_started_at: float
-    severity: str  # the incident severity: routing key for every action of the incident
+    severity: str  # the incident severity (a resolve also routes by route_severities)
     signals: tuple[Signal, ...]
     ended_at: float | None = None
     cleared: tuple[Signal, ...] = ()  # notified signals that resolved while others fire
+    # The severities to route by (the union of their receivers): ``(severity,)``, except for
+    # a resolve, which goes to every receiver a notification of the incident went to.
+    route_severities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,8 +304,10 @@ def _step_group(
         severity: str,
         seq: int,
         cleared: Iterable[str] = (),
+        route_severities: Iterable[str] = (),
     ) -> AlertAction:
         assert group.incident_started_at is not None
+        routes = tuple(sorted(set(route_severities) | {severity}, key=severity_rank))
         return AlertAction(
             kind=kind,
             model=model,
@@ -309,11 +321,20 @@ def _step_group(
             signals=_order(evidence[k] for k in keys if k in evidence),
             ended_at=now if kind == "resolve" else None,
             cleared=_order(evidence[k] for k in cleared if k in evidence),
+            route_severities=routes,
         )
 
     if not firing:
         if group.incident_started_at is not None and group.notified:
-            actions.append(act("resolve", group.notified_keys, group.notified_severity, group.seq))
+            actions.append(
+                act(
+                    "resolve",
+                    group.notified_keys,
+                    group.notified_severity,
+                    group.seq,
+                    route_severities=group.routed_severities,
+                )
+            )
         return replace(
             group,
             incident_started_at=None,
@@ -323,11 +344,13 @@ def _step_group(
             last_notified_at=None,
             seq=0,
             muted_keys=frozenset(),
+            routed_severities=frozenset(),
         ), actions
 
     if group.incident_started_at is None:
         group = replace(group, incident_started_at=now)
-    visible = {k for k in firing if not is_silenced(silences, evidence[k], now)}
+    # ``silences``: those active when the decision is made (see decide's ``silenced_at``).
+    visible = {k for k in firing if not any(s.matches(evidence[k]) for s in silences)}
     visible_sev = max_severity([firing[k].severity for k in visible])
 
     if visible:
@@ -355,6 +378,7 @@ def _step_group(
                 notified_severity=severity,
                 last_notified_at=now,
                 seq=group.seq + 1,
+                routed_severities=group.routed_severities | {severity},
             )
     else:
         newly_muted = set(firing) - group.muted_keys - group.notified_keys
@@ -374,6 +398,7 @@ def decide(
     rules: Sequence[AlertRule],
     silences: Sequence[Silence] = (),
     group_by: Sequence[str] = ("model",),
+    silenced_at: float | None = None,
 ) -> Decision:
     """Advance one model's alert state by one evaluation and say what to notify.
 
@@ -382,6 +407,11 @@ def decide(
     absent now counts as ok, so a removed feature cannot hold an incident
     open forever. If several signals share ``kind:subject``, the most
     severe wins.
+
+    ``now`` is the evaluation's event time; ``silenced_at`` (default ``now``) the time the
+    silences are judged at: the wall clock of the decision, since people set silences on
+    the wall clock ("mute for two hours from now"). Judged at event time, a silence created
+    a minute ago did not mute an evaluation of events a few minutes old, which paged.
     """
     state = previous if previous is not None else ModelAlertState(model=ctx.model)
     if state.model != ctx.model:
@@ -394,7 +424,9 @@ def decide(
         # keep no track and no incident, and act on nothing: the same outcome, without
         # grouping a hundred signals to find it out.
         return Decision(state=replace(state, groups={}), actions=[])
-    return _decide_groups(state, signals, ctx, now, rules, silences, group_by)
+    at = now if silenced_at is None else silenced_at
+    live = [s for s in silences if s.active_at(at)]
+    return _decide_groups(state, signals, ctx, now, rules, live, group_by)
 
 
 def _decide_groups(

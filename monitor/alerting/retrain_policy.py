@@ -33,8 +33,12 @@ def decide_retrain(
     ctx: EvaluationContext,
     now: float,
     silences: Sequence[Silence] = (),
+    silenced_at: float | None = None,
 ) -> RetrainDecision:
     """Whether this evaluation warrants a retraining trigger.
+
+    ``silenced_at`` (default ``now``): the wall-clock time silences are judged at, as in
+    :func:`~monitor.alerting.policy.decide`.
 
     >>> from monitor.alerting.config import RetrainPolicy
     >>> ctx = EvaluationContext("m", "1", 100.0, 0.0, 90.0, 10, 10)
@@ -45,7 +49,8 @@ def decide_retrain(
     >>> decide_retrain(p, 50.0, sigs, ctx, 100.0).suppressed
     True
     """
-    live = [s for s in signals if not is_silenced(silences, s, now)]
+    at = now if silenced_at is None else silenced_at
+    live = [s for s in signals if not is_silenced(silences, s, at)]
     # Features of the whole traffic: a feature drifting in three segments is one feature
     # (and the whole's own verdict counts it when the drift is broad enough to retrain for).
     drifted = [

@@ -6,8 +6,10 @@ matches (or no routes are configured) every non-retrain receiver gets it,
 so a minimal configuration never silently drops an alert.
 
 A notification routes by the *incident* severity (the highest severity ever
-notified in the incident), so a resolve reaches exactly the receivers that
-got the firing it closes.
+notified in the incident), and a resolve by every severity the incident was
+notified at (:func:`monitor.alerting.engine.route_all`), so it reaches each
+receiver a firing of the incident went to: a warning fire to chat, then a
+critical update to the pager only, closes in chat as well.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ A silence mutes *notifications*, not alert state: a silenced signal still
 fires and resolves inside the policy, so when a silence ends while the
 condition persists the alert is sent then, and a condition that cleared
 during the silence never produces a stray resolve. This mirrors Alertmanager.
+Their time boxes are on the wall clock (people set them), not on the event time
+the alert policy otherwise runs on (``decide(silenced_at=...)``).
 
 The runtime store that persists them is :mod:`monitor.alerting.silence_store`.
 """
