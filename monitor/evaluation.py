@@ -17,6 +17,7 @@ import numpy as np
 
 from monitor.columns import Columns
 from monitor.detectors.base import Detector, DetectorResult, evaluate_sorted_all
+from monitor.detectors.streaming import ADWINDetector
 from monitor.drift import FeatureVerdict
 from monitor.signals import MULTIVARIATE, EvaluationContext, Signal
 from monitor.summary import (
@@ -117,9 +118,23 @@ class StreamFeed:
         num = pending[0] if len(pending) == 1 else np.concatenate(pending)
         self.pending = []
         complete = not np.isnan(num).any()
+        together: set[int] = set()
+        if complete:
+            # Columns whose one stream detector is an ADWIN: fed in one call where it can.
+            adwin = [
+                (j, dets[0])
+                for j, name in enumerate(columns)
+                if (dets := detectors.get(name))
+                and len(dets) == 1
+                and type(dets[0]) is ADWINDetector
+            ]
+            if len(adwin) > 1 and ADWINDetector.update_columns(
+                [d for _, d in adwin], num[:, [j for j, _ in adwin]]
+            ):
+                together = {j for j, _ in adwin}
         for j, name in enumerate(columns):
             dets = detectors.get(name)
-            if not dets:
+            if not dets or j in together:
                 continue
             col = num[:, j]
             if not complete:
