@@ -118,30 +118,31 @@ class StreamFeed:
         num = pending[0] if len(pending) == 1 else np.concatenate(pending)
         self.pending = []
         complete = not np.isnan(num).any()
-        together: set[int] = set()
-        if complete:
-            # Columns whose one stream detector is an ADWIN: fed in one call where it can.
-            adwin = [
-                (j, dets[0])
-                for j, name in enumerate(columns)
-                if (dets := detectors.get(name))
-                and len(dets) == 1
-                and type(dets[0]) is ADWINDetector
-            ]
-            if len(adwin) > 1 and ADWINDetector.update_columns(
-                [d for _, d in adwin], num[:, [j for j, _ in adwin]]
+        fed: dict[int, ADWINDetector] = {}  # column -> its ADWIN, fed with the others at once
+        if complete and len(num):
+            # A column's ADWIN (one per column) is fed with those of the other columns in
+            # one call where it can be; its other detectors are window tests (their update
+            # does nothing) or independent of it, so the order within a column is free.
+            for j, name in enumerate(columns):
+                adwins = [d for d in detectors.get(name) or () if isinstance(d, ADWINDetector)]
+                if len(adwins) == 1:
+                    fed[j] = adwins[0]
+            if len(fed) < 2 or not ADWINDetector.update_columns(
+                list(fed.values()), num[:, list(fed)]
             ):
-                together = {j for j, _ in adwin}
+                fed = {}
         for j, name in enumerate(columns):
             dets = detectors.get(name)
-            if not dets or j in together:
+            if not dets:
                 continue
             col = num[:, j]
             if not complete:
                 col = col[~np.isnan(col)]
             if col.size:
+                done = fed.get(j)
                 for d in dets:
-                    d.update(col)
+                    if d is not done:
+                        d.update(col)
 
 
 def window_results(

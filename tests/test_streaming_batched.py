@@ -12,6 +12,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.detectors.base import Detector
+from monitor.detectors.psi import PSIDetector
 from monitor.detectors.streaming import ADWINDetector
 from monitor.evaluation import StreamFeed
 
@@ -44,7 +46,12 @@ def test_batched_feed_is_the_per_column_feed(
 ) -> None:
     per_column, together = _pair(k, block, seed)
     names = [f"f{j}" for j in range(k)]
-    detectors = {name: [d] for name, d in zip(names, together, strict=True)}
+    # As the service builds them: window tests first (their update does nothing), then ADWIN.
+    detectors: dict[str, list[Detector]] = {}
+    for name, d in zip(names, together, strict=True):
+        psi = PSIDetector()
+        psi.fit(np.random.default_rng(seed).normal(size=200))
+        detectors[name] = [psi, d]
     rng = np.random.default_rng(seed + 1)
     feed = StreamFeed()
     for rows, with_nan, shift in steps:
@@ -79,6 +86,8 @@ def test_batched_feed_applies_and_refuses_as_documented() -> None:
     before = [d.export_state(None) for d in together]
     assert not ADWINDetector.update_columns(together, bad)
     assert [d.export_state(None) for d in together] == before
+    # The same detector twice: column by column.
+    assert not ADWINDetector.update_columns([together[1], together[1]], num[:, :2])
     # Different numbers of carried-over values: column by column.
     together[0].update(num[:3, 0])
     assert not ADWINDetector.update_columns(together, num)

@@ -561,7 +561,12 @@ class ADWINDetector(StreamDetector):
         :func:`_block_sums` sums it, so every input, and so every detection, is the same
         (``tests/test_streaming_batched.py`` holds it to per-column updates).
         """
-        if not detectors or columns.ndim != 2 or columns.shape[1] != len(detectors):
+        if (
+            not detectors
+            or columns.ndim != 2
+            or columns.shape[1] != len(detectors)
+            or len(set(map(id, detectors))) != len(detectors)
+        ):
             return False
         first = detectors[0]
         b, p = first.block, first._pending.size
