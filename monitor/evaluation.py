@@ -17,6 +17,7 @@ import numpy as np
 
 from monitor.columns import Columns
 from monitor.detectors.base import Detector, DetectorResult, evaluate_sorted_all
+from monitor.detectors.streaming import ADWINDetector
 from monitor.drift import FeatureVerdict
 from monitor.signals import MULTIVARIATE, EvaluationContext, Signal
 from monitor.summary import (
@@ -117,6 +118,19 @@ class StreamFeed:
         num = pending[0] if len(pending) == 1 else np.concatenate(pending)
         self.pending = []
         complete = not np.isnan(num).any()
+        fed: dict[int, ADWINDetector] = {}  # column -> its ADWIN, fed with the others at once
+        if complete and len(num):
+            # A column's ADWIN (one per column) is fed with those of the other columns in
+            # one call where it can be; its other detectors are window tests (their update
+            # does nothing) or independent of it, so the order within a column is free.
+            for j, name in enumerate(columns):
+                adwins = [d for d in detectors.get(name) or () if isinstance(d, ADWINDetector)]
+                if len(adwins) == 1:
+                    fed[j] = adwins[0]
+            if len(fed) < 2 or not ADWINDetector.update_columns(
+                list(fed.values()), num[:, list(fed)]
+            ):
+                fed = {}
         for j, name in enumerate(columns):
             dets = detectors.get(name)
             if not dets:
@@ -125,8 +139,10 @@ class StreamFeed:
             if not complete:
                 col = col[~np.isnan(col)]
             if col.size:
+                done = fed.get(j)
                 for d in dets:
-                    d.update(col)
+                    if d is not done:
+                        d.update(col)
 
 
 def window_results(

@@ -533,15 +533,68 @@ class ADWINDetector(StreamDetector):
         the river releases it was checked against: the per-input cost is paid per
         input and per monitored feature.
         """
-        det = self._river
-        if det is None:
+        if self._river is None:
             raise not_fitted(self.name)
         arr = _finite_values(values)
         inputs, first_end, stride = self._inputs(arr)
+        self._feed(inputs, first_end, stride, int(arr.size))
+
+    def _feed(self, inputs: np.ndarray, first_end: int, stride: int, n_values: int) -> None:
+        """The river inputs of ``n_values`` new values (see :meth:`_inputs`) through river."""
         segment = 0
-        for i in river_private.changes(det, inputs.tolist()):
+        for i in river_private.changes(self._river, inputs.tolist()):
             segment = self._latch(inputs, segment, i, first_end + i * stride)
-        self._close_batch(inputs, segment, int(arr.size))
+        self._close_batch(inputs, segment, n_values)
+
+    @staticmethod
+    def update_columns(detectors: list[ADWINDetector], columns: np.ndarray) -> bool:
+        """``detectors[j].update(columns[:, j])`` for every ``j``, with the block sums of all
+        columns taken in one numpy reduction; False, and nothing fed, where that does not
+        apply (then the caller feeds column by column).
+
+        Why: each update's numpy calls (the finiteness sum, the carried-over block, the
+        block sums) cost more per call than per value, and they ran once per column per
+        evaluation (issue 19). It applies when every detector is a fitted ADWIN with the
+        same ``block`` > 1 and the same number of carried-over values (the usual case:
+        columns without missing values are fed together from the start) and every column
+        is finite. Each block is summed as a row of ``block`` contiguous values, as
+        :func:`_block_sums` sums it, so every input, and so every detection, is the same
+        (``tests/test_streaming_batched.py`` holds it to per-column updates).
+        """
+        if (
+            not detectors
+            or columns.ndim != 2
+            or columns.shape[1] != len(detectors)
+            or len(set(map(id, detectors))) != len(detectors)
+        ):
+            return False
+        first = detectors[0]
+        b, p = first.block, first._pending.size
+        for d in detectors:
+            if (
+                type(d) is not ADWINDetector
+                or d._river is None
+                or d.block != b
+                or d._pending.size != p
+                or d._pending.dtype != np.float64
+            ):
+                return False
+        if b == 1 or columns.dtype != np.float64:
+            return False
+        # A finite sum proves every value of its column finite (see _finite_values).
+        if not np.isfinite(np.add.reduce(columns, axis=0)).all():
+            return False
+        n, k = columns.shape
+        full = np.empty((k, p + n), dtype=np.float64)  # row j: column j's carried block, then it
+        for j, d in enumerate(detectors):
+            full[j, :p] = d._pending
+        full[:, p:] = columns.T
+        whole = full.shape[1] - full.shape[1] % b
+        sums = np.add.reduce(full[:, :whole].reshape(k, -1, b), axis=2)
+        for j, d in enumerate(detectors):
+            d._pending = full[j, whole:].copy()
+            d._feed(sums[j], d._seen - p + b - 1, b, n)
+        return True
 
     def _on_change(self) -> None:
         """``shift`` = mean of the window ADWIN kept minus mean of the part it dropped.
