@@ -568,17 +568,10 @@ class ADWINDetector(StreamDetector):
             or len(set(map(id, detectors))) != len(detectors)
         ):
             return False
-        first = detectors[0]
-        b, p = first.block, first._pending.size
-        for d in detectors:
-            if (
-                type(d) is not ADWINDetector
-                or d._river is None
-                or d.block != b
-                or d._pending.size != p
-                or d._pending.dtype != np.float64
-            ):
-                return False
+        shapes = {d.batch_shape() if type(d) is ADWINDetector else None for d in detectors}
+        if len(shapes) != 1 or None in shapes:
+            return False
+        ((b, p),) = shapes
         if b == 1 or columns.dtype != np.float64:
             return False
         # A finite sum proves every value of its column finite (see _finite_values).
@@ -587,14 +580,33 @@ class ADWINDetector(StreamDetector):
         n, k = columns.shape
         full = np.empty((k, p + n), dtype=np.float64)  # row j: column j's carried block, then it
         for j, d in enumerate(detectors):
-            full[j, :p] = d._pending
+            full[j, :p] = d.carried_block
         full[:, p:] = columns.T
         whole = full.shape[1] - full.shape[1] % b
         sums = np.add.reduce(full[:, :whole].reshape(k, -1, b), axis=2)
         for j, d in enumerate(detectors):
-            d._pending = full[j, whole:].copy()
-            d._feed(sums[j], d._seen - p + b - 1, b, n)
+            d.feed_block_sums(sums[j], full[j, whole:].copy(), n)
         return True
+
+    def batch_shape(self) -> tuple[int, int] | None:
+        """``(block, carried-over values)`` when :meth:`update_columns` can feed this
+        detector (a fitted ADWIN whose open block is float64), else None: the detectors of
+        one call must all have the same shape."""
+        if self._river is None or self._pending.dtype != np.float64:
+            return None
+        return self.block, int(self._pending.size)
+
+    @property
+    def carried_block(self) -> np.ndarray:
+        """The values of the open block, carried over to the next update."""
+        return self._pending
+
+    def feed_block_sums(self, sums: np.ndarray, rest: np.ndarray, n_values: int) -> None:
+        """Feed the block sums :meth:`update_columns` took of ``n_values`` new values (the
+        carried-over block first), and keep ``rest`` as the new open block."""
+        carried = self._pending.size
+        self._pending = rest
+        self._feed(sums, self._seen - carried + self.block - 1, self.block, n_values)
 
     def _on_change(self) -> None:
         """``shift`` = mean of the window ADWIN kept minus mean of the part it dropped.
