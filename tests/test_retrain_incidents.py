@@ -49,12 +49,15 @@ class Model:
 
     policy: RetrainPolicy
     rules: list[AlertRule] = field(default_factory=lambda: [AlertRule(resolve_after=3)])
+    group_by: list[str] = field(default_factory=lambda: ["model"])
     state: ModelAlertState | None = None
     triggers: list[tuple[float, float | None]] = field(default_factory=list)  # (at, incident)
     suppressed: int = 0
 
     def step(self, t: float, signals: list[Signal]) -> None:
-        stepped = decide(self.state, signals, ctx(t), t, rules=self.rules).state
+        stepped = decide(
+            self.state, signals, ctx(t), t, rules=self.rules, group_by=self.group_by
+        ).state
         verdict = decide_retrain(
             self.policy, stepped.last_retrain_at, signals, ctx(t), t, alert_state=stepped
         )
@@ -185,3 +188,22 @@ async def test_one_webhook_call_per_incident_through_a_real_receiver(tmp_path):
             assert f"-{round(T0 * 1000)}-" in req.json["dag_run_id"]  # names the incident
         finally:
             await svc.stop()
+
+
+def test_incidents_are_the_alert_groups_ones():
+    # group_by [model, kind]: drift and performance are separate incidents. A performance
+    # incident open when the drift trigger went out was covered by it; one opening later is a
+    # new incident (held back by the interval, triggered for once it has passed).
+    perf = Signal("churn", "performance", "accuracy", "critical", 0.6, 0.8, "threshold")
+    perf_ok = replace(perf, severity="ok", value=0.9)
+    m = Model(policy(min_interval_seconds=HOUR), group_by=["model", "kind"])
+    m.step(T0, [*DRIFTING, perf])  # both incidents open: one trigger covers both
+    t = T0 + STEP
+    for _ in range(3):  # the performance incident resolves; the drift one goes on
+        m.step(t, [*DRIFTING, perf_ok])
+        t += STEP
+    second = t
+    m.step(t, [*DRIFTING, perf])  # a new performance incident, within the interval
+    assert m.triggers == [(T0, T0)] and m.suppressed == 1
+    m.run(t + STEP, HOUR, [*DRIFTING, perf])
+    assert m.triggers == [(T0, T0), (T0 + HOUR, second)]
