@@ -424,6 +424,11 @@ async def test_retrain_trigger_respects_min_interval_and_carries_key(rx, tmp_pat
         feed = Feed()
         first = svc.submit(*feed(a="critical", b="critical", c="warning"))
         assert [n.action for n in first] == ["retrain"]
+        # The same incident goes on: it was triggered for, so nothing, and nothing suppressed.
+        assert svc.submit(*feed(a="critical", b="critical", c="critical")) == []
+        for _ in range(3):  # resolve_after 3: the incident ends
+            svc.submit(*feed(a="ok", b="ok", c="ok"))
+        # A new incident within the interval: held back and counted.
         second = svc.submit(*feed(a="critical", b="critical", c="critical"))
         assert second == []
         assert (
@@ -439,7 +444,7 @@ async def test_retrain_trigger_respects_min_interval_and_carries_key(rx, tmp_pat
         assert body["conf"]["model"] == "churn" and body["conf"]["model_version"] == "7"
         assert sorted(e["subject"] for e in body["conf"]["evidence"]) == ["a", "b"]
         assert body["conf"]["data_range"]["events"] == 1000
-        # After the interval a new trigger goes out, with a new key.
+        # After the interval, the held-back incident (still open) triggers, with its own key.
         ctx, sigs = feed(a="critical", b="critical")
         later = replace(ctx, evaluated_at=ctx.evaluated_at + 3601)
         third = svc.submit(later, sigs)

@@ -466,7 +466,11 @@ class SilenceConfig(_Strict):
 
 
 class RetrainPolicy(_Strict):
-    """When to call the retraining receiver."""
+    """When to call the retraining receiver: at most once per incident, and rate-limited.
+
+    See :mod:`monitor.alerting.retrain_policy` for what an incident is and how the interval
+    holds a new incident back.
+    """
 
     receiver: str = Field(description="Name of a receiver of type 'retrain'.")
     min_critical_drifted_features: int = Field(
@@ -480,7 +484,9 @@ class RetrainPolicy(_Strict):
     min_interval_seconds: float = Field(
         default=24 * 3600.0,
         ge=0,
-        description="At most one trigger per model in this interval (retraining is expensive).",
+        description="Rate limit across incidents (retraining is expensive): a new incident "
+        "within this interval of the last trigger is held back (counted as suppressed) and "
+        "triggers once it has passed, if still open. One incident never triggers twice.",
     )
 
 

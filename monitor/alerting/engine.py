@@ -424,11 +424,15 @@ class AlertService:
         policy = self._config.retrain_policy
         retrain_triggered = False
         if policy is not None:
+            # Stepped with this evaluation: its firing signals and open incidents decide.
             verdict = decide_retrain(
-                policy, state.last_retrain_at, signals, ctx, now, active_silences, wall
+                policy, state.last_retrain_at, signals, ctx, now, active_silences, wall, state
             )
             if verdict.trigger:
-                notification = self._retrain_notification(ctx, verdict.reason, verdict.evidence)
+                assert verdict.incident_started_at is not None
+                notification = self._retrain_notification(
+                    ctx, verdict.reason, verdict.evidence, verdict.incident_started_at
+                )
                 items.append((policy.receiver, notification))
                 produced.append(notification)
                 state = replace(state, last_retrain_at=now)
@@ -518,13 +522,19 @@ class AlertService:
             self._dispatcher.on_finished(callback)
 
     def _retrain_notification(
-        self, ctx: EvaluationContext, reason: str, signals: Iterable[Signal]
+        self,
+        ctx: EvaluationContext,
+        reason: str,
+        signals: Iterable[Signal],
+        incident_started_at: float,
     ) -> Notification:
+        """The trigger of one incident: its key names the incident, not the evaluation, so a
+        replay or a restart that decides it again enqueues the same key (dropped as a repeat)."""
         labels = {"model": ctx.model, "action": "retrain"}
         fp = fingerprint(labels)
         sigs = tuple(signals)
         return Notification(
-            idempotency_key=idempotency_key(fp, ctx.evaluated_at, 0, "retrain"),
+            idempotency_key=idempotency_key(fp, incident_started_at, 0, "retrain"),
             fingerprint=fp,
             action="retrain",
             status="firing",
@@ -532,7 +542,7 @@ class AlertService:
             model_version=bounded_version(ctx.model_version),
             group=labels,
             severity=max_severity([s.severity for s in sigs]),
-            started_at=ctx.evaluated_at,
+            started_at=incident_started_at,
             evaluated_at=ctx.evaluated_at,
             window_start=ctx.window_start,
             window_end=ctx.window_end,

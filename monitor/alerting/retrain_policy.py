@@ -2,8 +2,25 @@
 
 Retraining is expensive and slow, so the trigger is coarser than alerting:
 it needs several critical drifted features at once (or a critical
-performance drop), and fires at most once per ``min_interval_seconds`` per
-model. Silenced signals do not count: a silence means "we know, leave it".
+performance drop), and follows the alert policy's incidents:
+
+* only signals that *fire* under the alert rules count (after ``for``, while not
+  silenced: a silence means "we know, leave it"), so the trigger keeps the alerts'
+  hysteresis instead of reacting to every evaluation;
+* **at most one trigger per incident**: a trigger covers every incident of the model open
+  when it is sent (retraining retrains the whole model), so a later trigger needs an
+  incident that opened after the last trigger. An incident is one alert group's, as
+  :mod:`monitor.alerting.policy` opens and resolves it (``group_by``);
+* ``min_interval_seconds`` is a rate limit across incidents: a new incident within the
+  interval after the last trigger is held back (``suppressed``, counted on every such
+  evaluation) and triggers once the interval has passed if it is still open and
+  still warrants retraining; an incident that resolves before then never triggers.
+
+Nothing new is stored: "already triggered for this incident" is ``incident started at or
+before the last trigger`` (``last_retrain_at``), which a state written by an earlier build
+already holds. Time is the evaluation's event time, like the alert policy's, so a replay
+after a restart, or a backlog caught up in minutes, decides as the live run did: the same
+incidents, the same triggers, the same idempotency keys (the outbox drops a repeat).
 """
 
 from __future__ import annotations
@@ -12,18 +29,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor.alerting.config import RetrainPolicy
+from monitor.alerting.policy import ModelAlertState, signal_key
 from monitor.alerting.silences import Silence, is_silenced
 from monitor.signals import EvaluationContext, Signal
 
 
 @dataclass(frozen=True, slots=True)
 class RetrainDecision:
-    """``trigger``: call the pipeline now; ``suppressed``: warranted but within the min interval."""
+    """``trigger``: call the pipeline now; ``suppressed``: a new incident within the min interval.
+
+    ``incident_started_at``: when the incident this trigger (or suppression) is for started,
+    the identity of the trigger's idempotency key; None when neither.
+    """
 
     trigger: bool
     suppressed: bool
     reason: str
     evidence: tuple[Signal, ...]
+    incident_started_at: float | None = None
 
 
 def decide_retrain(
@@ -34,11 +57,16 @@ def decide_retrain(
     now: float,
     silences: Sequence[Silence] = (),
     silenced_at: float | None = None,
+    alert_state: ModelAlertState | None = None,
 ) -> RetrainDecision:
-    """Whether this evaluation warrants a retraining trigger.
+    """Whether this evaluation warrants a retraining trigger (see the module docstring).
 
     ``silenced_at`` (default ``now``): the wall-clock time silences are judged at, as in
-    :func:`~monitor.alerting.policy.decide`.
+    :func:`~monitor.alerting.policy.decide`. ``alert_state``: the model's alert state after
+    :func:`~monitor.alerting.policy.decide` stepped it with this same evaluation; only the
+    signals firing in it count, and its incidents say whether this one was triggered for.
+    Without it (a bare call), every critical signal counts as firing, in an incident that
+    opens now.
 
     >>> from monitor.alerting.config import RetrainPolicy
     >>> ctx = EvaluationContext("m", "1", 100.0, 0.0, 90.0, 10, 10)
@@ -57,6 +85,9 @@ def decide_retrain(
         s for s in live if s.kind == "drift" and s.severity == "critical" and s.segment is None
     ]
     perf = [s for s in live if s.kind == "performance" and s.severity == "critical"]
+    starts = _incident_starts(alert_state, live, now)
+    drifted = [s for s in drifted if signal_key(s) in starts]
+    perf = [s for s in perf if signal_key(s) in starts]
     reasons: list[str] = []
     evidence: list[Signal] = []
     if len(drifted) >= policy.min_critical_drifted_features:
@@ -69,9 +100,37 @@ def decide_retrain(
         return RetrainDecision(False, False, "", ())
     evidence_t = tuple(sorted(evidence, key=lambda s: (s.kind, s.subject)))
     reason = "; ".join(reasons)
+    # Incidents opened after the last trigger; one started at or before it was covered by it.
+    new = [
+        starts[signal_key(s)]
+        for s in evidence_t
+        if last_retrain_at is None or starts[signal_key(s)] > last_retrain_at
+    ]
+    if not new:
+        return RetrainDecision(False, False, reason, evidence_t)
+    incident = min(new)
     if last_retrain_at is not None and now - last_retrain_at < policy.min_interval_seconds:
-        return RetrainDecision(False, True, reason, evidence_t)
-    return RetrainDecision(True, False, reason, evidence_t)
+        return RetrainDecision(False, True, reason, evidence_t, incident)
+    return RetrainDecision(True, False, reason, evidence_t, incident)
+
+
+def _incident_starts(
+    state: ModelAlertState | None, live: Sequence[Signal], now: float
+) -> dict[str, float]:
+    """Signal key -> start of the open incident it fires in, for every firing signal.
+
+    Without a state, every live signal fires, in an incident that opens ``now``.
+    """
+    if state is None:
+        return {signal_key(s): now for s in live}
+    starts: dict[str, float] = {}
+    for group in state.groups.values():
+        if group.incident_started_at is None:
+            continue
+        for key, track in group.tracks.items():
+            if track.firing:
+                starts[key] = group.incident_started_at
+    return starts
 
 
 __all__ = ["RetrainDecision", "decide_retrain"]
