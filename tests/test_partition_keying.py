@@ -97,6 +97,10 @@ async def _consume(
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"{service.http.url}/metrics")).text
             status = (await client.get(f"{service.http.url}/api/status")).json()
+            for m in expect:  # /api/model carries the same status entry
+                page = await client.get(f"{service.http.url}/api/model", params={"name": m})
+                want = status["models"][m]["partition_conflict"]
+                assert page.json()["status"]["partition_conflict"] == want
     finally:
         service.request_stop()
         await task
