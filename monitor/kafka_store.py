@@ -60,8 +60,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     InvalidPartitionsError,
+    InvalidProducerEpoch,
     InvalidTransactionTimeout,
     KafkaError,
+    ProducerFenced,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
 )
@@ -138,6 +140,31 @@ async def _begin(producer: AIOKafkaProducer) -> None:
         await producer.begin_transaction()
     except AssertionError as exc:
         raise ProducerUnusable(f"producer in a fatal state: {exc}") from exc
+
+
+async def _send(producer: AIOKafkaProducer, topic: str, value: bytes | None, **kw: Any) -> None:
+    """``producer.send`` in a transaction: the commit waits for delivery, so the record's
+    own future is not awaited. When the transaction fails (a fenced producer) every such
+    future holds the error, and asyncio would log each one at ERROR with a traceback
+    ("Future exception was never retrieved") when collected: the one WARNING of
+    :meth:`KafkaStateStore._recreate_producer` says it instead."""
+    fut = await producer.send(topic, value, **kw)
+    fut.add_done_callback(_retrieve)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+async def _abort(producer: AIOKafkaProducer) -> None:
+    """``abort_transaction`` after a failed transaction, its own failure ignored: the error
+    that matters is the first. A fenced producer (another one took its transactional id) is
+    in FATAL_ERROR, where aiokafka 0.14's transaction manager *asserts* on the abort; that
+    AssertionError hid the ProducerFenced, so the store did not recreate its producer and
+    the checkpoint failed with an AssertionError instead of a StateError."""
+    with contextlib.suppress(KafkaError, AssertionError):
+        await producer.abort_transaction()
 
 
 def default_changelog_topic(kafka: KafkaConfig) -> str:
@@ -761,15 +788,31 @@ class KafkaStateStore:
                 f"checkpoint transaction on {self.topic} failed: {type(exc).__name__}: {exc}"
             ) from exc
 
+    def _fenced_hint(self, exc: KafkaError) -> str:
+        """What a fenced producer most likely means: another live instance took the same
+        transactional id, i.e. runs with the same ``state.instance_id``; each then fences
+        the other at every checkpoint. (Also seen once after a transaction that outlasted
+        ``state.transaction_timeout_seconds``.) Names the setting, never a credential."""
+        if not isinstance(exc, ProducerFenced | InvalidProducerEpoch):
+            return ""
+        return (
+            ". The producer was fenced: another live instance may be running with the same "
+            f"state.instance_id ({self.instance_id!r}); every instance needs its own (e.g. "
+            "the host name). Repeated recreations mean two instances fence each other at "
+            "every checkpoint; a single one can follow a transaction that outlasted "
+            "state.transaction_timeout_seconds"
+        )
+
     async def _recreate_producer(self, exc: KafkaError) -> None:
         """Replace the producer after a failed transaction (one WARNING line, counted)."""
         log.warning(
             "checkpoint transaction on %s failed (%s: %s); recreating the transactional "
-            "producer %s and writing the checkpoint again",
+            "producer %s and writing the checkpoint again%s",
             self.topic,
             type(exc).__name__,
-            exc,
+            str(exc),  # not the exception: a record kept by a handler would keep its frames
             self.transactional_id,
+            self._fenced_hint(exc),
         )
         self._recreated.labels(type(exc).__name__[:64]).inc()
         if self._producer is not None:
@@ -821,14 +864,18 @@ class KafkaStateStore:
                 gen = uuid.uuid4().bytes
                 chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
                 for i, chunk in enumerate(chunks):
-                    await producer.send(
-                        self.topic, PART_MAGIC + gen + chunk, key=part_key(name, i), partition=p
+                    await _send(
+                        producer,
+                        self.topic,
+                        PART_MAGIC + gen + chunk,
+                        key=part_key(name, i),
+                        partition=p,
                     )
                 with self._lock:
                     entry = self._entries.get(name)
                     before = entry.parts if entry is not None else 0
                 for i in range(len(chunks), before):  # parts the smaller state no longer uses
-                    await producer.send(self.topic, None, key=part_key(name, i), partition=p)
+                    await _send(producer, self.topic, None, key=part_key(name, i), partition=p)
                 manifest = {
                     "format": FORMAT,
                     "version": MANIFEST_VERSION,
@@ -841,8 +888,12 @@ class KafkaStateStore:
                     "partition": tp[1] if tp else None,
                     "saved_at": time.time(),
                 }
-                await producer.send(
-                    self.topic, json.dumps(manifest).encode(), key=model_key(name), partition=p
+                await _send(
+                    producer,
+                    self.topic,
+                    json.dumps(manifest).encode(),
+                    key=model_key(name),
+                    partition=p,
                 )
                 with self._lock:
                     entry = self._entries.get(name)
@@ -851,11 +902,15 @@ class KafkaStateStore:
                     else:
                         entry.parts, entry.tp = len(chunks), tp or entry.tp
             for key, value in alerts:
-                await producer.send(self.alerts_topic, value, key=key)
+                await _send(producer, self.alerts_topic, value, key=key)
             for tp, offset in sorted(offsets.items()):
                 if tp[1] < self._partitions:
-                    await producer.send(
-                        self.topic, str(offset).encode(), key=offsets_key(tp), partition=tp[1]
+                    await _send(
+                        producer,
+                        self.topic,
+                        str(offset).encode(),
+                        key=offsets_key(tp),
+                        partition=tp[1],
                     )
             if offsets:
                 await producer.send_offsets_to_transaction(
@@ -863,8 +918,7 @@ class KafkaStateStore:
                     self.kafka.group_id,
                 )
         except BaseException:
-            with contextlib.suppress(KafkaError):  # the error that matters is the first
-                await producer.abort_transaction()
+            await _abort(producer)
             raise
         await producer.commit_transaction()
         with self._lock:
@@ -879,10 +933,10 @@ class KafkaStateStore:
             await _begin(producer)
             try:
                 for i in range(entry.parts):
-                    await producer.send(self.topic, None, key=part_key(model, i), partition=p)
-                await producer.send(self.topic, None, key=model_key(model), partition=p)
+                    await _send(producer, self.topic, None, key=part_key(model, i), partition=p)
+                await _send(producer, self.topic, None, key=model_key(model), partition=p)
             except BaseException:
-                await producer.abort_transaction()
+                await _abort(producer)
                 raise
             await producer.commit_transaction()
         except KafkaError as exc:

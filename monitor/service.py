@@ -129,6 +129,8 @@ DEAD_LETTER_ATTEMPTS = 4
 DEAD_LETTER_RETRY_SECONDS = 1.0
 # Rejection reason for a message the decoder itself failed on (a bug, counted, dead-lettered).
 DECODER_ERROR = "decoder_error"
+#: A model spread over several partitions is warned of once, then at most this often.
+PARTITION_WARN_SECONDS = 3600.0
 #: Why a model is disabled (metric label values, bounded).
 DISABLED_REASONS = ("reference_unreadable", "reference_mismatch", "reference_invalid")
 
@@ -206,6 +208,11 @@ class MonitorService:
         # model -> (reason, error): its events are counted and skipped, the others run on.
         self.disabled: dict[str, tuple[str, str]] = {}
         self._model_partition: dict[str, TP] = {}
+        # Models whose events arrived from a partition other than the one they are bound to
+        # (producers not keying by model): model -> what /api/status shows (see
+        # ``_check_partition``), and when each was last warned of.
+        self._partition_conflicts: dict[str, dict[str, Any]] = {}
+        self._partition_warned_at: dict[str, float] = {}
         self._positions: dict[TP, int] = {}  # next offset to consume, per partition, as processed
         # Models changed since their last save, and the alert document each was saved with:
         # a checkpoint writes only those (see ``checkpoint``).
@@ -467,6 +474,7 @@ class MonitorService:
         self.models.pop(model, None)
         self.history.forget(model)
         self._model_partition.pop(model, None)
+        self._partition_conflicts.pop(model, None)
         self._dirty.discard(model)
         self.metrics.model_disabled.labels(model, reason).set(1)
         log.error("model %s disabled (%s): %s", model, reason, exc)
@@ -854,6 +862,52 @@ class MonitorService:
             more,
         )
 
+    def _check_partition(self, model: str, parts: set[TP]) -> None:
+        """Bind ``model`` to the partition its events come from, and flag events of it that
+        come from another one (once per batch: the batch is already split by model).
+
+        Producers key events by model so one model lives on one partition, hence on one
+        instance and one changelog partition. A key that disagrees with the payload's
+        ``model`` (or no key) spreads a model over several partitions: here the events are
+        still applied to this instance's one state of the model, but with several
+        instances each owner holds its own partial state of it, the windows are split and
+        their checkpoints overwrite each other. The binding stays while the bound partition
+        still delivers (stable checkpoint partition); a model whose events all come from a
+        new partition moves there (partitions added to the topic re-hash the keys: one
+        conflict, not one per batch). Counted per batch, WARNING once per model and then at
+        most hourly, shown in the model's status.
+        """
+        if not parts:
+            return
+        prev = self._model_partition.get(model)
+        bound = prev if prev is not None and prev in parts else min(parts)
+        self._model_partition[model] = bound
+        conflict = len(parts) > 1 or (prev is not None and prev != bound)
+        if not conflict:
+            return
+        others = sorted(f"{t}/{p}" for t, p in parts if (t, p) != bound)
+        seen = self._partition_conflicts.setdefault(model, {"batches": 0, "other_partitions": []})
+        seen["batches"] += 1
+        seen["bound_partition"] = f"{bound[0]}/{bound[1]}"
+        seen["other_partitions"] = sorted(set(seen["other_partitions"]) | set(others))[:10]
+        self.metrics.partition_conflicts.labels(model).inc()
+        now = self.clock.monotonic()
+        last = self._partition_warned_at.get(model)
+        if last is not None and now - last < PARTITION_WARN_SECONDS:
+            return
+        self._partition_warned_at[model] = now
+        log.warning(
+            "model %s: events arrived from partition %s although the model is bound to %s "
+            "(%d batches so far): its events are spread over several partitions; with several "
+            "instances its state is split between them and their checkpoints overwrite each "
+            "other. Producers must key every event by its model (message key = the payload's "
+            '"model"); see docs/RUNBOOK.md, "A model on several partitions"',
+            printable(repr(model), 200),
+            printable(", ".join(others), 300),
+            seen["bound_partition"],
+            seen["batches"],
+        )
+
     def _apply(self, batch: DecodedBatch) -> list[Evaluation]:
         """The synchronous part of a batch: update models, submit alerts."""
         evaluations: list[Evaluation] = []
@@ -875,8 +929,7 @@ class MonitorService:
                 continue
             if mm.unchecked_constraints and model not in self._unchecked_warned:
                 self._warn_unchecked_constraints(model, mm.unchecked_constraints)
-            for tp in events.partitions:
-                self._model_partition[model] = tp
+            self._check_partition(model, events.partitions)
             self.metrics.events_processed.labels(model).inc(len(events))
             self.metrics.event_lag.labels(model).set(max(0.0, now - max(events.timestamps)))
             if evs:
@@ -1048,6 +1101,7 @@ class MonitorService:
                 self.models.pop(m, None)
                 self.history.forget(m)
                 self._model_partition.pop(m, None)
+                self._partition_conflicts.pop(m, None)
                 self._dirty.discard(m)
                 self._saved_alerts.pop(m, None)
             self.alerts.release(leaving)
@@ -1263,7 +1317,11 @@ class MonitorService:
         (see :func:`monitor.status.models_status`), and the positions consumed."""
         return {
             "models": status.models_status(
-                self.config, self.models, self.disabled, self.references
+                self.config,
+                self.models,
+                self.disabled,
+                self.references,
+                self._partition_conflicts,
             ),
             "positions": {f"{t}/{p}": o for (t, p), o in sorted(self._positions.items())},
         }

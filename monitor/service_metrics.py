@@ -245,6 +245,13 @@ class ServiceMetrics:
             ["model", "reason"],
             registry=registry,
         )
+        self.partition_conflicts = Counter(
+            "monitor_model_partition_conflicts_total",
+            "Batches in which a model's events came from a partition other than the one the "
+            "model is bound to (producers not keying events by model).",
+            ["model"],
+            registry=registry,
+        )
         self.events_skipped = Counter(
             "monitor_events_skipped_total",
             "Prediction and label events of a disabled model, counted and not applied, by reason "

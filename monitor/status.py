@@ -60,6 +60,7 @@ def models_status(
     models: Mapping[str, ModelMonitor],
     disabled: Disabled,
     references: Mapping[str, ReferenceProfile],
+    partition_conflicts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every configured model (from the start) and every model in memory, with its state.
 
@@ -68,7 +69,14 @@ def models_status(
     ``disabled``; ``not_ready_reason`` says why a model is not ready.
     """
     names = sorted({m.name for m in config.models} | models.keys() | disabled.keys())
-    return {name: model_status(name, models.get(name), disabled, references) for name in names}
+    out = {name: model_status(name, models.get(name), disabled, references) for name in names}
+    # ``partition_conflict``: the model's events came from more than its one partition
+    # (producers not keying by model), or None; see docs/RUNBOOK.md.
+    conflicts = partition_conflicts or {}
+    for name, entry in out.items():
+        seen = conflicts.get(name)
+        entry["partition_conflict"] = dict(seen) if seen is not None else None
+    return out
 
 
 def model_status(

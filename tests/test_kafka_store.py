@@ -5,7 +5,9 @@ transaction, restored on another "machine" (no shared file) after a rebalance.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 import time
 import uuid
 import zlib
@@ -451,3 +453,39 @@ def test_changelog_records_nested_too_deep_or_declaring_too_much_are_refused() -
         tracemalloc.stop()
     assert got["b"].problem is not None and got["b"].problem[0] == "corrupt"
     assert "limit" in got["b"].problem[1] and peak < 5_000_000  # nothing inflated
+
+
+@pytest.mark.kafka
+async def test_two_live_instances_with_one_instance_id_are_named_as_the_likely_cause(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two stores with the same ``state.instance_id`` (one transactional id) fence each other
+    at every checkpoint: each checkpoint still lands (the producer is recreated), and the
+    WARNING names the setting as the likely cause."""
+    topic = topic_factory("kfence", partitions=1)
+    kafka = KafkaConfig(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        predictions_topic=topic,
+    )
+    state = StateConfig(backend="kafka", instance_id="twin")
+    caplog.set_level(logging.WARNING, logger="monitor.kafka_store")
+    first = await asyncio.to_thread(KafkaStateStore, kafka, state)
+    second = None
+    try:
+        await asyncio.to_thread(first.save, {"m": (b"a1", (topic, 0))}, {(topic, 0): 1})
+        second = await asyncio.to_thread(KafkaStateStore, kafka, state)  # fences the first
+        await asyncio.to_thread(first.save, {"m": (b"a2", (topic, 0))}, {(topic, 0): 2})
+    finally:
+        await asyncio.to_thread(first.close)
+        if second is not None:
+            await asyncio.to_thread(second.close)
+        # aiokafka's internal futures of the fenced producer hold the error: collected now
+        # rather than during a later import (CPython 3.11.7's ast.parse fails on a __del__
+        # that logs while it runs: "AST constructor recursion depth mismatch").
+        gc.collect()
+    fenced = [r.getMessage() for r in caplog.records if "recreating the transactional" in r.msg]
+    assert len(fenced) == 1, fenced
+    assert "ProducerFenced" in fenced[0]
+    assert "another live instance may be running with the same state.instance_id" in fenced[0]
+    assert "'twin'" in fenced[0]
