@@ -25,29 +25,11 @@ from monitor.alerting.config import AlertingConfig
 from monitor.alerting.database import SCHEMA_VERSION
 from monitor.alerting.dispatcher import Dispatcher
 from monitor.alerting.engine import AlertService
-from monitor.alerting.notification import FORMAT_VERSION, Notification, SignalEvidence
+from monitor.alerting.notification import FORMAT_VERSION
 from monitor.alerting.outbox import Outbox
 from monitor.alerting.receivers import build_receiver
 from monitor.clock import Clock, ManualClock, SystemClock
-
-
-def note(key: str, fp: str, action: str = "fire") -> Notification:
-    return Notification(
-        idempotency_key=key,
-        fingerprint=fp,
-        action=action,  # type: ignore[arg-type]
-        status="resolved" if action == "resolve" else "firing",
-        model="churn",
-        model_version=None,
-        group={"model": "churn"},
-        severity="warning",
-        started_at=1.0,
-        evaluated_at=2.0,
-        window_start=0.0,
-        window_end=1.5,
-        window_events=10,
-        signals=(SignalEvidence("drift", "x", "warning", 0.4, 0.2),),
-    )
+from tests.test_outbox import note
 
 
 async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:

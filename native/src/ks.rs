@@ -994,40 +994,20 @@ mod tests {
     #[ignore]
     fn timing() {
         let mut g = Samples(3);
+        let mut normal_pairs = |shift: f64, round: Option<i32>| -> Vec<Pair> {
+            (0..22)
+                .map(|_| {
+                    (
+                        g.normals(10_000, 0.0, 1.0, round),
+                        g.normals(5_000, shift, 1.0, round),
+                    )
+                })
+                .collect()
+        };
         let cases: Vec<(&str, Vec<Pair>)> = vec![
-            (
-                "null",
-                (0..22)
-                    .map(|_| {
-                        (
-                            g.normals(10_000, 0.0, 1.0, None),
-                            g.normals(5_000, 0.0, 1.0, None),
-                        )
-                    })
-                    .collect(),
-            ),
-            (
-                "shift 0.1",
-                (0..22)
-                    .map(|_| {
-                        (
-                            g.normals(10_000, 0.0, 1.0, None),
-                            g.normals(5_000, 0.1, 1.0, None),
-                        )
-                    })
-                    .collect(),
-            ),
-            (
-                "rounded 1",
-                (0..22)
-                    .map(|_| {
-                        (
-                            g.normals(10_000, 0.0, 1.0, Some(1)),
-                            g.normals(5_000, 0.0, 1.0, Some(1)),
-                        )
-                    })
-                    .collect(),
-            ),
+            ("null", normal_pairs(0.0, None)),
+            ("shift 0.1", normal_pairs(0.1, None)),
+            ("rounded 1", normal_pairs(0.0, Some(1))),
             ("lattice", service_pairs(0, 0)[..1].to_vec()),
             ("equal", service_pairs(0, 0)[3..4].to_vec()),
         ];
