@@ -382,7 +382,8 @@ class AlertRule(_Strict):
     repeat_interval_seconds: float = Field(
         default=4 * 3600.0,
         gt=0,
-        description="Re-notify a still-firing incident after this long without a notification.",
+        description="Re-notify a still-firing incident after this long without a notification, "
+        "on the monitor's wall clock (a backlog caught up in minutes reminds nobody).",
     )
     runbook_url: str | None = Field(
         default=None,
@@ -486,7 +487,8 @@ class RetrainPolicy(_Strict):
         ge=0,
         description="Rate limit across incidents (retraining is expensive): a new incident "
         "within this interval of the last trigger is held back (counted as suppressed) and "
-        "triggers once it has passed, if still open. One incident never triggers twice.",
+        "triggers once it has passed, if still open. One incident never triggers twice. "
+        "Runs on the monitor's wall clock, not the data's event time.",
     )
 
 

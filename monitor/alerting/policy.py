@@ -18,6 +18,7 @@ flapping detector cannot cause a notification storm:
   update  a firing signal not notified before, a notified signal      firing sigs
           resolved while others still fire, or higher severity        (+ cleared)
   repeat  still firing, nothing sent for ``repeat_interval_seconds``  firing sigs
+          (of the wall clock: see :func:`decide`'s ``wall``)
   resolve every signal resolved, and a fire was sent                  notified sigs
   mute    firing but every firing signal is silenced (metrics only)   muted sigs
   ======  ==========================================================  ===========
@@ -105,13 +106,18 @@ class GroupState:
     notified: bool = False
     notified_keys: frozenset[str] = frozenset()
     notified_severity: str = "ok"
-    last_notified_at: float | None = None
+    last_notified_at: float | None = None  # event time of the last notification
     seq: int = 0
     muted_keys: frozenset[str] = frozenset()
     # Every incident severity a notification was routed by (a warning fire, then a critical
     # update): the resolve goes to the receivers of each, not only the last one's. Empty in
     # a state stored by an earlier build: then ``notified_severity`` alone.
     routed_severities: frozenset[str] = frozenset()
+    # The monitor's wall clock (the injected clock) at the last notification: reminders are
+    # for people, so ``repeat_interval`` runs on it, as Alertmanager's repeat_interval does; on
+    # event time, a day of backlog caught up in minutes sent six reminders in those minutes.
+    # None in a state stored by an earlier build: then event time, as that build did.
+    last_notified_wall: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +126,10 @@ class ModelAlertState:
 
     model: str
     groups: dict[str, GroupState] = field(default_factory=dict)
-    last_retrain_at: float | None = None
+    last_retrain_at: float | None = None  # event time of the last retraining trigger
+    # Wall clock of the last trigger: ``min_interval_seconds`` protects the training pipeline,
+    # which lives on the wall clock (a backlog caught up in minutes must not retrain twice).
+    last_retrain_wall: float | None = None
 
     def firing_by_severity(self) -> dict[str, int]:
         """Number of firing signals per severity (for ``monitor_alerts_firing``)."""
@@ -143,13 +152,21 @@ class ModelAlertState:
             model=self.model,
             last_retrain_at=self.last_retrain_at,
             groups=list(self.groups.values()),
+            last_retrain_wall=self.last_retrain_wall,
         )
         out = msgspec.to_builtins(doc, order="deterministic", enc_hook=_enc_hook)
+        # Fields an earlier build did not write are left out while unset: the same state
+        # gives the document it gave before (and that build still reads it).
+        for name in ("last_retrain_wall",):
+            if out.get(name) is None:
+                out.pop(name, None)
         # A signal of the whole traffic is stored as earlier builds stored it (no segment),
         # and so is a group without routed severities (no incident notified).
         for group in out["groups"]:
             if not group.get("routed_severities"):
                 group.pop("routed_severities", None)
+            if group.get("last_notified_wall") is None:
+                group.pop("last_notified_wall", None)
             for track in group["tracks"].values():
                 last = track.get("last")
                 if isinstance(last, dict) and last.get("segment", "") is None:
@@ -174,6 +191,7 @@ class ModelAlertState:
             model=doc.model,
             groups={g.fingerprint: g for g in doc.groups},
             last_retrain_at=doc.last_retrain_at,
+            last_retrain_wall=doc.last_retrain_wall,
         )
 
 
@@ -190,6 +208,7 @@ class StateDocument(msgspec.Struct):
     model: str
     groups: list[GroupState]
     last_retrain_at: float | None = None
+    last_retrain_wall: float | None = None
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -275,6 +294,7 @@ def _step_group(
     silences: Sequence[Silence],
     model: str,
     now: float,
+    wall: float,
 ) -> tuple[GroupState, list[AlertAction]]:
     tracks: dict[str, SignalTrack] = {}
     evidence: dict[str, Signal] = {}
@@ -345,6 +365,7 @@ def _step_group(
             seq=0,
             muted_keys=frozenset(),
             routed_severities=frozenset(),
+            last_notified_wall=None,
         ), actions
 
     if group.incident_started_at is None:
@@ -366,7 +387,7 @@ def _step_group(
             or severity_rank(visible_sev) > severity_rank(group.notified_severity)
         ):
             kind = "update"
-        elif group.last_notified_at is not None and now - group.last_notified_at >= repeat_every:
+        elif _repeat_due(group, now, wall, repeat_every):
             kind = "repeat"
         if kind is not None:
             severity = max_severity([visible_sev, group.notified_severity])
@@ -377,6 +398,7 @@ def _step_group(
                 notified_keys=(group.notified_keys - cleared) | visible,
                 notified_severity=severity,
                 last_notified_at=now,
+                last_notified_wall=wall,
                 seq=group.seq + 1,
                 routed_severities=group.routed_severities | {severity},
             )
@@ -389,6 +411,14 @@ def _step_group(
     return group, actions
 
 
+def _repeat_due(group: GroupState, now: float, wall: float, every: float) -> bool:
+    """Whether a reminder is due: ``every`` seconds of the wall clock since the last
+    notification (of event time for a state an earlier build stored, as it did)."""
+    if group.last_notified_wall is not None:
+        return wall - group.last_notified_wall >= every
+    return group.last_notified_at is not None and now - group.last_notified_at >= every
+
+
 def decide(
     previous: ModelAlertState | None,
     signals: Sequence[Signal],
@@ -399,6 +429,7 @@ def decide(
     silences: Sequence[Silence] = (),
     group_by: Sequence[str] = ("model",),
     silenced_at: float | None = None,
+    wall: float | None = None,
 ) -> Decision:
     """Advance one model's alert state by one evaluation and say what to notify.
 
@@ -412,6 +443,12 @@ def decide(
     silences are judged at: the wall clock of the decision, since people set silences on
     the wall clock ("mute for two hours from now"). Judged at event time, a silence created
     a minute ago did not mute an evaluation of events a few minutes old, which paged.
+
+    ``wall`` (default ``now``): the monitor's wall clock at the decision, which paces what is
+    for people: reminders (``repeat_interval_seconds``). Whether an incident opens or
+    closes, and when it started, is the data's to say: event time (``now``), so a replay
+    decides the same incidents with the same keys. A backlog of a day caught up in minutes
+    opens and closes its incidents as they happened, and reminds nobody in those minutes.
     """
     state = previous if previous is not None else ModelAlertState(model=ctx.model)
     if state.model != ctx.model:
@@ -426,7 +463,8 @@ def decide(
         return Decision(state=replace(state, groups={}), actions=[])
     at = now if silenced_at is None else silenced_at
     live = [s for s in silences if s.active_at(at)]
-    return _decide_groups(state, signals, ctx, now, rules, live, group_by)
+    clock = now if wall is None else wall
+    return _decide_groups(state, signals, ctx, now, rules, live, group_by, clock)
 
 
 def _decide_groups(
@@ -437,6 +475,7 @@ def _decide_groups(
     rules: Sequence[AlertRule],
     silences: Sequence[Silence],
     group_by: Sequence[str],
+    wall: float,
 ) -> Decision:
     """:func:`decide` in full: the signals grouped, every group stepped."""
     by_group: dict[str, tuple[dict[str, str], dict[str, Signal]]] = {}
@@ -460,7 +499,7 @@ def _decide_groups(
     for fp in sorted(set(state.groups) | set(by_group)):
         labels, current = by_group.get(fp, (None, {}))
         prev = state.groups.get(fp) or GroupState(labels=labels or {}, fingerprint=fp)
-        new, acts = _step_group(prev, current, rules, silences, ctx.model, now)
+        new, acts = _step_group(prev, current, rules, silences, ctx.model, now, wall)
         actions.extend(acts)
         if new.tracks or new.incident_started_at is not None:
             groups[fp] = new

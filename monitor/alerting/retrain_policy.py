@@ -16,17 +16,23 @@ performance drop), and follows the alert policy's incidents:
   evaluation) and triggers once the interval has passed if it is still open and
   still warrants retraining; an incident that resolves before then never triggers.
 
-Nothing new is stored: "already triggered for this incident" is ``incident started at or
-before the last trigger`` (``last_retrain_at``), which a state written by an earlier build
-already holds. Time is the evaluation's event time, like the alert policy's, so a replay
-after a restart, or a backlog caught up in minutes, decides as the live run did: the same
-incidents, the same triggers, the same idempotency keys (the outbox drops a repeat).
+"Already triggered for this incident" is ``incident started at or before the last
+trigger`` (``last_retrain_at``, event time). Incidents are the data's: they open and close
+on the evaluation's event time, like the alert policy's, so a replay after a restart
+decides the same incidents with the same idempotency keys (the outbox drops a repeat).
+
+``min_interval_seconds`` protects the training pipeline, which runs on the wall clock: it
+is measured on the monitor's (injected) clock since the last trigger
+(``last_retrain_wall``, stored with the alert state, so a restart keeps it). On event time,
+a backlog of two days caught up in minutes retrained twice in those minutes. A state
+written by an earlier build has no ``last_retrain_wall``: its interval runs on event time,
+as it did, until the next trigger.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from monitor.alerting.config import RetrainPolicy
 from monitor.alerting.policy import ModelAlertState, signal_key
@@ -58,6 +64,7 @@ def decide_retrain(
     silences: Sequence[Silence] = (),
     silenced_at: float | None = None,
     alert_state: ModelAlertState | None = None,
+    wall: float | None = None,
 ) -> RetrainDecision:
     """Whether this evaluation warrants a retraining trigger (see the module docstring).
 
@@ -66,7 +73,8 @@ def decide_retrain(
     :func:`~monitor.alerting.policy.decide` stepped it with this same evaluation; only the
     signals firing in it count, and its incidents say whether this one was triggered for.
     Without it (a bare call), every critical signal counts as firing, in an incident that
-    opens now.
+    opens now. ``wall`` (default ``silenced_at``, else ``now``): the monitor's wall clock,
+    that ``min_interval_seconds`` runs on (since ``alert_state.last_retrain_wall``).
 
     >>> from monitor.alerting.config import RetrainPolicy
     >>> ctx = EvaluationContext("m", "1", 100.0, 0.0, 90.0, 10, 10)
@@ -78,6 +86,7 @@ def decide_retrain(
     True
     """
     at = now if silenced_at is None else silenced_at
+    clock = at if wall is None else wall
     live = [s for s in signals if not is_silenced(silences, s, at)]
     # Features of the whole traffic: a feature drifting in three segments is one feature
     # (and the whole's own verdict counts it when the drift is broad enough to retrain for).
@@ -109,9 +118,20 @@ def decide_retrain(
     if not new:
         return RetrainDecision(False, False, reason, evidence_t)
     incident = min(new)
-    if last_retrain_at is not None and now - last_retrain_at < policy.min_interval_seconds:
+    last_wall = alert_state.last_retrain_wall if alert_state is not None else None
+    interval = policy.min_interval_seconds
+    if last_wall is not None:
+        cooling = clock - last_wall < interval
+    else:  # a state of an earlier build (or a bare call): event time, as it was
+        cooling = last_retrain_at is not None and now - last_retrain_at < interval
+    if cooling:
         return RetrainDecision(False, True, reason, evidence_t, incident)
     return RetrainDecision(True, False, reason, evidence_t, incident)
+
+
+def record_retrain(state: ModelAlertState, now: float, wall: float) -> ModelAlertState:
+    """``state`` after a trigger was sent at event time ``now``, wall clock ``wall``."""
+    return replace(state, last_retrain_at=now, last_retrain_wall=wall)
 
 
 def _incident_starts(
@@ -133,4 +153,4 @@ def _incident_starts(
     return starts
 
 
-__all__ = ["RetrainDecision", "decide_retrain"]
+__all__ = ["RetrainDecision", "decide_retrain", "record_retrain"]

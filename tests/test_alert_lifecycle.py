@@ -1,0 +1,177 @@
+"""The alert lifecycle on two clocks: incidents on event time, people's pacing on the wall clock.
+
+Incidents open and close on the data's event time (a replay decides them again with the
+same keys); reminders, the retraining rate limit and the batching of updates run on the
+monitor's wall clock, here an injected :class:`~monitor.clock.ManualClock` that the tests
+move (no sleeps). Deliveries go through :class:`~monitor.alerting.engine.AlertService` to
+real local HTTP receivers (``tests/alert_receivers.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alert_receivers import RecordingReceiver
+from prometheus_client import CollectorRegistry
+
+from monitor.alerting.config import AlertingConfig
+from monitor.alerting.engine import AlertService
+from monitor.clock import ManualClock
+from monitor.signals import EvaluationContext, Signal
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+STEP = 600.0  # event time between evaluations: ten minutes
+T0 = 1_700_000_000.0  # event time of the backlog's first evaluation
+WALL0 = 1_800_000_000.0  # the monitor's clock when it starts catching up
+FAST = {"initial_backoff_seconds": 0.02, "max_backoff_seconds": 0.05, "deadline_seconds": 30}
+
+
+def config(receivers: dict[str, Any], **extra: Any) -> AlertingConfig:
+    return AlertingConfig.model_validate(
+        {"receivers": receivers, "delivery": {**FAST, **extra.pop("delivery", {})}, **extra}
+    )
+
+
+def service(cfg: AlertingConfig, path: Path, clock: ManualClock, **kw: Any) -> AlertService:
+    return AlertService(
+        cfg,
+        registry=kw.pop("registry", None) or CollectorRegistry(),
+        clock=clock,
+        outbox_path=str(path),
+        rng=random.Random(1),
+        poll_interval_seconds=0.02,
+        **kw,
+    )
+
+
+def evaluation(
+    t: float, model: str = "churn", **severities: str
+) -> tuple[EvaluationContext, list[Signal]]:
+    ctx = EvaluationContext(model, "7", t, t - STEP, t - 1, 1000, 9000)
+    signals = [
+        Signal(model, "drift", f, s, 0.4 if s != "ok" else 0.01, 0.2, "psi")  # type: ignore[arg-type]
+        for f, s in severities.items()
+    ]
+    return ctx, signals
+
+
+async def settle(svc: AlertService, within: float = 5.0) -> None:
+    """Until the outbox holds nothing pending (delivered or given up)."""
+    await wait_until(lambda: "pending" not in svc.outbox.counts(), within)
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def actions(rx: RecordingReceiver) -> list[str]:
+    return [r.json["action"] for r in rx.requests]
+
+
+@pytest.fixture
+async def rx() -> AsyncIterator[RecordingReceiver]:
+    async with RecordingReceiver() as receiver:
+        yield receiver
+
+
+# ------------------------------------------------------------- 1. backlog catch-up
+
+
+async def test_a_day_of_backlog_caught_up_in_minutes_sends_no_reminder(rx, tmp_path):
+    clock = ManualClock(WALL0)
+    svc = service(config({"hook": {"type": "webhook", "url": rx.url}}), tmp_path / "o.db", clock)
+    await svc.start()
+    try:
+        # 24 h of event time, one evaluation every ten minutes, caught up at one a second.
+        t = T0
+        while t <= T0 + DAY:
+            svc.submit(*evaluation(t, income="critical"))
+            t += STEP
+            clock.advance(1.0)
+        await settle(svc)
+        assert actions(rx) == ["fire"]  # main: a fire and six reminders within 145 s
+        # Live again: the reminder comes four hours of the wall clock after the page.
+        clock.set(WALL0 + 4 * HOUR - 1)
+        assert svc.submit(*evaluation(t, income="critical")) == []
+        clock.set(WALL0 + 4 * HOUR)
+        assert [n.action for n in svc.submit(*evaluation(t + STEP, income="critical"))] == [
+            "repeat"
+        ]
+        # The backlog's incident still closes on the data's time, and the resolve goes out.
+        for i in range(3):
+            svc.submit(*evaluation(t + (2 + i) * STEP, income="ok"))
+        await settle(svc)
+        assert actions(rx) == ["fire", "repeat", "resolve"]
+    finally:
+        await svc.stop()
+
+
+async def test_the_reminder_clock_survives_a_restart(rx, tmp_path):
+    clock = ManualClock(WALL0)
+    cfg = config({"hook": {"type": "webhook", "url": rx.url}})
+    svc = service(cfg, tmp_path / "o.db", clock)
+    await svc.start()
+    svc.submit(*evaluation(T0, income="critical"))
+    await settle(svc)
+    await svc.stop()
+    # Restarted an hour later (wall), with six hours of events waiting: no reminder yet.
+    clock.advance(HOUR)
+    again = service(cfg, tmp_path / "o.db", clock)
+    await again.start()
+    try:
+        for i in range(1, 37):
+            assert again.submit(*evaluation(T0 + i * STEP, income="critical")) == []
+        clock.set(WALL0 + 4 * HOUR)
+        sent = again.submit(*evaluation(T0 + 37 * STEP, income="critical"))
+        assert [n.action for n in sent] == ["repeat"]
+        await settle(again)
+        assert actions(rx) == ["fire", "repeat"]
+    finally:
+        await again.stop()
+
+
+async def test_two_days_of_backlog_retrain_once_until_the_wall_clock_interval_passed(rx, tmp_path):
+    clock = ManualClock(WALL0)
+    registry = CollectorRegistry()
+    cfg = config(
+        {"train": {"type": "retrain", "url": rx.url}},
+        retrain_policy={"receiver": "train", "min_critical_drifted_features": 2},
+    )
+    svc = service(cfg, tmp_path / "o.db", clock, registry=registry)
+    await svc.start()
+    try:
+        t = T0
+        for _ in range(6):  # incident 1: an hour
+            svc.submit(*evaluation(t, a="critical", b="critical"))
+            t, _ = t + STEP, clock.advance(1.0)
+        for _ in range(3):  # resolve_after 3: it ends
+            svc.submit(*evaluation(t, a="ok", b="ok"))
+            t, _ = t + STEP, clock.advance(1.0)
+        while t < T0 + 2 * DAY:  # incident 2: the rest of two days of event time
+            svc.submit(*evaluation(t, a="critical", b="critical"))
+            t, _ = t + STEP, clock.advance(1.0)
+        await settle(svc)
+        assert len(rx.requests) == 1  # main: a second trigger 24 h of event time later
+        suppressed = registry.get_sample_value(
+            "monitor_notifications_total", {"receiver": "train", "outcome": "suppressed"}
+        )
+        assert suppressed and suppressed > 0
+        # A day of the wall clock after the first trigger, the held-back incident triggers.
+        clock.set(WALL0 + DAY)
+        sent = svc.submit(*evaluation(t, a="critical", b="critical"))
+        assert [n.action for n in sent] == ["retrain"]
+        await settle(svc)
+        assert len(rx.requests) == 2
+        assert rx.requests[0].json["idempotency_key"] != rx.requests[1].json["idempotency_key"]
+    finally:
+        await svc.stop()
