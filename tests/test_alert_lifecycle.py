@@ -175,3 +175,42 @@ async def test_two_days_of_backlog_retrain_once_until_the_wall_clock_interval_pa
         assert rx.requests[0].json["idempotency_key"] != rx.requests[1].json["idempotency_key"]
     finally:
         await svc.stop()
+
+
+# ------------------------------------------------- 3. event time behind the last trigger
+
+
+async def test_an_incident_with_older_events_than_the_last_trigger_still_triggers(rx, tmp_path):
+    clock = ManualClock(WALL0)
+    cfg = config(
+        {"train": {"type": "retrain", "url": rx.url}},
+        retrain_policy={
+            "receiver": "train",
+            "min_critical_drifted_features": 2,
+            "min_interval_seconds": HOUR,
+        },
+    )
+    svc = service(cfg, tmp_path / "o.db", clock)
+    await svc.start()
+    try:
+        first = svc.submit(*evaluation(T0, a="critical", b="critical"))
+        assert [n.action for n in first] == ["retrain"]
+        for i in range(1, 4):  # resolve_after 3: incident 1 ends
+            svc.submit(*evaluation(T0 + i * STEP, a="ok", b="ok"))
+        # Event time moves back a day (a producer's clock, a replayed topic): a new incident
+        # whose start is before the last trigger's event time. Not covered by that trigger.
+        clock.advance(2 * HOUR)
+        t = T0 - DAY
+        sent = svc.submit(*evaluation(t, a="critical", b="critical"))
+        assert [n.action for n in sent] == ["retrain"]  # main: never triggered
+        assert sent[0].started_at == t and sent[0].idempotency_key != first[0].idempotency_key
+        # ... and once only, also after a restart (the covered incidents are in the state).
+        await svc.stop()
+        svc = service(cfg, tmp_path / "o.db", clock)
+        await svc.start()
+        clock.advance(2 * HOUR)
+        assert svc.submit(*evaluation(t + STEP, a="critical", b="critical")) == []
+        await settle(svc)
+        assert len(rx.requests) == 2
+    finally:
+        await svc.stop()

@@ -130,6 +130,11 @@ class ModelAlertState:
     # Wall clock of the last trigger: ``min_interval_seconds`` protects the training pipeline,
     # which lives on the wall clock (a backlog caught up in minutes must not retrain twice).
     last_retrain_wall: float | None = None
+    # Which incidents the last trigger covered: alert group fingerprint -> incident start.
+    # Event time may move backwards (a producer's clock, a replayed topic), so "started at
+    # or before the last trigger" took an incident opened after it for a covered one, and
+    # that incident never triggered. None: a state of an earlier build (then that rule).
+    retrain_covers: dict[str, float] | None = None
 
     def firing_by_severity(self) -> dict[str, int]:
         """Number of firing signals per severity (for ``monitor_alerts_firing``)."""
@@ -153,11 +158,12 @@ class ModelAlertState:
             last_retrain_at=self.last_retrain_at,
             groups=list(self.groups.values()),
             last_retrain_wall=self.last_retrain_wall,
+            retrain_covers=self.retrain_covers,
         )
         out = msgspec.to_builtins(doc, order="deterministic", enc_hook=_enc_hook)
         # Fields an earlier build did not write are left out while unset: the same state
         # gives the document it gave before (and that build still reads it).
-        for name in ("last_retrain_wall",):
+        for name in ("last_retrain_wall", "retrain_covers"):
             if out.get(name) is None:
                 out.pop(name, None)
         # A signal of the whole traffic is stored as earlier builds stored it (no segment),
@@ -192,6 +198,7 @@ class ModelAlertState:
             groups={g.fingerprint: g for g in doc.groups},
             last_retrain_at=doc.last_retrain_at,
             last_retrain_wall=doc.last_retrain_wall,
+            retrain_covers=doc.retrain_covers,
         )
 
 
@@ -209,6 +216,7 @@ class StateDocument(msgspec.Struct):
     groups: list[GroupState]
     last_retrain_at: float | None = None
     last_retrain_wall: float | None = None
+    retrain_covers: dict[str, float] | None = None
 
 
 def _enc_hook(obj: Any) -> Any:

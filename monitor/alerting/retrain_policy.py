@@ -16,10 +16,16 @@ performance drop), and follows the alert policy's incidents:
   evaluation) and triggers once the interval has passed if it is still open and
   still warrants retraining; an incident that resolves before then never triggers.
 
-"Already triggered for this incident" is ``incident started at or before the last
-trigger`` (``last_retrain_at``, event time). Incidents are the data's: they open and close
-on the evaluation's event time, like the alert policy's, so a replay after a restart
-decides the same incidents with the same idempotency keys (the outbox drops a repeat).
+"Already triggered for this incident": the trigger records the incidents it covered
+(``retrain_covers``: alert group fingerprint -> incident start, stored with the alert
+state). "Started at or before the last trigger" is not enough: event time can move
+backwards, and an incident opened after the trigger with older events was taken for a
+covered one and never triggered. A state written by an earlier build has no record; for it
+that rule stands (``last_retrain_at``, event time) until its next trigger.
+
+Incidents are the data's: they open and close on the evaluation's event time, like the
+alert policy's, so a replay after a restart decides the same incidents with the same
+idempotency keys (the outbox drops a repeat).
 
 ``min_interval_seconds`` protects the training pipeline, which runs on the wall clock: it
 is measured on the monitor's (injected) clock since the last trigger
@@ -109,11 +115,12 @@ def decide_retrain(
         return RetrainDecision(False, False, "", ())
     evidence_t = tuple(sorted(evidence, key=lambda s: (s.kind, s.subject)))
     reason = "; ".join(reasons)
-    # Incidents opened after the last trigger; one started at or before it was covered by it.
+    # Incidents the last trigger did not cover.
+    covers = alert_state.retrain_covers if alert_state is not None else None
     new = [
-        starts[signal_key(s)]
-        for s in evidence_t
-        if last_retrain_at is None or starts[signal_key(s)] > last_retrain_at
+        started
+        for fp, started in (starts[signal_key(s)] for s in evidence_t)
+        if not _covered(covers, fp, started, last_retrain_at)
     ]
     if not new:
         return RetrainDecision(False, False, reason, evidence_t)
@@ -130,26 +137,43 @@ def decide_retrain(
 
 
 def record_retrain(state: ModelAlertState, now: float, wall: float) -> ModelAlertState:
-    """``state`` after a trigger was sent at event time ``now``, wall clock ``wall``."""
-    return replace(state, last_retrain_at=now, last_retrain_wall=wall)
+    """``state`` after a trigger was sent at event time ``now``, wall clock ``wall``: it
+    covers every incident of the model open now (retraining retrains the whole model)."""
+    covers = {
+        fp: g.incident_started_at
+        for fp, g in state.groups.items()
+        if g.incident_started_at is not None
+    }
+    return replace(state, last_retrain_at=now, last_retrain_wall=wall, retrain_covers=covers)
+
+
+def _covered(
+    covers: dict[str, float] | None, fp: str, started: float, last_retrain_at: float | None
+) -> bool:
+    """Whether the last trigger covered the incident of group ``fp`` started at ``started``."""
+    if covers is not None:
+        return covers.get(fp) == started
+    # A state of an earlier build (or a bare call): the rule it was written under.
+    return last_retrain_at is not None and started <= last_retrain_at
 
 
 def _incident_starts(
     state: ModelAlertState | None, live: Sequence[Signal], now: float
-) -> dict[str, float]:
-    """Signal key -> start of the open incident it fires in, for every firing signal.
+) -> dict[str, tuple[str, float]]:
+    """Signal key -> (group fingerprint, start) of the open incident it fires in, for every
+    firing signal.
 
     Without a state, every live signal fires, in an incident that opens ``now``.
     """
     if state is None:
-        return {signal_key(s): now for s in live}
-    starts: dict[str, float] = {}
-    for group in state.groups.values():
+        return {signal_key(s): ("", now) for s in live}
+    starts: dict[str, tuple[str, float]] = {}
+    for fp, group in state.groups.items():
         if group.incident_started_at is None:
             continue
         for key, track in group.tracks.items():
             if track.firing:
-                starts[key] = group.incident_started_at
+                starts[key] = (fp, group.incident_started_at)
     return starts
 
 
