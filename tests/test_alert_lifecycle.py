@@ -214,3 +214,100 @@ async def test_an_incident_with_older_events_than_the_last_trigger_still_trigger
         assert len(rx.requests) == 2
     finally:
         await svc.stop()
+
+
+# ------------------------------------------------------------- 2. update storms
+
+
+def test_pacing_batches_updates_and_never_holds_a_resolve_or_an_escalation():
+    """The pure policy: features joining one a minute, group_interval 5 min."""
+    from monitor.alerting.config import AlertRule
+    from monitor.alerting.policy import Pacing, decide
+
+    pacing = Pacing(group_interval=300.0)
+    rules = [AlertRule(resolve_after=1)]
+    state = None
+    sent: list[tuple[float, str, list[str]]] = []
+
+    def step(t: float, **severities: str) -> None:
+        nonlocal state
+        ctx, signals = evaluation(T0 + t, **severities)
+        d = decide(state, signals, ctx, T0 + t, rules=rules, wall=WALL0 + t, pacing=pacing)
+        state = d.state
+        sent.extend((t, a.kind, [s.subject for s in a.signals]) for a in d.actions)
+
+    names = [f"f{i}" for i in range(10)]
+    for i in range(10):  # one more feature drifts each minute
+        step(60.0 * i, **{n: ("warning" if j <= i else "ok") for j, n in enumerate(names)})
+    assert [(t, k) for t, k, _ in sent] == [(0.0, "fire"), (300.0, "update")]
+    for t in (600.0, 660.0):  # nothing new: the held changes go out at the next interval
+        step(t, **dict.fromkeys(names, "warning"))
+    assert sent[-1] == (600.0, "update", names)
+    step(700.0, **{**dict.fromkeys(names, "warning"), "f0": "critical"})  # escalation: at once
+    assert sent[-1][:2] == (700.0, "update")
+    step(710.0, **dict.fromkeys(names, "ok"))  # resolve: at once
+    assert sent[-1][:2] == (710.0, "resolve") and len(sent) == 5
+
+
+async def test_features_joining_one_at_a_time_page_once_per_group_interval(rx, tmp_path):
+    clock = ManualClock(WALL0)
+    svc = service(config({"hook": {"type": "webhook", "url": rx.url}}), tmp_path / "o.db", clock)
+    await svc.start()
+    try:
+        names = [f"f{i}" for i in range(8)]
+        for i in range(8):  # live: one more feature every 30 s of both clocks
+            svc.submit(
+                *evaluation(
+                    T0 + 30 * i, **{n: ("warning" if j <= i else "ok") for j, n in enumerate(names)}
+                )
+            )
+            clock.advance(30)
+        await settle(svc)
+        assert actions(rx) == ["fire"]  # main: a fire and seven updates in four minutes
+        clock.set(WALL0 + 300)  # the default group_interval: 5 min after the fire
+        svc.submit(*evaluation(T0 + 300, **dict.fromkeys(names, "warning")))
+        await settle(svc)
+        assert actions(rx) == ["fire", "update"]
+        assert sorted(s["subject"] for s in rx.requests[1].json["signals"]) == names
+        svc.submit(*evaluation(T0 + 330, **dict.fromkeys(names, "ok")))
+        svc.submit(*evaluation(T0 + 360, **dict.fromkeys(names, "ok")))
+        svc.submit(*evaluation(T0 + 390, **dict.fromkeys(names, "ok")))
+        await settle(svc)
+        assert actions(rx) == ["fire", "update", "resolve"]  # the resolve is never held
+    finally:
+        await svc.stop()
+
+
+async def test_group_wait_holds_the_first_page_to_gather_what_fires_with_it(rx, tmp_path):
+    clock = ManualClock(WALL0)
+    cfg = config({"hook": {"type": "webhook", "url": rx.url}}, group_wait_seconds=30)
+    svc = service(cfg, tmp_path / "o.db", clock)
+    await svc.start()
+    try:
+        assert svc.submit(*evaluation(T0, a="warning", b="ok")) == []
+        clock.advance(10)
+        assert svc.submit(*evaluation(T0 + 10, a="warning", b="critical")) == []
+        clock.advance(20)
+        (fire,) = svc.submit(*evaluation(T0 + 30, a="warning", b="critical"))
+        assert fire.action == "fire" and fire.started_at == T0  # the incident's own start
+        assert [s.subject for s in fire.signals] == ["b", "a"] and fire.severity == "critical"
+        await settle(svc)
+        assert actions(rx) == ["fire"]
+    finally:
+        await svc.stop()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("group_interval_seconds", -1),
+        ("group_interval_seconds", True),
+        ("group_wait_seconds", 7200),
+        ("group_wait_seconds", "soon"),
+    ],
+)
+def test_pacing_settings_are_validated(key, value):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=key):
+        AlertingConfig.model_validate({key: value})

@@ -47,6 +47,8 @@ Example (YAML)::
         - {match: {severity: critical}, receivers: [oncall], continue: true}
         - {match: {model: "fraud-*"}, receivers: [team-slack, ops-webhook]}
       group_by: [model]
+      group_wait_seconds: 0          # hold a first page this long (wall clock)
+      group_interval_seconds: 300    # an incident's updates at most once per this long
       silences:
         - matchers: {model: churn, subject: "missing_rate:*"}
         # - matchers: {subject: income, segment: "region=north"}   # one slice only
@@ -556,6 +558,23 @@ class AlertingConfig(BaseModel):
         default_factory=lambda: ["model"],
         description="One notification per group listing every active signal. 'model' is required.",
     )
+    group_wait_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="Alertmanager's group_wait, on the wall clock: hold an incident's first "
+        "page this long after it opened, so signals firing within it go out together. 0: "
+        "page at once. An incident that ends within it pages nobody.",
+    )
+    group_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="Alertmanager's group_interval, on the wall clock: changes to a notified "
+        "incident (a signal joining or clearing) go out at most once per this long, batched "
+        "into one update. Resolves and escalations to a higher severity are never held. 0: "
+        "every change at once.",
+    )
     silences: list[SilenceConfig] = Field(
         default_factory=list, description="Mutes from configuration (runtime ones via the API)."
     )
@@ -585,6 +604,11 @@ class AlertingConfig(BaseModel):
         description="SQLite file of the durable outbox and alert state.",
     )
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="Retry schedule.")
+
+    @field_validator("group_wait_seconds", "group_interval_seconds", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_boolean_number(cls, value, info)
 
     @field_validator("dashboard_url_template")
     @classmethod

@@ -58,6 +58,7 @@ from monitor.alerting.policy import (
     STATE_VERSION,
     AlertAction,
     ModelAlertState,
+    Pacing,
     decide,
     fingerprint,
     idempotency_key,
@@ -283,6 +284,7 @@ class AlertService:
         self._saved: dict[str, str] = {}
         self._pending_import: dict[str, ModelAlertState] = {}
         self._static_silences = from_config(config.silences)
+        self._pacing = Pacing(config.group_wait_seconds, config.group_interval_seconds)
         self._outbox: Outbox | None = None
         self._silences: SilenceStore | None = None
         self._client: httpx.AsyncClient | None = None
@@ -404,6 +406,7 @@ class AlertService:
             group_by=self._config.group_by,
             silenced_at=wall,
             wall=wall,
+            pacing=self._pacing,
         )
         state = decision.state
         items: list[tuple[str, Notification]] = []

@@ -14,9 +14,10 @@ flapping detector cannot cause a notification storm:
   ======  ==========================================================  ===========
   action  when                                                        carries
   ======  ==========================================================  ===========
-  fire    first notifiable moment of an incident                      firing sigs
+  fire    first notifiable moment of an incident (``group_wait``)     firing sigs
   update  a firing signal not notified before, a notified signal      firing sigs
-          resolved while others still fire, or higher severity        (+ cleared)
+          resolved while others still fire (at most once per         (+ cleared)
+          ``group_interval``), or higher severity (at once)
   repeat  still firing, nothing sent for ``repeat_interval_seconds``  firing sigs
           (of the wall clock: see :func:`decide`'s ``wall``)
   resolve every signal resolved, and a fire was sent                  notified sigs
@@ -118,6 +119,25 @@ class GroupState:
     # event time, a day of backlog caught up in minutes sent six reminders in those minutes.
     # None in a state stored by an earlier build: then event time, as that build did.
     last_notified_wall: float | None = None
+    # The wall clock when the incident opened, for ``group_wait`` (None: an earlier build's).
+    opened_wall: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """Alertmanager's ``group_wait`` / ``group_interval``, on the monitor's wall clock.
+
+    ``group_wait``: the first page of an incident waits this long after it opened, so that
+    signals firing within it go out together (0: at once, the default). ``group_interval``:
+    changes to a notified incident (a signal joining, a signal clearing) go out at most once
+    per this long, batched into one update listing everything that changed; features
+    joining one at a time, each an evaluation apart, paged once each. What is never held: a
+    resolve, and an escalation to a higher severity (it routes to receivers the incident
+    has not reached yet, the pager: a first page for them).
+    """
+
+    group_wait: float = 0.0
+    group_interval: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +191,9 @@ class ModelAlertState:
         for group in out["groups"]:
             if not group.get("routed_severities"):
                 group.pop("routed_severities", None)
-            if group.get("last_notified_wall") is None:
-                group.pop("last_notified_wall", None)
+            for name in ("last_notified_wall", "opened_wall"):
+                if group.get(name) is None:
+                    group.pop(name, None)
             for track in group["tracks"].values():
                 last = track.get("last")
                 if isinstance(last, dict) and last.get("segment", "") is None:
@@ -303,6 +324,7 @@ def _step_group(
     model: str,
     now: float,
     wall: float,
+    pacing: Pacing,
 ) -> tuple[GroupState, list[AlertAction]]:
     tracks: dict[str, SignalTrack] = {}
     evidence: dict[str, Signal] = {}
@@ -374,10 +396,11 @@ def _step_group(
             muted_keys=frozenset(),
             routed_severities=frozenset(),
             last_notified_wall=None,
+            opened_wall=None,
         ), actions
 
     if group.incident_started_at is None:
-        group = replace(group, incident_started_at=now)
+        group = replace(group, incident_started_at=now, opened_wall=wall)
     # ``silences``: those active when the decision is made (see decide's ``silenced_at``).
     visible = {k for k in firing if not any(s.matches(evidence[k]) for s in silences)}
     visible_sev = max_severity([firing[k].severity for k in visible])
@@ -387,15 +410,18 @@ def _step_group(
         cleared = group.notified_keys - set(firing)
         repeat_every = min(firing[k].repeat_interval for k in firing)
         kind: ActionKind | None = None
+        repeat_due = _repeat_due(group, now, wall, repeat_every)
         if not group.notified:
-            kind = "fire"
-        elif (
-            new_keys
-            or cleared
-            or severity_rank(visible_sev) > severity_rank(group.notified_severity)
-        ):
-            kind = "update"
-        elif _repeat_due(group, now, wall, repeat_every):
+            opened = group.opened_wall
+            if opened is None or wall - opened >= pacing.group_wait:
+                kind = "fire"
+        elif severity_rank(visible_sev) > severity_rank(group.notified_severity):
+            kind = "update"  # an escalation is never held: it reaches new receivers
+        elif new_keys or cleared:
+            last = group.last_notified_wall
+            if repeat_due or last is None or wall - last >= pacing.group_interval:
+                kind = "update"  # else held: the next one lists these changes too
+        elif repeat_due:
             kind = "repeat"
         if kind is not None:
             severity = max_severity([visible_sev, group.notified_severity])
@@ -438,6 +464,7 @@ def decide(
     group_by: Sequence[str] = ("model",),
     silenced_at: float | None = None,
     wall: float | None = None,
+    pacing: Pacing = Pacing(),
 ) -> Decision:
     """Advance one model's alert state by one evaluation and say what to notify.
 
@@ -457,6 +484,8 @@ def decide(
     closes, and when it started, is the data's to say: event time (``now``), so a replay
     decides the same incidents with the same keys. A backlog of a day caught up in minutes
     opens and closes its incidents as they happened, and reminds nobody in those minutes.
+    ``pacing`` (wall clock too): when a first page and an incident's updates may go out
+    (:class:`Pacing`; the default holds nothing back).
     """
     state = previous if previous is not None else ModelAlertState(model=ctx.model)
     if state.model != ctx.model:
@@ -472,7 +501,7 @@ def decide(
     at = now if silenced_at is None else silenced_at
     live = [s for s in silences if s.active_at(at)]
     clock = now if wall is None else wall
-    return _decide_groups(state, signals, ctx, now, rules, live, group_by, clock)
+    return _decide_groups(state, signals, ctx, now, rules, live, group_by, clock, pacing)
 
 
 def _decide_groups(
@@ -484,6 +513,7 @@ def _decide_groups(
     silences: Sequence[Silence],
     group_by: Sequence[str],
     wall: float,
+    pacing: Pacing,
 ) -> Decision:
     """:func:`decide` in full: the signals grouped, every group stepped."""
     by_group: dict[str, tuple[dict[str, str], dict[str, Signal]]] = {}
@@ -507,7 +537,7 @@ def _decide_groups(
     for fp in sorted(set(state.groups) | set(by_group)):
         labels, current = by_group.get(fp, (None, {}))
         prev = state.groups.get(fp) or GroupState(labels=labels or {}, fingerprint=fp)
-        new, acts = _step_group(prev, current, rules, silences, ctx.model, now, wall)
+        new, acts = _step_group(prev, current, rules, silences, ctx.model, now, wall, pacing)
         actions.extend(acts)
         if new.tracks or new.incident_started_at is not None:
             groups[fp] = new
@@ -521,6 +551,7 @@ __all__ = [
     "Decision",
     "GroupState",
     "ModelAlertState",
+    "Pacing",
     "SignalTrack",
     "StateDocument",
     "decide",
