@@ -311,3 +311,63 @@ def test_pacing_settings_are_validated(key, value):
 
     with pytest.raises(ValidationError, match=key):
         AlertingConfig.model_validate({key: value})
+
+
+# ---------------------------------------------------- 4. receiver down, then back
+
+
+async def test_a_receiver_down_for_an_hour_gets_one_page_and_the_latest_not_a_burst(rx, tmp_path):
+    clock = ManualClock(WALL0)
+    registry = CollectorRegistry()
+    cfg = config(
+        {"hook": {"type": "webhook", "url": rx.url}},
+        rules=[{"resolve_after": 1}],
+        delivery={"deadline_seconds": DAY},
+    )
+    svc = service(cfg, tmp_path / "o.db", clock, registry=registry)
+    await svc.start()
+    try:
+        await rx.go_down()
+        names = [f"f{i}" for i in range(7)]
+        t = T0
+        for i in range(7):  # an hour: every ten minutes the incident changes (one more feature)
+            svc.submit(
+                *evaluation(t, **{n: ("warning" if j <= i else "ok") for j, n in enumerate(names)})
+            )
+            t += STEP
+            clock.advance(STEP)
+            await asyncio.sleep(0.05)  # the dispatcher tries (connection refused) and backs off
+        assert actions(rx) == []
+        assert svc.outbox.counts() == {"pending": 7}  # a fire and six updates waiting
+        await rx.come_up()
+        clock.advance(1)
+        await settle(svc)
+        # The fire (the page) and the latest state; the five stale updates in between are
+        # superseded by the latest, not sent (main: all seven, one after the other).
+        assert actions(rx) == ["fire", "update"]
+        assert sorted(s["subject"] for s in rx.requests[-1].json["signals"]) == names
+        assert svc.outbox.counts() == {"delivered": 2, "superseded": 5}
+        superseded = registry.get_sample_value(
+            "monitor_notifications_total", {"receiver": "hook", "outcome": "superseded"}
+        )
+        assert superseded == 5
+        # Down again: two more changes, then the incident resolves meanwhile. The last update
+        # before it and the stale resolve are still delivered, in order.
+        await rx.go_down()
+        for i in (5, 4):
+            clock.advance(STEP)
+            svc.submit(
+                *evaluation(t, **{n: ("warning" if j <= i else "ok") for j, n in enumerate(names)})
+            )
+            t += STEP
+        svc.submit(*evaluation(t, **dict.fromkeys(names, "ok")))
+        clock.advance(HOUR)
+        await asyncio.sleep(0.05)
+        await rx.come_up()
+        clock.advance(1)
+        await settle(svc)
+        assert actions(rx) == ["fire", "update", "update", "resolve"]
+        assert [s["subject"] for s in rx.requests[2].json["signals"]] == names[:5]
+        assert svc.outbox.counts() == {"delivered": 4, "superseded": 6}
+    finally:
+        await svc.stop()
