@@ -1,10 +1,11 @@
 """The alert lifecycle on two clocks: incidents on event time, people's pacing on the wall clock.
 
 Incidents open and close on the data's event time (a replay decides them again with the
-same keys); reminders, the retraining rate limit and the batching of updates run on the
-monitor's wall clock, here an injected :class:`~monitor.clock.ManualClock` that the tests
-move (no sleeps). Deliveries go through :class:`~monitor.alerting.engine.AlertService` to
-real local HTTP receivers (``tests/alert_receivers.py``).
+same keys); the retraining rate limit runs on the monitor's wall clock, and reminders and
+batched updates need their interval passed on it as well as on event time. The wall clock
+is an injected :class:`~monitor.clock.ManualClock` that the tests move (no sleeps).
+Deliveries go through :class:`~monitor.alerting.engine.AlertService` to real local HTTP
+receivers (``tests/alert_receivers.py``).
 """
 
 from __future__ import annotations
@@ -371,3 +372,43 @@ async def test_a_receiver_down_for_an_hour_gets_one_page_and_the_latest_not_a_bu
         assert svc.outbox.counts() == {"delivered": 4, "superseded": 6}
     finally:
         await svc.stop()
+
+
+# ------------------------------------------------------- 4. recovery, then restart
+
+
+@pytest.mark.parametrize("persist_state", [False, True])
+async def test_a_resolved_incident_is_not_paged_again_after_a_restart(rx, tmp_path, persist_state):
+    """A fire, a checkpoint, the resolve, a crash; the next run, five hours later on the wall
+    clock, replays from the checkpoint (``persist_state=False``, as the monitor service runs
+    it) or restores the outbox's state. The receiver still has a fire and one resolve: no
+    reminder of the resolved incident (its reminder would be due on the wall clock alone)."""
+    clock = ManualClock(WALL0)
+    cfg = config({"hook": {"type": "webhook", "url": rx.url}})
+    svc = service(cfg, tmp_path / "o.db", clock, persist_state=persist_state)
+    await svc.start()
+    svc.submit(*evaluation(T0, income="critical"))
+    checkpoint = svc.get_state(["churn"])
+    evaluations = [evaluation(T0 + i * STEP, income="critical") for i in range(1, 4)]
+    evaluations += [evaluation(T0 + i * STEP, income="ok") for i in range(4, 7)]
+    for ev in evaluations:
+        clock.advance(60)
+        svc.submit(*ev)
+    await settle(svc)
+    assert actions(rx) == ["fire", "resolve"]
+    await svc.stop()
+    clock.advance(5 * HOUR)
+    again = service(cfg, tmp_path / "o.db", clock, persist_state=persist_state)
+    if not persist_state:
+        again.set_state(checkpoint)
+    await again.start()
+    try:
+        for ev in evaluations if not persist_state else []:
+            again.submit(*ev)  # the replay from the checkpoint
+        for i in range(7, 10):  # and the live evaluations after it
+            again.submit(*evaluation(T0 + i * STEP, income="ok"))
+        await settle(again)
+        await asyncio.sleep(0.1)
+        assert actions(rx) == ["fire", "resolve"]
+    finally:
+        await again.stop()

@@ -385,7 +385,8 @@ class AlertRule(_Strict):
         default=4 * 3600.0,
         gt=0,
         description="Re-notify a still-firing incident after this long without a notification, "
-        "on the monitor's wall clock (a backlog caught up in minutes reminds nobody).",
+        "passed on the monitor's wall clock (a backlog caught up in minutes reminds nobody) "
+        "and on event time (a replay after a restart reminds as the live run did).",
     )
     runbook_url: str | None = Field(
         default=None,
@@ -570,7 +571,8 @@ class AlertingConfig(BaseModel):
         default=300.0,
         ge=0,
         le=86400,
-        description="Alertmanager's group_interval, on the wall clock: changes to a notified "
+        description="Alertmanager's group_interval, on the wall clock (and event time, as "
+        "repeat_interval_seconds): changes to a notified "
         "incident (a signal joining or clearing) go out at most once per this long, batched "
         "into one update. Resolves and escalations to a higher severity are never held. 0: "
         "every change at once.",

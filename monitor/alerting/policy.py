@@ -19,7 +19,7 @@ flapping detector cannot cause a notification storm:
           resolved while others still fire (at most once per         (+ cleared)
           ``group_interval``), or higher severity (at once)
   repeat  still firing, nothing sent for ``repeat_interval_seconds``  firing sigs
-          (of the wall clock: see :func:`decide`'s ``wall``)
+          (on the wall clock and event time: see :func:`_elapsed`)
   resolve every signal resolved, and a fire was sent                  notified sigs
   mute    firing but every firing signal is silenced (metrics only)   muted sigs
   ======  ==========================================================  ===========
@@ -115,9 +115,9 @@ class GroupState:
     # a state stored by an earlier build: then ``notified_severity`` alone.
     routed_severities: frozenset[str] = frozenset()
     # The monitor's wall clock (the injected clock) at the last notification: reminders are
-    # for people, so ``repeat_interval`` runs on it, as Alertmanager's repeat_interval does; on
-    # event time, a day of backlog caught up in minutes sent six reminders in those minutes.
-    # None in a state stored by an earlier build: then event time, as that build did.
+    # for people, so ``repeat_interval`` runs on it too, as Alertmanager's repeat_interval
+    # does; on event time alone, a day of backlog caught up in minutes sent six reminders in
+    # those minutes. None in a state stored by an earlier build: event time alone, as it did.
     last_notified_wall: float | None = None
     # The wall clock when the incident opened, for ``group_wait`` (None: an earlier build's).
     opened_wall: float | None = None
@@ -136,8 +136,8 @@ class Pacing:
     has not reached yet, the pager: a first page for them).
     """
 
-    group_wait: float = 0.0
-    group_interval: float = 0.0
+    group_wait: float = 0.0  # wall clock since the incident opened
+    group_interval: float = 0.0  # since the last notification, on both clocks (_elapsed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,7 +410,7 @@ def _step_group(
         cleared = group.notified_keys - set(firing)
         repeat_every = min(firing[k].repeat_interval for k in firing)
         kind: ActionKind | None = None
-        repeat_due = _repeat_due(group, now, wall, repeat_every)
+        repeat_due = _elapsed(group, now, wall, repeat_every)
         if not group.notified:
             opened = group.opened_wall
             if opened is None or wall - opened >= pacing.group_wait:
@@ -418,8 +418,7 @@ def _step_group(
         elif severity_rank(visible_sev) > severity_rank(group.notified_severity):
             kind = "update"  # an escalation is never held: it reaches new receivers
         elif new_keys or cleared:
-            last = group.last_notified_wall
-            if repeat_due or last is None or wall - last >= pacing.group_interval:
+            if repeat_due or _elapsed(group, now, wall, pacing.group_interval):
                 kind = "update"  # else held: the next one lists these changes too
         elif repeat_due:
             kind = "repeat"
@@ -445,12 +444,20 @@ def _step_group(
     return group, actions
 
 
-def _repeat_due(group: GroupState, now: float, wall: float, every: float) -> bool:
-    """Whether a reminder is due: ``every`` seconds of the wall clock since the last
-    notification (of event time for a state an earlier build stored, as it did)."""
-    if group.last_notified_wall is not None:
-        return wall - group.last_notified_wall >= every
-    return group.last_notified_at is not None and now - group.last_notified_at >= every
+def _elapsed(group: GroupState, now: float, wall: float, interval: float) -> bool:
+    """Whether ``interval`` has passed since the group's last notification on both clocks.
+
+    The wall clock, because reminders and batched updates are for people: a day of backlog
+    caught up in minutes reminds nobody in those minutes. The event time too, so that a
+    replay after a restart decides what the live run decided: five hours after a crash, the
+    replayed evaluations of an incident whose resolve they are about to replay would
+    otherwise remind of it (wall clock alone: a "repeat" after the "resolve", then a second
+    resolve under a new key). Live, the two clocks advance together. A state of an earlier
+    build has no wall time: event time alone, as it did.
+    """
+    if group.last_notified_at is None or now - group.last_notified_at < interval:
+        return False
+    return group.last_notified_wall is None or wall - group.last_notified_wall >= interval
 
 
 def decide(
@@ -480,7 +487,8 @@ def decide(
     a minute ago did not mute an evaluation of events a few minutes old, which paged.
 
     ``wall`` (default ``now``): the monitor's wall clock at the decision, which paces what is
-    for people: reminders (``repeat_interval_seconds``). Whether an incident opens or
+    for people: a reminder (``repeat_interval_seconds``) needs its interval passed on the
+    wall clock as well as on event time (:func:`_elapsed`). Whether an incident opens or
     closes, and when it started, is the data's to say: event time (``now``), so a replay
     decides the same incidents with the same keys. A backlog of a day caught up in minutes
     opens and closes its incidents as they happened, and reminds nobody in those minutes.
