@@ -11,6 +11,7 @@ receivers (``tests/alert_receivers.py``).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -412,3 +413,69 @@ async def test_a_resolved_incident_is_not_paged_again_after_a_restart(rx, tmp_pa
         assert actions(rx) == ["fire", "resolve"]
     finally:
         await again.stop()
+
+
+# ------------------------------------------- 4. silence expiring, another instance
+
+
+async def test_a_silence_expiring_mid_incident_pages_once_and_the_resolve_follows(rx, tmp_path):
+    clock = ManualClock(WALL0)
+    cfg = config({"hook": {"type": "webhook", "url": rx.url}}, rules=[{"resolve_after": 1}])
+    svc = service(cfg, tmp_path / "o.db", clock)
+    await svc.start()
+    try:
+        svc.add_silence(ends_at=WALL0 + HOUR, subject="b", comment="known, OPS-1")
+        t = T0
+        assert [n.action for n in svc.submit(*evaluation(t, a="warning", b="ok"))] == ["fire"]
+        for _ in range(5):  # b drifts under its silence: the page is not updated for it
+            t, _ = t + STEP, clock.advance(STEP)
+            assert svc.submit(*evaluation(t, a="warning", b="critical")) == []
+        clock.set(WALL0 + HOUR)  # the silence ends while b still drifts: one update, at once
+        t += STEP
+        (update,) = svc.submit(*evaluation(t, a="warning", b="critical"))
+        assert update.action == "update" and update.severity == "critical"
+        assert [s.subject for s in update.signals] == ["b", "a"]
+        for _ in range(3):  # nothing new: nothing more
+            t, _ = t + STEP, clock.advance(STEP)
+            assert svc.submit(*evaluation(t, a="warning", b="critical")) == []
+        t += STEP
+        (resolve,) = svc.submit(*evaluation(t, a="ok", b="ok"))
+        assert resolve.action == "resolve" and {s.subject for s in resolve.signals} == {"a", "b"}
+        await settle(svc)
+        assert actions(rx) == ["fire", "update", "resolve"]
+    finally:
+        await svc.stop()
+
+
+async def test_an_incident_open_across_a_move_to_another_instance_is_not_paged_again(rx, tmp_path):
+    """Instance a pages and checkpoints the alert state (as the changelog carries it: JSON);
+    instance b, with its own outbox, restores it five hours later and catches up."""
+    clock = ManualClock(WALL0)
+    cfg = config({"hook": {"type": "webhook", "url": rx.url}})
+    a = service(cfg, tmp_path / "a.db", clock, persist_state=False)
+    await a.start()
+    (fire,) = a.submit(*evaluation(T0, income="critical"))
+    document = json.loads(json.dumps(a.get_state(["churn"])))
+    await settle(a)
+    await a.stop()
+    clock.advance(5 * HOUR)
+    b = service(cfg, tmp_path / "b.db", clock, persist_state=False)
+    b.set_state(document)
+    await b.start()
+    try:
+        t = T0 + STEP
+        sent = []
+        while t < T0 + 5 * HOUR:  # five hours of backlog: one reminder, at four hours of data
+            sent += [(t, n.action) for n in b.submit(*evaluation(t, income="critical"))]
+            t += STEP
+        assert sent == [(T0 + 4 * HOUR, "repeat")]
+        for _ in range(3):
+            sent += [(t, n.action) for n in b.submit(*evaluation(t, income="ok"))]
+            t += STEP
+        assert sent[-1] == (t - STEP, "resolve")
+        await settle(b)
+        assert actions(rx) == ["fire", "repeat", "resolve"]
+        assert {r.json["started_at"] for r in rx.requests} == {rx.requests[0].json["started_at"]}
+        assert rx.requests[-1].json["fingerprint"] == fire.fingerprint
+    finally:
+        await b.stop()
