@@ -479,3 +479,55 @@ async def test_an_incident_open_across_a_move_to_another_instance_is_not_paged_a
         assert rx.requests[-1].json["fingerprint"] == fire.fingerprint
     finally:
         await b.stop()
+
+
+# ------------------------------------------------------------- 4. flapping
+
+
+def _flap(rule: dict[str, Any], pattern: list[str], cycles: int) -> list[str]:
+    """The pure policy over ``cycles`` repetitions of ``pattern``, one evaluation a minute
+    on both clocks, then ten quiet minutes; returns the action kinds."""
+    from monitor.alerting.config import AlertRule
+    from monitor.alerting.policy import decide
+
+    rules, state, kinds = [AlertRule.model_validate(rule)], None, []
+    severities = pattern * cycles + ["ok"] * 10
+    for i, severity in enumerate(severities):
+        ctx, signals = evaluation(T0 + 60 * i, income=severity)
+        d = decide(state, signals, ctx, T0 + 60 * i, rules=rules, wall=WALL0 + 60 * i)
+        state = d.state
+        kinds += [a.kind for a in d.actions]
+    return kinds
+
+
+def test_flapping_every_evaluation_pages_once_by_hysteresis():
+    assert _flap({}, ["warning", "ok"], 30) == ["fire", "resolve"]
+
+
+def test_slow_flapping_is_held_open_by_keep_firing_for():
+    # On for one evaluation, off for three (resolve_after): a fire and a resolve every four
+    # minutes at the defaults, thirty pages in an hour.
+    slow = ["warning", "ok", "ok", "ok"]
+    assert _flap({}, slow, 15) == ["fire", "resolve"] * 15
+    # A minimum duration before resolving: one incident while it flaps, resolved once quiet.
+    assert _flap({"keep_firing_for_seconds": 600}, slow, 15) == ["fire", "resolve"]
+
+
+async def test_keep_firing_for_end_to_end_through_a_real_receiver(rx, tmp_path):
+    clock = ManualClock(WALL0)
+    cfg = config(
+        {"hook": {"type": "webhook", "url": rx.url}}, rules=[{"keep_firing_for_seconds": 600}]
+    )
+    svc = service(cfg, tmp_path / "o.db", clock)
+    await svc.start()
+    try:
+        sent = []
+        for i, severity in enumerate(["warning", "ok", "ok", "ok"] * 10 + ["ok"] * 10):
+            sent += svc.submit(*evaluation(T0 + 60 * i, income=severity))
+            clock.advance(60)
+        await settle(svc)
+        assert actions(rx) == ["fire", "resolve"]
+        # The last active evaluation is the 37th (i = 36): resolved 600 s of event time later.
+        assert sent[-1].ended_at == T0 + 60 * (36 + 10)
+    finally:
+        await svc.stop()

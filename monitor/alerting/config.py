@@ -381,6 +381,15 @@ class AlertRule(_Strict):
         ge=1,
         description="Consecutive ok evaluations before resolving (hysteresis against flapping).",
     )
+    keep_firing_for_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=7 * 86400,
+        description="A minimum duration before resolving, as Prometheus' keep_firing_for: a "
+        "firing signal resolves only once it has also been ok this long (event time) since "
+        "its last active evaluation. Against slow flapping (on for one evaluation, off for "
+        "resolve_after), which pages a fire and a resolve per cycle. 0: resolve_after only.",
+    )
     repeat_interval_seconds: float = Field(
         default=4 * 3600.0,
         gt=0,

@@ -6,7 +6,8 @@ flapping detector cannot cause a notification storm:
 
 * per signal (``kind:subject``; ``kind:subject@segment`` for a segment's): it *fires*
   after ``for`` consecutive active evaluations and *resolves* after ``resolve_after``
-  consecutive ok ones;
+  consecutive ok ones (and, with ``keep_firing_for_seconds``, once that long of event time
+  has passed since its last active evaluation);
 * per alert group (the model, optionally split by kind, see ``group_by``):
   an *incident* is open while any of its signals fires;
 * one notification per group and evaluation, listing every firing signal:
@@ -94,6 +95,10 @@ class SignalTrack:
     resolve_after: int = 1
     repeat_interval: float = 4 * 3600.0
     last: Signal | None = None  # last reported value, for resolve evidence
+    # The rule's ``keep_firing_for_seconds`` and the event time of the last active evaluation
+    # (kept only when it is set): a firing signal resolves only once it has been ok this long.
+    keep_firing_for: float = 0.0
+    active_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +200,9 @@ class ModelAlertState:
                 if group.get(name) is None:
                     group.pop(name, None)
             for track in group["tracks"].values():
+                if not track.get("keep_firing_for"):
+                    track.pop("keep_firing_for", None)
+                    track.pop("active_at", None)
                 last = track.get("last")
                 if isinstance(last, dict) and last.get("segment", "") is None:
                     del last["segment"]
@@ -300,6 +308,7 @@ def _step_track(
         firing, since = track.firing, track.since
         if not firing and streak >= rule.for_:
             firing, since = True, now
+        keep = rule.keep_firing_for_seconds
         return SignalTrack(
             firing=firing,
             active_streak=streak,
@@ -309,9 +318,12 @@ def _step_track(
             resolve_after=rule.resolve_after,
             repeat_interval=rule.repeat_interval_seconds,
             last=last,
+            keep_firing_for=keep,
+            active_at=now if keep else None,
         )
     ok = track.ok_streak + 1
-    if track.firing and ok < track.resolve_after:
+    held = track.active_at is not None and now - track.active_at < track.keep_firing_for
+    if track.firing and (ok < track.resolve_after or held):
         return replace(track, active_streak=0, ok_streak=ok, last=last)
     return replace(track, firing=False, active_streak=0, ok_streak=0, since=None, last=last)
 
