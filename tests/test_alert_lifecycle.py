@@ -531,3 +531,33 @@ async def test_keep_firing_for_end_to_end_through_a_real_receiver(rx, tmp_path):
         assert sent[-1].ended_at == T0 + 60 * (36 + 10)
     finally:
         await svc.stop()
+
+
+def test_event_time_moving_back_mid_incident_does_not_hold_updates_or_reminders():
+    """The data's clock jumps back a day mid-incident (a producer's clock): how long ago the
+    last page was is then the wall clock's to say (event time held both for a day)."""
+    from monitor.alerting.config import AlertRule
+    from monitor.alerting.policy import Pacing, decide
+
+    def run(steps: list[tuple[float, float, dict[str, str]]]) -> list[tuple[int, str]]:
+        state, sent = None, []
+        for i, (t, wall, severities) in enumerate(steps):
+            ctx, signals = evaluation(t, **severities)
+            pacing = Pacing(0, 300)
+            d = decide(state, signals, ctx, t, rules=[AlertRule()], wall=wall, pacing=pacing)
+            state = d.state
+            sent += [(i, a.kind) for a in d.actions]
+        return sent
+
+    both = {"a": "warning", "b": "warning"}
+    assert run(
+        [
+            (T0, WALL0, {"a": "warning"}),
+            (T0 - DAY, WALL0 + 60, both),  # b joins: held, 60 s of wall since the page
+            (T0 - DAY + 60, WALL0 + 300, both),  # the interval has passed on the wall clock
+        ]
+    ) == [(0, "fire"), (2, "update")]
+    assert run([(T0, WALL0, {"a": "warning"}), (T0 - DAY, WALL0 + 4 * HOUR, {"a": "warning"})]) == [
+        (0, "fire"),
+        (1, "repeat"),
+    ]

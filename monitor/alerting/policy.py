@@ -130,7 +130,8 @@ class GroupState:
 
 @dataclass(frozen=True, slots=True)
 class Pacing:
-    """Alertmanager's ``group_wait`` / ``group_interval``, on the monitor's wall clock.
+    """Alertmanager's ``group_wait`` / ``group_interval``, on the monitor's wall clock (the
+    interval on event time too, as reminders: :func:`_elapsed`).
 
     ``group_wait``: the first page of an incident waits this long after it opened, so that
     signals firing within it go out together (0: at once, the default). ``group_interval``:
@@ -464,12 +465,18 @@ def _elapsed(group: GroupState, now: float, wall: float, interval: float) -> boo
     replay after a restart decides what the live run decided: five hours after a crash, the
     replayed evaluations of an incident whose resolve they are about to replay would
     otherwise remind of it (wall clock alone: a "repeat" after the "resolve", then a second
-    resolve under a new key). Live, the two clocks advance together. A state of an earlier
-    build has no wall time: event time alone, as it did.
+    resolve under a new key). Live, the two clocks advance together. Event time that moved
+    back behind the last notification (a producer's clock) says nothing about how long ago
+    that was: then the wall clock alone (event time alone held updates and reminders until
+    the data's time caught up again). A state of an earlier build has no wall time: event
+    time alone, as it did.
     """
-    if group.last_notified_at is None or now - group.last_notified_at < interval:
+    last = group.last_notified_at
+    if last is None or 0 <= now - last < interval:
         return False
-    return group.last_notified_wall is None or wall - group.last_notified_wall >= interval
+    if group.last_notified_wall is None:
+        return now - last >= interval
+    return wall - group.last_notified_wall >= interval
 
 
 def decide(
