@@ -386,10 +386,12 @@ class AlertService:
         and close on it, so that a replayed evaluation yields the same idempotency keys
         and is deduplicated by the outbox. What paces people and the training pipeline
         runs on the injected clock's wall time: silences (the clock they are set on: a
-        silence created now mutes the next evaluation, however old its events),
-        reminders (``repeat_interval_seconds``) and the retraining rate limit
-        (``min_interval_seconds``), so a backlog caught up in minutes does not remind or
-        retrain as often as its hours of event time would.
+        silence created now mutes the next evaluation, however old its events), the
+        retraining rate limit (``min_interval_seconds``), ``group_wait_seconds``, and
+        reminders and batched updates (``repeat_interval_seconds``,
+        ``group_interval_seconds``; on event time too: see :func:`decide`), so a backlog
+        caught up in minutes does not remind or retrain as often as its hours of event
+        time would.
         """
         outbox, silences = self._running()
         now = ctx.evaluated_at
