@@ -63,9 +63,18 @@ def evaluation(
     return ctx, signals
 
 
-async def settle(svc: AlertService, within: float = 5.0) -> None:
-    """Until the outbox holds nothing pending (delivered or given up)."""
-    await wait_until(lambda: "pending" not in svc.outbox.counts(), within)
+async def settle(svc: AlertService, clock: ManualClock, within: float = 5.0) -> None:
+    """Until the outbox holds nothing pending (delivered or given up).
+
+    The service's manual ``clock`` moves on by a second per check: a retry scheduled (backed
+    off) just after the test last moved it becomes due, as it would while a real test waits.
+    """
+
+    def done() -> bool:
+        clock.advance(1.0)
+        return "pending" not in svc.outbox.counts()
+
+    await wait_until(done, within)
 
 
 async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
@@ -100,7 +109,7 @@ async def test_a_day_of_backlog_caught_up_in_minutes_sends_no_reminder(rx, tmp_p
             svc.submit(*evaluation(t, income="critical"))
             t += STEP
             clock.advance(1.0)
-        await settle(svc)
+        await settle(svc, clock)
         assert actions(rx) == ["fire"]  # main: a fire and six reminders within 145 s
         # Live again: the reminder comes four hours of the wall clock after the page.
         clock.set(WALL0 + 4 * HOUR - 1)
@@ -112,7 +121,7 @@ async def test_a_day_of_backlog_caught_up_in_minutes_sends_no_reminder(rx, tmp_p
         # The backlog's incident still closes on the data's time, and the resolve goes out.
         for i in range(3):
             svc.submit(*evaluation(t + (2 + i) * STEP, income="ok"))
-        await settle(svc)
+        await settle(svc, clock)
         assert actions(rx) == ["fire", "repeat", "resolve"]
     finally:
         await svc.stop()
@@ -124,7 +133,7 @@ async def test_the_reminder_clock_survives_a_restart(rx, tmp_path):
     svc = service(cfg, tmp_path / "o.db", clock)
     await svc.start()
     svc.submit(*evaluation(T0, income="critical"))
-    await settle(svc)
+    await settle(svc, clock)
     await svc.stop()
     # Restarted an hour later (wall), with six hours of events waiting: no reminder yet.
     clock.advance(HOUR)
@@ -136,7 +145,7 @@ async def test_the_reminder_clock_survives_a_restart(rx, tmp_path):
         clock.set(WALL0 + 4 * HOUR)
         sent = again.submit(*evaluation(T0 + 37 * STEP, income="critical"))
         assert [n.action for n in sent] == ["repeat"]
-        await settle(again)
+        await settle(again, clock)
         assert actions(rx) == ["fire", "repeat"]
     finally:
         await again.stop()
@@ -162,7 +171,7 @@ async def test_two_days_of_backlog_retrain_once_until_the_wall_clock_interval_pa
         while t < T0 + 2 * DAY:  # incident 2: the rest of two days of event time
             svc.submit(*evaluation(t, a="critical", b="critical"))
             t, _ = t + STEP, clock.advance(1.0)
-        await settle(svc)
+        await settle(svc, clock)
         assert len(rx.requests) == 1  # main: a second trigger 24 h of event time later
         suppressed = registry.get_sample_value(
             "monitor_notifications_total", {"receiver": "train", "outcome": "suppressed"}
@@ -172,7 +181,7 @@ async def test_two_days_of_backlog_retrain_once_until_the_wall_clock_interval_pa
         clock.set(WALL0 + DAY)
         sent = svc.submit(*evaluation(t, a="critical", b="critical"))
         assert [n.action for n in sent] == ["retrain"]
-        await settle(svc)
+        await settle(svc, clock)
         assert len(rx.requests) == 2
         assert rx.requests[0].json["idempotency_key"] != rx.requests[1].json["idempotency_key"]
     finally:
@@ -212,7 +221,7 @@ async def test_an_incident_with_older_events_than_the_last_trigger_still_trigger
         await svc.start()
         clock.advance(2 * HOUR)
         assert svc.submit(*evaluation(t + STEP, a="critical", b="critical")) == []
-        await settle(svc)
+        await settle(svc, clock)
         assert len(rx.requests) == 2
     finally:
         await svc.stop()
@@ -264,17 +273,17 @@ async def test_features_joining_one_at_a_time_page_once_per_group_interval(rx, t
                 )
             )
             clock.advance(30)
-        await settle(svc)
+        await settle(svc, clock)
         assert actions(rx) == ["fire"]  # main: a fire and seven updates in four minutes
         clock.set(WALL0 + 300)  # the default group_interval: 5 min after the fire
         svc.submit(*evaluation(T0 + 300, **dict.fromkeys(names, "warning")))
-        await settle(svc)
+        await settle(svc, clock)
         assert actions(rx) == ["fire", "update"]
         assert sorted(s["subject"] for s in rx.requests[1].json["signals"]) == names
         svc.submit(*evaluation(T0 + 330, **dict.fromkeys(names, "ok")))
         svc.submit(*evaluation(T0 + 360, **dict.fromkeys(names, "ok")))
         svc.submit(*evaluation(T0 + 390, **dict.fromkeys(names, "ok")))
-        await settle(svc)
+        await settle(svc, clock)
         assert actions(rx) == ["fire", "update", "resolve"]  # the resolve is never held
     finally:
         await svc.stop()
@@ -293,7 +302,7 @@ async def test_group_wait_holds_the_first_page_to_gather_what_fires_with_it(rx, 
         (fire,) = svc.submit(*evaluation(T0 + 30, a="warning", b="critical"))
         assert fire.action == "fire" and fire.started_at == T0  # the incident's own start
         assert [s.subject for s in fire.signals] == ["b", "a"] and fire.severity == "critical"
-        await settle(svc)
+        await settle(svc, clock)
         assert actions(rx) == ["fire"]
     finally:
         await svc.stop()
@@ -343,7 +352,7 @@ async def test_a_receiver_down_for_an_hour_gets_one_page_and_the_latest_not_a_bu
         assert svc.outbox.counts() == {"pending": 7}  # a fire and six updates waiting
         await rx.come_up()
         clock.advance(1)
-        await settle(svc)
+        await settle(svc, clock)
         # The fire (the page) and the latest state; the five stale updates in between are
         # superseded by the latest, not sent (main: all seven, one after the other).
         assert actions(rx) == ["fire", "update"]
@@ -367,7 +376,7 @@ async def test_a_receiver_down_for_an_hour_gets_one_page_and_the_latest_not_a_bu
         await asyncio.sleep(0.05)
         await rx.come_up()
         clock.advance(1)
-        await settle(svc)
+        await settle(svc, clock)
         assert actions(rx) == ["fire", "update", "update", "resolve"]
         assert [s["subject"] for s in rx.requests[2].json["signals"]] == names[:5]
         assert svc.outbox.counts() == {"delivered": 4, "superseded": 6}
@@ -395,7 +404,7 @@ async def test_a_resolved_incident_is_not_paged_again_after_a_restart(rx, tmp_pa
     for ev in evaluations:
         clock.advance(60)
         svc.submit(*ev)
-    await settle(svc)
+    await settle(svc, clock)
     assert actions(rx) == ["fire", "resolve"]
     await svc.stop()
     clock.advance(5 * HOUR)
@@ -408,7 +417,7 @@ async def test_a_resolved_incident_is_not_paged_again_after_a_restart(rx, tmp_pa
             again.submit(*ev)  # the replay from the checkpoint
         for i in range(7, 10):  # and the live evaluations after it
             again.submit(*evaluation(T0 + i * STEP, income="ok"))
-        await settle(again)
+        await settle(again, clock)
         await asyncio.sleep(0.1)
         assert actions(rx) == ["fire", "resolve"]
     finally:
@@ -441,7 +450,7 @@ async def test_a_silence_expiring_mid_incident_pages_once_and_the_resolve_follow
         t += STEP
         (resolve,) = svc.submit(*evaluation(t, a="ok", b="ok"))
         assert resolve.action == "resolve" and {s.subject for s in resolve.signals} == {"a", "b"}
-        await settle(svc)
+        await settle(svc, clock)
         assert actions(rx) == ["fire", "update", "resolve"]
     finally:
         await svc.stop()
@@ -456,7 +465,7 @@ async def test_an_incident_open_across_a_move_to_another_instance_is_not_paged_a
     await a.start()
     (fire,) = a.submit(*evaluation(T0, income="critical"))
     document = json.loads(json.dumps(a.get_state(["churn"])))
-    await settle(a)
+    await settle(a, clock)
     await a.stop()
     clock.advance(5 * HOUR)
     b = service(cfg, tmp_path / "b.db", clock, persist_state=False)
@@ -473,7 +482,7 @@ async def test_an_incident_open_across_a_move_to_another_instance_is_not_paged_a
             sent += [(t, n.action) for n in b.submit(*evaluation(t, income="ok"))]
             t += STEP
         assert sent[-1] == (t - STEP, "resolve")
-        await settle(b)
+        await settle(b, clock)
         assert actions(rx) == ["fire", "repeat", "resolve"]
         assert {r.json["started_at"] for r in rx.requests} == {rx.requests[0].json["started_at"]}
         assert rx.requests[-1].json["fingerprint"] == fire.fingerprint
@@ -525,7 +534,7 @@ async def test_keep_firing_for_end_to_end_through_a_real_receiver(rx, tmp_path):
         for i, severity in enumerate(["warning", "ok", "ok", "ok"] * 10 + ["ok"] * 10):
             sent += svc.submit(*evaluation(T0 + 60 * i, income=severity))
             clock.advance(60)
-        await settle(svc)
+        await settle(svc, clock)
         assert actions(rx) == ["fire", "resolve"]
         # The last active evaluation is the 37th (i = 36): resolved 600 s of event time later.
         assert sent[-1].ended_at == T0 + 60 * (36 + 10)
@@ -561,3 +570,33 @@ def test_event_time_moving_back_mid_incident_does_not_hold_updates_or_reminders(
         (0, "fire"),
         (1, "repeat"),
     ]
+
+
+async def test_a_receiver_down_for_five_hours_gets_the_page_not_a_stale_reminder(rx, tmp_path):
+    clock = ManualClock(WALL0)
+    registry = CollectorRegistry()
+    cfg = config({"hook": {"type": "webhook", "url": rx.url}}, delivery={"deadline_seconds": DAY})
+    svc = service(cfg, tmp_path / "o.db", clock, registry=registry)
+    await svc.start()
+    try:
+        await rx.go_down()
+        sent = []
+        for i in range(31):  # five hours live, one evaluation every ten minutes
+            sent += [n.action for n in svc.submit(*evaluation(T0 + i * STEP, income="critical"))]
+            clock.advance(STEP)
+            await asyncio.sleep(0.01)
+        assert sent == ["fire", "repeat"]  # the reminder at four hours, decided while down
+        await rx.come_up()
+        clock.advance(1)
+        await settle(svc, clock)
+        assert actions(rx) == ["fire"]  # main: the page, and at once a reminder of it
+        assert svc.outbox.counts() == {"delivered": 1, "superseded": 1}
+        # Later reminders come as usual: four hours after the page was delivered... and
+        # decided by the policy four hours after it was decided (both clocks).
+        for i in range(31, 31 + 25):
+            svc.submit(*evaluation(T0 + i * STEP, income="critical"))
+            clock.advance(STEP)
+        await settle(svc, clock)
+        assert actions(rx) == ["fire", "repeat"]
+    finally:
+        await svc.stop()

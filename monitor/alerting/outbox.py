@@ -30,7 +30,9 @@ from an hour's outage gets the page and the latest state, not a burst of the sta
 in between. A ``fire``, a ``resolve`` and a retraining trigger are never superseded (the
 page that opens the incident, the one that closes it, the pipeline's call), nor is the last
 update before a resolve (for a receiver an escalation reached first, it is the page the
-resolve closes).
+resolve closes). A ``repeat`` is superseded too when the notification before it reached
+the receiver only after the reminder was decided (both waited out an outage): the receiver
+has just heard of the incident.
 
 Row states::
 
@@ -38,6 +40,7 @@ Row states::
        |  \\--retryable error--> pending (attempts+1, next_attempt_at later)
        |\\--permanent error / deadline / max attempts--> dead
        \\--update/repeat, a later update/repeat of its incident waits--> superseded
+          (or a repeat whose predecessor was delivered after the repeat was enqueued)
 """
 
 from __future__ import annotations
@@ -408,12 +411,21 @@ class Outbox:
             return False
         # Keys are "<fingerprint>-<incident start ms>-<seq>-<action>": the incident's prefix.
         prefix = r["idempotency_key"].rsplit("-", 2)[0] + "-"
+        same = "receiver=? AND fingerprint=? AND substr(idempotency_key, 1, ?) = ?"
+        incident = (r["receiver"], r["fingerprint"], len(prefix), prefix)
         later = self._conn.execute(
-            "SELECT 1 FROM outbox WHERE receiver=? AND fingerprint=? AND state='pending' "
-            "AND id > ? AND substr(idempotency_key, 1, ?) = ? "
+            f"SELECT 1 FROM outbox WHERE {same} AND state='pending' AND id > ? "
             "AND (idempotency_key LIKE '%-update' OR idempotency_key LIKE '%-repeat') LIMIT 1",
-            (r["receiver"], r["fingerprint"], r["id"], len(prefix), prefix),
+            (*incident, r["id"]),
         ).fetchone()
+        if later is None and notification.action == "repeat":
+            # A reminder decided while the receiver had not yet heard of the incident (its
+            # page waited out an outage behind it) reminds of nothing: the page just went.
+            later = self._conn.execute(
+                f"SELECT 1 FROM outbox WHERE {same} AND state='delivered' AND id < ? "
+                "AND finished_at >= ? LIMIT 1",
+                (*incident, r["id"], r["enqueued_at"]),
+            ).fetchone()
         if later is None:
             return False
         cur = self._conn.execute(
