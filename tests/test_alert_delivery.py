@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.engine import AlertService
 from monitor.alerting.outbox import Outbox
-from monitor.clock import SystemClock
+from monitor.clock import Clock, ManualClock, SystemClock
 from monitor.errors import ServiceStateError
 from monitor.signals import EvaluationContext, Signal
 from monitor.silences_api import register_routes
@@ -38,12 +38,15 @@ def make_config(receivers: dict[str, Any], **extra: Any) -> AlertingConfig:
 
 
 def make_service(
-    config: AlertingConfig, path: Path, registry: CollectorRegistry | None = None
+    config: AlertingConfig,
+    path: Path,
+    registry: CollectorRegistry | None = None,
+    clock: Clock | None = None,
 ) -> AlertService:
     return AlertService(
         config,
         registry=registry or CollectorRegistry(),
-        clock=SystemClock(),
+        clock=clock or SystemClock(),
         outbox_path=str(path),
         rng=random.Random(1),
         poll_interval_seconds=0.05,
@@ -418,7 +421,8 @@ async def test_retrain_trigger_respects_min_interval_and_carries_key(rx, tmp_pat
             "min_interval_seconds": 3600,
         },
     )
-    svc = make_service(cfg, tmp_path / "o.db", registry)
+    clock = ManualClock(time.time())  # the interval runs on the monitor's wall clock
+    svc = make_service(cfg, tmp_path / "o.db", registry, clock)
     await svc.start()
     try:
         feed = Feed()
@@ -445,9 +449,8 @@ async def test_retrain_trigger_respects_min_interval_and_carries_key(rx, tmp_pat
         assert sorted(e["subject"] for e in body["conf"]["evidence"]) == ["a", "b"]
         assert body["conf"]["data_range"]["events"] == 1000
         # After the interval, the held-back incident (still open) triggers, with its own key.
-        ctx, sigs = feed(a="critical", b="critical")
-        later = replace(ctx, evaluated_at=ctx.evaluated_at + 3601)
-        third = svc.submit(later, sigs)
+        clock.advance(3601)
+        third = svc.submit(*feed(a="critical", b="critical"))
         assert [n.action for n in third] == ["retrain"]
         assert third[0].idempotency_key != first[0].idempotency_key
     finally:

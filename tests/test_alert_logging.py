@@ -32,6 +32,7 @@ def _service(receivers: dict[str, Any], path: Path, registry: CollectorRegistry)
         {
             "receivers": receivers,
             "rules": [{"resolve_after": 1}],
+            "group_interval_seconds": 0,  # each update as it comes: one log line or warning each
             "delivery": {"initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.02},
         }
     )

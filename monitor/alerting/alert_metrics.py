@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 #: ``delivered`` accepted; ``retried`` a retryable failure, will try again; ``failed`` a
 #: permanent (4xx) rejection; ``dead`` gave up at deadline/max attempts; ``silenced`` muted
 #: by a silence; ``suppressed`` withheld by policy (retrain min interval).
-OUTCOMES = ("delivered", "retried", "failed", "dead", "silenced", "suppressed")
+OUTCOMES = ("delivered", "retried", "failed", "dead", "silenced", "suppressed", "superseded")
 
 #: Why a delivery attempt failed (``monitor_notification_failures_total{reason}``): see
 #: :class:`~monitor.errors.DeliveryError`. Anything else is counted as ``error``.

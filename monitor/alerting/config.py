@@ -47,6 +47,8 @@ Example (YAML)::
         - {match: {severity: critical}, receivers: [oncall], continue: true}
         - {match: {model: "fraud-*"}, receivers: [team-slack, ops-webhook]}
       group_by: [model]
+      group_wait_seconds: 0          # hold a first page this long (wall clock)
+      group_interval_seconds: 300    # an incident's updates at most once per this long
       silences:
         - matchers: {model: churn, subject: "missing_rate:*"}
         # - matchers: {subject: income, segment: "region=north"}   # one slice only
@@ -379,10 +381,21 @@ class AlertRule(_Strict):
         ge=1,
         description="Consecutive ok evaluations before resolving (hysteresis against flapping).",
     )
+    keep_firing_for_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=7 * 86400,
+        description="A minimum duration before resolving, as Prometheus' keep_firing_for: a "
+        "firing signal resolves only once it has also been ok this long (event time) since "
+        "its last active evaluation. Against slow flapping (on for one evaluation, off for "
+        "resolve_after), which pages a fire and a resolve per cycle. 0: resolve_after only.",
+    )
     repeat_interval_seconds: float = Field(
         default=4 * 3600.0,
         gt=0,
-        description="Re-notify a still-firing incident after this long without a notification.",
+        description="Re-notify a still-firing incident after this long without a notification, "
+        "passed on the monitor's wall clock (a backlog caught up in minutes reminds nobody) "
+        "and on event time (a replay after a restart reminds as the live run did).",
     )
     runbook_url: str | None = Field(
         default=None,
@@ -486,7 +499,8 @@ class RetrainPolicy(_Strict):
         ge=0,
         description="Rate limit across incidents (retraining is expensive): a new incident "
         "within this interval of the last trigger is held back (counted as suppressed) and "
-        "triggers once it has passed, if still open. One incident never triggers twice.",
+        "triggers once it has passed, if still open. One incident never triggers twice. "
+        "Runs on the monitor's wall clock, not the data's event time.",
     )
 
 
@@ -554,6 +568,24 @@ class AlertingConfig(BaseModel):
         default_factory=lambda: ["model"],
         description="One notification per group listing every active signal. 'model' is required.",
     )
+    group_wait_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="Alertmanager's group_wait, on the wall clock: hold an incident's first "
+        "page this long after it opened, so signals firing within it go out together. 0: "
+        "page at once. An incident that ends within it pages nobody.",
+    )
+    group_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="Alertmanager's group_interval, on the wall clock (and event time, as "
+        "repeat_interval_seconds): changes to a notified "
+        "incident (a signal joining or clearing) go out at most once per this long, batched "
+        "into one update. Resolves and escalations to a higher severity are never held. 0: "
+        "every change at once.",
+    )
     silences: list[SilenceConfig] = Field(
         default_factory=list, description="Mutes from configuration (runtime ones via the API)."
     )
@@ -583,6 +615,11 @@ class AlertingConfig(BaseModel):
         description="SQLite file of the durable outbox and alert state.",
     )
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig, description="Retry schedule.")
+
+    @field_validator("group_wait_seconds", "group_interval_seconds", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_boolean_number(cls, value, info)
 
     @field_validator("dashboard_url_template")
     @classmethod

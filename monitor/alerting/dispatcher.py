@@ -33,6 +33,9 @@
   instance picked the same due rows and both POSTed them: every alert twice.
   An instance that dies mid-request leaves its claim to run out; then another
   sends the row (at-least-once).
+* A stale ``update`` or ``repeat`` (a later update or repeat of its incident waits behind
+  it for the same receiver, as after an outage) is not sent but superseded by the outbox when
+  its turn comes, and counted (``monitor_notifications_total{outcome="superseded"}``).
 * ``stop(grace)`` keeps delivering what is due for up to ``grace`` seconds,
   then cancels in-flight requests; their rows stay pending and are sent by
   the next run (at-least-once: the receiver may see the same id twice).
@@ -218,6 +221,8 @@ class Dispatcher:
             if free <= 0:
                 continue
             rows = self._claim_due(now, free, name)
+            for superseded in self._outbox.take_superseded():
+                self._metrics.count(superseded, "superseded")
             for row in rows:
                 self._inflight_by_receiver[name] += 1
                 task = asyncio.create_task(self._deliver(receiver, row))

@@ -37,7 +37,6 @@ import logging
 import math
 import random
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -59,6 +58,7 @@ from monitor.alerting.policy import (
     STATE_VERSION,
     AlertAction,
     ModelAlertState,
+    Pacing,
     decide,
     fingerprint,
     idempotency_key,
@@ -66,7 +66,7 @@ from monitor.alerting.policy import (
 )
 from monitor.alerting.receiver import Receiver, secret_forms
 from monitor.alerting.receivers import build_receiver
-from monitor.alerting.retrain_policy import decide_retrain
+from monitor.alerting.retrain_policy import decide_retrain, record_retrain
 from monitor.alerting.routing import route
 from monitor.alerting.rules import glob_match, max_severity, rule_for
 from monitor.alerting.silence_store import SilenceStore
@@ -284,6 +284,7 @@ class AlertService:
         self._saved: dict[str, str] = {}
         self._pending_import: dict[str, ModelAlertState] = {}
         self._static_silences = from_config(config.silences)
+        self._pacing = Pacing(config.group_wait_seconds, config.group_interval_seconds)
         self._outbox: Outbox | None = None
         self._silences: SilenceStore | None = None
         self._client: httpx.AsyncClient | None = None
@@ -381,11 +382,16 @@ class AlertService:
     def submit(self, ctx: EvaluationContext, signals: Sequence[Signal]) -> list[Notification]:
         """Process one evaluation of one model; returns the notifications durably enqueued.
 
-        Policy time is ``ctx.evaluated_at`` (the evaluation's event time), so that a
-        replayed evaluation yields the same idempotency keys and is deduplicated
-        by the outbox. Silences are judged at the injected clock's wall time, the
-        clock they are set on: a silence created now mutes the next evaluation,
-        however old its events.
+        Policy time is ``ctx.evaluated_at`` (the evaluation's event time): incidents open
+        and close on it, so that a replayed evaluation yields the same idempotency keys
+        and is deduplicated by the outbox. What paces people and the training pipeline
+        runs on the injected clock's wall time: silences (the clock they are set on: a
+        silence created now mutes the next evaluation, however old its events), the
+        retraining rate limit (``min_interval_seconds``), ``group_wait_seconds``, and
+        reminders and batched updates (``repeat_interval_seconds``,
+        ``group_interval_seconds``; on event time too: see :func:`decide`), so a backlog
+        caught up in minutes does not remind or retrain as often as its hours of event
+        time would.
         """
         outbox, silences = self._running()
         now = ctx.evaluated_at
@@ -401,6 +407,8 @@ class AlertService:
             silences=active_silences,
             group_by=self._config.group_by,
             silenced_at=wall,
+            wall=wall,
+            pacing=self._pacing,
         )
         state = decision.state
         items: list[tuple[str, Notification]] = []
@@ -435,7 +443,7 @@ class AlertService:
                 )
                 items.append((policy.receiver, notification))
                 produced.append(notification)
-                state = replace(state, last_retrain_at=now)
+                state = record_retrain(state, now, wall)
                 retrain_triggered = True
             elif verdict.suppressed:
                 counts.append((policy.receiver, "suppressed"))

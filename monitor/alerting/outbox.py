@@ -23,11 +23,24 @@ out (at-least-once, as for one instance: a row sent when the crash came is sent
 again). Another instance's leased row counts as due at ``claimed_until``, so
 nobody polls it in a loop.
 
+An ``update`` or ``repeat`` that reaches the head of its line while a later ``update`` or
+``repeat`` of the same incident waits behind it for the same receiver is *superseded*, not
+sent: the later one lists the incident's firing signals as they are now, so a receiver back
+from an hour's outage gets the page and the latest state, not a burst of the stale updates
+in between. A ``fire``, a ``resolve`` and a retraining trigger are never superseded (the
+page that opens the incident, the one that closes it, the pipeline's call), nor is the last
+update before a resolve (for a receiver an escalation reached first, it is the page the
+resolve closes). A ``repeat`` is superseded too when the notification before it reached
+the receiver only after the reminder was decided (both waited out an outage): the receiver
+has just heard of the incident.
+
 Row states::
 
     pending --send ok--------------------------> delivered
        |  \\--retryable error--> pending (attempts+1, next_attempt_at later)
-       \\--permanent error / deadline / max attempts--> dead
+       |\\--permanent error / deadline / max attempts--> dead
+       \\--update/repeat, a later update/repeat of its incident waits--> superseded
+          (or a repeat whose predecessor was delivered after the repeat was enqueued)
 """
 
 from __future__ import annotations
@@ -43,6 +56,9 @@ from monitor.alerting.notification import FORMAT_VERSION, Notification
 from monitor.errors import StateError
 
 _ERROR_EXCERPT = 500
+
+#: Actions a later notification of the same incident makes obsolete while still pending.
+SUPERSEDABLE = frozenset({"update", "repeat"})
 
 #: SQL: the row's claim is free for instance ``?`` at time ``?`` (none, expired, or its own).
 _CLAIMABLE = "(o.claimed_until IS NULL OR o.claimed_until <= ? OR o.claimed_by = ?)"
@@ -87,6 +103,7 @@ class Outbox:
         self._owns = owns_connection
         self._closed = False
         self._instance = instance if instance is not None else secrets.token_hex(8)
+        self._superseded: list[str] = []
 
     @classmethod
     def open(cls, path: str | Path) -> Outbox:
@@ -366,6 +383,8 @@ class Outbox:
                     (now, error[:_ERROR_EXCERPT], r["id"]),
                 )
             return None
+        if lease_seconds is not None and self._supersede(r, notification, now):
+            return None
         if lease_seconds is not None:
             cur = self._conn.execute(
                 "UPDATE outbox SET claimed_by=?, claimed_until=? WHERE id=? AND state='pending' "
@@ -383,6 +402,47 @@ class Outbox:
             next_attempt_at=r["next_attempt_at"],
             deadline_at=r["deadline_at"],
         )
+
+    def _supersede(self, r: sqlite3.Row, notification: Notification, now: float) -> bool:
+        """Inside :meth:`due`'s claim: mark an update or repeat ``superseded`` if a later
+        update or repeat of the same incident waits for the same receiver (see the module
+        docstring)."""
+        if notification.action not in SUPERSEDABLE:
+            return False
+        # Keys are "<fingerprint>-<incident start ms>-<seq>-<action>": the incident's prefix.
+        prefix = r["idempotency_key"].rsplit("-", 2)[0] + "-"
+        same = "receiver=? AND fingerprint=? AND substr(idempotency_key, 1, ?) = ?"
+        incident = (r["receiver"], r["fingerprint"], len(prefix), prefix)
+        later = self._conn.execute(
+            f"SELECT 1 FROM outbox WHERE {same} AND state='pending' AND id > ? "
+            "AND (idempotency_key LIKE '%-update' OR idempotency_key LIKE '%-repeat') LIMIT 1",
+            (*incident, r["id"]),
+        ).fetchone()
+        if later is None and notification.action == "repeat":
+            # A reminder decided while the receiver had not yet heard of the incident (its
+            # page waited out an outage behind it) reminds of nothing: the page just went.
+            later = self._conn.execute(
+                f"SELECT 1 FROM outbox WHERE {same} AND state='delivered' AND id < ? "
+                "AND finished_at >= ? LIMIT 1",
+                (*incident, r["id"], r["enqueued_at"]),
+            ).fetchone()
+        if later is None:
+            return False
+        cur = self._conn.execute(
+            "UPDATE outbox SET state='superseded', finished_at=?, last_error=? WHERE id=? "
+            "AND state='pending' AND (claimed_until IS NULL OR claimed_until <= ? "
+            "OR claimed_by = ?)",
+            (now, "superseded by a later notification of the incident", r["id"], now,
+             self._instance),
+        )  # fmt: skip
+        if cur.rowcount == 1:
+            self._superseded.append(r["receiver"])
+        return True
+
+    def take_superseded(self) -> list[str]:
+        """The receivers of the rows superseded since the last call (one entry per row)."""
+        out, self._superseded = self._superseded, []
+        return out
 
     def next_due_at(self, exclude: Collection[int] = ()) -> float | None:
         """When the earliest deliverable pending row (not in ``exclude``) becomes due; a row
@@ -415,7 +475,7 @@ class Outbox:
         return None if row["t"] is None else max(0.0, now - float(row["t"]))
 
     def counts(self) -> dict[str, int]:
-        """Rows per state (pending, delivered, dead): for tests and diagnostics."""
+        """Rows per state (pending, delivered, dead, superseded): for tests and diagnostics."""
         rows = self._conn.execute("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
         return {r["state"]: r["n"] for r in rows.fetchall()}
 

@@ -6,7 +6,8 @@ flapping detector cannot cause a notification storm:
 
 * per signal (``kind:subject``; ``kind:subject@segment`` for a segment's): it *fires*
   after ``for`` consecutive active evaluations and *resolves* after ``resolve_after``
-  consecutive ok ones;
+  consecutive ok ones (and, with ``keep_firing_for_seconds``, once that long of event time
+  has passed since its last active evaluation);
 * per alert group (the model, optionally split by kind, see ``group_by``):
   an *incident* is open while any of its signals fires;
 * one notification per group and evaluation, listing every firing signal:
@@ -14,10 +15,12 @@ flapping detector cannot cause a notification storm:
   ======  ==========================================================  ===========
   action  when                                                        carries
   ======  ==========================================================  ===========
-  fire    first notifiable moment of an incident                      firing sigs
+  fire    first notifiable moment of an incident (``group_wait``)     firing sigs
   update  a firing signal not notified before, a notified signal      firing sigs
-          resolved while others still fire, or higher severity        (+ cleared)
+          resolved while others still fire (at most once per         (+ cleared)
+          ``group_interval``), or higher severity (at once)
   repeat  still firing, nothing sent for ``repeat_interval_seconds``  firing sigs
+          (on the wall clock and event time: see :func:`_elapsed`)
   resolve every signal resolved, and a fire was sent                  notified sigs
   mute    firing but every firing signal is silenced (metrics only)   muted sigs
   ======  ==========================================================  ===========
@@ -92,6 +95,10 @@ class SignalTrack:
     resolve_after: int = 1
     repeat_interval: float = 4 * 3600.0
     last: Signal | None = None  # last reported value, for resolve evidence
+    # The rule's ``keep_firing_for_seconds`` and the event time of the last active evaluation
+    # (kept only when it is set): a firing signal resolves only once it has been ok this long.
+    keep_firing_for: float = 0.0
+    active_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +112,38 @@ class GroupState:
     notified: bool = False
     notified_keys: frozenset[str] = frozenset()
     notified_severity: str = "ok"
-    last_notified_at: float | None = None
+    last_notified_at: float | None = None  # event time of the last notification
     seq: int = 0
     muted_keys: frozenset[str] = frozenset()
     # Every incident severity a notification was routed by (a warning fire, then a critical
     # update): the resolve goes to the receivers of each, not only the last one's. Empty in
     # a state stored by an earlier build: then ``notified_severity`` alone.
     routed_severities: frozenset[str] = frozenset()
+    # The monitor's wall clock (the injected clock) at the last notification: reminders are
+    # for people, so ``repeat_interval`` runs on it too, as Alertmanager's repeat_interval
+    # does; on event time alone, a day of backlog caught up in minutes sent six reminders in
+    # those minutes. None in a state stored by an earlier build: event time alone, as it did.
+    last_notified_wall: float | None = None
+    # The wall clock when the incident opened, for ``group_wait`` (None: an earlier build's).
+    opened_wall: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """Alertmanager's ``group_wait`` / ``group_interval``, on the monitor's wall clock (the
+    interval on event time too, as reminders: :func:`_elapsed`).
+
+    ``group_wait``: the first page of an incident waits this long after it opened, so that
+    signals firing within it go out together (0: at once, the default). ``group_interval``:
+    changes to a notified incident (a signal joining, a signal clearing) go out at most once
+    per this long, batched into one update listing everything that changed; features
+    joining one at a time, each an evaluation apart, paged once each. What is never held: a
+    resolve, and an escalation to a higher severity (it routes to receivers the incident
+    has not reached yet, the pager: a first page for them).
+    """
+
+    group_wait: float = 0.0  # wall clock since the incident opened
+    group_interval: float = 0.0  # since the last notification, on both clocks (_elapsed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +152,15 @@ class ModelAlertState:
 
     model: str
     groups: dict[str, GroupState] = field(default_factory=dict)
-    last_retrain_at: float | None = None
+    last_retrain_at: float | None = None  # event time of the last retraining trigger
+    # Wall clock of the last trigger: ``min_interval_seconds`` protects the training pipeline,
+    # which lives on the wall clock (a backlog caught up in minutes must not retrain twice).
+    last_retrain_wall: float | None = None
+    # Which incidents the last trigger covered: alert group fingerprint -> incident start.
+    # Event time may move backwards (a producer's clock, a replayed topic), so "started at
+    # or before the last trigger" took an incident opened after it for a covered one, and
+    # that incident never triggered. None: a state of an earlier build (then that rule).
+    retrain_covers: dict[str, float] | None = None
 
     def firing_by_severity(self) -> dict[str, int]:
         """Number of firing signals per severity (for ``monitor_alerts_firing``)."""
@@ -143,14 +183,27 @@ class ModelAlertState:
             model=self.model,
             last_retrain_at=self.last_retrain_at,
             groups=list(self.groups.values()),
+            last_retrain_wall=self.last_retrain_wall,
+            retrain_covers=self.retrain_covers,
         )
         out = msgspec.to_builtins(doc, order="deterministic", enc_hook=_enc_hook)
+        # Fields an earlier build did not write are left out while unset: the same state
+        # gives the document it gave before (and that build still reads it).
+        for name in ("last_retrain_wall", "retrain_covers"):
+            if out.get(name) is None:
+                out.pop(name, None)
         # A signal of the whole traffic is stored as earlier builds stored it (no segment),
         # and so is a group without routed severities (no incident notified).
         for group in out["groups"]:
             if not group.get("routed_severities"):
                 group.pop("routed_severities", None)
+            for name in ("last_notified_wall", "opened_wall"):
+                if group.get(name) is None:
+                    group.pop(name, None)
             for track in group["tracks"].values():
+                if not track.get("keep_firing_for"):
+                    track.pop("keep_firing_for", None)
+                    track.pop("active_at", None)
                 last = track.get("last")
                 if isinstance(last, dict) and last.get("segment", "") is None:
                     del last["segment"]
@@ -174,6 +227,8 @@ class ModelAlertState:
             model=doc.model,
             groups={g.fingerprint: g for g in doc.groups},
             last_retrain_at=doc.last_retrain_at,
+            last_retrain_wall=doc.last_retrain_wall,
+            retrain_covers=doc.retrain_covers,
         )
 
 
@@ -190,6 +245,8 @@ class StateDocument(msgspec.Struct):
     model: str
     groups: list[GroupState]
     last_retrain_at: float | None = None
+    last_retrain_wall: float | None = None
+    retrain_covers: dict[str, float] | None = None
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -252,6 +309,7 @@ def _step_track(
         firing, since = track.firing, track.since
         if not firing and streak >= rule.for_:
             firing, since = True, now
+        keep = rule.keep_firing_for_seconds
         return SignalTrack(
             firing=firing,
             active_streak=streak,
@@ -261,9 +319,12 @@ def _step_track(
             resolve_after=rule.resolve_after,
             repeat_interval=rule.repeat_interval_seconds,
             last=last,
+            keep_firing_for=keep,
+            active_at=now if keep else None,
         )
     ok = track.ok_streak + 1
-    if track.firing and ok < track.resolve_after:
+    held = track.active_at is not None and now - track.active_at < track.keep_firing_for
+    if track.firing and (ok < track.resolve_after or held):
         return replace(track, active_streak=0, ok_streak=ok, last=last)
     return replace(track, firing=False, active_streak=0, ok_streak=0, since=None, last=last)
 
@@ -275,6 +336,8 @@ def _step_group(
     silences: Sequence[Silence],
     model: str,
     now: float,
+    wall: float,
+    pacing: Pacing,
 ) -> tuple[GroupState, list[AlertAction]]:
     tracks: dict[str, SignalTrack] = {}
     evidence: dict[str, Signal] = {}
@@ -345,10 +408,12 @@ def _step_group(
             seq=0,
             muted_keys=frozenset(),
             routed_severities=frozenset(),
+            last_notified_wall=None,
+            opened_wall=None,
         ), actions
 
     if group.incident_started_at is None:
-        group = replace(group, incident_started_at=now)
+        group = replace(group, incident_started_at=now, opened_wall=wall)
     # ``silences``: those active when the decision is made (see decide's ``silenced_at``).
     visible = {k for k in firing if not any(s.matches(evidence[k]) for s in silences)}
     visible_sev = max_severity([firing[k].severity for k in visible])
@@ -358,15 +423,17 @@ def _step_group(
         cleared = group.notified_keys - set(firing)
         repeat_every = min(firing[k].repeat_interval for k in firing)
         kind: ActionKind | None = None
+        repeat_due = _elapsed(group, now, wall, repeat_every)
         if not group.notified:
-            kind = "fire"
-        elif (
-            new_keys
-            or cleared
-            or severity_rank(visible_sev) > severity_rank(group.notified_severity)
-        ):
-            kind = "update"
-        elif group.last_notified_at is not None and now - group.last_notified_at >= repeat_every:
+            opened = group.opened_wall
+            if opened is None or wall - opened >= pacing.group_wait:
+                kind = "fire"
+        elif severity_rank(visible_sev) > severity_rank(group.notified_severity):
+            kind = "update"  # an escalation is never held: it reaches new receivers
+        elif new_keys or cleared:
+            if repeat_due or _elapsed(group, now, wall, pacing.group_interval):
+                kind = "update"  # else held: the next one lists these changes too
+        elif repeat_due:
             kind = "repeat"
         if kind is not None:
             severity = max_severity([visible_sev, group.notified_severity])
@@ -377,6 +444,7 @@ def _step_group(
                 notified_keys=(group.notified_keys - cleared) | visible,
                 notified_severity=severity,
                 last_notified_at=now,
+                last_notified_wall=wall,
                 seq=group.seq + 1,
                 routed_severities=group.routed_severities | {severity},
             )
@@ -389,6 +457,28 @@ def _step_group(
     return group, actions
 
 
+def _elapsed(group: GroupState, now: float, wall: float, interval: float) -> bool:
+    """Whether ``interval`` has passed since the group's last notification on both clocks.
+
+    The wall clock, because reminders and batched updates are for people: a day of backlog
+    caught up in minutes reminds nobody in those minutes. The event time too, so that a
+    replay after a restart decides what the live run decided: five hours after a crash, the
+    replayed evaluations of an incident whose resolve they are about to replay would
+    otherwise remind of it (wall clock alone: a "repeat" after the "resolve", then a second
+    resolve under a new key). Live, the two clocks advance together. Event time that moved
+    back behind the last notification (a producer's clock) says nothing about how long ago
+    that was: then the wall clock alone (event time alone held updates and reminders until
+    the data's time caught up again). A state of an earlier build has no wall time: event
+    time alone, as it did.
+    """
+    last = group.last_notified_at
+    if last is None or 0 <= now - last < interval:
+        return False
+    if group.last_notified_wall is None:
+        return now - last >= interval
+    return wall - group.last_notified_wall >= interval
+
+
 def decide(
     previous: ModelAlertState | None,
     signals: Sequence[Signal],
@@ -399,6 +489,8 @@ def decide(
     silences: Sequence[Silence] = (),
     group_by: Sequence[str] = ("model",),
     silenced_at: float | None = None,
+    wall: float | None = None,
+    pacing: Pacing = Pacing(),
 ) -> Decision:
     """Advance one model's alert state by one evaluation and say what to notify.
 
@@ -412,6 +504,15 @@ def decide(
     silences are judged at: the wall clock of the decision, since people set silences on
     the wall clock ("mute for two hours from now"). Judged at event time, a silence created
     a minute ago did not mute an evaluation of events a few minutes old, which paged.
+
+    ``wall`` (default ``now``): the monitor's wall clock at the decision, which paces what is
+    for people: a reminder (``repeat_interval_seconds``) needs its interval passed on the
+    wall clock as well as on event time (:func:`_elapsed`). Whether an incident opens or
+    closes, and when it started, is the data's to say: event time (``now``), so a replay
+    decides the same incidents with the same keys. A backlog of a day caught up in minutes
+    opens and closes its incidents as they happened, and reminds nobody in those minutes.
+    ``pacing`` (wall clock too): when a first page and an incident's updates may go out
+    (:class:`Pacing`; the default holds nothing back).
     """
     state = previous if previous is not None else ModelAlertState(model=ctx.model)
     if state.model != ctx.model:
@@ -426,7 +527,8 @@ def decide(
         return Decision(state=replace(state, groups={}), actions=[])
     at = now if silenced_at is None else silenced_at
     live = [s for s in silences if s.active_at(at)]
-    return _decide_groups(state, signals, ctx, now, rules, live, group_by)
+    clock = now if wall is None else wall
+    return _decide_groups(state, signals, ctx, now, rules, live, group_by, clock, pacing)
 
 
 def _decide_groups(
@@ -437,6 +539,8 @@ def _decide_groups(
     rules: Sequence[AlertRule],
     silences: Sequence[Silence],
     group_by: Sequence[str],
+    wall: float,
+    pacing: Pacing,
 ) -> Decision:
     """:func:`decide` in full: the signals grouped, every group stepped."""
     by_group: dict[str, tuple[dict[str, str], dict[str, Signal]]] = {}
@@ -460,7 +564,7 @@ def _decide_groups(
     for fp in sorted(set(state.groups) | set(by_group)):
         labels, current = by_group.get(fp, (None, {}))
         prev = state.groups.get(fp) or GroupState(labels=labels or {}, fingerprint=fp)
-        new, acts = _step_group(prev, current, rules, silences, ctx.model, now)
+        new, acts = _step_group(prev, current, rules, silences, ctx.model, now, wall, pacing)
         actions.extend(acts)
         if new.tracks or new.incident_started_at is not None:
             groups[fp] = new
@@ -474,6 +578,7 @@ __all__ = [
     "Decision",
     "GroupState",
     "ModelAlertState",
+    "Pacing",
     "SignalTrack",
     "StateDocument",
     "decide",

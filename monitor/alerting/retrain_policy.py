@@ -16,17 +16,29 @@ performance drop), and follows the alert policy's incidents:
   evaluation) and triggers once the interval has passed if it is still open and
   still warrants retraining; an incident that resolves before then never triggers.
 
-Nothing new is stored: "already triggered for this incident" is ``incident started at or
-before the last trigger`` (``last_retrain_at``), which a state written by an earlier build
-already holds. Time is the evaluation's event time, like the alert policy's, so a replay
-after a restart, or a backlog caught up in minutes, decides as the live run did: the same
-incidents, the same triggers, the same idempotency keys (the outbox drops a repeat).
+"Already triggered for this incident": the trigger records the incidents it covered
+(``retrain_covers``: alert group fingerprint -> incident start, stored with the alert
+state). "Started at or before the last trigger" is not enough: event time can move
+backwards, and an incident opened after the trigger with older events was taken for a
+covered one and never triggered. A state written by an earlier build has no record; for it
+that rule stands (``last_retrain_at``, event time) until its next trigger.
+
+Incidents are the data's: they open and close on the evaluation's event time, like the
+alert policy's, so a replay after a restart decides the same incidents with the same
+idempotency keys (the outbox drops a repeat).
+
+``min_interval_seconds`` protects the training pipeline, which runs on the wall clock: it
+is measured on the monitor's (injected) clock since the last trigger
+(``last_retrain_wall``, stored with the alert state, so a restart keeps it). On event time,
+a backlog of two days caught up in minutes retrained twice in those minutes. A state
+written by an earlier build has no ``last_retrain_wall``: its interval runs on event time,
+as it did, until the next trigger.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from monitor.alerting.config import RetrainPolicy
 from monitor.alerting.policy import ModelAlertState, signal_key
@@ -58,6 +70,7 @@ def decide_retrain(
     silences: Sequence[Silence] = (),
     silenced_at: float | None = None,
     alert_state: ModelAlertState | None = None,
+    wall: float | None = None,
 ) -> RetrainDecision:
     """Whether this evaluation warrants a retraining trigger (see the module docstring).
 
@@ -66,7 +79,8 @@ def decide_retrain(
     :func:`~monitor.alerting.policy.decide` stepped it with this same evaluation; only the
     signals firing in it count, and its incidents say whether this one was triggered for.
     Without it (a bare call), every critical signal counts as firing, in an incident that
-    opens now.
+    opens now. ``wall`` (default ``silenced_at``, else ``now``): the monitor's wall clock,
+    that ``min_interval_seconds`` runs on (since ``alert_state.last_retrain_wall``).
 
     >>> from monitor.alerting.config import RetrainPolicy
     >>> ctx = EvaluationContext("m", "1", 100.0, 0.0, 90.0, 10, 10)
@@ -78,6 +92,7 @@ def decide_retrain(
     True
     """
     at = now if silenced_at is None else silenced_at
+    clock = at if wall is None else wall
     live = [s for s in signals if not is_silenced(silences, s, at)]
     # Features of the whole traffic: a feature drifting in three segments is one feature
     # (and the whole's own verdict counts it when the drift is broad enough to retrain for).
@@ -100,37 +115,66 @@ def decide_retrain(
         return RetrainDecision(False, False, "", ())
     evidence_t = tuple(sorted(evidence, key=lambda s: (s.kind, s.subject)))
     reason = "; ".join(reasons)
-    # Incidents opened after the last trigger; one started at or before it was covered by it.
+    # Incidents the last trigger did not cover.
+    covers = alert_state.retrain_covers if alert_state is not None else None
     new = [
-        starts[signal_key(s)]
-        for s in evidence_t
-        if last_retrain_at is None or starts[signal_key(s)] > last_retrain_at
+        started
+        for fp, started in (starts[signal_key(s)] for s in evidence_t)
+        if not _covered(covers, fp, started, last_retrain_at)
     ]
     if not new:
         return RetrainDecision(False, False, reason, evidence_t)
     incident = min(new)
-    if last_retrain_at is not None and now - last_retrain_at < policy.min_interval_seconds:
+    last_wall = alert_state.last_retrain_wall if alert_state is not None else None
+    interval = policy.min_interval_seconds
+    if last_wall is not None:
+        cooling = clock - last_wall < interval
+    else:  # a state of an earlier build (or a bare call): event time, as it was
+        cooling = last_retrain_at is not None and now - last_retrain_at < interval
+    if cooling:
         return RetrainDecision(False, True, reason, evidence_t, incident)
     return RetrainDecision(True, False, reason, evidence_t, incident)
 
 
+def record_retrain(state: ModelAlertState, now: float, wall: float) -> ModelAlertState:
+    """``state`` after a trigger was sent at event time ``now``, wall clock ``wall``: it
+    covers every incident of the model open now (retraining retrains the whole model)."""
+    covers = {
+        fp: g.incident_started_at
+        for fp, g in state.groups.items()
+        if g.incident_started_at is not None
+    }
+    return replace(state, last_retrain_at=now, last_retrain_wall=wall, retrain_covers=covers)
+
+
+def _covered(
+    covers: dict[str, float] | None, fp: str, started: float, last_retrain_at: float | None
+) -> bool:
+    """Whether the last trigger covered the incident of group ``fp`` started at ``started``."""
+    if covers is not None:
+        return covers.get(fp) == started
+    # A state of an earlier build (or a bare call): the rule it was written under.
+    return last_retrain_at is not None and started <= last_retrain_at
+
+
 def _incident_starts(
     state: ModelAlertState | None, live: Sequence[Signal], now: float
-) -> dict[str, float]:
-    """Signal key -> start of the open incident it fires in, for every firing signal.
+) -> dict[str, tuple[str, float]]:
+    """Signal key -> (group fingerprint, start) of the open incident it fires in, for every
+    firing signal.
 
     Without a state, every live signal fires, in an incident that opens ``now``.
     """
     if state is None:
-        return {signal_key(s): now for s in live}
-    starts: dict[str, float] = {}
-    for group in state.groups.values():
+        return {signal_key(s): ("", now) for s in live}
+    starts: dict[str, tuple[str, float]] = {}
+    for fp, group in state.groups.items():
         if group.incident_started_at is None:
             continue
         for key, track in group.tracks.items():
             if track.firing:
-                starts[key] = group.incident_started_at
+                starts[key] = (fp, group.incident_started_at)
     return starts
 
 
-__all__ = ["RetrainDecision", "decide_retrain"]
+__all__ = ["RetrainDecision", "decide_retrain", "record_retrain"]
