@@ -434,6 +434,7 @@ class LabelEvents:
     event_ids: list[str] = field(default_factory=list)
     labels: list[Any] = field(default_factory=list)
     timestamps: list[float] = field(default_factory=list)
+    partitions: set[tuple[str, int]] = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -443,6 +444,7 @@ class LabelEvents:
         self.event_ids += other.event_ids
         self.labels += other.labels
         self.timestamps += other.timestamps
+        self.partitions |= other.partitions
 
 
 def _reject_constant(name: str) -> Any:
@@ -1160,6 +1162,7 @@ class Decoder:
             lab.event_ids.append(event_id)
             lab.labels.append(obj["label"])
             lab.timestamps.append(ts)
+            lab.partitions.add((msg.topic, msg.partition))
         else:
             group = out.predictions.get(model)
             if group is None:

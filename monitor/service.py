@@ -885,7 +885,32 @@ class MonitorService:
         conflict = len(parts) > 1 or (prev is not None and prev != bound)
         if not conflict:
             return
-        others = sorted(f"{t}/{p}" for t, p in parts if (t, p) != bound)
+        self._partition_conflict(model, bound, [tp for tp in parts if tp != bound])
+
+    def _check_label_partitions(self, model: str, parts: set[TP]) -> None:
+        """Flag labels of ``model`` that come from a labels partition whose number is not
+        that of the model's predictions partition (once per batch).
+
+        The group's assignor hands the same partition number of both topics to one member,
+        so a label reaches the instance that holds its model only when both topics are
+        keyed by model and have the same partition count. A label on another number goes,
+        with several instances, to an instance that does not hold the model: it starts a
+        state of the model there that never sees its predictions (every label ``unknown``),
+        and with the Kafka backend that state's checkpoint overwrites the owner's. Judged
+        against the model's bound predictions partition; labels of a model whose
+        predictions this instance has not seen yet are not judged.
+        """
+        bound = self._model_partition.get(model)
+        if bound is None or not parts:
+            return
+        others = [tp for tp in parts if tp[1] != bound[1]]
+        if others:
+            self._partition_conflict(model, bound, others)
+
+    def _partition_conflict(self, model: str, bound: TP, other: list[TP]) -> None:
+        """Count, show and (once per model, then hourly) log events of ``model`` from
+        ``other`` partitions than the one it is bound to."""
+        others = sorted(f"{t}/{p}" for t, p in other)
         seen = self._partition_conflicts.setdefault(model, {"batches": 0, "other_partitions": []})
         seen["batches"] += 1
         seen["bound_partition"] = f"{bound[0]}/{bound[1]}"
@@ -901,7 +926,8 @@ class MonitorService:
             "(%d batches so far): its events are spread over several partitions; with several "
             "instances its state is split between them and their checkpoints overwrite each "
             "other. Producers must key every event by its model (message key = the payload's "
-            '"model"); see docs/RUNBOOK.md, "A model on several partitions"',
+            '"model"), labels as predictions, and the labels topic needs the predictions '
+            'topic\'s partition count; see docs/RUNBOOK.md, "A model on several partitions"',
             printable(repr(model), 200),
             printable(", ".join(others), 300),
             seen["bound_partition"],
@@ -943,6 +969,7 @@ class MonitorService:
                 continue
             mm = self._model(model)
             self._dirty.add(model)
+            self._check_label_partitions(model, labels.partitions)
             for outcome, n in mm.ingest_labels(labels, now).items():
                 if n:
                     self.metrics.labels.labels(model, outcome).inc(n)
