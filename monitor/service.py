@@ -237,6 +237,10 @@ class MonitorService:
         # must never be checkpointed; the next start replays from the last good checkpoint.
         self._unsafe_state: str | None = None
         self._last_checkpoint = 0.0
+        # A periodic checkpoint that failed (state file locked, disk full, broker away): the
+        # time of the first failure in a row, their count, and the last error's text.
+        self._checkpoint_failing: tuple[float, int, str] | None = None
+        self._log_checkpoint = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
         self.last_poll_at = 0.0
         self.broker_ok_at = 0.0
         self.evaluations_seen = 0
@@ -1094,18 +1098,63 @@ class MonitorService:
         )
 
     async def _maybe_checkpoint(self, locked: bool = False) -> None:
+        """Checkpoint when the interval has passed (or notifications are spooled).
+
+        A failed periodic checkpoint is not the end of the service: it is counted
+        (``monitor_checkpoints_total{outcome="error"}``, which ``CheckpointFailing`` watches),
+        logged (ERROR when a streak starts or its error changes, then a WARNING at most once
+        a minute) and tried again one interval later, and consumption goes on: a crash
+        meanwhile replays from the last good checkpoint, as designed. Ending the service
+        instead turned a state file locked for a few seconds by another process (a backup,
+        an operator's ``sqlite3``), a full disk or a broker away into a crash loop.
+        """
+        now = self.clock.time()
+        interval = self.config.state.checkpoint_interval_seconds
         # Spooled notifications (Kafka backend) wait for a checkpoint: take one at once.
-        if (
-            self.clock.time() - self._last_checkpoint
-            < self.config.state.checkpoint_interval_seconds
-            and not self.alerts.has_spooled()
-        ):
+        if now - self._last_checkpoint < interval and not self.alerts.has_spooled():
             return
-        if locked:
-            await self._checkpoint()
-        else:
-            async with self._lock:
+        failing = self._checkpoint_failing
+        if failing is not None and now - self._last_checkpoint < interval:
+            return  # spooled, but the last attempt failed: retried at the interval
+        try:
+            if locked:
                 await self._checkpoint()
+            else:
+                async with self._lock:
+                    await self._checkpoint()
+        except MonitorError as exc:
+            if self._unsafe_state is not None:
+                raise  # memory matches no offset: never to be checkpointed (see process())
+            self._checkpoint_failed(exc, now)
+            return
+        if failing is not None:
+            log.info(
+                "checkpoint written again after %d failed attempt(s) over %.0f s",
+                failing[1],
+                now - failing[0],
+            )
+            self._checkpoint_failing = None
+
+    def _checkpoint_failed(self, exc: MonitorError, now: float) -> None:
+        """Count a failed periodic checkpoint; the next attempt is one interval later."""
+        self._last_checkpoint = now  # counted where it failed (monitor_checkpoints_total)
+        text = str(exc)
+        failing = self._checkpoint_failing
+        self._checkpoint_failing = (
+            failing[0] if failing else now,
+            (failing[1] if failing else 0) + 1,
+            text,
+        )
+        what = (
+            "%s; consumption goes on, the checkpoint is tried again in %g s (a restart "
+            "meanwhile replays from the last good checkpoint; see docs/RUNBOOK.md, "
+            "CheckpointFailing)"
+        )
+        interval = self.config.state.checkpoint_interval_seconds
+        if failing is None or failing[2] != text:
+            log.error(what, text, interval)
+        else:
+            self._log_checkpoint.warning(what, text, interval)
 
     async def _on_revoked(self, revoked: set[TP]) -> None:
         self.metrics.rebalances.labels("revoked").inc()
