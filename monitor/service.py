@@ -1345,10 +1345,33 @@ class MonitorService:
     # ----------------------------------------------------------------- health
 
     async def _watchdog(self) -> None:
+        """Probe the broker; say in one WARNING when it has not answered for
+        ``kafka.stall_seconds`` (``/healthz`` is 503 from then on) and in one INFO when it
+        answers again. aiokafka's own lines meanwhile are one per kind per minute
+        (:class:`~monitor.kafka_source.RepeatedLogThrottle`): without this line an operator
+        found only those, and nothing of the monitor's, in the log of an outage."""
         interval = max(1.0, min(5.0, self.config.kafka.stall_seconds / 3))
+        down_since: float | None = None  # the broker's last answer, once said to be down
         while not self._stopping.is_set():
+            now = self.clock.time()
             if await self.source.probe(interval):
                 self.broker_ok_at = self.clock.time()
+                if down_since is not None:
+                    log.info(
+                        "Kafka answers again after %.0f s without an answer; consuming "
+                        "resumes where it stopped",
+                        self.broker_ok_at - down_since,
+                    )
+                    down_since = None
+            elif down_since is None and now - self.broker_ok_at >= self.config.kafka.stall_seconds:
+                down_since = self.broker_ok_at
+                log.warning(
+                    "Kafka (%s) has not answered for %.0f s: /healthz is 503 until it does; "
+                    "the monitor reconnects by itself and loses no event (aiokafka's "
+                    "connection errors meanwhile are logged once a minute per kind)",
+                    printable(self.config.kafka.bootstrap_servers, 200),
+                    now - down_since,
+                )
             await self._sleep(interval)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
