@@ -84,7 +84,7 @@ from monitor import state_format, status
 from monitor.alerting.alert_log import AlertLogConsumer, encode_record, handover_seconds
 from monitor.alerting.engine import AlertService
 from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
-from monitor.alerting.policy import ModelAlertState
+from monitor.alerting.policy import ModelAlertState, forget_future
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
 from monitor.detectors import ks
@@ -389,6 +389,7 @@ class MonitorService:
                 self.version_references.get(model),
             )
             alert_doc = json.loads(state.alerts) if state.alerts is not None else None
+            future_alerts = self._forget_future_alerts(model, alert_doc)
         except StateFormatError as exc:
             self._not_restored(model, exc.reason, str(exc))
             return None
@@ -400,6 +401,13 @@ class MonitorService:
         stuck = mm.forget_future_times(
             self.clock.time(), self.config.limits.max_timestamp_ahead_seconds
         )
+        if future_alerts:
+            what = (
+                f"{future_alerts} alert time(s) (a firing signal's start, an incident's start "
+                "or last notification, the last retraining) beyond "
+                f"limits.max_timestamp_ahead_seconds after the monitor's clock set to now"
+            )
+            stuck = f"{stuck}; {what}" if stuck is not None else what
         if stuck is not None:
             log.warning("model %s: restored state brought back from the future: %s", model, stuck)
         try:
@@ -416,6 +424,24 @@ class MonitorService:
             where,
         )
         return mm, alert_doc, bool(notes) or stuck is not None
+
+    def _forget_future_alerts(self, model: str, alert_doc: dict[str, Any] | None) -> int:
+        """Set the times of ``model``'s saved alert state that lie beyond the future bound to
+        now, in ``alert_doc`` (see :func:`monitor.alerting.policy.forget_future`); how many.
+        A document that does not parse is left to ``set_state`` to refuse."""
+        models = alert_doc.get("models") if isinstance(alert_doc, dict) else None
+        if not isinstance(models, dict) or model not in models:
+            return 0
+        try:
+            saved = ModelAlertState.from_json(models[model])
+        except StateError:
+            return 0
+        now = self.clock.time()
+        latest = now + self.config.limits.max_timestamp_ahead_seconds
+        fixed, n = forget_future(saved, latest, now)
+        if n:
+            models[model] = fixed.to_json()
+        return n
 
     def _not_restored(self, model: str, reason: str, detail: str) -> None:
         self.metrics.state_not_restored.labels(reason).inc()

@@ -11,6 +11,7 @@ state saved stuck is brought back at restore.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fault_helpers import eventually
 
 from monitor import state_format
+from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
+from monitor.alerting.policy import GroupState, ModelAlertState, SignalTrack
 from monitor.clock import ManualClock
 from monitor.config import parse_config
 from monitor.events import NATIVE_AVAILABLE, Decoder, FutureBound, ModelEvents, RawMessage
@@ -326,3 +329,65 @@ async def test_the_simulator_at_full_speed_stamps_its_stream_up_to_now_not_ahead
     times = [datetime.fromisoformat(t).timestamp() for t in stamps]
     assert max(times) <= done
     assert started - 21 <= min(times) and times == sorted(times)
+
+
+@pytest.mark.kafka
+async def test_alert_times_saved_in_the_future_are_brought_back_at_restore(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A saved alert state with times far ahead (an earlier release's year-3000 event, or a
+    window timed by record times of a producer whose clock ran ahead): restored as it was,
+    no later evaluation was past the last retraining or the last notification, so the model
+    was never retrained again and its open incident never reminded."""
+    topic = topic_factory("stuck-alerts", partitions=1)
+    raw = _config(kafka_bootstrap, tmp_path, topic, None, topic_factory("g"))
+    config = parse_config(raw)
+    base = time.time() - 3_000.0
+    year_3000 = 32_503_680_000.0
+    mm = ModelMonitor(config.model(MODEL), config.limits)  # type: ignore[arg-type]
+    mm.ingest(
+        ModelEvents(
+            MODEL,
+            [f"s{i}" for i in range(300)],
+            [base + i for i in range(300)],
+            [None] * 300,
+            [{"x": float(i % 7), "c": "ab"[i % 2]} for i in range(300)],
+            [0.5] * 300,
+        )
+    )
+    track = SignalTrack(firing=True, active_streak=3, severity="warning", since=year_3000)
+    group = GroupState(
+        labels={"model": MODEL},
+        fingerprint="fp",
+        tracks={"drift:x": track},
+        incident_started_at=year_3000,
+        notified=True,
+        last_notified_at=year_3000,
+    )
+    alerts = ModelAlertState(MODEL, groups={"fp": group}, last_retrain_at=year_3000)
+    doc = {"version": ALERT_STATE_VERSION, "models": {MODEL: alerts.to_json()}}
+    store = SQLiteStateStore(tmp_path / "state.sqlite")
+    blob = state_format.encode(mm.export_state(json.dumps(doc)))
+    store.save({MODEL: (blob, (topic, 0))}, {(topic, 0): 0})
+    store.close()
+
+    with caplog.at_level(logging.WARNING, logger="monitor.service"):
+        before = time.time()
+        service, task = await _run(raw)
+        try:
+            await eventually(lambda: MODEL in service.models, 30)
+            restored = service.alerts.get_state([MODEL])["models"][MODEL]
+        finally:
+            await _stop(service, task)
+        after = time.time()
+    state = ModelAlertState.from_json(restored)
+    (g,) = state.groups.values()
+    for t in (state.last_retrain_at, g.incident_started_at, g.last_notified_at):
+        assert t is not None and before <= t <= after, t
+    assert g.tracks["drift:x"].since is not None and g.tracks["drift:x"].since <= after
+    assert g.tracks["drift:x"].firing  # only the times move: the incident stays open
+    warnings = [r.getMessage() for r in caplog.records if "from the future" in r.getMessage()]
+    assert len(warnings) == 1 and "4 alert time(s)" in warnings[0], warnings
