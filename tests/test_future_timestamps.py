@@ -111,6 +111,57 @@ def test_a_far_future_timestamp_is_rejected_whole_on_both_decoder_paths(path: st
     assert later.rejected == [] and later.predictions[MODEL].event_ids == ["e8"]
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_a_record_time_standing_in_for_the_event_time_is_held_to_the_bound(path: str) -> None:
+    """Without its own ``timestamp`` an event has its Kafka record time, which a producer
+    whose clock runs ahead sets far ahead on a broker that does not bound ``CreateTime``.
+    Not the event's fault (accepted, not rejected), but held to the bound: unbounded, one
+    such record stopped a time-window model's evaluations for good, as the year-3000
+    event did."""
+    clock = ManualClock(NOW)
+    decoder = Decoder(
+        max_message_bytes=10_000, native=path == "native", future=FutureBound(clock, 3600)
+    )
+    schemas = {MODEL: (("x",), ("c",))}
+    decoder.decode(_messages([_event(0, NOW)]), schemas)  # the model accepted once
+    year_2100 = 4_102_444_800.0
+    times = [NOW - 5, year_2100, NOW + 10, NOW + 3599]
+    records = [RawMessage(_event(i + 1, None), t, "p", 0, i) for i, t in enumerate(times)]
+    out = decoder.decode(records, schemas)
+    assert out.rejected == []
+    got = out.predictions[MODEL]
+    assert got.event_ids == ["e1", "e2", "e3", "e4"] and got.record_time_rows == [0, 1, 2, 3]
+    assert list(got.timestamps) == [NOW - 5, NOW + 3600, NOW + 10, NOW + 3599]
+    labels = Decoder(max_message_bytes=10_000, labels_topic="l", future=FutureBound(clock, 60))
+    label = orjson.dumps({"event_id": "e2", "model": MODEL, "label": 1})
+    out = labels.decode([RawMessage(label, year_2100, "l", 0, 0)])
+    assert out.labels[MODEL].timestamps == [NOW + 60]
+
+
+def test_a_time_window_model_timed_by_record_times_evaluates_again_after_a_future_record() -> None:
+    """The same through the model: its windows are timed by record times; after one record
+    of the year 2100 it evaluates again once the monitor's clock passes the bound."""
+    clock = ManualClock(NOW)
+    config = parse_config(
+        {"models": [{"name": MODEL, "window": TIME_WINDOW, "reference": {"learn_first": 100}}]},
+        env={},
+    )
+    mm = ModelMonitor(config.model(MODEL), config.limits)  # type: ignore[arg-type]
+    decoder = Decoder(max_message_bytes=10_000, future=FutureBound(clock, 600))
+
+    def feed(lo: int, hi: int, at: Callable[[int], float]) -> None:
+        records = [RawMessage(_event(i, None), at(i), "p", 0, i) for i in range(lo, hi)]
+        mm.ingest(decoder.decode(records).predictions[MODEL])
+
+    feed(0, 600, lambda i: NOW - 600 + i)
+    assert mm.evaluations > 0
+    feed(600, 601, lambda i: 4_102_444_800.0)  # one record of the year 2100
+    stopped = mm.evaluations
+    clock.advance(1_200)  # an event every second for 20 minutes
+    feed(601, 1_801, lambda i: NOW + i - 600)
+    assert mm.evaluations > stopped + 30
+
+
 def test_labels_with_a_future_time_are_rejected() -> None:
     decoder = Decoder(
         max_message_bytes=10_000, labels_topic="l", future=FutureBound(ManualClock(NOW), 60)
