@@ -1164,7 +1164,7 @@ class MonitorService:
     def _checkpoint_failed(self, exc: MonitorError, now: float) -> None:
         """Count a failed periodic checkpoint; the next attempt is one interval later."""
         self._last_checkpoint = now  # counted where it failed (monitor_checkpoints_total)
-        text = str(exc)
+        text = printable(str(exc), 500)  # shown on /healthz too
         failing = self._checkpoint_failing
         self._checkpoint_failing = (
             failing[0] if failing else now,
@@ -1416,6 +1416,15 @@ class MonitorService:
         }
         if self._restoring_since is not None:
             detail["restoring_seconds"] = round(now - self._restoring_since, 3)
+        # Said, not failed on: consumption goes on and a restart would not help (it would
+        # replay more); CheckpointFailing pages for it.
+        if self._checkpoint_failing is not None:
+            since, attempts, error = self._checkpoint_failing
+            detail["checkpoint_failing"] = {
+                "seconds": round(now - since, 3),
+                "attempts": attempts,
+                "error": error,
+            }
         # A batch that cannot be decoded blocks its partition although polls succeed.
         if self._undecodable is not None and now - self._undecodable[2] < stall:
             ok = False

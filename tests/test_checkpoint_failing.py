@@ -17,6 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fault_helpers import eventually
 
@@ -71,6 +72,11 @@ async def test_a_locked_state_file_fails_checkpoints_without_ending_the_service(
         await asyncio.sleep(0.5)
         assert not task.done(), task.exception()
         await eventually(lambda: service.models["m"].events_total == 600, 30)
+        async with httpx.AsyncClient() as client:
+            health = await client.get(f"{service.http.url}/healthz")
+        assert health.status_code == 200  # alive and consuming: a restart would not help
+        failing = health.json()["checkpoint_failing"]
+        assert failing["attempts"] >= 1 and "database is locked" in failing["error"]
 
         other.execute("ROLLBACK")
         other.close()
@@ -79,6 +85,9 @@ async def test_a_locked_state_file_fails_checkpoints_without_ending_the_service(
             lambda: any("checkpoint written again" in r.getMessage() for r in caplog.records), 30
         )
         assert not task.done()
+        async with httpx.AsyncClient() as client:
+            health = await client.get(f"{service.http.url}/healthz")
+        assert health.status_code == 200 and "checkpoint_failing" not in health.json()
     finally:
         if other is not None:
             other.close()
