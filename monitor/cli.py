@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 import textwrap
@@ -190,8 +189,8 @@ class _StopSignals:
     that is gone). An operator who presses Ctrl-C again, or an orchestrator that sends
     SIGTERM twice, means "now". Ending at once is as safe as ``kill -9``, which the state
     is built for: the next start replays from the last checkpoint, and notifications not
-    yet delivered stay in the outbox. The exit code is 128 + the signal's number, as a
-    shell reports a process ended by that signal.
+    yet delivered stay in the outbox. The process ends by the signal's default action, so
+    a shell reports exit code 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
     """
 
     def __init__(self, request_stop: Callable[[], None]) -> None:
@@ -212,8 +211,10 @@ class _StopSignals:
             "the outbox",
             name,
         )
-        logging.shutdown()  # flush the handlers: os._exit skips every other cleanup
-        os._exit(128 + signum)
+        logging.shutdown()  # flush the handlers: nothing else runs after this
+        # Die of the signal itself (its default action), as if no handler were installed.
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
 
 
 async def run_until_signalled(config: MonitorConfig) -> int:
