@@ -30,7 +30,7 @@ import signal
 import sys
 import textwrap
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -181,14 +181,51 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _StopSignals:
+    """The first SIGTERM/SIGINT stops in order; a second one ends the process at once.
+
+    Why: the ordered shutdown can wait minutes (the outbox flush for up to
+    ``shutdown_grace_seconds`` on a receiver that hangs, a final checkpoint to a broker
+    that is gone). An operator who presses Ctrl-C again, or an orchestrator that sends
+    SIGTERM twice, means "now". Ending at once is as safe as ``kill -9``, which the state
+    is built for: the next start replays from the last checkpoint, and notifications not
+    yet delivered stay in the outbox. The process ends by the signal's default action, so
+    a shell reports exit code 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, request_stop: Callable[[], None]) -> None:
+        self._request_stop = request_stop
+        self._received = 0
+
+    def __call__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        log = logging.getLogger("monitor")
+        self._received += 1
+        if self._received == 1:
+            log.info("%s received: shutting down (send it again to exit at once)", name)
+            self._request_stop()
+            return
+        log.warning(
+            "second signal (%s) during the shutdown: exiting now without finishing it; the "
+            "next start replays from the last checkpoint, undelivered notifications stay in "
+            "the outbox",
+            name,
+        )
+        logging.shutdown()  # flush the handlers: nothing else runs after this
+        # Die of the signal itself (its default action), as if no handler were installed.
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+
 async def run_until_signalled(config: MonitorConfig) -> int:
     from monitor.service import MonitorService
 
     service = MonitorService(config)
     loop = asyncio.get_running_loop()
+    on_signal = _StopSignals(service.request_stop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, service.request_stop)
+            loop.add_signal_handler(sig, on_signal, int(sig))
     try:
         await service.start()
     except BaseException as exc:

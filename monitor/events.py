@@ -434,6 +434,7 @@ class LabelEvents:
     event_ids: list[str] = field(default_factory=list)
     labels: list[Any] = field(default_factory=list)
     timestamps: list[float] = field(default_factory=list)
+    partitions: set[tuple[str, int]] = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -443,6 +444,7 @@ class LabelEvents:
         self.event_ids += other.event_ids
         self.labels += other.labels
         self.timestamps += other.timestamps
+        self.partitions |= other.partitions
 
 
 def _reject_constant(name: str) -> Any:
@@ -613,7 +615,11 @@ class FutureBound:
     the monitor's own clock (the service's injected one), never the Kafka record time,
     which producers set and tests fill with dummies. Only a ``timestamp`` the event
     carries is checked: without one the event has its record time, which is not the
-    event's to answer for (and never moves the model's event clock).
+    event's to answer for (and never moves the model's event clock), so it is not
+    rejected for it; but a record time beyond the bound (a producer whose clock runs
+    ahead, on a broker that does not bound ``CreateTime``) is taken as the bound: a
+    model whose events carry no time is timed by record times alone, and one record
+    of the year 2100 stopped its time-window evaluations as the year-3000 event did.
     """
 
     __slots__ = ("clock", "seconds")
@@ -740,10 +746,14 @@ def validate_label(
 
 
 def _event_time(value: Any, fallback: float, future: FutureBound | None) -> float:
-    """The event's time (:func:`parse_timestamp`); an own one checked against ``future``."""
+    """The event's time (:func:`parse_timestamp`); an own one checked against ``future``,
+    the record time standing in for a missing one held to it (:class:`FutureBound`)."""
     ts = parse_timestamp(value, fallback)
-    if future is not None and value is not None:
-        future.check(ts)
+    if future is not None:
+        if value is not None:
+            future.check(ts)
+        else:
+            ts = min(ts, future.latest()[1])
     return ts
 
 
@@ -1004,6 +1014,7 @@ class Decoder:
             record_rows: list[int] = []
             if missing.any():  # no timestamp in the event: the record's time, as on the Python path
                 record = np.fromiter(map(record_time, rows), np.float64, len(rows))
+                np.minimum(record, latest, out=record)  # never beyond the bound (FutureBound)
                 stamps = np.where(missing, record, stamps)
                 record_rows = np.flatnonzero(missing).tolist()
             numeric_names, categorical_names = schemas[model]
@@ -1090,8 +1101,8 @@ class Decoder:
                                 dt = None
                             if dt is not None and dt.tzinfo is not None:
                                 ts = dt.timestamp()
-                        elif stamp is None:
-                            ts = stamps[i]
+                        elif stamp is None:  # the record time, never beyond the bound
+                            ts = min(stamps[i], latest)
                         elif 0 <= stamp < EPOCH_MILLIS_FROM:  # seconds (bools never get here)
                             ts = float(stamp)
                         elif EPOCH_MILLIS_FROM <= stamp < EPOCH_MILLIS_UNTIL:  # milliseconds
@@ -1160,6 +1171,7 @@ class Decoder:
             lab.event_ids.append(event_id)
             lab.labels.append(obj["label"])
             lab.timestamps.append(ts)
+            lab.partitions.add((msg.topic, msg.partition))
         else:
             group = out.predictions.get(model)
             if group is None:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -192,6 +194,67 @@ class StartupNoiseFilter(logging.Filter):
             logging.getLogger(name).removeFilter(self)
 
 
+class RepeatedLogThrottle(logging.Filter):
+    """Lets each of aiokafka's WARNING/ERROR lines through once a minute, not every time.
+
+    While the broker is down, aiokafka logs "Unable connect to node", "Unable to update
+    metadata", "Failed fetch messages" at ERROR on every retry of every client: a
+    40-second outage wrote 7,000 lines (an hour would write more than half a million),
+    burying the monitor's own lines and filling the log volume. Lines are told apart by
+    logger and message template (a code constant, so the table stays small); the first
+    passes, repeats within ``per_seconds`` are counted, and the next one after passes
+    with how many were left out. Below WARNING nothing is touched. The monitor says the
+    outage in its own words once (``MonitorService._watchdog``).
+    """
+
+    LOGGERS = (
+        "aiokafka",
+        "aiokafka.admin.client",
+        "aiokafka.cluster",
+        "aiokafka.conn",
+        "aiokafka.consumer.consumer",
+        "aiokafka.consumer.fetcher",
+        "aiokafka.consumer.group_coordinator",
+        "aiokafka.producer.producer",
+        "aiokafka.producer.sender",
+    )
+    #: Templates remembered at most (then the oldest window is forgotten): bounded memory.
+    MAX_TEMPLATES = 256
+
+    def __init__(self, per_seconds: float = 60.0, monotonic: Callable[[], float] | None = None):
+        super().__init__()
+        self._per = per_seconds
+        self._monotonic = monotonic or time.monotonic
+        # (logger, template) -> (when the last line passed, lines left out since)
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()  # the Kafka state store logs from its own thread
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg))
+        now = self._monotonic()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self._per:
+                self._seen[key] = (seen[0], seen[1] + 1)
+                return False
+            if len(self._seen) >= self.MAX_TEMPLATES and key not in self._seen:
+                self._seen.pop(next(iter(self._seen)))
+            self._seen[key] = (now, 0)
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} (and {seen[1]} more like it in {now - seen[0]:.0f} s)"
+        return True
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def remove(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, on_revoked: PartitionCallback, on_assigned: PartitionCallback) -> None:
         self._on_revoked = on_revoked
@@ -220,6 +283,7 @@ class KafkaSource:
         self._consumer: AIOKafkaConsumer | None = None
         self._stopped = False
         self._noise = StartupNoiseFilter(config.group_id)
+        self._throttle = RepeatedLogThrottle()
 
     async def start(self) -> None:
         if self._stopped:
@@ -243,12 +307,14 @@ class KafkaSource:
             **security_kwargs(c),
         )
         self._noise.install()
+        self._throttle.install()  # after the noise filter, which reads the template as logged
         try:
             await consumer.start()
             consumer.subscribe(self.topics, listener=self._listener)
         except KafkaError as exc:
             await consumer.stop()
             self._noise.remove()
+            self._throttle.remove()
             raise await connection_error(c, exc) from exc
         self._consumer = consumer
 
@@ -359,6 +425,7 @@ class KafkaSource:
         if consumer is not None:
             await consumer.stop()
         self._noise.remove()
+        self._throttle.remove()
 
 
 # Bounds on the free-form header values, so a marker copy stays far below any broker limit.

@@ -84,7 +84,7 @@ from monitor import state_format, status
 from monitor.alerting.alert_log import AlertLogConsumer, encode_record, handover_seconds
 from monitor.alerting.engine import AlertService
 from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
-from monitor.alerting.policy import ModelAlertState
+from monitor.alerting.policy import ModelAlertState, forget_future
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
 from monitor.detectors import ks
@@ -237,6 +237,10 @@ class MonitorService:
         # must never be checkpointed; the next start replays from the last good checkpoint.
         self._unsafe_state: str | None = None
         self._last_checkpoint = 0.0
+        # A periodic checkpoint that failed (state file locked, disk full, broker away): the
+        # time of the first failure in a row, their count, and the last error's text.
+        self._checkpoint_failing: tuple[float, int, str] | None = None
+        self._log_checkpoint = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
         self.last_poll_at = 0.0
         self.broker_ok_at = 0.0
         self.evaluations_seen = 0
@@ -385,6 +389,7 @@ class MonitorService:
                 self.version_references.get(model),
             )
             alert_doc = json.loads(state.alerts) if state.alerts is not None else None
+            future_alerts = self._forget_future_alerts(model, alert_doc)
         except StateFormatError as exc:
             self._not_restored(model, exc.reason, str(exc))
             return None
@@ -396,6 +401,13 @@ class MonitorService:
         stuck = mm.forget_future_times(
             self.clock.time(), self.config.limits.max_timestamp_ahead_seconds
         )
+        if future_alerts:
+            what = (
+                f"{future_alerts} alert time(s) (a firing signal's start, an incident's start "
+                "or last notification, the last retraining) beyond "
+                f"limits.max_timestamp_ahead_seconds after the monitor's clock set to now"
+            )
+            stuck = f"{stuck}; {what}" if stuck is not None else what
         if stuck is not None:
             log.warning("model %s: restored state brought back from the future: %s", model, stuck)
         try:
@@ -412,6 +424,24 @@ class MonitorService:
             where,
         )
         return mm, alert_doc, bool(notes) or stuck is not None
+
+    def _forget_future_alerts(self, model: str, alert_doc: dict[str, Any] | None) -> int:
+        """Set the times of ``model``'s saved alert state that lie beyond the future bound to
+        now, in ``alert_doc`` (see :func:`monitor.alerting.policy.forget_future`); how many.
+        A document that does not parse is left to ``set_state`` to refuse."""
+        models = alert_doc.get("models") if isinstance(alert_doc, dict) else None
+        if not isinstance(models, dict) or model not in models:
+            return 0
+        try:
+            saved = ModelAlertState.from_json(models[model])
+        except StateError:
+            return 0
+        now = self.clock.time()
+        latest = now + self.config.limits.max_timestamp_ahead_seconds
+        fixed, n = forget_future(saved, latest, now)
+        if n:
+            models[model] = fixed.to_json()
+        return n
 
     def _not_restored(self, model: str, reason: str, detail: str) -> None:
         self.metrics.state_not_restored.labels(reason).inc()
@@ -885,7 +915,32 @@ class MonitorService:
         conflict = len(parts) > 1 or (prev is not None and prev != bound)
         if not conflict:
             return
-        others = sorted(f"{t}/{p}" for t, p in parts if (t, p) != bound)
+        self._partition_conflict(model, bound, [tp for tp in parts if tp != bound])
+
+    def _check_label_partitions(self, model: str, parts: set[TP]) -> None:
+        """Flag labels of ``model`` that come from a labels partition whose number is not
+        that of the model's predictions partition (once per batch).
+
+        The group's assignor hands the same partition number of both topics to one member,
+        so a label reaches the instance that holds its model only when both topics are
+        keyed by model and have the same partition count. A label on another number goes,
+        with several instances, to an instance that does not hold the model: it starts a
+        state of the model there that never sees its predictions (every label ``unknown``),
+        and with the Kafka backend that state's checkpoint overwrites the owner's. Judged
+        against the model's bound predictions partition; labels of a model whose
+        predictions this instance has not seen yet are not judged.
+        """
+        bound = self._model_partition.get(model)
+        if bound is None or not parts:
+            return
+        others = [tp for tp in parts if tp[1] != bound[1]]
+        if others:
+            self._partition_conflict(model, bound, others)
+
+    def _partition_conflict(self, model: str, bound: TP, other: list[TP]) -> None:
+        """Count, show and (once per model, then hourly) log events of ``model`` from
+        ``other`` partitions than the one it is bound to."""
+        others = sorted(f"{t}/{p}" for t, p in other)
         seen = self._partition_conflicts.setdefault(model, {"batches": 0, "other_partitions": []})
         seen["batches"] += 1
         seen["bound_partition"] = f"{bound[0]}/{bound[1]}"
@@ -901,7 +956,8 @@ class MonitorService:
             "(%d batches so far): its events are spread over several partitions; with several "
             "instances its state is split between them and their checkpoints overwrite each "
             "other. Producers must key every event by its model (message key = the payload's "
-            '"model"); see docs/RUNBOOK.md, "A model on several partitions"',
+            '"model"), labels as predictions, and the labels topic needs the predictions '
+            'topic\'s partition count; see docs/RUNBOOK.md, "A model on several partitions"',
             printable(repr(model), 200),
             printable(", ".join(others), 300),
             seen["bound_partition"],
@@ -943,6 +999,7 @@ class MonitorService:
                 continue
             mm = self._model(model)
             self._dirty.add(model)
+            self._check_label_partitions(model, labels.partitions)
             for outcome, n in mm.ingest_labels(labels, now).items():
                 if n:
                     self.metrics.labels.labels(model, outcome).inc(n)
@@ -1067,18 +1124,63 @@ class MonitorService:
         )
 
     async def _maybe_checkpoint(self, locked: bool = False) -> None:
+        """Checkpoint when the interval has passed (or notifications are spooled).
+
+        A failed periodic checkpoint is not the end of the service: it is counted
+        (``monitor_checkpoints_total{outcome="error"}``, which ``CheckpointFailing`` watches),
+        logged (ERROR when a streak starts or its error changes, then a WARNING at most once
+        a minute) and tried again one interval later, and consumption goes on: a crash
+        meanwhile replays from the last good checkpoint, as designed. Ending the service
+        instead turned a state file locked for a few seconds by another process (a backup,
+        an operator's ``sqlite3``), a full disk or a broker away into a crash loop.
+        """
+        now = self.clock.time()
+        interval = self.config.state.checkpoint_interval_seconds
         # Spooled notifications (Kafka backend) wait for a checkpoint: take one at once.
-        if (
-            self.clock.time() - self._last_checkpoint
-            < self.config.state.checkpoint_interval_seconds
-            and not self.alerts.has_spooled()
-        ):
+        if now - self._last_checkpoint < interval and not self.alerts.has_spooled():
             return
-        if locked:
-            await self._checkpoint()
-        else:
-            async with self._lock:
+        failing = self._checkpoint_failing
+        if failing is not None and now - self._last_checkpoint < interval:
+            return  # spooled, but the last attempt failed: retried at the interval
+        try:
+            if locked:
                 await self._checkpoint()
+            else:
+                async with self._lock:
+                    await self._checkpoint()
+        except MonitorError as exc:
+            if self._unsafe_state is not None:
+                raise  # memory matches no offset: never to be checkpointed (see process())
+            self._checkpoint_failed(exc, now)
+            return
+        if failing is not None:
+            log.info(
+                "checkpoint written again after %d failed attempt(s) over %.0f s",
+                failing[1],
+                now - failing[0],
+            )
+            self._checkpoint_failing = None
+
+    def _checkpoint_failed(self, exc: MonitorError, now: float) -> None:
+        """Count a failed periodic checkpoint; the next attempt is one interval later."""
+        self._last_checkpoint = now  # counted where it failed (monitor_checkpoints_total)
+        text = printable(str(exc), 500)  # shown on /healthz too
+        failing = self._checkpoint_failing
+        self._checkpoint_failing = (
+            failing[0] if failing else now,
+            (failing[1] if failing else 0) + 1,
+            text,
+        )
+        what = (
+            "%s; consumption goes on, the checkpoint is tried again in %g s (a restart "
+            "meanwhile replays from the last good checkpoint; see docs/RUNBOOK.md, "
+            "CheckpointFailing)"
+        )
+        interval = self.config.state.checkpoint_interval_seconds
+        if failing is None or failing[2] != text:
+            log.error(what, text, interval)
+        else:
+            self._log_checkpoint.warning(what, text, interval)
 
     async def _on_revoked(self, revoked: set[TP]) -> None:
         self.metrics.rebalances.labels("revoked").inc()
@@ -1269,10 +1371,33 @@ class MonitorService:
     # ----------------------------------------------------------------- health
 
     async def _watchdog(self) -> None:
+        """Probe the broker; say in one WARNING when it has not answered for
+        ``kafka.stall_seconds`` (``/healthz`` is 503 from then on) and in one INFO when it
+        answers again. aiokafka's own lines meanwhile are one per kind per minute
+        (:class:`~monitor.kafka_source.RepeatedLogThrottle`): without this line an operator
+        found only those, and nothing of the monitor's, in the log of an outage."""
         interval = max(1.0, min(5.0, self.config.kafka.stall_seconds / 3))
+        down_since: float | None = None  # the broker's last answer, once said to be down
         while not self._stopping.is_set():
+            now = self.clock.time()
             if await self.source.probe(interval):
                 self.broker_ok_at = self.clock.time()
+                if down_since is not None:
+                    log.info(
+                        "Kafka answers again after %.0f s without an answer; consuming "
+                        "resumes where it stopped",
+                        self.broker_ok_at - down_since,
+                    )
+                    down_since = None
+            elif down_since is None and now - self.broker_ok_at >= self.config.kafka.stall_seconds:
+                down_since = self.broker_ok_at
+                log.warning(
+                    "Kafka (%s) has not answered for %.0f s: /healthz is 503 until it does; "
+                    "the monitor reconnects by itself and loses no event (aiokafka's "
+                    "connection errors meanwhile are logged once a minute per kind)",
+                    printable(self.config.kafka.bootstrap_servers, 200),
+                    now - down_since,
+                )
             await self._sleep(interval)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -1291,6 +1416,15 @@ class MonitorService:
         }
         if self._restoring_since is not None:
             detail["restoring_seconds"] = round(now - self._restoring_since, 3)
+        # Said, not failed on: consumption goes on and a restart would not help (it would
+        # replay more); CheckpointFailing pages for it.
+        if self._checkpoint_failing is not None:
+            since, attempts, error = self._checkpoint_failing
+            detail["checkpoint_failing"] = {
+                "seconds": round(now - since, 3),
+                "attempts": attempts,
+                "error": error,
+            }
         # A batch that cannot be decoded blocks its partition although polls succeed.
         if self._undecodable is not None and now - self._undecodable[2] < stall:
             ok = False

@@ -248,7 +248,8 @@ class ServiceMetrics:
         self.partition_conflicts = Counter(
             "monitor_model_partition_conflicts_total",
             "Batches in which a model's events came from a partition other than the one the "
-            "model is bound to (producers not keying events by model).",
+            "model is bound to, or its labels from a labels partition of another number "
+            "(producers not keying events by model).",
             ["model"],
             registry=registry,
         )

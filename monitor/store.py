@@ -78,6 +78,31 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> StateError:
+    """Why the state file cannot be opened, and what to do, by SQLite's error code.
+
+    Only a file SQLite finds damaged or not a database is to be moved aside (then the
+    models start fresh). Every error used to say so: a file merely locked by another
+    process (one in exclusive locking mode, a backup tool, a second monitor in the
+    middle of a write) or on a volume that refuses it sent the operator to discard every
+    model's state, when stopping that process or fixing the volume kept it.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StateError(
+            f"{path}: locked by another process ({exc}); the file is left as it is: stop the "
+            f"process holding it (fuser {path}) and start again; do not move it aside, it holds "
+            "the models' states"
+        )
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return StateError(f"{path}: not a usable state file ({exc}); move it aside to start fresh")
+    return StateError(
+        f"{path}: cannot be read or written ({exc}); the file is left as it is: check the "
+        "volume (permissions, free space, a read-only mount) and start again"
+    )
+
+
 class SQLiteStateStore:
     """A :class:`StateStore` in one SQLite file (WAL, one transaction per save)."""
 
@@ -96,9 +121,7 @@ class SQLiteStateStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._init_schema()
         except sqlite3.DatabaseError as exc:
-            raise StateError(
-                f"{self.path}: not a usable state file ({exc}); move it aside to start fresh"
-            ) from exc
+            raise _unusable(self.path, exc) from exc
 
     def _init_schema(self) -> None:
         tables = {

@@ -11,6 +11,7 @@ state saved stuck is brought back at restore.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fault_helpers import eventually
 
 from monitor import state_format
+from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
+from monitor.alerting.policy import GroupState, ModelAlertState, SignalTrack
 from monitor.clock import ManualClock
 from monitor.config import parse_config
 from monitor.events import NATIVE_AVAILABLE, Decoder, FutureBound, ModelEvents, RawMessage
@@ -106,6 +109,57 @@ def test_a_far_future_timestamp_is_rejected_whole_on_both_decoder_paths(path: st
     clock.advance(3600)
     later = decoder.decode(_messages([_event(8, NOW + 2 * 3600)]), schemas)
     assert later.rejected == [] and later.predictions[MODEL].event_ids == ["e8"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_record_time_standing_in_for_the_event_time_is_held_to_the_bound(path: str) -> None:
+    """Without its own ``timestamp`` an event has its Kafka record time, which a producer
+    whose clock runs ahead sets far ahead on a broker that does not bound ``CreateTime``.
+    Not the event's fault (accepted, not rejected), but held to the bound: unbounded, one
+    such record stopped a time-window model's evaluations for good, as the year-3000
+    event did."""
+    clock = ManualClock(NOW)
+    decoder = Decoder(
+        max_message_bytes=10_000, native=path == "native", future=FutureBound(clock, 3600)
+    )
+    schemas = {MODEL: (("x",), ("c",))}
+    decoder.decode(_messages([_event(0, NOW)]), schemas)  # the model accepted once
+    year_2100 = 4_102_444_800.0
+    times = [NOW - 5, year_2100, NOW + 10, NOW + 3599]
+    records = [RawMessage(_event(i + 1, None), t, "p", 0, i) for i, t in enumerate(times)]
+    out = decoder.decode(records, schemas)
+    assert out.rejected == []
+    got = out.predictions[MODEL]
+    assert got.event_ids == ["e1", "e2", "e3", "e4"] and got.record_time_rows == [0, 1, 2, 3]
+    assert list(got.timestamps) == [NOW - 5, NOW + 3600, NOW + 10, NOW + 3599]
+    labels = Decoder(max_message_bytes=10_000, labels_topic="l", future=FutureBound(clock, 60))
+    label = orjson.dumps({"event_id": "e2", "model": MODEL, "label": 1})
+    out = labels.decode([RawMessage(label, year_2100, "l", 0, 0)])
+    assert out.labels[MODEL].timestamps == [NOW + 60]
+
+
+def test_a_time_window_model_timed_by_record_times_evaluates_again_after_a_future_record() -> None:
+    """The same through the model: its windows are timed by record times; after one record
+    of the year 2100 it evaluates again once the monitor's clock passes the bound."""
+    clock = ManualClock(NOW)
+    config = parse_config(
+        {"models": [{"name": MODEL, "window": TIME_WINDOW, "reference": {"learn_first": 100}}]},
+        env={},
+    )
+    mm = ModelMonitor(config.model(MODEL), config.limits)  # type: ignore[arg-type]
+    decoder = Decoder(max_message_bytes=10_000, future=FutureBound(clock, 600))
+
+    def feed(lo: int, hi: int, at: Callable[[int], float]) -> None:
+        records = [RawMessage(_event(i, None), at(i), "p", 0, i) for i in range(lo, hi)]
+        mm.ingest(decoder.decode(records).predictions[MODEL])
+
+    feed(0, 600, lambda i: NOW - 600 + i)
+    assert mm.evaluations > 0
+    feed(600, 601, lambda i: 4_102_444_800.0)  # one record of the year 2100
+    stopped = mm.evaluations
+    clock.advance(1_200)  # an event every second for 20 minutes
+    feed(601, 1_801, lambda i: NOW + i - 600)
+    assert mm.evaluations > stopped + 30
 
 
 def test_labels_with_a_future_time_are_rejected() -> None:
@@ -326,3 +380,65 @@ async def test_the_simulator_at_full_speed_stamps_its_stream_up_to_now_not_ahead
     times = [datetime.fromisoformat(t).timestamp() for t in stamps]
     assert max(times) <= done
     assert started - 21 <= min(times) and times == sorted(times)
+
+
+@pytest.mark.kafka
+async def test_alert_times_saved_in_the_future_are_brought_back_at_restore(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A saved alert state with times far ahead (an earlier release's year-3000 event, or a
+    window timed by record times of a producer whose clock ran ahead): restored as it was,
+    no later evaluation was past the last retraining or the last notification, so the model
+    was never retrained again and its open incident never reminded."""
+    topic = topic_factory("stuck-alerts", partitions=1)
+    raw = _config(kafka_bootstrap, tmp_path, topic, None, topic_factory("g"))
+    config = parse_config(raw)
+    base = time.time() - 3_000.0
+    year_3000 = 32_503_680_000.0
+    mm = ModelMonitor(config.model(MODEL), config.limits)  # type: ignore[arg-type]
+    mm.ingest(
+        ModelEvents(
+            MODEL,
+            [f"s{i}" for i in range(300)],
+            [base + i for i in range(300)],
+            [None] * 300,
+            [{"x": float(i % 7), "c": "ab"[i % 2]} for i in range(300)],
+            [0.5] * 300,
+        )
+    )
+    track = SignalTrack(firing=True, active_streak=3, severity="warning", since=year_3000)
+    group = GroupState(
+        labels={"model": MODEL},
+        fingerprint="fp",
+        tracks={"drift:x": track},
+        incident_started_at=year_3000,
+        notified=True,
+        last_notified_at=year_3000,
+    )
+    alerts = ModelAlertState(MODEL, groups={"fp": group}, last_retrain_at=year_3000)
+    doc = {"version": ALERT_STATE_VERSION, "models": {MODEL: alerts.to_json()}}
+    store = SQLiteStateStore(tmp_path / "state.sqlite")
+    blob = state_format.encode(mm.export_state(json.dumps(doc)))
+    store.save({MODEL: (blob, (topic, 0))}, {(topic, 0): 0})
+    store.close()
+
+    with caplog.at_level(logging.WARNING, logger="monitor.service"):
+        before = time.time()
+        service, task = await _run(raw)
+        try:
+            await eventually(lambda: MODEL in service.models, 30)
+            restored = service.alerts.get_state([MODEL])["models"][MODEL]
+        finally:
+            await _stop(service, task)
+        after = time.time()
+    state = ModelAlertState.from_json(restored)
+    (g,) = state.groups.values()
+    for t in (state.last_retrain_at, g.incident_started_at, g.last_notified_at):
+        assert t is not None and before <= t <= after, t
+    assert g.tracks["drift:x"].since is not None and g.tracks["drift:x"].since <= after
+    assert g.tracks["drift:x"].firing  # only the times move: the incident stays open
+    warnings = [r.getMessage() for r in caplog.records if "from the future" in r.getMessage()]
+    assert len(warnings) == 1 and "4 alert time(s)" in warnings[0], warnings

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,15 @@ from monitor.service import MonitorService
 WARNING = "events arrived from partition"
 
 
-def _config(bootstrap: str, tmp: Path, topic: str) -> dict[str, Any]:
+def _config(
+    bootstrap: str, tmp: Path, topic: str, labels_topic: str | None = None
+) -> dict[str, Any]:
     return {
         "kafka": {
             "bootstrap_servers": bootstrap,
             "group_id": f"g-{topic}",
             "predictions_topic": topic,
-            "labels_topic": None,
+            "labels_topic": labels_topic,
             "poll_timeout_ms": 100,
             "metadata_max_age_ms": 1000,
         },
@@ -79,13 +82,31 @@ def _samples(metrics: str, name: str) -> dict[str, float]:
 
 
 async def _consume(
-    bootstrap: str, tmp: Path, topic: str, expect: dict[str, int]
+    bootstrap: str,
+    tmp: Path,
+    topic: str,
+    expect: dict[str, int],
+    labels_topic: str | None = None,
+    expect_labels: dict[str, int] | None = None,
+    then: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Run a service until each model holds its expected events; its /metrics and
-    /api/status from before the stop."""
-    service = MonitorService(parse_config(_config(bootstrap, tmp, topic)))
+    """Run a service until each model holds its expected events, then run ``then`` and wait
+    until each model has its expected labels counted; its /metrics and /api/status from
+    before the stop."""
+    service = MonitorService(parse_config(_config(bootstrap, tmp, topic, labels_topic)))
     await service.start()
     task = asyncio.create_task(service.run())
+
+    def labelled(model: str) -> float:
+        """Labels of ``model`` counted, whatever their join outcome."""
+        return sum(
+            s.value
+            for metric in service.registry.collect()
+            if metric.name == "monitor_labels"
+            for s in metric.samples
+            if s.name == "monitor_labels_total" and s.labels.get("model") == model
+        )
+
     try:
         await eventually(
             lambda: all(
@@ -93,6 +114,11 @@ async def _consume(
                 for m, n in expect.items()
             ),
             30,
+        )
+        if then is not None:
+            await then()
+        await eventually(
+            lambda: all(labelled(m) >= n for m, n in (expect_labels or {}).items()), 30
         )
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"{service.http.url}/metrics")).text
@@ -145,4 +171,52 @@ async def test_events_keyed_by_model_raise_no_partition_conflict(
     assert "monitor_model_partition_conflicts_total{" not in metrics
     assert not [r for r in caplog.records if WARNING in r.getMessage()]
     assert status["models"]["m"]["partition_conflict"] is None
+    assert status["models"]["n"]["partition_conflict"] is None
+
+
+async def _produce_labels(bootstrap: str, topic: str, sends: list[tuple[str, int, int]]) -> None:
+    """``sends``: (model, event number, partition): the label of that prediction event."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for model, i, partition in sends:
+            label = orjson.dumps({"event_id": f"{model}{i}", "model": model, "label": 1})
+            await producer.send(topic, label, key=model.encode(), partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.kafka
+async def test_labels_on_another_partition_number_than_the_predictions_are_a_conflict(
+    kafka_bootstrap: str, tmp_path: Path, topic_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With several instances, a label on another partition number reaches an instance that
+    does not hold its model: one instance must already say so, as for predictions."""
+    topic = topic_factory("keying", partitions=2)
+    labels = topic_factory("keying-labels", partitions=2)
+    # m: predictions on 0, labels on 1 (mis-keyed labels); n: both on 1 (keyed right).
+    await _produce(kafka_bootstrap, topic, [("m", i, 0) for i in range(40)])
+    await _produce(kafka_bootstrap, topic, [("n", i, 1) for i in range(40)])
+    caplog.set_level(logging.WARNING, logger="monitor.service")
+    sends = [("m", i, 1) for i in range(20)] + [("n", i, 1) for i in range(20)]
+    metrics, status = await _consume(
+        kafka_bootstrap,
+        tmp_path,
+        topic,
+        {"m": 40, "n": 40},
+        labels,
+        {"m": 20, "n": 20},
+        # Labels only once the predictions are in: the model is bound by then.
+        then=lambda: _produce_labels(kafka_bootstrap, labels, sends),
+    )
+
+    conflicts = _samples(metrics, "monitor_model_partition_conflicts_total")
+    assert conflicts.get("m", 0) >= 1, metrics
+    assert "n" not in conflicts
+    warned = [r.getMessage() for r in caplog.records if WARNING in r.getMessage()]
+    assert len(warned) == 1 and "'m'" in warned[0], warned
+    seen = status["models"]["m"]["partition_conflict"]
+    assert seen["bound_partition"] == f"{topic}/0"
+    assert seen["other_partitions"] == [f"{labels}/1"]
     assert status["models"]["n"]["partition_conflict"] is None

@@ -39,6 +39,32 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     assert path.read_bytes() == b"\x00garbage" * 1000  # never discarded
 
 
+def test_a_file_locked_by_another_process_is_named_so_not_sent_to_be_discarded(
+    tmp_path: Path,
+) -> None:
+    """A lock is not damage: the error must not tell the operator to move the file aside
+    (every model's state with it); it names the lock. SQLite waits its 5 s busy timeout."""
+    path = tmp_path / "s.sqlite"
+    first = SQLiteStateStore(path)
+    first.save({"a": (b"one", ("t", 0))}, {("t", 0): 10})
+    first.close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA locking_mode=EXCLUSIVE")  # as some tools hold a database
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("UPDATE meta SET value = value")
+    other.execute("COMMIT")  # the exclusive lock stays until the connection closes
+    try:
+        with pytest.raises(StateError) as err:
+            SQLiteStateStore(path)
+    finally:
+        other.close()
+    assert "locked by another process" in str(err.value)
+    assert "move it aside" not in str(err.value).replace("do not move it aside", "")
+    store = SQLiteStateStore(path)  # once the other process let go: all there
+    assert store.load_model("a") == b"one" and store.load_offsets() == {("t", 0): 10}
+    store.close()
+
+
 def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     db = sqlite3.connect(path)

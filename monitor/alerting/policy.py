@@ -249,6 +249,44 @@ class StateDocument(msgspec.Struct):
     retrain_covers: dict[str, float] | None = None
 
 
+def forget_future(state: ModelAlertState, latest: float, now: float) -> tuple[ModelAlertState, int]:
+    """``state`` with every time beyond ``latest`` set to ``now``; and how many there were.
+
+    Policy time is the evaluation's event time. A state saved by an earlier release after
+    one event stamped far ahead (before event times were bounded), or a window timed by
+    Kafka record times of a producer whose clock ran ahead, holds times there: a firing
+    signal's ``since``, an incident's start and last notification, the last retraining.
+    Restored as they were, later evaluations at the right time stood "before" them: the
+    repeat interval never elapsed (no reminder for the incident) and
+    ``min_interval_seconds`` never passed since the last retraining (never retrained
+    again). Pure, for :meth:`monitor.service.MonitorService._restore`.
+
+    >>> s = ModelAlertState("m", last_retrain_at=32_503_680_000.0)
+    >>> forget_future(s, latest=1_000.0, now=900.0)[0].last_retrain_at
+    900.0
+    """
+    n = 0
+
+    def fix(t: float | None) -> float | None:
+        nonlocal n
+        if t is not None and t > latest:
+            n += 1
+            return now
+        return t
+
+    groups = {}
+    for fp, g in state.groups.items():
+        tracks = {k: replace(t, since=fix(t.since)) for k, t in g.tracks.items()}
+        groups[fp] = replace(
+            g,
+            tracks=tracks,
+            incident_started_at=fix(g.incident_started_at),
+            last_notified_at=fix(g.last_notified_at),
+        )
+    out = replace(state, groups=groups, last_retrain_at=fix(state.last_retrain_at))
+    return (out if n else state), n
+
+
 def _enc_hook(obj: Any) -> Any:
     """numpy scalars in a signal's ``details`` as the Python numbers they hold."""
     item = getattr(obj, "item", None)
