@@ -600,3 +600,31 @@ async def test_a_receiver_down_for_five_hours_gets_the_page_not_a_stale_reminder
         assert actions(rx) == ["fire", "repeat"]
     finally:
         await svc.stop()
+
+
+def test_wall_clock_times_and_retrain_covers_saved_in_the_future_are_brought_back() -> None:
+    """A state saved by a host whose clock ran ahead: its wall-clock times (last
+    notification, incident opened, last retraining) would hold reminders and the retraining
+    rate limit for as long, and the incident starts a trigger covered move with the starts
+    they name, or the incident would look uncovered and retrain a second time."""
+    from monitor.alerting.policy import GroupState, ModelAlertState, forget_future
+    from monitor.alerting.retrain_policy import record_retrain
+
+    ahead = 32_503_680_000.0
+    group = GroupState(
+        labels={"model": "m"},
+        fingerprint="fp",
+        incident_started_at=ahead,
+        notified=True,
+        last_notified_at=ahead,
+        last_notified_wall=ahead,
+        opened_wall=ahead,
+    )
+    saved = record_retrain(ModelAlertState("m", groups={"fp": group}), ahead, ahead)
+    fixed, n = forget_future(saved, latest=2_000.0, now=1_000.0)
+    g = fixed.groups["fp"]
+    assert (g.last_notified_wall, g.opened_wall, fixed.last_retrain_wall) == (1_000.0,) * 3
+    assert fixed.retrain_covers == {"fp": g.incident_started_at} == {"fp": 1_000.0}
+    assert n == 7
+    # Times within the bound stay as they are.
+    assert forget_future(fixed, latest=2_000.0, now=1_500.0) == (fixed, 0)

@@ -282,8 +282,22 @@ def forget_future(state: ModelAlertState, latest: float, now: float) -> tuple[Mo
             tracks=tracks,
             incident_started_at=fix(g.incident_started_at),
             last_notified_at=fix(g.last_notified_at),
+            # Wall-clock times saved by a host whose clock ran ahead hold reminders and the
+            # retraining rate limit just as long.
+            last_notified_wall=fix(g.last_notified_wall),
+            opened_wall=fix(g.opened_wall),
         )
-    out = replace(state, groups=groups, last_retrain_at=fix(state.last_retrain_at))
+    covers = state.retrain_covers
+    if covers is not None:  # moved with the incident starts they name, so they still match
+        n += sum(t > latest for t in covers.values())
+        covers = {fp: now if t > latest else t for fp, t in covers.items()}
+    out = replace(
+        state,
+        groups=groups,
+        last_retrain_at=fix(state.last_retrain_at),
+        last_retrain_wall=fix(state.last_retrain_wall),
+        retrain_covers=covers,
+    )
     return (out if n else state), n
 
 
