@@ -238,6 +238,9 @@ class Validator:
         # built from: a quiet window repeats them, and rebuilding 88 frozen objects each time
         # was half the validation's cost (issue 19). Never a breach: its values can differ.
         self._quiet: dict[tuple[str, str], tuple[str, int, int, Signal]] = {}
+        # The last evaluation whole: (model, violations, values, signals, the indices of its
+        # breaches), for a window whose tallies are all the same again (see evaluate).
+        self._last: tuple[str, list[int], list[int], list[Signal], list[int]] | None = None
         self._num_index = {f: j for j, f in enumerate(self.numeric_columns)}
         self._cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
         self._cells: tuple[np.ndarray, np.ndarray] | None = None  # see _rule_cells
@@ -624,8 +627,22 @@ class Validator:
         if not self.rules:
             return []
         violations, values = self._tallies(num, cat, summaries)
+        last = self._last
+        if last is not None and last[0] == model and last[1] == violations and last[2] == values:
+            # Every tally as at the last evaluation (two list comparisons): its unbreached
+            # signals are the ones the loop below would find in ``_quiet`` (it stored them
+            # there from these very tallies); only its breaches are built again.
+            out = list(last[3])
+            breached = last[4]
+            if breached:
+                keys = list(self.rules)
+                for i in breached:
+                    out[i] = self._signal(model, keys[i], violations[i], values[i], num, cat)
+            self._last = (model, violations, values, out, breached)
+            return list(out)
+        self._last = None  # until this evaluation is complete
         quiet = self._quiet
-        out: list[Signal] = []
+        out = []
         for key, rule, k, n in zip(
             self.rules, self.rules.values(), violations, values, strict=True
         ):
@@ -640,7 +657,26 @@ class Validator:
             else:
                 quiet[key] = (model, k, n, sig)
             out.append(sig)
-        return out
+        breached = [i for i, sig in enumerate(out) if sig.severity != "ok"]
+        self._last = (model, violations, values, out, breached)
+        return list(out)
+
+    def _signal(
+        self, model: str, key: tuple[str, str], k: int, n: int, num: np.ndarray, cat: np.ndarray
+    ) -> Signal:
+        """One rule's signal from its tally: the unbreached one of the last evaluation when
+        the tally is the same (a frozen object), else built (and kept, when unbreached)."""
+        quiet = self._quiet
+        seen = quiet.get(key)
+        if seen is not None and seen[1] == k and seen[2] == n and seen[0] == model:
+            return seen[3]
+        b = self._breach(self.rules[key], k, n, num, cat, False)
+        sig = signal_of(model, b)
+        if b.breached:
+            quiet.pop(key, None)
+        else:
+            quiet[key] = (model, k, n, sig)
+        return sig
 
 
 def signal_of(model: str, b: Breach) -> Signal:
