@@ -1,8 +1,9 @@
 """The PCA detector's evaluation path against a frozen copy of what it replaced (issue 19).
 
 Standardising in one buffer (with the infinity check folded into one sum), writing the
-component scores straight into their rows and proving a run of changed rows by its ends
-must give every error, every result and every refusal bit for bit as before: the
+component scores straight into their rows (``np.dot``), proving a run of changed rows by
+its ends, and one sum for the mean error that also lets the sorted errors go to the KS
+test as sorted must give every error, every result and every refusal bit for bit as before: the
 window's errors are compared as bytes and the results whole, over sliding windows with
 missing values, all-missing rows, duplicated rows (ties), infinities and every kind of
 ``changed`` (a run, a wrapped ring, a gathered set, out of range, empty, None).
@@ -31,6 +32,24 @@ class FrozenPCA(PCADetector):
 
     def _coefficients(self, zt: np.ndarray) -> np.ndarray:
         return np.array([self._basis[:, c] @ zt for c in range(self.components)])
+
+    def _result(self, win: np.ndarray, errors: np.ndarray) -> DetectorResult:
+        ks = self._ks.evaluate(errors)
+        details = {"mean_error": float(errors.mean()), "components": float(self.components)}
+        if ks.drifted:
+            zt = self._standardised_columns(win)
+            coef = self._coefficients(zt)
+            excess = (self._residual(zt, coef) ** 2).mean(axis=1) - self._ref_residual
+            details.update({f"residual:{j}": float(v) for j, v in enumerate(excess)})
+        return DetectorResult(
+            detector=self.name,
+            statistic=ks.statistic,
+            p_value=ks.p_value,
+            threshold=self.alpha,
+            drifted=ks.drifted,
+            severity=ks.severity,
+            details=details,
+        )
 
     def _all_errors(self, win: np.ndarray, check: bool = False) -> np.ndarray:
         zt = self._standardised_columns(win)
