@@ -186,14 +186,15 @@ class DriftTracker:
         Corrected results keep the raw p-value in ``details["raw_p_value"]`` and
         are re-graded with :func:`~monitor.detectors.base.grade_p_value`.
         """
-        out = {feature: tuple(rs) for feature, rs in results.items()}
         if self.config.correction == "none":
-            return out
+            return {feature: tuple(rs) for feature, rs in results.items()}
         adjust = bonferroni if self.config.correction == "bonferroni" else benjamini_hochberg
         # Per family, its members in order: (feature, index, result).
         families: dict[str, list[tuple[str, int, DetectorResult]]] = {}
         family_of = P_VALUE_FAMILY
-        for feature, rs in out.items():
+        out: dict[str, tuple[DetectorResult, ...]] = {}
+        for feature, rs in results.items():
+            rs = out[feature] = tuple(rs)
             for i, r in enumerate(rs):
                 if r.p_value is not None:
                     family = family_of.get(r.detector, r.detector)
@@ -328,7 +329,9 @@ def signals(
     for name, v in verdicts.items():
         known = heads.get(name) if heads else None
         head = known[1] if known is not None and known[0] is v.results else headline(v.results)
-        details: dict[str, float | str | None] = {r.detector: r.statistic for r in v.results}
+        details: dict[str, float | str | None] = {}
+        for r in v.results:  # {r.detector: r.statistic ...} without the comprehension's call
+            details[r.detector] = r.statistic
         if head is not None and head.p_value is not None:
             details["p_value"] = head.p_value
         if v.explained_by is not None:

@@ -244,6 +244,7 @@ class Validator:
         self._num_index = {f: j for j, f in enumerate(self.numeric_columns)}
         self._cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
         self._cells: tuple[np.ndarray, np.ndarray] | None = None  # see _rule_cells
+        self._any_integer = False  # some column has an integer rule (set below, once)
         if not config.enabled:
             return
         for j, name in enumerate(numeric_columns):
@@ -252,6 +253,7 @@ class Validator:
             self._categorical_rules(j, name, profile)
         for name in [*numeric_columns, *categorical_columns]:
             self._missing_rule(name, profile)
+        self._any_integer = bool(self._integer.any())
 
     # ----------------------------------------------------------------- fitting
 
@@ -446,6 +448,7 @@ class Validator:
             num_missing = np.count_nonzero(np.isnan(num), axis=0)
         table[_MISSING, :k] = num_missing
         table[_PRESENT, :k] = n_rows - num_missing
+        present_k = table[_PRESENT, :k]
         if k and n_rows:
             if summaries is not None:
                 # The sorted columns' ends: the same values as the NaN-skipping reductions
@@ -456,15 +459,16 @@ class Validator:
                 lowest = np.fmin.reduce(num, axis=0)  # NaN only for an all-missing column
                 highest = np.fmax.reduce(num, axis=0)
             with np.errstate(invalid="ignore"):
-                cols = np.flatnonzero(lowest < self._lo)
+                # ``nonzero()[0]`` of a 1-D mask: np.flatnonzero without its two wrappers.
+                cols = (lowest < self._lo).nonzero()[0]
                 if cols.size:
                     table[_BELOW, cols] = (num[:, cols] < self._lo[cols]).sum(axis=0)
-                cols = np.flatnonzero(highest > self._hi)
+                cols = (highest > self._hi).nonzero()[0]
                 if cols.size:
                     table[_ABOVE, cols] = (num[:, cols] > self._hi[cols]).sum(axis=0)
-                constant = (highest == lowest) & (table[_PRESENT, :k] >= MIN_CONSTANT_VALUES)
-                table[_CONSTANT, :k] = np.where(constant, table[_PRESENT, :k], 0)
-            if self._integer.any():
+                constant = (highest == lowest) & (present_k >= MIN_CONSTANT_VALUES)
+                table[_CONSTANT, :k] = np.where(constant, present_k, 0)
+            if self._any_integer:
                 cols = np.flatnonzero(self._integer)
                 sub = num[:, cols]
                 table[_NOT_INTEGER, cols] = ((sub != np.round(sub)) & ~np.isnan(sub)).sum(axis=0)
