@@ -216,3 +216,23 @@ def test_an_infinite_changed_row_is_refused_and_nothing_kept() -> None:
     with pytest.raises(DetectorError, match="infinite"):
         d.evaluate_rows(win, np.arange(5, 15))
     assert d._row_errors is kept and kept.tobytes() == before.tobytes()
+
+
+def test_a_drifting_window_names_the_same_columns() -> None:
+    """The drifted path (the residuals per column) on a window whose correlation flipped,
+    sliding: bit for bit as the frozen copy, and drifting (so the path is taken)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=4000)
+    ref = np.column_stack([x, 0.9 * x + 0.44 * rng.normal(size=4000), rng.normal(size=4000)])
+    new, old = PCADetector(), FrozenPCA()
+    new.fit(ref)
+    old.fit(ref)
+    win = np.asfortranarray(ref[:1000].copy())
+    for step in range(4):
+        rows = np.arange(step * 250, step * 250 + 250, dtype=np.intp)
+        y = rng.normal(size=250)
+        win[rows] = np.column_stack([y, -0.9 * y + 0.44 * rng.normal(size=250), y * 0.0])
+        win[rows[0], 1] = np.nan
+        got, want = new.evaluate_rows(win, rows), old.evaluate_rows(win, rows)
+        _same(got, want)
+    assert got.drifted and any(k.startswith("residual:") for k in got.details)

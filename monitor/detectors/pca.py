@@ -171,7 +171,9 @@ class PCADetector(DetectorBase):
     def _errors(self, zt: np.ndarray, coef: np.ndarray) -> np.ndarray:
         """Per event: mean squared residual, ``(|z|^2 - |scores|^2) / d`` (orthonormal basis)."""
         sq = np.einsum("ij,ij->j", zt, zt) - np.einsum("ij,ij->j", coef, coef)
-        return np.maximum(sq, 0.0) / zt.shape[0]
+        np.maximum(sq, 0.0, out=sq)  # in place: the same operations, no temporaries
+        np.divide(sq, zt.shape[0], out=sq)
+        return sq
 
     def _residual(self, zt: np.ndarray, coef: np.ndarray) -> np.ndarray:
         """Per column and event: the standardised value less its reconstruction."""
@@ -266,14 +268,9 @@ class PCADetector(DetectorBase):
             coef = self._coefficients(zt)
             excess = (self._residual(zt, coef) ** 2).mean(axis=1) - self._ref_residual
             details.update({f"residual:{j}": float(v) for j, v in enumerate(excess)})
+        # In field order (detector, statistic, p_value, threshold, drifted, severity, details).
         return DetectorResult(
-            detector=self.name,
-            statistic=ks.statistic,
-            p_value=ks.p_value,
-            threshold=self.alpha,
-            drifted=ks.drifted,
-            severity=ks.severity,
-            details=details,
+            self.name, ks.statistic, ks.p_value, self.alpha, ks.drifted, ks.severity, details
         )
 
 
