@@ -22,7 +22,8 @@ from monitor.errors import DetectorError
 
 
 class FrozenPCA(PCADetector):
-    """:class:`PCADetector` with its evaluation path as it was before (frozen copies)."""
+    """:class:`PCADetector` with its evaluation path as it was before (frozen copies of
+    every method this work changed; the others, unchanged, are inherited)."""
 
     def _standardised_columns(self, x: np.ndarray, check: bool = False) -> np.ndarray:
         assert self._mean is not None
@@ -50,6 +51,10 @@ class FrozenPCA(PCADetector):
             severity=ks.severity,
             details=details,
         )
+
+    def _errors(self, zt: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        sq = np.einsum("ij,ij->j", zt, zt) - np.einsum("ij,ij->j", coef, coef)
+        return np.maximum(sq, 0.0) / zt.shape[0]
 
     def _all_errors(self, win: np.ndarray, check: bool = False) -> np.ndarray:
         zt = self._standardised_columns(win)
