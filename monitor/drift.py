@@ -237,7 +237,8 @@ class DriftTracker:
         heads: dict[str, tuple[tuple[DetectorResult, ...], DetectorResult | None]] = {}
         states = self._states
         persistence, clear_after = self.config.persistence, self.config.clear_after
-        critical = SEVERITY_RANK["critical"]
+        rank = SEVERITY_RANK
+        critical = rank["critical"]
         build = _verdict
         for feature, rs in self.correct(results).items():
             state = states.get(feature)
@@ -262,7 +263,11 @@ class DriftTracker:
                     state.drifting = False
             severity: Severity = "ok"
             if state.drifting:
-                worst = max((SEVERITY_RANK[r.severity] for r in rs), default=0)
+                worst = 0  # max((rank[r.severity] for r in rs), default=0), ranks being >= 0
+                for r in rs:
+                    r_rank = rank[r.severity]
+                    if r_rank > worst:
+                        worst = r_rank
                 severity = "critical" if worst >= critical else "warning"
             top = headline(rs)
             heads[feature] = (rs, top)
