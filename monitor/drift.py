@@ -49,7 +49,7 @@ import numpy as np
 
 from monitor.detectors.base import DetectorResult, grade_p_value
 from monitor.detectors.config import DriftConfig
-from monitor.signals import SEVERITY_RANK, Severity, Signal
+from monitor.signals import SEVERITY_RANK, Severity, Signal, slot_constructor
 from monitor.state_format import FeatureRun
 from monitor.summary import CategoricalSummary, NumericSummary
 
@@ -142,15 +142,30 @@ def _strength(result: DetectorResult) -> float:
 
 def headline(results: Sequence[DetectorResult]) -> DetectorResult | None:
     """The result to display: most severe, then drifted, then furthest past its threshold."""
-    # max(results, key=...) unrolled (twice per feature and evaluation: the verdict and its
-    # signal): the first of the largest keys, compared as max compares them (key > best).
+    # max(results, key=...) unrolled (per feature and evaluation: the verdict, its signal,
+    # the metrics): the first of the largest keys, compared as max compares them (key >
+    # best), with _strength inlined (a call per result was a fifth of the cost).
     best: DetectorResult | None = None
     best_key: tuple[int, bool, float] | None = None
+    rank = SEVERITY_RANK
     for r in results:
-        key = (SEVERITY_RANK[r.severity], r.drifted, _strength(r))
+        p = r.p_value
+        if p is not None:
+            strength = math.inf if p <= 0 else r.threshold / p
+        else:
+            t = r.threshold
+            strength = r.statistic / t if t > 0 else r.statistic
+        key = (rank[r.severity], r.drifted, strength)
         if best_key is None or key > best_key:
             best, best_key = r, key
     return best
+
+
+#: Positional constructors by the slots (:func:`~monitor.signals.slot_constructor`): an
+#: evaluation builds a corrected result, a verdict and a signal per column.
+_result = slot_constructor(DetectorResult)
+_verdict = slot_constructor(FeatureVerdict)
+_signal = slot_constructor(Signal)
 
 
 class DriftTracker:
@@ -159,6 +174,9 @@ class DriftTracker:
     def __init__(self, config: DriftConfig) -> None:
         self.config = config
         self._states: dict[str, _FeatureState] = {}
+        #: The last :meth:`observe`'s headline of each verdict, with the results it is the
+        #: headline of (see :func:`signals`' ``heads``).
+        self.heads: dict[str, tuple[tuple[DetectorResult, ...], DetectorResult | None]] = {}
 
     def correct(
         self, results: Mapping[str, Sequence[DetectorResult]]
@@ -168,29 +186,40 @@ class DriftTracker:
         Corrected results keep the raw p-value in ``details["raw_p_value"]`` and
         are re-graded with :func:`~monitor.detectors.base.grade_p_value`.
         """
-        out = {feature: tuple(rs) for feature, rs in results.items()}
         if self.config.correction == "none":
-            return out
+            return {feature: tuple(rs) for feature, rs in results.items()}
         adjust = bonferroni if self.config.correction == "bonferroni" else benjamini_hochberg
-        families: dict[str, list[tuple[str, int]]] = {}
-        for feature, rs in out.items():
+        # Per family, its members in order: (feature, index, result).
+        families: dict[str, list[tuple[str, int, DetectorResult]]] = {}
+        family_of = P_VALUE_FAMILY
+        out: dict[str, tuple[DetectorResult, ...]] = {}
+        for feature, rs in results.items():
+            rs = out[feature] = tuple(rs)
             for i, r in enumerate(rs):
                 if r.p_value is not None:
-                    family = P_VALUE_FAMILY.get(r.detector, r.detector)
-                    families.setdefault(family, []).append((feature, i))
-        corrected = {feature: list(rs) for feature, rs in out.items()}
+                    family = family_of.get(r.detector, r.detector)
+                    members = families.get(family)
+                    if members is None:
+                        members = families[family] = []
+                    members.append((feature, i, r))
+        # Only the features with a corrected result are copied and rebuilt.
+        corrected: dict[str, list[DetectorResult]] = {}
+        build = _result
         for members in families.values():
-            raw = np.array([out[f][i].p_value for f, i in members], dtype=np.float64)
+            raw = np.array([r.p_value for _, _, r in members], dtype=np.float64)
             # As Python floats at once (the values float() gives one by one).
-            for (feature, i), p_adj in zip(members, adjust(raw).tolist(), strict=True):
-                r = out[feature][i]
+            for (feature, i, r), p_adj in zip(members, adjust(raw).tolist(), strict=True):
                 severity = grade_p_value(p_adj, r.threshold)
                 details = {**r.details, "raw_p_value": float(r.p_value or 0.0)}
-                # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
-                corrected[feature][i] = DetectorResult(
+                rs_new = corrected.get(feature)
+                if rs_new is None:
+                    rs_new = corrected[feature] = list(out[feature])
+                rs_new[i] = build(
                     r.detector, r.statistic, p_adj, r.threshold, severity != "ok", severity, details
                 )
-        return {feature: tuple(rs) for feature, rs in corrected.items()}
+        for feature, rs_new in corrected.items():
+            out[feature] = tuple(rs_new)
+        return out
 
     def observe(
         self,
@@ -205,29 +234,46 @@ class DriftTracker:
         """
         explained = explained or {}
         verdicts: dict[str, FeatureVerdict] = {}
+        heads: dict[str, tuple[tuple[DetectorResult, ...], DetectorResult | None]] = {}
+        states = self._states
+        persistence, clear_after = self.config.persistence, self.config.clear_after
+        rank = SEVERITY_RANK
+        critical = rank["critical"]
+        build = _verdict
         for feature, rs in self.correct(results).items():
-            state = self._states.setdefault(feature, _FeatureState())
-            cause = explained.get(feature)
-            raw = cause is None and any(r.drifted for r in rs)
+            state = states.get(feature)
+            if state is None:
+                state = states[feature] = _FeatureState()
+            cause = explained.get(feature) if explained else None
+            raw = False
+            if cause is None:
+                for r in rs:  # any(r.drifted for r in rs), without a generator
+                    if r.drifted:
+                        raw = True
+                        break
             if raw:
                 state.drifted_run += 1
                 state.clean_run = 0
-                if state.drifted_run >= self.config.persistence:
+                if state.drifted_run >= persistence:
                     state.drifting = True
             else:
                 state.clean_run += 1
                 state.drifted_run = 0
-                if state.clean_run >= self.config.clear_after:
+                if state.clean_run >= clear_after:
                     state.drifting = False
             severity: Severity = "ok"
             if state.drifting:
-                worst = max((SEVERITY_RANK[r.severity] for r in rs), default=0)
-                severity = "critical" if worst >= SEVERITY_RANK["critical"] else "warning"
+                worst = 0  # max((rank[r.severity] for r in rs), default=0), ranks being >= 0
+                for r in rs:
+                    r_rank = rank[r.severity]
+                    if r_rank > worst:
+                        worst = r_rank
+                severity = "critical" if worst >= critical else "warning"
             top = headline(rs)
-            # In field order (feature, drifting, severity, raw_drifted, consecutive, results,
-            # detector, statistic, threshold, explained_by): binding keywords costs a fifth
-            # of constructing a frozen dataclass.
-            verdicts[feature] = FeatureVerdict(
+            heads[feature] = (rs, top)
+            # Every field, in order (feature, drifting, severity, raw_drifted, consecutive,
+            # results, detector, statistic, threshold, explained_by).
+            verdicts[feature] = build(
                 feature,
                 state.drifting,
                 severity,
@@ -239,6 +285,7 @@ class DriftTracker:
                 top.threshold if top else None,
                 cause,
             )
+        self.heads = heads
         return verdicts
 
     def is_drifting(self, feature: str) -> bool:
@@ -269,6 +316,7 @@ def signals(
     numeric: Mapping[str, NumericSummary],
     categorical: Mapping[str, CategoricalSummary],
     quality: QualityBounds,
+    heads: Mapping[str, tuple[tuple[DetectorResult, ...], DetectorResult | None]] | None = None,
 ) -> list[Signal]:
     """One evaluation's drift verdicts and data-quality rates, as signals for the alert policy.
 
@@ -276,19 +324,28 @@ def signals(
     ``details["explained_by"]`` naming the rule when a data-quality breach explains this
     evaluation's drift, :mod:`monitor.explain`); a data-quality signal per column and
     configured rate (missing values, unseen categories), graded against its threshold.
+
+    ``heads``: the headlines :meth:`DriftTracker.observe` found for these verdicts
+    (``DriftTracker.heads``); one is used only with the very results tuple it was found
+    in (the same object), else the headline is found again.
     """
     out: list[Signal] = []
+    build = _signal
     for name, v in verdicts.items():
-        head = headline(v.results)
-        details: dict[str, float | str | None] = {r.detector: r.statistic for r in v.results}
+        known = heads.get(name) if heads else None
+        head = known[1] if known is not None and known[0] is v.results else headline(v.results)
+        details: dict[str, float | str | None] = {}
+        for r in v.results:  # {r.detector: r.statistic ...} without the comprehension's call
+            details[r.detector] = r.statistic
         if head is not None and head.p_value is not None:
             details["p_value"] = head.p_value
         if v.explained_by is not None:
             details["explained_by"] = v.explained_by
-        # In field order (model, kind, subject, severity, value, threshold, detector,
-        # details), here and below: binding keywords costs a fifth of the construction.
+        # Every field in order (model, kind, subject, severity, value, threshold, detector,
+        # details, segment); below, in field order: binding keywords costs a fifth of the
+        # construction.
         out.append(
-            Signal(
+            build(
                 model,
                 "drift",
                 name,
@@ -297,6 +354,7 @@ def signals(
                 head.threshold if head else math.nan,
                 head.detector if head else None,
                 details,
+                None,
             )
         )
     q = quality

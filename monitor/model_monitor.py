@@ -24,7 +24,6 @@ takes effect at restart (what happens per kind of change: docs/GUARANTEES.md).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -379,10 +378,17 @@ class ModelMonitor:
     def _multivariate_signal(self, sig: Signal, verdict: FeatureVerdict) -> Signal:
         """The multivariate verdict as its own kind, naming the features that drive it."""
         details = dict(sig.details)
-        head = headline(verdict.results)
+        known = self.tracker.heads.get(MULTIVARIATE)  # found by observe for these results
+        rs = verdict.results
+        head = known[1] if known is not None and known[0] is rs else headline(rs)
         if head is not None:
             details["features"] = self.multivariate.top_features(head)
-        return replace(sig, kind="multivariate", details=details)
+        # replace(sig, kind=..., details=...) field by field, in order, without its
+        # per-field introspection.
+        return Signal(
+            sig.model, "multivariate", sig.subject, sig.severity, sig.value, sig.threshold,
+            sig.detector, details, sig.segment,
+        )  # fmt: skip
 
     def evaluate(self, since: float | None = None) -> Evaluation:
         """Summaries, detector results, verdicts and signals for the current window."""
@@ -443,7 +449,9 @@ class ModelMonitor:
             evaluation_seq=self.evaluations,
         )
         perf = self.performance.snapshot() if self.performance is not None else {}
-        signals = drift_signals(self.name, verdicts, numeric, categorical, self.settings.quality)
+        signals = drift_signals(
+            self.name, verdicts, numeric, categorical, self.settings.quality, self.tracker.heads
+        )
         if MULTIVARIATE in verdicts:
             joint = verdicts[MULTIVARIATE]
             signals = [

@@ -238,9 +238,13 @@ class Validator:
         # built from: a quiet window repeats them, and rebuilding 88 frozen objects each time
         # was half the validation's cost (issue 19). Never a breach: its values can differ.
         self._quiet: dict[tuple[str, str], tuple[str, int, int, Signal]] = {}
+        # The last evaluation whole: (model, violations, values, signals, the indices of its
+        # breaches), for a window whose tallies are all the same again (see evaluate).
+        self._last: tuple[str, list[int], list[int], list[Signal], list[int]] | None = None
         self._num_index = {f: j for j, f in enumerate(self.numeric_columns)}
         self._cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
         self._cells: tuple[np.ndarray, np.ndarray] | None = None  # see _rule_cells
+        self._any_integer = False  # some column has an integer rule (set below, once)
         if not config.enabled:
             return
         for j, name in enumerate(numeric_columns):
@@ -249,6 +253,7 @@ class Validator:
             self._categorical_rules(j, name, profile)
         for name in [*numeric_columns, *categorical_columns]:
             self._missing_rule(name, profile)
+        self._any_integer = bool(self._integer.any())
 
     # ----------------------------------------------------------------- fitting
 
@@ -443,6 +448,7 @@ class Validator:
             num_missing = np.count_nonzero(np.isnan(num), axis=0)
         table[_MISSING, :k] = num_missing
         table[_PRESENT, :k] = n_rows - num_missing
+        present_k = table[_PRESENT, :k]
         if k and n_rows:
             if summaries is not None:
                 # The sorted columns' ends: the same values as the NaN-skipping reductions
@@ -453,15 +459,16 @@ class Validator:
                 lowest = np.fmin.reduce(num, axis=0)  # NaN only for an all-missing column
                 highest = np.fmax.reduce(num, axis=0)
             with np.errstate(invalid="ignore"):
-                cols = np.flatnonzero(lowest < self._lo)
+                # ``nonzero()[0]`` of a 1-D mask: np.flatnonzero without its two wrappers.
+                cols = (lowest < self._lo).nonzero()[0]
                 if cols.size:
                     table[_BELOW, cols] = (num[:, cols] < self._lo[cols]).sum(axis=0)
-                cols = np.flatnonzero(highest > self._hi)
+                cols = (highest > self._hi).nonzero()[0]
                 if cols.size:
                     table[_ABOVE, cols] = (num[:, cols] > self._hi[cols]).sum(axis=0)
-                constant = (highest == lowest) & (table[_PRESENT, :k] >= MIN_CONSTANT_VALUES)
-                table[_CONSTANT, :k] = np.where(constant, table[_PRESENT, :k], 0)
-            if self._integer.any():
+                constant = (highest == lowest) & (present_k >= MIN_CONSTANT_VALUES)
+                table[_CONSTANT, :k] = np.where(constant, present_k, 0)
+            if self._any_integer:
                 cols = np.flatnonzero(self._integer)
                 sub = num[:, cols]
                 table[_NOT_INTEGER, cols] = ((sub != np.round(sub)) & ~np.isnan(sub)).sum(axis=0)
@@ -624,8 +631,22 @@ class Validator:
         if not self.rules:
             return []
         violations, values = self._tallies(num, cat, summaries)
+        last = self._last
+        if last is not None and last[0] == model and last[1] == violations and last[2] == values:
+            # Every tally as at the last evaluation (two list comparisons): its unbreached
+            # signals are the ones the loop below would find in ``_quiet`` (it stored them
+            # there from these very tallies); only its breaches are built again.
+            out = list(last[3])
+            breached = last[4]
+            if breached:
+                keys = list(self.rules)
+                for i in breached:
+                    out[i] = self._signal(model, keys[i], violations[i], values[i], num, cat)
+            self._last = (model, violations, values, out, breached)
+            return list(out)
+        self._last = None  # until this evaluation is complete
         quiet = self._quiet
-        out: list[Signal] = []
+        out = []
         for key, rule, k, n in zip(
             self.rules, self.rules.values(), violations, values, strict=True
         ):
@@ -640,7 +661,26 @@ class Validator:
             else:
                 quiet[key] = (model, k, n, sig)
             out.append(sig)
-        return out
+        breached = [i for i, sig in enumerate(out) if sig.severity != "ok"]
+        self._last = (model, violations, values, out, breached)
+        return list(out)
+
+    def _signal(
+        self, model: str, key: tuple[str, str], k: int, n: int, num: np.ndarray, cat: np.ndarray
+    ) -> Signal:
+        """One rule's signal from its tally: the unbreached one of the last evaluation when
+        the tally is the same (a frozen object), else built (and kept, when unbreached)."""
+        quiet = self._quiet
+        seen = quiet.get(key)
+        if seen is not None and seen[1] == k and seen[2] == n and seen[0] == model:
+            return seen[3]
+        b = self._breach(self.rules[key], k, n, num, cat, False)
+        sig = signal_of(model, b)
+        if b.breached:
+            quiet.pop(key, None)
+        else:
+            quiet[key] = (model, k, n, sig)
+        return sig
 
 
 def signal_of(model: str, b: Breach) -> Signal:

@@ -94,6 +94,7 @@ from river import drift as river_drift
 from monitor.detectors import river_private
 from monitor.detectors.base import DetectorBase, DetectorResult, as_numeric, not_fitted
 from monitor.errors import DetectorError
+from monitor.signals import slot_constructor
 from monitor.state_format import StreamDetectorState, pack_array, unpack_array
 
 # Names the saved engine state of this river build; another build's is never read.
@@ -272,10 +273,8 @@ class StreamDetector(DetectorBase):
         if verdict in ("returned", "pending"):  # changes held back, and why
             details[f"{verdict}_changes"] = float(changes)
             details["post_change_z"] = z
-        # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
-        result = DetectorResult(
-            self.name, float(counted), None, 1.0, counted > 0, severity, details
-        )
+        # Every field, in order, set by the slots (a result per column and evaluation).
+        result = _result(self.name, float(counted), None, 1.0, counted > 0, severity, details)
         if verdict != "pending":
             self._changes, self._last_change, self._shift = 0, -1, 0.0
             self._post_sum, self._post_n = 0.0, 0
@@ -663,11 +662,19 @@ class ADWINDetector(StreamDetector):
         return float(self._river.estimation) / self.block
 
     def _details(self) -> dict[str, float]:
-        details = super()._details()
-        details["estimation"] = self._estimation()
+        # StreamDetector._details and the estimation in one literal (the same keys in the
+        # same order): a result per column and evaluation.
+        details = {
+            "last_change_index": float(self._last_change),
+            "values_seen": float(self._seen),
+            "estimation": float(self._river.estimation) / self.block,
+        }
         if self.block == 1:  # see the class docstring: unreliable when blocks are summed
             details["shift"] = self._shift
         return details
+
+
+_result = slot_constructor(DetectorResult)
 
 
 def _finite_values(values: np.ndarray) -> np.ndarray:
