@@ -284,3 +284,35 @@ async def test_slack_fields_from_the_wire_are_escaped_and_bounded(rx, client):
         version.startswith("*Version*\n&lt;!here&gt; 'x' *Severity* ok")
         and "\n" not in version[10:]
     )
+
+
+async def test_slack_signal_subjects_from_the_wire_are_escaped(rx, client):
+    """A feature learned from the events is named by the wire: ``<!here>`` inside the code
+    span of a signal's line pinged the channel (Slack parses ``<...>`` there too), a backtick
+    closed the span, and a newline started a line of mrkdwn of its own."""
+    from dataclasses import replace
+
+    hostile = "f`x` <!here> <http://evil.example|click>\n*Severity*"
+    drift = SignalEvidence("drift", hostile, "critical", 0.31, 0.2, "psi")
+    breach = SignalEvidence(
+        "data_quality",
+        f"unseen:{hostile}",
+        "warning",
+        0.1,
+        0.01,
+        details={"message": f"{hostile}: 10% of values\nunseen"},
+        segment="region=<!channel>",
+    )
+    n = replace(notification(), signals=(drift, breach), cleared=(drift,))
+    receiver = SlackReceiver("s", SlackReceiverConfig(webhook_url=rx.url), client, SystemClock())
+    await receiver.send(n)
+    body = rx.requests[0].json
+    lines = next(
+        b["text"]["text"]
+        for b in body["blocks"]
+        if b["type"] == "section" and b.get("text", {}).get("type") == "mrkdwn"
+    )
+    assert "<" not in lines  # no mention, link or other control sequence
+    assert lines.count("\n") == 2  # three lines: two signals and the cleared one
+    assert "`f'x' &lt;!here&gt; &lt;http://evil.example|click&gt; *Severity*`" in lines
+    assert "`unseen:f'x' &lt;!here&gt;" in lines and "in `region=&lt;!channel&gt;`" in lines
