@@ -542,10 +542,14 @@ class ColumnReport:
     others: int = 0  # present values that are not numbers
     first_other: Any = None
     first_other_row: int = 0
+    not_a_feature: str | None = None  # why the name cannot be a feature (the column is left out)
 
     def describe(self) -> str:
         """``monthly_spend: categorical, 9999 values, 1 missing (1 non-numeric value
         'abc' at row 3001)``; values from the file are escaped and bounded."""
+        if self.not_a_feature is not None:
+            name = shown(self.name, 80, quote=False) if self.name else "(no name)"
+            return f"{name}: left out ({self.not_a_feature})"
         if self.kind is None:
             return f"{shown(self.name, 80, quote=False)}: left out ({self.missing} rows, no value)"
         name = shown(self.name, 80, quote=False)
@@ -580,16 +584,21 @@ def infer_columns(
 
     A column is numeric when every present value is a number (booleans are
     categories); :data:`MISSING_TOKENS` strings count as missing, so one ``n/a``
-    cell does not turn a numeric column categorical. ``declared`` types win. A
-    :data:`~monitor.signals.RESERVED_COLUMNS` name, or one longer than
-    :data:`~monitor.signals.MAX_FEATURE_NAME_CHARS`, is never a column.
+    cell does not turn a numeric column categorical. ``declared`` types win. A name a
+    declared feature could not have (:func:`not_a_feature`) is never a column; without
+    ``declared`` its report says why it was left out.
     """
     reports: dict[str, ColumnReport] = {}
+    left_out: dict[str, str] = {}
     for row, (feats, _) in enumerate(rows, 1):
         for k, v in feats.items():
             r = reports.get(k)
             if r is None:
-                if k in RESERVED_COLUMNS or len(k) > MAX_FEATURE_NAME_CHARS:
+                if k in left_out:
+                    continue
+                why = not_a_feature(k)
+                if why is not None:
+                    left_out[k] = why
                     continue
                 r = reports[k] = ColumnReport(k, None)
             if v is None or is_missing_token(v):
@@ -614,8 +623,29 @@ def infer_columns(
             r.kind = "categorical" if r.others else "numeric"
         if r.kind is not None:
             schema[name] = r.kind
-    order = list(declared) if declared is not None else list(reports)
-    return schema, [reports[n] for n in order]
+    if declared is not None:
+        return schema, [reports[n] for n in declared]
+    skipped = [ColumnReport(n, None, not_a_feature=why) for n, why in left_out.items()]
+    return schema, [*reports.values(), *skipped]
+
+
+def not_a_feature(name: str) -> str | None:
+    """Why ``name`` cannot be a feature's (``None`` when it can): the rules of a declared
+    feature's name (:mod:`monitor.config`), applied to the names a reference or the events
+    bring. An empty name is what pandas writes for its index (``DataFrame.to_csv()``): as a
+    feature it was the row number, which no event carries, so every window was 100% missing
+    it and paged a ``missing`` breach.
+
+    >>> not_a_feature("income") is None, not_a_feature("")
+    (True, 'a column without a name, as pandas writes its index: to_csv(index=False)')
+    """
+    if not name:
+        return "a column without a name, as pandas writes its index: to_csv(index=False)"
+    if len(name) > MAX_FEATURE_NAME_CHARS:
+        return f"a feature name has at most {MAX_FEATURE_NAME_CHARS} characters"
+    if name in RESERVED_COLUMNS:
+        return "the monitor's own column"
+    return None
 
 
 def infer_schema(rows: list[tuple[dict[str, Any], Any]]) -> dict[str, ColumnType]:

@@ -155,3 +155,44 @@ def test_a_huge_category_value_costs_its_own_size_not_the_columns() -> None:
     assert peak < 50_000_000
     assert prof.categories == ["a", "b", "\x00z", "c", huge]
     assert prof.counts.tolist() == [6667, 6666, 3333, 3333, 1]
+
+
+def test_a_csv_with_pandas_index_column_profiles_no_unnamed_feature(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``DataFrame.to_csv()`` writes its index as a first column without a name. It became a
+    numeric feature named ``""`` (the row number): no event carries it, so ``monitor validate``
+    and every window of the service found it 100% missing (a ``missing`` breach, paging), and
+    the multivariate detector fitted on it. A feature's name has 1 to 200 characters, as the
+    config requires of a declared one; the report says why the column was left out."""
+    from monitor.cli import main
+
+    rng = np.random.default_rng(5)
+    train = tmp_path / "train.csv"
+    lines = [f"{i},{x:.5f},{'ab'[i % 2]}" for i, x in enumerate(rng.normal(size=2000))]
+    train.write_text(",income,region\n" + "\n".join(lines) + "\n")
+    profile = load_reference(train, model="m")
+    assert sorted(profile.features) == ["income", "region"]
+    current = tmp_path / "today.jsonl"
+    current.write_text(
+        "".join(
+            json.dumps({"income": float(x), "region": "ab"[i % 2]}) + "\n"
+            for i, x in enumerate(rng.normal(size=1000))
+        )
+    )
+    config = tmp_path / "monitor.yaml"
+    config.write_text(json.dumps({"models": [{"name": "m", "reference": {"path": str(train)}}]}))
+    capsys.readouterr()
+    assert main(["validate", "--config", str(config), "--model", "m", str(current)]) == 0
+    assert "0 breached" in capsys.readouterr().out
+    out = tmp_path / "ref.json"
+    assert (
+        main(["reference", "build", "--model", "m", "--input", str(train), "--output", str(out)])
+        == 0
+    )
+    assert "  (no name): left out (a column without a name, as pandas writes its index: " in (
+        capsys.readouterr().out
+    )
+    # The same rule for names the events bring to a reference learned from them.
+    rows = [({"": float(i), "x": float(i % 7)}, 0.5) for i in range(100)]
+    assert sorted(build_profile("m", rows).features) == [PREDICTION, "x"]
