@@ -830,6 +830,7 @@ def iter_rows(
                 lineno = 1
                 if header is None:
                     return
+                _refuse_repeated_columns(f"{p}:1", header)
                 width = len(header)
                 for row in reader:
                     lineno = reader.line_num
@@ -860,6 +861,26 @@ def iter_rows(
         raise ReferenceError_(f"{p}:{lineno + 1}: not valid CSV: {exc}") from exc
     except OSError as exc:
         raise ReferenceError_(f"{p}: cannot read: {exc.strerror}") from exc
+
+
+def _refuse_repeated_columns(where: str, names: Sequence[str]) -> None:
+    """A column name written twice is refused: each row became one dict, so the last of the
+    columns silently stood for both (a join's ``amount`` beside another ``amount``). Names
+    that are no feature's (an unnamed index, :func:`not_a_feature`) are left out anyway.
+
+    >>> _refuse_repeated_columns("t.csv:1", ["", "a", "b", "a"])
+    Traceback (most recent call last):
+    ...
+    monitor.errors.ReferenceError_: t.csv:1: column 'a' appears twice (columns 2 and 4); rename one
+    """
+    first: dict[str, int] = {}
+    for i, name in enumerate(names, 1):
+        if name in first and not_a_feature(name) is None:
+            raise ReferenceError_(
+                f"{where}: column {shown(name)} appears twice (columns {first[name]} and {i}); "
+                "rename one"
+            )
+        first.setdefault(name, i)
 
 
 def _utf8_lines(path: Path, lines: Iterable[bytes]) -> Iterator[str]:

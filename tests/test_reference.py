@@ -196,3 +196,20 @@ def test_a_csv_with_pandas_index_column_profiles_no_unnamed_feature(
     # The same rule for names the events bring to a reference learned from them.
     rows = [({"": float(i), "x": float(i % 7)}, 0.5) for i in range(100)]
     assert sorted(build_profile("m", rows).features) == [PREDICTION, "x"]
+
+
+def test_a_column_name_written_twice_is_refused_naming_both(tmp_path: Path) -> None:
+    """Each row becomes one dict, so the second ``amount`` of a CSV (a join's leftover)
+    silently stood for both columns, in the reference and in ``monitor report``'s current
+    file alike (Parquet's reader refuses such a file itself). Unnamed columns (pandas' index)
+    are left out anyway, so two of them pass."""
+    dup = tmp_path / "train.csv"
+    dup.write_text(",,amount,region,amount\n0,0,1.5,a,9\n1,1,2.5,b,8\n")
+    with pytest.raises(
+        ReferenceError_,
+        match=r"train\.csv:1: column 'amount' appears twice \(columns 3 and 5\); rename one$",
+    ):
+        load_reference(dup, model="m")
+    fine = tmp_path / "fine.csv"
+    fine.write_text(",,amount\n0,0,1.5\n1,1,2.5\n")
+    assert sorted(load_reference(fine, model="m").features) == ["amount"]
