@@ -130,6 +130,28 @@ async def test_cloudevents_structured_mode(rx, client):
     assert event["data"]["model"] == "churn"
 
 
+async def test_cloudevents_source_is_a_uri_reference_whatever_the_model_name(rx, client):
+    """``source`` is a URI-reference (CloudEvents 1.0): a model named from the wire put in
+    as it came (a space, a newline, a stray ``%``) made the event invalid, which a receiver
+    that validates CloudEvents may refuse for good (a 4xx: the page lost)."""
+    import re
+    from dataclasses import replace
+    from urllib.parse import unquote
+
+    name = "credit risk\n<v2> 50%zz/é"
+    cfg = WebhookReceiverConfig(url=rx.url, cloudevents=True)
+    n = replace(notification(), model=name)
+    await WebhookReceiver("hook", cfg, client, SystemClock()).send(n)
+    event = rx.requests[0].json
+    source = event["source"]
+    assert re.fullmatch(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})+", source), source
+    assert source.startswith("/kafka-model-monitor/models/") and source.count("/") == 3
+    assert unquote(source.rsplit("/", 1)[1]) == name
+    assert event["subject"] == event["data"]["model"] == name
+    plain = await WebhookReceiver("hook", cfg, client, SystemClock()).send(notification())
+    assert plain is None and rx.requests[1].json["source"] == "/kafka-model-monitor/models/churn"
+
+
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
