@@ -73,7 +73,7 @@ def category_of(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return repr(value)
+        return value.text if type(value) is CsvNumber else repr(value)
     return None
 
 
@@ -747,11 +747,30 @@ def _declared(
         ) from exc
 
 
+class CsvNumber(float):
+    """A number read from a CSV cell, with the cell's text: a number to a numeric column, its
+    text to a categorical one (:func:`category_of`).
+
+    Why: a CSV cell has no type, so ``1`` and ``02134`` are read as numbers; a column that
+    is categorical (codes beside a ``gold``, or declared so) then held the categories
+    ``1.0`` and ``2134.0``, which no event spells so (``"1"``, ``1``, ``"02134"``): every
+    event's value was a category the reference never saw, and the first window paged an
+    ``unseen`` breach and a chi-square drift.
+    """
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> CsvNumber:
+        self = super().__new__(cls, text)
+        self.text = text.strip()
+        return self
+
+
 def _number_or_text(text: str) -> Any:
     if is_missing_token(text):
         return None
     try:
-        v = float(text)
+        v = CsvNumber(text)
     except ValueError:
         return text
     return v if math.isfinite(v) else None

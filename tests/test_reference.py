@@ -213,3 +213,51 @@ def test_a_column_name_written_twice_is_refused_naming_both(tmp_path: Path) -> N
     fine = tmp_path / "fine.csv"
     fine.write_text(",,amount\n0,0,1.5\n1,1,2.5\n")
     assert sorted(load_reference(fine, model="m").features) == ["amount"]
+
+
+def test_csv_codes_in_a_categorical_column_keep_their_spelling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV cell has no type: ``1`` and ``02134`` were read as numbers, and a categorical
+    column (codes beside ``gold``, or zip codes declared categorical) held the categories
+    ``1.0`` and ``2134.0``, which no event spells so. Every event's value was then a category
+    the reference never saw: ``monitor validate`` (and the service's first window) found an
+    ``unseen`` breach, ``monitor report`` a drift."""
+    from monitor.cli import main
+
+    rng = np.random.default_rng(8)
+    codes, zips = ["1", "2", "3", "gold"], ["02134", "10001", "94105"]
+    train = tmp_path / "train.csv"
+    train.write_text(
+        "plan,zip,income\n"
+        + "".join(
+            f"{rng.choice(codes)},{rng.choice(zips)},{x:.4f}\n" for x in rng.normal(size=3000)
+        )
+    )
+    profile = load_reference(
+        train, model="m", schema={"plan": "categorical", "zip": "categorical", "income": "numeric"}
+    )
+    assert sorted(profile.features["plan"].categories) == ["1", "2", "3", "gold"]
+    assert sorted(profile.features["zip"].categories) == zips
+    assert profile.features["income"].kind == "numeric"
+    assert sorted(load_reference(train, model="m").features["plan"].categories) == sorted(codes)
+    today = tmp_path / "today.jsonl"
+    today.write_text(
+        "".join(
+            json.dumps({"plan": str(rng.choice(codes)), "zip": str(rng.choice(zips)), "income": x})
+            + "\n"
+            for x in rng.normal(size=1000).tolist()
+        )
+    )
+    config = tmp_path / "monitor.yaml"
+    features = {"plan": "categorical", "zip": "categorical", "income": "numeric"}
+    config.write_text(
+        json.dumps(
+            {"models": [{"name": "m", "features": features, "reference": {"path": str(train)}}]}
+        )
+    )
+    capsys.readouterr()
+    assert main(["validate", "--config", str(config), "--model", "m", str(today)]) == 0
+    assert "0 breached" in capsys.readouterr().out
+    args = ["report", "--reference", str(train), "--current", str(today), "--json", "-"]
+    assert main([*args, "--fail-on", "warning"]) == 0
