@@ -236,13 +236,16 @@ async def test_the_model_page_of_a_model_without_events_yet_renders(tmp_path: Pa
         "kafka": {"bootstrap_servers": "127.0.0.1:1"},
         "http": {"port": 0},
         "state": {"path": "state.sqlite"},
-        "models": [{"name": HOSTILE}],
+        "models": [{"name": HOSTILE}, {"name": "broken", "reference": {"path": "gone.csv"}}],
         "alerting": {"outbox_path": "outbox.sqlite"},
     }
     service = MonitorService(parse_config(raw, base_dir=tmp_path))
+    service.load_references()  # "broken" is disabled (reference_unreadable): no state either
     await service.http.start()
     try:
         async with httpx.AsyncClient(base_url=service.http.url) as client:
+            broken = await client.get("/model", params={"name": "broken"})
+            assert broken.status_code == 200 and "state-disabled" in broken.text
             page = await client.get("/model", params={"name": HOSTILE})
             assert page.status_code == 200 and "state-waiting" in page.text
             assert "<img" not in page.text
