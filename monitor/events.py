@@ -1100,15 +1100,14 @@ class Decoder:
                                 dt = None
                             if dt is not None and dt.tzinfo is not None:
                                 ts = dt.timestamp()
-                                if ts < 0:  # before 1970: the full path rejects it
-                                    ts = None
                         elif stamp is None:
                             ts = stamps[i]
                         elif 0 <= stamp < EPOCH_MILLIS_FROM:  # seconds (bools never get here)
                             ts = float(stamp)
                         elif EPOCH_MILLIS_FROM <= stamp < EPOCH_MILLIS_UNTIL:  # milliseconds
                             ts = stamp / 1000
-                        if ts is not None and stamp is not None and ts > latest:
+                        # An own time beyond the bound or before 1970: the full path rejects it.
+                        if ts is not None and stamp is not None and not 0 <= ts <= latest:
                             ts = None
                     if ts is not None:
                         if model != group_model:
