@@ -91,8 +91,14 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=True)
 
 
-#: C0 controls and DEL: they would break a text log line or forge another one.
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+#: C0, DEL and C1 controls, and the line and paragraph separators: they would break a text
+#: log line or forge another one (str.splitlines ends a line at \x85 NEL, \x1c-\x1e,
+#: \u2028 and \u2029, not only at \n) or drive a terminal (\x1b ESC, \x9b CSI).
+_CONTROLS = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
 
 
 class TextLogFormatter(logging.Formatter):

@@ -597,7 +597,16 @@ def parse_timestamp(value: Any, fallback: float) -> float:
             raise InvalidEvent(
                 "invalid_timestamp", "RFC 3339 timestamp needs a UTC offset", "timestamp"
             )
-        return dt.timestamp()
+        ts = dt.timestamp()
+        if ts < 0:
+            # As an epoch number below 0 is: an unset time (Go's zero time
+            # 0001-01-01T00:00:00Z, .NET's DateTime.MinValue), not when the event happened.
+            raise InvalidEvent(
+                "invalid_timestamp",
+                "before 1970-01-01T00:00:00Z (an unset time?), as epoch times below 0 are",
+                "timestamp",
+            )
+        return ts
     raise InvalidEvent(
         "invalid_timestamp", "must be an RFC 3339 string or epoch seconds", "timestamp"
     )
@@ -979,20 +988,21 @@ class Decoder:
             return None, printable(f"{type(exc).__name__}: {exc}", 300)
         if not groups:
             return None, None
-        # Events stamped too far ahead of the monitor's clock (FutureBound), found on the
-        # columns at once: they join the handed-back messages, so the Python path rejects
-        # them with its reason and message, and their model's accepted events are decoded
-        # by it in message order (as a mixed model's below). Rare: bad input only.
+        # Events stamped too far ahead of the monitor's clock (FutureBound) or before 1970
+        # (the compiled decoder bounds neither), found on the columns at once: they join
+        # the handed-back messages, so the Python path rejects them with its reason and
+        # message, and their model's accepted events are decoded by it in message order
+        # (as a mixed model's below). Rare: bad input only.
         latest = self._latest()
         late: set[str] = set()
-        if latest < math.inf:
-            for g in groups:
-                ahead = g[4] > latest  # NaN (no timestamp: the record time) is never ahead
-                if ahead.any():
-                    late.add(g[0])
-                    fallback = [*fallback, *(g[1][i] for i in np.flatnonzero(ahead).tolist())]
-            if late:
-                fallback = sorted(fallback)
+        for g in groups:
+            # NaN (no timestamp: the record time) is neither ahead nor before 1970.
+            ahead = (g[4] > latest) | (g[4] < 0)
+            if ahead.any():
+                late.add(g[0])
+                fallback = [*fallback, *(g[1][i] for i in np.flatnonzero(ahead).tolist())]
+        if late:
+            fallback = sorted(fallback)
         if picked is not None:
             fallback = [picked[i] for i in fallback]
             groups = [(g[0], [picked[i] for i in g[1]], *g[2:]) for g in groups]
@@ -1107,7 +1117,8 @@ class Decoder:
                             ts = float(stamp)
                         elif EPOCH_MILLIS_FROM <= stamp < EPOCH_MILLIS_UNTIL:  # milliseconds
                             ts = stamp / 1000
-                        if ts is not None and stamp is not None and ts > latest:
+                        # An own time beyond the bound or before 1970: the full path rejects it.
+                        if ts is not None and stamp is not None and not 0 <= ts <= latest:
                             ts = None
                     if ts is not None:
                         if model != group_model:

@@ -111,6 +111,10 @@ class ModelMonitor:
         self.version_references = dict(version_references or {})
         self.reference_version: str | None = None
         self.reference_switches = 0
+        # Versions switched to before, and the run of events of one of them (see
+        # version_switch_at: a return to a used version waits for a run of its events).
+        self.reference_versions_used: list[str] = []
+        self.version_run: tuple[str | None, int] = (None, 0)
         self._since_reference_refresh = 0
         # The profile set by _set_reference (configured, per-version or learned); in
         # previous_window mode ``reference`` moves on to window profiles, this does not.
@@ -217,6 +221,9 @@ class ModelMonitor:
         """
         self.reference_version = version
         self.reference_switches += 1
+        self.version_run = (None, 0)
+        if version not in self.reference_versions_used:
+            self.reference_versions_used.append(version)
         self._set_reference(self.version_references[version])
 
     # ----------------------------------------------------------------- columns
@@ -246,14 +253,20 @@ class ModelMonitor:
         if n == 0:
             return []
         if self.version_references:
-            cut = version_switch_at(
-                events.versions, self.reference_version, self.version_references
+            cut, run = version_switch_at(
+                events.versions,
+                self.reference_version,
+                self.version_references,
+                self.reference_versions_used,
+                self.version_run,
             )
             if cut is not None:
-                # Split exactly at the first event of the new version, whatever the batching.
+                # Split exactly at the switching event, whatever the batching (the first
+                # part carries the run up to it; the switch empties it).
                 out = self.ingest(events.slice(0, cut), now) if cut else []
                 self._switch_reference(events.versions[cut])  # type: ignore[arg-type]
                 return out + self.ingest(events.slice(cut, n), now)
+            self.version_run = run
         if events.versions[-1] is not None:
             self.model_version = events.versions[-1]
         kept = self.sampler.kept(events.event_ids)  # sample: {rate} (monitor/sampling.py)
@@ -522,6 +535,9 @@ class ModelMonitor:
             reference_fingerprint=None if base is None or self._learned else base.fingerprint,
             reference_version=self.reference_version,
             reference_switches=self.reference_switches,
+            reference_versions_used=list(self.reference_versions_used),
+            version_run=self.version_run[0],
+            version_run_length=self.version_run[1],
             learned=pack_profile(base) if base is not None and self._learned else None,
             model_version=self.model_version,
             events_total=self.events_total,
@@ -633,6 +649,12 @@ class ModelMonitor:
         mm.events_total = state.events_total
         mm.evaluations = state.evaluations
         mm.reference_switches = state.reference_switches
+        # States saved before these were kept: the version in use is the one used before.
+        used = state.reference_versions_used or (
+            [state.reference_version] if state.reference_version is not None else []
+        )
+        mm.reference_versions_used = list(used)
+        mm.version_run = (state.version_run, state.version_run_length)
         mm.unknown_feature_events = state.unknown_feature_events
         if state.last is not None:
             try:

@@ -73,7 +73,7 @@ def category_of(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return repr(value)
+        return value.text if type(value) is CsvNumber else repr(value)
     return None
 
 
@@ -542,10 +542,14 @@ class ColumnReport:
     others: int = 0  # present values that are not numbers
     first_other: Any = None
     first_other_row: int = 0
+    not_a_feature: str | None = None  # why the name cannot be a feature (the column is left out)
 
     def describe(self) -> str:
         """``monthly_spend: categorical, 9999 values, 1 missing (1 non-numeric value
         'abc' at row 3001)``; values from the file are escaped and bounded."""
+        if self.not_a_feature is not None:
+            name = shown(self.name, 80, quote=False) if self.name else "(no name)"
+            return f"{name}: left out ({self.not_a_feature})"
         if self.kind is None:
             return f"{shown(self.name, 80, quote=False)}: left out ({self.missing} rows, no value)"
         name = shown(self.name, 80, quote=False)
@@ -580,16 +584,21 @@ def infer_columns(
 
     A column is numeric when every present value is a number (booleans are
     categories); :data:`MISSING_TOKENS` strings count as missing, so one ``n/a``
-    cell does not turn a numeric column categorical. ``declared`` types win. A
-    :data:`~monitor.signals.RESERVED_COLUMNS` name, or one longer than
-    :data:`~monitor.signals.MAX_FEATURE_NAME_CHARS`, is never a column.
+    cell does not turn a numeric column categorical. ``declared`` types win. A name a
+    declared feature could not have (:func:`not_a_feature`) is never a column; without
+    ``declared`` its report says why it was left out.
     """
     reports: dict[str, ColumnReport] = {}
+    left_out: dict[str, str] = {}
     for row, (feats, _) in enumerate(rows, 1):
         for k, v in feats.items():
             r = reports.get(k)
             if r is None:
-                if k in RESERVED_COLUMNS or len(k) > MAX_FEATURE_NAME_CHARS:
+                if k in left_out:
+                    continue
+                why = not_a_feature(k)
+                if why is not None:
+                    left_out[k] = why
                     continue
                 r = reports[k] = ColumnReport(k, None)
             if v is None or is_missing_token(v):
@@ -614,8 +623,29 @@ def infer_columns(
             r.kind = "categorical" if r.others else "numeric"
         if r.kind is not None:
             schema[name] = r.kind
-    order = list(declared) if declared is not None else list(reports)
-    return schema, [reports[n] for n in order]
+    if declared is not None:
+        return schema, [reports[n] for n in declared]
+    skipped = [ColumnReport(n, None, not_a_feature=why) for n, why in left_out.items()]
+    return schema, [*reports.values(), *skipped]
+
+
+def not_a_feature(name: str) -> str | None:
+    """Why ``name`` cannot be a feature's (``None`` when it can): the rules of a declared
+    feature's name (:mod:`monitor.config`), applied to the names a reference or the events
+    bring. An empty name is what pandas writes for its index (``DataFrame.to_csv()``): as a
+    feature it was the row number, which no event carries, so every window was 100% missing
+    it and paged a ``missing`` breach.
+
+    >>> not_a_feature("income") is None, not_a_feature("")
+    (True, 'a column without a name, as pandas writes its index: to_csv(index=False)')
+    """
+    if not name:
+        return "a column without a name, as pandas writes its index: to_csv(index=False)"
+    if len(name) > MAX_FEATURE_NAME_CHARS:
+        return f"a feature name has at most {MAX_FEATURE_NAME_CHARS} characters"
+    if name in RESERVED_COLUMNS:
+        return "the monitor's own column"
+    return None
 
 
 def infer_schema(rows: list[tuple[dict[str, Any], Any]]) -> dict[str, ColumnType]:
@@ -717,11 +747,30 @@ def _declared(
         ) from exc
 
 
+class CsvNumber(float):
+    """A number read from a CSV cell, with the cell's text: a number to a numeric column, its
+    text to a categorical one (:func:`category_of`).
+
+    Why: a CSV cell has no type, so ``1`` and ``02134`` are read as numbers; a column that
+    is categorical (codes beside a ``gold``, or declared so) then held the categories
+    ``1.0`` and ``2134.0``, which no event spells so (``"1"``, ``1``, ``"02134"``): every
+    event's value was a category the reference never saw, and the first window paged an
+    ``unseen`` breach and a chi-square drift.
+    """
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> CsvNumber:
+        self = super().__new__(cls, text)
+        self.text = text.strip()
+        return self
+
+
 def _number_or_text(text: str) -> Any:
     if is_missing_token(text):
         return None
     try:
-        v = float(text)
+        v = CsvNumber(text)
     except ValueError:
         return text
     return v if math.isfinite(v) else None
@@ -800,6 +849,7 @@ def iter_rows(
                 lineno = 1
                 if header is None:
                     return
+                _refuse_repeated_columns(f"{p}:1", header)
                 width = len(header)
                 for row in reader:
                     lineno = reader.line_num
@@ -830,6 +880,26 @@ def iter_rows(
         raise ReferenceError_(f"{p}:{lineno + 1}: not valid CSV: {exc}") from exc
     except OSError as exc:
         raise ReferenceError_(f"{p}: cannot read: {exc.strerror}") from exc
+
+
+def _refuse_repeated_columns(where: str, names: Sequence[str]) -> None:
+    """A column name written twice is refused: each row became one dict, so the last of the
+    columns silently stood for both (a join's ``amount`` beside another ``amount``). Names
+    that are no feature's (an unnamed index, :func:`not_a_feature`) are left out anyway.
+
+    >>> _refuse_repeated_columns("t.csv:1", ["", "a", "b", "a"])
+    Traceback (most recent call last):
+    ...
+    monitor.errors.ReferenceError_: t.csv:1: column 'a' appears twice (columns 2 and 4); rename one
+    """
+    first: dict[str, int] = {}
+    for i, name in enumerate(names, 1):
+        if name in first and not_a_feature(name) is None:
+            raise ReferenceError_(
+                f"{where}: column {shown(name)} appears twice (columns {first[name]} and {i}); "
+                "rename one"
+            )
+        first.setdefault(name, i)
 
 
 def _utf8_lines(path: Path, lines: Iterable[bytes]) -> Iterator[str]:

@@ -286,6 +286,11 @@ class ModelState(msgspec.Struct, kw_only=True):
     reference_fingerprint: str | None
     reference_version: str | None = None
     reference_switches: int = 0
+    # Versions switched to before, and the run of one's events toward a switch back
+    # (monitor.reference_state.version_switch_at); empty in states written before.
+    reference_versions_used: list[str] = []
+    version_run: str | None = None
+    version_run_length: int = 0
     learned: ProfileState | None = None
     comparison: ProfileState | None = None  # previous_window mode: the window compared with
     model_version: str | None = None

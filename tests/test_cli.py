@@ -105,6 +105,21 @@ def test_text_logs_keep_a_hostile_message_on_one_valid_line() -> None:
     assert line.endswith("monitor.service: bad value \\udc80\\x0aFAKE\\x00é")
 
 
+def test_text_logs_escape_every_line_break_and_terminal_control() -> None:
+    """Only C0 controls and DEL were escaped: a model name with NEL (\\x85), a line or
+    paragraph separator (\\u2028, \\u2029) split the record for anything that splits lines
+    as Python does, and an 8-bit CSI (\\x9b) reached the terminal."""
+    hostile = ("a\x85FAKE b\u2028FAKE c\u2029FAKE \x9b31m \x1e\x80é\u202e",)
+    record = logging.LogRecord(
+        "monitor.service", logging.WARNING, __file__, 1, "bad model %s", hostile, None
+    )
+    line = TextLogFormatter().format(record)
+    assert len(line.splitlines()) == 1
+    assert line.endswith(
+        "bad model a\\x85FAKE b\\u2028FAKE c\\u2029FAKE \\x9b31m \\x1e\\x80é\u202e"
+    )
+
+
 def test_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

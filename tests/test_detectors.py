@@ -292,6 +292,69 @@ def test_page_hinkley_detects_mean_increase() -> None:
     assert detector.evaluate(np.empty(0)).drifted
 
 
+#: ADWIN as the service builds it (monitor/detectors/config.py).
+SERVICE_ADWIN = {
+    "delta": 1e-5,
+    "away_only": True,
+    "block": 64,
+    "clock": 1,
+    "min_window_length": 1,
+    "grace_period": 10,
+}
+
+
+@pytest.mark.parametrize("huge", [1e308, -1e200, 1e155])
+def test_one_huge_finite_value_does_not_blind_the_stream_detectors(huge: float) -> None:
+    """river's ADWIN keeps running variances: one finite value beyond about 1e154 (a
+    sentinel such as 1e308) made them inf, then NaN, and ADWIN never cut its window again (a
+    later shift of 1 sd went unseen, for good: the state is checkpointed). Such a value is
+    fed to the stream detectors as +-1e100, an outlier like any other; both ways of feeding
+    ADWIN (one column, or columns together) agree."""
+
+    def stream(outlier: float) -> np.ndarray:
+        rng = np.random.default_rng(4)
+        values = rng.normal(size=6_000)
+        values[1_000] = outlier
+        values[4_000:] += 1.0
+        return values
+
+    rng = np.random.default_rng(5)
+    reference = rng.normal(size=10_000)
+    for make in (
+        lambda: ADWINDetector(**SERVICE_ADWIN),
+        lambda: PageHinkleyDetector(threshold=50.0),
+    ):
+        seen = []
+        for outlier in (huge, math.copysign(1e100, huge)):
+            detector = make()
+            detector.fit(reference)
+            detector.update(stream(outlier)[:3_000])
+            early = detector.evaluate(np.empty(0))
+            detector.update(stream(outlier)[3_000:])
+            late = detector.evaluate(np.empty(0))
+            assert late.drifted, (detector.name, outlier)
+            assert late.details["last_change_index"] >= 4_000  # the shift, not the outlier
+            seen.append((early, late))
+        assert seen[0] == seen[1]
+    together = [ADWINDetector(**SERVICE_ADWIN) for _ in range(2)]
+    for d in together:
+        d.fit(reference)
+    columns = np.column_stack([stream(huge), stream(huge)])
+    fed = []
+    for i in range(0, 6_000, 1_000):
+        batch = columns[i : i + 1_000]
+        fed.append(ADWINDetector.update_columns(together, batch))
+        if not fed[-1]:  # as the caller does: column by column
+            for j, d in enumerate(together):
+                d.update(batch[:, j])
+    alone = ADWINDetector(**SERVICE_ADWIN)
+    alone.fit(reference)
+    for i in range(0, 6_000, 1_000):
+        alone.update(stream(huge)[i : i + 1_000])
+    assert fed.count(False) == 1  # the batch holding the huge value, fed column by column
+    assert together[0].evaluate(np.empty(0)) == alone.evaluate(np.empty(0))
+
+
 # ----------------------------------------------------------------------------- factory and config
 
 

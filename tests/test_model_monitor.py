@@ -220,6 +220,57 @@ def test_a_new_model_version_switches_to_its_own_reference() -> None:
     assert all(not e.drifting for e in after)
 
 
+def test_two_listed_versions_sending_at_once_do_not_stop_the_evaluations() -> None:
+    """A canary (or a rolling deploy, an A/B test) of v2 beside v1, both listed in
+    ``reference.versions``: the reference flipped at every change of version and restarted
+    the window each time, so the model never evaluated (0 evaluations here), blind for the
+    whole rollout. A new version still switches at its first event; a return to a version
+    used before takes 100 consecutive events of it (a rollback), the same whatever the
+    batching and across a checkpoint."""
+    cfg = parse_config({"models": [{"name": "credit-risk", "window": WINDOW}]})
+    settings = cfg.model("credit-risk")
+    v1, v2 = _profile(Simulator(seed=1)), _profile(Simulator(seed=2))
+    rng = np.random.default_rng(6)
+    canary = _events(Simulator(seed=3), 8000)
+    canary.versions = ["v2" if rng.random() < 0.1 else "v1" for _ in range(8000)]
+    rollback = _versioned(_events(Simulator(seed=4), 2000), "v1")
+    stream = ModelEvents("credit-risk")
+    for name in ("event_ids", "timestamps", "versions", "features", "predictions"):
+        getattr(stream, name).extend(getattr(canary, name) + getattr(rollback, name))
+    stream.timestamps = [float(i) for i in range(len(stream.event_ids))]
+
+    def run(sizes: list[int], restore_after: int | None = None) -> tuple[ModelMonitor, list]:
+        mm = ModelMonitor(settings, cfg.limits, v1, {"v1": v1, "v2": v2})  # type: ignore[arg-type]
+        evs, pos = [], 0
+        for n in sizes:
+            evs += _run(mm, stream.slice(pos, pos + n), [n])
+            pos += n
+            if pos == restore_after:
+                state = decode(encode(mm.export_state()))
+                mm, _ = ModelMonitor.restore(
+                    settings,  # type: ignore[arg-type]
+                    cfg.limits,
+                    state,
+                    v1,
+                    {"v1": v1, "v2": v2},
+                )
+        return mm, evs
+
+    mm, evs = run([1000] * 10)
+    in_canary = [e for e in evs if e.context.events_total <= 8000]
+    assert len(in_canary) >= 25  # a window of 1000 by steps of 250 over 8000 events: 29
+    # The rollback: v1 alone again for 100 events, then its reference, the window restarted.
+    assert mm.reference_version == "v1"
+    switches = mm.reference_switches
+    # At the end of the canary v2 is in use and the last 9 events were v1: the 91st v1 event
+    # of the rollback (event 8091) switches back, and the window starts again there.
+    after = [e.context.events_total for e in evs if e.context.events_total > 8000]
+    assert after == [8010, 9090, 9340, 9590, 9840]
+    other, other_evs = run([333, 1777, 5, 4000, 1885, 2000], restore_after=8000)
+    assert (other.reference_version, other.reference_switches) == ("v1", switches)
+    assert [e.context.events_total for e in other_evs] == [e.context.events_total for e in evs]
+
+
 def test_previous_window_reference_tracks_change_between_windows() -> None:
     def monitor(mode: str) -> ModelMonitor:
         cfg = parse_config(

@@ -130,6 +130,28 @@ async def test_cloudevents_structured_mode(rx, client):
     assert event["data"]["model"] == "churn"
 
 
+async def test_cloudevents_source_is_a_uri_reference_whatever_the_model_name(rx, client):
+    """``source`` is a URI-reference (CloudEvents 1.0): a model named from the wire put in
+    as it came (a space, a newline, a stray ``%``) made the event invalid, which a receiver
+    that validates CloudEvents may refuse for good (a 4xx: the page lost)."""
+    import re
+    from dataclasses import replace
+    from urllib.parse import unquote
+
+    name = "credit risk\n<v2> 50%zz/é"
+    cfg = WebhookReceiverConfig(url=rx.url, cloudevents=True)
+    n = replace(notification(), model=name)
+    await WebhookReceiver("hook", cfg, client, SystemClock()).send(n)
+    event = rx.requests[0].json
+    source = event["source"]
+    assert re.fullmatch(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})+", source), source
+    assert source.startswith("/kafka-model-monitor/models/") and source.count("/") == 3
+    assert unquote(source.rsplit("/", 1)[1]) == name
+    assert event["subject"] == event["data"]["model"] == name
+    plain = await WebhookReceiver("hook", cfg, client, SystemClock()).send(notification())
+    assert plain is None and rx.requests[1].json["source"] == "/kafka-model-monitor/models/churn"
+
+
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
@@ -284,3 +306,35 @@ async def test_slack_fields_from_the_wire_are_escaped_and_bounded(rx, client):
         version.startswith("*Version*\n&lt;!here&gt; 'x' *Severity* ok")
         and "\n" not in version[10:]
     )
+
+
+async def test_slack_signal_subjects_from_the_wire_are_escaped(rx, client):
+    """A feature learned from the events is named by the wire: ``<!here>`` inside the code
+    span of a signal's line pinged the channel (Slack parses ``<...>`` there too), a backtick
+    closed the span, and a newline started a line of mrkdwn of its own."""
+    from dataclasses import replace
+
+    hostile = "f`x` <!here> <http://evil.example|click>\n*Severity*"
+    drift = SignalEvidence("drift", hostile, "critical", 0.31, 0.2, "psi")
+    breach = SignalEvidence(
+        "data_quality",
+        f"unseen:{hostile}",
+        "warning",
+        0.1,
+        0.01,
+        details={"message": f"{hostile}: 10% of values\nunseen"},
+        segment="region=<!channel>",
+    )
+    n = replace(notification(), signals=(drift, breach), cleared=(drift,))
+    receiver = SlackReceiver("s", SlackReceiverConfig(webhook_url=rx.url), client, SystemClock())
+    await receiver.send(n)
+    body = rx.requests[0].json
+    lines = next(
+        b["text"]["text"]
+        for b in body["blocks"]
+        if b["type"] == "section" and b.get("text", {}).get("type") == "mrkdwn"
+    )
+    assert "<" not in lines  # no mention, link or other control sequence
+    assert lines.count("\n") == 2  # three lines: two signals and the cleared one
+    assert "`f'x' &lt;!here&gt; &lt;http://evil.example|click&gt; *Severity*`" in lines
+    assert "`unseen:f'x' &lt;!here&gt;" in lines and "in `region=&lt;!channel&gt;`" in lines

@@ -155,3 +155,109 @@ def test_a_huge_category_value_costs_its_own_size_not_the_columns() -> None:
     assert peak < 50_000_000
     assert prof.categories == ["a", "b", "\x00z", "c", huge]
     assert prof.counts.tolist() == [6667, 6666, 3333, 3333, 1]
+
+
+def test_a_csv_with_pandas_index_column_profiles_no_unnamed_feature(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``DataFrame.to_csv()`` writes its index as a first column without a name. It became a
+    numeric feature named ``""`` (the row number): no event carries it, so ``monitor validate``
+    and every window of the service found it 100% missing (a ``missing`` breach, paging), and
+    the multivariate detector fitted on it. A feature's name has 1 to 200 characters, as the
+    config requires of a declared one; the report says why the column was left out."""
+    from monitor.cli import main
+
+    rng = np.random.default_rng(5)
+    train = tmp_path / "train.csv"
+    lines = [f"{i},{x:.5f},{'ab'[i % 2]}" for i, x in enumerate(rng.normal(size=2000))]
+    train.write_text(",income,region\n" + "\n".join(lines) + "\n")
+    profile = load_reference(train, model="m")
+    assert sorted(profile.features) == ["income", "region"]
+    current = tmp_path / "today.jsonl"
+    current.write_text(
+        "".join(
+            json.dumps({"income": float(x), "region": "ab"[i % 2]}) + "\n"
+            for i, x in enumerate(rng.normal(size=1000))
+        )
+    )
+    config = tmp_path / "monitor.yaml"
+    config.write_text(json.dumps({"models": [{"name": "m", "reference": {"path": str(train)}}]}))
+    capsys.readouterr()
+    assert main(["validate", "--config", str(config), "--model", "m", str(current)]) == 0
+    assert "0 breached" in capsys.readouterr().out
+    out = tmp_path / "ref.json"
+    assert (
+        main(["reference", "build", "--model", "m", "--input", str(train), "--output", str(out)])
+        == 0
+    )
+    assert "  (no name): left out (a column without a name, as pandas writes its index: " in (
+        capsys.readouterr().out
+    )
+    # The same rule for names the events bring to a reference learned from them.
+    rows = [({"": float(i), "x": float(i % 7)}, 0.5) for i in range(100)]
+    assert sorted(build_profile("m", rows).features) == [PREDICTION, "x"]
+
+
+def test_a_column_name_written_twice_is_refused_naming_both(tmp_path: Path) -> None:
+    """Each row becomes one dict, so the second ``amount`` of a CSV (a join's leftover)
+    silently stood for both columns, in the reference and in ``monitor report``'s current
+    file alike (Parquet's reader refuses such a file itself). Unnamed columns (pandas' index)
+    are left out anyway, so two of them pass."""
+    dup = tmp_path / "train.csv"
+    dup.write_text(",,amount,region,amount\n0,0,1.5,a,9\n1,1,2.5,b,8\n")
+    with pytest.raises(
+        ReferenceError_,
+        match=r"train\.csv:1: column 'amount' appears twice \(columns 3 and 5\); rename one$",
+    ):
+        load_reference(dup, model="m")
+    fine = tmp_path / "fine.csv"
+    fine.write_text(",,amount\n0,0,1.5\n1,1,2.5\n")
+    assert sorted(load_reference(fine, model="m").features) == ["amount"]
+
+
+def test_csv_codes_in_a_categorical_column_keep_their_spelling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV cell has no type: ``1`` and ``02134`` were read as numbers, and a categorical
+    column (codes beside ``gold``, or zip codes declared categorical) held the categories
+    ``1.0`` and ``2134.0``, which no event spells so. Every event's value was then a category
+    the reference never saw: ``monitor validate`` (and the service's first window) found an
+    ``unseen`` breach, ``monitor report`` a drift."""
+    from monitor.cli import main
+
+    rng = np.random.default_rng(8)
+    codes, zips = ["1", "2", "3", "gold"], ["02134", "10001", "94105"]
+    train = tmp_path / "train.csv"
+    train.write_text(
+        "plan,zip,income\n"
+        + "".join(
+            f"{rng.choice(codes)},{rng.choice(zips)},{x:.4f}\n" for x in rng.normal(size=3000)
+        )
+    )
+    profile = load_reference(
+        train, model="m", schema={"plan": "categorical", "zip": "categorical", "income": "numeric"}
+    )
+    assert sorted(profile.features["plan"].categories) == ["1", "2", "3", "gold"]
+    assert sorted(profile.features["zip"].categories) == zips
+    assert profile.features["income"].kind == "numeric"
+    assert sorted(load_reference(train, model="m").features["plan"].categories) == sorted(codes)
+    today = tmp_path / "today.jsonl"
+    today.write_text(
+        "".join(
+            json.dumps({"plan": str(rng.choice(codes)), "zip": str(rng.choice(zips)), "income": x})
+            + "\n"
+            for x in rng.normal(size=1000).tolist()
+        )
+    )
+    config = tmp_path / "monitor.yaml"
+    features = {"plan": "categorical", "zip": "categorical", "income": "numeric"}
+    config.write_text(
+        json.dumps(
+            {"models": [{"name": "m", "features": features, "reference": {"path": str(train)}}]}
+        )
+    )
+    capsys.readouterr()
+    assert main(["validate", "--config", str(config), "--model", "m", str(today)]) == 0
+    assert "0 breached" in capsys.readouterr().out
+    args = ["report", "--reference", str(train), "--current", str(today), "--json", "-"]
+    assert main([*args, "--fail-on", "warning"]) == 0

@@ -222,6 +222,41 @@ async def test_the_model_page_of_a_model_not_evaluated_yet_renders(tmp_path: Pat
         await service.http.stop()
 
 
+async def test_the_model_page_of_a_model_without_events_yet_renders(tmp_path: Path) -> None:
+    """Every configured model is ``waiting`` until its first event reaches this instance (at
+    start, and for good where another instance owns its partition): the overview links it,
+    and its page answered 500 with a traceback in the log (the template read a window the
+    data did not have). ``/api/model`` gives the same keys as for any model."""
+    import httpx
+
+    from monitor.config import parse_config
+    from monitor.service import MonitorService
+
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "http": {"port": 0},
+        "state": {"path": "state.sqlite"},
+        "models": [{"name": HOSTILE}, {"name": "broken", "reference": {"path": "gone.csv"}}],
+        "alerting": {"outbox_path": "outbox.sqlite"},
+    }
+    service = MonitorService(parse_config(raw, base_dir=tmp_path))
+    service.load_references()  # "broken" is disabled (reference_unreadable): no state either
+    await service.http.start()
+    try:
+        async with httpx.AsyncClient(base_url=service.http.url) as client:
+            broken = await client.get("/model", params={"name": "broken"})
+            assert broken.status_code == 200 and "state-disabled" in broken.text
+            page = await client.get("/model", params={"name": HOSTILE})
+            assert page.status_code == 200 and "state-waiting" in page.text
+            assert "<img" not in page.text
+            api = (await client.get("/api/model", params={"name": HOSTILE})).json()
+            assert api["status"]["state"] == "waiting"
+            assert (api["window"], api["columns"], api["multivariate"]) == (None, [], None)
+            assert api["incidents"] == [] and api["drifting"] == []
+    finally:
+        await service.http.stop()
+
+
 def test_feature_view_of_a_time_window_shows_the_evaluated_span() -> None:
     """A time window holds more events than its last evaluation looked at: the view shows
     what was evaluated (the span's events), as the detectors saw them."""

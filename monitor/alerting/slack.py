@@ -43,8 +43,16 @@ def _field(text: str) -> str:
     return mrkdwn_escape(" ".join(cut.splitlines()))
 
 
+def _code(text: str) -> str:
+    """A wire string shown as a code span: escaped (a feature learned from the events may be
+    named ``<!channel>``: Slack parses ``<...>`` inside backticks too, and a backtick would
+    close the span) and on one line (a newline ends the span, and the text after it would be
+    mrkdwn of its own)."""
+    return mrkdwn_escape(" ".join(text.splitlines()))
+
+
 def _where(s: SignalEvidence) -> str:
-    return f" in `{mrkdwn_escape(s.segment)}`" if s.segment is not None else ""
+    return f" in `{_code(s.segment)}`" if s.segment is not None else ""
 
 
 def _says(s: SignalEvidence) -> str:
@@ -52,7 +60,7 @@ def _says(s: SignalEvidence) -> str:
     the drift it explains folded in, :mod:`monitor.explain`), then the comparison."""
     message = s.details.get("message")
     if s.kind == "data_quality" and isinstance(message, str) and message:
-        return f"{mrkdwn_escape(message[:600])} ({s.comparison()})"
+        return f"{_code(message[:600])} ({s.comparison()})"
     return s.comparison()
 
 
@@ -63,11 +71,11 @@ def slack_message(notification: Notification) -> dict[str, Any]:
     title = f"{emoji} {n.summary()}"
     lines = []
     for s in n.signals[:MAX_SIGNALS_SHOWN]:
-        lines.append(f"• *{s.kind}* `{s.subject}`{_where(s)}: {_says(s)} [{s.severity}]")
+        lines.append(f"• *{s.kind}* `{_code(s.subject)}`{_where(s)}: {_says(s)} [{s.severity}]")
     if len(n.signals) > MAX_SIGNALS_SHOWN:
         lines.append(f"… and {len(n.signals) - MAX_SIGNALS_SHOWN} more")
     for s in n.cleared[:MAX_SIGNALS_SHOWN]:
-        lines.append(f"• cleared: *{s.kind}* `{s.subject}`{_where(s)}: {s.comparison()}")
+        lines.append(f"• cleared: *{s.kind}* `{_code(s.subject)}`{_where(s)}: {s.comparison()}")
     if len(n.cleared) > MAX_SIGNALS_SHOWN:
         lines.append(f"… and {len(n.cleared) - MAX_SIGNALS_SHOWN} more cleared")
     blocks: list[dict[str, Any]] = [

@@ -35,6 +35,7 @@ import base64
 import hashlib
 import hmac
 from typing import Any
+from urllib.parse import quote
 
 from monitor.alerting.config import WebhookReceiverConfig
 from monitor.alerting.http import raise_for_status, send_request
@@ -60,11 +61,18 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def cloudevent(notification: Notification) -> dict[str, Any]:
-    """A CloudEvents 1.0 structured-mode envelope around the alert payload."""
+    """A CloudEvents 1.0 structured-mode envelope around the alert payload.
+
+    ``source`` must be a URI-reference: the model's name (from the wire, for a tracked
+    unknown model) is percent-encoded into one path segment, as in dashboard links. Put in
+    as it came, a space, a newline or a stray ``%`` made the event invalid, which a receiver
+    that validates CloudEvents may refuse for good (a 4xx: the page lost). ``subject`` and
+    ``data.model`` keep the name as it is.
+    """
     return {
         "specversion": "1.0",
         "id": notification.idempotency_key,
-        "source": CLOUDEVENTS_SOURCE + notification.model,
+        "source": CLOUDEVENTS_SOURCE + quote(notification.model, safe=""),
         "type": f"io.github.kafka-model-monitor.alert.{notification.action}",
         "subject": notification.model,
         "time": iso(notification.evaluated_at),

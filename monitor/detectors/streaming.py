@@ -106,6 +106,16 @@ AWAY_Z = 4.0
 #: A change whose values sit within :data:`AWAY_Z` of the reference's mean after this many
 #: values is a return to the reference; before, its verdict waits for more values.
 DECIDE_VALUES = 5_000
+#: The largest magnitude a stream detector takes in: a value beyond it is fed as +-this.
+#: river's ADWIN keeps running variances (sums of squares), and one finite value beyond
+#: about 1e154 (a sentinel such as 1e308, or a unit bug) made them inf, then NaN: ADWIN
+#: never cut its window again, so never saw a later drift, and the checkpoint kept it so.
+#: At 1e100 a square summed over ten million values is 1e207, far from overflow, and the
+#: value is still an outlier far beyond any measurement (ADWIN cuts at it, as at any
+#: outlier, and goes on); the window tests and data validation see the value as it came.
+MAX_MAGNITUDE = 1e100
+# The ufuncs' reductions themselves: ndarray.max() and min() add two Python layers each.
+_MAX, _MIN = np.maximum.reduce, np.minimum.reduce
 
 class StreamDetector(DetectorBase):
     """Latching adapter shared by the river detectors; subclasses build the river object."""
@@ -145,7 +155,7 @@ class StreamDetector(DetectorBase):
         the first live values look like a change. A seeded shuffle restores the
         exchangeable order a stationary stream has.
         """
-        ref = as_numeric(reference, "reference")
+        ref = _bounded(as_numeric(reference, "reference"))
         ref = np.random.default_rng(self._seed()).permutation(ref)
         inputs = self._reference_inputs(ref)
         self._river = self._build()
@@ -573,8 +583,11 @@ class ADWINDetector(StreamDetector):
         ((b, p),) = shapes
         if b == 1 or columns.dtype != np.float64:
             return False
-        # A finite sum proves every value of its column finite (see _finite_values).
-        if not np.isfinite(np.add.reduce(columns, axis=0)).all():
+        # Every value finite and within MAX_MAGNITUDE (see _finite_values); NaN fails both.
+        if columns.size and not (
+            _MAX(columns, axis=None) <= MAX_MAGNITUDE
+            and _MIN(columns, axis=None) >= -MAX_MAGNITUDE
+        ):
             return False
         n, k = columns.shape
         full = np.empty((k, p + n), dtype=np.float64)  # row j: column j's carried block, then it
@@ -678,17 +691,25 @@ _result = slot_constructor(DetectorResult)
 
 
 def _finite_values(values: np.ndarray) -> np.ndarray:
-    """:func:`as_numeric` for the hot path: one sum decides, in the usual case.
+    """:func:`as_numeric` for the hot path, values beyond :data:`MAX_MAGNITUDE` fed as it.
 
-    A sum is finite only if every term is (NaN and infinities propagate), so a
-    finite sum proves the array valid for about a third of the cost of testing
-    each value; anything else goes through the full check, which raises the
-    usual error (or accepts finite values so large that their sum overflowed).
+    The maximum and the minimum decide in the usual case (NaN propagates through both and
+    fails the comparison, as infinities do); anything else goes through the full check,
+    which raises the usual error, and the bound.
     """
     arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim == 1 and math.isfinite(np.add.reduce(arr)):
+    if arr.ndim == 1 and (
+        not arr.size or (_MAX(arr) <= MAX_MAGNITUDE and _MIN(arr) >= -MAX_MAGNITUDE)
+    ):
         return arr
-    return as_numeric(arr, "values")
+    return _bounded(as_numeric(arr, "values"))
+
+
+def _bounded(arr: np.ndarray) -> np.ndarray:
+    """Finite ``arr`` with every value beyond :data:`MAX_MAGNITUDE` brought to it."""
+    if arr.size and (arr.max() > MAX_MAGNITUDE or arr.min() < -MAX_MAGNITUDE):
+        return np.clip(arr, -MAX_MAGNITUDE, MAX_MAGNITUDE)
+    return arr
 
 
 def _block_sums(values: np.ndarray, block: int) -> np.ndarray:

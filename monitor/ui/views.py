@@ -459,6 +459,28 @@ def segments_view(mm: ModelMonitor) -> dict[str, Any] | None:
     }
 
 
+def waiting_view(name: str, status: dict[str, Any]) -> dict[str, Any]:
+    """:func:`model_view`'s keys for a model this instance has no state of yet (``waiting``:
+    every configured model at start, and those whose partitions other instances own), so
+    the page and ``/api/model`` have one shape; the page answered 500 for such a model."""
+    return {
+        "model": name,
+        "model_version": None,
+        "ready": False,
+        "events": 0,
+        "evaluations": 0,
+        "window": None,
+        "reference": status.get("reference"),
+        "drifting": [],
+        "explained": {},
+        "multivariate": None,
+        "segments": None,
+        "columns": [],
+        "performance": {},
+        "performance_configured": False,
+    }
+
+
 def model_view(mm: ModelMonitor, history: DriftHistory | None = None) -> dict[str, Any]:
     """The model page's data: the window, every column row, drifting ones, performance."""
     ev = mm.last

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from monitor.ui import assets
 from monitor.ui.render import environment, fmt
-from monitor.ui.views import feature_view, model_view, num
+from monitor.ui.views import feature_view, model_view, num, waiting_view
 
 if TYPE_CHECKING:
     from monitor.alerting.engine import AlertService
@@ -248,8 +248,7 @@ class UiRoutes:
         if status is None:
             raise _not_found(f"no model {name!r}")
         data: dict[str, Any] = {"model": name, "status": status}
-        if mm is not None:
-            data.update(model_view(mm, self.history))
+        data.update(model_view(mm, self.history) if mm is not None else waiting_view(name, status))
         data["incidents"] = incidents(self.service, name) if mm is not None else []
         return data
 
