@@ -198,9 +198,16 @@ class _Strict(StrictModel):
 
 class _Receiver(BaseModel):
     """A receiver's base: as :class:`_Strict`, but pydantic allows no before-validator on
-    the ``type`` discriminator, so the number fields are named."""
+    the ``type`` discriminator, so the number fields are named.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    Defaults are validated like given values: pydantic keeps a default as written, so
+    PagerDuty's default ``url`` stayed a ``str`` where a :class:`SecretStr` was read, and
+    every page to a receiver without ``url`` failed at delivery.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, validate_default=True
+    )
 
     @field_validator(
         "timeout_seconds",
