@@ -12,10 +12,12 @@ which is what ``monitor check-config`` prints.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -675,11 +677,63 @@ def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)
     return out or "(root)"
+
+
+def _leaves(annotation: Any) -> list[Any]:
+    """The types an annotation may hold: ``X | None``, unions and ``Annotated`` unwrapped."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _leaves(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return [leaf for arg in get_args(annotation) for leaf in _leaves(arg)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the configuration accepts in the mapping at ``loc`` (a pydantic error
+    location), found by walking the models' annotations: a list takes an index, a dict a
+    key, a tagged union (receivers) its ``type``."""
+    types: list[Any] = [MonitorConfig]
+    for part in loc:
+        step: list[Any] = []
+        for tp in (leaf for t in types for leaf in _leaves(t)):
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                for name, field in tp.model_fields.items():
+                    if part in (name, field.alias):
+                        step.append(field.annotation)
+                tag = tp.model_fields.get("type")
+                if tag is not None and tag.default == part:  # a tagged union's member
+                    step.append(tp)
+            elif get_origin(tp) is list and isinstance(part, int):
+                step.append(get_args(tp)[0])
+            elif get_origin(tp) is dict and not isinstance(part, int):
+                step.append(get_args(tp)[1])
+        types = step
+    keys = {
+        key
+        for tp in (leaf for t in types for leaf in _leaves(t))
+        if isinstance(tp, type) and issubclass(tp, BaseModel)
+        for name, field in tp.model_fields.items()
+        for key in (field.alias or name,)
+    }
+    return sorted(keys)
+
+
+def _unknown_key_hint(loc: tuple[Any, ...]) -> str:
+    """``; did you mean 'window'?`` for a misspelt key, else the keys accepted there: a
+    typo (``windw:``) is refused, and the operator should not need the source to fix it."""
+    keys = _keys_at(loc[:-1])
+    if not keys:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; the keys here are: {', '.join(keys)}"
 
 
 def _substitute_env(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
@@ -730,7 +784,10 @@ def parse_config(
             # fail the option's own check; the loc of a receiver carries its type tag too).
             if unset & {_format_loc(loc[:i] + loc[i + 1 :]) for i in range(len(loc) + 1)}:
                 continue
-            problems.append(f"{_format_loc(loc)}: {err['msg']}")
+            message = err["msg"]
+            if err["type"] == "extra_forbidden":
+                message += _unknown_key_hint(loc)
+            problems.append(f"{_format_loc(loc)}: {message}")
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

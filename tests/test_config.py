@@ -547,3 +547,40 @@ def test_binary_only_performance_settings_are_refused_for_other_tasks(
     # Binary takes them; other tasks are fine with the defaults left alone.
     parse_config({"models": [{"name": "m", "performance": {"task": "binary", **given}}]})
     parse_config({"models": [{"name": "m", "performance": {"task": task}}]})
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("defaults: {windw: {size: 10}}", "defaults.windw: {}; did you mean 'window'?"),
+        ("kafak: {}", "kafak: {}; did you mean 'kafka'?"),
+        (
+            "models: [{name: m, referenc: {learn_first: 10}}]",
+            "models[0].referenc: {}; did you mean 'reference'?",
+        ),
+        (
+            "defaults: {drift: {psi: {warnign: 0.1}}}",
+            "defaults.drift.psi.warnign: {}; did you mean 'warning'?",
+        ),
+        ("alerting: {rules: [{fro: 2}]}", "alerting.rules[0].fro: {}; did you mean 'for'?"),
+        (
+            "alerting: {receivers: {h: {type: webhook, url: 'http://h', singing_secret: x}}}",
+            "alerting.receivers.h.webhook.singing_secret: {}; did you mean 'signing_secret'?",
+        ),
+        (
+            "alerting: {receivers: {p: {type: pagerduty, routing_key: k, zzz: 1}}}",
+            "alerting.receivers.p.pagerduty.zzz: {}; the keys here are: routing_key, "
+            "timeout_seconds, type, url",
+        ),
+    ],
+)
+def test_an_unknown_key_is_refused_with_a_suggestion(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """A typo is refused at its path, and the message names the key meant (or the keys
+    accepted there): the operator fixing it at night should not need the source."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    assert info.value.problems == [problem.format("Extra inputs are not permitted")]
