@@ -866,6 +866,48 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
 
 
+_BOOL_TAG, _INT_TAG, _FLOAT_TAG = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_YAML12_INT = re.compile(r"^[-+]?(?:[0-9][0-9_]*|0o[0-7][0-7_]*|0x[0-9a-fA-F][0-9a-fA-F_]*)$")
+
+
+class _ConfigLoader(_UniqueKeyLoader):
+    """The configuration's YAML reader: YAML 1.2's core schema for plain scalars.
+
+    PyYAML implements YAML 1.1, where ``NO``, ``on`` and ``off`` are booleans, ``010`` is
+    eight and ``1:30`` is ninety: a model, feature or category named ``NO`` (Norway) was
+    refused as "not a valid string" at a wrong path, ``learn_first: 010`` learned from 8
+    events and ``max_timestamp_ahead_seconds: 1:30`` meant 90 s. Here only ``true`` and
+    ``false`` are booleans (an on/off option still takes ``yes``/``no``/``on``/``off``:
+    pydantic reads them), integers are decimal unless written ``0o``/``0x``, and a date
+    stays the text it is (``versions: {2026-12-01: ...}`` is the model_version
+    ``"2026-12-01"``; a silence's ``starts_at`` parses it). Floats and nulls are as before.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [
+            (tag, rx) for tag, rx in resolvers if tag not in (_BOOL_TAG, _INT_TAG, _TIMESTAMP_TAG)
+        ]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_yaml_int(self, node: yaml.Node) -> int:  # type: ignore[override]
+        text = str(self.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
+        sign, digits = (-1, text[1:]) if text[0] == "-" else (1, text.lstrip("+"))
+        base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
+        return sign * int(digits[2:] if base != 10 else digits, base)
+
+
+_ConfigLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_ConfigLoader.add_implicit_resolver(_INT_TAG, _YAML12_INT, list("-+0123456789"))
+# The float resolver (inherited) must come after the int one for the same first characters.
+for _first, _resolvers in _ConfigLoader.yaml_implicit_resolvers.items():
+    _resolvers.sort(key=lambda r: r[0] == _FLOAT_TAG)
+_ConfigLoader.add_constructor(_INT_TAG, _ConfigLoader.construct_yaml_int)
+
+
 def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> MonitorConfig:
     """Read, substitute and validate a config file; raise ConfigError with every problem."""
     p = Path(path)
@@ -874,7 +916,7 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
     except OSError as exc:
         raise ConfigError([f"(file): cannot read {p}: {exc.strerror}"]) from exc
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        raw = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError([f"(file): not valid YAML: {exc}"]) from exc
     if why := _expansion_problem(raw):

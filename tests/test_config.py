@@ -584,3 +584,60 @@ def test_an_unknown_key_is_refused_with_a_suggestion(
     with pytest.raises(ConfigError) as info:
         load_config(cfg, env={})
     assert info.value.problems == [problem.format("Extra inputs are not permitted")]
+
+
+def test_yaml_is_read_with_the_yaml_1_2_core_schema(tmp_path: Path) -> None:
+    """YAML 1.1 (PyYAML's default) reads NO/on/off as booleans, 010 as eight and 1:30 as
+    ninety: a model, feature or category named NO (Norway) was refused at a wrong path
+    ("models[0].features[0].[key]"), ``learn_first: 010`` learned from 8 events. Only
+    true/false are booleans now; an on/off option still takes yes/no/on/off."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(
+        "defaults:\n"
+        "  multivariate: {enabled: no}\n"
+        "  validation: {infer: off, enabled: on}\n"
+        "models:\n"
+        "  - name: NO\n"
+        "    features: {NO: categorical, on: numeric, country: categorical}\n"
+        "    reference: {learn_first: 010, versions: {2026-12-01: v.json}}\n"
+        "    validation: {constraints: {country: {domain: [NO, SE, DK], required: yes}}}\n"
+        "alerting:\n"
+        "  silences: [{matchers: {model: NO}, starts_at: 2024-05-01T00:00:00Z,\n"
+        "              ends_at: 2024-05-08T00:00:00Z}]\n"
+        "  delivery: {max_attempts: 0x10}\n"
+    )
+    config = load_config(cfg, env={})
+    (model,) = config.models
+    assert model.name == "NO"
+    assert model.features == {"NO": "categorical", "on": "numeric", "country": "categorical"}
+    assert model.reference is not None and model.reference.learn_first == 10
+    assert list(model.reference.versions) == ["2026-12-01"]
+    assert model.validation is not None
+    country = model.validation.constraints["country"]
+    assert country.domain == ["NO", "SE", "DK"] and country.required is True
+    assert config.defaults.multivariate.enabled is False
+    assert config.defaults.validation.infer is False and config.defaults.validation.enabled
+    silence = config.alerting.silences[0]
+    assert silence.matchers.model == "NO" and silence.ends_at.day == 8
+    assert config.alerting.delivery.max_attempts == 16
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("limits: {max_timestamp_ahead_seconds: 1:30}", "limits.max_timestamp_ahead_seconds"),
+        ("state: {checkpoint_interval_seconds: 5m}", "state.checkpoint_interval_seconds"),
+        ("alerting: {delivery: {max_attempts: yes}}", "alerting.delivery.max_attempts"),
+        ("alerting: {delivery: {max_attempts: true}}", "alerting.delivery.max_attempts"),
+    ],
+)
+def test_a_number_option_refuses_what_is_not_a_number(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    """``1:30`` was YAML 1.1's sexagesimal 90 (seconds? minutes?); ``5m`` and yes/true are
+    no numbers either: each refused at its path, never taken as some number."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    assert [p.split(":")[0] for p in info.value.problems] == [where]
