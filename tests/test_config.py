@@ -641,3 +641,25 @@ def test_a_number_option_refuses_what_is_not_a_number(
     with pytest.raises(ConfigError) as info:
         load_config(cfg, env={})
     assert [p.split(":")[0] for p in info.value.problems] == [where]
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "ends_at"),
+    [
+        ("2024-05-01T00:00:00Z", "2024-05-08"),
+        ("2024-05-01T00:00:00Z", "2024-05-08T00:00:00"),
+        ("2024-05-01T00:00:00", "2024-05-08T00:00:00"),
+    ],
+)
+def test_a_silence_time_needs_a_timezone(tmp_path: Path, starts_at: str, ends_at: str) -> None:
+    """One time with a timezone and one without made comparing them raise TypeError (a
+    traceback from check-config and run); two without were read in the host's local zone.
+    Both refused at the option's path."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"alerting: {{silences: [{{starts_at: '{starts_at}', ends_at: '{ends_at}'}}]}}")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    problems = info.value.problems
+    assert problems and all(
+        p.startswith("alerting.silences[0].") and "timezone" in p for p in problems
+    )

@@ -68,11 +68,11 @@ import base64
 import binascii
 import string
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -461,8 +461,11 @@ class SilenceConfig(_Strict):
     """A time-boxed mute declared in the configuration file."""
 
     matchers: SilenceMatchers = Field(default_factory=SilenceMatchers, description="What to mute.")
-    starts_at: datetime = Field(description="Start (ISO 8601; give a timezone).")
-    ends_at: datetime = Field(description="End, exclusive.")
+    # With a timezone: a time without one was read in the host's local zone (a silence an
+    # hour off on a laptop, not in the UTC container), and one of each made comparing them
+    # raise TypeError: a traceback from check-config instead of a message.
+    starts_at: AwareDatetime = Field(description="Start (ISO 8601 with a timezone: Z, +02:00).")
+    ends_at: AwareDatetime = Field(description="End, exclusive (with a timezone).")
     comment: str = Field(default="", description="Why; shown in the API.")
 
     @model_validator(mode="after")
