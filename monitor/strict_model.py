@@ -1,4 +1,5 @@
-"""The base of every configuration model: unknown keys refused, no boolean taken as a number.
+"""The base of every configuration model: unknown keys refused, no boolean (nor NaN) taken
+as a number.
 
 A configuration is written by hand, in YAML, by someone woken at night. Two of its
 mistakes are silent in plain pydantic: a misspelt key (``segmnets:``) would be ignored,
@@ -12,6 +13,7 @@ naming the key.
 
 from __future__ import annotations
 
+import math
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -26,15 +28,24 @@ def _is_number(annotation: Any) -> bool:
 
 
 def refuse_boolean_number(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
-    """``value`` unless it is a boolean given to a number option of ``model``.
+    """``value`` unless it is a boolean or NaN given to a number option of ``model``.
 
     For the models that cannot derive from :class:`StrictModel` (pydantic allows no
     before-validator on a union's discriminator field), to call from a validator of their
     number fields.
     """
     name = info.field_name
-    if isinstance(value, bool) and name and _is_number(model.model_fields[name].annotation):
+    if not name or not _is_number(model.model_fields[name].annotation):
+        return value
+    if isinstance(value, bool):
         raise ValueError(f"a number, not the boolean {str(value).lower()} (yes/no/on/off)")
+    # NaN (``.nan``, or "nan" from a ${VARIABLE}) passes every bound unchecked (each
+    # comparison is false) and then never compares true: a threshold or a constraint that
+    # can never fire, silently.
+    if (isinstance(value, float) and math.isnan(value)) or (
+        isinstance(value, str) and value.strip().lower().lstrip("+-") == "nan"
+    ):
+        raise ValueError("a number, not NaN")
     return value
 
 

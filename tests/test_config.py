@@ -663,3 +663,31 @@ def test_a_silence_time_needs_a_timezone(tmp_path: Path, starts_at: str, ends_at
     assert problems and all(
         p.startswith("alerting.silences[0].") and "timezone" in p for p in problems
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            "defaults: {performance: {thresholds: {accuracy: {warning: .nan}}}}",
+            "defaults.performance.thresholds.accuracy.warning",
+        ),
+        (
+            "defaults: {validation: {constraints: {age: {min: .NaN, max: 120}}}}",
+            "defaults.validation.constraints.age.min",
+        ),
+        (
+            "defaults: {performance: {thresholds: {accuracy: {critical: '${ACC_CRITICAL}'}}}}",
+            "defaults.performance.thresholds.accuracy.critical",
+        ),
+    ],
+)
+def test_nan_is_not_a_number_option(tmp_path: Path, text: str, where: str) -> None:
+    """NaN (``.nan``, or ``nan`` from a variable) passed every option without a bound, and
+    a threshold or constraint of NaN never compares true: an alert that can never fire."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={"ACC_CRITICAL": "nan"})
+    assert [p.split(":")[0] for p in info.value.problems] == [where]
+    assert "NaN" in info.value.problems[0]
