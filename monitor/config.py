@@ -177,7 +177,10 @@ class StateConfig(_Strict):
         "the file). kafka: a compacted changelog topic, checkpoints and offsets in one Kafka "
         "transaction; instances on several machines (see docs/GUARANTEES.md).",
     )
-    path: str = "var/monitor-state.sqlite"
+    path: str = Field(
+        "var/monitor-state.sqlite",
+        description="sqlite backend: the state file (the kafka backend does not use it).",
+    )
     checkpoint_interval_seconds: float = Field(30.0, gt=0)
     changelog_topic: str | None = Field(
         None,
@@ -217,7 +220,8 @@ class StateConfig(_Strict):
     def _kafka_settings_need_the_kafka_backend(self) -> StateConfig:
         """A kafka-only setting written under ``backend: sqlite`` would do nothing: an
         operator who sets ``instance_id`` or ``changelog_topic`` believes the state is in
-        Kafka. Refused, naming the settings (``path`` is used by both backends)."""
+        Kafka. Refused, naming the settings. (``path`` is the sqlite backend's file; the
+        kafka backend does not read it, but its default stands for either.)"""
         kafka_only = (
             "changelog_topic",
             "instance_id",
