@@ -41,6 +41,7 @@ from monitor.signals import (
     SEGMENT_EVENT_FIELDS,
 )
 from monitor.strict_model import StrictModel
+from monitor.tls import client_ssl_context
 
 ColumnType = Literal["numeric", "categorical"]
 
@@ -94,6 +95,9 @@ class KafkaConfig(_Strict):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = Field(
+        None, description="The passphrase of an encrypted ssl_keyfile (a secret: give ${ENV})."
+    )
     stall_seconds: float = Field(
         30.0,
         gt=0,
@@ -126,6 +130,33 @@ class KafkaConfig(_Strict):
             raise ValueError("sasl_mechanism is required when security_protocol is SASL_*")
         if self.sasl_mechanism and not (self.sasl_username and self.sasl_password):
             raise ValueError("sasl_username and sasl_password are required with sasl_mechanism")
+        return self
+
+    @model_validator(mode="after")
+    def _security_settings_apply(self) -> KafkaConfig:
+        """TLS and SASL settings the security_protocol does not use were silently ignored:
+        ``ssl_cafile`` under PLAINTEXT connected in clear, a ``sasl_mechanism`` under
+        PLAINTEXT or SSL connected without authenticating, an ``ssl_keyfile`` without
+        ``ssl_certfile`` was never loaded. Refused, naming the settings."""
+        given = self.model_fields_set
+        tls = [
+            k for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password") if k in given
+        ]
+        if tls and self.security_protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(
+                f"{', '.join(tls)}: only used with security_protocol SSL or SASL_SSL "
+                f"(security_protocol is {self.security_protocol})"
+            )
+        sasl = [k for k in ("sasl_mechanism", "sasl_username", "sasl_password") if k in given]
+        if sasl and not self.security_protocol.startswith("SASL"):
+            raise ValueError(
+                f"{', '.join(sasl)}: only used with security_protocol SASL_PLAINTEXT or "
+                f"SASL_SSL (security_protocol is {self.security_protocol})"
+            )
+        if self.ssl_certfile is None and (self.ssl_keyfile or self.ssl_password):
+            raise ValueError(
+                "ssl_keyfile and ssl_password are the client certificate's key: set ssl_certfile"
+            )
         return self
 
 
@@ -1088,13 +1119,19 @@ def _segments_without_slices(where: str, model: ModelConfig, defaults: ModelDefa
 
 def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]:
     """Problems a schema cannot see: reference files that are missing, unreadable or do
-    not fit the declared features, and the like.
+    not fit the declared features, a TLS CA, certificate or key that cannot be loaded
+    (:func:`monitor.tls.client_ssl_context`, as every Kafka client loads them), and the like.
 
     With ``references`` (the default) every reference file is loaded and checked by
     :func:`monitor.reference.load_model_references`, the very function the service's
     start uses, on the paths :func:`load_config` resolved: what passes here loads there.
     """
     problems: list[str] = _matcher_problems(config)
+    if config.kafka.security_protocol in ("SSL", "SASL_SSL"):
+        try:  # the context every Kafka client connects with: what loads here loads there
+            client_ssl_context(config.kafka)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     for i, m in enumerate(config.models):
         resolved = resolve_model(m, config.defaults)
         problems.extend(_constraint_problems(f"models[{i}]", resolved))

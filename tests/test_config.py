@@ -62,7 +62,12 @@ def test_environment_substitution_and_missing_variables() -> None:
     }
     with pytest.raises(ConfigError) as err:
         parse_config(raw, env={"BROKERS": "h:1"})
-    assert err.value.problems == ["kafka.sasl_password: environment variable NOPE is not set"]
+    assert err.value.problems == [
+        "kafka.sasl_password: environment variable NOPE is not set",
+        # (a SASL setting under PLAINTEXT was silently ignored: now refused as well)
+        "kafka: Value error, sasl_password: only used with security_protocol SASL_PLAINTEXT "
+        "or SASL_SSL (security_protocol is PLAINTEXT)",
+    ]
     cfg = parse_config(
         {
             **raw,
@@ -119,10 +124,12 @@ def test_every_relative_path_resolves_against_the_config_folder(
     folder = tmp_path / "etc"
     folder.mkdir()
     (folder / "ref.jsonl").write_text('{"x": 1.0}\n{"x": 2.0}\n')
+    (folder / "tls").mkdir()
+    _certificate(folder / "tls", None)[0].rename(folder / "tls" / "ca.pem")
     cfg_file = folder / "monitor.yaml"
     cfg_file.write_text(
         "state: {path: var/state.sqlite}\n"
-        "kafka: {ssl_cafile: tls/ca.pem}\n"
+        "kafka: {security_protocol: SSL, ssl_cafile: tls/ca.pem}\n"
         "alerting: {outbox_path: var/outbox.sqlite}\n"
         "defaults:\n  reference: {path: ref.jsonl, versions: {v2: ref.jsonl}}\n"
         "models:\n  - name: m\n  - name: n\n    reference: {path: /abs/ref.jsonl}\n"
@@ -691,3 +698,114 @@ def test_nan_is_not_a_number_option(tmp_path: Path, text: str, where: str) -> No
         load_config(cfg, env={"ACC_CRITICAL": "nan"})
     assert [p.split(":")[0] for p in info.value.problems] == [where]
     assert "NaN" in info.value.problems[0]
+
+
+def _certificate(folder: Path, passphrase: str | None) -> tuple[Path, Path]:
+    """A self-signed certificate and its key (encrypted with ``passphrase`` if given)."""
+    cert, key = folder / "client.pem", folder / "client.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=monitor",
+         *(["-passout", f"pass:{passphrase}"] if passphrase else ["-nodes"])],
+        check=True, capture_output=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return cert, key
+
+
+def _check(
+    cfg: Path, *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *argv, str(cfg)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_tls_files_that_cannot_be_loaded_are_one_line_from_check_config_and_run(
+    tmp_path: Path,
+) -> None:
+    """check-config said OK to an ssl_cafile that does not exist, or is not a CA; run then
+    died on a FileNotFoundError / SSLError traceback from inside ssl. Now both name the
+    option, exit 2, before connecting."""
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    cfg = tmp_path / "m.yaml"
+    for cafile, why in [
+        ("missing.pem", "kafka.ssl_cafile: cannot read"),
+        (str(tmp_path), "kafka.ssl_cafile: cannot read"),
+        ("junk.pem", "kafka.ssl_cafile: "),
+    ]:
+        cfg.write_text(
+            "kafka: {bootstrap_servers: '127.0.0.1:1', security_protocol: SSL, "
+            f"ssl_cafile: '{cafile}'}}\nhttp: {{port: 0}}\n"
+        )
+        for command in ("check-config", "run"):
+            run = _check(cfg, command)
+            assert run.returncode == 2, (command, cafile, run.stderr)
+            assert why in run.stderr and "Traceback" not in run.stderr, run.stderr
+            assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_an_encrypted_client_key_opens_with_ssl_password_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    """An encrypted client key could not be used at all (no option for its passphrase:
+    OpenSSL prompted on the terminal, or failed); now ``ssl_password`` opens it, and a
+    wrong or missing one is one line that never shows it."""
+    cert, key = _certificate(tmp_path, "PASS-PHRASE-42")
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(
+        f"kafka: {{security_protocol: SSL, ssl_certfile: '{cert}', ssl_keyfile: '{key}', "
+        "ssl_password: '${KEY_PASSPHRASE:-}'}\n"
+    )
+    ok = _check(cfg, "check-config", env={"KEY_PASSPHRASE": "PASS-PHRASE-42"})
+    assert ok.returncode == 0, ok.stderr
+    for passphrase in ("WRONG-PHRASE-77", ""):
+        bad = _check(cfg, "check-config", env={"KEY_PASSPHRASE": passphrase})
+        assert bad.returncode == 2, bad.stderr
+        assert "kafka.ssl_certfile, ssl_keyfile: the certificate and key cannot be loaded" in (
+            bad.stderr
+        )
+        assert "PHRASE" not in bad.stdout + bad.stderr
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    cert, key = _certificate(plain, None)  # a key in clear needs no password
+    cfg.write_text(
+        f"kafka: {{security_protocol: SSL, ssl_certfile: '{cert}', ssl_keyfile: '{key}'}}"
+    )
+    assert _check(cfg, "check-config").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("kafka", "problem"),
+    [
+        (
+            "{ssl_cafile: ca.pem}",
+            "kafka: Value error, ssl_cafile: only used with security_protocol SSL or SASL_SSL "
+            "(security_protocol is PLAINTEXT)",
+        ),
+        (
+            "{security_protocol: SSL, sasl_mechanism: PLAIN, sasl_username: u, sasl_password: p}",
+            "kafka: Value error, sasl_mechanism, sasl_username, sasl_password: only used with "
+            "security_protocol SASL_PLAINTEXT or SASL_SSL (security_protocol is SSL)",
+        ),
+        (
+            "{security_protocol: SSL, ssl_keyfile: k.pem}",
+            "kafka: Value error, ssl_keyfile and ssl_password are the client certificate's "
+            "key: set ssl_certfile",
+        ),
+    ],
+)
+def test_security_settings_the_protocol_does_not_use_are_refused(
+    tmp_path: Path, kafka: str, problem: str
+) -> None:
+    """They were silently ignored: TLS files under PLAINTEXT connected in clear, a SASL
+    mechanism under SSL connected without authenticating, a key without its certificate
+    was never loaded."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"kafka: {kafka}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    assert info.value.problems == [problem]
