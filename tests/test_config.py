@@ -809,3 +809,42 @@ def test_security_settings_the_protocol_does_not_use_are_refused(
     with pytest.raises(ConfigError) as info:
         load_config(cfg, env={})
     assert info.value.problems == [problem]
+
+
+def test_a_key_with_no_value_is_the_key_left_out(tmp_path: Path) -> None:
+    """``alerting:`` with everything under it commented out is YAML's null: it was refused
+    ("Input should be a valid dictionary or instance of AlertingConfig") although the
+    alerting module says an empty section is valid. A key with no value now means the
+    defaults, as if left out; an option that takes null keeps it."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(
+        "kafka:\n"
+        "  labels_topic:\n"  # takes null: labels disabled, not the default 'labels'
+        "http:\n"
+        "  # admin_token: ${MONITOR_ADMIN_TOKEN}\n"
+        "defaults:\n"
+        "  segments:\n"
+        "models:\n"
+        "  - name: m\n"
+        "    window:\n"  # takes null: the defaults' window
+        "alerting:\n"
+        "  receivers:\n"
+        "    w: {type: webhook, url: 'http://127.0.0.1:9/x', headers: }\n"
+        "  rules:\n"
+        "  delivery:\n"
+    )
+    config = load_config(cfg, env={})
+    assert config.kafka.labels_topic is None
+    assert config.http == parse_config({}).http
+    assert config.defaults.segments.by == []
+    assert config.model("m") is not None and config.model("m").window.size == 5000  # type: ignore[union-attr]
+    assert config.alerting.rules == parse_config({}).alerting.rules
+    assert config.alerting.delivery == parse_config({}).alerting.delivery
+    assert config.alerting.receivers["w"].headers == {}  # type: ignore[union-attr]
+    for text in ("alerting:\n", "models:\n", "kafka:\n  # bootstrap_servers: x\n"):
+        cfg.write_text(text)
+        assert load_config(cfg, env={}) == parse_config({}, base_dir=tmp_path)
+    cfg.write_text("models:\n  - name:\n")  # a required option stays required
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    assert [p.split(":")[0] for p in info.value.problems] == ["models[0].name"]

@@ -83,7 +83,7 @@ from pydantic import (
 )
 
 from monitor.signals import SignalKind
-from monitor.strict_model import StrictModel, refuse_boolean_number
+from monitor.strict_model import StrictModel, drop_empty_options, refuse_boolean_number
 
 AlertSeverity = Literal["warning", "critical"]
 
@@ -208,6 +208,11 @@ class _Receiver(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, validate_default=True
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        return drop_empty_options(cls, data)
 
     @field_validator(
         "timeout_seconds",
@@ -548,6 +553,11 @@ class AlertingConfig(BaseModel):
     """Rules, receivers, routes, silences and the retrain policy (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        return drop_empty_options(cls, data)
 
     receivers: dict[str, ReceiverConfig] = Field(
         default_factory=dict, description="Named receivers."
