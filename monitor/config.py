@@ -76,7 +76,12 @@ class KafkaConfig(_Strict):
     )
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_batch_records: int = Field(5000, gt=0, description="Upper bound of one getmany() batch.")
-    poll_timeout_ms: int = Field(500, gt=0)
+    poll_timeout_ms: int = Field(
+        500,
+        gt=0,
+        description="How long one poll waits for events on an idle topic (also the longest "
+        "a SIGTERM waits for it); at most half of stall_seconds.",
+    )
     max_message_bytes: int = Field(
         1_048_576, gt=0, description="Larger messages are rejected as invalid (reason too_large)."
     )
@@ -121,6 +126,21 @@ class KafkaConfig(_Strict):
                 f"dead_letter_topic is the {inputs[self.dead_letter_topic]} "
                 f"({self.dead_letter_topic!r}): invalid messages copied there would be consumed "
                 "again, invalid again, and copied again without end; give it a topic of its own"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _poll_shorter_than_a_stall(self) -> KafkaConfig:
+        """On an idle topic one poll waits its whole ``poll_timeout_ms``, and ``/healthz``
+        fails once no poll completed for ``stall_seconds``: with a poll as long as a stall,
+        every quiet spell failed the liveness probe (the orchestrator restarted a healthy
+        monitor), and a SIGTERM waited the poll out. Half the stall leaves the evaluation
+        after a poll its time."""
+        if self.poll_timeout_ms > self.stall_seconds * 1000 / 2:
+            raise ValueError(
+                f"poll_timeout_ms ({self.poll_timeout_ms}) must be at most half of "
+                f"stall_seconds ({self.stall_seconds:g} s): on an idle topic a poll waits "
+                "that long, and /healthz fails after stall_seconds without one"
             )
         return self
 

@@ -848,3 +848,26 @@ def test_a_key_with_no_value_is_the_key_left_out(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(cfg, env={})
     assert [p.split(":")[0] for p in info.value.problems] == ["models[0].name"]
+
+
+@pytest.mark.parametrize(
+    ("kafka", "accepted"),
+    [
+        ({"poll_timeout_ms": 30_000}, False),  # the default stall_seconds is 30
+        ({"poll_timeout_ms": 16_000}, False),
+        ({"poll_timeout_ms": 15_000}, True),
+        ({"poll_timeout_ms": 2_000, "stall_seconds": 3}, False),
+        ({"poll_timeout_ms": 1_500, "stall_seconds": 3}, True),
+    ],
+)
+def test_a_poll_as_long_as_a_stall_is_refused(kafka: dict[str, float], accepted: bool) -> None:
+    """On an idle topic one poll waits its whole poll_timeout_ms; /healthz fails after
+    stall_seconds without a completed poll: a poll_timeout_ms near stall_seconds failed
+    the liveness probe in every quiet spell (and a SIGTERM waited the poll out)."""
+    if accepted:
+        assert parse_config({"kafka": kafka}).kafka.poll_timeout_ms == kafka["poll_timeout_ms"]
+        return
+    with pytest.raises(ConfigError) as info:
+        parse_config({"kafka": kafka})
+    (problem,) = info.value.problems
+    assert problem.startswith("kafka: Value error, poll_timeout_ms") and "stall_seconds" in problem
