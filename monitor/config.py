@@ -145,6 +145,18 @@ class KafkaConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _heartbeat_within_the_session(self) -> KafkaConfig:
+        """Kafka's rule (the Java client refuses it at construction; aiokafka does not): a
+        member heartbeating less often than its session lasts is evicted between two
+        heartbeats, and its partitions move, again and again."""
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError(
+                f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be lower than "
+                f"session_timeout_ms ({self.session_timeout_ms}); a third of it is usual"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaConfig:
         if self.security_protocol.startswith("SASL") and not self.sasl_mechanism:
             raise ValueError("sasl_mechanism is required when security_protocol is SASL_*")

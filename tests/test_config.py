@@ -871,3 +871,15 @@ def test_a_poll_as_long_as_a_stall_is_refused(kafka: dict[str, float], accepted:
         parse_config({"kafka": kafka})
     (problem,) = info.value.problems
     assert problem.startswith("kafka: Value error, poll_timeout_ms") and "stall_seconds" in problem
+
+
+def test_a_heartbeat_slower_than_the_session_is_refused() -> None:
+    """Kafka requires heartbeat.interval.ms < session.timeout.ms (the Java client refuses
+    it); aiokafka took it, and the member was evicted between two heartbeats."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"kafka": {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 20_000}})
+    (problem,) = info.value.problems
+    assert problem.startswith("kafka: Value error, heartbeat_interval_ms (20000) must be lower")
+    with pytest.raises(ConfigError):
+        parse_config({"kafka": {"session_timeout_ms": 3_000}})  # the default heartbeat is 3 s
+    assert parse_config({"kafka": {"session_timeout_ms": 6_000, "heartbeat_interval_ms": 500}})
