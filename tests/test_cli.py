@@ -131,6 +131,25 @@ def test_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
     assert logs and all(json.loads(line)["level"] for line in logs)
 
 
+@pytest.mark.parametrize("host", ["256.1.1.1", "192.0.2.1"])
+def test_a_host_to_listen_on_that_is_not_here_is_one_line_naming_the_host(
+    tmp_path: Path, host: str
+) -> None:
+    """A name that does not resolve said ``http.port 9108: unknown error -2``: the port
+    blamed, the reason a number. An address this machine lacks (TEST-NET 192.0.2.1) blamed
+    the port too."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        f"kafka: {{bootstrap_servers: '127.0.0.1:1'}}\nhttp: {{host: {host}, port: 0}}\n"
+        "models:\n  - name: m\n"
+    )
+    run = monitor("run", str(cfg))
+    assert run.returncode == EXIT_USAGE, run.stderr
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith(str(cfg))]
+    assert line.startswith(f"{cfg}: http.host {host}: not an address to listen on here (")
+    assert "unknown error" not in line and "Traceback" not in run.stderr
+
+
 def test_reference_build_reports_each_column(tmp_path: Path) -> None:
     lines = ["customer_id,monthly_spend,plan,prediction,label,event_id,timestamp"]
     lines += [f"{i},{i * 1.5},{'ab'[i % 2]},0.5,1,e{i},{i}" for i in range(1, 3001)]
