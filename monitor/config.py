@@ -367,9 +367,13 @@ class ReferenceConfig(_Strict):
     """Where a model's reference comes from: a file, or the first N events seen."""
 
     path: str | None = Field(
-        None, description="JSONL, CSV or a profile built by `monitor reference build`."
+        None, description="JSONL, CSV, Parquet or a profile built by `monitor reference build`."
     )
-    format: Literal["auto", "jsonl", "csv", "profile"] = "auto"
+    format: Literal["auto", "jsonl", "csv", "parquet", "profile"] = Field(
+        "auto",
+        description="auto: a profile by its content, the rest by extension (.jsonl/.ndjson/"
+        ".json, .csv, .parquet); name it for a file whose extension says nothing.",
+    )
     learn_first: int | None = Field(
         None,
         gt=0,

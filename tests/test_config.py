@@ -883,3 +883,19 @@ def test_a_heartbeat_slower_than_the_session_is_refused() -> None:
     with pytest.raises(ConfigError):
         parse_config({"kafka": {"session_timeout_ms": 3_000}})  # the default heartbeat is 3 s
     assert parse_config({"kafka": {"session_timeout_ms": 6_000, "heartbeat_interval_ms": 500}})
+
+
+def test_a_parquet_reference_without_its_extension_can_name_its_format(tmp_path: Path) -> None:
+    """A Parquet reference whose name does not end in .parquet was refused with "cannot
+    tell the format from the extension; set reference.format", but reference.format had
+    no 'parquet' (auto, jsonl, csv, profile): the advice could not be followed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [float(i) for i in range(50)]}), tmp_path / "train.data")
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("models:\n  - name: m\n    reference: {path: train.data}\n")
+    (problem,) = check_config(load_config(cfg, env={}))
+    assert "set reference.format" in problem
+    cfg.write_text("models:\n  - name: m\n    reference: {path: train.data, format: parquet}\n")
+    assert check_config(load_config(cfg, env={})) == []
