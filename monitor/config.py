@@ -59,6 +59,30 @@ MAX_WINDOW_EVENTS = 10_000_000
 MAX_LEARN_EVENTS = 1_000_000
 
 
+def _bootstrap_problem(entry: str) -> str | None:
+    """Why one ``bootstrap_servers`` entry (``host``, ``host:port``, ``[v6]:port``) cannot
+    be connected to, or None (a missing port is Kafka's 9092, as aiokafka takes it)."""
+    if not entry:
+        return "an empty entry"
+    if entry.startswith("["):
+        host, bracket, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+        if not bracket or not host or (rest and port is None):
+            return "not a [IPv6]:port address"
+    elif entry.count(":") > 1:  # a bare IPv6 address: aiokafka takes it without a port
+        return None
+    else:
+        host, colon, port_text = entry.partition(":")
+        port = port_text if colon else None
+        if not host:
+            return "no host"
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        return "the port must be a number from 1 to 65535"
+    if any(c.isspace() for c in entry):
+        return "a space inside"
+    return None
+
+
 class KafkaConfig(_Strict):
     """Where events come from and how the consumer behaves."""
 
@@ -108,6 +132,17 @@ class KafkaConfig(_Strict):
         gt=0,
         description="/healthz fails when the consume loop has not completed a poll for this long.",
     )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        """Checked here, where the option is named: an empty value (a variable set to '') or
+        ``kafka:notaport`` passed check-config, then ``run`` died on a ValueError traceback
+        from inside aiokafka (a port of 99999 on an OverflowError)."""
+        for entry in value.split(","):
+            if why := _bootstrap_problem(entry.strip()):
+                raise ValueError(f"{entry.strip()!r}: {why} (host:port, comma-separated)")
+        return value
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> KafkaConfig:

@@ -899,3 +899,20 @@ def test_a_parquet_reference_without_its_extension_can_name_its_format(tmp_path:
     assert "set reference.format" in problem
     cfg.write_text("models:\n  - name: m\n    reference: {path: train.data, format: parquet}\n")
     assert check_config(load_config(cfg, env={})) == []
+
+
+@pytest.mark.parametrize(
+    "servers", ["", "kafka:notaport", "127.0.0.1:99999", "a:1,,b:2", ":9092", "kafka:"]
+)
+def test_unusable_bootstrap_servers_are_refused_at_their_path(servers: str) -> None:
+    """check-config said OK; ``run`` then died on a ValueError or OverflowError traceback
+    from inside aiokafka (or "cannot connect to Kafka at :" for a variable set to '')."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"kafka": {"bootstrap_servers": "${BROKERS}"}}, env={"BROKERS": servers})
+    (problem,) = info.value.problems
+    assert problem.startswith("kafka.bootstrap_servers: Value error, ")
+
+
+@pytest.mark.parametrize("servers", ["kafka", "kafka:9092", "a:1, b:2", "[::1]:9092", "::1"])
+def test_usable_bootstrap_servers_are_accepted(servers: str) -> None:
+    assert parse_config({"kafka": {"bootstrap_servers": servers}}).kafka.bootstrap_servers
