@@ -59,6 +59,22 @@ MAX_WINDOW_EVENTS = 10_000_000
 MAX_LEARN_EVENTS = 1_000_000
 
 
+#: Kafka's rule for topic names (its ``Topic.validate``): these characters, at most 249.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def topic_problem(name: str) -> str | None:
+    """Why Kafka would refuse ``name`` as a topic, or None. Such a topic passed the check,
+    then the monitor ran without consuming, logging "'a b' is not a valid topic name"
+    every few seconds while /healthz said it was fine."""
+    if name in (".", "..") or not _TOPIC_NAME.fullmatch(name):
+        return (
+            f"{name[:60]!r} is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -, "
+            "not '.' or '..')"
+        )
+    return None
+
+
 def _bootstrap_problem(entry: str) -> str | None:
     """Why one ``bootstrap_servers`` entry (``host``, ``host:port``, ``[v6]:port``) cannot
     be connected to, or None (a missing port is Kafka's 9092, as aiokafka takes it)."""
@@ -87,7 +103,9 @@ class KafkaConfig(_Strict):
     """Where events come from and how the consumer behaves."""
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
-    group_id: str = Field("model-monitor", description="Consumer group; instances share it.")
+    group_id: str = Field(
+        "model-monitor", min_length=1, description="Consumer group; instances share it."
+    )
     client_id: str = "model-monitor"
     predictions_topic: str = Field("predictions", min_length=1)
     labels_topic: str | None = Field(
@@ -132,6 +150,13 @@ class KafkaConfig(_Strict):
         gt=0,
         description="/healthz fails when the consume loop has not completed a poll for this long.",
     )
+
+    @field_validator("predictions_topic", "labels_topic", "dead_letter_topic")
+    @classmethod
+    def _kafka_topic(cls, value: str | None) -> str | None:
+        if value is not None and (why := topic_problem(value)):
+            raise ValueError(why)
+        return value
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -313,6 +338,13 @@ class StateConfig(_Strict):
         "checkpoint's transaction lasts only its write, not the interval. At most the broker's "
         "transaction.max.timeout.ms (default 15 min), checked at start.",
     )
+
+    @field_validator("changelog_topic", "alerts_topic")
+    @classmethod
+    def _kafka_topic(cls, value: str | None) -> str | None:
+        if value is not None and (why := topic_problem(value)):
+            raise ValueError(why)
+        return value
 
     @model_validator(mode="after")
     def _kafka_settings_need_the_kafka_backend(self) -> StateConfig:
@@ -720,6 +752,8 @@ class MonitorConfig(_Strict):
         ):
             if topic in others:
                 raise ValueError(f"{option} is {others[topic]} ({topic!r}); give it its own topic")
+            if why := topic_problem(topic):  # a default derived from a long predictions_topic
+                raise ValueError(f"{option}: {why}; set it")
         if self.state.alerts_topic is not None and self.state.alerts_topic == changelog:
             raise ValueError("state.alerts_topic is the changelog topic; give it its own topic")
         return self

@@ -916,3 +916,27 @@ def test_unusable_bootstrap_servers_are_refused_at_their_path(servers: str) -> N
 @pytest.mark.parametrize("servers", ["kafka", "kafka:9092", "a:1, b:2", "[::1]:9092", "::1"])
 def test_usable_bootstrap_servers_are_accepted(servers: str) -> None:
     assert parse_config({"kafka": {"bootstrap_servers": servers}}).kafka.bootstrap_servers
+
+
+@pytest.mark.parametrize(
+    ("kafka", "state", "where"),
+    [
+        ({"predictions_topic": "a b"}, {}, "kafka.predictions_topic"),
+        ({"labels_topic": "."}, {}, "kafka.labels_topic"),
+        ({"dead_letter_topic": "x/y"}, {}, "kafka.dead_letter_topic"),
+        ({"predictions_topic": "t" * 250}, {}, "kafka.predictions_topic"),
+        ({}, {"backend": "kafka", "changelog_topic": "state:v1"}, "state.changelog_topic"),
+        ({}, {"backend": "kafka", "alerts_topic": "älerts"}, "state.alerts_topic"),
+        ({"predictions_topic": "p" * 240}, {"backend": "kafka"}, "(root)"),  # derived: too long
+        ({"group_id": ""}, {}, "kafka.group_id"),
+    ],
+)
+def test_names_kafka_refuses_are_refused_at_their_path(
+    kafka: dict[str, str], state: dict[str, str], where: str
+) -> None:
+    """A topic Kafka refuses ('a b') passed check-config, then the monitor ran without ever
+    consuming, logging "'a b' is not a valid topic name" every 5 s (an empty group_id:
+    InvalidGroupIdError every second), /healthz 200 all along."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"kafka": kafka, "state": state})
+    assert [p.split(": ")[0] for p in info.value.problems] == [where]
