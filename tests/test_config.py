@@ -940,3 +940,34 @@ def test_names_kafka_refuses_are_refused_at_their_path(
     with pytest.raises(ConfigError) as info:
         parse_config({"kafka": kafka, "state": state})
     assert [p.split(": ")[0] for p in info.value.problems] == [where]
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "bound"),
+    [
+        ("binary", "accuracy", {"warning": 85, "critical": 80}),
+        ("binary", "estimated_roc_auc", {"critical": 70}),
+        ("binary", "positive_rate_predicted", {"warning": 30, "alert_when": "above"}),
+        ("binary", "brier", {"warning": -0.1}),
+        ("multiclass", "f1:churned", {"warning": 90}),
+    ],
+)
+def test_a_percentage_for_a_fraction_metric_is_refused(
+    task: str, metric: str, bound: dict[str, object]
+) -> None:
+    """Accuracy, F1, AUC, rates and Brier are fractions from 0 to 1: ``accuracy: {warning:
+    85}`` (meant as 85%) paged on every window, ``positive_rate_predicted: {warning: 30,
+    alert_when: above}`` never; both passed the check."""
+    raw = {"defaults": {"performance": {"task": task, "thresholds": {metric: bound}}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    (problem,) = info.value.problems
+    assert problem.startswith("defaults.performance: Value error, thresholds.") and (
+        "a fraction from 0 to 1" in problem
+    )
+    fine = {
+        "defaults": {
+            "performance": {"task": "regression", "thresholds": {"mape": {"warning": 1.5}}}
+        }
+    }
+    assert parse_config(fine)  # MAPE may exceed 1 (150%)
