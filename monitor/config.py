@@ -407,6 +407,13 @@ class WindowConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> WindowConfig:
+        # ``{seconds: 3600, step_seconds: 300}`` without ``type: time`` was a count window of
+        # ``size`` events, the seconds silently ignored.
+        timed = [k for k in ("seconds", "step_seconds") if k in self.model_fields_set]
+        if self.type == "count" and timed:
+            raise ValueError(
+                f"{', '.join(timed)}: only used with type: time (type is count); add type: time"
+            )
         if self.type == "count" and self.step > self.size:
             raise ValueError("step must be <= size")
         if self.type == "time" and (self.seconds is None or self.step_seconds is None):

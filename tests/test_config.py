@@ -971,3 +971,16 @@ def test_a_percentage_for_a_fraction_metric_is_refused(
         }
     }
     assert parse_config(fine)  # MAPE may exceed 1 (150%)
+
+
+def test_time_settings_of_a_count_window_are_refused() -> None:
+    """``window: {seconds: 3600, step_seconds: 300}`` without ``type: time`` was a count
+    window of 5000 events: the hour silently ignored."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"defaults": {"window": {"seconds": 3600, "step_seconds": 300}}})
+    assert info.value.problems == [
+        "defaults.window: Value error, seconds, step_seconds: only used with type: time "
+        "(type is count); add type: time"
+    ]
+    timed = {"type": "time", "seconds": 3600, "step_seconds": 300}
+    assert parse_config({"defaults": {"window": timed}}).defaults.window.seconds == 3600
