@@ -503,22 +503,31 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------- parser
 
 
-def _add_logging_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+def _add_logging_options(
+    p: argparse.ArgumentParser, *, top: bool, from_config: bool = False
+) -> None:
     # Accepted before or after the subcommand; the subcommand's copy only sets what is given.
+    # Only `run` applies the config's log_level/log_format: the other commands' help must
+    # not promise it (``from_config``; the top level names `run`).
     default = None if top else argparse.SUPPRESS
+    level, fmt = "INFO", "text"
+    if from_config:
+        level, fmt = "the config's log_level, INFO", "the config's log_format, text"
+    elif top:
+        level, fmt = "INFO; with run, the config's log_level", "text; with run, its log_format"
     p.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
         default=default,
-        help="DEBUG, INFO, WARNING or ERROR, any case (default: the config's log_level, INFO)",
+        help=f"DEBUG, INFO, WARNING or ERROR, any case (default: {level})",
     )
     p.add_argument(
         "--log-format",
         type=str.lower,
         choices=LOG_FORMATS,
         default=default,
-        help="text, or json: one JSON object per line (default: the config's log_format, text)",
+        help=f"text, or json: one JSON object per line (default: {fmt})",
     )
 
 
@@ -547,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
             **kw,
         )
-        _add_logging_options(p, top=False)
+        _add_logging_options(p, top=False, from_config=name == "run")
         p.set_defaults(subparser=p)
         return p
 

@@ -340,3 +340,14 @@ def test_each_help_states_the_exit_code_its_command_returns() -> None:
     text = " ".join(run.stdout.split())
     assert f"exit {EXIT_CHECK_FAILED} if any rule is breached" in text
     assert "exit 1 if any rule" not in text
+
+
+def test_only_run_promises_the_configs_log_level() -> None:
+    """Every command's --help said "(default: the config's log_level, INFO)", but only
+    `run` applies the config's log_level and log_format; check-config, validate, report
+    and the rest log at INFO/text unless told."""
+    for argv in (["check-config"], ["validate"], ["report"], ["reference", "build"]):
+        text = " ".join(monitor(*argv, "--help").stdout.split())
+        assert "(default: INFO)" in text and "the config's log_level" not in text, argv
+    text = " ".join(monitor("run", "--help").stdout.split())
+    assert "(default: the config's log_level, INFO)" in text
