@@ -934,6 +934,11 @@ def parse_config(
             message = err["msg"]
             if err["type"] == "extra_forbidden":
                 message += _unknown_key_hint(loc)
+            elif err["type"] == "string_type" and isinstance(err.get("input"), int | float):
+                # YAML reads 2024, 1.10 or 1e3 as numbers: a model, feature or version so
+                # named needs quotes (the value itself is not repeated: it may be a secret).
+                kind = "a boolean" if isinstance(err["input"], bool) else "a number"
+                message += f" (YAML read {kind}: quote it)"
             problems.append(f"{_format_loc(loc)}: {message}")
         raise ConfigError(problems) from None
     if problems:

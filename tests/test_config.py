@@ -984,3 +984,19 @@ def test_time_settings_of_a_count_window_are_refused() -> None:
     ]
     timed = {"type": "time", "seconds": 3600, "step_seconds": 300}
     assert parse_config({"defaults": {"window": timed}}).defaults.window.seconds == 3600
+
+
+def test_a_number_where_a_name_is_expected_says_to_quote_it(tmp_path: Path) -> None:
+    """YAML reads ``name: 2024`` and a model_version ``1.10`` as numbers (1.10 as 1.1): the
+    error said only "Input should be a valid string"; it now says why and what to do."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(
+        "models:\n  - name: 2024\n    reference: {learn_first: 10, versions: {1.10: v.json}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    assert info.value.problems == [
+        "models[0].name: Input should be a valid string (YAML read a number: quote it)",
+        "models[0].reference.versions.1.1.[key]: Input should be a valid string (YAML read a "
+        "number: quote it)",
+    ]
