@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -1000,3 +1001,41 @@ def test_a_number_where_a_name_is_expected_says_to_quote_it(tmp_path: Path) -> N
         "models[0].reference.versions.1.1.[key]: Input should be a valid string (YAML read a "
         "number: quote it)",
     ]
+
+
+#: The commented-out options of config/monitor.yaml, in the groups that go together.
+COMMENTED_GROUPS = [
+    (("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password"), {}),
+    (("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile",
+      "ssl_certfile", "ssl_keyfile", "ssl_password"), {}),
+    (("changelog_topic", "instance_id", "max_record_bytes", "alerts_topic",
+      "transaction_timeout_seconds"), {"backend: sqlite": "backend: kafka"}),
+    (("admin_token",), {}),
+    (("versions", "error_drift", "error_drift_delta", "sample"), {}),
+    (("mode",), {"segments: [region]": "segments: []"}),
+    (("team-slack", "oncall", "alertmanager", "retrain", "- {segment", "silences",
+      "runbook_urls", "runbook_base_url", "dashboard_url_template", "routes",
+      "retrain_policy"), {"  #             starts_at": "                starts_at"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("keys", "edits"), COMMENTED_GROUPS)
+def test_the_example_configs_commented_options_pass_when_uncommented(
+    tmp_path: Path, keys: tuple[str, ...], edits: dict[str, str]
+) -> None:
+    """An option shown commented out in config/monitor.yaml is an example to copy: each
+    group, uncommented, passes check-config's file checks. (`alerting.dashboard_url_template`
+    was shown twice: uncommented, a key given twice.)"""
+    text = (ROOT / "config" / "monitor.yaml").read_text()
+    for old, new in edits.items():
+        text = text.replace(old, new)
+    pattern = "|".join(re.escape(k) for k in keys)
+    text, n = re.subn(rf"(?m)^(\s*)# ((?:{pattern})[: ])", r"\1\2", text)
+    assert n >= len(keys), "an example option is no longer in the file"
+    (tmp_path / "monitor.yaml").write_text(text)
+    env = {"KAFKA_PASSWORD": "p", "KAFKA_SSL_KEY_PASSWORD": "k", "HOSTNAME": "h"}
+    env |= {k: "x" for k in ("MONITOR_ADMIN_TOKEN", "AIRFLOW_TOKEN", "PAGERDUTY_ROUTING_KEY")}
+    env["SLACK_WEBHOOK_URL"] = "https://hooks.slack.example/services/T/B/x"
+    config = load_config(tmp_path / "monitor.yaml", env=env)
+    problems = check_config(config, references=False)
+    assert [p for p in problems if not p.startswith("kafka.ssl_")] == []
