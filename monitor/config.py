@@ -1064,9 +1064,16 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
     """Read, substitute and validate a config file; raise ConfigError with every problem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except OSError as exc:
         raise ConfigError([f"(file): cannot read {p}: {exc.strerror}"]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a Latin-1 'é' was a UnicodeDecodeError traceback
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [f"(file): not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}); save it as UTF-8"]
+        ) from None
     try:
         raw = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:

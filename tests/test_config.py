@@ -1039,3 +1039,19 @@ def test_the_example_configs_commented_options_pass_when_uncommented(
     config = load_config(tmp_path / "monitor.yaml", env=env)
     problems = check_config(config, references=False)
     assert [p for p in problems if not p.startswith("kafka.ssl_")] == []
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """A Latin-1 file (a model named café saved by an old editor) was a UnicodeDecodeError
+    traceback from check-config and run."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_bytes(b"models:\n  - name: caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert info.value.problems == ["(file): not UTF-8 (byte 0xe9 on line 2); save it as UTF-8"]
+    run = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "check-config", str(cfg)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
