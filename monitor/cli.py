@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 #: Exit codes, the same for every subcommand (also in the README and ``monitor --help``).
 EXIT_OK = 0
 EXIT_FAILURE = 1  # a runtime failure (the broker, the state store, a file that cannot be
-# written), or `validate` found a breached constraint
+# written)
 EXIT_USAGE = 2  # the command line, the configuration or an input file is invalid (argparse too)
 EXIT_CHECK_FAILED = 3  # a check found what it gates on: `report --fail-on`, `validate`
 
@@ -304,6 +304,26 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _number(kind: type[T], *, minimum: float | None = None) -> Any:
+    """An argparse ``type``: a finite ``kind`` (int or float) of at least ``minimum``, so a
+    negative count or a NaN is a usage error (exit 2), not a traceback from deep inside."""
+
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)  # type: ignore[call-arg]
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value != value or value in (float("inf"), float("-inf")):  # type: ignore[comparison-overlap]
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if minimum is not None and value < minimum:  # type: ignore[operator]
+            raise argparse.ArgumentTypeError(f"{text!r}: must be at least {minimum:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def parse_features(text: str) -> dict[str, str]:
     """``income:numeric,region:categorical`` -> a schema (argparse ``type``)."""
     out: dict[str, str] = {}
@@ -402,7 +422,7 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
             max_sample = settings.reference.max_sample
         prediction = settings.prediction
         max_categories = config.limits.max_categories_per_feature
-    max_sample = max_sample or 10_000
+    max_sample = 10_000 if max_sample is None else max_sample
     fmt = detect_format(args.input) if args.format == "auto" else args.format
     if fmt == "profile":  # a profile in, a profile out: copy it with the version set
         profile = load_reference(args.input, model=args.model, fmt="profile")
@@ -526,22 +546,31 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------- parser
 
 
-def _add_logging_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+def _add_logging_options(
+    p: argparse.ArgumentParser, *, top: bool, from_config: bool = False
+) -> None:
     # Accepted before or after the subcommand; the subcommand's copy only sets what is given.
+    # Only `run` applies the config's log_level/log_format: the other commands' help must
+    # not promise it (``from_config``; the top level names `run`).
     default = None if top else argparse.SUPPRESS
+    level, fmt = "INFO", "text"
+    if from_config:
+        level, fmt = "the config's log_level, INFO", "the config's log_format, text"
+    elif top:
+        level, fmt = "INFO; with run, the config's log_level", "text; with run, its log_format"
     p.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
         default=default,
-        help="DEBUG, INFO, WARNING or ERROR, any case (default: the config's log_level, INFO)",
+        help=f"DEBUG, INFO, WARNING or ERROR, any case (default: {level})",
     )
     p.add_argument(
         "--log-format",
         type=str.lower,
         choices=LOG_FORMATS,
         default=default,
-        help="text, or json: one JSON object per line (default: the config's log_format, text)",
+        help=f"text, or json: one JSON object per line (default: {fmt})",
     )
 
 
@@ -570,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
             **kw,
         )
-        _add_logging_options(p, top=False)
+        _add_logging_options(p, top=False, from_config=name == "run")
         p.set_defaults(subparser=p)
         return p
 
@@ -604,17 +633,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", default="predictions")
     p.add_argument("--labels-topic", default=None, help="also publish labels here")
     p.add_argument("--model", default="credit-risk")
-    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--events", type=_number(int, minimum=0), default=20_000)
     p.add_argument(
-        "--rate", type=float, default=0.0, help="events per second; 0 = as fast as possible"
+        "--rate",
+        type=_number(float, minimum=0),
+        default=0.0,
+        help="events per second; 0 = as fast as possible",
     )
     p.add_argument(
         "--drift", choices=["none", "mean", "scale", "category", "missing"], default="none"
     )
     p.add_argument("--drift-features", default="income,credit_score")
-    p.add_argument("--drift-size", type=float, default=1.0)
+    p.add_argument("--drift-size", type=_number(float), default=1.0)
     p.add_argument(
-        "--drift-start", type=int, default=10_000, help="index of the first drifted event"
+        "--drift-start",
+        type=_number(int, minimum=0),
+        default=10_000,
+        help="index of the first drifted event",
     )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
@@ -685,7 +720,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="take --model's declared features (and max_sample, prediction) from this config",
     )
-    b.add_argument("--max-sample", type=int, default=None, help="numeric values kept (10000)")
+    b.add_argument(
+        "--max-sample",
+        type=_number(int, minimum=1),
+        default=None,
+        help="numeric values kept per feature (default: the config's reference.max_sample, "
+        "else 10000)",
+    )
     b.add_argument("--model-version", default=None)
     b.add_argument(
         "--schema-out",
@@ -700,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Check every row of a JSONL, CSV or Parquet file against the model's data-validation "
         "constraints (declared in the config, the rest inferred from its reference), with the "
         "same rules and thresholds as `monitor run` applies to a window. Prints each breached "
-        "rule with the offending values, or everything as JSON (--json); exit 1 if any rule "
+        "rule with the offending values, or everything as JSON (--json); exit 3 if any rule "
         "is breached.",
     )
     p.add_argument("data", metavar="DATA", help="JSONL, CSV or Parquet file")

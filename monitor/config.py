@@ -12,10 +12,12 @@ which is what ``monitor check-config`` prints.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -39,6 +41,7 @@ from monitor.signals import (
     SEGMENT_EVENT_FIELDS,
 )
 from monitor.strict_model import StrictModel
+from monitor.tls import client_ssl_context
 
 ColumnType = Literal["numeric", "categorical"]
 
@@ -56,11 +59,53 @@ MAX_WINDOW_EVENTS = 10_000_000
 MAX_LEARN_EVENTS = 1_000_000
 
 
+#: Kafka's rule for topic names (its ``Topic.validate``): these characters, at most 249.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def topic_problem(name: str) -> str | None:
+    """Why Kafka would refuse ``name`` as a topic, or None. Such a topic passed the check,
+    then the monitor ran without consuming, logging "'a b' is not a valid topic name"
+    every few seconds while /healthz said it was fine."""
+    if name in (".", "..") or not _TOPIC_NAME.fullmatch(name):
+        return (
+            f"{name[:60]!r} is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -, "
+            "not '.' or '..')"
+        )
+    return None
+
+
+def _bootstrap_problem(entry: str) -> str | None:
+    """Why one ``bootstrap_servers`` entry (``host``, ``host:port``, ``[v6]:port``) cannot
+    be connected to, or None (a missing port is Kafka's 9092, as aiokafka takes it)."""
+    if not entry:
+        return "an empty entry"
+    if entry.startswith("["):
+        host, bracket, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+        if not bracket or not host or (rest and port is None):
+            return "not a [IPv6]:port address"
+    elif entry.count(":") > 1:  # a bare IPv6 address: aiokafka takes it without a port
+        return None
+    else:
+        host, colon, port_text = entry.partition(":")
+        port = port_text if colon else None
+        if not host:
+            return "no host"
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        return "the port must be a number from 1 to 65535"
+    if any(c.isspace() for c in entry):
+        return "a space inside"
+    return None
+
+
 class KafkaConfig(_Strict):
     """Where events come from and how the consumer behaves."""
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
-    group_id: str = Field("model-monitor", description="Consumer group; instances share it.")
+    group_id: str = Field(
+        "model-monitor", min_length=1, description="Consumer group; instances share it."
+    )
     client_id: str = "model-monitor"
     predictions_topic: str = Field("predictions", min_length=1)
     labels_topic: str | None = Field(
@@ -73,7 +118,12 @@ class KafkaConfig(_Strict):
     )
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_batch_records: int = Field(5000, gt=0, description="Upper bound of one getmany() batch.")
-    poll_timeout_ms: int = Field(500, gt=0)
+    poll_timeout_ms: int = Field(
+        500,
+        gt=0,
+        description="How long one poll waits for events on an idle topic (also the longest "
+        "a SIGTERM waits for it); at most half of stall_seconds.",
+    )
     max_message_bytes: int = Field(
         1_048_576, gt=0, description="Larger messages are rejected as invalid (reason too_large)."
     )
@@ -92,11 +142,32 @@ class KafkaConfig(_Strict):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = Field(
+        None, description="The passphrase of an encrypted ssl_keyfile (a secret: give ${ENV})."
+    )
     stall_seconds: float = Field(
         30.0,
         gt=0,
         description="/healthz fails when the consume loop has not completed a poll for this long.",
     )
+
+    @field_validator("predictions_topic", "labels_topic", "dead_letter_topic")
+    @classmethod
+    def _kafka_topic(cls, value: str | None) -> str | None:
+        if value is not None and (why := topic_problem(value)):
+            raise ValueError(why)
+        return value
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        """Checked here, where the option is named: an empty value (a variable set to '') or
+        ``kafka:notaport`` passed check-config, then ``run`` died on a ValueError traceback
+        from inside aiokafka (a port of 99999 on an OverflowError)."""
+        for entry in value.split(","):
+            if why := _bootstrap_problem(entry.strip()):
+                raise ValueError(f"{entry.strip()!r}: {why} (host:port, comma-separated)")
+        return value
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> KafkaConfig:
@@ -119,11 +190,65 @@ class KafkaConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _poll_shorter_than_a_stall(self) -> KafkaConfig:
+        """On an idle topic one poll waits its whole ``poll_timeout_ms``, and ``/healthz``
+        fails once no poll completed for ``stall_seconds``: with a poll as long as a stall,
+        every quiet spell failed the liveness probe (the orchestrator restarted a healthy
+        monitor), and a SIGTERM waited the poll out. Half the stall leaves the evaluation
+        after a poll its time."""
+        if self.poll_timeout_ms > self.stall_seconds * 1000 / 2:
+            raise ValueError(
+                f"poll_timeout_ms ({self.poll_timeout_ms}) must be at most half of "
+                f"stall_seconds ({self.stall_seconds:g} s): on an idle topic a poll waits "
+                "that long, and /healthz fails after stall_seconds without one"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_within_the_session(self) -> KafkaConfig:
+        """Kafka's rule (the Java client refuses it at construction; aiokafka does not): a
+        member heartbeating less often than its session lasts is evicted between two
+        heartbeats, and its partitions move, again and again."""
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError(
+                f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be lower than "
+                f"session_timeout_ms ({self.session_timeout_ms}); a third of it is usual"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaConfig:
         if self.security_protocol.startswith("SASL") and not self.sasl_mechanism:
             raise ValueError("sasl_mechanism is required when security_protocol is SASL_*")
         if self.sasl_mechanism and not (self.sasl_username and self.sasl_password):
             raise ValueError("sasl_username and sasl_password are required with sasl_mechanism")
+        return self
+
+    @model_validator(mode="after")
+    def _security_settings_apply(self) -> KafkaConfig:
+        """TLS and SASL settings the security_protocol does not use were silently ignored:
+        ``ssl_cafile`` under PLAINTEXT connected in clear, a ``sasl_mechanism`` under
+        PLAINTEXT or SSL connected without authenticating, an ``ssl_keyfile`` without
+        ``ssl_certfile`` was never loaded. Refused, naming the settings."""
+        given = self.model_fields_set
+        tls = [
+            k for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password") if k in given
+        ]
+        if tls and self.security_protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(
+                f"{', '.join(tls)}: only used with security_protocol SSL or SASL_SSL "
+                f"(security_protocol is {self.security_protocol})"
+            )
+        sasl = [k for k in ("sasl_mechanism", "sasl_username", "sasl_password") if k in given]
+        if sasl and not self.security_protocol.startswith("SASL"):
+            raise ValueError(
+                f"{', '.join(sasl)}: only used with security_protocol SASL_PLAINTEXT or "
+                f"SASL_SSL (security_protocol is {self.security_protocol})"
+            )
+        if self.ssl_certfile is None and (self.ssl_keyfile or self.ssl_password):
+            raise ValueError(
+                "ssl_keyfile and ssl_password are the client certificate's key: set ssl_certfile"
+            )
         return self
 
 
@@ -175,7 +300,10 @@ class StateConfig(_Strict):
         "the file). kafka: a compacted changelog topic, checkpoints and offsets in one Kafka "
         "transaction; instances on several machines (see docs/GUARANTEES.md).",
     )
-    path: str = "var/monitor-state.sqlite"
+    path: str = Field(
+        "var/monitor-state.sqlite",
+        description="sqlite backend: the state file (the kafka backend does not use it).",
+    )
     checkpoint_interval_seconds: float = Field(30.0, gt=0)
     changelog_topic: str | None = Field(
         None,
@@ -211,11 +339,19 @@ class StateConfig(_Strict):
         "transaction.max.timeout.ms (default 15 min), checked at start.",
     )
 
+    @field_validator("changelog_topic", "alerts_topic")
+    @classmethod
+    def _kafka_topic(cls, value: str | None) -> str | None:
+        if value is not None and (why := topic_problem(value)):
+            raise ValueError(why)
+        return value
+
     @model_validator(mode="after")
     def _kafka_settings_need_the_kafka_backend(self) -> StateConfig:
         """A kafka-only setting written under ``backend: sqlite`` would do nothing: an
         operator who sets ``instance_id`` or ``changelog_topic`` believes the state is in
-        Kafka. Refused, naming the settings (``path`` is used by both backends)."""
+        Kafka. Refused, naming the settings. (``path`` is the sqlite backend's file; the
+        kafka backend does not read it, but its default stands for either.)"""
         kafka_only = (
             "changelog_topic",
             "instance_id",
@@ -271,6 +407,13 @@ class WindowConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> WindowConfig:
+        # ``{seconds: 3600, step_seconds: 300}`` without ``type: time`` was a count window of
+        # ``size`` events, the seconds silently ignored.
+        timed = [k for k in ("seconds", "step_seconds") if k in self.model_fields_set]
+        if self.type == "count" and timed:
+            raise ValueError(
+                f"{', '.join(timed)}: only used with type: time (type is count); add type: time"
+            )
         if self.type == "count" and self.step > self.size:
             raise ValueError("step must be <= size")
         if self.type == "time" and (self.seconds is None or self.step_seconds is None):
@@ -298,9 +441,13 @@ class ReferenceConfig(_Strict):
     """Where a model's reference comes from: a file, or the first N events seen."""
 
     path: str | None = Field(
-        None, description="JSONL, CSV or a profile built by `monitor reference build`."
+        None, description="JSONL, CSV, Parquet or a profile built by `monitor reference build`."
     )
-    format: Literal["auto", "jsonl", "csv", "profile"] = "auto"
+    format: Literal["auto", "jsonl", "csv", "parquet", "profile"] = Field(
+        "auto",
+        description="auto: a profile by its content, the rest by extension (.jsonl/.ndjson/"
+        ".json, .csv, .parquet); name it for a file whose extension says nothing.",
+    )
     learn_first: int | None = Field(
         None,
         gt=0,
@@ -612,6 +759,8 @@ class MonitorConfig(_Strict):
         ):
             if topic in others:
                 raise ValueError(f"{option} is {others[topic]} ({topic!r}); give it its own topic")
+            if why := topic_problem(topic):  # a default derived from a long predictions_topic
+                raise ValueError(f"{option}: {why}; set it")
         if self.state.alerts_topic is not None and self.state.alerts_topic == changelog:
             raise ValueError("state.alerts_topic is the changelog topic; give it its own topic")
         return self
@@ -675,11 +824,63 @@ def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)
     return out or "(root)"
+
+
+def _leaves(annotation: Any) -> list[Any]:
+    """The types an annotation may hold: ``X | None``, unions and ``Annotated`` unwrapped."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _leaves(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return [leaf for arg in get_args(annotation) for leaf in _leaves(arg)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the configuration accepts in the mapping at ``loc`` (a pydantic error
+    location), found by walking the models' annotations: a list takes an index, a dict a
+    key, a tagged union (receivers) its ``type``."""
+    types: list[Any] = [MonitorConfig]
+    for part in loc:
+        step: list[Any] = []
+        for tp in (leaf for t in types for leaf in _leaves(t)):
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                for name, field in tp.model_fields.items():
+                    if part in (name, field.alias):
+                        step.append(field.annotation)
+                tag = tp.model_fields.get("type")
+                if tag is not None and tag.default == part:  # a tagged union's member
+                    step.append(tp)
+            elif get_origin(tp) is list and isinstance(part, int):
+                step.append(get_args(tp)[0])
+            elif get_origin(tp) is dict and not isinstance(part, int):
+                step.append(get_args(tp)[1])
+        types = step
+    keys = {
+        key
+        for tp in (leaf for t in types for leaf in _leaves(t))
+        if isinstance(tp, type) and issubclass(tp, BaseModel)
+        for name, field in tp.model_fields.items()
+        for key in (field.alias or name,)
+    }
+    return sorted(keys)
+
+
+def _unknown_key_hint(loc: tuple[Any, ...]) -> str:
+    """``; did you mean 'window'?`` for a misspelt key, else the keys accepted there: a
+    typo (``windw:``) is refused, and the operator should not need the source to fix it."""
+    keys = _keys_at(loc[:-1])
+    if not keys:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; the keys here are: {', '.join(keys)}"
 
 
 def _substitute_env(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
@@ -730,7 +931,15 @@ def parse_config(
             # fail the option's own check; the loc of a receiver carries its type tag too).
             if unset & {_format_loc(loc[:i] + loc[i + 1 :]) for i in range(len(loc) + 1)}:
                 continue
-            problems.append(f"{_format_loc(loc)}: {err['msg']}")
+            message = err["msg"]
+            if err["type"] == "extra_forbidden":
+                message += _unknown_key_hint(loc)
+            elif err["type"] == "string_type" and isinstance(err.get("input"), int | float):
+                # YAML reads 2024, 1.10 or 1e3 as numbers: a model, feature or version so
+                # named needs quotes (the value itself is not repeated: it may be a secret).
+                kind = "a boolean" if isinstance(err["input"], bool) else "a number"
+                message += f" (YAML read {kind}: quote it)"
+            problems.append(f"{_format_loc(loc)}: {message}")
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
@@ -809,15 +1018,64 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
 
 
+_BOOL_TAG, _INT_TAG, _FLOAT_TAG = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_YAML12_INT = re.compile(r"^[-+]?(?:[0-9][0-9_]*|0o[0-7][0-7_]*|0x[0-9a-fA-F][0-9a-fA-F_]*)$")
+
+
+class _ConfigLoader(_UniqueKeyLoader):
+    """The configuration's YAML reader: YAML 1.2's core schema for plain scalars.
+
+    PyYAML implements YAML 1.1, where ``NO``, ``on`` and ``off`` are booleans, ``010`` is
+    eight and ``1:30`` is ninety: a model, feature or category named ``NO`` (Norway) was
+    refused as "not a valid string" at a wrong path, ``learn_first: 010`` learned from 8
+    events and ``max_timestamp_ahead_seconds: 1:30`` meant 90 s. Here only ``true`` and
+    ``false`` are booleans (an on/off option still takes ``yes``/``no``/``on``/``off``:
+    pydantic reads them), integers are decimal unless written ``0o``/``0x``, and a date
+    stays the text it is (``versions: {2026-12-01: ...}`` is the model_version
+    ``"2026-12-01"``; a silence's ``starts_at`` parses it). Floats and nulls are as before.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [
+            (tag, rx) for tag, rx in resolvers if tag not in (_BOOL_TAG, _INT_TAG, _TIMESTAMP_TAG)
+        ]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_yaml_int(self, node: yaml.Node) -> int:  # type: ignore[override]
+        text = str(self.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
+        sign, digits = (-1, text[1:]) if text[0] == "-" else (1, text.lstrip("+"))
+        base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
+        return sign * int(digits[2:] if base != 10 else digits, base)
+
+
+_ConfigLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_ConfigLoader.add_implicit_resolver(_INT_TAG, _YAML12_INT, list("-+0123456789"))
+# The float resolver (inherited) must come after the int one for the same first characters.
+for _first, _resolvers in _ConfigLoader.yaml_implicit_resolvers.items():
+    _resolvers.sort(key=lambda r: r[0] == _FLOAT_TAG)
+_ConfigLoader.add_constructor(_INT_TAG, _ConfigLoader.construct_yaml_int)
+
+
 def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> MonitorConfig:
     """Read, substitute and validate a config file; raise ConfigError with every problem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except OSError as exc:
         raise ConfigError([f"(file): cannot read {p}: {exc.strerror}"]) from exc
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a Latin-1 'é' was a UnicodeDecodeError traceback
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [f"(file): not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}); save it as UTF-8"]
+        ) from None
+    try:
+        raw = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError([f"(file): not valid YAML: {exc}"]) from exc
     if why := _expansion_problem(raw):
@@ -985,13 +1243,19 @@ def _segments_without_slices(where: str, model: ModelConfig, defaults: ModelDefa
 
 def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]:
     """Problems a schema cannot see: reference files that are missing, unreadable or do
-    not fit the declared features, and the like.
+    not fit the declared features, a TLS CA, certificate or key that cannot be loaded
+    (:func:`monitor.tls.client_ssl_context`, as every Kafka client loads them), and the like.
 
     With ``references`` (the default) every reference file is loaded and checked by
     :func:`monitor.reference.load_model_references`, the very function the service's
     start uses, on the paths :func:`load_config` resolved: what passes here loads there.
     """
     problems: list[str] = _matcher_problems(config)
+    if config.kafka.security_protocol in ("SSL", "SASL_SSL"):
+        try:  # the context every Kafka client connects with: what loads here loads there
+            client_ssl_context(config.kafka)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     for i, m in enumerate(config.models):
         resolved = resolve_model(m, config.defaults)
         problems.extend(_constraint_problems(f"models[{i}]", resolved))

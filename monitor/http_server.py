@@ -8,8 +8,10 @@ and are disabled when no token is configured. Nothing here prints a secret.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
 from collections.abc import MutableMapping
 from typing import Any, Protocol
@@ -141,6 +143,13 @@ class HttpServer:
             # One line naming the setting to change, not a traceback.
             await self._runner.cleanup()
             self._runner = None
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                # The host, not the port: a name that does not resolve ("unknown error -2"
+                # blamed http.port) or an address this machine does not have.
+                why = exc.strerror if isinstance(exc, socket.gaierror) else os.strerror(exc.errno)
+                raise ConfigError(
+                    [f"http.host {self.host}: not an address to listen on here ({why.lower()})"]
+                ) from exc
             why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise ConfigError([f"http.port {self.port}: {why} (http.host {self.host})"]) from exc
         # ``runner.addresses``: the bound socket names (public API), so port 0 reports the real one.

@@ -45,11 +45,11 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     UnsupportedCodecError,
 )
-from aiokafka.helpers import create_ssl_context
 
 from monitor.config import KafkaConfig
 from monitor.errors import ServiceStateError, SourceError, UndecodableBatchError
 from monitor.events import MessageBatch, Rejected
+from monitor.tls import client_ssl_context
 
 log = logging.getLogger("monitor.kafka")
 
@@ -66,9 +66,7 @@ def security_kwargs(config: KafkaConfig) -> dict[str, Any]:
     """aiokafka keyword arguments for SASL/SSL, from config (secrets never logged)."""
     kw: dict[str, Any] = {"security_protocol": config.security_protocol}
     if config.security_protocol in ("SSL", "SASL_SSL"):
-        kw["ssl_context"] = create_ssl_context(
-            cafile=config.ssl_cafile, certfile=config.ssl_certfile, keyfile=config.ssl_keyfile
-        )
+        kw["ssl_context"] = client_ssl_context(config)
     if config.sasl_mechanism:
         kw["sasl_mechanism"] = config.sasl_mechanism
         kw["sasl_plain_username"] = config.sasl_username

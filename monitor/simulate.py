@@ -199,6 +199,9 @@ async def publish(
     Returns the wall-clock time at which the first drifted event was sent.
     """
     from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    from monitor.errors import SourceError
 
     # As fast as possible, the stream is stamped 1000 events a second ending now, not from
     # now on: published in seconds, 3.6 million events stamped from now would run more than
@@ -213,7 +216,11 @@ async def publish(
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers, linger_ms=5, acks="all", **(producer_kwargs or {})
     )
-    await producer.start()
+    try:
+        await producer.start()
+    except KafkaError as exc:  # a broker that cannot be reached: one line, not a traceback
+        await producer.stop()
+        raise SourceError(f"cannot connect to Kafka at {bootstrap_servers}: {exc}") from exc
     sent = 0
     t0 = time.monotonic()
     info: dict[str, float] = {}

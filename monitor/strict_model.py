@@ -1,4 +1,5 @@
-"""The base of every configuration model: unknown keys refused, no boolean taken as a number.
+"""The base of every configuration model: unknown keys refused, no boolean (nor NaN) taken
+as a number.
 
 A configuration is written by hand, in YAML, by someone woken at night. Two of its
 mistakes are silent in plain pydantic: a misspelt key (``segmnets:``) would be ignored,
@@ -12,9 +13,10 @@ naming the key.
 
 from __future__ import annotations
 
+import math
 from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 
 def _is_number(annotation: Any) -> bool:
@@ -26,22 +28,62 @@ def _is_number(annotation: Any) -> bool:
 
 
 def refuse_boolean_number(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
-    """``value`` unless it is a boolean given to a number option of ``model``.
+    """``value`` unless it is a boolean or NaN given to a number option of ``model``.
 
     For the models that cannot derive from :class:`StrictModel` (pydantic allows no
     before-validator on a union's discriminator field), to call from a validator of their
     number fields.
     """
     name = info.field_name
-    if isinstance(value, bool) and name and _is_number(model.model_fields[name].annotation):
+    if not name or not _is_number(model.model_fields[name].annotation):
+        return value
+    if isinstance(value, bool):
         raise ValueError(f"a number, not the boolean {str(value).lower()} (yes/no/on/off)")
+    # NaN (``.nan``, or "nan" from a ${VARIABLE}) passes every bound unchecked (each
+    # comparison is false) and then never compares true: a threshold or a constraint that
+    # can never fire, silently.
+    if (isinstance(value, float) and math.isnan(value)) or (
+        isinstance(value, str) and value.strip().lower().lstrip("+-") == "nan"
+    ):
+        raise ValueError("a number, not NaN")
     return value
 
 
+def drop_empty_options(model: type[BaseModel], data: Any) -> Any:
+    """``data`` without the keys written with no value (``alerting:`` with everything under
+    it commented out) where the option has a default and takes no null: such a key means
+    the same as the key left out, not an error ("Input should be a valid dictionary").
+    An option that takes null (``labels_topic: null`` disables labels) keeps it.
+
+    For the models that cannot derive from :class:`StrictModel`, to call from a
+    ``mode="before"`` model validator.
+    """
+    if not isinstance(data, dict):
+        return data
+    fields = {f.alias or name: f for name, f in model.model_fields.items()}
+    fields.update(model.model_fields)
+    return {
+        key: value
+        for key, value in data.items()
+        if not (
+            value is None
+            and (field := fields.get(key)) is not None
+            and not field.is_required()
+            and type(None) not in get_args(field.annotation)
+        )
+    }
+
+
 class StrictModel(BaseModel):
-    """Unknown keys are errors; a boolean given to a number option is an error."""
+    """Unknown keys are errors; a boolean given to a number option is an error; a key with
+    no value is the key left out."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        return drop_empty_options(cls, data)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -49,4 +91,4 @@ class StrictModel(BaseModel):
         return refuse_boolean_number(cls, value, info)
 
 
-__all__ = ["StrictModel", "refuse_boolean_number"]
+__all__ = ["StrictModel", "drop_empty_options", "refuse_boolean_number"]

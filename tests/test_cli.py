@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import EXIT_OK, EXIT_USAGE, JsonLogFormatter, TextLogFormatter, with_progress
+from monitor.cli import (
+    EXIT_CHECK_FAILED,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    JsonLogFormatter,
+    TextLogFormatter,
+    with_progress,
+)
 
 HEAVY = ("numpy", "aiohttp", "aiokafka", "httpx", "prometheus_client")
 
@@ -136,6 +144,25 @@ def test_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
     logs = [line for line in run.stderr.splitlines() if line.startswith("{")]
     assert logs and all(json.loads(line)["level"] for line in logs)
+
+
+@pytest.mark.parametrize("host", ["256.1.1.1", "192.0.2.1"])
+def test_a_host_to_listen_on_that_is_not_here_is_one_line_naming_the_host(
+    tmp_path: Path, host: str
+) -> None:
+    """A name that does not resolve said ``http.port 9108: unknown error -2``: the port
+    blamed, the reason a number. An address this machine lacks (TEST-NET 192.0.2.1) blamed
+    the port too."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        f"kafka: {{bootstrap_servers: '127.0.0.1:1'}}\nhttp: {{host: {host}, port: 0}}\n"
+        "models:\n  - name: m\n"
+    )
+    run = monitor("run", str(cfg))
+    assert run.returncode == EXIT_USAGE, run.stderr
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith(str(cfg))]
+    assert line.startswith(f"{cfg}: http.host {host}: not an address to listen on here (")
+    assert "unknown error" not in line and "Traceback" not in run.stderr
 
 
 def test_reference_build_reports_each_column(tmp_path: Path) -> None:
@@ -279,3 +306,63 @@ def test_run_refuses_what_check_config_reports_from_the_file_alone(tmp_path: Pat
     assert "Traceback" not in run.stderr
     for where in ("models[0].segments.by[0]", "models[0].validation.constraints.agee"):
         assert where in run.stderr and where in check.stderr + check.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["simulate", "--events", "-5", "--write-reference", "r.jsonl"], "--events: '-5'"),
+        (["simulate", "--drift-size", "nan", "--write-reference", "r.jsonl"], "finite"),
+        (["simulate", "--rate", "-1", "--write-reference", "r.jsonl"], "--rate: '-1'"),
+        (["simulate", "--drift-start", "-3", "--write-reference", "r.jsonl"], "--drift-start"),
+        (
+            ["reference", "build", "--model", "m", "--input", "t.csv", "--output", "o.json",
+             "--max-sample", "-5"],
+            "--max-sample: '-5'",
+        ),
+        (
+            ["reference", "build", "--model", "m", "--input", "t.csv", "--output", "o.json",
+             "--max-sample", "0"],
+            "--max-sample: '0'",
+        ),
+    ],
+)  # fmt: skip
+def test_a_bad_number_argument_is_a_usage_error(
+    tmp_path: Path, argv: list[str], message: str
+) -> None:
+    """A negative --events or --max-sample raised deep inside numpy (a traceback, exit 1);
+    --max-sample 0 was silently 10000; --drift-size nan passed. Each is exit 2 naming it."""
+    (tmp_path / "t.csv").write_text("a\n1\n2\n")
+    run = monitor(*argv, cwd=tmp_path)
+    assert run.returncode == EXIT_USAGE, run.stderr
+    assert message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_simulate_without_a_broker_is_one_line(tmp_path: Path) -> None:
+    """A broker that cannot be reached was a KafkaConnectionError traceback."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = monitor("simulate", "--bootstrap", f"127.0.0.1:{port}", "--events", "1")
+    assert run.returncode == EXIT_FAILURE, run.stderr
+    assert "Traceback" not in run.stderr
+    assert f"monitor: cannot connect to Kafka at 127.0.0.1:{port}" in run.stderr
+
+
+def test_each_help_states_the_exit_code_its_command_returns() -> None:
+    """`validate --help` said "exit 1 if any rule is breached"; it exits 3 (EXIT_CHECK_FAILED)."""
+    run = monitor("validate", "--help")
+    text = " ".join(run.stdout.split())
+    assert f"exit {EXIT_CHECK_FAILED} if any rule is breached" in text
+    assert "exit 1 if any rule" not in text
+
+
+def test_only_run_promises_the_configs_log_level() -> None:
+    """Every command's --help said "(default: the config's log_level, INFO)", but only
+    `run` applies the config's log_level and log_format; check-config, validate, report
+    and the rest log at INFO/text unless told."""
+    for argv in (["check-config"], ["validate"], ["report"], ["reference", "build"]):
+        text = " ".join(monitor(*argv, "--help").stdout.split())
+        assert "(default: INFO)" in text and "the config's log_level" not in text, argv
+    text = " ".join(monitor("run", "--help").stdout.split())
+    assert "(default: the config's log_level, INFO)" in text

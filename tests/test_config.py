@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +63,12 @@ def test_environment_substitution_and_missing_variables() -> None:
     }
     with pytest.raises(ConfigError) as err:
         parse_config(raw, env={"BROKERS": "h:1"})
-    assert err.value.problems == ["kafka.sasl_password: environment variable NOPE is not set"]
+    assert err.value.problems == [
+        "kafka.sasl_password: environment variable NOPE is not set",
+        # (a SASL setting under PLAINTEXT was silently ignored: now refused as well)
+        "kafka: Value error, sasl_password: only used with security_protocol SASL_PLAINTEXT "
+        "or SASL_SSL (security_protocol is PLAINTEXT)",
+    ]
     cfg = parse_config(
         {
             **raw,
@@ -119,10 +125,12 @@ def test_every_relative_path_resolves_against_the_config_folder(
     folder = tmp_path / "etc"
     folder.mkdir()
     (folder / "ref.jsonl").write_text('{"x": 1.0}\n{"x": 2.0}\n')
+    (folder / "tls").mkdir()
+    _certificate(folder / "tls", None)[0].rename(folder / "tls" / "ca.pem")
     cfg_file = folder / "monitor.yaml"
     cfg_file.write_text(
         "state: {path: var/state.sqlite}\n"
-        "kafka: {ssl_cafile: tls/ca.pem}\n"
+        "kafka: {security_protocol: SSL, ssl_cafile: tls/ca.pem}\n"
         "alerting: {outbox_path: var/outbox.sqlite}\n"
         "defaults:\n  reference: {path: ref.jsonl, versions: {v2: ref.jsonl}}\n"
         "models:\n  - name: m\n  - name: n\n    reference: {path: /abs/ref.jsonl}\n"
@@ -547,3 +555,503 @@ def test_binary_only_performance_settings_are_refused_for_other_tasks(
     # Binary takes them; other tasks are fine with the defaults left alone.
     parse_config({"models": [{"name": "m", "performance": {"task": "binary", **given}}]})
     parse_config({"models": [{"name": "m", "performance": {"task": task}}]})
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("defaults: {windw: {size: 10}}", "defaults.windw: {}; did you mean 'window'?"),
+        ("kafak: {}", "kafak: {}; did you mean 'kafka'?"),
+        (
+            "models: [{name: m, referenc: {learn_first: 10}}]",
+            "models[0].referenc: {}; did you mean 'reference'?",
+        ),
+        (
+            "defaults: {drift: {psi: {warnign: 0.1}}}",
+            "defaults.drift.psi.warnign: {}; did you mean 'warning'?",
+        ),
+        ("alerting: {rules: [{fro: 2}]}", "alerting.rules[0].fro: {}; did you mean 'for'?"),
+        (
+            "alerting: {receivers: {h: {type: webhook, url: 'http://h', singing_secret: x}}}",
+            "alerting.receivers.h.webhook.singing_secret: {}; did you mean 'signing_secret'?",
+        ),
+        (
+            "alerting: {receivers: {p: {type: pagerduty, routing_key: k, zzz: 1}}}",
+            "alerting.receivers.p.pagerduty.zzz: {}; the keys here are: routing_key, "
+            "timeout_seconds, type, url",
+        ),
+    ],
+)
+def test_an_unknown_key_is_refused_with_a_suggestion(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """A typo is refused at its path, and the message names the key meant (or the keys
+    accepted there): the operator fixing it at night should not need the source."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    assert info.value.problems == [problem.format("Extra inputs are not permitted")]
+
+
+def test_yaml_is_read_with_the_yaml_1_2_core_schema(tmp_path: Path) -> None:
+    """YAML 1.1 (PyYAML's default) reads NO/on/off as booleans, 010 as eight and 1:30 as
+    ninety: a model, feature or category named NO (Norway) was refused at a wrong path
+    ("models[0].features[0].[key]"), ``learn_first: 010`` learned from 8 events. Only
+    true/false are booleans now; an on/off option still takes yes/no/on/off."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(
+        "defaults:\n"
+        "  multivariate: {enabled: no}\n"
+        "  validation: {infer: off, enabled: on}\n"
+        "models:\n"
+        "  - name: NO\n"
+        "    features: {NO: categorical, on: numeric, country: categorical}\n"
+        "    reference: {learn_first: 010, versions: {2026-12-01: v.json}}\n"
+        "    validation: {constraints: {country: {domain: [NO, SE, DK], required: yes}}}\n"
+        "alerting:\n"
+        "  silences: [{matchers: {model: NO}, starts_at: 2024-05-01T00:00:00Z,\n"
+        "              ends_at: 2024-05-08T00:00:00Z}]\n"
+        "  delivery: {max_attempts: 0x10}\n"
+    )
+    config = load_config(cfg, env={})
+    (model,) = config.models
+    assert model.name == "NO"
+    assert model.features == {"NO": "categorical", "on": "numeric", "country": "categorical"}
+    assert model.reference is not None and model.reference.learn_first == 10
+    assert list(model.reference.versions) == ["2026-12-01"]
+    assert model.validation is not None
+    country = model.validation.constraints["country"]
+    assert country.domain == ["NO", "SE", "DK"] and country.required is True
+    assert config.defaults.multivariate.enabled is False
+    assert config.defaults.validation.infer is False and config.defaults.validation.enabled
+    silence = config.alerting.silences[0]
+    assert silence.matchers.model == "NO" and silence.ends_at.day == 8
+    assert config.alerting.delivery.max_attempts == 16
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("limits: {max_timestamp_ahead_seconds: 1:30}", "limits.max_timestamp_ahead_seconds"),
+        ("state: {checkpoint_interval_seconds: 5m}", "state.checkpoint_interval_seconds"),
+        ("alerting: {delivery: {max_attempts: yes}}", "alerting.delivery.max_attempts"),
+        ("alerting: {delivery: {max_attempts: true}}", "alerting.delivery.max_attempts"),
+    ],
+)
+def test_a_number_option_refuses_what_is_not_a_number(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    """``1:30`` was YAML 1.1's sexagesimal 90 (seconds? minutes?); ``5m`` and yes/true are
+    no numbers either: each refused at its path, never taken as some number."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    assert [p.split(":")[0] for p in info.value.problems] == [where]
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "ends_at"),
+    [
+        ("2024-05-01T00:00:00Z", "2024-05-08"),
+        ("2024-05-01T00:00:00Z", "2024-05-08T00:00:00"),
+        ("2024-05-01T00:00:00", "2024-05-08T00:00:00"),
+    ],
+)
+def test_a_silence_time_needs_a_timezone(tmp_path: Path, starts_at: str, ends_at: str) -> None:
+    """One time with a timezone and one without made comparing them raise TypeError (a
+    traceback from check-config and run); two without were read in the host's local zone.
+    Both refused at the option's path."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"alerting: {{silences: [{{starts_at: '{starts_at}', ends_at: '{ends_at}'}}]}}")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    problems = info.value.problems
+    assert problems and all(
+        p.startswith("alerting.silences[0].") and "timezone" in p for p in problems
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            "defaults: {performance: {thresholds: {accuracy: {warning: .nan}}}}",
+            "defaults.performance.thresholds.accuracy.warning",
+        ),
+        (
+            "defaults: {validation: {constraints: {age: {min: .NaN, max: 120}}}}",
+            "defaults.validation.constraints.age.min",
+        ),
+        (
+            "defaults: {performance: {thresholds: {accuracy: {critical: '${ACC_CRITICAL}'}}}}",
+            "defaults.performance.thresholds.accuracy.critical",
+        ),
+    ],
+)
+def test_nan_is_not_a_number_option(tmp_path: Path, text: str, where: str) -> None:
+    """NaN (``.nan``, or ``nan`` from a variable) passed every option without a bound, and
+    a threshold or constraint of NaN never compares true: an alert that can never fire."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={"ACC_CRITICAL": "nan"})
+    assert [p.split(":")[0] for p in info.value.problems] == [where]
+    assert "NaN" in info.value.problems[0]
+
+
+def _certificate(folder: Path, passphrase: str | None) -> tuple[Path, Path]:
+    """A self-signed certificate and its key (encrypted with ``passphrase`` if given)."""
+    cert, key = folder / "client.pem", folder / "client.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=monitor",
+         *(["-passout", f"pass:{passphrase}"] if passphrase else ["-nodes"])],
+        check=True, capture_output=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return cert, key
+
+
+def _check(
+    cfg: Path, *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *argv, str(cfg)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_tls_files_that_cannot_be_loaded_are_one_line_from_check_config_and_run(
+    tmp_path: Path,
+) -> None:
+    """check-config said OK to an ssl_cafile that does not exist, or is not a CA; run then
+    died on a FileNotFoundError / SSLError traceback from inside ssl. Now both name the
+    option, exit 2, before connecting."""
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    cfg = tmp_path / "m.yaml"
+    for cafile, why in [
+        ("missing.pem", "kafka.ssl_cafile: cannot read"),
+        (str(tmp_path), "kafka.ssl_cafile: cannot read"),
+        ("junk.pem", "kafka.ssl_cafile: "),
+    ]:
+        cfg.write_text(
+            "kafka: {bootstrap_servers: '127.0.0.1:1', security_protocol: SSL, "
+            f"ssl_cafile: '{cafile}'}}\nhttp: {{port: 0}}\n"
+        )
+        for command in ("check-config", "run"):
+            run = _check(cfg, command)
+            assert run.returncode == 2, (command, cafile, run.stderr)
+            assert why in run.stderr and "Traceback" not in run.stderr, run.stderr
+            assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_an_encrypted_client_key_opens_with_ssl_password_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    """An encrypted client key could not be used at all (no option for its passphrase:
+    OpenSSL prompted on the terminal, or failed); now ``ssl_password`` opens it, and a
+    wrong or missing one is one line that never shows it."""
+    cert, key = _certificate(tmp_path, "PASS-PHRASE-42")
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(
+        f"kafka: {{security_protocol: SSL, ssl_certfile: '{cert}', ssl_keyfile: '{key}', "
+        "ssl_password: '${KEY_PASSPHRASE:-}'}\n"
+    )
+    ok = _check(cfg, "check-config", env={"KEY_PASSPHRASE": "PASS-PHRASE-42"})
+    assert ok.returncode == 0, ok.stderr
+    for passphrase in ("WRONG-PHRASE-77", ""):
+        bad = _check(cfg, "check-config", env={"KEY_PASSPHRASE": passphrase})
+        assert bad.returncode == 2, bad.stderr
+        assert "kafka.ssl_certfile, ssl_keyfile: the certificate and key cannot be loaded" in (
+            bad.stderr
+        )
+        assert "PHRASE" not in bad.stdout + bad.stderr
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    cert, key = _certificate(plain, None)  # a key in clear needs no password
+    cfg.write_text(
+        f"kafka: {{security_protocol: SSL, ssl_certfile: '{cert}', ssl_keyfile: '{key}'}}"
+    )
+    assert _check(cfg, "check-config").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("kafka", "problem"),
+    [
+        (
+            "{ssl_cafile: ca.pem}",
+            "kafka: Value error, ssl_cafile: only used with security_protocol SSL or SASL_SSL "
+            "(security_protocol is PLAINTEXT)",
+        ),
+        (
+            "{security_protocol: SSL, sasl_mechanism: PLAIN, sasl_username: u, sasl_password: p}",
+            "kafka: Value error, sasl_mechanism, sasl_username, sasl_password: only used with "
+            "security_protocol SASL_PLAINTEXT or SASL_SSL (security_protocol is SSL)",
+        ),
+        (
+            "{security_protocol: SSL, ssl_keyfile: k.pem}",
+            "kafka: Value error, ssl_keyfile and ssl_password are the client certificate's "
+            "key: set ssl_certfile",
+        ),
+    ],
+)
+def test_security_settings_the_protocol_does_not_use_are_refused(
+    tmp_path: Path, kafka: str, problem: str
+) -> None:
+    """They were silently ignored: TLS files under PLAINTEXT connected in clear, a SASL
+    mechanism under SSL connected without authenticating, a key without its certificate
+    was never loaded."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"kafka: {kafka}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    assert info.value.problems == [problem]
+
+
+def test_a_key_with_no_value_is_the_key_left_out(tmp_path: Path) -> None:
+    """``alerting:`` with everything under it commented out is YAML's null: it was refused
+    ("Input should be a valid dictionary or instance of AlertingConfig") although the
+    alerting module says an empty section is valid. A key with no value now means the
+    defaults, as if left out; an option that takes null keeps it."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(
+        "kafka:\n"
+        "  labels_topic:\n"  # takes null: labels disabled, not the default 'labels'
+        "http:\n"
+        "  # admin_token: ${MONITOR_ADMIN_TOKEN}\n"
+        "defaults:\n"
+        "  segments:\n"
+        "models:\n"
+        "  - name: m\n"
+        "    window:\n"  # takes null: the defaults' window
+        "alerting:\n"
+        "  receivers:\n"
+        "    w: {type: webhook, url: 'http://127.0.0.1:9/x', headers: }\n"
+        "  rules:\n"
+        "  delivery:\n"
+    )
+    config = load_config(cfg, env={})
+    assert config.kafka.labels_topic is None
+    assert config.http == parse_config({}).http
+    assert config.defaults.segments.by == []
+    assert config.model("m") is not None and config.model("m").window.size == 5000  # type: ignore[union-attr]
+    assert config.alerting.rules == parse_config({}).alerting.rules
+    assert config.alerting.delivery == parse_config({}).alerting.delivery
+    assert config.alerting.receivers["w"].headers == {}  # type: ignore[union-attr]
+    for text in ("alerting:\n", "models:\n", "kafka:\n  # bootstrap_servers: x\n"):
+        cfg.write_text(text)
+        assert load_config(cfg, env={}) == parse_config({}, base_dir=tmp_path)
+    cfg.write_text("models:\n  - name:\n")  # a required option stays required
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    assert [p.split(":")[0] for p in info.value.problems] == ["models[0].name"]
+
+
+@pytest.mark.parametrize(
+    ("kafka", "accepted"),
+    [
+        ({"poll_timeout_ms": 30_000}, False),  # the default stall_seconds is 30
+        ({"poll_timeout_ms": 16_000}, False),
+        ({"poll_timeout_ms": 15_000}, True),
+        ({"poll_timeout_ms": 2_000, "stall_seconds": 3}, False),
+        ({"poll_timeout_ms": 1_500, "stall_seconds": 3}, True),
+    ],
+)
+def test_a_poll_as_long_as_a_stall_is_refused(kafka: dict[str, float], accepted: bool) -> None:
+    """On an idle topic one poll waits its whole poll_timeout_ms; /healthz fails after
+    stall_seconds without a completed poll: a poll_timeout_ms near stall_seconds failed
+    the liveness probe in every quiet spell (and a SIGTERM waited the poll out)."""
+    if accepted:
+        assert parse_config({"kafka": kafka}).kafka.poll_timeout_ms == kafka["poll_timeout_ms"]
+        return
+    with pytest.raises(ConfigError) as info:
+        parse_config({"kafka": kafka})
+    (problem,) = info.value.problems
+    assert problem.startswith("kafka: Value error, poll_timeout_ms") and "stall_seconds" in problem
+
+
+def test_a_heartbeat_slower_than_the_session_is_refused() -> None:
+    """Kafka requires heartbeat.interval.ms < session.timeout.ms (the Java client refuses
+    it); aiokafka took it, and the member was evicted between two heartbeats."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"kafka": {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 20_000}})
+    (problem,) = info.value.problems
+    assert problem.startswith("kafka: Value error, heartbeat_interval_ms (20000) must be lower")
+    with pytest.raises(ConfigError):
+        parse_config({"kafka": {"session_timeout_ms": 3_000}})  # the default heartbeat is 3 s
+    assert parse_config({"kafka": {"session_timeout_ms": 6_000, "heartbeat_interval_ms": 500}})
+
+
+def test_a_parquet_reference_without_its_extension_can_name_its_format(tmp_path: Path) -> None:
+    """A Parquet reference whose name does not end in .parquet was refused with "cannot
+    tell the format from the extension; set reference.format", but reference.format had
+    no 'parquet' (auto, jsonl, csv, profile): the advice could not be followed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [float(i) for i in range(50)]}), tmp_path / "train.data")
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("models:\n  - name: m\n    reference: {path: train.data}\n")
+    (problem,) = check_config(load_config(cfg, env={}))
+    assert "set reference.format" in problem
+    cfg.write_text("models:\n  - name: m\n    reference: {path: train.data, format: parquet}\n")
+    assert check_config(load_config(cfg, env={})) == []
+
+
+@pytest.mark.parametrize(
+    "servers", ["", "kafka:notaport", "127.0.0.1:99999", "a:1,,b:2", ":9092", "kafka:"]
+)
+def test_unusable_bootstrap_servers_are_refused_at_their_path(servers: str) -> None:
+    """check-config said OK; ``run`` then died on a ValueError or OverflowError traceback
+    from inside aiokafka (or "cannot connect to Kafka at :" for a variable set to '')."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"kafka": {"bootstrap_servers": "${BROKERS}"}}, env={"BROKERS": servers})
+    (problem,) = info.value.problems
+    assert problem.startswith("kafka.bootstrap_servers: Value error, ")
+
+
+@pytest.mark.parametrize("servers", ["kafka", "kafka:9092", "a:1, b:2", "[::1]:9092", "::1"])
+def test_usable_bootstrap_servers_are_accepted(servers: str) -> None:
+    assert parse_config({"kafka": {"bootstrap_servers": servers}}).kafka.bootstrap_servers
+
+
+@pytest.mark.parametrize(
+    ("kafka", "state", "where"),
+    [
+        ({"predictions_topic": "a b"}, {}, "kafka.predictions_topic"),
+        ({"labels_topic": "."}, {}, "kafka.labels_topic"),
+        ({"dead_letter_topic": "x/y"}, {}, "kafka.dead_letter_topic"),
+        ({"predictions_topic": "t" * 250}, {}, "kafka.predictions_topic"),
+        ({}, {"backend": "kafka", "changelog_topic": "state:v1"}, "state.changelog_topic"),
+        ({}, {"backend": "kafka", "alerts_topic": "älerts"}, "state.alerts_topic"),
+        ({"predictions_topic": "p" * 240}, {"backend": "kafka"}, "(root)"),  # derived: too long
+        ({"group_id": ""}, {}, "kafka.group_id"),
+    ],
+)
+def test_names_kafka_refuses_are_refused_at_their_path(
+    kafka: dict[str, str], state: dict[str, str], where: str
+) -> None:
+    """A topic Kafka refuses ('a b') passed check-config, then the monitor ran without ever
+    consuming, logging "'a b' is not a valid topic name" every 5 s (an empty group_id:
+    InvalidGroupIdError every second), /healthz 200 all along."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"kafka": kafka, "state": state})
+    assert [p.split(": ")[0] for p in info.value.problems] == [where]
+
+
+@pytest.mark.parametrize(
+    ("task", "metric", "bound"),
+    [
+        ("binary", "accuracy", {"warning": 85, "critical": 80}),
+        ("binary", "estimated_roc_auc", {"critical": 70}),
+        ("binary", "positive_rate_predicted", {"warning": 30, "alert_when": "above"}),
+        ("binary", "brier", {"warning": -0.1}),
+        ("multiclass", "f1:churned", {"warning": 90}),
+    ],
+)
+def test_a_percentage_for_a_fraction_metric_is_refused(
+    task: str, metric: str, bound: dict[str, object]
+) -> None:
+    """Accuracy, F1, AUC, rates and Brier are fractions from 0 to 1: ``accuracy: {warning:
+    85}`` (meant as 85%) paged on every window, ``positive_rate_predicted: {warning: 30,
+    alert_when: above}`` never; both passed the check."""
+    raw = {"defaults": {"performance": {"task": task, "thresholds": {metric: bound}}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    (problem,) = info.value.problems
+    assert problem.startswith("defaults.performance: Value error, thresholds.") and (
+        "a fraction from 0 to 1" in problem
+    )
+    fine = {
+        "defaults": {
+            "performance": {"task": "regression", "thresholds": {"mape": {"warning": 1.5}}}
+        }
+    }
+    assert parse_config(fine)  # MAPE may exceed 1 (150%)
+
+
+def test_time_settings_of_a_count_window_are_refused() -> None:
+    """``window: {seconds: 3600, step_seconds: 300}`` without ``type: time`` was a count
+    window of 5000 events: the hour silently ignored."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"defaults": {"window": {"seconds": 3600, "step_seconds": 300}}})
+    assert info.value.problems == [
+        "defaults.window: Value error, seconds, step_seconds: only used with type: time "
+        "(type is count); add type: time"
+    ]
+    timed = {"type": "time", "seconds": 3600, "step_seconds": 300}
+    assert parse_config({"defaults": {"window": timed}}).defaults.window.seconds == 3600
+
+
+def test_a_number_where_a_name_is_expected_says_to_quote_it(tmp_path: Path) -> None:
+    """YAML reads ``name: 2024`` and a model_version ``1.10`` as numbers (1.10 as 1.1): the
+    error said only "Input should be a valid string"; it now says why and what to do."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(
+        "models:\n  - name: 2024\n    reference: {learn_first: 10, versions: {1.10: v.json}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={})
+    assert info.value.problems == [
+        "models[0].name: Input should be a valid string (YAML read a number: quote it)",
+        "models[0].reference.versions.1.1.[key]: Input should be a valid string (YAML read a "
+        "number: quote it)",
+    ]
+
+
+#: The commented-out options of config/monitor.yaml, in the groups that go together.
+COMMENTED_GROUPS = [
+    (("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password"), {}),
+    (("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password", "ssl_cafile",
+      "ssl_certfile", "ssl_keyfile", "ssl_password"), {}),
+    (("changelog_topic", "instance_id", "max_record_bytes", "alerts_topic",
+      "transaction_timeout_seconds"), {"backend: sqlite": "backend: kafka"}),
+    (("admin_token",), {}),
+    (("versions", "error_drift", "error_drift_delta", "sample"), {}),
+    (("mode",), {"segments: [region]": "segments: []"}),
+    (("team-slack", "oncall", "alertmanager", "retrain", "- {segment", "silences",
+      "runbook_urls", "runbook_base_url", "dashboard_url_template", "routes",
+      "retrain_policy"), {"  #             starts_at": "                starts_at"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("keys", "edits"), COMMENTED_GROUPS)
+def test_the_example_configs_commented_options_pass_when_uncommented(
+    tmp_path: Path, keys: tuple[str, ...], edits: dict[str, str]
+) -> None:
+    """An option shown commented out in config/monitor.yaml is an example to copy: each
+    group, uncommented, passes check-config's file checks. (`alerting.dashboard_url_template`
+    was shown twice: uncommented, a key given twice.)"""
+    text = (ROOT / "config" / "monitor.yaml").read_text()
+    for old, new in edits.items():
+        text = text.replace(old, new)
+    pattern = "|".join(re.escape(k) for k in keys)
+    text, n = re.subn(rf"(?m)^(\s*)# ((?:{pattern})[: ])", r"\1\2", text)
+    assert n >= len(keys), "an example option is no longer in the file"
+    (tmp_path / "monitor.yaml").write_text(text)
+    env = {"KAFKA_PASSWORD": "p", "KAFKA_SSL_KEY_PASSWORD": "k", "HOSTNAME": "h"}
+    env |= {k: "x" for k in ("MONITOR_ADMIN_TOKEN", "AIRFLOW_TOKEN", "PAGERDUTY_ROUTING_KEY")}
+    env["SLACK_WEBHOOK_URL"] = "https://hooks.slack.example/services/T/B/x"
+    config = load_config(tmp_path / "monitor.yaml", env=env)
+    problems = check_config(config, references=False)
+    assert [p for p in problems if not p.startswith("kafka.ssl_")] == []
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """A Latin-1 file (a model named café saved by an old editor) was a UnicodeDecodeError
+    traceback from check-config and run."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_bytes(b"models:\n  - name: caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert info.value.problems == ["(file): not UTF-8 (byte 0xe9 on line 2); save it as UTF-8"]
+    run = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "check-config", str(cfg)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from alert_receivers import RecordingReceiver, Reply
+from pydantic import SecretStr
 
 from monitor.alerting.config import (
     PagerDutyReceiverConfig,
@@ -197,6 +198,58 @@ async def test_retry_after_http_date(rx, client):
     with pytest.raises(RetryableDeliveryError) as info:
         await receiver.send(notification())
     assert info.value.retry_after == pytest.approx(30.0)
+
+
+class _ToLocal(httpx.AsyncBaseTransport):
+    """Sends every request to a local server, keeping its path: a receiver whose URL is the
+    default (a real vendor's endpoint) is exercised against a real local HTTP server."""
+
+    def __init__(self, base: str) -> None:
+        self._base = httpx.URL(base)
+        self._inner = httpx.AsyncHTTPTransport()
+        self.hosts: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.hosts.append(request.url.host)
+        request.url = request.url.copy_with(
+            scheme=self._base.scheme, host=self._base.host, port=self._base.port
+        )
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_pagerduty_default_url_delivers(rx):
+    """PagerDuty's ``url`` is optional: its default (the Events API) was a plain str where a
+    SecretStr was expected, so every page to a receiver without ``url`` failed with
+    AttributeError ('str' object has no attribute 'get_secret_value'), retried until its
+    deadline. Only tests that set ``url`` ran, so none saw it."""
+    cfg = PagerDutyReceiverConfig.model_validate({"type": "pagerduty", "routing_key": "R"})
+    transport = _ToLocal(rx.url)
+    async with httpx.AsyncClient(transport=transport) as local:
+        await PagerDutyReceiver("pd", cfg, local, SystemClock()).send(notification())
+    assert transport.hosts == ["events.pagerduty.com"]
+    (request,) = rx.requests
+    assert request.path == "/v2/enqueue" and request.json["routing_key"] == "R"
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        WebhookReceiverConfig(url="http://h/x"),
+        SlackReceiverConfig(webhook_url="http://h/x"),
+        PagerDutyReceiverConfig(routing_key="R"),
+        RetrainReceiverConfig(url="http://h/x"),
+    ],
+    ids=lambda c: c.type,
+)
+def test_secret_fields_are_secret_with_their_defaults(cfg):
+    """Every field declared SecretStr holds one (or None) when left at its default too."""
+    for name, field in type(cfg).model_fields.items():
+        if "SecretStr" in str(field.annotation) and "dict" not in str(field.annotation):
+            value = getattr(cfg, name)
+            assert value is None or isinstance(value, SecretStr), name
 
 
 @pytest.mark.parametrize(

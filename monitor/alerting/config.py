@@ -70,11 +70,11 @@ import base64
 import binascii
 import string
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -85,7 +85,7 @@ from pydantic import (
 )
 
 from monitor.signals import SignalKind
-from monitor.strict_model import StrictModel, refuse_boolean_number
+from monitor.strict_model import StrictModel, drop_empty_options, refuse_boolean_number
 
 AlertSeverity = Literal["warning", "critical"]
 
@@ -200,9 +200,21 @@ class _Strict(StrictModel):
 
 class _Receiver(BaseModel):
     """A receiver's base: as :class:`_Strict`, but pydantic allows no before-validator on
-    the ``type`` discriminator, so the number fields are named."""
+    the ``type`` discriminator, so the number fields are named.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    Defaults are validated like given values: pydantic keeps a default as written, so
+    PagerDuty's default ``url`` stayed a ``str`` where a :class:`SecretStr` was read, and
+    every page to a receiver without ``url`` failed at delivery.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, validate_default=True
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        return drop_empty_options(cls, data)
 
     @field_validator(
         "timeout_seconds",
@@ -467,8 +479,11 @@ class SilenceConfig(_Strict):
     """A time-boxed mute declared in the configuration file."""
 
     matchers: SilenceMatchers = Field(default_factory=SilenceMatchers, description="What to mute.")
-    starts_at: datetime = Field(description="Start (ISO 8601; give a timezone).")
-    ends_at: datetime = Field(description="End, exclusive.")
+    # With a timezone: a time without one was read in the host's local zone (a silence an
+    # hour off on a laptop, not in the UTC container), and one of each made comparing them
+    # raise TypeError: a traceback from check-config instead of a message.
+    starts_at: AwareDatetime = Field(description="Start (ISO 8601 with a timezone: Z, +02:00).")
+    ends_at: AwareDatetime = Field(description="End, exclusive (with a timezone).")
     comment: str = Field(default="", description="Why; shown in the API.")
 
     @model_validator(mode="after")
@@ -552,6 +567,11 @@ class AlertingConfig(BaseModel):
     """Rules, receivers, routes, silences and the retrain policy (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        return drop_empty_options(cls, data)
 
     receivers: dict[str, ReceiverConfig] = Field(
         default_factory=dict, description="Named receivers."

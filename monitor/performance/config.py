@@ -13,7 +13,7 @@ tracking off" (``task: null``). A typical section::
       early_label_ttl_seconds: 600
       early_label_max: 100000
       estimate: true             # CBPE estimates before labels arrive (binary only)
-      thresholds:
+      thresholds:                # ratios and Brier are fractions (0.85), refused beyond 0-1
         accuracy: {warning: 0.85, critical: 0.8}        # alert_when inferred: below
         log_loss: {warning: 0.5, critical: 0.7}         # alert_when inferred: above
         positive_rate_predicted: {warning: 0.3, alert_when: above}
@@ -82,6 +82,15 @@ METRICS_BY_TASK: dict[str, frozenset[str]] = {
     "regression": frozenset({"mae", "rmse", "mape", "mean_error"}),
 }
 PER_CLASS_METRICS: frozenset[str] = frozenset({"precision", "recall", "f1"})
+
+# Metrics that are fractions from 0 to 1 (docs/METRICS.md: ratios and Brier): a threshold
+# outside that range is a percentage written for a fraction (accuracy: {warning: 85}) and
+# would fire on every window (below) or never (above).
+FRACTION_METRICS: frozenset[str] = HIGHER_IS_BETTER | {
+    "brier",
+    "positive_rate_predicted",
+    "positive_rate_label",
+}
 
 
 class MetricThreshold(StrictModel):
@@ -246,6 +255,13 @@ class PerformanceConfig(StrictModel):
                 continue
             if name.startswith("estimated_") and not self.estimate:
                 problems.append(f"thresholds.{name}: estimates are off (estimate: false)")
+                continue
+            if base in FRACTION_METRICS and any(
+                b is not None and not 0 <= b <= 1 for b in (bound.warning, bound.critical)
+            ):
+                problems.append(
+                    f"thresholds.{name}: {base} is a fraction from 0 to 1; write 0.85 for 85%"
+                )
                 continue
             direction = bound.alert_when or default_alert_when(base)
             if direction is None:
