@@ -60,6 +60,8 @@ STAGES: tuple[tuple[str, str, str, str], ...] = (
     # Since the compiled kernel, an evaluation's KS columns go in one call (a classmethod).
     ("monitor.detectors.ks", "KSDetector", "evaluate_sorted_batch", "KS (22 columns)"),
     ("monitor.detectors.psi", "PSIDetector", "evaluate_sorted", "PSI numeric (22 columns)"),
+    # Since the compiled kernel, an evaluation's numeric PSI columns go in one call.
+    ("monitor.detectors.psi", "PSIDetector", "evaluate_sorted_batch", "PSI numeric (22 columns)"),
     ("monitor.detectors.psi", "PSIDetector", "evaluate", "PSI categorical (2 columns)"),
     ("monitor.detectors.chi_square", "ChiSquareDetector", "evaluate", "chi-square (2 columns)"),
     ("monitor.detectors.streaming", "StreamDetector", "evaluate", "ADWIN evaluate (22)"),

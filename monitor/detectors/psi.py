@@ -8,7 +8,11 @@ default for both. Conventional grades: < 0.1 stable, 0.1-0.25 warning,
 
 Everything that depends only on the reference (bin edges, reference
 proportions) is computed once in :meth:`PSIDetector.fit`; an evaluation is one
-``np.searchsorted`` + ``np.bincount`` over the window.
+``np.searchsorted`` + ``np.bincount`` over the window. The pipeline hands the numeric
+columns sorted, all at once (:meth:`PSIDetector.evaluate_sorted_batch`): with the
+compiled kernel of ``native/`` installed (``monitor_native.psi_sorted_many``), every
+column's PSI is one call, the same bits as the Python arithmetic it replaces
+(``native/src/summary.rs``; ``tests/test_summary_native.py``).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -55,8 +61,17 @@ def binned_proportions(counts: np.ndarray, epsilon: float) -> np.ndarray:
     return props
 
 
+try:  # the compiled kernel (native/, Rust): optional, Python computes the same PSI
+    from monitor_native import psi_sorted_many as _native_psi
+except ImportError:  # pragma: no cover - depends on the install (an older build lacks it)
+    _native_psi = None
+
 #: Up to this many bins, PSI is summed with Python floats (see PSIDetector._psi_small).
 _SMALL = 32
+
+#: Whether this Python's ``sum`` of floats is compensated (Neumaier, CPython 3.12 on): the
+#: kernel adds the window's proportions as :meth:`PSIDetector._psi_small`'s ``sum`` does.
+_COMPENSATED_SUM = sys.version_info >= (3, 12)
 
 
 class PSIDetector(DetectorBase):
@@ -100,6 +115,7 @@ class PSIDetector(DetectorBase):
         self._ref_props: np.ndarray | None = None
         self._ref_log: np.ndarray | None = None
         self._small_ref: list[tuple[float, float]] = []  # (r, ln r) per bin; on first use
+        self._plan: np.ndarray | None = None  # the kernel's [epsilon, edges, r, ln r]
 
     def fit(self, reference: np.ndarray) -> None:
         """Compute bin edges (numeric) and smoothed reference proportions once."""
@@ -107,6 +123,11 @@ class PSIDetector(DetectorBase):
         self._ref_props = binned_proportions(counts, self.epsilon)
         self._ref_log = np.log(self._ref_props)
         self._small_ref = []
+        self._plan = None
+        if self._edges is not None and self._ref_props.size <= _SMALL:
+            self._plan = np.concatenate(
+                ([self.epsilon], self._edges, self._ref_props, self._ref_log)
+            )
 
     def update(self, values: np.ndarray) -> None:
         """Window test: the window passed to :meth:`evaluate` is all it needs."""
@@ -152,6 +173,35 @@ class PSIDetector(DetectorBase):
         A sorted window is counted into the bins by locating the bin edges in it
         (a dozen binary searches) instead of locating every value among the edges.
         """
+        return self._sorted(window)
+
+    @classmethod
+    def evaluate_sorted_batch(
+        cls, jobs: Sequence[tuple[PSIDetector, np.ndarray]]
+    ) -> list[DetectorResult]:
+        """:meth:`evaluate_sorted` of every (detector, sorted window) job: the same results,
+        the PSI of every numeric job with at most ``_SMALL`` bins from one call of the
+        compiled kernel when it is installed (an evaluation's numeric columns at once)."""
+        if _native_psi is None:
+            return [detector._sorted(window) for detector, window in jobs]
+        plans = [detector._plan for detector, _ in jobs]
+        ks = [k for k, plan in enumerate(plans) if plan is not None and jobs[k][1].size]
+        try:
+            psis = _native_psi([jobs[k][1] for k in ks], [plans[k] for k in ks], _COMPENSATED_SUM)
+        except (TypeError, ValueError):  # not a contiguous float64 window: the Python path
+            return [detector._sorted(window) for detector, window in jobs]
+        out: list[DetectorResult | None] = [None] * len(jobs)
+        for k, psi in zip(ks, psis, strict=True):
+            detector = jobs[k][0]
+            out[k] = detector._result_psi(psi, detector._ref_props.size)
+        for k, result in enumerate(out):
+            if result is None:
+                out[k] = jobs[k][0]._sorted(jobs[k][1])
+        return out  # type: ignore[return-value]  # every slot is filled above
+
+    def _sorted(self, window: np.ndarray) -> DetectorResult:
+        """:meth:`evaluate_sorted` in Python (a method of its own: the batch falls back to
+        it without going through the public name a benchmark may wrap)."""
         if self._edges is None or self._ref_props is None:
             return self.evaluate(window)
         # Bins are right-closed, (e_{i-1}, e_i]: values <= e_i are in bins 0..i.
