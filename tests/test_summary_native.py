@@ -462,3 +462,47 @@ def _left_sum(xs: list[float]) -> float:
     for x in xs[1:]:
         out += x
     return out
+
+
+def test_evaluate_sorted_all_is_evaluate_sorted_job_by_job(path: str) -> None:
+    """Batched classes (KS, PSI), classes with no ``evaluate_sorted`` (Wasserstein, ADWIN,
+    Page-Hinkley) and a detector class seen first in the middle: every result in order."""
+    from monitor.detectors.base import evaluate_sorted
+    from monitor.detectors.streaming import ADWINDetector, PageHinkleyDetector
+    from monitor.detectors.wasserstein import WassersteinDetector
+
+    def jobs() -> list[tuple[Any, np.ndarray]]:
+        """The same jobs each time, with fresh detectors (a stream detector's evaluate
+        resets its latched flag)."""
+        rng = np.random.default_rng(5)
+        ref = rng.normal(size=800)
+        classes = (KSDetector, PSIDetector, WassersteinDetector, ADWINDetector)
+        detectors: list[Any] = []
+        for cls in (*classes, PageHinkleyDetector):
+            d = cls()
+            d.fit(ref)
+            d.update(rng.normal(0.5, 1.0, 300))
+            detectors.append(d)
+        return [
+            (detectors[k % len(detectors)], np.sort(rng.normal(0.2 * k, 1.0, 50 + 37 * k)))
+            for k in (3, 0, 1, 4, 2, 1, 0, 3, 2, 4)
+        ]
+
+    got = evaluate_sorted_all(jobs())
+    want = [evaluate_sorted(d, w) for d, w in jobs()]
+    assert [_result_bits(r) for r in got] == [_result_bits(r) for r in want]
+
+
+def test_ks_batch_converts_what_the_kernel_refuses() -> None:
+    """The pipeline's arrays go to the kernel as they are; a strided or float32 window, a
+    list, are converted as before (the same D), an unsorted one is still an error."""
+    from monitor.detectors.ks import ks_statistic_sorted_numpy, ks_statistics_sorted
+
+    rng = np.random.default_rng(6)
+    ref = np.sort(rng.normal(size=500))
+    win = np.sort(rng.normal(0.1, 1.0, 601))
+    want = [ks_statistic_sorted_numpy(ref, w) for w in (win[::2], win.astype(np.float32))]
+    got = ks_statistics_sorted([ref, list(ref)], [win[::2], win.astype(np.float32)])
+    assert [struct.pack("<d", d) for d in got] == [struct.pack("<d", d) for d in want]
+    with pytest.raises(DetectorError, match="not sorted"):
+        ks_statistics_sorted([ref], [win[::-1].copy()])

@@ -139,18 +139,26 @@ def evaluate_sorted_all(jobs: Sequence[tuple[Detector, np.ndarray]]) -> list[Det
     """``[evaluate_sorted(d, w) for d, w in jobs]``, the same results in the same order; the
     jobs of a detector class with ``evaluate_sorted_batch`` go to it in one call."""
     out: list[DetectorResult | None] = [None] * len(jobs)
-    batches: dict[type, list[int]] = {}
-    # Asked once per class (a failed hasattr costs an exception): a few classes, many jobs.
-    batched: dict[type, bool] = {}
+    batches: dict[type, list[int]] = {}  # class with a batch -> the numbers of its jobs
+    # How a class's jobs are evaluated, asked once per class (a failed hasattr costs an
+    # exception): a few classes, many jobs. Without a batch or an ``evaluate_sorted``,
+    # ``evaluate`` straight away (what evaluate_sorted would call).
+    how: dict[type, str] = {}
     for k, (detector, window) in enumerate(jobs):
         cls = type(detector)
-        has = batched.get(cls)
-        if has is None:
-            has = batched[cls] = hasattr(cls, "evaluate_sorted_batch")
-        if has:
-            batches.setdefault(cls, []).append(k)
-        else:
+        way = how.get(cls)
+        if way is None:
+            if hasattr(cls, "evaluate_sorted_batch"):
+                way, batches[cls] = "batch", []
+            else:
+                way = "sorted" if hasattr(cls, "evaluate_sorted") else "plain"
+            how[cls] = way
+        if way == "batch":
+            batches[cls].append(k)
+        elif way == "sorted":
             out[k] = evaluate_sorted(detector, window)
+        else:
+            out[k] = detector.evaluate(window)
     for cls, ks in batches.items():
         results = cls.evaluate_sorted_batch([jobs[k] for k in ks])  # type: ignore[attr-defined]
         for k, result in zip(ks, results, strict=True):

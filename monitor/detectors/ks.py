@@ -230,6 +230,10 @@ def ks_statistics_sorted(references: list[np.ndarray], windows: list[np.ndarray]
     the compiled kernel for all pairs (an evaluation's columns), when it is installed."""
     if _native_statistics is None:
         return [ks_statistic_sorted_numpy(r, w) for r, w in zip(references, windows, strict=True)]
+    try:  # as they come: the pipeline's arrays are contiguous float64 already
+        return _native_statistics(references, windows)
+    except (TypeError, ValueError):
+        pass  # another dtype or layout, converted below; unsorted or NaN refused again
     try:
         return _native_statistics(
             [_float_array(r) for r in references], [_float_array(w) for w in windows]
