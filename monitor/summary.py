@@ -151,23 +151,11 @@ def _summarize_native(
     ordered: np.ndarray, quantiles: tuple[float, ...]
 ) -> tuple[list[NumericSummary], list[np.ndarray]]:
     """:func:`summarize_numeric` of a non-empty sorted Fortran-ordered float64 window by the
-    compiled kernel: every statistic of every column in one call, the same bits as the
-    numpy paths (:func:`_summarize_full` and the loop over columns with missing values)."""
+    compiled kernel: every statistic of every column in one call, and the summaries built
+    there (a frozen dataclass's ``__init__`` costs more than its statistics), the same
+    bits as the numpy paths (:func:`_summarize_full` and the loop over missing values)."""
     n_rows = ordered.shape[0]
-    counts, means, stds, mins, maxs, qvals = _native_summarize(ordered, list(quantiles))
-    per_column = list(zip(*qvals, strict=True)) if qvals else [()] * len(counts)
-    nan = float("nan")
-    summaries = [
-        # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
-        NumericSummary(
-            n, 1.0 - n / n_rows, mean, std, lo, hi, dict(zip(quantiles, qs, strict=True))
-        )
-        if n
-        else NumericSummary(0, 1.0, nan, nan, nan, nan, {q: nan for q in quantiles})
-        for n, mean, std, lo, hi, qs in zip(
-            counts, means, stds, mins, maxs, per_column, strict=True
-        )
-    ]
+    summaries, counts = _native_summarize(ordered, tuple(quantiles), NumericSummary)
     columns = [ordered[:, j] if n == n_rows else ordered[:n, j] for j, n in enumerate(counts)]
     return summaries, columns
 

@@ -330,13 +330,31 @@ def test_the_kernel_is_what_summarizes_a_window(monkeypatch: pytest.MonkeyPatch)
     """The service's window (Fortran order) goes to the kernel, once, for all columns."""
     calls = []
 
-    def counted(ordered: np.ndarray, quantiles: list[float]) -> Any:
+    def counted(ordered: np.ndarray, quantiles: tuple[float, ...], cls: type) -> Any:
         calls.append(ordered.shape)
-        return SUMMARIZE(ordered, quantiles)
+        return SUMMARIZE(ordered, quantiles, cls)
 
     monkeypatch.setattr(summary, "_native_summarize", counted)
     summarize_numeric(_window(300, 5, 0, "normal", 0.1, "partial"))
     assert calls == [(300, 5)]
+
+
+def test_the_kernel_builds_summaries_as_their_init_does() -> None:
+    """The kernel sets these seven fields, as the frozen dataclass's ``__init__`` does: a
+    field more, or a ``__post_init__``, would need it changed (this test says so first)."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(NumericSummary)]
+    assert names == ["count", "missing_rate", "mean", "std", "min", "max", "quantiles"]
+    assert not hasattr(NumericSummary, "__post_init__")
+    if SUMMARIZE is not None:
+        (s,), counts = SUMMARIZE(
+            np.asfortranarray([[1.0], [3.0], [np.nan]]), (0.5,), NumericSummary
+        )
+        assert counts == [2]
+        assert s == NumericSummary(2, 1.0 - 2 / 3, 2.0, 1.0, 1.0, 3.0, {0.5: 2.0})
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            s.count = 3  # type: ignore[misc]
 
 
 # --- PSI ------------------------------------------------------------------------------------

@@ -24,8 +24,10 @@
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
 /// numpy's `PW_BLOCKSIZE`: runs longer than this are split in two.
 const PW_BLOCKSIZE: usize = 128;
@@ -191,7 +193,8 @@ fn psi_sorted(
     }
     win.push((window.len() - below) as f64 / total);
     for p in win.iter_mut() {
-        if !(*p >= epsilon) {
+        // Python's `p if p >= eps else eps`: the same for a count over a positive total.
+        if *p < epsilon {
             *p = epsilon;
         }
     }
@@ -230,62 +233,95 @@ fn as_slice(buf: &PyBuffer<f64>) -> &[f64] {
     unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const f64, buf.item_count()) }
 }
 
-type Summaries = (
-    Vec<usize>,
-    Vec<f64>,
-    Vec<f64>,
-    Vec<f64>,
-    Vec<f64>,
-    Vec<Vec<f64>>,
-);
+/// `object.__setattr__(obj, name, value)`: how a frozen dataclass's `__init__` sets a field
+/// (the class's own `__setattr__` refuses).
+fn set_field(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    value: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    // Safety: three live references, held for the call.
+    let done = unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) };
+    if done < 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    Ok(())
+}
 
-/// summarize_sorted(ordered, quantiles, /)
+/// summarize_sorted(ordered, quantiles, cls, /)
 /// --
 ///
-/// Per column of ``ordered`` (a 2-D Fortran-contiguous float64 array, each column sorted
-/// ascending with its NaN last, as ``np.sort(values, axis=0)`` leaves it): ``(counts,
-/// means, stds, mins, maxs, qvals)``, ``qvals[i][j]`` being quantile ``quantiles[i]`` of
-/// column ``j``. The statistics are of the present values (before the first NaN): the
-/// same bits as ``monitor.summary`` computes with numpy (``mean``, ``std`` with
-/// ``ddof=0``, the first and last value, linear quantiles); NaN for a column with none.
-/// Runs without the GIL.
+/// Per column of ``ordered`` (a 2-D Fortran-contiguous float64 array with at least one
+/// row, each column sorted ascending with its NaN last, as ``np.sort(values, axis=0)``
+/// leaves it), the statistics of its present values (before the first NaN) as a
+/// ``cls`` (``monitor.summary.NumericSummary``: a frozen dataclass whose fields are
+/// ``count, missing_rate, mean, std, min, max, quantiles``, set as its ``__init__`` sets
+/// them), with the same bits as the numpy code of ``monitor.summary`` (``mean``, ``std``
+/// with ``ddof=0``, the first and last value, linear ``quantiles``, a tuple of floats in
+/// [0, 1] that keys the ``quantiles`` dict); NaN statistics for a column with none. Returns
+/// ``(summaries, counts)``. The arithmetic runs without the GIL.
 #[pyfunction]
-pub fn summarize_sorted(
-    py: Python<'_>,
-    ordered: &Bound<'_, PyAny>,
-    quantiles: Vec<f64>,
-) -> PyResult<Summaries> {
+pub fn summarize_sorted<'py>(
+    py: Python<'py>,
+    ordered: &Bound<'py, PyAny>,
+    quantiles: &Bound<'py, PyTuple>,
+    cls: &Bound<'py, PyType>,
+) -> PyResult<(Bound<'py, PyList>, Vec<usize>)> {
     let buf = f64_buffer(ordered, "ordered", true)?;
     let shape = buf.shape();
     let (rows, cols) = (shape[0], shape[1]);
+    if rows == 0 {
+        return Err(PyValueError::new_err("ordered must have rows"));
+    }
     let values = as_slice(&buf);
-    if quantiles.iter().any(|q| !(0.0..=1.0).contains(q)) {
+    let qs: Vec<f64> = quantiles.extract()?;
+    if qs.iter().any(|q| !(0.0..=1.0).contains(q)) {
         return Err(PyValueError::new_err("quantiles must be in [0, 1]"));
     }
     let stats: Vec<ColumnStats> = py.detach(|| {
         (0..cols)
-            .map(|j| column_stats(&values[j * rows..(j + 1) * rows], &quantiles))
+            .map(|j| column_stats(&values[j * rows..(j + 1) * rows], &qs))
             .collect()
     });
-    let mut out: Summaries = (
-        Vec::with_capacity(cols),
-        Vec::with_capacity(cols),
-        Vec::with_capacity(cols),
-        Vec::with_capacity(cols),
-        Vec::with_capacity(cols),
-        vec![Vec::with_capacity(cols); quantiles.len()],
-    );
+    let names = [
+        intern!(py, "count"),
+        intern!(py, "missing_rate"),
+        intern!(py, "mean"),
+        intern!(py, "std"),
+        intern!(py, "min"),
+        intern!(py, "max"),
+        intern!(py, "quantiles"),
+    ];
+    let new = py
+        .import("builtins")?
+        .getattr("object")?
+        .getattr("__new__")?;
+    let summaries = PyList::empty(py);
+    let mut counts = Vec::with_capacity(cols);
     for s in stats {
-        out.0.push(s.count);
-        out.1.push(s.mean);
-        out.2.push(s.std);
-        out.3.push(s.min);
-        out.4.push(s.max);
-        for (qs, v) in out.5.iter_mut().zip(s.quantiles) {
-            qs.push(v);
+        let obj = new.call1((cls,))?;
+        let by_quantile = PyDict::new(py);
+        for (q, v) in quantiles.iter().zip(&s.quantiles) {
+            by_quantile.set_item(q, *v)?;
         }
+        // missing_rate as Python computes it: 1.0 - n / n_rows (1.0 with no value)
+        let missing = 1.0 - (s.count as f64) / (rows as f64);
+        let fields = [
+            s.count.into_pyobject(py)?.into_any(),
+            PyFloat::new(py, missing).into_any(),
+            PyFloat::new(py, s.mean).into_any(),
+            PyFloat::new(py, s.std).into_any(),
+            PyFloat::new(py, s.min).into_any(),
+            PyFloat::new(py, s.max).into_any(),
+            by_quantile.into_any(),
+        ];
+        for (name, value) in names.iter().zip(fields) {
+            set_field(&obj, name, value)?;
+        }
+        summaries.append(obj)?;
+        counts.push(s.count);
     }
-    Ok(out)
+    Ok((summaries, counts))
 }
 
 /// psi_sorted_many(windows, plans, compensated, /)
