@@ -524,3 +524,28 @@ def test_ks_batch_converts_what_the_kernel_refuses() -> None:
     assert [struct.pack("<d", d) for d in got] == [struct.pack("<d", d) for d in want]
     with pytest.raises(DetectorError, match="not sorted"):
         ks_statistics_sorted([ref], [win[::-1].copy()])
+
+
+def test_results_from_rows_equal_the_dataclass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled builder and the dataclass give equal, frozen results; a field more or
+    a ``__post_init__`` in DetectorResult would need the builder changed (said here)."""
+    import dataclasses
+
+    from monitor.detectors import base
+
+    assert base.RESULT_FIELDS == (
+        "detector", "statistic", "p_value", "threshold", "drifted", "severity", "details"
+    )  # fmt: skip
+    assert not hasattr(DetectorResult, "__post_init__")
+    rows = [
+        ("ks", 0.25, 1e-9, 0.05, True, "critical", {"exact": 0.0}),
+        ("psi", -0.0, None, 0.1, False, "ok", {}),
+    ]
+    want = [DetectorResult(*row) for row in rows]
+    got = base.results_from_rows(rows)
+    assert got == want and [type(r) for r in got] == [DetectorResult] * 2
+    assert [_result_bits(r) for r in got] == [_result_bits(r) for r in want]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got[0].statistic = 1.0  # type: ignore[misc]
+    monkeypatch.setattr(base, "_new_frozen", None)
+    assert base.results_from_rows(rows) == want

@@ -39,13 +39,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from monitor.errors import DetectorError
 from monitor.signals import Severity
+
+try:  # the compiled helper (native/, Rust): optional, the dataclass builds the same objects
+    from monitor_native import new_frozen as _new_frozen
+except ImportError:  # pragma: no cover - depends on the install (an older build lacks it)
+    _new_frozen = None
 
 ColumnKind = Literal["numeric", "categorical"]
 
@@ -83,6 +88,23 @@ class DetectorResult:
             f"{self.detector}: {verdict}, statistic {self.statistic:.4g}{p}, "
             f"threshold {self.threshold:g}"
         )
+
+
+#: DetectorResult's fields, in order: what a row of :func:`results_from_rows` holds.
+RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(DetectorResult))
+
+
+def results_from_rows(rows: list[tuple[Any, ...]]) -> list[DetectorResult]:
+    """``[DetectorResult(*row) for row in rows]``, each row in field order.
+
+    A batch of an evaluation's columns (KS, PSI) ends with a result per column, and the
+    frozen dataclass's ``__init__`` costs more than a result's arithmetic: with the
+    compiled module installed (``monitor_native.new_frozen``) the objects are built there,
+    each field set as that ``__init__`` sets it (``object.__setattr__``); equal objects.
+    """
+    if _new_frozen is None:
+        return [DetectorResult(*row) for row in rows]
+    return _new_frozen(DetectorResult, RESULT_FIELDS, rows)
 
 
 @runtime_checkable

@@ -32,7 +32,7 @@ import itertools
 import math
 import sys
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from monitor.detectors.base import (
     check_kind,
     grade,
     not_fitted,
+    results_from_rows,
 )
 from monitor.detectors.binning import reference_bins, window_bins
 from monitor.errors import DetectorError
@@ -190,10 +191,12 @@ class PSIDetector(DetectorBase):
             psis = _native_psi([jobs[k][1] for k in ks], [plans[k] for k in ks], _COMPENSATED_SUM)
         except (TypeError, ValueError):  # not a contiguous float64 window: the Python path
             return [detector._sorted(window) for detector, window in jobs]
+        rows = [jobs[k][0]._psi_row(psi) for k, psi in zip(ks, psis, strict=True)]
+        if len(ks) == len(jobs):  # the usual batch: every job on the kernel
+            return results_from_rows(rows)
         out: list[DetectorResult | None] = [None] * len(jobs)
-        for k, psi in zip(ks, psis, strict=True):
-            detector = jobs[k][0]
-            out[k] = detector._result_psi(psi, detector._ref_props.size)
+        for k, result in zip(ks, results_from_rows(rows), strict=True):
+            out[k] = result
         for k, result in enumerate(out):
             if result is None:
                 out[k] = jobs[k][0]._sorted(jobs[k][1])
@@ -226,9 +229,14 @@ class PSIDetector(DetectorBase):
         return self._result_psi(psi, counts.size)
 
     def _result_psi(self, psi: float, bins: int) -> DetectorResult:
+        # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
+        return DetectorResult(*self._psi_row(psi, bins))
+
+    def _psi_row(self, psi: float, bins: int | None = None) -> tuple[Any, ...]:
+        """The result's fields in order (``bins``: the reference's bins by default)."""
+        if bins is None:
+            assert self._ref_props is not None
+            bins = self._ref_props.size
         severity = grade(psi, self.warning, self.critical)
         details = {"critical_threshold": self.critical, "bins": float(bins)}
-        # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
-        return DetectorResult(
-            self.name, psi, None, self.warning, severity != "ok", severity, details
-        )
+        return (self.name, psi, None, self.warning, severity != "ok", severity, details)

@@ -324,6 +324,43 @@ pub fn summarize_sorted<'py>(
     Ok((summaries, counts))
 }
 
+/// new_frozen(cls, names, rows, /)
+/// --
+///
+/// ``[cls(*row) for row in rows]`` for a frozen dataclass ``cls`` (slots, no
+/// ``__post_init__``) whose fields are ``names`` in order: each field set as the generated
+/// ``__init__`` sets it (``object.__setattr__``), without running that Python code (it
+/// costs more than the detector arithmetic of a result). ``rows``: a list of tuples.
+#[pyfunction]
+pub fn new_frozen<'py>(
+    py: Python<'py>,
+    cls: &Bound<'py, PyType>,
+    names: Vec<Bound<'py, PyString>>,
+    rows: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    let new = py
+        .import("builtins")?
+        .getattr("object")?
+        .getattr("__new__")?;
+    let out = PyList::empty(py);
+    for row in rows.iter() {
+        let row = row.cast_into::<PyTuple>()?;
+        if row.len() != names.len() {
+            return Err(PyValueError::new_err(format!(
+                "a row of {} values for {} fields",
+                row.len(),
+                names.len()
+            )));
+        }
+        let obj = new.call1((cls,))?;
+        for (name, value) in names.iter().zip(row.iter()) {
+            set_field(&obj, name, value)?;
+        }
+        out.append(obj)?;
+    }
+    Ok(out)
+}
+
 /// psi_sorted_many(windows, plans, compensated, /)
 /// --
 ///
@@ -375,6 +412,7 @@ pub fn psi_sorted_many(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(summarize_sorted, m)?)?;
     m.add_function(wrap_pyfunction!(psi_sorted_many, m)?)?;
+    m.add_function(wrap_pyfunction!(new_frozen, m)?)?;
     Ok(())
 }
 
