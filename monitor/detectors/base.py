@@ -26,8 +26,8 @@ as ``evaluate`` for a window that is already sorted ascending and finite, with
 no checks and no sort. :func:`evaluate_sorted` calls it when a detector has it,
 ``evaluate`` otherwise, so the protocol itself stays three methods. A class can
 also offer the classmethod ``evaluate_sorted_batch(jobs)``: ``evaluate_sorted``
-of many (detector, window) jobs in one call (KS: one call of the compiled kernel
-for all columns); :func:`evaluate_sorted_all` uses it.
+of many (detector, window) jobs in one call (KS, numeric PSI: one call of the
+compiled kernel for all columns); :func:`evaluate_sorted_all` uses it.
 
 Detectors are pure (no I/O, no clock, no global state) and deterministic given
 their constructor arguments (seeds included): a checkpoint never stores a window
