@@ -116,7 +116,9 @@ class PSIDetector(DetectorBase):
         self._ref_props: np.ndarray | None = None
         self._ref_log: np.ndarray | None = None
         self._small_ref: list[tuple[float, float]] = []  # (r, ln r) per bin; on first use
-        self._plan: np.ndarray | None = None  # the kernel's [epsilon, edges, r, ln r]
+        #: What the compiled kernel needs of the fitted detector: ``[epsilon, *edges, *r,
+        #: *ln r]`` (numeric, at most ``_SMALL`` bins; else None).
+        self.native_plan: np.ndarray | None = None
 
     def fit(self, reference: np.ndarray) -> None:
         """Compute bin edges (numeric) and smoothed reference proportions once."""
@@ -124,9 +126,9 @@ class PSIDetector(DetectorBase):
         self._ref_props = binned_proportions(counts, self.epsilon)
         self._ref_log = np.log(self._ref_props)
         self._small_ref = []
-        self._plan = None
+        self.native_plan = None
         if self._edges is not None and self._ref_props.size <= _SMALL:
-            self._plan = np.concatenate(
+            self.native_plan = np.concatenate(
                 ([self.epsilon], self._edges, self._ref_props, self._ref_log)
             )
 
@@ -174,37 +176,6 @@ class PSIDetector(DetectorBase):
         A sorted window is counted into the bins by locating the bin edges in it
         (a dozen binary searches) instead of locating every value among the edges.
         """
-        return self._sorted(window)
-
-    @classmethod
-    def evaluate_sorted_batch(
-        cls, jobs: Sequence[tuple[PSIDetector, np.ndarray]]
-    ) -> list[DetectorResult]:
-        """:meth:`evaluate_sorted` of every (detector, sorted window) job: the same results,
-        the PSI of every numeric job with at most ``_SMALL`` bins from one call of the
-        compiled kernel when it is installed (an evaluation's numeric columns at once)."""
-        if _native_psi is None:
-            return [detector._sorted(window) for detector, window in jobs]
-        plans = [detector._plan for detector, _ in jobs]
-        ks = [k for k, plan in enumerate(plans) if plan is not None and jobs[k][1].size]
-        try:
-            psis = _native_psi([jobs[k][1] for k in ks], [plans[k] for k in ks], _COMPENSATED_SUM)
-        except (TypeError, ValueError):  # not a contiguous float64 window: the Python path
-            return [detector._sorted(window) for detector, window in jobs]
-        rows = [jobs[k][0]._psi_row(psi) for k, psi in zip(ks, psis, strict=True)]
-        if len(ks) == len(jobs):  # the usual batch: every job on the kernel
-            return results_from_rows(rows)
-        out: list[DetectorResult | None] = [None] * len(jobs)
-        for k, result in zip(ks, results_from_rows(rows), strict=True):
-            out[k] = result
-        for k, result in enumerate(out):
-            if result is None:
-                out[k] = jobs[k][0]._sorted(jobs[k][1])
-        return out  # type: ignore[return-value]  # every slot is filled above
-
-    def _sorted(self, window: np.ndarray) -> DetectorResult:
-        """:meth:`evaluate_sorted` in Python (a method of its own: the batch falls back to
-        it without going through the public name a benchmark may wrap)."""
         if self._edges is None or self._ref_props is None:
             return self.evaluate(window)
         # Bins are right-closed, (e_{i-1}, e_i]: values <= e_i are in bins 0..i.
@@ -216,6 +187,32 @@ class PSIDetector(DetectorBase):
         counts = [upto[0], *(b - a for a, b in itertools.pairwise(upto))]
         # The counts add up to the window's size: every value is in one bin.
         return self._result_psi(self._psi_small(counts, n), len(counts))
+
+    @classmethod
+    def evaluate_sorted_batch(
+        cls, jobs: Sequence[tuple[PSIDetector, np.ndarray]]
+    ) -> list[DetectorResult]:
+        """:meth:`evaluate_sorted` of every (detector, sorted window) job: the same results,
+        the PSI of every numeric job with at most ``_SMALL`` bins from one call of the
+        compiled kernel when it is installed (an evaluation's numeric columns at once)."""
+        if _native_psi is None:
+            return [detector.evaluate_sorted(window) for detector, window in jobs]
+        plans = [detector.native_plan for detector, _ in jobs]
+        ks = [k for k, plan in enumerate(plans) if plan is not None and jobs[k][1].size]
+        try:
+            psis = _native_psi([jobs[k][1] for k in ks], [plans[k] for k in ks], _COMPENSATED_SUM)
+        except (TypeError, ValueError):  # not a contiguous float64 window: the Python path
+            return [detector.evaluate_sorted(window) for detector, window in jobs]
+        rows = [jobs[k][0].result_row(psi) for k, psi in zip(ks, psis, strict=True)]
+        if len(ks) == len(jobs):  # the usual batch: every job on the kernel
+            return results_from_rows(rows)
+        out: list[DetectorResult | None] = [None] * len(jobs)
+        for k, result in zip(ks, results_from_rows(rows), strict=True):
+            out[k] = result
+        for k, result in enumerate(out):
+            if result is None:
+                out[k] = jobs[k][0].evaluate_sorted(jobs[k][1])
+        return out  # type: ignore[return-value]  # every slot is filled above
 
     def _result(self, counts: np.ndarray) -> DetectorResult:
         assert self._ref_props is not None and self._ref_log is not None
@@ -230,10 +227,11 @@ class PSIDetector(DetectorBase):
 
     def _result_psi(self, psi: float, bins: int) -> DetectorResult:
         # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
-        return DetectorResult(*self._psi_row(psi, bins))
+        return DetectorResult(*self.result_row(psi, bins))
 
-    def _psi_row(self, psi: float, bins: int | None = None) -> tuple[Any, ...]:
-        """The result's fields in order (``bins``: the reference's bins by default)."""
+    def result_row(self, psi: float, bins: int | None = None) -> tuple[Any, ...]:
+        """The result's fields in order, for statistic ``psi`` (``bins``: the reference's by
+        default): a row of :func:`~monitor.detectors.base.results_from_rows`."""
         if bins is None:
             assert self._ref_props is not None
             bins = self._ref_props.size
