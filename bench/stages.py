@@ -33,7 +33,7 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (evaluation, "summarize_numeric", "  numeric summaries (incl. sort)"),
     (evaluation, "evaluate_sorted_all", "  window detectors, numeric (KS, PSI)"),
     (KSDetector, "evaluate_sorted_batch", "    KS (all columns in one call)"),
-    (PSIDetector, "evaluate_sorted", "    PSI"),
+    (PSIDetector, "evaluate_sorted_batch", "    PSI (numeric columns in one call)"),
     (DriftTracker, "observe", "  drift tracker (correction, verdicts)"),
     (model_monitor, "drift_signals", "  signals"),
     (AlertService, "submit", "alerts (policy, outbox)"),

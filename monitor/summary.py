@@ -5,6 +5,12 @@ Numeric columns: count of present values, missing rate, mean, standard deviation
 interpolation, matching ``numpy.quantile``'s default). Categorical columns:
 counts per category code, missing rate and the share of present values whose
 category the reference never saw.
+
+The numeric statistics of a sorted window come from the compiled kernel of ``native/``
+(``monitor_native.summarize_sorted``, all columns in one call) when it is installed: the
+same bits as the numpy code here, which it replaces for a Fortran-ordered float64 window
+(the service's): numpy sums such a column pairwise, and the kernel repeats that order
+(``native/src/summary.rs``; ``tests/test_summary_native.py`` holds the two together).
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+try:  # the compiled kernel (native/, Rust): optional, numpy computes the same statistics
+    from monitor_native import summarize_sorted as _native_summarize
+except ImportError:  # pragma: no cover - depends on the install (an older build lacks it)
+    _native_summarize = None
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 
@@ -50,6 +61,14 @@ def summarize_numeric(
     """
     n_rows, n_cols = values.shape
     ordered = np.sort(values, axis=0)  # NaN sorts last
+    if (
+        _native_summarize is not None
+        and n_rows
+        and ordered.flags.f_contiguous  # numpy sums its columns pairwise: so does the kernel
+        and ordered.dtype == np.float64
+        and all(0.0 <= q <= 1.0 for q in quantiles)
+    ):
+        return _summarize_native(ordered, quantiles)
     if n_rows and n_cols and not np.isnan(ordered[-1]).any():  # no NaN in any column
         return _summarize_full(ordered, quantiles)
     present = n_rows - np.isnan(ordered).sum(axis=0)
@@ -126,6 +145,19 @@ def _summarize_full(
         for mean, std, lo, hi, qs in zip(means, stds, mins, maxs, per_column, strict=True)
     ]
     return summaries, [ordered[:, j] for j in range(n_cols)]
+
+
+def _summarize_native(
+    ordered: np.ndarray, quantiles: tuple[float, ...]
+) -> tuple[list[NumericSummary], list[np.ndarray]]:
+    """:func:`summarize_numeric` of a non-empty sorted Fortran-ordered float64 window by the
+    compiled kernel: every statistic of every column in one call, and the summaries built
+    there (a frozen dataclass's ``__init__`` costs more than its statistics), the same
+    bits as the numpy paths (:func:`_summarize_full` and the loop over missing values)."""
+    n_rows = ordered.shape[0]
+    summaries, counts = _native_summarize(ordered, tuple(quantiles), NumericSummary)
+    columns = [ordered[:, j] if n == n_rows else ordered[:n, j] for j, n in enumerate(counts)]
+    return summaries, columns
 
 
 def summarize_categorical(

@@ -26,8 +26,8 @@ as ``evaluate`` for a window that is already sorted ascending and finite, with
 no checks and no sort. :func:`evaluate_sorted` calls it when a detector has it,
 ``evaluate`` otherwise, so the protocol itself stays three methods. A class can
 also offer the classmethod ``evaluate_sorted_batch(jobs)``: ``evaluate_sorted``
-of many (detector, window) jobs in one call (KS: one call of the compiled kernel
-for all columns); :func:`evaluate_sorted_all` uses it.
+of many (detector, window) jobs in one call (KS, numeric PSI: one call of the
+compiled kernel for all columns); :func:`evaluate_sorted_all` uses it.
 
 Detectors are pure (no I/O, no clock, no global state) and deterministic given
 their constructor arguments (seeds included): a checkpoint never stores a window
@@ -39,13 +39,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from monitor.errors import DetectorError
 from monitor.signals import Severity
+
+try:  # the compiled helper (native/, Rust): optional, the dataclass builds the same objects
+    from monitor_native import new_frozen as _new_frozen
+except ImportError:  # pragma: no cover - depends on the install (an older build lacks it)
+    _new_frozen = None
 
 ColumnKind = Literal["numeric", "categorical"]
 
@@ -83,6 +88,23 @@ class DetectorResult:
             f"{self.detector}: {verdict}, statistic {self.statistic:.4g}{p}, "
             f"threshold {self.threshold:g}"
         )
+
+
+#: DetectorResult's fields, in order: what a row of :func:`results_from_rows` holds.
+RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(DetectorResult))
+
+
+def results_from_rows(rows: list[tuple[Any, ...]]) -> list[DetectorResult]:
+    """``[DetectorResult(*row) for row in rows]``, each row in field order.
+
+    A batch of an evaluation's columns (KS, PSI) ends with a result per column, and the
+    frozen dataclass's ``__init__`` costs more than a result's arithmetic: with the
+    compiled module installed (``monitor_native.new_frozen``) the objects are built there,
+    each field set as that ``__init__`` sets it (``object.__setattr__``); equal objects.
+    """
+    if _new_frozen is None:
+        return [DetectorResult(*row) for row in rows]
+    return _new_frozen(DetectorResult, RESULT_FIELDS, rows)
 
 
 @runtime_checkable
@@ -139,18 +161,26 @@ def evaluate_sorted_all(jobs: Sequence[tuple[Detector, np.ndarray]]) -> list[Det
     """``[evaluate_sorted(d, w) for d, w in jobs]``, the same results in the same order; the
     jobs of a detector class with ``evaluate_sorted_batch`` go to it in one call."""
     out: list[DetectorResult | None] = [None] * len(jobs)
-    batches: dict[type, list[int]] = {}
-    # Asked once per class (a failed hasattr costs an exception): a few classes, many jobs.
-    batched: dict[type, bool] = {}
+    batches: dict[type, list[int]] = {}  # class with a batch -> the numbers of its jobs
+    # How a class's jobs are evaluated, asked once per class (a failed hasattr costs an
+    # exception): a few classes, many jobs. Without a batch or an ``evaluate_sorted``,
+    # ``evaluate`` straight away (what evaluate_sorted would call).
+    how: dict[type, str] = {}
     for k, (detector, window) in enumerate(jobs):
         cls = type(detector)
-        has = batched.get(cls)
-        if has is None:
-            has = batched[cls] = hasattr(cls, "evaluate_sorted_batch")
-        if has:
-            batches.setdefault(cls, []).append(k)
-        else:
+        way = how.get(cls)
+        if way is None:
+            if hasattr(cls, "evaluate_sorted_batch"):
+                way, batches[cls] = "batch", []
+            else:
+                way = "sorted" if hasattr(cls, "evaluate_sorted") else "plain"
+            how[cls] = way
+        if way == "batch":
+            batches[cls].append(k)
+        elif way == "sorted":
             out[k] = evaluate_sorted(detector, window)
+        else:
+            out[k] = detector.evaluate(window)
     for cls, ks in batches.items():
         results = cls.evaluate_sorted_batch([jobs[k] for k in ks])  # type: ignore[attr-defined]
         for k, result in zip(ks, results, strict=True):

@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from scipy import special, stats
@@ -84,6 +84,7 @@ from monitor.detectors.base import (
     as_numeric,
     grade_p_value,
     not_fitted,
+    results_from_rows,
 )
 from monitor.detectors.scipy_private import outer_prob_inside
 from monitor.errors import DetectorError
@@ -230,6 +231,10 @@ def ks_statistics_sorted(references: list[np.ndarray], windows: list[np.ndarray]
     the compiled kernel for all pairs (an evaluation's columns), when it is installed."""
     if _native_statistics is None:
         return [ks_statistic_sorted_numpy(r, w) for r, w in zip(references, windows, strict=True)]
+    try:  # as they come: the pipeline's arrays are contiguous float64 already
+        return _native_statistics(references, windows)
+    except (TypeError, ValueError):
+        pass  # another dtype or layout, converted below; unsorted or NaN refused again
     try:
         return _native_statistics(
             [_float_array(r) for r in references], [_float_array(w) for w in windows]
@@ -357,10 +362,12 @@ class KSDetector(DetectorBase):
             # The ufunc on an array computes each element as on a scalar: same p-values.
             x = [_kolmogorov_argument(refs[k].size, jobs[k][1].size, stats_[k]) for k in fast]
             p_kolmogorov = dict(zip(fast, special.kolmogorov(np.array(x)).tolist(), strict=True))
-        return [
-            detector.result_from_statistic(d, int(window.size), p_kolmogorov.get(k))
-            for k, ((detector, window), d) in enumerate(zip(jobs, stats_, strict=True))
-        ]
+        return results_from_rows(
+            [
+                detector.result_row(d, int(window.size), p_kolmogorov.get(k))
+                for k, ((detector, window), d) in enumerate(zip(jobs, stats_, strict=True))
+            ]
+        )
 
     @property
     def sorted_reference(self) -> np.ndarray:
@@ -374,6 +381,11 @@ class KSDetector(DetectorBase):
     ) -> DetectorResult:
         """The result for statistic ``d`` of an ``n2``-value window (``kolmogorov_p``: the
         default p-value, when the batch has already computed it)."""
+        return DetectorResult(*self.result_row(d, n2, kolmogorov_p))
+
+    def result_row(self, d: float, n2: int, kolmogorov_p: float | None = None) -> tuple[Any, ...]:
+        """:meth:`result_from_statistic`'s fields, in order (a row of
+        :func:`~monitor.detectors.base.results_from_rows`)."""
         assert self._ref is not None
         if kolmogorov_p is not None and self.method == "kolmogorov":  # computed by the batch
             p, exact = _clip_p(kolmogorov_p), False
@@ -381,5 +393,4 @@ class KSDetector(DetectorBase):
             d, p, exact = self._p_value(self._ref.size, n2, d)
         severity = grade_p_value(p, self.alpha)
         details = {"critical_threshold": self.alpha / 10.0, "exact": float(exact)}
-        # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
-        return DetectorResult(self.name, d, p, self.alpha, severity != "ok", severity, details)
+        return (self.name, d, p, self.alpha, severity != "ok", severity, details)

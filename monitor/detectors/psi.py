@@ -8,7 +8,11 @@ default for both. Conventional grades: < 0.1 stable, 0.1-0.25 warning,
 
 Everything that depends only on the reference (bin edges, reference
 proportions) is computed once in :meth:`PSIDetector.fit`; an evaluation is one
-``np.searchsorted`` + ``np.bincount`` over the window.
+``np.searchsorted`` + ``np.bincount`` over the window. The pipeline hands the numeric
+columns sorted, all at once (:meth:`PSIDetector.evaluate_sorted_batch`): with the
+compiled kernel of ``native/`` installed (``monitor_native.psi_sorted_many``), every
+column's PSI is one call, the same bits as the Python arithmetic it replaces
+(``native/src/summary.rs``; ``tests/test_summary_native.py``).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import ClassVar
+import sys
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,6 +43,7 @@ from monitor.detectors.base import (
     check_kind,
     grade,
     not_fitted,
+    results_from_rows,
 )
 from monitor.detectors.binning import reference_bins, window_bins
 from monitor.errors import DetectorError
@@ -55,8 +62,17 @@ def binned_proportions(counts: np.ndarray, epsilon: float) -> np.ndarray:
     return props
 
 
+try:  # the compiled kernel (native/, Rust): optional, Python computes the same PSI
+    from monitor_native import psi_sorted_many as _native_psi
+except ImportError:  # pragma: no cover - depends on the install (an older build lacks it)
+    _native_psi = None
+
 #: Up to this many bins, PSI is summed with Python floats (see PSIDetector._psi_small).
 _SMALL = 32
+
+#: Whether this Python's ``sum`` of floats is compensated (Neumaier, CPython 3.12 on): the
+#: kernel adds the window's proportions as :meth:`PSIDetector._psi_small`'s ``sum`` does.
+_COMPENSATED_SUM = sys.version_info >= (3, 12)
 
 
 class PSIDetector(DetectorBase):
@@ -100,6 +116,9 @@ class PSIDetector(DetectorBase):
         self._ref_props: np.ndarray | None = None
         self._ref_log: np.ndarray | None = None
         self._small_ref: list[tuple[float, float]] = []  # (r, ln r) per bin; on first use
+        #: What the compiled kernel needs of the fitted detector: ``[epsilon, *edges, *r,
+        #: *ln r]`` (numeric, at most ``_SMALL`` bins; else None).
+        self.native_plan: np.ndarray | None = None
 
     def fit(self, reference: np.ndarray) -> None:
         """Compute bin edges (numeric) and smoothed reference proportions once."""
@@ -107,6 +126,11 @@ class PSIDetector(DetectorBase):
         self._ref_props = binned_proportions(counts, self.epsilon)
         self._ref_log = np.log(self._ref_props)
         self._small_ref = []
+        self.native_plan = None
+        if self._edges is not None and self._ref_props.size <= _SMALL:
+            self.native_plan = np.concatenate(
+                ([self.epsilon], self._edges, self._ref_props, self._ref_log)
+            )
 
     def update(self, values: np.ndarray) -> None:
         """Window test: the window passed to :meth:`evaluate` is all it needs."""
@@ -164,6 +188,32 @@ class PSIDetector(DetectorBase):
         # The counts add up to the window's size: every value is in one bin.
         return self._result_psi(self._psi_small(counts, n), len(counts))
 
+    @classmethod
+    def evaluate_sorted_batch(
+        cls, jobs: Sequence[tuple[PSIDetector, np.ndarray]]
+    ) -> list[DetectorResult]:
+        """:meth:`evaluate_sorted` of every (detector, sorted window) job: the same results,
+        the PSI of every numeric job with at most ``_SMALL`` bins from one call of the
+        compiled kernel when it is installed (an evaluation's numeric columns at once)."""
+        if _native_psi is None:
+            return [detector.evaluate_sorted(window) for detector, window in jobs]
+        plans = [detector.native_plan for detector, _ in jobs]
+        ks = [k for k, plan in enumerate(plans) if plan is not None and jobs[k][1].size]
+        try:
+            psis = _native_psi([jobs[k][1] for k in ks], [plans[k] for k in ks], _COMPENSATED_SUM)
+        except (TypeError, ValueError):  # not a contiguous float64 window: the Python path
+            return [detector.evaluate_sorted(window) for detector, window in jobs]
+        rows = [jobs[k][0].result_row(psi) for k, psi in zip(ks, psis, strict=True)]
+        if len(ks) == len(jobs):  # the usual batch: every job on the kernel
+            return results_from_rows(rows)
+        out: list[DetectorResult | None] = [None] * len(jobs)
+        for k, result in zip(ks, results_from_rows(rows), strict=True):
+            out[k] = result
+        for k, result in enumerate(out):
+            if result is None:
+                out[k] = jobs[k][0].evaluate_sorted(jobs[k][1])
+        return out  # type: ignore[return-value]  # every slot is filled above
+
     def _result(self, counts: np.ndarray) -> DetectorResult:
         assert self._ref_props is not None and self._ref_log is not None
         if counts.size <= _SMALL:
@@ -176,9 +226,15 @@ class PSIDetector(DetectorBase):
         return self._result_psi(psi, counts.size)
 
     def _result_psi(self, psi: float, bins: int) -> DetectorResult:
+        # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
+        return DetectorResult(*self.result_row(psi, bins))
+
+    def result_row(self, psi: float, bins: int | None = None) -> tuple[Any, ...]:
+        """The result's fields in order, for statistic ``psi`` (``bins``: the reference's by
+        default): a row of :func:`~monitor.detectors.base.results_from_rows`."""
+        if bins is None:
+            assert self._ref_props is not None
+            bins = self._ref_props.size
         severity = grade(psi, self.warning, self.critical)
         details = {"critical_threshold": self.critical, "bins": float(bins)}
-        # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
-        return DetectorResult(
-            self.name, psi, None, self.warning, severity != "ok", severity, details
-        )
+        return (self.name, psi, None, self.warning, severity != "ok", severity, details)

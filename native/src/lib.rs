@@ -35,6 +35,7 @@ use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 mod ks;
+mod summary;
 
 /// orjson refuses documents nesting arrays/objects deeper than this.
 const MAX_DEPTH: usize = 1024;
@@ -1115,6 +1116,7 @@ fn decode_predictions<'py>(
 fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_predictions, m)?)?;
     ks::register(m)?;
+    summary::register(m)?;
     let doc: String = m
         .getattr("decode_predictions")?
         .getattr("__doc__")?
