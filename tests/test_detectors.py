@@ -392,6 +392,10 @@ def test_build_detectors_respects_streaming_features_and_thresholds() -> None:
     [
         ({"psi": {"bins": 1}}, "psi.bins"),
         ({"psi": {"warning": 0.5}}, "critical must be >= warning"),
+        # Refused by the config, not only by the detector when the model is built (which
+        # check-config never does: it said OK and the model failed at run time).
+        ({"jensen_shannon": {"threshold": 0.5, "critical": 0.2}}, "critical must be >= thr"),
+        ({"wasserstein": {"threshold": 0.5, "critical": 0.2}}, "critical must be >= thr"),
         ({"ks": {"alpha": 1.5}}, "ks.alpha"),
         ({"persistence": 0}, "persistence"),
         ({"correction": "holm"}, "correction"),

@@ -133,6 +133,14 @@ class JensenShannonParams(_Params):
     )
     bins: int = Field(10, ge=2, description="Reference-quantile bins for numeric columns (>= 2).")
 
+    @model_validator(mode="after")
+    def _ordered(self) -> JensenShannonParams:
+        # The detector refuses it too, but only when the model is built: at run time, not
+        # in check-config.
+        if self.critical is not None and self.critical < self.threshold:
+            raise ValueError("critical must be >= threshold")
+        return self
+
 
 class WassersteinParams(_Params):
     """Wasserstein-1 distance in reference standard deviations (numeric)."""
@@ -143,6 +151,13 @@ class WassersteinParams(_Params):
     critical: float | None = Field(
         None, gt=0, description="Distance / reference std that is critical; default 2 * threshold."
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WassersteinParams:
+        # critical below threshold would make every warning critical: a typo, not a choice.
+        if self.critical is not None and self.critical < self.threshold:
+            raise ValueError("critical must be >= threshold")
+        return self
 
 
 class ADWINParams(_Params):
