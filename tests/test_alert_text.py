@@ -89,8 +89,10 @@ async def _deliver_one(tmp_path: Path, version: str, window: float) -> dict[str,
 async def test_p_value_against_alpha_and_statistic_against_threshold_everywhere(tmp_path):
     got = await _deliver_one(tmp_path, "v1", 600.0)
     slack_text = json.dumps(got["slack"], ensure_ascii=False)
-    assert "p=3.2e-09 < alpha 1e-05 (ks statistic 0.275)" in slack_text
-    assert "psi 0.31 > threshold 0.2" in slack_text
+    # Escaped as Slack requires (it shows &lt; as "<"): raw, "< alpha ... 0.31 >" is a link.
+    assert "p=3.2e-09 &lt; alpha 1e-05 (ks statistic 0.275)" in slack_text
+    assert "psi 0.31 &gt; threshold 0.2" in slack_text
+    assert "<" not in slack_text and ">" not in slack_text
     assert "0.275 vs threshold 1e-05" not in slack_text  # the old, meaningless comparison
     details = got["pd"]["payload"]["custom_details"]["signals"]
     ks = next(s for s in details if s["subject"] == "monthly_spend")

@@ -60,8 +60,9 @@ def _says(s: SignalEvidence) -> str:
     the drift it explains folded in, :mod:`monitor.explain`), then the comparison."""
     message = s.details.get("message")
     if s.kind == "data_quality" and isinstance(message, str) and message:
-        return f"{_code(message[:600])} ({s.comparison()})"
-    return s.comparison()
+        return f"{_code(message[:600])} ({mrkdwn_escape(s.comparison())})"
+    # Escaped too: Slack reads "p < alpha ... x > y" as the link "< alpha ... x >".
+    return mrkdwn_escape(s.comparison())
 
 
 def slack_message(notification: Notification) -> dict[str, Any]:
@@ -75,7 +76,8 @@ def slack_message(notification: Notification) -> dict[str, Any]:
     if len(n.signals) > MAX_SIGNALS_SHOWN:
         lines.append(f"… and {len(n.signals) - MAX_SIGNALS_SHOWN} more")
     for s in n.cleared[:MAX_SIGNALS_SHOWN]:
-        lines.append(f"• cleared: *{s.kind}* `{_code(s.subject)}`{_where(s)}: {s.comparison()}")
+        said = mrkdwn_escape(s.comparison())
+        lines.append(f"• cleared: *{s.kind}* `{_code(s.subject)}`{_where(s)}: {said}")
     if len(n.cleared) > MAX_SIGNALS_SHOWN:
         lines.append(f"… and {len(n.cleared) - MAX_SIGNALS_SHOWN} more cleared")
     blocks: list[dict[str, Any]] = [
