@@ -150,6 +150,13 @@ class UndecodableBatchError(SourceError):
         super().__init__(message)
 
 
+class GroupRefusedError(SourceError):
+    """The broker refused this instance a place in its consumer group, or the group's
+    topics, for good: a setting it rejects (``session_timeout_ms`` outside its bounds), an
+    ACL, another member with another assignment protocol. Retrying cannot help; the
+    message names the setting or permission to fix."""
+
+
 class ServiceStateError(MonitorError, RuntimeError):
     """A component was used outside its lifecycle, e.g. after ``stop()``."""
 

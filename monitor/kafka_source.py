@@ -37,23 +37,46 @@ from aiokafka.conn import create_conn
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import (
     AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    InconsistentGroupProtocolError,
+    InvalidGroupIdError,
+    InvalidSessionTimeoutError,
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
     SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
     UnsupportedCodecError,
 )
 
 from monitor.config import KafkaConfig
-from monitor.errors import ServiceStateError, SourceError, UndecodableBatchError
+from monitor.errors import (
+    GroupRefusedError,
+    ServiceStateError,
+    SourceError,
+    UndecodableBatchError,
+)
 from monitor.events import MessageBatch, Rejected
 from monitor.tls import client_ssl_context
 
 log = logging.getLogger("monitor.kafka")
 
 TP = tuple[str, int]
+
+#: Errors of a poll that retrying cannot cure (aiokafka marks them not retriable, and the
+#: group coordinator stops trying to join after them): the consumer would sit without
+#: partitions for ever, healthy to every probe.
+_REFUSALS = (
+    InvalidSessionTimeoutError,
+    InvalidGroupIdError,
+    InconsistentGroupProtocolError,
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
 # Fields of aiokafka's ConsumerRecord (its public API).
 _VALUE = attrgetter("value")
 _TIMESTAMP = attrgetter("timestamp")
@@ -322,6 +345,30 @@ class KafkaSource:
             raise ServiceStateError("KafkaSource is not started")
         return self._consumer
 
+    def _refusal(self, exc: KafkaError) -> str:
+        """What a refusal that retrying cannot cure means here, and what to change."""
+        c = self.config
+        name = type(exc).__name__
+        if isinstance(exc, InvalidSessionTimeoutError):
+            why = (
+                f"kafka.session_timeout_ms ({c.session_timeout_ms}) is outside the broker's "
+                "group.min.session.timeout.ms .. group.max.session.timeout.ms (6000 .. "
+                "1800000 by default)"
+            )
+        elif isinstance(exc, InconsistentGroupProtocolError):
+            why = (
+                f"another member of group {c.group_id!r} uses another partition assignment "
+                "protocol: give this service a group_id of its own"
+            )
+        elif isinstance(exc, InvalidGroupIdError):
+            why = f"the broker refuses the group id {c.group_id!r}"
+        else:  # an authorization failure
+            why = (
+                f"this principal may not read group {c.group_id!r} or its topics: grant "
+                "READ on the group and the topics (Kafka ACLs)"
+            )
+        return f"the broker refused this instance in consumer group {c.group_id!r} ({name}): {why}"
+
     async def poll(self) -> MessageBatch:
         """One ``getmany()``: the records of every partition, each partition in order.
 
@@ -334,6 +381,8 @@ class KafkaSource:
             )
         except UnsupportedCodecError as exc:
             raise undecodable_batch_error(exc) from exc
+        except _REFUSALS as exc:
+            raise GroupRefusedError(self._refusal(exc)) from exc
         except KafkaError as exc:
             raise SourceError(f"poll failed: {exc}") from exc
         out = MessageBatch()

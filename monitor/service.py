@@ -90,6 +90,7 @@ from monitor.config import MonitorConfig, ResolvedModel, resolve_model
 from monitor.detectors import ks
 from monitor.errors import (
     ConfigError,
+    GroupRefusedError,
     MonitorError,
     ReferenceError_,
     ReferenceMismatch,
@@ -576,6 +577,12 @@ class MonitorService:
                     continue
                 try:
                     messages = await self.source.poll()
+                except GroupRefusedError as exc:
+                    # Not retried: nothing would change until the setting or ACL does. The
+                    # process ends (exit 1) with the reason, rather than sit without
+                    # partitions while /healthz says 200.
+                    log.error("%s; stopping", exc)
+                    raise
                 except SourceError as exc:
                     self._poll_failed(exc)
                     await self._sleep(1.0)
