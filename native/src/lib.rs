@@ -3,7 +3,12 @@
 //! The one entry point is [`decode_predictions`]; its doc comment is the contract (it is
 //! also the Python docstring of the function and, prefixed, of the module).
 //!
-//! How it stays exact (every "simple" event must decode to exactly what
+//! Two decoders decide and decode the same: `decode_predictions` runs the single-pass
+//! scanner of `scan.rs` (issue 19: about a third faster per event); the serde_json
+//! decoder below it replaced stays as `decode_predictions_serde`, the reference that
+//! `tests/test_native_scan.py` holds the scanner to. `scan.rs` says why they agree.
+//!
+//! How the serde_json decoder stays exact (every "simple" event must decode to exactly what
 //! `orjson.loads` + the caller's Python path would give):
 //!
 //! * The whole message is UTF-8-validated first (`std::str::from_utf8`, which also
@@ -66,6 +71,11 @@ struct ModelSchema {
     n_num: usize,
     /// Numeric names then categorical names (slot order).
     names: Vec<String>,
+    /// Per name: its JSON string form is its own bytes (no `"`, `\` or control character),
+    /// so the scanner can compare a key with it in place.
+    plain: Vec<bool>,
+    /// Per name: `scan::key_word` of it.
+    key_words: Vec<(u64, u64)>,
     index: HashMap<String, usize>,
 }
 
@@ -125,12 +135,19 @@ impl Schemas {
                 }
             }
             width = width.max(names.len());
+            let plain = names
+                .iter()
+                .map(|f| !f.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\'))
+                .collect();
+            let key_words = names.iter().map(|f| scan::key_word(f)).collect();
             index.insert(name.clone(), models.len());
             models.push(ModelSchema {
                 key: key.unbind(),
                 name,
                 n_num,
                 names,
+                plain,
+                key_words,
                 index: fidx,
             });
         }
@@ -675,20 +692,28 @@ const K_TIMESTAMP: u8 = 8;
 const K_PREDICTION: u8 = 16;
 const K_FEATURES: u8 = 32;
 
+/// A numeric timestamp (see [`MILLIS_FROM`]) -> epoch seconds; None when out of range.
+#[inline]
+fn timestamp_number(n: Option<Num>) -> Option<f64> {
+    match n {
+        // Both exact doubles (below 2^53): one correctly rounded division, as Python's
+        // int / int and float / float.
+        Some(Num::Int(i)) if (0..MILLIS_FROM).contains(&i) => Some(i as f64),
+        Some(Num::Int(i)) if (MILLIS_FROM..MILLIS_UNTIL).contains(&i) => Some(i as f64 / 1000.0),
+        Some(Num::Float(v)) if (0.0..MILLIS_FROM as f64).contains(&v) => Some(v),
+        Some(Num::Float(v)) if (MILLIS_FROM as f64..MILLIS_UNTIL as f64).contains(&v) => {
+            Some(v / 1000.0)
+        }
+        _ => None,
+    }
+}
+
 fn timestamp_value<E: de::Error>(raw: &str) -> Result<f64, E> {
     match raw.as_bytes()[0] {
         b'n' => Ok(f64::NAN),
-        b'-' | b'0'..=b'9' => match parse_number(raw) {
-            // Both exact doubles (below 2^53): one correctly rounded division, as Python's
-            // int / int and float / float.
-            Some(Num::Int(i)) if (0..MILLIS_FROM).contains(&i) => Ok(i as f64),
-            Some(Num::Int(i)) if (MILLIS_FROM..MILLIS_UNTIL).contains(&i) => Ok(i as f64 / 1000.0),
-            Some(Num::Float(v)) if (0.0..MILLIS_FROM as f64).contains(&v) => Ok(v),
-            Some(Num::Float(v)) if (MILLIS_FROM as f64..MILLIS_UNTIL as f64).contains(&v) => {
-                Ok(v / 1000.0)
-            }
-            _ => Err(fail("timestamp out of range")),
-        },
+        b'-' | b'0'..=b'9' => {
+            timestamp_number(parse_number(raw)).ok_or_else(|| fail("timestamp out of range"))
+        }
         b'"' => parse_iso_timestamp(&raw_str(raw)?).ok_or_else(|| fail("timestamp format")),
         _ => Err(fail("timestamp type")),
     }
@@ -836,8 +861,9 @@ fn parse_simple<'a>(
     Ok(parsed)
 }
 
-/// The simple event of model `.0`, or None: the message goes to Python.
-fn decode_message<'a>(
+/// The simple event of model `.0`, or None: the message goes to Python. The reference
+/// decoder (serde_json); `scan::decode_message` decides and decodes the same, faster.
+fn decode_message_serde<'a>(
     bytes: &'a [u8],
     schemas: &Schemas,
     scratch: &mut Scratch<'a>,
@@ -867,25 +893,30 @@ struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
-    fn new(first: usize, n_cat: usize) -> Self {
+    /// A group with room for `rows` events (growing past that as needed).
+    fn new(first: usize, n_num: usize, n_cat: usize, rows: usize) -> Self {
         Group {
             first,
-            rows: Vec::new(),
-            ids: Vec::new(),
-            versions: Vec::new(),
-            ts: Vec::new(),
-            preds: Vec::new(),
-            num: Vec::new(),
-            cats: (0..n_cat).map(|_| Vec::new()).collect(),
+            rows: Vec::with_capacity(rows),
+            ids: Vec::with_capacity(rows),
+            versions: Vec::with_capacity(rows),
+            ts: Vec::with_capacity(rows),
+            preds: Vec::with_capacity(rows),
+            num: Vec::with_capacity(rows * n_num),
+            cats: (0..n_cat).map(|_| Vec::with_capacity(rows)).collect(),
             unknown: 0,
         }
     }
 }
 
+/// One message's decoder: `scan::decode_message` or `decode_message_serde`.
+type DecodeMessage = for<'a> fn(&'a [u8], &Schemas, &mut Scratch<'a>) -> Option<(usize, Row<'a>)>;
+
 /// (fallback indices, (model index, group) in order of first message).
 fn decode_batch<'a>(
     values: &[&'a [u8]],
     schemas: &Schemas,
+    decode_message: DecodeMessage,
 ) -> (Vec<usize>, Vec<(usize, Group<'a>)>) {
     let mut scratch = Scratch::new(schemas.width);
     let mut groups: Vec<Option<Group<'a>>> = (0..schemas.models.len()).map(|_| None).collect();
@@ -895,7 +926,12 @@ fn decode_batch<'a>(
             Some((idx, row)) => {
                 let schema = &schemas.models[idx];
                 let nn = schema.n_num;
-                let g = groups[idx].get_or_insert_with(|| Group::new(i, schema.names.len() - nn));
+                let g = groups[idx].get_or_insert_with(|| {
+                    // Room for the rest of the batch when it is one model's (the usual
+                    // case); an equal share of it otherwise.
+                    let rows = (values.len() - i) / schemas.models.len();
+                    Group::new(i, nn, schema.names.len() - nn, rows)
+                });
                 g.rows.push(i);
                 g.ids.push(row.event_id);
                 g.versions.push(row.version);
@@ -1085,6 +1121,48 @@ fn decode_predictions<'py>(
     schemas: &Bound<'py, PyDict>,
     max_event_id_chars: i64,
 ) -> PyResult<Bound<'py, PyTuple>> {
+    decode_with(
+        py,
+        values,
+        schemas,
+        max_event_id_chars,
+        scan::decode_message,
+    )
+}
+
+/// decode_predictions_serde(values, schemas, max_event_id_chars, /)
+/// --
+///
+/// :func:`decode_predictions` by the serde_json decoder it replaced (the reference of
+/// the scanner in ``tests/test_native_scan.py`` and in ``bench.decode_path``): the same
+/// contract, the same result for every input, slower.
+#[pyfunction]
+#[pyo3(signature = (values, schemas, max_event_id_chars, /))]
+fn decode_predictions_serde<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyList>,
+    schemas: &Bound<'py, PyDict>,
+    max_event_id_chars: i64,
+) -> PyResult<Bound<'py, PyTuple>> {
+    decode_with(
+        py,
+        values,
+        schemas,
+        max_event_id_chars,
+        decode_message_serde,
+    )
+}
+
+// The single-pass scanner behind `decode_predictions`.
+mod scan;
+
+fn decode_with<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyList>,
+    schemas: &Bound<'py, PyDict>,
+    max_event_id_chars: i64,
+    decode_message: DecodeMessage,
+) -> PyResult<Bound<'py, PyTuple>> {
     let schemas = Schemas::from_py(schemas, max_event_id_chars)?;
     // The list keeps every bytes object alive while we hold it; bytes are immutable.
     let items: Vec<Bound<'py, PyBytes>> = values
@@ -1096,7 +1174,7 @@ fn decode_predictions<'py>(
         .collect::<PyResult<_>>()?;
     let slices: Vec<&[u8]> = items.iter().map(|b| b.as_bytes()).collect();
 
-    let (fallback, groups) = py.detach(|| decode_batch(&slices, &schemas));
+    let (fallback, groups) = py.detach(|| decode_batch(&slices, &schemas, decode_message));
 
     let groups_py = groups
         .iter()
@@ -1113,6 +1191,7 @@ fn decode_predictions<'py>(
 
 #[pymodule]
 fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(decode_predictions_serde, m)?)?;
     m.add_function(wrap_pyfunction!(decode_predictions, m)?)?;
     ks::register(m)?;
     let doc: String = m
