@@ -114,11 +114,10 @@ fn unescape(raw: &str) -> Option<String> {
     Some(out)
 }
 
-/// Code points of `value`, the value of `raw` (its length when the message is ASCII
-/// and `raw` has no escape, which could stand for any code point).
+/// Code points of a string value.
 #[inline]
-fn chars(raw: RawStr<'_>, value: &str, ascii: bool) -> usize {
-    if ascii && !raw.escaped {
+fn chars(value: &str) -> usize {
+    if value.is_ascii() {
         value.len()
     } else {
         value.chars().count()
@@ -699,7 +698,6 @@ pub(crate) fn decode_message<'a>(
     scratch: &mut Scratch<'a>,
 ) -> Option<(usize, Row<'a>)> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let ascii = text.is_ascii();
     let mut cur = Cursor {
         text,
         b: bytes,
@@ -808,21 +806,20 @@ pub(crate) fn decode_message<'a>(
         features = Some(again.features(&schemas.models[idx], scratch)?);
     }
     let unknown = features?;
-    let (raw_id, raw_model) = (event_id?, model);
-    let event_id = raw_id.value()?;
-    let nid = chars(raw_id, &event_id, ascii);
+    let event_id = event_id?.value()?;
+    let nid = chars(&event_id);
     if nid == 0 || nid > schemas.max_id_chars {
         return None;
     }
-    let model = raw_model.value()?;
-    let nm = chars(raw_model, &model, ascii);
+    let model = model.value()?;
+    let nm = chars(&model);
     if nm == 0 || nm > MAX_MODEL_CHARS {
         return None;
     }
     let version = match version {
         Some(v) => {
             let value = v.value()?;
-            if chars(v, &value, ascii) > MAX_VERSION_CHARS {
+            if chars(&value) > MAX_VERSION_CHARS {
                 return None;
             }
             Some(value)
