@@ -1022,6 +1022,37 @@ mod tests {
         }
     }
 
+    /// The interner's tags tell apart any two different strings of at most 16 bytes.
+    #[test]
+    fn tags_are_exact_up_to_16_bytes() {
+        let mut seen = std::collections::HashMap::new();
+        let alphabet = ["a", "b", "\u{e9}"];
+        let mut words: Vec<String> = vec![String::new()];
+        for _ in 0..8 {
+            let longer: Vec<String> = words
+                .iter()
+                .flat_map(|w| alphabet.iter().map(move |c| format!("{w}{c}")))
+                .filter(|w| w.len() <= 16)
+                .collect();
+            words.extend(longer);
+            words.sort();
+            words.dedup();
+        }
+        // Strings of 9..=16 bytes that differ only in the middle.
+        for k in 0..256u32 {
+            words.push(format!("ab{:08b}cd", k));
+            words.push(format!("x{:015b}", k));
+        }
+        words.sort();
+        words.dedup();
+        for w in &words {
+            if let Some(other) = seen.insert(crate::tag(w), w.clone()) {
+                panic!("{w:?} and {other:?} share a tag");
+            }
+        }
+        assert!(words.len() > 3000);
+    }
+
     #[test]
     fn specials_finds_the_first() {
         for (s, at) in [
