@@ -991,8 +991,10 @@ fn decode_batch<'a>(
 
 /// A string's length and two windows of its bytes that together cover all of them when
 /// it is at most 16 bytes long: then equal tags mean equal strings.
+type Tag = (usize, u64, u64);
+
 #[inline]
-fn tag(s: &str) -> (usize, u64, u64) {
+fn tag(s: &str) -> Tag {
     let b = s.as_bytes();
     let n = b.len();
     let (x, y) = if n >= 8 {
@@ -1022,7 +1024,7 @@ fn tag(s: &str) -> (usize, u64, u64) {
 /// they are short), the rest through a hash map.
 struct Interner<'py, 'x> {
     py: Python<'py>,
-    few: Vec<((usize, u64, u64), &'x str, Bound<'py, PyAny>)>,
+    few: Vec<(Tag, &'x str, Bound<'py, PyAny>)>,
     map: HashMap<&'x str, Bound<'py, PyAny>>,
 }
 
