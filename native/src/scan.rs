@@ -210,7 +210,7 @@ impl<'a> Cursor<'a> {
 
     /// The number at the cursor, as `parse_number` gives it (None: bad grammar, or a
     /// double that overflows).
-    #[inline]
+    #[inline(always)]
     fn number(&mut self) -> Option<Num> {
         let b = self.b;
         let start = self.i;
