@@ -12,13 +12,20 @@ with the model's schema settled (the compiled decoder when installed), and a bar
 in this one process (issue 19): the scanner (``decode_predictions``) and the serde_json
 decoder it replaced (``decode_predictions_serde``), alternating, ROUNDS rounds of best-of-
 ``--repeat`` CPU times each, for the bare call and for records -> decoded columns; it prints
-medians and ranges.
+medians and ranges. ``--against-build DIR --rounds ROUNDS`` compares this checkout's
+``monitor_native`` with another build of it installed in DIR (``pip install --target DIR
+<old>/native``): ROUNDS pairs of runs of this module in subprocesses, alternating, the same
+Python code and packages, only the compiled module differs; CPU times.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 import types
 from collections.abc import Callable
@@ -113,18 +120,59 @@ def against_serde(recs: list[Any], schemas: Any, repeat_: int, rounds: int) -> d
     return out
 
 
+def against_build(build: str, rounds: int, passed: list[str]) -> dict[str, list[float]]:
+    """This module's figures with the other build first on the path, then with this
+    checkout's, alternating, ``rounds`` times: {measure (build): [us per round]}."""
+    out: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for name, prefix in (("other", [build]), ("this", [])):
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join([*prefix, *sys.path[:1], env.get("PYTHONPATH", "")])
+            cmd = [sys.executable, "-m", "bench.decode_path", "--cpu-json", *passed]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            for measure, us in json.loads(done.stdout.splitlines()[-1]).items():
+                out.setdefault(f"{measure} ({name})", []).append(us)
+    print(f"{rounds} rounds alternating, other build: {build}; CPU us/event, median (range)")
+    for name, xs in sorted(out.items()):
+        print(f"  {name:44s} {statistics.median(xs):6.3f} ({min(xs):.3f} to {max(xs):.3f})")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=60)
     parser.add_argument("--against-serde", type=int, default=0, metavar="ROUNDS")
+    parser.add_argument("--against-build", metavar="DIR")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cpu-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     n, r = args.events, args.repeat
+    if args.against_build:
+        passed = ["--events", str(n), "--repeat", str(r)]
+        compared = against_build(args.against_build, args.rounds, passed)
+        return {k: statistics.median(v) for k, v in compared.items()}
     recs = records(n)
     schemas = {"m00": (tuple(f"f{j:02d}" for j in range(20)), ("c0", "c1"))}
     if args.against_serde:
         compared = against_serde(recs, schemas, r, args.against_serde)
         return {k: statistics.median(v) for k, v in compared.items()}
+    if args.cpu_json:  # one side of --against-build
+        import monitor_native
+
+        values = [rec.value for rec in recs]
+        decoder = Decoder(max_message_bytes=1_000_000)
+        decoder.decode(as_messages(recs[:1]))
+        clock = time.process_time
+        call = monitor_native.decode_predictions
+        figures = {
+            "decode_predictions": best_us(lambda: call(values, schemas, 256), n, r, clock),
+            "records -> decoded, columns": best_us(
+                lambda: decoder.decode(as_batch(recs), schemas), n, r, clock
+            ),
+        }
+        print(json.dumps(figures))
+        return figures
     values = [rec.value for rec in recs]
     decoder = Decoder(max_message_bytes=1_000_000)
     decoder.decode(as_messages(recs[:1]))  # the model's verdict, as after the first batch
