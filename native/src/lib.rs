@@ -66,8 +66,6 @@ fn fail<E: de::Error>(why: &'static str) -> E {
 
 /// Column of a feature: numeric column j is slot j, categorical column j is slot nn + j.
 struct ModelSchema {
-    /// The key object of the caller's `schemas` dict (returned as the group's model).
-    key: Py<PyString>,
     name: String,
     n_num: usize,
     /// Numeric names then categorical names (slot order).
@@ -111,10 +109,14 @@ impl Schemas {
         }
     }
 
-    fn from_py(schemas: &Bound<'_, PyDict>, max_id_chars: i64) -> PyResult<Schemas> {
-        let mut models = Vec::with_capacity(schemas.len());
-        let mut index = HashMap::with_capacity(schemas.len());
-        let mut width = 0;
+    /// The schemas, and the key objects of the caller's dict in model order (each group
+    /// returns its model's own key object).
+    fn from_py<'py>(
+        schemas: &Bound<'py, PyDict>,
+        max_id_chars: i64,
+    ) -> PyResult<(Schemas, Vec<Bound<'py, PyString>>)> {
+        let mut entries = Vec::with_capacity(schemas.len());
+        let mut keys = Vec::with_capacity(schemas.len());
         for (k, v) in schemas.iter() {
             let key = k
                 .cast_into::<PyString>()
@@ -125,14 +127,30 @@ impl Schemas {
                     "schemas[{name:?}] must be (list[str], list[str]): {e}"
                 ))
             })?;
+            keys.push(key);
+            entries.push((name, numeric, categorical));
+        }
+        let schemas = Schemas::new(entries, max_id_chars).map_err(PyValueError::new_err)?;
+        Ok((schemas, keys))
+    }
+
+    /// From (model name, numeric names, categorical names) per model.
+    fn new(
+        entries: Vec<(String, Vec<String>, Vec<String>)>,
+        max_id_chars: i64,
+    ) -> Result<Schemas, String> {
+        let mut models = Vec::with_capacity(entries.len());
+        let mut index = HashMap::with_capacity(entries.len());
+        let mut width = 0;
+        for (name, numeric, categorical) in entries {
             let n_num = numeric.len();
             let names: Vec<String> = numeric.into_iter().chain(categorical).collect();
             let mut fidx = HashMap::with_capacity(names.len());
             for (slot, f) in names.iter().enumerate() {
                 if fidx.insert(f.clone(), slot).is_some() {
-                    return Err(PyValueError::new_err(format!(
+                    return Err(format!(
                         "schemas[{name:?}]: feature {f:?} is listed more than once"
-                    )));
+                    ));
                 }
             }
             width = width.max(names.len());
@@ -143,7 +161,6 @@ impl Schemas {
             let key_words = names.iter().map(|f| scan::key_word(f)).collect();
             index.insert(name.clone(), models.len());
             models.push(ModelSchema {
-                key: key.unbind(),
                 name,
                 n_num,
                 names,
@@ -1089,6 +1106,7 @@ fn group_to_py<'py>(
     py: Python<'py>,
     g: &Group<'_>,
     schema: &ModelSchema,
+    key: &Bound<'py, PyString>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let n = g.rows.len();
     let nn = schema.n_num;
@@ -1113,7 +1131,7 @@ fn group_to_py<'py>(
         })
         .collect::<PyResult<Vec<_>>>()?;
     let items: Vec<Bound<'py, PyAny>> = vec![
-        schema.key.bind(py).clone().into_any(),
+        key.clone().into_any(),
         PyList::new(py, &g.rows)?.into_any(),
         PyList::new(py, g.ids.iter().map(|s| PyString::new(py, s)))?.into_any(),
         PyList::new(py, g.versions.iter().map(|v| versions.opt(v)))?.into_any(),
@@ -1231,7 +1249,7 @@ fn decode_with<'py>(
     max_event_id_chars: i64,
     decode_message: DecodeMessage,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let schemas = Schemas::from_py(schemas, max_event_id_chars)?;
+    let (schemas, keys) = Schemas::from_py(schemas, max_event_id_chars)?;
     // The list keeps every bytes object alive while we hold it; bytes are immutable.
     let items: Vec<Bound<'py, PyBytes>> = values
         .iter()
@@ -1246,7 +1264,7 @@ fn decode_with<'py>(
 
     let groups_py = groups
         .iter()
-        .map(|(idx, g)| group_to_py(py, g, &schemas.models[*idx]))
+        .map(|(idx, g)| group_to_py(py, g, &schemas.models[*idx], &keys[*idx]))
         .collect::<PyResult<Vec<_>>>()?;
     for (_, g) in groups {
         give_num(g.num);

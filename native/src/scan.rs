@@ -1022,6 +1022,155 @@ mod tests {
         }
     }
 
+    fn schemas() -> Schemas {
+        let entry = |name: &str, num: &[&str], cat: &[&str]| {
+            let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
+            (name.to_string(), v(num), v(cat))
+        };
+        Schemas::new(
+            vec![
+                entry("m0", &["f0", "f1", "f2"], &["c0", "c1"]),
+                entry(
+                    "m\u{e9}",
+                    &["\u{e9}", "a_much_longer_name", "q\"t", "b\\s"],
+                    &["t\t"],
+                ),
+                entry("m1", &[], &["c0"]),
+            ],
+            12,
+        )
+        .unwrap()
+    }
+
+    /// One message's outcome, written out exactly (floats as bits).
+    fn outcome(decode: crate::DecodeMessage, msg: &[u8], schemas: &Schemas) -> String {
+        let mut scratch = Scratch::new(schemas.width);
+        let Some((idx, row)) = decode(msg, schemas, &mut scratch) else {
+            return "not simple".to_string();
+        };
+        let m = &schemas.models[idx];
+        let pred = match row.pred {
+            Pred::Int(i) => format!("int {i}"),
+            Pred::Float(v) => format!("float {:x}", v.to_bits()),
+            Pred::Str(s) => format!("str {s:?}"),
+            Pred::Bool(b) => format!("bool {b}"),
+        };
+        let num: Vec<String> = scratch.num[..m.n_num]
+            .iter()
+            .map(|v| format!("{:x}", if v.is_nan() { 0 } else { v.to_bits() }))
+            .collect();
+        format!(
+            "{idx} {:?} {:?} {:x} {pred} {} {num:?} {:?}",
+            row.event_id,
+            row.version,
+            row.ts.to_bits(),
+            row.unknown,
+            &scratch.cat[..m.names.len() - m.n_num],
+        )
+    }
+
+    /// The scanner and the serde_json decoder agree on every message below: listed
+    /// hostile ones, every prefix of some valid ones, and single-byte damage of them at
+    /// every position.
+    #[test]
+    fn scanner_agrees_with_serde_json() {
+        let schemas = schemas();
+        let valid: Vec<String> = vec![
+            r#"{"event_id":"e1","model":"m0","model_version":"v1","timestamp":"2026-11-01T00:00:00.123Z","features":{"f0":41.0756,"f1":-0.5,"f2":12345678.87654321,"c0":"low","c1":null},"prediction":0.731}"#.into(),
+            r#" { "features" : { "c1" : "x" , "f2" : -0 , "zz" : [ 1 , { "a" : null } ] } , "model" : "m0" , "event_id" : "\u00e9\ud83d\ude00" , "timestamp" : 1790000000123 , "prediction" : "yes" , "extra" : [ ] } "#.into(),
+            "{\"event_id\":\"x\",\"model\":\"m\u{e9}\",\"features\":{\"\u{e9}\":1e5,\"a_much_longer_name\":2,\"q\\\"t\":3.5,\"b\\\\s\":null,\"t\\t\":\"v\"},\"prediction\":true}".into(),
+            r#"{"event_id":"e","model":"m1","features":{"c0":"a\nb"},"prediction":-9223372036854775808,"timestamp":null,"model_version":null}"#.into(),
+        ];
+        let mut messages: Vec<Vec<u8>> = vec![];
+        let hostile: &[&[u8]] = &[
+            b"", b"{}", b"null", b"[]", b"\xef\xbb\xbf{}", b"{\"model\":\"m0\"}",
+            br#"{"event_id":"e","model":"m0","features":{},"prediction":1e400}"#,
+            br#"{"event_id":"e","model":"m0","features":{},"prediction":NaN}"#,
+            br#"{"event_id":"e","model":"m0","features":{},"prediction":1,"x":"\udc00"}"#,
+            br#"{"event_id":"e","model":"m0","features":{},"prediction":1,"x":"\ud800\u0041"}"#,
+            br#"{"event_id":"e","model":"m0","features":{"f0":1,"f\u0030":2},"prediction":1}"#,
+            br#"{"event_id":"e","model":"m0","features":{"x":1,"x":2},"prediction":1}"#,
+            br#"{"event_id":"e","model":"m0","features":{},"prediction":1,"a":1,"\u0061":2}"#,
+            br#"{"event_id":"e","model":"m0","features":{"f0":01},"prediction":1}"#,
+            br#"{"event_id":"e","model":"m0","features":{"f0":1.},"prediction":1}"#,
+            br#"{"event_id":"e","model":"m0","features":{"f0":18446744073709551616},"prediction":1}"#,
+            br#"{"event_id":"e","model":"m0","features":{"f0":-0.0,"f1":-0},"prediction":1}"#,
+            br#"{"event_id":"0123456789abc","model":"m0","features":{},"prediction":1}"#,
+            br#"{"event_id":"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9","model":"m0","features":{},"prediction":1}"#,
+        ];
+        messages.extend(hostile.iter().map(|m| m.to_vec()));
+        for depth in [1022, 1023, 1024] {
+            let nest = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            for at in ["\"x\":", "\"features\":{\"x\":"] {
+                let close = if at.contains("features") { "}" } else { "" };
+                messages.push(
+                    format!(
+                        r#"{{"event_id":"e","model":"m0","prediction":1,{at}{nest}{close}{}}}"#,
+                        if close.is_empty() {
+                            r#","features":{}"#
+                        } else {
+                            ""
+                        }
+                    )
+                    .into_bytes(),
+                );
+            }
+        }
+        let damage: &[&[u8]] = &[
+            b"\"",
+            b"\\",
+            b"{",
+            b"}",
+            b"[",
+            b",",
+            b":",
+            b"0",
+            b"9",
+            b"-",
+            b".",
+            b"e",
+            b" ",
+            b"\x00",
+            b"\x1f",
+            b"\xff",
+            b"\xc3",
+            b"\xed\xa0\x80",
+            b"\\u",
+            b"n",
+        ];
+        for v in &valid {
+            let v = v.as_bytes();
+            for i in 0..=v.len() {
+                messages.push(v[..i].to_vec());
+                for d in damage {
+                    let mut replaced = v[..i].to_vec();
+                    replaced.extend_from_slice(d);
+                    messages.push([&replaced[..], v.get(i + 1..).unwrap_or(&[])].concat());
+                    messages.push([&replaced[..], v.get(i..).unwrap_or(&[])].concat());
+                }
+            }
+        }
+        let (mut simple, mut not) = (0, 0);
+        for m in &messages {
+            let new = outcome(decode_message, m, &schemas);
+            let old = outcome(crate::decode_message_serde, m, &schemas);
+            assert_eq!(new, old, "{:?}", String::from_utf8_lossy(m));
+            if new == "not simple" {
+                not += 1;
+            } else {
+                simple += 1;
+            }
+        }
+        for v in &valid {
+            assert_ne!(
+                outcome(decode_message, v.as_bytes(), &schemas),
+                "not simple",
+                "{v}"
+            );
+        }
+        assert!(simple > 1_000 && not > 10_000, "{simple} {not}");
+    }
+
     /// The interner's tags tell apart any two different strings of at most 16 bytes.
     #[test]
     fn tags_are_exact_up_to_16_bytes() {
