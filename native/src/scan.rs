@@ -30,8 +30,9 @@
 //! digits, the same arithmetic fused into the scan, falling back to `parse_number`
 //! wherever its Clinger path does not apply), `parse_iso_timestamp`,
 //! `timestamp_number`. `tests/test_native_scan.py` holds the two decoders to each
-//! other on generated and hostile messages; the `tests` module below holds the fused
-//! number scan to `parse_number`.
+//! other on generated and hostile messages, and so does the `tests` module below (listed
+//! hostile messages, every prefix and single-byte damage of valid ones), which also holds
+//! the fused number scan to `parse_number`.
 
 use std::borrow::Cow;
 
