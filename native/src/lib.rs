@@ -934,9 +934,10 @@ thread_local! {
     static NUM_POOL: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// At most this many buffers, of at most this many values each, are kept.
+/// At most this many buffers, of at most this many values each (8 MB), are kept: at most
+/// 32 MB per decoding thread, 0.8 MB for the usual batch of one model.
 const NUM_POOL_BUFFERS: usize = 4;
-const NUM_POOL_VALUES: usize = 1 << 22;
+const NUM_POOL_VALUES: usize = 1 << 20;
 
 /// An empty buffer with room for `n` values, from the pool when it has one.
 fn take_num(n: usize) -> Vec<f64> {
