@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.alerting.config import AlertRule
-from monitor.alerting.policy import ModelAlertState, _decide_groups, decide
+from monitor.alerting.policy import ModelAlertState, Pacing, _decide_groups, decide
 from monitor.config import ValidationConfig
 from monitor.detectors.base import DetectorResult
 from monitor.drift import _strength, headline
@@ -281,7 +281,10 @@ def test_alert_decisions_are_main_s_when_nothing_is_open(
         now = context.evaluated_at
         full_state = state if state is not None else ModelAlertState(model="churn")
         try:
-            want = _decide_groups(full_state, signals, context, now, [rule], (), group_by)
+            # wall = now and the default pacing: what decide() uses when not given them.
+            want = _decide_groups(
+                full_state, signals, context, now, [rule], (), group_by, now, Pacing()
+            )
         except ValueError as exc:
             with pytest.raises(ValueError) as raised:
                 decide(state, signals, context, now, rules=[rule], group_by=group_by)
