@@ -19,13 +19,21 @@ regression  float64 value                                 float64 value
 
 Binary: a number is the score of the positive class; a bool or a class string is
 a hard prediction (score 1.0 if it is the positive class, else 0.0); an object
-gives the score of the positive class key. Multiclass: an object's arg-max is the
-predicted class and its scores, renormalised to sum to one, the probability row.
+gives the score of the positive class key. Bools and class strings (of predictions and
+labels alike) are read by :func:`binary_class`: ``"true"``/``"false"`` (any case) and
+``"1.0"``/``"0.0"`` are the classes 1 and 0, as the JSON ``true``/``false`` and ``1``/``0``
+are. With a 0/1 positive class (the default ``1``, or ``0``), a class value that is neither
+0 nor 1 (``2``, ``"yes"``, ``"cat"``) is rejected (``not_a_binary_class``), never counted as
+a negative; with a named positive class (``"fraud"``) every other class is the negative.
+
+Multiclass: an object's arg-max is the predicted class and its scores, renormalised to
+sum to one, the probability row.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +53,7 @@ MISSING_POSITIVE_SCORE = "missing_positive_class_score"
 INVALID_PROBABILITIES = "invalid_probabilities"
 TOO_MANY_CLASSES = "too_many_classes"
 CLASS_TOO_LONG = "class_too_long"
+NOT_A_BINARY_CLASS = "not_a_binary_class"
 
 #: The longest class name a multiclass model stores. A class name comes from the wire and
 #: becomes a metric label (``monitor_model_class_performance{class}``), keys of
@@ -63,6 +72,7 @@ REASONS: tuple[str, ...] = (
     INVALID_PROBABILITIES,
     TOO_MANY_CLASSES,
     CLASS_TOO_LONG,
+    NOT_A_BINARY_CLASS,
 )
 
 
@@ -94,6 +104,49 @@ def canonical_class(value: Any) -> str:
     if value is None:
         raise InvalidEvent(MISSING, "class value is missing")
     raise InvalidEvent(UNEXPECTED_TYPE, f"a class cannot be a {type(value).__name__}")
+
+
+#: String spellings of the classes 0 and 1 a binary model reads as those classes: what
+#: producers write when a bool or a number went through a string (``str(True)``, a CSV
+#: column, ``"%.1f"``). Anything else stays a class name.
+_BINARY_WORDS = {"true": "1", "false": "0"}
+_ZERO_ONE = re.compile(r"[01](?:\.0*)?")
+
+#: The canonical 0/1 classes: with one of them as the positive class, a binary model's
+#: classes are exactly these two.
+ZERO_ONE = frozenset({"0", "1"})
+
+
+def binary_class(value: Any) -> str:
+    """The class a binary model reads ``value`` as: :func:`canonical_class`, plus the
+    string spellings of 0 and 1.
+
+    The JSON ``true`` was already the class ``"1"``; its string ``"true"`` was the class
+    ``"true"``, which is not the default positive class 1, so a producer that sent labels
+    as strings had every positive counted as a negative, without a counter. Case and
+    surrounding spaces are ignored for these spellings only.
+
+    >>> [binary_class(v) for v in (True, "true", " FALSE", "1.0", "0.00", 1.0, "yes", "10")]
+    ['1', '1', '0', '1', '0', '1', 'yes', '10']
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        word = _BINARY_WORDS.get(text.lower())
+        if word is not None:
+            return word
+        if _ZERO_ONE.fullmatch(text):
+            return text[0]
+        return value
+    return canonical_class(value)
+
+
+def _is_positive(value: Any, positive_class: str) -> bool:
+    """Whether a binary class value is the positive class; raises :class:`InvalidEvent`
+    for one that is no class of a 0/1 model (see :func:`binary_class`)."""
+    name = binary_class(value)
+    if positive_class in ZERO_ONE and name not in ZERO_ONE:
+        raise InvalidEvent(NOT_A_BINARY_CLASS, "a binary class must be 0 or 1 (or true/false)")
+    return name == positive_class
 
 
 class ClassIndex:
@@ -233,7 +286,7 @@ def normalize_predictions(
         for i, v in enumerate(items):
             try:
                 if isinstance(v, bool | str):
-                    scores.append(1.0 if canonical_class(v) == positive_class else 0.0)
+                    scores.append(1.0 if _is_positive(v, positive_class) else 0.0)
                 elif isinstance(v, dict):
                     if positive_class not in v:
                         raise InvalidEvent(MISSING_POSITIVE_SCORE, "no score for positive class")
@@ -326,12 +379,12 @@ def normalize_labels(
 ) -> Normalized:
     """Check and convert one batch of decoded label values for ``task``.
 
-    Binary labels become 1 (the positive class) or 0 (anything else that is a
-    valid class value); multiclass labels class indices; regression labels floats.
+    Binary labels become 1 (the positive class) or 0 (the other class: see
+    :func:`binary_class`); multiclass labels class indices; regression labels floats.
 
-    >>> out = normalize_labels([1, True, "1", 0, 0.5, {"a": 1}], "binary")
-    >>> out.values.tolist(), sorted(out.rejected.items())
-    ([1, 1, 1, 0], [('non_integer_class', 1), ('unexpected_type', 1)])
+    >>> out = normalize_labels([1, True, "true", "1.0", 0, "false", 0.5, 2, {"a": 1}], "binary")
+    >>> out.values.tolist(), sorted(out.rejected)
+    ([1, 1, 1, 1, 0, 0], ['non_integer_class', 'not_a_binary_class', 'unexpected_type'])
     """
     fast = _numeric_fast_path(raw)
     if fast is not None and task == "regression":
@@ -346,7 +399,7 @@ def normalize_labels(
     for i, v in enumerate(items):
         try:
             if task == "binary":
-                out.append(1 if canonical_class(v) == positive_class else 0)
+                out.append(1 if _is_positive(v, positive_class) else 0)
             elif task == "multiclass":
                 if classes is None:
                     raise ValueError("multiclass normalisation needs a ClassIndex")
@@ -362,8 +415,10 @@ def normalize_labels(
 __all__ = [
     "MAX_CLASS_CHARS",
     "REASONS",
+    "ZERO_ONE",
     "ClassIndex",
     "Normalized",
+    "binary_class",
     "canonical_class",
     "normalize_labels",
     "normalize_predictions",

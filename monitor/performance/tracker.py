@@ -56,6 +56,7 @@ from monitor.performance.label_join import JoinResult, LabelJoiner
 from monitor.performance.normalize import (
     ClassIndex,
     Normalized,
+    binary_class,
     canonical_class,
     normalize_labels,
     normalize_predictions,
@@ -225,7 +226,11 @@ class PerformanceTracker:
             raise ConfigError(["performance.task: tracking is off (task is null)"])
         self.config = config
         self.task: str = config.task
-        self.positive_class = canonical_class(config.positive_class)
+        self.positive_class = (
+            binary_class(config.positive_class)
+            if self.task == "binary"
+            else canonical_class(config.positive_class)
+        )
         self.classes: ClassIndex | None = None
         if self.task == "multiclass":
             self.classes = ClassIndex(config.max_classes, classes)

@@ -1,0 +1,77 @@
+"""Label and prediction values as producers really send them, graded per task.
+
+A label is one JSON value, and producers disagree on how to spell a class: ``true``,
+``1``, ``"true"``, ``"1.0"``. What a user expects is that the model's performance is the
+same whichever spelling was used, and that a value the model cannot read is counted by
+reason, never silently graded as something else.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.performance.config import PerformanceConfig
+from monitor.performance.normalize import normalize_labels, normalize_predictions
+from monitor.performance.tracker import PerformanceTracker
+
+
+def _binary(**kw: object) -> PerformanceTracker:
+    return PerformanceTracker(
+        PerformanceConfig(
+            task="binary", window_size=10, min_window_labels=1, error_drift=False, **kw
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("positive", "negative"),
+    [(True, False), ("true", "false"), ("True", "False"), ("TRUE", "FALSE"), ("1.0", "0.0")],
+)
+def test_binary_labels_spelled_as_strings_grade_like_numbers(
+    positive: object, negative: object
+) -> None:
+    """Every prediction right: accuracy 1 whichever spelling the labels use (on main, the
+    strings "true" and "1.0" were a class other than 1, so every positive was a negative:
+    accuracy 0.5, recall 0, no counter)."""
+    t = _binary()
+    ids = [f"e{i}" for i in range(4)]
+    t.add_predictions(ids, [0.9, 0.8, 0.1, 0.2], None, now=0.0)
+    res = t.add_labels(ids, [positive, positive, negative, negative], None, now=1.0)
+    assert res.matched == 4 and res.rejected == {}
+    snap = t.snapshot()
+    assert snap["accuracy"] == 1.0 and snap["recall"] == 1.0
+
+
+def test_binary_predictions_spelled_as_strings_are_hard_predictions() -> None:
+    out = normalize_predictions(["true", "False", " 1 ", "0.0", True], "binary")
+    assert out.values.tolist() == [1.0, 0.0, 1.0, 0.0, 1.0] and out.rejected == {}
+
+
+def test_positive_class_configured_as_a_string_spelling() -> None:
+    t = _binary(positive_class="true")
+    t.add_predictions(["a", "b"], [0.9, 0.1], None, now=0.0)
+    t.add_labels(["a", "b"], [1, "false"], None, now=1.0)
+    assert t.snapshot()["accuracy"] == 1.0
+
+
+def test_values_no_binary_class_are_rejected_by_reason_not_graded_negative() -> None:
+    """A 0/1 model given 2, "yes" or "cat": counted (``invalid:not_a_binary_class`` on
+    ``monitor_labels_total``), out of the window; on main each was a negative label."""
+    t = _binary()
+    ids = [f"e{i}" for i in range(4)]
+    t.add_predictions(ids, [0.9] * 4, None, now=0.0)
+    res = t.add_labels(ids, [2, "yes", "cat", 1], None, now=1.0)
+    assert res.counts()["invalid:not_a_binary_class"] == 3
+    assert res.matched == 1 and t.snapshot()["accuracy"] == 1.0
+    preds = normalize_predictions(["yes", 2.0, "2"], "binary")
+    assert preds.rejected == {"not_a_binary_class": 2, "score_out_of_range": 1}
+
+
+def test_named_positive_class_keeps_every_other_class_negative() -> None:
+    out = normalize_labels(["fraud", "legit", "other"], "binary", positive_class="fraud")
+    assert out.values.tolist() == [1, 0, 0] and out.rejected == {}
+
+
+def test_positive_class_zero() -> None:
+    out = normalize_labels(["false", 0, "true", 1, "0"], "binary", positive_class="0")
+    assert out.values.tolist() == [1, 1, 0, 0, 1] and out.rejected == {}
