@@ -9,10 +9,16 @@ reason, never silently graded as something else.
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.config import parse_config
+from monitor.events import ModelEvents
+from monitor.model_monitor import ModelMonitor
 from monitor.performance.config import PerformanceConfig
 from monitor.performance.normalize import normalize_labels, normalize_predictions
 from monitor.performance.tracker import PerformanceTracker
+from monitor.service_metrics import ModelStateCollector
 
 
 def _binary(**kw: object) -> PerformanceTracker:
@@ -75,3 +81,43 @@ def test_named_positive_class_keeps_every_other_class_negative() -> None:
 def test_positive_class_zero() -> None:
     out = normalize_labels(["false", 0, "true", 1, "0"], "binary", positive_class="0")
     assert out.values.tolist() == [1, 1, 0, 0, 1] and out.rejected == {}
+
+
+def test_predictions_the_task_cannot_grade_are_counted_on_metrics() -> None:
+    """A binary model's predictions 1.5 (not a score), ``{"a": 0.3}`` (no positive-class
+    score) and ``"yes"`` (no class of a 0/1 model) are left out of every performance metric;
+    on main nothing on /metrics said so."""
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "window": {"size": 100, "step": 100},
+                    "reference": {"learn_first": 10},
+                    "performance": {"task": "binary", "window_size": 10, "min_window_labels": 1},
+                }
+            ]
+        }
+    )
+    mm = ModelMonitor(cfg.model("m"), cfg.limits)  # type: ignore[arg-type]
+    events = ModelEvents("m")
+    for i, pred in enumerate([0.9, 1.5, {"a": 0.3}, "yes", 0.2]):
+        events.event_ids.append(f"e{i}")
+        events.timestamps.append(float(i))
+        events.versions.append(None)
+        events.features.append({"x": float(i)})
+        events.predictions.append(pred)
+    mm.ingest(events)
+    registry = CollectorRegistry()
+    registry.register(ModelStateCollector(lambda: [mm], 20, "full"))
+    got = {
+        s.labels["reason"]: s.value
+        for f in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in f.samples
+        if s.name == "monitor_performance_invalid_predictions_total"
+    }
+    assert got == {
+        "score_out_of_range": 1.0,
+        "missing_positive_class_score": 1.0,
+        "not_a_binary_class": 1.0,
+    }
