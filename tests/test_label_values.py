@@ -8,6 +8,7 @@ reason, never silently graded as something else.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -121,3 +122,22 @@ def test_predictions_the_task_cannot_grade_are_counted_on_metrics() -> None:
         "missing_positive_class_score": 1.0,
         "not_a_binary_class": 1.0,
     }
+
+
+def test_huge_regression_values_are_rejected_not_fed_to_the_error_detector() -> None:
+    """Labels 1e308 against predictions -1e308 (valid JSON, finite): their error is
+    infinite, and on main ADWIN refused it with an exception out of ``add_labels``: the
+    service marks its state unsafe (a batch half-applied) and needs a restart, whose replay
+    meets the same label."""
+    t = PerformanceTracker(
+        PerformanceConfig(task="regression", window_size=10, min_window_labels=1)
+    )
+    t.add_predictions(["a", "b", "c"], [-1e308, 2.0, 3.0], None, now=0.0)
+    res = t.add_labels(["a", "b", "c"], [1e308, 2.5, 1e101], None, now=1.0)
+    assert res.counts()["invalid:value_too_large"] == 2 and res.matched == 1
+    assert t.snapshot()["mae"] == 0.5
+    assert t.rejected_predictions == {"value_too_large": 1}
+    # The vectorised path (numeric arrays) reads the same.
+    arr = normalize_labels(np.array([1e308, -1e101, 1e100, np.inf]), "regression")
+    assert arr.valid.tolist() == [False, False, True, False]
+    assert arr.rejected == {"value_too_large": 2, "non_finite": 1}

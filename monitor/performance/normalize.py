@@ -54,6 +54,15 @@ INVALID_PROBABILITIES = "invalid_probabilities"
 TOO_MANY_CLASSES = "too_many_classes"
 CLASS_TOO_LONG = "class_too_long"
 NOT_A_BINARY_CLASS = "not_a_binary_class"
+VALUE_TOO_LARGE = "value_too_large"
+
+#: The largest magnitude of a regression prediction or label. Their difference is the error
+#: ADWIN and the metrics square and sum: from 1e308 (valid JSON) the difference alone is
+#: infinite, which the error detector refuses (the batch failed half-applied and the service
+#: stopped, again at each replay), and from about 1e150 the sums of squares overflow. At
+#: 1e100 a window of a million errors squares and sums far below the float range, and no
+#: measured quantity comes near it.
+MAX_REGRESSION_MAGNITUDE = 1e100
 
 #: The longest class name a multiclass model stores. A class name comes from the wire and
 #: becomes a metric label (``monitor_model_class_performance{class}``), keys of
@@ -73,6 +82,7 @@ REASONS: tuple[str, ...] = (
     TOO_MANY_CLASSES,
     CLASS_TOO_LONG,
     NOT_A_BINARY_CLASS,
+    VALUE_TOO_LARGE,
 )
 
 
@@ -211,6 +221,13 @@ def _finite_number(value: Any) -> float:
     return out
 
 
+def _regression_value(value: Any) -> float:
+    out = _finite_number(value)
+    if abs(out) > MAX_REGRESSION_MAGNITUDE:
+        raise InvalidEvent(VALUE_TOO_LARGE, f"magnitude above {MAX_REGRESSION_MAGNITUDE:g}")
+    return out
+
+
 def _score(value: Any) -> float:
     out = _finite_number(value)
     if not 0.0 <= out <= 1.0:
@@ -244,6 +261,11 @@ def _vector_numbers(arr: np.ndarray, *, unit_interval: bool) -> Normalized:
         if (n_out := int(out_of_range.sum())) > 0:
             rejected[SCORE_OUT_OF_RANGE] = n_out
         valid &= in_range
+    else:
+        too_large = finite & (np.abs(arr) > MAX_REGRESSION_MAGNITUDE)
+        if (n_large := int(too_large.sum())) > 0:
+            rejected[VALUE_TOO_LARGE] = n_large
+            valid &= ~too_large
     return Normalized(valid=valid, values=arr[valid].copy(), rejected=rejected)
 
 
@@ -274,7 +296,7 @@ def normalize_predictions(
         values: list[float] = []
         for i, v in enumerate(items):
             try:
-                values.append(_finite_number(v))
+                values.append(_regression_value(v))
                 valid[i] = True
             except InvalidEvent as exc:
                 reasons.append(exc.reason)
@@ -414,6 +436,7 @@ def normalize_labels(
 
 __all__ = [
     "MAX_CLASS_CHARS",
+    "MAX_REGRESSION_MAGNITUDE",
     "REASONS",
     "ZERO_ONE",
     "ClassIndex",
