@@ -9,12 +9,13 @@ reason, never silently graded as something else.
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import parse_config
-from monitor.events import ModelEvents
+from monitor.events import NATIVE_AVAILABLE, Decoder, ModelEvents, RawMessage
 from monitor.model_monitor import ModelMonitor
 from monitor.performance.config import PerformanceConfig
 from monitor.performance.normalize import normalize_labels, normalize_predictions
@@ -141,3 +142,33 @@ def test_huge_regression_values_are_rejected_not_fed_to_the_error_detector() -> 
     arr = normalize_labels(np.array([1e308, -1e101, 1e100, np.inf]), "regression")
     assert arr.valid.tolist() == [False, False, True, False]
     assert arr.rejected == {"value_too_large": 2, "non_finite": 1}
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_both_decoders_hand_string_spellings_to_the_tracker_alike(native: bool) -> None:
+    """Predictions and labels as JSON bytes, decoded by the compiled decoder (a settled
+    schema) or the Python one, then graded: the same accuracy from every spelling."""
+    if native and not NATIVE_AVAILABLE:
+        pytest.skip("compiled decoder not installed")
+    spellings = [(True, "true"), ("true", "1.0"), ("1", True), (False, "false"), ("0.0", 0)]
+    preds = [
+        orjson.dumps({"event_id": f"e{i}", "model": "m", "features": {"x": 1.0}, "prediction": p})
+        for i, (p, _) in enumerate(spellings)
+    ]
+    labels = [
+        orjson.dumps({"event_id": f"e{i}", "model": "m", "label": y})
+        for i, (_, y) in enumerate(spellings)
+    ]
+    decoder = Decoder(max_message_bytes=10_000, labels_topic="labels", native=native)
+    decoder.decode([RawMessage(preds[0], 1.7e9, "predictions")])  # the model is admitted
+    batch = decoder.decode(
+        [RawMessage(v, 1.7e9, "predictions", 0, i) for i, v in enumerate(preds)]
+        + [RawMessage(v, 1.7e9, "labels", 0, i) for i, v in enumerate(labels)],
+        {"m": (("x",), ())},
+    )
+    assert batch.native_events == (len(preds) if native else 0) and not batch.rejected
+    t = _binary()
+    p, lab = batch.predictions["m"], batch.labels["m"]
+    t.add_predictions(p.event_ids, p.predictions, None, now=0.0)
+    res = t.add_labels(lab.event_ids, lab.labels, None, now=1.0)
+    assert res.matched == len(spellings) and t.snapshot()["accuracy"] == 1.0
