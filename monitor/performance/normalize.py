@@ -392,6 +392,29 @@ def _class_scores(
     return row[best][0], row
 
 
+def label_problem(value: Any, task: str, *, positive_class: str = "1") -> str | None:
+    """Why ``value`` cannot be a label of ``task`` (a reason of :data:`REASONS`), or None.
+
+    What :func:`normalize_labels` would reject it for, without learning anything: a new
+    multiclass class past the cap is only found when the label is normalised.
+
+    >>> [label_problem(v, "binary") for v in ("true", 2, "yes")]
+    [None, 'not_a_binary_class', 'not_a_binary_class']
+    """
+    try:
+        if task == "binary":
+            _is_positive(value, positive_class)
+        elif task == "regression":
+            _regression_value(value)
+        elif task == "multiclass":
+            _stored_class(value)
+        else:
+            raise ValueError(f"unknown task {task!r}")
+    except InvalidEvent as exc:
+        return exc.reason
+    return None
+
+
 def normalize_labels(
     raw: Sequence[Any] | np.ndarray,
     task: str,
@@ -443,6 +466,7 @@ __all__ = [
     "Normalized",
     "binary_class",
     "canonical_class",
+    "label_problem",
     "normalize_labels",
     "normalize_predictions",
 ]

@@ -58,6 +58,7 @@ from monitor.performance.normalize import (
     Normalized,
     binary_class,
     canonical_class,
+    label_problem,
     normalize_labels,
     normalize_predictions,
 )
@@ -318,6 +319,12 @@ class PerformanceTracker:
         join = self.joiner.add_labels(ids, norm.values.tolist(), ts, now)
         self._append_pairs(join)
         return BatchResult(int(join.accepted.sum()), norm.rejected, join, join.matched)
+
+    def label_problem(self, value: Any) -> str | None:
+        """Why ``value`` cannot be a label of this model (see
+        :func:`~monitor.performance.normalize.label_problem`), or None: what the decoder
+        asks, so that such a label is dead-lettered."""
+        return label_problem(value, self.task, positive_class=self.positive_class)
 
     def expire(self, now: float) -> dict[str, int]:
         """Evict join state past its TTL; for idle periods (every add_* also does it)."""
