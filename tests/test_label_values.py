@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import parse_config
-from monitor.events import NATIVE_AVAILABLE, Decoder, ModelEvents, RawMessage
+from monitor.events import NATIVE_AVAILABLE, Decoder, LabelEvents, ModelEvents, RawMessage
 from monitor.model_monitor import ModelMonitor
 from monitor.performance.config import PerformanceConfig
 from monitor.performance.normalize import normalize_labels, normalize_predictions
@@ -172,3 +172,57 @@ def test_both_decoders_hand_string_spellings_to_the_tracker_alike(native: bool) 
     t.add_predictions(p.event_ids, p.predictions, None, now=0.0)
     res = t.add_labels(lab.event_ids, lab.labels, None, now=1.0)
     assert res.matched == len(spellings) and t.snapshot()["accuracy"] == 1.0
+
+
+def test_each_window_is_graded_with_the_labels_of_its_own_predictions() -> None:
+    """Labels held early (they came first), then one batch of predictions across an accuracy
+    drop from 0.95 to 0.70 at event 3000. On main the whole batch joined before its first
+    window was evaluated, so every window of the batch, also those ending long before the
+    drop, was graded with the labels after it, and the page named a window that ended 1750
+    events before the drop (and hung on how the broker batched the records)."""
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "reference": {"learn_first": 500},
+                    "window": {"size": 500, "step": 250},
+                    "performance": {
+                        "task": "binary",
+                        "window_size": 500,
+                        "min_window_labels": 100,
+                        "error_drift": False,
+                        "thresholds": {"accuracy": {"warning": 0.85, "critical": 0.8}},
+                    },
+                }
+            ]
+        }
+    )
+    mm = ModelMonitor(cfg.model("m"), cfg.limits)  # type: ignore[arg-type]
+    rng = np.random.default_rng(7)
+    n, drop = 5000, 3000
+    y = rng.integers(0, 2, n)
+    right = rng.uniform(size=n) < np.where(np.arange(n) < drop, 0.95, 0.70)
+    pred = np.where(right, y, 1 - y)
+    labels = LabelEvents("m", [f"e{i}" for i in range(n)], y.tolist())
+    labels.timestamps = [float(i) for i in range(n)]
+    mm.ingest_labels(labels, now=0.0)
+    events = ModelEvents("m")
+    for i in range(n):
+        events.event_ids.append(f"e{i}")
+        events.timestamps.append(float(i))
+        events.versions.append(None)
+        events.features.append({"x": float(rng.normal())})
+        events.predictions.append(0.8 if pred[i] else 0.2)
+    evaluations = mm.ingest(events, now=1.0)
+    graded = [
+        (ev.context.window_end, s.severity)
+        for ev in evaluations
+        for s in ev.signals
+        if s.kind == "performance" and s.subject == "accuracy"
+    ]
+    assert graded, "no accuracy signal"
+    before = [sev for end, sev in graded if end < drop]
+    after = [sev for end, sev in graded if end >= drop + 500]
+    assert before and set(before) == {"ok"}
+    assert after and set(after) == {"critical"}
