@@ -226,3 +226,17 @@ def test_each_window_is_graded_with_the_labels_of_its_own_predictions() -> None:
     after = [sev for end, sev in graded if end >= drop + 500]
     assert before and set(before) == {"ok"}
     assert after and set(after) == {"critical"}
+
+
+def test_multiclass_labels_spelled_as_float_strings_are_the_integer_classes() -> None:
+    """A multiclass model predicting 0..2 whose labels came through a CSV as "1.0": the
+    class 1, not a class "1.0" of its own (on main: every such label a new class, every
+    prediction graded wrong, accuracy 0)."""
+    t = PerformanceTracker(
+        PerformanceConfig(task="multiclass", window_size=10, min_window_labels=1, error_drift=False)
+    )
+    t.add_predictions(["a", "b", "c", "d"], [0, 1, "2", 2.0], None, now=0.0)
+    res = t.add_labels(["a", "b", "c", "d"], ["0.0", "1.0", 2, "2.00"], None, now=1.0)
+    assert res.matched == 4 and res.rejected == {}
+    assert t.classes is not None and t.classes.names == ["0", "1", "2"]
+    assert t.snapshot()["accuracy"] == 1.0

@@ -86,22 +86,33 @@ REASONS: tuple[str, ...] = (
 )
 
 
+#: A string spelling an integral float the way ``str(float)`` and CSV writers do: ``"2.0"``.
+#: No leading zeros (``"01.0"`` stays a name), so the integer part is ``str(int)``'s.
+_INTEGRAL_FLOAT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)\.0+")
+
+
 def canonical_class(value: Any) -> str:
     """The string a class value is compared by.
 
-    JSON gives no single spelling of a class: ``1``, ``1.0``, ``true`` and ``"1"``
-    all appear in the wild for "positive". Bools map to ``"1"``/``"0"``, integral
-    numbers to their decimal form, strings stay as they are (case and spaces kept:
-    ``"Cat"`` and ``"cat"`` are different classes).
+    JSON gives no single spelling of a class: ``1``, ``1.0``, ``true``, ``"1"`` and
+    ``"1.0"`` all appear in the wild for the class 1. Bools map to ``"1"``/``"0"``,
+    integral numbers to their decimal form, and so does a string that spells an integral
+    float (``"2.0"``: what a CSV or ``str(float)`` makes of the class 2, which was
+    otherwise a class of its own, every such label graded wrong); other strings stay as
+    they are (case and spaces kept: ``"Cat"`` and ``"cat"`` are different classes).
 
-    >>> [canonical_class(v) for v in (True, 1, 1.0, "1", 0, False, "cat")]
-    ['1', '1', '1', '1', '0', '0', 'cat']
+    >>> [canonical_class(v) for v in (True, 1, 1.0, "1", "1.0", "-3.00", 0, False, "cat")]
+    ['1', '1', '1', '1', '1', '-3', '0', '0', 'cat']
+    >>> [canonical_class(v) for v in ("-0.0", "1.5", "01", "1.", " 1.0", "1e3")]
+    ['0', '1.5', '01', '1.', ' 1.0', '1e3']
 
     Raises :class:`InvalidEvent` for values that cannot be a class.
     """
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, str):
+        if len(value) <= MAX_CLASS_CHARS and _INTEGRAL_FLOAT.fullmatch(value):
+            return str(int(value[: value.index(".")]))
         return value
     if isinstance(value, int):
         return str(value)
