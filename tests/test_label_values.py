@@ -240,3 +240,15 @@ def test_multiclass_labels_spelled_as_float_strings_are_the_integer_classes() ->
     assert res.matched == 4 and res.rejected == {}
     assert t.classes is not None and t.classes.names == ["0", "1", "2"]
     assert t.snapshot()["accuracy"] == 1.0
+
+
+def test_class_predictions_give_no_confidence_based_estimate() -> None:
+    """A binary model that sends its decision (true/false, "1"/"0"), not a score: on main
+    CBPE read those as probabilities 1.0/0.0 and estimated accuracy 1.0 for any model, so
+    a threshold on estimated_accuracy could never fire. Scores alongside are still used."""
+    t = _binary()
+    t.add_predictions(["a", "b", "c", "d"], [True, "false", "1", False], None, now=0.0)
+    assert "estimated_accuracy" not in t.snapshot()
+    t.add_predictions(["e", "f"], [0.6, 0.4], None, now=0.0)
+    snap = t.snapshot()
+    assert snap["estimated_n"] == 2 and snap["estimated_accuracy"] == pytest.approx(0.6)

@@ -210,13 +210,16 @@ class Normalized:
     *valid* input (same order): float scores/values, or int class indices.
     ``proba`` (multiclass predictions only) has one row per valid input over the
     classes known when the batch was read, NaN rows where the prediction had no
-    scores. ``rejected`` counts the others by reason.
+    scores. ``rejected`` counts the others by reason. ``hard`` (binary predictions,
+    when any is one) marks the valid values that were a class (a bool or a string), not
+    a score: their 1.0/0.0 is no probability to estimate performance from.
     """
 
     valid: np.ndarray
     values: np.ndarray
     proba: np.ndarray | None = None
     rejected: dict[str, int] = field(default_factory=dict)
+    hard: np.ndarray | None = None
 
 
 def _finite_number(value: Any) -> float:
@@ -316,10 +319,12 @@ def normalize_predictions(
         )
     if task == "binary":
         scores: list[float] = []
+        hard: list[int] = []  # positions in ``scores`` of class predictions
         for i, v in enumerate(items):
             try:
                 if isinstance(v, bool | str):
                     scores.append(1.0 if _is_positive(v, positive_class) else 0.0)
+                    hard.append(len(scores) - 1)
                 elif isinstance(v, dict):
                     if positive_class not in v:
                         raise InvalidEvent(MISSING_POSITIVE_SCORE, "no score for positive class")
@@ -329,8 +334,12 @@ def normalize_predictions(
                 valid[i] = True
             except InvalidEvent as exc:
                 reasons.append(exc.reason)
+        hard_mask = None
+        if hard:
+            hard_mask = np.zeros(len(scores), dtype=bool)
+            hard_mask[hard] = True
         return Normalized(
-            valid, np.asarray(scores, dtype=np.float64), None, _reject_counts(reasons)
+            valid, np.asarray(scores, dtype=np.float64), None, _reject_counts(reasons), hard_mask
         )
     if task == "multiclass":
         if classes is None:

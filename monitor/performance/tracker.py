@@ -300,7 +300,10 @@ class PerformanceTracker:
         payloads = self._payloads(norm)
         join = self.joiner.add_predictions(ids, payloads, ts, now)
         if self._scores is not None:
-            self._scores.append(score=norm.values[join.accepted])
+            # A class prediction (true, "0") is no probability: CBPE on its 1.0/0.0 would
+            # estimate a perfect model, whatever the model does.
+            kept = join.accepted if norm.hard is None else join.accepted & ~norm.hard
+            self._scores.append(score=norm.values[kept])
         self._append_pairs(join)
         return BatchResult(int(join.accepted.sum()), norm.rejected, join, join.matched)
 
