@@ -21,6 +21,7 @@ from monitor.performance.config import PerformanceConfig
 from monitor.performance.normalize import normalize_labels, normalize_predictions
 from monitor.performance.tracker import PerformanceTracker
 from monitor.service_metrics import ModelStateCollector
+from monitor.status import model_status
 
 
 def _binary(**kw: object) -> PerformanceTracker:
@@ -88,7 +89,7 @@ def test_positive_class_zero() -> None:
 def test_predictions_the_task_cannot_grade_are_counted_on_metrics() -> None:
     """A binary model's predictions 1.5 (not a score), ``{"a": 0.3}`` (no positive-class
     score) and ``"yes"`` (no class of a 0/1 model) are left out of every performance metric;
-    on main nothing on /metrics said so."""
+    on main nothing on /metrics or /api/status said so."""
     cfg = parse_config(
         {
             "models": [
@@ -123,6 +124,9 @@ def test_predictions_the_task_cannot_grade_are_counted_on_metrics() -> None:
         "missing_positive_class_score": 1.0,
         "not_a_binary_class": 1.0,
     }
+    # ... and on /api/status, beside the metrics they are left out of.
+    rejected = model_status("m", mm, {}, {})["performance_rejected"]
+    assert rejected["predictions"] == dict.fromkeys(got, 1)
 
 
 def test_huge_regression_values_are_rejected_not_fed_to_the_error_detector() -> None:
