@@ -256,3 +256,12 @@ def test_class_predictions_give_no_confidence_based_estimate() -> None:
     t.add_predictions(["e", "f"], [0.6, 0.4], None, now=0.0)
     snap = t.snapshot()
     assert snap["estimated_n"] == 2 and snap["estimated_accuracy"] == pytest.approx(0.6)
+
+
+def test_minus_one_plus_one_labels_stay_graded() -> None:
+    """The -1/+1 convention: -1 was a negative on main and stays one (not rejected)."""
+    out = normalize_labels([-1, "-1", 1, "+1", -1.0], "binary")
+    assert out.values.tolist() == [0, 0, 1, 1, 0] and out.rejected == {}
+    assert normalize_labels([-1], "binary", positive_class="0").rejected == {
+        "not_a_binary_class": 1
+    }

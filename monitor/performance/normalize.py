@@ -24,7 +24,8 @@ labels alike) are read by :func:`binary_class`: ``"true"``/``"false"`` (any case
 ``"1.0"``/``"0.0"`` are the classes 1 and 0, as the JSON ``true``/``false`` and ``1``/``0``
 are. With a 0/1 positive class (the default ``1``, or ``0``), a class value that is neither
 0 nor 1 (``2``, ``"yes"``, ``"cat"``) is rejected (``not_a_binary_class``), never counted as
-a negative; with a named positive class (``"fraud"``) every other class is the negative.
+a negative; -1 is the negative of the positive class 1 (the -1/+1 convention). With a named
+positive class (``"fraud"``) every other class is the negative.
 
 Multiclass: an object's arg-max is the predicted class and its scores, renormalised to
 sum to one, the probability row.
@@ -131,10 +132,11 @@ def canonical_class(value: Any) -> str:
 #: producers write when a bool or a number went through a string (``str(True)``, a CSV
 #: column, ``"%.1f"``). Anything else stays a class name.
 _BINARY_WORDS = {"true": "1", "false": "0"}
-_ZERO_ONE = re.compile(r"[01](?:\.0*)?")
+_ZERO_ONE = re.compile(r"[+-]?[01](?:\.0*)?")
 
 #: The canonical 0/1 classes: with one of them as the positive class, a binary model's
-#: classes are exactly these two.
+#: classes are these two (and, with the positive class 1, -1: the negative of the -1/+1
+#: convention).
 ZERO_ONE = frozenset({"0", "1"})
 
 
@@ -149,6 +151,8 @@ def binary_class(value: Any) -> str:
 
     >>> [binary_class(v) for v in (True, "true", " FALSE", "1.0", "0.00", 1.0, "yes", "10")]
     ['1', '1', '0', '1', '0', '1', 'yes', '10']
+    >>> [binary_class(v) for v in ("-1", " -1.0", "+1", "-0", -1)]
+    ['-1', '-1', '1', '0', '-1']
     """
     if isinstance(value, str):
         text = value.strip()
@@ -156,7 +160,7 @@ def binary_class(value: Any) -> str:
         if word is not None:
             return word
         if _ZERO_ONE.fullmatch(text):
-            return text[0]
+            return str(int(float(text)))
         return value
     return canonical_class(value)
 
@@ -165,7 +169,11 @@ def _is_positive(value: Any, positive_class: str) -> bool:
     """Whether a binary class value is the positive class; raises :class:`InvalidEvent`
     for one that is no class of a 0/1 model (see :func:`binary_class`)."""
     name = binary_class(value)
-    if positive_class in ZERO_ONE and name not in ZERO_ONE:
+    if (
+        positive_class in ZERO_ONE
+        and name not in ZERO_ONE
+        and not (name == "-1" and positive_class == "1")
+    ):
         raise InvalidEvent(NOT_A_BINARY_CLASS, "a binary class must be 0 or 1 (or true/false)")
     return name == positive_class
 
