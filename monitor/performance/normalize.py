@@ -174,7 +174,11 @@ def _is_positive(value: Any, positive_class: str) -> bool:
         and name not in ZERO_ONE
         and not (name == "-1" and positive_class == "1")
     ):
-        raise InvalidEvent(NOT_A_BINARY_CLASS, "a binary class must be 0 or 1 (or true/false)")
+        raise InvalidEvent(
+            NOT_A_BINARY_CLASS,
+            "a class of a 0/1 model must be 0 or 1 (or true/false); "
+            "for classes of other names, set positive_class to the positive one",
+        )
     return name == positive_class
 
 
