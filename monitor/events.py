@@ -63,7 +63,7 @@ import math
 import operator
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
@@ -104,6 +104,7 @@ REASONS = (
     "unknown_model",
     "too_many_models",
     "too_many_features",
+    "label_not_for_task",
 )
 
 
@@ -856,6 +857,10 @@ class Decoder:
     ``future`` bounds how far ahead of the monitor's clock an event's own timestamp may be
     (:class:`FutureBound`; the service passes its clock); without it, no bound (a decoder
     of its own, for tools and tests, has no monitor clock to hold times to).
+    ``check_label(model, label)`` says why a label value cannot be graded by its model's
+    task (a bounded reason) or ``None``: such a label is rejected here
+    (``label_not_for_task``), so it is dead-lettered with the reason in its message, not
+    only counted later where no message is left to dead-letter.
     """
 
     def __init__(
@@ -868,8 +873,10 @@ class Decoder:
         accept_label_model: Any = None,
         native: bool = True,
         future: FutureBound | None = None,
+        check_label: Callable[[str, Any], str | None] | None = None,
     ) -> None:
         self.max_message_bytes = max_message_bytes
+        self._check_label = check_label
         self.max_event_id_chars = max_event_id_chars
         self.labels_topic = labels_topic
         self._accept_model = accept_model or (lambda model: None)
@@ -1172,6 +1179,12 @@ class Decoder:
                 raise InvalidEvent(
                     reason, f"model {model[:80]!r} is not accepted ({reason})", "model"
                 )
+            if is_label and self._check_label is not None:
+                why = self._check_label(model, obj["label"])
+                if why is not None:
+                    raise InvalidEvent(
+                        "label_not_for_task", f"not a label of the model's task ({why})", "label"
+                    )
         except EventError as exc:
             out.rejected.append(Rejected(msg, exc.reason, exc.field, str(exc), model))
             return

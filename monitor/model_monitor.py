@@ -286,17 +286,16 @@ class ModelMonitor:
         """The batch's sampled events (all of them without ``sample``) through the model."""
         n = len(events)
         ts = self.cadence.event_times(events)
-        if self.performance is not None:
-            # Every prediction can be labelled, including those that build the reference.
-            self.performance.add_predictions(
-                events.event_ids,
-                events.predictions,
-                events.timestamps,
-                now if now is not None else float(ts.max()),
-            )
+        # Every prediction can be labelled, including those that build the reference. Each
+        # joins the tracker with its step of the window (see _step), not all at once: a
+        # held (early) label of the batch's last event must not grade the window evaluated
+        # at its first step, or a drop is paged with a window that ends before it happened
+        # and the incident depends on how the broker batched the records.
+        join_now = now if now is not None else float(ts.max())
         start = 0
         if self.reference is None:
             start = self._learn(events)
+            self._track_predictions(events, 0, start, join_now)
             if start >= n:
                 return []
             events = events.slice(start, n)
@@ -309,7 +308,14 @@ class ModelMonitor:
             if self.version_window is not None
             else None
         )
-        return self._step(num, cat, ts[start:], versions)
+        return self._step(num, cat, ts[start:], versions, events, join_now)
+
+    def _track_predictions(self, events: ModelEvents, lo: int, hi: int, now: float) -> None:
+        """Predictions ``lo:hi`` of the batch into the performance tracker (label join)."""
+        if self.performance is not None and hi > lo:
+            self.performance.add_predictions(
+                events.event_ids[lo:hi], events.predictions[lo:hi], events.timestamps[lo:hi], now
+            )
 
     def _count_left_out(self, events: ModelEvents, kept: list[int]) -> None:
         """The events the sample leaves out still count in the unknown-feature count: all
@@ -337,12 +343,21 @@ class ModelMonitor:
         self._weights_at = at + rows
 
     def _step(
-        self, num: np.ndarray, cat: np.ndarray, ts: np.ndarray, versions: np.ndarray | None = None
+        self,
+        num: np.ndarray,
+        cat: np.ndarray,
+        ts: np.ndarray,
+        versions: np.ndarray | None = None,
+        events: ModelEvents | None = None,
+        now: float = 0.0,
     ) -> list[Evaluation]:
-        """Append the batch to the window step by step, evaluating at each point."""
+        """Append the batch to the window step by step, evaluating at each point
+        (``events``: the batch's, whose predictions join the tracker step by step)."""
         count = self.settings.window.type == "count"
         out: list[Evaluation] = []
         for start, end, point, since in self.cadence.steps(ts):
+            if events is not None:
+                self._track_predictions(events, start, end, now)
             # Stream detectors see exactly the values before each evaluation point.
             self.stream.add(num[start:end])
             self.window.append(num[start:end], cat[start:end], ts[start:end])

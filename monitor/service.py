@@ -267,6 +267,7 @@ class MonitorService:
             # Event times are held to the service's clock (the injected one), never to the
             # Kafka record time, which producers set.
             future=FutureBound(self.clock, config.limits.max_timestamp_ahead_seconds),
+            check_label=self._label_problem,
         )
         self.source = KafkaSource(
             config.kafka, on_revoked=self._on_revoked, on_assigned=self._on_assigned
@@ -309,6 +310,14 @@ class MonitorService:
         if self.config.unknown_models == "reject" or self.config.defaults.performance.task is None:
             return "unknown_model"
         return self._accept_model(model)
+
+    def _label_problem(self, model: str, label: Any) -> str | None:
+        """Why ``label`` cannot be graded by ``model``'s task (the decoder rejects and
+        dead-letters it), or None; a model not made yet checks its labels when they join."""
+        mm = self.models.get(model)
+        if mm is None or mm.performance is None:
+            return None
+        return mm.performance.label_problem(label)
 
     def _settings(self, model: str) -> ResolvedModel:
         resolved = self.config.model(model)

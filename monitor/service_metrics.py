@@ -329,6 +329,11 @@ class ModelStateCollector(Collector):
             g.unknown_feature.add_metric([model], float(m.unknown_feature_events))
             for (feature, reason), n in m.invalid_values.items():
                 g.invalid_values.add_metric([model, feature, reason], float(n))
+            if m.performance is not None:
+                # Predictions the task cannot grade (a score outside [0, 1], a class a 0/1
+                # model does not have): out of every performance metric, so counted here.
+                for reason, n in m.performance.rejected_predictions.items():
+                    g.perf_invalid_predictions.add_metric([model, reason], float(n))
             for feature, n in m.category_overflow.items():
                 g.overflow.add_metric([model, feature], float(n))
             for (feature, rule), n in m.validator.violations.items() if full and m.ready else ():
@@ -626,6 +631,12 @@ class _Families:
             "monitor_feature_category_share",
             "Share of each top category in the window.",
             labels=mfc,
+        )
+        self.perf_invalid_predictions = C(
+            "monitor_performance_invalid_predictions",
+            "Predictions left out of performance tracking because the model's task cannot "
+            "read them, by reason (monitor.performance.normalize.REASONS).",
+            labels=["model", "reason"],
         )
         self.ref_share = G(
             "monitor_reference_category_share",

@@ -102,6 +102,9 @@ def model_status(
         "segments_drifting": {},
         "window": None,
         "performance": {},
+        # Values the performance task could not grade, by reason (bounded tokens):
+        # {"labels": {...}, "predictions": {...}}; their events are in no metric.
+        "performance_rejected": {},
     }
     if name in disabled:
         reason, error = disabled[name]
@@ -139,6 +142,10 @@ def model_status(
     if mm.performance is not None:
         out["performance"] = {
             k: (v if math.isfinite(v) else None) for k, v in mm.performance.snapshot().items()
+        }
+        out["performance_rejected"] = {
+            "labels": dict(mm.performance.rejected_labels),
+            "predictions": dict(mm.performance.rejected_predictions),
         }
     if not mm.ready:
         have, need = mm.learn_progress()

@@ -19,8 +19,9 @@ tracking off" (``task: null``). A typical section::
         positive_rate_predicted: {warning: 0.3, alert_when: above}
 
 How values are compared with ``positive_class`` and with each other is defined by
-:func:`monitor.performance.normalize.canonical_class` (``True``, ``1``, ``1.0`` and
-``"1"`` are the same class).
+:func:`monitor.performance.normalize.binary_class` (``True``, ``1``, ``1.0``, ``"1"``,
+``"true"`` and ``"1.0"`` are the same class; with a 0/1 positive class, a value that is
+neither 0 nor 1 is rejected, not a negative).
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ class PerformanceConfig(StrictModel):
     positive_class: str | int | bool = Field(
         default=1,
         description="Binary only: the class that counts as positive. Labels and string "
-        "predictions are compared after canonicalisation (True == 1 == 1.0 == '1').",
+        "predictions are compared after canonicalisation (True == 1 == 1.0 == '1' == 'true' "
+        "== '1.0'); with 0 or 1 here, a class that is neither is rejected, not a negative.",
     )
     decision_threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="Binary: score >= threshold predicts positive."

@@ -19,13 +19,22 @@ regression  float64 value                                 float64 value
 
 Binary: a number is the score of the positive class; a bool or a class string is
 a hard prediction (score 1.0 if it is the positive class, else 0.0); an object
-gives the score of the positive class key. Multiclass: an object's arg-max is the
-predicted class and its scores, renormalised to sum to one, the probability row.
+gives the score of the positive class key. Bools and class strings (of predictions and
+labels alike) are read by :func:`binary_class`: ``"true"``/``"false"`` (any case) and
+``"1.0"``/``"0.0"`` are the classes 1 and 0, as the JSON ``true``/``false`` and ``1``/``0``
+are. With a 0/1 positive class (the default ``1``, or ``0``), a class value that is neither
+0 nor 1 (``2``, ``"yes"``, ``"cat"``) is rejected (``not_a_binary_class``), never counted as
+a negative; -1 is the negative of the positive class 1 (the -1/+1 convention). With a named
+positive class (``"fraud"``) every other class is the negative.
+
+Multiclass: an object's arg-max is the predicted class and its scores, renormalised to
+sum to one, the probability row.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +54,16 @@ MISSING_POSITIVE_SCORE = "missing_positive_class_score"
 INVALID_PROBABILITIES = "invalid_probabilities"
 TOO_MANY_CLASSES = "too_many_classes"
 CLASS_TOO_LONG = "class_too_long"
+NOT_A_BINARY_CLASS = "not_a_binary_class"
+VALUE_TOO_LARGE = "value_too_large"
+
+#: The largest magnitude of a regression prediction or label. Their difference is the error
+#: ADWIN and the metrics square and sum: from 1e308 (valid JSON) the difference alone is
+#: infinite, which the error detector refuses (the batch failed half-applied and the service
+#: stopped, again at each replay), and from about 1e150 the sums of squares overflow. At
+#: 1e100 a window of a million errors squares and sums far below the float range, and no
+#: measured quantity comes near it.
+MAX_REGRESSION_MAGNITUDE = 1e100
 
 #: The longest class name a multiclass model stores. A class name comes from the wire and
 #: becomes a metric label (``monitor_model_class_performance{class}``), keys of
@@ -63,25 +82,38 @@ REASONS: tuple[str, ...] = (
     INVALID_PROBABILITIES,
     TOO_MANY_CLASSES,
     CLASS_TOO_LONG,
+    NOT_A_BINARY_CLASS,
+    VALUE_TOO_LARGE,
 )
+
+
+#: A string spelling an integral float the way ``str(float)`` and CSV writers do: ``"2.0"``.
+#: No leading zeros (``"01.0"`` stays a name), so the integer part is ``str(int)``'s.
+_INTEGRAL_FLOAT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)\.0+")
 
 
 def canonical_class(value: Any) -> str:
     """The string a class value is compared by.
 
-    JSON gives no single spelling of a class: ``1``, ``1.0``, ``true`` and ``"1"``
-    all appear in the wild for "positive". Bools map to ``"1"``/``"0"``, integral
-    numbers to their decimal form, strings stay as they are (case and spaces kept:
-    ``"Cat"`` and ``"cat"`` are different classes).
+    JSON gives no single spelling of a class: ``1``, ``1.0``, ``true``, ``"1"`` and
+    ``"1.0"`` all appear in the wild for the class 1. Bools map to ``"1"``/``"0"``,
+    integral numbers to their decimal form, and so does a string that spells an integral
+    float (``"2.0"``: what a CSV or ``str(float)`` makes of the class 2, which was
+    otherwise a class of its own, every such label graded wrong); other strings stay as
+    they are (case and spaces kept: ``"Cat"`` and ``"cat"`` are different classes).
 
-    >>> [canonical_class(v) for v in (True, 1, 1.0, "1", 0, False, "cat")]
-    ['1', '1', '1', '1', '0', '0', 'cat']
+    >>> [canonical_class(v) for v in (True, 1, 1.0, "1", "1.0", "-3.00", 0, False, "cat")]
+    ['1', '1', '1', '1', '1', '-3', '0', '0', 'cat']
+    >>> [canonical_class(v) for v in ("-0.0", "1.5", "01", "1.", " 1.0", "1e3")]
+    ['0', '1.5', '01', '1.', ' 1.0', '1e3']
 
     Raises :class:`InvalidEvent` for values that cannot be a class.
     """
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, str):
+        if len(value) <= MAX_CLASS_CHARS and _INTEGRAL_FLOAT.fullmatch(value):
+            return str(int(value[: value.index(".")]))
         return value
     if isinstance(value, int):
         return str(value)
@@ -94,6 +126,60 @@ def canonical_class(value: Any) -> str:
     if value is None:
         raise InvalidEvent(MISSING, "class value is missing")
     raise InvalidEvent(UNEXPECTED_TYPE, f"a class cannot be a {type(value).__name__}")
+
+
+#: String spellings of the classes 0 and 1 a binary model reads as those classes: what
+#: producers write when a bool or a number went through a string (``str(True)``, a CSV
+#: column, ``"%.1f"``). Anything else stays a class name.
+_BINARY_WORDS = {"true": "1", "false": "0"}
+_ZERO_ONE = re.compile(r"[+-]?[01](?:\.0*)?")
+
+#: The canonical 0/1 classes: with one of them as the positive class, a binary model's
+#: classes are these two (and, with the positive class 1, -1: the negative of the -1/+1
+#: convention).
+ZERO_ONE = frozenset({"0", "1"})
+
+
+def binary_class(value: Any) -> str:
+    """The class a binary model reads ``value`` as: :func:`canonical_class`, plus the
+    string spellings of 0 and 1.
+
+    The JSON ``true`` was already the class ``"1"``; its string ``"true"`` was the class
+    ``"true"``, which is not the default positive class 1, so a producer that sent labels
+    as strings had every positive counted as a negative, without a counter. Case and
+    surrounding spaces are ignored for these spellings only.
+
+    >>> [binary_class(v) for v in (True, "true", " FALSE", "1.0", "0.00", 1.0, "yes", "10")]
+    ['1', '1', '0', '1', '0', '1', 'yes', '10']
+    >>> [binary_class(v) for v in ("-1", " -1.0", "+1", "-0", -1)]
+    ['-1', '-1', '1', '0', '-1']
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        word = _BINARY_WORDS.get(text.lower())
+        if word is not None:
+            return word
+        if _ZERO_ONE.fullmatch(text):
+            return str(int(float(text)))
+        return value
+    return canonical_class(value)
+
+
+def _is_positive(value: Any, positive_class: str) -> bool:
+    """Whether a binary class value is the positive class; raises :class:`InvalidEvent`
+    for one that is no class of a 0/1 model (see :func:`binary_class`)."""
+    name = binary_class(value)
+    if (
+        positive_class in ZERO_ONE
+        and name not in ZERO_ONE
+        and not (name == "-1" and positive_class == "1")
+    ):
+        raise InvalidEvent(
+            NOT_A_BINARY_CLASS,
+            "a class of a 0/1 model must be 0 or 1 (or true/false); "
+            "for classes of other names, set positive_class to the positive one",
+        )
+    return name == positive_class
 
 
 class ClassIndex:
@@ -136,13 +222,16 @@ class Normalized:
     *valid* input (same order): float scores/values, or int class indices.
     ``proba`` (multiclass predictions only) has one row per valid input over the
     classes known when the batch was read, NaN rows where the prediction had no
-    scores. ``rejected`` counts the others by reason.
+    scores. ``rejected`` counts the others by reason. ``hard`` (binary predictions,
+    when any is one) marks the valid values that were a class (a bool or a string), not
+    a score: their 1.0/0.0 is no probability to estimate performance from.
     """
 
     valid: np.ndarray
     values: np.ndarray
     proba: np.ndarray | None = None
     rejected: dict[str, int] = field(default_factory=dict)
+    hard: np.ndarray | None = None
 
 
 def _finite_number(value: Any) -> float:
@@ -155,6 +244,13 @@ def _finite_number(value: Any) -> float:
     out = float(value)
     if not math.isfinite(out):
         raise InvalidEvent(NON_FINITE, "value is not finite")
+    return out
+
+
+def _regression_value(value: Any) -> float:
+    out = _finite_number(value)
+    if abs(out) > MAX_REGRESSION_MAGNITUDE:
+        raise InvalidEvent(VALUE_TOO_LARGE, f"magnitude above {MAX_REGRESSION_MAGNITUDE:g}")
     return out
 
 
@@ -191,6 +287,11 @@ def _vector_numbers(arr: np.ndarray, *, unit_interval: bool) -> Normalized:
         if (n_out := int(out_of_range.sum())) > 0:
             rejected[SCORE_OUT_OF_RANGE] = n_out
         valid &= in_range
+    else:
+        too_large = finite & (np.abs(arr) > MAX_REGRESSION_MAGNITUDE)
+        if (n_large := int(too_large.sum())) > 0:
+            rejected[VALUE_TOO_LARGE] = n_large
+            valid &= ~too_large
     return Normalized(valid=valid, values=arr[valid].copy(), rejected=rejected)
 
 
@@ -221,7 +322,7 @@ def normalize_predictions(
         values: list[float] = []
         for i, v in enumerate(items):
             try:
-                values.append(_finite_number(v))
+                values.append(_regression_value(v))
                 valid[i] = True
             except InvalidEvent as exc:
                 reasons.append(exc.reason)
@@ -230,10 +331,12 @@ def normalize_predictions(
         )
     if task == "binary":
         scores: list[float] = []
+        hard: list[int] = []  # positions in ``scores`` of class predictions
         for i, v in enumerate(items):
             try:
                 if isinstance(v, bool | str):
-                    scores.append(1.0 if canonical_class(v) == positive_class else 0.0)
+                    scores.append(1.0 if _is_positive(v, positive_class) else 0.0)
+                    hard.append(len(scores) - 1)
                 elif isinstance(v, dict):
                     if positive_class not in v:
                         raise InvalidEvent(MISSING_POSITIVE_SCORE, "no score for positive class")
@@ -243,8 +346,12 @@ def normalize_predictions(
                 valid[i] = True
             except InvalidEvent as exc:
                 reasons.append(exc.reason)
+        hard_mask = None
+        if hard:
+            hard_mask = np.zeros(len(scores), dtype=bool)
+            hard_mask[hard] = True
         return Normalized(
-            valid, np.asarray(scores, dtype=np.float64), None, _reject_counts(reasons)
+            valid, np.asarray(scores, dtype=np.float64), None, _reject_counts(reasons), hard_mask
         )
     if task == "multiclass":
         if classes is None:
@@ -317,6 +424,29 @@ def _class_scores(
     return row[best][0], row
 
 
+def label_problem(value: Any, task: str, *, positive_class: str = "1") -> str | None:
+    """Why ``value`` cannot be a label of ``task`` (a reason of :data:`REASONS`), or None.
+
+    What :func:`normalize_labels` would reject it for, without learning anything: a new
+    multiclass class past the cap is only found when the label is normalised.
+
+    >>> [label_problem(v, "binary") for v in ("true", 2, "yes")]
+    [None, 'not_a_binary_class', 'not_a_binary_class']
+    """
+    try:
+        if task == "binary":
+            _is_positive(value, positive_class)
+        elif task == "regression":
+            _regression_value(value)
+        elif task == "multiclass":
+            _stored_class(value)
+        else:
+            raise ValueError(f"unknown task {task!r}")
+    except InvalidEvent as exc:
+        return exc.reason
+    return None
+
+
 def normalize_labels(
     raw: Sequence[Any] | np.ndarray,
     task: str,
@@ -326,12 +456,12 @@ def normalize_labels(
 ) -> Normalized:
     """Check and convert one batch of decoded label values for ``task``.
 
-    Binary labels become 1 (the positive class) or 0 (anything else that is a
-    valid class value); multiclass labels class indices; regression labels floats.
+    Binary labels become 1 (the positive class) or 0 (the other class: see
+    :func:`binary_class`); multiclass labels class indices; regression labels floats.
 
-    >>> out = normalize_labels([1, True, "1", 0, 0.5, {"a": 1}], "binary")
-    >>> out.values.tolist(), sorted(out.rejected.items())
-    ([1, 1, 1, 0], [('non_integer_class', 1), ('unexpected_type', 1)])
+    >>> out = normalize_labels([1, True, "true", "1.0", 0, "false", 0.5, 2, {"a": 1}], "binary")
+    >>> out.values.tolist(), sorted(out.rejected)
+    ([1, 1, 1, 1, 0, 0], ['non_integer_class', 'not_a_binary_class', 'unexpected_type'])
     """
     fast = _numeric_fast_path(raw)
     if fast is not None and task == "regression":
@@ -346,7 +476,7 @@ def normalize_labels(
     for i, v in enumerate(items):
         try:
             if task == "binary":
-                out.append(1 if canonical_class(v) == positive_class else 0)
+                out.append(1 if _is_positive(v, positive_class) else 0)
             elif task == "multiclass":
                 if classes is None:
                     raise ValueError("multiclass normalisation needs a ClassIndex")
@@ -361,10 +491,14 @@ def normalize_labels(
 
 __all__ = [
     "MAX_CLASS_CHARS",
+    "MAX_REGRESSION_MAGNITUDE",
     "REASONS",
+    "ZERO_ONE",
     "ClassIndex",
     "Normalized",
+    "binary_class",
     "canonical_class",
+    "label_problem",
     "normalize_labels",
     "normalize_predictions",
 ]

@@ -56,7 +56,9 @@ from monitor.performance.label_join import JoinResult, LabelJoiner
 from monitor.performance.normalize import (
     ClassIndex,
     Normalized,
+    binary_class,
     canonical_class,
+    label_problem,
     normalize_labels,
     normalize_predictions,
 )
@@ -225,7 +227,11 @@ class PerformanceTracker:
             raise ConfigError(["performance.task: tracking is off (task is null)"])
         self.config = config
         self.task: str = config.task
-        self.positive_class = canonical_class(config.positive_class)
+        self.positive_class = (
+            binary_class(config.positive_class)
+            if self.task == "binary"
+            else canonical_class(config.positive_class)
+        )
         self.classes: ClassIndex | None = None
         if self.task == "multiclass":
             self.classes = ClassIndex(config.max_classes, classes)
@@ -294,7 +300,10 @@ class PerformanceTracker:
         payloads = self._payloads(norm)
         join = self.joiner.add_predictions(ids, payloads, ts, now)
         if self._scores is not None:
-            self._scores.append(score=norm.values[join.accepted])
+            # A class prediction (true, "0") is no probability: CBPE on its 1.0/0.0 would
+            # estimate a perfect model, whatever the model does.
+            kept = join.accepted if norm.hard is None else join.accepted & ~norm.hard
+            self._scores.append(score=norm.values[kept])
         self._append_pairs(join)
         return BatchResult(int(join.accepted.sum()), norm.rejected, join, join.matched)
 
@@ -313,6 +322,12 @@ class PerformanceTracker:
         join = self.joiner.add_labels(ids, norm.values.tolist(), ts, now)
         self._append_pairs(join)
         return BatchResult(int(join.accepted.sum()), norm.rejected, join, join.matched)
+
+    def label_problem(self, value: Any) -> str | None:
+        """Why ``value`` cannot be a label of this model (see
+        :func:`~monitor.performance.normalize.label_problem`), or None: what the decoder
+        asks, so that such a label is dead-lettered."""
+        return label_problem(value, self.task, positive_class=self.positive_class)
 
     def expire(self, now: float) -> dict[str, int]:
         """Evict join state past its TTL; for idle periods (every add_* also does it)."""
