@@ -409,7 +409,9 @@ class WindowConfig(_Strict):
     def _consistent(self) -> WindowConfig:
         # ``{seconds: 3600, step_seconds: 300}`` without ``type: time`` was a count window of
         # ``size`` events, the seconds silently ignored.
-        timed = [k for k in ("seconds", "step_seconds") if k in self.model_fields_set]
+        # By value, not by presence: a saved window's settings (model_dump_json, read back
+        # at restore to say what changed) carry both as null.
+        timed = [k for k in ("seconds", "step_seconds") if getattr(self, k) is not None]
         if self.type == "count" and timed:
             raise ValueError(
                 f"{', '.join(timed)}: only used with type: time (type is count); add type: time"
