@@ -1,0 +1,157 @@
+"""Per-model work of a batch with many models interleaved, against what it replaced (issue 19).
+
+With 50 models in one stream each model's part of a 5,000-event batch is ~100 events, and
+the work paid once per model per batch (the validation's count, columns, metrics) weighs
+as much as the events. That work was made cheaper; what it gives must not change:
+
+* the validation's per-batch count (``Validator._counts``) equals a frozen copy of the
+  full count it replaced, over clean batches and batches with one planted violation of
+  every kind (below, above, NaN, not whole, missing category, unseen category of a
+  declared and of an inferred domain);
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.config import ValidationConfig
+from monitor.reference import build_profile
+from monitor.validation import Validator
+
+# ------------------------------------------------------------ frozen copy (validation)
+
+
+def frozen_counts(self: Validator, num: np.ndarray, cat: np.ndarray) -> dict[tuple[str, str], int]:
+    """``Validator._counts`` as it was before the clean-batch test (one full pass)."""
+    out: dict[tuple[str, str], int] = {}
+    rules = self.rules
+    if num.shape[1] and len(num):
+        by_column = np.ascontiguousarray(num.T)
+        k = num.shape[1]
+        below = np.zeros(k, dtype=np.int64)
+        above = np.zeros(k, dtype=np.int64)
+        missing = np.zeros(k, dtype=np.int64)
+        with np.errstate(invalid="ignore"):
+            lowest = np.minimum.reduce(by_column, axis=1)
+            highest = np.maximum.reduce(by_column, axis=1)
+            gaps = np.isnan(lowest)
+            cols = np.flatnonzero((lowest < self._lo) | gaps)
+            if cols.size:
+                below[cols] = (by_column[cols] < self._lo[cols, None]).sum(axis=1)
+            cols = np.flatnonzero((highest > self._hi) | gaps)
+            if cols.size:
+                above[cols] = (by_column[cols] > self._hi[cols, None]).sum(axis=1)
+        cols = np.flatnonzero(gaps)
+        if cols.size:
+            missing[cols] = np.isnan(by_column[cols]).sum(axis=1)
+        if self._integer.any():
+            sub = by_column[self._integer]
+            frac = (sub != np.round(sub)) & ~np.isnan(sub)
+            for j, n in zip(np.nonzero(self._integer)[0], frac.sum(axis=1), strict=True):
+                if n:
+                    out[(self.numeric_columns[j], "not_integer")] = int(n)
+        for rule, counts in (("below_min", below), ("above_max", above), ("missing", missing)):
+            for j in np.nonzero(counts)[0]:
+                key = (self.numeric_columns[j], rule)
+                if key in rules:
+                    out[key] = int(counts[j])
+    if cat.shape[1]:
+        missing = (cat < 0).sum(axis=0)
+        for j in np.nonzero(missing)[0]:
+            key = (self.categorical_columns[j], "missing")
+            if key in rules:
+                out[key] = int(missing[j])
+        for j in self._domains:
+            codes = cat[:, j]
+            allowed = self._allowed_codes(j)
+            present = codes >= 0
+            n = int(present.sum()) - int(allowed[codes[present]].sum())
+            if n:
+                out[(self.categorical_columns[j], "unseen")] = n
+    return out
+
+
+def _validator(infer: bool) -> Validator:
+    """Columns x (min/max/integer declared), y (inferred range), z (no rule when not
+    inferred); categories c (declared domain), d (inferred domain of the reference)."""
+    rng = np.random.default_rng(5)
+    rows = [
+        (
+            {
+                "x": float(i % 10),
+                "y": float(rng.normal(50, 10)),
+                "z": float(rng.normal()),
+                "c": ("a", "b")[i % 2],
+                "d": ("p", "q", "r")[i % 3],
+            },
+            None,
+        )
+        for i in range(600)
+    ]
+    cfg = ValidationConfig(
+        infer=infer,
+        constraints={"x": {"min": 0, "max": 10, "integer": True}, "c": {"domain": ["a", "b"]}},
+    )
+    ref = build_profile("m", rows)
+    cats = {"c": ["a", "b"], "d": ["p", "q", "r"]}
+    return Validator(cfg, ref, ["x", "y", "z"], ["c", "d"], cats)
+
+
+def _batches(v: Validator, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Clean batches, and batches with one planted violation of each kind."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in (1, 3, 100, 250):
+        num = np.column_stack(
+            [rng.integers(0, 11, n).astype(float), rng.normal(50, 5, n), rng.normal(0, 1, n)]
+        )
+        cat = np.column_stack([rng.integers(0, 2, n), rng.integers(0, 3, n)]).astype(np.int32)
+        out.append((num, cat))
+        i = int(rng.integers(0, n))
+        planted = [(0, -1.0), (0, 11.0), (0, 2.5), (0, np.nan), (1, 1e9), (1, -1e9)]
+        planted += [(1, np.nan), (2, np.nan), (2, 1e9), (0, np.inf), (1, -np.inf)]
+        for col, value in planted:
+            bad = num.copy()
+            bad[i, col] = value
+            out.append((bad, cat))
+        for col, code in ((0, -1), (1, -1), (0, 2), (1, 3), (1, 4)):
+            bad_cat = cat.copy()
+            bad_cat[i, col] = code
+            out.append((num, bad_cat))
+    out.append((np.empty((0, 3)), np.empty((0, 2), dtype=np.int32)))
+    return out
+
+
+@pytest.mark.parametrize("infer", [True, False])
+def test_validation_counts_equal_the_full_count(infer: bool) -> None:
+    v = _validator(infer)
+    # Codes past the reference's categories: a new category seen in the stream.
+    v.categories["c"].append("new")
+    v.categories["d"].extend(["s", "t"])
+    kinds = set()
+    for seed in range(4):
+        for num, cat in _batches(v, seed):
+            got, want = v._counts(num, cat), frozen_counts(v, num, cat)
+            assert got == want and list(got) == list(want), (num, cat)
+            kinds.update(rule for _, rule in want)
+    # Every kind of violation was planted and counted (else the comparison proves little).
+    assert (
+        kinds == {"below_min", "above_max", "not_integer", "missing", "unseen"}
+        if infer
+        else (kinds >= {"below_min", "above_max", "not_integer", "unseen"})
+    )
+
+
+def test_validation_observe_accumulates_as_before() -> None:
+    v, old = _validator(True), _validator(True)
+    for w in (v, old):
+        w.categories["c"].append("new")
+        w.categories["d"].extend(["s", "t"])
+    for num, cat in _batches(v, 9):
+        v.observe(num, cat)
+        if old.rules and len(num):
+            for key, n in frozen_counts(old, num, cat).items():
+                old.violations[key] = old.violations.get(key, 0) + n
+    assert v.violations == old.violations and list(v.violations) == list(old.violations)
+    assert sum(v.violations.values()) > 0
