@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from monitor.config import ValidationConfig
+from monitor.events import MessageBatch
 from monitor.reference import build_profile
 from monitor.validation import Validator
 
@@ -155,3 +156,25 @@ def test_validation_observe_accumulates_as_before() -> None:
                 old.violations[key] = old.violations.get(key, 0) + n
     assert v.violations == old.violations and list(v.violations) == list(old.violations)
     assert sum(v.violations.values()) > 0
+
+
+# ------------------------------------------------------------ frozen copy (partitions)
+
+
+def frozen_partitions_of(batch: MessageBatch, rows: list[int]) -> set[tuple[str, int]]:
+    """``MessageBatch.partitions_of`` as it was: a split by runs for every call."""
+    return {(topic, partition) for topic, partition, _, _ in batch._split(rows)}
+
+
+def test_partitions_of_equals_the_split_for_one_run_and_several() -> None:
+    rng = np.random.default_rng(3)
+    for runs in ([("p", 0, 40)], [("p", 3, 0), ("p", 3, 25)], [("p", 0, 10), ("p", 1, 30)],
+                 [("p", 0, 5), ("l", 0, 5), ("p", 2, 30)]):  # fmt: skip
+        batch = MessageBatch([], [], [], [], [])
+        for topic, part, size in runs:
+            batch.add_run(topic, part, [b"{}"] * size, [0.0] * size, range(size), [None] * size)
+        n = len(batch)
+        for k in (0, 1, 2, n // 2, n):
+            for _ in range(5):
+                rows = sorted(rng.choice(n, size=k, replace=False).tolist()) if n else []
+                assert batch.partitions_of(rows) == frozen_partitions_of(batch, rows)
