@@ -245,6 +245,11 @@ class Validator:
         self._cat_index = {f: j for j, f in enumerate(self.categorical_columns)}
         self._cells: tuple[np.ndarray, np.ndarray] | None = None  # see _rule_cells
         self._any_integer = False  # some column has an integer rule (set below, once)
+        # Per categorical column, the first code a clean batch may not hold (an inferred
+        # domain's size; else past any code), and the columns of declared domains (tested
+        # code by code): see _clean.
+        self._code_limit = np.full(len(self.categorical_columns), np.iinfo(np.int32).max)
+        self._declared_domains: list[int] = []
         if not config.enabled:
             return
         for j, name in enumerate(numeric_columns):
@@ -254,6 +259,11 @@ class Validator:
         for name in [*numeric_columns, *categorical_columns]:
             self._missing_rule(name, profile)
         self._any_integer = bool(self._integer.any())
+        for j, dom in self._domains.items():
+            if isinstance(dom, int):
+                self._code_limit[j] = dom
+            else:
+                self._declared_domains.append(j)
 
     # ----------------------------------------------------------------- fitting
 
@@ -375,26 +385,22 @@ class Validator:
         """True when the rows given violate no rule (see :meth:`_counts`); False when they
         may (then the full count decides)."""
         if num.shape[1] and len(num):
-            with np.errstate(invalid="ignore"):
-                # NaN fails both comparisons: a missing value is never clean.
-                if not (
-                    (np.minimum.reduce(num, axis=0) >= self._lo).all()
-                    and (np.maximum.reduce(num, axis=0) <= self._hi).all()
-                ):
-                    return False
+            # NaN fails both comparisons (the extremes propagate it, and comparing it raises
+            # no floating-point error): a missing value is never clean.
+            inside = np.minimum.reduce(num, axis=0) >= self._lo
+            inside &= np.maximum.reduce(num, axis=0) <= self._hi
+            if not inside.all():
+                return False
             if self._any_integer:
                 sub = num[:, self._integer]
                 if not (sub == np.round(sub)).all():
                     return False
         if cat.shape[1] and len(cat):
-            if int(cat.min()) < 0:
+            # No missing category, no code at or past its inferred domain's size.
+            if cat.min() < 0 or not (cat.max(axis=0) < self._code_limit).all():
                 return False
-            for j, dom in self._domains.items():
-                codes = cat[:, j]
-                if isinstance(dom, int):
-                    if int(codes.max()) >= dom:  # codes at or past the reference's size
-                        return False
-                elif not self._allowed_codes(j)[codes].all():
+            for j in self._declared_domains:
+                if not self._allowed_codes(j)[cat[:, j]].all():
                     return False
         return True
 
