@@ -102,9 +102,28 @@ class _NoKafka:
         return {}
 
 
+def service_config(tmp: Path) -> Any:
+    """The service's settings: six models, window 300 evaluated every 100 events."""
+    from monitor.config import parse_config
+
+    return parse_config(
+        {
+            "kafka": {
+                "bootstrap_servers": "127.0.0.1:9",
+                "group_id": "scale-test",
+                "labels_topic": None,
+                "dead_letter_topic": None,
+            },
+            "http": {"port": 0},
+            "state": {"path": str(tmp / "state.sqlite")},
+            "models": [{"name": m, "window": {"size": 300, "step": 100}} for m in MODELS],
+            "alerting": {"outbox_path": str(tmp / "outbox.sqlite")},
+        }
+    )
+
+
 async def _run() -> dict[str, Any]:
     from monitor.clock import ManualClock
-    from monitor.config import parse_config
     from monitor.events import MessageBatch
     from monitor.reference import build_profile
     from monitor.service import MonitorService
@@ -122,20 +141,7 @@ async def _run() -> dict[str, Any]:
         for _ in range(1000)
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        config = parse_config(
-            {
-                "kafka": {
-                    "bootstrap_servers": "127.0.0.1:9",
-                    "group_id": "scale-test",
-                    "labels_topic": None,
-                    "dead_letter_topic": None,
-                },
-                "http": {"port": 0},
-                "state": {"path": str(Path(tmp) / "state.sqlite")},
-                "models": [{"name": m, "window": {"size": 300, "step": 100}} for m in MODELS],
-                "alerting": {"outbox_path": str(Path(tmp) / "outbox.sqlite")},
-            }
-        )
+        config = service_config(Path(tmp))
         svc = MonitorService(config, clock=ManualClock(T0 + 3600))
         svc.references.update({m: build_profile(m, rows) for m in MODELS})
         svc.source = _NoKafka()  # type: ignore[assignment]

@@ -16,7 +16,9 @@ as much as the events. That work was made cheaper; what it gives must not change
 
 from __future__ import annotations
 
+import asyncio
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +207,41 @@ def test_an_interleaved_stream_gives_what_the_code_before_gave() -> None:
     for model in scale_stream.MODELS:
         assert got[model] == recorded[model], model
     assert got == recorded
+
+
+async def _lag_after_revoke_and_return() -> tuple[float | None, float | None]:
+    """A model's event lag series after its partition is revoked, and after its events
+    come back (a new assignment)."""
+    from monitor.clock import ManualClock
+    from monitor.service import MonitorService
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = scale_stream.service_config(Path(tmp))
+        clock = ManualClock(scale_stream.T0 + 3600)
+        svc = MonitorService(config, clock=clock)
+        svc.source = scale_stream._NoKafka()  # type: ignore[assignment]
+        await svc.alerts.start()
+        stream = scale_stream._events(120, 7)
+        batch = MessageBatch([], [], [], [], [])
+        batch.add_run(
+            "predictions", 0, [v for _, v in stream], [0.0] * 120, range(120), [None] * 120
+        )
+        await svc.process(batch)
+        await svc._on_revoked({("predictions", 0)})
+        gone = svc.registry.get_sample_value("monitor_event_lag_seconds", {"model": "m0"})
+        clock.advance(10.0)
+        batch = MessageBatch([], [], [], [], [])
+        batch.add_run(
+            "predictions", 0, [v for _, v in stream], [0.0] * 120, range(120, 240), [None] * 120
+        )
+        await svc.process(batch)
+        back = svc.registry.get_sample_value("monitor_event_lag_seconds", {"model": "m0"})
+        await svc.alerts.stop(grace_seconds=0)
+        return gone, back
+
+
+def test_a_models_lag_series_comes_back_after_its_partition_was_revoked() -> None:
+    gone, back = asyncio.run(_lag_after_revoke_and_return())
+    assert gone is None
+    # The newest event of m0 in the stream is at T0 + 1.14 s; the clock reads T0 + 3610.
+    assert back == pytest.approx(3610.0 - 1.14)
