@@ -7,7 +7,8 @@ Run::
 
 Each tree gets a worker process (``PYTHONPATH`` = that tree) that builds the two warm
 services of :func:`bench.throughput.paired_scale` (one model x 23 columns; 50 models x 21
-columns, events interleaved, batches of 5,000) and then, on each request, times
+columns, events interleaved, batches of 5,000; alerts to a local webhook receiver in the
+same process) and then, on each request, times
 ``--events`` events through one of them. The requests alternate: per round, the 50-model
 service of every tree, then the 1-model service of every tree, the tree order switching
 each round, so both trees see the same machine at nearly the same time. Reported by CPU
@@ -45,10 +46,14 @@ async def _worker(pool: int) -> None:
     services: dict[str, Any] = {}
     starts: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmpdir:
+        # As in paired_scale: one local webhook receiver in the process takes both
+        # services' notifications (50 drifting models notify 50 times as often).
+        rx = t.WebhookReceiver()
+        await rx.__aenter__()
         for name, w in (("one", t.SINGLE), ("many", t.SCALE)):
             msgs = t.raw_messages(t.generate(w, pool, 2, drift_from=pool // 2))
             (Path(tmpdir) / name).mkdir()
-            svc = await t.offline_service(w, Path(tmpdir) / name, t.references(w), None, None)
+            svc = await t.offline_service(w, Path(tmpdir) / name, t.references(w), rx.url, None)
             for b in t.batches(msgs, 6_000 * w.models):  # window full, code hot
                 await svc.process(b)
             services[name] = (svc, msgs)
@@ -66,6 +71,7 @@ async def _worker(pool: int) -> None:
             print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
         for svc, _ in services.values():
             await svc.alerts.stop(grace_seconds=0)
+        await rx.__aexit__(None, None, None)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -117,7 +123,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", type=Path, help="the other tree (e.g. main exported)")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--events", type=int, default=100_000, help="events per timed run")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=100_000,
+        help="events per timed run; a multiple of 50,000 gives every model of the 50 the "
+        "same number of evaluations (one per 1,000 of its events) in every run",
+    )
     parser.add_argument("--pool", type=int, default=100_000, help="distinct messages per service")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
