@@ -294,7 +294,15 @@ class MessageBatch:
             k = j
 
     def partitions_of(self, rows: list[int]) -> set[tuple[str, int]]:
-        """The partitions the messages at ``rows`` (ascending) came from."""
+        """The partitions the messages at ``rows`` (ascending) came from.
+
+        A batch of one run (one partition, the usual poll of one consumer of a
+        model-keyed topic) answers without splitting: asked once per model per batch,
+        the split was a Python pass per model (issue 19, 50 models).
+        """
+        runs = self.runs
+        if len(runs) == 1:
+            return {(runs[0][0], runs[0][1])} if rows else set()
         return {(topic, partition) for topic, partition, _, _ in self._split(rows)}
 
     def take(self, rows: list[int]) -> MessageBatch:
@@ -1002,12 +1010,18 @@ class Decoder:
         # (as a mixed model's below). Rare: bad input only.
         latest = self._latest()
         late: set[str] = set()
-        for g in groups:
-            # NaN (no timestamp: the record time) is neither ahead nor before 1970.
-            ahead = (g[4] > latest) | (g[4] < 0)
-            if ahead.any():
-                late.add(g[0])
-                fallback = [*fallback, *(g[1][i] for i in np.flatnonzero(ahead).tolist())]
+        # One test over every model's times first (a model's part of a batch of many models
+        # is ~100 events: a test per model cost more than its rows, issue 19); the models
+        # are looked at one by one only when some time is out of bounds.
+        every = np.concatenate([g[4] for g in groups]) if len(groups) > 1 else groups[0][4]
+        # NaN (no timestamp: the record time) is neither ahead nor before 1970.
+        if ((every > latest) | (every < 0)).any():
+            for g in groups:
+                ahead = (g[4] > latest) | (g[4] < 0)
+                if ahead.any():
+                    late.add(g[0])
+                    fallback = [*fallback, *(g[1][i] for i in np.flatnonzero(ahead).tolist())]
+        untimed = bool(np.isnan(every).any())  # some event without a timestamp
         if late:
             fallback = sorted(fallback)
         if picked is not None:
@@ -1027,9 +1041,10 @@ class Decoder:
         for model, rows, ids, versions, stamps, predictions, num, cat, unknown in groups:
             if model in out.predictions or model in late:
                 continue  # mixed: decoded by Python above
-            missing = np.isnan(stamps)
             record_rows: list[int] = []
-            if missing.any():  # no timestamp in the event: the record's time, as on the Python path
+            missing = np.isnan(stamps) if untimed else None
+            if missing is not None and missing.any():
+                # No timestamp in the event: the record's time, as on the Python path.
                 record = np.fromiter(map(record_time, rows), np.float64, len(rows))
                 np.minimum(record, latest, out=record)  # never beyond the bound (FutureBound)
                 stamps = np.where(missing, record, stamps)

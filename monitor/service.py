@@ -218,6 +218,12 @@ class MonitorService:
         # Models changed since their last save, and the alert document each was saved with:
         # a checkpoint writes only those (see ``checkpoint``).
         self._dirty: set[str] = set()
+        # Per model, its series of the per-batch metrics (events processed, event lag;
+        # evaluations once it has one): ``labels()`` per model per batch was a look-up of a
+        # few microseconds each, which 50 interleaved models pay 50 times a batch (issue 19).
+        # A series removed from its metric is dropped here too (``_on_revoked``).
+        self._model_series: dict[str, tuple[Any, Any]] = {}
+        self._evaluation_series: dict[str, Any] = {}
         # Models warned of declared constraints their reference lacks (once per model).
         self._unchecked_warned: set[str] = set()
         self._saved_alerts: dict[str, str] = {}
@@ -1002,11 +1008,22 @@ class MonitorService:
             if mm.unchecked_constraints and model not in self._unchecked_warned:
                 self._warn_unchecked_constraints(model, mm.unchecked_constraints)
             self._check_partition(model, events.partitions)
-            self.metrics.events_processed.labels(model).inc(len(events))
-            self.metrics.event_lag.labels(model).set(max(0.0, now - max(events.timestamps)))
+            series = self._model_series.get(model)
+            if series is None:
+                series = self._model_series[model] = (
+                    self.metrics.events_processed.labels(model),
+                    self.metrics.event_lag.labels(model),
+                )
+            series[0].inc(len(events))
+            series[1].set(max(0.0, now - max(events.timestamps)))
             if evs:
                 self.metrics.evaluation_seconds.observe((time.perf_counter() - t0) / len(evs))
-                self.metrics.evaluations.labels(model).inc(len(evs))
+                evaluated = self._evaluation_series.get(model)
+                if evaluated is None:
+                    evaluated = self._evaluation_series[model] = self.metrics.evaluations.labels(
+                        model
+                    )
+                evaluated.inc(len(evs))
             evaluations.extend(evs)
         for model, labels in batch.labels.items():
             if model in self.disabled:
@@ -1216,6 +1233,7 @@ class MonitorService:
                 # Its gauges are the new owner's to show (the collector's go with the model).
                 with contextlib.suppress(KeyError):
                     self.metrics.event_lag.remove(m)
+                self._model_series.pop(m, None)  # its lag series is gone: made anew if it returns
                 self.models.pop(m, None)
                 self.history.forget(m)
                 self._model_partition.pop(m, None)
