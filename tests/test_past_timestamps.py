@@ -124,3 +124,40 @@ def test_a_frozen_event_time_is_said_not_silently_never_evaluated() -> None:
     # Time moves again: cleared, and the model evaluates at the boundary it crosses.
     assert mm.ingest(_time_model_events([frozen + 30.0], 310), now=NOW)
     assert model_status(MODEL, mm, {}, {})["event_time_frozen"] is None
+
+
+def test_the_service_warns_once_of_a_frozen_event_time(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The service says it: one WARNING naming the model and the time (not one per batch),
+    and ``/api/status`` (``service.status()``) carries ``event_time_frozen``."""
+    from monitor.config import parse_config
+    from monitor.service import MonitorService
+
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "http": {"port": 0},
+        "state": {"path": "state.sqlite"},
+        "defaults": {
+            "window": {"type": "time", "seconds": 60, "step_seconds": 10, "size": 100},
+            "reference": {"learn_first": 50},
+        },
+        "models": [{"name": MODEL}],
+        "alerting": {"outbox_path": "outbox.sqlite"},
+    }
+    service = MonitorService(parse_config(raw, base_dir=tmp_path), clock=ManualClock(NOW))
+    decoder = Decoder(max_message_bytes=10_000, future=FutureBound(ManualClock(NOW), 3600))
+    times = [NOW - 100 + i for i in range(50)] + [NOW - 10] * 250
+    for part in range(3):
+        values = [_event(i, times[i]) for i in range(part * 100, part * 100 + 100)]
+        with caplog.at_level("WARNING", logger="monitor.service"):
+            service._apply(decoder.decode(_messages(values)))
+    warned = [r.getMessage() for r in caplog.records if "all carry the timestamp" in r.getMessage()]
+    assert warned == [
+        "model 'm': its last 150 events all carry the timestamp 2025-12-02T11:59:50Z: a time "
+        "window evaluates when event time crosses a step boundary, so this model does not "
+        "evaluate; check the producer's timestamp (or omit it: record times apply)"
+    ]
+    models = service.status()["models"]
+    assert models[MODEL]["event_time_frozen"] == "2025-12-02T11:59:50Z"
+    assert models[MODEL]["evaluations"] == 0
