@@ -54,6 +54,10 @@ class Cadence:
         # The model's event clock: the newest event time seen, from events that carry one
         # (None until one does). See event_times.
         self.event_clock: float | None = None
+        # Time windows: how many events in a row, up to the newest, carry one same time
+        # (``frozen_at``). See frozen_time.
+        self.same_time_events = 0
+        self.frozen_at: float | None = None
 
     def restore(
         self, since_eval: int, next_eval_time: float | None, event_clock: float | None
@@ -125,6 +129,33 @@ class Cadence:
             self.event_clock = float(clock[-1])
         return ts
 
+    def _count_same_time(self, ts: np.ndarray) -> None:
+        """Advance the run of events at one same time, ending at the batch's last event."""
+        if not len(ts):
+            return
+        last = float(ts[-1])
+        differ = np.flatnonzero(ts != last)
+        run = len(ts) - 1 - int(differ[-1]) if differ.size else len(ts)
+        if not differ.size and self.frozen_at == last:
+            self.same_time_events += run
+        else:
+            self.same_time_events = run
+        self.frozen_at = last
+
+    def frozen_time(self) -> float | None:
+        """The one time a time window's last ``window.size`` events or more all carry, or None.
+
+        Why: a time window evaluates when event time crosses its next step boundary. A
+        producer that stamps every event with one time (a constant, a build time, a clock
+        that is never set: epoch 0 is refused at decode, other constants are not) never
+        crosses one, so the model never evaluated and nothing said why. A full window of
+        events at one instant is no stream of times: said (a WARNING, the status's
+        ``event_time_frozen``), the events still counted as before.
+        """
+        if self.window.type != "time" or self.same_time_events < max(2, self.window.size):
+            return None
+        return self.frozen_at
+
     def steps(self, ts: np.ndarray) -> Iterator[Step]:
         """The batch (its event times ``ts``) cut at its evaluation points, in order.
 
@@ -144,6 +175,7 @@ class Cadence:
                 pos += take
             return
         assert w.step_seconds is not None
+        self._count_same_time(ts)
         if self.next_eval_time is None:
             self.next_eval_time = float(ts[0]) + w.step_seconds
         while pos < n:

@@ -13,6 +13,7 @@ which is what ``monitor check-config`` prints.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 from pathlib import Path
@@ -33,7 +34,11 @@ from pydantic import (
 from monitor.alerting.config import AlertingConfig
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
-from monitor.performance.config import PerformanceConfig
+from monitor.performance.config import (
+    PerformanceConfig,
+    unused_settings_message,
+    unused_without_task,
+)
 from monitor.signals import (
     MAX_FEATURE_NAME_CHARS,
     PREDICTION,
@@ -42,6 +47,8 @@ from monitor.signals import (
 )
 from monitor.strict_model import StrictModel
 from monitor.tls import client_ssl_context
+
+_log = logging.getLogger(__name__)
 
 ColumnType = Literal["numeric", "categorical"]
 
@@ -670,6 +677,18 @@ class ModelConfig(_Strict):
                 )
         return features
 
+    @field_validator("performance")
+    @classmethod
+    def _performance_settings_need_a_task(
+        cls, performance: PerformanceConfig | None
+    ) -> PerformanceConfig | None:
+        """Settings written for this model with no ``task`` were silently unused (tracking
+        off, no metrics, no word): refused, naming them. The defaults' section is only
+        warned about (:func:`parse_config`): no model has written it for itself."""
+        if performance is not None and (keys := unused_without_task(performance)):
+            raise ValueError(unused_settings_message(keys))
+        return performance
+
 
 class MonitorConfig(_Strict):
     """The whole configuration file."""
@@ -945,6 +964,11 @@ def parse_config(
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
+    if keys := unused_without_task(config.defaults.performance):
+        # Every model either inherits this section whole (no task: tracking off) or
+        # replaces it: these settings reach no model. Warned, not refused: it is no model's
+        # own section, and a model that wants tracking has to write its own with a task.
+        _log.warning("defaults.performance: %s", unused_settings_message(keys))
     return resolve_paths(config, base_dir) if base_dir else config
 
 

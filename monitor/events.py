@@ -566,6 +566,13 @@ EPOCH_MILLIS_FROM = 1e11
 EPOCH_MILLIS_UNTIL = 1e14
 
 
+#: Epoch 0 (1970-01-01T00:00:00Z) is the zero value of a clock never set (a default
+#: ``timestamp: 0``, ``new Date(0)``), not when an event happened: a producer sending it
+#: stamps every event alike, and a time-window model never evaluated. Rejected as the
+#: unset times before 1970 are.
+_EPOCH_ZERO = "epoch 0 (1970-01-01T00:00:00Z) is an unset time, as times before 1970 are"
+
+
 def parse_timestamp(value: Any, fallback: float) -> float:
     """RFC 3339 string, epoch seconds or epoch milliseconds to epoch seconds.
 
@@ -584,6 +591,8 @@ def parse_timestamp(value: Any, fallback: float) -> float:
             raise InvalidEvent(
                 "invalid_timestamp", "epoch time must be finite and >= 0", "timestamp"
             )
+        if value == 0:
+            raise InvalidEvent("invalid_timestamp", _EPOCH_ZERO, "timestamp")
         if value < EPOCH_MILLIS_FROM:
             return float(value)
         if value < EPOCH_MILLIS_UNTIL:
@@ -607,6 +616,8 @@ def parse_timestamp(value: Any, fallback: float) -> float:
                 "invalid_timestamp", "RFC 3339 timestamp needs a UTC offset", "timestamp"
             )
         ts = dt.timestamp()
+        if ts == 0:
+            raise InvalidEvent("invalid_timestamp", _EPOCH_ZERO, "timestamp")
         if ts < 0:
             # As an epoch number below 0 is: an unset time (Go's zero time
             # 0001-01-01T00:00:00Z, .NET's DateTime.MinValue), not when the event happened.
@@ -1003,8 +1014,8 @@ class Decoder:
             return None, printable(f"{type(exc).__name__}: {exc}", 300)
         if not groups:
             return None, None
-        # Events stamped too far ahead of the monitor's clock (FutureBound) or before 1970
-        # (the compiled decoder bounds neither), found on the columns at once: they join
+        # Events stamped too far ahead of the monitor's clock (FutureBound), before 1970 or
+        # at epoch 0 (the compiled decoder bounds none), found on the columns at once: they join
         # the handed-back messages, so the Python path rejects them with its reason and
         # message, and their model's accepted events are decoded by it in message order
         # (as a mixed model's below). Rare: bad input only.
@@ -1014,10 +1025,10 @@ class Decoder:
         # is ~100 events: a test per model cost more than its rows, issue 19); the models
         # are looked at one by one only when some time is out of bounds.
         every = np.concatenate([g[4] for g in groups]) if len(groups) > 1 else groups[0][4]
-        # NaN (no timestamp: the record time) is neither ahead nor before 1970.
-        if ((every > latest) | (every < 0)).any():
+        # NaN (no timestamp: the record time) is neither ahead nor at or before epoch 0.
+        if ((every > latest) | (every <= 0)).any():
             for g in groups:
-                ahead = (g[4] > latest) | (g[4] < 0)
+                ahead = (g[4] > latest) | (g[4] <= 0)
                 if ahead.any():
                     late.add(g[0])
                     fallback = [*fallback, *(g[1][i] for i in np.flatnonzero(ahead).tolist())]
@@ -1139,8 +1150,9 @@ class Decoder:
                             ts = float(stamp)
                         elif EPOCH_MILLIS_FROM <= stamp < EPOCH_MILLIS_UNTIL:  # milliseconds
                             ts = stamp / 1000
-                        # An own time beyond the bound or before 1970: the full path rejects it.
-                        if ts is not None and stamp is not None and not 0 <= ts <= latest:
+                        # An own time beyond the bound, before 1970 or at epoch 0: the full
+                        # path rejects it.
+                        if ts is not None and stamp is not None and not 0 < ts <= latest:
                             ts = None
                     if ts is not None:
                         if model != group_model:

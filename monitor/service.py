@@ -108,6 +108,7 @@ from monitor.events import (
     RawMessage,
     Rejected,
     printable,
+    utc_text,
 )
 from monitor.http_server import HttpServer
 from monitor.kafka_source import TP, DeadLetterPublisher, KafkaSource
@@ -226,6 +227,7 @@ class MonitorService:
         self._evaluation_series: dict[str, Any] = {}
         # Models warned of declared constraints their reference lacks (once per model).
         self._unchecked_warned: set[str] = set()
+        self._frozen_warned: set[str] = set()  # models warned of a frozen event time (once)
         self._saved_alerts: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -1008,6 +1010,18 @@ class MonitorService:
             if mm.unchecked_constraints and model not in self._unchecked_warned:
                 self._warn_unchecked_constraints(model, mm.unchecked_constraints)
             self._check_partition(model, events.partitions)
+            if (frozen := mm.cadence.frozen_time()) is None:
+                self._frozen_warned.discard(model)
+            elif model not in self._frozen_warned:
+                self._frozen_warned.add(model)
+                log.warning(
+                    "model %s: its last %d events all carry the timestamp %s: a time window "
+                    "evaluates when event time crosses a step boundary, so this model does not "
+                    "evaluate; check the producer's timestamp (or omit it: record times apply)",
+                    printable(repr(model), 200),
+                    mm.cadence.same_time_events,
+                    utc_text(frozen),
+                )
             series = self._model_series.get(model)
             if series is None:
                 series = self._model_series[model] = (

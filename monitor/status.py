@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from monitor.config import MonitorConfig, resolve_model
+from monitor.events import utc_text
 from monitor.model_monitor import ModelMonitor
 from monitor.reference import ReferenceProfile
 
@@ -105,6 +106,9 @@ def model_status(
         # Values the performance task could not grade, by reason (bounded tokens):
         # {"labels": {...}, "predictions": {...}}; their events are in no metric.
         "performance_rejected": {},
+        # A time window's last window.size events or more all at one time (RFC 3339), so it
+        # cannot evaluate (Cadence.frozen_time); null otherwise.
+        "event_time_frozen": None,
     }
     if name in disabled:
         reason, error = disabled[name]
@@ -129,6 +133,8 @@ def model_status(
         explained=ev.explained if ev else {},
         segments_drifting={s.segment: s.drifting for s in ev.segments if s.drifting} if ev else {},
     )
+    if (frozen := mm.cadence.frozen_time()) is not None:
+        out["event_time_frozen"] = utc_text(frozen)
     if mm.reference is not None:
         out["reference"] = _reference_status(mm.reference)
         # Declared constraints on features the reference lacks (never checked).

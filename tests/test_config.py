@@ -1055,3 +1055,43 @@ def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
         text=True,
     )
     assert run.returncode == 2 and "Traceback" not in run.stderr
+
+
+def test_performance_settings_without_a_task_are_refused_for_a_model(tmp_path: Path) -> None:
+    """``task: null`` is tracking off: a model's own window_size/join_ttl_seconds with no
+    task were silently unused (no metrics, no word). Refused in check-config and run; the
+    same keys in ``defaults`` reach no model either and are warned about, not refused."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "defaults:\n  performance: {task: binary}\n"
+        "models:\n  - name: m\n"
+        "    performance: {window_size: 1000, join_ttl_seconds: 60}\n"
+    )
+    for command in ("check-config", "run"):
+        args = [sys.executable, "-m", "monitor.cli", command]
+        args += [str(bad)] if command == "check-config" else ["--config", str(bad)]
+        run = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2, (command, run.stderr)
+        assert "models[0].performance: " in run.stderr
+        assert "join_ttl_seconds, window_size: set without task" in run.stderr
+    # An explicit null task with settings is the same misconfiguration.
+    with pytest.raises(
+        ConfigError, match=r"models\[0\]\.performance: Value error, window_size: set"
+    ):
+        parse_config({"models": [{"name": "m", "performance": {"task": None, "window_size": 500}}]})
+    # With a task, or with nothing but the task, nothing is said.
+    parse_config({"models": [{"name": "m", "performance": {"task": "binary", "window_size": 500}}]})
+    parse_config({"models": [{"name": "m", "performance": {"task": None}}]})
+
+
+def test_performance_settings_without_a_task_in_defaults_are_warned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="monitor.config"):
+        parse_config({"defaults": {"performance": {"window_size": 100}}, "models": [{"name": "m"}]})
+    (record,) = [r for r in caplog.records if r.name == "monitor.config"]
+    assert record.getMessage().startswith("defaults.performance: window_size: set without task")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="monitor.config"):
+        parse_config({"defaults": {"performance": {"task": "regression", "window_size": 100}}})
+    assert not [r for r in caplog.records if r.name == "monitor.config"]

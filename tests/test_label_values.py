@@ -265,3 +265,51 @@ def test_minus_one_plus_one_labels_stay_graded() -> None:
     assert normalize_labels([-1], "binary", positive_class="0").rejected == {
         "not_a_binary_class": 1
     }
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_regression_labels_as_numeric_strings_grade_like_numbers(native: bool) -> None:
+    """Numeric strings are numbers in numeric features (README); a regression label
+    ``"3.5"`` was rejected whole (``label_not_for_task``) by both decoder paths. Now read
+    as the number, whichever decoder; a string that is no number is still refused."""
+    if native and not NATIVE_AVAILABLE:
+        pytest.skip("compiled decoder not installed")
+    t = PerformanceTracker(
+        PerformanceConfig(task="regression", window_size=10, min_window_labels=1)
+    )
+    decoder = Decoder(
+        max_message_bytes=10_000,
+        labels_topic="labels",
+        native=native,
+        check_label=lambda model, value: t.label_problem(value),
+    )
+    preds = [
+        orjson.dumps(
+            {"event_id": f"e{i}", "model": "m", "features": {"x": float(i)}, "prediction": 3.0}
+        )
+        for i in range(14)
+    ]
+    spellings: list[object] = [3.5, "3.5", " 2.5 ", "1e0", "3", "x", "nan", "1e400"]
+    labels = [
+        orjson.dumps({"event_id": f"e{i}", "model": "m", "label": y})
+        for i, y in enumerate(spellings)
+    ]
+    decoder.decode([RawMessage(preds[0], 1.7e9, "predictions")])  # the model is admitted
+    batch = decoder.decode(
+        [RawMessage(v, 1.7e9, "predictions", 0, i) for i, v in enumerate(preds)]
+        + [RawMessage(v, 1.7e9, "labels", 0, i) for i, v in enumerate(labels)],
+        {"m": (("x",), ())},
+    )
+    assert [(r.reason, r.field) for r in batch.rejected] == [("label_not_for_task", "label")] * 3
+    assert "not_a_number" in batch.rejected[0].error
+    assert batch.native_events == (len(preds) if native else 0)
+    p, lab = batch.predictions["m"], batch.labels["m"]
+    t.add_predictions(p.event_ids, p.predictions, None, now=0.0)
+    res = t.add_labels(lab.event_ids, lab.labels, None, now=1.0)
+    assert res.matched == 5 and not t.rejected_labels
+    snap = t.snapshot()
+    assert snap["mae"] == pytest.approx((0.5 + 0.5 + 0.5 + 2.0 + 0.0) / 5)
+    # Without the decoder's check (a direct caller), each bad spelling counted by reason.
+    out = normalize_labels(["4", "x", "nan", "1e400", "-1e309", "1e301"], "regression")
+    assert out.values.tolist() == [4.0]
+    assert out.rejected == {"not_a_number": 1, "non_finite": 3, "value_too_large": 1}

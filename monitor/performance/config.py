@@ -285,6 +285,25 @@ class PerformanceConfig(StrictModel):
         return self
 
 
+def unused_without_task(config: PerformanceConfig) -> list[str]:
+    """The keys written in a performance section that does nothing: with no ``task`` the
+    tracking is off, so e.g. ``window_size`` or ``join_ttl_seconds`` are never used. The
+    operator who forgot ``task`` got no metrics and no word; the config checks name them."""
+    if config.task is not None:
+        return []
+    return sorted(config.model_fields_set - {"task"})
+
+
+def unused_settings_message(keys: list[str]) -> str:
+    """Why ``keys`` of a performance section without a task are unused, and what to do."""
+    return (
+        f"{', '.join(keys)}: set without task, so performance tracking is off and "
+        f"{'it is' if len(keys) == 1 else 'they are'} unused; set task (binary, multiclass or "
+        "regression), or remove them (a model's performance section replaces the defaults' "
+        "whole, task included)"
+    )
+
+
 def default_alert_when(metric: str) -> AlertWhen | None:
     """The alerting direction implied by a metric's name, or ``None`` if it has none."""
     base = metric.partition(":")[0]
@@ -295,4 +314,10 @@ def default_alert_when(metric: str) -> AlertWhen | None:
     return None
 
 
-__all__ = ["MetricThreshold", "PerformanceConfig", "default_alert_when"]
+__all__ = [
+    "MetricThreshold",
+    "PerformanceConfig",
+    "default_alert_when",
+    "unused_settings_message",
+    "unused_without_task",
+]

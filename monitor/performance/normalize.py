@@ -254,6 +254,38 @@ def _regression_value(value: Any) -> float:
     return out
 
 
+def _regression_label(value: Any) -> float:
+    """A regression label: a number, or a numeric string (``"3.5"``) read as a number.
+
+    Why: the README accepts numeric strings in numeric features (``"52000"``), and
+    producers that write labels through CSV or a string-typed column send ``"3.5"``; such
+    labels were rejected whole (``label_not_for_task``) while the same value in a feature
+    was a number. Read as features read them (Python's ``float``); a string that is no
+    number stays ``not_a_number``, one beyond the range ``non_finite`` or
+    ``value_too_large``, as the number would be.
+    """
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidEvent(NOT_A_NUMBER, "expected a number or a numeric string") from None
+    return _regression_value(value)
+
+
+def _regression_labels(items: list[Any]) -> Normalized:
+    """:func:`normalize_labels` of a regression task, one value at a time."""
+    valid = np.zeros(len(items), dtype=bool)
+    values: list[float] = []
+    reasons: list[str] = []
+    for i, v in enumerate(items):
+        try:
+            values.append(_regression_label(v))
+            valid[i] = True
+        except InvalidEvent as exc:
+            reasons.append(exc.reason)
+    return Normalized(valid, np.asarray(values, dtype=np.float64), None, _reject_counts(reasons))
+
+
 def _score(value: Any) -> float:
     out = _finite_number(value)
     if not 0.0 <= out <= 1.0:
@@ -437,7 +469,7 @@ def label_problem(value: Any, task: str, *, positive_class: str = "1") -> str | 
         if task == "binary":
             _is_positive(value, positive_class)
         elif task == "regression":
-            _regression_value(value)
+            _regression_label(value)
         elif task == "multiclass":
             _stored_class(value)
         else:
@@ -468,7 +500,7 @@ def normalize_labels(
         return _vector_numbers(fast, unit_interval=False)
     items = raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
     if task == "regression":
-        return normalize_predictions(items, "regression")
+        return _regression_labels(items)
     n = len(items)
     valid = np.zeros(n, dtype=bool)
     out: list[int] = []
