@@ -1146,6 +1146,9 @@ class MonitorService:
             return
         if self._unsafe_state is not None:
             raise MonitorError(f"refusing to checkpoint: {self._unsafe_state}")
+        if getattr(self.store, "rewrite_all_pending", False):
+            # The changelog was deleted or lost its compaction: every state, changed or not.
+            self._dirty.update(self.models)
         blobs: dict[str, SavedModel] = {}
         alert_texts: dict[str, str] = {}
         for n, mm in list(self.models.items()):
@@ -1168,6 +1171,9 @@ class MonitorService:
             return None
         if self._unsafe_state is not None:
             raise MonitorError(f"refusing to checkpoint: {self._unsafe_state}")
+        if getattr(self.store, "rewrite_all_pending", False):
+            # The changelog was deleted or lost its compaction: every state, changed or not.
+            self._dirty.update(self.models)
         blobs: dict[str, SavedModel] = {}
         alert_texts: dict[str, str] = {}
         for n, mm in self.models.items():
