@@ -13,8 +13,10 @@ state again. On its own broker: the test deletes a topic.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -24,8 +26,7 @@ from monitor import kafka_store
 from monitor.config import KafkaConfig, StateConfig
 from monitor.errors import StateError
 from monitor.kafka_store import KafkaStateStore
-
-pytestmark = pytest.mark.kafka
+from monitor.store import SavedModel, SQLiteStateStore, TopicPartition
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,7 @@ async def _admin_call(bootstrap: str, what: str, topic: str) -> None:
         await admin.close()
 
 
+@pytest.mark.kafka
 async def test_a_changelog_deleted_while_running_is_refused_then_every_state_written_again(
     own_broker: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,3 +110,74 @@ async def test_a_changelog_deleted_while_running_is_refused_then_every_state_wri
         assert again.load_model("quiet") == b"quiet" and again.load_model("busy") == b"b3"
     finally:
         await asyncio.to_thread(again.close)
+
+
+class _RecordingStore(SQLiteStateStore):
+    """A real SQLite store that says which models each save wrote, and can ask for them all
+    (as :class:`KafkaStateStore` does once its changelog was deleted)."""
+
+    rewrite_all_pending = False
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.saved: list[set[str]] = []
+
+    def save(self, models: Mapping[str, SavedModel], offsets: Mapping[TopicPartition, int]) -> None:
+        self.saved.append(set(models))
+        super().save(models, offsets)
+
+
+def test_the_service_writes_every_model_when_the_store_asks_for_a_full_rewrite(
+    tmp_path: Path,
+) -> None:
+    """The service's half: a model unchanged since the last checkpoint is skipped, unless the
+    store asks for every state (its changelog was deleted: the unchanged ones are gone)."""
+    from monitor.config import parse_config
+    from monitor.events import Decoder, RawMessage
+    from monitor.service import MonitorService
+
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "http": {"port": 0},
+        "state": {"path": "state.sqlite"},
+        "unknown_models": "track",
+        "defaults": {"window": {"size": 200, "step": 100}, "reference": {"learn_first": 100}},
+        "alerting": {"outbox_path": "outbox.sqlite"},
+    }
+    store = _RecordingStore(tmp_path / "state.sqlite")
+    service = MonitorService(parse_config(raw, base_dir=tmp_path), store=store)
+    service.store = store  # what start() does with a given store
+    decoder = Decoder(max_message_bytes=10_000)
+
+    def events(models: tuple[str, ...], start: int) -> None:
+        values = [
+            orjson.dumps(
+                {
+                    "event_id": f"{m}{i}",
+                    "model": m,
+                    "timestamp": 1_780_000_000 + i,
+                    "features": {"x": float(i % 7)},
+                    "prediction": (i % 10) / 10,
+                }
+            )
+            for m in models
+            for i in range(start, start + 50)
+        ]
+        raw_messages = [
+            RawMessage(v, 1_780_000_000.0, "predictions", 0, start * 2 + i)
+            for i, v in enumerate(values)
+        ]
+        service._apply(decoder.decode(raw_messages))
+
+    try:
+        events(("quiet", "busy"), 0)
+        service.checkpoint()
+        events(("busy",), 100)
+        service.checkpoint()
+        assert store.saved == [{"quiet", "busy"}, {"busy"}]  # unchanged: skipped
+        events(("busy",), 200)
+        store.rewrite_all_pending = True
+        service.checkpoint()
+        assert store.saved[-1] == {"quiet", "busy"}
+    finally:
+        store.close()
