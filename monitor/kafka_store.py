@@ -66,6 +66,7 @@ from aiokafka.errors import (
     ProducerFenced,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
 )
 from prometheus_client import CollectorRegistry, Counter
 
@@ -91,6 +92,9 @@ SOURCE_TOPIC_WAIT_SECONDS = 120.0
 # transaction.abort.timed.out.transaction.cleanup.interval.ms): an abandoned transaction is
 # aborted within the transaction timeout plus this.
 BROKER_ABORT_INTERVAL_SECONDS = 10.0
+# How often a checkpoint checks that the changelog still exists and is compacted (and after
+# any failed checkpoint): one DescribeConfigs request.
+TOPIC_CHECK_SECONDS = 60.0
 
 
 def model_key(model: str) -> bytes:
@@ -284,6 +288,14 @@ def _inflate(data: bytes, raw_size: object) -> bytes:
     return out
 
 
+class _TopicMissing(StateError):
+    """The changelog topic does not exist (deleted while running)."""
+
+
+class _NotCompacted(StateError):
+    """The changelog topic's cleanup policy would delete states."""
+
+
 class KafkaStateStore:
     """A :class:`~monitor.store.StateStore` in a compacted Kafka changelog topic."""
 
@@ -320,6 +332,11 @@ class KafkaStateStore:
             registry=registry if registry is not None else CollectorRegistry(),
         )
         self._partitions = 0
+        # When the changelog was last seen compacted (monotonic; None: check at the next
+        # checkpoint), and whether every model's state must be written again (the topic was
+        # deleted or lost its compaction while running: see ``_verify_topic``).
+        self._topic_ok_at: float | None = None
+        self._rewrite_all = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="monitor-kafka-store", daemon=True
@@ -548,6 +565,8 @@ class KafkaStateStore:
                     self.topic,
                 )
                 return
+            if code == UnknownTopicOrPartitionError.errno:
+                raise _TopicMissing(f"state topic {self.topic} does not exist")
             if code:
                 raise StateError(
                     f"state topic {self.topic}: cannot read its configuration "
@@ -557,7 +576,7 @@ class KafkaStateStore:
         policy = {p.strip() for p in settings.get("cleanup.policy", "delete").split(",")}
         kept = all(settings.get(k, "-1") == "-1" for k in ("retention.ms", "retention.bytes"))
         if "compact" not in policy or ("delete" in policy and not kept):
-            raise StateError(
+            raise _NotCompacted(
                 f"state topic {self.topic} has cleanup.policy="
                 f"{settings.get('cleanup.policy', 'delete')}: retention would delete the "
                 "states of models that have not changed for retention.ms; set "
@@ -776,17 +795,87 @@ class KafkaStateStore:
         (:meth:`_recreate_producer`), the same checkpoint is written again: the states,
         offsets and alerts in memory are still the ones the failed transaction held.
         """
+        await self._verify_topic()
         try:
             await self._transaction(models, offsets, alerts)
+            self._rewrite_all = False
             return
         except KafkaError as exc:
+            self._topic_ok_at = None  # a produce error: is the changelog still there?
+            await self._verify_topic()
             await self._recreate_producer(exc)
         try:
             await self._transaction(models, offsets, alerts)
+            self._rewrite_all = False
         except KafkaError as exc:
             raise StateError(
                 f"checkpoint transaction on {self.topic} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+    @property
+    def rewrite_all_pending(self) -> bool:
+        """Whether the next checkpoint must write every model's state, changed or not.
+
+        Set when the changelog was found deleted or no longer compacted while running;
+        cleared by the first checkpoint that succeeds after (the service passes it every
+        model once it sees this, see ``MonitorService._checkpoint``).
+        """
+        return self._rewrite_all
+
+    async def _verify_topic(self) -> None:
+        """Refuse to write into a changelog that was deleted or lost its compaction.
+
+        Deleted while running, the changelog came back as the broker's auto-creation
+        made it (``cleanup.policy=delete``), and this instance went on writing into it
+        without a word: the states of models unchanged since then were never written
+        again, so retention took the rest and a restart started those models fresh.
+        Checked at most once a :data:`TOPIC_CHECK_SECONDS` (one DescribeConfigs) and
+        after any failure. A missing topic is created again, compacted; a topic that is
+        not compacted is refused, with the fix. Either way the checkpoint fails (an ERROR
+        and ``/healthz`` through the service's checkpoint-failure path) and every
+        model's state is written again in the first checkpoint that succeeds after.
+        """
+        now = time.monotonic()
+        if self._topic_ok_at is not None and now - self._topic_ok_at < TOPIC_CHECK_SECONDS:
+            return
+        try:
+            await self._check_compacted()
+        except _TopicMissing:
+            self._rewrite_all = True
+            try:
+                await self._ensure_topic()
+                await self._start_producer_again()
+            except KafkaError as exc:
+                raise StateError(
+                    f"state topic {self.topic} was deleted while running and could not be "
+                    f"created again ({type(exc).__name__}: {exc}); create it with "
+                    "cleanup.policy=compact"
+                ) from exc
+            raise StateError(
+                f"state topic {self.topic} was deleted while running: created it again "
+                "(compacted); every model's state is written again at the next checkpoint"
+            ) from None
+        except _NotCompacted as exc:
+            self._rewrite_all = True
+            raise StateError(
+                f"{exc}. It was compacted when this instance started: it was deleted (and "
+                "auto-created by the broker) or reconfigured while running; nothing more is "
+                "written into it until it is compacted again, then every model's state is "
+                "written again at the next checkpoint"
+            ) from None
+        except KafkaError as exc:
+            raise StateError(
+                f"state topic {self.topic}: cannot read its configuration: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self._topic_ok_at = now
+
+    async def _start_producer_again(self) -> None:
+        """A new producer, for a topic created again (the old one's metadata is stale)."""
+        if self._producer is not None:
+            with contextlib.suppress(KafkaError):
+                await self._producer.stop()
+        await self._start_producer()
 
     def _fenced_hint(self, exc: KafkaError) -> str:
         """What a fenced producer most likely means: another live instance took the same

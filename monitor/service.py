@@ -133,6 +133,8 @@ DEAD_LETTER_RETRY_SECONDS = 1.0
 DECODER_ERROR = "decoder_error"
 #: A model spread over several partitions is warned of once, then at most this often.
 PARTITION_WARN_SECONDS = 3600.0
+#: The longest wait between two attempts at an alert outbox write that failed.
+OUTBOX_RETRY_MAX_SECONDS = 30.0
 #: Why a model is disabled (metric label values, bounded).
 DISABLED_REASONS = ("reference_unreadable", "reference_mismatch", "reference_invalid")
 
@@ -250,6 +252,10 @@ class MonitorService:
         # time of the first failure in a row, their count, and the last error's text.
         self._checkpoint_failing: tuple[float, int, str] | None = None
         self._log_checkpoint = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
+        # An alert outbox write that failed (file locked, disk full): as for checkpoints, the
+        # time of the first failure in a row, their count, and the last error's text.
+        self._outbox_failing: tuple[float, int, str] | None = None
+        self._log_outbox = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
         self.last_poll_at = 0.0
         self.broker_ok_at = 0.0
         self.evaluations_seen = 0
@@ -729,10 +735,17 @@ class MonitorService:
             await self._record_first_offsets(ranges)
             try:
                 evaluations = self._apply(batch)
+                submitted = await self._submit_alerts(evaluations)
             except Exception as exc:
                 self._unsafe_state = f"batch failed half-applied: {type(exc).__name__}"
                 self.metrics.loop_errors.labels("apply").inc()
                 raise
+            if not submitted:
+                # Stopping while the outbox refused the batch's notifications: the models
+                # hold events whose alerts are not durable, so this state is never saved;
+                # the batch is not acknowledged and the next start replays it.
+                self._unsafe_state = "alert outbox unwritable: the batch's alerts not submitted"
+                return []
             for tp, (_, last) in ranges.items():
                 # What was consumed, also after the client reset an out-of-range position.
                 self._positions[tp] = last + 1
@@ -1050,11 +1063,71 @@ class MonitorService:
             for outcome, n in mm.ingest_labels(labels, now).items():
                 if n:
                     self.metrics.labels.labels(model, outcome).inc(n)
-        for ev in evaluations:
-            self.alerts.submit(ev.context, ev.signals)
-            self.history.record(ev)
         self.evaluations_seen += len(evaluations)
         return evaluations
+
+    async def _submit_alerts(self, evaluations: list[Evaluation]) -> bool:
+        """Submit each evaluation's signals to the alert engine, retrying a failed outbox write.
+
+        The outbox write (SQLite, on the loop) fails when another process holds the file's
+        lock past the busy timeout (a backup, an operator's ``sqlite3``, a second monitor),
+        when the disk is full, on an I/O error. That used to leave the batch half-applied,
+        mark the state unsafe and end the service: a crash loop under a supervisor. Now the
+        failed evaluation and those after it are tried again with backoff (1 s doubling to
+        30 s), the loop serving HTTP and heartbeats in between; nothing of the batch is
+        acknowledged meanwhile (its positions and offsets advance only after this returns
+        True). The engine advances its state only once the write committed, so a retry
+        decides the same notifications with the same idempotency keys. Counted
+        (``monitor_loop_errors_total{stage="alert_outbox"}``), logged (ERROR when a streak
+        starts, then a WARNING at most once a minute), shown on ``/healthz``. False when a
+        stop came first: the batch is then to be replayed, not checkpointed.
+        """
+        delay = 1.0
+        i = 0
+        while i < len(evaluations):
+            ev = evaluations[i]
+            try:
+                self.alerts.submit(ev.context, ev.signals)
+            except StateError as exc:
+                self._outbox_failed(exc, delay)
+                if self._stopping.is_set():
+                    return False
+                await self._sleep(delay)
+                if self._stopping.is_set():
+                    return False
+                delay = min(delay * 2, OUTBOX_RETRY_MAX_SECONDS)
+                continue
+            self.history.record(ev)
+            i += 1
+        failing = self._outbox_failing
+        if failing is not None:
+            log.info(
+                "alert outbox written again after %d failed attempt(s) over %.0f s",
+                failing[1],
+                self.clock.time() - failing[0],
+            )
+            self._outbox_failing = None
+        return True
+
+    def _outbox_failed(self, exc: StateError, delay: float) -> None:
+        """Count and log a failed outbox write; shown on ``/healthz`` until one succeeds."""
+        now = self.clock.time()
+        self.metrics.loop_errors.labels("alert_outbox").inc()
+        text = printable(str(exc), 500)
+        failing = self._outbox_failing
+        self._outbox_failing = (
+            failing[0] if failing else now,
+            (failing[1] if failing else 0) + 1,
+            text,
+        )
+        what = (
+            "%s; the batch is held (not acknowledged: nothing is lost) and the alert outbox "
+            "write is tried again in %g s (see docs/RUNBOOK.md, AlertOutboxFailing)"
+        )
+        if failing is None or failing[2] != text:
+            log.error(what, text, delay)
+        else:
+            self._log_outbox.warning(what, text, delay)
 
     # ----------------------------------------------------------------- state
 
@@ -1087,6 +1160,9 @@ class MonitorService:
             return
         if self._unsafe_state is not None:
             raise MonitorError(f"refusing to checkpoint: {self._unsafe_state}")
+        if getattr(self.store, "rewrite_all_pending", False):
+            # The changelog was deleted or lost its compaction: every state, changed or not.
+            self._dirty.update(self.models)
         blobs: dict[str, SavedModel] = {}
         alert_texts: dict[str, str] = {}
         for n, mm in list(self.models.items()):
@@ -1109,6 +1185,9 @@ class MonitorService:
             return None
         if self._unsafe_state is not None:
             raise MonitorError(f"refusing to checkpoint: {self._unsafe_state}")
+        if getattr(self.store, "rewrite_all_pending", False):
+            # The changelog was deleted or lost its compaction: every state, changed or not.
+            self._dirty.update(self.models)
         blobs: dict[str, SavedModel] = {}
         alert_texts: dict[str, str] = {}
         for n, mm in self.models.items():
@@ -1453,7 +1532,10 @@ class MonitorService:
         stall = self.config.kafka.stall_seconds
         # A restore in progress is the consume loop at work (its reads are bounded by the
         # store's own timeouts), not a stall: a liveness probe must not restart it.
-        poll_age = 0.0 if self._restoring_since is not None else now - self.last_poll_at
+        # The same for a batch held while its alerts wait for the outbox (retried with
+        # backoff; a restart would meet the same lock): said below, not failed on.
+        held = self._restoring_since is not None or self._outbox_failing is not None
+        poll_age = 0.0 if held else now - self.last_poll_at
         broker_age = now - self.broker_ok_at
         ok = self._state == "running" and poll_age < stall and broker_age < stall
         detail: dict[str, Any] = {
@@ -1469,6 +1551,13 @@ class MonitorService:
         if self._checkpoint_failing is not None:
             since, attempts, error = self._checkpoint_failing
             detail["checkpoint_failing"] = {
+                "seconds": round(now - since, 3),
+                "attempts": attempts,
+                "error": error,
+            }
+        if self._outbox_failing is not None:
+            since, attempts, error = self._outbox_failing
+            detail["alert_outbox_failing"] = {
                 "seconds": round(now - since, 3),
                 "attempts": attempts,
                 "error": error,

@@ -273,7 +273,8 @@ class ServiceMetrics:
             self.checkpoints.labels(outcome)
         for kind in ("revoked", "assigned"):
             self.rebalances.labels(kind)
-        self.loop_errors.labels("poll")
+        for stage in ("poll", "alert_outbox"):  # at 0, so that their rules see a series
+            self.loop_errors.labels(stage)
         for decoder in ("native", "python"):
             self.events_decoded.labels(decoder)
         for reason in REASONS:
