@@ -131,6 +131,14 @@ class KafkaConfig(_Strict):
         description="How long one poll waits for events on an idle topic (also the longest "
         "a SIGTERM waits for it); at most half of stall_seconds.",
     )
+    commit_interval_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="With the SQLite state store, how often the consumer group's offsets are "
+        "committed to Kafka for lag monitoring (the stored offsets are what a restart resumes "
+        "from); 0 commits after every batch. Always also at revocation and shutdown.",
+    )
     max_message_bytes: int = Field(
         1_048_576, gt=0, description="Larger messages are rejected as invalid (reason too_large)."
     )

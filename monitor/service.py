@@ -257,6 +257,7 @@ class MonitorService:
         self._outbox_failing: tuple[float, int, str] | None = None
         self._log_outbox = RateLimitedLogger(log, per_seconds=60.0, clock=self.clock)
         self.last_poll_at = 0.0
+        self._committed_at: float | None = None  # clock.monotonic() of the last batch commit
         self.broker_ok_at = 0.0
         self.evaluations_seen = 0
         # The UI's drift-score history: bounded, saved with each model's state.
@@ -621,6 +622,20 @@ class MonitorService:
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
 
+    def _commit_due(self) -> bool:
+        """Whether this batch's offsets go to Kafka now (the SQLite backend).
+
+        The stored offsets, saved with the states, are what a restart resumes from; Kafka's
+        committed ones serve lag monitoring by other tools. Committed after every batch,
+        each commit's round trip to the broker (a few ms for about 2,000 events) cost end
+        to end throughput a quarter (BENCHMARKS.md, 2026-12-02 13:40); at most once per
+        ``kafka.commit_interval_seconds`` (and at revocation and shutdown) keeps the lag
+        that tools read as fresh as that.
+        """
+        interval = self.config.kafka.commit_interval_seconds
+        last = self._committed_at
+        return interval <= 0 or last is None or self.clock.monotonic() - last >= interval
+
     @property
     def _store_commits(self) -> bool:
         """Whether the state store commits the group's offsets (the Kafka backend)."""
@@ -752,8 +767,9 @@ class MonitorService:
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(messages))
             try:
-                if not self._store_commits:  # else only checkpoints commit (with the states)
+                if not self._store_commits and self._commit_due():  # else only checkpoints
                     await self.source.commit(self._positions)
+                    self._committed_at = self.clock.monotonic()
                     self.metrics.commits.labels("ok").inc()
             except SourceError as exc:
                 # Not fatal: the next commit covers these offsets; a crash before it replays them.
