@@ -3,7 +3,8 @@
 Semantics (see aiokafka's docs on manual commit and rebalance listeners):
 
 * offsets are committed only after the batch that contains them was applied
-  (at-least-once); auto-commit is off;
+  (at-least-once), by the service at most every ``commit_interval_seconds``;
+  auto-commit is off;
 * on revocation, the service checkpoints and commits what it processed of the
   revoked partitions *before* the group moves them (the listener awaits it);
 * aiokafka does not call the listener on ``stop()``: the service commits itself

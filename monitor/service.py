@@ -13,7 +13,8 @@ producer, then the consumer.
 run: poll a batch; decode; publish rejected messages to the dead-letter topic
 (before anything is applied, so a batch is either applied whole or not at all);
 apply it model by model; submit each evaluation's signals to the alert engine
-(durably, into its outbox); then commit the batch's offsets. A checkpoint
+(durably, into its outbox); then commit the offsets (at most every
+``kafka.commit_interval_seconds``: they are for lag tools, see the rules below). A checkpoint
 (every model's observed state + the offsets it covers, in one transaction) is
 written on a cadence, on partition revocation and at shutdown: encoded in the
 loop under the lock (one model at a time, the loop getting a turn between models),
