@@ -6,32 +6,10 @@ from typing import Any
 
 import orjson
 import pytest
+from test_future_timestamps import MODEL, NOW, PATHS, _event, _messages
 
 from monitor.clock import ManualClock
-from monitor.events import NATIVE_AVAILABLE, Decoder, FutureBound, RawMessage
-
-MODEL = "m"
-NOW = 1_764_676_800.0  # 2025-12-02T12:00:00Z: the injected clock
-PATHS = [
-    "python",
-    pytest.param("native", marks=pytest.mark.skipif(not NATIVE_AVAILABLE, reason="no native")),
-]
-
-
-def _event(i: int, ts: Any, model: str = MODEL) -> bytes:
-    return orjson.dumps(
-        {
-            "event_id": f"e{i}",
-            "model": model,
-            "timestamp": ts,
-            "features": {"x": float(i % 7), "c": "ab"[i % 2]},
-            "prediction": 0.5,
-        }
-    )
-
-
-def _messages(values: list[bytes], topic: str = "p") -> list[RawMessage]:
-    return [RawMessage(v, 1.0, topic, 0, i) for i, v in enumerate(values)]
+from monitor.events import Decoder, FutureBound
 
 
 @pytest.mark.parametrize("path", PATHS)

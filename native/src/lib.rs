@@ -624,6 +624,22 @@ impl<'a> Scratch<'a> {
             feature_keys: KeySet::new(),
         }
     }
+
+    /// Clears what one event's features left (values to missing, keys seen) and returns
+    /// the stamp that marks a feature seen in the next one: both decoders start there.
+    fn begin_features(&mut self, schema: &ModelSchema) -> u32 {
+        let nn = schema.n_num;
+        let width = schema.names.len();
+        self.num[..nn].fill(f64::NAN);
+        self.cat[..width - nn].iter_mut().for_each(|c| *c = None);
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.seen.fill(0);
+            self.stamp = 1;
+        }
+        self.feature_keys.clear();
+        self.stamp
+    }
 }
 
 /// The "features" object of a simple event of `schema`; returns whether it had an
@@ -647,17 +663,8 @@ impl<'c, 's, 'a> Visitor<'a> for FeatureSeed<'c, 's, 'a> {
     }
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<bool, A::Error> {
         let FeatureSeed { schema, scratch } = self;
+        let stamp = scratch.begin_features(schema);
         let nn = schema.n_num;
-        let width = schema.names.len();
-        scratch.num[..nn].fill(f64::NAN);
-        scratch.cat[..width - nn].iter_mut().for_each(|c| *c = None);
-        scratch.stamp = scratch.stamp.wrapping_add(1);
-        if scratch.stamp == 0 {
-            scratch.seen.fill(0);
-            scratch.stamp = 1;
-        }
-        let stamp = scratch.stamp;
-        scratch.feature_keys.clear();
         let mut unknown = false;
         let mut expect = 0;
         while let Some(key) = map.next_key_seed(StrVisitor)? {

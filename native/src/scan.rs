@@ -483,17 +483,8 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.i += 1;
+        let stamp = scratch.begin_features(schema);
         let nn = schema.n_num;
-        let width = schema.names.len();
-        scratch.num[..nn].fill(f64::NAN);
-        scratch.cat[..width - nn].iter_mut().for_each(|c| *c = None);
-        scratch.stamp = scratch.stamp.wrapping_add(1);
-        if scratch.stamp == 0 {
-            scratch.seen.fill(0);
-            scratch.stamp = 1;
-        }
-        let stamp = scratch.stamp;
-        scratch.feature_keys.clear();
         let mut unknown = false;
         let mut expect = 0;
         match self.ws() {
