@@ -1,8 +1,10 @@
 """The service's configuration: one YAML file, validated by pydantic.
 
 Secrets never live in the file: any string may reference the environment as
-``${NAME}`` or ``${NAME:-default}``, substituted before validation. A missing
-variable without a default is a configuration error naming the path.
+``${NAME}`` or ``${NAME:-default}``, or a file as ``${file:/run/secrets/name}`` (how
+Kubernetes and Docker hand secrets over), substituted before validation. A missing
+variable without a default, or a secret file that cannot be used, is a configuration
+error naming the path (and the file, never its content).
 
 :func:`load_config` returns a :class:`MonitorConfig` or raises
 :class:`~monitor.errors.ConfigError` listing *every* problem as
@@ -16,6 +18,7 @@ import difflib
 import logging
 import os
 import re
+import stat
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -52,7 +55,13 @@ _log = logging.getLogger(__name__)
 
 ColumnType = Literal["numeric", "categorical"]
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: ``${file:PATH}`` (group 1), else ``${NAME}`` / ``${NAME:-default}`` (groups 2, 3). A
+#: variable named ``file`` keeps its default form: ``${file:-x}`` is not a path.
+_REF = re.compile(r"\$\{(?:file:(?!-)([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?)\}")
+
+#: The largest secret file read (bytes): a secret is one value (a token, a URL, a
+#: password); a bigger file is a wrong path (a log, a key store), not to be held in memory.
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 class _Strict(StrictModel):
@@ -912,18 +921,79 @@ def _unknown_key_hint(loc: tuple[Any, ...]) -> str:
     return f"; the keys here are: {', '.join(keys)}"
 
 
-def _substitute_env(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
+def read_secret_file(path: Path) -> str:
+    """The secret held in the file at ``path``, without its trailing line breaks.
+
+    ``echo token > file`` and ``kubectl create secret --from-file`` leave a newline that
+    would otherwise end up in a bearer token or a URL, so trailing ``\\n``/``\\r`` are
+    stripped (nothing else is). Raises :class:`ValueError` with why the file cannot be
+    used; the message never holds the content, which is a secret even when unusable.
+    """
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the start, a device not end
+            raise ValueError("is not a regular file")
+        if info.st_size > MAX_SECRET_FILE_BYTES:
+            raise ValueError(f"is larger than {MAX_SECRET_FILE_BYTES} bytes (one value expected)")
+        with path.open("rb") as f:
+            data = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ValueError("does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"cannot be read: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:  # grew since stat
+        raise ValueError(f"is larger than {MAX_SECRET_FILE_BYTES} bytes (one value expected)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("is not UTF-8 text") from None
+    text = text.rstrip("\r\n")
+    if not text:
+        raise ValueError("is empty")
+    return text
+
+
+def _substitute_env(
+    node: Any,
+    path: str,
+    env: dict[str, str],
+    problems: list[str],
+    base_dir: Path | None = None,
+    read: list[str] | None = None,
+) -> Any:
+    """``node`` with every ``${...}`` reference replaced; a problem per unusable one.
+
+    The one expansion of the configuration: the environment and secret files alike. A
+    relative file path resolves against ``base_dir`` (the config file's folder), the rule
+    of every path in the file. The values read from files are appended to ``read``, so
+    the caller can keep them out of every message.
+    """
     if isinstance(node, dict):
         return {
-            k: _substitute_env(v, f"{path}.{k}" if path else str(k), env, problems)
+            k: _substitute_env(v, f"{path}.{k}" if path else str(k), env, problems, base_dir, read)
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_substitute_env(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
+        return [
+            _substitute_env(v, f"{path}[{i}]", env, problems, base_dir, read)
+            for i, v in enumerate(node)
+        ]
     if isinstance(node, str) and "${" in node:
 
         def repl(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
+            file, name, default = m.group(1), m.group(2), m.group(3)
+            if file is not None:
+                target = Path(file)
+                if base_dir is not None and not target.is_absolute():
+                    target = base_dir / target
+                try:
+                    value = read_secret_file(target)
+                except ValueError as why:
+                    problems.append(f"{path or '(root)'}: secret file {target} {why}")
+                    return ""
+                if read is not None:
+                    read.append(value)
+                return value
             if name in env:
                 return env[name]
             if default is not None:
@@ -931,8 +1001,17 @@ def _substitute_env(node: Any, path: str, env: dict[str, str], problems: list[st
             problems.append(f"{path or '(root)'}: environment variable {name} is not set")
             return ""
 
-        return _ENV_REF.sub(repl, node)
+        return _REF.sub(repl, node)
     return node
+
+
+def _without_secrets(problems: list[str], secrets: list[str]) -> list[str]:
+    """``problems`` with every secret read from a file masked: a value read from a file is
+    a secret whatever option it was given to, and a check of a non-secret option may
+    quote its value (a topic name, a host)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        problems = [p.replace(secret, "**********") for p in problems]
+    return problems
 
 
 def parse_config(
@@ -949,7 +1028,10 @@ def parse_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(["(root): the configuration must be a mapping"])
-    data = _substitute_env(raw, "", dict(os.environ) if env is None else env, problems)
+    from_files: list[str] = []
+    data = _substitute_env(
+        raw, "", dict(os.environ) if env is None else env, problems, base_dir, from_files
+    )
     unset = {p.split(": ", 1)[0] for p in problems}
     try:
         config = MonitorConfig.model_validate(data)
@@ -969,7 +1051,7 @@ def parse_config(
                 kind = "a boolean" if isinstance(err["input"], bool) else "a number"
                 message += f" (YAML read {kind}: quote it)"
             problems.append(f"{_format_loc(loc)}: {message}")
-        raise ConfigError(problems) from None
+        raise ConfigError(_without_secrets(problems, from_files)) from None
     if problems:
         raise ConfigError(problems)
     if keys := unused_without_task(config.defaults.performance):

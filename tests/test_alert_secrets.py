@@ -222,6 +222,9 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
     caplog.set_level(logging.DEBUG)
     suffix = uuid.uuid4().hex[:10]
     topic, dlq = f"sec-{suffix}", f"sec-dlq-{suffix}"
+    mounted = tmp_path / "secrets"  # not searched below: the secrets' own files
+    mounted.mkdir()
+    (mounted / "admin").write_text(ADMIN + "\n")
     gone_body = {"error": "no_service", "echo": f"/services/T000/B000/{SLACK_GONE}"}
     err_body = {"error": "busy", "echo": [PD_KEY, HOOK_TOKEN, RT_SECRET, RT_URL_TOKEN]}
     async with (
@@ -240,7 +243,7 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
                 "poll_timeout_ms": 100,
                 "metadata_max_age_ms": 1000,
             },
-            "http": {"port": 0, "admin_token": ADMIN},
+            "http": {"port": 0, "admin_token": f"${{file:{mounted / 'admin'}}}"},
             "state": {"path": str(tmp_path / "state.sqlite"), "checkpoint_interval_seconds": 1},
             "unknown_models": "track",
             "defaults": {"window": {"size": 200, "step": 100}, "reference": {"learn_first": 200}},
@@ -255,6 +258,13 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
                 },
             },
         }
+        # Some secrets as Kubernetes mounts them (a file each, a trailing newline), the
+        # others inline: both forms are secrets everywhere.
+        receivers = raw["alerting"]["receivers"]
+        (mounted / "chat").write_text(receivers["chat"]["webhook_url"] + "\n")
+        receivers["chat"]["webhook_url"] = f"${{file:{mounted / 'chat'}}}"
+        (mounted / "pager").write_text(receivers["pager"]["routing_key"] + "\n")
+        receivers["pager"]["routing_key"] = f"${{file:{mounted / 'pager'}}}"
         service = MonitorService(parse_config(raw))
         await service.start()
         task = asyncio.create_task(service.run())
