@@ -276,13 +276,25 @@ class KafkaConfig(_Strict):
         return self
 
 
+#: The shortest ``http.admin_token`` accepted. The token guards every state-changing endpoint
+#: (silences: whoever holds it can mute any alert), and the port may be reachable from a whole
+#: network: 16 random characters of base64url are 96 bits, beyond any online guessing, while
+#: ``admin``, ``changeme`` or a short PIN fall to the first dictionary tried.
+MIN_ADMIN_TOKEN_CHARS = 16
+
+#: How to make a good token, repeated wherever a token is refused.
+TOKEN_HOWTO = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
 class HttpConfig(_Strict):
     """The metrics/health/admin HTTP server."""
 
     host: str = Field("127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
     port: int = Field(9108, ge=0, le=65535, description="0 picks a free port (tests).")
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token for state-changing endpoints; unset disables them."
+        None,
+        description=f"Bearer token for state-changing endpoints, at least {MIN_ADMIN_TOKEN_CHARS} "
+        "characters; unset or empty disables them.",
     )
     ui_history: int = Field(
         100,
@@ -302,6 +314,11 @@ class HttpConfig(_Strict):
             return None
         if not all("!" <= c <= "~" for c in value):
             raise ValueError("must be visible ASCII (no spaces, no other characters)")
+        if len(value) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(
+                f"is too short to guard the admin API: at least {MIN_ADMIN_TOKEN_CHARS} "
+                f"characters (the value is a secret: not shown); generate one with {TOKEN_HOWTO}"
+            )
         return token
 
 

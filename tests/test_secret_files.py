@@ -10,6 +10,7 @@ real CLI), a directory, empty, too large, not UTF-8.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -196,3 +197,26 @@ def test_a_secret_file_the_monitor_may_not_read_is_one_line_from_check_config(
         "read: Permission denied\n"
     )
     assert SECRET_TEXT not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("token", ["admin", "changeme", "s3cret-token", "x" * 15])
+def test_a_short_admin_token_is_refused_without_being_shown(token: str) -> None:
+    """A guessable token guards the silences API (whoever holds it mutes any alert): one
+    shorter than 16 characters was accepted; it is refused, with how to make a good one."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"http": {"admin_token": token}})
+    assert info.value.problems == [
+        "http.admin_token: Value error, is too short to guard the admin API: at least 16 "
+        "characters (the value is a secret: not shown); generate one with "
+        'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    ]
+
+
+def test_a_generated_admin_token_is_accepted(tmp_path: Path) -> None:
+    token = secrets.token_urlsafe(32)
+    _write(tmp_path / "token", token + "\n")
+    config = parse_config({"http": {"admin_token": "${file:token}"}}, base_dir=tmp_path)
+    assert config.http.admin_token is not None
+    assert config.http.admin_token.get_secret_value() == token
+    assert parse_config({"http": {"admin_token": "x" * 16}}).http.admin_token is not None
+    assert parse_config({"http": {"admin_token": "${UNSET:-}"}}).http.admin_token is None
