@@ -1210,10 +1210,41 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
     try:
         raw = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError([f"(file): not valid YAML: {exc}"]) from exc
+        # Not chained: the YAML error's own text (in a traceback) would quote the line.
+        raise ConfigError([f"(file): not valid YAML: {yaml_problem(exc, text, p)}"]) from None
     if why := _expansion_problem(raw):
         raise ConfigError([f"(file): {why}"])
     return parse_config(raw, env=env, base_dir=p.parent)
+
+
+def yaml_problem(exc: yaml.YAMLError, text: str, path: Path) -> str:
+    """``path:line:column: what is wrong``, from a YAML error, without the line itself.
+
+    PyYAML's message quotes the offending line under a caret. An inline secret on that
+    line (a Slack URL pasted with a stray ``: ``, a token with an unclosed quote) went to
+    the terminal, a CI log or the orchestrator's event stream. Its problem and context
+    texts are fixed phrases naming at most a character, a tag, an anchor or a key (never a
+    value), so they are kept, bounded; positions are 1-based, as editors count.
+    """
+
+    def clip(phrase: str) -> str:
+        return phrase if len(phrase) <= 120 else phrase[:117] + "..."
+
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        message = f"{path}:{mark.line + 1}:{mark.column + 1}: {clip(exc.problem or 'syntax error')}"
+        if exc.context and exc.context_mark is not None:
+            start = exc.context_mark
+            message += f" ({clip(exc.context)} at {start.line + 1}:{start.column + 1})"
+        elif exc.context:
+            message += f" ({clip(exc.context)})"
+        return message
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "?")
+        return f"{path}:{line}:{column}: unacceptable character #x{char:04x}: {exc.reason}"
+    return f"{path}: {type(exc).__name__}"
 
 
 #: The most values a configuration may hold once its YAML aliases are expanded.
