@@ -169,7 +169,8 @@ class AlertmanagerReceiver(HttpReceiver):
     ) -> None:
         """Built by the alert service once its loop runs; ``outbox`` restores what fires."""
         super().__init__(name, config, client, clock)
-        self._url = config.url.rstrip("/") + API_PATH
+        self._url = config.url.get_secret_value().rstrip("/") + API_PATH
+        self._headers = {k: v.get_secret_value() for k, v in config.headers.items()}
         # fingerprint -> (last firing notification, wall time it was sent or enqueued)
         self._firing: dict[str, tuple[Notification, float]] = {}
         self._posted: dict[str, dict[str, str]] = {}  # fingerprint -> label set last posted
@@ -222,7 +223,7 @@ class AlertmanagerReceiver(HttpReceiver):
             "POST",
             self._url,
             content=encode_json(body),
-            headers={**self._config.headers, "Content-Type": "application/json"},
+            headers={**self._headers, "Content-Type": "application/json"},
             timeout=self._config.timeout_seconds,
             what=f"alertmanager {self.name}",
         )

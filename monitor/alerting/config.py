@@ -330,9 +330,15 @@ class AlertmanagerReceiverConfig(_Receiver):
     """Prometheus Alertmanager's API v2: incidents as alerts (monitor/alerting/alertmanager.py)."""
 
     type: Literal["alertmanager"] = "alertmanager"
-    url: str = Field(description="Alertmanager's base URL; alerts go to <url>/api/v2/alerts.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Extra request headers (e.g. Authorization)."
+    # Secrets like every receiver's: an Alertmanager behind a proxy takes basic auth in the
+    # URL (user:password@) or a token header. As plain strings they were in httpx's request
+    # log lines, repr() and the error text an Alertmanager echoed back (not redacted).
+    url: SecretStr = Field(
+        description="Alertmanager's base URL; alerts go to <url>/api/v2/alerts (secret: may "
+        "hold user:password@)."
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Extra request headers (e.g. Authorization); secret."
     )
     repost_interval_seconds: float = Field(
         default=60.0,

@@ -49,8 +49,9 @@ def secret_forms(secrets: Iterable[str]) -> list[str]:
 
     A URL is a secret in parts too: a receiver may echo just its path (Slack's
     ``/services/T.../B.../<secret>``) or a query value (``?token=...``), so the
-    path, its last segment and every query value count as secrets of their own.
-    Longest first, so that a secret containing another is replaced whole.
+    path, its last segment, every query value and the password of ``user:password@``
+    (an Alertmanager or webhook behind a proxy's basic auth) count as secrets of their
+    own. Longest first, so that a secret containing another is replaced whole.
     """
     parts: set[str] = set()
     for s in secrets:
@@ -69,6 +70,8 @@ def secret_forms(secrets: Iterable[str]) -> list[str]:
             parts.add(path.rstrip("/").rsplit("/", 1)[-1])
         for _, value in url.params.multi_items():
             parts.add(value)
+        if url.password:
+            parts.update({url.password, url.userinfo.decode("ascii", "replace")})
     forms: set[str] = set()
     for p in parts:
         forms.update({p, quote(p, safe=""), quote_plus(p), p.replace("/", "\\/")})
