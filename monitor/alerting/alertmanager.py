@@ -218,16 +218,22 @@ class AlertmanagerReceiver(HttpReceiver):
                 await task
 
     async def _post(self, body: list[dict[str, Any]]) -> None:
-        response = await send_request(
-            self._client,
-            "POST",
-            self._url,
-            content=encode_json(body),
-            headers={**self._headers, "Content-Type": "application/json"},
-            timeout=self._config.timeout_seconds,
-            what=f"alertmanager {self.name}",
-        )
-        raise_for_status(response, self._clock.time(), what=f"alertmanager {self.name}")
+        # Both send() and the re-post loop come here, not through HttpReceiver.send: the
+        # error is redacted here (an Alertmanager behind a proxy may echo its credentials;
+        # the re-post loop logs the error itself) and not chained to httpx's (the URL).
+        try:
+            response = await send_request(
+                self._client,
+                "POST",
+                self._url,
+                content=encode_json(body),
+                headers={**self._headers, "Content-Type": "application/json"},
+                timeout=self._config.timeout_seconds,
+                what=f"alertmanager {self.name}",
+            )
+            raise_for_status(response, self._clock.time(), what=f"alertmanager {self.name}")
+        except DeliveryError as exc:
+            raise self._redacted(exc) from None
 
     async def repost(self) -> int:
         """Re-send every firing alert with a fresh ``endsAt``; returns how many were sent."""

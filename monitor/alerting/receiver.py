@@ -120,12 +120,17 @@ class HttpReceiver:
             await self._send(notification)
         except DeliveryError as exc:
             # ``from None``: the chained httpx error carries the request, URL included.
-            raise type(exc)(
-                redact(str(exc), self._secret_forms)[:MAX_ERROR_CHARS],
-                status=exc.status,
-                retry_after=exc.retry_after,
-                reason=exc.reason,
-            ) from None
+            raise self._redacted(exc) from None
+
+    def _redacted(self, exc: DeliveryError) -> DeliveryError:
+        """``exc`` again, its message without this receiver's secrets (raise it ``from
+        None``). For a receiver whose requests do not all go through :meth:`send`."""
+        return type(exc)(
+            redact(str(exc), self._secret_forms)[:MAX_ERROR_CHARS],
+            status=exc.status,
+            retry_after=exc.retry_after,
+            reason=exc.reason,
+        )
 
     async def _send(self, notification: Notification) -> None:
         raise NotImplementedError
