@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.alerting.config import AlertingConfig
+from monitor.alerting.config import AlertingConfig, is_header_name
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
 from monitor.performance.config import (
@@ -877,10 +877,18 @@ def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
+    """``models[0].window.size`` from a pydantic error location.
+
+    A key under ``headers`` that is no header name is not shown: it is most likely a
+    whole header line written as one key (``{"Authorization: Bearer <token>"}``), secret
+    included.
+    """
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
+        elif i and loc[i - 1] == "headers" and not is_header_name(str(part)):
+            out += ".<not a header name: not shown>"
         else:
             out += ("." if out else "") + str(part)
     return out or "(root)"

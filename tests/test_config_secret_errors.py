@@ -144,3 +144,32 @@ def test_secret_options_that_fail_validation_are_named_never_shown(tmp_path: Pat
             assert f"  {option}: " in run.stderr, (option, run.stderr)
         assert not _shows_the_secret(output)
         assert "input_value" not in output and "Traceback" not in output
+
+
+def test_a_header_line_written_as_one_key_is_not_shown(tmp_path: Path) -> None:
+    """``headers: {"Authorization: Bearer <token>"}`` is a mapping with one key (the whole
+    line) and no value: the key was printed as part of the option's path, and a key that
+    is no header name was quoted by the header check."""
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        "alerting:\n"
+        "  receivers:\n"
+        "    w:\n"
+        "      type: webhook\n"
+        "      url: https://hooks.example/x\n"
+        f'      headers: {{"Authorization: Bearer {SECRET}"}}\n'
+        "    a:\n"
+        "      type: alertmanager\n"
+        "      url: http://alertmanager:9093\n"
+        f'      headers: {{"X-Scope-OrgID {SECRET}": "tenant"}}\n'
+    )
+    run = _cli("check-config", str(cfg))
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[1:] == [
+        "  alerting.receivers.w.webhook.headers.<not a header name: not shown>: Input should "
+        "be a valid string",
+        "  alerting.receivers.a.alertmanager.headers: Value error, a header name is not an "
+        "HTTP token (letters, digits and !#$%&'*+-.^_`|~; the name is not shown: it may hold "
+        "the value, as in 'Authorization: Bearer ...' written as one key)",
+    ]
+    assert not _shows_the_secret(run.stdout + run.stderr)
