@@ -385,3 +385,7 @@ def test_the_password_of_a_receiver_url_is_a_secret_of_its_own() -> None:
         '{"detail": "bad password [redacted]"}'
     )
     assert redact(f"user monitor:{password}", forms) == "user [redacted]"
+    basic = base64.b64encode(f"monitor:{password}".encode()).decode()
+    assert redact(f"got Authorization: Basic {basic}", forms) == (
+        "got Authorization: Basic [redacted]"
+    )

@@ -19,11 +19,12 @@ this module, so the two cannot be one module without an import cycle.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_to_bytes
 
 import httpx
 
@@ -50,8 +51,9 @@ def secret_forms(secrets: Iterable[str]) -> list[str]:
     A URL is a secret in parts too: a receiver may echo just its path (Slack's
     ``/services/T.../B.../<secret>``) or a query value (``?token=...``), so the
     path, its last segment, every query value and the password of ``user:password@``
-    (an Alertmanager or webhook behind a proxy's basic auth) count as secrets of their
-    own. Longest first, so that a secret containing another is replaced whole.
+    (an Alertmanager or webhook behind a proxy's basic auth; also as the Basic
+    credentials sent) count as secrets of their own. Longest first, so that a secret
+    containing another is replaced whole.
     """
     parts: set[str] = set()
     for s in secrets:
@@ -71,7 +73,9 @@ def secret_forms(secrets: Iterable[str]) -> list[str]:
         for _, value in url.params.multi_items():
             parts.add(value)
         if url.password:
-            parts.update({url.password, url.userinfo.decode("ascii", "replace")})
+            # and as httpx sends it (Authorization: Basic <base64>), which a proxy may echo
+            basic = base64.b64encode(unquote_to_bytes(url.userinfo)).decode()
+            parts.update({url.password, url.userinfo.decode("ascii", "replace"), basic})
     forms: set[str] = set()
     for p in parts:
         forms.update({p, quote(p, safe=""), quote_plus(p), p.replace("/", "\\/")})
