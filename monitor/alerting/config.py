@@ -3,7 +3,7 @@
 Every field has a default, so an empty ``alerting:`` section is valid (it
 delivers nowhere until a receiver is configured, but still tracks alert
 state and exports ``monitor_alerts_firing``). Secrets arrive here already
-substituted from ``${ENV}`` by the config root.
+substituted from ``${ENV}`` or ``${file:PATH}`` by the config root.
 
 Every receiver URL, header value, routing key, signing secret and token is a
 :class:`pydantic.SecretStr`: a Slack or webhook URL *is* a credential (whoever
