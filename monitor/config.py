@@ -1,8 +1,10 @@
 """The service's configuration: one YAML file, validated by pydantic.
 
 Secrets never live in the file: any string may reference the environment as
-``${NAME}`` or ``${NAME:-default}``, substituted before validation. A missing
-variable without a default is a configuration error naming the path.
+``${NAME}`` or ``${NAME:-default}``, or a file as ``${file:/run/secrets/name}`` (how
+Kubernetes and Docker hand secrets over), substituted before validation. A missing
+variable without a default, or a secret file that cannot be used, is a configuration
+error naming the path (and the file, never its content).
 
 :func:`load_config` returns a :class:`MonitorConfig` or raises
 :class:`~monitor.errors.ConfigError` listing *every* problem as
@@ -16,6 +18,7 @@ import difflib
 import logging
 import os
 import re
+import stat
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -31,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.alerting.config import AlertingConfig
+from monitor.alerting.config import AlertingConfig, is_header_name
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
 from monitor.performance.config import (
@@ -52,7 +55,13 @@ _log = logging.getLogger(__name__)
 
 ColumnType = Literal["numeric", "categorical"]
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: ``${file:PATH}`` (group 1), else ``${NAME}`` / ``${NAME:-default}`` (groups 2, 3). A
+#: variable named ``file`` keeps its default form: ``${file:-x}`` is not a path.
+_REF = re.compile(r"\$\{(?:file:(?!-)([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?)\}")
+
+#: The largest secret file read (bytes): a secret is one value (a token, a URL, a
+#: password); a bigger file is a wrong path (a log, a key store), not to be held in memory.
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 class _Strict(StrictModel):
@@ -267,13 +276,25 @@ class KafkaConfig(_Strict):
         return self
 
 
+#: The shortest ``http.admin_token`` accepted. The token guards every state-changing endpoint
+#: (silences: whoever holds it can mute any alert), and the port may be reachable from a whole
+#: network: 16 random characters of base64url are 96 bits, beyond any online guessing, while
+#: ``admin``, ``changeme`` or a short PIN fall to the first dictionary tried.
+MIN_ADMIN_TOKEN_CHARS = 16
+
+#: How to make a good token, repeated wherever a token is refused.
+TOKEN_HOWTO = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
 class HttpConfig(_Strict):
     """The metrics/health/admin HTTP server."""
 
     host: str = Field("127.0.0.1", description="Bind address; loopback unless you mean otherwise.")
     port: int = Field(9108, ge=0, le=65535, description="0 picks a free port (tests).")
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token for state-changing endpoints; unset disables them."
+        None,
+        description=f"Bearer token for state-changing endpoints, at least {MIN_ADMIN_TOKEN_CHARS} "
+        "characters; unset or empty disables them.",
     )
     ui_history: int = Field(
         100,
@@ -293,6 +314,11 @@ class HttpConfig(_Strict):
             return None
         if not all("!" <= c <= "~" for c in value):
             raise ValueError("must be visible ASCII (no spaces, no other characters)")
+        if len(value) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(
+                f"is too short to guard the admin API: at least {MIN_ADMIN_TOKEN_CHARS} "
+                f"characters (the value is a secret: not shown); generate one with {TOKEN_HOWTO}"
+            )
         return token
 
 
@@ -851,10 +877,18 @@ def resolve_model(model: ModelConfig, defaults: ModelDefaults) -> ResolvedModel:
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
+    """``models[0].window.size`` from a pydantic error location.
+
+    A key under ``headers`` that is no header name is not shown: it is most likely a
+    whole header line written as one key (``{"Authorization: Bearer <token>"}``), secret
+    included.
+    """
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
+        elif i and loc[i - 1] == "headers" and not is_header_name(str(part)):
+            out += ".<not a header name: not shown>"
         else:
             out += ("." if out else "") + str(part)
     return out or "(root)"
@@ -912,18 +946,79 @@ def _unknown_key_hint(loc: tuple[Any, ...]) -> str:
     return f"; the keys here are: {', '.join(keys)}"
 
 
-def _substitute_env(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
+def read_secret_file(path: Path) -> str:
+    """The secret held in the file at ``path``, without its trailing line breaks.
+
+    ``echo token > file`` and ``kubectl create secret --from-file`` leave a newline that
+    would otherwise end up in a bearer token or a URL, so trailing ``\\n``/``\\r`` are
+    stripped (nothing else is). Raises :class:`ValueError` with why the file cannot be
+    used; the message never holds the content, which is a secret even when unusable.
+    """
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the start, a device not end
+            raise ValueError("is not a regular file")
+        if info.st_size > MAX_SECRET_FILE_BYTES:
+            raise ValueError(f"is larger than {MAX_SECRET_FILE_BYTES} bytes (one value expected)")
+        with path.open("rb") as f:
+            data = f.read(MAX_SECRET_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ValueError("does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"cannot be read: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:  # grew since stat
+        raise ValueError(f"is larger than {MAX_SECRET_FILE_BYTES} bytes (one value expected)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("is not UTF-8 text") from None
+    text = text.rstrip("\r\n")
+    if not text:
+        raise ValueError("is empty")
+    return text
+
+
+def _substitute_env(
+    node: Any,
+    path: str,
+    env: dict[str, str],
+    problems: list[str],
+    base_dir: Path | None = None,
+    read: list[str] | None = None,
+) -> Any:
+    """``node`` with every ``${...}`` reference replaced; a problem per unusable one.
+
+    The one expansion of the configuration: the environment and secret files alike. A
+    relative file path resolves against ``base_dir`` (the config file's folder), the rule
+    of every path in the file. The values read from files are appended to ``read``, so
+    the caller can keep them out of every message.
+    """
     if isinstance(node, dict):
         return {
-            k: _substitute_env(v, f"{path}.{k}" if path else str(k), env, problems)
+            k: _substitute_env(v, f"{path}.{k}" if path else str(k), env, problems, base_dir, read)
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_substitute_env(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
+        return [
+            _substitute_env(v, f"{path}[{i}]", env, problems, base_dir, read)
+            for i, v in enumerate(node)
+        ]
     if isinstance(node, str) and "${" in node:
 
         def repl(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
+            file, name, default = m.group(1), m.group(2), m.group(3)
+            if file is not None:
+                target = Path(file)
+                if base_dir is not None and not target.is_absolute():
+                    target = base_dir / target
+                try:
+                    value = read_secret_file(target)
+                except ValueError as why:
+                    problems.append(f"{path or '(root)'}: secret file {target} {why}")
+                    return ""
+                if read is not None:
+                    read.append(value)
+                return value
             if name in env:
                 return env[name]
             if default is not None:
@@ -931,8 +1026,17 @@ def _substitute_env(node: Any, path: str, env: dict[str, str], problems: list[st
             problems.append(f"{path or '(root)'}: environment variable {name} is not set")
             return ""
 
-        return _ENV_REF.sub(repl, node)
+        return _REF.sub(repl, node)
     return node
+
+
+def _without_secrets(problems: list[str], secrets: list[str]) -> list[str]:
+    """``problems`` with every secret read from a file masked: a value read from a file is
+    a secret whatever option it was given to, and a check of a non-secret option may
+    quote its value (a topic name, a host)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        problems = [p.replace(secret, "**********") for p in problems]
+    return problems
 
 
 def parse_config(
@@ -949,7 +1053,10 @@ def parse_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(["(root): the configuration must be a mapping"])
-    data = _substitute_env(raw, "", dict(os.environ) if env is None else env, problems)
+    from_files: list[str] = []
+    data = _substitute_env(
+        raw, "", dict(os.environ) if env is None else env, problems, base_dir, from_files
+    )
     unset = {p.split(": ", 1)[0] for p in problems}
     try:
         config = MonitorConfig.model_validate(data)
@@ -969,7 +1076,7 @@ def parse_config(
                 kind = "a boolean" if isinstance(err["input"], bool) else "a number"
                 message += f" (YAML read {kind}: quote it)"
             problems.append(f"{_format_loc(loc)}: {message}")
-        raise ConfigError(problems) from None
+        raise ConfigError(_without_secrets(problems, from_files)) from None
     if problems:
         raise ConfigError(problems)
     if keys := unused_without_task(config.defaults.performance):
@@ -1111,10 +1218,41 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Monit
     try:
         raw = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError([f"(file): not valid YAML: {exc}"]) from exc
+        # Not chained: the YAML error's own text (in a traceback) would quote the line.
+        raise ConfigError([f"(file): not valid YAML: {yaml_problem(exc, text, p)}"]) from None
     if why := _expansion_problem(raw):
         raise ConfigError([f"(file): {why}"])
     return parse_config(raw, env=env, base_dir=p.parent)
+
+
+def yaml_problem(exc: yaml.YAMLError, text: str, path: Path) -> str:
+    """``path:line:column: what is wrong``, from a YAML error, without the line itself.
+
+    PyYAML's message quotes the offending line under a caret. An inline secret on that
+    line (a Slack URL pasted with a stray ``: ``, a token with an unclosed quote) went to
+    the terminal, a CI log or the orchestrator's event stream. Its problem and context
+    texts are fixed phrases naming at most a character, a tag, an anchor or a key (never a
+    value), so they are kept, bounded; positions are 1-based, as editors count.
+    """
+
+    def clip(phrase: str) -> str:
+        return phrase if len(phrase) <= 120 else phrase[:117] + "..."
+
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        message = f"{path}:{mark.line + 1}:{mark.column + 1}: {clip(exc.problem or 'syntax error')}"
+        if exc.context and exc.context_mark is not None:
+            start = exc.context_mark
+            message += f" ({clip(exc.context)} at {start.line + 1}:{start.column + 1})"
+        elif exc.context:
+            message += f" ({clip(exc.context)})"
+        return message
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "?")
+        return f"{path}:{line}:{column}: unacceptable character #x{char:04x}: {exc.reason}"
+    return f"{path}: {type(exc).__name__}"
 
 
 #: The most values a configuration may hold once its YAML aliases are expanded.

@@ -25,6 +25,7 @@ from alert_receivers import Hang, RecordingReceiver, Reply
 from fault_helpers import eventually
 
 from monitor.alerting.config import AlertingConfig
+from monitor.alerting.receiver import redact, secret_forms
 from monitor.config import parse_config
 from monitor.errors import ConfigError
 from monitor.service import MonitorService
@@ -47,6 +48,8 @@ RT_URL_TOKEN = _secret("retrainQueryToken")
 RT_SECRET = _secret("retrainBearer")
 RT_HEADER = _secret("retrainHeader")
 ADMIN = _secret("adminToken")
+AM_PASSWORD = _secret("alertmanagerPassword")  # basic auth in its URL (behind a proxy)
+AM_HEADER = _secret("alertmanagerHeader")
 SECRETS = [
     SLACK_OK,
     SLACK_GONE,
@@ -61,6 +64,8 @@ SECRETS = [
     RT_SECRET,
     RT_HEADER,
     ADMIN,
+    AM_PASSWORD,
+    AM_HEADER,
 ]
 
 
@@ -95,6 +100,11 @@ def _receivers(ok: RecordingReceiver, gone: RecordingReceiver, err: RecordingRec
             "secret": RT_SECRET,
             "headers": {"X-Extra": RT_HEADER},
         },
+        "am": {
+            "type": "alertmanager",
+            "url": _base(gone).replace("http://", f"http://monitor:{AM_PASSWORD}@"),
+            "headers": {"X-Scope-Token": AM_HEADER},
+        },
     }
 
 
@@ -119,6 +129,11 @@ def test_config_repr_and_validation_errors_hide_receiver_secrets() -> None:
         },
         "pager": {"type": "pagerduty", "routing_key": PD_KEY},
         "retrain": {"type": "retrain", "url": f"http://h/?t={RT_URL_TOKEN}", "secret": RT_SECRET},
+        "am": {
+            "type": "alertmanager",
+            "url": f"http://monitor:{AM_PASSWORD}@am:9093",
+            "headers": {"X-Scope-Token": AM_HEADER},
+        },
     }
     config = AlertingConfig.model_validate({"receivers": receivers})
     _assert_clean("repr(config)", repr(config) + str(config) + repr(config.receivers))
@@ -222,7 +237,13 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
     caplog.set_level(logging.DEBUG)
     suffix = uuid.uuid4().hex[:10]
     topic, dlq = f"sec-{suffix}", f"sec-dlq-{suffix}"
-    gone_body = {"error": "no_service", "echo": f"/services/T000/B000/{SLACK_GONE}"}
+    mounted = tmp_path / "secrets"  # not searched below: the secrets' own files
+    mounted.mkdir()
+    (mounted / "admin").write_text(ADMIN + "\n")
+    gone_body = {
+        "error": "no_service",
+        "echo": [f"/services/T000/B000/{SLACK_GONE}", AM_PASSWORD, AM_HEADER],
+    }
     err_body = {"error": "busy", "echo": [PD_KEY, HOOK_TOKEN, RT_SECRET, RT_URL_TOKEN]}
     async with (
         RecordingReceiver() as ok,
@@ -240,7 +261,7 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
                 "poll_timeout_ms": 100,
                 "metadata_max_age_ms": 1000,
             },
-            "http": {"port": 0, "admin_token": ADMIN},
+            "http": {"port": 0, "admin_token": f"${{file:{mounted / 'admin'}}}"},
             "state": {"path": str(tmp_path / "state.sqlite"), "checkpoint_interval_seconds": 1},
             "unknown_models": "track",
             "defaults": {"window": {"size": 200, "step": 100}, "reference": {"learn_first": 200}},
@@ -255,6 +276,13 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
                 },
             },
         }
+        # Some secrets as Kubernetes mounts them (a file each, a trailing newline), the
+        # others inline: both forms are secrets everywhere.
+        receivers = raw["alerting"]["receivers"]
+        (mounted / "chat").write_text(receivers["chat"]["webhook_url"] + "\n")
+        receivers["chat"]["webhook_url"] = f"${{file:{mounted / 'chat'}}}"
+        (mounted / "pager").write_text(receivers["pager"]["routing_key"] + "\n")
+        receivers["pager"]["routing_key"] = f"${{file:{mounted / 'pager'}}}"
         service = MonitorService(parse_config(raw))
         await service.start()
         task = asyncio.create_task(service.run())
@@ -275,7 +303,7 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
             def settled() -> bool:
                 rows = outbox.rows()
                 by_receiver = {r["receiver"] for r in rows}
-                return {"chat", "chat-gone", "hook", "hook-down", "pager", "retrain"} <= (
+                return {"chat", "chat-gone", "hook", "hook-down", "pager", "retrain", "am"} <= (
                     by_receiver
                 ) and all(r["state"] != "pending" for r in rows)
 
@@ -283,7 +311,7 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
             rows = outbox.rows()
             states = {(r["receiver"], r["state"]) for r in rows}
             assert ("chat", "delivered") in states
-            for failing in ("chat-gone", "hook", "hook-down", "pager", "retrain"):
+            for failing in ("chat-gone", "hook", "hook-down", "pager", "retrain", "am"):
                 assert (failing, "dead") in states, states
             assert len(ok.requests) >= 1 and len(gone.requests) >= 1 and len(slow.requests) >= 1
             async with httpx.AsyncClient() as client:
@@ -314,6 +342,7 @@ async def test_no_secret_in_logs_metrics_pages_outbox_or_dead_letters(
     assert any(SLACK_OK in r.path for r in ok.requests)
     assert any(r.json.get("routing_key") == PD_KEY for r in slow.requests)
     assert any(r.headers.get("authorization") == f"Bearer {RT_SECRET}" for r in err.requests)
+    assert any(r.headers.get("x-scope-token") == AM_HEADER for r in gone.requests)
     log_text = caplog.text + "\n".join(
         f"{r.name} {r.levelname} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records
     )
@@ -345,3 +374,18 @@ def test_a_receiver_url_from_an_unset_variable_is_reported_once() -> None:
     assert info.value.problems == [
         "alerting.receivers.r.webhook_url: environment variable PROBE_UNSET_SLACK_URL is not set"
     ]
+
+
+def test_the_password_of_a_receiver_url_is_a_secret_of_its_own() -> None:
+    """``http://user:password@host`` (basic auth through a proxy): a receiver echoing just
+    the password had it logged and stored, as only the whole URL was redacted."""
+    password = _secret("urlPassword")
+    forms = secret_forms([f"http://monitor:{password}@am.example:9093"])
+    assert redact(f'{{"detail": "bad password {password}"}}', forms) == (
+        '{"detail": "bad password [redacted]"}'
+    )
+    assert redact(f"user monitor:{password}", forms) == "user [redacted]"
+    basic = base64.b64encode(f"monitor:{password}".encode()).decode()
+    assert redact(f"got Authorization: Basic {basic}", forms) == (
+        "got Authorization: Basic [redacted]"
+    )

@@ -169,7 +169,8 @@ class AlertmanagerReceiver(HttpReceiver):
     ) -> None:
         """Built by the alert service once its loop runs; ``outbox`` restores what fires."""
         super().__init__(name, config, client, clock)
-        self._url = config.url.rstrip("/") + API_PATH
+        self._url = config.url.get_secret_value().rstrip("/") + API_PATH
+        self._headers = {k: v.get_secret_value() for k, v in config.headers.items()}
         # fingerprint -> (last firing notification, wall time it was sent or enqueued)
         self._firing: dict[str, tuple[Notification, float]] = {}
         self._posted: dict[str, dict[str, str]] = {}  # fingerprint -> label set last posted
@@ -217,16 +218,22 @@ class AlertmanagerReceiver(HttpReceiver):
                 await task
 
     async def _post(self, body: list[dict[str, Any]]) -> None:
-        response = await send_request(
-            self._client,
-            "POST",
-            self._url,
-            content=encode_json(body),
-            headers={**self._config.headers, "Content-Type": "application/json"},
-            timeout=self._config.timeout_seconds,
-            what=f"alertmanager {self.name}",
-        )
-        raise_for_status(response, self._clock.time(), what=f"alertmanager {self.name}")
+        # Both send() and the re-post loop come here, not through HttpReceiver.send: the
+        # error is redacted here (an Alertmanager behind a proxy may echo its credentials;
+        # the re-post loop logs the error itself) and not chained to httpx's (the URL).
+        try:
+            response = await send_request(
+                self._client,
+                "POST",
+                self._url,
+                content=encode_json(body),
+                headers={**self._headers, "Content-Type": "application/json"},
+                timeout=self._config.timeout_seconds,
+                what=f"alertmanager {self.name}",
+            )
+            raise_for_status(response, self._clock.time(), what=f"alertmanager {self.name}")
+        except DeliveryError as exc:
+            raise self._redacted(exc) from None
 
     async def repost(self) -> int:
         """Re-send every firing alert with a fresh ``endsAt``; returns how many were sent."""

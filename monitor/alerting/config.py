@@ -3,7 +3,7 @@
 Every field has a default, so an empty ``alerting:`` section is valid (it
 delivers nowhere until a receiver is configured, but still tracks alert
 state and exports ``monitor_alerts_firing``). Secrets arrive here already
-substituted from ``${ENV}`` by the config root.
+substituted from ``${ENV}`` or ``${file:PATH}`` by the config root.
 
 Every receiver URL, header value, routing key, signing secret and token is a
 :class:`pydantic.SecretStr`: a Slack or webhook URL *is* a credential (whoever
@@ -161,6 +161,11 @@ def endpoint_problem(url: str) -> str | None:
 _HEADER_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~")
 
 
+def is_header_name(name: str) -> bool:
+    """Whether ``name`` is an HTTP header name (an RFC 9110 token)."""
+    return bool(name) and set(name) <= _HEADER_NAME_CHARS
+
+
 def header_problem(name: str, value: str) -> str | None:
     """Why a receiver's extra header cannot be sent, or None; never repeats the value.
 
@@ -169,8 +174,14 @@ def header_problem(name: str, value: str) -> str | None:
     line break would end the header; both passed the check, and every notification to
     that receiver was retried until its deadline.
     """
-    if not name or not set(name) <= _HEADER_NAME_CHARS:
-        return f"header name {name[:40]!r} is not an HTTP token"
+    if not is_header_name(name):
+        # Not repeated: a whole header line written as one key ("Authorization: Bearer
+        # <token>") is a name that holds the secret.
+        return (
+            "a header name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~; the "
+            "name is not shown: it may hold the value, as in 'Authorization: Bearer ...' "
+            "written as one key)"
+        )
     if any(not (" " <= c <= "~" or c == "\t") for c in value):
         return (
             f"header {name!r}: the value must be visible ASCII, spaces or tabs (no line "
@@ -330,9 +341,15 @@ class AlertmanagerReceiverConfig(_Receiver):
     """Prometheus Alertmanager's API v2: incidents as alerts (monitor/alerting/alertmanager.py)."""
 
     type: Literal["alertmanager"] = "alertmanager"
-    url: str = Field(description="Alertmanager's base URL; alerts go to <url>/api/v2/alerts.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Extra request headers (e.g. Authorization)."
+    # Secrets like every receiver's: an Alertmanager behind a proxy takes basic auth in the
+    # URL (user:password@) or a token header. As plain strings they were in httpx's request
+    # log lines, repr() and the error text an Alertmanager echoed back (not redacted).
+    url: SecretStr = Field(
+        description="Alertmanager's base URL; alerts go to <url>/api/v2/alerts (secret: may "
+        "hold user:password@)."
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Extra request headers (e.g. Authorization); secret."
     )
     repost_interval_seconds: float = Field(
         default=60.0,
@@ -741,6 +758,7 @@ __all__ = [
     "SilenceMatchers",
     "SlackReceiverConfig",
     "WebhookReceiverConfig",
+    "is_header_name",
     "link_problem",
     "refuse_boolean_number",
     "segment_pattern_problem",

@@ -19,11 +19,12 @@ this module, so the two cannot be one module without an import cycle.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_to_bytes
 
 import httpx
 
@@ -49,8 +50,10 @@ def secret_forms(secrets: Iterable[str]) -> list[str]:
 
     A URL is a secret in parts too: a receiver may echo just its path (Slack's
     ``/services/T.../B.../<secret>``) or a query value (``?token=...``), so the
-    path, its last segment and every query value count as secrets of their own.
-    Longest first, so that a secret containing another is replaced whole.
+    path, its last segment, every query value and the password of ``user:password@``
+    (an Alertmanager or webhook behind a proxy's basic auth; also as the Basic
+    credentials sent) count as secrets of their own. Longest first, so that a secret
+    containing another is replaced whole.
     """
     parts: set[str] = set()
     for s in secrets:
@@ -69,6 +72,10 @@ def secret_forms(secrets: Iterable[str]) -> list[str]:
             parts.add(path.rstrip("/").rsplit("/", 1)[-1])
         for _, value in url.params.multi_items():
             parts.add(value)
+        if url.password:
+            # and as httpx sends it (Authorization: Basic <base64>), which a proxy may echo
+            basic = base64.b64encode(unquote_to_bytes(url.userinfo)).decode()
+            parts.update({url.password, url.userinfo.decode("ascii", "replace"), basic})
     forms: set[str] = set()
     for p in parts:
         forms.update({p, quote(p, safe=""), quote_plus(p), p.replace("/", "\\/")})
@@ -117,12 +124,17 @@ class HttpReceiver:
             await self._send(notification)
         except DeliveryError as exc:
             # ``from None``: the chained httpx error carries the request, URL included.
-            raise type(exc)(
-                redact(str(exc), self._secret_forms)[:MAX_ERROR_CHARS],
-                status=exc.status,
-                retry_after=exc.retry_after,
-                reason=exc.reason,
-            ) from None
+            raise self._redacted(exc) from None
+
+    def _redacted(self, exc: DeliveryError) -> DeliveryError:
+        """``exc`` again, its message without this receiver's secrets (raise it ``from
+        None``). For a receiver whose requests do not all go through :meth:`send`."""
+        return type(exc)(
+            redact(str(exc), self._secret_forms)[:MAX_ERROR_CHARS],
+            status=exc.status,
+            retry_after=exc.retry_after,
+            reason=exc.reason,
+        )
 
     async def _send(self, notification: Notification) -> None:
         raise NotImplementedError
