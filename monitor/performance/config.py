@@ -13,6 +13,7 @@ tracking off" (``task: null``). A typical section::
       early_label_ttl_seconds: 600
       early_label_max: 100000
       estimate: true             # CBPE estimates before labels arrive (binary only)
+      labels_stale_after_seconds: 86400  # warn when no label joined for a day (event time)
       thresholds:                # ratios and Brier are fractions (0.85), refused beyond 0-1
         accuracy: {warning: 0.85, critical: 0.8}        # alert_when inferred: below
         log_loss: {warning: 0.5, critical: 0.7}         # alert_when inferred: above
@@ -200,6 +201,14 @@ class PerformanceConfig(StrictModel):
         "'Performance incidents' for the error stream's own figures).",
     )
     error_drift_severity: Literal["warning", "critical"] = "warning"
+    labels_stale_after_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Alert (warning) when the newest joined label is older than this, in "
+        "event time: the newest prediction's time minus the newest joined label's. Off by "
+        "default: a sound value is the usual gap between labels plus slack, from minutes to "
+        "months by model, and no default fits (the age is exported either way).",
+    )
     thresholds: dict[str, MetricThreshold] = Field(
         default_factory=dict,
         description="Alert bounds keyed by snapshot metric name (e.g. accuracy, f1:cat).",
