@@ -495,6 +495,8 @@ def _performance(g: _Families, model: str, metric: str, value: float) -> None:
         g.perf_samples.add_metric([model, metric], _f(value))
     elif metric == "error_drift":
         g.error_drift.add_metric([model], _f(value))
+    elif metric == "estimate_refused":
+        g.estimate_refused.add_metric([model], _f(value))
     elif metric == "label_age_seconds":
         g.label_age.add_metric([model], _f(value))
     elif metric == "label_last_timestamp_seconds":
@@ -670,6 +672,12 @@ class _Families:
         self.error_drift = G(
             "monitor_performance_error_drift",
             "1 while ADWIN sees a shift in the model's error stream, else 0.",
+            labels=["model"],
+        )
+        self.estimate_refused = G(
+            "monitor_performance_estimate_refused",
+            "1 while CBPE gives no estimate because every prediction of the window is exactly "
+            "0 or 1 (classes, not probabilities), else 0; binary models with estimate on.",
             labels=["model"],
         )
         self.label_age = G(

@@ -50,7 +50,7 @@ import numpy as np
 from monitor.detectors.base import Detector
 from monitor.detectors.streaming import StreamDetector
 from monitor.errors import ConfigError
-from monitor.performance.cbpe import estimate_binary
+from monitor.performance.cbpe import estimate_binary, only_classes
 from monitor.performance.config import PerformanceConfig, default_alert_when
 from monitor.performance.label_join import JoinResult, LabelJoiner
 from monitor.performance.normalize import (
@@ -508,7 +508,9 @@ class PerformanceTracker:
         Always present: ``window_labels``, ``join_pending``, ``join_early``,
         ``error_drift`` (0/1). Metric keys appear once the window has labels (they
         may be NaN, e.g. ROC AUC with one class); ``estimated_*`` once there are
-        scores (binary with ``estimate``).
+        scores (binary with ``estimate``), unless every score of the window is exactly
+        0 or 1: then ``estimate_refused`` is 1 and no estimate is given (see
+        :func:`~monitor.performance.cbpe.only_classes`).
         """
         win = self._window
         out: dict[str, float] = {}
@@ -534,7 +536,12 @@ class PerformanceTracker:
                     )
                 )
         if self._scores is not None and self._scores.size:
-            out.update(estimate_binary(self._scores.view("score"), self.config.decision_threshold))
+            scores = self._scores.view("score")
+            if only_classes(scores):
+                out["estimate_refused"] = 1.0
+            else:
+                out.update(estimate_binary(scores, self.config.decision_threshold))
+                out["estimate_refused"] = 0.0
             out["window_predictions"] = float(self._scores.size)
         sizes = self.joiner.sizes()
         out["window_labels"] = float(win.size)
