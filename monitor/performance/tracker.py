@@ -519,7 +519,11 @@ class PerformanceTracker:
             if self.task == "binary":
                 out.update(binary_metrics(label, pred, self.config.decision_threshold))
             elif self.task == "regression":
-                out.update(regression_metrics(label, pred))
+                out.update(
+                    regression_metrics(
+                        label, pred, mape_min_abs_label=self.config.mape_min_abs_label
+                    )
+                )
             else:
                 has = win.view("has_proba")
                 proba = None
