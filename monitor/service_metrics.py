@@ -683,7 +683,7 @@ class _Families:
         self.label_age = G(
             "monitor_label_age_seconds",
             "Event time since the newest joined label: the newest prediction's time minus the "
-            "newest joined label's (before any label, minus the first prediction's).",
+            "newest joined label's (before any label, minus the newest of the first batch).",
             labels=["model"],
         )
         self.label_last_timestamp = G(

@@ -57,6 +57,13 @@ def test_before_any_label_the_age_counts_from_the_first_prediction() -> None:
     assert "label_last_timestamp_seconds" not in snap
 
 
+def test_an_old_straggler_in_the_first_batch_does_not_claim_a_year_without_labels() -> None:
+    t = _tracker()
+    _predict(t, ["old", "a"], [5000.0 - 365 * 24 * HOUR, 5000.0], now=0.0)
+    _predict(t, ["b"], [5000.0 + 60.0], now=0.0)
+    assert t.snapshot()["label_age_seconds"] == 60.0
+
+
 def test_signal_warns_over_the_bound_and_is_ok_again_when_labels_flow() -> None:
     t = _tracker(labels_stale_after_seconds=HOUR)
     _predict(t, ["a"], [0.0 + 10], now=0.0)
@@ -111,7 +118,8 @@ def test_the_age_survives_a_checkpoint() -> None:
 
 def test_labels_without_a_time_leave_the_age_unchanged() -> None:
     t = _tracker()
-    _predict(t, ["a", "b"], [100.0, 200.0], now=0.0)
+    _predict(t, ["a"], [100.0], now=0.0)
+    _predict(t, ["b"], [200.0], now=0.0)
     t.add_labels(["a", "b"], [1, 0], [np.nan, np.nan], now=0.0)
     assert t.snapshot()["label_age_seconds"] == 100.0  # as if no label: from the first
 

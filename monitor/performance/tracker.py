@@ -303,9 +303,11 @@ class PerformanceTracker:
         ids = [e for e, ok in zip(event_ids, norm.valid.tolist(), strict=True) if ok]
         ts = _valid_timestamps(timestamps, norm.valid)
         if ts is not None and (span := _finite_span(ts)) is not None:
-            first, newest = span
-            if self._first_prediction_time is None or first < self._first_prediction_time:
-                self._first_prediction_time = first
+            newest = span[1]
+            if self._first_prediction_time is None:
+                # The newest of the first batch, not its oldest: one straggler from a year
+                # ago must not claim a year without labels.
+                self._first_prediction_time = newest
             if self._newest_prediction_time is None or newest > self._newest_prediction_time:
                 self._newest_prediction_time = newest
         payloads = self._payloads(norm)
@@ -467,7 +469,8 @@ class PerformanceTracker:
     def label_age(self) -> float | None:
         """Seconds of event time since the newest joined label: the newest prediction's
         event time minus the newest joined label's (0 if the label is newer); before any
-        label joined, minus the first prediction's. None before any prediction with a time.
+        label joined, minus the newest of the first predictions seen (tracking starts
+        then). None before any prediction with a time.
 
         Event time on both sides, deliberately: a catch-up after downtime reads old
         predictions and old labels alike, so the age stays what it was live and does not
