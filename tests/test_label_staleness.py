@@ -139,3 +139,19 @@ def test_config_refuses_a_bound_that_is_not_positive(bad: object) -> None:
                 ],
             }
         )
+
+
+def test_a_checkpoint_from_before_the_new_settings_restores_without_a_change_note() -> None:
+    """The committed v1 fixture has no labels_stale_after_seconds or mape_min_abs_label in
+    its recorded settings: at their defaults they are no change (on the first version of
+    this branch every restored model logged "performance: settings changed"); set, they are."""
+    from tests import state_fixture as fx
+    from tests.test_state_format import FIXTURE, _restore
+
+    blob = FIXTURE.read_bytes()
+    _, notes = _restore(fx.RAW_CONFIG, blob)
+    assert not [n for n in notes if n.startswith("performance: settings")], notes
+    model = {**fx.RAW_CONFIG["models"][0]}
+    model["performance"] = {**model["performance"], "labels_stale_after_seconds": 60}
+    _, notes = _restore({**fx.RAW_CONFIG, "models": [model]}, blob)
+    assert [n for n in notes if n.startswith("performance: settings")], notes
