@@ -27,6 +27,7 @@ from monitor.service import MonitorService
 pytestmark = pytest.mark.kafka
 
 STALE_AFTER = 600.0
+RUNBOOK = "https://git.example/acme/kafka-model-monitor/blob/main/docs/RUNBOOK.md"
 
 
 def _metric(text: str, name: str, **labels: str) -> float | None:
@@ -78,6 +79,7 @@ async def test_labels_stopping_pages_once_and_resolves_when_they_flow_again(
                 }
             ],
             "alerting": {
+                "runbook_base_url": RUNBOOK,
                 "receivers": {"hook": {"type": "webhook", "url": receiver.url}},
                 "outbox_path": str(tmp_path / "outbox.sqlite"),
             },
@@ -186,6 +188,7 @@ async def test_labels_stopping_pages_once_and_resolves_when_they_flow_again(
         assert [p["status"] for p in posts] == ["firing", "resolved"], posts
         [sig] = [s for s in posts[0]["signals"] if s["subject"] == "labels_stale"]
         assert sig["kind"] == "performance" and sig["threshold"] == STALE_AFTER
+        assert posts[0]["links"]["runbook"] == RUNBOOK + "#labelsstale"
     finally:
         await producer.stop()
         await http.aclose()
