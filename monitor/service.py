@@ -958,10 +958,11 @@ class MonitorService:
             return
         self._estimate_warned.add(model)
         log.warning(
-            "model %s: no performance estimate (estimated_*): every prediction of its window is "
-            "exactly 0 or 1, a class and not a probability, and CBPE on it would estimate a "
-            "perfect model; send the positive class's probability, or set performance.estimate: "
-            "false (monitor_performance_estimate_refused)",
+            "model %s: no performance estimate (estimated_*): its predictions are classes (every "
+            "one of the window exactly 0 or 1, or true/false and class strings), not "
+            "probabilities, and CBPE on them would estimate a perfect model; send the positive "
+            "class's probability, or set performance.estimate: false "
+            "(monitor_performance_estimate_refused)",
             printable(repr(model), 200),
         )
 

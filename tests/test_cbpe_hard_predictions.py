@@ -50,6 +50,15 @@ def test_integer_class_predictions_get_no_estimate_and_no_signal() -> None:
     assert [s for s in t.signals("m") if s.subject.startswith("estimated_")] == []
 
 
+def test_class_strings_and_bools_only_are_refused_too() -> None:
+    """They never enter the score window (main left it empty, and said nothing)."""
+    t = _tracker()
+    t.add_predictions(["a", "b", "c"], [True, "0", "false"], None, now=0.0)
+    snap = t.snapshot()
+    assert snap["estimate_refused"] == 1.0
+    assert not [k for k in snap if k.startswith("estimated_")]
+
+
 def test_one_probability_in_the_window_lets_the_estimate_run() -> None:
     """A probabilistic model may emit exact 0 and 1 (a random forest whose trees agree):
     only a window of nothing else is refused."""

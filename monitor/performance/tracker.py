@@ -279,6 +279,9 @@ class PerformanceTracker:
         self._first_prediction_time: float | None = None
         self._newest_prediction_time: float | None = None
         self._newest_label_time: float | None = None
+        # Binary predictions sent as a class (true, "0") since the start: none enters the
+        # score window, so a model sending only those has no estimate to give (see snapshot).
+        self._class_predictions = 0
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -317,6 +320,8 @@ class PerformanceTracker:
             # estimate a perfect model, whatever the model does.
             kept = join.accepted if norm.hard is None else join.accepted & ~norm.hard
             self._scores.append(score=norm.values[kept])
+            if norm.hard is not None:
+                self._class_predictions += int((join.accepted & norm.hard).sum())
         self._append_pairs(join)
         return BatchResult(int(join.accepted.sum()), norm.rejected, join, join.matched)
 
@@ -512,7 +517,8 @@ class PerformanceTracker:
         ``error_drift`` (0/1). Metric keys appear once the window has labels (they
         may be NaN, e.g. ROC AUC with one class); ``estimated_*`` once there are
         scores (binary with ``estimate``), unless every score of the window is exactly
-        0 or 1: then ``estimate_refused`` is 1 and no estimate is given (see
+        0 or 1, or every prediction so far was a class (``true``, ``"0"``): then
+        ``estimate_refused`` is 1 and no estimate is given (see
         :func:`~monitor.performance.cbpe.only_classes`).
         """
         win = self._window
@@ -550,6 +556,8 @@ class PerformanceTracker:
                 out.update(estimate_binary(scores, self.config.decision_threshold))
                 out["estimate_refused"] = 0.0
             out["window_predictions"] = float(self._scores.size)
+        elif self._scores is not None and self._class_predictions:
+            out["estimate_refused"] = 1.0  # only classes (true, "0") came: no score at all
         sizes = self.joiner.sizes()
         out["window_labels"] = float(win.size)
         out["join_pending"] = float(sizes["pending"])
