@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from monitor.config import parse_config
+from monitor.errors import ConfigError
 from monitor.performance.config import PerformanceConfig
 from monitor.performance.tracker import PerformanceTracker
 from monitor.signals import Signal
@@ -122,6 +123,23 @@ def test_labels_without_a_time_leave_the_age_unchanged() -> None:
     _predict(t, ["b"], [200.0], now=0.0)
     t.add_labels(["a", "b"], [1, 0], [np.nan, np.nan], now=0.0)
     assert t.snapshot()["label_age_seconds"] == 100.0  # as if no label: from the first
+
+
+def test_config_refuses_a_stale_bound_when_labels_are_off() -> None:
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:9092", "labels_topic": None},
+        "models": [
+            {
+                "name": "m",
+                "reference": {"learn_first": 100},
+                "performance": {"task": "binary", "labels_stale_after_seconds": 600},
+            }
+        ],
+    }
+    with pytest.raises(ConfigError, match="labels are off"):
+        parse_config(raw)
+    raw["kafka"]["labels_topic"] = "labels"  # type: ignore[index]
+    assert parse_config(raw).model("m") is not None
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, "nan"])
