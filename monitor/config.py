@@ -794,6 +794,24 @@ class MonitorConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _stale_labels_need_labels(self) -> MonitorConfig:
+        """``performance.labels_stale_after_seconds`` with labels off (``kafka.labels_topic:
+        null``) would fire for every model once predictions span the bound, and never resolve:
+        no label can come."""
+        if self.kafka.labels_topic is not None:
+            return self
+        for where, r in [("defaults", self.defaults)] + [
+            (f"model {m.name!r}", resolve_model(m, self.defaults)) for m in self.models
+        ]:
+            if r.performance.task is not None and r.performance.labels_stale_after_seconds:
+                raise ValueError(
+                    f"{where}: performance.labels_stale_after_seconds is set but labels are off "
+                    "(kafka.labels_topic: null), so it would always fire; remove it, or set "
+                    "kafka.labels_topic"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _state_topics_are_not_inputs(self) -> MonitorConfig:
         """The kafka backend's changelog and alerts topics hold the monitor's own records: one
         that is an input or the dead-letter topic would mix them with events (each state

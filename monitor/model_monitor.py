@@ -827,6 +827,29 @@ def _settings_seen(settings: ResolvedModel) -> SettingsSeen:
     )
 
 
+def _performance_changed(saved: str, settings: ResolvedModel) -> bool:
+    """Whether the performance settings differ from the saved ones. A key the saved JSON
+    lacks (a setting added by a later release) counts only if set away from its default:
+    otherwise every restart after an upgrade logged "settings changed" for every model."""
+    current = settings.performance
+    if saved == current.model_dump_json():
+        return False
+    try:
+        old = msgspec.json.decode(saved)
+    except msgspec.DecodeError:
+        return True
+    now = msgspec.json.decode(current.model_dump_json())
+    if not isinstance(old, dict):
+        return True
+    fields = type(current).model_fields
+    for key in now.keys() - old.keys():
+        field = fields.get(key)
+        if field is None or getattr(current, key) != field.get_default(call_default_factory=True):
+            return True
+        del now[key]
+    return bool(old != now)
+
+
 def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
     """One note per kind of setting that differs from what the state was computed with."""
     now = _settings_seen(settings)
@@ -850,7 +873,7 @@ def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
             "drift: detector settings changed: detectors fitted again from the reference, "
             "effective at the next evaluation"
         )
-    if seen.performance != now.performance:
+    if _performance_changed(seen.performance, settings):
         notes.append("performance: settings changed: effective at once (windows resized)")
     if seen.sample_rate is not None and seen.sample_rate != now.sample_rate:
         # The samples are nested (one hash, a lower or higher cut): what changes is which

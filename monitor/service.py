@@ -231,6 +231,7 @@ class MonitorService:
         # Models warned of declared constraints their reference lacks (once per model).
         self._unchecked_warned: set[str] = set()
         self._frozen_warned: set[str] = set()  # models warned of a frozen event time (once)
+        self._estimate_warned: set[str] = set()  # models warned of 0/1 predictions (CBPE)
         self._saved_alerts: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -946,6 +947,25 @@ class MonitorService:
             more,
         )
 
+    def _check_estimate(self, model: str, performance: dict[str, float]) -> None:
+        """Say once (until it recovers) that a model's CBPE estimate is refused: its window
+        holds only 0/1 predictions, classes rather than probabilities, and estimated_* would
+        claim a perfect model (monitor/performance/cbpe.py, ``only_classes``)."""
+        if performance.get("estimate_refused") != 1.0:
+            self._estimate_warned.discard(model)
+            return
+        if model in self._estimate_warned:
+            return
+        self._estimate_warned.add(model)
+        log.warning(
+            "model %s: no performance estimate (estimated_*): its predictions are classes (every "
+            "one of the window exactly 0 or 1, or true/false and class strings), not "
+            "probabilities, and CBPE on them would estimate a perfect model; send the positive "
+            "class's probability, or set performance.estimate: false "
+            "(monitor_performance_estimate_refused)",
+            printable(repr(model), 200),
+        )
+
     def _check_partition(self, model: str, parts: set[TP]) -> None:
         """Bind ``model`` to the partition its events come from, and flag events of it that
         come from another one (once per batch: the batch is already split by model).
@@ -1052,6 +1072,8 @@ class MonitorService:
                     mm.cadence.same_time_events,
                     utc_text(frozen),
                 )
+            if evs:
+                self._check_estimate(model, evs[-1].performance)
             series = self._model_series.get(model)
             if series is None:
                 series = self._model_series[model] = (

@@ -326,6 +326,10 @@ class ModelStateCollector(Collector):
                             g.class_perf_threshold.add_metric(labels, float(bound))
                         else:
                             g.perf_threshold.add_metric([model, metric, severity], float(bound))
+                if perf.labels_stale_after_seconds is not None:
+                    g.perf_threshold.add_metric(
+                        [model, "label_age_seconds", "warning"], perf.labels_stale_after_seconds
+                    )
             g.events_total.add_metric([model], float(m.events_total))
             g.unknown_feature.add_metric([model], float(m.unknown_feature_events))
             for (feature, reason), n in m.invalid_values.items():
@@ -491,6 +495,12 @@ def _performance(g: _Families, model: str, metric: str, value: float) -> None:
         g.perf_samples.add_metric([model, metric], _f(value))
     elif metric == "error_drift":
         g.error_drift.add_metric([model], _f(value))
+    elif metric == "estimate_refused":
+        g.estimate_refused.add_metric([model], _f(value))
+    elif metric == "label_age_seconds":
+        g.label_age.add_metric([model], _f(value))
+    elif metric == "label_last_timestamp_seconds":
+        g.label_last_timestamp.add_metric([model], _f(value))
     elif ":" in metric:  # "precision:<class>": the class goes in its own label
         name, _, cls = metric.partition(":")
         g.class_performance.add_metric([model, name, cls], _f(value))
@@ -662,6 +672,23 @@ class _Families:
         self.error_drift = G(
             "monitor_performance_error_drift",
             "1 while ADWIN sees a shift in the model's error stream, else 0.",
+            labels=["model"],
+        )
+        self.estimate_refused = G(
+            "monitor_performance_estimate_refused",
+            "1 while CBPE gives no estimate because every prediction of the window is exactly "
+            "0 or 1 (classes, not probabilities), else 0; binary models with estimate on.",
+            labels=["model"],
+        )
+        self.label_age = G(
+            "monitor_label_age_seconds",
+            "Event time since the newest joined label: the newest prediction's time minus the "
+            "newest joined label's (before any label, minus the newest of the first batch).",
+            labels=["model"],
+        )
+        self.label_last_timestamp = G(
+            "monitor_label_last_timestamp_seconds",
+            "Event time (epoch seconds) of the newest label joined to a prediction.",
             labels=["model"],
         )
         self.perf_threshold = G(

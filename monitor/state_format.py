@@ -259,6 +259,11 @@ class PerformanceState(msgspec.Struct, kw_only=True):
     rise_pending: bool = False
     degraded: bool = False
     recent: tuple[float, float, int] = (0.0, 0.0, 0)
+    # Label staleness (``PerformanceTracker.label_age``): event times of the first and newest
+    # predictions and of the newest joined label; None in states written before them.
+    first_prediction_time: float | None = None
+    newest_prediction_time: float | None = None
+    newest_label_time: float | None = None
 
 
 class SettingsSeen(msgspec.Struct, kw_only=True):

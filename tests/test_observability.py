@@ -351,6 +351,7 @@ def monitor_config(tmp: Path, bootstrap: str, tag: str, receiver_url: str) -> An
                     "performance": {
                         "task": "binary",
                         "window_size": 1000,
+                        "labels_stale_after_seconds": 86400,  # the label age panel's bound
                         "thresholds": {
                             "accuracy": {"warning": 0.7, "critical": 0.6},
                             "f1": {"warning": 0.2},

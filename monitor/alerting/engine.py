@@ -145,13 +145,15 @@ def links_for(
 
 
 #: The section of docs/RUNBOOK.md for a signal kind (GitHub's anchors of its headings;
-#: ``tests/test_alert_text.py`` checks that each exists). Critical drift has its own.
+#: ``tests/test_alert_text.py`` checks that each exists). Critical drift has its own, and
+#: so does one subject ("kind/subject"): stale labels are no model problem to look into.
 RUNBOOK_ANCHORS: dict[str, str] = {
     "drift": "featuredrift",
     "drift:critical": "featuredriftcritical",
     "data_quality": "data-quality-signals-data_quality",
     "multivariate": "multivariate-drift-multivariate",
     "performance": "modelalertsfiring",
+    "performance/labels_stale": "labelsstale",
 }
 
 
@@ -168,8 +170,10 @@ def runbook_for(config: AlertingConfig, model: str, signals: Sequence[Signal]) -
             return url
     if config.runbook_base_url and signals:
         s = signals[0]
-        anchor = RUNBOOK_ANCHORS.get(f"{s.kind}:{s.severity}") or RUNBOOK_ANCHORS.get(
-            s.kind, "modelalertsfiring"
+        anchor = (
+            RUNBOOK_ANCHORS.get(f"{s.kind}/{s.subject}")
+            or RUNBOOK_ANCHORS.get(f"{s.kind}:{s.severity}")
+            or RUNBOOK_ANCHORS.get(s.kind, "modelalertsfiring")
         )
         # Braces are doubled: the result is a template (``format_map`` in ``links_for``).
         base = config.runbook_base_url.replace("{", "{{").replace("}", "}}")

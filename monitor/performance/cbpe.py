@@ -66,6 +66,25 @@ def expected_roc_auc(scores: np.ndarray) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
 
 
+def only_classes(scores: np.ndarray) -> bool:
+    """Whether every score is exactly 0 or 1: class predictions sent as numbers, not
+    probabilities, so CBPE must refuse them.
+
+    Read as probabilities, hard 0/1 predictions say "certainly negative/positive" for every
+    event, and CBPE estimates a perfect model (accuracy 1, whatever the model does): a
+    confident, meaningless number that keeps an ``estimated_*`` threshold from ever firing.
+    A bool or a class string is recognised per value (``Normalized.hard``); the numbers
+    ``0`` and ``1`` are not, since a probabilistic model may emit them too (a random
+    forest whose trees all agree). A whole window of them is no probabilistic model, so the
+    window is the unit: one score strictly between 0 and 1 in it lets the estimate run.
+
+    >>> only_classes(np.array([0.0, 1.0, 1.0])), only_classes(np.array([0.0, 1.0, 0.7]))
+    (True, False)
+    """
+    p = np.asarray(scores, dtype=np.float64)
+    return bool(p.size) and bool(np.all((p == 0.0) | (p == 1.0)))
+
+
 def estimate_binary(scores: np.ndarray, threshold: float) -> dict[str, float]:
     """Estimated accuracy, precision, recall, F1 and ROC AUC from calibrated scores.
 
@@ -99,4 +118,4 @@ def estimate_binary(scores: np.ndarray, threshold: float) -> dict[str, float]:
     }
 
 
-__all__ = ["estimate_binary", "expected_roc_auc"]
+__all__ = ["estimate_binary", "expected_roc_auc", "only_classes"]

@@ -13,6 +13,7 @@ tracking off" (``task: null``). A typical section::
       early_label_ttl_seconds: 600
       early_label_max: 100000
       estimate: true             # CBPE estimates before labels arrive (binary only)
+      labels_stale_after_seconds: 86400  # warn when no label joined for a day (event time)
       thresholds:                # ratios and Brier are fractions (0.85), refused beyond 0-1
         accuracy: {warning: 0.85, critical: 0.8}        # alert_when inferred: below
         log_loss: {warning: 0.5, critical: 0.7}         # alert_when inferred: above
@@ -55,7 +56,7 @@ HIGHER_IS_BETTER: frozenset[str] = frozenset(
         "estimated_roc_auc",
     }
 )
-LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "brier", "mae", "rmse", "mape"})
+LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "brier", "mae", "rmse", "mape", "smape"})
 
 # Snapshot keys a threshold may name, per task. Per-class keys are ``"f1:<class>"``.
 METRICS_BY_TASK: dict[str, frozenset[str]] = {
@@ -80,7 +81,7 @@ METRICS_BY_TASK: dict[str, frozenset[str]] = {
     "multiclass": frozenset(
         {"accuracy", "macro_precision", "macro_recall", "macro_f1", "log_loss"}
     ),
-    "regression": frozenset({"mae", "rmse", "mape", "mean_error"}),
+    "regression": frozenset({"mae", "rmse", "mape", "smape", "mean_error"}),
 }
 PER_CLASS_METRICS: frozenset[str] = frozenset({"precision", "recall", "f1"})
 
@@ -200,6 +201,23 @@ class PerformanceConfig(StrictModel):
         "'Performance incidents' for the error stream's own figures).",
     )
     error_drift_severity: Literal["warning", "critical"] = "warning"
+    mape_min_abs_label: float = Field(
+        default=0.0,
+        ge=0,
+        description="Regression: labels whose magnitude is at most this are left out of MAPE "
+        "(counted in mape_excluded). 0: zero labels only. A label near zero makes its "
+        "percentage error absurd (1e-9 -> 1e9 x the error), but what is near zero depends on "
+        "the label's unit, so set it in that unit (e.g. 0.01 for amounts in currency units); "
+        "smape, bounded by 2, is reported beside MAPE either way.",
+    )
+    labels_stale_after_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Alert (warning) when the newest joined label is older than this, in "
+        "event time: the newest prediction's time minus the newest joined label's. Off by "
+        "default: a sound value is the usual gap between labels plus slack, from minutes to "
+        "months by model, and no default fits (the age is exported either way).",
+    )
     thresholds: dict[str, MetricThreshold] = Field(
         default_factory=dict,
         description="Alert bounds keyed by snapshot metric name (e.g. accuracy, f1:cat).",
@@ -222,6 +240,11 @@ class PerformanceConfig(StrictModel):
             raise ValueError(
                 f"{', '.join(given)}: applies to binary tasks only (task is {self.task}); "
                 "remove it, or set task: binary"
+            )
+        if "mape_min_abs_label" in self.model_fields_set and self.task != "regression":
+            raise ValueError(
+                f"mape_min_abs_label: applies to regression tasks only (task is {self.task}); "
+                "remove it, or set task: regression"
             )
         return self
 

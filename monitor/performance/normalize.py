@@ -107,11 +107,15 @@ def canonical_class(value: Any) -> str:
     >>> [canonical_class(v) for v in ("-0.0", "1.5", "01", "1.", " 1.0", "1e3")]
     ['0', '1.5', '01', '1.', ' 1.0', '1e3']
 
-    Raises :class:`InvalidEvent` for values that cannot be a class.
+    Raises :class:`InvalidEvent` for values that cannot be a class; a blank string (empty
+    or only spaces) is a missing value (``missing``), as the configuration refuses a blank
+    ``positive_class``: learned as a class it was ``class=""`` on /metrics, which
+    Prometheus reads as no class label at all.
     """
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, str):
+        _not_blank(value)
         if len(value) <= MAX_CLASS_CHARS and _INTEGRAL_FLOAT.fullmatch(value):
             return str(int(value[: value.index(".")]))
         return value
@@ -140,6 +144,11 @@ _ZERO_ONE = re.compile(r"[+-]?[01](?:\.0*)?")
 ZERO_ONE = frozenset({"0", "1"})
 
 
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise InvalidEvent(MISSING, "class value is blank")
+
+
 def binary_class(value: Any) -> str:
     """The class a binary model reads ``value`` as: :func:`canonical_class`, plus the
     string spellings of 0 and 1.
@@ -153,8 +162,12 @@ def binary_class(value: Any) -> str:
     ['1', '1', '0', '1', '0', '1', 'yes', '10']
     >>> [binary_class(v) for v in ("-1", " -1.0", "+1", "-0", -1)]
     ['-1', '-1', '1', '0', '-1']
+
+    A blank string is missing (``missing``): with a named positive class (``fraud``) an
+    empty label was graded a negative, silently.
     """
     if isinstance(value, str):
+        _not_blank(value)
         text = value.strip()
         word = _BINARY_WORDS.get(text.lower())
         if word is not None:

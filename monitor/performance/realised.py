@@ -13,7 +13,15 @@ definitions follow scikit-learn's defaults exactly (the tests compare to 1e-9):
   or predictions (``labels=None``);
 * MAPE is computed over non-zero labels only (a zero label makes the
   percentage undefined, and scikit-learn's ``eps`` floor turns it into ~1e15);
-  how many were left out is reported as ``mape_excluded``.
+  how many were left out is reported as ``mape_excluded``. A label *near* zero is
+  no better (1e-9 makes one term 1e9 times the error), but "near" depends on the
+  label's unit, so no default can say it: ``mape_min_abs_label`` (the config's
+  ``performance.mape_min_abs_label``, default 0) leaves out labels no larger than it,
+  and a term that overflows float64 (a label of 1e-300) is left out whatever the
+  setting, so MAPE is a finite number or NaN (no label left), never infinity.
+  sMAPE (``smape``, the symmetric form of Makridakis 1993 / the M4 competition,
+  ``2|p - y| / (|y| + |p|)``, a term with both zero counting 0) is reported beside it:
+  bounded by 2, defined on every label, so it stays readable where MAPE cannot.
 """
 
 from __future__ import annotations
@@ -146,25 +154,42 @@ def multiclass_metrics(
     return out
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE, MAPE (non-zero labels; ``mape_excluded`` = zeros left out), mean error.
+def regression_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, *, mape_min_abs_label: float = 0.0
+) -> dict[str, float]:
+    """MAE, RMSE, MAPE, sMAPE and mean error (see the module docstring for MAPE near zero).
 
     ``mean_error`` is ``mean(prediction - label)``: positive means the model
-    over-predicts. MAPE is a ratio (0.1 = 10 %), NaN when every label is zero.
+    over-predicts. MAPE is a ratio (0.1 = 10 %) over the labels whose magnitude is above
+    ``mape_min_abs_label`` and whose term is finite; ``mape_excluded`` counts the others,
+    and MAPE is NaN when that is every label. sMAPE is a ratio from 0 to 2.
+
+    >>> out = regression_metrics(np.array([0.0, 1e-300, 2.0]), np.array([1.0, 1e100, 3.0]))
+    >>> out["mape"], out["mape_excluded"], round(out["smape"], 4)
+    (0.5, 2.0, 1.4667)
     """
     yt = np.asarray(y_true, dtype=np.float64)
     yp = np.asarray(y_pred, dtype=np.float64)
     if yt.size == 0:
         return {}
     err = yp - yt
-    nonzero = yt != 0.0
-    n_zero = int(yt.size - np.count_nonzero(nonzero))
-    mape = float(np.mean(np.abs(err[nonzero]) / np.abs(yt[nonzero]))) if n_zero < yt.size else NAN
+    abs_err, abs_y = np.abs(err), np.abs(yt)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ratio = abs_err / abs_y
+    kept = (abs_y > mape_min_abs_label) & np.isfinite(ratio)
+    n_kept = int(np.count_nonzero(kept))
+    # Each term over n, then summed: a mean of finite terms near float64's maximum must not
+    # overflow in the sum.
+    mape = float(np.sum(ratio[kept] / n_kept)) if n_kept else NAN
+    denom = abs_y + np.abs(yp)
+    both_zero = denom == 0.0
+    smape_terms = 2.0 * abs_err / np.where(both_zero, 1.0, denom)
     return {
-        "mae": float(np.mean(np.abs(err))),
+        "mae": float(np.mean(abs_err)),
         "rmse": float(np.sqrt(np.mean(err**2))),
         "mape": mape,
-        "mape_excluded": float(n_zero),
+        "mape_excluded": float(yt.size - n_kept),
+        "smape": float(np.mean(smape_terms)),
         "mean_error": float(np.mean(err)),
     }
 

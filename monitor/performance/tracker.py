@@ -50,7 +50,7 @@ import numpy as np
 from monitor.detectors.base import Detector
 from monitor.detectors.streaming import StreamDetector
 from monitor.errors import ConfigError
-from monitor.performance.cbpe import estimate_binary
+from monitor.performance.cbpe import estimate_binary, only_classes
 from monitor.performance.config import PerformanceConfig, default_alert_when
 from monitor.performance.label_join import JoinResult, LabelJoiner
 from monitor.performance.normalize import (
@@ -274,6 +274,14 @@ class PerformanceTracker:
         self._recent = (0.0, 0.0, 0)  # sum, sum of squares, count
         self.rejected_predictions: dict[str, int] = {}
         self.rejected_labels: dict[str, int] = {}
+        # Label staleness (see label_age): event times of the first and newest predictions
+        # and of the newest joined label; None until seen.
+        self._first_prediction_time: float | None = None
+        self._newest_prediction_time: float | None = None
+        self._newest_label_time: float | None = None
+        # Binary predictions sent as a class (true, "0") since the start: none enters the
+        # score window, so a model sending only those has no estimate to give (see snapshot).
+        self._class_predictions = 0
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -297,6 +305,14 @@ class PerformanceTracker:
         _merge(self.rejected_predictions, norm.rejected)
         ids = [e for e, ok in zip(event_ids, norm.valid.tolist(), strict=True) if ok]
         ts = _valid_timestamps(timestamps, norm.valid)
+        if ts is not None and (span := _finite_span(ts)) is not None:
+            newest = span[1]
+            if self._first_prediction_time is None:
+                # The newest of the first batch, not its oldest: one straggler from a year
+                # ago must not claim a year without labels.
+                self._first_prediction_time = newest
+            if self._newest_prediction_time is None or newest > self._newest_prediction_time:
+                self._newest_prediction_time = newest
         payloads = self._payloads(norm)
         join = self.joiner.add_predictions(ids, payloads, ts, now)
         if self._scores is not None:
@@ -304,6 +320,8 @@ class PerformanceTracker:
             # estimate a perfect model, whatever the model does.
             kept = join.accepted if norm.hard is None else join.accepted & ~norm.hard
             self._scores.append(score=norm.values[kept])
+            if norm.hard is not None:
+                self._class_predictions += int((join.accepted & norm.hard).sum())
         self._append_pairs(join)
         return BatchResult(int(join.accepted.sum()), norm.rejected, join, join.matched)
 
@@ -347,6 +365,10 @@ class PerformanceTracker:
     def _append_pairs(self, join: JoinResult) -> None:
         if join.matched == 0:
             return
+        span = _finite_span(join.label_timestamps)
+        newest = self._newest_label_time
+        if span is not None and (newest is None or span[1] > newest):
+            self._newest_label_time = span[1]
         if self.task == "multiclass":
             pred = np.fromiter((p[0] for p in join.predictions), np.int64, join.matched)
             label = np.asarray(join.labels, dtype=np.int64)
@@ -449,6 +471,26 @@ class PerformanceTracker:
         """Whether the error stream rose abruptly since the last :meth:`evaluate`."""
         return self._error_drift
 
+    def label_age(self) -> float | None:
+        """Seconds of event time since the newest joined label: the newest prediction's
+        event time minus the newest joined label's (0 if the label is newer); before any
+        label joined, minus the newest of the first predictions seen (tracking starts
+        then). None before any prediction with a time.
+
+        Event time on both sides, deliberately: a catch-up after downtime reads old
+        predictions and old labels alike, so the age stays what it was live and does not
+        page; a stream with no predictions (a quiet night) does not age its labels; a
+        restart does not either (the times are in the checkpoint). The monitor's own clock
+        would page in all three. What ages is labels stopping while predictions go on.
+        """
+        newest = self._newest_prediction_time
+        if newest is None:
+            return None
+        since = self._newest_label_time
+        if since is None:
+            since = self._first_prediction_time
+        return max(newest - since, 0.0) if since is not None else None
+
     @property
     def window_labels(self) -> int:
         """Labelled predictions currently in the metric window."""
@@ -474,7 +516,10 @@ class PerformanceTracker:
         Always present: ``window_labels``, ``join_pending``, ``join_early``,
         ``error_drift`` (0/1). Metric keys appear once the window has labels (they
         may be NaN, e.g. ROC AUC with one class); ``estimated_*`` once there are
-        scores (binary with ``estimate``).
+        scores (binary with ``estimate``), unless every score of the window is exactly
+        0 or 1, or every prediction so far was a class (``true``, ``"0"``): then
+        ``estimate_refused`` is 1 and no estimate is given (see
+        :func:`~monitor.performance.cbpe.only_classes`).
         """
         win = self._window
         out: dict[str, float] = {}
@@ -483,7 +528,11 @@ class PerformanceTracker:
             if self.task == "binary":
                 out.update(binary_metrics(label, pred, self.config.decision_threshold))
             elif self.task == "regression":
-                out.update(regression_metrics(label, pred))
+                out.update(
+                    regression_metrics(
+                        label, pred, mape_min_abs_label=self.config.mape_min_abs_label
+                    )
+                )
             else:
                 has = win.view("has_proba")
                 proba = None
@@ -500,13 +549,25 @@ class PerformanceTracker:
                     )
                 )
         if self._scores is not None and self._scores.size:
-            out.update(estimate_binary(self._scores.view("score"), self.config.decision_threshold))
+            scores = self._scores.view("score")
+            if only_classes(scores):
+                out["estimate_refused"] = 1.0
+            else:
+                out.update(estimate_binary(scores, self.config.decision_threshold))
+                out["estimate_refused"] = 0.0
             out["window_predictions"] = float(self._scores.size)
+        elif self._scores is not None and self._class_predictions:
+            out["estimate_refused"] = 1.0  # only classes (true, "0") came: no score at all
         sizes = self.joiner.sizes()
         out["window_labels"] = float(win.size)
         out["join_pending"] = float(sizes["pending"])
         out["join_early"] = float(sizes["early"])
         out["error_drift"] = 1.0 if self._error_drift else 0.0
+        age = self.label_age()
+        if age is not None:
+            out["label_age_seconds"] = age
+        if self._newest_label_time is not None:
+            out["label_last_timestamp_seconds"] = self._newest_label_time
         return out
 
     def evaluate(
@@ -542,6 +603,9 @@ class PerformanceTracker:
                     details={"alert_when": direction, "window": snap.get("window_labels")},
                 )
             )
+        stale = self._labels_stale_signal(model, snap)
+        if stale is not None:
+            out.append(stale)
         drift = self._error_drift
         if self._detector is not None:
             active, details = self._error_incident(drift)
@@ -560,6 +624,28 @@ class PerformanceTracker:
         self._error_drift = False
         self._error_shift = 0.0
         return PerformanceEvaluation(metrics=snap, signals=out, error_drift=drift)
+
+    def _labels_stale_signal(self, model: str, snap: dict[str, float]) -> Signal | None:
+        """The ``labels_stale`` signal (warning while the label age is over
+        ``labels_stale_after_seconds``, else ok), or None when it is off or the age is not
+        known yet: no data must not resolve an open incident."""
+        bound = self.config.labels_stale_after_seconds
+        age = snap.get("label_age_seconds")
+        if bound is None or age is None or math.isnan(age):
+            return None
+        stale = age > bound
+        return Signal(
+            model=model,
+            kind="performance",
+            subject="labels_stale",
+            severity="warning" if stale else "ok",
+            value=age,
+            threshold=bound,
+            details={
+                "alert_when": "above",
+                "label_last_timestamp_seconds": snap.get("label_last_timestamp_seconds"),
+            },
+        )
 
     def _error_incident(self, rose: bool) -> tuple[bool, dict[str, float | str | None]]:
         """Whether the error-drift signal is active at this evaluation, with its evidence.
@@ -606,6 +692,9 @@ class PerformanceTracker:
             rise_pending=self._rise_pending,
             degraded=self._degraded,
             recent=self._recent,
+            first_prediction_time=self._first_prediction_time,
+            newest_prediction_time=self._newest_prediction_time,
+            newest_label_time=self._newest_label_time,
         )
 
     def restore_state(self, state: PerformanceState) -> list[str]:
@@ -636,6 +725,9 @@ class PerformanceTracker:
         self._baseline = tuple(state.baseline) if state.baseline is not None else None  # type: ignore[assignment]
         self._rise_pending, self._degraded = state.rise_pending, state.degraded
         self._recent = tuple(state.recent)  # type: ignore[assignment]
+        self._first_prediction_time = state.first_prediction_time
+        self._newest_prediction_time = state.newest_prediction_time
+        self._newest_label_time = state.newest_label_time
         return notes
 
 
@@ -655,6 +747,14 @@ def _grade(
 def _merge(total: dict[str, int], batch: dict[str, int]) -> None:
     for key, n in batch.items():
         total[key] = total.get(key, 0) + n
+
+
+def _finite_span(ts: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of the finite values of ``ts`` (event times), or None if it has none."""
+    finite = ts[np.isfinite(ts)]
+    if finite.size == 0:
+        return None
+    return float(finite.min()), float(finite.max())
 
 
 def _valid_timestamps(
