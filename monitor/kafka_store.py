@@ -161,6 +161,35 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
+def _quiet_failed_transaction_futures(
+    loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+) -> None:
+    """The store loop's exception handler: a Kafka error left in a future nobody awaits is
+    said at DEBUG, everything else goes to asyncio's default handler.
+
+    A fenced transactional producer (aiokafka 0.14) sets the error on its transaction
+    manager's end-of-transaction waiter twice (an abortable error, then the fatal one on a
+    new waiter) and keeps no reference to the first; no public call retrieves either once
+    the producer is FATAL (``abort_transaction`` asserts before it awaits). When collected,
+    asyncio logged each at ERROR with a traceback ("Future exception was never retrieved"),
+    after the store had already said it in its one WARNING (``_recreate_producer``) or
+    raised it as a StateError: an ERROR that paged nobody but read like a second failure.
+    Every Kafka error of a store operation reaches the caller through the calls it awaits
+    (``commit_transaction``, ``send_offsets_to_transaction``, ...), so such a leftover is
+    only a copy. This loop runs nothing but the store's clients.
+    """
+    exc = context.get("exception")
+    if (
+        isinstance(exc, KafkaError)
+        and "future" in context
+        and not isinstance(context["future"], asyncio.Task)
+        and context.get("message", "").startswith("Future exception was never retrieved")
+    ):
+        log.debug("an unawaited aiokafka future held %s: %s", type(exc).__name__, exc)
+        return
+    loop.default_exception_handler(context)
+
+
 async def _abort(producer: AIOKafkaProducer) -> None:
     """``abort_transaction`` after a failed transaction, its own failure ignored: the error
     that matters is the first. A fenced producer (another one took its transactional id) is
@@ -338,6 +367,7 @@ class KafkaStateStore:
         self._topic_ok_at: float | None = None
         self._rewrite_all = False
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_failed_transaction_futures)
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="monitor-kafka-store", daemon=True
         )
