@@ -20,7 +20,10 @@ so an instance reads only its assigned partitions' changelog. Keys are JSON arra
 A reader takes a state only when its manifest names a known version and every
 part ``0..parts-1`` carries the manifest's generation; anything else is refused
 with a bounded reason (``unknown_version``, ``corrupt``) and the model starts
-fresh (the state is never executed, only decoded). Parts a smaller state no
+fresh (the state is never executed, only decoded). A manifest of a *newer* version
+(a rollback) is not damage: ``load_model`` raises
+:class:`~monitor.state_format.NewerStateError`, and the service leaves that record
+untouched (``state.on_newer_state``). Parts a smaller state no
 longer uses are deleted (tombstones) in the same transaction.
 
 On assignment (:meth:`KafkaStateStore.prepare`) the store reads the assigned
@@ -73,7 +76,7 @@ from prometheus_client import CollectorRegistry, Counter
 from monitor.config import KafkaConfig, StateConfig
 from monitor.errors import ConfigError, StateError
 from monitor.kafka_source import security_kwargs
-from monitor.state_format import MAX_RAW_BYTES, StateFormatError
+from monitor.state_format import MAX_RAW_BYTES, NewerStateError, StateFormatError
 from monitor.store import FORMAT, SavedModel
 
 log = logging.getLogger("monitor.kafka_store")
@@ -263,7 +266,13 @@ def assemble(
             if isinstance(topic, str) and isinstance(partition, int)
             else fallback_tp
         )
-        if m.get("version") != MANIFEST_VERSION:
+        version = m.get("version")
+        if isinstance(version, int) and version > MANIFEST_VERSION:
+            # A newer release's record (a rollback): kept apart from damage, see
+            # ``NewerStateError``; the detail carries the version for the error.
+            out[model] = _Entry(None, tp, ("newer_version", str(version)), 0)
+            continue
+        if version != MANIFEST_VERSION:
             detail = (
                 f"changelog manifest version {m.get('version')!r} is not supported "
                 f"(this build reads {MANIFEST_VERSION})"
@@ -749,7 +758,10 @@ class KafkaStateStore:
                 return None
             if entry.problem is not None:
                 self._entries.pop(model)
-                raise StateFormatError(*entry.problem)
+                reason, detail = entry.problem
+                if reason == "newer_version":
+                    raise NewerStateError("changelog manifest", int(detail), MANIFEST_VERSION)
+                raise StateFormatError(reason, detail)
             blob, entry.blob = entry.blob, b""  # the service holds it now; free the memory
         return blob if blob else None
 
