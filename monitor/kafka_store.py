@@ -95,9 +95,6 @@ SOURCE_TOPIC_WAIT_SECONDS = 120.0
 # transaction.abort.timed.out.transaction.cleanup.interval.ms): an abandoned transaction is
 # aborted within the transaction timeout plus this.
 BROKER_ABORT_INTERVAL_SECONDS = 10.0
-# How often a checkpoint checks that the changelog still exists and is compacted (and after
-# any failed checkpoint): one DescribeConfigs request.
-TOPIC_CHECK_SECONDS = 60.0
 
 
 def model_key(model: str) -> bytes:
@@ -149,14 +146,18 @@ async def _begin(producer: AIOKafkaProducer) -> None:
         raise ProducerUnusable(f"producer in a fatal state: {exc}") from exc
 
 
-async def _send(producer: AIOKafkaProducer, topic: str, value: bytes | None, **kw: Any) -> None:
+async def _send(
+    producer: AIOKafkaProducer, topic: str, value: bytes | None, **kw: Any
+) -> asyncio.Future[Any]:
     """``producer.send`` in a transaction: the commit waits for delivery, so the record's
-    own future is not awaited. When the transaction fails (a fenced producer) every such
-    future holds the error, and asyncio would log each one at ERROR with a traceback
-    ("Future exception was never retrieved") when collected: the one WARNING of
-    :meth:`KafkaStateStore._recreate_producer` says it instead."""
+    own future is not awaited (only read after the commit, for the offset it got). When
+    the transaction fails (a fenced producer) every such future holds the error, and asyncio
+    would log each one at ERROR with a traceback ("Future exception was never retrieved")
+    when collected: the one WARNING of :meth:`KafkaStateStore._recreate_producer` says it
+    instead."""
     fut = await producer.send(topic, value, **kw)
     fut.add_done_callback(_retrieve)
+    return fut
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -370,11 +371,13 @@ class KafkaStateStore:
             registry=registry if registry is not None else CollectorRegistry(),
         )
         self._partitions = 0
-        # When the changelog was last seen compacted (monotonic; None: check at the next
-        # checkpoint), and whether every model's state must be written again (the topic was
-        # deleted or lost its compaction while running: see ``_verify_topic``).
-        self._topic_ok_at: float | None = None
+        # Whether every model's state must be written again (the changelog was deleted,
+        # recreated or lost its compaction while running: see ``_verify_topic``), and per
+        # changelog partition the end offset it had at least when last read or written: the
+        # log of a topic never shrinks, so a record of ours landing below it was written
+        # into another topic of the same name (``_check_identity``).
         self._rewrite_all = False
+        self._high: dict[int, int] = {}
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_failed_transaction_futures)
         self._thread = threading.Thread(
@@ -685,6 +688,8 @@ class KafkaStateStore:
             for tp in gone:
                 self._offsets.pop(tp, None)
                 self._owned.pop(tp, None)
+                if tp[0] == self.kafka.predictions_topic:
+                    self._high.pop(tp[1], None)
 
     async def _read(self, tps: set[TP]) -> tuple[dict[str, _Entry], dict[TP, int]]:
         assert self._reader is not None and self._admin is not None
@@ -698,6 +703,8 @@ class KafkaStateStore:
             self._reader.assign(changelog)
             await self._reader.seek_to_beginning(*changelog)
             ends = await self._stable_ends(changelog)
+            for tp, end in ends.items():
+                self._high[tp.partition] = max(self._high.get(tp.partition, 0), end)
             latest: dict[int, dict[bytes, bytes | None]] = {p: {} for p in wanted}
             todo = {tp for tp in changelog if await self._reader.position(tp) < ends[tp]}
             deadline = time.monotonic() + OPERATION_TIMEOUT_SECONDS
@@ -843,8 +850,7 @@ class KafkaStateStore:
             self._rewrite_all = False
             return
         except KafkaError as exc:
-            self._topic_ok_at = None  # a produce error: is the changelog still there?
-            await self._verify_topic()
+            await self._verify_topic()  # a produce error: is the changelog still there?
             await self._recreate_producer(exc)
         try:
             await self._transaction(models, offsets, alerts)
@@ -871,15 +877,16 @@ class KafkaStateStore:
         made it (``cleanup.policy=delete``), and this instance went on writing into it
         without a word: the states of models unchanged since then were never written
         again, so retention took the rest and a restart started those models fresh.
-        Checked at most once a :data:`TOPIC_CHECK_SECONDS` (one DescribeConfigs) and
-        after any failure. A missing topic is created again, compacted; a topic that is
-        not compacted is refused, with the fix. Either way the checkpoint fails (an ERROR
-        and ``/healthz`` through the service's checkpoint-failure path) and every
-        model's state is written again in the first checkpoint that succeeds after.
+        Checked before every checkpoint (one DescribeConfigs: a few milliseconds, against
+        a checkpoint every ``state.checkpoint_interval_seconds``; once a minute, as it was,
+        let up to a minute of checkpoints into an auto-created topic), and after any
+        failure. A missing topic is created again, compacted; a topic that is not
+        compacted is refused, with the fix. Either way the checkpoint fails (an ERROR and
+        ``/healthz`` through the service's checkpoint-failure path) and every model's
+        state is written again in the first checkpoint that succeeds after. A topic
+        deleted and created again *compacted* between two checkpoints, or in the middle
+        of one, passes this check: :meth:`_check_identity` catches it after the commit.
         """
-        now = time.monotonic()
-        if self._topic_ok_at is not None and now - self._topic_ok_at < TOPIC_CHECK_SECONDS:
-            return
         try:
             await self._check_compacted()
         except _TopicMissing:
@@ -910,7 +917,43 @@ class KafkaStateStore:
                 f"state topic {self.topic}: cannot read its configuration: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        self._topic_ok_at = now
+
+    async def _check_identity(self, written: Sequence[asyncio.Future[Any]]) -> None:
+        """After a commit: were this checkpoint's records written into *our* changelog?
+
+        A topic deleted and created again (by hand, compacted, or by the broker's
+        auto-creation in the moment between :meth:`_verify_topic` and the transaction)
+        starts its partitions at offset 0; the topic we read and wrote is at least at
+        ``self._high``. A record of ours below that mark went into the new topic, which
+        holds none of the states of the models this checkpoint did not change: every
+        state must be written again; unless this checkpoint wrote them all already
+        (``rewrite_all_pending``: the service passed every model). Costs no request (the
+        offsets are the records' own, from the produce responses). aiokafka 0.14 speaks
+        Metadata v5, which has no topic ids, so the offsets are the identity.
+        """
+        lowest: dict[int, int] = {}
+        highest: dict[int, int] = {}
+        for result in await asyncio.gather(*written, return_exceptions=True):
+            if isinstance(result, BaseException):
+                continue  # committed, so delivered; nothing to learn from an odd future
+            p, o = result.partition, result.offset
+            lowest[p] = min(lowest.get(p, o), o)
+            highest[p] = max(highest.get(p, o), o)
+        if self._rewrite_all:  # every state written, wherever the topic came from: complete
+            moved = []
+        else:
+            moved = sorted(p for p, o in lowest.items() if o < self._high.get(p, 0))
+        for p, o in highest.items():
+            self._high[p] = o + 1 if p in moved else max(self._high.get(p, 0), o + 1)
+        if moved:
+            self._rewrite_all = True
+            raise StateError(
+                f"state topic {self.topic} was deleted and created again while running "
+                f"(partition(s) {', '.join(map(str, moved))} restarted below the offsets this "
+                "instance had seen): this checkpoint went into the new topic, which lacks the "
+                "states of unchanged models; every model's state is written again at the "
+                "next checkpoint"
+            )
 
     async def _start_producer_again(self) -> None:
         """A new producer, for a topic created again (the old one's metadata is stale)."""
@@ -985,6 +1028,7 @@ class KafkaStateStore:
         producer = self._producer
         assert producer is not None
         size = self.state.max_record_bytes
+        written: list[asyncio.Future[Any]] = []  # the changelog's records
         await _begin(producer)
         try:
             for name, (blob, tp) in models.items():
@@ -995,18 +1039,21 @@ class KafkaStateStore:
                 gen = uuid.uuid4().bytes
                 chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
                 for i, chunk in enumerate(chunks):
-                    await _send(
+                    fut = await _send(
                         producer,
                         self.topic,
                         PART_MAGIC + gen + chunk,
                         key=part_key(name, i),
                         partition=p,
                     )
+                    written.append(fut)
                 with self._lock:
                     entry = self._entries.get(name)
                     before = entry.parts if entry is not None else 0
                 for i in range(len(chunks), before):  # parts the smaller state no longer uses
-                    await _send(producer, self.topic, None, key=part_key(name, i), partition=p)
+                    written.append(
+                        await _send(producer, self.topic, None, key=part_key(name, i), partition=p)
+                    )
                 manifest = {
                     "format": FORMAT,
                     "version": MANIFEST_VERSION,
@@ -1019,13 +1066,14 @@ class KafkaStateStore:
                     "partition": tp[1] if tp else None,
                     "saved_at": time.time(),
                 }
-                await _send(
+                fut = await _send(
                     producer,
                     self.topic,
                     json.dumps(manifest).encode(),
                     key=model_key(name),
                     partition=p,
                 )
+                written.append(fut)
                 with self._lock:
                     entry = self._entries.get(name)
                     if entry is None:
@@ -1036,13 +1084,14 @@ class KafkaStateStore:
                 await _send(producer, self.alerts_topic, value, key=key)
             for tp, offset in sorted(offsets.items()):
                 if tp[1] < self._partitions:
-                    await _send(
+                    fut = await _send(
                         producer,
                         self.topic,
                         str(offset).encode(),
                         key=offsets_key(tp),
                         partition=tp[1],
                     )
+                    written.append(fut)
             if offsets:
                 await producer.send_offsets_to_transaction(
                     {TopicPartition(t, p): o for (t, p), o in offsets.items()},
@@ -1055,6 +1104,7 @@ class KafkaStateStore:
         with self._lock:
             for tp, offset in offsets.items():
                 self._owned[tp] = offset
+        await self._check_identity(written)
 
     async def _delete(self, model: str, entry: _Entry) -> None:
         producer = self._producer
