@@ -349,7 +349,8 @@ class StateConfig(_Strict):
         None,
         description="kafka backend: the topic notifications are produced to, in the checkpoint's "
         "transaction (default <changelog_topic>-alerts); consumed for delivery by every instance "
-        "in the group <group_id>-alerts. Created (delete policy) if missing.",
+        "in the group <group_id>-alerts. Created (delete policy) if missing, also while running; "
+        "refused if compacted (compaction would drop undelivered notifications).",
     )
     transaction_timeout_seconds: float = Field(
         10.0,

@@ -95,6 +95,8 @@ SOURCE_TOPIC_WAIT_SECONDS = 120.0
 # transaction.abort.timed.out.transaction.cleanup.interval.ms): an abandoned transaction is
 # aborted within the transaction timeout plus this.
 BROKER_ABORT_INTERVAL_SECONDS = 10.0
+# An alerts topic keeping records for less than this gets a WARNING (see _check_alerts_topic).
+ALERTS_MIN_RETENTION_MS = 86_400_000
 
 
 def model_key(model: str) -> bytes:
@@ -335,6 +337,10 @@ class _NotCompacted(StateError):
     """The changelog topic's cleanup policy would delete states."""
 
 
+class _AlertsCompacted(StateError):
+    """The alerts topic is compacted: notifications of one model would replace each other."""
+
+
 class KafkaStateStore:
     """A :class:`~monitor.store.StateStore` in a compacted Kafka changelog topic."""
 
@@ -378,6 +384,7 @@ class KafkaStateStore:
         # into another topic of the same name (``_check_identity``).
         self._rewrite_all = False
         self._high: dict[int, int] = {}
+        self._short_retention_said = False
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_failed_transaction_futures)
         self._thread = threading.Thread(
@@ -582,6 +589,34 @@ class KafkaStateStore:
         if self._partitions < n_source:
             self._partitions = await self._grow(n_source)
 
+    async def _topic_config(self, topic: str, what: str) -> dict[str, str] | None:
+        """The cleanup settings of ``topic`` (one DescribeConfigs); None when this principal
+        may not read them (the checks are advice, not worth refusing a deployment that
+        works: a WARNING instead); :class:`_TopicMissing` when it does not exist."""
+        assert self._admin is not None
+        wanted = {"cleanup.policy": None, "retention.ms": None, "retention.bytes": None}
+        (resp,) = await self._admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, wanted)]
+        )
+        settings: dict[str, str] = {}
+        for code, message, _type, _name, entries in resp.resources:
+            if code == TopicAuthorizationFailedError.errno:
+                log.warning(
+                    "%s %s: not allowed to read its configuration; make sure it has the "
+                    "cleanup.policy docs/GUARANTEES.md asks for",
+                    what,
+                    topic,
+                )
+                return None
+            if code == UnknownTopicOrPartitionError.errno:
+                raise _TopicMissing(f"{what} {topic} does not exist")
+            if code:
+                raise StateError(
+                    f"{what} {topic}: cannot read its configuration (error {code}: {message})"
+                )
+            settings.update({str(e[0]): str(e[1]) for e in entries})
+        return settings
+
     async def _check_compacted(self) -> None:
         """Refuse a changelog whose records retention may delete.
 
@@ -591,30 +626,9 @@ class KafkaStateStore:
         quiet models disappear after ``retention.ms`` (7 days by default), and the next
         restore starts them fresh, from the group's offsets, without a word.
         """
-        assert self._admin is not None
-        wanted = {"cleanup.policy": None, "retention.ms": None, "retention.bytes": None}
-        (resp,) = await self._admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, self.topic, wanted)]
-        )
-        settings: dict[str, str] = {}
-        for code, message, _type, _name, entries in resp.resources:
-            if code == TopicAuthorizationFailedError.errno:
-                # A principal without DescribeConfigs on the topic: the check is advice,
-                # not worth refusing a deployment that works.
-                log.warning(
-                    "state topic %s: not allowed to read its configuration; make sure it "
-                    "has cleanup.policy=compact",
-                    self.topic,
-                )
-                return
-            if code == UnknownTopicOrPartitionError.errno:
-                raise _TopicMissing(f"state topic {self.topic} does not exist")
-            if code:
-                raise StateError(
-                    f"state topic {self.topic}: cannot read its configuration "
-                    f"(error {code}: {message})"
-                )
-            settings.update({str(e[0]): str(e[1]) for e in entries})
+        settings = await self._topic_config(self.topic, "state topic")
+        if settings is None:
+            return
         policy = {p.strip() for p in settings.get("cleanup.policy", "delete").split(",")}
         kept = all(settings.get(k, "-1") == "-1" for k in ("retention.ms", "retention.bytes"))
         if "compact" not in policy or ("delete" in policy and not kept):
@@ -626,12 +640,48 @@ class KafkaStateStore:
                 f"--entity-name {self.topic} --add-config cleanup.policy=compact)"
             )
 
+    async def _check_alerts_topic(self) -> None:
+        """Refuse an alerts topic that compaction would take notifications from.
+
+        Its records are keyed by model, and a record is needed until it is delivered
+        (the delivering consumer commits only past delivered ones; a host lost with its
+        outbox leaves them to be read again elsewhere). Compaction keeps only the latest
+        record of a key: a model's "firing" followed by its "resolved", or two incidents,
+        would lose the earlier one before its delivery, silently. The delete policy (what
+        the store creates) keeps each until ``retention.ms``: a retention shorter than a
+        day is said in a WARNING (a receiver down for longer, with its host lost, loses
+        the records), not refused.
+        """
+        settings = await self._topic_config(self.alerts_topic, "alerts topic")
+        if settings is None:
+            return
+        policy = {p.strip() for p in settings.get("cleanup.policy", "delete").split(",")}
+        if "compact" in policy:
+            raise _AlertsCompacted(
+                f"alerts topic {self.alerts_topic} has cleanup.policy="
+                f"{settings.get('cleanup.policy')}: compaction keeps one record per model and "
+                "would drop notifications not yet delivered; set cleanup.policy=delete on it "
+                f"(kafka-configs --alter --entity-type topics --entity-name {self.alerts_topic} "
+                "--add-config cleanup.policy=delete)"
+            )
+        retention = settings.get("retention.ms", "-1")
+        short = retention.isdigit() and int(retention) < ALERTS_MIN_RETENTION_MS
+        if short and not self._short_retention_said:
+            self._short_retention_said = True
+            log.warning(
+                "alerts topic %s has retention.ms=%s (under a day): a notification not "
+                "delivered within it (receivers down) is lost if its host is lost too",
+                self.alerts_topic,
+                retention,
+            )
+
     async def _ensure_alerts_topic(self) -> None:
         """Create the alerts topic if missing (delete policy: a record is needed only until
         it is delivered; as many partitions as the changelog, so deliveries spread out)."""
         assert self._admin is not None
         meta = {t["topic"]: t for t in await self._admin.describe_topics(None)}
         if self.alerts_topic in meta:
+            await self._check_alerts_topic()
             return
         brokers = (await self._admin.describe_cluster()).get("brokers", [])
         topic = NewTopic(
@@ -915,6 +965,41 @@ class KafkaStateStore:
         except KafkaError as exc:
             raise StateError(
                 f"state topic {self.topic}: cannot read its configuration: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        await self._verify_alerts_topic()
+
+    async def _verify_alerts_topic(self) -> None:
+        """The alerts topic, checked with the changelog before every checkpoint.
+
+        Deleted while running, it came back only through the broker's auto-creation (with
+        the broker's partition count), and where that is off every checkpoint's
+        transaction waited for it and failed: no state was checkpointed again until a
+        restart. Now a missing alerts topic is created again (delete policy), with one
+        WARNING (what it held undelivered is gone with it), and the checkpoint goes on; one
+        made compacted is refused like a non-compacted changelog (the checkpoint fails
+        with the fix, nothing more is written into it).
+        """
+        try:
+            await self._check_alerts_topic()
+        except _TopicMissing:
+            try:
+                await self._ensure_alerts_topic()
+                await self._start_producer_again()
+            except KafkaError as exc:
+                raise StateError(
+                    f"alerts topic {self.alerts_topic} was deleted while running and could "
+                    f"not be created again ({type(exc).__name__}: {exc}); create it with "
+                    "cleanup.policy=delete"
+                ) from exc
+            log.warning(
+                "alerts topic %s was deleted while running: created it again (delete policy); "
+                "notifications it held and had not delivered yet are lost",
+                self.alerts_topic,
+            )
+        except KafkaError as exc:
+            raise StateError(
+                f"alerts topic {self.alerts_topic}: cannot read its configuration: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
