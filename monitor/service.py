@@ -369,16 +369,13 @@ class MonitorService:
         if mm is not None:
             return mm
         try:
-            try:
-                blob = self.store.load_model(model) if self.store else None
-            except NewerStateError:
-                raise
-            except StateFormatError as exc:  # a changelog record that cannot be used
-                self._not_restored(model, exc.reason, str(exc))
-                blob = None
+            blob = self.store.load_model(model) if self.store else None
             restored = self._restore(model, blob) if blob is not None else None
-        except NewerStateError as exc:
-            self._newer_state(model, exc)
+        except NewerStateError as exc:  # from the store (a manifest) or the blob's header
+            self._newer_state(model, exc)  # raises, unless the operator opted in
+            restored = None
+        except StateFormatError as exc:  # a changelog record that cannot be used
+            self._not_restored(model, exc.reason, str(exc))
             restored = None
         alert_doc: dict[str, Any] | None = None
         if restored is not None:
