@@ -385,6 +385,9 @@ class KafkaStateStore:
         self._rewrite_all = False
         self._high: dict[int, int] = {}
         self._short_retention_said = False
+        self._unreadable_said: set[str] = set()
+        # DescribeConfigs answers fetched together and not read yet (see _verify_topic).
+        self._described: dict[str, list[tuple[int, str, Any]]] = {}
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_failed_transaction_futures)
         self._thread = threading.Thread(
@@ -589,18 +592,33 @@ class KafkaStateStore:
         if self._partitions < n_source:
             self._partitions = await self._grow(n_source)
 
+    async def _describe(self, topics: Sequence[str]) -> dict[str, list[tuple[int, str, Any]]]:
+        """The cleanup settings of ``topics`` in one DescribeConfigs request: per topic, the
+        (error code, message, entries) the broker answered."""
+        assert self._admin is not None
+        wanted = {"cleanup.policy": None, "retention.ms": None, "retention.bytes": None}
+        out: dict[str, list[tuple[int, str, Any]]] = {t: [] for t in topics}
+        for resp in await self._admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, wanted) for t in topics]
+        ):
+            for code, message, _type, name, entries in resp.resources:
+                out.setdefault(name, []).append((code, message, entries))
+        return out
+
     async def _topic_config(self, topic: str, what: str) -> dict[str, str] | None:
         """The cleanup settings of ``topic`` (one DescribeConfigs); None when this principal
         may not read them (the checks are advice, not worth refusing a deployment that
-        works: a WARNING instead); :class:`_TopicMissing` when it does not exist."""
-        assert self._admin is not None
-        wanted = {"cleanup.policy": None, "retention.ms": None, "retention.bytes": None}
-        (resp,) = await self._admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, wanted)]
-        )
+        works: one WARNING per topic instead, not one per checkpoint);
+        :class:`_TopicMissing` when it does not exist."""
+        described = self._described.pop(topic, None)
+        if described is None:
+            described = (await self._describe([topic]))[topic]
         settings: dict[str, str] = {}
-        for code, message, _type, _name, entries in resp.resources:
+        for code, message, entries in described:
             if code == TopicAuthorizationFailedError.errno:
+                if topic in self._unreadable_said:
+                    return None
+                self._unreadable_said.add(topic)
                 log.warning(
                     "%s %s: not allowed to read its configuration; make sure it has the "
                     "cleanup.policy docs/GUARANTEES.md asks for",
@@ -921,6 +939,13 @@ class KafkaStateStore:
         return self._rewrite_all
 
     async def _verify_topic(self) -> None:
+        """The changelog and the alerts topic, checked before a checkpoint (one request)."""
+        try:
+            await self._verify_topics()
+        finally:
+            self._described = {}  # never an answer of this check read by a later one
+
+    async def _verify_topics(self) -> None:
         """Refuse to write into a changelog that was deleted or lost its compaction.
 
         Deleted while running, the changelog came back as the broker's auto-creation
@@ -937,6 +962,14 @@ class KafkaStateStore:
         deleted and created again *compacted* between two checkpoints, or in the middle
         of one, passes this check: :meth:`_check_identity` catches it after the commit.
         """
+        try:
+            # Both topics in one request (the alerts topic's answer waits in _described).
+            self._described = await self._describe([self.topic, self.alerts_topic])
+        except KafkaError as exc:
+            raise StateError(
+                f"state topic {self.topic}: cannot read its configuration: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         try:
             await self._check_compacted()
         except _TopicMissing:
@@ -1026,10 +1059,11 @@ class KafkaStateStore:
             highest[p] = max(highest.get(p, o), o)
         if self._rewrite_all:  # every state written, wherever the topic came from: complete
             moved = []
+            self._high.update({p: o + 1 for p, o in highest.items()})  # this topic's marks
         else:
             moved = sorted(p for p, o in lowest.items() if o < self._high.get(p, 0))
-        for p, o in highest.items():
-            self._high[p] = o + 1 if p in moved else max(self._high.get(p, 0), o + 1)
+            for p, o in highest.items():
+                self._high[p] = o + 1 if p in moved else max(self._high.get(p, 0), o + 1)
         if moved:
             self._rewrite_all = True
             raise StateError(
