@@ -346,6 +346,14 @@ class StateConfig(_Strict):
         description="sqlite backend: the state file (the kafka backend does not use it).",
     )
     checkpoint_interval_seconds: float = Field(30.0, gt=0)
+    on_newer_state: Literal["refuse", "start_fresh"] = Field(
+        "refuse",
+        description="A model whose stored state was written by a newer release (a newer "
+        "state format: after a rollback). refuse: the model is disabled (its events skipped, "
+        "/readyz not ready, monitor_model_disabled{reason=state_newer}) and its stored state "
+        "is left untouched for the newer release. start_fresh: the model starts with an empty "
+        "state, which overwrites the newer one at the next checkpoint.",
+    )
     changelog_topic: str | None = Field(
         None,
         description="kafka backend: the changelog topic (default <predictions_topic>-monitor-"
@@ -367,7 +375,8 @@ class StateConfig(_Strict):
         None,
         description="kafka backend: the topic notifications are produced to, in the checkpoint's "
         "transaction (default <changelog_topic>-alerts); consumed for delivery by every instance "
-        "in the group <group_id>-alerts. Created (delete policy) if missing.",
+        "in the group <group_id>-alerts. Created (delete policy) if missing, also while running; "
+        "refused if compacted (compaction would drop undelivered notifications).",
     )
     transaction_timeout_seconds: float = Field(
         10.0,

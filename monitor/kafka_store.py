@@ -20,7 +20,10 @@ so an instance reads only its assigned partitions' changelog. Keys are JSON arra
 A reader takes a state only when its manifest names a known version and every
 part ``0..parts-1`` carries the manifest's generation; anything else is refused
 with a bounded reason (``unknown_version``, ``corrupt``) and the model starts
-fresh (the state is never executed, only decoded). Parts a smaller state no
+fresh (the state is never executed, only decoded). A manifest of a *newer* version
+(a rollback) is not damage: ``load_model`` raises
+:class:`~monitor.state_format.NewerStateError`, and the service leaves that record
+untouched (``state.on_newer_state``). Parts a smaller state no
 longer uses are deleted (tombstones) in the same transaction.
 
 On assignment (:meth:`KafkaStateStore.prepare`) the store reads the assigned
@@ -73,7 +76,7 @@ from prometheus_client import CollectorRegistry, Counter
 from monitor.config import KafkaConfig, StateConfig
 from monitor.errors import ConfigError, StateError
 from monitor.kafka_source import security_kwargs
-from monitor.state_format import MAX_RAW_BYTES, StateFormatError
+from monitor.state_format import MAX_RAW_BYTES, NewerStateError, StateFormatError
 from monitor.store import FORMAT, SavedModel
 
 log = logging.getLogger("monitor.kafka_store")
@@ -92,9 +95,8 @@ SOURCE_TOPIC_WAIT_SECONDS = 120.0
 # transaction.abort.timed.out.transaction.cleanup.interval.ms): an abandoned transaction is
 # aborted within the transaction timeout plus this.
 BROKER_ABORT_INTERVAL_SECONDS = 10.0
-# How often a checkpoint checks that the changelog still exists and is compacted (and after
-# any failed checkpoint): one DescribeConfigs request.
-TOPIC_CHECK_SECONDS = 60.0
+# An alerts topic keeping records for less than this gets a WARNING (see _check_alerts_topic).
+ALERTS_MIN_RETENTION_MS = 86_400_000
 
 
 def model_key(model: str) -> bytes:
@@ -146,19 +148,52 @@ async def _begin(producer: AIOKafkaProducer) -> None:
         raise ProducerUnusable(f"producer in a fatal state: {exc}") from exc
 
 
-async def _send(producer: AIOKafkaProducer, topic: str, value: bytes | None, **kw: Any) -> None:
+async def _send(
+    producer: AIOKafkaProducer, topic: str, value: bytes | None, **kw: Any
+) -> asyncio.Future[Any]:
     """``producer.send`` in a transaction: the commit waits for delivery, so the record's
-    own future is not awaited. When the transaction fails (a fenced producer) every such
-    future holds the error, and asyncio would log each one at ERROR with a traceback
-    ("Future exception was never retrieved") when collected: the one WARNING of
-    :meth:`KafkaStateStore._recreate_producer` says it instead."""
+    own future is not awaited (only read after the commit, for the offset it got). When
+    the transaction fails (a fenced producer) every such future holds the error, and asyncio
+    would log each one at ERROR with a traceback ("Future exception was never retrieved")
+    when collected: the one WARNING of :meth:`KafkaStateStore._recreate_producer` says it
+    instead."""
     fut = await producer.send(topic, value, **kw)
     fut.add_done_callback(_retrieve)
+    return fut
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
+
+
+def _quiet_failed_transaction_futures(
+    loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+) -> None:
+    """The store loop's exception handler: a Kafka error left in a future nobody awaits is
+    said at DEBUG, everything else goes to asyncio's default handler.
+
+    A fenced transactional producer (aiokafka 0.14) sets the error on its transaction
+    manager's end-of-transaction waiter twice (an abortable error, then the fatal one on a
+    new waiter) and keeps no reference to the first; no public call retrieves either once
+    the producer is FATAL (``abort_transaction`` asserts before it awaits). When collected,
+    asyncio logged each at ERROR with a traceback ("Future exception was never retrieved"),
+    after the store had already said it in its one WARNING (``_recreate_producer``) or
+    raised it as a StateError: an ERROR that paged nobody but read like a second failure.
+    Every Kafka error of a store operation reaches the caller through the calls it awaits
+    (``commit_transaction``, ``send_offsets_to_transaction``, ...), so such a leftover is
+    only a copy. This loop runs nothing but the store's clients.
+    """
+    exc = context.get("exception")
+    if (
+        isinstance(exc, KafkaError)
+        and "future" in context
+        and not isinstance(context["future"], asyncio.Task)
+        and context.get("message", "").startswith("Future exception was never retrieved")
+    ):
+        log.debug("an unawaited aiokafka future held %s: %s", type(exc).__name__, exc)
+        return
+    loop.default_exception_handler(context)
 
 
 async def _abort(producer: AIOKafkaProducer) -> None:
@@ -234,7 +269,13 @@ def assemble(
             if isinstance(topic, str) and isinstance(partition, int)
             else fallback_tp
         )
-        if m.get("version") != MANIFEST_VERSION:
+        version = m.get("version")
+        if isinstance(version, int) and version > MANIFEST_VERSION:
+            # A newer release's record (a rollback): kept apart from damage, see
+            # ``NewerStateError``; the detail carries the version for the error.
+            out[model] = _Entry(None, tp, ("newer_version", str(version)), 0)
+            continue
+        if version != MANIFEST_VERSION:
             detail = (
                 f"changelog manifest version {m.get('version')!r} is not supported "
                 f"(this build reads {MANIFEST_VERSION})"
@@ -296,6 +337,10 @@ class _NotCompacted(StateError):
     """The changelog topic's cleanup policy would delete states."""
 
 
+class _AlertsCompacted(StateError):
+    """The alerts topic is compacted: notifications of one model would replace each other."""
+
+
 class KafkaStateStore:
     """A :class:`~monitor.store.StateStore` in a compacted Kafka changelog topic."""
 
@@ -332,12 +377,19 @@ class KafkaStateStore:
             registry=registry if registry is not None else CollectorRegistry(),
         )
         self._partitions = 0
-        # When the changelog was last seen compacted (monotonic; None: check at the next
-        # checkpoint), and whether every model's state must be written again (the topic was
-        # deleted or lost its compaction while running: see ``_verify_topic``).
-        self._topic_ok_at: float | None = None
+        # Whether every model's state must be written again (the changelog was deleted,
+        # recreated or lost its compaction while running: see ``_verify_topic``), and per
+        # changelog partition the end offset it had at least when last read or written: the
+        # log of a topic never shrinks, so a record of ours landing below it was written
+        # into another topic of the same name (``_check_identity``).
         self._rewrite_all = False
+        self._high: dict[int, int] = {}
+        self._short_retention_said = False
+        self._unreadable_said: set[str] = set()
+        # DescribeConfigs answers fetched together and not read yet (see _verify_topic).
+        self._described: dict[str, list[tuple[int, str, Any]]] = {}
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_failed_transaction_futures)
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="monitor-kafka-store", daemon=True
         )
@@ -540,6 +592,49 @@ class KafkaStateStore:
         if self._partitions < n_source:
             self._partitions = await self._grow(n_source)
 
+    async def _describe(self, topics: Sequence[str]) -> dict[str, list[tuple[int, str, Any]]]:
+        """The cleanup settings of ``topics`` in one DescribeConfigs request: per topic, the
+        (error code, message, entries) the broker answered."""
+        assert self._admin is not None
+        wanted = {"cleanup.policy": None, "retention.ms": None, "retention.bytes": None}
+        out: dict[str, list[tuple[int, str, Any]]] = {t: [] for t in topics}
+        for resp in await self._admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, wanted) for t in topics]
+        ):
+            for code, message, _type, name, entries in resp.resources:
+                out.setdefault(name, []).append((code, message, entries))
+        return out
+
+    async def _topic_config(self, topic: str, what: str) -> dict[str, str] | None:
+        """The cleanup settings of ``topic`` (one DescribeConfigs); None when this principal
+        may not read them (the checks are advice, not worth refusing a deployment that
+        works: one WARNING per topic instead, not one per checkpoint);
+        :class:`_TopicMissing` when it does not exist."""
+        described = self._described.pop(topic, None)
+        if described is None:
+            described = (await self._describe([topic]))[topic]
+        settings: dict[str, str] = {}
+        for code, message, entries in described:
+            if code == TopicAuthorizationFailedError.errno:
+                if topic in self._unreadable_said:
+                    return None
+                self._unreadable_said.add(topic)
+                log.warning(
+                    "%s %s: not allowed to read its configuration; make sure it has the "
+                    "cleanup.policy docs/GUARANTEES.md asks for",
+                    what,
+                    topic,
+                )
+                return None
+            if code == UnknownTopicOrPartitionError.errno:
+                raise _TopicMissing(f"{what} {topic} does not exist")
+            if code:
+                raise StateError(
+                    f"{what} {topic}: cannot read its configuration (error {code}: {message})"
+                )
+            settings.update({str(e[0]): str(e[1]) for e in entries})
+        return settings
+
     async def _check_compacted(self) -> None:
         """Refuse a changelog whose records retention may delete.
 
@@ -549,30 +644,9 @@ class KafkaStateStore:
         quiet models disappear after ``retention.ms`` (7 days by default), and the next
         restore starts them fresh, from the group's offsets, without a word.
         """
-        assert self._admin is not None
-        wanted = {"cleanup.policy": None, "retention.ms": None, "retention.bytes": None}
-        (resp,) = await self._admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, self.topic, wanted)]
-        )
-        settings: dict[str, str] = {}
-        for code, message, _type, _name, entries in resp.resources:
-            if code == TopicAuthorizationFailedError.errno:
-                # A principal without DescribeConfigs on the topic: the check is advice,
-                # not worth refusing a deployment that works.
-                log.warning(
-                    "state topic %s: not allowed to read its configuration; make sure it "
-                    "has cleanup.policy=compact",
-                    self.topic,
-                )
-                return
-            if code == UnknownTopicOrPartitionError.errno:
-                raise _TopicMissing(f"state topic {self.topic} does not exist")
-            if code:
-                raise StateError(
-                    f"state topic {self.topic}: cannot read its configuration "
-                    f"(error {code}: {message})"
-                )
-            settings.update({str(e[0]): str(e[1]) for e in entries})
+        settings = await self._topic_config(self.topic, "state topic")
+        if settings is None:
+            return
         policy = {p.strip() for p in settings.get("cleanup.policy", "delete").split(",")}
         kept = all(settings.get(k, "-1") == "-1" for k in ("retention.ms", "retention.bytes"))
         if "compact" not in policy or ("delete" in policy and not kept):
@@ -584,12 +658,48 @@ class KafkaStateStore:
                 f"--entity-name {self.topic} --add-config cleanup.policy=compact)"
             )
 
+    async def _check_alerts_topic(self) -> None:
+        """Refuse an alerts topic that compaction would take notifications from.
+
+        Its records are keyed by model, and a record is needed until it is delivered
+        (the delivering consumer commits only past delivered ones; a host lost with its
+        outbox leaves them to be read again elsewhere). Compaction keeps only the latest
+        record of a key: a model's "firing" followed by its "resolved", or two incidents,
+        would lose the earlier one before its delivery, silently. The delete policy (what
+        the store creates) keeps each until ``retention.ms``: a retention shorter than a
+        day is said in a WARNING (a receiver down for longer, with its host lost, loses
+        the records), not refused.
+        """
+        settings = await self._topic_config(self.alerts_topic, "alerts topic")
+        if settings is None:
+            return
+        policy = {p.strip() for p in settings.get("cleanup.policy", "delete").split(",")}
+        if "compact" in policy:
+            raise _AlertsCompacted(
+                f"alerts topic {self.alerts_topic} has cleanup.policy="
+                f"{settings.get('cleanup.policy')}: compaction keeps one record per model and "
+                "would drop notifications not yet delivered; set cleanup.policy=delete on it "
+                f"(kafka-configs --alter --entity-type topics --entity-name {self.alerts_topic} "
+                "--add-config cleanup.policy=delete)"
+            )
+        retention = settings.get("retention.ms", "-1")
+        short = retention.isdigit() and int(retention) < ALERTS_MIN_RETENTION_MS
+        if short and not self._short_retention_said:
+            self._short_retention_said = True
+            log.warning(
+                "alerts topic %s has retention.ms=%s (under a day): a notification not "
+                "delivered within it (receivers down) is lost if its host is lost too",
+                self.alerts_topic,
+                retention,
+            )
+
     async def _ensure_alerts_topic(self) -> None:
         """Create the alerts topic if missing (delete policy: a record is needed only until
         it is delivered; as many partitions as the changelog, so deliveries spread out)."""
         assert self._admin is not None
         meta = {t["topic"]: t for t in await self._admin.describe_topics(None)}
         if self.alerts_topic in meta:
+            await self._check_alerts_topic()
             return
         brokers = (await self._admin.describe_cluster()).get("brokers", [])
         topic = NewTopic(
@@ -646,6 +756,8 @@ class KafkaStateStore:
             for tp in gone:
                 self._offsets.pop(tp, None)
                 self._owned.pop(tp, None)
+                if tp[0] == self.kafka.predictions_topic:
+                    self._high.pop(tp[1], None)
 
     async def _read(self, tps: set[TP]) -> tuple[dict[str, _Entry], dict[TP, int]]:
         assert self._reader is not None and self._admin is not None
@@ -659,6 +771,8 @@ class KafkaStateStore:
             self._reader.assign(changelog)
             await self._reader.seek_to_beginning(*changelog)
             ends = await self._stable_ends(changelog)
+            for tp, end in ends.items():
+                self._high[tp.partition] = max(self._high.get(tp.partition, 0), end)
             latest: dict[int, dict[bytes, bytes | None]] = {p: {} for p in wanted}
             todo = {tp for tp in changelog if await self._reader.position(tp) < ends[tp]}
             deadline = time.monotonic() + OPERATION_TIMEOUT_SECONDS
@@ -719,7 +833,10 @@ class KafkaStateStore:
                 return None
             if entry.problem is not None:
                 self._entries.pop(model)
-                raise StateFormatError(*entry.problem)
+                reason, detail = entry.problem
+                if reason == "newer_version":
+                    raise NewerStateError("changelog manifest", int(detail), MANIFEST_VERSION)
+                raise StateFormatError(reason, detail)
             blob, entry.blob = entry.blob, b""  # the service holds it now; free the memory
         return blob if blob else None
 
@@ -801,8 +918,7 @@ class KafkaStateStore:
             self._rewrite_all = False
             return
         except KafkaError as exc:
-            self._topic_ok_at = None  # a produce error: is the changelog still there?
-            await self._verify_topic()
+            await self._verify_topic()  # a produce error: is the changelog still there?
             await self._recreate_producer(exc)
         try:
             await self._transaction(models, offsets, alerts)
@@ -823,21 +939,37 @@ class KafkaStateStore:
         return self._rewrite_all
 
     async def _verify_topic(self) -> None:
+        """The changelog and the alerts topic, checked before a checkpoint (one request)."""
+        try:
+            await self._verify_topics()
+        finally:
+            self._described = {}  # never an answer of this check read by a later one
+
+    async def _verify_topics(self) -> None:
         """Refuse to write into a changelog that was deleted or lost its compaction.
 
         Deleted while running, the changelog came back as the broker's auto-creation
         made it (``cleanup.policy=delete``), and this instance went on writing into it
         without a word: the states of models unchanged since then were never written
         again, so retention took the rest and a restart started those models fresh.
-        Checked at most once a :data:`TOPIC_CHECK_SECONDS` (one DescribeConfigs) and
-        after any failure. A missing topic is created again, compacted; a topic that is
-        not compacted is refused, with the fix. Either way the checkpoint fails (an ERROR
-        and ``/healthz`` through the service's checkpoint-failure path) and every
-        model's state is written again in the first checkpoint that succeeds after.
+        Checked before every checkpoint (one DescribeConfigs: a few milliseconds, against
+        a checkpoint every ``state.checkpoint_interval_seconds``; once a minute, as it was,
+        let up to a minute of checkpoints into an auto-created topic), and after any
+        failure. A missing topic is created again, compacted; a topic that is not
+        compacted is refused, with the fix. Either way the checkpoint fails (an ERROR and
+        ``/healthz`` through the service's checkpoint-failure path) and every model's
+        state is written again in the first checkpoint that succeeds after. A topic
+        deleted and created again *compacted* between two checkpoints, or in the middle
+        of one, passes this check: :meth:`_check_identity` catches it after the commit.
         """
-        now = time.monotonic()
-        if self._topic_ok_at is not None and now - self._topic_ok_at < TOPIC_CHECK_SECONDS:
-            return
+        try:
+            # Both topics in one request (the alerts topic's answer waits in _described).
+            self._described = await self._describe([self.topic, self.alerts_topic])
+        except KafkaError as exc:
+            raise StateError(
+                f"state topic {self.topic}: cannot read its configuration: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         try:
             await self._check_compacted()
         except _TopicMissing:
@@ -868,7 +1000,79 @@ class KafkaStateStore:
                 f"state topic {self.topic}: cannot read its configuration: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        self._topic_ok_at = now
+        await self._verify_alerts_topic()
+
+    async def _verify_alerts_topic(self) -> None:
+        """The alerts topic, checked with the changelog before every checkpoint.
+
+        Deleted while running, it came back only through the broker's auto-creation (with
+        the broker's partition count), and where that is off every checkpoint's
+        transaction waited for it and failed: no state was checkpointed again until a
+        restart. Now a missing alerts topic is created again (delete policy), with one
+        WARNING (what it held undelivered is gone with it), and the checkpoint goes on; one
+        made compacted is refused like a non-compacted changelog (the checkpoint fails
+        with the fix, nothing more is written into it).
+        """
+        try:
+            await self._check_alerts_topic()
+        except _TopicMissing:
+            try:
+                await self._ensure_alerts_topic()
+                await self._start_producer_again()
+            except KafkaError as exc:
+                raise StateError(
+                    f"alerts topic {self.alerts_topic} was deleted while running and could "
+                    f"not be created again ({type(exc).__name__}: {exc}); create it with "
+                    "cleanup.policy=delete"
+                ) from exc
+            log.warning(
+                "alerts topic %s was deleted while running: created it again (delete policy); "
+                "notifications it held and had not delivered yet are lost",
+                self.alerts_topic,
+            )
+        except KafkaError as exc:
+            raise StateError(
+                f"alerts topic {self.alerts_topic}: cannot read its configuration: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _check_identity(self, written: Sequence[asyncio.Future[Any]]) -> None:
+        """After a commit: were this checkpoint's records written into *our* changelog?
+
+        A topic deleted and created again (by hand, compacted, or by the broker's
+        auto-creation in the moment between :meth:`_verify_topic` and the transaction)
+        starts its partitions at offset 0; the topic we read and wrote is at least at
+        ``self._high``. A record of ours below that mark went into the new topic, which
+        holds none of the states of the models this checkpoint did not change: every
+        state must be written again; unless this checkpoint wrote them all already
+        (``rewrite_all_pending``: the service passed every model). Costs no request (the
+        offsets are the records' own, from the produce responses). aiokafka 0.14 speaks
+        Metadata v5, which has no topic ids, so the offsets are the identity.
+        """
+        lowest: dict[int, int] = {}
+        highest: dict[int, int] = {}
+        for result in await asyncio.gather(*written, return_exceptions=True):
+            if isinstance(result, BaseException):
+                continue  # committed, so delivered; nothing to learn from an odd future
+            p, o = result.partition, result.offset
+            lowest[p] = min(lowest.get(p, o), o)
+            highest[p] = max(highest.get(p, o), o)
+        if self._rewrite_all:  # every state written, wherever the topic came from: complete
+            moved = []
+            self._high.update({p: o + 1 for p, o in highest.items()})  # this topic's marks
+        else:
+            moved = sorted(p for p, o in lowest.items() if o < self._high.get(p, 0))
+            for p, o in highest.items():
+                self._high[p] = o + 1 if p in moved else max(self._high.get(p, 0), o + 1)
+        if moved:
+            self._rewrite_all = True
+            raise StateError(
+                f"state topic {self.topic} was deleted and created again while running "
+                f"(partition(s) {', '.join(map(str, moved))} restarted below the offsets this "
+                "instance had seen): this checkpoint went into the new topic, which lacks the "
+                "states of unchanged models; every model's state is written again at the "
+                "next checkpoint"
+            )
 
     async def _start_producer_again(self) -> None:
         """A new producer, for a topic created again (the old one's metadata is stale)."""
@@ -943,6 +1147,7 @@ class KafkaStateStore:
         producer = self._producer
         assert producer is not None
         size = self.state.max_record_bytes
+        written: list[asyncio.Future[Any]] = []  # the changelog's records
         await _begin(producer)
         try:
             for name, (blob, tp) in models.items():
@@ -953,18 +1158,21 @@ class KafkaStateStore:
                 gen = uuid.uuid4().bytes
                 chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
                 for i, chunk in enumerate(chunks):
-                    await _send(
+                    fut = await _send(
                         producer,
                         self.topic,
                         PART_MAGIC + gen + chunk,
                         key=part_key(name, i),
                         partition=p,
                     )
+                    written.append(fut)
                 with self._lock:
                     entry = self._entries.get(name)
                     before = entry.parts if entry is not None else 0
                 for i in range(len(chunks), before):  # parts the smaller state no longer uses
-                    await _send(producer, self.topic, None, key=part_key(name, i), partition=p)
+                    written.append(
+                        await _send(producer, self.topic, None, key=part_key(name, i), partition=p)
+                    )
                 manifest = {
                     "format": FORMAT,
                     "version": MANIFEST_VERSION,
@@ -977,13 +1185,14 @@ class KafkaStateStore:
                     "partition": tp[1] if tp else None,
                     "saved_at": time.time(),
                 }
-                await _send(
+                fut = await _send(
                     producer,
                     self.topic,
                     json.dumps(manifest).encode(),
                     key=model_key(name),
                     partition=p,
                 )
+                written.append(fut)
                 with self._lock:
                     entry = self._entries.get(name)
                     if entry is None:
@@ -994,13 +1203,14 @@ class KafkaStateStore:
                 await _send(producer, self.alerts_topic, value, key=key)
             for tp, offset in sorted(offsets.items()):
                 if tp[1] < self._partitions:
-                    await _send(
+                    fut = await _send(
                         producer,
                         self.topic,
                         str(offset).encode(),
                         key=offsets_key(tp),
                         partition=tp[1],
                     )
+                    written.append(fut)
             if offsets:
                 await producer.send_offsets_to_transaction(
                     {TopicPartition(t, p): o for (t, p), o in offsets.items()},
@@ -1013,6 +1223,7 @@ class KafkaStateStore:
         with self._lock:
             for tp, offset in offsets.items():
                 self._owned[tp] = offset
+        await self._check_identity(written)
 
     async def _delete(self, model: str, entry: _Entry) -> None:
         producer = self._producer

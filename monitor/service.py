@@ -118,7 +118,7 @@ from monitor.model_monitor import Evaluation, ModelMonitor
 from monitor.ratelimit import RateLimitedLogger
 from monitor.reference import ReferenceProfile, load_model_references
 from monitor.service_metrics import ModelStateCollector, ServiceMetrics, register_process_metrics
-from monitor.state_format import StateFormatError
+from monitor.state_format import NewerStateError, StateFormatError
 from monitor.store import SavedModel, SQLiteStateStore, StateStore
 from monitor.ui.history import DriftHistory
 from monitor.version import __version__
@@ -137,7 +137,12 @@ PARTITION_WARN_SECONDS = 3600.0
 #: The longest wait between two attempts at an alert outbox write that failed.
 OUTBOX_RETRY_MAX_SECONDS = 30.0
 #: Why a model is disabled (metric label values, bounded).
-DISABLED_REASONS = ("reference_unreadable", "reference_mismatch", "reference_invalid")
+DISABLED_REASONS = (
+    "reference_unreadable",
+    "reference_mismatch",
+    "reference_invalid",
+    "state_newer",
+)
 
 
 # A checkpoint taken in the loop: blobs of the changed models, all positions, and the
@@ -354,16 +359,26 @@ class MonitorService:
         )
 
     def _model(self, model: str) -> ModelMonitor:
+        """The model's monitor: in memory, restored from the store, or new.
+
+        Raises :class:`NewerStateError` when its stored state was written by a newer
+        release and ``state.on_newer_state`` is ``refuse``: the caller disables the model
+        (:meth:`_disable`), so its stored state is never overwritten (see
+        :meth:`_newer_state`).
+        """
         mm = self.models.get(model)
         if mm is not None:
             return mm
         try:
             blob = self.store.load_model(model) if self.store else None
+            restored = self._restore(model, blob) if blob is not None else None
+        except NewerStateError as exc:  # from the store (a manifest) or the blob's header
+            self._newer_state(model, exc)  # raises, unless the operator opted in
+            restored = None
         except StateFormatError as exc:  # a changelog record that cannot be used
             self._not_restored(model, exc.reason, str(exc))
-            blob = None
+            restored = None
         alert_doc: dict[str, Any] | None = None
-        restored = self._restore(model, blob) if blob is not None else None
         if restored is not None:
             mm, alert_doc, changed = restored
             if changed:  # saved again with the config applied: the notes are not repeated
@@ -405,7 +420,7 @@ class MonitorService:
         stored offsets (it never sees the events that state had counted).
         """
         try:
-            state = state_format.decode(blob)
+            state = state_format.decode(blob)  # NewerStateError goes to the caller
             if state.model != model:
                 raise StateFormatError("corrupt", f"the blob holds model {state.model!r}")
             mm, notes = ModelMonitor.restore(
@@ -417,6 +432,8 @@ class MonitorService:
             )
             alert_doc = json.loads(state.alerts) if state.alerts is not None else None
             future_alerts = self._forget_future_alerts(model, alert_doc)
+        except NewerStateError:
+            raise
         except StateFormatError as exc:
             self._not_restored(model, exc.reason, str(exc))
             return None
@@ -470,6 +487,25 @@ class MonitorService:
             models[model] = fixed.to_json()
         return n
 
+    def _newer_state(self, model: str, exc: NewerStateError) -> None:
+        """A stored state of a newer release (after a rollback): refuse it, or start fresh.
+
+        Starting fresh (what any unreadable state did) wrote the fresh state over the newer
+        one at the next checkpoint: rolled forward again, the newer release found nothing
+        of what it had stored. So by default (``state.on_newer_state: refuse``) the error
+        goes up and the caller disables the model: its events are skipped (their offsets
+        advance), ``/readyz`` is not ready and ``monitor_model_disabled{reason=
+        "state_newer"}`` is 1, and the stored record stays as it is. With ``start_fresh``
+        (the operator accepts losing it) it is counted and the model starts fresh.
+        """
+        if self.config.state.on_newer_state == "refuse":
+            raise NewerStateError(
+                f"stored state of model {model!r}: {exc.what}",
+                exc.found,
+                exc.supported,
+            ) from None
+        self._not_restored(model, exc.reason, f"{exc} (state.on_newer_state: start_fresh)")
+
     def _not_restored(self, model: str, reason: str, detail: str) -> None:
         self.metrics.state_not_restored.labels(reason).inc()
         log.warning(
@@ -515,26 +551,37 @@ class MonitorService:
             if refs.versions:
                 self.version_references[m.name] = refs.versions
 
-    def _disable(self, model: str, exc: ReferenceError_, *, at_start: bool) -> None:
-        """Take one model out of service: its reference is unusable, and retrying cannot help.
+    def _disable(
+        self, model: str, exc: ReferenceError_ | NewerStateError, *, at_start: bool
+    ) -> None:
+        """Take one model out of service: its reference is unusable, or its stored state is
+        a newer release's (:meth:`_newer_state`), and retrying cannot help.
 
-        Its monitor leaves memory (it is never checkpointed again); its later events
-        are counted in ``monitor_events_skipped_total`` and their offsets advance.
+        Its monitor leaves memory (it is never checkpointed again, so a stored state is
+        left as it is); its later events are counted in ``monitor_events_skipped_total``
+        and their offsets advance.
         """
-        if isinstance(exc, ReferenceMismatch):
+        text = str(exc)
+        if isinstance(exc, NewerStateError):
+            reason = "state_newer"
+            text += (
+                "; it is left untouched in the state store. Roll forward to a release that "
+                "reads it, or set state.on_newer_state: start_fresh to discard it"
+            )
+        elif isinstance(exc, ReferenceMismatch):
             reason = "reference_mismatch"
         elif at_start:
             reason = "reference_unreadable"
         else:
             reason = "reference_invalid"
-        self.disabled[model] = (reason, str(exc))
+        self.disabled[model] = (reason, text)
         self.models.pop(model, None)
         self.history.forget(model)
         self._model_partition.pop(model, None)
         self._partition_conflicts.pop(model, None)
         self._dirty.discard(model)
         self.metrics.model_disabled.labels(model, reason).set(1)
-        log.error("model %s disabled (%s): %s", model, reason, exc)
+        log.error("model %s disabled (%s): %s", model, reason, text)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -1051,9 +1098,10 @@ class MonitorService:
             try:
                 mm = self._model(model)
                 evs = mm.ingest(events, now)
-            except ReferenceError_ as exc:
-                # Found only now (a learned reference, a file changed since the start): this
-                # model stops, the batch and every other model go on.
+            except (ReferenceError_, NewerStateError) as exc:
+                # Found only now (a learned reference, a file changed since the start, a
+                # newer release's stored state): this model stops, the batch and every
+                # other model go on.
                 self._disable(model, exc, at_start=False)
                 self.metrics.events_skipped.labels(model, self.disabled[model][0]).inc(len(events))
                 continue
@@ -1096,7 +1144,13 @@ class MonitorService:
                 n_labels = len(labels.event_ids)
                 self.metrics.events_skipped.labels(model, self.disabled[model][0]).inc(n_labels)
                 continue
-            mm = self._model(model)
+            try:
+                mm = self._model(model)
+            except NewerStateError as exc:
+                self._disable(model, exc, at_start=False)
+                n_labels = len(labels.event_ids)
+                self.metrics.events_skipped.labels(model, "state_newer").inc(n_labels)
+                continue
             self._dirty.add(model)
             self._check_label_partitions(model, labels.partitions)
             for outcome, n in mm.ingest_labels(labels, now).items():
@@ -1530,7 +1584,7 @@ class MonitorService:
                 self._model_partition[model] = tp
                 try:
                     self._model(model)
-                except ReferenceError_ as exc:
+                except (ReferenceError_, NewerStateError) as exc:
                     self._disable(model, exc, at_start=False)
                 await asyncio.sleep(0)
 

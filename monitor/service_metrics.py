@@ -241,7 +241,8 @@ class ServiceMetrics:
             "monitor_model_disabled",
             "1 while a model is disabled (its events skipped), by reason: reference_unreadable, "
             "reference_mismatch (the reference does not fit the declared features), "
-            "reference_invalid (a learned reference could not be built).",
+            "reference_invalid (a learned reference could not be built), state_newer (its "
+            "stored state is a newer release's, kept untouched).",
             ["model", "reason"],
             registry=registry,
         )

@@ -46,6 +46,9 @@ anything unexpected raises :class:`StateFormatError` with a bounded ``reason``
 Compatibility rules: a new *optional* field (with a default) keeps
 ``FORMAT_VERSION``; removing or changing the meaning of a field bumps it, and a
 release reads the versions it lists in :data:`READABLE_VERSIONS`.
+A version *above* :data:`FORMAT_VERSION` is a newer release's (a rollback): decoding
+raises :class:`NewerStateError`, and the service keeps that state rather than start the
+model fresh over it (``state.on_newer_state``).
 ``tests/fixtures/`` holds a checkpoint of every version written by a release
 (``model-state-v<N>.bin``), which the next ones must keep restoring.
 """
@@ -80,7 +83,7 @@ COMPRESSION_LEVEL = 1
 MAX_RAW_BYTES = 1 << 30
 
 # Bounded reasons why a stored model state was not restored (metric label values).
-REASONS = ("legacy_pickle", "unknown_version", "corrupt", "incompatible")
+REASONS = ("legacy_pickle", "unknown_version", "newer_version", "corrupt", "incompatible")
 
 DTYPES = frozenset({"<f8", "<i8", "<i4", "|b1"})
 
@@ -91,6 +94,27 @@ class StateFormatError(StateError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class NewerStateError(StateFormatError):
+    """A stored state written by a newer release (a format version above this one's).
+
+    Not damage: a rollback. Starting the model fresh would overwrite that newer state at
+    the next checkpoint, and the newer release, rolled forward again, would find only the
+    older one's fresh start; so the service keeps it untouched unless the operator opts in
+    (``state.on_newer_state``, see ``MonitorService._model``). ``found`` and ``supported``
+    are the versions, for the error that names them.
+    """
+
+    def __init__(self, what: str, found: int, supported: int) -> None:
+        super().__init__(
+            "newer_version",
+            f"{what} version {found} was written by a newer release (this release writes "
+            f"version {supported} and reads up to it)",
+        )
+        self.what = what
+        self.found = found
+        self.supported = supported
 
 
 class Array(msgspec.Struct, array_like=True):
@@ -446,6 +470,8 @@ def decode(blob: bytes) -> ModelState:
     if len(data) < 10 or data[:8] != MAGIC:
         raise StateFormatError("corrupt", "no state header (not a checkpoint of this service)")
     (version,) = struct.unpack_from("<H", data, 8)
+    if version > FORMAT_VERSION:
+        raise NewerStateError("state format", version, FORMAT_VERSION)
     if version not in READABLE_VERSIONS:
         raise StateFormatError(
             "unknown_version",
@@ -482,6 +508,7 @@ __all__ = [
     "JoinEntry",
     "JoinerState",
     "ModelState",
+    "NewerStateError",
     "PerformanceState",
     "ProfileState",
     "RingState",

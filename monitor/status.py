@@ -47,6 +47,8 @@ def readiness(
         and bool(assigned)
         and not missing_refs
         and not configured & disabled.keys()
+        # A newer release's stored state held back (a rollback): any model, listed or not.
+        and not any(reason == "state_newer" for reason, _ in disabled.values())
     )
     return ok, {
         "state": state,

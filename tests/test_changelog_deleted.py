@@ -3,16 +3,19 @@
 The running instance went on writing into the topic the broker auto-created for it
 (``cleanup.policy=delete``) without a word; the states of models unchanged since the
 deletion were never written again, so after a restart those models started fresh. Now a
-checkpoint checks the topic (at most once a minute, and after any failure: here at every
-checkpoint), fails with the fix named (an ERROR and ``/healthz`` through the service's
-checkpoint-failure path), creates a missing topic again compacted or refuses a
+checkpoint checks the topic, fails with the fix named (an ERROR and ``/healthz`` through the
+service's checkpoint-failure path), creates a missing topic again compacted or refuses a
 non-compacted one, and the first checkpoint that succeeds after writes every model's
-state again. On its own broker: the test deletes a topic.
+state again. Checked before every checkpoint (it was at most once a minute: up to a minute
+of checkpoints went into the auto-created topic), and by the offsets of a checkpoint's
+records after the commit (a topic deleted and created again compacted passes the
+configuration check). On its own broker: the tests delete topics.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -22,7 +25,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from devtools.local_kafka import LocalKafka, create_topics
-from monitor import kafka_store
 from monitor.config import KafkaConfig, StateConfig
 from monitor.errors import StateError
 from monitor.kafka_store import KafkaStateStore
@@ -67,10 +69,8 @@ async def _admin_call(bootstrap: str, what: str, topic: str) -> None:
 
 @pytest.mark.kafka
 async def test_a_changelog_deleted_while_running_is_refused_then_every_state_written_again(
-    own_broker: str, monkeypatch: pytest.MonkeyPatch
+    own_broker: str,
 ) -> None:
-    # Checked at every checkpoint (at most once a minute in production).
-    monkeypatch.setattr(kafka_store, "TOPIC_CHECK_SECONDS", 0.0, raising=False)
     topic = "predictions"
     kafka = KafkaConfig(bootstrap_servers=own_broker, group_id="g", predictions_topic=topic)
     state = StateConfig(backend="kafka", instance_id="one")
@@ -181,3 +181,88 @@ def test_the_service_writes_every_model_when_the_store_asks_for_a_full_rewrite(
         assert store.saved[-1] == {"quiet", "busy"}
     finally:
         store.close()
+
+
+async def _recreate_compacted(bootstrap: str, topic: str, partitions: int) -> None:
+    """Delete ``topic`` and create it again compacted, as an operator's script might."""
+    from aiokafka.admin import NewTopic
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        for _ in range(100):  # the deletion takes a moment to complete
+            await asyncio.sleep(0.2)
+            try:
+                resp = await admin.create_topics(
+                    [NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})]
+                )
+            except KafkaError:
+                continue
+            if not any(code for _name, code, *_ in resp.topic_errors):
+                return
+        raise AssertionError(f"{topic} not created again")
+    finally:
+        await admin.close()
+
+
+@pytest.mark.kafka
+async def test_the_first_checkpoint_after_a_deletion_is_refused_without_waiting_a_minute(
+    own_broker: str,
+) -> None:
+    """The topic checked before every checkpoint: the one right after a deletion fails at
+    once, naming the deletion (before, the check waited up to a minute: that checkpoint went
+    into the topic the broker auto-created, or here hung until its 60 s timeout)."""
+    topic = f"pred-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaConfig(bootstrap_servers=own_broker, group_id=topic, predictions_topic=topic)
+    create_topics(own_broker, [topic], 1)
+    store = await asyncio.to_thread(KafkaStateStore, kafka, StateConfig(backend="kafka"))
+    try:
+        await asyncio.to_thread(store.save, {"quiet": (b"q", (topic, 0))}, {})
+        await _admin_call(own_broker, "delete", store.topic)
+        await asyncio.sleep(1.0)
+        with pytest.raises(StateError, match=r"deleted|cleanup\.policy"):
+            await asyncio.to_thread(store.save, {"busy": (b"b", (topic, 0))}, {(topic, 0): 3})
+        assert store.rewrite_all_pending
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+@pytest.mark.kafka
+async def test_a_changelog_deleted_and_created_again_compacted_is_noticed_by_its_offsets(
+    own_broker: str,
+) -> None:
+    """Deleted and created again compacted between two checkpoints (or by the broker's
+    auto-creation in the middle of one): the configuration check passes, but the records
+    land below the offsets already seen, so every state is written again."""
+    topic = f"pred-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaConfig(bootstrap_servers=own_broker, group_id=topic, predictions_topic=topic)
+    create_topics(own_broker, [topic], 1)
+    store = await asyncio.to_thread(KafkaStateStore, kafka, StateConfig(backend="kafka"))
+    try:
+        await asyncio.to_thread(store.prepare, {(topic, 0)})
+        for i in range(3):
+            await asyncio.to_thread(
+                store.save, {"quiet": (b"quiet", (topic, 0)), "busy": (b"b%d" % i, (topic, 0))}, {}
+            )
+        await _recreate_compacted(own_broker, store.topic, 1)
+        assert await _policy(own_broker, store.topic) == "compact"
+        with pytest.raises(StateError, match="created again"):
+            await asyncio.to_thread(store.save, {"busy": (b"b3", (topic, 0))}, {(topic, 0): 7})
+        assert store.rewrite_all_pending
+        await asyncio.to_thread(
+            store.save, {"quiet": (b"quiet", (topic, 0)), "busy": (b"b4", (topic, 0))}, {}
+        )
+        assert not store.rewrite_all_pending
+        # From now on the new topic is the one: an ordinary checkpoint goes through.
+        await asyncio.to_thread(store.save, {"busy": (b"b5", (topic, 0))}, {(topic, 0): 9})
+        assert not store.rewrite_all_pending
+    finally:
+        await asyncio.to_thread(store.close)
+    again = await asyncio.to_thread(KafkaStateStore, kafka, StateConfig(backend="kafka"))
+    try:
+        await asyncio.to_thread(again.prepare, {(topic, 0)})
+        assert again.load_model("quiet") == b"quiet" and again.load_model("busy") == b"b5"
+    finally:
+        await asyncio.to_thread(again.close)

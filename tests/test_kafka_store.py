@@ -85,7 +85,7 @@ def test_a_state_is_taken_only_when_every_part_of_its_generation_is_there() -> N
     assert got["m"].blob == b"abcdef" and got["m"].problem is None and got["m"].parts == 2
     assert got["stale"].problem is not None and got["stale"].problem[0] == "corrupt"
     assert got["missing"].problem is not None and "missing" in got["missing"].problem[1]
-    assert got["future"].problem is not None and got["future"].problem[0] == "unknown_version"
+    assert got["future"].problem is not None and got["future"].problem[0] == "newer_version"
     assert got["garbage"].problem is not None and got["garbage"].problem[0] == "corrupt"
     assert "deleted" not in got
 
@@ -260,9 +260,13 @@ async def test_model_state_follows_its_partition_to_another_machine(
 async def test_a_changelog_record_of_an_unknown_version_starts_the_model_fresh(
     kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
 ) -> None:
+    """With ``state.on_newer_state: start_fresh``: without it a newer release's record is
+    refused and kept (tests/test_state_rollback.py)."""
     topic = topic_factory("kbad", partitions=2)
     group = f"g-{uuid.uuid4().hex[:8]}"
     config = _config(kafka_bootstrap, topic, group, tmp_path, "solo")
+    state = config.state.model_copy(update={"on_newer_state": "start_fresh"})
+    config = config.model_copy(update={"state": state})
     # The changelog exists (created by a first start), then gets a record from the future.
     store = await asyncio.to_thread(KafkaStateStore, config.kafka, config.state)
     changelog = store.topic
@@ -291,7 +295,7 @@ async def test_a_changelog_record_of_an_unknown_version_starts_the_model_fresh(
             60,
         )
         value = service.registry.get_sample_value(
-            "monitor_state_restore_failures_total", {"reason": "unknown_version"}
+            "monitor_state_restore_failures_total", {"reason": "newer_version"}
         )
         assert value == 1
     finally:

@@ -168,7 +168,7 @@ def test_a_compressed_body_that_lies_about_its_size_is_refused() -> None:
         blob_of(b"\1"): "corrupt",
         blob_of(struct.pack("<Q", len(state)) + packed, flags=0x02, version=1): "corrupt",
         blob_of(state, flags=0x80): "corrupt",
-        blob_of(struct.pack("<Q", len(state)) + packed, version=3): "unknown_version",
+        blob_of(struct.pack("<Q", len(state)) + packed, version=3): "newer_version",
     }
     for data, reason in cases.items():
         with pytest.raises(StateFormatError) as err:
@@ -204,7 +204,8 @@ def test_damaged_foreign_and_future_blobs_are_refused_with_a_reason() -> None:
         blob[: len(blob) // 3]: "corrupt",
         b"": "corrupt",
         b"PK\x03\x04 a zip file": "corrupt",
-        blob[:8] + struct.pack("<H", 99) + blob[10:]: "unknown_version",
+        blob[:8] + struct.pack("<H", 99) + blob[10:]: "newer_version",  # a rollback
+        blob[:8] + struct.pack("<H", 0) + blob[10:]: "unknown_version",
         b"\x80\x04\x95 a pickle": "legacy_pickle",
     }
     # Intact header and checksum, but a body of the wrong shape.
