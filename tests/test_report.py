@@ -260,3 +260,26 @@ def test_python_api_accepts_pandas_polars_and_parquet(tmp_path: Path) -> None:
         )
         == EXIT_CHECK_FAILED
     )
+
+
+def test_a_lone_surrogate_in_a_file_is_refused_by_line_not_a_traceback(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON may escape a lone surrogate; the report died writing its HTML on one (a
+    ``UnicodeEncodeError`` traceback, exit 1, an empty HTML file left behind)."""
+    cur = tmp_path / "cur.jsonl"
+    lines = files["cur_jsonl"].read_text().splitlines()
+    lines[2] = lines[2].replace('"plan":"', '"plan":"\\ud800', 1)  # a JSON escape, as sent
+    assert "\\ud800" in lines[2]
+    cur.write_text("\n".join(lines))
+    out = tmp_path / "report.html"
+    argv = ["report", "--reference", str(files["ref_csv"]), "--current", str(cur)]
+    assert main([*argv, "-o", str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"{cur}:3: field 'plan' holds a lone UTF-16 surrogate escape" in err
+    assert not out.exists()
+    # A valid pair is one character and stays accepted.
+    lines[2] = lines[2].replace("\\ud800", "\\ud83d\\ude00")
+    cur.write_text("\n".join(lines))
+    assert main([*argv, "-o", str(out)]) in (EXIT_OK, EXIT_CHECK_FAILED)
+    assert "\U0001f600" in out.read_text(encoding="utf-8")
