@@ -277,11 +277,18 @@ class UiRoutes:
 
     # -- pages ------------------------------------------------------------------------
 
-    def _page(self, template: str, title: str, data: dict[str, Any]) -> web.Response:
+    def _page(
+        self, template: str, title: str, data: dict[str, Any], status: int = 200
+    ) -> web.Response:
         body = self._env.get_template(template).render(
             title=title, data=data, ui=self._ui(), fmt=fmt, standalone=False
         )
-        return web.Response(text=body, content_type="text/html", charset="utf-8")
+        return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+    def _missing(self, what: str | None) -> web.Response:
+        """The "nothing here" page, as a 404: a 200 told link checkers, scripts polling a
+        page and monitoring probes that a model or feature name that is wrong was fine."""
+        return self._page("missing.html", "Not found", {"what": what}, status=404)
 
     async def page_overview(self, request: web.Request) -> web.Response:
         return self._page("overview.html", "Models", overview(self.service))
@@ -290,14 +297,14 @@ class UiRoutes:
         try:
             data = self._model(request)
         except web.HTTPNotFound:
-            return self._page("missing.html", "Not found", {"what": request.query.get("name")})
+            return self._missing(request.query.get("name"))
         return self._page("model.html", data["model"], data)
 
     async def page_feature(self, request: web.Request) -> web.Response:
         try:
             data = self._feature(request)
         except web.HTTPNotFound:
-            return self._page("missing.html", "Not found", {"what": request.query.get("name")})
+            return self._missing(request.query.get("name"))
         return self._page("feature.html", data["feature"], data)
 
     async def page_silences(self, request: web.Request) -> web.Response:

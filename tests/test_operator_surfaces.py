@@ -1,0 +1,68 @@
+"""The operator's HTTP surfaces probed as a hostile client would: status codes, query
+strings, names. The HTTP edge alone (no broker): the pages and APIs render from a service
+whose events were applied in-process, as ``tests/test_ui_api.py`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from monitor.config import parse_config
+from monitor.events import Decoder, RawMessage
+from monitor.service import MonitorService
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "http": {"port": 0, "admin_token": "operator-surfaces-token-1234"},
+        "state": {"path": "state.sqlite"},
+        "defaults": {"window": {"size": 200, "step": 100}, "reference": {"learn_first": 100}},
+        "models": [{"name": "m"}],
+        "alerting": {"outbox_path": "outbox.sqlite"},
+    }
+    service = MonitorService(parse_config(raw, base_dir=tmp_path))
+    events = [
+        orjson.dumps(
+            {
+                "event_id": f"e{i}",
+                "model": "m",
+                "timestamp": 1_780_000_000 + i,
+                "features": {"x": float(i % 7), "c": "ab"[i % 2]},
+                "prediction": (i % 10) / 10,
+            }
+        )
+        for i in range(150)
+    ]
+    batch = Decoder(max_message_bytes=10_000).decode(
+        [RawMessage(v, 1_780_000_000.0, "predictions", 0, i) for i, v in enumerate(events)]
+    )
+    service._apply(batch)
+    await service.http.start()
+    try:
+        async with httpx.AsyncClient(base_url=service.http.url) as c:
+            yield c
+    finally:
+        await service.http.stop()
+
+
+async def test_pages_of_unknown_models_and_features_are_404(client: httpx.AsyncClient) -> None:
+    """The "nothing here" page was served with 200: a typo'd name looked fine to any probe,
+    link checker or script (the JSON API said 404 for the same name)."""
+    assert (await client.get("/model", params={"name": "m"})).status_code == 200
+    assert (await client.get("/feature", params={"model": "m", "name": "x"})).status_code == 200
+    for path, params in [
+        ("/model", {"name": "nope"}),
+        ("/model", {}),
+        ("/feature", {"model": "m", "name": "nope"}),
+        ("/feature", {"model": "nope", "name": "x"}),
+    ]:
+        r = await client.get(path, params=params)
+        assert r.status_code == 404, (path, params)
+        assert r.headers["content-type"].startswith("text/html") and "Nothing here" in r.text
