@@ -44,12 +44,14 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         [RawMessage(v, 1_780_000_000.0, "predictions", 0, i) for i, v in enumerate(events)]
     )
     service._apply(batch)
+    await service.alerts.start()  # the silence store: the outbox's SQLite file
     await service.http.start()
     try:
         async with httpx.AsyncClient(base_url=service.http.url) as c:
             yield c
     finally:
         await service.http.stop()
+        await service.alerts.stop(grace_seconds=0)
 
 
 async def test_pages_of_unknown_models_and_features_are_404(client: httpx.AsyncClient) -> None:
@@ -66,3 +68,19 @@ async def test_pages_of_unknown_models_and_features_are_404(client: httpx.AsyncC
         r = await client.get(path, params=params)
         assert r.status_code == 404, (path, params)
         assert r.headers["content-type"].startswith("text/html") and "Nothing here" in r.text
+
+
+async def test_a_silences_list_flag_it_cannot_read_is_400(client: httpx.AsyncClient) -> None:
+    """``?expired=maybe`` (or ``on``, ``True1``) listed the active silences only, as if the
+    flag had not been given: the operator looking for an expired silence saw none."""
+    ok = {"Authorization": "Bearer operator-surfaces-token-1234"}
+    r = await client.post("/api/silences", json={"duration_seconds": 60}, headers=ok)
+    sid = r.json()["id"]
+    assert (await client.delete(f"/api/silences/{sid}", headers=ok)).status_code == 200
+    for flag, listed in [("true", 1), ("TRUE", 1), ("1", 1), ("false", 0), ("no", 0)]:
+        r = await client.get("/api/silences", params={"expired": flag})
+        assert r.status_code == 200 and len(r.json()["silences"]) == listed, flag
+    assert len((await client.get("/api/silences")).json()["silences"]) == 0
+    for flag in ["maybe", "on", "", "true1"]:
+        r = await client.get("/api/silences", params={"expired": flag})
+        assert r.status_code == 400 and "expired" in r.json()["error"], flag
