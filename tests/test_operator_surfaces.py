@@ -5,6 +5,7 @@ whose events were applied in-process, as ``tests/test_ui_api.py`` does.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,16 +16,20 @@ import pytest
 from monitor.config import parse_config
 from monitor.events import Decoder, RawMessage
 from monitor.service import MonitorService
+from tests.browser import Problems, chromium, require_browser, watch
+
+LONG = "A" * 200  # one unbroken word: the longest model name the config takes
 
 
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+@contextlib.asynccontextmanager
+async def edge(tmp_path: Path, models: list[str]) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP edge of a service with ``models`` configured; 150 events of the first applied."""
     raw = {
         "kafka": {"bootstrap_servers": "127.0.0.1:1"},
         "http": {"port": 0, "admin_token": "operator-surfaces-token-1234"},
         "state": {"path": "state.sqlite"},
         "defaults": {"window": {"size": 200, "step": 100}, "reference": {"learn_first": 100}},
-        "models": [{"name": "m"}],
+        "models": [{"name": m} for m in models],
         "alerting": {"outbox_path": "outbox.sqlite"},
     }
     service = MonitorService(parse_config(raw, base_dir=tmp_path))
@@ -32,7 +37,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         orjson.dumps(
             {
                 "event_id": f"e{i}",
-                "model": "m",
+                "model": models[0],
                 "timestamp": 1_780_000_000 + i,
                 "features": {"x": float(i % 7), "c": "ab"[i % 2]},
                 "prediction": (i % 10) / 10,
@@ -52,6 +57,12 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     finally:
         await service.http.stop()
         await service.alerts.stop(grace_seconds=0)
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with edge(tmp_path, ["m"]) as c:
+        yield c
 
 
 async def test_pages_of_unknown_models_and_features_are_404(client: httpx.AsyncClient) -> None:
@@ -84,3 +95,23 @@ async def test_a_silences_list_flag_it_cannot_read_is_400(client: httpx.AsyncCli
     for flag in ["maybe", "on", "", "true1"]:
         r = await client.get("/api/silences", params={"expired": flag})
         assert r.status_code == 400 and "expired" in r.json()["error"], flag
+
+
+async def test_a_long_unbroken_name_does_not_push_the_tables_off_screen(tmp_path: Path) -> None:
+    """A 200-character model name (one word) widened the overview table past the window:
+    every model's state, lag and drifting features were off screen to the right. Names wrap
+    anywhere now, on the overview and the model page."""
+    require_browser()
+    async with edge(tmp_path, [LONG, "short"]) as client, chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1000, "height": 700})
+        problems = Problems()
+        watch(page, problems)
+        for path in ["/", f"/model?name={LONG}", f"/feature?model={LONG}&name=c"]:
+            await page.goto(str(client.base_url) + path)
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 1000, (path, width)
+        await page.goto(str(client.base_url) + "/")
+        state = page.locator("span.state").first
+        box = await state.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1000
+        assert problems.all() == []
