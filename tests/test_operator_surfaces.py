@@ -18,6 +18,9 @@ from monitor.events import Decoder, RawMessage
 from monitor.service import MonitorService
 from tests.browser import Problems, chromium, require_browser, watch
 
+RLO = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: what follows reads backwards
+SPOOF_MODEL = f"bidi{RLO}evil"  # reads "bidilive"
+SPOOF_CATEGORY = "gold\u200bcard\u2028"  # zero-width space, line separator: reads "goldcard"
 LONG = "A" * 200  # one unbroken word: the longest model name the config takes
 
 
@@ -39,7 +42,7 @@ async def edge(tmp_path: Path, models: list[str]) -> AsyncIterator[httpx.AsyncCl
                 "event_id": f"e{i}",
                 "model": models[0],
                 "timestamp": 1_780_000_000 + i,
-                "features": {"x": float(i % 7), "c": "ab"[i % 2]},
+                "features": {"x": float(i % 7), "c": ("a", "b", SPOOF_CATEGORY)[i % 3]},
                 "prediction": (i % 10) / 10,
             }
         )
@@ -114,4 +117,34 @@ async def test_a_long_unbroken_name_does_not_push_the_tables_off_screen(tmp_path
         state = page.locator("span.state").first
         box = await state.bounding_box()
         assert box is not None and box["x"] + box["width"] <= 1000
+        assert problems.all() == []
+
+
+async def test_bidi_and_invisible_characters_in_names_are_shown_escaped(tmp_path: Path) -> None:
+    """A right-to-left override made model ``bidi<RLO>evil`` read ``bidilive`` on every page,
+    and zero-width characters hid in a category: the operator read a name that is not the
+    one in the data. The pages (and the charts' labels, app.js) show them as escapes."""
+    require_browser()
+    async with edge(tmp_path, [SPOOF_MODEL]) as client, chromium() as browser:
+        pages = ["/", "/model", "/feature"]
+        params = [{}, {"name": SPOOF_MODEL}, {"model": SPOOF_MODEL, "name": "c"}]
+        for path, query in zip(pages, params, strict=True):
+            r = await client.get(path, params=query)
+            assert r.status_code == 200, path
+            assert RLO not in r.text and "\u200b" not in r.text and "\u2028" not in r.text
+            assert "bidi\\u202eevil" in r.text, path
+        assert "gold\\u200bcard\\u2028" in r.text
+        page = await browser.new_page()
+        problems = Problems()
+        watch(page, problems)
+        await page.goto(f"{client.base_url}/model?name=bidi%E2%80%AEevil")
+        assert await page.inner_text("h1") == "Model bidi\\u202eevil"
+        # The charts draw names through app.js's visible() (canvas text, not the DOM).
+        source = (Path(__file__).parent.parent / "monitor/ui/static/app.js").read_text()
+        start = source.index("  const INVISIBLE")
+        code = source[start : source.index("  function short", start)]
+        shown = await page.evaluate(
+            f"(t) => {{ {code}; return visible(t); }}", f"{SPOOF_MODEL}|{SPOOF_CATEGORY}|\U000e0041"
+        )
+        assert shown == "bidi\\u202eevil|gold\\u200bcard\\u2028|\\U000e0041"
         assert problems.all() == []
