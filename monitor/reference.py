@@ -15,6 +15,7 @@ Values are normalised the same way here and in the pipeline
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -466,11 +467,21 @@ class ReferenceProfile:
         )
 
     def save(self, path: str | Path) -> None:
+        """Write the profile to ``path`` whole or not at all (through ``path.tmp``).
+
+        An ``OSError`` names ``path``, and the temporary file is removed: a path that is a
+        folder left ``path.tmp`` behind, and the error blamed that file, not ``path``.
+        """
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        tmp.replace(p)
+        try:
+            tmp.write_text(self.to_json(), encoding="utf-8")
+            tmp.replace(p)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(p)) from exc
 
 
 def _bounded_sorted_sample(values: np.ndarray, max_sample: int) -> np.ndarray:

@@ -408,3 +408,18 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> Non
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == EXIT_FAILURE
     assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_a_profile_output_that_cannot_be_written_names_it_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """``--output`` naming a folder said "cannot write out.json.tmp" and left that file."""
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps({"x": i}) for i in range(50)))
+    (tmp_path / "out.json").mkdir()
+    run = monitor(
+        "reference", "build", "--model", "m", "--input", "r.jsonl", "--output", "out.json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == EXIT_FAILURE
+    assert "monitor: cannot write out.json: Is a directory" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "r.jsonl"]
