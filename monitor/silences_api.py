@@ -88,6 +88,14 @@ class _NewSilence(BaseModel):
     comment: str = Field(default="", max_length=1000)
     created_by: str = Field(default="", max_length=200)
 
+    @field_validator("starts_at", "ends_at", "duration_seconds", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        """JSON ``true`` is no time: coerced, it silenced for one second, or from 1970."""
+        if isinstance(value, bool):
+            raise ValueError("a number or a time, not true or false")
+        return value
+
     @model_validator(mode="after")
     def _one_end(self) -> _NewSilence:
         if (self.ends_at is None) == (self.duration_seconds is None):

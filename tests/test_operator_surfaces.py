@@ -148,3 +148,22 @@ async def test_bidi_and_invisible_characters_in_names_are_shown_escaped(tmp_path
         )
         assert shown == "bidi\\u202eevil|gold\\u200bcard\\u2028|\\U000e0041"
         assert problems.all() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"duration_seconds": True}, "duration_seconds"),
+        ({"ends_at": True}, "ends_at"),
+        ({"starts_at": False, "duration_seconds": 60}, "starts_at"),
+    ],
+)
+async def test_a_boolean_is_no_silence_time(
+    client: httpx.AsyncClient, body: dict[str, object], field: str
+) -> None:
+    """``"duration_seconds": true`` made a silence of one second (``true`` coerced to 1), and
+    ``"starts_at": false`` one from 1970: a 201 for a request that said no time at all."""
+    ok = {"Authorization": "Bearer operator-surfaces-token-1234"}
+    r = await client.post("/api/silences", json=body, headers=ok)
+    assert r.status_code == 400 and r.json()["error"].startswith(f"{field}: "), r.text
+    assert (await client.get("/api/silences")).json()["silences"] == []
