@@ -167,3 +167,22 @@ async def test_a_boolean_is_no_silence_time(
     r = await client.post("/api/silences", json=body, headers=ok)
     assert r.status_code == 400 and r.json()["error"].startswith(f"{field}: "), r.text
     assert (await client.get("/api/silences")).json()["silences"] == []
+
+
+async def test_the_json_api_refuses_query_parameters_it_does_not_take(
+    client: httpx.AsyncClient,
+) -> None:
+    """Ignored, ``/api/overview?model=nope`` answered every model as if it had filtered,
+    ``/api/feature?model=m&feature=x`` said there is no column ``''`` and ``?name=a&name=b``
+    answered for ``a`` alone. A 400 names the parameter and what the endpoint takes."""
+    assert (await client.get("/api/model", params={"name": "m"})).status_code == 200
+    assert (await client.get("/api/feature?model=m&name=x")).status_code == 200
+    for url, says in [
+        ("/api/overview?model=nope", "unknown query parameter 'model' (takes none)"),
+        ("/api/ui?x=1", "unknown query parameter 'x' (takes none)"),
+        ("/api/feature?model=m&feature=x", "unknown query parameter 'feature' (takes model, name)"),
+        ("/api/model?name=m&name=other", "query parameter name given more than once"),
+        ("/api/model?%3Cb%3E%E2%80%AE=1", "unknown query parameter '<b>\\u202e' (takes name)"),
+    ]:
+        r = await client.get(url)
+        assert r.status_code == 400 and r.json() == {"error": says}, url

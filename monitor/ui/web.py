@@ -264,15 +264,19 @@ class UiRoutes:
     # -- API --------------------------------------------------------------------------
 
     async def api_ui(self, request: web.Request) -> web.Response:
+        check_query(request)
         return web.json_response(self._ui())
 
     async def api_overview(self, request: web.Request) -> web.Response:
+        check_query(request)
         return web.json_response(overview(self.service))
 
     async def api_model(self, request: web.Request) -> web.Response:
+        check_query(request, "name")
         return web.json_response(self._model(request))
 
     async def api_feature(self, request: web.Request) -> web.Response:
+        check_query(request, "model", "name")
         return web.json_response(self._feature(request))
 
     # -- pages ------------------------------------------------------------------------
@@ -321,6 +325,25 @@ class UiRoutes:
         return web.FileResponse(
             path, headers={"Content-Type": content_type, "Cache-Control": "max-age=300"}
         )
+
+
+def check_query(request: web.Request, *takes: str) -> None:
+    """A 400 naming the parameter when the query has one the endpoint does not take, or one
+    twice. Silently ignored, ``/api/overview?model=m`` answered every model as if filtered,
+    ``/api/feature?model=m&feature=x`` said there is no column ``''``, and
+    ``?name=a&name=b`` answered for ``a`` alone."""
+    for key in request.query:
+        if key not in takes:
+            also = f"takes {', '.join(takes)}" if takes else "takes none"
+            raise _bad_request(f"unknown query parameter {key[:40]!a} ({also})")
+        if len(request.query.getall(key)) > 1:
+            raise _bad_request(f"query parameter {key} given more than once")
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(
+        text=f'{{"error": {_json_str(message)}}}', content_type="application/json"
+    )
 
 
 def _not_found(message: str) -> web.HTTPNotFound:
