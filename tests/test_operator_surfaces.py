@@ -5,6 +5,7 @@ whose events were applied in-process, as ``tests/test_ui_api.py`` does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -186,3 +187,57 @@ async def test_the_json_api_refuses_query_parameters_it_does_not_take(
     ]:
         r = await client.get(url)
         assert r.status_code == 400 and r.json() == {"error": says}, url
+
+
+async def test_a_connection_without_a_whole_request_is_closed(tmp_path: Path) -> None:
+    """A client trickling its headers (or sending nothing) held its socket for aiohttp's
+    default of 3630 s: a crashed scraper or a slowloris kept one file descriptor each for an
+    hour. The server closes such a connection after ``idle_timeout_seconds`` (75 s by
+    default), and answers a whole request on another connection meanwhile."""
+    from monitor.http_server import IDLE_TIMEOUT_SECONDS, HttpServer
+
+    assert IDLE_TIMEOUT_SECONDS <= 120
+    raw = {
+        "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+        "http": {"port": 0},
+        "state": {"path": "state.sqlite"},
+        "models": [{"name": "m"}],
+        "alerting": {"outbox_path": "outbox.sqlite"},
+    }
+    service = MonitorService(parse_config(raw, base_dir=tmp_path))
+    server = service.http
+    assert isinstance(server, HttpServer) and server.idle_timeout_seconds == IDLE_TIMEOUT_SECONDS
+    server.idle_timeout_seconds = 1.0
+    await server.start()
+    try:
+        assert server.bound_port is not None
+        silent = await asyncio.open_connection("127.0.0.1", server.bound_port)
+        slow = await asyncio.open_connection("127.0.0.1", server.bound_port)
+        slow[1].write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        closed = {}
+        while len(closed) < 2 and loop.time() - start < 10:
+            if "slow" not in closed:
+                try:
+                    slow[1].write(b"X-Trickle: 1\r\n")  # one header line at a time
+                    await slow[1].drain()
+                except ConnectionError:
+                    closed["slow"] = loop.time() - start
+            async with httpx.AsyncClient() as c:  # meanwhile, whole requests are answered
+                assert (await c.get(f"{server.url}/healthz")).status_code in (200, 503)
+            for name, (reader, _) in (("silent", silent), ("slow", slow)):
+                if name not in closed:
+                    try:
+                        if await asyncio.wait_for(reader.read(100), 0.2) == b"":
+                            closed[name] = loop.time() - start
+                    except TimeoutError:
+                        pass  # still open
+                    except ConnectionError:
+                        closed[name] = loop.time() - start
+        assert set(closed) == {"silent", "slow"}, closed
+        assert all(t < 5 for t in closed.values()), closed
+        for _, writer in (silent, slow):
+            writer.close()
+    finally:
+        await server.stop()
