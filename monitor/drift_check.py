@@ -148,7 +148,8 @@ class DriftResult:
 
         html = render_html(self.to_dict(), title=title)
         if path is not None:
-            Path(path).write_text(html, encoding="utf-8")
+            # Encoded before the file is opened: a failure leaves no truncated file behind.
+            Path(path).write_bytes(html.encode("utf-8"))
         return html
 
 

@@ -283,3 +283,18 @@ def test_a_lone_surrogate_in_a_file_is_refused_by_line_not_a_traceback(
     cur.write_text("\n".join(lines))
     assert main([*argv, "-o", str(out)]) in (EXIT_OK, EXIT_CHECK_FAILED)
     assert "\U0001f600" in out.read_text(encoding="utf-8")
+
+
+def test_the_python_api_writes_a_lone_surrogate_as_an_escape(tmp_path: Path) -> None:
+    """A str from Python may hold a lone surrogate (files refuse one by line): ``to_html``
+    died with ``UnicodeEncodeError`` and left an empty file. The page shows it escaped."""
+    rng = np.random.default_rng(5)
+    ref = [{"x": float(v), "c": "ab"[i % 2]} for i, v in enumerate(rng.normal(size=300))]
+    cur = [
+        {"x": float(v), "c": "x\ud800" if i % 3 else "a"}
+        for i, v in enumerate(rng.normal(size=300))
+    ]
+    out = tmp_path / "api.html"
+    DriftCheck(model="m").run(ref, cur).to_html(out)
+    text = out.read_text(encoding="utf-8")
+    assert "x\\ud800" in text

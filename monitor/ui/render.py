@@ -10,10 +10,11 @@ from typing import Any
 #: the Arabic letter mark, the Mongolian vowel separator, zero-width characters and the
 #: bidirectional marks, embeddings, overrides and isolates (U+200B-U+200F, U+202A-U+202E,
 #: U+2066-U+2069), the line and paragraph separators, word joiners and invisible operators
-#: (U+2060-U+206F), the byte-order mark, interlinear annotations and tag characters.
+#: (U+2060-U+206F), the byte-order mark, interlinear annotations and tag characters; and
+#: lone surrogates, which no UTF-8 page can hold (a str from the Python API may carry one).
 _INVISIBLE = re.compile(
     r"[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
-    r"\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
+    r"\ud800-\udfff\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
 )
 
 
@@ -27,6 +28,8 @@ def visible(text: str) -> str:
 
     >>> visible("bidi\u202eevil"), visible("m\u2028x"), visible("ok · é"), visible("\U000e0041")
     ('bidi\\u202eevil', 'm\\u2028x', 'ok · é', '\\U000e0041')
+    >>> visible("x\ud800"), visible("\U0001f600")
+    ('x\\ud800', '\U0001f600')
     """
     return _INVISIBLE.sub(_escape, text)
 
