@@ -370,7 +370,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.config:
         check = DriftCheck.from_config(_load_config(args.config), args.model)
     else:
-        check = DriftCheck(model=args.model or "model")
+        try:
+            check = DriftCheck(model=args.model or "model")
+        except ConfigError as exc:
+            args.subparser.error(f"--model: {'; '.join(exc.problems).removeprefix('model: ')}")
     result = check.run(args.reference, args.current)
     if args.output:
         try:

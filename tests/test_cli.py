@@ -423,3 +423,26 @@ def test_a_profile_output_that_cannot_be_written_names_it_and_leaves_nothing(
     assert run.returncode == EXIT_FAILURE
     assert "monitor: cannot write out.json: Is a directory" in run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "r.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [
+        ("A" * 201, "String should have at most 200 characters"),
+        ("\udcff", "Input should be a valid string"),  # argv byte 0xff
+    ],
+)
+def test_report_refuses_a_bad_model_name_as_usage(tmp_path: Path, model: str, why: str) -> None:
+    """A ``--model`` the config would refuse (too long; a byte that is not UTF-8 in argv)
+    died with pydantic's ``ValidationError`` traceback and exit 1."""
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps({"x": i}) for i in range(50)))
+    argv = [sys.executable, "-m", "monitor.cli", "report", "--reference", "r.jsonl"]
+    run = subprocess.run(
+        [*argv, "--current", "r.jsonl", "--model", model],
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    err = run.stderr.decode("utf-8", "replace")
+    assert run.returncode == EXIT_USAGE, err
+    assert "Traceback" not in err and f"error: --model: {why}" in err
