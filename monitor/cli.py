@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
+import os
 import signal
 import sys
 import textwrap
@@ -368,7 +370,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.config:
         check = DriftCheck.from_config(_load_config(args.config), args.model)
     else:
-        check = DriftCheck(model=args.model or "model")
+        try:
+            check = DriftCheck(model=args.model or "model")
+        except ConfigError as exc:
+            args.subparser.error(f"--model: {'; '.join(exc.problems).removeprefix('model: ')}")
     result = check.run(args.reference, args.current)
     if args.output:
         try:
@@ -753,11 +758,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What writing the standard output fails with when it cannot take more: a full disk or
+#: quota, an I/O error, a file too large. Each command turns its own files' write errors into
+#: a :class:`MonitorError` naming the file, so these are the standard output's.
+_STDOUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG})
+
+
+def _stdout_gone() -> None:
+    """Point the standard output at ``/dev/null``, so the interpreter's last flush at exit
+    cannot fail again (and print "Exception ignored ... BrokenPipeError")."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level or "INFO", args.log_format or "text")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (``monitor report --json - | head``): nothing to tell it.
+        _stdout_gone()
+        return EXIT_FAILURE
+    except OSError as exc:
+        if exc.errno not in _STDOUT_ERRNOS:
+            raise
+        print(f"monitor: cannot write to standard output: {exc.strerror}", file=sys.stderr)
+        _stdout_gone()
+        return EXIT_FAILURE
     except ConfigError as exc:
         path = (
             getattr(args, "config_file", None)

@@ -148,7 +148,8 @@ class DriftResult:
 
         html = render_html(self.to_dict(), title=title)
         if path is not None:
-            Path(path).write_text(html, encoding="utf-8")
+            # Encoded before the file is opened: a failure leaves no truncated file behind.
+            Path(path).write_bytes(html.encode("utf-8"))
         return html
 
 
@@ -162,9 +163,21 @@ class DriftCheck:
         *,
         model: str = "model",
     ) -> None:
+        from pydantic import ValidationError
+
         from monitor.config import LimitsConfig, ModelConfig, ModelDefaults, resolve_model
 
-        self.settings = settings or resolve_model(ModelConfig(name=model), ModelDefaults())
+        if settings is None:
+            try:
+                named = ModelConfig(name=model)
+            except ValidationError as exc:
+                # pydantic's error (a traceback from `monitor report --model`) translated
+                # here; the name itself is not repeated (it may not even be printable).
+                raise ConfigError(
+                    [f"model: {e['msg']}" for e in exc.errors(include_input=False)]
+                ) from None
+            settings = resolve_model(named, ModelDefaults())
+        self.settings = settings
         self.limits = limits or LimitsConfig()
 
     @classmethod

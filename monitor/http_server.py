@@ -102,12 +102,28 @@ class ServedService(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
+#: How long a connection may sit without a whole request before it is closed: idle before
+#: its first request, between keep-alive requests, or trickling a request's headers a byte
+#: at a time. aiohttp's default is 3630 s, so a client that opened connections and never
+#: finished a request (a crashed scraper, a half-open proxy, a slowloris) held a socket
+#: each for an hour. Above Prometheus' usual scrape intervals, so a scraper keeps its
+#: connection alive between scrapes.
+IDLE_TIMEOUT_SECONDS = 75.0
+
+
 class HttpServer:
     """aiohttp application around the service (anything that is a :class:`ServedService`)."""
 
     def __init__(
-        self, service: ServedService, host: str, port: int, admin_token: str | None
+        self,
+        service: ServedService,
+        host: str,
+        port: int,
+        admin_token: str | None,
+        *,
+        idle_timeout_seconds: float = IDLE_TIMEOUT_SECONDS,
     ) -> None:
+        self.idle_timeout_seconds = idle_timeout_seconds
         self.service = service
         self.host = host
         self.port = port
@@ -133,7 +149,10 @@ class HttpServer:
 
     async def start(self) -> None:
         self._runner = web.AppRunner(
-            self.app, access_log=None, logger=_ServerLog(self.bad_requests)
+            self.app,
+            access_log=None,
+            logger=_ServerLog(self.bad_requests),
+            keepalive_timeout=self.idle_timeout_seconds,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

@@ -15,6 +15,7 @@ Values are normalised the same way here and in the pipeline
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -466,11 +467,21 @@ class ReferenceProfile:
         )
 
     def save(self, path: str | Path) -> None:
+        """Write the profile to ``path`` whole or not at all (through ``path.tmp``).
+
+        An ``OSError`` names ``path``, and the temporary file is removed: a path that is a
+        folder left ``path.tmp`` behind, and the error blamed that file, not ``path``.
+        """
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        tmp.replace(p)
+        try:
+            tmp.write_text(self.to_json(), encoding="utf-8")
+            tmp.replace(p)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(p)) from exc
 
 
 def _bounded_sorted_sample(values: np.ndarray, max_sample: int) -> np.ndarray:
@@ -833,6 +844,11 @@ def iter_rows(
                         obj = json.loads(line)
                     except ValueError as exc:
                         raise ReferenceError_(f"{p}:{lineno}: not JSON: {exc}") from exc
+                    if _SURROGATE_ESCAPE.search(line) and (where := _lone_surrogate(obj)):
+                        raise ReferenceError_(
+                            f"{p}:{lineno}: {where} holds a lone UTF-16 surrogate escape "
+                            "(not a character; no UTF-8 file, page or log can hold it)"
+                        )
                     if not isinstance(obj, dict):
                         raise ReferenceError_(f"{p}:{lineno}: expected a JSON object")
                     if isinstance(obj.get("features"), dict):
@@ -900,6 +916,45 @@ def _refuse_repeated_columns(where: str, names: Sequence[str]) -> None:
                 "rename one"
             )
         first.setdefault(name, i)
+
+
+#: A ``\\uD800``-``\\uDFFF`` escape: the cheap test before :func:`_lone_surrogate` walks a row.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """Where in a parsed JSON row a string (key or value) holds a lone surrogate, or None.
+
+    JSON may escape one (``"\\ud800"``) and the stdlib parses it into a ``str`` that no
+    UTF-8 encoder takes: the report then died writing its HTML (an empty file left behind)
+    and the service would carry it into its checkpoint and ``/metrics``. The event decoder
+    refuses such events (``invalid_unicode``); a file's row is refused alike, by line.
+
+    >>> _lone_surrogate({"a": ["ok", "\\ud800"]}), _lone_surrogate({"a": "\\U0001f600"})
+    ("field 'a'", None)
+    """
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and not _encodes(item):
+                return f"field {shown(where)}" if where else "a value"
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if not _encodes(k):
+                    return f"a key ({shown(k)})"
+                stack.append((v, k if not where else f"{where}.{k}"))
+        elif isinstance(item, list):
+            stack.extend((v, where) for v in item)
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _utf8_lines(path: Path, lines: Iterable[bytes]) -> Iterator[str]:

@@ -1,6 +1,7 @@
 """HTTP API for silences, mounted on the service's aiohttp application.
 
-* ``GET /api/silences[?expired=true]``: list (no token needed: read-only);
+* ``GET /api/silences[?expired=true]``: list (no token needed: read-only); ``expired``
+  is ``true``/``false`` (or ``1``/``0``, ``yes``/``no``), anything else a 400;
 * ``POST /api/silences``: create; body ``{"matchers": {"model", "subject", "kind", "segment"},
   "starts_at"?, "ends_at" | "duration_seconds", "comment", "created_by"}`` with
   times as ISO 8601 or epoch seconds; 201 with the silence;
@@ -54,6 +55,9 @@ STATUS_OF: dict[type[Exception], int] = {
     ReadOnlySilence: 409,
 }
 
+#: The spellings ``?expired=`` takes (any case); anything else is a 400.
+FLAG_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
 #: Longest accepted credential; longer ones are refused before any comparison.
 MAX_TOKEN_CHARS = 1024
 #: Largest accepted request body (a silence is a few hundred bytes).
@@ -83,6 +87,14 @@ class _NewSilence(BaseModel):
     duration_seconds: float | None = Field(default=None, gt=0)
     comment: str = Field(default="", max_length=1000)
     created_by: str = Field(default="", max_length=200)
+
+    @field_validator("starts_at", "ends_at", "duration_seconds", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        """JSON ``true`` is no time: coerced, it silenced for one second, or from 1970."""
+        if isinstance(value, bool):
+            raise ValueError("a number or a time, not true or false")
+        return value
 
     @model_validator(mode="after")
     def _one_end(self) -> _NewSilence:
@@ -189,7 +201,11 @@ def register_routes(app: web.Application, service: AlertService, token: str | No
             raise InvalidSilence("body: not valid JSON") from exc
 
     async def list_silences(request: web.Request) -> web.Response:
-        expired = request.query.get("expired", "").lower() in ("1", "true", "yes")
+        flag = request.query.get("expired", "false").lower()
+        if flag not in FLAG_VALUES:
+            # ``expired=True1`` or ``expired=on`` listed the active ones only, silently.
+            return _error(400, "expired: give true or false")
+        expired = FLAG_VALUES[flag]
         items = service.list_silences(include_expired=expired)
         return web.json_response({"silences": [silence_json(s) for s in items]})
 

@@ -366,3 +366,83 @@ def test_only_run_promises_the_configs_log_level() -> None:
         assert "(default: INFO)" in text and "the config's log_level" not in text, argv
     text = " ".join(monitor("run", "--help").stdout.split())
     assert "(default: the config's log_level, INFO)" in text
+
+
+def _report_files(tmp_path: Path) -> list[str]:
+    # 40 columns: the JSON document (about 500 kB) is far larger than a pipe's buffer.
+    rows = "\n".join(
+        json.dumps({**{f"x{j}": (i * (j + 1)) % 97 for j in range(40)}, "c": "ab"[i % 2]})
+        for i in range(400)
+    )
+    (tmp_path / "r.jsonl").write_text(rows)
+    return ["report", "--reference", "r.jsonl", "--current", "r.jsonl", "--json", "-"]
+
+
+def test_a_full_standard_output_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """``--json -`` into a full disk (``/dev/full``) died with an ``OSError`` traceback."""
+    with open("/dev/full", "w") as full:
+        run = subprocess.run(
+            [sys.executable, "-m", "monitor.cli", *_report_files(tmp_path)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+    assert run.returncode == EXIT_FAILURE
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr
+    assert "monitor: cannot write to standard output: No space left on device" in run.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``monitor report --json - | head -c 10`` died with a ``BrokenPipeError`` traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", *_report_files(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(1) == b"{"
+    proc.stdout.close()  # the reader leaves after one byte of a large document
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == EXIT_FAILURE
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_a_profile_output_that_cannot_be_written_names_it_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """``--output`` naming a folder said "cannot write out.json.tmp" and left that file."""
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps({"x": i}) for i in range(50)))
+    (tmp_path / "out.json").mkdir()
+    run = monitor(
+        "reference", "build", "--model", "m", "--input", "r.jsonl", "--output", "out.json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == EXIT_FAILURE
+    assert "monitor: cannot write out.json: Is a directory" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "r.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [
+        ("A" * 201, "String should have at most 200 characters"),
+        ("\udcff", "Input should be a valid string"),  # argv byte 0xff
+    ],
+)
+def test_report_refuses_a_bad_model_name_as_usage(tmp_path: Path, model: str, why: str) -> None:
+    """A ``--model`` the config would refuse (too long; a byte that is not UTF-8 in argv)
+    died with pydantic's ``ValidationError`` traceback and exit 1."""
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps({"x": i}) for i in range(50)))
+    argv = [sys.executable, "-m", "monitor.cli", "report", "--reference", "r.jsonl"]
+    run = subprocess.run(
+        [*argv, "--current", "r.jsonl", "--model", model],
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    err = run.stderr.decode("utf-8", "replace")
+    assert run.returncode == EXIT_USAGE, err
+    assert "Traceback" not in err and f"error: --model: {why}" in err

@@ -260,3 +260,41 @@ def test_python_api_accepts_pandas_polars_and_parquet(tmp_path: Path) -> None:
         )
         == EXIT_CHECK_FAILED
     )
+
+
+def test_a_lone_surrogate_in_a_file_is_refused_by_line_not_a_traceback(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON may escape a lone surrogate; the report died writing its HTML on one (a
+    ``UnicodeEncodeError`` traceback, exit 1, an empty HTML file left behind)."""
+    cur = tmp_path / "cur.jsonl"
+    lines = files["cur_jsonl"].read_text().splitlines()
+    lines[2] = lines[2].replace('"plan":"', '"plan":"\\ud800', 1)  # a JSON escape, as sent
+    assert "\\ud800" in lines[2]
+    cur.write_text("\n".join(lines))
+    out = tmp_path / "report.html"
+    argv = ["report", "--reference", str(files["ref_csv"]), "--current", str(cur)]
+    assert main([*argv, "-o", str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"{cur}:3: field 'plan' holds a lone UTF-16 surrogate escape" in err
+    assert not out.exists()
+    # A valid pair is one character and stays accepted.
+    lines[2] = lines[2].replace("\\ud800", "\\ud83d\\ude00")
+    cur.write_text("\n".join(lines))
+    assert main([*argv, "-o", str(out)]) in (EXIT_OK, EXIT_CHECK_FAILED)
+    assert "\U0001f600" in out.read_text(encoding="utf-8")
+
+
+def test_the_python_api_writes_a_lone_surrogate_as_an_escape(tmp_path: Path) -> None:
+    """A str from Python may hold a lone surrogate (files refuse one by line): ``to_html``
+    died with ``UnicodeEncodeError`` and left an empty file. The page shows it escaped."""
+    rng = np.random.default_rng(5)
+    ref = [{"x": float(v), "c": "ab"[i % 2]} for i, v in enumerate(rng.normal(size=300))]
+    cur = [
+        {"x": float(v), "c": "x\ud800" if i % 3 else "a"}
+        for i, v in enumerate(rng.normal(size=300))
+    ]
+    out = tmp_path / "api.html"
+    DriftCheck(model="m").run(ref, cur).to_html(out)
+    text = out.read_text(encoding="utf-8")
+    assert "x\\ud800" in text

@@ -264,24 +264,35 @@ class UiRoutes:
     # -- API --------------------------------------------------------------------------
 
     async def api_ui(self, request: web.Request) -> web.Response:
+        check_query(request)
         return web.json_response(self._ui())
 
     async def api_overview(self, request: web.Request) -> web.Response:
+        check_query(request)
         return web.json_response(overview(self.service))
 
     async def api_model(self, request: web.Request) -> web.Response:
+        check_query(request, "name")
         return web.json_response(self._model(request))
 
     async def api_feature(self, request: web.Request) -> web.Response:
+        check_query(request, "model", "name")
         return web.json_response(self._feature(request))
 
     # -- pages ------------------------------------------------------------------------
 
-    def _page(self, template: str, title: str, data: dict[str, Any]) -> web.Response:
+    def _page(
+        self, template: str, title: str, data: dict[str, Any], status: int = 200
+    ) -> web.Response:
         body = self._env.get_template(template).render(
             title=title, data=data, ui=self._ui(), fmt=fmt, standalone=False
         )
-        return web.Response(text=body, content_type="text/html", charset="utf-8")
+        return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+    def _missing(self, what: str | None) -> web.Response:
+        """The "nothing here" page, as a 404: a 200 told link checkers, scripts polling a
+        page and monitoring probes that a model or feature name that is wrong was fine."""
+        return self._page("missing.html", "Not found", {"what": what}, status=404)
 
     async def page_overview(self, request: web.Request) -> web.Response:
         return self._page("overview.html", "Models", overview(self.service))
@@ -290,14 +301,14 @@ class UiRoutes:
         try:
             data = self._model(request)
         except web.HTTPNotFound:
-            return self._page("missing.html", "Not found", {"what": request.query.get("name")})
+            return self._missing(request.query.get("name"))
         return self._page("model.html", data["model"], data)
 
     async def page_feature(self, request: web.Request) -> web.Response:
         try:
             data = self._feature(request)
         except web.HTTPNotFound:
-            return self._page("missing.html", "Not found", {"what": request.query.get("name")})
+            return self._missing(request.query.get("name"))
         return self._page("feature.html", data["feature"], data)
 
     async def page_silences(self, request: web.Request) -> web.Response:
@@ -314,6 +325,25 @@ class UiRoutes:
         return web.FileResponse(
             path, headers={"Content-Type": content_type, "Cache-Control": "max-age=300"}
         )
+
+
+def check_query(request: web.Request, *takes: str) -> None:
+    """A 400 naming the parameter when the query has one the endpoint does not take, or one
+    twice. Silently ignored, ``/api/overview?model=m`` answered every model as if filtered,
+    ``/api/feature?model=m&feature=x`` said there is no column ``''``, and
+    ``?name=a&name=b`` answered for ``a`` alone."""
+    for key in request.query:
+        if key not in takes:
+            also = f"takes {', '.join(takes)}" if takes else "takes none"
+            raise _bad_request(f"unknown query parameter {key[:40]!a} ({also})")
+        if len(request.query.getall(key)) > 1:
+            raise _bad_request(f"query parameter {key} given more than once")
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(
+        text=f'{{"error": {_json_str(message)}}}', content_type="application/json"
+    )
 
 
 def _not_found(message: str) -> web.HTTPNotFound:

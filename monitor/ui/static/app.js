@@ -16,8 +16,18 @@
     return Math.max(200, Math.floor((el && el.clientWidth) || fallback));
   }
 
+  // Invisible and reordering characters (bidi overrides, zero-width, line separators) shown
+  // as escapes, as the pages show them (monitor/ui/render.py, visible): names are hostile.
+  const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]|\udb40[\udc00-\udc7f]/g;
+  function visible(text) {
+    return String(text).replace(INVISIBLE, (c) =>
+      c.length > 1
+        ? "\\U" + c.codePointAt(0).toString(16).padStart(8, "0")
+        : "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  }
+
   function short(text, n) {
-    text = String(text);
+    text = visible(text);
     return text.length > n ? text.slice(0, n - 1) + "…" : text;
   }
 
