@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,13 @@ class Outbox:
         self._closed = False
         self._instance = instance if instance is not None else secrets.token_hex(8)
         self._superseded: list[str] = []
+        # Writes run on the alert service's database thread, while a few (runtime silences,
+        # the alerts-topic hand-off) still come from the event loop's: two transactions on
+        # one connection must not interleave (the second BEGIN fails, or its statements
+        # join the first's transaction). Reads take no lock: SQLite serialises the calls on
+        # a connection (``sqlite3.threadsafety == 3``), and a read inside another thread's
+        # transaction only sees what that transaction wrote.
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, path: str | Path) -> Outbox:
@@ -119,6 +127,11 @@ class Outbox:
     def connection(self) -> sqlite3.Connection:
         """The underlying connection (shared with the silence store)."""
         return self._conn
+
+    @property
+    def write_lock(self) -> threading.RLock:
+        """Held around every write of this connection (the silence store writes under it)."""
+        return self._lock
 
     # -- writing -------------------------------------------------------------------------
 
@@ -501,9 +514,10 @@ class Outbox:
 
     def close(self) -> None:
         """Close the connection if this outbox opened it; idempotent."""
-        if not self._closed and self._owns:
-            self._conn.close()
-        self._closed = True
+        with self._lock:
+            if not self._closed and self._owns:
+                self._conn.close()
+            self._closed = True
 
     def _update(self, sql: str, params: tuple[object, ...] | dict[str, object]) -> None:
         try:
@@ -513,20 +527,30 @@ class Outbox:
             raise StateError(f"outbox update failed: {exc}") from exc
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._conn)
+        return _Transaction(self._conn, self._lock)
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit
+    connection, holding the outbox's write lock throughout (one transaction at a time)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
         self._conn = conn
+        self._lock = lock
 
     def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        try:
+            self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self._lock.release()
 
 
 __all__ = ["Outbox", "OutboxRow", "UnwritableOutboxError"]
