@@ -51,7 +51,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -62,6 +62,7 @@ from monitor.alerting.backoff import Backoff
 from monitor.alerting.config import DeliveryConfig
 from monitor.alerting.notification import printable
 from monitor.alerting.outbox import Outbox, OutboxRow, UnwritableOutboxError
+from monitor.alerting.page_cap import PageCap
 from monitor.alerting.receiver import Receiver, redact, secret_forms
 from monitor.clock import Clock
 from monitor.errors import (
@@ -114,12 +115,18 @@ class Dispatcher:
         secrets: Iterable[str] = (),
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         database: Executor | None = None,
+        page_caps: Mapping[str, PageCap] | None = None,
+        summary_interval: float = 0.0,
     ) -> None:
         """``secrets``: every configured secret value; redacted from whatever is logged or
         stored, as a second line of defence behind each receiver's own redaction.
         ``lease_seconds``: see :data:`DEFAULT_LEASE_SECONDS` (timed by ``clock.time()``).
         ``database``: the executor (one thread) the outbox is used on; None: the loop's
-        own thread (a dispatcher built alone, in tests)."""
+        own thread (a dispatcher built alone, in tests). ``page_caps``: the receivers whose
+        folded incidents this dispatcher summarises (:meth:`Outbox.summarise`), at most once
+        per ``summary_interval`` (``group_interval_seconds``)."""
+        self._caps = dict(page_caps or {})
+        self._summary_interval = summary_interval
         self._outbox = outbox
         self._database = database
         self._receivers = receivers
@@ -200,9 +207,12 @@ class Dispatcher:
             try:
                 await self._record_outcomes()
                 await self._renew_claims(now)
+                summary_due = await self._summarise(now)
                 launched = await self._launch_due(now)
                 await self._refresh_gauges(now)
                 next_due = await self._db(self._outbox.next_due_at, self._busy())
+                if summary_due is not None:
+                    next_due = summary_due if next_due is None else min(next_due, summary_due)
             except Exception as exc:  # a broken database must not kill delivery silently
                 self._outbox_failed(exc)
                 launched, next_due = 0, None
@@ -232,6 +242,24 @@ class Dispatcher:
             return fn(*args)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._database, partial(fn, *args))
+
+    async def _summarise(self, now: float) -> float | None:
+        """Enqueue the summaries of folded incidents that are due; when the next one is."""
+        due: float | None = None
+        deadline = now + self._delivery.deadline_seconds
+        for name in self._caps:
+            at = await self._db(
+                partial(
+                    self._outbox.summarise,
+                    name,
+                    now=now,
+                    interval=self._summary_interval,
+                    deadline_at=deadline,
+                )
+            )
+            if at is not None:
+                due = at if due is None else min(due, at)
+        return due
 
     async def _launch_due(self, now: float) -> int:
         launched = 0
@@ -320,9 +348,9 @@ class Dispatcher:
             await self._on_retryable(row, exc)
         except PermanentDeliveryError as exc:
             text = self._redact(str(exc))
-            await self._record(
-                row.id, partial(self._outbox.mark_dead, row.id, self._clock.time(), text)
-            )
+            dead_at = self._clock.time()
+            # Counted and logged before the outcome is stored (on the database thread): by
+            # the time the outbox shows the outcome, the metrics do.
             self._metrics.count(name, "failed")
             self._failed(name, exc, attempt, text, announce=False)
             log.warning(
@@ -330,6 +358,7 @@ class Dispatcher:
                 "%s is dead-lettered in the outbox: %s",
                 name, describe(exc), attempt, n.action, n.idempotency_key, printable(n.model), text,
             )  # fmt: skip
+            await self._record(row.id, partial(self._outbox.mark_dead, row.id, dead_at, text))
         except asyncio.CancelledError:
             # stop(): the row stays pending, free for the next run (here or another instance).
             # Not awaited (this task is being cancelled): the owner of the database thread
@@ -347,7 +376,6 @@ class Dispatcher:
             await self._on_retryable(row, error)
         else:
             now = self._clock.time()
-            await self._record(row.id, partial(self._outbox.mark_delivered, row.id, now))
             self._metrics.count(name, "delivered")
             self._metrics.delivery_seconds.labels(receiver=name).observe(
                 max(0.0, now - row.enqueued_at)
@@ -357,6 +385,7 @@ class Dispatcher:
                 "alert delivered to %s: %s %s of model %s (attempt %d)",
                 name, n.action, n.idempotency_key, printable(n.model), attempt,
             )  # fmt: skip
+            await self._record(row.id, partial(self._outbox.mark_delivered, row.id, now))
         finally:
             self._inflight.pop(row.id, None)
             self._inflight_by_receiver[name] -= 1
@@ -373,7 +402,6 @@ class Dispatcher:
         max_attempts = self._delivery.max_attempts
         if now >= row.deadline_at or (max_attempts is not None and attempts >= max_attempts):
             given_up = f"gave up after {attempts} attempts: {text}"
-            await self._record(row.id, partial(self._outbox.mark_dead, row.id, now, given_up))
             self._metrics.count(name, "dead")
             self._failed(name, exc, attempts, text, announce=False)
             why = "deadline passed" if now >= row.deadline_at else "attempts exhausted"
@@ -382,16 +410,17 @@ class Dispatcher:
                 "model %s is dead-lettered in the outbox",
                 name, attempts, why, describe(exc), n.action, n.idempotency_key, printable(n.model),
             )  # fmt: skip
+            await self._record(row.id, partial(self._outbox.mark_dead, row.id, now, given_up))
             return
         delay = self._backoff.delay(attempts, self._rng)
         if exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, self._delivery.max_retry_after_seconds))
         next_at = min(now + delay, row.deadline_at)
+        self._metrics.count(name, "retried")
+        self._failed(name, exc, attempts, text, retry_in=next_at - now)
         await self._record(
             row.id, partial(self._outbox.mark_failed, row.id, next_attempt_at=next_at, error=text)
         )
-        self._metrics.count(name, "retried")
-        self._failed(name, exc, attempts, text, retry_in=next_at - now)
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secret_forms)

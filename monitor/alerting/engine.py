@@ -61,6 +61,7 @@ from monitor.alerting.notification import (
     printable,
 )
 from monitor.alerting.outbox import Outbox
+from monitor.alerting.page_cap import PageCap
 from monitor.alerting.policy import (
     STATE_VERSION,
     AlertAction,
@@ -311,6 +312,10 @@ class AlertService:
         self._pending_import: dict[str, ModelAlertState] = {}
         self._static_silences = from_config(config.silences)
         self._pacing = Pacing(config.group_wait_seconds, config.group_interval_seconds)
+        self._page_caps = {
+            name: PageCap(c.max_incidents, c.window_seconds, c.summary_wait_seconds)
+            for name, c in config.page_caps().items()
+        }
         self._outbox: Outbox | None = None
         self._silences: SilenceStore | None = None
         self._client: httpx.AsyncClient | None = None
@@ -328,7 +333,9 @@ class AlertService:
         """Open the outbox, restore alert state and runtime silences, start delivering."""
         if self._lifecycle != "new":
             raise ServiceStateError(f"AlertService cannot start from state {self._lifecycle!r}")
-        outbox = await asyncio.to_thread(Outbox.open, self._outbox_path)
+        outbox = await asyncio.to_thread(
+            partial(Outbox.open, self._outbox_path, page_caps=self._page_caps)
+        )
         try:
             self._silences = SilenceStore(
                 outbox.connection, self._static_silences, lock=outbox.write_lock
@@ -372,6 +379,8 @@ class AlertService:
             poll_interval=self._poll_interval,
             secrets=self._secrets,
             database=self._database,
+            page_caps=self._page_caps,
+            summary_interval=self._config.group_interval_seconds,
         )
         self._lifecycle = "running"
         for state in self._states.values():
@@ -543,6 +552,7 @@ class AlertService:
         self._saved.update(pending.changed)
         for receiver, outcome in pending.counts:
             self._metrics.count(receiver, outcome)
+        self._count_folded()
         for action, targets, start in pending.spans:
             # A replayed evaluation (after a restart) re-decides what the outbox already
             # holds: log only what is new, so each incident action is told once.
@@ -590,10 +600,28 @@ class AlertService:
         inserted = outbox.commit_evaluation(
             known, now=wall, deadline_at=wall + self._config.delivery.deadline_seconds
         )
+        self._count_folded()
         if any(inserted) and self._dispatcher is not None:
             self._dispatcher.wake()
         new = iter(inserted)
         return [next(new) if r in self._config.receivers else False for r, _ in items]
+
+    def _count_folded(self) -> None:
+        """Count (and log, once per enqueue) what the receivers' page caps folded."""
+        if self._outbox is None:
+            return
+        new_incidents: dict[str, int] = {}
+        for receiver, reason in self._outbox.take_folded():
+            self._metrics.suppress(receiver, reason)
+            if reason == "page_cap":
+                new_incidents[receiver] = new_incidents.get(receiver, 0) + 1
+        for receiver, n in new_incidents.items():
+            log.info(
+                "page cap of %s reached: %d new incident(s) folded into its next summary "
+                "(recorded in the outbox, not paged on their own)",
+                receiver,
+                n,
+            )
 
     def withdraw(self, keys: Iterable[tuple[str, str]]) -> int:
         """Take back the pending deliveries of these (receiver, idempotency key) pairs that
