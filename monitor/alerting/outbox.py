@@ -430,10 +430,13 @@ class Outbox:
         try:
             with self._transaction():
                 for receiver, key in set(keys):
+                    # A row this instance holds a claim on is in its dispatcher's hands: being
+                    # sent, or claimed on the database thread a moment before the loop starts
+                    # sending it (not yet in ``exclude``).
                     rows = self._conn.execute(
                         "SELECT id FROM outbox WHERE receiver=? AND idempotency_key=? "
-                        "AND state='pending'",
-                        (receiver, key),
+                        "AND state='pending' AND (claimed_by IS NULL OR claimed_by != ?)",
+                        (receiver, key, self._instance),
                     ).fetchall()
                     for (row_id,) in rows:
                         if row_id not in skip:
