@@ -600,6 +600,28 @@ class AlertService:
         inserted = outbox.commit_evaluation(
             known, now=wall, deadline_at=wall + self._config.delivery.deadline_seconds
         )
+        return self._handed_off(items, inserted)
+
+    async def hand_off_async(self, items: Sequence[tuple[str, Notification]]) -> list[bool]:
+        """:meth:`hand_off`, with the outbox write on the database thread (as
+        :meth:`submit_async`): a write waiting for another process's lock on the file does
+        not stall the event loop, where the alerts-topic consumer and the main one run."""
+        outbox, _ = self._running()
+        known = [(r, n) for r, n in items if r in self._config.receivers]
+        wall = self._clock.time()
+        inserted = await self._in_database(
+            partial(
+                outbox.commit_evaluation,
+                known,
+                now=wall,
+                deadline_at=wall + self._config.delivery.deadline_seconds,
+            )
+        )
+        return self._handed_off(items, inserted)
+
+    def _handed_off(
+        self, items: Sequence[tuple[str, Notification]], inserted: list[bool]
+    ) -> list[bool]:
         self._count_folded()
         if any(inserted) and self._dispatcher is not None:
             self._dispatcher.wake()
