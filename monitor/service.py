@@ -1162,8 +1162,10 @@ class MonitorService:
     async def _submit_alerts(self, evaluations: list[Evaluation]) -> bool:
         """Submit each evaluation's signals to the alert engine, retrying a failed outbox write.
 
-        The outbox write (SQLite, on the loop) fails when another process holds the file's
-        lock past the busy timeout (a backup, an operator's ``sqlite3``, a second monitor),
+        The outbox write (SQLite, on the alert service's database thread, so that a held lock
+        on the file waits there, not on the loop: :meth:`AlertService.submit_async`) fails
+        when another process holds the file's lock past the busy timeout (a backup, an
+        operator's ``sqlite3``, a second monitor),
         when the disk is full, on an I/O error. That used to leave the batch half-applied,
         mark the state unsafe and end the service: a crash loop under a supervisor. Now the
         failed evaluation and those after it are tried again with backoff (1 s doubling to
@@ -1180,7 +1182,7 @@ class MonitorService:
         while i < len(evaluations):
             ev = evaluations[i]
             try:
-                self.alerts.submit(ev.context, ev.signals)
+                await self.alerts.submit_async(ev.context, ev.signals)
             except StateError as exc:
                 self._outbox_failed(exc, delay)
                 if self._stopping.is_set():

@@ -274,7 +274,13 @@ IO_LIBRARIES = ("aiokafka", "aiohttp", "httpx", "sqlite3", "prometheus_client")
 
 @pytest.mark.parametrize(
     "module",
-    ["monitor.alerting.policy", "monitor.model_monitor", "monitor.drift", "monitor.signals"],
+    [
+        "monitor.alerting.policy",
+        "monitor.alerting.page_cap",
+        "monitor.model_monitor",
+        "monitor.drift",
+        "monitor.signals",
+    ],
 )
 def test_importing_a_core_module_loads_no_io_library(module: str) -> None:
     """At run time too: what a package ``__init__`` imports is loaded with the module."""

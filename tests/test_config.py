@@ -577,7 +577,7 @@ def test_binary_only_performance_settings_are_refused_for_other_tasks(
         ),
         (
             "alerting: {receivers: {p: {type: pagerduty, routing_key: k, zzz: 1}}}",
-            "alerting.receivers.p.pagerduty.zzz: {}; the keys here are: routing_key, "
+            "alerting.receivers.p.pagerduty.zzz: {}; the keys here are: page_cap, routing_key, "
             "timeout_seconds, type, url",
         ),
     ],

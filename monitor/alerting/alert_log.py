@@ -201,7 +201,7 @@ class AlertLogConsumer:
             try:
                 batches = await self._consumer.getmany(timeout_ms=self._poll_ms)
                 for tp, records in batches.items():
-                    self._hand_off(tp, records)
+                    await self._hand_off(tp, records)
                 await self._commit_finished()
             except asyncio.CancelledError:
                 raise
@@ -262,35 +262,50 @@ class AlertLogConsumer:
         """The deliveries of the uncommitted records of ``tps`` handed off here."""
         return {k for tp in tps for _, keys in self._inflight.get(tp, ()) for k in keys}
 
-    def _hand_off(
+    async def _hand_off(
         self, tp: TopicPartition, records: Iterable[ConsumerRecord[bytes, bytes]]
     ) -> None:
+        """Put one poll's records of ``tp`` in the outbox, in one write on the database
+        thread (a locked outbox file stalled the event loop here), then queue them for the
+        commit. A failed write queues nothing and seeks back to the first record: read
+        again, nothing committed past it."""
         queue = self._inflight.setdefault(tp, deque())
+        decoded: list[tuple[int, tuple[str, Notification] | MonitorError]] = []
         for r in records:
-            offset = r.offset
-            if queue and offset <= queue[-1][0]:
+            if queue and r.offset <= queue[-1][0]:
                 continue  # fetched again after a reassignment: already handed off here
             try:
-                receiver, notification = decode_record(r.value)
+                decoded.append((r.offset, decode_record(r.value)))
             except MonitorError as exc:
+                decoded.append((r.offset, exc))
+        if not decoded:
+            return
+        items = [d for _, d in decoded if not isinstance(d, MonitorError)]
+        try:
+            new = iter(await self._alerts.hand_off_async(items) if items else [])
+        except MonitorError:
+            assert self._consumer is not None
+            self._consumer.seek(tp, decoded[0][0])
+            raise
+        if self._inflight.get(tp) is not queue:
+            # The partition was handed over while the write ran: its next owner delivers
+            # these records (uncommitted here); take back what this outbox has not started.
+            self._alerts.withdraw({(r, n.idempotency_key) for r, n in items})
+            return
+        for offset, d in decoded:
+            if isinstance(d, MonitorError):
                 self._metrics.records.labels("invalid").inc()
                 self._log_bad.warning(
-                    "skipping alert record %s/%d@%d: %s", tp.topic, tp.partition, offset, exc
+                    "skipping alert record %s/%d@%d: %s", tp.topic, tp.partition, offset, d
                 )
                 queue.append((offset, set()))
                 continue
-            try:
-                (new,) = self._alerts.hand_off([(receiver, notification)])
-            except MonitorError:
-                # Not in the outbox: read it again from here (nothing after it is queued, so
-                # no commit passes it).
-                assert self._consumer is not None
-                self._consumer.seek(tp, offset)
-                raise
+            receiver, notification = d
+            inserted = next(new)
             if receiver not in self._alerts.receivers:
                 outcome = "unknown_receiver"
             else:
-                outcome = "handed_off" if new else "duplicate"
+                outcome = "handed_off" if inserted else "duplicate"
             self._metrics.records.labels(outcome).inc()
             known = outcome != "unknown_receiver"
             queue.append((offset, {(receiver, notification.idempotency_key)} if known else set()))

@@ -16,6 +16,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 #: by a silence; ``suppressed`` withheld by policy (retrain min interval).
 OUTCOMES = ("delivered", "retried", "failed", "dead", "silenced", "suppressed", "superseded")
 
+#: Why a notification was not sent on its own (``monitor_alert_notifications_suppressed_total``):
+#: see :data:`monitor.alerting.outbox.SUPPRESSED_REASONS` (the same, kept here so the metrics
+#: import no database module).
+SUPPRESSED_REASONS = ("page_cap", "folded_incident")
+
 #: Why a delivery attempt failed (``monitor_notification_failures_total{reason}``): see
 #: :class:`~monitor.errors.DeliveryError`. Anything else is counted as ``error``.
 FAILURE_REASONS = (
@@ -70,6 +75,14 @@ class AlertMetrics:
             "Dispatcher passes that could not read or update the outbox database.",
             registry=registry,
         )
+        self.suppressed = Counter(
+            "monitor_alert_notifications_suppressed",
+            "Notifications not sent on their own per receiver and reason: 'page_cap' a new "
+            "incident past the receiver's page cap (folded into its next summary), "
+            "'folded_incident' a later notification of such an incident.",
+            ["receiver", "reason"],
+            registry=registry,
+        )
         self.alerts_firing = Gauge(
             "monitor_alerts_firing",
             "Firing alert signals per model and severity.",
@@ -83,9 +96,15 @@ class AlertMetrics:
             self.outbox_depth.labels(receiver=r).set(0)
             for reason in FAILURE_REASONS:
                 self.failures.labels(receiver=r, reason=reason)
+            for reason in SUPPRESSED_REASONS:
+                self.suppressed.labels(receiver=r, reason=reason)
 
     def count(self, receiver: str, outcome: str, n: int = 1) -> None:
         self.notifications.labels(receiver=receiver, outcome=outcome).inc(n)
+
+    def suppress(self, receiver: str, reason: str) -> None:
+        """Count one notification the page cap folded (``reason`` one of SUPPRESSED_REASONS)."""
+        self.suppressed.labels(receiver=receiver, reason=reason).inc()
 
     def failure(self, receiver: str, reason: str) -> None:
         """Count one failed attempt; an unknown reason is counted as ``error`` (bounded)."""
@@ -93,4 +112,4 @@ class AlertMetrics:
         self.failures.labels(receiver=receiver, reason=label).inc()
 
 
-__all__ = ["FAILURE_REASONS", "OUTCOMES", "AlertMetrics"]
+__all__ = ["FAILURE_REASONS", "OUTCOMES", "SUPPRESSED_REASONS", "AlertMetrics"]

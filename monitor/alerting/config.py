@@ -30,6 +30,7 @@ Example (YAML)::
         oncall:
           type: pagerduty
           routing_key: ${PD_ROUTING_KEY}
+          page_cap: {max_incidents: 5}       # then one summary of the rest (per hour)
         alertmanager:
           type: alertmanager
           url: http://alertmanager:9093          # POST /api/v2/alerts
@@ -258,6 +259,49 @@ class _Receiver(BaseModel):
         return value
 
 
+class PageCapConfig(_Strict):
+    """Storm control for one receiver (:mod:`monitor.alerting.page_cap`): at most
+    ``max_incidents`` new incidents paged on their own per ``window_seconds``; the rest are
+    folded into one summary, sent ``summary_wait_seconds`` after the first of them and then
+    at most once per ``alerting.group_interval_seconds``.
+
+    No default cap: a cap withholds individual pages, and only the operator knows how many
+    incidents at once their on-call can act on (and whether a critical model may wait in a
+    summary). Ten an hour is a reasonable start for a pager; a chat channel needs none.
+    """
+
+    max_incidents: int = Field(
+        ge=1,
+        le=10_000,
+        description="New incidents paged on their own per window; past it they are folded "
+        "into a summary.",
+    )
+    window_seconds: float = Field(
+        default=3600.0,
+        ge=60,
+        le=7 * 86400,
+        description="The sliding window the cap counts in (wall clock).",
+    )
+    summary_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="How long a summary gathers folded incidents after the first (the rest of "
+        "the storm); later summaries at most once per alerting.group_interval_seconds.",
+    )
+
+    @field_validator("max_incidents", "window_seconds", "summary_wait_seconds", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_boolean_number(cls, value, info)
+
+
+_PAGE_CAP_DESCRIPTION = (
+    "Storm control: at most max_incidents new incidents paged on their own per window_seconds, "
+    "the rest folded into one summary. None (default): no cap."
+)
+
+
 class WebhookReceiverConfig(_Receiver):
     """A generic JSON webhook, signed per the Standard Webhooks spec when a secret is set."""
 
@@ -276,6 +320,7 @@ class WebhookReceiverConfig(_Receiver):
         description="Wrap the alert in a CloudEvents 1.0 structured-mode envelope.",
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+    page_cap: PageCapConfig | None = Field(default=None, description=_PAGE_CAP_DESCRIPTION)
 
     @field_validator("signing_secret")
     @classmethod
@@ -297,6 +342,7 @@ class SlackReceiverConfig(_Receiver):
         description="The incoming-webhook URL Slack issued (a secret: it grants posting)."
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+    page_cap: PageCapConfig | None = Field(default=None, description=_PAGE_CAP_DESCRIPTION)
 
 
 class PagerDutyReceiverConfig(_Receiver):
@@ -311,6 +357,7 @@ class PagerDutyReceiverConfig(_Receiver):
         description="Events API endpoint; overridden in tests by a local URL.",
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+    page_cap: PageCapConfig | None = Field(default=None, description=_PAGE_CAP_DESCRIPTION)
 
 
 class RetrainReceiverConfig(_Receiver):
@@ -335,6 +382,16 @@ class RetrainReceiverConfig(_Receiver):
         "already set Authorization.",
     )
     timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request timeout.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_page_cap(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "page_cap" in data:
+            raise ValueError(
+                "page_cap: a retraining trigger is never capped (retrain_policy sends one per "
+                "incident; min_interval_seconds rate-limits it)"
+            )
+        return data
 
 
 class AlertmanagerReceiverConfig(_Receiver):
@@ -365,6 +422,16 @@ class AlertmanagerReceiverConfig(_Receiver):
         "the rules' repeat_interval_seconds.",
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per-request timeout.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_page_cap(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "page_cap" in data:
+            raise ValueError(
+                "page_cap: Alertmanager groups and paces its notifications itself (its route's "
+                "group_by, group_interval and its receivers' limits); set them there"
+            )
+        return data
 
 
 ReceiverConfig = Annotated[
@@ -692,6 +759,15 @@ class AlertingConfig(BaseModel):
                     problems.append(
                         f"routes[{i}]: {name!r} is a retrain receiver; use retrain_policy"
                     )
+        retention = self.delivery.retention_seconds
+        for name, cap in self.page_caps().items():
+            if cap.window_seconds > retention:
+                # The cap counts the receiver's rows of the window; purged rows count nothing.
+                problems.append(
+                    f"receivers[{name!r}].page_cap.window_seconds ({cap.window_seconds:g}) must "
+                    f"be <= delivery.retention_seconds ({retention:g}): the outbox rows the "
+                    "cap counts are kept that long"
+                )
         if self.retrain_policy is not None:
             target = self.receivers.get(self.retrain_policy.receiver)
             if target is None or target.type != "retrain":
@@ -721,6 +797,14 @@ class AlertingConfig(BaseModel):
             raise ValueError("; ".join(problems))
         return self
 
+    def page_caps(self) -> dict[str, PageCapConfig]:
+        """The receivers with a ``page_cap``, and their caps."""
+        return {
+            name: cap
+            for name, r in self.receivers.items()
+            if (cap := getattr(r, "page_cap", None)) is not None
+        }
+
     def alert_receivers(self) -> list[str]:
         """Receivers that take alert notifications (every type except retrain)."""
         return [n for n, r in self.receivers.items() if r.type != "retrain"]
@@ -748,6 +832,7 @@ __all__ = [
     "AlertingConfig",
     "AlertmanagerReceiverConfig",
     "DeliveryConfig",
+    "PageCapConfig",
     "PagerDutyReceiverConfig",
     "ReceiverConfig",
     "RetrainPolicy",

@@ -36,6 +36,10 @@
 * A stale ``update`` or ``repeat`` (a later update or repeat of its incident waits behind
   it for the same receiver, as after an outage) is not sent but superseded by the outbox when
   its turn comes, and counted (``monitor_notifications_total{outcome="superseded"}``).
+* The outbox is read and written on the alert service's database thread (``database``),
+  never on the event loop: a write waits for another process's lock on the file (SQLite's
+  busy timeout, 5 s), and on the loop that wait stalled Kafka heartbeats and fetches, the
+  HTTP server and every other delivery. The loop only awaits the result.
 * ``stop(grace)`` keeps delivering what is due for up to ``grace`` seconds,
   then cancels in-flight requests; their rows stay pending and are sent by
   the next run (at-least-once: the receiver may see the same id twice).
@@ -47,15 +51,18 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, TypeVar
 
 from monitor.alerting.alert_metrics import AlertMetrics
 from monitor.alerting.backoff import Backoff
 from monitor.alerting.config import DeliveryConfig
 from monitor.alerting.notification import printable
 from monitor.alerting.outbox import Outbox, OutboxRow, UnwritableOutboxError
+from monitor.alerting.page_cap import PageCap
 from monitor.alerting.receiver import Receiver, redact, secret_forms
 from monitor.clock import Clock
 from monitor.errors import (
@@ -66,6 +73,8 @@ from monitor.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: How long a claim on a row being sent holds without renewal: how long another instance
 #: sharing the outbox waits before it sends the row of an instance that died mid-request.
@@ -105,11 +114,21 @@ class Dispatcher:
         log_interval: float = 300.0,
         secrets: Iterable[str] = (),
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        database: Executor | None = None,
+        page_caps: Mapping[str, PageCap] | None = None,
+        summary_interval: float = 0.0,
     ) -> None:
         """``secrets``: every configured secret value; redacted from whatever is logged or
         stored, as a second line of defence behind each receiver's own redaction.
-        ``lease_seconds``: see :data:`DEFAULT_LEASE_SECONDS` (timed by ``clock.time()``)."""
+        ``lease_seconds``: see :data:`DEFAULT_LEASE_SECONDS` (timed by ``clock.time()``).
+        ``database``: the executor (one thread) the outbox is used on; None: the loop's
+        own thread (a dispatcher built alone, in tests). ``page_caps``: the receivers whose
+        folded incidents this dispatcher summarises (:meth:`Outbox.summarise`), at most once
+        per ``summary_interval`` (``group_interval_seconds``)."""
+        self._caps = dict(page_caps or {})
+        self._summary_interval = summary_interval
         self._outbox = outbox
+        self._database = database
         self._receivers = receivers
         self._delivery = delivery
         self._metrics = metrics
@@ -186,11 +205,14 @@ class Dispatcher:
             now = self._clock.time()
             faults = self._outbox_faults
             try:
-                self._record_outcomes()
-                self._renew_claims(now)
-                launched = self._launch_due(now)
-                self._refresh_gauges(now)
-                next_due = self._outbox.next_due_at(exclude=self._busy())
+                await self._record_outcomes()
+                await self._renew_claims(now)
+                summary_due = await self._summarise(now)
+                launched = await self._launch_due(now)
+                await self._refresh_gauges(now)
+                next_due = await self._db(self._outbox.next_due_at, self._busy())
+                if summary_due is not None:
+                    next_due = summary_due if next_due is None else min(next_due, summary_due)
             except Exception as exc:  # a broken database must not kill delivery silently
                 self._outbox_failed(exc)
                 launched, next_due = 0, None
@@ -214,14 +236,44 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.001))
 
-    def _launch_due(self, now: float) -> int:
+    async def _db(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` on the database thread (see the module docstring)."""
+        if self._database is None:
+            return fn(*args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._database, partial(fn, *args))
+
+    async def _summarise(self, now: float) -> float | None:
+        """Enqueue the summaries of folded incidents that are due; when the next one is."""
+        due: float | None = None
+        deadline = now + self._delivery.deadline_seconds
+        for name in self._caps:
+            at = await self._db(
+                partial(
+                    self._outbox.summarise,
+                    name,
+                    now=now,
+                    interval=self._summary_interval,
+                    deadline_at=deadline,
+                )
+            )
+            if at is not None:
+                due = at if due is None else min(due, at)
+        return due
+
+    async def _launch_due(self, now: float) -> int:
         launched = 0
         for name, receiver in self._receivers.items():
             free = self._delivery.concurrency_per_receiver - self._inflight_by_receiver[name]
             if free <= 0:
                 continue
-            rows = self._claim_due(now, free, name)
-            for superseded in self._outbox.take_superseded():
+            rows, superseded_by, refused = await self._db(
+                self._claim_due, now, free, name, self._busy()
+            )
+            if refused is not None:
+                self._outbox_failed(refused)
+                self._unclaimed = {r.id for r in rows} | (self._unclaimed & self._inflight.keys())
+            for superseded in superseded_by:
                 self._metrics.count(superseded, "superseded")
             for row in rows:
                 self._inflight_by_receiver[name] += 1
@@ -232,8 +284,12 @@ class Dispatcher:
             self._renewed_at = now  # the claims just taken hold until now + lease
         return launched
 
-    def _claim_due(self, now: float, limit: int, receiver: str) -> list[OutboxRow]:
-        """Claim up to ``limit`` due rows of ``receiver``.
+    def _claim_due(
+        self, now: float, limit: int, receiver: str, busy: set[int]
+    ) -> tuple[list[OutboxRow], list[str], UnwritableOutboxError | None]:
+        """Claim up to ``limit`` due rows of ``receiver`` not in ``busy`` (on the database
+        thread); with the receivers of the rows superseded meanwhile, and the refusal when
+        the rows come unclaimed.
 
         If the file refuses writes (disk full), claiming is impossible: the failure is
         counted and logged like any outbox failure, and the rows nobody holds a claim on
@@ -242,18 +298,16 @@ class Dispatcher:
         sends each row once (:meth:`_busy`). Lock contention is not such a failure: the
         other instance may be claiming these very rows, so nothing is sent this turn.
         """
-        busy = self._busy()
         try:
-            return self._outbox.due(
+            rows = self._outbox.due(
                 now, limit, receiver=receiver, exclude=busy, lease_seconds=self._lease
             )
+            return rows, self._outbox.take_superseded(), None
         except UnwritableOutboxError as exc:
-            self._outbox_failed(exc)
             rows = self._outbox.due(now, limit, receiver=receiver, exclude=busy)
-            self._unclaimed = {row.id for row in rows} | (self._unclaimed & self._inflight.keys())
-            return rows
+            return rows, self._outbox.take_superseded(), exc
 
-    def _renew_claims(self, now: float) -> None:
+    async def _renew_claims(self, now: float) -> None:
         """Every third of the lease, extend the claims on the rows still in hand here (in
         flight, or with an outcome not stored yet), so no other instance takes them."""
         busy = self._busy()
@@ -263,25 +317,25 @@ class Dispatcher:
         if self._renewed_at is None:  # claimed (by _launch_due) after the previous turn
             self._renewed_at = now
         if now - self._renewed_at >= self._lease / 3:
-            self._outbox.renew(busy, now=now, lease_seconds=self._lease)
+            await self._db(partial(self._outbox.renew, busy, now=now, lease_seconds=self._lease))
             self._renewed_at = now
 
     def _busy(self) -> set[int]:
         """Rows not to deliver now: in flight, or with an outcome not stored yet."""
         return {*self._inflight, *self._unrecorded}
 
-    def _record(self, row_id: int, store: Callable[[], None]) -> None:
+    async def _record(self, row_id: int, store: Callable[[], None]) -> None:
         """Store an attempt's outcome; if the outbox refuses, keep it to store later."""
         try:
-            store()
+            await self._db(store)
         except Exception as exc:
             self._unrecorded[row_id] = store
             self._outbox_failed(exc)
 
-    def _record_outcomes(self) -> None:
+    async def _record_outcomes(self) -> None:
         """Store the outcomes kept by :meth:`_record` (raises at the first refusal)."""
         for row_id, store in list(self._unrecorded.items()):
-            store()
+            await self._db(store)
             del self._unrecorded[row_id]
 
     async def _deliver(self, receiver: Receiver, row: OutboxRow) -> None:
@@ -291,10 +345,12 @@ class Dispatcher:
         try:
             await receiver.send(n)
         except RetryableDeliveryError as exc:
-            self._on_retryable(row, exc)
+            await self._on_retryable(row, exc)
         except PermanentDeliveryError as exc:
             text = self._redact(str(exc))
-            self._record(row.id, partial(self._outbox.mark_dead, row.id, self._clock.time(), text))
+            dead_at = self._clock.time()
+            # Counted and logged before the outcome is stored (on the database thread): by
+            # the time the outbox shows the outcome, the metrics do.
             self._metrics.count(name, "failed")
             self._failed(name, exc, attempt, text, announce=False)
             log.warning(
@@ -302,19 +358,24 @@ class Dispatcher:
                 "%s is dead-lettered in the outbox: %s",
                 name, describe(exc), attempt, n.action, n.idempotency_key, printable(n.model), text,
             )  # fmt: skip
+            await self._record(row.id, partial(self._outbox.mark_dead, row.id, dead_at, text))
         except asyncio.CancelledError:
-            # stop(): the row stays pending, free for the next run (here or another instance)
+            # stop(): the row stays pending, free for the next run (here or another instance).
+            # Not awaited (this task is being cancelled): the owner of the database thread
+            # waits for it before closing the outbox.
             with contextlib.suppress(Exception):
-                self._outbox.release(row.id)
+                if self._database is None:
+                    self._outbox.release(row.id)
+                else:
+                    self._database.submit(self._outbox.release, row.id)
             raise
         except Exception as exc:  # a receiver bug: count it, keep the row, retry with backoff
             error = RetryableDeliveryError(
                 f"receiver raised {type(exc).__name__}: {exc}", reason="receiver_error"
             )
-            self._on_retryable(row, error)
+            await self._on_retryable(row, error)
         else:
             now = self._clock.time()
-            self._record(row.id, partial(self._outbox.mark_delivered, row.id, now))
             self._metrics.count(name, "delivered")
             self._metrics.delivery_seconds.labels(receiver=name).observe(
                 max(0.0, now - row.enqueued_at)
@@ -324,6 +385,7 @@ class Dispatcher:
                 "alert delivered to %s: %s %s of model %s (attempt %d)",
                 name, n.action, n.idempotency_key, printable(n.model), attempt,
             )  # fmt: skip
+            await self._record(row.id, partial(self._outbox.mark_delivered, row.id, now))
         finally:
             self._inflight.pop(row.id, None)
             self._inflight_by_receiver[name] -= 1
@@ -331,7 +393,7 @@ class Dispatcher:
             for callback in self._finished_listeners:
                 callback()
 
-    def _on_retryable(self, row: OutboxRow, exc: RetryableDeliveryError) -> None:
+    async def _on_retryable(self, row: OutboxRow, exc: RetryableDeliveryError) -> None:
         name = row.receiver
         now = self._clock.time()
         attempts = row.attempts + 1
@@ -340,7 +402,6 @@ class Dispatcher:
         max_attempts = self._delivery.max_attempts
         if now >= row.deadline_at or (max_attempts is not None and attempts >= max_attempts):
             given_up = f"gave up after {attempts} attempts: {text}"
-            self._record(row.id, partial(self._outbox.mark_dead, row.id, now, given_up))
             self._metrics.count(name, "dead")
             self._failed(name, exc, attempts, text, announce=False)
             why = "deadline passed" if now >= row.deadline_at else "attempts exhausted"
@@ -349,27 +410,28 @@ class Dispatcher:
                 "model %s is dead-lettered in the outbox",
                 name, attempts, why, describe(exc), n.action, n.idempotency_key, printable(n.model),
             )  # fmt: skip
+            await self._record(row.id, partial(self._outbox.mark_dead, row.id, now, given_up))
             return
         delay = self._backoff.delay(attempts, self._rng)
         if exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, self._delivery.max_retry_after_seconds))
         next_at = min(now + delay, row.deadline_at)
-        self._record(
-            row.id, partial(self._outbox.mark_failed, row.id, next_attempt_at=next_at, error=text)
-        )
         self._metrics.count(name, "retried")
         self._failed(name, exc, attempts, text, retry_in=next_at - now)
+        await self._record(
+            row.id, partial(self._outbox.mark_failed, row.id, next_attempt_at=next_at, error=text)
+        )
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secret_forms)
 
     # -- observability -------------------------------------------------------------------
 
-    def _refresh_gauges(self, now: float) -> None:
-        depth = self._outbox.depth()
+    async def _refresh_gauges(self, now: float) -> None:
+        depth = await self._db(self._outbox.depth)
         for name in self._receivers:
             self._metrics.outbox_depth.labels(receiver=name).set(depth.get(name, 0))
-        age = self._outbox.oldest_undelivered_age(now)
+        age = await self._db(self._outbox.oldest_undelivered_age, now)
         self._metrics.outbox_oldest_age.set(age or 0.0)
 
     def _failed(

@@ -10,7 +10,11 @@ Lifecycle::
 
 ``submit`` is synchronous and quick (one SQLite transaction): the decision is
 the pure :func:`~monitor.alerting.policy.decide`; state and the resulting
-notifications are committed together, then the dispatcher is woken. If it
+notifications are committed together, then the dispatcher is woken. From the
+event loop, ``await service.submit_async(ctx, signals)`` does the same with the
+write on the service's database thread, where the dispatcher's reads and writes
+run too: a write waiting for another process's lock on the file never stalls the
+loop. If it
 raises (:class:`~monitor.errors.StateError`), nothing was committed and the
 in-memory state did not advance, so the caller may retry the evaluation.
 
@@ -37,7 +41,10 @@ import logging
 import math
 import random
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -54,6 +61,7 @@ from monitor.alerting.notification import (
     printable,
 )
 from monitor.alerting.outbox import Outbox
+from monitor.alerting.page_cap import PageCap
 from monitor.alerting.policy import (
     STATE_VERSION,
     AlertAction,
@@ -244,6 +252,25 @@ def route_all(config: AlertingConfig, model: str, severities: Iterable[str]) -> 
 #: A spooled notification: (model, receiver, notification).
 SpooledAlert = tuple[str, str, Notification]
 
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One evaluation decided by :meth:`AlertService._decide`, not yet written."""
+
+    ctx: EvaluationContext
+    wall: float
+    state: ModelAlertState | None = None
+    items: list[tuple[str, Notification]] = field(default_factory=list)
+    for_outbox: list[tuple[str, Notification]] = field(default_factory=list)
+    produced: list[Notification] = field(default_factory=list)
+    counts: list[tuple[str, str]] = field(default_factory=list)
+    # Per action: its receivers and where its rows start in ``items`` (for the log).
+    spans: list[tuple[AlertAction, list[str], int]] = field(default_factory=list)
+    changed: dict[str, str] = field(default_factory=dict)
+    retrain_triggered: bool = False
+
 
 class AlertService:
     """Turns evaluations into deduplicated, routed, durably delivered notifications."""
@@ -289,12 +316,19 @@ class AlertService:
         self._pending_import: dict[str, ModelAlertState] = {}
         self._static_silences = from_config(config.silences)
         self._pacing = Pacing(config.group_wait_seconds, config.group_interval_seconds)
+        self._page_caps = {
+            name: PageCap(c.max_incidents, c.window_seconds, c.summary_wait_seconds)
+            for name, c in config.page_caps().items()
+        }
         self._outbox: Outbox | None = None
         self._silences: SilenceStore | None = None
         self._client: httpx.AsyncClient | None = None
         self._dispatcher: Dispatcher | None = None
         self._secrets = config.receiver_secrets()
         self._log_filter = DropRequestLogs(secret_forms(self._secrets))
+        # The one thread the outbox is written on from the event loop (submit_async, the
+        # dispatcher): a write waiting for another process's lock must not stall the loop.
+        self._database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-outbox")
         self._lifecycle = "new"
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -303,9 +337,13 @@ class AlertService:
         """Open the outbox, restore alert state and runtime silences, start delivering."""
         if self._lifecycle != "new":
             raise ServiceStateError(f"AlertService cannot start from state {self._lifecycle!r}")
-        outbox = await asyncio.to_thread(Outbox.open, self._outbox_path)
+        outbox = await asyncio.to_thread(
+            partial(Outbox.open, self._outbox_path, page_caps=self._page_caps)
+        )
         try:
-            self._silences = SilenceStore(outbox.connection, self._static_silences)
+            self._silences = SilenceStore(
+                outbox.connection, self._static_silences, lock=outbox.write_lock
+            )
             saved = outbox.load_states() if self._persist_state else {}
             for model, text in saved.items():
                 try:
@@ -344,11 +382,16 @@ class AlertService:
             rng=self._rng,
             poll_interval=self._poll_interval,
             secrets=self._secrets,
+            database=self._database,
+            page_caps=self._page_caps,
+            summary_interval=self._config.group_interval_seconds,
         )
         self._lifecycle = "running"
         for state in self._states.values():
             self._export_firing(state)
-        outbox.purge(self._clock.time() - self._config.delivery.retention_seconds)
+        await self._in_database(
+            outbox.purge, self._clock.time() - self._config.delivery.retention_seconds
+        )
         await self._dispatcher.start()
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
@@ -360,6 +403,7 @@ class AlertService:
         if self._lifecycle in ("stopped", "stopping"):
             return
         if self._lifecycle == "new":
+            self._database.shutdown(wait=False)
             self._lifecycle = "stopped"
             return
         self._lifecycle = "stopping"
@@ -369,6 +413,8 @@ class AlertService:
         finally:
             if self._client is not None:
                 await self._client.aclose()
+            # After what the database thread still has to do (a release at stop).
+            await asyncio.to_thread(self._database.shutdown, wait=True)
             if self._outbox is not None:
                 self._outbox.close()
             self._log_filter.detach()
@@ -396,8 +442,37 @@ class AlertService:
         ``group_interval_seconds``; on event time too: see :func:`decide`), so a backlog
         caught up in minutes does not remind or retrain as often as its hours of event
         time would.
+
+        The outbox write runs on the calling thread: from the event loop, use
+        :meth:`submit_async`, which writes on the database thread.
         """
-        outbox, silences = self._running()
+        pending = self._decide(ctx, signals)
+        return self._finish(pending, self._write(pending))
+
+    async def submit_async(
+        self, ctx: EvaluationContext, signals: Sequence[Signal]
+    ) -> list[Notification]:
+        """:meth:`submit`, with the outbox write on the service's database thread.
+
+        The write waits for another process's lock on the file (SQLite's busy timeout, 5 s)
+        and fsyncs; on the event loop that wait stalled everything else the loop runs:
+        Kafka heartbeats and fetches, the HTTP server, deliveries. Here the decision is
+        taken on the loop (pure, quick), the write runs on the one database thread (writes
+        keep their order), and the state advances on the loop once it committed: durable
+        on return, as with :meth:`submit`. Callers submit one evaluation after another
+        (the next decision needs this one's state). Cancelled while the write runs, the
+        write still finishes but memory does not advance: a retry decides the same
+        notifications with the same keys, which the outbox drops as repeats.
+        """
+        pending = self._decide(ctx, signals)
+        inserted = await self._in_database(self._write, pending)
+        return self._finish(pending, inserted)
+
+    def _decide(self, ctx: EvaluationContext, signals: Sequence[Signal]) -> _Pending:
+        """The pure part of :meth:`submit`: the decision, its notifications and receivers."""
+        self._running()
+        silences = self._silences
+        assert silences is not None
         now = ctx.evaluated_at
         # Silences are set on the wall clock; evaluations run on event time (see decide).
         wall = self._clock.time()
@@ -415,26 +490,21 @@ class AlertService:
             pacing=self._pacing,
         )
         state = decision.state
-        items: list[tuple[str, Notification]] = []
-        produced: list[Notification] = []
-        counts: list[tuple[str, str]] = []
-        # Per action: its receivers and where its rows start in ``items`` (for the log).
-        spans: list[tuple[AlertAction, list[str], int]] = []
+        pending = _Pending(ctx=ctx, wall=wall)
         for action in decision.actions:
             targets = route_all(self._config, ctx.model, action.route_severities)
-            spans.append((action, targets, len(items)))
+            pending.spans.append((action, targets, len(pending.items)))
             if action.kind == "mute":
-                counts.extend((r, "silenced") for r in targets)
+                pending.counts.extend((r, "silenced") for r in targets)
                 continue
             notification = build_notification(
                 action, ctx, links_for(self._config, ctx, action.fingerprint, action.signals)
             )
             if targets:
-                items.extend((r, notification) for r in targets)
-                produced.append(notification)
+                pending.items.extend((r, notification) for r in targets)
+                pending.produced.append(notification)
 
         policy = self._config.retrain_policy
-        retrain_triggered = False
         if policy is not None:
             # Stepped with this evaluation: its firing signals and open incidents decide.
             verdict = decide_retrain(
@@ -445,49 +515,67 @@ class AlertService:
                 notification = self._retrain_notification(
                     ctx, verdict.reason, verdict.evidence, verdict.incident_started_at
                 )
-                items.append((policy.receiver, notification))
-                produced.append(notification)
+                pending.items.append((policy.receiver, notification))
+                pending.produced.append(notification)
                 state = record_retrain(state, now, wall)
-                retrain_triggered = True
+                pending.retrain_triggered = True
             elif verdict.suppressed:
-                counts.append((policy.receiver, "suppressed"))
+                pending.counts.append((policy.receiver, "suppressed"))
+        pending.state = state
 
-        changed: dict[str, str] = {}
         if self._persist_state:
             text = json.dumps(state.to_json(), default=_json_default)
             if self._saved.get(ctx.model) != text:
-                changed[ctx.model] = text
-        inserted = [True] * len(items)
+                pending.changed[ctx.model] = text
+        if self._spool is None:
+            pending.for_outbox = pending.items
+        return pending
+
+    def _write(self, pending: _Pending) -> list[bool]:
+        """The I/O of :meth:`submit`: one outbox transaction (notifications and state);
+        per notification whether it was new. Nothing to write: no transaction."""
+        outbox = self._outbox
+        assert outbox is not None  # _decide checked that the service runs
+        if not (pending.for_outbox or pending.changed):
+            return [True] * len(pending.items)
+        inserted = outbox.commit_evaluation(
+            pending.for_outbox,
+            now=pending.wall,
+            deadline_at=pending.wall + self._config.delivery.deadline_seconds,
+            states=pending.changed,
+        )
+        return inserted if pending.for_outbox else [True] * len(pending.items)
+
+    def _finish(self, pending: _Pending, inserted: list[bool]) -> list[Notification]:
+        """After the write committed: advance memory, count, log, wake the dispatcher."""
+        ctx, state = pending.ctx, pending.state
+        assert state is not None
         if self._spool is not None:
-            self._spool.extend((ctx.model, r, n) for r, n in items)
-            items_for_outbox: list[tuple[str, Notification]] = []
-        else:
-            items_for_outbox = items
-        if items_for_outbox or changed:
-            inserted = outbox.commit_evaluation(
-                items_for_outbox,
-                now=wall,
-                deadline_at=wall + self._config.delivery.deadline_seconds,
-                states=changed,
-            )
-        # Committed: only now advance memory, count, and wake the dispatcher.
+            self._spool.extend((ctx.model, r, n) for r, n in pending.items)
         self._states[ctx.model] = state
-        self._saved.update(changed)
-        for receiver, outcome in counts:
+        self._saved.update(pending.changed)
+        for receiver, outcome in pending.counts:
             self._metrics.count(receiver, outcome)
-        for action, targets, start in spans:
+        self._count_folded()
+        for action, targets, start in pending.spans:
             # A replayed evaluation (after a restart) re-decides what the outbox already
             # holds: log only what is new, so each incident action is told once.
             if action.kind == "mute" or not targets or any(inserted[start : start + len(targets)]):
                 _log_action(action, targets)
-        if retrain_triggered and policy is not None and inserted[-1]:
+        policy = self._config.retrain_policy
+        if pending.retrain_triggered and policy is not None and inserted[-1]:
             log.info(
                 "retraining triggered for model %s via %s", printable(ctx.model), policy.receiver
             )
         self._export_firing(state)
-        if items_for_outbox and self._dispatcher is not None:
+        if pending.for_outbox and self._dispatcher is not None:
             self._dispatcher.wake()
-        return produced
+        return pending.produced
+
+    async def _in_database(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(*args)`` on the database thread (one thread: writes keep their order)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._database, partial(fn, *args))
 
     # -- the spool (Kafka state backend) -------------------------------------------------
 
@@ -516,10 +604,50 @@ class AlertService:
         inserted = outbox.commit_evaluation(
             known, now=wall, deadline_at=wall + self._config.delivery.deadline_seconds
         )
+        return self._handed_off(items, inserted)
+
+    async def hand_off_async(self, items: Sequence[tuple[str, Notification]]) -> list[bool]:
+        """:meth:`hand_off`, with the outbox write on the database thread (as
+        :meth:`submit_async`): a write waiting for another process's lock on the file does
+        not stall the event loop, where the alerts-topic consumer and the main one run."""
+        outbox, _ = self._running()
+        known = [(r, n) for r, n in items if r in self._config.receivers]
+        wall = self._clock.time()
+        inserted = await self._in_database(
+            partial(
+                outbox.commit_evaluation,
+                known,
+                now=wall,
+                deadline_at=wall + self._config.delivery.deadline_seconds,
+            )
+        )
+        return self._handed_off(items, inserted)
+
+    def _handed_off(
+        self, items: Sequence[tuple[str, Notification]], inserted: list[bool]
+    ) -> list[bool]:
+        self._count_folded()
         if any(inserted) and self._dispatcher is not None:
             self._dispatcher.wake()
         new = iter(inserted)
         return [next(new) if r in self._config.receivers else False for r, _ in items]
+
+    def _count_folded(self) -> None:
+        """Count (and log, once per enqueue) what the receivers' page caps folded."""
+        if self._outbox is None:
+            return
+        new_incidents: dict[str, int] = {}
+        for receiver, reason in self._outbox.take_folded():
+            self._metrics.suppress(receiver, reason)
+            if reason == "page_cap":
+                new_incidents[receiver] = new_incidents.get(receiver, 0) + 1
+        for receiver, n in new_incidents.items():
+            log.info(
+                "page cap of %s reached: %d new incident(s) folded into its next summary "
+                "(recorded in the outbox, not paged on their own)",
+                receiver,
+                n,
+            )
 
     def withdraw(self, keys: Iterable[tuple[str, str]]) -> int:
         """Take back the pending deliveries of these (receiver, idempotency key) pairs that

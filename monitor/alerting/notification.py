@@ -44,7 +44,8 @@ import msgspec
 
 from monitor.errors import StateError
 
-NotificationAction = Literal["fire", "update", "repeat", "resolve", "retrain"]
+#: ``summary``: the incidents a receiver's page cap folded (:mod:`monitor.alerting.page_cap`).
+NotificationAction = Literal["fire", "update", "repeat", "resolve", "retrain", "summary"]
 NotificationStatus = Literal["firing", "resolved"]
 
 #: Version of the stored record and of the wire payload. Bump on an incompatible change.
@@ -261,6 +262,16 @@ class Notification:
         label = "RESOLVED" if self.status == "resolved" else f"FIRING:{self.severity}"
         if self.action == "retrain":
             label = "RETRAIN"
+        if self.action == "summary":
+            # One per folded incident (model and signal kinds), ``window_events`` of them.
+            count = self.window_events
+            shown = ", ".join(f"{s.subject} ({s.kind})" for s in self.signals[:5])
+            rest = count - len(self.signals[:5])
+            more = f" and {rest} more" if rest > 0 else ""
+            return (
+                f"[{label}] {count} more incident{'s' * (count != 1)} past the page cap: "
+                f"{shown}{more}"
+            )
         shown = ", ".join(s.name() for s in self.signals[:5])
         more = f" and {len(self.signals) - 5} more" if len(self.signals) > 5 else ""
         version = f" {version_label(self.model_version)}" if self.model_version else ""

@@ -34,8 +34,16 @@ resolve closes). A ``repeat`` is superseded too when the notification before it 
 the receiver only after the reminder was decided (both waited out an outage): the receiver
 has just heard of the incident.
 
+A receiver with a ``page_cap`` (:mod:`monitor.alerting.page_cap`) has the new incidents
+past its cap *folded* at enqueue: the row is stored ``folded`` (never sent on its own), and
+:meth:`Outbox.summarise` later turns the folded rows into one pending ``summary`` row and
+marks them ``summarised``; a later notification of a folded incident for that receiver is
+stored ``summarised`` at once. Nothing is dropped: every row stays in the outbox.
+
 Row states::
 
+    (enqueue, past the receiver's page cap) --> folded --summary enqueued--> summarised
+    (enqueue, a later notification of a folded incident) --> summarised
     pending --send ok--------------------------> delivered
        |  \\--retryable error--> pending (attempts+1, next_attempt_at later)
        |\\--permanent error / deadline / max attempts--> dead
@@ -47,18 +55,44 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Collection, Iterable
+import threading
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.alerting.database import open_database
 from monitor.alerting.notification import FORMAT_VERSION, Notification
+from monitor.alerting.page_cap import (
+    PageCap,
+    admits,
+    summary_due_at,
+    summary_fingerprint,
+    summary_notification,
+)
 from monitor.errors import StateError
 
 _ERROR_EXCERPT = 500
 
 #: Actions a later notification of the same incident makes obsolete while still pending.
 SUPERSEDABLE = frozenset({"update", "repeat"})
+
+#: Row states of the page cap: waiting for the receiver's summary / in one (or a later
+#: notification of a folded incident). Neither is ever sent on its own.
+FOLDED = "folded"
+SUMMARISED = "summarised"
+
+
+#: Why a row is folded (its ``last_error``, and ``monitor_alert_notifications_suppressed_total``
+#: ``reason``): a new incident past the receiver's page cap, or a later notification (update,
+#: reminder, resolve) of an incident folded for that receiver.
+#: (:data:`monitor.alerting.alert_metrics.SUPPRESSED_REASONS`.)
+
+
+def incident_prefix(key: str) -> str:
+    """``<fingerprint>-<incident start ms>-`` of a key ``<...>-<seq>-<action>``: what every
+    notification of one incident shares."""
+    return key.rsplit("-", 2)[0] + "-"
+
 
 #: SQL: the row's claim is free for instance ``?`` at time ``?`` (none, expired, or its own).
 _CLAIMABLE = "(o.claimed_until IS NULL OR o.claimed_until <= ? OR o.claimed_by = ?)"
@@ -96,19 +130,30 @@ class Outbox:
         *,
         owns_connection: bool = False,
         instance: str | None = None,
+        page_caps: Mapping[str, PageCap] | None = None,
     ) -> None:
         """``instance``: the token this outbox claims rows with; random (per process) unless
-        given, so that two services sharing the file never take each other's claims."""
+        given, so that two services sharing the file never take each other's claims.
+        ``page_caps``: the receivers with a page cap (see the module docstring)."""
+        self._caps = dict(page_caps or {})
+        self._folded: list[tuple[str, str]] = []  # (receiver, reason) since take_folded
         self._conn = conn
         self._owns = owns_connection
         self._closed = False
         self._instance = instance if instance is not None else secrets.token_hex(8)
         self._superseded: list[str] = []
+        # Writes run on the alert service's database thread, while a few (runtime silences,
+        # the alerts-topic hand-off) still come from the event loop's: two transactions on
+        # one connection must not interleave (the second BEGIN fails, or its statements
+        # join the first's transaction). Reads take no lock: SQLite serialises the calls on
+        # a connection (``sqlite3.threadsafety == 3``), and a read inside another thread's
+        # transaction only sees what that transaction wrote.
+        self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, path: str | Path) -> Outbox:
+    def open(cls, path: str | Path, *, page_caps: Mapping[str, PageCap] | None = None) -> Outbox:
         """Open (or create) the outbox in the SQLite file at ``path``."""
-        return cls(open_database(path), owns_connection=True)
+        return cls(open_database(path), owns_connection=True, page_caps=page_caps)
 
     @property
     def instance(self) -> str:
@@ -119,6 +164,11 @@ class Outbox:
     def connection(self) -> sqlite3.Connection:
         """The underlying connection (shared with the silence store)."""
         return self._conn
+
+    @property
+    def write_lock(self) -> threading.RLock:
+        """Held around every write of this connection (the silence store writes under it)."""
+        return self._lock
 
     # -- writing -------------------------------------------------------------------------
 
@@ -146,13 +196,16 @@ class Outbox:
         Returns, per item, whether it was new.
         """
         inserted: list[bool] = []
+        folded: list[tuple[str, str]] = []
         try:
             with self._transaction():
                 for receiver, n in items:
+                    state, why = self._fold(receiver, n, now)
+                    finished = None if state == "pending" else now
                     cur = self._conn.execute(
                         "INSERT OR IGNORE INTO outbox (receiver, idempotency_key, fingerprint, "
-                        "format, payload, enqueued_at, next_attempt_at, deadline_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "format, payload, enqueued_at, next_attempt_at, deadline_at, state, "
+                        "finished_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             receiver,
                             n.idempotency_key,
@@ -162,9 +215,14 @@ class Outbox:
                             now,
                             now,
                             deadline_at,
+                            state,
+                            finished,
+                            why,
                         ),
                     )
                     inserted.append(cur.rowcount == 1)
+                    if cur.rowcount == 1 and state != "pending":
+                        folded.append((receiver, why or "page_cap"))
                 for model, state in (states or {}).items():
                     self._conn.execute(
                         "INSERT INTO alert_state (model, state) VALUES (?, ?) "
@@ -173,7 +231,121 @@ class Outbox:
                     )
         except sqlite3.Error as exc:
             raise StateError(f"outbox enqueue failed: {exc}") from exc
+        with self._lock:
+            self._folded.extend(folded)
         return inserted
+
+    def _fold(self, receiver: str, n: Notification, now: float) -> tuple[str, str | None]:
+        """The state a new row of ``n`` for ``receiver`` is stored in (inside the enqueue's
+        transaction), with why when it is not ``pending``: the page cap (module docstring)."""
+        cap = self._caps.get(receiver)
+        if cap is None or n.action in ("retrain", "summary"):
+            return "pending", None
+        prefix = incident_prefix(n.idempotency_key)
+        first = self._conn.execute(
+            "SELECT state FROM outbox WHERE receiver=? AND fingerprint=? "
+            "AND substr(idempotency_key, 1, ?) = ? ORDER BY id LIMIT 1",
+            (receiver, n.fingerprint, len(prefix), prefix),
+        ).fetchone()
+        if first is not None:  # a later notification: as the incident's first one went
+            if first["state"] in (FOLDED, SUMMARISED):
+                return SUMMARISED, "folded_incident"
+            return "pending", None
+        if admits(cap, self._paged_at(receiver, now - cap.window_seconds), now):
+            return "pending", None
+        return FOLDED, "page_cap"
+
+    def _paged_at(self, receiver: str, since: float) -> list[float]:
+        """When each incident paged to ``receiver`` since ``since`` was first enqueued (its
+        first row for the receiver: a fire, or the update an escalation brought)."""
+        rows = self._conn.execute(
+            "SELECT id, fingerprint, idempotency_key, enqueued_at FROM outbox WHERE receiver=? "
+            "AND enqueued_at > ? AND state NOT IN (?, ?) AND fingerprint != ? ORDER BY id",
+            (receiver, since, FOLDED, SUMMARISED, summary_fingerprint(receiver)),
+        ).fetchall()
+        firsts: dict[tuple[str, str], tuple[int, float]] = {}
+        for r in rows:
+            if not r["idempotency_key"].endswith("-retrain"):
+                key = (r["fingerprint"], incident_prefix(r["idempotency_key"]))
+                firsts.setdefault(key, (r["id"], r["enqueued_at"]))
+        paged: list[float] = []
+        for (fp, prefix), (row_id, at) in firsts.items():
+            earlier = self._conn.execute(
+                "SELECT 1 FROM outbox WHERE receiver=? AND fingerprint=? AND id < ? "
+                "AND substr(idempotency_key, 1, ?) = ? LIMIT 1",
+                (receiver, fp, row_id, len(prefix), prefix),
+            ).fetchone()
+            if earlier is None:  # else an incident paged before the window, updated in it
+                paged.append(at)
+        return paged
+
+    def take_folded(self) -> list[tuple[str, str]]:
+        """(receiver, reason) of each row folded by the page cap since the last call."""
+        with self._lock:
+            out, self._folded = self._folded, []
+        return out
+
+    def summarise(
+        self, receiver: str, *, now: float, interval: float, deadline_at: float
+    ) -> float | None:
+        """Enqueue the summary of ``receiver``'s folded rows if it is due (and mark them
+        ``summarised``, in the same transaction); else when it will be. None: nothing folded.
+
+        ``interval``: the least time between two summaries (``group_interval_seconds``).
+        """
+        cap = self._caps.get(receiver)
+        if cap is None:
+            return None
+        try:
+            first = self._conn.execute(
+                "SELECT MIN(enqueued_at) AS t FROM outbox WHERE receiver=? AND state=?",
+                (receiver, FOLDED),
+            ).fetchone()
+            if first["t"] is None:
+                return None
+            due = summary_due_at(cap, float(first["t"]), self._last_summary(receiver), interval)
+            if due > now:
+                return due
+            with self._transaction():
+                rows = self._conn.execute(
+                    "SELECT id, enqueued_at, payload FROM outbox WHERE receiver=? AND state=? "
+                    "ORDER BY id",
+                    (receiver, FOLDED),
+                ).fetchall()
+                if not rows:  # another instance sharing the file summarised them first
+                    return None
+                folded = []
+                for r in rows:
+                    try:
+                        folded.append(
+                            (r["id"], r["enqueued_at"], Notification.decode(r["payload"]))
+                        )
+                    except StateError:
+                        continue  # unreadable: marked with the rest, not listed
+                if folded:
+                    summary = summary_notification(receiver, cap, folded, now)
+                    self._conn.execute(
+                        "INSERT OR IGNORE INTO outbox (receiver, idempotency_key, fingerprint, "
+                        "format, payload, enqueued_at, next_attempt_at, deadline_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (receiver, summary.idempotency_key, summary.fingerprint, FORMAT_VERSION,
+                         summary.encode().decode(), now, now, deadline_at),
+                    )  # fmt: skip
+                marks = ",".join("?" * len(rows))
+                self._conn.execute(
+                    f"UPDATE outbox SET state=?, last_error=? WHERE id IN ({marks})",
+                    [SUMMARISED, "in a summary", *(r["id"] for r in rows)],
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox summary failed: {exc}") from exc
+        return None
+
+    def _last_summary(self, receiver: str) -> float | None:
+        row = self._conn.execute(
+            "SELECT MAX(enqueued_at) AS t FROM outbox WHERE receiver=? AND fingerprint=?",
+            (receiver, summary_fingerprint(receiver)),
+        ).fetchone()
+        return None if row["t"] is None else float(row["t"])
 
     def mark_delivered(self, row_id: int, now: float) -> None:
         """The receiver accepted the notification."""
@@ -258,10 +430,13 @@ class Outbox:
         try:
             with self._transaction():
                 for receiver, key in set(keys):
+                    # A row this instance holds a claim on is in its dispatcher's hands: being
+                    # sent, or claimed on the database thread a moment before the loop starts
+                    # sending it (not yet in ``exclude``).
                     rows = self._conn.execute(
                         "SELECT id FROM outbox WHERE receiver=? AND idempotency_key=? "
-                        "AND state='pending'",
-                        (receiver, key),
+                        "AND state='pending' AND (claimed_by IS NULL OR claimed_by != ?)",
+                        (receiver, key, self._instance),
                     ).fetchall()
                     for (row_id,) in rows:
                         if row_id not in skip:
@@ -501,9 +676,10 @@ class Outbox:
 
     def close(self) -> None:
         """Close the connection if this outbox opened it; idempotent."""
-        if not self._closed and self._owns:
-            self._conn.close()
-        self._closed = True
+        with self._lock:
+            if not self._closed and self._owns:
+                self._conn.close()
+            self._closed = True
 
     def _update(self, sql: str, params: tuple[object, ...] | dict[str, object]) -> None:
         try:
@@ -513,20 +689,37 @@ class Outbox:
             raise StateError(f"outbox update failed: {exc}") from exc
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._conn)
+        return _Transaction(self._conn, self._lock)
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit connection."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on an autocommit
+    connection, holding the outbox's write lock throughout (one transaction at a time)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
         self._conn = conn
+        self._lock = lock
 
     def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        try:
+            self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self._lock.release()
 
 
-__all__ = ["Outbox", "OutboxRow", "UnwritableOutboxError"]
+__all__ = [
+    "FOLDED",
+    "SUMMARISED",
+    "Outbox",
+    "OutboxRow",
+    "UnwritableOutboxError",
+    "incident_prefix",
+]

@@ -6,6 +6,7 @@ keeps the silences added through the API across restarts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -25,8 +26,16 @@ class SilenceStore:
     loses an acknowledged silence.
     """
 
-    def __init__(self, conn: sqlite3.Connection, static: Sequence[Silence] = ()) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        static: Sequence[Silence] = (),
+        lock: contextlib.AbstractContextManager[object] | None = None,
+    ) -> None:
+        """``lock``: held around each write (the outbox's, which shares the connection and
+        writes on another thread: a write must not land inside one of its transactions)."""
         self._conn = conn
+        self._lock = lock if lock is not None else contextlib.nullcontext()
         self._static = list(static)
         self._runtime: dict[str, Silence] = {}
         try:
@@ -110,7 +119,10 @@ class SilenceStore:
         gone = [s.id for s in self._runtime.values() if s.ends_at < before]
         if gone:
             try:
-                self._conn.executemany("DELETE FROM silences WHERE id = ?", [(i,) for i in gone])
+                with self._lock:
+                    self._conn.executemany(
+                        "DELETE FROM silences WHERE id = ?", [(i,) for i in gone]
+                    )
             except sqlite3.Error as exc:
                 raise StateError(f"cannot purge silences: {exc}") from exc
             for i in gone:
@@ -119,11 +131,12 @@ class SilenceStore:
 
     def _write(self, silence: Silence) -> None:
         try:
-            self._conn.execute(
-                "INSERT INTO silences (id, record, ends_at) VALUES (?, ?, ?) ON CONFLICT(id) "
-                "DO UPDATE SET record = excluded.record, ends_at = excluded.ends_at",
-                (silence.id, json.dumps(silence.to_json()), silence.ends_at),
-            )
+            with self._lock:
+                self._conn.execute(
+                    "INSERT INTO silences (id, record, ends_at) VALUES (?, ?, ?) ON CONFLICT(id) "
+                    "DO UPDATE SET record = excluded.record, ends_at = excluded.ends_at",
+                    (silence.id, json.dumps(silence.to_json()), silence.ends_at),
+                )
         except sqlite3.Error as exc:
             raise StateError(f"cannot persist silence: {exc}") from exc
         self._runtime[silence.id] = silence

@@ -71,10 +71,16 @@ def slack_message(notification: Notification) -> dict[str, Any]:
     emoji = ":white_check_mark:" if n.status == "resolved" else _EMOJI.get(n.severity, ":bell:")
     title = f"{emoji} {n.summary()}"
     lines = []
-    for s in n.signals[:MAX_SIGNALS_SHOWN]:
-        lines.append(f"• *{s.kind}* `{_code(s.subject)}`{_where(s)}: {_says(s)} [{s.severity}]")
-    if len(n.signals) > MAX_SIGNALS_SHOWN:
-        lines.append(f"… and {len(n.signals) - MAX_SIGNALS_SHOWN} more")
+    if n.action == "summary":  # the incidents a page cap folded: model and signal kinds
+        for s in n.signals[:MAX_SIGNALS_SHOWN]:
+            lines.append(f"• `{_code(s.subject)}`: {mrkdwn_escape(s.kind)} [{s.severity}]")
+        if n.window_events > len(n.signals[:MAX_SIGNALS_SHOWN]):
+            lines.append(f"… and {n.window_events - len(n.signals[:MAX_SIGNALS_SHOWN])} more")
+    else:
+        for s in n.signals[:MAX_SIGNALS_SHOWN]:
+            lines.append(f"• *{s.kind}* `{_code(s.subject)}`{_where(s)}: {_says(s)} [{s.severity}]")
+        if len(n.signals) > MAX_SIGNALS_SHOWN:
+            lines.append(f"… and {len(n.signals) - MAX_SIGNALS_SHOWN} more")
     for s in n.cleared[:MAX_SIGNALS_SHOWN]:
         said = mrkdwn_escape(s.comparison())
         lines.append(f"• cleared: *{s.kind}* `{_code(s.subject)}`{_where(s)}: {said}")
@@ -99,6 +105,9 @@ def slack_message(notification: Notification) -> dict[str, Any]:
     if lines:
         text = "\n".join(lines)[:2900]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    about = f"({n.window_events} events)"
+    if n.action == "summary":
+        about = f"({n.window_events} incidents)"
     blocks.append(
         {
             "type": "context",
@@ -106,7 +115,7 @@ def slack_message(notification: Notification) -> dict[str, Any]:
                 {
                     "type": "mrkdwn",
                     "text": f"window {iso(n.window_start)} → {iso(n.window_end)} "
-                    f"({n.window_events} events) · since {iso(n.started_at)} · "
+                    f"{about} · since {iso(n.started_at)} · "
                     f"fingerprint `{n.fingerprint}`",
                 }
             ],
