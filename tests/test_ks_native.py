@@ -266,6 +266,34 @@ def test_nan_and_unsorted_input_are_errors_not_answers(
         ks.ks_statistic_sorted(ref, np.array([]))
 
 
+@needs_kernel
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.sampled_from([1, 2, 63, 64, 65, 66, 128, 129, 200, 5_000]),
+    place=st.floats(0.0, 1.0),
+    bad=st.sampled_from([np.nan, -np.inf, -1.0, -0.0, None]),
+    on_reference=st.booleans(),
+)
+def test_the_kernel_refuses_exactly_the_unsorted_and_nan_samples(
+    n: int, place: float, bad: float | None, on_reference: bool
+) -> None:
+    """The kernel's check (in blocks of 64 pairs, vector compares) against the plain rule,
+    one value planted anywhere in a sample with ties, on either side: refused (ValueError)
+    exactly when some value is NaN or above its successor; else the D of the numpy path."""
+    good = np.floor(np.arange(n) / 3.0) + 1.0
+    sample = good.copy()
+    if bad is not None:
+        sample[min(int(place * n), n - 1)] = bad
+    broken = bool(np.isnan(sample).any() or (np.diff(sample) < 0).any())
+    ref, win = (sample, np.arange(7.0)) if on_reference else (np.arange(7.0), sample)
+    if broken:
+        with pytest.raises(ValueError, match="not sorted ascending or holds NaN"):
+            monitor_native.ks_statistics_sorted([ref], [win])
+    else:
+        got = monitor_native.ks_statistics_sorted([ref], [win])
+        assert got == [ks_statistic_sorted_numpy(ref, win)]
+
+
 def pipeline_results() -> str:
     """Every detector result of every evaluation of a model fed a drifting stream (floats
     by repr, so equal text is equal bits)."""

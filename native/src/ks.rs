@@ -84,10 +84,55 @@ fn rank_below(r: &[f64], mut p: usize, v: f64) -> usize {
 }
 
 /// Whether `x` is sorted ascending and holds no NaN (`<=` is false for NaN).
+///
+/// Every call checks both samples (about 15,000 values a column at the service's sizes,
+/// a fifth of the kernel's time at baseline SSE2): with AVX2 (asked of the CPU once) the
+/// same comparisons run four at a time.
 fn sorted_no_nan(x: &[f64]) -> bool {
-    let mut ok = x.first().is_none_or(|v| !v.is_nan());
-    for pair in x.windows(2) {
-        ok &= pair[0] <= pair[1];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // Safety: the CPU has AVX2 (checked just above).
+            return unsafe { sorted_no_nan_avx2(x) };
+        }
+    }
+    sorted_no_nan_plain(x)
+}
+
+/// [`sorted_no_nan`], compiled for AVX2: the same function, wider registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sorted_no_nan_avx2(x: &[f64]) -> bool {
+    sorted_no_nan_plain(x)
+}
+
+/// [`sorted_no_nan`] for any CPU. The pairs are compared in blocks of a fixed size with
+/// no early exit inside one (a loop the compiler turns into vector compares), and the
+/// loop stops at the first block holding a pair out of order.
+#[inline(always)]
+fn sorted_no_nan_plain(x: &[f64]) -> bool {
+    const CHUNK: usize = 64;
+    if x.first().is_some_and(|v| v.is_nan()) {
+        return false;
+    }
+    if x.len() < 2 {
+        return true;
+    }
+    let (a, b) = (&x[..x.len() - 1], &x[1..]);
+    let mut ca = a.chunks_exact(CHUNK);
+    let mut cb = b.chunks_exact(CHUNK);
+    for (p, q) in (&mut ca).zip(&mut cb) {
+        let mut ok = true;
+        for k in 0..CHUNK {
+            ok &= p[k] <= q[k];
+        }
+        if !ok {
+            return false;
+        }
+    }
+    let mut ok = true;
+    for (p, q) in ca.remainder().iter().zip(cb.remainder()) {
+        ok &= p <= q;
     }
     ok
 }
@@ -1065,6 +1110,58 @@ mod tests {
         }
         assert_eq!(threads_for(22, THREADS_FROM - 1), 1);
         assert!(threads_for(1, 10 * THREADS_FROM) == 1);
+    }
+
+    /// The vectorised check against the plain pairwise one, for every length around the
+    /// blocks and every place of a pair out of order or a NaN.
+    #[test]
+    fn the_blocked_check_equals_the_pairwise_one() {
+        let pairwise =
+            |x: &[f64]| x.first().is_none_or(|v| !v.is_nan()) && x.windows(2).all(|p| p[0] <= p[1]);
+        for n in [0usize, 1, 2, 3, 63, 64, 65, 66, 127, 128, 129, 200] {
+            let base: Vec<f64> = (0..n).map(|i| (i / 3) as f64).collect();
+            assert_eq!(sorted_no_nan(&base), pairwise(&base), "n={n}");
+            assert!(sorted_no_nan(&base));
+            for at in 0..n {
+                for bad in [f64::NAN, -1.0, -0.0, f64::NEG_INFINITY] {
+                    let mut x = base.clone();
+                    x[at] = bad;
+                    assert_eq!(sorted_no_nan(&x), pairwise(&x), "n={n} at={at} bad={bad}");
+                    assert_eq!(sorted_no_nan_plain(&x), pairwise(&x), "n={n} at={at}");
+                }
+            }
+        }
+    }
+
+    /// `cargo test --release -- --ignored --nocapture check_timing`: nanoseconds of the
+    /// check of a 10,000-value sample, blocked (as dispatched) and pairwise.
+    #[test]
+    #[ignore]
+    fn check_timing() {
+        let x: Vec<f64> = (0..10_000).map(|i| i as f64 * 0.5).collect();
+        let pairwise = |x: &[f64]| {
+            let mut ok = x.first().is_none_or(|v| !v.is_nan());
+            for pair in x.windows(2) {
+                ok &= pair[0] <= pair[1];
+            }
+            ok
+        };
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let mut n = 0;
+            for _ in 0..10_000 {
+                n += usize::from(sorted_no_nan(std::hint::black_box(&x)));
+            }
+            let blocked = t.elapsed() / 10_000;
+            let t = std::time::Instant::now();
+            for _ in 0..10_000 {
+                n += usize::from(pairwise(std::hint::black_box(&x)));
+            }
+            eprintln!(
+                "blocked {blocked:?}, pairwise {:?} ({n})",
+                t.elapsed() / 10_000
+            );
+        }
     }
 
     #[test]
