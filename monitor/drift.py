@@ -64,6 +64,7 @@ class QualityBounds(Protocol):
     @property
     def max_unseen_category_rate(self) -> float | None: ...
 
+
 #: Tests corrected in another detector's family: the multivariate PCA test is a KS test
 #: (on reconstruction errors), so with it an evaluation's KS family has one more member.
 P_VALUE_FAMILY = {"pca": "ks"}

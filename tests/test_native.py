@@ -159,7 +159,13 @@ def reference_row(v: bytes, doc: dict, schemas: dict, max_id: int) -> dict:
         else:
             unknown = True
     return dict(
-        model=model, event_id=eid, version=version, ts=ts, pred=pred, num=num, cat=cat,
+        model=model,
+        event_id=eid,
+        version=version,
+        ts=ts,
+        pred=pred,
+        num=num,
+        cat=cat,
         unknown=unknown,
     )
 
@@ -246,19 +252,38 @@ SCHEMAS = {
 }
 OTHER_MODELS = ["zz", "m9", "M0"]
 ISO_OUTSIDE_SUBSET = [  # fromisoformat accepts these, the native subset does not
-    "2026-01-01t00:00:00Z", "2026-01-01T00:00:00+00:60", "2026-01-01T00:00:00.1234567Z",
-    "20260101T000000Z", "2026-01-01T00:00Z", "2026-01-01T00:00:00+0500",
-    "2026-01-01 00:00:00Z", "2026-01-01T00:00:00,5Z", "2026-01-01T00:00:00.000001+05:30:15",
-    "2026-W01-1T00:00:00Z", "2026-01-01T00:00:00 Z", "2026-01-01T00:00:00+05",
-    "2026-01-01T00:00:00.Z", "2026-01-01T12Z", "2026-01-01T00:00:00.123456+05:30:00.5",
+    "2026-01-01t00:00:00Z",
+    "2026-01-01T00:00:00+00:60",
+    "2026-01-01T00:00:00.1234567Z",
+    "20260101T000000Z",
+    "2026-01-01T00:00Z",
+    "2026-01-01T00:00:00+0500",
+    "2026-01-01 00:00:00Z",
+    "2026-01-01T00:00:00,5Z",
+    "2026-01-01T00:00:00.000001+05:30:15",
+    "2026-W01-1T00:00:00Z",
+    "2026-01-01T00:00:00 Z",
+    "2026-01-01T00:00:00+05",
+    "2026-01-01T00:00:00.Z",
+    "2026-01-01T12Z",
+    "2026-01-01T00:00:00.123456+05:30:00.5",
 ]
 ISO_REFUSED = [  # fromisoformat refuses, or gives a naive datetime
-    "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "0000-01-01T00:00:00Z",
-    "2026-01-01T24:00:00Z", "2026-01-01T00:60:00Z", "2026-01-01T00:00:60Z",
-    "2026-01-01T00:00:00+24:00", "2026-01-01T00:00:00", "2026-13-01T00:00:00Z",
-    "2026-01-01T00:00:00z", "\uff12\uff10\uff12\uff16-01-01T00:00:00Z",
+    "2026-02-29T00:00:00Z",
+    "2026-04-31T00:00:00Z",
+    "0000-01-01T00:00:00Z",
+    "2026-01-01T24:00:00Z",
+    "2026-01-01T00:60:00Z",
+    "2026-01-01T00:00:60Z",
+    "2026-01-01T00:00:00+24:00",
+    "2026-01-01T00:00:00",
+    "2026-13-01T00:00:00Z",
+    "2026-01-01T00:00:00z",
+    "\uff12\uff10\uff12\uff16-01-01T00:00:00Z",
     "2026-01-01T00:00:00.1234567",
-    "", "yesterday", "2026-01-01T00:00:00Z ",
+    "",
+    "yesterday",
+    "2026-01-01T00:00:00Z ",
 ]
 TEXT_CHARS = "abcxyz019 _-/\\\"'é中😀\x00\x01\x1f\x7f\u2028\ufffe"
 
@@ -277,8 +302,16 @@ def ws(rnd: random.Random) -> str:
 def enc(rnd: random.Random, s: str, p_escape: float = 0.1) -> str:
     """s as a JSON string literal, with random (valid) escapes."""
     out = ['"']
-    short = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-             "\t": "\\t", "/": "\\/"}
+    short = {
+        '"': '\\"',
+        "\\": "\\\\",
+        "\b": "\\b",
+        "\f": "\\f",
+        "\n": "\\n",
+        "\r": "\\r",
+        "\t": "\\t",
+        "/": "\\/",
+    }
     for ch in s:
         o = ord(ch)
         if ch in '"\\' or o < 0x20 or rnd.random() < p_escape:
@@ -301,10 +334,28 @@ def rand_text(rnd: random.Random, lo: int = 0, hi: int = 8) -> str:
 
 
 def int_lit(rnd: random.Random) -> str:
-    return str(rnd.choice([
-        0, 1, -1, 7, 42, -123456, 2**53 + 1, -(2**53) - 1, INT64_MAX, INT64_MIN,
-        rnd.randint(-(10**6), 10**6), rnd.randint(INT64_MIN, INT64_MAX),
-    ])) if rnd.random() < 0.95 else "-0"
+    return (
+        str(
+            rnd.choice(
+                [
+                    0,
+                    1,
+                    -1,
+                    7,
+                    42,
+                    -123456,
+                    2**53 + 1,
+                    -(2**53) - 1,
+                    INT64_MAX,
+                    INT64_MIN,
+                    rnd.randint(-(10**6), 10**6),
+                    rnd.randint(INT64_MIN, INT64_MAX),
+                ]
+            )
+        )
+        if rnd.random() < 0.95
+        else "-0"
+    )
 
 
 def big_int_lit(rnd: random.Random) -> str:
@@ -321,17 +372,45 @@ def float_lit(rnd: random.Random) -> str:
     if r < 0.8:
         digits = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(1, 40)))
         return f"{rnd.choice(['', '-'])}{rnd.randint(0, 999)}.{digits}e{rnd.randint(-330, 310)}"
-    return rnd.choice([
-        "-0.0", "0.0", "0e0", "-0e-5", "1e-400", "-1e-400", "1E+2", "2.5e-324",
-        "4.9406564584124654e-324", "2.2250738585072011e-308", "1.7976931348623157e308",
-        "1.7976931348623158e308", "9007199254740993.0", "0.1e1", "123456789012345678901234.5",
-    ])
+    return rnd.choice(
+        [
+            "-0.0",
+            "0.0",
+            "0e0",
+            "-0e-5",
+            "1e-400",
+            "-1e-400",
+            "1E+2",
+            "2.5e-324",
+            "4.9406564584124654e-324",
+            "2.2250738585072011e-308",
+            "1.7976931348623157e308",
+            "1.7976931348623158e308",
+            "9007199254740993.0",
+            "0.1e1",
+            "123456789012345678901234.5",
+        ]
+    )
 
 
 def invalid_number(rnd: random.Random) -> str:
     """Numbers orjson refuses (overflow to infinity) or that are not JSON."""
-    return rnd.choice(["1e400", "-1e400", "1.7976931348623159e308", "1" + "0" * 309, "NaN",
-                       "Infinity", "-Infinity", "01", "1.", ".5", "+1", "0x10"])
+    return rnd.choice(
+        [
+            "1e400",
+            "-1e400",
+            "1.7976931348623159e308",
+            "1" + "0" * 309,
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "0x10",
+        ]
+    )
 
 
 def json_value(rnd: random.Random, depth: int = 0) -> str:
@@ -351,8 +430,11 @@ def json_value(rnd: random.Random, depth: int = 0) -> str:
     keys = [rand_text(rnd, 0, 3) for _ in range(n)]
     if keys and rnd.random() < 0.2:
         keys.append(keys[0])  # duplicates are fine inside ignored values
-    return "{" + ",".join(f"{enc(rnd, k)}{ws(rnd)}:{ws(rnd)}{json_value(rnd, depth + 1)}"
-                          for k in keys) + "}"
+    return (
+        "{"
+        + ",".join(f"{enc(rnd, k)}{ws(rnd)}:{ws(rnd)}{json_value(rnd, depth + 1)}" for k in keys)
+        + "}"
+    )
 
 
 def iso_string(rnd: random.Random) -> str:
@@ -410,19 +492,48 @@ def make_event(rnd: random.Random, max_id: int, bad: float) -> bytes:
     # timestamp
     r = rnd.random()
     if wrong():
-        add("timestamp", rnd.choice([
-            enc(rnd, rnd.choice(ISO_OUTSIDE_SUBSET + ISO_REFUSED)), "-1", "100000000000000",
-            "1e11000", "-0.5", "99999999999999.99", "1e14", "true", "[]", big_int_lit(rnd),
-        ]))
+        add(
+            "timestamp",
+            rnd.choice(
+                [
+                    enc(rnd, rnd.choice(ISO_OUTSIDE_SUBSET + ISO_REFUSED)),
+                    "-1",
+                    "100000000000000",
+                    "1e11000",
+                    "-0.5",
+                    "99999999999999.99",
+                    "1e14",
+                    "true",
+                    "[]",
+                    big_int_lit(rnd),
+                ]
+            ),
+        )
     elif r < 0.55:
         add("timestamp", enc(rnd, iso_string(rnd), 0.02))
     elif r < 0.7:
-        add("timestamp", rnd.choice([
-            str(rnd.randint(0, 10**11)), repr(rnd.uniform(0, 1e11)), "0", "-0", "-0.0",
-            "100000000000", "1e11", "1790000000.123", "99999999999.99999",
-            str(rnd.randint(10**11, 10**14 - 1)), repr(rnd.uniform(1e11, 1e14)),
-            "100000000001", "100000000000.00002", "1790000000123", "99999999999999",
-        ]))
+        add(
+            "timestamp",
+            rnd.choice(
+                [
+                    str(rnd.randint(0, 10**11)),
+                    repr(rnd.uniform(0, 1e11)),
+                    "0",
+                    "-0",
+                    "-0.0",
+                    "100000000000",
+                    "1e11",
+                    "1790000000.123",
+                    "99999999999.99999",
+                    str(rnd.randint(10**11, 10**14 - 1)),
+                    repr(rnd.uniform(1e11, 1e14)),
+                    "100000000001",
+                    "100000000000.00002",
+                    "1790000000123",
+                    "99999999999999",
+                ]
+            ),
+        )
     elif r < 0.8:
         add("timestamp", "null")
     # else: absent
@@ -431,10 +542,19 @@ def make_event(rnd: random.Random, max_id: int, bad: float) -> bytes:
         if rnd.random() < 0.8:
             add("prediction", rnd.choice(["null", "[]", "{}", "[1, 2]", big_int_lit(rnd)]))
     else:
-        add("prediction", rnd.choice([
-            int_lit(rnd), float_lit(rnd), float_lit(rnd), enc(rnd, rand_text(rnd)), "true",
-            "false",
-        ]))
+        add(
+            "prediction",
+            rnd.choice(
+                [
+                    int_lit(rnd),
+                    float_lit(rnd),
+                    float_lit(rnd),
+                    enc(rnd, rand_text(rnd)),
+                    "true",
+                    "false",
+                ]
+            ),
+        )
     # features
     numeric, categorical = SCHEMAS.get(model, (["f0", "q"], ["c0"]))
     if wrong():
@@ -444,8 +564,11 @@ def make_event(rnd: random.Random, max_id: int, bad: float) -> bytes:
         items: list[tuple[str, str]] = []
         for name in numeric:
             if rnd.random() < 0.85:
-                v = (int_lit(rnd) if rnd.random() < 0.3 else float_lit(rnd)
-                     ) if rnd.random() < 0.9 else "null"
+                v = (
+                    (int_lit(rnd) if rnd.random() < 0.3 else float_lit(rnd))
+                    if rnd.random() < 0.9
+                    else "null"
+                )
                 if wrong():
                     v = rnd.choice(["true", enc(rnd, "1.5"), "[1]", "{}", big_int_lit(rnd)])
                 items.append((name, v))
@@ -461,8 +584,14 @@ def make_event(rnd: random.Random, max_id: int, bad: float) -> bytes:
             k, _ = rnd.choice(items)
             items.append((k, "null"))  # duplicate feature
         rnd.shuffle(items) if rnd.random() < 0.2 else None
-        add("features", "{" + ws(rnd) + ",".join(
-            f"{enc(rnd, k, 0.05)}{ws(rnd)}:{ws(rnd)}{v}" for k, v in items) + ws(rnd) + "}")
+        add(
+            "features",
+            "{"
+            + ws(rnd)
+            + ",".join(f"{enc(rnd, k, 0.05)}{ws(rnd)}:{ws(rnd)}{v}" for k, v in items)
+            + ws(rnd)
+            + "}",
+        )
     # other top-level keys
     for _ in range(rnd.choice([0, 0, 0, 1, 2])):
         add(rnd.choice(["extra", "meta", "label", "features2", "ts"]), json_value(rnd))
@@ -471,8 +600,15 @@ def make_event(rnd: random.Random, max_id: int, bad: float) -> bytes:
         fields.append((k, json_value(rnd)))  # duplicate top-level key
     if rnd.random() < 0.2:
         rnd.shuffle(fields)  # e.g. features before model
-    text = (ws(rnd) + "{" + ws(rnd) + ",".join(
-        f"{k}{ws(rnd)}:{ws(rnd)}{v}" for k, v in fields) + ws(rnd) + "}" + ws(rnd))
+    text = (
+        ws(rnd)
+        + "{"
+        + ws(rnd)
+        + ",".join(f"{k}{ws(rnd)}:{ws(rnd)}{v}" for k, v in fields)
+        + ws(rnd)
+        + "}"
+        + ws(rnd)
+    )
     if wrong():
         text = corrupt(rnd, text)
     return text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
@@ -494,8 +630,20 @@ def corrupt(rnd: random.Random, text: str) -> str | bytes:
     if choice == 3:
         return (body[:-1] + extra + '"a\xffb"}').encode("utf-8").replace(b"\xc3\xbf", b"\xff")
     if choice == 4:
-        return body[:-1] + extra + rnd.choice(['"\\ud800"', '"\\udc00x"', '"\\ud800\\u0041"',
-                                               '"\\ud83d\\ude00"', '"\\uD83D\\uDE00"']) + "}"
+        return (
+            body[:-1]
+            + extra
+            + rnd.choice(
+                [
+                    '"\\ud800"',
+                    '"\\udc00x"',
+                    '"\\ud800\\u0041"',
+                    '"\\ud83d\\ude00"',
+                    '"\\uD83D\\uDE00"',
+                ]
+            )
+            + "}"
+        )
     if choice == 5:
         return body[:-1] + extra + invalid_number(rnd) + "}"
     if choice == 6:
@@ -595,9 +743,14 @@ def test_benchmark_events():
 def event(features: str = '{"f0": 1.5, "c0": "a"}', **top: str) -> bytes:
     """A simple m0 event with some top-level values (raw JSON text) replaced; a value
     of None drops the key."""
-    fields = {"event_id": '"e1"', "model": '"m0"', "model_version": '"v1"',
-              "timestamp": '"2026-11-01T00:00:00.123Z"', "features": features,
-              "prediction": "0.25"}
+    fields = {
+        "event_id": '"e1"',
+        "model": '"m0"',
+        "model_version": '"v1"',
+        "timestamp": '"2026-11-01T00:00:00.123Z"',
+        "features": features,
+        "prediction": "0.25",
+    }
     fields.update(top)
     return ("{" + ",".join(f'"{k}":{v}' for k, v in fields.items() if v is not None) + "}").encode()
 
@@ -610,8 +763,11 @@ def event(features: str = '{"f0": 1.5, "c0": "a"}', **top: str) -> bytes:
         ("null feature, absent features", event('{"f0": null, "c0": null}'), True),
         ("empty features", event("{}"), True),
         ("escaped keys", event('{"f\\u0030": 2, "\\u0063\\u0030": "\\u00e9\\ud83d\\ude00"}'), True),
-        ("escaped model key", b'{"event_id":"e","mod\\u0065l":"m\\u0030","features":{},'
-                              b'"prediction":1}', True),
+        (
+            "escaped model key",
+            b'{"event_id":"e","mod\\u0065l":"m\\u0030","features":{},"prediction":1}',
+            True,
+        ),
         ("int64 bounds", event('{"f0": -9223372036854775808, "f1": 9223372036854775807}'), True),
         ("int above int64", event('{"f0": 9223372036854775808}'), False),
         ("int below int64", event('{"f0": -9223372036854775809}'), False),
@@ -634,14 +790,26 @@ def event(features: str = '{"f0": 1.5, "c0": "a"}', **top: str) -> bytes:
         ("duplicate unknown feature", event('{"zz": 1, "zz": 1}'), False),
         ("duplicate inside ignored value", event(extra='{"a": 1, "a": 2}'), True),
         ("duplicate top-level key", event().replace(b'"e1",', b'"e1","event_id":"e2",'), False),
-        ("duplicate model key", b'{"event_id":"e","model":"m0","model":"m1","features":{},'
-                                b'"prediction":1}', False),
-        ("duplicate other top-level key", b'{"x":1,"event_id":"e","model":"m0","x":2,'
-                                          b'"features":{},"prediction":1}', False),
-        ("features before model", b'{"features":{"f0":-0,"c1":"z","u":1},"event_id":"e",'
-                                  b'"model":"m0","prediction":2}', True),
-        ("features before model, bad", b'{"features":{"f0":true},"event_id":"e","model":"m0",'
-                                       b'"prediction":2}', False),
+        (
+            "duplicate model key",
+            b'{"event_id":"e","model":"m0","model":"m1","features":{},"prediction":1}',
+            False,
+        ),
+        (
+            "duplicate other top-level key",
+            b'{"x":1,"event_id":"e","model":"m0","x":2,"features":{},"prediction":1}',
+            False,
+        ),
+        (
+            "features before model",
+            b'{"features":{"f0":-0,"c1":"z","u":1},"event_id":"e","model":"m0","prediction":2}',
+            True,
+        ),
+        (
+            "features before model, bad",
+            b'{"features":{"f0":true},"event_id":"e","model":"m0","prediction":2}',
+            False,
+        ),
         ("version null", event(model_version="null"), True),
         ("version absent", event(model_version=None), True),
         ("version number", event(model_version="1"), False),
@@ -685,8 +853,11 @@ def event(features: str = '{"f0": 1.5, "c0": "a"}', **top: str) -> bytes:
         ("overflowing int in ignored value", event(extra="1" + "0" * 309), False),
         ("int rounding to DBL_MAX", event(extra=str(2**1024 - 2**970 - 1)), True),
         ("int rounding to infinity", event(extra=str(2**1024 - 2**970)), False),
-        ("float just below the overflow", event(extra="1.79769313486231580793728971405303e308"),
-         True),
+        (
+            "float just below the overflow",
+            event(extra="1.79769313486231580793728971405303e308"),
+            True,
+        ),
         ("depth 1024", event(extra="[" * 1023 + "]" * 1023), True),
         ("depth 1025", event(extra="[" * 1024 + "]" * 1024), False),
         ("depth 1024 in unknown feature", event('{"zz":' + "[" * 1022 + "]" * 1022 + "}"), True),
@@ -717,13 +888,25 @@ def test_floats_bit_exact():
         texts.append(float_lit(rnd))
         texts.append(str(rnd.randint(INT64_MIN, INT64_MAX)))
         texts.append(str(rnd.randint(-(2**60), 2**60) | 1))  # odd: rounding of float(int)
-    texts += ["9007199254740993", "-9007199254740993", "9223372036854775807",
-              "2.4703282292062327e-324", "2.4703282292062328e-324", "1.7976931348623158e308",
-              "-2.47032822920623272088e-324", "1.7976931348623158079372897140530341e308",
-              "0." + "0" * 400 + "1", "1" + "0" * 300 + ".0", "0.1" + "0" * 800 + "1"]
+    texts += [
+        "9007199254740993",
+        "-9007199254740993",
+        "9223372036854775807",
+        "2.4703282292062327e-324",
+        "2.4703282292062328e-324",
+        "1.7976931348623158e308",
+        "-2.47032822920623272088e-324",
+        "1.7976931348623158079372897140530341e308",
+        "0." + "0" * 400 + "1",
+        "1" + "0" * 300 + ".0",
+        "0.1" + "0" * 800 + "1",
+    ]
     texts = [s for s in texts if math.isfinite(float(s))]  # orjson refuses infinities
-    values = [b'{"event_id":"e","model":"m3","features":{"a":%s},"prediction":%s}'
-              % (s.encode(), s.encode()) for s in texts]
+    values = [
+        b'{"event_id":"e","model":"m3","features":{"a":%s},"prediction":%s}'
+        % (s.encode(), s.encode())
+        for s in texts
+    ]
     fallback, groups = check(values, SCHEMAS)
     assert fallback == []
     ref = [orjson.loads(v)["features"]["a"] for v in values]
@@ -733,12 +916,21 @@ def test_floats_bit_exact():
 def test_timestamps_bit_exact():
     rnd = random.Random(11)
     stamps = [iso_string(rnd) for _ in range(20_000)]
-    stamps += ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59.999999Z",
-               "9999-12-31T23:59:59.999999-23:59", "1969-12-31T23:59:59.999999Z",
-               "1970-01-01T00:00:00.000001Z", "2000-02-29T12:00:00.5-00:00",
-               "2255-06-05T23:47:34.740992Z", "2255-06-05T23:47:34.740993Z"]
-    values = [b'{"event_id":"e","model":"m3","timestamp":"%s","features":{},"prediction":1}'
-              % s.encode() for s in stamps]
+    stamps += [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+23:59",
+        "9999-12-31T23:59:59.999999Z",
+        "9999-12-31T23:59:59.999999-23:59",
+        "1969-12-31T23:59:59.999999Z",
+        "1970-01-01T00:00:00.000001Z",
+        "2000-02-29T12:00:00.5-00:00",
+        "2255-06-05T23:47:34.740992Z",
+        "2255-06-05T23:47:34.740993Z",
+    ]
+    values = [
+        b'{"event_id":"e","model":"m3","timestamp":"%s","features":{},"prediction":1}' % s.encode()
+        for s in stamps
+    ]
     fallback, groups = check(values, SCHEMAS)
     assert fallback == []
     expect = [datetime.fromisoformat(s).timestamp() for s in stamps]
@@ -747,8 +939,10 @@ def test_timestamps_bit_exact():
 
 @pytest.mark.parametrize("stamp", ISO_OUTSIDE_SUBSET + ISO_REFUSED)
 def test_timestamps_outside_subset_fall_back(stamp):
-    good = (b'{"event_id":"e","model":"m3","timestamp":"2026-01-01T00:00:00Z","features":{},'
-            b'"prediction":1}')
+    good = (
+        b'{"event_id":"e","model":"m3","timestamp":"2026-01-01T00:00:00Z","features":{},'
+        b'"prediction":1}'
+    )
     bad = good.replace(b'"2026-01-01T00:00:00Z"', json.dumps(stamp).encode())
     other = good.replace(b'"m3"', b'"m1"')
     fallback, groups = check([good, bad, other], SCHEMAS)

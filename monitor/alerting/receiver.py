@@ -93,6 +93,7 @@ def redact(text: str, forms: Iterable[str]) -> str:
             text = text.replace(f, REDACTED)
     return text
 
+
 if TYPE_CHECKING:
     pass
 

@@ -117,6 +117,7 @@ MAX_MAGNITUDE = 1e100
 # The ufuncs' reductions themselves: ndarray.max() and min() add two Python layers each.
 _MAX, _MIN = np.maximum.reduce, np.minimum.reduce
 
+
 class StreamDetector(DetectorBase):
     """Latching adapter shared by the river detectors; subclasses build the river object."""
 
@@ -585,8 +586,7 @@ class ADWINDetector(StreamDetector):
             return False
         # Every value finite and within MAX_MAGNITUDE (see _finite_values); NaN fails both.
         if columns.size and not (
-            _MAX(columns, axis=None) <= MAX_MAGNITUDE
-            and _MIN(columns, axis=None) >= -MAX_MAGNITUDE
+            _MAX(columns, axis=None) <= MAX_MAGNITUDE and _MIN(columns, axis=None) >= -MAX_MAGNITUDE
         ):
             return False
         n, k = columns.shape

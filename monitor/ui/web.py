@@ -60,6 +60,7 @@ class MonitorService(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
