@@ -21,8 +21,9 @@ if [[ -x /usr/bin/chromium ]]; then
     export MONITOR_REQUIRE_BROWSER=1  # installed: the browser tests must run, not skip
 fi
 
-say "ruff check"
+say "ruff check, ruff format --check"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check --quiet monitor tests bench devtools scripts
 
 broker_pid=""
 workdir=""
