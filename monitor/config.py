@@ -703,6 +703,20 @@ class ModelConfig(_Strict):
     segments: SegmentsConfig | None = None
     sample: SampleConfig | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str) -> str:
+        """A model name is an identifier on dashboards, metrics and pages: a control,
+        format (bidi override, zero-width) or separator character would make it read as
+        another name there (the same rule as names from the wire under ``track``)."""
+        if not v.isprintable():
+            bad = next(c for c in v if not c.isprintable())
+            raise ValueError(
+                f"model name holds the unprintable character U+{ord(bad):04X}: use letters, "
+                "digits and punctuation"
+            )
+        return v
+
     @field_validator("features")
     @classmethod
     def _no_reserved_names(

@@ -103,6 +103,7 @@ REASONS = (
     "timestamp_in_future",
     "unknown_model",
     "too_many_models",
+    "invalid_model_name",
     "too_many_features",
     "label_not_for_task",
 )

@@ -308,6 +308,13 @@ class MonitorService:
             return "unknown_model"
         if model in self._admitted:
             return None
+        if not model.isprintable():
+            # A name from the wire with a control, format (bidi override, zero-width) or
+            # separator character: it would become a model whose name reads as another on
+            # dashboards and in pages ("bidi<U+202E>evil" shows as "bidilive"); a model
+            # name is an identifier, never text like that. Listed models are checked by
+            # the config (ModelConfig.name).
+            return "invalid_model_name"
         # The cap counts every model, the listed ones included (as the config validation does).
         if len(self._admitted) + len(self.config.models) >= self.config.limits.max_models:
             return "too_many_models"

@@ -589,3 +589,34 @@ async def test_decoder_failures_are_logged_and_counted_not_swallowed(
         assert errors.get("native_decoder", 0) >= 1
         assert "compiled decoder failed on a batch" in caplog.text
         assert "Panic: panicked at src/lib.rs:1:1" in caplog.text
+
+
+@pytest.mark.kafka
+async def test_new_model_names_that_read_as_another_are_rejected(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Under ``unknown_models: track`` a model name from the wire made a model whatever its
+    characters: ``"bidi\\u202eevil"`` (a right-to-left override) read as "bidilive" on
+    Grafana and in pages, a zero-width space made a second "churn". Such names are rejected
+    as ``invalid_model_name`` (counted, dead-lettered like every rejection), and take no
+    model slot; a plain new name is still tracked."""
+    raw, suffix = _service_config(kafka_bootstrap, tmp_path, unknown_models="track")
+    bad_names = ["bidi\u202eevil", "churn\u200b", "line\u2028break", "tab\there", "nbsp\xa0x"]
+    events = [_event({"a": 1.0}, 0.5, i) | {"model": n} for i, n in enumerate(bad_names)]
+    events += [_event({"a": 1.0}, 0.5, 10 + i) | {"model": "plain-new"} for i in range(3)]
+    service, task = await _run_service(raw)
+    try:
+        await _send(kafka_bootstrap, f"p-{suffix}", [orjson.dumps(e) for e in events])
+        await eventually(lambda: sum(service._positions.values()) >= len(events), within=30)
+        metrics = (await httpx.AsyncClient().get(f"{service.http.url}/metrics")).text
+    finally:
+        await _stop(service, task)
+    assert set(service.models) == {"plain-new"}
+    invalid = dict(re.findall(INVALID, metrics))
+    assert float(invalid["invalid_model_name"]) == len(bad_names)
+    assert "\u202e" not in metrics and "\u200b" not in metrics
+
+
+def test_a_listed_model_name_with_an_unprintable_character_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"models\[0\]\.name: .*U\+202E"):
+        parse_config({"models": [{"name": "bidi\u202eevil"}]})
