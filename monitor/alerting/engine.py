@@ -465,6 +465,10 @@ class AlertService:
         notifications with the same keys, which the outbox drops as repeats.
         """
         pending = self._decide(ctx, signals)
+        if not (pending.for_outbox or pending.changed):
+            # Nothing to write (most evaluations): no trip to the database thread, whose
+            # hand-over cost about as much as the decision, once per evaluation.
+            return self._finish(pending, [True] * len(pending.items))
         inserted = await self._in_database(self._write, pending)
         return self._finish(pending, inserted)
 

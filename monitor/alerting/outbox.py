@@ -137,6 +137,10 @@ class Outbox:
         ``page_caps``: the receivers with a page cap (see the module docstring)."""
         self._caps = dict(page_caps or {})
         self._folded: list[tuple[str, str]] = []  # (receiver, reason) since take_folded
+        # Its own lock, not the transactions' one: the event loop takes the list after each
+        # evaluation, and must not wait behind a database-thread write that itself waits
+        # out another process's lock on the file (up to the busy timeout).
+        self._folded_lock = threading.Lock()
         self._conn = conn
         self._owns = owns_connection
         self._closed = False
@@ -231,7 +235,7 @@ class Outbox:
                     )
         except sqlite3.Error as exc:
             raise StateError(f"outbox enqueue failed: {exc}") from exc
-        with self._lock:
+        with self._folded_lock:
             self._folded.extend(folded)
         return inserted
 
@@ -281,7 +285,7 @@ class Outbox:
 
     def take_folded(self) -> list[tuple[str, str]]:
         """(receiver, reason) of each row folded by the page cap since the last call."""
-        with self._lock:
+        with self._folded_lock:
             out, self._folded = self._folded, []
         return out
 
