@@ -13,7 +13,8 @@ state again. On its own broker: the test deletes a topic.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -29,10 +30,10 @@ from monitor.kafka_store import KafkaStateStore
 from monitor.store import SavedModel, SQLiteStateStore, TopicPartition
 
 
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[str]:
-    with LocalKafka() as kafka:
-        yield kafka.bootstrap_servers
+@pytest.fixture
+def own_broker(scratch_kafka: LocalKafka) -> str:
+    """Not the shared broker (a topic is deleted): the session's ``scratch_kafka``."""
+    return scratch_kafka.bootstrap_servers
 
 
 async def _policy(bootstrap: str, topic: str) -> str | None:
@@ -71,8 +72,10 @@ async def test_a_changelog_deleted_while_running_is_refused_then_every_state_wri
 ) -> None:
     # Checked at every checkpoint (at most once a minute in production).
     monkeypatch.setattr(kafka_store, "TOPIC_CHECK_SECONDS", 0.0, raising=False)
-    topic = "predictions"
-    kafka = KafkaConfig(bootstrap_servers=own_broker, group_id="g", predictions_topic=topic)
+    topic = f"predictions-{uuid.uuid4().hex[:10]}"  # the broker is shared with other tests
+    kafka = KafkaConfig(
+        bootstrap_servers=own_broker, group_id=f"g-{uuid.uuid4().hex[:8]}", predictions_topic=topic
+    )
     state = StateConfig(backend="kafka", instance_id="one")
 
     create_topics(own_broker, [topic], 1)
