@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from own_brokers import DASH_CLUSTER_ID, SASL_USERS, SCRATCH_PROPERTIES
 
 from devtools.local_kafka import LocalKafka, create_topics
 
@@ -32,6 +33,31 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     with LocalKafka() as kafka:
         yield kafka.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def sasl_kafka() -> Iterator[LocalKafka]:
+    """A broker of the tests' own with a SASL/PLAIN listener (users ``own_brokers.SASL_USERS``)
+    and a cluster id that begins with '-'. Tests may restart it, never stop it.
+
+    One per session, not per module: tests/test_local_kafka.py and tests/test_security.py
+    share it (a JVM start fewer). In the suite's order test_local_kafka.py meets it first,
+    fresh, as its coordinator check wants.
+    """
+    with LocalKafka(sasl_plain_users=SASL_USERS, cluster_id=DASH_CLUSTER_ID) as kafka:
+        yield kafka
+
+
+@pytest.fixture(scope="session")
+def scratch_kafka() -> Iterator[LocalKafka]:
+    """A broker of the tests' own for what the shared one must not see: deleted topics,
+    transactions the broker aborts within a second (``own_brokers.SCRATCH_PROPERTIES``).
+
+    One per session: tests/test_kafka_txn.py and tests/test_changelog_deleted.py share it,
+    with fresh topic and group names.
+    """
+    with LocalKafka(extra_properties=SCRATCH_PROPERTIES) as kafka:
+        yield kafka
 
 
 TopicFactory = Callable[..., str]

@@ -71,6 +71,9 @@ async def test_kill_9_during_a_delivery_resends_the_same_key_with_the_same_paylo
                     }
                 },
                 "outbox_path": str(tmp_path / "outbox.sqlite"),
+                # The killed process's claim on the row runs out after 3 s, not the default
+                # 30 s (test_outbox_claims.py checks the configured lease is the one used).
+                "delivery": {"claim_lease_seconds": 3},
             },
         }
         config = write_config(tmp_path / "c.yaml", raw)

@@ -36,7 +36,7 @@ from aiokafka.errors import (
 )
 from fault_helpers import ROOT, MonitorProcess, eventually, write_config
 
-from devtools.local_kafka import LocalKafka, ensure_jars
+from devtools.local_kafka import LocalKafka, create_topics, ensure_jars
 from monitor.clock import ManualClock
 from monitor.config import parse_config
 from monitor.errors import SourceError
@@ -274,43 +274,55 @@ def _java_produce(bootstrap: str, topic: str, per_codec: int, codecs: tuple[str,
     )
 
 
+PER_CODEC = 50
+
+
+@pytest.fixture(scope="module")
+def every_codec_topic(kafka_bootstrap: str) -> str:
+    """One topic written once by Kafka's Java producer: PER_CODEC events compressed with each
+    of CODECS in turn (gzip first). A JVM start that compiles the producer's source costs
+    seconds, so the tests below share it, each reading it with a group of its own."""
+    topic = f"codecs-{uuid.uuid4().hex[:10]}"
+    create_topics(kafka_bootstrap, [topic], 1)
+    _java_produce(kafka_bootstrap, topic, PER_CODEC, CODECS)
+    return topic
+
+
 @pytest.mark.kafka
 async def test_events_from_a_java_producer_with_every_codec_are_consumed(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, every_codec_topic: str
 ) -> None:
     """snappy, lz4 and zstd batches used to stop their partition for good (codecs missing)."""
     suffix = uuid.uuid4().hex[:10]
-    await _create_topic(kafka_bootstrap, f"p-{suffix}")
-    per_codec = 50
-    await asyncio.to_thread(_java_produce, kafka_bootstrap, f"p-{suffix}", per_codec, CODECS)
-    service, task = await _run(_config(kafka_bootstrap, tmp_path, suffix))
+    raw = _config(kafka_bootstrap, tmp_path, suffix, predictions_topic=every_codec_topic)
+    service, task = await _run(raw)
     try:
 
         def consumed() -> bool:
             mm = service.models.get("m")
-            return mm is not None and mm.events_total >= per_codec * len(CODECS)
+            return mm is not None and mm.events_total >= PER_CODEC * len(CODECS)
 
         await eventually(consumed, 30)
-        assert service.models["m"].events_total == per_codec * len(CODECS)
-        assert service.status()["positions"] == {f"p-{suffix}/0": per_codec * len(CODECS)}
+        assert service.models["m"].events_total == PER_CODEC * len(CODECS)
+        assert service.status()["positions"] == {f"{every_codec_topic}/0": PER_CODEC * len(CODECS)}
     finally:
         await _stop(service, task)
 
 
 @pytest.mark.kafka
 async def test_a_missing_codec_library_is_one_clear_error_a_metric_and_a_503(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, every_codec_topic: str
 ) -> None:
     """The codec library made unimportable in the monitor's process (a ``cramjam`` module
     that raises ImportError first on the path), as in an install without the extras:
-    one ERROR naming the codec and the fix, not a WARNING a second; /healthz says why."""
+    one ERROR naming the codec and the fix, not a WARNING a second; /healthz says why.
+    (The gzip batches come first and decode with the standard library; snappy stops it.)"""
     suffix = uuid.uuid4().hex[:10]
-    await _create_topic(kafka_bootstrap, f"p-{suffix}")
-    await asyncio.to_thread(_java_produce, kafka_bootstrap, f"p-{suffix}", 10, ("snappy",))
     hide = tmp_path / "hide"
     hide.mkdir()
     (hide / "cramjam.py").write_text('raise ImportError("cramjam hidden by the test")\n')
-    config = write_config(tmp_path / "monitor.yaml", _config(kafka_bootstrap, tmp_path, suffix))
+    raw = _config(kafka_bootstrap, tmp_path, suffix, predictions_topic=every_codec_topic)
+    config = write_config(tmp_path / "monitor.yaml", raw)
     env = {"PYTHONPATH": os.pathsep.join([str(hide), str(ROOT)])}
     proc = MonitorProcess(config, tmp_path / "monitor.log", env=env).start()
     try:

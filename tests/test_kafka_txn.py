@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from aiokafka.errors import KafkaError
@@ -33,16 +32,11 @@ from monitor.kafka_store import KafkaStateStore, part_key
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-BROKER_PROPERTIES = {
-    "transaction.abort.timed.out.transaction.cleanup.interval.ms": "500",
-    "transaction.max.timeout.ms": "20000",
-}
 
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[LocalKafka]:
-    with LocalKafka(extra_properties=BROKER_PROPERTIES) as kafka:
-        yield kafka
+@pytest.fixture
+def broker(scratch_kafka: LocalKafka) -> LocalKafka:
+    """The session's ``scratch_kafka`` (conftest.py; its settings in own_brokers.py)."""
+    return scratch_kafka
 
 
 def _setup(broker: LocalKafka) -> tuple[str, KafkaConfig]:

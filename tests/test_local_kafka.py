@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
+from own_brokers import DASH_CLUSTER_ID, SASL_USERS
 
 from devtools import local_kafka
 from devtools.local_kafka import LocalKafka, LocalKafkaError, cluster_id
@@ -37,20 +38,14 @@ pytestmark = pytest.mark.kafka
 
 TopicFactory = Callable[..., str]  # the conftest fixture; tests/ is not a package
 
-SASL_USERS = {"monitor": "correct-horse", "other": "battery-staple"}
-# One random id in 64 begins with '-'; Kafka's storage tool once read such an id as an option.
-DASH_CLUSTER_ID = "-LocalKafkaDashIdTestA"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def own_kafka() -> Iterator[LocalKafka]:
-    """A broker of this module's own, because these tests restart it (never the shared one).
-
-    Its cluster id begins with '-', so every start of this module covers that case too.
-    """
-    with LocalKafka(sasl_plain_users=SASL_USERS, cluster_id=DASH_CLUSTER_ID) as kafka:
-        yield kafka
+@pytest.fixture
+def own_kafka(sasl_kafka: LocalKafka) -> LocalKafka:
+    """A broker of the tests' own, because these tests restart it (never the shared one):
+    the session's ``sasl_kafka`` (conftest.py), whose cluster id begins with '-'."""
+    return sasl_kafka
 
 
 def test_unstarted_broker_has_no_address() -> None:

@@ -253,3 +253,36 @@ async def test_two_alert_services_sharing_one_outbox_file_deliver_each_notificat
     finally:
         await asyncio.gather(*(s.stop() for s in services))
     assert Counter(r.headers["webhook-id"] for r in rx.requests) == Counter(keys)
+
+
+async def test_the_claim_lease_is_the_configured_one(rx, tmp_path):
+    """``alerting.delivery.claim_lease_seconds`` sets the lease of the service's claims (a
+    crashed instance's row is sent again after it; 30 s by default), renewed each third."""
+    path = tmp_path / "outbox.sqlite"
+    clock = ManualClock(1_000.0)
+    other = Outbox.open(path)
+    other.enqueue("hook", note("k-lease", fp="fp"), now=clock.time(), deadline_at=9_999.0)
+    rx.script(Hold(asyncio.Event()))  # the request hangs until the test ends
+    config = AlertingConfig.model_validate(
+        {
+            "receivers": {"hook": {"type": "webhook", "url": rx.url}},
+            "delivery": {"claim_lease_seconds": 6.0},
+        }
+    )
+    service = AlertService(
+        config,
+        registry=CollectorRegistry(),
+        clock=clock,
+        outbox_path=str(path),
+        poll_interval_seconds=0.05,
+    )
+    await service.start()
+    try:
+        await rx.wait_for_requests(1)
+        assert other.rows()[0]["claimed_until"] == clock.time() + 6.0
+        clock.advance(2.0)  # a third of the lease: renewed
+        await wait_until(lambda: other.rows()[0]["claimed_until"] == clock.time() + 6.0)
+    finally:
+        await service.stop(grace_seconds=0)
+    other.close()
+    assert AlertingConfig().delivery.claim_lease_seconds == 30.0

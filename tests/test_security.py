@@ -5,29 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fault_helpers import MonitorProcess, write_config
+from own_brokers import SASL_USERS
 
 from devtools.local_kafka import LocalKafka
 from monitor.config import HttpConfig, parse_config
 from monitor.service import MonitorService
 from monitor.simulate import publish
 
-PASSWORD = "s3cret-Pa55-7f1d2c"
+PASSWORD = SASL_USERS["monitor"]
 TOKEN = "admin-T0ken-9e8d7c"
 WEBHOOK_SECRET = "whsec-never-shown-4b3a"
-
-
-@pytest.fixture(scope="module")
-def sasl_kafka() -> Iterator[LocalKafka]:
-    """A broker of this module's own with a SASL/PLAIN listener."""
-    with LocalKafka(sasl_plain_users={"monitor": PASSWORD}) as kafka:
-        yield kafka
 
 
 def _raw(kafka: LocalKafka, tmp: Path) -> dict[str, Any]:

@@ -630,6 +630,18 @@ class DeliveryConfig(_Strict):
         gt=0,
         description="Keep finished rows this long, so replayed evaluations stay deduplicated.",
     )
+    # How long a claim on a row being sent holds without renewal: how long another instance
+    # sharing the outbox (or the restarted one) waits before it sends the row of an instance
+    # that died mid-request. Renewed every third of it, so with 30 s a live instance keeps
+    # its claim through event-loop stalls and SQLite busy waits (``busy_timeout`` 5 s) of up
+    # to ~20 s; a shorter lease resends sooner after a crash but risks a duplicate delivery
+    # when a live instance stalls longer than two thirds of it.
+    claim_lease_seconds: float = Field(
+        default=30.0,
+        ge=1.0,
+        description="A row being sent stays claimed this long without renewal (after a "
+        "crash mid-request it is sent again after at most this long).",
+    )
 
     @model_validator(mode="after")
     def _backoff_ordered(self) -> DeliveryConfig:

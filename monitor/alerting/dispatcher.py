@@ -28,9 +28,10 @@
   again at once, hundreds of times a second, to a receiver that had it.
 * Several instances may share one outbox file (``state.backend: sqlite`` on
   one host): each row is claimed in the outbox before it is sent (a lease of
-  ``lease_seconds``, renewed every third of it while the request runs, released
-  with the outcome), so exactly one instance sends it. Before claims, each
-  instance picked the same due rows and both POSTed them: every alert twice.
+  ``delivery.claim_lease_seconds``, 30 s by default, renewed every third of it while
+  the request runs, released with the outcome), so exactly one instance sends it.
+  Before claims, each instance picked the same due rows and both POSTed them: every
+  alert twice.
   An instance that dies mid-request leaves its claim to run out; then another
   sends the row (at-least-once).
 * A stale ``update`` or ``repeat`` (a later update or repeat of its incident waits behind
@@ -76,12 +77,6 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: How long a claim on a row being sent holds without renewal: how long another instance
-#: sharing the outbox waits before it sends the row of an instance that died mid-request.
-#: Renewed every third of it, so a live instance keeps its claim through event-loop stalls
-#: and SQLite busy waits (``busy_timeout`` 5 s) of up to ~20 s.
-DEFAULT_LEASE_SECONDS = 30.0
-
 
 @dataclass(slots=True)
 class _Health:
@@ -113,14 +108,13 @@ class Dispatcher:
         poll_interval: float = 1.0,
         log_interval: float = 300.0,
         secrets: Iterable[str] = (),
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         database: Executor | None = None,
         page_caps: Mapping[str, PageCap] | None = None,
         summary_interval: float = 0.0,
     ) -> None:
         """``secrets``: every configured secret value; redacted from whatever is logged or
         stored, as a second line of defence behind each receiver's own redaction.
-        ``lease_seconds``: see :data:`DEFAULT_LEASE_SECONDS` (timed by ``clock.time()``).
+        The claim lease is ``delivery.claim_lease_seconds`` (timed by ``clock.time()``).
         ``database``: the executor (one thread) the outbox is used on; None: the loop's
         own thread (a dispatcher built alone, in tests). ``page_caps``: the receivers whose
         folded incidents this dispatcher summarises (:meth:`Outbox.summarise`), at most once
@@ -138,7 +132,7 @@ class Dispatcher:
             delivery.initial_backoff_seconds, delivery.max_backoff_seconds, delivery.jitter
         )
         self._poll_interval = poll_interval
-        self._lease = lease_seconds
+        self._lease = delivery.claim_lease_seconds
         self._renewed_at: float | None = None
         self._log_interval = log_interval
         self._wake = asyncio.Event()
