@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import httpx
 import pytest
-from alert_receivers import Hold, RecordingReceiver
+from alert_receivers import Hold, RecordingReceiver, Reply
 from prometheus_client import CollectorRegistry
 
 from monitor.alerting.alert_metrics import AlertMetrics
@@ -46,7 +48,13 @@ async def rx() -> AsyncIterator[RecordingReceiver]:
         yield receiver
 
 
-def dispatcher(outbox: Outbox, url: str, client: httpx.AsyncClient, clock: Clock) -> Dispatcher:
+def dispatcher(
+    outbox: Outbox,
+    url: str,
+    client: httpx.AsyncClient,
+    clock: Clock,
+    database: Executor | None = None,
+) -> Dispatcher:
     config = AlertingConfig.model_validate(
         {"receivers": {"hook": {"type": "webhook", "url": url}}, "delivery": {}}
     )
@@ -58,6 +66,7 @@ def dispatcher(outbox: Outbox, url: str, client: httpx.AsyncClient, clock: Clock
         metrics=AlertMetrics(CollectorRegistry(), receivers),
         clock=clock,
         poll_interval=0.05,
+        database=database,
     )
 
 
@@ -286,3 +295,35 @@ async def test_the_claim_lease_is_the_configured_one(rx, tmp_path):
         await service.stop(grace_seconds=0)
     other.close()
     assert AlertingConfig().delivery.claim_lease_seconds == 30.0
+
+
+async def test_stop_while_an_outcome_waits_for_the_database_thread_still_stores_it(rx, tmp_path):
+    """The outcome of an attempt is stored on the database thread. ``stop()`` cancelled a
+    delivery whose outcome was queued there behind another write (one waiting out a foreign
+    lock on the file): the queued job was withdrawn, never ran, and the row stayed claimed
+    by the stopped instance for the whole lease (30 s by default), so the next run sent it
+    that much later (test_alert_delivery's restart test failed so under load). Now the
+    store, once handed over, runs to its end."""
+    outbox = Outbox.open(tmp_path / "outbox.sqlite")
+    now = SystemClock().time()
+    outbox.enqueue("hook", note("k-1", fp="fp"), now=now, deadline_at=now + 600)
+    database = ThreadPoolExecutor(1)
+    released = asyncio.Event()
+    rx.script(Hold(released, then=Reply(503)))
+    gate = threading.Event()
+    try:
+        async with httpx.AsyncClient() as client:
+            d = dispatcher(outbox, rx.url, client, SystemClock(), database=database)
+            await d.start()
+            await rx.wait_for_requests(1)
+            database.submit(gate.wait, 10)  # the database thread busy with another write
+            released.set()  # the 503 comes back: its outcome queues behind that write
+            await asyncio.sleep(0.3)
+            await d.stop(grace_seconds=0)
+    finally:
+        gate.set()
+        database.shutdown(wait=True)
+    (row,) = outbox.rows()
+    assert row["claimed_by"] is None, row  # not left claimed for the lease
+    assert row["attempts"] == 1 and row["state"] == "pending", row
+    outbox.close()

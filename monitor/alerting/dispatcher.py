@@ -319,9 +319,19 @@ class Dispatcher:
         return {*self._inflight, *self._unrecorded}
 
     async def _record(self, row_id: int, store: Callable[[], None]) -> None:
-        """Store an attempt's outcome; if the outbox refuses, keep it to store later."""
+        """Store an attempt's outcome; if the outbox refuses, keep it to store later.
+
+        Handed to the database thread at once and shielded: ``stop()`` cancelling this
+        delivery while the store waits its turn there (behind a write that waits out
+        another process's lock) withdrew the job before it ran, and the row stayed claimed
+        by this stopped instance for the whole lease. The owner of the thread waits for its
+        jobs before it closes the outbox."""
         try:
-            await self._db(store)
+            if self._database is None:
+                store()
+            else:
+                loop = asyncio.get_running_loop()
+                await asyncio.shield(loop.run_in_executor(self._database, store))
         except Exception as exc:
             self._unrecorded[row_id] = store
             self._outbox_failed(exc)
