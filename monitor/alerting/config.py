@@ -640,7 +640,9 @@ class DeliveryConfig(_Strict):
         default=30.0,
         ge=1.0,
         description="A row being sent stays claimed this long without renewal (after a "
-        "crash mid-request it is sent again after at most this long).",
+        "crash mid-request it is sent again after at most this long). Renewed every third of "
+        "it: keep it well above the outbox's 5 s busy timeout, or a claim can run out during a "
+        "database stall and another instance sharing the outbox file sends the row too.",
     )
 
     @model_validator(mode="after")
