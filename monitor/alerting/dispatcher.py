@@ -230,12 +230,14 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.001))
 
-    async def _db(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(*args)`` on the database thread (see the module docstring)."""
+    async def _db(self, fn: Callable[..., _T], *args: Any, shielded: bool = False) -> _T:
+        """``fn(*args)`` on the database thread (see the module docstring). ``shielded``:
+        handed over at once and run to its end even if the caller is cancelled meanwhile
+        (a cancelled job that had not started yet would never run)."""
         if self._database is None:
             return fn(*args)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._database, partial(fn, *args))
+        job = asyncio.get_running_loop().run_in_executor(self._database, partial(fn, *args))
+        return await (asyncio.shield(job) if shielded else job)
 
     async def _summarise(self, now: float) -> float | None:
         """Enqueue the summaries of folded incidents that are due; when the next one is."""
@@ -327,11 +329,7 @@ class Dispatcher:
         by this stopped instance for the whole lease. The owner of the thread waits for its
         jobs before it closes the outbox."""
         try:
-            if self._database is None:
-                store()
-            else:
-                loop = asyncio.get_running_loop()
-                await asyncio.shield(loop.run_in_executor(self._database, store))
+            await self._db(store, shielded=True)
         except Exception as exc:
             self._unrecorded[row_id] = store
             self._outbox_failed(exc)
