@@ -170,7 +170,21 @@ def undecodable_batch_error(exc: UnsupportedCodecError) -> UndecodableBatchError
     )
 
 
-class StartupNoiseFilter(logging.Filter):
+class _LoggersFilter(logging.Filter):
+    """A filter installed on the aiokafka loggers named in ``LOGGERS``, and removed again."""
+
+    LOGGERS: tuple[str, ...] = ()
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def remove(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
+class StartupNoiseFilter(_LoggersFilter):
     """Turns aiokafka's ERROR lines about a normal start into one INFO line of ours.
 
     On a fresh broker or for a new group, aiokafka logs "Group Coordinator Request
@@ -210,16 +224,8 @@ class StartupNoiseFilter(logging.Filter):
             log.info("%s %s", said, why)
         return False
 
-    def install(self) -> None:
-        for name in self.LOGGERS:
-            logging.getLogger(name).addFilter(self)
 
-    def remove(self) -> None:
-        for name in self.LOGGERS:
-            logging.getLogger(name).removeFilter(self)
-
-
-class RepeatedLogThrottle(logging.Filter):
+class RepeatedLogThrottle(_LoggersFilter):
     """Lets each of aiokafka's WARNING/ERROR lines through once a minute, not every time.
 
     While the broker is down, aiokafka logs "Unable connect to node", "Unable to update
@@ -270,14 +276,6 @@ class RepeatedLogThrottle(logging.Filter):
         if seen is not None and seen[1]:
             record.msg = f"{record.msg} (and {seen[1]} more like it in {now - seen[0]:.0f} s)"
         return True
-
-    def install(self) -> None:
-        for name in self.LOGGERS:
-            logging.getLogger(name).addFilter(self)
-
-    def remove(self) -> None:
-        for name in self.LOGGERS:
-            logging.getLogger(name).removeFilter(self)
 
 
 class _Listener(ConsumerRebalanceListener):
