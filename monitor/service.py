@@ -1581,12 +1581,7 @@ class MonitorService:
                 if self.config.model(model) is None and (
                     self.config.unknown_models == "reject" or model not in self._admitted
                 ):
-                    log.info(
-                        "stored state of model %s deleted: the model is no longer in the "
-                        "config (and unknown_models is reject)",
-                        model,
-                    )
-                    self.store.delete_model(model)
+                    self._unlisted(model)
                     continue
                 if model in self.disabled:
                     continue
@@ -1596,6 +1591,41 @@ class MonitorService:
                 except (ReferenceError_, NewerStateError) as exc:
                     self._disable(model, exc, at_start=False)
                 await asyncio.sleep(0)
+
+    def _unlisted(self, model: str) -> None:
+        """A stored model the config no longer lists (``unknown_models: reject``): its state
+        is kept, not restored (``state.unlisted_models: keep``, the default), or deleted.
+
+        Deleting it was the only behaviour, and it lost data an operator needs: a rollback
+        to the previous release *and its config* (which does not list a model the newer
+        one added) deleted that model's state, readable or written by the newer release,
+        and a model dropped from the config by mistake lost its state at the next
+        assignment. Kept, it costs its stored bytes, and a model listed again resumes from
+        it (without the events of the time it was unlisted: those were rejected). Even
+        ``delete`` never removes a state a newer release wrote: the store refuses
+        (:class:`NewerStateError`), as this release cannot read it.
+        """
+        assert self.store is not None
+        why = f"the model is not in the config (unknown_models: {self.config.unknown_models})"
+        if self.config.state.unlisted_models == "keep":
+            log.info(
+                "stored state of model %s kept, not restored: %s; it is restored if the model "
+                "is listed again (state.unlisted_models: delete removes it)",
+                model,
+                why,
+            )
+            return
+        try:
+            self.store.delete_model(model)
+        except NewerStateError as exc:
+            log.warning(
+                "stored state of model %s kept although state.unlisted_models is delete: %s; "
+                "this release cannot read it, and a newer release rolled forward needs it",
+                model,
+                exc,
+            )
+            return
+        log.info("stored state of model %s deleted (state.unlisted_models: delete): %s", model, why)
 
     # ----------------------------------------------------------------- health
 
