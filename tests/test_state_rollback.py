@@ -241,6 +241,8 @@ async def test_a_newer_release_s_changelog_records_survive_a_rollback(
         assert f"manifest version {MANIFEST_VERSION + 1}" in error_b
         assert f"version {MANIFEST_VERSION} " in error_b
         assert not service.readiness()[0]
+        kept = ["model-d", "model-e"] + (["model-f"] if unlisted == "keep" else [])
+        assert service.status()["stored_unlisted"] == kept
     finally:
         service.request_stop()
         await task
@@ -281,9 +283,12 @@ async def test_an_unlisted_model_s_state_is_kept_and_a_newer_one_never_deleted(
         service.checkpoint()
         assert "gone" not in service.models and "newer" not in service.models
         assert store.load_model("newer") == future  # a newer release's: never deleted
+        kept = service.status()["stored_unlisted"]
         if unlisted == "delete":
             assert store.load_model("gone") is None
+            assert kept == ["newer"]
             return
+        assert kept == ["gone", "newer"]
         assert store.load_model("gone") == readable
     finally:
         store.close()
