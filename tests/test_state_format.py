@@ -368,3 +368,18 @@ def test_a_column_whose_type_changed_is_noted_as_dropped_at_restore() -> None:
     model = {**fx.RAW_CONFIG["models"][0], "window": window}
     _, notes = _restore({"models": [model]}, blob)
     assert notes[0].startswith("window: type count -> time:"), notes[0]
+
+
+def test_refuse_newer_reads_the_header_only() -> None:
+    """What ``state.unlisted_models: delete`` checks before removing a state: only a newer
+    format version stops it; a readable, damaged or foreign blob does not."""
+    from monitor.state_format import FORMAT_VERSION, NewerStateError, refuse_newer
+
+    current = FIXTURE_V2.read_bytes()
+    refuse_newer(current)
+    for other in (b"", b"KMMSTATE", b"not a checkpoint at all", current[:12]):
+        refuse_newer(other)
+    newer = bytearray(current[:10])
+    struct.pack_into("<H", newer, 8, FORMAT_VERSION + 1)
+    with pytest.raises(NewerStateError, match=f"version {FORMAT_VERSION + 1}"):
+        refuse_newer(bytes(newer))  # the header alone: the body is not looked at
