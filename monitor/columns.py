@@ -312,10 +312,23 @@ class Columns:
         if num.shape != (len(saved_num), size) or cat.shape != (size, len(saved_cat)):
             raise StateFormatError("corrupt", "window columns do not match their names")
         if (saved_num, saved_cat) != (self.numeric_columns, self.categorical_columns):
+            # A column of both whose type changed is matched by name *and* type: its saved
+            # values (floats, or codes of another vocabulary) mean nothing in the new type,
+            # so they are missing in the saved rows. Said, not folded into "kept".
+            retyped = sorted(
+                (set(saved_num) & set(self.categorical_columns))
+                | (set(saved_cat) & set(self.numeric_columns))
+            )
+            also = (
+                f"; type changed (numeric <-> categorical): {retyped}: their saved values "
+                "dropped (missing in the saved rows until those leave the window)"
+                if retyped
+                else ""
+            )
             notes.append(
                 f"columns: {sorted(set(saved_num) | set(saved_cat))} -> "
                 f"{sorted(set(self.numeric_columns) | set(self.categorical_columns))}: "
-                "saved rows kept for the columns in both, missing for new ones"
+                f"saved rows kept for the columns in both, missing for new ones{also}"
             )
         num_idx = {n: i for i, n in enumerate(saved_num)}
         new_num = np.full((len(self.numeric_columns), size), np.nan)

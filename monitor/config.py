@@ -354,6 +354,14 @@ class StateConfig(_Strict):
         "is left untouched for the newer release. start_fresh: the model starts with an empty "
         "state, which overwrites the newer one at the next checkpoint.",
     )
+    unlisted_models: Literal["keep", "delete"] = Field(
+        "keep",
+        description="The stored state of a model no longer in `models` (under unknown_models: "
+        "reject). keep: left in the state store, not restored (an INFO line at each "
+        "assignment); restored as it was if the model is listed again, or by the release that "
+        "lists it after a rollback. delete: removed when its partition is assigned, unless "
+        "a newer release wrote it (this release cannot read it: always kept).",
+    )
     changelog_topic: str | None = Field(
         None,
         description="kafka backend: the changelog topic (default <predictions_topic>-monitor-"

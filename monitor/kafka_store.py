@@ -76,7 +76,7 @@ from prometheus_client import CollectorRegistry, Counter
 from monitor.config import KafkaConfig, StateConfig
 from monitor.errors import ConfigError, StateError
 from monitor.kafka_source import security_kwargs
-from monitor.state_format import MAX_RAW_BYTES, NewerStateError, StateFormatError
+from monitor.state_format import MAX_RAW_BYTES, NewerStateError, StateFormatError, refuse_newer
 from monitor.store import FORMAT, SavedModel
 
 log = logging.getLogger("monitor.kafka_store")
@@ -867,9 +867,19 @@ class KafkaStateStore:
         self._run(self._save(models, offsets, alerts), OPERATION_TIMEOUT_SECONDS + size / 1e6 * 2)
 
     def delete_model(self, model: str) -> None:
+        """Tombstone ``model``'s records; :class:`NewerStateError`, and nothing removed, when
+        a newer release wrote them (a manifest or a state format of a newer version): this
+        release cannot read them, and the newer one needs them when rolled forward again."""
         with self._lock:
-            entry = self._entries.pop(model, None)
-        if entry is None or entry.tp is None:
+            entry = self._entries.get(model)
+            if entry is None:
+                return
+            if entry.problem is not None and entry.problem[0] == "newer_version":
+                raise NewerStateError("changelog manifest", int(entry.problem[1]), MANIFEST_VERSION)
+            if entry.blob:
+                refuse_newer(entry.blob)
+            del self._entries[model]
+        if entry.tp is None:
             return
         self._run(self._delete(model, entry))
 

@@ -857,11 +857,14 @@ def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
     if seen.window != now.window:
         try:
             old = WindowConfig.model_validate_json(seen.window)
-            what = (
-                f"size {old.size} -> {settings.window.size}"
-                if old.size != settings.window.size
-                else "type/step changed"
-            )
+            if old.type != settings.window.type:
+                # A time window's ``size`` is only its row cap (default 5000): "size 200 ->
+                # 5000" read as a count window grown 25 times.
+                what = f"type {old.type} -> {settings.window.type}"
+            elif old.size != settings.window.size:
+                what = f"size {old.size} -> {settings.window.size}"
+            else:
+                what = "type/step changed"
         except ValueError:
             what = "changed"
         notes.append(

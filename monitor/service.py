@@ -213,6 +213,9 @@ class MonitorService:
         self.alert_log: AlertLogConsumer | None = None
         self.models: dict[str, ModelMonitor] = {}
         self._admitted: set[str] = set()  # unlisted models accepted under unknown_models: track
+        # Stored states of unlisted models kept, not restored (``_unlisted``), by partition:
+        # listed on /api/status, so a parked state is not only an INFO line.
+        self._kept_unlisted: dict[str, TP] = {}
         self.references: dict[str, ReferenceProfile] = {}
         self.version_references: dict[str, dict[str, ReferenceProfile]] = {}
         # model -> (reason, error): its events are counted and skipped, the others run on.
@@ -1438,6 +1441,8 @@ class MonitorService:
             self.alerts.release(leaving)
             for tp in revoked:
                 self._positions.pop(tp, None)
+            for m in [m for m, tp in self._kept_unlisted.items() if tp in revoked]:
+                del self._kept_unlisted[m]
             if self.store is not None:
                 self.store.release(revoked)
 
@@ -1581,12 +1586,8 @@ class MonitorService:
                 if self.config.model(model) is None and (
                     self.config.unknown_models == "reject" or model not in self._admitted
                 ):
-                    log.info(
-                        "stored state of model %s deleted: the model is no longer in the "
-                        "config (and unknown_models is reject)",
-                        model,
-                    )
-                    self.store.delete_model(model)
+                    if self._unlisted(model):
+                        self._kept_unlisted[model] = tp
                     continue
                 if model in self.disabled:
                     continue
@@ -1596,6 +1597,43 @@ class MonitorService:
                 except (ReferenceError_, NewerStateError) as exc:
                     self._disable(model, exc, at_start=False)
                 await asyncio.sleep(0)
+
+    def _unlisted(self, model: str) -> bool:
+        """A stored model the config no longer lists (``unknown_models: reject``): its state
+        is kept, not restored (``state.unlisted_models: keep``, the default), or deleted;
+        whether it is kept.
+
+        Deleting it was the only behaviour, and it lost data an operator needs: a rollback
+        to the previous release *and its config* (which does not list a model the newer
+        one added) deleted that model's state, readable or written by the newer release,
+        and a model dropped from the config by mistake lost its state at the next
+        assignment. Kept, it costs its stored bytes, and a model listed again resumes from
+        it (without the events of the time it was unlisted: those were rejected). Even
+        ``delete`` never removes a state a newer release wrote: the store refuses
+        (:class:`NewerStateError`), as this release cannot read it.
+        """
+        assert self.store is not None
+        why = f"the model is not in the config (unknown_models: {self.config.unknown_models})"
+        if self.config.state.unlisted_models == "keep":
+            log.info(
+                "stored state of model %s kept, not restored: %s; it is restored if the model "
+                "is listed again (state.unlisted_models: delete removes it)",
+                model,
+                why,
+            )
+            return True
+        try:
+            self.store.delete_model(model)
+        except NewerStateError as exc:
+            log.warning(
+                "stored state of model %s kept although state.unlisted_models is delete: %s; "
+                "this release cannot read it, and a newer release rolled forward needs it",
+                model,
+                exc,
+            )
+            return True
+        log.info("stored state of model %s deleted (state.unlisted_models: delete): %s", model, why)
+        return False
 
     # ----------------------------------------------------------------- health
 
@@ -1697,6 +1735,9 @@ class MonitorService:
                 self._partition_conflicts,
             ),
             "positions": {f"{t}/{p}": o for (t, p), o in sorted(self._positions.items())},
+            # Stored states of models the config does not list, kept and not restored
+            # (``state.unlisted_models``), of this instance's partitions.
+            "stored_unlisted": sorted(self._kept_unlisted),
         }
 
 

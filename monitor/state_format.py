@@ -458,6 +458,22 @@ def _digest(body: bytes) -> bytes:
     return hashlib.blake2b(body, digest_size=16).digest()
 
 
+def refuse_newer(blob: bytes) -> None:
+    """Raise :class:`NewerStateError` if ``blob`` carries a format version above this one's.
+
+    Reads the header only (the body is not checked, nor decompressed): for a caller about
+    to *remove* a stored state (``state.unlisted_models: delete``), which must never remove
+    one a newer release wrote and this one cannot read; anything else (readable, damaged,
+    not a checkpoint at all) passes, as there is nothing a later release could get from it
+    that this one would lose.
+    """
+    data = bytes(blob[:10])
+    if len(data) == 10 and data[:8] == MAGIC:
+        (version,) = struct.unpack_from("<H", data, 8)
+        if version > FORMAT_VERSION:
+            raise NewerStateError("state format", version, FORMAT_VERSION)
+
+
 def decode(blob: bytes) -> ModelState:
     """Decode a blob from :func:`encode`; :class:`StateFormatError` for anything else.
 
@@ -522,5 +538,6 @@ __all__ = [
     "decode",
     "encode",
     "pack_array",
+    "refuse_newer",
     "unpack_array",
 ]

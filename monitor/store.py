@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from monitor.errors import StateError
+from monitor.state_format import refuse_newer
 
 log = logging.getLogger("monitor.store")
 
@@ -243,7 +244,15 @@ class SQLiteStateStore:
             )
 
     def delete_model(self, model: str) -> None:
+        """Remove ``model``'s stored state; :class:`~monitor.state_format.NewerStateError`,
+        and nothing removed, when a newer release wrote it (this release cannot read it, and
+        the newer one needs it when rolled forward again)."""
         with self._lock, self._tx():
+            row = self._db.execute(
+                "SELECT substr(CAST(blob AS BLOB), 1, 10) FROM models WHERE model = ?", (model,)
+            ).fetchone()
+            if row is not None:
+                refuse_newer(bytes(row[0]))
             self._db.execute("DELETE FROM models WHERE model = ?", (model,))
 
     def prepare(self, partitions: Iterable[TopicPartition]) -> None:

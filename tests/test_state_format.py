@@ -345,3 +345,41 @@ def test_a_changed_sample_rate_is_noted_at_restore() -> None:
     assert _restore(sampled(0.25), lowered)[1] == []  # unchanged: no note
     # A state that did not record its rate (format 1): nothing to compare, no note.
     assert not any(n.startswith("sample") for n in _restore(sampled(0.5), FIXTURE.read_bytes())[1])
+
+
+def test_a_column_whose_type_changed_is_noted_as_dropped_at_restore() -> None:
+    """A feature now categorical in a new reference (numeric when saved) keeps its name, so
+    the note said "saved rows kept for the columns in both" while its saved values were
+    dropped (missing in every saved row). Now the note names it; a window's change of type
+    is named as such, not as "size 300 -> 5000" (a time window's row cap)."""
+    blob = FIXTURE_V2.read_bytes()
+    sim = Simulator(model=fx.MODEL, seed=99)
+    rows = [
+        ({**e["features"], "age": str(round(e["features"]["age"] or 0))}, e["prediction"])
+        for e, _ in sim.events(500)
+    ]
+    retyped = build_profile(fx.MODEL, rows)
+    mm, notes = _restore(fx.RAW_CONFIG, blob, reference=retyped)
+    (columns,) = [n for n in notes if n.startswith("columns:")]
+    assert "type changed (numeric <-> categorical): ['age']" in columns
+    j = mm.columns.categorical_columns.index("age")
+    assert (mm.window.categorical()[:, j] < 0).all()  # missing in the saved rows
+    window = {"type": "time", "seconds": 600, "step_seconds": 60}
+    model = {**fx.RAW_CONFIG["models"][0], "window": window}
+    _, notes = _restore({"models": [model]}, blob)
+    assert notes[0].startswith("window: type count -> time:"), notes[0]
+
+
+def test_refuse_newer_reads_the_header_only() -> None:
+    """What ``state.unlisted_models: delete`` checks before removing a state: only a newer
+    format version stops it; a readable, damaged or foreign blob does not."""
+    from monitor.state_format import FORMAT_VERSION, NewerStateError, refuse_newer
+
+    current = FIXTURE_V2.read_bytes()
+    refuse_newer(current)
+    for other in (b"", b"KMMSTATE", b"not a checkpoint at all", current[:12]):
+        refuse_newer(other)
+    newer = bytearray(current[:10])
+    struct.pack_into("<H", newer, 8, FORMAT_VERSION + 1)
+    with pytest.raises(NewerStateError, match=f"version {FORMAT_VERSION + 1}"):
+        refuse_newer(bytes(newer))  # the header alone: the body is not looked at

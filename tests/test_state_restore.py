@@ -231,8 +231,15 @@ async def test_a_checkpoint_writes_only_the_models_that_changed(
         await _eventually(lambda: {MODEL, "quiet"} <= set(svc.models), "both restored")
         assert svc.models["quiet"].events_total == 150
         assert svc.models[MODEL].events_total == 210
-    # A model removed from the config (unknown models rejected): its state is deleted.
+    # A model removed from the config (unknown models rejected): its state is kept, not
+    # restored (state.unlisted_models: keep, the default); deleted with delete.
     raw["models"] = [{"name": MODEL}]
+    kept = saved()["quiet"]
+    async with _Running(raw) as svc:
+        await _eventually(lambda: MODEL in svc.models, "the listed model restored")
+        assert "quiet" not in svc.models
+    assert saved()["quiet"] == kept
+    raw["state"]["unlisted_models"] = "delete"
     async with _Running(raw) as svc:
         await _eventually(lambda: MODEL in svc.models, "the listed model restored")
         assert "quiet" not in svc.models

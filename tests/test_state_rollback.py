@@ -163,12 +163,17 @@ async def _latest(bootstrap: str, topic: str, partitions: int) -> dict[bytes, by
 
 
 @pytest.mark.kafka
+@pytest.mark.parametrize("unlisted", ["keep", "delete"])
 async def test_a_newer_release_s_changelog_records_survive_a_rollback(
-    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path, unlisted: str
 ) -> None:
     """Real changelog records of a newer release: a state of a future format (under a
     manifest this release reads) and a manifest of a future version. Both models are
-    refused, the third runs, and after the shutdown checkpoint both records are still there."""
+    refused, the third runs, and after the shutdown checkpoint both records are still there.
+
+    The same records of models the config does not list (the newer release's config listed
+    them) were deleted at assignment: now they are kept even with ``state.unlisted_models:
+    delete``, and an unlisted model's readable state is kept unless that is set."""
     topic = topic_factory("kroll", partitions=2)
     models = {"model-a": 0, "model-b": 1, "model-c": 1}
     raw = _raw(models, tmp_path, kafka_bootstrap)
@@ -176,6 +181,8 @@ async def test_a_newer_release_s_changelog_records_survive_a_rollback(
     raw["state"].update(
         {"backend": "kafka", "instance_id": "solo", "checkpoint_interval_seconds": 3600}
     )
+    if unlisted == "delete":  # "keep" is the default
+        raw["state"]["unlisted_models"] = "delete"
     config = parse_config(raw, base_dir=tmp_path)
     store = await asyncio.to_thread(KafkaStateStore, config.kafka, config.state)
     changelog = store.topic
@@ -188,11 +195,26 @@ async def test_a_newer_release_s_changelog_records_survive_a_rollback(
         part_key("model-b", 0): PART_MAGIC + gen_b + b"a layout of the future",
         model_key("model-b"): _manifest(gen_b, 23, 1, topic, MANIFEST_VERSION + 1),
     }
+    # Unlisted: as model-a and model-b, and a readable state (of the current format).
+    gen_d, gen_e, gen_f = uuid.uuid4().bytes, uuid.uuid4().bytes, uuid.uuid4().bytes
+    current = FIXTURE.read_bytes()
+    unlisted_newer = {
+        part_key("model-d", 0): PART_MAGIC + gen_d + future,
+        model_key("model-d"): _manifest(gen_d, len(future), 0, topic, MANIFEST_VERSION),
+        part_key("model-e", 0): PART_MAGIC + gen_e + b"a layout of the future",
+        model_key("model-e"): _manifest(gen_e, 23, 1, topic, MANIFEST_VERSION + 1),
+    }
+    unlisted_readable = {
+        part_key("model-f", 0): PART_MAGIC + gen_f + current,
+        model_key("model-f"): _manifest(gen_f, len(current), 0, topic, MANIFEST_VERSION),
+    }
+    written.update(unlisted_newer)
+    written.update(unlisted_readable)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
     try:
         for key, value in written.items():
-            partition = 0 if b"model-a" in key else 1
+            partition = 0 if b"model-a" in key or b"model-d" in key or b"model-f" in key else 1
             await producer.send_and_wait(changelog, value, key=key, partition=partition)
         for model, partition in models.items():
             for event, _ in Simulator(model=model, seed=partition).events(300):
@@ -219,11 +241,65 @@ async def test_a_newer_release_s_changelog_records_survive_a_rollback(
         assert f"manifest version {MANIFEST_VERSION + 1}" in error_b
         assert f"version {MANIFEST_VERSION} " in error_b
         assert not service.readiness()[0]
+        kept = ["model-d", "model-e"] + (["model-f"] if unlisted == "keep" else [])
+        assert service.status()["stored_unlisted"] == kept
     finally:
         service.request_stop()
         await task
         await service.stop(grace_seconds=1)
     latest = await _latest(kafka_bootstrap, changelog, 2)
-    for key, value in written.items():
+    kept = written if unlisted == "keep" else {**written, **dict.fromkeys(unlisted_readable)}
+    for key, value in kept.items():
         assert latest[key] == value, key  # the newer release's records, untouched
     assert model_key("model-c") in latest  # the shutdown checkpoint did write
+    assert not {"model-d", "model-e", "model-f"} & (service.models.keys() | service.disabled.keys())
+
+
+@pytest.mark.parametrize("unlisted", ["keep", "delete"])
+async def test_an_unlisted_model_s_state_is_kept_and_a_newer_one_never_deleted(
+    tmp_path: Path, unlisted: str
+) -> None:
+    """A model the config no longer lists (a rollback to the previous release's config, a
+    model dropped by mistake): its stored state was deleted at assignment, also one a newer
+    release wrote. Now it is kept unless ``state.unlisted_models: delete``, and never when a
+    newer release wrote it; kept, it is restored when the model is listed again."""
+    tp = ("predictions", 0)
+    first = MonitorService(parse_config(_raw({"gone": 1, "other": 1}, tmp_path), base_dir=tmp_path))
+    first.store = SQLiteStateStore(tmp_path / "state.sqlite")
+    _events(first, "gone", 0, 150)
+    first.checkpoint()
+    first.store.close()
+    store = SQLiteStateStore(tmp_path / "state.sqlite")
+    readable = store.load_model("gone")
+    future = _future_blob()
+    store.save({"newer": (future, tp)}, {})
+    raw = _raw({"other": 1}, tmp_path)  # the config of the release rolled back to
+    if unlisted == "delete":  # "keep" is the default
+        raw["state"]["unlisted_models"] = unlisted
+    service = MonitorService(parse_config(raw, base_dir=tmp_path), store=store)
+    service.store = store
+    try:
+        await service._load_assigned({tp})
+        service.checkpoint()
+        assert "gone" not in service.models and "newer" not in service.models
+        assert store.load_model("newer") == future  # a newer release's: never deleted
+        kept = service.status()["stored_unlisted"]
+        if unlisted == "delete":
+            assert store.load_model("gone") is None
+            assert kept == ["newer"]
+            return
+        assert kept == ["gone", "newer"]
+        assert store.load_model("gone") == readable
+    finally:
+        store.close()
+    # Listed again: restored as it was stored.
+    store = SQLiteStateStore(tmp_path / "state.sqlite")
+    again = MonitorService(
+        parse_config(_raw({"gone": 1, "other": 1}, tmp_path), base_dir=tmp_path), store=store
+    )
+    again.store = store
+    try:
+        await again._load_assigned({tp})
+        assert again.models["gone"].events_total == 150
+    finally:
+        store.close()

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 #: ``delivered`` accepted; ``retried`` a retryable failure, will try again; ``failed`` a
-#: permanent (4xx) rejection; ``dead`` gave up at deadline/max attempts; ``silenced`` muted
+#: permanent (4xx) rejection; ``dead`` gave up at deadline/max attempts, or a row this build
+#: cannot read (a newer release's, after a rollback); ``silenced`` muted
 #: by a silence; ``suppressed`` withheld by policy (retrain min interval).
 OUTCOMES = ("delivered", "retried", "failed", "dead", "silenced", "suppressed", "superseded")
 

@@ -266,6 +266,7 @@ class Dispatcher:
             rows, superseded_by, refused = await self._db(
                 self._claim_due, now, free, name, self._busy()
             )
+            self._report_unreadable()
             if refused is not None:
                 self._outbox_failed(refused)
                 self._unclaimed = {r.id for r in rows} | (self._unclaimed & self._inflight.keys())
@@ -279,6 +280,23 @@ class Dispatcher:
         if launched and self._renewed_at is None:
             self._renewed_at = now  # the claims just taken hold until now + lease
         return launched
+
+    def _report_unreadable(self) -> None:
+        """Count and say the rows :meth:`Outbox.due` marked dead because this build cannot
+        read them (after a rollback, rows of a newer release: a page cap's ``summary`` in a
+        release before page caps). One WARNING per receiver and turn, not one per row."""
+        by_receiver: dict[str, list[str]] = {}
+        for receiver, error in self._outbox.take_unreadable():
+            by_receiver.setdefault(receiver, []).append(error)
+        for receiver, errors in by_receiver.items():
+            self._metrics.count(receiver, "dead", len(errors))
+            log.warning(
+                "%d alert outbox row(s) for %s cannot be read by this release (written by "
+                "a newer one?) and were marked dead, not sent: %s",
+                len(errors),
+                receiver,
+                printable(errors[0], 300),
+            )
 
     def _claim_due(
         self, now: float, limit: int, receiver: str, busy: set[int]

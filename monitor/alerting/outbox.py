@@ -146,6 +146,8 @@ class Outbox:
         self._closed = False
         self._instance = instance if instance is not None else secrets.token_hex(8)
         self._superseded: list[str] = []
+        # (receiver, error) of each row marked dead as unreadable since take_unreadable.
+        self._unreadable: list[tuple[str, str]] = []
         # Writes run on the alert service's database thread, while a few (runtime silences,
         # the alerts-topic hand-off) still come from the event loop's: two transactions on
         # one connection must not interleave (the second BEGIN fails, or its statements
@@ -553,6 +555,10 @@ class Outbox:
             notification = Notification.decode(r["payload"])
         except (StateError, ValueError) as exc:
             error = f"unreadable row: {exc}"
+            # Said by the dispatcher (counted dead, one WARNING): a row a newer release
+            # wrote (after a rollback) was marked dead here without a word, so the pages
+            # it held were lost with nothing in the logs or metrics.
+            self._unreadable.append((r["receiver"], error))
             if lease_seconds is None:
                 self.mark_dead(r["id"], now, error)
             else:  # inside due()'s transaction already
@@ -617,6 +623,12 @@ class Outbox:
         if cur.rowcount == 1:
             self._superseded.append(r["receiver"])
         return True
+
+    def take_unreadable(self) -> list[tuple[str, str]]:
+        """(receiver, error) of each row marked dead as unreadable since the last call: its
+        stored format or payload is not one this build reads (a newer release wrote it)."""
+        out, self._unreadable = self._unreadable, []
+        return out
 
     def take_superseded(self) -> list[str]:
         """The receivers of the rows superseded since the last call (one entry per row)."""
