@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -290,3 +291,37 @@ def test_model_collector_reads_counters_the_loop_is_adding_to() -> None:
         thread.join()
         sys.setswitchinterval(interval)
     assert errors == []
+
+
+# -- long categories ---------------------------------------------------------------------
+
+
+async def test_a_huge_category_is_cut_where_it_is_shown(tmp_path: Path) -> None:
+    """A 10 MB category value from the wire was carried whole into ``/api/feature``, the
+    feature page and the HTML report. Shown cut to 200 characters and a mark (escaped as
+    before); the model's own data keeps the whole value."""
+    from monitor.drift_check import DriftCheck
+    from monitor.report import render_html
+
+    huge = "<b>" + "x" * 10_000_000
+    ref = [{"plan": p} for p in ["basic", "plus"] * 200]
+    cur = [{"plan": p} for p in ["basic", "plus"] * 100] + [{"plan": huge}] * 50
+    result = DriftCheck(model="m").run(ref, cur)
+    assert huge in result.monitor.categories["plan"]  # stored whole
+    (feature,) = [f for f in result.to_dict()["features"] if f and f["feature"] == "plan"]
+    shown = {r["category"]: r for r in feature["distribution"]["categories"]}
+    cut = "<b>" + "x" * 197 + "\u2026"
+    assert set(shown) == {"basic", "plus", cut}
+    assert shown[cut]["category_chars"] == len(huge) and shown["plus"]["category_chars"] == 4
+    html = render_html(result.to_dict())
+    assert len(html) < 2_000_000 and "&lt;b&gt;" + "x" * 197 + "\u2026" in html
+    async with served(tmp_path) as svc:
+        svc.models["m"] = result.monitor
+        port = svc.http.bound_port
+        assert port is not None
+        status, body = await _get(port, "/api/feature?model=m&name=plan", "localhost")
+        assert status == 200 and len(body) < 100_000
+        cats = json.loads(body)["distribution"]["categories"]
+        assert cut in {r["category"] for r in cats}
+        status, body = await _get(port, "/feature?model=m&name=plan", "localhost")
+        assert status == 200 and len(body) < 100_000 and b"x" * 201 not in body
