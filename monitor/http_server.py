@@ -8,7 +8,7 @@ and are disabled when no token is configured. Nothing here prints a secret.
 Before any handler runs: a request whose ``Host`` the :class:`~monitor.http_hosts.HostPolicy`
 refuses gets a 421 (DNS rebinding), and a connection beyond ``max_connections`` gets a
 503 and is closed (:class:`_ConnectionGate`); both count in ``monitor_http_refused_total``.
-``/metrics`` is rendered on a worker thread, so a large page does not stop the event loop.
+``/metrics`` is rendered on a thread of its own, so a large page does not stop the event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import os
 import socket
 import sys
 from collections.abc import Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Protocol
 
 from aiohttp import hdrs, http_exceptions, web
@@ -279,8 +281,9 @@ class _ConnectionGate:
         if self.open >= self.limit:
             self._refused.labels(reason="too_many_connections").inc()
             return _Refuse(self)
+        inner = self._factory()
         self.open += 1
-        return _Counted(self._factory(), self)
+        return _Counted(inner, self)
 
 
 class HttpServer:
@@ -333,6 +336,10 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.AbstractServer | None = None
         self.gate: _ConnectionGate | None = None
+        # One thread of its own for /metrics: pages are built one at a time (a burst of
+        # scrapes costs one page's memory, not one per request), and never take the default
+        # executor's threads, which checkpoint writes wait for.
+        self._render: ThreadPoolExecutor | None = None
         self.bound_port: int | None = None
 
     async def start(self) -> None:
@@ -343,6 +350,7 @@ class HttpServer:
             keepalive_timeout=self.idle_timeout_seconds,
         )
         await self._runner.setup()
+        self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-render")
         server = self._runner.server
         assert server is not None  # set by setup()
         self.gate = _ConnectionGate(server, self.max_connections, self.refused)
@@ -354,8 +362,7 @@ class HttpServer:
             )
         except OSError as exc:
             # One line naming the setting to change, not a traceback.
-            await self._runner.cleanup()
-            self._runner = None
+            await self.stop()
             if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
                 # The host, not the port: a name that does not resolve ("unknown error -2"
                 # blamed http.port) or an address this machine does not have.
@@ -379,21 +386,27 @@ class HttpServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        render, self._render = self._render, None
+        if render is not None:
+            render.shutdown(wait=False, cancel_futures=True)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         """The registry in the format the scraper asks for, rendered on a worker thread.
 
         What prometheus_client's aiohttp handler does (``choose_encoder`` for OpenMetrics
         or text, ``name[]`` for a subset, aiohttp's compression when the client accepts
-        it), except that the collectors and the encoding run in ``asyncio.to_thread``: on
+        it), except that the collectors and the encoding run on a thread of their own: on
         the event loop a page of many models stopped consumption, heartbeats and every
         other request while it was built. The collectors are thread-safe for it
         (:class:`~monitor.service_metrics.ModelStateCollector` reads snapshots).
         """
         accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
         names = request.query.getall("name[]", [])
-        body, content_type = await asyncio.to_thread(
-            _render_metrics, self.service.registry, accept, names
+        render = self._render
+        if render is None:  # stopping
+            raise web.HTTPServiceUnavailable()
+        body, content_type = await asyncio.get_running_loop().run_in_executor(
+            render, partial(_render_metrics, self.service.registry, accept, names)
         )
         response = web.Response(body=body, headers={"Content-Type": content_type})
         response.enable_compression()

@@ -184,11 +184,18 @@ class _Blocking(Collector):
         self.entered = threading.Event()
         self.release = threading.Event()
         self.released_in_time: bool | None = None
+        self._lock = threading.Lock()
+        self.inside = self.most_inside = 0
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
         self.entered.set()
         # On the event loop (the old handler) nothing can set it: it times out.
         self.released_in_time = self.release.wait(timeout=3)
+        with self._lock:
+            self.inside -= 1
         yield GaugeMetricFamily("zz_blocking_collector", "A test collector.", value=1.0)
 
 
@@ -208,6 +215,25 @@ async def test_the_loop_keeps_turning_while_metrics_render(tmp_path: Path) -> No
         status, body = await scrape
         assert slow.released_in_time is True
         assert status == 200 and b"zz_blocking_collector 1.0" in body
+
+
+async def test_scrapes_render_one_at_a_time_off_the_default_executor(tmp_path: Path) -> None:
+    """Pages are built one at a time on a thread of their own: a burst of scrapes costs one
+    page's memory, and the default executor (checkpoint writes) stays free meanwhile."""
+    async with served(tmp_path) as svc:
+        port = svc.http.bound_port
+        assert port is not None
+        slow = _Blocking()
+        svc.registry.register(slow)
+        scrapes = [asyncio.create_task(_get(port, "/metrics", "localhost")) for _ in range(8)]
+        for _ in range(1000):
+            if slow.entered.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 2) == "free"
+        slow.release.set()
+        assert [status for status, _ in await asyncio.gather(*scrapes)] == [200] * 8
+        assert slow.most_inside == 1
 
 
 @pytest.mark.parametrize(
