@@ -162,16 +162,18 @@ def _misdirected(header: str | None, reason: str) -> web.Response:
         "loopback address: localhost and the loopback addresses), which guards it against "
         "DNS rebinding. Add the name to http.allowed_hosts to use it.\n"
     )
-    return web.Response(
+    response = web.Response(
         status=421,
         text=body,
         content_type="text/plain",
         headers={
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'",
-            "Connection": "close",
         },
     )
+    # A browser tab kept polling a refused name would otherwise hold a keep-alive slot.
+    response.force_close()
+    return response
 
 
 def host_guard(policy: HostPolicy, refused: Counter) -> Any:

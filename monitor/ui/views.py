@@ -293,6 +293,13 @@ def feature_view(
     """The feature page: reference against the current window, detector rows, history.
 
     None when the model has no such column (or no reference yet).
+
+    Computed per request, not cached per evaluation: a count window is drawn as it is now
+    (``since_evaluation`` events newer than the evaluation), so a cache keyed by the
+    evaluation's sequence would show another window; and the evaluation's sorted columns
+    are not kept (as many floats again as the window). Sorting the window is the smaller
+    part of the cost (a 1,000,000-row window: about 16 ms of 140 ms, the rest the ECDFs and
+    the KS point); at the default 5,000 rows the whole view is about 2 ms.
     """
     if not mm.ready or mm.reference is None:
         return None
