@@ -45,7 +45,7 @@ async def _exchange(port: int, data: bytes) -> bytes:
     try:
         writer.write(data)
         await writer.drain()
-        return await asyncio.wait_for(reader.read(), 10)
+        return await asyncio.wait_for(reader.read(), 5)
     finally:
         writer.close()
 
@@ -81,6 +81,9 @@ async def test_a_loopback_server_answers_loopback_names_only(tmp_path: Path) -> 
             assert status == 421, path
             assert b"evil.example" in body and b"http.allowed_hosts" in body
         assert _refused(svc, "host_not_allowed") == 4
+        # A keep-alive request is refused and its connection closed: no slot held for it.
+        reply = await _exchange(port, b"GET /api/status HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 421 ")
         # Hostile bytes in the header are never echoed; a missing Host is refused too.
         status, body = await _get(port, "/api/overview", "a<script>b")
         assert status == 421 and b"<script>" not in body and b"malformed" in body
