@@ -37,6 +37,8 @@ from pydantic import (
 from monitor.alerting.config import AlertingConfig, is_header_name
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
+from monitor.http_hosts import ANY as ANY_HOST
+from monitor.http_hosts import normalize_allowed
 from monitor.performance.config import (
     PerformanceConfig,
     unused_settings_message,
@@ -282,6 +284,11 @@ class KafkaConfig(_Strict):
 #: ``admin``, ``changeme`` or a short PIN fall to the first dictionary tried.
 MIN_ADMIN_TOKEN_CHARS = 16
 
+#: The most open HTTP connections by default: a scraper or two, a few browsers (six
+#: connections each) and probes use a few dozen; a flood of idle connections stops here,
+#: far below the usual 1024 file descriptors of a process.
+DEFAULT_MAX_CONNECTIONS = 256
+
 #: How to make a good token, repeated wherever a token is refused.
 TOKEN_HOWTO = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
@@ -302,6 +309,36 @@ class HttpConfig(_Strict):
         le=10_000,
         description="Evaluations per column the web UI keeps (saved with each model's state).",
     )
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description="Host header names answered (port ignored, case-insensitive, IPv6 as [::1]); "
+        "'*' alone for any. Unset: loopback names only when host is a loopback address, any "
+        "otherwise. Others get 421 (a DNS-rebinding guard); /healthz and /readyz also answer "
+        "an IP address as Host (probes).",
+    )
+    max_connections: int = Field(
+        DEFAULT_MAX_CONNECTIONS,
+        ge=1,
+        le=100_000,
+        description="Open HTTP connections at most; one more gets a 503 and is closed.",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_are_names(cls, hosts: list[str] | None) -> list[str] | None:
+        # Checked and normalised here so that a typo ("host:9108", "a b") is an error at
+        # start, not a 421 for every request afterwards.
+        if hosts is None:
+            return None
+        if not hosts:
+            raise ValueError(
+                "an empty list would refuse every request: leave it unset for the default, "
+                "or list the names (or '*' for any)"
+            )
+        names = [normalize_allowed(h) for h in hosts]
+        if ANY_HOST in names and len(names) > 1:
+            raise ValueError("'*' (any host) goes alone: the other names would mean nothing")
+        return names
 
     @field_validator("admin_token")
     @classmethod

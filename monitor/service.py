@@ -300,7 +300,14 @@ class MonitorService:
         self.dead_letters = DeadLetterPublisher(config.kafka)
         self._tasks: list[asyncio.Task[Any]] = []
         token = config.http.admin_token.get_secret_value() if config.http.admin_token else None
-        self.http = HttpServer(self, config.http.host, config.http.port, token)
+        self.http = HttpServer(
+            self,
+            config.http.host,
+            config.http.port,
+            token,
+            allowed_hosts=config.http.allowed_hosts,
+            max_connections=config.http.max_connections,
+        )
 
     # ----------------------------------------------------------------- models
 

@@ -288,7 +288,15 @@ class ServiceMetrics:
 
 
 class ModelStateCollector(Collector):
-    """Builds per-model gauges from model state at scrape time."""
+    """Builds per-model gauges from model state at scrape time.
+
+    ``collect`` runs on a worker thread (``/metrics`` is rendered off the event loop)
+    while the loop updates the models. It reads each model's counters through
+    ``list(d.items())``, a copy CPython makes without running Python code between items,
+    so under the GIL without interleaving with the loop (iterating the dict itself
+    raised "dictionary changed size during iteration" when the loop added a key meanwhile);
+    the evaluation (``m.last``) is read once and never changed after it is published.
+    """
 
     def __init__(
         self,
@@ -333,16 +341,18 @@ class ModelStateCollector(Collector):
                     )
             g.events_total.add_metric([model], float(m.events_total))
             g.unknown_feature.add_metric([model], float(m.unknown_feature_events))
-            for (feature, reason), n in m.invalid_values.items():
+            for (feature, reason), n in m.invalid_values.copy().items():
                 g.invalid_values.add_metric([model, feature, reason], float(n))
             if m.performance is not None:
                 # Predictions the task cannot grade (a score outside [0, 1], a class a 0/1
                 # model does not have): out of every performance metric, so counted here.
-                for reason, n in m.performance.rejected_predictions.items():
+                for reason, n in m.performance.rejected_predictions.copy().items():
                     g.perf_invalid_predictions.add_metric([model, reason], float(n))
-            for feature, n in m.category_overflow.items():
+            for feature, n in m.category_overflow.copy().items():
                 g.overflow.add_metric([model, feature], float(n))
-            for (feature, rule), n in m.validator.violations.items() if full and m.ready else ():
+            for (feature, rule), n in (
+                m.validator.violations.copy().items() if full and m.ready else ()
+            ):
                 g.constraint_violations.add_metric([model, feature, rule], float(n))
             ev = m.last
             if ev is None:

@@ -93,7 +93,7 @@ async def test_a_handler_failure_still_logs_error_with_its_traceback(
     port = service.http.bound_port
     assert port is not None
     reply = await _exchange(
-        port, b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        port, b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     assert reply.startswith(b"HTTP/1.1 500")
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]

@@ -230,7 +230,7 @@ async def test_a_body_arriving_in_pieces_or_chunked_is_read_whole(api):
     for chunked in (False, True):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         head = (
-            "POST /api/silences HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            "POST /api/silences HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
             f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
         ).encode()
         first, second = GOOD_BODY[:10], GOOD_BODY[10:]

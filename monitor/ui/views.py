@@ -39,6 +39,24 @@ if TYPE_CHECKING:
 
 CDF_POINTS = 200
 MAX_CATEGORIES_SHOWN = 40
+#: The longest category value shown (characters); a longer one is cut and ends with
+#: :data:`CUT_MARK`. A value from the wire may be as long as a message (10 MB): carried
+#: whole, it went into every ``/api/feature`` answer, the feature page (twice: the table and
+#: the data block) and the report. Only what is shown is cut: windows, references and
+#: metrics keep the value (the metrics cut labels at 100, monitor/service_metrics.py).
+MAX_CATEGORY_CHARS = 200
+CUT_MARK = "\u2026"
+
+
+def shown_category(value: str) -> str:
+    """``value`` as shown: at most :data:`MAX_CATEGORY_CHARS` characters, then the mark.
+
+    >>> shown_category("x" * 300)[-3:], len(shown_category("x" * 300))
+    ('xx\u2026', 201)
+    """
+    if len(value) <= MAX_CATEGORY_CHARS:
+        return value
+    return value[:MAX_CATEGORY_CHARS] + CUT_MARK
 
 
 def num(v: Any) -> float | None:
@@ -256,6 +274,10 @@ def categorical_distribution(
     shown = rows[:MAX_CATEGORIES_SHOWN]
     # A new category is the news: never cut it off the chart.
     shown += [r for r in rows[MAX_CATEGORIES_SHOWN:] if r["new"] and r["current_count"]][:10]
+    for r in shown:
+        value = r["category"]
+        r["category"] = shown_category(value)
+        r["category_chars"] = len(value)  # the whole value's length, cut or not
     return {
         "kind": "categorical",
         "categories": shown,
@@ -271,6 +293,13 @@ def feature_view(
     """The feature page: reference against the current window, detector rows, history.
 
     None when the model has no such column (or no reference yet).
+
+    Computed per request, not cached per evaluation: a count window is drawn as it is now
+    (``since_evaluation`` events newer than the evaluation), so a cache keyed by the
+    evaluation's sequence would show another window; and the evaluation's sorted columns
+    are not kept (as many floats again as the window). Sorting the window is the smaller
+    part of the cost (a 1,000,000-row window: about 16 ms of 140 ms, the rest the ECDFs and
+    the KS point); at the default 5,000 rows the whole view is about 2 ms.
     """
     if not mm.ready or mm.reference is None:
         return None
