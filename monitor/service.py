@@ -88,7 +88,7 @@ from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState, forget_future
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
-from monitor.detectors import ks
+from monitor.detectors import ks, streaming
 from monitor.errors import (
     ConfigError,
     GroupRefusedError,
@@ -611,6 +611,9 @@ class MonitorService:
         self._admitted = {m for m in self.store.models() if self.config.model(m) is None}
         self.load_references()
         ks.warm_up()  # a broken KS kernel fails here, not in the first evaluation
+        # river.drift (scikit-learn, pandas: ~1.5 s) loads here, off the loop, rather than
+        # at import (so the CLI's other commands skip it) or at a first event, on the loop.
+        await asyncio.to_thread(streaming.load_river)
         log.info(
             "KS kernel: %s",
             "compiled (monitor_native)" if ks.NATIVE_KS else "numpy (monitor_native not installed)",
