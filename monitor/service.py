@@ -611,9 +611,6 @@ class MonitorService:
         self._admitted = {m for m in self.store.models() if self.config.model(m) is None}
         self.load_references()
         ks.warm_up()  # a broken KS kernel fails here, not in the first evaluation
-        # river.drift (scikit-learn, pandas: ~1.5 s) loads here, off the loop, rather than
-        # at import (so the CLI's other commands skip it) or at a first event, on the loop.
-        await asyncio.to_thread(streaming.load_river)
         log.info(
             "KS kernel: %s",
             "compiled (monitor_native)" if ks.NATIVE_KS else "numpy (monitor_native not installed)",
@@ -643,6 +640,10 @@ class MonitorService:
         await self.http.start()
         await self.dead_letters.start()
         await self.source.start()
+        # river.drift (scikit-learn, pandas: ~1.5 s) loads here, off the loop: not at import
+        # (the CLI's other commands skip it), not before what can refuse the start (a port in
+        # use ends the process without it), not at a first event, on the loop.
+        await asyncio.to_thread(streaming.load_river)
         now = self.clock.time()
         self.last_poll_at = self.broker_ok_at = self._last_checkpoint = now
         self._state = "running"

@@ -18,28 +18,36 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Loaded only by river.drift (river.drift.datasets): what no command may pay for nothing.
 RIVER_DRIFT_ONLY = ("sklearn", "pandas", "river.drift")
 
-# Everything `monitor run` imports before it reads the config, then `monitor check-config` on a
-# config with a reference, then PSI and KS built, fitted and evaluated: none needs river.drift.
+# `monitor check-config` on a config with a reference; `monitor run` refused at start (its
+# port is taken); PSI and KS built, fitted and evaluated: none needs river.drift.
 SCRIPT = """
-import json, sys
+import json, socket, sys
 import numpy as np
-import monitor.service
 from monitor.cli import main
 from monitor.config import DriftConfig
 from monitor.detectors.factory import build_detector
 
 code = main(["check-config", sys.argv[1]])
+with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    with open(sys.argv[2], "w") as fh:
+        fh.write(
+            "kafka: {{bootstrap_servers: '127.0.0.1:1'}}\\n"
+            "http: {{port: %d}}\\nmodels:\\n  - name: m\\n" % taken.getsockname()[1]
+        )
+    refused = main(["run", sys.argv[2]])
 rng = np.random.default_rng(3)
 for name in ("psi", "ks"):
     d = build_detector(name, "numeric", DriftConfig(), 2000)
     d.fit(rng.normal(size=2000))
     d.evaluate(rng.normal(loc=1.0, size=500))
 loaded = sorted(m for m in "{heavy}".split(",") if m in sys.modules)
-print(json.dumps({{"code": code, "loaded": loaded}}))
+print(json.dumps({{"code": code, "refused": refused, "loaded": loaded}}))
 """
 
 
-def test_check_config_and_window_detectors_do_not_load_river_drift(tmp_path: Path) -> None:
+def test_commands_without_a_stream_detector_do_not_load_river_drift(tmp_path: Path) -> None:
     """A command that builds no stream detector loads neither river.drift nor, through it,
     scikit-learn and pandas (the first ADWIN built loads it: every ADWIN test and doctest).
     About 3 s: a fresh interpreter importing the service is what is measured."""
@@ -49,7 +57,13 @@ def test_check_config_and_window_detectors_do_not_load_river_drift(tmp_path: Pat
     config = tmp_path / "c.yaml"
     config.write_text("models:\n  - name: m\n    reference:\n      path: ref.jsonl\n")
     run = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(heavy=",".join(RIVER_DRIFT_ONLY)), str(config)],
+        [
+            sys.executable,
+            "-c",
+            SCRIPT.format(heavy=",".join(RIVER_DRIFT_ONLY)),
+            str(config),
+            str(tmp_path / "run.yaml"),
+        ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -58,5 +72,6 @@ def test_check_config_and_window_detectors_do_not_load_river_drift(tmp_path: Pat
     )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out["code"] == 0, run.stderr
+    assert out["code"] == 0 and out["refused"] == 2, run.stderr
+    assert "address already in use" in run.stderr
     assert out["loaded"] == [], f"loaded without a stream detector: {out['loaded']}"
