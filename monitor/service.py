@@ -88,7 +88,7 @@ from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import ModelAlertState, forget_future
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, ResolvedModel, resolve_model
-from monitor.detectors import ks
+from monitor.detectors import ks, streaming
 from monitor.errors import (
     ConfigError,
     GroupRefusedError,
@@ -650,6 +650,10 @@ class MonitorService:
         await self.http.start()
         await self.dead_letters.start()
         await self.source.start()
+        # river.drift (scikit-learn, pandas: ~1.5 s) loads here, off the loop: not at import
+        # (the CLI's other commands skip it), not before what can refuse the start (a port in
+        # use ends the process without it), not at a first event, on the loop.
+        await asyncio.to_thread(streaming.load_river)
         now = self.clock.time()
         self.last_poll_at = self.broker_ok_at = self._last_checkpoint = now
         self._state = "running"

@@ -51,10 +51,12 @@ def sasl_kafka() -> Iterator[LocalKafka]:
 @pytest.fixture(scope="session")
 def scratch_kafka() -> Iterator[LocalKafka]:
     """A broker of the tests' own for what the shared one must not see: deleted topics,
-    transactions the broker aborts within a second (``own_brokers.SCRATCH_PROPERTIES``).
+    transactions the broker aborts within a second (``own_brokers.SCRATCH_PROPERTIES``),
+    outages. Tests may restart it (``restart(down_for=...)``), never stop or kill it.
 
-    One per session: tests/test_kafka_txn.py and tests/test_changelog_deleted.py share it,
-    with fresh topic and group names.
+    One per session: tests/test_kafka_txn.py, tests/test_changelog_deleted.py,
+    tests/test_broker_outage_log.py and the outage test of tests/test_faults.py share it
+    (each had a broker of its own: a JVM start each), with fresh topic and group names.
     """
     with LocalKafka(extra_properties=SCRATCH_PROPERTIES) as kafka:
         yield kafka

@@ -19,7 +19,8 @@ DASH_CLUSTER_ID = "-LocalKafkaDashIdTestA"
 # ``scratch_kafka``: timed-out transactions are looked for every half second (instead of
 # every 10 s) and transactions may last at most 20 s, so a transaction timeout shows in
 # seconds (tests/test_kafka_txn.py); tests that delete topics use it too
-# (tests/test_changelog_deleted.py).
+# (tests/test_changelog_deleted.py), and those that restart a broker for an outage
+# (tests/test_broker_outage_log.py, tests/test_faults.py): neither setting matters to them.
 SCRATCH_PROPERTIES = {
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": "500",
     "transaction.max.timeout.ms": "20000",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from pathlib import Path
 
 import pytest
@@ -67,42 +68,43 @@ def test_the_throttle_lets_a_repeated_line_through_once_a_minute_with_the_count(
 @pytest.mark.kafka
 @pytest.mark.slow
 async def test_a_broker_outage_is_said_once_by_the_monitor_and_aiokafka_does_not_flood(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, scratch_kafka: LocalKafka
 ) -> None:
-    with LocalKafka() as kafka:
-        bootstrap = kafka.bootstrap_servers
-        kafka.create_topics(["outage-log"], 1)
-        config = parse_config(
-            {
-                "kafka": {
-                    "bootstrap_servers": bootstrap,
-                    "group_id": "g-outage-log",
-                    "predictions_topic": "outage-log",
-                    "labels_topic": None,
-                    "poll_timeout_ms": 100,
-                    "stall_seconds": 3.0,
-                },
-                "http": {"port": 0},
-                "state": {"path": str(tmp_path / "state.sqlite")},
-                "unknown_models": "track",
-                "alerting": {"outbox_path": str(tmp_path / "outbox.sqlite")},
-            }
-        )
-        service = MonitorService(config)
-        await service.start()
-        task = asyncio.create_task(service.run())
-        try:
-            await publish(bootstrap, topic="outage-log", model="m", events=50)
-            await eventually(lambda: "m" in service.models, 30)
-            caplog.clear()
-            caplog.set_level(logging.INFO)
-            await asyncio.to_thread(kafka.restart, down_for=12.0)
-            await eventually(lambda: any(BACK in r.getMessage() for r in caplog.records), within=60)
-            records = list(caplog.records)
-        finally:
-            service.request_stop()
-            await task
-            await service.stop(grace_seconds=1)
+    kafka = scratch_kafka  # conftest.py: a broker of the session's own, which we may restart
+    topic = f"outage-log-{uuid.uuid4().hex[:8]}"
+    bootstrap = kafka.bootstrap_servers
+    kafka.create_topics([topic], 1)
+    config = parse_config(
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_id": f"g-{topic}",
+                "predictions_topic": topic,
+                "labels_topic": None,
+                "poll_timeout_ms": 100,
+                "stall_seconds": 3.0,
+            },
+            "http": {"port": 0},
+            "state": {"path": str(tmp_path / "state.sqlite")},
+            "unknown_models": "track",
+            "alerting": {"outbox_path": str(tmp_path / "outbox.sqlite")},
+        }
+    )
+    service = MonitorService(config)
+    await service.start()
+    task = asyncio.create_task(service.run())
+    try:
+        await publish(bootstrap, topic=topic, model="m", events=50)
+        await eventually(lambda: "m" in service.models, 30)
+        caplog.clear()
+        caplog.set_level(logging.INFO)
+        await asyncio.to_thread(kafka.restart, down_for=12.0)
+        await eventually(lambda: any(BACK in r.getMessage() for r in caplog.records), within=60)
+        records = list(caplog.records)
+    finally:
+        service.request_stop()
+        await task
+        await service.stop(grace_seconds=1)
     ours = [r for r in records if r.name.startswith("monitor")]
     down = [r for r in ours if DOWN in r.getMessage()]
     assert len(down) == 1 and down[0].levelno == logging.WARNING, [r.getMessage() for r in ours]

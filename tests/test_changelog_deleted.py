@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -31,10 +31,10 @@ from monitor.kafka_store import KafkaStateStore
 from monitor.store import SavedModel, SQLiteStateStore, TopicPartition
 
 
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[str]:
-    with LocalKafka() as kafka:
-        yield kafka.bootstrap_servers
+@pytest.fixture
+def own_broker(scratch_kafka: LocalKafka) -> str:
+    """The session's ``scratch_kafka`` (conftest.py): these tests delete topics."""
+    return scratch_kafka.bootstrap_servers
 
 
 async def _policy(bootstrap: str, topic: str) -> str | None:
@@ -71,8 +71,8 @@ async def _admin_call(bootstrap: str, what: str, topic: str) -> None:
 async def test_a_changelog_deleted_while_running_is_refused_then_every_state_written_again(
     own_broker: str,
 ) -> None:
-    topic = "predictions"
-    kafka = KafkaConfig(bootstrap_servers=own_broker, group_id="g", predictions_topic=topic)
+    topic = f"predictions-{uuid.uuid4().hex[:8]}"  # the broker is the session's
+    kafka = KafkaConfig(bootstrap_servers=own_broker, group_id=topic, predictions_topic=topic)
     state = StateConfig(backend="kafka", instance_id="one")
 
     create_topics(own_broker, [topic], 1)

@@ -280,42 +280,42 @@ async def test_sigterm_under_load_drains_checkpoints_commits_and_flushes(
 
 @pytest.mark.slow
 async def test_broker_down_30s_healthz_503_then_recovers_without_losing_events(
-    tmp_path: Path,
+    tmp_path: Path, scratch_kafka: LocalKafka
 ) -> None:
-    with LocalKafka() as kafka:
-        bootstrap = kafka.bootstrap_servers
-        topic = "outage"
-        kafka.create_topics([topic], 1)
-        raw = _config(bootstrap, topic, "g-outage", tmp_path, "o", "http://127.0.0.1:9/unused")
-        raw["kafka"]["stall_seconds"] = 3.0
-        raw["alerting"] = {"outbox_path": str(tmp_path / "outbox-o.sqlite")}
-        p = MonitorProcess(write_config(tmp_path / "o.yaml", raw), tmp_path / "o.log").start()
-        try:
-            await p.wait_serving()
-            await publish(bootstrap, topic=topic, model="credit-risk", events=1500, seed=1)
-            await p.wait_positions({f"{topic}/0": 1500})
-            assert (await p.get("/healthz")).status_code == 200
+    kafka = scratch_kafka  # conftest.py: a broker of the session's own, which we may restart
+    bootstrap = kafka.bootstrap_servers
+    topic = f"outage-{uuid.uuid4().hex[:8]}"
+    kafka.create_topics([topic], 1)
+    raw = _config(bootstrap, topic, f"g-{topic}", tmp_path, "o", "http://127.0.0.1:9/unused")
+    raw["kafka"]["stall_seconds"] = 3.0
+    raw["alerting"] = {"outbox_path": str(tmp_path / "outbox-o.sqlite")}
+    p = MonitorProcess(write_config(tmp_path / "o.yaml", raw), tmp_path / "o.log").start()
+    try:
+        await p.wait_serving()
+        await publish(bootstrap, topic=topic, model="credit-risk", events=1500, seed=1)
+        await p.wait_positions({f"{topic}/0": 1500})
+        assert (await p.get("/healthz")).status_code == 200
 
-            codes: list[int] = []
-            outage = asyncio.create_task(asyncio.to_thread(kafka.restart, down_for=30.0))
-            t0 = time.monotonic()
-            while not outage.done():
-                codes.append((await p.get("/healthz")).status_code)
-                await asyncio.sleep(0.5)
-            await outage
-            assert 503 in codes, codes
-            assert time.monotonic() - t0 >= 30.0
+        codes: list[int] = []
+        outage = asyncio.create_task(asyncio.to_thread(kafka.restart, down_for=30.0))
+        t0 = time.monotonic()
+        while not outage.done():
+            codes.append((await p.get("/healthz")).status_code)
+            await asyncio.sleep(0.5)
+        await outage
+        assert 503 in codes, codes
+        assert time.monotonic() - t0 >= 30.0
 
-            await publish(bootstrap, topic=topic, model="credit-risk", events=1500, seed=2)
-            await p.wait_positions({f"{topic}/0": 3000}, within=60)
+        await publish(bootstrap, topic=topic, model="credit-risk", events=1500, seed=2)
+        await p.wait_positions({f"{topic}/0": 3000}, within=60)
 
-            async def healthy() -> bool:
-                return (await p.get("/healthz")).status_code == 200
+        async def healthy() -> bool:
+            return (await p.get("/healthz")).status_code == 200
 
-            await eventually(healthy, within=30, every=0.5)
-            assert (await p.status())["models"]["credit-risk"]["events"] == 3000
-            assert await asyncio.to_thread(p.terminate) == 0, p.tail()
-        finally:
-            p.ensure_dead()
+        await eventually(healthy, within=30, every=0.5)
+        assert (await p.status())["models"]["credit-risk"]["events"] == 3000
+        assert await asyncio.to_thread(p.terminate) == 0, p.tail()
+    finally:
+        p.ensure_dead()
     models = _load_models(tmp_path / "state-o.sqlite")
     assert models["credit-risk"].events_total == 3000

@@ -8,8 +8,8 @@ halves the per-input cost, which is paid per input and per monitored feature.
 Those names are private and have changed between releases (the helper became
 compiled code in 0.22), so:
 
-* :data:`FAST` is true only for the river releases in :data:`CHECKED` (checked
-  at import against ``river.__version__``, and that the names exist);
+* :func:`fast` is true only for the river releases in :data:`CHECKED` (checked
+  against ``river.__version__``, and that the names exist, on first use);
 * every other release takes the public API (``update`` then ``drift_detected``),
   which gives the same detections, more slowly;
 * ``tests/test_river_private.py`` fails on any river outside :data:`CHECKED`, so an
@@ -24,6 +24,12 @@ own byte encoding (its ``__getstate__``/``__setstate__``; no pickle), so that a
 restored detector detects exactly what the uninterrupted one would have; they too
 work only on the checked releases.
 
+Nothing here imports ``river.drift`` at import time: that package loads
+``river.drift.datasets``, hence scikit-learn and pandas (about 1.5 s and 150 MB),
+and most commands (and a service whose models run no stream detector) never
+build an ADWIN. :func:`fast` and :func:`state_io` probe river's ADWIN on their
+first call, which comes with the first detector built.
+
 >>> from river import drift
 >>> det = drift.ADWIN(delta=0.002)
 >>> list(changes(det, [0.0] * 1_000 + [1.0] * 200))
@@ -35,11 +41,11 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 from itertools import compress, count
 from typing import Any
 
 import river
-from river import drift as river_drift
 
 #: river releases (major, minor) whose ADWIN internals :func:`changes` was checked against.
 CHECKED: frozenset[tuple[int, int]] = frozenset({(0, 26)})
@@ -54,14 +60,36 @@ def _release(version: str) -> tuple[int, int] | None:
 
 
 RIVER_RELEASE = _release(river.__version__)
-_PROBE = river_drift.ADWIN()
-#: Whether :func:`changes` drives the compiled helper directly (see the module docstring).
-FAST: bool = (
-    RIVER_RELEASE in CHECKED
-    and hasattr(getattr(_PROBE, "_helper", None), "update")
-    and isinstance(getattr(_PROBE, "_drift_detected", None), bool)
-    and callable(getattr(_PROBE, "_reset", None))
-)
+
+
+@cache
+def _probe() -> tuple[bool, bool]:
+    """(:func:`fast`, :func:`state_io`), from one ADWIN of this river build."""
+    from river import drift as river_drift  # see the module docstring: not at import
+
+    probe = river_drift.ADWIN()
+    helper = getattr(probe, "_helper", None)
+    flag = RIVER_RELEASE in CHECKED and isinstance(getattr(probe, "_drift_detected", None), bool)
+    fast = flag and hasattr(helper, "update") and callable(getattr(probe, "_reset", None))
+    state_io = (
+        flag
+        and callable(getattr(helper, "__getstate__", None))
+        and callable(getattr(helper, "__setstate__", None))
+    )
+    return bool(fast), bool(state_io)
+
+
+def fast() -> bool:
+    """Whether :func:`changes` drives the compiled helper directly (see the module docstring)."""
+    return _probe()[0]
+
+
+def state_io() -> bool:
+    """Whether :func:`engine_state` / :func:`load_engine_state` can save and restore the
+    compiled helper (checked releases whose helper has river's state protocol)."""
+    return _probe()[1]
+
+
 #: Page-Hinkley's state: a few floats, and its running mean (``_x_mean``).
 _PH_FLOATS = ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease")
 
@@ -87,24 +115,13 @@ def load_page_hinkley_state(det: Any, values: dict[str, float], drift_detected: 
     det._drift_detected = drift_detected
 
 
-#: Whether :func:`engine_state` / :func:`load_engine_state` can save and restore the
-#: compiled helper (checked releases whose helper has river's state protocol).
-STATE_IO: bool = (
-    RIVER_RELEASE in CHECKED
-    and callable(getattr(getattr(_PROBE, "_helper", None), "__getstate__", None))
-    and callable(getattr(getattr(_PROBE, "_helper", None), "__setstate__", None))
-    and isinstance(getattr(_PROBE, "_drift_detected", None), bool)
-)
-del _PROBE
-
-
 class EngineStateUnavailable(RuntimeError):
     """This river release is not one whose ADWIN state :mod:`river_private` can read."""
 
 
 def engine_state(det: Any) -> tuple[bytes, bool]:
     """The compiled helper's state (river's bytes) and the pending-reset flag of ``det``."""
-    if not STATE_IO:
+    if not state_io():
         raise EngineStateUnavailable(f"river {river.__version__}: ADWIN state not readable")
     return bytes(det._helper.__getstate__()), bool(det._drift_detected)
 
@@ -115,7 +132,7 @@ def load_engine_state(det: Any, data: bytes, drift_detected: bool) -> None:
     river's compiled core may panic (a ``BaseException``) on bytes it cannot read;
     the caller treats any exception as "not restorable".
     """
-    if not STATE_IO:
+    if not state_io():
         raise EngineStateUnavailable(f"river {river.__version__}: ADWIN state not readable")
     det._helper.__setstate__(data)
     det._drift_detected = drift_detected
@@ -128,11 +145,11 @@ def changes(det: Any, inputs: list[float], *, fast: bool | None = None) -> Itera
     Exactly river's ``update`` semantics: a change found on input ``i`` resets the
     window before input ``i + 1``, or, on the last input, at the next call. A caller
     may read ``det.width`` and ``det.estimation`` (the window ADWIN kept) when an
-    index is yielded. ``fast`` forces a path (tests); by default :data:`FAST`.
+    index is yielded. ``fast`` forces a path (tests); by default :func:`fast`.
     """
     if not inputs:
         return
-    if not (FAST if fast is None else fast):
+    if not (_probe()[0] if fast is None else fast):  # the parameter hides fast()
         update = det.update
         for i, value in enumerate(inputs):
             update(value)
@@ -158,13 +175,13 @@ def changes(det: Any, inputs: list[float], *, fast: bool | None = None) -> Itera
 
 __all__ = [
     "CHECKED",
-    "FAST",
     "RIVER_RELEASE",
-    "STATE_IO",
     "EngineStateUnavailable",
     "changes",
     "engine_state",
+    "fast",
     "load_engine_state",
     "load_page_hinkley_state",
     "page_hinkley_state",
+    "state_io",
 ]

@@ -9,7 +9,11 @@ the latch. river's API has changed across versions (``update`` vs
 ``add_element``, ``drift_detected`` vs ``change_detected``), so every river
 import of the service lives in this module and in
 :mod:`monitor.detectors.river_private`, the one place that uses river's private
-names (for ADWIN's speed), behind a version check.
+names (for ADWIN's speed), behind a version check. ``river.drift`` itself is
+imported only where a river detector is built (``_build``): that package loads
+``river.drift.datasets`` and through it scikit-learn and pandas (about 1.5 s
+and 150 MB at every start), which a command or a model that runs no stream
+detector has no use for. ``tests/test_startup.py`` checks it.
 
 Result semantics (both detectors):
 
@@ -89,7 +93,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import river
-from river import drift as river_drift
 
 from monitor.detectors import river_private
 from monitor.detectors.base import DetectorBase, DetectorResult, as_numeric, not_fitted
@@ -116,6 +119,15 @@ DECIDE_VALUES = 5_000
 MAX_MAGNITUDE = 1e100
 # The ufuncs' reductions themselves: ndarray.max() and min() add two Python layers each.
 _MAX, _MIN = np.maximum.reduce, np.minimum.reduce
+
+
+def load_river() -> None:
+    """Import river's detectors now, not in the first ``_build`` (see the module docstring).
+
+    ``monitor run`` calls it at start, off the event loop: the first model is built when
+    its first event arrives, on the loop, which about 1.5 s of imports there would stall.
+    """
+    river_private.fast()
 
 
 class StreamDetector(DetectorBase):
@@ -664,6 +676,8 @@ class ADWINDetector(StreamDetector):
         self._pending = values
 
     def _build(self) -> Any:
+        from river import drift as river_drift  # not at import (module docstring)
+
         return river_drift.ADWIN(
             delta=self.delta,
             clock=self.clock,
@@ -782,6 +796,8 @@ class PageHinkleyDetector(StreamDetector):
         river_private.load_page_hinkley_state(fresh, state.engine_values, state.drift_detected)
 
     def _build(self) -> Any:
+        from river import drift as river_drift  # not at import (module docstring)
+
         return river_drift.PageHinkley(
             min_instances=self.min_instances,
             delta=self.delta,
