@@ -37,7 +37,7 @@ from monitor.signals import (
     RESERVED_COLUMNS,
     SEGMENT_EVENT_FIELDS,
 )
-from monitor.summary import QUANTILES
+from monitor.summary import QUANTILES, finite_moments
 
 FORMAT_VERSION = 1
 MAX_JOINT_ROWS = 5_000  # rows of the numeric features kept together (``ReferenceProfile.joint``)
@@ -499,14 +499,18 @@ def profile_numeric(name: str, values: np.ndarray, n_rows: int, max_sample: int)
     if n == 0:
         raise ReferenceError_(f"feature {name!r}: no numeric values in the reference")
     sample = _bounded_sorted_sample(values, max_sample)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(values.mean()), float(values.std())
+    if not (math.isfinite(mean) and math.isfinite(std)):  # a sum overflowed: the values are finite
+        mean, std = finite_moments(values)
     return FeatureProfile(
         name=name,
         kind="numeric",
         count=n,
         missing_rate=1.0 - n / n_rows if n_rows else 0.0,
         sample=sample,
-        mean=float(values.mean()),
-        std=float(values.std()),
+        mean=mean,
+        std=std,
         min=float(values.min()),
         max=float(values.max()),
         quantiles={q: float(np.quantile(values, q)) for q in QUANTILES},

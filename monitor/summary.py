@@ -59,6 +59,39 @@ def summarize_numeric(
     Also returns each column's present values, sorted: the window tests reuse
     them instead of sorting again.
     """
+    summaries, columns = _summarize_numeric(values, quantiles)
+    if any(not (math.isfinite(s.mean) and math.isfinite(s.std)) for s in summaries):
+        summaries = [_finite_summary(s, col) for s, col in zip(summaries, columns, strict=True)]
+    return summaries, columns
+
+
+def finite_moments(col: np.ndarray) -> tuple[float, float]:
+    """Mean and population standard deviation of finite values, computed on values scaled
+    by their largest magnitude: both are finite whenever the values are, where the plain
+    sums overflow (200 values of 1e307 sum to inf; a square of 1e200 is inf) and gave a
+    NaN or inf mean and std on ``/metrics`` and in learned references."""
+    scale = float(np.max(np.abs(col)))
+    if scale == 0.0 or not math.isfinite(scale):
+        return float(np.mean(col)), float(np.std(col))
+    scaled = col / scale
+    mean = float(np.mean(scaled))
+    return mean * scale, float(np.std(scaled, mean=mean)) * scale
+
+
+def _finite_summary(s: NumericSummary, col: np.ndarray) -> NumericSummary:
+    """``s`` with its mean and std recomputed by :func:`finite_moments` when a sum
+    overflowed (only then: the common path keeps its exact bits)."""
+    if s.count == 0 or (math.isfinite(s.mean) and math.isfinite(s.std)):
+        return s
+    if not (math.isfinite(s.min) and math.isfinite(s.max)):  # an infinity: inf/NaN is right
+        return s
+    mean, std = finite_moments(col)
+    return NumericSummary(s.count, s.missing_rate, mean, std, s.min, s.max, s.quantiles)
+
+
+def _summarize_numeric(
+    values: np.ndarray, quantiles: tuple[float, ...]
+) -> tuple[list[NumericSummary], list[np.ndarray]]:
     n_rows, n_cols = values.shape
     ordered = np.sort(values, axis=0)  # NaN sorts last
     if (

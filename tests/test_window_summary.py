@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -64,3 +66,27 @@ def test_categorical_summary_counts_missing_and_unseen() -> None:
     assert s.count == 5
     assert s.missing_rate == pytest.approx(1 / 6)
     assert s.unseen_rate == pytest.approx(2 / 5)  # codes 2 and 3 are beyond the reference
+
+
+def test_mean_and_std_stay_finite_when_their_sums_overflow() -> None:
+    """Finite feature values of 1e200 (their squares are inf) or many of 1e307 (their sum is
+    inf) gave a NaN or inf ``monitor_feature_mean``/``_std`` and learned reference; both are
+    finite and right (computed on the values scaled by their largest magnitude)."""
+    from monitor.reference import profile_numeric
+
+    big = np.array([-1e200, 1e200] * 50 + [1e307] * 200 + [np.nan] * 3)
+    with_nan = big.reshape(-1, 1)
+    full = np.array([1e307] * 300 + [-1e200] * 3).reshape(-1, 1)
+    for values in (with_nan, full, np.asfortranarray(full)):
+        col = values[:, 0][np.isfinite(values[:, 0])]
+        want_mean = float(np.mean(col / 1e307)) * 1e307
+        want_std = float(np.std(col / 1e307)) * 1e307
+        (s,), _ = summarize_numeric(values)
+        assert math.isfinite(s.mean) and math.isfinite(s.std)
+        assert s.mean == pytest.approx(want_mean, rel=1e-9)
+        assert s.std == pytest.approx(want_std, rel=1e-9)
+        p = profile_numeric("x", col, len(col), 1000)
+        assert p.mean == pytest.approx(want_mean, rel=1e-9)
+        assert p.std == pytest.approx(want_std, rel=1e-9)
+    (s,), _ = summarize_numeric(np.array([[1.0], [2.0], [np.nan]]))
+    assert (s.mean, s.std) == (1.5, 0.5)  # the common case keeps its exact bits
