@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -326,4 +326,65 @@ async def test_stop_while_an_outcome_waits_for_the_database_thread_still_stores_
     (row,) = outbox.rows()
     assert row["claimed_by"] is None, row  # not left claimed for the lease
     assert row["attempts"] == 1 and row["state"] == "pending", row
+    outbox.close()
+
+
+class _RecordingExecutor(ThreadPoolExecutor):
+    """The database thread, listing each job handed to it (to see a store queued)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.jobs: list[tuple[Callable[..., object], Future[object]]] = []
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        future = super().submit(fn, *args, **kwargs)
+        self.jobs.append((fn, future))
+        return future
+
+
+async def test_stop_while_a_refused_outcome_waits_for_the_database_thread_still_stores_it(
+    rx, tmp_path
+):
+    """An outcome the outbox refused (its disk full) is stored again each turn of the
+    dispatcher. That retry was not shielded from ``stop()``: cancelled while queued on the
+    database thread behind another write, the job was withdrawn before it ran, and the
+    delivered row stayed pending, claimed by the stopped instance, to be sent again once
+    the lease ran out. Now the retry, once handed over, runs to its end, as the first
+    store does."""
+    path = tmp_path / "outbox.sqlite"
+    outbox = Outbox.open(path)
+    now = SystemClock().time()
+    outbox.enqueue("hook", note("k-1", fp="fp"), now=now, deadline_at=now + 600)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute(
+        "CREATE TRIGGER full BEFORE UPDATE ON outbox WHEN NEW.state = 'delivered' "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    database = _RecordingExecutor()
+
+    def stores() -> list[Future[object]]:
+        return [f for fn, f in database.jobs if getattr(fn, "func", None) == outbox.mark_delivered]
+
+    started, gate = threading.Event(), threading.Event()
+    try:
+        async with httpx.AsyncClient() as client:
+            d = dispatcher(outbox, rx.url, client, SystemClock(), database=database)
+            await d.start()
+            await rx.wait_for_requests(1)  # delivered (200)
+            await wait_until(lambda: bool(stores()) and stores()[0].done())  # store refused
+            assert stores()[0].exception() is not None
+            database.submit(lambda: (started.set(), gate.wait(10)))  # another write, held
+            await asyncio.to_thread(started.wait, 10)
+            other.execute("DROP TRIGGER full")  # the outbox takes writes again
+            n = len(stores())
+            d.wake()
+            await wait_until(lambda: len(stores()) > n)  # the retry queued behind the write
+            await d.stop(grace_seconds=0)
+    finally:
+        gate.set()
+        database.shutdown(wait=True)
+        other.close()
+    (row,) = outbox.rows()
+    assert row["state"] == "delivered" and row["claimed_by"] is None, row
+    assert len(rx.requests) == 1
     outbox.close()

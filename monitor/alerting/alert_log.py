@@ -29,7 +29,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -133,15 +133,19 @@ class AlertLogConsumer:
         clock: Clock,
         poll_ms: int = 500,
         revoke_grace_seconds: float = 10.0,
+        consumer_factory: Callable[..., AIOKafkaConsumer] = AIOKafkaConsumer,
     ) -> None:
         """``revoke_grace_seconds``: how long a rebalance waits for this instance's deliveries
-        of a revoked partition to finish (the whole group waits with it)."""
+        of a revoked partition to finish (the whole group waits with it).
+        ``consumer_factory``: builds the consumer from aiokafka's keyword arguments (a seam
+        for tests that play a rebalance at a chosen moment)."""
         self.kafka = kafka
         self.topic = topic
         self.group_id = f"{kafka.group_id}-alerts"
         self._alerts = alerts
         self._metrics = AlertLogMetrics(registry)
         self._poll_ms = poll_ms
+        self._consumer_factory = consumer_factory
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         # Per partition, in offset order: (offset, the deliveries that record handed off).
@@ -153,10 +157,20 @@ class AlertLogConsumer:
         self._committer: asyncio.Task[None] | None = None
         # Per partition: the offset to commit, until a commit of it succeeded.
         self._to_commit: dict[TopicPartition, int] = {}
+        # Held while a polled batch is handed off to the outbox, and by a hand-over
+        # (revocation, stop): a revocation that ran while the batch's write waited on the
+        # database thread saw none of its records, so gave its partitions away without
+        # waiting for them, and the batch's records (of a second partition: all of them)
+        # were then delivered here as well as by the partitions' new owner.
+        self._handing = asyncio.Lock()
+        # Revocations so far: a batch polled before one is dropped, not handed off (its
+        # records are uncommitted; the next assignment reads them again, here or elsewhere,
+        # from the committed offsets).
+        self._revocations = 0
 
     async def start(self) -> None:
         k = self.kafka
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = self._consumer_factory(
             bootstrap_servers=k.bootstrap_servers,
             client_id=k.client_id,
             group_id=self.group_id,
@@ -183,12 +197,15 @@ class AlertLogConsumer:
         to ``grace_seconds`` let the outbox deliver what was handed off, committing as
         deliveries finish; what is left is withdrawn from the outbox, uncommitted, for the
         next owner of its partition (aiokafka does not call the rebalance listener on
-        ``stop()``, so this is done here)."""
-        for task in (self._task, self._committer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        ``stop()``, so this is done here). A batch being handed off is handed off whole
+        first, so that its records are handed over too (cancelled halfway, its rows stayed in
+        the outbox, delivered at the alert service's stop, uncommitted)."""
+        async with self._handing:
+            for task in (self._task, self._committer):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         if self._consumer is not None:
             with contextlib.suppress(KafkaError, MonitorError):
                 await self._hand_over(set(self._inflight), grace_seconds)
@@ -200,8 +217,13 @@ class AlertLogConsumer:
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=self._poll_ms)
-                for tp, records in batches.items():
-                    await self._hand_off(tp, records)
+                # aiokafka returns no records while a rebalance is under way: these are of
+                # the assignment in force now, unless a revocation comes before the lock.
+                revocations = self._revocations
+                async with self._handing:
+                    if self._revocations == revocations:
+                        for tp, records in batches.items():
+                            await self._hand_off(tp, records)
                 await self._commit_finished()
             except asyncio.CancelledError:
                 raise
@@ -223,15 +245,18 @@ class AlertLogConsumer:
                 log.warning("alerts topic %s: commit failed: %s", self.topic, exc)
 
     async def release(self, revoked: set[TopicPartition]) -> None:
-        """Hand ``revoked`` over to their next owner (the rebalance listener calls this)."""
-        try:
-            await self._hand_over(revoked, self._revoke_grace)
-        except (KafkaError, MonitorError) as exc:
-            # The group moves the partitions anyway: what is uncommitted is delivered again
-            # by their new owner (same idempotency keys).
-            log.warning("alerts topic %s: handing over %s failed: %s", self.topic, revoked, exc)
-        for tp in revoked:
-            self._inflight.pop(tp, None)
+        """Hand ``revoked`` over to their next owner (the rebalance listener calls this),
+        once the batch being handed off, if any, is in the outbox and queued for commit."""
+        async with self._handing:
+            self._revocations += 1
+            try:
+                await self._hand_over(revoked, self._revoke_grace)
+            except (KafkaError, MonitorError) as exc:
+                # The group moves the partitions anyway: what is uncommitted is delivered
+                # again by their new owner (same idempotency keys).
+                log.warning("alerts topic %s: handing over %s failed: %s", self.topic, revoked, exc)
+            for tp in revoked:
+                self._inflight.pop(tp, None)
 
     async def _hand_over(self, tps: set[TopicPartition], grace_seconds: float) -> None:
         """Let the deliveries of records of ``tps`` finish (for up to ``grace_seconds``),
@@ -243,9 +268,14 @@ class AlertLogConsumer:
         while True:
             await self._commit_finished()
             keys = self._keys(tps)
-            if not keys or not outbox.pending(keys) or loop.time() >= deadline:
+            if not keys or loop.time() >= deadline:
                 break
-            self._finished.clear()
+            self._finished.clear()  # before the look: a delivery finishing after it sets it
+            if not outbox.pending(keys):
+                # Finished since the commit above (during its round trip): commit them too.
+                # Leaving here gave the partitions away with these delivered, uncommitted:
+                # their new owner delivered them again.
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), max(0.0, deadline - loop.time()))
         withdrawn = self._alerts.withdraw(self._keys(tps))

@@ -353,9 +353,13 @@ class Dispatcher:
             self._outbox_failed(exc)
 
     async def _record_outcomes(self) -> None:
-        """Store the outcomes kept by :meth:`_record` (raises at the first refusal)."""
+        """Store the outcomes kept by :meth:`_record` (raises at the first refusal).
+
+        Shielded as :meth:`_record` is: ``stop()`` cancelling the loop while a retried store
+        waited its turn on the database thread withdrew the job, and the delivered row
+        stayed pending, claimed by this stopped instance, to be sent again after the lease."""
         for row_id, store in list(self._unrecorded.items()):
-            await self._db(store)
+            await self._db(store, shielded=True)
             del self._unrecorded[row_id]
 
     async def _deliver(self, receiver: Receiver, row: OutboxRow) -> None:
