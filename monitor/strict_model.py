@@ -13,6 +13,7 @@ naming the key.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, get_args
 
@@ -28,7 +29,7 @@ def _is_number(annotation: Any) -> bool:
 
 
 def refuse_boolean_number(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
-    """``value`` unless it is a boolean or NaN given to a number option of ``model``.
+    """``value`` unless it is a boolean, NaN or infinity given to a number option of ``model``.
 
     For the models that cannot derive from :class:`StrictModel` (pydantic allows no
     before-validator on a union's discriminator field), to call from a validator of their
@@ -46,6 +47,17 @@ def refuse_boolean_number(model: type[BaseModel], value: Any, info: ValidationIn
         isinstance(value, str) and value.strip().lower().lstrip("+-") == "nan"
     ):
         raise ValueError("a number, not NaN")
+    # Infinity passes every lower bound: an interval that never elapses (no periodic
+    # checkpoint, a stall check that never fails, a shutdown that waits forever on a hung
+    # receiver), a threshold that never fires, a constraint that bounds nothing. An option
+    # meant to be unbounded is left out or null where it takes null, never infinite.
+    if isinstance(value, str):  # from a ${VARIABLE}: "inf", "-Infinity", "1e999", ...
+        with contextlib.suppress(ValueError):
+            value_as_float = float(value.strip())
+            if math.isinf(value_as_float):
+                value = value_as_float
+    if isinstance(value, float) and math.isinf(value):
+        raise ValueError("a finite number, not infinity (leave the option out for its default)")
     return value
 
 

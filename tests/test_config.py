@@ -701,6 +701,34 @@ def test_nan_is_not_a_number_option(tmp_path: Path, text: str, where: str) -> No
     assert "NaN" in info.value.problems[0]
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("state: {checkpoint_interval_seconds: .inf}", "state.checkpoint_interval_seconds"),
+        ("kafka: {stall_seconds: '${STALL}'}", "kafka.stall_seconds"),
+        ("shutdown_grace_seconds: -.inf", "shutdown_grace_seconds"),
+        (
+            "defaults: {validation: {constraints: {age: {min: 0, max: .inf}}}}",
+            "defaults.validation.constraints.age.max",
+        ),
+        (
+            "models: [{name: m, features: {x: numeric}, window: {type: time, seconds: 1e999}}]",
+            "models[0].window.seconds",
+        ),
+    ],
+)
+def test_infinity_is_not_a_number_option(tmp_path: Path, text: str, where: str) -> None:
+    """Infinity passed every lower bound: a checkpoint interval that never elapsed (no
+    periodic checkpoint), a stall check that never failed, a shutdown waiting forever, a
+    constraint bounding nothing, all with "OK" from check-config."""
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, env={"STALL": "1e999"})
+    assert [p.split(":")[0] for p in info.value.problems] == [where]
+    assert "not infinity" in info.value.problems[0]
+
+
 def _certificate(folder: Path, passphrase: str | None) -> tuple[Path, Path]:
     """A self-signed certificate and its key (encrypted with ``passphrase`` if given)."""
     cert, key = folder / "client.pem", folder / "client.key"
