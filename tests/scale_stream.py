@@ -1,9 +1,17 @@
 """An interleaved many-model stream through a whole service, and a digest of what it gives.
 
 Used by ``tests/test_scale_overhead.py``; also run as a script against another tree to
-record the digest that test compares with (the code before issue 19's per-model work)::
+record the digest that test compares with (the code before issue 19's per-model work,
+9dec902)::
 
-    PYTHONPATH=/tmp/scale-old python tests/scale_stream.py > tests/fixtures/scale_interleaved.json
+    OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=1 PYTHONPATH=/tmp/scale-old \
+        python tests/scale_stream.py > tests/fixtures/scale_interleaved.json
+
+The digest tells floats apart by their bits, and the PCA's products go through OpenBLAS,
+whose kernel is picked for the CPU it runs on: the same code gave other last bits with the
+Haswell kernel than with the one detected on the machine that first recorded it. So the
+digest is recorded, and compared, with the kernel pinned (:data:`PINNED_BLAS`); Haswell's
+(AVX2) runs on every x86-64 machine of the last decade.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ import orjson
 MODELS = [f"m{i}" for i in range(6)]
 NUMERIC = [f"x{j}" for j in range(5)]
 T0 = 1_790_000_000.0
+
+#: The environment the digest is recorded and compared in (see the module docstring).
+PINNED_BLAS = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def _events(n: int, seed: int) -> list[tuple[int, bytes]]:
