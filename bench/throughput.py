@@ -856,7 +856,9 @@ def table(r: dict[str, Any]) -> str:
         f"{rss[keys[0]] / 2**20:.1f} / {rss[keys[-1]] / 2**20:.1f} "
         f"({rss[keys[-1]] / rss[keys[0]] - 1:+.2%}) | within 5% |",
         f"| peak RSS of the run (MiB) | {mem['peak_rss'] / 2**20:.1f} | |",
-        f"| bytes per (model, feature): RSS growth service start -> first mark / checkpoint |"
+        "| RSS growth from service start to the first mark, / columns (1 model: mostly the "
+        "run's batch buffers and what the allocator keeps of them, not state; the state per "
+        "(model, feature) is `bench.evaluation --memory`) / checkpoint bytes per column |"
         f" {mem['bytes_per_column']:,.0f} / {mem['checkpoint_bytes_per_column']:,.0f} | |",
     ]
     pe = r["evidently"]
