@@ -558,6 +558,7 @@ class ColumnReport:
     first_other: Any = None
     first_other_row: int = 0
     not_a_feature: str | None = None  # why the name cannot be a feature (the column is left out)
+    nested: int = 0  # JSON lists and objects: no feature's value, so neither present nor missing
 
     def describe(self) -> str:
         """``monthly_spend: categorical, 9999 values, 1 missing (1 non-numeric value
@@ -565,10 +566,14 @@ class ColumnReport:
         if self.not_a_feature is not None:
             name = shown(self.name, 80, quote=False) if self.name else "(no name)"
             return f"{name}: left out ({self.not_a_feature})"
+        nested = f"{self.nested} list or object values, which no feature holds"
         if self.kind is None:
-            return f"{shown(self.name, 80, quote=False)}: left out ({self.missing} rows, no value)"
+            what = nested if self.nested else "no value"
+            return f"{shown(self.name, 80, quote=False)}: left out ({self.missing} rows, {what})"
         name = shown(self.name, 80, quote=False)
         head = f"{name}: {self.kind}, {self.present} values, {self.missing} missing"
+        if self.nested:
+            head += f", {nested} (wrong type)"
         other = ""
         if self.others:
             many = "s, first" if self.others > 1 else ""
@@ -599,7 +604,11 @@ def infer_columns(
 
     A column is numeric when every present value is a number (booleans are
     categories); :data:`MISSING_TOKENS` strings count as missing, so one ``n/a``
-    cell does not turn a numeric column categorical. ``declared`` types win. A name a
+    cell does not turn a numeric column categorical. A JSON list or object (an
+    embedding, a nested document) is no feature's value: it decides nothing, and a
+    column of nothing else is left out, as one without values is (it had made a
+    categorical column without a category, so a model learning its reference from
+    events carrying an embedding was disabled). ``declared`` types win. A name a
     declared feature could not have (:func:`not_a_feature`) is never a column; without
     ``declared`` its report says why it was left out.
     """
@@ -618,6 +627,9 @@ def infer_columns(
                 r = reports[k] = ColumnReport(k, None)
             if v is None or is_missing_token(v):
                 continue
+            if isinstance(v, list | dict):
+                r.nested += 1
+                continue
             r.present += 1
             if isinstance(v, int | float) and not isinstance(v, bool):
                 r.numbers += 1
@@ -629,7 +641,7 @@ def infer_columns(
         reports.setdefault(name, ColumnReport(name, None))
     schema: dict[str, ColumnType] = {}
     for name, r in reports.items():
-        r.missing = len(rows) - r.present
+        r.missing = len(rows) - r.present - r.nested
         if declared is not None:
             if name not in declared:
                 continue
