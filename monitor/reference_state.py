@@ -81,6 +81,7 @@ class ReferenceLearner:
             prediction=self.settings.prediction,
             max_sample=self.settings.reference.max_sample,
             max_categories=self.limits.max_categories_per_feature,
+            max_category_chars=self.limits.max_category_chars,
             model_version=model_version,
             source=f"first {len(rows)} events",
         )
@@ -99,9 +100,11 @@ class ReferenceLearner:
                     prediction=pred_kind,
                     max_sample=self.settings.reference.max_sample,
                     max_categories=self.limits.max_categories_per_feature,
+                    max_category_chars=self.limits.max_category_chars,
                     model_version=model_version,
                     source=f"first {len(rows)} events, {source}",
                 ),
+                max_category_chars=self.limits.max_category_chars,
             )
         if len(profile.features) > self.limits.max_features_per_model + 1:
             keep = list(profile.features.items())[: self.limits.max_features_per_model]
