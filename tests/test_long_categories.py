@@ -339,3 +339,30 @@ def test_reference_build_says_what_it_left_out_with_the_configs_bound(tmp_path: 
     saved = json.loads((tmp_path / "m.json").read_text())
     (plan,) = [f for f in saved["features"] if f["name"] == "plan"]
     assert sorted(plan["categories"]) == ["a", "b"] and plan["count"] == 99
+
+
+def test_rows_kept_to_learn_a_reference_hold_no_too_long_value() -> None:
+    """A model learning its reference keeps its first events as rows, in every checkpoint
+    until the reference is built: a too-long value is missing there already."""
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "reference": {"learn_first": 40},
+                    "window": {"size": 20, "step": 20},
+                }
+            ]
+        }
+    )
+    mm = ModelMonitor(cfg.model("m"), cfg.limits)  # type: ignore[arg-type]
+    huge = _huge(100_000)
+    messages = [_event(i, CITIES[i % 4], float(i), LABELS[i % 2]) for i in range(30)]
+    messages[3] = _event(3, huge, 3.0, _huge(50_000, seed=1))
+    _feed(mm, messages, native=False)
+    assert mm.learner.rows[3] == ({"city": None, "x": 3.0}, None)
+    assert len(encode(mm.export_state(), compress=False)) < 20_000
+    _feed(mm, [_event(i, CITIES[i % 4], float(i), LABELS[i % 2]) for i in range(30, 40)], False)
+    assert mm.reference is not None
+    assert mm.reference.too_long == {"city": 1, PREDICTION: 1}
+    assert all(len(c) <= 1000 for f in mm.reference.features.values() for c in f.categories)
