@@ -462,9 +462,14 @@ class ReferenceProfile:
         )
 
     def drop_long_categories(self, max_chars: int) -> None:
-        """Leave out the categories longer than ``max_chars`` (a saved profile of a release
-        without the bound, or written by hand): their counts become missing values, as the
-        values would be now; :attr:`too_long` counts them."""
+        """Leave out the categories longer than ``max_chars`` (a saved profile or a
+        checkpoint's learned one from a release without the bound, or a file edited by
+        hand): their counts become missing values, as the values would be now;
+        :attr:`too_long` counts them. A segment value with such a part is left out too.
+
+        Raises :class:`~monitor.errors.ReferenceError_` (the profile unchanged) when a
+        column would be left without any value."""
+        plan: list[tuple[FeatureProfile, list[int], int]] = []
         for name, f in self.features.items():
             if f.kind != "categorical" or f.counts is None:
                 continue
@@ -472,17 +477,36 @@ class ReferenceProfile:
             if len(keep) == len(f.categories):
                 continue
             dropped = int(f.counts.sum() - f.counts[keep].sum())
+            if f.count - dropped <= 0:
+                raise ReferenceError_(
+                    f"feature {shown(name)}: no values in the reference (every category "
+                    f"longer than limits.max_category_chars, {max_chars})"
+                )
+            plan.append((f, keep, dropped))
+        for f, keep, dropped in plan:
+            assert f.counts is not None
             f.categories = [f.categories[i] for i in keep]
             f.counts = f.counts[keep]
             f.count -= dropped
             if self.rows:
                 f.missing_rate = min(1.0, f.missing_rate + dropped / self.rows)
-            if f.count <= 0:
-                raise ReferenceError_(
-                    f"feature {shown(name)}: no values in the reference (every category "
-                    f"longer than limits.max_category_chars, {max_chars})"
-                )
-            self.too_long[name] = self.too_long.get(name, 0) + dropped
+            self.too_long[f.name] = self.too_long.get(f.name, 0) + dropped
+        for ref in self.segments.values():
+
+            def fits(value: Value | None) -> bool:
+                return value is None or all(v is None or len(v) <= max_chars for v in value)
+
+            ref.values = [v for v in ref.values if fits(v)]
+            profiles = {}
+            for value, prof in ref.profiles.items():
+                if not fits(value):
+                    continue
+                try:
+                    prof.drop_long_categories(max_chars)
+                except ReferenceError_:  # compared with the whole reference instead
+                    continue
+                profiles[value] = prof
+            ref.profiles = profiles
 
     def to_json(self) -> str:
         return json.dumps(

@@ -21,7 +21,7 @@ import pytest
 
 from monitor.columns import INVALID_VALUE_REASONS
 from monitor.config import LimitsConfig, ValidationConfig, parse_config
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, ReferenceError_
 from monitor.events import NATIVE_AVAILABLE, Decoder, RawMessage
 from monitor.model_monitor import ModelMonitor
 from monitor.reference import (
@@ -366,3 +366,70 @@ def test_rows_kept_to_learn_a_reference_hold_no_too_long_value() -> None:
     assert mm.reference is not None
     assert mm.reference.too_long == {"city": 1, PREDICTION: 1}
     assert all(len(c) <= 1000 for f in mm.reference.features.values() for c in f.categories)
+
+
+def test_a_learned_reference_saved_with_a_too_long_category_is_restored_without_it() -> None:
+    """A checkpoint of an older release may hold a learned reference with such a category:
+    restored, the reference (and so the vocabulary) leaves it out, with a note."""
+
+    def config(limit: int) -> Any:
+        return parse_config(
+            {
+                "models": [
+                    {
+                        "name": "m",
+                        "reference": {"learn_first": 40},
+                        "window": {"size": 20, "step": 20},
+                    }
+                ],
+                "limits": {"max_category_chars": limit},
+            }
+        )
+
+    old = config(100_000)  # the bound as an older release had it: none
+    mm = ModelMonitor(old.model("m"), old.limits)  # type: ignore[arg-type]
+    huge = _huge(5_000)
+    messages = [_event(i, CITIES[i % 4], float(i), LABELS[i % 2]) for i in range(45)]
+    messages[3] = _event(3, huge, 3.0, "yes")
+    _feed(mm, messages, native=False)
+    assert mm.reference is not None and huge in mm.reference.features["city"].categories
+    state = mm.export_state()
+
+    new = config(1000)
+    restored, notes = ModelMonitor.restore(new.model("m"), new.limits, state)  # type: ignore[arg-type]
+    assert restored.reference is not None
+    city = restored.reference.features["city"]
+    assert huge not in city.categories and city.count == 39
+    assert huge not in restored.categories["city"]
+    assert any("max_category_chars" in n for n in notes)
+    assert len(encode(restored.export_state(), compress=False)) < 20_000
+
+
+def test_dropping_long_categories_leaves_out_segment_values_and_refuses_an_empty_column() -> None:
+    class Segments:
+        top_k = 5
+        min_reference_rows = 1
+
+        def specs(self) -> list[tuple[str, ...]]:
+            return [("city",)]
+
+    huge = _huge(1_500)
+    rows = [*_rows(50), *[({"city": huge, "x": 0.0}, "yes")] * 20]
+    profile = build_profile("m", rows, max_category_chars=None)
+    profile.segments = segment_references(
+        rows,
+        Segments(),
+        lambda members, source: build_profile("m", members, max_category_chars=None),
+        max_category_chars=None,
+    )
+    assert (huge,) in profile.segments[("city",)].values
+    profile.drop_long_categories(1000)
+    ref = profile.segments[("city",)]
+    assert (huge,) not in ref.values and (huge,) not in ref.profiles
+    assert all(huge not in p.features["city"].categories for p in ref.profiles.values())
+    assert profile.too_long == {"city": 20}
+
+    only_long = build_profile("m", [({"c": huge}, None)] * 3, max_category_chars=None)
+    with pytest.raises(ReferenceError_, match="every category longer than"):
+        only_long.drop_long_categories(1000)
+    assert only_long.features["c"].categories == [huge]  # unchanged
