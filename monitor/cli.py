@@ -411,10 +411,11 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
         iter_rows,
         load_reference,
     )
-    from monitor.signals import PREDICTION
+    from monitor.signals import MAX_CATEGORY_CHARS, PREDICTION
 
     declared: dict[str, Any] | None = args.features
     max_sample, prediction, max_categories = args.max_sample, "auto", 200
+    max_category_chars = MAX_CATEGORY_CHARS
     if args.config:
         config = _load_config(args.config)
         settings = config.model(args.model)
@@ -427,10 +428,13 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
             max_sample = settings.reference.max_sample
         prediction = settings.prediction
         max_categories = config.limits.max_categories_per_feature
+        max_category_chars = config.limits.max_category_chars
     max_sample = 10_000 if max_sample is None else max_sample
     fmt = detect_format(args.input) if args.format == "auto" else args.format
     if fmt == "profile":  # a profile in, a profile out: copy it with the version set
-        profile = load_reference(args.input, model=args.model, fmt="profile")
+        profile = load_reference(
+            args.input, model=args.model, fmt="profile", max_category_chars=max_category_chars
+        )
         reports = []
     else:
         rows = list(with_progress(iter_rows(args.input, fmt, args.model), args.input))
@@ -444,6 +448,7 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
             prediction=prediction,  # type: ignore[arg-type]
             max_sample=max_sample,
             max_categories=max_categories,
+            max_category_chars=max_category_chars,
             source=str(args.input),
         )
     profile.model_version = args.model_version
@@ -460,6 +465,9 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
     pred = profile.features.get(PREDICTION)
     if pred is not None:
         print(f"  prediction: {pred.kind}, {pred.count} values")
+    note = profile.too_long_note(max_category_chars)
+    if note is not None:
+        print(f"  {note}")
     print(
         f"{args.output}: {len(profile.features)} columns "
         f"({sum(f.kind == 'numeric' for f in profile.features.values())} numeric), "
@@ -512,6 +520,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         settings,
         max_features=config.limits.max_features_per_model,
         max_categories=config.limits.max_categories_per_feature,
+        max_category_chars=config.limits.max_category_chars,
     )
     profile = refs.profile or ReferenceProfile(args.model, {}, 0, "")
     schema: dict[str, str] = dict(settings.features or profile.schema())
@@ -528,7 +537,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         )
     fmt = detect_format(args.data) if args.format == "auto" else args.format
     rows = list(with_progress(iter_rows(args.data, fmt, args.model), args.data))
-    breaches = validate_rows(settings.validation, profile, rows, schema)
+    breaches = validate_rows(
+        settings.validation,
+        profile,
+        rows,
+        schema,
+        max_category_chars=config.limits.max_category_chars,
+    )
     failed = [b for b in breaches if b.breached]
     if args.json:
         doc = {

@@ -9,6 +9,12 @@ Values that are not what the column holds are counted in the model's
 data-quality counters (``invalid_values``, ``category_overflow``), which the
 monitor owns because they outlive a reference switch; new categories are
 appended to the column's vocabulary in arrival order.
+
+A categorical value longer than ``limits.max_category_chars`` is invalid
+(``too_long``) and missing, as a value of the wrong type is: it would otherwise sit in
+the vocabulary, every checkpoint and every page for good. Only :meth:`Columns.code_of`
+(values the vocabulary does not know) checks it: such a value is never in the
+vocabulary, so known categories keep their fast path.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from monitor.state_format import ModelState, StateFormatError, unpack_array
 from monitor.window import MISSING_CODE
 
 OTHER = "__other__"
+#: Why a value was recorded as missing: the bounded ``reason`` label of
+#: ``monitor_feature_invalid_values_total`` (docs/METRICS.md lists them).
+INVALID_VALUE_REASONS = ("wrong_type", "non_finite_number", "too_long")
 
 
 class Columns:
@@ -269,6 +278,9 @@ class Columns:
         return codes  # type: ignore[return-value]
 
     def code_of(self, name: str, value: Any) -> int:
+        """The code of a value the column's fast path could not code: a known category
+        (spelled otherwise: a number, a boolean), a new one (appended, or pooled into
+        ``__other__`` past the cap), or missing when it cannot be one (counted)."""
         cat = category_of(value)
         if cat is None:
             self._count_invalid(name, "wrong_type", 1)
@@ -277,6 +289,9 @@ class Columns:
         code = vocab.get(cat)
         if code is not None:
             return code
+        if len(cat) > self.limits.max_category_chars:
+            self._count_invalid(name, "too_long", 1)
+            return MISSING_CODE
         cats = self.categories[name]
         if len(cats) >= self.limits.max_categories_per_feature:
             self.category_overflow[name] = self.category_overflow.get(name, 0) + 1
@@ -341,8 +356,19 @@ class Columns:
             if name not in cat_idx:
                 continue
             saved_cats = state.categories.get(name, [])
+            # A saved category over the length bound (a checkpoint of a release without it,
+            # or a bound lowered since) is not adopted: its rows are missing, as its values
+            # would be now, and not counted again as invalid (they were not seen again).
+            limit = self.limits.max_category_chars
+            long = {c for c in saved_cats if len(c) > limit and c not in self.vocab[name]}
+            if long:
+                notes.append(
+                    f"{name}: {len(long)} saved categories longer than "
+                    f"limits.max_category_chars ({limit}) dropped (their rows missing)"
+                )
             # Code -1 (missing) maps to itself through the last entry of the table.
-            table = np.array([self.code_of(name, c) for c in saved_cats] + [MISSING_CODE])
+            codes = [MISSING_CODE if c in long else self.code_of(name, c) for c in saved_cats]
+            table = np.array([*codes, MISSING_CODE])
             codes = cat[:, cat_idx[name]].astype(np.int64)
             if codes.size and (codes.min() < -1 or codes.max() >= len(saved_cats)):
                 raise StateFormatError("corrupt", f"category code out of range in {name!r}")

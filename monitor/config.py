@@ -45,6 +45,7 @@ from monitor.performance.config import (
     unused_without_task,
 )
 from monitor.signals import (
+    MAX_CATEGORY_CHARS,
     MAX_FEATURE_NAME_CHARS,
     PREDICTION,
     RESERVED_COLUMNS,
@@ -473,6 +474,22 @@ class LimitsConfig(_Strict):
     )
     max_exported_categories: int = Field(
         20, gt=0, description="Top categories exported per feature to Prometheus."
+    )
+    # Why 1000 characters: a categorical value is a label, a code, a URL or a user agent;
+    # URLs and user agents run to a few hundred characters (browsers' are about 150-250),
+    # and one of 1000 is one that is no category. The bound is what keeps memory bounded:
+    # a column's vocabulary holds at most max_categories_per_feature values, so at most
+    # 200 x 1000 characters (about 200 KB) per feature, in memory and in each checkpoint,
+    # where a producer sending ~1 MB strings (Kafka's default message size) put 200 MB.
+    max_category_chars: int = Field(
+        MAX_CATEGORY_CHARS,
+        gt=0,
+        description=(
+            "A categorical value (feature or prediction) longer than this many characters is "
+            "invalid: counted as too_long in monitor_feature_invalid_values_total and missing, "
+            "as a value of the wrong type; a reference never holds one either. Bounds each "
+            "column's vocabulary to max_categories_per_feature x this."
+        ),
     )
     max_event_id_chars: int = Field(256, gt=0)
     max_timestamp_ahead_seconds: float = Field(
@@ -1534,6 +1551,7 @@ def check_config(config: MonitorConfig, *, references: bool = True) -> list[str]
                     resolved,
                     max_features=config.limits.max_features_per_model,
                     max_categories=config.limits.max_categories_per_feature,
+                    max_category_chars=config.limits.max_category_chars,
                 )
                 # Each reference the model may switch to: a model_version whose reference
                 # lacks a segment column would disable the model when its events arrive.

@@ -212,6 +212,7 @@ class DriftCheck:
                 prediction=s.prediction,
                 max_sample=s.reference.max_sample,
                 max_categories=self.limits.max_categories_per_feature,
+                max_category_chars=self.limits.max_category_chars,
             )
         return build_profile(
             s.name,
@@ -220,6 +221,7 @@ class DriftCheck:
             prediction=s.prediction,
             max_sample=s.reference.max_sample,
             max_categories=self.limits.max_categories_per_feature,
+            max_category_chars=self.limits.max_category_chars,
             source=type(reference).__name__,
         )
 

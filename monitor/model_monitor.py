@@ -24,6 +24,7 @@ takes effect at restart (what happens per kind of change: docs/GUARANTEES.md).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import msgspec
@@ -35,6 +36,7 @@ from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
 from monitor.detectors.streaming import StreamDetector
 from monitor.drift import DriftTracker, FeatureVerdict, headline
 from monitor.drift import signals as drift_signals
+from monitor.errors import ReferenceError_
 from monitor.evaluation import Evaluation, StreamFeed, window_results
 from monitor.events import LabelEvents, ModelEvents, duration_text, utc_text
 from monitor.explain import explain_drift, fold, without_explained
@@ -640,6 +642,13 @@ class ModelMonitor:
         if base is None and state.learned is not None:
             base = unpack_profile(state.learned)
             learned = True
+            # Learned by a release without limits.max_category_chars (or a higher one): the
+            # reference, hence the vocabulary and every later checkpoint, would keep them.
+            with contextlib.suppress(ReferenceError_):  # a column of none but such values
+                base.drop_long_categories(limits.max_category_chars)
+            note = base.too_long_note(limits.max_category_chars)
+            if note is not None:
+                notes.append(f"learned reference: {note}")
         if base is None and saved_fp is not None:
             notes.append(
                 f"reference: {why}none is configured any more; learning one again from the "

@@ -10,7 +10,11 @@ column ``__prediction__``. A fingerprint (SHA-256 of the content) identifies the
 data a profile came from.
 
 Values are normalised the same way here and in the pipeline
-(:func:`category_of`): categories are strings; ``true``/``false`` for booleans.
+(:func:`category_of`): categories are strings; ``true``/``false`` for booleans. A
+category longer than ``limits.max_category_chars`` (``max_category_chars`` here) is
+missing, as in the pipeline (``too_long``), so a reference never holds one: in a
+column, a segment value, or a saved profile loaded back (those are dropped, and
+:attr:`ReferenceProfile.too_long` says how many values were, for the load to report).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 
 from monitor.errors import ReferenceError_, ReferenceMismatch
 from monitor.signals import (
+    MAX_CATEGORY_CHARS,
     MAX_FEATURE_NAME_CHARS,
     PREDICTION,
     RESERVED_COLUMNS,
@@ -76,6 +81,21 @@ def category_of(value: Any) -> str | None:
     if isinstance(value, int | float):
         return value.text if type(value) is CsvNumber else repr(value)
     return None
+
+
+def bounded_categories(values: Iterable[Any], max_chars: int | None) -> tuple[list[str], int]:
+    """The category strings of ``values`` (None and what cannot be a category left out),
+    and how many were longer than ``max_chars`` (left out too: missing, as the pipeline
+    counts them ``too_long``). ``max_chars`` None: no bound.
+
+    >>> bounded_categories(["ab", None, "abcd", 7, [1]], 3)
+    (['ab', '7'], 1)
+    """
+    cats = [c for c in (category_of(v) for v in values if v is not None) if c is not None]
+    if max_chars is None:
+        return cats, 0
+    kept = [c for c in cats if len(c) <= max_chars]
+    return kept, len(cats) - len(kept)
 
 
 def prediction_value(value: Any) -> Any:
@@ -200,20 +220,29 @@ def segment_references(
     rows: Sequence[tuple[Mapping[str, Any], Any]],
     config: SegmentSettings,
     build: Callable[[list[tuple[Any, Any]], str], ReferenceProfile],
+    *,
+    max_category_chars: int | None = MAX_CATEGORY_CHARS,
 ) -> dict[tuple[str, ...], SegmentReference]:
     """Per declared slice of features: its top-K values by traffic in ``rows`` and the
     reference restricted to each (and to the rest) that has ``min_reference_rows`` rows.
 
     ``build(rows, source)`` builds a profile (the model's ``build_profile``). Slices on an
     event field (``model_version``) are left out: reference rows do not carry it.
-    Ties in traffic go to the smaller value, so the choice is deterministic.
+    Ties in traffic go to the smaller value, so the choice is deterministic. A value
+    longer than ``max_category_chars`` is missing (``__missing__``), as in the stream.
     """
     out: dict[tuple[str, ...], SegmentReference] = {}
+    limit = math.inf if max_category_chars is None else max_category_chars
+
+    def key_of(value: Any) -> str | None:
+        cat = category_of(value)
+        return cat if cat is not None and len(cat) <= limit else None
+
     for cols in config.specs():
         if any(c in SEGMENT_EVENT_FIELDS for c in cols):
             continue
         keys: list[Value] = [
-            tuple(category_of(f.get(c)) if isinstance(f, Mapping) else None for c in cols)
+            tuple(key_of(f.get(c)) if isinstance(f, Mapping) else None for c in cols)
             for f, _ in rows
         ]
         counts = Counter(keys)
@@ -399,6 +428,9 @@ class ReferenceProfile:
     #: Per declared slice, the reference of its values (built from rows, when the
     #: reference had rows: learned, or a data file; a saved profile has none).
     segments: dict[tuple[str, ...], SegmentReference] = field(default_factory=dict)
+    #: Per column, the values left out as longer than ``max_category_chars`` (counted as
+    #: missing) when this profile was built or loaded: for the load to report. Not saved.
+    too_long: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.compact_joint()
@@ -413,6 +445,68 @@ class ReferenceProfile:
 
     def schema(self) -> dict[str, ColumnType]:
         return {n: f.kind for n, f in self.features.items() if n != PREDICTION}
+
+    def too_long_note(self, max_chars: int = MAX_CATEGORY_CHARS) -> str | None:
+        """What :attr:`too_long` says, for a log line or a command's output (None: nothing
+        was left out). Column names are escaped and bounded: they may come from the file."""
+        if not self.too_long:
+            return None
+        n = sum(self.too_long.values())
+        cols = ", ".join(
+            f"{shown(c, 40, quote=False)} ({k})" for c, k in list(self.too_long.items())[:10]
+        )
+        more = f" and {len(self.too_long) - 10} more columns" if len(self.too_long) > 10 else ""
+        return (
+            f"{n} value{'s' if n != 1 else ''} longer than limits.max_category_chars "
+            f"({max_chars}) counted as missing: {cols}{more}"
+        )
+
+    def drop_long_categories(self, max_chars: int) -> None:
+        """Leave out the categories longer than ``max_chars`` (a saved profile or a
+        checkpoint's learned one from a release without the bound, or a file edited by
+        hand): their counts become missing values, as the values would be now;
+        :attr:`too_long` counts them. A segment value with such a part is left out too.
+
+        Raises :class:`~monitor.errors.ReferenceError_` (the profile unchanged) when a
+        column would be left without any value."""
+        plan: list[tuple[FeatureProfile, list[int], int]] = []
+        for name, f in self.features.items():
+            if f.kind != "categorical" or f.counts is None:
+                continue
+            keep = [i for i, c in enumerate(f.categories) if len(c) <= max_chars or c == OTHER]
+            if len(keep) == len(f.categories):
+                continue
+            dropped = int(f.counts.sum() - f.counts[keep].sum())
+            if f.count - dropped <= 0:
+                raise ReferenceError_(
+                    f"feature {shown(name)}: no values in the reference (every category "
+                    f"longer than limits.max_category_chars, {max_chars})"
+                )
+            plan.append((f, keep, dropped))
+        for f, keep, dropped in plan:
+            assert f.counts is not None
+            f.categories = [f.categories[i] for i in keep]
+            f.counts = f.counts[keep]
+            f.count -= dropped
+            if self.rows:
+                f.missing_rate = min(1.0, f.missing_rate + dropped / self.rows)
+            self.too_long[f.name] = self.too_long.get(f.name, 0) + dropped
+        for ref in self.segments.values():
+
+            def fits(value: Value | None) -> bool:
+                return value is None or all(v is None or len(v) <= max_chars for v in value)
+
+            ref.values = [v for v in ref.values if fits(v)]
+            profiles = {}
+            for value, prof in ref.profiles.items():
+                if not fits(value):
+                    continue
+                try:
+                    prof.drop_long_categories(max_chars)
+                except ReferenceError_:  # compared with the whole reference instead
+                    continue
+                profiles[value] = prof
+            ref.profiles = profiles
 
     def to_json(self) -> str:
         return json.dumps(
@@ -689,10 +783,14 @@ def build_profile(
     prediction: Literal["auto", "numeric", "categorical", "none"] = "auto",
     max_sample: int = 10_000,
     max_categories: int = 200,
+    max_category_chars: int | None = MAX_CATEGORY_CHARS,
     model_version: str | None = None,
     source: str = "",
 ) -> ReferenceProfile:
-    """Build a profile from ``(features, prediction)`` rows."""
+    """Build a profile from ``(features, prediction)`` rows.
+
+    A category longer than ``max_category_chars`` is missing (None: no bound), counted in
+    the profile's :attr:`~ReferenceProfile.too_long`."""
     if not rows:
         raise ReferenceError_(f"model {model!r}: the reference has no rows")
     schema_in = schema
@@ -702,6 +800,7 @@ def build_profile(
     digest = hashlib.sha256()
     joint_rows = np.unique(np.linspace(0, n_rows - 1, min(n_rows, MAX_JOINT_ROWS)).astype(int))
     joint: dict[str, np.ndarray] = {}
+    too_long: dict[str, int] = {}
     for name, kind in schema.items():
         raw = [feats.get(name) for feats, _ in rows]
         if kind == "numeric":
@@ -718,10 +817,19 @@ def build_profile(
             digest.update(name.encode() + prof.sample.tobytes())  # type: ignore[union-attr]
             joint[name] = vals[joint_rows]
         else:
-            cats = [c for c in (category_of(v) for v in raw if v is not None) if c is not None]
-            prof = _declared(
-                schema_in, name, kind, model, profile_categorical, cats, n_rows, max_categories
-            )
+            cats, long = bounded_categories(raw, max_category_chars)
+            if long:
+                too_long[name] = long
+            try:
+                prof = _declared(
+                    schema_in, name, kind, model, profile_categorical, cats, n_rows, max_categories
+                )
+            except ReferenceError_ as exc:
+                if not long:
+                    raise
+                raise type(exc)(
+                    f"{exc} ({long} longer than max_category_chars, {max_category_chars})"
+                ) from exc
             digest.update(
                 name.encode() + json.dumps([prof.categories, prof.counts.tolist()]).encode()
             )  # type: ignore[union-attr]
@@ -739,7 +847,9 @@ def build_profile(
             arr = np.array([p for p in preds if isinstance(p, int | float)], dtype=np.float64)
             features[PREDICTION] = profile_numeric(PREDICTION, arr, n_rows, max_sample)
         else:
-            cats = [c for c in (category_of(p) for p in preds) if c is not None]
+            cats, long = bounded_categories(preds, max_category_chars)
+            if long:
+                too_long[PREDICTION] = long
             features[PREDICTION] = profile_categorical(PREDICTION, cats, n_rows, max_categories)
     return ReferenceProfile(
         joint=np.column_stack(list(joint.values())) if joint else None,
@@ -751,6 +861,7 @@ def build_profile(
         model_version=model_version,
         created_at=time.time(),
         source=source,
+        too_long=too_long,
     )
 
 
@@ -992,13 +1103,15 @@ def load_reference(
     prediction: Literal["auto", "numeric", "categorical", "none"] = "auto",
     max_sample: int = 10_000,
     max_categories: int = 200,
+    max_category_chars: int = MAX_CATEGORY_CHARS,
     segments: Any = None,
 ) -> ReferenceProfile:
     """Load a saved profile, or build one from a data file.
 
     ``segments`` (a :class:`monitor.config.SegmentsConfig`): from a data file, the
     reference of each declared slice's values is built too (``ReferenceProfile.segments``;
-    a saved profile has no rows to build them from).
+    a saved profile has no rows to build them from). Either way a category longer than
+    ``max_category_chars`` is left out (missing) and counted in ``too_long``.
     """
     p = Path(path)
     if fmt == "auto":
@@ -1011,7 +1124,9 @@ def load_reference(
         except UnicodeDecodeError as exc:
             raise ReferenceError_(f"{p}: not valid UTF-8") from exc
         try:
-            return ReferenceProfile.from_json(text)
+            profile = ReferenceProfile.from_json(text)
+            profile.drop_long_categories(max_category_chars)
+            return profile
         except ReferenceError_ as exc:
             raise ReferenceError_(f"{p}: {exc}") from exc
         except (KeyError, TypeError, ValueError) as exc:
@@ -1024,6 +1139,7 @@ def load_reference(
         prediction=prediction,
         max_sample=max_sample,
         max_categories=max_categories,
+        max_category_chars=max_category_chars,
         source=str(p),
     )
     if segments is not None and segments.by:
@@ -1038,8 +1154,10 @@ def load_reference(
                 prediction=pred.kind if pred is not None else "none",
                 max_sample=max_sample,
                 max_categories=max_categories,
+                max_category_chars=max_category_chars,
                 source=f"{p}, {source}",
             ),
+            max_category_chars=max_category_chars,
         )
     return profile
 
@@ -1115,7 +1233,11 @@ class ModelReferenceSettings(Protocol):
 
 
 def load_model_references(
-    settings: ModelReferenceSettings, *, max_features: int, max_categories: int
+    settings: ModelReferenceSettings,
+    *,
+    max_features: int,
+    max_categories: int,
+    max_category_chars: int,
 ) -> ModelReferences:
     """Load and check every reference file of one model (``reference.path`` and each of
     ``reference.versions``).
@@ -1125,7 +1247,8 @@ def load_model_references(
     the same files. Raises :class:`~monitor.errors.ReferenceError_` whose message starts
     with the option (``reference.path: ...``, ``reference.versions.v2: ...``);
     :class:`~monitor.errors.ReferenceMismatch` when a file does not fit the declared
-    features.
+    features. Values longer than ``max_category_chars`` are left out of each profile
+    (missing), which says so in its ``too_long`` for the caller to report.
     """
     ref = settings.reference
 
@@ -1141,6 +1264,7 @@ def load_model_references(
                 prediction=settings.prediction,
                 max_sample=ref.max_sample,
                 max_categories=max_categories,
+                max_category_chars=max_category_chars,
                 segments=getattr(settings, "segments", None),
             )
             check_schema(profile, settings.features, model=settings.name, max_features=max_features)

@@ -13,7 +13,7 @@ one is not: the config wins). The monitor decides when; these do the work. Pure.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -69,17 +69,50 @@ def _kept_row(features: dict[str, Any]) -> dict[str, Any]:
 
 class ReferenceLearner:
     """The first events of a model without a configured reference, collected as rows until
-    there are enough (``reference.learn_first``, else a window) to build its profile."""
+    there are enough (``reference.learn_first``, else a window) to build its profile.
+
+    A string value longer than ``limits.max_category_chars`` is kept as None (missing):
+    the profile would leave it out anyway, and the rows are in every checkpoint until
+    then. The profile's ``too_long`` counts those values with the ones it left out."""
 
     def __init__(self, settings: ResolvedModel, limits: LimitsConfig) -> None:
         self.settings = settings
         self.limits = limits
         self.rows: list[tuple[dict[str, Any], Any]] = []
+        self.too_long: dict[str, int] = {}
         self.target = settings.reference.learn_first or settings.window.size
 
     def restore(self, rows: list[tuple[Any, Any]]) -> None:
         """Adopt saved rows (those with a features object, at most as many as needed)."""
-        self.rows = [(_kept_row(f), p) for f, p in rows if isinstance(f, dict)][: self.target]
+        self.rows = []
+        self.too_long = {}
+        self._extend((f, p) for f, p in rows if isinstance(f, dict))
+        del self.rows[self.target :]
+
+    def _extend(self, rows: Iterable[tuple[dict[str, Any], Any]]) -> None:
+        """Append rows: their list and object values replaced (:func:`_kept_row`), their
+        string values over the length bound made None (counted)."""
+        limit = self.limits.max_category_chars
+        out = self.rows
+        for f, p in rows:
+            f = _kept_row(f)
+            if (type(p) is str and len(p) > limit) or any(
+                type(v) is str and len(v) > limit for v in f.values()
+            ):
+                f, p = self._bounded(f, p, limit)
+            out.append((f, p))
+
+    def _bounded(self, f: dict[str, Any], p: Any, limit: int) -> tuple[dict[str, Any], Any]:
+        counts = self.too_long
+        cut = dict(f)
+        for k, v in f.items():
+            if type(v) is str and len(v) > limit:
+                cut[k] = None
+                counts[k] = counts.get(k, 0) + 1
+        if type(p) is str and len(p) > limit:
+            p = None
+            counts[PREDICTION] = counts.get(PREDICTION, 0) + 1
+        return cut, p
 
     def progress(self) -> tuple[int, int]:
         """(events collected, events needed)."""
@@ -92,12 +125,11 @@ class ReferenceLearner:
         built if they completed it, else None)."""
         need = self.target - len(self.rows)
         take = min(need, len(events))
-        self.rows.extend(
-            zip(map(_kept_row, events.features[:take]), events.predictions[:take], strict=True)
-        )
+        self._extend(zip(events.features[:take], events.predictions[:take], strict=True))
         if len(self.rows) < self.target:
             return take, None
         rows, self.rows = self.rows, []
+        cut, self.too_long = self.too_long, {}
         profile = build_profile(
             self.settings.name,
             rows,
@@ -105,6 +137,7 @@ class ReferenceLearner:
             prediction=self.settings.prediction,
             max_sample=self.settings.reference.max_sample,
             max_categories=self.limits.max_categories_per_feature,
+            max_category_chars=self.limits.max_category_chars,
             model_version=model_version,
             source=f"first {len(rows)} events",
         )
@@ -123,10 +156,15 @@ class ReferenceLearner:
                     prediction=pred_kind,
                     max_sample=self.settings.reference.max_sample,
                     max_categories=self.limits.max_categories_per_feature,
+                    max_category_chars=self.limits.max_category_chars,
                     model_version=model_version,
                     source=f"first {len(rows)} events, {source}",
                 ),
+                max_category_chars=self.limits.max_category_chars,
             )
+        for name, n in cut.items():
+            if name in profile.features:  # not an unknown feature's
+                profile.too_long[name] = profile.too_long.get(name, 0) + n
         if len(profile.features) > self.limits.max_features_per_model + 1:
             keep = list(profile.features.items())[: self.limits.max_features_per_model]
             if PREDICTION in profile.features:

@@ -545,6 +545,7 @@ class MonitorService:
                     settings,
                     max_features=self.config.limits.max_features_per_model,
                     max_categories=self.config.limits.max_categories_per_feature,
+                    max_category_chars=self.config.limits.max_category_chars,
                 )
             except ReferenceError_ as exc:
                 self._disable(m.name, exc, at_start=True)
@@ -563,6 +564,9 @@ class MonitorService:
                         len(profile.features),
                         profile.fingerprint,
                     )
+                    note = profile.too_long_note(self.config.limits.max_category_chars)
+                    if note is not None:
+                        log.warning("reference for %s from %s: %s", settings.name, path, note)
             if refs.profile is not None:
                 self.references[m.name] = refs.profile
             if refs.versions:

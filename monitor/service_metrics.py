@@ -552,7 +552,7 @@ class _Families:
         )
         self.invalid_values = C(
             "monitor_feature_invalid_values",
-            "Feature values recorded as missing because mistyped or non-finite.",
+            "Feature values recorded as missing because mistyped, non-finite or too long.",
             labels=["model", "feature", "reason"],
         )
         self.constraint_violations = C(

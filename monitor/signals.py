@@ -48,6 +48,10 @@ RESERVED_COLUMNS = frozenset({PREDICTION, LABEL, MULTIVARIATE})
 #: of /api/status and the pages, and part of each checkpoint, so one learned from the wire
 #: is bounded like a model's name (a longer one is an unknown feature).
 MAX_FEATURE_NAME_CHARS = 200
+#: The default of ``limits.max_category_chars`` (the reasons are argued there, in
+#: :class:`monitor.config.LimitsConfig`); here so the reference builders, which do not
+#: import the configuration, default to the same bound.
+MAX_CATEGORY_CHARS = 1000
 #: Event fields (not features) a segment may slice by (``segments: [model_version]``).
 SEGMENT_EVENT_FIELDS = frozenset({"model_version"})
 

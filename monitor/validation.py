@@ -76,7 +76,7 @@ from scipy.stats import binom
 
 from monitor.config import FeatureConstraint, ValidationConfig
 from monitor.reference import ReferenceProfile, category_of, prediction_value, shown
-from monitor.signals import PREDICTION, Signal
+from monitor.signals import MAX_CATEGORY_CHARS, PREDICTION, Signal
 from monitor.summary import CategoricalSummary, NumericSummary
 
 #: Every rule name (the bounded ``rule`` label).
@@ -771,13 +771,17 @@ def validate_rows(
     profile: ReferenceProfile,
     rows: list[tuple[dict[str, Any], Any]],
     schema: dict[str, str],
+    *,
+    max_category_chars: int = MAX_CATEGORY_CHARS,
 ) -> list[Breach]:
     """Check ``(features, prediction)`` rows (a whole file) against the constraints the
     pipeline uses, with the same :class:`Validator`: ``monitor validate``.
 
     ``schema`` maps each column (the prediction as ``__prediction__``) to its kind.
     Values are columnised as the pipeline does: a numeric value that is not a number is
-    missing, a categorical one is its category string (:func:`category_of`).
+    missing, a categorical one is its category string (:func:`category_of`), missing
+    when longer than ``max_category_chars`` (``limits.max_category_chars``: the pipeline
+    counts it ``too_long``), so it breaches ``missing``, not ``unseen``.
     """
     numeric = [n for n, k in schema.items() if k == "numeric"]
     categorical = [n for n, k in schema.items() if k == "categorical"]
@@ -805,7 +809,7 @@ def validate_rows(
         vocab = {c: i for i, c in enumerate(cats)}
         for i, v in enumerate(raw(name)):
             c = category_of(v) if v is not None else None
-            if c is None:
+            if c is None or len(c) > max_category_chars:
                 continue
             code = vocab.get(c)
             if code is None:

@@ -410,7 +410,7 @@ async def test_long_feature_names_and_categories_stay_short_on_metrics(
     raw, suffix = _service_config(kafka_bootstrap, tmp_path, unknown_models="track")
     raw["kafka"]["max_message_bytes"] = 100_000
     long_name = "F" * 5_000
-    cats = ["a", "V" * 20_000 + "1", "V" * 20_000 + "2"]
+    cats = ["a", "V" * 900 + "1", "V" * 900 + "2"]  # within limits.max_category_chars
     events = [
         _event({"x": float(i % 7), long_name: 1.0, "c": cats[i % 3]}, (i % 10) / 10, i)
         for i in range(400)
