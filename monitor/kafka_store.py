@@ -98,6 +98,8 @@ SOURCE_TOPIC_WAIT_SECONDS = 120.0
 # transaction.abort.timed.out.transaction.cleanup.interval.ms): an abandoned transaction is
 # aborted within the transaction timeout plus this.
 BROKER_ABORT_INTERVAL_SECONDS = 10.0
+# What a parked state keeps of its blob: the header refuse_newer reads (magic and version).
+_HEAD_BYTES = 10
 # An alerts topic keeping records for less than this gets a WARNING (see _check_alerts_topic).
 ALERTS_MIN_RETENTION_MS = 86_400_000
 
@@ -220,9 +222,12 @@ class _Entry:
     (read at assignment, or written since), whether or not its manifest is usable: a part
     nobody tombstones never compacts away and is read at every restore, so deleting the
     state tombstones all of them and a smaller state the ones it no longer uses.
+
+    A *parked* entry (:meth:`KafkaStateStore.park`: kept, not restored) holds no blob, only
+    ``head``, the blob's first bytes: its format version, which ``delete_model`` checks.
     """
 
-    __slots__ = ("blob", "parts", "problem", "tp")
+    __slots__ = ("blob", "head", "parked", "parts", "problem", "tp")
 
     def __init__(
         self,
@@ -235,6 +240,8 @@ class _Entry:
         self.tp = tp
         self.problem = problem
         self.parts = parts
+        self.parked = False
+        self.head = b""
 
 
 def assemble(
@@ -839,6 +846,7 @@ class KafkaStateStore:
 
     def load_model(self, model: str) -> bytes | None:
         """The restored blob of ``model`` (taken once); raises StateFormatError if unusable."""
+        self._unpark(model)
         with self._lock:
             entry = self._entries.get(model)
             if entry is None:
@@ -852,6 +860,36 @@ class KafkaStateStore:
                 raise StateFormatError(reason, detail)
             blob, entry.blob = entry.blob, b""  # the service holds it now; free the memory
         return blob if blob else None
+
+    def park(self, model: str) -> None:
+        """Drop the blob of a state kept but not restored (``state.unlisted_models: keep``).
+
+        Read at assignment with every other state of its partition, it was held until the
+        partition was revoked: memory growing with states nobody uses. Only what listing,
+        deleting or refusing it needs stays (its partition, parts and header);
+        :meth:`load_model` reads it again if it is restored after all.
+        """
+        with self._lock:
+            entry = self._entries.get(model)
+            if entry is not None and entry.blob:  # not a refused, taken or parked one
+                entry.head, entry.blob, entry.parked = entry.blob[:_HEAD_BYTES], None, True
+
+    def _unpark(self, model: str) -> None:
+        """A parked model's state read again from its changelog partition (the whole
+        partition, from its start: once, when the service restores it after all)."""
+        with self._lock:
+            entry = self._entries.get(model)
+            if entry is None or not entry.parked or entry.tp is None:
+                return
+            partition = entry.tp[1]
+        entries, _ = self._run(self._read({(self.kafka.predictions_topic, partition)}))
+        with self._lock:
+            if self._entries.get(model) is entry:  # not deleted or written meanwhile
+                fresh = entries.get(model)
+                if fresh is None:
+                    del self._entries[model]
+                else:
+                    self._entries[model] = fresh
 
     def load_offsets(self) -> dict[TP, int]:
         with self._lock:
@@ -889,8 +927,8 @@ class KafkaStateStore:
                 return
             if entry.problem is not None and entry.problem[0] == "newer_version":
                 raise NewerStateError("changelog manifest", int(entry.problem[1]), MANIFEST_VERSION)
-            if entry.blob:
-                refuse_newer(entry.blob)
+            if entry.blob or entry.head:
+                refuse_newer(entry.head if entry.parked else entry.blob)
             del self._entries[model]
         if entry.tp is None:
             return

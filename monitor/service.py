@@ -1602,6 +1602,7 @@ class MonitorService:
                 ):
                     if self._unlisted(model):
                         self._kept_unlisted[model] = tp
+                        self.store.park(model)  # not held in memory until it is needed
                     continue
                 if model in self.disabled:
                     continue
