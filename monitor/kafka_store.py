@@ -1288,8 +1288,9 @@ class KafkaStateStore:
                 self._owned[tp] = offset
             for name, live in now_live.items():
                 entry = self._entries.get(name)
-                if entry is not None:  # the state now stored is this one, readable
-                    entry.parts, entry.problem = live, None
+                if entry is not None:  # the state now stored is the caller's, readable
+                    entry.parts, entry.problem, entry.blob = live, None, b""
+                    entry.parked, entry.head = False, b""
                     entry.tp = models[name][1] or entry.tp
         await self._check_identity(written)
 

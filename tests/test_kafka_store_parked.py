@@ -80,5 +80,9 @@ async def test_kept_unlisted_states_are_not_held_and_are_read_again_on_demand(
         assert got == blobs[UNLISTED[3]]
         with pytest.raises(NewerStateError):
             await asyncio.to_thread(store.delete_model, "newer")
+        # Written over (start_fresh): the parked header no longer speaks for it.
+        await asyncio.to_thread(store.save, {"newer": (b"fresh", tp)}, {})
+        await asyncio.to_thread(store.delete_model, "newer")
+        assert "newer" not in store.models()
     finally:
         await asyncio.to_thread(store.close)
