@@ -68,7 +68,7 @@ async def test_damaged_states_deleted_or_replaced_leave_no_part_behind(
     tp = (topic, 0)
     store = await asyncio.to_thread(KafkaStateStore, kafka, state)
     try:
-        models = {m: (blob, tp) for m in ("deleted", "damaged", "replaced")}
+        models = {m: (blob, tp) for m in ("deleted", "damaged", "replaced", "shrunk")}
         await asyncio.to_thread(store.save, models, {tp: 1})
         changelog = store.topic
     finally:
@@ -93,9 +93,10 @@ async def test_damaged_states_deleted_or_replaced_leave_no_part_behind(
             await asyncio.to_thread(store.load_model, "replaced")
         # The model started fresh; its first state is smaller than the damaged one.
         await asyncio.to_thread(store.save, {"replaced": (b"fresh", tp)}, {tp: 2})
+        await asyncio.to_thread(store.save, {"shrunk": (blob[:1500], tp)}, {tp: 3})
     finally:
         await asyncio.to_thread(store.close)
-    assert await _live_parts(kafka_bootstrap, changelog) == {"replaced": {0}}
+    assert await _live_parts(kafka_bootstrap, changelog) == {"replaced": {0}, "shrunk": {0, 1}}
 
 
 @pytest.mark.kafka
