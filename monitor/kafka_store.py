@@ -24,7 +24,10 @@ fresh (the state is never executed, only decoded). A manifest of a *newer* versi
 (a rollback) is not damage: ``load_model`` raises
 :class:`~monitor.state_format.NewerStateError`, and the service leaves that record
 untouched (``state.on_newer_state``). Parts a smaller state no
-longer uses are deleted (tombstones) in the same transaction.
+longer uses are deleted (tombstones) in the same transaction, and a deleted state's parts
+with its manifest: every part record the store read live for the model (also those of an
+unusable manifest, or beyond its count) or wrote since, so that none is left to be read
+at every restore (compaction never removes a live key).
 
 On assignment (:meth:`KafkaStateStore.prepare`) the store reads the assigned
 changelog partitions from their start to their end with
@@ -95,6 +98,8 @@ SOURCE_TOPIC_WAIT_SECONDS = 120.0
 # transaction.abort.timed.out.transaction.cleanup.interval.ms): an abandoned transaction is
 # aborted within the transaction timeout plus this.
 BROKER_ABORT_INTERVAL_SECONDS = 10.0
+# What a parked state keeps of its blob: the header refuse_newer reads (magic and version).
+_HEAD_BYTES = 10
 # An alerts topic keeping records for less than this gets a WARNING (see _check_alerts_topic).
 ALERTS_MIN_RETENTION_MS = 86_400_000
 
@@ -211,21 +216,32 @@ def default_changelog_topic(kafka: KafkaConfig) -> str:
 
 
 class _Entry:
-    """What the changelog holds for one model: its blob, or why it cannot be used."""
+    """What the changelog holds for one model: its blob, or why it cannot be used.
 
-    __slots__ = ("blob", "parts", "problem", "tp")
+    ``parts`` are the indices of the model's part records that are live in the changelog
+    (read at assignment, or written since), whether or not its manifest is usable: a part
+    nobody tombstones never compacts away and is read at every restore, so deleting the
+    state tombstones all of them and a smaller state the ones it no longer uses.
+
+    A *parked* entry (:meth:`KafkaStateStore.park`: kept, not restored) holds no blob, only
+    ``head``, the blob's first bytes: its format version, which ``delete_model`` checks.
+    """
+
+    __slots__ = ("blob", "head", "parked", "parts", "problem", "tp")
 
     def __init__(
         self,
         blob: bytes | None,
         tp: TP | None,
         problem: tuple[str, str] | None,
-        parts: int,
+        parts: frozenset[int],
     ) -> None:
         self.blob = blob
         self.tp = tp
         self.problem = problem
         self.parts = parts
+        self.parked = False
+        self.head = b""
 
 
 def assemble(
@@ -238,6 +254,7 @@ def assemble(
     a problem (reason, detail), never an exception.
     """
     parts: dict[tuple[str, int], bytes] = {}
+    live: dict[str, set[int]] = {}
     manifests: dict[str, bytes] = {}
     for key, value in records.items():
         try:
@@ -250,9 +267,11 @@ def assemble(
             manifests[k[1]] = value
         elif len(k) == 3 and k[0] == "part" and isinstance(k[1], str) and isinstance(k[2], int):
             parts[(k[1], k[2])] = value
+            live.setdefault(k[1], set()).add(k[2])
     out: dict[str, _Entry] = {}
     fallback_tp = (source_topic, changelog_partition)
     for model, raw in manifests.items():
+        stored = frozenset(live.get(model, ()))
         try:
             try:
                 m = json.loads(raw)
@@ -261,7 +280,7 @@ def assemble(
             if not isinstance(m, dict) or m.get("format") != FORMAT:
                 raise ValueError("not a monitor state manifest")
         except ValueError as exc:
-            out[model] = _Entry(None, fallback_tp, ("corrupt", f"manifest: {exc}"), 0)
+            out[model] = _Entry(None, fallback_tp, ("corrupt", f"manifest: {exc}"), stored)
             continue
         topic, partition = m.get("topic"), m.get("partition")
         tp = (
@@ -273,20 +292,20 @@ def assemble(
         if isinstance(version, int) and version > MANIFEST_VERSION:
             # A newer release's record (a rollback): kept apart from damage, see
             # ``NewerStateError``; the detail carries the version for the error.
-            out[model] = _Entry(None, tp, ("newer_version", str(version)), 0)
+            out[model] = _Entry(None, tp, ("newer_version", str(version)), stored)
             continue
         if version != MANIFEST_VERSION:
             detail = (
                 f"changelog manifest version {m.get('version')!r} is not supported "
                 f"(this build reads {MANIFEST_VERSION})"
             )
-            out[model] = _Entry(None, tp, ("unknown_version", detail), 0)
+            out[model] = _Entry(None, tp, ("unknown_version", detail), stored)
             continue
         n, gen, size = m.get("parts"), m.get("generation"), m.get("bytes")
         encoding, raw_size = m.get("encoding"), m.get("raw_bytes")
         if encoding not in (None, "zlib"):
             detail = f"changelog encoding {encoding!r} is not supported"
-            out[model] = _Entry(None, tp, ("unknown_version", detail), 0)
+            out[model] = _Entry(None, tp, ("unknown_version", detail), stored)
             continue
         try:
             if not isinstance(n, int) or n < 1 or not isinstance(gen, str):
@@ -306,9 +325,9 @@ def assemble(
             if encoding == "zlib":
                 blob = _inflate(blob, raw_size)
         except ValueError as exc:
-            out[model] = _Entry(None, tp, ("corrupt", str(exc)), 0)
+            out[model] = _Entry(None, tp, ("corrupt", str(exc)), stored)
             continue
-        out[model] = _Entry(blob, tp, None, n)
+        out[model] = _Entry(blob, tp, None, stored)
     return out
 
 
@@ -827,18 +846,50 @@ class KafkaStateStore:
 
     def load_model(self, model: str) -> bytes | None:
         """The restored blob of ``model`` (taken once); raises StateFormatError if unusable."""
+        self._unpark(model)
         with self._lock:
             entry = self._entries.get(model)
             if entry is None:
                 return None
             if entry.problem is not None:
-                self._entries.pop(model)
                 reason, detail = entry.problem
-                if reason == "newer_version":
+                if reason == "newer_version":  # kept: never deleted, refused again
                     raise NewerStateError("changelog manifest", int(detail), MANIFEST_VERSION)
+                # Taken (the model starts fresh); its parts stay known, to be tombstoned.
+                self._entries[model] = _Entry(b"", entry.tp, None, entry.parts)
                 raise StateFormatError(reason, detail)
             blob, entry.blob = entry.blob, b""  # the service holds it now; free the memory
         return blob if blob else None
+
+    def park(self, model: str) -> None:
+        """Drop the blob of a state kept but not restored (``state.unlisted_models: keep``).
+
+        Read at assignment with every other state of its partition, it was held until the
+        partition was revoked: memory growing with states nobody uses. Only what listing,
+        deleting or refusing it needs stays (its partition, parts and header);
+        :meth:`load_model` reads it again if it is restored after all.
+        """
+        with self._lock:
+            entry = self._entries.get(model)
+            if entry is not None and entry.blob:  # not a refused, taken or parked one
+                entry.head, entry.blob, entry.parked = entry.blob[:_HEAD_BYTES], None, True
+
+    def _unpark(self, model: str) -> None:
+        """A parked model's state read again from its changelog partition (the whole
+        partition, from its start: once, when the service restores it after all)."""
+        with self._lock:
+            entry = self._entries.get(model)
+            if entry is None or not entry.parked or entry.tp is None:
+                return
+            partition = entry.tp[1]
+        entries, _ = self._run(self._read({(self.kafka.predictions_topic, partition)}))
+        with self._lock:
+            if self._entries.get(model) is entry:  # not deleted or written meanwhile
+                fresh = entries.get(model)
+                if fresh is None:
+                    del self._entries[model]
+                else:
+                    self._entries[model] = fresh
 
     def load_offsets(self) -> dict[TP, int]:
         with self._lock:
@@ -876,8 +927,8 @@ class KafkaStateStore:
                 return
             if entry.problem is not None and entry.problem[0] == "newer_version":
                 raise NewerStateError("changelog manifest", int(entry.problem[1]), MANIFEST_VERSION)
-            if entry.blob:
-                refuse_newer(entry.blob)
+            if entry.blob or entry.head:
+                refuse_newer(entry.head if entry.parked else entry.blob)
             del self._entries[model]
         if entry.tp is None:
             return
@@ -1158,6 +1209,7 @@ class KafkaStateStore:
         assert producer is not None
         size = self.state.max_record_bytes
         written: list[asyncio.Future[Any]] = []  # the changelog's records
+        now_live: dict[str, frozenset[int]] = {}  # per model, its parts once committed
         await _begin(producer)
         try:
             for name, (blob, tp) in models.items():
@@ -1176,10 +1228,17 @@ class KafkaStateStore:
                         partition=p,
                     )
                     written.append(fut)
+                new = frozenset(range(len(chunks)))
                 with self._lock:
                     entry = self._entries.get(name)
-                    before = entry.parts if entry is not None else 0
-                for i in range(len(chunks), before):  # parts the smaller state no longer uses
+                    if entry is None:
+                        entry = self._entries[name] = _Entry(b"", tp, None, frozenset())
+                    before = entry.parts
+                    # Until the commit, either set may be the live one: a transaction written
+                    # again after a failure (or a later checkpoint) still tombstones the old.
+                    entry.parts = before | new
+                now_live[name] = new
+                for i in sorted(before - new):  # parts the smaller state no longer uses
                     written.append(
                         await _send(producer, self.topic, None, key=part_key(name, i), partition=p)
                     )
@@ -1203,12 +1262,6 @@ class KafkaStateStore:
                     partition=p,
                 )
                 written.append(fut)
-                with self._lock:
-                    entry = self._entries.get(name)
-                    if entry is None:
-                        self._entries[name] = _Entry(b"", tp, None, len(chunks))
-                    else:
-                        entry.parts, entry.tp = len(chunks), tp or entry.tp
             for key, value in alerts:
                 await _send(producer, self.alerts_topic, value, key=key)
             for tp, offset in sorted(offsets.items()):
@@ -1233,6 +1286,12 @@ class KafkaStateStore:
         with self._lock:
             for tp, offset in offsets.items():
                 self._owned[tp] = offset
+            for name, live in now_live.items():
+                entry = self._entries.get(name)
+                if entry is not None:  # the state now stored is the caller's, readable
+                    entry.parts, entry.problem, entry.blob = live, None, b""
+                    entry.parked, entry.head = False, b""
+                    entry.tp = models[name][1] or entry.tp
         await self._check_identity(written)
 
     async def _delete(self, model: str, entry: _Entry) -> None:
@@ -1242,7 +1301,7 @@ class KafkaStateStore:
         try:
             await _begin(producer)
             try:
-                for i in range(entry.parts):
+                for i in sorted(entry.parts):
                     await _send(producer, self.topic, None, key=part_key(model, i), partition=p)
                 await _send(producer, self.topic, None, key=model_key(model), partition=p)
             except BaseException:

@@ -413,6 +413,9 @@ class MonitorService:
             if restored is not None:
                 self._saved_alerts[model] = self._alert_text(model)
         except (MonitorError, KeyError, TypeError, ValueError) as exc:
+            # The model runs on, but an incident it had notified may be notified again:
+            # counted, so it can be alerted on, not only read in the log.
+            self.metrics.state_not_restored.labels("alert_state").inc()
             log.warning("alert state of model %s not restored (%s); starting empty", model, exc)
             self.alerts.set_state(_empty_alert_state(model))
         self.models[model] = mm
@@ -1603,6 +1606,7 @@ class MonitorService:
                 ):
                     if self._unlisted(model):
                         self._kept_unlisted[model] = tp
+                        self.store.park(model)  # not held in memory until it is needed
                     continue
                 if model in self.disabled:
                     continue

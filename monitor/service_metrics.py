@@ -228,7 +228,8 @@ class ServiceMetrics:
         )
         self.state_not_restored = Counter(
             "monitor_state_restore_failures_total",
-            "Stored model states not restored (the model started fresh), by reason.",
+            "Stored model states not restored (the model started fresh), by reason; "
+            "alert_state: the model was restored but its alert state started empty.",
             ["reason"],
             registry=registry,
         )

@@ -69,6 +69,11 @@ class StateStore(Protocol):
 
     def delete_model(self, model: str) -> None: ...
 
+    def park(self, model: str) -> None:
+        """``model``'s stored state is kept but not restored (``state.unlisted_models:
+        keep``): a backend that holds states in memory drops it. ``load_model`` and
+        ``delete_model`` still act on the stored state (a remote one reads it again)."""
+
     def prepare(self, partitions: Iterable[TopicPartition]) -> None:
         """Called (in a worker thread) when partitions are assigned, before anything of
         them is loaded: a remote backend reads their states and offsets here."""
@@ -254,6 +259,9 @@ class SQLiteStateStore:
             if row is not None:
                 refuse_newer(bytes(row[0]))
             self._db.execute("DELETE FROM models WHERE model = ?", (model,))
+
+    def park(self, model: str) -> None:
+        """Nothing held: the file is read on demand."""
 
     def prepare(self, partitions: Iterable[TopicPartition]) -> None:
         """Nothing to fetch: the file is read on demand."""
