@@ -257,6 +257,10 @@ class AlertLogConsumer:
                 log.warning("alerts topic %s: handing over %s failed: %s", self.topic, revoked, exc)
             for tp in revoked:
                 self._inflight.pop(tp, None)
+                # An offset whose commit failed during the hand-over is not ours to commit
+                # any more: kept, it was committed once the partition came back here, over
+                # what its owner in between had committed (records delivered again).
+                self._to_commit.pop(tp, None)
 
     async def _hand_over(self, tps: set[TopicPartition], grace_seconds: float) -> None:
         """Let the deliveries of records of ``tps`` finish (for up to ``grace_seconds``),
