@@ -228,7 +228,7 @@ def register_routes(app: web.Application, service: AlertService, token: str | No
             if end is None:
                 assert body.duration_seconds is not None
                 end = start + body.duration_seconds
-            silence = service.add_silence(
+            silence = await service.add_silence_async(
                 starts_at=start,
                 ends_at=end,
                 model=body.matchers.model,
@@ -247,7 +247,7 @@ def register_routes(app: web.Application, service: AlertService, token: str | No
         if denied is not None:
             return denied
         try:
-            silence = service.expire_silence(request.match_info["silence_id"])
+            silence = await service.expire_silence_async(request.match_info["silence_id"])
         except (SilenceError, StateError) as exc:
             return failure(exc)
         return web.json_response(silence_json(silence))

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
 from alert_receivers import Hold, RecordingReceiver
 from prometheus_client import CollectorRegistry
 
@@ -289,6 +290,81 @@ async def test_a_delivery_finishing_while_the_hand_over_commits_is_committed_too
         finally:
             first.set()
             second.set()
+            go.set()
+            await consumer.stop(grace_seconds=0)
+            await alerts.stop(grace_seconds=0)
+
+
+class FailingCommits(FakeConsumer):
+    """A stand-in consumer whose commits fail while ``failing`` is set (the group is
+    rebalancing: aiokafka raises ``CommitFailedError``)."""
+
+    def __init__(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        super().__init__(batch)
+        self.failing = False
+        self.failed = asyncio.Event()
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.failing:
+            self.failed.set()
+            raise CommitFailedError("rebalance in progress")
+        self.commits.append(dict(offsets))
+        await super().commit(offsets)
+
+
+async def test_an_offset_whose_commit_failed_is_not_committed_after_the_partition_moved(
+    tmp_path: Path,
+) -> None:
+    """A delivery finished, its commit failed (the group was rebalancing), and the
+    partition was revoked with the offset still queued for commit. The partition's next
+    owner delivered further and committed past it; when the partition came back, this
+    instance committed the queued offset: the group's offset went back, and the records
+    in between were delivered a second time by whoever read them next. A revocation now
+    forgets the offsets of the partitions it gives away."""
+    fake = FailingCommits({TP0: [_record(TP0, 0, "k-a")]})
+    go = asyncio.Event()
+    registry = CollectorRegistry()
+    async with RecordingReceiver() as rx:
+        rx.script(Hold(go))
+        config = AlertingConfig.model_validate(
+            {"receivers": {"hook": {"type": "webhook", "url": rx.url}}}
+        )
+        alerts = AlertService(
+            config,
+            registry=registry,
+            clock=SystemClock(),
+            outbox_path=str(tmp_path / "outbox.sqlite"),
+            rng=random.Random(1),
+            poll_interval_seconds=0.05,
+            spool=True,
+            persist_state=False,
+        )
+        await alerts.start()
+        kafka = parse_config({"kafka": {"bootstrap_servers": "127.0.0.1:9", "group_id": "g"}}).kafka
+        # A poll waits 5 s for records: after the batch, the poll loop commits nothing
+        # more during the test; the commits are those of finished deliveries and hand-overs.
+        consumer = AlertLogConsumer(
+            kafka, TOPIC, alerts, registry, clock=SystemClock(), poll_ms=5000,
+            consumer_factory=lambda **_: fake,
+        )  # fmt: skip
+        try:
+            await consumer.start()
+            await rx.wait_for_requests(1)  # handed off, being delivered
+            fake.failing = True
+            go.set()  # delivered: its commit fails
+            await asyncio.wait_for(fake.failed.wait(), 10)
+            assert fake.listener is not None
+            await asyncio.wait_for(
+                fake.listener.on_partitions_revoked({TP0}),  # type: ignore[arg-type]
+                10,
+            )
+            # The next owner delivered records 1..4 and committed 5; the partition is back.
+            fake.failing = False
+            fake.committed[TP0] = 5
+            await asyncio.wait_for(consumer.stop(grace_seconds=1), 10)
+            assert fake.committed[TP0] == 5, f"committed back to {fake.commits}"
+        finally:
             go.set()
             await consumer.stop(grace_seconds=0)
             await alerts.stop(grace_seconds=0)

@@ -257,6 +257,10 @@ class AlertLogConsumer:
                 log.warning("alerts topic %s: handing over %s failed: %s", self.topic, revoked, exc)
             for tp in revoked:
                 self._inflight.pop(tp, None)
+                # An offset whose commit failed during the hand-over is not ours to commit
+                # any more: kept, it was committed once the partition came back here, over
+                # what its owner in between had committed (records delivered again).
+                self._to_commit.pop(tp, None)
 
     async def _hand_over(self, tps: set[TopicPartition], grace_seconds: float) -> None:
         """Let the deliveries of records of ``tps`` finish (for up to ``grace_seconds``),
@@ -264,21 +268,20 @@ class AlertLogConsumer:
         whoever owns the partitions next delivers it, and this instance does not."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
-        outbox = self._alerts.outbox
         while True:
             await self._commit_finished()
             keys = self._keys(tps)
             if not keys or loop.time() >= deadline:
                 break
             self._finished.clear()  # before the look: a delivery finishing after it sets it
-            if not outbox.pending(keys):
+            if not await self._alerts.pending_async(keys):
                 # Finished since the commit above (during its round trip): commit them too.
                 # Leaving here gave the partitions away with these delivered, uncommitted:
                 # their new owner delivered them again.
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), max(0.0, deadline - loop.time()))
-        withdrawn = self._alerts.withdraw(self._keys(tps))
+        withdrawn = await self._alerts.withdraw_async(self._keys(tps))
         if withdrawn:
             self._metrics.withdrawn.inc(withdrawn)
             log.info(
@@ -320,7 +323,7 @@ class AlertLogConsumer:
         if self._inflight.get(tp) is not queue:
             # The partition was handed over while the write ran: its next owner delivers
             # these records (uncommitted here); take back what this outbox has not started.
-            self._alerts.withdraw({(r, n.idempotency_key) for r, n in items})
+            await self._alerts.withdraw_async({(r, n.idempotency_key) for r, n in items})
             return
         for offset, d in decoded:
             if isinstance(d, MonitorError):
@@ -349,17 +352,20 @@ class AlertLogConsumer:
                 del self._inflight[tp]  # given away: its new owner delivers from the commit
             for tp in [tp for tp in self._to_commit if tp not in assigned]:
                 del self._to_commit[tp]
-            outbox = self._alerts.outbox
-            for tp, queue in self._inflight.items():
-                done = None
-                while queue:
-                    offset, keys = queue[0]
-                    if keys and outbox.pending(keys):
-                        break
+            # Looked up on the database thread (on the loop, a read waited behind a write
+            # held up by another process's lock on the outbox file); the queues only grow
+            # at their end meanwhile, so the entries looked at stay at their head.
+            queues = dict(self._inflight)
+            finished = await self._alerts.finished_heads_async(
+                {tp: [keys for _, keys in queue] for tp, queue in queues.items() if queue}
+            )
+            for tp, n in finished.items():
+                queue = queues[tp]
+                if n == 0 or self._inflight.get(tp) is not queue:
+                    continue  # handed over meanwhile: not ours to commit
+                for _ in range(n - 1):
                     queue.popleft()
-                    done = offset
-                if done is not None:
-                    self._to_commit[tp] = done + 1
+                self._to_commit[tp] = queue.popleft()[0] + 1
             if self._to_commit:
                 commit = dict(self._to_commit)
                 await self._consumer.commit(commit)

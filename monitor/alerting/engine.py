@@ -40,7 +40,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -253,6 +253,7 @@ def route_all(config: AlertingConfig, model: str, severities: Iterable[str]) -> 
 SpooledAlert = tuple[str, str, Notification]
 
 _T = TypeVar("_T")
+_K = TypeVar("_K")
 
 
 @dataclass(slots=True)
@@ -660,6 +661,50 @@ class AlertService:
         busy = self._dispatcher.in_flight() if self._dispatcher is not None else set()
         return outbox.withdraw(keys, exclude=busy)
 
+    async def withdraw_async(self, keys: Iterable[tuple[str, str]]) -> int:
+        """:meth:`withdraw`, with the write on the database thread (as
+        :meth:`hand_off_async`). The rows being sent are taken on the loop; a row claimed
+        on the database thread meanwhile is this outbox's claim, which withdraw leaves."""
+        outbox, _ = self._running()
+        busy = self._dispatcher.in_flight() if self._dispatcher is not None else set()
+        return await self._in_database(partial(outbox.withdraw, set(keys), exclude=busy))
+
+    async def pending_async(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (receiver, idempotency key) pairs are still pending
+        (:meth:`Outbox.pending`), read on the database thread: on the loop, the read
+        waited behind that thread's write to the same connection, itself waiting out
+        another process's lock on the file."""
+        outbox, _ = self._running()
+        return await self._in_database(outbox.pending, set(keys))
+
+    async def finished_heads_async(
+        self, queues: Mapping[_K, Sequence[Collection[tuple[str, str]]]]
+    ) -> dict[_K, int]:
+        """Per queue of deliveries (each entry: the (receiver, idempotency key) pairs of one
+        record), how many leading entries have none pending: one trip to the database
+        thread, looking one entry at a time and no further than the first pending one."""
+        outbox, _ = self._running()
+
+        def heads() -> dict[_K, int]:
+            out: dict[_K, int] = {}
+            for name, entries in queues.items():
+                n = 0
+                for keys in entries:
+                    if keys and outbox.pending(keys):
+                        break
+                    n += 1
+                out[name] = n
+            return out
+
+        return await self._in_database(heads)
+
+    async def outbox_rows_async(self) -> list[dict[str, object]]:
+        """:meth:`Outbox.rows` on the database thread (the web UI's deliveries): a large
+        outbox, or a read waiting behind a write held up by another process's lock, stalled
+        the event loop for as long."""
+        outbox, _ = self._running()
+        return await self._in_database(outbox.rows)
+
     def on_delivery_finished(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever a delivery attempt ends (:meth:`Dispatcher.on_finished`)."""
         if self._dispatcher is not None:
@@ -710,7 +755,10 @@ class AlertService:
         comment: str = "",
         created_by: str = "",
     ) -> Silence:
-        """Add a runtime silence (persisted); ``starts_at`` defaults to now."""
+        """Add a runtime silence (persisted); ``starts_at`` defaults to now.
+
+        The write runs on the calling thread: from the event loop, use
+        :meth:`add_silence_async`."""
         _, silences = self._running()
         start = self._clock.time() if starts_at is None else starts_at
         return silences.add(
@@ -724,16 +772,59 @@ class AlertService:
             created_by=created_by,
         )
 
+    async def add_silence_async(
+        self,
+        *,
+        ends_at: float,
+        starts_at: float | None = None,
+        model: str = "*",
+        subject: str = "*",
+        kind: str | None = None,
+        segment: str = "*",
+        comment: str = "",
+        created_by: str = "",
+    ) -> Silence:
+        """:meth:`add_silence`, with the write on the database thread: on the loop it waited
+        for another process's lock on the file (the busy timeout), and the loop stood still
+        (Kafka heartbeats and fetches, HTTP, deliveries). In force once written."""
+        _, silences = self._running()
+        start = self._clock.time() if starts_at is None else starts_at
+        silence = silences.new(
+            starts_at=start,
+            ends_at=ends_at,
+            model=model,
+            subject=subject,
+            kind=kind,
+            segment=segment,
+            comment=comment,
+            created_by=created_by,
+        )
+        await self._in_database(silences.persist, silence)
+        silences.remember(silence)
+        return silence
+
     def list_silences(self, *, include_expired: bool = False) -> list[Silence]:
-        """Config and runtime silences; expired ones only on request."""
+        """Config and runtime silences; expired ones only on request (from memory)."""
         _, silences = self._running()
         now = self._clock.time()
         return [s for s in silences.all() if include_expired or s.ends_at > now]
 
     def expire_silence(self, silence_id: str) -> Silence:
-        """End a runtime silence now (``UnknownSilence``, ``ReadOnlySilence`` from config)."""
+        """End a runtime silence now (``UnknownSilence``, ``ReadOnlySilence`` from config).
+
+        The write runs on the calling thread: from the event loop, use
+        :meth:`expire_silence_async`."""
         _, silences = self._running()
         return silences.expire(silence_id, self._clock.time())
+
+    async def expire_silence_async(self, silence_id: str) -> Silence:
+        """:meth:`expire_silence`, with the write on the database thread (as
+        :meth:`add_silence_async`)."""
+        _, silences = self._running()
+        silence = silences.expired(silence_id, self._clock.time())
+        await self._in_database(silences.persist, silence)
+        silences.remember(silence)
+        return silence
 
     # -- state hand-over -----------------------------------------------------------------
 

@@ -148,9 +148,10 @@ class Outbox:
         self._superseded: list[str] = []
         # (receiver, error) of each row marked dead as unreadable since take_unreadable.
         self._unreadable: list[tuple[str, str]] = []
-        # Writes run on the alert service's database thread, while a few (runtime silences,
-        # the alerts-topic hand-off) still come from the event loop's: two transactions on
-        # one connection must not interleave (the second BEGIN fails, or its statements
+        # Writes run on the alert service's database thread, while a few still come from
+        # other threads (the alert state adopted at a restore, on the event loop; the
+        # synchronous API of tests and tools): two transactions on one connection must
+        # not interleave (the second BEGIN fails, or its statements
         # join the first's transaction). Reads take no lock: SQLite serialises the calls on
         # a connection (``sqlite3.threadsafety == 3``), and a read inside another thread's
         # transaction only sees what that transaction wrote.

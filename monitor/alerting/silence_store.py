@@ -24,6 +24,12 @@ class SilenceStore:
     Reads are from memory (the policy consults silences at every
     evaluation); writes go to SQLite first, then memory, so a crash never
     loses an acknowledged silence.
+
+    A change is three steps, so that the SQLite write can run on the alert service's
+    database thread while the memory stays the event loop's (the policy iterates it
+    there): :meth:`new` / :meth:`expired` decide the silence (no I/O), :meth:`persist`
+    writes it (any thread), :meth:`remember` makes it take effect. :meth:`add` and
+    :meth:`expire` do all three on the calling thread.
     """
 
     def __init__(
@@ -66,7 +72,35 @@ class SilenceStore:
         comment: str = "",
         created_by: str = "",
     ) -> Silence:
-        """Persist a new runtime silence and return it (with a fresh id).
+        """Persist a new runtime silence and return it (with a fresh id); the errors of
+        :meth:`new`. Blocks on the database: not from the event loop."""
+        silence = self.new(
+            starts_at=starts_at,
+            ends_at=ends_at,
+            model=model,
+            subject=subject,
+            kind=kind,
+            segment=segment,
+            comment=comment,
+            created_by=created_by,
+        )
+        self.persist(silence)
+        self.remember(silence)
+        return silence
+
+    def new(
+        self,
+        *,
+        starts_at: float,
+        ends_at: float,
+        model: str = "*",
+        subject: str = "*",
+        kind: str | None = None,
+        segment: str = "*",
+        comment: str = "",
+        created_by: str = "",
+    ) -> Silence:
+        """A new runtime silence (a fresh id), not yet persisted nor in force.
 
         :class:`~monitor.errors.InvalidSilence` when the time box is not finite,
         outside 1970..9999, or empty, or the kind is unknown.
@@ -92,11 +126,18 @@ class SilenceStore:
             created_by=created_by,
             source="api",
         )
-        self._write(silence)
         return silence
 
     def expire(self, silence_id: str, now: float) -> Silence:
-        """End a runtime silence at ``now``.
+        """End a runtime silence at ``now`` (persisted); the errors of :meth:`expired`.
+        Blocks on the database: not from the event loop."""
+        silence = self.expired(silence_id, now)
+        self.persist(silence)
+        self.remember(silence)
+        return silence
+
+    def expired(self, silence_id: str, now: float) -> Silence:
+        """The runtime silence ``silence_id`` ended at ``now``, not yet persisted nor in force.
 
         :class:`~monitor.errors.UnknownSilence` if no silence has this id,
         :class:`~monitor.errors.ReadOnlySilence` if it comes from the configuration file.
@@ -111,7 +152,6 @@ class SilenceStore:
         expired = replace(current, ends_at=min(current.ends_at, now))
         if expired.starts_at > expired.ends_at:
             expired = replace(expired, starts_at=expired.ends_at)
-        self._write(expired)
         return expired
 
     def purge(self, before: float) -> int:
@@ -129,7 +169,9 @@ class SilenceStore:
                 del self._runtime[i]
         return len(gone)
 
-    def _write(self, silence: Silence) -> None:
+    def persist(self, silence: Silence) -> None:
+        """Write ``silence`` to the database (insert or replace); :class:`StateError` if it
+        fails. Touches no memory: safe on the database thread."""
         try:
             with self._lock:
                 self._conn.execute(
@@ -139,6 +181,9 @@ class SilenceStore:
                 )
         except sqlite3.Error as exc:
             raise StateError(f"cannot persist silence: {exc}") from exc
+
+    def remember(self, silence: Silence) -> None:
+        """Put a persisted ``silence`` in force (the event loop's side of a change)."""
         self._runtime[silence.id] = silence
 
 

@@ -77,19 +77,22 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
     return response
 
 
-def _outbox_rows(service: MonitorService) -> list[dict[str, object]]:
+async def outbox_rows(service: MonitorService) -> list[dict[str, object]]:
+    """The outbox's rows (once per request), read on the alert service's database thread:
+    on the event loop, a large outbox or a read waiting behind a write held up by another
+    process's lock on the file stalled consumption, heartbeats and every HTTP request."""
     try:
-        return service.alerts.outbox.rows()
+        return await service.alerts.outbox_rows_async()
     except Exception:  # the alert service is not running (yet): no deliveries to show
         return []
 
 
 def incidents(
-    service: MonitorService, model: str, rows: list[dict[str, object]] | None = None
+    service: MonitorService, model: str, rows: list[dict[str, object]]
 ) -> list[dict[str, Any]]:
     """Open alert groups of ``model`` with their firing signals and their deliveries.
 
-    ``rows``: the outbox's rows, when the caller has read them already (once per request).
+    ``rows``: the outbox's rows (:func:`outbox_rows`).
     """
     state = service.alerts.get_state([model])["models"].get(model)
     if state is None:
@@ -99,8 +102,6 @@ def incidents(
         firing = {k: t for k, t in g["tracks"].items() if t.get("firing")}
         if g.get("incident_started_at") is None and not firing:
             continue
-        if rows is None:
-            rows = _outbox_rows(service)
         deliveries = [
             {
                 "receiver": r["receiver"],
@@ -163,13 +164,14 @@ def _event_lag(service: MonitorService) -> dict[str, float | None]:
     return out
 
 
-def overview(service: MonitorService) -> dict[str, Any]:
-    """Every model's state (from ``service.status()``), rates, drifting features, incidents."""
+def overview(service: MonitorService, rows: list[dict[str, object]]) -> dict[str, Any]:
+    """Every model's state (from ``service.status()``), rates, drifting features, incidents.
+
+    ``rows``: the outbox's rows (:func:`outbox_rows`)."""
     status = service.status()
     event_lag = _event_lag(service)
     lag = _consumer_lag(service)
     partitions = getattr(service, "_model_partition", {})
-    rows = _outbox_rows(service)
     models = []
     for name, st in status["models"].items():
         mm = service.models.get(name)
@@ -242,7 +244,7 @@ class UiRoutes:
             "history_size": self.history.size,
         }
 
-    def _model(self, request: web.Request) -> dict[str, Any]:
+    async def _model(self, request: web.Request) -> dict[str, Any]:
         name = request.query.get("name", "")
         mm = self.service.models.get(name)
         status = self.service.status()["models"].get(name)
@@ -250,7 +252,9 @@ class UiRoutes:
             raise _not_found(f"no model {name!r}")
         data: dict[str, Any] = {"model": name, "status": status}
         data.update(model_view(mm, self.history) if mm is not None else waiting_view(name, status))
-        data["incidents"] = incidents(self.service, name) if mm is not None else []
+        data["incidents"] = (
+            incidents(self.service, name, await outbox_rows(self.service)) if mm is not None else []
+        )
         return data
 
     def _feature(self, request: web.Request) -> dict[str, Any]:
@@ -270,11 +274,11 @@ class UiRoutes:
 
     async def api_overview(self, request: web.Request) -> web.Response:
         check_query(request)
-        return web.json_response(overview(self.service))
+        return web.json_response(overview(self.service, await outbox_rows(self.service)))
 
     async def api_model(self, request: web.Request) -> web.Response:
         check_query(request, "name")
-        return web.json_response(self._model(request))
+        return web.json_response(await self._model(request))
 
     async def api_feature(self, request: web.Request) -> web.Response:
         check_query(request, "model", "name")
@@ -296,11 +300,12 @@ class UiRoutes:
         return self._page("missing.html", "Not found", {"what": what}, status=404)
 
     async def page_overview(self, request: web.Request) -> web.Response:
-        return self._page("overview.html", "Models", overview(self.service))
+        data = overview(self.service, await outbox_rows(self.service))
+        return self._page("overview.html", "Models", data)
 
     async def page_model(self, request: web.Request) -> web.Response:
         try:
-            data = self._model(request)
+            data = await self._model(request)
         except web.HTTPNotFound:
             return self._missing(request.query.get("name"))
         return self._page("model.html", data["model"], data)
