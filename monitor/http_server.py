@@ -31,7 +31,7 @@ from prometheus_client.exposition import choose_encoder
 
 from monitor.alerting.engine import AlertService
 from monitor.config import DEFAULT_MAX_CONNECTIONS
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, ServiceStateError
 from monitor.http_hosts import HOST_REFUSALS, HostPolicy, host_of, is_ip_literal
 from monitor.silences_api import register_routes
 from monitor.ui.web import UiRoutes
@@ -196,6 +196,24 @@ def host_guard(policy: HostPolicy, refused: Counter) -> Any:
     return check_host
 
 
+@web.middleware
+async def unavailable_while_stopped(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A 503 for a request that needs the alert service while it is not running.
+
+    The HTTP edge stops last, after the alert outbox is flushed, so that probes answer
+    through the drain; a page or ``/api/silences`` asked for in that second (a dashboard
+    polling) was a 500 with an ERROR traceback in the shutdown log.
+    """
+    try:
+        return await handler(request)
+    except ServiceStateError:
+        return web.json_response(
+            {"error": "the alert service is not running (the monitor is starting or stopping)"},
+            status=503,
+            headers={"Retry-After": "5"},
+        )
+
+
 class _Refuse(asyncio.Protocol):
     """A connection over the limit: the 503 written at once, the peer's bytes discarded,
     closed when the peer has read it and closed, or after :data:`REFUSED_LINGER_SECONDS`."""
@@ -321,6 +339,7 @@ class HttpServer:
         if self.host_policy.checks:
             # First: the outermost middleware, before any handler reads anything.
             self.app.middlewares.append(host_guard(self.host_policy, self.refused))
+        self.app.middlewares.append(unavailable_while_stopped)
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -356,3 +357,26 @@ async def test_a_huge_category_is_cut_where_it_is_shown(tmp_path: Path) -> None:
         assert cut in {r["category"] for r in cats}
         status, body = await _get(port, "/feature?model=m&name=plan", "localhost")
         assert status == 200 and len(body) < 100_000 and b"x" * 201 not in body
+
+
+# -- alert service not running ----------------------------------------------------------
+
+
+async def test_pages_needing_the_alert_service_answer_503_while_it_is_not_running(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The HTTP edge outlives the alert service at shutdown (probes answer through the
+    drain): a dashboard polling ``/api/silences`` then got a 500 and an ERROR traceback."""
+    caplog.set_level(logging.DEBUG)
+    async with served(tmp_path) as svc:  # the alert service never started
+        port = svc.http.bound_port
+        assert port is not None
+        status, body = await _get(port, "/api/silences", "127.0.0.1")
+        assert status == 503, (status, body[:200])
+        assert b"not running" in body
+        for path in ("/api/overview", "/", "/silences"):  # these read what is in memory
+            status, body = await _get(port, path, "127.0.0.1")
+            assert status == 200, (path, status, body[:200])
+        status, _ = await _get(port, "/healthz", "127.0.0.1")
+        assert status in (200, 503)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text[-2000:]
