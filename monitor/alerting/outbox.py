@@ -154,7 +154,11 @@ class Outbox:
         # not interleave (the second BEGIN fails, or its statements
         # join the first's transaction). Reads take no lock: SQLite serialises the calls on
         # a connection (``sqlite3.threadsafety == 3``), and a read inside another thread's
-        # transaction only sees what that transaction wrote.
+        # transaction only sees what that transaction wrote. Serialised, not concurrent: a
+        # call waiting for the connection can hold the GIL meanwhile (seen: the loop stood
+        # still for a write's whole busy timeout on another thread), so the service makes
+        # every call of its own from the one database thread, and a lock on the file stalls
+        # that thread only.
         self._lock = threading.RLock()
 
     @classmethod
