@@ -157,8 +157,9 @@ class Outbox:
         # transaction only sees what that transaction wrote. Serialised, not concurrent: a
         # call waiting for the connection can hold the GIL meanwhile (seen: the loop stood
         # still for a write's whole busy timeout on another thread), so the service makes
-        # every call of its own from the one database thread, and a lock on the file stalls
-        # that thread only.
+        # its calls from the one database thread, and a lock on the file stalls that thread
+        # only; the exceptions are the reads at start and the alert state adopted at a
+        # restore (``set_state``), still on the loop.
         self._lock = threading.RLock()
 
     @classmethod
