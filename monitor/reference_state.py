@@ -32,6 +32,7 @@ from monitor.reference import (
     profile_numeric,
     segment_references,
 )
+from monitor.signals import MAX_FEATURE_NAME_CHARS
 from monitor.state_format import (
     FeatureProfileState,
     ProfileState,
@@ -51,18 +52,22 @@ _SCALARS = (str, int, float)
 
 def _kept_row(features: dict[str, Any]) -> dict[str, Any]:
     """``features`` as the learner keeps it: a list or object value (an embedding, a
-    document) replaced by an empty list.
+    document) replaced by an empty list, and a key longer than a feature name can be left
+    out.
 
-    The schema inference and the profile read that exactly as they read the value (a
-    non-number, no category), so the reference built is the same; but the learner holds
-    its rows until it has ``learn_first`` of them, and every checkpoint saves them: 4,900
-    events carrying a 768-float embedding made a 31 MB state, saved at each checkpoint,
-    and about 120 MB in memory. A row without such a value (nearly all) is kept as it is.
+    The schema inference and the profile read that exactly as they read the whole row (a
+    non-number, no category; a name that is no feature's), so the reference built is the
+    same; but the learner holds its rows until it has ``learn_first`` of them, and every
+    checkpoint saves them: 4,900 events carrying a 768-float embedding made a 31 MB state,
+    saved at each checkpoint, and about 120 MB in memory. A row without such a value or key
+    (nearly all) is kept as it is.
     """
-    for v in features.values():
-        if v is not None and not isinstance(v, _SCALARS):
+    for k, v in features.items():
+        if (v is not None and not isinstance(v, _SCALARS)) or len(k) > MAX_FEATURE_NAME_CHARS:
             return {
-                k: v if v is None or isinstance(v, _SCALARS) else [] for k, v in features.items()
+                k: v if v is None or isinstance(v, _SCALARS) else []
+                for k, v in features.items()
+                if len(k) <= MAX_FEATURE_NAME_CHARS
             }
     return features
 

@@ -108,3 +108,23 @@ def test_a_column_of_lists_is_left_out_not_a_reference_without_values() -> None:
     assert "emb" not in schema
     assert text["emb"] == "emb: left out (0 rows, 50 list or object values, which no feature holds)"
     assert "25 list or object values" in text["y"], text["y"]
+
+
+def test_keys_no_feature_can_have_are_not_held() -> None:
+    """A key longer than a feature name (a producer writing a document into a key) is no
+    column: the learner does not hold it for its thousands of rows either."""
+    cfg = parse_config(CONFIG)
+    ev = _events(Simulator(seed=6), 500)
+    whole = []
+    for i, f in enumerate(ev.features):
+        f["k" * 50_000 + str(i % 3)] = 1.0
+        whole.append((dict(f), ev.predictions[i]))
+    mm = ModelMonitor(cfg.model("credit-risk"), cfg.limits)  # type: ignore[arg-type]
+    _run(mm, ev, [500])
+    assert all(max(map(len, f)) <= 200 for f, _ in mm.learner.rows)
+    assert len(encode(mm.export_state())) < 200_000
+    expected = build_profile("credit-risk", whole)
+    restored, _ = ModelMonitor.restore(mm.settings, mm.limits, decode(encode(mm.export_state())))
+    _run(restored, _slice(_events(Simulator(seed=7), 3000), 0, 2500), [2500])
+    assert restored.reference is not None
+    assert set(restored.reference.schema()) == set(expected.schema())
