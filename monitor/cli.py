@@ -281,7 +281,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from monitor.simulate import DriftSpec, publish, write_reference
 
     if args.write_reference:
-        p = write_reference(args.write_reference, args.events, model=args.model, seed=args.seed)
+        try:
+            p = write_reference(args.write_reference, args.events, model=args.model, seed=args.seed)
+        except OSError as exc:  # a directory, a path below a file, a full disk: one line
+            why = exc.strerror or type(exc).__name__
+            if exc.filename and str(exc.filename) != str(args.write_reference):
+                why += f" ({exc.filename})"  # the folder that could not be made
+            raise MonitorError(f"{args.write_reference}: cannot write: {why}") from None
         print(f"wrote {args.events} reference events to {p}")
         return EXIT_OK
     drift = DriftSpec(

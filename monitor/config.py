@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.alerting.config import AlertingConfig, is_header_name
+from monitor.alerting.config import AlertingConfig, clear_text_credentials, is_header_name
 from monitor.detectors.config import DriftConfig
 from monitor.errors import ConfigError, ReferenceError_
 from monitor.http_hosts import ANY as ANY_HOST
@@ -51,7 +51,12 @@ from monitor.signals import (
     RESERVED_COLUMNS,
     SEGMENT_EVENT_FIELDS,
 )
-from monitor.strict_model import StrictModel
+from monitor.strict_model import (
+    StrictModel,
+    name_key,
+    near_duplicate_problems,
+    unprintable_problem,
+)
 from monitor.tls import client_ssl_context
 
 _log = logging.getLogger(__name__)
@@ -582,6 +587,16 @@ class ReferenceConfig(_Strict):
         "version arrive, the model switches to its reference (and restarts its window).",
     )
 
+    @field_validator("versions")
+    @classmethod
+    def _printable_versions(cls, versions: dict[str, str]) -> dict[str, str]:
+        """A model_version is shown on /api/status, the UI and segment labels
+        (``segments: [model_version]``)."""
+        for version in versions:
+            if why := unprintable_problem("model_version", version):
+                raise ValueError(why)
+        return versions
+
     @model_validator(mode="after")
     def _one_source(self) -> ReferenceConfig:
         if self.path and self.learn_first:
@@ -651,6 +666,17 @@ class ValidationConfig(_Strict):
     )
     constraints: dict[str, FeatureConstraint] = Field(default_factory=dict)
 
+    @field_validator("constraints")
+    @classmethod
+    def _printable_features(
+        cls, constraints: dict[str, FeatureConstraint]
+    ) -> dict[str, FeatureConstraint]:
+        """A constraint's feature is named in breach signals, pages and the UI."""
+        for name in constraints:
+            if why := unprintable_problem("feature name", name):
+                raise ValueError(why)
+        return constraints
+
 
 MAX_SEGMENT_SPECS = 10
 # Segments are compared with the fixed reference (or its rows per segment), never with the
@@ -707,6 +733,9 @@ class SegmentsConfig(_Strict):
                 raise ValueError(f"[{i}]: a combination has 1 to {MAX_SEGMENT_COLUMNS} columns")
             if any(not c for c in cols) or len(set(cols)) != len(cols):
                 raise ValueError(f"[{i}]: empty or repeated column name")
+            for c in cols:  # a column's name is part of every segment label shown
+                if why := unprintable_problem("column name", c):
+                    raise ValueError(f"[{i}]: {why}")
             if PREDICTION in cols:
                 raise ValueError(f"[{i}]: the prediction cannot be a segment")
             key = tuple(sorted(cols))
@@ -771,12 +800,8 @@ class ModelConfig(_Strict):
         """A model name is an identifier on dashboards, metrics and pages: a control,
         format (bidi override, zero-width) or separator character would make it read as
         another name there (the same rule as names from the wire under ``track``)."""
-        if not v.isprintable():
-            bad = next(c for c in v if not c.isprintable())
-            raise ValueError(
-                f"model name holds the unprintable character U+{ord(bad):04X}: use letters, "
-                "digits and punctuation"
-            )
+        if why := unprintable_problem("model name", v):
+            raise ValueError(why)
         return v
 
     @field_validator("features")
@@ -789,11 +814,19 @@ class ModelConfig(_Strict):
                 raise ValueError(
                     f"{name[:40]!r}: a feature name has 1 to {MAX_FEATURE_NAME_CHARS} characters"
                 )
+            if why := unprintable_problem("feature name", name):
+                raise ValueError(why)
             if name in RESERVED_COLUMNS:
                 raise ValueError(
                     f"{name!r} is the monitor's own column ({', '.join(sorted(RESERVED_COLUMNS))}"
                     " are reserved); rename the feature"
                 )
+        # Matched exactly against events, yet shown alike on every page: one of the two
+        # would read as the other's metrics.
+        if problems := near_duplicate_problems(
+            "feature names", ((f"key {i}", n) for i, n in enumerate(features or {}))
+        ):
+            raise ValueError("; ".join(problems))
         return features
 
     @field_validator("performance")
@@ -929,6 +962,12 @@ class MonitorConfig(_Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"model names must be unique; repeated: {', '.join(dup)}")
+        # Events name their model exactly, so these are two models; on a dashboard, a page
+        # or /api/status they read as one (two rows "café", one never fed).
+        if near := near_duplicate_problems(
+            "model names", ((f"models[{i}]", n) for i, n in enumerate(names))
+        ):
+            raise ValueError("; ".join(near))
         if len(names) > self.limits.max_models:
             raise ValueError(
                 f"{len(names)} models exceed limits.max_models={self.limits.max_models}"
@@ -1187,7 +1226,46 @@ def parse_config(
         # replaces it: these settings reach no model. Warned, not refused: it is no model's
         # own section, and a model that wants tracking has to write its own with a task.
         _log.warning("defaults.performance: %s", unused_settings_message(keys))
+    for warning in config_warnings(config):
+        _log.warning("%s", warning)
     return resolve_paths(config, base_dir) if base_dir else config
+
+
+def config_warnings(config: MonitorConfig) -> list[str]:
+    """What a valid configuration does that its writer may not mean; logged at every load
+    (``check-config`` and ``run``), never refused.
+
+    - No model listed under ``unknown_models: reject``: every event is refused as
+      ``unknown_model`` and nothing is monitored, while the service looks healthy.
+    - Model names that differ only in case (``Fraud``, ``fraud``): events match names
+      exactly, so two teams may mean two models, and they read differently on a page (not
+      refused, unlike names that look identical); but one is often a typo of the other.
+    - A receiver opted in to sending its credential over plain http.
+    """
+    out = []
+    if not config.models and config.unknown_models == "reject":
+        out.append(
+            "no models are listed and unknown_models is reject: every event will be refused "
+            "as unknown_model (monitor_events_invalid_total) and nothing monitored; list the "
+            "models, or set unknown_models: track"
+        )
+    by_case: dict[str, list[str]] = {}
+    for m in config.models:
+        by_case.setdefault(name_key(m.name).casefold(), []).append(m.name)
+    for names in by_case.values():
+        if len(names) > 1:
+            out.append(
+                f"model names {', '.join(ascii(n) for n in names)} differ only in case: events "
+                "are matched exactly, so these are separate models; rename one if that is a typo"
+            )
+    for name, receiver in config.alerting.receivers.items():
+        if receiver.allow_insecure_http and (found := clear_text_credentials(receiver)):
+            out.append(
+                f"alerting.receivers.{name!a}: allow_insecure_http: "
+                f"{', '.join(found)} sent in clear text over http:// to a host that is not "
+                "loopback"
+            )
+    return out
 
 
 def resolve_paths(config: MonitorConfig, base_dir: Path) -> MonitorConfig:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import unicodedata
+from collections.abc import Iterable
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
@@ -86,6 +88,51 @@ def drop_empty_options(model: type[BaseModel], data: Any) -> Any:
     }
 
 
+def unprintable_problem(what: str, name: str) -> str | None:
+    """Why ``name`` cannot be shown as an identifier, or None.
+
+    Model, feature, segment-column, version and receiver names are identifiers on
+    dashboards, metric labels, pages and logs: a control, format (bidi override, zero-width)
+    or separator character would make one read as another name there (``inc<U+202E>emo``
+    shows as ``incomed``). ``str.isprintable`` refuses all of them (and lone surrogates)
+    and keeps letters, digits, punctuation, symbols and the plain space.
+    """
+    if name.isprintable():
+        return None
+    bad = next(c for c in name if not c.isprintable())
+    return (
+        f"{what} {ascii(name)[:80]} holds the unprintable character U+{ord(bad):04X}: use "
+        "letters, digits and punctuation"
+    )
+
+
+def name_key(name: str) -> str:
+    """What a name looks like on a page: its NFC form without surrounding whitespace.
+
+    Two names with one key (``caf\u00e9`` and ``cafe\u0301``, ``fraud`` and ``fraud ``)
+    render the same on a dashboard yet are matched as different names on the wire.
+    """
+    return unicodedata.normalize("NFC", name).strip()
+
+
+def near_duplicate_problems(what: str, names: Iterable[tuple[str, str]]) -> list[str]:
+    """One problem per pair of ``(where, name)`` whose names differ but look identical
+    (:func:`name_key`), naming both where they are written and how they differ."""
+    first: dict[str, tuple[str, str]] = {}
+    out = []
+    for where, name in names:
+        key = name_key(name)
+        if key in first and first[key][1] != name:
+            other_where, other = first[key]
+            out.append(
+                f"{what} {other!a} ({other_where}) and {name!a} ({where}) differ only "
+                "by Unicode normalisation (NFC/NFD) or leading/trailing whitespace: they would "
+                "look identical on dashboards and pages; write one name once"
+            )
+        first.setdefault(key, (where, name))
+    return out
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors; a boolean given to a number option is an error; a key with
     no value is the key left out."""
@@ -103,4 +150,11 @@ class StrictModel(BaseModel):
         return refuse_boolean_number(cls, value, info)
 
 
-__all__ = ["StrictModel", "drop_empty_options", "refuse_boolean_number"]
+__all__ = [
+    "StrictModel",
+    "drop_empty_options",
+    "name_key",
+    "near_duplicate_problems",
+    "refuse_boolean_number",
+    "unprintable_problem",
+]

@@ -324,7 +324,7 @@ def test_routing_table():
         {
             "receivers": {
                 "pd": {"type": "pagerduty", "routing_key": "k"},
-                "chat": {"type": "slack", "webhook_url": "http://x"},
+                "chat": {"type": "slack", "webhook_url": "https://x"},
                 "hook": {"type": "webhook", "url": "http://y"},
                 "train": {"type": "retrain", "url": "http://z"},
             },

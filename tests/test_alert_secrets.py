@@ -120,18 +120,18 @@ def _assert_clean(where: str, text: str | bytes) -> None:
 
 def test_config_repr_and_validation_errors_hide_receiver_secrets() -> None:
     receivers = {
-        "chat": {"type": "slack", "webhook_url": f"http://h/services/T/B/{SLACK_OK}"},
+        "chat": {"type": "slack", "webhook_url": f"https://h/services/T/B/{SLACK_OK}"},
         "hook": {
             "type": "webhook",
-            "url": f"http://h/?token={HOOK_TOKEN}",
+            "url": f"https://h/?token={HOOK_TOKEN}",
             "signing_secret": HOOK_SIGNING,
             "headers": {"X-Api-Key": HOOK_HEADER},
         },
         "pager": {"type": "pagerduty", "routing_key": PD_KEY},
-        "retrain": {"type": "retrain", "url": f"http://h/?t={RT_URL_TOKEN}", "secret": RT_SECRET},
+        "retrain": {"type": "retrain", "url": f"https://h/?t={RT_URL_TOKEN}", "secret": RT_SECRET},
         "am": {
             "type": "alertmanager",
-            "url": f"http://monitor:{AM_PASSWORD}@am:9093",
+            "url": f"https://monitor:{AM_PASSWORD}@am:9093",
             "headers": {"X-Scope-Token": AM_HEADER},
         },
     }

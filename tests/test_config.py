@@ -577,8 +577,8 @@ def test_binary_only_performance_settings_are_refused_for_other_tasks(
         ),
         (
             "alerting: {receivers: {p: {type: pagerduty, routing_key: k, zzz: 1}}}",
-            "alerting.receivers.p.pagerduty.zzz: {}; the keys here are: page_cap, routing_key, "
-            "timeout_seconds, type, url",
+            "alerting.receivers.p.pagerduty.zzz: {}; the keys here are: allow_insecure_http, "
+            "page_cap, routing_key, timeout_seconds, type, url",
         ),
     ],
 )
@@ -768,7 +768,7 @@ def test_tls_files_that_cannot_be_loaded_are_one_line_from_check_config_and_run(
     ]:
         cfg.write_text(
             "kafka: {bootstrap_servers: '127.0.0.1:1', security_protocol: SSL, "
-            f"ssl_cafile: '{cafile}'}}\nhttp: {{port: 0}}\n"
+            f"ssl_cafile: '{cafile}'}}\nhttp: {{port: 0}}\nunknown_models: track\n"
         )
         for command in ("check-config", "run"):
             run = _check(cfg, command)
@@ -1122,5 +1122,10 @@ def test_performance_settings_without_a_task_in_defaults_are_warned(
     assert record.getMessage().startswith("defaults.performance: window_size: set without task")
     caplog.clear()
     with caplog.at_level("WARNING", logger="monitor.config"):
-        parse_config({"defaults": {"performance": {"task": "regression", "window_size": 100}}})
+        parse_config(
+            {
+                "defaults": {"performance": {"task": "regression", "window_size": 100}},
+                "models": [{"name": "m"}],
+            }
+        )
     assert not [r for r in caplog.records if r.name == "monitor.config"]

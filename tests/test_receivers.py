@@ -238,7 +238,7 @@ async def test_pagerduty_default_url_delivers(rx):
     "cfg",
     [
         WebhookReceiverConfig(url="http://h/x"),
-        SlackReceiverConfig(webhook_url="http://h/x"),
+        SlackReceiverConfig(webhook_url="https://h/x"),
         PagerDutyReceiverConfig(routing_key="R"),
         RetrainReceiverConfig(url="http://h/x"),
     ],

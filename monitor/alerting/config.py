@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import string
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
@@ -86,7 +87,12 @@ from pydantic import (
 )
 
 from monitor.signals import SignalKind
-from monitor.strict_model import StrictModel, drop_empty_options, refuse_boolean_number
+from monitor.strict_model import (
+    StrictModel,
+    drop_empty_options,
+    refuse_boolean_number,
+    unprintable_problem,
+)
 
 AlertSeverity = Literal["warning", "critical"]
 
@@ -156,6 +162,62 @@ def endpoint_problem(url: str) -> str | None:
             "secret: not shown)"
         )
     return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a URL's host, as :func:`urllib.parse.urlsplit` gives it: lower
+    case, no brackets) names this machine: ``localhost``, 127.0.0.0/8 or ``::1`` (also
+    IPv4-mapped). A name that resolves to loopback elsewhere (``/etc/hosts``) is not
+    trusted: what it resolves to can change."""
+    host = host.rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def clear_text_credentials(receiver: BaseModel) -> list[str]:
+    """The receiver's fields whose credential would cross the network in clear text, each
+    with why; empty when its URL is ``https://`` or a loopback ``http://``.
+
+    A credential is what lets the holder act as the monitor: the URL's ``user:password@``
+    or a ``?token=``-like parameter, a Slack webhook URL (the URL is the credential), the
+    PagerDuty routing key (in every event's body), a retrain ``secret`` (sent as a bearer
+    token) and any extra header (headers are declared secret: API keys, Authorization).
+    Not a webhook's ``signing_secret``: it never goes on the wire, only an HMAC of each
+    request, which neither reveals it nor can be forged without it.
+    """
+    field = "webhook_url" if "webhook_url" in type(receiver).model_fields else "url"
+    url_value = getattr(receiver, field, None)
+    url = url_value.get_secret_value() if isinstance(url_value, SecretStr) else str(url_value)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # refused by the URL's own check
+        return []
+    if parts.scheme != "http" or is_loopback_host(host):
+        return []
+    found: list[str] = []
+    if getattr(receiver, "type", None) == "slack":
+        found.append(f"{field} (a Slack webhook URL is itself the credential)")
+    elif parts.username is not None or parts.password is not None:
+        found.append(f"{field} (user:password@ in the URL)")
+    else:
+        names = {k.lower().replace("-", "_") for k, _ in parse_qsl(parts.query, True)}
+        if params := sorted(names & _CREDENTIAL_PARAMS):
+            found.append(f"{field} (the {', '.join(params)} parameter)")
+    if getattr(receiver, "routing_key", None) is not None:
+        found.append("routing_key (in every event's body)")
+    if getattr(receiver, "secret", None) is not None:
+        found.append("secret (sent as Authorization: Bearer)")
+    if headers := getattr(receiver, "headers", None):
+        found.append(f"headers ({', '.join(sorted(headers))})")
+    return found
 
 
 #: Characters of an HTTP header name (RFC 9110 token).
@@ -246,6 +308,27 @@ class _Receiver(BaseModel):
         if why := endpoint_problem(url):
             raise ValueError(why)
         return value
+
+    allow_insecure_http: bool = Field(
+        default=False,
+        description="Send this receiver's credential (URL token or user:password@, Slack "
+        "webhook URL, routing key, secret, headers) over plain http:// to a host that is not "
+        "loopback. Off: such a receiver is refused at load (anyone on the path could read the "
+        "credential); on: loaded, with a warning at every start.",
+    )
+
+    @model_validator(mode="after")
+    def _no_credential_in_clear_text(self) -> Any:
+        """Refused, naming the fields (never their values), unless opted in: a token sent
+        over http:// to another host is readable by anyone on the path (a shared network,
+        a proxy's access log). Loopback never leaves the machine."""
+        if self.allow_insecure_http or not (found := clear_text_credentials(self)):
+            return self
+        raise ValueError(
+            f"{'; '.join(found)} would be sent in clear text over http:// to a host that is "
+            "not loopback (the values are secrets: not shown); use https://, or set "
+            "allow_insecure_http: true on this receiver if the network path is trusted"
+        )
 
     @field_validator("headers", check_fields=False)
     @classmethod
@@ -739,6 +822,17 @@ class AlertingConfig(BaseModel):
     def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         return refuse_boolean_number(cls, value, info)
 
+    @field_validator("receivers")
+    @classmethod
+    def _printable_receiver_names(
+        cls, receivers: dict[str, ReceiverConfig]
+    ) -> dict[str, ReceiverConfig]:
+        """A receiver's name is a label of the delivery metrics and named in logs."""
+        for name in receivers:
+            if why := unprintable_problem("receiver name", name):
+                raise ValueError(why)
+        return receivers
+
     @field_validator("dashboard_url_template")
     @classmethod
     def _safe_dashboard(cls, value: str | None) -> str | None:
@@ -857,7 +951,9 @@ __all__ = [
     "SilenceMatchers",
     "SlackReceiverConfig",
     "WebhookReceiverConfig",
+    "clear_text_credentials",
     "is_header_name",
+    "is_loopback_host",
     "link_problem",
     "refuse_boolean_number",
     "segment_pattern_problem",
