@@ -136,6 +136,9 @@ DECODER_ERROR = "decoder_error"
 PARTITION_WARN_SECONDS = 3600.0
 #: The longest wait between two attempts at an alert outbox write that failed.
 OUTBOX_RETRY_MAX_SECONDS = 30.0
+#: Why a stored state not restored is kept aside (:meth:`MonitorService._not_restored`); not
+#: ``legacy_pickle``: a previous release's pickle is never read, nor kept.
+KEPT_UNRESTORED_REASONS = frozenset({"incompatible", "corrupt", "unknown_version", "newer_version"})
 #: Why a model is disabled (metric label values, bounded).
 DISABLED_REASONS = (
     "reference_unreadable",
@@ -241,6 +244,13 @@ class MonitorService:
         self._frozen_warned: set[str] = set()  # models warned of a frozen event time (once)
         self._estimate_warned: set[str] = set()  # models warned of 0/1 predictions (CBPE)
         self._saved_alerts: dict[str, str] = {}
+        # Stored states that could not be restored (model -> (reason, blob)): kept aside by
+        # the next checkpoint, in the transaction that overwrites them (a store that can,
+        # ``keeps_unrestored``); see ``_not_restored``.
+        self._unrestored: dict[str, tuple[str, bytes]] = {}
+        self.metrics.state_unrestored_kept.set_function(
+            lambda: float(getattr(self.store, "unrestored_kept", 0))
+        )
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         # The same request, for what start() runs off the loop (the Kafka state store waits
@@ -386,11 +396,12 @@ class MonitorService:
         mm = self.models.get(model)
         if mm is not None:
             return mm
+        blob: bytes | None = None
         try:
             blob = self.store.load_model(model) if self.store else None
             restored = self._restore(model, blob) if blob is not None else None
         except NewerStateError as exc:  # from the store (a manifest) or the blob's header
-            self._newer_state(model, exc)  # raises, unless the operator opted in
+            self._newer_state(model, exc, blob)  # raises, unless the operator opted in
             restored = None
         except StateFormatError as exc:  # a changelog record that cannot be used
             self._not_restored(model, exc.reason, str(exc))
@@ -455,10 +466,10 @@ class MonitorService:
         except NewerStateError:
             raise
         except StateFormatError as exc:
-            self._not_restored(model, exc.reason, str(exc))
+            self._not_restored(model, exc.reason, str(exc), blob)
             return None
         except Exception as exc:  # a state that does not fit the configured model
-            self._not_restored(model, "incompatible", f"{type(exc).__name__}: {exc}")
+            self._not_restored(model, "incompatible", f"{type(exc).__name__}: {exc}", blob)
             return None
         for note in notes:
             log.info("model %s: config change applied to the restored state: %s", model, note)
@@ -507,7 +518,7 @@ class MonitorService:
             models[model] = fixed.to_json()
         return n
 
-    def _newer_state(self, model: str, exc: NewerStateError) -> None:
+    def _newer_state(self, model: str, exc: NewerStateError, blob: bytes | None) -> None:
         """A stored state of a newer release (after a rollback): refuse it, or start fresh.
 
         Starting fresh (what any unreadable state did) wrote the fresh state over the newer
@@ -524,15 +535,34 @@ class MonitorService:
                 exc.found,
                 exc.supported,
             ) from None
-        self._not_restored(model, exc.reason, f"{exc} (state.on_newer_state: start_fresh)")
+        self._not_restored(model, exc.reason, f"{exc} (state.on_newer_state: start_fresh)", blob)
 
-    def _not_restored(self, model: str, reason: str, detail: str) -> None:
+    def _not_restored(
+        self, model: str, reason: str, detail: str, blob: bytes | None = None
+    ) -> None:
+        """Count and log a stored state the model starts fresh instead of.
+
+        Its fresh state's next checkpoint overwrites that stored one: after a release
+        with a restore bug, or a rollback to one that cannot fit a newer state of the same
+        format version, it was gone for good. So a store that can (the SQLite one) keeps
+        the blob aside, as it is, in that checkpoint's transaction (``unrestored``; see
+        docs/RUNBOOK.md, "A stored state was not restored").
+        """
         self.metrics.state_not_restored.labels(reason).inc()
+        kept = ""
+        if (
+            blob is not None
+            and reason in KEPT_UNRESTORED_REASONS
+            and getattr(self.store, "keeps_unrestored", False)
+        ):
+            self._unrestored[model] = (reason, blob)
+            kept = "; the stored state is kept aside (the unrestored table) by the next checkpoint"
         log.warning(
-            "stored state of model %s not restored (%s: %s); the model starts fresh",
+            "stored state of model %s not restored (%s: %s); the model starts fresh%s",
             model,
             reason,
             detail,
+            kept,
         )
 
     def load_references(self) -> None:
@@ -1269,8 +1299,9 @@ class MonitorService:
         snapshot = self._checkpoint_snapshot()
         if snapshot is not None:
             spool = self.alerts.spooled()
-            self._checkpoint_write(*snapshot, [encode_record(a) for a in spool])
-            self._checkpoint_done(*snapshot)
+            unrestored = dict(self._unrestored)
+            self._checkpoint_write(*snapshot, [encode_record(a) for a in spool], unrestored)
+            self._checkpoint_done(*snapshot, unrestored)
             self.alerts.drop_spooled(len(spool))
 
     async def _checkpoint(self) -> None:
@@ -1298,8 +1329,9 @@ class MonitorService:
         # backend); dropped from the spool only once it committed.
         spool = self.alerts.spooled()
         records = [encode_record(a) for a in spool]
-        await asyncio.to_thread(self._checkpoint_write, *snapshot, records)
-        self._checkpoint_done(*snapshot)
+        unrestored = dict(self._unrestored)
+        await asyncio.to_thread(self._checkpoint_write, *snapshot, records, unrestored)
+        self._checkpoint_done(*snapshot, unrestored)
         self.alerts.drop_spooled(len(spool))
 
     def _checkpoint_snapshot(self) -> _Snapshot | None:
@@ -1344,7 +1376,10 @@ class MonitorService:
         positions: dict[TP, int],
         alert_texts: dict[str, str],
         alerts: list[tuple[bytes, bytes]] | None = None,
+        unrestored: dict[str, tuple[str, bytes]] | None = None,
     ) -> None:
+        """Write one checkpoint; ``unrestored``: stored states not restored, kept aside in
+        the same transaction (only ever collected for a store that ``keeps_unrestored``)."""
         assert self.store is not None
         try:
             blobs = {n: (state_format.compress_blob(b), tp) for n, (b, tp) in blobs.items()}
@@ -1352,6 +1387,8 @@ class MonitorService:
                 if not isinstance(self.store, KafkaStateStore):
                     raise StateError("spooled notifications need the kafka state backend")
                 self.store.save(blobs, positions, alerts)
+            elif unrestored and isinstance(self.store, SQLiteStateStore):
+                self.store.save(blobs, positions, unrestored=unrestored)
             else:
                 self.store.save(blobs, positions)
             self.metrics.checkpoints.labels("ok").inc()
@@ -1360,8 +1397,15 @@ class MonitorService:
             raise MonitorError(f"checkpoint failed: {exc}") from exc
 
     def _checkpoint_done(
-        self, blobs: dict[str, SavedModel], positions: dict[TP, int], alert_texts: dict[str, str]
+        self,
+        blobs: dict[str, SavedModel],
+        positions: dict[TP, int],
+        alert_texts: dict[str, str],
+        unrestored: dict[str, tuple[str, bytes]] | None = None,
     ) -> None:
+        for model, kept in (unrestored or {}).items():
+            if self._unrestored.get(model) is kept:  # not replaced by a later failure
+                del self._unrestored[model]
         self._dirty.difference_update(blobs)
         self._saved_alerts.update(alert_texts)
         self._last_checkpoint = self.clock.time()
@@ -1757,6 +1801,9 @@ class MonitorService:
             # Stored states of models the config does not list, kept and not restored
             # (``state.unlisted_models``), of this instance's partitions.
             "stored_unlisted": sorted(self._kept_unlisted),
+            # Stored states that could not be restored, kept aside by the state store
+            # (docs/RUNBOOK.md, "A stored state was not restored"); None: not kept.
+            "unrestored_kept": getattr(self.store, "unrestored_kept", None),
         }
 
 

@@ -233,6 +233,12 @@ class ServiceMetrics:
             ["reason"],
             registry=registry,
         )
+        self.state_unrestored_kept = Gauge(
+            "monitor_state_unrestored_kept",
+            "Stored model states that could not be restored, kept aside in the state store "
+            "(SQLite backend) before their fresh model's checkpoint overwrote them.",
+            registry=registry,
+        )
         self.last_progress = Gauge(
             "monitor_last_poll_timestamp_seconds",
             "Wall-clock time the consume loop last completed a poll (liveness).",

@@ -22,6 +22,17 @@ execution). Opening such a file discards its model states **and the offsets
 stored with them** (offsets without their states would skip the events those
 states had counted), upgrades the file to version 2, and logs one WARNING;
 consumption then resumes from Kafka's committed offsets with fresh models.
+
+A stored state the service cannot restore (``incompatible``, ``corrupt``,
+``unknown_version``; ``newer_version`` under ``state.on_newer_state: start_fresh``)
+is overwritten by its fresh model's next checkpoint. That checkpoint's transaction
+first copies it, byte for byte, into the ``unrestored`` table (the last one per
+model, at most :data:`MAX_UNRESTORED` models, the oldest dropped first), so that a
+release with a restore bug, or a rollback that cannot fit a newer state, loses
+nothing for good: docs/RUNBOOK.md says how to put one back. The table is added to
+a version 2 file without a version bump: a reader of version 2 (the previous
+release, after a rollback) looks only at its own tables and opens the file as
+before, which a bump would have made it refuse.
 """
 
 from __future__ import annotations
@@ -42,6 +53,13 @@ log = logging.getLogger("monitor.store")
 FORMAT = "kafka-model-monitor-state"
 FORMAT_VERSION = 2
 LEGACY_PICKLE_VERSION = 1
+#: Models whose unrestorable state is kept aside (one each; the oldest dropped first).
+MAX_UNRESTORED = 100
+# The table of states kept aside (see the module docstring), added to version 2 files.
+_UNRESTORED_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS unrestored (model TEXT PRIMARY KEY, reason TEXT NOT NULL, "
+    "at REAL NOT NULL, blob BLOB NOT NULL)"
+)
 
 TopicPartition = tuple[str, int]
 # One model's saved state: its encoded blob, and the partition its events come from.
@@ -114,6 +132,8 @@ class SQLiteStateStore:
 
     #: Kafka's committed offsets are the consumer's business (they run ahead, for lag).
     commits_offsets = False
+    #: ``save`` keeps states the service could not restore aside (see the module).
+    keeps_unrestored = True
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -126,6 +146,8 @@ class SQLiteStateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._init_schema()
+            # How many unrestorable states are kept aside (``/api/status``, a gauge).
+            self.unrestored_kept = self._count_unrestored()
         except sqlite3.DatabaseError as exc:
             raise _unusable(self.path, exc) from exc
 
@@ -144,6 +166,7 @@ class SQLiteStateStore:
                     "CREATE TABLE offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, "
                     "next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition))"
                 )
+                self._db.execute(_UNRESTORED_SCHEMA)
                 self._db.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
                     [("format", FORMAT), ("format_version", str(FORMAT_VERSION))],
@@ -161,12 +184,14 @@ class SQLiteStateStore:
             )
         if meta.get("format_version") == str(LEGACY_PICKLE_VERSION):
             self._upgrade_legacy()
-            return
-        if meta.get("format_version") != str(FORMAT_VERSION):
+        elif meta.get("format_version") != str(FORMAT_VERSION):
             raise StateError(
                 f"{self.path}: state format version {meta.get('format_version')} is not "
                 f"supported (this build reads {FORMAT_VERSION}); refusing to use it"
             )
+        if "unrestored" not in tables:  # a file of a release before the table
+            with self._tx():
+                self._db.execute(_UNRESTORED_SCHEMA)
 
     def _upgrade_legacy(self) -> None:
         """A previous release's file: drop its pickled states and their offsets; see module."""
@@ -226,7 +251,36 @@ class SQLiteStateStore:
             rows = self._db.execute("SELECT topic, partition, next_offset FROM offsets").fetchall()
         return {(t, int(p)): int(o) for t, p, o in rows}
 
-    def save(self, models: Mapping[str, SavedModel], offsets: Mapping[TopicPartition, int]) -> None:
+    def _count_unrestored(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM unrestored").fetchone()[0])
+
+    def unrestored(self) -> list[tuple[str, str, float, int]]:
+        """The states kept aside: (model, reason, when, bytes), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT model, reason, at, length(CAST(blob AS BLOB)) FROM unrestored "
+                "ORDER BY at, model"
+            ).fetchall()
+        return [(m, r, float(at), int(n)) for m, r, at, n in rows]
+
+    def load_unrestored(self, model: str) -> bytes | None:
+        """The blob of ``model`` kept aside when it could not be restored, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT CAST(blob AS BLOB) FROM unrestored WHERE model = ?", (model,)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def save(
+        self,
+        models: Mapping[str, SavedModel],
+        offsets: Mapping[TopicPartition, int],
+        *,
+        unrestored: Mapping[str, tuple[str, bytes]] | None = None,
+    ) -> None:
+        """See :class:`StateStore`; ``unrestored`` (model -> (reason, blob)): stored states
+        the service could not restore, kept aside in the same transaction, before these
+        models' rows overwrite them (the last one per model, see :data:`MAX_UNRESTORED`)."""
         now = time.time()
         rows = []
         for name, (blob, tp) in models.items():
@@ -235,6 +289,16 @@ class SQLiteStateStore:
             topic, partition = tp if tp is not None else (None, None)
             rows.append((name, bytes(blob), now, topic, partition))
         with self._lock, self._tx():
+            if unrestored:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO unrestored VALUES (?, ?, ?, ?)",
+                    [(m, reason, now, bytes(b)) for m, (reason, b) in unrestored.items()],
+                )
+                self._db.execute(
+                    "DELETE FROM unrestored WHERE model NOT IN (SELECT model FROM unrestored "
+                    "ORDER BY at DESC, model LIMIT ?)",
+                    (MAX_UNRESTORED,),
+                )
             self._db.executemany(
                 "INSERT INTO models VALUES (?, ?, ?, ?, ?) ON CONFLICT(model) DO UPDATE "
                 "SET blob = excluded.blob, saved_at = excluded.saved_at, "
@@ -247,6 +311,8 @@ class SQLiteStateStore:
                 "SET next_offset = excluded.next_offset",
                 [(t, p, o) for (t, p), o in offsets.items()],
             )
+            kept = self._count_unrestored() if unrestored else self.unrestored_kept
+        self.unrestored_kept = kept
 
     def delete_model(self, model: str) -> None:
         """Remove ``model``'s stored state; :class:`~monitor.state_format.NewerStateError`,

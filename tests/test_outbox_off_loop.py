@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import random
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from monitor.alerting import database
 from monitor.alerting.alert_log import AlertLogConsumer
 from monitor.alerting.config import AlertingConfig
 from monitor.alerting.engine import AlertService
+from monitor.alerting.outbox import Outbox
 from monitor.clock import SystemClock
 from monitor.config import parse_config
 from monitor.errors import StateError
@@ -273,3 +275,81 @@ async def test_the_ui_reads_the_outbox_off_the_loop(tmp_path: Path) -> None:
                 )
     finally:
         await alerts.stop()
+
+
+async def test_start_withdraws_a_previous_runs_pending_rows_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the Kafka state backend (``spool``), :meth:`AlertService.start` withdraws the
+    rows a previous run left pending (their owner delivers them from the alerts topic): a
+    write. On the loop it waited for another process's lock on the file for the whole busy
+    timeout, then gave up and the start failed; the loop could not even run the lock's
+    release scheduled on it. Now the loop turns meanwhile, and the start succeeds once the
+    lock is released. The other process takes the lock right after the outbox is opened
+    (before, the open itself waits for it, off the loop)."""
+    previous = _service(tmp_path, spool=True, persist_state=False)
+    await previous.start()  # the file exists, in WAL mode, as after any earlier run
+    await previous.stop(grace_seconds=0)
+    path = tmp_path / "outbox.sqlite"
+    holder = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    opened = threading.Event()
+    real_open = Outbox.open
+
+    def open_then_locked(cls: type[Outbox], *args: Any, **kw: Any) -> Outbox:
+        outbox = real_open(*args, **kw)
+        holder.execute("BEGIN IMMEDIATE")
+        opened.set()
+        return outbox
+
+    monkeypatch.setattr(Outbox, "open", classmethod(open_then_locked))
+    alerts = _service(tmp_path, spool=True, persist_state=False)
+    loop = asyncio.get_running_loop()
+    ticker = Ticker()
+    try:
+        ticker.start()
+        starting = asyncio.create_task(alerts.start())
+        assert await asyncio.to_thread(opened.wait, 5)
+        loop.call_later(0.2, holder.execute, "ROLLBACK")
+        await asyncio.wait_for(starting, 5)
+        await ticker.stop()
+        assert ticker.longest_gap < MAX_GAP, (
+            f"start() stalled the event loop for {ticker.longest_gap:.2f} s"
+        )
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+        await alerts.stop(grace_seconds=0)
+
+
+async def test_a_restored_models_alert_state_does_not_touch_the_outbox(tmp_path: Path) -> None:
+    """The monitor service keeps alert state in its checkpoints (``persist_state=False``):
+    adopting a restored model's alert state (``MonitorService._model`` calling
+    :meth:`AlertService.set_state`) writes nothing to the outbox, so it cannot wait on the
+    loop for a lock on the outbox file. A contract: it stalls the loop if that changes."""
+    from monitor.service import MonitorService
+    from monitor.store import SQLiteStateStore
+    from tests.test_alert_state_restore import MODEL, _events, _raw
+
+    store = SQLiteStateStore(tmp_path / "state.sqlite")
+    first = MonitorService(parse_config(_raw(tmp_path), base_dir=tmp_path), store=store)
+    first.store = store
+    _events(first, 0, 150)
+    first.checkpoint()
+    service = MonitorService(parse_config(_raw(tmp_path), base_dir=tmp_path), store=store)
+    service.store = store
+    await service.alerts.start()
+    ticker = Ticker()
+    try:
+        with write_locked(tmp_path / "outbox.sqlite"):
+            ticker.start()
+            service._model(MODEL)  # restored: its alert state adopted while the file is locked
+            await asyncio.sleep(0.05)
+            await ticker.stop()
+        assert service.models[MODEL].events_total == 150
+        assert ticker.longest_gap < MAX_GAP, (
+            f"the restore stalled the event loop for {ticker.longest_gap:.2f} s"
+        )
+    finally:
+        await service.alerts.stop(grace_seconds=0)
+        store.close()

@@ -141,3 +141,80 @@ class _Touch:
 
     def __reduce__(self) -> tuple[object, tuple[str, str]]:
         return (open, (self.path, "w"))
+
+
+def _version_2_file(path: Path) -> None:
+    """A state file as the release before the ``unrestored`` table wrote it."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        "CREATE TABLE models (model TEXT PRIMARY KEY, blob BLOB NOT NULL, "
+        "saved_at REAL NOT NULL, topic TEXT, partition INTEGER)"
+    )
+    db.execute(
+        "CREATE TABLE offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, "
+        "next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition))"
+    )
+    db.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("format", "kafka-model-monitor-state"), ("format_version", "2")],
+    )
+    db.execute("INSERT INTO models VALUES ('m', x'01', 0, 't', 0)")
+    db.execute("INSERT INTO offsets VALUES ('t', 0, 42)")
+    db.commit()
+    db.close()
+
+
+def test_a_file_of_the_release_before_the_unrestored_table_opens_and_gets_it(
+    tmp_path: Path,
+) -> None:
+    """The table is added to a version 2 file, which stays version 2: the previous release
+    (a rollback) checks only the format and version, and opens it as before; a bumped
+    version would have made it refuse every stored state."""
+    path = tmp_path / "s.sqlite"
+    _version_2_file(path)
+    store = SQLiteStateStore(path)
+    assert store.load_model("m") == b"\x01" and store.load_offsets() == {("t", 0): 42}
+    assert store.unrestored() == [] and store.unrestored_kept == 0
+    store.save({"m": (b"\x02", ("t", 0))}, {}, unrestored={"m": ("corrupt", b"\x01")})
+    assert store.load_unrestored("m") == b"\x01" and store.unrestored_kept == 1
+    store.close()
+    db = sqlite3.connect(path)
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    db.close()
+    assert meta == {"format": "kafka-model-monitor-state", "format_version": "2"}
+    fresh = tmp_path / "new.sqlite"
+    SQLiteStateStore(fresh).close()  # a new file: version 2 too, with the table
+    db = sqlite3.connect(fresh)
+    assert db.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone() == ("2",)
+    assert db.execute("SELECT COUNT(*) FROM unrestored").fetchone() == (0,)
+    db.close()
+
+
+def test_a_previous_release_pickle_file_is_upgraded_with_the_unrestored_table(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        "CREATE TABLE models (model TEXT PRIMARY KEY, blob BLOB NOT NULL, saved_at REAL NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, "
+        "next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition))"
+    )
+    db.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("format", "kafka-model-monitor-state"), ("format_version", "1")],
+    )
+    db.execute("INSERT INTO models VALUES ('m', x'80', 0)")
+    db.commit()
+    db.close()
+    store = SQLiteStateStore(path)
+    assert store.discarded_legacy == 1 and store.unrestored() == []
+    store.save({"m": (b"\x02", ("t", 0))}, {}, unrestored={"m": ("corrupt", b"\x03")})
+    store.close()
+    reopened = SQLiteStateStore(path)
+    assert reopened.load_unrestored("m") == b"\x03" and reopened.load_model("m") == b"\x02"
+    reopened.close()

@@ -342,29 +342,23 @@ class AlertService:
             partial(Outbox.open, self._outbox_path, page_caps=self._page_caps)
         )
         try:
-            self._silences = SilenceStore(
-                outbox.connection, self._static_silences, lock=outbox.write_lock
-            )
-            saved = outbox.load_states() if self._persist_state else {}
-            for model, text in saved.items():
-                try:
-                    self._states[model] = ModelAlertState.from_json(json.loads(text))
-                except (StateError, ValueError):
-                    continue  # a foreign/old state row: start that model afresh, do not crash
-                self._saved[model] = text
-            if self._spool is not None:
-                # Every row came from the alerts topic; a pending one's record is uncommitted,
-                # and its partition may belong to another instance by now: let its owner
-                # deliver it (from Kafka), not this outbox as well.
-                withdrawn = outbox.withdraw_all_pending()
-                if withdrawn:
-                    log.info(
-                        "%d undelivered alert(s) of a previous run left to the alerts topic",
-                        withdrawn,
-                    )
+            # On the database thread: the spool's withdrawal is a write, which waited on the
+            # loop for another process's lock on the file (the busy timeout: no heartbeat of
+            # the alerts-topic consumer started before, no HTTP probe meanwhile), and gave up.
+            self._silences, saved, withdrawn = await self._in_database(self._open_state, outbox)
         except Exception:
             outbox.close()
             raise
+        for model, text in saved.items():
+            try:
+                self._states[model] = ModelAlertState.from_json(json.loads(text))
+            except (StateError, ValueError):
+                continue  # a foreign/old state row: start that model afresh, do not crash
+            self._saved[model] = text
+        if withdrawn:
+            log.info(
+                "%d undelivered alert(s) of a previous run left to the alerts topic", withdrawn
+            )
         self._outbox = outbox
         self._states.update(self._pending_import)
         self._pending_import.clear()
@@ -394,6 +388,17 @@ class AlertService:
             outbox.purge, self._clock.time() - self._config.delivery.retention_seconds
         )
         await self._dispatcher.start()
+
+    def _open_state(self, outbox: Outbox) -> tuple[SilenceStore, dict[str, str], int]:
+        """What :meth:`start` reads (and, spooling, withdraws) of the outbox, on the database
+        thread: the runtime silences, the saved alert states, how many rows were withdrawn."""
+        silences = SilenceStore(outbox.connection, self._static_silences, lock=outbox.write_lock)
+        saved = outbox.load_states() if self._persist_state else {}
+        # Every row came from the alerts topic; a pending one's record is uncommitted, and
+        # its partition may belong to another instance by now: let its owner deliver it
+        # (from Kafka), not this outbox as well.
+        withdrawn = outbox.withdraw_all_pending() if self._spool is not None else 0
+        return silences, saved, withdrawn
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Flush due deliveries for up to ``grace_seconds``, then close client and database.
@@ -843,6 +848,11 @@ class AlertService:
 
         Models absent from the document keep their state. Before :meth:`start`
         the state is applied at start (and wins over the local database).
+
+        With ``persist_state`` the state is also written to the outbox, on the calling
+        thread (tests, tools); without it (the monitor service, which calls this on the
+        event loop when it restores a model) nothing is written, so nothing waits for a
+        lock on the file.
         """
         if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
             raise StateError(f"alert state document version {document.get('version')!r}")

@@ -149,17 +149,16 @@ class Outbox:
         # (receiver, error) of each row marked dead as unreadable since take_unreadable.
         self._unreadable: list[tuple[str, str]] = []
         # Writes run on the alert service's database thread, while a few still come from
-        # other threads (the alert state adopted at a restore, on the event loop; the
-        # synchronous API of tests and tools): two transactions on one connection must
-        # not interleave (the second BEGIN fails, or its statements
-        # join the first's transaction). Reads take no lock: SQLite serialises the calls on
+        # other threads (the synchronous API of tests and tools): two transactions on one
+        # connection must not interleave (the second BEGIN fails, or its statements join
+        # the first's transaction). Reads take no lock: SQLite serialises the calls on
         # a connection (``sqlite3.threadsafety == 3``), and a read inside another thread's
         # transaction only sees what that transaction wrote. Serialised, not concurrent: a
         # call waiting for the connection can hold the GIL meanwhile (seen: the loop stood
         # still for a write's whole busy timeout on another thread), so the service makes
         # its calls from the one database thread, and a lock on the file stalls that thread
-        # only; the exceptions are the reads at start and the alert state adopted at a
-        # restore (``set_state``), still on the loop.
+        # only. (The monitor service adopts a restored model's alert state with
+        # ``set_state`` on the loop: without ``persist_state`` that writes nothing here.)
         self._lock = threading.RLock()
 
     @classmethod
