@@ -556,7 +556,10 @@ class MonitorService:
             and getattr(self.store, "keeps_unrestored", False)
         ):
             self._unrestored[model] = (reason, blob)
-            kept = "; the stored state is kept aside (the unrestored table) by the next checkpoint"
+            kept = (
+                "; the stored state is kept aside (the unrestored table) by the next checkpoint, "
+                "unless one of this model is kept there already"
+            )
         log.warning(
             "stored state of model %s not restored (%s: %s); the model starts fresh%s",
             model,

@@ -26,8 +26,10 @@ consumption then resumes from Kafka's committed offsets with fresh models.
 A stored state the service cannot restore (``incompatible``, ``corrupt``,
 ``unknown_version``; ``newer_version`` under ``state.on_newer_state: start_fresh``)
 is overwritten by its fresh model's next checkpoint. That checkpoint's transaction
-first copies it, byte for byte, into the ``unrestored`` table (the last one per
-model, at most :data:`MAX_UNRESTORED` models, the oldest dropped first), so that a
+first copies it, byte for byte, into the ``unrestored`` table (the first one per
+model, kept until an operator deletes it: a release that fails every restore of a model
+would otherwise replace the state worth having with its own fresh one at its next start;
+at most :data:`MAX_UNRESTORED` models, the oldest dropped first), so that a
 release with a restore bug, or a rollback that cannot fit a newer state, loses
 nothing for good: docs/RUNBOOK.md says how to put one back. The table is added to
 a version 2 file without a version bump: a reader of version 2 (the previous
@@ -280,7 +282,7 @@ class SQLiteStateStore:
     ) -> None:
         """See :class:`StateStore`; ``unrestored`` (model -> (reason, blob)): stored states
         the service could not restore, kept aside in the same transaction, before these
-        models' rows overwrite them (the last one per model, see :data:`MAX_UNRESTORED`)."""
+        models' rows overwrite them (the first one per model, see :data:`MAX_UNRESTORED`)."""
         now = time.time()
         rows = []
         for name, (blob, tp) in models.items():
@@ -291,7 +293,7 @@ class SQLiteStateStore:
         with self._lock, self._tx():
             if unrestored:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO unrestored VALUES (?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO unrestored VALUES (?, ?, ?, ?)",
                     [(m, reason, now, bytes(b)) for m, (reason, b) in unrestored.items()],
                 )
                 self._db.execute(

@@ -146,10 +146,13 @@ def test_the_kept_states_are_bounded_oldest_dropped_first(
     store = SQLiteStateStore(tmp_path / "state.sqlite")
     for i, model in enumerate(["a", "b", "c"]):
         store.save({model: (b"fresh", TP)}, {}, unrestored={model: ("corrupt", b"old%d" % i)})
-    store.save({"a": (b"fresh", TP)}, {}, unrestored={"a": ("corrupt", b"newer")})  # last one
     assert sorted((m, store.load_unrestored(m)) for m, *_ in store.unrestored()) == [
-        ("a", b"newer"),
+        ("b", b"old1"),
         ("c", b"old2"),
     ]
+    # A second refusal of a kept model (a release that fails every restore of it, its own
+    # fresh state refused at its next start) keeps the first: the state worth having.
+    store.save({"c": (b"fresh", TP)}, {}, unrestored={"c": ("corrupt", b"fresh of c")})
+    assert store.load_unrestored("c") == b"old2"
     assert store.unrestored_kept == 2
     store.close()
