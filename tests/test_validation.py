@@ -251,7 +251,7 @@ def test_a_constraint_on_a_feature_a_learned_reference_lacks_is_named_in_the_sta
     only at run time, and a constraint on a feature it lacks was silently never checked."""
     from monitor.status import models_status
 
-    constraints = {"age": {"min": 18}, "agee": {"min": 0}, "x\n<b>": {"required": True}}
+    constraints = {"age": {"min": 18}, "agee": {"min": 0}, "x<b>": {"required": True}}
     cfg = parse_config(
         {
             "models": [
@@ -268,6 +268,6 @@ def test_a_constraint_on_a_feature_a_learned_reference_lacks_is_named_in_the_sta
     assert mm.unchecked_constraints == []
     mm.ingest(_events(Simulator(seed=3), 600), 0.0)
     assert mm.ready
-    assert mm.unchecked_constraints == ["agee", "x\n<b>"]
+    assert mm.unchecked_constraints == ["agee", "x<b>"]
     status = models_status(cfg, {"credit-risk": mm}, {}, {})["credit-risk"]
-    assert status["reference"]["unchecked_constraints"] == ["agee", "x\n<b>"]
+    assert status["reference"]["unchecked_constraints"] == ["agee", "x<b>"]

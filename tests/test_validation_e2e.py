@@ -65,7 +65,7 @@ async def test_a_learned_reference_lacking_a_constrained_feature_warns_once(
             {
                 "name": "credit-risk",
                 "reference": {"learn_first": 300},
-                "validation": {"constraints": {"age": {"min": 18}, "agee\n<b>": {"min": 0}}},
+                "validation": {"constraints": {"age": {"min": 18}, "agee<b>": {"min": 0}}},
             }
         ]
     )
@@ -85,10 +85,10 @@ async def test_a_learned_reference_lacking_a_constrained_feature_warns_once(
     await stack.wait_processed("credit-risk", 600)
     warned = [r.getMessage() for r in caplog.records if "never checked" in r.getMessage()]
     assert warned == [
-        "model 'credit-risk': validation.constraints 'agee\\n<b>': not a feature of its "
+        "model 'credit-risk': validation.constraints 'agee<b>': not a feature of its "
         "reference; never checked (GET /api/model: reference.unchecked_constraints)"
     ]
     reply = await stack.http.get(
         f"{stack.service.http.url}/api/model", params={"name": "credit-risk"}
     )
-    assert reply.json()["status"]["reference"]["unchecked_constraints"] == ["agee\n<b>"]
+    assert reply.json()["status"]["reference"]["unchecked_constraints"] == ["agee<b>"]

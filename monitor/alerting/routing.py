@@ -24,7 +24,7 @@ def route(config: AlertingConfig, model: str, severity: str) -> list[str]:
     >>> from monitor.alerting.config import AlertingConfig
     >>> cfg = AlertingConfig.model_validate({
     ...     "receivers": {"pd": {"type": "pagerduty", "routing_key": "k"},
-    ...                   "chat": {"type": "slack", "webhook_url": "http://x"}},
+    ...                   "chat": {"type": "slack", "webhook_url": "https://x"}},
     ...     "routes": [{"match": {"severity": "critical"}, "receivers": ["pd"], "continue": True},
     ...                {"receivers": ["chat"]}]})
     >>> route(cfg, "m", "critical"), route(cfg, "m", "warning")
