@@ -365,7 +365,11 @@ class PerformanceTracker:
     def _append_pairs(self, join: JoinResult) -> None:
         if join.matched == 0:
             return
-        span = _finite_span(join.label_timestamps)
+        # A label is no older than the prediction it labels: one stamped before it (a
+        # case's opening date, a default date) would age the labels by years while they join.
+        # A label without a time stays without one (it leaves the age unchanged).
+        lts = join.label_timestamps
+        span = _finite_span(np.where(np.isnan(lts), lts, np.fmax(lts, join.prediction_timestamps)))
         newest = self._newest_label_time
         if span is not None and (newest is None or span[1] > newest):
             self._newest_label_time = span[1]
