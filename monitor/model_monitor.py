@@ -124,6 +124,8 @@ class ModelMonitor:
         self._learned = False  # the base reference was learned from this model's events
         self.unchecked_constraints: list[str] = []  # see _set_reference
         self.performance: PerformanceTracker | None = None
+        # Label outcomes decided while predictions joined (see take_label_outcomes).
+        self._label_outcomes: dict[str, int] = {}
         self.label_drift: LabelDrift | None = None
         if settings.performance.task is not None:
             self.performance = PerformanceTracker(settings.performance)
@@ -315,9 +317,29 @@ class ModelMonitor:
     def _track_predictions(self, events: ModelEvents, lo: int, hi: int, now: float) -> None:
         """Predictions ``lo:hi`` of the batch into the performance tracker (label join)."""
         if self.performance is not None and hi > lo:
-            self.performance.add_predictions(
+            res = self.performance.add_predictions(
                 events.event_ids[lo:hi], events.predictions[lo:hi], events.timestamps[lo:hi], now
             )
+            outcomes = self._label_outcomes
+            for outcome, n in (
+                ("early_matched", res.matched),
+                *res.join.evictions.as_dict().items(),
+            ):
+                if n:
+                    outcomes[outcome] = outcomes.get(outcome, 0) + n
+
+    def take_label_outcomes(self) -> dict[str, int]:
+        """The label outcomes the predictions since the last call decided, by outcome, and
+        forget them (the caller counts them in ``monitor_labels_total``).
+
+        Why: an early label's fate is decided by a later prediction: it joins when its
+        prediction comes (``early_matched``), or predictions age it out
+        (``early_expired``, ``early_evicted``); and predictions evict waiting predictions
+        (``pending_expired``, ``pending_evicted``). :meth:`ingest_labels` returns what
+        labels decided; this, what predictions did.
+        """
+        out, self._label_outcomes = self._label_outcomes, {}
+        return out
 
     def _count_left_out(self, events: ModelEvents, kept: list[int]) -> None:
         """The events the sample leaves out still count in the unknown-feature count: all

@@ -1166,6 +1166,8 @@ class MonitorService:
                 self._disable(model, exc, at_start=False)
                 self.metrics.events_skipped.labels(model, self.disabled[model][0]).inc(len(events))
                 continue
+            for outcome, n in mm.take_label_outcomes().items():
+                self.metrics.labels.labels(model, outcome).inc(n)
             if mm.unchecked_constraints and model not in self._unchecked_warned:
                 self._warn_unchecked_constraints(model, mm.unchecked_constraints)
             self._check_partition(model, events.partitions)

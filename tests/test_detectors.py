@@ -174,6 +174,21 @@ def test_psi_ties_give_fewer_bins_and_open_outer_bins() -> None:
     assert np.isfinite(result.statistic)
 
 
+@pytest.mark.parametrize("detector_cls", [PSIDetector, JensenShannonDetector])
+def test_binned_detectors_see_a_move_away_from_a_constant_reference(detector_cls: type) -> None:
+    """A reference column of one value (a flag never set, a default filled in) had no inner
+    edge, so one bin held everything: PSI and Jensen-Shannon were 0 whatever the window
+    held (a stream at 10 against a reference of 3: "no drift")."""
+    detector = detector_cls()
+    detector.fit(np.full(500, 3.0))
+    rng = np.random.default_rng(0)
+    assert detector.evaluate(np.full(200, 3.0)).severity == "ok"
+    for window in (rng.normal(3.0, 1.0, 200), np.full(200, 10.0), np.full(200, -1.0)):
+        result = detector.evaluate(window)
+        assert result.severity == "critical", result
+        assert np.isfinite(result.statistic)
+
+
 # ----------------------------------------------------------------------------- chi-square
 
 

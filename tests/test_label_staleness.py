@@ -125,6 +125,20 @@ def test_labels_without_a_time_leave_the_age_unchanged() -> None:
     assert t.snapshot()["label_age_seconds"] == 100.0  # as if no label: from the first
 
 
+def test_a_label_stamped_before_its_prediction_is_as_new_as_the_prediction() -> None:
+    """Labels that join, stamped with a time far before their predictions (a labelling job
+    writing the case's opening date, a default date): the age was the prediction's time minus
+    that stamp, years, and ``labels_stale`` paged while every label joined. A label is no
+    older than the prediction it labels."""
+    t = _tracker(labels_stale_after_seconds=HOUR)
+    start = 1_790_000_000.0
+    _predict(t, ["a", "b"], [start, start + 60.0], now=0.0)
+    t.add_labels(["a", "b"], [1, 0], [start - 10 * 365 * 24 * HOUR] * 2, now=0.0)
+    assert t.snapshot()["label_age_seconds"] == 0.0
+    assert t.snapshot()["label_last_timestamp_seconds"] == start + 60.0
+    assert _stale(t)[0].severity == "ok"
+
+
 def test_config_refuses_a_stale_bound_when_labels_are_off() -> None:
     raw = {
         "kafka": {"bootstrap_servers": "127.0.0.1:9092", "labels_topic": None},

@@ -447,3 +447,27 @@ def test_multiclass_predictions_awaiting_labels_survive_a_checkpoint() -> None:
     assert clone.snapshot() == pytest.approx(t.snapshot(), nan_ok=True)
     assert clone.snapshot()["log_loss_n"] == 2
     assert clone.counts() == t.counts()
+
+
+def test_a_window_without_positives_does_not_page_on_recall_precision_or_f1() -> None:
+    """Neither a positive label nor a positive prediction in the window (a quiet hour of a
+    rare-event model, every case right): recall, precision and F1 are 0/0. Their gauges say
+    0.0 (scikit-learn's ``zero_division``), but a threshold on them paged "recall 0.0" on a
+    perfect window. Undefined is not graded; a positive the model misses still pages."""
+    config = PerformanceConfig(
+        task="binary",
+        window_size=100,
+        min_window_labels=10,
+        thresholds={m: {"warning": 0.5} for m in ("recall", "precision", "f1", "accuracy")},
+    )
+    t = PerformanceTracker(config)
+    ids = [f"e{i}" for i in range(50)]
+    t.add_predictions(ids, [0.1] * 50, None, now=0.0)
+    t.add_labels(ids, [0] * 50, None, now=0.0)
+    graded = {s.subject: s.severity for s in t.evaluate("m").signals if s.subject != "error_drift"}
+    assert graded == {"accuracy": "ok"}
+    missed = [f"p{i}" for i in range(10)]
+    t.add_predictions(missed, [0.1] * 10, None, now=0.0)
+    t.add_labels(missed, [1] * 10, None, now=0.0)
+    graded = {s.subject: s.severity for s in t.evaluate("m").signals if s.subject != "error_drift"}
+    assert graded == {"accuracy": "ok", "recall": "warning", "f1": "warning"}

@@ -55,6 +55,9 @@ def reference_bins(
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """Inner edges (numeric; None for categorical) and the reference's counts per bin.
 
+    A numeric reference of one value gets three bins (below it, it, above it), two of them
+    empty: the only bins in which a move away from a constant can show.
+
     The categorical counts end with the (empty) pooled bucket for unseen categories.
     """
     if kind == "numeric":
@@ -62,6 +65,12 @@ def reference_bins(
         if ref.size == 0:
             raise DetectorError(f"{detector}: reference must not be empty")
         edges = quantile_edges(ref, bins)
+        if edges.size == 0:
+            # One value c: no quantile separates anything, and a single bin made every window
+            # look like the reference (PSI 0 for a stream at 10 against a reference of 3).
+            # Bins below c, at c and above it; the two empty ones take the detectors' floor.
+            c = float(ref[0])
+            edges = np.array([np.nextafter(c, -np.inf), c])
         counts = np.bincount(np.searchsorted(edges, ref, side="left"), minlength=edges.size + 1)
         return edges, counts
     ref_counts = as_counts(reference, "reference")

@@ -365,7 +365,11 @@ class PerformanceTracker:
     def _append_pairs(self, join: JoinResult) -> None:
         if join.matched == 0:
             return
-        span = _finite_span(join.label_timestamps)
+        # A label is no older than the prediction it labels: one stamped before it (a
+        # case's opening date, a default date) would age the labels by years while they join.
+        # A label without a time stays without one (it leaves the age unchanged).
+        lts = join.label_timestamps
+        span = _finite_span(np.where(np.isnan(lts), lts, np.fmax(lts, join.prediction_timestamps)))
         newest = self._newest_label_time
         if span is not None and (newest is None or span[1] > newest):
             self._newest_label_time = span[1]
@@ -578,7 +582,9 @@ class PerformanceTracker:
         A metric signal is only emitted when its window holds at least
         ``min_window_labels`` values and the metric is a number: a threshold on a
         handful of labels would page on noise, and "no data" must not resolve an
-        alert as if the model had recovered. Comparisons are strict: a value equal
+        alert as if the model had recovered. Binary precision, recall and F1 of 0/0
+        (no positive prediction, label, or either) are exported as 0.0 but not graded
+        (:func:`_undefined`). Comparisons are strict: a value equal
         to a bound does not cross it.
         """
         snap = self.snapshot() if metrics is None else metrics
@@ -588,7 +594,7 @@ class PerformanceTracker:
         for name, bound in self.config.thresholds.items():
             enough = enough_scores if name.startswith("estimated_") else enough_labels
             value = snap.get(name)
-            if not enough or value is None or math.isnan(value):
+            if not enough or value is None or math.isnan(value) or _undefined(name, snap):
                 continue
             direction = bound.alert_when or default_alert_when(name)
             severity, crossed = _grade(value, bound.warning, bound.critical, direction == "below")
@@ -729,6 +735,23 @@ class PerformanceTracker:
         self._newest_prediction_time = state.newest_prediction_time
         self._newest_label_time = state.newest_label_time
         return notes
+
+
+#: Binary metrics 0/0 when these snapshot rates are all 0: precision without a positive
+#: prediction, recall without a positive label, F1 with neither.
+_DENOMINATOR_RATES: dict[str, tuple[str, ...]] = {
+    "precision": ("positive_rate_predicted",),
+    "recall": ("positive_rate_label",),
+    "f1": ("positive_rate_predicted", "positive_rate_label"),
+}
+
+
+def _undefined(name: str, snap: dict[str, float]) -> bool:
+    """Whether binary ``name`` is 0/0 in this window: exported as 0.0 (scikit-learn's
+    ``zero_division``), never graded. A window of a rare-event model without a positive,
+    every case right, paged "recall 0.0" otherwise."""
+    rates = _DENOMINATOR_RATES.get(name)
+    return rates is not None and all(snap.get(r) == 0.0 for r in rates)
 
 
 def _grade(
