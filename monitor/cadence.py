@@ -58,6 +58,8 @@ class Cadence:
         # (``frozen_at``). See frozen_time.
         self.same_time_events = 0
         self.frozen_at: float | None = None
+        # Time windows: the newest event time of the last batch (not saved). See behind.
+        self.newest_seen: float | None = None
 
     def restore(
         self, since_eval: int, next_eval_time: float | None, event_clock: float | None
@@ -156,6 +158,26 @@ class Cadence:
             return None
         return self.frozen_at
 
+    def behind(self) -> float | None:
+        """The next step boundary of a time window whose newest events are more than a
+        window (``window.seconds``) before the step it closes, or None.
+
+        Why: the boundary moves with event time, and skips a gap in one step. One event
+        stamped ahead (a producer's clock; up to ``limits.max_timestamp_ahead_seconds``
+        is accepted) moved it there, as event time going back does (a producer reset):
+        the events that follow are counted but the model does not evaluate until event
+        time reaches the boundary, up to an hour, and nothing said why. Said (a WARNING,
+        the status's ``event_time_behind``); the evaluations are as before, so a replay
+        still decides as the first pass did.
+        """
+        w = self.window
+        if w.type != "time" or self.next_eval_time is None or self.newest_seen is None:
+            return None
+        assert w.step_seconds is not None and w.seconds is not None
+        if self.newest_seen < self.next_eval_time - w.step_seconds - w.seconds:
+            return self.next_eval_time
+        return None
+
     def steps(self, ts: np.ndarray) -> Iterator[Step]:
         """The batch (its event times ``ts``) cut at its evaluation points, in order.
 
@@ -176,6 +198,8 @@ class Cadence:
             return
         assert w.step_seconds is not None
         self._count_same_time(ts)
+        if len(ts):
+            self.newest_seen = float(ts.max())
         if self.next_eval_time is None:
             self.next_eval_time = float(ts[0]) + w.step_seconds
         while pos < n:

@@ -242,6 +242,7 @@ class MonitorService:
         # Models warned of declared constraints their reference lacks (once per model).
         self._unchecked_warned: set[str] = set()
         self._frozen_warned: set[str] = set()  # models warned of a frozen event time (once)
+        self._behind_warned: set[str] = set()  # models warned of events behind their boundary
         self._estimate_warned: set[str] = set()  # models warned of 0/1 predictions (CBPE)
         self._saved_alerts: dict[str, str] = {}
         # Stored states that could not be restored (model -> (reason, blob)): kept aside by
@@ -431,6 +432,28 @@ class MonitorService:
             self.alerts.set_state(_empty_alert_state(model))
         self.models[model] = mm
         return mm
+
+    def _check_behind(self, model: str, mm: ModelMonitor) -> None:
+        """One WARNING when a time-window model's events fall more than a window behind
+        the step boundary it waits for (:meth:`~monitor.cadence.Cadence.behind`), and again
+        only after it caught up."""
+        boundary = mm.cadence.behind()
+        if boundary is None:
+            self._behind_warned.discard(model)
+            return
+        if model in self._behind_warned or mm.cadence.newest_seen is None:
+            return
+        self._behind_warned.add(model)
+        log.warning(
+            "model %s: its newest events (%s) are more than a window before the time "
+            "window's next step boundary (%s): one event stamped ahead moved the boundary "
+            "there, or event time went back; the events are counted, and the model "
+            "evaluates again when event time reaches the boundary. If a producer's clock "
+            "runs ahead, lower limits.max_timestamp_ahead_seconds",
+            printable(repr(model), 200),
+            utc_text(mm.cadence.newest_seen),
+            utc_text(boundary),
+        )
 
     def _alert_text(self, model: str) -> str:
         """The alert engine's document of ``model`` as saved with its state."""
@@ -1183,6 +1206,7 @@ class MonitorService:
                     mm.cadence.same_time_events,
                     utc_text(frozen),
                 )
+            self._check_behind(model, mm)
             if evs:
                 self._check_estimate(model, evs[-1].performance)
             series = self._model_series.get(model)

@@ -111,6 +111,9 @@ def model_status(
         # A time window's last window.size events or more all at one time (RFC 3339), so it
         # cannot evaluate (Cadence.frozen_time); null otherwise.
         "event_time_frozen": None,
+        # A time window's newest events more than a window before the step boundary it
+        # waits for (Cadence.behind): {"newest_event", "next_evaluation_at"} (RFC 3339).
+        "event_time_behind": None,
     }
     if name in disabled:
         reason, error = disabled[name]
@@ -137,6 +140,11 @@ def model_status(
     )
     if (frozen := mm.cadence.frozen_time()) is not None:
         out["event_time_frozen"] = utc_text(frozen)
+    if (boundary := mm.cadence.behind()) is not None and mm.cadence.newest_seen is not None:
+        out["event_time_behind"] = {
+            "newest_event": utc_text(mm.cadence.newest_seen),
+            "next_evaluation_at": utc_text(boundary),
+        }
     if mm.reference is not None:
         out["reference"] = _reference_status(mm.reference)
         # Declared constraints on features the reference lacks (never checked).
