@@ -69,6 +69,11 @@ class Columns:
         self.categories: dict[str, list[str]] = {}
         self.vocab: dict[str, dict[str, int]] = {}
         self.reference_sizes: list[int] = []
+        #: Present values of each column in the reference (schema order): a column with too
+        #: few gets no drift verdict (monitor.evaluation.window_results).
+        self.reference_counts: dict[str, int] = {
+            n: profile.features[n].count for n in schema if n in profile.features
+        }
         for col in self.categorical_columns:
             cats = list(profile.features[col].categories)
             self.categories[col] = cats

@@ -155,17 +155,24 @@ def window_results(
 ]:
     """Summaries of the window's rows (``num``, ``cat``) and the detector results per column.
 
-    A column with fewer than :data:`MIN_VALUES_FOR_TESTS` present values gets no results.
+    A column with fewer than :data:`MIN_VALUES_FOR_TESTS` present values, in the window or
+    in the reference, gets no results: a reference of a handful of rows (``learn_first: 1``,
+    a file cut short) was tested as a real one, and a one-value reference paged every column
+    as critical drift.
     """
     num_summaries, sorted_cols = summarize_numeric(num)
     cat_summaries = summarize_categorical(cat, columns.category_sizes(), columns.reference_sizes)
     results: dict[str, list[DetectorResult]] = {}
     jobs: list[tuple[Detector, np.ndarray]] = []
     owners: list[str] = []
+    ref_counts = columns.reference_counts
     for name, summary, values in zip(
         columns.numeric_columns, num_summaries, sorted_cols, strict=True
     ):
-        if summary.count >= MIN_VALUES_FOR_TESTS:
+        if (
+            summary.count >= MIN_VALUES_FOR_TESTS
+            and ref_counts.get(name, MIN_VALUES_FOR_TESTS) >= MIN_VALUES_FOR_TESTS
+        ):
             # summarize_numeric hands the columns sorted: the detectors' fast path, all
             # columns at once (one call of the KS kernel for every column).
             results[name] = []
@@ -175,7 +182,10 @@ def window_results(
     for name, result in zip(owners, evaluate_sorted_all(jobs), strict=True):
         results[name].append(result)
     for name, summary in zip(columns.categorical_columns, cat_summaries, strict=True):
-        if summary.count >= MIN_VALUES_FOR_TESTS:
+        if (
+            summary.count >= MIN_VALUES_FOR_TESTS
+            and ref_counts.get(name, MIN_VALUES_FOR_TESTS) >= MIN_VALUES_FOR_TESTS
+        ):
             results[name] = [d.evaluate(summary.counts) for d in detectors[name]]
     numeric = dict(zip(columns.numeric_columns, num_summaries, strict=True))
     categorical = dict(zip(columns.categorical_columns, cat_summaries, strict=True))
