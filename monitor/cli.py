@@ -476,7 +476,7 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
         reports = []
     else:
         rows = list(with_progress(iter_rows(args.input, fmt, args.model), args.input))
-        schema, reports = infer_columns(rows, declared)
+        schema, reports = infer_columns(rows, declared, max_category_chars)
         if len(rows) >= PROGRESS_ROWS:
             print(f"{args.input}: profiling {len(schema)} columns", file=sys.stderr, flush=True)
         profile = build_profile(
