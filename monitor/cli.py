@@ -132,6 +132,35 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
 
 
+@contextlib.contextmanager
+def _held_logs() -> Iterator[list[logging.LogRecord]]:
+    """The log records written while the config loads, held (in the list yielded) instead
+    of written: ``run`` writes them once the config's ``log_format`` applies. A warning of
+    the load (names that differ only in case, a receiver on plain http allowed) came out as
+    a text line before the first JSON one, in a log pipeline that parses JSON."""
+    held: list[logging.LogRecord] = []
+
+    class _Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    root.handlers = [_Hold()]
+    try:
+        yield held
+    finally:
+        root.handlers = handlers
+
+
+def _write_held(held: list[logging.LogRecord]) -> None:
+    """Write records :func:`_held_logs` held, through the root logger as it is now."""
+    root = logging.getLogger()
+    for record in held:
+        if record.levelno >= root.getEffectiveLevel():
+            root.handle(record)
+
+
 def _apply_config_logging(args: argparse.Namespace, config: MonitorConfig) -> None:
     """The config's ``log_level``/``log_format``, unless given on the command line."""
     configure_logging(
@@ -256,20 +285,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from monitor.config import check_config
 
     path = _config_path(args)
-    try:
-        config = _load_config(path)
-    except ConfigError as exc:
-        _print_problems(path, exc.problems)
-        return EXIT_USAGE
-    # What the file alone shows cannot apply (a segment or constraint on a feature the model
-    # does not declare, ...): refused here as check-config reports it, not left to disable a
-    # model or be ignored at run time. References are loaded by the start itself, where a
-    # model whose reference does not fit is disabled, not the service.
-    problems = check_config(config, references=False)
+    with _held_logs() as held:
+        try:
+            config = _load_config(path)
+        except ConfigError as exc:
+            problems = exc.problems
+        else:
+            # What the file alone shows cannot apply (a segment or constraint on a feature
+            # the model does not declare, ...): refused here as check-config reports it, not
+            # left to disable a model or be ignored at run time. References are loaded by
+            # the start itself, where a model whose reference does not fit is disabled.
+            problems = check_config(config, references=False)
     if problems:
+        _write_held(held)
         _print_problems(path, problems)
         return EXIT_USAGE
     _apply_config_logging(args, config)
+    _write_held(held)
     try:
         return asyncio.run(run_until_signalled(config))
     except ConfigError as exc:  # found only when applied, e.g. http.port in use
@@ -444,7 +476,7 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
         reports = []
     else:
         rows = list(with_progress(iter_rows(args.input, fmt, args.model), args.input))
-        schema, reports = infer_columns(rows, declared)
+        schema, reports = infer_columns(rows, declared, max_category_chars)
         if len(rows) >= PROGRESS_ROWS:
             print(f"{args.input}: profiling {len(schema)} columns", file=sys.stderr, flush=True)
         profile = build_profile(

@@ -653,6 +653,7 @@ class ColumnReport:
     first_other_row: int = 0
     not_a_feature: str | None = None  # why the name cannot be a feature (the column is left out)
     nested: int = 0  # JSON lists and objects: no feature's value, so neither present nor missing
+    too_long: int = 0  # strings longer than max_category_chars: missing (as in the stream)
 
     def describe(self) -> str:
         """``monthly_spend: categorical, 9999 values, 1 missing (1 non-numeric value
@@ -661,11 +662,19 @@ class ColumnReport:
             name = shown(self.name, 80, quote=False) if self.name else "(no name)"
             return f"{name}: left out ({self.not_a_feature})"
         nested = f"{self.nested} list or object values, which no feature holds"
+        long = f"{self.too_long} longer than limits.max_category_chars"
         if self.kind is None:
-            what = nested if self.nested else "no value"
-            return f"{shown(self.name, 80, quote=False)}: left out ({self.missing} rows, {what})"
+            what = ", ".join(
+                [*([nested] if self.nested else []), *([long] if self.too_long else [])]
+            )
+            return (
+                f"{shown(self.name, 80, quote=False)}: left out ({self.missing} rows, "
+                f"{what or 'no value'})"
+            )
         name = shown(self.name, 80, quote=False)
         head = f"{name}: {self.kind}, {self.present} values, {self.missing} missing"
+        if self.too_long:
+            head += f" ({long})"
         if self.nested:
             head += f", {nested} (wrong type)"
         other = ""
@@ -693,6 +702,7 @@ class ColumnReport:
 def infer_columns(
     rows: list[tuple[dict[str, Any], Any]],
     declared: Mapping[str, ColumnType] | None = None,
+    max_chars: int | None = MAX_CATEGORY_CHARS,
 ) -> tuple[dict[str, ColumnType], list[ColumnReport]]:
     """The schema of ``rows`` and, per column, why.
 
@@ -702,7 +712,10 @@ def infer_columns(
     embedding, a nested document) is no feature's value: it decides nothing, and a
     column of nothing else is left out, as one without values is (it had made a
     categorical column without a category, so a model learning its reference from
-    events carrying an embedding was disabled). ``declared`` types win. A name a
+    events carrying an embedding was disabled). A string longer than ``max_chars`` is
+    missing, as the profile and the stream count it (``too_long``): a free-text column of
+    longer values had become a categorical column without a category, and the model was
+    disabled at start. ``declared`` types win. A name a
     declared feature could not have (:func:`not_a_feature`) is never a column; without
     ``declared`` its report says why it was left out.
     """
@@ -723,6 +736,9 @@ def infer_columns(
                 continue
             if isinstance(v, list | dict):
                 r.nested += 1
+                continue
+            if max_chars is not None and type(v) is str and len(v) > max_chars:
+                r.too_long += 1
                 continue
             r.present += 1
             if isinstance(v, int | float) and not isinstance(v, bool):
@@ -769,10 +785,12 @@ def not_a_feature(name: str) -> str | None:
     return None
 
 
-def infer_schema(rows: list[tuple[dict[str, Any], Any]]) -> dict[str, ColumnType]:
+def infer_schema(
+    rows: list[tuple[dict[str, Any], Any]], max_chars: int | None = MAX_CATEGORY_CHARS
+) -> dict[str, ColumnType]:
     """Numeric when every present value is a number (booleans are categories), else categorical;
     :data:`MISSING_TOKENS` count as missing (see :func:`infer_columns`)."""
-    return infer_columns(rows)[0]
+    return infer_columns(rows, max_chars=max_chars)[0]
 
 
 def build_profile(
@@ -794,7 +812,7 @@ def build_profile(
     if not rows:
         raise ReferenceError_(f"model {model!r}: the reference has no rows")
     schema_in = schema
-    schema = schema or infer_schema(rows)
+    schema = schema or infer_schema(rows, max_category_chars)
     n_rows = len(rows)
     features: dict[str, FeatureProfile] = {}
     digest = hashlib.sha256()

@@ -146,6 +146,28 @@ def test_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
     assert logs and all(json.loads(line)["level"] for line in logs)
 
 
+def test_warnings_of_the_config_load_follow_its_log_format(tmp_path: Path) -> None:
+    """A warning written while the config loads (two models whose names differ only in
+    case) came out as a text line before the first JSON one, under ``log_format: json``."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "monitor.yaml"
+        cfg.write_text(
+            "log_format: json\nkafka: {bootstrap_servers: '127.0.0.1:1'}\n"
+            f"http: {{port: {port}}}\nmodels:\n  - name: Fraud\n  - name: fraud\n"
+        )
+        run = monitor("run", str(cfg))
+    assert run.returncode == EXIT_USAGE, run.stderr
+    lines = run.stderr.splitlines()
+    problem = [x for x in lines if x.startswith(str(cfg))]
+    assert problem and f"http.port {port}" in problem[0]
+    logs = [x for x in lines if x not in problem]
+    records = [json.loads(x) for x in logs]  # every log line is JSON
+    assert any("differ only in case" in r["message"] for r in records), logs
+
+
 @pytest.mark.parametrize("host", ["256.1.1.1", "192.0.2.1"])
 def test_a_host_to_listen_on_that_is_not_here_is_one_line_naming_the_host(
     tmp_path: Path, host: str

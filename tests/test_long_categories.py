@@ -433,3 +433,24 @@ def test_dropping_long_categories_leaves_out_segment_values_and_refuses_an_empty
     with pytest.raises(ReferenceError_, match="every category longer than"):
         only_long.drop_long_categories(1000)
     assert only_long.features["c"].categories == [huge]  # unchanged
+
+
+def test_a_free_text_column_of_long_values_is_left_out_not_a_reference_error(
+    tmp_path: Path,
+) -> None:
+    """A reference file with a free-text column whose every value is longer than the
+    bound: the column became categorical without a category, the reference failed to
+    load ("no values in the reference"), and the model was disabled at start."""
+    from monitor.reference import infer_columns, load_reference
+
+    path = tmp_path / "ref.csv"
+    lines = ["x,note,mixed,prediction"]
+    lines += [f"{i},{'z' * 1500}{i},{'y' * 1500 if i % 2 else 'a'},0.5" for i in range(60)]
+    path.write_text("\n".join(lines) + "\n")
+    profile = load_reference(path, model="m")
+    assert profile.schema() == {"x": "numeric", "mixed": "categorical"}
+    assert profile.features["mixed"].categories == ["a"]
+    assert profile.too_long == {"mixed": 30}
+    rows = [({"note": "z" * 1500}, 0.5)] * 3
+    (report,) = infer_columns(rows)[1]
+    assert report.describe() == "note: left out (3 rows, 3 longer than limits.max_category_chars)"
