@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -10,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -128,11 +130,17 @@ def test_text_logs_escape_every_line_break_and_terminal_control() -> None:
     )
 
 
-def test_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _taken_port() -> Iterator[int]:
+    """A port on 127.0.0.1 another socket listens on."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        yield taken.getsockname()[1]
+
+
+def test_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    with _taken_port() as port:
         cfg = tmp_path / "monitor.yaml"
         cfg.write_text(
             "kafka: {bootstrap_servers: '127.0.0.1:1'}\n"
@@ -149,10 +157,7 @@ def test_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
 def test_warnings_of_the_config_load_follow_its_log_format(tmp_path: Path) -> None:
     """A warning written while the config loads (two models whose names differ only in
     case) came out as a text line before the first JSON one, under ``log_format: json``."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with _taken_port() as port:
         cfg = tmp_path / "monitor.yaml"
         cfg.write_text(
             "log_format: json\nkafka: {bootstrap_servers: '127.0.0.1:1'}\n"

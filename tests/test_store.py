@@ -93,12 +93,8 @@ def test_another_format_version_is_refused(tmp_path: Path) -> None:
         SQLiteStateStore(path)
 
 
-def test_a_previous_release_file_is_upgraded_without_unpickling_anything(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Version 1 files held pickles: they are never read; states and offsets go together."""
-    path = tmp_path / "s.sqlite"
-    marker = tmp_path / "executed"
+def _version_1_file(path: Path) -> sqlite3.Connection:
+    """An open state file as the release before format version 2 wrote it (pickles)."""
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     db.execute(
@@ -112,6 +108,16 @@ def test_a_previous_release_file_is_upgraded_without_unpickling_anything(
         "INSERT INTO meta VALUES (?, ?)",
         [("format", "kafka-model-monitor-state"), ("format_version", "1")],
     )
+    return db
+
+
+def test_a_previous_release_file_is_upgraded_without_unpickling_anything(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Version 1 files held pickles: they are never read; states and offsets go together."""
+    path = tmp_path / "s.sqlite"
+    marker = tmp_path / "executed"
+    db = _version_1_file(path)
     # A pickle that would create a file if anything unpickled it.
     evil = pickle.dumps(_Touch(str(marker)), protocol=4)
     db.execute("INSERT INTO models VALUES ('m', ?, 0)", (evil,))
@@ -195,19 +201,7 @@ def test_a_previous_release_pickle_file_is_upgraded_with_the_unrestored_table(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "s.sqlite"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    db.execute(
-        "CREATE TABLE models (model TEXT PRIMARY KEY, blob BLOB NOT NULL, saved_at REAL NOT NULL)"
-    )
-    db.execute(
-        "CREATE TABLE offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, "
-        "next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition))"
-    )
-    db.executemany(
-        "INSERT INTO meta VALUES (?, ?)",
-        [("format", "kafka-model-monitor-state"), ("format_version", "1")],
-    )
+    db = _version_1_file(path)
     db.execute("INSERT INTO models VALUES ('m', x'80', 0)")
     db.commit()
     db.close()
