@@ -55,6 +55,7 @@ from monitor.strict_model import (
     StrictModel,
     name_key,
     near_duplicate_problems,
+    refuse_unprintable,
     unprintable_problem,
 )
 from monitor.tls import client_ssl_context
@@ -592,9 +593,7 @@ class ReferenceConfig(_Strict):
     def _printable_versions(cls, versions: dict[str, str]) -> dict[str, str]:
         """A model_version is shown on /api/status, the UI and segment labels
         (``segments: [model_version]``)."""
-        for version in versions:
-            if why := unprintable_problem("model_version", version):
-                raise ValueError(why)
+        refuse_unprintable("model_version", versions)
         return versions
 
     @model_validator(mode="after")
@@ -672,9 +671,7 @@ class ValidationConfig(_Strict):
         cls, constraints: dict[str, FeatureConstraint]
     ) -> dict[str, FeatureConstraint]:
         """A constraint's feature is named in breach signals, pages and the UI."""
-        for name in constraints:
-            if why := unprintable_problem("feature name", name):
-                raise ValueError(why)
+        refuse_unprintable("feature name", constraints)
         return constraints
 
 
@@ -800,8 +797,7 @@ class ModelConfig(_Strict):
         """A model name is an identifier on dashboards, metrics and pages: a control,
         format (bidi override, zero-width) or separator character would make it read as
         another name there (the same rule as names from the wire under ``track``)."""
-        if why := unprintable_problem("model name", v):
-            raise ValueError(why)
+        refuse_unprintable("model name", [v])
         return v
 
     @field_validator("features")

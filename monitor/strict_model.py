@@ -106,6 +106,14 @@ def unprintable_problem(what: str, name: str) -> str | None:
     )
 
 
+def refuse_unprintable(what: str, names: Iterable[str]) -> None:
+    """:class:`ValueError` (:func:`unprintable_problem`'s words) for the first of ``names``
+    that cannot be shown as an identifier: for a validator over a mapping's keys."""
+    for name in names:
+        if why := unprintable_problem(what, name):
+            raise ValueError(why)
+
+
 def name_key(name: str) -> str:
     """What a name looks like on a page: its NFC form without surrounding whitespace.
 
@@ -156,5 +164,6 @@ __all__ = [
     "name_key",
     "near_duplicate_problems",
     "refuse_boolean_number",
+    "refuse_unprintable",
     "unprintable_problem",
 ]

@@ -91,7 +91,7 @@ from monitor.strict_model import (
     StrictModel,
     drop_empty_options,
     refuse_boolean_number,
-    unprintable_problem,
+    refuse_unprintable,
 )
 
 AlertSeverity = Literal["warning", "critical"]
@@ -828,9 +828,7 @@ class AlertingConfig(BaseModel):
         cls, receivers: dict[str, ReceiverConfig]
     ) -> dict[str, ReceiverConfig]:
         """A receiver's name is a label of the delivery metrics and named in logs."""
-        for name in receivers:
-            if why := unprintable_problem("receiver name", name):
-                raise ValueError(why)
+        refuse_unprintable("receiver name", receivers)
         return receivers
 
     @field_validator("dashboard_url_template")
