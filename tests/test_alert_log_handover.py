@@ -119,6 +119,21 @@ class HeldHandOff(AlertService):
         return inserted
 
 
+def _spooling_alerts(url: str, tmp_path: Path, registry: CollectorRegistry) -> AlertService:
+    """An alert service that delivers the alerts topic's records to one webhook at ``url``."""
+    config = AlertingConfig.model_validate({"receivers": {"hook": {"type": "webhook", "url": url}}})
+    return AlertService(
+        config,
+        registry=registry,
+        clock=SystemClock(),
+        outbox_path=str(tmp_path / "outbox.sqlite"),
+        rng=random.Random(1),
+        poll_interval_seconds=0.05,
+        spool=True,
+        persist_state=False,
+    )
+
+
 async def _yield_until(task: asyncio.Task[None], turns: int = 20) -> None:
     """Let the loop run ``task`` as far as it goes without waiting on anything outside."""
     for _ in range(turns):
@@ -230,19 +245,7 @@ async def test_a_delivery_finishing_while_the_hand_over_commits_is_committed_too
     first, second = asyncio.Event(), asyncio.Event()
     async with RecordingReceiver() as rx:
         rx.script(Hold(first), Hold(second))
-        config = AlertingConfig.model_validate(
-            {"receivers": {"hook": {"type": "webhook", "url": rx.url}}}
-        )
-        alerts = AlertService(
-            config,
-            registry=registry,
-            clock=SystemClock(),
-            outbox_path=str(tmp_path / "outbox.sqlite"),
-            rng=random.Random(1),
-            poll_interval_seconds=0.05,
-            spool=True,
-            persist_state=False,
-        )
+        alerts = _spooling_alerts(rx.url, tmp_path, registry)
         await alerts.start()
         loop = asyncio.get_running_loop()
         both_finished, finished = asyncio.Event(), [0]
@@ -327,19 +330,7 @@ async def test_an_offset_whose_commit_failed_is_not_committed_after_the_partitio
     registry = CollectorRegistry()
     async with RecordingReceiver() as rx:
         rx.script(Hold(go))
-        config = AlertingConfig.model_validate(
-            {"receivers": {"hook": {"type": "webhook", "url": rx.url}}}
-        )
-        alerts = AlertService(
-            config,
-            registry=registry,
-            clock=SystemClock(),
-            outbox_path=str(tmp_path / "outbox.sqlite"),
-            rng=random.Random(1),
-            poll_interval_seconds=0.05,
-            spool=True,
-            persist_state=False,
-        )
+        alerts = _spooling_alerts(rx.url, tmp_path, registry)
         await alerts.start()
         kafka = parse_config({"kafka": {"bootstrap_servers": "127.0.0.1:9", "group_id": "g"}}).kafka
         # A poll waits 5 s for records: after the batch, the poll loop commits nothing
