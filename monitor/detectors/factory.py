@@ -158,7 +158,11 @@ def build_detector(
         t = threshold if threshold is not None else j.threshold
         critical = None if j.critical is None else max(j.critical, t)
         return JensenShannonDetector(
-            threshold=t, bins=_bins(j.bins, n_reference), critical=critical, kind=kind
+            threshold=t,
+            bins=_bins(j.bins, n_reference),
+            critical=critical,
+            kind=kind,
+            noise_alpha=j.noise_alpha if threshold is None else None,  # as PSI's above
         )
     if name == "wasserstein":
         w = config.wasserstein

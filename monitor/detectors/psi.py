@@ -14,22 +14,12 @@ compiled kernel of ``native/`` installed (``monitor_native.psi_sorted_many``), e
 column's PSI is one call, the same bits as the Python arithmetic it replaces
 (``native/src/summary.rs``; ``tests/test_summary_native.py``).
 
-**Noise floor.** PSI is a distance without a p-value, and a small window is far from
-its reference by chance alone: two samples of one distribution, of ``n`` and ``m``
-values, have a PSI of about ``(1/n + 1/m) * chi2(bins - 1)``, plus what a bin the window
-happens to leave empty adds (``r * ln(r / epsilon)``, 0.69 for a tenth of the reference).
-Against a 10,000-value reference with 10 bins, a stationary window of 120 values reached
-the conventional 0.1 in a quarter of evaluations, one of 200 in 2.4 %: every evaluation
-of a twenty-feature model paged someone. So a PSI counts as drift only above its noise
-floor (:func:`psi_noise_floor`): the PSI such a pair exceeds with probability about
-``noise_alpha`` (1e-5, as KS's alpha). At the default window (5,000) the floor is 0.012,
-below the thresholds, and nothing changes; at 120 values it is 1.7, so PSI leaves small
-windows to KS and chi-square, which know their sample size. A feature of many categories
-is noisy at any window: with 500 rare ones (and 5 common), 96 % of stationary windows of
-5,000 values had a PSI above 0.1; the floor there is 0.22. Measured on 400,000 simulated
-stationary windows per case (10 and 20 quantile bins; 6, 40, skewed and 505 categories;
-windows of 20 to 5,000 values): at most 6.5e-5 of windows above the floor, against up to
-100 % above 0.1.
+**Noise floor.** A PSI counts as drift only above the PSI that a window of its size and
+the reference, drawn from one distribution, exceed with probability about ``noise_alpha``
+(:mod:`monitor.detectors.noise_floor`): 0.012 at the default window, below the thresholds,
+so nothing changes there; 1.7 at 120 values, where a stationary window reached 0.1 in a
+quarter of evaluations, so PSI leaves small windows to KS and chi-square, which know
+their sample size.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -54,7 +44,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.stats import chi2
 
 from monitor.detectors.base import (
     ColumnKind,
@@ -66,6 +55,7 @@ from monitor.detectors.base import (
     results_from_rows,
 )
 from monitor.detectors.binning import reference_bins, window_bins
+from monitor.detectors.noise_floor import FLOORS_KEPT, psi_noise_floor
 from monitor.errors import DetectorError
 
 
@@ -80,51 +70,6 @@ def binned_proportions(counts: np.ndarray, epsilon: float) -> np.ndarray:
     np.maximum(props, epsilon, out=props)
     props /= props.sum()
     return props
-
-
-#: Noise floors kept per window size by one detector (a count window has one size, a time
-#: window a few hundred at most; past this many, each is computed again: microseconds).
-_FLOORS_KEPT = 512
-
-
-def psi_noise_floor(n: int, counts: np.ndarray, epsilon: float, alpha: float) -> float:
-    """The PSI a window of ``n`` values exceeds by chance with probability about ``alpha``,
-    against a reference of bin ``counts`` (bins with reference values only: the pooled
-    unseen bucket and the empty bins of a one-value reference take no part).
-
-    Two parts. The chi-square part: PSI is asymptotically ``(1/n + 1/m) * chi2(k - 1)``
-    for ``k`` bins and ``m`` reference values (a Taylor expansion of ``(w - r) ln(w / r)``),
-    taken at its ``1 - alpha`` quantile. The empty-bin part: where a bin of share ``r`` may
-    be empty in the window (probability ``(1 - r) ** n`` above ``alpha / k``), its term is
-    not quadratic but ``r * ln(r / epsilon)`` (the proportion floored at ``epsilon``); the
-    asymptotics miss it and it dominates small windows. As many of those terms as may be
-    empty at once are added, the largest first: the expected count of empty bins plus four
-    standard deviations, plus one. Simulated (see the module docstring), this kept
-    stationary windows above the floor at or below 6.5e-5 where the chi-square part
-    alone let 1e-2 to 0.6 through; at the default window no bin may be empty and the floor
-    is the chi-square part alone.
-
-    >>> counts = np.full(10, 1_000)
-    >>> round(psi_noise_floor(5_000, counts, 1e-4, 1e-5), 4)
-    0.0118
-    >>> round(psi_noise_floor(200, counts, 1e-4, 1e-5), 4)
-    0.2006
-    >>> round(psi_noise_floor(120, counts, 1e-4, 1e-5), 4)  # bins may be empty at 120
-    1.7133
-    """
-    counts = counts[counts > 0]
-    k = counts.size
-    m = float(counts.sum())
-    floor = (1.0 / n + 1.0 / m) * float(chi2.isf(alpha, max(k - 1, 1)))
-    r = counts / m
-    p_empty = (1.0 - r) ** n
-    maybe = p_empty > alpha / k
-    if not maybe.any():
-        return floor
-    p = p_empty[maybe]
-    at_once = math.ceil(float(p.sum()) + 4.0 * math.sqrt(float((p * (1.0 - p)).sum()))) + 1
-    terms = np.sort(r[maybe] * np.log(r[maybe] / epsilon))[::-1]
-    return floor + float(terms[:at_once].sum())
 
 
 try:  # the compiled kernel (native/, Rust): optional, Python computes the same PSI
@@ -319,7 +264,7 @@ class PSIDetector(DetectorBase):
             if self._ref_counts is None:
                 raise not_fitted(self.name)
             floor = psi_noise_floor(n, self._ref_counts, self.epsilon, self.noise_alpha)
-            if len(self._floors) < _FLOORS_KEPT:
+            if len(self._floors) < FLOORS_KEPT:
                 self._floors[n] = floor
         return floor
 
