@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+from pydantic import BaseModel
 
 from monitor.cadence import Cadence
 from monitor.columns import Columns
@@ -858,27 +859,33 @@ def _settings_seen(settings: ResolvedModel) -> SettingsSeen:
     )
 
 
-def _performance_changed(saved: str, settings: ResolvedModel) -> bool:
-    """Whether the performance settings differ from the saved ones. A key the saved JSON
-    lacks (a setting added by a later release) counts only if set away from its default:
-    otherwise every restart after an upgrade logged "settings changed" for every model."""
-    current = settings.performance
+def _settings_changed(saved: str, current: BaseModel) -> bool:
+    """Whether the settings ``current`` differ from the saved ones (its JSON). A key the
+    saved JSON lacks (a setting added by a later release, at any depth: ``drift.psi``'s
+    ``noise_alpha``) counts only if set away from its default: otherwise every restart
+    after an upgrade logged "settings changed" for every model."""
     if saved == current.model_dump_json():
         return False
     try:
         old = msgspec.json.decode(saved)
     except msgspec.DecodeError:
         return True
-    now = msgspec.json.decode(current.model_dump_json())
-    if not isinstance(old, dict):
-        return True
+    return _differs(old, msgspec.json.decode(current.model_dump_json()), current)
+
+
+def _differs(old: Any, now: Any, current: Any) -> bool:
+    """:func:`_settings_changed` on decoded JSON: ``now`` is ``current``'s (a model or
+    not); keys ``old`` lacks count only away from their defaults."""
+    if not isinstance(current, BaseModel) or not isinstance(old, dict):
+        return bool(old != now)
     fields = type(current).model_fields
     for key in now.keys() - old.keys():
         field = fields.get(key)
         if field is None or getattr(current, key) != field.get_default(call_default_factory=True):
             return True
-        del now[key]
-    return bool(old != now)
+    if old.keys() - now.keys():
+        return True
+    return any(_differs(old[key], now[key], getattr(current, key, None)) for key in old)
 
 
 def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
@@ -902,12 +909,12 @@ def _settings_notes(seen: SettingsSeen, settings: ResolvedModel) -> list[str]:
             f"window: {what}: a larger window keeps every saved event, a smaller one the "
             "newest; the new step applies from the next event"
         )
-    if seen.drift != now.drift:
+    if _settings_changed(seen.drift, settings.drift):
         notes.append(
             "drift: detector settings changed: detectors fitted again from the reference, "
             "effective at the next evaluation"
         )
-    if _performance_changed(seen.performance, settings):
+    if _settings_changed(seen.performance, settings.performance):
         notes.append("performance: settings changed: effective at once (windows resized)")
     if seen.sample_rate is not None and seen.sample_rate != now.sample_rate:
         # The samples are nested (one hash, a lower or higher cut): what changes is which

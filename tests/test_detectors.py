@@ -143,7 +143,8 @@ def test_ks_severity_rule(p: float, severity: str, monkeypatch: pytest.MonkeyPat
 
 def test_psi_numeric_matches_hand_computation() -> None:
     ref = np.arange(1.0, 11.0)  # 1..10; 2 bins, edge at the median (inverted_cdf: 5)
-    detector = PSIDetector(bins=2, epsilon=1e-4)
+    # The thresholds alone: eight values are far below PSI's noise floor (tested below).
+    detector = PSIDetector(bins=2, epsilon=1e-4, noise_alpha=None)
     detector.fit(ref)
     win = np.array([1.0, 2.0, 8.0, 9.0, 10.0, 11.0, 12.0, 20.0])  # 2 in (-inf, 5], 6 above
     r_props, w_props = np.array([0.5, 0.5]), np.array([0.25, 0.75])
@@ -154,7 +155,7 @@ def test_psi_numeric_matches_hand_computation() -> None:
 
 
 def test_psi_categorical_unseen_bucket_and_epsilon() -> None:
-    detector = PSIDetector(kind="categorical", epsilon=1e-3)
+    detector = PSIDetector(kind="categorical", epsilon=1e-3, noise_alpha=None)
     detector.fit(np.array([50, 50]))
     window = np.array([40, 40, 10, 10])  # codes 2 and 3 unseen: pooled into one bucket of 20
     ref = np.array([0.5, 0.5, 1e-3])

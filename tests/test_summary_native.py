@@ -363,7 +363,12 @@ def test_the_kernel_builds_summaries_as_their_init_does() -> None:
 # --- PSI ------------------------------------------------------------------------------------
 
 
-def _fitted(seed: int, bins: int, epsilon: float, style: str) -> PSIDetector:
+def _fitted(
+    seed: int, bins: int, epsilon: float, style: str, noise_alpha: float | None = None
+) -> PSIDetector:
+    """A fitted detector; by default without the noise floor, whose grading the frozen
+    copy predates (the floor is graded alike on every path: see
+    test_psi_noise_floor_is_the_same_on_every_path)."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 3000))
     if style == "ties":
@@ -372,7 +377,7 @@ def _fitted(seed: int, bins: int, epsilon: float, style: str) -> PSIDetector:
         ref = rng.normal(size=n) * 10.0 ** rng.uniform(-30, 30, n)
     else:
         ref = rng.normal(rng.uniform(-1, 1), 1.0, n)
-    d = PSIDetector(bins=bins, epsilon=epsilon)
+    d = PSIDetector(bins=bins, epsilon=epsilon, noise_alpha=noise_alpha)
     d.fit(ref)
     return d
 
@@ -423,6 +428,29 @@ def test_psi_batch_matches_the_frozen_copy(
             assert g == d.evaluate_sorted(w)
         else:
             assert _result_bits(g) == _result_bits(wnt)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    bins=st.integers(2, 40),
+    style=st.sampled_from(["normal", "ties"]),
+    size=st.integers(1, 3000),
+    shift=st.sampled_from([0.0, 0.3, 3.0]),
+)
+def test_psi_noise_floor_is_the_same_on_every_path(
+    path: str, seed: int, bins: int, style: str, size: int, shift: float
+) -> None:
+    """With the noise floor on (the default), the batch (kernel or numpy), the sorted and
+    the unsorted evaluation grade alike, bit for bit, at every window size."""
+    d = _fitted(seed, bins, 1e-4, style, noise_alpha=1e-5)
+    w = np.sort(np.random.default_rng(seed + 1).normal(shift, 1.0, size))
+    (batch,) = PSIDetector.evaluate_sorted_batch([(d, w)])
+    assert _result_bits(batch) == _result_bits(d.evaluate_sorted(w))
+    assert _result_bits(batch) == _result_bits(d.evaluate(w[::-1].copy()))
+    floor = d.noise_floor(size)
+    assert batch.threshold == max(d.warning, floor)
+    assert ("noise_floor" in batch.details) == (floor > d.warning)
 
 
 def test_psi_batch_errors_and_odd_windows(path: str) -> None:

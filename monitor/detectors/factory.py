@@ -52,7 +52,9 @@ feature-evaluations), then for the shortest delay that allows:
 * ``psi`` at its conventional 0.1 / 0.25: a stationary 5000-value window never
   reaches 0.1 against a 10,000-value reference (null mean ~0.003), so PSI adds
   a familiar magnitude without adding false alarms; KS and ADWIN do the
-  detecting.
+  detecting. Smaller windows and features of many categories do reach 0.1 by
+  chance: there the thresholds rise to PSI's noise floor (``noise_alpha``,
+  :mod:`monitor.detectors.psi`).
 * ``persistence: 1``, ``clear_after: 5``: with thresholds this strict, waiting
   for a second drifted evaluation of an 80 %-overlapping window buys little
   and costs a step of delay; hysteresis (a window's worth of clean
@@ -139,6 +141,9 @@ def build_detector(
             critical=max(p.critical, warning),
             epsilon=p.epsilon,
             kind=kind,
+            # A calibrated threshold (threshold: auto) is set for its target false-alarm
+            # rate at the window's size already; the floor would move that rate.
+            noise_alpha=p.noise_alpha if threshold is None else None,
         )
     if name == "ks":
         return KSDetector(
@@ -153,7 +158,11 @@ def build_detector(
         t = threshold if threshold is not None else j.threshold
         critical = None if j.critical is None else max(j.critical, t)
         return JensenShannonDetector(
-            threshold=t, bins=_bins(j.bins, n_reference), critical=critical, kind=kind
+            threshold=t,
+            bins=_bins(j.bins, n_reference),
+            critical=critical,
+            kind=kind,
+            noise_alpha=j.noise_alpha if threshold is None else None,  # as PSI's above
         )
     if name == "wasserstein":
         w = config.wasserstein

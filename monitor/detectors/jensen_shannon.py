@@ -13,12 +13,18 @@ their codes plus one pooled "unseen" bucket. Equal to
 >>> rng = np.random.default_rng(1)
 >>> d = JensenShannonDetector(threshold=0.1)
 >>> d
-JensenShannonDetector(threshold=0.1, bins=10, critical=None, kind='numeric')
+JensenShannonDetector(threshold=0.1, bins=10, critical=None, kind='numeric', noise_alpha=1e-05)
 >>> d.fit(rng.normal(size=10_000))
 >>> print(d.evaluate(rng.normal(size=5_000)))
 jensen_shannon: no drift, statistic 0.01595, threshold 0.1
 >>> print(d.evaluate(rng.normal(loc=1.0, size=5_000)))
 jensen_shannon: drift (critical), statistic 0.3982, threshold 0.1
+>>> print(d.evaluate(rng.normal(size=120)))  # chance alone reaches 0.1 at 120 values
+jensen_shannon: no drift, statistic 0.1064, threshold 0.399914
+
+As PSI, a distance counts as drift only above its noise floor (``noise_alpha``,
+:mod:`monitor.detectors.noise_floor`): at 120 values, 70 % of stationary windows were
+at 0.1 or more; and a feature of 200 categories sits near 0.1 at the default window.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from monitor.detectors.base import (
     not_fitted,
 )
 from monitor.detectors.binning import reference_bins, window_bins
+from monitor.detectors.noise_floor import FLOORS_KEPT, js_noise_floor
 from monitor.errors import DetectorError
 
 
@@ -56,7 +63,10 @@ class JensenShannonDetector(DetectorBase):
     """Jensen-Shannon distance; warning at ``threshold``, critical at ``critical``.
 
     ``critical`` defaults (None) to twice ``threshold``, capped at 1. ``bins``
-    is the number of reference-quantile bins for numeric columns.
+    is the number of reference-quantile bins for numeric columns. ``noise_alpha`` sets
+    the noise floor: both thresholds are raised to it where it is higher (the result's
+    threshold and ``details["critical_threshold"]`` are the raised ones, and
+    ``details["noise_floor"]`` says so); None turns it off.
     """
 
     name: ClassVar[str] = "jensen_shannon"
@@ -68,8 +78,13 @@ class JensenShannonDetector(DetectorBase):
         bins: int = 10,
         critical: float | None = None,
         kind: ColumnKind = "numeric",
+        noise_alpha: float | None = 1e-5,
     ) -> None:
         check_kind(kind, self.supports, self.name)
+        if noise_alpha is not None and not 0 < noise_alpha < 1:
+            raise DetectorError(
+                f"jensen_shannon: noise_alpha must be in (0, 1) or None, got {noise_alpha!r}"
+            )
         if not 0 < threshold <= 1:
             raise DetectorError(f"jensen_shannon: threshold must be in (0, 1], got {threshold!r}")
         if critical is not None and not threshold <= critical <= 1:
@@ -82,8 +97,11 @@ class JensenShannonDetector(DetectorBase):
         self.bins = bins
         self.critical = critical
         self.kind = kind
+        self.noise_alpha = noise_alpha
         self._edges: np.ndarray | None = None
         self._ref_props: np.ndarray | None = None
+        self._ref_counts: np.ndarray | None = None
+        self._floors: dict[int, float] = {}  # noise floor by window size
 
     @property
     def critical_threshold(self) -> float:
@@ -94,6 +112,8 @@ class JensenShannonDetector(DetectorBase):
         """Bin edges (numeric) and reference proportions, once."""
         self._edges, counts = reference_bins(self.kind, reference, self.bins, self.name)
         self._ref_props = counts / counts.sum()
+        self._ref_counts = counts
+        self._floors = {}
 
     def update(self, values: np.ndarray) -> None:
         """Window test: the window passed to :meth:`evaluate` is all it needs."""
@@ -105,14 +125,35 @@ class JensenShannonDetector(DetectorBase):
         counts = window_bins(self._edges, self._ref_props.size, window)
         if counts.sum() == 0:
             raise DetectorError("jensen_shannon: window must not be empty")
-        distance = js_distance(self._ref_props, counts / counts.sum())
-        severity = grade(distance, self.threshold, self.critical_threshold)
+        n = int(counts.sum())
+        distance = js_distance(self._ref_props, counts / n)
+        warning, critical = self.threshold, self.critical_threshold
+        details = {"critical_threshold": critical}
+        floor = self.noise_floor(n)
+        if floor > warning:  # a small window: its noise reaches the thresholds
+            warning, critical = floor, max(critical, floor)
+            details = {"critical_threshold": critical, "noise_floor": floor}
+        severity = grade(distance, warning, critical)
         return DetectorResult(
             detector=self.name,
             statistic=distance,
             p_value=None,
-            threshold=self.threshold,
+            threshold=warning,
             drifted=severity != "ok",
             severity=severity,
-            details={"critical_threshold": self.critical_threshold},
+            details=details,
         )
+
+    def noise_floor(self, n: int) -> float:
+        """The noise floor for a window of ``n`` values (0.0 when turned off): see
+        :func:`~monitor.detectors.noise_floor.js_noise_floor`; kept per ``n``."""
+        if self.noise_alpha is None or n <= 0:
+            return 0.0
+        floor = self._floors.get(n)
+        if floor is None:
+            if self._ref_counts is None:
+                raise not_fitted(self.name)
+            floor = js_noise_floor(n, self._ref_counts, self.noise_alpha)
+            if len(self._floors) < FLOORS_KEPT:
+                self._floors[n] = floor
+        return floor

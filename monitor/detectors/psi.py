@@ -14,16 +14,25 @@ compiled kernel of ``native/`` installed (``monitor_native.psi_sorted_many``), e
 column's PSI is one call, the same bits as the Python arithmetic it replaces
 (``native/src/summary.rs``; ``tests/test_summary_native.py``).
 
+**Noise floor.** A PSI counts as drift only above the PSI that a window of its size and
+the reference, drawn from one distribution, exceed with probability about ``noise_alpha``
+(:mod:`monitor.detectors.noise_floor`): 0.012 at the default window, below the thresholds,
+so nothing changes there; 1.7 at 120 values, where a stationary window reached 0.1 in a
+quarter of evaluations, so PSI leaves small windows to KS and chi-square, which know
+their sample size.
+
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> d = PSIDetector(bins=10)
 >>> d
-PSIDetector(bins=10, warning=0.1, critical=0.25, epsilon=0.0001, kind='numeric')
+PSIDetector(bins=10, warning=0.1, critical=0.25, epsilon=0.0001, kind='numeric', noise_alpha=1e-05)
 >>> d.fit(rng.normal(size=10_000))
 >>> print(d.evaluate(rng.normal(size=5_000)))
 psi: no drift, statistic 0.001599, threshold 0.1
 >>> print(d.evaluate(rng.normal(loc=1.0, size=5_000)))
 psi: drift (critical), statistic 0.9243, threshold 0.1
+>>> print(d.evaluate(rng.normal(size=120)))  # at 120 values, PSI's noise reaches 1.7
+psi: no drift, statistic 0.06305, threshold 1.71491
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from monitor.detectors.base import (
     results_from_rows,
 )
 from monitor.detectors.binning import reference_bins, window_bins
+from monitor.detectors.noise_floor import FLOORS_KEPT, psi_noise_floor
 from monitor.errors import DetectorError
 
 
@@ -83,7 +93,10 @@ class PSIDetector(DetectorBase):
     a bin and every code at or beyond ``len(reference)`` is pooled into one
     extra "unseen" bin, so a new category shows up as drift rather than being
     ignored. ``warning`` and ``critical`` grade the statistic; ``epsilon``
-    floors empty bins.
+    floors empty bins. ``noise_alpha`` sets the noise floor (module docstring):
+    both thresholds are raised to it where it is higher (the result's threshold
+    and ``details["critical_threshold"]`` are the raised ones, and
+    ``details["noise_floor"]`` says so); None turns it off.
     """
 
     name: ClassVar[str] = "psi"
@@ -96,8 +109,11 @@ class PSIDetector(DetectorBase):
         critical: float = 0.25,
         epsilon: float = 1e-4,
         kind: ColumnKind = "numeric",
+        noise_alpha: float | None = 1e-5,
     ) -> None:
         check_kind(kind, self.supports, self.name)
+        if noise_alpha is not None and not 0 < noise_alpha < 1:
+            raise DetectorError(f"psi: noise_alpha must be in (0, 1) or None, got {noise_alpha!r}")
         if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2:
             raise DetectorError(f"psi: bins must be an integer >= 2, got {bins!r}")
         if not 0 < warning <= critical:
@@ -112,6 +128,9 @@ class PSIDetector(DetectorBase):
         self.critical = critical
         self.epsilon = epsilon
         self.kind = kind
+        self.noise_alpha = noise_alpha
+        self._ref_counts: np.ndarray | None = None
+        self._floors: dict[int, float] = {}  # noise floor by window size
         self._edges: np.ndarray | None = None
         self._ref_props: np.ndarray | None = None
         self._ref_log: np.ndarray | None = None
@@ -123,6 +142,8 @@ class PSIDetector(DetectorBase):
     def fit(self, reference: np.ndarray) -> None:
         """Compute bin edges (numeric) and smoothed reference proportions once."""
         self._edges, counts = reference_bins(self.kind, reference, self.bins, self.name)
+        self._ref_counts = counts
+        self._floors = {}
         self._ref_props = binned_proportions(counts, self.epsilon)
         self._ref_log = np.log(self._ref_props)
         self._small_ref = []
@@ -186,7 +207,7 @@ class PSIDetector(DetectorBase):
             return self._result(np.diff(upto, prepend=0))
         counts = [upto[0], *(b - a for a, b in itertools.pairwise(upto))]
         # The counts add up to the window's size: every value is in one bin.
-        return self._result_psi(self._psi_small(counts, n), len(counts))
+        return self._result_psi(self._psi_small(counts, n), len(counts), n)
 
     @classmethod
     def evaluate_sorted_batch(
@@ -203,7 +224,10 @@ class PSIDetector(DetectorBase):
             psis = _native_psi([jobs[k][1] for k in ks], [plans[k] for k in ks], _COMPENSATED_SUM)
         except (TypeError, ValueError):  # not a contiguous float64 window: the Python path
             return [detector.evaluate_sorted(window) for detector, window in jobs]
-        rows = [jobs[k][0].result_row(psi) for k, psi in zip(ks, psis, strict=True)]
+        rows = [
+            jobs[k][0].result_row(psi, None, jobs[k][1].size)
+            for k, psi in zip(ks, psis, strict=True)
+        ]
         if len(ks) == len(jobs):  # the usual batch: every job on the kernel
             return results_from_rows(rows)
         out: list[DetectorResult | None] = [None] * len(jobs)
@@ -216,25 +240,47 @@ class PSIDetector(DetectorBase):
 
     def _result(self, counts: np.ndarray) -> DetectorResult:
         assert self._ref_props is not None and self._ref_log is not None
+        n = int(counts.sum())
         if counts.size <= _SMALL:
-            psi = self._psi_small(counts.tolist())
+            psi = self._psi_small(counts.tolist(), n)
         else:
-            if counts.sum() == 0:
+            if n == 0:
                 raise DetectorError("psi: window must not be empty")
             win_props = binned_proportions(counts, self.epsilon)
             psi = float(np.dot(win_props - self._ref_props, np.log(win_props) - self._ref_log))
-        return self._result_psi(psi, counts.size)
+        return self._result_psi(psi, counts.size, n)
 
-    def _result_psi(self, psi: float, bins: int) -> DetectorResult:
+    def _result_psi(self, psi: float, bins: int, n: int) -> DetectorResult:
         # In field order: binding keywords costs a fifth of constructing a frozen dataclass.
-        return DetectorResult(*self.result_row(psi, bins))
+        return DetectorResult(*self.result_row(psi, bins, n))
 
-    def result_row(self, psi: float, bins: int | None = None) -> tuple[Any, ...]:
-        """The result's fields in order, for statistic ``psi`` (``bins``: the reference's by
-        default): a row of :func:`~monitor.detectors.base.results_from_rows`."""
+    def noise_floor(self, n: int) -> float:
+        """The noise floor for a window of ``n`` values (0.0 when turned off): see
+        :func:`psi_noise_floor`; kept per ``n``, as it depends on nothing else."""
+        if self.noise_alpha is None or n <= 0:
+            return 0.0
+        floor = self._floors.get(n)
+        if floor is None:
+            if self._ref_counts is None:
+                raise not_fitted(self.name)
+            floor = psi_noise_floor(n, self._ref_counts, self.epsilon, self.noise_alpha)
+            if len(self._floors) < FLOORS_KEPT:
+                self._floors[n] = floor
+        return floor
+
+    def result_row(self, psi: float, bins: int | None, n: int) -> tuple[Any, ...]:
+        """The result's fields in order, for statistic ``psi`` of a window of ``n`` values
+        (``bins``: the reference's when None): a row of
+        :func:`~monitor.detectors.base.results_from_rows`."""
         if bins is None:
             assert self._ref_props is not None
             bins = self._ref_props.size
-        severity = grade(psi, self.warning, self.critical)
-        details = {"critical_threshold": self.critical, "bins": float(bins)}
-        return (self.name, psi, None, self.warning, severity != "ok", severity, details)
+        warning, critical = self.warning, self.critical
+        floor = self.noise_floor(n)
+        details = {"critical_threshold": critical, "bins": float(bins)}
+        if floor > warning:  # a small window: its noise reaches the thresholds
+            warning, critical = floor, max(critical, floor)
+            details["critical_threshold"] = critical
+            details["noise_floor"] = floor
+        severity = grade(psi, warning, critical)
+        return (self.name, psi, None, warning, severity != "ok", severity, details)
