@@ -5,7 +5,9 @@ evaluation points, so the same events produce the same evaluations whatever the
 batching: with a count window, a point every ``window.step`` events; with a time
 window, one at every ``window.step_seconds`` boundary of event time (a gap without
 events skips its boundaries in one step). It also keeps the model's event clock,
-which gives the window the times of events without their own. Pure: no I/O.
+which gives the window the times of events without their own, and, with a time window,
+holds an event time far off that clock until a step of events confirms it
+(:meth:`Cadence._judge`): one producer's bad clock does not move the cadence. Pure: no I/O.
 
 >>> import numpy as np
 >>> from monitor.config import WindowConfig
@@ -293,11 +295,13 @@ class Cadence:
 
         Why: the boundary moves with event time, and skips a gap in one step. One event
         stamped ahead (a producer's clock; up to ``limits.max_timestamp_ahead_seconds``
-        is accepted) moved it there, as event time going back does (a producer reset):
-        the events that follow are counted but the model does not evaluate until event
-        time reaches the boundary, up to an hour, and nothing said why. Said (a WARNING,
-        the status's ``event_time_behind``); the evaluations are as before, so a replay
-        still decides as the first pass did.
+        is accepted) moved it there: the events that follow are counted but the model
+        does not evaluate until event time reaches the boundary, up to an hour, and
+        nothing said why. Own times that far off are held now (:meth:`_judge`); record
+        times (events without a timestamp, in a model that never had one) are not, nor
+        a held run adopted on a wrong time. Said (a WARNING, the status's
+        ``event_time_behind``); the evaluations are as they are, so a replay still
+        decides as the first pass did.
         """
         w = self.window
         if w.type != "time" or self.next_eval_time is None or self.newest_seen is None:

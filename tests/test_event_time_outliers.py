@@ -11,13 +11,14 @@ follows. Pure: the model's core, without a broker.
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
 from monitor.config import parse_config
 from monitor.events import ModelEvents
 from monitor.model_monitor import ModelMonitor
 from monitor.reference import build_profile
-from monitor.state_format import decode, encode
+from monitor.state_format import ModelState, decode, encode
 
 T0 = 1_790_000_000.0
 WINDOW = {"type": "time", "seconds": 60, "step_seconds": 10, "size": 5000}
@@ -163,3 +164,41 @@ def test_a_restart_in_the_middle_of_a_held_jump_decides_as_the_first_pass() -> N
     assert mm.cadence.held is not None and mm.cadence.held.events == 5  # 600..604 held
     assert state.held_jump is not None and state.held_jump.events == 5
     assert restored.cadence.outliers == {"ahead": 11, "behind": 1}
+
+
+def test_a_state_without_the_held_run_restores_and_an_older_release_reads_a_new_one() -> None:
+    """The held run and counters are optional fields (format version unchanged): a state
+    written before them restores with none held and none counted; a release before them
+    (its ``ModelState`` without the fields) decodes a state with them, the rest intact."""
+    mm = _monitor()
+    mm.ingest(_events(_jump()[:605], 0))
+    new = mm.export_state()
+    assert new.held_jump is not None and new.event_time_outliers == {"ahead": 6}
+
+    def field(f: msgspec.structs.FieldInfo) -> tuple:
+        if f.default is not msgspec.NODEFAULT:
+            return (f.name, f.type, f.default)
+        if f.default_factory is not msgspec.NODEFAULT:
+            return (f.name, f.type, msgspec.field(default_factory=f.default_factory))
+        return (f.name, f.type)
+
+    added = {"held_jump", "event_time_outliers"}
+    before = msgspec.defstruct(
+        "ModelState",
+        [field(f) for f in msgspec.structs.fields(ModelState) if f.name not in added],
+        kw_only=True,
+    )
+    old = msgspec.msgpack.decode(msgspec.msgpack.encode(new), type=before)
+    assert (old.events_total, old.event_clock, old.next_eval_time) == (
+        new.events_total,
+        new.event_clock,
+        new.next_eval_time,
+    )
+    # That release's checkpoint, read by this one: nothing held, nothing counted.
+    state = msgspec.msgpack.decode(msgspec.msgpack.encode(old), type=ModelState)
+    assert state.held_jump is None and state.event_time_outliers == {}
+    restored, notes = ModelMonitor.restore(mm.settings, mm.limits, state, mm._base_reference)
+    assert notes == []
+    assert restored.cadence.held is None
+    assert restored.cadence.outliers == {"ahead": 0, "behind": 0}
+    assert restored.cadence.event_clock == mm.cadence.event_clock
