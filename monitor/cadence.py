@@ -218,7 +218,7 @@ class Cadence:
         tol = self.window.seconds or 0.0
         span = self.window.step_seconds or 0.0
         m = own.size
-        times = own.copy()
+        times = own  # copied before the first held event changes it
         after = np.empty(m)
         pos, stretches = 0, 0
         while pos < m:
@@ -227,11 +227,14 @@ class Cadence:
                 rest = own[pos:]
                 start = float(rest[0]) if self.event_clock is None else self.event_clock
                 clock = np.maximum.accumulate(np.maximum(rest, start))
-                prev = np.empty(rest.size)
-                prev[0] = start
-                prev[1:] = clock[:-1]
-                odd = np.flatnonzero(np.abs(rest - prev) > tol)
-                end = pos + (int(odd[0]) if odd.size else rest.size)
+                # Each time against the clock before it (the start, then the clock after
+                # the previous one).
+                off = np.abs(rest[1:] - clock[:-1]) > tol
+                if abs(float(rest[0]) - start) > tol:
+                    end = pos
+                else:
+                    odd = np.flatnonzero(off)
+                    end = pos + (int(odd[0]) + 1 if odd.size else rest.size)
                 if end > pos:
                     after[pos:end] = clock[: end - pos]
                     self.event_clock = float(clock[end - pos - 1])
@@ -257,6 +260,8 @@ class Cadence:
                 else:
                     self.held = h
                     self.outliers["ahead" if ahead else "behind"] += 1
+                    if times is own:
+                        times = own.copy()
                     times[pos] = c
             after[pos] = self.event_clock
             pos += 1

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import msgspec
 import numpy as np
+import pytest
 
+from monitor import cadence
 from monitor.config import parse_config
 from monitor.events import ModelEvents
 from monitor.model_monitor import ModelMonitor
@@ -202,3 +204,34 @@ def test_a_state_without_the_held_run_restores_and_an_older_release_reads_a_new_
     assert restored.cadence.held is None
     assert restored.cadence.outliers == {"ahead": 0, "behind": 0}
     assert restored.cadence.event_clock == mm.cadence.event_clock
+
+
+def test_the_vectorised_judgement_is_the_event_by_event_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Random streams (jitter, lone outliers both ways, bursts, jumps both ways, events
+    without a time), cut into random batches: the same evaluations and counts as one batch,
+    and as the rule taken event by event (no vectorised stretch)."""
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        n = 1500
+        times = T0 + np.arange(n) + rng.uniform(-3, 3, n)
+        for at in rng.choice(n, 3, replace=False):  # jumps: the rest of the stream moves
+            times[at:] += rng.choice([-1, 1]) * rng.uniform(100, 2 * HOUR)
+        lone = rng.choice(n, 25, replace=False)
+        times[lone] += rng.choice([-1, 1], 25) * rng.uniform(20, HOUR, 25)
+        burst = int(rng.integers(0, n - 20))
+        times[burst : burst + 20] = times[burst] + HOUR + np.arange(20) * 0.01
+        untimed = frozenset(int(i) for i in rng.choice(n, 40, replace=False))
+        stream = [float(t) for t in times]
+        mm, evs = _run(stream, [n], untimed)
+        expect = (_when(evs), dict(mm.cadence.outliers))
+        cuts = np.sort(rng.choice(np.arange(1, n), 12, replace=False))
+        sizes = [int(s) for s in np.diff(np.concatenate([[0], cuts, [n]]))]
+        mm, evs = _run(stream, sizes, untimed)
+        assert (_when(evs), mm.cadence.outliers) == expect
+        with monkeypatch.context() as m:
+            m.setattr(cadence, "_MAX_STRETCHES", 0)
+            mm, evs = _run(stream, sizes, untimed)
+        assert (_when(evs), mm.cadence.outliers) == expect
+        assert sum(expect[1].values()) >= 20 and len(expect[0]) > 50
