@@ -31,7 +31,7 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel
 
-from monitor.cadence import Cadence
+from monitor.cadence import Cadence, HeldRun
 from monitor.columns import Columns
 from monitor.config import LimitsConfig, ResolvedModel, WindowConfig
 from monitor.detectors.streaming import StreamDetector
@@ -63,6 +63,7 @@ from monitor.segments import SegmentMonitor
 from monitor.signals import PREDICTION, EvaluationContext, Signal
 from monitor.state_format import (
     Array,
+    HeldRunState,
     ModelState,
     SettingsSeen,
     StateFormatError,
@@ -313,7 +314,7 @@ class ModelMonitor:
             if self.version_window is not None
             else None
         )
-        return self._step(num, cat, ts[start:], versions, events, join_now)
+        return self._step(num, cat, ts[start:], versions, events, join_now, start)
 
     def _track_predictions(self, events: ModelEvents, lo: int, hi: int, now: float) -> None:
         """Predictions ``lo:hi`` of the batch into the performance tracker (label join)."""
@@ -375,12 +376,14 @@ class ModelMonitor:
         versions: np.ndarray | None = None,
         events: ModelEvents | None = None,
         now: float = 0.0,
+        offset: int = 0,
     ) -> list[Evaluation]:
         """Append the batch to the window step by step, evaluating at each point
-        (``events``: the batch's, whose predictions join the tracker step by step)."""
+        (``events``: the batch's, whose predictions join the tracker step by step;
+        ``offset``: where ``ts`` starts in the batch's event times)."""
         count = self.settings.window.type == "count"
         out: list[Evaluation] = []
-        for start, end, point, since in self.cadence.steps(ts):
+        for start, end, point, since, until in self.cadence.steps(ts, offset):
             if events is not None:
                 self._track_predictions(events, start, end, now)
             # Stream detectors see exactly the values before each evaluation point.
@@ -393,7 +396,7 @@ class ModelMonitor:
             self._advance(end - start)
             if not count:
                 if point:
-                    out.append(self.evaluate(since=since))
+                    out.append(self.evaluate(since=since, until=until))
                 continue
             self._since_reference_refresh += end - start
             if point and self.window.size >= self.window.capacity:
@@ -443,8 +446,9 @@ class ModelMonitor:
             sig.detector, details, sig.segment,
         )  # fmt: skip
 
-    def evaluate(self, since: float | None = None) -> Evaluation:
-        """Summaries, detector results, verdicts and signals for the current window."""
+    def evaluate(self, since: float | None = None, until: float | None = None) -> Evaluation:
+        """Summaries, detector results, verdicts and signals for the current window (of a
+        time window: its rows timed from ``since`` to before ``until``)."""
         self.stream.flush(self.numeric_columns, self.detectors)
         num = self.window.numeric()
         cat = self.window.categorical()
@@ -456,6 +460,8 @@ class ModelMonitor:
         )
         if since is not None:
             mask = ts >= since
+            if until is not None:
+                mask &= ts < until
             num, cat, ts = num[mask], cat[mask], ts[mask]
             versions = versions[mask] if versions is not None else None
         numeric, categorical, results = window_results(num, cat, self.columns, self.detectors)
@@ -590,6 +596,8 @@ class ModelMonitor:
             since_reference_refresh=self._since_reference_refresh,
             next_eval_time=self.cadence.next_eval_time,
             event_clock=self.cadence.event_clock,
+            held_jump=None if (h := self.cadence.held) is None else HeldRunState(*h),
+            event_time_outliers={k: n for k, n in self.cadence.outliers.items() if n},
             learn_rows=[(f, p) for f, p in self.learner.rows],
             label_reference=None
             if self.label_drift is None or self.label_drift.reference is None
@@ -727,7 +735,14 @@ class ModelMonitor:
             {(f, r): int(n) for f, r, n in state.constraint_violations if r in RULES}
         )
         mm.category_overflow.update({k: int(v) for k, v in state.category_overflow.items()})
-        mm.cadence.restore(state.since_eval, state.next_eval_time, state.event_clock)
+        held = state.held_jump
+        mm.cadence.restore(
+            state.since_eval,
+            state.next_eval_time,
+            state.event_clock,
+            None if held is None else HeldRun(held.ahead, held.events, held.lo, held.hi),
+            state.event_time_outliers,
+        )
         mm._since_reference_refresh = max(0, state.since_reference_refresh)
         if mm.performance is not None and state.performance is not None:
             if state.performance.task != mm.performance.task:

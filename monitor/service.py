@@ -447,10 +447,11 @@ class MonitorService:
         self._behind_warned.add(model)
         log.warning(
             "model %s: its newest events (%s) are more than a window before the time "
-            "window's next step boundary (%s): one event stamped ahead moved the boundary "
-            "there, or event time went back; the events are counted, and the model "
-            "evaluates again when event time reaches the boundary. If a producer's clock "
-            "runs ahead, lower limits.max_timestamp_ahead_seconds",
+            "window's next step boundary (%s): event time moved there and came back (most "
+            "likely in record times, which events without a timestamp of their own take and "
+            "which are not held to the model's event clock); the events are counted, and "
+            "the model evaluates again when event time reaches the boundary. If a "
+            "producer's clock runs ahead, fix it, or lower limits.max_timestamp_ahead_seconds",
             printable(repr(model), 200),
             utc_text(mm.cadence.newest_seen),
             utc_text(boundary),

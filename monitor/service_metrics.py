@@ -357,6 +357,9 @@ class ModelStateCollector(Collector):
                     g.perf_invalid_predictions.add_metric([model, reason], float(n))
             for feature, n in m.category_overflow.copy().items():
                 g.overflow.add_metric([model, feature], float(n))
+            if m.settings.window.type == "time":
+                for direction, n in m.cadence.outliers.copy().items():
+                    g.event_time_outliers.add_metric([model, direction], float(n))
             for (feature, rule), n in (
                 m.validator.violations.copy().items() if full and m.ready else ()
             ):
@@ -571,6 +574,12 @@ class _Families:
             "monitor_feature_category_overflow_values",
             "Values pooled into __other__ because the category cap was reached.",
             labels=mf,
+        )
+        self.event_time_outliers = C(
+            "monitor_event_time_outliers",
+            "Events of a time-window model whose own time was more than a window off its "
+            "event clock, held there (monitor.cadence), by direction (ahead, behind).",
+            labels=["model", "direction"],
         )
         self.window_events = G(
             "monitor_window_events",

@@ -290,6 +290,17 @@ class PerformanceState(msgspec.Struct, kw_only=True):
     newest_label_time: float | None = None
 
 
+class HeldRunState(msgspec.Struct, array_like=True):
+    """A time window's run of events held off its event clock (``monitor.cadence.HeldRun``):
+    a jump not yet confirmed; saved so that a replay after a restart confirms it at the
+    same event as the first pass."""
+
+    ahead: bool
+    events: int
+    lo: float
+    hi: float
+
+
 class SettingsSeen(msgspec.Struct, kw_only=True):
     """The settings the state was computed with: only to log what changed at restore."""
 
@@ -337,6 +348,11 @@ class ModelState(msgspec.Struct, kw_only=True):
     # The model's event clock: the newest event time seen (events without a timestamp
     # take it and never move it).
     event_clock: float | None = None
+    # Time windows (``monitor.cadence.Cadence.event_times``): the run of events held off the
+    # event clock, and the events held so far by side ("ahead", "behind"); absent in states
+    # written before (no run held, none counted). A release before them ignores both.
+    held_jump: HeldRunState | None = None
+    event_time_outliers: dict[str, int] = {}
     learn_rows: list[tuple[Any, Any]] = []
     numeric_columns: list[str] = []
     categorical_columns: list[str] = []
@@ -521,6 +537,7 @@ __all__ = [
     "Array",
     "FeatureProfileState",
     "FeatureRun",
+    "HeldRunState",
     "JoinEntry",
     "JoinerState",
     "ModelState",

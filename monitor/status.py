@@ -114,6 +114,11 @@ def model_status(
         # A time window's newest events more than a window before the step boundary it
         # waits for (Cadence.behind): {"newest_event", "next_evaluation_at"} (RFC 3339).
         "event_time_behind": None,
+        # A time window's events held off its event clock (Cadence.event_times): by direction,
+        # {"ahead": n, "behind": n} since the state began (null with a count window); and the
+        # run held now, a jump not yet confirmed: {"direction", "events", "first", "last"}.
+        "event_time_outliers": None,
+        "event_time_held": None,
     }
     if name in disabled:
         reason, error = disabled[name]
@@ -144,6 +149,15 @@ def model_status(
         out["event_time_behind"] = {
             "newest_event": utc_text(mm.cadence.newest_seen),
             "next_evaluation_at": utc_text(boundary),
+        }
+    if mm.settings.window.type == "time":
+        out["event_time_outliers"] = dict(mm.cadence.outliers)
+    if (held := mm.cadence.held) is not None:
+        out["event_time_held"] = {
+            "direction": "ahead" if held.ahead else "behind",
+            "events": held.events,
+            "first": utc_text(held.lo),
+            "last": utc_text(held.hi),
         }
     if mm.reference is not None:
         out["reference"] = _reference_status(mm.reference)

@@ -4,8 +4,11 @@ A time window evaluates when event time crosses its next step boundary, and a ga
 boundaries in one step. One event stamped ahead (a producer's clock: up to
 ``limits.max_timestamp_ahead_seconds``, an hour by default, is accepted) moved the boundary
 there; the events after it were counted, but the model did not evaluate for up to an hour,
-and nothing said why. The evaluations stay as they are (a replay must decide as the first
-pass did); the monitor says it, once, in the log and the model's status.
+and nothing said why. An event's own time that far off the event clock is now held
+(``Cadence.event_times``): the model evaluates on, and counts it
+(``monitor_event_time_outliers_total``, the status's ``event_time_outliers``). Record times
+(events without a timestamp of their own) are not held: one ahead still moves the boundary,
+and the monitor says it, once, in the log and the model's status.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from prometheus_client import generate_latest
 
 from monitor.clock import ManualClock
 from monitor.config import parse_config
@@ -30,19 +34,22 @@ T0 = 1_790_000_000.0
 WINDOW = {"type": "time", "seconds": 60, "step_seconds": 10, "size": 5000}
 
 
-def _event(i: int, t: float, rng: np.random.Generator) -> bytes:
-    return orjson.dumps(
-        {
-            "event_id": f"e{i}",
-            "model": "m",
-            "features": {"x": float(rng.normal())},
-            "prediction": float(rng.random()),
-            "timestamp": t,
-        }
-    )
+def _event(i: int, t: float | None, rng: np.random.Generator) -> bytes:
+    event = {
+        "event_id": f"e{i}",
+        "model": "m",
+        "features": {"x": float(rng.normal())},
+        "prediction": float(rng.random()),
+    }
+    if t is not None:
+        event["timestamp"] = t
+    return orjson.dumps(event)
 
 
-async def _run(times: list[float]) -> tuple[MonitorService, int, list[Any]]:
+async def _run(times: list[float], *, own: bool = True) -> tuple[MonitorService, int, list[Any]]:
+    """The events at ``times`` through a service, 100 a batch: in their own ``timestamp``, or
+    (``own=False``) without one, in their record times. Returns the service, the number of
+    evaluations and the model's status after each batch."""
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         config = parse_config(
@@ -71,13 +78,12 @@ async def _run(times: list[float]) -> tuple[MonitorService, int, list[Any]]:
         for start in range(0, len(times), 100):
             batch = MessageBatch([], [], [], [], [])
             part = times[start : start + 100]
-            values = [_event(start + k, t, rng) for k, t in enumerate(part)]
+            values = [_event(start + k, t if own else None, rng) for k, t in enumerate(part)]
             offsets = range(start, start + len(values))
-            batch.add_run(
-                "predictions", 0, values, [T0] * len(values), offsets, [None] * len(values)
-            )
+            record = list(part) if not own else [T0] * len(values)
+            batch.add_run("predictions", 0, values, record, offsets, [None] * len(values))
             evaluations += len(await svc.process(batch))
-            statuses.append(svc.status()["models"]["m"]["event_time_behind"])
+            statuses.append(svc.status()["models"]["m"])
         await svc.alerts.stop(grace_seconds=0)
         return svc, evaluations, statuses
 
@@ -90,18 +96,37 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
-async def test_one_event_stamped_ahead_is_said_once_in_the_log_and_the_status(
+async def test_one_event_stamped_ahead_is_held_counted_and_the_model_evaluates_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     times = [T0 + i for i in range(1200)]
     times[150] = T0 + 150 + 3000  # 50 minutes ahead, inside the accepted hour
-    _, evaluations, statuses = await _run(times)
-    assert evaluations <= 20  # as before: the model waits for event time to reach it
+    svc, evaluations, statuses = await _run(times)
+    assert evaluations == 119  # every 10 s step, as without it (before: 15)
+    assert _warnings(caplog) == []
+    assert [s["event_time_behind"] for s in statuses] == [None] * len(statuses)
+    assert statuses[0]["event_time_outliers"] == {"ahead": 0, "behind": 0}
+    assert statuses[-1]["event_time_outliers"] == {"ahead": 1, "behind": 0}
+    assert statuses[-1]["event_time_held"] is None
+    metrics = generate_latest(svc.registry).decode()
+    assert 'monitor_event_time_outliers_total{direction="ahead",model="m"} 1.0' in metrics
+    assert 'monitor_event_time_outliers_total{direction="behind",model="m"} 0.0' in metrics
+
+
+async def test_one_record_time_ahead_is_said_once_in_the_log_and_the_status(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Events without a timestamp of their own, timed by their record times: those are not
+    held (no event clock of the model's own), so one ahead still moves the boundary."""
+    times = [T0 + i for i in range(1200)]
+    times[150] = T0 + 150 + 3000
+    _, evaluations, statuses = await _run(times, own=False)
+    assert evaluations <= 20  # the model waits for event time to reach it
     (warning,) = _warnings(caplog)
-    assert "one event stamped ahead moved the boundary" in warning
+    assert "record times" in warning
     assert "limits.max_timestamp_ahead_seconds" in warning
-    assert statuses[0] is None
-    behind = statuses[-1]
+    assert statuses[0]["event_time_behind"] is None
+    behind = statuses[-1]["event_time_behind"]
     assert behind is not None
     assert behind["next_evaluation_at"] > behind["newest_event"]
 
@@ -112,4 +137,5 @@ async def test_an_ordered_stream_and_jitter_say_nothing(caplog: pytest.LogCaptur
     _, evaluations, statuses = await _run(times)
     assert evaluations >= 100
     assert _warnings(caplog) == []
-    assert statuses == [None] * len(statuses)
+    assert [s["event_time_behind"] for s in statuses] == [None] * len(statuses)
+    assert statuses[-1]["event_time_outliers"] == {"ahead": 0, "behind": 0}

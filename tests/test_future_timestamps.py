@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -27,6 +28,7 @@ from fault_helpers import eventually
 from monitor import state_format
 from monitor.alerting.policy import STATE_VERSION as ALERT_STATE_VERSION
 from monitor.alerting.policy import GroupState, ModelAlertState, SignalTrack
+from monitor.cadence import Cadence
 from monitor.clock import ManualClock
 from monitor.config import parse_config
 from monitor.events import NATIVE_AVAILABLE, Decoder, FutureBound, ModelEvents, RawMessage
@@ -325,10 +327,19 @@ async def test_a_state_saved_stuck_in_the_future_is_brought_back_at_restore(
             [0.5] * n,
         )
 
-    mm.ingest(events(0, 300, lambda i: base + i))
-    mm.ingest(events(300, 301, lambda i: year_3000))
-    stuck_at = mm.evaluations
-    assert mm.ingest(events(301, 400, lambda i: base + i)) == []  # the defect, in the core
+    def unheld(cadence: Cadence, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """That release's event clock: every own time moved it (none was held)."""
+        start = own[0] if cadence.event_clock is None else cadence.event_clock
+        after = np.maximum.accumulate(np.maximum(own, start))
+        cadence.event_clock = float(after[-1])
+        return own, after
+
+    with pytest.MonkeyPatch.context() as release:
+        release.setattr(Cadence, "_judge", unheld)
+        mm.ingest(events(0, 300, lambda i: base + i))
+        mm.ingest(events(300, 301, lambda i: year_3000))
+        stuck_at = mm.evaluations
+        assert mm.ingest(events(301, 400, lambda i: base + i)) == []  # the defect, in the core
     assert mm.cadence.next_eval_time > year_3000
     store = SQLiteStateStore(tmp_path / "state.sqlite")
     blob = state_format.encode(mm.export_state())
