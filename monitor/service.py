@@ -766,10 +766,6 @@ class MonitorService:
                     inflight = None
                 if messages:
                     inflight = asyncio.create_task(self.process(messages), name="monitor-batch")
-                    # One step of it now: up to the hand-over of its decode to the worker
-                    # thread. Else the next poll, when the fetcher holds records already,
-                    # parses them all before the batch's decode has even started.
-                    await asyncio.sleep(0)
                 else:
                     await self._maybe_checkpoint()
         except BaseException:
