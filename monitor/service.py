@@ -102,7 +102,6 @@ from monitor.errors import (
 )
 from monitor.events import (
     NATIVE_AVAILABLE,
-    ColumnarSchemas,
     DecodedBatch,
     Decoder,
     FutureBound,
@@ -724,27 +723,14 @@ class MonitorService:
         self._state = "running"
 
     async def run(self) -> None:
-        """Consume until :meth:`request_stop`; then return (call :meth:`stop` after).
-
-        One batch is processed while the next is polled: :meth:`process` decodes on a
-        worker thread (:meth:`_decode_async`), so the compiled decoder's scan of batch N
-        and aiokafka's parsing of batch N+1 run on two cores. Batches are still applied
-        one at a time and in order, each whole before the next starts (the next poll's
-        batch waits for the one in flight), and the batch in flight is finished before a
-        restore, before this returns, and (through ``_lock``) before a revocation's
-        checkpoint, as the batch in hand always was.
-        """
+        """Consume until :meth:`request_stop`; then return (call :meth:`stop` after)."""
         if self._state != "running":
             raise ServiceStateError("start() the service before run()")
         watchdog = asyncio.create_task(self._watchdog(), name="monitor-watchdog")
         self._tasks.append(watchdog)
-        inflight: asyncio.Task[list[Evaluation]] | None = None
         try:
             while not self._stopping.is_set():
                 if self._to_restore:
-                    if inflight is not None:
-                        await inflight
-                        inflight = None
                     await self._restore_assigned()
                     continue
                 try:
@@ -761,36 +747,14 @@ class MonitorService:
                     continue
                 self.last_poll_at = self.clock.time()
                 self.metrics.last_progress.set(self.last_poll_at)
-                if inflight is not None:
-                    await inflight  # applied (or failed: raised here) before the next starts
-                    inflight = None
                 if messages:
-                    inflight = asyncio.create_task(self.process(messages), name="monitor-batch")
+                    await self.process(messages)
                 else:
                     await self._maybe_checkpoint()
-        except BaseException:
-            if inflight is not None:
-                await self._settle_inflight(inflight)
-            raise
-        else:
-            if inflight is not None:
-                await inflight  # its failure is this loop's
         finally:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-
-    @staticmethod
-    async def _settle_inflight(inflight: asyncio.Task[list[Evaluation]]) -> None:
-        """Let the batch in flight finish while :meth:`run` ends on an error (or is
-        cancelled): it holds ``_lock`` until it has, and its own failure is logged, not
-        lost behind the error that ends the loop."""
-        try:
-            await asyncio.shield(inflight)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("the batch in flight failed while the consume loop was ending")
 
     def _commit_due(self) -> bool:
         """Whether this batch's offsets go to Kafka now (the SQLite backend).
@@ -914,7 +878,7 @@ class MonitorService:
             t0 = time.perf_counter()
             messages = MessageBatch.of(messages)
             ranges = messages.offset_ranges()
-            batch = await self._decode_async(messages)
+            batch = self._decode(messages)
             if batch.rejected and not await self._dead_letter(batch.rejected, ranges):
                 return []  # stopping before the batch could be applied: it will be replayed
             await self._record_first_offsets(ranges)
@@ -1030,38 +994,18 @@ class MonitorService:
             raise MonitorError(f"cannot record starting offsets: {exc}") from exc
         self._positions.update(first)
 
-    async def _decode_async(self, messages: MessageBatch) -> DecodedBatch:
-        """Decode a batch on a worker thread; count (and rate-limit log) what the contract rejects.
-
-        Why: the compiled decoder releases the GIL while it scans (about a third of the
-        in-process time per event, issue 19), so on a second core it overlaps with what
-        the loop does meanwhile: :meth:`run` polls the next batch (aiokafka parsing its
-        records) while this one decodes. The caller holds ``_lock``, and every change to
-        the models and to what :meth:`_accept_model` reads happens under it, so the
-        decoder sees what it would have seen on the loop; the schemas are taken here, on
-        the loop, before the hand-over.
-        """
-        schemas = self._columnar_schemas()
-        return self._count_decoded(
-            messages, await asyncio.to_thread(self._decode_batch, messages, schemas)
-        )
-
-    def _columnar_schemas(self) -> ColumnarSchemas:
-        """Models whose schema is settled get their features decoded straight into columns."""
-        return {
+    def _decode(self, messages: MessageBatch) -> DecodedBatch:
+        """Decode a batch and count (and rate-limit log) what the contract rejects."""
+        for topic, n in messages.topic_counts().items():
+            self.metrics.messages_consumed.labels(topic).inc(n)
+        # Models whose schema is settled get their features decoded straight into columns.
+        schemas = {
             name: schema
             for name, mm in self.models.items()
             if (schema := mm.columnar_schema()) is not None
         }
-
-    def _decode_batch(self, messages: MessageBatch, schemas: ColumnarSchemas) -> DecodedBatch:
-        """The decoder on one batch; a batch it fails on is decoded message by message.
-
-        Runs on a worker thread (:meth:`_decode_async`): only thread-safe calls here (the
-        decoder, metric increments, logging).
-        """
         try:
-            return self.decoder.decode(messages, schemas)
+            batch = self.decoder.decode(messages, schemas)
         except Exception as exc:
             # A decoder bug must not let one message take the service down (it would again
             # after every restart): find the message(s) it chokes on, reject only those.
@@ -1072,12 +1016,7 @@ class MonitorService:
                 len(messages),
                 printable(f"{type(exc).__name__}: {exc}", 300),
             )
-            return self._decode_one_by_one(messages)
-
-    def _count_decoded(self, messages: MessageBatch, batch: DecodedBatch) -> DecodedBatch:
-        """Count (and rate-limit log) what was consumed, decoded and rejected."""
-        for topic, n in messages.topic_counts().items():
-            self.metrics.messages_consumed.labels(topic).inc(n)
+            batch = self._decode_one_by_one(messages)
         if batch.native_error is not None:  # that batch took the Python path
             self.metrics.loop_errors.labels("native_decoder").inc()
             self._log_native.warning(
