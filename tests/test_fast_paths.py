@@ -25,7 +25,8 @@ from monitor.detectors.wasserstein import WassersteinDetector
 from monitor.simulate import Simulator
 from monitor.summary import _summarize_full, summarize_numeric
 from monitor.window import SlidingWindow
-from tests.test_model_monitor import _checkpoint, _events, _monitor
+from tests.sim_events import model_events
+from tests.test_model_monitor import _checkpoint, _monitor
 
 
 def _sample(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -132,13 +133,13 @@ def test_summaries_match_numpy_on_a_column_major_window() -> None:
 def test_unknown_feature_shortcut_still_counts_a_swapped_key() -> None:
     """Same number of keys as the schema, but one known key replaced by an unknown one."""
     mm = _monitor()
-    ev = _events(Simulator(seed=6), 1000)
+    ev = model_events(Simulator(seed=6), 1000)
     f = ev.features[5]
     f["not_in_schema"] = f.pop("income")
     ev.features[7]["another_new_one"] = 1.0
     mm.ingest(ev)
     assert mm.unknown_feature_events == 2
-    mm.ingest(_events(Simulator(seed=7), 500))
+    mm.ingest(model_events(Simulator(seed=7), 500))
     assert mm.unknown_feature_events == 2
 
 
@@ -149,7 +150,7 @@ def test_stream_input_waits_for_the_evaluation_and_gives_identical_results() -> 
     from monitor.events import ModelEvents
     from monitor.simulate import DriftSpec
 
-    events = _events(Simulator(seed=5, drift=DriftSpec("mean", ("income",), 1.0, 2500)), 4000)
+    events = model_events(Simulator(seed=5, drift=DriftSpec("mean", ("income",), 1.0, 2500)), 4000)
 
     def chunks(sizes: list[int]) -> list[ModelEvents]:
         out, pos = [], 0
@@ -207,7 +208,7 @@ def test_evaluations_use_the_compiled_ks_kernel_when_installed(
 
     monkeypatch.setattr(ks, "_native_statistics", counting)
     mm = _monitor()
-    evaluations = mm.ingest(_events(Simulator(seed=2), 1500))
+    evaluations = mm.ingest(model_events(Simulator(seed=2), 1500))
     assert evaluations and len(calls) == len(evaluations)
     ks_columns = {
         sum(any(r.detector == "ks" for r in rs) for rs in ev.results.values()) for ev in evaluations

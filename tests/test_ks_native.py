@@ -30,6 +30,7 @@ from monitor.detectors.base import evaluate_sorted_all
 from monitor.detectors.ks import KSDetector, ks_statistic_sorted_numpy, ks_statistics_sorted
 from monitor.detectors.psi import PSIDetector
 from monitor.errors import DetectorError
+from tests.sim_events import model_events
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -298,12 +299,12 @@ def pipeline_results() -> str:
     """Every detector result of every evaluation of a model fed a drifting stream (floats
     by repr, so equal text is equal bits)."""
     from monitor.simulate import DriftSpec, Simulator
-    from tests.test_model_monitor import _events, _monitor
+    from tests.test_model_monitor import _monitor
 
     mm = _monitor(drift={"ks": {"method": "asymp"}})
     sim = Simulator(seed=4, drift=DriftSpec(kind="mean", features=("income",), start=700))
     out = []
-    for ev in mm.ingest(_events(sim, 1500)):
+    for ev in mm.ingest(model_events(sim, 1500)):
         out.append(sorted((k, [repr(r) for r in v]) for k, v in ev.results.items()))
     return repr(out)
 

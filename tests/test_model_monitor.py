@@ -12,19 +12,9 @@ from monitor.model_monitor import ModelMonitor
 from monitor.reference import ReferenceProfile, build_profile
 from monitor.simulate import DriftSpec, Simulator
 from monitor.state_format import decode, encode
+from tests.sim_events import model_events
 
 WINDOW = {"size": 1000, "step": 250}
-
-
-def _events(sim: Simulator, n: int) -> ModelEvents:
-    out = ModelEvents(sim.model)
-    for e, _ in sim.events(n):
-        out.event_ids.append(e["event_id"])
-        out.timestamps.append(float(len(out.event_ids)))
-        out.versions.append(e["model_version"])
-        out.features.append(e["features"])
-        out.predictions.append(e["prediction"])
-    return out
 
 
 def _monitor(**model: object) -> ModelMonitor:
@@ -72,7 +62,7 @@ def _fingerprint(evs: list) -> list:
 
 
 def test_evaluations_do_not_depend_on_batching() -> None:
-    events = _events(Simulator(seed=5, drift=DriftSpec("mean", ("income",), 1.0, 2500)), 4000)
+    events = model_events(Simulator(seed=5, drift=DriftSpec("mean", ("income",), 1.0, 2500)), 4000)
     a = _fingerprint(_run(_monitor(), events, [4000]))
     b = _fingerprint(_run(_monitor(), events, [1, 999, 7, 1243, 250, 1500]))
     assert len(a) == 13  # evaluations at 1000, 1250, ..., 4000
@@ -81,12 +71,12 @@ def test_evaluations_do_not_depend_on_batching() -> None:
 
 def test_drift_is_reported_for_exactly_the_drifted_features() -> None:
     mm = _monitor()
-    stationary = _run(mm, _events(Simulator(seed=9), 3000), [500] * 6)
+    stationary = _run(mm, model_events(Simulator(seed=9), 3000), [500] * 6)
     assert all(not e.drifting for e in stationary)
     assert all(s.severity == "ok" for e in stationary for s in e.signals)
     drifted = _run(
         mm,
-        _events(
+        model_events(
             Simulator(seed=9, drift=DriftSpec("mean", ("income", "credit_score"), 1.0, 0)), 2000
         ),
         [500] * 4,
@@ -102,13 +92,13 @@ def test_category_drift_and_missing_values_are_seen() -> None:
     mm = _monitor(quality={"max_missing_rate": 0.2})
     evs = _run(
         mm,
-        _events(Simulator(seed=2, drift=DriftSpec("category", ("region",), 2.0, 0)), 2000),
+        model_events(Simulator(seed=2, drift=DriftSpec("category", ("region",), 2.0, 0)), 2000),
         [500] * 4,
     )
     assert "region" in evs[-1].drifting
     evs = _run(
         mm,
-        _events(Simulator(seed=3, drift=DriftSpec("missing", ("utilization",), 0.5, 0)), 1000),
+        model_events(Simulator(seed=3, drift=DriftSpec("missing", ("utilization",), 0.5, 0)), 1000),
         [1000],
     )
     q = {s.subject: s for s in evs[-1].signals if s.kind == "data_quality"}
@@ -118,7 +108,7 @@ def test_category_drift_and_missing_values_are_seen() -> None:
 
 
 def test_state_checkpoints_and_continues_identically() -> None:
-    events = _events(Simulator(seed=4, drift=DriftSpec("mean", ("age",), 1.0, 2000)), 3000)
+    events = model_events(Simulator(seed=4, drift=DriftSpec("mean", ("age",), 1.0, 2000)), 3000)
     whole = _monitor()
     expect = _fingerprint(_run(whole, events, [3000]))
     first = _monitor()
@@ -139,15 +129,15 @@ def test_reference_learned_from_first_events_then_evaluates() -> None:
         {"models": [{"name": "credit-risk", "window": WINDOW, "reference": {"learn_first": 2000}}]}
     )
     mm = ModelMonitor(cfg.model("credit-risk"), cfg.limits)  # type: ignore[arg-type]
-    evs = _run(mm, _events(Simulator(seed=8), 3500), [700] * 5)
+    evs = _run(mm, model_events(Simulator(seed=8), 3500), [700] * 5)
     assert mm.ready and mm.reference is not None and mm.reference.rows == 2000
     assert mm.reference.schema()["region"] == "categorical"
     assert [e.context.events_total for e in evs] == [3000, 3250, 3500]
 
 
-def test_mistyped_and_non_finite_values_count_as_missing_not_as_lost_events() -> None:
+def test_mistyped_and_non_finite_values_count_as_missing_not_as_lostmodel_events() -> None:
     mm = _monitor()
-    ev = _events(Simulator(seed=6), 1000)
+    ev = model_events(Simulator(seed=6), 1000)
     ev.features[0]["income"] = "lots"
     ev.features[1]["income"] = float("inf")
     ev.features[2]["region"] = {"nested": 1}
@@ -163,13 +153,13 @@ def test_mistyped_and_non_finite_values_count_as_missing_not_as_lost_events() ->
     assert e.numeric["income"].count == 998
 
 
-def test_time_window_evaluates_on_event_time_and_keeps_only_recent_events() -> None:
+def test_time_window_evaluates_on_event_time_and_keeps_only_recentmodel_events() -> None:
     window = {"type": "time", "seconds": 100, "step_seconds": 50, "size": 5000}
     cfg = parse_config({"models": [{"name": "credit-risk", "window": window}]})
     sim = Simulator(seed=1)
     rows = [(e["features"], e["prediction"]) for e, _ in sim.events(2000)]
     mm = ModelMonitor(cfg.model("credit-risk"), cfg.limits, build_profile("credit-risk", rows))  # type: ignore[arg-type]
-    events = _events(Simulator(seed=2), 1000)
+    events = model_events(Simulator(seed=2), 1000)
     events.timestamps = [float(i) for i in range(1000)]  # one event per second
     evs = _run(mm, events, [137, 400, 463])
     # Boundaries every 50 s of event time from the first event: 50, 100, ..., 950.
@@ -180,7 +170,7 @@ def test_time_window_evaluates_on_event_time_and_keeps_only_recent_events() -> N
     # A gap in the stream skips the empty boundaries instead of evaluating each of them,
     # once the events after it span a step (before, they could be one event stamped ahead:
     # held at the event clock, see Cadence.event_times).
-    gap = _events(Simulator(seed=3), 60)
+    gap = model_events(Simulator(seed=3), 60)
     gap.timestamps = [5000.0 + i for i in range(60)]
     (ev,) = mm.ingest(gap)
     assert ev.context.window_end == 999.0 and ev.context.window_events == 100 + 50
@@ -203,9 +193,9 @@ def test_a_new_model_version_switches_to_its_own_reference() -> None:
     # Version 2 was trained on data where income is one sigma higher.
     v2 = _profile(Simulator(seed=2, drift=DriftSpec("mean", ("income",), 1.0, 0)))
     v2_events = _versioned(
-        _events(Simulator(seed=3, drift=DriftSpec("mean", ("income",), 1.0, 0)), 2000), "v2"
+        model_events(Simulator(seed=3, drift=DriftSpec("mean", ("income",), 1.0, 0)), 2000), "v2"
     )
-    v1_events = _versioned(_events(Simulator(seed=4), 1500), "v1")
+    v1_events = _versioned(model_events(Simulator(seed=4), 1500), "v1")
 
     fixed = ModelMonitor(settings, cfg.limits, v1)  # type: ignore[arg-type]
     _run(fixed, v1_events, [1500])
@@ -235,9 +225,9 @@ def test_two_listed_versions_sending_at_once_do_not_stop_the_evaluations() -> No
     settings = cfg.model("credit-risk")
     v1, v2 = _profile(Simulator(seed=1)), _profile(Simulator(seed=2))
     rng = np.random.default_rng(6)
-    canary = _events(Simulator(seed=3), 8000)
+    canary = model_events(Simulator(seed=3), 8000)
     canary.versions = ["v2" if rng.random() < 0.1 else "v1" for _ in range(8000)]
-    rollback = _versioned(_events(Simulator(seed=4), 2000), "v1")
+    rollback = _versioned(model_events(Simulator(seed=4), 2000), "v1")
     stream = ModelEvents("credit-risk")
     for name in ("event_ids", "timestamps", "versions", "features", "predictions"):
         getattr(stream, name).extend(getattr(canary, name) + getattr(rollback, name))
@@ -282,7 +272,7 @@ def test_previous_window_reference_tracks_change_between_windows() -> None:
         )
         return ModelMonitor(cfg.model("credit-risk"), cfg.limits, _profile(Simulator(seed=1)))  # type: ignore[arg-type]
 
-    shifted = _events(Simulator(seed=5, drift=DriftSpec("mean", ("income",), 1.0, 2000)), 6000)
+    shifted = model_events(Simulator(seed=5, drift=DriftSpec("mean", ("income",), 1.0, 2000)), 6000)
     fixed = _run(monitor("fixed"), shifted, [6000])
     rolling = _run(monitor("previous_window"), shifted, [6000])
     assert "income" in fixed[-1].drifting  # still different from the original reference
@@ -335,7 +325,7 @@ def test_restore_notes_name_changed_multivariate_and_validation_settings() -> No
     """Settings changed across a restart apply (the monitor is built from the config) and
     the restore notes say so, as they do for the window, drift and sample settings."""
     mm = _monitor()
-    mm.ingest(_events(Simulator(seed=2), 1500))
+    mm.ingest(model_events(Simulator(seed=2), 1500))
     state = decode(encode(mm.export_state()))
     for change, note in (
         ({"multivariate": {"variance": 0.8}}, "multivariate: settings changed"),

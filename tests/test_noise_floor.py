@@ -17,24 +17,13 @@ import numpy as np
 from monitor.config import parse_config
 from monitor.detectors.jensen_shannon import JensenShannonDetector
 from monitor.detectors.psi import PSIDetector
-from monitor.events import ModelEvents
 from monitor.model_monitor import ModelMonitor
 from monitor.reference import build_profile
 from monitor.simulate import DriftSpec, Simulator
 from monitor.state_format import decode, encode
+from tests.sim_events import model_events
 
 SMALL_WINDOW = {"size": 150, "step": 50}
-
-
-def _events(sim: Simulator, n: int) -> ModelEvents:
-    out = ModelEvents(sim.model)
-    for e, _ in sim.events(n):
-        out.event_ids.append(e["event_id"])
-        out.timestamps.append(float(len(out.event_ids)))
-        out.versions.append(e["model_version"])
-        out.features.append(e["features"])
-        out.predictions.append(e["prediction"])
-    return out
 
 
 def _monitor(**model: Any) -> ModelMonitor:
@@ -57,7 +46,7 @@ def _psi_drifts(evaluations: list[Any]) -> int:
 
 
 def test_a_small_window_of_stationary_data_raises_no_psi_drift() -> None:
-    events = _events(Simulator(seed=2), 6_000)
+    events = model_events(Simulator(seed=2), 6_000)
     floor = _monitor(window=SMALL_WINDOW).ingest(events)
     assert len(floor) == 118
     assert _psi_drifts(floor) == 0
@@ -71,7 +60,7 @@ def test_a_small_window_still_finds_a_real_shift() -> None:
     """KS knows its sample size: the drift is found at the small window, floor or not."""
     drift = DriftSpec("mean", ("income",), 1.0, 3_000)
     evaluations = _monitor(window=SMALL_WINDOW).ingest(
-        _events(Simulator(seed=3, drift=drift), 6_000)
+        model_events(Simulator(seed=3, drift=drift), 6_000)
     )
     before = [e for e in evaluations if e.context.events_total <= 3_000]
     after = [e for e in evaluations if e.context.events_total >= 3_300]
@@ -104,7 +93,7 @@ def test_a_state_saved_before_the_floor_restores_without_a_settings_note() -> No
     its default, is not "settings changed" (a note on every model after the upgrade);
     set away from the default, it is."""
     mm = _monitor()
-    mm.ingest(_events(Simulator(seed=4), 500))
+    mm.ingest(model_events(Simulator(seed=4), 500))
     state = decode(encode(mm.export_state()))
     seen = state.settings_seen
     assert '"noise_alpha":0.00001' in seen.drift

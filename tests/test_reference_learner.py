@@ -15,7 +15,8 @@ from monitor.model_monitor import ModelMonitor
 from monitor.reference import build_profile
 from monitor.simulate import Simulator
 from monitor.state_format import decode, encode
-from tests.test_model_monitor import _events, _run
+from tests.sim_events import model_events
+from tests.test_model_monitor import _run
 
 CONFIG = {
     "models": [
@@ -29,7 +30,7 @@ CONFIG = {
 
 
 def _with_payloads(n: int, seed: int) -> tuple:
-    ev = _events(Simulator(seed=seed), n)
+    ev = model_events(Simulator(seed=seed), n)
     rng = np.random.default_rng(seed)
     for i, f in enumerate(ev.features):
         f["embedding"] = rng.random(256).tolist()
@@ -114,7 +115,7 @@ def test_keys_no_feature_can_have_are_not_held() -> None:
     """A key longer than a feature name (a producer writing a document into a key) is no
     column: the learner does not hold it for its thousands of rows either."""
     cfg = parse_config(CONFIG)
-    ev = _events(Simulator(seed=6), 500)
+    ev = model_events(Simulator(seed=6), 500)
     whole = []
     for i, f in enumerate(ev.features):
         f["k" * 50_000 + str(i % 3)] = 1.0
@@ -125,6 +126,6 @@ def test_keys_no_feature_can_have_are_not_held() -> None:
     assert len(encode(mm.export_state())) < 200_000
     expected = build_profile("credit-risk", whole)
     restored, _ = ModelMonitor.restore(mm.settings, mm.limits, decode(encode(mm.export_state())))
-    _run(restored, _slice(_events(Simulator(seed=7), 3000), 0, 2500), [2500])
+    _run(restored, _slice(model_events(Simulator(seed=7), 3000), 0, 2500), [2500])
     assert restored.reference is not None
     assert set(restored.reference.schema()) == set(expected.schema())

@@ -14,7 +14,8 @@ from monitor.events import NATIVE_AVAILABLE, Decoder, LabelEvents, ModelEvents, 
 from monitor.model_monitor import ModelMonitor
 from monitor.sampling import Sampler
 from monitor.simulate import Simulator
-from tests.test_model_monitor import WINDOW, _checkpoint, _events, _monitor, _run
+from tests.sim_events import model_events
+from tests.test_model_monitor import WINDOW, _checkpoint, _monitor, _run
 
 
 def test_the_decision_is_the_documented_hash_of_the_id() -> None:
@@ -46,7 +47,7 @@ def test_a_rate_outside_zero_to_one_is_a_config_error(rate: float) -> None:
 
 
 def test_windows_use_the_sample_and_event_counts_stay_exact() -> None:
-    events = _events(Simulator(seed=3), 12_000)
+    events = model_events(Simulator(seed=3), 12_000)
     rate = 0.25
     kept = Sampler(rate).kept(events.event_ids)
     assert kept is not None
@@ -144,7 +145,7 @@ def test_a_sampled_model_learns_its_reference_from_the_sample() -> None:
         }
     )
     mm = ModelMonitor(cfg.model("credit-risk"), cfg.limits)  # type: ignore[arg-type]
-    events = _events(Simulator(seed=8), 4_000)
+    events = model_events(Simulator(seed=8), 4_000)
     extra = range(1_800, 4_000, 7)  # after the reference is complete
     for i in extra:
         events.features[i] = {**events.features[i], "extra": 1}

@@ -29,6 +29,7 @@ at 0.1 or more; and a feature of 200 categories sits near 0.1 at the default win
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -42,7 +43,7 @@ from monitor.detectors.base import (
     not_fitted,
 )
 from monitor.detectors.binning import reference_bins, window_bins
-from monitor.detectors.noise_floor import FLOORS_KEPT, js_noise_floor
+from monitor.detectors.noise_floor import Floors, js_noise_floor
 from monitor.errors import DetectorError
 
 
@@ -100,8 +101,7 @@ class JensenShannonDetector(DetectorBase):
         self.noise_alpha = noise_alpha
         self._edges: np.ndarray | None = None
         self._ref_props: np.ndarray | None = None
-        self._ref_counts: np.ndarray | None = None
-        self._floors: dict[int, float] = {}  # noise floor by window size
+        self._floors: Floors | None = None  # noise floors by window size, once fitted
 
     @property
     def critical_threshold(self) -> float:
@@ -112,8 +112,7 @@ class JensenShannonDetector(DetectorBase):
         """Bin edges (numeric) and reference proportions, once."""
         self._edges, counts = reference_bins(self.kind, reference, self.bins, self.name)
         self._ref_props = counts / counts.sum()
-        self._ref_counts = counts
-        self._floors = {}
+        self._floors = Floors(partial(js_noise_floor, counts=counts, alpha=self.noise_alpha))
 
     def update(self, values: np.ndarray) -> None:
         """Window test: the window passed to :meth:`evaluate` is all it needs."""
@@ -149,11 +148,6 @@ class JensenShannonDetector(DetectorBase):
         :func:`~monitor.detectors.noise_floor.js_noise_floor`; kept per ``n``."""
         if self.noise_alpha is None or n <= 0:
             return 0.0
-        floor = self._floors.get(n)
-        if floor is None:
-            if self._ref_counts is None:
-                raise not_fitted(self.name)
-            floor = js_noise_floor(n, self._ref_counts, self.noise_alpha)
-            if len(self._floors) < FLOORS_KEPT:
-                self._floors[n] = floor
-        return floor
+        if self._floors is None:
+            raise not_fitted(self.name)
+        return self._floors(n)

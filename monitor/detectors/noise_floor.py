@@ -37,6 +37,7 @@ of reach: at that size the window says nothing it could measure.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy.stats import chi2
@@ -91,3 +92,24 @@ def js_noise_floor(n: int, counts: np.ndarray, alpha: float) -> float:
     """
     quadratic, empty = _chance(n, counts, alpha)
     return math.sqrt(quadratic / (8.0 * math.log(2.0)) + float(empty.sum()) / 2.0)
+
+
+class Floors:
+    """One fitted detector's noise floors, by window size: ``floors(n)``.
+
+    ``floor`` computes one (a partial of :func:`psi_noise_floor` or
+    :func:`js_noise_floor` over the reference's counts); each is kept, as it depends on
+    nothing else, up to :data:`FLOORS_KEPT` sizes.
+    """
+
+    def __init__(self, floor: Callable[[int], float]) -> None:
+        self._floor = floor
+        self._kept: dict[int, float] = {}
+
+    def __call__(self, n: int) -> float:
+        kept = self._kept.get(n)
+        if kept is None:
+            kept = self._floor(n)
+            if len(self._kept) < FLOORS_KEPT:
+                self._kept[n] = kept
+        return kept

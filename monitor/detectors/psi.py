@@ -41,6 +41,7 @@ import itertools
 import math
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,7 +56,7 @@ from monitor.detectors.base import (
     results_from_rows,
 )
 from monitor.detectors.binning import reference_bins, window_bins
-from monitor.detectors.noise_floor import FLOORS_KEPT, psi_noise_floor
+from monitor.detectors.noise_floor import Floors, psi_noise_floor
 from monitor.errors import DetectorError
 
 
@@ -129,8 +130,7 @@ class PSIDetector(DetectorBase):
         self.epsilon = epsilon
         self.kind = kind
         self.noise_alpha = noise_alpha
-        self._ref_counts: np.ndarray | None = None
-        self._floors: dict[int, float] = {}  # noise floor by window size
+        self._floors: Floors | None = None  # noise floors by window size, once fitted
         self._edges: np.ndarray | None = None
         self._ref_props: np.ndarray | None = None
         self._ref_log: np.ndarray | None = None
@@ -142,8 +142,9 @@ class PSIDetector(DetectorBase):
     def fit(self, reference: np.ndarray) -> None:
         """Compute bin edges (numeric) and smoothed reference proportions once."""
         self._edges, counts = reference_bins(self.kind, reference, self.bins, self.name)
-        self._ref_counts = counts
-        self._floors = {}
+        self._floors = Floors(
+            partial(psi_noise_floor, counts=counts, epsilon=self.epsilon, alpha=self.noise_alpha)
+        )
         self._ref_props = binned_proportions(counts, self.epsilon)
         self._ref_log = np.log(self._ref_props)
         self._small_ref = []
@@ -259,14 +260,9 @@ class PSIDetector(DetectorBase):
         :func:`psi_noise_floor`; kept per ``n``, as it depends on nothing else."""
         if self.noise_alpha is None or n <= 0:
             return 0.0
-        floor = self._floors.get(n)
-        if floor is None:
-            if self._ref_counts is None:
-                raise not_fitted(self.name)
-            floor = psi_noise_floor(n, self._ref_counts, self.epsilon, self.noise_alpha)
-            if len(self._floors) < FLOORS_KEPT:
-                self._floors[n] = floor
-        return floor
+        if self._floors is None:
+            raise not_fitted(self.name)
+        return self._floors(n)
 
     def result_row(self, psi: float, bins: int | None, n: int) -> tuple[Any, ...]:
         """The result's fields in order, for statistic ``psi`` of a window of ``n`` values
