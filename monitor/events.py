@@ -63,7 +63,7 @@ import math
 import operator
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
@@ -255,6 +255,15 @@ class MessageBatch:
                 if s < stop and e > start
             ],
             messages=None if self._messages is None else self._messages[start:stop],
+        )
+
+    def without(self, partitions: Collection[tuple[str, int]]) -> MessageBatch:
+        """The batch less the messages of ``partitions`` (``(topic, partition)`` pairs):
+        what the service drops of a batch polled before those partitions were revoked."""
+        if not any((r[0], r[1]) in partitions for r in self.runs):
+            return self
+        return self.take(
+            [i for t, p, s, e in self.runs if (t, p) not in partitions for i in range(s, e)]
         )
 
     def message(self, i: int, topic: str, partition: int) -> RawMessage:

@@ -263,6 +263,9 @@ class MonitorService:
         # overtook is dropped and done again for the new assignment.
         self._to_restore: set[TP] = set()
         self._rebalance_seq = 0
+        # Partitions revoked since the consume loop's last poll began: their messages in the
+        # batch in hand are no longer ours (see ``_drop_revoked``).
+        self._revoked_since_poll: set[TP] = set()
         self._restoring_since: float | None = None  # the consume loop is in a restore
         self._state = "new"
         # Set when a batch failed half-applied: memory no longer matches any offset, so it
@@ -733,6 +736,7 @@ class MonitorService:
                 if self._to_restore:
                     await self._restore_assigned()
                     continue
+                self._revoked_since_poll.clear()
                 try:
                     messages = await self.source.poll()
                 except GroupRefusedError as exc:
@@ -876,7 +880,9 @@ class MonitorService:
             if self._unsafe_state is not None:
                 raise ServiceStateError(f"state is unsafe ({self._unsafe_state}); restart")
             t0 = time.perf_counter()
-            messages = MessageBatch.of(messages)
+            messages = self._drop_revoked(MessageBatch.of(messages))
+            if not messages:
+                return []
             ranges = messages.offset_ranges()
             batch = self._decode(messages)
             if batch.rejected and not await self._dead_letter(batch.rejected, ranges):
@@ -912,6 +918,30 @@ class MonitorService:
             self._update_lag()
             await self._maybe_checkpoint(locked=True)
             return evaluations
+
+    def _drop_revoked(self, messages: MessageBatch) -> MessageBatch:
+        """The batch less the messages of partitions revoked since its poll began.
+
+        The poll returns, and a rebalance can revoke partitions before the batch gets the
+        lock (the revocation's checkpoint holds it). Applied anyway, those messages went
+        into models this instance no longer owns: it made the model again in memory, moved
+        its partition's position back, and its next checkpoint wrote that stale state and
+        offset over the new owner's, which then counted events twice on the next move
+        (tests/test_kafka_scale.py caught it). Their new owner reads them from its restored
+        offset; a partition revoked and assigned back is paused until restored and sought.
+        """
+        stale = {(t, p) for t, p, _, _ in messages.runs} & self._revoked_since_poll
+        if not stale:
+            return messages
+        kept = messages.without(stale)
+        dropped = len(messages) - len(kept)
+        self.metrics.rebalance_discarded.inc(dropped)
+        log.info(
+            "%d message(s) of revoked partition(s) %s discarded: their new owner reads them",
+            dropped,
+            ", ".join(f"{t}/{p}" for t, p in sorted(stale)),
+        )
+        return kept
 
     async def _dead_letter(
         self, rejected: list[Rejected], ranges: dict[TP, tuple[int, int]]
@@ -1508,6 +1538,7 @@ class MonitorService:
     async def _on_revoked(self, revoked: set[TP]) -> None:
         self.metrics.rebalances.labels("revoked").inc()
         self._rebalance_seq += 1
+        self._revoked_since_poll |= revoked
         self._to_restore -= revoked
         async with self._lock:
             leaving = [m for m, tp in self._model_partition.items() if tp in revoked]

@@ -214,6 +214,12 @@ class ServiceMetrics:
             ["kind"],
             registry=registry,
         )
+        self.rebalance_discarded = Counter(
+            "monitor_rebalance_discarded_messages_total",
+            "Messages of a polled batch discarded because a rebalance revoked their "
+            "partition before the batch was applied (their new owner reads them).",
+            registry=registry,
+        )
         self.commits = Counter(
             "monitor_offset_commits_total",
             "Offset commits by outcome.",

@@ -272,11 +272,19 @@ async def _scale(
         ends = await end_offsets(kafka_bootstrap, topic)
         await procs["one"].wait_positions(ends, within=90)
 
+        shown: dict[str, Any] = {}
+
         async def all_shown() -> bool:  # restored models are shown once restored
             status = await procs["one"].status()
-            return all(status["models"][m]["events"] == EVENTS for m in MODELS)
+            shown.update({m: status["models"][m]["events"] for m in MODELS})
+            return all(shown[m] == EVENTS for m in MODELS)
 
-        await eventually(all_shown, 30)
+        try:
+            await eventually(all_shown, 30)
+        except AssertionError:
+            raise AssertionError(
+                f"events shown {shown}, not {EVENTS} each:\n{procs['one'].tail(80)}"
+            ) from None
         await eventually(
             lambda: _alerts_committed(kafka_bootstrap, alerts_topic, f"{group}-alerts"), 30
         )

@@ -207,6 +207,18 @@ def test_batch_views() -> None:
     assert batch.partitions_of([1, 2]) == {("p", 1), ("q", 0)}
     sub = batch.take([1, 2])
     assert list(sub) == messages[1:3] and sub.runs == [("p", 1, 0, 1), ("q", 0, 1, 2)]
+    assert batch.without({("x", 9)}) is batch
+    less = batch.without({("q", 0)})
+    assert list(less) == [messages[0], messages[1], messages[3]]
+    assert less.runs == [("p", 1, 0, 2), ("p", 1, 2, 3)] and less.offset_ranges() == {
+        ("p", 1): (1000, 1003)
+    }
+    assert len(batch.without({("q", 0), ("p", 1)})) == 0
+    columns = MessageBatch()
+    columns.add_run("p", 0, [b"a", b"b"], [1.0, 2.0], [5, 6], [None, b"k"])
+    columns.add_run("q", 1, [b"c"], [3.0], [7], [None])
+    kept = columns.without([("p", 0)])
+    assert (kept.values, kept.offsets, kept.runs) == ([b"c"], [7], [("q", 1, 0, 1)])
     with pytest.raises(IndexError):
         batch[4]
     with pytest.raises(MonitorError):

@@ -252,6 +252,7 @@ async def _lag_after_revoke_and_return() -> tuple[float | None, float | None]:
         await svc._on_revoked({("predictions", 0)})
         gone = svc.registry.get_sample_value("monitor_event_lag_seconds", {"model": "m0"})
         clock.advance(10.0)
+        svc._revoked_since_poll.clear()  # a later poll, after the partition came back
         batch = MessageBatch([], [], [], [], [])
         batch.add_run(
             "predictions", 0, [v for _, v in stream], [0.0] * 120, range(120, 240), [None] * 120
