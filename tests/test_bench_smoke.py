@@ -13,6 +13,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
@@ -127,3 +128,16 @@ def test_stage_split_runs_and_restores_the_wrapped_functions() -> None:
     assert set(out) == {label for _, _, label in stages.STAGES}
     assert all(us > 0 for us in out.values())
     assert out["apply (models, metrics, alerts)"] >= out["ingest (one model's batch)"]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_rank_bucket_prototype_gives_today_s_ks_statistic_bit_for_bit(ties: bool) -> None:
+    """bench.rank_buckets times issue 19's design against today's path: the comparison is
+    only worth reading if both compute the same D, ties included."""
+    from bench import rank_buckets
+
+    refs, data = rank_buckets._stream(np.random.default_rng(7), ties, steps=3)
+    _, today = rank_buckets._today(refs, data, 3)
+    _, ranks = rank_buckets._ranks(refs, data, 3, search_only=False)
+    assert len(today) == rank_buckets.COLUMNS
+    assert ranks == today
