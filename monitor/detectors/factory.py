@@ -168,7 +168,11 @@ def build_detector(
         w = config.wasserstein
         t = threshold if threshold is not None else w.threshold
         critical = None if w.critical is None else max(w.critical, t)
-        return WassersteinDetector(threshold=t, critical=critical)
+        return WassersteinDetector(
+            threshold=t,
+            critical=critical,
+            noise_alpha=w.noise_alpha if threshold is None else None,  # as PSI's above
+        )
     if name == "adwin":
         return ADWINDetector(**config.adwin.model_dump(), seed=seed)
     if name == "page_hinkley":
