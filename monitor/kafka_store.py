@@ -861,6 +861,15 @@ class KafkaStateStore:
             blob, entry.blob = entry.blob, b""  # the service holds it now; free the memory
         return blob if blob else None
 
+    def peek_model(self, model: str) -> bytes | None:
+        """The held blob of ``model``, left held (:meth:`load_model` takes it); None when
+        absent, unusable, taken or parked (a parked one is not read again for a look)."""
+        with self._lock:
+            entry = self._entries.get(model)
+            if entry is None or entry.problem is not None or not entry.blob:
+                return None
+            return bytes(entry.blob)
+
     def park(self, model: str) -> None:
         """Drop the blob of a state kept but not restored (``state.unlisted_models: keep``).
 

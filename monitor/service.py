@@ -79,6 +79,7 @@ import time
 from typing import Any
 
 import httpx
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from monitor import state_format, status
@@ -219,6 +220,9 @@ class MonitorService:
         # Stored states of unlisted models kept, not restored (``_unlisted``), by partition:
         # listed on /api/status, so a parked state is not only an INFO line.
         self._kept_unlisted: dict[str, TP] = {}
+        # Kept unlisted models whose open incidents were just resolved: their states without
+        # those incidents, written by the next checkpoint (_retire_alerts).
+        self._retired: dict[str, SavedModel] = {}
         self.references: dict[str, ReferenceProfile] = {}
         self.version_references: dict[str, dict[str, ReferenceProfile]] = {}
         # model -> (reason, error): its events are counted and skipped, the others run on.
@@ -1377,7 +1381,7 @@ class MonitorService:
         if getattr(self.store, "rewrite_all_pending", False):
             # The changelog was deleted or lost its compaction: every state, changed or not.
             self._dirty.update(self.models)
-        blobs: dict[str, SavedModel] = {}
+        blobs: dict[str, SavedModel] = dict(self._retired)
         alert_texts: dict[str, str] = {}
         for n, mm in list(self.models.items()):
             self._snapshot_model(n, mm, blobs, alert_texts)
@@ -1403,7 +1407,7 @@ class MonitorService:
         if getattr(self.store, "rewrite_all_pending", False):
             # The changelog was deleted or lost its compaction: every state, changed or not.
             self._dirty.update(self.models)
-        blobs: dict[str, SavedModel] = {}
+        blobs: dict[str, SavedModel] = dict(self._retired)
         alert_texts: dict[str, str] = {}
         for n, mm in self.models.items():
             self._snapshot_model(n, mm, blobs, alert_texts)
@@ -1467,6 +1471,9 @@ class MonitorService:
             if self._unrestored.get(model) is kept:  # not replaced by a later failure
                 del self._unrestored[model]
         self._dirty.difference_update(blobs)
+        for model, saved in blobs.items():
+            if self._retired.get(model) is saved:  # not replaced meanwhile
+                del self._retired[model]
         self._saved_alerts.update(alert_texts)
         self._last_checkpoint = self.clock.time()
         log.debug(
@@ -1566,6 +1573,7 @@ class MonitorService:
                 self._positions.pop(tp, None)
             for m in [m for m, tp in self._kept_unlisted.items() if tp in revoked]:
                 del self._kept_unlisted[m]
+                self._retired.pop(m, None)  # its new owner resolves (and rewrites) it again
             if self.store is not None:
                 self.store.release(revoked)
 
@@ -1709,8 +1717,11 @@ class MonitorService:
                 if self.config.model(model) is None and (
                     self.config.unknown_models == "reject" or model not in self._admitted
                 ):
+                    retired = await self._retire_alerts(model)
                     if self._unlisted(model):
                         self._kept_unlisted[model] = tp
+                        if retired is not None:  # kept: without the incidents just closed
+                            self._retired[model] = (retired, tp)
                         self.store.park(model)  # not held in memory until it is needed
                     continue
                 if model in self.disabled:
@@ -1721,6 +1732,54 @@ class MonitorService:
                 except (ReferenceError_, NewerStateError) as exc:
                     self._disable(model, exc, at_start=False)
                 await asyncio.sleep(0)
+
+    async def _retire_alerts(self, model: str) -> bytes | None:
+        """Resolve at their receivers the incidents a stored model the config no longer
+        lists left open (:meth:`AlertService.retire_async`), before its state is kept aside
+        or deleted (:meth:`_unlisted`); the state to keep in its place (uncompressed, for
+        the next checkpoint), or None when nothing was resolved.
+
+        Only an evaluation of a model resolves its incidents, and an unlisted model's
+        events are refused: an incident open when the model left the config stayed open at
+        PagerDuty, Slack and the webhooks for good, with nobody's data to close it. The
+        state kept says the incidents are closed, so that the model, listed again, opens a
+        new one if it still drifts (restored as it was, it would take its drift for the
+        incident just resolved, and page nobody). Until that state is written, each
+        assignment decides the same resolves again, which the outbox drops as repeats. A
+        state this release cannot read is left alone (said where it is kept or refused).
+        """
+        assert self.store is not None
+        blob = self.store.peek_model(model)  # not taken: it is kept, or deleted, after
+        try:
+            state = state_format.decode(blob) if blob is not None else None
+        except (NewerStateError, StateFormatError):
+            return None
+        if state is None or state.alerts is None:
+            return None
+        reason = (
+            f"the model {printable(model, 200)} is no longer in the config: its incident is "
+            "closed by the monitor, not by its data"
+        )
+        try:
+            sent, after = await self.alerts.retire_async(model, json.loads(state.alerts), reason)
+        except (ValueError, StateError) as exc:  # JSONDecodeError is a ValueError
+            log.warning(
+                "model %s is no longer in the config; its saved alert state is unreadable, so "
+                "an incident it left open is not resolved: %s",
+                printable(model, 200),
+                exc,
+            )
+            return None
+        if not sent:
+            return None
+        log.info(
+            "model %s is no longer in the config: %d incident(s) it left open resolved at "
+            "their receivers",
+            printable(model, 200),
+            len(sent),
+        )
+        text = json.dumps(after, default=_json_default, sort_keys=True)
+        return state_format.encode(msgspec.structs.replace(state, alerts=text), compress=False)
 
     def _unlisted(self, model: str) -> bool:
         """A stored model the config no longer lists (``unknown_models: reject``): its state

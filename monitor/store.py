@@ -74,6 +74,11 @@ class StateStore(Protocol):
     def load_model(self, model: str) -> bytes | None:
         """The saved blob of ``model``, or None."""
 
+    def peek_model(self, model: str) -> bytes | None:
+        """The saved blob of ``model`` without taking it (a backend that hands a blob over
+        once, to be restored, keeps it), or None, also when it is unusable or not held:
+        for a look at a state that is not restored (an unlisted model's alert state)."""
+
     def load_offsets(self) -> dict[TopicPartition, int]:
         """Next offset to consume per partition, as of the last save."""
 
@@ -237,6 +242,9 @@ class SQLiteStateStore:
                 "SELECT CAST(blob AS BLOB) FROM models WHERE model = ?", (model,)
             ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def peek_model(self, model: str) -> bytes | None:
+        return self.load_model(model)  # a read: nothing is taken
 
     def models(self, partitions: Iterable[TopicPartition] | None = None) -> list[str]:
         with self._lock:

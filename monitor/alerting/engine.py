@@ -42,7 +42,7 @@ import math
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -70,6 +70,7 @@ from monitor.alerting.policy import (
     decide,
     fingerprint,
     idempotency_key,
+    retire,
     signal_key,
 )
 from monitor.alerting.receiver import Receiver, secret_forms
@@ -501,18 +502,7 @@ class AlertService:
         )
         state = decision.state
         pending = _Pending(ctx=ctx, wall=wall)
-        for action in decision.actions:
-            targets = route_all(self._config, ctx.model, action.route_severities)
-            pending.spans.append((action, targets, len(pending.items)))
-            if action.kind == "mute":
-                pending.counts.extend((r, "silenced") for r in targets)
-                continue
-            notification = build_notification(
-                action, ctx, links_for(self._config, ctx, action.fingerprint, action.signals)
-            )
-            if targets:
-                pending.items.extend((r, notification) for r in targets)
-                pending.produced.append(notification)
+        self._route(pending, decision.actions)
 
         policy = self._config.retrain_policy
         if policy is not None:
@@ -540,6 +530,76 @@ class AlertService:
         if self._spool is None:
             pending.for_outbox = pending.items
         return pending
+
+    def _route(
+        self, pending: _Pending, actions: Sequence[AlertAction], reason: str | None = None
+    ) -> None:
+        """Each action's receivers and notification (with ``reason``, if any), in ``pending``."""
+        ctx = pending.ctx
+        for action in actions:
+            targets = route_all(self._config, ctx.model, action.route_severities)
+            pending.spans.append((action, targets, len(pending.items)))
+            if action.kind == "mute":
+                pending.counts.extend((r, "silenced") for r in targets)
+                continue
+            notification = build_notification(
+                action, ctx, links_for(self._config, ctx, action.fingerprint, action.signals)
+            )
+            if reason is not None:
+                notification = replace(notification, reason=reason)
+            if targets:
+                pending.items.extend((r, notification) for r in targets)
+                pending.produced.append(notification)
+
+    async def retire_async(
+        self, model: str, document: Mapping[str, Any], reason: str
+    ) -> tuple[list[Notification], dict[str, Any]]:
+        """Resolve, at their receivers, the open incidents in ``model``'s saved alert state
+        (``document``: a :meth:`get_state` document, as a model's checkpoint holds it), for
+        a model no longer monitored; returns the notifications enqueued and the document
+        after (no incident open), for the caller to store in their place.
+
+        Only an evaluation resolves an incident, and a model taken out of the config is
+        never evaluated again: its open incidents stayed open at PagerDuty and the rest for
+        good. Each gets the resolve it would have got (:func:`~monitor.alerting.policy.retire`),
+        carrying ``reason``; decided again after a restart, it has the same key, and the
+        outbox drops it as a repeat (for ``delivery.retention_seconds``). The model's state
+        is then forgotten here (not its spooled notifications, unlike :meth:`release`).
+        A document that is not a readable alert state raises :class:`StateError`.
+        """
+        models = document.get("models") if document.get("version") == STATE_VERSION else None
+        if not isinstance(models, Mapping):
+            raise StateError(f"alert state document version {document.get('version')!r}")
+        saved = models.get(model)
+        if saved is None:
+            return [], dict(document)
+        state = ModelAlertState.from_json(saved)
+        wall = self._clock.time()
+        decision = retire(state, wall)
+        after = {"version": STATE_VERSION, "models": {model: decision.state.to_json()}}
+        if not decision.actions:
+            return [], after
+        self._running()  # only now: a state with nothing open needs no running service
+        # The event time of the incidents' last notification: the evaluation the resolve
+        # follows (a notification's ``evaluated_at``); nothing was evaluated since.
+        last = max(
+            t
+            for g in state.groups.values()
+            for t in (g.last_notified_at, g.incident_started_at)
+            if t is not None
+        )
+        ctx = EvaluationContext(model, None, last, last, last, 0, 0)
+        pending = _Pending(ctx=ctx, wall=wall, state=decision.state)
+        self._route(pending, decision.actions, reason)
+        if self._spool is None:
+            pending.for_outbox = pending.items
+        if self._persist_state:
+            text = json.dumps(decision.state.to_json(), default=_json_default)
+            pending.changed[model] = text
+        inserted = await self._in_database(self._write, pending)
+        produced = self._finish(pending, inserted)
+        self._forget(model)  # its spooled resolves stay: they go out with the next checkpoint
+        return produced, after
 
     def _write(self, pending: _Pending) -> list[bool]:
         """The I/O of :meth:`submit`: one outbox transaction (notifications and state);
@@ -877,12 +937,16 @@ class AlertService:
         if self._spool:  # not written: their new owner replays the evaluations that made them
             self._spool[:] = [a for a in self._spool if a[0] not in models]
         for model in models:
-            self._saved.pop(model, None)
-            if self._states.pop(model, None) is None:
-                continue
-            for severity in ("warning", "critical"):
-                with contextlib.suppress(KeyError):
-                    self._metrics.alerts_firing.remove(model, severity)
+            self._forget(model)
+
+    def _forget(self, model: str) -> None:
+        """Drop ``model``'s state from memory and its firing gauges from the metrics."""
+        self._saved.pop(model, None)
+        if self._states.pop(model, None) is None:
+            return
+        for severity in ("warning", "critical"):
+            with contextlib.suppress(KeyError):
+                self._metrics.alerts_firing.remove(model, severity)
 
     # -- diagnostics ---------------------------------------------------------------------
 

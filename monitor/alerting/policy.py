@@ -434,22 +434,14 @@ def _step_group(
             incident_started_at=group.incident_started_at,
             severity=severity,
             signals=_order(evidence[k] for k in keys if k in evidence),
-            ended_at=now if kind == "resolve" else None,
+            ended_at=None,  # a resolve is built by _resolve
             cleared=_order(evidence[k] for k in cleared if k in evidence),
             route_severities=routes,
         )
 
     if not firing:
         if group.incident_started_at is not None and group.notified:
-            actions.append(
-                act(
-                    "resolve",
-                    group.notified_keys,
-                    group.notified_severity,
-                    group.seq,
-                    route_severities=group.routed_severities,
-                )
-            )
+            actions.append(_resolve(group, model, evidence, now))
         return replace(
             group,
             incident_started_at=None,
@@ -507,6 +499,61 @@ def _step_group(
             actions.append(act("mute", sorted(newly_muted), sev, group.seq))
             group = replace(group, muted_keys=group.muted_keys | newly_muted)
     return group, actions
+
+
+def _resolve(group: GroupState, model: str, evidence: dict[str, Signal], now: float) -> AlertAction:
+    """The resolve of ``group``'s notified incident: its notified signals as ``evidence``
+    holds them, to every receiver a notification of the incident was routed to."""
+    assert group.incident_started_at is not None
+    severity = group.notified_severity
+    return AlertAction(
+        kind="resolve",
+        model=model,
+        labels=dict(group.labels),
+        fingerprint=group.fingerprint,
+        idempotency_key=idempotency_key(
+            group.fingerprint, group.incident_started_at, group.seq, "resolve"
+        ),
+        incident_started_at=group.incident_started_at,
+        severity=severity,
+        signals=_order(evidence[k] for k in group.notified_keys if k in evidence),
+        ended_at=now,
+        route_severities=tuple(
+            sorted(set(group.routed_severities) | {severity}, key=severity_rank)
+        ),
+    )
+
+
+def retire(state: ModelAlertState, now: float) -> Decision:
+    """Close every open incident of a model that is no longer monitored; ``now``: when.
+
+    A model taken out of the config while an incident of it was open left that incident
+    open at its receivers for good (a PagerDuty incident nobody's data would ever resolve):
+    no evaluation of it comes any more, and only an evaluation resolves. Each notified
+    incident gets the resolve it would have got (the same idempotency key, so deciding it
+    again after a restart is the outbox's duplicate); one never notified closes without a
+    word. The state returned holds no incident (the retraining fields are kept).
+
+    >>> from monitor.signals import Signal
+    >>> sig = Signal("m", "drift", "x", "critical", 0.4, 0.2, "psi")
+    >>> track = SignalTrack(firing=True, active_streak=3, severity="critical", last=sig)
+    >>> g = GroupState({"model": "m"}, "fp", {"drift:x": track}, incident_started_at=10.0,
+    ...                notified=True, notified_keys=frozenset({"drift:x"}),
+    ...                notified_severity="critical", seq=1)
+    >>> d = retire(ModelAlertState("m", {"fp": g}), now=99.0)
+    >>> [(a.kind, a.idempotency_key, [s.subject for s in a.signals]) for a in d.actions]
+    [('resolve', 'fp-10000-1-resolve', ['x'])]
+    >>> d.state.groups
+    {}
+    """
+    actions = []
+    for fp in sorted(state.groups):
+        group = state.groups[fp]
+        if group.incident_started_at is None or not group.notified:
+            continue
+        evidence = {k: t.last for k, t in group.tracks.items() if t.last is not None}
+        actions.append(_resolve(group, state.model, evidence, now))
+    return Decision(state=replace(state, groups={}), actions=actions)
 
 
 def _elapsed(group: GroupState, now: float, wall: float, interval: float) -> bool:
@@ -637,4 +684,5 @@ __all__ = [
     "fingerprint",
     "group_labels",
     "idempotency_key",
+    "retire",
 ]
