@@ -184,8 +184,8 @@ class WassersteinParams(_Params):
             "Noise floor, as PSI's: the distance counts as drift only above a bound of the"
             " one that a window of its size and the reference, drawn from one distribution,"
             " exceed with at most about this probability. 0.097 at the default window"
-            " (normal data), below the threshold; 0.51 at 120 values, where 58% of stationary"
-            " windows were at 0.1. null: the thresholds alone."
+            " (normal data; 0.105 with heavy tails), about the threshold; 0.51 at 120 values,"
+            " where 58% of stationary windows were at 0.1. null: the thresholds alone."
         ),
     )
 

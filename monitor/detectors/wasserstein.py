@@ -13,8 +13,9 @@ A constant reference (std 0) is normalised by 1 instead (the raw distance).
 A small window is far from its reference by chance alone (120 stationary values were above
 0.1 in 58 % of evaluations): the thresholds rise to the noise floor of
 :mod:`monitor.detectors.noise_floor` where it is higher (``noise_alpha``; None turns it
-off). At the default window (5,000 values against 10,000) the floor is 0.097, below the
-threshold: only smaller windows are affected.
+off). At the default window (5,000 values against 10,000) the floor is 0.097 for normal
+and lognormal data, below the threshold (only smaller windows are affected), and 0.105 for
+Student's t(3), whose heavy tails spread the distance more.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(2)
