@@ -388,6 +388,17 @@ class AlertService:
         await self._in_database(
             outbox.purge, self._clock.time() - self._config.delivery.retention_seconds
         )
+        abandoned = await self._in_database(
+            outbox.abandon_unconfigured, self._config.receivers.keys(), self._clock.time()
+        )
+        for receiver, n in sorted(abandoned.items()):
+            self._metrics.count(receiver, "dead", n)
+            log.warning(
+                "%d alert notification(s) pending for receiver %s, which is no longer in the "
+                "config, were marked dead, not sent",
+                n,
+                printable(receiver, 200),
+            )
         await self._dispatcher.start()
 
     def _open_state(self, outbox: Outbox) -> tuple[SilenceStore, dict[str, str], int]:

@@ -480,6 +480,36 @@ class Outbox:
             raise StateError(f"outbox purge failed: {exc}") from exc
         return cur.rowcount
 
+    def abandon_unconfigured(self, receivers: Collection[str], now: float) -> dict[str, int]:
+        """Mark dead the pending rows of receivers not in ``receivers`` (taken out of the
+        config); how many per receiver.
+
+        Nothing delivers them (the dispatcher serves the configured receivers) and nothing
+        purges a pending row: they waited for good, and the age of the oldest undelivered
+        row grew without end (``OutboxBacklog`` paged and never resolved). Dead, they are
+        purged after ``retention_seconds`` as any other. A row being sent elsewhere (another
+        instance's live claim) is left to that instance.
+        """
+        names = sorted(set(receivers))
+        marks = ",".join("?" * len(names))
+        where = "state='pending' AND (claimed_until IS NULL OR claimed_until <= ?)"
+        if names:
+            where += f" AND receiver NOT IN ({marks})"
+        try:
+            with self._transaction():
+                counts = self._conn.execute(
+                    f"SELECT receiver, COUNT(*) AS n FROM outbox WHERE {where} GROUP BY receiver",
+                    (now, *names),
+                ).fetchall()
+                self._conn.execute(
+                    "UPDATE outbox SET state='dead', finished_at=?, "
+                    f"last_error='receiver no longer in the config' WHERE {where}",
+                    (now, now, *names),
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"outbox update failed: {exc}") from exc
+        return {r["receiver"]: r["n"] for r in counts}
+
     # -- reading -------------------------------------------------------------------------
 
     def due(
