@@ -4,7 +4,9 @@ The dispatcher delivers to the configured receivers only, so a notification stil
 for a receiver the operator removed (it was down, then replaced) stayed pending for good:
 never sent, never purged, and ``monitor_outbox_oldest_undelivered_age_seconds`` grew
 without end, so ``OutboxBacklog`` paged after fifteen minutes and never resolved. Such
-rows are now marked dead at start, counted and said once per receiver. Real SQLite outbox,
+rows are now marked dead at start, counted and said once per receiver; and a removed
+receiver that holds an incident's page without its resolve is named, so that someone
+closes it there. Real SQLite outbox,
 real local HTTP receivers, an injected clock.
 """
 
@@ -57,3 +59,16 @@ async def test_rows_pending_for_a_removed_receiver_are_marked_dead_at_start(
     said = [r.getMessage() for r in caplog.records if "no longer in the config" in r.message]
     assert len(said) == 1 and "pager" in said[0] and "1 alert notification" in said[0], said
     assert pager.url not in said[0]  # a receiver is named, never its URL
+
+    # "chat" taken out in turn: it holds the incident's page, whose resolve can no longer
+    # reach it. The monitor says so, once per start, rather than leave it to be found there.
+    caplog.clear()
+    third = service(config({"pager": both["pager"]}), path, clock)
+    with caplog.at_level(logging.WARNING, logger="monitor"):
+        await third.start()
+    await third.stop()
+    said = [r.getMessage() for r in caplog.records if "no longer in the config" in r.message]
+    assert said == [
+        "receiver chat, which is no longer in the config, was paged for 1 incident(s) it never "
+        "got the resolve of: the monitor cannot reach it any more, so close them there"
+    ]

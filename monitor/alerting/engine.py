@@ -399,6 +399,17 @@ class AlertService:
                 n,
                 printable(receiver, 200),
             )
+        left_open = await self._in_database(
+            outbox.left_open_at_unconfigured, self._config.receivers.keys()
+        )
+        for receiver, n in sorted(left_open.items()):
+            log.warning(
+                "receiver %s, which is no longer in the config, was paged for %d incident(s) "
+                "it never got the resolve of: the monitor cannot reach it any more, so close "
+                "them there",
+                printable(receiver, 200),
+                n,
+            )
         await self._dispatcher.start()
 
     def _open_state(self, outbox: Outbox) -> tuple[SilenceStore, dict[str, str], int]:

@@ -510,6 +510,28 @@ class Outbox:
             raise StateError(f"outbox update failed: {exc}") from exc
         return {r["receiver"]: r["n"] for r in counts}
 
+    def left_open_at_unconfigured(self, receivers: Collection[str]) -> dict[str, int]:
+        """Per receiver not in ``receivers``: how many incidents it was paged for (a fire,
+        update or reminder delivered) without their resolve delivered, as far as the rows
+        kept (``retention_seconds``) tell. The monitor cannot reach it any more: those stay
+        open there unless someone closes them."""
+        names = sorted(set(receivers))
+        sql = "SELECT receiver, idempotency_key FROM outbox WHERE state='delivered'"
+        if names:
+            sql += f" AND receiver NOT IN ({','.join('?' * len(names))})"
+        paged: dict[str, set[str]] = {}
+        resolved: dict[str, set[str]] = {}
+        for row in self._conn.execute(sql, names).fetchall():
+            # An incident's keys are "<fingerprint>-<start ms>-<seq>-<action>" (policy).
+            incident, _, action = str(row["idempotency_key"]).rpartition("-")
+            incident = incident.rpartition("-")[0]
+            if action in ("fire", "update", "repeat"):
+                paged.setdefault(row["receiver"], set()).add(incident)
+            elif action == "resolve":
+                resolved.setdefault(row["receiver"], set()).add(incident)
+        out = {r: len(ids - resolved.get(r, set())) for r, ids in paged.items()}
+        return {r: n for r, n in out.items() if n}
+
     # -- reading -------------------------------------------------------------------------
 
     def due(
