@@ -11,16 +11,19 @@ resolve, once, with the reason; its state is then kept or deleted as
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from alert_receivers import RecordingReceiver
 from fault_helpers import eventually
 
 from devtools.local_kafka import create_topics
+from monitor import state_format
 from monitor.config import parse_config
 from monitor.events import RawMessage
 from monitor.service import MonitorService
@@ -214,3 +217,36 @@ async def test_with_the_kafka_backend_the_resolve_goes_out_through_the_alerts_to
         await run(raw(rx.url, ["m"], "reject"), paged_again)
         assert rx.requests[2].json["status"] == "firing"
         assert rx.requests[2].json["started_at"] > rx.requests[0].json["started_at"]
+
+
+@pytest.mark.parametrize("alerts", ["[1, 2]", '{"version": 1, "models": []}', "not json", '"x"'])
+async def test_an_unreadable_saved_alert_state_of_an_unlisted_model_is_said_not_raised(
+    tmp_path: Path, alerts: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged alert document in an unlisted model's state: one WARNING, the state kept as
+    it is, the other models loaded (it had been an AttributeError out of the assignment)."""
+    async with RecordingReceiver() as rx:
+        first = await _service(_raw(["gone", "other"], tmp_path, rx.url), tmp_path)
+        try:
+            await first.process(_batch("gone", 0, 150, shift=0.0))
+            await first.process(_batch("other", 0, 150, shift=0.0))
+            first.checkpoint()
+            assert first.store is not None
+            state = state_format.decode(first.store.load_model("gone") or b"")
+            damaged = state_format.encode(msgspec.structs.replace(state, alerts=alerts))
+            first.store.save({"gone": (damaged, TP)}, {})
+        finally:
+            await _stop(first)
+        second = await _service(_raw(["other"], tmp_path, rx.url), tmp_path)
+        try:
+            with caplog.at_level(logging.WARNING, logger="monitor"):
+                await second._load_assigned({TP})
+            assert "other" in second.models
+            assert second.store is not None and second.store.load_model("gone") == damaged
+        finally:
+            await _stop(second)
+    said = [
+        r.getMessage() for r in caplog.records if "saved alert state is unreadable" in r.message
+    ]
+    assert len(said) == 1 and "gone" in said[0], said
+    assert rx.requests == []

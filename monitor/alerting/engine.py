@@ -589,6 +589,8 @@ class AlertService:
         is then forgotten here (not its spooled notifications, unlike :meth:`release`).
         A document that is not a readable alert state raises :class:`StateError`.
         """
+        if not isinstance(document, Mapping):
+            raise StateError(f"alert state document is a {type(document).__name__}")
         models = document.get("models") if document.get("version") == STATE_VERSION else None
         if not isinstance(models, Mapping):
             raise StateError(f"alert state document version {document.get('version')!r}")
