@@ -1236,6 +1236,7 @@ def config_warnings(config: MonitorConfig) -> list[str]:
     - Model names that differ only in case (``Fraud``, ``fraud``): events match names
       exactly, so two teams may mean two models, and they read differently on a page (not
       refused, unlike names that look identical); but one is often a typo of the other.
+    - Receiver names that differ only in case, likewise.
     - A receiver opted in to sending its credential over plain http.
     """
     out = []
@@ -1253,6 +1254,16 @@ def config_warnings(config: MonitorConfig) -> list[str]:
             out.append(
                 f"model names {', '.join(ascii(n) for n in names)} differ only in case: events "
                 "are matched exactly, so these are separate models; rename one if that is a typo"
+            )
+    receivers_by_case: dict[str, list[str]] = {}
+    for name in config.alerting.receivers:
+        receivers_by_case.setdefault(name_key(name).casefold(), []).append(name)
+    for names in receivers_by_case.values():
+        if len(names) > 1:
+            out.append(
+                f"receiver names {', '.join(ascii(n) for n in names)} differ only in case: "
+                "routes name receivers exactly, so these are separate receivers and each is "
+                "sent what routes to it; rename one if that is a typo"
             )
     for name, receiver in config.alerting.receivers.items():
         if receiver.allow_insecure_http and (found := clear_text_credentials(receiver)):

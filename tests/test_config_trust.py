@@ -243,6 +243,28 @@ def test_models_differing_only_in_case_load_with_a_warning(
     assert any("'Fraud'" in line and "'fraud'" in line for line in lines), lines
 
 
+@pytest.mark.parametrize(("a", "b"), list(NEAR.values()), ids=list(NEAR))
+def test_receivers_that_look_identical_are_refused_naming_both(a: str, b: str) -> None:
+    """A receiver's name is a metrics label and what routes name: two that look alike
+    were two receivers shown as one."""
+    hook = {"type": "webhook", "url": "http://127.0.0.1:9/hook"}
+    text = _problems({"alerting": {"receivers": {a: hook, b: hook}}})
+    assert "receiver names" in text
+    assert ascii(a) in text and ascii(b) in text
+
+
+def test_receivers_differing_only_in_case_load_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hook = {"type": "webhook", "url": "http://127.0.0.1:9/hook"}
+    raw = {"models": [{"name": "m"}], "alerting": {"receivers": {"Ops": hook, "ops": hook}}}
+    with caplog.at_level(logging.WARNING, logger="monitor.config"):
+        config = parse_config(raw, env={})
+    assert sorted(config.alerting.receivers) == ["Ops", "ops"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.config"]
+    assert any("receiver names 'Ops', 'ops'" in line for line in lines), lines
+
+
 # ----------------------------------------------------------------- no models
 
 

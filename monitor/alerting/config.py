@@ -90,6 +90,7 @@ from monitor.signals import SignalKind
 from monitor.strict_model import (
     StrictModel,
     drop_empty_options,
+    near_duplicate_problems,
     refuse_boolean_number,
     refuse_unprintable,
 )
@@ -827,8 +828,14 @@ class AlertingConfig(BaseModel):
     def _printable_receiver_names(
         cls, receivers: dict[str, ReceiverConfig]
     ) -> dict[str, ReceiverConfig]:
-        """A receiver's name is a label of the delivery metrics and named in logs."""
+        """A receiver's name is a label of the delivery metrics and named in logs; routes
+        name it exactly, so two names that look identical there would be two receivers
+        shown as one (refused, as model and feature names are)."""
         refuse_unprintable("receiver name", receivers)
+        if near := near_duplicate_problems(
+            "receiver names", ((f"receivers.{n!a}", n) for n in receivers)
+        ):
+            raise ValueError("; ".join(near))
         return receivers
 
     @field_validator("dashboard_url_template")
