@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from monitor.column_sort import sort_columns
+
 try:  # the compiled kernel (native/, Rust): optional, numpy computes the same statistics
     from monitor_native import summarize_sorted as _native_summarize
 except ImportError:  # pragma: no cover - depends on the install (an older build lacks it)
@@ -93,7 +95,7 @@ def _summarize_numeric(
     values: np.ndarray, quantiles: tuple[float, ...]
 ) -> tuple[list[NumericSummary], list[np.ndarray]]:
     n_rows, n_cols = values.shape
-    ordered = np.sort(values, axis=0)  # NaN sorts last
+    ordered = sort_columns(values)  # NaN sorts last; by numpy or the crate (column_sort.py)
     if (
         _native_summarize is not None
         and n_rows

@@ -78,6 +78,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from scipy import special, stats
 
+from monitor.column_sort import sort_values
 from monitor.detectors.base import (
     DetectorBase,
     DetectorResult,
@@ -307,7 +308,7 @@ class KSDetector(DetectorBase):
         win = as_numeric(window, "window")
         if win.size == 0:
             raise DetectorError("ks: window must not be empty")
-        return ks_statistic_sorted(self._ref, np.sort(win))
+        return ks_statistic_sorted(self._ref, sort_values(win))
 
     def _p_value(self, n1: int, n2: int, d: float) -> tuple[float, float, bool]:
         """(D as reported, p-value, exact?) for sizes n1, n2 with the configured method."""

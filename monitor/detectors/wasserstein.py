@@ -41,6 +41,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from monitor.column_sort import sort_values
 from monitor.detectors.base import DetectorBase, DetectorResult, as_numeric, grade, not_fitted
 from monitor.detectors.noise_floor import Floors, wasserstein_noise_floor, wasserstein_spread
 from monitor.errors import DetectorError
@@ -111,7 +112,7 @@ class WassersteinDetector(DetectorBase):
         """Raw (unnormalised) W1 distance between reference and window."""
         if self._ref is None:
             raise not_fitted(self.name)
-        win = np.sort(as_numeric(window, "window"))
+        win = sort_values(as_numeric(window, "window"))
         if win.size == 0:
             raise DetectorError("wasserstein: window must not be empty")
         ref = self._ref

@@ -41,6 +41,7 @@ use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 mod ks;
+mod sort;
 mod summary;
 
 /// orjson refuses documents nesting arrays/objects deeper than this.
@@ -1293,6 +1294,7 @@ fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_predictions, m)?)?;
     ks::register(m)?;
     summary::register(m)?;
+    sort::register(m)?;
     let doc: String = m
         .getattr("decode_predictions")?
         .getattr("__doc__")?
@@ -1301,7 +1303,9 @@ fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "__doc__",
         format!(
             "Native (Rust) batch decoder of JSON prediction events, and the KS kernel\n\
-             (ks_statistic_sorted, ks_statistics_sorted; see their docstrings).\n\n\
+             (ks_statistic_sorted, ks_statistics_sorted), the window's summaries and PSI\n\
+             (summarize_sorted, psi_sorted_many) and its column sort (sort_columns);\n\
+             see their docstrings.\n\n\
              The decoder, decode_predictions, and its contract:\n\n{doc}"
         ),
     )?;
