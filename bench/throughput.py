@@ -742,6 +742,8 @@ def evidently_peer(python: str, mm: Any, refs: dict[str, Any], repeat: int) -> d
 
 
 def machine() -> dict[str, Any]:
+    from monitor import column_sort
+
     blas = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
     return {
         "cores": os.cpu_count(),
@@ -749,6 +751,8 @@ def machine() -> dict[str, Any]:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "openblas_env": blas or "unset",
+        # numpy's or the crate's: timed at the first sort (monitor/column_sort.py)
+        "column_sort": column_sort.implementation(),
     }
 
 
@@ -1013,7 +1017,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     header = (
         f"### Throughput and memory (issue 7)\n\nCommand: `{result['command']}`  \n"
         f"Machine: {m['cores']} cores, Python {m['python']}, numpy {m['numpy']}, "
-        f"OPENBLAS env: {m['openblas_env']}; run at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC."
+        f"OPENBLAS env: {m['openblas_env']}; column sort: {m['column_sort']}; run at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC."
         f" What each row includes: see the docstring of `bench/throughput.py`.\n\n"
     )
     print(header + text)
