@@ -1017,7 +1017,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     header = (
         f"### Throughput and memory (issue 7)\n\nCommand: `{result['command']}`  \n"
         f"Machine: {m['cores']} cores, Python {m['python']}, numpy {m['numpy']}, "
-        f"OPENBLAS env: {m['openblas_env']}; column sort: {m['column_sort']}; run at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC."
+        f"OPENBLAS env: {m['openblas_env']}; column sort: {m['column_sort']}; "
+        f"run at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC."
         f" What each row includes: see the docstring of `bench/throughput.py`.\n\n"
     )
     print(header + text)
