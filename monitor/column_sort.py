@@ -75,6 +75,17 @@ def implementation() -> str:
     return _chosen
 
 
+def describe() -> str:
+    """Which sort this process uses and why, for the service's start log."""
+    name = "compiled (monitor_native)" if implementation() == "native" else "numpy"
+    if _native_sort is None:
+        return f"{name} (monitor_native not installed)"
+    override = os.environ.get("MONITOR_NATIVE_SORT", "")
+    if override in ("0", "1"):
+        return f"{name} (MONITOR_NATIVE_SORT={override})"
+    return f"{name} (the faster of the two on this machine, timed)"
+
+
 def _choose(override: str) -> str:
     """The faster of the two on this machine, unless told (``override``: "1" or "0")."""
     if _native_sort is None or override == "0":

@@ -165,5 +165,8 @@ def test_the_choice_is_told_or_timed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(column_sort, "_chosen", None)
     monkeypatch.setenv("MONITOR_NATIVE_SORT", "0")
     assert column_sort.implementation() == "numpy"
+    assert column_sort.describe() == "numpy (MONITOR_NATIVE_SORT=0)"  # the start log's words
     monkeypatch.setenv("MONITOR_NATIVE_SORT", "1")
     assert column_sort.implementation() == "numpy"
+    monkeypatch.setattr(column_sort, "_chosen", None)
+    assert column_sort.describe() == "compiled (monitor_native) (MONITOR_NATIVE_SORT=1)"
