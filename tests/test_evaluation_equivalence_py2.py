@@ -15,6 +15,7 @@ import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from monitor import column_sort
 from monitor.config import DriftConfig, ValidationConfig
 from monitor.detectors.base import DetectorResult, as_counts, grade_p_value
 from monitor.detectors.binning import pooled_counts
@@ -483,15 +484,19 @@ def _old_summarize_full(ordered: np.ndarray, quantiles: tuple[float, ...]):
     ]
 
 
-def _hexed(s: NumericSummary) -> tuple:
+def _hexed(s: NumericSummary, unsigned_zeros: bool = False) -> tuple:
+    """The fields' bits. ``unsigned_zeros``: the fields picked from the sorted column (min,
+    max, quantiles) with -0.0 as 0.0, where the crate sorted it: numpy leaves the two (equal)
+    in either order, the crate puts -0.0 first (monitor/column_sort.py)."""
+    z = 0.0 if unsigned_zeros else -0.0  # x + -0.0 is x, bit for bit; x + 0.0 unsigns a zero
     return (
         s.count,
         s.missing_rate.hex(),
         s.mean.hex(),
         s.std.hex(),
-        s.min.hex(),
-        s.max.hex(),
-        [(q, v.hex()) for q, v in s.quantiles.items()],
+        (s.min + z).hex(),
+        (s.max + z).hex(),
+        [(q, (v + z).hex()) for q, v in s.quantiles.items()],
     )
 
 
@@ -507,8 +512,15 @@ def test_numeric_summaries_same_fields_and_bits(
 ) -> None:
     rng = np.random.default_rng(seed)
     values = np.asfortranarray(np.round(rng.normal(size=(rows, cols)), int(rng.integers(0, 4))))
-    summaries, columns = summarize_numeric(values, quantiles)
     old = _old_summarize_full(np.sort(values, axis=0), quantiles)
-    assert summaries == old
-    assert [_hexed(s) for s in summaries] == [_hexed(s) for s in old]
+    chosen = column_sort._chosen
+    try:  # under both sorts, whichever this machine picks (rounding makes -0.0 and 0.0)
+        for sort in ("numpy", "native") if column_sort._native_sort else ("numpy",):
+            column_sort._chosen = sort
+            summaries, columns = summarize_numeric(values, quantiles)
+            assert summaries == old
+            unsigned = sort == "native"
+            assert [_hexed(s, unsigned) for s in summaries] == [_hexed(s, unsigned) for s in old]
+    finally:
+        column_sort._chosen = chosen
     assert len(columns) == cols
