@@ -14,7 +14,8 @@ window-shaped sample, alternating, and the process keeps the faster.
 Both give the same columns: each ascending with its NaN last, values equal as numbers. The
 one difference is the relative order of ``-0.0`` and ``0.0``, which compare equal: numpy
 leaves them in either order, the crate puts ``-0.0`` first, so a quantile or a minimum that
-falls on a zero may be either zero. No statistic, test or verdict tells them apart.
+falls on a zero may be either zero (``/metrics`` may show ``-0``). No drift statistic,
+p-value or verdict tells them apart.
 
 ``MONITOR_NATIVE_SORT`` overrides the choice: ``1`` for the crate, ``0`` for numpy
 (benchmarks and tests); anything else, or unset, times both.
