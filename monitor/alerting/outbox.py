@@ -151,9 +151,11 @@ class Outbox:
         # Writes run on the alert service's database thread, while a few still come from
         # other threads (the synchronous API of tests and tools): two transactions on one
         # connection must not interleave (the second BEGIN fails, or its statements join
-        # the first's transaction). Reads take no lock: SQLite serialises the calls on
-        # a connection (``sqlite3.threadsafety == 3``), and a read inside another thread's
-        # transaction only sees what that transaction wrote. Serialised, not concurrent: a
+        # the first's transaction). The service's reads take no lock: it makes them all from
+        # the database thread, between its writes. A read from another thread while a write
+        # runs has undefined results (SQLite: a change on the same connection while a
+        # statement is running), so the diagnostics for tests (counts, rows) take the lock.
+        # Serialised, not concurrent: a
         # call waiting for the connection can hold the GIL meanwhile (seen: the loop stood
         # still for a write's whole busy timeout on another thread), so the service makes
         # its calls from the one database thread, and a lock on the file stalls that thread
@@ -723,12 +725,19 @@ class Outbox:
         return None if row["t"] is None else max(0.0, now - float(row["t"]))
 
     def counts(self) -> dict[str, int]:
-        """Rows per state (pending, delivered, dead, superseded): for tests and diagnostics."""
-        rows = self._conn.execute("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
-        return {r["state"]: r["n"] for r in rows.fetchall()}
+        """Rows per state (pending, delivered, dead, superseded): for tests and diagnostics.
+
+        Under the write lock: called from another thread than the database thread's writes
+        (a test polling while the dispatcher delivers), a read during a write on the same
+        connection has undefined results in SQLite; seen: ``{"delivered": 1, None: 2}`` for
+        three rows, which ended a test's wait for "nothing pending" early."""
+        with self._lock:
+            rows = self._conn.execute("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
+            return {r["state"]: r["n"] for r in rows.fetchall()}
 
     def rows(self, receiver: str | None = None) -> list[dict[str, object]]:
-        """Every row's bookkeeping columns (no payload): for tests and diagnostics."""
+        """Every row's bookkeeping columns (no payload): for tests and diagnostics (under the
+        write lock, as :meth:`counts`)."""
         sql = (
             "SELECT id, receiver, idempotency_key, fingerprint, state, attempts, enqueued_at, "
             "next_attempt_at, deadline_at, finished_at, last_error, claimed_by, claimed_until "
@@ -738,7 +747,8 @@ class Outbox:
         if receiver is not None:
             sql += " WHERE receiver = ?"
             params = (receiver,)
-        return [dict(r) for r in self._conn.execute(sql + " ORDER BY id", params).fetchall()]
+        with self._lock:
+            return [dict(r) for r in self._conn.execute(sql + " ORDER BY id", params).fetchall()]
 
     def load_states(self) -> dict[str, str]:
         """Saved alert state per model (JSON text)."""
