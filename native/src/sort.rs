@@ -19,9 +19,10 @@
 //! it stops after `8 n` moves and a comparison sort (`sort_unstable`, pattern-defeating,
 //! `O(n log n)`) finishes the column. NaN values follow, in their original order and bits.
 
-use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+
+use crate::summary::f64_buffer;
 
 const DIGIT: u32 = 11;
 const RADIX: usize = 1 << DIGIT;
@@ -108,22 +109,13 @@ fn sort_column(src: &[f64], out: &mut [f64], keys: &mut Vec<u64>, spare: &mut Ve
         *o = value(k);
     }
     if present < src.len() {
-        for (o, &x) in out[present..].iter_mut().zip(src.iter().filter(|x| x.is_nan())) {
+        for (o, &x) in out[present..]
+            .iter_mut()
+            .zip(src.iter().filter(|x| x.is_nan()))
+        {
             *o = x;
         }
     }
-}
-
-/// A 2-D Fortran-contiguous float64 buffer.
-fn fortran_f64(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<PyBuffer<f64>> {
-    let buf = PyBuffer::<f64>::get(obj)
-        .map_err(|_| PyTypeError::new_err(format!("{what} must be a float64 array")))?;
-    if buf.dimensions() != 2 || !buf.is_fortran_contiguous() {
-        return Err(PyValueError::new_err(format!(
-            "{what} must be 2-D and Fortran-contiguous"
-        )));
-    }
-    Ok(buf)
 }
 
 /// sort_columns(values, out, /)
@@ -139,10 +131,12 @@ pub fn sort_columns(
     values: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let src = fortran_f64(values, "values")?;
-    let dst = fortran_f64(out, "out")?;
+    let src = f64_buffer(values, "values", true)?;
+    let dst = f64_buffer(out, "out", true)?;
     if src.shape() != dst.shape() {
-        return Err(PyValueError::new_err("values and out must have the same shape"));
+        return Err(PyValueError::new_err(
+            "values and out must have the same shape",
+        ));
     }
     if dst.readonly() {
         return Err(PyValueError::new_err("out must be writable"));
@@ -189,15 +183,31 @@ mod tests {
         let mut want: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
         want.sort_unstable_by(|a, b| a.total_cmp(b));
         let present = want.len();
-        assert_eq!(got[..present].iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                   want.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            got[..present]
+                .iter()
+                .map(|x| x.to_bits())
+                .collect::<Vec<_>>(),
+            want.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
         assert!(got[present..].iter().all(|x| x.is_nan()));
         assert_eq!(got.len(), v.len());
     }
 
     #[test]
     fn keys_keep_the_float_order() {
-        let xs = [f64::NEG_INFINITY, -1e300, -1.0, -5e-324, -0.0, 0.0, 5e-324, 1.0, 1e300, f64::INFINITY];
+        let xs = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -1.0,
+            -5e-324,
+            -0.0,
+            0.0,
+            5e-324,
+            1.0,
+            1e300,
+            f64::INFINITY,
+        ];
         for w in xs.windows(2) {
             assert!(key(w[0]) < key(w[1]), "{} {}", w[0], w[1]);
         }
@@ -216,16 +226,25 @@ mod tests {
             s
         };
         for n in [0usize, 1, 2, 255, 256, 257, 1000, 5000] {
-            let spread: Vec<f64> = (0..n).map(|_| (next() >> 11) as f64 * 1e-10 - 4e5).collect();
+            let spread: Vec<f64> = (0..n)
+                .map(|_| (next() >> 11) as f64 * 1e-10 - 4e5)
+                .collect();
             check(&spread);
             // crowded: the same top 33 bits, differing below (the insertion pass's worst case)
-            let crowded: Vec<f64> =
-                (0..n).map(|_| f64::from_bits(0x408f_4000_0000_0000 | (next() >> 40))).collect();
+            let crowded: Vec<f64> = (0..n)
+                .map(|_| f64::from_bits(0x408f_4000_0000_0000 | (next() >> 40)))
+                .collect();
             check(&crowded);
             let tied: Vec<f64> = (0..n).map(|_| (next() % 3) as f64 - 1.0).collect();
             check(&tied);
             let missing: Vec<f64> = (0..n)
-                .map(|i| if i % 7 == 0 { f64::NAN } else { -((next() % 1000) as f64) })
+                .map(|i| {
+                    if i % 7 == 0 {
+                        f64::NAN
+                    } else {
+                        -((next() % 1000) as f64)
+                    }
+                })
                 .collect();
             check(&missing);
         }

@@ -208,7 +208,11 @@ fn psi_sorted(
 }
 
 /// A float64 buffer (a numpy array) that must be C- or Fortran-contiguous as told.
-fn f64_buffer(obj: &Bound<'_, PyAny>, what: &str, fortran: bool) -> PyResult<PyBuffer<f64>> {
+pub(crate) fn f64_buffer(
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+    fortran: bool,
+) -> PyResult<PyBuffer<f64>> {
     let buf = PyBuffer::<f64>::get(obj)
         .map_err(|_| PyTypeError::new_err(format!("{what} must be a float64 array")))?;
     let ok = if fortran {
