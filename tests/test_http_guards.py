@@ -301,12 +301,13 @@ def test_model_collector_reads_counters_the_loop_is_adding_to() -> None:
     collector = ModelStateCollector(lambda: [model], 20, "full")
     errors: list[Exception] = []
     scrapes = [0]
-    stop = threading.Event()
+    stop, scraping = threading.Event(), threading.Event()
 
     def scrape() -> None:
         # Any exception counts: the fake model once lacked a field collect() reads, the
         # thread died at its first scrape with an AttributeError, and the test passed
         # without racing anything.
+        scraping.set()
         try:
             while not stop.is_set():
                 list(collector.collect())
@@ -319,6 +320,7 @@ def test_model_collector_reads_counters_the_loop_is_adding_to() -> None:
     thread = threading.Thread(target=scrape)
     thread.start()
     try:
+        assert scraping.wait(10), "the scraper started"  # so the writes race it
         for i in range(20_000):
             invalid[(f"g{i}", "nan")] = 1
             if errors:
@@ -328,7 +330,7 @@ def test_model_collector_reads_counters_the_loop_is_adding_to() -> None:
         thread.join()
         sys.setswitchinterval(interval)
     assert errors == []
-    assert scrapes[0] > 1, "the scrapes ran alongside the writes"
+    assert scrapes[0] >= 1, "the scraper got through whole scrapes"
 
 
 # -- long categories ---------------------------------------------------------------------
