@@ -69,6 +69,7 @@ from monitor.alerting.page_cap import (
     summary_fingerprint,
     summary_notification,
 )
+from monitor.alerting.policy import incident_and_action
 from monitor.errors import StateError
 
 _ERROR_EXCERPT = 500
@@ -524,9 +525,7 @@ class Outbox:
         paged: dict[str, set[str]] = {}
         resolved: dict[str, set[str]] = {}
         for row in self._conn.execute(sql, names).fetchall():
-            # An incident's keys are "<fingerprint>-<start ms>-<seq>-<action>" (policy).
-            incident, _, action = str(row["idempotency_key"]).rpartition("-")
-            incident = incident.rpartition("-")[0]
+            incident, action = incident_and_action(str(row["idempotency_key"]))
             if action in ("fire", "update", "repeat"):
                 paged.setdefault(row["receiver"], set()).add(incident)
             elif action == "resolve":

@@ -77,6 +77,13 @@ def idempotency_key(fp: str, started_at: float, seq: int, action: str) -> str:
     return f"{fp}-{round(started_at * 1000)}-{seq}-{action}"
 
 
+def incident_and_action(key: str) -> tuple[str, str]:
+    """The inverse of :func:`idempotency_key` as far as a reader needs it: the incident
+    (``"<fingerprint>-<start ms>"``, shared by all of its notifications) and the action."""
+    rest, _, action = key.rpartition("-")
+    return rest.rpartition("-")[0], action
+
+
 def signal_key(signal: Signal) -> str:
     """``kind:subject``, and ``@segment`` for a segment's signal (its own track)."""
     key = f"{signal.kind}:{signal.subject}"
@@ -684,5 +691,6 @@ __all__ = [
     "fingerprint",
     "group_labels",
     "idempotency_key",
+    "incident_and_action",
     "retire",
 ]
