@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -1227,6 +1228,14 @@ def parse_config(
     return resolve_paths(config, base_dir) if base_dir else config
 
 
+def _differing_only_in_case(names: Iterable[str]) -> list[list[str]]:
+    """Groups of two or more ``names`` equal once normalised (``name_key``) and case-folded."""
+    by_case: dict[str, list[str]] = {}
+    for name in names:
+        by_case.setdefault(name_key(name).casefold(), []).append(name)
+    return [group for group in by_case.values() if len(group) > 1]
+
+
 def config_warnings(config: MonitorConfig) -> list[str]:
     """What a valid configuration does that its writer may not mean; logged at every load
     (``check-config`` and ``run``), never refused.
@@ -1246,25 +1255,17 @@ def config_warnings(config: MonitorConfig) -> list[str]:
             "as unknown_model (monitor_events_invalid_total) and nothing monitored; list the "
             "models, or set unknown_models: track"
         )
-    by_case: dict[str, list[str]] = {}
-    for m in config.models:
-        by_case.setdefault(name_key(m.name).casefold(), []).append(m.name)
-    for names in by_case.values():
-        if len(names) > 1:
-            out.append(
-                f"model names {', '.join(ascii(n) for n in names)} differ only in case: events "
-                "are matched exactly, so these are separate models; rename one if that is a typo"
-            )
-    receivers_by_case: dict[str, list[str]] = {}
-    for name in config.alerting.receivers:
-        receivers_by_case.setdefault(name_key(name).casefold(), []).append(name)
-    for names in receivers_by_case.values():
-        if len(names) > 1:
-            out.append(
-                f"receiver names {', '.join(ascii(n) for n in names)} differ only in case: "
-                "routes name receivers exactly, so these are separate receivers and each is "
-                "sent what routes to it; rename one if that is a typo"
-            )
+    for names in _differing_only_in_case(m.name for m in config.models):
+        out.append(
+            f"model names {', '.join(ascii(n) for n in names)} differ only in case: events "
+            "are matched exactly, so these are separate models; rename one if that is a typo"
+        )
+    for names in _differing_only_in_case(config.alerting.receivers):
+        out.append(
+            f"receiver names {', '.join(ascii(n) for n in names)} differ only in case: "
+            "routes name receivers exactly, so these are separate receivers and each is "
+            "sent what routes to it; rename one if that is a typo"
+        )
     for name, receiver in config.alerting.receivers.items():
         if receiver.allow_insecure_http and (found := clear_text_credentials(receiver)):
             out.append(
