@@ -155,7 +155,8 @@ class Outbox:
         # the first's transaction). The service's reads take no lock: it makes them all from
         # the database thread, between its writes. A read from another thread while a write
         # runs has undefined results (SQLite: a change on the same connection while a
-        # statement is running), so the diagnostics for tests (counts, rows) take the lock.
+        # statement is running), so what tests poll (counts, rows, depth, the oldest row's
+        # age) takes the lock: uncontended, and so nearly free, on the database thread.
         # Serialised, not concurrent: a
         # call waiting for the connection can hold the GIL meanwhile (seen: the loop stood
         # still for a write's whole busy timeout on another thread), so the service makes
@@ -710,17 +711,19 @@ class Outbox:
         return None if row["t"] is None else float(row["t"])
 
     def depth(self) -> dict[str, int]:
-        """Pending rows per receiver."""
-        rows = self._conn.execute(
-            "SELECT receiver, COUNT(*) AS n FROM outbox WHERE state='pending' GROUP BY receiver"
-        ).fetchall()
+        """Pending rows per receiver (under the write lock, as :meth:`counts`: tests poll it)."""
+        sql = "SELECT receiver, COUNT(*) AS n FROM outbox WHERE state='pending' GROUP BY receiver"
+        with self._lock:
+            rows = self._conn.execute(sql).fetchall()
         return {r["receiver"]: r["n"] for r in rows}
 
     def oldest_undelivered_age(self, now: float) -> float | None:
-        """Seconds since the oldest pending row was enqueued (None when nothing is pending)."""
-        row = self._conn.execute(
-            "SELECT MIN(enqueued_at) AS t FROM outbox WHERE state='pending'"
-        ).fetchone()
+        """Seconds since the oldest pending row was enqueued (None when nothing is pending;
+        under the write lock, as :meth:`counts`)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT MIN(enqueued_at) AS t FROM outbox WHERE state='pending'"
+            ).fetchone()
         return None if row["t"] is None else max(0.0, now - float(row["t"]))
 
     def counts(self) -> dict[str, int]:
